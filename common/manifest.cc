@@ -1,0 +1,179 @@
+#include "common/manifest.h"
+
+#include <limits>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ckpt {
+namespace {
+
+struct DTypeInfo {
+  DType dtype;
+  size_t size;
+  absl::string_view name;
+};
+
+constexpr DTypeInfo kDTypes[] = {
+    {DType::kUint8, 1, "uint8"},         {DType::kInt8, 1, "int8"},
+    {DType::kInt16, 2, "int16"},         {DType::kInt32, 4, "int32"},
+    {DType::kInt64, 8, "int64"},         {DType::kFloat16, 2, "float16"},
+    {DType::kBFloat16, 2, "bfloat16"},   {DType::kFloat32, 4, "float32"},
+    {DType::kFloat64, 8, "float64"},     {DType::kBool, 1, "bool"},
+    {DType::kComplex64, 8, "complex64"}, {DType::kComplex128, 16, "complex128"},
+};
+
+const DTypeInfo* FindDType(DType dtype) {
+  for (const auto& info : kDTypes) {
+    if (info.dtype == dtype) return &info;
+  }
+  return nullptr;
+}
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+}  // namespace
+
+size_t DTypeSize(DType dtype) {
+  const DTypeInfo* info = FindDType(dtype);
+  return info == nullptr ? 0 : info->size;
+}
+
+absl::string_view DTypeName(DType dtype) {
+  const DTypeInfo* info = FindDType(dtype);
+  return info == nullptr ? "invalid" : info->name;
+}
+
+absl::StatusOr<DType> ParseDType(absl::string_view name) {
+  for (const auto& info : kDTypes) {
+    if (info.name == name) return info.dtype;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'"));
+}
+
+absl::string_view CheckpointStateName(CheckpointState state) {
+  switch (state) {
+    case CheckpointState::kPending:
+      return "pending";
+    case CheckpointState::kCommitted:
+      return "committed";
+    case CheckpointState::kAborted:
+      return "aborted";
+  }
+  return "invalid";
+}
+
+uint64_t TensorEntry::ByteSize() const {
+  uint64_t elements = 1;
+  for (int64_t length : box.lengths) elements *= static_cast<uint64_t>(length);
+  return elements * DTypeSize(dtype);
+}
+
+uint64_t ShardManifest::ByteSize() const {
+  uint64_t total = 0;
+  for (const auto& tensor : tensors) total += tensor.ByteSize();
+  return total;
+}
+
+absl::Status ValidateJobName(absl::string_view job) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid job name '", job, "': ", why,
+                     " (expected tenant/name, e.g. 'research/resnet50')"));
+  };
+  if (job.size() > 256) return bad("longer than 256 characters");
+  size_t slash = job.find('/');
+  if (slash == absl::string_view::npos) return bad("no tenant/ prefix");
+  if (slash == 0 || slash > 64) return bad("tenant must be 1-64 characters");
+  absl::string_view rest = job.substr(slash + 1);
+  if (rest.empty()) return bad("empty name after the tenant");
+  bool segment_empty = true;
+  for (size_t i = 0; i < job.size(); ++i) {
+    char c = job[i];
+    if (c == '/') {
+      if (segment_empty) return bad("empty path segment");
+      segment_empty = true;
+    } else if (IsNameChar(c)) {
+      segment_empty = false;
+    } else {
+      return bad(absl::StrCat("character '", std::string(1, c),
+                              "' not allowed (use A-Z a-z 0-9 . _ -)"));
+    }
+  }
+  if (segment_empty) return bad("ends with '/'");
+  return absl::OkStatus();
+}
+
+absl::string_view TenantOf(absl::string_view job) {
+  return job.substr(0, job.find('/'));
+}
+
+absl::Status ValidateShardManifest(const ShardManifest& shard,
+                                   int32_t world_size) {
+  if (world_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size must be >= 1, got ", world_size));
+  }
+  if (shard.rank < 0 || shard.rank >= world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", shard.rank, " is outside world_size ", world_size));
+  }
+  absl::flat_hash_set<absl::string_view> names;
+  for (const auto& tensor : shard.tensors) {
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", tensor.name, "' of rank ", shard.rank, ": ", why));
+    };
+    if (tensor.name.empty()) return bad("empty tensor name");
+    if (tensor.name.size() > 1024) return bad("name longer than 1024 bytes");
+    if (!names.insert(tensor.name).second) return bad("duplicate tensor name");
+    if (DTypeSize(tensor.dtype) == 0) return bad("unknown dtype");
+    size_t rank = tensor.global_shape.size();
+    if (tensor.box.offsets.size() != rank ||
+        tensor.box.lengths.size() != rank) {
+      return bad(absl::StrCat("box has ", tensor.box.offsets.size(),
+                              " offsets and ", tensor.box.lengths.size(),
+                              " lengths for a tensor of ", rank,
+                              " dimensions"));
+    }
+    // Overflow-safe: every extent fits in 2^48 elements.
+    constexpr int64_t kMaxExtent = int64_t{1} << 48;
+    for (size_t d = 0; d < rank; ++d) {
+      int64_t dim = tensor.global_shape[d];
+      int64_t off = tensor.box.offsets[d];
+      int64_t len = tensor.box.lengths[d];
+      if (dim < 0 || dim > kMaxExtent) {
+        return bad(absl::StrCat("dimension ", d, " has size ", dim));
+      }
+      if (off < 0 || len < 0 || off > dim || len > dim - off) {
+        return bad(absl::StrCat("box [", off, ", +", len,
+                                ") exceeds dimension ", d, " of size ", dim));
+      }
+    }
+    // Bytes must fit in 2^62, checked without overflowing.
+    uint64_t bytes = DTypeSize(tensor.dtype);
+    for (int64_t len : tensor.box.lengths) {
+      if (len != 0 &&
+          bytes > (uint64_t{1} << 62) / static_cast<uint64_t>(len)) {
+        return bad("box too large");
+      }
+      bytes *= static_cast<uint64_t>(len);
+    }
+    uint64_t pieces_total = 0;
+    for (const auto& piece : tensor.pieces) {
+      if (piece.size == 0) return bad("empty piece");
+      pieces_total += piece.size;
+    }
+    if (pieces_total != tensor.ByteSize()) {
+      return bad(absl::StrCat("pieces hold ", pieces_total,
+                              " bytes but the box needs ", tensor.ByteSize()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt

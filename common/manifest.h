@@ -1,0 +1,134 @@
+// The checkpoint data model (jobs, checkpoints, shards, tensor entries) and
+// its validation. Pure: no I/O, no gRPC, no RocksDB.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/chunk_id.h"
+
+namespace ckpt {
+
+// Persisted records carry this; readers accept every version <= it.
+inline constexpr uint32_t kFormatVersion = 1;
+
+enum class DType : uint8_t {
+  kUint8 = 1,
+  kInt8,
+  kInt16,
+  kInt32,
+  kInt64,
+  kFloat16,
+  kBFloat16,
+  kFloat32,
+  kFloat64,
+  kBool,
+  kComplex64,
+  kComplex128,
+};
+
+// Bytes per element.
+size_t DTypeSize(DType dtype);
+// "float32", "bfloat16", ... (numpy / torch spellings).
+absl::string_view DTypeName(DType dtype);
+absl::StatusOr<DType> ParseDType(absl::string_view name);
+
+struct Box {
+  std::vector<int64_t> offsets;
+  std::vector<int64_t> lengths;
+  friend bool operator==(const Box&, const Box&) = default;
+};
+
+struct ChunkRef {
+  ChunkId id;
+  uint64_t size = 0;
+  friend bool operator==(const ChunkRef&, const ChunkRef&) = default;
+};
+
+struct TensorEntry {
+  std::string name;
+  DType dtype = DType::kUint8;
+  std::vector<int64_t> global_shape;
+  Box box;
+  // Concatenated in order: the box's bytes, row-major.
+  std::vector<ChunkRef> pieces;
+
+  // Product of box lengths times the element size.
+  uint64_t ByteSize() const;
+  friend bool operator==(const TensorEntry&, const TensorEntry&) = default;
+};
+
+struct ShardManifest {
+  int32_t rank = 0;
+  std::vector<TensorEntry> tensors;
+
+  uint64_t ByteSize() const;
+  friend bool operator==(const ShardManifest&, const ShardManifest&) = default;
+};
+
+struct CheckpointMetadata {
+  std::map<std::string, double> metrics;
+  std::map<std::string, std::string> tags;
+  std::optional<absl::Time> writer_time;
+  friend bool operator==(const CheckpointMetadata&,
+                         const CheckpointMetadata&) = default;
+};
+
+enum class CheckpointState : uint8_t { kPending = 1, kCommitted, kAborted };
+absl::string_view CheckpointStateName(CheckpointState state);
+
+// A checkpoint's header: everything but the shards' tensor lists.
+struct CheckpointRecord {
+  std::string job;
+  int64_t step = 0;
+  CheckpointState state = CheckpointState::kPending;
+  int32_t world_size = 1;
+  CheckpointMetadata metadata;
+  absl::Time create_time = absl::UnixEpoch();
+  absl::Time commit_time = absl::UnixEpoch();   // meaningful when committed
+  absl::Time lease_expiry = absl::UnixEpoch();  // meaningful when pending
+  uint64_t logical_bytes = 0;                   // over committed shards
+  std::vector<int32_t> committed_ranks;         // ascending
+  std::string abort_reason;
+
+  // The time retention and listings use: the writer's, else the commit's.
+  absl::Time EffectiveTime() const {
+    return metadata.writer_time.value_or(commit_time);
+  }
+  friend bool operator==(const CheckpointRecord&,
+                         const CheckpointRecord&) = default;
+};
+
+// A committed checkpoint with all of its shards (ascending rank).
+struct Checkpoint {
+  CheckpointRecord record;
+  std::vector<ShardManifest> shards;
+};
+
+struct JobRecord {
+  std::string name;
+  absl::Time create_time = absl::UnixEpoch();
+  friend bool operator==(const JobRecord&, const JobRecord&) = default;
+};
+
+// Job names are `tenant/name`: tenant is [A-Za-z0-9._-]{1,64}; name is one
+// or more `/`-separated segments of [A-Za-z0-9._-], at most 256 characters.
+absl::Status ValidateJobName(absl::string_view job);
+// The tenant part of a valid job name.
+absl::string_view TenantOf(absl::string_view job);
+
+// Checks a shard's internal consistency for a checkpoint of `world_size`
+// ranks: rank range, unique non-empty tensor names, known dtypes, shapes and
+// boxes that agree, and piece sizes that add up to the box's bytes.
+// INVALID_ARGUMENT with a message naming the offending tensor otherwise.
+absl::Status ValidateShardManifest(const ShardManifest& shard,
+                                   int32_t world_size);
+
+}  // namespace ckpt

@@ -1,0 +1,211 @@
+#include "common/wire_format.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace ckpt {
+namespace {
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+absl::Status CheckVersion(uint32_t version, absl::string_view what) {
+  if (version > kFormatVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has format_version ", version,
+                     "; this build reads up to ", kFormatVersion));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AsDataLoss(const absl::Status& status, absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("corrupt stored ", what, ": ", status.message()));
+}
+
+}  // namespace
+
+v1::DType ToProto(DType dtype) { return static_cast<v1::DType>(dtype); }
+
+absl::StatusOr<DType> FromProto(v1::DType dtype) {
+  if (dtype < v1::DTYPE_UINT8 || dtype > v1::DTYPE_COMPLEX128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown dtype ", static_cast<int>(dtype)));
+  }
+  return static_cast<DType>(dtype);
+}
+
+void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
+  out->set_format_version(kFormatVersion);
+  out->set_rank(shard.rank);
+  out->mutable_tensors()->Reserve(static_cast<int>(shard.tensors.size()));
+  for (const auto& tensor : shard.tensors) {
+    v1::TensorEntry* entry = out->add_tensors();
+    entry->set_name(tensor.name);
+    entry->set_dtype(ToProto(tensor.dtype));
+    for (int64_t d : tensor.global_shape) entry->add_global_shape(d);
+    for (int64_t d : tensor.box.offsets) entry->mutable_box()->add_offsets(d);
+    for (int64_t d : tensor.box.lengths) entry->mutable_box()->add_lengths(d);
+    entry->mutable_pieces()->Reserve(static_cast<int>(tensor.pieces.size()));
+    for (const auto& piece : tensor.pieces) {
+      v1::ChunkRef* ref = entry->add_pieces()->mutable_chunk();
+      ref->set_sha256(std::string(piece.id.bytes()));
+      ref->set_size(piece.size);
+    }
+  }
+}
+
+absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
+  CKPT_RETURN_IF_ERROR(CheckVersion(shard.format_version(), "shard manifest"));
+  ShardManifest out;
+  out.rank = shard.rank();
+  out.tensors.reserve(shard.tensors_size());
+  for (const auto& entry : shard.tensors()) {
+    TensorEntry tensor;
+    tensor.name = entry.name();
+    auto dtype = FromProto(entry.dtype());
+    if (!dtype.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", entry.name(), "': ", dtype.status().message()));
+    }
+    tensor.dtype = *dtype;
+    tensor.global_shape.assign(entry.global_shape().begin(),
+                               entry.global_shape().end());
+    tensor.box.offsets.assign(entry.box().offsets().begin(),
+                              entry.box().offsets().end());
+    tensor.box.lengths.assign(entry.box().lengths().begin(),
+                              entry.box().lengths().end());
+    tensor.pieces.reserve(entry.pieces_size());
+    for (const auto& piece : entry.pieces()) {
+      if (piece.kind_case() != v1::Piece::kChunk) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", entry.name(),
+                         "': only chunk pieces are supported by this server "
+                         "(row deltas are not implemented yet)"));
+      }
+      auto id = ChunkId::FromBytes(piece.chunk().sha256());
+      if (!id.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", entry.name(), "': ", id.status().message()));
+      }
+      tensor.pieces.push_back(ChunkRef{*id, piece.chunk().size()});
+    }
+    out.tensors.push_back(std::move(tensor));
+  }
+  return out;
+}
+
+void ToProto(const CheckpointMetadata& metadata, v1::CheckpointMetadata* out) {
+  for (const auto& [name, value] : metadata.metrics) {
+    (*out->mutable_metrics())[name] = value;
+  }
+  for (const auto& [name, value] : metadata.tags) {
+    (*out->mutable_tags())[name] = value;
+  }
+  if (metadata.writer_time.has_value()) {
+    out->set_writer_time_micros(ToMicros(*metadata.writer_time));
+  }
+}
+
+CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata) {
+  CheckpointMetadata out;
+  out.metrics.insert(metadata.metrics().begin(), metadata.metrics().end());
+  out.tags.insert(metadata.tags().begin(), metadata.tags().end());
+  if (metadata.has_writer_time_micros()) {
+    out.writer_time = FromMicros(metadata.writer_time_micros());
+  }
+  return out;
+}
+
+void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
+  out->set_format_version(kFormatVersion);
+  out->set_job(record.job);
+  out->set_step(record.step);
+  out->set_state(static_cast<v1::CheckpointState>(record.state));
+  out->set_world_size(record.world_size);
+  ToProto(record.metadata, out->mutable_metadata());
+  out->set_create_time_micros(ToMicros(record.create_time));
+  out->set_commit_time_micros(ToMicros(record.commit_time));
+  out->set_lease_expiry_micros(ToMicros(record.lease_expiry));
+  out->set_logical_bytes(record.logical_bytes);
+  for (int32_t rank : record.committed_ranks) out->add_committed_ranks(rank);
+  out->set_abort_reason(record.abort_reason);
+}
+
+absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
+  CKPT_RETURN_IF_ERROR(CheckVersion(info.format_version(), "checkpoint"));
+  if (info.state() < v1::CHECKPOINT_STATE_PENDING ||
+      info.state() > v1::CHECKPOINT_STATE_ABORTED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown checkpoint state ", info.state()));
+  }
+  CheckpointRecord out;
+  out.job = info.job();
+  out.step = info.step();
+  out.state = static_cast<CheckpointState>(info.state());
+  out.world_size = info.world_size();
+  out.metadata = FromProto(info.metadata());
+  out.create_time = FromMicros(info.create_time_micros());
+  out.commit_time = FromMicros(info.commit_time_micros());
+  out.lease_expiry = FromMicros(info.lease_expiry_micros());
+  out.logical_bytes = info.logical_bytes();
+  out.committed_ranks.assign(info.committed_ranks().begin(),
+                             info.committed_ranks().end());
+  out.abort_reason = info.abort_reason();
+  return out;
+}
+
+std::string EncodeShard(const ShardManifest& shard) {
+  v1::ShardManifest proto;
+  ToProto(shard, &proto);
+  return proto.SerializeAsString();
+}
+
+absl::StatusOr<ShardManifest> DecodeShard(absl::string_view value) {
+  v1::ShardManifest proto;
+  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("corrupt stored shard manifest: unparsable");
+  }
+  auto shard = FromProto(proto);
+  if (!shard.ok()) return AsDataLoss(shard.status(), "shard manifest");
+  return shard;
+}
+
+std::string EncodeCheckpointRecord(const CheckpointRecord& record) {
+  v1::CheckpointInfo proto;
+  ToProto(record, &proto);
+  return proto.SerializeAsString();
+}
+
+absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
+    absl::string_view value) {
+  v1::CheckpointInfo proto;
+  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("corrupt stored checkpoint record: unparsable");
+  }
+  auto record = FromProto(proto);
+  if (!record.ok()) return AsDataLoss(record.status(), "checkpoint record");
+  return record;
+}
+
+std::string EncodeJobRecord(const JobRecord& job) {
+  v1::JobInfo proto;
+  proto.set_format_version(kFormatVersion);
+  proto.set_name(job.name);
+  proto.set_create_time_micros(ToMicros(job.create_time));
+  return proto.SerializeAsString();
+}
+
+absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
+  v1::JobInfo proto;
+  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("corrupt stored job record: unparsable");
+  }
+  if (proto.format_version() > kFormatVersion) {
+    return absl::DataLossError("stored job record has a newer format_version");
+  }
+  return JobRecord{proto.name(), FromMicros(proto.create_time_micros())};
+}
+
+}  // namespace ckpt

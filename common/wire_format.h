@@ -1,0 +1,38 @@
+// The one place where the data model converts to and from its Protobuf
+// form (ckpt.v1), used by the gRPC edge, the client and persisted records.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "ckpt/v1/ckpt.pb.h"
+#include "common/manifest.h"
+
+namespace ckpt {
+
+v1::DType ToProto(DType dtype);
+absl::StatusOr<DType> FromProto(v1::DType dtype);
+
+void ToProto(const ShardManifest& shard, v1::ShardManifest* out);
+// INVALID_ARGUMENT for malformed hashes, unknown dtypes, row deltas (not
+// supported yet) or a format_version newer than this build reads.
+absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard);
+
+void ToProto(const CheckpointMetadata& metadata, v1::CheckpointMetadata* out);
+CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata);
+
+void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out);
+absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info);
+
+// Persisted encodings (RocksDB values). Decoding a corrupt or newer-format
+// value is DATA_LOSS naming `what`.
+std::string EncodeShard(const ShardManifest& shard);
+absl::StatusOr<ShardManifest> DecodeShard(absl::string_view value);
+std::string EncodeCheckpointRecord(const CheckpointRecord& record);
+absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
+    absl::string_view value);
+std::string EncodeJobRecord(const JobRecord& job);
+absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+
+}  // namespace ckpt

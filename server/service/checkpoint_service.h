@@ -1,0 +1,137 @@
+// CheckpointService: the checkpoint lifecycle (begin, upload, commit, abort,
+// list, read, delete) over a ChunkStore and a MetadataStore. Knows nothing
+// of gRPC; the rpc/ layer translates requests and calls it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/chunk_id.h"
+#include "common/clock.h"
+#include "common/manifest.h"
+#include "server/storage/chunk_store.h"
+#include "server/storage/metadata_store.h"
+
+namespace ckpt::server {
+
+struct ServiceOptions {
+  // Lease of a pending checkpoint, renewed by every Begin and CommitShard of
+  // it. Default: 30 minutes, long enough for a slow rank to upload.
+  absl::Duration default_lease = absl::Minutes(30);
+  // Largest world_size accepted. Default: 65536.
+  int32_t max_world_size = 65536;
+};
+
+struct BeginResult {
+  CheckpointRecord record;
+  bool created = false;  // false when another rank created it first
+};
+
+struct CommitResult {
+  CheckpointRecord record;
+  bool checkpoint_committed = false;  // this shard completed the checkpoint
+};
+
+struct JobSummary {
+  JobRecord job;
+  int64_t checkpoint_count = 0;  // committed
+  uint64_t logical_bytes = 0;    // over committed checkpoints
+  std::optional<int64_t> latest_step;
+};
+
+struct Stats {
+  uint64_t logical_bytes = 0;
+  uint64_t stored_bytes = 0;
+  uint64_t chunk_count = 0;
+  int64_t job_count = 0;
+  int64_t checkpoint_count = 0;
+};
+
+// Thread-safe. The stores and clock must outlive the service.
+class CheckpointService {
+ public:
+  CheckpointService(ChunkStore* chunks, MetadataStore* metadata, Clock* clock,
+                    ServiceOptions options = {});
+
+  // Creates (job, step) as PENDING, or joins the pending one when the
+  // world_size matches (renewing its lease). Creates the job on first use.
+  // ALREADY_EXISTS when it is committed; FAILED_PRECONDITION when the
+  // pending one has another world_size. An aborted one is started afresh.
+  // lease: zero means the default.
+  absl::StatusOr<BeginResult> BeginCheckpoint(absl::string_view job,
+                                              int64_t step, int32_t world_size,
+                                              const CheckpointMetadata& meta,
+                                              absl::Duration lease);
+
+  // The ids among `ids` that the job's tenant does not hold, in input order.
+  absl::StatusOr<std::vector<ChunkId>> FindMissingChunks(
+      absl::string_view job, absl::Span<const ChunkId> ids);
+
+  // Verifies that SHA-256(bytes) == claimed and stores the chunk for the
+  // job's tenant. INVALID_ARGUMENT on mismatch (nothing stored). Returns
+  // true when the chunk was new.
+  absl::StatusOr<bool> PutChunk(absl::string_view job, const ChunkId& claimed,
+                                absl::string_view bytes);
+
+  // Records rank `shard.rank`'s manifest. Every referenced chunk must be
+  // stored (FAILED_PRECONDITION naming the missing ones otherwise) and is
+  // made durable first. When the last rank commits, the checkpoint becomes
+  // COMMITTED in one durable batch. Recommitting an identical shard is OK;
+  // a different one is FAILED_PRECONDITION.
+  absl::StatusOr<CommitResult> CommitShard(absl::string_view job, int64_t step,
+                                           int32_t world_size,
+                                           const ShardManifest& shard);
+
+  // Marks a pending checkpoint ABORTED and drops its shards. NOT_FOUND when
+  // absent, FAILED_PRECONDITION when already committed, OK when aborted.
+  absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
+                               absl::string_view reason);
+
+  absl::StatusOr<std::vector<JobSummary>> ListJobs();
+
+  // Committed checkpoints (all states with include_uncommitted), ascending
+  // step. NOT_FOUND for an unknown job.
+  absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
+      absl::string_view job, bool include_uncommitted);
+
+  // A committed checkpoint with its shards; the latest when step is nullopt.
+  // NOT_FOUND when there is none (pending and aborted ones do not count).
+  absl::StatusOr<Checkpoint> GetManifest(absl::string_view job,
+                                         std::optional<int64_t> step);
+
+  // A chunk of the job's tenant, verified against its hash: NOT_FOUND when
+  // absent, DATA_LOSS when the stored bytes do not match.
+  absl::StatusOr<std::string> ReadChunk(absl::string_view job,
+                                        const ChunkId& id);
+
+  // Removes a committed or aborted checkpoint's manifest at once; chunk
+  // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
+  // for a pending one (abort it instead).
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+
+  // Whole server when job is empty; else the job's checkpoints and its
+  // tenant's chunks.
+  absl::StatusOr<Stats> GetStats(absl::string_view job);
+
+  // Aborts every pending checkpoint whose lease has ended. Returns how many.
+  absl::StatusOr<int> ExpireLeases();
+
+ private:
+  ChunkStore* const chunks_;
+  MetadataStore* const metadata_;
+  Clock* const clock_;
+  const ServiceOptions options_;
+  // Serializes read-modify-write of checkpoint headers. Chunk uploads and
+  // reads do not take it.
+  absl::Mutex lifecycle_mu_;
+};
+
+}  // namespace ckpt::server

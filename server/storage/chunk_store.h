@@ -1,0 +1,62 @@
+// ChunkStore: immutable content-addressed chunk bytes, scoped by tenant.
+// The same bytes stored by two tenants are two entries, so nothing about one
+// tenant's chunks is observable through another's requests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/chunk_id.h"
+
+namespace ckpt::server {
+
+// Implementations are thread-safe.
+class ChunkStore {
+ public:
+  virtual ~ChunkStore() = default;
+
+  // Stores `bytes` under (tenant, id). Returns true when the chunk was new,
+  // false when it was already present (the bytes are then not written).
+  // REQUIRES: id == Sha256(bytes); the caller has verified it.
+  // Not durable until Sync() returns; a crash before that may lose it.
+  virtual absl::StatusOr<bool> Put(absl::string_view tenant, const ChunkId& id,
+                                   absl::string_view bytes) = 0;
+
+  // The stored bytes, unverified. NOT_FOUND when absent.
+  virtual absl::StatusOr<std::string> Get(absl::string_view tenant,
+                                          const ChunkId& id) = 0;
+
+  // For each id, whether (tenant, id) is stored. Cheap: reads no chunk body.
+  virtual absl::StatusOr<std::vector<bool>> Contains(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) = 0;
+
+  // Removes (tenant, id); OK when absent.
+  virtual absl::Status Delete(absl::string_view tenant, const ChunkId& id) = 0;
+
+  // Makes every Put that returned before this call durable.
+  virtual absl::Status Sync() = 0;
+
+  struct Usage {
+    uint64_t chunk_count = 0;
+    uint64_t bytes = 0;
+  };
+  // Totals for one tenant, or for all when `tenant` is empty.
+  virtual absl::StatusOr<Usage> GetUsage(absl::string_view tenant) = 0;
+
+  // Calls `fn(tenant, id, size)` for every chunk of `tenant` (all tenants
+  // when empty), in (tenant, id) order; stops at the first non-OK status
+  // and returns it.
+  virtual absl::Status ForEach(
+      absl::string_view tenant,
+      absl::FunctionRef<absl::Status(absl::string_view tenant,
+                                     const ChunkId& id, uint64_t size)>
+          fn) = 0;
+};
+
+}  // namespace ckpt::server

@@ -1,0 +1,89 @@
+// MetadataStore: jobs, checkpoint headers and shard manifests, changed only
+// through atomic, durable batches.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/manifest.h"
+
+namespace ckpt::server {
+
+// A set of metadata changes applied all together or not at all.
+class MetadataBatch {
+ public:
+  struct PutJobOp {
+    JobRecord job;
+  };
+  // Inserts or replaces the header of (record.job, record.step), whatever
+  // its state.
+  struct PutCheckpointOp {
+    CheckpointRecord record;
+  };
+  // Removes the header of (job, step) and all of its shards.
+  struct DeleteCheckpointOp {
+    std::string job;
+    int64_t step;
+  };
+  struct PutShardOp {
+    std::string job;
+    int64_t step;
+    ShardManifest shard;
+  };
+  using Op =
+      std::variant<PutJobOp, PutCheckpointOp, DeleteCheckpointOp, PutShardOp>;
+
+  void PutJob(JobRecord job) { ops_.push_back(PutJobOp{std::move(job)}); }
+  void PutCheckpoint(CheckpointRecord record) {
+    ops_.push_back(PutCheckpointOp{std::move(record)});
+  }
+  void DeleteCheckpoint(std::string job, int64_t step) {
+    ops_.push_back(DeleteCheckpointOp{std::move(job), step});
+  }
+  void PutShard(std::string job, int64_t step, ShardManifest shard) {
+    ops_.push_back(PutShardOp{std::move(job), step, std::move(shard)});
+  }
+
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+// Implementations are thread-safe. Steps are >= 0.
+class MetadataStore {
+ public:
+  virtual ~MetadataStore() = default;
+
+  // nullopt when the job does not exist.
+  virtual absl::StatusOr<std::optional<JobRecord>> GetJob(
+      absl::string_view job) = 0;
+  // Ascending name order.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs() = 0;
+
+  // The header in any state. NOT_FOUND when absent.
+  virtual absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
+                                                         int64_t step) = 0;
+  // Every header of `job` in any state, ascending step.
+  virtual absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
+      absl::string_view job) = 0;
+  // Headers in state kPending across all jobs (for lease expiry).
+  virtual absl::StatusOr<std::vector<CheckpointRecord>> ListPending() = 0;
+
+  // Shards stored for (job, step), ascending rank; empty when none.
+  virtual absl::StatusOr<std::vector<ShardManifest>> GetShards(
+      absl::string_view job, int64_t step) = 0;
+
+  // Applies every op in order, atomically; durable when it returns OK.
+  // On error nothing was applied.
+  virtual absl::Status Apply(const MetadataBatch& batch) = 0;
+};
+
+}  // namespace ckpt::server

@@ -1,5 +1,7 @@
 #include "common/chunk_id.h"
 
+#include <cctype>
+
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"

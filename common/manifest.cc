@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/chunking.h"
 
 namespace ckpt {
 namespace {
@@ -165,7 +166,11 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
     }
     uint64_t pieces_total = 0;
     for (const auto& piece : tensor.pieces) {
-      if (piece.size == 0) return bad("empty piece");
+      // Bounding each piece also keeps the sum below from wrapping around.
+      if (piece.size == 0 || piece.size > kMaxChunkBytes) {
+        return bad(absl::StrCat("piece of ", piece.size,
+                                " bytes; pieces hold 1 to ", kMaxChunkBytes));
+      }
       pieces_total += piece.size;
     }
     if (pieces_total != tensor.ByteSize()) {

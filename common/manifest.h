@@ -118,8 +118,9 @@ struct JobRecord {
   friend bool operator==(const JobRecord&, const JobRecord&) = default;
 };
 
-// Job names are `tenant/name`: tenant is [A-Za-z0-9._-]{1,64}; name is one
-// or more `/`-separated segments of [A-Za-z0-9._-], at most 256 characters.
+// Job names are `tenant/name`, at most 256 characters in all: tenant is
+// [A-Za-z0-9._-]{1,64}; name is one or more `/`-separated segments of
+// [A-Za-z0-9._-].
 absl::Status ValidateJobName(absl::string_view job);
 // The tenant part of a valid job name.
 absl::string_view TenantOf(absl::string_view job);

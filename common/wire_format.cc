@@ -37,6 +37,7 @@ absl::StatusOr<DType> FromProto(v1::DType dtype) {
 }
 
 void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
+  out->Clear();
   out->set_format_version(kFormatVersion);
   out->set_rank(shard.rank);
   out->mutable_tensors()->Reserve(static_cast<int>(shard.tensors.size()));
@@ -97,6 +98,7 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
 }
 
 void ToProto(const CheckpointMetadata& metadata, v1::CheckpointMetadata* out) {
+  out->Clear();
   for (const auto& [name, value] : metadata.metrics) {
     (*out->mutable_metrics())[name] = value;
   }
@@ -119,6 +121,7 @@ CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata) {
 }
 
 void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
+  out->Clear();
   out->set_format_version(kFormatVersion);
   out->set_job(record.job);
   out->set_step(record.step);

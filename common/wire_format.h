@@ -14,6 +14,7 @@ namespace ckpt {
 v1::DType ToProto(DType dtype);
 absl::StatusOr<DType> FromProto(v1::DType dtype);
 
+// Each ToProto replaces *out entirely.
 void ToProto(const ShardManifest& shard, v1::ShardManifest* out);
 // INVALID_ARGUMENT for malformed hashes, unknown dtypes, row deltas (not
 // supported yet) or a format_version newer than this build reads.

@@ -1,0 +1,365 @@
+#include "server/service/checkpoint_service.h"
+
+#include <string>
+#include <vector>
+
+#include "common/chunking.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/storage/fault_injecting_store.h"
+#include "server/storage/memory_store.h"
+
+namespace ckpt::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kJob[] = "team/model";
+
+// A shard holding one uint8 tensor per blob, each chunked as the client does.
+struct ShardBuilder {
+  int32_t rank = 0;
+  std::vector<std::pair<std::string, std::string>> blobs;  // name, bytes
+  size_t chunk_bytes = 8;
+
+  ShardManifest Manifest() const {
+    ShardManifest shard;
+    shard.rank = rank;
+    for (const auto& [name, bytes] : blobs) {
+      TensorEntry tensor;
+      tensor.name = name;
+      tensor.dtype = DType::kUint8;
+      const auto size = static_cast<int64_t>(bytes.size());
+      tensor.global_shape = {size};
+      tensor.box = Box{{0}, {size}};
+      for (absl::string_view chunk : SplitIntoChunks(bytes, chunk_bytes)) {
+        tensor.pieces.push_back(ChunkRef{Sha256(chunk), chunk.size()});
+      }
+      shard.tensors.push_back(std::move(tensor));
+    }
+    return shard;
+  }
+};
+
+class CheckpointServiceTest : public ::testing::Test {
+ protected:
+  CheckpointServiceTest()
+      : faults_(&store_, &store_),
+        service_(&faults_, &faults_, &clock_, Options()) {}
+
+  static ServiceOptions Options() {
+    ServiceOptions options;
+    options.default_lease = absl::Minutes(10);
+    return options;
+  }
+
+  // Uploads every chunk of `builder` and commits its shard.
+  absl::StatusOr<CommitResult> Save(const ShardBuilder& builder, int64_t step,
+                                    int32_t world_size,
+                                    absl::string_view job = kJob) {
+    auto begun = service_.BeginCheckpoint(job, step, world_size, {},
+                                          absl::ZeroDuration());
+    if (!begun.ok()) return begun.status();
+    for (const auto& [name, bytes] : builder.blobs) {
+      for (absl::string_view chunk :
+           SplitIntoChunks(bytes, builder.chunk_bytes)) {
+        auto put = service_.PutChunk(job, Sha256(chunk), chunk);
+        if (!put.ok()) return put.status();
+      }
+    }
+    return service_.CommitShard(job, step, world_size, builder.Manifest());
+  }
+
+  std::vector<int64_t> VisibleSteps(absl::string_view job = kJob) {
+    std::vector<int64_t> steps;
+    auto records = service_.ListCheckpoints(job, false);
+    EXPECT_TRUE(records.ok()) << records.status();
+    if (!records.ok()) return steps;
+    for (const auto& record : *records) steps.push_back(record.step);
+    return steps;
+  }
+
+  FakeClock clock_;
+  MemoryStore store_;
+  FaultInjectingStore faults_;
+  CheckpointService service_;
+};
+
+TEST_F(CheckpointServiceTest, BeginIsIdempotentAcrossRanks) {
+  CheckpointMetadata rank0_meta;
+  rank0_meta.metrics["val_loss"] = 0.5;
+  auto first =
+      service_.BeginCheckpoint(kJob, 10, 2, rank0_meta, absl::ZeroDuration());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->created);
+  auto second = service_.BeginCheckpoint(kJob, 10, 2, {}, absl::ZeroDuration());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->record.state, CheckpointState::kPending);
+  EXPECT_EQ(second->record.metadata.metrics.at("val_loss"), 0.5);
+}
+
+TEST_F(CheckpointServiceTest, BeginRejectsMalformedInput) {
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.BeginCheckpoint("no-tenant", 1, 1, {}, absl::ZeroDuration())
+          .status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.BeginCheckpoint(kJob, -1, 1, {}, absl::ZeroDuration())
+          .status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.BeginCheckpoint(kJob, 1, 0, {}, absl::ZeroDuration()).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.BeginCheckpoint(kJob, 1, 1, {}, absl::Seconds(-1)).status()));
+  // Nothing was created by the refused calls.
+  EXPECT_TRUE(absl::IsNotFound(service_.ListCheckpoints(kJob, true).status()));
+}
+
+TEST_F(CheckpointServiceTest, BeginWithOtherWorldSizeIsRefused) {
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 1, 2, {}, absl::ZeroDuration()).ok());
+  auto status =
+      service_.BeginCheckpoint(kJob, 1, 3, {}, absl::ZeroDuration()).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+}
+
+TEST_F(CheckpointServiceTest, PutChunkRefusesHashMismatchAndStoresNothing) {
+  const std::string bytes = "real bytes";
+  const ChunkId claimed = Sha256("other bytes");
+  auto put = service_.PutChunk(kJob, claimed, bytes);
+  EXPECT_TRUE(absl::IsInvalidArgument(put.status())) << put.status();
+  EXPECT_THAT(put.status().message(), HasSubstr("mismatch"));
+  auto missing = service_.FindMissingChunks(kJob, {claimed, Sha256(bytes)});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_THAT(*missing, ElementsAre(claimed, Sha256(bytes)));
+  auto stats = service_.GetStats("");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->chunk_count, 0u);
+}
+
+TEST_F(CheckpointServiceTest, CheckpointIsVisibleOnlyWhenAllRanksCommit) {
+  ShardBuilder rank0{0, {{"w", "0123456789abcdef0123"}}};
+  ShardBuilder rank1{1, {{"w", "fedcba9876543210"}}};
+  auto first = Save(rank0, 5, 2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->checkpoint_committed);
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+  EXPECT_TRUE(absl::IsNotFound(service_.GetManifest(kJob, 5).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(service_.GetManifest(kJob, std::nullopt).status()));
+
+  auto second = Save(rank1, 5, 2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->checkpoint_committed);
+  EXPECT_THAT(VisibleSteps(), ElementsAre(5));
+  auto manifest = service_.GetManifest(kJob, std::nullopt);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->record.step, 5);
+  EXPECT_EQ(manifest->record.logical_bytes, 36u);
+  ASSERT_EQ(manifest->shards.size(), 2u);
+  EXPECT_EQ(manifest->shards[0], rank0.Manifest());
+  EXPECT_EQ(manifest->shards[1], rank1.Manifest());
+}
+
+TEST_F(CheckpointServiceTest, ChunksRoundTripThroughReadChunk) {
+  ShardBuilder rank0{0, {{"w", "hello checkpoint world"}}};
+  ASSERT_TRUE(Save(rank0, 1, 1).ok());
+  auto manifest = service_.GetManifest(kJob, 1);
+  ASSERT_TRUE(manifest.ok());
+  std::string restored;
+  for (const auto& piece : manifest->shards[0].tensors[0].pieces) {
+    auto bytes = service_.ReadChunk(kJob, piece.id);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    restored += *bytes;
+  }
+  EXPECT_EQ(restored, "hello checkpoint world");
+}
+
+TEST_F(CheckpointServiceTest, CommitReferencingAnAbsentChunkIsRefused) {
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 3, 1, {}, absl::ZeroDuration()).ok());
+  ShardBuilder never_uploaded{0, {{"w", "bytes that were never sent"}}};
+  auto commit = service_.CommitShard(kJob, 3, 1, never_uploaded.Manifest());
+  EXPECT_TRUE(absl::IsFailedPrecondition(commit.status())) << commit.status();
+  EXPECT_THAT(commit.status().message(), HasSubstr("never uploaded"));
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+}
+
+TEST_F(CheckpointServiceTest, CommitFromRankOutsideWorldSizeIsRefused) {
+  ShardBuilder rank2{2, {{"w", "abc"}}};
+  auto commit = Save(rank2, 1, 2);
+  EXPECT_TRUE(absl::IsInvalidArgument(commit.status())) << commit.status();
+  EXPECT_THAT(commit.status().message(), HasSubstr("outside world_size"));
+}
+
+TEST_F(CheckpointServiceTest, CommitWithoutBeginIsNotFound) {
+  ShardBuilder rank0{0, {{"w", "abc"}}};
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256("abc"), "abc").ok());
+  auto commit = service_.CommitShard(kJob, 1, 1, rank0.Manifest());
+  EXPECT_TRUE(absl::IsNotFound(commit.status())) << commit.status();
+}
+
+TEST_F(CheckpointServiceTest, RetriedCommitIsIdempotentButAConflictIsNot) {
+  ShardBuilder rank0{0, {{"w", "first"}}};
+  ASSERT_TRUE(Save(rank0, 1, 2).ok());
+  auto again = Save(rank0, 1, 2);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->record.committed_ranks, std::vector<int32_t>{0});
+
+  ShardBuilder conflicting{0, {{"w", "other"}}};
+  auto conflict = Save(conflicting, 1, 2);
+  EXPECT_TRUE(absl::IsFailedPrecondition(conflict.status()))
+      << conflict.status();
+}
+
+TEST_F(CheckpointServiceTest, CommittedStepCannotBeBegunAgain) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "x"}}}, 1, 1).ok());
+  auto status =
+      service_.BeginCheckpoint(kJob, 1, 1, {}, absl::ZeroDuration()).status();
+  EXPECT_TRUE(absl::IsAlreadyExists(status)) << status;
+}
+
+TEST_F(CheckpointServiceTest, ExpiredLeaseAbortsPendingCheckpoint) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "rank zero"}}}, 7, 2).ok());
+  auto none = service_.ExpireLeases();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+
+  clock_.Advance(absl::Minutes(11));
+  auto expired = service_.ExpireLeases();
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1);
+  auto all = service_.ListCheckpoints(kJob, true);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].state, CheckpointState::kAborted);
+  EXPECT_THAT((*all)[0].abort_reason, HasSubstr("lease expired"));
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+
+  // The late rank is told, and the shards of the attempt are gone.
+  auto late = Save(ShardBuilder{1, {{"w", "rank one"}}}, 7, 2);
+  // Its Begin starts a fresh attempt (a restarted job may re-save a step),
+  // which cannot complete without rank 0.
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_FALSE(late->checkpoint_committed);
+  EXPECT_THAT(late->record.committed_ranks, ElementsAre(1));
+  auto shards = store_.GetShards(kJob, 7);
+  ASSERT_TRUE(shards.ok());
+  for (const auto& shard : *shards) EXPECT_NE(shard.rank, 0);
+}
+
+TEST_F(CheckpointServiceTest, CommitAfterLeaseEndIsAbortedEvenWithoutReaper) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 2, 2).ok());
+  clock_.Advance(absl::Minutes(30));
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256("b"), "b").ok());
+  auto late = service_.CommitShard(kJob, 2, 2,
+                                   ShardBuilder{1, {{"w", "b"}}}.Manifest());
+  EXPECT_TRUE(absl::IsAborted(late.status())) << late.status();
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+}
+
+TEST_F(CheckpointServiceTest, AbortedStepCanBeSavedAgain) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 4, 2).ok());
+  ASSERT_TRUE(service_.AbortCheckpoint(kJob, 4, "test").ok());
+  auto begun = service_.BeginCheckpoint(kJob, 4, 1, {}, absl::ZeroDuration());
+  ASSERT_TRUE(begun.ok()) << begun.status();
+  EXPECT_TRUE(begun->created);
+  EXPECT_THAT(begun->record.committed_ranks, IsEmpty());
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "fresh"}}}, 4, 1).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(4));
+}
+
+TEST_F(CheckpointServiceTest, LatestIgnoresPendingCheckpoints) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "one"}}}, 1, 1).ok());
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 2, 1, {}, absl::ZeroDuration()).ok());
+  auto latest = service_.GetManifest(kJob, std::nullopt);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->record.step, 1);
+}
+
+TEST_F(CheckpointServiceTest, DeleteRemovesCommittedButNotPending) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "one"}}}, 1, 1).ok());
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "two"}}}, 2, 1).ok());
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 3, 1, {}, absl::ZeroDuration()).ok());
+  ASSERT_TRUE(service_.DeleteCheckpoint(kJob, 1).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(2));
+  EXPECT_TRUE(absl::IsNotFound(service_.DeleteCheckpoint(kJob, 1)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(service_.DeleteCheckpoint(kJob, 3)));
+}
+
+TEST_F(CheckpointServiceTest, ReadChunkReportsCorruptionAsDataLoss) {
+  const ChunkId id = Sha256("the real bytes");
+  // Bypass the service's verification to simulate on-disk corruption.
+  ASSERT_TRUE(store_.Put("team", id, "the REAL bytes").ok());
+  auto read = service_.ReadChunk(kJob, id);
+  EXPECT_TRUE(absl::IsDataLoss(read.status())) << read.status();
+  EXPECT_TRUE(
+      absl::IsNotFound(service_.ReadChunk(kJob, Sha256("absent")).status()));
+}
+
+TEST_F(CheckpointServiceTest, TenantsDoNotSeeEachOthersChunks) {
+  ShardBuilder secret{0, {{"w", "secret weights"}}};
+  secret.chunk_bytes = 64;  // one chunk
+  ASSERT_TRUE(Save(secret, 1, 1, "alice/model").ok());
+  const ChunkId id = Sha256("secret weights");
+  auto missing_for_bob = service_.FindMissingChunks("bob/model", {id});
+  ASSERT_TRUE(missing_for_bob.ok());
+  EXPECT_THAT(*missing_for_bob, ElementsAre(id));
+  EXPECT_TRUE(absl::IsNotFound(service_.ReadChunk("bob/model", id).status()));
+  auto missing_for_alice = service_.FindMissingChunks("alice/other", {id});
+  ASSERT_TRUE(missing_for_alice.ok());
+  EXPECT_THAT(*missing_for_alice, IsEmpty());
+}
+
+TEST_F(CheckpointServiceTest, ReplicatedShardsAreStoredOnce) {
+  const std::string replicated(64, 'r');
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", replicated}}}, 1, 2).ok());
+  ASSERT_TRUE(Save(ShardBuilder{1, {{"w", replicated}}}, 1, 2).ok());
+  auto stats = service_.GetStats(kJob);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->logical_bytes, 128u);
+  EXPECT_EQ(stats->stored_bytes, 8u);  // one distinct 8-byte chunk
+  EXPECT_EQ(stats->checkpoint_count, 1);
+}
+
+TEST_F(CheckpointServiceTest, FailedMetadataWriteLeavesCheckpointPending) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 1, 2).ok());
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256("b"), "b").ok());
+  faults_.FailNext(FaultInjectingStore::Op::kApply,
+                   absl::UnavailableError("disk went away"));
+  auto commit = service_.CommitShard(kJob, 1, 2,
+                                     ShardBuilder{1, {{"w", "b"}}}.Manifest());
+  EXPECT_TRUE(absl::IsUnavailable(commit.status())) << commit.status();
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+  // A retry succeeds and completes the checkpoint.
+  auto retry = service_.CommitShard(kJob, 1, 2,
+                                    ShardBuilder{1, {{"w", "b"}}}.Manifest());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->checkpoint_committed);
+}
+
+TEST_F(CheckpointServiceTest, FailedSyncPreventsCommit) {
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 1, 1, {}, absl::ZeroDuration()).ok());
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256("a"), "a").ok());
+  faults_.FailNext(FaultInjectingStore::Op::kSync,
+                   absl::ResourceExhaustedError("disk full"));
+  auto commit = service_.CommitShard(kJob, 1, 1,
+                                     ShardBuilder{0, {{"w", "a"}}}.Manifest());
+  EXPECT_TRUE(absl::IsResourceExhausted(commit.status())) << commit.status();
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+}
+
+TEST_F(CheckpointServiceTest, UnknownJobIsNotFound) {
+  EXPECT_TRUE(
+      absl::IsNotFound(service_.ListCheckpoints("a/b", false).status()));
+  EXPECT_TRUE(absl::IsNotFound(service_.GetManifest("a/b", 1).status()));
+  EXPECT_TRUE(absl::IsNotFound(service_.GetStats("a/b").status()));
+}
+
+}  // namespace
+}  // namespace ckpt::server

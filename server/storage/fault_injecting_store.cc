@@ -1,0 +1,123 @@
+#include "server/storage/fault_injecting_store.h"
+
+#include <utility>
+
+#include "common/status_macros.h"
+
+namespace ckpt::server {
+
+FaultInjectingStore::FaultInjectingStore(ChunkStore* chunks,
+                                         MetadataStore* metadata)
+    : chunks_(chunks), metadata_(metadata) {}
+
+void FaultInjectingStore::FailNext(Op op, absl::Status error, int count) {
+  absl::MutexLock lock(&mu_);
+  failures_[static_cast<size_t>(op)] = Failure{std::move(error), count};
+}
+
+void FaultInjectingStore::ClearFailures() {
+  absl::MutexLock lock(&mu_);
+  failures_ = {};
+}
+
+int FaultInjectingStore::calls(Op op) const {
+  absl::MutexLock lock(&mu_);
+  return calls_[static_cast<size_t>(op)];
+}
+
+absl::Status FaultInjectingStore::Check(Op op) {
+  absl::MutexLock lock(&mu_);
+  const auto index = static_cast<size_t>(op);
+  ++calls_[index];
+  Failure& failure = failures_[index];
+  if (failure.remaining <= 0) return absl::OkStatus();
+  --failure.remaining;
+  return failure.error;
+}
+
+absl::StatusOr<bool> FaultInjectingStore::Put(absl::string_view tenant,
+                                              const ChunkId& id,
+                                              absl::string_view bytes) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kPut));
+  return chunks_->Put(tenant, id, bytes);
+}
+
+absl::StatusOr<std::string> FaultInjectingStore::Get(absl::string_view tenant,
+                                                     const ChunkId& id) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGet));
+  return chunks_->Get(tenant, id);
+}
+
+absl::StatusOr<std::vector<bool>> FaultInjectingStore::Contains(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kContains));
+  return chunks_->Contains(tenant, ids);
+}
+
+absl::Status FaultInjectingStore::Delete(absl::string_view tenant,
+                                         const ChunkId& id) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kDelete));
+  return chunks_->Delete(tenant, id);
+}
+
+absl::Status FaultInjectingStore::Sync() {
+  CKPT_RETURN_IF_ERROR(Check(Op::kSync));
+  return chunks_->Sync();
+}
+
+absl::StatusOr<ChunkStore::Usage> FaultInjectingStore::GetUsage(
+    absl::string_view tenant) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGetUsage));
+  return chunks_->GetUsage(tenant);
+}
+
+absl::Status FaultInjectingStore::ForEach(
+    absl::string_view tenant,
+    absl::FunctionRef<absl::Status(absl::string_view tenant, const ChunkId& id,
+                                   uint64_t size)>
+        fn) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kForEach));
+  return chunks_->ForEach(tenant, fn);
+}
+
+absl::StatusOr<std::optional<JobRecord>> FaultInjectingStore::GetJob(
+    absl::string_view job) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGetJob));
+  return metadata_->GetJob(job);
+}
+
+absl::StatusOr<std::vector<JobRecord>> FaultInjectingStore::ListJobs() {
+  CKPT_RETURN_IF_ERROR(Check(Op::kListJobs));
+  return metadata_->ListJobs();
+}
+
+absl::StatusOr<CheckpointRecord> FaultInjectingStore::GetCheckpoint(
+    absl::string_view job, int64_t step) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGetCheckpoint));
+  return metadata_->GetCheckpoint(job, step);
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>>
+FaultInjectingStore::ListCheckpoints(absl::string_view job) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kListCheckpoints));
+  return metadata_->ListCheckpoints(job);
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>>
+FaultInjectingStore::ListPending() {
+  CKPT_RETURN_IF_ERROR(Check(Op::kListPending));
+  return metadata_->ListPending();
+}
+
+absl::StatusOr<std::vector<ShardManifest>> FaultInjectingStore::GetShards(
+    absl::string_view job, int64_t step) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGetShards));
+  return metadata_->GetShards(job, step);
+}
+
+absl::Status FaultInjectingStore::Apply(const MetadataBatch& batch) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kApply));
+  return metadata_->Apply(batch);
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,158 @@
+#include "server/storage/keys.h"
+
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace ckpt::server {
+namespace {
+
+constexpr char kSeparator = '\0';
+
+void AppendBigEndian(std::string* out, uint64_t value, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+}
+
+absl::Status ValidateKeyPart(absl::string_view what, absl::string_view part) {
+  if (part.empty())
+    return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  if (part.find(kSeparator) != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " contains NUL"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCheckpointKey(absl::string_view job, int64_t step) {
+  CKPT_RETURN_IF_ERROR(ValidateKeyPart("job name", job));
+  if (step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("negative step ", step, " for job ", job));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string ChunkKeyPrefix(absl::string_view tenant) {
+  if (tenant.empty()) return std::string();
+  std::string key(tenant);
+  key.push_back(kSeparator);
+  return key;
+}
+
+std::string ChunkKey(absl::string_view tenant, const ChunkId& id) {
+  std::string key = ChunkKeyPrefix(tenant);
+  key.append(id.bytes().data(), id.bytes().size());
+  return key;
+}
+
+absl::StatusOr<DecodedChunkKey> DecodeChunkKey(absl::string_view key) {
+  if (key.size() < ChunkId::kSize + 2 ||
+      key[key.size() - ChunkId::kSize - 1] != kSeparator) {
+    return absl::DataLossError(
+        absl::StrCat("malformed chunk key of ", key.size(), " bytes"));
+  }
+  absl::StatusOr<ChunkId> id =
+      ChunkId::FromBytes(key.substr(key.size() - ChunkId::kSize));
+  if (!id.ok()) return absl::DataLossError(id.status().message());
+  return DecodedChunkKey{key.substr(0, key.size() - ChunkId::kSize - 1), *id};
+}
+
+std::string JobKeyPrefix(absl::string_view job) {
+  std::string key(job);
+  key.push_back(kSeparator);
+  return key;
+}
+
+std::string CheckpointKey(absl::string_view job, int64_t step) {
+  std::string key = JobKeyPrefix(job);
+  AppendBigEndian(&key, static_cast<uint64_t>(step), 8);
+  return key;
+}
+
+std::string ShardKey(absl::string_view job, int64_t step, int32_t rank) {
+  std::string key = CheckpointKey(job, step);
+  AppendBigEndian(&key, static_cast<uint32_t>(rank), 4);
+  return key;
+}
+
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string key(prefix);
+  while (!key.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(key.back());
+    if (last != 0xff) {
+      ++last;
+      return key;
+    }
+    key.pop_back();
+  }
+  return key;
+}
+
+std::string EncodeVarint64(uint64_t value) {
+  std::string out;
+  while (value >= 0x80) {
+    out.push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<char>(value));
+  return out;
+}
+
+absl::StatusOr<uint64_t> DecodeVarint64(absl::string_view value) {
+  uint64_t result = 0;
+  for (size_t i = 0; i < value.size() && i < 10; ++i) {
+    const auto byte = static_cast<uint8_t>(value[i]);
+    result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) {
+      if (i + 1 != value.size()) break;
+      return result;
+    }
+  }
+  return absl::DataLossError("corrupt stored chunk size: malformed varint");
+}
+
+absl::Status ValidateTenant(absl::string_view tenant) {
+  return ValidateKeyPart("tenant", tenant);
+}
+
+absl::Status ValidateBatch(const MetadataBatch& batch) {
+  for (const MetadataBatch::Op& op : batch.ops()) {
+    CKPT_RETURN_IF_ERROR(std::visit(
+        [](const auto& o) -> absl::Status {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, MetadataBatch::PutJobOp>) {
+            return ValidateKeyPart("job name", o.job.name);
+          } else if constexpr (std::is_same_v<T,
+                                              MetadataBatch::PutCheckpointOp>) {
+            return ValidateCheckpointKey(o.record.job, o.record.step);
+          } else if constexpr (std::is_same_v<
+                                   T, MetadataBatch::DeleteCheckpointOp>) {
+            return ValidateCheckpointKey(o.job, o.step);
+          } else {
+            if (o.shard.rank < 0) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("negative rank ", o.shard.rank));
+            }
+            return ValidateCheckpointKey(o.job, o.step);
+          }
+        },
+        op));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChunkNotFound(absl::string_view tenant, const ChunkId& id) {
+  return absl::NotFoundError(
+      absl::StrCat("chunk ", id.ShortHex(), " not found for tenant ", tenant));
+}
+
+absl::Status CheckpointNotFound(absl::string_view job, int64_t step) {
+  return absl::NotFoundError(
+      absl::StrCat("checkpoint ", job, "@", step, " not found"));
+}
+
+}  // namespace ckpt::server

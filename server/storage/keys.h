@@ -1,0 +1,63 @@
+// Key encodings shared by every store, so the in-memory and RocksDB stores
+// order and scope entries identically, plus the small argument checks and
+// error messages both stores report.
+//
+//   chunk key      = tenant + '\0' + 32-byte digest
+//   checkpoint key = job + '\0' + 8-byte big-endian step      (step >= 0)
+//   shard key      = checkpoint key + 4-byte big-endian rank  (rank >= 0)
+//
+// Tenants and jobs never contain '\0' (see ValidateJobName), so `x + '\0'`
+// is a prefix that no other tenant's or job's keys share, and bytewise key
+// order is (tenant, id), (job, step) and (job, step, rank) order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/chunk_id.h"
+#include "server/storage/metadata_store.h"
+
+namespace ckpt::server {
+
+// Scan prefix of every chunk of `tenant`; empty (all chunks) when empty.
+std::string ChunkKeyPrefix(absl::string_view tenant);
+std::string ChunkKey(absl::string_view tenant, const ChunkId& id);
+struct DecodedChunkKey {
+  absl::string_view tenant;  // points into the decoded key
+  ChunkId id;
+};
+// DATA_LOSS when `key` is not a chunk key.
+absl::StatusOr<DecodedChunkKey> DecodeChunkKey(absl::string_view key);
+
+// Scan prefix of every checkpoint (and shard) of `job`.
+std::string JobKeyPrefix(absl::string_view job);
+// REQUIRES: step >= 0.
+std::string CheckpointKey(absl::string_view job, int64_t step);
+// REQUIRES: step >= 0, rank >= 0.
+std::string ShardKey(absl::string_view job, int64_t step, int32_t rank);
+
+// The smallest key greater than every key starting with `prefix`; empty
+// when there is none (prefix is all 0xff). Exclusive end of a prefix range.
+std::string PrefixSuccessor(absl::string_view prefix);
+
+// Chunk index values: the chunk's size as a LEB128 varint.
+std::string EncodeVarint64(uint64_t value);
+// DATA_LOSS unless `value` is exactly one well-formed varint.
+absl::StatusOr<uint64_t> DecodeVarint64(absl::string_view value);
+
+// INVALID_ARGUMENT when `tenant` cannot name stored chunks: empty (which
+// means "all tenants" in GetUsage/ForEach) or containing '\0'.
+absl::Status ValidateTenant(absl::string_view tenant);
+// INVALID_ARGUMENT when an op cannot be keyed: negative step or rank, empty
+// job name or one containing '\0'. Both stores check a whole batch before
+// applying any of it.
+absl::Status ValidateBatch(const MetadataBatch& batch);
+
+// The NOT_FOUND statuses both stores return.
+absl::Status ChunkNotFound(absl::string_view tenant, const ChunkId& id);
+absl::Status CheckpointNotFound(absl::string_view job, int64_t step);
+
+}  // namespace ckpt::server

@@ -1,0 +1,96 @@
+#include "server/storage/keys.h"
+
+#include <string>
+
+#include "common/sha256.h"
+#include "gtest/gtest.h"
+
+namespace ckpt::server {
+namespace {
+
+TEST(KeysTest, ChunkKeyIsTenantNulDigestAndDecodes) {
+  const ChunkId id = Sha256("x");
+  const std::string key = ChunkKey("acme", id);
+  EXPECT_EQ(key, std::string("acme\0", 5) + std::string(id.bytes()));
+  auto decoded = DecodeChunkKey(key);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->tenant, "acme");
+  EXPECT_EQ(decoded->id, id);
+}
+
+TEST(KeysTest, MalformedChunkKeyIsDataLoss) {
+  EXPECT_EQ(DecodeChunkKey("short").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeChunkKey(std::string(40, 'a')).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(KeysTest, TenantPrefixesDoNotOverlapAndOrderByTenant) {
+  const ChunkId id = Sha256("x");
+  // "a" must sort before "a.b" and its prefix must not cover "a.b"'s keys.
+  EXPECT_LT(ChunkKey("a", id), ChunkKey("a.b", id));
+  EXPECT_NE(ChunkKey("a.b", id).rfind(ChunkKeyPrefix("a"), 0), 0u);
+  EXPECT_EQ(ChunkKeyPrefix(""), "");
+}
+
+TEST(KeysTest, CheckpointKeysSortByStepAndShardKeysByRank) {
+  EXPECT_EQ(CheckpointKey("t/j", 1),
+            std::string("t/j\0\0\0\0\0\0\0\0\x01", 12));
+  EXPECT_LT(CheckpointKey("t/j", 2), CheckpointKey("t/j", 256));
+  EXPECT_LT(CheckpointKey("t/j", 255), CheckpointKey("t/j", 256));
+  EXPECT_LT(CheckpointKey("t/j", 0), CheckpointKey("t/j", INT64_MAX));
+  EXPECT_LT(ShardKey("t/j", 5, 1), ShardKey("t/j", 5, 256));
+  EXPECT_EQ(ShardKey("t/j", 5, 3).substr(0, 12), CheckpointKey("t/j", 5));
+  EXPECT_EQ(ShardKey("t/j", 5, 3).size(), 16u);
+}
+
+TEST(KeysTest, PrefixSuccessorBoundsThePrefixRange) {
+  EXPECT_EQ(PrefixSuccessor("ab"), "ac");
+  EXPECT_EQ(PrefixSuccessor(std::string("a\xff\xff")), "b");
+  EXPECT_EQ(PrefixSuccessor(std::string("\xff")), "");
+  EXPECT_EQ(PrefixSuccessor(""), "");
+  const std::string key = CheckpointKey("t/j", 255);  // ends in 0xff
+  EXPECT_LT(ShardKey("t/j", 255, INT32_MAX), PrefixSuccessor(key));
+  EXPECT_LT(PrefixSuccessor(key), CheckpointKey("t/j", 256));
+}
+
+TEST(KeysTest, VarintRoundTripsAndRejectsGarbage) {
+  for (uint64_t value : {uint64_t{0}, uint64_t{127}, uint64_t{128},
+                         uint64_t{1} << 32, UINT64_MAX}) {
+    auto decoded = DecodeVarint64(EncodeVarint64(value));
+    ASSERT_TRUE(decoded.ok()) << value;
+    EXPECT_EQ(*decoded, value);
+  }
+  EXPECT_EQ(EncodeVarint64(300), "\xac\x02");
+  EXPECT_EQ(DecodeVarint64("").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeVarint64("\x80").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeVarint64("\x01\x02").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeVarint64(std::string(11, '\xff')).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(KeysTest, ValidateRejectsUnkeyableInput) {
+  EXPECT_TRUE(ValidateTenant("acme").ok());
+  EXPECT_EQ(ValidateTenant("").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateTenant(std::string("a\0b", 3)).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  MetadataBatch negative_step;
+  negative_step.DeleteCheckpoint("t/j", -1);
+  EXPECT_EQ(ValidateBatch(negative_step).code(),
+            absl::StatusCode::kInvalidArgument);
+  MetadataBatch negative_rank;
+  ShardManifest shard;
+  shard.rank = -2;
+  negative_rank.PutShard("t/j", 1, shard);
+  EXPECT_EQ(ValidateBatch(negative_rank).code(),
+            absl::StatusCode::kInvalidArgument);
+  MetadataBatch ok;
+  ok.PutJob(JobRecord{"t/j", absl::UnixEpoch()});
+  EXPECT_TRUE(ValidateBatch(ok).ok());
+}
+
+}  // namespace
+}  // namespace ckpt::server

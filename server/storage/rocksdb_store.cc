@@ -1,0 +1,491 @@
+#include "server/storage/rocksdb_store.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+#include <variant>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/wire_format.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/snapshot.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "server/storage/keys.h"
+#include "server/storage/rocksdb_status.h"
+
+namespace ckpt::server {
+namespace {
+
+// Column families, in the order of Impl::handles.
+enum Cf : size_t {
+  kDefault,  // unused; RocksDB requires it
+  kChunks,
+  kChunkIndex,
+  kManifests,
+  kPending,
+  kShards,
+  kJobs,
+  kNumCfs,
+};
+constexpr std::array<const char*, kNumCfs> kCfNames = {
+    "default",  // == rocksdb::kDefaultColumnFamilyName
+    "chunks",  "chunk_index", "manifests", "pending", "shards", "jobs"};
+
+// Put/Delete of one chunk check-then-write under one of these (chosen by
+// the digest, which is uniform), so two concurrent Puts of the same chunk
+// cannot both report it new.
+constexpr size_t kChunkLockStripes = 64;
+
+rocksdb::Slice ToSlice(absl::string_view s) { return {s.data(), s.size()}; }
+absl::string_view ToView(const rocksdb::Slice& s) {
+  return {s.data(), s.size()};
+}
+
+struct CfHandleDeleter {
+  rocksdb::DB* db;
+  void operator()(rocksdb::ColumnFamilyHandle* handle) const {
+    // Only fails for the default family's handle, which it then keeps.
+    db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  }
+};
+using CfHandle = std::unique_ptr<rocksdb::ColumnFamilyHandle, CfHandleDeleter>;
+
+rocksdb::BlockBasedTableOptions TableOptions(
+    const std::shared_ptr<rocksdb::Cache>& cache, bool bloom) {
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  if (bloom) {
+    // Contains/Put look up mostly absent keys: a filter saves the reads.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  }
+  return table;
+}
+
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(
+    const RocksDbStoreOptions& options,
+    const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions small;
+  small.table_factory.reset(
+      rocksdb::NewBlockBasedTableFactory(TableOptions(cache, false)));
+
+  rocksdb::ColumnFamilyOptions index = small;
+  index.table_factory.reset(
+      rocksdb::NewBlockBasedTableFactory(TableOptions(cache, true)));
+  // Flushed together with `chunks`, so sized like it.
+  index.write_buffer_size = options.chunk_write_buffer_size;
+  index.max_write_buffer_number = options.max_write_buffer_number;
+
+  rocksdb::ColumnFamilyOptions chunks = small;
+  chunks.write_buffer_size = options.chunk_write_buffer_size;
+  chunks.max_write_buffer_number = options.max_write_buffer_number;
+  chunks.enable_blob_files = true;
+  chunks.min_blob_size = options.min_blob_size;
+  chunks.blob_file_size = options.blob_file_size;
+  // Tensor bytes barely compress; compressing would cost CPU for nothing.
+  chunks.blob_compression_type = rocksdb::kNoCompression;
+  chunks.compression = rocksdb::kNoCompression;
+  chunks.enable_blob_garbage_collection = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (size_t cf = 0; cf < kNumCfs; ++cf) {
+    const rocksdb::ColumnFamilyOptions& cf_options = cf == kChunks ? chunks
+                                                     : cf == kChunkIndex
+                                                         ? index
+                                                         : small;
+    descriptors.emplace_back(kCfNames[cf], cf_options);
+  }
+  return descriptors;
+}
+
+}  // namespace
+
+struct RocksDbStore::Impl {
+  // Declared before `handles`, so destroyed after them, as RocksDB requires.
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<CfHandle> handles;
+
+  std::array<absl::Mutex, kChunkLockStripes> chunk_locks;
+
+  // Chunk writes (Put/Delete) done, and how many of them the last
+  // successful Sync covered. A Sync with nothing new returns at once.
+  std::atomic<uint64_t> chunk_writes{0};
+  std::atomic<uint64_t> synced_writes{0};
+  absl::Mutex sync_mu;  // one flush at a time
+
+  ~Impl() {
+    if (db == nullptr) return;
+    // Closing would flush unsynced (WAL-less) writes anyway, as
+    // avoid_flush_during_shutdown is false; do it explicitly to log errors.
+    if (absl::Status status = SyncChunks(); !status.ok()) {
+      CKPT_LOG(Error, "flushing chunks at close: ", status.ToString());
+    }
+    handles.clear();
+    if (rocksdb::Status status = db->Close(); !status.ok()) {
+      CKPT_LOG(Error, "closing RocksDB: ", status.ToString());
+    }
+  }
+
+  rocksdb::ColumnFamilyHandle* cf(Cf which) const {
+    return handles[which].get();
+  }
+
+  absl::Mutex& ChunkLock(const ChunkId& id) {
+    return chunk_locks[static_cast<uint8_t>(id.bytes()[0]) % kChunkLockStripes];
+  }
+
+  absl::Status SyncChunks() {
+    const uint64_t target = chunk_writes.load(std::memory_order_acquire);
+    if (synced_writes.load(std::memory_order_acquire) >= target) {
+      return absl::OkStatus();
+    }
+    absl::MutexLock lock(&sync_mu);
+    // A Sync that ran while this one waited may have covered `target`.
+    if (synced_writes.load(std::memory_order_acquire) >= target) {
+      return absl::OkStatus();
+    }
+    rocksdb::FlushOptions flush;
+    flush.wait = true;
+    flush.allow_write_stall = true;
+    CKPT_RETURN_IF_ERROR(FromRocksDb(
+        db->Flush(flush, {cf(kChunks), cf(kChunkIndex)}), "flushing chunks"));
+    synced_writes.store(target, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
+  // Writes a chunk's entries (or their deletion) without the WAL; Sync()
+  // makes them durable.
+  absl::Status WriteChunkBatch(rocksdb::WriteBatch* batch,
+                               absl::string_view context) {
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;
+    CKPT_RETURN_IF_ERROR(FromRocksDb(db->Write(write, batch), context));
+    chunk_writes.fetch_add(1, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
+  // Calls fn(key, value) for each entry of `which` whose key starts with
+  // `prefix` (all when empty), in key order, until fn fails.
+  template <typename Fn>
+  absl::Status Scan(Cf which, absl::string_view prefix,
+                    const rocksdb::Snapshot* snapshot, Fn&& fn) {
+    rocksdb::ReadOptions read;
+    read.snapshot = snapshot;
+    const std::string end = PrefixSuccessor(prefix);
+    const rocksdb::Slice end_slice = ToSlice(end);
+    if (!end.empty()) read.iterate_upper_bound = &end_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf(which)));
+    for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+      CKPT_RETURN_IF_ERROR(fn(ToView(it->key()), ToView(it->value())));
+    }
+    return FromRocksDb(it->status(),
+                       absl::StrCat("scanning ", kCfNames[which]));
+  }
+
+  // The value of `key` in `which`; nullopt when absent.
+  absl::StatusOr<std::optional<std::string>> GetValue(
+      Cf which, absl::string_view key, const rocksdb::Snapshot* snapshot) {
+    rocksdb::ReadOptions read;
+    read.snapshot = snapshot;
+    rocksdb::PinnableSlice value;
+    rocksdb::Status status = db->Get(read, cf(which), ToSlice(key), &value);
+    if (status.IsNotFound()) return std::nullopt;
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(status, absl::StrCat("reading ", kCfNames[which])));
+    return value.ToString();
+  }
+};
+
+RocksDbStore::RocksDbStore(Passkey, std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+RocksDbStore::~RocksDbStore() = default;
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
+    const std::string& dir, RocksDbStoreOptions options) {
+  std::error_code error;
+  const auto type = std::filesystem::status(dir, error).type();
+  if (type != std::filesystem::file_type::not_found &&
+      type != std::filesystem::file_type::directory) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open checkpoint store at ", dir,
+        error ? absl::StrCat(": ", error.message()) : ": not a directory"));
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = options.create_if_missing;
+  // Chunk writes skip the WAL: flushing `chunks` and `chunk_index` as one
+  // unit is what keeps them consistent with each other after a crash.
+  db_options.atomic_flush = true;
+  db_options.max_background_jobs = options.max_background_jobs;
+  const std::shared_ptr<rocksdb::Cache> cache =
+      rocksdb::NewLRUCache(options.block_cache_bytes);
+
+  rocksdb::DB* raw_db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
+  rocksdb::Status status = rocksdb::DB::Open(
+      db_options, dir, Descriptors(options, cache), &raw_handles, &raw_db);
+  auto impl = std::make_unique<Impl>();
+  impl->db.reset(raw_db);
+  for (rocksdb::ColumnFamilyHandle* handle : raw_handles) {
+    impl->handles.emplace_back(handle, CfHandleDeleter{raw_db});
+  }
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(status, absl::StrCat("opening RocksDB at ", dir)));
+  if (impl->handles.size() != kNumCfs) {
+    return absl::InternalError("RocksDB returned the wrong number of handles");
+  }
+  return std::make_unique<RocksDbStore>(Passkey(), std::move(impl));
+}
+
+absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
+                                       const ChunkId& id,
+                                       absl::string_view bytes) {
+  CKPT_RETURN_IF_ERROR(ValidateTenant(tenant));
+  const std::string key = ChunkKey(tenant, id);
+  absl::MutexLock lock(&impl_->ChunkLock(id));
+  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                        impl_->GetValue(kChunkIndex, key, nullptr));
+  if (existing.has_value()) return false;
+  rocksdb::WriteBatch batch;
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
+                  "batching chunk"));
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(batch.Put(impl_->cf(kChunkIndex), ToSlice(key),
+                            EncodeVarint64(bytes.size())),
+                  "batching chunk"));
+  CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(
+      &batch, absl::StrCat("writing chunk ", id.ShortHex())));
+  return true;
+}
+
+absl::StatusOr<std::string> RocksDbStore::Get(absl::string_view tenant,
+                                              const ChunkId& id) {
+  if (!ValidateTenant(tenant).ok()) return ChunkNotFound(tenant, id);
+  rocksdb::PinnableSlice value;
+  rocksdb::Status status =
+      impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(kChunks),
+                     ToSlice(ChunkKey(tenant, id)), &value);
+  if (status.IsNotFound()) return ChunkNotFound(tenant, id);
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(status, absl::StrCat("reading chunk ", id.ShortHex())));
+  // The one copy: from the pinned block or blob into the result.
+  return std::string(value.data(), value.size());
+}
+
+absl::StatusOr<std::vector<bool>> RocksDbStore::Contains(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  std::vector<bool> found(ids.size(), false);
+  if (ids.empty() || !ValidateTenant(tenant).ok()) return found;
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> slices;
+  keys.reserve(ids.size());
+  slices.reserve(ids.size());
+  for (const ChunkId& id : ids) {
+    keys.push_back(ChunkKey(tenant, id));
+    slices.push_back(ToSlice(keys.back()));
+  }
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kChunkIndex),
+                      ids.size(), slices.data(), values.data(),
+                      statuses.data());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    CKPT_RETURN_IF_ERROR(FromRocksDb(statuses[i], "looking up chunks"));
+    found[i] = true;
+  }
+  return found;
+}
+
+absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {
+  if (!ValidateTenant(tenant).ok()) return absl::OkStatus();
+  const std::string key = ChunkKey(tenant, id);
+  absl::MutexLock lock(&impl_->ChunkLock(id));
+  rocksdb::WriteBatch batch;
+  CKPT_RETURN_IF_ERROR(FromRocksDb(
+      batch.Delete(impl_->cf(kChunks), ToSlice(key)), "batching delete"));
+  CKPT_RETURN_IF_ERROR(FromRocksDb(
+      batch.Delete(impl_->cf(kChunkIndex), ToSlice(key)), "batching delete"));
+  return impl_->WriteChunkBatch(&batch,
+                                absl::StrCat("deleting chunk ", id.ShortHex()));
+}
+
+absl::Status RocksDbStore::Sync() { return impl_->SyncChunks(); }
+
+absl::StatusOr<ChunkStore::Usage> RocksDbStore::GetUsage(
+    absl::string_view tenant) {
+  Usage usage;
+  CKPT_RETURN_IF_ERROR(impl_->Scan(
+      kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(uint64_t size, DecodeVarint64(value));
+        ++usage.chunk_count;
+        usage.bytes += size;
+        return absl::OkStatus();
+      }));
+  return usage;
+}
+
+absl::Status RocksDbStore::ForEach(
+    absl::string_view tenant,
+    absl::FunctionRef<absl::Status(absl::string_view tenant, const ChunkId& id,
+                                   uint64_t size)>
+        fn) {
+  return impl_->Scan(
+      kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
+      [&](absl::string_view key, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(DecodedChunkKey decoded, DecodeChunkKey(key));
+        CKPT_ASSIGN_OR_RETURN(uint64_t size, DecodeVarint64(value));
+        return fn(decoded.tenant, decoded.id, size);
+      });
+}
+
+absl::StatusOr<std::optional<JobRecord>> RocksDbStore::GetJob(
+    absl::string_view job) {
+  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                        impl_->GetValue(kJobs, job, nullptr));
+  if (!value.has_value()) return std::nullopt;
+  return DecodeJobRecord(*value);
+}
+
+absl::StatusOr<std::vector<JobRecord>> RocksDbStore::ListJobs() {
+  std::vector<JobRecord> jobs;
+  CKPT_RETURN_IF_ERROR(impl_->Scan(
+      kJobs, "", nullptr,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(JobRecord job, DecodeJobRecord(value));
+        jobs.push_back(std::move(job));
+        return absl::OkStatus();
+      }));
+  return jobs;
+}
+
+absl::StatusOr<CheckpointRecord> RocksDbStore::GetCheckpoint(
+    absl::string_view job, int64_t step) {
+  if (step < 0) return CheckpointNotFound(job, step);
+  const std::string key = CheckpointKey(job, step);
+  rocksdb::ManagedSnapshot snapshot(impl_->db.get());
+  for (Cf which : {kManifests, kPending}) {
+    CKPT_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                          impl_->GetValue(which, key, snapshot.snapshot()));
+    if (value.has_value()) return DecodeCheckpointRecord(*value);
+  }
+  return CheckpointNotFound(job, step);
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>> RocksDbStore::ListCheckpoints(
+    absl::string_view job) {
+  std::vector<CheckpointRecord> records;
+  rocksdb::ManagedSnapshot snapshot(impl_->db.get());
+  for (Cf which : {kManifests, kPending}) {
+    CKPT_RETURN_IF_ERROR(impl_->Scan(
+        which, JobKeyPrefix(job), snapshot.snapshot(),
+        [&](absl::string_view, absl::string_view value) -> absl::Status {
+          CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                                DecodeCheckpointRecord(value));
+          records.push_back(std::move(record));
+          return absl::OkStatus();
+        }));
+  }
+  // Each family is in step order; Apply keeps a step in at most one.
+  std::stable_sort(records.begin(), records.end(),
+                   [](const CheckpointRecord& a, const CheckpointRecord& b) {
+                     return a.step < b.step;
+                   });
+  return records;
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>> RocksDbStore::ListPending() {
+  std::vector<CheckpointRecord> records;
+  CKPT_RETURN_IF_ERROR(impl_->Scan(
+      kPending, "", nullptr,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                              DecodeCheckpointRecord(value));
+        if (record.state == CheckpointState::kPending) {
+          records.push_back(std::move(record));
+        }
+        return absl::OkStatus();
+      }));
+  return records;
+}
+
+absl::StatusOr<std::vector<ShardManifest>> RocksDbStore::GetShards(
+    absl::string_view job, int64_t step) {
+  std::vector<ShardManifest> shards;
+  if (step < 0) return shards;
+  CKPT_RETURN_IF_ERROR(impl_->Scan(
+      kShards, CheckpointKey(job, step), nullptr,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(ShardManifest shard, DecodeShard(value));
+        shards.push_back(std::move(shard));
+        return absl::OkStatus();
+      }));
+  return shards;
+}
+
+absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
+  CKPT_RETURN_IF_ERROR(ValidateBatch(batch));
+  if (batch.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch write_batch;
+  auto put = [&](Cf which, absl::string_view key, absl::string_view value) {
+    return FromRocksDb(
+        write_batch.Put(impl_->cf(which), ToSlice(key), ToSlice(value)),
+        "batching metadata");
+  };
+  auto del = [&](Cf which, absl::string_view key) {
+    return FromRocksDb(write_batch.Delete(impl_->cf(which), ToSlice(key)),
+                       "batching metadata");
+  };
+  for (const MetadataBatch::Op& op : batch.ops()) {
+    if (const auto* put_job = std::get_if<MetadataBatch::PutJobOp>(&op)) {
+      CKPT_RETURN_IF_ERROR(
+          put(kJobs, put_job->job.name, EncodeJobRecord(put_job->job)));
+    } else if (const auto* put_checkpoint =
+                   std::get_if<MetadataBatch::PutCheckpointOp>(&op)) {
+      const CheckpointRecord& record = put_checkpoint->record;
+      const std::string key = CheckpointKey(record.job, record.step);
+      const bool committed = record.state == CheckpointState::kCommitted;
+      CKPT_RETURN_IF_ERROR(put(committed ? kManifests : kPending, key,
+                               EncodeCheckpointRecord(record)));
+      CKPT_RETURN_IF_ERROR(del(committed ? kPending : kManifests, key));
+    } else if (const auto* del_checkpoint =
+                   std::get_if<MetadataBatch::DeleteCheckpointOp>(&op)) {
+      const std::string key =
+          CheckpointKey(del_checkpoint->job, del_checkpoint->step);
+      CKPT_RETURN_IF_ERROR(del(kManifests, key));
+      CKPT_RETURN_IF_ERROR(del(kPending, key));
+      // A range delete also covers shards put earlier in this same batch.
+      CKPT_RETURN_IF_ERROR(
+          FromRocksDb(write_batch.DeleteRange(impl_->cf(kShards), ToSlice(key),
+                                              ToSlice(PrefixSuccessor(key))),
+                      "batching metadata"));
+    } else {
+      const auto& put_shard = std::get<MetadataBatch::PutShardOp>(op);
+      CKPT_RETURN_IF_ERROR(
+          put(kShards,
+              ShardKey(put_shard.job, put_shard.step, put_shard.shard.rank),
+              EncodeShard(put_shard.shard)));
+    }
+  }
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  return FromRocksDb(impl_->db->Write(write, &write_batch),
+                     "writing metadata batch");
+}
+
+}  // namespace ckpt::server

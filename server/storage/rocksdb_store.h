@@ -1,0 +1,142 @@
+// RocksDbStore: ChunkStore and MetadataStore in one local RocksDB database.
+// Includes no RocksDB header (pimpl), so users of the store do not either.
+//
+// Layout: column families
+//   chunks       ChunkKey -> chunk bytes (integrated BlobDB: values of at
+//                least min_blob_size live in blob files, uncompressed)
+//   chunk_index  ChunkKey -> varint size; Put/Contains/GetUsage/ForEach read
+//                only this, never a chunk body
+//   manifests    CheckpointKey -> committed header (EncodeCheckpointRecord)
+//   pending      CheckpointKey -> pending or aborted header
+//   shards       ShardKey -> EncodeShard
+//   jobs         job name -> EncodeJobRecord
+// with the key encodings of server/storage/keys.h.
+//
+// Durability, and what a crash in the middle leaves behind:
+// - Chunk Put/Delete write `chunks` and `chunk_index` in one WriteBatch
+//   with the WAL disabled, so a chunk's bytes reach the disk once (into a
+//   blob file when the memtable is flushed) instead of twice. Sync()
+//   flushes both column families together (DBOptions::atomic_flush), and
+//   every automatic flush is atomic too, so after any crash a chunk is
+//   either wholly present in both families or absent from both: an index
+//   entry never points at missing bytes. A crash loses the Puts and Deletes
+//   made since the last Sync(); a lost Delete only delays garbage
+//   collection. A clean close (destruction) flushes them first.
+// - Apply() writes one WriteBatch through the WAL with sync=true: after a
+//   crash a batch is either wholly applied or not at all.
+// - Callers Sync() chunks before Apply()ing a manifest that references
+//   them (the service does), so a crash never leaves a committed manifest
+//   pointing at lost chunk bytes; at worst it leaves synced chunks that no
+//   manifest references, which GC removes.
+// - Corrupt stored values read back as DATA_LOSS; RocksDB errors convert to
+//   absl codes in rocksdb_status.cc only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/storage/chunk_store.h"
+#include "server/storage/metadata_store.h"
+
+namespace ckpt::server {
+
+struct RocksDbStoreOptions {
+  // Create the directory and the database (with its column families) when
+  // missing; otherwise Open of a missing database fails.
+  // Default: true
+  bool create_if_missing = true;
+
+  // Memtable size of `chunks` (and `chunk_index`, flushed with it). Large,
+  // because chunks are big sequential values and each flush writes one run
+  // of blob files.
+  // Default: 64 MiB
+  uint64_t chunk_write_buffer_size = uint64_t{64} << 20;
+
+  // Memtables per column family before writes stall.
+  // Default: 4
+  int max_write_buffer_number = 4;
+
+  // Background flush and compaction threads.
+  // Default: 4
+  int max_background_jobs = 4;
+
+  // Chunk values at least this large go to blob files; smaller ones stay
+  // inline in the SST files.
+  // Default: 4 KiB
+  uint64_t min_blob_size = uint64_t{4} << 10;
+
+  // Target size of one blob file.
+  // Default: 256 MiB
+  uint64_t blob_file_size = uint64_t{256} << 20;
+
+  // LRU block cache shared by every column family (index, filter and small
+  // value blocks; chunk bodies in blob files bypass it).
+  // Default: 32 MiB
+  uint64_t block_cache_bytes = uint64_t{32} << 20;
+};
+
+// Thread-safe. ForEach iterates a consistent snapshot taken when it starts;
+// `fn` may call back into the store.
+class RocksDbStore final : public ChunkStore, public MetadataStore {
+ public:
+  // Opens (by default creating) the database in directory `dir`.
+  // FAILED_PRECONDITION when `dir` exists but is not a directory; otherwise
+  // the converted RocksDB error (e.g. UNAVAILABLE when the database is
+  // locked by another process).
+  static absl::StatusOr<std::unique_ptr<RocksDbStore>> Open(
+      const std::string& dir, RocksDbStoreOptions options = {});
+
+  struct Impl;
+  // Only Open can name Passkey, so only Open constructs.
+  class Passkey {
+    explicit Passkey() = default;
+    friend class RocksDbStore;
+  };
+  RocksDbStore(Passkey, std::unique_ptr<Impl> impl);
+
+  // Flushes unsynced chunk writes, then closes the database.
+  ~RocksDbStore() override;
+  RocksDbStore(const RocksDbStore&) = delete;
+  RocksDbStore& operator=(const RocksDbStore&) = delete;
+
+  // ChunkStore. Put/Delete of an empty tenant (or one containing '\0') is
+  // INVALID_ARGUMENT / a no-op respectively.
+  absl::StatusOr<bool> Put(absl::string_view tenant, const ChunkId& id,
+                           absl::string_view bytes) override;
+  absl::StatusOr<std::string> Get(absl::string_view tenant,
+                                  const ChunkId& id) override;
+  absl::StatusOr<std::vector<bool>> Contains(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override;
+  absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
+  // Flushes `chunks` + `chunk_index` when anything was put or deleted since
+  // the last successful Sync; otherwise returns at once.
+  absl::Status Sync() override;
+  // Scans the tenant's `chunk_index` range: O(chunks), reads no body.
+  absl::StatusOr<Usage> GetUsage(absl::string_view tenant) override;
+  absl::Status ForEach(
+      absl::string_view tenant,
+      absl::FunctionRef<absl::Status(absl::string_view tenant,
+                                     const ChunkId& id, uint64_t size)>
+          fn) override;
+
+  // MetadataStore. Reads that touch both `manifests` and `pending` use one
+  // snapshot, so a concurrent commit is seen either before or after.
+  absl::StatusOr<std::optional<JobRecord>> GetJob(
+      absl::string_view job) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs() override;
+  absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
+                                                 int64_t step) override;
+  absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
+      absl::string_view job) override;
+  absl::StatusOr<std::vector<CheckpointRecord>> ListPending() override;
+  absl::StatusOr<std::vector<ShardManifest>> GetShards(absl::string_view job,
+                                                       int64_t step) override;
+  absl::Status Apply(const MetadataBatch& batch) override;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckpt::server

@@ -1,0 +1,253 @@
+// RocksDbStore behaviour beyond the conformance suite: persistence across
+// reopen, corruption surfacing as DATA_LOSS, and open errors.
+#include "server/storage/rocksdb_store.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "server/storage/keys.h"
+#include "server/storage/test_util.h"
+
+namespace ckpt::server {
+namespace {
+
+using ::ckpt::server::testing::IdOf;
+using ::ckpt::server::testing::MakeJob;
+using ::ckpt::server::testing::MakeRecord;
+using ::ckpt::server::testing::MakeShard;
+using ::ckpt::server::testing::TempDir;
+using ::testing::HasSubstr;
+
+class RocksDbStoreTest : public ::testing::Test {
+ protected:
+  std::string db_path() const { return dir_.path() + "/db"; }
+
+  std::unique_ptr<RocksDbStore> OpenStore() {
+    auto store = RocksDbStore::Open(db_path());
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  // Writes `value` under `key` in column family `cf_name`, bypassing the
+  // store (which must be closed), to plant corruption.
+  void WriteRaw(const std::string& cf_name, const std::string& key,
+                const std::string& value) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_path(), &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names)
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw_db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_path(), descriptors,
+                                  &handles, &raw_db)
+                    .ok());
+    std::unique_ptr<rocksdb::DB> db(raw_db);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == cf_name) {
+        EXPECT_TRUE(
+            db->Put(rocksdb::WriteOptions(), handles[i], key, value).ok());
+      }
+    }
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+    }
+    EXPECT_TRUE(db->Close().ok());
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(RocksDbStoreTest, SyncedChunksAndAppliedMetadataSurviveReopen) {
+  const std::string small = "small";
+  const std::string large(3 << 20, 'x');
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("acme", IdOf(small), small).ok());
+    ASSERT_TRUE(store->Put("acme", IdOf(large), large).ok());
+    ASSERT_TRUE(store->Sync().ok());
+    ASSERT_TRUE(store->Sync().ok());  // nothing new: a no-op
+    MetadataBatch batch;
+    batch.PutJob(MakeJob("acme/j"));
+    batch.PutCheckpoint(MakeRecord("acme/j", 3, CheckpointState::kCommitted));
+    batch.PutCheckpoint(MakeRecord("acme/j", 4, CheckpointState::kPending));
+    batch.PutShard("acme/j", 3, MakeShard(0, large));
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto got = store->Get("acme", IdOf(large));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, large);
+  auto put_again = store->Put("acme", IdOf(small), small);
+  ASSERT_TRUE(put_again.ok());
+  EXPECT_FALSE(*put_again);
+  auto usage = store->GetUsage("acme");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->chunk_count, 2u);
+  EXPECT_EQ(usage->bytes, small.size() + large.size());
+
+  auto job = store->GetJob("acme/j");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(*job, MakeJob("acme/j"));
+  auto record = store->GetCheckpoint("acme/j", 3);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(*record, MakeRecord("acme/j", 3, CheckpointState::kCommitted));
+  auto pending = store->ListPending();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].step, 4);
+  auto shards = store->GetShards("acme/j", 3);
+  ASSERT_TRUE(shards.ok());
+  ASSERT_EQ(shards->size(), 1u);
+  EXPECT_EQ((*shards)[0], MakeShard(0, large));
+}
+
+TEST_F(RocksDbStoreTest, UnsyncedChunkSurvivesCleanClose) {
+  const std::string bytes(100 << 10, 'u');
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("acme", IdOf(bytes), bytes).ok());
+    // No Sync: closing the store must flush the WAL-less write.
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto got = store->Get("acme", IdOf(bytes));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, bytes);
+  auto contains = store->Contains("acme", {IdOf(bytes)});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_TRUE((*contains)[0]);
+}
+
+// A process that dies without closing the store (here: _exit in a forked
+// child) keeps synced chunks and applied metadata, loses unsynced chunks,
+// and never leaves an index entry without its bytes.
+TEST_F(RocksDbStoreTest, CrashKeepsSyncedChunksAndLosesUnsyncedOnesWhole) {
+  const std::string synced(200 << 10, 's');
+  const std::string unsynced(200 << 10, 'u');
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto store = RocksDbStore::Open(db_path());
+    bool ok = store.ok() && (*store)->Put("acme", IdOf(synced), synced).ok() &&
+              (*store)->Sync().ok() &&
+              (*store)->Put("acme", IdOf(unsynced), unsynced).ok();
+    MetadataBatch batch;
+    batch.PutJob(MakeJob("acme/j"));
+    ok = ok && (*store)->Apply(batch).ok();
+    _exit(ok ? 0 : 1);  // no destructor: the memtable is lost
+  }
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+  ASSERT_TRUE(WIFEXITED(wait_status));
+  ASSERT_EQ(WEXITSTATUS(wait_status), 0);
+
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto got = store->Get("acme", IdOf(synced));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, synced);
+  auto contains = store->Contains("acme", {IdOf(synced), IdOf(unsynced)});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_TRUE((*contains)[0]);
+  EXPECT_FALSE((*contains)[1]);
+  EXPECT_EQ(store->Get("acme", IdOf(unsynced)).status().code(),
+            absl::StatusCode::kNotFound);
+  auto usage = store->GetUsage("acme");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->chunk_count, 1u);
+  auto job = store->GetJob("acme/j");
+  ASSERT_TRUE(job.ok());
+  EXPECT_TRUE(job->has_value()) << "a synced Apply was lost";
+  // The lost chunk can simply be put again.
+  auto put = store->Put("acme", IdOf(unsynced), unsynced);
+  ASSERT_TRUE(put.ok());
+  EXPECT_TRUE(*put);
+}
+
+TEST_F(RocksDbStoreTest, DeletedChunkStaysDeletedAfterReopen) {
+  const std::string bytes = "to delete";
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("acme", IdOf(bytes), bytes).ok());
+    ASSERT_TRUE(store->Sync().ok());
+    ASSERT_TRUE(store->Delete("acme", IdOf(bytes)).ok());
+    ASSERT_TRUE(store->Sync().ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Get("acme", IdOf(bytes)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RocksDbStoreTest, CorruptCheckpointRecordIsDataLoss) {
+  { ASSERT_NE(OpenStore(), nullptr); }
+  WriteRaw("manifests", CheckpointKey("acme/j", 1), "\xff\xff\xff garbage");
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->GetCheckpoint("acme/j", 1).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->ListCheckpoints("acme/j").status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(RocksDbStoreTest, CorruptShardJobAndChunkSizeAreDataLoss) {
+  { ASSERT_NE(OpenStore(), nullptr); }
+  WriteRaw("shards", ShardKey("acme/j", 1, 0), "\xff\xff\xff garbage");
+  WriteRaw("jobs", "acme/j", "\xff\xff\xff garbage");
+  WriteRaw("chunk_index", ChunkKey("acme", IdOf("c")), "\x80");
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->GetShards("acme/j", 1).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetJob("acme/j").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->ListJobs().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetUsage("acme").status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(RocksDbStoreTest, OpenOnARegularFileFailsClearly) {
+  const std::string file = dir_.path() + "/not_a_dir";
+  std::ofstream(file) << "hello";
+  auto store = RocksDbStore::Open(file);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr("not a directory"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr(file));
+}
+
+TEST_F(RocksDbStoreTest, OpenOfMissingDbWithoutCreateFails) {
+  RocksDbStoreOptions options;
+  options.create_if_missing = false;
+  auto store = RocksDbStore::Open(db_path(), options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr(db_path()));
+}
+
+TEST_F(RocksDbStoreTest, SecondOpenOfALockedDbFails) {
+  auto first = OpenStore();
+  ASSERT_NE(first, nullptr);
+  auto second = RocksDbStore::Open(db_path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable)
+      << second.status();
+}
+
+}  // namespace
+}  // namespace ckpt::server

@@ -1,0 +1,568 @@
+// The conformance suite every ChunkStore + MetadataStore implementation must
+// pass. Each case runs against MemoryStore, RocksDbStore and a
+// FaultInjectingStore with no faults armed (which must be transparent).
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/storage/fault_injecting_store.h"
+#include "server/storage/memory_store.h"
+#include "server/storage/rocksdb_store.h"
+#include "server/storage/test_util.h"
+
+namespace ckpt::server {
+namespace {
+
+using ::ckpt::server::testing::IdOf;
+using ::ckpt::server::testing::MakeJob;
+using ::ckpt::server::testing::MakeRecord;
+using ::ckpt::server::testing::MakeShard;
+using ::ckpt::server::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Owns one store under test (and whatever it needs) for one case.
+struct StoreUnderTest {
+  virtual ~StoreUnderTest() = default;
+  ChunkStore* chunks = nullptr;
+  MetadataStore* metadata = nullptr;
+};
+
+struct MemoryUnderTest : StoreUnderTest {
+  MemoryUnderTest() {
+    chunks = &store;
+    metadata = &store;
+  }
+  MemoryStore store;
+};
+
+struct RocksDbUnderTest : StoreUnderTest {
+  RocksDbUnderTest() {
+    auto opened = RocksDbStore::Open(dir.path() + "/db");
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    if (opened.ok()) store = std::move(opened).value();
+    chunks = store.get();
+    metadata = store.get();
+  }
+  TempDir dir;  // declared first: removed after the store closes
+  std::unique_ptr<RocksDbStore> store;
+};
+
+struct FaultInjectingUnderTest : StoreUnderTest {
+  FaultInjectingUnderTest() {
+    chunks = &store;
+    metadata = &store;
+  }
+  MemoryStore wrapped;
+  FaultInjectingStore store{&wrapped, &wrapped};
+};
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<StoreUnderTest>()> make;
+};
+
+// Names the backend in failure messages instead of dumping its bytes.
+void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
+
+class StorageConformanceTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    under_test_ = GetParam().make();
+    ASSERT_NE(under_test_->chunks, nullptr);
+    chunks_ = under_test_->chunks;
+    metadata_ = under_test_->metadata;
+  }
+
+  // Puts `bytes` for `tenant`, expecting success; returns whether it was new.
+  bool PutChunk(absl::string_view tenant, absl::string_view bytes) {
+    auto put = chunks_->Put(tenant, IdOf(bytes), bytes);
+    EXPECT_TRUE(put.ok()) << put.status();
+    return put.ok() && *put;
+  }
+
+  std::vector<int64_t> Steps(absl::string_view job) {
+    auto records = metadata_->ListCheckpoints(job);
+    EXPECT_TRUE(records.ok()) << records.status();
+    std::vector<int64_t> steps;
+    if (records.ok()) {
+      for (const CheckpointRecord& r : *records) steps.push_back(r.step);
+    }
+    return steps;
+  }
+
+  std::vector<int32_t> Ranks(absl::string_view job, int64_t step) {
+    auto shards = metadata_->GetShards(job, step);
+    EXPECT_TRUE(shards.ok()) << shards.status();
+    std::vector<int32_t> ranks;
+    if (shards.ok()) {
+      for (const ShardManifest& s : *shards) ranks.push_back(s.rank);
+    }
+    return ranks;
+  }
+
+  void ApplyOk(const MetadataBatch& batch) {
+    absl::Status status = metadata_->Apply(batch);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+
+  std::unique_ptr<StoreUnderTest> under_test_;
+  ChunkStore* chunks_ = nullptr;
+  MetadataStore* metadata_ = nullptr;
+};
+
+// ---- ChunkStore ----
+
+TEST_P(StorageConformanceTest, PutGetContainsDeleteRoundTrip) {
+  const std::string small = "small chunk";
+  const std::string large(1 << 20, 'L');  // past min_blob_size: a blob
+  EXPECT_TRUE(PutChunk("acme", small));
+  EXPECT_TRUE(PutChunk("acme", large));
+  ASSERT_TRUE(chunks_->Sync().ok());
+
+  auto got = chunks_->Get("acme", IdOf(small));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, small);
+  got = chunks_->Get("acme", IdOf(large));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, large);
+
+  const std::vector<ChunkId> ids = {IdOf(small), IdOf("absent"), IdOf(large)};
+  auto contains = chunks_->Contains("acme", ids);
+  ASSERT_TRUE(contains.ok()) << contains.status();
+  EXPECT_THAT(*contains, ElementsAre(true, false, true));
+
+  ASSERT_TRUE(chunks_->Delete("acme", IdOf(small)).ok());
+  ASSERT_TRUE(chunks_->Delete("acme", IdOf("never stored")).ok());
+  EXPECT_EQ(chunks_->Get("acme", IdOf(small)).status().code(),
+            absl::StatusCode::kNotFound);
+  contains = chunks_->Contains("acme", ids);
+  ASSERT_TRUE(contains.ok());
+  EXPECT_THAT(*contains, ElementsAre(false, false, true));
+  // Deleted chunks can be stored again.
+  EXPECT_TRUE(PutChunk("acme", small));
+}
+
+TEST_P(StorageConformanceTest, GetOfMissingChunkIsNotFoundNamingIt) {
+  const ChunkId id = IdOf("missing");
+  auto got = chunks_->Get("acme", id);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr(id.ShortHex()));
+}
+
+TEST_P(StorageConformanceTest, ContainsOfNoIdsIsEmpty) {
+  auto contains = chunks_->Contains("acme", {});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_TRUE(contains->empty());
+}
+
+TEST_P(StorageConformanceTest, PutRejectsEmptyTenant) {
+  EXPECT_EQ(chunks_->Put("", IdOf("x"), "x").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StorageConformanceTest, ChunksOfOneTenantAreInvisibleToAnother) {
+  const std::string bytes = "secret weights";
+  EXPECT_TRUE(PutChunk("alice", bytes));
+  // "alice.x" shares a string prefix with "alice": still another tenant.
+  for (absl::string_view other : {"bob", "alice.x", "alic"}) {
+    SCOPED_TRACE(other);
+    EXPECT_EQ(chunks_->Get(other, IdOf(bytes)).status().code(),
+              absl::StatusCode::kNotFound);
+    auto contains = chunks_->Contains(other, {IdOf(bytes)});
+    ASSERT_TRUE(contains.ok());
+    EXPECT_THAT(*contains, ElementsAre(false));
+    auto usage = chunks_->GetUsage(other);
+    ASSERT_TRUE(usage.ok());
+    EXPECT_EQ(usage->chunk_count, 0u);
+    EXPECT_EQ(usage->bytes, 0u);
+    int visited = 0;
+    ASSERT_TRUE(chunks_
+                    ->ForEach(other,
+                              [&](absl::string_view, const ChunkId&, uint64_t) {
+                                ++visited;
+                                return absl::OkStatus();
+                              })
+                    .ok());
+    EXPECT_EQ(visited, 0);
+    // Deleting through another tenant leaves the chunk alone.
+    ASSERT_TRUE(chunks_->Delete(other, IdOf(bytes)).ok());
+  }
+  // The same bytes stored by bob are a separate, new entry.
+  EXPECT_TRUE(PutChunk("bob", bytes));
+  auto got = chunks_->Get("alice", IdOf(bytes));
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, bytes);
+}
+
+TEST_P(StorageConformanceTest, PutIsIdempotentAndUsageCountsEachChunkOnce) {
+  EXPECT_TRUE(PutChunk("acme", "aaaa"));
+  EXPECT_FALSE(PutChunk("acme", "aaaa"));
+  EXPECT_TRUE(PutChunk("acme", "bbbbbb"));
+  EXPECT_TRUE(PutChunk("zeta", "aaaa"));
+  ASSERT_TRUE(chunks_->Sync().ok());
+  EXPECT_FALSE(PutChunk("acme", "aaaa"));  // still present after Sync
+
+  auto acme = chunks_->GetUsage("acme");
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  EXPECT_EQ(acme->chunk_count, 2u);
+  EXPECT_EQ(acme->bytes, 10u);
+  auto all = chunks_->GetUsage("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->chunk_count, 3u);
+  EXPECT_EQ(all->bytes, 14u);
+
+  ASSERT_TRUE(chunks_->Delete("acme", IdOf("aaaa")).ok());
+  acme = chunks_->GetUsage("acme");
+  ASSERT_TRUE(acme.ok());
+  EXPECT_EQ(acme->chunk_count, 1u);
+  EXPECT_EQ(acme->bytes, 6u);
+}
+
+TEST_P(StorageConformanceTest, ConcurrentPutsOfOneChunkReportItNewOnce) {
+  const std::string bytes(64 << 10, 'c');
+  std::atomic<int> news{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        auto put = chunks_->Put("acme", IdOf(bytes), bytes);
+        if (!put.ok()) {
+          ++errors;
+        } else if (*put) {
+          ++news;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(news.load(), 1);
+  auto usage = chunks_->GetUsage("acme");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->chunk_count, 1u);
+  EXPECT_EQ(usage->bytes, bytes.size());
+}
+
+TEST_P(StorageConformanceTest, ForEachVisitsInTenantIdOrderAndStopsEarly) {
+  std::vector<std::pair<std::string, ChunkId>> expected;
+  for (absl::string_view tenant : {"b", "a", "a.b"}) {
+    for (int i = 0; i < 5; ++i) {
+      const std::string bytes = absl::StrCat(tenant, "-", i, "-payload");
+      EXPECT_TRUE(PutChunk(tenant, bytes));
+      expected.emplace_back(std::string(tenant), IdOf(bytes));
+    }
+  }
+  std::sort(expected.begin(), expected.end());
+
+  std::vector<std::pair<std::string, ChunkId>> seen;
+  ASSERT_TRUE(chunks_
+                  ->ForEach("",
+                            [&](absl::string_view tenant, const ChunkId& id,
+                                uint64_t size) {
+                              EXPECT_GT(size, 0u);
+                              seen.emplace_back(std::string(tenant), id);
+                              return absl::OkStatus();
+                            })
+                  .ok());
+  EXPECT_EQ(seen, expected);
+
+  seen.clear();
+  ASSERT_TRUE(
+      chunks_
+          ->ForEach(
+              "a",
+              [&](absl::string_view tenant, const ChunkId& id, uint64_t size) {
+                EXPECT_EQ(size, absl::StrCat("a-0-payload").size());
+                seen.emplace_back(std::string(tenant), id);
+                return absl::OkStatus();
+              })
+          .ok());
+  ASSERT_EQ(seen.size(), 5u);
+  const std::vector<std::pair<std::string, ChunkId>> first_tenant(
+      expected.begin(), expected.begin() + 5);
+  EXPECT_EQ(seen, first_tenant);
+
+  int calls = 0;
+  absl::Status stopped =
+      chunks_->ForEach("", [&](absl::string_view, const ChunkId&, uint64_t) {
+        return ++calls == 3 ? absl::CancelledError("enough") : absl::OkStatus();
+      });
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_P(StorageConformanceTest, ForEachCallbackMayDeleteChunks) {
+  for (int i = 0; i < 4; ++i) PutChunk("acme", absl::StrCat("gc-", i));
+  int visited = 0;
+  ASSERT_TRUE(
+      chunks_
+          ->ForEach("acme",
+                    [&](absl::string_view tenant, const ChunkId& id, uint64_t) {
+                      ++visited;
+                      return chunks_->Delete(tenant, id);
+                    })
+          .ok());
+  EXPECT_EQ(visited, 4);
+  auto usage = chunks_->GetUsage("acme");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->chunk_count, 0u);
+}
+
+// ---- MetadataStore ----
+
+TEST_P(StorageConformanceTest, JobsAreListedInNameOrderAndReplaced) {
+  auto missing = metadata_->GetJob("t/none");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+
+  MetadataBatch batch;
+  batch.PutJob(MakeJob("t/b"));
+  batch.PutJob(MakeJob("t/a"));
+  batch.PutJob(MakeJob("s/z"));
+  ApplyOk(batch);
+  JobRecord replaced = MakeJob("t/a");
+  replaced.create_time = absl::FromUnixSeconds(5);
+  MetadataBatch replace;
+  replace.PutJob(replaced);
+  ApplyOk(replace);
+
+  auto jobs = metadata_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 3u);
+  EXPECT_EQ((*jobs)[0].name, "s/z");
+  EXPECT_EQ((*jobs)[1], replaced);
+  EXPECT_EQ((*jobs)[2].name, "t/b");
+  auto got = metadata_->GetJob("t/a");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, replaced);
+}
+
+TEST_P(StorageConformanceTest, GetCheckpointOfMissingIsNotFound) {
+  EXPECT_EQ(metadata_->GetCheckpoint("t/j", 7).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(metadata_->GetCheckpoint("t/j", -1).status().code(),
+            absl::StatusCode::kNotFound);
+  auto shards = metadata_->GetShards("t/j", 7);
+  ASSERT_TRUE(shards.ok());
+  EXPECT_TRUE(shards->empty());
+}
+
+TEST_P(StorageConformanceTest, CommitBatchMovesHeaderFromPendingToCommitted) {
+  const CheckpointRecord pending =
+      MakeRecord("t/j", 10, CheckpointState::kPending);
+  MetadataBatch begin;
+  begin.PutJob(MakeJob("t/j"));
+  begin.PutCheckpoint(pending);
+  begin.PutShard("t/j", 10, MakeShard(0, "rank0bytes"));
+  ApplyOk(begin);
+
+  auto got = metadata_->GetCheckpoint("t/j", 10);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, pending);
+  auto listed = metadata_->ListPending();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0], pending);
+
+  const CheckpointRecord committed =
+      MakeRecord("t/j", 10, CheckpointState::kCommitted);
+  MetadataBatch commit;
+  commit.PutShard("t/j", 10, MakeShard(1, "rank1bytes"));
+  commit.PutCheckpoint(committed);
+  ApplyOk(commit);
+
+  got = metadata_->GetCheckpoint("t/j", 10);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, committed);
+  auto all = metadata_->ListCheckpoints("t/j");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);  // one header, not one per state
+  EXPECT_EQ((*all)[0], committed);
+  listed = metadata_->ListPending();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+  auto shards = metadata_->GetShards("t/j", 10);
+  ASSERT_TRUE(shards.ok());
+  ASSERT_EQ(shards->size(), 2u);
+  EXPECT_EQ((*shards)[1], MakeShard(1, "rank1bytes"));
+
+  // And back: a header put as aborted leaves the committed family.
+  CheckpointRecord aborted = MakeRecord("t/j", 10, CheckpointState::kAborted);
+  aborted.abort_reason = "lease expired";
+  MetadataBatch abort;
+  abort.PutCheckpoint(aborted);
+  ApplyOk(abort);
+  all = metadata_->ListCheckpoints("t/j");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0], aborted);
+}
+
+TEST_P(StorageConformanceTest, ReadersSeeACommitWhollyOrNotAtAll) {
+  MetadataBatch begin;
+  begin.PutCheckpoint(MakeRecord("t/j", 1, CheckpointState::kPending));
+  ApplyOk(begin);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 100; ++i) {
+      MetadataBatch batch;
+      batch.PutCheckpoint(MakeRecord("t/j", 1,
+                                     i % 2 == 0 ? CheckpointState::kCommitted
+                                                : CheckpointState::kPending));
+      EXPECT_TRUE(metadata_->Apply(batch).ok());
+    }
+    done = true;
+  });
+  int reads = 0;
+  while (!done.load() || reads < 10) {
+    // No ASSERT here: returning early would skip the join.
+    auto all = metadata_->ListCheckpoints("t/j");
+    if (!all.ok() || all->size() != 1 ||
+        !metadata_->GetCheckpoint("t/j", 1).ok()) {
+      ADD_FAILURE() << "saw a half-applied commit after " << reads << " reads";
+      break;
+    }
+    ++reads;
+  }
+  writer.join();
+}
+
+TEST_P(StorageConformanceTest, FailedBatchAppliesNothing) {
+  MetadataBatch batch;
+  batch.PutJob(MakeJob("t/j"));
+  batch.PutCheckpoint(MakeRecord("t/j", 1, CheckpointState::kCommitted));
+  batch.DeleteCheckpoint("t/j", -5);  // unkeyable: fails the whole batch
+  EXPECT_EQ(metadata_->Apply(batch).code(), absl::StatusCode::kInvalidArgument);
+  auto job = metadata_->GetJob("t/j");
+  ASSERT_TRUE(job.ok());
+  EXPECT_FALSE(job->has_value());
+  EXPECT_TRUE(Steps("t/j").empty());
+}
+
+TEST_P(StorageConformanceTest, DeleteCheckpointRemovesHeaderAndOnlyItsShards) {
+  MetadataBatch batch;
+  // 255 ends its key in 0xff: the shard range must not spill into 256.
+  for (int64_t step : {255, 256}) {
+    batch.PutCheckpoint(MakeRecord("t/j", step, CheckpointState::kCommitted));
+    for (int32_t rank : {0, 1}) {
+      batch.PutShard("t/j", step, MakeShard(rank, "bytes"));
+    }
+  }
+  batch.PutCheckpoint(MakeRecord("t/j2", 255, CheckpointState::kPending));
+  batch.PutShard("t/j2", 255, MakeShard(0, "bytes"));
+  ApplyOk(batch);
+
+  MetadataBatch del;
+  del.DeleteCheckpoint("t/j", 255);
+  del.DeleteCheckpoint("t/j", 999);  // absent: fine
+  ApplyOk(del);
+
+  EXPECT_EQ(metadata_->GetCheckpoint("t/j", 255).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Ranks("t/j", 255).empty());
+  EXPECT_THAT(Ranks("t/j", 256), ElementsAre(0, 1));
+  EXPECT_THAT(Ranks("t/j2", 255), ElementsAre(0));
+  EXPECT_THAT(Steps("t/j"), ElementsAre(256));
+
+  // A pending checkpoint is deleted just the same.
+  MetadataBatch del_pending;
+  del_pending.DeleteCheckpoint("t/j2", 255);
+  ApplyOk(del_pending);
+  EXPECT_TRUE(Steps("t/j2").empty());
+  EXPECT_TRUE(Ranks("t/j2", 255).empty());
+  auto pending = metadata_->ListPending();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty());
+}
+
+TEST_P(StorageConformanceTest, OpsInABatchApplyInOrder) {
+  MetadataBatch batch;
+  batch.PutShard("t/j", 1, MakeShard(0, "old"));
+  batch.DeleteCheckpoint("t/j", 1);  // removes the shard just put
+  batch.PutCheckpoint(MakeRecord("t/j", 1, CheckpointState::kPending));
+  batch.PutShard("t/j", 1, MakeShard(1, "new"));  // survives the delete
+  ApplyOk(batch);
+  EXPECT_THAT(Ranks("t/j", 1), ElementsAre(1));
+  EXPECT_THAT(Steps("t/j"), ElementsAre(1));
+}
+
+TEST_P(StorageConformanceTest, ListCheckpointsIsAscendingStepAcrossStates) {
+  MetadataBatch batch;
+  batch.PutCheckpoint(MakeRecord("t/j", 300, CheckpointState::kCommitted));
+  batch.PutCheckpoint(MakeRecord("t/j", 2, CheckpointState::kPending));
+  batch.PutCheckpoint(MakeRecord("t/j", 256, CheckpointState::kAborted));
+  batch.PutCheckpoint(MakeRecord("t/j", 1, CheckpointState::kCommitted));
+  batch.PutCheckpoint(MakeRecord("t/j", 0, CheckpointState::kPending));
+  // Jobs whose names extend "t/j" are not its checkpoints.
+  batch.PutCheckpoint(MakeRecord("t/jx", 5, CheckpointState::kCommitted));
+  batch.PutCheckpoint(MakeRecord("t/j/sub", 6, CheckpointState::kPending));
+  ApplyOk(batch);
+
+  auto all = metadata_->ListCheckpoints("t/j");
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::pair<int64_t, CheckpointState>> got;
+  for (const CheckpointRecord& r : *all) got.emplace_back(r.step, r.state);
+  EXPECT_THAT(got, ElementsAre(std::pair(0, CheckpointState::kPending),
+                               std::pair(1, CheckpointState::kCommitted),
+                               std::pair(2, CheckpointState::kPending),
+                               std::pair(256, CheckpointState::kAborted),
+                               std::pair(300, CheckpointState::kCommitted)));
+  EXPECT_EQ((*all)[3], MakeRecord("t/j", 256, CheckpointState::kAborted));
+  EXPECT_TRUE(Steps("t/none").empty());
+
+  auto pending = metadata_->ListPending();
+  ASSERT_TRUE(pending.ok());
+  std::vector<std::pair<std::string, int64_t>> pending_keys;
+  for (const CheckpointRecord& r : *pending) {
+    EXPECT_EQ(r.state, CheckpointState::kPending);
+    pending_keys.emplace_back(r.job, r.step);
+  }
+  EXPECT_THAT(pending_keys, ::testing::UnorderedElementsAre(
+                                std::pair("t/j", 0), std::pair("t/j", 2),
+                                std::pair("t/j/sub", 6)));
+}
+
+TEST_P(StorageConformanceTest, GetShardsIsAscendingRank) {
+  MetadataBatch batch;
+  for (int32_t rank : {10, 2, 256, 0, 1}) {
+    batch.PutShard("t/j", 4, MakeShard(rank, absl::StrCat("bytes", rank)));
+  }
+  batch.PutShard("t/j", 5, MakeShard(3, "other step"));
+  ApplyOk(batch);
+  EXPECT_THAT(Ranks("t/j", 4), ElementsAre(0, 1, 2, 10, 256));
+  auto shards = metadata_->GetShards("t/j", 4);
+  ASSERT_TRUE(shards.ok());
+  EXPECT_EQ((*shards)[4], MakeShard(256, "bytes256"));
+  // Replacing a rank's shard keeps one entry per rank.
+  MetadataBatch replace;
+  replace.PutShard("t/j", 4, MakeShard(2, "replaced"));
+  ApplyOk(replace);
+  shards = metadata_->GetShards("t/j", 4);
+  ASSERT_TRUE(shards.ok());
+  ASSERT_EQ(shards->size(), 5u);
+  EXPECT_EQ((*shards)[2], MakeShard(2, "replaced"));
+}
+
+TEST_P(StorageConformanceTest, EmptyBatchIsOk) { ApplyOk(MetadataBatch()); }
+
+INSTANTIATE_TEST_SUITE_P(
+    AllStores, StorageConformanceTest,
+    ::testing::Values(
+        Backend{"Memory", [] { return std::make_unique<MemoryUnderTest>(); }},
+        Backend{"RocksDb", [] { return std::make_unique<RocksDbUnderTest>(); }},
+        Backend{"FaultInjecting",
+                [] { return std::make_unique<FaultInjectingUnderTest>(); }}),
+    [](const ::testing::TestParamInfo<Backend>& backend) {
+      return backend.param.name;
+    });
+
+}  // namespace
+}  // namespace ckpt::server

@@ -1,0 +1,86 @@
+// Helpers shared by the storage tests (header-only, test code only).
+#pragma once
+
+#include <stdlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/manifest.h"
+#include "common/sha256.h"
+#include "gtest/gtest.h"
+
+namespace ckpt::server::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string pattern =
+        absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp",
+                     "/ckpt_storage_XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) {
+      ADD_FAILURE() << "mkdtemp failed for " << pattern;
+    }
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline ChunkId IdOf(absl::string_view bytes) { return Sha256(bytes); }
+
+inline JobRecord MakeJob(std::string name) {
+  return JobRecord{std::move(name), absl::FromUnixSeconds(1700000000)};
+}
+
+inline CheckpointRecord MakeRecord(std::string job, int64_t step,
+                                   CheckpointState state) {
+  CheckpointRecord record;
+  record.job = std::move(job);
+  record.step = step;
+  record.state = state;
+  record.world_size = 2;
+  record.metadata.metrics["val_loss"] = 0.5 + static_cast<double>(step);
+  record.metadata.tags["run"] = "a";
+  record.create_time = absl::FromUnixSeconds(1700000000 + step);
+  record.lease_expiry = absl::FromUnixSeconds(1700000600 + step);
+  if (state == CheckpointState::kCommitted) {
+    record.commit_time = absl::FromUnixSeconds(1700000100 + step);
+    record.committed_ranks = {0, 1};
+    record.logical_bytes = 8;
+  }
+  return record;
+}
+
+// A one-tensor shard whose bytes are `bytes` (float32, 1-D).
+inline ShardManifest MakeShard(int32_t rank, absl::string_view bytes) {
+  ShardManifest shard;
+  shard.rank = rank;
+  TensorEntry tensor;
+  tensor.name = absl::StrCat("w", rank);
+  tensor.dtype = DType::kFloat32;
+  const auto elements = static_cast<int64_t>(bytes.size() / 4);
+  tensor.global_shape = {elements};
+  tensor.box = Box{{0}, {elements}};
+  tensor.pieces = {ChunkRef{IdOf(bytes), bytes.size()}};
+  shard.tensors.push_back(std::move(tensor));
+  return shard;
+}
+
+}  // namespace ckpt::server::testing

@@ -94,8 +94,10 @@ struct CheckpointRecord {
   absl::Time create_time = absl::UnixEpoch();
   absl::Time commit_time = absl::UnixEpoch();   // meaningful when committed
   absl::Time lease_expiry = absl::UnixEpoch();  // meaningful when pending
-  uint64_t logical_bytes = 0;                   // over committed shards
-  std::vector<int32_t> committed_ranks;         // ascending
+  // How far each Begin or CommitShard of it pushes lease_expiry out.
+  absl::Duration lease_duration = absl::ZeroDuration();
+  uint64_t logical_bytes = 0;            // over committed shards
+  std::vector<int32_t> committed_ranks;  // ascending
   std::string abort_reason;
 
   // The time retention and listings use: the writer's, else the commit's.

@@ -134,6 +134,8 @@ void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
   out->set_logical_bytes(record.logical_bytes);
   for (int32_t rank : record.committed_ranks) out->add_committed_ranks(rank);
   out->set_abort_reason(record.abort_reason);
+  out->set_lease_duration_micros(
+      absl::ToInt64Microseconds(record.lease_duration));
 }
 
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
@@ -156,6 +158,7 @@ absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
   out.committed_ranks.assign(info.committed_ranks().begin(),
                              info.committed_ranks().end());
   out.abort_reason = info.abort_reason();
+  out.lease_duration = absl::Microseconds(info.lease_duration_micros());
   return out;
 }
 

@@ -113,6 +113,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
                        existing->world_size, "; this rank says ", world_size));
     }
     result.record = *std::move(existing);
+    result.record.lease_duration = lease;
     result.record.lease_expiry =
         std::max(result.record.lease_expiry, now + lease);
     MergeMetadata(meta, &result.record.metadata);
@@ -129,6 +130,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     result.record.metadata = meta;
     result.record.create_time = now;
     result.record.lease_expiry = now + lease;
+    result.record.lease_duration = lease;
   }
   batch.PutCheckpoint(result.record);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
@@ -253,8 +255,10 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     record.commit_time = now;
     result.checkpoint_committed = true;
   } else {
-    record.lease_expiry =
-        std::max(record.lease_expiry, now + options_.default_lease);
+    const absl::Duration lease = record.lease_duration > absl::ZeroDuration()
+                                     ? record.lease_duration
+                                     : options_.default_lease;
+    record.lease_expiry = std::max(record.lease_expiry, now + lease);
   }
   MetadataBatch batch;
   batch.PutShard(std::string(job), step, shard);

@@ -250,6 +250,20 @@ TEST_F(CheckpointServiceTest, ExpiredLeaseAbortsPendingCheckpoint) {
   for (const auto& shard : *shards) EXPECT_NE(shard.rank, 0);
 }
 
+TEST_F(CheckpointServiceTest, CommitRenewsTheLeaseByTheRequestedLength) {
+  ASSERT_TRUE(service_.BeginCheckpoint(kJob, 1, 2, {}, absl::Seconds(20)).ok());
+  clock_.Advance(absl::Seconds(15));
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256("a"), "a").ok());
+  auto first = service_.CommitShard(kJob, 1, 2,
+                                    ShardBuilder{0, {{"w", "a"}}}.Manifest());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->record.lease_expiry, clock_.Now() + absl::Seconds(20));
+  clock_.Advance(absl::Seconds(21));
+  auto expired = service_.ExpireLeases();
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(*expired, 1);
+}
+
 TEST_F(CheckpointServiceTest, CommitAfterLeaseEndIsAbortedEvenWithoutReaper) {
   ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 2, 2).ok());
   clock_.Advance(absl::Minutes(30));

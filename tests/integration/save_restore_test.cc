@@ -1,0 +1,361 @@
+// End to end through the real ckpt-server binary on a loopback port with
+// RocksDB in a temporary directory, driven by the C++ client library.
+#include <atomic>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "client/client.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_process.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kJob[] = "it/model";
+
+std::string RandomBytes(size_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string bytes(size, '\0');
+  for (size_t i = 0; i + 8 <= size; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&bytes[i], &v, 8);
+  }
+  for (size_t i = size - size % 8; i < size; ++i) bytes[i] = char(rng());
+  return bytes;
+}
+
+// A rank's state: tensors of awkward sizes (not chunk multiples), a tensor
+// sharded across ranks and one replicated on all of them.
+struct RankShard {
+  int32_t rank;
+  int32_t world_size;
+  std::string sharded;     // float32 [world_size*rows, 96], rows of this rank
+  std::string replicated;  // same bytes on every rank
+  std::string own;         // uint8, this rank only
+
+  static RankShard Make(int32_t rank, int32_t world_size, uint64_t seed,
+                        int64_t rows = 3000) {
+    return RankShard{
+        rank, world_size, RandomBytes(rows * 96 * 4, seed * 131 + rank),
+        RandomBytes(5 << 20, seed), RandomBytes(12345, seed + rank)};
+  }
+  int64_t rows() const { return sharded.size() / (96 * 4); }
+
+  std::vector<client::TensorData> Tensors() const {
+    return {
+        {"layer.weight",
+         DType::kFloat32,
+         {rows() * world_size, 96},
+         Box{{rows() * rank, 0}, {rows(), 96}},
+         sharded},
+        {"embedding",
+         DType::kUint8,
+         {static_cast<int64_t>(replicated.size())},
+         Box{{0}, {static_cast<int64_t>(replicated.size())}},
+         replicated},
+        {"rank_local",
+         DType::kUint8,
+         {static_cast<int64_t>(own.size())},
+         Box{{0}, {static_cast<int64_t>(own.size())}},
+         own},
+    };
+  }
+};
+
+class SaveRestoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = TempDir::Create("ckpt-it");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *std::move(dir);
+    StartServer();
+  }
+
+  void StartServer(std::vector<std::string> extra = {}) {
+    auto server = ServerProcess::Start(dir_->path() + "/db", extra);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto client = client::Client::Connect(
+        server_->address(), {.connect_timeout = absl::Seconds(10)});
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  // Saves every rank concurrently, one Client per rank as separate
+  // processes would.
+  std::vector<client::SaveResult> SaveAll(const std::vector<RankShard>& ranks,
+                                          int64_t step,
+                                          client::SaveOptions base = {}) {
+    std::vector<absl::StatusOr<client::SaveResult>> results(
+        ranks.size(), absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      threads.emplace_back([&, r] {
+        auto client = client::Client::Connect(server_->address());
+        if (!client.ok()) {
+          results[r] = client.status();
+          return;
+        }
+        client::SaveOptions options = base;
+        options.rank = ranks[r].rank;
+        options.world_size = ranks[r].world_size;
+        auto tensors = ranks[r].Tensors();
+        results[r] = (*client)->SaveShard(kJob, step, tensors, options);
+      });
+    }
+    for (auto& t : threads) t.join();
+    std::vector<client::SaveResult> out;
+    for (auto& result : results) {
+      EXPECT_TRUE(result.ok()) << result.status();
+      if (result.ok()) out.push_back(*result);
+    }
+    return out;
+  }
+
+  void ExpectRestores(const std::vector<RankShard>& ranks,
+                      std::optional<int64_t> step) {
+    for (const auto& rank : ranks) {
+      auto restored = client_->RestoreShard(kJob, step, rank.rank);
+      ASSERT_TRUE(restored.ok()) << restored.status();
+      ASSERT_EQ(restored->size(), 3u);
+      auto expected = rank.Tensors();
+      for (size_t i = 0; i < expected.size(); ++i) {
+        EXPECT_EQ((*restored)[i].entry.name, expected[i].name);
+        EXPECT_EQ((*restored)[i].entry.box, expected[i].box);
+        EXPECT_EQ((*restored)[i].entry.global_shape, expected[i].global_shape);
+        EXPECT_TRUE((*restored)[i].bytes == expected[i].bytes)
+            << "tensor " << expected[i].name << " of rank " << rank.rank
+            << " differs";
+      }
+    }
+  }
+
+  std::vector<int64_t> Steps() {
+    auto records = client_->ListCheckpoints(kJob);
+    EXPECT_TRUE(records.ok()) << records.status();
+    std::vector<int64_t> steps;
+    if (records.ok()) {
+      for (const auto& r : *records) steps.push_back(r.step);
+    }
+    return steps;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<client::Client> client_;
+};
+
+TEST_F(SaveRestoreTest, MultiRankSaveRestoresByteIdentical) {
+  std::vector<RankShard> ranks = {RankShard::Make(0, 2, 1),
+                                  RankShard::Make(1, 2, 1)};
+  auto saved = SaveAll(ranks, 100);
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved[0].checkpoint_committed + saved[1].checkpoint_committed, 1);
+  EXPECT_THAT(Steps(), ElementsAre(100));
+  ExpectRestores(ranks, 100);
+  ExpectRestores(ranks, std::nullopt);
+
+  auto manifest = client_->GetManifest(kJob, std::nullopt);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->record.world_size, 2);
+  uint64_t logical = 0;
+  for (const auto& rank : ranks) {
+    for (const auto& t : rank.Tensors()) logical += t.bytes.size();
+  }
+  EXPECT_EQ(manifest->record.logical_bytes, logical);
+}
+
+TEST_F(SaveRestoreTest, ReplicatedStateIsStoredOnceAndResaveSendsNothing) {
+  std::vector<RankShard> ranks = {RankShard::Make(0, 2, 2),
+                                  RankShard::Make(1, 2, 2)};
+  SaveAll(ranks, 1);
+  auto after_first = client_->GetStats(kJob);
+  ASSERT_TRUE(after_first.ok()) << after_first.status();
+  // The 5 MiB replicated tensor is stored once for both ranks.
+  uint64_t distinct = 0;
+  for (const auto& rank : ranks) {
+    distinct += rank.sharded.size() + rank.own.size();
+  }
+  distinct += ranks[0].replicated.size();
+  EXPECT_EQ(after_first->stored_bytes, distinct);
+
+  auto resaved = SaveAll(ranks, 2);
+  ASSERT_EQ(resaved.size(), 2u);
+  for (const auto& result : resaved) {
+    EXPECT_EQ(result.bytes_sent, 0u);
+    EXPECT_EQ(result.chunks_sent, 0u);
+    EXPECT_GT(result.chunks_total, 0u);
+  }
+  auto after_second = client_->GetStats(kJob);
+  ASSERT_TRUE(after_second.ok());
+  EXPECT_EQ(after_second->stored_bytes, after_first->stored_bytes);
+  EXPECT_EQ(after_second->logical_bytes, 2 * after_first->logical_bytes);
+  EXPECT_THAT(Steps(), ElementsAre(1, 2));
+  ExpectRestores(ranks, 2);
+}
+
+TEST_F(SaveRestoreTest, ChunkWithWrongHashIsRefusedAndNothingStored) {
+  auto channel = grpc::CreateChannel(server_->address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::CheckpointService::NewStub(channel);
+  const std::string bytes = "these bytes are honest";
+  const ChunkId lie = Sha256("but the hash is of something else");
+  grpc::ClientContext context;
+  v1::PutChunksResponse response;
+  auto writer = stub->PutChunks(&context, &response);
+  v1::PutChunksRequest request;
+  request.set_job(kJob);
+  v1::ChunkData* chunk = request.add_chunks();
+  chunk->set_sha256(std::string(lie.bytes()));
+  chunk->set_data(bytes);
+  writer->Write(request);
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("mismatch"));
+
+  grpc::ClientContext find_context;
+  v1::FindMissingChunksRequest find;
+  find.set_job(kJob);
+  find.add_sha256(std::string(lie.bytes()));
+  find.add_sha256(std::string(Sha256(bytes).bytes()));
+  v1::FindMissingChunksResponse missing;
+  ASSERT_TRUE(stub->FindMissingChunks(&find_context, find, &missing).ok());
+  EXPECT_EQ(missing.missing_sha256_size(), 2);
+  auto stats = client_->GetStats("");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->chunk_count, 0u);
+}
+
+TEST_F(SaveRestoreTest, MissingRankKeepsCheckpointInvisibleUntilLeaseAborts) {
+  server_->Kill();
+  StartServer({"--lease-check-interval", "1"});
+  std::vector<RankShard> ranks = {RankShard::Make(0, 2, 3)};
+  client::SaveOptions options;
+  options.lease = absl::Seconds(2);
+  auto saved = SaveAll(ranks, 7, options);
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_FALSE(saved[0].checkpoint_committed);
+  EXPECT_THAT(Steps(), IsEmpty());
+  EXPECT_TRUE(
+      absl::IsNotFound(client_->GetManifest(kJob, std::nullopt).status()));
+  EXPECT_TRUE(absl::IsNotFound(client_->GetManifest(kJob, 7).status()));
+
+  // The server's lease reaper aborts it; poll its state, bounded.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  CheckpointState state = CheckpointState::kPending;
+  while (absl::Now() < deadline) {
+    auto all = client_->ListCheckpoints(kJob, /*include_uncommitted=*/true);
+    ASSERT_TRUE(all.ok()) << all.status();
+    ASSERT_EQ(all->size(), 1u);
+    state = (*all)[0].state;
+    if (state == CheckpointState::kAborted) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(state, CheckpointState::kAborted);
+  EXPECT_THAT(Steps(), IsEmpty());
+}
+
+TEST_F(SaveRestoreTest, RestartKeepsEveryCommittedCheckpoint) {
+  std::vector<std::vector<RankShard>> saves;
+  for (int64_t step = 1; step <= 3; ++step) {
+    saves.push_back({RankShard::Make(0, 2, 10 + step, 700),
+                     RankShard::Make(1, 2, 10 + step, 700)});
+    SaveAll(saves.back(), step * 10);
+  }
+  auto exit_code = server_->Stop();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+  StartServer();
+  EXPECT_THAT(Steps(), ElementsAre(10, 20, 30));
+  for (int64_t step = 1; step <= 3; ++step) {
+    ExpectRestores(saves[step - 1], step * 10);
+  }
+}
+
+TEST_F(SaveRestoreTest, KillDuringUploadsLeavesNoPartialCheckpoint) {
+  std::vector<RankShard> committed = {RankShard::Make(0, 2, 20),
+                                      RankShard::Make(1, 2, 20)};
+  SaveAll(committed, 1);
+
+  // Step 2: rank 0 commits its shard, then rank 1 streams a large shard
+  // while the server is killed with SIGKILL.
+  std::vector<RankShard> second = {RankShard::Make(0, 2, 21, 60000),
+                                   RankShard::Make(1, 2, 21, 60000)};
+  SaveAll({second[0]}, 2);
+  std::atomic<bool> upload_done = false;
+  absl::Status upload_status;
+  std::thread uploader([&] {
+    auto client = client::Client::Connect(server_->address());
+    if (!client.ok()) return;
+    client::SaveOptions options;
+    options.rank = 1;
+    options.world_size = 2;
+    auto tensors = second[1].Tensors();
+    upload_status = (*client)->SaveShard(kJob, 2, tensors, options).status();
+    upload_done = true;
+  });
+  // Kill once the server has received part of rank 1's chunks.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline && !upload_done) {
+    auto stats = client_->GetStats("");
+    if (stats.ok() && stats->stored_bytes > second[0].sharded.size() +
+                                                committed[0].sharded.size() +
+                                                (16u << 20)) {
+      break;
+    }
+  }
+  server_->Kill();
+  uploader.join();
+  EXPECT_FALSE(upload_done && upload_status.ok())
+      << "the upload finished before the kill; the test proved nothing";
+
+  StartServer();
+  EXPECT_THAT(Steps(), ElementsAre(1));
+  auto latest = client_->GetManifest(kJob, std::nullopt);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->record.step, 1);
+  ExpectRestores(committed, 1);
+  auto all = client_->ListCheckpoints(kJob, true);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_NE((*all)[1].state, CheckpointState::kCommitted);
+
+  // The job can finish step 2 after the restart.
+  SaveAll(second, 2);
+  EXPECT_THAT(Steps(), ElementsAre(1, 2));
+  ExpectRestores(second, 2);
+}
+
+TEST_F(SaveRestoreTest, ClearErrorsForBadRequests) {
+  EXPECT_TRUE(absl::IsNotFound(client_->ListCheckpoints("no/such").status()));
+  std::vector<RankShard> ranks = {RankShard::Make(0, 1, 30)};
+  SaveAll(ranks, 5);
+  auto missing_step = client_->GetManifest(kJob, 6);
+  EXPECT_TRUE(absl::IsNotFound(missing_step.status()));
+  EXPECT_THAT(missing_step.status().message(), HasSubstr("6"));
+  auto bad_job = client_->GetManifest("no-tenant", std::nullopt);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad_job.status())) << bad_job.status();
+  client::SaveOptions outside;
+  outside.rank = 3;
+  outside.world_size = 2;
+  auto tensors = ranks[0].Tensors();
+  auto refused = client_->SaveShard(kJob, 9, tensors, outside);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(client_->SaveShard(kJob, 5, tensors, {}).status()));
+}
+
+}  // namespace
+}  // namespace ckpt::testing

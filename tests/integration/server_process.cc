@@ -1,0 +1,130 @@
+#include "tests/integration/server_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+extern char** environ;
+
+namespace ckpt::testing {
+
+absl::StatusOr<std::unique_ptr<TempDir>> TempDir::Create(
+    const std::string& prefix) {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern =
+      absl::StrCat(base != nullptr ? base : "/tmp", "/", prefix, "-XXXXXX");
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("mkdtemp(", pattern, ") failed: ", strerror(errno)));
+  }
+  return std::make_unique<TempDir>(pattern);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string BuiltBinary(const std::string& relative) {
+  const char* dir = std::getenv("CKPT_BUILD_DIR");
+  return absl::StrCat(dir != nullptr ? dir : ".", "/", relative);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
+    const std::string& data_dir, std::vector<std::string> extra_args) {
+  std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server"),
+                                   "--data-dir", data_dir, "--listen",
+                                   "127.0.0.1:0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError("pipe2 failed");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  pid_t pid = 0;
+  int rc =
+      ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_fds[1]);
+  if (rc != 0) {
+    ::close(pipe_fds[0]);
+    return absl::InternalError(
+        absl::StrCat("cannot start ", args[0], ": ", strerror(rc)));
+  }
+  auto server = std::make_unique<ServerProcess>(pid, pipe_fds[0]);
+
+  // Read stdout until the "listening on HOST:PORT" line appears.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string out;
+  while (absl::Now() < deadline) {
+    pollfd pfd{pipe_fds[0], POLLIN, 0};
+    int ready = ::poll(&pfd, 1, 200);
+    if (ready > 0) {
+      char buf[512];
+      ssize_t n = ::read(pipe_fds[0], buf, sizeof(buf));
+      if (n <= 0) break;  // the server exited
+      out.append(buf, static_cast<size_t>(n));
+      size_t at = out.find("listening on ");
+      size_t eol = at == std::string::npos ? at : out.find('\n', at);
+      if (eol != std::string::npos) {
+        std::string addr = out.substr(at + 13, eol - at - 13);
+        int port = 0;
+        if (!absl::SimpleAtoi(addr.substr(addr.rfind(':') + 1), &port)) {
+          return absl::InternalError(
+              absl::StrCat("cannot parse the port from '", addr, "'"));
+        }
+        server->port_ = port;
+        return server;
+      }
+    }
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("ckpt-server did not report its port; its output: ", out));
+}
+
+std::string ServerProcess::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+absl::StatusOr<int> ServerProcess::Stop() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  pid_t reaped = ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (reaped < 0) return absl::InternalError("waitpid failed");
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+void ServerProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+ServerProcess::~ServerProcess() {
+  Kill();
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
+}
+
+}  // namespace ckpt::testing

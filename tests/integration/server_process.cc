@@ -22,8 +22,10 @@ namespace ckpt::testing {
 absl::StatusOr<std::unique_ptr<TempDir>> TempDir::Create(
     const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern =
-      absl::StrCat(base != nullptr ? base : "/tmp", "/", prefix, "-XXXXXX");
+  std::string pattern = prefix.starts_with("/")
+                            ? absl::StrCat(prefix, "-XXXXXX")
+                            : absl::StrCat(base != nullptr ? base : "/tmp", "/",
+                                           prefix, "-XXXXXX");
   if (::mkdtemp(pattern.data()) == nullptr) {
     return absl::InternalError(
         absl::StrCat("mkdtemp(", pattern, ") failed: ", strerror(errno)));

@@ -12,8 +12,9 @@
 
 namespace ckpt::testing {
 
-// A directory under $TMPDIR (or /tmp) removed with everything in it on
-// destruction.
+// A fresh directory, removed with everything in it on destruction. A
+// relative prefix is placed under $TMPDIR (or /tmp); an absolute one is used
+// as it is.
 class TempDir {
  public:
   static absl::StatusOr<std::unique_ptr<TempDir>> Create(

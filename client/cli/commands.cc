@@ -1,0 +1,498 @@
+#include "client/cli/commands.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/cli/format.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace ckpt::cli {
+namespace {
+
+using nlohmann::json;
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return absl::ErrnoToStatus(errno, absl::StrCat(what, " '", path, "'"));
+}
+
+// A read-only memory mapping of a whole file, so `ckpt put` uploads straight
+// from the page cache without copying the file into a buffer.
+class MappedFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(
+      const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoError("cannot open", path);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      absl::Status status = ErrnoError("cannot stat", path);
+      ::close(fd);
+      return status;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' is not a regular file"));
+    }
+    const size_t size = static_cast<size_t>(st.st_size);
+    void* data = nullptr;
+    if (size > 0) {  // mmap of length 0 is an error
+      data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (data == MAP_FAILED) {
+        absl::Status status = ErrnoError("cannot map", path);
+        ::close(fd);
+        return status;
+      }
+      // Upload reads it once, front to back.
+      ::madvise(data, size, MADV_SEQUENTIAL);
+    }
+    ::close(fd);  // the mapping stays valid without the descriptor
+    return std::make_unique<MappedFile>(data, size);
+  }
+
+  MappedFile(void* data, size_t size) : data_(data), size_(size) {}
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  absl::string_view bytes() const {
+    return {static_cast<const char*>(data_), size_};
+  }
+
+ private:
+  void* data_;
+  size_t size_;
+};
+
+absl::StatusOr<int64_t> ParseStep(absl::string_view text) {
+  int64_t step;
+  if (!absl::SimpleAtoi(text, &step) || step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("STEP must be a non-negative integer, got '", text, "'"));
+  }
+  return step;
+}
+
+// The manifest of STEP, where STEP is a step or "latest".
+absl::StatusOr<Checkpoint> GetManifestAt(client::Client& client,
+                                         const std::string& job,
+                                         absl::string_view step_text) {
+  std::optional<int64_t> step;  // nullopt: latest
+  if (step_text != "latest") {
+    CKPT_ASSIGN_OR_RETURN(step, ParseStep(step_text));
+  }
+  return client.GetManifest(job, step);
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
+    absl::string_view flag, absl::string_view text) {
+  std::pair<std::string, std::string> kv =
+      absl::StrSplit(text, absl::MaxSplits('=', 1));
+  if (kv.first.empty() || text.find('=') == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " expects NAME=VALUE, got '", text, "'"));
+  }
+  return kv;
+}
+
+absl::StatusOr<CheckpointMetadata> ParseMetadata(const PutArgs& args) {
+  CheckpointMetadata metadata;
+  for (const std::string& text : args.metrics) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--metric", text));
+    double value;
+    if (!absl::SimpleAtod(kv.second, &value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--metric ", kv.first, ": '", kv.second, "' is not a number"));
+    }
+    metadata.metrics[kv.first] = value;
+  }
+  for (const std::string& text : args.tags) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--tag", text));
+    metadata.tags[kv.first] = kv.second;
+  }
+  if (!args.time.empty()) {
+    absl::Time time;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, args.time, &time, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--time '", args.time, "' is not RFC 3339 (e.g. ",
+                       "2024-05-01T12:00:00Z): ", error));
+    }
+    metadata.writer_time = time;
+  }
+  return metadata;
+}
+
+// Tensor names become file names under OUTDIR: refuse anything that could
+// escape it or name a directory.
+absl::Status CheckSafeFileName(absl::string_view name) {
+  if (name.empty() || name == "." || name == ".." ||
+      name.find('/') != absl::string_view::npos ||
+      name.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("refusing to write tensor '", name,
+                     "' as a file: its name is not a plain file name"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFile(const std::string& path, absl::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("cannot create", path);
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status status = ErrnoError("cannot write", path);
+      ::close(fd);
+      return status;
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::close(fd) != 0) return ErrnoError("cannot close", path);
+  return absl::OkStatus();
+}
+
+json MetadataJson(const CheckpointMetadata& metadata) {
+  json metrics = json::object();
+  for (const auto& [name, value] : metadata.metrics) metrics[name] = value;
+  json tags = json::object();
+  for (const auto& [key, value] : metadata.tags) tags[key] = value;
+  return {{"metrics", metrics}, {"tags", tags}};
+}
+
+// The time shown for a checkpoint: the writer's, else the commit's; a
+// pending or aborted one has no commit time, so its creation time is shown.
+absl::Time DisplayTime(const CheckpointRecord& record) {
+  if (record.state == CheckpointState::kCommitted) {
+    return record.EffectiveTime();
+  }
+  return record.metadata.writer_time.value_or(record.create_time);
+}
+
+// The listing of one checkpoint header; shared by `ls JOB` and `show`.
+json RecordJson(const CheckpointRecord& record) {
+  json metadata = MetadataJson(record.metadata);
+  json out = {
+      {"job", record.job},
+      {"step", record.step},
+      {"state", std::string(CheckpointStateName(record.state))},
+      {"time", FormatTimestamp(DisplayTime(record))},
+      {"world_size", record.world_size},
+      {"logical_bytes", record.logical_bytes},
+      {"metrics", metadata["metrics"]},
+      {"tags", metadata["tags"]},
+      {"committed_ranks", record.committed_ranks},
+      {"create_time", FormatTimestamp(record.create_time)},
+  };
+  if (record.state == CheckpointState::kCommitted) {
+    out["commit_time"] = FormatTimestamp(record.commit_time);
+  }
+  if (record.state == CheckpointState::kPending) {
+    out["lease_expiry"] = FormatTimestamp(record.lease_expiry);
+  }
+  if (record.state == CheckpointState::kAborted) {
+    out["abort_reason"] = record.abort_reason;
+  }
+  return out;
+}
+
+void PrintJson(const json& value) { std::cout << value.dump(2) << "\n"; }
+
+}  // namespace
+
+absl::Status RunPut(client::Client& client, const PutArgs& args,
+                    const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
+  client::SaveOptions options;
+  options.rank = args.rank;
+  options.world_size = args.world_size;
+  CKPT_ASSIGN_OR_RETURN(options.metadata, ParseMetadata(args));
+
+  std::vector<std::unique_ptr<MappedFile>> files;
+  std::vector<client::TensorData> tensors;
+  absl::flat_hash_set<std::string> names;
+  for (const std::string& path : args.files) {
+    std::string name = std::filesystem::path(path).filename().string();
+    CKPT_RETURN_IF_ERROR(CheckSafeFileName(name));
+    if (!names.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "two files are named '", name, "'; tensor names must be unique"));
+    }
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
+                          MappedFile::Open(path));
+    const auto size = static_cast<int64_t>(file->bytes().size());
+    tensors.push_back(client::TensorData{
+        name, DType::kUint8, {size}, Box{{0}, {size}}, file->bytes()});
+    files.push_back(std::move(file));
+  }
+
+  CKPT_ASSIGN_OR_RETURN(client::SaveResult result,
+                        client.SaveShard(args.job, step, tensors, options));
+  if (out.json) {
+    PrintJson(
+        {{"job", args.job},
+         {"step", step},
+         {"rank", args.rank},
+         {"world_size", args.world_size},
+         {"tensors", tensors.size()},
+         {"logical_bytes", result.logical_bytes},
+         {"chunks_total", result.chunks_total},
+         {"chunks_sent", result.chunks_sent},
+         {"bytes_sent", result.bytes_sent},
+         {"checkpoint_committed", result.checkpoint_committed},
+         {"committed_ranks", result.checkpoint.committed_ranks},
+         {"state", std::string(CheckpointStateName(result.checkpoint.state))}});
+    return absl::OkStatus();
+  }
+  std::cout << "saved " << args.job << " step " << step << " rank " << args.rank
+            << " of " << args.world_size << ": " << tensors.size()
+            << " file(s), " << HumanBytes(result.logical_bytes) << "\n"
+            << "chunks: " << result.chunks_total << " total, "
+            << result.chunks_sent << " sent (" << HumanBytes(result.bytes_sent)
+            << ")\n";
+  if (result.checkpoint.state == CheckpointState::kCommitted) {
+    std::cout << "checkpoint committed\n";
+  } else {
+    std::cout << "waiting for other ranks: "
+              << result.checkpoint.committed_ranks.size() << " of "
+              << result.checkpoint.world_size << " committed\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunGet(client::Client& client, const GetArgs& args,
+                    const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                        GetManifestAt(client, args.job, args.step));
+  // Check every name before fetching or writing anything.
+  for (const ShardManifest& shard : checkpoint.shards) {
+    if (shard.rank != args.rank) continue;
+    for (const TensorEntry& entry : shard.tensors) {
+      CKPT_RETURN_IF_ERROR(CheckSafeFileName(entry.name));
+    }
+  }
+  CKPT_ASSIGN_OR_RETURN(std::vector<client::RestoredTensor> tensors,
+                        client.RestoreShard(checkpoint, args.rank));
+  std::error_code error;
+  std::filesystem::create_directories(args.out_dir, error);
+  if (error) {
+    return absl::ErrnoToStatus(
+        error.value(), absl::StrCat("cannot create '", args.out_dir, "'"));
+  }
+  json files = json::array();
+  std::vector<std::vector<std::string>> rows;
+  uint64_t total = 0;
+  for (const client::RestoredTensor& tensor : tensors) {
+    const std::string path =
+        (std::filesystem::path(args.out_dir) / tensor.entry.name).string();
+    CKPT_RETURN_IF_ERROR(WriteFile(path, tensor.bytes));
+    total += tensor.bytes.size();
+    files.push_back({{"name", tensor.entry.name},
+                     {"path", path},
+                     {"bytes", tensor.bytes.size()}});
+    rows.push_back({path, HumanBytes(tensor.bytes.size())});
+  }
+  if (out.json) {
+    PrintJson({{"job", args.job},
+               {"step", checkpoint.record.step},
+               {"rank", args.rank},
+               {"bytes", total},
+               {"files", files}});
+    return absl::OkStatus();
+  }
+  std::cout << "restored " << args.job << " step " << checkpoint.record.step
+            << " rank " << args.rank << ": " << tensors.size() << " file(s), "
+            << HumanBytes(total) << "\n";
+  PrintTable(std::cout, {"FILE", "SIZE"}, rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunLs(client::Client& client, const LsArgs& args,
+                   const OutputOptions& out) {
+  if (args.job.empty()) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<client::JobSummary> jobs,
+                          client.ListJobs());
+    if (out.json) {
+      json list = json::array();
+      for (const client::JobSummary& job : jobs) {
+        list.push_back({{"name", job.name},
+                        {"checkpoint_count", job.checkpoint_count},
+                        {"logical_bytes", job.logical_bytes},
+                        {"latest_step", job.latest_step.has_value()
+                                            ? json(*job.latest_step)
+                                            : json(nullptr)},
+                        {"create_time", FormatTimestamp(job.create_time)}});
+      }
+      PrintJson(list);
+      return absl::OkStatus();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const client::JobSummary& job : jobs) {
+      rows.push_back({job.name, absl::StrCat(job.checkpoint_count),
+                      HumanBytes(job.logical_bytes),
+                      job.latest_step.has_value()
+                          ? absl::StrCat(*job.latest_step)
+                          : std::string("-")});
+    }
+    PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST"}, rows);
+    return absl::OkStatus();
+  }
+
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        client.ListCheckpoints(args.job, args.all));
+  if (out.json) {
+    json list = json::array();
+    for (const CheckpointRecord& record : records) {
+      list.push_back(RecordJson(record));
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> header = {"STEP", "TIME", "WORLD", "SIZE",
+                                     "METRICS"};
+  if (args.all) header.push_back("STATE");
+  std::vector<std::vector<std::string>> rows;
+  for (const CheckpointRecord& record : records) {
+    std::vector<std::string> row = {
+        absl::StrCat(record.step), FormatTimestamp(DisplayTime(record)),
+        absl::StrCat(record.world_size), HumanBytes(record.logical_bytes),
+        FormatMetrics(record.metadata.metrics)};
+    if (args.all) row.emplace_back(CheckpointStateName(record.state));
+    rows.push_back(std::move(row));
+  }
+  PrintTable(std::cout, header, rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunShow(client::Client& client, const ShowArgs& args,
+                     const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                        GetManifestAt(client, args.job, args.step));
+  const CheckpointRecord& record = checkpoint.record;
+  if (out.json) {
+    json shards = json::array();
+    for (const ShardManifest& shard : checkpoint.shards) {
+      json tensors = json::array();
+      for (const TensorEntry& entry : shard.tensors) {
+        json chunks = json::array();
+        for (const ChunkRef& piece : entry.pieces) {
+          chunks.push_back(
+              {{"sha256", piece.id.ToHex()}, {"size", piece.size}});
+        }
+        tensors.push_back(
+            {{"name", entry.name},
+             {"dtype", std::string(DTypeName(entry.dtype))},
+             {"global_shape", entry.global_shape},
+             {"box",
+              {{"offsets", entry.box.offsets}, {"lengths", entry.box.lengths}}},
+             {"bytes", entry.ByteSize()},
+             {"chunk_count", entry.pieces.size()},
+             {"chunks", chunks}});
+      }
+      shards.push_back({{"rank", shard.rank},
+                        {"bytes", shard.ByteSize()},
+                        {"tensors", tensors}});
+    }
+    json value = RecordJson(record);
+    value["shards"] = shards;
+    PrintJson(value);
+    return absl::OkStatus();
+  }
+  std::cout << "job " << record.job << " step " << record.step << " ("
+            << CheckpointStateName(record.state) << ", "
+            << FormatTimestamp(DisplayTime(record)) << ")\n"
+            << "world size " << record.world_size << ", "
+            << HumanBytes(record.logical_bytes) << "\n"
+            << "metrics: " << FormatMetrics(record.metadata.metrics) << "\n"
+            << "tags: " << FormatTags(record.metadata.tags) << "\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const ShardManifest& shard : checkpoint.shards) {
+    for (const TensorEntry& entry : shard.tensors) {
+      rows.push_back({absl::StrCat(shard.rank), entry.name,
+                      std::string(DTypeName(entry.dtype)),
+                      FormatShape(entry.global_shape), FormatBox(entry.box),
+                      absl::StrCat(entry.pieces.size()),
+                      HumanBytes(entry.ByteSize())});
+    }
+  }
+  PrintTable(std::cout,
+             {"RANK", "TENSOR", "DTYPE", "SHAPE", "BOX", "CHUNKS", "SIZE"},
+             rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunRm(client::Client& client, const RmArgs& args,
+                   const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
+  CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, step));
+  if (out.json) {
+    PrintJson({{"job", args.job}, {"step", step}, {"deleted", true}});
+  } else {
+    std::cout << "deleted " << args.job << " step " << step
+              << " (chunk space is reclaimed by garbage collection)\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunStats(client::Client& client, const StatsArgs& args,
+                      const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
+  // logical / stored: how many times over the stored bytes are referenced.
+  // 1.0 when nothing is stored, i.e. no savings to report.
+  const double dedup_ratio = stats.stored_bytes == 0
+                                 ? 1.0
+                                 : static_cast<double>(stats.logical_bytes) /
+                                       static_cast<double>(stats.stored_bytes);
+  if (out.json) {
+    json value = {{"logical_bytes", stats.logical_bytes},
+                  {"stored_bytes", stats.stored_bytes},
+                  {"chunk_count", stats.chunk_count},
+                  {"dedup_ratio", dedup_ratio},
+                  {"job_count", stats.job_count},
+                  {"checkpoint_count", stats.checkpoint_count}};
+    if (!args.job.empty()) value["job"] = args.job;
+    PrintJson(value);
+    return absl::OkStatus();
+  }
+  std::cout << (args.job.empty() ? std::string("server")
+                                 : absl::StrCat("job ", args.job))
+            << "\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"logical bytes", absl::StrCat(HumanBytes(stats.logical_bytes), " (",
+                                     stats.logical_bytes, ")")},
+      {"stored bytes", absl::StrCat(HumanBytes(stats.stored_bytes), " (",
+                                    stats.stored_bytes, ")")},
+      {"chunks", absl::StrCat(stats.chunk_count)},
+      {"dedup ratio", absl::StrFormat("%.2fx", dedup_ratio)},
+      {"checkpoints", absl::StrCat(stats.checkpoint_count)},
+  };
+  if (args.job.empty()) {
+    rows.push_back({"jobs", absl::StrCat(stats.job_count)});
+  }
+  for (const auto& row : rows) {
+    std::cout << "  " << row[0] << std::string(15 - row[0].size(), ' ')
+              << row[1] << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::cli

@@ -1,0 +1,69 @@
+// The verbs of the ckpt CLI. Each runs against a connected Client, prints to
+// stdout (a table for people, or JSON with stable snake_case keys) and
+// returns the first error, which main prints as "ckpt: CODE: message".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "client/client.h"
+
+namespace ckpt::cli {
+
+struct OutputOptions {
+  bool json = false;
+};
+
+struct PutArgs {
+  std::string job;
+  std::string step;
+  std::vector<std::string> files;
+  int32_t rank = 0;
+  int32_t world_size = 1;
+  std::vector<std::string> metrics;  // NAME=VALUE
+  std::vector<std::string> tags;     // KEY=VALUE
+  std::string time;                  // RFC 3339; empty: none
+};
+absl::Status RunPut(client::Client& client, const PutArgs& args,
+                    const OutputOptions& out);
+
+struct GetArgs {
+  std::string job;
+  std::string step;  // a step or "latest"
+  std::string out_dir;
+  int32_t rank = 0;
+};
+absl::Status RunGet(client::Client& client, const GetArgs& args,
+                    const OutputOptions& out);
+
+struct LsArgs {
+  std::string job;  // empty: list jobs
+  bool all = false;
+};
+absl::Status RunLs(client::Client& client, const LsArgs& args,
+                   const OutputOptions& out);
+
+struct ShowArgs {
+  std::string job;
+  std::string step;  // a step or "latest"
+};
+absl::Status RunShow(client::Client& client, const ShowArgs& args,
+                     const OutputOptions& out);
+
+struct RmArgs {
+  std::string job;
+  std::string step;
+};
+absl::Status RunRm(client::Client& client, const RmArgs& args,
+                   const OutputOptions& out);
+
+struct StatsArgs {
+  std::string job;  // empty: whole server
+};
+absl::Status RunStats(client::Client& client, const StatsArgs& args,
+                      const OutputOptions& out);
+
+}  // namespace ckpt::cli

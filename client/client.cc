@@ -1,0 +1,672 @@
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "client/status_convert.h"
+#include "common/chunk_id.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "common/wire_format.h"
+
+namespace ckpt::client {
+namespace {
+
+using Stub = v1::CheckpointService::Stub;
+
+// A hashing batch ends at whichever comes first; each batch costs one
+// FindMissingChunks round trip, so batches amortize it without delaying the
+// first upload for long.
+constexpr size_t kBatchMaxChunks = 64;
+constexpr uint64_t kBatchMaxBytes = uint64_t{128} << 20;
+// PutChunks messages carry chunks until they reach this size (one 4 MiB
+// chunk per message by default; small chunks are packed).
+constexpr size_t kTargetMessageBytes = size_t{4} << 20;
+// Hashes per ReadChunks / FindMissingChunks request; well under the
+// server's per-request limit (100000 by default).
+constexpr size_t kMaxHashesPerRequest = 50000;
+// Concurrent ReadChunks streams of one restore.
+constexpr size_t kRestoreStreams = 3;
+
+struct ChunkTask {
+  absl::string_view data;  // view into the caller's tensor bytes
+  ChunkId id;              // filled by the hashers
+};
+
+// Hashes `chunks` batch by batch on `threads` threads. Batches are claimed in
+// order, so the consumer, which waits for them in order, rarely waits for a
+// late one. Destruction stops the workers after their current batch.
+class BatchHasher {
+ public:
+  struct Batch {
+    size_t begin, end;  // chunk indices
+  };
+
+  BatchHasher(std::vector<ChunkTask>* chunks, std::vector<Batch> batches,
+              int threads)
+      : chunks_(chunks),
+        batches_(std::move(batches)),
+        done_(batches_.size(), false) {
+    const int n = std::max(1, threads);
+    threads_.reserve(n);
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+  }
+
+  ~BatchHasher() {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  const std::vector<Batch>& batches() const { return batches_; }
+
+  // Blocks until batch `b` is hashed.
+  void WaitFor(size_t b) {
+    auto hashed = [this, b]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> bool {
+      return done_[b];
+    };
+    absl::MutexLock lock(&mu_, absl::Condition(&hashed));
+  }
+
+ private:
+  void Work() {
+    while (true) {
+      size_t b;
+      {
+        absl::MutexLock lock(&mu_);
+        if (cancelled_ || next_ == batches_.size()) return;
+        b = next_++;
+      }
+      for (size_t i = batches_[b].begin; i < batches_[b].end; ++i) {
+        ChunkTask& task = (*chunks_)[i];
+        task.id = Sha256(task.data);
+      }
+      absl::MutexLock lock(&mu_);
+      done_[b] = true;
+    }
+  }
+
+  std::vector<ChunkTask>* const chunks_;
+  const std::vector<Batch> batches_;
+  absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<bool> done_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// One PutChunks stream, opened on the first chunk. Chunk bytes are copied
+// once, into the message (protobuf owns its bytes fields).
+class ChunkUploader {
+ public:
+  ChunkUploader(Stub* stub, absl::string_view job) : stub_(stub), job_(job) {}
+
+  ~ChunkUploader() {
+    if (writer_ != nullptr && !closed_) {
+      // Abandoned after an error elsewhere: end the call rather than leave
+      // the server waiting for more messages.
+      context_.TryCancel();
+      writer_->Finish().IgnoreError();
+    }
+  }
+
+  absl::Status Add(const ChunkId& id, absl::string_view data) {
+    v1::ChunkData* chunk = pending_.add_chunks();
+    chunk->set_sha256(id.bytes().data(), id.bytes().size());
+    chunk->set_data(data.data(), data.size());
+    pending_bytes_ += data.size();
+    ++chunks_sent_;
+    bytes_sent_ += data.size();
+    if (pending_bytes_ >= kTargetMessageBytes) return Flush();
+    return absl::OkStatus();
+  }
+
+  // Sends what is pending and ends the stream. OK with nothing sent when no
+  // chunk was added (no stream is opened then).
+  absl::Status Close() {
+    CKPT_RETURN_IF_ERROR(Flush());
+    if (writer_ == nullptr) return absl::OkStatus();
+    closed_ = true;
+    writer_->WritesDone();
+    return FromGrpcStatus(writer_->Finish());
+  }
+
+  uint64_t chunks_sent() const { return chunks_sent_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  absl::Status Flush() {
+    if (pending_.chunks_size() == 0) return absl::OkStatus();
+    if (writer_ == nullptr) {
+      writer_ = stub_->PutChunks(&context_, &response_);
+      pending_.set_job(job_);  // the first message names the job
+    }
+    if (!writer_->Write(pending_)) {
+      // The server ended the call; its status says why.
+      closed_ = true;
+      absl::Status status = FromGrpcStatus(writer_->Finish());
+      if (status.ok()) {
+        status = absl::UnavailableError("PutChunks stream closed early");
+      }
+      return status;
+    }
+    pending_.Clear();  // keeps the allocations for the next message
+    pending_bytes_ = 0;
+    return absl::OkStatus();
+  }
+
+  Stub* const stub_;
+  const std::string job_;
+  grpc::ClientContext context_;
+  v1::PutChunksResponse response_;
+  std::unique_ptr<grpc::ClientWriter<v1::PutChunksRequest>> writer_;
+  v1::PutChunksRequest pending_;
+  size_t pending_bytes_ = 0;
+  bool closed_ = false;
+  uint64_t chunks_sent_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+// Where the bytes of one distinct chunk go (a chunk may fill several spots).
+struct ChunkSink {
+  ChunkId id;
+  uint64_t size = 0;
+  std::vector<char*> destinations;
+};
+
+// Collects sinks, merging repeated chunks.
+class SinkSet {
+ public:
+  void Add(const ChunkRef& ref, char* destination) {
+    auto [it, inserted] = index_.try_emplace(ref.id, sinks_.size());
+    if (inserted) sinks_.push_back(ChunkSink{ref.id, ref.size, {}});
+    sinks_[it->second].destinations.push_back(destination);
+  }
+  std::vector<ChunkSink>& sinks() { return sinks_; }
+
+ private:
+  absl::flat_hash_map<ChunkId, size_t> index_;
+  std::vector<ChunkSink> sinks_;
+};
+
+// The sum of an entry's piece sizes must be its box's bytes, or the entry
+// cannot be laid out.
+absl::Status CheckPieces(const TensorEntry& entry) {
+  uint64_t total = 0;
+  for (const ChunkRef& piece : entry.pieces) total += piece.size;
+  if (total != entry.ByteSize()) {
+    return absl::DataLossError(
+        absl::StrCat("tensor '", entry.name, "': manifest pieces hold ", total,
+                     " bytes but its box needs ", entry.ByteSize()));
+  }
+  return absl::OkStatus();
+}
+
+JobSummary JobSummaryFromProto(const v1::JobInfo& info) {
+  JobSummary job;
+  job.name = info.name();
+  job.create_time = absl::FromUnixMicros(info.create_time_micros());
+  job.checkpoint_count = info.checkpoint_count();
+  job.logical_bytes = info.logical_bytes();
+  if (info.latest_step() >= 0) job.latest_step = info.latest_step();
+  return job;
+}
+
+}  // namespace
+
+struct Client::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<Stub> stub;
+  ConnectOptions options;
+
+  template <typename Request, typename Response>
+  absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                 const Request&, Response*),
+                    const Request& request, Response* response) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options.rpc_timeout));
+    return FromGrpcStatus((stub.get()->*method)(&context, request, response));
+  }
+
+  // The subset of `ids` the server lacks, in `ids` order.
+  absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissing(
+      absl::string_view job, absl::Span<const ChunkId> ids) {
+    absl::flat_hash_set<ChunkId> missing;
+    for (size_t begin = 0; begin < ids.size(); begin += kMaxHashesPerRequest) {
+      const size_t end = std::min(ids.size(), begin + kMaxHashesPerRequest);
+      v1::FindMissingChunksRequest request;
+      request.set_job(std::string(job));
+      for (size_t i = begin; i < end; ++i) {
+        request.add_sha256(ids[i].bytes().data(), ids[i].bytes().size());
+      }
+      v1::FindMissingChunksResponse response;
+      CKPT_RETURN_IF_ERROR(Call(&Stub::FindMissingChunks, request, &response));
+      for (const std::string& raw : response.missing_sha256()) {
+        auto id = ChunkId::FromBytes(raw);
+        if (!id.ok()) {
+          return absl::InternalError(
+              absl::StrCat("FindMissingChunks answered a malformed hash: ",
+                           id.status().message()));
+        }
+        missing.insert(*id);
+      }
+    }
+    return missing;
+  }
+
+  // Fetches `sinks` over ReadChunks streams, sequentially, each request at
+  // most kMaxHashesPerRequest hashes.
+  absl::Status Fetch(absl::string_view job, absl::Span<const ChunkSink> sinks) {
+    for (size_t begin = 0; begin < sinks.size();
+         begin += kMaxHashesPerRequest) {
+      const size_t end = std::min(sinks.size(), begin + kMaxHashesPerRequest);
+      CKPT_RETURN_IF_ERROR(
+          FetchOneStream(job, sinks.subspan(begin, end - begin)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status FetchOneStream(absl::string_view job,
+                              absl::Span<const ChunkSink> sinks) {
+    v1::ReadChunksRequest request;
+    request.set_job(std::string(job));
+    for (const ChunkSink& sink : sinks) {
+      request.add_sha256(sink.id.bytes().data(), sink.id.bytes().size());
+    }
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::ReadChunksResponse>> reader =
+        stub->ReadChunks(&context, request);
+    v1::ReadChunksResponse response;
+    size_t received = 0;
+    absl::Status problem;
+    while (received < sinks.size() && reader->Read(&response)) {
+      const ChunkSink& sink = sinks[received];
+      const v1::ChunkData& chunk = response.chunk();
+      if (chunk.sha256() != sink.id.bytes() ||
+          chunk.data().size() != sink.size) {
+        problem = absl::DataLossError(absl::StrCat(
+            "ReadChunks: answer ", received, " is ", chunk.data().size(),
+            " bytes of another chunk than the requested ", sink.id.ShortHex(),
+            " (", sink.size, " bytes)"));
+        break;
+      }
+      for (char* destination : sink.destinations) {
+        std::memcpy(destination, chunk.data().data(), sink.size);
+      }
+      ++received;
+    }
+    if (!problem.ok() || received < sinks.size()) {
+      // Stops a stream we no longer read (no-op if it already ended).
+      context.TryCancel();
+    }
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (!problem.ok()) return problem;
+    CKPT_RETURN_IF_ERROR(status);
+    if (received < sinks.size()) {
+      return absl::DataLossError(absl::StrCat("ReadChunks: the server sent ",
+                                              received, " of ", sinks.size(),
+                                              " chunks"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Uploads the chunks of `chunks` (hashed) the server lacks, each once.
+  absl::Status UploadMissing(absl::string_view job,
+                             absl::Span<const ChunkTask> chunks,
+                             ChunkUploader* uploader) {
+    std::vector<ChunkId> ids;
+    absl::flat_hash_map<ChunkId, absl::string_view> data;
+    for (const ChunkTask& task : chunks) {
+      if (data.try_emplace(task.id, task.data).second) ids.push_back(task.id);
+    }
+    CKPT_ASSIGN_OR_RETURN(auto missing, FindMissing(job, ids));
+    for (const ChunkId& id : ids) {
+      if (missing.contains(id)) {
+        CKPT_RETURN_IF_ERROR(uploader->Add(id, data[id]));
+      }
+    }
+    return uploader->Close();
+  }
+};
+
+Client::Client(PrivateTag, std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+Client::~Client() = default;
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
+    const std::string& address, ConnectOptions options) {
+  if (address.empty()) {
+    return absl::InvalidArgumentError("server address is empty");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  // Each Client gets its own connection, so ranks in one process (or a
+  // test) upload in parallel instead of multiplexing one TCP stream.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto impl = std::make_unique<Impl>();
+  impl->channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args);
+  impl->stub = v1::CheckpointService::NewStub(impl->channel);
+  impl->options = options;
+  if (options.connect_timeout > absl::ZeroDuration() &&
+      !impl->channel->WaitForConnected(
+          absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ckpt-server at ", address, " within ",
+                     absl::FormatDuration(options.connect_timeout)));
+  }
+  return std::make_unique<Client>(PrivateTag{}, std::move(impl));
+}
+
+absl::StatusOr<SaveResult> Client::SaveShard(
+    absl::string_view job, int64_t step, absl::Span<const TensorData> tensors,
+    const SaveOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 ||
+      options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", options.rank, " is outside world_size ", options.world_size));
+  }
+  if (options.chunk_bytes == 0 || options.chunk_bytes > kMaxChunkBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk_bytes must be 1..",
+                                                   kMaxChunkBytes, ", got ",
+                                                   options.chunk_bytes));
+  }
+
+  // Lay out the manifest and the chunks (views into the caller's bytes).
+  SaveResult result;
+  ShardManifest shard;
+  shard.rank = options.rank;
+  std::vector<ChunkTask> chunks;
+  std::vector<size_t> first_chunk;  // per tensor
+  for (const TensorData& tensor : tensors) {
+    TensorEntry entry;
+    entry.name = tensor.name;
+    entry.dtype = tensor.dtype;
+    entry.global_shape = tensor.global_shape;
+    entry.box = tensor.box;
+    if (tensor.bytes.size() != entry.ByteSize()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", tensor.name, "': ", tensor.bytes.size(),
+                       " bytes given but its box of ", DTypeName(tensor.dtype),
+                       " needs ", entry.ByteSize()));
+    }
+    result.logical_bytes += tensor.bytes.size();
+    first_chunk.push_back(chunks.size());
+    for (absl::string_view piece :
+         SplitIntoChunks(tensor.bytes, options.chunk_bytes)) {
+      chunks.push_back(ChunkTask{piece, ChunkId()});
+    }
+    shard.tensors.push_back(std::move(entry));
+  }
+  first_chunk.push_back(chunks.size());
+  result.chunks_total = chunks.size();
+
+  {
+    v1::BeginCheckpointRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_world_size(options.world_size);
+    ToProto(options.metadata, request.mutable_metadata());
+    // Rounded up: a sub-second lease must not turn into "server default".
+    request.set_lease_seconds(
+        absl::ToInt64Seconds(absl::Ceil(options.lease, absl::Seconds(1))));
+    v1::BeginCheckpointResponse response;
+    CKPT_RETURN_IF_ERROR(
+        impl_->Call(&Stub::BeginCheckpoint, request, &response));
+  }
+
+  // Hash in parallel; check and upload batch by batch as hashes arrive.
+  std::vector<BatchHasher::Batch> batches;
+  for (size_t begin = 0; begin < chunks.size();) {
+    size_t end = begin;
+    uint64_t bytes = 0;
+    while (end < chunks.size() && end - begin < kBatchMaxChunks &&
+           bytes < kBatchMaxBytes) {
+      bytes += chunks[end++].data.size();
+    }
+    batches.push_back({begin, end});
+    begin = end;
+  }
+  {
+    BatchHasher hasher(&chunks, std::move(batches), options.hash_threads);
+    ChunkUploader uploader(impl_->stub.get(), job);
+    absl::flat_hash_set<ChunkId> seen;  // asked about already in this save
+    for (size_t b = 0; b < hasher.batches().size(); ++b) {
+      hasher.WaitFor(b);
+      std::vector<const ChunkTask*> fresh;
+      std::vector<ChunkId> ids;
+      for (size_t i = hasher.batches()[b].begin; i < hasher.batches()[b].end;
+           ++i) {
+        if (seen.insert(chunks[i].id).second) {
+          fresh.push_back(&chunks[i]);
+          ids.push_back(chunks[i].id);
+        }
+      }
+      if (ids.empty()) continue;
+      CKPT_ASSIGN_OR_RETURN(auto missing, impl_->FindMissing(job, ids));
+      for (const ChunkTask* task : fresh) {
+        if (missing.contains(task->id)) {
+          CKPT_RETURN_IF_ERROR(uploader.Add(task->id, task->data));
+        }
+      }
+    }
+    CKPT_RETURN_IF_ERROR(uploader.Close());
+    result.chunks_sent = uploader.chunks_sent();
+    result.bytes_sent = uploader.bytes_sent();
+  }
+
+  for (size_t t = 0; t < shard.tensors.size(); ++t) {
+    for (size_t i = first_chunk[t]; i < first_chunk[t + 1]; ++i) {
+      shard.tensors[t].pieces.push_back(
+          ChunkRef{chunks[i].id, chunks[i].data.size()});
+    }
+  }
+  v1::CommitShardRequest request;
+  request.set_job(std::string(job));
+  request.set_step(step);
+  request.set_world_size(options.world_size);
+  ToProto(shard, request.mutable_shard());
+  v1::CommitShardResponse response;
+  absl::Status commit = impl_->Call(&Stub::CommitShard, request, &response);
+  if (absl::IsFailedPrecondition(commit)) {
+    // Chunks may have gone missing since they were checked (e.g. the server
+    // restarted before making them durable). Upload what is missing now and
+    // retry once; if nothing is missing, the refusal has another cause.
+    ChunkUploader retry_uploader(impl_->stub.get(), job);
+    CKPT_RETURN_IF_ERROR(impl_->UploadMissing(job, chunks, &retry_uploader));
+    if (retry_uploader.chunks_sent() == 0) return commit;
+    result.chunks_sent += retry_uploader.chunks_sent();
+    result.bytes_sent += retry_uploader.bytes_sent();
+    commit = impl_->Call(&Stub::CommitShard, request, &response);
+  }
+  CKPT_RETURN_IF_ERROR(commit);
+  result.checkpoint_committed = response.checkpoint_committed();
+  CKPT_ASSIGN_OR_RETURN(result.checkpoint, FromProto(response.checkpoint()));
+  return result;
+}
+
+absl::StatusOr<std::vector<JobSummary>> Client::ListJobs() {
+  v1::ListJobsResponse response;
+  CKPT_RETURN_IF_ERROR(
+      impl_->Call(&Stub::ListJobs, v1::ListJobsRequest(), &response));
+  std::vector<JobSummary> jobs;
+  jobs.reserve(response.jobs_size());
+  for (const v1::JobInfo& info : response.jobs()) {
+    jobs.push_back(JobSummaryFromProto(info));
+  }
+  return jobs;
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>> Client::ListCheckpoints(
+    absl::string_view job, bool include_uncommitted) {
+  v1::ListCheckpointsRequest request;
+  request.set_job(std::string(job));
+  request.set_include_uncommitted(include_uncommitted);
+  v1::ListCheckpointsResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::ListCheckpoints, request, &response));
+  std::vector<CheckpointRecord> records;
+  records.reserve(response.checkpoints_size());
+  for (const v1::CheckpointInfo& info : response.checkpoints()) {
+    CKPT_ASSIGN_OR_RETURN(CheckpointRecord record, FromProto(info));
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+absl::StatusOr<Checkpoint> Client::GetManifest(absl::string_view job,
+                                               std::optional<int64_t> step) {
+  v1::GetManifestRequest request;
+  request.set_job(std::string(job));
+  if (step.has_value()) {
+    request.set_step(*step);
+  } else {
+    request.set_latest(true);
+  }
+  v1::GetManifestResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::GetManifest, request, &response));
+  Checkpoint checkpoint;
+  CKPT_ASSIGN_OR_RETURN(checkpoint.record, FromProto(response.checkpoint()));
+  checkpoint.shards.reserve(response.shards_size());
+  for (const v1::ShardManifest& proto : response.shards()) {
+    CKPT_ASSIGN_OR_RETURN(ShardManifest shard, FromProto(proto));
+    checkpoint.shards.push_back(std::move(shard));
+  }
+  return checkpoint;
+}
+
+absl::Status Client::ReadTensor(absl::string_view job, const TensorEntry& entry,
+                                absl::Span<char> out) {
+  if (out.size() != entry.ByteSize()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", entry.name, "' has ", entry.ByteSize(),
+                     " bytes but the output buffer has ", out.size()));
+  }
+  CKPT_RETURN_IF_ERROR(CheckPieces(entry));
+  SinkSet sinks;
+  uint64_t offset = 0;
+  for (const ChunkRef& piece : entry.pieces) {
+    sinks.Add(piece, out.data() + offset);
+    offset += piece.size;
+  }
+  return impl_->Fetch(job, sinks.sinks());
+}
+
+absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
+    absl::string_view job, std::optional<int64_t> step, int32_t rank) {
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step));
+  return RestoreShard(checkpoint, rank);
+}
+
+absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
+    const Checkpoint& checkpoint, int32_t rank) {
+  const CheckpointRecord& record = checkpoint.record;
+  if (rank < 0 || rank >= record.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", rank, " is outside world_size ", record.world_size,
+        " of checkpoint ", record.step, " of job '", record.job, "'"));
+  }
+  auto shard =
+      std::find_if(checkpoint.shards.begin(), checkpoint.shards.end(),
+                   [rank](const ShardManifest& s) { return s.rank == rank; });
+  if (shard == checkpoint.shards.end()) {
+    return absl::NotFoundError(absl::StrCat("checkpoint ", record.step,
+                                            " of job '", record.job,
+                                            "' has no shard of rank ", rank));
+  }
+
+  // Allocate every destination first: the sinks point into these strings.
+  std::vector<RestoredTensor> tensors(shard->tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    CKPT_RETURN_IF_ERROR(CheckPieces(shard->tensors[t]));
+    tensors[t].entry = shard->tensors[t];
+    tensors[t].bytes.resize(tensors[t].entry.ByteSize());
+  }
+  SinkSet sink_set;
+  for (RestoredTensor& tensor : tensors) {
+    uint64_t offset = 0;
+    for (const ChunkRef& piece : tensor.entry.pieces) {
+      sink_set.Add(piece, tensor.bytes.data() + offset);
+      offset += piece.size;
+    }
+  }
+  std::vector<ChunkSink>& sinks = sink_set.sinks();
+
+  // Split into a few contiguous ranges of similar byte size, one stream
+  // each, so hashing on the server and copying here overlap across streams.
+  uint64_t total = 0;
+  for (const ChunkSink& sink : sinks) total += sink.size;
+  std::vector<absl::Span<const ChunkSink>> ranges;
+  const uint64_t per_stream = total / kRestoreStreams + 1;
+  size_t begin = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    bytes += sinks[i].size;
+    if (bytes >= per_stream || i + 1 == sinks.size()) {
+      ranges.push_back(
+          absl::MakeConstSpan(sinks).subspan(begin, i + 1 - begin));
+      begin = i + 1;
+      bytes = 0;
+    }
+  }
+  std::vector<absl::Status> statuses(ranges.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t r = 1; r < ranges.size(); ++r) {
+      threads.emplace_back(
+          [&, r] { statuses[r] = impl_->Fetch(record.job, ranges[r]); });
+    }
+    if (!ranges.empty()) statuses[0] = impl_->Fetch(record.job, ranges[0]);
+    for (std::thread& thread : threads) thread.join();
+  }
+  for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
+  return tensors;
+}
+
+absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,
+                                     absl::string_view reason) {
+  v1::AbortCheckpointRequest request;
+  request.set_job(std::string(job));
+  request.set_step(step);
+  request.set_reason(std::string(reason));
+  v1::AbortCheckpointResponse response;
+  return impl_->Call(&Stub::AbortCheckpoint, request, &response);
+}
+
+absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step) {
+  v1::DeleteCheckpointRequest request;
+  request.set_job(std::string(job));
+  request.set_step(step);
+  v1::DeleteCheckpointResponse response;
+  return impl_->Call(&Stub::DeleteCheckpoint, request, &response);
+}
+
+absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
+  v1::GetStatsRequest request;
+  request.set_job(std::string(job));
+  v1::GetStatsResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::GetStats, request, &response));
+  Stats stats;
+  stats.logical_bytes = response.logical_bytes();
+  stats.stored_bytes = response.stored_bytes();
+  stats.chunk_count = response.chunk_count();
+  stats.job_count = response.job_count();
+  stats.checkpoint_count = response.checkpoint_count();
+  return stats;
+}
+
+}  // namespace ckpt::client

@@ -1,0 +1,172 @@
+// The ckpt C++ client library: saves and restores sharded checkpoints on a
+// ckpt-server. Mentions no gRPC or Protobuf type; the transport lives in
+// client.cc.
+//
+// Typical use by rank r of N:
+//   CKPT_ASSIGN_OR_RETURN(auto client, Client::Connect("host:7070"));
+//   SaveOptions options{.rank = r, .world_size = N};
+//   CKPT_ASSIGN_OR_RETURN(SaveResult saved,
+//                         client->SaveShard("team/model", step, tensors,
+//                                           options));
+// and after a restart:
+//   CKPT_ASSIGN_OR_RETURN(auto restored,
+//                         client->RestoreShard("team/model", std::nullopt, r));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/chunking.h"
+#include "common/manifest.h"
+
+namespace ckpt::client {
+
+struct ConnectOptions {
+  // Largest message sent or received; must be at least kMaxChunkBytes plus
+  // framing. Default: 64 MiB (the server's limit too).
+  int max_message_bytes = 64 << 20;
+  // Deadline of each unary call (streams have none, as a large save may take
+  // long). Default: 5 minutes; a commit makes every chunk durable first.
+  absl::Duration rpc_timeout = absl::Minutes(5);
+  // When positive, Connect waits this long for the server to be reachable
+  // and fails with UNAVAILABLE otherwise; zero connects lazily on the first
+  // call. Default: zero.
+  absl::Duration connect_timeout = absl::ZeroDuration();
+};
+
+// One tensor (region) a rank saves. `bytes` is a view of the caller's memory,
+// row-major bytes of `box`; it is never copied into a staging buffer and
+// must stay valid and unchanged during SaveShard.
+struct TensorData {
+  std::string name;
+  DType dtype = DType::kUint8;
+  std::vector<int64_t> global_shape;
+  Box box;
+  absl::string_view bytes;
+};
+
+struct SaveOptions {
+  int32_t rank = 0;
+  int32_t world_size = 1;
+  // Recorded by the first rank to begin the checkpoint; ignored for ranks
+  // joining a pending one.
+  CheckpointMetadata metadata;
+  // Chunk size, 1..kMaxChunkBytes. The same tensor bytes give the same
+  // chunks only with the same value. Default: kDefaultChunkBytes (4 MiB).
+  size_t chunk_bytes = kDefaultChunkBytes;
+  // Threads hashing chunks while earlier batches upload. Default: 2.
+  int hash_threads = 2;
+  // Lease of the pending checkpoint; zero means the server's default.
+  absl::Duration lease = absl::ZeroDuration();
+};
+
+struct SaveResult {
+  uint64_t logical_bytes = 0;  // bytes of this rank's tensors
+  uint64_t chunks_total = 0;   // chunks of this rank's tensors, repeats too
+  uint64_t chunks_sent = 0;    // chunks the server lacked and was sent
+  uint64_t bytes_sent = 0;     // chunk bytes sent
+  // This rank's commit completed the checkpoint (it was the last rank).
+  bool checkpoint_committed = false;
+  // The checkpoint header after this rank's commit.
+  CheckpointRecord checkpoint;
+};
+
+struct JobSummary {
+  std::string name;
+  absl::Time create_time = absl::UnixEpoch();
+  int64_t checkpoint_count = 0;  // committed
+  uint64_t logical_bytes = 0;    // over committed checkpoints
+  std::optional<int64_t> latest_step;
+};
+
+struct Stats {
+  uint64_t logical_bytes = 0;  // over committed checkpoints
+  uint64_t stored_bytes = 0;   // chunk bytes held
+  uint64_t chunk_count = 0;
+  int64_t job_count = 0;
+  int64_t checkpoint_count = 0;
+};
+
+struct RestoredTensor {
+  TensorEntry entry;
+  std::string bytes;  // entry.ByteSize() bytes, row-major over entry.box
+};
+
+// Thread-safe: one Client may serve many threads (e.g. several ranks in one
+// process). Every error is the server's status (code and message) or a
+// transport status (UNAVAILABLE, DEADLINE_EXCEEDED, ...).
+class Client {
+ public:
+  // `address` is HOST:PORT (any gRPC target). INVALID_ARGUMENT for an empty
+  // address; UNAVAILABLE when connect_timeout is set and runs out.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(
+      const std::string& address, ConnectOptions options = {});
+
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Saves rank options.rank's shard of checkpoint (job, step): begins the
+  // checkpoint (idempotent across ranks), chunks each tensor from its own
+  // start, hashes the chunks on options.hash_threads threads while earlier
+  // batches are checked with FindMissingChunks and the missing ones stream
+  // through a single PutChunks call (chunks repeated within the save are
+  // sent once), then commits the shard. If the commit finds chunks missing
+  // (e.g. the server lost unsynced data), they are uploaded again and the
+  // commit is retried once.
+  // INVALID_ARGUMENT when a tensor's bytes do not match its box and dtype or
+  // the rank is outside world_size; otherwise the server's status. On error
+  // the checkpoint stays pending until its lease expires or it is aborted.
+  absl::StatusOr<SaveResult> SaveShard(absl::string_view job, int64_t step,
+                                       absl::Span<const TensorData> tensors,
+                                       const SaveOptions& options);
+
+  absl::StatusOr<std::vector<JobSummary>> ListJobs();
+  // Ascending step; committed only unless include_uncommitted.
+  absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
+      absl::string_view job, bool include_uncommitted = false);
+  // A committed checkpoint with all shards; the latest when step is nullopt.
+  absl::StatusOr<Checkpoint> GetManifest(absl::string_view job,
+                                         std::optional<int64_t> step);
+
+  // Fetches the bytes of one tensor entry into `out`.
+  // REQUIRES: out.size() == entry.ByteSize() (INVALID_ARGUMENT otherwise).
+  // The server verifies every chunk's hash; sizes are checked here.
+  absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
+                          absl::Span<char> out);
+
+  // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
+  // chunk fetched once and written straight into its destination.
+  // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
+  absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
+      absl::string_view job, std::optional<int64_t> step, int32_t rank);
+  // The same for a manifest already fetched with GetManifest.
+  absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
+      const Checkpoint& checkpoint, int32_t rank);
+
+  absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
+                               absl::string_view reason);
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+  // Whole server when job is empty.
+  absl::StatusOr<Stats> GetStats(absl::string_view job);
+
+ private:
+  struct Impl;
+  struct PrivateTag {};
+
+ public:
+  Client(PrivateTag, std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckpt::client

@@ -1,0 +1,610 @@
+#include "server/rpc/grpc_service.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/chunk_id.h"
+#include "common/chunking.h"
+#include "common/status_macros.h"
+#include "common/wire_format.h"
+#include "server/rpc/status_convert.h"
+
+namespace ckpt::server {
+namespace {
+
+// Request-validation errors name the RPC and the offending field, so a
+// caller can tell which of its calls was malformed.
+absl::Status InvalidRequest(absl::string_view rpc, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(rpc, ": ", what));
+}
+
+absl::Status CheckJob(absl::string_view rpc, absl::string_view job) {
+  absl::Status status = ValidateJobName(job);
+  if (!status.ok()) return InvalidRequest(rpc, status.message());
+  return absl::OkStatus();
+}
+
+absl::Status CheckStep(absl::string_view rpc, int64_t step) {
+  if (step < 0) {
+    return InvalidRequest(rpc, absl::StrCat("step must be >= 0, got ", step));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorldSize(absl::string_view rpc, int32_t world_size) {
+  if (world_size < 1) {
+    return InvalidRequest(
+        rpc, absl::StrCat("world_size must be >= 1, got ", world_size));
+  }
+  return absl::OkStatus();
+}
+
+// Parses a list of raw digests, naming the first bad one.
+absl::StatusOr<std::vector<ChunkId>> ParseHashes(
+    absl::string_view rpc,
+    const google::protobuf::RepeatedPtrField<std::string>& hashes,
+    size_t max_hashes) {
+  if (static_cast<size_t>(hashes.size()) > max_hashes) {
+    return InvalidRequest(
+        rpc, absl::StrCat("at most ", max_hashes, " hashes per request, got ",
+                          hashes.size()));
+  }
+  std::vector<ChunkId> ids;
+  ids.reserve(hashes.size());
+  for (int i = 0; i < hashes.size(); ++i) {
+    auto id = ChunkId::FromBytes(hashes.Get(i));
+    if (!id.ok()) {
+      return InvalidRequest(
+          rpc, absl::StrCat("sha256[", i, "] must be ", ChunkId::kSize,
+                            " bytes, got ", hashes.Get(i).size()));
+    }
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+// Unary handlers compute their whole answer synchronously, so the context's
+// default reactor is enough.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------
+// PutChunks
+//
+// Two request buffers alternate: as soon as a message has arrived, the read
+// of the next one is started into the other buffer and only then is the
+// current one hashed and stored, so network receive overlaps hashing. Only
+// one read is ever outstanding.
+//
+// Reactions may run concurrently on different threads (gRPC does not
+// serialize them), so one thread at a time "drives" (processes messages);
+// a read that completes while another thread drives is parked in
+// `parked_` and picked up by the driver. mu_ is never held across a service
+// call or a gRPC operation.
+class PutChunksReactor final
+    : public grpc::ServerReadReactor<v1::PutChunksRequest> {
+ public:
+  PutChunksReactor(grpc::CallbackServerContext* context,
+                   CheckpointService* service, const StreamLimits& limits,
+                   v1::PutChunksResponse* response)
+      : context_(context),
+        service_(service),
+        limits_(limits),
+        response_(response) {
+    {
+      absl::MutexLock lock(&mu_);
+      read_index_ = 0;
+    }
+    StartRead(&buffers_[0]);
+  }
+
+  void OnReadDone(bool ok) override {
+    int index;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;  // A read left outstanding by an early Finish.
+      index = read_index_;
+      if (driving_) {
+        parked_ = Parked{index, ok};
+        return;
+      }
+      driving_ = true;
+    }
+    Drive(index, ok);
+  }
+
+  // Cancellation makes the outstanding read fail, which finishes the call
+  // through the normal path; Process checks IsCancelled() to stop work on
+  // the current message early.
+  void OnCancel() override {}
+
+  // The callback API hands ownership of the reactor to gRPC until OnDone;
+  // this is the idiomatic place to free it.
+  void OnDone() override { delete this; }
+
+ private:
+  struct Parked {
+    int index;
+    bool ok;
+  };
+
+  // Processes the message in buffers_[index] (or the end of the stream when
+  // !ok), then any read parked meanwhile. The caller holds the driver role.
+  void Drive(int index, bool ok) {
+    while (true) {
+      absl::Status status;
+      bool end = !ok;
+      if (ok) {
+        {
+          absl::MutexLock lock(&mu_);
+          read_index_ = 1 - index;
+        }
+        // The other buffer is free: its message was processed before this
+        // one's read was issued.
+        StartRead(&buffers_[1 - index]);
+        status = Process(buffers_[index]);
+        end = !status.ok();
+      } else if (context_->IsCancelled()) {
+        status = absl::CancelledError("PutChunks: cancelled by the client");
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        if (!end) {
+          if (parked_.has_value()) {
+            index = parked_->index;
+            ok = parked_->ok;
+            parked_.reset();
+            continue;
+          }
+          driving_ = false;
+          return;
+        }
+        finished_ = true;
+        if (status.ok()) {
+          response_->set_chunks_received(chunks_received_);
+          response_->set_chunks_stored(chunks_stored_);
+          response_->set_bytes_received(bytes_received_);
+          response_->set_bytes_stored(bytes_stored_);
+        }
+      }
+      // Last use of `this`: OnDone may run (and delete it) once Finish and
+      // any still outstanding read have completed.
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+  }
+
+  absl::Status Process(const v1::PutChunksRequest& request) {
+    static constexpr absl::string_view kRpc = "PutChunks";
+    if (job_.empty()) {
+      if (request.job().empty()) {
+        return InvalidRequest(kRpc, "the first message must name the job");
+      }
+      CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
+      job_ = request.job();
+    } else if (!request.job().empty() && request.job() != job_) {
+      return InvalidRequest(
+          kRpc, absl::StrCat("a message names job '", request.job(),
+                             "' but the stream is for job '", job_, "'"));
+    }
+    for (const v1::ChunkData& chunk : request.chunks()) {
+      if (context_->IsCancelled()) {
+        return absl::CancelledError("PutChunks: cancelled by the client");
+      }
+      const uint64_t index = chunks_received_;
+      auto id = ChunkId::FromBytes(chunk.sha256());
+      if (!id.ok()) {
+        return InvalidRequest(
+            kRpc,
+            absl::StrCat("chunk ", index, ": sha256 must be ", ChunkId::kSize,
+                         " bytes, got ", chunk.sha256().size()));
+      }
+      const std::string& data = chunk.data();
+      if (data.empty() || data.size() > kMaxChunkBytes) {
+        return InvalidRequest(
+            kRpc, absl::StrCat("chunk ", index, " (", id->ShortHex(),
+                               "): size must be 1..", kMaxChunkBytes,
+                               " bytes, got ", data.size()));
+      }
+      if (bytes_received_ + data.size() > limits_.max_put_stream_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "PutChunks: the stream exceeds its limit of ",
+            limits_.max_put_stream_bytes, " bytes; split the upload"));
+      }
+      ++chunks_received_;
+      bytes_received_ += data.size();
+      CKPT_ASSIGN_OR_RETURN(bool is_new, service_->PutChunk(job_, *id, data));
+      if (is_new) {
+        ++chunks_stored_;
+        bytes_stored_ += data.size();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  grpc::CallbackServerContext* const context_;
+  CheckpointService* const service_;
+  const StreamLimits limits_;
+  v1::PutChunksResponse* const response_;
+
+  // Touched only by the driving thread; the driver role is handed over
+  // under mu_, which orders these accesses.
+  v1::PutChunksRequest buffers_[2];
+  std::string job_;
+  uint64_t chunks_received_ = 0;
+  uint64_t chunks_stored_ = 0;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_stored_ = 0;
+
+  absl::Mutex mu_;
+  int read_index_ ABSL_GUARDED_BY(mu_) = 0;  // buffer of the outstanding read
+  bool driving_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Parked> parked_ ABSL_GUARDED_BY(mu_);
+};
+
+// ---------------------------------------------------------------------------
+// ReadChunks
+//
+// Pipeline over two response buffers: while chunk i is being written, chunk
+// i+1 is read and verified into the other buffer. One thread at a time holds
+// the "preparing" role; a prepared chunk that finds a write in flight waits
+// in `ready_` for OnWriteDone to start it. mu_ is never held across a
+// service call or a gRPC operation.
+class ReadChunksReactor final
+    : public grpc::ServerWriteReactor<v1::ReadChunksResponse> {
+ public:
+  ReadChunksReactor(grpc::CallbackServerContext* context,
+                    CheckpointService* service, std::string job,
+                    absl::StatusOr<std::vector<ChunkId>> ids)
+      : context_(context), service_(service), job_(std::move(job)) {
+    if (!ids.ok()) {
+      absl::MutexLock lock(&mu_);
+      error_ = ids.status();
+    } else {
+      ids_ = *std::move(ids);
+    }
+  }
+
+  // Called once by the handler right after construction.
+  void Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      preparing_ = true;
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    int start_buffer = -1;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok && error_.ok()) {
+        error_ = absl::CancelledError("ReadChunks: the client went away");
+      }
+      if (error_.ok() && ready_ >= 0) {
+        start_buffer = ready_;
+        ready_ = -1;
+        write_in_flight_ = true;
+        preparing_ = true;  // resume preparing after starting this write
+      } else {
+        finish = MaybeFinishLocked();
+      }
+    }
+    if (finish.has_value()) {
+      Finish(*std::move(finish));  // last use of `this`
+      return;
+    }
+    if (start_buffer >= 0) {
+      StartWrite(&buffers_[start_buffer]);
+      Pump();
+    }
+  }
+
+  void OnCancel() override {}
+
+  // The callback API hands ownership of the reactor to gRPC until OnDone;
+  // this is the idiomatic place to free it.
+  void OnDone() override { delete this; }
+
+ private:
+  // Runs with the preparing role: prepares chunks until one waits for the
+  // write slot, all are prepared, or an error occurs.
+  void Pump() {
+    while (true) {
+      size_t index = 0;
+      std::optional<grpc::Status> finish;
+      {
+        absl::MutexLock lock(&mu_);
+        if (error_.ok() && context_->IsCancelled()) {
+          error_ = absl::CancelledError("ReadChunks: cancelled by the client");
+        }
+        if (!error_.ok() || next_ == ids_.size()) {
+          preparing_ = false;
+          finish = MaybeFinishLocked();
+          if (!finish.has_value()) return;  // OnWriteDone finishes
+        } else {
+          index = next_++;
+        }
+      }
+      if (finish.has_value()) {
+        Finish(*std::move(finish));  // last use of `this`
+        return;
+      }
+      const int buffer = static_cast<int>(index % 2);
+      absl::Status status = Prepare(ids_[index], &buffers_[buffer]);
+      {
+        absl::MutexLock lock(&mu_);
+        if (!status.ok()) error_ = std::move(status);
+        // On error (ours, or the client leaving meanwhile) the loop head
+        // finishes, or leaves that to the OnWriteDone in flight.
+        if (!error_.ok()) continue;
+        if (write_in_flight_) {
+          ready_ = buffer;
+          preparing_ = false;
+          return;
+        }
+        write_in_flight_ = true;
+      }
+      StartWrite(&buffers_[buffer]);
+    }
+  }
+
+  // Finishes when nothing is in flight and either an error occurred or every
+  // chunk has been written. Sets finished_; the caller calls Finish.
+  std::optional<grpc::Status> MaybeFinishLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || preparing_ || write_in_flight_) return std::nullopt;
+    if (error_.ok() && (ready_ >= 0 || next_ < ids_.size())) {
+      return std::nullopt;
+    }
+    finished_ = true;
+    return ToGrpcStatus(error_);
+  }
+
+  absl::Status Prepare(const ChunkId& id, v1::ReadChunksResponse* response) {
+    CKPT_ASSIGN_OR_RETURN(std::string data, service_->ReadChunk(job_, id));
+    v1::ChunkData* chunk = response->mutable_chunk();
+    chunk->set_sha256(std::string(id.bytes()));
+    chunk->set_data(std::move(data));  // moved, not copied
+    return absl::OkStatus();
+  }
+
+  grpc::CallbackServerContext* const context_;
+  CheckpointService* const service_;
+  const std::string job_;
+  std::vector<ChunkId> ids_;  // fixed after construction
+
+  // buffers_[i % 2] holds chunk i; the protocol above keeps the preparer
+  // and gRPC off the same buffer.
+  v1::ReadChunksResponse buffers_[2];
+
+  absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // next chunk to prepare
+  int ready_ ABSL_GUARDED_BY(mu_) = -1;   // prepared buffer awaiting a write
+  bool preparing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
+                                             StreamLimits limits)
+    : service_(service), limits_(limits) {}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::BeginCheckpointRequest* request,
+    v1::BeginCheckpointResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "BeginCheckpoint";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    CKPT_RETURN_IF_ERROR(CheckWorldSize(kRpc, request->world_size()));
+    if (request->lease_seconds() < 0) {
+      return InvalidRequest(kRpc,
+                            absl::StrCat("lease_seconds must be >= 0, got ",
+                                         request->lease_seconds()));
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        BeginResult result,
+        service_->BeginCheckpoint(request->job(), request->step(),
+                                  request->world_size(),
+                                  FromProto(request->metadata()),
+                                  absl::Seconds(request->lease_seconds())));
+    ToProto(result.record, response->mutable_checkpoint());
+    response->set_created(result.created);
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
+    grpc::CallbackServerContext* context,
+    const v1::FindMissingChunksRequest* request,
+    v1::FindMissingChunksResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "FindMissingChunks";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<ChunkId> ids,
+        ParseHashes(kRpc, request->sha256(), limits_.max_request_hashes));
+    CKPT_ASSIGN_OR_RETURN(std::vector<ChunkId> missing,
+                          service_->FindMissingChunks(request->job(), ids));
+    response->mutable_missing_sha256()->Reserve(
+        static_cast<int>(missing.size()));
+    for (const ChunkId& id : missing) {
+      response->add_missing_sha256(std::string(id.bytes()));
+    }
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
+    grpc::CallbackServerContext* context, v1::PutChunksResponse* response) {
+  // Owned by gRPC until OnDone deletes it (callback API contract).
+  return new PutChunksReactor(context, service_, limits_, response);
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
+    grpc::CallbackServerContext* context, const v1::CommitShardRequest* request,
+    v1::CommitShardResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "CommitShard";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    CKPT_RETURN_IF_ERROR(CheckWorldSize(kRpc, request->world_size()));
+    if (!request->has_shard()) return InvalidRequest(kRpc, "shard is missing");
+    auto shard = FromProto(request->shard());
+    if (!shard.ok()) return InvalidRequest(kRpc, shard.status().message());
+    CKPT_ASSIGN_OR_RETURN(CommitResult result,
+                          service_->CommitShard(request->job(), request->step(),
+                                                request->world_size(), *shard));
+    ToProto(result.record, response->mutable_checkpoint());
+    response->set_checkpoint_committed(result.checkpoint_committed);
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::AbortCheckpointRequest* request,
+    v1::AbortCheckpointResponse* /*response*/) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "AbortCheckpoint";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    return service_->AbortCheckpoint(request->job(), request->step(),
+                                     request->reason());
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
+    grpc::CallbackServerContext* context,
+    const v1::ListJobsRequest* /*request*/, v1::ListJobsResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs, service_->ListJobs());
+    response->mutable_jobs()->Reserve(static_cast<int>(jobs.size()));
+    for (const JobSummary& job : jobs) {
+      v1::JobInfo* info = response->add_jobs();
+      info->set_format_version(kFormatVersion);
+      info->set_name(job.job.name);
+      info->set_create_time_micros(absl::ToUnixMicros(job.job.create_time));
+      info->set_checkpoint_count(job.checkpoint_count);
+      info->set_logical_bytes(job.logical_bytes);
+      info->set_latest_step(job.latest_step.value_or(-1));
+    }
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
+    grpc::CallbackServerContext* context,
+    const v1::ListCheckpointsRequest* request,
+    v1::ListCheckpointsResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    CKPT_RETURN_IF_ERROR(CheckJob("ListCheckpoints", request->job()));
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          service_->ListCheckpoints(
+                              request->job(), request->include_uncommitted()));
+    response->mutable_checkpoints()->Reserve(static_cast<int>(records.size()));
+    for (const CheckpointRecord& record : records) {
+      ToProto(record, response->add_checkpoints());
+    }
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
+    grpc::CallbackServerContext* context, const v1::GetManifestRequest* request,
+    v1::GetManifestResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "GetManifest";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    std::optional<int64_t> step;
+    switch (request->which_case()) {
+      case v1::GetManifestRequest::kStep:
+        CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+        step = request->step();
+        break;
+      case v1::GetManifestRequest::kLatest:
+        if (!request->latest()) {
+          return InvalidRequest(kRpc, "latest must be true when set");
+        }
+        break;
+      case v1::GetManifestRequest::WHICH_NOT_SET:
+        return InvalidRequest(kRpc, "set either step or latest");
+    }
+    CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                          service_->GetManifest(request->job(), step));
+    ToProto(checkpoint.record, response->mutable_checkpoint());
+    response->mutable_shards()->Reserve(
+        static_cast<int>(checkpoint.shards.size()));
+    for (const ShardManifest& shard : checkpoint.shards) {
+      ToProto(shard, response->add_shards());
+    }
+    return absl::OkStatus();
+  }());
+}
+
+grpc::ServerWriteReactor<v1::ReadChunksResponse>*
+GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
+                                  const v1::ReadChunksRequest* request) {
+  static constexpr absl::string_view kRpc = "ReadChunks";
+  absl::StatusOr<std::vector<ChunkId>> ids = [&] {
+    absl::Status job_status = CheckJob(kRpc, request->job());
+    if (!job_status.ok()) {
+      return absl::StatusOr<std::vector<ChunkId>>(job_status);
+    }
+    return ParseHashes(kRpc, request->sha256(), limits_.max_request_hashes);
+  }();
+  // Owned by gRPC until OnDone deletes it (callback API contract).
+  auto* reactor =
+      new ReadChunksReactor(context, service_, request->job(), std::move(ids));
+  reactor->Start();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteCheckpointRequest* request,
+    v1::DeleteCheckpointResponse* /*response*/) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "DeleteCheckpoint";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    return service_->DeleteCheckpoint(request->job(), request->step());
+  }());
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
+    grpc::CallbackServerContext* context, const v1::GetStatsRequest* request,
+    v1::GetStatsResponse* response) {
+  return FinishUnary(context, [&]() -> absl::Status {
+    if (!request->job().empty()) {
+      CKPT_RETURN_IF_ERROR(CheckJob("GetStats", request->job()));
+    }
+    CKPT_ASSIGN_OR_RETURN(Stats stats, service_->GetStats(request->job()));
+    response->set_logical_bytes(stats.logical_bytes);
+    response->set_stored_bytes(stats.stored_bytes);
+    response->set_chunk_count(stats.chunk_count);
+    response->set_job_count(stats.job_count);
+    response->set_checkpoint_count(stats.checkpoint_count);
+    return absl::OkStatus();
+  }());
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,77 @@
+// GrpcCheckpointService: the gRPC edge of ckpt.v1.CheckpointService. It
+// validates and translates requests (common/wire_format.h), calls the
+// transport-agnostic ckpt::server::CheckpointService and converts the result
+// status in one place (status_convert.h). No lifecycle logic lives here.
+//
+// Callback API only. Handlers run on gRPC's callback threads; the streaming
+// reactors never hold their own lock across service calls or gRPC
+// operations, always Finish exactly once, and delete themselves in OnDone.
+#pragma once
+
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/rpc/stream_limits.h"
+#include "server/service/checkpoint_service.h"
+
+namespace ckpt::server {
+
+class GrpcCheckpointService final
+    : public v1::CheckpointService::CallbackService {
+ public:
+  // `service` must outlive this object and the server it is registered with.
+  explicit GrpcCheckpointService(CheckpointService* service,
+                                 StreamLimits limits = {});
+
+  grpc::ServerUnaryReactor* BeginCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::BeginCheckpointRequest* request,
+      v1::BeginCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* FindMissingChunks(
+      grpc::CallbackServerContext* context,
+      const v1::FindMissingChunksRequest* request,
+      v1::FindMissingChunksResponse* response) override;
+  // Client streaming. The first message must name a valid job; later ones
+  // may repeat it or leave it empty. Each chunk is verified against its
+  // claimed SHA-256 by the service before it is stored; the first bad chunk
+  // ends the call (INVALID_ARGUMENT) and is not stored.
+  grpc::ServerReadReactor<v1::PutChunksRequest>* PutChunks(
+      grpc::CallbackServerContext* context,
+      v1::PutChunksResponse* response) override;
+  grpc::ServerUnaryReactor* CommitShard(
+      grpc::CallbackServerContext* context,
+      const v1::CommitShardRequest* request,
+      v1::CommitShardResponse* response) override;
+  grpc::ServerUnaryReactor* AbortCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::AbortCheckpointRequest* request,
+      v1::AbortCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(
+      grpc::CallbackServerContext* context,
+      const v1::ListCheckpointsRequest* request,
+      v1::ListCheckpointsResponse* response) override;
+  grpc::ServerUnaryReactor* GetManifest(
+      grpc::CallbackServerContext* context,
+      const v1::GetManifestRequest* request,
+      v1::GetManifestResponse* response) override;
+  // Server streaming: one response per requested hash, in request order,
+  // each verified by the service. The first absent (NOT_FOUND) or corrupt
+  // (DATA_LOSS) chunk ends the stream with that status.
+  grpc::ServerWriteReactor<v1::ReadChunksResponse>* ReadChunks(
+      grpc::CallbackServerContext* context,
+      const v1::ReadChunksRequest* request) override;
+  grpc::ServerUnaryReactor* DeleteCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteCheckpointRequest* request,
+      v1::DeleteCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
+                                     const v1::GetStatsRequest* request,
+                                     v1::GetStatsResponse* response) override;
+
+ private:
+  CheckpointService* const service_;
+  const StreamLimits limits_;
+};
+
+}  // namespace ckpt::server

@@ -1,0 +1,146 @@
+// ckpt-server: serves ckpt.v1.CheckpointService over a RocksDB store.
+//
+// Once listening it prints exactly one line to stdout,
+//   ckpt-server listening on HOST:PORT
+// (with the chosen port when --listen asked for port 0), so scripts and tests
+// can start it with `--listen 127.0.0.1:0` and read the port. SIGTERM and
+// SIGINT shut it down gracefully.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/rpc/server.h"
+#include "server/service/checkpoint_service.h"
+#include "server/storage/rocksdb_store.h"
+
+namespace ckpt::server {
+namespace {
+
+struct Flags {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:7070";
+  double lease_check_interval_seconds = 5;
+  int64_t default_lease_seconds = 1800;
+};
+
+// Host part of HOST:PORT (brackets of an IPv6 literal kept).
+std::string HostOf(const std::string& address) {
+  size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+// Aborts pending checkpoints whose lease ended, every `interval`, until
+// `stop` is notified (which ends the wait at once, not after a sleep).
+void ExpireLeasesUntil(CheckpointService* service, absl::Duration interval,
+                       absl::Notification* stop) {
+  while (!stop->WaitForNotificationWithTimeout(interval)) {
+    absl::StatusOr<int> expired = service->ExpireLeases();
+    if (!expired.ok()) {
+      CKPT_LOG(Warning, "lease expiry failed: ", expired.status().ToString());
+    } else if (*expired > 0) {
+      CKPT_LOG(Info, "aborted ", *expired,
+               " pending checkpoint(s) whose lease expired");
+    }
+  }
+}
+
+absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
+                        RocksDbStore::Open(flags.data_dir, {}));
+  ServiceOptions service_options;
+  service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
+  CheckpointService service(store.get(), store.get(), RealClock::Get(),
+                            service_options);
+
+  ServerOptions server_options;
+  server_options.listen_address = flags.listen;
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
+                        CheckpointServer::Start(server_options, &service));
+
+  absl::Notification stop_leases;
+  std::thread lease_thread(ExpireLeasesUntil, &service,
+                           absl::Seconds(flags.lease_check_interval_seconds),
+                           &stop_leases);
+
+  const std::string address =
+      absl::StrCat(HostOf(flags.listen), ":", server->port());
+  CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address);
+  std::cout << "ckpt-server listening on " << address << std::endl;
+
+  // The signals are blocked in every thread (see main), so they stay pending
+  // until this sigwait takes one: no work ever runs in a signal handler.
+  int signal_number = 0;
+  sigwait(&shutdown_signals, &signal_number);
+  CKPT_LOG(Info, "received signal ", signal_number, ", shutting down");
+
+  server->Shutdown(absl::Now() + absl::Seconds(10));
+  server->Wait();
+  stop_leases.Notify();
+  lease_thread.join();
+  server.reset();
+  store.reset();  // flushes and closes the database
+  CKPT_LOG(Info, "shut down cleanly");
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace ckpt::server
+
+int main(int argc, char** argv) {
+  ckpt::server::Flags flags;
+  CLI::App app{
+      "ckpt-server: stores distributed training checkpoints (gRPC service "
+      "ckpt.v1.CheckpointService).\nPrints 'ckpt-server listening on "
+      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully."};
+  app.add_option("--data-dir", flags.data_dir,
+                 "Directory of the RocksDB database (created if missing)")
+      ->required();
+  app.add_option("--listen", flags.listen,
+                 "HOST:PORT to listen on; port 0 picks a free port, printed "
+                 "on stdout")
+      ->capture_default_str();
+  app.add_option("--lease-check-interval", flags.lease_check_interval_seconds,
+                 "Seconds between checks that abort pending checkpoints "
+                 "whose lease expired")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--default-lease-seconds", flags.default_lease_seconds,
+                 "Lease of a pending checkpoint when the client asks for "
+                 "none; renewed by every BeginCheckpoint and CommitShard")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  // Block the shutdown signals before any thread exists so every thread
+  // (gRPC's included) inherits the mask and only sigwait receives them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGTERM);
+  sigaddset(&shutdown_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+
+  absl::Status status = ckpt::server::Run(flags, shutdown_signals);
+  if (!status.ok()) {
+    std::cerr << "ckpt-server: " << status.ToString() << std::endl;
+    return 1;
+  }
+  return 0;
+}

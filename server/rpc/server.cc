@@ -1,0 +1,74 @@
+#include "server/rpc/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "server/rpc/grpc_service.h"
+
+namespace ckpt::server {
+
+struct CheckpointServer::Impl {
+  explicit Impl(CheckpointService* service, const StreamLimits& limits)
+      : grpc_service(service, limits) {}
+
+  GrpcCheckpointService grpc_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
+    const ServerOptions& options, CheckpointService* service) {
+  // Both are process-wide switches read when a server is built.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  auto impl = std::make_unique<Impl>(service, options.limits);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address,
+                           grpc::InsecureServerCredentials(), &impl->port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // With reuse allowed, a leftover server on the same port would silently
+  // share (and steal) connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(&impl->grpc_service);
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen_address,
+                     "' (address in use or invalid?)"));
+  }
+  return std::make_unique<CheckpointServer>(PrivateTag{}, std::move(impl));
+}
+
+CheckpointServer::CheckpointServer(PrivateTag, std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+CheckpointServer::~CheckpointServer() {
+  Shutdown(absl::Now());
+  Wait();
+}
+
+int CheckpointServer::port() const { return impl_->port; }
+
+void CheckpointServer::Shutdown(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
+  impl_->server->Shutdown(absl::ToChronoTime(deadline));
+}
+
+void CheckpointServer::Wait() { impl_->server->Wait(); }
+
+}  // namespace ckpt::server

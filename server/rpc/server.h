@@ -1,0 +1,65 @@
+// CheckpointServer: runs ckpt.v1.CheckpointService (plus the standard gRPC
+// health service and proto reflection) over a CheckpointService. The public
+// API mentions no gRPC type.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/rpc/stream_limits.h"
+#include "server/service/checkpoint_service.h"
+
+namespace ckpt::server {
+
+struct ServerOptions {
+  // HOST:PORT to listen on (insecure). Port 0 picks a free port; see port().
+  // Default: "127.0.0.1:7070".
+  std::string listen_address = "127.0.0.1:7070";
+  // Largest message received or sent. Chunks are at most kMaxChunkBytes
+  // (16 MiB), so this leaves room for framing and batching. Default: 64 MiB.
+  int max_message_bytes = 64 << 20;
+  StreamLimits limits;
+};
+
+// Thread-safe.
+class CheckpointServer {
+ public:
+  // Binds and starts serving. UNAVAILABLE when the address cannot be bound
+  // (address reuse is disabled, so an occupied port fails rather than being
+  // silently shared). `service` must outlive the returned server.
+  static absl::StatusOr<std::unique_ptr<CheckpointServer>> Start(
+      const ServerOptions& options, CheckpointService* service);
+
+  // Shuts down (cancelling calls still running) if Shutdown was not called.
+  ~CheckpointServer();
+
+  CheckpointServer(const CheckpointServer&) = delete;
+  CheckpointServer& operator=(const CheckpointServer&) = delete;
+
+  // The bound port (the chosen one when the address asked for port 0).
+  int port() const;
+
+  // Stops accepting calls and lets running ones finish until `deadline`,
+  // then cancels the rest. The health service reports NOT_SERVING from
+  // now on. Idempotent.
+  void Shutdown(absl::Time deadline);
+
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  struct Impl;
+  // Only Start constructs; the tag keeps the constructor usable by
+  // std::make_unique without making it callable from outside.
+  struct PrivateTag {};
+
+ public:
+  CheckpointServer(PrivateTag, std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckpt::server

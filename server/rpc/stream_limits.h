@@ -1,0 +1,20 @@
+// Per-call limits of the gRPC edge. Kept free of gRPC types so server.h can
+// expose them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ckpt::server {
+
+struct StreamLimits {
+  // Chunk bytes one PutChunks stream may carry before it is refused with
+  // RESOURCE_EXHAUSTED. Bounds what one misbehaving client can push through
+  // a single call. Default: 64 GiB.
+  uint64_t max_put_stream_bytes = uint64_t{64} << 30;
+  // Hashes one ReadChunks or FindMissingChunks request may name; larger
+  // requests are INVALID_ARGUMENT. Default: 100000 (3.2 MB of hashes).
+  size_t max_request_hashes = 100000;
+};
+
+}  // namespace ckpt::server

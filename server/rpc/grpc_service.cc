@@ -69,6 +69,11 @@ absl::StatusOr<std::vector<ChunkId>> ParseHashes(
   return ids;
 }
 
+absl::Status ShuttingDown(absl::string_view rpc) {
+  return absl::UnavailableError(
+      absl::StrCat(rpc, ": the server is shutting down"));
+}
+
 // Unary handlers compute their whole answer synchronously, so the context's
 // default reactor is enough.
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
@@ -94,13 +99,24 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
 class PutChunksReactor final
     : public grpc::ServerReadReactor<v1::PutChunksRequest> {
  public:
+  // `calls` has counted this call in; `admitted` is what Enter returned.
   PutChunksReactor(grpc::CallbackServerContext* context,
                    CheckpointService* service, const StreamLimits& limits,
+                   CallCounter* calls, bool admitted,
                    v1::PutChunksResponse* response)
       : context_(context),
         service_(service),
         limits_(limits),
+        calls_(calls),
         response_(response) {
+    if (!admitted) {
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Finish(ToGrpcStatus(ShuttingDown("PutChunks")));
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
       read_index_ = 0;
@@ -130,7 +146,10 @@ class PutChunksReactor final
 
   // The callback API hands ownership of the reactor to gRPC until OnDone;
   // this is the idiomatic place to free it.
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    calls_->Exit();
+    delete this;
+  }
 
  private:
   struct Parked {
@@ -235,6 +254,7 @@ class PutChunksReactor final
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
   const StreamLimits limits_;
+  CallCounter* const calls_;
   v1::PutChunksResponse* const response_;
 
   // Touched only by the driving thread; the driver role is handed over
@@ -264,10 +284,14 @@ class PutChunksReactor final
 class ReadChunksReactor final
     : public grpc::ServerWriteReactor<v1::ReadChunksResponse> {
  public:
+  // `calls` has counted this call in; it is counted out in OnDone.
   ReadChunksReactor(grpc::CallbackServerContext* context,
-                    CheckpointService* service, std::string job,
-                    absl::StatusOr<std::vector<ChunkId>> ids)
-      : context_(context), service_(service), job_(std::move(job)) {
+                    CheckpointService* service, CallCounter* calls,
+                    std::string job, absl::StatusOr<std::vector<ChunkId>> ids)
+      : context_(context),
+        service_(service),
+        calls_(calls),
+        job_(std::move(job)) {
     if (!ids.ok()) {
       absl::MutexLock lock(&mu_);
       error_ = ids.status();
@@ -317,7 +341,10 @@ class ReadChunksReactor final
 
   // The callback API hands ownership of the reactor to gRPC until OnDone;
   // this is the idiomatic place to free it.
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    calls_->Exit();
+    delete this;
+  }
 
  private:
   // Runs with the preparing role: prepares chunks until one waits for the
@@ -384,6 +411,7 @@ class ReadChunksReactor final
 
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
+  CallCounter* const calls_;
   const std::string job_;
   std::vector<ChunkId> ids_;  // fixed after construction
 
@@ -402,6 +430,44 @@ class ReadChunksReactor final
 
 }  // namespace
 
+bool CallCounter::Enter() {
+  absl::MutexLock lock(&mu_);
+  ++in_flight_;
+  return !draining_;
+}
+
+void CallCounter::Exit() {
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+}
+
+void CallCounter::StartDraining() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
+bool CallCounter::WaitUntilIdle(absl::Time deadline) {
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0;
+  };
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+template <typename Body>
+grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
+    grpc::CallbackServerContext* context, Body&& body) {
+  if (!calls_.Enter()) {
+    calls_.Exit();
+    return FinishUnary(context,
+                       absl::UnavailableError("the server is shutting down"));
+  }
+  // The answer is complete once the body returns; sending it is gRPC's.
+  grpc::ServerUnaryReactor* reactor = FinishUnary(context, body());
+  calls_.Exit();
+  return reactor;
+}
+
 GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
                                              StreamLimits limits)
     : service_(service), limits_(limits) {}
@@ -410,7 +476,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::BeginCheckpointRequest* request,
     v1::BeginCheckpointResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "BeginCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -429,14 +495,14 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
     grpc::CallbackServerContext* context,
     const v1::FindMissingChunksRequest* request,
     v1::FindMissingChunksResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "FindMissingChunks";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(
@@ -450,19 +516,21 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
       response->add_missing_sha256(std::string(id.bytes()));
     }
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
     grpc::CallbackServerContext* context, v1::PutChunksResponse* response) {
+  const bool admitted = calls_.Enter();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  return new PutChunksReactor(context, service_, limits_, response);
+  return new PutChunksReactor(context, service_, limits_, &calls_, admitted,
+                              response);
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
     grpc::CallbackServerContext* context, const v1::CommitShardRequest* request,
     v1::CommitShardResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "CommitShard";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -476,26 +544,26 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
     ToProto(result.record, response->mutable_checkpoint());
     response->set_checkpoint_committed(result.checkpoint_committed);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::AbortCheckpointRequest* request,
     v1::AbortCheckpointResponse* /*response*/) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "AbortCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->AbortCheckpoint(request->job(), request->step(),
                                      request->reason());
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
     grpc::CallbackServerContext* context,
     const v1::ListJobsRequest* /*request*/, v1::ListJobsResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs, service_->ListJobs());
     response->mutable_jobs()->Reserve(static_cast<int>(jobs.size()));
     for (const JobSummary& job : jobs) {
@@ -508,14 +576,14 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
       info->set_latest_step(job.latest_step.value_or(-1));
     }
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     CKPT_RETURN_IF_ERROR(CheckJob("ListCheckpoints", request->job()));
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           service_->ListCheckpoints(
@@ -525,13 +593,13 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
       ToProto(record, response->add_checkpoints());
     }
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
     grpc::CallbackServerContext* context, const v1::GetManifestRequest* request,
     v1::GetManifestResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "GetManifest";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     std::optional<int64_t> step;
@@ -557,14 +625,18 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
       ToProto(shard, response->add_shards());
     }
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerWriteReactor<v1::ReadChunksResponse>*
 GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
                                   const v1::ReadChunksRequest* request) {
   static constexpr absl::string_view kRpc = "ReadChunks";
+  const bool admitted = calls_.Enter();
   absl::StatusOr<std::vector<ChunkId>> ids = [&] {
+    if (!admitted) {
+      return absl::StatusOr<std::vector<ChunkId>>(ShuttingDown(kRpc));
+    }
     absl::Status job_status = CheckJob(kRpc, request->job());
     if (!job_status.ok()) {
       return absl::StatusOr<std::vector<ChunkId>>(job_status);
@@ -572,8 +644,8 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
     return ParseHashes(kRpc, request->sha256(), limits_.max_request_hashes);
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor =
-      new ReadChunksReactor(context, service_, request->job(), std::move(ids));
+  auto* reactor = new ReadChunksReactor(context, service_, &calls_,
+                                        request->job(), std::move(ids));
   reactor->Start();
   return reactor;
 }
@@ -582,18 +654,18 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::DeleteCheckpointRequest* request,
     v1::DeleteCheckpointResponse* /*response*/) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "DeleteCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->DeleteCheckpoint(request->job(), request->step());
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     grpc::CallbackServerContext* context, const v1::GetStatsRequest* request,
     v1::GetStatsResponse* response) {
-  return FinishUnary(context, [&]() -> absl::Status {
+  return Unary(context, [&]() -> absl::Status {
     if (!request->job().empty()) {
       CKPT_RETURN_IF_ERROR(CheckJob("GetStats", request->job()));
     }
@@ -604,7 +676,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     response->set_job_count(stats.job_count);
     response->set_checkpoint_count(stats.checkpoint_count);
     return absl::OkStatus();
-  }());
+  });
 }
 
 }  // namespace ckpt::server

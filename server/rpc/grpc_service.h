@@ -8,11 +8,35 @@
 // operations, always Finish exactly once, and delete themselves in OnDone.
 #pragma once
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
+
+// Counts the calls in flight, so that shutdown can wait for them alone:
+// gRPC's own graceful shutdown also waits for every client connection to
+// close, which idle clients (a training job between saves) may not do for
+// many seconds. Thread-safe.
+class CallCounter {
+ public:
+  // Counts a call in. False once draining: the call is to be refused with
+  // UNAVAILABLE (and is still counted out with Exit).
+  bool Enter();
+  void Exit();
+  // From now on Enter returns false.
+  void StartDraining();
+  // Blocks until no call is in flight or `deadline` passes; true when idle.
+  bool WaitUntilIdle(absl::Time deadline);
+
+ private:
+  absl::Mutex mu_;
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 class GrpcCheckpointService final
     : public v1::CheckpointService::CallbackService {
@@ -69,9 +93,18 @@ class GrpcCheckpointService final
                                      const v1::GetStatsRequest* request,
                                      v1::GetStatsResponse* response) override;
 
+  CallCounter& calls() { return calls_; }
+
  private:
+  // Runs a unary handler body inside the call count; refuses it with
+  // UNAVAILABLE while draining.
+  template <typename Body>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                  Body&& body);
+
   CheckpointService* const service_;
   const StreamLimits limits_;
+  CallCounter calls_;
 };
 
 }  // namespace ckpt::server

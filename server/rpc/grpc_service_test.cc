@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
 #include "common/clock.h"
@@ -456,6 +457,20 @@ TEST_F(GrpcServiceTest, StartFailsWhenThePortIsTaken) {
   options.listen_address = address_;
   auto second = CheckpointServer::Start(options, service_.get());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(GrpcServiceTest, ShutdownDoesNotWaitForIdleClients) {
+  // A connected client with no call in flight (a job between saves) must
+  // not hold shutdown up to its grace deadline.
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
+  const absl::Time start = absl::Now();
+  server_->Shutdown(start + absl::Seconds(30));
+  server_->Wait();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(client_->ListJobs().status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST_F(GrpcServiceTest, HealthServiceAnswersServing) {

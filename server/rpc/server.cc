@@ -66,7 +66,18 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
     if (impl_->shut_down) return;
     impl_->shut_down = true;
   }
-  impl_->server->Shutdown(absl::ToChronoTime(deadline));
+  // Refuse new calls (UNAVAILABLE), tell health checkers, and let the calls
+  // in flight finish until the deadline.
+  impl_->grpc_service.calls().StartDraining();
+  if (grpc::HealthCheckServiceInterface* health =
+          impl_->server->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  impl_->grpc_service.calls().WaitUntilIdle(deadline);
+  // Then shut down at once: gRPC's graceful shutdown would also wait, up to
+  // the deadline, for idle clients to close their connections. Calls still
+  // running past the deadline are cancelled here.
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 void CheckpointServer::Wait() { impl_->server->Wait(); }

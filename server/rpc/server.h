@@ -41,9 +41,10 @@ class CheckpointServer {
   // The bound port (the chosen one when the address asked for port 0).
   int port() const;
 
-  // Stops accepting calls and lets running ones finish until `deadline`,
-  // then cancels the rest. The health service reports NOT_SERVING from
-  // now on. Idempotent.
+  // Refuses new calls (UNAVAILABLE), lets running ones finish until
+  // `deadline`, then cancels the rest and closes every connection. The
+  // health service reports NOT_SERVING from the start. Blocks until done;
+  // idempotent.
   void Shutdown(absl::Time deadline);
 
   // Blocks until the server has shut down.

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Drives the real `ckpt` CLI against a real ckpt-server on a free loopback
+# port: put (2 ranks), ls, show, get, stats, rm, with --json checked by
+# Python's json module, and error exits.
+# Usage: cli_test.sh BUILD_DIR
+set -euo pipefail
+build=$1
+ckpt="${build}/client/ckpt"
+server_bin="${build}/server/rpc/ckpt-server"
+py=/usr/bin/python3
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-cli-XXXXXX")
+server_pid=""
+cleanup() {
+  if [ -n "${server_pid}" ]; then
+    kill "${server_pid}" 2>/dev/null || true
+    wait "${server_pid}" 2>/dev/null || true
+  fi
+  rm -rf "${work}"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"${server_bin}" --data-dir "${work}/db" --listen 127.0.0.1:0 \
+  >"${work}/server.out" 2>"${work}/server.err" &
+server_pid=$!
+for _ in $(seq 1 300); do
+  grep -q "listening on" "${work}/server.out" 2>/dev/null && break
+  kill -0 "${server_pid}" 2>/dev/null || fail "server exited: $(cat "${work}/server.err")"
+  sleep 0.1
+done
+export CKPT_SERVER=$(sed -n 's/.*listening on //p' "${work}/server.out")
+[ -n "${CKPT_SERVER}" ] || fail "server did not report its address"
+
+mkdir -p "${work}/in0" "${work}/in1"
+head -c 9000000 /dev/urandom >"${work}/in0/model.bin"
+head -c 1234 /dev/urandom >"${work}/in0/optim.bin"
+head -c 777 /dev/urandom >"${work}/in1/model.bin"
+printf 'shared bytes\n' >"${work}/in0/config.txt"
+cp "${work}/in0/config.txt" "${work}/in1/config.txt"
+
+# Two ranks of step 10; the checkpoint is invisible until both commit.
+"${ckpt}" put cli/job 10 "${work}/in0/model.bin" "${work}/in0/optim.bin" \
+  "${work}/in0/config.txt" --rank 0 --world-size 2 --metric val_loss=0.25 \
+  --time 2026-01-02T03:04:05Z
+n=$("${ckpt}" ls cli/job --json | "${py}" -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "${n}" = 0 ] || fail "pending checkpoint listed before rank 1 committed"
+"${ckpt}" put cli/job 10 "${work}/in1/model.bin" "${work}/in1/config.txt" \
+  --rank 1 --world-size 2
+
+"${ckpt}" ls cli/job --json >"${work}/ls.json"
+"${py}" - "${work}/ls.json" <<'PY'
+import json, sys
+cps = json.load(open(sys.argv[1]))
+assert len(cps) == 1, cps
+cp = cps[0]
+for key in ("step", "time", "world_size", "logical_bytes", "metrics"):
+    assert key in cp, (key, cp)
+assert cp["step"] == 10 and cp["world_size"] == 2, cp
+assert cp["logical_bytes"] == 9000000 + 1234 + 13 + 777 + 13, cp
+assert abs(cp["metrics"]["val_loss"] - 0.25) < 1e-12, cp
+assert cp["time"].startswith("2026-01-02T03:04:05"), cp
+PY
+
+"${ckpt}" ls --json | "${py}" -c '
+import json,sys
+jobs = json.load(sys.stdin)
+assert any(j.get("name", j.get("job")) == "cli/job" for j in jobs), jobs'
+
+"${ckpt}" show cli/job 10 --json | "${py}" -c '
+import json,sys
+m = json.load(sys.stdin)
+text = json.dumps(m)
+for name in ("model.bin", "optim.bin", "config.txt"):
+    assert name in text, name'
+"${ckpt}" show cli/job latest | grep -q "model.bin" || fail "show (table) lacks model.bin"
+
+for rank in 0 1; do
+  "${ckpt}" get cli/job latest "${work}/out${rank}" --rank "${rank}"
+  for f in "${work}/in${rank}"/*; do
+    cmp "${f}" "${work}/out${rank}/$(basename "${f}")" || fail "rank ${rank}: $(basename "${f}") differs"
+  done
+done
+
+# The replicated config.txt is stored once.
+"${ckpt}" stats --json >"${work}/stats.json"
+"${py}" - "${work}/stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["logical_bytes"] == 9000000 + 1234 + 13 + 777 + 13, s
+assert s["stored_bytes"] == 9000000 + 1234 + 13 + 777, s
+PY
+
+# Errors: non-zero exit, the status on stderr, nothing printed on stdout.
+if "${ckpt}" get cli/job 99 "${work}/nope" 2>"${work}/err"; then fail "get of a missing step succeeded"; fi
+grep -q "NOT_FOUND" "${work}/err" || fail "missing step: stderr lacks NOT_FOUND: $(cat "${work}/err")"
+if "${ckpt}" put badjobname 1 "${work}/in0/optim.bin" 2>"${work}/err"; then fail "bad job name accepted"; fi
+grep -q "INVALID_ARGUMENT" "${work}/err" || fail "bad job: $(cat "${work}/err")"
+if "${ckpt}" put cli/job 11 "${work}/in0/optim.bin" --rank 2 --world-size 2 2>"${work}/err"; then fail "rank outside world size accepted"; fi
+"${ckpt}" --help | grep -q "put" || fail "--help lacks the verbs"
+"${ckpt}" put --help | grep -q -- "--world-size" || fail "put --help lacks --world-size"
+
+"${ckpt}" rm cli/job 10
+n=$("${ckpt}" ls cli/job --json | "${py}" -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "${n}" = 0 ] || fail "rm left the checkpoint listed"
+echo "cli_test: all checks passed"

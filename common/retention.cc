@@ -1,0 +1,207 @@
+#include "common/retention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace ckpt {
+namespace {
+
+using Mode = RetentionPolicy::KeepBest::Mode;
+
+absl::string_view ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kMin:
+      return "min";
+    case Mode::kMax:
+      return "max";
+    case Mode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+// Each rule appends to keep[i] when it keeps checkpoint i (inputs sorted by
+// step) and to drop[i] why not otherwise.
+
+// max_to_keep / keep_every.
+void ApplyCheckpointManagerRule(const RetentionPolicy& policy,
+                                const std::vector<RetentionInput>& sorted,
+                                absl::Time clock_start,
+                                std::vector<std::vector<std::string>>& keep,
+                                std::vector<std::vector<std::string>>& drop) {
+  const size_t n = sorted.size();
+  const size_t max_to_keep = static_cast<size_t>(*policy.max_to_keep);
+  // A manager's queue after the last save holds the max_to_keep newest; the
+  // older ones left it oldest first, each tested against last_preserved as
+  // it stood at that moment, which is this loop's order.
+  const size_t first_active = n > max_to_keep ? n - max_to_keep : 0;
+  const std::string active_reason =
+      absl::StrCat("among the ", max_to_keep, " most recent");
+  absl::Time last_preserved = clock_start;
+  for (size_t i = 0; i < first_active; ++i) {
+    if (policy.keep_every.has_value()) {
+      const std::string every = absl::FormatDuration(*policy.keep_every);
+      if (sorted[i].time - *policy.keep_every >= last_preserved) {
+        last_preserved = sorted[i].time;
+        keep[i].push_back(absl::StrCat("preserved: every ", every));
+        continue;
+      }
+      drop[i].push_back(absl::StrCat("not ", active_reason,
+                                     " and not preserved: less than ", every,
+                                     " after the last preserved checkpoint"));
+      continue;
+    }
+    drop[i].push_back(absl::StrCat("not ", active_reason));
+  }
+  for (size_t i = first_active; i < n; ++i) keep[i].push_back(active_reason);
+}
+
+absl::Status ApplyKeepBestRule(const RetentionPolicy::KeepBest& best,
+                               const std::vector<RetentionInput>& sorted,
+                               std::vector<std::vector<std::string>>& keep,
+                               std::vector<std::vector<std::string>>& drop) {
+  CKPT_ASSIGN_OR_RETURN(const Mode mode,
+                        ResolveMetricMode(best.metric, best.mode));
+  const std::string best_reason = absl::StrCat(
+      "best ", best.k, " by ", best.metric, " (", ModeName(mode), ")");
+  std::vector<size_t> ranked;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    auto it = sorted[i].metrics.find(best.metric);
+    if (it == sorted[i].metrics.end()) {
+      keep[i].push_back(absl::StrCat("no metric ", best.metric));
+    } else if (std::isnan(it->second)) {
+      drop[i].push_back(
+          absl::StrCat(best.metric, " is NaN, never among the best"));
+    } else {
+      ranked.push_back(i);
+    }
+  }
+  // Ties go to the older checkpoint, as Keras's save_best_only only replaces
+  // its best on a strict improvement. `ranked` is in step order, so a stable
+  // sort breaks ties by step.
+  std::stable_sort(ranked.begin(), ranked.end(), [&](size_t a, size_t b) {
+    const double va = sorted[a].metrics.at(best.metric);
+    const double vb = sorted[b].metrics.at(best.metric);
+    return mode == Mode::kMin ? va < vb : va > vb;
+  });
+  for (size_t r = 0; r < ranked.size(); ++r) {
+    if (r < static_cast<size_t>(best.k)) {
+      keep[ranked[r]].push_back(best_reason);
+    } else {
+      drop[ranked[r]].push_back(absl::StrCat("not ", best_reason));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Mode> ResolveMetricMode(absl::string_view metric, Mode mode) {
+  if (mode != Mode::kAuto) return mode;
+  const bool acc_like =
+      absl::StrContains(metric, "acc") || absl::StartsWith(metric, "fmeasure");
+  const bool loss_like = absl::StrContains(metric, "loss");
+  if (acc_like && !loss_like) return Mode::kMax;
+  if (loss_like && !acc_like) return Mode::kMin;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "keep_best: cannot tell whether metric \"", metric,
+      "\" should be minimised or maximised (auto mode knows names containing "
+      "\"loss\" or \"acc\", or starting with \"fmeasure\"); pass mode min or "
+      "max"));
+}
+
+absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
+  if (policy.max_to_keep.has_value() && *policy.max_to_keep < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_to_keep must be at least 1 (or unset to keep all), "
+                     "got ",
+                     *policy.max_to_keep));
+  }
+  if (policy.keep_every.has_value()) {
+    if (*policy.keep_every <= absl::ZeroDuration() ||
+        *policy.keep_every == absl::InfiniteDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keep_every must be positive and finite, got ",
+                       absl::FormatDuration(*policy.keep_every)));
+    }
+    if (!policy.max_to_keep.has_value()) {
+      return absl::InvalidArgumentError(
+          "keep_every needs max_to_keep: checkpoints are only preserved by "
+          "time when they leave the max_to_keep most recent");
+    }
+  }
+  if (policy.keep_best.has_value()) {
+    const RetentionPolicy::KeepBest& best = *policy.keep_best;
+    if (best.k < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keep_best: k must be at least 1, got ", best.k));
+    }
+    if (best.metric.empty()) {
+      return absl::InvalidArgumentError("keep_best: metric name is empty");
+    }
+    CKPT_RETURN_IF_ERROR(ResolveMetricMode(best.metric, best.mode).status());
+  }
+  return absl::OkStatus();
+}
+
+RetentionInput ToRetentionInput(const CheckpointRecord& record, bool pinned) {
+  return RetentionInput{.step = record.step,
+                        .time = record.EffectiveTime(),
+                        .metrics = record.metadata.metrics,
+                        .pinned = pinned};
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
+    const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
+    std::optional<absl::Time> every_n_hours_clock_start) {
+  CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
+  std::sort(checkpoints.begin(), checkpoints.end(),
+            [](const RetentionInput& a, const RetentionInput& b) {
+              return a.step < b.step;
+            });
+  for (size_t i = 1; i < checkpoints.size(); ++i) {
+    if (checkpoints[i].step == checkpoints[i - 1].step) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "retention input has step ", checkpoints[i].step, " twice"));
+    }
+  }
+  const size_t n = checkpoints.size();
+  std::vector<std::vector<std::string>> keep(n);
+  std::vector<std::vector<std::string>> drop(n);
+  if (policy.max_to_keep.has_value()) {
+    ApplyCheckpointManagerRule(
+        policy, checkpoints,
+        every_n_hours_clock_start.value_or(n > 0 ? checkpoints.front().time
+                                                 : absl::UnixEpoch()),
+        keep, drop);
+  }
+  if (policy.keep_best.has_value()) {
+    CKPT_RETURN_IF_ERROR(
+        ApplyKeepBestRule(*policy.keep_best, checkpoints, keep, drop));
+  }
+  const bool no_rule =
+      !policy.max_to_keep.has_value() && !policy.keep_best.has_value();
+  std::vector<RetentionDecision> decisions;
+  decisions.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (checkpoints[i].pinned) keep[i].push_back("pinned");
+    if (i + 1 == n) keep[i].push_back("newest");
+    if (no_rule) keep[i].push_back("no retention policy");
+    const bool kept = !keep[i].empty();
+    decisions.push_back(RetentionDecision{
+        .step = checkpoints[i].step,
+        .keep = kept,
+        .reasons = kept ? std::move(keep[i]) : std::move(drop[i])});
+  }
+  return decisions;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,124 @@
+// Retention policy: which of a job's committed checkpoints to keep and which
+// to delete, with the reason for every decision.
+//
+// Pure: no I/O and no clock reads (every time is an input), so the server's
+// enforcement at commit, `ckpt prune --dry-run` and the real prune all call
+// the same function and agree by construction.
+//
+// Rules, combined by union as Orbax's preservation policies are: a
+// checkpoint is deleted only when no rule keeps it.
+//  - max_to_keep / keep_every: tf.train.CheckpointManager's `max_to_keep`
+//    and `keep_checkpoint_every_n_hours`, reproduced by replaying the saves
+//    in step order exactly as a manager would have seen them one at a time
+//    (CheckpointManager._sweep): after each save, while more than
+//    max_to_keep checkpoints are in the active set, the oldest leaves it; it
+//    is preserved if `time - keep_every >= last_preserved` (then
+//    last_preserved = its time), otherwise deleted. last_preserved starts at
+//    the clock start. A preserved checkpoint no longer counts toward
+//    max_to_keep and is never deleted by this rule.
+//  - keep_best: the K best checkpoints by a metric (min, max or auto, see
+//    ResolveMetricMode). A checkpoint without the metric is kept and says
+//    so; a NaN value is never among the best.
+//  - pinned: always kept.
+//  - newest: the checkpoint with the highest step is always kept, so a job
+//    can resume (unlike Orbax issue 526, where best_fn may delete it).
+// Each rule is evaluated on the whole input independently (a checkpoint kept
+// by a pin still occupies a slot in the max_to_keep active set), and the
+// result is the union.
+//
+// Properties the tests check: with a fixed clock start, evaluating again on
+// the kept set keeps all of it, and evaluating after every save on the
+// surviving checkpoints ends with the same set as one evaluation over the
+// whole history (for fixed pins).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/manifest.h"
+
+namespace ckpt {
+
+struct RetentionPolicy {
+  // The size of the active set of most recent checkpoints (TF's
+  // `max_to_keep`). Must be >= 1, as TF raises ValueError for <= 0.
+  // Default: nullopt: this rule keeps nothing by itself (TF's None keeps
+  // everything, which an empty policy here does too).
+  std::optional<int> max_to_keep;
+  // TF's `keep_checkpoint_every_n_hours`: a checkpoint leaving the active set
+  // is preserved when at least this long after the last preserved one. Must
+  // be positive and finite, and needs max_to_keep: without an active set
+  // nothing ever leaves it, so TF would never preserve anything either.
+  // Default: nullopt (nothing preserved by time).
+  std::optional<absl::Duration> keep_every;
+
+  struct KeepBest {
+    enum class Mode { kMin, kMax, kAuto };
+    int k = 1;           // >= 1
+    std::string metric;  // a key of CheckpointMetadata::metrics; non-empty
+    Mode mode = Mode::kAuto;
+  };
+  // Default: nullopt (no metric rule).
+  std::optional<KeepBest> keep_best;
+};
+
+// The direction `mode` means for `metric`: kMin or kMax, never kAuto.
+// kAuto follows Keras 2's ModelCheckpoint/EarlyStopping: a name containing
+// "acc" or starting with "fmeasure" is maximised; beyond Keras, a name
+// containing "loss" is minimised and anything else (Keras 2 would silently
+// minimise it) is INVALID_ARGUMENT asking for an explicit mode, as Keras 3
+// does for a metric whose direction it cannot tell. A name that is both
+// acc-like and loss-like (e.g. "accumulated_loss") is ambiguous and also
+// INVALID_ARGUMENT. Matching is case-sensitive, as in Keras.
+absl::StatusOr<RetentionPolicy::KeepBest::Mode> ResolveMetricMode(
+    absl::string_view metric, RetentionPolicy::KeepBest::Mode mode);
+
+// OK, or INVALID_ARGUMENT naming the offending field: max_to_keep < 1,
+// keep_every <= 0, infinite or without max_to_keep, k < 1, an empty metric
+// name, or an auto mode that ResolveMetricMode cannot resolve.
+absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy);
+
+// One committed checkpoint as the policy sees it. Pending and aborted
+// checkpoints must not be passed: they are never counted or deleted.
+struct RetentionInput {
+  int64_t step = 0;
+  absl::Time time = absl::UnixEpoch();  // CheckpointRecord::EffectiveTime()
+  std::map<std::string, double> metrics;
+  bool pinned = false;
+};
+
+// The policy's view of a committed record.
+RetentionInput ToRetentionInput(const CheckpointRecord& record, bool pinned);
+
+struct RetentionDecision {
+  int64_t step = 0;
+  bool keep = false;
+  // When kept: every rule that keeps it ("among the 3 most recent",
+  // "preserved: every 6h", "best 2 by val_loss (min)", "no metric val_loss",
+  // "pinned", "newest", "no retention policy"). When deleted: why each
+  // configured rule did not keep it.
+  std::vector<std::string> reasons;
+};
+
+// One decision per input, sorted by step ascending. `checkpoints` may come
+// in any order; saves are replayed in step order (a training job saves in
+// step order, and step is what the server orders a job's checkpoints by,
+// whereas times may come from different writers' clocks).
+// `every_n_hours_clock_start` is the initial last-preserved time (TF: the
+// manager's creation time); nullopt means the time of the lowest-step
+// checkpoint. To keep decisions stable as old checkpoints are deleted, the
+// caller should pass the job's first checkpoint time once it has one.
+// An empty policy keeps everything. INVALID_ARGUMENT for an invalid policy
+// or two inputs with the same step.
+absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
+    const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
+    std::optional<absl::Time> every_n_hours_clock_start);
+
+}  // namespace ckpt

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -13,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/chunk_id.h"
+#include "common/retention_policy.h"
 
 namespace ckpt {
 
@@ -99,6 +101,8 @@ struct CheckpointRecord {
   uint64_t logical_bytes = 0;            // over committed shards
   std::vector<int32_t> committed_ranks;  // ascending
   std::string abort_reason;
+  // Never deleted by retention or prune while set (committed ones only).
+  bool pinned = false;
 
   // The time retention and listings use: the writer's, else the commit's.
   absl::Time EffectiveTime() const {
@@ -117,8 +121,21 @@ struct Checkpoint {
 struct JobRecord {
   std::string name;
   absl::Time create_time = absl::UnixEpoch();
+  // Enforced at every commit; nullopt: keep everything.
+  std::optional<RetentionPolicy> retention_policy;
+  // The effective time of the job's first committed checkpoint: where the
+  // every-N-hours clock starts. Set at the first commit, never changed.
+  std::optional<absl::Time> first_checkpoint_time;
   friend bool operator==(const JobRecord&, const JobRecord&) = default;
 };
+
+// A job without a policy or checkpoints yet.
+inline JobRecord MakeJobRecord(std::string name, absl::Time create_time) {
+  JobRecord job;
+  job.name = std::move(name);
+  job.create_time = create_time;
+  return job;
+}
 
 // Job names are `tenant/name`, at most 256 characters in all: tenant is
 // [A-Za-z0-9._-]{1,64}; name is one or more `/`-separated segments of

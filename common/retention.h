@@ -43,31 +43,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/manifest.h"
+#include "common/retention_policy.h"
 
 namespace ckpt {
-
-struct RetentionPolicy {
-  // The size of the active set of most recent checkpoints (TF's
-  // `max_to_keep`). Must be >= 1, as TF raises ValueError for <= 0.
-  // Default: nullopt: this rule keeps nothing by itself (TF's None keeps
-  // everything, which an empty policy here does too).
-  std::optional<int> max_to_keep;
-  // TF's `keep_checkpoint_every_n_hours`: a checkpoint leaving the active set
-  // is preserved when at least this long after the last preserved one. Must
-  // be positive and finite, and needs max_to_keep: without an active set
-  // nothing ever leaves it, so TF would never preserve anything either.
-  // Default: nullopt (nothing preserved by time).
-  std::optional<absl::Duration> keep_every;
-
-  struct KeepBest {
-    enum class Mode { kMin, kMax, kAuto };
-    int k = 1;           // >= 1
-    std::string metric;  // a key of CheckpointMetadata::metrics; non-empty
-    Mode mode = Mode::kAuto;
-  };
-  // Default: nullopt (no metric rule).
-  std::optional<KeepBest> keep_best;
-};
 
 // The direction `mode` means for `metric`: kMin or kMax, never kAuto.
 // kAuto follows Keras 2's ModelCheckpoint/EarlyStopping: a name containing

@@ -136,6 +136,7 @@ void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
   out->set_abort_reason(record.abort_reason);
   out->set_lease_duration_micros(
       absl::ToInt64Microseconds(record.lease_duration));
+  out->set_pinned(record.pinned);
 }
 
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
@@ -159,6 +160,64 @@ absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
                              info.committed_ranks().end());
   out.abort_reason = info.abort_reason();
   out.lease_duration = absl::Microseconds(info.lease_duration_micros());
+  out.pinned = info.pinned();
+  return out;
+}
+
+void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out) {
+  out->Clear();
+  if (policy.max_to_keep.has_value()) {
+    out->set_max_to_keep(*policy.max_to_keep);
+  }
+  if (policy.keep_every.has_value()) {
+    out->set_keep_every_micros(absl::ToInt64Microseconds(*policy.keep_every));
+  }
+  if (policy.keep_best.has_value()) {
+    v1::RetentionPolicy::KeepBest* best = out->mutable_keep_best();
+    best->set_k(policy.keep_best->k);
+    best->set_metric(policy.keep_best->metric);
+    switch (policy.keep_best->mode) {
+      case RetentionPolicy::KeepBest::Mode::kMin:
+        best->set_mode(v1::METRIC_MODE_MIN);
+        break;
+      case RetentionPolicy::KeepBest::Mode::kMax:
+        best->set_mode(v1::METRIC_MODE_MAX);
+        break;
+      case RetentionPolicy::KeepBest::Mode::kAuto:
+        best->set_mode(v1::METRIC_MODE_AUTO);
+        break;
+    }
+  }
+}
+
+absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
+  RetentionPolicy out;
+  if (policy.has_max_to_keep()) out.max_to_keep = policy.max_to_keep();
+  if (policy.has_keep_every_micros()) {
+    out.keep_every = absl::Microseconds(policy.keep_every_micros());
+  }
+  if (policy.has_keep_best()) {
+    RetentionPolicy::KeepBest best;
+    best.k = policy.keep_best().k();
+    best.metric = policy.keep_best().metric();
+    switch (policy.keep_best().mode()) {
+      case v1::METRIC_MODE_UNSPECIFIED:
+      case v1::METRIC_MODE_AUTO:
+        best.mode = RetentionPolicy::KeepBest::Mode::kAuto;
+        break;
+      case v1::METRIC_MODE_MIN:
+        best.mode = RetentionPolicy::KeepBest::Mode::kMin;
+        break;
+      case v1::METRIC_MODE_MAX:
+        best.mode = RetentionPolicy::KeepBest::Mode::kMax;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown metric mode ",
+                         static_cast<int>(policy.keep_best().mode())));
+    }
+    out.keep_best = std::move(best);
+  }
   return out;
 }
 
@@ -200,6 +259,13 @@ std::string EncodeJobRecord(const JobRecord& job) {
   proto.set_format_version(kFormatVersion);
   proto.set_name(job.name);
   proto.set_create_time_micros(ToMicros(job.create_time));
+  if (job.retention_policy.has_value()) {
+    ToProto(*job.retention_policy, proto.mutable_retention_policy());
+  }
+  if (job.first_checkpoint_time.has_value()) {
+    proto.set_first_checkpoint_time_micros(
+        ToMicros(*job.first_checkpoint_time));
+  }
   return proto.SerializeAsString();
 }
 
@@ -211,7 +277,18 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
   if (proto.format_version() > kFormatVersion) {
     return absl::DataLossError("stored job record has a newer format_version");
   }
-  return JobRecord{proto.name(), FromMicros(proto.create_time_micros())};
+  JobRecord job =
+      MakeJobRecord(proto.name(), FromMicros(proto.create_time_micros()));
+  if (proto.has_retention_policy()) {
+    auto policy = FromProto(proto.retention_policy());
+    if (!policy.ok()) return AsDataLoss(policy.status(), "job record");
+    job.retention_policy = *std::move(policy);
+  }
+  if (proto.has_first_checkpoint_time_micros()) {
+    job.first_checkpoint_time =
+        FromMicros(proto.first_checkpoint_time_micros());
+  }
+  return job;
 }
 
 }  // namespace ckpt

@@ -26,6 +26,11 @@ CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata);
 void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out);
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info);
 
+void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out);
+// INVALID_ARGUMENT for an unknown metric mode. Does not validate the values
+// (ValidateRetentionPolicy does).
+absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
+
 // Persisted encodings (RocksDB values). Decoding a corrupt or newer-format
 // value is DATA_LOSS naming `what`.
 std::string EncodeShard(const ShardManifest& shard);

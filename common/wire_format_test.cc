@@ -372,8 +372,8 @@ TEST(WireFormatTest, CheckpointFromProtoRejectsUnknownState) {
 
 TEST(WireFormatTest, JobRecordRoundTrips) {
   for (const JobRecord& job :
-       {JobRecord{"research/resnet50", Micros(1700000000654321)},
-        JobRecord{"t/a/b.c_d-1", absl::UnixEpoch()}, JobRecord{}}) {
+       {MakeJobRecord("research/resnet50", Micros(1700000000654321)),
+        MakeJobRecord("t/a/b.c_d-1", absl::UnixEpoch()), JobRecord{}}) {
     SCOPED_TRACE(job.name);
     std::string encoded = EncodeJobRecord(job);
     v1::JobInfo proto;
@@ -384,6 +384,77 @@ TEST(WireFormatTest, JobRecordRoundTrips) {
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(*back, job);
   }
+}
+
+TEST(WireFormatTest, JobRecordWithPolicyAndClockStartRoundTrips) {
+  JobRecord job = MakeJobRecord("research/resnet50", Micros(1700000000654321));
+  RetentionPolicy policy;
+  policy.max_to_keep = 3;
+  policy.keep_every = absl::Hours(6);
+  policy.keep_best = RetentionPolicy::KeepBest{
+      2, "val_loss", RetentionPolicy::KeepBest::Mode::kMin};
+  job.retention_policy = policy;
+  job.first_checkpoint_time = Micros(1700000001000000);
+  auto back = DecodeJobRecord(EncodeJobRecord(job));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, job);
+
+  // An empty policy is present, not absent: it means "keep everything" as
+  // set by an operator.
+  job.retention_policy = RetentionPolicy{};
+  job.first_checkpoint_time = absl::UnixEpoch();
+  back = DecodeJobRecord(EncodeJobRecord(job));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, job);
+}
+
+TEST(WireFormatTest, RetentionPolicyRoundTripsEveryMode) {
+  using Mode = RetentionPolicy::KeepBest::Mode;
+  for (Mode mode : {Mode::kMin, Mode::kMax, Mode::kAuto}) {
+    RetentionPolicy policy;
+    policy.keep_best = RetentionPolicy::KeepBest{1, "acc", mode};
+    v1::RetentionPolicy proto;
+    ToProto(policy, &proto);
+    EXPECT_FALSE(proto.has_max_to_keep());
+    EXPECT_FALSE(proto.has_keep_every_micros());
+    auto back = FromProto(proto);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, policy);
+  }
+  RetentionPolicy partial;
+  partial.keep_every = absl::Minutes(30);
+  v1::RetentionPolicy proto;
+  ToProto(partial, &proto);
+  EXPECT_EQ(proto.keep_every_micros(), 30LL * 60 * 1000000);
+  EXPECT_FALSE(proto.has_keep_best());
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, partial);
+}
+
+TEST(WireFormatTest, RetentionPolicyUnspecifiedModeIsAutoAndUnknownRejected) {
+  v1::RetentionPolicy proto;
+  proto.mutable_keep_best()->set_k(1);
+  proto.mutable_keep_best()->set_metric("loss");
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->keep_best->mode, RetentionPolicy::KeepBest::Mode::kAuto);
+  proto.mutable_keep_best()->set_mode(static_cast<v1::MetricMode>(42));
+  EXPECT_EQ(FromProto(proto).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(WireFormatTest, PinnedRoundTrips) {
+  CheckpointRecord record;
+  record.job = "t/j";
+  record.state = CheckpointState::kCommitted;
+  record.pinned = true;
+  v1::CheckpointInfo proto;
+  ToProto(record, &proto);
+  EXPECT_TRUE(proto.pinned());
+  auto back = DecodeCheckpointRecord(EncodeCheckpointRecord(record));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, record);
 }
 
 TEST(WireFormatTest, DecodeJobRecordOfNewerFormatIsDataLoss) {
@@ -522,6 +593,7 @@ TEST(WireFormatGoldenTest, DecodesCheckpointRecordV1) {
   EXPECT_EQ(record->logical_bytes, 1048592u);
   EXPECT_THAT(record->committed_ranks, testing::ElementsAre(0, 1, 2, 3));
   EXPECT_EQ(record->abort_reason, "");
+  EXPECT_FALSE(record->pinned);  // written before pins existed
   EXPECT_EQ(*record, GoldenRecord());
 
   // The raw proto says version 1, whatever kFormatVersion becomes.

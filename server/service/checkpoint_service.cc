@@ -93,7 +93,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
                         metadata_->GetJob(job));
   if (!job_record.has_value()) {
-    batch.PutJob(JobRecord{std::string(job), now});
+    batch.PutJob(MakeJobRecord(std::string(job), now));
   }
 
   BeginResult result;

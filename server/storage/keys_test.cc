@@ -88,7 +88,7 @@ TEST(KeysTest, ValidateRejectsUnkeyableInput) {
   EXPECT_EQ(ValidateBatch(negative_rank).code(),
             absl::StatusCode::kInvalidArgument);
   MetadataBatch ok;
-  ok.PutJob(JobRecord{"t/j", absl::UnixEpoch()});
+  ok.PutJob(MakeJobRecord("t/j", absl::UnixEpoch()));
   EXPECT_TRUE(ValidateBatch(ok).ok());
 }
 

@@ -46,7 +46,7 @@ class TempDir {
 inline ChunkId IdOf(absl::string_view bytes) { return Sha256(bytes); }
 
 inline JobRecord MakeJob(std::string name) {
-  return JobRecord{std::move(name), absl::FromUnixSeconds(1700000000)};
+  return MakeJobRecord(std::move(name), absl::FromUnixSeconds(1700000000));
 }
 
 inline CheckpointRecord MakeRecord(std::string job, int64_t step,

@@ -1,0 +1,40 @@
+// RetentionPolicy: a job's retention rules as plain data, stored with the
+// job (JobRecord) and evaluated by common/retention.h. Split from it so the
+// data model can hold a policy without depending on the evaluator.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace ckpt {
+
+struct RetentionPolicy {
+  // The size of the active set of most recent checkpoints (TF's
+  // `max_to_keep`). Must be >= 1, as TF raises ValueError for <= 0.
+  // Default: nullopt: this rule keeps nothing by itself (TF's None keeps
+  // everything, which an empty policy here does too).
+  std::optional<int> max_to_keep;
+  // TF's `keep_checkpoint_every_n_hours`: a checkpoint leaving the active set
+  // is preserved when at least this long after the last preserved one. Must
+  // be positive and finite, and needs max_to_keep: without an active set
+  // nothing ever leaves it, so TF would never preserve anything either.
+  // Default: nullopt (nothing preserved by time).
+  std::optional<absl::Duration> keep_every;
+
+  struct KeepBest {
+    enum class Mode { kMin, kMax, kAuto };
+    int k = 1;           // >= 1
+    std::string metric;  // a key of CheckpointMetadata::metrics; non-empty
+    Mode mode = Mode::kAuto;
+    friend bool operator==(const KeepBest&, const KeepBest&) = default;
+  };
+  // Default: nullopt (no metric rule).
+  std::optional<KeepBest> keep_best;
+
+  friend bool operator==(const RetentionPolicy&,
+                         const RetentionPolicy&) = default;
+};
+
+}  // namespace ckpt

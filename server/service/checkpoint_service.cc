@@ -61,6 +61,24 @@ std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
   return ids;
 }
 
+std::vector<int64_t> DeletedSteps(
+    const std::vector<RetentionDecision>& decisions) {
+  std::vector<int64_t> steps;
+  for (const auto& decision : decisions) {
+    if (!decision.keep) steps.push_back(decision.step);
+  }
+  return steps;
+}
+
+void LogDeletions(absl::string_view job, absl::string_view why,
+                  const std::vector<RetentionDecision>& decisions) {
+  for (const auto& decision : decisions) {
+    if (decision.keep) continue;
+    CKPT_LOG(Info, why, " deleted ", Describe(job, decision.step), ": ",
+             absl::StrJoin(decision.reasons, "; "));
+  }
+}
+
 }  // namespace
 
 CheckpointService::CheckpointService(ChunkStore* chunks,
@@ -73,7 +91,8 @@ CheckpointService::CheckpointService(ChunkStore* chunks,
 
 absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     absl::string_view job, int64_t step, int32_t world_size,
-    const CheckpointMetadata& meta, absl::Duration lease) {
+    const CheckpointMetadata& meta, absl::Duration lease,
+    const std::optional<RetentionPolicy>& policy) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   if (world_size < 1 || world_size > options_.max_world_size) {
@@ -85,6 +104,8 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     return absl::InvalidArgumentError("lease must not be negative");
   }
   CKPT_RETURN_IF_ERROR(ValidateMetadata(meta));
+  if (policy.has_value())
+    CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
   if (lease == absl::ZeroDuration()) lease = options_.default_lease;
 
   absl::MutexLock lock(&lifecycle_mu_);
@@ -92,8 +113,16 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
                         metadata_->GetJob(job));
+  std::vector<RetentionDecision> decisions;
   if (!job_record.has_value()) {
-    batch.PutJob(MakeJobRecord(std::string(job), now));
+    job_record = MakeJobRecord(std::string(job), now);
+    job_record->retention_policy = policy;
+    batch.PutJob(*job_record);
+  } else if (policy.has_value()) {
+    job_record->retention_policy = policy;
+    batch.PutJob(*job_record);
+    CKPT_ASSIGN_OR_RETURN(decisions,
+                          DecideAndDelete(*job_record, *policy, &batch));
   }
 
   BeginResult result;
@@ -134,6 +163,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   }
   batch.PutCheckpoint(result.record);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  LogDeletions(job, "retention policy from BeginCheckpoint", decisions);
   return result;
 }
 
@@ -263,10 +293,49 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   MetadataBatch batch;
   batch.PutShard(std::string(job), step, shard);
   batch.PutCheckpoint(record);
+  std::vector<RetentionDecision> decisions;
+  if (result.checkpoint_committed) {
+    // The policy sees the store as this batch leaves it, so the commit and
+    // what it makes the policy delete land in one atomic batch.
+    CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
+                          metadata_->GetJob(job));
+    if (!job_record.has_value()) {
+      return absl::InternalError(
+          absl::StrCat(Describe(job, step), " has no job record"));
+    }
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          metadata_->ListCheckpoints(job));
+    std::erase_if(records,
+                  [&](const CheckpointRecord& r) { return r.step == step; });
+    records.push_back(record);
+    if (!job_record->first_checkpoint_time.has_value()) {
+      // The every-N-hours clock starts at the job's first checkpoint (for a
+      // job older than retention, its lowest-step one).
+      absl::Time first = record.EffectiveTime();
+      int64_t first_step = step;
+      for (const auto& r : records) {
+        if (r.state == CheckpointState::kCommitted && r.step < first_step) {
+          first_step = r.step;
+          first = r.EffectiveTime();
+        }
+      }
+      job_record->first_checkpoint_time = first;
+      batch.PutJob(*job_record);
+    }
+    if (job_record->retention_policy.has_value()) {
+      CKPT_ASSIGN_OR_RETURN(
+          decisions,
+          Decide(*job_record, *job_record->retention_policy, records));
+      for (int64_t deleted : DeletedSteps(decisions)) {
+        batch.DeleteCheckpoint(std::string(job), deleted);
+      }
+    }
+  }
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   if (result.checkpoint_committed) {
     CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
              " ranks, ", record.logical_bytes, " bytes)");
+    LogDeletions(job, "retention policy at commit", decisions);
   }
   result.record = std::move(record);
   return result;
@@ -480,6 +549,112 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     ++aborted;
   }
   return aborted;
+}
+
+absl::StatusOr<JobRecord> CheckpointService::GetJobRecord(
+    absl::string_view job) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> record,
+                        metadata_->GetJob(job));
+  if (!record.has_value()) {
+    return absl::NotFoundError(absl::StrCat("unknown job '", job, "'"));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
+    const JobRecord& job, const RetentionPolicy& policy,
+    const std::vector<CheckpointRecord>& records) {
+  std::vector<RetentionInput> inputs;
+  for (const auto& record : records) {
+    if (record.state != CheckpointState::kCommitted) continue;
+    inputs.push_back(ToRetentionInput(record, record.pinned));
+  }
+  return EvaluateRetention(policy, std::move(inputs),
+                           job.first_checkpoint_time);
+}
+
+absl::StatusOr<std::vector<RetentionDecision>>
+CheckpointService::DecideAndDelete(const JobRecord& job,
+                                   const RetentionPolicy& policy,
+                                   MetadataBatch* batch) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        metadata_->ListCheckpoints(job.name));
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        Decide(job, policy, records));
+  for (int64_t step : DeletedSteps(decisions)) {
+    batch->DeleteCheckpoint(job.name, step);
+  }
+  return decisions;
+}
+
+absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
+    absl::string_view job, const RetentionPolicy& policy) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  record.retention_policy = policy;
+  MetadataBatch batch;
+  batch.PutJob(record);
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        DecideAndDelete(record, policy, &batch));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  LogDeletions(job, "new retention policy", decisions);
+  return DeletedSteps(decisions);
+}
+
+absl::StatusOr<std::optional<RetentionPolicy>>
+CheckpointService::GetRetentionPolicy(absl::string_view job) {
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  return record.retention_policy;
+}
+
+absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
+    absl::string_view job, int64_t step, bool pinned) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  absl::MutexLock lock(&lifecycle_mu_);
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status()) ||
+      (record.ok() && record->state == CheckpointState::kAborted)) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; only committed ones can be ",
+        pinned ? "pinned" : "unpinned"));
+  }
+  if (record->pinned != pinned) {
+    record->pinned = pinned;
+    MetadataBatch batch;
+    batch.PutCheckpoint(*record);
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
+    absl::string_view job, const std::optional<RetentionPolicy>& policy,
+    bool dry_run) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (policy.has_value())
+    CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  const RetentionPolicy effective =
+      policy.value_or(record.retention_policy.value_or(RetentionPolicy{}));
+  MetadataBatch batch;
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        DecideAndDelete(record, effective, &batch));
+  if (!dry_run && !batch.empty()) {
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    LogDeletions(job, "prune", decisions);
+  }
+  return decisions;
 }
 
 }  // namespace ckpt::server

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -17,6 +18,7 @@
 #include "common/chunk_id.h"
 #include "common/clock.h"
 #include "common/manifest.h"
+#include "common/retention.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
@@ -65,11 +67,13 @@ class CheckpointService {
   // world_size matches (renewing its lease). Creates the job on first use.
   // ALREADY_EXISTS when it is committed; FAILED_PRECONDITION when the
   // pending one has another world_size. An aborted one is started afresh.
-  // lease: zero means the default.
-  absl::StatusOr<BeginResult> BeginCheckpoint(absl::string_view job,
-                                              int64_t step, int32_t world_size,
-                                              const CheckpointMetadata& meta,
-                                              absl::Duration lease);
+  // lease: zero means the default. A `policy` replaces the job's retention
+  // policy and is applied at once, in the same batch (as SetRetentionPolicy;
+  // INVALID_ARGUMENT, with nothing changed, when it is invalid).
+  absl::StatusOr<BeginResult> BeginCheckpoint(
+      absl::string_view job, int64_t step, int32_t world_size,
+      const CheckpointMetadata& meta, absl::Duration lease,
+      const std::optional<RetentionPolicy>& policy = std::nullopt);
 
   // The ids among `ids` that the job's tenant does not hold, in input order.
   absl::StatusOr<std::vector<ChunkId>> FindMissingChunks(
@@ -84,8 +88,9 @@ class CheckpointService {
   // Records rank `shard.rank`'s manifest. Every referenced chunk must be
   // stored (FAILED_PRECONDITION naming the missing ones otherwise) and is
   // made durable first. When the last rank commits, the checkpoint becomes
-  // COMMITTED in one durable batch. Recommitting an identical shard is OK;
-  // a different one is FAILED_PRECONDITION.
+  // COMMITTED in one durable batch, which also deletes whatever the job's
+  // retention policy (if any) no longer keeps. Recommitting an identical shard
+  // is OK; a different one is FAILED_PRECONDITION.
   absl::StatusOr<CommitResult> CommitShard(absl::string_view job, int64_t step,
                                            int32_t world_size,
                                            const ShardManifest& shard);
@@ -124,7 +129,52 @@ class CheckpointService {
   // Aborts every pending checkpoint whose lease has ended. Returns how many.
   absl::StatusOr<int> ExpireLeases();
 
+  // --- Retention (see common/retention.h for the rules) ---
+  //
+  // Every decision below evaluates EvaluateRetention over the job's committed
+  // checkpoints (pending and aborted ones are never counted or deleted),
+  // each with its pin, and the job's first checkpoint time as the
+  // every-N-hours clock start, under lifecycle_mu_; deletions go in one
+  // atomic batch. A crash mid-operation leaves either all or none of them.
+
+  // Stores `policy` with the job and applies it at once. Returns the deleted
+  // steps, ascending. INVALID_ARGUMENT (nothing changed) for an invalid
+  // policy; NOT_FOUND for an unknown job. An empty policy keeps everything.
+  absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy);
+  // nullopt when none was set. NOT_FOUND for an unknown job.
+  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job);
+
+  // Sets or clears the pin of a committed checkpoint; returns its header.
+  // NOT_FOUND when absent or aborted; FAILED_PRECONDITION when pending.
+  // Unpinning deletes nothing by itself: the next commit or prune may.
+  absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
+                                                 int64_t step, bool pinned);
+
+  // One decision per committed checkpoint, ascending step, under `policy`
+  // (the job's stored one when nullopt; none stored keeps everything).
+  // Unless dry_run, the checkpoints decided delete are deleted in one
+  // batch. A dry run returns exactly what a real run at that moment would
+  // delete. INVALID_ARGUMENT for an invalid policy; NOT_FOUND for an
+  // unknown job.
+  absl::StatusOr<std::vector<RetentionDecision>> Prune(
+      absl::string_view job, const std::optional<RetentionPolicy>& policy,
+      bool dry_run);
+
  private:
+  // The job's record; NOT_FOUND when unknown.
+  absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
+  // Decisions for the committed ones among `records` (any states).
+  static absl::StatusOr<std::vector<RetentionDecision>> Decide(
+      const JobRecord& job, const RetentionPolicy& policy,
+      const std::vector<CheckpointRecord>& records);
+  // Evaluates `policy` on the job's stored checkpoints and adds the
+  // deletions to `batch`. REQUIRES: lifecycle_mu_ held.
+  absl::StatusOr<std::vector<RetentionDecision>> DecideAndDelete(
+      const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+
   ChunkStore* const chunks_;
   MetadataStore* const metadata_;
   Clock* const clock_;

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/chunking.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -59,8 +60,9 @@ class CheckpointServiceTest : public ::testing::Test {
   // Uploads every chunk of `builder` and commits its shard.
   absl::StatusOr<CommitResult> Save(const ShardBuilder& builder, int64_t step,
                                     int32_t world_size,
-                                    absl::string_view job = kJob) {
-    auto begun = service_.BeginCheckpoint(job, step, world_size, {},
+                                    absl::string_view job = kJob,
+                                    const CheckpointMetadata& meta = {}) {
+    auto begun = service_.BeginCheckpoint(job, step, world_size, meta,
                                           absl::ZeroDuration());
     if (!begun.ok()) return begun.status();
     for (const auto& [name, bytes] : builder.blobs) {
@@ -374,6 +376,196 @@ TEST_F(CheckpointServiceTest, UnknownJobIsNotFound) {
   EXPECT_TRUE(absl::IsNotFound(service_.GetManifest("a/b", 1).status()));
   EXPECT_TRUE(absl::IsNotFound(service_.GetStats("a/b").status()));
 }
+
+// ---------------------------------------------------------------- retention
+
+RetentionPolicy MaxToKeep(int n) {
+  RetentionPolicy policy;
+  policy.max_to_keep = n;
+  return policy;
+}
+
+CheckpointMetadata WithLoss(double loss) {
+  CheckpointMetadata meta;
+  meta.metrics["loss"] = loss;
+  return meta;
+}
+
+// Saves `step` with a one-byte tensor of its own.
+#define SAVE_STEP(step, ...)                                                \
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", absl::StrCat("s", step)}}}, step, \
+                   1 __VA_OPT__(, ) __VA_ARGS__)                            \
+                  .ok())
+
+TEST_F(CheckpointServiceTest, StoredPolicyIsAppliedAtEachCommit) {
+  SAVE_STEP(1);
+  auto deleted = service_.SetRetentionPolicy(kJob, MaxToKeep(2));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_THAT(*deleted, IsEmpty());
+  for (int step = 2; step <= 4; ++step) SAVE_STEP(step);
+  EXPECT_THAT(VisibleSteps(), ElementsAre(3, 4));
+  auto policy = service_.GetRetentionPolicy(kJob);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(*policy, MaxToKeep(2));
+}
+
+TEST_F(CheckpointServiceTest, SettingAPolicyAppliesItAtOnce) {
+  for (int step = 1; step <= 4; ++step) SAVE_STEP(step);
+  auto deleted = service_.SetRetentionPolicy(kJob, MaxToKeep(1));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_THAT(*deleted, ElementsAre(1, 2, 3));
+  EXPECT_THAT(VisibleSteps(), ElementsAre(4));
+}
+
+TEST_F(CheckpointServiceTest,
+       PolicyFromBeginAndEveryNHoursFromFirstCheckpoint) {
+  RetentionPolicy policy = MaxToKeep(1);
+  policy.keep_every = absl::Hours(2);
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 0, 1, {}, absl::ZeroDuration(), policy)
+          .ok());
+  SAVE_STEP(0);  // joins the pending step 0, uploads and commits
+  for (int step = 1; step <= 5; ++step) {
+    clock_.Advance(absl::Hours(1));
+    SAVE_STEP(step);
+  }
+  // TF replay, clock start = step 0's time t0: 2 leaves at t2 - t0 = 2h
+  // (preserved), 4 at t4 - t2 = 2h (preserved); 0, 1, 3 are deleted.
+  EXPECT_THAT(VisibleSteps(), ElementsAre(2, 4, 5));
+}
+
+TEST_F(CheckpointServiceTest, PinnedCheckpointsSurvivePolicyAndPrune) {
+  SAVE_STEP(1);
+  auto pinned = service_.PinCheckpoint(kJob, 1, true);
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  EXPECT_TRUE(pinned->pinned);
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(1)).ok());
+  SAVE_STEP(2);
+  SAVE_STEP(3);
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 3));
+  auto records = service_.ListCheckpoints(kJob, false);
+  ASSERT_TRUE(records.ok());
+  EXPECT_TRUE((*records)[0].pinned);
+  EXPECT_FALSE((*records)[1].pinned);
+  ASSERT_TRUE(service_.Prune(kJob, MaxToKeep(1), false).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 3));
+
+  // Unpinning deletes nothing by itself; the next prune does.
+  ASSERT_TRUE(service_.PinCheckpoint(kJob, 1, false).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 3));
+  ASSERT_TRUE(service_.Prune(kJob, std::nullopt, false).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(3));
+}
+
+TEST_F(CheckpointServiceTest, PinRefusesPendingAndUnknown) {
+  SAVE_STEP(1);
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 2, 1, {}, absl::ZeroDuration()).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      service_.PinCheckpoint(kJob, 2, true).status()));
+  EXPECT_TRUE(absl::IsNotFound(service_.PinCheckpoint(kJob, 9, true).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(service_.PinCheckpoint("a/b", 1, true).status()));
+}
+
+TEST_F(CheckpointServiceTest, PruneDryRunEqualsRealPrune) {
+  const double losses[] = {5, 1, 4, 2, 3, 6, 7};
+  for (int step = 0; step < 7; ++step) {
+    clock_.Advance(absl::Minutes(30));
+    SAVE_STEP(step, kJob, WithLoss(losses[step]));
+  }
+  ASSERT_TRUE(service_.PinCheckpoint(kJob, 0, true).ok());
+  RetentionPolicy policy = MaxToKeep(2);
+  policy.keep_best = RetentionPolicy::KeepBest{
+      2, "loss", RetentionPolicy::KeepBest::Mode::kAuto};
+  auto dry = service_.Prune(kJob, policy, /*dry_run=*/true);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  EXPECT_THAT(VisibleSteps(), ElementsAre(0, 1, 2, 3, 4, 5, 6));
+  std::vector<int64_t> kept;
+  for (const auto& decision : *dry) {
+    EXPECT_FALSE(decision.reasons.empty()) << decision.step;
+    if (decision.keep) kept.push_back(decision.step);
+  }
+  // Pinned 0, best losses 1 (step 1) and 2 (step 3), last two 5 and 6.
+  EXPECT_THAT(kept, ElementsAre(0, 1, 3, 5, 6));
+  auto real = service_.Prune(kJob, policy, /*dry_run=*/false);
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(VisibleSteps(), kept);
+  ASSERT_EQ(real->size(), dry->size());
+  for (size_t i = 0; i < dry->size(); ++i) {
+    EXPECT_EQ((*real)[i].step, (*dry)[i].step);
+    EXPECT_EQ((*real)[i].keep, (*dry)[i].keep);
+    EXPECT_EQ((*real)[i].reasons, (*dry)[i].reasons);
+  }
+}
+
+TEST_F(CheckpointServiceTest, PruneOverrideDoesNotChangeTheStoredPolicy) {
+  for (int step = 1; step <= 4; ++step) SAVE_STEP(step);
+  auto none = service_.Prune(kJob, std::nullopt, false);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->size(), 4u);
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 2, 3, 4));
+  ASSERT_TRUE(service_.Prune(kJob, MaxToKeep(2), false).ok());
+  EXPECT_THAT(VisibleSteps(), ElementsAre(3, 4));
+  auto stored = service_.GetRetentionPolicy(kJob);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_FALSE(stored->has_value());
+}
+
+TEST_F(CheckpointServiceTest, InvalidPolicyIsRejectedAndChangesNothing) {
+  for (int step = 1; step <= 3; ++step) SAVE_STEP(step);
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(3)).ok());
+  RetentionPolicy bad = MaxToKeep(0);
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(service_.SetRetentionPolicy(kJob, bad).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(service_.Prune(kJob, bad, true).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(service_.Prune(kJob, bad, false).status()));
+  RetentionPolicy vague;
+  vague.keep_best = RetentionPolicy::KeepBest{
+      1, "throughput", RetentionPolicy::KeepBest::Mode::kAuto};
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.SetRetentionPolicy(kJob, vague).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      service_.BeginCheckpoint(kJob, 4, 1, {}, absl::ZeroDuration(), bad)
+          .status()));
+  auto all = service_.ListCheckpoints(kJob, /*include_uncommitted=*/true);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 3u);
+  EXPECT_EQ(*service_.GetRetentionPolicy(kJob), MaxToKeep(3));
+  EXPECT_TRUE(absl::IsNotFound(
+      service_.SetRetentionPolicy("a/b", MaxToKeep(1)).status()));
+}
+
+TEST_F(CheckpointServiceTest, NewestIsNeverDeletedEvenWhenWorst) {
+  RetentionPolicy best;
+  best.keep_best = RetentionPolicy::KeepBest{
+      1, "loss", RetentionPolicy::KeepBest::Mode::kMin};
+  SAVE_STEP(1, kJob, WithLoss(1));
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, best).ok());
+  SAVE_STEP(2, kJob, WithLoss(2));
+  SAVE_STEP(3, kJob, WithLoss(9));
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 3));
+}
+
+TEST_F(CheckpointServiceTest, PendingCheckpointsAreNeverCountedOrDeleted) {
+  SAVE_STEP(1);
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 5, 1, {}, absl::ZeroDuration()).ok());
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(1)).ok());
+  SAVE_STEP(2);
+  EXPECT_THAT(VisibleSteps(), ElementsAre(2));
+  auto dry = service_.Prune(kJob, MaxToKeep(1), true);
+  ASSERT_TRUE(dry.ok());
+  ASSERT_EQ(dry->size(), 1u);  // the pending one is not even listed
+  auto all = service_.ListCheckpoints(kJob, /*include_uncommitted=*/true);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[1].state, CheckpointState::kPending);
+}
+
+#undef SAVE_STEP
 
 }  // namespace
 }  // namespace ckpt::server

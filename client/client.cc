@@ -222,6 +222,12 @@ JobSummary JobSummaryFromProto(const v1::JobInfo& info) {
   job.checkpoint_count = info.checkpoint_count();
   job.logical_bytes = info.logical_bytes();
   if (info.latest_step() >= 0) job.latest_step = info.latest_step();
+  if (info.has_retention_policy()) {
+    // A policy the server stored is valid; an unknown future mode is not
+    // worth failing a listing over.
+    absl::StatusOr<RetentionPolicy> policy = FromProto(info.retention_policy());
+    if (policy.ok()) job.retention_policy = *std::move(policy);
+  }
   return job;
 }
 
@@ -425,6 +431,9 @@ absl::StatusOr<SaveResult> Client::SaveShard(
     // Rounded up: a sub-second lease must not turn into "server default".
     request.set_lease_seconds(
         absl::ToInt64Seconds(absl::Ceil(options.lease, absl::Seconds(1))));
+    if (options.retention_policy.has_value()) {
+      ToProto(*options.retention_policy, request.mutable_retention_policy());
+    }
     v1::BeginCheckpointResponse response;
     CKPT_RETURN_IF_ERROR(
         impl_->Call(&Stub::BeginCheckpoint, request, &response));
@@ -667,6 +676,64 @@ absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
   stats.job_count = response.job_count();
   stats.checkpoint_count = response.checkpoint_count();
   return stats;
+}
+
+absl::StatusOr<std::vector<int64_t>> Client::SetRetentionPolicy(
+    absl::string_view job, const RetentionPolicy& policy) {
+  v1::SetRetentionPolicyRequest request;
+  request.set_job(std::string(job));
+  ToProto(policy, request.mutable_policy());
+  v1::SetRetentionPolicyResponse response;
+  CKPT_RETURN_IF_ERROR(
+      impl_->Call(&Stub::SetRetentionPolicy, request, &response));
+  return std::vector<int64_t>(response.deleted_steps().begin(),
+                              response.deleted_steps().end());
+}
+
+absl::StatusOr<std::optional<RetentionPolicy>> Client::GetRetentionPolicy(
+    absl::string_view job) {
+  v1::GetRetentionPolicyRequest request;
+  request.set_job(std::string(job));
+  v1::GetRetentionPolicyResponse response;
+  CKPT_RETURN_IF_ERROR(
+      impl_->Call(&Stub::GetRetentionPolicy, request, &response));
+  if (!response.has_policy()) return std::optional<RetentionPolicy>();
+  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, FromProto(response.policy()));
+  return std::optional<RetentionPolicy>(std::move(policy));
+}
+
+absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
+                                                       int64_t step,
+                                                       bool pinned) {
+  v1::PinCheckpointRequest request;
+  request.set_job(std::string(job));
+  request.set_step(step);
+  request.set_pinned(pinned);
+  v1::PinCheckpointResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::PinCheckpoint, request, &response));
+  return FromProto(response.checkpoint());
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
+    absl::string_view job, const std::optional<RetentionPolicy>& policy,
+    bool dry_run) {
+  v1::PruneCheckpointsRequest request;
+  request.set_job(std::string(job));
+  if (policy.has_value()) ToProto(*policy, request.mutable_policy());
+  request.set_dry_run(dry_run);
+  v1::PruneCheckpointsResponse response;
+  CKPT_RETURN_IF_ERROR(
+      impl_->Call(&Stub::PruneCheckpoints, request, &response));
+  std::vector<RetentionDecision> decisions;
+  decisions.reserve(response.decisions_size());
+  for (const v1::RetentionDecision& in : response.decisions()) {
+    RetentionDecision decision;
+    decision.step = in.step();
+    decision.keep = in.keep();
+    decision.reasons.assign(in.reasons().begin(), in.reasons().end());
+    decisions.push_back(std::move(decision));
+  }
+  return decisions;
 }
 
 }  // namespace ckpt::client

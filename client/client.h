@@ -26,6 +26,7 @@
 #include "absl/types/span.h"
 #include "common/chunking.h"
 #include "common/manifest.h"
+#include "common/retention.h"
 
 namespace ckpt::client {
 
@@ -66,6 +67,9 @@ struct SaveOptions {
   int hash_threads = 2;
   // Lease of the pending checkpoint; zero means the server's default.
   absl::Duration lease = absl::ZeroDuration();
+  // When set, replaces the job's retention policy as the checkpoint begins
+  // (applied at once by the server). Default: nullopt (keep the stored one).
+  std::optional<RetentionPolicy> retention_policy;
 };
 
 struct SaveResult {
@@ -85,6 +89,7 @@ struct JobSummary {
   int64_t checkpoint_count = 0;  // committed
   uint64_t logical_bytes = 0;    // over committed checkpoints
   std::optional<int64_t> latest_step;
+  std::optional<RetentionPolicy> retention_policy;  // nullopt: none set
 };
 
 struct Stats {
@@ -157,6 +162,26 @@ class Client {
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
   // Whole server when job is empty.
   absl::StatusOr<Stats> GetStats(absl::string_view job);
+
+  // Retention (rules in common/retention.h). Stores the job's policy and
+  // applies it at once; returns the steps that deleted. INVALID_ARGUMENT
+  // for an invalid policy (nothing changed), NOT_FOUND for an unknown job.
+  absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy);
+  // nullopt when the job has none.
+  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job);
+  // Pins (or with pinned=false unpins) a committed checkpoint; returns its
+  // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
+  absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
+                                                 int64_t step,
+                                                 bool pinned = true);
+  // One decision per committed checkpoint (ascending step) under `policy`,
+  // or the job's stored one when nullopt. Unless dry_run, those decided
+  // delete are deleted, atomically.
+  absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
+      absl::string_view job, const std::optional<RetentionPolicy>& policy,
+      bool dry_run);
 
  private:
   struct Impl;

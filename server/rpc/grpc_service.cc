@@ -69,6 +69,13 @@ absl::StatusOr<std::vector<ChunkId>> ParseHashes(
   return ids;
 }
 
+absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
+                                            const v1::RetentionPolicy& proto) {
+  absl::StatusOr<RetentionPolicy> policy = FromProto(proto);
+  if (!policy.ok()) return InvalidRequest(rpc, policy.status().message());
+  return policy;
+}
+
 absl::Status ShuttingDown(absl::string_view rpc) {
   return absl::UnavailableError(
       absl::StrCat(rpc, ": the server is shutting down"));
@@ -486,12 +493,17 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
                             absl::StrCat("lease_seconds must be >= 0, got ",
                                          request->lease_seconds()));
     }
+    std::optional<RetentionPolicy> policy;
+    if (request->has_retention_policy()) {
+      CKPT_ASSIGN_OR_RETURN(policy,
+                            ParsePolicy(kRpc, request->retention_policy()));
+    }
     CKPT_ASSIGN_OR_RETURN(
         BeginResult result,
-        service_->BeginCheckpoint(request->job(), request->step(),
-                                  request->world_size(),
-                                  FromProto(request->metadata()),
-                                  absl::Seconds(request->lease_seconds())));
+        service_->BeginCheckpoint(
+            request->job(), request->step(), request->world_size(),
+            FromProto(request->metadata()),
+            absl::Seconds(request->lease_seconds()), policy));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
     return absl::OkStatus();
@@ -574,6 +586,13 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
       info->set_checkpoint_count(job.checkpoint_count);
       info->set_logical_bytes(job.logical_bytes);
       info->set_latest_step(job.latest_step.value_or(-1));
+      if (job.job.retention_policy.has_value()) {
+        ToProto(*job.job.retention_policy, info->mutable_retention_policy());
+      }
+      if (job.job.first_checkpoint_time.has_value()) {
+        info->set_first_checkpoint_time_micros(
+            absl::ToUnixMicros(*job.job.first_checkpoint_time));
+      }
     }
     return absl::OkStatus();
   });
@@ -675,6 +694,79 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     response->set_chunk_count(stats.chunk_count);
     response->set_job_count(stats.job_count);
     response->set_checkpoint_count(stats.checkpoint_count);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
+    grpc::CallbackServerContext* context,
+    const v1::SetRetentionPolicyRequest* request,
+    v1::SetRetentionPolicyResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "SetRetentionPolicy";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
+                          ParsePolicy(kRpc, request->policy()));
+    CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
+                          service_->SetRetentionPolicy(request->job(), policy));
+    for (int64_t step : deleted) response->add_deleted_steps(step);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::GetRetentionPolicy(
+    grpc::CallbackServerContext* context,
+    const v1::GetRetentionPolicyRequest* request,
+    v1::GetRetentionPolicyResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    CKPT_RETURN_IF_ERROR(CheckJob("GetRetentionPolicy", request->job()));
+    CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
+                          service_->GetRetentionPolicy(request->job()));
+    if (policy.has_value()) ToProto(*policy, response->mutable_policy());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::PinCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::PinCheckpointRequest* request,
+    v1::PinCheckpointResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "PinCheckpoint";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    CKPT_ASSIGN_OR_RETURN(
+        CheckpointRecord record,
+        service_->PinCheckpoint(request->job(), request->step(),
+                                request->pinned()));
+    ToProto(record, response->mutable_checkpoint());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
+    grpc::CallbackServerContext* context,
+    const v1::PruneCheckpointsRequest* request,
+    v1::PruneCheckpointsResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "PruneCheckpoints";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    std::optional<RetentionPolicy> policy;
+    if (request->has_policy()) {
+      CKPT_ASSIGN_OR_RETURN(policy, ParsePolicy(kRpc, request->policy()));
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<RetentionDecision> decisions,
+        service_->Prune(request->job(), policy, request->dry_run()));
+    response->mutable_decisions()->Reserve(static_cast<int>(decisions.size()));
+    for (const RetentionDecision& decision : decisions) {
+      v1::RetentionDecision* out = response->add_decisions();
+      out->set_step(decision.step);
+      out->set_keep(decision.keep);
+      for (const std::string& reason : decision.reasons) {
+        out->add_reasons(reason);
+      }
+    }
     return absl::OkStatus();
   });
 }

@@ -93,6 +93,23 @@ class GrpcCheckpointService final
                                      const v1::GetStatsRequest* request,
                                      v1::GetStatsResponse* response) override;
 
+  grpc::ServerUnaryReactor* SetRetentionPolicy(
+      grpc::CallbackServerContext* context,
+      const v1::SetRetentionPolicyRequest* request,
+      v1::SetRetentionPolicyResponse* response) override;
+  grpc::ServerUnaryReactor* GetRetentionPolicy(
+      grpc::CallbackServerContext* context,
+      const v1::GetRetentionPolicyRequest* request,
+      v1::GetRetentionPolicyResponse* response) override;
+  grpc::ServerUnaryReactor* PinCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::PinCheckpointRequest* request,
+      v1::PinCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* PruneCheckpoints(
+      grpc::CallbackServerContext* context,
+      const v1::PruneCheckpointsRequest* request,
+      v1::PruneCheckpointsResponse* response) override;
+
   CallCounter& calls() { return calls_; }
 
  private:

@@ -451,6 +451,138 @@ TEST_F(GrpcServiceTest, StatsAndDeleteReflectSavedCheckpoints) {
   EXPECT_EQ((*listed)[0].step, 1);
 }
 
+// ---------------------------------------------------------------- retention
+
+std::vector<int64_t> Steps(const std::vector<CheckpointRecord>& records) {
+  std::vector<int64_t> steps;
+  for (const auto& record : records) steps.push_back(record.step);
+  return steps;
+}
+
+TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
+  client::TensorData tensors[] = {Tensor("t", "abc")};
+  RetentionPolicy policy;
+  policy.max_to_keep = 2;
+  policy.keep_best = RetentionPolicy::KeepBest{
+      1, "val_loss", RetentionPolicy::KeepBest::Mode::kMin};
+  EXPECT_EQ(client_->SetRetentionPolicy(kJob, policy).status().code(),
+            absl::StatusCode::kNotFound);  // no such job yet
+  client::SaveOptions first;
+  first.retention_policy = policy;  // set by the writer at Begin
+  first.metadata.metrics["val_loss"] = 0.5;
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, first).ok());
+  auto got = client_->GetRetentionPolicy(kJob);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(**got, policy);
+  for (int64_t step = 2; step <= 4; ++step) {
+    client::SaveOptions options;
+    options.metadata.metrics["val_loss"] = 1.0 + static_cast<double>(step);
+    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, options).ok());
+  }
+  auto listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(Steps(*listed), (std::vector<int64_t>{1, 3, 4}));  // 1 is best
+
+  RetentionPolicy last_one;
+  last_one.max_to_keep = 1;
+  auto deleted = client_->SetRetentionPolicy(kJob, last_one);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, (std::vector<int64_t>{1, 3}));
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].retention_policy, last_one);
+}
+
+TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {
+  client::TensorData tensors[] = {Tensor("t", "abc")};
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
+  RetentionPolicy bad;
+  bad.max_to_keep = 0;
+  EXPECT_EQ(client_->SetRetentionPolicy(kJob, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->PruneCheckpoints(kJob, bad, false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  client::SaveOptions options;
+  options.retention_policy = bad;
+  EXPECT_EQ(client_->SaveShard(kJob, 2, tensors, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto got = client_->GetRetentionPolicy(kJob);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_FALSE(got->has_value());
+
+  // An unknown metric mode on the wire is refused by the edge.
+  grpc::ClientContext context;
+  v1::SetRetentionPolicyRequest request;
+  request.set_job(kJob);
+  request.mutable_policy()->mutable_keep_best()->set_k(1);
+  request.mutable_policy()->mutable_keep_best()->set_metric("loss");
+  request.mutable_policy()->mutable_keep_best()->set_mode(
+      static_cast<v1::MetricMode>(99));
+  v1::SetRetentionPolicyResponse response;
+  grpc::Status status = stub_->SetRetentionPolicy(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("SetRetentionPolicy"));
+}
+
+TEST_F(GrpcServiceTest, PinShowsInListingAndSurvivesPrune) {
+  client::TensorData tensors[] = {Tensor("t", "abc")};
+  for (int64_t step = 1; step <= 3; ++step) {
+    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
+  }
+  auto pinned = client_->PinCheckpoint(kJob, 1);
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  EXPECT_TRUE(pinned->pinned);
+  EXPECT_EQ(client_->PinCheckpoint(kJob, 9).status().code(),
+            absl::StatusCode::kNotFound);
+  RetentionPolicy one;
+  one.max_to_keep = 1;
+  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, false).ok());
+  auto listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(Steps(*listed), (std::vector<int64_t>{1, 3}));
+  EXPECT_TRUE((*listed)[0].pinned);
+  EXPECT_FALSE((*listed)[1].pinned);
+  ASSERT_TRUE(client_->PinCheckpoint(kJob, 1, false).ok());
+  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, false).ok());
+  listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(Steps(*listed), (std::vector<int64_t>{3}));
+}
+
+TEST_F(GrpcServiceTest, PruneDryRunEqualsRealPrune) {
+  client::TensorData tensors[] = {Tensor("t", "abc")};
+  for (int64_t step = 1; step <= 6; ++step) {
+    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
+  }
+  ASSERT_TRUE(client_->PinCheckpoint(kJob, 2).ok());
+  RetentionPolicy policy;
+  policy.max_to_keep = 2;
+  auto dry = client_->PruneCheckpoints(kJob, policy, /*dry_run=*/true);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  ASSERT_EQ(dry->size(), 6u);
+  std::vector<int64_t> kept;
+  for (const auto& decision : *dry) {
+    EXPECT_FALSE(decision.reasons.empty());
+    if (decision.keep) kept.push_back(decision.step);
+  }
+  EXPECT_EQ(kept, (std::vector<int64_t>{2, 5, 6}));
+  auto before = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->size(), 6u);  // the dry run deleted nothing
+  auto real = client_->PruneCheckpoints(kJob, policy, /*dry_run=*/false);
+  ASSERT_TRUE(real.ok()) << real.status();
+  auto after = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(Steps(*after), kept);
+  ASSERT_EQ(real->size(), dry->size());
+  for (size_t i = 0; i < dry->size(); ++i) {
+    EXPECT_EQ((*real)[i].keep, (*dry)[i].keep);
+    EXPECT_EQ((*real)[i].reasons, (*dry)[i].reasons);
+  }
+}
+
 TEST_F(GrpcServiceTest, StartFailsWhenThePortIsTaken) {
   // Port reuse is off, so a second server cannot silently share the port.
   ServerOptions options;

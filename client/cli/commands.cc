@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli/format.h"
@@ -202,6 +203,7 @@ json RecordJson(const CheckpointRecord& record) {
       {"tags", metadata["tags"]},
       {"committed_ranks", record.committed_ranks},
       {"create_time", FormatTimestamp(record.create_time)},
+      {"pinned", record.pinned},
   };
   if (record.state == CheckpointState::kCommitted) {
     out["commit_time"] = FormatTimestamp(record.commit_time);
@@ -216,6 +218,126 @@ json RecordJson(const CheckpointRecord& record) {
 }
 
 void PrintJson(const json& value) { std::cout << value.dump(2) << "\n"; }
+
+bool AnyPolicyFlag(const PolicyFlags& flags) {
+  return !flags.max_to_keep.empty() || !flags.keep_every_n_hours.empty() ||
+         !flags.keep_every.empty() || !flags.keep_best.empty() ||
+         !flags.metric.empty() || !flags.mode.empty();
+}
+
+absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text) {
+  int value;
+  if (!absl::SimpleAtoi(text, &value) || value < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be a positive integer, got '", text, "'"));
+  }
+  return value;
+}
+
+// The policy the flags describe; the server validates it as a whole
+// (ValidateRetentionPolicy), this only parses.
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
+                                                 absl::string_view keep_flag) {
+  RetentionPolicy policy;
+  if (!flags.max_to_keep.empty()) {
+    CKPT_ASSIGN_OR_RETURN(policy.max_to_keep,
+                          ParseCount(keep_flag, flags.max_to_keep));
+  }
+  if (!flags.keep_every_n_hours.empty()) {
+    double hours;
+    if (!absl::SimpleAtod(flags.keep_every_n_hours, &hours) || !(hours > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep-every-n-hours must be a positive number, got '",
+                       flags.keep_every_n_hours, "'"));
+    }
+    policy.keep_every = absl::Hours(hours);
+  }
+  if (!flags.keep_every.empty()) {
+    absl::Duration every;
+    if (!absl::ParseDuration(flags.keep_every, &every) ||
+        every <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep-every must be a positive duration such as 6h, "
+                       "30m or 1h30m, got '",
+                       flags.keep_every, "'"));
+    }
+    policy.keep_every = every;
+  }
+  if (flags.keep_best.empty()) {
+    if (!flags.metric.empty() || !flags.mode.empty()) {
+      return absl::InvalidArgumentError(
+          "--metric and --mode go with --keep-best K");
+    }
+    return policy;
+  }
+  RetentionPolicy::KeepBest best;
+  CKPT_ASSIGN_OR_RETURN(best.k, ParseCount("--keep-best", flags.keep_best));
+  if (flags.metric.empty()) {
+    return absl::InvalidArgumentError("--keep-best needs --metric NAME");
+  }
+  best.metric = flags.metric;
+  if (flags.mode.empty() || flags.mode == "auto") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kAuto;
+  } else if (flags.mode == "min") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kMin;
+  } else if (flags.mode == "max") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kMax;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mode must be min, max or auto, got '", flags.mode, "'"));
+  }
+  policy.keep_best = std::move(best);
+  return policy;
+}
+
+absl::string_view ModeName(RetentionPolicy::KeepBest::Mode mode) {
+  switch (mode) {
+    case RetentionPolicy::KeepBest::Mode::kMin:
+      return "min";
+    case RetentionPolicy::KeepBest::Mode::kMax:
+      return "max";
+    case RetentionPolicy::KeepBest::Mode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+json PolicyJson(const RetentionPolicy& policy) {
+  json out = {{"max_to_keep", nullptr},
+              {"keep_every", nullptr},
+              {"keep_every_seconds", nullptr},
+              {"keep_best", nullptr}};
+  if (policy.max_to_keep.has_value()) out["max_to_keep"] = *policy.max_to_keep;
+  if (policy.keep_every.has_value()) {
+    out["keep_every"] = absl::FormatDuration(*policy.keep_every);
+    out["keep_every_seconds"] = absl::ToDoubleSeconds(*policy.keep_every);
+  }
+  if (policy.keep_best.has_value()) {
+    out["keep_best"] = {
+        {"k", policy.keep_best->k},
+        {"metric", policy.keep_best->metric},
+        {"mode", std::string(ModeName(policy.keep_best->mode))}};
+  }
+  return out;
+}
+
+std::string PolicyText(const RetentionPolicy& policy) {
+  std::vector<std::string> parts;
+  if (policy.max_to_keep.has_value()) {
+    parts.push_back(absl::StrCat("max_to_keep=", *policy.max_to_keep));
+  }
+  if (policy.keep_every.has_value()) {
+    parts.push_back(
+        absl::StrCat("keep_every=", absl::FormatDuration(*policy.keep_every)));
+  }
+  if (policy.keep_best.has_value()) {
+    parts.push_back(absl::StrCat("keep_best=", policy.keep_best->k, " by ",
+                                 policy.keep_best->metric, " (",
+                                 ModeName(policy.keep_best->mode), ")"));
+  }
+  if (parts.empty()) return "keep everything";
+  return absl::StrJoin(parts, " ");
+}
 
 }  // namespace
 
@@ -367,15 +489,17 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     PrintJson(list);
     return absl::OkStatus();
   }
-  std::vector<std::string> header = {"STEP", "TIME", "WORLD", "SIZE",
-                                     "METRICS"};
+  std::vector<std::string> header = {"STEP", "TIME",   "WORLD",
+                                     "SIZE", "PINNED", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
   for (const CheckpointRecord& record : records) {
-    std::vector<std::string> row = {
-        absl::StrCat(record.step), FormatTimestamp(DisplayTime(record)),
-        absl::StrCat(record.world_size), HumanBytes(record.logical_bytes),
-        FormatMetrics(record.metadata.metrics)};
+    std::vector<std::string> row = {absl::StrCat(record.step),
+                                    FormatTimestamp(DisplayTime(record)),
+                                    absl::StrCat(record.world_size),
+                                    HumanBytes(record.logical_bytes),
+                                    record.pinned ? "pinned" : "-",
+                                    FormatMetrics(record.metadata.metrics)};
     if (args.all) row.emplace_back(CheckpointStateName(record.state));
     rows.push_back(std::move(row));
   }
@@ -492,6 +616,111 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
     std::cout << "  " << row[0] << std::string(15 - row[0].size(), ' ')
               << row[1] << "\n";
   }
+  return absl::OkStatus();
+}
+
+absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
+                          const OutputOptions& out) {
+  if (!args.flags.keep_every.empty()) {
+    return absl::InvalidArgumentError(
+        "policy set takes --keep-every-n-hours H, not --keep-every");
+  }
+  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
+                        ParsePolicyFlags(args.flags, "--max-to-keep"));
+  CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
+                        client.SetRetentionPolicy(args.job, policy));
+  if (out.json) {
+    PrintJson({{"job", args.job},
+               {"policy", PolicyJson(policy)},
+               {"deleted_steps", deleted}});
+    return absl::OkStatus();
+  }
+  std::cout << "policy of " << args.job << ": " << PolicyText(policy) << "\n";
+  if (deleted.empty()) {
+    std::cout << "applied: nothing to delete\n";
+  } else {
+    std::cout << "applied: deleted " << deleted.size()
+              << " checkpoint(s), steps " << absl::StrJoin(deleted, ", ")
+              << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
+                          const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
+                        client.GetRetentionPolicy(args.job));
+  if (out.json) {
+    PrintJson(
+        {{"job", args.job},
+         {"policy", policy.has_value() ? PolicyJson(*policy) : json(nullptr)}});
+    return absl::OkStatus();
+  }
+  std::cout << "policy of " << args.job << ": "
+            << (policy.has_value() ? PolicyText(*policy)
+                                   : std::string("none (keep everything)"))
+            << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPin(client::Client& client, const PinArgs& args,
+                    const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
+  CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                        client.PinCheckpoint(args.job, step, args.pinned));
+  if (out.json) {
+    PrintJson({{"job", args.job}, {"step", step}, {"pinned", record.pinned}});
+  } else {
+    std::cout << (record.pinned ? "pinned " : "unpinned ") << args.job
+              << " step " << step << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunPrune(client::Client& client, const PruneArgs& args,
+                      const OutputOptions& out) {
+  if (!args.flags.keep_every_n_hours.empty()) {
+    return absl::InvalidArgumentError(
+        "prune takes --keep-every DURATION (e.g. 6h), not "
+        "--keep-every-n-hours");
+  }
+  std::optional<RetentionPolicy> policy;  // nullopt: the stored one
+  if (AnyPolicyFlag(args.flags)) {
+    CKPT_ASSIGN_OR_RETURN(policy, ParsePolicyFlags(args.flags, "--keep-last"));
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<RetentionDecision> decisions,
+      client.PruneCheckpoints(args.job, policy, args.dry_run));
+  std::vector<int64_t> deleted;
+  for (const auto& decision : decisions) {
+    if (!decision.keep) deleted.push_back(decision.step);
+  }
+  if (out.json) {
+    json list = json::array();
+    for (const auto& decision : decisions) {
+      list.push_back({{"step", decision.step},
+                      {"keep", decision.keep},
+                      {"action", decision.keep ? "keep" : "delete"},
+                      {"reasons", decision.reasons}});
+    }
+    PrintJson(
+        {{"job", args.job},
+         {"dry_run", args.dry_run},
+         {"policy", policy.has_value() ? PolicyJson(*policy) : json("stored")},
+         {"decisions", list},
+         {"deleted_steps", deleted}});
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& decision : decisions) {
+    rows.push_back({absl::StrCat(decision.step),
+                    decision.keep ? "keep" : "delete",
+                    absl::StrJoin(decision.reasons, "; ")});
+  }
+  PrintTable(std::cout, {"STEP", "ACTION", "REASONS"}, rows);
+  std::cout << (args.dry_run ? "dry run: would delete " : "deleted ")
+            << deleted.size() << " of " << decisions.size() << " checkpoint(s)"
+            << (args.dry_run ? "; nothing was deleted" : "") << "\n";
   return absl::OkStatus();
 }
 

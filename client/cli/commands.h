@@ -66,4 +66,44 @@ struct StatsArgs {
 absl::Status RunStats(client::Client& client, const StatsArgs& args,
                       const OutputOptions& out);
 
+// Retention flags, as typed (empty: not given), parsed and checked by the
+// verbs so that every error names its flag.
+struct PolicyFlags {
+  std::string max_to_keep;  // `policy set --max-to-keep`, `prune --keep-last`
+  std::string keep_every_n_hours;  // `policy set`: hours, may be fractional
+  std::string keep_every;          // `prune`: a duration, e.g. 6h or 30m
+  std::string keep_best;           // K
+  std::string metric;
+  std::string mode;  // min, max or auto (default)
+};
+
+struct PolicySetArgs {
+  std::string job;
+  PolicyFlags flags;  // none given: a policy that keeps everything
+};
+absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
+                          const OutputOptions& out);
+
+struct PolicyGetArgs {
+  std::string job;
+};
+absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
+                          const OutputOptions& out);
+
+struct PinArgs {
+  std::string job;
+  std::string step;
+  bool pinned = true;  // false: unpin
+};
+absl::Status RunPin(client::Client& client, const PinArgs& args,
+                    const OutputOptions& out);
+
+struct PruneArgs {
+  std::string job;
+  PolicyFlags flags;  // none given: the job's stored policy
+  bool dry_run = false;
+};
+absl::Status RunPrune(client::Client& client, const PruneArgs& args,
+                      const OutputOptions& out);
+
 }  // namespace ckpt::cli

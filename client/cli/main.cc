@@ -16,6 +16,18 @@ constexpr const char* kStepHelp =
     "Checkpoint step (a non-negative integer) or 'latest' (the newest "
     "committed one)";
 
+constexpr const char* kModeHelp =
+    "Direction of --metric: min, max or auto (default; loss-like names "
+    "minimise, acc-like maximise, anything else is an error)";
+
+void AddKeepBestFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
+  cmd->add_option("--keep-best", flags->keep_best,
+                  "Keep the K best checkpoints by --metric (a checkpoint "
+                  "without the metric is kept)");
+  cmd->add_option("--metric", flags->metric, "Metric name for --keep-best");
+  cmd->add_option("--mode", flags->mode, kModeHelp);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,6 +123,66 @@ int main(int argc, char** argv) {
       "count and dedup ratio (logical / stored), for the server or a job.");
   stats_cmd->add_option("JOB", stats.job, "Job (default: the whole server)");
 
+  CLI::App* policy_cmd = app.add_subcommand(
+      "policy",
+      "Show or set a job's retention policy, which the server enforces at "
+      "every commit. Rules combine by union: a checkpoint is deleted only "
+      "when no rule keeps it; pinned and the newest are always kept.");
+  policy_cmd->require_subcommand(1);
+  ckpt::cli::PolicySetArgs policy_set;
+  CLI::App* policy_set_cmd = policy_cmd->add_subcommand(
+      "set",
+      "Store JOB's retention policy and apply it at once (no flags: keep "
+      "everything). Prints what it deleted.");
+  policy_set_cmd->add_option("JOB", policy_set.job, "Job name, tenant/name")
+      ->required();
+  policy_set_cmd->add_option(
+      "--max-to-keep", policy_set.flags.max_to_keep,
+      "Keep the N most recent checkpoints (tf.train.CheckpointManager "
+      "max_to_keep)");
+  policy_set_cmd->add_option(
+      "--keep-every-n-hours", policy_set.flags.keep_every_n_hours,
+      "Also preserve one checkpoint every H hours as they leave the "
+      "--max-to-keep window (needs --max-to-keep)");
+  AddKeepBestFlags(policy_set_cmd, &policy_set.flags);
+  ckpt::cli::PolicyGetArgs policy_get;
+  CLI::App* policy_get_cmd =
+      policy_cmd->add_subcommand("get", "Show JOB's retention policy.");
+  policy_get_cmd->add_option("JOB", policy_get.job, "Job name, tenant/name")
+      ->required();
+
+  ckpt::cli::PinArgs pin;
+  CLI::App* pin_cmd = app.add_subcommand(
+      "pin",
+      "Pin a committed checkpoint: retention and prune never delete it.");
+  pin_cmd->add_option("JOB", pin.job, "Job name, tenant/name")->required();
+  pin_cmd->add_option("STEP", pin.step, "Checkpoint step")->required();
+  ckpt::cli::PinArgs unpin;
+  unpin.pinned = false;
+  CLI::App* unpin_cmd = app.add_subcommand(
+      "unpin",
+      "Unpin a checkpoint; the next commit or prune may then delete it.");
+  unpin_cmd->add_option("JOB", unpin.job, "Job name, tenant/name")->required();
+  unpin_cmd->add_option("STEP", unpin.step, "Checkpoint step")->required();
+
+  ckpt::cli::PruneArgs prune;
+  CLI::App* prune_cmd = app.add_subcommand(
+      "prune",
+      "Apply a one-off retention policy given by the flags, or the job's "
+      "stored one when none is given, and print every committed checkpoint "
+      "with keep/delete and the reasons. --dry-run deletes nothing; its "
+      "decisions are what the real run deletes.");
+  prune_cmd->add_option("JOB", prune.job, "Job name, tenant/name")->required();
+  prune_cmd->add_option("--keep-last", prune.flags.max_to_keep,
+                        "Keep the N most recent checkpoints");
+  prune_cmd->add_option(
+      "--keep-every", prune.flags.keep_every,
+      "Also preserve one checkpoint per DURATION (e.g. 6h, 30m, 1h30m) as "
+      "they leave the --keep-last window (needs --keep-last)");
+  AddKeepBestFlags(prune_cmd, &prune.flags);
+  prune_cmd->add_flag("--dry-run", prune.dry_run,
+                      "Print the decisions without deleting anything");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -133,6 +205,16 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunRm(c, rm, output);
     } else if (*stats_cmd) {
       status = ckpt::cli::RunStats(c, stats, output);
+    } else if (*policy_set_cmd) {
+      status = ckpt::cli::RunPolicySet(c, policy_set, output);
+    } else if (*policy_get_cmd) {
+      status = ckpt::cli::RunPolicyGet(c, policy_get, output);
+    } else if (*pin_cmd) {
+      status = ckpt::cli::RunPin(c, pin, output);
+    } else if (*unpin_cmd) {
+      status = ckpt::cli::RunPin(c, unpin, output);
+    } else if (*prune_cmd) {
+      status = ckpt::cli::RunPrune(c, prune, output);
     }
   }
   if (!status.ok()) {

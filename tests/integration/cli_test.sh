@@ -5,32 +5,7 @@
 # Usage: cli_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
-ckpt="${build}/client/ckpt"
-server_bin="${build}/server/rpc/ckpt-server"
-py=/usr/bin/python3
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-cli-XXXXXX")
-server_pid=""
-cleanup() {
-  if [ -n "${server_pid}" ]; then
-    kill "${server_pid}" 2>/dev/null || true
-    wait "${server_pid}" 2>/dev/null || true
-  fi
-  rm -rf "${work}"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-"${server_bin}" --data-dir "${work}/db" --listen 127.0.0.1:0 \
-  >"${work}/server.out" 2>"${work}/server.err" &
-server_pid=$!
-for _ in $(seq 1 300); do
-  grep -q "listening on" "${work}/server.out" 2>/dev/null && break
-  kill -0 "${server_pid}" 2>/dev/null || fail "server exited: $(cat "${work}/server.err")"
-  sleep 0.1
-done
-export CKPT_SERVER=$(sed -n 's/.*listening on //p' "${work}/server.out")
-[ -n "${CKPT_SERVER}" ] || fail "server did not report its address"
+source "$(dirname "$0")/cli_lib.sh"
 
 mkdir -p "${work}/in0" "${work}/in1"
 head -c 9000000 /dev/urandom >"${work}/in0/model.bin"

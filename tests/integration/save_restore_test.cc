@@ -1,11 +1,14 @@
 // End to end through the real ckpt-server binary on a loopback port with
 // RocksDB in a temporary directory, driven by the C++ client library.
 #include <atomic>
+#include <deque>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
@@ -355,6 +358,142 @@ TEST_F(SaveRestoreTest, ClearErrorsForBadRequests) {
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
   EXPECT_TRUE(
       absl::IsAlreadyExists(client_->SaveShard(kJob, 5, tensors, {}).status()));
+}
+
+// Retention end to end (policy set by the writer, enforced at each commit,
+// pins, prune) over the same real server.
+class RetentionTest : public SaveRestoreTest {
+ protected:
+  static std::string Bytes(int64_t step) {
+    return absl::StrCat("weights of step ", step);
+  }
+
+  // One rank saves a small tensor for `step` with the writer's time `time`.
+  absl::Status Save(int64_t step, absl::Time time,
+                    std::optional<RetentionPolicy> policy = std::nullopt) {
+    const std::string bytes = Bytes(step);
+    const auto size = static_cast<int64_t>(bytes.size());
+    client::TensorData tensors[] = {
+        {"w", DType::kUint8, {size}, Box{{0}, {size}}, bytes}};
+    client::SaveOptions options;
+    options.metadata.writer_time = time;
+    options.retention_policy = std::move(policy);
+    return client_->SaveShard(kJob, step, tensors, options).status();
+  }
+};
+
+// What tf.train.CheckpointManager(max_to_keep, keep_checkpoint_every_n_hours)
+// created at `start` keeps after these saves, written independently of
+// common/retention.cc from checkpoint_management.py's save() and _sweep().
+std::set<int64_t> TfManagerKeeps(
+    const std::vector<std::pair<int64_t, absl::Time>>& saves,
+    size_t max_to_keep, absl::Duration keep_every, absl::Time start) {
+  std::deque<std::pair<int64_t, absl::Time>> active;
+  std::set<int64_t> preserved;
+  absl::Time last_preserved = start;
+  for (const auto& save : saves) {
+    active.push_back(save);
+    while (active.size() > max_to_keep) {
+      auto [step, time] = active.front();
+      active.pop_front();
+      if (time - keep_every >= last_preserved) {
+        preserved.insert(step);
+        last_preserved = time;
+      }
+    }
+  }
+  for (const auto& [step, time] : active) preserved.insert(step);
+  return preserved;
+}
+
+TEST_F(RetentionTest, TwentySavesOverTwoDaysKeepTheTfManagerSet) {
+  RetentionPolicy policy;
+  policy.max_to_keep = 3;
+  policy.keep_every = absl::Hours(6);
+  // Irregular gaps summing to about two days, as a real job's would.
+  const int gap_minutes[] = {0,  95,  170, 40,  210, 150, 60,  185, 130, 200,
+                             45, 240, 110, 160, 75,  190, 220, 35,  180, 140};
+  const absl::Time t0 = absl::FromUnixSeconds(1767225600);  // 2026-01-01
+  std::vector<std::pair<int64_t, absl::Time>> saves;
+  absl::Time t = t0;
+  for (int i = 0; i < 20; ++i) {
+    t += absl::Minutes(gap_minutes[i]);
+    saves.emplace_back(100 * (i + 1), t);
+  }
+  ASSERT_GE(saves.back().second - t0, absl::Hours(40));
+  ASSERT_LE(saves.back().second - t0, absl::Hours(48));
+
+  // The policy is set by the writer as the first checkpoint begins, so it
+  // is in force for every save.
+  for (size_t i = 0; i < saves.size(); ++i) {
+    ASSERT_TRUE(
+        Save(saves[i].first, saves[i].second,
+             i == 0 ? std::optional<RetentionPolicy>(policy) : std::nullopt)
+            .ok())
+        << "step " << saves[i].first;
+  }
+  const std::set<int64_t> expected =
+      TfManagerKeeps(saves, 3, absl::Hours(6), saves.front().second);
+  const std::vector<int64_t> want(expected.begin(), expected.end());
+  EXPECT_EQ(Steps(), want);
+  // Several preserved by time, besides the 3 most recent.
+  EXPECT_GE(want.size(), 7u);
+
+  // The policy and every decision survive a restart; nothing more goes.
+  auto code = server_->Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  StartServer();
+  EXPECT_EQ(Steps(), want);
+  auto stored = client_->GetRetentionPolicy(kJob);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_TRUE(stored->has_value());
+  EXPECT_EQ(**stored, policy);
+  auto dry = client_->PruneCheckpoints(kJob, std::nullopt, /*dry_run=*/true);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  for (const auto& decision : *dry) {
+    EXPECT_TRUE(decision.keep) << decision.step;
+  }
+  for (int64_t step : want) {
+    auto restored = client_->RestoreShard(kJob, step, 0);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    ASSERT_EQ(restored->size(), 1u);
+    EXPECT_EQ((*restored)[0].bytes, Bytes(step));
+  }
+}
+
+TEST_F(RetentionTest, PinnedCheckpointsSurvivePruneAndRestart) {
+  const absl::Time t0 = absl::FromUnixSeconds(1767225600);
+  for (int64_t step = 1; step <= 6; ++step) {
+    ASSERT_TRUE(Save(step, t0 + absl::Hours(step)).ok());
+  }
+  ASSERT_TRUE(client_->PinCheckpoint(kJob, 2).ok());
+  ASSERT_TRUE(client_->PinCheckpoint(kJob, 4).ok());
+  auto code = server_->Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  StartServer();  // pins are persisted
+
+  RetentionPolicy last;
+  last.max_to_keep = 1;
+  auto dry = client_->PruneCheckpoints(kJob, last, /*dry_run=*/true);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  std::vector<int64_t> kept;
+  for (const auto& decision : *dry) {
+    if (decision.keep) kept.push_back(decision.step);
+  }
+  EXPECT_THAT(kept, ElementsAre(2, 4, 6));
+  EXPECT_THAT(Steps(), ElementsAre(1, 2, 3, 4, 5, 6));
+  ASSERT_TRUE(client_->PruneCheckpoints(kJob, last, /*dry_run=*/false).ok());
+  EXPECT_EQ(Steps(), kept);
+
+  // A stored policy enforced at commit spares them too.
+  ASSERT_TRUE(client_->SetRetentionPolicy(kJob, last).ok());
+  ASSERT_TRUE(Save(7, t0 + absl::Hours(7)).ok());
+  EXPECT_THAT(Steps(), ElementsAre(2, 4, 7));
+  for (int64_t step : {2, 4}) {
+    auto restored = client_->RestoreShard(kJob, step, 0);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ((*restored)[0].bytes, Bytes(step));
+  }
 }
 
 }  // namespace

@@ -294,21 +294,27 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   batch.PutShard(std::string(job), step, shard);
   batch.PutCheckpoint(record);
   std::vector<RetentionDecision> decisions;
+  // The policy sees the store as this batch leaves it, so the commit and
+  // what it makes the policy delete land in one atomic batch. The listing is
+  // read only when there is a policy or a clock start to set.
+  std::optional<JobRecord> job_record;
+  bool needs_clock_start = false;
   if (result.checkpoint_committed) {
-    // The policy sees the store as this batch leaves it, so the commit and
-    // what it makes the policy delete land in one atomic batch.
-    CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
-                          metadata_->GetJob(job));
+    CKPT_ASSIGN_OR_RETURN(job_record, metadata_->GetJob(job));
     if (!job_record.has_value()) {
       return absl::InternalError(
           absl::StrCat(Describe(job, step), " has no job record"));
     }
+    needs_clock_start = !job_record->first_checkpoint_time.has_value();
+  }
+  if (result.checkpoint_committed &&
+      (needs_clock_start || job_record->retention_policy.has_value())) {
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           metadata_->ListCheckpoints(job));
     std::erase_if(records,
                   [&](const CheckpointRecord& r) { return r.step == step; });
     records.push_back(record);
-    if (!job_record->first_checkpoint_time.has_value()) {
+    if (needs_clock_start) {
       // The every-N-hours clock starts at the job's first checkpoint (for a
       // job older than retention, its lowest-step one).
       absl::Time first = record.EffectiveTime();

@@ -89,7 +89,9 @@ class CheckpointService {
   // stored (FAILED_PRECONDITION naming the missing ones otherwise) and is
   // made durable first. When the last rank commits, the checkpoint becomes
   // COMMITTED in one durable batch, which also deletes whatever the job's
-  // retention policy (if any) no longer keeps. Recommitting an identical shard
+  // retention policy (if any) no longer keeps (which can be this very
+  // checkpoint when it is older than the ones the policy keeps: a late step
+  // under max_to_keep). Recommitting an identical shard
   // is OK; a different one is FAILED_PRECONDITION.
   absl::StatusOr<CommitResult> CommitShard(absl::string_view job, int64_t step,
                                            int32_t world_size,

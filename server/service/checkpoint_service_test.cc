@@ -434,6 +434,25 @@ TEST_F(CheckpointServiceTest,
   EXPECT_THAT(VisibleSteps(), ElementsAre(2, 4, 5));
 }
 
+TEST_F(CheckpointServiceTest, ClockStartIsTheFirstCommitAndNeverChanges) {
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 1, 1, {}, absl::ZeroDuration()).ok());
+  auto job = store_.GetJob(kJob);
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_FALSE((*job)->first_checkpoint_time.has_value());  // pending only
+  const absl::Time first = clock_.Now() + absl::Hours(1);
+  clock_.Set(first);
+  SAVE_STEP(1);
+  clock_.Advance(absl::Hours(1));
+  SAVE_STEP(2);
+  ASSERT_TRUE(service_.DeleteCheckpoint(kJob, 1).ok());
+  clock_.Advance(absl::Hours(1));
+  SAVE_STEP(3);
+  job = store_.GetJob(kJob);
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->first_checkpoint_time, first);
+}
+
 TEST_F(CheckpointServiceTest, PinnedCheckpointsSurvivePolicyAndPrune) {
   SAVE_STEP(1);
   auto pinned = service_.PinCheckpoint(kJob, 1, true);

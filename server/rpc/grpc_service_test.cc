@@ -47,6 +47,8 @@ client::TensorData Tensor(std::string name, const std::string& bytes) {
   return client::TensorData{
       std::move(name), DType::kUint8, {size}, Box{{0}, {size}}, bytes};
 }
+// The tensor is a view: a temporary would dangle before SaveShard reads it.
+client::TensorData Tensor(std::string name, std::string&& bytes) = delete;
 
 class GrpcServiceTest : public ::testing::Test {
  protected:
@@ -460,7 +462,8 @@ std::vector<int64_t> Steps(const std::vector<CheckpointRecord>& records) {
 }
 
 TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
-  client::TensorData tensors[] = {Tensor("t", "abc")};
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
   RetentionPolicy policy;
   policy.max_to_keep = 2;
   policy.keep_best = RetentionPolicy::KeepBest{
@@ -496,7 +499,8 @@ TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
 }
 
 TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {
-  client::TensorData tensors[] = {Tensor("t", "abc")};
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
   ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
   RetentionPolicy bad;
   bad.max_to_keep = 0;
@@ -527,7 +531,8 @@ TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {
 }
 
 TEST_F(GrpcServiceTest, PinShowsInListingAndSurvivesPrune) {
-  client::TensorData tensors[] = {Tensor("t", "abc")};
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
   for (int64_t step = 1; step <= 3; ++step) {
     ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
   }
@@ -552,7 +557,8 @@ TEST_F(GrpcServiceTest, PinShowsInListingAndSurvivesPrune) {
 }
 
 TEST_F(GrpcServiceTest, PruneDryRunEqualsRealPrune) {
-  client::TensorData tensors[] = {Tensor("t", "abc")};
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
   for (int64_t step = 1; step <= 6; ++step) {
     ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
   }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -26,12 +27,13 @@ using ::ckpt::server::testing::IdOf;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
+using ::ckpt::server::testing::MakeTempDir;
 using ::ckpt::server::testing::TempDir;
 using ::testing::HasSubstr;
 
 class RocksDbStoreTest : public ::testing::Test {
  protected:
-  std::string db_path() const { return dir_.path() + "/db"; }
+  std::string db_path() const { return dir_->path() + "/db"; }
 
   std::unique_ptr<RocksDbStore> OpenStore() {
     auto store = RocksDbStore::Open(db_path());
@@ -68,7 +70,7 @@ class RocksDbStoreTest : public ::testing::Test {
     EXPECT_TRUE(db->Close().ok());
   }
 
-  TempDir dir_;
+  std::unique_ptr<TempDir> dir_ = MakeTempDir();
 };
 
 TEST_F(RocksDbStoreTest, SyncedChunksAndAppliedMetadataSurviveReopen) {
@@ -273,7 +275,7 @@ TEST_F(RocksDbStoreTest, CorruptShardJobAndChunkSizeAreDataLoss) {
 }
 
 TEST_F(RocksDbStoreTest, OpenOnARegularFileFailsClearly) {
-  const std::string file = dir_.path() + "/not_a_dir";
+  const std::string file = dir_->path() + "/not_a_dir";
   std::ofstream(file) << "hello";
   auto store = RocksDbStore::Open(file);
   ASSERT_FALSE(store.ok());

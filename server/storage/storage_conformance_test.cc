@@ -23,6 +23,7 @@ using ::ckpt::server::testing::IdOf;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
+using ::ckpt::server::testing::MakeTempDir;
 using ::ckpt::server::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -44,13 +45,14 @@ struct MemoryUnderTest : StoreUnderTest {
 
 struct RocksDbUnderTest : StoreUnderTest {
   RocksDbUnderTest() {
-    auto opened = RocksDbStore::Open(dir.path() + "/db");
+    auto opened = RocksDbStore::Open(dir->path() + "/db");
     EXPECT_TRUE(opened.ok()) << opened.status();
     if (opened.ok()) store = std::move(opened).value();
     chunks = store.get();
     metadata = store.get();
   }
-  TempDir dir;  // declared first: removed after the store closes
+  // Declared first: removed after the store closes.
+  std::unique_ptr<TempDir> dir = MakeTempDir();
   std::unique_ptr<RocksDbStore> store;
 };
 

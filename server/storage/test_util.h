@@ -1,47 +1,28 @@
 // Helpers shared by the storage tests (header-only, test code only).
 #pragma once
 
-#include <stdlib.h>
-
 #include <cstdint>
-#include <filesystem>
+#include <memory>
 #include <string>
-#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
 #include "gtest/gtest.h"
+#include "tests/integration/temp_dir.h"
 
 namespace ckpt::server::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
-// destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern =
-        absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp",
-                     "/ckpt_storage_XXXXXX");
-    if (mkdtemp(pattern.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    }
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+using ::ckpt::testing::TempDir;
 
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// A fresh temporary directory; fails the calling test if none can be made.
+inline std::unique_ptr<TempDir> MakeTempDir() {
+  auto dir = TempDir::Create("ckpt_storage");
+  EXPECT_TRUE(dir.ok()) << dir.status();
+  return dir.ok() ? std::move(dir).value()
+                  : std::make_unique<TempDir>("/nonexistent");
+}
 
 inline ChunkId IdOf(absl::string_view bytes) { return Sha256(bytes); }
 

@@ -19,25 +19,6 @@ extern char** environ;
 
 namespace ckpt::testing {
 
-absl::StatusOr<std::unique_ptr<TempDir>> TempDir::Create(
-    const std::string& prefix) {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = prefix.starts_with("/")
-                            ? absl::StrCat(prefix, "-XXXXXX")
-                            : absl::StrCat(base != nullptr ? base : "/tmp", "/",
-                                           prefix, "-XXXXXX");
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    return absl::InternalError(
-        absl::StrCat("mkdtemp(", pattern, ") failed: ", strerror(errno)));
-  }
-  return std::make_unique<TempDir>(pattern);
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 std::string BuiltBinary(const std::string& relative) {
   const char* dir = std::getenv("CKPT_BUILD_DIR");
   return absl::StrCat(dir != nullptr ? dir : ".", "/", relative);

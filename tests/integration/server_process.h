@@ -9,25 +9,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tests/integration/temp_dir.h"
 
 namespace ckpt::testing {
-
-// A fresh directory, removed with everything in it on destruction. A
-// relative prefix is placed under $TMPDIR (or /tmp); an absolute one is used
-// as it is.
-class TempDir {
- public:
-  static absl::StatusOr<std::unique_ptr<TempDir>> Create(
-      const std::string& prefix);
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Path of a binary built by this project: $CKPT_BUILD_DIR/<relative>.
 std::string BuiltBinary(const std::string& relative);

@@ -181,4 +181,15 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
   return absl::OkStatus();
 }
 
+std::vector<ChunkRef> ReferencedChunks(const ShardManifest& shard) {
+  absl::flat_hash_set<ChunkId> seen;
+  std::vector<ChunkRef> refs;
+  for (const auto& tensor : shard.tensors) {
+    for (const auto& piece : tensor.pieces) {
+      if (seen.insert(piece.id).second) refs.push_back(piece);
+    }
+  }
+  return refs;
+}
+
 }  // namespace ckpt

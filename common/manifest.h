@@ -151,4 +151,9 @@ absl::string_view TenantOf(absl::string_view job);
 absl::Status ValidateShardManifest(const ShardManifest& shard,
                                    int32_t world_size);
 
+// Every chunk the shard needs to be restored, each once, in first-use order.
+// Commit, GC and verify all enumerate references through this one function,
+// so a new kind of piece (a delta that also needs its base) changes it here.
+std::vector<ChunkRef> ReferencedChunks(const ShardManifest& shard);
+
 }  // namespace ckpt

@@ -19,7 +19,9 @@
 namespace ckpt {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr DType kAllDTypes[] = {
     DType::kUint8,   DType::kInt8,    DType::kInt16,     DType::kInt32,
@@ -196,6 +198,14 @@ TEST(ByteSizeTest, ProductOfBoxLengthsTimesElementSize) {
   EXPECT_EQ(scalar.ByteSize(), 8u);  // rank 0: one element
   EXPECT_EQ(ValidShard().ByteSize(), 96u);
   EXPECT_EQ(ShardManifest().ByteSize(), 0u);
+}
+
+TEST(ReferencedChunksTest, EachChunkOnceInFirstUseOrder) {
+  ShardManifest shard = ValidShard();  // a and b both use Piece(32), Piece(16)
+  shard.tensors[1].pieces = {Piece(16), Piece(8), Piece(8), Piece(24)};
+  EXPECT_THAT(ReferencedChunks(shard),
+              ElementsAre(Piece(32), Piece(16), Piece(8), Piece(24)));
+  EXPECT_THAT(ReferencedChunks(ShardManifest()), IsEmpty());
 }
 
 TEST(ValidateShardManifestTest, AcceptsValidShard) {

@@ -51,13 +51,8 @@ void MergeMetadata(const CheckpointMetadata& extra, CheckpointMetadata* into) {
 }
 
 std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
-  absl::flat_hash_set<ChunkId> seen;
   std::vector<ChunkId> ids;
-  for (const auto& tensor : shard.tensors) {
-    for (const auto& piece : tensor.pieces) {
-      if (seen.insert(piece.id).second) ids.push_back(piece.id);
-    }
-  }
+  for (const ChunkRef& ref : ReferencedChunks(shard)) ids.push_back(ref.id);
   return ids;
 }
 

@@ -56,6 +56,29 @@ std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
   return ids;
 }
 
+}  // namespace
+
+absl::Status CheckpointService::CheckChunksStored(
+    absl::string_view job, int64_t step, int32_t rank,
+    absl::Span<const ChunkId> ids) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
+                        chunks_->Contains(TenantOf(job), ids));
+  std::vector<std::string> missing;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!present[i]) missing.push_back(ids[i].ShortHex());
+  }
+  if (missing.empty()) return absl::OkStatus();
+  const size_t shown = std::min<size_t>(missing.size(), 5);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "rank ", rank, "'s manifest for ", Describe(job, step), " references ",
+      missing.size(), " chunk(s) the server does not hold (never uploaded, ",
+      "or deleted by garbage collection since; upload them again): ",
+      absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
+      missing.size() > shown ? ", ..." : ""));
+}
+
+namespace {
+
 std::vector<int64_t> DeletedSteps(
     const std::vector<RetentionDecision>& decisions) {
   std::vector<int64_t> steps;
@@ -82,7 +105,9 @@ CheckpointService::CheckpointService(ChunkStore* chunks,
     : chunks_(chunks),
       metadata_(metadata),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      start_time_(clock->Now()),
+      guard_(options_.chunk_hold) {}
 
 absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     absl::string_view job, int64_t step, int32_t world_size,
@@ -165,6 +190,9 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
 absl::StatusOr<std::vector<ChunkId>> CheckpointService::FindMissingChunks(
     absl::string_view job, absl::Span<const ChunkId> ids) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  // The save will reference these (uploading the missing ones first): GC
+  // must not delete the present ones before its commit.
+  guard_.Announce(TenantOf(job), ids, clock_->Now());
   CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
                         chunks_->Contains(TenantOf(job), ids));
   std::vector<ChunkId> missing;
@@ -189,6 +217,7 @@ absl::StatusOr<bool> CheckpointService::PutChunk(absl::string_view job,
         "chunk hash mismatch: claimed ", claimed.ToHex(), " but its ",
         bytes.size(), " bytes hash to ", actual.ToHex(), "; nothing stored"));
   }
+  guard_.Announce(TenantOf(job), {claimed}, clock_->Now());
   return chunks_->Put(TenantOf(job), claimed, bytes);
 }
 
@@ -200,25 +229,19 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   CKPT_RETURN_IF_ERROR(ValidateShardManifest(shard, world_size));
 
   // Every referenced chunk must be stored, and durable before the manifest
-  // that references it is.
+  // that references it is. Checked and synced outside the lock (a flush is
+  // slow); a garbage collection sweep since then means checking again
+  // under it, where no sweep runs.
   const std::vector<ChunkId> ids = UniqueChunks(shard);
-  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
-                        chunks_->Contains(TenantOf(job), ids));
-  std::vector<std::string> missing;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!present[i]) missing.push_back(ids[i].ShortHex());
-  }
-  if (!missing.empty()) {
-    const size_t shown = std::min<size_t>(missing.size(), 5);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "rank ", shard.rank, "'s manifest for ", Describe(job, step),
-        " references ", missing.size(), " chunk(s) never uploaded: ",
-        absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
-        missing.size() > shown ? ", ..." : ""));
-  }
+  const uint64_t sweeps_seen = sweep_generation_.load();
+  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
 
   absl::MutexLock lock(&lifecycle_mu_);
+  if (sweep_generation_.load() != sweeps_seen) {
+    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
+    CKPT_RETURN_IF_ERROR(chunks_->Sync());
+  }
   const absl::Time now = clock_->Now();
   absl::StatusOr<CheckpointRecord> found = metadata_->GetCheckpoint(job, step);
   if (absl::IsNotFound(found.status())) {
@@ -332,6 +355,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
       }
     }
   }
+  // A running collection's mark may predate this shard.
+  guard_.Committed(TenantOf(job), ids);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   if (result.checkpoint_committed) {
     CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,

@@ -3,9 +3,11 @@
 // of gRPC; the rpc/ layer translates requests and calls it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -19,6 +21,7 @@
 #include "common/clock.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "server/service/chunk_guard.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
@@ -30,6 +33,10 @@ struct ServiceOptions {
   absl::Duration default_lease = absl::Minutes(30);
   // Largest world_size accepted. Default: 65536.
   int32_t max_world_size = 65536;
+  // How long garbage collection spares an unreferenced chunk after a save
+  // last named it (FindMissingChunks or PutChunks): the time a rank may take
+  // between uploading and committing. Default: 30 minutes (as the lease).
+  absl::Duration chunk_hold = absl::Minutes(30);
 };
 
 struct BeginResult {
@@ -55,6 +62,44 @@ struct Stats {
   uint64_t chunk_count = 0;
   int64_t job_count = 0;
   int64_t checkpoint_count = 0;
+};
+
+struct GcOptions {
+  // Report what would be deleted; delete nothing.
+  bool dry_run = false;
+};
+
+// A checkpoint that references chunks the store does not hold.
+struct DamagedCheckpoint {
+  std::string job;
+  int64_t step = 0;
+  CheckpointState state = CheckpointState::kCommitted;
+  std::vector<ChunkId> missing_chunks;
+};
+
+struct GcReport {
+  bool dry_run = false;
+  // Stored when the collection began.
+  uint64_t chunks_scanned = 0;
+  uint64_t bytes_scanned = 0;
+  // Distinct chunks referenced by stored shards (committed and pending).
+  uint64_t chunks_referenced = 0;
+  // Unreferenced, but spared: saves in flight named them (see
+  // ServiceOptions::chunk_hold) or committed them during the collection.
+  uint64_t chunks_held = 0;
+  // Deleted (in a dry run: would be).
+  uint64_t chunks_deleted = 0;
+  uint64_t bytes_deleted = 0;
+  // The chunk store's size on disk before the sweep and after reclaiming
+  // space (both 0 in a dry run or when nothing was deleted).
+  uint64_t disk_bytes_before = 0;
+  uint64_t disk_bytes_after = 0;
+  // Tenants left alone, with why (pending checkpoints from before the
+  // server started, whose uploads the server no longer knows about).
+  std::vector<std::pair<std::string, std::string>> skipped_tenants;
+  // Non-empty: referenced chunks are missing, and nothing was deleted.
+  std::vector<DamagedCheckpoint> damaged;
+  absl::Duration duration;
 };
 
 // Thread-safe. The stores and clock must outlive the service.
@@ -164,7 +209,19 @@ class CheckpointService {
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run);
 
+  // --- Garbage collection (server/service/garbage_collection.cc) ---
+  //
+  // Deletes every chunk that no stored shard (committed or pending)
+  // references and no save in flight holds, then reclaims the disk space.
+  // If a referenced chunk is missing, deletes nothing and reports the
+  // damaged checkpoints. Safe while saves run (see docs/architecture.md),
+  // and to rerun after a crash. One collection at a time.
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options);
+
  private:
+  // FAILED_PRECONDITION naming the ids the job's tenant does not hold.
+  absl::Status CheckChunksStored(absl::string_view job, int64_t step,
+                                 int32_t rank, absl::Span<const ChunkId> ids);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
   // Decisions for the committed ones among `records` (any states).
@@ -184,6 +241,16 @@ class CheckpointService {
   // Serializes read-modify-write of checkpoint headers. Chunk uploads and
   // reads do not take it.
   absl::Mutex lifecycle_mu_;
+
+  // When this service started: pending checkpoints begun before it may have
+  // uploaded chunks that `guard_` never heard of.
+  const absl::Time start_time_;
+  ChunkGuard guard_;
+  absl::Mutex gc_mu_ ABSL_ACQUIRED_BEFORE(lifecycle_mu_);  // one collection
+  // Bumped under lifecycle_mu_ before and after each batch of sweep deletes.
+  // A commit that saw it change since its unlocked presence check checks
+  // again under the lock.
+  std::atomic<uint64_t> sweep_generation_{0};
 };
 
 }  // namespace ckpt::server

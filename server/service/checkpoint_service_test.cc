@@ -8,42 +8,20 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/service/service_test_util.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
 
 namespace ckpt::server {
 namespace {
 
+using ::ckpt::server::testing::SaveShard;
+using ::ckpt::server::testing::ShardBuilder;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kJob[] = "team/model";
-
-// A shard holding one uint8 tensor per blob, each chunked as the client does.
-struct ShardBuilder {
-  int32_t rank = 0;
-  std::vector<std::pair<std::string, std::string>> blobs;  // name, bytes
-  size_t chunk_bytes = 8;
-
-  ShardManifest Manifest() const {
-    ShardManifest shard;
-    shard.rank = rank;
-    for (const auto& [name, bytes] : blobs) {
-      TensorEntry tensor;
-      tensor.name = name;
-      tensor.dtype = DType::kUint8;
-      const auto size = static_cast<int64_t>(bytes.size());
-      tensor.global_shape = {size};
-      tensor.box = Box{{0}, {size}};
-      for (absl::string_view chunk : SplitIntoChunks(bytes, chunk_bytes)) {
-        tensor.pieces.push_back(ChunkRef{Sha256(chunk), chunk.size()});
-      }
-      shard.tensors.push_back(std::move(tensor));
-    }
-    return shard;
-  }
-};
 
 class CheckpointServiceTest : public ::testing::Test {
  protected:
@@ -62,17 +40,7 @@ class CheckpointServiceTest : public ::testing::Test {
                                     int32_t world_size,
                                     absl::string_view job = kJob,
                                     const CheckpointMetadata& meta = {}) {
-    auto begun = service_.BeginCheckpoint(job, step, world_size, meta,
-                                          absl::ZeroDuration());
-    if (!begun.ok()) return begun.status();
-    for (const auto& [name, bytes] : builder.blobs) {
-      for (absl::string_view chunk :
-           SplitIntoChunks(bytes, builder.chunk_bytes)) {
-        auto put = service_.PutChunk(job, Sha256(chunk), chunk);
-        if (!put.ok()) return put.status();
-      }
-    }
-    return service_.CommitShard(job, step, world_size, builder.Manifest());
+    return SaveShard(service_, builder, step, world_size, job, meta);
   }
 
   std::vector<int64_t> VisibleSteps(absl::string_view job = kJob) {

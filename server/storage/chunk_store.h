@@ -49,6 +49,15 @@ class ChunkStore {
   // Totals for one tenant, or for all when `tenant` is empty.
   virtual absl::StatusOr<Usage> GetUsage(absl::string_view tenant) = 0;
 
+  // Returns the disk space of deleted chunks to the file system (where
+  // deleting only marks them) and reports the store's size on disk before
+  // and after. Expensive: garbage collection calls it after a sweep.
+  struct DiskUsage {
+    uint64_t bytes_before = 0;
+    uint64_t bytes_after = 0;
+  };
+  virtual absl::StatusOr<DiskUsage> ReclaimSpace() = 0;
+
   // Calls `fn(tenant, id, size)` for every chunk of `tenant` (all tenants
   // when empty), in (tenant, id) order; stops at the first non-OK status
   // and returns it.

@@ -11,8 +11,14 @@ FaultInjectingStore::FaultInjectingStore(ChunkStore* chunks,
     : chunks_(chunks), metadata_(metadata) {}
 
 void FaultInjectingStore::FailNext(Op op, absl::Status error, int count) {
+  FailAfter(op, 0, std::move(error), count);
+}
+
+void FaultInjectingStore::FailAfter(Op op, int successes, absl::Status error,
+                                    int count) {
   absl::MutexLock lock(&mu_);
-  failures_[static_cast<size_t>(op)] = Failure{std::move(error), count};
+  failures_[static_cast<size_t>(op)] =
+      Failure{std::move(error), successes, count};
 }
 
 void FaultInjectingStore::ClearFailures() {
@@ -31,6 +37,10 @@ absl::Status FaultInjectingStore::Check(Op op) {
   ++calls_[index];
   Failure& failure = failures_[index];
   if (failure.remaining <= 0) return absl::OkStatus();
+  if (failure.pass_first > 0) {
+    --failure.pass_first;
+    return absl::OkStatus();
+  }
   --failure.remaining;
   return failure.error;
 }
@@ -118,6 +128,19 @@ absl::StatusOr<std::vector<ShardManifest>> FaultInjectingStore::GetShards(
 absl::Status FaultInjectingStore::Apply(const MetadataBatch& batch) {
   CKPT_RETURN_IF_ERROR(Check(Op::kApply));
   return metadata_->Apply(batch);
+}
+
+absl::StatusOr<ChunkStore::DiskUsage> FaultInjectingStore::ReclaimSpace() {
+  CKPT_RETURN_IF_ERROR(Check(Op::kReclaimSpace));
+  return chunks_->ReclaimSpace();
+}
+
+absl::Status FaultInjectingStore::ForEachShard(
+    absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                   const ShardManifest& shard)>
+        fn) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kForEachShard));
+  return metadata_->ForEachShard(fn);
 }
 
 }  // namespace ckpt::server

@@ -27,6 +27,7 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
     kSync,
     kGetUsage,
     kForEach,
+    kReclaimSpace,
     // MetadataStore.
     kGetJob,
     kListJobs,
@@ -34,6 +35,7 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
     kListCheckpoints,
     kListPending,
     kGetShards,
+    kForEachShard,
     kApply,
   };
   static constexpr size_t kNumOps = static_cast<size_t>(Op::kApply) + 1;
@@ -45,6 +47,9 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
   // Replaces any failures still pending for `op`.
   // REQUIRES: !error.ok(), count >= 0.
   void FailNext(Op op, absl::Status error, int count = 1);
+  // As FailNext, after letting the next `successes` calls through: fails an
+  // operation in the middle of a loop of them.
+  void FailAfter(Op op, int successes, absl::Status error, int count = 1);
   // Forgets every pending failure.
   void ClearFailures();
   // Calls of `op` so far, failed ones included.
@@ -64,6 +69,7 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view tenant,
                                      const ChunkId& id, uint64_t size)>
           fn) override;
+  absl::StatusOr<DiskUsage> ReclaimSpace() override;
 
   absl::StatusOr<std::optional<JobRecord>> GetJob(
       absl::string_view job) override;
@@ -75,11 +81,16 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::vector<CheckpointRecord>> ListPending() override;
   absl::StatusOr<std::vector<ShardManifest>> GetShards(absl::string_view job,
                                                        int64_t step) override;
+  absl::Status ForEachShard(
+      absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                     const ShardManifest& shard)>
+          fn) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:
   struct Failure {
     absl::Status error;
+    int pass_first = 0;  // calls let through before failing
     int remaining = 0;
   };
   // Counts the call; the injected error when this call must fail, else OK.

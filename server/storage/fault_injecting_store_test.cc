@@ -33,6 +33,22 @@ TEST_F(FaultInjectingStoreTest, FailsTheNextNCallsWithoutForwardingThem) {
   EXPECT_EQ(store_.calls(Op::kPut), 3);
 }
 
+TEST_F(FaultInjectingStoreTest, FailAfterLetsTheFirstCallsThrough) {
+  store_.FailAfter(Op::kDelete, 2, absl::InternalError("crash"));
+  for (absl::string_view bytes : {"a", "b", "c", "d"}) {
+    ASSERT_TRUE(store_.Put("acme", IdOf(bytes), bytes).ok());
+  }
+  EXPECT_TRUE(store_.Delete("acme", IdOf("a")).ok());
+  EXPECT_TRUE(store_.Delete("acme", IdOf("b")).ok());
+  EXPECT_EQ(store_.Delete("acme", IdOf("c")).code(),
+            absl::StatusCode::kInternal);
+  EXPECT_TRUE(store_.Delete("acme", IdOf("d")).ok());
+  auto contains =
+      wrapped_.Contains("acme", {IdOf("a"), IdOf("b"), IdOf("c"), IdOf("d")});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_EQ(*contains, (std::vector<bool>{false, false, true, false}));
+}
+
 TEST_F(FaultInjectingStoreTest, FailedApplyChangesNothing) {
   store_.FailNext(Op::kApply, absl::UnavailableError("injected"));
   MetadataBatch batch;

@@ -16,6 +16,12 @@ void AppendBigEndian(std::string* out, uint64_t value, int bytes) {
   }
 }
 
+uint64_t ReadBigEndian(absl::string_view bytes) {
+  uint64_t value = 0;
+  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  return value;
+}
+
 absl::Status ValidateKeyPart(absl::string_view what, absl::string_view part) {
   if (part.empty())
     return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
@@ -77,6 +83,24 @@ std::string ShardKey(absl::string_view job, int64_t step, int32_t rank) {
   std::string key = CheckpointKey(job, step);
   AppendBigEndian(&key, static_cast<uint32_t>(rank), 4);
   return key;
+}
+
+absl::StatusOr<DecodedShardKey> DecodeShardKey(absl::string_view key) {
+  constexpr size_t kTail = 1 + 8 + 4;  // separator, step, rank
+  if (key.size() < kTail + 1 || key[key.size() - kTail] != kSeparator) {
+    return absl::DataLossError(
+        absl::StrCat("malformed shard key of ", key.size(), " bytes"));
+  }
+  DecodedShardKey decoded;
+  decoded.job = key.substr(0, key.size() - kTail);
+  decoded.step =
+      static_cast<int64_t>(ReadBigEndian(key.substr(key.size() - 12, 8)));
+  decoded.rank =
+      static_cast<int32_t>(ReadBigEndian(key.substr(key.size() - 4)));
+  if (decoded.step < 0 || decoded.rank < 0) {
+    return absl::DataLossError("shard key with a negative step or rank");
+  }
+  return decoded;
 }
 
 std::string PrefixSuccessor(absl::string_view prefix) {

@@ -38,6 +38,13 @@ std::string JobKeyPrefix(absl::string_view job);
 std::string CheckpointKey(absl::string_view job, int64_t step);
 // REQUIRES: step >= 0, rank >= 0.
 std::string ShardKey(absl::string_view job, int64_t step, int32_t rank);
+struct DecodedShardKey {
+  absl::string_view job;  // points into the decoded key
+  int64_t step = 0;
+  int32_t rank = 0;
+};
+// DATA_LOSS when `key` is not a shard key.
+absl::StatusOr<DecodedShardKey> DecodeShardKey(absl::string_view key);
 
 // The smallest key greater than every key starting with `prefix`; empty
 // when there is none (prefix is all 0xff). Exclusive end of a prefix range.

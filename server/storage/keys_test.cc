@@ -1,6 +1,7 @@
 #include "server/storage/keys.h"
 
 #include <string>
+#include <tuple>
 
 #include "common/sha256.h"
 #include "gtest/gtest.h"
@@ -16,6 +17,24 @@ TEST(KeysTest, ChunkKeyIsTenantNulDigestAndDecodes) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->tenant, "acme");
   EXPECT_EQ(decoded->id, id);
+}
+
+TEST(KeysTest, ShardKeyDecodes) {
+  for (const auto& [job, step, rank] :
+       {std::tuple<std::string, int64_t, int32_t>{"t/j", 0, 0},
+        {"a/b/c", 256, 65535},
+        {"x/y", int64_t{1} << 40, 7}}) {
+    const std::string key = ShardKey(job, step, rank);
+    auto decoded = DecodeShardKey(key);  // points into `key`
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->job, job);
+    EXPECT_EQ(decoded->step, step);
+    EXPECT_EQ(decoded->rank, rank);
+  }
+  EXPECT_EQ(DecodeShardKey("short").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeShardKey(CheckpointKey("t/j", 1)).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 TEST(KeysTest, MalformedChunkKeyIsDataLoss) {

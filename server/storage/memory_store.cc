@@ -91,6 +91,12 @@ absl::Status MemoryStore::ForEach(
   return absl::OkStatus();
 }
 
+absl::StatusOr<ChunkStore::DiskUsage> MemoryStore::ReclaimSpace() {
+  // Deleting frees the memory at once; "disk" is the chunk bytes held.
+  CKPT_ASSIGN_OR_RETURN(Usage usage, GetUsage(""));
+  return DiskUsage{usage.bytes, usage.bytes};
+}
+
 absl::StatusOr<std::optional<JobRecord>> MemoryStore::GetJob(
     absl::string_view job) {
   absl::MutexLock lock(&mu_);
@@ -145,6 +151,22 @@ absl::StatusOr<std::vector<ShardManifest>> MemoryStore::GetShards(
                shards.push_back(shard);
              });
   return shards;
+}
+
+absl::Status MemoryStore::ForEachShard(
+    absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                   const ShardManifest& shard)>
+        fn) {
+  std::map<std::string, ShardManifest> shards;
+  {
+    absl::MutexLock lock(&mu_);
+    shards = shards_;  // `fn` runs unlocked, on this consistent copy
+  }
+  for (const auto& [key, shard] : shards) {
+    CKPT_ASSIGN_OR_RETURN(DecodedShardKey decoded, DecodeShardKey(key));
+    CKPT_RETURN_IF_ERROR(fn(decoded.job, decoded.step, shard));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status MemoryStore::Apply(const MetadataBatch& batch) {

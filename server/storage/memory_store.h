@@ -39,6 +39,7 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view tenant,
                                      const ChunkId& id, uint64_t size)>
           fn) override;
+  absl::StatusOr<DiskUsage> ReclaimSpace() override;
 
   // MetadataStore.
   absl::StatusOr<std::optional<JobRecord>> GetJob(
@@ -51,6 +52,10 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::vector<CheckpointRecord>> ListPending() override;
   absl::StatusOr<std::vector<ShardManifest>> GetShards(absl::string_view job,
                                                        int64_t step) override;
+  absl::Status ForEachShard(
+      absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                     const ShardManifest& shard)>
+          fn) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -80,6 +81,16 @@ class MetadataStore {
   // Shards stored for (job, step), ascending rank; empty when none.
   virtual absl::StatusOr<std::vector<ShardManifest>> GetShards(
       absl::string_view job, int64_t step) = 0;
+
+  // Calls `fn(job, step, shard)` for every stored shard of every checkpoint,
+  // pending and committed (aborted and deleted checkpoints keep none), in
+  // (job, step, rank) order, over one consistent view taken at the start:
+  // garbage collection marks from it. Stops at, and returns, the first
+  // non-OK status.
+  virtual absl::Status ForEachShard(
+      absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                     const ShardManifest& shard)>
+          fn) = 0;
 
   // Applies every op in order, atomically; durable when it returns OK.
   // On error nothing was applied.

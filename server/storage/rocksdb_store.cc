@@ -392,6 +392,74 @@ absl::Status RocksDbStore::ForEach(
       });
 }
 
+namespace {
+
+// Table and blob file bytes of one column family.
+uint64_t DiskBytes(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+  rocksdb::ColumnFamilyMetaData meta;
+  db->GetColumnFamilyMetaData(cf, &meta);
+  return meta.size + meta.blob_file_size;
+}
+
+// The fraction of the oldest blob files worth rewriting: the longest prefix
+// (by file number, i.e. age) whose dead bytes are at least its live bytes,
+// so rewriting it moves no more bytes than it frees. 0 when none is.
+double BlobGcAgeCutoff(std::vector<rocksdb::BlobMetaData> files) {
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+    return a.blob_file_number < b.blob_file_number;
+  });
+  uint64_t dead = 0;
+  uint64_t total = 0;
+  size_t best = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    dead += files[i].garbage_blob_bytes;
+    total += files[i].total_blob_bytes;
+    if (dead > 0 && 2 * dead >= total) best = i + 1;
+  }
+  return files.empty()
+             ? 0.0
+             : static_cast<double>(best) / static_cast<double>(files.size());
+}
+
+}  // namespace
+
+absl::StatusOr<ChunkStore::DiskUsage> RocksDbStore::ReclaimSpace() {
+  rocksdb::DB* db = impl_->db.get();
+  rocksdb::ColumnFamilyHandle* chunks = impl_->cf(kChunks);
+  rocksdb::ColumnFamilyHandle* index = impl_->cf(kChunkIndex);
+  DiskUsage usage;
+  usage.bytes_before = DiskBytes(db, chunks) + DiskBytes(db, index);
+
+  // Pass 1: drop deleted keys everywhere. RocksDB counts the blobs they
+  // pointed at as garbage and deletes blob files that hold nothing else.
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction =
+      rocksdb::BottommostLevelCompaction::kForceOptimized;
+  compact.blob_garbage_collection_policy =
+      rocksdb::BlobGarbageCollectionPolicy::kDisable;
+  for (rocksdb::ColumnFamilyHandle* cf : {index, chunks}) {
+    CKPT_RETURN_IF_ERROR(FromRocksDb(
+        db->CompactRange(compact, cf, nullptr, nullptr), "compacting chunks"));
+  }
+
+  // Pass 2: move the live chunks out of mostly-dead old blob files.
+  rocksdb::ColumnFamilyMetaData meta;
+  db->GetColumnFamilyMetaData(chunks, &meta);
+  const double cutoff = BlobGcAgeCutoff(meta.blob_files);
+  if (cutoff > 0) {
+    compact.blob_garbage_collection_policy =
+        rocksdb::BlobGarbageCollectionPolicy::kForce;
+    compact.blob_garbage_collection_age_cutoff = cutoff;
+    compact.bottommost_level_compaction =
+        rocksdb::BottommostLevelCompaction::kForce;
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(db->CompactRange(compact, chunks, nullptr, nullptr),
+                    "rewriting live chunks of old blob files"));
+  }
+  usage.bytes_after = DiskBytes(db, chunks) + DiskBytes(db, index);
+  return usage;
+}
+
 absl::StatusOr<std::optional<JobRecord>> RocksDbStore::GetJob(
     absl::string_view job) {
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> value,
@@ -474,6 +542,20 @@ absl::StatusOr<std::vector<ShardManifest>> RocksDbStore::GetShards(
         return absl::OkStatus();
       }));
   return shards;
+}
+
+absl::Status RocksDbStore::ForEachShard(
+    absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                   const ShardManifest& shard)>
+        fn) {
+  // An iterator reads the implicit snapshot of its creation.
+  return impl_->Scan(
+      kShards, "", nullptr,
+      [&](absl::string_view key, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(DecodedShardKey decoded, DecodeShardKey(key));
+        CKPT_ASSIGN_OR_RETURN(ShardManifest shard, DecodeShard(value));
+        return fn(decoded.job, decoded.step, shard);
+      });
 }
 
 absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {

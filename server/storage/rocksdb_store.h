@@ -135,6 +135,14 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view tenant,
                                      const ChunkId& id, uint64_t size)>
           fn) override;
+  // Compacts `chunk_index` and `chunks` so deleted chunks' keys are dropped
+  // and blob files holding only dead chunks are removed, then rewrites the
+  // live chunks of the oldest blob files when at least half of their bytes
+  // are dead (the longest such prefix of files; checkpoints die roughly
+  // oldest first, so dead bytes gather there). Live chunks in files that
+  // are mostly alive stay where they are, so a sweep that frees little
+  // rewrites little.
+  absl::StatusOr<DiskUsage> ReclaimSpace() override;
 
   // MetadataStore. Reads that touch both `manifests` and `pending` use one
   // snapshot, so a concurrent commit is seen either before or after.
@@ -148,6 +156,10 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::vector<CheckpointRecord>> ListPending() override;
   absl::StatusOr<std::vector<ShardManifest>> GetShards(absl::string_view job,
                                                        int64_t step) override;
+  absl::Status ForEachShard(
+      absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
+                                     const ShardManifest& shard)>
+          fn) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:

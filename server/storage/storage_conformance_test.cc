@@ -7,8 +7,10 @@
 #include <ostream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/storage/fault_injecting_store.h"
@@ -554,6 +556,64 @@ TEST_P(StorageConformanceTest, GetShardsIsAscendingRank) {
 }
 
 TEST_P(StorageConformanceTest, EmptyBatchIsOk) { ApplyOk(MetadataBatch()); }
+
+TEST_P(StorageConformanceTest, ForEachShardVisitsEveryStoredShardInKeyOrder) {
+  MetadataBatch batch;
+  batch.PutShard("t/j", 256, MakeShard(1, "c"));
+  batch.PutShard("t/j", 2, MakeShard(0, "a"));
+  batch.PutShard("t/j", 256, MakeShard(0, "b"));
+  batch.PutShard("u/k", 0, MakeShard(0, "d"));
+  batch.PutShard("t/j/x", 1, MakeShard(3, "e"));
+  ApplyOk(batch);
+  MetadataBatch del;
+  del.DeleteCheckpoint("t/j", 2);
+  ApplyOk(del);
+
+  std::vector<std::tuple<std::string, int64_t, int32_t>> seen;
+  ASSERT_TRUE(metadata_
+                  ->ForEachShard([&](absl::string_view job, int64_t step,
+                                     const ShardManifest& shard) {
+                    seen.emplace_back(std::string(job), step, shard.rank);
+                    EXPECT_EQ(shard,
+                              MakeShard(shard.rank, job == "u/k"      ? "d"
+                                                    : job == "t/j/x"  ? "e"
+                                                    : shard.rank == 0 ? "b"
+                                                                      : "c"));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_THAT(seen,
+              ElementsAre(std::tuple("t/j", 256, 0), std::tuple("t/j", 256, 1),
+                          std::tuple("t/j/x", 1, 3), std::tuple("u/k", 0, 0)));
+
+  int calls = 0;
+  absl::Status stopped = metadata_->ForEachShard(
+      [&](absl::string_view, int64_t, const ShardManifest&) {
+        ++calls;
+        return absl::CancelledError("enough");
+      });
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_P(StorageConformanceTest, ReclaimSpaceKeepsLiveChunksAndReportsSize) {
+  const std::string live(100000, 'l');
+  const std::string dead(100000, 'd');
+  ASSERT_TRUE(chunks_->Put("t", Sha256(live), live).ok());
+  ASSERT_TRUE(chunks_->Put("t", Sha256(dead), dead).ok());
+  ASSERT_TRUE(chunks_->Sync().ok());
+  ASSERT_TRUE(chunks_->Delete("t", Sha256(dead)).ok());
+  ASSERT_TRUE(chunks_->Sync().ok());
+  auto usage = chunks_->ReclaimSpace();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_GE(usage->bytes_after, live.size());
+  EXPECT_LE(usage->bytes_after, usage->bytes_before);
+  auto got = chunks_->Get("t", Sha256(live));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, live);
+  EXPECT_EQ(chunks_->Get("t", Sha256(dead)).status().code(),
+            absl::StatusCode::kNotFound);
+}
 
 INSTANTIATE_TEST_SUITE_P(
     AllStores, StorageConformanceTest,

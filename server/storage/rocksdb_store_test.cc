@@ -247,6 +247,67 @@ TEST_F(RocksDbStoreTest, DeletedChunkStaysDeletedAfterReopen) {
             absl::StatusCode::kNotFound);
 }
 
+// Bytes of the blob files in `dir`: what the file system really holds.
+uint64_t BlobFileBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".blob") bytes += entry.file_size();
+  }
+  return bytes;
+}
+
+TEST_F(RocksDbStoreTest, ReclaimSpaceFreesDeadChunksBytesOnDisk) {
+  RocksDbStoreOptions options;
+  options.blob_file_size = 2 << 20;  // several files, some mixed
+  auto opened = RocksDbStore::Open(db_path(), options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<RocksDbStore> store = std::move(opened).value();
+
+  // 48 chunks of 256 KiB, 12 MiB: the first 16 die together (whole files
+  // die), then every other one of the rest (files half dead).
+  std::vector<std::string> chunks;
+  for (int i = 0; i < 48; ++i) {
+    chunks.push_back(std::string(256 << 10, static_cast<char>('A' + i % 26)) +
+                     std::to_string(i));
+    ASSERT_TRUE(store->Put("acme", IdOf(chunks.back()), chunks.back()).ok());
+  }
+  ASSERT_TRUE(store->Sync().ok());
+  const uint64_t on_disk_before = BlobFileBytes(db_path());
+  ASSERT_GE(on_disk_before, uint64_t{12} << 20);
+
+  auto dies = [](int i) { return i < 16 || i % 2 == 1; };  // 32 of 48
+  for (int i = 0; i < 48; ++i) {
+    if (dies(i)) {
+      ASSERT_TRUE(store->Delete("acme", IdOf(chunks[i])).ok());
+    }
+  }
+  ASSERT_TRUE(store->Sync().ok());
+  auto usage = store->ReclaimSpace();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_GE(usage->bytes_before, uint64_t{12} << 20);
+  // 8 MiB died; at least the 4 MiB in wholly dead files and most of the
+  // half-dead ones must be back with the file system.
+  EXPECT_LE(usage->bytes_after, usage->bytes_before - (uint64_t{6} << 20));
+  EXPECT_LE(BlobFileBytes(db_path()), on_disk_before - (uint64_t{6} << 20));
+
+  auto check_live = [&](RocksDbStore& s) {
+    for (int i = 0; i < 48; ++i) {
+      auto got = s.Get("acme", IdOf(chunks[i]));
+      if (dies(i)) {
+        EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound) << i;
+      } else {
+        ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+        EXPECT_EQ(*got, chunks[i]) << i;
+      }
+    }
+  };
+  check_live(*store);
+  store.reset();
+  auto reopened = RocksDbStore::Open(db_path(), options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  check_live(**reopened);
+}
+
 TEST_F(RocksDbStoreTest, CorruptCheckpointRecordIsDataLoss) {
   { ASSERT_NE(OpenStore(), nullptr); }
   WriteRaw("manifests", CheckpointKey("acme/j", 1), "\xff\xff\xff garbage");

@@ -38,6 +38,8 @@ constexpr size_t kTargetMessageBytes = size_t{4} << 20;
 constexpr size_t kMaxHashesPerRequest = 50000;
 // Concurrent ReadChunks streams of one restore.
 constexpr size_t kRestoreStreams = 3;
+// A collection reads every manifest and compacts the chunk store.
+constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
 
 struct ChunkTask {
   absl::string_view data;  // view into the caller's tensor bytes
@@ -241,9 +243,11 @@ struct Client::Impl {
   template <typename Request, typename Response>
   absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                  const Request&, Response*),
-                    const Request& request, Response* response) {
+                    const Request& request, Response* response,
+                    std::optional<absl::Duration> timeout = std::nullopt) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options.rpc_timeout));
+    context.set_deadline(absl::ToChronoTime(
+        absl::Now() + timeout.value_or(options.rpc_timeout)));
     return FromGrpcStatus((stub.get()->*method)(&context, request, response));
   }
 
@@ -734,6 +738,15 @@ absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
     decisions.push_back(std::move(decision));
   }
   return decisions;
+}
+
+absl::StatusOr<GcReport> Client::CollectGarbage(bool dry_run) {
+  v1::CollectGarbageRequest request;
+  request.set_dry_run(dry_run);
+  v1::CollectGarbageResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::CollectGarbage, request, &response,
+                                   kCollectGarbageTimeout));
+  return FromProto(response);
 }
 
 }  // namespace ckpt::client

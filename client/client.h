@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/chunking.h"
+#include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 
@@ -182,6 +183,10 @@ class Client {
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run);
+
+  // Runs a garbage collection on the server (see GcReport); OK with
+  // report.damaged filled when referenced chunks are missing.
+  absl::StatusOr<GcReport> CollectGarbage(bool dry_run);
 
  private:
   struct Impl;

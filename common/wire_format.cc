@@ -221,6 +221,63 @@ absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
   return out;
 }
 
+void ToProto(const GcReport& report, v1::CollectGarbageResponse* out) {
+  out->Clear();
+  out->set_dry_run(report.dry_run);
+  out->set_chunks_scanned(report.chunks_scanned);
+  out->set_bytes_scanned(report.bytes_scanned);
+  out->set_chunks_referenced(report.chunks_referenced);
+  out->set_chunks_held(report.chunks_held);
+  out->set_chunks_deleted(report.chunks_deleted);
+  out->set_bytes_deleted(report.bytes_deleted);
+  out->set_disk_bytes_before(report.disk_bytes_before);
+  out->set_disk_bytes_after(report.disk_bytes_after);
+  for (const auto& [tenant, reason] : report.skipped_tenants) {
+    v1::SkippedTenant* skipped = out->add_skipped_tenants();
+    skipped->set_tenant(tenant);
+    skipped->set_reason(reason);
+  }
+  for (const DamagedCheckpoint& damaged : report.damaged) {
+    v1::DamagedCheckpoint* entry = out->add_damaged();
+    entry->set_job(damaged.job);
+    entry->set_step(damaged.step);
+    entry->set_state(static_cast<v1::CheckpointState>(damaged.state));
+    for (const ChunkId& id : damaged.missing_chunks) {
+      entry->add_missing_sha256(std::string(id.bytes()));
+    }
+  }
+  out->set_duration_micros(absl::ToInt64Microseconds(report.duration));
+}
+
+absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
+  GcReport out;
+  out.dry_run = report.dry_run();
+  out.chunks_scanned = report.chunks_scanned();
+  out.bytes_scanned = report.bytes_scanned();
+  out.chunks_referenced = report.chunks_referenced();
+  out.chunks_held = report.chunks_held();
+  out.chunks_deleted = report.chunks_deleted();
+  out.bytes_deleted = report.bytes_deleted();
+  out.disk_bytes_before = report.disk_bytes_before();
+  out.disk_bytes_after = report.disk_bytes_after();
+  for (const v1::SkippedTenant& skipped : report.skipped_tenants()) {
+    out.skipped_tenants.emplace_back(skipped.tenant(), skipped.reason());
+  }
+  for (const v1::DamagedCheckpoint& entry : report.damaged()) {
+    DamagedCheckpoint damaged;
+    damaged.job = entry.job();
+    damaged.step = entry.step();
+    damaged.state = static_cast<CheckpointState>(entry.state());
+    for (const std::string& hash : entry.missing_sha256()) {
+      CKPT_ASSIGN_OR_RETURN(ChunkId id, ChunkId::FromBytes(hash));
+      damaged.missing_chunks.push_back(id);
+    }
+    out.damaged.push_back(std::move(damaged));
+  }
+  out.duration = absl::Microseconds(report.duration_micros());
+  return out;
+}
+
 std::string EncodeShard(const ShardManifest& shard) {
   v1::ShardManifest proto;
   ToProto(shard, &proto);

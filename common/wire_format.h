@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ckpt/v1/ckpt.pb.h"
+#include "common/gc_report.h"
 #include "common/manifest.h"
 
 namespace ckpt {
@@ -30,6 +31,10 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out);
 // INVALID_ARGUMENT for an unknown metric mode. Does not validate the values
 // (ValidateRetentionPolicy does).
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
+
+void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
+// INVALID_ARGUMENT for a malformed chunk hash.
+absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report);
 
 // Persisted encodings (RocksDB values). Decoding a corrupt or newer-format
 // value is DATA_LOSS naming `what`.

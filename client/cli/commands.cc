@@ -724,4 +724,88 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
   return absl::OkStatus();
 }
 
+absl::Status RunGc(client::Client& client, const GcArgs& args,
+                   const OutputOptions& out) {
+  if (!out.json && isatty(STDERR_FILENO)) {
+    std::cerr << (args.dry_run ? "finding garbage" : "collecting garbage")
+              << " on the server (reads every manifest; may take a while)..."
+              << std::endl;
+  }
+  CKPT_ASSIGN_OR_RETURN(GcReport report, client.CollectGarbage(args.dry_run));
+  if (out.json) {
+    json damaged = json::array();
+    for (const DamagedCheckpoint& entry : report.damaged) {
+      json missing = json::array();
+      for (const ChunkId& id : entry.missing_chunks)
+        missing.push_back(id.ToHex());
+      damaged.push_back({{"job", entry.job},
+                         {"step", entry.step},
+                         {"state", CheckpointStateName(entry.state)},
+                         {"missing_chunks", missing}});
+    }
+    json skipped = json::array();
+    for (const auto& [tenant, reason] : report.skipped_tenants) {
+      skipped.push_back({{"tenant", tenant}, {"reason", reason}});
+    }
+    PrintJson({{"dry_run", report.dry_run},
+               {"chunks_scanned", report.chunks_scanned},
+               {"bytes_scanned", report.bytes_scanned},
+               {"chunks_referenced", report.chunks_referenced},
+               {"chunks_held", report.chunks_held},
+               {"chunks_deleted", report.chunks_deleted},
+               {"bytes_deleted", report.bytes_deleted},
+               {"disk_bytes_before", report.disk_bytes_before},
+               {"disk_bytes_after", report.disk_bytes_after},
+               {"skipped_tenants", skipped},
+               {"damaged", damaged},
+               {"duration_seconds", absl::ToDoubleSeconds(report.duration)}});
+  } else {
+    std::cout << "scanned " << report.chunks_scanned << " chunk(s) ("
+              << HumanBytes(report.bytes_scanned) << "); "
+              << report.chunks_referenced << " referenced; "
+              << report.chunks_held << " held for saves in flight\n";
+    for (const auto& [tenant, reason] : report.skipped_tenants) {
+      std::cout << "skipped tenant " << tenant << ": " << reason << "\n";
+    }
+    if (!report.damaged.empty()) {
+      std::vector<std::vector<std::string>> rows;
+      for (const DamagedCheckpoint& entry : report.damaged) {
+        std::vector<std::string> ids;
+        for (const ChunkId& id : entry.missing_chunks) {
+          ids.push_back(id.ShortHex());
+        }
+        rows.push_back({entry.job, absl::StrCat(entry.step),
+                        std::string(CheckpointStateName(entry.state)),
+                        absl::StrJoin(ids, ", ")});
+      }
+      PrintTable(std::cout, {"JOB", "STEP", "STATE", "MISSING CHUNKS"}, rows);
+    } else if (report.dry_run) {
+      std::cout << "dry run: would delete " << report.chunks_deleted
+                << " chunk(s) (" << HumanBytes(report.bytes_deleted)
+                << "); nothing was deleted\n";
+    } else {
+      std::cout << "deleted " << report.chunks_deleted << " chunk(s) ("
+                << HumanBytes(report.bytes_deleted) << ")\n";
+      if (report.chunks_deleted > 0) {
+        const uint64_t freed =
+            report.disk_bytes_before > report.disk_bytes_after
+                ? report.disk_bytes_before - report.disk_bytes_after
+                : 0;
+        std::cout << "chunk store on disk: "
+                  << HumanBytes(report.disk_bytes_before) << " -> "
+                  << HumanBytes(report.disk_bytes_after) << " (freed "
+                  << HumanBytes(freed) << ")\n";
+      }
+    }
+    std::cout << "took " << absl::FormatDuration(report.duration) << "\n";
+  }
+  if (!report.damaged.empty()) {
+    return absl::DataLossError(absl::StrCat(
+        report.damaged.size(),
+        " checkpoint(s) reference missing chunks, so nothing was deleted; "
+        "`ckpt verify` names them, and deleting them lets GC run"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ckpt::cli

@@ -106,4 +106,12 @@ struct PruneArgs {
 absl::Status RunPrune(client::Client& client, const PruneArgs& args,
                       const OutputOptions& out);
 
+struct GcArgs {
+  bool dry_run = false;
+};
+// DATA_LOSS (after printing the report) when checkpoints reference missing
+// chunks: the collection then deleted nothing.
+absl::Status RunGc(client::Client& client, const GcArgs& args,
+                   const OutputOptions& out);
+
 }  // namespace ckpt::cli

@@ -183,6 +183,17 @@ int main(int argc, char** argv) {
   prune_cmd->add_flag("--dry-run", prune.dry_run,
                       "Print the decisions without deleting anything");
 
+  ckpt::cli::GcArgs gc;
+  CLI::App* gc_cmd = app.add_subcommand(
+      "gc",
+      "Garbage-collect: delete the chunks no committed or pending checkpoint "
+      "references (deleting a checkpoint only removes its manifest) and "
+      "return their disk space. Safe while saves run. When a referenced "
+      "chunk is missing it deletes nothing, names the damaged checkpoints "
+      "and exits non-zero.");
+  gc_cmd->add_flag("--dry-run", gc.dry_run,
+                   "Report what would be deleted without deleting anything");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -215,6 +226,8 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunPin(c, unpin, output);
     } else if (*prune_cmd) {
       status = ckpt::cli::RunPrune(c, prune, output);
+    } else if (*gc_cmd) {
+      status = ckpt::cli::RunGc(c, gc, output);
     }
   }
   if (!status.ok()) {

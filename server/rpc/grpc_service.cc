@@ -771,4 +771,17 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
   });
 }
 
+grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
+    grpc::CallbackServerContext* context,
+    const v1::CollectGarbageRequest* request,
+    v1::CollectGarbageResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    GcOptions options;
+    options.dry_run = request->dry_run();
+    CKPT_ASSIGN_OR_RETURN(GcReport report, service_->CollectGarbage(options));
+    ToProto(report, response);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace ckpt::server

@@ -109,6 +109,11 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::PruneCheckpointsRequest* request,
       v1::PruneCheckpointsResponse* response) override;
+  // Runs the whole collection before answering (an operator's rare call).
+  grpc::ServerUnaryReactor* CollectGarbage(
+      grpc::CallbackServerContext* context,
+      const v1::CollectGarbageRequest* request,
+      v1::CollectGarbageResponse* response) override;
 
   CallCounter& calls() { return calls_; }
 

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -36,6 +37,8 @@ struct Flags {
   std::string listen = "127.0.0.1:7070";
   double lease_check_interval_seconds = 5;
   int64_t default_lease_seconds = 1800;
+  double gc_interval_seconds = 3600;
+  int64_t chunk_hold_seconds = 1800;
 };
 
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
@@ -44,18 +47,40 @@ std::string HostOf(const std::string& address) {
   return colon == std::string::npos ? address : address.substr(0, colon);
 }
 
-// Aborts pending checkpoints whose lease ended, every `interval`, until
-// `stop` is notified (which ends the wait at once, not after a sleep).
-void ExpireLeasesUntil(CheckpointService* service, absl::Duration interval,
-                       absl::Notification* stop) {
-  while (!stop->WaitForNotificationWithTimeout(interval)) {
-    absl::StatusOr<int> expired = service->ExpireLeases();
-    if (!expired.ok()) {
-      CKPT_LOG(Warning, "lease expiry failed: ", expired.status().ToString());
-    } else if (*expired > 0) {
-      CKPT_LOG(Info, "aborted ", *expired,
-               " pending checkpoint(s) whose lease expired");
-    }
+// Runs `work` every `interval` on its own thread until destroyed; the
+// destructor ends the wait at once (not after a sleep) and joins.
+class Periodic {
+ public:
+  template <typename Work>
+  Periodic(absl::Duration interval, Work work)
+      : thread_([this, interval, work = std::move(work)] {
+          while (!stop_.WaitForNotificationWithTimeout(interval)) work();
+        }) {}
+  ~Periodic() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+ private:
+  absl::Notification stop_;
+  std::thread thread_;  // last: starts once stop_ exists
+};
+
+void ExpireLeases(CheckpointService* service) {
+  absl::StatusOr<int> expired = service->ExpireLeases();
+  if (!expired.ok()) {
+    CKPT_LOG(Warning, "lease expiry failed: ", expired.status().ToString());
+  } else if (*expired > 0) {
+    CKPT_LOG(Info, "aborted ", *expired,
+             " pending checkpoint(s) whose lease expired");
+  }
+}
+
+// The collection logs its own summary.
+void CollectGarbage(CheckpointService* service) {
+  absl::StatusOr<GcReport> report = service->CollectGarbage({});
+  if (!report.ok()) {
+    CKPT_LOG(Warning, "background gc failed: ", report.status().ToString());
   }
 }
 
@@ -64,6 +89,7 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
                         RocksDbStore::Open(flags.data_dir, {}));
   ServiceOptions service_options;
   service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
+  service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
   CheckpointService service(store.get(), store.get(), RealClock::Get(),
                             service_options);
 
@@ -72,10 +98,14 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
 
-  absl::Notification stop_leases;
-  std::thread lease_thread(ExpireLeasesUntil, &service,
-                           absl::Seconds(flags.lease_check_interval_seconds),
-                           &stop_leases);
+  std::optional<Periodic> lease_reaper;
+  lease_reaper.emplace(absl::Seconds(flags.lease_check_interval_seconds),
+                       [&service] { ExpireLeases(&service); });
+  std::optional<Periodic> collector;
+  if (flags.gc_interval_seconds > 0) {
+    collector.emplace(absl::Seconds(flags.gc_interval_seconds),
+                      [&service] { CollectGarbage(&service); });
+  }
 
   const std::string address =
       absl::StrCat(HostOf(flags.listen), ":", server->port());
@@ -90,8 +120,8 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
 
   server->Shutdown(absl::Now() + absl::Seconds(10));
   server->Wait();
-  stop_leases.Notify();
-  lease_thread.join();
+  collector.reset();  // waits for a collection in progress
+  lease_reaper.reset();
   server.reset();
   store.reset();  // flushes and closes the database
   CKPT_LOG(Info, "shut down cleanly");
@@ -130,6 +160,18 @@ int main(int argc, char** argv) {
                  "none; renewed by every BeginCheckpoint and CommitShard")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--gc-interval", flags.gc_interval_seconds,
+                 "Seconds between background garbage collections (deleting "
+                 "chunks no checkpoint references); 0 turns them off "
+                 "(`ckpt gc` still runs one on demand)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--chunk-hold-seconds", flags.chunk_hold_seconds,
+                 "How long garbage collection spares an unreferenced chunk "
+                 "after a save last uploaded or asked about it: the longest "
+                 "a rank may take from upload to commit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -141,7 +141,7 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
   // are dead (the longest such prefix of files; checkpoints die roughly
   // oldest first, so dead bytes gather there). Live chunks in files that
   // are mostly alive stay where they are, so a sweep that frees little
-  // rewrites little.
+  // rewrites little. Best effort where a background compaction holds files.
   absl::StatusOr<DiskUsage> ReclaimSpace() override;
 
   // MetadataStore. Reads that touch both `manifests` and `pending` use one

@@ -1,4 +1,5 @@
-# Shared by the CLI end-to-end scripts: sourced after `build` is set.
+# Shared by the CLI end-to-end scripts: sourced after `build` is set (and
+# optionally the array `server_extra` of further ckpt-server flags).
 # Starts a real ckpt-server on a free loopback port, exports CKPT_SERVER and
 # removes everything on exit.
 ckpt="${build}/client/ckpt"
@@ -18,7 +19,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "${server_bin}" --data-dir "${work}/db" --listen 127.0.0.1:0 \
-  >"${work}/server.out" 2>"${work}/server.err" &
+  ${server_extra[@]+"${server_extra[@]}"} >"${work}/server.out" 2>"${work}/server.err" &
 server_pid=$!
 for _ in $(seq 1 300); do
   grep -q "listening on" "${work}/server.out" 2>/dev/null && break

@@ -1,0 +1,59 @@
+// Helpers shared by the benchmark programs: synthetic tensor data, its
+// tensor views, timing and medians.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+
+namespace ckpt::bench {
+
+// Incompressible, non-repeating data (xorshift), so dedup cannot help.
+inline void Fill(std::vector<float>& values, uint64_t seed) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  auto* words = reinterpret_cast<uint64_t*>(values.data());
+  const size_t n = values.size() / 2;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    words[i] = x;
+  }
+}
+
+inline double Seconds(absl::Time start) {
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
+                                               int32_t rank, int32_t ranks) {
+  // Each rank holds a row block of one [ranks*rows, 1024] float32 matrix,
+  // split into four tensors as a model's layers would be.
+  constexpr int64_t kCols = 1024;
+  constexpr int kLayers = 4;
+  const int64_t rows = static_cast<int64_t>(shard.size()) / kCols / kLayers;
+  std::vector<client::TensorData> tensors;
+  for (int l = 0; l < kLayers; ++l) {
+    const char* base = reinterpret_cast<const char*>(shard.data()) +
+                       l * rows * kCols * sizeof(float);
+    tensors.push_back(client::TensorData{
+        absl::StrCat("layer", l, ".weight"),
+        DType::kFloat32,
+        {rows * ranks, kCols},
+        Box{{rows * rank, 0}, {rows, kCols}},
+        absl::string_view(base, rows * kCols * sizeof(float))});
+  }
+  return tensors;
+}
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace ckpt::bench

@@ -26,6 +26,11 @@
 namespace ckpt::bench {
 namespace {
 
+// Long enough for a save's upload-to-commit here, short enough to wait out
+// before the timed collection (with no hold, back-to-back collections can
+// sweep a save's fresh chunks before each of its commit attempts).
+constexpr int kHoldSeconds = 3;
+
 struct Flags {
   int checkpoints = 8;
   int64_t mib_per_checkpoint = 128;
@@ -47,9 +52,10 @@ absl::StatusOr<RoundResult> RunRound(const Flags& flags,
                                      const std::string& base, int round) {
   CKPT_ASSIGN_OR_RETURN(auto dir, testing::TempDir::Create(base + "/ckpt-gc"));
   CKPT_ASSIGN_OR_RETURN(
-      auto server, testing::ServerProcess::Start(
-                       dir->path() + "/db",
-                       {"--gc-interval", "0", "--chunk-hold-seconds", "0"}));
+      auto server,
+      testing::ServerProcess::Start(
+          dir->path() + "/db", {"--gc-interval", "0", "--chunk-hold-seconds",
+                                absl::StrCat(kHoldSeconds)}));
   CKPT_ASSIGN_OR_RETURN(auto client,
                         client::Client::Connect(server->address()));
   const std::string job = "bench/gc";
@@ -78,6 +84,7 @@ absl::StatusOr<RoundResult> RunRound(const Flags& flags,
   for (int64_t s = 1; s <= flags.checkpoints / 2; ++s) {
     CKPT_RETURN_IF_ERROR(client->DeleteCheckpoint(job, s));
   }
+  absl::SleepFor(absl::Seconds(kHoldSeconds + 1));  // the holds end
   const absl::Time gc_start = absl::Now();
   CKPT_ASSIGN_OR_RETURN(GcReport report, client->CollectGarbage(false));
   RoundResult result;
@@ -103,6 +110,7 @@ absl::StatusOr<RoundResult> RunRound(const Flags& flags,
   for (int64_t s = flags.checkpoints / 2 + 1; s < step; ++s) {
     CKPT_RETURN_IF_ERROR(client->DeleteCheckpoint(job, s));
   }
+  absl::SleepFor(absl::Seconds(kHoldSeconds + 1));
   std::atomic<bool> stop{false};
   absl::Status collector_status;
   std::thread collector([&] {

@@ -348,4 +348,148 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
   return job;
 }
 
+namespace {
+
+void ToProto(const ReadDataSubset& subset, v1::ReadDataSubset* out) {
+  out->set_n(subset.n);
+  out->set_t(subset.t);
+}
+
+ReadDataSubset FromProto(const v1::ReadDataSubset& subset) {
+  return ReadDataSubset{subset.n(), subset.t()};
+}
+
+void ToProto(const CheckpointKey& key, v1::CheckpointKey* out) {
+  out->set_job(key.job);
+  out->set_step(key.step);
+}
+
+CheckpointKey FromProto(const v1::CheckpointKey& key) {
+  return CheckpointKey{key.job(), key.step()};
+}
+
+}  // namespace
+
+void ToProto(const VerifyOptions& options, v1::VerifyRequest* out) {
+  out->Clear();
+  out->set_job(options.job);
+  if (options.step.has_value()) out->set_step(*options.step);
+  out->set_read_data(options.read_data);
+  if (options.read_data_subset.has_value()) {
+    ToProto(*options.read_data_subset, out->mutable_read_data_subset());
+  }
+}
+
+VerifyOptions FromProto(const v1::VerifyRequest& request) {
+  VerifyOptions options;
+  options.job = request.job();
+  if (request.has_step()) options.step = request.step();
+  options.read_data = request.read_data();
+  if (request.has_read_data_subset()) {
+    options.read_data_subset = FromProto(request.read_data_subset());
+  }
+  return options;
+}
+
+void ToProto(const VerifyProgress& progress, v1::VerifyProgress* out) {
+  out->Clear();
+  out->set_stage(static_cast<v1::VerifyStage>(progress.stage));
+  out->set_chunks_done(progress.chunks_done);
+  out->set_chunks_total(progress.chunks_total);
+  out->set_bytes_done(progress.bytes_done);
+  out->set_bytes_total(progress.bytes_total);
+}
+
+absl::StatusOr<VerifyProgress> FromProto(const v1::VerifyProgress& progress) {
+  if (progress.stage() < v1::VERIFY_STAGE_EXISTENCE ||
+      progress.stage() > v1::VERIFY_STAGE_READ_DATA) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown verify stage ", progress.stage()));
+  }
+  VerifyProgress out;
+  out.stage = static_cast<VerifyStage>(progress.stage());
+  out.chunks_done = progress.chunks_done();
+  out.chunks_total = progress.chunks_total();
+  out.bytes_done = progress.bytes_done();
+  out.bytes_total = progress.bytes_total();
+  return out;
+}
+
+void ToProto(const VerifyReport& report, v1::VerifyReport* out) {
+  out->Clear();
+  out->set_read_data(report.read_data);
+  if (report.read_data_subset.has_value()) {
+    ToProto(*report.read_data_subset, out->mutable_read_data_subset());
+  }
+  out->set_checkpoints_checked(report.checkpoints_checked);
+  out->set_pending_skipped(report.pending_skipped);
+  out->set_chunks_checked(report.chunks_checked);
+  out->set_chunks_read(report.chunks_read);
+  out->set_bytes_read(report.bytes_read);
+  for (const VerifyReport::DamagedChunk& chunk : report.damaged_chunks) {
+    v1::VerifyReport::DamagedChunk* proto = out->add_damaged_chunks();
+    proto->set_tenant(chunk.tenant);
+    proto->set_sha256(std::string(chunk.id.bytes()));
+    proto->set_size(chunk.size);
+    proto->set_problem(static_cast<v1::ChunkProblem>(chunk.problem));
+    proto->set_detail(chunk.detail);
+    for (const CheckpointKey& key : chunk.checkpoints) {
+      ToProto(key, proto->add_checkpoints());
+    }
+  }
+  out->set_damaged_chunk_count(report.damaged_chunk_count);
+  for (const VerifyReport::DamagedCheckpoint& checkpoint :
+       report.damaged_checkpoints) {
+    v1::VerifyReport::DamagedCheckpoint* proto = out->add_damaged_checkpoints();
+    ToProto(checkpoint.checkpoint, proto->mutable_checkpoint());
+    proto->set_missing_chunks(checkpoint.missing_chunks);
+    proto->set_corrupt_chunks(checkpoint.corrupt_chunks);
+    for (const std::string& problem : checkpoint.problems) {
+      proto->add_problems(problem);
+    }
+  }
+}
+
+absl::StatusOr<VerifyReport> FromProto(const v1::VerifyReport& report) {
+  VerifyReport out;
+  out.read_data = report.read_data();
+  if (report.has_read_data_subset()) {
+    out.read_data_subset = FromProto(report.read_data_subset());
+  }
+  out.checkpoints_checked = report.checkpoints_checked();
+  out.pending_skipped = report.pending_skipped();
+  out.chunks_checked = report.chunks_checked();
+  out.chunks_read = report.chunks_read();
+  out.bytes_read = report.bytes_read();
+  for (const v1::VerifyReport::DamagedChunk& proto : report.damaged_chunks()) {
+    VerifyReport::DamagedChunk chunk;
+    chunk.tenant = proto.tenant();
+    CKPT_ASSIGN_OR_RETURN(chunk.id, ChunkId::FromBytes(proto.sha256()));
+    chunk.size = proto.size();
+    if (proto.problem() < v1::CHUNK_PROBLEM_MISSING ||
+        proto.problem() > v1::CHUNK_PROBLEM_CORRUPT) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown chunk problem ", proto.problem()));
+    }
+    chunk.problem = static_cast<ChunkProblem>(proto.problem());
+    chunk.detail = proto.detail();
+    for (const v1::CheckpointKey& key : proto.checkpoints()) {
+      chunk.checkpoints.push_back(FromProto(key));
+    }
+    out.damaged_chunks.push_back(std::move(chunk));
+  }
+  out.damaged_chunk_count = report.damaged_chunk_count();
+  for (const v1::VerifyReport::DamagedCheckpoint& proto :
+       report.damaged_checkpoints()) {
+    VerifyReport::DamagedCheckpoint checkpoint;
+    checkpoint.checkpoint = FromProto(proto.checkpoint());
+    checkpoint.missing_chunks = proto.missing_chunks();
+    checkpoint.corrupt_chunks = proto.corrupt_chunks();
+    checkpoint.problems.assign(proto.problems().begin(),
+                               proto.problems().end());
+    out.damaged_checkpoints.push_back(std::move(checkpoint));
+  }
+  return out;
+}
+
 }  // namespace ckpt

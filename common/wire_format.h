@@ -9,6 +9,7 @@
 #include "ckpt/v1/ckpt.pb.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
+#include "common/verify.h"
 
 namespace ckpt {
 
@@ -45,5 +46,15 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+
+// Verify (common/verify.h). FromProto does not validate the subset (the
+// service does); it is INVALID_ARGUMENT only for what cannot be represented:
+// malformed hashes, unknown stages or problems.
+void ToProto(const VerifyOptions& options, v1::VerifyRequest* out);
+VerifyOptions FromProto(const v1::VerifyRequest& request);
+void ToProto(const VerifyProgress& progress, v1::VerifyProgress* out);
+absl::StatusOr<VerifyProgress> FromProto(const v1::VerifyProgress& progress);
+void ToProto(const VerifyReport& report, v1::VerifyReport* out);
+absl::StatusOr<VerifyReport> FromProto(const v1::VerifyReport& report);
 
 }  // namespace ckpt

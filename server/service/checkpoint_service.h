@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,6 +24,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/verify.h"
 #include "server/service/chunk_guard.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
@@ -57,18 +60,39 @@ struct JobSummary {
   std::optional<int64_t> latest_step;
 };
 
+struct JobStats {
+  std::string job;
+  int64_t checkpoint_count = 0;  // committed
+  uint64_t logical_bytes = 0;    // over committed checkpoints
+};
+
+struct TenantStats {
+  std::string tenant;
+  int64_t job_count = 0;
+  int64_t checkpoint_count = 0;
+  uint64_t logical_bytes = 0;  // over all its jobs
+  uint64_t stored_bytes = 0;
+  uint64_t chunk_count = 0;
+};
+
 struct Stats {
   uint64_t logical_bytes = 0;
   uint64_t stored_bytes = 0;
   uint64_t chunk_count = 0;
   int64_t job_count = 0;
   int64_t checkpoint_count = 0;
+  std::vector<JobStats> jobs;        // ascending name
+  std::vector<TenantStats> tenants;  // ascending name
 };
 
 struct GcOptions {
   // Report what would be deleted; delete nothing.
   bool dry_run = false;
 };
+
+// Called by Verify as it goes; a non-OK status stops it with that status
+// (e.g. the caller went away).
+using VerifyProgressFn = std::function<absl::Status(const VerifyProgress&)>;
 
 // Thread-safe. The stores and clock must outlive the service.
 class CheckpointService {
@@ -138,7 +162,8 @@ class CheckpointService {
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
 
   // Whole server when job is empty; else the job's checkpoints and its
-  // tenant's chunks.
+  // tenant's chunks. `jobs` lists every job in scope, `tenants` their
+  // tenants (each over all of its jobs).
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 
   // Aborts every pending checkpoint whose lease has ended. Returns how many.
@@ -186,6 +211,29 @@ class CheckpointService {
   // and to rerun after a crash. One collection at a time.
   absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options);
 
+  // --- Verify and usage ---
+
+  // Checks the committed checkpoints in scope (pending ones are counted as
+  // skipped): that every chunk they reference (ReferencedChunks) is stored,
+  // and with options.reads_data() that its bytes hash to its id (only the
+  // chunks of the read-data subset when one is given). Each distinct
+  // (tenant, chunk) is checked once. The metadata is read under the
+  // lifecycle lock, chunks without it; damage is re-checked against the
+  // metadata at the end, so a checkpoint deleted meanwhile is not reported.
+  // Damage is in the report, not the status. NOT_FOUND for an unknown job
+  // or a step that is not committed; INVALID_ARGUMENT for a bad subset or a
+  // step without a job. `progress`, when set, is called after every batch
+  // of existence checks and every chunk read.
+  absl::StatusOr<VerifyReport> Verify(const VerifyOptions& options,
+                                      const VerifyProgressFn& progress = {});
+
+  // For each checkpoint of `job` (any state), by step: the bytes of the
+  // chunks it references and no other pending or committed checkpoint of
+  // the job's tenant does, i.e. what deleting it alone lets GC free. Reads
+  // every manifest of the tenant. NOT_FOUND for an unknown job.
+  absl::StatusOr<std::map<int64_t, uint64_t>> UniqueBytes(
+      absl::string_view job);
+
  private:
   // FAILED_PRECONDITION naming the ids the job's tenant does not hold.
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
@@ -200,6 +248,12 @@ class CheckpointService {
   // deletions to `batch`. REQUIRES: lifecycle_mu_ held.
   absl::StatusOr<std::vector<RetentionDecision>> DecideAndDelete(
       const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+
+  // The committed checkpoints (with shards) that Verify covers, the pending
+  // ones it skips, and damage found in the metadata itself.
+  struct VerifySnapshot;
+  absl::StatusOr<VerifySnapshot> SnapshotForVerify(const VerifyOptions& options)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
 
   ChunkStore* const chunks_;

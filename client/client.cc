@@ -278,19 +278,22 @@ struct Client::Impl {
   }
 
   // Fetches `sinks` over ReadChunks streams, sequentially, each request at
-  // most kMaxHashesPerRequest hashes.
-  absl::Status Fetch(absl::string_view job, absl::Span<const ChunkSink> sinks) {
+  // most kMaxHashesPerRequest hashes. Calls `fetched(size)` after each chunk
+  // when set.
+  absl::Status Fetch(absl::string_view job, absl::Span<const ChunkSink> sinks,
+                     const std::function<void(uint64_t)>& fetched = {}) {
     for (size_t begin = 0; begin < sinks.size();
          begin += kMaxHashesPerRequest) {
       const size_t end = std::min(sinks.size(), begin + kMaxHashesPerRequest);
       CKPT_RETURN_IF_ERROR(
-          FetchOneStream(job, sinks.subspan(begin, end - begin)));
+          FetchOneStream(job, sinks.subspan(begin, end - begin), fetched));
     }
     return absl::OkStatus();
   }
 
   absl::Status FetchOneStream(absl::string_view job,
-                              absl::Span<const ChunkSink> sinks) {
+                              absl::Span<const ChunkSink> sinks,
+                              const std::function<void(uint64_t)>& fetched) {
     v1::ReadChunksRequest request;
     request.set_job(std::string(job));
     for (const ChunkSink& sink : sinks) {
@@ -317,6 +320,7 @@ struct Client::Impl {
         std::memcpy(destination, chunk.data().data(), sink.size);
       }
       ++received;
+      if (fetched) fetched(sink.size);
     }
     if (!problem.ok() || received < sinks.size()) {
       // Stops a stream we no longer read (no-op if it already ended).
@@ -331,6 +335,25 @@ struct Client::Impl {
                                               " chunks"));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<CheckpointUsage>> ListCheckpoints(
+      absl::string_view job, bool include_uncommitted, bool with_unique_bytes) {
+    v1::ListCheckpointsRequest request;
+    request.set_job(std::string(job));
+    request.set_include_uncommitted(include_uncommitted);
+    request.set_with_unique_bytes(with_unique_bytes);
+    v1::ListCheckpointsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::ListCheckpoints, request, &response));
+    std::vector<CheckpointUsage> listed;
+    listed.reserve(response.checkpoints_size());
+    for (const v1::CheckpointInfo& info : response.checkpoints()) {
+      CheckpointUsage usage;
+      CKPT_ASSIGN_OR_RETURN(usage.record, FromProto(info));
+      if (info.has_unique_bytes()) usage.unique_bytes = info.unique_bytes();
+      listed.push_back(std::move(usage));
+    }
+    return listed;
   }
 
   // Uploads the chunks of `chunks` (hashed) the server lacks, each once.
@@ -527,16 +550,13 @@ absl::StatusOr<std::vector<JobSummary>> Client::ListJobs() {
 
 absl::StatusOr<std::vector<CheckpointRecord>> Client::ListCheckpoints(
     absl::string_view job, bool include_uncommitted) {
-  v1::ListCheckpointsRequest request;
-  request.set_job(std::string(job));
-  request.set_include_uncommitted(include_uncommitted);
-  v1::ListCheckpointsResponse response;
-  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::ListCheckpoints, request, &response));
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<CheckpointUsage> listed,
+      impl_->ListCheckpoints(job, include_uncommitted, false));
   std::vector<CheckpointRecord> records;
-  records.reserve(response.checkpoints_size());
-  for (const v1::CheckpointInfo& info : response.checkpoints()) {
-    CKPT_ASSIGN_OR_RETURN(CheckpointRecord record, FromProto(info));
-    records.push_back(std::move(record));
+  records.reserve(listed.size());
+  for (CheckpointUsage& usage : listed) {
+    records.push_back(std::move(usage.record));
   }
   return records;
 }
@@ -586,7 +606,8 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
-    const Checkpoint& checkpoint, int32_t rank) {
+    const Checkpoint& checkpoint, int32_t rank,
+    const RestoreProgressFn& progress) {
   const CheckpointRecord& record = checkpoint.record;
   if (rank < 0 || rank >= record.world_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -636,14 +657,28 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
       bytes = 0;
     }
   }
+  // The streams report to `progress` one at a time.
+  absl::Mutex progress_mu;
+  uint64_t fetched_bytes = 0;
+  std::function<void(uint64_t)> fetched;
+  if (progress) {
+    fetched = [&](uint64_t chunk_bytes) {
+      absl::MutexLock lock(&progress_mu);
+      fetched_bytes += chunk_bytes;
+      progress(fetched_bytes, total);
+    };
+  }
   std::vector<absl::Status> statuses(ranges.size());
   {
     std::vector<std::thread> threads;
     for (size_t r = 1; r < ranges.size(); ++r) {
-      threads.emplace_back(
-          [&, r] { statuses[r] = impl_->Fetch(record.job, ranges[r]); });
+      threads.emplace_back([&, r] {
+        statuses[r] = impl_->Fetch(record.job, ranges[r], fetched);
+      });
     }
-    if (!ranges.empty()) statuses[0] = impl_->Fetch(record.job, ranges[0]);
+    if (!ranges.empty()) {
+      statuses[0] = impl_->Fetch(record.job, ranges[0], fetched);
+    }
     for (std::thread& thread : threads) thread.join();
   }
   for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
@@ -679,6 +714,15 @@ absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
   stats.chunk_count = response.chunk_count();
   stats.job_count = response.job_count();
   stats.checkpoint_count = response.checkpoint_count();
+  for (const v1::JobStats& job_stats : response.jobs()) {
+    stats.jobs.push_back(JobStats{job_stats.job(), job_stats.checkpoint_count(),
+                                  job_stats.logical_bytes()});
+  }
+  for (const v1::TenantStats& tenant : response.tenants()) {
+    stats.tenants.push_back(TenantStats{
+        tenant.tenant(), tenant.job_count(), tenant.checkpoint_count(),
+        tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
+  }
   return stats;
 }
 
@@ -747,6 +791,38 @@ absl::StatusOr<GcReport> Client::CollectGarbage(bool dry_run) {
   CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::CollectGarbage, request, &response,
                                    kCollectGarbageTimeout));
   return FromProto(response);
+}
+
+absl::StatusOr<std::vector<CheckpointUsage>>
+Client::ListCheckpointsWithUniqueBytes(absl::string_view job,
+                                       bool include_uncommitted) {
+  return impl_->ListCheckpoints(job, include_uncommitted, true);
+}
+
+absl::StatusOr<VerifyReport> Client::VerifyCheckpoints(
+    const VerifyOptions& options, const VerifyProgressFn& progress) {
+  v1::VerifyRequest request;
+  ToProto(options, &request);
+  grpc::ClientContext context;  // no deadline: it may read every byte
+  std::unique_ptr<grpc::ClientReader<v1::VerifyResponse>> reader =
+      impl_->stub->VerifyCheckpoints(&context, request);
+  v1::VerifyResponse response;
+  std::optional<absl::StatusOr<VerifyReport>> report;
+  while (reader->Read(&response)) {
+    if (response.has_report()) {
+      report = FromProto(response.report());
+    } else if (response.has_progress() && progress) {
+      // Progress of a stage this build does not know is not worth failing
+      // the verify over.
+      absl::StatusOr<VerifyProgress> now = FromProto(response.progress());
+      if (now.ok()) progress(*now);
+    }
+  }
+  CKPT_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  if (!report.has_value()) {
+    return absl::InternalError("VerifyCheckpoints ended without a report");
+  }
+  return *std::move(report);
 }
 
 }  // namespace ckpt::client

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/verify.h"
 
 namespace ckpt::client {
 
@@ -93,13 +95,44 @@ struct JobSummary {
   std::optional<RetentionPolicy> retention_policy;  // nullopt: none set
 };
 
+struct JobStats {
+  std::string job;
+  int64_t checkpoint_count = 0;  // committed
+  uint64_t logical_bytes = 0;    // over committed checkpoints
+};
+
+struct TenantStats {
+  std::string tenant;
+  int64_t job_count = 0;
+  int64_t checkpoint_count = 0;
+  uint64_t logical_bytes = 0;  // over all its jobs
+  uint64_t stored_bytes = 0;   // its chunks (dedup is per tenant)
+  uint64_t chunk_count = 0;
+};
+
 struct Stats {
   uint64_t logical_bytes = 0;  // over committed checkpoints
   uint64_t stored_bytes = 0;   // chunk bytes held
   uint64_t chunk_count = 0;
   int64_t job_count = 0;
   int64_t checkpoint_count = 0;
+  std::vector<JobStats> jobs;        // ascending name
+  std::vector<TenantStats> tenants;  // ascending name
 };
+
+// A listed checkpoint with what deleting it alone would free.
+struct CheckpointUsage {
+  CheckpointRecord record;
+  // Bytes of the chunks it references and no other pending or committed
+  // checkpoint of its tenant does; nullopt when the server did not say
+  // (a checkpoint committed while the listing was made).
+  std::optional<uint64_t> unique_bytes;
+};
+
+// Bytes fetched so far of a restore's total (each distinct chunk once).
+using RestoreProgressFn =
+    std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
+using VerifyProgressFn = std::function<void(const VerifyProgress&)>;
 
 struct RestoredTensor {
   TensorEntry entry;
@@ -154,9 +187,11 @@ class Client {
   // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       absl::string_view job, std::optional<int64_t> step, int32_t rank);
-  // The same for a manifest already fetched with GetManifest.
+  // The same for a manifest already fetched with GetManifest. `progress`,
+  // when set, is called (one call at a time) after every chunk fetched.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
-      const Checkpoint& checkpoint, int32_t rank);
+      const Checkpoint& checkpoint, int32_t rank,
+      const RestoreProgressFn& progress = {});
 
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason);
@@ -187,6 +222,20 @@ class Client {
   // Runs a garbage collection on the server (see GcReport); OK with
   // report.damaged filled when referenced chunks are missing.
   absl::StatusOr<GcReport> CollectGarbage(bool dry_run);
+
+  // As ListCheckpoints, with each checkpoint's unique bytes. Costlier: the
+  // server reads every manifest of the job's tenant.
+  absl::StatusOr<std::vector<CheckpointUsage>> ListCheckpointsWithUniqueBytes(
+      absl::string_view job, bool include_uncommitted = false);
+
+  // Verifies the committed checkpoints in scope (see common/verify.h):
+  // every referenced chunk stored, and with read_data its bytes matching
+  // its hash. Damage is in the report (OK status); NOT_FOUND for an unknown
+  // job or step, INVALID_ARGUMENT for a bad subset. `progress`, when set,
+  // is called now and then from this thread. No deadline: it may read
+  // every stored byte.
+  absl::StatusOr<VerifyReport> VerifyCheckpoints(
+      const VerifyOptions& options, const VerifyProgressFn& progress = {});
 
  private:
   struct Impl;

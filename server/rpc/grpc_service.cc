@@ -1,7 +1,9 @@
 #include "server/rpc/grpc_service.h"
 
+#include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -9,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/chunk_id.h"
 #include "common/chunking.h"
 #include "common/status_macros.h"
@@ -435,6 +438,107 @@ class ReadChunksReactor final
   absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
 
+// ---------------------------------------------------------------------------
+// VerifyCheckpoints
+//
+// A verify may read every stored byte, so it runs on a thread of its own,
+// never on a gRPC callback thread. That thread sends progress when no write
+// is in flight and at most every kVerifyProgressInterval (newer progress
+// simply replaces what was not sent), then waits for the last progress
+// write and writes the report together with Finish. A failed write or a
+// cancelled call (the client left, or shutdown cancelled it) makes the next
+// progress callback stop the verify.
+constexpr absl::Duration kVerifyProgressInterval = absl::Milliseconds(200);
+
+class VerifyReactor final
+    : public grpc::ServerWriteReactor<v1::VerifyResponse> {
+ public:
+  // `calls` has counted this call in.
+  VerifyReactor(grpc::CallbackServerContext* context,
+                CheckpointService* service, CallCounter* calls)
+      : context_(context), service_(service), calls_(calls) {}
+
+  // Called once by the handler: finishes at once with a non-OK `refusal`,
+  // else starts the verify thread.
+  void Start(const absl::Status& refusal, VerifyOptions options) {
+    if (!refusal.ok()) {
+      Finish(ToGrpcStatus(refusal));  // last use of `this`
+      return;
+    }
+    std::thread([this, options = std::move(options)] {
+      Run(options);
+    }).detach();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (!ok) client_gone_ = true;
+  }
+
+  // The verify thread polls for it in each progress callback.
+  void OnCancel() override {}
+
+  // The callback API hands ownership of the reactor to gRPC until OnDone;
+  // this is the idiomatic place to free it.
+  void OnDone() override {
+    calls_->Exit();
+    delete this;
+  }
+
+ private:
+  void Run(const VerifyOptions& options) {
+    absl::StatusOr<VerifyReport> report = service_->Verify(
+        options,
+        [this](const VerifyProgress& progress) { return Send(progress); });
+    {
+      absl::MutexLock lock(&mu_);
+      auto no_write_in_flight = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !write_in_flight_;
+      };
+      mu_.Await(absl::Condition(&no_write_in_flight));
+    }
+    if (!report.ok()) {
+      Finish(ToGrpcStatus(report.status()));  // last use of `this`
+      return;
+    }
+    ToProto(*report, last_.mutable_report());
+    // Last use of `this`: OnDone may delete it once this completes.
+    StartWriteAndFinish(&last_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+  absl::Status Send(const VerifyProgress& progress) {
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      if (client_gone_ || context_->IsCancelled()) {
+        return absl::CancelledError(
+            "VerifyCheckpoints: the call was cancelled");
+      }
+      if (write_in_flight_ || now < next_progress_) return absl::OkStatus();
+      write_in_flight_ = true;
+      next_progress_ = now + kVerifyProgressInterval;
+    }
+    // No write uses progress_ now: the last one has completed.
+    ToProto(progress, progress_.mutable_progress());
+    StartWrite(&progress_);
+    return absl::OkStatus();
+  }
+
+  grpc::CallbackServerContext* const context_;
+  CheckpointService* const service_;
+  CallCounter* const calls_;
+  // Touched by the verify thread only, and by gRPC while a write of it is
+  // in flight.
+  v1::VerifyResponse progress_;
+  v1::VerifyResponse last_;
+
+  absl::Mutex mu_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_progress_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
 }  // namespace
 
 bool CallCounter::Enter() {
@@ -607,9 +711,19 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           service_->ListCheckpoints(
                               request->job(), request->include_uncommitted()));
+    std::map<int64_t, uint64_t> unique_bytes;
+    if (request->with_unique_bytes()) {
+      CKPT_ASSIGN_OR_RETURN(unique_bytes,
+                            service_->UniqueBytes(request->job()));
+    }
     response->mutable_checkpoints()->Reserve(static_cast<int>(records.size()));
     for (const CheckpointRecord& record : records) {
-      ToProto(record, response->add_checkpoints());
+      v1::CheckpointInfo* info = response->add_checkpoints();
+      ToProto(record, info);
+      // Absent for a checkpoint committed between the two reads.
+      if (auto it = unique_bytes.find(record.step); it != unique_bytes.end()) {
+        info->set_unique_bytes(it->second);
+      }
     }
     return absl::OkStatus();
   });
@@ -694,6 +808,21 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     response->set_chunk_count(stats.chunk_count);
     response->set_job_count(stats.job_count);
     response->set_checkpoint_count(stats.checkpoint_count);
+    for (const JobStats& job : stats.jobs) {
+      v1::JobStats* out = response->add_jobs();
+      out->set_job(job.job);
+      out->set_checkpoint_count(job.checkpoint_count);
+      out->set_logical_bytes(job.logical_bytes);
+    }
+    for (const TenantStats& tenant : stats.tenants) {
+      v1::TenantStats* out = response->add_tenants();
+      out->set_tenant(tenant.tenant);
+      out->set_job_count(tenant.job_count);
+      out->set_checkpoint_count(tenant.checkpoint_count);
+      out->set_logical_bytes(tenant.logical_bytes);
+      out->set_stored_bytes(tenant.stored_bytes);
+      out->set_chunk_count(tenant.chunk_count);
+    }
     return absl::OkStatus();
   });
 }
@@ -782,6 +911,27 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
     ToProto(report, response);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerWriteReactor<v1::VerifyResponse>*
+GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
+                                         const v1::VerifyRequest* request) {
+  static constexpr absl::string_view kRpc = "VerifyCheckpoints";
+  const bool admitted = calls_.Enter();
+  absl::Status refusal = [&]() -> absl::Status {
+    if (!admitted) return ShuttingDown(kRpc);
+    if (!request->job().empty()) {
+      CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    }
+    if (request->has_step()) {
+      CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    }
+    return absl::OkStatus();
+  }();
+  // Owned by gRPC until OnDone deletes it (callback API contract).
+  auto* reactor = new VerifyReactor(context, service_, &calls_);
+  reactor->Start(refusal, FromProto(*request));
+  return reactor;
 }
 
 }  // namespace ckpt::server

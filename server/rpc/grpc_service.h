@@ -114,6 +114,12 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::CollectGarbageRequest* request,
       v1::CollectGarbageResponse* response) override;
+  // Server streaming: progress now and then, then the report. The verify
+  // runs on a thread of its own (it may read every stored byte) and stops
+  // when the client goes away or the server shuts down.
+  grpc::ServerWriteReactor<v1::VerifyResponse>* VerifyCheckpoints(
+      grpc::CallbackServerContext* context,
+      const v1::VerifyRequest* request) override;
 
   CallCounter& calls() { return calls_; }
 

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli/format.h"
+#include "client/cli/progress.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -339,6 +340,18 @@ std::string PolicyText(const RetentionPolicy& policy) {
   return absl::StrJoin(parts, " ");
 }
 
+// logical / stored: how many times over the stored bytes are referenced.
+// 1.0 when nothing is stored, i.e. no savings to report.
+double DedupRatio(uint64_t logical_bytes, uint64_t stored_bytes) {
+  return stored_bytes == 0 ? 1.0
+                           : static_cast<double>(logical_bytes) /
+                                 static_cast<double>(stored_bytes);
+}
+
+std::string FormatRatio(double ratio) {
+  return absl::StrFormat("%.2fx", ratio);
+}
+
 }  // namespace
 
 absl::Status RunPut(client::Client& client, const PutArgs& args,
@@ -412,8 +425,16 @@ absl::Status RunGet(client::Client& client, const GetArgs& args,
       CKPT_RETURN_IF_ERROR(CheckSafeFileName(entry.name));
     }
   }
-  CKPT_ASSIGN_OR_RETURN(std::vector<client::RestoredTensor> tensors,
-                        client.RestoreShard(checkpoint, args.rank));
+  std::vector<client::RestoredTensor> tensors;
+  {
+    ProgressBar bar;
+    CKPT_ASSIGN_OR_RETURN(
+        tensors, client.RestoreShard(checkpoint, args.rank,
+                                     [&](uint64_t done, uint64_t total) {
+                                       bar.Update("restoring", done, total,
+                                                  ProgressUnit::kBytes);
+                                     }));
+  }
   std::error_code error;
   std::filesystem::create_directories(args.out_dir, error);
   if (error) {
@@ -462,42 +483,58 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
                         {"latest_step", job.latest_step.has_value()
                                             ? json(*job.latest_step)
                                             : json(nullptr)},
-                        {"create_time", FormatTimestamp(job.create_time)}});
+                        {"create_time", FormatTimestamp(job.create_time)},
+                        {"policy", job.retention_policy.has_value()
+                                       ? PolicyJson(*job.retention_policy)
+                                       : json(nullptr)}});
       }
       PrintJson(list);
       return absl::OkStatus();
     }
     std::vector<std::vector<std::string>> rows;
     for (const client::JobSummary& job : jobs) {
-      rows.push_back({job.name, absl::StrCat(job.checkpoint_count),
-                      HumanBytes(job.logical_bytes),
-                      job.latest_step.has_value()
-                          ? absl::StrCat(*job.latest_step)
-                          : std::string("-")});
+      rows.push_back(
+          {job.name, absl::StrCat(job.checkpoint_count),
+           HumanBytes(job.logical_bytes),
+           job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
+                                       : std::string("-"),
+           job.retention_policy.has_value() ? PolicyText(*job.retention_policy)
+                                            : std::string("-")});
     }
-    PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST"}, rows);
+    PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},
+               rows);
     return absl::OkStatus();
   }
 
-  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
-                        client.ListCheckpoints(args.job, args.all));
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<client::CheckpointUsage> listed,
+      client.ListCheckpointsWithUniqueBytes(args.job, args.all));
   if (out.json) {
     json list = json::array();
-    for (const CheckpointRecord& record : records) {
-      list.push_back(RecordJson(record));
+    for (const client::CheckpointUsage& usage : listed) {
+      json value = RecordJson(usage.record);
+      value["unique_bytes"] = usage.unique_bytes.has_value()
+                                  ? json(*usage.unique_bytes)
+                                  : json(nullptr);
+      list.push_back(std::move(value));
     }
     PrintJson(list);
     return absl::OkStatus();
   }
-  std::vector<std::string> header = {"STEP", "TIME",   "WORLD",
-                                     "SIZE", "PINNED", "METRICS"};
+  // UNIQUE: what deleting the checkpoint alone would free at the next GC.
+  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD",  "SIZE",
+                                     "UNIQUE", "PINNED", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
-  for (const CheckpointRecord& record : records) {
+  for (const client::CheckpointUsage& usage : listed) {
+    const CheckpointRecord& record = usage.record;
     std::vector<std::string> row = {absl::StrCat(record.step),
                                     FormatTimestamp(DisplayTime(record)),
                                     absl::StrCat(record.world_size),
                                     HumanBytes(record.logical_bytes),
+                                    usage.unique_bytes.has_value()
+                                        ? HumanBytes(*usage.unique_bytes)
+                                        : std::string("-"),
                                     record.pinned ? "pinned" : "-",
                                     FormatMetrics(record.metadata.metrics)};
     if (args.all) row.emplace_back(CheckpointStateName(record.state));
@@ -580,19 +617,34 @@ absl::Status RunRm(client::Client& client, const RmArgs& args,
 absl::Status RunStats(client::Client& client, const StatsArgs& args,
                       const OutputOptions& out) {
   CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
-  // logical / stored: how many times over the stored bytes are referenced.
-  // 1.0 when nothing is stored, i.e. no savings to report.
-  const double dedup_ratio = stats.stored_bytes == 0
-                                 ? 1.0
-                                 : static_cast<double>(stats.logical_bytes) /
-                                       static_cast<double>(stats.stored_bytes);
+  const double dedup_ratio =
+      DedupRatio(stats.logical_bytes, stats.stored_bytes);
   if (out.json) {
+    json jobs = json::array();
+    for (const client::JobStats& job : stats.jobs) {
+      jobs.push_back({{"job", job.job},
+                      {"checkpoint_count", job.checkpoint_count},
+                      {"logical_bytes", job.logical_bytes}});
+    }
+    json tenants = json::array();
+    for (const client::TenantStats& tenant : stats.tenants) {
+      tenants.push_back({{"tenant", tenant.tenant},
+                         {"job_count", tenant.job_count},
+                         {"checkpoint_count", tenant.checkpoint_count},
+                         {"logical_bytes", tenant.logical_bytes},
+                         {"stored_bytes", tenant.stored_bytes},
+                         {"chunk_count", tenant.chunk_count},
+                         {"dedup_ratio", DedupRatio(tenant.logical_bytes,
+                                                    tenant.stored_bytes)}});
+    }
     json value = {{"logical_bytes", stats.logical_bytes},
                   {"stored_bytes", stats.stored_bytes},
                   {"chunk_count", stats.chunk_count},
                   {"dedup_ratio", dedup_ratio},
                   {"job_count", stats.job_count},
-                  {"checkpoint_count", stats.checkpoint_count}};
+                  {"checkpoint_count", stats.checkpoint_count},
+                  {"jobs", jobs},
+                  {"tenants", tenants}};
     if (!args.job.empty()) value["job"] = args.job;
     PrintJson(value);
     return absl::OkStatus();
@@ -606,7 +658,7 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
       {"stored bytes", absl::StrCat(HumanBytes(stats.stored_bytes), " (",
                                     stats.stored_bytes, ")")},
       {"chunks", absl::StrCat(stats.chunk_count)},
-      {"dedup ratio", absl::StrFormat("%.2fx", dedup_ratio)},
+      {"dedup ratio", FormatRatio(dedup_ratio)},
       {"checkpoints", absl::StrCat(stats.checkpoint_count)},
   };
   if (args.job.empty()) {
@@ -616,6 +668,28 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
     std::cout << "  " << row[0] << std::string(15 - row[0].size(), ' ')
               << row[1] << "\n";
   }
+  std::vector<std::vector<std::string>> job_rows;
+  for (const client::JobStats& job : stats.jobs) {
+    job_rows.push_back({job.job, absl::StrCat(job.checkpoint_count),
+                        HumanBytes(job.logical_bytes)});
+  }
+  std::cout << "\n";
+  PrintTable(std::cout, {"JOB", "CHECKPOINTS", "LOGICAL"}, job_rows);
+  // Chunks are stored, and deduplicated, per tenant.
+  std::vector<std::vector<std::string>> tenant_rows;
+  for (const client::TenantStats& tenant : stats.tenants) {
+    tenant_rows.push_back(
+        {tenant.tenant, absl::StrCat(tenant.job_count),
+         absl::StrCat(tenant.checkpoint_count),
+         HumanBytes(tenant.logical_bytes), HumanBytes(tenant.stored_bytes),
+         absl::StrCat(tenant.chunk_count),
+         FormatRatio(DedupRatio(tenant.logical_bytes, tenant.stored_bytes))});
+  }
+  std::cout << "\n";
+  PrintTable(
+      std::cout,
+      {"TENANT", "JOBS", "CHECKPOINTS", "LOGICAL", "STORED", "CHUNKS", "DEDUP"},
+      tenant_rows);
   return absl::OkStatus();
 }
 
@@ -806,6 +880,179 @@ absl::Status RunGc(client::Client& client, const GcArgs& args,
         "`ckpt verify` names them, and deleting them lets GC run"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// Damaged chunks' checkpoints named in a table cell before "...".
+constexpr size_t kMaxCheckpointsPerCell = 4;
+
+std::string FormatCheckpoint(const CheckpointKey& key) {
+  return absl::StrCat(key.job, "@", key.step);
+}
+
+json VerifyReportJson(const VerifyArgs& args, std::optional<int64_t> step,
+                      const VerifyReport& report) {
+  json chunks = json::array();
+  for (const VerifyReport::DamagedChunk& chunk : report.damaged_chunks) {
+    json checkpoints = json::array();
+    for (const CheckpointKey& key : chunk.checkpoints) {
+      checkpoints.push_back({{"job", key.job}, {"step", key.step}});
+    }
+    chunks.push_back({{"chunk", chunk.id.ShortHex()},
+                      {"sha256", chunk.id.ToHex()},
+                      {"tenant", chunk.tenant},
+                      {"size", chunk.size},
+                      {"problem", std::string(ChunkProblemName(chunk.problem))},
+                      {"detail", chunk.detail},
+                      {"checkpoints", checkpoints}});
+  }
+  json checkpoints = json::array();
+  for (const VerifyReport::DamagedCheckpoint& damaged :
+       report.damaged_checkpoints) {
+    checkpoints.push_back({{"job", damaged.checkpoint.job},
+                           {"step", damaged.checkpoint.step},
+                           {"missing_chunks", damaged.missing_chunks},
+                           {"corrupt_chunks", damaged.corrupt_chunks},
+                           {"problems", damaged.problems}});
+  }
+  return {{"job", args.job.empty() ? json(nullptr) : json(args.job)},
+          {"step", step.has_value() ? json(*step) : json(nullptr)},
+          {"read_data", report.read_data},
+          {"read_data_subset", report.read_data_subset.has_value()
+                                   ? json(report.read_data_subset->ToString())
+                                   : json(nullptr)},
+          {"ok", report.ok()},
+          {"checkpoints_checked", report.checkpoints_checked},
+          {"pending_skipped", report.pending_skipped},
+          {"chunks_checked", report.chunks_checked},
+          {"chunks_read", report.chunks_read},
+          {"bytes_read", report.bytes_read},
+          {"damaged_chunk_count", report.damaged_chunk_count},
+          {"damaged_chunks", chunks},
+          {"damaged_checkpoints", checkpoints}};
+}
+
+void PrintVerifyReport(const VerifyArgs& args, std::optional<int64_t> step,
+                       const VerifyReport& report) {
+  const std::string scope =
+      args.job.empty()   ? std::string("all jobs")
+      : step.has_value() ? FormatCheckpoint(CheckpointKey{args.job, *step})
+                         : args.job;
+  std::cout << "verified " << report.checkpoints_checked
+            << " committed checkpoint(s) of " << scope;
+  if (report.pending_skipped > 0) {
+    std::cout << " (" << report.pending_skipped << " pending skipped)";
+  }
+  std::cout << "\n"
+            << "  " << report.chunks_checked
+            << " chunk(s) checked for presence";
+  if (report.read_data) {
+    std::cout << "; " << report.chunks_read << " read and hashed ("
+              << HumanBytes(report.bytes_read) << ")";
+    if (report.read_data_subset.has_value()) {
+      std::cout << ", subset " << report.read_data_subset->ToString();
+    }
+  } else {
+    std::cout << "; data not read (--read-data reads it)";
+  }
+  std::cout << "\n";
+  if (report.ok()) {
+    std::cout << "no damage found\n";
+    return;
+  }
+  if (report.damaged_chunk_count > 0) {
+    std::vector<std::vector<std::string>> rows;
+    for (const VerifyReport::DamagedChunk& chunk : report.damaged_chunks) {
+      std::vector<std::string> names;
+      for (const CheckpointKey& key : chunk.checkpoints) {
+        if (names.size() == kMaxCheckpointsPerCell) {
+          names.push_back(
+              absl::StrCat("... (", chunk.checkpoints.size(), " in all)"));
+          break;
+        }
+        names.push_back(FormatCheckpoint(key));
+      }
+      rows.push_back({chunk.id.ShortHex(), chunk.tenant, HumanBytes(chunk.size),
+                      std::string(ChunkProblemName(chunk.problem)),
+                      absl::StrJoin(names, ", "), chunk.detail});
+    }
+    std::cout << "\ndamaged chunks: " << report.damaged_chunk_count;
+    if (report.damaged_chunks.size() < report.damaged_chunk_count) {
+      std::cout << " (first " << report.damaged_chunks.size() << " listed)";
+    }
+    std::cout << "\n";
+    PrintTable(std::cout,
+               {"CHUNK", "TENANT", "SIZE", "PROBLEM", "CHECKPOINTS", "DETAIL"},
+               rows);
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const VerifyReport::DamagedCheckpoint& damaged :
+       report.damaged_checkpoints) {
+    rows.push_back({FormatCheckpoint(damaged.checkpoint),
+                    absl::StrCat(damaged.missing_chunks),
+                    absl::StrCat(damaged.corrupt_chunks),
+                    damaged.problems.empty()
+                        ? std::string("-")
+                        : absl::StrJoin(damaged.problems, "; ")});
+  }
+  std::cout << "\ndamaged checkpoints: " << report.damaged_checkpoints.size()
+            << "\n";
+  PrintTable(std::cout, {"CHECKPOINT", "MISSING", "CORRUPT", "PROBLEMS"}, rows);
+}
+
+}  // namespace
+
+absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
+                       const OutputOptions& out) {
+  VerifyOptions options;
+  options.job = args.job;
+  options.read_data = args.read_data;
+  if (!args.read_data_subset.empty()) {
+    absl::StatusOr<ReadDataSubset> subset =
+        ParseReadDataSubset(args.read_data_subset);
+    if (!subset.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--read-data-subset: ", subset.status().message()));
+    }
+    options.read_data_subset = *subset;
+  }
+  if (args.step == "latest") {
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          client.ListCheckpoints(args.job));
+    if (records.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("job '", args.job, "' has no committed checkpoint"));
+    }
+    options.step = records.back().step;
+  } else if (!args.step.empty()) {
+    CKPT_ASSIGN_OR_RETURN(options.step, ParseStep(args.step));
+  }
+
+  absl::StatusOr<VerifyReport> report;
+  {
+    ProgressBar bar;
+    report = client.VerifyCheckpoints(options, [&](const VerifyProgress& now) {
+      if (now.stage == VerifyStage::kExistence) {
+        bar.Update("checking chunks", now.chunks_done, now.chunks_total,
+                   ProgressUnit::kCount);
+      } else {
+        bar.Update("reading data", now.bytes_done, now.bytes_total,
+                   ProgressUnit::kBytes);
+      }
+    });
+  }
+  CKPT_RETURN_IF_ERROR(report.status());
+  if (out.json) {
+    PrintJson(VerifyReportJson(args, options.step, *report));
+  } else {
+    PrintVerifyReport(args, options.step, *report);
+  }
+  if (report->ok()) return absl::OkStatus();
+  return absl::DataLossError(
+      absl::StrCat("verify found damage: ", report->damaged_chunk_count,
+                   " damaged chunk(s), ", report->damaged_checkpoints.size(),
+                   " damaged checkpoint(s)"));
 }
 
 }  // namespace ckpt::cli

@@ -114,4 +114,15 @@ struct GcArgs {
 absl::Status RunGc(client::Client& client, const GcArgs& args,
                    const OutputOptions& out);
 
+struct VerifyArgs {
+  std::string job;   // empty: every job
+  std::string step;  // empty: every checkpoint of job; a step or "latest"
+  bool read_data = false;
+  std::string read_data_subset;  // "n/t"; empty: every chunk
+};
+// Prints the report; DATA_LOSS (so a non-zero exit) when anything is
+// damaged. A progress bar goes to stderr when it is a terminal.
+absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
+                       const OutputOptions& out);
+
 }  // namespace ckpt::cli

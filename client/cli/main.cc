@@ -194,6 +194,28 @@ int main(int argc, char** argv) {
   gc_cmd->add_flag("--dry-run", gc.dry_run,
                    "Report what would be deleted without deleting anything");
 
+  ckpt::cli::VerifyArgs verify;
+  CLI::App* verify_cmd = app.add_subcommand(
+      "verify",
+      "Check that every chunk the committed checkpoints reference is stored "
+      "and, with --read-data, that its bytes match its SHA-256. Names each "
+      "damaged chunk and every checkpoint that references it; exits 1 when "
+      "anything is damaged. Pending checkpoints are skipped (and counted). "
+      "Shows a progress bar on stderr when it is a terminal.");
+  verify_cmd->add_option("JOB", verify.job,
+                         "Job to verify, tenant/name (default: every job)");
+  verify_cmd->add_option("STEP", verify.step,
+                         "Only this checkpoint of JOB: a step or 'latest' "
+                         "(default: all of JOB's committed checkpoints)");
+  verify_cmd->add_flag("--read-data", verify.read_data,
+                       "Also read every chunk and compare its bytes with "
+                       "its hash (reads all stored data; slow)");
+  verify_cmd->add_option(
+      "--read-data-subset", verify.read_data_subset,
+      "Read only part n of t of the chunks, n/t with 1 <= n <= t (e.g. 1/5); "
+      "implies --read-data. A chunk's part is fixed by its hash, so runs "
+      "with n = 1..t together read every chunk once, as restic's");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -228,6 +250,8 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunPrune(c, prune, output);
     } else if (*gc_cmd) {
       status = ckpt::cli::RunGc(c, gc, output);
+    } else if (*verify_cmd) {
+      status = ckpt::cli::RunVerify(c, verify, output);
     }
   }
   if (!status.ok()) {

@@ -322,8 +322,11 @@ struct Client::Impl {
       ++received;
       if (fetched) fetched(sink.size);
     }
-    if (!problem.ok() || received < sinks.size()) {
-      // Stops a stream we no longer read (no-op if it already ended).
+    if (!problem.ok()) {
+      // Stops a stream we no longer read. Only then: a stream that ended
+      // early (Read returned false) carries the server's status, e.g.
+      // DATA_LOSS for a corrupt chunk, which a cancel could replace with
+      // CANCELLED before Finish reads it.
       context.TryCancel();
     }
     absl::Status status = FromGrpcStatus(reader->Finish());

@@ -638,5 +638,99 @@ TEST_F(GrpcServiceTest, HealthServiceAnswersServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
+// ------------------------------------------- verify, unique bytes, stats
+
+// Replaces a stored chunk's bytes behind the service, as on-disk rot would.
+void CorruptChunk(MemoryStore& store, absl::string_view tenant,
+                  const std::string& bytes) {
+  const ChunkId id = Sha256(bytes);
+  ASSERT_TRUE(store.Delete(tenant, id).ok());
+  std::string rotten = bytes;
+  rotten[0] ^= 0x01;
+  ASSERT_TRUE(store.Put(tenant, id, rotten).ok());
+}
+
+TEST_F(GrpcServiceTest, RestoringACorruptChunkIsAlwaysDataLossNeverCancelled) {
+  // Regression: the client cancelled a stream that had already ended with
+  // the server's DATA_LOSS, and Finish then sometimes said CANCELLED.
+  const std::string weights = RandomBytes(4 << 10, 7);
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights)}, {}).ok());
+  CorruptChunk(store_, "team", weights);
+  for (int i = 0; i < 20; ++i) {
+    auto restored = client_->RestoreShard(kJob, 1, 0);
+    ASSERT_TRUE(absl::IsDataLoss(restored.status())) << restored.status();
+  }
+}
+
+TEST_F(GrpcServiceTest, VerifyCheckpointsStreamsTheReport) {
+  const std::string a = RandomBytes(4 << 10, 1);
+  const std::string b = RandomBytes(4 << 10, 2);
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
+  ASSERT_TRUE(
+      client_->SaveShard(kJob, 2, {Tensor("a", a), Tensor("b", b)}, {}).ok());
+  CorruptChunk(store_, "team", b);
+  VerifyOptions options;
+  options.read_data = true;
+  int progress_calls = 0;
+  auto report = client_->VerifyCheckpoints(
+      options, [&](const VerifyProgress&) { ++progress_calls; });
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_GE(progress_calls, 1);
+  ASSERT_EQ(report->damaged_chunks.size(), 1u);
+  EXPECT_EQ(report->damaged_chunks[0].id, Sha256(b));
+  EXPECT_EQ(report->damaged_chunks[0].checkpoints,
+            (std::vector<CheckpointKey>{{kJob, 2}}));
+
+  // Malformed requests are refused before any work, naming the RPC.
+  v1::VerifyRequest request;
+  request.set_job("no-tenant");
+  grpc::ClientContext context;
+  auto reader = stub_->VerifyCheckpoints(&context, request);
+  v1::VerifyResponse response;
+  EXPECT_FALSE(reader->Read(&response));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("VerifyCheckpoints"));
+}
+
+TEST_F(GrpcServiceTest, ListingCarriesUniqueBytesOnlyWhenAsked) {
+  const std::string shared = RandomBytes(4 << 10, 3);
+  const std::string own = RandomBytes(3 << 10, 4);
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("s", shared)}, {}).ok());
+  ASSERT_TRUE(
+      client_->SaveShard(kJob, 2, {Tensor("s", shared), Tensor("o", own)}, {})
+          .ok());
+  auto listed = client_->ListCheckpointsWithUniqueBytes(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].unique_bytes, std::optional<uint64_t>(0));
+  EXPECT_EQ((*listed)[1].unique_bytes, std::optional<uint64_t>(own.size()));
+
+  v1::ListCheckpointsRequest request;
+  request.set_job(kJob);
+  v1::ListCheckpointsResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->ListCheckpoints(&context, request, &response).ok());
+  ASSERT_EQ(response.checkpoints_size(), 2);
+  EXPECT_FALSE(response.checkpoints(1).has_unique_bytes());
+}
+
+TEST_F(GrpcServiceTest, StatsCarryJobAndTenantRows) {
+  const std::string bytes = RandomBytes(4 << 10, 5);
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", bytes)}, {}).ok());
+  ASSERT_TRUE(
+      client_->SaveShard("team/copy", 1, {Tensor("w", bytes)}, {}).ok());
+  auto stats = client_->GetStats("");
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(stats->jobs.size(), 2u);
+  EXPECT_EQ(stats->jobs[0].job, "team/copy");
+  EXPECT_EQ(stats->jobs[1].logical_bytes, bytes.size());
+  ASSERT_EQ(stats->tenants.size(), 1u);
+  EXPECT_EQ(stats->tenants[0].tenant, "team");
+  EXPECT_EQ(stats->tenants[0].job_count, 2);
+  EXPECT_EQ(stats->tenants[0].logical_bytes, 2 * bytes.size());
+  EXPECT_EQ(stats->tenants[0].stored_bytes, bytes.size());
+}
+
 }  // namespace
 }  // namespace ckpt::server

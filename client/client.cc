@@ -711,22 +711,7 @@ absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
   request.set_job(std::string(job));
   v1::GetStatsResponse response;
   CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::GetStats, request, &response));
-  Stats stats;
-  stats.logical_bytes = response.logical_bytes();
-  stats.stored_bytes = response.stored_bytes();
-  stats.chunk_count = response.chunk_count();
-  stats.job_count = response.job_count();
-  stats.checkpoint_count = response.checkpoint_count();
-  for (const v1::JobStats& job_stats : response.jobs()) {
-    stats.jobs.push_back(JobStats{job_stats.job(), job_stats.checkpoint_count(),
-                                  job_stats.logical_bytes()});
-  }
-  for (const v1::TenantStats& tenant : response.tenants()) {
-    stats.tenants.push_back(TenantStats{
-        tenant.tenant(), tenant.job_count(), tenant.checkpoint_count(),
-        tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
-  }
-  return stats;
+  return FromProto(response);
 }
 
 absl::StatusOr<std::vector<int64_t>> Client::SetRetentionPolicy(

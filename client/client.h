@@ -29,6 +29,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/stats.h"
 #include "common/verify.h"
 
 namespace ckpt::client {
@@ -95,30 +96,10 @@ struct JobSummary {
   std::optional<RetentionPolicy> retention_policy;  // nullopt: none set
 };
 
-struct JobStats {
-  std::string job;
-  int64_t checkpoint_count = 0;  // committed
-  uint64_t logical_bytes = 0;    // over committed checkpoints
-};
-
-struct TenantStats {
-  std::string tenant;
-  int64_t job_count = 0;
-  int64_t checkpoint_count = 0;
-  uint64_t logical_bytes = 0;  // over all its jobs
-  uint64_t stored_bytes = 0;   // its chunks (dedup is per tenant)
-  uint64_t chunk_count = 0;
-};
-
-struct Stats {
-  uint64_t logical_bytes = 0;  // over committed checkpoints
-  uint64_t stored_bytes = 0;   // chunk bytes held
-  uint64_t chunk_count = 0;
-  int64_t job_count = 0;
-  int64_t checkpoint_count = 0;
-  std::vector<JobStats> jobs;        // ascending name
-  std::vector<TenantStats> tenants;  // ascending name
-};
+// Defined in common/stats.h; also ckpt::client's, as the rest of this API.
+using ::ckpt::JobStats;
+using ::ckpt::Stats;
+using ::ckpt::TenantStats;
 
 // A listed checkpoint with what deleting it alone would free.
 struct CheckpointUsage {

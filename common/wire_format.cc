@@ -492,4 +492,47 @@ absl::StatusOr<VerifyReport> FromProto(const v1::VerifyReport& report) {
   return out;
 }
 
+void ToProto(const Stats& stats, v1::GetStatsResponse* out) {
+  out->Clear();
+  out->set_logical_bytes(stats.logical_bytes);
+  out->set_stored_bytes(stats.stored_bytes);
+  out->set_chunk_count(stats.chunk_count);
+  out->set_job_count(stats.job_count);
+  out->set_checkpoint_count(stats.checkpoint_count);
+  for (const JobStats& job : stats.jobs) {
+    v1::JobStats* proto = out->add_jobs();
+    proto->set_job(job.job);
+    proto->set_checkpoint_count(job.checkpoint_count);
+    proto->set_logical_bytes(job.logical_bytes);
+  }
+  for (const TenantStats& tenant : stats.tenants) {
+    v1::TenantStats* proto = out->add_tenants();
+    proto->set_tenant(tenant.tenant);
+    proto->set_job_count(tenant.job_count);
+    proto->set_checkpoint_count(tenant.checkpoint_count);
+    proto->set_logical_bytes(tenant.logical_bytes);
+    proto->set_stored_bytes(tenant.stored_bytes);
+    proto->set_chunk_count(tenant.chunk_count);
+  }
+}
+
+Stats FromProto(const v1::GetStatsResponse& stats) {
+  Stats out;
+  out.logical_bytes = stats.logical_bytes();
+  out.stored_bytes = stats.stored_bytes();
+  out.chunk_count = stats.chunk_count();
+  out.job_count = stats.job_count();
+  out.checkpoint_count = stats.checkpoint_count();
+  for (const v1::JobStats& job : stats.jobs()) {
+    out.jobs.push_back(
+        JobStats{job.job(), job.checkpoint_count(), job.logical_bytes()});
+  }
+  for (const v1::TenantStats& tenant : stats.tenants()) {
+    out.tenants.push_back(TenantStats{
+        tenant.tenant(), tenant.job_count(), tenant.checkpoint_count(),
+        tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
+  }
+  return out;
+}
+
 }  // namespace ckpt

@@ -9,6 +9,7 @@
 #include "ckpt/v1/ckpt.pb.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
+#include "common/stats.h"
 #include "common/verify.h"
 
 namespace ckpt {
@@ -46,6 +47,10 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+
+// GetStats's answer (common/stats.h).
+void ToProto(const Stats& stats, v1::GetStatsResponse* out);
+Stats FromProto(const v1::GetStatsResponse& stats);
 
 // Verify (common/verify.h). FromProto does not validate the subset (the
 // service does); it is INVALID_ARGUMENT only for what cannot be represented:

@@ -803,26 +803,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
       CKPT_RETURN_IF_ERROR(CheckJob("GetStats", request->job()));
     }
     CKPT_ASSIGN_OR_RETURN(Stats stats, service_->GetStats(request->job()));
-    response->set_logical_bytes(stats.logical_bytes);
-    response->set_stored_bytes(stats.stored_bytes);
-    response->set_chunk_count(stats.chunk_count);
-    response->set_job_count(stats.job_count);
-    response->set_checkpoint_count(stats.checkpoint_count);
-    for (const JobStats& job : stats.jobs) {
-      v1::JobStats* out = response->add_jobs();
-      out->set_job(job.job);
-      out->set_checkpoint_count(job.checkpoint_count);
-      out->set_logical_bytes(job.logical_bytes);
-    }
-    for (const TenantStats& tenant : stats.tenants) {
-      v1::TenantStats* out = response->add_tenants();
-      out->set_tenant(tenant.tenant);
-      out->set_job_count(tenant.job_count);
-      out->set_checkpoint_count(tenant.checkpoint_count);
-      out->set_logical_bytes(tenant.logical_bytes);
-      out->set_stored_bytes(tenant.stored_bytes);
-      out->set_chunk_count(tenant.chunk_count);
-    }
+    ToProto(stats, response);
     return absl::OkStatus();
   });
 }

@@ -24,6 +24,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/stats.h"
 #include "common/verify.h"
 #include "server/service/chunk_guard.h"
 #include "server/storage/chunk_store.h"
@@ -58,31 +59,6 @@ struct JobSummary {
   int64_t checkpoint_count = 0;  // committed
   uint64_t logical_bytes = 0;    // over committed checkpoints
   std::optional<int64_t> latest_step;
-};
-
-struct JobStats {
-  std::string job;
-  int64_t checkpoint_count = 0;  // committed
-  uint64_t logical_bytes = 0;    // over committed checkpoints
-};
-
-struct TenantStats {
-  std::string tenant;
-  int64_t job_count = 0;
-  int64_t checkpoint_count = 0;
-  uint64_t logical_bytes = 0;  // over all its jobs
-  uint64_t stored_bytes = 0;
-  uint64_t chunk_count = 0;
-};
-
-struct Stats {
-  uint64_t logical_bytes = 0;
-  uint64_t stored_bytes = 0;
-  uint64_t chunk_count = 0;
-  int64_t job_count = 0;
-  int64_t checkpoint_count = 0;
-  std::vector<JobStats> jobs;        // ascending name
-  std::vector<TenantStats> tenants;  // ascending name
 };
 
 struct GcOptions {

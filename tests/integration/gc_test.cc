@@ -11,6 +11,7 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/real_server_test.h"
 #include "tests/integration/server_process.h"
 
 namespace ckpt::testing {
@@ -33,24 +34,8 @@ std::vector<client::TensorData> Tensor(const std::string& bytes) {
   return {{"state", DType::kUint8, {size}, Box{{0}, {size}}, bytes}};
 }
 
-class GcTest : public ::testing::Test {
+class GcTest : public RealServerTest {
  protected:
-  void SetUp() override {
-    auto dir = TempDir::Create("ckpt-gc-it");
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    dir_ = *std::move(dir);
-  }
-
-  void StartServer(std::vector<std::string> extra) {
-    auto server = ServerProcess::Start(dir_->path() + "/db", std::move(extra));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto client = client::Client::Connect(
-        server_->address(), {.connect_timeout = absl::Seconds(10)});
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = *std::move(client);
-  }
-
   absl::Status Save(client::Client& client, absl::string_view job, int64_t step,
                     const std::string& bytes,
                     std::optional<RetentionPolicy> policy = std::nullopt) {
@@ -76,10 +61,6 @@ class GcTest : public ::testing::Test {
     EXPECT_TRUE(stats.ok()) << stats.status();
     return stats.ok() ? stats->chunk_count : 0;
   }
-
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<client::Client> client_;
 };
 
 TEST_F(GcTest, ReclaimsDeletedCheckpointsAndKeepsPinnedOnesThroughRestart) {

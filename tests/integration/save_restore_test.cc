@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/integration/real_server_test.h"
 #include "tests/integration/server_process.h"
 
 namespace ckpt::testing {
@@ -76,23 +77,11 @@ struct RankShard {
   }
 };
 
-class SaveRestoreTest : public ::testing::Test {
+class SaveRestoreTest : public RealServerTest {
  protected:
   void SetUp() override {
-    auto dir = TempDir::Create("ckpt-it");
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    dir_ = *std::move(dir);
+    ASSERT_NO_FATAL_FAILURE(RealServerTest::SetUp());
     StartServer();
-  }
-
-  void StartServer(std::vector<std::string> extra = {}) {
-    auto server = ServerProcess::Start(dir_->path() + "/db", extra);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto client = client::Client::Connect(
-        server_->address(), {.connect_timeout = absl::Seconds(10)});
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = *std::move(client);
   }
 
   // Saves every rank concurrently, one Client per rank as separate
@@ -153,10 +142,6 @@ class SaveRestoreTest : public ::testing::Test {
     }
     return steps;
   }
-
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<client::Client> client_;
 };
 
 TEST_F(SaveRestoreTest, MultiRankSaveRestoresByteIdentical) {

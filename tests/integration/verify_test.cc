@@ -16,6 +16,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/real_server_test.h"
 #include "tests/integration/server_process.h"
 
 namespace ckpt::testing {
@@ -72,23 +73,11 @@ struct CommandResult {
   std::string err;
 };
 
-class VerifyEndToEndTest : public ::testing::Test {
+class VerifyEndToEndTest : public RealServerTest {
  protected:
   void SetUp() override {
-    auto dir = TempDir::Create("ckpt-verify-it");
-    ASSERT_TRUE(dir.ok()) << dir.status();
-    dir_ = *std::move(dir);
+    ASSERT_NO_FATAL_FAILURE(RealServerTest::SetUp());
     StartServer();
-  }
-
-  void StartServer() {
-    auto server = ServerProcess::Start(db_path());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto client = client::Client::Connect(
-        server_->address(), {.connect_timeout = absl::Seconds(10)});
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = *std::move(client);
   }
 
   void StopServer() {
@@ -121,12 +110,6 @@ class VerifyEndToEndTest : public ::testing::Test {
     result.err = ReadWholeFile(err);
     return result;
   }
-
-  std::string db_path() const { return dir_->path() + "/db"; }
-
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<client::Client> client_;
 };
 
 TEST_F(VerifyEndToEndTest, FlippedByteOnDiskIsFoundByReadDataAndFailsRestore) {

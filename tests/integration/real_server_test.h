@@ -1,0 +1,46 @@
+// RealServerTest: the fixture of integration tests that drive the real
+// ckpt-server binary, over RocksDB in a fresh temporary directory, through
+// the client library.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/temp_dir.h"
+
+namespace ckpt::testing {
+
+class RealServerTest : public ::testing::Test {
+ protected:
+  // Creates the data directory; starting the server is up to the test.
+  void SetUp() override {
+    auto dir = TempDir::Create("ckpt-it");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *std::move(dir);
+  }
+
+  // Starts ckpt-server on db_path() with `extra` flags and connects client_.
+  void StartServer(std::vector<std::string> extra = {}) {
+    auto server = ServerProcess::Start(db_path(), std::move(extra));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto client = client::Client::Connect(
+        server_->address(), {.connect_timeout = absl::Seconds(10)});
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  std::string db_path() const { return dir_->path() + "/db"; }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<client::Client> client_;
+};
+
+}  // namespace ckpt::testing

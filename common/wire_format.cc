@@ -278,6 +278,34 @@ absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
   return out;
 }
 
+void ToProto(const JobEvent& event, v1::JobEvent* out) {
+  out->Clear();
+  out->set_format_version(kFormatVersion);
+  out->set_job(event.job);
+  out->set_sequence(event.sequence);
+  out->set_time_micros(ToMicros(event.time));
+  out->set_kind(static_cast<v1::EventKind>(event.kind));
+  if (event.step.has_value()) out->set_step(*event.step);
+  out->set_detail(event.detail);
+}
+
+absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
+  CKPT_RETURN_IF_ERROR(CheckVersion(event.format_version(), "job event"));
+  if (event.kind() < v1::EVENT_KIND_COMMITTED ||
+      event.kind() > v1::EVENT_KIND_POLICY_SET) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown event kind ", event.kind()));
+  }
+  JobEvent out;
+  out.job = event.job();
+  out.sequence = event.sequence();
+  out.time = FromMicros(event.time_micros());
+  out.kind = static_cast<EventKind>(event.kind());
+  if (event.has_step()) out.step = event.step();
+  out.detail = event.detail();
+  return out;
+}
+
 std::string EncodeShard(const ShardManifest& shard) {
   v1::ShardManifest proto;
   ToProto(shard, &proto);
@@ -346,6 +374,22 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
         FromMicros(proto.first_checkpoint_time_micros());
   }
   return job;
+}
+
+std::string EncodeJobEvent(const JobEvent& event) {
+  v1::JobEvent proto;
+  ToProto(event, &proto);
+  return proto.SerializeAsString();
+}
+
+absl::StatusOr<JobEvent> DecodeJobEvent(absl::string_view value) {
+  v1::JobEvent proto;
+  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("corrupt stored job event: unparsable");
+  }
+  auto event = FromProto(proto);
+  if (!event.ok()) return AsDataLoss(event.status(), "job event");
+  return event;
 }
 
 }  // namespace ckpt

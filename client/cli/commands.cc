@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli/format.h"
+#include "common/retention.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -290,18 +291,6 @@ absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
   return policy;
 }
 
-absl::string_view ModeName(RetentionPolicy::KeepBest::Mode mode) {
-  switch (mode) {
-    case RetentionPolicy::KeepBest::Mode::kMin:
-      return "min";
-    case RetentionPolicy::KeepBest::Mode::kMax:
-      return "max";
-    case RetentionPolicy::KeepBest::Mode::kAuto:
-      break;
-  }
-  return "auto";
-}
-
 json PolicyJson(const RetentionPolicy& policy) {
   json out = {{"max_to_keep", nullptr},
               {"keep_every", nullptr},
@@ -316,27 +305,9 @@ json PolicyJson(const RetentionPolicy& policy) {
     out["keep_best"] = {
         {"k", policy.keep_best->k},
         {"metric", policy.keep_best->metric},
-        {"mode", std::string(ModeName(policy.keep_best->mode))}};
+        {"mode", std::string(MetricModeName(policy.keep_best->mode))}};
   }
   return out;
-}
-
-std::string PolicyText(const RetentionPolicy& policy) {
-  std::vector<std::string> parts;
-  if (policy.max_to_keep.has_value()) {
-    parts.push_back(absl::StrCat("max_to_keep=", *policy.max_to_keep));
-  }
-  if (policy.keep_every.has_value()) {
-    parts.push_back(
-        absl::StrCat("keep_every=", absl::FormatDuration(*policy.keep_every)));
-  }
-  if (policy.keep_best.has_value()) {
-    parts.push_back(absl::StrCat("keep_best=", policy.keep_best->k, " by ",
-                                 policy.keep_best->metric, " (",
-                                 ModeName(policy.keep_best->mode), ")"));
-  }
-  if (parts.empty()) return "keep everything";
-  return absl::StrJoin(parts, " ");
 }
 
 }  // namespace
@@ -635,7 +606,8 @@ absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                {"deleted_steps", deleted}});
     return absl::OkStatus();
   }
-  std::cout << "policy of " << args.job << ": " << PolicyText(policy) << "\n";
+  std::cout << "policy of " << args.job << ": " << RetentionPolicyText(policy)
+            << "\n";
   if (deleted.empty()) {
     std::cout << "applied: nothing to delete\n";
   } else {
@@ -657,7 +629,7 @@ absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
     return absl::OkStatus();
   }
   std::cout << "policy of " << args.job << ": "
-            << (policy.has_value() ? PolicyText(*policy)
+            << (policy.has_value() ? RetentionPolicyText(*policy)
                                    : std::string("none (keep everything)"))
             << "\n";
   return absl::OkStatus();

@@ -114,6 +114,10 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::CollectGarbageRequest* request,
       v1::CollectGarbageResponse* response) override;
+  grpc::ServerUnaryReactor* ListEvents(
+      grpc::CallbackServerContext* context,
+      const v1::ListEventsRequest* request,
+      v1::ListEventsResponse* response) override;
 
   CallCounter& calls() { return calls_; }
 

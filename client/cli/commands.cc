@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/cli/format.h"
+#include "common/event.h"
 #include "common/retention.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -93,15 +94,16 @@ absl::StatusOr<int64_t> ParseStep(absl::string_view text) {
   return step;
 }
 
-// The manifest of STEP, where STEP is a step or "latest".
-absl::StatusOr<Checkpoint> GetManifestAt(client::Client& client,
-                                         const std::string& job,
-                                         absl::string_view step_text) {
+// The manifest of STEP, where STEP is a step or "latest"; fetched to restore
+// `restoring_rank`'s shard when given (the server records the restore).
+absl::StatusOr<Checkpoint> GetManifestAt(
+    client::Client& client, const std::string& job, absl::string_view step_text,
+    std::optional<int32_t> restoring_rank = std::nullopt) {
   std::optional<int64_t> step;  // nullopt: latest
   if (step_text != "latest") {
     CKPT_ASSIGN_OR_RETURN(step, ParseStep(step_text));
   }
-  return client.GetManifest(job, step);
+  return client.GetManifest(job, step, restoring_rank);
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
@@ -375,7 +377,7 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
 absl::Status RunGet(client::Client& client, const GetArgs& args,
                     const OutputOptions& out) {
   CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
-                        GetManifestAt(client, args.job, args.step));
+                        GetManifestAt(client, args.job, args.step, args.rank));
   // Check every name before fetching or writing anything.
   for (const ShardManifest& shard : checkpoint.shards) {
     if (shard.rank != args.rank) continue;
@@ -777,6 +779,39 @@ absl::Status RunGc(client::Client& client, const GcArgs& args,
         " checkpoint(s) reference missing chunks, so nothing was deleted; "
         "`ckpt verify` names them, and deleting them lets GC run"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status RunEvents(client::Client& client, const EventsArgs& args,
+                       const OutputOptions& out) {
+  if (args.limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--limit must be >= 0 (0: every kept event), got ", args.limit));
+  }
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobEvent> events,
+                        client.ListEvents(args.job, args.limit));
+  if (out.json) {
+    json list = json::array();
+    for (const JobEvent& event : events) {
+      list.push_back(
+          {{"sequence", event.sequence},
+           {"time", FormatTimestamp(event.time)},
+           {"step", event.step.has_value() ? json(*event.step) : json(nullptr)},
+           {"kind", std::string(EventKindName(event.kind))},
+           {"detail", event.detail}});
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const JobEvent& event : events) {
+    rows.push_back(
+        {FormatTimestamp(event.time),
+         event.step.has_value() ? absl::StrCat(*event.step) : std::string("-"),
+         std::string(EventKindName(event.kind)),
+         event.detail.empty() ? std::string("-") : event.detail});
+  }
+  PrintTable(std::cout, {"TIME", "STEP", "KIND", "DETAIL"}, rows);
   return absl::OkStatus();
 }
 

@@ -114,4 +114,11 @@ struct GcArgs {
 absl::Status RunGc(client::Client& client, const GcArgs& args,
                    const OutputOptions& out);
 
+struct EventsArgs {
+  std::string job;
+  int limit = 0;  // the newest N events; 0: every kept event
+};
+absl::Status RunEvents(client::Client& client, const EventsArgs& args,
+                       const OutputOptions& out);
+
 }  // namespace ckpt::cli

@@ -194,6 +194,22 @@ int main(int argc, char** argv) {
   gc_cmd->add_flag("--dry-run", gc.dry_run,
                    "Report what would be deleted without deleting anything");
 
+  ckpt::cli::EventsArgs events;
+  CLI::App* events_cmd = app.add_subcommand(
+      "events",
+      "Show a job's event history, kept by the server, oldest first: "
+      "committed, aborted (with the reason, e.g. lease expiry), deleted "
+      "(ckpt rm), pruned (with what triggered it, the policy and why no rule "
+      "kept it), pinned, unpinned, restored (with the rank) and policy_set. "
+      "Each job keeps its newest 10000 events; deleting a checkpoint keeps "
+      "its events.");
+  events_cmd->add_option("JOB", events.job, "Job name, tenant/name")
+      ->required();
+  events_cmd
+      ->add_option("--limit", events.limit,
+                   "Show only the newest N events (0: every kept event)")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -228,6 +244,8 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunPrune(c, prune, output);
     } else if (*gc_cmd) {
       status = ckpt::cli::RunGc(c, gc, output);
+    } else if (*events_cmd) {
+      status = ckpt::cli::RunEvents(c, events, output);
     }
   }
   if (!status.ok()) {

@@ -100,12 +100,18 @@ TEST(WireFormatTest, DTypeRoundTripsForEveryDType) {
   }
 }
 
+// The proto enum value name for the model's `name`: "DTYPE_" and "float32"
+// give "DTYPE_FLOAT32".
+std::string ProtoEnumName(absl::string_view prefix, absl::string_view name) {
+  std::string out = absl::StrCat(prefix, name);
+  for (char& c : out) c = static_cast<char>(std::toupper(c));
+  return out;
+}
+
 TEST(WireFormatTest, DTypeMapsToTheSameNamedProtoValue) {
-  // The proto enum names are the model's names, upper-cased.
   for (DType dtype : kAllDTypes) {
-    std::string expected = absl::StrCat("DTYPE_", DTypeName(dtype));
-    for (char& c : expected) c = static_cast<char>(std::toupper(c));
-    EXPECT_EQ(v1::DType_Name(ToProto(dtype)), expected);
+    EXPECT_EQ(v1::DType_Name(ToProto(dtype)),
+              ProtoEnumName("DTYPE_", DTypeName(dtype)));
   }
 }
 
@@ -541,13 +547,11 @@ TEST(WireFormatTest, JobEventRoundTripsForEveryKind) {
 }
 
 TEST(WireFormatTest, EventKindMapsToTheSameNamedProtoValue) {
-  // The proto enum names are the model's names, upper-cased.
   for (EventKind kind : kAllEventKinds) {
-    std::string expected = absl::StrCat("EVENT_KIND_", EventKindName(kind));
-    for (char& c : expected) c = static_cast<char>(std::toupper(c));
     v1::JobEvent proto;
     ToProto(SampleEvent(kind), &proto);
-    EXPECT_EQ(v1::EventKind_Name(proto.kind()), expected);
+    EXPECT_EQ(v1::EventKind_Name(proto.kind()),
+              ProtoEnumName("EVENT_KIND_", EventKindName(kind)));
   }
 }
 

@@ -98,6 +98,23 @@ void LogDeletions(absl::string_view job, absl::string_view why,
   }
 }
 
+// Event details quote client text (abort reasons, metric names); capped so
+// that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
+constexpr size_t kMaxEventDetailBytes = 1024;
+
+// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
+// sequence: proto3 strings must stay valid UTF-8.
+std::string TruncateUtf8(std::string text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  constexpr absl::string_view kEllipsis = "...";
+  size_t cut = max_bytes - kEllipsis.size();
+  // Back off continuation bytes (10xxxxxx) to the start of a character.
+  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xc0) == 0x80) --cut;
+  text.resize(cut);
+  text.append(kEllipsis.data(), kEllipsis.size());
+  return text;
+}
+
 JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
                    absl::Time time, EventKind kind, std::string detail) {
   JobEvent event;
@@ -105,7 +122,7 @@ JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
   event.time = time;
   event.kind = kind;
   event.step = step;
-  event.detail = std::move(detail);
+  event.detail = TruncateUtf8(std::move(detail), kMaxEventDetailBytes);
   return event;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/event.h"
 #include "common/sha256.h"
@@ -115,6 +116,22 @@ TEST_F(CheckpointServiceEventsTest, AbortsAreRecordedWithTheirReasons) {
   EXPECT_THAT(DetailOf(EventKind::kAborted, 2),
               AllOf(HasSubstr("lease expired"), HasSubstr("0 of 2 ranks")));
   EXPECT_THAT(DetailOf(EventKind::kAborted, 3), HasSubstr("lease expired"));
+}
+
+TEST_F(CheckpointServiceEventsTest, LongDetailsAreCutOnACharacterBoundary) {
+  // 2-byte characters: the cut at 1021 bytes falls inside one.
+  std::string reason;
+  for (int i = 0; i < 2000; ++i) reason += "\xc3\xa9";  // U+00E9
+  ASSERT_TRUE(
+      service_.BeginCheckpoint(kJob, 1, 1, {}, absl::ZeroDuration()).ok());
+  ASSERT_TRUE(service_.AbortCheckpoint(kJob, 1, reason).ok());
+  const std::string detail = DetailOf(EventKind::kAborted, 1);
+  ASSERT_LE(detail.size(), 1024u);
+  EXPECT_GE(detail.size(), 1020u);
+  ASSERT_TRUE(absl::EndsWith(detail, "..."));
+  const std::string kept = detail.substr(0, detail.size() - 3);
+  EXPECT_EQ(reason.substr(0, kept.size()), kept);
+  EXPECT_EQ(kept.size() % 2, 0u) << "cut inside a character";
 }
 
 TEST_F(CheckpointServiceEventsTest, DeleteIsRecordedAndEarlierEventsStay) {

@@ -564,8 +564,9 @@ absl::StatusOr<std::vector<CheckpointRecord>> Client::ListCheckpoints(
   return records;
 }
 
-absl::StatusOr<Checkpoint> Client::GetManifest(absl::string_view job,
-                                               std::optional<int64_t> step) {
+absl::StatusOr<Checkpoint> Client::GetManifest(
+    absl::string_view job, std::optional<int64_t> step,
+    std::optional<int32_t> restoring_rank) {
   v1::GetManifestRequest request;
   request.set_job(std::string(job));
   if (step.has_value()) {
@@ -573,6 +574,7 @@ absl::StatusOr<Checkpoint> Client::GetManifest(absl::string_view job,
   } else {
     request.set_latest(true);
   }
+  if (restoring_rank.has_value()) request.set_restoring_rank(*restoring_rank);
   v1::GetManifestResponse response;
   CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::GetManifest, request, &response));
   Checkpoint checkpoint;
@@ -604,7 +606,7 @@ absl::Status Client::ReadTensor(absl::string_view job, const TensorEntry& entry,
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     absl::string_view job, std::optional<int64_t> step, int32_t rank) {
-  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step));
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step, rank));
   return RestoreShard(checkpoint, rank);
 }
 
@@ -811,6 +813,22 @@ absl::StatusOr<VerifyReport> Client::VerifyCheckpoints(
     return absl::InternalError("VerifyCheckpoints ended without a report");
   }
   return *std::move(report);
+}
+
+absl::StatusOr<std::vector<JobEvent>> Client::ListEvents(absl::string_view job,
+                                                         int limit) {
+  v1::ListEventsRequest request;
+  request.set_job(std::string(job));
+  request.set_limit(limit);
+  v1::ListEventsResponse response;
+  CKPT_RETURN_IF_ERROR(impl_->Call(&Stub::ListEvents, request, &response));
+  std::vector<JobEvent> events;
+  events.reserve(response.events_size());
+  for (const v1::JobEvent& proto : response.events()) {
+    CKPT_ASSIGN_OR_RETURN(JobEvent event, FromProto(proto));
+    events.push_back(std::move(event));
+  }
+  return events;
 }
 
 }  // namespace ckpt::client

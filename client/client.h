@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/chunking.h"
+#include "common/event.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
@@ -154,8 +155,11 @@ class Client {
   absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
       absl::string_view job, bool include_uncommitted = false);
   // A committed checkpoint with all shards; the latest when step is nullopt.
-  absl::StatusOr<Checkpoint> GetManifest(absl::string_view job,
-                                         std::optional<int64_t> step);
+  // Pass `restoring_rank` when fetching it to restore that rank's shard: the
+  // server then records a `restored` event in the job's history.
+  absl::StatusOr<Checkpoint> GetManifest(
+      absl::string_view job, std::optional<int64_t> step,
+      std::optional<int32_t> restoring_rank = std::nullopt);
 
   // Fetches the bytes of one tensor entry into `out`.
   // REQUIRES: out.size() == entry.ByteSize() (INVALID_ARGUMENT otherwise).
@@ -164,11 +168,13 @@ class Client {
                           absl::Span<char> out);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
-  // chunk fetched once and written straight into its destination.
+  // chunk fetched once and written straight into its destination; recorded
+  // as a `restored` event in the job's history.
   // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       absl::string_view job, std::optional<int64_t> step, int32_t rank);
-  // The same for a manifest already fetched with GetManifest. `progress`,
+  // The same for a manifest already fetched with GetManifest (records no
+  // restore event: fetch it with a restoring_rank for that). `progress`,
   // when set, is called (one call at a time) after every chunk fetched.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       const Checkpoint& checkpoint, int32_t rank,
@@ -217,6 +223,12 @@ class Client {
   // every stored byte.
   absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options, const VerifyProgressFn& progress = {});
+  // The job's event history (commits, aborts, deletions, prunes with their
+  // reasons, pins, restores, policy changes), oldest first: the newest
+  // `limit` events, or every kept one when limit is 0. NOT_FOUND for an
+  // unknown job.
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   int limit = 0);
 
  private:
   struct Impl;

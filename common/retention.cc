@@ -9,24 +9,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace ckpt {
 namespace {
 
 using Mode = RetentionPolicy::KeepBest::Mode;
-
-absl::string_view ModeName(Mode mode) {
-  switch (mode) {
-    case Mode::kMin:
-      return "min";
-    case Mode::kMax:
-      return "max";
-    case Mode::kAuto:
-      break;
-  }
-  return "auto";
-}
 
 // Each rule appends to keep[i] when it keeps checkpoint i (inputs sorted by
 // step) and to drop[i] why not otherwise.
@@ -71,7 +60,7 @@ absl::Status ApplyKeepBestRule(const RetentionPolicy::KeepBest& best,
   CKPT_ASSIGN_OR_RETURN(const Mode mode,
                         ResolveMetricMode(best.metric, best.mode));
   const std::string best_reason = absl::StrCat(
-      "best ", best.k, " by ", best.metric, " (", ModeName(mode), ")");
+      "best ", best.k, " by ", best.metric, " (", MetricModeName(mode), ")");
   std::vector<size_t> ranked;
   for (size_t i = 0; i < sorted.size(); ++i) {
     auto it = sorted[i].metrics.find(best.metric);
@@ -103,6 +92,36 @@ absl::Status ApplyKeepBestRule(const RetentionPolicy::KeepBest& best,
 }
 
 }  // namespace
+
+absl::string_view MetricModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kMin:
+      return "min";
+    case Mode::kMax:
+      return "max";
+    case Mode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+std::string RetentionPolicyText(const RetentionPolicy& policy) {
+  std::vector<std::string> parts;
+  if (policy.max_to_keep.has_value()) {
+    parts.push_back(absl::StrCat("max_to_keep=", *policy.max_to_keep));
+  }
+  if (policy.keep_every.has_value()) {
+    parts.push_back(
+        absl::StrCat("keep_every=", absl::FormatDuration(*policy.keep_every)));
+  }
+  if (policy.keep_best.has_value()) {
+    parts.push_back(absl::StrCat("keep_best=", policy.keep_best->k, " by ",
+                                 policy.keep_best->metric, " (",
+                                 MetricModeName(policy.keep_best->mode), ")"));
+  }
+  if (parts.empty()) return "keep everything";
+  return absl::StrJoin(parts, " ");
+}
 
 absl::StatusOr<Mode> ResolveMetricMode(absl::string_view metric, Mode mode) {
   if (mode != Mode::kAuto) return mode;

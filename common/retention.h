@@ -47,6 +47,14 @@
 
 namespace ckpt {
 
+// "min", "max" or "auto".
+absl::string_view MetricModeName(RetentionPolicy::KeepBest::Mode mode);
+
+// The policy on one line, for people (`ckpt policy`, event details), e.g.
+// "max_to_keep=3 keep_every=6h keep_best=2 by val_loss (min)"; "keep
+// everything" for an empty policy.
+std::string RetentionPolicyText(const RetentionPolicy& policy);
+
 // The direction `mode` means for `metric`: kMin or kMax, never kAuto.
 // kAuto follows Keras 2's ModelCheckpoint/EarlyStopping: a name containing
 // "acc" or starting with "fmeasure" is maximised; beyond Keras, a name

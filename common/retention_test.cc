@@ -758,5 +758,20 @@ TEST(RetentionPropertyTest, ApplyingAtEverySaveEqualsApplyingOnce) {
   }
 }
 
+TEST(RetentionPolicyTest, TextNamesEveryRuleOnOneLine) {
+  EXPECT_EQ(RetentionPolicyText(RetentionPolicy{}), "keep everything");
+  RetentionPolicy policy;
+  policy.max_to_keep = 3;
+  EXPECT_EQ(RetentionPolicyText(policy), "max_to_keep=3");
+  policy.keep_every = absl::Hours(6);
+  policy.keep_best = RetentionPolicy::KeepBest{2, "val_loss", Mode::kMin};
+  EXPECT_EQ(RetentionPolicyText(policy),
+            "max_to_keep=3 keep_every=6h keep_best=2 by val_loss (min)");
+  policy.max_to_keep.reset();
+  policy.keep_every.reset();
+  policy.keep_best->mode = Mode::kAuto;
+  EXPECT_EQ(RetentionPolicyText(policy), "keep_best=2 by val_loss (auto)");
+}
+
 }  // namespace
 }  // namespace ckpt

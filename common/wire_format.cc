@@ -1,5 +1,8 @@
 #include "common/wire_format.h"
 
+#include <string>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -22,6 +25,29 @@ absl::Status CheckVersion(uint32_t version, absl::string_view what) {
 absl::Status AsDataLoss(const absl::Status& status, absl::string_view what) {
   return absl::DataLossError(
       absl::StrCat("corrupt stored ", what, ": ", status.message()));
+}
+
+// The persisted encoding of `value`: its Protobuf form, serialized.
+template <typename Proto, typename T>
+std::string Encode(const T& value) {
+  Proto proto;
+  ToProto(value, &proto);
+  return proto.SerializeAsString();
+}
+
+// Parses a persisted `Proto` and converts it to the model; DATA_LOSS naming
+// `what` when either step fails.
+template <typename Proto>
+auto Decode(absl::string_view value, absl::string_view what)
+    -> decltype(FromProto(std::declval<const Proto&>())) {
+  Proto proto;
+  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(
+        absl::StrCat("corrupt stored ", what, ": unparsable"));
+  }
+  auto decoded = FromProto(proto);
+  if (!decoded.ok()) return AsDataLoss(decoded.status(), what);
+  return decoded;
 }
 
 }  // namespace
@@ -278,37 +304,49 @@ absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
   return out;
 }
 
+void ToProto(const JobEvent& event, v1::JobEvent* out) {
+  out->Clear();
+  out->set_format_version(kFormatVersion);
+  out->set_job(event.job);
+  out->set_sequence(event.sequence);
+  out->set_time_micros(ToMicros(event.time));
+  out->set_kind(static_cast<v1::EventKind>(event.kind));
+  if (event.step.has_value()) out->set_step(*event.step);
+  out->set_detail(event.detail);
+}
+
+absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
+  CKPT_RETURN_IF_ERROR(CheckVersion(event.format_version(), "job event"));
+  if (event.kind() < v1::EVENT_KIND_COMMITTED ||
+      event.kind() > v1::EVENT_KIND_POLICY_SET) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown event kind ", event.kind()));
+  }
+  JobEvent out;
+  out.job = event.job();
+  out.sequence = event.sequence();
+  out.time = FromMicros(event.time_micros());
+  out.kind = static_cast<EventKind>(event.kind());
+  if (event.has_step()) out.step = event.step();
+  out.detail = event.detail();
+  return out;
+}
+
 std::string EncodeShard(const ShardManifest& shard) {
-  v1::ShardManifest proto;
-  ToProto(shard, &proto);
-  return proto.SerializeAsString();
+  return Encode<v1::ShardManifest>(shard);
 }
 
 absl::StatusOr<ShardManifest> DecodeShard(absl::string_view value) {
-  v1::ShardManifest proto;
-  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    return absl::DataLossError("corrupt stored shard manifest: unparsable");
-  }
-  auto shard = FromProto(proto);
-  if (!shard.ok()) return AsDataLoss(shard.status(), "shard manifest");
-  return shard;
+  return Decode<v1::ShardManifest>(value, "shard manifest");
 }
 
 std::string EncodeCheckpointRecord(const CheckpointRecord& record) {
-  v1::CheckpointInfo proto;
-  ToProto(record, &proto);
-  return proto.SerializeAsString();
+  return Encode<v1::CheckpointInfo>(record);
 }
 
 absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value) {
-  v1::CheckpointInfo proto;
-  if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    return absl::DataLossError("corrupt stored checkpoint record: unparsable");
-  }
-  auto record = FromProto(proto);
-  if (!record.ok()) return AsDataLoss(record.status(), "checkpoint record");
-  return record;
+  return Decode<v1::CheckpointInfo>(value, "checkpoint record");
 }
 
 std::string EncodeJobRecord(const JobRecord& job) {
@@ -533,6 +571,14 @@ Stats FromProto(const v1::GetStatsResponse& stats) {
         tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
   }
   return out;
+}
+
+std::string EncodeJobEvent(const JobEvent& event) {
+  return Encode<v1::JobEvent>(event);
+}
+
+absl::StatusOr<JobEvent> DecodeJobEvent(absl::string_view value) {
+  return Decode<v1::JobEvent>(value, "job event");
 }
 
 }  // namespace ckpt

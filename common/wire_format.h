@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ckpt/v1/ckpt.pb.h"
+#include "common/event.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/stats.h"
@@ -37,6 +38,10 @@ absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
 void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
 // INVALID_ARGUMENT for a malformed chunk hash.
 absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report);
+void ToProto(const JobEvent& event, v1::JobEvent* out);
+// INVALID_ARGUMENT for an unknown kind or a format_version newer than this
+// build reads.
+absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event);
 
 // Persisted encodings (RocksDB values). Decoding a corrupt or newer-format
 // value is DATA_LOSS naming `what`.
@@ -47,6 +52,8 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+std::string EncodeJobEvent(const JobEvent& event);
+absl::StatusOr<JobEvent> DecodeJobEvent(absl::string_view value);
 
 // GetStats's answer (common/stats.h).
 void ToProto(const Stats& stats, v1::GetStatsResponse* out);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "ckpt/v1/ckpt.pb.h"
 #include "common/chunk_id.h"
+#include "common/event.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -98,12 +100,18 @@ TEST(WireFormatTest, DTypeRoundTripsForEveryDType) {
   }
 }
 
+// The proto enum value name for the model's `name`: "DTYPE_" and "float32"
+// give "DTYPE_FLOAT32".
+std::string ProtoEnumName(absl::string_view prefix, absl::string_view name) {
+  std::string out = absl::StrCat(prefix, name);
+  for (char& c : out) c = static_cast<char>(std::toupper(c));
+  return out;
+}
+
 TEST(WireFormatTest, DTypeMapsToTheSameNamedProtoValue) {
-  // The proto enum names are the model's names, upper-cased.
   for (DType dtype : kAllDTypes) {
-    std::string expected = absl::StrCat("DTYPE_", DTypeName(dtype));
-    for (char& c : expected) c = static_cast<char>(std::toupper(c));
-    EXPECT_EQ(v1::DType_Name(ToProto(dtype)), expected);
+    EXPECT_EQ(v1::DType_Name(ToProto(dtype)),
+              ProtoEnumName("DTYPE_", DTypeName(dtype)));
   }
 }
 
@@ -486,6 +494,9 @@ TEST(WireFormatTest, DecodeOfGarbageIsDataLoss) {
     auto job = DecodeJobRecord(bytes);
     EXPECT_EQ(job.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(job.status().message(), HasSubstr("job record"));
+    auto event = DecodeJobEvent(bytes);
+    EXPECT_EQ(event.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(event.status().message(), HasSubstr("job event"));
   }
 }
 
@@ -499,6 +510,85 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
   EXPECT_EQ(*job, JobRecord());
   // A record needs a state; the default (unspecified) is corrupt.
   EXPECT_EQ(DecodeCheckpointRecord("").status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// ---------------------------------------------------------------- events
+
+constexpr EventKind kAllEventKinds[] = {
+    EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
+    EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
+    EventKind::kRestored,  EventKind::kPolicySet,
+};
+
+JobEvent SampleEvent(EventKind kind) {
+  JobEvent event;
+  event.job = "research/resnet50";
+  event.sequence = 12345678901;
+  event.time = Micros(1700000000123456);
+  event.kind = kind;
+  event.step = 42;
+  event.detail = "retention at commit of step 45: not among the 3 most recent";
+  return event;
+}
+
+TEST(WireFormatTest, JobEventRoundTripsForEveryKind) {
+  for (EventKind kind : kAllEventKinds) {
+    SCOPED_TRACE(EventKindName(kind));
+    const JobEvent event = SampleEvent(kind);
+    v1::JobEvent proto;
+    ToProto(event, &proto);
+    EXPECT_EQ(proto.format_version(), kFormatVersion);
+    EXPECT_NE(proto.kind(), v1::EVENT_KIND_UNSPECIFIED);
+    auto back = DecodeJobEvent(EncodeJobEvent(event));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, event);
+  }
+}
+
+TEST(WireFormatTest, EventKindMapsToTheSameNamedProtoValue) {
+  for (EventKind kind : kAllEventKinds) {
+    v1::JobEvent proto;
+    ToProto(SampleEvent(kind), &proto);
+    EXPECT_EQ(v1::EventKind_Name(proto.kind()),
+              ProtoEnumName("EVENT_KIND_", EventKindName(kind)));
+  }
+}
+
+TEST(WireFormatTest, JobLevelEventHasNoStepAndStepZeroIsPresent) {
+  JobEvent event = SampleEvent(EventKind::kPolicySet);
+  event.step.reset();
+  v1::JobEvent proto;
+  ToProto(event, &proto);
+  EXPECT_FALSE(proto.has_step());
+  auto back = DecodeJobEvent(EncodeJobEvent(event));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->step.has_value());
+
+  event.step = 0;
+  back = DecodeJobEvent(EncodeJobEvent(event));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->step, std::optional<int64_t>(0));
+}
+
+TEST(WireFormatTest, JobEventFromProtoRejectsUnknownKindAndNewerVersion) {
+  for (int raw : {0, 9, 77}) {
+    SCOPED_TRACE(raw);
+    v1::JobEvent proto;
+    ToProto(SampleEvent(EventKind::kPinned), &proto);
+    proto.set_kind(static_cast<v1::EventKind>(raw));
+    EXPECT_EQ(FromProto(proto).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(DecodeJobEvent(proto.SerializeAsString()).status().code(),
+              absl::StatusCode::kDataLoss);
+  }
+  v1::JobEvent proto;
+  ToProto(SampleEvent(EventKind::kPinned), &proto);
+  proto.set_format_version(kFormatVersion + 1);
+  auto event = FromProto(proto);
+  EXPECT_EQ(event.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(event.status().message(), HasSubstr("format_version"));
+  EXPECT_EQ(DecodeJobEvent(proto.SerializeAsString()).status().code(),
             absl::StatusCode::kDataLoss);
 }
 
@@ -549,6 +639,19 @@ ShardManifest GoldenShard() {
                           16}};
   shard.tensors.push_back(bias);
   return shard;
+}
+
+JobEvent GoldenEvent() {
+  JobEvent event;
+  event.job = "research/resnet50";
+  event.sequence = 7;
+  event.time = Micros(1700000200000000);
+  event.kind = EventKind::kPruned;
+  event.step = 41000;
+  event.detail =
+      "retention at commit of step 44000 (max_to_keep=3): not among the 3 "
+      "most recent";
+  return event;
 }
 
 std::string GoldenPath(absl::string_view name) {
@@ -637,6 +740,28 @@ TEST(WireFormatGoldenTest, DecodesShardManifestV1) {
   v1::ShardManifest proto;
   ASSERT_TRUE(proto.ParseFromString(bytes));
   EXPECT_EQ(proto.format_version(), 1u);
+}
+
+TEST(WireFormatGoldenTest, DecodesJobEventV1) {
+  std::string bytes =
+      Golden("job_event_v1.binpb", EncodeJobEvent(GoldenEvent()));
+  ASSERT_FALSE(bytes.empty());
+  auto event = DecodeJobEvent(bytes);
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->job, "research/resnet50");
+  EXPECT_EQ(event->sequence, 7u);
+  EXPECT_EQ(absl::ToUnixMicros(event->time), 1700000200000000);
+  EXPECT_EQ(event->kind, EventKind::kPruned);
+  EXPECT_EQ(event->step, std::optional<int64_t>(41000));
+  EXPECT_EQ(event->detail,
+            "retention at commit of step 44000 (max_to_keep=3): not among the "
+            "3 most recent");
+  EXPECT_EQ(*event, GoldenEvent());
+
+  v1::JobEvent proto;
+  ASSERT_TRUE(proto.ParseFromString(bytes));
+  EXPECT_EQ(proto.format_version(), 1u);
+  EXPECT_EQ(proto.kind(), v1::EVENT_KIND_PRUNED);
 }
 
 }  // namespace

@@ -21,6 +21,8 @@
 #include "absl/time/time.h"
 #include "client/cli/format.h"
 #include "client/cli/progress.h"
+#include "common/event.h"
+#include "common/retention.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -93,15 +95,16 @@ absl::StatusOr<int64_t> ParseStep(absl::string_view text) {
   return step;
 }
 
-// The manifest of STEP, where STEP is a step or "latest".
-absl::StatusOr<Checkpoint> GetManifestAt(client::Client& client,
-                                         const std::string& job,
-                                         absl::string_view step_text) {
+// The manifest of STEP, where STEP is a step or "latest"; fetched to restore
+// `restoring_rank`'s shard when given (the server records the restore).
+absl::StatusOr<Checkpoint> GetManifestAt(
+    client::Client& client, const std::string& job, absl::string_view step_text,
+    std::optional<int32_t> restoring_rank = std::nullopt) {
   std::optional<int64_t> step;  // nullopt: latest
   if (step_text != "latest") {
     CKPT_ASSIGN_OR_RETURN(step, ParseStep(step_text));
   }
-  return client.GetManifest(job, step);
+  return client.GetManifest(job, step, restoring_rank);
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
@@ -291,18 +294,6 @@ absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
   return policy;
 }
 
-absl::string_view ModeName(RetentionPolicy::KeepBest::Mode mode) {
-  switch (mode) {
-    case RetentionPolicy::KeepBest::Mode::kMin:
-      return "min";
-    case RetentionPolicy::KeepBest::Mode::kMax:
-      return "max";
-    case RetentionPolicy::KeepBest::Mode::kAuto:
-      break;
-  }
-  return "auto";
-}
-
 json PolicyJson(const RetentionPolicy& policy) {
   json out = {{"max_to_keep", nullptr},
               {"keep_every", nullptr},
@@ -317,27 +308,9 @@ json PolicyJson(const RetentionPolicy& policy) {
     out["keep_best"] = {
         {"k", policy.keep_best->k},
         {"metric", policy.keep_best->metric},
-        {"mode", std::string(ModeName(policy.keep_best->mode))}};
+        {"mode", std::string(MetricModeName(policy.keep_best->mode))}};
   }
   return out;
-}
-
-std::string PolicyText(const RetentionPolicy& policy) {
-  std::vector<std::string> parts;
-  if (policy.max_to_keep.has_value()) {
-    parts.push_back(absl::StrCat("max_to_keep=", *policy.max_to_keep));
-  }
-  if (policy.keep_every.has_value()) {
-    parts.push_back(
-        absl::StrCat("keep_every=", absl::FormatDuration(*policy.keep_every)));
-  }
-  if (policy.keep_best.has_value()) {
-    parts.push_back(absl::StrCat("keep_best=", policy.keep_best->k, " by ",
-                                 policy.keep_best->metric, " (",
-                                 ModeName(policy.keep_best->mode), ")"));
-  }
-  if (parts.empty()) return "keep everything";
-  return absl::StrJoin(parts, " ");
 }
 
 // logical / stored: how many times over the stored bytes are referenced.
@@ -417,7 +390,7 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
 absl::Status RunGet(client::Client& client, const GetArgs& args,
                     const OutputOptions& out) {
   CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
-                        GetManifestAt(client, args.job, args.step));
+                        GetManifestAt(client, args.job, args.step, args.rank));
   // Check every name before fetching or writing anything.
   for (const ShardManifest& shard : checkpoint.shards) {
     if (shard.rank != args.rank) continue;
@@ -493,13 +466,14 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     }
     std::vector<std::vector<std::string>> rows;
     for (const client::JobSummary& job : jobs) {
-      rows.push_back(
-          {job.name, absl::StrCat(job.checkpoint_count),
-           HumanBytes(job.logical_bytes),
-           job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
-                                       : std::string("-"),
-           job.retention_policy.has_value() ? PolicyText(*job.retention_policy)
-                                            : std::string("-")});
+      rows.push_back({job.name, absl::StrCat(job.checkpoint_count),
+                      HumanBytes(job.logical_bytes),
+                      job.latest_step.has_value()
+                          ? absl::StrCat(*job.latest_step)
+                          : std::string("-"),
+                      job.retention_policy.has_value()
+                          ? RetentionPolicyText(*job.retention_policy)
+                          : std::string("-")});
     }
     PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},
                rows);
@@ -709,7 +683,8 @@ absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                {"deleted_steps", deleted}});
     return absl::OkStatus();
   }
-  std::cout << "policy of " << args.job << ": " << PolicyText(policy) << "\n";
+  std::cout << "policy of " << args.job << ": " << RetentionPolicyText(policy)
+            << "\n";
   if (deleted.empty()) {
     std::cout << "applied: nothing to delete\n";
   } else {
@@ -731,7 +706,7 @@ absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
     return absl::OkStatus();
   }
   std::cout << "policy of " << args.job << ": "
-            << (policy.has_value() ? PolicyText(*policy)
+            << (policy.has_value() ? RetentionPolicyText(*policy)
                                    : std::string("none (keep everything)"))
             << "\n";
   return absl::OkStatus();
@@ -1053,6 +1028,39 @@ absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
       absl::StrCat("verify found damage: ", report->damaged_chunk_count,
                    " damaged chunk(s), ", report->damaged_checkpoints.size(),
                    " damaged checkpoint(s)"));
+}
+
+absl::Status RunEvents(client::Client& client, const EventsArgs& args,
+                       const OutputOptions& out) {
+  if (args.limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--limit must be >= 0 (0: every kept event), got ", args.limit));
+  }
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobEvent> events,
+                        client.ListEvents(args.job, args.limit));
+  if (out.json) {
+    json list = json::array();
+    for (const JobEvent& event : events) {
+      list.push_back(
+          {{"sequence", event.sequence},
+           {"time", FormatTimestamp(event.time)},
+           {"step", event.step.has_value() ? json(*event.step) : json(nullptr)},
+           {"kind", std::string(EventKindName(event.kind))},
+           {"detail", event.detail}});
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const JobEvent& event : events) {
+    rows.push_back(
+        {FormatTimestamp(event.time),
+         event.step.has_value() ? absl::StrCat(*event.step) : std::string("-"),
+         std::string(EventKindName(event.kind)),
+         event.detail.empty() ? std::string("-") : event.detail});
+  }
+  PrintTable(std::cout, {"TIME", "STEP", "KIND", "DETAIL"}, rows);
+  return absl::OkStatus();
 }
 
 }  // namespace ckpt::cli

@@ -125,4 +125,11 @@ struct VerifyArgs {
 absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
                        const OutputOptions& out);
 
+struct EventsArgs {
+  std::string job;
+  int limit = 0;  // the newest N events; 0: every kept event
+};
+absl::Status RunEvents(client::Client& client, const EventsArgs& args,
+                       const OutputOptions& out);
+
 }  // namespace ckpt::cli

@@ -215,6 +215,21 @@ int main(int argc, char** argv) {
       "Read only part n of t of the chunks, n/t with 1 <= n <= t (e.g. 1/5); "
       "implies --read-data. A chunk's part is fixed by its hash, so runs "
       "with n = 1..t together read every chunk once, as restic's");
+  ckpt::cli::EventsArgs events;
+  CLI::App* events_cmd = app.add_subcommand(
+      "events",
+      "Show a job's event history, kept by the server, oldest first: "
+      "committed, aborted (with the reason, e.g. lease expiry), deleted "
+      "(ckpt rm), pruned (with what triggered it, the policy and why no rule "
+      "kept it), pinned, unpinned, restored (with the rank) and policy_set. "
+      "Each job keeps its newest 10000 events; deleting a checkpoint keeps "
+      "its events.");
+  events_cmd->add_option("JOB", events.job, "Job name, tenant/name")
+      ->required();
+  events_cmd
+      ->add_option("--limit", events.limit,
+                   "Show only the newest N events (0: every kept event)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -252,6 +267,8 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunGc(c, gc, output);
     } else if (*verify_cmd) {
       status = ckpt::cli::RunVerify(c, verify, output);
+    } else if (*events_cmd) {
+      status = ckpt::cli::RunEvents(c, events, output);
     }
   }
   if (!status.ok()) {

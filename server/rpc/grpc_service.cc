@@ -749,8 +749,18 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
       case v1::GetManifestRequest::WHICH_NOT_SET:
         return InvalidRequest(kRpc, "set either step or latest");
     }
-    CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
-                          service_->GetManifest(request->job(), step));
+    std::optional<int32_t> restoring_rank;
+    if (request->has_restoring_rank()) {
+      if (request->restoring_rank() < 0) {
+        return InvalidRequest(kRpc,
+                              absl::StrCat("restoring_rank must be >= 0, got ",
+                                           request->restoring_rank()));
+      }
+      restoring_rank = request->restoring_rank();
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        Checkpoint checkpoint,
+        service_->GetManifest(request->job(), step, restoring_rank));
     ToProto(checkpoint.record, response->mutable_checkpoint());
     response->mutable_shards()->Reserve(
         static_cast<int>(checkpoint.shards.size()));
@@ -913,6 +923,28 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
   auto* reactor = new VerifyReactor(context, service_, &calls_);
   reactor->Start(refusal, FromProto(*request));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::ListEvents(
+    grpc::CallbackServerContext* context, const v1::ListEventsRequest* request,
+    v1::ListEventsResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "ListEvents";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    if (request->limit() < 0) {
+      return InvalidRequest(
+          kRpc, absl::StrCat("limit must be >= 0 (0: every kept event), got ",
+                             request->limit()));
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<JobEvent> events,
+        service_->ListEvents(request->job(), request->limit()));
+    response->mutable_events()->Reserve(static_cast<int>(events.size()));
+    for (const JobEvent& event : events) {
+      ToProto(event, response->add_events());
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace ckpt::server

@@ -120,6 +120,10 @@ class GrpcCheckpointService final
   grpc::ServerWriteReactor<v1::VerifyResponse>* VerifyCheckpoints(
       grpc::CallbackServerContext* context,
       const v1::VerifyRequest* request) override;
+  grpc::ServerUnaryReactor* ListEvents(
+      grpc::CallbackServerContext* context,
+      const v1::ListEventsRequest* request,
+      v1::ListEventsResponse* response) override;
 
   CallCounter& calls() { return calls_; }
 

@@ -732,5 +732,60 @@ TEST_F(GrpcServiceTest, StatsCarryJobAndTenantRows) {
   EXPECT_EQ(stats->tenants[0].stored_bytes, bytes.size());
 }
 
+TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
+  for (int64_t step = 1; step <= 3; ++step) {
+    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
+  }
+  ASSERT_TRUE(client_->PinCheckpoint(kJob, 3).ok());
+  RetentionPolicy one;
+  one.max_to_keep = 1;
+  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, /*dry_run=*/true).ok());
+  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, /*dry_run=*/false).ok());
+  ASSERT_TRUE(client_->GetManifest(kJob, std::nullopt).ok());  // no event
+  auto restored = client_->RestoreShard(kJob, std::nullopt, 0);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3).ok());
+
+  auto events = client_->ListEvents(kJob);
+  ASSERT_TRUE(events.ok()) << events.status();
+  std::vector<std::string> history;
+  for (const JobEvent& event : *events) {
+    history.push_back(
+        absl::StrCat(EventKindName(event.kind), "@", event.step.value_or(-1)));
+    EXPECT_EQ(event.job, kJob);
+    EXPECT_EQ(event.sequence, history.size());
+  }
+  EXPECT_THAT(history,
+              testing::ElementsAre("committed@1", "committed@2", "committed@3",
+                                   "pinned@3", "pruned@1", "pruned@2",
+                                   "restored@3", "deleted@3"));
+  EXPECT_THAT((*events)[4].detail,
+              HasSubstr("prune with a one-off policy (max_to_keep=1): not "
+                        "among the 1 most recent"));
+  EXPECT_EQ((*events)[6].detail, "rank 0");
+
+  auto last = client_->ListEvents(kJob, 1);
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].kind, EventKind::kDeleted);
+}
+
+TEST_F(GrpcServiceTest, ListEventsAndRestoringRankErrorsAreClear) {
+  EXPECT_EQ(client_->ListEvents("team/none").status().code(),
+            absl::StatusCode::kNotFound);
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
+  auto negative = client_->ListEvents(kJob, -1);
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(negative.status().message(), HasSubstr("ListEvents: limit"));
+  auto bad_rank = client_->GetManifest(kJob, 1, -2);
+  EXPECT_EQ(bad_rank.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_rank.status().message(),
+              HasSubstr("GetManifest: restoring_rank"));
+}
+
 }  // namespace
 }  // namespace ckpt::server

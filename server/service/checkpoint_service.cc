@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
+#include "common/event.h"
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -100,6 +101,55 @@ void LogDeletions(absl::string_view job, absl::string_view why,
   }
 }
 
+// Event details quote client text (abort reasons, metric names); capped so
+// that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
+constexpr size_t kMaxEventDetailBytes = 1024;
+
+// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
+// sequence: proto3 strings must stay valid UTF-8.
+std::string TruncateUtf8(std::string text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  constexpr absl::string_view kEllipsis = "...";
+  size_t cut = max_bytes - kEllipsis.size();
+  // Back off continuation bytes (10xxxxxx) to the start of a character.
+  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xc0) == 0x80) --cut;
+  text.resize(cut);
+  text.append(kEllipsis.data(), kEllipsis.size());
+  return text;
+}
+
+JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
+                   absl::Time time, EventKind kind, std::string detail) {
+  JobEvent event;
+  event.job = std::string(job);
+  event.time = time;
+  event.kind = kind;
+  event.step = step;
+  event.detail = TruncateUtf8(std::move(detail), kMaxEventDetailBytes);
+  return event;
+}
+
+// One `pruned` event per checkpoint that `decisions` delete, naming what
+// triggered the deletion, the policy, and why no rule kept it.
+void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
+                        const RetentionPolicy& policy,
+                        const std::vector<RetentionDecision>& decisions,
+                        absl::Time now, MetadataBatch* batch) {
+  for (const auto& decision : decisions) {
+    if (decision.keep) continue;
+    batch->AppendEvent(
+        MakeEvent(job, decision.step, now, EventKind::kPruned,
+                  absl::StrCat(trigger, " (", RetentionPolicyText(policy),
+                               "): ", absl::StrJoin(decision.reasons, "; "))));
+  }
+}
+
+JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
+                        absl::Time now, absl::string_view source) {
+  return MakeEvent(job, std::nullopt, now, EventKind::kPolicySet,
+                   absl::StrCat(RetentionPolicyText(policy), source));
+}
+
 }  // namespace
 
 CheckpointService::CheckpointService(ChunkStore* chunks,
@@ -137,15 +187,29 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
                         metadata_->GetJob(job));
   std::vector<RetentionDecision> decisions;
+  // Every rank of every save may pass the same policy: only a change is an
+  // event.
+  const std::string policy_source =
+      absl::StrCat(" (from BeginCheckpoint of step ", step, ")");
   if (!job_record.has_value()) {
     job_record = MakeJobRecord(std::string(job), now);
     job_record->retention_policy = policy;
     batch.PutJob(*job_record);
+    if (policy.has_value()) {
+      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+    }
   } else if (policy.has_value()) {
+    if (job_record->retention_policy != policy) {
+      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+    }
     job_record->retention_policy = policy;
     batch.PutJob(*job_record);
     CKPT_ASSIGN_OR_RETURN(decisions,
                           DecideAndDelete(*job_record, *policy, &batch));
+    AppendPrunedEvents(job,
+                       absl::StrCat("retention as BeginCheckpoint of step ",
+                                    step, " set the policy"),
+                       *policy, decisions, now, &batch);
   }
 
   BeginResult result;
@@ -290,6 +354,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     MetadataBatch abort;
     abort.DeleteCheckpoint(record.job, step);
     abort.PutCheckpoint(record);
+    abort.AppendEvent(
+        MakeEvent(job, step, now, EventKind::kAborted, record.abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(abort));
     return absl::AbortedError(absl::StrCat(
         Describe(job, step), " was aborted: ", record.abort_reason));
@@ -314,6 +380,12 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   MetadataBatch batch;
   batch.PutShard(std::string(job), step, shard);
   batch.PutCheckpoint(record);
+  if (result.checkpoint_committed) {
+    batch.AppendEvent(MakeEvent(
+        job, step, now, EventKind::kCommitted,
+        absl::StrCat(world_size, world_size == 1 ? " rank, " : " ranks, ",
+                     record.logical_bytes, " bytes")));
+  }
   std::vector<RetentionDecision> decisions;
   // The policy sees the store as this batch leaves it, so the commit and
   // what it makes the policy delete land in one atomic batch. The listing is
@@ -356,6 +428,9 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
       for (int64_t deleted : DeletedSteps(decisions)) {
         batch.DeleteCheckpoint(std::string(job), deleted);
       }
+      AppendPrunedEvents(job,
+                         absl::StrCat("retention at commit of step ", step),
+                         *job_record->retention_policy, decisions, now, &batch);
     }
   }
   // A running collection's mark may predate this shard.
@@ -393,6 +468,8 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
   MetadataBatch batch;
   batch.DeleteCheckpoint(record.job, step);
   batch.PutCheckpoint(record);
+  batch.AppendEvent(MakeEvent(job, step, clock_->Now(), EventKind::kAborted,
+                              record.abort_reason));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "aborted ", Describe(job, step), ": ", record.abort_reason);
   return absl::OkStatus();
@@ -438,8 +515,13 @@ CheckpointService::ListCheckpoints(absl::string_view job,
 }
 
 absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
-    absl::string_view job, std::optional<int64_t> step) {
+    absl::string_view job, std::optional<int64_t> step,
+    std::optional<int32_t> restoring_rank) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (restoring_rank.has_value() && *restoring_rank < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("restoring rank must be >= 0, got ", *restoring_rank));
+  }
   Checkpoint checkpoint;
   if (step.has_value()) {
     CKPT_RETURN_IF_ERROR(ValidateStep(*step));
@@ -473,6 +555,19 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
         absl::StrCat(Describe(job, checkpoint.record.step), " has ",
                      checkpoint.shards.size(), " stored shards for world_size ",
                      checkpoint.record.world_size));
+  }
+  if (restoring_rank.has_value()) {
+    // A restore usually follows a failure; losing its history entry (disk
+    // full, say) must not also stop the job from resuming.
+    MetadataBatch batch;
+    batch.AppendEvent(MakeEvent(job, checkpoint.record.step, clock_->Now(),
+                                EventKind::kRestored,
+                                absl::StrCat("rank ", *restoring_rank)));
+    if (absl::Status status = metadata_->Apply(batch); !status.ok()) {
+      CKPT_LOG(Warning, "restore of ", Describe(job, checkpoint.record.step),
+               " by rank ", *restoring_rank,
+               " not recorded in the job's events: ", status.ToString());
+    }
   }
   return checkpoint;
 }
@@ -509,6 +604,10 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
+  batch.AppendEvent(
+      MakeEvent(job, step, clock_->Now(), EventKind::kDeleted,
+                absl::StrCat("was ", CheckpointStateName(record->state),
+                             record->pinned ? " and pinned" : "")));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "deleted ", Describe(job, step));
   return absl::OkStatus();
@@ -574,6 +673,8 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     MetadataBatch batch;
     batch.DeleteCheckpoint(record->job, record->step);
     batch.PutCheckpoint(*record);
+    batch.AppendEvent(MakeEvent(record->job, record->step, now,
+                                EventKind::kAborted, record->abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
              record->abort_reason);
@@ -625,11 +726,17 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
-  record.retention_policy = policy;
+  const absl::Time now = clock_->Now();
   MetadataBatch batch;
+  if (record.retention_policy != policy) {
+    batch.AppendEvent(PolicySetEvent(job, policy, now, ""));
+  }
+  record.retention_policy = policy;
   batch.PutJob(record);
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
                         DecideAndDelete(record, policy, &batch));
+  AppendPrunedEvents(job, "retention as the policy was set", policy, decisions,
+                     now, &batch);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   LogDeletions(job, "new retention policy", decisions);
   return DeletedSteps(decisions);
@@ -662,6 +769,9 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
     record->pinned = pinned;
     MetadataBatch batch;
     batch.PutCheckpoint(*record);
+    batch.AppendEvent(
+        MakeEvent(job, step, clock_->Now(),
+                  pinned ? EventKind::kPinned : EventKind::kUnpinned, ""));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step));
   }
@@ -682,6 +792,10 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
                         DecideAndDelete(record, effective, &batch));
   if (!dry_run && !batch.empty()) {
+    AppendPrunedEvents(job,
+                       policy.has_value() ? "prune with a one-off policy"
+                                          : "prune with the stored policy",
+                       effective, decisions, clock_->Now(), &batch);
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     LogDeletions(job, "prune", decisions);
   }
@@ -1042,6 +1156,19 @@ absl::StatusOr<std::map<int64_t, uint64_t>> CheckpointService::UniqueBytes(
     }
   }
   return unique;
+}
+
+absl::StatusOr<std::vector<JobEvent>> CheckpointService::ListEvents(
+    absl::string_view job, int limit) {
+  if (limit < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be >= 0 (0: all), got ", limit));
+  }
+  CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
+  const size_t wanted =
+      limit == 0 ? kMaxEventsPerJob
+                 : std::min(static_cast<size_t>(limit), kMaxEventsPerJob);
+  return metadata_->ListEvents(job, wanted);
 }
 
 }  // namespace ckpt::server

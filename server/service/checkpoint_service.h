@@ -1,6 +1,10 @@
 // CheckpointService: the checkpoint lifecycle (begin, upload, commit, abort,
 // list, read, delete) over a ChunkStore and a MetadataStore. Knows nothing
 // of gRPC; the rpc/ layer translates requests and calls it.
+//
+// Every change it makes is recorded in the job's event history (see
+// ListEvents) by an event appended to the very batch that makes the change,
+// so a change and its event are durable together or not at all.
 #pragma once
 
 #include <atomic>
@@ -21,6 +25,7 @@
 #include "absl/types/span.h"
 #include "common/chunk_id.h"
 #include "common/clock.h"
+#include "common/event.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
@@ -124,8 +129,13 @@ class CheckpointService {
 
   // A committed checkpoint with its shards; the latest when step is nullopt.
   // NOT_FOUND when there is none (pending and aborted ones do not count).
-  absl::StatusOr<Checkpoint> GetManifest(absl::string_view job,
-                                         std::optional<int64_t> step);
+  // With `restoring_rank` (>= 0, else INVALID_ARGUMENT; not checked against
+  // the world size, as a resharded restore may use other ranks) the caller
+  // is restoring that rank's shard, and a `restored` event is recorded. A
+  // failure to record it is logged and does not fail the restore.
+  absl::StatusOr<Checkpoint> GetManifest(
+      absl::string_view job, std::optional<int64_t> step,
+      std::optional<int32_t> restoring_rank = std::nullopt);
 
   // A chunk of the job's tenant, verified against its hash: NOT_FOUND when
   // absent, DATA_LOSS when the stored bytes do not match.
@@ -209,6 +219,22 @@ class CheckpointService {
   // every manifest of the tenant. NOT_FOUND for an unknown job.
   absl::StatusOr<std::map<int64_t, uint64_t>> UniqueBytes(
       absl::string_view job);
+
+  // --- Event history ---
+  //
+  // Recorded: committed (the last rank's commit), aborted (AbortCheckpoint,
+  // an expired lease found by ExpireLeases or a late commit; detail: the
+  // reason), deleted (DeleteCheckpoint), pruned (every deletion by
+  // retention, at commit, when a policy is set and by a non-dry-run Prune;
+  // detail: what triggered it, the policy and the decision's reasons),
+  // pinned / unpinned (when the pin changes), restored (GetManifest with a
+  // restoring rank) and policy_set (when the stored policy changes).
+
+  // The newest `limit` events of `job`, oldest first; 0 means every kept
+  // one (at most kMaxEventsPerJob). INVALID_ARGUMENT for a negative limit;
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   int limit);
 
  private:
   // FAILED_PRECONDITION naming the ids the job's tenant does not hold.

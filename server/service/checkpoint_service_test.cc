@@ -15,48 +15,14 @@
 namespace ckpt::server {
 namespace {
 
-using ::ckpt::server::testing::SaveShard;
+using ::ckpt::server::testing::CheckpointServiceTest;
+using ::ckpt::server::testing::kJob;
+using ::ckpt::server::testing::MaxToKeep;
 using ::ckpt::server::testing::ShardBuilder;
+using ::ckpt::server::testing::WithLoss;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-constexpr char kJob[] = "team/model";
-
-class CheckpointServiceTest : public ::testing::Test {
- protected:
-  CheckpointServiceTest()
-      : faults_(&store_, &store_),
-        service_(&faults_, &faults_, &clock_, Options()) {}
-
-  static ServiceOptions Options() {
-    ServiceOptions options;
-    options.default_lease = absl::Minutes(10);
-    return options;
-  }
-
-  // Uploads every chunk of `builder` and commits its shard.
-  absl::StatusOr<CommitResult> Save(const ShardBuilder& builder, int64_t step,
-                                    int32_t world_size,
-                                    absl::string_view job = kJob,
-                                    const CheckpointMetadata& meta = {}) {
-    return SaveShard(service_, builder, step, world_size, job, meta);
-  }
-
-  std::vector<int64_t> VisibleSteps(absl::string_view job = kJob) {
-    std::vector<int64_t> steps;
-    auto records = service_.ListCheckpoints(job, false);
-    EXPECT_TRUE(records.ok()) << records.status();
-    if (!records.ok()) return steps;
-    for (const auto& record : *records) steps.push_back(record.step);
-    return steps;
-  }
-
-  FakeClock clock_;
-  MemoryStore store_;
-  FaultInjectingStore faults_;
-  CheckpointService service_;
-};
 
 TEST_F(CheckpointServiceTest, BeginIsIdempotentAcrossRanks) {
   CheckpointMetadata rank0_meta;
@@ -346,18 +312,6 @@ TEST_F(CheckpointServiceTest, UnknownJobIsNotFound) {
 }
 
 // ---------------------------------------------------------------- retention
-
-RetentionPolicy MaxToKeep(int n) {
-  RetentionPolicy policy;
-  policy.max_to_keep = n;
-  return policy;
-}
-
-CheckpointMetadata WithLoss(double loss) {
-  CheckpointMetadata meta;
-  meta.metrics["loss"] = loss;
-  return meta;
-}
 
 // Saves `step` with a one-byte tensor of its own.
 #define SAVE_STEP(step, ...)                                                \

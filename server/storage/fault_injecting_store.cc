@@ -125,6 +125,12 @@ absl::StatusOr<std::vector<ShardManifest>> FaultInjectingStore::GetShards(
   return metadata_->GetShards(job, step);
 }
 
+absl::StatusOr<std::vector<JobEvent>> FaultInjectingStore::ListEvents(
+    absl::string_view job, size_t limit) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kListEvents));
+  return metadata_->ListEvents(job, limit);
+}
+
 absl::Status FaultInjectingStore::Apply(const MetadataBatch& batch) {
   CKPT_RETURN_IF_ERROR(Check(Op::kApply));
   return metadata_->Apply(batch);

@@ -36,7 +36,8 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
     kListPending,
     kGetShards,
     kForEachShard,
-    kApply,
+    kListEvents,
+    kApply,  // keep last: kNumOps counts up to it
   };
   static constexpr size_t kNumOps = static_cast<size_t>(Op::kApply) + 1;
 
@@ -85,6 +86,8 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
                                      const ShardManifest& shard)>
           fn) override;
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   size_t limit) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:

@@ -2,6 +2,7 @@
 
 #include <variant>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -103,6 +104,46 @@ absl::StatusOr<DecodedShardKey> DecodeShardKey(absl::string_view key) {
   return decoded;
 }
 
+std::string EventKey(absl::string_view job, uint64_t sequence) {
+  std::string key = JobKeyPrefix(job);
+  AppendBigEndian(&key, sequence, 8);
+  return key;
+}
+
+absl::StatusOr<uint64_t> DecodeEventSequence(absl::string_view job,
+                                             absl::string_view key) {
+  const std::string prefix = JobKeyPrefix(job);
+  if (key.size() != prefix.size() + 8 || !absl::StartsWith(key, prefix)) {
+    return absl::DataLossError(absl::StrCat(
+        "malformed event key of ", key.size(), " bytes for job ", job));
+  }
+  return ReadBigEndian(key.substr(prefix.size()));
+}
+
+absl::StatusOr<uint64_t> EventSequencer::Next(
+    absl::string_view job,
+    absl::FunctionRef<absl::StatusOr<uint64_t>(absl::string_view job)>
+        last_stored) {
+  auto it = last_.find(job);
+  if (it == last_.end()) {
+    CKPT_ASSIGN_OR_RETURN(uint64_t stored, last_stored(job));
+    it = last_.emplace(std::string(job), stored).first;
+  }
+  return ++it->second;
+}
+
+std::vector<EventSequencer::Trim> EventSequencer::Trims() const {
+  std::vector<Trim> trims;
+  for (const auto& [job, last] : last_) {
+    // Sequences are consecutive and only the oldest are ever dropped, so the
+    // kept ones are exactly the newest kMaxEventsPerJob.
+    if (last > kMaxEventsPerJob) {
+      trims.push_back(Trim{job, last - kMaxEventsPerJob + 1});
+    }
+  }
+  return trims;
+}
+
 std::string PrefixSuccessor(absl::string_view prefix) {
   std::string key(prefix);
   while (!key.empty()) {
@@ -156,6 +197,9 @@ absl::Status ValidateBatch(const MetadataBatch& batch) {
           } else if constexpr (std::is_same_v<
                                    T, MetadataBatch::DeleteCheckpointOp>) {
             return ValidateCheckpointKey(o.job, o.step);
+          } else if constexpr (std::is_same_v<T,
+                                              MetadataBatch::AppendEventOp>) {
+            return ValidateKeyPart("job name", o.event.job);
           } else {
             if (o.shard.rank < 0) {
               return absl::InvalidArgumentError(

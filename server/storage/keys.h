@@ -5,15 +5,21 @@
 //   chunk key      = tenant + '\0' + 32-byte digest
 //   checkpoint key = job + '\0' + 8-byte big-endian step      (step >= 0)
 //   shard key      = checkpoint key + 4-byte big-endian rank  (rank >= 0)
+//   event key      = job + '\0' + 8-byte big-endian sequence  (sequence >= 1)
 //
 // Tenants and jobs never contain '\0' (see ValidateJobName), so `x + '\0'`
 // is a prefix that no other tenant's or job's keys share, and bytewise key
-// order is (tenant, id), (job, step) and (job, step, rank) order.
+// order is (tenant, id), (job, step), (job, step, rank) and (job, sequence)
+// order.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -45,6 +51,36 @@ struct DecodedShardKey {
 };
 // DATA_LOSS when `key` is not a shard key.
 absl::StatusOr<DecodedShardKey> DecodeShardKey(absl::string_view key);
+
+// JobKeyPrefix(job) + the sequence; the events of a job share that prefix.
+std::string EventKey(absl::string_view job, uint64_t sequence);
+// The sequence of an event key of `job`; DATA_LOSS when malformed.
+absl::StatusOr<uint64_t> DecodeEventSequence(absl::string_view job,
+                                             absl::string_view key);
+
+// Numbers the events of one batch (MetadataBatch::AppendEventOp): each job's
+// continue from its highest stored sequence, so numbering survives restarts.
+// Every store uses it, so numbering and trimming agree across stores.
+// Use within one Apply, while holding what serializes the store's appends.
+class EventSequencer {
+ public:
+  // The sequence of the next event of `job`. `last_stored(job)` is the job's
+  // highest stored sequence (0 when none); called once per job.
+  absl::StatusOr<uint64_t> Next(
+      absl::string_view job,
+      absl::FunctionRef<absl::StatusOr<uint64_t>(absl::string_view job)>
+          last_stored);
+
+  struct Trim {
+    std::string job;
+    uint64_t keep_from;  // events of `job` below this sequence are dropped
+  };
+  // The jobs numbered so far that now exceed kMaxEventsPerJob events.
+  std::vector<Trim> Trims() const;
+
+ private:
+  std::map<std::string, uint64_t, std::less<>> last_;  // per job, so far
+};
 
 // The smallest key greater than every key starting with `prefix`; empty
 // when there is none (prefix is all 0xff). Exclusive end of a prefix range.

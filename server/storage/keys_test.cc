@@ -63,6 +63,50 @@ TEST(KeysTest, CheckpointKeysSortByStepAndShardKeysByRank) {
   EXPECT_EQ(ShardKey("t/j", 5, 3).size(), 16u);
 }
 
+TEST(KeysTest, EventKeysSortBySequenceAndDecode) {
+  EXPECT_EQ(EventKey("t/j", 1), std::string("t/j\0\0\0\0\0\0\0\0\x01", 12));
+  EXPECT_LT(EventKey("t/j", 255), EventKey("t/j", 256));
+  EXPECT_LT(EventKey("t/j", UINT64_MAX), PrefixSuccessor(JobKeyPrefix("t/j")));
+  for (uint64_t sequence : {uint64_t{1}, uint64_t{256}, UINT64_MAX}) {
+    auto decoded = DecodeEventSequence("t/j", EventKey("t/j", sequence));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(*decoded, sequence);
+  }
+  // Another job's key, or a truncated one, is corrupt.
+  EXPECT_EQ(DecodeEventSequence("t/j", EventKey("t/k", 1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeEventSequence("t/j", EventKey("t/j", 1).substr(0, 11))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(KeysTest, EventSequencerContinuesEachJobAndTrimsPastTheBound) {
+  EventSequencer sequencer;
+  int lookups = 0;
+  auto last_stored = [&](absl::string_view job) -> absl::StatusOr<uint64_t> {
+    ++lookups;
+    return job == "t/full" ? uint64_t{kMaxEventsPerJob} : uint64_t{0};
+  };
+  EXPECT_EQ(*sequencer.Next("t/new", last_stored), 1u);
+  EXPECT_EQ(*sequencer.Next("t/new", last_stored), 2u);
+  EXPECT_TRUE(sequencer.Trims().empty());
+  EXPECT_EQ(*sequencer.Next("t/full", last_stored), kMaxEventsPerJob + 1);
+  EXPECT_EQ(*sequencer.Next("t/full", last_stored), kMaxEventsPerJob + 2);
+  EXPECT_EQ(lookups, 2);  // once per job
+  auto trims = sequencer.Trims();
+  ASSERT_EQ(trims.size(), 1u);
+  EXPECT_EQ(trims[0].job, "t/full");
+  EXPECT_EQ(trims[0].keep_from, 3u);
+
+  EventSequencer failing;
+  auto broken = [](absl::string_view) -> absl::StatusOr<uint64_t> {
+    return absl::DataLossError("bad key");
+  };
+  EXPECT_EQ(failing.Next("t/j", broken).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST(KeysTest, PrefixSuccessorBoundsThePrefixRange) {
   EXPECT_EQ(PrefixSuccessor("ab"), "ac");
   EXPECT_EQ(PrefixSuccessor(std::string("a\xff\xff")), "b");

@@ -1,5 +1,6 @@
 #include "server/storage/memory_store.h"
 
+#include <algorithm>
 #include <tuple>
 #include <variant>
 
@@ -169,11 +170,37 @@ absl::Status MemoryStore::ForEachShard(
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<JobEvent>> MemoryStore::ListEvents(
+    absl::string_view job, size_t limit) {
+  std::vector<JobEvent> events;
+  absl::MutexLock lock(&mu_);
+  const std::string prefix = JobKeyPrefix(job);
+  // Newest first from the end of the job's range, then reversed.
+  auto it = events_.lower_bound(PrefixSuccessor(prefix));
+  while (events.size() < limit && it != events_.begin() &&
+         absl::StartsWith((--it)->first, prefix)) {
+    events.push_back(it->second);
+  }
+  std::reverse(events.begin(), events.end());
+  return events;
+}
+
 absl::Status MemoryStore::Apply(const MetadataBatch& batch) {
   // Validation is the only way an op can fail, so checking the whole batch
   // first makes applying it all-or-nothing.
   CKPT_RETURN_IF_ERROR(ValidateBatch(batch));
   absl::MutexLock lock(&mu_);
+  EventSequencer sequencer;
+  auto last_stored =
+      [this](absl::string_view job)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<uint64_t> {
+    const std::string prefix = JobKeyPrefix(job);
+    auto it = events_.lower_bound(PrefixSuccessor(prefix));
+    if (it == events_.begin() || !absl::StartsWith((--it)->first, prefix)) {
+      return 0;
+    }
+    return it->second.sequence;
+  };
   for (const MetadataBatch::Op& op : batch.ops()) {
     if (const auto* put_job = std::get_if<MetadataBatch::PutJobOp>(&op)) {
       jobs_.insert_or_assign(put_job->job.name, put_job->job);
@@ -188,12 +215,23 @@ absl::Status MemoryStore::Apply(const MetadataBatch& batch) {
       checkpoints_.erase(key);
       shards_.erase(shards_.lower_bound(key),
                     shards_.lower_bound(PrefixSuccessor(key)));
+    } else if (const auto* append =
+                   std::get_if<MetadataBatch::AppendEventOp>(&op)) {
+      JobEvent event = append->event;
+      CKPT_ASSIGN_OR_RETURN(event.sequence,
+                            sequencer.Next(event.job, last_stored));
+      events_.insert_or_assign(EventKey(event.job, event.sequence),
+                               std::move(event));
     } else {
       const auto& put_shard = std::get<MetadataBatch::PutShardOp>(op);
       shards_.insert_or_assign(
           ShardKey(put_shard.job, put_shard.step, put_shard.shard.rank),
           put_shard.shard);
     }
+  }
+  for (const EventSequencer::Trim& trim : sequencer.Trims()) {
+    events_.erase(events_.lower_bound(JobKeyPrefix(trim.job)),
+                  events_.lower_bound(EventKey(trim.job, trim.keep_from)));
   }
   return absl::OkStatus();
 }

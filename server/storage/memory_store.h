@@ -56,6 +56,8 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
                                      const ShardManifest& shard)>
           fn) override;
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   size_t limit) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:
@@ -67,6 +69,8 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
   std::map<std::string, CheckpointRecord> checkpoints_ ABSL_GUARDED_BY(mu_);
   // Keyed by ShardKey.
   std::map<std::string, ShardManifest> shards_ ABSL_GUARDED_BY(mu_);
+  // Keyed by EventKey.
+  std::map<std::string, JobEvent> events_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ckpt::server

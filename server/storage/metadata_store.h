@@ -1,7 +1,8 @@
-// MetadataStore: jobs, checkpoint headers and shard manifests, changed only
-// through atomic, durable batches.
+// MetadataStore: jobs, checkpoint headers, shard manifests and each job's
+// event history, changed only through atomic, durable batches.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/event.h"
 #include "common/manifest.h"
 
 namespace ckpt::server {
@@ -37,8 +39,16 @@ class MetadataBatch {
     int64_t step;
     ShardManifest shard;
   };
-  using Op =
-      std::variant<PutJobOp, PutCheckpointOp, DeleteCheckpointOp, PutShardOp>;
+  // Appends to event.job's history with the job's next sequence number (the
+  // store assigns it; event.sequence is ignored). Events appended by one
+  // batch get consecutive numbers in op order. When the job then holds more
+  // than kMaxEventsPerJob events, the oldest are dropped in the same batch.
+  // Deleting a checkpoint never deletes its events.
+  struct AppendEventOp {
+    JobEvent event;
+  };
+  using Op = std::variant<PutJobOp, PutCheckpointOp, DeleteCheckpointOp,
+                          PutShardOp, AppendEventOp>;
 
   void PutJob(JobRecord job) { ops_.push_back(PutJobOp{std::move(job)}); }
   void PutCheckpoint(CheckpointRecord record) {
@@ -51,12 +61,21 @@ class MetadataBatch {
     ops_.push_back(PutShardOp{std::move(job), step, std::move(shard)});
   }
 
+  void AppendEvent(JobEvent event) {
+    ops_.push_back(AppendEventOp{std::move(event)});
+  }
+
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
 
  private:
   std::vector<Op> ops_;
 };
+
+// How many events each job's history keeps: the newest ones. A job saving
+// every 10 minutes under a max_to_keep policy (a commit and a prune event per
+// save) keeps about a month of history.
+inline constexpr size_t kMaxEventsPerJob = 10000;
 
 // Implementations are thread-safe. Steps are >= 0.
 class MetadataStore {
@@ -91,6 +110,11 @@ class MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
                                      const ShardManifest& shard)>
           fn) = 0;
+  // The newest `limit` events of `job` (at most kMaxEventsPerJob are kept),
+  // oldest first, i.e. ascending sequence; empty for an unknown job.
+  // REQUIRES: limit >= 1.
+  virtual absl::StatusOr<std::vector<JobEvent>> ListEvents(
+      absl::string_view job, size_t limit) = 0;
 
   // Applies every op in order, atomically; durable when it returns OK.
   // On error nothing was applied.

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 #include <utility>
 #include <variant>
@@ -40,11 +41,13 @@ enum Cf : size_t {
   kPending,
   kShards,
   kJobs,
+  kEvents,
   kNumCfs,
 };
 constexpr std::array<const char*, kNumCfs> kCfNames = {
     "default",  // == rocksdb::kDefaultColumnFamilyName
-    "chunks",  "chunk_index", "manifests", "pending", "shards", "jobs"};
+    "chunks",  "chunk_index", "manifests", "pending",
+    "shards",  "jobs",        "events"};
 
 // Put/Delete of one chunk check-then-write under one of these (chosen by
 // the digest, which is uniform), so two concurrent Puts of the same chunk
@@ -130,6 +133,11 @@ struct RocksDbStore::Impl {
   std::atomic<uint64_t> synced_writes{0};
   absl::Mutex sync_mu;  // one flush at a time
 
+  // Held by an Apply that appends events from numbering them (reading each
+  // job's last event key) until its batch is written, so two batches never
+  // take the same sequence.
+  absl::Mutex events_mu;
+
   ~Impl() {
     if (db == nullptr) return;
     // Closing would flush unsynced (WAL-less) writes anyway, as
@@ -199,6 +207,39 @@ struct RocksDbStore::Impl {
                        absl::StrCat("scanning ", kCfNames[which]));
   }
 
+  // Calls fn(key, value) for the last `max_entries` entries of `which` whose
+  // key starts with `prefix`, in reverse key order, until fn fails.
+  template <typename Fn>
+  absl::Status ReverseScan(Cf which, absl::string_view prefix,
+                           size_t max_entries, Fn&& fn) {
+    rocksdb::ReadOptions read;
+    const std::string end = PrefixSuccessor(prefix);
+    const rocksdb::Slice begin_slice = ToSlice(prefix);
+    const rocksdb::Slice end_slice = ToSlice(end);
+    read.iterate_lower_bound = &begin_slice;
+    if (!end.empty()) read.iterate_upper_bound = &end_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf(which)));
+    size_t visited = 0;
+    for (it->SeekToLast(); it->Valid() && visited < max_entries;
+         it->Prev(), ++visited) {
+      CKPT_RETURN_IF_ERROR(fn(ToView(it->key()), ToView(it->value())));
+    }
+    return FromRocksDb(it->status(),
+                       absl::StrCat("scanning ", kCfNames[which]));
+  }
+
+  // The job's highest stored event sequence; 0 when it has none.
+  absl::StatusOr<uint64_t> LastEventSequence(absl::string_view job) {
+    uint64_t last = 0;
+    CKPT_RETURN_IF_ERROR(ReverseScan(
+        kEvents, JobKeyPrefix(job), 1,
+        [&](absl::string_view key, absl::string_view) -> absl::Status {
+          CKPT_ASSIGN_OR_RETURN(last, DecodeEventSequence(job, key));
+          return absl::OkStatus();
+        }));
+    return last;
+  }
+
   // The value of `key` in `which`; nullopt when absent.
   absl::StatusOr<std::optional<std::string>> GetValue(
       Cf which, absl::string_view key, const rocksdb::Snapshot* snapshot) {
@@ -250,7 +291,9 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   }
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
-  db_options.create_missing_column_families = options.create_if_missing;
+  // Always: a database written before a column family existed (e.g.
+  // `events`) gains it, empty, when opened by this build.
+  db_options.create_missing_column_families = true;
   // Chunk writes skip the WAL: flushing `chunks` and `chunk_index` as one
   // unit is what keeps them consistent with each other after a crash.
   db_options.atomic_flush = true;
@@ -586,9 +629,33 @@ absl::Status RocksDbStore::ForEachShard(
       });
 }
 
+absl::StatusOr<std::vector<JobEvent>> RocksDbStore::ListEvents(
+    absl::string_view job, size_t limit) {
+  std::vector<JobEvent> events;
+  CKPT_RETURN_IF_ERROR(impl_->ReverseScan(
+      kEvents, JobKeyPrefix(job), limit,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        CKPT_ASSIGN_OR_RETURN(JobEvent event, DecodeJobEvent(value));
+        events.push_back(std::move(event));
+        return absl::OkStatus();
+      }));
+  std::reverse(events.begin(), events.end());
+  return events;
+}
+
 absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
   CKPT_RETURN_IF_ERROR(ValidateBatch(batch));
   if (batch.empty()) return absl::OkStatus();
+  const bool appends_events = std::any_of(
+      batch.ops().begin(), batch.ops().end(), [](const MetadataBatch::Op& op) {
+        return std::holds_alternative<MetadataBatch::AppendEventOp>(op);
+      });
+  std::optional<absl::MutexLock> events_lock;
+  if (appends_events) events_lock.emplace(&impl_->events_mu);
+  EventSequencer sequencer;
+  auto last_stored = [this](absl::string_view job) {
+    return impl_->LastEventSequence(job);
+  };
   rocksdb::WriteBatch write_batch;
   auto put = [&](Cf which, absl::string_view key, absl::string_view value) {
     return FromRocksDb(
@@ -622,6 +689,13 @@ absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
           FromRocksDb(write_batch.DeleteRange(impl_->cf(kShards), ToSlice(key),
                                               ToSlice(PrefixSuccessor(key))),
                       "batching metadata"));
+    } else if (const auto* append =
+                   std::get_if<MetadataBatch::AppendEventOp>(&op)) {
+      JobEvent event = append->event;
+      CKPT_ASSIGN_OR_RETURN(event.sequence,
+                            sequencer.Next(event.job, last_stored));
+      CKPT_RETURN_IF_ERROR(put(kEvents, EventKey(event.job, event.sequence),
+                               EncodeJobEvent(event)));
     } else {
       const auto& put_shard = std::get<MetadataBatch::PutShardOp>(op);
       CKPT_RETURN_IF_ERROR(
@@ -629,6 +703,14 @@ absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
               ShardKey(put_shard.job, put_shard.step, put_shard.shard.rank),
               EncodeShard(put_shard.shard)));
     }
+  }
+  // After the puts, so the range also covers events put by this batch.
+  for (const EventSequencer::Trim& trim : sequencer.Trims()) {
+    CKPT_RETURN_IF_ERROR(FromRocksDb(
+        write_batch.DeleteRange(impl_->cf(kEvents),
+                                ToSlice(JobKeyPrefix(trim.job)),
+                                ToSlice(EventKey(trim.job, trim.keep_from))),
+        "batching metadata"));
   }
   rocksdb::WriteOptions write;
   write.sync = true;

@@ -10,7 +10,11 @@
 //   pending      CheckpointKey -> pending or aborted header
 //   shards       ShardKey -> EncodeShard
 //   jobs         job name -> EncodeJobRecord
-// with the key encodings of server/storage/keys.h.
+//   events       EventKey (job, sequence) -> EncodeJobEvent; each job's
+//                newest kMaxEventsPerJob, older ones range-deleted in the
+//                batch that pushes them out
+// with the key encodings of server/storage/keys.h. A database written before
+// a family existed gains it, empty, on open.
 //
 // Durability, and what a crash in the middle leaves behind:
 // - Chunk Put/Delete write `chunks` and `chunk_index` in one WriteBatch
@@ -23,7 +27,9 @@
 //   made since the last Sync(); a lost Delete only delays garbage
 //   collection. A clean close (destruction) flushes them first.
 // - Apply() writes one WriteBatch through the WAL with sync=true: after a
-//   crash a batch is either wholly applied or not at all.
+//   crash a batch is either wholly applied or not at all, events included.
+//   Event sequences continue from each job's last stored key, so they stay
+//   monotonic across restarts and crashes.
 // - Callers Sync() chunks before Apply()ing a manifest that references
 //   them (the service does), so a crash never leaves a committed manifest
 //   pointing at lost chunk bytes; at worst it leaves synced chunks that no
@@ -160,6 +166,8 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
       absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
                                      const ShardManifest& shard)>
           fn) override;
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   size_t limit) override;
   absl::Status Apply(const MetadataBatch& batch) override;
 
  private:

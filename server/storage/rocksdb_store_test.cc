@@ -24,6 +24,7 @@ namespace ckpt::server {
 namespace {
 
 using ::ckpt::server::testing::IdOf;
+using ::ckpt::server::testing::MakeEvent;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
@@ -117,6 +118,77 @@ TEST_F(RocksDbStoreTest, SyncedChunksAndAppliedMetadataSurviveReopen) {
   ASSERT_TRUE(shards.ok());
   ASSERT_EQ(shards->size(), 1u);
   EXPECT_EQ((*shards)[0], MakeShard(0, large));
+}
+
+TEST_F(RocksDbStoreTest, EventsSurviveReopenAndNumberingContinues) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    MetadataBatch batch;
+    batch.AppendEvent(MakeEvent("acme/j", 1, "committed"));
+    batch.AppendEvent(MakeEvent("acme/j", 1, "pinned", EventKind::kPinned));
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MetadataBatch after;
+  after.AppendEvent(MakeEvent("acme/j", 2, "after restart"));
+  ASSERT_TRUE(store->Apply(after).ok());
+  auto events = store->ListEvents("acme/j", 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].detail, "committed");
+  EXPECT_EQ((*events)[1].kind, EventKind::kPinned);
+  EXPECT_EQ((*events)[2].sequence, 3u);
+  EXPECT_EQ((*events)[2].detail, "after restart");
+}
+
+TEST_F(RocksDbStoreTest, CorruptEventIsDataLoss) {
+  { ASSERT_NE(OpenStore(), nullptr); }
+  WriteRaw("events", EventKey("acme/j", 1), "\xff\xff\xff garbage");
+  WriteRaw("events", JobKeyPrefix("acme/k") + "short", "");
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->ListEvents("acme/j", 10).status().code(),
+            absl::StatusCode::kDataLoss);
+  // A malformed last key stops numbering rather than reusing a sequence.
+  MetadataBatch batch;
+  batch.AppendEvent(MakeEvent("acme/k", 1, "x"));
+  EXPECT_EQ(store->Apply(batch).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(RocksDbStoreTest, DatabaseFromBeforeEventsGainsTheFamilyOnOpen) {
+  {
+    // The column families of the first release, without `events`.
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const char* name : {"default", "chunks", "chunk_index", "manifests",
+                             "pending", "shards", "jobs"}) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    rocksdb::DB* raw_db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(options, db_path(), descriptors, &handles, &raw_db)
+            .ok());
+    std::unique_ptr<rocksdb::DB> db(raw_db);
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+    }
+    EXPECT_TRUE(db->Close().ok());
+  }
+  RocksDbStoreOptions options;
+  options.create_if_missing = false;  // an existing database: no creation
+  auto store = RocksDbStore::Open(db_path(), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  MetadataBatch batch;
+  batch.AppendEvent(MakeEvent("acme/j", 1, "first"));
+  ASSERT_TRUE((*store)->Apply(batch).ok());
+  auto events = (*store)->ListEvents("acme/j", 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_EQ(events->size(), 1u);
 }
 
 // tmpfs has no O_DIRECT: the store must fall back to buffered I/O there.

@@ -22,6 +22,7 @@ namespace ckpt::server {
 namespace {
 
 using ::ckpt::server::testing::IdOf;
+using ::ckpt::server::testing::MakeEvent;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
@@ -613,6 +614,160 @@ TEST_P(StorageConformanceTest, ReclaimSpaceKeepsLiveChunksAndReportsSize) {
   EXPECT_EQ(*got, live);
   EXPECT_EQ(chunks_->Get("t", Sha256(dead)).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// ---- Events ----
+
+TEST_P(StorageConformanceTest, EventsAreNumberedInAppendOrderPerJob) {
+  MetadataBatch first;
+  first.AppendEvent(MakeEvent("t/j", 1, "a"));
+  first.AppendEvent(MakeEvent("t/jx", 1, "other job"));
+  first.AppendEvent(MakeEvent("t/j", 2, "b"));
+  ApplyOk(first);
+  MetadataBatch second;
+  second.AppendEvent(MakeEvent("t/j/sub", 1, "nested job"));
+  // A job-level event, and a sequence the store must ignore.
+  JobEvent job_level =
+      MakeEvent("t/j", std::nullopt, "policy", EventKind::kPolicySet);
+  job_level.sequence = 999;
+  second.AppendEvent(job_level);
+  ApplyOk(second);
+
+  auto events = metadata_->ListEvents("t/j", 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 3u);
+  JobEvent expected = MakeEvent("t/j", 1, "a");
+  expected.sequence = 1;
+  EXPECT_EQ((*events)[0], expected);
+  EXPECT_EQ((*events)[1].sequence, 2u);
+  EXPECT_EQ((*events)[1].detail, "b");
+  job_level.sequence = 3;
+  EXPECT_EQ((*events)[2], job_level);
+
+  // Jobs whose names extend "t/j" have their own histories and numbering.
+  for (absl::string_view other : {"t/jx", "t/j/sub"}) {
+    auto listed = metadata_->ListEvents(other, 100);
+    ASSERT_TRUE(listed.ok());
+    ASSERT_EQ(listed->size(), 1u) << other;
+    EXPECT_EQ((*listed)[0].sequence, 1u);
+  }
+  auto none = metadata_->ListEvents("t/none", 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(StorageConformanceTest, ListEventsReturnsTheNewestLimitOldestFirst) {
+  for (int64_t step = 0; step < 5; ++step) {
+    MetadataBatch batch;
+    batch.AppendEvent(MakeEvent("t/j", step, absl::StrCat("e", step)));
+    ApplyOk(batch);
+  }
+  auto last_two = metadata_->ListEvents("t/j", 2);
+  ASSERT_TRUE(last_two.ok()) << last_two.status();
+  ASSERT_EQ(last_two->size(), 2u);
+  EXPECT_EQ((*last_two)[0].detail, "e3");
+  EXPECT_EQ((*last_two)[0].sequence, 4u);
+  EXPECT_EQ((*last_two)[1].detail, "e4");
+  auto one = metadata_->ListEvents("t/j", 1);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].sequence, 5u);
+}
+
+TEST_P(StorageConformanceTest, EventsLandOnlyWithTheirWholeBatch) {
+  MetadataBatch batch;
+  batch.PutCheckpoint(MakeRecord("t/j", 1, CheckpointState::kCommitted));
+  batch.AppendEvent(MakeEvent("t/j", 1, "committed"));
+  batch.DeleteCheckpoint("t/j", -5);  // unkeyable: fails the whole batch
+  EXPECT_EQ(metadata_->Apply(batch).code(), absl::StatusCode::kInvalidArgument);
+  auto events = metadata_->ListEvents("t/j", 10);
+  ASSERT_TRUE(events.ok());
+  EXPECT_TRUE(events->empty());
+
+  MetadataBatch unkeyable;
+  unkeyable.AppendEvent(MakeEvent("", 1, "no job"));
+  EXPECT_EQ(metadata_->Apply(unkeyable).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // The refused batches used no sequence numbers.
+  MetadataBatch good;
+  good.AppendEvent(MakeEvent("t/j", 1, "committed"));
+  ApplyOk(good);
+  events = metadata_->ListEvents("t/j", 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].sequence, 1u);
+}
+
+TEST_P(StorageConformanceTest, DeletingACheckpointKeepsItsEvents) {
+  MetadataBatch save;
+  save.PutCheckpoint(MakeRecord("t/j", 7, CheckpointState::kCommitted));
+  save.PutShard("t/j", 7, MakeShard(0, "bytes"));
+  save.AppendEvent(MakeEvent("t/j", 7, "committed"));
+  ApplyOk(save);
+  MetadataBatch del;
+  del.DeleteCheckpoint("t/j", 7);
+  del.AppendEvent(MakeEvent("t/j", 7, "deleted", EventKind::kDeleted));
+  ApplyOk(del);
+  EXPECT_TRUE(Steps("t/j").empty());
+  auto events = metadata_->ListEvents("t/j", 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].kind, EventKind::kCommitted);
+  EXPECT_EQ((*events)[1].kind, EventKind::kDeleted);
+  EXPECT_EQ((*events)[1].step, std::optional<int64_t>(7));
+}
+
+TEST_P(StorageConformanceTest, HistoryKeepsTheNewestEventsPerJob) {
+  // One batch past the bound: its own oldest events are dropped with it.
+  MetadataBatch big;
+  for (size_t i = 1; i <= kMaxEventsPerJob + 5; ++i) {
+    big.AppendEvent(MakeEvent("t/j", static_cast<int64_t>(i), "e"));
+  }
+  big.AppendEvent(MakeEvent("t/other", 1, "untouched"));
+  ApplyOk(big);
+  auto events = metadata_->ListEvents("t/j", kMaxEventsPerJob + 100);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), kMaxEventsPerJob);
+  EXPECT_EQ(events->front().sequence, 6u);
+  EXPECT_EQ(events->back().sequence, kMaxEventsPerJob + 5);
+
+  // Later batches push out exactly as many as they add; numbering goes on.
+  MetadataBatch more;
+  for (int i = 0; i < 3; ++i) more.AppendEvent(MakeEvent("t/j", 1, "new"));
+  ApplyOk(more);
+  events = metadata_->ListEvents("t/j", kMaxEventsPerJob + 100);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), kMaxEventsPerJob);
+  EXPECT_EQ(events->front().sequence, 9u);
+  EXPECT_EQ(events->back().sequence, kMaxEventsPerJob + 8);
+  EXPECT_EQ(events->back().detail, "new");
+
+  auto other = metadata_->ListEvents("t/other", 10);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->size(), 1u);
+}
+
+TEST_P(StorageConformanceTest, ConcurrentAppendsTakeDistinctSequences) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        MetadataBatch batch;
+        batch.AppendEvent(MakeEvent("t/j", t, absl::StrCat(t, "-", i)));
+        EXPECT_TRUE(metadata_->Apply(batch).ok());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  auto events = metadata_->ListEvents("t/j", 1000);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), static_cast<size_t>(kThreads * kPerThread));
+  for (size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].sequence, i + 1);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/event.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
 #include "gtest/gtest.h"
@@ -47,6 +49,19 @@ inline CheckpointRecord MakeRecord(std::string job, int64_t step,
     record.logical_bytes = 8;
   }
   return record;
+}
+
+// An event of `job` about `step` whose detail is `detail`.
+inline JobEvent MakeEvent(std::string job, std::optional<int64_t> step,
+                          std::string detail,
+                          EventKind kind = EventKind::kCommitted) {
+  JobEvent event;
+  event.job = std::move(job);
+  event.time = absl::FromUnixSeconds(1700000000 + step.value_or(0));
+  event.kind = kind;
+  event.step = step;
+  event.detail = std::move(detail);
+  return event;
 }
 
 // A one-tensor shard whose bytes are `bytes` (float32, 1-D).

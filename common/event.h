@@ -1,0 +1,42 @@
+// JobEvent: one entry of a job's event history (`ckpt events`), which the
+// server appends in the same atomic batch as the change it records. Pure
+// data: no I/O, no gRPC, no RocksDB.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace ckpt {
+
+enum class EventKind : uint8_t {
+  kCommitted = 1,  // the last rank committed; detail: ranks and bytes
+  kAborted,        // detail: the abort reason (a client's, or lease expiry)
+  kDeleted,        // deleted on request (`ckpt rm`)
+  kPruned,         // deleted by retention; detail: trigger, policy, reasons
+  kPinned,
+  kUnpinned,
+  kRestored,   // a manifest fetched to restore; detail: the rank
+  kPolicySet,  // job-level; detail: the new policy
+};
+
+// "committed", "aborted", "deleted", "pruned", "pinned", "unpinned",
+// "restored", "policy_set" (the CLI's and JSON's spelling).
+absl::string_view EventKindName(EventKind kind);
+
+struct JobEvent {
+  std::string job;
+  // Assigned by the MetadataStore when the event is appended: 1, 2, 3, ...
+  // per job, never reused. Ignored on append.
+  uint64_t sequence = 0;
+  absl::Time time = absl::UnixEpoch();
+  EventKind kind = EventKind::kCommitted;
+  std::optional<int64_t> step;  // nullopt for job-level events (policy_set)
+  std::string detail;
+  friend bool operator==(const JobEvent&, const JobEvent&) = default;
+};
+
+}  // namespace ckpt

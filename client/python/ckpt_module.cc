@@ -1,0 +1,485 @@
+// ckpt._ckpt: a thin, typed pybind11 layer over ckpt::client::Client. The
+// Python package (client/python/ckpt/) builds the user-facing API on it.
+//
+// Contract kept here:
+// - Tensor bytes are never copied on the way in (SaveShard reads the
+//   callers' buffers through Py_buffer views held for the whole call) nor on
+//   the way out (a restored tensor's bytes are moved into the numpy array's
+//   owner, or read straight into caller-provided writable buffers).
+// - The GIL is released around every network call.
+// - A non-OK absl::Status becomes ValueError (INVALID_ARGUMENT), KeyError
+//   (NOT_FOUND) or ckpt.Error (everything else); each carries `.code`, the
+//   status code's name, and `.message`.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "common/manifest.h"
+#include "common/retention.h"
+#include "common/retention_policy.h"
+
+namespace py = pybind11;
+
+namespace ckpt::client {
+namespace {
+
+// ckpt.Error, created at module import.
+PyObject* g_error_type = nullptr;
+
+// Raises the Python exception for a non-OK status (see the file comment).
+[[noreturn]] void ThrowStatus(const absl::Status& status) {
+  PyObject* type = g_error_type;
+  if (status.code() == absl::StatusCode::kInvalidArgument) {
+    type = PyExc_ValueError;
+  } else if (status.code() == absl::StatusCode::kNotFound) {
+    type = PyExc_KeyError;
+  }
+  const std::string code = absl::StatusCodeToString(status.code());
+  const std::string message(status.message());
+  py::object exc = py::reinterpret_borrow<py::object>(type)(
+      absl::StrCat(code, ": ", message));
+  exc.attr("code") = code;
+  exc.attr("message") = message;
+  PyErr_SetObject(type, exc.ptr());
+  throw py::error_already_set();
+}
+
+void CheckOk(const absl::Status& status) {
+  if (!status.ok()) ThrowStatus(status);
+}
+
+template <typename T>
+T ValueOrThrow(absl::StatusOr<T> result) {
+  if (!result.ok()) ThrowStatus(result.status());
+  return *std::move(result);
+}
+
+[[noreturn]] void ThrowValueError(const std::string& message) {
+  ThrowStatus(absl::InvalidArgumentError(message));
+}
+
+// A buffer-protocol view held for as long as the C++ side reads the bytes;
+// the view keeps its exporter (numpy array, bytes, ...) alive.
+class BufferView {
+ public:
+  BufferView(const py::handle& object, bool writable, const std::string& what) {
+    const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object.ptr(), &view_, flags) != 0) {
+      PyErr_Clear();
+      ThrowValueError(absl::StrCat(
+          what, ": needs an object exposing a C-contiguous",
+          writable ? " writable" : "", " buffer (numpy array, bytes, ...)"));
+    }
+  }
+  ~BufferView() { PyBuffer_Release(&view_); }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+
+  char* data() const { return static_cast<char*>(view_.buf); }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+double UnixSecondsOf(absl::Time time) {
+  return absl::ToDoubleSeconds(time - absl::UnixEpoch());
+}
+
+absl::Time TimeOfUnixSeconds(double seconds) {
+  return absl::UnixEpoch() + absl::Seconds(seconds);
+}
+
+RetentionPolicy::KeepBest::Mode ParseMode(const std::string& mode) {
+  if (mode == "min") return RetentionPolicy::KeepBest::Mode::kMin;
+  if (mode == "max") return RetentionPolicy::KeepBest::Mode::kMax;
+  if (mode == "auto") return RetentionPolicy::KeepBest::Mode::kAuto;
+  ThrowValueError(absl::StrCat("keep_best mode must be min, max or auto, not '",
+                               mode, "'"));
+}
+
+// {"max_to_keep": int|None, "keep_checkpoint_every_n_hours": float|None,
+//  "keep_best": (k, metric, mode)|None}; absent keys are None.
+RetentionPolicy PolicyFromDict(const py::dict& dict) {
+  RetentionPolicy policy;
+  for (const auto& [key_handle, value] : dict) {
+    const std::string key = py::cast<std::string>(key_handle);
+    if (value.is_none()) continue;
+    if (key == "max_to_keep") {
+      policy.max_to_keep = py::cast<int>(value);
+    } else if (key == "keep_checkpoint_every_n_hours") {
+      const double hours = py::cast<double>(value);
+      policy.keep_every = absl::Seconds(hours * 3600.0);
+    } else if (key == "keep_best") {
+      auto [k, metric, mode] =
+          py::cast<std::tuple<int, std::string, std::string>>(value);
+      policy.keep_best = RetentionPolicy::KeepBest{
+          .k = k, .metric = std::move(metric), .mode = ParseMode(mode)};
+    } else {
+      ThrowValueError(absl::StrCat("unknown retention policy key '", key, "'"));
+    }
+  }
+  return policy;
+}
+
+py::dict PolicyToDict(const RetentionPolicy& policy) {
+  py::dict dict;
+  dict["max_to_keep"] = policy.max_to_keep.has_value()
+                            ? py::object(py::int_(*policy.max_to_keep))
+                            : py::object(py::none());
+  dict["keep_checkpoint_every_n_hours"] =
+      policy.keep_every.has_value()
+          ? py::object(py::float_(absl::ToDoubleHours(*policy.keep_every)))
+          : py::object(py::none());
+  if (policy.keep_best.has_value()) {
+    dict["keep_best"] =
+        py::make_tuple(policy.keep_best->k, policy.keep_best->metric,
+                       std::string(MetricModeName(policy.keep_best->mode)));
+  } else {
+    dict["keep_best"] = py::none();
+  }
+  return dict;
+}
+
+py::dict RecordToDict(const CheckpointRecord& record) {
+  py::dict dict;
+  dict["job"] = record.job;
+  dict["step"] = record.step;
+  dict["state"] = std::string(CheckpointStateName(record.state));
+  dict["world_size"] = record.world_size;
+  dict["metrics"] = record.metadata.metrics;
+  dict["tags"] = record.metadata.tags;
+  dict["writer_time"] =
+      record.metadata.writer_time.has_value()
+          ? py::object(py::float_(UnixSecondsOf(*record.metadata.writer_time)))
+          : py::object(py::none());
+  dict["create_time"] = UnixSecondsOf(record.create_time);
+  dict["commit_time"] = UnixSecondsOf(record.commit_time);
+  dict["logical_bytes"] = record.logical_bytes;
+  dict["committed_ranks"] = record.committed_ranks;
+  dict["pinned"] = record.pinned;
+  return dict;
+}
+
+// The numpy dtype holding a ckpt dtype's elements. bfloat16 has none: its
+// elements come back as uint16 and the caller reinterprets them (the
+// returned dtype name says so).
+py::dtype NumpyDType(DType dtype) {
+  switch (dtype) {
+    case DType::kUint8:
+      return py::dtype("uint8");
+    case DType::kInt8:
+      return py::dtype("int8");
+    case DType::kInt16:
+      return py::dtype("int16");
+    case DType::kInt32:
+      return py::dtype("int32");
+    case DType::kInt64:
+      return py::dtype("int64");
+    case DType::kFloat16:
+      return py::dtype("float16");
+    case DType::kBFloat16:
+      return py::dtype("uint16");
+    case DType::kFloat32:
+      return py::dtype("float32");
+    case DType::kFloat64:
+      return py::dtype("float64");
+    case DType::kBool:
+      return py::dtype("bool");
+    case DType::kComplex64:
+      return py::dtype("complex64");
+    case DType::kComplex128:
+      return py::dtype("complex128");
+  }
+  return py::dtype("uint8");
+}
+
+// (name, dtype, global_shape, offsets, lengths, array): the Python shape of
+// a restored tensor region.
+py::tuple RestoredTuple(const TensorEntry& entry, py::object array) {
+  return py::make_tuple(entry.name, std::string(DTypeName(entry.dtype)),
+                        entry.global_shape, entry.box.offsets,
+                        entry.box.lengths, std::move(array));
+}
+
+// One tensor of a save, as Python passes it:
+// (name, dtype, global_shape, offsets, lengths, buffer).
+using PyTensor =
+    std::tuple<std::string, std::string, std::vector<int64_t>,
+               std::vector<int64_t>, std::vector<int64_t>, py::object>;
+
+class PyClient {
+ public:
+  PyClient(const std::string& address, double connect_timeout_seconds) {
+    ConnectOptions options;
+    options.connect_timeout = absl::Seconds(connect_timeout_seconds);
+    absl::StatusOr<std::unique_ptr<Client>> client;
+    {
+      py::gil_scoped_release release;
+      client = Client::Connect(address, options);
+    }
+    client_ = ValueOrThrow(std::move(client));
+  }
+
+  py::dict SaveShard(const std::string& job, int64_t step,
+                     const std::vector<PyTensor>& tensors, int32_t rank,
+                     int32_t world_size,
+                     const std::map<std::string, double>& metrics,
+                     const std::map<std::string, std::string>& tags,
+                     std::optional<double> writer_time,
+                     std::optional<py::dict> retention_policy,
+                     std::optional<size_t> chunk_bytes) {
+    SaveOptions options;
+    options.rank = rank;
+    options.world_size = world_size;
+    options.metadata.metrics = metrics;
+    options.metadata.tags = tags;
+    if (writer_time.has_value()) {
+      options.metadata.writer_time = TimeOfUnixSeconds(*writer_time);
+    }
+    if (retention_policy.has_value()) {
+      options.retention_policy = PolicyFromDict(*retention_policy);
+    }
+    if (chunk_bytes.has_value()) options.chunk_bytes = *chunk_bytes;
+
+    std::vector<std::unique_ptr<BufferView>> views;
+    std::vector<TensorData> data;
+    views.reserve(tensors.size());
+    data.reserve(tensors.size());
+    for (const auto& [name, dtype_name, global_shape, offsets, lengths,
+                      buffer] : tensors) {
+      TensorData tensor;
+      tensor.name = name;
+      tensor.dtype = ValueOrThrow(ParseDType(dtype_name));
+      tensor.global_shape = global_shape;
+      tensor.box = Box{.offsets = offsets, .lengths = lengths};
+      views.push_back(std::make_unique<BufferView>(
+          buffer, /*writable=*/false, absl::StrCat("tensor '", name, "'")));
+      tensor.bytes =
+          absl::string_view(views.back()->data(), views.back()->size());
+      data.push_back(std::move(tensor));
+    }
+
+    absl::StatusOr<SaveResult> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->SaveShard(job, step, data, options);
+    }
+    SaveResult saved = ValueOrThrow(std::move(result));
+    py::dict dict;
+    dict["logical_bytes"] = saved.logical_bytes;
+    dict["chunks_total"] = saved.chunks_total;
+    dict["chunks_sent"] = saved.chunks_sent;
+    dict["bytes_sent"] = saved.bytes_sent;
+    dict["checkpoint_committed"] = saved.checkpoint_committed;
+    dict["checkpoint"] = RecordToDict(saved.checkpoint);
+    return dict;
+  }
+
+  // New numpy arrays, each owning the bytes the client restored (moved, not
+  // copied).
+  py::list RestoreShard(const std::string& job, std::optional<int64_t> step,
+                        int32_t rank) {
+    absl::StatusOr<std::vector<RestoredTensor>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->RestoreShard(job, step, rank);
+    }
+    std::vector<RestoredTensor> restored = ValueOrThrow(std::move(result));
+    py::list out;
+    for (RestoredTensor& tensor : restored) {
+      auto* owner = new std::string(std::move(tensor.bytes));
+      py::capsule base(owner,
+                       [](void* p) { delete static_cast<std::string*>(p); });
+      py::array array(NumpyDType(tensor.entry.dtype), tensor.entry.box.lengths,
+                      owner->data(), base);
+      out.append(RestoredTuple(tensor.entry, std::move(array)));
+    }
+    return out;
+  }
+
+  // Reads each tensor rank `rank` wrote straight into into[name], a writable
+  // C-contiguous buffer of exactly the tensor's byte size. Every tensor of
+  // the shard must have a destination (INVALID_ARGUMENT otherwise); returns
+  // the same tuples as RestoreShard, with the destinations as arrays.
+  py::list RestoreShardInto(const std::string& job, std::optional<int64_t> step,
+                            int32_t rank, const py::dict& into) {
+    absl::StatusOr<Checkpoint> manifest;
+    {
+      py::gil_scoped_release release;
+      manifest = client_->GetManifest(job, step, rank);
+    }
+    const Checkpoint checkpoint = ValueOrThrow(std::move(manifest));
+    const ShardManifest* shard = nullptr;
+    for (const ShardManifest& candidate : checkpoint.shards) {
+      if (candidate.rank == rank) shard = &candidate;
+    }
+    if (shard == nullptr) {
+      ThrowValueError(absl::StrCat("checkpoint ", checkpoint.record.step,
+                                   " of ", job, " has no shard of rank ",
+                                   rank));
+    }
+    std::vector<std::unique_ptr<BufferView>> views;
+    std::vector<py::object> destinations;
+    for (const TensorEntry& entry : shard->tensors) {
+      const py::str key(entry.name);
+      if (!into.contains(key)) {
+        ThrowValueError(
+            absl::StrCat("no destination for tensor '", entry.name, "'"));
+      }
+      destinations.push_back(into[key]);
+      views.push_back(std::make_unique<BufferView>(
+          destinations.back(), /*writable=*/true,
+          absl::StrCat("destination of tensor '", entry.name, "'")));
+      if (views.back()->size() != entry.ByteSize()) {
+        ThrowValueError(absl::StrCat("destination of tensor '", entry.name,
+                                     "' has ", views.back()->size(),
+                                     " bytes, the tensor ", entry.ByteSize()));
+      }
+    }
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      for (size_t i = 0; i < shard->tensors.size() && status.ok(); ++i) {
+        status = client_->ReadTensor(
+            job, shard->tensors[i],
+            absl::Span<char>(views[i]->data(), views[i]->size()));
+      }
+    }
+    CheckOk(status);
+    py::list out;
+    for (size_t i = 0; i < shard->tensors.size(); ++i) {
+      out.append(RestoredTuple(shard->tensors[i], destinations[i]));
+    }
+    return out;
+  }
+
+  py::list ListCheckpoints(const std::string& job, bool include_uncommitted) {
+    absl::StatusOr<std::vector<CheckpointRecord>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->ListCheckpoints(job, include_uncommitted);
+    }
+    py::list out;
+    for (const CheckpointRecord& record : ValueOrThrow(std::move(result))) {
+      out.append(RecordToDict(record));
+    }
+    return out;
+  }
+
+  // None for a job without committed checkpoints or unknown to the server.
+  std::optional<int64_t> LatestStep(const std::string& job) {
+    absl::StatusOr<std::vector<CheckpointRecord>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->ListCheckpoints(job);
+    }
+    if (absl::IsNotFound(result.status())) return std::nullopt;
+    std::vector<CheckpointRecord> records = ValueOrThrow(std::move(result));
+    if (records.empty()) return std::nullopt;
+    return records.back().step;
+  }
+
+  std::vector<int64_t> SetRetentionPolicy(const std::string& job,
+                                          const py::dict& policy_dict) {
+    const RetentionPolicy policy = PolicyFromDict(policy_dict);
+    absl::StatusOr<std::vector<int64_t>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->SetRetentionPolicy(job, policy);
+    }
+    return ValueOrThrow(std::move(result));
+  }
+
+  py::object GetRetentionPolicy(const std::string& job) {
+    absl::StatusOr<std::optional<RetentionPolicy>> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->GetRetentionPolicy(job);
+    }
+    std::optional<RetentionPolicy> policy = ValueOrThrow(std::move(result));
+    if (!policy.has_value()) return py::none();
+    return PolicyToDict(*policy);
+  }
+
+  void DeleteCheckpoint(const std::string& job, int64_t step) {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client_->DeleteCheckpoint(job, step);
+    }
+    CheckOk(status);
+  }
+
+  void AbortCheckpoint(const std::string& job, int64_t step,
+                       const std::string& reason) {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client_->AbortCheckpoint(job, step, reason);
+    }
+    CheckOk(status);
+  }
+
+ private:
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace
+}  // namespace ckpt::client
+
+PYBIND11_MODULE(_ckpt, m) {
+  using ckpt::client::g_error_type;
+  using ckpt::client::PyClient;
+  m.doc() = "Low-level binding of the ckpt C++ client; use ckpt instead.";
+
+  g_error_type = PyErr_NewExceptionWithDoc(
+      "ckpt.Error",
+      "A ckpt server or transport error other than INVALID_ARGUMENT "
+      "(ValueError) and NOT_FOUND (KeyError). `.code` is the status code's "
+      "name (e.g. 'ALREADY_EXISTS'), `.message` the server's message.",
+      PyExc_Exception, nullptr);
+  m.attr("Error") = py::reinterpret_borrow<py::object>(g_error_type);
+
+  py::class_<PyClient>(m, "Client")
+      .def(py::init<const std::string&, double>(), py::arg("address"),
+           py::arg("connect_timeout") = 0.0)
+      .def("save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
+           py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
+           py::arg("world_size") = 1,
+           py::arg("metrics") = std::map<std::string, double>{},
+           py::arg("tags") = std::map<std::string, std::string>{},
+           py::arg("writer_time") = py::none(),
+           py::arg("retention_policy") = py::none(),
+           py::arg("chunk_bytes") = py::none())
+      .def("restore_shard", &PyClient::RestoreShard, py::arg("job"),
+           py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
+      .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),
+           py::arg("step"), py::kw_only(), py::arg("rank"), py::arg("into"))
+      .def("list_checkpoints", &PyClient::ListCheckpoints, py::arg("job"),
+           py::kw_only(), py::arg("include_uncommitted") = false)
+      .def("latest_step", &PyClient::LatestStep, py::arg("job"))
+      .def("set_retention_policy", &PyClient::SetRetentionPolicy,
+           py::arg("job"), py::arg("policy"))
+      .def("get_retention_policy", &PyClient::GetRetentionPolicy,
+           py::arg("job"))
+      .def("delete_checkpoint", &PyClient::DeleteCheckpoint, py::arg("job"),
+           py::arg("step"))
+      .def("abort_checkpoint", &PyClient::AbortCheckpoint, py::arg("job"),
+           py::arg("step"), py::arg("reason") = "");
+}

@@ -1,7 +1,16 @@
 """ckpt: Python client of the ckpt checkpoint service.
 
+    import ckpt
+    with ckpt.CheckpointManager("127.0.0.1:7070", "team/model",
+                                max_to_keep=3) as manager:
+        state = manager.restore_or_initialize(lambda: None)
+        ...
+        manager.save({"model": model.state_dict(),
+                      "optimizer": optimizer.state_dict()}, step)
+
 `Client` is the thin binding of the C++ client library (save and restore a
-rank's shard of named tensor regions, list checkpoints, retention).
+rank's shard of named tensor regions, list checkpoints, retention);
+`CheckpointManager` saves and restores PyTorch-style nested state dicts on it.
 
 Errors: ValueError for INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
 every other status; each carries `.code` (the status code's name, e.g.
@@ -9,5 +18,6 @@ every other status; each carries `.code` (the status code's name, e.g.
 """
 
 from ckpt._ckpt import Client, Error
+from ckpt.manager import CheckpointManager
 
-__all__ = ["Client", "Error"]
+__all__ = ["CheckpointManager", "Client", "Error"]

@@ -1,0 +1,459 @@
+"""CheckpointManager: PyTorch-style state dicts saved on a ckpt server.
+
+How a state maps to a rank's shard (docs/architecture.md, "Python"):
+every dense torch tensor and numpy array of a dtype ckpt stores (float16/
+bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128) in the nested
+dicts/lists/tuples of `state` becomes one tensor entry (dtype and shape preserved; CUDA tensors are
+copied to host), named after its path in the nesting ("model/fc.weight",
+"optimizer/state/0/exp_avg"). Everything else, together with the tree
+structure (tensors replaced by references to their entries), is pickled into
+ONE per-rank blob stored as the uint8 tensor `__ckpt_state__`. Restoring
+unpickles that blob and puts the tensors back, so the server must be trusted
+as much as a file handed to torch.load.
+"""
+
+import pickle
+import threading
+
+import numpy as np
+
+from ckpt._ckpt import Client
+
+STATE_TENSOR = "__ckpt_state__"
+_FORMAT_VERSION = 1
+
+_TORCH = None
+
+
+def _torch():
+    """torch, imported on first use (None when it is not installed)."""
+    global _TORCH
+    if _TORCH is None:
+        try:
+            import torch
+        except ImportError:  # numpy-only users
+            torch = False
+        _TORCH = torch
+    return _TORCH or None
+
+
+class _TensorRef:
+    """Stands for a tensor in the pickled skeleton. Its module path and
+    fields are part of the stored format (version 1): do not rename."""
+
+    __slots__ = ("name", "kind", "dtype", "shape")
+
+    def __init__(self, name, kind, dtype, shape):
+        self.name = name  # the tensor entry's name
+        self.kind = kind  # "torch" or "numpy"
+        self.dtype = dtype  # ckpt dtype name, e.g. "float32", "bfloat16"
+        self.shape = shape  # tuple of ints
+
+    def __getstate__(self):
+        return (self.name, self.kind, self.dtype, self.shape)
+
+    def __setstate__(self, fields):
+        self.name, self.kind, self.dtype, self.shape = fields
+
+
+def _torch_dtype_names(torch):
+    return {
+        torch.uint8: "uint8", torch.int8: "int8", torch.int16: "int16",
+        torch.int32: "int32", torch.int64: "int64",
+        torch.float16: "float16", torch.bfloat16: "bfloat16",
+        torch.float32: "float32", torch.float64: "float64",
+        torch.bool: "bool", torch.complex64: "complex64",
+        torch.complex128: "complex128",
+    }
+
+
+_NUMPY_DTYPE_NAMES = {
+    np.dtype(name): name
+    for name in ("uint8", "int8", "int16", "int32", "int64", "float16",
+                 "float32", "float64", "bool", "complex64", "complex128")
+}
+
+
+def _key_text(key):
+    return key if isinstance(key, str) else repr(key)
+
+
+class _Flattener:
+    """Splits a nested state into (skeleton, tensors). `copy` makes every
+    tensor's host buffer a private copy (async save); otherwise CPU tensors'
+    own memory is used and must not change until the save returns."""
+
+    def __init__(self, copy):
+        self.copy = copy
+        self.torch = _torch()
+        self.tensors = []  # (name, dtype, shape, host numpy array)
+        self._names = set()
+        self._by_id = {}  # id(tensor) -> _TensorRef: tied tensors stored once
+        self._keep_alive = []
+
+    def _unique_name(self, path):
+        name = "/".join(path) or "tensor"
+        candidate, n = name, 1
+        while candidate in self._names or candidate == STATE_TENSOR:
+            candidate = f"{name}~{n}"
+            n += 1
+        self._names.add(candidate)
+        return candidate
+
+    def _tensor(self, value, path, kind):
+        ref = self._by_id.get(id(value))
+        if ref is not None:
+            return ref
+        torch = self.torch
+        if kind == "torch":
+            dtype = _torch_dtype_names(torch).get(value.dtype)
+            if dtype is None or value.layout != torch.strided or \
+                    value.is_quantized:
+                return self._opaque(value)
+            host = value.detach()
+            if host.device.type != "cpu":
+                host = host.to("cpu")
+            elif self.copy:
+                host = host.clone()
+            host = host.contiguous().resolve_conj().resolve_neg()
+            if dtype == "bfloat16":
+                host = host.view(torch.int16)
+            array = host.numpy()
+            self._keep_alive.append(host)
+        else:
+            dtype = _NUMPY_DTYPE_NAMES.get(value.dtype)
+            if dtype is None:
+                return self._opaque(value)
+            array = np.array(value, order="C", copy=self.copy)
+        ref = _TensorRef(self._unique_name(path), kind, dtype,
+                         tuple(int(d) for d in value.shape))
+        self._by_id[id(value)] = ref
+        self._keep_alive.append(value)
+        self.tensors.append((ref.name, dtype, ref.shape, array))
+        return ref
+
+    def _opaque(self, value):
+        """A tensor that is no ckpt tensor (sparse, quantized, a dtype ckpt
+        lacks such as uint32): pickled into the blob like any other value
+        (CUDA ones moved to host first)."""
+        if self.torch is not None and isinstance(value, self.torch.Tensor) \
+                and value.device.type != "cpu":
+            return value.detach().to("cpu")
+        return value
+
+    def flatten(self, value, path=()):
+        torch = self.torch
+        if torch is not None and isinstance(value, torch.Tensor):
+            return self._tensor(value, path, "torch")
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            return self._tensor(value, path, "numpy")
+        if isinstance(value, dict):
+            # Same mapping type back (OrderedDict for state_dict()).
+            out = type(value)() if type(value) is not dict else {}
+            for key, item in value.items():
+                out[key] = self.flatten(item, path + (_key_text(key),))
+            return out
+        if isinstance(value, list):
+            return [self.flatten(item, path + (str(i),))
+                    for i, item in enumerate(value)]
+        if isinstance(value, tuple) and not hasattr(value, "_fields"):
+            return tuple(self.flatten(item, path + (str(i),))
+                         for i, item in enumerate(value))
+        return value
+
+
+def _flatten(state, copy):
+    """(tensors for Client.save_shard, keep-alive list) for `state`."""
+    flattener = _Flattener(copy)
+    skeleton = flattener.flatten(state)
+    blob = pickle.dumps({"format": _FORMAT_VERSION, "tree": skeleton},
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    blob_array = np.frombuffer(blob, dtype=np.uint8)
+    tensors = [(STATE_TENSOR, "uint8", [len(blob)], [0], [len(blob)],
+                blob_array)]
+    for name, dtype, shape, array in flattener.tensors:
+        tensors.append((name, dtype, list(shape), [0] * len(shape),
+                        list(shape), array))
+    return tensors, (flattener._keep_alive, blob)
+
+
+def _unflatten(restored, into=None):
+    """The state saved as `restored` (Client.restore_shard's tuples). Where
+    `into` has a tensor at the same position, the restored values are copied
+    into it and that object is returned in its place."""
+    arrays = {name: array for name, _, _, _, _, array in restored}
+    if STATE_TENSOR not in arrays:
+        raise ValueError(
+            f"the shard has no {STATE_TENSOR} tensor: it was not written by "
+            "ckpt.CheckpointManager")
+    saved = pickle.loads(arrays[STATE_TENSOR].tobytes())
+    if saved.get("format", 0) > _FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint state format {saved['format']} is newer than this "
+            f"ckpt package's ({_FORMAT_VERSION})")
+    torch = _torch()
+    made = {}
+
+    def tensor(ref):
+        if ref.name in made:
+            return made[ref.name]
+        array = arrays[ref.name].reshape(ref.shape)
+        if ref.kind == "numpy":
+            value = array
+        else:
+            if ref.dtype == "bfloat16":  # uint16 elements from the binding
+                value = torch.from_numpy(array.view(np.int16)).view(
+                    torch.bfloat16)
+            else:
+                value = torch.from_numpy(array)
+        made[ref.name] = value
+        return value
+
+    def build(node, target):
+        if isinstance(node, _TensorRef):
+            value = tensor(node)
+            if torch is not None and isinstance(target, torch.Tensor) and \
+                    isinstance(value, torch.Tensor) and \
+                    target.shape == value.shape:
+                with torch.no_grad():
+                    target.copy_(value)
+                return target
+            if isinstance(target, np.ndarray) and \
+                    isinstance(value, np.ndarray) and \
+                    target.shape == value.shape and target.flags.writeable:
+                np.copyto(target, value)
+                return target
+            return value
+        if isinstance(node, dict):
+            out = type(node)() if type(node) is not dict else {}
+            for key, item in node.items():
+                sub = target.get(key) if isinstance(target, dict) else None
+                out[key] = build(item, sub)
+            return out
+        if isinstance(node, (list, tuple)):
+            subs = target if isinstance(target, (list, tuple)) and \
+                len(target) == len(node) else [None] * len(node)
+            items = [build(item, sub) for item, sub in zip(node, subs)]
+            return items if isinstance(node, list) else tuple(items)
+        return node
+
+    return build(saved["tree"], into)
+
+
+def _policy(max_to_keep, keep_checkpoint_every_n_hours, keep_best):
+    """The retention policy dict for Client, or None when no rule is set."""
+    if max_to_keep is None and keep_checkpoint_every_n_hours is None and \
+            keep_best is None:
+        return None
+    best = None
+    if keep_best is not None:
+        if isinstance(keep_best, dict):
+            best = (int(keep_best["k"]), str(keep_best["metric"]),
+                    str(keep_best.get("mode", "auto")))
+        else:
+            fields = tuple(keep_best)
+            if len(fields) not in (2, 3):
+                raise ValueError(
+                    "keep_best must be (k, metric[, mode]) or a dict with "
+                    "k, metric and optionally mode")
+            best = (int(fields[0]), str(fields[1]),
+                    str(fields[2]) if len(fields) == 3 else "auto")
+    return {
+        "max_to_keep": max_to_keep,
+        "keep_checkpoint_every_n_hours": keep_checkpoint_every_n_hours,
+        "keep_best": best,
+    }
+
+
+class CheckpointManager:
+    """Saves and restores one rank's training state of a job, in the manner
+    of tf.train.CheckpointManager and Orbax's CheckpointManager.
+
+    server: "HOST:PORT" of a ckpt-server, or a ckpt.Client.
+    job: "tenant/name".
+    max_to_keep, keep_checkpoint_every_n_hours: TF's semantics.
+    keep_best: (k, metric, mode) or {"k", "metric", "mode"}; mode "min",
+        "max" or "auto" (by the metric's name, as Keras does).
+        The retention arguments, when any is set, become the job's policy on
+        the server with every save (the server enforces it at each commit);
+        when none is set, the job's stored policy stays.
+    checkpoint_interval: save() skips a step fewer than this many steps
+        after the last checkpoint (the latest on the server at start), as
+        TF's CheckpointManager does.
+    rank, world_size: default to torch.distributed's when it is
+        initialised, else 0 and 1. A checkpoint becomes visible once all
+        world_size ranks have saved their shard of it.
+    async_save: save() returns once the state is copied to host memory; the
+        upload and commit run on a background thread, one save at a time
+        (the next save waits for the previous); errors are raised by the
+        next save(), wait() or close().
+
+    Not thread-safe: use one manager from one thread.
+    """
+
+    def __init__(self, server, job, *, max_to_keep=None,
+                 keep_checkpoint_every_n_hours=None, keep_best=None,
+                 checkpoint_interval=None, rank=None, world_size=None,
+                 async_save=False):
+        self._client = server if isinstance(server, Client) else \
+            Client(server)
+        self._job = job
+        self._policy = _policy(max_to_keep, keep_checkpoint_every_n_hours,
+                               keep_best)
+        if checkpoint_interval is not None and checkpoint_interval < 0:
+            raise ValueError("checkpoint_interval must be >= 0")
+        self._checkpoint_interval = checkpoint_interval
+        if rank is None or world_size is None:
+            default_rank, default_world_size = _distributed_rank()
+            rank = default_rank if rank is None else rank
+            world_size = default_world_size if world_size is None \
+                else world_size
+        self._rank = int(rank)
+        self._world_size = int(world_size)
+        self._async = bool(async_save)
+        self._last_step = self._client.latest_step(job)
+        self._thread = None
+        self._error = None
+        self._closed = False
+
+    @property
+    def job(self):
+        return self._job
+
+    @property
+    def rank(self):
+        return self._rank
+
+    @property
+    def world_size(self):
+        return self._world_size
+
+    @property
+    def client(self):
+        return self._client
+
+    @property
+    def latest_step(self):
+        """The latest committed step on the server, or None."""
+        return self._client.latest_step(self._job)
+
+    def all_steps(self):
+        """Committed steps, ascending."""
+        try:
+            records = self._client.list_checkpoints(self._job)
+        except KeyError:  # no checkpoint was ever committed
+            return []
+        return [record["step"] for record in records]
+
+    def checkpoints(self):
+        """Committed checkpoints as dicts (step, metrics, tags, times,
+        world_size, logical_bytes, pinned, ...), ascending step."""
+        try:
+            return self._client.list_checkpoints(self._job)
+        except KeyError:
+            return []
+
+    def save(self, state, step, metrics=None):
+        """Saves this rank's `state` as checkpoint `step`. Returns False
+        when checkpoint_interval skips the step, True otherwise (with
+        async_save, once the state is copied to host memory)."""
+        self._check_open()
+        self._join()
+        step = int(step)
+        if self._checkpoint_interval is not None and \
+                self._last_step is not None and \
+                step < self._last_step + self._checkpoint_interval:
+            return False
+        tensors, keep_alive = _flatten(state, copy=self._async)
+        kwargs = dict(rank=self._rank, world_size=self._world_size,
+                      metrics={k: float(v) for k, v in
+                               (metrics or {}).items()},
+                      retention_policy=self._policy)
+        self._last_step = step
+        if not self._async:
+            self._client.save_shard(self._job, step, tensors, **kwargs)
+            return True
+
+        def upload():
+            try:
+                self._client.save_shard(self._job, step, tensors, **kwargs)
+            except BaseException as error:  # re-raised on the caller's thread
+                self._error = error
+
+        # The thread's closure holds `tensors` (host copies of every tensor)
+        # until it ends; `keep_alive` is not needed past this point.
+        del keep_alive
+        self._thread = threading.Thread(target=upload,
+                                        name=f"ckpt-save-{step}",
+                                        daemon=True)
+        self._thread.start()
+        return True
+
+    def restore(self, step=None, into=None):
+        """This rank's state of checkpoint `step` (the latest committed when
+        None). With `into` (a state of the same structure), tensors restored
+        where `into` holds a tensor of the same shape are copied into it and
+        returned in place. KeyError when there is no such checkpoint."""
+        self._check_open()
+        self._join()
+        if step is None:
+            step = self._client.latest_step(self._job)
+            if step is None:
+                raise KeyError(f"job {self._job} has no committed checkpoint")
+        restored = self._client.restore_shard(self._job, step,
+                                              rank=self._rank)
+        return _unflatten(restored, into)
+
+    def restore_or_initialize(self, init_fn):
+        """The latest checkpoint's state, or init_fn()'s result when the
+        job has none."""
+        if self.latest_step is None:
+            return init_fn()
+        return self.restore()
+
+    def wait(self):
+        """Waits for the pending async save; raises its error, if any."""
+        self._join()
+
+    def close(self):
+        """Waits for the pending save (raising its error); idempotent."""
+        if self._closed:
+            return
+        try:
+            self._join()
+        finally:
+            self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:  # do not mask the body's exception with the save's
+            try:
+                self.close()
+            except Exception:
+                pass
+        return False
+
+    def _check_open(self):
+        if self._closed:
+            raise ValueError("CheckpointManager is closed")
+
+    def _join(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def _distributed_rank():
+    torch = _torch()
+    if torch is not None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -274,3 +274,18 @@ def test_async_save_copies_state_and_surfaces_errors(server):
     failing.save({"w": weights}, 3)
     with pytest.raises(ckpt.Error):
         failing.close()
+
+
+def test_async_save_reuses_host_copies_only_when_they_fit(server):
+    with ckpt.CheckpointManager(server, "t/reuse",
+                                async_save=True) as manager:
+        states = [{"w": torch.full((100,), 1.0), "n": np.arange(4)},
+                  {"w": torch.full((100,), 2.0), "n": np.arange(4) * 2},
+                  {"w": torch.full((7,), 3.0), "n": np.arange(5)},
+                  {"w": torch.full((7,), 4, dtype=torch.int64),
+                   "n": np.arange(5, dtype=np.int8)}]
+        for step, state in enumerate(states):
+            manager.save(state, step)
+        manager.wait()
+        for step, state in enumerate(states):
+            assert_same(state, manager.restore(step))

@@ -217,6 +217,21 @@ def test_checkpoint_interval_skips_steps(server):
         assert manager.save({"step": 12}, 12)
 
 
+@pytest.mark.parametrize("async_save", [False, True])
+def test_failed_save_does_not_count_for_checkpoint_interval(server,
+                                                           async_save):
+    job = f"t/interval-fail-{async_save}"
+    with ckpt.CheckpointManager(server, job, checkpoint_interval=3,
+                                async_save=async_save) as manager:
+        assert manager.save({"step": 0}, 0)
+        manager.client.save_shard(job, 5, [("x", "uint8", [1], [0], [1],
+                                            b"x")])
+        with pytest.raises(ckpt.Error):  # ALREADY_EXISTS
+            manager.save({"step": 5}, 5)
+            manager.wait()
+        assert manager.save({"step": 4}, 4)  # 4 >= 0 + 3
+
+
 def test_rank_and_world_size(server):
     with ckpt.CheckpointManager(server, "t/ranks") as manager:
         assert (manager.rank, manager.world_size) == (0, 1)

@@ -396,9 +396,15 @@ class CheckpointManager:
                       metrics={k: float(v) for k, v in
                                (metrics or {}).items()},
                       retention_policy=self._policy)
-        self._last_step = step
+        # A failed save takes no checkpoint: checkpoint_interval then counts
+        # from the one before again.
+        previous_step, self._last_step = self._last_step, step
         if not self._async:
-            self._client.save_shard(self._job, step, tensors, **kwargs)
+            try:
+                self._client.save_shard(self._job, step, tensors, **kwargs)
+            except BaseException:
+                self._last_step = previous_step
+                raise
             return True
 
         def upload():
@@ -406,6 +412,7 @@ class CheckpointManager:
                 self._client.save_shard(self._job, step, tensors, **kwargs)
             except BaseException as error:  # re-raised on the caller's thread
                 self._error = error
+                self._last_step = previous_step  # no save runs meanwhile
 
         # The thread's closure holds `tensors` (host copies of every tensor)
         # until it ends; `keep_alive` is not needed past this point.

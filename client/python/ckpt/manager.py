@@ -417,9 +417,10 @@ class CheckpointManager:
         # The thread's closure holds `tensors` (host copies of every tensor)
         # until it ends; `keep_alive` is not needed past this point.
         del keep_alive
+        # Not a daemon: an interpreter exiting without close() still
+        # finishes the last save instead of leaving it pending.
         self._thread = threading.Thread(target=upload,
-                                        name=f"ckpt-save-{step}",
-                                        daemon=True)
+                                        name=f"ckpt-save-{step}")
         self._thread.start()
         return True
 

@@ -4,6 +4,7 @@ ctest sets CKPT_BUILD_DIR (the build directory) and PYTHONPATH (its python/
 directory, where the ckpt package is assembled)."""
 
 import os
+import signal
 import subprocess
 import tempfile
 
@@ -20,32 +21,75 @@ def _server_binary():
     return path
 
 
-@pytest.fixture
-def server():
-    """The address HOST:PORT of a fresh ckpt-server, stopped by PID after
-    the test."""
-    with tempfile.TemporaryDirectory(prefix="ckpt-pytest-") as data_dir:
-        process = subprocess.Popen(
-            [_server_binary(), "--data-dir", data_dir, "--listen",
+class ServerProcess:
+    """A ckpt-server on `data_dir` that a test can kill and start again on
+    the same data (each start on a fresh loopback port)."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.process = None
+        self.address = None
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def start(self):
+        """Starts the server; returns once it listens."""
+        assert self.process is None, "already running"
+        self.process = subprocess.Popen(
+            [_server_binary(), "--data-dir", self.data_dir, "--listen",
              "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        prefix = "ckpt-server listening on "
+        if not line.startswith(prefix):
+            self.kill()
+            pytest.fail(f"ckpt-server did not start: {line!r}")
+        self.address = line[len(prefix):].strip()
+        return self.address
+
+    def kill(self):
+        """SIGKILL by PID, as a crash: nothing is flushed or shut down."""
+        self._end(lambda: os.kill(self.process.pid, signal.SIGKILL))
+
+    def stop(self):
+        """SIGTERM (a clean shutdown), SIGKILL after 30 s."""
+        self._end(self.process.terminate)
+
+    def _end(self, signal_it):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            signal_it()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.process = None
+        self.address = None
+
+
+@pytest.fixture
+def server_process():
+    """A started ServerProcess on a temporary data dir, stopped after the
+    test."""
+    with tempfile.TemporaryDirectory(prefix="ckpt-pytest-") as data_dir:
+        process = ServerProcess(data_dir)
         try:
-            line = process.stdout.readline()
-            prefix = "ckpt-server listening on "
-            if not line.startswith(prefix):
-                process.kill()
-                process.wait()
-                pytest.fail(f"ckpt-server did not start: {line!r}")
-            yield line[len(prefix):].strip()
+            process.start()
+            yield process
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            process.stdout.close()
+            process.stop()
+
+
+@pytest.fixture
+def server(server_process):
+    """The address HOST:PORT of a fresh ckpt-server, stopped by PID after
+    the test."""
+    return server_process.address
 
 
 @pytest.fixture

@@ -54,8 +54,12 @@ class ServerProcess:
         self._end(lambda: os.kill(self.process.pid, signal.SIGKILL))
 
     def stop(self):
-        """SIGTERM (a clean shutdown), SIGKILL after 30 s."""
-        self._end(self.process.terminate)
+        """SIGTERM (a clean shutdown), SIGKILL after 30 s. A server a test
+        left frozen (SIGSTOP) is resumed to receive it."""
+        def terminate():
+            self.process.terminate()
+            os.kill(self.process.pid, signal.SIGCONT)
+        self._end(terminate)
 
     def _end(self, signal_it):
         if self.process is None:

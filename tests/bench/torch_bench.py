@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+"""Python benchmark: a PyTorch model + Adam state saved and restored through
+ckpt.CheckpointManager and a real ckpt-server, side by side in one run with
+torch.save (+ fsync) and torch.load on the same state.
+
+Each round measures, in this order and on the same state (weights and
+optimizer moments perturbed slightly first, as a training step would, so
+every chunk's bytes change):
+  baseline save    torch.save(state) into a new file, flush + os.fsync
+  ckpt sync save   CheckpointManager(async_save=False).save(state, step)
+  baseline restore torch.load(that file)
+  ckpt restore     manager.restore(step)
+  copy floor       clone every tensor of the state (fresh memory), and
+                   copy_ into tensors kept from the previous round
+then perturbs again and measures
+  ckpt async save  the time save() blocks the caller (async_save=True),
+                   then wait() for the upload and commit.
+Rounds alternate baseline and ckpt so machine noise hits both alike; the
+summary gives medians and same-run ratios against the goals of issue 4.
+
+Needs CKPT_BUILD_DIR (for server/rpc/ckpt-server) and PYTHONPATH (the build
+tree's python/ directory), as ctest sets them for python_test.
+"""
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+# Goals from issue 4: ratio of each ckpt figure to its torch baseline.
+GOALS = {
+    "sync_save": 1.0,       # sync save / torch.save+fsync
+    "async_blocking": 0.1,  # async save() blocking / torch.save+fsync
+    "restore": 1.2,         # restore / torch.load
+}
+# Layers of at most this many float32 weights (64 MiB at 4096x4096 would
+# make the small sizes lumpy; 2048x2048 is 16 MiB).
+MAX_WIDTH = 2048
+SERVER_PREFIX = "ckpt-server listening on "
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=(
+            "Save and restore a PyTorch model + Adam optimizer state through "
+            "ckpt.CheckpointManager and a real ckpt-server, next to "
+            "torch.save+fsync / torch.load of the same state in the same "
+            "run. Prints per-round times, medians and ratios (lower is "
+            "better). Needs CKPT_BUILD_DIR (build directory holding "
+            "server/rpc/ckpt-server) and PYTHONPATH (its python/ "
+            "directory)."))
+    parser.add_argument(
+        "--model-mib", type=int, default=341, metavar="MIB",
+        help=("float32 parameter bytes of the model, in MiB; Adam adds "
+              "exp_avg and exp_avg_sq, so the saved state is about 3x this "
+              "(default: %(default)s, a ~1 GiB state)"))
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="rounds; medians over them are reported (default: %(default)s)")
+    parser.add_argument(
+        "--dir", default=None,
+        help=("directory for the server's data and the torch.save files, "
+              "both on one disk; a temporary directory is made in it and "
+              "removed at the end (default: $TMPDIR or /var/tmp)"))
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print only the medians and ratios, as JSON")
+    args = parser.parse_args(argv)
+    if args.model_mib < 1:
+        parser.error("--model-mib must be >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    return args
+
+
+class Server:
+    """A ckpt-server from $CKPT_BUILD_DIR on 127.0.0.1:0, stopped by PID."""
+
+    def __init__(self, data_dir):
+        build_dir = os.environ.get("CKPT_BUILD_DIR")
+        if not build_dir:
+            sys.exit("torch_bench: CKPT_BUILD_DIR is not set")
+        binary = os.path.join(build_dir, "server", "rpc", "ckpt-server")
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"torch_bench: no ckpt-server binary at {binary}")
+        self.process = subprocess.Popen(
+            [binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith(SERVER_PREFIX):
+            self.stop()
+            sys.exit(f"torch_bench: ckpt-server did not start: {line!r}")
+        self.address = line[len(SERVER_PREFIX):].strip()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+
+
+def build_model(model_mib):
+    """A stack of square nn.Linear layers with ~model_mib MiB of float32
+    parameters, and an Adam optimizer that has taken one step (so its
+    exp_avg and exp_avg_sq exist)."""
+    params = model_mib * (1 << 20) // 4
+    layers = max(1, math.ceil(params / (MAX_WIDTH * MAX_WIDTH)))
+    width = max(1, int(math.sqrt(params / layers)))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        *[torch.nn.Linear(width, width) for _ in range(layers)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = model(torch.randn(4, width)).square().mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return model, optimizer
+
+
+def make_state(model, optimizer, step):
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step}
+
+
+def tensors_of(value):
+    """Every tensor in a nested state, in a fixed order."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors_of(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors_of(item)
+
+
+def state_bytes(state):
+    return sum(t.numel() * t.element_size() for t in tensors_of(state))
+
+
+def perturb(state, round_index):
+    """Changes every floating-point tensor slightly, as a training step
+    would: every chunk's bytes differ from the last save's (no dedup)."""
+    with torch.no_grad():
+        for t in tensors_of(state):
+            if t.is_floating_point() and t.numel() > 1:
+                t.add_(1e-6 * (round_index + 1))
+
+
+def check_equal(restored, expected, what):
+    """Raises unless `restored` has the same structure, values and tensors
+    (torch.equal, dtype and shape) as `expected`."""
+    if isinstance(expected, torch.Tensor):
+        if not (isinstance(restored, torch.Tensor) and
+                restored.dtype == expected.dtype and
+                torch.equal(restored, expected)):
+            raise AssertionError(f"{what}: restored tensor differs")
+    elif isinstance(expected, dict):
+        if not isinstance(restored, dict) or \
+                list(restored.keys()) != list(expected.keys()):
+            raise AssertionError(f"{what}: restored keys differ")
+        for key in expected:
+            check_equal(restored[key], expected[key], f"{what}/{key}")
+    elif isinstance(expected, (list, tuple)):
+        if type(restored) is not type(expected) or \
+                len(restored) != len(expected):
+            raise AssertionError(f"{what}: restored sequence differs")
+        for i, (r, e) in enumerate(zip(restored, expected)):
+            check_equal(r, e, f"{what}/{i}")
+    elif restored != expected:
+        raise AssertionError(f"{what}: restored value differs")
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def torch_save_fsync(state, path):
+    with open(path, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run(args):
+    import ckpt  # after argparse, so --help works without PYTHONPATH
+
+    base = args.dir or os.environ.get("TMPDIR") or "/var/tmp"
+    model, optimizer = build_model(args.model_mib)
+    state = make_state(model, optimizer, 0)
+    nbytes = state_bytes(state)
+    gib = nbytes / (1 << 30)
+    if not args.json:
+        print(f"state: {len(list(tensors_of(state)))} tensors, {gib:.3f} GiB "
+              f"({args.model_mib} MiB of parameters + Adam moments); "
+              f"torch {torch.__version__}, {torch.get_num_threads()} "
+              f"intra-op thread(s)", flush=True)
+
+    keys = ["torch_save", "sync_save", "torch_load", "restore", "clone",
+            "copy_into", "async_blocking", "async_wait"]
+    times = {key: [] for key in keys}
+    with tempfile.TemporaryDirectory(prefix="ckpt-torch-bench-",
+                                     dir=base) as work:
+        server = Server(os.path.join(work, "db"))
+        try:
+            sync = ckpt.CheckpointManager(server.address, "bench/sync",
+                                          async_save=False)
+            asyn = ckpt.CheckpointManager(server.address, "bench/async",
+                                          async_save=True)
+            preallocated = None
+            for r in range(args.rounds):
+                perturb(state, 2 * r)
+                state["step"] = 2 * r
+                # Each round writes a new file and keeps the old ones, as
+                # successive torch.save checkpoints would (and as the server
+                # keeps its checkpoints): see save_restore_bench.cc.
+                path = os.path.join(work, f"torch-{r}.pt")
+                t_save, _ = timed(lambda: torch_save_fsync(state, path))
+                t_sync, _ = timed(lambda: sync.save(state, 2 * r))
+
+                t_load, loaded = timed(lambda: torch.load(path))
+                t_restore, restored = timed(lambda: sync.restore(2 * r))
+                if r == 0:
+                    check_equal(loaded, state, "torch.load")
+                    check_equal(restored, state, "ckpt restore")
+                del loaded, restored
+                gc.collect()
+
+                t_clone, clones = timed(
+                    lambda: [t.clone() for t in tensors_of(state)])
+                del clones
+                if preallocated is None:
+                    preallocated = [torch.empty_like(t).fill_(0)
+                                    for t in tensors_of(state)]
+
+                def copy_into():
+                    for dst, src in zip(preallocated, tensors_of(state)):
+                        dst.copy_(src)
+                t_copy, _ = timed(copy_into)
+
+                perturb(state, 2 * r + 1)
+                state["step"] = 2 * r + 1
+                t_block, _ = timed(lambda: asyn.save(state, 2 * r + 1))
+                t_wait, _ = timed(asyn.wait)
+                if r == 0:  # the async copy is what was uploaded
+                    restored = asyn.restore(2 * r + 1)
+                    check_equal(restored, state, "ckpt async restore")
+                    del restored
+                    gc.collect()
+
+                for key, value in zip(keys, (t_save, t_sync, t_load,
+                                             t_restore, t_clone, t_copy,
+                                             t_block, t_wait)):
+                    times[key].append(value)
+                if not args.json:
+                    print(f"round {r}: torch.save+fsync {t_save:.3f}s  "
+                          f"sync save {t_sync:.3f}s ({t_sync / t_save:.2f}x)  "
+                          f"async blocks {t_block:.3f}s "
+                          f"({t_block / t_save:.3f}x) + wait {t_wait:.3f}s  "
+                          f"clone {t_clone:.3f}s  copy_ {t_copy:.3f}s  "
+                          f"torch.load {t_load:.3f}s  restore "
+                          f"{t_restore:.3f}s ({t_restore / t_load:.2f}x)",
+                          flush=True)
+            sync.close()
+            asyn.close()
+        finally:
+            server.stop()
+
+    med = {key: statistics.median(values) for key, values in times.items()}
+    ratios = {
+        "sync_save": med["sync_save"] / med["torch_save"],
+        "async_blocking": med["async_blocking"] / med["torch_save"],
+        "restore": med["restore"] / med["torch_load"],
+        "clone_floor": med["clone"] / med["torch_save"],
+        "copy_into_floor": med["copy_into"] / med["torch_save"],
+    }
+    if args.json:
+        print(json.dumps({
+            "bytes": nbytes, "rounds": args.rounds,
+            "median_seconds": med, "ratios": ratios, "goals": GOALS,
+        }, indent=2))
+        return
+
+    def verdict(name):
+        return "meets" if ratios[name] <= GOALS[name] else "misses"
+
+    print(f"\n{gib:.2f} GiB state, median of {args.rounds} round(s)\n"
+          f"  torch.save+fsync  {med['torch_save']:.3f}s  "
+          f"{gib / med['torch_save']:.2f} GiB/s\n"
+          f"  sync save         {med['sync_save']:.3f}s  "
+          f"ratio {ratios['sync_save']:.2f}x  (goal <= "
+          f"{GOALS['sync_save']}: {verdict('sync_save')})\n"
+          f"  async save blocks {med['async_blocking']:.3f}s  "
+          f"ratio {ratios['async_blocking']:.3f}x  (goal <= "
+          f"{GOALS['async_blocking']}: {verdict('async_blocking')}); "
+          f"wait() after it {med['async_wait']:.3f}s\n"
+          f"  copy floor        clone {med['clone']:.3f}s "
+          f"({ratios['clone_floor']:.3f}x), copy_ into kept tensors "
+          f"{med['copy_into']:.3f}s ({ratios['copy_into_floor']:.3f}x)\n"
+          f"  torch.load        {med['torch_load']:.3f}s  "
+          f"{gib / med['torch_load']:.2f} GiB/s\n"
+          f"  restore           {med['restore']:.3f}s  "
+          f"ratio {ratios['restore']:.2f}x  (goal <= "
+          f"{GOALS['restore']}: {verdict('restore')})")
+
+
+def main(argv=None):
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

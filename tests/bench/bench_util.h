@@ -4,8 +4,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -54,6 +59,31 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// The flags every benchmark takes: --rounds, --dir (described by
+// `dir_help`) and --json.
+inline void AddRoundsDirJsonFlags(CLI::App& app, int* rounds, std::string* dir,
+                                  bool* json, const std::string& dir_help) {
+  app.add_option("--rounds", *rounds, "rounds; medians are reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--dir", *dir, dir_help);
+  app.add_flag("--json", *json, "print the medians as JSON");
+}
+
+// Where a benchmark puts its files: --dir, else $TMPDIR, else /var/tmp.
+inline std::string BenchBaseDir(const std::string& dir) {
+  if (!dir.empty()) return dir;
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp != nullptr ? tmp : "/var/tmp";
+}
+
+// The process exit code for `status`, printed as "program: status".
+inline int ExitCode(absl::string_view program, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::cerr << program << ": " << status << std::endl;
+  return 1;
 }
 
 }  // namespace ckpt::bench

@@ -148,10 +148,7 @@ absl::StatusOr<RoundResult> RunRound(const Flags& flags,
 }
 
 absl::Status Run(const Flags& flags) {
-  const std::string base =
-      flags.dir.empty()
-          ? (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/var/tmp")
-          : flags.dir;
+  const std::string base = BenchBaseDir(flags.dir);
   std::vector<double> gc_seconds, gib_per_second, freed, slowdown, gc_per_save;
   for (int round = 0; round < flags.rounds; ++round) {
     CKPT_ASSIGN_OR_RETURN(RoundResult r, RunRound(flags, base, round));
@@ -214,18 +211,9 @@ int main(int argc, char** argv) {
                  "float32 bytes per checkpoint, in MiB (half rewritten each)")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 16));
-  app.add_option("--rounds", flags.rounds, "rounds; medians are reported")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
-  app.add_option("--dir", flags.dir,
-                 "directory for the server's data (default: $TMPDIR or "
-                 "/var/tmp)");
-  app.add_flag("--json", flags.json, "print the medians as JSON");
+  ckpt::bench::AddRoundsDirJsonFlags(
+      app, &flags.rounds, &flags.dir, &flags.json,
+      "directory for the server's data (default: $TMPDIR or /var/tmp)");
   CLI11_PARSE(app, argc, argv);
-  absl::Status status = ckpt::bench::Run(flags);
-  if (!status.ok()) {
-    std::cerr << "ckpt-bench-gc: " << status << std::endl;
-    return 1;
-  }
-  return 0;
+  return ckpt::bench::ExitCode("ckpt-bench-gc", ckpt::bench::Run(flags));
 }

@@ -96,10 +96,7 @@ absl::Status ParallelRanks(int32_t ranks, Fn fn) {
 }
 
 absl::Status Run(const Flags& flags) {
-  const std::string base =
-      flags.dir.empty()
-          ? (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/var/tmp")
-          : flags.dir;
+  const std::string base = BenchBaseDir(flags.dir);
   CKPT_ASSIGN_OR_RETURN(auto dir,
                         testing::TempDir::Create(base + "/ckpt-bench"));
   CKPT_ASSIGN_OR_RETURN(auto server,
@@ -237,18 +234,11 @@ int main(int argc, char** argv) {
   app.add_option("--ranks", flags.ranks, "ranks saving concurrently")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  app.add_option("--rounds", flags.rounds, "rounds; medians are reported")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
-  app.add_option("--dir", flags.dir,
-                 "directory for the server's data and the baseline file "
-                 "(default: $TMPDIR or /var/tmp); both on one disk");
-  app.add_flag("--json", flags.json, "print the medians as JSON");
+  ckpt::bench::AddRoundsDirJsonFlags(
+      app, &flags.rounds, &flags.dir, &flags.json,
+      "directory for the server's data and the baseline file (default: "
+      "$TMPDIR or /var/tmp); both on one disk");
   CLI11_PARSE(app, argc, argv);
-  absl::Status status = ckpt::bench::Run(flags);
-  if (!status.ok()) {
-    std::cerr << "ckpt-bench-save-restore: " << status << std::endl;
-    return 1;
-  }
-  return 0;
+  return ckpt::bench::ExitCode("ckpt-bench-save-restore",
+                               ckpt::bench::Run(flags));
 }

@@ -89,8 +89,14 @@ TEST(VerifyWireFormatTest, ReportRoundTrips) {
                                  "hashes to abc",
                                  {{"team/a", 1}, {"team/b", 2}}});
   report.damaged_chunk_count = 1;
-  report.damaged_checkpoints.push_back(VerifyReport::DamagedCheckpoint{
-      {"team/a", 1}, 0, 1, {"no shard of rank 1"}});
+  // Filled member by member: GCC 12 -O3 warns (maybe-uninitialized) on the
+  // aggregate temporary.
+  VerifyReport::DamagedCheckpoint damaged;
+  damaged.checkpoint = {"team/a", 1};
+  damaged.missing_chunks = 0;
+  damaged.corrupt_chunks = 1;
+  damaged.problems = {"no shard of rank 1"};
+  report.damaged_checkpoints.push_back(std::move(damaged));
   v1::VerifyReport proto;
   ToProto(report, &proto);
   auto back = FromProto(proto);

@@ -574,17 +574,28 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
 
 absl::StatusOr<std::string> CheckpointService::ReadChunk(absl::string_view job,
                                                          const ChunkId& id) {
+  std::string copy;
+  CKPT_RETURN_IF_ERROR(ReadChunkTo(job, id, [&](absl::string_view bytes) {
+    copy.assign(bytes.data(), bytes.size());
+    return absl::OkStatus();
+  }));
+  return copy;
+}
+
+absl::Status CheckpointService::ReadChunkTo(
+    absl::string_view job, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
-  CKPT_ASSIGN_OR_RETURN(std::string bytes, chunks_->Get(TenantOf(job), id));
-  const ChunkId actual = Sha256(bytes);
-  if (actual != id) {
-    CKPT_LOG(Error, "corrupt chunk ", id.ToHex(), " of tenant ", TenantOf(job),
-             ": stored bytes hash to ", actual.ToHex());
-    return absl::DataLossError(
-        absl::StrCat("chunk ", id.ToHex(),
-                     " is corrupt: its stored bytes hash to ", actual.ToHex()));
+  bool verified = false;
+  absl::Status status =
+      chunks_->ReadVerified(TenantOf(job), id, [&](absl::string_view bytes) {
+        verified = true;
+        return consume(bytes);
+      });
+  if (!verified && absl::IsDataLoss(status)) {
+    CKPT_LOG(Error, "tenant ", TenantOf(job), ": ", status.message());
   }
-  return bytes;
+  return status;
 }
 
 absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -137,10 +138,15 @@ class CheckpointService {
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank = std::nullopt);
 
-  // A chunk of the job's tenant, verified against its hash: NOT_FOUND when
-  // absent, DATA_LOSS when the stored bytes do not match.
+  // A chunk of the job's tenant, verified (ChunkStore::ReadVerified):
+  // NOT_FOUND when absent, DATA_LOSS when the stored bytes are damaged.
   absl::StatusOr<std::string> ReadChunk(absl::string_view job,
                                         const ChunkId& id);
+  // The same, handing `consume` a view of the verified bytes instead of a
+  // copy; returns what `consume` returns.
+  absl::Status ReadChunkTo(
+      absl::string_view job, const ChunkId& id,
+      absl::FunctionRef<absl::Status(absl::string_view bytes)> consume);
 
   // Removes a committed or aborted checkpoint's manifest at once; chunk
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION

@@ -32,6 +32,17 @@ class ChunkStore {
   virtual absl::StatusOr<std::string> Get(absl::string_view tenant,
                                           const ChunkId& id) = 0;
 
+  // Reads the chunk, checks its bytes, then calls `consume` with a view
+  // valid during the call. The check is against a checksum the store
+  // recorded at Put when it keeps one (RocksDbStore: XXH3-128, ten times
+  // faster than SHA-256 and as sure against accidental damage), else
+  // SHA-256 against `id`. DATA_LOSS (naming the chunk) on a mismatch,
+  // NOT_FOUND when absent; otherwise what `consume` returns. The default
+  // uses Get and SHA-256.
+  virtual absl::Status ReadVerified(
+      absl::string_view tenant, const ChunkId& id,
+      absl::FunctionRef<absl::Status(absl::string_view bytes)> consume);
+
   // For each id, whether (tenant, id) is stored. Cheap: reads no chunk body.
   virtual absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) = 0;

@@ -1,5 +1,7 @@
 #include "server/storage/keys.h"
 
+#include <xxhash.h>
+
 #include <variant>
 
 #include "absl/strings/match.h"
@@ -178,6 +180,62 @@ absl::StatusOr<uint64_t> DecodeVarint64(absl::string_view value) {
     }
   }
   return absl::DataLossError("corrupt stored chunk size: malformed varint");
+}
+
+ChunkChecksum ComputeChunkChecksum(absl::string_view bytes) {
+  const XXH128_hash_t hash = XXH3_128bits(bytes.data(), bytes.size());
+  return ChunkChecksum{hash.low64, hash.high64};
+}
+
+namespace {
+
+void AppendFixed64(uint64_t value, std::string* out) {
+  for (int i = 0; i < 8; ++i) {
+    out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+}
+
+uint64_t ReadFixed64(absl::string_view bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) {
+    value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string EncodeChunkIndexValue(uint64_t size,
+                                  const ChunkChecksum& checksum) {
+  std::string out = EncodeVarint64(size);
+  AppendFixed64(checksum.low, &out);
+  AppendFixed64(checksum.high, &out);
+  return out;
+}
+
+absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
+  size_t varint_end = 0;
+  while (varint_end < value.size() && varint_end < 10 &&
+         (static_cast<uint8_t>(value[varint_end]) & 0x80) != 0) {
+    ++varint_end;
+  }
+  ++varint_end;  // the last byte of the varint
+  if (varint_end > value.size()) {
+    return absl::DataLossError("corrupt chunk index value: malformed varint");
+  }
+  ChunkIndexValue decoded;
+  CKPT_ASSIGN_OR_RETURN(decoded.size,
+                        DecodeVarint64(value.substr(0, varint_end)));
+  const absl::string_view rest = value.substr(varint_end);
+  if (rest.size() == 16) {
+    decoded.checksum =
+        ChunkChecksum{ReadFixed64(rest), ReadFixed64(rest.substr(8))};
+  } else if (!rest.empty()) {
+    return absl::DataLossError(absl::StrCat(
+        "corrupt chunk index value: ", rest.size(),
+        " bytes after the size, expected none or a 16-byte checksum"));
+  }
+  return decoded;
 }
 
 absl::Status ValidateTenant(absl::string_view tenant) {

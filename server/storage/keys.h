@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,10 +87,29 @@ class EventSequencer {
 // when there is none (prefix is all 0xff). Exclusive end of a prefix range.
 std::string PrefixSuccessor(absl::string_view prefix);
 
-// Chunk index values: the chunk's size as a LEB128 varint.
+// A LEB128 varint.
 std::string EncodeVarint64(uint64_t value);
 // DATA_LOSS unless `value` is exactly one well-formed varint.
 absl::StatusOr<uint64_t> DecodeVarint64(absl::string_view value);
+
+// XXH3-128 of a chunk's bytes, recorded when it is stored.
+struct ChunkChecksum {
+  uint64_t low = 0;
+  uint64_t high = 0;
+  friend bool operator==(const ChunkChecksum&, const ChunkChecksum&) = default;
+};
+ChunkChecksum ComputeChunkChecksum(absl::string_view bytes);
+
+// Chunk index values: the chunk's size as a varint, then its checksum (16
+// bytes, low then high, little-endian). Values written before checksums
+// were recorded hold only the size; they decode with no checksum.
+struct ChunkIndexValue {
+  uint64_t size = 0;
+  std::optional<ChunkChecksum> checksum;
+};
+std::string EncodeChunkIndexValue(uint64_t size, const ChunkChecksum& checksum);
+// DATA_LOSS unless `value` is a varint followed by nothing or 16 bytes.
+absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value);
 
 // INVALID_ARGUMENT when `tenant` cannot name stored chunks: empty (which
 // means "all tenants" in GetUsage/ForEach) or containing '\0'.

@@ -117,6 +117,38 @@ TEST(KeysTest, PrefixSuccessorBoundsThePrefixRange) {
   EXPECT_LT(PrefixSuccessor(key), CheckpointKey("t/j", 256));
 }
 
+TEST(KeysTest, ChunkIndexValuesCarryTheChecksumAndOldOnesStillDecode) {
+  const ChunkChecksum checksum = ComputeChunkChecksum("some chunk bytes");
+  EXPECT_NE(checksum, ComputeChunkChecksum("some chunk bytez"));
+  for (uint64_t size : {uint64_t{0}, uint64_t{300}, uint64_t{16} << 20}) {
+    const std::string value = EncodeChunkIndexValue(size, checksum);
+    EXPECT_EQ(value.size(), EncodeVarint64(size).size() + 16);
+    auto decoded = DecodeChunkIndexValue(value);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->size, size);
+    ASSERT_TRUE(decoded->checksum.has_value());
+    EXPECT_EQ(*decoded->checksum, checksum);
+    // Written before checksums were recorded: the size alone.
+    auto old = DecodeChunkIndexValue(EncodeVarint64(size));
+    ASSERT_TRUE(old.ok()) << old.status();
+    EXPECT_EQ(old->size, size);
+    EXPECT_FALSE(old->checksum.has_value());
+  }
+  // Little-endian low then high, after the varint.
+  const std::string value = EncodeChunkIndexValue(1, ChunkChecksum{1, 2});
+  EXPECT_EQ(value, std::string("\x01"
+                               "\x01\0\0\0\0\0\0\0"
+                               "\x02\0\0\0\0\0\0\0",
+                               17));
+  for (const std::string& bad :
+       {std::string(""), std::string("\x80"), std::string("\x01\x02"),
+        EncodeChunkIndexValue(5, checksum) + "x",
+        EncodeChunkIndexValue(5, checksum).substr(0, 10)}) {
+    EXPECT_EQ(DecodeChunkIndexValue(bad).status().code(),
+              absl::StatusCode::kDataLoss);
+  }
+}
+
 TEST(KeysTest, VarintRoundTripsAndRejectsGarbage) {
   for (uint64_t value : {uint64_t{0}, uint64_t{127}, uint64_t{128},
                          uint64_t{1} << 32, UINT64_MAX}) {

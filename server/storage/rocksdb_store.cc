@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 #include "rocksdb/cache.h"
@@ -333,6 +334,8 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
                                        absl::string_view bytes) {
   CKPT_RETURN_IF_ERROR(ValidateTenant(tenant));
   const std::string key = ChunkKey(tenant, id);
+  const std::string index_value =
+      EncodeChunkIndexValue(bytes.size(), ComputeChunkChecksum(bytes));
   absl::MutexLock lock(&impl_->ChunkLock(id));
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         impl_->GetValue(kChunkIndex, key, nullptr));
@@ -341,10 +344,9 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
   CKPT_RETURN_IF_ERROR(
       FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
                   "batching chunk"));
-  CKPT_RETURN_IF_ERROR(
-      FromRocksDb(batch.Put(impl_->cf(kChunkIndex), ToSlice(key),
-                            EncodeVarint64(bytes.size())),
-                  "batching chunk"));
+  CKPT_RETURN_IF_ERROR(FromRocksDb(
+      batch.Put(impl_->cf(kChunkIndex), ToSlice(key), ToSlice(index_value)),
+      "batching chunk"));
   CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(
       &batch, absl::StrCat("writing chunk ", id.ShortHex())));
   return true;
@@ -365,6 +367,41 @@ absl::StatusOr<std::string> RocksDbStore::Get(absl::string_view tenant,
       FromRocksDb(status, absl::StrCat("reading chunk ", id.ShortHex())));
   // The one copy: from the pinned block or blob into the result.
   return std::string(value.data(), value.size());
+}
+
+absl::Status RocksDbStore::ReadVerified(
+    absl::string_view tenant, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  if (!ValidateTenant(tenant).ok()) return ChunkNotFound(tenant, id);
+  const std::string key = ChunkKey(tenant, id);
+  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> index_value,
+                        impl_->GetValue(kChunkIndex, key, nullptr));
+  if (!index_value.has_value()) return ChunkNotFound(tenant, id);
+  CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
+                        DecodeChunkIndexValue(*index_value));
+  rocksdb::PinnableSlice value;
+  rocksdb::ReadOptions read;
+  read.verify_checksums = false;  // as in Get; the check below replaces it
+  rocksdb::Status status =
+      impl_->db->Get(read, impl_->cf(kChunks), ToSlice(key), &value);
+  if (status.IsNotFound()) return ChunkNotFound(tenant, id);
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(status, absl::StrCat("reading chunk ", id.ShortHex())));
+  const absl::string_view bytes(value.data(), value.size());
+  if (index.checksum.has_value()) {
+    if (bytes.size() != index.size ||
+        ComputeChunkChecksum(bytes) != *index.checksum) {
+      return absl::DataLossError(absl::StrCat(
+          "chunk ", id.ToHex(), " is corrupt: its ", bytes.size(),
+          " stored bytes do not match the checksum recorded when it was "
+          "stored"));
+    }
+  } else if (const ChunkId actual = Sha256(bytes); actual != id) {
+    return absl::DataLossError(
+        absl::StrCat("chunk ", id.ToHex(),
+                     " is corrupt: its stored bytes hash to ", actual.ToHex()));
+  }
+  return consume(bytes);
 }
 
 absl::StatusOr<std::vector<bool>> RocksDbStore::Contains(
@@ -413,9 +450,10 @@ absl::StatusOr<ChunkStore::Usage> RocksDbStore::GetUsage(
   CKPT_RETURN_IF_ERROR(impl_->Scan(
       kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
       [&](absl::string_view, absl::string_view value) -> absl::Status {
-        CKPT_ASSIGN_OR_RETURN(uint64_t size, DecodeVarint64(value));
+        CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
+                              DecodeChunkIndexValue(value));
         ++usage.chunk_count;
-        usage.bytes += size;
+        usage.bytes += index.size;
         return absl::OkStatus();
       }));
   return usage;
@@ -430,8 +468,9 @@ absl::Status RocksDbStore::ForEach(
       kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
       [&](absl::string_view key, absl::string_view value) -> absl::Status {
         CKPT_ASSIGN_OR_RETURN(DecodedChunkKey decoded, DecodeChunkKey(key));
-        CKPT_ASSIGN_OR_RETURN(uint64_t size, DecodeVarint64(value));
-        return fn(decoded.tenant, decoded.id, size);
+        CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
+                              DecodeChunkIndexValue(value));
+        return fn(decoded.tenant, decoded.id, index.size);
       });
 }
 

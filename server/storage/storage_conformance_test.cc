@@ -154,6 +154,39 @@ TEST_P(StorageConformanceTest, PutGetContainsDeleteRoundTrip) {
   EXPECT_TRUE(PutChunk("acme", small));
 }
 
+TEST_P(StorageConformanceTest, ReadVerifiedHandsOverTheCheckedBytes) {
+  const std::string small = "small chunk";
+  const std::string large(1 << 20, 'L');
+  EXPECT_TRUE(PutChunk("acme", small));
+  EXPECT_TRUE(PutChunk("acme", large));
+  for (const std::string* bytes : {&small, &large}) {
+    std::string seen;
+    absl::Status status =
+        chunks_->ReadVerified("acme", IdOf(*bytes), [&](absl::string_view v) {
+          seen.assign(v.data(), v.size());
+          return absl::OkStatus();
+        });
+    ASSERT_TRUE(status.ok()) << status;
+    EXPECT_TRUE(seen == *bytes);
+  }
+  // The consumer's status comes back as it is.
+  absl::Status refused = chunks_->ReadVerified(
+      "acme", IdOf(small),
+      [](absl::string_view) { return absl::AbortedError("enough"); });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAborted);
+  bool called = false;
+  absl::Status missing =
+      chunks_->ReadVerified("acme", IdOf("absent"), [&](absl::string_view) {
+        called = true;
+        return absl::OkStatus();
+      });
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(called);
+  missing = chunks_->ReadVerified(
+      "other", IdOf(small), [](absl::string_view) { return absl::OkStatus(); });
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+}
+
 TEST_P(StorageConformanceTest, GetOfMissingChunkIsNotFoundNamingIt) {
   const ChunkId id = IdOf("missing");
   auto got = chunks_->Get("acme", id);

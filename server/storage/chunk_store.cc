@@ -1,0 +1,22 @@
+#include "server/storage/chunk_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace ckpt::server {
+
+absl::Status ChunkStore::ReadVerified(
+    absl::string_view tenant, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  CKPT_ASSIGN_OR_RETURN(std::string bytes, Get(tenant, id));
+  const ChunkId actual = Sha256(bytes);
+  if (actual != id) {
+    return absl::DataLossError(
+        absl::StrCat("chunk ", id.ToHex(),
+                     " is corrupt: its stored bytes hash to ", actual.ToHex()));
+  }
+  return consume(bytes);
+}
+
+}  // namespace ckpt::server

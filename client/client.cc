@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "client/restore_buffer.h"
 #include "client/status_convert.h"
 #include "common/chunk_id.h"
 #include "common/sha256.h"
@@ -36,8 +38,12 @@ constexpr size_t kTargetMessageBytes = size_t{4} << 20;
 // Hashes per ReadChunks / FindMissingChunks request; well under the
 // server's per-request limit (100000 by default).
 constexpr size_t kMaxHashesPerRequest = 50000;
-// Concurrent ReadChunks streams of one restore.
+// Concurrent ReadChunks streams (or ReadChunksIntoFile callers) of one
+// restore: enough to keep both the server's reads and hashing busy.
 constexpr size_t kRestoreStreams = 3;
+// Chunk bytes per ReadChunksIntoFile request: small enough for progress
+// reports, large enough that the per-call cost vanishes.
+constexpr uint64_t kIntoFileRequestBytes = uint64_t{64} << 20;
 // A collection reads every manifest and compacts the chunk store.
 constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
 
@@ -340,6 +346,45 @@ struct Client::Impl {
     return absl::OkStatus();
   }
 
+  // Has the server on this host write `sinks` (destinations inside
+  // `buffer`) into the buffer's memfd, a few chunks per request so
+  // `fetched` reports progress. FAILED_PRECONDITION or UNIMPLEMENTED when
+  // the server cannot; the caller then streams.
+  absl::Status FetchIntoFile(absl::string_view job,
+                             absl::Span<const ChunkSink> sinks,
+                             const RestoreBuffer& buffer,
+                             const std::function<void(uint64_t)>& fetched) {
+    size_t begin = 0;
+    while (begin < sinks.size()) {
+      v1::ReadChunksIntoFileRequest request;
+      request.set_job(std::string(job));
+      v1::SharedFile* file = request.mutable_file();
+      file->set_pid(static_cast<int32_t>(getpid()));
+      file->set_fd(buffer.fd());
+      file->set_token(std::string(buffer.token()));
+      uint64_t request_bytes = 0;
+      size_t end = begin;
+      while (end < sinks.size() && request_bytes < kIntoFileRequestBytes) {
+        const ChunkSink& sink = sinks[end];
+        v1::ChunkPlacement* placement = request.add_chunks();
+        placement->set_sha256(sink.id.bytes().data(), sink.id.bytes().size());
+        placement->set_size(sink.size);
+        for (char* destination : sink.destinations) {
+          placement->add_offsets(buffer.FileOffset(destination));
+        }
+        request_bytes += sink.size;
+        ++end;
+      }
+      v1::ReadChunksIntoFileResponse response;
+      CKPT_RETURN_IF_ERROR(Call(&Stub::ReadChunksIntoFile, request, &response));
+      if (fetched) {
+        for (size_t i = begin; i < end; ++i) fetched(sinks[i].size);
+      }
+      begin = end;
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::vector<CheckpointUsage>> ListCheckpoints(
       absl::string_view job, bool include_uncommitted, bool with_unique_bytes) {
     v1::ListCheckpointsRequest request;
@@ -628,12 +673,31 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
                                             "' has no shard of rank ", rank));
   }
 
-  // Allocate every destination first: the sinks point into these strings.
+  // Lay every tensor out in one buffer, each on its own pages so freeing
+  // one gives its memory back; the sinks point into the buffer.
   std::vector<RestoredTensor> tensors(shard->tensors.size());
+  std::vector<uint64_t> offsets(tensors.size());
+  uint64_t layout_bytes = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
     CKPT_RETURN_IF_ERROR(CheckPieces(shard->tensors[t]));
     tensors[t].entry = shard->tensors[t];
-    tensors[t].bytes.resize(tensors[t].entry.ByteSize());
+    offsets[t] = layout_bytes;
+    const uint64_t size = tensors[t].entry.ByteSize();
+    layout_bytes += (size + RestoreBuffer::kPageBytes - 1) /
+                    RestoreBuffer::kPageBytes * RestoreBuffer::kPageBytes;
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      std::shared_ptr<RestoreBuffer> buffer,
+      RestoreBuffer::Create(layout_bytes,
+                            impl_->options.shared_memory_restore));
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    char* data = buffer->payload() + offsets[t];
+    const uint64_t size = tensors[t].entry.ByteSize();
+    tensors[t].bytes = absl::MakeSpan(data, size);
+    // The deleter keeps the buffer alive and frees this tensor's pages.
+    tensors[t].storage = std::shared_ptr<void>(data, [buffer, size](void* p) {
+      buffer->Release(static_cast<const char*>(p), size);
+    });
   }
   SinkSet sink_set;
   for (RestoredTensor& tensor : tensors) {
@@ -646,7 +710,8 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   std::vector<ChunkSink>& sinks = sink_set.sinks();
 
   // Split into a few contiguous ranges of similar byte size, one stream
-  // each, so hashing on the server and copying here overlap across streams.
+  // (or one series of ReadChunksIntoFile calls) each, so the server reads
+  // and hashes on several threads.
   uint64_t total = 0;
   for (const ChunkSink& sink : sinks) total += sink.size;
   std::vector<absl::Span<const ChunkSink>> ranges;
@@ -673,19 +738,31 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
       progress(fetched_bytes, total);
     };
   }
+  const bool shared = buffer->shareable();
+  auto fetch_range = [&](absl::Span<const ChunkSink> range) {
+    if (shared) {
+      absl::Status status =
+          impl_->FetchIntoFile(record.job, range, *buffer, fetched);
+      // A server elsewhere, an older server, or one that refuses: stream.
+      // Requests before the refusal wrote nothing (it comes first), so the
+      // whole range is fetched again.
+      if (!absl::IsFailedPrecondition(status) &&
+          !absl::IsUnimplemented(status)) {
+        return status;
+      }
+    }
+    return impl_->Fetch(record.job, range, fetched);
+  };
   std::vector<absl::Status> statuses(ranges.size());
   {
     std::vector<std::thread> threads;
     for (size_t r = 1; r < ranges.size(); ++r) {
-      threads.emplace_back([&, r] {
-        statuses[r] = impl_->Fetch(record.job, ranges[r], fetched);
-      });
+      threads.emplace_back([&, r] { statuses[r] = fetch_range(ranges[r]); });
     }
-    if (!ranges.empty()) {
-      statuses[0] = impl_->Fetch(record.job, ranges[0], fetched);
-    }
+    if (!ranges.empty()) statuses[0] = fetch_range(ranges[0]);
     for (std::thread& thread : threads) thread.join();
   }
+  if (shared) buffer->Populate();
   for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
   return tensors;
 }

@@ -46,6 +46,11 @@ struct ConnectOptions {
   // and fails with UNAVAILABLE otherwise; zero connects lazily on the first
   // call. Default: zero.
   absl::Duration connect_timeout = absl::ZeroDuration();
+  // Restores from a server on this host go through shared memory
+  // (ReadChunksIntoFile): the server writes the verified chunks into the
+  // restored tensors' memory. Falls back to streaming when the server
+  // cannot. Default: true.
+  bool shared_memory_restore = true;
 };
 
 // One tensor (region) a rank saves. `bytes` is a view of the caller's memory,
@@ -118,7 +123,11 @@ using VerifyProgressFn = std::function<void(const VerifyProgress&)>;
 
 struct RestoredTensor {
   TensorEntry entry;
-  std::string bytes;  // entry.ByteSize() bytes, row-major over entry.box
+  // entry.ByteSize() bytes, row-major over entry.box, page-aligned and
+  // writable. Valid while `storage` (or a copy of it) lives.
+  absl::Span<char> bytes;
+  // Owns `bytes`; freeing it gives the tensor's memory back.
+  std::shared_ptr<void> storage;
 };
 
 // Thread-safe: one Client may serve many threads (e.g. several ranks in one

@@ -420,7 +420,8 @@ absl::Status RunGet(client::Client& client, const GetArgs& args,
   for (const client::RestoredTensor& tensor : tensors) {
     const std::string path =
         (std::filesystem::path(args.out_dir) / tensor.entry.name).string();
-    CKPT_RETURN_IF_ERROR(WriteFile(path, tensor.bytes));
+    CKPT_RETURN_IF_ERROR(WriteFile(
+        path, absl::string_view(tensor.bytes.data(), tensor.bytes.size())));
     total += tensor.bytes.size();
     files.push_back({{"name", tensor.entry.name},
                      {"path", path},

@@ -225,9 +225,11 @@ using PyTensor =
 
 class PyClient {
  public:
-  PyClient(const std::string& address, double connect_timeout_seconds) {
+  PyClient(const std::string& address, double connect_timeout_seconds,
+           bool shared_memory_restore) {
     ConnectOptions options;
     options.connect_timeout = absl::Seconds(connect_timeout_seconds);
+    options.shared_memory_restore = shared_memory_restore;
     absl::StatusOr<std::unique_ptr<Client>> client;
     {
       py::gil_scoped_release release;
@@ -291,8 +293,7 @@ class PyClient {
     return dict;
   }
 
-  // New numpy arrays, each owning the bytes the client restored (moved, not
-  // copied).
+  // New numpy arrays over the memory the client restored into (no copy).
   py::list RestoreShard(const std::string& job, std::optional<int64_t> step,
                         int32_t rank) {
     absl::StatusOr<std::vector<RestoredTensor>> result;
@@ -303,11 +304,14 @@ class PyClient {
     std::vector<RestoredTensor> restored = ValueOrThrow(std::move(result));
     py::list out;
     for (RestoredTensor& tensor : restored) {
-      auto* owner = new std::string(std::move(tensor.bytes));
-      py::capsule base(owner,
-                       [](void* p) { delete static_cast<std::string*>(p); });
+      // The capsule holds a reference to the tensor's pages; the last
+      // array viewing them frees them.
+      auto* owner = new std::shared_ptr<void>(std::move(tensor.storage));
+      py::capsule base(owner, [](void* p) {
+        delete static_cast<std::shared_ptr<void>*>(p);
+      });
       py::array array(NumpyDType(tensor.entry.dtype), tensor.entry.box.lengths,
-                      owner->data(), base);
+                      tensor.bytes.data(), base);
       out.append(RestoredTuple(tensor.entry, std::move(array)));
     }
     return out;
@@ -457,8 +461,9 @@ PYBIND11_MODULE(_ckpt, m) {
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error_type);
 
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&, double>(), py::arg("address"),
-           py::arg("connect_timeout") = 0.0)
+      .def(py::init<const std::string&, double, bool>(), py::arg("address"),
+           py::arg("connect_timeout") = 0.0, py::kw_only(),
+           py::arg("shared_memory_restore") = true)
       .def("save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
            py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
            py::arg("world_size") = 1,

@@ -9,6 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -16,6 +17,7 @@
 #include "common/chunking.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
+#include "server/rpc/shared_file.h"
 #include "server/rpc/status_convert.h"
 
 namespace ckpt::server {
@@ -77,6 +79,14 @@ absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
   absl::StatusOr<RetentionPolicy> policy = FromProto(proto);
   if (!policy.ok()) return InvalidRequest(rpc, policy.status().message());
   return policy;
+}
+
+// A peer on this host: loopback TCP or a Unix socket (gRPC's peer strings).
+bool IsLocalPeer(absl::string_view peer) {
+  return absl::StartsWith(peer, "ipv4:127.") ||
+         absl::StartsWith(peer, "ipv6:[::1]:") ||
+         absl::StartsWith(peer, "ipv6:[::ffff:127.") ||
+         absl::StartsWith(peer, "unix:");
 }
 
 absl::Status ShuttingDown(absl::string_view rpc) {
@@ -791,6 +801,90 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
                                         request->job(), std::move(ids));
   reactor->Start();
   return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
+    grpc::CallbackServerContext* context,
+    const v1::ReadChunksIntoFileRequest* request,
+    v1::ReadChunksIntoFileResponse* response) {
+  return Unary(context, [&]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "ReadChunksIntoFile";
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    if (static_cast<size_t>(request->chunks_size()) >
+        limits_.max_request_hashes) {
+      return InvalidRequest(
+          kRpc,
+          absl::StrCat("at most ", limits_.max_request_hashes,
+                       " chunks per request, got ", request->chunks_size()));
+    }
+    if (!limits_.shared_file_reads) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          kRpc, ": this server has shared-memory reads turned off"));
+    }
+    if (!IsLocalPeer(context->peer())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kRpc, ": the client (", context->peer(),
+                       ") is not on the server's host"));
+    }
+    const v1::SharedFile& file = request->file();
+    absl::StatusOr<SharedFileWriter> writer =
+        SharedFileWriter::Open(file.pid(), file.fd(), file.token());
+    if (!writer.ok()) {
+      return absl::Status(writer.status().code(),
+                          absl::StrCat(kRpc, ": ", writer.status().message()));
+    }
+    // Check every placement before writing any, so a bad request leaves
+    // the file untouched.
+    std::vector<ChunkId> ids;
+    ids.reserve(request->chunks_size());
+    for (int i = 0; i < request->chunks_size(); ++i) {
+      const v1::ChunkPlacement& chunk = request->chunks(i);
+      absl::StatusOr<ChunkId> id = ChunkId::FromBytes(chunk.sha256());
+      if (!id.ok()) {
+        return InvalidRequest(
+            kRpc,
+            absl::StrCat("chunks[", i, "].sha256 must be ", ChunkId::kSize,
+                         " bytes, got ", chunk.sha256().size()));
+      }
+      if (chunk.offsets_size() == 0) {
+        return InvalidRequest(kRpc,
+                              absl::StrCat("chunks[", i, "] has no offsets"));
+      }
+      for (uint64_t offset : chunk.offsets()) {
+        absl::Status range = writer->CheckRange(offset, chunk.size());
+        if (!range.ok()) {
+          return InvalidRequest(
+              kRpc, absl::StrCat("chunks[", i, "]: ", range.message()));
+        }
+      }
+      ids.push_back(*id);
+    }
+    uint64_t written = 0;
+    for (int i = 0; i < request->chunks_size(); ++i) {
+      if (context->IsCancelled()) {
+        return absl::CancelledError(
+            absl::StrCat(kRpc, ": cancelled by the client"));
+      }
+      const v1::ChunkPlacement& chunk = request->chunks(i);
+      // Written from the store's pinned buffer: no copy of our own.
+      CKPT_RETURN_IF_ERROR(service_->ReadChunkTo(
+          request->job(), ids[i], [&](absl::string_view data) -> absl::Status {
+            if (data.size() != chunk.size()) {
+              return absl::DataLossError(absl::StrCat(
+                  kRpc, ": chunk ", ids[i].ShortHex(), " has ", data.size(),
+                  " bytes, but the request places ", chunk.size()));
+            }
+            for (uint64_t offset : chunk.offsets()) {
+              absl::Status write = writer->Write(offset, data);
+              if (!write.ok()) return write;
+              written += data.size();
+            }
+            return absl::OkStatus();
+          }));
+    }
+    response->set_bytes_written(written);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(

@@ -85,6 +85,12 @@ class GrpcCheckpointService final
   grpc::ServerWriteReactor<v1::ReadChunksResponse>* ReadChunks(
       grpc::CallbackServerContext* context,
       const v1::ReadChunksRequest* request) override;
+  // See the proto. Chunks are verified (SHA-256) before they are written;
+  // every placement is checked before the first write.
+  grpc::ServerUnaryReactor* ReadChunksIntoFile(
+      grpc::CallbackServerContext* context,
+      const v1::ReadChunksIntoFileRequest* request,
+      v1::ReadChunksIntoFileResponse* response) override;
   grpc::ServerUnaryReactor* DeleteCheckpoint(
       grpc::CallbackServerContext* context,
       const v1::DeleteCheckpointRequest* request,

@@ -39,6 +39,8 @@ struct Flags {
   int64_t default_lease_seconds = 1800;
   double gc_interval_seconds = 3600;
   int64_t chunk_hold_seconds = 1800;
+  bool direct_io = true;
+  bool shared_memory_reads = true;
 };
 
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
@@ -85,8 +87,10 @@ void CollectGarbage(CheckpointService* service) {
 }
 
 absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
+  RocksDbStoreOptions store_options;
+  store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
-                        RocksDbStore::Open(flags.data_dir, {}));
+                        RocksDbStore::Open(flags.data_dir, store_options));
   ServiceOptions service_options;
   service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
   service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
@@ -94,6 +98,7 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
                             service_options);
 
   ServerOptions server_options;
+  server_options.limits.shared_file_reads = flags.shared_memory_reads;
   server_options.listen_address = flags.listen;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
@@ -172,6 +177,17 @@ int main(int argc, char** argv) {
                  "a rank may take from upload to commit")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--direct-io", flags.direct_io,
+                 "Read and write chunk files with O_DIRECT, bypassing the "
+                 "page cache (true or false); ignored where the file system "
+                 "has no O_DIRECT, e.g. tmpfs")
+      ->capture_default_str();
+  app.add_option("--shared-memory-reads", flags.shared_memory_reads,
+                 "Let clients on this host restore through shared memory: "
+                 "the server writes verified chunks straight into the "
+                 "client's memory instead of sending them over the socket "
+                 "(true or false)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

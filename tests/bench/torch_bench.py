@@ -71,6 +71,10 @@ def parse_args(argv):
               "both on one disk; a temporary directory is made in it and "
               "removed at the end (default: $TMPDIR or /var/tmp)"))
     parser.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG",
+        help=("extra ckpt-server argument, e.g. --server-arg=--direct-io=false;"
+              " repeatable"))
+    parser.add_argument(
         "--json", action="store_true",
         help="print only the medians and ratios, as JSON")
     args = parser.parse_args(argv)
@@ -84,7 +88,7 @@ def parse_args(argv):
 class Server:
     """A ckpt-server from $CKPT_BUILD_DIR on 127.0.0.1:0, stopped by PID."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, extra_args=()):
         build_dir = os.environ.get("CKPT_BUILD_DIR")
         if not build_dir:
             sys.exit("torch_bench: CKPT_BUILD_DIR is not set")
@@ -92,7 +96,8 @@ class Server:
         if not os.access(binary, os.X_OK):
             sys.exit(f"torch_bench: no ckpt-server binary at {binary}")
         self.process = subprocess.Popen(
-            [binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+            [binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
+             *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         if not line.startswith(SERVER_PREFIX):
@@ -215,7 +220,7 @@ def run(args):
     times = {key: [] for key in keys}
     with tempfile.TemporaryDirectory(prefix="ckpt-torch-bench-",
                                      dir=base) as work:
-        server = Server(os.path.join(work, "db"))
+        server = Server(os.path.join(work, "db"), args.server_arg)
         try:
             sync = ckpt.CheckpointManager(server.address, "bench/sync",
                                           async_save=False)

@@ -154,3 +154,39 @@ def test_save_releases_the_gil(client):
         stop.set()
         thread.join()
     assert during > 0
+
+
+def test_shared_memory_and_streamed_restores_are_identical(server):
+    """A client on the server's host restores through shared memory by
+    default; streaming (shared_memory_restore=False) gives the same arrays.
+    The arrays live in the restore's memfd, and dropping them frees it."""
+    import gc
+    import os
+
+    shared = ckpt.Client(server, connect_timeout=10.0)
+    streamed = ckpt.Client(server, connect_timeout=10.0,
+                           shared_memory_restore=False)
+    rng = np.random.default_rng(5)
+    arrays = {f"t{i}": rng.standard_normal((64 + i, 300)).astype(np.float32)
+              for i in range(6)}
+    arrays["again"] = arrays["t2"].copy()  # the same chunks in two places
+    shared.save_shard("t/shm", 1, [whole(n, a) for n, a in arrays.items()])
+
+    def memfd_maps():
+        with open(f"/proc/{os.getpid()}/maps") as maps:
+            return sum("memfd:ckpt-restore" in line for line in maps)
+
+    before = memfd_maps()
+    via_shm = {t[0]: t[5] for t in shared.restore_shard("t/shm", 1)}
+    assert memfd_maps() == before + 1
+    via_stream = {t[0]: t[5] for t in streamed.restore_shard("t/shm", 1)}
+    assert memfd_maps() == before + 1  # streaming uses private memory
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(via_shm[name], array)
+        np.testing.assert_array_equal(via_stream[name], array)
+        assert via_shm[name].flags.writeable
+    via_shm["t0"][0, 0] = 42.0  # each tensor is its own memory
+    assert via_shm["t1"][0, 0] == arrays["t1"][0, 0]
+    del via_shm
+    gc.collect()
+    assert memfd_maps() == before

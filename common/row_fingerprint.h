@@ -1,0 +1,42 @@
+// Per-row 64-bit XXH3 fingerprints of a row-major tensor's bytes, and the
+// rows whose fingerprints differ between two saves: how an incremental
+// (Check-N-Run) checkpoint finds the embedding rows that changed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace ckpt {
+
+// Which XXH3 build computes the fingerprints. Every path gives the same
+// values (XXH3_64bits with seed 0); they differ only in speed.
+enum class Xxh3Kernel {
+  kAuto,     // AVX2 when the CPU has it, else kGeneric
+  kGeneric,  // the baseline x86-64 (SSE2) or scalar build
+  kAvx2,     // REQUIRES: Avx2KernelAvailable()
+};
+
+// True if this binary has an AVX2 build of XXH3 and the CPU supports it.
+bool Avx2KernelAvailable();
+
+// The XXH3_64bits of each `row_bytes`-sized row of `bytes`, in row order.
+// `threads` > 1 splits large tables into that many contiguous row ranges
+// hashed in parallel (small tables use fewer threads).
+// INVALID_ARGUMENT if row_bytes is 0, bytes.size() is not a multiple of
+// row_bytes, threads < 1, or kAvx2 is asked for but unavailable.
+// Thread-safe. Empty input gives no fingerprints.
+absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
+    absl::Span<const char> bytes, size_t row_bytes, int threads = 1,
+    Xxh3Kernel kernel = Xxh3Kernel::kAuto);
+
+// Indices (ascending) of the rows whose fingerprints differ. INVALID_ARGUMENT
+// if the two have different row counts: a reshaped tensor needs a full save.
+absl::StatusOr<std::vector<uint64_t>> ChangedRows(
+    absl::Span<const uint64_t> old_fingerprints,
+    absl::Span<const uint64_t> new_fingerprints);
+
+}  // namespace ckpt

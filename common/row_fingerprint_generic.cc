@@ -1,0 +1,18 @@
+// XXH3 compiled for the baseline target (SSE2 on x86-64). Inlined from the
+// header because Debian's shared libxxhash is a generic build that does not
+// inline XXH3's hot loop into ours.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "common/row_fingerprint_kernels.h"
+
+namespace ckpt::internal {
+
+void FingerprintRowsGeneric(const char* data, size_t row_bytes, size_t rows,
+                            uint64_t* out) {
+  for (size_t i = 0; i < rows; ++i) {
+    out[i] = XXH3_64bits(data + i * row_bytes, row_bytes);
+  }
+}
+
+}  // namespace ckpt::internal

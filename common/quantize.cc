@@ -1,0 +1,374 @@
+#include "common/quantize.h"
+
+#include <algorithm>
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace ckpt {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "float32 tensors are read and written in host order, assumed "
+              "little-endian like the format");
+
+constexpr char kMagic[4] = {'C', 'K', 'Q', 'Z'};
+constexpr uint64_t kRowParamBytes = 8;  // f32 min, f32 scale
+constexpr uint64_t kSaturated = std::numeric_limits<uint64_t>::max();
+
+bool ValidBits(int bits) {
+  return bits == 2 || bits == 3 || bits == 4 || bits == 8;
+}
+
+// Codes per row in bytes; saturates.
+uint64_t CodeBytes(uint64_t cols, int bits) {
+  uint64_t total_bits;
+  if (__builtin_mul_overflow(cols, static_cast<uint64_t>(bits), &total_bits)) {
+    return kSaturated;
+  }
+  return total_bits / 8 + (total_bits % 8 != 0);
+}
+
+void PutLittleEndian(std::string& out, uint64_t value, int width) {
+  for (int b = 0; b < width; ++b) {
+    out.push_back(static_cast<char>((value >> (8 * b)) & 0xff));
+  }
+}
+
+uint64_t GetLittleEndian(const char* p, int width) {
+  uint64_t value = 0;
+  for (int b = 0; b < width; ++b) {
+    value |= uint64_t{static_cast<unsigned char>(p[b])} << (8 * b);
+  }
+  return value;
+}
+
+void PutFloat(std::string& out, float value) {
+  PutLittleEndian(out, std::bit_cast<uint32_t>(value), 4);
+}
+void PutDouble(std::string& out, double value) {
+  PutLittleEndian(out, std::bit_cast<uint64_t>(value), 8);
+}
+float GetFloat(const char* p) {
+  return std::bit_cast<float>(static_cast<uint32_t>(GetLittleEndian(p, 4)));
+}
+double GetDouble(const char* p) {
+  return std::bit_cast<double>(GetLittleEndian(p, 8));
+}
+
+// One row's quantization: restored value = min + code * scale.
+struct RowParams {
+  float min = 0;
+  float scale = 0;  // 0: every code is 0 and restores to min
+};
+
+RowParams ParamsForRange(double lo, double hi, uint32_t levels) {
+  RowParams params;
+  params.min = static_cast<float>(lo);
+  // In double: hi - lo can exceed FLT_MAX for a row spanning +-3e38.
+  params.scale = static_cast<float>((hi - params.min) / levels);
+  return params;
+}
+
+uint32_t Code(float x, RowParams params, uint32_t levels) {
+  if (!(params.scale > 0)) return 0;
+  const double steps =
+      std::floor((double{x} - params.min) / params.scale + 0.5);
+  return static_cast<uint32_t>(
+      std::clamp(steps, 0.0, static_cast<double>(levels)));
+}
+
+float Restore(uint32_t code, RowParams params) {
+  // In double, then clamped: min + levels * scale may round past FLT_MAX.
+  const double value =
+      double{params.min} + static_cast<double>(code) * params.scale;
+  return static_cast<float>(
+      std::clamp(value, double{-FLT_MAX}, double{FLT_MAX}));
+}
+
+// Sum of squared restore errors of `row` under `params`: exactly what
+// Dequantize will give back, so the search optimizes the real error.
+double SquaredError(absl::Span<const float> row, RowParams params,
+                    uint32_t levels) {
+  double sum = 0;
+  for (float x : row) {
+    const double diff = double{x} - Restore(Code(x, params, levels), params);
+    sum += diff * diff;
+  }
+  return sum;
+}
+
+RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
+                          const QuantizeOptions& options) {
+  const auto [min_it, max_it] = std::minmax_element(row.begin(), row.end());
+  const double row_min = *min_it;
+  const double row_max = *max_it;
+  RowParams best = ParamsForRange(row_min, row_max, levels);
+  if (!options.range_search || row_min == row_max) return best;
+  double best_error = SquaredError(row, best, levels);
+  const double step = (row_max - row_min) / options.range_search_bins;
+  const int max_steps = static_cast<int>(
+      std::floor(options.range_search_max_shrink * options.range_search_bins));
+  double lo = row_min;
+  double hi = row_max;
+  for (int s = 0; s < max_steps; ++s) {
+    const RowParams raise_min = ParamsForRange(lo + step, hi, levels);
+    const RowParams lower_max = ParamsForRange(lo, hi - step, levels);
+    const double raise_error = SquaredError(row, raise_min, levels);
+    const double lower_error = SquaredError(row, lower_max, levels);
+    double error;
+    RowParams params;
+    if (raise_error <= lower_error) {
+      lo += step;
+      error = raise_error;
+      params = raise_min;
+    } else {
+      hi -= step;
+      error = lower_error;
+      params = lower_max;
+    }
+    if (error < best_error) {
+      best_error = error;
+      best = params;
+    }
+  }
+  return best;
+}
+
+// Packs `bits`-wide codes least significant bit first.
+class BitWriter {
+ public:
+  BitWriter(std::string& out, int bits) : out_(out), bits_(bits) {}
+  void Put(uint32_t code) {
+    buffer_ |= uint64_t{code} << buffered_;
+    buffered_ += bits_;
+    while (buffered_ >= 8) {
+      out_.push_back(static_cast<char>(buffer_ & 0xff));
+      buffer_ >>= 8;
+      buffered_ -= 8;
+    }
+  }
+  void Flush() {
+    if (buffered_ > 0) out_.push_back(static_cast<char>(buffer_ & 0xff));
+    buffer_ = 0;
+    buffered_ = 0;
+  }
+
+ private:
+  std::string& out_;
+  const int bits_;
+  uint64_t buffer_ = 0;
+  int buffered_ = 0;
+};
+
+class BitReader {
+ public:
+  BitReader(const char* data, int bits) : data_(data), bits_(bits) {}
+  uint32_t Get() {
+    while (buffered_ < bits_) {
+      buffer_ |= uint64_t{static_cast<unsigned char>(*data_++)} << buffered_;
+      buffered_ += 8;
+    }
+    const uint32_t code = static_cast<uint32_t>(buffer_ & ((1u << bits_) - 1));
+    buffer_ >>= bits_;
+    buffered_ -= bits_;
+    return code;
+  }
+  // The unused bits of the last byte read are zero.
+  bool PaddingIsZero() const { return buffer_ == 0; }
+
+ private:
+  const char* data_;
+  const int bits_;
+  uint64_t buffer_ = 0;
+  int buffered_ = 0;
+};
+
+absl::Status DataLoss(absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("quantized tensor: ", what));
+}
+
+}  // namespace
+
+uint64_t QuantizedBytes(uint64_t rows, uint64_t cols, int bits) {
+  uint64_t row_stride;
+  uint64_t body;
+  uint64_t total;
+  if (__builtin_add_overflow(CodeBytes(cols, bits), kRowParamBytes,
+                             &row_stride) ||
+      __builtin_mul_overflow(rows, row_stride, &body) ||
+      __builtin_add_overflow(body, uint64_t{kQuantizedHeaderBytes}, &total)) {
+    return kSaturated;
+  }
+  return total;
+}
+
+absl::StatusOr<QuantizedTensor> QuantizeRows(
+    absl::Span<const char> float32_bytes, uint64_t cols,
+    const QuantizeOptions& options) {
+  if (!ValidBits(options.bits)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: bits ", options.bits, " is not one of 2, 3, 4, 8"));
+  }
+  if (options.range_search_bins < 1 || !(options.range_search_max_shrink >= 0 &&
+                                         options.range_search_max_shrink < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: range search needs bins >= 1 and max_shrink in [0, 1), got ",
+        options.range_search_bins, " and ", options.range_search_max_shrink));
+  }
+  if (cols == 0) return absl::InvalidArgumentError("quantize: cols is 0");
+  uint64_t row_bytes;
+  if (__builtin_mul_overflow(cols, uint64_t{sizeof(float)}, &row_bytes) ||
+      float32_bytes.size() % row_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: ", float32_bytes.size(),
+        " bytes is not a whole number of rows of ", cols, " float32 values"));
+  }
+  const uint64_t rows = float32_bytes.size() / row_bytes;
+  const uint32_t levels = (1u << options.bits) - 1;
+
+  QuantizedTensor result;
+  std::string& out = result.bytes;
+  out.reserve(QuantizedBytes(rows, cols, options.bits));
+  out.append(kMagic, sizeof(kMagic));
+  PutLittleEndian(out, kQuantizedFormatVersion, 2);
+  PutLittleEndian(out, options.bits, 1);
+  PutLittleEndian(out, 0, 1);
+  PutLittleEndian(out, rows, 8);
+  PutLittleEndian(out, cols, 8);
+  const size_t error_offset = out.size();
+  PutDouble(out, 0);  // filled in below
+  PutDouble(out, 0);
+
+  // Sized only when there are rows: then cols is bounded by the input size.
+  std::vector<float> row(rows > 0 ? cols : 0);
+  double squared_error = 0;
+  double squared_norm = 0;
+  double max_abs_error = 0;
+  for (uint64_t r = 0; r < rows; ++r) {
+    // memcpy: the caller's buffer need not be float-aligned.
+    std::memcpy(row.data(), float32_bytes.data() + r * row_bytes, row_bytes);
+    for (uint64_t c = 0; c < cols; ++c) {
+      if (!std::isfinite(row[c])) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("quantize: value at row ", r, ", column ", c, " is ",
+                         row[c], "; only finite values quantize"));
+      }
+    }
+    const RowParams params = ChooseRowParams(row, levels, options);
+    PutFloat(out, params.min);
+    PutFloat(out, params.scale);
+    BitWriter writer(out, options.bits);
+    for (float x : row) {
+      const uint32_t code = Code(x, params, levels);
+      writer.Put(code);
+      const double diff = double{x} - Restore(code, params);
+      squared_error += diff * diff;
+      squared_norm += double{x} * x;
+      max_abs_error = std::max(max_abs_error, std::abs(diff));
+    }
+    writer.Flush();
+  }
+  result.error.max_abs_error = max_abs_error;
+  result.error.relative_l2_error =
+      squared_norm > 0 ? std::sqrt(squared_error) / std::sqrt(squared_norm) : 0;
+  std::string error_fields;
+  PutDouble(error_fields, result.error.max_abs_error);
+  PutDouble(error_fields, result.error.relative_l2_error);
+  out.replace(error_offset, error_fields.size(), error_fields);
+  return result;
+}
+
+absl::StatusOr<QuantizedHeader> ReadQuantizedHeader(absl::string_view encoded) {
+  if (encoded.size() < kQuantizedHeaderBytes) {
+    return DataLoss(absl::StrCat("truncated header: ", encoded.size(),
+                                 " bytes, need ", kQuantizedHeaderBytes));
+  }
+  const char* p = encoded.data();
+  if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
+    return DataLoss("bad magic (not a quantized tensor)");
+  }
+  const uint64_t version = GetLittleEndian(p + 4, 2);
+  if (version != kQuantizedFormatVersion) {
+    return DataLoss(absl::StrCat("unsupported format version ", version));
+  }
+  QuantizedHeader header;
+  header.bits = static_cast<int>(GetLittleEndian(p + 6, 1));
+  if (!ValidBits(header.bits)) {
+    return DataLoss(absl::StrCat("bits ", header.bits, " is not 2, 3, 4 or 8"));
+  }
+  if (GetLittleEndian(p + 7, 1) != 0) return DataLoss("reserved byte is set");
+  header.rows = GetLittleEndian(p + 8, 8);
+  header.cols = GetLittleEndian(p + 16, 8);
+  if (header.cols == 0) return DataLoss("cols is 0");
+  header.error.max_abs_error = GetDouble(p + 24);
+  header.error.relative_l2_error = GetDouble(p + 32);
+  if (!(std::isfinite(header.error.max_abs_error) &&
+        header.error.max_abs_error >= 0 &&
+        std::isfinite(header.error.relative_l2_error) &&
+        header.error.relative_l2_error >= 0)) {
+    return DataLoss("recorded error is negative or not finite");
+  }
+  const uint64_t expected =
+      QuantizedBytes(header.rows, header.cols, header.bits);
+  if (expected != encoded.size()) {
+    return DataLoss(absl::StrCat(
+        encoded.size() < expected ? "truncated" : "trailing bytes", ": ",
+        encoded.size(), " bytes, the header implies ", expected));
+  }
+  uint64_t restored_bytes;
+  if (__builtin_mul_overflow(header.rows, header.cols, &restored_bytes) ||
+      __builtin_mul_overflow(restored_bytes, uint64_t{sizeof(float)},
+                             &restored_bytes) ||
+      restored_bytes > std::numeric_limits<size_t>::max()) {
+    return DataLoss("restored size overflows");
+  }
+  return header;
+}
+
+absl::StatusOr<std::string> Dequantize(absl::string_view encoded) {
+  absl::StatusOr<QuantizedHeader> header = ReadQuantizedHeader(encoded);
+  if (!header.ok()) return header.status();
+  const uint64_t code_bytes = CodeBytes(header->cols, header->bits);
+  std::string restored(header->rows * header->cols * sizeof(float), '\0');
+  // Sized only when there are rows: the header's size check then bounds
+  // cols by the input size.
+  std::vector<float> row(header->rows > 0 ? header->cols : 0);
+  const char* p = encoded.data() + kQuantizedHeaderBytes;
+  for (uint64_t r = 0; r < header->rows; ++r) {
+    RowParams params{GetFloat(p), GetFloat(p + 4)};
+    if (!std::isfinite(params.min) || !std::isfinite(params.scale) ||
+        params.scale < 0) {
+      return DataLoss(absl::StrCat("row ", r, " has min ", params.min,
+                                   " and scale ", params.scale));
+    }
+    BitReader reader(p + kRowParamBytes, header->bits);
+    for (float& x : row) x = Restore(reader.Get(), params);
+    if (!reader.PaddingIsZero()) {
+      return DataLoss(absl::StrCat("row ", r, " has nonzero padding bits"));
+    }
+    std::memcpy(restored.data() + r * header->cols * sizeof(float), row.data(),
+                row.size() * sizeof(float));
+    p += kRowParamBytes + code_bytes;
+  }
+  return restored;
+}
+
+std::optional<int> BitsForExpectedRestores(double expected_restores) {
+  if (!(std::isfinite(expected_restores) && expected_restores >= 0)) {
+    return std::nullopt;
+  }
+  const double accumulated_steps = std::sqrt(expected_restores);
+  for (int bits : {2, 3, 4, 8}) {
+    if (accumulated_steps <= ((1 << bits) - 1) / 8.0) return bits;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ckpt

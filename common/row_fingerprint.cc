@@ -26,9 +26,9 @@ bool Avx2KernelAvailable() {
 #endif
 }
 
-absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
-    absl::Span<const char> bytes, size_t row_bytes, int threads,
-    Xxh3Kernel kernel) {
+absl::Status RowFingerprintsInto(absl::Span<const char> bytes, size_t row_bytes,
+                                 absl::Span<uint64_t> out, int threads,
+                                 Xxh3Kernel kernel) {
   if (row_bytes == 0) {
     return absl::InvalidArgumentError("row fingerprints: row_bytes is 0");
   }
@@ -37,31 +37,35 @@ absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
         absl::StrCat("row fingerprints: ", bytes.size(),
                      " bytes is not a multiple of row_bytes ", row_bytes));
   }
+  const size_t rows = bytes.size() / row_bytes;
+  if (out.size() != rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row fingerprints: output has room for ", out.size(),
+                     " fingerprints, the table has ", rows, " rows"));
+  }
   if (threads < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("row fingerprints: threads is ", threads));
   }
-  RowKernel row_kernel = internal::FingerprintRowsGeneric;
   if (kernel == Xxh3Kernel::kAvx2 && !Avx2KernelAvailable()) {
     return absl::InvalidArgumentError(
         "row fingerprints: the AVX2 kernel is not available on this CPU or "
         "build");
   }
+  RowKernel row_kernel = internal::FingerprintRowsGeneric;
 #if defined(CKPT_HAVE_AVX2_KERNEL)
   if (kernel != Xxh3Kernel::kGeneric && Avx2KernelAvailable()) {
     row_kernel = internal::FingerprintRowsAvx2;
   }
 #endif
 
-  const size_t rows = bytes.size() / row_bytes;
-  std::vector<uint64_t> fingerprints(rows);
   const size_t useful_threads =
       std::max<size_t>(1, bytes.size() / kMinBytesPerThread);
   const size_t thread_count =
       std::min({static_cast<size_t>(threads), useful_threads, rows});
   if (thread_count <= 1) {
-    row_kernel(bytes.data(), row_bytes, rows, fingerprints.data());
-    return fingerprints;
+    row_kernel(bytes.data(), row_bytes, rows, out.data());
+    return absl::OkStatus();
   }
   // Contiguous row ranges, the first `rows % thread_count` one row longer;
   // the calling thread takes the last range.
@@ -71,15 +75,26 @@ absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
   for (size_t t = 0; t < thread_count; ++t) {
     const size_t count = rows / thread_count + (t < rows % thread_count);
     const char* data = bytes.data() + first_row * row_bytes;
-    uint64_t* out = fingerprints.data() + first_row;
+    uint64_t* range_out = out.data() + first_row;
     if (t + 1 == thread_count) {
-      row_kernel(data, row_bytes, count, out);
+      row_kernel(data, row_bytes, count, range_out);
     } else {
-      workers.emplace_back(row_kernel, data, row_bytes, count, out);
+      workers.emplace_back(row_kernel, data, row_bytes, count, range_out);
     }
     first_row += count;
   }
   workers.clear();  // joins
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
+    absl::Span<const char> bytes, size_t row_bytes, int threads,
+    Xxh3Kernel kernel) {
+  std::vector<uint64_t> fingerprints(row_bytes == 0 ? 0
+                                                    : bytes.size() / row_bytes);
+  absl::Status status = RowFingerprintsInto(
+      bytes, row_bytes, absl::MakeSpan(fingerprints), threads, kernel);
+  if (!status.ok()) return status;
   return fingerprints;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
@@ -32,6 +33,13 @@ bool Avx2KernelAvailable();
 absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
     absl::Span<const char> bytes, size_t row_bytes, int threads = 1,
     Xxh3Kernel kernel = Xxh3Kernel::kAuto);
+
+// The same into `out`, which must hold exactly one entry per row, so a
+// caller hashing the same table at every save can reuse one buffer.
+// INVALID_ARGUMENT as above, or if out.size() is not the row count.
+absl::Status RowFingerprintsInto(absl::Span<const char> bytes, size_t row_bytes,
+                                 absl::Span<uint64_t> out, int threads = 1,
+                                 Xxh3Kernel kernel = Xxh3Kernel::kAuto);
 
 // Indices (ascending) of the rows whose fingerprints differ. INVALID_ARGUMENT
 // if the two have different row counts: a reshaped tensor needs a full save.

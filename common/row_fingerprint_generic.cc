@@ -5,14 +5,13 @@
 #include <xxhash.h>
 
 #include "common/row_fingerprint_kernels.h"
+#include "common/row_fingerprint_loop.h"
 
 namespace ckpt::internal {
 
 void FingerprintRowsGeneric(const char* data, size_t row_bytes, size_t rows,
                             uint64_t* out) {
-  for (size_t i = 0; i < rows; ++i) {
-    out[i] = XXH3_64bits(data + i * row_bytes, row_bytes);
-  }
+  FingerprintRowsLoop(data, row_bytes, rows, out);
 }
 
 }  // namespace ckpt::internal

@@ -72,6 +72,18 @@ TEST(RowFingerprintsTest, ThreadsGiveTheSameResultAsOne) {
             XXH3_64bits(bytes.data() + 12345 * row_bytes, row_bytes));
 }
 
+TEST(RowFingerprintsTest, IntoFillsTheCallersBufferAndChecksItsSize) {
+  const std::string bytes = RandomBytes(64 * 300, 3);
+  std::vector<uint64_t> out(300, 0);
+  ASSERT_TRUE(RowFingerprintsInto(AsSpan(bytes), 64, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, Reference(bytes, 64));
+  std::vector<uint64_t> short_out(299);
+  auto status =
+      RowFingerprintsInto(AsSpan(bytes), 64, absl::MakeSpan(short_out));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("room for 299"));
+}
+
 TEST(RowFingerprintsTest, EmptyInputGivesNoFingerprints) {
   auto fingerprints = RowFingerprints(absl::Span<const char>(), 8, 4);
   ASSERT_TRUE(fingerprints.ok());

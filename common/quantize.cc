@@ -73,16 +73,34 @@ RowParams ParamsForRange(double lo, double hi, uint32_t levels) {
   params.min = static_cast<float>(lo);
   // In double: hi - lo can exceed FLT_MAX for a row spanning +-3e38.
   params.scale = static_cast<float>((hi - params.min) / levels);
+  // A subnormal step would make 1 / scale infinite; such a row restores to
+  // its min within less than levels * FLT_MIN.
+  if (params.scale < FLT_MIN) params.scale = 0;
   return params;
 }
 
-uint32_t Code(float x, RowParams params, uint32_t levels) {
-  if (!(params.scale > 0)) return 0;
-  const double steps =
-      std::floor((double{x} - params.min) / params.scale + 0.5);
-  return static_cast<uint32_t>(
-      std::clamp(steps, 0.0, static_cast<double>(levels)));
-}
+// Maps values to codes under fixed params. The encoder and the search's
+// error evaluation both use it, so the search optimizes the real error.
+class RowCoder {
+ public:
+  RowCoder(RowParams params, uint32_t levels)
+      : min_(params.min),
+        inverse_scale_(params.scale > 0 ? 1.0f / params.scale : 0.0f),
+        levels_(static_cast<float>(levels)) {}
+
+  // Round to nearest by truncating t + 0.5 after clamping to [0, levels]:
+  // cheaper than floor and division, and free of NaN (x - min may be +inf
+  // only when the range exceeds FLT_MAX, where inverse_scale_ > 0).
+  uint32_t Code(float x) const {
+    const float t = (x - min_) * inverse_scale_;
+    return static_cast<uint32_t>(std::min(std::max(t, 0.0f), levels_) + 0.5f);
+  }
+
+ private:
+  float min_;
+  float inverse_scale_;
+  float levels_;
+};
 
 float Restore(uint32_t code, RowParams params) {
   // In double, then clamped: min + levels * scale may round past FLT_MAX.
@@ -93,15 +111,25 @@ float Restore(uint32_t code, RowParams params) {
 }
 
 // Sum of squared restore errors of `row` under `params`: exactly what
-// Dequantize will give back, so the search optimizes the real error.
+// Dequantize will give back.
 double SquaredError(absl::Span<const float> row, RowParams params,
                     uint32_t levels) {
-  double sum = 0;
-  for (float x : row) {
-    const double diff = double{x} - Restore(Code(x, params, levels), params);
-    sum += diff * diff;
+  const RowCoder coder(params, levels);
+  // Four sums, so the additions do not wait on each other.
+  double sums[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 4 <= row.size(); i += 4) {
+    for (size_t k = 0; k < 4; ++k) {
+      const float x = row[i + k];
+      const double diff = double{x} - Restore(coder.Code(x), params);
+      sums[k] += diff * diff;
+    }
   }
-  return sum;
+  for (; i < row.size(); ++i) {
+    const double diff = double{row[i]} - Restore(coder.Code(row[i]), params);
+    sums[0] += diff * diff;
+  }
+  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
 }
 
 RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
@@ -265,8 +293,9 @@ absl::StatusOr<QuantizedTensor> QuantizeRows(
     PutFloat(out, params.min);
     PutFloat(out, params.scale);
     BitWriter writer(out, options.bits);
+    const RowCoder coder(params, levels);
     for (float x : row) {
-      const uint32_t code = Code(x, params, levels);
+      const uint32_t code = coder.Code(x);
       writer.Put(code);
       const double diff = double{x} - Restore(code, params);
       squared_error += diff * diff;

@@ -82,6 +82,8 @@ absl::StatusOr<RowDeltaView> DecodeRowDelta(absl::string_view encoded);
 // Overwrites the delta's rows in `base_in_place`, which holds the base
 // tensor's bytes. INVALID_ARGUMENT (and nothing written) if its size is not
 // delta.tensor_bytes(). Deltas taken one after another apply in that order.
+// Only the size is checked: the caller makes sure the delta's row_bytes is
+// the tensor's (a reshaped tensor of the same size would be corrupted).
 absl::Status ApplyRowDelta(const RowDeltaView& delta,
                            absl::Span<char> base_in_place);
 

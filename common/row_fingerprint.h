@@ -1,6 +1,9 @@
 // Per-row 64-bit XXH3 fingerprints of a row-major tensor's bytes, and the
 // rows whose fingerprints differ between two saves: how an incremental
 // (Check-N-Run) checkpoint finds the embedding rows that changed.
+// A 64-bit collision would hide a changed row; at about 2^-64 per changed
+// row that risk is accepted. XXH3 is not collision-resistant against an
+// adversary: fingerprints compare a trainer's own tensors only.
 #pragma once
 
 #include <cstddef>

@@ -272,6 +272,25 @@ TEST(QuantizeTest, DequantizeRejectsCorruptInput) {
   ExpectDataLoss(bad, "padding");
 }
 
+TEST(QuantizeTest, Version1BytesAreStable) {
+  // 1 row {0, 1, 3} at 2 bits, plain range: min 0, scale 1, codes 0 1 3
+  // packed LSB first as 0b00'11'01'00 = 0x34; exact, so both errors are 0.
+  const std::string golden(
+      "CKQZ\x01\x00\x02\x00"
+      "\x01\x00\x00\x00\x00\x00\x00\x00"
+      "\x03\x00\x00\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x80\x3f"
+      "\x34",
+      kQuantizedHeaderBytes + 9);
+  const std::vector<float> x = {0, 1, 3};
+  auto q = QuantizeRows(AsSpan(Bytes(x)), 3, Bits(2, false));
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->bytes, golden);
+  EXPECT_EQ(Floats(*Dequantize(golden)), x);
+}
+
 TEST(QuantizeTest, HugeColsWithZeroRowsDoesNotAllocate) {
   // rows = 0 makes any cols consistent with a header-only buffer.
   auto q = QuantizeRows(absl::Span<const char>(), 5);

@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/byte_codec.h"
+#include "common/status_macros.h"
 
 namespace ckpt {
 namespace {
@@ -18,7 +20,7 @@ static_assert(std::endian::native == std::endian::little,
               "float32 tensors are read and written in host order, assumed "
               "little-endian like the format");
 
-constexpr char kMagic[4] = {'C', 'K', 'Q', 'Z'};
+constexpr absl::string_view kMagic = "CKQZ";
 constexpr uint64_t kRowParamBytes = 8;  // f32 min, f32 scale
 constexpr uint64_t kSaturated = std::numeric_limits<uint64_t>::max();
 
@@ -35,31 +37,17 @@ uint64_t CodeBytes(uint64_t cols, int bits) {
   return total_bits / 8 + (total_bits % 8 != 0);
 }
 
-void PutLittleEndian(std::string& out, uint64_t value, int width) {
-  for (int b = 0; b < width; ++b) {
-    out.push_back(static_cast<char>((value >> (8 * b)) & 0xff));
-  }
-}
-
-uint64_t GetLittleEndian(const char* p, int width) {
-  uint64_t value = 0;
-  for (int b = 0; b < width; ++b) {
-    value |= uint64_t{static_cast<unsigned char>(p[b])} << (8 * b);
-  }
-  return value;
-}
-
 void PutFloat(std::string& out, float value) {
-  PutLittleEndian(out, std::bit_cast<uint32_t>(value), 4);
+  AppendLittleEndian(out, std::bit_cast<uint32_t>(value), 4);
 }
 void PutDouble(std::string& out, double value) {
-  PutLittleEndian(out, std::bit_cast<uint64_t>(value), 8);
+  AppendLittleEndian(out, std::bit_cast<uint64_t>(value), 8);
 }
 float GetFloat(const char* p) {
-  return std::bit_cast<float>(static_cast<uint32_t>(GetLittleEndian(p, 4)));
+  return std::bit_cast<float>(static_cast<uint32_t>(ReadLittleEndian(p, 4)));
 }
 double GetDouble(const char* p) {
-  return std::bit_cast<double>(GetLittleEndian(p, 8));
+  return std::bit_cast<double>(ReadLittleEndian(p, 8));
 }
 
 // One row's quantization: restored value = min + code * scale.
@@ -93,6 +81,9 @@ class RowCoder {
   // only when the range exceeds FLT_MAX, where inverse_scale_ > 0).
   uint32_t Code(float x) const {
     const float t = (x - min_) * inverse_scale_;
+    // t + 0.5f can round up for t just under k + 0.5 and pick the farther
+    // code by under an ulp: harmless, and the same in encoder and search.
+    // NOLINTNEXTLINE(bugprone-incorrect-roundings)
     return static_cast<uint32_t>(std::min(std::max(t, 0.0f), levels_) + 0.5f);
   }
 
@@ -264,12 +255,12 @@ absl::StatusOr<QuantizedTensor> QuantizeRows(
   QuantizedTensor result;
   std::string& out = result.bytes;
   out.reserve(QuantizedBytes(rows, cols, options.bits));
-  out.append(kMagic, sizeof(kMagic));
-  PutLittleEndian(out, kQuantizedFormatVersion, 2);
-  PutLittleEndian(out, options.bits, 1);
-  PutLittleEndian(out, 0, 1);
-  PutLittleEndian(out, rows, 8);
-  PutLittleEndian(out, cols, 8);
+  out.append(kMagic.data(), kMagic.size());
+  AppendLittleEndian(out, kQuantizedFormatVersion, 2);
+  AppendLittleEndian(out, options.bits, 1);
+  AppendLittleEndian(out, 0, 1);
+  AppendLittleEndian(out, rows, 8);
+  AppendLittleEndian(out, cols, 8);
   const size_t error_offset = out.size();
   PutDouble(out, 0);  // filled in below
   PutDouble(out, 0);
@@ -315,26 +306,18 @@ absl::StatusOr<QuantizedTensor> QuantizeRows(
 }
 
 absl::StatusOr<QuantizedHeader> ReadQuantizedHeader(absl::string_view encoded) {
-  if (encoded.size() < kQuantizedHeaderBytes) {
-    return DataLoss(absl::StrCat("truncated header: ", encoded.size(),
-                                 " bytes, need ", kQuantizedHeaderBytes));
-  }
+  CKPT_RETURN_IF_ERROR(CheckMagicAndVersion(encoded, kQuantizedHeaderBytes,
+                                            kMagic, kQuantizedFormatVersion,
+                                            "quantized tensor"));
   const char* p = encoded.data();
-  if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
-    return DataLoss("bad magic (not a quantized tensor)");
-  }
-  const uint64_t version = GetLittleEndian(p + 4, 2);
-  if (version != kQuantizedFormatVersion) {
-    return DataLoss(absl::StrCat("unsupported format version ", version));
-  }
   QuantizedHeader header;
-  header.bits = static_cast<int>(GetLittleEndian(p + 6, 1));
+  header.bits = static_cast<int>(ReadLittleEndian(p + 6, 1));
   if (!ValidBits(header.bits)) {
     return DataLoss(absl::StrCat("bits ", header.bits, " is not 2, 3, 4 or 8"));
   }
-  if (GetLittleEndian(p + 7, 1) != 0) return DataLoss("reserved byte is set");
-  header.rows = GetLittleEndian(p + 8, 8);
-  header.cols = GetLittleEndian(p + 16, 8);
+  if (ReadLittleEndian(p + 7, 1) != 0) return DataLoss("reserved byte is set");
+  header.rows = ReadLittleEndian(p + 8, 8);
+  header.cols = ReadLittleEndian(p + 16, 8);
   if (header.cols == 0) return DataLoss("cols is 0");
   header.error.max_abs_error = GetDouble(p + 24);
   header.error.relative_l2_error = GetDouble(p + 32);
@@ -362,27 +345,27 @@ absl::StatusOr<QuantizedHeader> ReadQuantizedHeader(absl::string_view encoded) {
 }
 
 absl::StatusOr<std::string> Dequantize(absl::string_view encoded) {
-  absl::StatusOr<QuantizedHeader> header = ReadQuantizedHeader(encoded);
-  if (!header.ok()) return header.status();
-  const uint64_t code_bytes = CodeBytes(header->cols, header->bits);
-  std::string restored(header->rows * header->cols * sizeof(float), '\0');
+  CKPT_ASSIGN_OR_RETURN(const QuantizedHeader header,
+                        ReadQuantizedHeader(encoded));
+  const uint64_t code_bytes = CodeBytes(header.cols, header.bits);
+  std::string restored(header.rows * header.cols * sizeof(float), '\0');
   // Sized only when there are rows: the header's size check then bounds
   // cols by the input size.
-  std::vector<float> row(header->rows > 0 ? header->cols : 0);
+  std::vector<float> row(header.rows > 0 ? header.cols : 0);
   const char* p = encoded.data() + kQuantizedHeaderBytes;
-  for (uint64_t r = 0; r < header->rows; ++r) {
+  for (uint64_t r = 0; r < header.rows; ++r) {
     RowParams params{GetFloat(p), GetFloat(p + 4)};
     if (!std::isfinite(params.min) || !std::isfinite(params.scale) ||
         params.scale < 0) {
       return DataLoss(absl::StrCat("row ", r, " has min ", params.min,
                                    " and scale ", params.scale));
     }
-    BitReader reader(p + kRowParamBytes, header->bits);
+    BitReader reader(p + kRowParamBytes, header.bits);
     for (float& x : row) x = Restore(reader.Get(), params);
     if (!reader.PaddingIsZero()) {
       return DataLoss(absl::StrCat("row ", r, " has nonzero padding bits"));
     }
-    std::memcpy(restored.data() + r * header->cols * sizeof(float), row.data(),
+    std::memcpy(restored.data() + r * header.cols * sizeof(float), row.data(),
                 row.size() * sizeof(float));
     p += kRowParamBytes + code_bytes;
   }

@@ -5,11 +5,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/byte_codec.h"
+#include "common/status_macros.h"
 
 namespace ckpt {
 namespace {
 
-constexpr char kMagic[4] = {'C', 'K', 'R', 'D'};
+constexpr absl::string_view kMagic = "CKRD";
 constexpr uint64_t kMaxU32IndexRows = uint64_t{1} << 32;
 constexpr uint64_t kSaturated = std::numeric_limits<uint64_t>::max();
 
@@ -17,21 +19,7 @@ int IndexWidth(uint64_t total_rows) {
   return total_rows <= kMaxU32IndexRows ? 4 : 8;
 }
 
-void PutLittleEndian(std::string& out, uint64_t value, int width) {
-  for (int b = 0; b < width; ++b) {
-    out.push_back(static_cast<char>((value >> (8 * b)) & 0xff));
-  }
-}
-
-uint64_t GetLittleEndian(const char* p, int width) {
-  uint64_t value = 0;
-  for (int b = 0; b < width; ++b) {
-    value |= uint64_t{static_cast<unsigned char>(p[b])} << (8 * b);
-  }
-  return value;
-}
-
-// a * b + c, or nullopt-like false on overflow.
+// *result = a * b + c; false if that overflows.
 bool MulAdd(uint64_t a, uint64_t b, uint64_t c, uint64_t* result) {
   uint64_t product;
   return !__builtin_mul_overflow(a, b, &product) &&
@@ -82,14 +70,14 @@ absl::StatusOr<std::string> EncodeRowDelta(absl::Span<const char> current,
   const int index_width = IndexWidth(total_rows);
   std::string out;
   out.reserve(RowDeltaBytes(total_rows, row_bytes, rows.size()));
-  out.append(kMagic, sizeof(kMagic));
-  PutLittleEndian(out, kRowDeltaFormatVersion, 2);
-  PutLittleEndian(out, index_width, 1);
-  PutLittleEndian(out, 0, 1);
-  PutLittleEndian(out, row_bytes, 8);
-  PutLittleEndian(out, total_rows, 8);
-  PutLittleEndian(out, rows.size(), 8);
-  for (uint64_t row : rows) PutLittleEndian(out, row, index_width);
+  out.append(kMagic.data(), kMagic.size());
+  AppendLittleEndian(out, kRowDeltaFormatVersion, 2);
+  AppendLittleEndian(out, index_width, 1);
+  AppendLittleEndian(out, 0, 1);
+  AppendLittleEndian(out, row_bytes, 8);
+  AppendLittleEndian(out, total_rows, 8);
+  AppendLittleEndian(out, rows.size(), 8);
+  for (uint64_t row : rows) AppendLittleEndian(out, row, index_width);
   for (uint64_t row : rows) {
     out.append(current.data() + row * row_bytes, row_bytes);
   }
@@ -97,7 +85,7 @@ absl::StatusOr<std::string> EncodeRowDelta(absl::Span<const char> current,
 }
 
 uint64_t RowDeltaView::RowIndex(uint64_t i) const {
-  return GetLittleEndian(indices_ + i * index_width_, index_width_);
+  return ReadLittleEndian(indices_ + i * index_width_, index_width_);
 }
 
 absl::string_view RowDeltaView::RowData(uint64_t i) const {
@@ -105,24 +93,16 @@ absl::string_view RowDeltaView::RowData(uint64_t i) const {
 }
 
 absl::StatusOr<RowDeltaView> DecodeRowDelta(absl::string_view encoded) {
-  if (encoded.size() < kRowDeltaHeaderBytes) {
-    return DataLoss(absl::StrCat("truncated header: ", encoded.size(),
-                                 " bytes, need ", kRowDeltaHeaderBytes));
-  }
+  CKPT_RETURN_IF_ERROR(CheckMagicAndVersion(encoded, kRowDeltaHeaderBytes,
+                                            kMagic, kRowDeltaFormatVersion,
+                                            "row delta"));
   const char* p = encoded.data();
-  if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
-    return DataLoss("bad magic (not a row delta)");
-  }
-  const uint64_t version = GetLittleEndian(p + 4, 2);
-  if (version != kRowDeltaFormatVersion) {
-    return DataLoss(absl::StrCat("unsupported format version ", version));
-  }
   RowDeltaView view;
-  const uint64_t index_width = GetLittleEndian(p + 6, 1);
-  if (GetLittleEndian(p + 7, 1) != 0) return DataLoss("reserved byte is set");
-  view.row_bytes_ = GetLittleEndian(p + 8, 8);
-  view.total_rows_ = GetLittleEndian(p + 16, 8);
-  view.row_count_ = GetLittleEndian(p + 24, 8);
+  const uint64_t index_width = ReadLittleEndian(p + 6, 1);
+  if (ReadLittleEndian(p + 7, 1) != 0) return DataLoss("reserved byte is set");
+  view.row_bytes_ = ReadLittleEndian(p + 8, 8);
+  view.total_rows_ = ReadLittleEndian(p + 16, 8);
+  view.row_count_ = ReadLittleEndian(p + 24, 8);
   if (view.row_bytes_ == 0) return DataLoss("row_bytes is 0");
   uint64_t tensor_bytes;
   if (__builtin_mul_overflow(view.total_rows_, view.row_bytes_,

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/row_fingerprint_kernels.h"
+#include "common/status_macros.h"
 
 namespace ckpt {
 namespace {
@@ -92,9 +93,8 @@ absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
     Xxh3Kernel kernel) {
   std::vector<uint64_t> fingerprints(row_bytes == 0 ? 0
                                                     : bytes.size() / row_bytes);
-  absl::Status status = RowFingerprintsInto(
-      bytes, row_bytes, absl::MakeSpan(fingerprints), threads, kernel);
-  if (!status.ok()) return status;
+  CKPT_RETURN_IF_ERROR(RowFingerprintsInto(
+      bytes, row_bytes, absl::MakeSpan(fingerprints), threads, kernel));
   return fingerprints;
 }
 

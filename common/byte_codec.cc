@@ -5,8 +5,14 @@
 namespace ckpt {
 
 void AppendLittleEndian(std::string& out, uint64_t value, int width) {
+  const size_t offset = out.size();
+  out.resize(offset + width);
+  StoreLittleEndian(out.data() + offset, value, width);
+}
+
+void StoreLittleEndian(char* p, uint64_t value, int width) {
   for (int b = 0; b < width; ++b) {
-    out.push_back(static_cast<char>((value >> (8 * b)) & 0xff));
+    p[b] = static_cast<char>((value >> (8 * b)) & 0xff);
   }
 }
 

@@ -16,6 +16,10 @@ namespace ckpt {
 // REQUIRES: 1 <= width <= 8.
 void AppendLittleEndian(std::string& out, uint64_t value, int width);
 
+// Writes the low `width` bytes of `value` at `p`, least significant first.
+// REQUIRES: 1 <= width <= 8 and p[0, width) writable.
+void StoreLittleEndian(char* p, uint64_t value, int width);
+
 // Reads `width` bytes at `p` as a little-endian integer.
 // REQUIRES: 1 <= width <= 8 and p[0, width) readable.
 uint64_t ReadLittleEndian(const char* p, int width);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,11 +38,11 @@ uint64_t CodeBytes(uint64_t cols, int bits) {
   return total_bits / 8 + (total_bits % 8 != 0);
 }
 
-void PutFloat(std::string& out, float value) {
-  AppendLittleEndian(out, std::bit_cast<uint32_t>(value), 4);
+void StoreFloat(char* p, float value) {
+  StoreLittleEndian(p, std::bit_cast<uint32_t>(value), 4);
 }
-void PutDouble(std::string& out, double value) {
-  AppendLittleEndian(out, std::bit_cast<uint64_t>(value), 8);
+void StoreDouble(char* p, double value) {
+  StoreLittleEndian(p, std::bit_cast<uint64_t>(value), 8);
 }
 float GetFloat(const char* p) {
   return std::bit_cast<float>(static_cast<uint32_t>(ReadLittleEndian(p, 4)));
@@ -160,31 +161,69 @@ RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
   return best;
 }
 
-// Packs `bits`-wide codes least significant bit first.
+// Packs `bits`-wide codes least significant bit first from `out` on.
 class BitWriter {
  public:
-  BitWriter(std::string& out, int bits) : out_(out), bits_(bits) {}
+  BitWriter(char* out, int bits) : out_(out), bits_(bits) {}
   void Put(uint32_t code) {
     buffer_ |= uint64_t{code} << buffered_;
     buffered_ += bits_;
     while (buffered_ >= 8) {
-      out_.push_back(static_cast<char>(buffer_ & 0xff));
+      *out_++ = static_cast<char>(buffer_ & 0xff);
       buffer_ >>= 8;
       buffered_ -= 8;
     }
   }
   void Flush() {
-    if (buffered_ > 0) out_.push_back(static_cast<char>(buffer_ & 0xff));
+    if (buffered_ > 0) *out_++ = static_cast<char>(buffer_ & 0xff);
     buffer_ = 0;
     buffered_ = 0;
   }
 
  private:
-  std::string& out_;
+  char* out_;
   const int bits_;
   uint64_t buffer_ = 0;
   int buffered_ = 0;
 };
+
+// What one range of rows contributes to the tensor's error.
+struct ErrorSums {
+  double squared_error = 0;
+  double squared_norm = 0;
+  double max_abs_error = 0;
+};
+
+// Quantizes rows [first, last) of `input` (finite values, checked) into
+// their slots of `out_rows`, `row_stride` bytes each.
+ErrorSums QuantizeRowRange(const char* input, uint64_t cols, uint64_t first,
+                           uint64_t last, const QuantizeOptions& options,
+                           char* out_rows, uint64_t row_stride) {
+  const uint32_t levels = (1u << options.bits) - 1;
+  const uint64_t row_bytes = cols * sizeof(float);
+  std::vector<float> row(cols);
+  ErrorSums sums;
+  for (uint64_t r = first; r < last; ++r) {
+    // memcpy: the caller's buffer need not be float-aligned.
+    std::memcpy(row.data(), input + r * row_bytes, row_bytes);
+    const RowParams params = ChooseRowParams(row, levels, options);
+    char* out = out_rows + r * row_stride;
+    StoreFloat(out, params.min);
+    StoreFloat(out + 4, params.scale);
+    BitWriter writer(out + kRowParamBytes, options.bits);
+    const RowCoder coder(params, levels);
+    for (float x : row) {
+      const uint32_t code = coder.Code(x);
+      writer.Put(code);
+      const double diff = double{x} - Restore(code, params);
+      sums.squared_error += diff * diff;
+      sums.squared_norm += double{x} * x;
+      sums.max_abs_error = std::max(sums.max_abs_error, std::abs(diff));
+    }
+    writer.Flush();
+  }
+  return sums;
+}
 
 class BitReader {
  public:
@@ -250,7 +289,20 @@ absl::StatusOr<QuantizedTensor> QuantizeRows(
         " bytes is not a whole number of rows of ", cols, " float32 values"));
   }
   const uint64_t rows = float32_bytes.size() / row_bytes;
-  const uint32_t levels = (1u << options.bits) - 1;
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantize: threads is ", options.threads));
+  }
+  // First, so a bad value is reported the same way whatever the threads.
+  for (uint64_t i = 0; i < rows * cols; ++i) {
+    float x;
+    std::memcpy(&x, float32_bytes.data() + i * sizeof(float), sizeof(float));
+    if (!std::isfinite(x)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("quantize: value at row ", i / cols, ", column ",
+                       i % cols, " is ", x, "; only finite values quantize"));
+    }
+  }
 
   QuantizedTensor result;
   std::string& out = result.bytes;
@@ -261,47 +313,47 @@ absl::StatusOr<QuantizedTensor> QuantizeRows(
   AppendLittleEndian(out, 0, 1);
   AppendLittleEndian(out, rows, 8);
   AppendLittleEndian(out, cols, 8);
-  const size_t error_offset = out.size();
-  PutDouble(out, 0);  // filled in below
-  PutDouble(out, 0);
+  // The two error fields, then the rows, are filled in below. Zeroed rows
+  // matter: the last code byte's padding bits must be 0.
+  out.resize(QuantizedBytes(rows, cols, options.bits), '\0');
+  const uint64_t row_stride = kRowParamBytes + CodeBytes(cols, options.bits);
+  char* out_rows = out.data() + kQuantizedHeaderBytes;
 
-  // Sized only when there are rows: then cols is bounded by the input size.
-  std::vector<float> row(rows > 0 ? cols : 0);
-  double squared_error = 0;
-  double squared_norm = 0;
-  double max_abs_error = 0;
-  for (uint64_t r = 0; r < rows; ++r) {
-    // memcpy: the caller's buffer need not be float-aligned.
-    std::memcpy(row.data(), float32_bytes.data() + r * row_bytes, row_bytes);
-    for (uint64_t c = 0; c < cols; ++c) {
-      if (!std::isfinite(row[c])) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("quantize: value at row ", r, ", column ", c, " is ",
-                         row[c], "; only finite values quantize"));
+  const size_t thread_count =
+      std::min<uint64_t>(static_cast<uint64_t>(options.threads), rows);
+  std::vector<ErrorSums> range_sums(std::max<size_t>(thread_count, 1));
+  {
+    // Contiguous row ranges; the calling thread takes the last one.
+    std::vector<std::jthread> workers;
+    uint64_t first = 0;
+    for (size_t t = 0; t < thread_count; ++t) {
+      const uint64_t count = rows / thread_count + (t < rows % thread_count);
+      auto work = [&, t, first, count] {
+        range_sums[t] =
+            QuantizeRowRange(float32_bytes.data(), cols, first, first + count,
+                             options, out_rows, row_stride);
+      };
+      if (t + 1 == thread_count) {
+        work();
+      } else {
+        workers.emplace_back(work);
       }
+      first += count;
     }
-    const RowParams params = ChooseRowParams(row, levels, options);
-    PutFloat(out, params.min);
-    PutFloat(out, params.scale);
-    BitWriter writer(out, options.bits);
-    const RowCoder coder(params, levels);
-    for (float x : row) {
-      const uint32_t code = coder.Code(x);
-      writer.Put(code);
-      const double diff = double{x} - Restore(code, params);
-      squared_error += diff * diff;
-      squared_norm += double{x} * x;
-      max_abs_error = std::max(max_abs_error, std::abs(diff));
-    }
-    writer.Flush();
+  }  // joins
+  ErrorSums total;
+  for (const ErrorSums& sums : range_sums) {
+    total.squared_error += sums.squared_error;
+    total.squared_norm += sums.squared_norm;
+    total.max_abs_error = std::max(total.max_abs_error, sums.max_abs_error);
   }
-  result.error.max_abs_error = max_abs_error;
+  result.error.max_abs_error = total.max_abs_error;
   result.error.relative_l2_error =
-      squared_norm > 0 ? std::sqrt(squared_error) / std::sqrt(squared_norm) : 0;
-  std::string error_fields;
-  PutDouble(error_fields, result.error.max_abs_error);
-  PutDouble(error_fields, result.error.relative_l2_error);
-  out.replace(error_offset, error_fields.size(), error_fields);
+      total.squared_norm > 0
+          ? std::sqrt(total.squared_error) / std::sqrt(total.squared_norm)
+          : 0;
+  StoreDouble(out.data() + 24, result.error.max_abs_error);
+  StoreDouble(out.data() + 32, result.error.relative_l2_error);
   return result;
 }
 

@@ -156,6 +156,28 @@ TEST(QuantizeTest, RangeSearchNeverRaisesL2ErrorAndHelpsWithOutliers) {
             0.9 * plain->error.relative_l2_error);
 }
 
+TEST(QuantizeTest, ThreadsGiveTheSameRowsAsOne) {
+  const size_t cols = 19;
+  const std::vector<float> x = EmbeddingLike(101, cols, 5);
+  QuantizeOptions options = Bits(3);
+  auto one = QuantizeRows(AsSpan(Bytes(x)), cols, options);
+  ASSERT_TRUE(one.ok());
+  for (int threads : {2, 3, 200}) {  // 200 > rows: one row per thread
+    options.threads = threads;
+    auto many = QuantizeRows(AsSpan(Bytes(x)), cols, options);
+    ASSERT_TRUE(many.ok()) << many.status();
+    ASSERT_EQ(many->bytes.size(), one->bytes.size());
+    // All but the recorded relative L2 error (bytes 32..39) are identical.
+    EXPECT_EQ(many->bytes.substr(0, 32), one->bytes.substr(0, 32));
+    EXPECT_EQ(many->bytes.substr(40), one->bytes.substr(40)) << threads;
+    EXPECT_NEAR(many->error.relative_l2_error, one->error.relative_l2_error,
+                1e-12);
+  }
+  options.threads = 0;
+  EXPECT_EQ(QuantizeRows(AsSpan(Bytes(x)), cols, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(QuantizeTest, ConstantRowsAndZerosAreExact) {
   const std::vector<float> x = {0,      0,      0,      0,  //
                                 3.25f,  3.25f,  3.25f,  3.25f,

@@ -29,7 +29,8 @@ bool Avx2KernelAvailable();
 
 // The XXH3_64bits of each `row_bytes`-sized row of `bytes`, in row order.
 // `threads` > 1 splits large tables into that many contiguous row ranges
-// hashed in parallel (small tables use fewer threads).
+// hashed in parallel (at least 16 MiB per thread, so small tables use
+// fewer).
 // INVALID_ARGUMENT if row_bytes is 0, bytes.size() is not a multiple of
 // row_bytes, threads < 1, or kAvx2 is asked for but unavailable.
 // Thread-safe. Empty input gives no fingerprints.

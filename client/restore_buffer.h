@@ -41,8 +41,10 @@ class RestoreBuffer {
     return kHeaderBytes + static_cast<uint64_t>(address - payload_);
   }
 
-  // Maps the pages another process wrote, so the caller's first touches do
-  // not fault one page at a time. Best effort.
+  // Allocates and maps every payload page now (they stay zero until
+  // written), so neither the server's writes nor the caller's first touches
+  // fault pages in one at a time. Best effort; safe while another process
+  // writes the file.
   void Populate() const;
 
   // Gives the whole pages inside [address, address + bytes) back to the

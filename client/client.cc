@@ -193,6 +193,9 @@ struct ChunkSink {
   ChunkId id;
   uint64_t size = 0;
   std::vector<char*> destinations;
+  // Bytes to write: a chunk repeated many times (zero-filled optimizer
+  // state, say) costs one read but a write per place.
+  uint64_t WriteBytes() const { return size * destinations.size(); }
 };
 
 // Collects sinks, merging repeated chunks.
@@ -372,7 +375,7 @@ struct Client::Impl {
         for (char* destination : sink.destinations) {
           placement->add_offsets(buffer.FileOffset(destination));
         }
-        request_bytes += sink.size;
+        request_bytes += sink.WriteBytes();
         ++end;
       }
       v1::ReadChunksIntoFileResponse response;
@@ -709,17 +712,21 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   }
   std::vector<ChunkSink>& sinks = sink_set.sinks();
 
-  // Split into a few contiguous ranges of similar byte size, one stream
-  // (or one series of ReadChunksIntoFile calls) each, so the server reads
-  // and hashes on several threads.
-  uint64_t total = 0;
-  for (const ChunkSink& sink : sinks) total += sink.size;
+  // Split into a few contiguous ranges of similar bytes to write, one
+  // stream (or one series of ReadChunksIntoFile calls) each, so the server
+  // reads and hashes on several threads.
+  uint64_t total = 0;  // distinct chunk bytes, as progress counts them
+  uint64_t write_total = 0;
+  for (const ChunkSink& sink : sinks) {
+    total += sink.size;
+    write_total += sink.WriteBytes();
+  }
   std::vector<absl::Span<const ChunkSink>> ranges;
-  const uint64_t per_stream = total / kRestoreStreams + 1;
+  const uint64_t per_stream = write_total / kRestoreStreams + 1;
   size_t begin = 0;
   uint64_t bytes = 0;
   for (size_t i = 0; i < sinks.size(); ++i) {
-    bytes += sinks[i].size;
+    bytes += sinks[i].WriteBytes();
     if (bytes >= per_stream || i + 1 == sinks.size()) {
       ranges.push_back(
           absl::MakeConstSpan(sinks).subspan(begin, i + 1 - begin));

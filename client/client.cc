@@ -442,6 +442,16 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
   // Each Client gets its own connection, so ranks in one process (or a
   // test) upload in parallel instead of multiplexing one TCP stream.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  args.SetInt(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // A long upload sends data all along; a long read only receives: pings
+  // must not stop for want of data frames of our own.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   auto impl = std::make_unique<Impl>();
   impl->channel = grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), args);

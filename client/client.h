@@ -46,6 +46,14 @@ struct ConnectOptions {
   // and fails with UNAVAILABLE otherwise; zero connects lazily on the first
   // call. Default: zero.
   absl::Duration connect_timeout = absl::ZeroDuration();
+  // A connection whose server answers no HTTP/2 ping for keepalive_timeout
+  // is closed, failing its calls with UNAVAILABLE: a frozen or unreachable
+  // server then ends streams (which have no deadline) instead of hanging
+  // them. Pings are sent only while calls are active, every keepalive_time.
+  // Defaults: 60 s and 20 s. The server accepts pings every 10 s or less
+  // often; more frequent ones make it close the connection.
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
   // Restores from a server on this host go through shared memory
   // (ReadChunksIntoFile): the server writes the verified chunks into the
   // restored tensors' memory. Falls back to streaming when the server

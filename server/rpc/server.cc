@@ -40,6 +40,12 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
   // With reuse allowed, a leftover server on the same port would silently
   // share (and steal) connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients ping every 60 s during calls (ConnectOptions::keepalive_time)
+  // to notice a frozen server; gRPC's default answers pings more often than
+  // every 5 minutes with GOAWAY.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   builder.RegisterService(&impl->grpc_service);
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {

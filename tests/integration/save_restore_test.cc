@@ -1,5 +1,7 @@
 // End to end through the real ckpt-server binary on a loopback port with
 // RocksDB in a temporary directory, driven by the C++ client library.
+#include <signal.h>
+
 #include <atomic>
 #include <deque>
 #include <random>
@@ -324,6 +326,29 @@ TEST_F(SaveRestoreTest, KillDuringUploadsLeavesNoPartialCheckpoint) {
   SaveAll(second, 2);
   EXPECT_THAT(Steps(), ElementsAre(1, 2));
   ExpectRestores(second, 2);
+}
+
+// A frozen server (SIGSTOP: its sockets stay open, nothing answers) fails
+// calls with UNAVAILABLE once a keepalive ping goes unanswered, long before
+// the 5-minute call deadline; after SIGCONT the same data restores.
+TEST_F(SaveRestoreTest, FrozenServerFailsCallsInsteadOfHangingThem) {
+  std::vector<RankShard> ranks = {RankShard::Make(0, 1, 30)};
+  SaveAll(ranks, 1);
+  client::ConnectOptions options;
+  options.keepalive_time = absl::Seconds(1);
+  options.keepalive_timeout = absl::Seconds(1);
+  auto client = client::Client::Connect(server_->address(), options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->ListJobs().ok());  // connected before the freeze
+
+  ASSERT_EQ(kill(server_->pid(), SIGSTOP), 0);
+  const absl::Time start = absl::Now();
+  auto restored = (*client)->RestoreShard(kJob, 1, 0);
+  const absl::Duration waited = absl::Now() - start;
+  ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
+  EXPECT_TRUE(absl::IsUnavailable(restored.status())) << restored.status();
+  EXPECT_LT(waited, absl::Seconds(30));
+  ExpectRestores(ranks, 1);
 }
 
 TEST_F(SaveRestoreTest, ClearErrorsForBadRequests) {

@@ -431,12 +431,11 @@ class CheckpointManager:
         returned in place. KeyError when there is no such checkpoint."""
         self._check_open()
         self._join()
-        if step is None:
-            step = self._client.latest_step(self._job)
-            if step is None:
-                raise KeyError(f"job {self._job} has no committed checkpoint")
-        restored = self._client.restore_shard(self._job, step,
-                                              rank=self._rank)
+        # With step None the server picks the latest when it reads the
+        # manifest, in one call: a checkpoint pruned meanwhile cannot be
+        # chosen. Its NOT_FOUND arrives as KeyError.
+        restored = self._client.restore_shard(
+            self._job, None if step is None else int(step), rank=self._rank)
         return _unflatten(restored, into)
 
     def restore_or_initialize(self, init_fn):
@@ -444,6 +443,8 @@ class CheckpointManager:
         job has none."""
         if self.latest_step is None:
             return init_fn()
+        # The latest at restore time, which a save from another process
+        # may have made newer than the one just seen.
         return self.restore()
 
     def wait(self):

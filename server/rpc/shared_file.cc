@@ -46,7 +46,8 @@ absl::StatusOr<SharedFileWriter> SharedFileWriter::Open(
   if (opened < 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot open the client's shared file ", path, ": ", ErrnoText(errno),
-        " (is the client on another host or in another pid namespace?)"));
+        " (is the client on another host, in another pid namespace, or run by "
+        "another user?)"));
   }
   SharedFileWriter writer(opened, 0, token.size());
   const std::string target = LinkTarget(opened);

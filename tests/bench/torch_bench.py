@@ -10,6 +10,9 @@ every chunk's bytes change):
   ckpt sync save   CheckpointManager(async_save=False).save(state, step)
   baseline restore torch.load(that file)
   ckpt restore     manager.restore(step)
+  the same two in new processes (imports untimed): a restarted job's
+                   restore, where neither side reuses memory the
+                   benchmark process freed a moment earlier
   copy floor       clone every tensor of the state (fresh memory), and
                    copy_ into tensors kept from the previous round
 then perturbs again and measures
@@ -39,8 +42,33 @@ import torch
 GOALS = {
     "sync_save": 1.0,       # sync save / torch.save+fsync
     "async_blocking": 0.1,  # async save() blocking / torch.save+fsync
-    "restore": 1.2,         # restore / torch.load
+    "restore": 1.2,         # restore / torch.load, in the benchmark process
+    "restore_fresh": 1.2,   # the same, each in a new process
 }
+
+# Run in a new process: imports first (untimed), then times one load or
+# restore, as a restarted training job does it. Prints the seconds.
+FRESH_PROCESS = """
+import sys, time, torch, ckpt
+kind, where, job, step = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if kind == "torch":
+    start = time.perf_counter()
+    state = torch.load(where)
+else:
+    manager = ckpt.CheckpointManager(where, job)
+    start = time.perf_counter()
+    state = manager.restore(step)
+print(time.perf_counter() - start)
+"""
+
+
+def fresh_process_seconds(kind, where, job="", step=0):
+    """Seconds one torch.load of `where` (kind "torch") or one
+    CheckpointManager.restore from server `where` takes in a new process."""
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, kind, where, job, str(step)],
+        check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 # Layers of at most this many float32 weights (64 MiB at 4096x4096 would
 # make the small sizes lumpy; 2048x2048 is 16 MiB).
 MAX_WIDTH = 2048
@@ -216,7 +244,8 @@ def run(args):
               f"intra-op thread(s)", flush=True)
 
     keys = ["torch_save", "sync_save", "torch_load", "restore", "clone",
-            "copy_into", "async_blocking", "async_wait"]
+            "copy_into", "async_blocking", "async_wait", "torch_load_fresh",
+            "restore_fresh"]
     times = {key: [] for key in keys}
     with tempfile.TemporaryDirectory(prefix="ckpt-torch-bench-",
                                      dir=base) as work:
@@ -244,6 +273,9 @@ def run(args):
                     check_equal(restored, state, "ckpt restore")
                 del loaded, restored
                 gc.collect()
+                t_load_fresh = fresh_process_seconds("torch", path)
+                t_restore_fresh = fresh_process_seconds(
+                    "ckpt", server.address, "bench/sync", 2 * r)
 
                 t_clone, clones = timed(
                     lambda: [t.clone() for t in tensors_of(state)])
@@ -269,7 +301,8 @@ def run(args):
 
                 for key, value in zip(keys, (t_save, t_sync, t_load,
                                              t_restore, t_clone, t_copy,
-                                             t_block, t_wait)):
+                                             t_block, t_wait, t_load_fresh,
+                                             t_restore_fresh)):
                     times[key].append(value)
                 if not args.json:
                     print(f"round {r}: torch.save+fsync {t_save:.3f}s  "
@@ -278,7 +311,10 @@ def run(args):
                           f"({t_block / t_save:.3f}x) + wait {t_wait:.3f}s  "
                           f"clone {t_clone:.3f}s  copy_ {t_copy:.3f}s  "
                           f"torch.load {t_load:.3f}s  restore "
-                          f"{t_restore:.3f}s ({t_restore / t_load:.2f}x)",
+                          f"{t_restore:.3f}s ({t_restore / t_load:.2f}x)  "
+                          f"new process: torch.load {t_load_fresh:.3f}s  "
+                          f"restore {t_restore_fresh:.3f}s "
+                          f"({t_restore_fresh / t_load_fresh:.2f}x)",
                           flush=True)
             sync.close()
             asyn.close()
@@ -290,6 +326,7 @@ def run(args):
         "sync_save": med["sync_save"] / med["torch_save"],
         "async_blocking": med["async_blocking"] / med["torch_save"],
         "restore": med["restore"] / med["torch_load"],
+        "restore_fresh": med["restore_fresh"] / med["torch_load_fresh"],
         "clone_floor": med["clone"] / med["torch_save"],
         "copy_into_floor": med["copy_into"] / med["torch_save"],
     }
@@ -320,7 +357,12 @@ def run(args):
           f"{gib / med['torch_load']:.2f} GiB/s\n"
           f"  restore           {med['restore']:.3f}s  "
           f"ratio {ratios['restore']:.2f}x  (goal <= "
-          f"{GOALS['restore']}: {verdict('restore')})")
+          f"{GOALS['restore']}: {verdict('restore')})\n"
+          f"  in a new process (a restarted job):\n"
+          f"  torch.load        {med['torch_load_fresh']:.3f}s\n"
+          f"  restore           {med['restore_fresh']:.3f}s  "
+          f"ratio {ratios['restore_fresh']:.2f}x  (goal <= "
+          f"{GOALS['restore_fresh']}: {verdict('restore_fresh')})")
 
 
 def main(argv=None):

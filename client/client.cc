@@ -696,8 +696,7 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     tensors[t].entry = shard->tensors[t];
     offsets[t] = layout_bytes;
     const uint64_t size = tensors[t].entry.ByteSize();
-    layout_bytes += (size + RestoreBuffer::kPageBytes - 1) /
-                    RestoreBuffer::kPageBytes * RestoreBuffer::kPageBytes;
+    layout_bytes += RestoreBuffer::RoundUpToPage(size);
   }
   CKPT_ASSIGN_OR_RETURN(
       std::shared_ptr<RestoreBuffer> buffer,

@@ -14,11 +14,6 @@ namespace {
 
 constexpr size_t kTokenBytes = 32;
 
-uint64_t RoundUpToPage(uint64_t n) {
-  return (n + RestoreBuffer::kPageBytes - 1) / RestoreBuffer::kPageBytes *
-         RestoreBuffer::kPageBytes;
-}
-
 std::string RandomToken() {
   std::random_device device;  // /dev/urandom or the CPU's generator
   std::string token(kTokenBytes, '\0');

@@ -17,6 +17,10 @@ class RestoreBuffer {
   // The file starts with one page holding the token; the payload follows.
   static constexpr uint64_t kHeaderBytes = 4096;
   static constexpr uint64_t kPageBytes = 4096;
+  // `bytes` rounded up to whole pages: where the next tensor may start.
+  static constexpr uint64_t RoundUpToPage(uint64_t bytes) {
+    return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
+  }
 
   // Maps `payload_bytes` of zeroed memory. With `shareable`, a memfd named
   // "ckpt-restore" with a random token when the system allows; otherwise

@@ -65,10 +65,13 @@ print(time.perf_counter() - start)
 def fresh_process_seconds(kind, where, job="", step=0):
     """Seconds one torch.load of `where` (kind "torch") or one
     CheckpointManager.restore from server `where` takes in a new process."""
-    out = subprocess.run(
+    child = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, kind, where, job, str(step)],
-        check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+        capture_output=True, text=True)
+    if child.returncode != 0:
+        sys.exit(f"torch_bench: the new-process {kind} restore failed:\n"
+                 f"{child.stderr}")
+    return float(child.stdout.strip().splitlines()[-1])
 # Layers of at most this many float32 weights (64 MiB at 4096x4096 would
 # make the small sizes lumpy; 2048x2048 is 16 MiB).
 MAX_WIDTH = 2048

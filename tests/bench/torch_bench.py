@@ -8,8 +8,8 @@ optimizer moments perturbed slightly first, as a training step would, so
 every chunk's bytes change):
   baseline save    torch.save(state) into a new file, flush + os.fsync
   ckpt sync save   CheckpointManager(async_save=False).save(state, step)
-  baseline restore torch.load(that file)
-  ckpt restore     manager.restore(step)
+  baseline restore torch.load(that file)   } in turn, see below
+  ckpt restore     manager.restore(step)    }
   the same two in new processes (imports untimed): a restarted job's
                    restore, where neither side reuses memory the
                    benchmark process freed a moment earlier
@@ -18,8 +18,12 @@ every chunk's bytes change):
 then perturbs again and measures
   ckpt async save  the time save() blocks the caller (async_save=True),
                    then wait() for the upload and commit.
-Rounds alternate baseline and ckpt so machine noise hits both alike; the
-summary gives medians and same-run ratios against the goals of issue 4.
+Restores and loads alternate which goes first from round to round, and
+each result is freed before the other side runs: a restore timed while the
+previous 1 GiB result is still alive, or always right after the other side
+freed 1 GiB, pays for the machine's memory state rather than for its own
+work (on this VM, first-touch page faults vary from 0.4 to 3 s per GiB).
+The summary gives medians and same-run ratios against the goals of issue 4.
 
 Needs CKPT_BUILD_DIR (for server/rpc/ckpt-server) and PYTHONPATH (the build
 tree's python/ directory), as ctest sets them for python_test.
@@ -60,6 +64,27 @@ else:
     state = manager.restore(step)
 print(time.perf_counter() - start)
 """
+
+
+def timed_and_dropped(fn, check=None):
+    """Seconds fn() takes; its result is checked (when `check`), then
+    dropped and collected before this returns."""
+    seconds, result = timed(fn)
+    if check:
+        check(result)
+    del result
+    gc.collect()
+    return seconds
+
+
+def in_turn(round_index, baseline, ours):
+    """(baseline seconds, ours seconds): the baseline first in even rounds,
+    ours first in odd ones."""
+    if round_index % 2 == 0:
+        first = baseline()
+        return first, ours()
+    first = ours()
+    return baseline(), first
 
 
 def fresh_process_seconds(kind, where, job="", step=0):
@@ -269,16 +294,25 @@ def run(args):
                 t_save, _ = timed(lambda: torch_save_fsync(state, path))
                 t_sync, _ = timed(lambda: sync.save(state, 2 * r))
 
-                t_load, loaded = timed(lambda: torch.load(path))
-                t_restore, restored = timed(lambda: sync.restore(2 * r))
-                if r == 0:
-                    check_equal(loaded, state, "torch.load")
-                    check_equal(restored, state, "ckpt restore")
-                del loaded, restored
-                gc.collect()
-                t_load_fresh = fresh_process_seconds("torch", path)
-                t_restore_fresh = fresh_process_seconds(
-                    "ckpt", server.address, "bench/sync", 2 * r)
+                def load_torch():
+                    return timed_and_dropped(
+                        lambda: torch.load(path),
+                        r == 0 and (lambda loaded: check_equal(
+                            loaded, state, "torch.load")))
+
+                def load_ckpt():
+                    return timed_and_dropped(
+                        lambda: sync.restore(2 * r),
+                        r == 0 and (lambda restored: check_equal(
+                            restored, state, "ckpt restore")))
+                # Which side goes first alternates by round; each result is
+                # dropped before the other side runs, so both find memory
+                # in the same state (see the module docstring).
+                t_load, t_restore = in_turn(r, load_torch, load_ckpt)
+                t_load_fresh, t_restore_fresh = in_turn(
+                    r, lambda: fresh_process_seconds("torch", path),
+                    lambda: fresh_process_seconds(
+                        "ckpt", server.address, "bench/sync", 2 * r))
 
                 t_clone, clones = timed(
                     lambda: [t.clone() for t in tensors_of(state)])

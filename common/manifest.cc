@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
+#include "common/row_delta.h"
 
 namespace ckpt {
 namespace {
@@ -72,6 +73,20 @@ uint64_t TensorEntry::ByteSize() const {
   uint64_t elements = 1;
   for (int64_t length : box.lengths) elements *= static_cast<uint64_t>(length);
   return elements * DTypeSize(dtype);
+}
+
+uint64_t TensorEntry::StoredBytes() const {
+  uint64_t total = 0;
+  for (const ChunkRef& piece : pieces) total += piece.size;
+  return total;
+}
+
+uint64_t TensorEntry::RowBytes() const {
+  uint64_t row = DTypeSize(dtype);
+  for (size_t d = 1; d < box.lengths.size(); ++d) {
+    row *= static_cast<uint64_t>(box.lengths[d]);
+  }
+  return row;
 }
 
 uint64_t ShardManifest::ByteSize() const {
@@ -173,7 +188,27 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
       }
       pieces_total += piece.size;
     }
-    if (pieces_total != tensor.ByteSize()) {
+    if (tensor.IsDelta()) {
+      // A row delta of k rows has RowDeltaBytes(rows, row_bytes, k) bytes.
+      if (*tensor.delta_base_step < 0) {
+        return bad(absl::StrCat("delta base step ", *tensor.delta_base_step,
+                                " is negative"));
+      }
+      if (tensor.box.lengths.empty() || tensor.ByteSize() == 0) {
+        return bad("a row delta needs a tensor with rows");
+      }
+      const uint64_t rows = static_cast<uint64_t>(tensor.box.lengths[0]);
+      const uint64_t row_bytes = tensor.RowBytes();
+      const uint64_t per_row =
+          RowDeltaBytes(rows, row_bytes, 1) - RowDeltaBytes(rows, row_bytes, 0);
+      const uint64_t header = RowDeltaBytes(rows, row_bytes, 0);
+      if (pieces_total < header || (pieces_total - header) % per_row != 0 ||
+          (pieces_total - header) / per_row > rows) {
+        return bad(absl::StrCat("pieces hold ", pieces_total,
+                                " bytes, which is no row delta of ", rows,
+                                " rows of ", row_bytes, " bytes"));
+      }
+    } else if (pieces_total != tensor.ByteSize()) {
       return bad(absl::StrCat("pieces hold ", pieces_total,
                               " bytes but the box needs ", tensor.ByteSize()));
     }

@@ -59,11 +59,21 @@ struct TensorEntry {
   DType dtype = DType::kUint8;
   std::vector<int64_t> global_shape;
   Box box;
-  // Concatenated in order: the box's bytes, row-major.
+  // Concatenated in order: the box's bytes, row-major; for a delta, an
+  // encoded row delta (common/row_delta.h).
   std::vector<ChunkRef> pieces;
+  // Set for a row delta against the tensor of the same name, dtype, shape
+  // and box in this older checkpoint of the job (which may be a delta too).
+  std::optional<int64_t> delta_base_step;
 
-  // Product of box lengths times the element size.
+  bool IsDelta() const { return delta_base_step.has_value(); }
+  // Product of box lengths times the element size: the restored size.
   uint64_t ByteSize() const;
+  // Sum of the pieces' sizes: what the entry references.
+  uint64_t StoredBytes() const;
+  // Bytes per row (slice along dimension 0) of the box; the whole box when
+  // it has no dimensions.
+  uint64_t RowBytes() const;
   friend bool operator==(const TensorEntry&, const TensorEntry&) = default;
 };
 
@@ -103,6 +113,10 @@ struct CheckpointRecord {
   std::string abort_reason;
   // Never deleted by retention or prune while set (committed ones only).
   bool pinned = false;
+  // Steps its delta entries are taken against, ascending (set at commit).
+  std::vector<int64_t> base_steps;
+  // Chunk bytes first stored by uploads for this checkpoint.
+  uint64_t bytes_added = 0;
 
   // The time retention and listings use: the writer's, else the commit's.
   absl::Time EffectiveTime() const {

@@ -474,5 +474,43 @@ TEST(ValidateShardManifestTest, RejectsPieceSizesThatWrapAround) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A row delta of the [2, 6] float32 box (rows of 24 bytes): a 32-byte
+// header, then per row a 4-byte index and the row.
+TEST(ValidateShardManifestTest, DeltaPiecesMustHoldWholeRowsOfTheBox) {
+  ShardManifest shard = ValidShard();
+  TensorEntry& delta = shard.tensors[0];
+  delta.delta_base_step = 3;
+  EXPECT_EQ(delta.RowBytes(), 24u);
+  EXPECT_EQ(delta.ByteSize(), 48u);  // what it restores to
+  for (uint64_t rows : {0, 1, 2}) {
+    SCOPED_TRACE(rows);
+    delta.pieces = {Piece(32 + rows * 28)};
+    EXPECT_EQ(delta.StoredBytes(), 32 + rows * 28);
+    EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  }
+  delta.pieces = {Piece(40), Piece(20)};  // 60: header + 1 row, in 2 pieces
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  for (uint64_t bad : {0, 31, 33, 59, 32 + 3 * 28}) {
+    SCOPED_TRACE(bad);
+    delta.pieces =
+        bad == 0 ? std::vector<ChunkRef>{} : std::vector<ChunkRef>{Piece(bad)};
+    absl::Status status = ValidateShardManifest(shard, 2);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("no row delta"));
+  }
+  delta.pieces = {Piece(60)};
+  delta.delta_base_step = -1;
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(), HasSubstr("negative"));
+  // A scalar has no rows to replace.
+  TensorEntry scalar;
+  scalar.name = "scalar";
+  scalar.dtype = DType::kInt64;
+  scalar.pieces = {Piece(40)};
+  scalar.delta_base_step = 1;
+  shard.tensors = {scalar};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("needs a tensor with rows"));
+}
+
 }  // namespace
 }  // namespace ckpt

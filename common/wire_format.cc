@@ -80,6 +80,9 @@ void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
       ref->set_sha256(std::string(piece.id.bytes()));
       ref->set_size(piece.size);
     }
+    if (tensor.delta_base_step.has_value()) {
+      entry->set_delta_base_step(*tensor.delta_base_step);
+    }
   }
 }
 
@@ -106,10 +109,8 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
     tensor.pieces.reserve(entry.pieces_size());
     for (const auto& piece : entry.pieces()) {
       if (piece.kind_case() != v1::Piece::kChunk) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", entry.name(),
-                         "': only chunk pieces are supported by this server "
-                         "(row deltas are not implemented yet)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", entry.name(), "': a piece without a chunk"));
       }
       auto id = ChunkId::FromBytes(piece.chunk().sha256());
       if (!id.ok()) {
@@ -117,6 +118,9 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
             "tensor '", entry.name(), "': ", id.status().message()));
       }
       tensor.pieces.push_back(ChunkRef{*id, piece.chunk().size()});
+    }
+    if (entry.has_delta_base_step()) {
+      tensor.delta_base_step = entry.delta_base_step();
     }
     out.tensors.push_back(std::move(tensor));
   }
@@ -163,6 +167,8 @@ void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
   out->set_lease_duration_micros(
       absl::ToInt64Microseconds(record.lease_duration));
   out->set_pinned(record.pinned);
+  for (int64_t base : record.base_steps) out->add_base_steps(base);
+  out->set_bytes_added(record.bytes_added);
 }
 
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
@@ -187,6 +193,8 @@ absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
   out.abort_reason = info.abort_reason();
   out.lease_duration = absl::Microseconds(info.lease_duration_micros());
   out.pinned = info.pinned();
+  out.base_steps.assign(info.base_steps().begin(), info.base_steps().end());
+  out.bytes_added = info.bytes_added();
   return out;
 }
 

@@ -184,19 +184,36 @@ TEST(WireFormatTest, ShardFromProtoAcceptsOlderFormatVersion) {
   EXPECT_EQ(*back, SampleShard());
 }
 
-TEST(WireFormatTest, ShardFromProtoRejectsRowDelta) {
+TEST(WireFormatTest, DeltaEntryRoundTripsItsBaseStep) {
+  ShardManifest shard = SampleShard();
+  shard.tensors[0].delta_base_step = 5;
   v1::ShardManifest proto;
-  ToProto(SampleShard(), &proto);
-  v1::RowDelta* delta =
-      proto.mutable_tensors(0)->add_pieces()->mutable_row_delta();
-  delta->set_base_step(5);
-  delta->mutable_rows()->set_sha256(std::string(Sha256("rows").bytes()));
-  delta->mutable_rows()->set_size(16);
-  auto shard = FromProto(proto);
-  EXPECT_EQ(shard.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(shard.status().message(), HasSubstr("row delta"));
-  EXPECT_THAT(shard.status().message(),
-              HasSubstr("model.layers.0.attn.q_proj.weight"));
+  ToProto(shard, &proto);
+  EXPECT_TRUE(proto.tensors(0).has_delta_base_step());
+  EXPECT_FALSE(proto.tensors(1).has_delta_base_step());
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, shard);
+  ASSERT_TRUE(back->tensors[0].delta_base_step.has_value());
+  EXPECT_EQ(*back->tensors[0].delta_base_step, 5);
+  // Step 0 is a base like any other: present, not absent.
+  shard.tensors[0].delta_base_step = 0;
+  auto zero = DecodeShard(EncodeShard(shard));
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->tensors[0].delta_base_step, std::optional<int64_t>(0));
+}
+
+TEST(WireFormatTest, CheckpointRecordRoundTripsBasesAndBytesAdded) {
+  CheckpointRecord record;
+  record.job = "team/model";
+  record.step = 12;
+  record.base_steps = {4, 8};
+  record.bytes_added = 123456;
+  auto back = DecodeCheckpointRecord(EncodeCheckpointRecord(record));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->base_steps, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(back->bytes_added, 123456u);
+  EXPECT_EQ(*back, record);
 }
 
 TEST(WireFormatTest, ShardFromProtoRejectsEmptyPiece) {

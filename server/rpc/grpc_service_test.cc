@@ -331,8 +331,12 @@ TEST_F(GrpcServiceTest,
   commit.set_step(1);
   commit.set_world_size(1);
   ShardManifest shard;
-  shard.tensors.push_back(TensorEntry{
-      "t", DType::kUint8, {5}, Box{{0}, {5}}, {ChunkRef{Sha256("never"), 5}}});
+  TensorEntry entry;
+  entry.name = "t";
+  entry.global_shape = {5};
+  entry.box = Box{{0}, {5}};
+  entry.pieces = {ChunkRef{Sha256("never"), 5}};
+  shard.tensors.push_back(entry);
   ToProto(shard, commit.mutable_shard());
   grpc::ClientContext context;
   v1::CommitShardResponse response;

@@ -70,6 +70,15 @@ struct TensorData {
   std::vector<int64_t> global_shape;
   Box box;
   absl::string_view bytes;
+  // Set to save a row delta (Check-N-Run) instead of the whole tensor: only
+  // the rows `delta_rows` (indices along dimension 0 of the box, strictly
+  // ascending) of `bytes` are stored, on top of this tensor (same name,
+  // dtype, shape and box) in committed checkpoint `delta_base_step` of the
+  // job. The caller guarantees every other row equals the base's; the
+  // server checks that the base exists and matches (FAILED_PRECONDITION
+  // otherwise). IncrementalSaver (client/incremental.h) fills these in.
+  std::optional<int64_t> delta_base_step;
+  absl::Span<const uint64_t> delta_rows;
 };
 
 struct SaveOptions {

@@ -44,8 +44,8 @@ struct TensorPlan {
   std::string name;
   DeltaDecision decision;
   uint64_t full_bytes = 0;
-  uint64_t changed_rows = 0;   // kDelta: rows the delta holds
-  uint64_t delta_bytes = 0;    // kDelta: encoded delta size
+  uint64_t changed_rows = 0;  // kDelta: rows the delta holds
+  uint64_t delta_bytes = 0;   // kDelta: encoded delta size
 };
 
 // What Plan decided for one save; valid while the tensors' memory is.

@@ -348,8 +348,13 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
                           MappedFile::Open(path));
     const auto size = static_cast<int64_t>(file->bytes().size());
-    tensors.push_back(client::TensorData{
-        name, DType::kUint8, {size}, Box{{0}, {size}}, file->bytes()});
+    tensors.push_back(client::TensorData{name,
+                                         DType::kUint8,
+                                         {size},
+                                         Box{{0}, {size}},
+                                         file->bytes(),
+                                         /*delta_base_step=*/std::nullopt,
+                                         /*delta_rows=*/{}});
     files.push_back(std::move(file));
   }
 

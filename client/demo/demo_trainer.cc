@@ -85,7 +85,9 @@ struct RankState {
           {kRowsPerRank * world_size, kCols},
           Box{{kRowsPerRank * rank, 0}, {kRowsPerRank, kCols}},
           absl::string_view(reinterpret_cast<const char*>(values->data()),
-                            values->size() * sizeof(float))});
+                            values->size() * sizeof(float)),
+          /*delta_base_step=*/std::nullopt,
+          /*delta_rows=*/{}});
     }
     tensors.push_back(client::TensorData{
         "bias",
@@ -93,13 +95,17 @@ struct RankState {
         {kCols},
         Box{{0}, {kCols}},
         absl::string_view(reinterpret_cast<const char*>(bias.data()),
-                          bias.size() * sizeof(float))});
+                          bias.size() * sizeof(float)),
+        /*delta_base_step=*/std::nullopt,
+        /*delta_rows=*/{}});
     tensors.push_back(client::TensorData{
         "step",
         DType::kInt64,
         {},
         Box{{}, {}},
-        absl::string_view(reinterpret_cast<const char*>(&step), sizeof(step))});
+        absl::string_view(reinterpret_cast<const char*>(&step), sizeof(step)),
+        /*delta_base_step=*/std::nullopt,
+        /*delta_rows=*/{}});
     return tensors;
   }
 

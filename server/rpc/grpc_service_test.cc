@@ -51,8 +51,12 @@ std::string RandomBytes(size_t size, uint32_t seed) {
 // A uint8 tensor [size] held whole by one rank.
 client::TensorData Tensor(std::string name, const std::string& bytes) {
   const auto size = static_cast<int64_t>(bytes.size());
-  return client::TensorData{
-      std::move(name), DType::kUint8, {size}, Box{{0}, {size}}, bytes};
+  client::TensorData tensor;
+  tensor.name = std::move(name);
+  tensor.global_shape = {size};
+  tensor.box = Box{{0}, {size}};
+  tensor.bytes = bytes;
+  return tensor;
 }
 // The tensor is a view: a temporary would dangle before SaveShard reads it.
 client::TensorData Tensor(std::string name, std::string&& bytes) = delete;
@@ -138,11 +142,13 @@ TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
       std::unique_ptr<client::Client> client = NewClient();
       ASSERT_NE(client, nullptr);
       std::vector<client::TensorData> tensors = {
-          client::TensorData{"weight",
-                             DType::kFloat32,
-                             {2 * kRows, kCols},
-                             Box{{r * kRows, 0}, {kRows, kCols}},
-                             weights[r]},
+          client::TensorData{.name = "weight",
+                             .dtype = DType::kFloat32,
+                             .global_shape = {2 * kRows, kCols},
+                             .box = Box{{r * kRows, 0}, {kRows, kCols}},
+                             .bytes = weights[r],
+                             .delta_base_step = std::nullopt,
+                             .delta_rows = {}},
           Tensor(absl::StrCat("extra", r), extras[r])};
       client::SaveOptions options;
       options.rank = r;

@@ -51,7 +51,9 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
         DType::kFloat32,
         {rows * ranks, kCols},
         Box{{rows * rank, 0}, {rows, kCols}},
-        absl::string_view(base, rows * kCols * sizeof(float))});
+        absl::string_view(base, rows * kCols * sizeof(float)),
+        std::nullopt,
+        {}});
   }
   return tensors;
 }

@@ -64,17 +64,23 @@ struct RankShard {
          DType::kFloat32,
          {rows() * world_size, 96},
          Box{{rows() * rank, 0}, {rows(), 96}},
-         sharded},
+         sharded,
+         std::nullopt,
+         {}},
         {"embedding",
          DType::kUint8,
          {static_cast<int64_t>(replicated.size())},
          Box{{0}, {static_cast<int64_t>(replicated.size())}},
-         replicated},
+         replicated,
+         std::nullopt,
+         {}},
         {"rank_local",
          DType::kUint8,
          {static_cast<int64_t>(own.size())},
          Box{{0}, {static_cast<int64_t>(own.size())}},
-         own},
+         own,
+         std::nullopt,
+         {}},
     };
   }
 };
@@ -383,8 +389,13 @@ class RetentionTest : public SaveRestoreTest {
                     std::optional<RetentionPolicy> policy = std::nullopt) {
     const std::string bytes = Bytes(step);
     const auto size = static_cast<int64_t>(bytes.size());
-    client::TensorData tensors[] = {
-        {"w", DType::kUint8, {size}, Box{{0}, {size}}, bytes}};
+    client::TensorData tensors[] = {{"w",
+                                     DType::kUint8,
+                                     {size},
+                                     Box{{0}, {size}},
+                                     bytes,
+                                     std::nullopt,
+                                     {}}};
     client::SaveOptions options;
     options.metadata.writer_time = time;
     options.retention_policy = std::move(policy);

@@ -37,7 +37,8 @@ std::string RandomBytes(size_t size, uint64_t seed) {
 
 client::TensorData Tensor(const std::string& name, const std::string& bytes) {
   const auto size = static_cast<int64_t>(bytes.size());
-  return {name, DType::kUint8, {size}, Box{{0}, {size}}, bytes};
+  return {name,  DType::kUint8, {size}, Box{{0}, {size}},
+          bytes, std::nullopt,  {}};
 }
 
 std::string ReadWholeFile(const std::filesystem::path& path) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,6 +93,55 @@ absl::Status ApplyKeepBestRule(const RetentionPolicy::KeepBest& best,
   return absl::OkStatus();
 }
 
+// "base of step 6" or "base of pending steps 6, 8" (`dependents` ascending).
+std::string BaseReason(absl::string_view kind,
+                       const std::vector<int64_t>& dependents) {
+  return absl::StrCat("base of ", kind,
+                      dependents.size() == 1 ? "step " : "steps ",
+                      absl::StrJoin(dependents, ", "));
+}
+
+// Adds a reason to keep[i] for every checkpoint that a kept one, or a pending
+// one, uses as a delta base. A base is older than its dependents, so one pass
+// from the newest down sees every dependent of a checkpoint, kept by then,
+// before the checkpoint itself: chains are kept whole.
+void KeepBases(const std::vector<RetentionInput>& sorted,
+               const std::map<int64_t, std::vector<int64_t>>& pending_bases,
+               std::vector<std::vector<std::string>>& keep) {
+  const size_t n = sorted.size();
+  auto index_of = [&](int64_t step) -> std::optional<size_t> {
+    auto it = std::lower_bound(
+        sorted.begin(), sorted.end(), step,
+        [](const RetentionInput& in, int64_t s) { return in.step < s; });
+    if (it == sorted.end() || it->step != step) return std::nullopt;
+    return static_cast<size_t>(it - sorted.begin());
+  };
+  std::vector<std::vector<int64_t>> pending_dependents(n);
+  for (const auto& [pending_step, bases] : pending_bases) {
+    for (int64_t base : bases) {
+      if (std::optional<size_t> b = index_of(base); b.has_value()) {
+        pending_dependents[*b].push_back(pending_step);
+      }
+    }
+  }
+  std::vector<std::vector<int64_t>> dependents(n);
+  for (size_t i = n; i-- > 0;) {
+    if (!dependents[i].empty()) {
+      std::reverse(dependents[i].begin(), dependents[i].end());
+      keep[i].push_back(BaseReason("", dependents[i]));
+    }
+    if (!pending_dependents[i].empty()) {
+      keep[i].push_back(BaseReason("pending ", pending_dependents[i]));
+    }
+    if (keep[i].empty()) continue;
+    for (int64_t base : sorted[i].base_steps) {
+      std::optional<size_t> b = index_of(base);
+      // A base is older; anything else is no input to act on.
+      if (b.has_value() && *b < i) dependents[*b].push_back(sorted[i].step);
+    }
+  }
+}
+
 }  // namespace
 
 absl::string_view MetricModeName(Mode mode) {
@@ -175,12 +226,14 @@ RetentionInput ToRetentionInput(const CheckpointRecord& record, bool pinned) {
   return RetentionInput{.step = record.step,
                         .time = record.EffectiveTime(),
                         .metrics = record.metadata.metrics,
-                        .pinned = pinned};
+                        .pinned = pinned,
+                        .base_steps = record.base_steps};
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
-    std::optional<absl::Time> every_n_hours_clock_start) {
+    std::optional<absl::Time> every_n_hours_clock_start,
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases) {
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   std::sort(checkpoints.begin(), checkpoints.end(),
             [](const RetentionInput& a, const RetentionInput& b) {
@@ -208,12 +261,15 @@ absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
   }
   const bool no_rule =
       !policy.max_to_keep.has_value() && !policy.keep_best.has_value();
-  std::vector<RetentionDecision> decisions;
-  decisions.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     if (checkpoints[i].pinned) keep[i].push_back("pinned");
     if (i + 1 == n) keep[i].push_back("newest");
     if (no_rule) keep[i].push_back("no retention policy");
+  }
+  KeepBases(checkpoints, pending_bases, keep);
+  std::vector<RetentionDecision> decisions;
+  decisions.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
     const bool kept = !keep[i].empty();
     decisions.push_back(RetentionDecision{
         .step = checkpoints[i].step,

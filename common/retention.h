@@ -22,6 +22,12 @@
 //  - pinned: always kept.
 //  - newest: the checkpoint with the highest step is always kept, so a job
 //    can resume (unlike Orbax issue 526, where best_fn may delete it).
+//  - bases: a checkpoint kept for any reason (this one included) keeps the
+//    checkpoints its row deltas are taken against (RetentionInput::
+//    base_steps), transitively, so a kept consecutive delta chain keeps the
+//    whole chain down to its full save; so do pending checkpoints whose
+//    committed ranks already use a base. Without its base a delta cannot
+//    be restored.
 // Each rule is evaluated on the whole input independently (a checkpoint kept
 // by a pin still occupies a slot in the max_to_keep active set), and the
 // result is the union.
@@ -78,6 +84,9 @@ struct RetentionInput {
   absl::Time time = absl::UnixEpoch();  // CheckpointRecord::EffectiveTime()
   std::map<std::string, double> metrics;
   bool pinned = false;
+  // Steps its row deltas are taken against (CheckpointRecord::base_steps),
+  // each lower than `step`.
+  std::vector<int64_t> base_steps;
 };
 
 // The policy's view of a committed record.
@@ -88,7 +97,8 @@ struct RetentionDecision {
   bool keep = false;
   // When kept: every rule that keeps it ("among the 3 most recent",
   // "preserved: every 6h", "best 2 by val_loss (min)", "no metric val_loss",
-  // "pinned", "newest", "no retention policy"). When deleted: why each
+  // "pinned", "newest", "no retention policy", "base of step 12", "base of
+  // pending step 14"). When deleted: why each
   // configured rule did not keep it.
   std::vector<std::string> reasons;
 };
@@ -101,10 +111,14 @@ struct RetentionDecision {
 // manager's creation time); nullopt means the time of the lowest-step
 // checkpoint. To keep decisions stable as old checkpoints are deleted, the
 // caller should pass the job's first checkpoint time once it has one.
+// `pending_bases` maps each pending checkpoint's step to the bases its
+// committed ranks already use (CheckpointRecord::base_steps); those are kept
+// too. Base steps that are no input are ignored.
 // An empty policy keeps everything. INVALID_ARGUMENT for an invalid policy
 // or two inputs with the same step.
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
-    std::optional<absl::Time> every_n_hours_clock_start);
+    std::optional<absl::Time> every_n_hours_clock_start,
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {});
 
 }  // namespace ckpt

@@ -42,7 +42,8 @@ RetentionInput Ckpt(int64_t step, absl::Time time,
   return RetentionInput{.step = step,
                         .time = time,
                         .metrics = std::move(metrics),
-                        .pinned = pinned};
+                        .pinned = pinned,
+                        .base_steps = {}};
 }
 
 // Steps 1..n, one hour apart starting at hour 0.
@@ -771,6 +772,86 @@ TEST(RetentionPolicyTest, TextNamesEveryRuleOnOneLine) {
   policy.keep_every.reset();
   policy.keep_best->mode = Mode::kAuto;
   EXPECT_EQ(RetentionPolicyText(policy), "keep_best=2 by val_loss (auto)");
+}
+
+// ------------------------------------------------------------ delta bases
+
+// A checkpoint saved at hour step-1 whose row deltas use `bases`.
+RetentionInput Delta(int64_t step, std::vector<int64_t> bases,
+                     bool pinned = false) {
+  RetentionInput in =
+      Ckpt(step, AtHours(static_cast<double>(step - 1)), {}, pinned);
+  in.base_steps = std::move(bases);
+  return in;
+}
+
+TEST(RetentionBasesTest, IntermittentDeltasKeepTheirFullBase) {
+  // Full save 1, then deltas 2..5 each against 1 (Check-N-Run intermittent).
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {1}),
+                                    Delta(4, {1}), Delta(5, {1})};
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(MaxToKeep(2), in, std::nullopt);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 4, 5));
+  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of steps 4, 5"));
+  // The deleted deltas 2 and 3 keep nothing.
+  EXPECT_FALSE(DecisionFor(*ds, 2).keep);
+  EXPECT_FALSE(DecisionFor(*ds, 3).keep);
+}
+
+TEST(RetentionBasesTest, ConsecutiveChainIsKeptWhole) {
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {2}),
+                                    Delta(4, {3}), Delta(5, {4})};
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(MaxToKeep(1), in, std::nullopt);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
+  EXPECT_THAT(DecisionFor(*ds, 4).reasons, ElementsAre("base of step 5"));
+}
+
+TEST(RetentionBasesTest, NewFullSaveReleasesTheOldChain) {
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {}),
+                                    Delta(4, {3})};
+  EXPECT_THAT(Kept(MaxToKeep(1), in), ElementsAre(3, 4));
+}
+
+TEST(RetentionBasesTest, PinnedDeltaKeepsItsBase) {
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}, true),
+                                    Delta(3, {}), Delta(4, {})};
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(MaxToKeep(1), in, std::nullopt);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 4));
+  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
+}
+
+TEST(RetentionBasesTest, BaseKeptByARuleAlsoSaysItIsABase) {
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1})};
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(MaxToKeep(2), in, std::nullopt);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_THAT(DecisionFor(*ds, 1).reasons,
+              ElementsAre("among the 2 most recent", "base of step 2"));
+}
+
+TEST(RetentionBasesTest, PendingCheckpointsKeepTheirBasesAndChains) {
+  std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {}),
+                                    Delta(4, {})};
+  absl::StatusOr<std::vector<RetentionDecision>> ds = EvaluateRetention(
+      MaxToKeep(1), in, std::nullopt, {{6, {2}}, {7, {2, 4}}});
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 4));
+  EXPECT_THAT(DecisionFor(*ds, 2).reasons,
+              ElementsAre("base of pending steps 6, 7"));
+  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
+}
+
+TEST(RetentionBasesTest, ToRetentionInputCarriesBaseSteps) {
+  CheckpointRecord record;
+  record.step = 9;
+  record.base_steps = {3, 7};
+  EXPECT_THAT(ToRetentionInput(record, false).base_steps, ElementsAre(3, 7));
 }
 
 }  // namespace

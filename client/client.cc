@@ -120,7 +120,9 @@ class BatchHasher {
 // once, into the message (protobuf owns its bytes fields).
 class ChunkUploader {
  public:
-  ChunkUploader(Stub* stub, absl::string_view job) : stub_(stub), job_(job) {}
+  // `step`: the pending checkpoint uploaded for (its bytes_added); 0: none.
+  ChunkUploader(Stub* stub, absl::string_view job, int64_t step = 0)
+      : stub_(stub), job_(job), step_(step) {}
 
   ~ChunkUploader() {
     if (writer_ != nullptr && !closed_) {
@@ -161,6 +163,7 @@ class ChunkUploader {
     if (writer_ == nullptr) {
       writer_ = stub_->PutChunks(&context_, &response_);
       pending_.set_job(job_);  // the first message names the job
+      pending_.set_step(step_);
     }
     if (!writer_->Write(pending_)) {
       // The server ended the call; its status says why.
@@ -178,6 +181,7 @@ class ChunkUploader {
 
   Stub* const stub_;
   const std::string job_;
+  const int64_t step_;
   grpc::ClientContext context_;
   v1::PutChunksResponse response_;
   std::unique_ptr<grpc::ClientWriter<v1::PutChunksRequest>> writer_;
@@ -541,7 +545,7 @@ absl::StatusOr<SaveResult> Client::SaveShard(
   }
   {
     BatchHasher hasher(&chunks, std::move(batches), options.hash_threads);
-    ChunkUploader uploader(impl_->stub.get(), job);
+    ChunkUploader uploader(impl_->stub.get(), job, step);
     absl::flat_hash_set<ChunkId> seen;  // asked about already in this save
     for (size_t b = 0; b < hasher.batches().size(); ++b) {
       hasher.WaitFor(b);
@@ -584,7 +588,7 @@ absl::StatusOr<SaveResult> Client::SaveShard(
     // Chunks may have gone missing since they were checked (e.g. the server
     // restarted before making them durable). Upload what is missing now and
     // retry once; if nothing is missing, the refusal has another cause.
-    ChunkUploader retry_uploader(impl_->stub.get(), job);
+    ChunkUploader retry_uploader(impl_->stub.get(), job, step);
     CKPT_RETURN_IF_ERROR(impl_->UploadMissing(job, chunks, &retry_uploader));
     if (retry_uploader.chunks_sent() == 0) return commit;
     result.chunks_sent += retry_uploader.chunks_sent();

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "common/chunk_id.h"
 #include "common/chunking.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 #include "server/rpc/shared_file.h"
@@ -196,6 +197,7 @@ class PutChunksReactor final
       } else if (context_->IsCancelled()) {
         status = absl::CancelledError("PutChunks: cancelled by the client");
       }
+      if (end) CountBytesAdded();
       {
         absl::MutexLock lock(&mu_);
         if (!end) {
@@ -223,6 +225,18 @@ class PutChunksReactor final
     }
   }
 
+  // Once, at the end of the stream (failed ones too: what they stored new
+  // stays stored): one metadata write for the whole upload. The figure is
+  // informational, so failing to record it does not fail the upload.
+  void CountBytesAdded() {
+    if (step_ <= 0 || bytes_stored_ == 0) return;
+    absl::Status status = service_->AddBytesAdded(job_, step_, bytes_stored_);
+    if (!status.ok()) {
+      CKPT_LOG(Warning, "PutChunks: bytes added by the upload for ", job_, "@",
+               step_, " not recorded: ", status.ToString());
+    }
+  }
+
   absl::Status Process(const v1::PutChunksRequest& request) {
     static constexpr absl::string_view kRpc = "PutChunks";
     if (job_.empty()) {
@@ -230,7 +244,9 @@ class PutChunksReactor final
         return InvalidRequest(kRpc, "the first message must name the job");
       }
       CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
+      CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));
       job_ = request.job();
+      step_ = request.step();
     } else if (!request.job().empty() && request.job() != job_) {
       return InvalidRequest(
           kRpc, absl::StrCat("a message names job '", request.job(),
@@ -281,6 +297,7 @@ class PutChunksReactor final
   // under mu_, which orders these accesses.
   v1::PutChunksRequest buffers_[2];
   std::string job_;
+  int64_t step_ = 0;  // the pending checkpoint uploaded for; 0: none
   uint64_t chunks_received_ = 0;
   uint64_t chunks_stored_ = 0;
   uint64_t bytes_received_ = 0;

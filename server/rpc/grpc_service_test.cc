@@ -732,6 +732,45 @@ TEST_F(GrpcServiceTest, ListingCarriesUniqueBytesOnlyWhenAsked) {
   EXPECT_FALSE(response.checkpoints(1).has_unique_bytes());
 }
 
+TEST_F(GrpcServiceTest, BytesAddedCountsOnlyChunksNewToTheStore) {
+  const std::string shared = RandomBytes(4 << 10, 6);
+  const std::string own = RandomBytes(3 << 10, 7);
+  client::SaveOptions options;
+  options.chunk_bytes = 1 << 10;
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("s", shared)}, options).ok());
+  // The same bytes again add nothing; new ones add their size.
+  ASSERT_TRUE(client_->SaveShard(kJob, 2, {Tensor("s", shared)}, options).ok());
+  ASSERT_TRUE(
+      client_
+          ->SaveShard(kJob, 3, {Tensor("s", shared), Tensor("o", own)}, options)
+          .ok());
+  auto listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].bytes_added, shared.size());
+  EXPECT_EQ((*listed)[1].bytes_added, 0u);
+  EXPECT_EQ((*listed)[2].bytes_added, own.size());
+  auto manifest = client_->GetManifest(kJob, 3);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->record.bytes_added, own.size());
+
+  // An upload naming a checkpoint that is not pending stores its chunks and
+  // changes no record.
+  v1::PutChunksRequest request;
+  request.set_job(kJob);
+  request.set_step(3);
+  v1::ChunkData* chunk = request.add_chunks();
+  chunk->set_sha256(std::string(Sha256("late").bytes()));
+  chunk->set_data("late");
+  v1::PutChunksResponse response;
+  grpc::Status status = RawPut(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.bytes_stored(), 4u);
+  listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ((*listed)[2].bytes_added, own.size());
+}
+
 TEST_F(GrpcServiceTest, StatsCarryJobAndTenantRows) {
   const std::string bytes = RandomBytes(4 << 10, 5);
   ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", bytes)}, {}).ok());

@@ -1,6 +1,7 @@
 #include "server/service/checkpoint_service.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <tuple>
 
@@ -52,6 +53,39 @@ void MergeMetadata(const CheckpointMetadata& extra, CheckpointMetadata* into) {
   into->metrics.insert(extra.metrics.begin(), extra.metrics.end());
   into->tags.insert(extra.tags.begin(), extra.tags.end());
   if (!into->writer_time.has_value()) into->writer_time = extra.writer_time;
+}
+
+// The distinct steps the shard's delta entries are taken against, ascending.
+std::vector<int64_t> DeltaBases(const ShardManifest& shard) {
+  std::vector<int64_t> bases;
+  for (const TensorEntry& tensor : shard.tensors) {
+    if (tensor.IsDelta()) bases.push_back(*tensor.delta_base_step);
+  }
+  std::sort(bases.begin(), bases.end());
+  bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
+  return bases;
+}
+
+// The sorted union of two ascending step lists.
+std::vector<int64_t> MergeSorted(const std::vector<int64_t>& a,
+                                 const std::vector<int64_t>& b) {
+  std::vector<int64_t> out;
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(),
+                 std::back_inserter(out));
+  return out;
+}
+
+// "float32 shape [8, 4] box [0, 0]+[4, 4]": what a delta must match.
+std::string LayoutText(const TensorEntry& tensor) {
+  return absl::StrCat(DTypeName(tensor.dtype), " shape [",
+                      absl::StrJoin(tensor.global_shape, ", "), "] box [",
+                      absl::StrJoin(tensor.box.offsets, ", "), "]+[",
+                      absl::StrJoin(tensor.box.lengths, ", "), "]");
+}
+
+bool SameLayout(const TensorEntry& a, const TensorEntry& b) {
+  return a.name == b.name && a.dtype == b.dtype &&
+         a.global_shape == b.global_shape && a.box == b.box;
 }
 
 std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
@@ -288,19 +322,82 @@ absl::StatusOr<bool> CheckpointService::PutChunk(absl::string_view job,
   return chunks_->Put(TenantOf(job), claimed, bytes);
 }
 
+absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
+                                                int64_t step,
+                                                const ShardManifest& shard) {
+  // Each base's shards, read once however many entries use it.
+  std::map<int64_t, std::vector<ShardManifest>> base_shards;
+  for (const TensorEntry& tensor : shard.tensors) {
+    if (!tensor.IsDelta()) continue;
+    const int64_t base = *tensor.delta_base_step;
+    auto refuse = [&](absl::string_view problem) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", shard.rank, " of ", Describe(job, step), ": tensor '",
+          tensor.name, "' is a delta against step ", base, " of job ", job,
+          ", ", problem, "; save it in full"));
+    };
+    if (base >= step) {
+      return refuse(absl::StrCat("which is not older than step ", step));
+    }
+    auto it = base_shards.find(base);
+    if (it == base_shards.end()) {
+      absl::StatusOr<CheckpointRecord> record =
+          metadata_->GetCheckpoint(job, base);
+      if (absl::IsNotFound(record.status())) {
+        return refuse(
+            "which is not a committed checkpoint (deleted by retention?)");
+      }
+      CKPT_RETURN_IF_ERROR(record.status());
+      if (record->state != CheckpointState::kCommitted) {
+        return refuse(absl::StrCat("which is ",
+                                   CheckpointStateName(record->state),
+                                   ", not committed"));
+      }
+      CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> shards,
+                            metadata_->GetShards(job, base));
+      it = base_shards.emplace(base, std::move(shards)).first;
+    }
+    const TensorEntry* same_name = nullptr;
+    bool matched = false;
+    for (const ShardManifest& base_shard : it->second) {
+      for (const TensorEntry& candidate : base_shard.tensors) {
+        if (candidate.name != tensor.name) continue;
+        if (same_name == nullptr) same_name = &candidate;
+        if (SameLayout(candidate, tensor)) matched = true;
+      }
+    }
+    if (matched) continue;
+    if (same_name == nullptr) {
+      return refuse(absl::StrCat("which has no tensor '", tensor.name, "'"));
+    }
+    return refuse(absl::StrCat("which holds it as ", LayoutText(*same_name),
+                               ", not as this delta's ", LayoutText(tensor)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
+                                              int64_t step, uint64_t bytes) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  if (bytes == 0) return absl::OkStatus();
+  absl::MutexLock lock(&lifecycle_mu_);
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status())) return absl::OkStatus();
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state != CheckpointState::kPending) return absl::OkStatus();
+  record->bytes_added += bytes;
+  MetadataBatch batch;
+  batch.PutCheckpoint(*record);
+  return metadata_->Apply(batch);
+}
+
 absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     absl::string_view job, int64_t step, int32_t world_size,
     const ShardManifest& shard) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   CKPT_RETURN_IF_ERROR(ValidateShardManifest(shard, world_size));
-  for (const TensorEntry& tensor : shard.tensors) {
-    if (tensor.IsDelta()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", tensor.name,
-                       "': row deltas are not accepted by this server yet"));
-    }
-  }
 
   // Every referenced chunk must be stored, and durable before the manifest
   // that references it is. Checked and synced outside the lock (a flush is
@@ -368,6 +465,11 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
         Describe(job, step), " was aborted: ", record.abort_reason));
   }
 
+  // Checked under the lock that DeleteCheckpoint and retention take, so the
+  // bases cannot go between this check and the commit; from then on this
+  // record's base_steps keeps them.
+  CKPT_RETURN_IF_ERROR(CheckDeltaBases(job, step, shard));
+  record.base_steps = MergeSorted(record.base_steps, DeltaBases(shard));
   record.committed_ranks.insert(
       std::upper_bound(record.committed_ranks.begin(),
                        record.committed_ranks.end(), shard.rank),
@@ -620,6 +722,27 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
     return absl::FailedPreconditionError(
         absl::StrCat(Describe(job, step), " is pending; abort it instead"));
   }
+  // Deltas cannot be restored without their base.
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        metadata_->ListCheckpoints(job));
+  std::vector<std::string> dependents;
+  for (const CheckpointRecord& other : records) {
+    if (other.state == CheckpointState::kAborted ||
+        !std::binary_search(other.base_steps.begin(), other.base_steps.end(),
+                            step)) {
+      continue;
+    }
+    dependents.push_back(absl::StrCat(
+        other.step,
+        other.state == CheckpointState::kPending ? " (pending)" : ""));
+  }
+  if (!dependents.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("step ", step, " of job ", job, " is the base of ",
+                     dependents.size() == 1 ? "step " : "steps ",
+                     absl::StrJoin(dependents, ", "),
+                     " (row deltas against it); delete those first"));
+  }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
   batch.AppendEvent(
@@ -716,12 +839,18 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     const JobRecord& job, const RetentionPolicy& policy,
     const std::vector<CheckpointRecord>& records) {
   std::vector<RetentionInput> inputs;
+  // A pending checkpoint whose committed ranks use a base needs it kept.
+  std::map<int64_t, std::vector<int64_t>> pending_bases;
   for (const auto& record : records) {
+    if (record.state == CheckpointState::kPending &&
+        !record.base_steps.empty()) {
+      pending_bases[record.step] = record.base_steps;
+    }
     if (record.state != CheckpointState::kCommitted) continue;
     inputs.push_back(ToRetentionInput(record, record.pinned));
   }
-  return EvaluateRetention(policy, std::move(inputs),
-                           job.first_checkpoint_time);
+  return EvaluateRetention(policy, std::move(inputs), job.first_checkpoint_time,
+                           pending_bases);
 }
 
 absl::StatusOr<std::vector<RetentionDecision>>

@@ -104,6 +104,12 @@ class CheckpointService {
   absl::StatusOr<bool> PutChunk(absl::string_view job, const ChunkId& claimed,
                                 absl::string_view bytes);
 
+  // Adds `bytes`, the chunk bytes an upload for (job, step) stored new, to
+  // that checkpoint's bytes_added, in one metadata write. Does nothing when
+  // the checkpoint is absent or no longer pending (a late or stray upload).
+  absl::Status AddBytesAdded(absl::string_view job, int64_t step,
+                             uint64_t bytes);
+
   // Records rank `shard.rank`'s manifest. Every referenced chunk must be
   // stored (FAILED_PRECONDITION naming the missing ones otherwise) and is
   // made durable first. When the last rank commits, the checkpoint becomes
@@ -112,6 +118,13 @@ class CheckpointService {
   // checkpoint when it is older than the ones the policy keeps: a late step
   // under max_to_keep). Recommitting an identical shard
   // is OK; a different one is FAILED_PRECONDITION.
+  //
+  // A delta entry (TensorEntry::delta_base_step) needs its base to be an
+  // older committed checkpoint of the job with a tensor entry of the same
+  // name, dtype, global shape and box in some shard; FAILED_PRECONDITION
+  // naming the tensor and the base otherwise. The record's base_steps
+  // becomes the union of the bases of all its committed shards; retention
+  // and DeleteCheckpoint keep those bases while the record exists.
   absl::StatusOr<CommitResult> CommitShard(absl::string_view job, int64_t step,
                                            int32_t world_size,
                                            const ShardManifest& shard);
@@ -150,7 +163,8 @@ class CheckpointService {
 
   // Removes a committed or aborted checkpoint's manifest at once; chunk
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
-  // for a pending one (abort it instead).
+  // for a pending one (abort it instead) and for the delta base of another
+  // pending or committed checkpoint (naming those).
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
 
   // Whole server when job is empty; else the job's checkpoints and its
@@ -165,7 +179,8 @@ class CheckpointService {
   //
   // Every decision below evaluates EvaluateRetention over the job's committed
   // checkpoints (pending and aborted ones are never counted or deleted),
-  // each with its pin, and the job's first checkpoint time as the
+  // each with its pin and delta bases, the bases pending ones use (kept
+  // too), and the job's first checkpoint time as the
   // every-N-hours clock start, under lifecycle_mu_; deletions go in one
   // atomic batch. A crash mid-operation leaves either all or none of them.
 
@@ -246,6 +261,11 @@ class CheckpointService {
   // FAILED_PRECONDITION naming the ids the job's tenant does not hold.
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
                                  int32_t rank, absl::Span<const ChunkId> ids);
+  // OK when every delta entry of `shard` (for `step`) has its base (see
+  // CommitShard); FAILED_PRECONDITION saying what is wrong otherwise.
+  absl::Status CheckDeltaBases(absl::string_view job, int64_t step,
+                               const ShardManifest& shard)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
   // Decisions for the committed ones among `records` (any states).

@@ -785,29 +785,37 @@ RetentionInput Delta(int64_t step, std::vector<int64_t> bases,
   return in;
 }
 
+// Decisions for `in`; as many as inputs, or none when evaluation failed.
+std::vector<RetentionDecision> Decisions(
+    const RetentionPolicy& policy, const std::vector<RetentionInput>& in,
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {}) {
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(policy, in, std::nullopt, pending_bases);
+  EXPECT_TRUE(ds.ok()) << ds.status();
+  return ds.value_or(std::vector<RetentionDecision>{});
+}
+
 TEST(RetentionBasesTest, IntermittentDeltasKeepTheirFullBase) {
   // Full save 1, then deltas 2..5 each against 1 (Check-N-Run intermittent).
   std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {1}),
                                     Delta(4, {1}), Delta(5, {1})};
-  absl::StatusOr<std::vector<RetentionDecision>> ds =
-      EvaluateRetention(MaxToKeep(2), in, std::nullopt);
-  ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 4, 5));
-  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of steps 4, 5"));
+  const std::vector<RetentionDecision> ds = Decisions(MaxToKeep(2), in);
+  ASSERT_EQ(ds.size(), in.size());
+  EXPECT_THAT(KeptSteps(ds), ElementsAre(1, 4, 5));
+  EXPECT_THAT(DecisionFor(ds, 1).reasons, ElementsAre("base of steps 4, 5"));
   // The deleted deltas 2 and 3 keep nothing.
-  EXPECT_FALSE(DecisionFor(*ds, 2).keep);
-  EXPECT_FALSE(DecisionFor(*ds, 3).keep);
+  EXPECT_FALSE(DecisionFor(ds, 2).keep);
+  EXPECT_FALSE(DecisionFor(ds, 3).keep);
 }
 
 TEST(RetentionBasesTest, ConsecutiveChainIsKeptWhole) {
   std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {2}),
                                     Delta(4, {3}), Delta(5, {4})};
-  absl::StatusOr<std::vector<RetentionDecision>> ds =
-      EvaluateRetention(MaxToKeep(1), in, std::nullopt);
-  ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 3, 4, 5));
-  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
-  EXPECT_THAT(DecisionFor(*ds, 4).reasons, ElementsAre("base of step 5"));
+  const std::vector<RetentionDecision> ds = Decisions(MaxToKeep(1), in);
+  ASSERT_EQ(ds.size(), in.size());
+  EXPECT_THAT(KeptSteps(ds), ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(DecisionFor(ds, 1).reasons, ElementsAre("base of step 2"));
+  EXPECT_THAT(DecisionFor(ds, 4).reasons, ElementsAre("base of step 5"));
 }
 
 TEST(RetentionBasesTest, NewFullSaveReleasesTheOldChain) {
@@ -819,32 +827,30 @@ TEST(RetentionBasesTest, NewFullSaveReleasesTheOldChain) {
 TEST(RetentionBasesTest, PinnedDeltaKeepsItsBase) {
   std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}, true),
                                     Delta(3, {}), Delta(4, {})};
-  absl::StatusOr<std::vector<RetentionDecision>> ds =
-      EvaluateRetention(MaxToKeep(1), in, std::nullopt);
-  ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 4));
-  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
+  const std::vector<RetentionDecision> ds = Decisions(MaxToKeep(1), in);
+  ASSERT_EQ(ds.size(), in.size());
+  EXPECT_THAT(KeptSteps(ds), ElementsAre(1, 2, 4));
+  EXPECT_THAT(DecisionFor(ds, 1).reasons, ElementsAre("base of step 2"));
 }
 
 TEST(RetentionBasesTest, BaseKeptByARuleAlsoSaysItIsABase) {
   std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1})};
-  absl::StatusOr<std::vector<RetentionDecision>> ds =
-      EvaluateRetention(MaxToKeep(2), in, std::nullopt);
-  ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_THAT(DecisionFor(*ds, 1).reasons,
+  const std::vector<RetentionDecision> ds = Decisions(MaxToKeep(2), in);
+  ASSERT_EQ(ds.size(), in.size());
+  EXPECT_THAT(DecisionFor(ds, 1).reasons,
               ElementsAre("among the 2 most recent", "base of step 2"));
 }
 
 TEST(RetentionBasesTest, PendingCheckpointsKeepTheirBasesAndChains) {
   std::vector<RetentionInput> in = {Delta(1, {}), Delta(2, {1}), Delta(3, {}),
                                     Delta(4, {})};
-  absl::StatusOr<std::vector<RetentionDecision>> ds = EvaluateRetention(
-      MaxToKeep(1), in, std::nullopt, {{6, {2}}, {7, {2, 4}}});
-  ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_THAT(KeptSteps(*ds), ElementsAre(1, 2, 4));
-  EXPECT_THAT(DecisionFor(*ds, 2).reasons,
+  const std::vector<RetentionDecision> ds =
+      Decisions(MaxToKeep(1), in, {{6, {2}}, {7, {2, 4}}});
+  ASSERT_EQ(ds.size(), in.size());
+  EXPECT_THAT(KeptSteps(ds), ElementsAre(1, 2, 4));
+  EXPECT_THAT(DecisionFor(ds, 2).reasons,
               ElementsAre("base of pending steps 6, 7"));
-  EXPECT_THAT(DecisionFor(*ds, 1).reasons, ElementsAre("base of step 2"));
+  EXPECT_THAT(DecisionFor(ds, 1).reasons, ElementsAre("base of step 2"));
 }
 
 TEST(RetentionBasesTest, ToRetentionInputCarriesBaseSteps) {

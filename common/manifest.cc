@@ -69,6 +69,10 @@ absl::string_view CheckpointStateName(CheckpointState state) {
   return "invalid";
 }
 
+absl::string_view CheckpointKindName(const CheckpointRecord& record) {
+  return record.IsIncremental() ? "delta" : "full";
+}
+
 uint64_t TensorEntry::ByteSize() const {
   uint64_t elements = 1;
   for (int64_t length : box.lengths) elements *= static_cast<uint64_t>(length);

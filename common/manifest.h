@@ -118,6 +118,9 @@ struct CheckpointRecord {
   // Chunk bytes first stored by uploads for this checkpoint.
   uint64_t bytes_added = 0;
 
+  // Some of its entries are row deltas (base_steps is non-empty).
+  bool IsIncremental() const { return !base_steps.empty(); }
+
   // The time retention and listings use: the writer's, else the commit's.
   absl::Time EffectiveTime() const {
     return metadata.writer_time.value_or(commit_time);
@@ -125,6 +128,9 @@ struct CheckpointRecord {
   friend bool operator==(const CheckpointRecord&,
                          const CheckpointRecord&) = default;
 };
+
+// "delta" for an incremental checkpoint, else "full" (listings, CLI, Python).
+absl::string_view CheckpointKindName(const CheckpointRecord& record);
 
 // A committed checkpoint with all of its shards (ascending rank).
 struct Checkpoint {

@@ -208,6 +208,12 @@ json RecordJson(const CheckpointRecord& record) {
       {"committed_ranks", record.committed_ranks},
       {"create_time", FormatTimestamp(record.create_time)},
       {"pinned", record.pinned},
+      {"kind", std::string(CheckpointKindName(record))},
+      // The highest when its deltas use several bases.
+      {"base_step", record.base_steps.empty() ? json(nullptr)
+                                              : json(record.base_steps.back())},
+      {"base_steps", record.base_steps},
+      {"bytes_added", record.bytes_added},
   };
   if (record.state == CheckpointState::kCommitted) {
     out["commit_time"] = FormatTimestamp(record.commit_time);
@@ -501,9 +507,11 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     PrintJson(list);
     return absl::OkStatus();
   }
-  // UNIQUE: what deleting the checkpoint alone would free at the next GC.
-  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD",  "SIZE",
-                                     "UNIQUE", "PINNED", "METRICS"};
+  // UNIQUE: what deleting the checkpoint alone would free at the next GC;
+  // ADDED: what saving it stored new; BASE: the steps its deltas apply to.
+  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD", "KIND",
+                                     "BASE",   "SIZE",   "ADDED", "UNIQUE",
+                                     "PINNED", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
   for (const client::CheckpointUsage& usage : listed) {
@@ -511,7 +519,10 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     std::vector<std::string> row = {absl::StrCat(record.step),
                                     FormatTimestamp(DisplayTime(record)),
                                     absl::StrCat(record.world_size),
+                                    std::string(CheckpointKindName(record)),
+                                    FormatSteps(record.base_steps),
                                     HumanBytes(record.logical_bytes),
+                                    HumanBytes(record.bytes_added),
                                     usage.unique_bytes.has_value()
                                         ? HumanBytes(*usage.unique_bytes)
                                         : std::string("-"),
@@ -546,6 +557,10 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
              {"box",
               {{"offsets", entry.box.offsets}, {"lengths", entry.box.lengths}}},
              {"bytes", entry.ByteSize()},
+             {"stored_bytes", entry.StoredBytes()},
+             {"delta", entry.IsDelta()},
+             {"base_step",
+              entry.IsDelta() ? json(*entry.delta_base_step) : json(nullptr)},
              {"chunk_count", entry.pieces.size()},
              {"chunks", chunks}});
       }
@@ -563,20 +578,31 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
             << FormatTimestamp(DisplayTime(record)) << ")\n"
             << "world size " << record.world_size << ", "
             << HumanBytes(record.logical_bytes) << "\n"
+            << "kind " << CheckpointKindName(record);
+  if (record.IsIncremental()) {
+    std::cout << " (deltas against step(s) " << FormatSteps(record.base_steps)
+              << ")";
+  }
+  std::cout << ", " << HumanBytes(record.bytes_added) << " added\n"
             << "metrics: " << FormatMetrics(record.metadata.metrics) << "\n"
             << "tags: " << FormatTags(record.metadata.tags) << "\n\n";
   std::vector<std::vector<std::string>> rows;
   for (const ShardManifest& shard : checkpoint.shards) {
     for (const TensorEntry& entry : shard.tensors) {
-      rows.push_back({absl::StrCat(shard.rank), entry.name,
-                      std::string(DTypeName(entry.dtype)),
-                      FormatShape(entry.global_shape), FormatBox(entry.box),
-                      absl::StrCat(entry.pieces.size()),
-                      HumanBytes(entry.ByteSize())});
+      rows.push_back(
+          {absl::StrCat(shard.rank), entry.name,
+           std::string(DTypeName(entry.dtype)), FormatShape(entry.global_shape),
+           FormatBox(entry.box), entry.IsDelta() ? "delta" : "full",
+           entry.IsDelta() ? absl::StrCat(*entry.delta_base_step)
+                           : std::string("-"),
+           absl::StrCat(entry.pieces.size()), HumanBytes(entry.ByteSize()),
+           HumanBytes(entry.StoredBytes())});
     }
   }
+  // SIZE: the tensor's bytes; STORED: what its pieces hold (a delta's rows).
   PrintTable(std::cout,
-             {"RANK", "TENSOR", "DTYPE", "SHAPE", "BOX", "CHUNKS", "SIZE"},
+             {"RANK", "TENSOR", "DTYPE", "SHAPE", "BOX", "KIND", "BASE",
+              "CHUNKS", "SIZE", "STORED"},
              rows);
   return absl::OkStatus();
 }

@@ -29,6 +29,11 @@ std::string FormatShape(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
+std::string FormatSteps(const std::vector<int64_t>& steps) {
+  if (steps.empty()) return "-";
+  return absl::StrJoin(steps, ", ");
+}
+
 std::string FormatBox(const Box& box) {
   std::vector<std::string> dims;
   for (size_t d = 0; d < box.offsets.size() && d < box.lengths.size(); ++d) {

@@ -20,6 +20,8 @@ std::string FormatTimestamp(absl::Time time);
 std::string FormatShape(const std::vector<int64_t>& shape);
 // "[0:+4, 512:+512]": offset and length per dimension.
 std::string FormatBox(const Box& box);
+// "4" or "2, 4" (delta base steps); "-" when empty.
+std::string FormatSteps(const std::vector<int64_t>& steps);
 // "loss=0.25 epoch=3"; "-" when empty.
 std::string FormatMetrics(const std::map<std::string, double>& metrics);
 std::string FormatTags(const std::map<std::string, std::string>& tags);

@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   CLI::App* ls_cmd = app.add_subcommand(
       "ls",
       "List jobs (name, checkpoints, size, latest step), or a job's "
-      "committed checkpoints.");
+      "committed checkpoints: kind (full, or delta with its base steps), "
+      "size, bytes added by the save, unique bytes, pin, metrics.");
   ls_cmd->add_option("JOB", ls.job, "Job whose checkpoints to list");
   ls_cmd->add_flag("--all", ls.all,
                    "Also list pending and aborted checkpoints, with state");
@@ -103,8 +104,9 @@ int main(int argc, char** argv) {
   ckpt::cli::ShowArgs show;
   CLI::App* show_cmd = app.add_subcommand(
       "show",
-      "Show a checkpoint's manifest: tensors per rank with dtype, shape, "
-      "box, chunk count and size.");
+      "Show a checkpoint's manifest: its kind, base steps and bytes added, "
+      "then tensors per rank with dtype, shape, box, kind (full or delta) "
+      "and base step, chunk count, size and stored bytes.");
   show_cmd->add_option("JOB", show.job, "Job name, tenant/name")->required();
   show_cmd->add_option("STEP", show.step, kStepHelp)->required();
 

@@ -173,6 +173,9 @@ py::dict RecordToDict(const CheckpointRecord& record) {
   dict["logical_bytes"] = record.logical_bytes;
   dict["committed_ranks"] = record.committed_ranks;
   dict["pinned"] = record.pinned;
+  dict["kind"] = std::string(CheckpointKindName(record));
+  dict["base_steps"] = record.base_steps;
+  dict["bytes_added"] = record.bytes_added;
   return dict;
 }
 

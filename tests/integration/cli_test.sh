@@ -35,6 +35,10 @@ assert cp["step"] == 10 and cp["world_size"] == 2, cp
 assert cp["logical_bytes"] == 9000000 + 1234 + 13 + 777 + 13, cp
 assert abs(cp["metrics"]["val_loss"] - 0.25) < 1e-12, cp
 assert cp["time"].startswith("2026-01-02T03:04:05"), cp
+# A full save; the replicated config.txt was stored new by one rank only.
+assert cp["kind"] == "full" and cp["base_step"] is None, cp
+assert cp["base_steps"] == [], cp
+assert cp["bytes_added"] == 9000000 + 1234 + 13 + 777, cp
 PY
 
 "${ckpt}" ls --json | "${py}" -c '
@@ -47,8 +51,18 @@ import json,sys
 m = json.load(sys.stdin)
 text = json.dumps(m)
 for name in ("model.bin", "optim.bin", "config.txt"):
-    assert name in text, name'
-"${ckpt}" show cli/job latest | grep -q "model.bin" || fail "show (table) lacks model.bin"
+    assert name in text, name
+assert m["kind"] == "full" and m["bytes_added"] == 9000000 + 1234 + 13 + 777, m
+for shard in m["shards"]:
+    for t in shard["tensors"]:
+        assert t["delta"] is False and t["base_step"] is None, t
+        assert t["stored_bytes"] == t["bytes"], t'
+"${ckpt}" show cli/job latest >"${work}/show.txt"
+grep -q "model.bin" "${work}/show.txt" || fail "show (table) lacks model.bin"
+grep -q "^kind full, " "${work}/show.txt" || fail "show lacks the kind: $(cat "${work}/show.txt")"
+"${ckpt}" ls cli/job >"${work}/ls.txt"
+grep -q "KIND.*BASE.*SIZE.*ADDED" "${work}/ls.txt" || fail "ls lacks KIND, BASE, ADDED: $(cat "${work}/ls.txt")"
+grep -q " full  *- " "${work}/ls.txt" || fail "ls row lacks kind full and no base: $(cat "${work}/ls.txt")"
 
 for rank in 0 1; do
   "${ckpt}" get cli/job latest "${work}/out${rank}" --rank "${rank}"

@@ -41,6 +41,9 @@ def test_save_and_restore_round_trip_dtypes_and_shapes(client):
     assert record["step"] == 7 and record["state"] == "committed"
     assert record["metrics"] == {"val_loss": 0.5}
     assert record["tags"] == {"k": "v"}
+    assert record["kind"] == "full" and record["base_steps"] == []
+    assert 0 < record["bytes_added"] <= sum(
+        a.nbytes for a in arrays.values())
     assert client.latest_step("t/job") == 7
 
 

@@ -3,11 +3,18 @@
 // the client library.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
@@ -15,6 +22,18 @@
 #include "tests/integration/temp_dir.h"
 
 namespace ckpt::testing {
+
+inline std::string ReadWholeFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// What a run of the `ckpt` CLI printed, and its exit code (-1: no exit).
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
 
 class RealServerTest : public ::testing::Test {
  protected:
@@ -37,6 +56,21 @@ class RealServerTest : public ::testing::Test {
   }
 
   std::string db_path() const { return dir_->path() + "/db"; }
+
+  // Runs the real `ckpt` CLI against the server.
+  CommandResult Ckpt(const std::string& args) {
+    const std::string out = dir_->path() + "/cli.out";
+    const std::string err = dir_->path() + "/cli.err";
+    const std::string command =
+        absl::StrCat(BuiltBinary("client/ckpt"), " --server ",
+                     server_->address(), " ", args, " >", out, " 2>", err);
+    const int status = std::system(command.c_str());
+    CommandResult result;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out = ReadWholeFile(out);
+    result.err = ReadWholeFile(err);
+    return result;
+  }
 
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<ServerProcess> server_;

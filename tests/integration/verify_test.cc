@@ -1,9 +1,6 @@
 // Verify end to end: the real ckpt-server over RocksDB on disk, one byte of
 // a stored chunk flipped inside its BlobDB file while the server is down,
 // then `verify` (client library and the real `ckpt` CLI) and restores.
-#include <sys/wait.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -41,11 +38,6 @@ client::TensorData Tensor(const std::string& name, const std::string& bytes) {
           bytes, std::nullopt,  {}};
 }
 
-std::string ReadWholeFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // Flips one byte of the single stored copy of `needle` under `dir`; fails
 // the test unless exactly one file holds it exactly once (so the flip is
 // the only copy of these bytes, not a stale one).
@@ -68,12 +60,6 @@ void FlipTheOnlyCopy(const std::string& dir, const std::string& needle) {
   ASSERT_TRUE(file.good());
 }
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
 class VerifyEndToEndTest : public RealServerTest {
  protected:
   void SetUp() override {
@@ -95,21 +81,6 @@ class VerifyEndToEndTest : public RealServerTest {
     auto saved = client_->SaveShard(kJob, step, tensors, options);
     ASSERT_TRUE(saved.ok()) << saved.status();
     ASSERT_TRUE(saved->checkpoint_committed);
-  }
-
-  // Runs the real `ckpt` CLI against the server.
-  CommandResult Ckpt(const std::string& args) {
-    const std::string out = dir_->path() + "/cli.out";
-    const std::string err = dir_->path() + "/cli.err";
-    const std::string command =
-        absl::StrCat(BuiltBinary("client/ckpt"), " --server ",
-                     server_->address(), " ", args, " >", out, " 2>", err);
-    const int status = std::system(command.c_str());
-    CommandResult result;
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadWholeFile(out);
-    result.err = ReadWholeFile(err);
-    return result;
   }
 };
 

@@ -1,0 +1,148 @@
+// Row deltas end to end: the real ckpt-server over RocksDB takes a delta
+// checkpoint committed through the raw gRPC stub (as a client writing
+// deltas does), and the real `ckpt` CLI shows it (ls, show, --json),
+// refuses to delete its base and says why prune keeps it.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "common/manifest.h"
+#include "common/row_delta.h"
+#include "common/sha256.h"
+#include "common/wire_format.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/real_server_test.h"
+
+namespace ckpt::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr char kJob[] = "it/delta";
+
+class DeltaCliTest : public RealServerTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RealServerTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(StartServer());
+    stub_ = v1::CheckpointService::NewStub(grpc::CreateChannel(
+        server_->address(), grpc::InsecureChannelCredentials()));
+  }
+
+  // Saves `step` (one rank) holding `entry`, whose pieces are made of
+  // `bytes`, uploaded for that step.
+  void SaveRaw(int64_t step, TensorEntry entry, const std::string& bytes) {
+    {
+      v1::BeginCheckpointRequest request;
+      request.set_job(kJob);
+      request.set_step(step);
+      request.set_world_size(1);
+      v1::BeginCheckpointResponse response;
+      grpc::ClientContext context;
+      grpc::Status status =
+          stub_->BeginCheckpoint(&context, request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    {
+      v1::PutChunksRequest request;
+      request.set_job(kJob);
+      request.set_step(step);
+      v1::ChunkData* chunk = request.add_chunks();
+      chunk->set_sha256(std::string(Sha256(bytes).bytes()));
+      chunk->set_data(bytes);
+      v1::PutChunksResponse response;
+      grpc::ClientContext context;
+      auto writer = stub_->PutChunks(&context, &response);
+      writer->Write(request);
+      writer->WritesDone();
+      grpc::Status status = writer->Finish();
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    entry.pieces = {ChunkRef{Sha256(bytes), bytes.size()}};
+    ShardManifest shard;
+    shard.tensors.push_back(std::move(entry));
+    v1::CommitShardRequest request;
+    request.set_job(kJob);
+    request.set_step(step);
+    request.set_world_size(1);
+    ToProto(shard, request.mutable_shard());
+    v1::CommitShardResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->CommitShard(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Runs the CLI with `args`, expecting success and JSON on stdout.
+  json CkptJson(const std::string& args) {
+    CommandResult result = Ckpt(absl::StrCat(args, " --json"));
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  std::unique_ptr<v1::CheckpointService::Stub> stub_;
+};
+
+TEST_F(DeltaCliTest, LsShowRmAndPruneExplainADeltaAndItsBase) {
+  // float32 [4, 2]: 8-byte rows. Step 2 changes row 1 of step 1.
+  TensorEntry entry;
+  entry.name = "emb";
+  entry.dtype = DType::kFloat32;
+  entry.global_shape = {4, 2};
+  entry.box = Box{{0, 0}, {4, 2}};
+  const std::string full(32, 'a');
+  ASSERT_NO_FATAL_FAILURE(SaveRaw(1, entry, full));
+  const uint64_t changed[] = {1};
+  absl::StatusOr<std::string> delta =
+      EncodeRowDelta(std::string(32, 'b'), entry.RowBytes(), changed);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  entry.delta_base_step = 1;
+  ASSERT_NO_FATAL_FAILURE(SaveRaw(2, entry, *delta));
+
+  const json listed = CkptJson(absl::StrCat("ls ", kJob));
+  ASSERT_TRUE(listed.is_array() && listed.size() == 2) << listed.dump();
+  EXPECT_EQ(listed[0]["kind"], "full");
+  EXPECT_TRUE(listed[0]["base_step"].is_null());
+  EXPECT_EQ(listed[0]["base_steps"], json::array());
+  EXPECT_EQ(listed[0]["bytes_added"], full.size());
+  EXPECT_EQ(listed[1]["kind"], "delta");
+  EXPECT_EQ(listed[1]["base_step"], 1);
+  EXPECT_EQ(listed[1]["base_steps"], json::array({1}));
+  EXPECT_EQ(listed[1]["bytes_added"], delta->size());
+
+  const json shown = CkptJson(absl::StrCat("show ", kJob, " 2"));
+  ASSERT_TRUE(shown.is_object()) << shown.dump();
+  EXPECT_EQ(shown["kind"], "delta");
+  const json& tensor = shown["shards"][0]["tensors"][0];
+  EXPECT_EQ(tensor["delta"], true);
+  EXPECT_EQ(tensor["base_step"], 1);
+  EXPECT_EQ(tensor["bytes"], 32);
+  EXPECT_EQ(tensor["stored_bytes"], delta->size());
+
+  CommandResult table = Ckpt(absl::StrCat("ls ", kJob));
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("KIND"));
+  EXPECT_THAT(table.out, HasSubstr(" delta "));
+  CommandResult show = Ckpt(absl::StrCat("show ", kJob, " 2"));
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("kind delta (deltas against step(s) 1)"));
+  EXPECT_THAT(show.out, HasSubstr("STORED"));
+
+  CommandResult rm = Ckpt(absl::StrCat("rm ", kJob, " 1"));
+  EXPECT_NE(rm.exit_code, 0);
+  EXPECT_THAT(rm.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(rm.err, HasSubstr("is the base of step 2"));
+
+  CommandResult prune =
+      Ckpt(absl::StrCat("prune ", kJob, " --keep-last 1 --dry-run"));
+  ASSERT_EQ(prune.exit_code, 0) << prune.err;
+  EXPECT_THAT(prune.out, HasSubstr("base of step 2"));
+}
+
+}  // namespace
+}  // namespace ckpt::testing

@@ -19,19 +19,17 @@
 namespace ckpt::server {
 namespace {
 
-using ::ckpt::server::testing::CheckpointServiceTest;
-using ::ckpt::server::testing::kJob;
-using ::ckpt::server::testing::MaxToKeep;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-
 // Where a tensor entry sits: what a delta must match in its base.
 struct Layout {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> global_shape = {4, 2};
   Box box = Box{{0, 0}, {4, 2}};
 };
+
+using ::ckpt::server::testing::CheckpointServiceTest;
+using ::ckpt::server::testing::kJob;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 // Makes tensor entries of real bytes and uploads their chunks for `job`.
 class EntryMaker {
@@ -135,7 +133,7 @@ TEST_F(DeltaCheckpointTest, DeltaAgainstAFullBaseCommits) {
   ASSERT_TRUE(delta.ok()) << delta.status();
   EXPECT_TRUE(delta->checkpoint_committed);
   EXPECT_THAT(delta->record.base_steps, ElementsAre(1));
-  EXPECT_THAT(Record(1).base_steps, IsEmpty());
+  EXPECT_THAT(Record(1).base_steps, ::testing::IsEmpty());
   absl::StatusOr<Checkpoint> stored = service_.GetManifest(kJob, 2);
   ASSERT_TRUE(stored.ok()) << stored.status();
   EXPECT_THAT(stored->record.base_steps, ElementsAre(1));
@@ -159,8 +157,8 @@ TEST_F(DeltaCheckpointTest, DeltaWithoutItsBaseIsRefusedNamingTensorAndBase) {
                         "team/model, which is not a committed checkpoint"));
   EXPECT_THAT(status.message(), HasSubstr("save it in full"));
   // Nothing was recorded for the refused shard.
-  EXPECT_THAT(Record(6).committed_ranks, IsEmpty());
-  EXPECT_THAT(Record(6).base_steps, IsEmpty());
+  EXPECT_THAT(Record(6).committed_ranks, ::testing::IsEmpty());
+  EXPECT_THAT(Record(6).base_steps, ::testing::IsEmpty());
 }
 
 // A base that is pending (one of two ranks committed) or aborted.
@@ -292,7 +290,7 @@ TEST_F(DeltaCheckpointTest, DeletingABaseIsRefusedNamingItsDependents) {
 
 TEST_F(DeltaCheckpointTest, RetentionAtCommitKeepsTheBaseOfTheNewDelta) {
   ASSERT_TRUE(Commit(1, {make_.Full("emb", 'a')}).ok());
-  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(1)).ok());
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, testing::MaxToKeep(1)).ok());
   ASSERT_TRUE(CommitDelta(2, make_.Delta("emb", 1, 'b')).ok());
   ASSERT_TRUE(CommitDelta(3, make_.Delta("emb", 2, 'c')).ok());
   EXPECT_THAT(VisibleSteps(), ElementsAre(1, 2, 3));
@@ -312,7 +310,7 @@ TEST_F(DeltaCheckpointTest, RetentionAtCommitKeepsTheBaseOfTheNewDelta) {
 
 TEST_F(DeltaCheckpointTest, PendingDeltaKeepsItsBaseUnderRetention) {
   ASSERT_TRUE(Commit(1, {make_.Full("emb", 'a')}).ok());
-  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(1)).ok());
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, testing::MaxToKeep(1)).ok());
   // Rank 0 of step 2 commits a delta against 1; rank 1 has not yet.
   ASSERT_TRUE(Commit(2, {make_.Delta("emb", 1, 'b')}, 0, 2).ok());
   ASSERT_TRUE(Commit(3, {make_.Full("emb", 'c')}).ok());
@@ -356,7 +354,7 @@ TEST(DeltaGarbageCollectionTest, GcKeepsTheBaseARetainedDeltaNeeds) {
   EntryMaker make(&service, kJob);
 
   ASSERT_TRUE(CommitTensors(service, kJob, 1, {make.Full("emb", 'a')}).ok());
-  ASSERT_TRUE(service.SetRetentionPolicy(kJob, MaxToKeep(1)).ok());
+  ASSERT_TRUE(service.SetRetentionPolicy(kJob, testing::MaxToKeep(1)).ok());
   ASSERT_TRUE(
       CommitTensors(service, kJob, 2, {make.Delta("emb", 1, 'b')}).ok());
   // An unreferenced chunk, to show that the collection does collect.

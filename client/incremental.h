@@ -50,8 +50,15 @@ struct TensorPlan {
 };
 
 // What Plan decided for one save; valid while the tensors' memory is.
+// Move-only: its tensors' delta_rows view rows it owns.
 class IncrementalPlan {
  public:
+  IncrementalPlan() = default;
+  IncrementalPlan(IncrementalPlan&&) = default;
+  IncrementalPlan& operator=(IncrementalPlan&&) = default;
+  IncrementalPlan(const IncrementalPlan&) = delete;
+  IncrementalPlan& operator=(const IncrementalPlan&) = delete;
+
   // The tensors to pass to SaveShard, in the order given to Plan, with
   // delta_base_step / delta_rows set where a delta was chosen.
   absl::Span<const TensorData> tensors() const { return tensors_; }
@@ -71,6 +78,7 @@ class IncrementalPlan {
   std::vector<bool> tracked_;
 };
 
+// Not thread-safe: one Plan / Committed / Forget at a time.
 class IncrementalSaver {
  public:
   explicit IncrementalSaver(IncrementalOptions options = {});

@@ -278,6 +278,62 @@ py::dict SaveResultToDict(const SaveResult& saved) {
   return dict;
 }
 
+// An IncrementalSaver (client/incremental.h) for one rank of one job, as
+// CheckpointManager(incremental=True) owns it.
+class PySaver {
+ public:
+  PySaver(const std::string& delta_mode, double max_delta_fraction,
+          int max_chain_length, int min_dims, int fingerprint_threads) {
+    IncrementalOptions options;
+    if (delta_mode == "intermittent") {
+      options.policy.mode = DeltaMode::kIntermittent;
+    } else if (delta_mode == "consecutive") {
+      options.policy.mode = DeltaMode::kConsecutive;
+    } else {
+      ThrowValueError(absl::StrCat(
+          "delta_mode must be 'intermittent' or 'consecutive', not '",
+          delta_mode, "'"));
+    }
+    if (!(max_delta_fraction > 0 && max_delta_fraction <= 1)) {
+      ThrowValueError(absl::StrCat("max_delta_fraction must be in (0, 1], not ",
+                                   max_delta_fraction));
+    }
+    if (max_chain_length < 1) {
+      ThrowValueError(absl::StrCat("max_chain_length must be >= 1, not ",
+                                   max_chain_length));
+    }
+    if (fingerprint_threads < 1) {
+      ThrowValueError(absl::StrCat("fingerprint_threads must be >= 1, not ",
+                                   fingerprint_threads));
+    }
+    options.policy.max_delta_fraction = max_delta_fraction;
+    options.policy.max_chain_length = max_chain_length;
+    options.min_dims = min_dims;
+    options.fingerprint_threads = fingerprint_threads;
+    saver_ = std::make_unique<IncrementalSaver>(options);
+  }
+
+  // SaveIncremental with this saver, one at a time.
+  absl::StatusOr<SaveResult> Save(
+      Client& client, const std::string& job, int64_t step,
+      absl::Span<const TensorData> tensors, const SaveOptions& options,
+      const std::map<std::string, std::vector<uint64_t>>& dirty_rows,
+      IncrementalPlan* plan) {
+    absl::MutexLock lock(&mu_);
+    return SaveIncremental(client, *saver_, job, step, tensors, options,
+                           dirty_rows, plan);
+  }
+
+  // The next save of every tensor is full.
+  void Forget() {
+    absl::MutexLock lock(&mu_);
+    saver_->Forget();
+  }
+
+ private:
+  absl::Mutex mu_;  // one save at a time
+  std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
+};
 class PyClient {
  public:
   PyClient(const std::string& address, double connect_timeout_seconds,
@@ -293,25 +349,66 @@ class PyClient {
     client_ = ValueOrThrow(std::move(client));
   }
 
-  py::dict SaveShard(const std::string& job, int64_t step,
-                     const std::vector<PyTensor>& tensors, int32_t rank,
-                     int32_t world_size,
-                     const std::map<std::string, double>& metrics,
-                     const std::map<std::string, std::string>& tags,
-                     std::optional<double> writer_time,
-                     std::optional<py::dict> retention_policy,
-                     std::optional<size_t> chunk_bytes) {
+  // With `saver`, saves through SaveIncremental: `dirty_rows` maps tensor
+  // names to 1-D integer arrays of the rows changed since the previous
+  // save, and the result has "plan": a list of (name, "full"|"delta",
+  // base_step, changed_rows, reason) per tensor.
+  py::dict SaveShard(
+      const std::string& job, int64_t step,
+      const std::vector<PyTensor>& tensors, int32_t rank, int32_t world_size,
+      const std::map<std::string, double>& metrics,
+      const std::map<std::string, std::string>& tags,
+      std::optional<double> writer_time,
+      std::optional<py::dict> retention_policy,
+      std::optional<size_t> chunk_bytes, PySaver* saver,
+      const std::map<std::string, py::array_t<int64_t>>& dirty_rows) {
     PreparedSave save(tensors, rank, world_size, metrics, tags, writer_time,
                       retention_policy, chunk_bytes);
+    if (saver == nullptr && !dirty_rows.empty()) {
+      ThrowValueError("dirty_rows need an IncrementalSaver");
+    }
+    std::map<std::string, std::vector<uint64_t>> dirty;
+    for (const auto& [name, rows] : dirty_rows) {
+      if (rows.ndim() != 1) {
+        ThrowValueError(absl::StrCat("dirty rows of '", name,
+                                     "' must be a 1-D array of row indices"));
+      }
+      std::vector<uint64_t>& out = dirty[name];
+      out.reserve(rows.shape(0));
+      auto view = rows.unchecked<1>();
+      for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
+        if (view(i) < 0) {
+          ThrowValueError(absl::StrCat("dirty row ", view(i), " of '", name,
+                                       "' is negative"));
+        }
+        out.push_back(static_cast<uint64_t>(view(i)));
+      }
+    }
+    IncrementalPlan plan;
     absl::StatusOr<SaveResult> result;
     {
       py::gil_scoped_release release;
-      result = client_->SaveShard(job, step, save.data, save.options);
+      result = saver == nullptr
+                   ? client_->SaveShard(job, step, save.data, save.options)
+                   : saver->Save(*client_, job, step, save.data, save.options,
+                                 dirty, &plan);
     }
-    return SaveResultToDict(ValueOrThrow(std::move(result)));
+    py::dict dict = SaveResultToDict(ValueOrThrow(std::move(result)));
+    if (saver != nullptr) {
+      py::list decisions;
+      for (const TensorPlan& decided : plan.decisions()) {
+        const bool delta = decided.decision.kind == DeltaDecision::Kind::kDelta;
+        decisions.append(py::make_tuple(
+            decided.name, delta ? "delta" : "full",
+            decided.decision.base_step.has_value()
+                ? py::object(py::int_(*decided.decision.base_step))
+                : py::object(py::none()),
+            decided.changed_rows, decided.decision.reason));
+      }
+      dict["plan"] = decisions;
+    }
+    return dict;
   }
-
-  Client& client() { return *client_; }
 
   // New numpy arrays over the memory the client restored into (no copy).
   py::list RestoreShard(const std::string& job, std::optional<int64_t> step,
@@ -464,106 +561,6 @@ class PyClient {
   std::unique_ptr<Client> client_;
 };
 
-// An IncrementalSaver (client/incremental.h) for one rank of one job, as
-// CheckpointManager(incremental=True) owns it.
-class PySaver {
- public:
-  PySaver(const std::string& delta_mode, double max_delta_fraction,
-          int max_chain_length, int min_dims, int fingerprint_threads) {
-    IncrementalOptions options;
-    if (delta_mode == "intermittent") {
-      options.policy.mode = DeltaMode::kIntermittent;
-    } else if (delta_mode == "consecutive") {
-      options.policy.mode = DeltaMode::kConsecutive;
-    } else {
-      ThrowValueError(absl::StrCat(
-          "delta_mode must be 'intermittent' or 'consecutive', not '",
-          delta_mode, "'"));
-    }
-    if (!(max_delta_fraction > 0 && max_delta_fraction <= 1)) {
-      ThrowValueError(absl::StrCat("max_delta_fraction must be in (0, 1], not ",
-                                   max_delta_fraction));
-    }
-    if (max_chain_length < 1) {
-      ThrowValueError(absl::StrCat("max_chain_length must be >= 1, not ",
-                                   max_chain_length));
-    }
-    if (fingerprint_threads < 1) {
-      ThrowValueError(absl::StrCat("fingerprint_threads must be >= 1, not ",
-                                   fingerprint_threads));
-    }
-    options.policy.max_delta_fraction = max_delta_fraction;
-    options.policy.max_chain_length = max_chain_length;
-    options.min_dims = min_dims;
-    options.fingerprint_threads = fingerprint_threads;
-    saver_ = std::make_unique<IncrementalSaver>(options);
-  }
-
-  // As Client.save_shard, through SaveIncremental; `dirty_rows` maps tensor
-  // names to 1-D integer arrays of the rows changed since the previous save.
-  // The result has "plan": a list of (name, "full"|"delta", base_step,
-  // changed_rows, reason) per tensor.
-  py::dict Save(PyClient& client, const std::string& job, int64_t step,
-                const std::vector<PyTensor>& tensors, int32_t rank,
-                int32_t world_size,
-                const std::map<std::string, double>& metrics,
-                const std::map<std::string, std::string>& tags,
-                std::optional<double> writer_time,
-                std::optional<py::dict> retention_policy,
-                std::optional<size_t> chunk_bytes,
-                const std::map<std::string, py::array_t<int64_t>>& dirty_rows) {
-    PreparedSave save(tensors, rank, world_size, metrics, tags, writer_time,
-                      retention_policy, chunk_bytes);
-    std::map<std::string, std::vector<uint64_t>> dirty;
-    for (const auto& [name, rows] : dirty_rows) {
-      if (rows.ndim() != 1) {
-        ThrowValueError(absl::StrCat("dirty rows of '", name,
-                                     "' must be a 1-D array of row indices"));
-      }
-      std::vector<uint64_t>& out = dirty[name];
-      out.reserve(rows.shape(0));
-      auto view = rows.unchecked<1>();
-      for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
-        if (view(i) < 0) {
-          ThrowValueError(absl::StrCat("dirty row ", view(i), " of '", name,
-                                       "' is negative"));
-        }
-        out.push_back(static_cast<uint64_t>(view(i)));
-      }
-    }
-    IncrementalPlan plan;
-    absl::StatusOr<SaveResult> result;
-    {
-      py::gil_scoped_release release;
-      absl::MutexLock lock(&mu_);
-      result = SaveIncremental(client.client(), *saver_, job, step, save.data,
-                               save.options, dirty, &plan);
-    }
-    py::dict dict = SaveResultToDict(ValueOrThrow(std::move(result)));
-    py::list decisions;
-    for (const TensorPlan& decided : plan.decisions()) {
-      const bool delta = decided.decision.kind == DeltaDecision::Kind::kDelta;
-      decisions.append(
-          py::make_tuple(decided.name, delta ? "delta" : "full",
-                         decided.decision.base_step.has_value()
-                             ? py::object(py::int_(*decided.decision.base_step))
-                             : py::object(py::none()),
-                         decided.changed_rows, decided.decision.reason));
-    }
-    dict["plan"] = decisions;
-    return dict;
-  }
-
-  // The next save of every tensor is full.
-  void Forget() {
-    absl::MutexLock lock(&mu_);
-    saver_->Forget();
-  }
-
- private:
-  absl::Mutex mu_;  // one save at a time
-  std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
-};
 }  // namespace
 }  // namespace ckpt::client
 
@@ -585,14 +582,16 @@ PYBIND11_MODULE(_ckpt, m) {
       .def(py::init<const std::string&, double, bool>(), py::arg("address"),
            py::arg("connect_timeout") = 0.0, py::kw_only(),
            py::arg("shared_memory_restore") = true)
-      .def("save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
-           py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
-           py::arg("world_size") = 1,
-           py::arg("metrics") = std::map<std::string, double>{},
-           py::arg("tags") = std::map<std::string, std::string>{},
-           py::arg("writer_time") = py::none(),
-           py::arg("retention_policy") = py::none(),
-           py::arg("chunk_bytes") = py::none())
+      .def(
+          "save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
+          py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
+          py::arg("world_size") = 1,
+          py::arg("metrics") = std::map<std::string, double>{},
+          py::arg("tags") = std::map<std::string, std::string>{},
+          py::arg("writer_time") = py::none(),
+          py::arg("retention_policy") = py::none(),
+          py::arg("chunk_bytes") = py::none(), py::arg("saver") = py::none(),
+          py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{})
       .def("restore_shard", &PyClient::RestoreShard, py::arg("job"),
            py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
       .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),
@@ -614,15 +613,5 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("delta_mode") = "intermittent",
            py::arg("max_delta_fraction") = 0.5, py::arg("max_chain_length") = 8,
            py::arg("min_dims") = 2, py::arg("fingerprint_threads") = 2)
-      .def(
-          "save", &PySaver::Save, py::arg("client"), py::arg("job"),
-          py::arg("step"), py::arg("tensors"), py::kw_only(),
-          py::arg("rank") = 0, py::arg("world_size") = 1,
-          py::arg("metrics") = std::map<std::string, double>{},
-          py::arg("tags") = std::map<std::string, std::string>{},
-          py::arg("writer_time") = py::none(),
-          py::arg("retention_policy") = py::none(),
-          py::arg("chunk_bytes") = py::none(),
-          py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{})
       .def("forget", &PySaver::Forget);
 }

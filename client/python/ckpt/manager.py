@@ -510,8 +510,9 @@ class CheckpointManager:
             self._client.save_shard(self._job, step, tensors, **kwargs)
             return
         # On failure the saver forgets its history: the next save is full.
-        result = self._saver.save(self._client, self._job, step, tensors,
-                                  dirty_rows=dirty, **kwargs)
+        result = self._client.save_shard(self._job, step, tensors,
+                                         saver=self._saver, dirty_rows=dirty,
+                                         **kwargs)
         self._last_plan = result["plan"]
 
     def restore(self, step=None, into=None):

@@ -295,6 +295,48 @@ TEST_F(IncrementalTest, ConsecutiveBaselineResetsAfterMaxChainLength) {
     tables[step] = model.table;
   }
   ExpectEveryStepRestores(job, tables);
+  // ReadTensor walks the chain too: step 6 is a delta on 5, itself on 4.
+  auto manifest = client_->GetManifest(job, 6);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry& entry = manifest->shards.at(0).tensors.at(0);
+  ASSERT_EQ(entry.delta_base_step, 5);
+  std::string read(entry.ByteSize(), '\0');
+  ASSERT_TRUE(client_->ReadTensor(job, entry, absl::MakeSpan(read)).ok());
+  EXPECT_TRUE(read == tables[6]);
+}
+
+TEST_F(IncrementalTest, DeltaWithoutAMatchingBaseEntryIsDataLoss) {
+  Model model(11);
+  const std::string job = "it/no-base-entry";
+  // Step 1 holds the table under another name, step 2 with another global
+  // shape.
+  std::vector<client::TensorData> tensors = model.Tensors();
+  tensors[0].name = "other";
+  ASSERT_TRUE(client_->SaveShard(job, 1, tensors, {}).ok());
+  tensors = model.Tensors();
+  tensors[0].global_shape = {kRows * 2, kCols};  // same box and bytes
+  ASSERT_TRUE(client_->SaveShard(job, 2, tensors, {}).ok());
+  const std::vector<uint64_t> rows = {0, 7};
+  for (int64_t base : {1, 2}) {
+    tensors = model.Tensors();
+    tensors[0].delta_base_step = base;
+    tensors[0].delta_rows = rows;
+    auto saved = client_->SaveShard(job, base + 10, tensors, {});
+    if (absl::IsFailedPrecondition(saved.status())) {
+      GTEST_SKIP() << "the server checks delta bases: " << saved.status();
+    }
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    for (bool shared : {true, false}) {
+      auto client = client::Client::Connect(server_->address(),
+                                            {.shared_memory_restore = shared});
+      ASSERT_TRUE(client.ok());
+      auto restored = (*client)->RestoreShard(job, base + 10, 0);
+      EXPECT_TRUE(absl::IsDataLoss(restored.status())) << restored.status();
+      EXPECT_THAT(restored.status().message(), HasSubstr("emb.weight"));
+      EXPECT_THAT(restored.status().message(),
+                  HasSubstr(absl::StrCat("checkpoint ", base)));
+    }
+  }
 }
 
 TEST_F(IncrementalTest, DirtyRowsAndFingerprintsRestoreTheSameBytes) {

@@ -27,8 +27,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/incremental.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 #include "common/retention_policy.h"
@@ -226,30 +228,15 @@ using PyTensor =
     std::tuple<std::string, std::string, std::vector<int64_t>,
                std::vector<int64_t>, std::vector<int64_t>, py::object>;
 
-class PyClient {
- public:
-  PyClient(const std::string& address, double connect_timeout_seconds,
-           bool shared_memory_restore) {
-    ConnectOptions options;
-    options.connect_timeout = absl::Seconds(connect_timeout_seconds);
-    options.shared_memory_restore = shared_memory_restore;
-    absl::StatusOr<std::unique_ptr<Client>> client;
-    {
-      py::gil_scoped_release release;
-      client = Client::Connect(address, options);
-    }
-    client_ = ValueOrThrow(std::move(client));
-  }
-
-  py::dict SaveShard(const std::string& job, int64_t step,
-                     const std::vector<PyTensor>& tensors, int32_t rank,
-                     int32_t world_size,
-                     const std::map<std::string, double>& metrics,
-                     const std::map<std::string, std::string>& tags,
-                     std::optional<double> writer_time,
-                     std::optional<py::dict> retention_policy,
-                     std::optional<size_t> chunk_bytes) {
-    SaveOptions options;
+// A save's arguments converted from Python: its options and tensors, and
+// the buffer views that keep the tensors' bytes readable meanwhile.
+struct PreparedSave {
+  PreparedSave(const std::vector<PyTensor>& tensors, int32_t rank,
+               int32_t world_size, const std::map<std::string, double>& metrics,
+               const std::map<std::string, std::string>& tags,
+               std::optional<double> writer_time,
+               const std::optional<py::dict>& retention_policy,
+               std::optional<size_t> chunk_bytes) {
     options.rank = rank;
     options.world_size = world_size;
     options.metadata.metrics = metrics;
@@ -261,9 +248,6 @@ class PyClient {
       options.retention_policy = PolicyFromDict(*retention_policy);
     }
     if (chunk_bytes.has_value()) options.chunk_bytes = *chunk_bytes;
-
-    std::vector<std::unique_ptr<BufferView>> views;
-    std::vector<TensorData> data;
     views.reserve(tensors.size());
     data.reserve(tensors.size());
     for (const auto& [name, dtype_name, global_shape, offsets, lengths,
@@ -279,20 +263,153 @@ class PyClient {
           absl::string_view(views.back()->data(), views.back()->size());
       data.push_back(std::move(tensor));
     }
+  }
 
+  SaveOptions options;
+  std::vector<std::unique_ptr<BufferView>> views;
+  std::vector<TensorData> data;
+};
+
+py::dict SaveResultToDict(const SaveResult& saved) {
+  py::dict dict;
+  dict["logical_bytes"] = saved.logical_bytes;
+  dict["chunks_total"] = saved.chunks_total;
+  dict["chunks_sent"] = saved.chunks_sent;
+  dict["bytes_sent"] = saved.bytes_sent;
+  dict["checkpoint_committed"] = saved.checkpoint_committed;
+  dict["checkpoint"] = RecordToDict(saved.checkpoint);
+  return dict;
+}
+
+// An IncrementalSaver (client/incremental.h) for one rank of one job, as
+// CheckpointManager(incremental=True) owns it.
+class PySaver {
+ public:
+  PySaver(const std::string& delta_mode, double max_delta_fraction,
+          int max_chain_length, int min_dims, int fingerprint_threads) {
+    IncrementalOptions options;
+    if (delta_mode == "intermittent") {
+      options.policy.mode = DeltaMode::kIntermittent;
+    } else if (delta_mode == "consecutive") {
+      options.policy.mode = DeltaMode::kConsecutive;
+    } else {
+      ThrowValueError(absl::StrCat(
+          "delta_mode must be 'intermittent' or 'consecutive', not '",
+          delta_mode, "'"));
+    }
+    if (!(max_delta_fraction > 0 && max_delta_fraction <= 1)) {
+      ThrowValueError(absl::StrCat("max_delta_fraction must be in (0, 1], not ",
+                                   max_delta_fraction));
+    }
+    if (max_chain_length < 1) {
+      ThrowValueError(absl::StrCat("max_chain_length must be >= 1, not ",
+                                   max_chain_length));
+    }
+    if (fingerprint_threads < 1) {
+      ThrowValueError(absl::StrCat("fingerprint_threads must be >= 1, not ",
+                                   fingerprint_threads));
+    }
+    options.policy.max_delta_fraction = max_delta_fraction;
+    options.policy.max_chain_length = max_chain_length;
+    options.min_dims = min_dims;
+    options.fingerprint_threads = fingerprint_threads;
+    saver_ = std::make_unique<IncrementalSaver>(options);
+  }
+
+  // SaveIncremental with this saver, one at a time.
+  absl::StatusOr<SaveResult> Save(
+      Client& client, const std::string& job, int64_t step,
+      absl::Span<const TensorData> tensors, const SaveOptions& options,
+      const std::map<std::string, std::vector<uint64_t>>& dirty_rows,
+      IncrementalPlan* plan) {
+    absl::MutexLock lock(&mu_);
+    return SaveIncremental(client, *saver_, job, step, tensors, options,
+                           dirty_rows, plan);
+  }
+
+  // The next save of every tensor is full.
+  void Forget() {
+    absl::MutexLock lock(&mu_);
+    saver_->Forget();
+  }
+
+ private:
+  absl::Mutex mu_;  // one save at a time
+  std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
+};
+class PyClient {
+ public:
+  PyClient(const std::string& address, double connect_timeout_seconds,
+           bool shared_memory_restore) {
+    ConnectOptions options;
+    options.connect_timeout = absl::Seconds(connect_timeout_seconds);
+    options.shared_memory_restore = shared_memory_restore;
+    absl::StatusOr<std::unique_ptr<Client>> client;
+    {
+      py::gil_scoped_release release;
+      client = Client::Connect(address, options);
+    }
+    client_ = ValueOrThrow(std::move(client));
+  }
+
+  // With `saver`, saves through SaveIncremental: `dirty_rows` maps tensor
+  // names to 1-D integer arrays of the rows changed since the previous
+  // save, and the result has "plan": a list of (name, "full"|"delta",
+  // base_step, changed_rows, reason) per tensor.
+  py::dict SaveShard(
+      const std::string& job, int64_t step,
+      const std::vector<PyTensor>& tensors, int32_t rank, int32_t world_size,
+      const std::map<std::string, double>& metrics,
+      const std::map<std::string, std::string>& tags,
+      std::optional<double> writer_time,
+      std::optional<py::dict> retention_policy,
+      std::optional<size_t> chunk_bytes, PySaver* saver,
+      const std::map<std::string, py::array_t<int64_t>>& dirty_rows) {
+    PreparedSave save(tensors, rank, world_size, metrics, tags, writer_time,
+                      retention_policy, chunk_bytes);
+    if (saver == nullptr && !dirty_rows.empty()) {
+      ThrowValueError("dirty_rows need an IncrementalSaver");
+    }
+    std::map<std::string, std::vector<uint64_t>> dirty;
+    for (const auto& [name, rows] : dirty_rows) {
+      if (rows.ndim() != 1) {
+        ThrowValueError(absl::StrCat("dirty rows of '", name,
+                                     "' must be a 1-D array of row indices"));
+      }
+      std::vector<uint64_t>& out = dirty[name];
+      out.reserve(rows.shape(0));
+      auto view = rows.unchecked<1>();
+      for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
+        if (view(i) < 0) {
+          ThrowValueError(absl::StrCat("dirty row ", view(i), " of '", name,
+                                       "' is negative"));
+        }
+        out.push_back(static_cast<uint64_t>(view(i)));
+      }
+    }
+    IncrementalPlan plan;
     absl::StatusOr<SaveResult> result;
     {
       py::gil_scoped_release release;
-      result = client_->SaveShard(job, step, data, options);
+      result = saver == nullptr
+                   ? client_->SaveShard(job, step, save.data, save.options)
+                   : saver->Save(*client_, job, step, save.data, save.options,
+                                 dirty, &plan);
     }
-    SaveResult saved = ValueOrThrow(std::move(result));
-    py::dict dict;
-    dict["logical_bytes"] = saved.logical_bytes;
-    dict["chunks_total"] = saved.chunks_total;
-    dict["chunks_sent"] = saved.chunks_sent;
-    dict["bytes_sent"] = saved.bytes_sent;
-    dict["checkpoint_committed"] = saved.checkpoint_committed;
-    dict["checkpoint"] = RecordToDict(saved.checkpoint);
+    py::dict dict = SaveResultToDict(ValueOrThrow(std::move(result)));
+    if (saver != nullptr) {
+      py::list decisions;
+      for (const TensorPlan& decided : plan.decisions()) {
+        const bool delta = decided.decision.kind == DeltaDecision::Kind::kDelta;
+        decisions.append(py::make_tuple(
+            decided.name, delta ? "delta" : "full",
+            decided.decision.base_step.has_value()
+                ? py::object(py::int_(*decided.decision.base_step))
+                : py::object(py::none()),
+            decided.changed_rows, decided.decision.reason));
+      }
+      dict["plan"] = decisions;
+    }
     return dict;
   }
 
@@ -453,6 +570,7 @@ class PyClient {
 PYBIND11_MODULE(_ckpt, m) {
   using ckpt::client::g_error_type;
   using ckpt::client::PyClient;
+  using ckpt::client::PySaver;
   m.doc() = "Low-level binding of the ckpt C++ client; use ckpt instead.";
 
   g_error_type = PyErr_NewExceptionWithDoc(
@@ -467,14 +585,16 @@ PYBIND11_MODULE(_ckpt, m) {
       .def(py::init<const std::string&, double, bool>(), py::arg("address"),
            py::arg("connect_timeout") = 0.0, py::kw_only(),
            py::arg("shared_memory_restore") = true)
-      .def("save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
-           py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
-           py::arg("world_size") = 1,
-           py::arg("metrics") = std::map<std::string, double>{},
-           py::arg("tags") = std::map<std::string, std::string>{},
-           py::arg("writer_time") = py::none(),
-           py::arg("retention_policy") = py::none(),
-           py::arg("chunk_bytes") = py::none())
+      .def(
+          "save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
+          py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,
+          py::arg("world_size") = 1,
+          py::arg("metrics") = std::map<std::string, double>{},
+          py::arg("tags") = std::map<std::string, std::string>{},
+          py::arg("writer_time") = py::none(),
+          py::arg("retention_policy") = py::none(),
+          py::arg("chunk_bytes") = py::none(), py::arg("saver") = py::none(),
+          py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{})
       .def("restore_shard", &PyClient::RestoreShard, py::arg("job"),
            py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
       .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),
@@ -490,4 +610,11 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("step"))
       .def("abort_checkpoint", &PyClient::AbortCheckpoint, py::arg("job"),
            py::arg("step"), py::arg("reason") = "");
+
+  py::class_<PySaver>(m, "IncrementalSaver")
+      .def(py::init<const std::string&, double, int, int, int>(), py::kw_only(),
+           py::arg("delta_mode") = "intermittent",
+           py::arg("max_delta_fraction") = 0.5, py::arg("max_chain_length") = 8,
+           py::arg("min_dims") = 2, py::arg("fingerprint_threads") = 2)
+      .def("forget", &PySaver::Forget);
 }

@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from ckpt._ckpt import Client
+from ckpt._ckpt import Client, IncrementalSaver
 
 STATE_TENSOR = "__ckpt_state__"
 _FORMAT_VERSION = 1
@@ -267,6 +267,44 @@ def _unflatten(restored, into=None):
     return build(saved["tree"], into)
 
 
+def _row_indices(name, rows):
+    """`rows` (a 1-D torch tensor, numpy array or sequence of ints) as a
+    private int64 numpy array: the caller may change its own afterwards."""
+    torch = _torch()
+    if torch is not None and isinstance(rows, torch.Tensor):
+        rows = rows.detach().cpu().numpy()
+    array = np.array(rows, dtype=np.int64, copy=True)
+    if array.ndim != 1:
+        raise ValueError(
+            f"dirty_rows['{name}'] must be a 1-D sequence of row indices, "
+            f"not of shape {array.shape}")
+    return array
+
+
+def _dirty_rows_by_name(dirty_rows, tensors):
+    """dirty_rows keyed by the tensor entries' names. A key is an entry's
+    name ("model/embedding.weight") or the same path with "." for "/"
+    ("model.embedding.weight"); ValueError for a key naming no tensor."""
+    names = {tensor[0] for tensor in tensors}
+    aliases = {}
+    for name in names:
+        aliases.setdefault(name.replace("/", "."), []).append(name)
+    out = {}
+    for key, rows in dirty_rows.items():
+        if key in names:
+            name = key
+        elif len(aliases.get(key, ())) == 1:
+            name = aliases[key][0]
+        else:
+            raise ValueError(
+                f"dirty_rows names '{key}', which is no tensor of the state "
+                f"(tensor names: {sorted(names - {STATE_TENSOR})})")
+        if name == STATE_TENSOR:
+            raise ValueError(f"dirty_rows cannot name {STATE_TENSOR}")
+        out[name] = _row_indices(key, rows)
+    return out
+
+
 def _policy(max_to_keep, keep_checkpoint_every_n_hours, keep_best):
     """The retention policy dict for Client, or None when no rule is set."""
     if max_to_keep is None and keep_checkpoint_every_n_hours is None and \
@@ -314,6 +352,20 @@ class CheckpointManager:
         upload and commit run on a background thread, one save at a time
         (the next save waits for the previous); errors are raised by the
         next save(), wait() or close().
+    incremental: saves every tensor of 2 or more dimensions as a row delta
+        (Check-N-Run) when few of its rows changed: only the changed rows
+        are uploaded and stored, on top of an earlier checkpoint. The rows
+        are found by per-row XXH3 fingerprints against the base (or given
+        with save(dirty_rows=...)); a policy writes a new full baseline when
+        the delta grows too large (docs/architecture.md, "Incremental
+        checkpoints: client"). A new manager starts with full saves.
+        Restores apply the deltas; they need no option. Default: False.
+    delta_mode: "intermittent" (each delta against the last full baseline;
+        a restore reads at most two versions) or "consecutive" (each delta
+        against the previous save, at most max_chain_length deep).
+    max_delta_fraction: a new baseline is written once a delta reaches this
+        fraction of the tensor's full size. In (0, 1]. Default: 0.5.
+    max_chain_length: consecutive mode: a baseline after this many deltas.
 
     Not thread-safe: use one manager from one thread.
     """
@@ -321,7 +373,9 @@ class CheckpointManager:
     def __init__(self, server, job, *, max_to_keep=None,
                  keep_checkpoint_every_n_hours=None, keep_best=None,
                  checkpoint_interval=None, rank=None, world_size=None,
-                 async_save=False):
+                 async_save=False, incremental=False,
+                 delta_mode="intermittent", max_delta_fraction=0.5,
+                 max_chain_length=8):
         self._client = server if isinstance(server, Client) else \
             Client(server)
         self._job = job
@@ -343,6 +397,11 @@ class CheckpointManager:
         self._error = None
         self._closed = False
         self._host_buffers = {}  # name -> the last save's host copy
+        # Remembers, per tensor, what the next delta is taken against.
+        self._saver = IncrementalSaver(
+            delta_mode=delta_mode, max_delta_fraction=max_delta_fraction,
+            max_chain_length=max_chain_length) if incremental else None
+        self._last_plan = None
 
     @property
     def job(self):
@@ -377,12 +436,32 @@ class CheckpointManager:
         except KeyError:  # the job does not exist before its first save
             return []
 
-    def save(self, state, step, metrics=None):
+    @property
+    def last_plan(self):
+        """incremental only: the last completed save's decision per tensor,
+        a list of (name, "full" | "delta", base_step, changed_rows, reason);
+        None before the first."""
+        return self._last_plan
+
+    def save(self, state, step, metrics=None, dirty_rows=None):
         """Saves this rank's `state` as checkpoint `step`. Returns False
         when checkpoint_interval skips the step, True otherwise (with
-        async_save, once the state is copied to host memory)."""
+        async_save, once the state is copied to host memory).
+
+        dirty_rows (incremental=True only, ValueError otherwise): maps a
+        tensor's name, as the manager names it ("model/embedding.weight";
+        the dotted path "model.embedding.weight" also works), to the rows
+        (indices along its first dimension: a 1-D integer tensor, array or
+        list, any order, repeats allowed) changed since the previous save.
+        Those tensors are not fingerprinted; the rows listed must include
+        every changed row, or the checkpoint restores stale rows. A tensor
+        whose base was saved with dirty_rows and that comes without them is
+        saved in full (it has no fingerprints to compare with)."""
         self._check_open()
         self._join()
+        if dirty_rows and self._saver is None:
+            raise ValueError(
+                "dirty_rows needs CheckpointManager(..., incremental=True)")
         step = int(step)
         if self._checkpoint_interval is not None and \
                 self._last_step is not None and \
@@ -392,6 +471,7 @@ class CheckpointManager:
         # are free to be overwritten.
         tensors, keep_alive, self._host_buffers = _flatten(
             state, copy=self._async, reuse=self._host_buffers)
+        dirty = _dirty_rows_by_name(dirty_rows or {}, tensors)
         kwargs = dict(rank=self._rank, world_size=self._world_size,
                       metrics={k: float(v) for k, v in
                                (metrics or {}).items()},
@@ -401,15 +481,16 @@ class CheckpointManager:
         previous_step, self._last_step = self._last_step, step
         if not self._async:
             try:
-                self._client.save_shard(self._job, step, tensors, **kwargs)
+                self._save_shard(step, tensors, kwargs, dirty)
             except BaseException:
                 self._last_step = previous_step
                 raise
             return True
 
         def upload():
+            # Planning (fingerprinting) runs here too, on the host copies.
             try:
-                self._client.save_shard(self._job, step, tensors, **kwargs)
+                self._save_shard(step, tensors, kwargs, dirty)
             except BaseException as error:  # re-raised on the caller's thread
                 self._error = error
                 self._last_step = previous_step  # no save runs meanwhile
@@ -423,6 +504,16 @@ class CheckpointManager:
                                         name=f"ckpt-save-{step}")
         self._thread.start()
         return True
+
+    def _save_shard(self, step, tensors, kwargs, dirty):
+        if self._saver is None:
+            self._client.save_shard(self._job, step, tensors, **kwargs)
+            return
+        # On failure the saver forgets its history: the next save is full.
+        result = self._client.save_shard(self._job, step, tensors,
+                                         saver=self._saver, dirty_rows=dirty,
+                                         **kwargs)
+        self._last_plan = result["plan"]
 
     def restore(self, step=None, into=None):
         """This rank's state of checkpoint `step` (the latest committed when

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <thread>
 #include <utility>
 
@@ -18,6 +19,7 @@
 #include "client/restore_buffer.h"
 #include "client/status_convert.h"
 #include "common/chunk_id.h"
+#include "common/row_delta.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
@@ -213,15 +215,140 @@ class SinkSet {
   std::vector<ChunkSink> sinks_;
 };
 
-// The sum of an entry's piece sizes must be its box's bytes, or the entry
-// cannot be laid out.
+// The row delta a TensorData with delta_base_step asks for: its delta_rows
+// (strictly ascending, inside the box) of its bytes.
+absl::StatusOr<std::string> EncodeDelta(const TensorData& tensor,
+                                        const TensorEntry& entry) {
+  const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
+  if (rows == 0 || entry.RowBytes() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", tensor.name, "': a row delta needs a tensor with rows"));
+  }
+  for (size_t i = 0; i < tensor.delta_rows.size(); ++i) {
+    if (tensor.delta_rows[i] >= rows ||
+        (i > 0 && tensor.delta_rows[i] <= tensor.delta_rows[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", tensor.name, "': delta_rows must be strictly ascending ",
+          "and below its ", rows, " rows; entry ", i, " is ",
+          tensor.delta_rows[i]));
+    }
+  }
+  return EncodeRowDelta(
+      absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+      entry.RowBytes(), tensor.delta_rows);
+}
+
+// The sum of a full entry's piece sizes must be its box's bytes, or the
+// entry cannot be laid out. (A delta's size is checked when it is decoded.)
 absl::Status CheckPieces(const TensorEntry& entry) {
+  if (entry.IsDelta()) return absl::OkStatus();
   uint64_t total = 0;
   for (const ChunkRef& piece : entry.pieces) total += piece.size;
   if (total != entry.ByteSize()) {
     return absl::DataLossError(
         absl::StrCat("tensor '", entry.name, "': manifest pieces hold ", total,
                      " bytes but its box needs ", entry.ByteSize()));
+  }
+  return absl::OkStatus();
+}
+
+// Finds the entries a delta entry is rebuilt from in the job's older
+// checkpoints, fetching each base manifest once per restore.
+class DeltaChains {
+ public:
+  using FetchManifest = std::function<absl::StatusOr<Checkpoint>(int64_t step)>;
+  explicit DeltaChains(FetchManifest fetch) : fetch_(std::move(fetch)) {}
+
+  // The entries that rebuild `entry`: a full one first, then the deltas,
+  // oldest first, ending with `entry` itself (just `entry` when it is
+  // full). DATA_LOSS naming the tensor and the step when a base checkpoint
+  // or its matching entry is missing, or the chain does not go back in
+  // time.
+  absl::StatusOr<std::vector<TensorEntry>> Resolve(const TensorEntry& entry) {
+    std::vector<TensorEntry> chain = {entry};
+    while (chain.back().IsDelta()) {
+      const int64_t base_step = *chain.back().delta_base_step;
+      if (chain.size() > 1 &&
+          base_step >= *chain[chain.size() - 2].delta_base_step) {
+        return absl::DataLossError(
+            absl::StrCat("tensor '", entry.name, "': the delta stored at step ",
+                         *chain[chain.size() - 2].delta_base_step,
+                         " names a base step that is not older: ", base_step));
+      }
+      CKPT_ASSIGN_OR_RETURN(const Checkpoint* base, Manifest(entry, base_step));
+      CKPT_ASSIGN_OR_RETURN(TensorEntry found, FindBase(entry, *base));
+      chain.push_back(std::move(found));
+    }
+    std::reverse(chain.begin(), chain.end());
+    return chain;
+  }
+
+ private:
+  absl::StatusOr<const Checkpoint*> Manifest(const TensorEntry& entry,
+                                             int64_t step) {
+    auto it = manifests_.find(step);
+    if (it == manifests_.end()) {
+      absl::StatusOr<Checkpoint> fetched = fetch_(step);
+      if (absl::IsNotFound(fetched.status())) {
+        return absl::DataLossError(absl::StrCat(
+            "tensor '", entry.name, "' is a row delta on checkpoint ", step,
+            ", which is gone: ", fetched.status().message()));
+      }
+      CKPT_RETURN_IF_ERROR(fetched.status());
+      it = manifests_.emplace(step, *std::move(fetched)).first;
+    }
+    return &it->second;
+  }
+
+  static absl::StatusOr<TensorEntry> FindBase(const TensorEntry& entry,
+                                              const Checkpoint& base) {
+    for (const ShardManifest& shard : base.shards) {
+      for (const TensorEntry& candidate : shard.tensors) {
+        if (candidate.name != entry.name || candidate.box != entry.box) {
+          continue;
+        }
+        if (candidate.dtype != entry.dtype ||
+            candidate.global_shape != entry.global_shape) {
+          return absl::DataLossError(absl::StrCat(
+              "tensor '", entry.name, "': its row delta base in checkpoint ",
+              base.record.step, " has another dtype or shape"));
+        }
+        return candidate;
+      }
+    }
+    return absl::DataLossError(
+        absl::StrCat("tensor '", entry.name, "': checkpoint ", base.record.step,
+                     " holds no tensor of that name and box to apply its row "
+                     "delta to"));
+  }
+
+  FetchManifest fetch_;
+  absl::flat_hash_map<int64_t, Checkpoint> manifests_;
+};
+
+// Applies the fetched deltas of `chain` (as DeltaChains::Resolve gives it),
+// oldest first, onto `tensor`, which holds the full entry's bytes;
+// `scratch[i]` holds the bytes of chain[i + 1].
+absl::Status ApplyDeltas(absl::Span<const TensorEntry> chain,
+                         absl::Span<const absl::string_view> scratch,
+                         absl::Span<char> tensor) {
+  const TensorEntry& entry = chain.back();
+  const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
+  for (size_t i = 0; i < scratch.size(); ++i) {
+    absl::StatusOr<RowDeltaView> delta = DecodeRowDelta(scratch[i]);
+    if (!delta.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "tensor '", entry.name, "': its row delta based on step ",
+          *chain[i + 1].delta_base_step, ": ", delta.status().message()));
+    }
+    if (delta->row_bytes() != entry.RowBytes() || delta->total_rows() != rows) {
+      return absl::DataLossError(absl::StrCat(
+          "tensor '", entry.name, "': its row delta based on step ",
+          *chain[i + 1].delta_base_step, " is of ", delta->total_rows(),
+          " rows of ", delta->row_bytes(), " bytes, the tensor has ", rows,
+          " of ", entry.RowBytes()));
+    }
+    CKPT_RETURN_IF_ERROR(ApplyRowDelta(*delta, tensor));
   }
   return absl::OkStatus();
 }
@@ -487,22 +614,35 @@ absl::StatusOr<SaveResult> Client::SaveShard(
   shard.rank = options.rank;
   std::vector<ChunkTask> chunks;
   std::vector<size_t> first_chunk;  // per tensor
+  // The encoded row deltas, which their chunks view: the only copy a save
+  // makes, of the delta's rows alone. A deque, so they never move.
+  std::deque<std::string> encoded_deltas;
   for (const TensorData& tensor : tensors) {
     TensorEntry entry;
     entry.name = tensor.name;
     entry.dtype = tensor.dtype;
     entry.global_shape = tensor.global_shape;
     entry.box = tensor.box;
+    entry.delta_base_step = tensor.delta_base_step;
     if (tensor.bytes.size() != entry.ByteSize()) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", tensor.name, "': ", tensor.bytes.size(),
                        " bytes given but its box of ", DTypeName(tensor.dtype),
                        " needs ", entry.ByteSize()));
     }
+    absl::string_view stored = tensor.bytes;
+    if (tensor.delta_base_step.has_value()) {
+      CKPT_ASSIGN_OR_RETURN(std::string encoded, EncodeDelta(tensor, entry));
+      stored = encoded_deltas.emplace_back(std::move(encoded));
+    } else if (!tensor.delta_rows.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", tensor.name,
+                       "': delta_rows given without delta_base_step"));
+    }
     result.logical_bytes += tensor.bytes.size();
     first_chunk.push_back(chunks.size());
     for (absl::string_view piece :
-         SplitIntoChunks(tensor.bytes, options.chunk_bytes)) {
+         SplitIntoChunks(stored, options.chunk_bytes)) {
       chunks.push_back(ChunkTask{piece, ChunkId()});
     }
     shard.tensors.push_back(std::move(entry));
@@ -652,14 +792,25 @@ absl::Status Client::ReadTensor(absl::string_view job, const TensorEntry& entry,
         absl::StrCat("tensor '", entry.name, "' has ", entry.ByteSize(),
                      " bytes but the output buffer has ", out.size()));
   }
-  CKPT_RETURN_IF_ERROR(CheckPieces(entry));
+  DeltaChains chains([&](int64_t step) { return GetManifest(job, step); });
+  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain, chains.Resolve(entry));
+  CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
+  std::vector<std::string> deltas(chain.size() - 1);
   SinkSet sinks;
-  uint64_t offset = 0;
-  for (const ChunkRef& piece : entry.pieces) {
-    sinks.Add(piece, out.data() + offset);
-    offset += piece.size;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    char* destination = out.data();
+    if (i > 0) {
+      deltas[i - 1].resize(chain[i].StoredBytes());
+      destination = deltas[i - 1].data();
+    }
+    for (const ChunkRef& piece : chain[i].pieces) {
+      sinks.Add(piece, destination);
+      destination += piece.size;
+    }
   }
-  return impl_->Fetch(job, sinks.sinks());
+  CKPT_RETURN_IF_ERROR(impl_->Fetch(job, sinks.sinks()));
+  std::vector<absl::string_view> views(deltas.begin(), deltas.end());
+  return ApplyDeltas(chain, views, out);
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
@@ -686,18 +837,40 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
                                             "' has no shard of rank ", rank));
   }
 
+  // Every tensor's chain: just itself unless it is a row delta.
+  DeltaChains chains(
+      [&](int64_t base_step) { return GetManifest(record.job, base_step); });
+  std::vector<std::vector<TensorEntry>> tensor_chains;
+  tensor_chains.reserve(shard->tensors.size());
+  for (const TensorEntry& entry : shard->tensors) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain,
+                          chains.Resolve(entry));
+    CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
+    tensor_chains.push_back(std::move(chain));
+  }
+
   // Lay every tensor out in one buffer, each on its own pages so freeing
-  // one gives its memory back; the sinks point into the buffer.
+  // one gives its memory back; the sinks point into the buffer. The deltas
+  // to apply follow the tensors in the same buffer (a server writing
+  // through shared memory can reach nothing else), and are given back once
+  // applied.
   std::vector<RestoredTensor> tensors(shard->tensors.size());
   std::vector<uint64_t> offsets(tensors.size());
   uint64_t layout_bytes = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
-    CKPT_RETURN_IF_ERROR(CheckPieces(shard->tensors[t]));
     tensors[t].entry = shard->tensors[t];
     offsets[t] = layout_bytes;
     const uint64_t size = tensors[t].entry.ByteSize();
     layout_bytes += RestoreBuffer::RoundUpToPage(size);
   }
+  const uint64_t scratch_offset = layout_bytes;
+  for (const std::vector<TensorEntry>& chain : tensor_chains) {
+    for (size_t i = 1; i < chain.size(); ++i) {
+      layout_bytes += chain[i].StoredBytes();
+    }
+  }
+  const uint64_t scratch_bytes = layout_bytes - scratch_offset;
+  layout_bytes = RestoreBuffer::RoundUpToPage(layout_bytes);
   CKPT_ASSIGN_OR_RETURN(
       std::shared_ptr<RestoreBuffer> buffer,
       RestoreBuffer::Create(layout_bytes,
@@ -712,11 +885,22 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     });
   }
   SinkSet sink_set;
-  for (RestoredTensor& tensor : tensors) {
-    uint64_t offset = 0;
-    for (const ChunkRef& piece : tensor.entry.pieces) {
-      sink_set.Add(piece, tensor.bytes.data() + offset);
-      offset += piece.size;
+  // Per tensor, its deltas' bytes (oldest first) in the scratch area.
+  std::vector<std::vector<absl::string_view>> delta_bytes(tensors.size());
+  char* scratch = buffer->payload() + scratch_offset;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const std::vector<TensorEntry>& chain = tensor_chains[t];
+    for (size_t i = 0; i < chain.size(); ++i) {
+      char* destination = tensors[t].bytes.data();
+      if (i > 0) {
+        destination = scratch;
+        delta_bytes[t].emplace_back(scratch, chain[i].StoredBytes());
+        scratch += chain[i].StoredBytes();
+      }
+      for (const ChunkRef& piece : chain[i].pieces) {
+        sink_set.Add(piece, destination);
+        destination += piece.size;
+      }
     }
   }
   std::vector<ChunkSink>& sinks = sink_set.sinks();
@@ -785,6 +969,14 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     if (prefault.joinable()) prefault.join();
   }
   for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    CKPT_RETURN_IF_ERROR(
+        ApplyDeltas(tensor_chains[t], delta_bytes[t], tensors[t].bytes));
+  }
+  if (scratch_bytes > 0) {
+    buffer->Release(buffer->payload() + scratch_offset,
+                    RestoreBuffer::RoundUpToPage(scratch_bytes));
+  }
   return tensors;
 }
 

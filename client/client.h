@@ -76,7 +76,11 @@ struct TensorData {
   // dtype, shape and box) in committed checkpoint `delta_base_step` of the
   // job. The caller guarantees every other row equals the base's; the
   // server checks that the base exists and matches (FAILED_PRECONDITION
-  // otherwise). IncrementalSaver (client/incremental.h) fills these in.
+  // otherwise). The rows are copied once, into the encoded delta (common/
+  // row_delta.h), which is chunked and uploaded like any tensor's bytes.
+  // INVALID_ARGUMENT when delta_rows are not strictly ascending, reach past
+  // the box's rows, or are given without delta_base_step.
+  // IncrementalSaver (client/incremental.h) fills these in.
   std::optional<int64_t> delta_base_step;
   absl::Span<const uint64_t> delta_rows;
 };
@@ -190,12 +194,20 @@ class Client {
   // Fetches the bytes of one tensor entry into `out`.
   // REQUIRES: out.size() == entry.ByteSize() (INVALID_ARGUMENT otherwise).
   // The server verifies every chunk's hash; sizes are checked here.
+  // A row delta entry is rebuilt: its chain of bases is found in the job's
+  // older checkpoints (GetManifest), the full entry at its bottom is fetched
+  // into `out` and the deltas, oldest first, are applied. DATA_LOSS naming
+  // the tensor and the step when a base or its matching entry is missing.
   absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
                           absl::Span<char> out);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
   // chunk fetched once and written straight into its destination; recorded
-  // as a `restored` event in the job's history.
+  // as a `restored` event in the job's history. Row delta entries are
+  // rebuilt as ReadTensor does (each base manifest fetched once per call);
+  // their deltas are fetched into scratch pages after the tensors, which
+  // are given back once applied. The returned entries are the checkpoint's
+  // own (a rebuilt one keeps its delta_base_step).
   // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       absl::string_view job, std::optional<int64_t> step, int32_t rank);

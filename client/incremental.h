@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,19 +66,30 @@ class IncrementalPlan {
   std::vector<std::vector<uint64_t>> rows_;  // backs tensors_[i].delta_rows
   // Per tensor: fingerprints of this save (empty when not computed).
   std::vector<std::vector<uint64_t>> fingerprints_;
+  // Per tensor: whether the saver keeps its history (false for tensors
+  // always saved in full: fewer than min_dims dimensions, or no rows).
+  std::vector<bool> tracked_;
 };
 
 class IncrementalSaver {
  public:
   explicit IncrementalSaver(IncrementalOptions options = {});
+  ~IncrementalSaver();
+  IncrementalSaver(IncrementalSaver&&) noexcept;
+  IncrementalSaver& operator=(IncrementalSaver&&) noexcept;
 
   // Plans checkpoint `step` of `tensors` (each one's delta fields must be
   // unset). `dirty_rows`, when it has an entry for a tensor, lists the rows
   // (any order, repeats allowed) the caller changed since its previous
   // save; no fingerprints are computed for that tensor. Tensors without an
-  // entry are compared row by row with the base by XXH3 fingerprints.
-  // INVALID_ARGUMENT for a row index out of range or a step not after the
-  // last committed one.
+  // entry are compared row by row with the base by XXH3 fingerprints
+  // (on options.fingerprint_threads threads). A tensor whose base was saved
+  // with dirty rows has no fingerprints to compare with, so when it comes
+  // without dirty rows it is saved in full (and fingerprinted for the next
+  // save); passing dirty rows for a tensor at every save avoids that.
+  // INVALID_ARGUMENT for a row index out of range, dirty rows for a tensor
+  // not in `tensors`, delta fields already set, or a step not after the last
+  // committed one. A plan that is never committed changes nothing.
   absl::StatusOr<IncrementalPlan> Plan(
       int64_t step, absl::Span<const TensorData> tensors,
       const std::map<std::string, std::vector<uint64_t>>& dirty_rows = {});
@@ -93,6 +105,7 @@ class IncrementalSaver {
   struct TensorState;
   IncrementalOptions options_;
   absl::flat_hash_map<std::string, std::unique_ptr<TensorState>> tensors_;
+  std::optional<int64_t> last_step_;  // of the last committed plan
 };
 
 // Plans, saves and records one incremental save of rank options.rank's

@@ -294,13 +294,6 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   CKPT_RETURN_IF_ERROR(ValidateShardManifest(shard, world_size));
-  for (const TensorEntry& tensor : shard.tensors) {
-    if (tensor.IsDelta()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", tensor.name,
-                       "': row deltas are not accepted by this server yet"));
-    }
-  }
 
   // Every referenced chunk must be stored, and durable before the manifest
   // that references it is. Checked and synced outside the lock (a flush is

@@ -1,0 +1,440 @@
+// Row deltas (Check-N-Run) end to end through the real ckpt-server binary:
+// SaveShard of delta entries, restores that apply chains (shared memory and
+// streaming), ReadTensor, and IncrementalSaver / SaveIncremental.
+#include "client/incremental.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "common/row_delta.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/real_server_test.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kRows = 2000;
+constexpr int64_t kCols = 64;  // float32: 256-byte rows
+constexpr uint64_t kRowBytes = kCols * 4;
+
+// A 2-D float32 embedding table and a 1-D bias, both changed row by row.
+struct Model {
+  std::string table = std::string(kRows * kRowBytes, '\0');
+  std::string bias = std::string(kCols * 4, '\0');
+  std::mt19937_64 rng;
+
+  explicit Model(uint64_t seed) : rng(seed) {
+    Randomize(table.data(), table.size());
+    Randomize(bias.data(), bias.size());
+  }
+  void Randomize(char* data, size_t size) {
+    for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>(rng());
+  }
+  void ChangeRows(const std::vector<uint64_t>& rows) {
+    for (uint64_t row : rows) Randomize(&table[row * kRowBytes], kRowBytes);
+    Randomize(bias.data(), bias.size());
+  }
+  // `count` distinct random rows, ascending.
+  std::vector<uint64_t> RandomRows(uint64_t count) {
+    std::vector<uint64_t> all(kRows);
+    for (int64_t i = 0; i < kRows; ++i) all[i] = i;
+    std::shuffle(all.begin(), all.end(), rng);
+    all.resize(count);
+    std::sort(all.begin(), all.end());
+    return all;
+  }
+  std::vector<client::TensorData> Tensors() const {
+    return {{"emb.weight",
+             DType::kFloat32,
+             {kRows, kCols},
+             Box{{0, 0}, {kRows, kCols}},
+             table,
+             std::nullopt,
+             {}},
+            {"emb.bias",
+             DType::kFloat32,
+             {kCols},
+             Box{{0}, {kCols}},
+             bias,
+             std::nullopt,
+             {}}};
+  }
+};
+
+class IncrementalTest : public RealServerTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RealServerTest::SetUp());
+    StartServer();
+  }
+
+  // The bytes of every tensor of (job, step), restored through shared
+  // memory or by streaming.
+  std::map<std::string, std::string> Restore(const std::string& job,
+                                             int64_t step, bool shared) {
+    auto client = client::Client::Connect(server_->address(),
+                                          {.shared_memory_restore = shared});
+    EXPECT_TRUE(client.ok()) << client.status();
+    if (!client.ok()) return {};
+    auto restored = (*client)->RestoreShard(job, step, 0);
+    EXPECT_TRUE(restored.ok()) << restored.status();
+    std::map<std::string, std::string> out;
+    if (!restored.ok()) return out;
+    for (const client::RestoredTensor& tensor : *restored) {
+      out[tensor.entry.name] =
+          std::string(tensor.bytes.data(), tensor.bytes.size());
+    }
+    return out;
+  }
+
+  // Restores every step of `expected` both ways and compares the table.
+  void ExpectEveryStepRestores(
+      const std::string& job,
+      const std::map<int64_t, std::string>& expected_tables) {
+    for (const auto& [step, table] : expected_tables) {
+      for (bool shared : {true, false}) {
+        auto restored = Restore(job, step, shared);
+        EXPECT_TRUE(restored["emb.weight"] == table)
+            << "step " << step << (shared ? " (shared memory)" : " (stream)");
+      }
+    }
+  }
+
+  // delta_base_step of each tensor of (job, step), by name.
+  std::map<std::string, std::optional<int64_t>> Bases(const std::string& job,
+                                                      int64_t step) {
+    auto manifest = client_->GetManifest(job, step);
+    EXPECT_TRUE(manifest.ok()) << manifest.status();
+    std::map<std::string, std::optional<int64_t>> bases;
+    if (!manifest.ok()) return bases;
+    for (const TensorEntry& entry : manifest->shards.at(0).tensors) {
+      bases[entry.name] = entry.delta_base_step;
+    }
+    return bases;
+  }
+};
+
+TEST_F(IncrementalTest, DeltaRoundTripRestoresSavedBytesBothWays) {
+  Model model(1);
+  const std::string job = "it/delta";
+  ASSERT_TRUE(client_->SaveShard(job, 1, model.Tensors(), {}).ok());
+  const std::string table1 = model.table;
+  const std::vector<uint64_t> rows = model.RandomRows(150);
+  model.ChangeRows(rows);
+  std::vector<client::TensorData> tensors = model.Tensors();
+  tensors[0].delta_base_step = 1;
+  tensors[0].delta_rows = rows;
+  auto saved = client_->SaveShard(job, 2, tensors, {});
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->logical_bytes, model.table.size() + model.bias.size());
+  // Only the delta's bytes travelled (plus the changed bias).
+  EXPECT_LT(saved->bytes_sent, model.table.size() / 5);
+
+  auto manifest = client_->GetManifest(job, 2);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry& entry = manifest->shards.at(0).tensors.at(0);
+  EXPECT_EQ(entry.delta_base_step, 1);
+  EXPECT_EQ(entry.StoredBytes(), RowDeltaBytes(kRows, kRowBytes, rows.size()));
+  EXPECT_FALSE(manifest->shards.at(0).tensors.at(1).IsDelta());
+
+  for (bool shared : {true, false}) {
+    auto restored = Restore(job, 2, shared);
+    EXPECT_TRUE(restored["emb.weight"] == model.table) << shared;
+    EXPECT_TRUE(restored["emb.bias"] == model.bias) << shared;
+    EXPECT_TRUE(Restore(job, 1, shared)["emb.weight"] == table1) << shared;
+  }
+
+  std::string read(entry.ByteSize(), '\0');
+  ASSERT_TRUE(client_->ReadTensor(job, entry, absl::MakeSpan(read)).ok());
+  EXPECT_TRUE(read == model.table);
+}
+
+TEST_F(IncrementalTest, InvalidDeltaRowsAreRefused) {
+  Model model(2);
+  const std::string job = "it/invalid";
+  ASSERT_TRUE(client_->SaveShard(job, 1, model.Tensors(), {}).ok());
+  const std::vector<std::vector<uint64_t>> bad = {
+      {3, 2}, {5, 5}, {0, kRows}, {uint64_t{1} << 40}};
+  for (const std::vector<uint64_t>& rows : bad) {
+    std::vector<client::TensorData> tensors = model.Tensors();
+    tensors[0].delta_base_step = 1;
+    tensors[0].delta_rows = rows;
+    auto saved = client_->SaveShard(job, 2, tensors, {});
+    EXPECT_TRUE(absl::IsInvalidArgument(saved.status())) << saved.status();
+    EXPECT_THAT(saved.status().message(), HasSubstr("emb.weight"));
+  }
+  std::vector<client::TensorData> tensors = model.Tensors();
+  const std::vector<uint64_t> rows = {1};
+  tensors[0].delta_rows = rows;  // without a base
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      client_->SaveShard(job, 2, tensors, {}).status()));
+  // Nothing began: step 2 does not exist.
+  auto listed = client_->ListCheckpoints(job, true);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 1u);
+}
+
+// 12 saves of a table whose rows change at random (none, a few, many, all)
+// restore exactly at every step, in both modes.
+class ChainTest : public IncrementalTest,
+                  public ::testing::WithParamInterface<DeltaMode> {};
+
+TEST_P(ChainTest, EveryStepOfAChainRestoresTheSavedBytes) {
+  Model model(3);
+  const std::string job = absl::StrCat("it/chain-", DeltaModeName(GetParam()));
+  client::IncrementalOptions options;
+  options.policy.mode = GetParam();
+  options.policy.max_chain_length = 4;
+  client::IncrementalSaver saver(options);
+  const std::vector<uint64_t> counts = {0,  30, 0,    kRows, 5,  200,
+                                        80, 1,  1500, 10,    40, 0};
+  std::map<int64_t, std::string> tables;
+  int deltas = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const int64_t step = static_cast<int64_t>(i) + 1;
+    if (i > 0) model.ChangeRows(model.RandomRows(counts[i]));
+    client::IncrementalPlan plan;
+    auto saved = client::SaveIncremental(*client_, saver, job, step,
+                                         model.Tensors(), {}, {}, &plan);
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    tables[step] = model.table;
+    const client::TensorPlan& decided = plan.decisions().at(0);
+    auto bases = Bases(job, step);
+    EXPECT_EQ(bases["emb.weight"], decided.decision.base_step) << step;
+    EXPECT_EQ(bases["emb.bias"], std::nullopt) << "1-D tensors are full";
+    if (decided.decision.kind == DeltaDecision::Kind::kDelta) {
+      ++deltas;
+      // Random bytes make every changed row differ; an intermittent delta
+      // also holds the rows changed since its baseline.
+      if (GetParam() == DeltaMode::kConsecutive) {
+        EXPECT_EQ(decided.changed_rows, counts[i]) << step;
+      } else {
+        EXPECT_GE(decided.changed_rows, counts[i]) << step;
+      }
+    }
+    if (i == 0 || counts[i] == static_cast<uint64_t>(kRows)) {
+      EXPECT_EQ(decided.decision.kind, DeltaDecision::Kind::kFull) << step;
+    }
+    if (i == 1 || i == 2) {
+      EXPECT_EQ(decided.decision.kind, DeltaDecision::Kind::kDelta) << step;
+    }
+  }
+  EXPECT_GE(deltas, 6);
+  ExpectEveryStepRestores(job, tables);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ChainTest,
+                         ::testing::Values(DeltaMode::kIntermittent,
+                                           DeltaMode::kConsecutive),
+                         [](const auto& param_info) {
+                           return std::string(DeltaModeName(param_info.param));
+                         });
+
+TEST_F(IncrementalTest,
+       IntermittentBaselineResetsOnceTheDeltaReachesTheFraction) {
+  Model model(4);
+  const std::string job = "it/intermittent";
+  client::IncrementalSaver saver;  // intermittent, fraction 0.5
+  // Disjoint row sets: 10%, +20% (30% since the baseline), +25% (55%: new
+  // baseline), then 5% against the new baseline.
+  std::vector<uint64_t> order = model.RandomRows(kRows);
+  std::shuffle(order.begin(), order.end(), model.rng);
+  auto take = [&](size_t n) {
+    std::vector<uint64_t> rows(order.end() - n, order.end());
+    order.resize(order.size() - n);
+    return rows;
+  };
+  const std::vector<size_t> sizes = {0, 200, 400, 500, 100};
+  const std::vector<std::optional<int64_t>> expected = {std::nullopt, 1, 1,
+                                                        std::nullopt, 4};
+  std::map<int64_t, std::string> tables;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t step = static_cast<int64_t>(i) + 1;
+    model.ChangeRows(take(sizes[i]));
+    client::IncrementalPlan plan;
+    ASSERT_TRUE(client::SaveIncremental(*client_, saver, job, step,
+                                        model.Tensors(), {}, {}, &plan)
+                    .ok());
+    EXPECT_EQ(plan.decisions()[0].decision.base_step, expected[i]) << step;
+    EXPECT_EQ(Bases(job, step)["emb.weight"], expected[i]) << step;
+    tables[step] = model.table;
+  }
+  ExpectEveryStepRestores(job, tables);
+}
+
+TEST_F(IncrementalTest, ConsecutiveBaselineResetsAfterMaxChainLength) {
+  Model model(5);
+  const std::string job = "it/consecutive";
+  client::IncrementalOptions options;
+  options.policy.mode = DeltaMode::kConsecutive;
+  options.policy.max_chain_length = 2;
+  client::IncrementalSaver saver(options);
+  const std::vector<std::optional<int64_t>> expected = {
+      std::nullopt, 1, 2, std::nullopt, 4, 5, std::nullopt};
+  std::map<int64_t, std::string> tables;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const int64_t step = static_cast<int64_t>(i) + 1;
+    model.ChangeRows(model.RandomRows(50));
+    client::IncrementalPlan plan;
+    ASSERT_TRUE(client::SaveIncremental(*client_, saver, job, step,
+                                        model.Tensors(), {}, {}, &plan)
+                    .ok());
+    EXPECT_EQ(plan.decisions()[0].decision.base_step, expected[i]) << step;
+    EXPECT_EQ(plan.decisions()[0].changed_rows, expected[i] ? 50u : 0u);
+    EXPECT_EQ(Bases(job, step)["emb.weight"], expected[i]) << step;
+    tables[step] = model.table;
+  }
+  ExpectEveryStepRestores(job, tables);
+}
+
+TEST_F(IncrementalTest, DirtyRowsAndFingerprintsRestoreTheSameBytes) {
+  for (DeltaMode mode : {DeltaMode::kIntermittent, DeltaMode::kConsecutive}) {
+    Model model(6);
+    const std::string dirty_job =
+        absl::StrCat("it/dirty-", DeltaModeName(mode));
+    const std::string hashed_job =
+        absl::StrCat("it/hashed-", DeltaModeName(mode));
+    client::IncrementalOptions options;
+    options.policy.mode = mode;
+    client::IncrementalSaver dirty_saver(options);
+    client::IncrementalSaver hashed_saver(options);
+    std::map<int64_t, std::string> tables;
+    for (int64_t step = 1; step <= 6; ++step) {
+      std::vector<uint64_t> rows = model.RandomRows(step * 20);
+      if (step > 1) model.ChangeRows(rows);
+      // Dirty rows may repeat, come in any order, and name rows that did
+      // not actually change.
+      std::vector<uint64_t> dirty(rows.rbegin(), rows.rend());
+      dirty.push_back(rows.empty() ? 0 : rows[0]);
+      dirty.push_back(static_cast<uint64_t>(kRows - 1));
+      client::IncrementalPlan dirty_plan, hashed_plan;
+      auto a = client::SaveIncremental(*client_, dirty_saver, dirty_job, step,
+                                       model.Tensors(), {},
+                                       {{"emb.weight", dirty}}, &dirty_plan);
+      ASSERT_TRUE(a.ok()) << a.status();
+      auto b = client::SaveIncremental(*client_, hashed_saver, hashed_job, step,
+                                       model.Tensors(), {}, {}, &hashed_plan);
+      ASSERT_TRUE(b.ok()) << b.status();
+      const auto kind =
+          step == 1 ? DeltaDecision::Kind::kFull : DeltaDecision::Kind::kDelta;
+      EXPECT_EQ(dirty_plan.decisions()[0].decision.kind, kind) << step;
+      EXPECT_EQ(hashed_plan.decisions()[0].decision.kind, kind) << step;
+      tables[step] = model.table;
+    }
+    ExpectEveryStepRestores(dirty_job, tables);
+    ExpectEveryStepRestores(hashed_job, tables);
+    for (const auto& [step, table] : tables) {
+      EXPECT_TRUE(Restore(dirty_job, step, true) ==
+                  Restore(hashed_job, step, true))
+          << step;
+    }
+  }
+}
+
+TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaveInFull) {
+  Model model(7);
+  const std::string job = "it/mixed";
+  client::IncrementalSaver saver;
+  std::map<int64_t, std::string> tables;
+  auto save = [&](int64_t step,
+                  const std::map<std::string, std::vector<uint64_t>>& dirty) {
+    client::IncrementalPlan plan;
+    auto saved = client::SaveIncremental(*client_, saver, job, step,
+                                         model.Tensors(), {}, dirty, &plan);
+    EXPECT_TRUE(saved.ok()) << saved.status();
+    tables[step] = model.table;
+    return plan.decisions().at(0).decision.kind;
+  };
+  using Kind = DeltaDecision::Kind;
+  EXPECT_EQ(save(1, {{"emb.weight", {}}}), Kind::kFull);  // no history
+  std::vector<uint64_t> rows = model.RandomRows(10);
+  model.ChangeRows(rows);
+  EXPECT_EQ(save(2, {{"emb.weight", rows}}), Kind::kDelta);
+  model.ChangeRows(model.RandomRows(10));
+  // The baseline (step 1) has no fingerprints: full, fingerprinted.
+  EXPECT_EQ(save(3, {}), Kind::kFull);
+  rows = model.RandomRows(10);
+  model.ChangeRows(rows);
+  EXPECT_EQ(save(4, {}), Kind::kDelta);
+  // Dirty rows after a fingerprinted delta still cover that delta's rows.
+  std::vector<uint64_t> more = model.RandomRows(10);
+  model.ChangeRows(more);
+  EXPECT_EQ(save(5, {{"emb.weight", more}}), Kind::kDelta);
+  ExpectEveryStepRestores(job, tables);
+}
+
+TEST_F(IncrementalTest, PlanRefusesBadInput) {
+  Model model(8);
+  client::IncrementalSaver saver;
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      saver.Plan(1, model.Tensors(), {{"emb.weight", {uint64_t{kRows}}}})
+          .status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      saver.Plan(1, model.Tensors(), {{"nope", {0}}}).status()));
+  auto plan = saver.Plan(5, model.Tensors());
+  ASSERT_TRUE(plan.ok());
+  saver.Committed(*plan);
+  EXPECT_TRUE(absl::IsInvalidArgument(saver.Plan(5, model.Tensors()).status()));
+  // A changed layout has no base: full.
+  Model other(9);
+  std::vector<client::TensorData> tensors = other.Tensors();
+  tensors[0].global_shape = {kRows * 2, kCols};
+  auto replanned = saver.Plan(6, tensors);
+  ASSERT_TRUE(replanned.ok());
+  EXPECT_EQ(replanned->decisions()[0].decision.kind,
+            DeltaDecision::Kind::kFull);
+  auto same = saver.Plan(6, model.Tensors());
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->decisions()[0].decision.kind, DeltaDecision::Kind::kDelta);
+  EXPECT_EQ(same->decisions()[0].changed_rows, 0u);
+}
+
+TEST_F(IncrementalTest, DeletedBaseMakesTheNextSaveFull) {
+  Model model(10);
+  const std::string job = "it/deleted-base";
+  client::IncrementalSaver saver;
+  std::map<int64_t, std::string> tables;
+  for (int64_t step = 1; step <= 2; ++step) {
+    model.ChangeRows(model.RandomRows(20));
+    ASSERT_TRUE(
+        client::SaveIncremental(*client_, saver, job, step, model.Tensors(), {})
+            .ok());
+    tables[step] = model.table;
+  }
+  absl::Status deleted = client_->DeleteCheckpoint(job, 1);
+  if (absl::IsFailedPrecondition(deleted)) {
+    GTEST_SKIP() << "the server protects delta bases: " << deleted;
+  }
+  ASSERT_TRUE(deleted.ok()) << deleted;
+  // Step 2 now names a base that is gone.
+  auto broken = client_->RestoreShard(job, 2, 0);
+  EXPECT_TRUE(absl::IsDataLoss(broken.status())) << broken.status();
+  EXPECT_THAT(broken.status().message(), HasSubstr("emb.weight"));
+  EXPECT_THAT(broken.status().message(), HasSubstr("1"));
+
+  model.ChangeRows(model.RandomRows(20));
+  client::IncrementalPlan plan;
+  auto saved = client::SaveIncremental(*client_, saver, job, 3, model.Tensors(),
+                                       {}, {}, &plan);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  if (plan.decisions()[0].decision.kind == DeltaDecision::Kind::kDelta) {
+    EXPECT_FALSE(client_->RestoreShard(job, 3, 0).ok());
+    GTEST_SKIP() << "this server accepts a delta on a deleted base; the "
+                    "fallback needs its base validation (FAILED_PRECONDITION)";
+  }
+  EXPECT_EQ(Bases(job, 3)["emb.weight"], std::nullopt);
+  EXPECT_TRUE(Restore(job, 3, true)["emb.weight"] == model.table);
+}
+
+}  // namespace
+}  // namespace ckpt::testing

@@ -305,7 +305,9 @@ TEST_F(IncrementalTest, ConsecutiveBaselineResetsAfterMaxChainLength) {
   EXPECT_TRUE(read == tables[6]);
 }
 
-TEST_F(IncrementalTest, DeltaWithoutAMatchingBaseEntryIsDataLoss) {
+// The server refuses a delta whose base holds no matching tensor, so a
+// restore never meets one (the client still checks, as DATA_LOSS).
+TEST_F(IncrementalTest, DeltaWithoutAMatchingBaseEntryIsRefusedAtCommit) {
   Model model(11);
   const std::string job = "it/no-base-entry";
   // Step 1 holds the table under another name, step 2 with another global
@@ -322,20 +324,12 @@ TEST_F(IncrementalTest, DeltaWithoutAMatchingBaseEntryIsDataLoss) {
     tensors[0].delta_base_step = base;
     tensors[0].delta_rows = rows;
     auto saved = client_->SaveShard(job, base + 10, tensors, {});
-    if (absl::IsFailedPrecondition(saved.status())) {
-      GTEST_SKIP() << "the server checks delta bases: " << saved.status();
-    }
-    ASSERT_TRUE(saved.ok()) << saved.status();
-    for (bool shared : {true, false}) {
-      auto client = client::Client::Connect(server_->address(),
-                                            {.shared_memory_restore = shared});
-      ASSERT_TRUE(client.ok());
-      auto restored = (*client)->RestoreShard(job, base + 10, 0);
-      EXPECT_TRUE(absl::IsDataLoss(restored.status())) << restored.status();
-      EXPECT_THAT(restored.status().message(), HasSubstr("emb.weight"));
-      EXPECT_THAT(restored.status().message(),
-                  HasSubstr(absl::StrCat("checkpoint ", base)));
-    }
+    EXPECT_TRUE(absl::IsFailedPrecondition(saved.status())) << saved.status();
+    EXPECT_THAT(saved.status().message(), HasSubstr("emb.weight"));
+    EXPECT_THAT(saved.status().message(),
+                HasSubstr(absl::StrCat("step ", base)));
+    EXPECT_TRUE(
+        absl::IsNotFound(client_->GetManifest(job, base + 10).status()));
   }
 }
 
@@ -441,41 +435,36 @@ TEST_F(IncrementalTest, PlanRefusesBadInput) {
   EXPECT_EQ(same->decisions()[0].changed_rows, 0u);
 }
 
-TEST_F(IncrementalTest, DeletedBaseMakesTheNextSaveFull) {
+// A base deleted after the saver chose it (it had no dependents yet, so the
+// server allowed that): the delta's commit is refused and SaveIncremental
+// saves in full instead.
+TEST_F(IncrementalTest, DeletedBaseMakesTheSaveFull) {
   Model model(10);
   const std::string job = "it/deleted-base";
   client::IncrementalSaver saver;
-  std::map<int64_t, std::string> tables;
-  for (int64_t step = 1; step <= 2; ++step) {
-    model.ChangeRows(model.RandomRows(20));
-    ASSERT_TRUE(
-        client::SaveIncremental(*client_, saver, job, step, model.Tensors(), {})
-            .ok());
-    tables[step] = model.table;
-  }
-  absl::Status deleted = client_->DeleteCheckpoint(job, 1);
-  if (absl::IsFailedPrecondition(deleted)) {
-    GTEST_SKIP() << "the server protects delta bases: " << deleted;
-  }
-  ASSERT_TRUE(deleted.ok()) << deleted;
-  // Step 2 now names a base that is gone.
-  auto broken = client_->RestoreShard(job, 2, 0);
-  EXPECT_TRUE(absl::IsDataLoss(broken.status())) << broken.status();
-  EXPECT_THAT(broken.status().message(), HasSubstr("emb.weight"));
-  EXPECT_THAT(broken.status().message(), HasSubstr("1"));
+  ASSERT_TRUE(
+      client::SaveIncremental(*client_, saver, job, 1, model.Tensors(), {})
+          .ok());
+  ASSERT_TRUE(client_->DeleteCheckpoint(job, 1).ok());
 
   model.ChangeRows(model.RandomRows(20));
   client::IncrementalPlan plan;
-  auto saved = client::SaveIncremental(*client_, saver, job, 3, model.Tensors(),
+  auto saved = client::SaveIncremental(*client_, saver, job, 2, model.Tensors(),
                                        {}, {}, &plan);
   ASSERT_TRUE(saved.ok()) << saved.status();
-  if (plan.decisions()[0].decision.kind == DeltaDecision::Kind::kDelta) {
-    EXPECT_FALSE(client_->RestoreShard(job, 3, 0).ok());
-    GTEST_SKIP() << "this server accepts a delta on a deleted base; the "
-                    "fallback needs its base validation (FAILED_PRECONDITION)";
-  }
-  EXPECT_EQ(Bases(job, 3)["emb.weight"], std::nullopt);
+  EXPECT_EQ(plan.decisions()[0].decision.kind, DeltaDecision::Kind::kFull);
+  EXPECT_EQ(Bases(job, 2)["emb.weight"], std::nullopt);
+  EXPECT_TRUE(Restore(job, 2, true)["emb.weight"] == model.table);
+  EXPECT_TRUE(Restore(job, 2, false)["emb.weight"] == model.table);
+  // Its base protected now, the next save is a delta again.
+  model.ChangeRows(model.RandomRows(20));
+  ASSERT_TRUE(client::SaveIncremental(*client_, saver, job, 3, model.Tensors(),
+                                      {}, {}, &plan)
+                  .ok());
+  EXPECT_EQ(Bases(job, 3)["emb.weight"], std::optional<int64_t>(2));
   EXPECT_TRUE(Restore(job, 3, true)["emb.weight"] == model.table);
+  // And that base cannot be deleted while the delta exists.
+  EXPECT_TRUE(absl::IsFailedPrecondition(client_->DeleteCheckpoint(job, 2)));
 }
 
 }  // namespace

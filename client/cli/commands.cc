@@ -23,6 +23,7 @@
 #include "client/cli/progress.h"
 #include "common/event.h"
 #include "common/retention.h"
+#include "common/row_fingerprint.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -333,6 +334,52 @@ std::string FormatRatio(double ratio) {
 
 }  // namespace
 
+// `put --json`'s "deltas": the tensors saved as row deltas.
+nlohmann::json DeltaSummaries(const std::vector<client::TensorData>& tensors) {
+  nlohmann::json deltas = nlohmann::json::array();
+  for (const client::TensorData& tensor : tensors) {
+    if (!tensor.delta_base_step.has_value()) continue;
+    deltas.push_back({{"name", tensor.name},
+                      {"base_step", *tensor.delta_base_step},
+                      {"rows", tensor.delta_rows.size()},
+                      {"total_rows", tensor.global_shape[0]}});
+  }
+  return deltas;
+}
+
+// For `put --delta-against`: the rows of `tensor` that differ from the
+// same-named tensor of the same layout in `base` (read from the server and
+// compared by row fingerprints), or nullopt when the base has none.
+absl::StatusOr<std::optional<std::vector<uint64_t>>> RowsChangedSince(
+    client::Client& client, const std::string& job, const Checkpoint& base,
+    const client::TensorData& tensor) {
+  for (const ShardManifest& shard : base.shards) {
+    for (const TensorEntry& entry : shard.tensors) {
+      if (entry.name != tensor.name || entry.dtype != tensor.dtype ||
+          entry.global_shape != tensor.global_shape ||
+          !(entry.box == tensor.box)) {
+        continue;
+      }
+      std::string base_bytes(entry.ByteSize(), '\0');
+      CKPT_RETURN_IF_ERROR(
+          client.ReadTensor(job, entry, absl::MakeSpan(base_bytes)));
+      const size_t row_bytes = entry.RowBytes();
+      CKPT_ASSIGN_OR_RETURN(
+          std::vector<uint64_t> old_rows,
+          RowFingerprints(absl::MakeConstSpan(base_bytes), row_bytes, 2));
+      CKPT_ASSIGN_OR_RETURN(
+          std::vector<uint64_t> new_rows,
+          RowFingerprints(
+              absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+              row_bytes, 2));
+      CKPT_ASSIGN_OR_RETURN(std::vector<uint64_t> changed,
+                            ChangedRows(old_rows, new_rows));
+      return std::optional<std::vector<uint64_t>>(std::move(changed));
+    }
+  }
+  return std::optional<std::vector<uint64_t>>();
+}
+
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out) {
   CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
@@ -340,6 +387,20 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
   options.rank = args.rank;
   options.world_size = args.world_size;
   CKPT_ASSIGN_OR_RETURN(options.metadata, ParseMetadata(args));
+  if (args.row_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--row-bytes must be >= 0, got ", args.row_bytes));
+  }
+  if (args.delta_against.has_value() && args.row_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "--delta-against needs --row-bytes (the rows a delta replaces), as "
+        "the base was saved with");
+  }
+  if (args.delta_against.has_value() && *args.delta_against >= step) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--delta-against ", *args.delta_against,
+                     " must be an older step than ", step));
+  }
 
   std::vector<std::unique_ptr<MappedFile>> files;
   std::vector<client::TensorData> tensors;
@@ -354,14 +415,40 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
                           MappedFile::Open(path));
     const auto size = static_cast<int64_t>(file->bytes().size());
-    tensors.push_back(client::TensorData{name,
-                                         DType::kUint8,
-                                         {size},
-                                         Box{{0}, {size}},
-                                         file->bytes(),
-                                         /*delta_base_step=*/std::nullopt,
-                                         /*delta_rows=*/{}});
+    std::vector<int64_t> shape = {size};
+    if (args.row_bytes > 0) {
+      if (size % args.row_bytes != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, " has ", size, " bytes, not a multiple of ",
+                         "--row-bytes ", args.row_bytes));
+      }
+      shape = {size / args.row_bytes, args.row_bytes};
+    }
+    client::TensorData tensor;
+    tensor.name = name;
+    tensor.dtype = DType::kUint8;
+    tensor.global_shape = shape;
+    tensor.box.offsets.assign(shape.size(), 0);
+    tensor.box.lengths = shape;
+    tensor.bytes = file->bytes();
+    tensors.push_back(std::move(tensor));
     files.push_back(std::move(file));
+  }
+
+  // Rows changed since the base, per tensor saved as a delta.
+  std::vector<std::vector<uint64_t>> delta_rows(tensors.size());
+  if (args.delta_against.has_value()) {
+    CKPT_ASSIGN_OR_RETURN(Checkpoint base,
+                          client.GetManifest(args.job, *args.delta_against));
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      CKPT_ASSIGN_OR_RETURN(
+          std::optional<std::vector<uint64_t>> changed,
+          RowsChangedSince(client, args.job, base, tensors[i]));
+      if (!changed.has_value()) continue;  // no such tensor there: full
+      delta_rows[i] = *std::move(changed);
+      tensors[i].delta_base_step = *args.delta_against;
+      tensors[i].delta_rows = delta_rows[i];
+    }
   }
 
   CKPT_ASSIGN_OR_RETURN(client::SaveResult result,
@@ -378,6 +465,7 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
          {"chunks_sent", result.chunks_sent},
          {"bytes_sent", result.bytes_sent},
          {"checkpoint_committed", result.checkpoint_committed},
+         {"deltas", DeltaSummaries(tensors)},
          {"committed_ranks", result.checkpoint.committed_ranks},
          {"state", std::string(CheckpointStateName(result.checkpoint.state))}});
     return absl::OkStatus();
@@ -388,6 +476,12 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
             << "chunks: " << result.chunks_total << " total, "
             << result.chunks_sent << " sent (" << HumanBytes(result.bytes_sent)
             << ")\n";
+  for (const client::TensorData& tensor : tensors) {
+    if (!tensor.delta_base_step.has_value()) continue;
+    std::cout << tensor.name << ": delta against step "
+              << *tensor.delta_base_step << ", " << tensor.delta_rows.size()
+              << " of " << tensor.global_shape[0] << " rows\n";
+  }
   if (result.checkpoint.state == CheckpointState::kCommitted) {
     std::cout << "checkpoint committed\n";
   } else {

@@ -26,6 +26,13 @@ struct PutArgs {
   std::vector<std::string> metrics;  // NAME=VALUE
   std::vector<std::string> tags;     // KEY=VALUE
   std::string time;                  // RFC 3339; empty: none
+  // > 0: each file is a uint8 matrix of rows this long (its size a multiple
+  // of it), the rows a delta replaces; 0: a 1-D tensor.
+  int64_t row_bytes = 0;
+  // Set: each file with a same-named tensor of the same shape in this
+  // checkpoint (of any rank) is saved as a row delta against it, holding
+  // the rows that differ; the others are saved in full.
+  std::optional<int64_t> delta_against;
 };
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out);

@@ -75,6 +75,19 @@ int main(int argc, char** argv) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  put_cmd
+      ->add_option("--row-bytes", put.row_bytes,
+                   "Store each file as a uint8 matrix of rows of N bytes (its "
+                   "size a multiple of N) instead of a flat array: the rows "
+                   "are what --delta-against saves (default 0: flat)")
+      ->check(CLI::NonNegativeNumber);
+  put_cmd->add_option(
+      "--delta-against", put.delta_against,
+      "Save each file as a row delta (Check-N-Run) against the tensor of the "
+      "same name and shape in this older committed checkpoint of JOB: only "
+      "the rows that differ from it are stored (found by reading it back and "
+      "comparing row fingerprints). Files it lacks are saved in full. Needs "
+      "--row-bytes as the base was saved with");
   put_cmd->add_option("--time", put.time,
                       "The checkpoint's wall time, RFC 3339 (e.g. "
                       "2024-05-01T12:00:00Z); default: its commit time");

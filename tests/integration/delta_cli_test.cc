@@ -2,6 +2,7 @@
 // checkpoint committed through the raw gRPC stub (as a client writing
 // deltas does), and the real `ckpt` CLI shows it (ls, show, --json),
 // refuses to delete its base and says why prune keeps it.
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -142,6 +143,67 @@ TEST_F(DeltaCliTest, LsShowRmAndPruneExplainADeltaAndItsBase) {
       Ckpt(absl::StrCat("prune ", kJob, " --keep-last 1 --dry-run"));
   ASSERT_EQ(prune.exit_code, 0) << prune.err;
   EXPECT_THAT(prune.out, HasSubstr("base of step 2"));
+}
+
+// `ckpt put --row-bytes N --delta-against S` finds the changed rows by
+// reading step S back, stores only them, and `ckpt get` restores the file.
+TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
+  constexpr int kRowBytes = 64;
+  constexpr int kRows = 1024;
+  std::string table(kRows * kRowBytes, '\0');
+  for (size_t i = 0; i < table.size(); ++i) {
+    table[i] = static_cast<char>((i * 2654435761u) >> 13);
+  }
+  const std::string path = dir_->path() + "/table.bin";
+  const std::string other = dir_->path() + "/notes.bin";
+  auto write = [](const std::string& where, const std::string& bytes) {
+    std::ofstream(where, std::ios::binary) << bytes;
+  };
+  write(path, table);
+  auto put = [&](int step) {
+    return absl::StrCat("put ", kJob, " ", step, " ", path, " --row-bytes ",
+                        kRowBytes);
+  };
+  json first = CkptJson(put(1));
+  EXPECT_EQ(first["deltas"], json::array());
+
+  for (int row : {3, 500, 1023}) table[row * kRowBytes + 7] ^= 0x5a;
+  write(path, table);
+  write(other, std::string(kRowBytes, 'n'));  // step 1 has no notes.bin
+  json second =
+      CkptJson(absl::StrCat(put(2), " ", other, " --delta-against 1"));
+  ASSERT_EQ(second["deltas"].size(), 1u) << second.dump();
+  EXPECT_EQ(second["deltas"][0]["name"], "table.bin");
+  EXPECT_EQ(second["deltas"][0]["base_step"], 1);
+  EXPECT_EQ(second["deltas"][0]["rows"], 3);
+  EXPECT_EQ(second["deltas"][0]["total_rows"], kRows);
+
+  const json shown = CkptJson(absl::StrCat("show ", kJob, " 2"));
+  EXPECT_EQ(shown["kind"], "delta");
+  // 3 rows of 64 bytes, 4-byte indices, a 32-byte header; and notes.bin.
+  const json listed = CkptJson(absl::StrCat("ls ", kJob));
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[1]["bytes_added"], 32 + 3 * (4 + kRowBytes) + 64);
+
+  CommandResult got =
+      Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/restored"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(ReadWholeFile(dir_->path() + "/restored/table.bin") == table);
+
+  // Wrong use is refused before anything is saved.
+  CommandResult no_rows =
+      Ckpt(absl::StrCat("put ", kJob, " 3 ", path, " --delta-against 2"));
+  EXPECT_NE(no_rows.exit_code, 0);
+  EXPECT_THAT(no_rows.err, HasSubstr("--row-bytes"));
+  CommandResult not_older = Ckpt(absl::StrCat(
+      "put ", kJob, " 3 ", path, " --row-bytes 64 --delta-against 3"));
+  EXPECT_NE(not_older.exit_code, 0);
+  EXPECT_THAT(not_older.err, HasSubstr("older"));
+  CommandResult ragged =
+      Ckpt(absl::StrCat("put ", kJob, " 3 ", path, " --row-bytes 1000"));
+  EXPECT_NE(ragged.exit_code, 0);
+  EXPECT_THAT(ragged.err, HasSubstr("not a multiple"));
+  EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob)).size(), 2u);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ namespace ckpt {
 namespace {
 
 using Mode = RetentionPolicy::KeepBest::Mode;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -756,6 +757,92 @@ TEST(RetentionPropertyTest, ApplyingAtEverySaveEqualsApplyingOnce) {
         EvaluateRetention(job.policy, job.saves, job.clock_start);
     ASSERT_TRUE(once.ok()) << once.status();
     EXPECT_EQ(incremental, KeptSet(*once));
+  }
+}
+
+// Random row-delta bases: in step order, about half of the saves are deltas
+// against one or two earlier saves (the last full one, the previous one, or
+// any older one).
+void AddRandomBases(std::mt19937_64& rng, std::vector<RetentionInput>& saves) {
+  std::vector<RetentionInput*> by_step;
+  for (RetentionInput& save : saves) by_step.push_back(&save);
+  std::sort(by_step.begin(), by_step.end(),
+            [](const RetentionInput* a, const RetentionInput* b) {
+              return a->step < b->step;
+            });
+  auto uniform = [&](size_t lo, size_t hi) {
+    return std::uniform_int_distribution<size_t>(lo, hi)(rng);
+  };
+  int64_t last_full = -1;
+  for (size_t i = 0; i < by_step.size(); ++i) {
+    RetentionInput& save = *by_step[i];
+    save.base_steps.clear();
+    if (i == 0 || uniform(0, 1) == 0) {
+      last_full = save.step;
+      continue;
+    }
+    switch (uniform(0, 2)) {
+      case 0:
+        save.base_steps = {last_full};
+        break;
+      case 1:
+        save.base_steps = {by_step[i - 1]->step};
+        break;
+      default:
+        save.base_steps = {by_step[uniform(0, i - 1)]->step};
+        if (uniform(0, 3) == 0 && by_step[i - 1]->step > save.base_steps[0]) {
+          save.base_steps.push_back(by_step[i - 1]->step);
+        }
+        break;
+    }
+  }
+}
+
+// With bases, the kept set is what the rules keep plus, transitively, the
+// bases of everything kept; and keeping it is stable: evaluating again on
+// the survivors deletes nothing.
+TEST(RetentionPropertyTest, BasesOfKeptCheckpointsAreKeptAndNothingMore) {
+  std::mt19937_64 rng(424242);
+  for (int iter = 0; iter < 3000; ++iter) {
+    RandomJob job = MakeRandomJob(rng, /*with_best_and_pins=*/true);
+    SCOPED_TRACE(absl::StrCat("iteration ", iter));
+    const std::vector<RetentionInput> without_bases = job.saves;
+    AddRandomBases(rng, job.saves);
+    absl::StatusOr<std::vector<RetentionDecision>> ds =
+        EvaluateRetention(job.policy, job.saves, job.clock_start);
+    ASSERT_TRUE(ds.ok()) << ds.status();
+    const std::set<int64_t> kept = KeptSet(*ds);
+
+    absl::StatusOr<std::vector<RetentionDecision>> rules_only =
+        EvaluateRetention(job.policy, without_bases, job.clock_start);
+    ASSERT_TRUE(rules_only.ok()) << rules_only.status();
+    std::map<int64_t, std::vector<int64_t>> bases_of;
+    for (const RetentionInput& in : job.saves)
+      bases_of[in.step] = in.base_steps;
+    std::set<int64_t> closure = KeptSet(*rules_only);
+    std::vector<int64_t> todo(closure.begin(), closure.end());
+    while (!todo.empty()) {
+      const int64_t step = todo.back();
+      todo.pop_back();
+      for (int64_t base : bases_of[step]) {
+        if (closure.insert(base).second) todo.push_back(base);
+      }
+    }
+    EXPECT_EQ(kept, closure);
+    for (const RetentionDecision& d : *ds) {
+      if (d.keep && !KeptSet(*rules_only).count(d.step)) {
+        EXPECT_THAT(d.reasons, Contains(HasSubstr("base of step")));
+      }
+    }
+
+    std::vector<RetentionInput> survivors;
+    for (const RetentionInput& in : job.saves) {
+      if (kept.count(in.step)) survivors.push_back(in);
+    }
+    absl::StatusOr<std::vector<RetentionDecision>> again =
+        EvaluateRetention(job.policy, survivors, job.clock_start);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(KeptSet(*again), kept);
   }
 }
 

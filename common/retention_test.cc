@@ -628,6 +628,19 @@ RandomJob MakeRandomJob(std::mt19937_64& rng, bool with_best_and_pins) {
   return job;
 }
 
+// Applying the policy again to what it kept deletes nothing.
+void ExpectSurvivorsAllKept(const RandomJob& job,
+                            const std::set<int64_t>& kept) {
+  std::vector<RetentionInput> survivors;
+  for (const RetentionInput& in : job.saves) {
+    if (kept.count(in.step)) survivors.push_back(in);
+  }
+  absl::StatusOr<std::vector<RetentionDecision>> again =
+      EvaluateRetention(job.policy, survivors, job.clock_start);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(KeptSet(*again), kept);
+}
+
 TEST(RetentionPropertyTest, MatchesReferenceCheckpointManager) {
   std::mt19937_64 rng(20240607);
   for (int iter = 0; iter < 5000; ++iter) {
@@ -716,15 +729,7 @@ TEST(RetentionPropertyTest, InvariantsHoldForRandomPolicies) {
       EXPECT_EQ(kept.size(), job.saves.size());
     }
 
-    // Applying the policy again to what it kept deletes nothing.
-    std::vector<RetentionInput> survivors;
-    for (const RetentionInput& in : job.saves) {
-      if (kept.count(in.step)) survivors.push_back(in);
-    }
-    absl::StatusOr<std::vector<RetentionDecision>> again =
-        EvaluateRetention(job.policy, survivors, job.clock_start);
-    ASSERT_TRUE(again.ok()) << again.status();
-    EXPECT_EQ(KeptSet(*again), kept);
+    ExpectSurvivorsAllKept(job, kept);
   }
 }
 
@@ -834,15 +839,7 @@ TEST(RetentionPropertyTest, BasesOfKeptCheckpointsAreKeptAndNothingMore) {
         EXPECT_THAT(d.reasons, Contains(HasSubstr("base of step")));
       }
     }
-
-    std::vector<RetentionInput> survivors;
-    for (const RetentionInput& in : job.saves) {
-      if (kept.count(in.step)) survivors.push_back(in);
-    }
-    absl::StatusOr<std::vector<RetentionDecision>> again =
-        EvaluateRetention(job.policy, survivors, job.clock_start);
-    ASSERT_TRUE(again.ok()) << again.status();
-    EXPECT_EQ(KeptSet(*again), kept);
+    ExpectSurvivorsAllKept(job, kept);
   }
 }
 

@@ -791,30 +791,53 @@ absl::StatusOr<Checkpoint> Client::GetManifest(
 
 absl::Status Client::ReadTensor(absl::string_view job, const TensorEntry& entry,
                                 absl::Span<char> out) {
-  if (out.size() != entry.ByteSize()) {
+  return ReadTensors(job, absl::MakeConstSpan(&entry, 1),
+                     absl::MakeConstSpan(&out, 1));
+}
+
+absl::Status Client::ReadTensors(absl::string_view job,
+                                 absl::Span<const TensorEntry> entries,
+                                 absl::Span<const absl::Span<char>> outs) {
+  if (outs.size() != entries.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", entry.name, "' has ", entry.ByteSize(),
-                     " bytes but the output buffer has ", out.size()));
+        absl::StrCat(entries.size(), " tensors to read but ", outs.size(),
+                     " output buffers"));
+  }
+  for (size_t t = 0; t < entries.size(); ++t) {
+    if (outs[t].size() != entries[t].ByteSize()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", entries[t].name, "' has ", entries[t].ByteSize(),
+          " bytes but the output buffer has ", outs[t].size()));
+    }
   }
   DeltaChains chains([&](int64_t step) { return GetManifest(job, step); });
-  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain, chains.Resolve(entry));
-  CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
-  std::vector<std::string> deltas(chain.size() - 1);
+  std::vector<std::vector<TensorEntry>> chains_of(entries.size());
+  // deltas[t][i]: the bytes of chains_of[t][i + 1].
+  std::vector<std::vector<std::string>> deltas(entries.size());
   SinkSet sinks;
-  for (size_t i = 0; i < chain.size(); ++i) {
-    char* destination = out.data();
-    if (i > 0) {
-      deltas[i - 1].resize(chain[i].StoredBytes());
-      destination = deltas[i - 1].data();
-    }
-    for (const ChunkRef& piece : chain[i].pieces) {
-      sinks.Add(piece, destination);
-      destination += piece.size;
+  for (size_t t = 0; t < entries.size(); ++t) {
+    CKPT_ASSIGN_OR_RETURN(chains_of[t], chains.Resolve(entries[t]));
+    const std::vector<TensorEntry>& chain = chains_of[t];
+    CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
+    deltas[t].resize(chain.size() - 1);
+    for (size_t i = 0; i < chain.size(); ++i) {
+      char* destination = outs[t].data();
+      if (i > 0) {
+        deltas[t][i - 1].resize(chain[i].StoredBytes());
+        destination = deltas[t][i - 1].data();
+      }
+      for (const ChunkRef& piece : chain[i].pieces) {
+        sinks.Add(piece, destination);
+        destination += piece.size;
+      }
     }
   }
   CKPT_RETURN_IF_ERROR(impl_->Fetch(job, sinks.sinks()));
-  std::vector<absl::string_view> views(deltas.begin(), deltas.end());
-  return ApplyDeltas(chain, views, out);
+  for (size_t t = 0; t < entries.size(); ++t) {
+    std::vector<absl::string_view> views(deltas[t].begin(), deltas[t].end());
+    CKPT_RETURN_IF_ERROR(ApplyDeltas(chains_of[t], views, outs[t]));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(

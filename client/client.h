@@ -200,6 +200,12 @@ class Client {
   // the tensor and the step when a base or its matching entry is missing.
   absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
                           absl::Span<char> out);
+  // The same for several entries of one job at once: each chunk is fetched
+  // once over all of them and each base manifest read once.
+  // REQUIRES: outs.size() == entries.size().
+  absl::Status ReadTensors(absl::string_view job,
+                           absl::Span<const TensorEntry> entries,
+                           absl::Span<const absl::Span<char>> outs);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
   // chunk fetched once and written straight into its destination; recorded

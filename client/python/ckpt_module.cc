@@ -479,11 +479,12 @@ class PyClient {
     absl::Status status;
     {
       py::gil_scoped_release release;
-      for (size_t i = 0; i < shard->tensors.size() && status.ok(); ++i) {
-        status = client_->ReadTensor(
-            job, shard->tensors[i],
-            absl::Span<char>(views[i]->data(), views[i]->size()));
+      std::vector<absl::Span<char>> outs;
+      outs.reserve(views.size());
+      for (const std::unique_ptr<BufferView>& view : views) {
+        outs.emplace_back(view->data(), view->size());
       }
+      status = client_->ReadTensors(job, shard->tensors, outs);
     }
     CheckOk(status);
     py::list out;

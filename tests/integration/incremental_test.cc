@@ -303,6 +303,25 @@ TEST_F(IncrementalTest, ConsecutiveBaselineResetsAfterMaxChainLength) {
   std::string read(entry.ByteSize(), '\0');
   ASSERT_TRUE(client_->ReadTensor(job, entry, absl::MakeSpan(read)).ok());
   EXPECT_TRUE(read == tables[6]);
+  // ReadTensors reads the whole shard in one go, chain and full tensors.
+  const std::vector<TensorEntry>& entries = manifest->shards.at(0).tensors;
+  std::vector<std::string> reads;
+  std::vector<absl::Span<char>> outs;
+  for (const TensorEntry& e : entries) reads.emplace_back(e.ByteSize(), '\0');
+  for (std::string& r : reads) outs.push_back(absl::MakeSpan(r));
+  ASSERT_TRUE(client_->ReadTensors(job, entries, outs).ok());
+  const std::map<std::string, std::string> restored = Restore(job, 6, true);
+  for (size_t t = 0; t < entries.size(); ++t) {
+    EXPECT_TRUE(reads[t] == restored.at(entries[t].name)) << entries[t].name;
+  }
+  EXPECT_TRUE(reads[0] == tables[6]);
+  outs.pop_back();
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(client_->ReadTensors(job, entries, outs)));
+  reads[0].resize(1);
+  outs = {absl::MakeSpan(reads[0]), absl::MakeSpan(reads[1])};
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(client_->ReadTensors(job, entries, outs)));
 }
 
 // The server refuses a delta whose base holds no matching tensor, so a

@@ -244,8 +244,14 @@ absl::StatusOr<SaveResult> SaveIncremental(
   }
   absl::StatusOr<SaveResult> saved =
       client.SaveShard(job, step, plan->tensors(), options);
-  if (absl::IsFailedPrecondition(saved.status())) {
+  const bool has_delta =
+      std::any_of(plan->decisions().begin(), plan->decisions().end(),
+                  [](const TensorPlan& p) {
+                    return p.decision.kind == DeltaDecision::Kind::kDelta;
+                  });
+  if (has_delta && absl::IsFailedPrecondition(saved.status())) {
     // A base is gone (retention, a deletion): start over from full saves.
+    // (A plan without deltas has no base to lose: its error stands.)
     saver.Forget();
     plan = saver.Plan(step, tensors, dirty_rows);
     if (!plan.ok()) return plan.status();

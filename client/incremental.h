@@ -117,8 +117,10 @@ class IncrementalSaver {
 };
 
 // Plans, saves and records one incremental save of rank options.rank's
-// shard; when the commit fails because a base is gone (FAILED_PRECONDITION),
-// forgets and saves everything in full once. `plan_out`, when set, receives
+// shard; when a plan with deltas fails with FAILED_PRECONDITION (a base is
+// gone), forgets and saves everything in full once. On any other failure it
+// forgets too (rows the caller marked dirty for the failed save would
+// otherwise be missing from the next delta). `plan_out`, when set, receives
 // the plan that was saved (decisions per tensor).
 absl::StatusOr<SaveResult> SaveIncremental(
     Client& client, IncrementalSaver& saver, absl::string_view job,

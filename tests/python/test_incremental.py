@@ -150,6 +150,9 @@ def test_dirty_rows_need_incremental_and_known_names(server):
         with pytest.raises(ValueError):
             manager.save(model.state(), 1,
                          dirty_rows={"model/embedding.weight": [ROWS]})
+        with pytest.raises(ValueError, match="negative row index -1"):
+            manager.save(model.state(), 1,
+                         dirty_rows={"model/embedding.weight": [3, -1]})
         # A refused save leaves the manager usable.
         assert manager.save(model.state(), 1)
     with pytest.raises(ValueError, match="delta_mode"):

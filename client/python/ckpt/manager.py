@@ -278,6 +278,10 @@ def _row_indices(name, rows):
         raise ValueError(
             f"dirty_rows['{name}'] must be a 1-D sequence of row indices, "
             f"not of shape {array.shape}")
+    if array.size and array.min() < 0:
+        raise ValueError(
+            f"dirty_rows['{name}'] holds the negative row index "
+            f"{int(array.min())}")
     return array
 
 

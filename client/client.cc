@@ -19,6 +19,7 @@
 #include "client/restore_buffer.h"
 #include "client/status_convert.h"
 #include "common/chunk_id.h"
+#include "common/quantize.h"
 #include "common/row_delta.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -242,10 +243,70 @@ absl::StatusOr<std::string> EncodeDelta(const TensorData& tensor,
       entry.RowBytes(), tensor.delta_rows);
 }
 
+// The quantized encoding a TensorData with quantize_bits asks for.
+absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorData& tensor,
+                                               const TensorEntry& entry,
+                                               int threads) {
+  auto refuse = [&](absl::string_view problem) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", tensor.name, "': cannot quantize it: ", problem));
+  };
+  if (tensor.delta_base_step.has_value() || !tensor.delta_rows.empty()) {
+    return refuse(
+        "a quantized tensor is always saved in full, not as a "
+        "row delta");
+  }
+  if (tensor.dtype != DType::kFloat32) {
+    return refuse(absl::StrCat("it is ", DTypeName(tensor.dtype),
+                               "; only float32 tensors are quantized"));
+  }
+  if (entry.ByteSize() == 0) return refuse("it is empty");
+  QuantizeOptions options;
+  options.bits = *tensor.quantize_bits;
+  options.threads = std::max(1, threads);
+  absl::StatusOr<QuantizedTensor> quantized = QuantizeRows(
+      absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+      entry.QuantizedCols(), options);
+  if (!quantized.ok()) return refuse(quantized.status().message());
+  return quantized;
+}
+
+// Whether chain[i] (as DeltaChains::Resolve gives it) is fetched into
+// scratch and decoded from there rather than fetched into the tensor: its
+// deltas, and a quantized entry.
+bool FetchedIntoScratch(absl::Span<const TensorEntry> chain, size_t i) {
+  return i > 0 || chain[i].IsQuantized();
+}
+
+// Dequantizes a quantized entry's fetched bytes into `tensor`, checking
+// that they encode the entry's matrix at its width.
+absl::Status DequantizeEntry(const TensorEntry& entry,
+                             absl::string_view encoded,
+                             absl::Span<char> tensor) {
+  auto damaged = [&](absl::string_view problem) {
+    return absl::DataLossError(absl::StrCat(
+        "tensor '", entry.name, "': its quantized bytes ", problem));
+  };
+  absl::StatusOr<QuantizedHeader> header = ReadQuantizedHeader(encoded);
+  if (!header.ok()) return damaged(header.status().message());
+  if (header->rows != entry.QuantizedRows() ||
+      header->cols != entry.QuantizedCols() ||
+      header->bits != entry.quantization->bits) {
+    return damaged(absl::StrCat(
+        "encode a ", header->rows, " x ", header->cols, " matrix at ",
+        header->bits, " bits, the manifest says ", entry.QuantizedRows(), " x ",
+        entry.QuantizedCols(), " at ", entry.quantization->bits));
+  }
+  absl::Status status = DequantizeInto(encoded, tensor);
+  if (!status.ok()) return damaged(status.message());
+  return absl::OkStatus();
+}
+
 // The sum of a full entry's piece sizes must be its box's bytes, or the
-// entry cannot be laid out. (A delta's size is checked when it is decoded.)
+// entry cannot be laid out. (The size of a delta or of a quantized entry,
+// fetched into scratch, is checked when it is decoded.)
 absl::Status CheckPieces(const TensorEntry& entry) {
-  if (entry.IsDelta()) return absl::OkStatus();
+  if (entry.IsDelta() || entry.IsQuantized()) return absl::OkStatus();
   uint64_t total = 0;
   for (const ChunkRef& piece : entry.pieces) total += piece.size;
   if (total != entry.ByteSize()) {
@@ -330,12 +391,18 @@ class DeltaChains {
   absl::flat_hash_map<int64_t, Checkpoint> manifests_;
 };
 
-// Applies the fetched deltas of `chain` (as DeltaChains::Resolve gives it),
-// oldest first, onto `tensor`, which holds the full entry's bytes;
-// `scratch[i]` holds the bytes of chain[i + 1].
-absl::Status ApplyDeltas(absl::Span<const TensorEntry> chain,
-                         absl::Span<const absl::string_view> scratch,
-                         absl::Span<char> tensor) {
+// Rebuilds `tensor` from the fetched entries of `chain` (as
+// DeltaChains::Resolve gives it): `tensor` holds the full entry's bytes
+// unless that entry is quantized, and `scratch` the bytes of the entries
+// FetchedIntoScratch, in chain order. A quantized entry is dequantized into
+// `tensor`, then the deltas are applied, oldest first.
+absl::Status RebuildTensor(absl::Span<const TensorEntry> chain,
+                           absl::Span<const absl::string_view> scratch,
+                           absl::Span<char> tensor) {
+  if (chain.front().IsQuantized()) {
+    CKPT_RETURN_IF_ERROR(DequantizeEntry(chain.front(), scratch[0], tensor));
+    scratch.remove_prefix(1);
+  }
   const TensorEntry& entry = chain.back();
   const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
   for (size_t i = 0; i < scratch.size(); ++i) {
@@ -618,9 +685,10 @@ absl::StatusOr<SaveResult> Client::SaveShard(
   shard.rank = options.rank;
   std::vector<ChunkTask> chunks;
   std::vector<size_t> first_chunk;  // per tensor
-  // The encoded row deltas, which their chunks view: the only copy a save
-  // makes, of the delta's rows alone. A deque, so they never move.
-  std::deque<std::string> encoded_deltas;
+  // The encoded row deltas and quantized tensors, which their chunks view:
+  // the only copy a save makes (of a delta's rows alone). A deque, so they
+  // never move.
+  std::deque<std::string> encoded;
   for (const TensorData& tensor : tensors) {
     TensorEntry entry;
     entry.name = tensor.name;
@@ -635,9 +703,19 @@ absl::StatusOr<SaveResult> Client::SaveShard(
                        " needs ", entry.ByteSize()));
     }
     absl::string_view stored = tensor.bytes;
-    if (tensor.delta_base_step.has_value()) {
-      CKPT_ASSIGN_OR_RETURN(std::string encoded, EncodeDelta(tensor, entry));
-      stored = encoded_deltas.emplace_back(std::move(encoded));
+    if (tensor.quantize_bits.has_value()) {
+      CKPT_ASSIGN_OR_RETURN(
+          QuantizedTensor quantized,
+          QuantizeTensor(tensor, entry, options.hash_threads));
+      entry.quantization =
+          Quantization{.bits = *tensor.quantize_bits,
+                       .max_abs_error = quantized.error.max_abs_error,
+                       .relative_l2_error = quantized.error.relative_l2_error};
+      stored = encoded.emplace_back(std::move(quantized.bytes));
+      result.quantized[tensor.name] = *entry.quantization;
+    } else if (tensor.delta_base_step.has_value()) {
+      CKPT_ASSIGN_OR_RETURN(std::string delta, EncodeDelta(tensor, entry));
+      stored = encoded.emplace_back(std::move(delta));
     } else if (!tensor.delta_rows.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", tensor.name,
@@ -812,19 +890,18 @@ absl::Status Client::ReadTensors(absl::string_view job,
   }
   DeltaChains chains([&](int64_t step) { return GetManifest(job, step); });
   std::vector<std::vector<TensorEntry>> chains_of(entries.size());
-  // deltas[t][i]: the bytes of chains_of[t][i + 1].
-  std::vector<std::vector<std::string>> deltas(entries.size());
+  // scratch[t]: the bytes of chains_of[t]'s entries FetchedIntoScratch.
+  std::vector<std::deque<std::string>> scratch(entries.size());
   SinkSet sinks;
   for (size_t t = 0; t < entries.size(); ++t) {
     CKPT_ASSIGN_OR_RETURN(chains_of[t], chains.Resolve(entries[t]));
     const std::vector<TensorEntry>& chain = chains_of[t];
     CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
-    deltas[t].resize(chain.size() - 1);
     for (size_t i = 0; i < chain.size(); ++i) {
       char* destination = outs[t].data();
-      if (i > 0) {
-        deltas[t][i - 1].resize(chain[i].StoredBytes());
-        destination = deltas[t][i - 1].data();
+      if (FetchedIntoScratch(chain, i)) {
+        destination =
+            scratch[t].emplace_back(chain[i].StoredBytes(), '\0').data();
       }
       for (const ChunkRef& piece : chain[i].pieces) {
         sinks.Add(piece, destination);
@@ -834,8 +911,8 @@ absl::Status Client::ReadTensors(absl::string_view job,
   }
   CKPT_RETURN_IF_ERROR(impl_->Fetch(job, sinks.sinks()));
   for (size_t t = 0; t < entries.size(); ++t) {
-    std::vector<absl::string_view> views(deltas[t].begin(), deltas[t].end());
-    CKPT_RETURN_IF_ERROR(ApplyDeltas(chains_of[t], views, outs[t]));
+    std::vector<absl::string_view> views(scratch[t].begin(), scratch[t].end());
+    CKPT_RETURN_IF_ERROR(RebuildTensor(chains_of[t], views, outs[t]));
   }
   return absl::OkStatus();
 }
@@ -892,8 +969,8 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   }
   const uint64_t scratch_offset = layout_bytes;
   for (const std::vector<TensorEntry>& chain : tensor_chains) {
-    for (size_t i = 1; i < chain.size(); ++i) {
-      layout_bytes += chain[i].StoredBytes();
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if (FetchedIntoScratch(chain, i)) layout_bytes += chain[i].StoredBytes();
     }
   }
   const uint64_t scratch_bytes = layout_bytes - scratch_offset;
@@ -912,16 +989,17 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     });
   }
   SinkSet sink_set;
-  // Per tensor, its deltas' bytes (oldest first) in the scratch area.
-  std::vector<std::vector<absl::string_view>> delta_bytes(tensors.size());
+  // Per tensor, the bytes of its chain's entries FetchedIntoScratch, in
+  // chain order, in the scratch area.
+  std::vector<std::vector<absl::string_view>> scratch_bytes_of(tensors.size());
   char* scratch = buffer->payload() + scratch_offset;
   for (size_t t = 0; t < tensors.size(); ++t) {
     const std::vector<TensorEntry>& chain = tensor_chains[t];
     for (size_t i = 0; i < chain.size(); ++i) {
       char* destination = tensors[t].bytes.data();
-      if (i > 0) {
+      if (FetchedIntoScratch(chain, i)) {
         destination = scratch;
-        delta_bytes[t].emplace_back(scratch, chain[i].StoredBytes());
+        scratch_bytes_of[t].emplace_back(scratch, chain[i].StoredBytes());
         scratch += chain[i].StoredBytes();
       }
       for (const ChunkRef& piece : chain[i].pieces) {
@@ -998,7 +1076,7 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
   for (size_t t = 0; t < tensors.size(); ++t) {
     CKPT_RETURN_IF_ERROR(
-        ApplyDeltas(tensor_chains[t], delta_bytes[t], tensors[t].bytes));
+        RebuildTensor(tensor_chains[t], scratch_bytes_of[t], tensors[t].bytes));
   }
   if (scratch_bytes > 0) {
     buffer->Release(buffer->payload() + scratch_offset,

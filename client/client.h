@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,16 @@ struct TensorData {
   // IncrementalSaver (client/incremental.h) fills these in.
   std::optional<int64_t> delta_base_step;
   absl::Span<const uint64_t> delta_rows;
+  // Set to save a float32 tensor quantized (opt-in, lossy; Check-N-Run):
+  // row-wise to 2, 3, 4 or 8 bits with the range search of common/
+  // quantize.h, on options.hash_threads threads (about 10 MB/s per core).
+  // The entry records the width and the error measured over the tensor,
+  // and restores return the dequantized float32 values. Rows are along
+  // dimension 0 of the box; a box of at most one dimension is one row.
+  // INVALID_ARGUMENT for another width or dtype, an empty box, a NaN or
+  // infinite value, or together with delta_base_step (a quantized tensor
+  // is always saved in full, and cannot be a row delta's base).
+  std::optional<int> quantize_bits;
 };
 
 struct SaveOptions {
@@ -108,6 +119,9 @@ struct SaveResult {
   uint64_t chunks_total = 0;   // chunks of this rank's tensors, repeats too
   uint64_t chunks_sent = 0;    // chunks the server lacked and was sent
   uint64_t bytes_sent = 0;     // chunk bytes sent
+  // Per tensor saved quantized (TensorData::quantize_bits): its width and
+  // the error measured, as recorded in the manifest.
+  std::map<std::string, Quantization> quantized;
   // This rank's commit completed the checkpoint (it was the last rank).
   bool checkpoint_committed = false;
   // The checkpoint header after this rank's commit.

@@ -120,6 +120,11 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
         }
       }
     }
+    if (tensor.quantize_bits.has_value()) {
+      // Its restored values are not the saved ones: no delta on top.
+      decided.decision.reason = "quantized: always full";
+      continue;
+    }
     if (static_cast<int>(tensor.box.lengths.size()) < options_.min_dims ||
         rows == 0 || row_bytes == 0) {
       decided.decision.reason = absl::StrCat("fewer than ", options_.min_dims,

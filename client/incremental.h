@@ -74,7 +74,8 @@ class IncrementalPlan {
   // Per tensor: fingerprints of this save (empty when not computed).
   std::vector<std::vector<uint64_t>> fingerprints_;
   // Per tensor: whether the saver keeps its history (false for tensors
-  // always saved in full: fewer than min_dims dimensions, or no rows).
+  // always saved in full: fewer than min_dims dimensions, no rows, or
+  // quantized).
   std::vector<bool> tracked_;
 };
 

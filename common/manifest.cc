@@ -1,11 +1,13 @@
 #include "common/manifest.h"
 
+#include <cmath>
 #include <limits>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
+#include "common/quantize.h"
 #include "common/row_delta.h"
 
 namespace ckpt {
@@ -91,6 +93,18 @@ uint64_t TensorEntry::RowBytes() const {
     row *= static_cast<uint64_t>(box.lengths[d]);
   }
   return row;
+}
+
+uint64_t TensorEntry::QuantizedRows() const {
+  return box.lengths.size() < 2 ? 1 : static_cast<uint64_t>(box.lengths[0]);
+}
+
+uint64_t TensorEntry::QuantizedCols() const {
+  uint64_t cols = 1;
+  for (size_t d = box.lengths.size() < 2 ? 0 : 1; d < box.lengths.size(); ++d) {
+    cols *= static_cast<uint64_t>(box.lengths[d]);
+  }
+  return cols;
 }
 
 uint64_t ShardManifest::ByteSize() const {
@@ -192,6 +206,11 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
       }
       pieces_total += piece.size;
     }
+    if (tensor.IsDelta() && tensor.IsQuantized()) {
+      return bad(
+          "both a row delta and quantized; a quantized tensor is "
+          "always saved in full");
+    }
     if (tensor.IsDelta()) {
       // A row delta of k rows has RowDeltaBytes(rows, row_bytes, k) bytes.
       if (*tensor.delta_base_step < 0) {
@@ -211,6 +230,32 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
         return bad(absl::StrCat("pieces hold ", pieces_total,
                                 " bytes, which is no row delta of ", rows,
                                 " rows of ", row_bytes, " bytes"));
+      }
+    } else if (tensor.IsQuantized()) {
+      const Quantization& q = *tensor.quantization;
+      if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8) {
+        return bad(absl::StrCat("quantized to ", q.bits,
+                                " bits; the widths are 2, 3, 4 and 8"));
+      }
+      if (tensor.dtype != DType::kFloat32) {
+        return bad(absl::StrCat("quantized but of dtype ",
+                                DTypeName(tensor.dtype),
+                                "; only float32 tensors are quantized"));
+      }
+      if (!(std::isfinite(q.max_abs_error) && q.max_abs_error >= 0 &&
+            std::isfinite(q.relative_l2_error) && q.relative_l2_error >= 0)) {
+        return bad(absl::StrCat("quantization errors ", q.max_abs_error,
+                                " and ", q.relative_l2_error,
+                                " are not finite and non-negative"));
+      }
+      if (tensor.ByteSize() == 0) return bad("quantized but empty");
+      const uint64_t expected = QuantizedBytes(tensor.QuantizedRows(),
+                                               tensor.QuantizedCols(), q.bits);
+      if (pieces_total != expected) {
+        return bad(absl::StrCat("pieces hold ", pieces_total, " bytes but a ",
+                                tensor.QuantizedRows(), " x ",
+                                tensor.QuantizedCols(), " matrix quantized to ",
+                                q.bits, " bits takes ", expected));
       }
     } else if (pieces_total != tensor.ByteSize()) {
       return bad(absl::StrCat("pieces hold ", pieces_total,

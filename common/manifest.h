@@ -54,19 +54,39 @@ struct ChunkRef {
   friend bool operator==(const ChunkRef&, const ChunkRef&) = default;
 };
 
+// How a quantized entry's pieces were made (lossy, opt-in; common/
+// quantize.h) and what it cost, as measured over the whole entry at save.
+struct Quantization {
+  int bits = 0;  // 2, 3, 4 or 8
+  double max_abs_error = 0;
+  double relative_l2_error = 0;  // ||x - x'|| / ||x||
+  friend bool operator==(const Quantization&, const Quantization&) = default;
+};
+
 struct TensorEntry {
   std::string name;
   DType dtype = DType::kUint8;
   std::vector<int64_t> global_shape;
   Box box;
   // Concatenated in order: the box's bytes, row-major; for a delta, an
-  // encoded row delta (common/row_delta.h).
+  // encoded row delta (common/row_delta.h); for a quantized entry, its
+  // encoded matrix (common/quantize.h).
   std::vector<ChunkRef> pieces;
   // Set for a row delta against the tensor of the same name, dtype, shape
   // and box in this older checkpoint of the job (which may be a delta too).
   std::optional<int64_t> delta_base_step;
+  // Set for a quantized float32 entry: its pieces are the encoded matrix
+  // (common/quantize.h) of QuantizedRows() x QuantizedCols(), and a restore
+  // gives the dequantized values. Never a delta, never a delta's base.
+  std::optional<Quantization> quantization;
 
   bool IsDelta() const { return delta_base_step.has_value(); }
+  bool IsQuantized() const { return quantization.has_value(); }
+  // The matrix a quantized entry is encoded as: rows along dimension 0 of
+  // the box and the rest flattened into columns; one row for a box of at
+  // most one dimension.
+  uint64_t QuantizedRows() const;
+  uint64_t QuantizedCols() const;
   // Product of box lengths times the element size: the restored size.
   uint64_t ByteSize() const;
   // Sum of the pieces' sizes: what the entry references.

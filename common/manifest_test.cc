@@ -1,5 +1,6 @@
 #include "common/manifest.h"
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -510,6 +511,74 @@ TEST(ValidateShardManifestTest, DeltaPiecesMustHoldWholeRowsOfTheBox) {
   shard.tensors = {scalar};
   EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
               HasSubstr("needs a tensor with rows"));
+}
+
+// A quantized [2, 6] float32 box: 2 rows of 6 columns; at 4 bits a 40-byte
+// header, then per row 8 bytes of range and 3 bytes of codes.
+TEST(ValidateShardManifestTest, QuantizedPiecesMustHoldTheEncodedMatrix) {
+  ShardManifest shard = ValidShard();
+  TensorEntry& entry = shard.tensors[0];
+  entry.quantization =
+      Quantization{.bits = 4, .max_abs_error = 0.1, .relative_l2_error = 0.05};
+  EXPECT_EQ(entry.QuantizedRows(), 2u);
+  EXPECT_EQ(entry.QuantizedCols(), 6u);
+  entry.pieces = {Piece(40 + 2 * 11)};
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  entry.pieces = {Piece(30), Piece(32)};  // the same 62 bytes in two pieces
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  for (uint64_t bad : {48, 61, 63}) {
+    SCOPED_TRACE(bad);
+    entry.pieces = {Piece(bad)};
+    EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+                HasSubstr("matrix quantized to 4 bits takes 62"));
+  }
+  entry.pieces = {Piece(62)};
+
+  auto invalid = [&](const std::function<void(TensorEntry&)>& mutate,
+                     absl::string_view message) {
+    ShardManifest copy = shard;
+    mutate(copy.tensors[0]);
+    absl::Status status = ValidateShardManifest(copy, 2);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  };
+  invalid([](TensorEntry& t) { t.quantization->bits = 5; }, "the widths are");
+  invalid([](TensorEntry& t) { t.quantization->bits = 0; }, "the widths are");
+  invalid([](TensorEntry& t) { t.dtype = DType::kInt32; },
+          "only float32 tensors are quantized");
+  invalid([](TensorEntry& t) { t.quantization->max_abs_error = -1; },
+          "not finite and non-negative");
+  invalid(
+      [](TensorEntry& t) { t.quantization->relative_l2_error = std::nan(""); },
+      "not finite and non-negative");
+  invalid([](TensorEntry& t) { t.delta_base_step = 1; },
+          "both a row delta and quantized");
+  invalid(
+      [](TensorEntry& t) {
+        t.box.lengths = {0, 6};
+        t.pieces = {Piece(40)};
+      },
+      "quantized but empty");
+
+  // At most one dimension: a single row.
+  TensorEntry vector;
+  vector.name = "vector";
+  vector.dtype = DType::kFloat32;
+  vector.global_shape = {10};
+  vector.box = Box{{0}, {10}};
+  vector.quantization = Quantization{.bits = 8};
+  vector.pieces = {Piece(40 + 8 + 10)};
+  EXPECT_EQ(vector.QuantizedRows(), 1u);
+  EXPECT_EQ(vector.QuantizedCols(), 10u);
+  TensorEntry scalar = vector;
+  scalar.name = "scalar";
+  scalar.global_shape = {};
+  scalar.box = Box{};
+  scalar.pieces = {Piece(40 + 8 + 1)};
+  EXPECT_EQ(scalar.QuantizedRows(), 1u);
+  EXPECT_EQ(scalar.QuantizedCols(), 1u);
+  shard.tensors = {vector, scalar};
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
 }
 
 }  // namespace

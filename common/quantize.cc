@@ -396,11 +396,17 @@ absl::StatusOr<QuantizedHeader> ReadQuantizedHeader(absl::string_view encoded) {
   return header;
 }
 
-absl::StatusOr<std::string> Dequantize(absl::string_view encoded) {
+absl::Status DequantizeInto(absl::string_view encoded, absl::Span<char> out) {
   CKPT_ASSIGN_OR_RETURN(const QuantizedHeader header,
                         ReadQuantizedHeader(encoded));
+  // The header's size check bounds rows * cols by the input size.
+  const uint64_t restored_bytes = header.rows * header.cols * sizeof(float);
+  if (out.size() != restored_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a quantized ", header.rows, " x ", header.cols, " matrix restores to ",
+        restored_bytes, " bytes, not the ", out.size(), " given"));
+  }
   const uint64_t code_bytes = CodeBytes(header.cols, header.bits);
-  std::string restored(header.rows * header.cols * sizeof(float), '\0');
   // Sized only when there are rows: the header's size check then bounds
   // cols by the input size.
   std::vector<float> row(header.rows > 0 ? header.cols : 0);
@@ -417,10 +423,18 @@ absl::StatusOr<std::string> Dequantize(absl::string_view encoded) {
     if (!reader.PaddingIsZero()) {
       return DataLoss(absl::StrCat("row ", r, " has nonzero padding bits"));
     }
-    std::memcpy(restored.data() + r * header.cols * sizeof(float), row.data(),
+    std::memcpy(out.data() + r * header.cols * sizeof(float), row.data(),
                 row.size() * sizeof(float));
     p += kRowParamBytes + code_bytes;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Dequantize(absl::string_view encoded) {
+  CKPT_ASSIGN_OR_RETURN(const QuantizedHeader header,
+                        ReadQuantizedHeader(encoded));
+  std::string restored(header.rows * header.cols * sizeof(float), '\0');
+  CKPT_RETURN_IF_ERROR(DequantizeInto(encoded, absl::MakeSpan(restored)));
   return restored;
 }
 

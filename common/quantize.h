@@ -96,6 +96,9 @@ absl::StatusOr<QuantizedHeader> ReadQuantizedHeader(absl::string_view encoded);
 // problem for any malformed input: bad header or size, a non-finite or
 // negative row min or scale, nonzero padding bits.
 absl::StatusOr<std::string> Dequantize(absl::string_view encoded);
+// The same, written into `out`, which must be rows * cols * 4 bytes
+// (INVALID_ARGUMENT otherwise); on DATA_LOSS `out` may be partly written.
+absl::Status DequantizeInto(absl::string_view encoded, absl::Span<char> out);
 
 // The bit width for a tensor expected to be restored `expected_restores`
 // times over the rest of training (failures x checkpoints read back);

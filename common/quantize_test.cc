@@ -246,6 +246,22 @@ void ExpectDataLoss(const std::string& encoded, absl::string_view what) {
   EXPECT_THAT(restored.status().message(), HasSubstr(what));
 }
 
+TEST(QuantizeTest, DequantizeIntoWritesTheSameValuesAndChecksTheSize) {
+  std::vector<float> x(7 * 5);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * i);
+  auto q =
+      QuantizeRows(absl::MakeConstSpan(reinterpret_cast<const char*>(x.data()),
+                                       x.size() * sizeof(float)),
+                   5, {.bits = 3});
+  ASSERT_TRUE(q.ok()) << q.status();
+  std::string into(x.size() * sizeof(float), '\x7f');
+  ASSERT_TRUE(DequantizeInto(q->bytes, absl::MakeSpan(into)).ok());
+  EXPECT_EQ(into, *Dequantize(q->bytes));
+  std::string short_by_one(into.size() - 1, '\0');
+  EXPECT_EQ(DequantizeInto(q->bytes, absl::MakeSpan(short_by_one)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(QuantizeTest, DequantizeRejectsCorruptInput) {
   // 2 rows x 3 cols at 3 bits: each row 8 + 2 bytes, 7 padding bits.
   const std::string x = Bytes({0.1f, 0.5f, 0.9f, -2, 0, 2});

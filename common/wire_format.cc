@@ -1,5 +1,6 @@
 #include "common/wire_format.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -83,6 +84,12 @@ void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
     if (tensor.delta_base_step.has_value()) {
       entry->set_delta_base_step(*tensor.delta_base_step);
     }
+    if (tensor.quantization.has_value()) {
+      v1::Quantization* q = entry->mutable_quantization();
+      q->set_bits(static_cast<uint32_t>(tensor.quantization->bits));
+      q->set_max_abs_error(tensor.quantization->max_abs_error);
+      q->set_relative_l2_error(tensor.quantization->relative_l2_error);
+    }
   }
 }
 
@@ -121,6 +128,15 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
     }
     if (entry.has_delta_base_step()) {
       tensor.delta_base_step = entry.delta_base_step();
+    }
+    if (entry.has_quantization()) {
+      const v1::Quantization& q = entry.quantization();
+      // Clamped: an out-of-range width stays invalid (manifest validation
+      // names it) instead of wrapping into a valid one.
+      tensor.quantization = Quantization{
+          .bits = static_cast<int>(std::min<uint32_t>(q.bits(), 1u << 16)),
+          .max_abs_error = q.max_abs_error(),
+          .relative_l2_error = q.relative_l2_error()};
     }
     out.tensors.push_back(std::move(tensor));
   }

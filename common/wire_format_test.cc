@@ -203,6 +203,26 @@ TEST(WireFormatTest, DeltaEntryRoundTripsItsBaseStep) {
   EXPECT_EQ(zero->tensors[0].delta_base_step, std::optional<int64_t>(0));
 }
 
+TEST(WireFormatTest, QuantizedEntryRoundTripsWidthAndErrors) {
+  ShardManifest shard = SampleShard();
+  shard.tensors[1].quantization = Quantization{
+      .bits = 3, .max_abs_error = 0.125, .relative_l2_error = 0.0625};
+  v1::ShardManifest proto;
+  ToProto(shard, &proto);
+  EXPECT_FALSE(proto.tensors(0).has_quantization());
+  ASSERT_TRUE(proto.tensors(1).has_quantization());
+  EXPECT_EQ(proto.tensors(1).quantization().bits(), 3u);
+  auto back = DecodeShard(EncodeShard(shard));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, shard);
+  EXPECT_FALSE(back->tensors[0].quantization.has_value());
+  // A width beyond int stays invalid instead of wrapping into a valid one.
+  proto.mutable_tensors(1)->mutable_quantization()->set_bits((1ull << 32) - 4);
+  auto huge = FromProto(proto);
+  ASSERT_TRUE(huge.ok()) << huge.status();
+  EXPECT_NE(huge->tensors[1].quantization->bits, 4);
+}
+
 TEST(WireFormatTest, CheckpointRecordRoundTripsBasesAndBytesAdded) {
   CheckpointRecord record;
   record.job = "team/model";

@@ -629,6 +629,30 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
   return absl::OkStatus();
 }
 
+// "full", "delta" or "quantized Nb".
+std::string EntryKind(const TensorEntry& entry) {
+  if (entry.IsQuantized()) {
+    return absl::StrCat("quantized ", entry.quantization->bits, "b");
+  }
+  return entry.IsDelta() ? "delta" : "full";
+}
+
+// "max 0.0050 L2 0.37%" for a quantized entry (max absolute error, L2 error
+// relative to the tensor's norm), else "-".
+std::string FormatQuantizationError(const TensorEntry& entry) {
+  if (!entry.IsQuantized()) return "-";
+  return absl::StrFormat("max %.2g L2 %.2g%%",
+                         entry.quantization->max_abs_error,
+                         100 * entry.quantization->relative_l2_error);
+}
+
+json QuantizationJson(const TensorEntry& entry) {
+  if (!entry.IsQuantized()) return nullptr;
+  return {{"bits", entry.quantization->bits},
+          {"max_abs_error", entry.quantization->max_abs_error},
+          {"relative_l2_error", entry.quantization->relative_l2_error}};
+}
+
 absl::Status RunShow(client::Client& client, const ShowArgs& args,
                      const OutputOptions& out) {
   CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
@@ -655,6 +679,7 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
              {"delta", entry.IsDelta()},
              {"base_step",
               entry.IsDelta() ? json(*entry.delta_base_step) : json(nullptr)},
+             {"quantization", QuantizationJson(entry)},
              {"chunk_count", entry.pieces.size()},
              {"chunks", chunks}});
       }
@@ -686,17 +711,18 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
       rows.push_back(
           {absl::StrCat(shard.rank), entry.name,
            std::string(DTypeName(entry.dtype)), FormatShape(entry.global_shape),
-           FormatBox(entry.box), entry.IsDelta() ? "delta" : "full",
+           FormatBox(entry.box), EntryKind(entry),
            entry.IsDelta() ? absl::StrCat(*entry.delta_base_step)
                            : std::string("-"),
            absl::StrCat(entry.pieces.size()), HumanBytes(entry.ByteSize()),
-           HumanBytes(entry.StoredBytes())});
+           HumanBytes(entry.StoredBytes()), FormatQuantizationError(entry)});
     }
   }
-  // SIZE: the tensor's bytes; STORED: what its pieces hold (a delta's rows).
+  // SIZE: the tensor's bytes; STORED: what its pieces hold (a delta's rows,
+  // a quantized tensor's codes); ERROR: a quantized tensor's measured error.
   PrintTable(std::cout,
              {"RANK", "TENSOR", "DTYPE", "SHAPE", "BOX", "KIND", "BASE",
-              "CHUNKS", "SIZE", "STORED"},
+              "CHUNKS", "SIZE", "STORED", "ERROR"},
              rows);
   return absl::OkStatus();
 }

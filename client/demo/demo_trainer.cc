@@ -87,7 +87,8 @@ struct RankState {
           absl::string_view(reinterpret_cast<const char*>(values->data()),
                             values->size() * sizeof(float)),
           /*delta_base_step=*/std::nullopt,
-          /*delta_rows=*/{}});
+          /*delta_rows=*/{},
+          /*quantize_bits=*/std::nullopt});
     }
     tensors.push_back(client::TensorData{
         "bias",
@@ -97,7 +98,8 @@ struct RankState {
         absl::string_view(reinterpret_cast<const char*>(bias.data()),
                           bias.size() * sizeof(float)),
         /*delta_base_step=*/std::nullopt,
-        /*delta_rows=*/{}});
+        /*delta_rows=*/{},
+        /*quantize_bits=*/std::nullopt});
     tensors.push_back(client::TensorData{
         "step",
         DType::kInt64,
@@ -105,7 +107,8 @@ struct RankState {
         Box{{}, {}},
         absl::string_view(reinterpret_cast<const char*>(&step), sizeof(step)),
         /*delta_base_step=*/std::nullopt,
-        /*delta_rows=*/{}});
+        /*delta_rows=*/{},
+        /*quantize_bits=*/std::nullopt});
     return tensors;
   }
 

@@ -14,6 +14,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -32,6 +33,7 @@
 #include "client/client.h"
 #include "client/incremental.h"
 #include "common/manifest.h"
+#include "common/quantize.h"
 #include "common/retention.h"
 #include "common/retention_policy.h"
 
@@ -236,7 +238,8 @@ struct PreparedSave {
                const std::map<std::string, std::string>& tags,
                std::optional<double> writer_time,
                const std::optional<py::dict>& retention_policy,
-               std::optional<size_t> chunk_bytes) {
+               std::optional<size_t> chunk_bytes,
+               const std::map<std::string, int>& quantize) {
     options.rank = rank;
     options.world_size = world_size;
     options.metadata.metrics = metrics;
@@ -261,7 +264,19 @@ struct PreparedSave {
           buffer, /*writable=*/false, absl::StrCat("tensor '", name, "'")));
       tensor.bytes =
           absl::string_view(views.back()->data(), views.back()->size());
+      if (auto bits = quantize.find(name); bits != quantize.end()) {
+        tensor.quantize_bits = bits->second;
+      }
       data.push_back(std::move(tensor));
+    }
+    for (const auto& [name, bits] : quantize) {
+      const bool known =
+          std::any_of(data.begin(), data.end(),
+                      [&](const TensorData& t) { return t.name == name; });
+      if (!known) {
+        ThrowValueError(absl::StrCat("quantize names tensor '", name,
+                                     "', which is not among those saved"));
+      }
     }
   }
 
@@ -278,6 +293,15 @@ py::dict SaveResultToDict(const SaveResult& saved) {
   dict["bytes_sent"] = saved.bytes_sent;
   dict["checkpoint_committed"] = saved.checkpoint_committed;
   dict["checkpoint"] = RecordToDict(saved.checkpoint);
+  py::dict quantized;
+  for (const auto& [name, quantization] : saved.quantized) {
+    py::dict entry;
+    entry["bits"] = quantization.bits;
+    entry["max_abs_error"] = quantization.max_abs_error;
+    entry["relative_l2_error"] = quantization.relative_l2_error;
+    quantized[py::str(name)] = entry;
+  }
+  dict["quantized"] = quantized;
   return dict;
 }
 
@@ -364,9 +388,10 @@ class PyClient {
       std::optional<double> writer_time,
       std::optional<py::dict> retention_policy,
       std::optional<size_t> chunk_bytes, PySaver* saver,
-      const std::map<std::string, py::array_t<int64_t>>& dirty_rows) {
+      const std::map<std::string, py::array_t<int64_t>>& dirty_rows,
+      const std::map<std::string, int>& quantize) {
     PreparedSave save(tensors, rank, world_size, metrics, tags, writer_time,
-                      retention_policy, chunk_bytes);
+                      retention_policy, chunk_bytes, quantize);
     if (saver == nullptr && !dirty_rows.empty()) {
       ThrowValueError("dirty_rows need an IncrementalSaver");
     }
@@ -595,7 +620,8 @@ PYBIND11_MODULE(_ckpt, m) {
           py::arg("writer_time") = py::none(),
           py::arg("retention_policy") = py::none(),
           py::arg("chunk_bytes") = py::none(), py::arg("saver") = py::none(),
-          py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{})
+          py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{},
+          py::arg("quantize") = std::map<std::string, int>{})
       .def("restore_shard", &PyClient::RestoreShard, py::arg("job"),
            py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
       .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),
@@ -611,6 +637,16 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("step"))
       .def("abort_checkpoint", &PyClient::AbortCheckpoint, py::arg("job"),
            py::arg("step"), py::arg("reason") = "");
+
+  m.def(
+      "bits_for_expected_restores",
+      [](double expected_restores) {
+        return ckpt::BitsForExpectedRestores(expected_restores);
+      },
+      py::arg("expected_restores"),
+      "The quantization width (2, 3, 4 or 8) for a tensor expected to be "
+      "restored this many times, or None to stay lossless (common/"
+      "quantize.h).");
 
   py::class_<PySaver>(m, "IncrementalSaver")
       .def(py::init<const std::string&, double, int, int, int>(), py::kw_only(),

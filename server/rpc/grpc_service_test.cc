@@ -148,7 +148,8 @@ TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
                              .box = Box{{r * kRows, 0}, {kRows, kCols}},
                              .bytes = weights[r],
                              .delta_base_step = std::nullopt,
-                             .delta_rows = {}},
+                             .delta_rows = {},
+                             .quantize_bits = std::nullopt},
           Tensor(absl::StrCat("extra", r), extras[r])};
       client::SaveOptions options;
       options.rank = r;

@@ -358,15 +358,21 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
       it = base_shards.emplace(base, std::move(shards)).first;
     }
     const TensorEntry* same_name = nullptr;
-    bool matched = false;
+    const TensorEntry* matched = nullptr;
     for (const ShardManifest& base_shard : it->second) {
       for (const TensorEntry& candidate : base_shard.tensors) {
         if (candidate.name != tensor.name) continue;
         if (same_name == nullptr) same_name = &candidate;
-        if (SameLayout(candidate, tensor)) matched = true;
+        if (SameLayout(candidate, tensor)) matched = &candidate;
       }
     }
-    if (matched) continue;
+    // A quantized base restores to other values than were saved, so rows
+    // the delta leaves out would not be the caller's.
+    if (matched != nullptr && matched->IsQuantized()) {
+      return refuse(absl::StrCat("which holds it quantized to ",
+                                 matched->quantization->bits, " bits"));
+    }
+    if (matched != nullptr) continue;
     if (same_name == nullptr) {
       return refuse(absl::StrCat("which has no tensor '", tensor.name, "'"));
     }

@@ -53,7 +53,8 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
         Box{{rows * rank, 0}, {rows, kCols}},
         absl::string_view(base, rows * kCols * sizeof(float)),
         std::nullopt,
-        {}});
+        {},
+        std::nullopt});
   }
   return tensors;
 }

@@ -37,7 +37,8 @@ std::vector<client::TensorData> Tensor(const std::string& bytes) {
            Box{{0}, {size}},
            bytes,
            std::nullopt,
-           {}}};
+           {},
+           std::nullopt}};
 }
 
 class GcTest : public RealServerTest {

@@ -60,14 +60,16 @@ struct Model {
              Box{{0, 0}, {kRows, kCols}},
              table,
              std::nullopt,
-             {}},
+             {},
+             std::nullopt},
             {"emb.bias",
              DType::kFloat32,
              {kCols},
              Box{{0}, {kCols}},
              bias,
              std::nullopt,
-             {}}};
+             {},
+             std::nullopt}};
   }
 };
 
@@ -82,15 +84,9 @@ class IncrementalTest : public RealServerTest {
   // memory or by streaming.
   std::map<std::string, std::string> Restore(const std::string& job,
                                              int64_t step, bool shared) {
-    auto client = client::Client::Connect(server_->address(),
-                                          {.shared_memory_restore = shared});
-    EXPECT_TRUE(client.ok()) << client.status();
-    if (!client.ok()) return {};
-    auto restored = (*client)->RestoreShard(job, step, 0);
-    EXPECT_TRUE(restored.ok()) << restored.status();
     std::map<std::string, std::string> out;
-    if (!restored.ok()) return out;
-    for (const client::RestoredTensor& tensor : *restored) {
+    for (const client::RestoredTensor& tensor :
+         RestoreRankZero(job, step, shared)) {
       out[tensor.entry.name] =
           std::string(tensor.bytes.data(), tensor.bytes.size());
     }

@@ -57,6 +57,21 @@ class RealServerTest : public ::testing::Test {
 
   std::string db_path() const { return dir_->path() + "/db"; }
 
+  // Rank 0's tensors of (job, step), restored by a new client through
+  // shared memory or by streaming; empty (and a test failure) on error.
+  std::vector<client::RestoredTensor> RestoreRankZero(const std::string& job,
+                                                      int64_t step,
+                                                      bool shared_memory) {
+    auto client = client::Client::Connect(
+        server_->address(), {.shared_memory_restore = shared_memory});
+    EXPECT_TRUE(client.ok()) << client.status();
+    if (!client.ok()) return {};
+    auto restored = (*client)->RestoreShard(job, step, 0);
+    EXPECT_TRUE(restored.ok()) << restored.status();
+    if (!restored.ok()) return {};
+    return *std::move(restored);
+  }
+
   // Runs the real `ckpt` CLI against the server.
   CommandResult Ckpt(const std::string& args) {
     const std::string out = dir_->path() + "/cli.out";

@@ -66,21 +66,24 @@ struct RankShard {
          Box{{rows() * rank, 0}, {rows(), 96}},
          sharded,
          std::nullopt,
-         {}},
+         {},
+         std::nullopt},
         {"embedding",
          DType::kUint8,
          {static_cast<int64_t>(replicated.size())},
          Box{{0}, {static_cast<int64_t>(replicated.size())}},
          replicated,
          std::nullopt,
-         {}},
+         {},
+         std::nullopt},
         {"rank_local",
          DType::kUint8,
          {static_cast<int64_t>(own.size())},
          Box{{0}, {static_cast<int64_t>(own.size())}},
          own,
          std::nullopt,
-         {}},
+         {},
+         std::nullopt},
     };
   }
 };
@@ -395,7 +398,8 @@ class RetentionTest : public SaveRestoreTest {
                                      Box{{0}, {size}},
                                      bytes,
                                      std::nullopt,
-                                     {}}};
+                                     {},
+                                     std::nullopt}};
     client::SaveOptions options;
     options.metadata.writer_time = time;
     options.retention_policy = std::move(policy);

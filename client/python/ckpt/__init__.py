@@ -18,6 +18,6 @@ every other status; each carries `.code` (the status code's name, e.g.
 """
 
 from ckpt._ckpt import Client, Error
-from ckpt.manager import CheckpointManager
+from ckpt.manager import CheckpointManager, Quantized
 
-__all__ = ["CheckpointManager", "Client", "Error"]
+__all__ = ["CheckpointManager", "Client", "Error", "Quantized"]

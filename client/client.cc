@@ -123,8 +123,8 @@ class BatchHasher {
 // once, into the message (protobuf owns its bytes fields).
 class ChunkUploader {
  public:
-  // `step`: the pending checkpoint uploaded for (its bytes_added); 0: none.
-  ChunkUploader(Stub* stub, absl::string_view job, int64_t step = 0)
+  // `step`: the pending checkpoint uploaded for (its bytes_added).
+  ChunkUploader(Stub* stub, absl::string_view job, int64_t step)
       : stub_(stub), job_(job), step_(step) {}
 
   ~ChunkUploader() {

@@ -35,7 +35,9 @@
 // Properties the tests check: with a fixed clock start, evaluating again on
 // the kept set keeps all of it, and evaluating after every save on the
 // surviving checkpoints ends with the same set as one evaluation over the
-// whole history (for fixed pins).
+// whole history (for fixed pins), with delta bases too as long as each
+// delta's bases were still committed when it committed, as the server
+// requires.
 #pragma once
 
 #include <cstdint>

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -733,6 +734,28 @@ TEST(RetentionPropertyTest, InvariantsHoldForRandomPolicies) {
   }
 }
 
+std::vector<RetentionInput> SortedByStep(std::vector<RetentionInput> saves) {
+  std::sort(saves.begin(), saves.end(),
+            [](const RetentionInput& a, const RetentionInput& b) {
+              return a.step < b.step;
+            });
+  return saves;
+}
+
+// One commit as the server handles it: `save` joins the surviving
+// checkpoints `alive`, the policy is evaluated on them and what it does not
+// keep is deleted.
+void CommitAndApplyPolicy(const RandomJob& job, const RetentionInput& save,
+                          std::vector<RetentionInput>& alive) {
+  alive.push_back(save);
+  absl::StatusOr<std::vector<RetentionDecision>> ds =
+      EvaluateRetention(job.policy, alive, job.clock_start);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  const std::set<int64_t> kept = KeptSet(*ds);
+  std::erase_if(alive,
+                [&](const RetentionInput& in) { return !kept.count(in.step); });
+}
+
 // The server applies the policy at every commit to what is left; that must
 // end where one evaluation of the whole history does.
 TEST(RetentionPropertyTest, ApplyingAtEverySaveEqualsApplyingOnce) {
@@ -740,21 +763,9 @@ TEST(RetentionPropertyTest, ApplyingAtEverySaveEqualsApplyingOnce) {
   for (int iter = 0; iter < 2000; ++iter) {
     RandomJob job = MakeRandomJob(rng, /*with_best_and_pins=*/true);
     SCOPED_TRACE(absl::StrCat("iteration ", iter));
-    std::vector<RetentionInput> by_step = job.saves;
-    std::sort(by_step.begin(), by_step.end(),
-              [](const RetentionInput& a, const RetentionInput& b) {
-                return a.step < b.step;
-              });
     std::vector<RetentionInput> alive;
-    for (const RetentionInput& save : by_step) {
-      alive.push_back(save);
-      absl::StatusOr<std::vector<RetentionDecision>> ds =
-          EvaluateRetention(job.policy, alive, job.clock_start);
-      ASSERT_TRUE(ds.ok()) << ds.status();
-      const std::set<int64_t> kept = KeptSet(*ds);
-      std::erase_if(alive, [&](const RetentionInput& in) {
-        return !kept.count(in.step);
-      });
+    for (const RetentionInput& save : SortedByStep(job.saves)) {
+      ASSERT_NO_FATAL_FAILURE(CommitAndApplyPolicy(job, save, alive));
     }
     std::set<int64_t> incremental;
     for (const RetentionInput& in : alive) incremental.insert(in.step);
@@ -840,6 +851,100 @@ TEST(RetentionPropertyTest, BasesOfKeptCheckpointsAreKeptAndNothingMore) {
       }
     }
     ExpectSurvivorsAllKept(job, kept);
+  }
+}
+
+// Bases for the next save, as a client picks them, among the checkpoints
+// still committed (`alive`, in step order): none (a full save) about half
+// the time, else the newest surviving full save, the previous save, or any
+// survivor, sometimes with the previous save as a second base.
+std::vector<int64_t> RandomBasesAmong(
+    std::mt19937_64& rng, const std::vector<RetentionInput>& alive) {
+  auto uniform = [&](size_t lo, size_t hi) {
+    return std::uniform_int_distribution<size_t>(lo, hi)(rng);
+  };
+  if (alive.empty() || uniform(0, 1) == 0) return {};
+  const int64_t previous = alive.back().step;
+  switch (uniform(0, 2)) {
+    case 0: {
+      auto full = std::find_if(
+          alive.rbegin(), alive.rend(),
+          [](const RetentionInput& in) { return in.base_steps.empty(); });
+      if (full == alive.rend()) return {};
+      return {full->step};
+    }
+    case 1:
+      return {previous};
+    default: {
+      const int64_t any = alive[uniform(0, alive.size() - 1)].step;
+      if (any < previous && uniform(0, 3) == 0) return {any, previous};
+      return {any};
+    }
+  }
+}
+
+// "1 2<-1 3<-1,2": each save's step and its bases, for failure messages.
+std::string HistoryText(const std::vector<RetentionInput>& history) {
+  std::vector<std::string> parts;
+  for (const RetentionInput& in : history) {
+    parts.push_back(
+        in.base_steps.empty()
+            ? absl::StrCat(in.step)
+            : absl::StrCat(in.step, "<-", absl::StrJoin(in.base_steps, ",")));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// With delta bases, applying the policy at every commit still leaves, after
+// every commit, exactly what one evaluation of the history so far keeps, as
+// long as the history is one a server can produce: a delta commits only
+// against a base that is still committed, so each save draws its bases from
+// the survivors at that moment (a client whose base is gone saves in full).
+// Without that condition it fails: with max_to_keep=1, saves 1, 2 and then
+// 3 as a delta against 1 (deleted when 2 committed) would make one
+// evaluation keep 1, which the server no longer has.
+//
+// Why the strong form holds although the survivors include checkpoints kept
+// only as bases: such a checkpoint left the rules when it fell out of the
+// max_to_keep newest (which always survive) without passing its keep_every
+// test, which depends only on older checkpoints, and outside the k best,
+// which more saves only push it further from. So the rules keep the same
+// checkpoints from the survivors as from the whole history. A kept
+// checkpoint keeps its bases at every evaluation, so the bases of every
+// survivor survive and the transitive closure of the rules' picks is the
+// same on both sides. A checkpoint kept only as a base goes as soon as
+// nothing kept depends on it, in the step-by-step run and in the single
+// evaluation alike.
+//
+// Equality alone would not notice base-keeping broken (both sides would
+// ignore bases alike), so each commit also checks that every survivor's
+// bases survive: its deltas stay restorable.
+TEST(RetentionPropertyTest, WithBasesApplyingAtEverySaveEqualsApplyingOnce) {
+  std::mt19937_64 rng(31337);
+  for (int iter = 0; iter < 2000; ++iter) {
+    const RandomJob job = MakeRandomJob(rng, /*with_best_and_pins=*/true);
+    SCOPED_TRACE(absl::StrCat("iteration ", iter));
+    std::vector<RetentionInput> history;
+    std::vector<RetentionInput> alive;
+    for (RetentionInput save : SortedByStep(job.saves)) {
+      save.base_steps = RandomBasesAmong(rng, alive);
+      history.push_back(save);
+      ASSERT_NO_FATAL_FAILURE(CommitAndApplyPolicy(job, save, alive));
+      SCOPED_TRACE(absl::StrCat("policy ", RetentionPolicyText(job.policy),
+                                ", saves ", HistoryText(history)));
+      std::set<int64_t> survivors;
+      for (const RetentionInput& in : alive) survivors.insert(in.step);
+      for (const RetentionInput& in : alive) {
+        for (int64_t base : in.base_steps) {
+          ASSERT_TRUE(survivors.count(base))
+              << "step " << in.step << " survives without its base " << base;
+        }
+      }
+      absl::StatusOr<std::vector<RetentionDecision>> once =
+          EvaluateRetention(job.policy, history, job.clock_start);
+      ASSERT_TRUE(once.ok()) << once.status();
+      ASSERT_EQ(survivors, KeptSet(*once));
+    }
   }
 }
 

@@ -229,11 +229,11 @@ class PutChunksReactor final
   // stays stored): one metadata write for the whole upload. The figure is
   // informational, so failing to record it does not fail the upload.
   void CountBytesAdded() {
-    if (step_ <= 0 || bytes_stored_ == 0) return;
-    absl::Status status = service_->AddBytesAdded(job_, step_, bytes_stored_);
+    if (!step_.has_value() || bytes_stored_ == 0) return;
+    absl::Status status = service_->AddBytesAdded(job_, *step_, bytes_stored_);
     if (!status.ok()) {
       CKPT_LOG(Warning, "PutChunks: bytes added by the upload for ", job_, "@",
-               step_, " not recorded: ", status.ToString());
+               *step_, " not recorded: ", status.ToString());
     }
   }
 
@@ -244,9 +244,11 @@ class PutChunksReactor final
         return InvalidRequest(kRpc, "the first message must name the job");
       }
       CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
-      CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));
+      if (request.has_step()) {
+        CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));
+        step_ = request.step();
+      }
       job_ = request.job();
-      step_ = request.step();
     } else if (!request.job().empty() && request.job() != job_) {
       return InvalidRequest(
           kRpc, absl::StrCat("a message names job '", request.job(),
@@ -297,7 +299,7 @@ class PutChunksReactor final
   // under mu_, which orders these accesses.
   v1::PutChunksRequest buffers_[2];
   std::string job_;
-  int64_t step_ = 0;  // the pending checkpoint uploaded for; 0: none
+  std::optional<int64_t> step_;  // the pending checkpoint uploaded for
   uint64_t chunks_received_ = 0;
   uint64_t chunks_stored_ = 0;
   uint64_t bytes_received_ = 0;

@@ -772,6 +772,19 @@ TEST_F(GrpcServiceTest, BytesAddedCountsOnlyChunksNewToTheStore) {
   EXPECT_EQ((*listed)[2].bytes_added, own.size());
 }
 
+// Step 0 is a checkpoint like any other: its upload's new bytes count.
+TEST_F(GrpcServiceTest, BytesAddedCountsTheUploadOfStepZero) {
+  const std::string bytes = RandomBytes(4 << 10, 8);
+  client::SaveOptions options;
+  options.chunk_bytes = 1 << 10;
+  ASSERT_TRUE(client_->SaveShard(kJob, 0, {Tensor("w", bytes)}, options).ok());
+  auto listed = client_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].step, 0);
+  EXPECT_EQ((*listed)[0].bytes_added, bytes.size());
+}
+
 TEST_F(GrpcServiceTest, StatsCarryJobAndTenantRows) {
   const std::string bytes = RandomBytes(4 << 10, 5);
   ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", bytes)}, {}).ok());

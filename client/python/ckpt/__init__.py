@@ -10,7 +10,9 @@
 
 `Client` is the thin binding of the C++ client library (save and restore a
 rank's shard of named tensor regions, list checkpoints, retention);
-`CheckpointManager` saves and restores PyTorch-style nested state dicts on it.
+`CheckpointManager` saves and restores PyTorch-style nested state dicts on it;
+`Quantized(tensor, bits=4)` in a state saves that float32 tensor quantized
+(lossy, opt-in).
 
 Errors: ValueError for INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
 every other status; each carries `.code` (the status code's name, e.g.

@@ -3,13 +3,15 @@
 How a state maps to a rank's shard (docs/architecture.md, "Python"):
 every dense torch tensor and numpy array of a dtype ckpt stores (float16/
 bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128) in the nested
-dicts/lists/tuples of `state` becomes one tensor entry (dtype and shape preserved; CUDA tensors are
-copied to host), named after its path in the nesting ("model/fc.weight",
-"optimizer/state/0/exp_avg"). Everything else, together with the tree
-structure (tensors replaced by references to their entries), is pickled into
-ONE per-rank blob stored as the uint8 tensor `__ckpt_state__`. Restoring
-unpickles that blob and puts the tensors back, so the server must be trusted
-as much as a file handed to torch.load.
+dicts/lists/tuples of `state` becomes one tensor entry (dtype and shape
+preserved; CUDA tensors are copied to host), named after its path in the
+nesting ("model/fc.weight", "optimizer/state/0/exp_avg"); a tensor wrapped
+in ckpt.Quantized is stored quantized and restored as a plain float32
+tensor. Everything else, together with the tree structure (tensors replaced
+by references to their entries), is pickled into ONE per-rank blob stored
+as the uint8 tensor `__ckpt_state__`. Restoring unpickles that blob and
+puts the tensors back, so the server must be trusted as much as a file
+handed to torch.load.
 """
 
 import pickle

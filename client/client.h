@@ -86,7 +86,7 @@ struct TensorData {
   absl::Span<const uint64_t> delta_rows;
   // Set to save a float32 tensor quantized (opt-in, lossy; Check-N-Run):
   // row-wise to 2, 3, 4 or 8 bits with the range search of common/
-  // quantize.h, on options.hash_threads threads (about 10 MB/s per core).
+  // quantize.h, on options.hash_threads threads (about 15 MB/s per core).
   // The entry records the width and the error measured over the tensor,
   // and restores return the dequantized float32 values. Rows are along
   // dimension 0 of the box; a box of at most one dimension is one row.
@@ -212,6 +212,8 @@ class Client {
   // older checkpoints (GetManifest), the full entry at its bottom is fetched
   // into `out` and the deltas, oldest first, are applied. DATA_LOSS naming
   // the tensor and the step when a base or its matching entry is missing.
+  // A quantized entry is fetched into scratch and dequantized into `out`
+  // (float32 values within its recorded max_abs_error of those saved).
   absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
                           absl::Span<char> out);
   // The same for several entries of one job at once: each chunk is fetched
@@ -226,7 +228,8 @@ class Client {
   // as a `restored` event in the job's history. Row delta entries are
   // rebuilt as ReadTensor does (each base manifest fetched once per call);
   // their deltas are fetched into scratch pages after the tensors, which
-  // are given back once applied. The returned entries are the checkpoint's
+  // are given back once applied; so are quantized entries, dequantized
+  // into their tensors. The returned entries are the checkpoint's
   // own (a rebuilt one keeps its delta_base_step).
   // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(

@@ -124,14 +124,50 @@ double SquaredError(absl::Span<const float> row, RowParams params,
   return (sums[0] + sums[1]) + (sums[2] + sums[3]);
 }
 
+// SquaredError's estimate for the range search: float arithmetic without
+// the clamp near FLT_MAX, in eight independent sums the compiler can keep
+// in vector registers. It ranks candidate ranges; the chosen one is then
+// checked with SquaredError against plain [min, max], so the estimate's
+// rounding cannot make a row worse than no search.
+float EstimatedSquaredError(absl::Span<const float> row, RowParams params,
+                            uint32_t levels) {
+  const float min = params.min;
+  const float scale = params.scale;
+  const float inverse_scale = scale > 0 ? 1.0f / scale : 0.0f;
+  const float top = static_cast<float>(levels);
+  constexpr size_t kLanes = 8;
+  float sums[kLanes] = {};
+  const float* x = row.data();
+  size_t i = 0;
+  for (; i + kLanes <= row.size(); i += kLanes) {
+    for (size_t k = 0; k < kLanes; ++k) {
+      const float t =
+          std::min(std::max((x[i + k] - min) * inverse_scale, 0.0f), top);
+      const float code = static_cast<float>(static_cast<int32_t>(t + 0.5f));
+      const float diff = x[i + k] - (min + code * scale);
+      sums[k] += diff * diff;
+    }
+  }
+  float total = 0;
+  for (; i < row.size(); ++i) {
+    const float t = std::min(std::max((x[i] - min) * inverse_scale, 0.0f), top);
+    const float code = static_cast<float>(static_cast<int32_t>(t + 0.5f));
+    const float diff = x[i] - (min + code * scale);
+    total += diff * diff;
+  }
+  for (float sum : sums) total += sum;
+  return total;
+}
+
 RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
                           const QuantizeOptions& options) {
   const auto [min_it, max_it] = std::minmax_element(row.begin(), row.end());
   const double row_min = *min_it;
   const double row_max = *max_it;
-  RowParams best = ParamsForRange(row_min, row_max, levels);
-  if (!options.range_search || row_min == row_max) return best;
-  double best_error = SquaredError(row, best, levels);
+  const RowParams plain = ParamsForRange(row_min, row_max, levels);
+  if (!options.range_search || row_min == row_max) return plain;
+  RowParams best = plain;
+  float best_error = EstimatedSquaredError(row, best, levels);
   const double step = (row_max - row_min) / options.range_search_bins;
   const int max_steps = static_cast<int>(
       std::floor(options.range_search_max_shrink * options.range_search_bins));
@@ -140,9 +176,9 @@ RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
   for (int s = 0; s < max_steps; ++s) {
     const RowParams raise_min = ParamsForRange(lo + step, hi, levels);
     const RowParams lower_max = ParamsForRange(lo, hi - step, levels);
-    const double raise_error = SquaredError(row, raise_min, levels);
-    const double lower_error = SquaredError(row, lower_max, levels);
-    double error;
+    const float raise_error = EstimatedSquaredError(row, raise_min, levels);
+    const float lower_error = EstimatedSquaredError(row, lower_max, levels);
+    float error;
     RowParams params;
     if (raise_error <= lower_error) {
       lo += step;
@@ -158,7 +194,10 @@ RowParams ChooseRowParams(absl::Span<const float> row, uint32_t levels,
       best = params;
     }
   }
-  return best;
+  if (best.min == plain.min && best.scale == plain.scale) return plain;
+  return SquaredError(row, best, levels) <= SquaredError(row, plain, levels)
+             ? best
+             : plain;
 }
 
 // Packs `bits`-wide codes least significant bit first from `out` on.

@@ -52,7 +52,7 @@ struct QuantizeOptions {
   // Default: 0.16 (with 200 bins: 32 steps, 64 error evaluations per row).
   double range_search_max_shrink = 0.16;
   // Rows are split into this many contiguous ranges quantized in parallel
-  // (the search is the cost: ~10 MB/s per core). >= 1. Default: 1. Codes
+  // (the search is the cost: ~15 MB/s per core). >= 1. Default: 1. Codes
   // and row parameters do not depend on it; the recorded relative L2 error
   // may differ in its last bits (partial sums added in another order).
   int threads = 1;

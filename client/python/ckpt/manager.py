@@ -79,7 +79,7 @@ class Quantized:
         restores; "auto" keeps their expected sum within 1/8 of each row's
         range (docs/architecture.md, "Quantized tensors"), and saves the
         tensor losslessly when no width does.
-    Quantizing runs at about 10 MB/s per core (2 threads): it suits
+    Quantizing runs at about 15 MB/s per core (2 threads): it suits
     embedding tables saved for capacity, not a hot checkpoint loop.
     """
 

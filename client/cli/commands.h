@@ -33,6 +33,11 @@ struct PutArgs {
   // checkpoint (of any rank) is saved as a row delta against it, holding
   // the rows that differ; the others are saved in full.
   std::optional<int64_t> delta_against;
+  // NAME=ROWS, repeatable (with delta_against): the delta of the file whose
+  // tensor is NAME holds exactly ROWS (indices and inclusive ranges A-B,
+  // comma-separated, any order, repeats allowed, empty for none), trusted
+  // without reading the base back.
+  std::vector<std::string> dirty_rows;
 };
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out);

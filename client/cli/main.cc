@@ -88,6 +88,19 @@ int main(int argc, char** argv) {
       "the rows that differ from it are stored (found by reading it back and "
       "comparing row fingerprints). Files it lacks are saved in full. Needs "
       "--row-bytes as the base was saved with");
+  put_cmd
+      ->add_option(
+          "--dirty-rows", put.dirty_rows,
+          "NAME=ROWS with --delta-against: the delta of the file put as "
+          "tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices and "
+          "inclusive ranges, any order, repeats allowed; empty for none), "
+          "without reading the base back. The list is trusted: every row not "
+          "in it is restored from the base, so a wrong list silently brings "
+          "back stale rows. Files without one are compared by fingerprints; "
+          "repeatable, once per NAME")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   put_cmd->add_option("--time", put.time,
                       "The checkpoint's wall time, RFC 3339 (e.g. "
                       "2024-05-01T12:00:00Z); default: its commit time");

@@ -26,6 +26,9 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 constexpr char kJob[] = "it/delta";
+// The tables `ckpt put --row-bytes` stores: kRows rows of kRowBytes.
+constexpr int kRowBytes = 64;
+constexpr int kRows = 1024;
 
 class DeltaCliTest : public RealServerTest {
  protected:
@@ -77,6 +80,19 @@ class DeltaCliTest : public RealServerTest {
     grpc::ClientContext context;
     grpc::Status status = stub_->CommitShard(&context, request, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // A table of pseudo-random bytes.
+  static std::string Table() {
+    std::string table(kRows * kRowBytes, '\0');
+    for (size_t i = 0; i < table.size(); ++i) {
+      table[i] = static_cast<char>((i * 2654435761u) >> 13);
+    }
+    return table;
+  }
+
+  static void WriteFile(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
   }
 
   // Runs the CLI with `args`, expecting success and JSON on stdout.
@@ -148,18 +164,10 @@ TEST_F(DeltaCliTest, LsShowRmAndPruneExplainADeltaAndItsBase) {
 // `ckpt put --row-bytes N --delta-against S` finds the changed rows by
 // reading step S back, stores only them, and `ckpt get` restores the file.
 TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
-  constexpr int kRowBytes = 64;
-  constexpr int kRows = 1024;
-  std::string table(kRows * kRowBytes, '\0');
-  for (size_t i = 0; i < table.size(); ++i) {
-    table[i] = static_cast<char>((i * 2654435761u) >> 13);
-  }
+  std::string table = Table();
   const std::string path = dir_->path() + "/table.bin";
   const std::string other = dir_->path() + "/notes.bin";
-  auto write = [](const std::string& where, const std::string& bytes) {
-    std::ofstream(where, std::ios::binary) << bytes;
-  };
-  write(path, table);
+  WriteFile(path, table);
   auto put = [&](int step) {
     return absl::StrCat("put ", kJob, " ", step, " ", path, " --row-bytes ",
                         kRowBytes);
@@ -168,8 +176,8 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   EXPECT_EQ(first["deltas"], json::array());
 
   for (int row : {3, 500, 1023}) table[row * kRowBytes + 7] ^= 0x5a;
-  write(path, table);
-  write(other, std::string(kRowBytes, 'n'));  // step 1 has no notes.bin
+  WriteFile(path, table);
+  WriteFile(other, std::string(kRowBytes, 'n'));  // step 1 has no notes.bin
   json second =
       CkptJson(absl::StrCat(put(2), " ", other, " --delta-against 1"));
   ASSERT_EQ(second["deltas"].size(), 1u) << second.dump();
@@ -204,6 +212,107 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   EXPECT_NE(ragged.exit_code, 0);
   EXPECT_THAT(ragged.err, HasSubstr("not a multiple"));
   EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob)).size(), 2u);
+}
+
+// `ckpt put --dirty-rows NAME=ROWS` stores exactly the rows given (sorted,
+// without repeats) and trusts them: the base is not read back, so a changed
+// row left out restores the base's bytes.
+TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
+  std::string table = Table();
+  const std::string path = dir_->path() + "/table.bin";
+  const std::string side = dir_->path() + "/side.bin";
+  auto change_row = [&](int row) { table[row * kRowBytes + 5] ^= 0x3c; };
+  auto put = [&](int step) {
+    return absl::StrCat("put ", kJob, " ", step, " ", path, " ", side,
+                        " --row-bytes ", kRowBytes);
+  };
+  auto stored_bytes = [&](int step) -> json {
+    const json shown = CkptJson(absl::StrCat("show ", kJob, " ", step));
+    for (const json& tensor : shown["shards"][0]["tensors"]) {
+      if (tensor["name"] == "table.bin") return tensor["stored_bytes"];
+    }
+    return nullptr;
+  };
+  // A delta of n rows: a 32-byte header, 4-byte indices and the rows.
+  auto delta_bytes = [](int n) { return 32 + n * (4 + kRowBytes); };
+  WriteFile(path, table);
+  WriteFile(side, std::string(4 * kRowBytes, 's'));
+  ASSERT_EQ(CkptJson(put(1))["deltas"], json::array());
+
+  for (int row : {3, 500, 501}) change_row(row);
+  WriteFile(path, table);
+  const json second = CkptJson(absl::StrCat(
+      put(2), " --delta-against 1 --dirty-rows table.bin=501,3,500-501,3"));
+  ASSERT_EQ(second["deltas"].size(), 2u) << second.dump();
+  EXPECT_EQ(second["deltas"][0]["name"], "table.bin");
+  EXPECT_EQ(second["deltas"][0]["rows"], 3);
+  EXPECT_EQ(second["deltas"][0]["rows_from"], "dirty-rows");
+  EXPECT_EQ(second["deltas"][1]["name"], "side.bin");
+  EXPECT_EQ(second["deltas"][1]["rows"], 0);
+  EXPECT_EQ(second["deltas"][1]["rows_from"], "fingerprints");
+  EXPECT_EQ(stored_bytes(2), delta_bytes(3));
+  CommandResult got =
+      Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/two"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(ReadWholeFile(dir_->path() + "/two/table.bin") == table);
+
+  // Rows 10 and 20 change, only 10 is listed: row 20 comes back as step 2
+  // had it, which fingerprints would have caught.
+  std::string expected = table;
+  change_row(10);
+  change_row(20);
+  expected.replace(10 * kRowBytes, kRowBytes, table, 10 * kRowBytes, kRowBytes);
+  WriteFile(path, table);
+  const json third = CkptJson(
+      absl::StrCat(put(3), " --delta-against 2 --dirty-rows table.bin=10"));
+  ASSERT_EQ(third["deltas"].size(), 2u) << third.dump();
+  EXPECT_EQ(third["deltas"][0]["rows"], 1);
+  EXPECT_EQ(stored_bytes(3), delta_bytes(1));
+  got = Ckpt(absl::StrCat("get ", kJob, " 3 ", dir_->path(), "/three"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  const std::string restored = ReadWholeFile(dir_->path() + "/three/table.bin");
+  EXPECT_TRUE(restored == expected);
+  EXPECT_FALSE(restored == table);
+
+  // An empty list: nothing changed.
+  const json fourth = CkptJson(
+      absl::StrCat(put(4), " --delta-against 3 --dirty-rows table.bin="));
+  ASSERT_EQ(fourth["deltas"].size(), 2u) << fourth.dump();
+  EXPECT_EQ(fourth["deltas"][0]["rows"], 0);
+  EXPECT_EQ(stored_bytes(4), delta_bytes(0));
+
+  // Wrong use is refused before anything is saved.
+  const std::string base = absl::StrCat(put(5), " --delta-against 4");
+  for (const std::string& args : {
+           absl::StrCat(base, " --dirty-rows other.bin=1"),
+           absl::StrCat(base, " --dirty-rows table.bin=1,x"),
+           absl::StrCat(base, " --dirty-rows table.bin=1,,2"),
+           absl::StrCat(base, " --dirty-rows table.bin=9-7"),
+           absl::StrCat(base, " --dirty-rows table.bin=-1"),
+           absl::StrCat(base, " --dirty-rows table.bin=5-"),
+           absl::StrCat(base, " --dirty-rows table.bin"),
+           absl::StrCat(base, " --dirty-rows table.bin=1024"),
+           absl::StrCat(base, " --dirty-rows table.bin=1000-1024"),
+           absl::StrCat(base,
+                        " --dirty-rows table.bin=1 --dirty-rows "
+                        "table.bin=2"),
+           absl::StrCat(put(5), " --dirty-rows table.bin=1"),
+       }) {
+    CommandResult refused = Ckpt(args);
+    EXPECT_NE(refused.exit_code, 0) << args;
+    EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT")) << args;
+    EXPECT_THAT(refused.err, HasSubstr("--dirty-rows")) << args;
+  }
+  // Rows given for a file the base lacks cannot be a delta.
+  const std::string fresh = dir_->path() + "/fresh.bin";
+  WriteFile(fresh, std::string(kRowBytes, 'f'));
+  CommandResult no_base =
+      Ckpt(absl::StrCat(base, " ", fresh, " --dirty-rows fresh.bin=0"));
+  EXPECT_NE(no_base.exit_code, 0);
+  EXPECT_THAT(no_base.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(no_base.err, HasSubstr("has no tensor 'fresh.bin'"));
+  const json all = CkptJson(absl::StrCat("ls ", kJob, " --all"));
+  EXPECT_EQ(all.size(), 4u) << all.dump();
 }
 
 }  // namespace

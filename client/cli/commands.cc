@@ -337,6 +337,31 @@ std::string FormatRatio(double ratio) {
   return absl::StrFormat("%.2fx", ratio);
 }
 
+json QuantizationJson(const Quantization& quantization) {
+  return {{"bits", quantization.bits},
+          {"max_abs_error", quantization.max_abs_error},
+          {"relative_l2_error", quantization.relative_l2_error}};
+}
+
+// "max 0.0050 L2 0.37%": the maximum absolute error and the L2 error
+// relative to the tensor's norm.
+std::string FormatQuantizationError(const Quantization& quantization) {
+  return absl::StrFormat("max %.2g L2 %.2g%%", quantization.max_abs_error,
+                         100 * quantization.relative_l2_error);
+}
+
+// `put --json`'s "quantized": each tensor saved quantized, with its width
+// and error as the manifest records them.
+json QuantizedSummaries(const std::map<std::string, Quantization>& quantized) {
+  json summaries = json::array();
+  for (const auto& [name, quantization] : quantized) {
+    json summary = QuantizationJson(quantization);
+    summary["name"] = name;
+    summaries.push_back(std::move(summary));
+  }
+  return summaries;
+}
+
 // Per file of `put`, the rows --dirty-rows gives its delta; nullopt: none
 // given (its rows are found by fingerprints).
 using GivenRows = std::vector<std::optional<std::vector<uint64_t>>>;
@@ -493,6 +518,23 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
                      " must be an older step than ", step));
   }
 
+  if (args.quantize_bits.has_value()) {
+    const int bits = *args.quantize_bits;
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--quantize-bits must be 2, 3, 4 or 8, got ", bits));
+    }
+    if (args.delta_against.has_value()) {
+      return absl::InvalidArgumentError(
+          "--quantize-bits cannot go with --delta-against: a quantized "
+          "tensor is always saved in full");
+    }
+    if (args.row_bytes % 4 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--row-bytes ", args.row_bytes,
+          " is not a multiple of 4: --quantize-bits rows are float32"));
+    }
+  }
   if (!args.dirty_rows.empty() && !args.delta_against.has_value()) {
     return absl::InvalidArgumentError(
         "--dirty-rows needs --delta-against (the step whose rows the others "
@@ -512,18 +554,27 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
                           MappedFile::Open(path));
     const auto size = static_cast<int64_t>(file->bytes().size());
-    std::vector<int64_t> shape = {size};
+    // float32 elements with --quantize-bits, else bytes.
+    const int64_t element_bytes = args.quantize_bits.has_value() ? 4 : 1;
+    if (size % element_bytes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " has ", size,
+          " bytes, not a multiple of 4 (float32) for --quantize-bits"));
+    }
+    std::vector<int64_t> shape = {size / element_bytes};
     if (args.row_bytes > 0) {
       if (size % args.row_bytes != 0) {
         return absl::InvalidArgumentError(
             absl::StrCat(path, " has ", size, " bytes, not a multiple of ",
                          "--row-bytes ", args.row_bytes));
       }
-      shape = {size / args.row_bytes, args.row_bytes};
+      shape = {size / args.row_bytes, args.row_bytes / element_bytes};
     }
     client::TensorData tensor;
     tensor.name = name;
-    tensor.dtype = DType::kUint8;
+    tensor.dtype =
+        args.quantize_bits.has_value() ? DType::kFloat32 : DType::kUint8;
+    tensor.quantize_bits = args.quantize_bits;
     tensor.global_shape = shape;
     tensor.box.offsets.assign(shape.size(), 0);
     tensor.box.lengths = shape;
@@ -579,6 +630,7 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
          {"bytes_sent", result.bytes_sent},
          {"checkpoint_committed", result.checkpoint_committed},
          {"deltas", DeltaSummaries(tensors, given)},
+         {"quantized", QuantizedSummaries(result.quantized)},
          {"committed_ranks", result.checkpoint.committed_ranks},
          {"state", std::string(CheckpointStateName(result.checkpoint.state))}});
     return absl::OkStatus();
@@ -596,6 +648,11 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
               << *tensor.delta_base_step << ", " << tensor.delta_rows.size()
               << " of " << tensor.global_shape[0] << " rows"
               << (given[i].has_value() ? " (from --dirty-rows)" : "") << "\n";
+  }
+  for (const auto& [name, quantization] : result.quantized) {
+    std::cout << name << ": quantized to " << quantization.bits
+              << " bits, error " << FormatQuantizationError(quantization)
+              << "\n";
   }
   if (result.checkpoint.state == CheckpointState::kCommitted) {
     std::cout << "checkpoint committed\n";
@@ -752,20 +809,15 @@ std::string EntryKind(const TensorEntry& entry) {
   return entry.IsDelta() ? "delta" : "full";
 }
 
-// "max 0.0050 L2 0.37%" for a quantized entry (max absolute error, L2 error
-// relative to the tensor's norm), else "-".
+// A quantized entry's error, else "-".
 std::string FormatQuantizationError(const TensorEntry& entry) {
-  if (!entry.IsQuantized()) return "-";
-  return absl::StrFormat("max %.2g L2 %.2g%%",
-                         entry.quantization->max_abs_error,
-                         100 * entry.quantization->relative_l2_error);
+  return entry.IsQuantized() ? FormatQuantizationError(*entry.quantization)
+                             : "-";
 }
 
 json QuantizationJson(const TensorEntry& entry) {
-  if (!entry.IsQuantized()) return nullptr;
-  return {{"bits", entry.quantization->bits},
-          {"max_abs_error", entry.quantization->max_abs_error},
-          {"relative_l2_error", entry.quantization->relative_l2_error}};
+  return entry.IsQuantized() ? QuantizationJson(*entry.quantization)
+                             : json(nullptr);
 }
 
 absl::Status RunShow(client::Client& client, const ShowArgs& args,

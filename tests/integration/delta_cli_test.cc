@@ -1,7 +1,11 @@
 // Row deltas end to end: the real ckpt-server over RocksDB takes a delta
 // checkpoint committed through the raw gRPC stub (as a client writing
 // deltas does), and the real `ckpt` CLI shows it (ls, show, --json),
-// refuses to delete its base and says why prune keeps it.
+// refuses to delete its base and says why prune keeps it; and `ckpt put`
+// saving row deltas (--delta-against, --dirty-rows) and quantized float32
+// files (--quantize-bits) that `ckpt get` restores.
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -313,6 +317,81 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   EXPECT_THAT(no_base.err, HasSubstr("has no tensor 'fresh.bin'"));
   const json all = CkptJson(absl::StrCat("ls ", kJob, " --all"));
   EXPECT_EQ(all.size(), 4u) << all.dump();
+}
+
+// `ckpt put --quantize-bits 4` stores float32 files quantized, records the
+// width and error, and `ckpt get` writes values within that error.
+TEST_F(DeltaCliTest, PutQuantizeBitsAndGetTheDequantizedValues) {
+  constexpr int kCols = kRowBytes / 4;
+  std::vector<float> values(kRows * kCols);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = static_cast<float>(std::sin(0.37 * i) * (1 + i % kCols));
+  }
+  std::string bytes(values.size() * sizeof(float), '\0');
+  std::memcpy(bytes.data(), values.data(), bytes.size());  // little-endian
+  const std::string path = dir_->path() + "/emb.f32";
+  WriteFile(path, bytes);
+
+  const json put =
+      CkptJson(absl::StrCat("put ", kJob, " 1 ", path, " --row-bytes ",
+                            kRowBytes, " --quantize-bits 4"));
+  ASSERT_EQ(put["quantized"].size(), 1u) << put.dump();
+  EXPECT_EQ(put["quantized"][0]["name"], "emb.f32");
+  EXPECT_EQ(put["quantized"][0]["bits"], 4);
+  const json shown = CkptJson(absl::StrCat("show ", kJob, " 1"));
+  const json& tensor = shown["shards"][0]["tensors"][0];
+  EXPECT_EQ(tensor["dtype"], "float32");
+  EXPECT_EQ(tensor["global_shape"], json::array({kRows, kCols}));
+  ASSERT_EQ(tensor["quantization"]["bits"], 4) << shown.dump();
+  const double max_abs_error = tensor["quantization"]["max_abs_error"];
+  EXPECT_EQ(put["quantized"][0]["max_abs_error"], max_abs_error);
+  EXPECT_GT(max_abs_error, 0);
+
+  CommandResult got =
+      Ckpt(absl::StrCat("get ", kJob, " 1 ", dir_->path(), "/restored"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  const std::string restored =
+      ReadWholeFile(dir_->path() + "/restored/emb.f32");
+  ASSERT_EQ(restored.size(), bytes.size());
+  std::vector<float> dequantized(values.size());
+  std::memcpy(dequantized.data(), restored.data(), restored.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_LE(std::abs(static_cast<double>(dequantized[i]) - values[i]),
+              max_abs_error)
+        << i;
+  }
+  EXPECT_FALSE(restored == bytes);  // lossy at 4 bits
+
+  // Without --row-bytes the file is one row.
+  const json flat =
+      CkptJson(absl::StrCat("put ", kJob, " 2 ", path, " --quantize-bits 8"));
+  EXPECT_EQ(flat["quantized"][0]["bits"], 8);
+  EXPECT_EQ(
+      CkptJson(absl::StrCat("show ", kJob,
+                            " 2"))["shards"][0]["tensors"][0]["global_shape"],
+      json::array({kRows * kCols}));
+
+  // Wrong use is refused before anything is saved.
+  const std::string odd = dir_->path() + "/odd.f32";
+  WriteFile(odd, std::string(30, '\0'));
+  const std::string put3 = absl::StrCat("put ", kJob, " 3 ");
+  for (const auto& [args, message] :
+       std::vector<std::pair<std::string, std::string>>{
+           {absl::StrCat(put3, path, " --quantize-bits 5"), "2, 3, 4 or 8"},
+           {absl::StrCat(put3, path, " --quantize-bits 0"), "2, 3, 4 or 8"},
+           {absl::StrCat(put3, odd, " --quantize-bits 4"), "multiple of 4"},
+           {absl::StrCat(put3, path, " --row-bytes 6 --quantize-bits 4"),
+            "multiple of 4"},
+           {absl::StrCat(put3, path, " --row-bytes ", kRowBytes,
+                         " --quantize-bits 4 --delta-against 1"),
+            "--delta-against"},
+       }) {
+    CommandResult refused = Ckpt(args);
+    EXPECT_NE(refused.exit_code, 0) << args;
+    EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT")) << args;
+    EXPECT_THAT(refused.err, HasSubstr(message)) << args;
+  }
+  EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob, " --all")).size(), 2u);
 }
 
 }  // namespace

@@ -5,14 +5,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -332,53 +337,164 @@ std::string FormatRatio(double ratio) {
   return absl::StrFormat("%.2fx", ratio);
 }
 
-}  // namespace
+json QuantizationJson(const Quantization& quantization) {
+  return {{"bits", quantization.bits},
+          {"max_abs_error", quantization.max_abs_error},
+          {"relative_l2_error", quantization.relative_l2_error}};
+}
 
-// `put --json`'s "deltas": the tensors saved as row deltas.
-nlohmann::json DeltaSummaries(const std::vector<client::TensorData>& tensors) {
+// "max 0.0050 L2 0.37%": the maximum absolute error and the L2 error
+// relative to the tensor's norm.
+std::string FormatQuantizationError(const Quantization& quantization) {
+  return absl::StrFormat("max %.2g L2 %.2g%%", quantization.max_abs_error,
+                         100 * quantization.relative_l2_error);
+}
+
+// `put --json`'s "quantized": each tensor saved quantized, with its width
+// and error as the manifest records them.
+json QuantizedSummaries(const std::map<std::string, Quantization>& quantized) {
+  json summaries = json::array();
+  for (const auto& [name, quantization] : quantized) {
+    json summary = QuantizationJson(quantization);
+    summary["name"] = name;
+    summaries.push_back(std::move(summary));
+  }
+  return summaries;
+}
+
+// Per file of `put`, the rows --dirty-rows gives its delta; nullopt: none
+// given (its rows are found by fingerprints).
+using GivenRows = std::vector<std::optional<std::vector<uint64_t>>>;
+
+// `put --json`'s "deltas": the tensors saved as row deltas, and whether
+// their rows came from --dirty-rows or from comparing fingerprints.
+nlohmann::json DeltaSummaries(const std::vector<client::TensorData>& tensors,
+                              const GivenRows& given) {
   nlohmann::json deltas = nlohmann::json::array();
-  for (const client::TensorData& tensor : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const client::TensorData& tensor = tensors[i];
     if (!tensor.delta_base_step.has_value()) continue;
-    deltas.push_back({{"name", tensor.name},
-                      {"base_step", *tensor.delta_base_step},
-                      {"rows", tensor.delta_rows.size()},
-                      {"total_rows", tensor.global_shape[0]}});
+    deltas.push_back(
+        {{"name", tensor.name},
+         {"base_step", *tensor.delta_base_step},
+         {"rows", tensor.delta_rows.size()},
+         {"total_rows", tensor.global_shape[0]},
+         {"rows_from", given[i].has_value() ? "dirty-rows" : "fingerprints"}});
   }
   return deltas;
 }
 
-// For `put --delta-against`: the rows of `tensor` that differ from the
-// same-named tensor of the same layout in `base` (read from the server and
-// compared by row fingerprints), or nullopt when the base has none.
-absl::StatusOr<std::optional<std::vector<uint64_t>>> RowsChangedSince(
-    client::Client& client, const std::string& job, const Checkpoint& base,
-    const client::TensorData& tensor) {
+// For `put --delta-against`: the entry of `base` that `tensor` can be a row
+// delta against (same name, dtype, shape and box), or null.
+const TensorEntry* FindBaseEntry(const Checkpoint& base,
+                                 const client::TensorData& tensor) {
   for (const ShardManifest& shard : base.shards) {
     for (const TensorEntry& entry : shard.tensors) {
-      if (entry.name != tensor.name || entry.dtype != tensor.dtype ||
-          entry.global_shape != tensor.global_shape ||
-          !(entry.box == tensor.box)) {
-        continue;
+      if (entry.name == tensor.name && entry.dtype == tensor.dtype &&
+          entry.global_shape == tensor.global_shape &&
+          entry.box == tensor.box) {
+        return &entry;
       }
-      std::string base_bytes(entry.ByteSize(), '\0');
-      CKPT_RETURN_IF_ERROR(
-          client.ReadTensor(job, entry, absl::MakeSpan(base_bytes)));
-      const size_t row_bytes = entry.RowBytes();
-      CKPT_ASSIGN_OR_RETURN(
-          std::vector<uint64_t> old_rows,
-          RowFingerprints(absl::MakeConstSpan(base_bytes), row_bytes, 2));
-      CKPT_ASSIGN_OR_RETURN(
-          std::vector<uint64_t> new_rows,
-          RowFingerprints(
-              absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
-              row_bytes, 2));
-      CKPT_ASSIGN_OR_RETURN(std::vector<uint64_t> changed,
-                            ChangedRows(old_rows, new_rows));
-      return std::optional<std::vector<uint64_t>>(std::move(changed));
     }
   }
-  return std::optional<std::vector<uint64_t>>();
+  return nullptr;
 }
+
+// The rows of `tensor` that differ from `base_entry`, read from the server
+// and compared by row fingerprints.
+absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
+    client::Client& client, const std::string& job,
+    const TensorEntry& base_entry, const client::TensorData& tensor) {
+  std::string base_bytes(base_entry.ByteSize(), '\0');
+  CKPT_RETURN_IF_ERROR(
+      client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes)));
+  const size_t row_bytes = base_entry.RowBytes();
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<uint64_t> old_rows,
+      RowFingerprints(absl::MakeConstSpan(base_bytes), row_bytes, 2));
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<uint64_t> new_rows,
+      RowFingerprints(
+          absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+          row_bytes, 2));
+  return ChangedRows(old_rows, new_rows);
+}
+
+// One index of a --dirty-rows list: decimal digits only (no sign or
+// spaces), so that a typo is refused instead of read as some other row.
+std::optional<uint64_t> ParseRowIndex(absl::string_view text) {
+  uint64_t row;
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(),
+                   [](char c) { return absl::ascii_isdigit(c); }) ||
+      !absl::SimpleAtoi(text, &row)) {
+    return std::nullopt;
+  }
+  return row;
+}
+
+// The rows of `name`'s --dirty-rows list: indices and inclusive ranges A-B,
+// comma-separated, in any order, repeats allowed, empty for none; sorted
+// and without repeats. INVALID_ARGUMENT for a malformed list or a row past
+// the tensor's `rows`.
+absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
+                                                   absl::string_view list,
+                                                   uint64_t rows) {
+  std::vector<uint64_t> parsed;
+  if (list.empty()) return parsed;
+  for (absl::string_view item : absl::StrSplit(list, ',')) {
+    const size_t dash = item.find('-');
+    std::optional<uint64_t> first = ParseRowIndex(item.substr(0, dash));
+    std::optional<uint64_t> last = dash == absl::string_view::npos
+                                       ? first
+                                       : ParseRowIndex(item.substr(dash + 1));
+    if (!first.has_value() || !last.has_value() || *last < *first) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", name, ": '", item,
+          "' is not a row index or an ascending range A-B in '", list, "'"));
+    }
+    if (*last >= rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dirty-rows ", name, ": row ", *last,
+                       " is past its last row (it has ", rows, " rows)"));
+    }
+    for (uint64_t row = *first; row <= *last; ++row) parsed.push_back(row);
+  }
+  std::sort(parsed.begin(), parsed.end());
+  parsed.erase(std::unique(parsed.begin(), parsed.end()), parsed.end());
+  return parsed;
+}
+
+// Per tensor, the rows its --dirty-rows entry gives (NAME=ROWS), or nullopt
+// when it has none. REQUIRES: the tensors are row matrices.
+absl::StatusOr<GivenRows> ParseDirtyRows(
+    const std::vector<std::string>& flags,
+    const std::vector<client::TensorData>& tensors) {
+  GivenRows given(tensors.size());
+  for (const std::string& text : flags) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--dirty-rows", text));
+    auto tensor = std::find_if(
+        tensors.begin(), tensors.end(),
+        [&](const client::TensorData& t) { return t.name == kv.first; });
+    if (tensor == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", kv.first, ": no FILE is put as tensor '", kv.first,
+          "' (a tensor is named after its file's base name)"));
+    }
+    std::optional<std::vector<uint64_t>>& rows =
+        given[static_cast<size_t>(tensor - tensors.begin())];
+    if (rows.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows names '", kv.first, "' twice; list its rows once"));
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        rows, ParseRowList(kv.first, kv.second,
+                           static_cast<uint64_t>(tensor->global_shape[0])));
+  }
+  return given;
+}
+
+}  // namespace
 
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out) {
@@ -402,6 +518,29 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
                      " must be an older step than ", step));
   }
 
+  if (args.quantize_bits.has_value()) {
+    const int bits = *args.quantize_bits;
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--quantize-bits must be 2, 3, 4 or 8, got ", bits));
+    }
+    if (args.delta_against.has_value()) {
+      return absl::InvalidArgumentError(
+          "--quantize-bits cannot go with --delta-against: a quantized "
+          "tensor is always saved in full");
+    }
+    if (args.row_bytes % 4 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--row-bytes ", args.row_bytes,
+          " is not a multiple of 4: --quantize-bits rows are float32"));
+    }
+  }
+  if (!args.dirty_rows.empty() && !args.delta_against.has_value()) {
+    return absl::InvalidArgumentError(
+        "--dirty-rows needs --delta-against (the step whose rows the others "
+        "are taken from) and --row-bytes");
+  }
+
   std::vector<std::unique_ptr<MappedFile>> files;
   std::vector<client::TensorData> tensors;
   absl::flat_hash_set<std::string> names;
@@ -415,18 +554,27 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
                           MappedFile::Open(path));
     const auto size = static_cast<int64_t>(file->bytes().size());
-    std::vector<int64_t> shape = {size};
+    // float32 elements with --quantize-bits, else bytes.
+    const int64_t element_bytes = args.quantize_bits.has_value() ? 4 : 1;
+    if (size % element_bytes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " has ", size,
+          " bytes, not a multiple of 4 (float32) for --quantize-bits"));
+    }
+    std::vector<int64_t> shape = {size / element_bytes};
     if (args.row_bytes > 0) {
       if (size % args.row_bytes != 0) {
         return absl::InvalidArgumentError(
             absl::StrCat(path, " has ", size, " bytes, not a multiple of ",
                          "--row-bytes ", args.row_bytes));
       }
-      shape = {size / args.row_bytes, args.row_bytes};
+      shape = {size / args.row_bytes, args.row_bytes / element_bytes};
     }
     client::TensorData tensor;
     tensor.name = name;
-    tensor.dtype = DType::kUint8;
+    tensor.dtype =
+        args.quantize_bits.has_value() ? DType::kFloat32 : DType::kUint8;
+    tensor.quantize_bits = args.quantize_bits;
     tensor.global_shape = shape;
     tensor.box.offsets.assign(shape.size(), 0);
     tensor.box.lengths = shape;
@@ -435,19 +583,35 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
     files.push_back(std::move(file));
   }
 
-  // Rows changed since the base, per tensor saved as a delta.
-  std::vector<std::vector<uint64_t>> delta_rows(tensors.size());
+  // Checked before any base is read or anything saved.
+  CKPT_ASSIGN_OR_RETURN(const GivenRows given,
+                        ParseDirtyRows(args.dirty_rows, tensors));
+  // Rows changed since the base, per tensor saved as a delta by
+  // fingerprints.
+  std::vector<std::vector<uint64_t>> changed_rows(tensors.size());
   if (args.delta_against.has_value()) {
     CKPT_ASSIGN_OR_RETURN(Checkpoint base,
                           client.GetManifest(args.job, *args.delta_against));
     for (size_t i = 0; i < tensors.size(); ++i) {
-      CKPT_ASSIGN_OR_RETURN(
-          std::optional<std::vector<uint64_t>> changed,
-          RowsChangedSince(client, args.job, base, tensors[i]));
-      if (!changed.has_value()) continue;  // no such tensor there: full
-      delta_rows[i] = *std::move(changed);
-      tensors[i].delta_base_step = *args.delta_against;
-      tensors[i].delta_rows = delta_rows[i];
+      client::TensorData& tensor = tensors[i];
+      const TensorEntry* base_entry = FindBaseEntry(base, tensor);
+      if (given[i].has_value()) {
+        if (base_entry == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("--dirty-rows ", tensor.name, ": step ",
+                           *args.delta_against, " has no tensor '", tensor.name,
+                           "' of the same shape for the delta's other rows"));
+        }
+        tensor.delta_rows = *given[i];
+      } else if (base_entry != nullptr) {
+        CKPT_ASSIGN_OR_RETURN(
+            changed_rows[i],
+            RowsChangedSince(client, args.job, *base_entry, tensor));
+        tensor.delta_rows = changed_rows[i];
+      } else {
+        continue;  // no such tensor there: full
+      }
+      tensor.delta_base_step = *args.delta_against;
     }
   }
 
@@ -465,7 +629,8 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
          {"chunks_sent", result.chunks_sent},
          {"bytes_sent", result.bytes_sent},
          {"checkpoint_committed", result.checkpoint_committed},
-         {"deltas", DeltaSummaries(tensors)},
+         {"deltas", DeltaSummaries(tensors, given)},
+         {"quantized", QuantizedSummaries(result.quantized)},
          {"committed_ranks", result.checkpoint.committed_ranks},
          {"state", std::string(CheckpointStateName(result.checkpoint.state))}});
     return absl::OkStatus();
@@ -476,11 +641,18 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
             << "chunks: " << result.chunks_total << " total, "
             << result.chunks_sent << " sent (" << HumanBytes(result.bytes_sent)
             << ")\n";
-  for (const client::TensorData& tensor : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const client::TensorData& tensor = tensors[i];
     if (!tensor.delta_base_step.has_value()) continue;
     std::cout << tensor.name << ": delta against step "
               << *tensor.delta_base_step << ", " << tensor.delta_rows.size()
-              << " of " << tensor.global_shape[0] << " rows\n";
+              << " of " << tensor.global_shape[0] << " rows"
+              << (given[i].has_value() ? " (from --dirty-rows)" : "") << "\n";
+  }
+  for (const auto& [name, quantization] : result.quantized) {
+    std::cout << name << ": quantized to " << quantization.bits
+              << " bits, error " << FormatQuantizationError(quantization)
+              << "\n";
   }
   if (result.checkpoint.state == CheckpointState::kCommitted) {
     std::cout << "checkpoint committed\n";
@@ -637,20 +809,15 @@ std::string EntryKind(const TensorEntry& entry) {
   return entry.IsDelta() ? "delta" : "full";
 }
 
-// "max 0.0050 L2 0.37%" for a quantized entry (max absolute error, L2 error
-// relative to the tensor's norm), else "-".
+// A quantized entry's error, else "-".
 std::string FormatQuantizationError(const TensorEntry& entry) {
-  if (!entry.IsQuantized()) return "-";
-  return absl::StrFormat("max %.2g L2 %.2g%%",
-                         entry.quantization->max_abs_error,
-                         100 * entry.quantization->relative_l2_error);
+  return entry.IsQuantized() ? FormatQuantizationError(*entry.quantization)
+                             : "-";
 }
 
 json QuantizationJson(const TensorEntry& entry) {
-  if (!entry.IsQuantized()) return nullptr;
-  return {{"bits", entry.quantization->bits},
-          {"max_abs_error", entry.quantization->max_abs_error},
-          {"relative_l2_error", entry.quantization->relative_l2_error}};
+  return entry.IsQuantized() ? QuantizationJson(*entry.quantization)
+                             : json(nullptr);
 }
 
 absl::Status RunShow(client::Client& client, const ShowArgs& args,

@@ -26,13 +26,22 @@ struct PutArgs {
   std::vector<std::string> metrics;  // NAME=VALUE
   std::vector<std::string> tags;     // KEY=VALUE
   std::string time;                  // RFC 3339; empty: none
-  // > 0: each file is a uint8 matrix of rows this long (its size a multiple
-  // of it), the rows a delta replaces; 0: a 1-D tensor.
+  // > 0: each file is a matrix of rows this long in bytes (its size a
+  // multiple of it), the rows a delta replaces or quantization scales; 0: a
+  // 1-D tensor.
   int64_t row_bytes = 0;
   // Set: each file with a same-named tensor of the same shape in this
   // checkpoint (of any rank) is saved as a row delta against it, holding
   // the rows that differ; the others are saved in full.
   std::optional<int64_t> delta_against;
+  // NAME=ROWS, repeatable (with delta_against): the delta of the file whose
+  // tensor is NAME holds exactly ROWS (indices and inclusive ranges A-B,
+  // comma-separated, any order, repeats allowed, empty for none), trusted
+  // without reading the base back.
+  std::vector<std::string> dirty_rows;
+  // Set: each file is float32 (little-endian; rows of row_bytes, or one
+  // row) saved quantized to this many bits (2, 3, 4 or 8), in full.
+  std::optional<int> quantize_bits;
 };
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out);

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   CLI::App* put_cmd = app.add_subcommand(
       "put",
       "Store files as one rank's shard of a checkpoint: each file becomes a "
-      "uint8 tensor named after its base name. The checkpoint commits when "
+      "uint8 tensor (float32 with --quantize-bits) named after its base name. "
+      "The checkpoint commits when "
       "all --world-size ranks have put their shard.");
   put_cmd->add_option("JOB", put.job, "Job name, tenant/name")->required();
   put_cmd->add_option("STEP", put.step, "Checkpoint step (>= 0)")->required();
@@ -88,6 +89,26 @@ int main(int argc, char** argv) {
       "the rows that differ from it are stored (found by reading it back and "
       "comparing row fingerprints). Files it lacks are saved in full. Needs "
       "--row-bytes as the base was saved with");
+  put_cmd
+      ->add_option(
+          "--dirty-rows", put.dirty_rows,
+          "NAME=ROWS with --delta-against: the delta of the file put as "
+          "tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices and "
+          "inclusive ranges, any order, repeats allowed; empty for none), "
+          "without reading the base back. The list is trusted: every row not "
+          "in it is restored from the base, so a wrong list silently brings "
+          "back stale rows. Files without one are compared by fingerprints; "
+          "repeatable, once per NAME")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  put_cmd->add_option(
+      "--quantize-bits", put.quantize_bits,
+      "Store each file as float32 (little-endian, its size a multiple of 4; "
+      "rows of --row-bytes, a multiple of 4, else one row) quantized row-wise "
+      "to 2, 3, 4 or 8 bits (lossy): the checkpoint records each file's "
+      "measured error and `get` writes the dequantized float32 values. "
+      "Always saved in full, so not with --delta-against");
   put_cmd->add_option("--time", put.time,
                       "The checkpoint's wall time, RFC 3339 (e.g. "
                       "2024-05-01T12:00:00Z); default: its commit time");

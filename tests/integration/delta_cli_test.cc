@@ -1,7 +1,11 @@
 // Row deltas end to end: the real ckpt-server over RocksDB takes a delta
 // checkpoint committed through the raw gRPC stub (as a client writing
 // deltas does), and the real `ckpt` CLI shows it (ls, show, --json),
-// refuses to delete its base and says why prune keeps it.
+// refuses to delete its base and says why prune keeps it; and `ckpt put`
+// saving row deltas (--delta-against, --dirty-rows) and quantized float32
+// files (--quantize-bits) that `ckpt get` restores.
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -26,6 +30,9 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 constexpr char kJob[] = "it/delta";
+// The tables `ckpt put --row-bytes` stores: kRows rows of kRowBytes.
+constexpr int kRowBytes = 64;
+constexpr int kRows = 1024;
 
 class DeltaCliTest : public RealServerTest {
  protected:
@@ -77,6 +84,19 @@ class DeltaCliTest : public RealServerTest {
     grpc::ClientContext context;
     grpc::Status status = stub_->CommitShard(&context, request, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // A table of pseudo-random bytes.
+  static std::string Table() {
+    std::string table(kRows * kRowBytes, '\0');
+    for (size_t i = 0; i < table.size(); ++i) {
+      table[i] = static_cast<char>((i * 2654435761u) >> 13);
+    }
+    return table;
+  }
+
+  static void WriteFile(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
   }
 
   // Runs the CLI with `args`, expecting success and JSON on stdout.
@@ -148,18 +168,10 @@ TEST_F(DeltaCliTest, LsShowRmAndPruneExplainADeltaAndItsBase) {
 // `ckpt put --row-bytes N --delta-against S` finds the changed rows by
 // reading step S back, stores only them, and `ckpt get` restores the file.
 TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
-  constexpr int kRowBytes = 64;
-  constexpr int kRows = 1024;
-  std::string table(kRows * kRowBytes, '\0');
-  for (size_t i = 0; i < table.size(); ++i) {
-    table[i] = static_cast<char>((i * 2654435761u) >> 13);
-  }
+  std::string table = Table();
   const std::string path = dir_->path() + "/table.bin";
   const std::string other = dir_->path() + "/notes.bin";
-  auto write = [](const std::string& where, const std::string& bytes) {
-    std::ofstream(where, std::ios::binary) << bytes;
-  };
-  write(path, table);
+  WriteFile(path, table);
   auto put = [&](int step) {
     return absl::StrCat("put ", kJob, " ", step, " ", path, " --row-bytes ",
                         kRowBytes);
@@ -168,8 +180,8 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   EXPECT_EQ(first["deltas"], json::array());
 
   for (int row : {3, 500, 1023}) table[row * kRowBytes + 7] ^= 0x5a;
-  write(path, table);
-  write(other, std::string(kRowBytes, 'n'));  // step 1 has no notes.bin
+  WriteFile(path, table);
+  WriteFile(other, std::string(kRowBytes, 'n'));  // step 1 has no notes.bin
   json second =
       CkptJson(absl::StrCat(put(2), " ", other, " --delta-against 1"));
   ASSERT_EQ(second["deltas"].size(), 1u) << second.dump();
@@ -204,6 +216,182 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   EXPECT_NE(ragged.exit_code, 0);
   EXPECT_THAT(ragged.err, HasSubstr("not a multiple"));
   EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob)).size(), 2u);
+}
+
+// `ckpt put --dirty-rows NAME=ROWS` stores exactly the rows given (sorted,
+// without repeats) and trusts them: the base is not read back, so a changed
+// row left out restores the base's bytes.
+TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
+  std::string table = Table();
+  const std::string path = dir_->path() + "/table.bin";
+  const std::string side = dir_->path() + "/side.bin";
+  auto change_row = [&](int row) { table[row * kRowBytes + 5] ^= 0x3c; };
+  auto put = [&](int step) {
+    return absl::StrCat("put ", kJob, " ", step, " ", path, " ", side,
+                        " --row-bytes ", kRowBytes);
+  };
+  auto stored_bytes = [&](int step) -> json {
+    const json shown = CkptJson(absl::StrCat("show ", kJob, " ", step));
+    for (const json& tensor : shown["shards"][0]["tensors"]) {
+      if (tensor["name"] == "table.bin") return tensor["stored_bytes"];
+    }
+    return nullptr;
+  };
+  // A delta of n rows: a 32-byte header, 4-byte indices and the rows.
+  auto delta_bytes = [](int n) { return 32 + n * (4 + kRowBytes); };
+  WriteFile(path, table);
+  WriteFile(side, std::string(4 * kRowBytes, 's'));
+  ASSERT_EQ(CkptJson(put(1))["deltas"], json::array());
+
+  for (int row : {3, 500, 501}) change_row(row);
+  WriteFile(path, table);
+  const json second = CkptJson(absl::StrCat(
+      put(2), " --delta-against 1 --dirty-rows table.bin=501,3,500-501,3"));
+  ASSERT_EQ(second["deltas"].size(), 2u) << second.dump();
+  EXPECT_EQ(second["deltas"][0]["name"], "table.bin");
+  EXPECT_EQ(second["deltas"][0]["rows"], 3);
+  EXPECT_EQ(second["deltas"][0]["rows_from"], "dirty-rows");
+  EXPECT_EQ(second["deltas"][1]["name"], "side.bin");
+  EXPECT_EQ(second["deltas"][1]["rows"], 0);
+  EXPECT_EQ(second["deltas"][1]["rows_from"], "fingerprints");
+  EXPECT_EQ(stored_bytes(2), delta_bytes(3));
+  CommandResult got =
+      Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/two"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(ReadWholeFile(dir_->path() + "/two/table.bin") == table);
+
+  // Rows 10 and 20 change, only 10 is listed: row 20 comes back as step 2
+  // had it, which fingerprints would have caught.
+  std::string expected = table;
+  change_row(10);
+  change_row(20);
+  expected.replace(10 * kRowBytes, kRowBytes, table, 10 * kRowBytes, kRowBytes);
+  WriteFile(path, table);
+  const json third = CkptJson(
+      absl::StrCat(put(3), " --delta-against 2 --dirty-rows table.bin=10"));
+  ASSERT_EQ(third["deltas"].size(), 2u) << third.dump();
+  EXPECT_EQ(third["deltas"][0]["rows"], 1);
+  EXPECT_EQ(stored_bytes(3), delta_bytes(1));
+  got = Ckpt(absl::StrCat("get ", kJob, " 3 ", dir_->path(), "/three"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  const std::string restored = ReadWholeFile(dir_->path() + "/three/table.bin");
+  EXPECT_TRUE(restored == expected);
+  EXPECT_FALSE(restored == table);
+
+  // An empty list: nothing changed.
+  const json fourth = CkptJson(
+      absl::StrCat(put(4), " --delta-against 3 --dirty-rows table.bin="));
+  ASSERT_EQ(fourth["deltas"].size(), 2u) << fourth.dump();
+  EXPECT_EQ(fourth["deltas"][0]["rows"], 0);
+  EXPECT_EQ(stored_bytes(4), delta_bytes(0));
+
+  // Wrong use is refused before anything is saved.
+  const std::string base = absl::StrCat(put(5), " --delta-against 4");
+  for (const std::string& args : {
+           absl::StrCat(base, " --dirty-rows other.bin=1"),
+           absl::StrCat(base, " --dirty-rows table.bin=1,x"),
+           absl::StrCat(base, " --dirty-rows table.bin=1,,2"),
+           absl::StrCat(base, " --dirty-rows table.bin=9-7"),
+           absl::StrCat(base, " --dirty-rows table.bin=-1"),
+           absl::StrCat(base, " --dirty-rows table.bin=5-"),
+           absl::StrCat(base, " --dirty-rows table.bin"),
+           absl::StrCat(base, " --dirty-rows table.bin=1024"),
+           absl::StrCat(base, " --dirty-rows table.bin=1000-1024"),
+           absl::StrCat(base,
+                        " --dirty-rows table.bin=1 --dirty-rows "
+                        "table.bin=2"),
+           absl::StrCat(put(5), " --dirty-rows table.bin=1"),
+       }) {
+    CommandResult refused = Ckpt(args);
+    EXPECT_NE(refused.exit_code, 0) << args;
+    EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT")) << args;
+    EXPECT_THAT(refused.err, HasSubstr("--dirty-rows")) << args;
+  }
+  // Rows given for a file the base lacks cannot be a delta.
+  const std::string fresh = dir_->path() + "/fresh.bin";
+  WriteFile(fresh, std::string(kRowBytes, 'f'));
+  CommandResult no_base =
+      Ckpt(absl::StrCat(base, " ", fresh, " --dirty-rows fresh.bin=0"));
+  EXPECT_NE(no_base.exit_code, 0);
+  EXPECT_THAT(no_base.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(no_base.err, HasSubstr("has no tensor 'fresh.bin'"));
+  const json all = CkptJson(absl::StrCat("ls ", kJob, " --all"));
+  EXPECT_EQ(all.size(), 4u) << all.dump();
+}
+
+// `ckpt put --quantize-bits 4` stores float32 files quantized, records the
+// width and error, and `ckpt get` writes values within that error.
+TEST_F(DeltaCliTest, PutQuantizeBitsAndGetTheDequantizedValues) {
+  constexpr int kCols = kRowBytes / 4;
+  std::vector<float> values(kRows * kCols);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = static_cast<float>(std::sin(0.37 * i) * (1 + i % kCols));
+  }
+  std::string bytes(values.size() * sizeof(float), '\0');
+  std::memcpy(bytes.data(), values.data(), bytes.size());  // little-endian
+  const std::string path = dir_->path() + "/emb.f32";
+  WriteFile(path, bytes);
+
+  const json put =
+      CkptJson(absl::StrCat("put ", kJob, " 1 ", path, " --row-bytes ",
+                            kRowBytes, " --quantize-bits 4"));
+  ASSERT_EQ(put["quantized"].size(), 1u) << put.dump();
+  EXPECT_EQ(put["quantized"][0]["name"], "emb.f32");
+  EXPECT_EQ(put["quantized"][0]["bits"], 4);
+  const json shown = CkptJson(absl::StrCat("show ", kJob, " 1"));
+  const json& tensor = shown["shards"][0]["tensors"][0];
+  EXPECT_EQ(tensor["dtype"], "float32");
+  EXPECT_EQ(tensor["global_shape"], json::array({kRows, kCols}));
+  ASSERT_EQ(tensor["quantization"]["bits"], 4) << shown.dump();
+  const double max_abs_error = tensor["quantization"]["max_abs_error"];
+  EXPECT_EQ(put["quantized"][0]["max_abs_error"], max_abs_error);
+  EXPECT_GT(max_abs_error, 0);
+
+  CommandResult got =
+      Ckpt(absl::StrCat("get ", kJob, " 1 ", dir_->path(), "/restored"));
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  const std::string restored =
+      ReadWholeFile(dir_->path() + "/restored/emb.f32");
+  ASSERT_EQ(restored.size(), bytes.size());
+  std::vector<float> dequantized(values.size());
+  std::memcpy(dequantized.data(), restored.data(), restored.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_LE(std::abs(static_cast<double>(dequantized[i]) - values[i]),
+              max_abs_error)
+        << i;
+  }
+  EXPECT_FALSE(restored == bytes);  // lossy at 4 bits
+
+  // Without --row-bytes the file is one row.
+  const json flat =
+      CkptJson(absl::StrCat("put ", kJob, " 2 ", path, " --quantize-bits 8"));
+  EXPECT_EQ(flat["quantized"][0]["bits"], 8);
+  EXPECT_EQ(
+      CkptJson(absl::StrCat("show ", kJob,
+                            " 2"))["shards"][0]["tensors"][0]["global_shape"],
+      json::array({kRows * kCols}));
+
+  // Wrong use is refused before anything is saved.
+  const std::string odd = dir_->path() + "/odd.f32";
+  WriteFile(odd, std::string(30, '\0'));
+  const std::string put3 = absl::StrCat("put ", kJob, " 3 ");
+  for (const auto& [args, message] :
+       std::vector<std::pair<std::string, std::string>>{
+           {absl::StrCat(put3, path, " --quantize-bits 5"), "2, 3, 4 or 8"},
+           {absl::StrCat(put3, path, " --quantize-bits 0"), "2, 3, 4 or 8"},
+           {absl::StrCat(put3, odd, " --quantize-bits 4"), "multiple of 4"},
+           {absl::StrCat(put3, path, " --row-bytes 6 --quantize-bits 4"),
+            "multiple of 4"},
+           {absl::StrCat(put3, path, " --row-bytes ", kRowBytes,
+                         " --quantize-bits 4 --delta-against 1"),
+            "--delta-against"},
+       }) {
+    CommandResult refused = Ckpt(args);
+    EXPECT_NE(refused.exit_code, 0) << args;
+    EXPECT_THAT(refused.err, HasSubstr("INVALID_ARGUMENT")) << args;
+    EXPECT_THAT(refused.err, HasSubstr(message)) << args;
+  }
+  EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob, " --all")).size(), 2u);
 }
 
 }  // namespace

@@ -801,6 +801,8 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
   return absl::OkStatus();
 }
 
+namespace {
+
 // "full", "delta" or "quantized Nb".
 std::string EntryKind(const TensorEntry& entry) {
   if (entry.IsQuantized()) {
@@ -819,6 +821,8 @@ json QuantizationJson(const TensorEntry& entry) {
   return entry.IsQuantized() ? QuantizationJson(*entry.quantization)
                              : json(nullptr);
 }
+
+}  // namespace
 
 absl::Status RunShow(client::Client& client, const ShowArgs& args,
                      const OutputOptions& out) {

@@ -30,15 +30,7 @@ std::string RandomBytes(size_t size, uint64_t seed) {
 
 // One tensor of `bytes` (uint8), saved with kChunk chunks.
 std::vector<client::TensorData> Tensor(const std::string& bytes) {
-  const auto size = static_cast<int64_t>(bytes.size());
-  return {{"state",
-           DType::kUint8,
-           {size},
-           Box{{0}, {size}},
-           bytes,
-           std::nullopt,
-           {},
-           std::nullopt}};
+  return {Uint8Tensor("state", bytes)};
 }
 
 class GcTest : public RealServerTest {

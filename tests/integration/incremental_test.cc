@@ -54,22 +54,8 @@ struct Model {
     return all;
   }
   std::vector<client::TensorData> Tensors() const {
-    return {{"emb.weight",
-             DType::kFloat32,
-             {kRows, kCols},
-             Box{{0, 0}, {kRows, kCols}},
-             table,
-             std::nullopt,
-             {},
-             std::nullopt},
-            {"emb.bias",
-             DType::kFloat32,
-             {kCols},
-             Box{{0}, {kCols}},
-             bias,
-             std::nullopt,
-             {},
-             std::nullopt}};
+    return {WholeTensor("emb.weight", DType::kFloat32, {kRows, kCols}, table),
+            WholeTensor("emb.bias", DType::kFloat32, {kCols}, bias)};
   }
 };
 

@@ -47,12 +47,7 @@ std::vector<float> RandomTable(size_t count, uint64_t seed) {
 client::TensorData Tensor(const std::string& name, DType dtype,
                           std::vector<int64_t> shape, absl::string_view bytes,
                           std::optional<int> bits) {
-  client::TensorData tensor;
-  tensor.name = name;
-  tensor.dtype = dtype;
-  tensor.global_shape = shape;
-  tensor.box = Box{std::vector<int64_t>(shape.size(), 0), shape};
-  tensor.bytes = bytes;
+  client::TensorData tensor = WholeTensor(name, dtype, std::move(shape), bytes);
   tensor.quantize_bits = bits;
   return tensor;
 }

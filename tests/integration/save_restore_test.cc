@@ -59,32 +59,14 @@ struct RankShard {
   int64_t rows() const { return sharded.size() / (96 * 4); }
 
   std::vector<client::TensorData> Tensors() const {
-    return {
-        {"layer.weight",
-         DType::kFloat32,
-         {rows() * world_size, 96},
-         Box{{rows() * rank, 0}, {rows(), 96}},
-         sharded,
-         std::nullopt,
-         {},
-         std::nullopt},
-        {"embedding",
-         DType::kUint8,
-         {static_cast<int64_t>(replicated.size())},
-         Box{{0}, {static_cast<int64_t>(replicated.size())}},
-         replicated,
-         std::nullopt,
-         {},
-         std::nullopt},
-        {"rank_local",
-         DType::kUint8,
-         {static_cast<int64_t>(own.size())},
-         Box{{0}, {static_cast<int64_t>(own.size())}},
-         own,
-         std::nullopt,
-         {},
-         std::nullopt},
-    };
+    client::TensorData weight;
+    weight.name = "layer.weight";
+    weight.dtype = DType::kFloat32;
+    weight.global_shape = {rows() * world_size, 96};
+    weight.box = Box{{rows() * rank, 0}, {rows(), 96}};
+    weight.bytes = sharded;
+    return {weight, Uint8Tensor("embedding", replicated),
+            Uint8Tensor("rank_local", own)};
   }
 };
 
@@ -391,15 +373,7 @@ class RetentionTest : public SaveRestoreTest {
   absl::Status Save(int64_t step, absl::Time time,
                     std::optional<RetentionPolicy> policy = std::nullopt) {
     const std::string bytes = Bytes(step);
-    const auto size = static_cast<int64_t>(bytes.size());
-    client::TensorData tensors[] = {{"w",
-                                     DType::kUint8,
-                                     {size},
-                                     Box{{0}, {size}},
-                                     bytes,
-                                     std::nullopt,
-                                     {},
-                                     std::nullopt}};
+    client::TensorData tensors[] = {Uint8Tensor("w", bytes)};
     client::SaveOptions options;
     options.metadata.writer_time = time;
     options.retention_policy = std::move(policy);

@@ -33,9 +33,7 @@ std::string RandomBytes(size_t size, uint64_t seed) {
 }
 
 client::TensorData Tensor(const std::string& name, const std::string& bytes) {
-  const auto size = static_cast<int64_t>(bytes.size());
-  return {name,  DType::kUint8, {size}, Box{{0}, {size}},
-          bytes, std::nullopt,  {},     std::nullopt};
+  return Uint8Tensor(name, bytes);
 }
 
 // Flips one byte of the single stored copy of `needle` under `dir`; fails

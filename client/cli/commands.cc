@@ -643,7 +643,14 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
             << ")\n";
   for (size_t i = 0; i < tensors.size(); ++i) {
     const client::TensorData& tensor = tensors[i];
-    if (!tensor.delta_base_step.has_value()) continue;
+    if (!tensor.delta_base_step.has_value()) {
+      if (args.delta_against.has_value()) {
+        std::cout << tensor.name << ": saved in full (step "
+                  << *args.delta_against << " has no tensor '" << tensor.name
+                  << "' of this dtype and shape)\n";
+      }
+      continue;
+    }
     std::cout << tensor.name << ": delta against step "
               << *tensor.delta_base_step << ", " << tensor.delta_rows.size()
               << " of " << tensor.global_shape[0] << " rows"

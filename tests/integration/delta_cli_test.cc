@@ -216,6 +216,17 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   EXPECT_NE(ragged.exit_code, 0);
   EXPECT_THAT(ragged.err, HasSubstr("not a multiple"));
   EXPECT_EQ(CkptJson(absl::StrCat("ls ", kJob)).size(), 2u);
+
+  // The text output says which files were deltas and which the base lacks.
+  const std::string extra = dir_->path() + "/extra.bin";
+  WriteFile(extra, std::string(kRowBytes, 'x'));
+  CommandResult text =
+      Ckpt(absl::StrCat(put(4), " ", extra, " --delta-against 2"));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("table.bin: delta against step 2, 0 of "));
+  EXPECT_THAT(text.out,
+              HasSubstr("extra.bin: saved in full (step 2 has no tensor "
+                        "'extra.bin' of this dtype and shape)"));
 }
 
 // `ckpt put --dirty-rows NAME=ROWS` stores exactly the rows given (sorted,

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -77,38 +78,30 @@ struct RankState {
   }
 
   std::vector<client::TensorData> Tensors(int32_t world_size) {
+    // This rank's block of a tensor split by rows, or a whole one.
+    auto tensor = [](std::string name, DType dtype,
+                     std::vector<int64_t> global_shape, Box box,
+                     const void* data, size_t bytes) {
+      client::TensorData out;
+      out.name = std::move(name);
+      out.dtype = dtype;
+      out.global_shape = std::move(global_shape);
+      out.box = std::move(box);
+      out.bytes = absl::string_view(static_cast<const char*>(data), bytes);
+      return out;
+    };
     std::vector<client::TensorData> tensors;
     for (auto& [name, values] : Sharded()) {
-      tensors.push_back(client::TensorData{
-          name,
-          DType::kFloat32,
-          {kRowsPerRank * world_size, kCols},
-          Box{{kRowsPerRank * rank, 0}, {kRowsPerRank, kCols}},
-          absl::string_view(reinterpret_cast<const char*>(values->data()),
-                            values->size() * sizeof(float)),
-          /*delta_base_step=*/std::nullopt,
-          /*delta_rows=*/{},
-          /*quantize_bits=*/std::nullopt});
+      tensors.push_back(
+          tensor(name, DType::kFloat32, {kRowsPerRank * world_size, kCols},
+                 Box{{kRowsPerRank * rank, 0}, {kRowsPerRank, kCols}},
+                 values->data(), values->size() * sizeof(float)));
     }
-    tensors.push_back(client::TensorData{
-        "bias",
-        DType::kFloat32,
-        {kCols},
-        Box{{0}, {kCols}},
-        absl::string_view(reinterpret_cast<const char*>(bias.data()),
-                          bias.size() * sizeof(float)),
-        /*delta_base_step=*/std::nullopt,
-        /*delta_rows=*/{},
-        /*quantize_bits=*/std::nullopt});
-    tensors.push_back(client::TensorData{
-        "step",
-        DType::kInt64,
-        {},
-        Box{{}, {}},
-        absl::string_view(reinterpret_cast<const char*>(&step), sizeof(step)),
-        /*delta_base_step=*/std::nullopt,
-        /*delta_rows=*/{},
-        /*quantize_bits=*/std::nullopt});
+    tensors.push_back(tensor("bias", DType::kFloat32, {kCols},
+                             Box{{0}, {kCols}}, bias.data(),
+                             bias.size() * sizeof(float)));
+    tensors.push_back(
+        tensor("step", DType::kInt64, {}, Box{{}, {}}, &step, sizeof(step)));
     return tensors;
   }
 

@@ -46,15 +46,12 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
   for (int l = 0; l < kLayers; ++l) {
     const char* base = reinterpret_cast<const char*>(shard.data()) +
                        l * rows * kCols * sizeof(float);
-    tensors.push_back(client::TensorData{
-        absl::StrCat("layer", l, ".weight"),
-        DType::kFloat32,
-        {rows * ranks, kCols},
-        Box{{rows * rank, 0}, {rows, kCols}},
-        absl::string_view(base, rows * kCols * sizeof(float)),
-        std::nullopt,
-        {},
-        std::nullopt});
+    client::TensorData& tensor = tensors.emplace_back();
+    tensor.name = absl::StrCat("layer", l, ".weight");
+    tensor.dtype = DType::kFloat32;
+    tensor.global_shape = {rows * ranks, kCols};
+    tensor.box = Box{{rows * rank, 0}, {rows, kCols}};
+    tensor.bytes = absl::string_view(base, rows * kCols * sizeof(float));
   }
   return tensors;
 }

@@ -65,6 +65,9 @@ def test_auto_bits_follow_expected_restores(server):
     assert ckpt.Quantized(table, bits="auto", expected_restores=100).bits == 8
     lossless = ckpt.Quantized(table, bits="auto", expected_restores=1e6)
     assert lossless.bits is None
+    # Widths given as other numbers than int are plain ints after.
+    assert type(ckpt.Quantized(table, bits=np.int64(4)).bits) is int
+    assert type(ckpt.Quantized(table, bits=8.0).bits) is int
     with ckpt.CheckpointManager(server, "py/auto") as manager:
         manager.save({"emb": lossless}, step=1)
         assert manager.last_quantization == {}

@@ -100,6 +100,8 @@ class Quantized:
         elif bits not in (2, 3, 4, 8) or isinstance(bits, bool):
             raise ValueError(f"bits must be 2, 3, 4, 8 or \"auto\", not "
                              f"{bits!r}")
+        else:
+            bits = int(bits)  # 4.0 or numpy.int64(4) as a plain int
         self.tensor = tensor
         self.bits = bits  # None: saved losslessly
 

@@ -17,8 +17,9 @@
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/restore_buffer.h"
-#include "client/status_convert.h"
 #include "common/chunk_id.h"
+#include "common/delta_base.h"
+#include "common/grpc_status.h"
 #include "common/quantize.h"
 #include "common/row_delta.h"
 #include "common/sha256.h"
@@ -367,24 +368,15 @@ class DeltaChains {
 
   static absl::StatusOr<TensorEntry> FindBase(const TensorEntry& entry,
                                               const Checkpoint& base) {
-    for (const ShardManifest& shard : base.shards) {
-      for (const TensorEntry& candidate : shard.tensors) {
-        if (candidate.name != entry.name || candidate.box != entry.box) {
-          continue;
-        }
-        if (candidate.dtype != entry.dtype ||
-            candidate.global_shape != entry.global_shape) {
-          return absl::DataLossError(absl::StrCat(
-              "tensor '", entry.name, "': its row delta base in checkpoint ",
-              base.record.step, " has another dtype or shape"));
-        }
-        return candidate;
-      }
+    absl::StatusOr<const TensorEntry*> found =
+        FindDeltaBase(base.shards, entry);
+    if (!found.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "tensor '", entry.name, "': its row delta base, checkpoint ",
+          base.record.step, ", cannot rebuild it: the checkpoint ",
+          found.status().message()));
     }
-    return absl::DataLossError(
-        absl::StrCat("tensor '", entry.name, "': checkpoint ", base.record.step,
-                     " holds no tensor of that name and box to apply its row "
-                     "delta to"));
+    return **found;
   }
 
   FetchManifest fetch_;
@@ -422,22 +414,6 @@ absl::Status RebuildTensor(absl::Span<const TensorEntry> chain,
     CKPT_RETURN_IF_ERROR(ApplyRowDelta(*delta, tensor));
   }
   return absl::OkStatus();
-}
-
-JobSummary JobSummaryFromProto(const v1::JobInfo& info) {
-  JobSummary job;
-  job.name = info.name();
-  job.create_time = absl::FromUnixMicros(info.create_time_micros());
-  job.checkpoint_count = info.checkpoint_count();
-  job.logical_bytes = info.logical_bytes();
-  if (info.latest_step() >= 0) job.latest_step = info.latest_step();
-  if (info.has_retention_policy()) {
-    // A policy the server stored is valid; an unknown future mode is not
-    // worth failing a listing over.
-    absl::StatusOr<RetentionPolicy> policy = FromProto(info.retention_policy());
-    if (policy.ok()) job.retention_policy = *std::move(policy);
-  }
-  return job;
 }
 
 }  // namespace
@@ -826,7 +802,7 @@ absl::StatusOr<std::vector<JobSummary>> Client::ListJobs() {
   std::vector<JobSummary> jobs;
   jobs.reserve(response.jobs_size());
   for (const v1::JobInfo& info : response.jobs()) {
-    jobs.push_back(JobSummaryFromProto(info));
+    jobs.push_back(FromProto(info));
   }
   return jobs;
 }
@@ -1160,11 +1136,7 @@ absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
   std::vector<RetentionDecision> decisions;
   decisions.reserve(response.decisions_size());
   for (const v1::RetentionDecision& in : response.decisions()) {
-    RetentionDecision decision;
-    decision.step = in.step();
-    decision.keep = in.keep();
-    decision.reasons.assign(in.reasons().begin(), in.reasons().end());
-    decisions.push_back(std::move(decision));
+    decisions.push_back(FromProto(in));
   }
   return decisions;
 }

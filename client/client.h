@@ -128,17 +128,9 @@ struct SaveResult {
   CheckpointRecord checkpoint;
 };
 
-struct JobSummary {
-  std::string name;
-  absl::Time create_time = absl::UnixEpoch();
-  int64_t checkpoint_count = 0;  // committed
-  uint64_t logical_bytes = 0;    // over committed checkpoints
-  std::optional<int64_t> latest_step;
-  std::optional<RetentionPolicy> retention_policy;  // nullopt: none set
-};
-
-// Defined in common/stats.h; also ckpt::client's, as the rest of this API.
+// Defined in common/; also ckpt::client's, as the rest of this API.
 using ::ckpt::JobStats;
+using ::ckpt::JobSummary;  // common/manifest.h
 using ::ckpt::Stats;
 using ::ckpt::TenantStats;
 

@@ -177,6 +177,16 @@ inline JobRecord MakeJobRecord(std::string name, absl::Time create_time) {
   return job;
 }
 
+// A job as listings show it: its record and its committed checkpoints
+// totals.
+struct JobSummary {
+  JobRecord job;
+  int64_t checkpoint_count = 0;  // committed
+  uint64_t logical_bytes = 0;    // over committed checkpoints
+  std::optional<int64_t> latest_step;
+  friend bool operator==(const JobSummary&, const JobSummary&) = default;
+};
+
 // Job names are `tenant/name`, at most 256 characters in all: tenant is
 // [A-Za-z0-9._-]{1,64}; name is one or more `/`-separated segments of
 // [A-Za-z0-9._-].

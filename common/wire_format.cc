@@ -373,18 +373,66 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
   return Decode<v1::CheckpointInfo>(value, "checkpoint record");
 }
 
-std::string EncodeJobRecord(const JobRecord& job) {
-  v1::JobInfo proto;
-  proto.set_format_version(kFormatVersion);
-  proto.set_name(job.name);
-  proto.set_create_time_micros(ToMicros(job.create_time));
+namespace {
+
+void ToProto(const JobRecord& job, v1::JobInfo* out) {
+  out->Clear();
+  out->set_format_version(kFormatVersion);
+  out->set_name(job.name);
+  out->set_create_time_micros(ToMicros(job.create_time));
   if (job.retention_policy.has_value()) {
-    ToProto(*job.retention_policy, proto.mutable_retention_policy());
+    ToProto(*job.retention_policy, out->mutable_retention_policy());
   }
   if (job.first_checkpoint_time.has_value()) {
-    proto.set_first_checkpoint_time_micros(
-        ToMicros(*job.first_checkpoint_time));
+    out->set_first_checkpoint_time_micros(ToMicros(*job.first_checkpoint_time));
   }
+}
+
+}  // namespace
+
+void ToProto(const JobSummary& summary, v1::JobInfo* out) {
+  ToProto(summary.job, out);
+  out->set_checkpoint_count(summary.checkpoint_count);
+  out->set_logical_bytes(summary.logical_bytes);
+  out->set_latest_step(summary.latest_step.value_or(-1));
+}
+
+JobSummary FromProto(const v1::JobInfo& info) {
+  JobSummary summary;
+  summary.job =
+      MakeJobRecord(info.name(), FromMicros(info.create_time_micros()));
+  if (info.has_retention_policy()) {
+    absl::StatusOr<RetentionPolicy> policy = FromProto(info.retention_policy());
+    if (policy.ok()) summary.job.retention_policy = *std::move(policy);
+  }
+  if (info.has_first_checkpoint_time_micros()) {
+    summary.job.first_checkpoint_time =
+        FromMicros(info.first_checkpoint_time_micros());
+  }
+  summary.checkpoint_count = info.checkpoint_count();
+  summary.logical_bytes = info.logical_bytes();
+  if (info.latest_step() >= 0) summary.latest_step = info.latest_step();
+  return summary;
+}
+
+void ToProto(const RetentionDecision& decision, v1::RetentionDecision* out) {
+  out->Clear();
+  out->set_step(decision.step);
+  out->set_keep(decision.keep);
+  for (const std::string& reason : decision.reasons) out->add_reasons(reason);
+}
+
+RetentionDecision FromProto(const v1::RetentionDecision& decision) {
+  RetentionDecision out;
+  out.step = decision.step();
+  out.keep = decision.keep();
+  out.reasons.assign(decision.reasons().begin(), decision.reasons().end());
+  return out;
+}
+
+std::string EncodeJobRecord(const JobRecord& job) {
+  v1::JobInfo proto;
+  ToProto(job, &proto);
   return proto.SerializeAsString();
 }
 

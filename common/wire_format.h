@@ -10,6 +10,7 @@
 #include "common/event.h"
 #include "common/gc_report.h"
 #include "common/manifest.h"
+#include "common/retention.h"
 #include "common/stats.h"
 #include "common/verify.h"
 
@@ -20,8 +21,10 @@ absl::StatusOr<DType> FromProto(v1::DType dtype);
 
 // Each ToProto replaces *out entirely.
 void ToProto(const ShardManifest& shard, v1::ShardManifest* out);
-// INVALID_ARGUMENT for malformed hashes, unknown dtypes, row deltas (not
-// supported yet) or a format_version newer than this build reads.
+// INVALID_ARGUMENT for malformed hashes, unknown dtypes, quantization
+// widths that do not fit an int, or a format_version newer than this build
+// reads. (Row deltas and quantized entries are carried; their rules are
+// ValidateShardManifest's.)
 absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard);
 
 void ToProto(const CheckpointMetadata& metadata, v1::CheckpointMetadata* out);
@@ -34,6 +37,15 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out);
 // INVALID_ARGUMENT for an unknown metric mode. Does not validate the values
 // (ValidateRetentionPolicy does).
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
+
+// ListJobs's entries. FromProto is lenient about the policy: one the server
+// stored is valid, and an unknown future mode is not worth failing a
+// listing over, so such a policy is left out.
+void ToProto(const JobSummary& summary, v1::JobInfo* out);
+JobSummary FromProto(const v1::JobInfo& info);
+
+void ToProto(const RetentionDecision& decision, v1::RetentionDecision* out);
+RetentionDecision FromProto(const v1::RetentionDecision& decision);
 
 void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
 // INVALID_ARGUMENT for a malformed chunk hash.

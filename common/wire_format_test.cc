@@ -431,6 +431,56 @@ TEST(WireFormatTest, JobRecordRoundTrips) {
   }
 }
 
+TEST(WireFormatTest, JobSummaryRoundTrips) {
+  JobSummary summary;
+  summary.job = MakeJobRecord("research/resnet50", Micros(1700000000654321));
+  RetentionPolicy policy;
+  policy.max_to_keep = 2;
+  summary.job.retention_policy = policy;
+  summary.job.first_checkpoint_time = Micros(1700000001000000);
+  summary.checkpoint_count = 7;
+  summary.logical_bytes = uint64_t{5} << 40;
+  summary.latest_step = 0;  // step 0 is a step, not "none"
+  v1::JobInfo proto;
+  ToProto(summary, &proto);
+  EXPECT_EQ(proto.latest_step(), 0);
+  EXPECT_EQ(FromProto(proto), summary);
+
+  summary.latest_step.reset();
+  summary.job.retention_policy.reset();
+  ToProto(summary, &proto);
+  EXPECT_EQ(proto.latest_step(), -1);
+  EXPECT_FALSE(proto.has_retention_policy());
+  EXPECT_EQ(FromProto(proto), summary);
+}
+
+TEST(WireFormatTest, JobSummaryLeavesOutAPolicyItCannotRead) {
+  v1::JobInfo proto;
+  proto.set_name("t/job");
+  proto.set_latest_step(-1);
+  proto.mutable_retention_policy()->set_max_to_keep(3);
+  proto.mutable_retention_policy()->mutable_keep_best()->set_mode(
+      static_cast<v1::MetricMode>(99));
+  JobSummary summary = FromProto(proto);
+  EXPECT_EQ(summary.job.name, "t/job");
+  EXPECT_FALSE(summary.job.retention_policy.has_value());
+}
+
+TEST(WireFormatTest, RetentionDecisionRoundTrips) {
+  RetentionDecision decision;
+  decision.step = 12;
+  decision.keep = true;
+  decision.reasons = {"pinned", "base of step 14"};
+  v1::RetentionDecision proto;
+  proto.add_reasons("stale");  // replaced, not appended to
+  ToProto(decision, &proto);
+  ASSERT_EQ(proto.reasons_size(), 2);
+  RetentionDecision back = FromProto(proto);
+  EXPECT_EQ(back.step, 12);
+  EXPECT_TRUE(back.keep);
+  EXPECT_EQ(back.reasons, decision.reasons);
+}
+
 TEST(WireFormatTest, JobRecordWithPolicyAndClockStartRoundTrips) {
   JobRecord job = MakeJobRecord("research/resnet50", Micros(1700000000654321));
   RetentionPolicy policy;

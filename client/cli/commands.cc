@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "client/cli/format.h"
 #include "client/cli/progress.h"
+#include "common/delta_base.h"
 #include "common/event.h"
 #include "common/retention.h"
 #include "common/row_fingerprint.h"
@@ -384,22 +385,6 @@ nlohmann::json DeltaSummaries(const std::vector<client::TensorData>& tensors,
   return deltas;
 }
 
-// For `put --delta-against`: the entry of `base` that `tensor` can be a row
-// delta against (same name, dtype, shape and box), or null.
-const TensorEntry* FindBaseEntry(const Checkpoint& base,
-                                 const client::TensorData& tensor) {
-  for (const ShardManifest& shard : base.shards) {
-    for (const TensorEntry& entry : shard.tensors) {
-      if (entry.name == tensor.name && entry.dtype == tensor.dtype &&
-          entry.global_shape == tensor.global_shape &&
-          entry.box == tensor.box) {
-        return &entry;
-      }
-    }
-  }
-  return nullptr;
-}
-
 // The rows of `tensor` that differ from `base_entry`, read from the server
 // and compared by row fingerprints.
 absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
@@ -594,19 +579,25 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
                           client.GetManifest(args.job, *args.delta_against));
     for (size_t i = 0; i < tensors.size(); ++i) {
       client::TensorData& tensor = tensors[i];
-      const TensorEntry* base_entry = FindBaseEntry(base, tensor);
+      TensorEntry layout;
+      layout.name = tensor.name;
+      layout.dtype = tensor.dtype;
+      layout.global_shape = tensor.global_shape;
+      layout.box = tensor.box;
+      absl::StatusOr<const TensorEntry*> base_entry =
+          FindDeltaBase(base.shards, layout);
       if (given[i].has_value()) {
-        if (base_entry == nullptr) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("--dirty-rows ", tensor.name, ": step ",
-                           *args.delta_against, " has no tensor '", tensor.name,
-                           "' of the same shape for the delta's other rows"));
+        if (!base_entry.ok()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "--dirty-rows ", tensor.name, ": the base checkpoint, step ",
+              *args.delta_against, ", cannot hold the delta's other rows, ",
+              base_entry.status().message()));
         }
         tensor.delta_rows = *given[i];
-      } else if (base_entry != nullptr) {
+      } else if (base_entry.ok()) {
         CKPT_ASSIGN_OR_RETURN(
             changed_rows[i],
-            RowsChangedSince(client, args.job, *base_entry, tensor));
+            RowsChangedSince(client, args.job, **base_entry, tensor));
         tensor.delta_rows = changed_rows[i];
       } else {
         continue;  // no such tensor there: full
@@ -735,15 +726,15 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     if (out.json) {
       json list = json::array();
       for (const client::JobSummary& job : jobs) {
-        list.push_back({{"name", job.name},
+        list.push_back({{"name", job.job.name},
                         {"checkpoint_count", job.checkpoint_count},
                         {"logical_bytes", job.logical_bytes},
                         {"latest_step", job.latest_step.has_value()
                                             ? json(*job.latest_step)
                                             : json(nullptr)},
-                        {"create_time", FormatTimestamp(job.create_time)},
-                        {"policy", job.retention_policy.has_value()
-                                       ? PolicyJson(*job.retention_policy)
+                        {"create_time", FormatTimestamp(job.job.create_time)},
+                        {"policy", job.job.retention_policy.has_value()
+                                       ? PolicyJson(*job.job.retention_policy)
                                        : json(nullptr)}});
       }
       PrintJson(list);
@@ -751,13 +742,13 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     }
     std::vector<std::vector<std::string>> rows;
     for (const client::JobSummary& job : jobs) {
-      rows.push_back({job.name, absl::StrCat(job.checkpoint_count),
+      rows.push_back({job.job.name, absl::StrCat(job.checkpoint_count),
                       HumanBytes(job.logical_bytes),
                       job.latest_step.has_value()
                           ? absl::StrCat(*job.latest_step)
                           : std::string("-"),
-                      job.retention_policy.has_value()
-                          ? RetentionPolicyText(*job.retention_policy)
+                      job.job.retention_policy.has_value()
+                          ? RetentionPolicyText(*job.job.retention_policy)
                           : std::string("-")});
     }
     PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},

@@ -15,11 +15,11 @@
 #include "absl/time/clock.h"
 #include "common/chunk_id.h"
 #include "common/chunking.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 #include "server/rpc/shared_file.h"
-#include "server/rpc/status_convert.h"
 
 namespace ckpt::server {
 namespace {
@@ -711,22 +711,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
   return Unary(context, [&]() -> absl::Status {
     CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs, service_->ListJobs());
     response->mutable_jobs()->Reserve(static_cast<int>(jobs.size()));
-    for (const JobSummary& job : jobs) {
-      v1::JobInfo* info = response->add_jobs();
-      info->set_format_version(kFormatVersion);
-      info->set_name(job.job.name);
-      info->set_create_time_micros(absl::ToUnixMicros(job.job.create_time));
-      info->set_checkpoint_count(job.checkpoint_count);
-      info->set_logical_bytes(job.logical_bytes);
-      info->set_latest_step(job.latest_step.value_or(-1));
-      if (job.job.retention_policy.has_value()) {
-        ToProto(*job.job.retention_policy, info->mutable_retention_policy());
-      }
-      if (job.job.first_checkpoint_time.has_value()) {
-        info->set_first_checkpoint_time_micros(
-            absl::ToUnixMicros(*job.job.first_checkpoint_time));
-      }
-    }
+    for (const JobSummary& job : jobs) ToProto(job, response->add_jobs());
     return absl::OkStatus();
   });
 }
@@ -993,12 +978,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
         service_->Prune(request->job(), policy, request->dry_run()));
     response->mutable_decisions()->Reserve(static_cast<int>(decisions.size()));
     for (const RetentionDecision& decision : decisions) {
-      v1::RetentionDecision* out = response->add_decisions();
-      out->set_step(decision.step);
-      out->set_keep(decision.keep);
-      for (const std::string& reason : decision.reasons) {
-        out->add_reasons(reason);
-      }
+      ToProto(decision, response->add_decisions());
     }
     return absl::OkStatus();
   });

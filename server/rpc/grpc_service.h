@@ -1,7 +1,7 @@
 // GrpcCheckpointService: the gRPC edge of ckpt.v1.CheckpointService. It
 // validates and translates requests (common/wire_format.h), calls the
 // transport-agnostic ckpt::server::CheckpointService and converts the result
-// status in one place (status_convert.h). No lifecycle logic lives here.
+// status in one place (common/grpc_status.h). No lifecycle logic lives here.
 //
 // Callback API only. Handlers run on gRPC's callback threads; the streaming
 // reactors never hold their own lock across service calls or gRPC

@@ -460,7 +460,7 @@ TEST_F(GrpcServiceTest, StatsAndDeleteReflectSavedCheckpoints) {
   auto jobs = client_->ListJobs();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   ASSERT_EQ(jobs->size(), 1u);
-  EXPECT_EQ((*jobs)[0].name, kJob);
+  EXPECT_EQ((*jobs)[0].job.name, kJob);
   EXPECT_EQ((*jobs)[0].checkpoint_count, 2);
   EXPECT_EQ((*jobs)[0].latest_step, 2);
 
@@ -513,7 +513,7 @@ TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
   auto jobs = client_->ListJobs();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   ASSERT_EQ(jobs->size(), 1u);
-  EXPECT_EQ((*jobs)[0].retention_policy, last_one);
+  EXPECT_EQ((*jobs)[0].job.retention_policy, last_one);
 }
 
 TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
+#include "common/delta_base.h"
 #include "common/event.h"
 #include "common/logging.h"
 #include "common/sha256.h"
@@ -73,19 +74,6 @@ std::vector<int64_t> MergeSorted(const std::vector<int64_t>& a,
   std::set_union(a.begin(), a.end(), b.begin(), b.end(),
                  std::back_inserter(out));
   return out;
-}
-
-// "float32 shape [8, 4] box [0, 0]+[4, 4]": what a delta must match.
-std::string LayoutText(const TensorEntry& tensor) {
-  return absl::StrCat(DTypeName(tensor.dtype), " shape [",
-                      absl::StrJoin(tensor.global_shape, ", "), "] box [",
-                      absl::StrJoin(tensor.box.offsets, ", "), "]+[",
-                      absl::StrJoin(tensor.box.lengths, ", "), "]");
-}
-
-bool SameLayout(const TensorEntry& a, const TensorEntry& b) {
-  return a.name == b.name && a.dtype == b.dtype &&
-         a.global_shape == b.global_shape && a.box == b.box;
 }
 
 std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
@@ -357,27 +345,9 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
                             metadata_->GetShards(job, base));
       it = base_shards.emplace(base, std::move(shards)).first;
     }
-    const TensorEntry* same_name = nullptr;
-    const TensorEntry* matched = nullptr;
-    for (const ShardManifest& base_shard : it->second) {
-      for (const TensorEntry& candidate : base_shard.tensors) {
-        if (candidate.name != tensor.name) continue;
-        if (same_name == nullptr) same_name = &candidate;
-        if (SameLayout(candidate, tensor)) matched = &candidate;
-      }
-    }
-    // A quantized base restores to other values than were saved, so rows
-    // the delta leaves out would not be the caller's.
-    if (matched != nullptr && matched->IsQuantized()) {
-      return refuse(absl::StrCat("which holds it quantized to ",
-                                 matched->quantization->bits, " bits"));
-    }
-    if (matched != nullptr) continue;
-    if (same_name == nullptr) {
-      return refuse(absl::StrCat("which has no tensor '", tensor.name, "'"));
-    }
-    return refuse(absl::StrCat("which holds it as ", LayoutText(*same_name),
-                               ", not as this delta's ", LayoutText(tensor)));
+    absl::StatusOr<const TensorEntry*> matched =
+        FindDeltaBase(it->second, tensor);
+    if (!matched.ok()) return refuse(matched.status().message());
   }
   return absl::OkStatus();
 }

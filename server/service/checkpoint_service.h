@@ -60,13 +60,6 @@ struct CommitResult {
   bool checkpoint_committed = false;  // this shard completed the checkpoint
 };
 
-struct JobSummary {
-  JobRecord job;
-  int64_t checkpoint_count = 0;  // committed
-  uint64_t logical_bytes = 0;    // over committed checkpoints
-  std::optional<int64_t> latest_step;
-};
-
 struct GcOptions {
   // Report what would be deleted; delete nothing.
   bool dry_run = false;

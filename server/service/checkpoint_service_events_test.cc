@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/checkpoint_service.h"
-#include "server/service/service_test_util.h"
+#include "tests/testing/service_test_util.h"
 #include "server/storage/fault_injecting_store.h"
 
 namespace ckpt::server {

@@ -8,7 +8,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/service/service_test_util.h"
+#include "tests/testing/service_test_util.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
 

@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 #include "server/storage/memory_store.h"
-#include "server/storage/test_util.h"
+#include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
 namespace {

@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "server/storage/keys.h"
-#include "server/storage/test_util.h"
+#include "tests/testing/store_test_util.h"
 
 extern char** environ;
 

@@ -16,7 +16,7 @@
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
 #include "server/storage/rocksdb_store.h"
-#include "server/storage/test_util.h"
+#include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
 namespace {

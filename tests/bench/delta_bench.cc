@@ -42,7 +42,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tests/bench/bench_util.h"
-#include "tests/integration/server_process.h"
+#include "tests/testing/server_process.h"
 
 namespace ckpt::bench {
 namespace {

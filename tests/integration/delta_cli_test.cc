@@ -21,7 +21,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/real_server_test.h"
+#include "tests/testing/real_server_test.h"
 
 namespace ckpt::testing {
 namespace {

@@ -11,8 +11,8 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/integration/real_server_test.h"
-#include "tests/integration/server_process.h"
+#include "tests/testing/real_server_test.h"
+#include "tests/testing/server_process.h"
 
 namespace ckpt::testing {
 namespace {

@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/real_server_test.h"
+#include "tests/testing/real_server_test.h"
 
 namespace ckpt::testing {
 namespace {

@@ -18,8 +18,8 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/integration/real_server_test.h"
-#include "tests/integration/server_process.h"
+#include "tests/testing/real_server_test.h"
+#include "tests/testing/server_process.h"
 
 namespace ckpt::testing {
 namespace {

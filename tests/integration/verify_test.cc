@@ -13,8 +13,8 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/integration/real_server_test.h"
-#include "tests/integration/server_process.h"
+#include "tests/testing/real_server_test.h"
+#include "tests/testing/server_process.h"
 
 namespace ckpt::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/integration/server_process.h"
+#include "tests/testing/server_process.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tests/integration/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ckpt::testing {
 

@@ -20,8 +20,8 @@
 #include "client/client.h"
 #include "common/manifest.h"
 #include "gtest/gtest.h"
-#include "tests/integration/server_process.h"
-#include "tests/integration/temp_dir.h"
+#include "tests/testing/server_process.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ckpt::testing {
 

@@ -12,7 +12,7 @@
 #include "common/manifest.h"
 #include "common/sha256.h"
 #include "gtest/gtest.h"
-#include "tests/integration/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ckpt::server::testing {
 

@@ -8,7 +8,7 @@ namespace ckpt::server {
 
 FaultInjectingStore::FaultInjectingStore(ChunkStore* chunks,
                                          MetadataStore* metadata)
-    : chunks_(chunks), metadata_(metadata) {}
+    : ChunkStoreWrapper(chunks), MetadataStoreWrapper(metadata) {}
 
 void FaultInjectingStore::FailNext(Op op, absl::Status error, int count) {
   FailAfter(op, 0, std::move(error), count);
@@ -49,36 +49,42 @@ absl::StatusOr<bool> FaultInjectingStore::Put(absl::string_view tenant,
                                               const ChunkId& id,
                                               absl::string_view bytes) {
   CKPT_RETURN_IF_ERROR(Check(Op::kPut));
-  return chunks_->Put(tenant, id, bytes);
+  return ChunkStoreWrapper::Put(tenant, id, bytes);
 }
 
 absl::StatusOr<std::string> FaultInjectingStore::Get(absl::string_view tenant,
                                                      const ChunkId& id) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGet));
-  return chunks_->Get(tenant, id);
+  return ChunkStoreWrapper::Get(tenant, id);
+}
+
+absl::Status FaultInjectingStore::ReadVerified(
+    absl::string_view tenant, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  return ChunkStore::ReadVerified(tenant, id, consume);
 }
 
 absl::StatusOr<std::vector<bool>> FaultInjectingStore::Contains(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   CKPT_RETURN_IF_ERROR(Check(Op::kContains));
-  return chunks_->Contains(tenant, ids);
+  return ChunkStoreWrapper::Contains(tenant, ids);
 }
 
 absl::Status FaultInjectingStore::Delete(absl::string_view tenant,
                                          const ChunkId& id) {
   CKPT_RETURN_IF_ERROR(Check(Op::kDelete));
-  return chunks_->Delete(tenant, id);
+  return ChunkStoreWrapper::Delete(tenant, id);
 }
 
 absl::Status FaultInjectingStore::Sync() {
   CKPT_RETURN_IF_ERROR(Check(Op::kSync));
-  return chunks_->Sync();
+  return ChunkStoreWrapper::Sync();
 }
 
 absl::StatusOr<ChunkStore::Usage> FaultInjectingStore::GetUsage(
     absl::string_view tenant) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGetUsage));
-  return chunks_->GetUsage(tenant);
+  return ChunkStoreWrapper::GetUsage(tenant);
 }
 
 absl::Status FaultInjectingStore::ForEach(
@@ -87,58 +93,58 @@ absl::Status FaultInjectingStore::ForEach(
                                    uint64_t size)>
         fn) {
   CKPT_RETURN_IF_ERROR(Check(Op::kForEach));
-  return chunks_->ForEach(tenant, fn);
+  return ChunkStoreWrapper::ForEach(tenant, fn);
 }
 
 absl::StatusOr<std::optional<JobRecord>> FaultInjectingStore::GetJob(
     absl::string_view job) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGetJob));
-  return metadata_->GetJob(job);
+  return MetadataStoreWrapper::GetJob(job);
 }
 
 absl::StatusOr<std::vector<JobRecord>> FaultInjectingStore::ListJobs() {
   CKPT_RETURN_IF_ERROR(Check(Op::kListJobs));
-  return metadata_->ListJobs();
+  return MetadataStoreWrapper::ListJobs();
 }
 
 absl::StatusOr<CheckpointRecord> FaultInjectingStore::GetCheckpoint(
     absl::string_view job, int64_t step) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGetCheckpoint));
-  return metadata_->GetCheckpoint(job, step);
+  return MetadataStoreWrapper::GetCheckpoint(job, step);
 }
 
 absl::StatusOr<std::vector<CheckpointRecord>>
 FaultInjectingStore::ListCheckpoints(absl::string_view job) {
   CKPT_RETURN_IF_ERROR(Check(Op::kListCheckpoints));
-  return metadata_->ListCheckpoints(job);
+  return MetadataStoreWrapper::ListCheckpoints(job);
 }
 
 absl::StatusOr<std::vector<CheckpointRecord>>
 FaultInjectingStore::ListPending() {
   CKPT_RETURN_IF_ERROR(Check(Op::kListPending));
-  return metadata_->ListPending();
+  return MetadataStoreWrapper::ListPending();
 }
 
 absl::StatusOr<std::vector<ShardManifest>> FaultInjectingStore::GetShards(
     absl::string_view job, int64_t step) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGetShards));
-  return metadata_->GetShards(job, step);
+  return MetadataStoreWrapper::GetShards(job, step);
 }
 
 absl::StatusOr<std::vector<JobEvent>> FaultInjectingStore::ListEvents(
     absl::string_view job, size_t limit) {
   CKPT_RETURN_IF_ERROR(Check(Op::kListEvents));
-  return metadata_->ListEvents(job, limit);
+  return MetadataStoreWrapper::ListEvents(job, limit);
 }
 
 absl::Status FaultInjectingStore::Apply(const MetadataBatch& batch) {
   CKPT_RETURN_IF_ERROR(Check(Op::kApply));
-  return metadata_->Apply(batch);
+  return MetadataStoreWrapper::Apply(batch);
 }
 
 absl::StatusOr<ChunkStore::DiskUsage> FaultInjectingStore::ReclaimSpace() {
   CKPT_RETURN_IF_ERROR(Check(Op::kReclaimSpace));
-  return chunks_->ReclaimSpace();
+  return ChunkStoreWrapper::ReclaimSpace();
 }
 
 absl::Status FaultInjectingStore::ForEachShard(
@@ -146,7 +152,7 @@ absl::Status FaultInjectingStore::ForEachShard(
                                    const ShardManifest& shard)>
         fn) {
   CKPT_RETURN_IF_ERROR(Check(Op::kForEachShard));
-  return metadata_->ForEachShard(fn);
+  return MetadataStoreWrapper::ForEachShard(fn);
 }
 
 }  // namespace ckpt::server

@@ -1,8 +1,9 @@
 // FaultInjectingStore: forwards every call to a wrapped ChunkStore and
-// MetadataStore, except that it can be told to fail the next N calls of an
-// operation. A failed call is not forwarded, so it changes nothing: tests
-// use it to prove that an error in the middle of a service operation leaves
-// nothing half-done (LevelDB's ErrorEnv, as a store wrapper).
+// MetadataStore (through the wrappers of store_wrappers.h), except that it
+// can be told to fail the next N calls of an operation. A failed call is not
+// forwarded, so it changes nothing: tests use it to prove that an error in the
+// middle of a service operation leaves nothing half-done (LevelDB's ErrorEnv,
+// as a store wrapper).
 #pragma once
 
 #include <array>
@@ -10,13 +11,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/storage/chunk_store.h"
-#include "server/storage/metadata_store.h"
+#include "server/storage/store_wrappers.h"
 
 namespace ckpt::server {
 
 // Thread-safe. The wrapped stores must outlive this one.
-class FaultInjectingStore final : public ChunkStore, public MetadataStore {
+class FaultInjectingStore final : public ChunkStoreWrapper,
+                                  public MetadataStoreWrapper {
  public:
   enum class Op : size_t {
     // ChunkStore.
@@ -60,6 +61,12 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
                            absl::string_view bytes) override;
   absl::StatusOr<std::string> Get(absl::string_view tenant,
                                   const ChunkId& id) override;
+  // Reads through Get (and so fails as kGet does) and checks SHA-256, as
+  // ChunkStore's default does, rather than the wrapped store's own check.
+  absl::Status ReadVerified(
+      absl::string_view tenant, const ChunkId& id,
+      absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
+      override;
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
@@ -99,8 +106,6 @@ class FaultInjectingStore final : public ChunkStore, public MetadataStore {
   // Counts the call; the injected error when this call must fail, else OK.
   absl::Status Check(Op op);
 
-  ChunkStore* const chunks_;
-  MetadataStore* const metadata_;
   mutable absl::Mutex mu_;
   std::array<Failure, kNumOps> failures_ ABSL_GUARDED_BY(mu_);
   std::array<int, kNumOps> calls_ ABSL_GUARDED_BY(mu_) = {};

@@ -1,6 +1,7 @@
 // The conformance suite every ChunkStore + MetadataStore implementation must
-// pass. Each case runs against MemoryStore, RocksDbStore and a
-// FaultInjectingStore with no faults armed (which must be transparent).
+// pass. Each case runs against MemoryStore, RocksDbStore, a FaultInjectingStore
+// with no faults armed, and RocksDbStore behind the plain forwarding wrappers
+// (both of which must be transparent).
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
 #include "server/storage/rocksdb_store.h"
+#include "server/storage/store_wrappers.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
@@ -66,6 +68,18 @@ struct FaultInjectingUnderTest : StoreUnderTest {
   }
   MemoryStore wrapped;
   FaultInjectingStore store{&wrapped, &wrapped};
+};
+
+// Every call through ChunkStoreWrapper / MetadataStoreWrapper reaches the
+// wrapped store: a wrapper that overrides nothing behaves as its target.
+struct WrappedRocksDbUnderTest : StoreUnderTest {
+  WrappedRocksDbUnderTest() {
+    chunks = &chunk_wrapper;
+    metadata = &metadata_wrapper;
+  }
+  RocksDbUnderTest wrapped;
+  ChunkStoreWrapper chunk_wrapper{wrapped.chunks};
+  MetadataStoreWrapper metadata_wrapper{wrapped.metadata};
 };
 
 struct Backend {
@@ -809,7 +823,9 @@ INSTANTIATE_TEST_SUITE_P(
         Backend{"Memory", [] { return std::make_unique<MemoryUnderTest>(); }},
         Backend{"RocksDb", [] { return std::make_unique<RocksDbUnderTest>(); }},
         Backend{"FaultInjecting",
-                [] { return std::make_unique<FaultInjectingUnderTest>(); }}),
+                [] { return std::make_unique<FaultInjectingUnderTest>(); }},
+        Backend{"WrappedRocksDb",
+                [] { return std::make_unique<WrappedRocksDbUnderTest>(); }}),
     [](const ::testing::TestParamInfo<Backend>& backend) {
       return backend.param.name;
     });

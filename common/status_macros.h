@@ -19,7 +19,10 @@
   CKPT_INTERNAL_ASSIGN_OR_RETURN(CKPT_INTERNAL_CONCAT(ckpt_sor_, __LINE__), \
                                  lhs, expr)
 
+// `lhs` is a declaration or an lvalue, so it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CKPT_INTERNAL_ASSIGN_OR_RETURN(tmp, lhs, expr) \
   auto tmp = (expr);                                   \
   if (!tmp.ok()) return std::move(tmp).status();       \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

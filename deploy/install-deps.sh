@@ -10,7 +10,7 @@ PACKAGES=(
   protobuf-compiler librocksdb-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libxxhash-dev libzstd-dev
   libcli11-dev nlohmann-json3-dev
-  clang-format procps
+  clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest
 )

@@ -1,0 +1,218 @@
+// Linked into every executable of the ThreadSanitizer build (CKPT_TSAN).
+//
+// Debian's Abseil is a shared library built without ThreadSanitizer, so
+// TSan cannot see absl::Mutex lock and unlock (plain atomics and futexes in
+// uninstrumented code) and would report every ABSL_GUARDED_BY member as a
+// race. These definitions interpose the library's Mutex and CondVar entry
+// points (the executable's definitions win, for our calls and for gRPC's,
+// which reach Abseil through the PLT), call the real ones, and tell TSan
+// about the happens-before each establishes: an unlock releases the
+// mutex's address, a lock acquires it, and a wait does both. Reader locks
+// are treated as locks, which can only hide a race between two readers.
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+
+namespace {
+
+// The library's definition of `mangled`, found past this executable.
+template <typename Fn>
+Fn Real(const char* mangled) {
+  void* symbol = dlsym(RTLD_NEXT, mangled);
+  if (symbol == nullptr) {
+    std::fprintf(stderr, "tsan_absl_sync: %s not found\n", mangled);
+    std::abort();
+  }
+  return reinterpret_cast<Fn>(symbol);
+}
+
+using MutexFn = void (*)(absl::Mutex*);
+using TryFn = bool (*)(absl::Mutex*);
+using WhenFn = void (*)(absl::Mutex*, const absl::Condition&);
+using WhenTimeoutFn = bool (*)(absl::Mutex*, const absl::Condition&,
+                               absl::Duration);
+using WhenDeadlineFn = bool (*)(absl::Mutex*, const absl::Condition&,
+                                absl::Time);
+using WaitFn = void (*)(absl::CondVar*, absl::Mutex*);
+using WaitTimeoutFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Duration);
+using WaitDeadlineFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Time);
+
+// A condition that acquires the mutex (for TSan) before it evaluates the
+// caller's: Abseil evaluates conditions inside its own lock calls, with the
+// mutex held, before the acquire that follows the real call would be seen.
+class AcquiringCondition {
+ public:
+  AcquiringCondition(absl::Mutex* mu, const absl::Condition& cond)
+      : mu_(mu), cond_(&cond) {}
+  absl::Condition Get() { return absl::Condition(&Eval, this); }
+
+ private:
+  static bool Eval(AcquiringCondition* self) {
+    __tsan_acquire(self->mu_);
+    return self->cond_->Eval();
+  }
+  absl::Mutex* const mu_;
+  const absl::Condition* const cond_;
+};
+
+#define CKPT_REAL(type, mangled)                \
+  static const type real = Real<type>(mangled); \
+  (void)0
+
+}  // namespace
+
+namespace absl {
+ABSL_NAMESPACE_BEGIN
+
+void Mutex::Lock() {
+  CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex4LockEv");
+  real(this);
+  __tsan_acquire(this);
+}
+
+void Mutex::ReaderLock() {
+  CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex10ReaderLockEv");
+  real(this);
+  __tsan_acquire(this);
+}
+
+bool Mutex::TryLock() {
+  CKPT_REAL(TryFn, "_ZN4absl7debian35Mutex7TryLockEv");
+  const bool locked = real(this);
+  if (locked) __tsan_acquire(this);
+  return locked;
+}
+
+bool Mutex::ReaderTryLock() {
+  CKPT_REAL(TryFn, "_ZN4absl7debian35Mutex13ReaderTryLockEv");
+  const bool locked = real(this);
+  if (locked) __tsan_acquire(this);
+  return locked;
+}
+
+void Mutex::Unlock() {
+  CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex6UnlockEv");
+  __tsan_release(this);
+  real(this);
+}
+
+void Mutex::ReaderUnlock() {
+  CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex12ReaderUnlockEv");
+  __tsan_release(this);
+  real(this);
+}
+
+void Mutex::LockWhen(const Condition& cond) {
+  CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
+  AcquiringCondition acquiring(this, cond);
+  real(this, acquiring.Get());
+  __tsan_acquire(this);
+}
+
+void Mutex::ReaderLockWhen(const Condition& cond) {
+  CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
+  AcquiringCondition acquiring(this, cond);
+  real(this, acquiring.Get());
+  __tsan_acquire(this);
+}
+
+bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
+  CKPT_REAL(WhenTimeoutFn,
+            "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_"
+            "9ConditionENS0_8DurationE");
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  __tsan_acquire(this);  // held either way
+  return met;
+}
+
+bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
+  CKPT_REAL(WhenDeadlineFn,
+            "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_"
+            "9ConditionENS0_4TimeE");
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  __tsan_acquire(this);
+  return met;
+}
+
+bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
+  CKPT_REAL(WhenTimeoutFn,
+            "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_"
+            "9ConditionENS0_8DurationE");
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  __tsan_acquire(this);
+  return met;
+}
+
+bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
+  CKPT_REAL(WhenDeadlineFn,
+            "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_"
+            "9ConditionENS0_4TimeE");
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  __tsan_acquire(this);
+  return met;
+}
+
+void Mutex::Await(const Condition& cond) {
+  CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  __tsan_release(this);
+  AcquiringCondition acquiring(this, cond);
+  real(this, acquiring.Get());
+  __tsan_acquire(this);
+}
+
+bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
+  CKPT_REAL(WhenTimeoutFn,
+            "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_"
+            "9ConditionENS0_8DurationE");
+  __tsan_release(this);
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  __tsan_acquire(this);
+  return met;
+}
+
+bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
+  CKPT_REAL(WhenDeadlineFn,
+            "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_"
+            "9ConditionENS0_4TimeE");
+  __tsan_release(this);
+  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  __tsan_acquire(this);
+  return met;
+}
+
+void CondVar::Wait(Mutex* mu) {
+  CKPT_REAL(WaitFn, "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE");
+  __tsan_release(mu);
+  real(this, mu);
+  __tsan_acquire(mu);
+}
+
+bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
+  CKPT_REAL(WaitTimeoutFn,
+            "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_"
+            "8DurationE");
+  __tsan_release(mu);
+  const bool timed_out = real(this, mu, timeout);
+  __tsan_acquire(mu);
+  return timed_out;
+}
+
+bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
+  CKPT_REAL(WaitDeadlineFn,
+            "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_"
+            "4TimeE");
+  __tsan_release(mu);
+  const bool timed_out = real(this, mu, deadline);
+  __tsan_acquire(mu);
+  return timed_out;
+}
+
+ABSL_NAMESPACE_END
+}  // namespace absl

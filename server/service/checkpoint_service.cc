@@ -15,21 +15,16 @@
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "server/service/job_events.h"
+#include "server/service/service_internal.h"
 
 namespace ckpt::server {
+
+using internal::DeletedSteps;
+using internal::Describe;
+using internal::ValidateStep;
+
 namespace {
-
-std::string Describe(absl::string_view job, int64_t step) {
-  return absl::StrCat("checkpoint ", job, "@", step);
-}
-
-absl::Status ValidateStep(int64_t step) {
-  if (step < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("step must be >= 0, got ", step));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status ValidateMetadata(const CheckpointMetadata& meta) {
   for (const auto& [name, value] : meta.metrics) {
@@ -102,77 +97,6 @@ absl::Status CheckpointService::CheckChunksStored(
       absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
       missing.size() > shown ? ", ..." : ""));
 }
-
-namespace {
-
-std::vector<int64_t> DeletedSteps(
-    const std::vector<RetentionDecision>& decisions) {
-  std::vector<int64_t> steps;
-  for (const auto& decision : decisions) {
-    if (!decision.keep) steps.push_back(decision.step);
-  }
-  return steps;
-}
-
-void LogDeletions(absl::string_view job, absl::string_view why,
-                  const std::vector<RetentionDecision>& decisions) {
-  for (const auto& decision : decisions) {
-    if (decision.keep) continue;
-    CKPT_LOG(Info, why, " deleted ", Describe(job, decision.step), ": ",
-             absl::StrJoin(decision.reasons, "; "));
-  }
-}
-
-// Event details quote client text (abort reasons, metric names); capped so
-// that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
-constexpr size_t kMaxEventDetailBytes = 1024;
-
-// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
-// sequence: proto3 strings must stay valid UTF-8.
-std::string TruncateUtf8(std::string text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return text;
-  constexpr absl::string_view kEllipsis = "...";
-  size_t cut = max_bytes - kEllipsis.size();
-  // Back off continuation bytes (10xxxxxx) to the start of a character.
-  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xc0) == 0x80) --cut;
-  text.resize(cut);
-  text.append(kEllipsis.data(), kEllipsis.size());
-  return text;
-}
-
-JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
-                   absl::Time time, EventKind kind, std::string detail) {
-  JobEvent event;
-  event.job = std::string(job);
-  event.time = time;
-  event.kind = kind;
-  event.step = step;
-  event.detail = TruncateUtf8(std::move(detail), kMaxEventDetailBytes);
-  return event;
-}
-
-// One `pruned` event per checkpoint that `decisions` delete, naming what
-// triggered the deletion, the policy, and why no rule kept it.
-void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
-                        const RetentionPolicy& policy,
-                        const std::vector<RetentionDecision>& decisions,
-                        absl::Time now, MetadataBatch* batch) {
-  for (const auto& decision : decisions) {
-    if (decision.keep) continue;
-    batch->AppendEvent(
-        MakeEvent(job, decision.step, now, EventKind::kPruned,
-                  absl::StrCat(trigger, " (", RetentionPolicyText(policy),
-                               "): ", absl::StrJoin(decision.reasons, "; "))));
-  }
-}
-
-JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
-                        absl::Time now, absl::string_view source) {
-  return MakeEvent(job, std::nullopt, now, EventKind::kPolicySet,
-                   absl::StrCat(RetentionPolicyText(policy), source));
-}
-
-}  // namespace
 
 CheckpointService::CheckpointService(ChunkStore* chunks,
                                      MetadataStore* metadata, Clock* clock,
@@ -434,8 +358,7 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     MetadataBatch abort;
     abort.DeleteCheckpoint(record.job, step);
     abort.PutCheckpoint(record);
-    abort.AppendEvent(
-        MakeEvent(job, step, now, EventKind::kAborted, record.abort_reason));
+    abort.AppendEvent(AbortedEvent(job, step, now, record.abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(abort));
     return absl::AbortedError(absl::StrCat(
         Describe(job, step), " was aborted: ", record.abort_reason));
@@ -466,10 +389,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   batch.PutShard(std::string(job), step, shard);
   batch.PutCheckpoint(record);
   if (result.checkpoint_committed) {
-    batch.AppendEvent(MakeEvent(
-        job, step, now, EventKind::kCommitted,
-        absl::StrCat(world_size, world_size == 1 ? " rank, " : " ranks, ",
-                     record.logical_bytes, " bytes")));
+    batch.AppendEvent(
+        CommittedEvent(job, step, now, world_size, record.logical_bytes));
   }
   std::vector<RetentionDecision> decisions;
   // The policy sees the store as this batch leaves it, so the commit and
@@ -553,8 +474,8 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
   MetadataBatch batch;
   batch.DeleteCheckpoint(record.job, step);
   batch.PutCheckpoint(record);
-  batch.AppendEvent(MakeEvent(job, step, clock_->Now(), EventKind::kAborted,
-                              record.abort_reason));
+  batch.AppendEvent(
+      AbortedEvent(job, step, clock_->Now(), record.abort_reason));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "aborted ", Describe(job, step), ": ", record.abort_reason);
   return absl::OkStatus();
@@ -645,9 +566,8 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
     // A restore usually follows a failure; losing its history entry (disk
     // full, say) must not also stop the job from resuming.
     MetadataBatch batch;
-    batch.AppendEvent(MakeEvent(job, checkpoint.record.step, clock_->Now(),
-                                EventKind::kRestored,
-                                absl::StrCat("rank ", *restoring_rank)));
+    batch.AppendEvent(RestoredEvent(job, checkpoint.record.step, clock_->Now(),
+                                    *restoring_rank));
     if (absl::Status status = metadata_->Apply(batch); !status.ok()) {
       CKPT_LOG(Warning, "restore of ", Describe(job, checkpoint.record.step),
                " by rank ", *restoring_rank,
@@ -722,9 +642,7 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
   batch.AppendEvent(
-      MakeEvent(job, step, clock_->Now(), EventKind::kDeleted,
-                absl::StrCat("was ", CheckpointStateName(record->state),
-                             record->pinned ? " and pinned" : "")));
+      DeletedEvent(job, step, clock_->Now(), record->state, record->pinned));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "deleted ", Describe(job, step));
   return absl::OkStatus();
@@ -790,8 +708,8 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     MetadataBatch batch;
     batch.DeleteCheckpoint(record->job, record->step);
     batch.PutCheckpoint(*record);
-    batch.AppendEvent(MakeEvent(record->job, record->step, now,
-                                EventKind::kAborted, record->abort_reason));
+    batch.AppendEvent(
+        AbortedEvent(record->job, record->step, now, record->abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
              record->abort_reason);
@@ -892,9 +810,7 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
     record->pinned = pinned;
     MetadataBatch batch;
     batch.PutCheckpoint(*record);
-    batch.AppendEvent(
-        MakeEvent(job, step, clock_->Now(),
-                  pinned ? EventKind::kPinned : EventKind::kUnpinned, ""));
+    batch.AppendEvent(PinEvent(job, step, clock_->Now(), pinned));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step));
   }

@@ -5,6 +5,10 @@
 // Every change it makes is recorded in the job's event history (see
 // ListEvents) by an event appended to the very batch that makes the change,
 // so a change and its event are durable together or not at all.
+//
+// The implementation is split by use case (lifecycle.cc, queries.cc,
+// retention_ops.cc, verify.cc, garbage_collection.cc); checkpoint_service.cc
+// says which file holds what and what each lock below covers.
 #pragma once
 
 #include <atomic>

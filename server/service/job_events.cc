@@ -1,0 +1,95 @@
+#include "server/service/job_events.h"
+
+#include <cstdint>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "server/service/service_internal.h"
+
+namespace ckpt::server {
+
+std::string TruncateUtf8(std::string text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  constexpr absl::string_view kEllipsis = "...";
+  size_t cut = max_bytes - kEllipsis.size();
+  // Back off continuation bytes (10xxxxxx) to the start of a character.
+  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xc0) == 0x80) --cut;
+  text.resize(cut);
+  text.append(kEllipsis.data(), kEllipsis.size());
+  return text;
+}
+
+JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
+                   absl::Time time, EventKind kind, std::string detail) {
+  JobEvent event;
+  event.job = std::string(job);
+  event.time = time;
+  event.kind = kind;
+  event.step = step;
+  event.detail = TruncateUtf8(std::move(detail), kMaxEventDetailBytes);
+  return event;
+}
+
+JobEvent CommittedEvent(absl::string_view job, int64_t step, absl::Time now,
+                        int32_t world_size, uint64_t logical_bytes) {
+  return MakeEvent(
+      job, step, now, EventKind::kCommitted,
+      absl::StrCat(world_size, world_size == 1 ? " rank, " : " ranks, ",
+                   logical_bytes, " bytes"));
+}
+
+JobEvent AbortedEvent(absl::string_view job, int64_t step, absl::Time now,
+                      absl::string_view reason) {
+  return MakeEvent(job, step, now, EventKind::kAborted, std::string(reason));
+}
+
+JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
+                      CheckpointState state, bool pinned) {
+  return MakeEvent(job, step, now, EventKind::kDeleted,
+                   absl::StrCat("was ", CheckpointStateName(state),
+                                pinned ? " and pinned" : ""));
+}
+
+JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
+                  bool pinned) {
+  return MakeEvent(job, step, now,
+                   pinned ? EventKind::kPinned : EventKind::kUnpinned, "");
+}
+
+JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
+                       int32_t rank) {
+  return MakeEvent(job, step, now, EventKind::kRestored,
+                   absl::StrCat("rank ", rank));
+}
+
+JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
+                        absl::Time now, absl::string_view source) {
+  return MakeEvent(job, std::nullopt, now, EventKind::kPolicySet,
+                   absl::StrCat(RetentionPolicyText(policy), source));
+}
+
+void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
+                        const RetentionPolicy& policy,
+                        const std::vector<RetentionDecision>& decisions,
+                        absl::Time now, MetadataBatch* batch) {
+  for (const auto& decision : decisions) {
+    if (decision.keep) continue;
+    batch->AppendEvent(
+        MakeEvent(job, decision.step, now, EventKind::kPruned,
+                  absl::StrCat(trigger, " (", RetentionPolicyText(policy),
+                               "): ", absl::StrJoin(decision.reasons, "; "))));
+  }
+}
+
+void LogDeletions(absl::string_view job, absl::string_view why,
+                  const std::vector<RetentionDecision>& decisions) {
+  for (const auto& decision : decisions) {
+    if (decision.keep) continue;
+    CKPT_LOG(Info, why, " deleted ", internal::Describe(job, decision.step),
+             ": ", absl::StrJoin(decision.reasons, "; "));
+  }
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,76 @@
+// The job events CheckpointService records (see ListEvents in
+// checkpoint_service.h): one builder per kind, so that each kind's detail
+// text is written in one place, plus the log lines that mirror retention's
+// deletions. Pure functions apart from LogDeletions (which logs): the caller
+// appends the events to the batch that makes the change they record.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/event.h"
+#include "common/manifest.h"
+#include "common/retention.h"
+#include "server/storage/metadata_store.h"
+
+namespace ckpt::server {
+
+// Event details quote client text (abort reasons, metric names); capped so
+// that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
+inline constexpr size_t kMaxEventDetailBytes = 1024;
+
+// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
+// sequence: proto3 strings must stay valid UTF-8. Unchanged when it fits.
+// REQUIRES: max_bytes >= 3 (room for the mark).
+std::string TruncateUtf8(std::string text, size_t max_bytes);
+
+// An event of `kind`; `detail` is cut to kMaxEventDetailBytes (TruncateUtf8).
+// `step` is nullopt for a job-level event.
+JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
+                   absl::Time time, EventKind kind, std::string detail);
+
+// The last rank committed: "1 rank, 10 bytes", "4 ranks, 40 bytes".
+JobEvent CommittedEvent(absl::string_view job, int64_t step, absl::Time now,
+                        int32_t world_size, uint64_t logical_bytes);
+
+// A pending checkpoint was aborted; the detail is the reason.
+JobEvent AbortedEvent(absl::string_view job, int64_t step, absl::Time now,
+                      absl::string_view reason);
+
+// Deleted on request: "was committed", "was committed and pinned",
+// "was aborted".
+JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
+                      CheckpointState state, bool pinned);
+
+// `pinned` or `unpinned`, without detail.
+JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
+                  bool pinned);
+
+// A manifest read to restore `rank`'s shard: "rank 3".
+JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
+                       int32_t rank);
+
+// The job's stored policy changed: its text followed by `source` (e.g.
+// " (from BeginCheckpoint of step 5)", or empty).
+JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
+                        absl::Time now, absl::string_view source);
+
+// Appends to `batch` one `pruned` event per checkpoint that `decisions`
+// delete, in their order, naming what triggered the deletion, the policy,
+// and why no rule kept it: "<trigger> (<policy>): <reason>; <reason>".
+void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
+                        const RetentionPolicy& policy,
+                        const std::vector<RetentionDecision>& decisions,
+                        absl::Time now, MetadataBatch* batch);
+
+// Logs one line per checkpoint that `decisions` delete, prefixed by `why`.
+// Call once the batch deleting them has been applied.
+void LogDeletions(absl::string_view job, absl::string_view why,
+                  const std::vector<RetentionDecision>& decisions);
+
+}  // namespace ckpt::server

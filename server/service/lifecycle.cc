@@ -1,0 +1,520 @@
+// CheckpointService, the save path: BeginCheckpoint, FindMissingChunks,
+// PutChunk, AddBytesAdded, CommitShard (with its chunk and delta-base checks
+// and the retention it applies at commit), AbortCheckpoint, and the leases
+// (ExpireLeases).
+//
+// Locking: BeginCheckpoint, AddBytesAdded, AbortCheckpoint and CommitShard
+// hold lifecycle_mu_ across their read-modify-write of the checkpoint header
+// (for Begin and Commit also the job record and the retention deletions in
+// the same batch); CheckDeltaBases requires it. ExpireLeases takes it once
+// per candidate. FindMissingChunks and PutChunk take no service lock (the
+// ChunkGuard and the ChunkStore are thread-safe). CommitShard checks and
+// syncs its chunks before taking the lock, and again under it when a GC
+// sweep ran meanwhile (sweep_generation_; see garbage_collection.cc).
+#include <algorithm>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/chunking.h"
+#include "common/delta_base.h"
+#include "common/logging.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "server/service/checkpoint_service.h"
+#include "server/service/job_events.h"
+#include "server/service/service_internal.h"
+
+namespace ckpt::server {
+
+using internal::DeletedSteps;
+using internal::Describe;
+using internal::ValidateStep;
+
+namespace {
+
+absl::Status ValidateMetadata(const CheckpointMetadata& meta) {
+  for (const auto& [name, value] : meta.metrics) {
+    if (name.empty() || name.size() > 256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metric names must be 1-256 bytes, got '", name, "'"));
+    }
+  }
+  for (const auto& [name, value] : meta.tags) {
+    if (name.empty() || name.size() > 256 || value.size() > 4096) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tag names must be 1-256 bytes and values at most 4096, got '", name,
+          "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Adds what `extra` has and `into` lacks: ranks may each pass part of the
+// metadata (often only rank 0 has the metrics).
+void MergeMetadata(const CheckpointMetadata& extra, CheckpointMetadata* into) {
+  into->metrics.insert(extra.metrics.begin(), extra.metrics.end());
+  into->tags.insert(extra.tags.begin(), extra.tags.end());
+  if (!into->writer_time.has_value()) into->writer_time = extra.writer_time;
+}
+
+// The distinct steps the shard's delta entries are taken against, ascending.
+std::vector<int64_t> DeltaBases(const ShardManifest& shard) {
+  std::vector<int64_t> bases;
+  for (const TensorEntry& tensor : shard.tensors) {
+    if (tensor.IsDelta()) bases.push_back(*tensor.delta_base_step);
+  }
+  std::sort(bases.begin(), bases.end());
+  bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
+  return bases;
+}
+
+// The sorted union of two ascending step lists.
+std::vector<int64_t> MergeSorted(const std::vector<int64_t>& a,
+                                 const std::vector<int64_t>& b) {
+  std::vector<int64_t> out;
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(),
+                 std::back_inserter(out));
+  return out;
+}
+
+std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
+  std::vector<ChunkId> ids;
+  for (const ChunkRef& ref : ReferencedChunks(shard)) ids.push_back(ref.id);
+  return ids;
+}
+
+}  // namespace
+
+absl::Status CheckpointService::CheckChunksStored(
+    absl::string_view job, int64_t step, int32_t rank,
+    absl::Span<const ChunkId> ids) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
+                        chunks_->Contains(TenantOf(job), ids));
+  std::vector<std::string> missing;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!present[i]) missing.push_back(ids[i].ShortHex());
+  }
+  if (missing.empty()) return absl::OkStatus();
+  const size_t shown = std::min<size_t>(missing.size(), 5);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "rank ", rank, "'s manifest for ", Describe(job, step), " references ",
+      missing.size(), " chunk(s) the server does not hold (never uploaded, ",
+      "or deleted by garbage collection since; upload them again): ",
+      absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
+      missing.size() > shown ? ", ..." : ""));
+}
+
+absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
+    absl::string_view job, int64_t step, int32_t world_size,
+    const CheckpointMetadata& meta, absl::Duration lease,
+    const std::optional<RetentionPolicy>& policy) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  if (world_size < 1 || world_size > options_.max_world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("world_size must be in [1, ",
+                                                   options_.max_world_size,
+                                                   "], got ", world_size));
+  }
+  if (lease < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lease must not be negative");
+  }
+  CKPT_RETURN_IF_ERROR(ValidateMetadata(meta));
+  if (policy.has_value())
+    CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
+  if (lease == absl::ZeroDuration()) lease = options_.default_lease;
+
+  absl::MutexLock lock(&lifecycle_mu_);
+  const absl::Time now = clock_->Now();
+  MetadataBatch batch;
+  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
+                        metadata_->GetJob(job));
+  std::vector<RetentionDecision> decisions;
+  // Every rank of every save may pass the same policy: only a change is an
+  // event.
+  const std::string policy_source =
+      absl::StrCat(" (from BeginCheckpoint of step ", step, ")");
+  if (!job_record.has_value()) {
+    job_record = MakeJobRecord(std::string(job), now);
+    job_record->retention_policy = policy;
+    batch.PutJob(*job_record);
+    if (policy.has_value()) {
+      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+    }
+  } else if (policy.has_value()) {
+    if (job_record->retention_policy != policy) {
+      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+    }
+    job_record->retention_policy = policy;
+    batch.PutJob(*job_record);
+    CKPT_ASSIGN_OR_RETURN(decisions,
+                          DecideAndDelete(*job_record, *policy, &batch));
+    AppendPrunedEvents(job,
+                       absl::StrCat("retention as BeginCheckpoint of step ",
+                                    step, " set the policy"),
+                       *policy, decisions, now, &batch);
+  }
+
+  BeginResult result;
+  absl::StatusOr<CheckpointRecord> existing =
+      metadata_->GetCheckpoint(job, step);
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) {
+    return existing.status();
+  }
+  if (existing.ok() && existing->state == CheckpointState::kCommitted) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(Describe(job, step), " is already committed"));
+  }
+  if (existing.ok() && existing->state == CheckpointState::kPending) {
+    if (existing->world_size != world_size) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(Describe(job, step), " is pending with world_size ",
+                       existing->world_size, "; this rank says ", world_size));
+    }
+    result.record = *std::move(existing);
+    result.record.lease_duration = lease;
+    result.record.lease_expiry =
+        std::max(result.record.lease_expiry, now + lease);
+    MergeMetadata(meta, &result.record.metadata);
+  } else {
+    if (existing.ok()) {
+      // An aborted attempt: start afresh, dropping whatever it left.
+      batch.DeleteCheckpoint(std::string(job), step);
+    }
+    result.created = true;
+    result.record.job = std::string(job);
+    result.record.step = step;
+    result.record.state = CheckpointState::kPending;
+    result.record.world_size = world_size;
+    result.record.metadata = meta;
+    result.record.create_time = now;
+    result.record.lease_expiry = now + lease;
+    result.record.lease_duration = lease;
+  }
+  batch.PutCheckpoint(result.record);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  LogDeletions(job, "retention policy from BeginCheckpoint", decisions);
+  return result;
+}
+
+absl::StatusOr<std::vector<ChunkId>> CheckpointService::FindMissingChunks(
+    absl::string_view job, absl::Span<const ChunkId> ids) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  // The save will reference these (uploading the missing ones first): GC
+  // must not delete the present ones before its commit.
+  guard_.Announce(TenantOf(job), ids, clock_->Now());
+  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
+                        chunks_->Contains(TenantOf(job), ids));
+  std::vector<ChunkId> missing;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!present[i]) missing.push_back(ids[i]);
+  }
+  return missing;
+}
+
+absl::StatusOr<bool> CheckpointService::PutChunk(absl::string_view job,
+                                                 const ChunkId& claimed,
+                                                 absl::string_view bytes) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (bytes.empty() || bytes.size() > kMaxChunkBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk ", claimed.ShortHex(), " has ", bytes.size(),
+                     " bytes; chunks hold 1 to ", kMaxChunkBytes));
+  }
+  const ChunkId actual = Sha256(bytes);
+  if (actual != claimed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk hash mismatch: claimed ", claimed.ToHex(), " but its ",
+        bytes.size(), " bytes hash to ", actual.ToHex(), "; nothing stored"));
+  }
+  guard_.Announce(TenantOf(job), {claimed}, clock_->Now());
+  return chunks_->Put(TenantOf(job), claimed, bytes);
+}
+
+absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
+                                                int64_t step,
+                                                const ShardManifest& shard) {
+  // Each base's shards, read once however many entries use it.
+  std::map<int64_t, std::vector<ShardManifest>> base_shards;
+  for (const TensorEntry& tensor : shard.tensors) {
+    if (!tensor.IsDelta()) continue;
+    const int64_t base = *tensor.delta_base_step;
+    auto refuse = [&](absl::string_view problem) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", shard.rank, " of ", Describe(job, step), ": tensor '",
+          tensor.name, "' is a delta against step ", base, " of job ", job,
+          ", ", problem, "; save it in full"));
+    };
+    if (base >= step) {
+      return refuse(absl::StrCat("which is not older than step ", step));
+    }
+    auto it = base_shards.find(base);
+    if (it == base_shards.end()) {
+      absl::StatusOr<CheckpointRecord> record =
+          metadata_->GetCheckpoint(job, base);
+      if (absl::IsNotFound(record.status())) {
+        return refuse(
+            "which is not a committed checkpoint (deleted by retention?)");
+      }
+      CKPT_RETURN_IF_ERROR(record.status());
+      if (record->state != CheckpointState::kCommitted) {
+        return refuse(absl::StrCat("which is ",
+                                   CheckpointStateName(record->state),
+                                   ", not committed"));
+      }
+      CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> shards,
+                            metadata_->GetShards(job, base));
+      it = base_shards.emplace(base, std::move(shards)).first;
+    }
+    absl::StatusOr<const TensorEntry*> matched =
+        FindDeltaBase(it->second, tensor);
+    if (!matched.ok()) return refuse(matched.status().message());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
+                                              int64_t step, uint64_t bytes) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  if (bytes == 0) return absl::OkStatus();
+  absl::MutexLock lock(&lifecycle_mu_);
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status())) return absl::OkStatus();
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state != CheckpointState::kPending) return absl::OkStatus();
+  record->bytes_added += bytes;
+  MetadataBatch batch;
+  batch.PutCheckpoint(*record);
+  return metadata_->Apply(batch);
+}
+
+absl::StatusOr<CommitResult> CheckpointService::CommitShard(
+    absl::string_view job, int64_t step, int32_t world_size,
+    const ShardManifest& shard) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  CKPT_RETURN_IF_ERROR(ValidateShardManifest(shard, world_size));
+
+  // Every referenced chunk must be stored, and durable before the manifest
+  // that references it is. Checked and synced outside the lock (a flush is
+  // slow); a garbage collection sweep since then means checking again
+  // under it, where no sweep runs.
+  const std::vector<ChunkId> ids = UniqueChunks(shard);
+  const uint64_t sweeps_seen = sweep_generation_.load();
+  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
+  CKPT_RETURN_IF_ERROR(chunks_->Sync());
+
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (sweep_generation_.load() != sweeps_seen) {
+    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
+    CKPT_RETURN_IF_ERROR(chunks_->Sync());
+  }
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<CheckpointRecord> found = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(found.status())) {
+    return absl::NotFoundError(absl::StrCat("no ", Describe(job, step),
+                                            ": call BeginCheckpoint first"));
+  }
+  CKPT_RETURN_IF_ERROR(found.status());
+  CheckpointRecord record = *std::move(found);
+  if (record.state == CheckpointState::kAborted) {
+    return absl::AbortedError(absl::StrCat(
+        Describe(job, step), " was aborted: ", record.abort_reason));
+  }
+  if (record.world_size != world_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Describe(job, step), " has world_size ", record.world_size,
+                     "; rank ", shard.rank, " committed with ", world_size));
+  }
+  const bool rank_done = std::binary_search(
+      record.committed_ranks.begin(), record.committed_ranks.end(), shard.rank);
+  if (rank_done) {
+    // A retried commit is fine when it says the same thing.
+    CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> shards,
+                          metadata_->GetShards(job, step));
+    for (const auto& stored : shards) {
+      if (stored.rank == shard.rank && stored == shard) {
+        return CommitResult{std::move(record), false};
+      }
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank ", shard.rank,
+                     " already committed a different "
+                     "shard to ",
+                     Describe(job, step)));
+  }
+  if (record.state == CheckpointState::kCommitted) {
+    return absl::InternalError(absl::StrCat(
+        Describe(job, step), " is committed but lacks rank ", shard.rank));
+  }
+  if (now > record.lease_expiry) {
+    record.state = CheckpointState::kAborted;
+    record.abort_reason = absl::StrCat("lease expired at ",
+                                       absl::FormatTime(record.lease_expiry));
+    MetadataBatch abort;
+    abort.DeleteCheckpoint(record.job, step);
+    abort.PutCheckpoint(record);
+    abort.AppendEvent(AbortedEvent(job, step, now, record.abort_reason));
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(abort));
+    return absl::AbortedError(absl::StrCat(
+        Describe(job, step), " was aborted: ", record.abort_reason));
+  }
+
+  // Checked under the lock that DeleteCheckpoint and retention take, so the
+  // bases cannot go between this check and the commit; from then on this
+  // record's base_steps keeps them.
+  CKPT_RETURN_IF_ERROR(CheckDeltaBases(job, step, shard));
+  record.base_steps = MergeSorted(record.base_steps, DeltaBases(shard));
+  record.committed_ranks.insert(
+      std::upper_bound(record.committed_ranks.begin(),
+                       record.committed_ranks.end(), shard.rank),
+      shard.rank);
+  record.logical_bytes += shard.ByteSize();
+  CommitResult result;
+  if (static_cast<int32_t>(record.committed_ranks.size()) == world_size) {
+    record.state = CheckpointState::kCommitted;
+    record.commit_time = now;
+    result.checkpoint_committed = true;
+  } else {
+    const absl::Duration lease = record.lease_duration > absl::ZeroDuration()
+                                     ? record.lease_duration
+                                     : options_.default_lease;
+    record.lease_expiry = std::max(record.lease_expiry, now + lease);
+  }
+  MetadataBatch batch;
+  batch.PutShard(std::string(job), step, shard);
+  batch.PutCheckpoint(record);
+  if (result.checkpoint_committed) {
+    batch.AppendEvent(
+        CommittedEvent(job, step, now, world_size, record.logical_bytes));
+  }
+  std::vector<RetentionDecision> decisions;
+  // The policy sees the store as this batch leaves it, so the commit and
+  // what it makes the policy delete land in one atomic batch. The listing is
+  // read only when there is a policy or a clock start to set.
+  std::optional<JobRecord> job_record;
+  bool needs_clock_start = false;
+  if (result.checkpoint_committed) {
+    CKPT_ASSIGN_OR_RETURN(job_record, metadata_->GetJob(job));
+    if (!job_record.has_value()) {
+      return absl::InternalError(
+          absl::StrCat(Describe(job, step), " has no job record"));
+    }
+    needs_clock_start = !job_record->first_checkpoint_time.has_value();
+  }
+  if (result.checkpoint_committed &&
+      (needs_clock_start || job_record->retention_policy.has_value())) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          metadata_->ListCheckpoints(job));
+    std::erase_if(records,
+                  [&](const CheckpointRecord& r) { return r.step == step; });
+    records.push_back(record);
+    if (needs_clock_start) {
+      // The every-N-hours clock starts at the job's first checkpoint (for a
+      // job older than retention, its lowest-step one).
+      absl::Time first = record.EffectiveTime();
+      int64_t first_step = step;
+      for (const auto& r : records) {
+        if (r.state == CheckpointState::kCommitted && r.step < first_step) {
+          first_step = r.step;
+          first = r.EffectiveTime();
+        }
+      }
+      job_record->first_checkpoint_time = first;
+      batch.PutJob(*job_record);
+    }
+    if (job_record->retention_policy.has_value()) {
+      CKPT_ASSIGN_OR_RETURN(
+          decisions,
+          Decide(*job_record, *job_record->retention_policy, records));
+      for (int64_t deleted : DeletedSteps(decisions)) {
+        batch.DeleteCheckpoint(std::string(job), deleted);
+      }
+      AppendPrunedEvents(job,
+                         absl::StrCat("retention at commit of step ", step),
+                         *job_record->retention_policy, decisions, now, &batch);
+    }
+  }
+  // A running collection's mark may predate this shard.
+  guard_.Committed(TenantOf(job), ids);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  if (result.checkpoint_committed) {
+    CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
+             " ranks, ", record.logical_bytes, " bytes)");
+    LogDeletions(job, "retention policy at commit", decisions);
+  }
+  result.record = std::move(record);
+  return result;
+}
+
+absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
+                                                int64_t step,
+                                                absl::string_view reason) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                        metadata_->GetCheckpoint(job, step));
+  switch (record.state) {
+    case CheckpointState::kAborted:
+      return absl::OkStatus();
+    case CheckpointState::kCommitted:
+      return absl::FailedPreconditionError(absl::StrCat(
+          Describe(job, step), " is committed; delete it instead"));
+    case CheckpointState::kPending:
+      break;
+  }
+  record.state = CheckpointState::kAborted;
+  record.abort_reason =
+      reason.empty() ? std::string("aborted by client") : std::string(reason);
+  MetadataBatch batch;
+  batch.DeleteCheckpoint(record.job, step);
+  batch.PutCheckpoint(record);
+  batch.AppendEvent(
+      AbortedEvent(job, step, clock_->Now(), record.abort_reason));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_LOG(Info, "aborted ", Describe(job, step), ": ", record.abort_reason);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> CheckpointService::ExpireLeases() {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> pending,
+                        metadata_->ListPending());
+  int aborted = 0;
+  for (const auto& candidate : pending) {
+    absl::MutexLock lock(&lifecycle_mu_);
+    const absl::Time now = clock_->Now();
+    // Re-read under the lock: a commit may have completed it meanwhile.
+    absl::StatusOr<CheckpointRecord> record =
+        metadata_->GetCheckpoint(candidate.job, candidate.step);
+    if (absl::IsNotFound(record.status())) continue;
+    CKPT_RETURN_IF_ERROR(record.status());
+    if (record->state != CheckpointState::kPending ||
+        now <= record->lease_expiry) {
+      continue;
+    }
+    record->state = CheckpointState::kAborted;
+    record->abort_reason = absl::StrCat(
+        "lease expired at ", absl::FormatTime(record->lease_expiry), " with ",
+        record->committed_ranks.size(), " of ", record->world_size,
+        " ranks committed");
+    MetadataBatch batch;
+    batch.DeleteCheckpoint(record->job, record->step);
+    batch.PutCheckpoint(*record);
+    batch.AppendEvent(
+        AbortedEvent(record->job, record->step, now, record->abort_reason));
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
+             record->abort_reason);
+    ++aborted;
+  }
+  return aborted;
+}
+
+}  // namespace ckpt::server

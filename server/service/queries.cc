@@ -1,0 +1,198 @@
+// CheckpointService, the reads: ListJobs, ListCheckpoints, GetManifest
+// (which records a `restored` event when a rank restores), ReadChunk,
+// ReadChunkTo, GetStats and ListEvents.
+//
+// Locking: none takes lifecycle_mu_. Each reads the stores as they are; a
+// listing may interleave with a concurrent commit or delete. GetManifest's
+// `restored` event is an append on its own, which reads nothing to decide.
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/service/checkpoint_service.h"
+#include "server/service/job_events.h"
+#include "server/service/service_internal.h"
+
+namespace ckpt::server {
+
+using internal::Describe;
+using internal::ValidateStep;
+
+absl::StatusOr<std::vector<JobSummary>> CheckpointService::ListJobs() {
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, metadata_->ListJobs());
+  std::vector<JobSummary> summaries;
+  summaries.reserve(jobs.size());
+  for (auto& job : jobs) {
+    JobSummary summary;
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          metadata_->ListCheckpoints(job.name));
+    for (const auto& record : records) {
+      if (record.state != CheckpointState::kCommitted) continue;
+      ++summary.checkpoint_count;
+      summary.logical_bytes += record.logical_bytes;
+      summary.latest_step = record.step;
+    }
+    summary.job = std::move(job);
+    summaries.push_back(std::move(summary));
+  }
+  return summaries;
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>>
+CheckpointService::ListCheckpoints(absl::string_view job,
+                                   bool include_uncommitted) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
+                        metadata_->GetJob(job));
+  if (!job_record.has_value()) {
+    return absl::NotFoundError(absl::StrCat("unknown job '", job, "'"));
+  }
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        metadata_->ListCheckpoints(job));
+  if (!include_uncommitted) {
+    std::erase_if(records, [](const CheckpointRecord& r) {
+      return r.state != CheckpointState::kCommitted;
+    });
+  }
+  return records;
+}
+
+absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
+    absl::string_view job, std::optional<int64_t> step,
+    std::optional<int32_t> restoring_rank) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (restoring_rank.has_value() && *restoring_rank < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("restoring rank must be >= 0, got ", *restoring_rank));
+  }
+  Checkpoint checkpoint;
+  if (step.has_value()) {
+    CKPT_RETURN_IF_ERROR(ValidateStep(*step));
+    absl::StatusOr<CheckpointRecord> record =
+        metadata_->GetCheckpoint(job, *step);
+    if (absl::IsNotFound(record.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("job '", job, "' has no checkpoint ", *step));
+    }
+    CKPT_RETURN_IF_ERROR(record.status());
+    if (record->state != CheckpointState::kCommitted) {
+      return absl::NotFoundError(
+          absl::StrCat(Describe(job, *step), " is ",
+                       CheckpointStateName(record->state), ", not committed"));
+    }
+    checkpoint.record = *std::move(record);
+  } else {
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          ListCheckpoints(job, /*include_uncommitted=*/false));
+    if (records.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("job '", job, "' has no committed checkpoint"));
+    }
+    checkpoint.record = std::move(records.back());
+  }
+  CKPT_ASSIGN_OR_RETURN(checkpoint.shards,
+                        metadata_->GetShards(job, checkpoint.record.step));
+  if (static_cast<int32_t>(checkpoint.shards.size()) !=
+      checkpoint.record.world_size) {
+    return absl::DataLossError(
+        absl::StrCat(Describe(job, checkpoint.record.step), " has ",
+                     checkpoint.shards.size(), " stored shards for world_size ",
+                     checkpoint.record.world_size));
+  }
+  if (restoring_rank.has_value()) {
+    // A restore usually follows a failure; losing its history entry (disk
+    // full, say) must not also stop the job from resuming.
+    MetadataBatch batch;
+    batch.AppendEvent(RestoredEvent(job, checkpoint.record.step, clock_->Now(),
+                                    *restoring_rank));
+    if (absl::Status status = metadata_->Apply(batch); !status.ok()) {
+      CKPT_LOG(Warning, "restore of ", Describe(job, checkpoint.record.step),
+               " by rank ", *restoring_rank,
+               " not recorded in the job's events: ", status.ToString());
+    }
+  }
+  return checkpoint;
+}
+
+absl::StatusOr<std::string> CheckpointService::ReadChunk(absl::string_view job,
+                                                         const ChunkId& id) {
+  std::string copy;
+  CKPT_RETURN_IF_ERROR(ReadChunkTo(job, id, [&](absl::string_view bytes) {
+    copy.assign(bytes.data(), bytes.size());
+    return absl::OkStatus();
+  }));
+  return copy;
+}
+
+absl::Status CheckpointService::ReadChunkTo(
+    absl::string_view job, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  bool verified = false;
+  absl::Status status =
+      chunks_->ReadVerified(TenantOf(job), id, [&](absl::string_view bytes) {
+        verified = true;
+        return consume(bytes);
+      });
+  if (!verified && absl::IsDataLoss(status)) {
+    CKPT_LOG(Error, "tenant ", TenantOf(job), ": ", status.message());
+  }
+  return status;
+}
+
+absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job) {
+  if (!job.empty()) CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> summaries, ListJobs());
+  Stats stats;
+  std::map<std::string, TenantStats> tenants;
+  for (const JobSummary& summary : summaries) {
+    const absl::string_view tenant = TenantOf(summary.job.name);
+    // A job's tenant row still covers all of the tenant's jobs: its stored
+    // bytes serve them all.
+    if (!job.empty() && tenant != TenantOf(job)) continue;
+    TenantStats& tenant_stats = tenants[std::string(tenant)];
+    ++tenant_stats.job_count;
+    tenant_stats.checkpoint_count += summary.checkpoint_count;
+    tenant_stats.logical_bytes += summary.logical_bytes;
+    if (!job.empty() && summary.job.name != job) continue;
+    stats.jobs.push_back(JobStats{summary.job.name, summary.checkpoint_count,
+                                  summary.logical_bytes});
+    stats.checkpoint_count += summary.checkpoint_count;
+    stats.logical_bytes += summary.logical_bytes;
+  }
+  stats.job_count = static_cast<int64_t>(stats.jobs.size());
+  for (auto& [tenant, tenant_stats] : tenants) {
+    CKPT_ASSIGN_OR_RETURN(ChunkStore::Usage usage, chunks_->GetUsage(tenant));
+    tenant_stats.tenant = tenant;
+    tenant_stats.stored_bytes = usage.bytes;
+    tenant_stats.chunk_count = usage.chunk_count;
+    stats.tenants.push_back(std::move(tenant_stats));
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      ChunkStore::Usage usage,
+      chunks_->GetUsage(job.empty() ? absl::string_view() : TenantOf(job)));
+  stats.stored_bytes = usage.bytes;
+  stats.chunk_count = usage.chunk_count;
+  return stats;
+}
+
+absl::StatusOr<std::vector<JobEvent>> CheckpointService::ListEvents(
+    absl::string_view job, int limit) {
+  if (limit < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be >= 0 (0: all), got ", limit));
+  }
+  CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
+  const size_t wanted =
+      limit == 0 ? kMaxEventsPerJob
+                 : std::min(static_cast<size_t>(limit), kMaxEventsPerJob);
+  return metadata_->ListEvents(job, wanted);
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,195 @@
+// CheckpointService, deciding what a job keeps: SetRetentionPolicy,
+// GetRetentionPolicy, PinCheckpoint, Prune, DeleteCheckpoint, and Decide /
+// DecideAndDelete, which BeginCheckpoint and CommitShard (lifecycle.cc)
+// also use to apply the policy in their own batch.
+//
+// DeleteCheckpoint lives here rather than with the lifecycle: like Prune
+// and PinCheckpoint it acts on checkpoints that are no longer being saved
+// (committed or aborted; a pending one is refused), and it upholds the rule
+// retention upholds, that a checkpoint stays while another one's deltas
+// need it (CheckpointRecord::base_steps).
+//
+// Locking: SetRetentionPolicy, PinCheckpoint, Prune (a dry run too) and
+// DeleteCheckpoint hold lifecycle_mu_ for the whole of their
+// read-decide-write, so a decision is applied to the store it was made on;
+// DecideAndDelete requires it (Decide is pure). GetRetentionPolicy only
+// reads and takes no lock.
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/service/checkpoint_service.h"
+#include "server/service/job_events.h"
+#include "server/service/service_internal.h"
+
+namespace ckpt::server {
+
+using internal::DeletedSteps;
+using internal::Describe;
+using internal::ValidateStep;
+
+absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
+    const JobRecord& job, const RetentionPolicy& policy,
+    const std::vector<CheckpointRecord>& records) {
+  std::vector<RetentionInput> inputs;
+  // A pending checkpoint whose committed ranks use a base needs it kept.
+  std::map<int64_t, std::vector<int64_t>> pending_bases;
+  for (const auto& record : records) {
+    if (record.state == CheckpointState::kPending &&
+        !record.base_steps.empty()) {
+      pending_bases[record.step] = record.base_steps;
+    }
+    if (record.state != CheckpointState::kCommitted) continue;
+    inputs.push_back(ToRetentionInput(record, record.pinned));
+  }
+  return EvaluateRetention(policy, std::move(inputs), job.first_checkpoint_time,
+                           pending_bases);
+}
+
+absl::StatusOr<std::vector<RetentionDecision>>
+CheckpointService::DecideAndDelete(const JobRecord& job,
+                                   const RetentionPolicy& policy,
+                                   MetadataBatch* batch) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        metadata_->ListCheckpoints(job.name));
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        Decide(job, policy, records));
+  for (int64_t step : DeletedSteps(decisions)) {
+    batch->DeleteCheckpoint(job.name, step);
+  }
+  return decisions;
+}
+
+absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
+    absl::string_view job, const RetentionPolicy& policy) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  const absl::Time now = clock_->Now();
+  MetadataBatch batch;
+  if (record.retention_policy != policy) {
+    batch.AppendEvent(PolicySetEvent(job, policy, now, ""));
+  }
+  record.retention_policy = policy;
+  batch.PutJob(record);
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        DecideAndDelete(record, policy, &batch));
+  AppendPrunedEvents(job, "retention as the policy was set", policy, decisions,
+                     now, &batch);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  LogDeletions(job, "new retention policy", decisions);
+  return DeletedSteps(decisions);
+}
+
+absl::StatusOr<std::optional<RetentionPolicy>>
+CheckpointService::GetRetentionPolicy(absl::string_view job) {
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  return record.retention_policy;
+}
+
+absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
+    absl::string_view job, int64_t step, bool pinned) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  absl::MutexLock lock(&lifecycle_mu_);
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status()) ||
+      (record.ok() && record->state == CheckpointState::kAborted)) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; only committed ones can be ",
+        pinned ? "pinned" : "unpinned"));
+  }
+  if (record->pinned != pinned) {
+    record->pinned = pinned;
+    MetadataBatch batch;
+    batch.PutCheckpoint(*record);
+    batch.AppendEvent(PinEvent(job, step, clock_->Now(), pinned));
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
+    absl::string_view job, const std::optional<RetentionPolicy>& policy,
+    bool dry_run) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (policy.has_value())
+    CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  const RetentionPolicy effective =
+      policy.value_or(record.retention_policy.value_or(RetentionPolicy{}));
+  MetadataBatch batch;
+  CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                        DecideAndDelete(record, effective, &batch));
+  if (!dry_run && !batch.empty()) {
+    AppendPrunedEvents(job,
+                       policy.has_value() ? "prune with a one-off policy"
+                                          : "prune with the stored policy",
+                       effective, decisions, clock_->Now(), &batch);
+    CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    LogDeletions(job, "prune", decisions);
+  }
+  return decisions;
+}
+
+absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
+                                                 int64_t step) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  absl::MutexLock lock(&lifecycle_mu_);
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Describe(job, step), " is pending; abort it instead"));
+  }
+  // Deltas cannot be restored without their base.
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                        metadata_->ListCheckpoints(job));
+  std::vector<std::string> dependents;
+  for (const CheckpointRecord& other : records) {
+    if (other.state == CheckpointState::kAborted ||
+        !std::binary_search(other.base_steps.begin(), other.base_steps.end(),
+                            step)) {
+      continue;
+    }
+    dependents.push_back(absl::StrCat(
+        other.step,
+        other.state == CheckpointState::kPending ? " (pending)" : ""));
+  }
+  if (!dependents.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("step ", step, " of job ", job, " is the base of ",
+                     dependents.size() == 1 ? "step " : "steps ",
+                     absl::StrJoin(dependents, ", "),
+                     " (row deltas against it); delete those first"));
+  }
+  MetadataBatch batch;
+  batch.DeleteCheckpoint(std::string(job), step);
+  batch.AppendEvent(
+      DeletedEvent(job, step, clock_->Now(), record->state, record->pinned));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_LOG(Info, "deleted ", Describe(job, step));
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,384 @@
+// CheckpointService, checking and accounting: Verify (with the metadata
+// snapshot it works from) and UniqueBytes.
+//
+// Locking: Verify reads the metadata under lifecycle_mu_ (SnapshotForVerify
+// requires it), reads chunks without it, and takes it again at the end to
+// drop damage of checkpoints deleted meanwhile. UniqueBytes reads every
+// manifest of the tenant under lifecycle_mu_.
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "server/service/checkpoint_service.h"
+#include "server/service/service_internal.h"
+
+namespace ckpt::server {
+
+using internal::Describe;
+using internal::ValidateStep;
+
+namespace {
+
+// Chunks asked about per ChunkStore::Contains call.
+constexpr size_t kVerifyExistenceBatch = 4096;
+// Absent ranks named in a problem before "...".
+constexpr size_t kMaxNamedRanks = 8;
+
+// Who references one distinct (tenant, chunk).
+struct ChunkUse {
+  uint64_t size = 0;
+  std::vector<uint32_t> checkpoints;  // snapshot indices, ascending
+};
+
+struct FoundDamage {
+  std::string tenant;
+  ChunkId id;
+  ChunkProblem problem;
+  std::string detail;
+};
+
+// "no stored shard for rank(s) 1, 3" when some of [0, world_size) lack one.
+std::optional<std::string> AbsentShards(
+    int32_t world_size, const std::vector<ShardManifest>& shards) {
+  absl::flat_hash_set<int32_t> present;
+  for (const ShardManifest& shard : shards) present.insert(shard.rank);
+  std::vector<int32_t> absent;
+  int32_t absent_count = 0;
+  for (int32_t rank = 0; rank < world_size; ++rank) {
+    if (present.contains(rank)) continue;
+    ++absent_count;
+    if (absent.size() < kMaxNamedRanks) absent.push_back(rank);
+  }
+  if (absent_count == 0) return std::nullopt;
+  return absl::StrCat("no stored shard for rank(s) ",
+                      absl::StrJoin(absent, ", "),
+                      absent_count > static_cast<int32_t>(absent.size())
+                          ? absl::StrCat(", ... (", absent_count, " in all)")
+                          : "",
+                      " of world_size ", world_size);
+}
+
+// Which of `keys` are committed now. REQUIRES: the caller holds the
+// lifecycle lock.
+absl::StatusOr<std::vector<bool>> StillCommitted(
+    MetadataStore& metadata, const std::vector<CheckpointKey>& keys) {
+  std::vector<bool> alive;
+  alive.reserve(keys.size());
+  for (const CheckpointKey& key : keys) {
+    absl::StatusOr<CheckpointRecord> record =
+        metadata.GetCheckpoint(key.job, key.step);
+    if (absl::IsNotFound(record.status())) {
+      alive.push_back(false);
+      continue;
+    }
+    CKPT_RETURN_IF_ERROR(record.status());
+    alive.push_back(record->state == CheckpointState::kCommitted);
+  }
+  return alive;
+}
+
+}  // namespace
+
+struct CheckpointService::VerifySnapshot {
+  std::vector<Checkpoint> checkpoints;  // committed, with readable shards
+  // Damage in the metadata itself (absent or unreadable shards).
+  std::map<CheckpointKey, std::vector<std::string>> metadata_problems;
+  int64_t checkpoints_checked = 0;
+  int64_t pending_skipped = 0;
+};
+
+absl::StatusOr<CheckpointService::VerifySnapshot>
+CheckpointService::SnapshotForVerify(const VerifyOptions& options) {
+  std::vector<std::string> jobs;
+  if (options.job.empty()) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> records,
+                          metadata_->ListJobs());
+    for (auto& record : records) jobs.push_back(std::move(record.name));
+  } else {
+    CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(options.job));
+    jobs.push_back(std::move(record.name));
+  }
+  VerifySnapshot snapshot;
+  std::optional<CheckpointState> step_state;  // of options.step, if found
+  for (const std::string& job : jobs) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          metadata_->ListCheckpoints(job));
+    for (CheckpointRecord& record : records) {
+      if (options.step.has_value() && record.step != *options.step) continue;
+      step_state = record.state;
+      if (record.state == CheckpointState::kPending) {
+        ++snapshot.pending_skipped;
+        continue;
+      }
+      if (record.state != CheckpointState::kCommitted) continue;
+      ++snapshot.checkpoints_checked;
+      const CheckpointKey key{job, record.step};
+      absl::StatusOr<std::vector<ShardManifest>> shards =
+          metadata_->GetShards(job, record.step);
+      if (absl::IsDataLoss(shards.status())) {
+        snapshot.metadata_problems[key].push_back(
+            absl::StrCat("unreadable manifest: ", shards.status().message()));
+        continue;
+      }
+      CKPT_RETURN_IF_ERROR(shards.status());
+      if (std::optional<std::string> absent =
+              AbsentShards(record.world_size, *shards)) {
+        snapshot.metadata_problems[key].push_back(*std::move(absent));
+      }
+      snapshot.checkpoints.push_back(
+          Checkpoint{std::move(record), *std::move(shards)});
+    }
+  }
+  if (options.step.has_value() && step_state != CheckpointState::kCommitted) {
+    if (!step_state.has_value()) {
+      return absl::NotFoundError(absl::StrCat(
+          "job '", options.job, "' has no checkpoint ", *options.step));
+    }
+    return absl::NotFoundError(
+        absl::StrCat(Describe(options.job, *options.step), " is ",
+                     CheckpointStateName(*step_state), ", not committed"));
+  }
+  return snapshot;
+}
+
+absl::StatusOr<VerifyReport> CheckpointService::Verify(
+    const VerifyOptions& options, const VerifyProgressFn& progress) {
+  if (!options.job.empty()) CKPT_RETURN_IF_ERROR(ValidateJobName(options.job));
+  if (options.step.has_value()) {
+    if (options.job.empty()) {
+      return absl::InvalidArgumentError(
+          "a step to verify needs its job; give the job too");
+    }
+    CKPT_RETURN_IF_ERROR(ValidateStep(*options.step));
+  }
+  if (options.read_data_subset.has_value()) {
+    CKPT_RETURN_IF_ERROR(ValidateReadDataSubset(*options.read_data_subset));
+  }
+  auto report_progress = [&](const VerifyProgress& now) {
+    return progress ? progress(now) : absl::OkStatus();
+  };
+
+  VerifySnapshot snapshot;
+  {
+    absl::MutexLock lock(&lifecycle_mu_);
+    CKPT_ASSIGN_OR_RETURN(snapshot, SnapshotForVerify(options));
+  }
+  VerifyReport report;
+  report.read_data = options.reads_data();
+  report.read_data_subset = options.read_data_subset;
+  report.checkpoints_checked = snapshot.checkpoints_checked;
+  report.pending_skipped = snapshot.pending_skipped;
+
+  std::map<std::string, absl::flat_hash_map<ChunkId, ChunkUse>> uses;
+  for (uint32_t i = 0; i < snapshot.checkpoints.size(); ++i) {
+    const Checkpoint& checkpoint = snapshot.checkpoints[i];
+    auto& tenant_uses = uses[std::string(TenantOf(checkpoint.record.job))];
+    for (const ShardManifest& shard : checkpoint.shards) {
+      for (const ChunkRef& ref : ReferencedChunks(shard)) {
+        ChunkUse& use = tenant_uses[ref.id];
+        use.size = ref.size;
+        // Shards of one checkpoint may share chunks (replicated state).
+        if (use.checkpoints.empty() || use.checkpoints.back() != i) {
+          use.checkpoints.push_back(i);
+        }
+      }
+    }
+  }
+
+  // Existence, in batches; collects what the data read covers meanwhile.
+  std::vector<FoundDamage> found;
+  std::vector<std::pair<std::string, ChunkId>> to_read;
+  VerifyProgress existence{.stage = VerifyStage::kExistence};
+  VerifyProgress reading{.stage = VerifyStage::kReadData};
+  for (const auto& [tenant, tenant_uses] : uses) {
+    existence.chunks_total += tenant_uses.size();
+  }
+  report.chunks_checked = existence.chunks_total;
+  CKPT_RETURN_IF_ERROR(report_progress(existence));
+  for (const auto& [tenant, tenant_uses] : uses) {
+    std::vector<ChunkId> ids;
+    ids.reserve(tenant_uses.size());
+    for (const auto& [id, use] : tenant_uses) ids.push_back(id);
+    // Key order: the store's own order, so reads are mostly sequential.
+    std::sort(ids.begin(), ids.end());
+    for (size_t begin = 0; begin < ids.size(); begin += kVerifyExistenceBatch) {
+      const absl::Span<const ChunkId> batch =
+          absl::MakeConstSpan(ids).subspan(begin, kVerifyExistenceBatch);
+      CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
+                            chunks_->Contains(tenant, batch));
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!present[i]) {
+          found.push_back(
+              {tenant, batch[i], ChunkProblem::kMissing, "not in the store"});
+        } else if (options.reads_data() &&
+                   (!options.read_data_subset.has_value() ||
+                    options.read_data_subset->Contains(batch[i]))) {
+          to_read.emplace_back(tenant, batch[i]);
+          ++reading.chunks_total;
+          reading.bytes_total += tenant_uses.at(batch[i]).size;
+        }
+      }
+      existence.chunks_done += batch.size();
+      CKPT_RETURN_IF_ERROR(report_progress(existence));
+    }
+  }
+
+  // Data, chunk by chunk, without the lifecycle lock.
+  if (options.reads_data()) {
+    CKPT_RETURN_IF_ERROR(report_progress(reading));
+    for (const auto& [tenant, id] : to_read) {
+      absl::StatusOr<std::string> bytes = chunks_->Get(tenant, id);
+      if (absl::IsNotFound(bytes.status())) {
+        found.push_back({tenant, id, ChunkProblem::kMissing,
+                         "gone from the store since the existence check"});
+      } else if (absl::IsDataLoss(bytes.status())) {
+        found.push_back({tenant, id, ChunkProblem::kCorrupt,
+                         std::string(bytes.status().message())});
+      } else {
+        CKPT_RETURN_IF_ERROR(bytes.status());
+        ++report.chunks_read;
+        report.bytes_read += bytes->size();
+        const ChunkId actual = Sha256(*bytes);
+        if (actual != id) {
+          found.push_back(
+              {tenant, id, ChunkProblem::kCorrupt,
+               absl::StrCat("its ", bytes->size(), " stored bytes hash to ",
+                            actual.ShortHex())});
+        }
+      }
+      ++reading.chunks_done;
+      reading.bytes_done += uses[tenant][id].size;
+      CKPT_RETURN_IF_ERROR(report_progress(reading));
+    }
+  }
+
+  // Damage per checkpoint; then only what is still committed counts: GC may
+  // rightly have removed the chunks of a checkpoint deleted meanwhile.
+  std::map<CheckpointKey, VerifyReport::DamagedCheckpoint> damaged;
+  auto key_of = [&](uint32_t index) {
+    const CheckpointRecord& record = snapshot.checkpoints[index].record;
+    return CheckpointKey{record.job, record.step};
+  };
+  for (const FoundDamage& damage : found) {
+    for (uint32_t index : uses[damage.tenant][damage.id].checkpoints) {
+      VerifyReport::DamagedCheckpoint& checkpoint = damaged[key_of(index)];
+      if (damage.problem == ChunkProblem::kMissing) {
+        ++checkpoint.missing_chunks;
+      } else {
+        ++checkpoint.corrupt_chunks;
+      }
+    }
+  }
+  for (auto& [key, problems] : snapshot.metadata_problems) {
+    damaged[key].problems = std::move(problems);
+  }
+  if (!damaged.empty()) {
+    std::vector<CheckpointKey> keys;
+    for (const auto& [key, checkpoint] : damaged) keys.push_back(key);
+    std::vector<bool> alive;
+    {
+      absl::MutexLock lock(&lifecycle_mu_);
+      CKPT_ASSIGN_OR_RETURN(alive, StillCommitted(*metadata_, keys));
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!alive[i]) damaged.erase(keys[i]);
+    }
+  }
+  for (auto& [key, checkpoint] : damaged) {
+    checkpoint.checkpoint = key;
+    report.damaged_checkpoints.push_back(std::move(checkpoint));
+  }
+
+  std::sort(found.begin(), found.end(),
+            [](const FoundDamage& a, const FoundDamage& b) {
+              return std::tie(a.tenant, a.id) < std::tie(b.tenant, b.id);
+            });
+  for (FoundDamage& damage : found) {
+    const ChunkUse& use = uses[damage.tenant][damage.id];
+    std::vector<CheckpointKey> referencing;
+    for (uint32_t index : use.checkpoints) {
+      CheckpointKey key = key_of(index);
+      if (damaged.contains(key)) referencing.push_back(std::move(key));
+    }
+    if (referencing.empty()) continue;
+    ++report.damaged_chunk_count;
+    if (report.damaged_chunks.size() >= kMaxListedDamagedChunks) continue;
+    report.damaged_chunks.push_back(VerifyReport::DamagedChunk{
+        std::move(damage.tenant), damage.id, use.size, damage.problem,
+        std::move(damage.detail), std::move(referencing)});
+  }
+  if (report.ok()) {
+    CKPT_LOG(Info, "verify: ", report.checkpoints_checked,
+             " checkpoint(s) intact (", report.chunks_checked, " chunks, ",
+             report.bytes_read, " bytes read)");
+  } else {
+    CKPT_LOG(Error, "verify: ", report.damaged_chunk_count,
+             " damaged chunk(s), ", report.damaged_checkpoints.size(),
+             " damaged checkpoint(s)");
+  }
+  return report;
+}
+
+absl::StatusOr<std::map<int64_t, uint64_t>> CheckpointService::UniqueBytes(
+    absl::string_view job) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  const absl::string_view tenant = TenantOf(job);
+  // Each chunk's one referencing checkpoint (an index into `steps`), or
+  // kShared once a second one references it.
+  constexpr int64_t kShared = -1;
+  struct Owner {
+    int64_t checkpoint;
+    uint64_t size;
+  };
+  absl::flat_hash_map<ChunkId, Owner> owners;
+  std::vector<std::optional<int64_t>> steps;  // the step when of `job`
+  std::map<int64_t, uint64_t> unique;
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, metadata_->ListJobs());
+  for (const JobRecord& other : jobs) {
+    if (TenantOf(other.name) != tenant) continue;
+    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
+                          metadata_->ListCheckpoints(other.name));
+    for (const CheckpointRecord& record : records) {
+      const bool ours = other.name == job;
+      if (ours) unique[record.step] = 0;
+      // An aborted checkpoint's shards are dropped; it protects nothing.
+      if (record.state == CheckpointState::kAborted) continue;
+      CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> shards,
+                            metadata_->GetShards(other.name, record.step));
+      const auto index = static_cast<int64_t>(steps.size());
+      steps.push_back(ours ? std::optional<int64_t>(record.step)
+                           : std::nullopt);
+      for (const ShardManifest& shard : shards) {
+        for (const ChunkRef& ref : ReferencedChunks(shard)) {
+          auto [it, inserted] =
+              owners.try_emplace(ref.id, Owner{index, ref.size});
+          if (!inserted && it->second.checkpoint != index) {
+            it->second.checkpoint = kShared;
+          }
+        }
+      }
+    }
+  }
+  for (const auto& [id, owner] : owners) {
+    if (owner.checkpoint == kShared) continue;
+    if (const std::optional<int64_t>& step = steps[owner.checkpoint]) {
+      unique[*step] += owner.size;
+    }
+  }
+  return unique;
+}
+
+}  // namespace ckpt::server

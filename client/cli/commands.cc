@@ -26,10 +26,10 @@
 #include "absl/time/time.h"
 #include "client/cli/format.h"
 #include "client/cli/progress.h"
+#include "client/incremental.h"
 #include "common/delta_base.h"
 #include "common/event.h"
 #include "common/retention.h"
-#include "common/row_fingerprint.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -385,26 +385,6 @@ nlohmann::json DeltaSummaries(const std::vector<client::TensorData>& tensors,
   return deltas;
 }
 
-// The rows of `tensor` that differ from `base_entry`, read from the server
-// and compared by row fingerprints.
-absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
-    client::Client& client, const std::string& job,
-    const TensorEntry& base_entry, const client::TensorData& tensor) {
-  std::string base_bytes(base_entry.ByteSize(), '\0');
-  CKPT_RETURN_IF_ERROR(
-      client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes)));
-  const size_t row_bytes = base_entry.RowBytes();
-  CKPT_ASSIGN_OR_RETURN(
-      std::vector<uint64_t> old_rows,
-      RowFingerprints(absl::MakeConstSpan(base_bytes), row_bytes, 2));
-  CKPT_ASSIGN_OR_RETURN(
-      std::vector<uint64_t> new_rows,
-      RowFingerprints(
-          absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
-          row_bytes, 2));
-  return ChangedRows(old_rows, new_rows);
-}
-
 // One index of a --dirty-rows list: decimal digits only (no sign or
 // spaces), so that a typo is refused instead of read as some other row.
 std::optional<uint64_t> ParseRowIndex(absl::string_view text) {
@@ -579,13 +559,8 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
                           client.GetManifest(args.job, *args.delta_against));
     for (size_t i = 0; i < tensors.size(); ++i) {
       client::TensorData& tensor = tensors[i];
-      TensorEntry layout;
-      layout.name = tensor.name;
-      layout.dtype = tensor.dtype;
-      layout.global_shape = tensor.global_shape;
-      layout.box = tensor.box;
       absl::StatusOr<const TensorEntry*> base_entry =
-          FindDeltaBase(base.shards, layout);
+          FindDeltaBase(base.shards, client::TensorLayout(tensor));
       if (given[i].has_value()) {
         if (!base_entry.ok()) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -597,7 +572,8 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
       } else if (base_entry.ok()) {
         CKPT_ASSIGN_OR_RETURN(
             changed_rows[i],
-            RowsChangedSince(client, args.job, **base_entry, tensor));
+            client::RowsChangedSince(client, args.job, **base_entry, tensor,
+                                     /*threads=*/2));
         tensor.delta_rows = changed_rows[i];
       } else {
         continue;  // no such tensor there: full

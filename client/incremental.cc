@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/delta_base.h"
 #include "common/row_delta.h"
 #include "common/row_fingerprint.h"
 #include "common/status_macros.h"
@@ -13,11 +14,9 @@ namespace ckpt::client {
 
 // What the saver remembers of one tensor between saves.
 struct IncrementalSaver::TensorState {
-  // The layout its history is valid for.
-  DType dtype = DType::kUint8;
-  std::vector<int64_t> global_shape;
-  Box box;
-  uint64_t row_bytes = 0;
+  // The layout its history is valid for (TensorLayout of the save that
+  // began it), compared by common/delta_base's SameTensorLayout.
+  TensorEntry layout;
 
   int64_t baseline_step = 0;
   int64_t previous_step = 0;  // last save, baseline or delta
@@ -31,14 +30,20 @@ struct IncrementalSaver::TensorState {
   std::vector<uint64_t> changed_since_base;
   // A buffer of the right size for the next save's fingerprints.
   std::vector<uint64_t> spare;
-
-  bool SameLayout(const TensorData& tensor, uint64_t tensor_row_bytes) const {
-    return dtype == tensor.dtype && global_shape == tensor.global_shape &&
-           box == tensor.box && row_bytes == tensor_row_bytes;
-  }
 };
 
 namespace {
+
+// The XXH3 fingerprint of each `row_bytes`-sized row of `bytes` into `out`,
+// resized to the row count (its storage reused), on `threads` threads: how
+// the saver and RowsChangedSince see a tensor's rows, which ChangedRows
+// then compares with its base's.
+absl::Status FingerprintRows(absl::string_view bytes, uint64_t row_bytes,
+                             int threads, std::vector<uint64_t>& out) {
+  out.resize(row_bytes == 0 ? 0 : bytes.size() / row_bytes);
+  return RowFingerprintsInto(absl::MakeConstSpan(bytes.data(), bytes.size()),
+                             row_bytes, absl::MakeSpan(out), threads);
+}
 
 // Sorted, without repeats.
 void SortUnique(std::vector<uint64_t>& rows) {
@@ -98,9 +103,7 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
           absl::StrCat("tensor '", tensor.name,
                        "': its delta fields are the saver's to set"));
     }
-    TensorEntry layout;
-    layout.dtype = tensor.dtype;
-    layout.box = tensor.box;
+    const TensorEntry layout = TensorLayout(tensor);
     decided.full_bytes = layout.ByteSize();
     const uint64_t row_bytes = layout.RowBytes();
     const uint64_t rows =
@@ -136,7 +139,7 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
     auto found = tensors_.find(tensor.name);
     TensorState* state =
         found == tensors_.end() ? nullptr : found->second.get();
-    if (state != nullptr && !state->SameLayout(tensor, row_bytes)) {
+    if (state != nullptr && !SameTensorLayout(state->layout, layout)) {
       state = nullptr;
     }
     // The rows changed since the base, when they can be known.
@@ -152,13 +155,9 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
       if (state != nullptr && state->spare.size() == rows) {
         fingerprints = std::move(state->spare);
         state->spare.clear();
-      } else {
-        fingerprints.resize(rows);
       }
-      CKPT_RETURN_IF_ERROR(RowFingerprintsInto(
-          absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
-          row_bytes, absl::MakeSpan(fingerprints),
-          options_.fingerprint_threads));
+      CKPT_RETURN_IF_ERROR(FingerprintRows(
+          tensor.bytes, row_bytes, options_.fingerprint_threads, fingerprints));
       if (state != nullptr && state->fingerprints.size() == rows) {
         CKPT_ASSIGN_OR_RETURN(changed,
                               ChangedRows(state->fingerprints, fingerprints));
@@ -203,13 +202,7 @@ void IncrementalSaver::Committed(IncrementalPlan& plan) {
     std::vector<uint64_t>& fingerprints = plan.fingerprints_[i];
     if (!tensor.delta_base_step.has_value()) {
       auto fresh = std::make_unique<TensorState>();
-      fresh->dtype = tensor.dtype;
-      fresh->global_shape = tensor.global_shape;
-      fresh->box = tensor.box;
-      TensorEntry layout;
-      layout.dtype = tensor.dtype;
-      layout.box = tensor.box;
-      fresh->row_bytes = layout.RowBytes();
+      fresh->layout = TensorLayout(tensor);
       fresh->baseline_step = plan.step_;
       fresh->previous_step = plan.step_;
       fresh->fingerprints = std::move(fingerprints);
@@ -234,6 +227,43 @@ void IncrementalSaver::Committed(IncrementalPlan& plan) {
 void IncrementalSaver::Forget() {
   tensors_.clear();
   last_step_.reset();
+}
+
+TensorEntry TensorLayout(const TensorData& tensor) {
+  TensorEntry layout;
+  layout.name = tensor.name;
+  layout.dtype = tensor.dtype;
+  layout.global_shape = tensor.global_shape;
+  layout.box = tensor.box;
+  return layout;
+}
+
+absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
+    Client& client, absl::string_view job, const TensorEntry& base_entry,
+    const TensorData& tensor, int threads) {
+  const TensorEntry layout = TensorLayout(tensor);
+  if (!SameTensorLayout(base_entry, layout)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", tensor.name, "' as ", TensorLayoutText(layout),
+                     " cannot be compared with its base entry '",
+                     base_entry.name, "' as ", TensorLayoutText(base_entry)));
+  }
+  if (tensor.bytes.size() != layout.ByteSize()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", tensor.name, "': ", tensor.bytes.size(),
+                     " bytes given but its box needs ", layout.ByteSize()));
+  }
+  std::string base_bytes(base_entry.ByteSize(), '\0');
+  CKPT_RETURN_IF_ERROR(
+      client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes)));
+  const uint64_t row_bytes = base_entry.RowBytes();
+  std::vector<uint64_t> base_fingerprints;
+  CKPT_RETURN_IF_ERROR(
+      FingerprintRows(base_bytes, row_bytes, threads, base_fingerprints));
+  std::vector<uint64_t> fingerprints;
+  CKPT_RETURN_IF_ERROR(
+      FingerprintRows(tensor.bytes, row_bytes, threads, fingerprints));
+  return ChangedRows(base_fingerprints, fingerprints);
 }
 
 absl::StatusOr<SaveResult> SaveIncremental(

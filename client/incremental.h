@@ -11,7 +11,9 @@
 //   if (saved.ok()) saver.Committed(plan); else saver.Forget();
 //
 // SaveIncremental (below) does exactly that, and falls back to a full save
-// when the server no longer has a base.
+// when the server no longer has a base. RowsChangedSince finds the changed
+// rows of one tensor against a committed base without a saver's memory, by
+// reading the base back (what `ckpt put --delta-against` does).
 #pragma once
 
 #include <cstdint>
@@ -23,9 +25,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/client.h"
 #include "common/delta_policy.h"
+#include "common/manifest.h"
 
 namespace ckpt::client {
 
@@ -129,5 +133,27 @@ absl::StatusOr<SaveResult> SaveIncremental(
     const SaveOptions& options,
     const std::map<std::string, std::vector<uint64_t>>& dirty_rows = {},
     IncrementalPlan* plan_out = nullptr);
+
+// `tensor`'s layout as a TensorEntry (name, dtype, global shape and box; no
+// pieces): what common/delta_base's SameTensorLayout and FindDeltaBase
+// compare a delta with its base by.
+TensorEntry TensorLayout(const TensorData& tensor);
+
+// The rows (ascending) of `tensor` that differ from `base_entry`, an entry of
+// a committed checkpoint of `job`: the base is read back with
+// Client::ReadTensor (a delta base is rebuilt from its chain) and both are
+// compared by XXH3 row fingerprints on `threads` threads, as
+// IncrementalSaver compares a tensor with its base. The result is what a
+// row delta of `tensor` on `base_entry` must hold; `tensor`'s own delta
+// fields are not looked at. `base_entry` is meant to be what FindDeltaBase
+// (common/delta_base.h) returned, which also refuses a quantized base.
+// INVALID_ARGUMENT when `tensor` does not have `base_entry`'s layout
+// (SameTensorLayout) or its bytes are not its box's size, checked before
+// anything is read; otherwise ReadTensor's errors (e.g. NOT_FOUND, or
+// DATA_LOSS for a broken chain). Reads the base into memory: it needs
+// base_entry.ByteSize() bytes on top of the caller's.
+absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
+    Client& client, absl::string_view job, const TensorEntry& base_entry,
+    const TensorData& tensor, int threads = 2);
 
 }  // namespace ckpt::client

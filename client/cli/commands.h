@@ -1,6 +1,9 @@
 // The verbs of the ckpt CLI. Each runs against a connected Client, prints to
 // stdout (a table for people, or JSON with stable snake_case keys) and
 // returns the first error, which main prints as "ckpt: CODE: message".
+// Each Run* is defined in its group's file: put.cc, get.cc, inspect.cc (ls,
+// show, stats, events), retention_verbs.cc (policy, pin, unpin, prune, rm)
+// and maintenance.cc (gc, verify).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "client/cli/args.h"
 #include "client/client.h"
 
 namespace ckpt::cli {
@@ -81,17 +85,6 @@ struct StatsArgs {
 };
 absl::Status RunStats(client::Client& client, const StatsArgs& args,
                       const OutputOptions& out);
-
-// Retention flags, as typed (empty: not given), parsed and checked by the
-// verbs so that every error names its flag.
-struct PolicyFlags {
-  std::string max_to_keep;  // `policy set --max-to-keep`, `prune --keep-last`
-  std::string keep_every_n_hours;  // `policy set`: hours, may be fractional
-  std::string keep_every;          // `prune`: a duration, e.g. 6h or 30m
-  std::string keep_best;           // K
-  std::string metric;
-  std::string mode;  // min, max or auto (default)
-};
 
 struct PolicySetArgs {
   std::string job;

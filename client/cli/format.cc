@@ -25,6 +25,13 @@ std::string FormatTimestamp(absl::Time time) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", time, absl::UTCTimeZone());
 }
 
+absl::Time DisplayTime(const CheckpointRecord& record) {
+  if (record.state == CheckpointState::kCommitted) {
+    return record.EffectiveTime();
+  }
+  return record.metadata.writer_time.value_or(record.create_time);
+}
+
 std::string FormatShape(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
@@ -53,6 +60,11 @@ std::string FormatMetrics(const std::map<std::string, double>& metrics) {
 std::string FormatTags(const std::map<std::string, std::string>& tags) {
   if (tags.empty()) return "-";
   return absl::StrJoin(tags, " ", absl::PairFormatter("="));
+}
+
+std::string FormatQuantizationError(const Quantization& quantization) {
+  return absl::StrFormat("max %.2g L2 %.2g%%", quantization.max_abs_error,
+                         100 * quantization.relative_l2_error);
 }
 
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,

@@ -436,6 +436,161 @@ TEST_F(IncrementalTest, PlanRefusesBadInput) {
   EXPECT_EQ(same->decisions()[0].changed_rows, 0u);
 }
 
+// The saver's history holds for one layout (common/delta_base's
+// SameTensorLayout): a change of dtype, global shape or box, even with the
+// same bytes and row size, starts a new baseline, and the next save of the
+// new layout is a delta on it.
+TEST_F(IncrementalTest, AnyLayoutChangeStartsANewBaseline) {
+  Model model(12);
+  // The table as rows 0..kRows-1 of a global table one row longer, so that
+  // its box can move without changing the global shape.
+  auto tensors = [&](DType dtype, std::vector<int64_t> global_shape,
+                     int64_t first_row) {
+    std::vector<client::TensorData> out = model.Tensors();
+    out[0].dtype = dtype;
+    out[0].global_shape = std::move(global_shape);
+    out[0].box.offsets = {first_row, 0};
+    return out;
+  };
+  const std::vector<int64_t> taller = {kRows + 1, kCols};
+  client::IncrementalSaver saver;
+  auto plan = saver.Plan(1, tensors(DType::kFloat32, taller, 0));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  saver.Committed(*plan);
+
+  using Kind = DeltaDecision::Kind;
+  auto kind_of = [&](int64_t step, std::vector<client::TensorData> planned) {
+    auto replanned = saver.Plan(step, planned);
+    EXPECT_TRUE(replanned.ok()) << replanned.status();
+    return replanned.ok() ? replanned->decisions()[0].decision.kind
+                          : Kind::kFull;
+  };
+  EXPECT_EQ(kind_of(2, tensors(DType::kFloat32, taller, 0)), Kind::kDelta);
+  EXPECT_EQ(kind_of(2, tensors(DType::kInt32, taller, 0)), Kind::kFull);
+  EXPECT_EQ(kind_of(2, tensors(DType::kFloat32, taller, 1)), Kind::kFull);
+  EXPECT_EQ(kind_of(2, tensors(DType::kFloat32, {kRows + 2, kCols}, 0)),
+            Kind::kFull);
+
+  // Committing the new layout replaces the history: deltas follow it.
+  plan = saver.Plan(2, tensors(DType::kInt32, taller, 0));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  saver.Committed(*plan);
+  auto next = saver.Plan(3, tensors(DType::kInt32, taller, 0));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->decisions()[0].decision.kind, Kind::kDelta);
+  EXPECT_EQ(next->decisions()[0].decision.base_step, 2);
+  EXPECT_EQ(kind_of(3, tensors(DType::kFloat32, taller, 0)), Kind::kFull);
+}
+
+// RowsChangedSince (what `ckpt put --delta-against` uses) reads the base
+// back and finds exactly the rows that differ, the rows IncrementalSaver
+// finds for the same two saves.
+TEST_F(IncrementalTest, RowsChangedSinceFindsTheRowsTheSaverFinds) {
+  Model model(13);
+  const std::string job = "it/changed-since";
+  client::IncrementalSaver saver;
+  ASSERT_TRUE(
+      client::SaveIncremental(*client_, saver, job, 1, model.Tensors(), {})
+          .ok());
+  auto manifest = client_->GetManifest(job, 1);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry base = manifest->shards.at(0).tensors.at(0);
+  ASSERT_EQ(base.name, "emb.weight");
+
+  auto unchanged =
+      client::RowsChangedSince(*client_, job, base, model.Tensors()[0]);
+  ASSERT_TRUE(unchanged.ok()) << unchanged.status();
+  EXPECT_THAT(*unchanged, ::testing::IsEmpty());
+
+  // Random bytes make every changed row differ.
+  const std::vector<uint64_t> rows = model.RandomRows(37);
+  model.ChangeRows(rows);
+  const std::vector<client::TensorData> tensors = model.Tensors();
+  for (int threads : {1, 2}) {
+    auto changed =
+        client::RowsChangedSince(*client_, job, base, tensors[0], threads);
+    ASSERT_TRUE(changed.ok()) << changed.status();
+    EXPECT_EQ(*changed, rows) << threads << " thread(s)";
+  }
+  auto plan = saver.Plan(2, tensors);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->decisions()[0].decision.kind, DeltaDecision::Kind::kDelta);
+  const absl::Span<const uint64_t> planned = plan->tensors()[0].delta_rows;
+  EXPECT_EQ(std::vector<uint64_t>(planned.begin(), planned.end()), rows);
+}
+
+// Against a base that is itself a delta, RowsChangedSince compares with
+// the base's rebuilt bytes (not its stored rows), so the result saved as a
+// delta on it restores exactly.
+TEST_F(IncrementalTest, RowsChangedSinceComparesWithARebuiltDeltaBase) {
+  Model model(14);
+  const std::string job = "it/changed-since-delta";
+  ASSERT_TRUE(client_->SaveShard(job, 1, model.Tensors(), {}).ok());
+  const std::vector<uint64_t> first = model.RandomRows(50);
+  model.ChangeRows(first);
+  std::vector<client::TensorData> tensors = model.Tensors();
+  tensors[0].delta_base_step = 1;
+  tensors[0].delta_rows = first;
+  ASSERT_TRUE(client_->SaveShard(job, 2, tensors, {}).ok());
+  auto manifest = client_->GetManifest(job, 2);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry base = manifest->shards.at(0).tensors.at(0);
+  ASSERT_EQ(base.delta_base_step, 1);
+
+  // Rows disjoint from `first`, so a comparison with step 1 would differ.
+  std::vector<uint64_t> second;
+  for (uint64_t row : model.RandomRows(200)) {
+    if (!std::binary_search(first.begin(), first.end(), row)) {
+      second.push_back(row);
+    }
+    if (second.size() == 20) break;
+  }
+  ASSERT_EQ(second.size(), 20u);
+  model.ChangeRows(second);
+  tensors = model.Tensors();
+  auto changed = client::RowsChangedSince(*client_, job, base, tensors[0]);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(*changed, second);
+
+  tensors[0].delta_base_step = 2;
+  tensors[0].delta_rows = *changed;
+  ASSERT_TRUE(client_->SaveShard(job, 3, tensors, {}).ok());
+  EXPECT_TRUE(Restore(job, 3, true)["emb.weight"] == model.table);
+  EXPECT_TRUE(Restore(job, 3, false)["emb.weight"] == model.table);
+}
+
+// A tensor that is not laid out as the base entry (SameTensorLayout), or
+// whose bytes do not fill its box, is refused before the base is read: the
+// base here names a job that does not exist.
+TEST_F(IncrementalTest, RowsChangedSinceRefusesAnotherLayoutBeforeReading) {
+  Model model(15);
+  const client::TensorData tensor = model.Tensors()[0];
+  const TensorEntry base = client::TensorLayout(tensor);
+  EXPECT_EQ(base.name, "emb.weight");
+  EXPECT_EQ(base.dtype, DType::kFloat32);
+  EXPECT_EQ(base.global_shape, (std::vector<int64_t>{kRows, kCols}));
+  EXPECT_EQ(base.box, (Box{{0, 0}, {kRows, kCols}}));
+  EXPECT_TRUE(base.pieces.empty());
+
+  std::vector<client::TensorData> others(4, tensor);
+  others[0].name = "other";
+  others[1].dtype = DType::kInt32;
+  others[2].global_shape = {kRows * 2, kCols};
+  others[3].box.offsets = {kRows, 0};
+  others[3].global_shape = others[2].global_shape;
+  for (const client::TensorData& other : others) {
+    auto refused = client::RowsChangedSince(*client_, "it/none", base, other);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+    EXPECT_THAT(refused.status().message(), HasSubstr("cannot be compared"));
+  }
+  client::TensorData short_bytes = tensor;
+  short_bytes.bytes.remove_suffix(kRowBytes);
+  auto refused =
+      client::RowsChangedSince(*client_, "it/none", base, short_bytes);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("bytes given"));
+}
+
 // A base deleted after the saver chose it (it had no dependents yet, so the
 // server allowed that): the delta's commit is refused and SaveIncremental
 // saves in full instead.

@@ -1,0 +1,212 @@
+#include "client/cli/args.h"
+
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+
+namespace ckpt::cli {
+namespace {
+
+// One index of a --dirty-rows list: decimal digits only (no sign or
+// spaces), so that a typo is refused instead of read as some other row.
+std::optional<uint64_t> ParseRowIndex(absl::string_view text) {
+  uint64_t row;
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(),
+                   [](char c) { return absl::ascii_isdigit(c); }) ||
+      !absl::SimpleAtoi(text, &row)) {
+    return std::nullopt;
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ParseStep(absl::string_view text) {
+  int64_t step;
+  if (!absl::SimpleAtoi(text, &step) || step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("STEP must be a non-negative integer, got '", text, "'"));
+  }
+  return step;
+}
+
+absl::StatusOr<std::optional<int64_t>> ParseStepOrLatest(
+    absl::string_view text) {
+  if (text == "latest") return std::nullopt;
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(text));
+  return step;
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
+    absl::string_view flag, absl::string_view text) {
+  std::pair<std::string, std::string> kv =
+      absl::StrSplit(text, absl::MaxSplits('=', 1));
+  if (kv.first.empty() || text.find('=') == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " expects NAME=VALUE, got '", text, "'"));
+  }
+  return kv;
+}
+
+absl::StatusOr<CheckpointMetadata> ParseMetadata(
+    const std::vector<std::string>& metrics,
+    const std::vector<std::string>& tags, const std::string& time) {
+  CheckpointMetadata metadata;
+  for (const std::string& text : metrics) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--metric", text));
+    double value;
+    if (!absl::SimpleAtod(kv.second, &value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--metric ", kv.first, ": '", kv.second, "' is not a number"));
+    }
+    metadata.metrics[kv.first] = value;
+  }
+  for (const std::string& text : tags) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--tag", text));
+    metadata.tags[kv.first] = kv.second;
+  }
+  if (!time.empty()) {
+    absl::Time parsed;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, time, &parsed, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--time '", time, "' is not RFC 3339 (e.g. ",
+                       "2024-05-01T12:00:00Z): ", error));
+    }
+    metadata.writer_time = parsed;
+  }
+  return metadata;
+}
+
+bool AnyPolicyFlag(const PolicyFlags& flags) {
+  return !flags.max_to_keep.empty() || !flags.keep_every_n_hours.empty() ||
+         !flags.keep_every.empty() || !flags.keep_best.empty() ||
+         !flags.metric.empty() || !flags.mode.empty();
+}
+
+absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text) {
+  int value;
+  if (!absl::SimpleAtoi(text, &value) || value < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be a positive integer, got '", text, "'"));
+  }
+  return value;
+}
+
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
+                                                 absl::string_view keep_flag) {
+  RetentionPolicy policy;
+  if (!flags.max_to_keep.empty()) {
+    CKPT_ASSIGN_OR_RETURN(policy.max_to_keep,
+                          ParseCount(keep_flag, flags.max_to_keep));
+  }
+  if (!flags.keep_every_n_hours.empty()) {
+    double hours;
+    if (!absl::SimpleAtod(flags.keep_every_n_hours, &hours) || !(hours > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep-every-n-hours must be a positive number, got '",
+                       flags.keep_every_n_hours, "'"));
+    }
+    policy.keep_every = absl::Hours(hours);
+  }
+  if (!flags.keep_every.empty()) {
+    absl::Duration every;
+    if (!absl::ParseDuration(flags.keep_every, &every) ||
+        every <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--keep-every must be a positive duration such as 6h, "
+                       "30m or 1h30m, got '",
+                       flags.keep_every, "'"));
+    }
+    policy.keep_every = every;
+  }
+  if (flags.keep_best.empty()) {
+    if (!flags.metric.empty() || !flags.mode.empty()) {
+      return absl::InvalidArgumentError(
+          "--metric and --mode go with --keep-best K");
+    }
+    return policy;
+  }
+  RetentionPolicy::KeepBest best;
+  CKPT_ASSIGN_OR_RETURN(best.k, ParseCount("--keep-best", flags.keep_best));
+  if (flags.metric.empty()) {
+    return absl::InvalidArgumentError("--keep-best needs --metric NAME");
+  }
+  best.metric = flags.metric;
+  if (flags.mode.empty() || flags.mode == "auto") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kAuto;
+  } else if (flags.mode == "min") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kMin;
+  } else if (flags.mode == "max") {
+    best.mode = RetentionPolicy::KeepBest::Mode::kMax;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mode must be min, max or auto, got '", flags.mode, "'"));
+  }
+  policy.keep_best = std::move(best);
+  return policy;
+}
+
+absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
+                                                   absl::string_view list,
+                                                   uint64_t rows) {
+  std::vector<uint64_t> parsed;
+  if (list.empty()) return parsed;
+  for (absl::string_view item : absl::StrSplit(list, ',')) {
+    const size_t dash = item.find('-');
+    std::optional<uint64_t> first = ParseRowIndex(item.substr(0, dash));
+    std::optional<uint64_t> last = dash == absl::string_view::npos
+                                       ? first
+                                       : ParseRowIndex(item.substr(dash + 1));
+    if (!first.has_value() || !last.has_value() || *last < *first) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", name, ": '", item,
+          "' is not a row index or an ascending range A-B in '", list, "'"));
+    }
+    if (*last >= rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dirty-rows ", name, ": row ", *last,
+                       " is past its last row (it has ", rows, " rows)"));
+    }
+    for (uint64_t row = *first; row <= *last; ++row) parsed.push_back(row);
+  }
+  std::sort(parsed.begin(), parsed.end());
+  parsed.erase(std::unique(parsed.begin(), parsed.end()), parsed.end());
+  return parsed;
+}
+
+absl::StatusOr<GivenRows> ParseDirtyRows(
+    const std::vector<std::string>& flags,
+    const std::vector<client::TensorData>& tensors) {
+  GivenRows given(tensors.size());
+  for (const std::string& text : flags) {
+    CKPT_ASSIGN_OR_RETURN(auto kv, SplitAssignment("--dirty-rows", text));
+    auto tensor = std::find_if(
+        tensors.begin(), tensors.end(),
+        [&](const client::TensorData& t) { return t.name == kv.first; });
+    if (tensor == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", kv.first, ": no FILE is put as tensor '", kv.first,
+          "' (a tensor is named after its file's base name)"));
+    }
+    std::optional<std::vector<uint64_t>>& rows =
+        given[static_cast<size_t>(tensor - tensors.begin())];
+    if (rows.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows names '", kv.first, "' twice; list its rows once"));
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        rows, ParseRowList(kv.first, kv.second,
+                           static_cast<uint64_t>(tensor->global_shape[0])));
+  }
+  return given;
+}
+
+}  // namespace ckpt::cli

@@ -1,0 +1,88 @@
+// Parsing of the flag and argument values that several verbs of the ckpt CLI
+// share: steps and "latest", NAME=VALUE assignments, checkpoint metadata,
+// retention policy flags (counts, hours, durations) and --dirty-rows lists.
+// CLI11 hands the verbs these as typed text; they are parsed here so that
+// each rule, and each error message naming its flag, exists once. Pure: no
+// I/O, no server. Every error is INVALID_ARGUMENT, as `ckpt` prints it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/client.h"
+#include "common/manifest.h"
+#include "common/retention.h"
+
+namespace ckpt::cli {
+
+// A STEP argument: a non-negative decimal integer.
+absl::StatusOr<int64_t> ParseStep(absl::string_view text);
+
+// A STEP argument that may also be "latest": nullopt then, for the newest
+// committed checkpoint (Client::GetManifest's meaning of no step).
+absl::StatusOr<std::optional<int64_t>> ParseStepOrLatest(
+    absl::string_view text);
+
+// NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
+// (and may hold further '='). `flag` names the flag in the error.
+absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
+    absl::string_view flag, absl::string_view text);
+
+// `put`'s metadata: --metric NAME=NUMBER and --tag KEY=VALUE (repeatable; a
+// later one of the same name wins), --time RFC 3339 (empty: none).
+absl::StatusOr<CheckpointMetadata> ParseMetadata(
+    const std::vector<std::string>& metrics,
+    const std::vector<std::string>& tags, const std::string& time);
+
+// Retention flags, as typed (empty: not given), parsed and checked by the
+// verbs so that every error names its flag.
+struct PolicyFlags {
+  std::string max_to_keep;  // `policy set --max-to-keep`, `prune --keep-last`
+  std::string keep_every_n_hours;  // `policy set`: hours, may be fractional
+  std::string keep_every;          // `prune`: a duration, e.g. 6h or 30m
+  std::string keep_best;           // K
+  std::string metric;
+  std::string mode;  // min, max or auto (default)
+};
+
+// Whether any retention flag was given.
+bool AnyPolicyFlag(const PolicyFlags& flags);
+
+// A count flag's value: a positive integer that fits an int.
+absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text);
+
+// The policy the flags describe; `keep_flag` is how the verb spells
+// max_to_keep (--max-to-keep or --keep-last). This only parses: the server
+// validates the policy as a whole (ValidateRetentionPolicy), e.g. that
+// keep_every goes with max_to_keep. --keep-every-n-hours and --keep-every
+// both set keep_every; a verb takes only one of them.
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
+                                                 absl::string_view keep_flag);
+
+// `name`'s --dirty-rows list: indices and inclusive ranges A-B (decimal
+// digits only), comma-separated, in any order, repeats allowed, empty for
+// none. Returns the rows sorted and without repeats. Refuses a malformed
+// item, a descending range and a row at or past `rows` (the tensor's row
+// count).
+absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
+                                                   absl::string_view list,
+                                                   uint64_t rows);
+
+// Per file of `put`, the rows --dirty-rows gives its delta; nullopt: none
+// given (its rows are found by fingerprints).
+using GivenRows = std::vector<std::optional<std::vector<uint64_t>>>;
+
+// Per tensor (same order as `tensors`), the rows its --dirty-rows NAME=ROWS
+// entry gives, parsed by ParseRowList against its global_shape[0] rows.
+// Refuses a NAME that is no tensor's and a NAME given twice.
+// REQUIRES: the tensors are row matrices (global_shape[0] their rows).
+absl::StatusOr<GivenRows> ParseDirtyRows(
+    const std::vector<std::string>& flags,
+    const std::vector<client::TensorData>& tensors);
+
+}  // namespace ckpt::cli

@@ -1,0 +1,366 @@
+// The parsers the ckpt CLI's verbs share (client/cli/args.h): what each
+// accepts, what it refuses, and that every refusal is INVALID_ARGUMENT
+// naming the flag and the offending text.
+#include "client/cli/args.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ckpt::cli {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Optional;
+
+// An ok StatusOr whose value matches `inner`.
+MATCHER_P(IsOkAndHolds, inner, "") {
+  if (!arg.ok()) {
+    *result_listener << "status " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(inner, *arg, result_listener);
+}
+
+// `result` is INVALID_ARGUMENT and its message holds `text`.
+template <typename T>
+void ExpectInvalid(const absl::StatusOr<T>& result, const std::string& text) {
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(result.status())) << result.status();
+  EXPECT_THAT(result.status().message(), HasSubstr(text));
+}
+
+TEST(ParseStepTest, AcceptsNonNegativeIntegers) {
+  EXPECT_THAT(ParseStep("0"), IsOkAndHolds(0));
+  EXPECT_THAT(ParseStep("42"), IsOkAndHolds(42));
+  EXPECT_THAT(ParseStep("9223372036854775807"),
+              IsOkAndHolds(INT64_C(9223372036854775807)));
+}
+
+TEST(ParseStepTest, RefusesNegativeNonIntegerAndOverflowingSteps) {
+  for (const char* text :
+       {"-1", "x", "", "1.5", "latest", "7x", "9223372036854775808"}) {
+    ExpectInvalid(
+        ParseStep(text),
+        std::string("STEP must be a non-negative integer, got '") + text + "'");
+  }
+}
+
+TEST(ParseStepOrLatestTest, LatestIsNoStepAndNumbersAreSteps) {
+  absl::StatusOr<std::optional<int64_t>> latest = ParseStepOrLatest("latest");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(*latest, std::nullopt);
+  EXPECT_THAT(ParseStepOrLatest("12"), IsOkAndHolds(Optional(12)));
+}
+
+TEST(ParseStepOrLatestTest, RefusesOtherWordsAndNegativeSteps) {
+  ExpectInvalid(ParseStepOrLatest("Latest"), "got 'Latest'");
+  ExpectInvalid(ParseStepOrLatest("newest"), "got 'newest'");
+  ExpectInvalid(ParseStepOrLatest("-3"), "got '-3'");
+  ExpectInvalid(ParseStepOrLatest(""), "got ''");
+}
+
+TEST(SplitAssignmentTest, SplitsAtTheFirstEquals) {
+  using Pair = std::pair<std::string, std::string>;
+  EXPECT_THAT(SplitAssignment("--tag", "k=v"), IsOkAndHolds(Pair("k", "v")));
+  EXPECT_THAT(SplitAssignment("--tag", "k="), IsOkAndHolds(Pair("k", "")));
+  EXPECT_THAT(SplitAssignment("--tag", "k=a=b"),
+              IsOkAndHolds(Pair("k", "a=b")));
+}
+
+TEST(SplitAssignmentTest, RefusesAMissingNameOrEqualsNamingTheFlag) {
+  ExpectInvalid(SplitAssignment("--tag", "=v"),
+                "--tag expects NAME=VALUE, got '=v'");
+  ExpectInvalid(SplitAssignment("--metric", "loss"),
+                "--metric expects NAME=VALUE, got 'loss'");
+  ExpectInvalid(SplitAssignment("--metric", ""), "got ''");
+}
+
+TEST(ParseMetadataTest, ParsesMetricsTagsAndTime) {
+  absl::StatusOr<CheckpointMetadata> metadata =
+      ParseMetadata({"loss=0.25", "acc=1e-3", "loss=0.5"}, {"k=v", "empty="},
+                    "2024-05-01T12:00:00+02:00");
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  // A later metric of the same name wins.
+  EXPECT_EQ(metadata->metrics,
+            (std::map<std::string, double>{{"acc", 1e-3}, {"loss", 0.5}}));
+  EXPECT_EQ(metadata->tags,
+            (std::map<std::string, std::string>{{"empty", ""}, {"k", "v"}}));
+  ASSERT_TRUE(metadata->writer_time.has_value());
+  EXPECT_EQ(*metadata->writer_time,
+            absl::FromCivil(absl::CivilSecond(2024, 5, 1, 10, 0, 0),
+                            absl::UTCTimeZone()));
+}
+
+TEST(ParseMetadataTest, NoTimeLeavesTheWriterTimeUnset) {
+  absl::StatusOr<CheckpointMetadata> metadata = ParseMetadata({}, {}, "");
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  EXPECT_THAT(metadata->metrics, IsEmpty());
+  EXPECT_THAT(metadata->tags, IsEmpty());
+  EXPECT_EQ(metadata->writer_time, std::nullopt);
+}
+
+TEST(ParseMetadataTest, RefusesNonNumbersMalformedPairsAndBadTimes) {
+  ExpectInvalid(ParseMetadata({"loss=abc"}, {}, ""),
+                "--metric loss: 'abc' is not a number");
+  ExpectInvalid(ParseMetadata({"loss="}, {}, ""),
+                "--metric loss: '' is not a number");
+  ExpectInvalid(ParseMetadata({"loss"}, {}, ""), "--metric expects NAME=VALUE");
+  ExpectInvalid(ParseMetadata({}, {"=v"}, ""), "--tag expects NAME=VALUE");
+  ExpectInvalid(ParseMetadata({}, {}, "2024-05-01"),
+                "--time '2024-05-01' is not RFC 3339");
+}
+
+TEST(AnyPolicyFlagTest, TrueWhenAnyOneFlagIsGiven) {
+  EXPECT_FALSE(AnyPolicyFlag({}));
+  for (std::string PolicyFlags::*field :
+       {&PolicyFlags::max_to_keep, &PolicyFlags::keep_every_n_hours,
+        &PolicyFlags::keep_every, &PolicyFlags::keep_best, &PolicyFlags::metric,
+        &PolicyFlags::mode}) {
+    PolicyFlags flags;
+    flags.*field = "x";
+    EXPECT_TRUE(AnyPolicyFlag(flags));
+  }
+}
+
+TEST(ParseCountTest, AcceptsPositiveIntsOnly) {
+  EXPECT_THAT(ParseCount("--keep-best", "1"), IsOkAndHolds(1));
+  EXPECT_THAT(ParseCount("--keep-best", "2147483647"),
+              IsOkAndHolds(2147483647));
+  for (const char* text : {"0", "-2", "", "3.0", "two", "2147483648"}) {
+    ExpectInvalid(ParseCount("--keep-best", text),
+                  std::string("--keep-best must be a positive integer, got '") +
+                      text + "'");
+  }
+}
+
+TEST(ParsePolicyFlagsTest, NoFlagsIsAPolicyWithoutRules) {
+  absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags({}, "--keep-last");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(policy->max_to_keep, std::nullopt);
+  EXPECT_EQ(policy->keep_every, std::nullopt);
+  EXPECT_EQ(policy->keep_best, std::nullopt);
+}
+
+TEST(ParsePolicyFlagsTest, MaxToKeepErrorsNameTheVerbsFlag) {
+  PolicyFlags flags;
+  flags.max_to_keep = "3";
+  EXPECT_THAT(ParsePolicyFlags(flags, "--keep-last")->max_to_keep, Optional(3));
+  flags.max_to_keep = "0";
+  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+                "--keep-last must be a positive integer, got '0'");
+  ExpectInvalid(ParsePolicyFlags(flags, "--max-to-keep"),
+                "--max-to-keep must be a positive integer, got '0'");
+}
+
+TEST(ParsePolicyFlagsTest, KeepEveryNHoursTakesFractionalHours) {
+  PolicyFlags flags;
+  flags.keep_every_n_hours = "1.5";
+  EXPECT_THAT(ParsePolicyFlags(flags, "--max-to-keep")->keep_every,
+              Optional(absl::Minutes(90)));
+  for (const char* text : {"0", "-1", "nan", "1h", ""}) {
+    flags.keep_every_n_hours = text;
+    if (flags.keep_every_n_hours.empty()) continue;  // not given
+    ExpectInvalid(
+        ParsePolicyFlags(flags, "--max-to-keep"),
+        std::string("--keep-every-n-hours must be a positive number, got '") +
+            text + "'");
+  }
+}
+
+TEST(ParsePolicyFlagsTest, KeepEveryTakesPositiveDurations) {
+  PolicyFlags flags;
+  for (const auto& [text, expected] :
+       std::vector<std::pair<std::string, absl::Duration>>{
+           {"6h", absl::Hours(6)},
+           {"30m", absl::Minutes(30)},
+           {"1h30m", absl::Minutes(90)},
+           {"90s", absl::Seconds(90)}}) {
+    flags.keep_every = text;
+    EXPECT_THAT(ParsePolicyFlags(flags, "--keep-last")->keep_every,
+                Optional(expected))
+        << text;
+  }
+  for (const char* text : {"0s", "-5m", "6", "bogus", "6 h"}) {
+    flags.keep_every = text;
+    ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+                  std::string("--keep-every must be a positive duration such "
+                              "as 6h, 30m or 1h30m, got '") +
+                      text + "'");
+  }
+}
+
+TEST(ParsePolicyFlagsTest, KeepBestNeedsAMetricAndAKnownMode) {
+  using Mode = RetentionPolicy::KeepBest::Mode;
+  PolicyFlags flags;
+  flags.keep_best = "2";
+  flags.metric = "val_loss";
+  for (const auto& [text, mode] :
+       std::vector<std::pair<std::string, Mode>>{{"", Mode::kAuto},
+                                                 {"auto", Mode::kAuto},
+                                                 {"min", Mode::kMin},
+                                                 {"max", Mode::kMax}}) {
+    flags.mode = text;
+    absl::StatusOr<RetentionPolicy> policy =
+        ParsePolicyFlags(flags, "--keep-last");
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_TRUE(policy->keep_best.has_value());
+    EXPECT_EQ(policy->keep_best->k, 2);
+    EXPECT_EQ(policy->keep_best->metric, "val_loss");
+    EXPECT_EQ(policy->keep_best->mode, mode) << text;
+  }
+  flags.mode = "Min";
+  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+                "--mode must be min, max or auto, got 'Min'");
+  flags.mode = "";
+  flags.keep_best = "0";
+  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+                "--keep-best must be a positive integer, got '0'");
+  flags.keep_best = "2";
+  flags.metric = "";
+  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+                "--keep-best needs --metric NAME");
+}
+
+TEST(ParsePolicyFlagsTest, MetricOrModeWithoutKeepBestIsRefused) {
+  PolicyFlags metric_only;
+  metric_only.metric = "loss";
+  ExpectInvalid(ParsePolicyFlags(metric_only, "--keep-last"),
+                "--metric and --mode go with --keep-best K");
+  PolicyFlags mode_only;
+  mode_only.mode = "min";
+  ExpectInvalid(ParsePolicyFlags(mode_only, "--keep-last"),
+                "--metric and --mode go with --keep-best K");
+}
+
+TEST(ParsePolicyFlagsTest, CombinesRulesAndChecksInFlagOrder) {
+  PolicyFlags flags;
+  flags.max_to_keep = "5";
+  flags.keep_every = "1h";
+  flags.keep_best = "1";
+  flags.metric = "acc";
+  flags.mode = "max";
+  absl::StatusOr<RetentionPolicy> policy =
+      ParsePolicyFlags(flags, "--keep-last");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(policy->max_to_keep, Optional(5));
+  EXPECT_THAT(policy->keep_every, Optional(absl::Hours(1)));
+  ASSERT_TRUE(policy->keep_best.has_value());
+  EXPECT_EQ(policy->keep_best->metric, "acc");
+  // With several bad flags the count is reported first.
+  flags.max_to_keep = "none";
+  flags.keep_every = "bogus";
+  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"), "--keep-last");
+}
+
+TEST(ParseRowListTest, EmptyListIsNoRows) {
+  EXPECT_THAT(ParseRowList("t", "", 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(ParseRowList("t", "", 0), IsOkAndHolds(IsEmpty()));
+}
+
+TEST(ParseRowListTest, IndicesAndInclusiveRangesComeBackSortedWithoutRepeats) {
+  EXPECT_THAT(ParseRowList("t", "5", 10), IsOkAndHolds(ElementsAre(5)));
+  EXPECT_THAT(ParseRowList("t", "7-9", 10), IsOkAndHolds(ElementsAre(7, 8, 9)));
+  EXPECT_THAT(ParseRowList("t", "4-4", 10), IsOkAndHolds(ElementsAre(4)));
+  EXPECT_THAT(ParseRowList("t", "9,3,1-2,2,3,0-1", 10),
+              IsOkAndHolds(ElementsAre(0, 1, 2, 3, 9)));
+  EXPECT_THAT(ParseRowList("t", "007", 10), IsOkAndHolds(ElementsAre(7)));
+}
+
+TEST(ParseRowListTest, TheLastRowIsAllowedAndOnePastItIsNot) {
+  EXPECT_THAT(ParseRowList("t", "9", 10), IsOkAndHolds(ElementsAre(9)));
+  EXPECT_THAT(ParseRowList("t", "8-9", 10), IsOkAndHolds(ElementsAre(8, 9)));
+  ExpectInvalid(ParseRowList("emb", "10", 10),
+                "--dirty-rows emb: row 10 is past its last row (it has 10 "
+                "rows)");
+  // A range is refused by its end, without expanding it.
+  ExpectInvalid(ParseRowList("emb", "5-18446744073709551615", 10),
+                "row 18446744073709551615 is past its last row");
+  ExpectInvalid(ParseRowList("emb", "0", 0), "(it has 0 rows)");
+}
+
+TEST(ParseRowListTest, RefusesMalformedItemsNamingTheItemAndTheList) {
+  for (const char* item : {"x", "-1", "5-", "-", "9-7", "+1", " 1", "1 ",
+                           "1-2-3", "0x1", "18446744073709551616", "1.0"}) {
+    const std::string list = std::string("2,") + item;
+    ExpectInvalid(ParseRowList("emb", list, 100),
+                  "--dirty-rows emb: '" + std::string(item) +
+                      "' is not a row index or an ascending range A-B in '" +
+                      list + "'");
+  }
+  // An empty item between commas, or at either end.
+  for (const char* list : {"1,,2", ",1", "1,"}) {
+    ExpectInvalid(ParseRowList("emb", list, 100),
+                  "'' is not a row index or an ascending range");
+  }
+}
+
+class ParseDirtyRowsTest : public ::testing::Test {
+ protected:
+  // Two row matrices: "a.bin" of 4 rows, "b.bin" of 100.
+  ParseDirtyRowsTest() {
+    for (const auto& [name, rows] :
+         std::vector<std::pair<std::string, int64_t>>{{"a.bin", 4},
+                                                      {"b.bin", 100}}) {
+      client::TensorData tensor;
+      tensor.name = name;
+      tensor.global_shape = {rows, 8};
+      tensor.box = Box{{0, 0}, {rows, 8}};
+      tensors_.push_back(tensor);
+    }
+  }
+  std::vector<client::TensorData> tensors_;
+};
+
+TEST_F(ParseDirtyRowsTest, GivesRowsPerTensorAndNoneForTheOthers) {
+  absl::StatusOr<GivenRows> given = ParseDirtyRows({"b.bin=50-52,7"}, tensors_);
+  ASSERT_TRUE(given.ok()) << given.status();
+  ASSERT_EQ(given->size(), 2u);
+  EXPECT_EQ((*given)[0], std::nullopt);
+  EXPECT_THAT((*given)[1], Optional(ElementsAre(7, 50, 51, 52)));
+
+  given = ParseDirtyRows({}, tensors_);
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(*given, GivenRows(2));
+}
+
+TEST_F(ParseDirtyRowsTest, AnEmptyListIsGivenAndDiffersFromNone) {
+  absl::StatusOr<GivenRows> given =
+      ParseDirtyRows({"a.bin=", "b.bin=3"}, tensors_);
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_THAT((*given)[0], Optional(IsEmpty()));
+  EXPECT_THAT((*given)[1], Optional(ElementsAre(3)));
+}
+
+TEST_F(ParseDirtyRowsTest, EachTensorsRowsAreBoundByItsOwnRowCount) {
+  EXPECT_TRUE(ParseDirtyRows({"b.bin=99"}, tensors_).ok());
+  ExpectInvalid(ParseDirtyRows({"a.bin=4"}, tensors_),
+                "--dirty-rows a.bin: row 4 is past its last row (it has 4 "
+                "rows)");
+}
+
+TEST_F(ParseDirtyRowsTest, RefusesUnknownNamesRepeatsAndMalformedEntries) {
+  ExpectInvalid(ParseDirtyRows({"c.bin=1"}, tensors_),
+                "--dirty-rows c.bin: no FILE is put as tensor 'c.bin'");
+  ExpectInvalid(ParseDirtyRows({"a.bin=1", "a.bin=2"}, tensors_),
+                "--dirty-rows names 'a.bin' twice; list its rows once");
+  // Twice even when both lists are empty or equal.
+  ExpectInvalid(ParseDirtyRows({"a.bin=", "a.bin="}, tensors_), "twice");
+  ExpectInvalid(ParseDirtyRows({"a.bin"}, tensors_),
+                "--dirty-rows expects NAME=VALUE, got 'a.bin'");
+  ExpectInvalid(ParseDirtyRows({"=1"}, tensors_),
+                "--dirty-rows expects NAME=VALUE, got '=1'");
+  ExpectInvalid(ParseDirtyRows({"b.bin=1,,2"}, tensors_),
+                "--dirty-rows b.bin: '' is not a row index");
+}
+
+}  // namespace
+}  // namespace ckpt::cli

@@ -1,0 +1,336 @@
+// The read-only verbs of the ckpt CLI: `ls` (jobs, or a job's checkpoints),
+// `show` (a manifest), `stats` (sizes and dedup) and `events` (a job's
+// history). None of them changes anything on the server.
+#include <iostream>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/cli/args.h"
+#include "client/cli/commands.h"
+#include "client/cli/format.h"
+#include "client/cli/json_output.h"
+#include "common/event.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace ckpt::cli {
+namespace {
+
+using nlohmann::json;
+
+// `ls` without a job: every job with its size, latest step and policy.
+absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<client::JobSummary> jobs,
+                        client.ListJobs());
+  if (out.json) {
+    json list = json::array();
+    for (const client::JobSummary& job : jobs) {
+      list.push_back(
+          {{"name", job.job.name},
+           {"checkpoint_count", job.checkpoint_count},
+           {"logical_bytes", job.logical_bytes},
+           {"latest_step", job.latest_step.has_value() ? json(*job.latest_step)
+                                                       : json(nullptr)},
+           {"create_time", FormatTimestamp(job.job.create_time)},
+           {"policy", job.job.retention_policy.has_value()
+                          ? PolicyJson(*job.job.retention_policy)
+                          : json(nullptr)}});
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const client::JobSummary& job : jobs) {
+    rows.push_back({job.job.name, absl::StrCat(job.checkpoint_count),
+                    HumanBytes(job.logical_bytes),
+                    job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
+                                                : std::string("-"),
+                    job.job.retention_policy.has_value()
+                        ? RetentionPolicyText(*job.job.retention_policy)
+                        : std::string("-")});
+  }
+  PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},
+             rows);
+  return absl::OkStatus();
+}
+
+// "full", "delta" or "quantized Nb".
+std::string EntryKind(const TensorEntry& entry) {
+  if (entry.IsQuantized()) {
+    return absl::StrCat("quantized ", entry.quantization->bits, "b");
+  }
+  return entry.IsDelta() ? "delta" : "full";
+}
+
+// A quantized entry's error, else "-".
+std::string EntryError(const TensorEntry& entry) {
+  return entry.IsQuantized() ? FormatQuantizationError(*entry.quantization)
+                             : "-";
+}
+
+json EntryQuantizationJson(const TensorEntry& entry) {
+  return entry.IsQuantized() ? QuantizationJson(*entry.quantization)
+                             : json(nullptr);
+}
+
+json ShowJson(const Checkpoint& checkpoint) {
+  json shards = json::array();
+  for (const ShardManifest& shard : checkpoint.shards) {
+    json tensors = json::array();
+    for (const TensorEntry& entry : shard.tensors) {
+      json chunks = json::array();
+      for (const ChunkRef& piece : entry.pieces) {
+        chunks.push_back({{"sha256", piece.id.ToHex()}, {"size", piece.size}});
+      }
+      tensors.push_back(
+          {{"name", entry.name},
+           {"dtype", std::string(DTypeName(entry.dtype))},
+           {"global_shape", entry.global_shape},
+           {"box",
+            {{"offsets", entry.box.offsets}, {"lengths", entry.box.lengths}}},
+           {"bytes", entry.ByteSize()},
+           {"stored_bytes", entry.StoredBytes()},
+           {"delta", entry.IsDelta()},
+           {"base_step",
+            entry.IsDelta() ? json(*entry.delta_base_step) : json(nullptr)},
+           {"quantization", EntryQuantizationJson(entry)},
+           {"chunk_count", entry.pieces.size()},
+           {"chunks", chunks}});
+    }
+    shards.push_back({{"rank", shard.rank},
+                      {"bytes", shard.ByteSize()},
+                      {"tensors", tensors}});
+  }
+  json value = RecordJson(checkpoint.record);
+  value["shards"] = shards;
+  return value;
+}
+
+// logical / stored: how many times over the stored bytes are referenced.
+// 1.0 when nothing is stored, i.e. no savings to report.
+double DedupRatio(uint64_t logical_bytes, uint64_t stored_bytes) {
+  return stored_bytes == 0 ? 1.0
+                           : static_cast<double>(logical_bytes) /
+                                 static_cast<double>(stored_bytes);
+}
+
+std::string FormatRatio(double ratio) {
+  return absl::StrFormat("%.2fx", ratio);
+}
+
+json StatsJson(const StatsArgs& args, const client::Stats& stats) {
+  json jobs = json::array();
+  for (const client::JobStats& job : stats.jobs) {
+    jobs.push_back({{"job", job.job},
+                    {"checkpoint_count", job.checkpoint_count},
+                    {"logical_bytes", job.logical_bytes}});
+  }
+  json tenants = json::array();
+  for (const client::TenantStats& tenant : stats.tenants) {
+    tenants.push_back({{"tenant", tenant.tenant},
+                       {"job_count", tenant.job_count},
+                       {"checkpoint_count", tenant.checkpoint_count},
+                       {"logical_bytes", tenant.logical_bytes},
+                       {"stored_bytes", tenant.stored_bytes},
+                       {"chunk_count", tenant.chunk_count},
+                       {"dedup_ratio", DedupRatio(tenant.logical_bytes,
+                                                  tenant.stored_bytes)}});
+  }
+  json value = {
+      {"logical_bytes", stats.logical_bytes},
+      {"stored_bytes", stats.stored_bytes},
+      {"chunk_count", stats.chunk_count},
+      {"dedup_ratio", DedupRatio(stats.logical_bytes, stats.stored_bytes)},
+      {"job_count", stats.job_count},
+      {"checkpoint_count", stats.checkpoint_count},
+      {"jobs", jobs},
+      {"tenants", tenants}};
+  if (!args.job.empty()) value["job"] = args.job;
+  return value;
+}
+
+}  // namespace
+
+absl::Status RunLs(client::Client& client, const LsArgs& args,
+                   const OutputOptions& out) {
+  if (args.job.empty()) return ListJobs(client, out);
+
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<client::CheckpointUsage> listed,
+      client.ListCheckpointsWithUniqueBytes(args.job, args.all));
+  if (out.json) {
+    json list = json::array();
+    for (const client::CheckpointUsage& usage : listed) {
+      json value = RecordJson(usage.record);
+      value["unique_bytes"] = usage.unique_bytes.has_value()
+                                  ? json(*usage.unique_bytes)
+                                  : json(nullptr);
+      list.push_back(std::move(value));
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  // UNIQUE: what deleting the checkpoint alone would free at the next GC;
+  // ADDED: what saving it stored new; BASE: the steps its deltas apply to.
+  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD", "KIND",
+                                     "BASE",   "SIZE",   "ADDED", "UNIQUE",
+                                     "PINNED", "METRICS"};
+  if (args.all) header.push_back("STATE");
+  std::vector<std::vector<std::string>> rows;
+  for (const client::CheckpointUsage& usage : listed) {
+    const CheckpointRecord& record = usage.record;
+    std::vector<std::string> row = {absl::StrCat(record.step),
+                                    FormatTimestamp(DisplayTime(record)),
+                                    absl::StrCat(record.world_size),
+                                    std::string(CheckpointKindName(record)),
+                                    FormatSteps(record.base_steps),
+                                    HumanBytes(record.logical_bytes),
+                                    HumanBytes(record.bytes_added),
+                                    usage.unique_bytes.has_value()
+                                        ? HumanBytes(*usage.unique_bytes)
+                                        : std::string("-"),
+                                    record.pinned ? "pinned" : "-",
+                                    FormatMetrics(record.metadata.metrics)};
+    if (args.all) row.emplace_back(CheckpointStateName(record.state));
+    rows.push_back(std::move(row));
+  }
+  PrintTable(std::cout, header, rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunShow(client::Client& client, const ShowArgs& args,
+                     const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(std::optional<int64_t> step,
+                        ParseStepOrLatest(args.step));
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                        client.GetManifest(args.job, step));
+  if (out.json) {
+    PrintJson(ShowJson(checkpoint));
+    return absl::OkStatus();
+  }
+  const CheckpointRecord& record = checkpoint.record;
+  std::cout << "job " << record.job << " step " << record.step << " ("
+            << CheckpointStateName(record.state) << ", "
+            << FormatTimestamp(DisplayTime(record)) << ")\n"
+            << "world size " << record.world_size << ", "
+            << HumanBytes(record.logical_bytes) << "\n"
+            << "kind " << CheckpointKindName(record);
+  if (record.IsIncremental()) {
+    std::cout << " (deltas against step(s) " << FormatSteps(record.base_steps)
+              << ")";
+  }
+  std::cout << ", " << HumanBytes(record.bytes_added) << " added\n"
+            << "metrics: " << FormatMetrics(record.metadata.metrics) << "\n"
+            << "tags: " << FormatTags(record.metadata.tags) << "\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const ShardManifest& shard : checkpoint.shards) {
+    for (const TensorEntry& entry : shard.tensors) {
+      rows.push_back(
+          {absl::StrCat(shard.rank), entry.name,
+           std::string(DTypeName(entry.dtype)), FormatShape(entry.global_shape),
+           FormatBox(entry.box), EntryKind(entry),
+           entry.IsDelta() ? absl::StrCat(*entry.delta_base_step)
+                           : std::string("-"),
+           absl::StrCat(entry.pieces.size()), HumanBytes(entry.ByteSize()),
+           HumanBytes(entry.StoredBytes()), EntryError(entry)});
+    }
+  }
+  // SIZE: the tensor's bytes; STORED: what its pieces hold (a delta's rows,
+  // a quantized tensor's codes); ERROR: a quantized tensor's measured error.
+  PrintTable(std::cout,
+             {"RANK", "TENSOR", "DTYPE", "SHAPE", "BOX", "KIND", "BASE",
+              "CHUNKS", "SIZE", "STORED", "ERROR"},
+             rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunStats(client::Client& client, const StatsArgs& args,
+                      const OutputOptions& out) {
+  CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
+  if (out.json) {
+    PrintJson(StatsJson(args, stats));
+    return absl::OkStatus();
+  }
+  std::cout << (args.job.empty() ? std::string("server")
+                                 : absl::StrCat("job ", args.job))
+            << "\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"logical bytes", absl::StrCat(HumanBytes(stats.logical_bytes), " (",
+                                     stats.logical_bytes, ")")},
+      {"stored bytes", absl::StrCat(HumanBytes(stats.stored_bytes), " (",
+                                    stats.stored_bytes, ")")},
+      {"chunks", absl::StrCat(stats.chunk_count)},
+      {"dedup ratio",
+       FormatRatio(DedupRatio(stats.logical_bytes, stats.stored_bytes))},
+      {"checkpoints", absl::StrCat(stats.checkpoint_count)},
+  };
+  if (args.job.empty()) {
+    rows.push_back({"jobs", absl::StrCat(stats.job_count)});
+  }
+  for (const auto& row : rows) {
+    std::cout << "  " << row[0] << std::string(15 - row[0].size(), ' ')
+              << row[1] << "\n";
+  }
+  std::vector<std::vector<std::string>> job_rows;
+  for (const client::JobStats& job : stats.jobs) {
+    job_rows.push_back({job.job, absl::StrCat(job.checkpoint_count),
+                        HumanBytes(job.logical_bytes)});
+  }
+  std::cout << "\n";
+  PrintTable(std::cout, {"JOB", "CHECKPOINTS", "LOGICAL"}, job_rows);
+  // Chunks are stored, and deduplicated, per tenant.
+  std::vector<std::vector<std::string>> tenant_rows;
+  for (const client::TenantStats& tenant : stats.tenants) {
+    tenant_rows.push_back(
+        {tenant.tenant, absl::StrCat(tenant.job_count),
+         absl::StrCat(tenant.checkpoint_count),
+         HumanBytes(tenant.logical_bytes), HumanBytes(tenant.stored_bytes),
+         absl::StrCat(tenant.chunk_count),
+         FormatRatio(DedupRatio(tenant.logical_bytes, tenant.stored_bytes))});
+  }
+  std::cout << "\n";
+  PrintTable(
+      std::cout,
+      {"TENANT", "JOBS", "CHECKPOINTS", "LOGICAL", "STORED", "CHUNKS", "DEDUP"},
+      tenant_rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunEvents(client::Client& client, const EventsArgs& args,
+                       const OutputOptions& out) {
+  if (args.limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--limit must be >= 0 (0: every kept event), got ", args.limit));
+  }
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobEvent> events,
+                        client.ListEvents(args.job, args.limit));
+  if (out.json) {
+    json list = json::array();
+    for (const JobEvent& event : events) {
+      list.push_back(
+          {{"sequence", event.sequence},
+           {"time", FormatTimestamp(event.time)},
+           {"step", event.step.has_value() ? json(*event.step) : json(nullptr)},
+           {"kind", std::string(EventKindName(event.kind))},
+           {"detail", event.detail}});
+    }
+    PrintJson(list);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const JobEvent& event : events) {
+    rows.push_back(
+        {FormatTimestamp(event.time),
+         event.step.has_value() ? absl::StrCat(*event.step) : std::string("-"),
+         std::string(EventKindName(event.kind)),
+         event.detail.empty() ? std::string("-") : event.detail});
+  }
+  PrintTable(std::cout, {"TIME", "STEP", "KIND", "DETAIL"}, rows);
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::cli

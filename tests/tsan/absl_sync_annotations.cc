@@ -13,12 +13,15 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 extern "C" void __tsan_acquire(void* addr);
 extern "C" void __tsan_release(void* addr);
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void __tsan_ignore_thread_end();
 
 namespace {
 
@@ -44,23 +47,24 @@ using WaitFn = void (*)(absl::CondVar*, absl::Mutex*);
 using WaitTimeoutFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Duration);
 using WaitDeadlineFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Time);
 
-// A condition that acquires the mutex (for TSan) before it evaluates the
-// caller's: Abseil evaluates conditions inside its own lock calls, with the
-// mutex held, before the acquire that follows the real call would be seen.
-class AcquiringCondition {
+// Ignores this thread's memory accesses while it is inside Abseil, where a
+// lock or unlock may evaluate conditions of waiting threads (absl::Condition
+// objects on their stacks, and the guarded state they read with the mutex
+// held) under the library's own invisible spinlock.
+class IgnoreAccesses {
  public:
-  AcquiringCondition(absl::Mutex* mu, const absl::Condition& cond)
-      : mu_(mu), cond_(&cond) {}
-  absl::Condition Get() { return absl::Condition(&Eval, this); }
-
- private:
-  static bool Eval(AcquiringCondition* self) {
-    __tsan_acquire(self->mu_);
-    return self->cond_->Eval();
-  }
-  absl::Mutex* const mu_;
-  const absl::Condition* const cond_;
+  IgnoreAccesses() { __tsan_ignore_thread_begin(); }
+  ~IgnoreAccesses() { __tsan_ignore_thread_end(); }
+  IgnoreAccesses(const IgnoreAccesses&) = delete;
+  IgnoreAccesses& operator=(const IgnoreAccesses&) = delete;
 };
+
+// Calls the real function inside IgnoreAccesses.
+template <typename Fn, typename... Args>
+auto Call(Fn fn, Args&&... args) {
+  IgnoreAccesses ignore;
+  return fn(std::forward<Args>(args)...);
+}
 
 #define CKPT_REAL(type, mangled)                \
   static const type real = Real<type>(mangled); \
@@ -73,26 +77,26 @@ ABSL_NAMESPACE_BEGIN
 
 void Mutex::Lock() {
   CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex4LockEv");
-  real(this);
+  Call(real, this);
   __tsan_acquire(this);
 }
 
 void Mutex::ReaderLock() {
   CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex10ReaderLockEv");
-  real(this);
+  Call(real, this);
   __tsan_acquire(this);
 }
 
 bool Mutex::TryLock() {
   CKPT_REAL(TryFn, "_ZN4absl7debian35Mutex7TryLockEv");
-  const bool locked = real(this);
+  const bool locked = Call(real, this);
   if (locked) __tsan_acquire(this);
   return locked;
 }
 
 bool Mutex::ReaderTryLock() {
   CKPT_REAL(TryFn, "_ZN4absl7debian35Mutex13ReaderTryLockEv");
-  const bool locked = real(this);
+  const bool locked = Call(real, this);
   if (locked) __tsan_acquire(this);
   return locked;
 }
@@ -100,26 +104,24 @@ bool Mutex::ReaderTryLock() {
 void Mutex::Unlock() {
   CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex6UnlockEv");
   __tsan_release(this);
-  real(this);
+  Call(real, this);
 }
 
 void Mutex::ReaderUnlock() {
   CKPT_REAL(MutexFn, "_ZN4absl7debian35Mutex12ReaderUnlockEv");
   __tsan_release(this);
-  real(this);
+  Call(real, this);
 }
 
 void Mutex::LockWhen(const Condition& cond) {
   CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
-  AcquiringCondition acquiring(this, cond);
-  real(this, acquiring.Get());
+  Call(real, this, cond);
   __tsan_acquire(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  AcquiringCondition acquiring(this, cond);
-  real(this, acquiring.Get());
+  Call(real, this, cond);
   __tsan_acquire(this);
 }
 
@@ -127,7 +129,7 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   CKPT_REAL(WhenTimeoutFn,
             "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_"
             "9ConditionENS0_8DurationE");
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  const bool met = Call(real, this, cond, timeout);
   __tsan_acquire(this);  // held either way
   return met;
 }
@@ -136,7 +138,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   CKPT_REAL(WhenDeadlineFn,
             "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_"
             "9ConditionENS0_4TimeE");
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  const bool met = Call(real, this, cond, deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -145,7 +147,7 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
   CKPT_REAL(WhenTimeoutFn,
             "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_"
             "9ConditionENS0_8DurationE");
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  const bool met = Call(real, this, cond, timeout);
   __tsan_acquire(this);
   return met;
 }
@@ -154,7 +156,7 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
   CKPT_REAL(WhenDeadlineFn,
             "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_"
             "9ConditionENS0_4TimeE");
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  const bool met = Call(real, this, cond, deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -162,8 +164,7 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
 void Mutex::Await(const Condition& cond) {
   CKPT_REAL(WhenFn, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
   __tsan_release(this);
-  AcquiringCondition acquiring(this, cond);
-  real(this, acquiring.Get());
+  Call(real, this, cond);
   __tsan_acquire(this);
 }
 
@@ -172,7 +173,7 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
             "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_"
             "9ConditionENS0_8DurationE");
   __tsan_release(this);
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), timeout);
+  const bool met = Call(real, this, cond, timeout);
   __tsan_acquire(this);
   return met;
 }
@@ -182,7 +183,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
             "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_"
             "9ConditionENS0_4TimeE");
   __tsan_release(this);
-  const bool met = real(this, AcquiringCondition(this, cond).Get(), deadline);
+  const bool met = Call(real, this, cond, deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -190,7 +191,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 void CondVar::Wait(Mutex* mu) {
   CKPT_REAL(WaitFn, "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE");
   __tsan_release(mu);
-  real(this, mu);
+  Call(real, this, mu);
   __tsan_acquire(mu);
 }
 
@@ -199,7 +200,7 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
             "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_"
             "8DurationE");
   __tsan_release(mu);
-  const bool timed_out = real(this, mu, timeout);
+  const bool timed_out = Call(real, this, mu, timeout);
   __tsan_acquire(mu);
   return timed_out;
 }
@@ -209,7 +210,7 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
             "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_"
             "4TimeE");
   __tsan_release(mu);
-  const bool timed_out = real(this, mu, deadline);
+  const bool timed_out = Call(real, this, mu, deadline);
   __tsan_acquire(mu);
   return timed_out;
 }

@@ -19,7 +19,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
-#include "server/rpc/shared_file.h"
+#include "server/service/shared_file_reads.h"
 
 namespace ckpt::server {
 namespace {
@@ -830,17 +830,8 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
           absl::StrCat(kRpc, ": the client (", context->peer(),
                        ") is not on the server's host"));
     }
-    const v1::SharedFile& file = request->file();
-    absl::StatusOr<SharedFileWriter> writer =
-        SharedFileWriter::Open(file.pid(), file.fd(), file.token());
-    if (!writer.ok()) {
-      return absl::Status(writer.status().code(),
-                          absl::StrCat(kRpc, ": ", writer.status().message()));
-    }
-    // Check every placement before writing any, so a bad request leaves
-    // the file untouched.
-    std::vector<ChunkId> ids;
-    ids.reserve(request->chunks_size());
+    std::vector<ChunkPlacement> placements;
+    placements.reserve(request->chunks_size());
     for (int i = 0; i < request->chunks_size(); ++i) {
       const v1::ChunkPlacement& chunk = request->chunks(i);
       absl::StatusOr<ChunkId> id = ChunkId::FromBytes(chunk.sha256());
@@ -850,43 +841,19 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
             absl::StrCat("chunks[", i, "].sha256 must be ", ChunkId::kSize,
                          " bytes, got ", chunk.sha256().size()));
       }
-      if (chunk.offsets_size() == 0) {
-        return InvalidRequest(kRpc,
-                              absl::StrCat("chunks[", i, "] has no offsets"));
-      }
-      for (uint64_t offset : chunk.offsets()) {
-        absl::Status range = writer->CheckRange(offset, chunk.size());
-        if (!range.ok()) {
-          return InvalidRequest(
-              kRpc, absl::StrCat("chunks[", i, "]: ", range.message()));
-        }
-      }
-      ids.push_back(*id);
+      placements.push_back(ChunkPlacement{
+          *id, chunk.size(), {chunk.offsets().begin(), chunk.offsets().end()}});
     }
-    uint64_t written = 0;
-    for (int i = 0; i < request->chunks_size(); ++i) {
-      if (context->IsCancelled()) {
-        return absl::CancelledError(
-            absl::StrCat(kRpc, ": cancelled by the client"));
-      }
-      const v1::ChunkPlacement& chunk = request->chunks(i);
-      // Written from the store's pinned buffer: no copy of our own.
-      CKPT_RETURN_IF_ERROR(service_->ReadChunkTo(
-          request->job(), ids[i], [&](absl::string_view data) -> absl::Status {
-            if (data.size() != chunk.size()) {
-              return absl::DataLossError(absl::StrCat(
-                  kRpc, ": chunk ", ids[i].ShortHex(), " has ", data.size(),
-                  " bytes, but the request places ", chunk.size()));
-            }
-            for (uint64_t offset : chunk.offsets()) {
-              absl::Status write = writer->Write(offset, data);
-              if (!write.ok()) return write;
-              written += data.size();
-            }
-            return absl::OkStatus();
-          }));
+    const v1::SharedFile& file = request->file();
+    absl::StatusOr<uint64_t> written = ReadChunksIntoSharedFile(
+        *service_, request->job(),
+        SharedFileTarget{file.pid(), file.fd(), file.token()}, placements,
+        [context] { return context->IsCancelled(); });
+    if (!written.ok()) {
+      return absl::Status(written.status().code(),
+                          absl::StrCat(kRpc, ": ", written.status().message()));
     }
-    response->set_bytes_written(written);
+    response->set_bytes_written(*written);
     return absl::OkStatus();
   });
 }

@@ -1,20 +1,14 @@
 // End-to-end tests of the gRPC edge: a CheckpointServer on 127.0.0.1:0 over
 // a MemoryStore, driven by the real client library (and by the raw
 // generated stub where a test needs to send what the client never would).
+// Shared-memory reads are in shared_file_read_test.cc.
 
 #include "server/rpc/grpc_service.h"
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <functional>
-#include <initializer_list>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +24,7 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/rpc/rpc_test_fixture.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/memory_store.h"
@@ -37,94 +32,12 @@
 namespace ckpt::server {
 namespace {
 
+using testing::CorruptChunk;
+using testing::GrpcServiceTest;
 using ::testing::HasSubstr;
-
-constexpr char kJob[] = "team/model";
-
-std::string RandomBytes(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(rng() & 0xff);
-  return bytes;
-}
-
-// A uint8 tensor [size] held whole by one rank.
-client::TensorData Tensor(std::string name, const std::string& bytes) {
-  const auto size = static_cast<int64_t>(bytes.size());
-  client::TensorData tensor;
-  tensor.name = std::move(name);
-  tensor.global_shape = {size};
-  tensor.box = Box{{0}, {size}};
-  tensor.bytes = bytes;
-  return tensor;
-}
-// The tensor is a view: a temporary would dangle before SaveShard reads it.
-client::TensorData Tensor(std::string name, std::string&& bytes) = delete;
-
-class GrpcServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override { StartServer(StreamLimits{}); }
-
-  void StartServer(const StreamLimits& limits) {
-    service_ = std::make_unique<CheckpointService>(&store_, &store_, &clock_);
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.limits = limits;
-    auto server = CheckpointServer::Start(options, service_.get());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    ASSERT_GT(server_->port(), 0);
-    address_ = absl::StrCat("127.0.0.1:", server_->port());
-    client_ = NewClient();
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    args.SetMaxSendMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        address_, grpc::InsecureChannelCredentials(), args);
-    stub_ = v1::CheckpointService::NewStub(channel_);
-  }
-
-  std::unique_ptr<client::Client> NewClient() {
-    auto client = client::Client::Connect(address_);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  // PutChunks through the raw stub with one message.
-  grpc::Status RawPut(const v1::PutChunksRequest& request,
-                      v1::PutChunksResponse* response) {
-    grpc::ClientContext context;
-    auto writer = stub_->PutChunks(&context, response);
-    writer->Write(request);
-    writer->WritesDone();
-    return writer->Finish();
-  }
-
-  std::vector<ChunkId> RawFindMissing(const std::vector<ChunkId>& ids) {
-    v1::FindMissingChunksRequest request;
-    request.set_job(kJob);
-    for (const ChunkId& id : ids) request.add_sha256(std::string(id.bytes()));
-    v1::FindMissingChunksResponse response;
-    grpc::ClientContext context;
-    grpc::Status status =
-        stub_->FindMissingChunks(&context, request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    std::vector<ChunkId> missing;
-    for (const std::string& raw : response.missing_sha256()) {
-      missing.push_back(*ChunkId::FromBytes(raw));
-    }
-    return missing;
-  }
-
-  MemoryStore store_;
-  FakeClock clock_;
-  std::unique_ptr<CheckpointService> service_;
-  std::unique_ptr<CheckpointServer> server_;
-  std::string address_;
-  std::unique_ptr<client::Client> client_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::CheckpointService::Stub> stub_;
-};
+using testing::kJob;
+using testing::RandomBytes;
+using testing::Tensor;
 
 TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
   // Rank r holds rows [r*rows, (r+1)*rows) of a float32 [2*rows, cols]
@@ -658,16 +571,6 @@ TEST_F(GrpcServiceTest, HealthServiceAnswersServing) {
 
 // ------------------------------------------- verify, unique bytes, stats
 
-// Replaces a stored chunk's bytes behind the service, as on-disk rot would.
-void CorruptChunk(MemoryStore& store, absl::string_view tenant,
-                  const std::string& bytes) {
-  const ChunkId id = Sha256(bytes);
-  ASSERT_TRUE(store.Delete(tenant, id).ok());
-  std::string rotten = bytes;
-  rotten[0] ^= 0x01;
-  ASSERT_TRUE(store.Put(tenant, id, rotten).ok());
-}
-
 TEST_F(GrpcServiceTest, RestoringACorruptChunkIsAlwaysDataLossNeverCancelled) {
   // Regression: the client cancelled a stream that had already ended with
   // the server's DATA_LOSS, and Finish then sometimes said CANCELLED.
@@ -828,9 +731,9 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
     EXPECT_EQ(event.sequence, history.size());
   }
   EXPECT_THAT(history,
-              testing::ElementsAre("committed@1", "committed@2", "committed@3",
-                                   "pinned@3", "pruned@1", "pruned@2",
-                                   "restored@3", "deleted@3"));
+              ::testing::ElementsAre("committed@1", "committed@2",
+                                     "committed@3", "pinned@3", "pruned@1",
+                                     "pruned@2", "restored@3", "deleted@3"));
   EXPECT_THAT((*events)[4].detail,
               HasSubstr("prune with a one-off policy (max_to_keep=1): not "
                         "among the 1 most recent"));
@@ -855,228 +758,6 @@ TEST_F(GrpcServiceTest, ListEventsAndRestoringRankErrorsAreClear) {
   EXPECT_EQ(bad_rank.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad_rank.status().message(),
               HasSubstr("GetManifest: restoring_rank"));
-}
-
-// ------------------------------------------- same-host shared-memory reads
-
-// A restore memfd as the client library makes one: token at offset 0.
-struct TestMemfd {
-  explicit TestMemfd(uint64_t size, const char* name = "ckpt-restore")
-      : fd(memfd_create(name, MFD_CLOEXEC)), token(32, 't') {
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
-    EXPECT_EQ(pwrite(fd, token.data(), token.size(), 0),
-              static_cast<ssize_t>(token.size()));
-  }
-  ~TestMemfd() { close(fd); }
-  std::string Read(uint64_t offset, uint64_t size) const {
-    std::string bytes(size, '\0');
-    EXPECT_EQ(pread(fd, bytes.data(), size, static_cast<off_t>(offset)),
-              static_cast<ssize_t>(size));
-    return bytes;
-  }
-  void Describe(v1::SharedFile* file) const {
-    file->set_pid(getpid());
-    file->set_fd(fd);
-    file->set_token(token);
-  }
-  int fd;
-  std::string token;
-};
-
-class SharedFileReadTest : public GrpcServiceTest {
- protected:
-  grpc::Status IntoFile(const v1::ReadChunksIntoFileRequest& request,
-                        v1::ReadChunksIntoFileResponse* response) {
-    grpc::ClientContext context;
-    return stub_->ReadChunksIntoFile(&context, request, response);
-  }
-  // Asks for `bytes`' chunk at offset 4096 of `file`.
-  grpc::Status IntoFileAtFirstPage(const TestMemfd& file,
-                                   const std::string& bytes) {
-    v1::ReadChunksIntoFileRequest request;
-    request.set_job(kJob);
-    file.Describe(request.mutable_file());
-    Place(&request, bytes, {4096});
-    v1::ReadChunksIntoFileResponse response;
-    return IntoFile(request, &response);
-  }
-  static void Place(v1::ReadChunksIntoFileRequest* request,
-                    const std::string& bytes,
-                    std::initializer_list<uint64_t> offsets) {
-    v1::ChunkPlacement* chunk = request->add_chunks();
-    chunk->set_sha256(std::string(Sha256(bytes).bytes()));
-    chunk->set_size(bytes.size());
-    for (uint64_t offset : offsets) chunk->add_offsets(offset);
-  }
-};
-
-TEST_F(SharedFileReadTest, WritesVerifiedChunksAtEveryPlacement) {
-  const std::string a = RandomBytes(5000, 1);
-  const std::string b = RandomBytes(3000, 2);
-  client::SaveOptions options;
-  options.chunk_bytes = 1 << 20;
-  ASSERT_TRUE(
-      client_->SaveShard(kJob, 1, {Tensor("a", a), Tensor("b", b)}, options)
-          .ok());
-  TestMemfd file(4096 + 20000);
-  v1::ReadChunksIntoFileRequest request;
-  request.set_job(kJob);
-  file.Describe(request.mutable_file());
-  Place(&request, a, {4096, 13000});
-  Place(&request, b, {9096});
-  v1::ReadChunksIntoFileResponse response;
-  grpc::Status status = IntoFile(request, &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.bytes_written(), 2 * a.size() + b.size());
-  EXPECT_TRUE(file.Read(4096, a.size()) == a);
-  EXPECT_TRUE(file.Read(13000, a.size()) == a);
-  EXPECT_TRUE(file.Read(9096, b.size()) == b);
-  EXPECT_EQ(file.Read(0, file.token.size()), file.token);
-}
-
-TEST_F(SharedFileReadTest, RefusesWhatItMustNotWriteAndLeavesTheFileAlone) {
-  const std::string a = RandomBytes(5000, 3);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
-  TestMemfd file(4096 + 8192);
-  const std::string before = file.Read(0, 4096 + 8192);
-  struct Case {
-    std::string what;
-    std::function<void(v1::ReadChunksIntoFileRequest*)> edit;
-    grpc::StatusCode code;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
-      {"wrong token",
-       [](auto* r) { r->mutable_file()->set_token(std::string(32, 'x')); },
-       grpc::StatusCode::FAILED_PRECONDITION, "token"},
-      {"short token", [](auto* r) { r->mutable_file()->set_token("short"); },
-       grpc::StatusCode::INVALID_ARGUMENT, "16 to 64 bytes"},
-      {"no such descriptor", [](auto* r) { r->mutable_file()->set_fd(100000); },
-       grpc::StatusCode::FAILED_PRECONDITION, "cannot open"},
-      {"over the token",
-       [&](auto* r) { r->mutable_chunks(0)->set_offsets(0, 16); },
-       grpc::StatusCode::INVALID_ARGUMENT, "outside the shared file"},
-      {"past the end",
-       [&](auto* r) { r->mutable_chunks(0)->set_offsets(0, 4096 + 8000); },
-       grpc::StatusCode::INVALID_ARGUMENT, "outside the shared file"},
-      {"no offsets", [&](auto* r) { r->mutable_chunks(0)->clear_offsets(); },
-       grpc::StatusCode::INVALID_ARGUMENT, "no offsets"},
-      {"wrong size", [&](auto* r) { r->mutable_chunks(0)->set_size(4999); },
-       grpc::StatusCode::DATA_LOSS, "places 4999"},
-      {"unknown chunk",
-       [&](auto* r) {
-         r->mutable_chunks(0)->set_sha256(std::string(Sha256("x").bytes()));
-       },
-       grpc::StatusCode::NOT_FOUND, ""},
-  };
-  for (const Case& c : cases) {
-    v1::ReadChunksIntoFileRequest request;
-    request.set_job(kJob);
-    file.Describe(request.mutable_file());
-    Place(&request, a, {4096});
-    c.edit(&request);
-    v1::ReadChunksIntoFileResponse response;
-    grpc::Status status = IntoFile(request, &response);
-    EXPECT_EQ(status.error_code(), c.code)
-        << c.what << ": " << status.error_message();
-    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
-    EXPECT_TRUE(file.Read(0, before.size()) == before) << c.what;
-  }
-}
-
-TEST_F(SharedFileReadTest, OnlyMemfdsNamedForRestoresAreWritten) {
-  const std::string a = RandomBytes(5000, 4);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
-  TestMemfd other(4096 + 8192, "something-else");
-  grpc::Status status = IntoFileAtFirstPage(other, a);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(status.error_message(), HasSubstr("not a memfd named"));
-  EXPECT_TRUE(other.Read(4096, a.size()) == std::string(a.size(), '\0'));
-}
-
-TEST_F(SharedFileReadTest, CorruptChunkIsDataLossThroughSharedMemory) {
-  const std::string weights = RandomBytes(4 << 10, 5);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights)}, {}).ok());
-  CorruptChunk(store_, "team", weights);
-  TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, weights);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
-  // Nothing written, not even the damaged bytes.
-  EXPECT_TRUE(file.Read(4096, weights.size()) ==
-              std::string(weights.size(), '\0'));
-}
-
-// The name of the mapping holding `address` in /proc/self/maps ("" when
-// anonymous).
-std::string MappingOf(const void* address) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto target = reinterpret_cast<uintptr_t>(address);
-  while (std::getline(maps, line)) {
-    uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2) continue;
-    if (target < begin || target >= end) continue;
-    const size_t slash = line.find('/');
-    return slash == std::string::npos ? "" : line.substr(slash);
-  }
-  return "";
-}
-
-// The client restores byte-identically whichever way the bytes travel:
-// shared memory, streaming by choice, or streaming because the server
-// refuses shared memory (the fallback).
-TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
-  std::vector<std::string> tensors;
-  std::vector<client::TensorData> data;
-  for (int i = 0; i < 5; ++i) {
-    tensors.push_back(RandomBytes(1000 + 300000 * i, 10 + i));
-  }
-  tensors.push_back(tensors[1]);  // a repeated chunk fills two places
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    data.push_back(Tensor(absl::StrCat("t", i), tensors[i]));
-  }
-  client::SaveOptions options;
-  options.chunk_bytes = 64 << 10;
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, data, options).ok());
-  auto check = [&](client::Client& client, const std::string& how,
-                   bool in_memfd) {
-    auto restored = client.RestoreShard(kJob, 1, 0);
-    ASSERT_TRUE(restored.ok()) << how << ": " << restored.status();
-    ASSERT_EQ(restored->size(), tensors.size()) << how;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const auto& tensor = (*restored)[i];
-      EXPECT_TRUE(absl::string_view(tensor.bytes.data(), tensor.bytes.size()) ==
-                  tensors[i])
-          << how << " tensor " << i;
-      EXPECT_EQ(reinterpret_cast<uintptr_t>(tensor.bytes.data()) % 4096, 0u)
-          << how;
-      // Writable memory, owned by `storage`.
-      if (!tensor.bytes.empty()) tensor.bytes[0] ^= 1;
-      EXPECT_NE(tensor.storage, nullptr);
-      EXPECT_EQ(absl::StartsWith(MappingOf(tensor.bytes.data()),
-                                 "/memfd:ckpt-restore"),
-                in_memfd)
-          << how << ": " << MappingOf(tensor.bytes.data());
-    }
-  };
-  check(*client_, "shared memory", true);
-  client::ConnectOptions no_shared_memory;
-  no_shared_memory.shared_memory_restore = false;
-  auto streaming = client::Client::Connect(address_, no_shared_memory);
-  ASSERT_TRUE(streaming.ok());
-  check(**streaming, "streaming", false);
-
-  StreamLimits no_sharing;
-  no_sharing.shared_file_reads = false;
-  server_->Shutdown(absl::Now());
-  server_.reset();
-  StartServer(no_sharing);
-  check(*client_, "fallback after refusal", true);
-  TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, tensors[0]);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(status.error_message(), HasSubstr("turned off"));
 }
 
 }  // namespace

@@ -19,81 +19,11 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
+#include "server/rpc/request_checks.h"
 #include "server/service/shared_file_reads.h"
 
 namespace ckpt::server {
 namespace {
-
-// Request-validation errors name the RPC and the offending field, so a
-// caller can tell which of its calls was malformed.
-absl::Status InvalidRequest(absl::string_view rpc, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(rpc, ": ", what));
-}
-
-absl::Status CheckJob(absl::string_view rpc, absl::string_view job) {
-  absl::Status status = ValidateJobName(job);
-  if (!status.ok()) return InvalidRequest(rpc, status.message());
-  return absl::OkStatus();
-}
-
-absl::Status CheckStep(absl::string_view rpc, int64_t step) {
-  if (step < 0) {
-    return InvalidRequest(rpc, absl::StrCat("step must be >= 0, got ", step));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckWorldSize(absl::string_view rpc, int32_t world_size) {
-  if (world_size < 1) {
-    return InvalidRequest(
-        rpc, absl::StrCat("world_size must be >= 1, got ", world_size));
-  }
-  return absl::OkStatus();
-}
-
-// Parses a list of raw digests, naming the first bad one.
-absl::StatusOr<std::vector<ChunkId>> ParseHashes(
-    absl::string_view rpc,
-    const google::protobuf::RepeatedPtrField<std::string>& hashes,
-    size_t max_hashes) {
-  if (static_cast<size_t>(hashes.size()) > max_hashes) {
-    return InvalidRequest(
-        rpc, absl::StrCat("at most ", max_hashes, " hashes per request, got ",
-                          hashes.size()));
-  }
-  std::vector<ChunkId> ids;
-  ids.reserve(hashes.size());
-  for (int i = 0; i < hashes.size(); ++i) {
-    auto id = ChunkId::FromBytes(hashes.Get(i));
-    if (!id.ok()) {
-      return InvalidRequest(
-          rpc, absl::StrCat("sha256[", i, "] must be ", ChunkId::kSize,
-                            " bytes, got ", hashes.Get(i).size()));
-    }
-    ids.push_back(*id);
-  }
-  return ids;
-}
-
-absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
-                                            const v1::RetentionPolicy& proto) {
-  absl::StatusOr<RetentionPolicy> policy = FromProto(proto);
-  if (!policy.ok()) return InvalidRequest(rpc, policy.status().message());
-  return policy;
-}
-
-// A peer on this host: loopback TCP or a Unix socket (gRPC's peer strings).
-bool IsLocalPeer(absl::string_view peer) {
-  return absl::StartsWith(peer, "ipv4:127.") ||
-         absl::StartsWith(peer, "ipv6:[::1]:") ||
-         absl::StartsWith(peer, "ipv6:[::ffff:127.") ||
-         absl::StartsWith(peer, "unix:");
-}
-
-absl::Status ShuttingDown(absl::string_view rpc) {
-  return absl::UnavailableError(
-      absl::StrCat(rpc, ": the server is shutting down"));
-}
 
 // Unary handlers compute their whole answer synchronously, so the context's
 // default reactor is enough.
@@ -814,13 +744,9 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
   return Unary(context, [&]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ReadChunksIntoFile";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
-    if (static_cast<size_t>(request->chunks_size()) >
-        limits_.max_request_hashes) {
-      return InvalidRequest(
-          kRpc,
-          absl::StrCat("at most ", limits_.max_request_hashes,
-                       " chunks per request, got ", request->chunks_size()));
-    }
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<ChunkPlacement> placements,
+        ParsePlacements(kRpc, request->chunks(), limits_.max_request_hashes));
     if (!limits_.shared_file_reads) {
       return absl::FailedPreconditionError(absl::StrCat(
           kRpc, ": this server has shared-memory reads turned off"));
@@ -830,24 +756,8 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
           absl::StrCat(kRpc, ": the client (", context->peer(),
                        ") is not on the server's host"));
     }
-    std::vector<ChunkPlacement> placements;
-    placements.reserve(request->chunks_size());
-    for (int i = 0; i < request->chunks_size(); ++i) {
-      const v1::ChunkPlacement& chunk = request->chunks(i);
-      absl::StatusOr<ChunkId> id = ChunkId::FromBytes(chunk.sha256());
-      if (!id.ok()) {
-        return InvalidRequest(
-            kRpc,
-            absl::StrCat("chunks[", i, "].sha256 must be ", ChunkId::kSize,
-                         " bytes, got ", chunk.sha256().size()));
-      }
-      placements.push_back(ChunkPlacement{
-          *id, chunk.size(), {chunk.offsets().begin(), chunk.offsets().end()}});
-    }
-    const v1::SharedFile& file = request->file();
     absl::StatusOr<uint64_t> written = ReadChunksIntoSharedFile(
-        *service_, request->job(),
-        SharedFileTarget{file.pid(), file.fd(), file.token()}, placements,
+        *service_, request->job(), ParseSharedFile(request->file()), placements,
         [context] { return context->IsCancelled(); });
     if (!written.ok()) {
       return absl::Status(written.status().code(),

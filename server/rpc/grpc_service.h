@@ -4,39 +4,17 @@
 // status in one place (common/grpc_status.h). No lifecycle logic lives here.
 //
 // Callback API only. Handlers run on gRPC's callback threads; the streaming
-// reactors never hold their own lock across service calls or gRPC
-// operations, always Finish exactly once, and delete themselves in OnDone.
+// reactors (put_chunks_reactor.h, read_chunks_reactor.h, verify_reactor.h)
+// never hold their own lock across service calls or gRPC operations, always
+// Finish exactly once, and delete themselves in OnDone.
 #pragma once
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/rpc/call_counter.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
-
-// Counts the calls in flight, so that shutdown can wait for them alone:
-// gRPC's own graceful shutdown also waits for every client connection to
-// close, which idle clients (a training job between saves) may not do for
-// many seconds. Thread-safe.
-class CallCounter {
- public:
-  // Counts a call in. False once draining: the call is to be refused with
-  // UNAVAILABLE (and is still counted out with Exit).
-  bool Enter();
-  void Exit();
-  // From now on Enter returns false.
-  void StartDraining();
-  // Blocks until no call is in flight or `deadline` passes; true when idle.
-  bool WaitUntilIdle(absl::Time deadline);
-
- private:
-  absl::Mutex mu_;
-  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 class GrpcCheckpointService final
     : public v1::CheckpointService::CallbackService {

@@ -13,7 +13,8 @@
 namespace ckpt::server {
 
 // Thread-safe. A call is counted from its handler's Enter until the Exit
-// after its Finish.
+// after its Finish (run on an executor thread for work queued there), so
+// WaitUntilIdle also waits for work still queued.
 class CallCounter {
  public:
   // Counts a call in. False once draining: the call is to be refused with

@@ -19,42 +19,53 @@
 #include "server/service/shared_file_reads.h"
 
 namespace ckpt::server {
-namespace {
-
-// Unary handlers compute their whole answer synchronously, so the context's
-// default reactor is enough.
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
-                                      const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
 
 template <typename Body>
 grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
-    grpc::CallbackServerContext* context, Body&& body) {
+    grpc::CallbackServerContext* context, Executor& lane, Body body) {
+  // The context's default reactor is enough: the body computes the whole
+  // answer, and Finish may be called from any thread.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!calls_.Enter()) {
     calls_.Exit();
-    return FinishUnary(context,
-                       absl::UnavailableError("the server is shutting down"));
+    reactor->Finish(
+        ToGrpcStatus(absl::UnavailableError("the server is shutting down")));
+    return reactor;
   }
-  // The answer is complete once the body returns; sending it is gRPC's.
-  grpc::ServerUnaryReactor* reactor = FinishUnary(context, body());
-  calls_.Exit();
+  const bool queued =
+      lane.Submit([this, context, reactor, body = std::move(body)]() mutable {
+        absl::Status status =
+            context->IsCancelled()
+                ? absl::CancelledError("the call was cancelled before it ran")
+                : body();
+        // The answer is complete; sending it is gRPC's. Counted out after
+        // Finish, so that shutdown's drain covers the answer too.
+        reactor->Finish(ToGrpcStatus(status));
+        calls_.Exit();
+      });
+  if (!queued) {
+    // Refused only once the server has shut down its executors.
+    reactor->Finish(
+        ToGrpcStatus(absl::UnavailableError("the server is shutting down")));
+    calls_.Exit();
+  }
   return reactor;
 }
 
 GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
-                                             StreamLimits limits)
-    : service_(service), limits_(limits) {}
+                                             StreamLimits limits,
+                                             Executor* requests,
+                                             Executor* maintenance)
+    : service_(service),
+      limits_(limits),
+      requests_(requests),
+      maintenance_(maintenance) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::BeginCheckpointRequest* request,
     v1::BeginCheckpointResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "BeginCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -85,7 +96,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
     grpc::CallbackServerContext* context,
     const v1::FindMissingChunksRequest* request,
     v1::FindMissingChunksResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "FindMissingChunks";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(
@@ -106,14 +117,14 @@ grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
     grpc::CallbackServerContext* context, v1::PutChunksResponse* response) {
   const bool admitted = calls_.Enter();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  return new PutChunksReactor(context, service_, limits_, &calls_, admitted,
-                              response);
+  return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
+                              admitted, response);
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
     grpc::CallbackServerContext* context, const v1::CommitShardRequest* request,
     v1::CommitShardResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "CommitShard";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -134,7 +145,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::AbortCheckpointRequest* request,
     v1::AbortCheckpointResponse* /*response*/) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request]() -> absl::Status {
     static constexpr absl::string_view kRpc = "AbortCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -146,7 +157,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
     grpc::CallbackServerContext* context,
     const v1::ListJobsRequest* /*request*/, v1::ListJobsResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, response]() -> absl::Status {
     CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs, service_->ListJobs());
     response->mutable_jobs()->Reserve(static_cast<int>(jobs.size()));
     for (const JobSummary& job : jobs) ToProto(job, response->add_jobs());
@@ -158,7 +169,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     CKPT_RETURN_IF_ERROR(CheckJob("ListCheckpoints", request->job()));
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           service_->ListCheckpoints(
@@ -184,7 +195,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
     grpc::CallbackServerContext* context, const v1::GetManifestRequest* request,
     v1::GetManifestResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "GetManifest";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     std::optional<int64_t> step;
@@ -239,7 +250,7 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
     return ParseHashes(kRpc, request->sha256(), limits_.max_request_hashes);
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor = new ReadChunksReactor(context, service_, &calls_,
+  auto* reactor = new ReadChunksReactor(context, service_, requests_, &calls_,
                                         request->job(), std::move(ids));
   reactor->Start();
   return reactor;
@@ -249,7 +260,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     grpc::CallbackServerContext* context,
     const v1::ReadChunksIntoFileRequest* request,
     v1::ReadChunksIntoFileResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ReadChunksIntoFile";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(
@@ -280,7 +291,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::DeleteCheckpointRequest* request,
     v1::DeleteCheckpointResponse* /*response*/) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request]() -> absl::Status {
     static constexpr absl::string_view kRpc = "DeleteCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -291,7 +302,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     grpc::CallbackServerContext* context, const v1::GetStatsRequest* request,
     v1::GetStatsResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     if (!request->job().empty()) {
       CKPT_RETURN_IF_ERROR(CheckJob("GetStats", request->job()));
     }
@@ -305,7 +316,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     grpc::CallbackServerContext* context,
     const v1::SetRetentionPolicyRequest* request,
     v1::SetRetentionPolicyResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "SetRetentionPolicy";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
@@ -321,7 +332,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetRetentionPolicy(
     grpc::CallbackServerContext* context,
     const v1::GetRetentionPolicyRequest* request,
     v1::GetRetentionPolicyResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     CKPT_RETURN_IF_ERROR(CheckJob("GetRetentionPolicy", request->job()));
     CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
                           service_->GetRetentionPolicy(request->job()));
@@ -334,7 +345,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PinCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::PinCheckpointRequest* request,
     v1::PinCheckpointResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "PinCheckpoint";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
@@ -351,7 +362,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::PruneCheckpointsRequest* request,
     v1::PruneCheckpointsResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "PruneCheckpoints";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     std::optional<RetentionPolicy> policy;
@@ -373,13 +384,16 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
     grpc::CallbackServerContext* context,
     const v1::CollectGarbageRequest* request,
     v1::CollectGarbageResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
-    GcOptions options;
-    options.dry_run = request->dry_run();
-    CKPT_ASSIGN_OR_RETURN(GcReport report, service_->CollectGarbage(options));
-    ToProto(report, response);
-    return absl::OkStatus();
-  });
+  // A collection reads every manifest and chunk key: the maintenance lane.
+  return Unary(context, *maintenance_,
+               [this, request, response]() -> absl::Status {
+                 GcOptions options;
+                 options.dry_run = request->dry_run();
+                 CKPT_ASSIGN_OR_RETURN(GcReport report,
+                                       service_->CollectGarbage(options));
+                 ToProto(report, response);
+                 return absl::OkStatus();
+               });
 }
 
 grpc::ServerWriteReactor<v1::VerifyResponse>*
@@ -398,7 +412,7 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
     return absl::OkStatus();
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor = new VerifyReactor(context, service_, &calls_);
+  auto* reactor = new VerifyReactor(context, service_, maintenance_, &calls_);
   reactor->Start(refusal, FromProto(*request));
   return reactor;
 }
@@ -406,7 +420,7 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListEvents(
     grpc::CallbackServerContext* context, const v1::ListEventsRequest* request,
     v1::ListEventsResponse* response) {
-  return Unary(context, [&]() -> absl::Status {
+  return Unary(context, [this, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ListEvents";
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     if (request->limit() < 0) {

@@ -18,11 +18,13 @@ constexpr absl::string_view kRpc = "PutChunks";
 PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
                                    CheckpointService* service,
                                    const StreamLimits& limits,
-                                   CallCounter* calls, bool admitted,
+                                   Executor* executor, CallCounter* calls,
+                                   bool admitted,
                                    v1::PutChunksResponse* response)
     : context_(context),
       service_(service),
       limits_(limits),
+      executor_(executor),
       calls_(calls),
       response_(response) {
   if (!admitted) {
@@ -52,7 +54,7 @@ void PutChunksReactor::OnReadDone(bool ok) {
     }
     driving_ = true;
   }
-  Drive(index, ok);
+  SubmitDrive(index, ok);
 }
 
 // The callback API hands ownership of the reactor to gRPC until OnDone;
@@ -62,36 +64,46 @@ void PutChunksReactor::OnDone() {
   delete this;
 }
 
-void PutChunksReactor::Drive(int index, bool ok) {
-  while (true) {
-    absl::Status status;
-    bool end = !ok;
-    if (ok) {
-      {
-        absl::MutexLock lock(&mu_);
-        read_index_ = 1 - index;
-      }
-      // The other buffer is free: its message was processed before this
-      // one's read was issued.
-      StartRead(&buffers_[1 - index]);
-      status = Process(buffers_[index]);
-      end = !status.ok();
-    } else if (context_->IsCancelled()) {
-      status = absl::CancelledError("PutChunks: cancelled by the client");
-    }
-    if (end) CountBytesAdded();
+void PutChunksReactor::SubmitDrive(int index, bool ok) {
+  if (ok) {
     {
       absl::MutexLock lock(&mu_);
-      if (!end) {
-        if (parked_.has_value()) {
-          index = parked_->index;
-          ok = parked_->ok;
-          parked_.reset();
-          continue;
-        }
+      read_index_ = 1 - index;
+    }
+    // The other buffer is free: its message was processed before the driver
+    // role came here. Reading it now overlaps the wait for a thread too.
+    StartRead(&buffers_[1 - index]);
+  }
+  if (executor_->Submit([this, index, ok] { Drive(index, ok); })) return;
+  // Refused only once the server has shut down its executors.
+  {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+  }
+  Finish(ToGrpcStatus(ShuttingDown(kRpc)));  // last use of `this`
+}
+
+void PutChunksReactor::Drive(int index, bool ok) {
+  absl::Status status;
+  bool end = !ok;
+  if (ok) {
+    status = Process(buffers_[index]);
+    end = !status.ok();
+  } else if (context_->IsCancelled()) {
+    status = absl::CancelledError("PutChunks: cancelled by the client");
+  }
+  if (end) CountBytesAdded();
+  std::optional<Parked> next;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!end) {
+      if (!parked_.has_value()) {
         driving_ = false;
         return;
       }
+      next = parked_;
+      parked_.reset();
+    } else {
       finished_ = true;
       if (status.ok()) {
         response_->set_chunks_received(chunks_received_);
@@ -100,11 +112,14 @@ void PutChunksReactor::Drive(int index, bool ok) {
         response_->set_bytes_stored(bytes_stored_);
       }
     }
-    // Last use of `this`: OnDone may run (and delete it) once Finish and
-    // any still outstanding read have completed.
-    Finish(ToGrpcStatus(status));
+  }
+  if (next.has_value()) {
+    SubmitDrive(next->index, next->ok);
     return;
   }
+  // Last use of `this`: OnDone may run (and delete it) once Finish and any
+  // still outstanding read have completed.
+  Finish(ToGrpcStatus(status));
 }
 
 // Once, at the end of the stream (failed ones too: what they stored new

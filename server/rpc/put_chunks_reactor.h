@@ -1,5 +1,6 @@
 // PutChunksReactor: the server side of the PutChunks client stream. Each
-// message's chunks are checked, hashed and stored by the service.
+// message's chunks are checked, hashed and stored by the service on the
+// request executor, never on a gRPC callback thread.
 //
 // Internal to server/rpc (GrpcCheckpointService::PutChunks creates it).
 #pragma once
@@ -15,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/rpc/call_counter.h"
+#include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
@@ -22,14 +24,16 @@ namespace ckpt::server {
 
 // Two request buffers alternate: as soon as a message has arrived, the read
 // of the next one is started into the other buffer and only then is the
-// current one hashed and stored, so network receive overlaps hashing. Only
-// one read is ever outstanding.
+// current one processed (on the executor), so network receive overlaps
+// hashing. Only one read is ever outstanding.
 //
 // Reactions may run concurrently on different threads (gRPC does not
-// serialize them), so one thread at a time "drives" (processes messages);
-// a read that completes while another thread drives is parked in
-// `parked_` and picked up by the driver. mu_ is never held across a service
-// call or a gRPC operation.
+// serialize them), so one task at a time "drives" (processes a message); a
+// read that completes while a message is being processed is parked in
+// `parked_`, and the driver submits a task for it when done. One message per
+// task: a stream goes back in line after each, so a busy stream cannot hold
+// a thread while other calls wait. mu_ is never held across a service call,
+// a gRPC operation or Submit.
 //
 // Lifetime (callback API): owned by gRPC from creation until OnDone, which
 // deletes it. Finish is called exactly once, by the driver (or the
@@ -42,7 +46,7 @@ class PutChunksReactor final
   // call.
   PutChunksReactor(grpc::CallbackServerContext* context,
                    CheckpointService* service, const StreamLimits& limits,
-                   CallCounter* calls, bool admitted,
+                   Executor* executor, CallCounter* calls, bool admitted,
                    v1::PutChunksResponse* response);
 
   void OnReadDone(bool ok) override;
@@ -58,8 +62,11 @@ class PutChunksReactor final
     bool ok;
   };
 
-  // Processes the message in buffers_[index] (or the end of the stream when
-  // !ok), then any read parked meanwhile. The caller holds the driver role.
+  // Hands the driver role to a task for buffers_[index] (or the end of the
+  // stream when !ok). The caller holds the driver role.
+  void SubmitDrive(int index, bool ok);
+  // On the executor: processes one message (or the end), then passes the
+  // driver role to a parked read or releases it, or finishes the call.
   void Drive(int index, bool ok);
   // Once, at the end of the stream: records the upload's bytes_added.
   void CountBytesAdded();
@@ -68,11 +75,12 @@ class PutChunksReactor final
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
   const StreamLimits limits_;
+  Executor* const executor_;
   CallCounter* const calls_;
   v1::PutChunksResponse* const response_;
 
-  // Touched only by the driving thread; the driver role is handed over
-  // under mu_, which orders these accesses.
+  // Touched only by the driver; the driver role is handed over under mu_
+  // (or by Submit, which orders the accesses too).
   v1::PutChunksRequest buffers_[2];
   std::string job_;
   std::optional<int64_t> step_;  // the pending checkpoint uploaded for

@@ -4,15 +4,18 @@
 
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
 
 ReadChunksReactor::ReadChunksReactor(grpc::CallbackServerContext* context,
                                      CheckpointService* service,
-                                     CallCounter* calls, std::string job,
+                                     Executor* executor, CallCounter* calls,
+                                     std::string job,
                                      absl::StatusOr<std::vector<ChunkId>> ids)
     : context_(context),
       service_(service),
+      executor_(executor),
       calls_(calls),
       job_(std::move(job)) {
   if (!ids.ok()) {
@@ -24,11 +27,18 @@ ReadChunksReactor::ReadChunksReactor(grpc::CallbackServerContext* context,
 }
 
 void ReadChunksReactor::Start() {
+  bool refused;
   {
     absl::MutexLock lock(&mu_);
     preparing_ = true;
+    refused = !error_.ok();
   }
-  Pump();
+  // A refusal finishes at once, with no work for the executor.
+  if (refused) {
+    Pump();
+  } else {
+    SubmitPump();
+  }
 }
 
 void ReadChunksReactor::OnWriteDone(bool ok) {
@@ -55,7 +65,7 @@ void ReadChunksReactor::OnWriteDone(bool ok) {
   }
   if (start_buffer >= 0) {
     StartWrite(&buffers_[start_buffer]);
-    Pump();
+    SubmitPump();
   }
 }
 
@@ -64,6 +74,19 @@ void ReadChunksReactor::OnWriteDone(bool ok) {
 void ReadChunksReactor::OnDone() {
   calls_->Exit();
   delete this;
+}
+
+void ReadChunksReactor::SubmitPump() {
+  if (executor_->Submit([this] { Pump(); })) return;
+  // Refused only once the server has shut down its executors.
+  std::optional<grpc::Status> finish;
+  {
+    absl::MutexLock lock(&mu_);
+    if (error_.ok()) error_ = ShuttingDown("ReadChunks");
+    preparing_ = false;
+    finish = MaybeFinishLocked();  // else the write in flight finishes
+  }
+  if (finish.has_value()) Finish(*std::move(finish));  // last use of `this`
 }
 
 void ReadChunksReactor::Pump() {

@@ -1,5 +1,6 @@
 // ReadChunksReactor: the server side of the ReadChunks server stream. Each
-// chunk is read and verified by the service.
+// chunk is read and verified by the service on the request executor, never
+// on a gRPC callback thread.
 //
 // Internal to server/rpc (GrpcCheckpointService::ReadChunks creates it).
 #pragma once
@@ -18,15 +19,18 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "common/chunk_id.h"
 #include "server/rpc/call_counter.h"
+#include "server/rpc/executor.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
 
 // Pipeline over two response buffers: while chunk i is being written, chunk
-// i+1 is read and verified into the other buffer. One thread at a time holds
-// the "preparing" role; a prepared chunk that finds a write in flight waits
-// in `ready_` for OnWriteDone to start it. mu_ is never held across a
-// service call or a gRPC operation.
+// i+1 is read and verified into the other buffer. One task at a time holds
+// the "preparing" role (Pump, on the executor); a prepared chunk that finds
+// a write in flight waits in `ready_` for OnWriteDone to start it and
+// submit the next Pump. A Pump prepares at most two chunks before it must
+// wait for a write, so one stream never holds a thread for long. mu_ is
+// never held across a service call, a gRPC operation or Submit.
 //
 // Lifetime (callback API): owned by gRPC from creation until OnDone, which
 // deletes it. Finish is called exactly once, when nothing is being prepared
@@ -38,8 +42,9 @@ class ReadChunksReactor final
   // `ids` (a refused request) finishes the call with that status. All
   // pointers outlive the call.
   ReadChunksReactor(grpc::CallbackServerContext* context,
-                    CheckpointService* service, CallCounter* calls,
-                    std::string job, absl::StatusOr<std::vector<ChunkId>> ids);
+                    CheckpointService* service, Executor* executor,
+                    CallCounter* calls, std::string job,
+                    absl::StatusOr<std::vector<ChunkId>> ids);
 
   // Called once by the handler right after construction.
   void Start();
@@ -54,6 +59,8 @@ class ReadChunksReactor final
   // Runs with the preparing role: prepares chunks until one waits for the
   // write slot, all are prepared, or an error occurs.
   void Pump();
+  // Hands the preparing role (held by the caller) to a Pump on the executor.
+  void SubmitPump();
   // Finishes when nothing is in flight and either an error occurred or every
   // chunk has been written. Sets finished_; the caller calls Finish.
   std::optional<grpc::Status> MaybeFinishLocked()
@@ -62,6 +69,7 @@ class ReadChunksReactor final
 
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
+  Executor* const executor_;
   CallCounter* const calls_;
   const std::string job_;
   std::vector<ChunkId> ids_;  // fixed after construction

@@ -1,11 +1,11 @@
 #include "server/rpc/verify_reactor.h"
 
-#include <thread>
 #include <utility>
 
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/wire_format.h"
+#include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
 
@@ -14,7 +14,12 @@ void VerifyReactor::Start(const absl::Status& refusal, VerifyOptions options) {
     Finish(ToGrpcStatus(refusal));  // last use of `this`
     return;
   }
-  std::thread([this, options = std::move(options)] { Run(options); }).detach();
+  if (executor_->Submit(
+          [this, options = std::move(options)] { Run(options); })) {
+    return;
+  }
+  // Refused only once the server has shut down its executors.
+  Finish(ToGrpcStatus(ShuttingDown("VerifyCheckpoints")));
 }
 
 void VerifyReactor::OnWriteDone(bool ok) {
@@ -31,6 +36,12 @@ void VerifyReactor::OnDone() {
 }
 
 void VerifyReactor::Run(const VerifyOptions& options) {
+  // A call that gave up while it waited in line costs nothing more.
+  if (context_->IsCancelled()) {
+    Finish(ToGrpcStatus(
+        absl::CancelledError("VerifyCheckpoints: the call was cancelled")));
+    return;  // last use of `this`
+  }
   absl::StatusOr<VerifyReport> report = service_->Verify(
       options,
       [this](const VerifyProgress& progress) { return Send(progress); });

@@ -1,7 +1,8 @@
 // End-to-end tests of the gRPC edge: a CheckpointServer on 127.0.0.1:0 over
 // a MemoryStore, driven by the real client library (and by the raw
 // generated stub where a test needs to send what the client never would).
-// Shared-memory reads are in shared_file_read_test.cc.
+// Shared-memory reads are in shared_file_read_test.cc, the executor lanes in
+// maintenance_lane_test.cc.
 
 #include "server/rpc/grpc_service.h"
 

@@ -1,49 +1,38 @@
 // GrpcCheckpointService: the gRPC edge of ckpt.v1.CheckpointService. It
-// validates and translates requests (common/wire_format.h), calls the
-// transport-agnostic ckpt::server::CheckpointService and converts the result
-// status in one place (common/grpc_status.h). No lifecycle logic lives here.
+// checks and translates requests (request_checks.h, common/wire_format.h),
+// calls the transport-agnostic ckpt::server::CheckpointService and converts
+// the result status in one place (common/grpc_status.h). No lifecycle logic
+// lives here.
 //
-// Callback API only. Handlers run on gRPC's callback threads; the streaming
-// reactors never hold their own lock across service calls or gRPC
-// operations, always Finish exactly once, and delete themselves in OnDone.
+// Callback API only, and no blocking work on gRPC's callback threads: every
+// unary body runs on the request executor and finishes its call from there;
+// the streaming reactors (put_chunks_reactor.h, read_chunks_reactor.h,
+// verify_reactor.h) do their service calls on an executor too. GC and
+// verify, which may take minutes, run on the maintenance executor, so they
+// never hold a thread ordinary calls need. Reactors never hold their own
+// lock across service calls or gRPC operations, always Finish exactly once,
+// and delete themselves in OnDone.
 #pragma once
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
+#include <utility>
+
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/rpc/call_counter.h"
+#include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
 
-// Counts the calls in flight, so that shutdown can wait for them alone:
-// gRPC's own graceful shutdown also waits for every client connection to
-// close, which idle clients (a training job between saves) may not do for
-// many seconds. Thread-safe.
-class CallCounter {
- public:
-  // Counts a call in. False once draining: the call is to be refused with
-  // UNAVAILABLE (and is still counted out with Exit).
-  bool Enter();
-  void Exit();
-  // From now on Enter returns false.
-  void StartDraining();
-  // Blocks until no call is in flight or `deadline` passes; true when idle.
-  bool WaitUntilIdle(absl::Time deadline);
-
- private:
-  absl::Mutex mu_;
-  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 class GrpcCheckpointService final
     : public v1::CheckpointService::CallbackService {
  public:
-  // `service` must outlive this object and the server it is registered with.
-  explicit GrpcCheckpointService(CheckpointService* service,
-                                 StreamLimits limits = {});
+  // `service` and the executors must outlive this object and the server it
+  // is registered with, and the executors must keep running until that
+  // server has shut down (calls finish from their tasks). `requests` runs
+  // every call's work but GC's and verify's, which run on `maintenance`.
+  GrpcCheckpointService(CheckpointService* service, StreamLimits limits,
+                        Executor* requests, Executor* maintenance);
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
       grpc::CallbackServerContext* context,
@@ -115,14 +104,15 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::PruneCheckpointsRequest* request,
       v1::PruneCheckpointsResponse* response) override;
-  // Runs the whole collection before answering (an operator's rare call).
+  // Runs the whole collection before answering (an operator's rare call),
+  // on the maintenance executor.
   grpc::ServerUnaryReactor* CollectGarbage(
       grpc::CallbackServerContext* context,
       const v1::CollectGarbageRequest* request,
       v1::CollectGarbageResponse* response) override;
   // Server streaming: progress now and then, then the report. The verify
-  // runs on a thread of its own (it may read every stored byte) and stops
-  // when the client goes away or the server shuts down.
+  // runs on the maintenance executor (it may read every stored byte) and
+  // stops when the client goes away or the server shuts down.
   grpc::ServerWriteReactor<v1::VerifyResponse>* VerifyCheckpoints(
       grpc::CallbackServerContext* context,
       const v1::VerifyRequest* request) override;
@@ -134,14 +124,25 @@ class GrpcCheckpointService final
   CallCounter& calls() { return calls_; }
 
  private:
-  // Runs a unary handler body inside the call count; refuses it with
-  // UNAVAILABLE while draining.
+  // Queues a unary handler body (absl::Status(), capturing what it uses by
+  // value: it runs after the handler has returned) on `lane`, which finishes
+  // the call with its status, inside the call count. Refuses it with
+  // UNAVAILABLE while draining, and with CANCELLED, without running it, when
+  // the call was cancelled while it waited for a thread.
   template <typename Body>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                  Body&& body);
+                                  Executor& lane, Body body);
+  // On the request executor.
+  template <typename Body>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                  Body body) {
+    return Unary(context, *requests_, std::move(body));
+  }
 
   CheckpointService* const service_;
   const StreamLimits limits_;
+  Executor* const requests_;
+  Executor* const maintenance_;
   CallCounter calls_;
 };
 

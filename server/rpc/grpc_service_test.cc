@@ -1,20 +1,16 @@
 // End-to-end tests of the gRPC edge: a CheckpointServer on 127.0.0.1:0 over
 // a MemoryStore, driven by the real client library (and by the raw
 // generated stub where a test needs to send what the client never would).
+// Retention, verify, usage and events are in grpc_admin_test.cc (the same
+// binary), shared-memory reads in shared_file_read_test.cc, the executor
+// lanes in maintenance_lane_test.cc.
 
 #include "server/rpc/grpc_service.h"
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <functional>
-#include <initializer_list>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +26,7 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/rpc/rpc_test_fixture.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/memory_store.h"
@@ -37,94 +34,12 @@
 namespace ckpt::server {
 namespace {
 
+using testing::CorruptChunk;
+using testing::GrpcServiceTest;
 using ::testing::HasSubstr;
-
-constexpr char kJob[] = "team/model";
-
-std::string RandomBytes(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(rng() & 0xff);
-  return bytes;
-}
-
-// A uint8 tensor [size] held whole by one rank.
-client::TensorData Tensor(std::string name, const std::string& bytes) {
-  const auto size = static_cast<int64_t>(bytes.size());
-  client::TensorData tensor;
-  tensor.name = std::move(name);
-  tensor.global_shape = {size};
-  tensor.box = Box{{0}, {size}};
-  tensor.bytes = bytes;
-  return tensor;
-}
-// The tensor is a view: a temporary would dangle before SaveShard reads it.
-client::TensorData Tensor(std::string name, std::string&& bytes) = delete;
-
-class GrpcServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override { StartServer(StreamLimits{}); }
-
-  void StartServer(const StreamLimits& limits) {
-    service_ = std::make_unique<CheckpointService>(&store_, &store_, &clock_);
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.limits = limits;
-    auto server = CheckpointServer::Start(options, service_.get());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    ASSERT_GT(server_->port(), 0);
-    address_ = absl::StrCat("127.0.0.1:", server_->port());
-    client_ = NewClient();
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    args.SetMaxSendMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        address_, grpc::InsecureChannelCredentials(), args);
-    stub_ = v1::CheckpointService::NewStub(channel_);
-  }
-
-  std::unique_ptr<client::Client> NewClient() {
-    auto client = client::Client::Connect(address_);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  // PutChunks through the raw stub with one message.
-  grpc::Status RawPut(const v1::PutChunksRequest& request,
-                      v1::PutChunksResponse* response) {
-    grpc::ClientContext context;
-    auto writer = stub_->PutChunks(&context, response);
-    writer->Write(request);
-    writer->WritesDone();
-    return writer->Finish();
-  }
-
-  std::vector<ChunkId> RawFindMissing(const std::vector<ChunkId>& ids) {
-    v1::FindMissingChunksRequest request;
-    request.set_job(kJob);
-    for (const ChunkId& id : ids) request.add_sha256(std::string(id.bytes()));
-    v1::FindMissingChunksResponse response;
-    grpc::ClientContext context;
-    grpc::Status status =
-        stub_->FindMissingChunks(&context, request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    std::vector<ChunkId> missing;
-    for (const std::string& raw : response.missing_sha256()) {
-      missing.push_back(*ChunkId::FromBytes(raw));
-    }
-    return missing;
-  }
-
-  MemoryStore store_;
-  FakeClock clock_;
-  std::unique_ptr<CheckpointService> service_;
-  std::unique_ptr<CheckpointServer> server_;
-  std::string address_;
-  std::unique_ptr<client::Client> client_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::CheckpointService::Stub> stub_;
-};
+using testing::kJob;
+using testing::RandomBytes;
+using testing::Tensor;
 
 TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
   // Rank r holds rows [r*rows, (r+1)*rows) of a float32 [2*rows, cols]
@@ -471,142 +386,6 @@ TEST_F(GrpcServiceTest, StatsAndDeleteReflectSavedCheckpoints) {
   EXPECT_EQ((*listed)[0].step, 1);
 }
 
-// ---------------------------------------------------------------- retention
-
-std::vector<int64_t> Steps(const std::vector<CheckpointRecord>& records) {
-  std::vector<int64_t> steps;
-  for (const auto& record : records) steps.push_back(record.step);
-  return steps;
-}
-
-TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  RetentionPolicy policy;
-  policy.max_to_keep = 2;
-  policy.keep_best = RetentionPolicy::KeepBest{
-      1, "val_loss", RetentionPolicy::KeepBest::Mode::kMin};
-  EXPECT_EQ(client_->SetRetentionPolicy(kJob, policy).status().code(),
-            absl::StatusCode::kNotFound);  // no such job yet
-  client::SaveOptions first;
-  first.retention_policy = policy;  // set by the writer at Begin
-  first.metadata.metrics["val_loss"] = 0.5;
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, first).ok());
-  auto got = client_->GetRetentionPolicy(kJob);
-  ASSERT_TRUE(got.ok()) << got.status();
-  ASSERT_TRUE(got->has_value());
-  EXPECT_EQ(**got, policy);
-  for (int64_t step = 2; step <= 4; ++step) {
-    client::SaveOptions options;
-    options.metadata.metrics["val_loss"] = 1.0 + static_cast<double>(step);
-    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, options).ok());
-  }
-  auto listed = client_->ListCheckpoints(kJob);
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  EXPECT_EQ(Steps(*listed), (std::vector<int64_t>{1, 3, 4}));  // 1 is best
-
-  RetentionPolicy last_one;
-  last_one.max_to_keep = 1;
-  auto deleted = client_->SetRetentionPolicy(kJob, last_one);
-  ASSERT_TRUE(deleted.ok()) << deleted.status();
-  EXPECT_EQ(*deleted, (std::vector<int64_t>{1, 3}));
-  auto jobs = client_->ListJobs();
-  ASSERT_TRUE(jobs.ok()) << jobs.status();
-  ASSERT_EQ(jobs->size(), 1u);
-  EXPECT_EQ((*jobs)[0].job.retention_policy, last_one);
-}
-
-TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
-  RetentionPolicy bad;
-  bad.max_to_keep = 0;
-  EXPECT_EQ(client_->SetRetentionPolicy(kJob, bad).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(client_->PruneCheckpoints(kJob, bad, false).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  client::SaveOptions options;
-  options.retention_policy = bad;
-  EXPECT_EQ(client_->SaveShard(kJob, 2, tensors, options).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  auto got = client_->GetRetentionPolicy(kJob);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_FALSE(got->has_value());
-
-  // An unknown metric mode on the wire is refused by the edge.
-  grpc::ClientContext context;
-  v1::SetRetentionPolicyRequest request;
-  request.set_job(kJob);
-  request.mutable_policy()->mutable_keep_best()->set_k(1);
-  request.mutable_policy()->mutable_keep_best()->set_metric("loss");
-  request.mutable_policy()->mutable_keep_best()->set_mode(
-      static_cast<v1::MetricMode>(99));
-  v1::SetRetentionPolicyResponse response;
-  grpc::Status status = stub_->SetRetentionPolicy(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("SetRetentionPolicy"));
-}
-
-TEST_F(GrpcServiceTest, PinShowsInListingAndSurvivesPrune) {
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  for (int64_t step = 1; step <= 3; ++step) {
-    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
-  }
-  auto pinned = client_->PinCheckpoint(kJob, 1);
-  ASSERT_TRUE(pinned.ok()) << pinned.status();
-  EXPECT_TRUE(pinned->pinned);
-  EXPECT_EQ(client_->PinCheckpoint(kJob, 9).status().code(),
-            absl::StatusCode::kNotFound);
-  RetentionPolicy one;
-  one.max_to_keep = 1;
-  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, false).ok());
-  auto listed = client_->ListCheckpoints(kJob);
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  ASSERT_EQ(Steps(*listed), (std::vector<int64_t>{1, 3}));
-  EXPECT_TRUE((*listed)[0].pinned);
-  EXPECT_FALSE((*listed)[1].pinned);
-  ASSERT_TRUE(client_->PinCheckpoint(kJob, 1, false).ok());
-  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, false).ok());
-  listed = client_->ListCheckpoints(kJob);
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  EXPECT_EQ(Steps(*listed), (std::vector<int64_t>{3}));
-}
-
-TEST_F(GrpcServiceTest, PruneDryRunEqualsRealPrune) {
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  for (int64_t step = 1; step <= 6; ++step) {
-    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
-  }
-  ASSERT_TRUE(client_->PinCheckpoint(kJob, 2).ok());
-  RetentionPolicy policy;
-  policy.max_to_keep = 2;
-  auto dry = client_->PruneCheckpoints(kJob, policy, /*dry_run=*/true);
-  ASSERT_TRUE(dry.ok()) << dry.status();
-  ASSERT_EQ(dry->size(), 6u);
-  std::vector<int64_t> kept;
-  for (const auto& decision : *dry) {
-    EXPECT_FALSE(decision.reasons.empty());
-    if (decision.keep) kept.push_back(decision.step);
-  }
-  EXPECT_EQ(kept, (std::vector<int64_t>{2, 5, 6}));
-  auto before = client_->ListCheckpoints(kJob);
-  ASSERT_TRUE(before.ok());
-  EXPECT_EQ(before->size(), 6u);  // the dry run deleted nothing
-  auto real = client_->PruneCheckpoints(kJob, policy, /*dry_run=*/false);
-  ASSERT_TRUE(real.ok()) << real.status();
-  auto after = client_->ListCheckpoints(kJob);
-  ASSERT_TRUE(after.ok());
-  EXPECT_EQ(Steps(*after), kept);
-  ASSERT_EQ(real->size(), dry->size());
-  for (size_t i = 0; i < dry->size(); ++i) {
-    EXPECT_EQ((*real)[i].keep, (*dry)[i].keep);
-    EXPECT_EQ((*real)[i].reasons, (*dry)[i].reasons);
-  }
-}
-
 TEST_F(GrpcServiceTest, StartFailsWhenThePortIsTaken) {
   // Port reuse is off, so a second server cannot silently share the port.
   ServerOptions options;
@@ -656,17 +435,7 @@ TEST_F(GrpcServiceTest, HealthServiceAnswersServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
-// ------------------------------------------- verify, unique bytes, stats
-
-// Replaces a stored chunk's bytes behind the service, as on-disk rot would.
-void CorruptChunk(MemoryStore& store, absl::string_view tenant,
-                  const std::string& bytes) {
-  const ChunkId id = Sha256(bytes);
-  ASSERT_TRUE(store.Delete(tenant, id).ok());
-  std::string rotten = bytes;
-  rotten[0] ^= 0x01;
-  ASSERT_TRUE(store.Put(tenant, id, rotten).ok());
-}
+// ---------------------------------------- damaged restores, bytes added
 
 TEST_F(GrpcServiceTest, RestoringACorruptChunkIsAlwaysDataLossNeverCancelled) {
   // Regression: the client cancelled a stream that had already ended with
@@ -678,59 +447,6 @@ TEST_F(GrpcServiceTest, RestoringACorruptChunkIsAlwaysDataLossNeverCancelled) {
     auto restored = client_->RestoreShard(kJob, 1, 0);
     ASSERT_TRUE(absl::IsDataLoss(restored.status())) << restored.status();
   }
-}
-
-TEST_F(GrpcServiceTest, VerifyCheckpointsStreamsTheReport) {
-  const std::string a = RandomBytes(4 << 10, 1);
-  const std::string b = RandomBytes(4 << 10, 2);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
-  ASSERT_TRUE(
-      client_->SaveShard(kJob, 2, {Tensor("a", a), Tensor("b", b)}, {}).ok());
-  CorruptChunk(store_, "team", b);
-  VerifyOptions options;
-  options.read_data = true;
-  int progress_calls = 0;
-  auto report = client_->VerifyCheckpoints(
-      options, [&](const VerifyProgress&) { ++progress_calls; });
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_GE(progress_calls, 1);
-  ASSERT_EQ(report->damaged_chunks.size(), 1u);
-  EXPECT_EQ(report->damaged_chunks[0].id, Sha256(b));
-  EXPECT_EQ(report->damaged_chunks[0].checkpoints,
-            (std::vector<CheckpointKey>{{kJob, 2}}));
-
-  // Malformed requests are refused before any work, naming the RPC.
-  v1::VerifyRequest request;
-  request.set_job("no-tenant");
-  grpc::ClientContext context;
-  auto reader = stub_->VerifyCheckpoints(&context, request);
-  v1::VerifyResponse response;
-  EXPECT_FALSE(reader->Read(&response));
-  grpc::Status status = reader->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("VerifyCheckpoints"));
-}
-
-TEST_F(GrpcServiceTest, ListingCarriesUniqueBytesOnlyWhenAsked) {
-  const std::string shared = RandomBytes(4 << 10, 3);
-  const std::string own = RandomBytes(3 << 10, 4);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("s", shared)}, {}).ok());
-  ASSERT_TRUE(
-      client_->SaveShard(kJob, 2, {Tensor("s", shared), Tensor("o", own)}, {})
-          .ok());
-  auto listed = client_->ListCheckpointsWithUniqueBytes(kJob);
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  ASSERT_EQ(listed->size(), 2u);
-  EXPECT_EQ((*listed)[0].unique_bytes, std::optional<uint64_t>(0));
-  EXPECT_EQ((*listed)[1].unique_bytes, std::optional<uint64_t>(own.size()));
-
-  v1::ListCheckpointsRequest request;
-  request.set_job(kJob);
-  v1::ListCheckpointsResponse response;
-  grpc::ClientContext context;
-  ASSERT_TRUE(stub_->ListCheckpoints(&context, request, &response).ok());
-  ASSERT_EQ(response.checkpoints_size(), 2);
-  EXPECT_FALSE(response.checkpoints(1).has_unique_bytes());
 }
 
 TEST_F(GrpcServiceTest, BytesAddedCountsOnlyChunksNewToTheStore) {
@@ -783,300 +499,6 @@ TEST_F(GrpcServiceTest, BytesAddedCountsTheUploadOfStepZero) {
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].step, 0);
   EXPECT_EQ((*listed)[0].bytes_added, bytes.size());
-}
-
-TEST_F(GrpcServiceTest, StatsCarryJobAndTenantRows) {
-  const std::string bytes = RandomBytes(4 << 10, 5);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", bytes)}, {}).ok());
-  ASSERT_TRUE(
-      client_->SaveShard("team/copy", 1, {Tensor("w", bytes)}, {}).ok());
-  auto stats = client_->GetStats("");
-  ASSERT_TRUE(stats.ok()) << stats.status();
-  ASSERT_EQ(stats->jobs.size(), 2u);
-  EXPECT_EQ(stats->jobs[0].job, "team/copy");
-  EXPECT_EQ(stats->jobs[1].logical_bytes, bytes.size());
-  ASSERT_EQ(stats->tenants.size(), 1u);
-  EXPECT_EQ(stats->tenants[0].tenant, "team");
-  EXPECT_EQ(stats->tenants[0].job_count, 2);
-  EXPECT_EQ(stats->tenants[0].logical_bytes, 2 * bytes.size());
-  EXPECT_EQ(stats->tenants[0].stored_bytes, bytes.size());
-}
-
-TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  for (int64_t step = 1; step <= 3; ++step) {
-    ASSERT_TRUE(client_->SaveShard(kJob, step, tensors, {}).ok());
-  }
-  ASSERT_TRUE(client_->PinCheckpoint(kJob, 3).ok());
-  RetentionPolicy one;
-  one.max_to_keep = 1;
-  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, /*dry_run=*/true).ok());
-  ASSERT_TRUE(client_->PruneCheckpoints(kJob, one, /*dry_run=*/false).ok());
-  ASSERT_TRUE(client_->GetManifest(kJob, std::nullopt).ok());  // no event
-  auto restored = client_->RestoreShard(kJob, std::nullopt, 0);
-  ASSERT_TRUE(restored.ok()) << restored.status();
-  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3).ok());
-
-  auto events = client_->ListEvents(kJob);
-  ASSERT_TRUE(events.ok()) << events.status();
-  std::vector<std::string> history;
-  for (const JobEvent& event : *events) {
-    history.push_back(
-        absl::StrCat(EventKindName(event.kind), "@", event.step.value_or(-1)));
-    EXPECT_EQ(event.job, kJob);
-    EXPECT_EQ(event.sequence, history.size());
-  }
-  EXPECT_THAT(history,
-              testing::ElementsAre("committed@1", "committed@2", "committed@3",
-                                   "pinned@3", "pruned@1", "pruned@2",
-                                   "restored@3", "deleted@3"));
-  EXPECT_THAT((*events)[4].detail,
-              HasSubstr("prune with a one-off policy (max_to_keep=1): not "
-                        "among the 1 most recent"));
-  EXPECT_EQ((*events)[6].detail, "rank 0");
-
-  auto last = client_->ListEvents(kJob, 1);
-  ASSERT_TRUE(last.ok()) << last.status();
-  ASSERT_EQ(last->size(), 1u);
-  EXPECT_EQ((*last)[0].kind, EventKind::kDeleted);
-}
-
-TEST_F(GrpcServiceTest, ListEventsAndRestoringRankErrorsAreClear) {
-  EXPECT_EQ(client_->ListEvents("team/none").status().code(),
-            absl::StatusCode::kNotFound);
-  const std::string bytes = "abc";
-  client::TensorData tensors[] = {Tensor("t", bytes)};
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
-  auto negative = client_->ListEvents(kJob, -1);
-  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(negative.status().message(), HasSubstr("ListEvents: limit"));
-  auto bad_rank = client_->GetManifest(kJob, 1, -2);
-  EXPECT_EQ(bad_rank.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad_rank.status().message(),
-              HasSubstr("GetManifest: restoring_rank"));
-}
-
-// ------------------------------------------- same-host shared-memory reads
-
-// A restore memfd as the client library makes one: token at offset 0.
-struct TestMemfd {
-  explicit TestMemfd(uint64_t size, const char* name = "ckpt-restore")
-      : fd(memfd_create(name, MFD_CLOEXEC)), token(32, 't') {
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
-    EXPECT_EQ(pwrite(fd, token.data(), token.size(), 0),
-              static_cast<ssize_t>(token.size()));
-  }
-  ~TestMemfd() { close(fd); }
-  std::string Read(uint64_t offset, uint64_t size) const {
-    std::string bytes(size, '\0');
-    EXPECT_EQ(pread(fd, bytes.data(), size, static_cast<off_t>(offset)),
-              static_cast<ssize_t>(size));
-    return bytes;
-  }
-  void Describe(v1::SharedFile* file) const {
-    file->set_pid(getpid());
-    file->set_fd(fd);
-    file->set_token(token);
-  }
-  int fd;
-  std::string token;
-};
-
-class SharedFileReadTest : public GrpcServiceTest {
- protected:
-  grpc::Status IntoFile(const v1::ReadChunksIntoFileRequest& request,
-                        v1::ReadChunksIntoFileResponse* response) {
-    grpc::ClientContext context;
-    return stub_->ReadChunksIntoFile(&context, request, response);
-  }
-  // Asks for `bytes`' chunk at offset 4096 of `file`.
-  grpc::Status IntoFileAtFirstPage(const TestMemfd& file,
-                                   const std::string& bytes) {
-    v1::ReadChunksIntoFileRequest request;
-    request.set_job(kJob);
-    file.Describe(request.mutable_file());
-    Place(&request, bytes, {4096});
-    v1::ReadChunksIntoFileResponse response;
-    return IntoFile(request, &response);
-  }
-  static void Place(v1::ReadChunksIntoFileRequest* request,
-                    const std::string& bytes,
-                    std::initializer_list<uint64_t> offsets) {
-    v1::ChunkPlacement* chunk = request->add_chunks();
-    chunk->set_sha256(std::string(Sha256(bytes).bytes()));
-    chunk->set_size(bytes.size());
-    for (uint64_t offset : offsets) chunk->add_offsets(offset);
-  }
-};
-
-TEST_F(SharedFileReadTest, WritesVerifiedChunksAtEveryPlacement) {
-  const std::string a = RandomBytes(5000, 1);
-  const std::string b = RandomBytes(3000, 2);
-  client::SaveOptions options;
-  options.chunk_bytes = 1 << 20;
-  ASSERT_TRUE(
-      client_->SaveShard(kJob, 1, {Tensor("a", a), Tensor("b", b)}, options)
-          .ok());
-  TestMemfd file(4096 + 20000);
-  v1::ReadChunksIntoFileRequest request;
-  request.set_job(kJob);
-  file.Describe(request.mutable_file());
-  Place(&request, a, {4096, 13000});
-  Place(&request, b, {9096});
-  v1::ReadChunksIntoFileResponse response;
-  grpc::Status status = IntoFile(request, &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.bytes_written(), 2 * a.size() + b.size());
-  EXPECT_TRUE(file.Read(4096, a.size()) == a);
-  EXPECT_TRUE(file.Read(13000, a.size()) == a);
-  EXPECT_TRUE(file.Read(9096, b.size()) == b);
-  EXPECT_EQ(file.Read(0, file.token.size()), file.token);
-}
-
-TEST_F(SharedFileReadTest, RefusesWhatItMustNotWriteAndLeavesTheFileAlone) {
-  const std::string a = RandomBytes(5000, 3);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
-  TestMemfd file(4096 + 8192);
-  const std::string before = file.Read(0, 4096 + 8192);
-  struct Case {
-    std::string what;
-    std::function<void(v1::ReadChunksIntoFileRequest*)> edit;
-    grpc::StatusCode code;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
-      {"wrong token",
-       [](auto* r) { r->mutable_file()->set_token(std::string(32, 'x')); },
-       grpc::StatusCode::FAILED_PRECONDITION, "token"},
-      {"short token", [](auto* r) { r->mutable_file()->set_token("short"); },
-       grpc::StatusCode::INVALID_ARGUMENT, "16 to 64 bytes"},
-      {"no such descriptor", [](auto* r) { r->mutable_file()->set_fd(100000); },
-       grpc::StatusCode::FAILED_PRECONDITION, "cannot open"},
-      {"over the token",
-       [&](auto* r) { r->mutable_chunks(0)->set_offsets(0, 16); },
-       grpc::StatusCode::INVALID_ARGUMENT, "outside the shared file"},
-      {"past the end",
-       [&](auto* r) { r->mutable_chunks(0)->set_offsets(0, 4096 + 8000); },
-       grpc::StatusCode::INVALID_ARGUMENT, "outside the shared file"},
-      {"no offsets", [&](auto* r) { r->mutable_chunks(0)->clear_offsets(); },
-       grpc::StatusCode::INVALID_ARGUMENT, "no offsets"},
-      {"wrong size", [&](auto* r) { r->mutable_chunks(0)->set_size(4999); },
-       grpc::StatusCode::DATA_LOSS, "places 4999"},
-      {"unknown chunk",
-       [&](auto* r) {
-         r->mutable_chunks(0)->set_sha256(std::string(Sha256("x").bytes()));
-       },
-       grpc::StatusCode::NOT_FOUND, ""},
-  };
-  for (const Case& c : cases) {
-    v1::ReadChunksIntoFileRequest request;
-    request.set_job(kJob);
-    file.Describe(request.mutable_file());
-    Place(&request, a, {4096});
-    c.edit(&request);
-    v1::ReadChunksIntoFileResponse response;
-    grpc::Status status = IntoFile(request, &response);
-    EXPECT_EQ(status.error_code(), c.code)
-        << c.what << ": " << status.error_message();
-    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
-    EXPECT_TRUE(file.Read(0, before.size()) == before) << c.what;
-  }
-}
-
-TEST_F(SharedFileReadTest, OnlyMemfdsNamedForRestoresAreWritten) {
-  const std::string a = RandomBytes(5000, 4);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
-  TestMemfd other(4096 + 8192, "something-else");
-  grpc::Status status = IntoFileAtFirstPage(other, a);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(status.error_message(), HasSubstr("not a memfd named"));
-  EXPECT_TRUE(other.Read(4096, a.size()) == std::string(a.size(), '\0'));
-}
-
-TEST_F(SharedFileReadTest, CorruptChunkIsDataLossThroughSharedMemory) {
-  const std::string weights = RandomBytes(4 << 10, 5);
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights)}, {}).ok());
-  CorruptChunk(store_, "team", weights);
-  TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, weights);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
-  // Nothing written, not even the damaged bytes.
-  EXPECT_TRUE(file.Read(4096, weights.size()) ==
-              std::string(weights.size(), '\0'));
-}
-
-// The name of the mapping holding `address` in /proc/self/maps ("" when
-// anonymous).
-std::string MappingOf(const void* address) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const auto target = reinterpret_cast<uintptr_t>(address);
-  while (std::getline(maps, line)) {
-    uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2) continue;
-    if (target < begin || target >= end) continue;
-    const size_t slash = line.find('/');
-    return slash == std::string::npos ? "" : line.substr(slash);
-  }
-  return "";
-}
-
-// The client restores byte-identically whichever way the bytes travel:
-// shared memory, streaming by choice, or streaming because the server
-// refuses shared memory (the fallback).
-TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
-  std::vector<std::string> tensors;
-  std::vector<client::TensorData> data;
-  for (int i = 0; i < 5; ++i) {
-    tensors.push_back(RandomBytes(1000 + 300000 * i, 10 + i));
-  }
-  tensors.push_back(tensors[1]);  // a repeated chunk fills two places
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    data.push_back(Tensor(absl::StrCat("t", i), tensors[i]));
-  }
-  client::SaveOptions options;
-  options.chunk_bytes = 64 << 10;
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, data, options).ok());
-  auto check = [&](client::Client& client, const std::string& how,
-                   bool in_memfd) {
-    auto restored = client.RestoreShard(kJob, 1, 0);
-    ASSERT_TRUE(restored.ok()) << how << ": " << restored.status();
-    ASSERT_EQ(restored->size(), tensors.size()) << how;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const auto& tensor = (*restored)[i];
-      EXPECT_TRUE(absl::string_view(tensor.bytes.data(), tensor.bytes.size()) ==
-                  tensors[i])
-          << how << " tensor " << i;
-      EXPECT_EQ(reinterpret_cast<uintptr_t>(tensor.bytes.data()) % 4096, 0u)
-          << how;
-      // Writable memory, owned by `storage`.
-      if (!tensor.bytes.empty()) tensor.bytes[0] ^= 1;
-      EXPECT_NE(tensor.storage, nullptr);
-      EXPECT_EQ(absl::StartsWith(MappingOf(tensor.bytes.data()),
-                                 "/memfd:ckpt-restore"),
-                in_memfd)
-          << how << ": " << MappingOf(tensor.bytes.data());
-    }
-  };
-  check(*client_, "shared memory", true);
-  client::ConnectOptions no_shared_memory;
-  no_shared_memory.shared_memory_restore = false;
-  auto streaming = client::Client::Connect(address_, no_shared_memory);
-  ASSERT_TRUE(streaming.ok());
-  check(**streaming, "streaming", false);
-
-  StreamLimits no_sharing;
-  no_sharing.shared_file_reads = false;
-  server_->Shutdown(absl::Now());
-  server_.reset();
-  StartServer(no_sharing);
-  check(*client_, "fallback after refusal", true);
-  TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, tensors[0]);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(status.error_message(), HasSubstr("turned off"));
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ struct Flags {
   int64_t chunk_hold_seconds = 1800;
   bool direct_io = true;
   bool shared_memory_reads = true;
+  int request_threads = 0;
+  int maintenance_threads = 2;
 };
 
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
@@ -99,6 +101,8 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
 
   ServerOptions server_options;
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
+  server_options.request_threads = flags.request_threads;
+  server_options.maintenance_threads = flags.maintenance_threads;
   server_options.listen_address = flags.listen;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
@@ -114,7 +118,9 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
 
   const std::string address =
       absl::StrCat(HostOf(flags.listen), ":", server->port());
-  CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address);
+  CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address, " with ",
+           RequestThreads(server_options), " request and ",
+           server_options.maintenance_threads, " maintenance threads");
   std::cout << "ckpt-server listening on " << address << std::endl;
 
   // The signals are blocked in every thread (see main), so they stay pending
@@ -188,6 +194,19 @@ int main(int argc, char** argv) {
                  "client's memory instead of sending them over the socket "
                  "(true or false)")
       ->capture_default_str();
+  app.add_option("--request-threads", flags.request_threads,
+                 "Threads that do the work of client calls (saves, restores, "
+                 "listings), so that the network threads never wait on "
+                 "hashing or the disk; calls beyond them wait in line. 0: "
+                 "twice the machine's cores, at least 4")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--maintenance-threads", flags.maintenance_threads,
+                 "Threads for garbage collection and verify calls, which may "
+                 "read the whole store for minutes; kept apart so they never "
+                 "slow the other calls. Further such calls wait in line")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

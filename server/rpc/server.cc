@@ -4,6 +4,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,10 +15,21 @@
 
 namespace ckpt::server {
 
-struct CheckpointServer::Impl {
-  explicit Impl(CheckpointService* service, const StreamLimits& limits)
-      : grpc_service(service, limits) {}
+int RequestThreads(const ServerOptions& options) {
+  if (options.request_threads > 0) return options.request_threads;
+  return std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+}
 
+struct CheckpointServer::Impl {
+  explicit Impl(CheckpointService* service, const ServerOptions& options)
+      : requests("ckpt-request", RequestThreads(options)),
+        maintenance("ckpt-maint", std::max(1, options.maintenance_threads)),
+        grpc_service(service, options.limits, &requests, &maintenance) {}
+
+  // Declared before grpc_service, which uses them; Shutdown stops them
+  // after the gRPC server, as calls finish from their tasks.
+  Executor requests;
+  Executor maintenance;
   GrpcCheckpointService grpc_service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -31,7 +44,7 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  auto impl = std::make_unique<Impl>(service, options.limits);
+  auto impl = std::make_unique<Impl>(service, options);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
                            grpc::InsecureServerCredentials(), &impl->port);
@@ -82,8 +95,11 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
   impl_->grpc_service.calls().WaitUntilIdle(deadline);
   // Then shut down at once: gRPC's graceful shutdown would also wait, up to
   // the deadline, for idle clients to close their connections. Calls still
-  // running past the deadline are cancelled here.
+  // running past the deadline are cancelled here; Shutdown returns once
+  // every call's OnDone has run, so no task remains that would finish one.
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now()));
+  impl_->requests.Shutdown();
+  impl_->maintenance.Shutdown();
 }
 
 void CheckpointServer::Wait() { impl_->server->Wait(); }

@@ -21,7 +21,23 @@ struct ServerOptions {
   // (16 MiB), so this leaves room for framing and batching. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
   StreamLimits limits;
+  // Threads that do the calls' work, so that gRPC's callback threads never
+  // block: every unary call (CommitShard's sync included), PutChunks'
+  // hashing and stores, ReadChunks' reads. Hashing wants the cores while
+  // RocksDB writes and syncs wait on the disk, hence twice the cores. Work
+  // beyond them waits in line (one task per call at most). 0 picks twice the
+  // machine's cores, at least 4. Default: 0.
+  int request_threads = 0;
+  // Threads for CollectGarbage and VerifyCheckpoints, which may run for
+  // minutes reading the whole store. Kept apart from request_threads so that
+  // maintenance never holds a thread ordinary calls need; more maintenance
+  // calls than threads wait in line; at least 1. Default: 2 (a collection
+  // and a verify at once; two collections never run together anyway).
+  int maintenance_threads = 2;
 };
+
+// The request threads `options` asks for, with 0 resolved.
+int RequestThreads(const ServerOptions& options);
 
 // Thread-safe.
 class CheckpointServer {
@@ -41,9 +57,11 @@ class CheckpointServer {
   // The bound port (the chosen one when the address asked for port 0).
   int port() const;
 
-  // Refuses new calls (UNAVAILABLE), lets running ones finish until
-  // `deadline`, then cancels the rest and closes every connection. The
-  // health service reports NOT_SERVING from the start. Blocks until done;
+  // Refuses new calls (UNAVAILABLE), lets running and queued ones finish
+  // until `deadline`, then cancels the rest and closes every connection, and
+  // finally stops the executor threads once every call has finished (a
+  // running collection is not interruptible: it is waited for). The health
+  // service reports NOT_SERVING from the start. Blocks until done;
   // idempotent.
   void Shutdown(absl::Time deadline);
 

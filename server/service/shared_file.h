@@ -1,5 +1,6 @@
 // SharedFileWriter: writes into a client's restore memfd on this host, for
-// ReadChunksIntoFile. Free of gRPC types; the RPC edge checks the peer.
+// same-host restores (ReadChunksIntoSharedFile in shared_file_reads.h).
+// Free of gRPC types; the RPC edge checks that the peer is on this host.
 #pragma once
 
 #include <cstdint>

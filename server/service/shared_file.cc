@@ -1,4 +1,4 @@
-#include "server/rpc/shared_file.h"
+#include "server/service/shared_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,0 +1,107 @@
+// BlockingChunkStore (test code only): forwards every call to a ChunkStore,
+// except that calls of an operation a test has blocked wait at the door
+// until it releases them. A test holds a GC or a verify in the middle of
+// its work this way, deterministically, with no sleeps. Unlike
+// FaultInjectingStore (which fails calls), it delays them.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/storage/chunk_store.h"
+
+namespace ckpt::server::testing {
+
+// Thread-safe. `base` must outlive it.
+class BlockingChunkStore final : public ChunkStore {
+ public:
+  enum class Op : size_t { kForEach, kContains, kGet, kReadVerified, kCount };
+
+  explicit BlockingChunkStore(ChunkStore* base) : base_(base) {}
+
+  // From now on, calls of `op` wait until Release(op).
+  void Block(Op op) {
+    absl::MutexLock lock(&mu_);
+    blocked_[Index(op)] = true;
+  }
+  // Lets the waiting calls of `op`, and later ones, through.
+  void Release(Op op) {
+    absl::MutexLock lock(&mu_);
+    blocked_[Index(op)] = false;
+  }
+  // Waits until `count` calls of `op` wait at the door.
+  void AwaitWaiting(Op op, int count) {
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return waiting_[Index(op)] >= count;
+    };
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&reached));
+  }
+
+  absl::StatusOr<bool> Put(absl::string_view tenant, const ChunkId& id,
+                           absl::string_view bytes) override {
+    return base_->Put(tenant, id, bytes);
+  }
+  absl::StatusOr<std::string> Get(absl::string_view tenant,
+                                  const ChunkId& id) override {
+    Door(Op::kGet);
+    return base_->Get(tenant, id);
+  }
+  absl::Status ReadVerified(
+      absl::string_view tenant, const ChunkId& id,
+      absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
+      override {
+    Door(Op::kReadVerified);
+    return base_->ReadVerified(tenant, id, consume);
+  }
+  absl::StatusOr<std::vector<bool>> Contains(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override {
+    Door(Op::kContains);
+    return base_->Contains(tenant, ids);
+  }
+  absl::Status Delete(absl::string_view tenant, const ChunkId& id) override {
+    return base_->Delete(tenant, id);
+  }
+  absl::Status Sync() override { return base_->Sync(); }
+  absl::StatusOr<Usage> GetUsage(absl::string_view tenant) override {
+    return base_->GetUsage(tenant);
+  }
+  absl::StatusOr<DiskUsage> ReclaimSpace() override {
+    return base_->ReclaimSpace();
+  }
+  absl::Status ForEach(
+      absl::string_view tenant,
+      absl::FunctionRef<absl::Status(absl::string_view tenant,
+                                     const ChunkId& id, uint64_t size)>
+          fn) override {
+    Door(Op::kForEach);
+    return base_->ForEach(tenant, fn);
+  }
+
+ private:
+  static size_t Index(Op op) { return static_cast<size_t>(op); }
+
+  // Returns at once unless `op` is blocked; else waits for Release.
+  void Door(Op op) {
+    const size_t i = Index(op);
+    auto open = [&]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !blocked_[i]; };
+    absl::MutexLock lock(&mu_);
+    ++waiting_[i];
+    mu_.Await(absl::Condition(&open));
+    --waiting_[i];
+  }
+
+  ChunkStore* const base_;
+  absl::Mutex mu_;
+  std::array<bool, static_cast<size_t>(Op::kCount)> blocked_
+      ABSL_GUARDED_BY(mu_) = {};
+  std::array<int, static_cast<size_t>(Op::kCount)> waiting_
+      ABSL_GUARDED_BY(mu_) = {};
+};
+
+}  // namespace ckpt::server::testing

@@ -1,0 +1,188 @@
+#include "server/rpc/put_chunks_reactor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/chunk_id.h"
+#include "common/chunking.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/rpc/request_checks.h"
+
+namespace ckpt::server {
+namespace {
+constexpr absl::string_view kRpc = "PutChunks";
+}  // namespace
+
+PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
+                                   CheckpointService* service,
+                                   const StreamLimits& limits,
+                                   Executor* executor, CallCounter* calls,
+                                   bool admitted,
+                                   v1::PutChunksResponse* response)
+    : context_(context),
+      service_(service),
+      limits_(limits),
+      executor_(executor),
+      calls_(calls),
+      response_(response) {
+  if (!admitted) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(ShuttingDown(kRpc)));
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    read_index_ = 0;
+  }
+  StartRead(&buffers_[0]);
+}
+
+void PutChunksReactor::OnReadDone(bool ok) {
+  int index;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;  // A read left outstanding by an early Finish.
+    index = read_index_;
+    if (driving_) {
+      parked_ = Parked{index, ok};
+      return;
+    }
+    driving_ = true;
+  }
+  SubmitDrive(index, ok);
+}
+
+// The callback API hands ownership of the reactor to gRPC until OnDone;
+// this is the idiomatic place to free it.
+void PutChunksReactor::OnDone() {
+  calls_->Exit();
+  delete this;
+}
+
+void PutChunksReactor::SubmitDrive(int index, bool ok) {
+  if (ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      read_index_ = 1 - index;
+    }
+    // The other buffer is free: its message was processed before the driver
+    // role came here. Reading it now overlaps the wait for a thread too.
+    StartRead(&buffers_[1 - index]);
+  }
+  if (executor_->Submit([this, index, ok] { Drive(index, ok); })) return;
+  // Refused only once the server has shut down its executors.
+  {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+  }
+  Finish(ToGrpcStatus(ShuttingDown(kRpc)));  // last use of `this`
+}
+
+void PutChunksReactor::Drive(int index, bool ok) {
+  absl::Status status;
+  bool end = !ok;
+  if (ok) {
+    status = Process(buffers_[index]);
+    end = !status.ok();
+  } else if (context_->IsCancelled()) {
+    status = absl::CancelledError("PutChunks: cancelled by the client");
+  }
+  if (end) CountBytesAdded();
+  std::optional<Parked> next;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!end) {
+      if (!parked_.has_value()) {
+        driving_ = false;
+        return;
+      }
+      next = parked_;
+      parked_.reset();
+    } else {
+      finished_ = true;
+      if (status.ok()) {
+        response_->set_chunks_received(chunks_received_);
+        response_->set_chunks_stored(chunks_stored_);
+        response_->set_bytes_received(bytes_received_);
+        response_->set_bytes_stored(bytes_stored_);
+      }
+    }
+  }
+  if (next.has_value()) {
+    SubmitDrive(next->index, next->ok);
+    return;
+  }
+  // Last use of `this`: OnDone may run (and delete it) once Finish and any
+  // still outstanding read have completed.
+  Finish(ToGrpcStatus(status));
+}
+
+// Once, at the end of the stream (failed ones too: what they stored new
+// stays stored): one metadata write for the whole upload. The figure is
+// informational, so failing to record it does not fail the upload.
+void PutChunksReactor::CountBytesAdded() {
+  if (!step_.has_value() || bytes_stored_ == 0) return;
+  absl::Status status = service_->AddBytesAdded(job_, *step_, bytes_stored_);
+  if (!status.ok()) {
+    CKPT_LOG(Warning, "PutChunks: bytes added by the upload for ", job_, "@",
+             *step_, " not recorded: ", status.ToString());
+  }
+}
+
+absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
+  if (job_.empty()) {
+    if (request.job().empty()) {
+      return InvalidRequest(kRpc, "the first message must name the job");
+    }
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
+    if (request.has_step()) {
+      CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));
+      step_ = request.step();
+    }
+    job_ = request.job();
+  } else if (!request.job().empty() && request.job() != job_) {
+    return InvalidRequest(
+        kRpc, absl::StrCat("a message names job '", request.job(),
+                           "' but the stream is for job '", job_, "'"));
+  }
+  for (const v1::ChunkData& chunk : request.chunks()) {
+    if (context_->IsCancelled()) {
+      return absl::CancelledError("PutChunks: cancelled by the client");
+    }
+    const uint64_t index = chunks_received_;
+    auto id = ChunkId::FromBytes(chunk.sha256());
+    if (!id.ok()) {
+      return InvalidRequest(
+          kRpc,
+          absl::StrCat("chunk ", index, ": sha256 must be ", ChunkId::kSize,
+                       " bytes, got ", chunk.sha256().size()));
+    }
+    const std::string& data = chunk.data();
+    if (data.empty() || data.size() > kMaxChunkBytes) {
+      return InvalidRequest(kRpc,
+                            absl::StrCat("chunk ", index, " (", id->ShortHex(),
+                                         "): size must be 1..", kMaxChunkBytes,
+                                         " bytes, got ", data.size()));
+    }
+    if (bytes_received_ + data.size() > limits_.max_put_stream_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "PutChunks: the stream exceeds its limit of ",
+          limits_.max_put_stream_bytes, " bytes; split the upload"));
+    }
+    ++chunks_received_;
+    bytes_received_ += data.size();
+    CKPT_ASSIGN_OR_RETURN(bool is_new, service_->PutChunk(job_, *id, data));
+    if (is_new) {
+      ++chunks_stored_;
+      bytes_stored_ += data.size();
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::server

@@ -1,0 +1,99 @@
+// PutChunksReactor: the server side of the PutChunks client stream. Each
+// message's chunks are checked, hashed and stored by the service on the
+// request executor, never on a gRPC callback thread.
+//
+// Internal to server/rpc (GrpcCheckpointService::PutChunks creates it).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/rpc/call_counter.h"
+#include "server/rpc/executor.h"
+#include "server/rpc/stream_limits.h"
+#include "server/service/checkpoint_service.h"
+
+namespace ckpt::server {
+
+// Two request buffers alternate: as soon as a message has arrived, the read
+// of the next one is started into the other buffer and only then is the
+// current one processed (on the executor), so network receive overlaps
+// hashing. Only one read is ever outstanding.
+//
+// Reactions may run concurrently on different threads (gRPC does not
+// serialize them), so one task at a time "drives" (processes a message); a
+// read that completes while a message is being processed is parked in
+// `parked_`, and the driver submits a task for it when done. One message per
+// task: a stream goes back in line after each, so a busy stream cannot hold
+// a thread while other calls wait. mu_ is never held across a service call,
+// a gRPC operation or Submit.
+//
+// Lifetime (callback API): owned by gRPC from creation until OnDone, which
+// deletes it. Finish is called exactly once, by the driver (or the
+// constructor when refusing); nothing touches `this` after it.
+class PutChunksReactor final
+    : public grpc::ServerReadReactor<v1::PutChunksRequest> {
+ public:
+  // `calls` has counted this call in; `admitted` is what Enter returned
+  // (refused: finishes at once with UNAVAILABLE). All pointers outlive the
+  // call.
+  PutChunksReactor(grpc::CallbackServerContext* context,
+                   CheckpointService* service, const StreamLimits& limits,
+                   Executor* executor, CallCounter* calls, bool admitted,
+                   v1::PutChunksResponse* response);
+
+  void OnReadDone(bool ok) override;
+  // Cancellation makes the outstanding read fail, which finishes the call
+  // through the normal path; Process checks IsCancelled() to stop work on
+  // the current message early.
+  void OnCancel() override {}
+  void OnDone() override;
+
+ private:
+  struct Parked {
+    int index;
+    bool ok;
+  };
+
+  // Hands the driver role to a task for buffers_[index] (or the end of the
+  // stream when !ok). The caller holds the driver role.
+  void SubmitDrive(int index, bool ok);
+  // On the executor: processes one message (or the end), then passes the
+  // driver role to a parked read or releases it, or finishes the call.
+  void Drive(int index, bool ok);
+  // Once, at the end of the stream: records the upload's bytes_added.
+  void CountBytesAdded();
+  absl::Status Process(const v1::PutChunksRequest& request);
+
+  grpc::CallbackServerContext* const context_;
+  CheckpointService* const service_;
+  const StreamLimits limits_;
+  Executor* const executor_;
+  CallCounter* const calls_;
+  v1::PutChunksResponse* const response_;
+
+  // Touched only by the driver; the driver role is handed over under mu_
+  // (or by Submit, which orders the accesses too).
+  v1::PutChunksRequest buffers_[2];
+  std::string job_;
+  std::optional<int64_t> step_;  // the pending checkpoint uploaded for
+  uint64_t chunks_received_ = 0;
+  uint64_t chunks_stored_ = 0;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_stored_ = 0;
+
+  absl::Mutex mu_;
+  int read_index_ ABSL_GUARDED_BY(mu_) = 0;  // buffer of the outstanding read
+  bool driving_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Parked> parked_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ckpt::server

@@ -1,0 +1,106 @@
+#include "server/rpc/request_checks.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/manifest.h"
+#include "common/wire_format.h"
+
+namespace ckpt::server {
+
+absl::Status InvalidRequest(absl::string_view rpc, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(rpc, ": ", what));
+}
+
+absl::Status ShuttingDown(absl::string_view rpc) {
+  return absl::UnavailableError(
+      absl::StrCat(rpc, ": the server is shutting down"));
+}
+
+absl::Status CheckJob(absl::string_view rpc, absl::string_view job) {
+  absl::Status status = ValidateJobName(job);
+  if (!status.ok()) return InvalidRequest(rpc, status.message());
+  return absl::OkStatus();
+}
+
+absl::Status CheckStep(absl::string_view rpc, int64_t step) {
+  if (step < 0) {
+    return InvalidRequest(rpc, absl::StrCat("step must be >= 0, got ", step));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorldSize(absl::string_view rpc, int32_t world_size) {
+  if (world_size < 1) {
+    return InvalidRequest(
+        rpc, absl::StrCat("world_size must be >= 1, got ", world_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ChunkId>> ParseHashes(
+    absl::string_view rpc,
+    const google::protobuf::RepeatedPtrField<std::string>& hashes,
+    size_t max_hashes) {
+  if (static_cast<size_t>(hashes.size()) > max_hashes) {
+    return InvalidRequest(
+        rpc, absl::StrCat("at most ", max_hashes, " hashes per request, got ",
+                          hashes.size()));
+  }
+  std::vector<ChunkId> ids;
+  ids.reserve(hashes.size());
+  for (int i = 0; i < hashes.size(); ++i) {
+    absl::StatusOr<ChunkId> id = ChunkId::FromBytes(hashes.Get(i));
+    if (!id.ok()) {
+      return InvalidRequest(
+          rpc, absl::StrCat("sha256[", i, "] must be ", ChunkId::kSize,
+                            " bytes, got ", hashes.Get(i).size()));
+    }
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
+                                            const v1::RetentionPolicy& proto) {
+  absl::StatusOr<RetentionPolicy> policy = FromProto(proto);
+  if (!policy.ok()) return InvalidRequest(rpc, policy.status().message());
+  return policy;
+}
+
+absl::StatusOr<std::vector<ChunkPlacement>> ParsePlacements(
+    absl::string_view rpc,
+    const google::protobuf::RepeatedPtrField<v1::ChunkPlacement>& chunks,
+    size_t max_chunks) {
+  if (static_cast<size_t>(chunks.size()) > max_chunks) {
+    return InvalidRequest(
+        rpc, absl::StrCat("at most ", max_chunks, " chunks per request, got ",
+                          chunks.size()));
+  }
+  std::vector<ChunkPlacement> placements;
+  placements.reserve(chunks.size());
+  for (int i = 0; i < chunks.size(); ++i) {
+    const v1::ChunkPlacement& chunk = chunks.Get(i);
+    absl::StatusOr<ChunkId> id = ChunkId::FromBytes(chunk.sha256());
+    if (!id.ok()) {
+      return InvalidRequest(
+          rpc, absl::StrCat("chunks[", i, "].sha256 must be ", ChunkId::kSize,
+                            " bytes, got ", chunk.sha256().size()));
+    }
+    placements.push_back(ChunkPlacement{
+        *id, chunk.size(), {chunk.offsets().begin(), chunk.offsets().end()}});
+  }
+  return placements;
+}
+
+SharedFileTarget ParseSharedFile(const v1::SharedFile& file) {
+  return SharedFileTarget{file.pid(), file.fd(), file.token()};
+}
+
+bool IsLocalPeer(absl::string_view peer) {
+  return absl::StartsWith(peer, "ipv4:127.") ||
+         absl::StartsWith(peer, "ipv6:[::1]:") ||
+         absl::StartsWith(peer, "ipv6:[::ffff:127.") ||
+         absl::StartsWith(peer, "unix:");
+}
+
+}  // namespace ckpt::server

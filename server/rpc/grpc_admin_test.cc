@@ -16,7 +16,7 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/rpc/rpc_test_fixture.h"
+#include "tests/testing/rpc_test_fixture.h"
 
 namespace ckpt::server {
 namespace {

@@ -26,7 +26,7 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/rpc/rpc_test_fixture.h"
+#include "tests/testing/rpc_test_fixture.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/memory_store.h"

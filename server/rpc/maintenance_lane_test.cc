@@ -19,8 +19,8 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
-#include "server/rpc/blocking_chunk_store.h"
-#include "server/rpc/rpc_test_fixture.h"
+#include "tests/testing/blocking_chunk_store.h"
+#include "tests/testing/rpc_test_fixture.h"
 #include "server/rpc/server.h"
 
 namespace ckpt::server {

@@ -21,8 +21,8 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/rpc/rpc_test_fixture.h"
-#include "server/service/shared_file_test_util.h"
+#include "tests/testing/rpc_test_fixture.h"
+#include "tests/testing/shared_file_test_util.h"
 
 namespace ckpt::server {
 namespace {

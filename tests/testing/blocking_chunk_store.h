@@ -1,7 +1,7 @@
-// BlockingChunkStore (test code only): forwards every call to a ChunkStore,
-// except that calls of an operation a test has blocked wait at the door
-// until it releases them. A test holds a GC or a verify in the middle of
-// its work this way, deterministically, with no sleeps. Unlike
+// BlockingChunkStore (test code only): forwards every call to a ChunkStore
+// (ChunkStoreWrapper), except that calls of an operation a test has blocked
+// wait at the door until it releases them. A test holds a GC or a verify in the
+// middle of its work this way, deterministically, with no sleeps. Unlike
 // FaultInjectingStore (which fails calls), it delays them.
 #pragma once
 
@@ -12,16 +12,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/storage/chunk_store.h"
+#include "server/storage/store_wrappers.h"
 
 namespace ckpt::server::testing {
 
 // Thread-safe. `base` must outlive it.
-class BlockingChunkStore final : public ChunkStore {
+class BlockingChunkStore final : public ChunkStoreWrapper {
  public:
   enum class Op : size_t { kForEach, kContains, kGet, kReadVerified, kCount };
 
-  explicit BlockingChunkStore(ChunkStore* base) : base_(base) {}
+  explicit BlockingChunkStore(ChunkStore* base) : ChunkStoreWrapper(base) {}
 
   // From now on, calls of `op` wait until Release(op).
   void Block(Op op) {
@@ -42,36 +42,22 @@ class BlockingChunkStore final : public ChunkStore {
     mu_.Await(absl::Condition(&reached));
   }
 
-  absl::StatusOr<bool> Put(absl::string_view tenant, const ChunkId& id,
-                           absl::string_view bytes) override {
-    return base_->Put(tenant, id, bytes);
-  }
   absl::StatusOr<std::string> Get(absl::string_view tenant,
                                   const ChunkId& id) override {
     Door(Op::kGet);
-    return base_->Get(tenant, id);
+    return ChunkStoreWrapper::Get(tenant, id);
   }
   absl::Status ReadVerified(
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
       override {
     Door(Op::kReadVerified);
-    return base_->ReadVerified(tenant, id, consume);
+    return ChunkStoreWrapper::ReadVerified(tenant, id, consume);
   }
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     Door(Op::kContains);
-    return base_->Contains(tenant, ids);
-  }
-  absl::Status Delete(absl::string_view tenant, const ChunkId& id) override {
-    return base_->Delete(tenant, id);
-  }
-  absl::Status Sync() override { return base_->Sync(); }
-  absl::StatusOr<Usage> GetUsage(absl::string_view tenant) override {
-    return base_->GetUsage(tenant);
-  }
-  absl::StatusOr<DiskUsage> ReclaimSpace() override {
-    return base_->ReclaimSpace();
+    return ChunkStoreWrapper::Contains(tenant, ids);
   }
   absl::Status ForEach(
       absl::string_view tenant,
@@ -79,7 +65,7 @@ class BlockingChunkStore final : public ChunkStore {
                                      const ChunkId& id, uint64_t size)>
           fn) override {
     Door(Op::kForEach);
-    return base_->ForEach(tenant, fn);
+    return ChunkStoreWrapper::ForEach(tenant, fn);
   }
 
  private:
@@ -96,7 +82,6 @@ class BlockingChunkStore final : public ChunkStore {
     --waiting_[i];
   }
 
-  ChunkStore* const base_;
   absl::Mutex mu_;
   std::array<bool, static_cast<size_t>(Op::kCount)> blocked_
       ABSL_GUARDED_BY(mu_) = {};

@@ -1,6 +1,9 @@
 // The ckpt C++ client library: saves and restores sharded checkpoints on a
-// ckpt-server. Mentions no gRPC or Protobuf type; the value types are in
-// client/types.h, the transport lives in client.cc.
+// ckpt-server. Mentions no gRPC or Protobuf type. Client is a thin facade:
+// the value types are in client/types.h, the calls to the server go through
+// a Transport (client/transport.h; the gRPC one is in client/transport/),
+// saves run the save pipeline (client/save_pipeline.h) and restores the
+// restore plan (client/restore_plan.h).
 //
 // Typical use by rank r of N:
 //   CKPT_ASSIGN_OR_RETURN(auto client, Client::Connect("host:7070"));
@@ -33,6 +36,8 @@
 
 namespace ckpt::client {
 
+class Transport;  // client/transport.h
+
 // Thread-safe: one Client may serve many threads (e.g. several ranks in one
 // process). Every error is the server's status (code and message) or a
 // transport status (UNAVAILABLE, DEADLINE_EXCEEDED, ...).
@@ -42,6 +47,11 @@ class Client {
   // address; UNAVAILABLE when connect_timeout is set and runs out.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(
       const std::string& address, ConnectOptions options = {});
+  // A client over `transport` (tests give an in-memory one). Of `options`
+  // only shared_memory_restore applies: the transport already holds its
+  // connection. REQUIRES: transport != nullptr.
+  static std::unique_ptr<Client> WithTransport(
+      std::unique_ptr<Transport> transport, ConnectOptions options = {});
 
   ~Client();
   Client(const Client&) = delete;

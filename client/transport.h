@@ -123,8 +123,11 @@ class Transport {
 
   // --- Saving ---
 
-  // Begins checkpoint (job, step), or joins it when another rank began it
-  // with the same world size (the server's rules apply).
+  // Begins checkpoint (job, step) as pending, or joins it when another rank
+  // began it (idempotent across ranks); an aborted one starts afresh.
+  // ALREADY_EXISTS when it is committed, FAILED_PRECONDITION when the
+  // pending one has another world size, INVALID_ARGUMENT for an invalid
+  // retention policy (nothing changed).
   virtual absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
                                        const BeginOptions& options) = 0;
 
@@ -139,10 +142,12 @@ class Transport {
   virtual std::unique_ptr<ChunkUploadStream> OpenUpload(absl::string_view job,
                                                         int64_t step) = 0;
 
-  // Commits rank shard.rank's shard of pending checkpoint (job, step).
-  // FAILED_PRECONDITION when the server lacks a chunk the shard references
-  // (among other reasons: a delta's missing base, a checkpoint no longer
-  // pending); nothing is committed then.
+  // Commits rank shard.rank's shard of pending checkpoint (job, step); the
+  // last rank's commit commits the checkpoint. Recommitting an identical
+  // shard is OK. FAILED_PRECONDITION when the server lacks a chunk the
+  // shard references, and for other refusals (a delta's base missing or
+  // without a matching tensor, a different shard already committed);
+  // nothing is committed then.
   virtual absl::StatusOr<CommitResult> CommitShard(
       absl::string_view job, int64_t step, int32_t world_size,
       const ShardManifest& shard) = 0;
@@ -156,9 +161,11 @@ class Transport {
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank) = 0;
 
+  // Every job with its committed checkpoints' totals.
   virtual absl::StatusOr<std::vector<JobSummary>> ListJobs() = 0;
 
-  // Ascending step; committed only unless include_uncommitted. Each
+  // Ascending step; committed only unless include_uncommitted; NOT_FOUND
+  // for an unknown job. Each
   // usage's unique_bytes is filled only with `with_unique_bytes` (costlier:
   // the server reads every manifest of the job's tenant).
   virtual absl::StatusOr<std::vector<CheckpointUsage>> ListCheckpoints(
@@ -188,20 +195,28 @@ class Transport {
 
   // --- Administration ---
 
+  // Marks a pending checkpoint aborted, recording `reason`. NOT_FOUND when
+  // absent, FAILED_PRECONDITION when already committed.
   virtual absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                        absl::string_view reason) = 0;
+  // Removes a committed or aborted checkpoint (its chunks go at the next
+  // GC). NOT_FOUND when absent; FAILED_PRECONDITION for a pending one and
+  // for the delta base of another checkpoint.
   virtual absl::Status DeleteCheckpoint(absl::string_view job,
                                         int64_t step) = 0;
   // Whole server when job is empty.
   virtual absl::StatusOr<Stats> GetStats(absl::string_view job) = 0;
 
   // Stores the job's policy and applies it at once; the steps deleted.
+  // INVALID_ARGUMENT for an invalid policy (nothing changed), NOT_FOUND
+  // for an unknown job.
   virtual absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy) = 0;
   // nullopt when the job has none.
   virtual absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job) = 0;
-  // Pins or unpins a committed checkpoint; its header after.
+  // Pins or unpins a committed checkpoint; its header after. NOT_FOUND
+  // when absent, FAILED_PRECONDITION when pending.
   virtual absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                          int64_t step,
                                                          bool pinned) = 0;
@@ -211,17 +226,21 @@ class Transport {
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run) = 0;
 
-  // A garbage collection on the server, with a deadline of hours rather
-  // than the usual one.
+  // A garbage collection on the server (OK with report.damaged filled when
+  // referenced chunks are missing), with a deadline of hours rather than
+  // the usual one.
   virtual absl::StatusOr<GcReport> CollectGarbage(bool dry_run) = 0;
 
-  // Verifies checkpoints; `progress`, when set, is called from this thread
-  // as the server reports. No deadline. INTERNAL when the server ends
-  // without a report.
+  // Verifies checkpoints; damage is in the report (OK status). `progress`,
+  // when set, is called from this thread as the server reports (progress
+  // of a stage this build does not know is skipped). No deadline.
+  // NOT_FOUND for an unknown job or step, INVALID_ARGUMENT for a bad
+  // subset, INTERNAL when the server ends without a report.
   virtual absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options, const VerifyProgressFn& progress) = 0;
 
   // The job's events, oldest first; the newest `limit`, or all when 0.
+  // NOT_FOUND for an unknown job.
   virtual absl::StatusOr<std::vector<JobEvent>> ListEvents(
       absl::string_view job, int limit) = 0;
 };

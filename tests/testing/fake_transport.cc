@@ -159,8 +159,10 @@ absl::Status FakeTransport::BeginCheckpoint(
   ++begin_calls_;
   auto& steps = checkpoints_[std::string(job)];
   auto it = steps.find(step);
-  if (it == steps.end()) {
+  if (it == steps.end() ||
+      it->second.record.state == CheckpointState::kAborted) {
     Checkpoint& checkpoint = steps[step];
+    checkpoint = Checkpoint();
     checkpoint.record.job = std::string(job);
     checkpoint.record.step = step;
     checkpoint.record.state = CheckpointState::kPending;
@@ -170,9 +172,9 @@ absl::Status FakeTransport::BeginCheckpoint(
     return absl::OkStatus();
   }
   const CheckpointRecord& record = it->second.record;
-  if (record.state != CheckpointState::kPending) {
+  if (record.state == CheckpointState::kCommitted) {
     return absl::AlreadyExistsError(
-        absl::StrCat(CheckpointName(job, step), " is not pending"));
+        absl::StrCat(CheckpointName(job, step), " is committed"));
   }
   if (record.world_size != options.world_size) {
     return absl::FailedPreconditionError(
@@ -368,14 +370,17 @@ absl::Status FakeTransport::AbortCheckpoint(absl::string_view job, int64_t step,
                                             absl::string_view reason) {
   absl::MutexLock lock(&mu_);
   auto job_it = checkpoints_.find(job);
-  if (job_it == checkpoints_.end() || !job_it->second.contains(step) ||
-      job_it->second[step].record.state != CheckpointState::kPending) {
-    return absl::NotFoundError(
-        absl::StrCat("no pending ", CheckpointName(job, step)));
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
+    return absl::NotFoundError(absl::StrCat("no ", CheckpointName(job, step)));
   }
-  CheckpointRecord& record = job_it->second[step].record;
-  record.state = CheckpointState::kAborted;
-  record.abort_reason = std::string(reason);
+  Checkpoint& checkpoint = job_it->second[step];
+  if (checkpoint.record.state == CheckpointState::kCommitted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step), " is committed"));
+  }
+  checkpoint.record.state = CheckpointState::kAborted;
+  checkpoint.record.abort_reason = std::string(reason);
+  checkpoint.shards.clear();
   return absl::OkStatus();
 }
 
@@ -383,9 +388,14 @@ absl::Status FakeTransport::DeleteCheckpoint(absl::string_view job,
                                              int64_t step) {
   absl::MutexLock lock(&mu_);
   auto job_it = checkpoints_.find(job);
-  if (job_it == checkpoints_.end() || job_it->second.erase(step) == 0) {
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
     return absl::NotFoundError(absl::StrCat("no ", CheckpointName(job, step)));
   }
+  if (job_it->second[step].record.state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step), " is pending"));
+  }
+  job_it->second.erase(step);
   return absl::OkStatus();
 }
 

@@ -104,7 +104,8 @@ class FakeTransport : public client::Transport {
       absl::Span<const client::ChunkPlacement> chunks) override;
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason) override;
-  // Deletes even a checkpoint other checkpoints' deltas are based on.
+  // Deletes a committed or aborted checkpoint even when other checkpoints'
+  // deltas are based on it.
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(

@@ -157,7 +157,7 @@ TEST(RestorePlanTest, RestoresAQuantizedEntryWithinItsRecordedError) {
   for (bool shared_memory : {false, true}) {
     SCOPED_TRACE(shared_memory ? "shared memory" : "streamed");
     FakeTransport fake;
-    std::vector<float> values(16 * 32);
+    std::vector<float> values(size_t{16} * 32);
     for (size_t i = 0; i < values.size(); ++i) {
       values[i] = std::sin(static_cast<float>(i) * 0.37f) * 4.0f;
     }
@@ -334,8 +334,8 @@ TEST(RestorePlanTest, RepeatedChunksAreFetchedOnceAndProgressCountsThemOnce) {
 
 TEST(RestorePlanTest, FetchesSeveralRangesInParallel) {
   FakeTransport fake;
-  const std::string bytes = PatternBytes(30 * 32, 17);
-  Save(fake, 1, {WholeTensor("a", DType::kUint8, {30 * 32}, bytes)});
+  const std::string bytes = PatternBytes(size_t{30} * 32, 17);
+  Save(fake, 1, {WholeTensor("a", DType::kUint8, {int64_t{30} * 32}, bytes)});
 
   absl::StatusOr<std::vector<RestoredTensor>> restored =
       Restore(fake, 1, false);

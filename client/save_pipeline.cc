@@ -231,13 +231,14 @@ std::vector<BatchHasher::Batch> SplitIntoBatches(
   return batches;
 }
 
-// Hashes `*chunks` in parallel and, batch by batch as hashes arrive, asks
-// which the server lacks and uploads those, each distinct chunk once, over
-// one upload stream. Counts what was sent into `*result`.
+// Hashes `*chunks` on options.hash_threads threads and, batch by batch as
+// hashes arrive, asks which the server lacks and uploads those, each
+// distinct chunk once, over one upload stream. Counts what was sent into
+// `*result`.
 absl::Status HashAndUpload(Transport& transport, absl::string_view job,
-                           int64_t step, int hash_threads,
+                           int64_t step, const SaveOptions& options,
                            std::vector<ChunkTask>* chunks, SaveResult* result) {
-  BatchHasher hasher(chunks, SplitIntoBatches(*chunks), hash_threads);
+  BatchHasher hasher(chunks, SplitIntoBatches(*chunks), options.hash_threads);
   std::unique_ptr<ChunkUploadStream> upload = transport.OpenUpload(job, step);
   absl::flat_hash_set<ChunkId> seen;  // asked about already in this save
   for (size_t b = 0; b < hasher.batches().size(); ++b) {
@@ -314,8 +315,8 @@ absl::StatusOr<SaveResult> SaveShard(Transport& transport,
   CKPT_RETURN_IF_ERROR(transport.BeginCheckpoint(job, step, begin));
 
   // Hash in parallel; check and upload batch by batch as hashes arrive.
-  CKPT_RETURN_IF_ERROR(HashAndUpload(transport, job, step, options.hash_threads,
-                                     &layout.chunks, &result));
+  CKPT_RETURN_IF_ERROR(
+      HashAndUpload(transport, job, step, options, &layout.chunks, &result));
 
   ShardManifest& shard = layout.shard;
   for (size_t t = 0; t < shard.tensors.size(); ++t) {

@@ -208,8 +208,8 @@ TEST(SavePipelineTest, RefusesMalformedRequestsBeforeCallingTheServer) {
 TEST(SavePipelineTest, LaysOutFullDeltaAndQuantizedEntries) {
   FakeTransport fake;
   const std::string full = PatternBytes(200, 7);  // 64 + 64 + 64 + 8
-  const std::string table = PatternBytes(8 * 16, 8);
-  std::vector<float> weights(4 * 8);
+  const std::string table = PatternBytes(size_t{8} * 16, 8);
+  std::vector<float> weights(size_t{4} * 8);
   for (size_t i = 0; i < weights.size(); ++i) {
     weights[i] = static_cast<float>(i) * 0.25f - 3.0f;
   }

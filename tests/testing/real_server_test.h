@@ -20,6 +20,7 @@
 #include "client/client.h"
 #include "common/manifest.h"
 #include "gtest/gtest.h"
+#include "tests/testing/client_tensors.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -36,27 +37,6 @@ struct CommandResult {
   std::string out;
   std::string err;
 };
-
-// A whole tensor (its box the full shape) viewing `bytes`, which the caller
-// keeps alive and unchanged while it is saved.
-inline client::TensorData WholeTensor(const std::string& name, DType dtype,
-                                      std::vector<int64_t> shape,
-                                      absl::string_view bytes) {
-  client::TensorData tensor;
-  tensor.name = name;
-  tensor.dtype = dtype;
-  tensor.box = Box{std::vector<int64_t>(shape.size(), 0), shape};
-  tensor.global_shape = std::move(shape);
-  tensor.bytes = bytes;
-  return tensor;
-}
-
-// A whole 1-D uint8 tensor of `bytes`.
-inline client::TensorData Uint8Tensor(const std::string& name,
-                                      absl::string_view bytes) {
-  return WholeTensor(name, DType::kUint8, {static_cast<int64_t>(bytes.size())},
-                     bytes);
-}
 
 class RealServerTest : public ::testing::Test {
  protected:

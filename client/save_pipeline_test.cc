@@ -1,0 +1,270 @@
+#include "client/save_pipeline.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/status/status.h"
+#include "common/chunking.h"
+#include "common/row_delta.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/client_tensors.h"
+#include "tests/testing/fake_transport.h"
+
+namespace ckpt::client {
+namespace {
+
+using ::ckpt::testing::FakeTransport;
+using ::ckpt::testing::PatternBytes;
+using ::ckpt::testing::Uint8Tensor;
+using ::ckpt::testing::WholeTensor;
+using ::testing::HasSubstr;
+
+constexpr char kJob[] = "team/model";
+constexpr size_t kChunk = 64;
+
+SaveOptions SmallChunks() {
+  SaveOptions options;
+  options.chunk_bytes = kChunk;
+  return options;
+}
+
+std::vector<ChunkRef> PiecesOf(FakeTransport& fake, int64_t step,
+                               const std::string& name) {
+  absl::StatusOr<Checkpoint> manifest =
+      fake.GetManifest(kJob, step, std::nullopt);
+  EXPECT_TRUE(manifest.ok()) << manifest.status();
+  if (!manifest.ok()) return {};
+  for (const TensorEntry& entry : manifest->shards.at(0).tensors) {
+    if (entry.name == name) return entry.pieces;
+  }
+  ADD_FAILURE() << "no tensor " << name << " at step " << step;
+  return {};
+}
+
+TEST(SavePipelineTest, SecondSaveOfIdenticalBytesSendsNoChunks) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(10 * kChunk, 1);
+  const std::vector<TensorData> tensors = {Uint8Tensor("a", bytes)};
+
+  absl::StatusOr<SaveResult> first =
+      SaveShard(fake, kJob, 1, tensors, SmallChunks());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->chunks_total, 10u);
+  EXPECT_EQ(first->chunks_sent, 10u);
+  EXPECT_EQ(first->bytes_sent, bytes.size());
+  EXPECT_EQ(first->logical_bytes, bytes.size());
+  EXPECT_TRUE(first->checkpoint_committed);
+  EXPECT_EQ(first->checkpoint.state, CheckpointState::kCommitted);
+
+  absl::StatusOr<SaveResult> second =
+      SaveShard(fake, kJob, 2, tensors, SmallChunks());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->chunks_total, 10u);
+  EXPECT_EQ(second->chunks_sent, 0u);
+  EXPECT_EQ(second->bytes_sent, 0u);
+  EXPECT_TRUE(second->checkpoint_committed);
+  EXPECT_EQ(fake.chunks_uploaded(), 10u);
+  EXPECT_EQ(PiecesOf(fake, 2, "a"), PiecesOf(fake, 1, "a"));
+}
+
+TEST(SavePipelineTest, RepeatedChunksWithinOneSaveAreAskedAboutAndSentOnce) {
+  FakeTransport fake;
+  // 200 equal chunks per tensor: they span several hashing batches.
+  const std::string repeated(200 * kChunk, 'x');
+  const std::string distinct = PatternBytes(3 * kChunk, 2);
+  const std::vector<TensorData> tensors = {Uint8Tensor("r1", repeated),
+                                           Uint8Tensor("r2", repeated),
+                                           Uint8Tensor("d", distinct)};
+  SaveOptions options = SmallChunks();
+  options.hash_threads = 3;
+
+  absl::StatusOr<SaveResult> saved = SaveShard(fake, kJob, 1, tensors, options);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->chunks_total, 403u);
+  EXPECT_EQ(saved->chunks_sent, 4u);
+  EXPECT_EQ(saved->bytes_sent, 4 * kChunk);
+  const ChunkId x_chunk = Sha256(repeated.substr(0, kChunk));
+  EXPECT_EQ(fake.UploadsOf(x_chunk), 1);
+  EXPECT_EQ(fake.chunks_uploaded(), 4u);
+  const std::vector<ChunkId> asked = fake.asked_missing();
+  EXPECT_EQ(absl::c_count(asked, x_chunk), 1);
+  EXPECT_EQ(asked.size(), 4u);
+  // The manifest still lists every piece, repeats included.
+  EXPECT_EQ(PiecesOf(fake, 1, "r2").size(), 200u);
+}
+
+TEST(SavePipelineTest, RetriesTheCommitAfterTheServerLostChunks) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(10 * kChunk, 3);
+  fake.LoseChunksAtNextCommit();
+
+  absl::StatusOr<SaveResult> saved =
+      SaveShard(fake, kJob, 1, {Uint8Tensor("a", bytes)}, SmallChunks());
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(fake.commit_calls(), 2);
+  EXPECT_TRUE(saved->checkpoint_committed);
+  // Everything went twice: once before the loss, once for the retry.
+  EXPECT_EQ(saved->chunks_sent, 20u);
+  EXPECT_EQ(saved->bytes_sent, 2 * bytes.size());
+  EXPECT_EQ(fake.UploadsOf(Sha256(bytes.substr(0, kChunk))), 2);
+  EXPECT_EQ(fake.stored_chunks(), 10u);
+  for (const ChunkRef& piece : PiecesOf(fake, 1, "a")) {
+    EXPECT_TRUE(fake.HasChunk(piece.id));
+  }
+}
+
+TEST(SavePipelineTest, ReturnsTheCommitRefusalWhenNoChunkIsMissing) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(10 * kChunk, 4);
+  const absl::Status refusal = absl::FailedPreconditionError(
+      "the base checkpoint 7 of job 'team/model' has no tensor 'a'");
+  fake.RefuseCommits(refusal);
+
+  absl::StatusOr<SaveResult> saved =
+      SaveShard(fake, kJob, 1, {Uint8Tensor("a", bytes)}, SmallChunks());
+  EXPECT_EQ(saved.status(), refusal);
+  EXPECT_EQ(fake.commit_calls(), 1);
+  EXPECT_EQ(fake.chunks_uploaded(), 10u);  // nothing sent again
+  // The retry asked about every distinct chunk again before giving up.
+  EXPECT_EQ(fake.asked_missing().size(), 20u);
+}
+
+TEST(SavePipelineTest, OtherCommitErrorsAreNotRetried) {
+  FakeTransport fake;
+  const absl::Status refusal = absl::AbortedError("lost the lease");
+  fake.RefuseCommits(refusal);
+  fake.LoseChunksAtNextCommit();  // would make a retry upload again
+
+  absl::StatusOr<SaveResult> saved =
+      SaveShard(fake, kJob, 1, {Uint8Tensor("a", PatternBytes(kChunk, 5))},
+                SmallChunks());
+  EXPECT_EQ(saved.status(), refusal);
+  EXPECT_EQ(fake.commit_calls(), 1);
+  EXPECT_EQ(fake.chunks_uploaded(), 1u);
+}
+
+TEST(SavePipelineTest, RefusesMalformedRequestsBeforeCallingTheServer) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(16, 6);
+  const std::vector<uint64_t> descending = {3, 1};
+  const std::vector<uint64_t> rows = {1};
+  struct Case {
+    std::string what;
+    TensorData tensor;
+    SaveOptions options;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  {
+    Case c{"rank", Uint8Tensor("a", bytes), SmallChunks(),
+           "outside world_size"};
+    c.options.rank = 2;
+    c.options.world_size = 2;
+    cases.push_back(c);
+  }
+  {
+    Case c{"chunk_bytes", Uint8Tensor("a", bytes), SmallChunks(),
+           "chunk_bytes must be"};
+    c.options.chunk_bytes = 0;
+    cases.push_back(c);
+  }
+  cases.push_back({"size", WholeTensor("a", DType::kFloat32, {5}, bytes),
+                   SmallChunks(), "16 bytes given but its box of float32"});
+  {
+    Case c{"rows without base", WholeTensor("a", DType::kUint8, {4, 4}, bytes),
+           SmallChunks(), "delta_rows given without delta_base_step"};
+    c.tensor.delta_rows = rows;
+    cases.push_back(c);
+  }
+  {
+    Case c{"rows descending", WholeTensor("a", DType::kUint8, {4, 4}, bytes),
+           SmallChunks(), "strictly ascending"};
+    c.tensor.delta_base_step = 1;
+    c.tensor.delta_rows = descending;
+    cases.push_back(c);
+  }
+  {
+    Case c{"quantize uint8", Uint8Tensor("a", bytes), SmallChunks(),
+           "cannot quantize it: it is uint8"};
+    c.tensor.quantize_bits = 8;
+    cases.push_back(c);
+  }
+  for (const Case& c : cases) {
+    absl::StatusOr<SaveResult> saved =
+        SaveShard(fake, kJob, 1, {c.tensor}, c.options);
+    EXPECT_TRUE(absl::IsInvalidArgument(saved.status()))
+        << c.what << ": " << saved.status();
+    EXPECT_THAT(saved.status().message(), HasSubstr(c.message)) << c.what;
+  }
+  EXPECT_EQ(fake.begin_calls(), 0);
+  EXPECT_EQ(fake.commit_calls(), 0);
+  EXPECT_TRUE(fake.asked_missing().empty());
+}
+
+TEST(SavePipelineTest, LaysOutFullDeltaAndQuantizedEntries) {
+  FakeTransport fake;
+  const std::string full = PatternBytes(200, 7);  // 64 + 64 + 64 + 8
+  const std::string table = PatternBytes(size_t{8} * 16, 8);
+  std::vector<float> weights(size_t{4} * 8);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    weights[i] = static_cast<float>(i) * 0.25f - 3.0f;
+  }
+  const absl::string_view weight_bytes(
+      reinterpret_cast<const char*>(weights.data()),
+      weights.size() * sizeof(float));
+  const std::vector<uint64_t> rows = {2, 5};
+
+  TensorData delta = WholeTensor("table", DType::kUint8, {8, 16}, table);
+  delta.delta_base_step = 1;
+  delta.delta_rows = rows;
+  TensorData quantized =
+      WholeTensor("w", DType::kFloat32, {4, 8}, weight_bytes);
+  quantized.quantize_bits = 8;
+  SaveOptions options = SmallChunks();
+  options.metadata.metrics["loss"] = 0.5;
+  options.metadata.tags["phase"] = "warmup";
+
+  absl::StatusOr<SaveResult> saved = SaveShard(
+      fake, kJob, 2, {Uint8Tensor("full", full), delta, quantized}, options);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->logical_bytes,
+            full.size() + table.size() + weight_bytes.size());
+
+  absl::StatusOr<Checkpoint> manifest = fake.GetManifest(kJob, 2, std::nullopt);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->record.metadata, options.metadata);
+  ASSERT_EQ(manifest->shards.size(), 1u);
+  const std::vector<TensorEntry>& entries = manifest->shards[0].tensors;
+  ASSERT_EQ(entries.size(), 3u);
+
+  EXPECT_EQ(entries[0].name, "full");
+  std::vector<uint64_t> sizes;
+  for (const ChunkRef& piece : entries[0].pieces) sizes.push_back(piece.size);
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{64, 64, 64, 8}));
+  EXPECT_EQ(entries[0].pieces[0].id, Sha256(full.substr(0, 64)));
+  EXPECT_FALSE(entries[0].IsDelta());
+
+  EXPECT_EQ(entries[1].name, "table");
+  EXPECT_EQ(entries[1].delta_base_step, 1);
+  absl::StatusOr<std::string> encoded =
+      EncodeRowDelta(absl::MakeConstSpan(table.data(), table.size()), 16, rows);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_EQ(entries[1].StoredBytes(), encoded->size());
+  EXPECT_EQ(entries[1].pieces[0].id,
+            Sha256(absl::string_view(*encoded).substr(0, kChunk)));
+
+  EXPECT_EQ(entries[2].name, "w");
+  ASSERT_TRUE(entries[2].IsQuantized());
+  EXPECT_EQ(entries[2].quantization->bits, 8);
+  ASSERT_TRUE(saved->quantized.contains("w"));
+  EXPECT_EQ(saved->quantized.at("w"), *entries[2].quantization);
+  EXPECT_GT(entries[2].quantization->max_abs_error, 0.0);
+  EXPECT_LT(entries[2].StoredBytes(), weight_bytes.size());
+}
+
+}  // namespace
+}  // namespace ckpt::client

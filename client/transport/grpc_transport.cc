@@ -1,0 +1,484 @@
+#include "client/transport/grpc_transport.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/wire_format.h"
+
+namespace ckpt::client {
+namespace {
+
+using Stub = v1::CheckpointService::Stub;
+
+// PutChunks messages carry chunks until they reach this size (one 4 MiB
+// chunk per message by default; small chunks are packed).
+constexpr size_t kTargetMessageBytes = size_t{4} << 20;
+// Hashes per ReadChunks / FindMissingChunks request; well under the
+// server's per-request limit (100000 by default).
+constexpr size_t kMaxHashesPerRequest = 50000;
+// A collection reads every manifest and compacts the chunk store.
+constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
+
+// One PutChunks stream, opened on the first chunk. Chunk bytes are copied
+// once, into the message (protobuf owns its bytes fields).
+class GrpcUploadStream final : public ChunkUploadStream {
+ public:
+  // `step`: the pending checkpoint uploaded for (its bytes_added).
+  GrpcUploadStream(Stub* stub, absl::string_view job, int64_t step)
+      : stub_(stub), job_(job), step_(step) {}
+
+  ~GrpcUploadStream() override {
+    if (writer_ != nullptr && !closed_) {
+      // Abandoned after an error elsewhere: end the call rather than leave
+      // the server waiting for more messages.
+      context_.TryCancel();
+      writer_->Finish().IgnoreError();
+    }
+  }
+
+  absl::Status Add(const ChunkId& id, absl::string_view data) override {
+    v1::ChunkData* chunk = pending_.add_chunks();
+    chunk->set_sha256(id.bytes().data(), id.bytes().size());
+    chunk->set_data(data.data(), data.size());
+    pending_bytes_ += data.size();
+    ++chunks_sent_;
+    bytes_sent_ += data.size();
+    if (pending_bytes_ >= kTargetMessageBytes) return Flush();
+    return absl::OkStatus();
+  }
+
+  absl::Status Close() override {
+    CKPT_RETURN_IF_ERROR(Flush());
+    if (writer_ == nullptr) return absl::OkStatus();
+    closed_ = true;
+    writer_->WritesDone();
+    return FromGrpcStatus(writer_->Finish());
+  }
+
+  uint64_t chunks_sent() const override { return chunks_sent_; }
+  uint64_t bytes_sent() const override { return bytes_sent_; }
+
+ private:
+  absl::Status Flush() {
+    if (pending_.chunks_size() == 0) return absl::OkStatus();
+    if (writer_ == nullptr) {
+      writer_ = stub_->PutChunks(&context_, &response_);
+      pending_.set_job(job_);  // the first message names the job
+      pending_.set_step(step_);
+    }
+    if (!writer_->Write(pending_)) {
+      // The server ended the call; its status says why.
+      closed_ = true;
+      absl::Status status = FromGrpcStatus(writer_->Finish());
+      if (status.ok()) {
+        status = absl::UnavailableError("PutChunks stream closed early");
+      }
+      return status;
+    }
+    pending_.Clear();  // keeps the allocations for the next message
+    pending_bytes_ = 0;
+    return absl::OkStatus();
+  }
+
+  Stub* const stub_;
+  const std::string job_;
+  const int64_t step_;
+  grpc::ClientContext context_;
+  v1::PutChunksResponse response_;
+  std::unique_ptr<grpc::ClientWriter<v1::PutChunksRequest>> writer_;
+  v1::PutChunksRequest pending_;
+  size_t pending_bytes_ = 0;
+  bool closed_ = false;
+  uint64_t chunks_sent_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+class GrpcTransport final : public Transport {
+ public:
+  GrpcTransport(std::shared_ptr<grpc::Channel> channel,
+                const ConnectOptions& options)
+      : channel_(std::move(channel)),
+        stub_(v1::CheckpointService::NewStub(channel_)),
+        rpc_timeout_(options.rpc_timeout) {}
+
+  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
+                               const BeginOptions& options) override {
+    v1::BeginCheckpointRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_world_size(options.world_size);
+    ToProto(options.metadata, request.mutable_metadata());
+    // Rounded up: a sub-second lease must not turn into "server default".
+    request.set_lease_seconds(
+        absl::ToInt64Seconds(absl::Ceil(options.lease, absl::Seconds(1))));
+    if (options.retention_policy.has_value()) {
+      ToProto(*options.retention_policy, request.mutable_retention_policy());
+    }
+    v1::BeginCheckpointResponse response;
+    return Call(&Stub::BeginCheckpoint, request, &response);
+  }
+
+  absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
+      absl::string_view job, absl::Span<const ChunkId> ids) override {
+    absl::flat_hash_set<ChunkId> missing;
+    for (size_t begin = 0; begin < ids.size(); begin += kMaxHashesPerRequest) {
+      const size_t end = std::min(ids.size(), begin + kMaxHashesPerRequest);
+      v1::FindMissingChunksRequest request;
+      request.set_job(std::string(job));
+      for (size_t i = begin; i < end; ++i) {
+        request.add_sha256(ids[i].bytes().data(), ids[i].bytes().size());
+      }
+      v1::FindMissingChunksResponse response;
+      CKPT_RETURN_IF_ERROR(Call(&Stub::FindMissingChunks, request, &response));
+      for (const std::string& raw : response.missing_sha256()) {
+        auto id = ChunkId::FromBytes(raw);
+        if (!id.ok()) {
+          return absl::InternalError(
+              absl::StrCat("FindMissingChunks answered a malformed hash: ",
+                           id.status().message()));
+        }
+        missing.insert(*id);
+      }
+    }
+    return missing;
+  }
+
+  std::unique_ptr<ChunkUploadStream> OpenUpload(absl::string_view job,
+                                                int64_t step) override {
+    return std::make_unique<GrpcUploadStream>(stub_.get(), job, step);
+  }
+
+  absl::StatusOr<CommitResult> CommitShard(
+      absl::string_view job, int64_t step, int32_t world_size,
+      const ShardManifest& shard) override {
+    v1::CommitShardRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_world_size(world_size);
+    ToProto(shard, request.mutable_shard());
+    v1::CommitShardResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::CommitShard, request, &response));
+    CommitResult result;
+    result.checkpoint_committed = response.checkpoint_committed();
+    CKPT_ASSIGN_OR_RETURN(result.checkpoint, FromProto(response.checkpoint()));
+    return result;
+  }
+
+  absl::StatusOr<Checkpoint> GetManifest(
+      absl::string_view job, std::optional<int64_t> step,
+      std::optional<int32_t> restoring_rank) override {
+    v1::GetManifestRequest request;
+    request.set_job(std::string(job));
+    if (step.has_value()) {
+      request.set_step(*step);
+    } else {
+      request.set_latest(true);
+    }
+    if (restoring_rank.has_value()) {
+      request.set_restoring_rank(*restoring_rank);
+    }
+    v1::GetManifestResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::GetManifest, request, &response));
+    Checkpoint checkpoint;
+    CKPT_ASSIGN_OR_RETURN(checkpoint.record, FromProto(response.checkpoint()));
+    checkpoint.shards.reserve(response.shards_size());
+    for (const v1::ShardManifest& proto : response.shards()) {
+      CKPT_ASSIGN_OR_RETURN(ShardManifest shard, FromProto(proto));
+      checkpoint.shards.push_back(std::move(shard));
+    }
+    return checkpoint;
+  }
+
+  absl::StatusOr<std::vector<JobSummary>> ListJobs() override {
+    v1::ListJobsResponse response;
+    CKPT_RETURN_IF_ERROR(
+        Call(&Stub::ListJobs, v1::ListJobsRequest(), &response));
+    std::vector<JobSummary> jobs;
+    jobs.reserve(response.jobs_size());
+    for (const v1::JobInfo& info : response.jobs()) {
+      jobs.push_back(FromProto(info));
+    }
+    return jobs;
+  }
+
+  absl::StatusOr<std::vector<CheckpointUsage>> ListCheckpoints(
+      absl::string_view job, bool include_uncommitted,
+      bool with_unique_bytes) override {
+    v1::ListCheckpointsRequest request;
+    request.set_job(std::string(job));
+    request.set_include_uncommitted(include_uncommitted);
+    request.set_with_unique_bytes(with_unique_bytes);
+    v1::ListCheckpointsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::ListCheckpoints, request, &response));
+    std::vector<CheckpointUsage> listed;
+    listed.reserve(response.checkpoints_size());
+    for (const v1::CheckpointInfo& info : response.checkpoints()) {
+      CheckpointUsage usage;
+      CKPT_ASSIGN_OR_RETURN(usage.record, FromProto(info));
+      if (info.has_unique_bytes()) usage.unique_bytes = info.unique_bytes();
+      listed.push_back(std::move(usage));
+    }
+    return listed;
+  }
+
+  absl::Status ReadChunks(
+      absl::string_view job, absl::Span<const ChunkSink> sinks,
+      const std::function<void(uint64_t)>& on_chunk) override {
+    for (size_t begin = 0; begin < sinks.size();
+         begin += kMaxHashesPerRequest) {
+      const size_t end = std::min(sinks.size(), begin + kMaxHashesPerRequest);
+      CKPT_RETURN_IF_ERROR(
+          ReadOneStream(job, sinks.subspan(begin, end - begin), on_chunk));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadChunksIntoFile(
+      absl::string_view job, const SharedFile& file,
+      absl::Span<const ChunkPlacement> chunks) override {
+    v1::ReadChunksIntoFileRequest request;
+    request.set_job(std::string(job));
+    v1::SharedFile* shared = request.mutable_file();
+    shared->set_pid(file.pid);
+    shared->set_fd(file.fd);
+    shared->set_token(file.token);
+    for (const ChunkPlacement& chunk : chunks) {
+      v1::ChunkPlacement* placement = request.add_chunks();
+      placement->set_sha256(chunk.id.bytes().data(), chunk.id.bytes().size());
+      placement->set_size(chunk.size);
+      for (uint64_t offset : chunk.offsets) placement->add_offsets(offset);
+    }
+    v1::ReadChunksIntoFileResponse response;
+    return Call(&Stub::ReadChunksIntoFile, request, &response);
+  }
+
+  absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
+                               absl::string_view reason) override {
+    v1::AbortCheckpointRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_reason(std::string(reason));
+    v1::AbortCheckpointResponse response;
+    return Call(&Stub::AbortCheckpoint, request, &response);
+  }
+
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override {
+    v1::DeleteCheckpointRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    v1::DeleteCheckpointResponse response;
+    return Call(&Stub::DeleteCheckpoint, request, &response);
+  }
+
+  absl::StatusOr<Stats> GetStats(absl::string_view job) override {
+    v1::GetStatsRequest request;
+    request.set_job(std::string(job));
+    v1::GetStatsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::GetStats, request, &response));
+    return FromProto(response);
+  }
+
+  absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy) override {
+    v1::SetRetentionPolicyRequest request;
+    request.set_job(std::string(job));
+    ToProto(policy, request.mutable_policy());
+    v1::SetRetentionPolicyResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::SetRetentionPolicy, request, &response));
+    return std::vector<int64_t>(response.deleted_steps().begin(),
+                                response.deleted_steps().end());
+  }
+
+  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job) override {
+    v1::GetRetentionPolicyRequest request;
+    request.set_job(std::string(job));
+    v1::GetRetentionPolicyResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::GetRetentionPolicy, request, &response));
+    if (!response.has_policy()) return std::optional<RetentionPolicy>();
+    CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, FromProto(response.policy()));
+    return std::optional<RetentionPolicy>(std::move(policy));
+  }
+
+  absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
+                                                 int64_t step,
+                                                 bool pinned) override {
+    v1::PinCheckpointRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_pinned(pinned);
+    v1::PinCheckpointResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::PinCheckpoint, request, &response));
+    return FromProto(response.checkpoint());
+  }
+
+  absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
+      absl::string_view job, const std::optional<RetentionPolicy>& policy,
+      bool dry_run) override {
+    v1::PruneCheckpointsRequest request;
+    request.set_job(std::string(job));
+    if (policy.has_value()) ToProto(*policy, request.mutable_policy());
+    request.set_dry_run(dry_run);
+    v1::PruneCheckpointsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::PruneCheckpoints, request, &response));
+    std::vector<RetentionDecision> decisions;
+    decisions.reserve(response.decisions_size());
+    for (const v1::RetentionDecision& in : response.decisions()) {
+      decisions.push_back(FromProto(in));
+    }
+    return decisions;
+  }
+
+  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override {
+    v1::CollectGarbageRequest request;
+    request.set_dry_run(dry_run);
+    v1::CollectGarbageResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::CollectGarbage, request, &response,
+                              kCollectGarbageTimeout));
+    return FromProto(response);
+  }
+
+  absl::StatusOr<VerifyReport> VerifyCheckpoints(
+      const VerifyOptions& options, const VerifyProgressFn& progress) override {
+    v1::VerifyRequest request;
+    ToProto(options, &request);
+    grpc::ClientContext context;  // no deadline: it may read every byte
+    std::unique_ptr<grpc::ClientReader<v1::VerifyResponse>> reader =
+        stub_->VerifyCheckpoints(&context, request);
+    v1::VerifyResponse response;
+    std::optional<absl::StatusOr<VerifyReport>> report;
+    while (reader->Read(&response)) {
+      if (response.has_report()) {
+        report = FromProto(response.report());
+      } else if (response.has_progress() && progress) {
+        // Progress of a stage this build does not know is not worth failing
+        // the verify over.
+        absl::StatusOr<VerifyProgress> now = FromProto(response.progress());
+        if (now.ok()) progress(*now);
+      }
+    }
+    CKPT_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    if (!report.has_value()) {
+      return absl::InternalError("VerifyCheckpoints ended without a report");
+    }
+    return *std::move(report);
+  }
+
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   int limit) override {
+    v1::ListEventsRequest request;
+    request.set_job(std::string(job));
+    request.set_limit(limit);
+    v1::ListEventsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::ListEvents, request, &response));
+    std::vector<JobEvent> events;
+    events.reserve(response.events_size());
+    for (const v1::JobEvent& proto : response.events()) {
+      CKPT_ASSIGN_OR_RETURN(JobEvent event, FromProto(proto));
+      events.push_back(std::move(event));
+    }
+    return events;
+  }
+
+ private:
+  // A unary call with a deadline of `timeout`, rpc_timeout by default.
+  template <typename Request, typename Response>
+  absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                 const Request&, Response*),
+                    const Request& request, Response* response,
+                    std::optional<absl::Duration> timeout = std::nullopt) {
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + timeout.value_or(rpc_timeout_)));
+    return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
+  }
+
+  // One ReadChunks stream for all of `sinks`.
+  absl::Status ReadOneStream(absl::string_view job,
+                             absl::Span<const ChunkSink> sinks,
+                             const std::function<void(uint64_t)>& on_chunk) {
+    v1::ReadChunksRequest request;
+    request.set_job(std::string(job));
+    for (const ChunkSink& sink : sinks) {
+      request.add_sha256(sink.id.bytes().data(), sink.id.bytes().size());
+    }
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::ReadChunksResponse>> reader =
+        stub_->ReadChunks(&context, request);
+    v1::ReadChunksResponse response;
+    size_t received = 0;
+    absl::Status problem;
+    while (received < sinks.size() && reader->Read(&response)) {
+      const ChunkSink& sink = sinks[received];
+      const v1::ChunkData& chunk = response.chunk();
+      problem = DeliverChunk(sink, received, chunk.sha256(), chunk.data());
+      if (!problem.ok()) break;
+      ++received;
+      if (on_chunk) on_chunk(sink.size);
+    }
+    if (!problem.ok()) {
+      // Stops a stream we no longer read. Only then: a stream that ended
+      // early (Read returned false) carries the server's status, e.g.
+      // DATA_LOSS for a corrupt chunk, which a cancel could replace with
+      // CANCELLED before Finish reads it.
+      context.TryCancel();
+    }
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (!problem.ok()) return problem;
+    CKPT_RETURN_IF_ERROR(status);
+    if (received < sinks.size()) {
+      return absl::DataLossError(absl::StrCat("ReadChunks: the server sent ",
+                                              received, " of ", sinks.size(),
+                                              " chunks"));
+    }
+    return absl::OkStatus();
+  }
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<Stub> stub_;
+  const absl::Duration rpc_timeout_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
+    const std::string& address, const ConnectOptions& options) {
+  if (address.empty()) {
+    return absl::InvalidArgumentError("server address is empty");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  // Each connection is its own, so ranks in one process (or a test) upload
+  // in parallel instead of multiplexing one TCP stream.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  args.SetInt(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // A long upload sends data all along; a long read only receives: pings
+  // must not stop for want of data frames of our own.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args);
+  if (options.connect_timeout > absl::ZeroDuration() &&
+      !channel->WaitForConnected(
+          absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ckpt-server at ", address, " within ",
+                     absl::FormatDuration(options.connect_timeout)));
+  }
+  return std::make_unique<GrpcTransport>(std::move(channel), options);
+}
+
+}  // namespace ckpt::client

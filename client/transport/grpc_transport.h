@@ -1,0 +1,24 @@
+// The gRPC Transport: the only client code that includes grpcpp or names
+// ckpt.v1 types. It sets up the connection (message limits, keepalive,
+// connect_timeout), puts the rpc_timeout deadline on unary calls, converts
+// messages through common/wire_format.h and statuses through
+// common/grpc_status.h. This header names no gRPC type.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/transport.h"
+#include "client/types.h"
+
+namespace ckpt::client {
+
+// A Transport to the ckpt-server at `address` (HOST:PORT, any gRPC target),
+// on its own connection. INVALID_ARGUMENT for an empty address; UNAVAILABLE
+// when options.connect_timeout is set and runs out before the server is
+// reachable (otherwise the connection is made on the first call).
+absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
+    const std::string& address, const ConnectOptions& options);
+
+}  // namespace ckpt::client

@@ -1,0 +1,149 @@
+// The client library's value types: connection and save options, the
+// tensors a save takes and what it returns, listed checkpoints and restored
+// tensors. Apart from client.h so that the layers under the facade (the
+// transport, the save pipeline, the restore plan) share them without
+// depending on the Client class; client.h includes this header, so callers
+// see no difference.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/chunking.h"
+#include "common/manifest.h"
+#include "common/retention.h"
+#include "common/stats.h"
+#include "common/verify.h"
+
+namespace ckpt::client {
+
+struct ConnectOptions {
+  // Largest message sent or received; must be at least kMaxChunkBytes plus
+  // framing. Default: 64 MiB (the server's limit too).
+  int max_message_bytes = 64 << 20;
+  // Deadline of each unary call (streams have none, as a large save may take
+  // long). Default: 5 minutes; a commit makes every chunk durable first.
+  absl::Duration rpc_timeout = absl::Minutes(5);
+  // When positive, Connect waits this long for the server to be reachable
+  // and fails with UNAVAILABLE otherwise; zero connects lazily on the first
+  // call. Default: zero.
+  absl::Duration connect_timeout = absl::ZeroDuration();
+  // A connection whose server answers no HTTP/2 ping for keepalive_timeout
+  // is closed, failing its calls with UNAVAILABLE: a frozen or unreachable
+  // server then ends streams (which have no deadline) instead of hanging
+  // them. Pings are sent only while calls are active, every keepalive_time.
+  // Defaults: 60 s and 20 s. The server accepts pings every 10 s or less
+  // often; more frequent ones make it close the connection.
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // Restores from a server on this host go through shared memory
+  // (ReadChunksIntoFile): the server writes the verified chunks into the
+  // restored tensors' memory. Falls back to streaming when the server
+  // cannot. Default: true.
+  bool shared_memory_restore = true;
+};
+
+// One tensor (region) a rank saves. `bytes` is a view of the caller's memory,
+// row-major bytes of `box`; it is never copied into a staging buffer and
+// must stay valid and unchanged during SaveShard.
+struct TensorData {
+  std::string name;
+  DType dtype = DType::kUint8;
+  std::vector<int64_t> global_shape;
+  Box box;
+  absl::string_view bytes;
+  // Set to save a row delta (Check-N-Run) instead of the whole tensor: only
+  // the rows `delta_rows` (indices along dimension 0 of the box, strictly
+  // ascending) of `bytes` are stored, on top of this tensor (same name,
+  // dtype, shape and box) in committed checkpoint `delta_base_step` of the
+  // job. The caller guarantees every other row equals the base's; the
+  // server checks that the base exists and matches (FAILED_PRECONDITION
+  // otherwise). The rows are copied once, into the encoded delta (common/
+  // row_delta.h), which is chunked and uploaded like any tensor's bytes.
+  // INVALID_ARGUMENT when delta_rows are not strictly ascending, reach past
+  // the box's rows, or are given without delta_base_step.
+  // IncrementalSaver (client/incremental.h) fills these in.
+  std::optional<int64_t> delta_base_step;
+  absl::Span<const uint64_t> delta_rows;
+  // Set to save a float32 tensor quantized (opt-in, lossy; Check-N-Run):
+  // row-wise to 2, 3, 4 or 8 bits with the range search of common/
+  // quantize.h, on options.hash_threads threads (about 15 MB/s per core).
+  // The entry records the width and the error measured over the tensor,
+  // and restores return the dequantized float32 values. Rows are along
+  // dimension 0 of the box; a box of at most one dimension is one row.
+  // INVALID_ARGUMENT for another width or dtype, an empty box, a NaN or
+  // infinite value, or together with delta_base_step (a quantized tensor
+  // is always saved in full, and cannot be a row delta's base).
+  std::optional<int> quantize_bits;
+};
+
+struct SaveOptions {
+  int32_t rank = 0;
+  int32_t world_size = 1;
+  // Recorded by the first rank to begin the checkpoint; ignored for ranks
+  // joining a pending one.
+  CheckpointMetadata metadata;
+  // Chunk size, 1..kMaxChunkBytes. The same tensor bytes give the same
+  // chunks only with the same value. Default: kDefaultChunkBytes (4 MiB).
+  size_t chunk_bytes = kDefaultChunkBytes;
+  // Threads hashing chunks while earlier batches upload. Default: 2.
+  int hash_threads = 2;
+  // Lease of the pending checkpoint; zero means the server's default.
+  absl::Duration lease = absl::ZeroDuration();
+  // When set, replaces the job's retention policy as the checkpoint begins
+  // (applied at once by the server). Default: nullopt (keep the stored one).
+  std::optional<RetentionPolicy> retention_policy;
+};
+
+struct SaveResult {
+  uint64_t logical_bytes = 0;  // bytes of this rank's tensors
+  uint64_t chunks_total = 0;   // chunks of this rank's tensors, repeats too
+  uint64_t chunks_sent = 0;    // chunks the server lacked and was sent
+  uint64_t bytes_sent = 0;     // chunk bytes sent
+  // Per tensor saved quantized (TensorData::quantize_bits): its width and
+  // the error measured, as recorded in the manifest.
+  std::map<std::string, Quantization> quantized;
+  // This rank's commit completed the checkpoint (it was the last rank).
+  bool checkpoint_committed = false;
+  // The checkpoint header after this rank's commit.
+  CheckpointRecord checkpoint;
+};
+
+// Defined in common/; also ckpt::client's, as the rest of this API.
+using ::ckpt::JobStats;
+using ::ckpt::JobSummary;  // common/manifest.h
+using ::ckpt::Stats;
+using ::ckpt::TenantStats;
+
+// A listed checkpoint with what deleting it alone would free.
+struct CheckpointUsage {
+  CheckpointRecord record;
+  // Bytes of the chunks it references and no other pending or committed
+  // checkpoint of its tenant does; nullopt when the server did not say
+  // (a checkpoint committed while the listing was made).
+  std::optional<uint64_t> unique_bytes;
+};
+
+// Bytes fetched so far of a restore's total (each distinct chunk once).
+using RestoreProgressFn =
+    std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
+using VerifyProgressFn = std::function<void(const VerifyProgress&)>;
+
+struct RestoredTensor {
+  TensorEntry entry;
+  // entry.ByteSize() bytes, row-major over entry.box, page-aligned and
+  // writable. Valid while `storage` (or a copy of it) lives.
+  absl::Span<char> bytes;
+  // Owns `bytes`; freeing it gives the tensor's memory back.
+  std::shared_ptr<void> storage;
+};
+
+}  // namespace ckpt::client

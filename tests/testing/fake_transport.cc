@@ -1,0 +1,442 @@
+#include "tests/testing/fake_transport.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace ckpt::testing {
+namespace {
+
+absl::Status Unimplemented(absl::string_view what) {
+  return absl::UnimplementedError(
+      absl::StrCat("FakeTransport does not implement ", what));
+}
+
+std::string CheckpointName(absl::string_view job, int64_t step) {
+  return absl::StrCat("checkpoint ", step, " of job '", job, "'");
+}
+
+}  // namespace
+
+// Stores each chunk as it is added, as a server receiving it would.
+class FakeTransport::UploadStream : public client::ChunkUploadStream {
+ public:
+  explicit UploadStream(FakeTransport* fake) : fake_(fake) {}
+
+  absl::Status Add(const ChunkId& id, absl::string_view data) override {
+    ++chunks_sent_;
+    bytes_sent_ += data.size();
+    return fake_->Store(id, data);
+  }
+  absl::Status Close() override { return absl::OkStatus(); }
+  uint64_t chunks_sent() const override { return chunks_sent_; }
+  uint64_t bytes_sent() const override { return bytes_sent_; }
+
+ private:
+  FakeTransport* const fake_;
+  uint64_t chunks_sent_ = 0;
+  uint64_t bytes_sent_ = 0;
+};
+
+void FakeTransport::LoseChunksAtNextCommit() {
+  absl::MutexLock lock(&mu_);
+  lose_chunks_at_next_commit_ = true;
+}
+
+void FakeTransport::RefuseCommits(absl::Status status, int times) {
+  absl::MutexLock lock(&mu_);
+  commit_refusal_ = std::move(status);
+  commit_refusals_left_ = times;
+}
+
+void FakeTransport::AnswerWith(const ChunkId& id, const ChunkId& answered_id,
+                               std::string data) {
+  absl::MutexLock lock(&mu_);
+  answers_[id] = Answer{answered_id, std::move(data)};
+}
+
+void FakeTransport::FailReadsIntoFile(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  into_file_failure_ = std::move(status);
+}
+
+bool FakeTransport::HasChunk(const ChunkId& id) const {
+  absl::MutexLock lock(&mu_);
+  return chunks_.contains(id);
+}
+
+size_t FakeTransport::stored_chunks() const {
+  absl::MutexLock lock(&mu_);
+  return chunks_.size();
+}
+
+uint64_t FakeTransport::chunks_uploaded() const {
+  absl::MutexLock lock(&mu_);
+  return chunks_uploaded_;
+}
+
+int FakeTransport::UploadsOf(const ChunkId& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = uploads_.find(id);
+  return it == uploads_.end() ? 0 : it->second;
+}
+
+std::vector<ChunkId> FakeTransport::asked_missing() const {
+  absl::MutexLock lock(&mu_);
+  return asked_missing_;
+}
+
+int FakeTransport::begin_calls() const {
+  absl::MutexLock lock(&mu_);
+  return begin_calls_;
+}
+
+int FakeTransport::commit_calls() const {
+  absl::MutexLock lock(&mu_);
+  return commit_calls_;
+}
+
+int FakeTransport::ManifestFetches(int64_t step) const {
+  absl::MutexLock lock(&mu_);
+  auto it = manifest_fetches_.find(step);
+  return it == manifest_fetches_.end() ? 0 : it->second;
+}
+
+std::vector<int32_t> FakeTransport::restoring_ranks() const {
+  absl::MutexLock lock(&mu_);
+  return restoring_ranks_;
+}
+
+int FakeTransport::ReadsOf(const ChunkId& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = reads_.find(id);
+  return it == reads_.end() ? 0 : it->second;
+}
+
+std::vector<size_t> FakeTransport::read_calls() const {
+  absl::MutexLock lock(&mu_);
+  return read_calls_;
+}
+
+int FakeTransport::into_file_calls() const {
+  absl::MutexLock lock(&mu_);
+  return into_file_calls_;
+}
+
+absl::Status FakeTransport::Store(const ChunkId& id, absl::string_view data) {
+  if (Sha256(data) != id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk ", id.ShortHex(), ": its bytes do not match its hash"));
+  }
+  absl::MutexLock lock(&mu_);
+  chunks_.try_emplace(id, data);
+  ++uploads_[id];
+  ++chunks_uploaded_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FakeTransport::Answer> FakeTransport::AnswerFor(
+    const ChunkId& id) {
+  ++reads_[id];
+  if (auto it = answers_.find(id); it != answers_.end()) return it->second;
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("chunk ", id.ShortHex(), " is not stored"));
+  }
+  return Answer{id, it->second};
+}
+
+absl::Status FakeTransport::BeginCheckpoint(
+    absl::string_view job, int64_t step, const client::BeginOptions& options) {
+  absl::MutexLock lock(&mu_);
+  ++begin_calls_;
+  auto& steps = checkpoints_[std::string(job)];
+  auto it = steps.find(step);
+  if (it == steps.end() ||
+      it->second.record.state == CheckpointState::kAborted) {
+    Checkpoint& checkpoint = steps[step];
+    checkpoint = Checkpoint();
+    checkpoint.record.job = std::string(job);
+    checkpoint.record.step = step;
+    checkpoint.record.state = CheckpointState::kPending;
+    checkpoint.record.world_size = options.world_size;
+    checkpoint.record.metadata = options.metadata;
+    checkpoint.record.create_time = absl::Now();
+    return absl::OkStatus();
+  }
+  const CheckpointRecord& record = it->second.record;
+  if (record.state == CheckpointState::kCommitted) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(CheckpointName(job, step), " is committed"));
+  }
+  if (record.world_size != options.world_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step), " has world size ",
+                     record.world_size, ", not ", options.world_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::flat_hash_set<ChunkId>> FakeTransport::FindMissingChunks(
+    absl::string_view /*job*/, absl::Span<const ChunkId> ids) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<ChunkId> missing;
+  for (const ChunkId& id : ids) {
+    asked_missing_.push_back(id);
+    if (!chunks_.contains(id)) missing.insert(id);
+  }
+  return missing;
+}
+
+std::unique_ptr<client::ChunkUploadStream> FakeTransport::OpenUpload(
+    absl::string_view /*job*/, int64_t /*step*/) {
+  return std::make_unique<UploadStream>(this);
+}
+
+absl::StatusOr<client::CommitResult> FakeTransport::CommitShard(
+    absl::string_view job, int64_t step, int32_t world_size,
+    const ShardManifest& shard) {
+  absl::MutexLock lock(&mu_);
+  ++commit_calls_;
+  if (commit_refusals_left_ > 0) {
+    --commit_refusals_left_;
+    return commit_refusal_;
+  }
+  if (lose_chunks_at_next_commit_) {
+    lose_chunks_at_next_commit_ = false;
+    chunks_.clear();
+  }
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
+    return absl::NotFoundError(
+        absl::StrCat(CheckpointName(job, step), " was not begun"));
+  }
+  Checkpoint& checkpoint = job_it->second[step];
+  CheckpointRecord& record = checkpoint.record;
+  if (record.state != CheckpointState::kPending ||
+      record.world_size != world_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step),
+                     " is not pending with world size ", world_size));
+  }
+  for (const ChunkRef& ref : ReferencedChunks(shard)) {
+    if (!chunks_.contains(ref.id)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard of rank ", shard.rank,
+                       " references missing chunk ", ref.id.ShortHex()));
+    }
+  }
+  auto same_rank = std::find_if(
+      checkpoint.shards.begin(), checkpoint.shards.end(),
+      [&](const ShardManifest& s) { return s.rank == shard.rank; });
+  if (same_rank == checkpoint.shards.end()) {
+    checkpoint.shards.push_back(shard);
+    record.committed_ranks.push_back(shard.rank);
+    std::sort(record.committed_ranks.begin(), record.committed_ranks.end());
+    record.logical_bytes += shard.ByteSize();
+  }
+  client::CommitResult result;
+  if (static_cast<int32_t>(checkpoint.shards.size()) == world_size) {
+    std::sort(checkpoint.shards.begin(), checkpoint.shards.end(),
+              [](const ShardManifest& a, const ShardManifest& b) {
+                return a.rank < b.rank;
+              });
+    record.state = CheckpointState::kCommitted;
+    record.commit_time = absl::Now();
+    result.checkpoint_committed = true;
+  }
+  result.checkpoint = record;
+  return result;
+}
+
+absl::StatusOr<Checkpoint> FakeTransport::GetManifest(
+    absl::string_view job, std::optional<int64_t> step,
+    std::optional<int32_t> restoring_rank) {
+  absl::MutexLock lock(&mu_);
+  if (step.has_value()) ++manifest_fetches_[*step];
+  if (restoring_rank.has_value()) restoring_ranks_.push_back(*restoring_rank);
+  auto job_it = checkpoints_.find(job);
+  if (job_it != checkpoints_.end()) {
+    const auto& steps = job_it->second;
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      if (it->second.record.state == CheckpointState::kCommitted &&
+          (!step.has_value() || it->first == *step)) {
+        return it->second;
+      }
+    }
+  }
+  return absl::NotFoundError(
+      step.has_value()
+          ? absl::StrCat("no committed ", CheckpointName(job, *step))
+          : absl::StrCat("job '", job, "' has no committed checkpoint"));
+}
+
+absl::StatusOr<std::vector<JobSummary>> FakeTransport::ListJobs() {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobSummary> jobs;
+  for (const auto& [name, steps] : checkpoints_) {
+    JobSummary& summary = jobs.emplace_back();
+    summary.job.name = name;
+    for (const auto& [step, checkpoint] : steps) {
+      if (checkpoint.record.state != CheckpointState::kCommitted) continue;
+      ++summary.checkpoint_count;
+      summary.logical_bytes += checkpoint.record.logical_bytes;
+      summary.latest_step = step;
+    }
+  }
+  return jobs;
+}
+
+absl::StatusOr<std::vector<client::CheckpointUsage>>
+FakeTransport::ListCheckpoints(absl::string_view job, bool include_uncommitted,
+                               bool /*with_unique_bytes*/) {
+  absl::MutexLock lock(&mu_);
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end()) {
+    return absl::NotFoundError(absl::StrCat("no job '", job, "'"));
+  }
+  std::vector<client::CheckpointUsage> listed;
+  for (const auto& [step, checkpoint] : job_it->second) {
+    if (include_uncommitted ||
+        checkpoint.record.state == CheckpointState::kCommitted) {
+      listed.push_back(client::CheckpointUsage{checkpoint.record, {}});
+    }
+  }
+  return listed;
+}
+
+absl::Status FakeTransport::ReadChunks(
+    absl::string_view /*job*/, absl::Span<const client::ChunkSink> sinks,
+    const std::function<void(uint64_t)>& on_chunk) {
+  {
+    absl::MutexLock lock(&mu_);
+    read_calls_.push_back(sinks.size());
+  }
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    Answer answer;
+    {
+      absl::MutexLock lock(&mu_);
+      CKPT_ASSIGN_OR_RETURN(answer, AnswerFor(sinks[i].id));
+    }
+    CKPT_RETURN_IF_ERROR(
+        client::DeliverChunk(sinks[i], i, answer.id.bytes(), answer.data));
+    if (on_chunk) on_chunk(sinks[i].size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeTransport::ReadChunksIntoFile(
+    absl::string_view /*job*/, const client::SharedFile& file,
+    absl::Span<const client::ChunkPlacement> chunks) {
+  absl::MutexLock lock(&mu_);
+  if (!into_file_failure_.ok()) return into_file_failure_;
+  // The server opens /proc/<pid>/fd/<fd> and checks the token first; in
+  // this process the descriptor itself will do.
+  if (file.pid != getpid()) {
+    return absl::FailedPreconditionError("the file is another process's");
+  }
+  std::string token(file.token.size(), '\0');
+  if (pread(file.fd, token.data(), token.size(), 0) !=
+          static_cast<ssize_t>(token.size()) ||
+      token != file.token) {
+    return absl::FailedPreconditionError("the file's token does not match");
+  }
+  ++into_file_calls_;
+  for (const client::ChunkPlacement& chunk : chunks) {
+    CKPT_ASSIGN_OR_RETURN(Answer answer, AnswerFor(chunk.id));
+    if (answer.id != chunk.id || answer.data.size() != chunk.size) {
+      return absl::DataLossError(
+          absl::StrCat("chunk ", chunk.id.ShortHex(), " is corrupt"));
+    }
+    for (uint64_t offset : chunk.offsets) {
+      if (pwrite(file.fd, answer.data.data(), answer.data.size(),
+                 static_cast<off_t>(offset)) !=
+          static_cast<ssize_t>(answer.data.size())) {
+        return absl::InternalError("cannot write the shared file");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeTransport::AbortCheckpoint(absl::string_view job, int64_t step,
+                                            absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
+    return absl::NotFoundError(absl::StrCat("no ", CheckpointName(job, step)));
+  }
+  Checkpoint& checkpoint = job_it->second[step];
+  if (checkpoint.record.state == CheckpointState::kCommitted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step), " is committed"));
+  }
+  checkpoint.record.state = CheckpointState::kAborted;
+  checkpoint.record.abort_reason = std::string(reason);
+  checkpoint.shards.clear();
+  return absl::OkStatus();
+}
+
+absl::Status FakeTransport::DeleteCheckpoint(absl::string_view job,
+                                             int64_t step) {
+  absl::MutexLock lock(&mu_);
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
+    return absl::NotFoundError(absl::StrCat("no ", CheckpointName(job, step)));
+  }
+  if (job_it->second[step].record.state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(CheckpointName(job, step), " is pending"));
+  }
+  job_it->second.erase(step);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Stats> FakeTransport::GetStats(absl::string_view /*job*/) {
+  return Unimplemented("GetStats");
+}
+
+absl::StatusOr<std::vector<int64_t>> FakeTransport::SetRetentionPolicy(
+    absl::string_view /*job*/, const RetentionPolicy& /*policy*/) {
+  return Unimplemented("SetRetentionPolicy");
+}
+
+absl::StatusOr<std::optional<RetentionPolicy>>
+FakeTransport::GetRetentionPolicy(absl::string_view /*job*/) {
+  return Unimplemented("GetRetentionPolicy");
+}
+
+absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
+    absl::string_view /*job*/, int64_t /*step*/, bool /*pinned*/) {
+  return Unimplemented("PinCheckpoint");
+}
+
+absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(
+    absl::string_view /*job*/, const std::optional<RetentionPolicy>& /*policy*/,
+    bool /*dry_run*/) {
+  return Unimplemented("PruneCheckpoints");
+}
+
+absl::StatusOr<GcReport> FakeTransport::CollectGarbage(bool /*dry_run*/) {
+  return Unimplemented("CollectGarbage");
+}
+
+absl::StatusOr<VerifyReport> FakeTransport::VerifyCheckpoints(
+    const VerifyOptions& /*options*/,
+    const client::VerifyProgressFn& /*progress*/) {
+  return Unimplemented("VerifyCheckpoints");
+}
+
+absl::StatusOr<std::vector<JobEvent>> FakeTransport::ListEvents(
+    absl::string_view /*job*/, int /*limit*/) {
+  return Unimplemented("ListEvents");
+}
+
+}  // namespace ckpt::testing

@@ -1,0 +1,165 @@
+// FakeTransport: an in-memory client::Transport for tests of the client
+// library without a server (the save pipeline, the restore plan, the
+// Client facade). Chunks and checkpoints live in maps; calls are counted so
+// that tests can assert what was sent and fetched; a few failures can be
+// injected (chunks lost before a commit, refused commits, wrong answers to
+// reads, a server that cannot write shared memory).
+//
+// It keeps the server's chunk rules (an upload's bytes must match their
+// hash; a commit needs every referenced chunk stored) but not its manifest
+// rules: it commits a delta whatever its base, and deletes a checkpoint
+// whatever depends on it, so tests can build the damaged states a restore
+// must report. One namespace of chunks for all jobs. The administrative
+// calls (stats, retention, pins, prune, GC, verify, events) answer
+// UNIMPLEMENTED. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "client/transport.h"
+#include "common/chunk_id.h"
+#include "common/manifest.h"
+
+namespace ckpt::testing {
+
+class FakeTransport : public client::Transport {
+ public:
+  FakeTransport() = default;
+  FakeTransport(const FakeTransport&) = delete;
+  FakeTransport& operator=(const FakeTransport&) = delete;
+
+  // --- Fault injection ---
+
+  // The next CommitShard first forgets every stored chunk, as a server that
+  // restarted before making its uploads durable does (and so refuses that
+  // commit with FAILED_PRECONDITION if the shard references any chunk).
+  void LoseChunksAtNextCommit();
+  // The next `times` CommitShard calls are refused with `status`, whatever
+  // is stored.
+  void RefuseCommits(absl::Status status, int times = 1);
+  // Reads answer chunk `id` with `data`, claiming it is `answered_id`,
+  // instead of the stored bytes (ReadChunks); ReadChunksIntoFile refuses it
+  // with DATA_LOSS, as a server verifying what it writes does.
+  void AnswerWith(const ChunkId& id, const ChunkId& answered_id,
+                  std::string data);
+  // ReadChunksIntoFile returns `status` (e.g. UNIMPLEMENTED) without
+  // writing anything.
+  void FailReadsIntoFile(absl::Status status);
+
+  // --- Inspection ---
+
+  bool HasChunk(const ChunkId& id) const;
+  size_t stored_chunks() const;
+  // Chunks added to upload streams, in all, and of `id`.
+  uint64_t chunks_uploaded() const;
+  int UploadsOf(const ChunkId& id) const;
+  // Every id FindMissingChunks was asked about, in order, over all calls.
+  std::vector<ChunkId> asked_missing() const;
+  int begin_calls() const;
+  int commit_calls() const;
+  // GetManifest calls that asked for `step` (by number, not "latest").
+  int ManifestFetches(int64_t step) const;
+  // The restoring_rank of every GetManifest call that named one.
+  std::vector<int32_t> restoring_ranks() const;
+  // Times chunk `id` was read, by ReadChunks or ReadChunksIntoFile.
+  int ReadsOf(const ChunkId& id) const;
+  // ReadChunks calls, and the number of sinks in each.
+  std::vector<size_t> read_calls() const;
+  // ReadChunksIntoFile calls that wrote (refused ones not counted).
+  int into_file_calls() const;
+
+  // --- client::Transport ---
+
+  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
+                               const client::BeginOptions& options) override;
+  absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
+      absl::string_view job, absl::Span<const ChunkId> ids) override;
+  std::unique_ptr<client::ChunkUploadStream> OpenUpload(absl::string_view job,
+                                                        int64_t step) override;
+  absl::StatusOr<client::CommitResult> CommitShard(
+      absl::string_view job, int64_t step, int32_t world_size,
+      const ShardManifest& shard) override;
+  absl::StatusOr<Checkpoint> GetManifest(
+      absl::string_view job, std::optional<int64_t> step,
+      std::optional<int32_t> restoring_rank) override;
+  absl::StatusOr<std::vector<JobSummary>> ListJobs() override;
+  absl::StatusOr<std::vector<client::CheckpointUsage>> ListCheckpoints(
+      absl::string_view job, bool include_uncommitted,
+      bool with_unique_bytes) override;
+  absl::Status ReadChunks(
+      absl::string_view job, absl::Span<const client::ChunkSink> sinks,
+      const std::function<void(uint64_t)>& on_chunk) override;
+  absl::Status ReadChunksIntoFile(
+      absl::string_view job, const client::SharedFile& file,
+      absl::Span<const client::ChunkPlacement> chunks) override;
+  absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
+                               absl::string_view reason) override;
+  // Deletes a committed or aborted checkpoint even when other checkpoints'
+  // deltas are based on it.
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
+  absl::StatusOr<Stats> GetStats(absl::string_view job) override;
+  absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy) override;
+  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job) override;
+  absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
+                                                 int64_t step,
+                                                 bool pinned) override;
+  absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
+      absl::string_view job, const std::optional<RetentionPolicy>& policy,
+      bool dry_run) override;
+  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override;
+  absl::StatusOr<VerifyReport> VerifyCheckpoints(
+      const VerifyOptions& options,
+      const client::VerifyProgressFn& progress) override;
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
+                                                   int limit) override;
+
+ private:
+  class UploadStream;
+  struct Answer {
+    ChunkId id;
+    std::string data;
+  };
+
+  // Stores an uploaded chunk. INVALID_ARGUMENT when `data` is not `id`'s.
+  absl::Status Store(const ChunkId& id, absl::string_view data);
+  // What a read of `id` answers; NOT_FOUND when it is not stored.
+  absl::StatusOr<Answer> AnswerFor(const ChunkId& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<ChunkId, std::string> chunks_ ABSL_GUARDED_BY(mu_);
+  // job -> step -> checkpoint (pending and committed).
+  std::map<std::string, std::map<int64_t, Checkpoint>, std::less<>> checkpoints_
+      ABSL_GUARDED_BY(mu_);
+
+  bool lose_chunks_at_next_commit_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status commit_refusal_ ABSL_GUARDED_BY(mu_);
+  int commit_refusals_left_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<ChunkId, Answer> answers_ ABSL_GUARDED_BY(mu_);
+  absl::Status into_file_failure_ ABSL_GUARDED_BY(mu_);
+
+  absl::flat_hash_map<ChunkId, int> uploads_ ABSL_GUARDED_BY(mu_);
+  uint64_t chunks_uploaded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<ChunkId> asked_missing_ ABSL_GUARDED_BY(mu_);
+  int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int commit_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, int> manifest_fetches_ ABSL_GUARDED_BY(mu_);
+  std::vector<int32_t> restoring_ranks_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ChunkId, int> reads_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> read_calls_ ABSL_GUARDED_BY(mu_);
+  int into_file_calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace ckpt::testing

@@ -58,6 +58,19 @@ class RealServerTest : public ::testing::Test {
     client_ = *std::move(client);
   }
 
+  // A server the test left running must shut down cleanly: a crash, or a
+  // sanitizer report in it (the asan and tsan builds halt on the first),
+  // fails the test that ran it instead of passing unseen.
+  void TearDown() override {
+    client_.reset();
+    if (server_ != nullptr && server_->pid() > 0) {
+      absl::StatusOr<int> code = server_->Stop();
+      ASSERT_TRUE(code.ok()) << code.status();
+      EXPECT_EQ(*code, 0) << "ckpt-server did not shut down cleanly (a crash "
+                             "or a sanitizer report; see its output above)";
+    }
+  }
+
   std::string db_path() const { return dir_->path() + "/db"; }
 
   // Rank 0's tensors of (job, step), restored by a new client through

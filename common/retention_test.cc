@@ -1,3 +1,7 @@
+// Tests of the retention function (common/retention.h): its rules one by one,
+// TF CheckpointManager parity, and the property tests over random histories.
+// Over 600 lines because it is one job: retention is a pure function whose
+// every rule and combination is tested exhaustively in one place.
 #include "common/retention.h"
 
 #include <algorithm>

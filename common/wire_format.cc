@@ -1,3 +1,7 @@
+// The one place where the data model converts to and from ckpt.v1 messages,
+// and the persisted encodings built on them. Past 600 lines because that is
+// its one job: every message's ToProto/FromProto lives here by design, so
+// no conversion is written anywhere else.
 #include "common/wire_format.h"
 
 #include <algorithm>

@@ -1,3 +1,7 @@
+// Round trips and refusals of every proto <-> domain conversion and persisted
+// encoding (common/wire_format.h), plus the golden files of old records. One
+// job, long because wire_format is the single conversion point and each
+// message gets its round trip and its malformed cases here.
 #include "common/wire_format.h"
 
 #include <cctype>

@@ -10,6 +10,8 @@
 // - A non-OK absl::Status becomes ValueError (INVALID_ARGUMENT), KeyError
 //   (NOT_FOUND) or ckpt.Error (everything else); each carries `.code`, the
 //   status code's name, and `.message`.
+// Past 600 lines because it is one job, the binding of the Client facade:
+// each method's argument and result conversion sits next to its def().
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

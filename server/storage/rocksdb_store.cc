@@ -1,3 +1,7 @@
+// RocksDbStore: both storage interfaces over one RocksDB database (column
+// families per kind, BlobDB for chunk values, synced batches). Over 600 lines
+// because it is one job: every ChunkStore and MetadataStore method over the
+// same handles and key layout (keys.h), which splitting would only scatter.
 #include "server/storage/rocksdb_store.h"
 
 #include <fcntl.h>

@@ -1,6 +1,8 @@
 // Row deltas (Check-N-Run) end to end through the real ckpt-server binary:
 // SaveShard of delta entries, restores that apply chains (shared memory and
-// streaming), ReadTensor, and IncrementalSaver / SaveIncremental.
+// streaming), ReadTensor, and IncrementalSaver / SaveIncremental. One
+// suite (past 600 lines) because all of it needs the same real server and
+// the same delta fixtures.
 #include "client/incremental.h"
 
 #include <algorithm>

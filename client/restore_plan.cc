@@ -33,10 +33,21 @@ constexpr uint64_t kIntoFileRequestBytes = uint64_t{64} << 20;
 // Collects sinks, merging repeated chunks.
 class SinkSet {
  public:
-  void Add(const ChunkRef& ref, char* destination) {
+  // DATA_LOSS when `ref` names a chunk already added with another size: a
+  // chunk has one size, and a manifest claiming two (corrupt or hostile)
+  // would have the larger copied into the smaller reference's place,
+  // overrunning it.
+  absl::Status Add(const ChunkRef& ref, char* destination) {
     auto [it, inserted] = index_.try_emplace(ref.id, sinks_.size());
     if (inserted) sinks_.push_back(ChunkSink{ref.id, ref.size, {}});
-    sinks_[it->second].destinations.push_back(destination);
+    ChunkSink& sink = sinks_[it->second];
+    if (sink.size != ref.size) {
+      return absl::DataLossError(absl::StrCat(
+          "the manifests name chunk ", ref.id.ShortHex(), " with two sizes, ",
+          sink.size, " and ", ref.size, " bytes; refusing to restore"));
+    }
+    sink.destinations.push_back(destination);
+    return absl::OkStatus();
   }
   std::vector<ChunkSink>& sinks() { return sinks_; }
 
@@ -56,7 +67,7 @@ bool FetchedIntoScratch(absl::Span<const TensorEntry> chain, size_t i) {
 // it): into `tensor` for an entry fetched there, else into a scratch area of
 // the entry's StoredBytes() that `allocate` gives. Returns those scratch
 // areas in chain order.
-std::vector<absl::string_view> AddChainSinks(
+absl::StatusOr<std::vector<absl::string_view>> AddChainSinks(
     absl::Span<const TensorEntry> chain, char* tensor,
     absl::FunctionRef<char*(uint64_t bytes)> allocate, SinkSet* sinks) {
   std::vector<absl::string_view> scratch;
@@ -67,7 +78,7 @@ std::vector<absl::string_view> AddChainSinks(
       scratch.emplace_back(destination, chain[i].StoredBytes());
     }
     for (const ChunkRef& piece : chain[i].pieces) {
-      sinks->Add(piece, destination);
+      CKPT_RETURN_IF_ERROR(sinks->Add(piece, destination));
       destination += piece.size;
     }
   }
@@ -367,12 +378,14 @@ absl::Status ReadTensors(Transport& transport, absl::string_view job,
   std::vector<std::vector<absl::string_view>> scratch_views(entries.size());
   SinkSet sinks;
   for (size_t t = 0; t < entries.size(); ++t) {
-    scratch_views[t] = AddChainSinks(
-        chains[t], outs[t].data(),
-        [&](uint64_t bytes) {
-          return scratch[t].emplace_back(bytes, '\0').data();
-        },
-        &sinks);
+    CKPT_ASSIGN_OR_RETURN(
+        scratch_views[t],
+        AddChainSinks(
+            chains[t], outs[t].data(),
+            [&](uint64_t bytes) {
+              return scratch[t].emplace_back(bytes, '\0').data();
+            },
+            &sinks));
   }
   CKPT_RETURN_IF_ERROR(transport.ReadChunks(job, sinks.sinks(), {}));
   for (size_t t = 0; t < entries.size(); ++t) {
@@ -439,14 +452,14 @@ absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
   std::vector<std::vector<absl::string_view>> scratch_of(tensors.size());
   char* scratch = buffer->payload() + scratch_offset;
   for (size_t t = 0; t < tensors.size(); ++t) {
-    scratch_of[t] = AddChainSinks(
-        chains[t], tensors[t].bytes.data(),
-        [&](uint64_t bytes) {
-          char* area = scratch;
-          scratch += bytes;
-          return area;
-        },
-        &sinks);
+    CKPT_ASSIGN_OR_RETURN(scratch_of[t], AddChainSinks(
+                                             chains[t], tensors[t].bytes.data(),
+                                             [&](uint64_t bytes) {
+                                               char* area = scratch;
+                                               scratch += bytes;
+                                               return area;
+                                             },
+                                             &sinks));
   }
 
   CKPT_RETURN_IF_ERROR(

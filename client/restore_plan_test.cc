@@ -271,6 +271,39 @@ TEST(RestorePlanTest, DataLossWhenAChunkIsAnsweredWithTheWrongSizeOrHash) {
   }
 }
 
+// A hostile or corrupt manifest that names one chunk with two sizes: the
+// larger would be copied into the smaller reference's place, past it. The
+// restore refuses before fetching anything.
+TEST(RestorePlanTest, DataLossWhenAManifestNamesAChunkWithTwoSizes) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(kRows * kRowBytes, 16);
+  Save(fake, 1, {Table("emb", bytes)});
+  Checkpoint checkpoint = Manifest(fake, 1);
+  // A second tensor of 8 bytes whose one piece is the first tensor's first
+  // (32-byte) chunk, claimed as 8 bytes: each entry's pieces add up.
+  TensorEntry small = checkpoint.shards[0].tensors[0];
+  small.name = "small";
+  small.global_shape = {8};
+  small.box = Box{{0}, {8}};
+  small.pieces = {ChunkRef{small.pieces[0].id, 8}};
+  checkpoint.shards[0].tensors.push_back(small);
+
+  absl::StatusOr<std::vector<RestoredTensor>> restored =
+      RestoreShard(fake, checkpoint, 0, {}, false);
+  EXPECT_TRUE(absl::IsDataLoss(restored.status())) << restored.status();
+  EXPECT_THAT(restored.status().message(),
+              HasSubstr("with two sizes, 32 and 8"));
+  EXPECT_TRUE(fake.read_calls().empty());
+  EXPECT_EQ(fake.into_file_calls(), 0);
+
+  std::string out_big(bytes.size(), '\0');
+  std::string out_small(8, '\0');
+  absl::Status read =
+      ReadTensors(fake, kJob, checkpoint.shards[0].tensors,
+                  {absl::MakeSpan(out_big), absl::MakeSpan(out_small)});
+  EXPECT_TRUE(absl::IsDataLoss(read)) << read;
+}
+
 TEST(RestorePlanTest, DataLossWhenADeltaOrQuantizedEntryDoesNotDecode) {
   FakeTransport fake;
   const DeltaHistory h = SaveDeltaChain(fake);

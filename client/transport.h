@@ -30,6 +30,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/shared_file.h"
 #include "common/stats.h"
 #include "common/verify.h"
 
@@ -55,21 +56,10 @@ absl::Status DeliverChunk(const ChunkSink& sink, size_t answer,
                           absl::string_view data);
 
 // A file of this process (a memfd) that a server on the same host may open
-// as /proc/<pid>/fd/<fd> and write chunks into (client/restore_buffer.h).
-struct SharedFile {
-  int32_t pid = 0;
-  int fd = -1;
-  // Written in the file's first page; proves the server opened the right
-  // file.
-  std::string token;
-};
-
-// One distinct chunk to write into a SharedFile, at every offset given.
-struct ChunkPlacement {
-  ChunkId id;
-  uint64_t size = 0;
-  std::vector<uint64_t> offsets;
-};
+// as /proc/<pid>/fd/<fd> and write chunks into (client/restore_buffer.h),
+// and where each chunk goes in it: common/shared_file.h.
+using SharedFile = ::ckpt::SharedFileTarget;
+using ::ckpt::ChunkPlacement;
 
 // How a rank begins (or joins) a pending checkpoint.
 struct BeginOptions {

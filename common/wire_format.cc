@@ -434,6 +434,33 @@ RetentionDecision FromProto(const v1::RetentionDecision& decision) {
   return out;
 }
 
+void ToProto(const SharedFileTarget& file, v1::SharedFile* out) {
+  out->Clear();
+  out->set_pid(file.pid);
+  out->set_fd(file.fd);
+  out->set_token(file.token);
+}
+
+SharedFileTarget FromProto(const v1::SharedFile& file) {
+  return SharedFileTarget{file.pid(), file.fd(), file.token()};
+}
+
+void ToProto(const ChunkPlacement& placement, v1::ChunkPlacement* out) {
+  out->Clear();
+  out->set_sha256(placement.id.bytes().data(), placement.id.bytes().size());
+  out->set_size(placement.size);
+  out->mutable_offsets()->Add(placement.offsets.begin(),
+                              placement.offsets.end());
+}
+
+absl::StatusOr<ChunkPlacement> FromProto(const v1::ChunkPlacement& placement) {
+  CKPT_ASSIGN_OR_RETURN(ChunkId id, ChunkId::FromBytes(placement.sha256()));
+  return ChunkPlacement{
+      id,
+      placement.size(),
+      {placement.offsets().begin(), placement.offsets().end()}};
+}
+
 std::string EncodeJobRecord(const JobRecord& job) {
   v1::JobInfo proto;
   ToProto(job, &proto);

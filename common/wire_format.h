@@ -11,6 +11,7 @@
 #include "common/gc_report.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/shared_file.h"
 #include "common/stats.h"
 #include "common/verify.h"
 
@@ -46,6 +47,14 @@ JobSummary FromProto(const v1::JobInfo& info);
 
 void ToProto(const RetentionDecision& decision, v1::RetentionDecision* out);
 RetentionDecision FromProto(const v1::RetentionDecision& decision);
+
+// ReadChunksIntoFile's file and placements (common/shared_file.h).
+// FromProto of a placement is INVALID_ARGUMENT for a malformed hash; it
+// does not check sizes or offsets (the service does, against the file).
+void ToProto(const SharedFileTarget& file, v1::SharedFile* out);
+SharedFileTarget FromProto(const v1::SharedFile& file);
+void ToProto(const ChunkPlacement& placement, v1::ChunkPlacement* out);
+absl::StatusOr<ChunkPlacement> FromProto(const v1::ChunkPlacement& placement);
 
 void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
 // INVALID_ARGUMENT for a malformed chunk hash.

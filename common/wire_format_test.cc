@@ -485,6 +485,27 @@ TEST(WireFormatTest, RetentionDecisionRoundTrips) {
   EXPECT_EQ(back.reasons, decision.reasons);
 }
 
+TEST(WireFormatTest, SharedFileAndPlacementsRoundTrip) {
+  const SharedFileTarget file{42, 7, "0123456789abcdef"};
+  v1::SharedFile file_proto;
+  ToProto(file, &file_proto);
+  EXPECT_EQ(file_proto.pid(), 42);
+  EXPECT_EQ(file_proto.fd(), 7);
+  EXPECT_EQ(FromProto(file_proto), file);
+
+  const ChunkPlacement placement{Sha256("chunk"), 5, {4096, 8192}};
+  v1::ChunkPlacement proto;
+  proto.add_offsets(1);  // replaced, not appended to
+  ToProto(placement, &proto);
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, placement);
+
+  proto.set_sha256("short");
+  EXPECT_EQ(FromProto(proto).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(WireFormatTest, JobRecordWithPolicyAndClockStartRoundTrips) {
   JobRecord job = MakeJobRecord("research/resnet50", Micros(1700000000654321));
   RetentionPolicy policy;

@@ -14,10 +14,10 @@ export CCACHE_BASEDIR="$PWD"
 
 jobs=$(nproc)
 for preset in dev asan tsan; do
-  echo "=== ${preset}: configure and build"
+  echo "=== ${preset}: configure and build ($(date -u +%T))"
   cmake --preset "${preset}" >/dev/null
   cmake --build --preset "${preset}" -j"${jobs}"
-  echo "=== ${preset}: tests"
+  echo "=== ${preset}: tests ($(date -u +%T))"
   ctest --preset "${preset}" -j"${jobs}"
 done
-echo "=== all tests passed in the dev, asan and tsan builds"
+echo "=== all tests passed in the dev, asan and tsan builds ($(date -u +%T))"

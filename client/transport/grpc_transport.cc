@@ -245,15 +245,9 @@ class GrpcTransport final : public Transport {
       absl::Span<const ChunkPlacement> chunks) override {
     v1::ReadChunksIntoFileRequest request;
     request.set_job(std::string(job));
-    v1::SharedFile* shared = request.mutable_file();
-    shared->set_pid(file.pid);
-    shared->set_fd(file.fd);
-    shared->set_token(file.token);
+    ToProto(file, request.mutable_file());
     for (const ChunkPlacement& chunk : chunks) {
-      v1::ChunkPlacement* placement = request.add_chunks();
-      placement->set_sha256(chunk.id.bytes().data(), chunk.id.bytes().size());
-      placement->set_size(chunk.size);
-      for (uint64_t offset : chunk.offsets) placement->add_offsets(offset);
+      ToProto(chunk, request.add_chunks());
     }
     v1::ReadChunksIntoFileResponse response;
     return Call(&Stub::ReadChunksIntoFile, request, &response);

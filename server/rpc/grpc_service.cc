@@ -262,10 +262,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     v1::ReadChunksIntoFileResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ReadChunksIntoFile";
+    // The order of the checks is the order callers have always seen.
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
-    CKPT_ASSIGN_OR_RETURN(
-        std::vector<ChunkPlacement> placements,
-        ParsePlacements(kRpc, request->chunks(), limits_.max_request_hashes));
+    CKPT_RETURN_IF_ERROR(CheckChunkCount(kRpc, request->chunks_size(),
+                                         limits_.max_request_hashes));
     if (!limits_.shared_file_reads) {
       return absl::FailedPreconditionError(absl::StrCat(
           kRpc, ": this server has shared-memory reads turned off"));
@@ -275,8 +275,11 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
           absl::StrCat(kRpc, ": the client (", context->peer(),
                        ") is not on the server's host"));
     }
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<ChunkPlacement> placements,
+        ParsePlacements(kRpc, request->chunks(), limits_.max_request_hashes));
     absl::StatusOr<uint64_t> written = ReadChunksIntoSharedFile(
-        *service_, request->job(), ParseSharedFile(request->file()), placements,
+        *service_, request->job(), FromProto(request->file()), placements,
         [context] { return context->IsCancelled(); });
     if (!written.ok()) {
       return absl::Status(written.status().code(),

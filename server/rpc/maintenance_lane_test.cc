@@ -19,9 +19,9 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
+#include "server/rpc/server.h"
 #include "tests/testing/blocking_chunk_store.h"
 #include "tests/testing/rpc_test_fixture.h"
-#include "server/rpc/server.h"
 
 namespace ckpt::server {
 namespace {
@@ -130,6 +130,70 @@ TEST_F(MaintenanceLaneTest, ListJobsStaysFastWhileGcAndVerifyAreHeld) {
   // two-core one. A queue behind the held calls would wait for the release.
   EXPECT_LT(median, absl::Milliseconds(50));
   EXPECT_LT(worst, absl::Seconds(1));
+}
+
+// A ReadChunks stream goes back in line after every chunk, so long restores
+// share the request lane with other calls instead of holding its threads to
+// their ends. Two streams (as many as the lane's threads) read 60 chunks
+// each, every read 10 ms long; a ListJobs issued meanwhile waits for a
+// chunk or two, not for a stream's remaining half second.
+TEST_F(MaintenanceLaneTest, ListJobsStaysFastWhileReadStreamsRun) {
+  constexpr int kChunks = 60;
+  const std::string weights = RandomBytes(kChunks * 1024, 3);
+  client::SaveOptions options;
+  options.chunk_bytes = 1024;
+  ASSERT_TRUE(
+      client_->SaveShard(kJob, 1, {Tensor("w", weights)}, options).ok());
+  absl::StatusOr<Checkpoint> manifest = client_->GetManifest(kJob, 1);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  v1::ReadChunksRequest request;
+  request.set_job(kJob);
+  for (const ChunkRef& piece : manifest->shards[0].tensors[0].pieces) {
+    request.add_sha256(std::string(piece.id.bytes()));
+  }
+  ASSERT_EQ(request.sha256_size(), kChunks);
+  blocking_.SetDelay(Op::kReadVerified, absl::Milliseconds(10));
+
+  constexpr int kStreams = 2;
+  absl::Mutex mu;
+  int received[kStreams] = {};
+  std::vector<std::thread> readers;
+  for (int s = 0; s < kStreams; ++s) {
+    readers.emplace_back([&, s] {
+      grpc::ClientContext context;
+      auto reader = stub_->ReadChunks(&context, request);
+      v1::ReadChunksResponse response;
+      while (reader->Read(&response)) {
+        absl::MutexLock lock(&mu);
+        ++received[s];
+      }
+      EXPECT_TRUE(reader->Finish().ok());
+    });
+  }
+  auto all_started = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (int count : received) {
+      if (count == 0) return false;
+    }
+    return true;
+  };
+  { absl::MutexLock lock(&mu, absl::Condition(&all_started)); }
+  absl::StatusOr<absl::Duration> latency = TimedListJobs();
+  int done_when_answered = 0;
+  {
+    absl::MutexLock lock(&mu);
+    for (int count : received) done_when_answered += count;
+  }
+  for (std::thread& reader : readers) reader.join();
+  ASSERT_TRUE(latency.ok()) << latency.status();
+  std::cout << "ListJobs during " << kStreams << " read streams: " << *latency
+            << " (" << done_when_answered << " of " << kStreams * kChunks
+            << " chunks sent by then)" << std::endl;
+  // Answered mid-stream, and well before a stream's remaining reads (about
+  // half a second) would have let a thread go.
+  EXPECT_LT(done_when_answered, kStreams * kChunks);
+  EXPECT_LT(*latency, absl::Milliseconds(200));
+  EXPECT_EQ(received[0], kChunks);
+  EXPECT_EQ(received[1], kChunks);
 }
 
 TEST_F(MaintenanceLaneTest, ShutdownWaitsForACallRunningOnAnExecutor) {

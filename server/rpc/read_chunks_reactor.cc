@@ -126,6 +126,10 @@ void ReadChunksReactor::Pump() {
       write_in_flight_ = true;
     }
     StartWrite(&buffers_[buffer]);
+    // Back in line after each chunk: a long stream then shares the request
+    // executor with other calls instead of holding a thread to its end.
+    SubmitPump();
+    return;
   }
 }
 

@@ -28,8 +28,9 @@ namespace ckpt::server {
 // i+1 is read and verified into the other buffer. One task at a time holds
 // the "preparing" role (Pump, on the executor); a prepared chunk that finds
 // a write in flight waits in `ready_` for OnWriteDone to start it and
-// submit the next Pump. A Pump prepares at most two chunks before it must
-// wait for a write, so one stream never holds a thread for long. mu_ is
+// submit the next Pump. A Pump prepares one chunk, then submits the next
+// Pump behind whatever else is queued, so one stream never holds a thread
+// for longer than one chunk's read and verify. mu_ is
 // never held across a service call, a gRPC operation or Submit.
 //
 // Lifetime (callback API): owned by gRPC from creation until OnDone, which

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/manifest.h"
+#include "common/status_macros.h"
 #include "common/wire_format.h"
 
 namespace ckpt::server {
@@ -67,33 +68,33 @@ absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
   return policy;
 }
 
+absl::Status CheckChunkCount(absl::string_view rpc, int count,
+                             size_t max_chunks) {
+  if (static_cast<size_t>(count) > max_chunks) {
+    return InvalidRequest(
+        rpc, absl::StrCat("at most ", max_chunks, " chunks per request, got ",
+                          count));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<ChunkPlacement>> ParsePlacements(
     absl::string_view rpc,
     const google::protobuf::RepeatedPtrField<v1::ChunkPlacement>& chunks,
     size_t max_chunks) {
-  if (static_cast<size_t>(chunks.size()) > max_chunks) {
-    return InvalidRequest(
-        rpc, absl::StrCat("at most ", max_chunks, " chunks per request, got ",
-                          chunks.size()));
-  }
+  CKPT_RETURN_IF_ERROR(CheckChunkCount(rpc, chunks.size(), max_chunks));
   std::vector<ChunkPlacement> placements;
   placements.reserve(chunks.size());
   for (int i = 0; i < chunks.size(); ++i) {
-    const v1::ChunkPlacement& chunk = chunks.Get(i);
-    absl::StatusOr<ChunkId> id = ChunkId::FromBytes(chunk.sha256());
-    if (!id.ok()) {
+    absl::StatusOr<ChunkPlacement> placement = FromProto(chunks.Get(i));
+    if (!placement.ok()) {
       return InvalidRequest(
           rpc, absl::StrCat("chunks[", i, "].sha256 must be ", ChunkId::kSize,
-                            " bytes, got ", chunk.sha256().size()));
+                            " bytes, got ", chunks.Get(i).sha256().size()));
     }
-    placements.push_back(ChunkPlacement{
-        *id, chunk.size(), {chunk.offsets().begin(), chunk.offsets().end()}});
+    placements.push_back(*std::move(placement));
   }
   return placements;
-}
-
-SharedFileTarget ParseSharedFile(const v1::SharedFile& file) {
-  return SharedFileTarget{file.pid(), file.fd(), file.token()};
 }
 
 bool IsLocalPeer(absl::string_view peer) {

@@ -43,6 +43,11 @@ absl::StatusOr<std::vector<ChunkId>> ParseHashes(
 absl::StatusOr<RetentionPolicy> ParsePolicy(absl::string_view rpc,
                                             const v1::RetentionPolicy& proto);
 
+// INVALID_ARGUMENT naming the limit when a request lists more than
+// `max_chunks` chunks.
+absl::Status CheckChunkCount(absl::string_view rpc, int count,
+                             size_t max_chunks);
+
 // ReadChunksIntoFile's placements, at most `max_chunks`; names a bad hash
 // as chunks[i].sha256. Offsets and sizes are the service's to check against
 // the file (ReadChunksIntoSharedFile).
@@ -50,10 +55,6 @@ absl::StatusOr<std::vector<ChunkPlacement>> ParsePlacements(
     absl::string_view rpc,
     const google::protobuf::RepeatedPtrField<v1::ChunkPlacement>& chunks,
     size_t max_chunks);
-
-// The client's restore file as the service names it; the service checks it
-// (ReadChunksIntoSharedFile).
-SharedFileTarget ParseSharedFile(const v1::SharedFile& file);
 
 // Whether a gRPC peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000",
 // "unix:/path") is on this host: loopback TCP (IPv4, IPv6, or IPv4-mapped

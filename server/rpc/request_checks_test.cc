@@ -85,17 +85,6 @@ TEST(RequestChecksTest, PlacementsCarryTheirFieldsAndNameABadHash) {
                 "Rpc: at most 1 chunks per request, got 2");
 }
 
-TEST(RequestChecksTest, SharedFileCarriesPidDescriptorAndToken) {
-  v1::SharedFile file;
-  file.set_pid(42);
-  file.set_fd(7);
-  file.set_token("0123456789abcdef");
-  const SharedFileTarget target = ParseSharedFile(file);
-  EXPECT_EQ(target.pid, 42);
-  EXPECT_EQ(target.fd, 7);
-  EXPECT_EQ(target.token, "0123456789abcdef");
-}
-
 TEST(RequestChecksTest, PolicyErrorsNameTheRpc) {
   v1::RetentionPolicy policy;
   policy.set_max_to_keep(3);

@@ -16,25 +16,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/chunk_id.h"
+#include "common/shared_file.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
 
-// The client's restore file, opened as /proc/<pid>/fd/<fd>; it starts with
-// `token`, which proves the client meant this file for this server.
-struct SharedFileTarget {
-  int32_t pid = 0;
-  int32_t fd = -1;
-  std::string token;
-};
-
-// One chunk to copy: its id, its size as the client expects it, and the
-// file offsets to write it at (each after the token; at least one).
-struct ChunkPlacement {
-  ChunkId id;
-  uint64_t size = 0;
-  std::vector<uint64_t> offsets;
-};
+// SharedFileTarget and ChunkPlacement: common/shared_file.h.
 
 // Opens `file` (SharedFileWriter::Open's errors: FAILED_PRECONDITION for a
 // file that cannot be opened, is not a restore memfd or lacks the token;

@@ -12,6 +12,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/storage/store_wrappers.h"
 
 namespace ckpt::server::testing {
@@ -33,6 +35,13 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
     absl::MutexLock lock(&mu_);
     blocked_[Index(op)] = false;
   }
+  // From now on, calls of `op` take `delay` longer: a slow disk, for tests
+  // that need an operation to last (not for synchronization).
+  void SetDelay(Op op, absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    delays_[Index(op)] = delay;
+  }
+
   // Waits until `count` calls of `op` wait at the door.
   void AwaitWaiting(Op op, int count) {
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -74,6 +83,12 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
   // Returns at once unless `op` is blocked; else waits for Release.
   void Door(Op op) {
     const size_t i = Index(op);
+    absl::Duration delay;
+    {
+      absl::MutexLock lock(&mu_);
+      delay = delays_[i];
+    }
+    if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
     auto open = [&]()
                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !blocked_[i]; };
     absl::MutexLock lock(&mu_);
@@ -86,6 +101,8 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
   std::array<bool, static_cast<size_t>(Op::kCount)> blocked_
       ABSL_GUARDED_BY(mu_) = {};
   std::array<int, static_cast<size_t>(Op::kCount)> waiting_
+      ABSL_GUARDED_BY(mu_) = {};
+  std::array<absl::Duration, static_cast<size_t>(Op::kCount)> delays_
       ABSL_GUARDED_BY(mu_) = {};
 };
 

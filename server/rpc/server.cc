@@ -98,6 +98,11 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
   // running past the deadline are cancelled here; Shutdown returns once
   // every call's OnDone has run, so no task remains that would finish one.
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now()));
+  // Every OnDone has run, so every call has left the counter; waiting for it
+  // anyway makes that order our own (each Exit and this wait share the
+  // counter's mutex) instead of an assumption about gRPC's internals, before
+  // anything a reactor touched is destroyed.
+  impl_->grpc_service.calls().WaitUntilIdle(absl::InfiniteFuture());
   impl_->requests.Shutdown();
   impl_->maintenance.Shutdown();
 }

@@ -63,7 +63,7 @@ std::vector<uint64_t> SortedUnion(const std::vector<uint64_t>& a,
 }  // namespace
 
 IncrementalSaver::IncrementalSaver(IncrementalOptions options)
-    : options_(std::move(options)) {}
+    : options_(options) {}
 IncrementalSaver::~IncrementalSaver() = default;
 IncrementalSaver::IncrementalSaver(IncrementalSaver&&) noexcept = default;
 IncrementalSaver& IncrementalSaver::operator=(IncrementalSaver&&) noexcept =
@@ -78,9 +78,11 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
                      " is not after the last committed step ", *last_step_));
   }
   for (const auto& [name, rows] : dirty_rows) {
-    const bool known =
-        std::any_of(tensors.begin(), tensors.end(),
-                    [&](const TensorData& t) { return t.name == name; });
+    const bool known = std::any_of(
+        tensors.begin(), tensors.end(),
+        // An init-capture: clang before 16 cannot capture a
+        // structured binding (C++20 allows it).
+        [&dirty = name](const TensorData& t) { return t.name == dirty; });
     if (!known) {
       return absl::InvalidArgumentError(
           absl::StrCat("dirty rows given for tensor '", name,

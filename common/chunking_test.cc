@@ -21,6 +21,7 @@ std::string Pattern(size_t size) {
 
 std::vector<size_t> Sizes(const std::vector<absl::string_view>& chunks) {
   std::vector<size_t> sizes;
+  sizes.reserve(chunks.size());
   for (absl::string_view c : chunks) sizes.push_back(c.size());
   return sizes;
 }
@@ -104,8 +105,8 @@ TEST(SplitIntoChunksTest, ChunkSizeConstantsAreConsistent) {
 
 TEST(SplitIntoChunksTest, UnchangedBytesGiveTheSameChunks) {
   // Chunking is deterministic and position-independent of other tensors.
-  std::string a = Pattern(300);
-  std::string b = a;  // a different buffer with the same content
+  const std::string a = Pattern(300);
+  const std::string b = Pattern(300);  // another buffer, the same content
   auto ca = SplitIntoChunks(a, 128);
   auto cb = SplitIntoChunks(b, 128);
   ASSERT_EQ(ca.size(), cb.size());

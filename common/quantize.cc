@@ -143,6 +143,8 @@ float EstimatedSquaredError(absl::Span<const float> row, RowParams params,
     for (size_t k = 0; k < kLanes; ++k) {
       const float t =
           std::min(std::max((x[i + k] - min) * inverse_scale, 0.0f), top);
+      // Rounds as RowCoder::Code does (t is clamped to [0, levels]).
+      // NOLINTNEXTLINE(bugprone-incorrect-roundings)
       const float code = static_cast<float>(static_cast<int32_t>(t + 0.5f));
       const float diff = x[i + k] - (min + code * scale);
       sums[k] += diff * diff;
@@ -151,6 +153,7 @@ float EstimatedSquaredError(absl::Span<const float> row, RowParams params,
   float total = 0;
   for (; i < row.size(); ++i) {
     const float t = std::min(std::max((x[i] - min) * inverse_scale, 0.0f), top);
+    // NOLINTNEXTLINE(bugprone-incorrect-roundings): as above.
     const float code = static_cast<float>(static_cast<int32_t>(t + 0.5f));
     const float diff = x[i] - (min + code * scale);
     total += diff * diff;

@@ -247,7 +247,7 @@ void ExpectDataLoss(const std::string& encoded, absl::string_view what) {
 }
 
 TEST(QuantizeTest, DequantizeIntoWritesTheSameValuesAndChecksTheSize) {
-  std::vector<float> x(7 * 5);
+  std::vector<float> x(size_t{7} * 5);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * i);
   auto q =
       QuantizeRows(absl::MakeConstSpan(reinterpret_cast<const char*>(x.data()),
@@ -268,7 +268,7 @@ TEST(QuantizeTest, DequantizeRejectsCorruptInput) {
   auto q = QuantizeRows(AsSpan(x), 3, Bits(3));
   ASSERT_TRUE(q.ok());
   const std::string valid = q->bytes;
-  ASSERT_EQ(valid.size(), kQuantizedHeaderBytes + 2 * 10);
+  ASSERT_EQ(valid.size(), kQuantizedHeaderBytes + size_t{2} * 10);
   ASSERT_TRUE(Dequantize(valid).ok());
 
   for (size_t size = 0; size < valid.size(); ++size) {

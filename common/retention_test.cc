@@ -785,6 +785,7 @@ TEST(RetentionPropertyTest, ApplyingAtEverySaveEqualsApplyingOnce) {
 // any older one).
 void AddRandomBases(std::mt19937_64& rng, std::vector<RetentionInput>& saves) {
   std::vector<RetentionInput*> by_step;
+  by_step.reserve(saves.size());
   for (RetentionInput& save : saves) by_step.push_back(&save);
   std::sort(by_step.begin(), by_step.end(),
             [](const RetentionInput* a, const RetentionInput* b) {
@@ -890,6 +891,7 @@ std::vector<int64_t> RandomBasesAmong(
 // "1 2<-1 3<-1,2": each save's step and its bases, for failure messages.
 std::string HistoryText(const std::vector<RetentionInput>& history) {
   std::vector<std::string> parts;
+  parts.reserve(history.size());
   for (const RetentionInput& in : history) {
     parts.push_back(
         in.base_steps.empty()

@@ -110,7 +110,8 @@ TEST(RowDeltaTest, ChainOfDeltasAppliedInOrderRebuildsEachStep) {
 
 TEST(RowDeltaTest, SizePredictionMatchesTheFormat) {
   EXPECT_EQ(RowDeltaBytes(10, 256, 0), kRowDeltaHeaderBytes);
-  EXPECT_EQ(RowDeltaBytes(10, 256, 3), kRowDeltaHeaderBytes + 3 * (4 + 256));
+  EXPECT_EQ(RowDeltaBytes(10, 256, 3),
+            kRowDeltaHeaderBytes + size_t{3} * (4 + 256));
   // u32 indices up to 2^32 rows, u64 beyond.
   EXPECT_EQ(RowDeltaBytes(uint64_t{1} << 32, 8, 2), kRowDeltaHeaderBytes + 24);
   EXPECT_EQ(RowDeltaBytes((uint64_t{1} << 32) + 1, 8, 2),
@@ -164,7 +165,7 @@ void PutU64(std::string& s, size_t offset, uint64_t value) {
 TEST(RowDeltaTest, DecodeRejectsEveryCorruption) {
   const std::string valid = ValidDelta();
   ASSERT_TRUE(DecodeRowDelta(valid).ok());
-  ASSERT_EQ(valid.size(), kRowDeltaHeaderBytes + 2 * 4 + 2 * 3);
+  ASSERT_EQ(valid.size(), kRowDeltaHeaderBytes + size_t{2} * 4 + size_t{2} * 3);
 
   // Every truncation, from an empty buffer to one byte short.
   for (size_t size = 0; size < valid.size(); ++size) {

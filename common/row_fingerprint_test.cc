@@ -73,7 +73,7 @@ TEST(RowFingerprintsTest, ThreadsGiveTheSameResultAsOne) {
 }
 
 TEST(RowFingerprintsTest, IntoFillsTheCallersBufferAndChecksItsSize) {
-  const std::string bytes = RandomBytes(64 * 300, 3);
+  const std::string bytes = RandomBytes(size_t{64} * 300, 3);
   std::vector<uint64_t> out(300, 0);
   ASSERT_TRUE(RowFingerprintsInto(AsSpan(bytes), 64, absl::MakeSpan(out)).ok());
   EXPECT_EQ(out, Reference(bytes, 64));

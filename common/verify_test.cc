@@ -16,6 +16,7 @@ using ::testing::HasSubstr;
 
 std::vector<ChunkId> ManyIds(int count) {
   std::vector<ChunkId> ids;
+  ids.reserve(static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) ids.push_back(Sha256(absl::StrCat(i)));
   return ids;
 }

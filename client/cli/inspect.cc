@@ -44,6 +44,7 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
     return absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows;
+  rows.reserve(jobs.size());
   for (const client::JobSummary& job : jobs) {
     rows.push_back({job.job.name, absl::StrCat(job.checkpoint_count),
                     HumanBytes(job.logical_bytes),
@@ -322,6 +323,7 @@ absl::Status RunEvents(client::Client& client, const EventsArgs& args,
     return absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows;
+  rows.reserve(events.size());
   for (const JobEvent& event : events) {
     rows.push_back(
         {FormatTimestamp(event.time),

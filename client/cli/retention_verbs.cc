@@ -114,6 +114,7 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
     return absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows;
+  rows.reserve(decisions.size());
   for (const auto& decision : decisions) {
     rows.push_back({absl::StrCat(decision.step),
                     decision.keep ? "keep" : "delete",

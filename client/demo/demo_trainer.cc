@@ -156,6 +156,7 @@ template <typename Fn>
 absl::Status ForEachRank(int32_t world_size, Fn fn) {
   std::vector<absl::Status> results(world_size);
   std::vector<std::thread> threads;
+  threads.reserve(results.size());
   for (int32_t r = 0; r < world_size; ++r) {
     threads.emplace_back([&, r] { results[r] = fn(r); });
   }
@@ -169,6 +170,7 @@ absl::Status Run(const Flags& flags) {
       auto client, client::Client::Connect(
                        flags.server, {.connect_timeout = absl::Seconds(10)}));
   std::vector<RankState> ranks;
+  ranks.reserve(static_cast<size_t>(flags.world_size));  // 1..64 (--world-size)
   for (int32_t r = 0; r < flags.world_size; ++r) ranks.emplace_back(r);
 
   int64_t first_step = 1;

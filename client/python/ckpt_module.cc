@@ -220,10 +220,10 @@ py::dtype NumpyDType(DType dtype) {
 
 // (name, dtype, global_shape, offsets, lengths, array): the Python shape of
 // a restored tensor region.
-py::tuple RestoredTuple(const TensorEntry& entry, py::object array) {
+py::tuple RestoredTuple(const TensorEntry& entry, const py::object& array) {
   return py::make_tuple(entry.name, std::string(DTypeName(entry.dtype)),
                         entry.global_shape, entry.box.offsets,
-                        entry.box.lengths, std::move(array));
+                        entry.box.lengths, array);
 }
 
 // One tensor of a save, as Python passes it:
@@ -274,7 +274,11 @@ struct PreparedSave {
     for (const auto& [name, bits] : quantize) {
       const bool known =
           std::any_of(data.begin(), data.end(),
-                      [&](const TensorData& t) { return t.name == name; });
+                      // An init-capture: clang before 16 cannot capture a
+                      // structured binding (C++20 allows it).
+                      [&quantized = name](const TensorData& t) {
+                        return t.name == quantized;
+                      });
       if (!known) {
         ThrowValueError(absl::StrCat("quantize names tensor '", name,
                                      "', which is not among those saved"));
@@ -388,7 +392,7 @@ class PyClient {
       const std::map<std::string, double>& metrics,
       const std::map<std::string, std::string>& tags,
       std::optional<double> writer_time,
-      std::optional<py::dict> retention_policy,
+      const std::optional<py::dict>& retention_policy,
       std::optional<size_t> chunk_bytes, PySaver* saver,
       const std::map<std::string, py::array_t<int64_t>>& dirty_rows,
       const std::map<std::string, int>& quantize) {
@@ -459,7 +463,7 @@ class PyClient {
       });
       py::array array(NumpyDType(tensor.entry.dtype), tensor.entry.box.lengths,
                       tensor.bytes.data(), base);
-      out.append(RestoredTuple(tensor.entry, std::move(array)));
+      out.append(RestoredTuple(tensor.entry, array));
     }
     return out;
   }

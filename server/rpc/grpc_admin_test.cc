@@ -32,6 +32,7 @@ using testing::Tensor;
 
 std::vector<int64_t> Steps(const std::vector<CheckpointRecord>& records) {
   std::vector<int64_t> steps;
+  steps.reserve(records.size());
   for (const auto& record : records) steps.push_back(record.step);
   return steps;
 }

@@ -26,10 +26,10 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/rpc_test_fixture.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/memory_store.h"
+#include "tests/testing/rpc_test_fixture.h"
 
 namespace ckpt::server {
 namespace {
@@ -52,6 +52,7 @@ TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
   }
   std::vector<absl::StatusOr<client::SaveResult>> results(2);
   std::vector<std::thread> ranks;
+  ranks.reserve(results.size());
   for (int r = 0; r < 2; ++r) {
     ranks.emplace_back([&, r] {
       std::unique_ptr<client::Client> client = NewClient();

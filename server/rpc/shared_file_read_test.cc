@@ -198,6 +198,7 @@ std::string MappingOf(const void* address) {
 TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
   std::vector<std::string> tensors;
   std::vector<client::TensorData> data;
+  tensors.reserve(6);  // five, then one repeated
   for (int i = 0; i < 5; ++i) {
     tensors.push_back(RandomBytes(1000 + 300000 * i, 10 + i));
   }

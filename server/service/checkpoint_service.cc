@@ -39,7 +39,7 @@ CheckpointService::CheckpointService(ChunkStore* chunks,
     : chunks_(chunks),
       metadata_(metadata),
       clock_(clock),
-      options_(std::move(options)),
+      options_(options),
       start_time_(clock->Now()),
       guard_(options_.chunk_hold) {}
 

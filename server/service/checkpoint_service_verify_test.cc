@@ -10,8 +10,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/checkpoint_service.h"
-#include "tests/testing/service_test_util.h"
 #include "server/storage/memory_store.h"
+#include "tests/testing/service_test_util.h"
 
 namespace ckpt::server {
 namespace {
@@ -48,7 +48,7 @@ class VerifyTest : public ::testing::Test {
     ASSERT_TRUE(store_.Put(tenant, id, flipped).ok());
   }
 
-  absl::StatusOr<VerifyReport> Verify(VerifyOptions options,
+  absl::StatusOr<VerifyReport> Verify(const VerifyOptions& options,
                                       const VerifyProgressFn& progress = {}) {
     return service_.Verify(options, progress);
   }

@@ -15,9 +15,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/checkpoint_service.h"
-#include "tests/testing/service_test_util.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
+#include "tests/testing/service_test_util.h"
 
 namespace ckpt::server {
 namespace {
@@ -284,6 +284,7 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
   });
   std::atomic<int> refusals{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       const std::string job = absl::StrCat("team/writer", w);

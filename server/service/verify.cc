@@ -285,6 +285,7 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
   }
   if (!damaged.empty()) {
     std::vector<CheckpointKey> keys;
+    keys.reserve(damaged.size());
     for (const auto& [key, checkpoint] : damaged) keys.push_back(key);
     std::vector<bool> alive;
     {

@@ -51,6 +51,7 @@ class RocksDbStoreTest : public ::testing::Test {
         rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_path(), &names)
             .ok());
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    descriptors.reserve(names.size());
     for (const std::string& name : names)
       descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     rocksdb::DB* raw_db = nullptr;

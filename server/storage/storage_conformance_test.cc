@@ -283,6 +283,7 @@ TEST_P(StorageConformanceTest, ConcurrentPutsOfOneChunkReportItNewOnce) {
   std::atomic<int> news{0};
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20; ++i) {
@@ -800,6 +801,7 @@ TEST_P(StorageConformanceTest, ConcurrentAppendsTakeDistinctSequences) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 25;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {

@@ -85,7 +85,7 @@ struct State {
 std::vector<client::TensorData> TensorsOf(const State& state,
                                           const Flags& flags) {
   auto tensor = [](std::string name, const std::vector<float>& values,
-                   std::vector<int64_t> shape) {
+                   const std::vector<int64_t>& shape) {
     client::TensorData data;
     data.name = std::move(name);
     data.dtype = DType::kFloat32;

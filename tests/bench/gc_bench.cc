@@ -62,13 +62,13 @@ absl::StatusOr<RoundResult> RunRound(const Flags& flags,
   const size_t floats =
       static_cast<size_t>(flags.mib_per_checkpoint) * (1 << 20) / 4;
   std::vector<float> state(floats);
-  Fill(state, round * 1000);
+  Fill(state, uint64_t{1000} * round);
   std::vector<float> fresh(floats / 2);
 
   int64_t step = 0;
   auto save = [&]() -> absl::StatusOr<double> {
     ++step;
-    Fill(fresh, round * 1000 + step);
+    Fill(fresh, int64_t{1000} * round + step);
     std::copy(fresh.begin(), fresh.end(), state.begin() + floats / 2);
     auto tensors = Tensors(state, 0, 1);
     const absl::Time start = absl::Now();

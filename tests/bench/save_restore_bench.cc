@@ -87,6 +87,7 @@ template <typename Fn>
 absl::Status ParallelRanks(int32_t ranks, Fn fn) {
   std::vector<absl::Status> status(ranks);
   std::vector<std::thread> threads;
+  threads.reserve(status.size());
   for (int32_t r = 0; r < ranks; ++r) {
     threads.emplace_back([&, r] { status[r] = fn(r); });
   }

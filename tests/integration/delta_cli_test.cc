@@ -88,7 +88,7 @@ class DeltaCliTest : public RealServerTest {
 
   // A table of pseudo-random bytes.
   static std::string Table() {
-    std::string table(kRows * kRowBytes, '\0');
+    std::string table(size_t{kRows} * kRowBytes, '\0');
     for (size_t i = 0; i < table.size(); ++i) {
       table[i] = static_cast<char>((i * 2654435761u) >> 13);
     }
@@ -251,7 +251,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   // A delta of n rows: a 32-byte header, 4-byte indices and the rows.
   auto delta_bytes = [](int n) { return 32 + n * (4 + kRowBytes); };
   WriteFile(path, table);
-  WriteFile(side, std::string(4 * kRowBytes, 's'));
+  WriteFile(side, std::string(size_t{4} * kRowBytes, 's'));
   ASSERT_EQ(CkptJson(put(1))["deltas"], json::array());
 
   for (int row : {3, 500, 501}) change_row(row);
@@ -276,7 +276,8 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   std::string expected = table;
   change_row(10);
   change_row(20);
-  expected.replace(10 * kRowBytes, kRowBytes, table, 10 * kRowBytes, kRowBytes);
+  expected.replace(size_t{10} * kRowBytes, kRowBytes, table,
+                   size_t{10} * kRowBytes, kRowBytes);
   WriteFile(path, table);
   const json third = CkptJson(
       absl::StrCat(put(3), " --delta-against 2 --dirty-rows table.bin=10"));
@@ -334,7 +335,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
 // width and error, and `ckpt get` writes values within that error.
 TEST_F(DeltaCliTest, PutQuantizeBitsAndGetTheDequantizedValues) {
   constexpr int kCols = kRowBytes / 4;
-  std::vector<float> values(kRows * kCols);
+  std::vector<float> values(size_t{kRows} * kCols);
   for (size_t i = 0; i < values.size(); ++i) {
     values[i] = static_cast<float>(std::sin(0.37 * i) * (1 + i % kCols));
   }

@@ -159,6 +159,7 @@ TEST_F(GcTest, NoAcknowledgedCheckpointIsLostToConcurrentCollections) {
   });
   std::atomic<int> refused{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       auto client = client::Client::Connect(server_->address());
@@ -195,7 +196,7 @@ TEST_F(GcTest, NoAcknowledgedCheckpointIsLostToConcurrentCollections) {
     ASSERT_TRUE(records.ok()) << records.status();
     ASSERT_EQ(records->size(), 2u);
     const std::string stable = RandomBytes(2 << 20, 1000 + w);
-    for (int64_t step : {kSteps - 1, kSteps}) {
+    for (int step : {kSteps - 1, kSteps}) {
       ExpectRestores(*client_, job, step,
                      stable + RandomBytes(512 << 10, w * 1000 + step));
     }

@@ -291,6 +291,8 @@ TEST_F(IncrementalTest, ConsecutiveBaselineResetsAfterMaxChainLength) {
   const std::vector<TensorEntry>& entries = manifest->shards.at(0).tensors;
   std::vector<std::string> reads;
   std::vector<absl::Span<char>> outs;
+  reads.reserve(entries.size());
+  outs.reserve(entries.size());
   for (const TensorEntry& e : entries) reads.emplace_back(e.ByteSize(), '\0');
   for (std::string& r : reads) outs.push_back(absl::MakeSpan(r));
   ASSERT_TRUE(client_->ReadTensors(job, entries, outs).ok());
@@ -461,7 +463,8 @@ TEST_F(IncrementalTest, AnyLayoutChangeStartsANewBaseline) {
   saver.Committed(*plan);
 
   using Kind = DeltaDecision::Kind;
-  auto kind_of = [&](int64_t step, std::vector<client::TensorData> planned) {
+  auto kind_of = [&](int64_t step,
+                     const std::vector<client::TensorData>& planned) {
     auto replanned = saver.Plan(step, planned);
     EXPECT_TRUE(replanned.ok()) << replanned.status();
     return replanned.ok() ? replanned->decisions()[0].decision.kind

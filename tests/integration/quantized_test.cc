@@ -160,16 +160,17 @@ TEST_F(QuantizedTest, OneAndThreeDimensionalTensorsAndRanksShards) {
   // rest as columns. Two ranks each quantize their own box of one tensor.
   const std::vector<float> vector = RandomTable(1000, 3);
   const std::string vector_bytes = FloatBytes(vector);
-  const std::vector<float> cube = RandomTable(2 * 6 * 5 * 7, 4);
+  const std::vector<float> cube = RandomTable(size_t{2} * 6 * 5 * 7, 4);
+  constexpr int64_t kHalf = int64_t{6} * 5 * 7;  // values in one rank's box
   std::vector<std::string> halves(2);
   for (int r = 0; r < 2; ++r) {
-    halves[r] = FloatBytes(std::vector<float>(
-        cube.begin() + r * 6 * 5 * 7, cube.begin() + (r + 1) * 6 * 5 * 7));
+    halves[r] = FloatBytes(std::vector<float>(cube.begin() + r * kHalf,
+                                              cube.begin() + (r + 1) * kHalf));
   }
   for (int r = 0; r < 2; ++r) {
     std::vector<client::TensorData> tensors = {
         Tensor("cube", DType::kFloat32, {12, 5, 7}, halves[r], 4)};
-    tensors[0].box = Box{{6 * r, 0, 0}, {6, 5, 7}};
+    tensors[0].box = Box{{int64_t{6} * r, 0, 0}, {6, 5, 7}};
     if (r == 0) {
       tensors.push_back(
           Tensor("vector", DType::kFloat32, {1000}, vector_bytes, 8));
@@ -208,12 +209,12 @@ TEST_F(QuantizedTest, OneAndThreeDimensionalTensorsAndRanksShards) {
 }
 
 TEST_F(QuantizedTest, BadRequestsAreRefusedAndNothingIsCommitted) {
-  const std::vector<float> table = RandomTable(64 * 8, 5);
+  const std::vector<float> table = RandomTable(size_t{64} * 8, 5);
   const std::string table_bytes = FloatBytes(table);
   std::vector<float> with_nan = table;
   with_nan[17] = std::nanf("");
   const std::string nan_bytes = FloatBytes(with_nan);
-  const std::string ints(64 * 8 * 4, '\1');
+  const std::string ints(size_t{64} * 8 * 4, '\1');
 
   struct Case {
     std::string what;
@@ -248,7 +249,7 @@ TEST_F(QuantizedTest, BadRequestsAreRefusedAndNothingIsCommitted) {
 }
 
 TEST_F(QuantizedTest, ADeltaAgainstAQuantizedBaseIsRefused) {
-  const std::vector<float> table = RandomTable(64 * 8, 6);
+  const std::vector<float> table = RandomTable(size_t{64} * 8, 6);
   const std::string table_bytes = FloatBytes(table);
   const client::TensorData quantized =
       Tensor("emb", DType::kFloat32, {64, 8}, table_bytes, 4);
@@ -265,9 +266,9 @@ TEST_F(QuantizedTest, ADeltaAgainstAQuantizedBaseIsRefused) {
 }
 
 TEST_F(QuantizedTest, IncrementalSaverSavesQuantizedTensorsInFull) {
-  const std::vector<float> table = RandomTable(256 * 16, 7);
+  const std::vector<float> table = RandomTable(size_t{256} * 16, 7);
   const std::string table_bytes = FloatBytes(table);
-  const std::string plain_bytes = FloatBytes(RandomTable(256 * 16, 8));
+  const std::string plain_bytes = FloatBytes(RandomTable(size_t{256} * 16, 8));
   client::IncrementalSaver saver;
   for (int64_t step = 1; step <= 3; ++step) {
     const std::vector<client::TensorData> tensors = {
@@ -303,7 +304,7 @@ TEST_F(QuantizedTest, IncrementalSaverSavesQuantizedTensorsInFull) {
 }
 
 TEST_F(QuantizedTest, CkptShowReportsWidthAndError) {
-  const std::vector<float> table = RandomTable(128 * 32, 9);
+  const std::vector<float> table = RandomTable(size_t{128} * 32, 9);
   const std::string table_bytes = FloatBytes(table);
   const std::vector<client::TensorData> tensors = {
       Tensor("emb", DType::kFloat32, {128, 32}, table_bytes, 3),

@@ -56,7 +56,7 @@ struct RankShard {
         rank, world_size, RandomBytes(rows * 96 * 4, seed * 131 + rank),
         RandomBytes(5 << 20, seed), RandomBytes(12345, seed + rank)};
   }
-  int64_t rows() const { return sharded.size() / (96 * 4); }
+  int64_t rows() const { return sharded.size() / (size_t{96} * 4); }
 
   std::vector<client::TensorData> Tensors() const {
     client::TensorData weight;

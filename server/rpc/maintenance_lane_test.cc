@@ -139,7 +139,7 @@ TEST_F(MaintenanceLaneTest, ListJobsStaysFastWhileGcAndVerifyAreHeld) {
 // chunk or two, not for a stream's remaining half second.
 TEST_F(MaintenanceLaneTest, ListJobsStaysFastWhileReadStreamsRun) {
   constexpr int kChunks = 60;
-  const std::string weights = RandomBytes(kChunks * 1024, 3);
+  const std::string weights = RandomBytes(size_t{kChunks} * 1024, 3);
   client::SaveOptions options;
   options.chunk_bytes = 1024;
   ASSERT_TRUE(
@@ -158,6 +158,7 @@ TEST_F(MaintenanceLaneTest, ListJobsStaysFastWhileReadStreamsRun) {
   absl::Mutex mu;
   int received[kStreams] = {};
   std::vector<std::thread> readers;
+  readers.reserve(kStreams);
   for (int s = 0; s < kStreams; ++s) {
     readers.emplace_back([&, s] {
       grpc::ClientContext context;

@@ -19,6 +19,9 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start_server() {
+  # Emptied here, not only by the redirect below: that runs in the child,
+  # which may start after the loop has read a previous server's address.
+  : >"${work}/server.out"
   "${server_bin}" --data-dir "${work}/db" --listen 127.0.0.1:0 \
     ${server_extra[@]+"${server_extra[@]}"} >"${work}/server.out" 2>"${work}/server.err" &
   server_pid=$!

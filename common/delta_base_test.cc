@@ -41,8 +41,8 @@ TEST(DeltaBaseTest, RefusesAMissingTensorAnotherLayoutOrAQuantizedBase) {
   std::vector<ShardManifest> base(1);
   base[0].tensors = {Entry("emb", DType::kFloat32, {8, 8}, kTopHalf)};
 
-  auto absent = FindDeltaBase(base, Entry("gone", DType::kFloat32, {8, 8},
-                                          kTopHalf));
+  auto absent =
+      FindDeltaBase(base, Entry("gone", DType::kFloat32, {8, 8}, kTopHalf));
   EXPECT_EQ(absent.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(absent.status().message(), HasSubstr("has no tensor 'gone'"));
 
@@ -52,13 +52,14 @@ TEST(DeltaBaseTest, RefusesAMissingTensorAnotherLayoutOrAQuantizedBase) {
         Entry("emb", DType::kFloat32, {8, 8}, kBottomHalf)}) {
     auto mismatch = FindDeltaBase(base, other);
     EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_THAT(mismatch.status().message(),
-                HasSubstr("holds it as float32 shape [8, 8] box [0, 0]+[4, 8]"));
+    EXPECT_THAT(
+        mismatch.status().message(),
+        HasSubstr("holds it as float32 shape [8, 8] box [0, 0]+[4, 8]"));
   }
 
   base[0].tensors[0].quantization = Quantization{.bits = 4};
-  auto quantized = FindDeltaBase(base, Entry("emb", DType::kFloat32, {8, 8},
-                                             kTopHalf));
+  auto quantized =
+      FindDeltaBase(base, Entry("emb", DType::kFloat32, {8, 8}, kTopHalf));
   EXPECT_EQ(quantized.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(quantized.status().message(), HasSubstr("quantized to 4 bits"));
 }

@@ -12,8 +12,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/checkpoint_service.h"
-#include "tests/testing/service_test_util.h"
 #include "server/storage/rocksdb_store.h"
+#include "tests/testing/service_test_util.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {

@@ -8,9 +8,9 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/service_test_util.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
+#include "tests/testing/service_test_util.h"
 
 namespace ckpt::server {
 namespace {

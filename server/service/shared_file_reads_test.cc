@@ -13,8 +13,8 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/shared_file_test_util.h"
 #include "tests/testing/service_test_util.h"
+#include "tests/testing/shared_file_test_util.h"
 
 namespace ckpt::server {
 namespace {

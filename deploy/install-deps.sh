@@ -12,7 +12,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev
   clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
-  python3-pytest
+  python3-pytest python3-grpcio python3-grpc-tools openssl
 )
 
 missing=()

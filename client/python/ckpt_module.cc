@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/incremental.h"
+#include "client/python/exit_status.h"
 #include "common/manifest.h"
 #include "common/quantize.h"
 #include "common/retention.h"
@@ -653,6 +654,12 @@ PYBIND11_MODULE(_ckpt, m) {
       "The quantization width (2, 3, 4 or 8) for a tensor expected to be "
       "restored this many times, or None to stay lossless (common/"
       "quantize.h).");
+
+  ckpt::client::RegisterExitStatusHook();
+  m.def("set_exit_status_at_finalize", &ckpt::client::SetExitStatusAtFinalize,
+        py::arg("status"),
+        "Makes the process exit with `status` once Python has finalised "
+        "(client/python/exit_status.h); False when that is not possible.");
 
   py::class_<PySaver>(m, "IncrementalSaver")
       .def(py::init<const std::string&, double, int, int, int>(), py::kw_only(),

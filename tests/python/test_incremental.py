@@ -95,7 +95,7 @@ def test_embedding_and_adam_restore_bit_identical_at_every_step(server):
                 assert set(plan.values()) == {"full"}
             else:
                 # 40 of 5000 rows a step: the table is a delta; 1-D tensors
-                # and the pickled rest are always full.
+                # and the state tree are always full.
                 assert plan["model/embedding.weight"] == "delta"
                 assert plan["model/head.bias"] == "full"
         for step in snapshots:

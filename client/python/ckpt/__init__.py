@@ -12,14 +12,20 @@
 rank's shard of named tensor regions, list checkpoints, retention);
 `CheckpointManager` saves and restores PyTorch-style nested state dicts on it;
 `Quantized(tensor, bits=4)` in a state saves that float32 tensor quantized
-(lossy, opt-in).
+(lossy, opt-in). A state's non-tensor values are stored as a typed tree that
+cannot run code on restore; pickle is used only with
+`CheckpointManager(..., allow_pickle=True)` (docs/security.md).
 
 Errors: ValueError for INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
 every other status; each carries `.code` (the status code's name, e.g.
-"ALREADY_EXISTS") and `.message`.
+"ALREADY_EXISTS") and `.message`. A malformed stored state raises
+`StateFormatError` (a ValueError); pickled data met without allow_pickle,
+`PickleNotAllowedError` (a StateFormatError).
 """
 
 from ckpt._ckpt import Client, Error
 from ckpt.manager import CheckpointManager, Quantized
+from ckpt.tree import PickleNotAllowedError, StateFormatError
 
-__all__ = ["CheckpointManager", "Client", "Error", "Quantized"]
+__all__ = ["CheckpointManager", "Client", "Error", "PickleNotAllowedError",
+           "Quantized", "StateFormatError"]

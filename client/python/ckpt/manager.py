@@ -2,27 +2,34 @@
 
 How a state maps to a rank's shard (docs/architecture.md, "Python"):
 every dense torch tensor and numpy array of a dtype ckpt stores (float16/
-bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128) in the nested
-dicts/lists/tuples of `state` becomes one tensor entry (dtype and shape
-preserved; CUDA tensors are copied to host), named after its path in the
-nesting ("model/fc.weight", "optimizer/state/0/exp_avg"); a tensor wrapped
-in ckpt.Quantized is stored quantized and restored as a plain float32
-tensor. Everything else, together with the tree structure (tensors replaced
-by references to their entries), is pickled into ONE per-rank blob stored
-as the uint8 tensor `__ckpt_state__`. Restoring unpickles that blob and
-puts the tensors back, so the server must be trusted as much as a file
-handed to torch.load.
+bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128; numpy uint16/
+32/64 as the signed integers of their width) in the nested dicts/lists/
+tuples of `state` becomes one tensor entry (dtype and shape preserved;
+CUDA tensors are copied to host), named after its path in the nesting
+("model/fc.weight", "optimizer/state/0/exp_avg"); a tensor wrapped in
+ckpt.Quantized is stored quantized and restored as a plain float32 tensor.
+Everything else, with the tree structure (tensors replaced by references
+to their entries), is encoded as a typed tree (ckpt/tree.py), stored as
+the uint8 tensor `__ckpt_state__`. It holds plain values only and cannot
+run code when read; pickle is used only with allow_pickle=True
+(docs/security.md, "Safe restore (no pickle)").
 """
 
+import atexit
+import os
 import pickle
+import sys
 import threading
 
 import numpy as np
 
-from ckpt._ckpt import Client, IncrementalSaver, bits_for_expected_restores
+from ckpt import tree
+from ckpt._ckpt import (Client, IncrementalSaver, bits_for_expected_restores,
+                        set_exit_status_at_finalize)
+from ckpt.tree import PickleNotAllowedError, StateFormatError
 
 STATE_TENSOR = "__ckpt_state__"
-_FORMAT_VERSION = 1
+_PICKLE_FORMAT_VERSION = 1  # the whole tree pickled: read with allow_pickle
 
 _TORCH = None
 
@@ -40,8 +47,9 @@ def _torch():
 
 
 class _TensorRef:
-    """Stands for a tensor in the pickled skeleton. Its module path and
-    fields are part of the stored format (version 1): do not rename."""
+    """Stands for a tensor in the pickled skeleton of format version 1
+    (read only with allow_pickle=True). Its module path and fields are part
+    of that format: do not rename."""
 
     __slots__ = ("name", "kind", "dtype", "shape")
 
@@ -56,6 +64,10 @@ class _TensorRef:
 
     def __setstate__(self, fields):
         self.name, self.kind, self.dtype, self.shape = fields
+
+    def as_ref(self):
+        return tree.TensorRef(self.name, self.kind, self.dtype,
+                              tuple(self.shape))
 
 
 class Quantized:
@@ -120,21 +132,16 @@ def _torch_dtype_names(torch):
     }
 
 
-_NUMPY_DTYPE_NAMES = {
-    np.dtype(name): name
-    for name in ("uint8", "int8", "int16", "int32", "int64", "float16",
-                 "float32", "float64", "bool", "complex64", "complex128")
-}
-
-
 def _key_text(key):
     return key if isinstance(key, str) else repr(key)
 
 
 class _Flattener:
-    """Splits a nested state into (skeleton, tensors). `copy` makes every
-    tensor's host buffer a private copy (async save); otherwise CPU tensors'
-    own memory is used and must not change until the save returns.
+    """Splits a nested state into (encoded tree, tensors). `copy` makes
+    every tensor's host buffer a private copy (async save); otherwise CPU
+    tensors' own memory is used and must not change until the save returns.
+    Values the typed tree refuses raise TypeError, or are pickled into it
+    when `allow_pickle`.
 
     Copies (async, or of CUDA tensors) go into `reuse[name]`, the previous
     save's host buffer of the same name, when its dtype and shape match:
@@ -142,19 +149,28 @@ class _Flattener:
     fresh clone, whose page faults dominate. `buffers` collects this save's
     copies for the next one."""
 
-    def __init__(self, copy, reuse=None):
+    def __init__(self, copy, reuse=None, allow_pickle=False):
         self.copy = copy
         self.reuse = reuse or {}
+        self.allow_pickle = allow_pickle
         self.buffers = {}
         self.torch = _torch()
-        self.tensors = []  # (name, dtype, shape, host numpy array)
+        self.tensors = []  # (name, stored dtype, shape, host numpy array)
         self.quantize = {}  # tensor name -> bits
         self._names = set()
-        self._by_id = {}  # id(tensor) -> _TensorRef: tied tensors stored once
+        self._by_id = {}  # id(tensor) -> TensorRef: tied tensors stored once
         self._keep_alive = []
 
+    def encode(self, state):
+        """The typed tree of `state` (bytes); fills `tensors`."""
+        kinds = (np.ndarray, Quantized)
+        if self.torch is not None:
+            kinds += (self.torch.Tensor,)
+        return tree.Encoder(kinds, self._tensor_ref,
+                            self.allow_pickle).encode(state)
+
     def _unique_name(self, path):
-        name = "/".join(path) or "tensor"
+        name = "/".join(_key_text(key) for key in path) or "tensor"
         candidate, n = name, 1
         while candidate in self._names or candidate == STATE_TENSOR:
             candidate = f"{name}~{n}"
@@ -162,64 +178,78 @@ class _Flattener:
         self._names.add(candidate)
         return candidate
 
-    def _tensor(self, value, path, kind):
+    def _tensor_ref(self, value, path):
+        """The TensorRef of a tensor, array or Quantized of the state, or
+        why it cannot be stored as a tensor."""
+        if isinstance(value, Quantized):
+            return self._quantized(value, path)
         ref = self._by_id.get(id(value))
         if ref is not None:
             return ref
+        if isinstance(value, np.ndarray):
+            return self._numpy(value, path)
+        return self._torch_tensor(value, path)
+
+    def _torch_tensor(self, value, path):
         torch = self.torch
-        if kind == "torch":
-            dtype = _torch_dtype_names(torch).get(value.dtype)
-            if dtype is None or value.layout != torch.strided or \
-                    value.is_quantized:
-                return self._opaque(value)
-            name = self._unique_name(path)
-            host = value.detach()
-            if self.copy or host.device.type != "cpu":
-                buffer = self.reuse.get(name)
-                if isinstance(buffer, torch.Tensor) and \
-                        buffer.dtype == host.dtype and \
-                        buffer.shape == host.shape:
-                    buffer.copy_(host)
-                else:
-                    buffer = host.to("cpu", copy=True, memory_format=(
-                        torch.contiguous_format))
-                self.buffers[name] = buffer
-                host = buffer
-            host = host.contiguous().resolve_conj().resolve_neg()
-            if dtype == "bfloat16":
-                host = host.view(torch.int16)
-            array = host.numpy()
-            self._keep_alive.append(host)
-        else:
-            dtype = _NUMPY_DTYPE_NAMES.get(value.dtype)
-            if dtype is None:
-                return self._opaque(value)
-            name = self._unique_name(path)
-            buffer = self.reuse.get(name) if self.copy else None
-            if isinstance(buffer, np.ndarray) and \
-                    buffer.dtype == value.dtype and \
-                    buffer.shape == value.shape:
-                np.copyto(buffer, value)
-                array = buffer
+        dtype = _torch_dtype_names(torch).get(value.dtype)
+        if value.layout != torch.strided:
+            return f"cannot store a {value.layout} torch tensor (store " \
+                "its dense form or its index and value tensors)"
+        if value.is_quantized:
+            return "cannot store a torch quantized tensor (store its " \
+                "int_repr(), scale and zero point, or use ckpt.Quantized)"
+        if dtype is None:
+            return f"cannot store a torch tensor of dtype {value.dtype}"
+        name = self._unique_name(path)
+        host = value.detach()
+        if self.copy or host.device.type != "cpu":
+            buffer = self.reuse.get(name)
+            if isinstance(buffer, torch.Tensor) and \
+                    buffer.dtype == host.dtype and \
+                    buffer.shape == host.shape:
+                buffer.copy_(host)
             else:
-                array = np.array(value, order="C", copy=self.copy)
-            if self.copy:
-                self.buffers[name] = array
-        ref = _TensorRef(name, kind, dtype,
-                         tuple(int(d) for d in value.shape))
+                buffer = host.to("cpu", copy=True, memory_format=(
+                    torch.contiguous_format))
+            self.buffers[name] = buffer
+            host = buffer
+        host = host.contiguous().resolve_conj().resolve_neg()
+        if dtype == "bfloat16":
+            host = host.view(torch.int16)
+        self._keep_alive.append(host)
+        return self._add(value, name, "torch", dtype, host.numpy())
+
+    def _numpy(self, value, path):
+        if type(value) not in (np.ndarray, np.memmap):
+            return f"cannot store a {type(value).__module__}." \
+                f"{type(value).__qualname__} (a numpy array subclass; " \
+                "store np.asarray(value) and what else it holds)"
+        dtype = value.dtype.name
+        if dtype not in tree.NUMPY_STORED_DTYPE or not value.dtype.isnative:
+            return f"cannot store a numpy array of dtype {value.dtype.str}"
+        name = self._unique_name(path)
+        buffer = self.reuse.get(name) if self.copy else None
+        if isinstance(buffer, np.ndarray) and \
+                buffer.dtype == value.dtype and buffer.shape == value.shape:
+            np.copyto(buffer, value)
+            array = buffer
+        else:
+            array = np.array(value, order="C", copy=self.copy)
+        if self.copy:
+            self.buffers[name] = array
+        stored = tree.NUMPY_STORED_DTYPE[dtype]
+        if stored != dtype:  # uint16/32/64 as the signed type of its width
+            array = array.view(np.dtype(stored))
+        return self._add(value, name, "numpy", dtype, array)
+
+    def _add(self, value, name, kind, dtype, array):
+        ref = tree.TensorRef(name, kind, dtype,
+                             tuple(int(d) for d in value.shape))
         self._by_id[id(value)] = ref
         self._keep_alive.append(value)
-        self.tensors.append((ref.name, dtype, ref.shape, array))
+        self.tensors.append((name, ref.stored_dtype, ref.shape, array))
         return ref
-
-    def _opaque(self, value):
-        """A tensor that is no ckpt tensor (sparse, quantized, a dtype ckpt
-        lacks such as uint32): pickled into the blob like any other value
-        (CUDA ones moved to host first)."""
-        if self.torch is not None and isinstance(value, self.torch.Tensor) \
-                and value.device.type != "cpu":
-            return value.detach().to("cpu")
-        return value
 
     def _quantized(self, value, path):
         inner = value.tensor
@@ -227,15 +257,15 @@ class _Flattener:
         is_torch = torch is not None and isinstance(inner, torch.Tensor)
         if not is_torch and not isinstance(inner, np.ndarray):
             raise ValueError(
-                f"ckpt.Quantized at '{'/'.join(path)}' holds a "
+                f"ckpt.Quantized at {tree.path_text(path)} holds a "
                 f"{type(inner).__name__}, not a torch tensor or numpy array")
-        ref = self.flatten(inner, path)
-        if value.bits is None:
+        ref = self._tensor_ref(inner, path)
+        if value.bits is None or not isinstance(ref, tree.TensorRef):
             return ref
-        if not isinstance(ref, _TensorRef) or ref.dtype != "float32":
+        if ref.dtype != "float32":
             raise ValueError(
-                f"ckpt.Quantized at '{'/'.join(path)}': only dense float32 "
-                f"tensors are quantized, not {getattr(inner, 'dtype', '?')}")
+                f"ckpt.Quantized at {tree.path_text(path)}: only dense "
+                f"float32 tensors are quantized, not {inner.dtype}")
         previous = self.quantize.setdefault(ref.name, value.bits)
         if previous != value.bits:
             raise ValueError(
@@ -243,37 +273,13 @@ class _Flattener:
                 f"{value.bits} bits in the state")
         return ref
 
-    def flatten(self, value, path=()):
-        torch = self.torch
-        if isinstance(value, Quantized):
-            return self._quantized(value, path)
-        if torch is not None and isinstance(value, torch.Tensor):
-            return self._tensor(value, path, "torch")
-        if isinstance(value, np.ndarray) and value.dtype != object:
-            return self._tensor(value, path, "numpy")
-        if isinstance(value, dict):
-            # Same mapping type back (OrderedDict for state_dict()).
-            out = type(value)() if type(value) is not dict else {}
-            for key, item in value.items():
-                out[key] = self.flatten(item, path + (_key_text(key),))
-            return out
-        if isinstance(value, list):
-            return [self.flatten(item, path + (str(i),))
-                    for i, item in enumerate(value)]
-        if isinstance(value, tuple) and not hasattr(value, "_fields"):
-            return tuple(self.flatten(item, path + (str(i),))
-                         for i, item in enumerate(value))
-        return value
 
-
-def _flatten(state, copy, reuse=None):
+def _flatten(state, copy, reuse=None, allow_pickle=False):
     """(tensors for Client.save_shard, keep-alive list, host copies made,
-    {name: bits} to quantize) for `state`; see _Flattener for `copy` and
-    `reuse`."""
-    flattener = _Flattener(copy, reuse)
-    skeleton = flattener.flatten(state)
-    blob = pickle.dumps({"format": _FORMAT_VERSION, "tree": skeleton},
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    {name: bits} to quantize) for `state`; see _Flattener for `copy`,
+    `reuse` and `allow_pickle`."""
+    flattener = _Flattener(copy, reuse, allow_pickle)
+    blob = flattener.encode(state)
     blob_array = np.frombuffer(blob, dtype=np.uint8)
     tensors = [(STATE_TENSOR, "uint8", [len(blob)], [0], [len(blob)],
                 blob_array)]
@@ -284,42 +290,126 @@ def _flatten(state, copy, reuse=None):
         flattener.quantize
 
 
-def _unflatten(restored, into=None):
+def _pickled_tree(blob):
+    """The skeleton and its [(TensorRef, path)] of a format-1 state blob (a
+    pickle: the caller has allowed pickle)."""
+    saved = pickle.loads(blob)
+    if not isinstance(saved, dict) or \
+            saved.get("format") != _PICKLE_FORMAT_VERSION:
+        raise StateFormatError(
+            "the checkpoint's pickled state is not of format version "
+            f"{_PICKLE_FORMAT_VERSION}")
+    refs = []
+
+    def collect(node, path):
+        if isinstance(node, _TensorRef):
+            refs.append((node.as_ref(), path))
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                collect(item, path + (key,))
+        elif isinstance(node, (list, tuple)):
+            for index, item in enumerate(node):
+                collect(item, path + (index,))
+
+    collect(saved["tree"], ())
+    return saved["tree"], refs
+
+
+def _state_tree(entries, allow_pickle):
+    """(skeleton, [(TensorRef, path)]) of a shard's `__ckpt_state__`
+    entry; pickle runs only when `allow_pickle`."""
+    dtype, global_shape, _, _, array = entries[STATE_TENSOR]
+    if dtype != "uint8" or len(global_shape) != 1:
+        raise StateFormatError(
+            f"the checkpoint's {STATE_TENSOR} tensor is {dtype} of shape "
+            f"{list(global_shape)}, not a 1-D uint8 tensor")
+    blob = array.tobytes()
+    if blob.startswith(tree.MAGIC):
+        return tree.decode(blob, allow_pickle)
+    if tree.looks_like_pickle(blob):
+        if not allow_pickle:
+            raise PickleNotAllowedError(
+                "the checkpoint's state is a pickle (format version "
+                f"{_PICKLE_FORMAT_VERSION}, as ckpt wrote it before the typed "
+                "tree; or planted), and this manager does not unpickle: "
+                + tree.PICKLE_ADVICE)
+        return _pickled_tree(blob)
+    raise StateFormatError(
+        f"the checkpoint's {STATE_TENSOR} is neither a typed tree nor a "
+        "pickle: it was not written by ckpt.CheckpointManager")
+
+
+def _check_refs(refs, entries):
+    """StateFormatError unless every reference names a stored tensor entry
+    (not the state itself) whose dtype and whole shape it records, the same
+    way at each reference."""
+    seen = {}
+    for ref, path in refs:
+        where = f"{tree.path_text(path)} refers to tensor {tree.quote(ref.name)}"
+        entry = entries.get(ref.name) if ref.name != STATE_TENSOR else None
+        if entry is None:
+            raise StateFormatError(
+                f"{where}, which the checkpoint's shard does not hold")
+        dtype, global_shape, offsets, lengths, _ = entry
+        if dtype != ref.stored_dtype:
+            raise StateFormatError(
+                f"{where} as {ref.stored_dtype}, but it is stored as {dtype}")
+        if tuple(global_shape) != ref.shape or \
+                tuple(lengths) != ref.shape or any(offsets):
+            raise StateFormatError(
+                f"{where} of shape {list(ref.shape)}, but it is stored with "
+                f"shape {list(global_shape)}, box {list(offsets)} + "
+                f"{list(lengths)}")
+        fields = (ref.kind, ref.dtype)
+        if seen.setdefault(ref.name, fields) != fields:
+            raise StateFormatError(
+                f"{where} as {ref.kind} {ref.dtype}, elsewhere as "
+                f"{seen[ref.name][0]} {seen[ref.name][1]}")
+
+
+def _unflatten(restored, into=None, allow_pickle=False):
     """The state saved as `restored` (Client.restore_shard's tuples). Where
     `into` has a tensor at the same position, the restored values are copied
-    into it and that object is returned in its place."""
-    arrays = {name: array for name, _, _, _, _, array in restored}
-    if STATE_TENSOR not in arrays:
+    into it and that object is returned in its place. StateFormatError (a
+    ValueError) when the stored tree is malformed or names tensors the
+    shard lacks; nothing is copied into `into` then."""
+    entries = {name: (dtype, global_shape, offsets, lengths, array)
+               for name, dtype, global_shape, offsets, lengths, array
+               in restored}
+    if STATE_TENSOR not in entries:
         raise ValueError(
             f"the shard has no {STATE_TENSOR} tensor: it was not written by "
             "ckpt.CheckpointManager")
-    saved = pickle.loads(arrays[STATE_TENSOR].tobytes())
-    if saved.get("format", 0) > _FORMAT_VERSION:
-        raise ValueError(
-            f"checkpoint state format {saved['format']} is newer than this "
-            f"ckpt package's ({_FORMAT_VERSION})")
+    skeleton, refs = _state_tree(entries, allow_pickle)
+    _check_refs(refs, entries)  # before anything is copied into `into`
     torch = _torch()
     made = {}
 
     def tensor(ref):
         if ref.name in made:
             return made[ref.name]
-        array = arrays[ref.name].reshape(ref.shape)
+        array = entries[ref.name][4].reshape(ref.shape)
         if ref.kind == "numpy":
-            value = array
+            value = array if ref.dtype == ref.stored_dtype else \
+                array.view(np.dtype(ref.dtype))
+        elif torch is None:
+            raise StateFormatError(
+                f"tensor {tree.quote(ref.name)} was saved as a torch tensor, "
+                "and torch is not installed")
+        elif ref.dtype == "bfloat16":  # uint16 elements from the binding
+            value = torch.from_numpy(array.view(np.int16)).view(
+                torch.bfloat16)
         else:
-            if ref.dtype == "bfloat16":  # uint16 elements from the binding
-                value = torch.from_numpy(array.view(np.int16)).view(
-                    torch.bfloat16)
-            else:
-                value = torch.from_numpy(array)
+            value = torch.from_numpy(array)
         made[ref.name] = value
         return value
 
     def build(node, target):
         if isinstance(target, Quantized):  # restore into its tensor
             target = target.tensor
-        if isinstance(node, _TensorRef):
+        if isinstance(node, _TensorRef):  # format 1 (allow_pickle)
+            node = node.as_ref()
+        if isinstance(node, tree.TensorRef):
             value = tensor(node)
             if torch is not None and isinstance(target, torch.Tensor) and \
                     isinstance(value, torch.Tensor) and \
@@ -338,15 +428,17 @@ def _unflatten(restored, into=None):
             for key, item in node.items():
                 sub = target.get(key) if isinstance(target, dict) else None
                 out[key] = build(item, sub)
+            if getattr(node, "__dict__", None):  # a state_dict's _metadata
+                out.__dict__.update(node.__dict__)
             return out
-        if isinstance(node, (list, tuple)):
+        if type(node) in (list, tuple):
             subs = target if isinstance(target, (list, tuple)) and \
                 len(target) == len(node) else [None] * len(node)
             items = [build(item, sub) for item, sub in zip(node, subs)]
-            return items if isinstance(node, list) else tuple(items)
+            return items if type(node) is list else tuple(items)
         return node
 
-    return build(saved["tree"], into)
+    return build(skeleton, into)
 
 
 def _row_indices(name, rows):
@@ -452,6 +544,21 @@ class CheckpointManager:
     max_delta_fraction: a new baseline is written once a delta reaches this
         fraction of the tensor's full size. In (0, 1]. Default: 0.5.
     max_chain_length: consecutive mode: a baseline after this many deltas.
+    allow_pickle: False (the default): everything but tensors is stored as
+        a typed tree of plain values (None, bool, int, float, complex, str,
+        bytes, list, tuple, dict, OrderedDict, Counter, numpy scalars),
+        which cannot run code when restored; save() raises TypeError,
+        naming the key, for any other value, and restore() refuses a
+        checkpoint holding pickled data (ckpt.PickleNotAllowedError)
+        without unpickling anything. True: such values are pickled into the
+        tree, and pickled data (including checkpoints written by ckpt
+        before the typed tree) is unpickled on restore. Unpickling runs
+        whatever code the data names, so True trusts the server and every
+        writer of the job as much as your own code (docs/security.md).
+
+    An async save that fails and is never raised by wait(), close() or a
+    later save() (the script ends without them) is printed to stderr at
+    interpreter exit, and the exit status becomes 1.
 
     Not thread-safe: use one manager from one thread.
     """
@@ -461,7 +568,7 @@ class CheckpointManager:
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
                  delta_mode="intermittent", max_delta_fraction=0.5,
-                 max_chain_length=8):
+                 max_chain_length=8, allow_pickle=False):
         self._client = server if isinstance(server, Client) else \
             Client(server)
         self._job = job
@@ -478,9 +585,10 @@ class CheckpointManager:
         self._rank = int(rank)
         self._world_size = int(world_size)
         self._async = bool(async_save)
+        self._allow_pickle = bool(allow_pickle)
         self._last_step = self._client.latest_step(job)
         self._thread = None
-        self._error = None
+        self._error = None  # (error, its _unreported key) of the async save
         self._closed = False
         self._host_buffers = {}  # name -> the last save's host copy
         # Remembers, per tensor, what the next delta is taken against.
@@ -565,7 +673,8 @@ class CheckpointManager:
         # The previous save has finished (joined above): its host copies
         # are free to be overwritten.
         tensors, keep_alive, self._host_buffers, quantize = _flatten(
-            state, copy=self._async, reuse=self._host_buffers)
+            state, copy=self._async, reuse=self._host_buffers,
+            allow_pickle=self._allow_pickle)
         dirty = _dirty_rows_by_name(dirty_rows or {}, tensors)
         kwargs = dict(rank=self._rank, world_size=self._world_size,
                       metrics={k: float(v) for k, v in
@@ -587,7 +696,11 @@ class CheckpointManager:
             try:
                 self._save_shard(step, tensors, kwargs, dirty)
             except BaseException as error:  # re-raised on the caller's thread
-                self._error = error
+                self._error = (error, _unreported.add(
+                    f"ckpt: the async save of step {step} of job "
+                    f"'{self._job}' (rank {self._rank}) failed, and no "
+                    "wait(), close() or later save() raised it: "
+                    f"{type(error).__name__}: {error}"))
                 self._last_step = previous_step  # no save runs meanwhile
 
         # The thread's closure holds `tensors` (host copies of every tensor)
@@ -625,7 +738,7 @@ class CheckpointManager:
         # chosen. Its NOT_FOUND arrives as KeyError.
         restored = self._client.restore_shard(
             self._job, None if step is None else int(step), rank=self._rank)
-        return _unflatten(restored, into)
+        return _unflatten(restored, into, self._allow_pickle)
 
     def restore_or_initialize(self, init_fn):
         """The latest checkpoint's state, or init_fn()'s result when the
@@ -672,8 +785,53 @@ class CheckpointManager:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            error, self._error = self._error, None
+            (error, key), self._error = self._error, None
+            _unreported.discard(key)
             raise error
+
+
+class _UnreportedFailures:
+    """Failed async saves that no call has raised yet. At interpreter exit
+    (after the non-daemon save threads have been joined) they are printed
+    to stderr and the process's exit status is set to 1: the extension's
+    Py_AtExit hook ends the process with it once Python has finalised
+    (every atexit handler run, stdio flushed), since an atexit handler
+    itself cannot change the status."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._messages = {}
+        self._next_key = 0
+
+    def add(self, message):
+        with self._lock:
+            self._next_key += 1
+            self._messages[self._next_key] = message
+            return self._next_key
+
+    def discard(self, key):
+        with self._lock:
+            self._messages.pop(key, None)
+
+    def report_at_exit(self):
+        with self._lock:
+            messages, self._messages = list(self._messages.values()), {}
+        if not messages:
+            return
+        for message in messages:
+            print(message, file=sys.stderr)
+        print("ckpt: exiting with status 1 because of the failed save(s) "
+              "above", file=sys.stderr)
+        sys.stderr.flush()
+        if not set_exit_status_at_finalize(1):
+            # No finalize hook (CPython's table of them is full): end the
+            # process now, skipping the atexit handlers still to run.
+            sys.stdout.flush()
+            os._exit(1)
+
+
+_unreported = _UnreportedFailures()
+atexit.register(_unreported.report_at_exit)
 
 
 def _distributed_rank():

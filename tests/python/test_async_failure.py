@@ -1,6 +1,7 @@
 """Async save when the server dies during the upload: the error surfaces as
 ckpt.Error, and after a restart on the same data no partial checkpoint is
-visible.
+visible. And a failure no call raised is printed at interpreter exit, with
+exit status 1 (run in child interpreters).
 
 Deterministic, not timing-lucky: the server is frozen (SIGSTOP) before
 save() and killed (SIGKILL, by PID) once save() has returned, so the
@@ -11,6 +12,8 @@ server's socket buffers) varies; that it cannot have committed does not."""
 import functools
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -106,3 +109,83 @@ def test_rank_killed_mid_save_leaves_the_step_invisible_until_resaved(
                                 world_size=2) as rank0:
         assert torch.equal(rank0.restore(5)["model"]["w"],
                            big_state(10)["model"]["w"])
+
+
+# A script run in its own interpreter: a sync save of step 5, then an async
+# save whose upload fails in the background, then whatever `ending` says.
+EXIT_SCRIPT = """
+import os, signal, sys
+import torch
+import ckpt
+address, ending, server_pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with ckpt.CheckpointManager(address, "t/exit") as manager:
+    manager.save({"w": torch.ones(3)}, 5)
+manager = ckpt.CheckpointManager(address, "t/exit", async_save=True)
+if ending == "server-killed":
+    os.kill(server_pid, signal.SIGSTOP)
+    manager.save({"w": torch.zeros(4 << 20)}, 6)
+    os.kill(server_pid, signal.SIGKILL)
+elif ending == "succeeds":
+    manager.save({"w": torch.zeros(3)}, 6)
+else:
+    manager.save({"w": torch.zeros(3)}, 5)  # step 5 exists: ALREADY_EXISTS
+if ending == "wait-caught":
+    try:
+        manager.wait()
+    except ckpt.Error as error:
+        print("caught", error.code)
+elif ending == "sys-exit-0":
+    sys.exit(0)
+elif ending == "exception":
+    raise RuntimeError("the script's own error")
+print("script ends")
+"""
+
+
+def run_exit_script(server_process, ending):
+    child = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, server_process.address, ending,
+         str(server_process.pid)], capture_output=True, text=True,
+        timeout=120)
+    return child.returncode, child.stdout, child.stderr
+
+
+@pytest.mark.parametrize("ending", ["falls-off-the-end", "sys-exit-0",
+                                    "server-killed"])
+def test_an_unreported_async_failure_is_printed_at_exit_with_status_1(
+        server_process, ending):
+    """The script never calls wait() or close(): at interpreter exit the
+    failure is printed to stderr and the exit status is 1."""
+    status, stdout, stderr = run_exit_script(server_process, ending)
+    assert status == 1, (stdout, stderr)
+    assert "ckpt: the async save of step" in stderr, stderr
+    assert "of job 't/exit' (rank 0) failed, and no wait(), close() or " \
+        "later save() raised it: ckpt.Error: " in stderr, stderr
+    code = "UNAVAILABLE" if ending == "server-killed" else "ALREADY_EXISTS"
+    assert code in stderr, stderr
+    assert "exiting with status 1" in stderr, stderr
+    if ending != "sys-exit-0":
+        assert stdout.endswith("script ends\n"), stdout  # stdout flushed
+
+
+def test_an_unreported_failure_is_printed_after_the_scripts_own_error(
+        server_process):
+    status, _, stderr = run_exit_script(server_process, "exception")
+    assert status == 1
+    assert "RuntimeError: the script's own error" in stderr, stderr
+    assert "ALREADY_EXISTS" in stderr.split("RuntimeError")[-1], stderr
+
+
+def test_a_failure_raised_by_wait_is_not_reported_again(server_process):
+    status, stdout, stderr = run_exit_script(server_process, "wait-caught")
+    assert (status, stdout) == (0, "caught ALREADY_EXISTS\nscript ends\n")
+    assert "ckpt:" not in stderr, stderr
+
+
+def test_a_successful_async_save_without_close_commits_silently(
+        server_process):
+    status, stdout, stderr = run_exit_script(server_process, "succeeds")
+    assert (status, stdout) == (0, "script ends\n"), stderr
+    assert "ckpt:" not in stderr, stderr
+    client = ckpt.Client(server_process.address, connect_timeout=10.0)
+    assert [c["step"] for c in client.list_checkpoints("t/exit")] == [5, 6]

@@ -700,7 +700,7 @@ class CheckpointManager:
                     f"ckpt: the async save of step {step} of job "
                     f"'{self._job}' (rank {self._rank}) failed, and no "
                     "wait(), close() or later save() raised it: "
-                    f"{type(error).__name__}: {error}"))
+                    f"{_error_type_name(error)}: {error}"))
                 self._last_step = previous_step  # no save runs meanwhile
 
         # The thread's closure holds `tensors` (host copies of every tensor)
@@ -788,6 +788,13 @@ class CheckpointManager:
             (error, key), self._error = self._error, None
             _unreported.discard(key)
             raise error
+
+
+def _error_type_name(error):
+    kind = type(error)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 class _UnreportedFailures:

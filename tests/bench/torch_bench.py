@@ -133,11 +133,26 @@ def parse_args(argv):
     parser.add_argument(
         "--json", action="store_true",
         help="print only the medians and ratios, as JSON")
+    parser.add_argument(
+        "--state-format", metavar="MIB[,MIB...]", default=None,
+        help=("instead: compare the typed state tree with the pickle it "
+              "replaced (format 1), on a 12-layer transformer + Adam + RNG "
+              "states of each given parameter size in MiB: sync save and "
+              "restore end to end, and alone the state's encoding (with "
+              "the tensors' preparation) and decoding (with the tensors "
+              "put back)"))
     args = parser.parse_args(argv)
     if args.model_mib < 1:
         parser.error("--model-mib must be >= 1")
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.state_format is not None:
+        try:
+            args.state_format = [int(v) for v in args.state_format.split(",")]
+        except ValueError:
+            parser.error("--state-format takes MiB sizes, e.g. 16,128")
+        if not args.state_format or min(args.state_format) < 1:
+            parser.error("--state-format sizes must be >= 1")
     return args
 
 
@@ -228,6 +243,11 @@ def check_equal(restored, expected, what):
                 restored.dtype == expected.dtype and
                 torch.equal(restored, expected)):
             raise AssertionError(f"{what}: restored tensor differs")
+    elif type(expected).__name__ == "ndarray":  # RNG states
+        if type(restored) is not type(expected) or \
+                restored.dtype != expected.dtype or \
+                restored.tobytes() != expected.tobytes():
+            raise AssertionError(f"{what}: restored array differs")
     elif isinstance(expected, dict):
         if not isinstance(restored, dict) or \
                 list(restored.keys()) != list(expected.keys()):
@@ -402,8 +422,167 @@ def run(args):
           f"{GOALS['restore_fresh']}: {verdict('restore_fresh')})")
 
 
+def transformer_state(model_mib):
+    """A 12-layer transformer encoder of ~model_mib MiB of float32
+    parameters after one Adam step, with the RNG states a training script
+    saves: the state tree of a real job (~150 parameters, ~450 optimizer
+    tensors, param_groups, torch/numpy/python RNG states)."""
+    import random
+    import numpy as np
+    layers = 12
+    # ~12.6 * d^2 parameters per layer with dim_feedforward = 4 * d.
+    d_model = max(8, int(math.sqrt(model_mib * (1 << 20) / 4 / layers / 12.6)))
+    d_model -= d_model % 8
+    torch.manual_seed(0)
+    model = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(
+        d_model, nhead=8, dim_feedforward=4 * d_model), num_layers=layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3,
+                                 betas=(0.9, 0.95))
+    model(torch.randn(2, 3, d_model)).square().mean().backward()
+    optimizer.step()
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate()},
+            "step": 0}
+
+
+def format_one_flatten(manager_module):
+    """The manager's _flatten as it was before the typed tree: the same
+    tensor handling, the skeleton (tensors as _TensorRef) pickled whole as
+    format 1."""
+    import pickle
+    import numpy as np
+
+    def flatten(state, copy, reuse=None, allow_pickle=False):
+        flattener = manager_module._Flattener(copy, reuse, allow_pickle)
+
+        def walk(value, path):
+            if isinstance(value, (torch.Tensor, np.ndarray)):
+                ref = flattener._tensor_ref(value, path)
+                return manager_module._TensorRef(ref.name, ref.kind,
+                                                 ref.dtype, ref.shape)
+            if isinstance(value, dict):
+                out = type(value)() if type(value) is not dict else {}
+                for key, item in value.items():
+                    out[key] = walk(item, path + (key,))
+                return out
+            if type(value) in (list, tuple):
+                items = [walk(item, path + (i,))
+                         for i, item in enumerate(value)]
+                return items if type(value) is list else tuple(items)
+            return value
+
+        blob = pickle.dumps({"format": 1, "tree": walk(state, ())},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        blob_array = np.frombuffer(blob, dtype=np.uint8)
+        tensors = [(manager_module.STATE_TENSOR, "uint8", [len(blob)], [0],
+                    [len(blob)], blob_array)]
+        for name, dtype, shape, array in flattener.tensors:
+            tensors.append((name, dtype, list(shape), [0] * len(shape),
+                            list(shape), array))
+        return tensors, (flattener._keep_alive, blob), flattener.buffers, \
+            flattener.quantize
+    return flatten
+
+
+def spread(values):
+    """median [min-max] in milliseconds."""
+    return (f"{1000 * statistics.median(values):8.2f} ms "
+            f"[{1000 * min(values):.2f}-{1000 * max(values):.2f}]")
+
+
+def run_state_format(args):
+    """Typed tree (format 2) against the pickle of format 1, same state,
+    same server, alternating which goes first each round."""
+    import ckpt
+    import ckpt.manager as manager_module
+
+    base = args.dir or os.environ.get("TMPDIR") or "/var/tmp"
+    new_flatten = manager_module._flatten
+    old_flatten = format_one_flatten(manager_module)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="ckpt-format-bench-",
+                                     dir=base) as work:
+        server = Server(os.path.join(work, "db"), args.server_arg)
+        try:
+            for mib in args.state_format:
+                state = transformer_state(mib)
+                times = {key: [] for key in (
+                    "save_tree", "save_pickle", "restore_tree",
+                    "restore_pickle", "encode_tree", "encode_pickle",
+                    "decode_tree", "decode_pickle")}
+                # One tenant each: chunks are deduplicated per tenant, and
+                # the second save of a round would otherwise upload nothing.
+                managers = {
+                    "tree": ckpt.CheckpointManager(
+                        server.address, f"tree-{mib}/bench"),
+                    "pickle": ckpt.CheckpointManager(
+                        server.address, f"pickle-{mib}/bench",
+                        allow_pickle=True)}
+                flattens = {"tree": new_flatten, "pickle": old_flatten}
+                blobs = {}
+                for r in range(args.rounds):
+                    perturb(state, r)
+                    order = ("tree", "pickle") if r % 2 == 0 else \
+                        ("pickle", "tree")
+                    for kind in order:
+                        manager_module._flatten = flattens[kind]
+                        try:
+                            t_save, _ = timed(
+                                lambda: managers[kind].save(state, r))
+                        finally:
+                            manager_module._flatten = new_flatten
+                        t_restore = timed_and_dropped(
+                            lambda: managers[kind].restore(r),
+                            r == 0 and (lambda restored: check_equal(
+                                restored, state, f"{kind} restore")))
+                        t_encode, tensors = timed(
+                            lambda: flattens[kind](state, copy=False)[0])
+                        blobs[kind] = tensors[0][5].tobytes()
+                        # The restore's work past the network: read the
+                        # tree, check its references, put tensors back.
+                        t_decode, _ = timed(lambda: manager_module._unflatten(
+                            tensors, None, kind == "pickle"))
+                        del tensors
+                        for key, value in (("save", t_save),
+                                           ("restore", t_restore),
+                                           ("encode", t_encode),
+                                           ("decode", t_decode)):
+                            times[f"{key}_{kind}"].append(value)
+                for manager in managers.values():
+                    manager.close()
+                nbytes = state_bytes(state)
+                tensor_count = len(list(tensors_of(state)))
+                results[mib] = {
+                    "bytes": nbytes, "tensors": tensor_count,
+                    "tree_bytes": len(blobs["tree"]),
+                    "pickle_bytes": len(blobs["pickle"]),
+                    "median_seconds": {key: statistics.median(v)
+                                       for key, v in times.items()},
+                    "seconds": times}
+                if not args.json:
+                    print(f"\n{mib} MiB of parameters: state "
+                          f"{nbytes / (1 << 20):.0f} MiB in {tensor_count} "
+                          f"tensors; state blob: tree {len(blobs['tree'])} "
+                          f"bytes, pickle {len(blobs['pickle'])} bytes; "
+                          f"median [min-max] of {args.rounds} round(s)")
+                    for key in ("save", "restore", "encode", "decode"):
+                        print(f"  {key:8s} tree   {spread(times[key + '_tree'])}"
+                              f"   pickle {spread(times[key + '_pickle'])}")
+        finally:
+            server.stop()
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "sizes": results},
+                         indent=2))
+
+
 def main(argv=None):
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.state_format is not None:
+        run_state_format(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

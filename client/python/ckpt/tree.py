@@ -343,12 +343,46 @@ def looks_like_pickle(blob):
 
 
 class _Decoder:
+    """Reads one encoded tree from `blob` (bytes). Every read checks the
+    bytes that remain first; hot paths use unpack_from on the bytes."""
+
     def __init__(self, blob, allow_pickle):
         self._blob = blob
-        self._view = memoryview(blob)
+        self._end = len(blob)
         self._pos = 0
         self._allow_pickle = allow_pickle
         self.refs = []
+        self._readers = {
+            _NONE[0]: lambda path, depth, key: None,
+            _FALSE[0]: lambda path, depth, key: False,
+            _TRUE[0]: lambda path, depth, key: True,
+            _INT[0]: lambda path, depth, key: self.unpack(_I64, "an int",
+                                                          path),
+            _FLOAT[0]: lambda path, depth, key: self.unpack(_F64, "a float",
+                                                            path),
+            _STR[0]: lambda path, depth, key: self.string("a str", path),
+            _BYTES[0]: lambda path, depth, key: self.take(
+                self.length("bytes", path), "bytes", path),
+            _BIG_INT[0]: lambda path, depth, key: self.big_int(path),
+            _TUPLE[0]: lambda path, depth, key: tuple(
+                self.items(path, depth, key)),
+        }
+        # Never dict keys: unhashable, or not plain values.
+        self._value_readers = {
+            _COMPLEX[0]: lambda path, depth: complex(*_F64X2.unpack(
+                self.take(16, "a complex", path))),
+            _BYTEARRAY[0]: lambda path, depth: bytearray(self.take(
+                self.length("a bytearray", path), "a bytearray", path)),
+            _LIST[0]: lambda path, depth: self.items(path, depth, False),
+            _DICT[0]: lambda path, depth: self.mapping({}, path, depth),
+            _ORDERED[0]: lambda path, depth: self.mapping(
+                collections.OrderedDict(), path, depth),
+            _COUNTER[0]: lambda path, depth: self.mapping(
+                collections.Counter(), path, depth),
+            _SCALAR[0]: lambda path, depth: self.scalar(path),
+            _REF[0]: lambda path, depth: self.ref(path),
+            _PICKLE[0]: lambda path, depth: self.pickled(path),
+        }
 
     def fail(self, problem, path=None):
         where = f" at byte {self._pos}"
@@ -358,19 +392,26 @@ class _Decoder:
             f"the checkpoint's state tree is malformed: {problem}{where}")
 
     def take(self, size, what, path):
-        if size > len(self._blob) - self._pos:
+        """The next `size` bytes (a bytes copy)."""
+        end = self._pos + size
+        if end > self._end:
             self.fail(f"{what} needs {size} bytes, only "
-                      f"{len(self._blob) - self._pos} remain", path)
-        start = self._pos
-        self._pos += size
-        return self._view[start:self._pos]
+                      f"{self._end - self._pos} remain", path)
+        start, self._pos = self._pos, end
+        return self._blob[start:end]
 
     def unpack(self, packer, what, path):
-        return packer.unpack(self.take(packer.size, what, path))[0]
+        end = self._pos + packer.size
+        if end > self._end:
+            self.fail(f"{what} needs {packer.size} bytes, only "
+                      f"{self._end - self._pos} remain", path)
+        value = packer.unpack_from(self._blob, self._pos)[0]
+        self._pos = end
+        return value
 
     def length(self, what, path, min_item_bytes=1):
         count = self.unpack(_U32, what, path)
-        remaining = len(self._blob) - self._pos
+        remaining = self._end - self._pos
         if count * min_item_bytes > remaining:
             self.fail(f"{what} declares {count} items or bytes, but only "
                       f"{remaining} bytes remain", path)
@@ -379,57 +420,36 @@ class _Decoder:
     def string(self, what, path):
         raw = self.take(self.length(what, path), what, path)
         try:
-            return str(raw, "utf-8", "surrogatepass")
+            return raw.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as error:
             self.fail(f"{what} is not UTF-8 ({error.reason})", path)
 
     def node(self, path, depth, key=False):
-        tag = bytes(self.take(1, "a node", path))
-        if tag == _NONE:
-            return None
-        if tag == _FALSE:
-            return False
-        if tag == _TRUE:
-            return True
-        if tag == _INT:
-            return self.unpack(_I64, "an int", path)
-        if tag == _BIG_INT:
-            size = self.length("a big int", path)
-            if size > MAX_INT_BYTES:
-                self.fail(f"a big int of {size} bytes exceeds the limit of "
-                          f"{MAX_INT_BYTES}", path)
-            value = int.from_bytes(self.take(size, "a big int", path),
-                                   "little", signed=True)
-            if _I64_MIN <= value <= _I64_MAX or \
-                    size != (value.bit_length() + 8) // 8:
-                self.fail("a big int is not in its shortest form", path)
-            return value
-        if tag == _FLOAT:
-            return self.unpack(_F64, "a float", path)
-        if tag == _STR:
-            return self.string("a str", path)
-        if tag == _BYTES:
-            return bytes(self.take(self.length("bytes", path), "bytes", path))
-        if tag == _TUPLE:
-            return tuple(self.items(path, depth, key))
+        if self._pos >= self._end:
+            self.fail("a node needs 1 byte, none remain", path)
+        tag = self._blob[self._pos]
+        self._pos += 1
+        reader = self._readers.get(tag)
+        if reader is not None:
+            return reader(path, depth, key)
+        reader = self._value_readers.get(tag)
+        if reader is None:
+            self.fail(f"unknown tag {bytes([tag])!r}", path)
         if key:
-            self.fail(f"tag {tag!r} cannot be a dict key", path)
-        if tag == _COMPLEX:
-            return complex(*_F64X2.unpack(self.take(16, "a complex", path)))
-        if tag == _BYTEARRAY:
-            return bytearray(self.take(self.length("a bytearray", path),
-                                       "a bytearray", path))
-        if tag == _LIST:
-            return self.items(path, depth, False)
-        if tag in (_DICT, _ORDERED, _COUNTER):
-            return self.mapping(tag, path, depth)
-        if tag == _SCALAR:
-            return self.scalar(path)
-        if tag == _REF:
-            return self.ref(path)
-        if tag == _PICKLE:
-            return self.pickled(path)
-        self.fail(f"unknown tag {tag!r}", path)
+            self.fail(f"tag {bytes([tag])!r} cannot be a dict key", path)
+        return reader(path, depth)
+
+    def big_int(self, path):
+        size = self.length("a big int", path)
+        if size > MAX_INT_BYTES:
+            self.fail(f"a big int of {size} bytes exceeds the limit of "
+                      f"{MAX_INT_BYTES}", path)
+        value = int.from_bytes(self.take(size, "a big int", path), "little",
+                               signed=True)
+        if _I64_MIN <= value <= _I64_MAX or \
+                size != (value.bit_length() + 8) // 8:
+            self.fail("a big int is not in its shortest form", path)
+        return value
 
     def enter(self, path, depth):
         if depth >= MAX_DEPTH:
@@ -441,15 +461,9 @@ class _Decoder:
         return [self.node(path + (index,), depth + 1, key)
                 for index in range(count)]
 
-    def mapping(self, tag, path, depth):
+    def mapping(self, out, path, depth):
         self.enter(path, depth)
         count = self.length("a dict", path, min_item_bytes=2)
-        if tag == _ORDERED:
-            out = collections.OrderedDict()
-        elif tag == _COUNTER:
-            out = collections.Counter()
-        else:
-            out = {}
         for _ in range(count):
             key = self.node(path, depth + 1, key=True)
             try:
@@ -459,7 +473,7 @@ class _Decoder:
             if duplicate:
                 self.fail(f"dict key {repr(key)[:64]} appears twice", path)
             out[key] = self.node(path + (key,), depth + 1)
-        if tag == _ORDERED:
+        if type(out) is collections.OrderedDict:
             metadata = self.node(path + ("._metadata",), depth + 1)
             if metadata is not None:
                 if not isinstance(metadata, dict):
@@ -471,8 +485,8 @@ class _Decoder:
     def scalar(self, path):
         name = self.string("a numpy scalar's dtype", path)
         if name not in NUMPY_STORED_DTYPE:
-            self.fail(f"numpy scalar dtype {quote(name)} is not one a checkpoint "
-                      "stores", path)
+            self.fail(f"numpy scalar dtype {quote(name)} is not one a "
+                      "checkpoint stores", path)
         dtype = np.dtype(name)
         raw = self.take(self.length("a numpy scalar", path),
                         "a numpy scalar", path)
@@ -483,24 +497,23 @@ class _Decoder:
 
     def ref(self, path):
         name = self.string("a tensor name", path)
-        kind = bytes(self.take(1, "a tensor kind", path))
-        if kind not in (b"\x00", b"\x01"):
-            self.fail(f"tensor {quote(name)} has unknown kind {kind!r}", path)
-        kind = "torch" if kind == b"\x00" else "numpy"
+        kind = self.unpack(_U8, "a tensor kind", path)
+        if kind > 1:
+            self.fail(f"tensor {quote(name)} has unknown kind {kind}", path)
+        kind = "numpy" if kind else "torch"
         dtype = self.string("a tensor dtype", path)
-        known = TORCH_DTYPES if kind == "torch" else NUMPY_STORED_DTYPE
+        known = NUMPY_STORED_DTYPE if kind == "numpy" else TORCH_DTYPES
         if dtype not in known:
             self.fail(f"tensor {quote(name)} has unknown {kind} dtype "
-                      f"{quote(dtype)}",
-                      path)
+                      f"{quote(dtype)}", path)
         ndim = self.unpack(_U8, "a tensor rank", path)
         if ndim > 64:
             self.fail(f"tensor {quote(name)} has {ndim} dimensions", path)
         shape = struct.unpack(f"<{ndim}q",
                               self.take(8 * ndim, "a tensor shape", path))
         if any(dim < 0 for dim in shape):
-            self.fail(f"tensor {quote(name)} has a negative dimension {shape}",
-                      path)
+            self.fail(f"tensor {quote(name)} has a negative dimension "
+                      f"{shape}", path)
         ref = TensorRef(name, kind, dtype, shape)
         self.refs.append((ref, path))
         return ref
@@ -523,8 +536,8 @@ def decode(blob, allow_pickle=False):
         raise StateFormatError(
             "the checkpoint's state tree does not start with "
             f"{MAGIC!r}: it was not written by ckpt.CheckpointManager")
-    decoder = _Decoder(blob, allow_pickle)
-    decoder.take(len(MAGIC), "the magic", None)
+    decoder = _Decoder(bytes(blob), allow_pickle)
+    decoder._pos = len(MAGIC)
     version = decoder.unpack(_U16, "the format version", None)
     if version != VERSION:
         newer = " (newer than this ckpt package)" if version > VERSION \

@@ -545,7 +545,12 @@ def decode(blob, allow_pickle=False):
         raise StateFormatError(
             f"the checkpoint's state tree has format version {version}"
             f"{newer}; this package reads version {VERSION}")
-    tree = decoder.node((), 0)
+    try:
+        tree = decoder.node((), 0)
+    except RecursionError:  # MAX_DEPTH levels, called from deep already
+        raise StateFormatError(
+            "the checkpoint's state tree nests deeper than this thread's "
+            "Python recursion limit allows") from None
     if decoder._pos != len(blob):
         decoder.fail(f"{len(blob) - decoder._pos} bytes follow the tree")
     return tree, decoder.refs

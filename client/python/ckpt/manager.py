@@ -416,6 +416,20 @@ def _policy(max_to_keep, keep_checkpoint_every_n_hours, keep_best):
     }
 
 
+def _connect(server, **security):
+    """`server` when it is a Client, else a Client connected to that
+    "HOST:PORT" with the TLS and token arguments (None: the environment's)."""
+    if isinstance(server, Client):
+        given = sorted(name for name, value in security.items()
+                       if value is not None)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: set on the ckpt.Client passed as "
+                "server, not on the manager")
+        return server
+    return Client(server, **security)
+
+
 class CheckpointManager:
     """Saves and restores one rank's training state of a job, in the manner
     of tf.train.CheckpointManager and Orbax's CheckpointManager.
@@ -452,6 +466,14 @@ class CheckpointManager:
     max_delta_fraction: a new baseline is written once a delta reaches this
         fraction of the tensor's full size. In (0, 1]. Default: 0.5.
     max_chain_length: consecutive mode: a baseline after this many deltas.
+    tls_ca, tls_cert, tls_key, tls_server_name, token: how the Client the
+        manager makes for a "HOST:PORT" server connects: TLS with the CA
+        certificates in the PEM file tls_ca, mutual TLS with the client
+        certificate and key files tls_cert and tls_key, a bearer token sent
+        on every call (only over TLS or to a loopback address). Each
+        defaults to its environment variable (CKPT_TLS_CA, CKPT_TLS_CERT,
+        CKPT_TLS_KEY, CKPT_TLS_SERVER_NAME, CKPT_TOKEN); see ckpt.Client.
+        Not allowed when server is a ckpt.Client (it is connected already).
 
     Not thread-safe: use one manager from one thread.
     """
@@ -461,9 +483,11 @@ class CheckpointManager:
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
                  delta_mode="intermittent", max_delta_fraction=0.5,
-                 max_chain_length=8):
-        self._client = server if isinstance(server, Client) else \
-            Client(server)
+                 max_chain_length=8, tls_ca=None, tls_cert=None,
+                 tls_key=None, tls_server_name=None, token=None):
+        self._client = _connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
+                                tls_key=tls_key,
+                                tls_server_name=tls_server_name, token=token)
         self._job = job
         self._policy = _policy(max_to_keep, keep_checkpoint_every_n_hours,
                                keep_best)

@@ -33,31 +33,28 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def _server(pki, mutual):
+def _serve(pki, mutual):
+    """Yields the address of a TLS (mutual when `mutual`) ckpt-server."""
     args = ["--tls-cert", str(pki / "server.pem"),
             "--tls-key", str(pki / "server.key")]
     if mutual:
         args += ["--tls-client-ca", str(pki / "ca.pem")]
-    directory = tempfile.TemporaryDirectory(prefix="ckpt-pytest-")
-    process = ServerProcess(directory.name, args)
-    process.start()
-    return process, directory
+    with tempfile.TemporaryDirectory(prefix="ckpt-pytest-") as data_dir:
+        process = ServerProcess(data_dir, args)
+        try:
+            yield process.start()
+        finally:
+            process.stop()
 
 
 @pytest.fixture
 def tls_server(pki):
-    process, directory = _server(pki, mutual=False)
-    yield process.address
-    process.stop()
-    directory.cleanup()
+    yield from _serve(pki, mutual=False)
 
 
 @pytest.fixture
 def mtls_server(pki):
-    process, directory = _server(pki, mutual=True)
-    yield process.address
-    process.stop()
-    directory.cleanup()
+    yield from _serve(pki, mutual=True)
 
 
 def round_trip(client, job, step):

@@ -354,6 +354,16 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     std::cerr << "ckpt: " << absl::StatusCodeToString(status.code()) << ": "
               << status.message() << std::endl;
+    if (status.code() == absl::StatusCode::kUnavailable) {
+      // gRPC reports a refused TLS handshake only as a closed socket.
+      std::cerr << "ckpt: is ckpt-server running at " << server
+                << (connect.tls_ca_pem.empty()
+                        ? ", and without TLS (else pass --tls-ca)?"
+                        : ", with TLS, a certificate from --tls-ca naming "
+                          "that host and, for mutual TLS, --tls-cert and "
+                          "--tls-key?")
+                << std::endl;
+    }
     return EXIT_FAILURE;
   }
   return EXIT_SUCCESS;

@@ -370,14 +370,15 @@ class PySaver {
   std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
 };
 // A Client argument that falls back to an environment variable: None reads
-// `env` (unset: empty), anything else is a str or os.PathLike (an empty
+// `env` (unset: empty), anything else is a str, bytes or os.PathLike (an empty
 // string turns the setting off despite the variable).
 std::string ArgumentOrEnv(const py::object& value, const char* env) {
   if (value.is_none()) {
     const char* from_env = std::getenv(env);
     return from_env != nullptr ? from_env : "";
   }
-  return py::str(py::module_::import("os").attr("fspath")(value));
+  // str, bytes or os.PathLike, decoded as the file system does.
+  return py::str(py::module_::import("os").attr("fsdecode")(value));
 }
 
 class PyClient {

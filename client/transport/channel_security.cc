@@ -79,13 +79,23 @@ bool IsLoopbackTarget(absl::string_view target) {
     return AllLoopback(target);
   }
   if (absl::ConsumePrefix(&target, "dns:")) {
+    bool own_resolver = true;
     if (absl::ConsumePrefix(&target, "//")) {
-      // dns://AUTHORITY/HOST:PORT: the name after the DNS server's.
+      // dns://AUTHORITY/HOST:PORT: HOST is looked up at the DNS server
+      // AUTHORITY (none named: the system's resolver).
       const size_t slash = target.find('/');
       if (slash == absl::string_view::npos) return false;
+      own_resolver = slash == 0;
       target.remove_prefix(slash + 1);
     }
-    return IsLoopbackHost(HostOf(target));
+    const absl::string_view host = HostOf(target);
+    // Another DNS server may answer anything for "localhost": only an
+    // address literal is then known to be loopback.
+    if (!own_resolver &&
+        absl::EqualsIgnoreCase(host.substr(0, 9), "localhost")) {
+      return false;
+    }
+    return IsLoopbackHost(host);
   }
   // gRPC reads any other target as a DNS name with the default scheme,
   // which is a single host.

@@ -16,8 +16,9 @@ namespace ckpt::client {
 // Unix socket (unix:, unix-abstract:), or a target whose every address is
 // 127.0.0.0/8, ::1 or ::ffff:127.x.y.z, or the name "localhost" (which
 // RFC 6761 reserves for loopback). Forms: HOST:PORT, [IPV6]:PORT, dns:,
-// dns:///, ipv4: and ipv6: (comma-separated lists). Any other name, and
-// anything unparsed, is not loopback.
+// dns:///, ipv4: and ipv6: (comma-separated lists); "localhost" only when
+// the system's resolver looks it up (not dns://SERVER/localhost). Any other
+// name, and anything unparsed, is not loopback.
 bool IsLoopbackTarget(absl::string_view target);
 
 // OK when `options`' security settings make sense for `address`:

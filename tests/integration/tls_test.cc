@@ -259,6 +259,7 @@ TEST_F(TlsTest, CliRefusalsNameTheProblem) {
   CommandResult plain = Cli("", "ls");
   EXPECT_NE(plain.exit_code, 0);
   EXPECT_THAT(plain.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(plain.err, HasSubstr("without TLS (else pass --tls-ca)?"));
   // mTLS without a client certificate.
   CommandResult no_cert =
       Cli(absl::StrCat("CKPT_TLS_CA=", pki().Path("ca.pem")), "ls");

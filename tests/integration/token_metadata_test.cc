@@ -201,7 +201,8 @@ TEST_F(TokenMetadataTest, TokenInClearToAnotherHostIsRefused) {
   for (const char* address :
        {"192.0.2.1:7070", "ckpt.example.com:7070", "dns:///ckpt.example:1",
         "ipv4:127.0.0.1:1,192.0.2.1:1", "[2001:db8::1]:7070",
-        "localhost.example.com:7070", "127.0.0.1.nip.io:7070"}) {
+        "localhost.example.com:7070", "127.0.0.1.nip.io:7070",
+        "dns://192.0.2.53/localhost:7070", "0.0.0.0:7070", "vsock:3:7070"}) {
     auto transport = client::ConnectGrpcTransport(address, options);
     ASSERT_FALSE(transport.ok()) << address;
     EXPECT_EQ(transport.status().code(), absl::StatusCode::kInvalidArgument);
@@ -218,6 +219,7 @@ TEST_F(TokenMetadataTest, TokenInClearToAnotherHostIsRefused) {
        {"127.0.0.1:7070", "127.8.9.10:1", "localhost:7070", "LOCALHOST.:1",
         "[::1]:7070", "ipv6:[::1]:1", "ipv4:127.0.0.1:1,127.0.0.2:2",
         "dns:///localhost:7070", "dns:localhost:7070", "unix:/tmp/ckpt.sock",
+        "dns://192.0.2.53/127.0.0.1:7070", "unix-abstract:ckpt",
         "[::ffff:127.0.0.1]:7070"}) {
     EXPECT_TRUE(client::ConnectGrpcTransport(address, options).ok()) << address;
   }

@@ -75,6 +75,9 @@ def test_client_over_tls(tls_server, pki):
                             shared_memory_restore=False,
                             tls_ca=pki / "ca.pem")  # os.PathLike works too
     round_trip(streaming, "py/tls", 2)
+    # A bytes path too.
+    ckpt.Client(tls_server, connect_timeout=10.0,
+                tls_ca=str(pki / "ca.pem").encode())
 
 
 def test_manager_over_mutual_tls(mtls_server, pki):

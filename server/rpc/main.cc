@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <iostream>
@@ -74,6 +75,12 @@ absl::StatusOr<std::optional<ServerTlsOptions>> LoadTls(const Flags& flags) {
   CKPT_RETURN_IF_ERROR(CheckCertificatesPem(tls.cert_chain_pem, "--tls-cert"));
   CKPT_ASSIGN_OR_RETURN(tls.private_key_pem,
                         ReadCredentialFile(flags.tls_key, "--tls-key"));
+  struct stat key_stat {};
+  if (::stat(flags.tls_key.c_str(), &key_stat) == 0 &&
+      (key_stat.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    CKPT_LOG(Warning, "--tls-key ", flags.tls_key,
+             " is accessible to other users (chmod 600 it)");
+  }
   CKPT_RETURN_IF_ERROR(CheckKeyMatchesCertificate(
       tls.private_key_pem, "--tls-key", tls.cert_chain_pem, "--tls-cert"));
   if (!flags.tls_client_ca.empty()) {

@@ -49,6 +49,28 @@ struct ConnectOptions {
   // restored tensors' memory. Falls back to streaming when the server
   // cannot. Default: true.
   bool shared_memory_restore = true;
+
+  // Transport security. Non-empty tls_ca_pem: the connection uses TLS and
+  // trusts only the server certificates these PEM CA certificates issued
+  // (pass the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt, for
+  // a publicly issued one). Empty: plaintext. Default: empty.
+  std::string tls_ca_pem = "";
+  // Mutual TLS: the client's PEM certificate chain and its unencrypted
+  // private key, presented when the server asks. Both or neither, and only
+  // with tls_ca_pem. Default: empty.
+  std::string tls_cert_pem = "";
+  std::string tls_key_pem = "";
+  // The name checked against the server certificate instead of the host of
+  // the address, for a certificate whose subjectAltName does not name the
+  // host dialled (e.g. dialling an IP address). Only with tls_ca_pem.
+  // Default: empty (the address's host).
+  std::string tls_server_name = "";
+  // A bearer token sent on every call as the metadata
+  // `authorization: Bearer <token>`. Printable ASCII without spaces. Refused
+  // (INVALID_ARGUMENT at Connect) over plaintext to a host other than
+  // loopback, where anyone on the path could read it. Never logged or
+  // echoed in an error. Default: empty (none sent).
+  std::string token = "";
 };
 
 // One tensor (region) a rank saves. `bytes` is a view of the caller's memory,

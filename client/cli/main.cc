@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "client/cli/commands.h"
 #include "client/client.h"
+#include "client/security_settings.h"
 
 namespace {
 
@@ -44,6 +45,32 @@ int main(int argc, char** argv) {
                  "ckpt-server address HOST:PORT (default: $CKPT_SERVER, "
                  "else 127.0.0.1:7070)")
       ->envname("CKPT_SERVER");
+  ckpt::client::SecuritySettings security;
+  app.add_option("--tls-ca", security.tls_ca_file,
+                 "Connect with TLS, trusting the server certificates issued "
+                 "by the CA certificates in this PEM file (the system bundle, "
+                 "e.g. /etc/ssl/certs/ca-certificates.crt, for a public CA). "
+                 "Default: $CKPT_TLS_CA; neither: plaintext")
+      ->envname(ckpt::client::kTlsCaEnv);
+  app.add_option("--tls-cert", security.tls_cert_file,
+                 "Mutual TLS: present this PEM client certificate (chain) "
+                 "when the server asks; needs --tls-key and --tls-ca. "
+                 "Default: $CKPT_TLS_CERT")
+      ->envname(ckpt::client::kTlsCertEnv);
+  app.add_option("--tls-key", security.tls_key_file,
+                 "The unencrypted PEM private key of --tls-cert. Default: "
+                 "$CKPT_TLS_KEY")
+      ->envname(ckpt::client::kTlsKeyEnv);
+  app.add_option("--tls-server-name", security.tls_server_name,
+                 "Check the server certificate against this name instead of "
+                 "the host of --server (for a certificate that does not name "
+                 "the address dialled). Default: $CKPT_TLS_SERVER_NAME")
+      ->envname(ckpt::client::kTlsServerNameEnv);
+  app.add_option("--token-file", security.token_file,
+                 "Authenticate with the bearer token in this file (trailing "
+                 "newline ignored), sent on every call. Default: the token "
+                 "itself in $CKPT_TOKEN. A token is sent only over TLS or to "
+                 "a loopback address, and never printed");
   app.add_flag("--json", output.json,
                "Print machine-readable JSON (stable snake_case keys, exact "
                "numbers) instead of tables");
@@ -273,8 +300,25 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  auto client = ckpt::client::Client::Connect(server);
-  absl::Status status = client.status();
+  // The token itself, never a command-line argument (which other users can
+  // read in the process list); --token-file wins over it.
+  if (const char* token = std::getenv(ckpt::client::kTokenEnv)) {
+    security.token = token;
+  }
+  ckpt::client::ConnectOptions connect;
+  absl::Status status = ckpt::client::ApplySecuritySettings(
+      security,
+      {.tls_ca = "--tls-ca (or $CKPT_TLS_CA)",
+       .tls_cert = "--tls-cert (or $CKPT_TLS_CERT)",
+       .tls_key = "--tls-key (or $CKPT_TLS_KEY)",
+       .tls_server_name = "--tls-server-name (or $CKPT_TLS_SERVER_NAME)",
+       .token_file = "--token-file"},
+      &connect);
+  absl::StatusOr<std::unique_ptr<ckpt::client::Client>> client =
+      status.ok()
+          ? ckpt::client::Client::Connect(server, connect)
+          : absl::StatusOr<std::unique_ptr<ckpt::client::Client>>(status);
+  status = client.status();
   if (status.ok()) {
     ckpt::client::Client& c = **client;
     if (*put_cmd) {
@@ -310,6 +354,16 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     std::cerr << "ckpt: " << absl::StatusCodeToString(status.code()) << ": "
               << status.message() << std::endl;
+    if (status.code() == absl::StatusCode::kUnavailable) {
+      // gRPC reports a refused TLS handshake only as a closed socket.
+      std::cerr << "ckpt: is ckpt-server running at " << server
+                << (connect.tls_ca_pem.empty()
+                        ? ", and without TLS (else pass --tls-ca)?"
+                        : ", with TLS, a certificate from --tls-ca naming "
+                          "that host and, for mutual TLS, --tls-cert and "
+                          "--tls-key?")
+                << std::endl;
+    }
     return EXIT_FAILURE;
   }
   return EXIT_SUCCESS;

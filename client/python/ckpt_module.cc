@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -35,6 +36,7 @@
 #include "client/client.h"
 #include "client/incremental.h"
 #include "client/python/exit_status.h"
+#include "client/security_settings.h"
 #include "common/manifest.h"
 #include "common/quantize.h"
 #include "common/retention.h"
@@ -368,13 +370,42 @@ class PySaver {
   absl::Mutex mu_;  // one save at a time
   std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
 };
+// A Client argument that falls back to an environment variable: None reads
+// `env` (unset: empty), anything else is a str, bytes or os.PathLike (an empty
+// string turns the setting off despite the variable).
+std::string ArgumentOrEnv(const py::object& value, const char* env) {
+  if (value.is_none()) {
+    const char* from_env = std::getenv(env);
+    return from_env != nullptr ? from_env : "";
+  }
+  // str, bytes or os.PathLike, decoded as the file system does.
+  return py::str(py::module_::import("os").attr("fsdecode")(value));
+}
+
 class PyClient {
  public:
   PyClient(const std::string& address, double connect_timeout_seconds,
-           bool shared_memory_restore) {
+           bool shared_memory_restore, const py::object& tls_ca,
+           const py::object& tls_cert, const py::object& tls_key,
+           const py::object& tls_server_name, const py::object& token) {
     ConnectOptions options;
     options.connect_timeout = absl::Seconds(connect_timeout_seconds);
     options.shared_memory_restore = shared_memory_restore;
+    SecuritySettings security;
+    security.tls_ca_file = ArgumentOrEnv(tls_ca, kTlsCaEnv);
+    security.tls_cert_file = ArgumentOrEnv(tls_cert, kTlsCertEnv);
+    security.tls_key_file = ArgumentOrEnv(tls_key, kTlsKeyEnv);
+    security.tls_server_name =
+        ArgumentOrEnv(tls_server_name, kTlsServerNameEnv);
+    security.token = ArgumentOrEnv(token, kTokenEnv);
+    CheckOk(ApplySecuritySettings(
+        security,
+        {.tls_ca = "tls_ca (or $CKPT_TLS_CA)",
+         .tls_cert = "tls_cert (or $CKPT_TLS_CERT)",
+         .tls_key = "tls_key (or $CKPT_TLS_KEY)",
+         .tls_server_name = "tls_server_name (or $CKPT_TLS_SERVER_NAME)",
+         .token_file = ""},
+        &options));
     absl::StatusOr<std::unique_ptr<Client>> client;
     {
       py::gil_scoped_release release;
@@ -615,9 +646,24 @@ PYBIND11_MODULE(_ckpt, m) {
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error_type);
 
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&, double, bool>(), py::arg("address"),
-           py::arg("connect_timeout") = 0.0, py::kw_only(),
-           py::arg("shared_memory_restore") = true)
+      .def(py::init<const std::string&, double, bool, const py::object&,
+                    const py::object&, const py::object&, const py::object&,
+                    const py::object&>(),
+           py::arg("address"), py::arg("connect_timeout") = 0.0, py::kw_only(),
+           py::arg("shared_memory_restore") = true,
+           py::arg("tls_ca") = py::none(), py::arg("tls_cert") = py::none(),
+           py::arg("tls_key") = py::none(),
+           py::arg("tls_server_name") = py::none(),
+           py::arg("token") = py::none(),
+           "Connects to the ckpt-server at address (HOST:PORT). TLS: tls_ca "
+           "(PEM CA file; plaintext without it), tls_cert and tls_key (PEM "
+           "client certificate and key, for mutual TLS), tls_server_name "
+           "(the name the server certificate must carry, when not the "
+           "address's host). token: a bearer token sent on every call, only "
+           "over TLS or to a loopback address. Each defaults to its "
+           "environment variable (CKPT_TLS_CA, CKPT_TLS_CERT, CKPT_TLS_KEY, "
+           "CKPT_TLS_SERVER_NAME, CKPT_TOKEN); pass '' to ignore the "
+           "variable.")
       .def(
           "save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
           py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "client/transport/channel_security.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
@@ -26,13 +27,34 @@ constexpr size_t kMaxHashesPerRequest = 50000;
 // A collection reads every manifest and compacts the chunk store.
 constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
 
+// The credentials every call carries: the `authorization` metadata with the
+// bearer token, or nothing. Every ClientContext the transport creates goes
+// through Apply, so no call (unary or stream) leaves without it.
+class CallCredentials {
+ public:
+  explicit CallCredentials(absl::string_view token)
+      : authorization_(token.empty() ? "" : absl::StrCat("Bearer ", token)) {}
+
+  void Apply(grpc::ClientContext* context) const {
+    if (!authorization_.empty()) {
+      context->AddMetadata("authorization", authorization_);
+    }
+  }
+
+ private:
+  const std::string authorization_;
+};
+
 // One PutChunks stream, opened on the first chunk. Chunk bytes are copied
 // once, into the message (protobuf owns its bytes fields).
 class GrpcUploadStream final : public ChunkUploadStream {
  public:
   // `step`: the pending checkpoint uploaded for (its bytes_added).
-  GrpcUploadStream(Stub* stub, absl::string_view job, int64_t step)
-      : stub_(stub), job_(job), step_(step) {}
+  GrpcUploadStream(Stub* stub, const CallCredentials& credentials,
+                   absl::string_view job, int64_t step)
+      : stub_(stub), job_(job), step_(step) {
+    credentials.Apply(&context_);
+  }
 
   ~GrpcUploadStream() override {
     if (writer_ != nullptr && !closed_) {
@@ -106,6 +128,7 @@ class GrpcTransport final : public Transport {
                 const ConnectOptions& options)
       : channel_(std::move(channel)),
         stub_(v1::CheckpointService::NewStub(channel_)),
+        credentials_(options.token),
         rpc_timeout_(options.rpc_timeout) {}
 
   absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
@@ -152,7 +175,8 @@ class GrpcTransport final : public Transport {
 
   std::unique_ptr<ChunkUploadStream> OpenUpload(absl::string_view job,
                                                 int64_t step) override {
-    return std::make_unique<GrpcUploadStream>(stub_.get(), job, step);
+    return std::make_unique<GrpcUploadStream>(stub_.get(), credentials_, job,
+                                              step);
   }
 
   absl::StatusOr<CommitResult> CommitShard(
@@ -344,6 +368,7 @@ class GrpcTransport final : public Transport {
     v1::VerifyRequest request;
     ToProto(options, &request);
     grpc::ClientContext context;  // no deadline: it may read every byte
+    credentials_.Apply(&context);
     std::unique_ptr<grpc::ClientReader<v1::VerifyResponse>> reader =
         stub_->VerifyCheckpoints(&context, request);
     v1::VerifyResponse response;
@@ -389,6 +414,7 @@ class GrpcTransport final : public Transport {
                     const Request& request, Response* response,
                     std::optional<absl::Duration> timeout = std::nullopt) {
     grpc::ClientContext context;
+    credentials_.Apply(&context);
     context.set_deadline(
         absl::ToChronoTime(absl::Now() + timeout.value_or(rpc_timeout_)));
     return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
@@ -404,6 +430,7 @@ class GrpcTransport final : public Transport {
       request.add_sha256(sink.id.bytes().data(), sink.id.bytes().size());
     }
     grpc::ClientContext context;
+    credentials_.Apply(&context);
     std::unique_ptr<grpc::ClientReader<v1::ReadChunksResponse>> reader =
         stub_->ReadChunks(&context, request);
     v1::ReadChunksResponse response;
@@ -437,6 +464,7 @@ class GrpcTransport final : public Transport {
 
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<Stub> stub_;
+  const CallCredentials credentials_;
   const absl::Duration rpc_timeout_;
 };
 
@@ -447,6 +475,7 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
   if (address.empty()) {
     return absl::InvalidArgumentError("server address is empty");
   }
+  CKPT_RETURN_IF_ERROR(CheckConnectSecurity(address, options));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
@@ -463,14 +492,31 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
   // A long upload sends data all along; a long read only receives: pings
   // must not stop for want of data frames of our own.
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_pem.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_ca_pem;
+    ssl.pem_private_key = options.tls_key_pem;
+    ssl.pem_cert_chain = options.tls_cert_pem;
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options.tls_server_name);
+    }
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, credentials, args);
   if (options.connect_timeout > absl::ZeroDuration() &&
       !channel->WaitForConnected(
           absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to ckpt-server at ", address, " within ",
-                     absl::FormatDuration(options.connect_timeout)));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot connect to ckpt-server at ", address, " within ",
+        absl::FormatDuration(options.connect_timeout),
+        options.tls_ca_pem.empty()
+            ? " (if the server uses TLS, pass its CA certificate)"
+            : " over TLS (is the server using TLS, does its certificate "
+              "come from the given CA and name the host dialled, and, for "
+              "mutual TLS, is a client certificate given?)"));
   }
   return std::make_unique<GrpcTransport>(std::move(channel), options);
 }

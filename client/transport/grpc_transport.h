@@ -1,8 +1,9 @@
 // The gRPC Transport: the only client code that includes grpcpp or names
 // ckpt.v1 types. It sets up the connection (message limits, keepalive,
-// connect_timeout), puts the rpc_timeout deadline on unary calls, converts
-// messages through common/wire_format.h and statuses through
-// common/grpc_status.h. This header names no gRPC type.
+// connect_timeout, TLS), puts the rpc_timeout deadline on unary calls and
+// the bearer token on every call, converts messages through
+// common/wire_format.h and statuses through common/grpc_status.h. This
+// header names no gRPC type.
 #pragma once
 
 #include <memory>
@@ -15,7 +16,9 @@
 namespace ckpt::client {
 
 // A Transport to the ckpt-server at `address` (HOST:PORT, any gRPC target),
-// on its own connection. INVALID_ARGUMENT for an empty address; UNAVAILABLE
+// on its own connection. INVALID_ARGUMENT for an empty address and for
+// security settings CheckConnectSecurity (channel_security.h) refuses, such
+// as a token over plaintext to another host; UNAVAILABLE
 // when options.connect_timeout is set and runs out before the server is
 // reachable (otherwise the connection is made on the first call).
 absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(

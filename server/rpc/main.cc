@@ -4,11 +4,14 @@
 //   ckpt-server listening on HOST:PORT
 // (with the chosen port when --listen asked for port 0), so scripts and tests
 // can start it with `--listen 127.0.0.1:0` and read the port. SIGTERM and
-// SIGINT shut it down gracefully.
+// SIGINT shut it down gracefully. With --tls-cert and --tls-key the port
+// speaks TLS only (mutual TLS with --tls-client-ca); the startup log says
+// which.
 
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <iostream>
@@ -25,6 +28,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tls_pem.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/rocksdb_store.h"
@@ -43,7 +47,58 @@ struct Flags {
   bool shared_memory_reads = true;
   int request_threads = 0;
   int maintenance_threads = 2;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 };
+
+// The TLS settings the --tls-* flags give (nullopt: none), each file read
+// and checked here so that a wrong one stops the start with a message
+// naming its flag rather than failing every client's handshake later.
+absl::StatusOr<std::optional<ServerTlsOptions>> LoadTls(const Flags& flags) {
+  if (flags.tls_cert.empty() && flags.tls_key.empty()) {
+    if (!flags.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS runs "
+          "over TLS)");
+    }
+    return std::nullopt;
+  }
+  if (flags.tls_cert.empty() || flags.tls_key.empty()) {
+    return absl::InvalidArgumentError(flags.tls_cert.empty()
+                                          ? "--tls-key needs --tls-cert"
+                                          : "--tls-cert needs --tls-key");
+  }
+  ServerTlsOptions tls;
+  CKPT_ASSIGN_OR_RETURN(tls.cert_chain_pem,
+                        ReadCredentialFile(flags.tls_cert, "--tls-cert"));
+  CKPT_RETURN_IF_ERROR(CheckCertificatesPem(tls.cert_chain_pem, "--tls-cert"));
+  CKPT_ASSIGN_OR_RETURN(tls.private_key_pem,
+                        ReadCredentialFile(flags.tls_key, "--tls-key"));
+  struct stat key_stat {};
+  if (::stat(flags.tls_key.c_str(), &key_stat) == 0 &&
+      (key_stat.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    CKPT_LOG(Warning, "--tls-key ", flags.tls_key,
+             " is accessible to other users (chmod 600 it)");
+  }
+  CKPT_RETURN_IF_ERROR(CheckKeyMatchesCertificate(
+      tls.private_key_pem, "--tls-key", tls.cert_chain_pem, "--tls-cert"));
+  if (!flags.tls_client_ca.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        tls.client_ca_pem,
+        ReadCredentialFile(flags.tls_client_ca, "--tls-client-ca"));
+    CKPT_RETURN_IF_ERROR(
+        CheckCertificatesPem(tls.client_ca_pem, "--tls-client-ca"));
+  }
+  return tls;
+}
+
+// How the port is secured, for the startup log.
+std::string TransportSecurity(const std::optional<ServerTlsOptions>& tls) {
+  if (!tls.has_value()) return "plaintext (no TLS)";
+  if (tls->client_ca_pem.empty()) return "TLS";
+  return "mutual TLS (client certificates required)";
+}
 
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
 std::string HostOf(const std::string& address) {
@@ -89,6 +144,8 @@ void CollectGarbage(CheckpointService* service) {
 }
 
 absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
+  // Before the store opens: a bad file fails fast and touches nothing.
+  CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
@@ -104,6 +161,7 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   server_options.request_threads = flags.request_threads;
   server_options.maintenance_threads = flags.maintenance_threads;
   server_options.listen_address = flags.listen;
+  server_options.tls = std::move(tls);
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
 
@@ -120,7 +178,8 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
       absl::StrCat(HostOf(flags.listen), ":", server->port());
   CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address, " with ",
            RequestThreads(server_options), " request and ",
-           server_options.maintenance_threads, " maintenance threads");
+           server_options.maintenance_threads, " maintenance threads; ",
+           TransportSecurity(server_options.tls));
   std::cout << "ckpt-server listening on " << address << std::endl;
 
   // The signals are blocked in every thread (see main), so they stay pending
@@ -207,6 +266,17 @@ int main(int argc, char** argv) {
                  "slow the other calls. Further such calls wait in line")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "Serve TLS only (plaintext clients fail at the handshake) "
+                 "with this PEM certificate chain, the server's own "
+                 "certificate first; its subjectAltName must name the host "
+                 "or IP address clients dial. Needs --tls-key");
+  app.add_option("--tls-key", flags.tls_key,
+                 "The PEM private key (unencrypted) of --tls-cert; keep it "
+                 "readable by the server's user only");
+  app.add_option("--tls-client-ca", flags.tls_client_ca,
+                 "Mutual TLS: require every client to present a certificate "
+                 "issued by a CA in this PEM file (needs --tls-cert)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

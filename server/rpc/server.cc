@@ -20,6 +20,23 @@ int RequestThreads(const ServerOptions& options) {
   return std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+namespace {
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const std::optional<ServerTlsOptions>& tls) {
+  if (!tls.has_value()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      tls->client_ca_pem.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = tls->client_ca_pem;
+  ssl.pem_key_cert_pairs.push_back(
+      {.private_key = tls->private_key_pem, .cert_chain = tls->cert_chain_pem});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 struct CheckpointServer::Impl {
   explicit Impl(CheckpointService* service, const ServerOptions& options)
       : requests("ckpt-request", RequestThreads(options)),
@@ -47,7 +64,7 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
   auto impl = std::make_unique<Impl>(service, options);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &impl->port);
+                           ServerCredentials(options.tls), &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   // With reuse allowed, a leftover server on the same port would silently
@@ -62,9 +79,10 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
   builder.RegisterService(&impl->grpc_service);
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on '", options.listen_address,
-                     "' (address in use or invalid?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on '", options.listen_address, "' (address in use or ",
+        options.tls.has_value() ? "invalid, or TLS settings refused?)"
+                                : "invalid?)"));
   }
   return std::make_unique<CheckpointServer>(PrivateTag{}, std::move(impl));
 }

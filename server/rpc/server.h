@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -13,10 +14,27 @@
 
 namespace ckpt::server {
 
+// TLS of the listening port, as PEM text (ckpt-server's main reads the
+// files and checks them with common/tls_pem.h first).
+struct ServerTlsOptions {
+  // The server's certificate chain (its own certificate first) and its
+  // private key.
+  std::string cert_chain_pem;
+  std::string private_key_pem;
+  // Non-empty: mutual TLS. Every client must present a certificate that
+  // chains to one of these CA certificates, or the handshake fails.
+  // Default: empty (clients are not asked for a certificate).
+  std::string client_ca_pem;
+};
+
 struct ServerOptions {
-  // HOST:PORT to listen on (insecure). Port 0 picks a free port; see port().
+  // HOST:PORT to listen on. Port 0 picks a free port; see port().
   // Default: "127.0.0.1:7070".
   std::string listen_address = "127.0.0.1:7070";
+  // Set: the port speaks only TLS (gRPC's OpenSSL-backed credentials); a
+  // plaintext client fails at the handshake, before any call is read.
+  // Default: nullopt (plaintext HTTP/2).
+  std::optional<ServerTlsOptions> tls;
   // Largest message received or sent. Chunks are at most kMaxChunkBytes
   // (16 MiB), so this leaves room for framing and batching. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
@@ -44,7 +62,8 @@ class CheckpointServer {
  public:
   // Binds and starts serving. UNAVAILABLE when the address cannot be bound
   // (address reuse is disabled, so an occupied port fails rather than being
-  // silently shared). `service` must outlive the returned server.
+  // silently shared) or gRPC refuses options.tls. `service` must outlive the
+  // returned server.
   static absl::StatusOr<std::unique_ptr<CheckpointServer>> Start(
       const ServerOptions& options, CheckpointService* service);
 

@@ -23,10 +23,12 @@ def _server_binary():
 
 class ServerProcess:
     """A ckpt-server on `data_dir` that a test can kill and start again on
-    the same data (each start on a fresh loopback port)."""
+    the same data (each start on a fresh loopback port), with `extra_args`
+    (further ckpt-server flags, e.g. --tls-cert FILE)."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.process = None
         self.address = None
 
@@ -39,7 +41,7 @@ class ServerProcess:
         assert self.process is None, "already running"
         self.process = subprocess.Popen(
             [_server_binary(), "--data-dir", self.data_dir, "--listen",
-             "127.0.0.1:0"],
+             "127.0.0.1:0", *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         prefix = "ckpt-server listening on "

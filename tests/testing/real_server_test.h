@@ -88,13 +88,16 @@ class RealServerTest : public ::testing::Test {
     return *std::move(restored);
   }
 
-  // Runs the real `ckpt` CLI against the server.
-  CommandResult Ckpt(const std::string& args) {
+  // Runs the real `ckpt` CLI against the server (or `server`), with `env`
+  // (NAME=VALUE ..., shell-quoted) added to its environment.
+  CommandResult Ckpt(const std::string& args, const std::string& env = "",
+                     const std::string& server = "") {
     const std::string out = dir_->path() + "/cli.out";
     const std::string err = dir_->path() + "/cli.err";
     const std::string command =
-        absl::StrCat(BuiltBinary("client/ckpt"), " --server ",
-                     server_->address(), " ", args, " >", out, " 2>", err);
+        absl::StrCat("env ", env, " ", BuiltBinary("client/ckpt"), " --server ",
+                     server.empty() ? server_->address() : server, " ", args,
+                     " >", out, " 2>", err);
     const int status = std::system(command.c_str());
     CommandResult result;
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

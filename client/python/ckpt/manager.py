@@ -508,6 +508,20 @@ def _policy(max_to_keep, keep_checkpoint_every_n_hours, keep_best):
     }
 
 
+def _connect(server, **security):
+    """`server` when it is a Client, else a Client connected to that
+    "HOST:PORT" with the TLS and token arguments (None: the environment's)."""
+    if isinstance(server, Client):
+        given = sorted(name for name, value in security.items()
+                       if value is not None)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: set on the ckpt.Client passed as "
+                "server, not on the manager")
+        return server
+    return Client(server, **security)
+
+
 class CheckpointManager:
     """Saves and restores one rank's training state of a job, in the manner
     of tf.train.CheckpointManager and Orbax's CheckpointManager.
@@ -555,6 +569,14 @@ class CheckpointManager:
         before the typed tree) is unpickled on restore. Unpickling runs
         whatever code the data names, so True trusts the server and every
         writer of the job as much as your own code (docs/security.md).
+    tls_ca, tls_cert, tls_key, tls_server_name, token: how the Client the
+        manager makes for a "HOST:PORT" server connects: TLS with the CA
+        certificates in the PEM file tls_ca, mutual TLS with the client
+        certificate and key files tls_cert and tls_key, a bearer token sent
+        on every call (only over TLS or to a loopback address). Each
+        defaults to its environment variable (CKPT_TLS_CA, CKPT_TLS_CERT,
+        CKPT_TLS_KEY, CKPT_TLS_SERVER_NAME, CKPT_TOKEN); see ckpt.Client.
+        Not allowed when server is a ckpt.Client (it is connected already).
 
     An async save that fails and is never raised by wait(), close() or a
     later save() (the script ends without them) is printed to stderr at
@@ -568,9 +590,12 @@ class CheckpointManager:
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
                  delta_mode="intermittent", max_delta_fraction=0.5,
-                 max_chain_length=8, allow_pickle=False):
-        self._client = server if isinstance(server, Client) else \
-            Client(server)
+                 max_chain_length=8, allow_pickle=False, tls_ca=None,
+                 tls_cert=None, tls_key=None, tls_server_name=None,
+                 token=None):
+        self._client = _connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
+                                tls_key=tls_key,
+                                tls_server_name=tls_server_name, token=token)
         self._job = job
         self._policy = _policy(max_to_keep, keep_checkpoint_every_n_hours,
                                keep_best)

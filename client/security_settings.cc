@@ -1,0 +1,70 @@
+#include "client/security_settings.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/tls_pem.h"
+
+namespace ckpt::client {
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path,
+                                          absl::string_view what) {
+  CKPT_ASSIGN_OR_RETURN(std::string token, ReadCredentialFile(path, what));
+  absl::StripTrailingAsciiWhitespace(&token);
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", path, "' holds no token"));
+  }
+  return token;
+}
+
+absl::Status ApplySecuritySettings(const SecuritySettings& settings,
+                                   const SecurityNames& names,
+                                   ConnectOptions* options) {
+  if (settings.tls_cert_file.empty() != settings.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        settings.tls_cert_file.empty()
+            ? absl::StrCat(names.tls_key, " needs ", names.tls_cert)
+            : absl::StrCat(names.tls_cert, " needs ", names.tls_key));
+  }
+  if (settings.tls_ca_file.empty()) {
+    if (!settings.tls_cert_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(names.tls_cert, " needs ", names.tls_ca,
+                       " (a client certificate is presented only over TLS)"));
+    }
+    if (!settings.tls_server_name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(names.tls_server_name, " needs ", names.tls_ca));
+    }
+  } else {
+    CKPT_ASSIGN_OR_RETURN(
+        options->tls_ca_pem,
+        ReadCredentialFile(settings.tls_ca_file, names.tls_ca));
+    CKPT_RETURN_IF_ERROR(
+        CheckCertificatesPem(options->tls_ca_pem, names.tls_ca));
+    options->tls_server_name = settings.tls_server_name;
+  }
+  if (!settings.tls_cert_file.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        options->tls_cert_pem,
+        ReadCredentialFile(settings.tls_cert_file, names.tls_cert));
+    CKPT_RETURN_IF_ERROR(
+        CheckCertificatesPem(options->tls_cert_pem, names.tls_cert));
+    CKPT_ASSIGN_OR_RETURN(
+        options->tls_key_pem,
+        ReadCredentialFile(settings.tls_key_file, names.tls_key));
+    CKPT_RETURN_IF_ERROR(
+        CheckKeyMatchesCertificate(options->tls_key_pem, names.tls_key,
+                                   options->tls_cert_pem, names.tls_cert));
+  }
+  if (!settings.token_file.empty()) {
+    CKPT_ASSIGN_OR_RETURN(options->token,
+                          ReadTokenFile(settings.token_file, names.token_file));
+  } else {
+    options->token = settings.token;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::client

@@ -20,10 +20,18 @@ inline constexpr size_t kQuotedPrefixBytes = 64;
 // bytes).
 std::string QuoteTruncated(absl::string_view text);
 
-// `text` escaped as QuoteTruncated does (without quotes) and cut to at most
-// `max_bytes` bytes of the original, then "... (N bytes)": for free text a
-// server stores (an abort reason), so that what it keeps, logs and returns
-// is bounded and printable.
+// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
+// sequence: proto3 strings must stay valid UTF-8. Unchanged when it fits.
+// REQUIRES: max_bytes >= 3 (room for the mark).
+std::string TruncateUtf8(std::string text, size_t max_bytes);
+
+// Control bytes (below 0x20, and 0x7f) C-escaped ("\n", "\x1b"); all
+// else, UTF-8 included, unchanged.
+std::string EscapeControlBytes(absl::string_view text);
+
+// For free text a server stores, logs and lists (an abort reason, an event
+// detail): TruncateUtf8(EscapeControlBytes(text), max_bytes), so it is
+// bounded, stays readable in any language, and cannot forge a log line.
 std::string BoundedText(absl::string_view text, size_t max_bytes);
 
 }  // namespace ckpt

@@ -305,13 +305,13 @@ TEST_F(HygieneTest, AnAbortReasonIsStoredBoundedAndEscaped) {
   ASSERT_TRUE(service_.AbortCheckpoint(kJob, 1, reason).ok());
   auto record = store_.GetCheckpoint(kJob, 1);
   ASSERT_TRUE(record.ok());
-  EXPECT_LT(record->abort_reason.size(), 1100u);
-  EXPECT_THAT(record->abort_reason, HasSubstr("rank 3 died\\n"));
-  EXPECT_THAT(record->abort_reason, HasSubstr("(100012 bytes)"));
+  EXPECT_LE(record->abort_reason.size(), 1024u);
+  EXPECT_THAT(record->abort_reason, ::testing::StartsWith("rank 3 died\\nrrr"));
+  EXPECT_THAT(record->abort_reason, ::testing::EndsWith("r..."));
   auto events = service_.ListEvents(kJob, 0);
   ASSERT_TRUE(events.ok());
   ASSERT_FALSE(events->empty());
-  EXPECT_LT(events->back().detail.size(), 1200u);
+  EXPECT_LE(events->back().detail.size(), 1024u);
   EXPECT_THAT(events->back().detail, Not(HasSubstr("\n")));
 }
 

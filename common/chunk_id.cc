@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 
 namespace ckpt {
 
@@ -20,13 +21,13 @@ absl::StatusOr<ChunkId> ChunkId::FromBytes(absl::string_view raw) {
 
 absl::StatusOr<ChunkId> ChunkId::FromHex(absl::string_view hex) {
   if (hex.size() != 2 * kSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a chunk hash must be 64 hex digits, got '", hex, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a chunk hash must be 64 hex digits, got ", QuoteTruncated(hex)));
   }
   for (char c : hex) {
     if (!std::isxdigit(static_cast<unsigned char>(c))) {
       return absl::InvalidArgumentError(
-          absl::StrCat("not a hex digit in chunk hash '", hex, "'"));
+          absl::StrCat("not a hex digit in chunk hash ", QuoteTruncated(hex)));
     }
   }
   return FromBytes(absl::HexStringToBytes(hex));

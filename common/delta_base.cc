@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/quote.h"
 
 namespace ckpt {
 
@@ -38,7 +39,7 @@ absl::StatusOr<const TensorEntry*> FindDeltaBase(
   if (matched != nullptr) return matched;
   if (same_name == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat("which has no tensor '", tensor.name, "'"));
+        absl::StrCat("which has no tensor ", QuoteTruncated(tensor.name)));
   }
   return absl::FailedPreconditionError(
       absl::StrCat("which holds it as ", TensorLayoutText(*same_name),

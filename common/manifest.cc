@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
 #include "common/quantize.h"
+#include "common/quote.h"
 #include "common/row_delta.h"
 
 namespace ckpt {
@@ -56,7 +58,8 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   for (const auto& info : kDTypes) {
     if (info.name == name) return info.dtype;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype ", QuoteTruncated(name)));
 }
 
 absl::string_view CheckpointStateName(CheckpointState state) {
@@ -116,10 +119,13 @@ uint64_t ShardManifest::ByteSize() const {
 absl::Status ValidateJobName(absl::string_view job) {
   auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid job name '", job, "': ", why,
+        absl::StrCat("invalid job name ", QuoteTruncated(job), ": ", why,
                      " (expected tenant/name, e.g. 'research/resnet50')"));
   };
-  if (job.size() > 256) return bad("longer than 256 characters");
+  if (job.size() > kMaxJobNameBytes) {
+    return bad(
+        absl::StrCat("longer than the ", kMaxJobNameBytes, "-byte limit"));
+  }
   size_t slash = job.find('/');
   if (slash == absl::string_view::npos) return bad("no tenant/ prefix");
   if (slash == 0 || slash > 64) return bad("tenant must be 1-64 characters");
@@ -134,8 +140,8 @@ absl::Status ValidateJobName(absl::string_view job) {
     } else if (IsNameChar(c)) {
       segment_empty = false;
     } else {
-      return bad(absl::StrCat("character '", std::string(1, c),
-                              "' not allowed (use A-Z a-z 0-9 . _ -)"));
+      return bad(absl::StrCat("character ", QuoteTruncated(std::string(1, c)),
+                              " not allowed (use A-Z a-z 0-9 . _ -)"));
     }
   }
   if (segment_empty) return bad("ends with '/'");
@@ -159,11 +165,15 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
   absl::flat_hash_set<absl::string_view> names;
   for (const auto& tensor : shard.tensors) {
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", tensor.name, "' of rank ", shard.rank, ": ", why));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", QuoteTruncated(tensor.name), " of rank ",
+                       shard.rank, ": ", why));
     };
     if (tensor.name.empty()) return bad("empty tensor name");
-    if (tensor.name.size() > 1024) return bad("name longer than 1024 bytes");
+    if (tensor.name.size() > kMaxTensorNameBytes) {
+      return bad(absl::StrCat("name longer than the ", kMaxTensorNameBytes,
+                              "-byte limit"));
+    }
     if (!names.insert(tensor.name).second) return bad("duplicate tensor name");
     if (DTypeSize(tensor.dtype) == 0) return bad("unknown dtype");
     size_t rank = tensor.global_shape.size();
@@ -266,11 +276,11 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
 }
 
 std::vector<ChunkRef> ReferencedChunks(const ShardManifest& shard) {
-  absl::flat_hash_set<ChunkId> seen;
+  absl::flat_hash_set<std::pair<ChunkId, uint64_t>> seen;
   std::vector<ChunkRef> refs;
   for (const auto& tensor : shard.tensors) {
     for (const auto& piece : tensor.pieces) {
-      if (seen.insert(piece.id).second) refs.push_back(piece);
+      if (seen.insert({piece.id, piece.size}).second) refs.push_back(piece);
     }
   }
   return refs;

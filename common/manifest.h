@@ -187,6 +187,13 @@ struct JobSummary {
   friend bool operator==(const JobSummary&, const JobSummary&) = default;
 };
 
+// Limits on client-chosen names; an error quoting a name that breaks them
+// quotes it truncated (common/quote.h).
+inline constexpr size_t kMaxJobNameBytes = 256;
+inline constexpr size_t kMaxTensorNameBytes = 1024;
+// Metric names (checkpoint metadata, a retention policy's keep_best).
+inline constexpr size_t kMaxMetricNameBytes = 256;
+
 // Job names are `tenant/name`, at most 256 characters in all: tenant is
 // [A-Za-z0-9._-]{1,64}; name is one or more `/`-separated segments of
 // [A-Za-z0-9._-].
@@ -202,6 +209,8 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
                                    int32_t world_size);
 
 // Every chunk the shard needs to be restored, each once, in first-use order.
+// "Once" is per (id, size): a manifest committed before sizes were checked
+// at commit may name one chunk with two sizes, and verify must see both.
 // Commit, GC and verify all enumerate references through this one function,
 // so a new kind of piece (a delta that also needs its base) changes it here.
 std::vector<ChunkRef> ReferencedChunks(const ShardManifest& shard);

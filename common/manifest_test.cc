@@ -147,7 +147,7 @@ TEST(ValidateJobNameTest, RejectsInvalidNames) {
       {"a/b:c", "not allowed"},
       {"a/b\\c", "not allowed"},
       {"a/\xc3\xa9", "not allowed"},
-      {"t/" + std::string(255, 'n'), "longer than 256"},
+      {"t/" + std::string(255, 'n'), "longer than the 256-byte limit"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.job);
@@ -273,7 +273,7 @@ INSTANTIATE_TEST_SUITE_P(
          2, ""},
         {"NameOver1024Bytes",
          [](ShardManifest& s) { s.tensors[1].name = std::string(1025, 'n'); },
-         2, "longer than 1024"},
+         2, "longer than the 1024-byte limit"},
         // DType.
         {"UnknownDType",
          [](ShardManifest& s) { s.tensors[0].dtype = static_cast<DType>(0); },

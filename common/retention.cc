@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/manifest.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 
 namespace ckpt {
@@ -182,8 +184,8 @@ absl::StatusOr<Mode> ResolveMetricMode(absl::string_view metric, Mode mode) {
   if (acc_like && !loss_like) return Mode::kMax;
   if (loss_like && !acc_like) return Mode::kMin;
   return absl::InvalidArgumentError(absl::StrCat(
-      "keep_best: cannot tell whether metric \"", metric,
-      "\" should be minimised or maximised (auto mode knows names containing "
+      "keep_best: cannot tell whether metric ", QuoteTruncated(metric),
+      " should be minimised or maximised (auto mode knows names containing "
       "\"loss\" or \"acc\", or starting with \"fmeasure\"); pass mode min or "
       "max"));
 }
@@ -216,6 +218,11 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
     }
     if (best.metric.empty()) {
       return absl::InvalidArgumentError("keep_best: metric name is empty");
+    }
+    if (best.metric.size() > kMaxMetricNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "keep_best: metric name ", QuoteTruncated(best.metric),
+          " is longer than the ", kMaxMetricNameBytes, "-byte limit"));
     }
     CKPT_RETURN_IF_ERROR(ResolveMetricMode(best.metric, best.mode).status());
   }

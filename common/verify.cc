@@ -48,6 +48,8 @@ absl::string_view ChunkProblemName(ChunkProblem problem) {
       return "missing";
     case ChunkProblem::kCorrupt:
       return "corrupt";
+    case ChunkProblem::kSizeMismatch:
+      return "size-mismatch";
   }
   return "unknown";
 }

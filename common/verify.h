@@ -73,10 +73,11 @@ struct CheckpointKey {
 };
 
 enum class ChunkProblem : uint8_t {
-  kMissing = 1,  // not in the store
-  kCorrupt,      // stored bytes do not hash to the chunk's id
+  kMissing = 1,   // not in the store
+  kCorrupt,       // stored bytes do not hash to the chunk's id
+  kSizeMismatch,  // a manifest records another size than the stored chunk's
 };
-// "missing", "corrupt".
+// "missing", "corrupt", "size-mismatch".
 absl::string_view ChunkProblemName(ChunkProblem problem);
 
 struct VerifyReport {
@@ -93,6 +94,8 @@ struct VerifyReport {
   struct DamagedCheckpoint {
     CheckpointKey checkpoint;
     uint64_t missing_chunks = 0;
+    // Chunks whose stored bytes do not match their hash, or whose size its
+    // manifests record wrongly (either way a restore fails).
     uint64_t corrupt_chunks = 0;
     // Damage of the checkpoint's own metadata: absent or unreadable shards.
     std::vector<std::string> problems;

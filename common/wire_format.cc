@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 
 namespace ckpt {
@@ -107,8 +108,9 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
     tensor.name = entry.name();
     auto dtype = FromProto(entry.dtype());
     if (!dtype.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", entry.name(), "': ", dtype.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", QuoteTruncated(entry.name()), ": ",
+                       dtype.status().message()));
     }
     tensor.dtype = *dtype;
     tensor.global_shape.assign(entry.global_shape().begin(),
@@ -120,13 +122,15 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
     tensor.pieces.reserve(entry.pieces_size());
     for (const auto& piece : entry.pieces()) {
       if (piece.kind_case() != v1::Piece::kChunk) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor '", entry.name(), "': a piece without a chunk"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", QuoteTruncated(entry.name()),
+                         ": a piece without a chunk"));
       }
       auto id = ChunkId::FromBytes(piece.chunk().sha256());
       if (!id.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor '", entry.name(), "': ", id.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", QuoteTruncated(entry.name()), ": ",
+                         id.status().message()));
       }
       tensor.pieces.push_back(ChunkRef{*id, piece.chunk().size()});
     }
@@ -608,7 +612,7 @@ absl::StatusOr<VerifyReport> FromProto(const v1::VerifyReport& report) {
     CKPT_ASSIGN_OR_RETURN(chunk.id, ChunkId::FromBytes(proto.sha256()));
     chunk.size = proto.size();
     if (proto.problem() < v1::CHUNK_PROBLEM_MISSING ||
-        proto.problem() > v1::CHUNK_PROBLEM_CORRUPT) {
+        proto.problem() > v1::CHUNK_PROBLEM_SIZE_MISMATCH) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown chunk problem ", proto.problem()));
     }

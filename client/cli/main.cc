@@ -261,8 +261,10 @@ int main(int argc, char** argv) {
   CLI::App* verify_cmd = app.add_subcommand(
       "verify",
       "Check that every chunk the committed checkpoints reference is stored "
-      "and, with --read-data, that its bytes match its SHA-256. Names each "
-      "damaged chunk and every checkpoint that references it; exits 1 when "
+      "with the size their manifests record (problems 'missing', "
+      "'size-mismatch') and, with --read-data, that its bytes match its "
+      "SHA-256 ('corrupt'). Names each damaged chunk and every checkpoint "
+      "that references it; exits 1 when "
       "anything is damaged. Pending checkpoints are skipped (and counted). "
       "Shows a progress bar on stderr when it is a terminal.");
   verify_cmd->add_option("JOB", verify.job,

@@ -41,6 +41,7 @@ struct Flags {
   std::string listen = "127.0.0.1:7070";
   double lease_check_interval_seconds = 5;
   int64_t default_lease_seconds = 1800;
+  int64_t max_lease_seconds = 3600;
   double gc_interval_seconds = 3600;
   int64_t chunk_hold_seconds = 1800;
   bool direct_io = true;
@@ -146,13 +147,15 @@ void CollectGarbage(CheckpointService* service) {
 absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
+  ServiceOptions service_options;
+  service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
+  service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
+  service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
+  CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
-  ServiceOptions service_options;
-  service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
-  service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
   CheckpointService service(store.get(), store.get(), RealClock::Get(),
                             service_options);
 
@@ -227,7 +230,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--default-lease-seconds", flags.default_lease_seconds,
                  "Lease of a pending checkpoint when the client asks for "
-                 "none; renewed by every BeginCheckpoint and CommitShard")
+                 "none; renewed by every BeginCheckpoint and CommitShard. At "
+                 "most --max-lease-seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-lease-seconds", flags.max_lease_seconds,
+                 "Longest lease a client may ask for; a longer request is "
+                 "refused (INVALID_ARGUMENT naming this cap). Renewals never "
+                 "extend a lease past it, and a stored lease that reaches "
+                 "further (from an older server) is cut to it, so every "
+                 "pending checkpoint ends and none holds back garbage "
+                 "collection forever")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--gc-interval", flags.gc_interval_seconds,

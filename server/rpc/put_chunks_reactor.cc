@@ -7,6 +7,7 @@
 #include "common/chunking.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 #include "server/rpc/request_checks.h"
 
@@ -147,8 +148,9 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
     job_ = request.job();
   } else if (!request.job().empty() && request.job() != job_) {
     return InvalidRequest(
-        kRpc, absl::StrCat("a message names job '", request.job(),
-                           "' but the stream is for job '", job_, "'"));
+        kRpc,
+        absl::StrCat("a message names job ", QuoteTruncated(request.job()),
+                     " but the stream is for job '", job_, "'"));
   }
   for (const v1::ChunkData& chunk : request.chunks()) {
     if (context_->IsCancelled()) {

@@ -33,6 +33,32 @@
 
 namespace ckpt::server {
 
+absl::Status ValidateServiceOptions(const ServiceOptions& options) {
+  if (options.max_lease <= absl::ZeroDuration() ||
+      options.max_lease == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the maximum lease must be positive and finite, got ",
+                     absl::FormatDuration(options.max_lease)));
+  }
+  if (options.default_lease <= absl::ZeroDuration() ||
+      options.default_lease > options.max_lease) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the default lease (", absl::FormatDuration(options.default_lease),
+        ") must be positive and at most the maximum lease (",
+        absl::FormatDuration(options.max_lease), ")"));
+  }
+  if (options.max_world_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_world_size must be at least 1, got ", options.max_world_size));
+  }
+  if (options.chunk_hold < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_hold must not be negative, got ",
+                     absl::FormatDuration(options.chunk_hold)));
+  }
+  return absl::OkStatus();
+}
+
 CheckpointService::CheckpointService(ChunkStore* chunks,
                                      MetadataStore* metadata, Clock* clock,
                                      ServiceOptions options)

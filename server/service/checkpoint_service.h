@@ -43,9 +43,18 @@
 namespace ckpt::server {
 
 struct ServiceOptions {
-  // Lease of a pending checkpoint, renewed by every Begin and CommitShard of
-  // it. Default: 30 minutes, long enough for a slow rank to upload.
+  // Lease of a pending checkpoint when Begin asks for none, renewed by every
+  // Begin and CommitShard of it. At most max_lease.
+  // Default: 30 minutes, long enough for a slow rank to upload.
   absl::Duration default_lease = absl::Minutes(30);
+  // The longest lease a Begin may ask for (longer: INVALID_ARGUMENT naming
+  // this cap), so a pending checkpoint, which holds back garbage collection
+  // of its tenant after a restart, always ends. No renewal pushes a lease
+  // past now + max_lease, and a stored lease that reaches further (written
+  // before the cap existed) is cut to now + max_lease the first time
+  // ExpireLeases, Begin or CommitShard sees it.
+  // Default: 1 hour.
+  absl::Duration max_lease = absl::Hours(1);
   // Largest world_size accepted. Default: 65536.
   int32_t max_world_size = 65536;
   // How long garbage collection spares an unreferenced chunk after a save
@@ -53,6 +62,11 @@ struct ServiceOptions {
   // between uploading and committing. Default: 30 minutes (as the lease).
   absl::Duration chunk_hold = absl::Minutes(30);
 };
+
+// INVALID_ARGUMENT naming the option unless 0 < default_lease <= max_lease,
+// max_world_size >= 1 and chunk_hold >= 0. The server checks its options
+// with it at startup.
+absl::Status ValidateServiceOptions(const ServiceOptions& options);
 
 struct BeginResult {
   CheckpointRecord record;
@@ -83,7 +97,8 @@ class CheckpointService {
   // world_size matches (renewing its lease). Creates the job on first use.
   // ALREADY_EXISTS when it is committed; FAILED_PRECONDITION when the
   // pending one has another world_size. An aborted one is started afresh.
-  // lease: zero means the default. A `policy` replaces the job's retention
+  // lease: zero means the default; longer than ServiceOptions::max_lease is
+  // INVALID_ARGUMENT. A `policy` replaces the job's retention
   // policy and is applied at once, in the same batch (as SetRetentionPolicy;
   // INVALID_ARGUMENT, with nothing changed, when it is invalid).
   absl::StatusOr<BeginResult> BeginCheckpoint(
@@ -109,12 +124,14 @@ class CheckpointService {
 
   // Records rank `shard.rank`'s manifest. Every referenced chunk must be
   // stored (FAILED_PRECONDITION naming the missing ones otherwise) and is
-  // made durable first. When the last rank commits, the checkpoint becomes
-  // COMMITTED in one durable batch, which also deletes whatever the job's
-  // retention policy (if any) no longer keeps (which can be this very
-  // checkpoint when it is older than the ones the policy keeps: a late step
-  // under max_to_keep). Recommitting an identical shard
-  // is OK; a different one is FAILED_PRECONDITION.
+  // made durable first, and every piece must record its stored chunk's size
+  // (INVALID_ARGUMENT naming the tensor, piece and sizes otherwise: no
+  // retry can fix it, as a chunk's id fixes its bytes). When the last rank
+  // commits, the checkpoint becomes COMMITTED in one durable batch, which also
+  // deletes whatever the job's retention policy (if any) no longer keeps (which
+  // can be this very checkpoint when it is older than the ones the policy
+  // keeps: a late step under max_to_keep). Recommitting an identical shard is
+  // OK; a different one is FAILED_PRECONDITION.
   //
   // A delta entry (TensorEntry::delta_base_step) needs its base to be an
   // older committed checkpoint of the job with a tensor entry of the same
@@ -170,6 +187,8 @@ class CheckpointService {
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 
   // Aborts every pending checkpoint whose lease has ended. Returns how many.
+  // Also cuts a stored lease reaching past now + max_lease to that (see
+  // ServiceOptions::max_lease).
   absl::StatusOr<int> ExpireLeases();
 
   // --- Retention (see common/retention.h for the rules) ---
@@ -255,9 +274,16 @@ class CheckpointService {
                                                    int limit);
 
  private:
-  // FAILED_PRECONDITION naming the ids the job's tenant does not hold.
+  // Holds `shard`'s pieces against the chunks the job's tenant stores
+  // (`ids`: the shard's distinct chunks). INVALID_ARGUMENT naming the
+  // tensor, piece and both sizes when a piece records another size than its
+  // stored chunk's; else FAILED_PRECONDITION naming the ids not stored.
+  // The record's lease expiry, cut to now + max_lease (a record stored
+  // before leases were capped may reach further).
+  absl::Time CappedExpiry(const CheckpointRecord& record, absl::Time now) const;
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
-                                 int32_t rank, absl::Span<const ChunkId> ids);
+                                 const ShardManifest& shard,
+                                 absl::Span<const ChunkId> ids);
   // OK when every delta entry of `shard` (for `step`) has its base (see
   // CommitShard); FAILED_PRECONDITION saying what is wrong otherwise.
   absl::Status CheckDeltaBases(absl::string_view job, int64_t step,

@@ -158,7 +158,7 @@ TEST_F(GarbageCollectionTest, PendingShardsKeepTheirChunks) {
 }
 
 TEST_F(GarbageCollectionTest, UploadedChunksAreHeldUntilTheHoldEnds) {
-  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 1, 1, {}, absl::Hours(2)).ok());
+  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 1, 1, {}, absl::Hours(1)).ok());
   ASSERT_TRUE(service_->PutChunk(kJob, Sha256("uploaded"), "uploaded").ok());
   clock_.Advance(kHold - absl::Seconds(1));
   GcReport held = Collect();
@@ -236,7 +236,7 @@ TEST_F(GarbageCollectionTest, RerunAfterAFailureMidSweepFinishesTheJob) {
 
 TEST_F(GarbageCollectionTest,
        TenantsWithPendingCheckpointsFromBeforeStartWait) {
-  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 9, 1, {}, absl::Hours(2)).ok());
+  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 9, 1, {}, absl::Hours(1)).ok());
   ASSERT_TRUE(service_->PutChunk(kJob, Sha256("inflight"), "inflight").ok());
   ASSERT_TRUE(Save(Blobs({{"w", "other..."}}), 1, "lab/x").ok());
   ASSERT_TRUE(service_->DeleteCheckpoint("lab/x", 1).ok());

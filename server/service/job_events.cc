@@ -10,17 +10,6 @@
 
 namespace ckpt::server {
 
-std::string TruncateUtf8(std::string text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return text;
-  constexpr absl::string_view kEllipsis = "...";
-  size_t cut = max_bytes - kEllipsis.size();
-  // Back off continuation bytes (10xxxxxx) to the start of a character.
-  while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xc0) == 0x80) --cut;
-  text.resize(cut);
-  text.append(kEllipsis.data(), kEllipsis.size());
-  return text;
-}
-
 JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
                    absl::Time time, EventKind kind, std::string detail) {
   JobEvent event;
@@ -28,7 +17,7 @@ JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
   event.time = time;
   event.kind = kind;
   event.step = step;
-  event.detail = TruncateUtf8(std::move(detail), kMaxEventDetailBytes);
+  event.detail = BoundedText(detail, kMaxEventDetailBytes);
   return event;
 }
 

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/event.h"
 #include "common/manifest.h"
+#include "common/quote.h"
 #include "common/retention.h"
 #include "server/storage/metadata_store.h"
 
@@ -24,12 +25,8 @@ namespace ckpt::server {
 // that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
 inline constexpr size_t kMaxEventDetailBytes = 1024;
 
-// `text` cut to at most `max_bytes` (marked with "..."), never inside a UTF-8
-// sequence: proto3 strings must stay valid UTF-8. Unchanged when it fits.
-// REQUIRES: max_bytes >= 3 (room for the mark).
-std::string TruncateUtf8(std::string text, size_t max_bytes);
-
-// An event of `kind`; `detail` is cut to kMaxEventDetailBytes (TruncateUtf8).
+// An event of `kind`; `detail` has its control bytes escaped and is cut to
+// kMaxEventDetailBytes (BoundedText, common/quote.h).
 // `step` is nullopt for a job-level event.
 JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
                    absl::Time time, EventKind kind, std::string detail);

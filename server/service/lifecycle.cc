@@ -19,11 +19,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
 #include "common/delta_base.h"
 #include "common/logging.h"
+#include "common/quote.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "server/service/checkpoint_service.h"
@@ -38,18 +40,22 @@ using internal::ValidateStep;
 
 namespace {
 
+// Longest abort reason kept; a longer one is stored cut (BoundedText).
+constexpr size_t kMaxAbortReasonBytes = 1024;
+
 absl::Status ValidateMetadata(const CheckpointMetadata& meta) {
   for (const auto& [name, value] : meta.metrics) {
-    if (name.empty() || name.size() > 256) {
+    if (name.empty() || name.size() > kMaxMetricNameBytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("metric names must be 1-256 bytes, got '", name, "'"));
+          absl::StrCat("metric names must be 1-", kMaxMetricNameBytes,
+                       " bytes, got ", QuoteTruncated(name)));
     }
   }
   for (const auto& [name, value] : meta.tags) {
     if (name.empty() || name.size() > 256 || value.size() > 4096) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "tag names must be 1-256 bytes and values at most 4096, got '", name,
-          "'"));
+          "tag names must be 1-256 bytes and values at most 4096, got tag ",
+          QuoteTruncated(name), " with a value of ", value.size(), " bytes"));
     }
   }
   return absl::OkStatus();
@@ -86,28 +92,58 @@ std::vector<int64_t> MergeSorted(const std::vector<int64_t>& a,
 std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
   std::vector<ChunkId> ids;
   for (const ChunkRef& ref : ReferencedChunks(shard)) ids.push_back(ref.id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
 }
 
 }  // namespace
 
 absl::Status CheckpointService::CheckChunksStored(
-    absl::string_view job, int64_t step, int32_t rank,
+    absl::string_view job, int64_t step, const ShardManifest& shard,
     absl::Span<const ChunkId> ids) {
-  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
-                        chunks_->Contains(TenantOf(job), ids));
+  CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
+                        chunks_->Sizes(TenantOf(job), ids));
+  absl::flat_hash_map<ChunkId, std::optional<uint64_t>> stored;
+  stored.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) stored.emplace(ids[i], sizes[i]);
+  // Every piece, not only each chunk's first use: two pieces may name one
+  // chunk with different sizes. The size is the chunk's whole length for
+  // every kind of entry (plain, row delta, quantized), as a piece is always
+  // a whole chunk; ValidateShardManifest has already held the pieces' sum
+  // against what the entry's kind needs, so together the stored bytes are
+  // what a restore will decode.
+  for (const TensorEntry& tensor : shard.tensors) {
+    for (size_t p = 0; p < tensor.pieces.size(); ++p) {
+      const ChunkRef& piece = tensor.pieces[p];
+      const std::optional<uint64_t>& size = stored.at(piece.id);
+      if (size.has_value() && *size != piece.size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rank ", shard.rank, "'s manifest for ", Describe(job, step),
+            ": tensor ", QuoteTruncated(tensor.name), " piece ", p, " records ",
+            piece.size, " bytes but its chunk ", piece.id.ShortHex(), " holds ",
+            *size, "; a piece must be a whole chunk"));
+      }
+    }
+  }
   std::vector<std::string> missing;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!present[i]) missing.push_back(ids[i].ShortHex());
+    if (!sizes[i].has_value()) missing.push_back(ids[i].ShortHex());
   }
   if (missing.empty()) return absl::OkStatus();
   const size_t shown = std::min<size_t>(missing.size(), 5);
   return absl::FailedPreconditionError(absl::StrCat(
-      "rank ", rank, "'s manifest for ", Describe(job, step), " references ",
-      missing.size(), " chunk(s) the server does not hold (never uploaded, ",
+      "rank ", shard.rank, "'s manifest for ", Describe(job, step),
+      " references ", missing.size(),
+      " chunk(s) the server does not hold (never uploaded, ",
       "or deleted by garbage collection since; upload them again): ",
       absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
       missing.size() > shown ? ", ..." : ""));
+}
+
+absl::Time CheckpointService::CappedExpiry(const CheckpointRecord& record,
+                                           absl::Time now) const {
+  return std::min(record.lease_expiry, now + options_.max_lease);
 }
 
 absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
@@ -123,6 +159,14 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   }
   if (lease < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lease must not be negative");
+  }
+  if (lease > options_.max_lease) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a lease of ", absl::FormatDuration(lease),
+        " exceeds this server's maximum of ",
+        absl::FormatDuration(options_.max_lease),
+        " (ckpt-server --max-lease-seconds); ask for at most that: every "
+        "BeginCheckpoint and CommitShard renews it"));
   }
   CKPT_RETURN_IF_ERROR(ValidateMetadata(meta));
   if (policy.has_value())
@@ -179,7 +223,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     result.record = *std::move(existing);
     result.record.lease_duration = lease;
     result.record.lease_expiry =
-        std::max(result.record.lease_expiry, now + lease);
+        std::max(CappedExpiry(result.record, now), now + lease);
     MergeMetadata(meta, &result.record.metadata);
   } else {
     if (existing.ok()) {
@@ -246,9 +290,9 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
     const int64_t base = *tensor.delta_base_step;
     auto refuse = [&](absl::string_view problem) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "rank ", shard.rank, " of ", Describe(job, step), ": tensor '",
-          tensor.name, "' is a delta against step ", base, " of job ", job,
-          ", ", problem, "; save it in full"));
+          "rank ", shard.rank, " of ", Describe(job, step), ": tensor ",
+          QuoteTruncated(tensor.name), " is a delta against step ", base,
+          " of job ", job, ", ", problem, "; save it in full"));
     };
     if (base >= step) {
       return refuse(absl::StrCat("which is not older than step ", step));
@@ -307,12 +351,12 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   // under it, where no sweep runs.
   const std::vector<ChunkId> ids = UniqueChunks(shard);
   const uint64_t sweeps_seen = sweep_generation_.load();
-  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
+  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
 
   absl::MutexLock lock(&lifecycle_mu_);
   if (sweep_generation_.load() != sweeps_seen) {
-    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard.rank, ids));
+    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
     CKPT_RETURN_IF_ERROR(chunks_->Sync());
   }
   const absl::Time now = clock_->Now();
@@ -382,10 +426,12 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     record.commit_time = now;
     result.checkpoint_committed = true;
   } else {
-    const absl::Duration lease = record.lease_duration > absl::ZeroDuration()
-                                     ? record.lease_duration
-                                     : options_.default_lease;
-    record.lease_expiry = std::max(record.lease_expiry, now + lease);
+    // A duration stored before the cap existed may exceed it.
+    const absl::Duration lease =
+        record.lease_duration > absl::ZeroDuration()
+            ? std::min(record.lease_duration, options_.max_lease)
+            : options_.default_lease;
+    record.lease_expiry = std::max(CappedExpiry(record, now), now + lease);
   }
   MetadataBatch batch;
   batch.PutShard(std::string(job), step, shard);
@@ -471,8 +517,10 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
       break;
   }
   record.state = CheckpointState::kAborted;
-  record.abort_reason =
-      reason.empty() ? std::string("aborted by client") : std::string(reason);
+  // Stored, logged and listed: bounded and escaped.
+  record.abort_reason = reason.empty()
+                            ? std::string("aborted by client")
+                            : BoundedText(reason, kMaxAbortReasonBytes);
   MetadataBatch batch;
   batch.DeleteCheckpoint(record.job, step);
   batch.PutCheckpoint(record);
@@ -495,10 +543,24 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
         metadata_->GetCheckpoint(candidate.job, candidate.step);
     if (absl::IsNotFound(record.status())) continue;
     CKPT_RETURN_IF_ERROR(record.status());
-    if (record->state != CheckpointState::kPending ||
-        now <= record->lease_expiry) {
+    if (record->state != CheckpointState::kPending) continue;
+    if (const absl::Time capped = CappedExpiry(*record, now);
+        capped != record->lease_expiry) {
+      // Stored before leases were capped: cut it to the cap from now, so
+      // it ends (and stops holding back GC of its tenant) like any other.
+      CKPT_LOG(Warning, Describe(record->job, record->step),
+               " had a lease until ", absl::FormatTime(record->lease_expiry),
+               ", beyond the maximum lease; it now ends at ",
+               absl::FormatTime(capped));
+      record->lease_expiry = capped;
+      record->lease_duration =
+          std::min(record->lease_duration, options_.max_lease);
+      MetadataBatch batch;
+      batch.PutCheckpoint(*record);
+      CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
       continue;
     }
+    if (now <= record->lease_expiry) continue;
     record->state = CheckpointState::kAborted;
     record->abort_reason = absl::StrCat(
         "lease expired at ", absl::FormatTime(record->lease_expiry), " with ",

@@ -30,15 +30,61 @@ using internal::ValidateStep;
 
 namespace {
 
-// Chunks asked about per ChunkStore::Contains call.
+// Chunks asked about per ChunkStore::Sizes call.
 constexpr size_t kVerifyExistenceBatch = 4096;
 // Absent ranks named in a problem before "...".
 constexpr size_t kMaxNamedRanks = 8;
 
-// Who references one distinct (tenant, chunk).
-struct ChunkUse {
-  uint64_t size = 0;
-  std::vector<uint32_t> checkpoints;  // snapshot indices, ascending
+// Who references one distinct (tenant, chunk), and with which size.
+class ChunkUse {
+ public:
+  // Records that snapshot checkpoint `index` references the chunk as
+  // `size` bytes. REQUIRES: indices come in ascending order.
+  void Add(uint32_t index, uint64_t size) {
+    if (checkpoints_.empty()) size_ = size;
+    if (sized_refs_.empty() && size != size_) {
+      // A second size: from now on every reference keeps its size.
+      for (uint32_t earlier : checkpoints_) {
+        sized_refs_.emplace_back(earlier, size_);
+      }
+    }
+    if (!sized_refs_.empty()) sized_refs_.emplace_back(index, size);
+    // Shards of one checkpoint may share chunks (replicated state).
+    if (checkpoints_.empty() || checkpoints_.back() != index) {
+      checkpoints_.push_back(index);
+    }
+  }
+
+  // The first size recorded.
+  uint64_t size() const { return size_; }
+  // Every referencing checkpoint, ascending.
+  const std::vector<uint32_t>& checkpoints() const { return checkpoints_; }
+
+  // The checkpoints (ascending) that record another size than `stored`,
+  // and the first such size.
+  std::pair<std::vector<uint32_t>, uint64_t> Disagreeing(
+      uint64_t stored) const {
+    if (sized_refs_.empty()) {
+      if (size_ == stored) return {{}, stored};
+      return {checkpoints_, size_};
+    }
+    std::vector<uint32_t> out;
+    uint64_t wrong = stored;
+    for (const auto& [index, size] : sized_refs_) {
+      if (size == stored) continue;
+      if (out.empty()) wrong = size;
+      if (out.empty() || out.back() != index) out.push_back(index);
+    }
+    return {std::move(out), wrong};
+  }
+
+ private:
+  uint64_t size_ = 0;
+  std::vector<uint32_t> checkpoints_;
+  // (checkpoint, size) of every reference, ascending checkpoint; kept only
+  // once two sizes are seen, which only manifests committed before commit
+  // checked sizes can do.
+  std::vector<std::pair<uint32_t, uint64_t>> sized_refs_;
 };
 
 struct FoundDamage {
@@ -46,6 +92,8 @@ struct FoundDamage {
   ChunkId id;
   ChunkProblem problem;
   std::string detail;
+  std::vector<uint32_t> checkpoints;  // those it damages, ascending
+  uint64_t size = 0;                  // as the manifests record it
 };
 
 // "no stored shard for rank(s) 1, 3" when some of [0, world_size) lack one.
@@ -186,19 +234,20 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
     auto& tenant_uses = uses[std::string(TenantOf(checkpoint.record.job))];
     for (const ShardManifest& shard : checkpoint.shards) {
       for (const ChunkRef& ref : ReferencedChunks(shard)) {
-        ChunkUse& use = tenant_uses[ref.id];
-        use.size = ref.size;
-        // Shards of one checkpoint may share chunks (replicated state).
-        if (use.checkpoints.empty() || use.checkpoints.back() != i) {
-          use.checkpoints.push_back(i);
-        }
+        tenant_uses[ref.id].Add(i, ref.size);
       }
     }
   }
 
-  // Existence, in batches; collects what the data read covers meanwhile.
+  // Existence and size, in batches (no chunk body read); collects what the
+  // data read covers meanwhile.
   std::vector<FoundDamage> found;
-  std::vector<std::pair<std::string, ChunkId>> to_read;
+  struct ToRead {
+    std::string tenant;
+    ChunkId id;
+    uint64_t size;  // as stored
+  };
+  std::vector<ToRead> to_read;
   VerifyProgress existence{.stage = VerifyStage::kExistence};
   VerifyProgress reading{.stage = VerifyStage::kReadData};
   for (const auto& [tenant, tenant_uses] : uses) {
@@ -215,18 +264,29 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
     for (size_t begin = 0; begin < ids.size(); begin += kVerifyExistenceBatch) {
       const absl::Span<const ChunkId> batch =
           absl::MakeConstSpan(ids).subspan(begin, kVerifyExistenceBatch);
-      CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
-                            chunks_->Contains(tenant, batch));
+      CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
+                            chunks_->Sizes(tenant, batch));
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (!present[i]) {
+        const ChunkUse& use = tenant_uses.at(batch[i]);
+        if (!sizes[i].has_value()) {
+          found.push_back({tenant, batch[i], ChunkProblem::kMissing,
+                           "not in the store", use.checkpoints(), use.size()});
+          continue;
+        }
+        if (auto [disagreeing, recorded] = use.Disagreeing(*sizes[i]);
+            !disagreeing.empty()) {
           found.push_back(
-              {tenant, batch[i], ChunkProblem::kMissing, "not in the store"});
-        } else if (options.reads_data() &&
-                   (!options.read_data_subset.has_value() ||
-                    options.read_data_subset->Contains(batch[i]))) {
-          to_read.emplace_back(tenant, batch[i]);
+              {tenant, batch[i], ChunkProblem::kSizeMismatch,
+               absl::StrCat("manifests record ", recorded,
+                            " bytes but the store holds ", *sizes[i]),
+               std::move(disagreeing), recorded});
+        }
+        if (options.reads_data() &&
+            (!options.read_data_subset.has_value() ||
+             options.read_data_subset->Contains(batch[i]))) {
+          to_read.push_back({tenant, batch[i], *sizes[i]});
           ++reading.chunks_total;
-          reading.bytes_total += tenant_uses.at(batch[i]).size;
+          reading.bytes_total += *sizes[i];
         }
       }
       existence.chunks_done += batch.size();
@@ -237,14 +297,17 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
   // Data, chunk by chunk, without the lifecycle lock.
   if (options.reads_data()) {
     CKPT_RETURN_IF_ERROR(report_progress(reading));
-    for (const auto& [tenant, id] : to_read) {
+    for (const auto& [tenant, id, stored_size] : to_read) {
+      const ChunkUse& use = uses[tenant][id];
       absl::StatusOr<std::string> bytes = chunks_->Get(tenant, id);
       if (absl::IsNotFound(bytes.status())) {
         found.push_back({tenant, id, ChunkProblem::kMissing,
-                         "gone from the store since the existence check"});
+                         "gone from the store since the existence check",
+                         use.checkpoints(), use.size()});
       } else if (absl::IsDataLoss(bytes.status())) {
         found.push_back({tenant, id, ChunkProblem::kCorrupt,
-                         std::string(bytes.status().message())});
+                         std::string(bytes.status().message()),
+                         use.checkpoints(), use.size()});
       } else {
         CKPT_RETURN_IF_ERROR(bytes.status());
         ++report.chunks_read;
@@ -254,11 +317,12 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
           found.push_back(
               {tenant, id, ChunkProblem::kCorrupt,
                absl::StrCat("its ", bytes->size(), " stored bytes hash to ",
-                            actual.ShortHex())});
+                            actual.ShortHex()),
+               use.checkpoints(), use.size()});
         }
       }
       ++reading.chunks_done;
-      reading.bytes_done += uses[tenant][id].size;
+      reading.bytes_done += stored_size;
       CKPT_RETURN_IF_ERROR(report_progress(reading));
     }
   }
@@ -271,8 +335,10 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
     return CheckpointKey{record.job, record.step};
   };
   for (const FoundDamage& damage : found) {
-    for (uint32_t index : uses[damage.tenant][damage.id].checkpoints) {
+    for (uint32_t index : damage.checkpoints) {
       VerifyReport::DamagedCheckpoint& checkpoint = damaged[key_of(index)];
+      // A chunk whose recorded size disagrees is corrupt for the checkpoint:
+      // its restore would fail.
       if (damage.problem == ChunkProblem::kMissing) {
         ++checkpoint.missing_chunks;
       } else {
@@ -303,12 +369,12 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
 
   std::sort(found.begin(), found.end(),
             [](const FoundDamage& a, const FoundDamage& b) {
-              return std::tie(a.tenant, a.id) < std::tie(b.tenant, b.id);
+              return std::tie(a.tenant, a.id, a.problem) <
+                     std::tie(b.tenant, b.id, b.problem);
             });
   for (FoundDamage& damage : found) {
-    const ChunkUse& use = uses[damage.tenant][damage.id];
     std::vector<CheckpointKey> referencing;
-    for (uint32_t index : use.checkpoints) {
+    for (uint32_t index : damage.checkpoints) {
       CheckpointKey key = key_of(index);
       if (damaged.contains(key)) referencing.push_back(std::move(key));
     }
@@ -316,7 +382,7 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
     ++report.damaged_chunk_count;
     if (report.damaged_chunks.size() >= kMaxListedDamagedChunks) continue;
     report.damaged_chunks.push_back(VerifyReport::DamagedChunk{
-        std::move(damage.tenant), damage.id, use.size, damage.problem,
+        std::move(damage.tenant), damage.id, damage.size, damage.problem,
         std::move(damage.detail), std::move(referencing)});
   }
   if (report.ok()) {

@@ -19,4 +19,13 @@ absl::Status ChunkStore::ReadVerified(
   return consume(bytes);
 }
 
+absl::StatusOr<std::vector<bool>> ChunkStore::Contains(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
+                        Sizes(tenant, ids));
+  std::vector<bool> found(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) found[i] = sizes[i].has_value();
+  return found;
+}
+
 }  // namespace ckpt::server

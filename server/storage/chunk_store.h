@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,16 @@ class ChunkStore {
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume);
 
-  // For each id, whether (tenant, id) is stored. Cheap: reads no chunk body.
-  virtual absl::StatusOr<std::vector<bool>> Contains(
+  // For each id, the size in bytes of (tenant, id) when it is stored, else
+  // nullopt. Cheap: reads no chunk body (RocksDbStore: one MultiGet of its
+  // index), so commit can hold every piece's recorded size against it.
+  virtual absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) = 0;
+
+  // For each id, whether (tenant, id) is stored. Cheap: reads no chunk body.
+  // The default asks Sizes.
+  virtual absl::StatusOr<std::vector<bool>> Contains(
+      absl::string_view tenant, absl::Span<const ChunkId> ids);
 
   // Removes (tenant, id); OK when absent.
   virtual absl::Status Delete(absl::string_view tenant, const ChunkId& id) = 0;

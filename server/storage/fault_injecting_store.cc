@@ -66,6 +66,12 @@ absl::Status FaultInjectingStore::ReadVerified(
       tenant, id, consume);
 }
 
+absl::StatusOr<std::vector<std::optional<uint64_t>>> FaultInjectingStore::Sizes(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kContains));
+  return ChunkStoreWrapper::Sizes(tenant, ids);
+}
+
 absl::StatusOr<std::vector<bool>> FaultInjectingStore::Contains(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   CKPT_RETURN_IF_ERROR(Check(Op::kContains));

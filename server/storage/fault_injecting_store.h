@@ -23,7 +23,7 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
     // ChunkStore.
     kPut,
     kGet,
-    kContains,
+    kContains,  // Contains and Sizes: both ask which chunks are stored
     kDelete,
     kSync,
     kGetUsage,
@@ -67,6 +67,8 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
       override;
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;

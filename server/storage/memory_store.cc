@@ -40,15 +40,16 @@ absl::StatusOr<std::string> MemoryStore::Get(absl::string_view tenant,
   return it->second;
 }
 
-absl::StatusOr<std::vector<bool>> MemoryStore::Contains(
+absl::StatusOr<std::vector<std::optional<uint64_t>>> MemoryStore::Sizes(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
-  std::vector<bool> found(ids.size(), false);
-  if (tenant.empty()) return found;
+  std::vector<std::optional<uint64_t>> sizes(ids.size());
+  if (tenant.empty()) return sizes;
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < ids.size(); ++i) {
-    found[i] = chunks_.contains(ChunkKey(tenant, ids[i]));
+    auto it = chunks_.find(ChunkKey(tenant, ids[i]));
+    if (it != chunks_.end()) sizes[i] = it->second.size();
   }
-  return found;
+  return sizes;
 }
 
 absl::Status MemoryStore::Delete(absl::string_view tenant, const ChunkId& id) {

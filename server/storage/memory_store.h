@@ -29,7 +29,7 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
                            absl::string_view bytes) override;
   absl::StatusOr<std::string> Get(absl::string_view tenant,
                                   const ChunkId& id) override;
-  absl::StatusOr<std::vector<bool>> Contains(
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
   absl::Status Sync() override;

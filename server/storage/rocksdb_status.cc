@@ -1,6 +1,9 @@
 #include "server/storage/rocksdb_status.h"
 
+#include <string>
+
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace ckpt::server {
 namespace {
@@ -26,13 +29,40 @@ absl::StatusCode CodeOf(const rocksdb::Status& status) {
   return absl::StatusCode::kInternal;
 }
 
+// What went wrong, in words that name no file.
+absl::string_view KindOf(const rocksdb::Status& status) {
+  using Sub = rocksdb::Status::SubCode;
+  if (status.IsNotFound()) return "an entry not found";
+  if (status.IsCorruption()) return "corruption";
+  if (status.IsIOError()) {
+    if (status.IsNoSpace() || status.subcode() == Sub::kSpaceLimit) {
+      return "no space left";
+    }
+    return "an I/O error";
+  }
+  if (status.IsBusy()) return "a busy resource";
+  if (status.IsTimedOut()) return "a timeout";
+  if (status.IsTryAgain()) return "a transient failure";
+  if (status.IsShutdownInProgress()) return "a shutdown in progress";
+  if (status.IsInvalidArgument()) return "an invalid argument";
+  if (status.IsAborted()) return "an aborted operation";
+  if (status.IsNotSupported()) return "an unsupported operation";
+  return "an internal error";
+}
+
 }  // namespace
 
 absl::Status FromRocksDb(const rocksdb::Status& status,
                          absl::string_view context) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(CodeOf(status),
-                      absl::StrCat(context, ": ", status.ToString()));
+  const std::string incident = NewIncidentId();
+  CKPT_LOG(Error, "storage incident ", incident, ": ", context, ": ",
+           status.ToString());
+  return absl::Status(
+      CodeOf(status),
+      absl::StrCat(context, ": ", KindOf(status),
+                   " in the server's storage (incident ", incident,
+                   "; the server's log has the details)"));
 }
 
 }  // namespace ckpt::server

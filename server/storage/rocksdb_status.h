@@ -9,8 +9,12 @@
 
 namespace ckpt::server {
 
-// OK for OK. Otherwise a status whose message is "<context>: <rocksdb
-// message>" and whose code follows the project's conventions:
+// OK for OK. Otherwise logs "<context>: <rocksdb message>" (which may name
+// the database's files) with a new incident id, and returns a status whose
+// message is "<context>: <kind of failure> in the server's storage
+// (incident <id>; ...)": RocksDB's text never reaches a client, so no file
+// path does, and an operator finds the full text by the id. The code follows
+// the project's conventions:
 //   NotFound                         -> NOT_FOUND
 //   Corruption                       -> DATA_LOSS
 //   IOError(NoSpace | SpaceLimit)    -> RESOURCE_EXHAUSTED

@@ -408,10 +408,10 @@ absl::Status RocksDbStore::ReadVerified(
   return consume(bytes);
 }
 
-absl::StatusOr<std::vector<bool>> RocksDbStore::Contains(
+absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
-  std::vector<bool> found(ids.size(), false);
-  if (ids.empty() || !ValidateTenant(tenant).ok()) return found;
+  std::vector<std::optional<uint64_t>> sizes(ids.size());
+  if (ids.empty() || !ValidateTenant(tenant).ok()) return sizes;
   std::vector<std::string> keys;
   std::vector<rocksdb::Slice> slices;
   keys.reserve(ids.size());
@@ -428,9 +428,11 @@ absl::StatusOr<std::vector<bool>> RocksDbStore::Contains(
   for (size_t i = 0; i < ids.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;
     CKPT_RETURN_IF_ERROR(FromRocksDb(statuses[i], "looking up chunks"));
-    found[i] = true;
+    CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
+                          DecodeChunkIndexValue(ToView(values[i])));
+    sizes[i] = index.size;
   }
-  return found;
+  return sizes;
 }
 
 absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {

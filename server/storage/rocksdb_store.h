@@ -4,7 +4,7 @@
 // Layout: column families
 //   chunks       ChunkKey -> chunk bytes (integrated BlobDB: values of at
 //                least min_blob_size live in blob files, uncompressed)
-//   chunk_index  ChunkKey -> varint size; Put/Contains/GetUsage/ForEach read
+//   chunk_index  ChunkKey -> size, checksum; Put/Sizes/GetUsage/ForEach read
 //                only this, never a chunk body
 //   manifests    CheckpointKey -> committed header (EncodeCheckpointRecord)
 //   pending      CheckpointKey -> pending or aborted header
@@ -134,7 +134,8 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
       override;
-  absl::StatusOr<std::vector<bool>> Contains(
+  // One MultiGet of `chunk_index`.
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
   // Flushes `chunks` + `chunk_index` when anything was put or deleted since

@@ -427,6 +427,26 @@ TEST_F(RocksDbStoreTest, OpenOfMissingDbWithoutCreateFails) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr(db_path()));
 }
 
+// A real RocksDB failure (its directory gone under it, so a flush cannot
+// create its files) reaches the caller without RocksDB's text, which names
+// the files: the message carries an incident id that the log line with the
+// full text also carries.
+TEST_F(RocksDbStoreTest, StorageFailureNamesNoPathButAnIncident) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Put("acme", IdOf("bytes"), "bytes").ok());
+  const std::string moved = dir_->path() + "/moved";
+  std::filesystem::rename(db_path(), moved);
+  const absl::Status failed = store->Sync();
+  std::filesystem::rename(moved, db_path());
+  ASSERT_FALSE(failed.ok());
+  const std::string message(failed.message());
+  EXPECT_THAT(message, ::testing::Not(HasSubstr(dir_->path())));
+  EXPECT_THAT(message, ::testing::Not(HasSubstr(".sst")));
+  EXPECT_THAT(message, HasSubstr("flushing chunks"));
+  EXPECT_THAT(message, ::testing::ContainsRegex("incident [0-9a-f]{8}"));
+}
+
 TEST_F(RocksDbStoreTest, SecondOpenOfALockedDbFails) {
   auto first = OpenStore();
   ASSERT_NE(first, nullptr);

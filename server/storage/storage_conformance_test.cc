@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -213,6 +214,42 @@ TEST_P(StorageConformanceTest, ContainsOfNoIdsIsEmpty) {
   auto contains = chunks_->Contains("acme", {});
   ASSERT_TRUE(contains.ok());
   EXPECT_TRUE(contains->empty());
+}
+
+TEST_P(StorageConformanceTest,
+       SizesGivesEachStoredChunksSizeAndNulloptForAbsent) {
+  const std::string small = "small chunk";
+  const std::string large(1 << 20, 'L');  // a blob in RocksDB
+  EXPECT_TRUE(PutChunk("acme", small));
+  EXPECT_TRUE(PutChunk("acme", large));
+  const std::vector<ChunkId> ids = {IdOf(large), IdOf("absent"), IdOf(small),
+                                    IdOf(large)};
+  // Before and after Sync: from the memtable and from the files.
+  for (bool synced : {false, true}) {
+    SCOPED_TRACE(synced);
+    if (synced) {
+      ASSERT_TRUE(chunks_->Sync().ok());
+    }
+    auto sizes = chunks_->Sizes("acme", ids);
+    ASSERT_TRUE(sizes.ok()) << sizes.status();
+    EXPECT_THAT(*sizes,
+                ElementsAre(std::optional<uint64_t>(large.size()), std::nullopt,
+                            std::optional<uint64_t>(small.size()),
+                            std::optional<uint64_t>(large.size())));
+  }
+  // Another tenant, the empty tenant and no ids see nothing.
+  for (absl::string_view other : {"bob", "", "acm"}) {
+    auto sizes = chunks_->Sizes(other, ids);
+    ASSERT_TRUE(sizes.ok()) << sizes.status();
+    EXPECT_THAT(*sizes, ::testing::Each(std::nullopt));
+  }
+  auto none = chunks_->Sizes("acme", {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(chunks_->Delete("acme", IdOf(small)).ok());
+  auto sizes = chunks_->Sizes("acme", {IdOf(small)});
+  ASSERT_TRUE(sizes.ok());
+  EXPECT_THAT(*sizes, ElementsAre(std::nullopt));
 }
 
 TEST_P(StorageConformanceTest, PutRejectsEmptyTenant) {

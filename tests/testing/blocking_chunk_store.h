@@ -63,6 +63,13 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
     Door(Op::kReadVerified);
     return ChunkStoreWrapper::ReadVerified(tenant, id, consume);
   }
+  // Sizes and Contains share the kContains door: both ask which chunks are
+  // stored.
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override {
+    Door(Op::kContains);
+    return ChunkStoreWrapper::Sizes(tenant, ids);
+  }
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     Door(Op::kContains);

@@ -4,7 +4,11 @@
 //   ckpt-server listening on HOST:PORT
 // (with the chosen port when --listen asked for port 0), so scripts and tests
 // can start it with `--listen 127.0.0.1:0` and read the port. SIGTERM and
-// SIGINT shut it down gracefully.
+// SIGINT shut it down gracefully; SIGHUP reloads the token file.
+//
+// Without --auth-tokens it serves only clients on its own host, and refuses
+// to listen on another address unless --insecure-allow-unauthenticated says
+// so (docs/security.md).
 
 #include <malloc.h>
 #include <pthread.h>
@@ -25,6 +29,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "server/auth/authenticator.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/rocksdb_store.h"
@@ -43,7 +48,49 @@ struct Flags {
   bool shared_memory_reads = true;
   int request_threads = 0;
   int maintenance_threads = 2;
+  std::string auth_tokens;
+  bool insecure_allow_unauthenticated = false;
 };
+
+// Who may call: from the token file, or, without one, the loopback-only
+// default (refusing an address others can reach unless explicitly allowed).
+absl::StatusOr<std::unique_ptr<Authenticator>> MakeAuthenticator(
+    const Flags& flags) {
+  if (!flags.auth_tokens.empty()) {
+    if (flags.insecure_allow_unauthenticated) {
+      return absl::InvalidArgumentError(
+          "--insecure-allow-unauthenticated contradicts --auth-tokens: give "
+          "one or the other");
+    }
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
+                          Authenticator::FromTokenFile(flags.auth_tokens));
+    CKPT_LOG(Info, "authenticating every call with the ",
+             authenticator->token_count(), " token(s) of ", flags.auth_tokens,
+             " (SIGHUP reloads it)");
+    return authenticator;
+  }
+  if (flags.insecure_allow_unauthenticated) {
+    CKPT_LOG(Warning,
+             "no --auth-tokens and --insecure-allow-unauthenticated: anyone "
+             "who can reach ",
+             flags.listen,
+             " may read, change and delete every checkpoint of every tenant");
+    return Authenticator::WithoutTokens(/*allow_remote=*/true);
+  }
+  if (!IsLoopbackListenAddress(flags.listen)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--listen ", flags.listen,
+        " may be reachable from other hosts, and without --auth-tokens "
+        "anyone reaching it could read and delete every checkpoint. Give "
+        "--auth-tokens FILE (see docs/security.md), listen on a loopback "
+        "address, or pass --insecure-allow-unauthenticated to serve without "
+        "authentication anyway"));
+  }
+  CKPT_LOG(Info,
+           "no --auth-tokens: serving only clients on this host, each with "
+           "full rights");
+  return Authenticator::WithoutTokens(/*allow_remote=*/false);
+}
 
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
 std::string HostOf(const std::string& address) {
@@ -80,6 +127,24 @@ void ExpireLeases(CheckpointService* service) {
   }
 }
 
+// On SIGHUP. A bad file keeps the tokens loaded before: a typo must not
+// lock everybody out, nor let anybody in.
+void ReloadTokens(Authenticator& authenticator) {
+  if (!authenticator.requires_tokens()) {
+    CKPT_LOG(Info, "SIGHUP: no --auth-tokens file to reload");
+    return;
+  }
+  if (absl::Status status = authenticator.Reload(); !status.ok()) {
+    CKPT_LOG(Error, "SIGHUP: keeping the ", authenticator.token_count(),
+             " token(s) loaded before, as the token file did not load: ",
+             status.message());
+    return;
+  }
+  CKPT_LOG(Info,
+           "SIGHUP: reloaded the token file: ", authenticator.token_count(),
+           " token(s)");
+}
+
 // The collection logs its own summary.
 void CollectGarbage(CheckpointService* service) {
   absl::StatusOr<GcReport> report = service->CollectGarbage({});
@@ -88,7 +153,9 @@ void CollectGarbage(CheckpointService* service) {
   }
 }
 
-absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
+absl::Status Run(const Flags& flags, const sigset_t& signals) {
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
+                        MakeAuthenticator(flags));
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
@@ -104,6 +171,7 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   server_options.request_threads = flags.request_threads;
   server_options.maintenance_threads = flags.maintenance_threads;
   server_options.listen_address = flags.listen;
+  server_options.authenticator = authenticator.get();
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
 
@@ -126,7 +194,9 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   // The signals are blocked in every thread (see main), so they stay pending
   // until this sigwait takes one: no work ever runs in a signal handler.
   int signal_number = 0;
-  sigwait(&shutdown_signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ReloadTokens(*authenticator);
+  }
   CKPT_LOG(Info, "received signal ", signal_number, ", shutting down");
 
   server->Shutdown(absl::Now() + absl::Seconds(10));
@@ -153,7 +223,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "ckpt-server: stores distributed training checkpoints (gRPC service "
       "ckpt.v1.CheckpointService).\nPrints 'ckpt-server listening on "
-      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully."};
+      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully, "
+      "SIGHUP reloads the --auth-tokens file.\nWithout --auth-tokens it "
+      "serves only clients on its own host (see docs/security.md)."};
   app.add_option("--data-dir", flags.data_dir,
                  "Directory of the RocksDB database (created if missing)")
       ->required();
@@ -161,6 +233,20 @@ int main(int argc, char** argv) {
                  "HOST:PORT to listen on; port 0 picks a free port, printed "
                  "on stdout")
       ->capture_default_str();
+  app.add_option(
+      "--auth-tokens", flags.auth_tokens,
+      "Token file: every call must then carry 'authorization: Bearer "
+      "<token>' with a token it lists. One line per token: "
+      "SHA256_HEX_OF_TOKEN PRINCIPAL ROLE SCOPE (role reader, writer, admin "
+      "or operator; scope tenant/, tenant/prefix, or * for an operator); "
+      "# starts a comment. Only the tokens' hashes are in it. Reloaded on "
+      "SIGHUP (a bad file keeps the tokens loaded before). Without it, only "
+      "clients on this host are served, each with full rights");
+  app.add_flag(
+      "--insecure-allow-unauthenticated", flags.insecure_allow_unauthenticated,
+      "Without --auth-tokens, serve clients on other hosts too, and listen on "
+      "any address: anyone who can reach the port may then read and delete "
+      "every checkpoint. For isolated networks and tests only");
   app.add_option("--lease-check-interval", flags.lease_check_interval_seconds,
                  "Seconds between checks that abort pending checkpoints "
                  "whose lease expired")
@@ -213,15 +299,16 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  // Block the shutdown signals before any thread exists so every thread
-  // (gRPC's included) inherits the mask and only sigwait receives them.
-  sigset_t shutdown_signals;
-  sigemptyset(&shutdown_signals);
-  sigaddset(&shutdown_signals, SIGTERM);
-  sigaddset(&shutdown_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  // Block the signals before any thread exists so every thread (gRPC's
+  // included) inherits the mask and only sigwait receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::Status status = ckpt::server::Run(flags, shutdown_signals);
+  absl::Status status = ckpt::server::Run(flags, signals);
   if (!status.ok()) {
     std::cerr << "ckpt-server: " << status.ToString() << std::endl;
     return 1;

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -28,8 +29,11 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, std::vector<std::string> extra_args,
     const std::string& stderr_path) {
   std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server"),
-                                   "--data-dir", data_dir, "--listen",
-                                   "127.0.0.1:0"};
+                                   "--data-dir", data_dir};
+  if (std::find(extra_args.begin(), extra_args.end(), "--listen") ==
+      extra_args.end()) {
+    args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);

@@ -4,6 +4,8 @@
 
 #include "server/auth/token_file.h"
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -114,6 +116,23 @@ TEST(TokenTableTest, APrincipalMayHoldSeveralTokens) {
   ASSERT_TRUE(table.ok()) << table.status();
   EXPECT_EQ(table->Find("old")->name, "p");
   EXPECT_EQ(table->Find("new")->name, "p");
+}
+
+TEST(TokenTableTest, TheDocumentedExampleParses) {
+  std::ifstream in(CKPT_SECURITY_DOC);
+  const std::string doc{std::istreambuf_iterator<char>(in),
+                        std::istreambuf_iterator<char>()};
+  const size_t start = doc.find("# SHA256_HEX_OF_TOKEN");
+  ASSERT_NE(start, std::string::npos) << "no example in docs/security.md";
+  const size_t end = doc.find("```", start);
+  auto table = TokenTable::Parse(doc.substr(start, end - start));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->size(), 4u);
+  const Principal* trainer = table->Find("example-token-trainer");
+  ASSERT_NE(trainer, nullptr);
+  EXPECT_EQ(trainer->name, "alice-trainer");
+  EXPECT_EQ(trainer->role, Role::kWriter);
+  EXPECT_EQ(table->Find("example-token-ops")->role, Role::kOperator);
 }
 
 TEST(LoadTokenFileTest, AMissingFileIsAnError) {

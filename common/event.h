@@ -36,6 +36,10 @@ struct JobEvent {
   EventKind kind = EventKind::kCommitted;
   std::optional<int64_t> step;  // nullopt for job-level events (policy_set)
   std::string detail;
+  // Who made the change: the authenticated principal, "anonymous" on a
+  // server without tokens, "ckpt-server" for the server's own work (lease
+  // expiry). Empty in events recorded before principals were.
+  std::string principal;
   friend bool operator==(const JobEvent&, const JobEvent&) = default;
 };
 

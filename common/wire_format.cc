@@ -345,6 +345,7 @@ void ToProto(const JobEvent& event, v1::JobEvent* out) {
   out->set_kind(static_cast<v1::EventKind>(event.kind));
   if (event.step.has_value()) out->set_step(*event.step);
   out->set_detail(event.detail);
+  out->set_principal(event.principal);
 }
 
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
@@ -361,6 +362,7 @@ absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
   out.kind = static_cast<EventKind>(event.kind());
   if (event.has_step()) out.step = event.step();
   out.detail = event.detail();
+  out.principal = event.principal();
   return out;
 }
 

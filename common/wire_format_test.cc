@@ -641,6 +641,7 @@ JobEvent SampleEvent(EventKind kind) {
   event.kind = kind;
   event.step = 42;
   event.detail = "retention at commit of step 45: not among the 3 most recent";
+  event.principal = "trainer-7";
   return event;
 }
 
@@ -656,6 +657,18 @@ TEST(WireFormatTest, JobEventRoundTripsForEveryKind) {
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(*back, event);
   }
+}
+
+TEST(WireFormatTest, EventRecordedBeforePrincipalsDecodesWithNone) {
+  // An event stored by an older server has no field 8.
+  v1::JobEvent proto;
+  ToProto(SampleEvent(EventKind::kCommitted), &proto);
+  EXPECT_EQ(proto.principal(), "trainer-7");
+  proto.clear_principal();
+  auto back = DecodeJobEvent(proto.SerializeAsString());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->principal, "");
+  EXPECT_EQ(back->detail, SampleEvent(EventKind::kCommitted).detail);
 }
 
 TEST(WireFormatTest, EventKindMapsToTheSameNamedProtoValue) {

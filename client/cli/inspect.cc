@@ -317,6 +317,7 @@ absl::Status RunEvents(client::Client& client, const EventsArgs& args,
            {"time", FormatTimestamp(event.time)},
            {"step", event.step.has_value() ? json(*event.step) : json(nullptr)},
            {"kind", std::string(EventKindName(event.kind))},
+           {"principal", event.principal},
            {"detail", event.detail}});
     }
     PrintJson(list);
@@ -329,9 +330,10 @@ absl::Status RunEvents(client::Client& client, const EventsArgs& args,
         {FormatTimestamp(event.time),
          event.step.has_value() ? absl::StrCat(*event.step) : std::string("-"),
          std::string(EventKindName(event.kind)),
+         event.principal.empty() ? std::string("-") : event.principal,
          event.detail.empty() ? std::string("-") : event.detail});
   }
-  PrintTable(std::cout, {"TIME", "STEP", "KIND", "DETAIL"}, rows);
+  PrintTable(std::cout, {"TIME", "STEP", "KIND", "BY", "DETAIL"}, rows);
   return absl::OkStatus();
 }
 

@@ -286,8 +286,10 @@ int main(int argc, char** argv) {
       "Show a job's event history, kept by the server, oldest first: "
       "committed, aborted (with the reason, e.g. lease expiry), deleted "
       "(ckpt rm), pruned (with what triggered it, the policy and why no rule "
-      "kept it), pinned, unpinned, restored (with the rank) and policy_set. "
-      "Each job keeps its newest 10000 events; deleting a checkpoint keeps "
+      "kept it), pinned, unpinned, restored (with the rank) and policy_set, "
+      "each with the principal who made it (BY; 'anonymous' on a server "
+      "without tokens, 'ckpt-server' for its own work). Each job keeps its "
+      "newest 10000 events; deleting a checkpoint keeps "
       "its events.");
   events_cmd->add_option("JOB", events.job, "Job name, tenant/name")
       ->required();

@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
+#include "server/rpc/call_auth.h"
 #include "server/rpc/put_chunks_reactor.h"
 #include "server/rpc/read_chunks_reactor.h"
 #include "server/rpc/request_checks.h"
@@ -53,10 +54,12 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
 }
 
 GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
+                                             const Authenticator* authenticator,
                                              StreamLimits limits,
                                              Executor* requests,
                                              Executor* maintenance)
     : service_(service),
+      authenticator_(authenticator),
       limits_(limits),
       requests_(requests),
       maintenance_(maintenance) {}
@@ -65,8 +68,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::BeginCheckpointRequest* request,
     v1::BeginCheckpointResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "BeginCheckpoint";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kWriter, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     CKPT_RETURN_IF_ERROR(CheckWorldSize(kRpc, request->world_size()));
@@ -85,7 +90,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
         service_->BeginCheckpoint(
             request->job(), request->step(), request->world_size(),
             FromProto(request->metadata()),
-            absl::Seconds(request->lease_seconds()), policy));
+            absl::Seconds(request->lease_seconds()), policy, ActorOf(who)));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
     return absl::OkStatus();
@@ -96,8 +101,11 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
     grpc::CallbackServerContext* context,
     const v1::FindMissingChunksRequest* request,
     v1::FindMissingChunksResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "FindMissingChunks";
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kWriter, request->job())
+            .status());
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(
         std::vector<ChunkId> ids,
@@ -115,26 +123,32 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::FindMissingChunks(
 
 grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
     grpc::CallbackServerContext* context, v1::PutChunksResponse* response) {
-  const bool admitted = calls_.Enter();
+  absl::StatusOr<Principal> caller =
+      calls_.Enter()
+          ? Admit(*authenticator_, *context, "PutChunks", Role::kWriter)
+          : ShuttingDown("PutChunks");
   // Owned by gRPC until OnDone deletes it (callback API contract).
   return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
-                              admitted, response);
+                              std::move(caller), response);
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
     grpc::CallbackServerContext* context, const v1::CommitShardRequest* request,
     v1::CommitShardResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "CommitShard";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kWriter, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     CKPT_RETURN_IF_ERROR(CheckWorldSize(kRpc, request->world_size()));
     if (!request->has_shard()) return InvalidRequest(kRpc, "shard is missing");
     auto shard = FromProto(request->shard());
     if (!shard.ok()) return InvalidRequest(kRpc, shard.status().message());
-    CKPT_ASSIGN_OR_RETURN(CommitResult result,
-                          service_->CommitShard(request->job(), request->step(),
-                                                request->world_size(), *shard));
+    CKPT_ASSIGN_OR_RETURN(
+        CommitResult result,
+        service_->CommitShard(request->job(), request->step(),
+                              request->world_size(), *shard, ActorOf(who)));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_checkpoint_committed(result.checkpoint_committed);
     return absl::OkStatus();
@@ -145,20 +159,25 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::AbortCheckpointRequest* request,
     v1::AbortCheckpointResponse* /*response*/) {
-  return Unary(context, [this, request]() -> absl::Status {
+  return Unary(context, [this, context, request]() -> absl::Status {
     static constexpr absl::string_view kRpc = "AbortCheckpoint";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kWriter, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->AbortCheckpoint(request->job(), request->step(),
-                                     request->reason());
+                                     request->reason(), ActorOf(who));
   });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListJobs(
     grpc::CallbackServerContext* context,
     const v1::ListJobsRequest* /*request*/, v1::ListJobsResponse* response) {
-  return Unary(context, [this, response]() -> absl::Status {
-    CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs, service_->ListJobs());
+  return Unary(context, [this, context, response]() -> absl::Status {
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context,
+                                               "ListJobs", Role::kReader));
+    CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> jobs,
+                          service_->ListJobs(who.scope));
     response->mutable_jobs()->Reserve(static_cast<int>(jobs.size()));
     for (const JobSummary& job : jobs) ToProto(job, response->add_jobs());
     return absl::OkStatus();
@@ -169,8 +188,12 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
-    CKPT_RETURN_IF_ERROR(CheckJob("ListCheckpoints", request->job()));
+  return Unary(context, [this, context, request, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "ListCheckpoints";
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+            .status());
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           service_->ListCheckpoints(
                               request->job(), request->include_uncommitted()));
@@ -195,8 +218,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ListCheckpoints(
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
     grpc::CallbackServerContext* context, const v1::GetManifestRequest* request,
     v1::GetManifestResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "GetManifest";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kReader, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     std::optional<int64_t> step;
     switch (request->which_case()) {
@@ -221,9 +246,9 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
       }
       restoring_rank = request->restoring_rank();
     }
-    CKPT_ASSIGN_OR_RETURN(
-        Checkpoint checkpoint,
-        service_->GetManifest(request->job(), step, restoring_rank));
+    CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint,
+                          service_->GetManifest(request->job(), step,
+                                                restoring_rank, ActorOf(who)));
     ToProto(checkpoint.record, response->mutable_checkpoint());
     response->mutable_shards()->Reserve(
         static_cast<int>(checkpoint.shards.size()));
@@ -242,6 +267,12 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
   absl::StatusOr<std::vector<ChunkId>> ids = [&] {
     if (!admitted) {
       return absl::StatusOr<std::vector<ChunkId>>(ShuttingDown(kRpc));
+    }
+    absl::Status admit_status =
+        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+            .status();
+    if (!admit_status.ok()) {
+      return absl::StatusOr<std::vector<ChunkId>>(admit_status);
     }
     absl::Status job_status = CheckJob(kRpc, request->job());
     if (!job_status.ok()) {
@@ -262,6 +293,9 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     v1::ReadChunksIntoFileResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ReadChunksIntoFile";
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+            .status());
     // The order of the checks is the order callers have always seen.
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckChunkCount(kRpc, request->chunks_size(),
@@ -294,22 +328,30 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::DeleteCheckpointRequest* request,
     v1::DeleteCheckpointResponse* /*response*/) {
-  return Unary(context, [this, request]() -> absl::Status {
+  return Unary(context, [this, context, request]() -> absl::Status {
     static constexpr absl::string_view kRpc = "DeleteCheckpoint";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kAdmin, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
-    return service_->DeleteCheckpoint(request->job(), request->step());
+    return service_->DeleteCheckpoint(request->job(), request->step(),
+                                      ActorOf(who));
   });
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::GetStats(
     grpc::CallbackServerContext* context, const v1::GetStatsRequest* request,
     v1::GetStatsResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
-    if (!request->job().empty()) {
-      CKPT_RETURN_IF_ERROR(CheckJob("GetStats", request->job()));
-    }
-    CKPT_ASSIGN_OR_RETURN(Stats stats, service_->GetStats(request->job()));
+  return Unary(context, [this, context, request, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "GetStats";
+    // Without a job: the caller's scope (the whole server for an operator).
+    std::optional<absl::string_view> job;
+    if (!request->job().empty()) job = request->job();
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kReader, job));
+    if (job.has_value()) CKPT_RETURN_IF_ERROR(CheckJob(kRpc, *job));
+    CKPT_ASSIGN_OR_RETURN(Stats stats,
+                          service_->GetStats(request->job(), who.scope));
     ToProto(stats, response);
     return absl::OkStatus();
   });
@@ -319,13 +361,16 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     grpc::CallbackServerContext* context,
     const v1::SetRetentionPolicyRequest* request,
     v1::SetRetentionPolicyResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "SetRetentionPolicy";
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kAdmin, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                           ParsePolicy(kRpc, request->policy()));
-    CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
-                          service_->SetRetentionPolicy(request->job(), policy));
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<int64_t> deleted,
+        service_->SetRetentionPolicy(request->job(), policy, ActorOf(who)));
     for (int64_t step : deleted) response->add_deleted_steps(step);
     return absl::OkStatus();
   });
@@ -335,8 +380,12 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetRetentionPolicy(
     grpc::CallbackServerContext* context,
     const v1::GetRetentionPolicyRequest* request,
     v1::GetRetentionPolicyResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
-    CKPT_RETURN_IF_ERROR(CheckJob("GetRetentionPolicy", request->job()));
+  return Unary(context, [this, context, request, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "GetRetentionPolicy";
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+            .status());
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
                           service_->GetRetentionPolicy(request->job()));
     if (policy.has_value()) ToProto(*policy, response->mutable_policy());
@@ -348,14 +397,17 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PinCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::PinCheckpointRequest* request,
     v1::PinCheckpointResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "PinCheckpoint";
+    CKPT_ASSIGN_OR_RETURN(Principal who,
+                          Admit(*authenticator_, *context, kRpc,
+                                RoleToPin(request->pinned()), request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     CKPT_ASSIGN_OR_RETURN(
         CheckpointRecord record,
         service_->PinCheckpoint(request->job(), request->step(),
-                                request->pinned()));
+                                request->pinned(), ActorOf(who)));
     ToProto(record, response->mutable_checkpoint());
     return absl::OkStatus();
   });
@@ -365,16 +417,19 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::PruneCheckpointsRequest* request,
     v1::PruneCheckpointsResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "PruneCheckpoints";
+    CKPT_ASSIGN_OR_RETURN(
+        Principal who, Admit(*authenticator_, *context, kRpc,
+                             RoleToPrune(request->dry_run()), request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     std::optional<RetentionPolicy> policy;
     if (request->has_policy()) {
       CKPT_ASSIGN_OR_RETURN(policy, ParsePolicy(kRpc, request->policy()));
     }
-    CKPT_ASSIGN_OR_RETURN(
-        std::vector<RetentionDecision> decisions,
-        service_->Prune(request->job(), policy, request->dry_run()));
+    CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
+                          service_->Prune(request->job(), policy,
+                                          request->dry_run(), ActorOf(who)));
     response->mutable_decisions()->Reserve(static_cast<int>(decisions.size()));
     for (const RetentionDecision& decision : decisions) {
       ToProto(decision, response->add_decisions());
@@ -389,11 +444,15 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
     v1::CollectGarbageResponse* response) {
   // A collection reads every manifest and chunk key: the maintenance lane.
   return Unary(context, *maintenance_,
-               [this, request, response]() -> absl::Status {
+               [this, context, request, response]() -> absl::Status {
+                 CKPT_ASSIGN_OR_RETURN(
+                     Principal who, Admit(*authenticator_, *context,
+                                          "CollectGarbage", Role::kOperator));
                  GcOptions options;
                  options.dry_run = request->dry_run();
-                 CKPT_ASSIGN_OR_RETURN(GcReport report,
-                                       service_->CollectGarbage(options));
+                 CKPT_ASSIGN_OR_RETURN(
+                     GcReport report,
+                     service_->CollectGarbage(options, ActorOf(who)));
                  ToProto(report, response);
                  return absl::OkStatus();
                });
@@ -404,8 +463,15 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
                                          const v1::VerifyRequest* request) {
   static constexpr absl::string_view kRpc = "VerifyCheckpoints";
   const bool admitted = calls_.Enter();
+  JobScope scope = JobScope::All();
   absl::Status refusal = [&]() -> absl::Status {
     if (!admitted) return ShuttingDown(kRpc);
+    // Without a job: every job in the caller's scope.
+    std::optional<absl::string_view> job;
+    if (!request->job().empty()) job = request->job();
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kAdmin, job));
+    scope = who.scope;
     if (!request->job().empty()) {
       CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     }
@@ -416,15 +482,18 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
   auto* reactor = new VerifyReactor(context, service_, maintenance_, &calls_);
-  reactor->Start(refusal, FromProto(*request));
+  reactor->Start(refusal, FromProto(*request), std::move(scope));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::ListEvents(
     grpc::CallbackServerContext* context, const v1::ListEventsRequest* request,
     v1::ListEventsResponse* response) {
-  return Unary(context, [this, request, response]() -> absl::Status {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "ListEvents";
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+            .status());
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     if (request->limit() < 0) {
       return InvalidRequest(

@@ -4,6 +4,12 @@
 // the result status in one place (common/grpc_status.h). No lifecycle logic
 // lives here.
 //
+// Every call is authenticated, then authorized (call_auth.h), before
+// anything else: UNAUTHENTICATED without valid credentials, PERMISSION_DENIED
+// outside the principal's role or scope, decided from the request alone so
+// that another tenant's job gets the same answer whether it exists or not.
+// Listings, stats and verify without a job cover the principal's scope.
+//
 // Callback API only, and no blocking work on gRPC's callback threads: every
 // unary body runs on the request executor and finishes its call from there;
 // the streaming reactors (put_chunks_reactor.h, read_chunks_reactor.h,
@@ -17,6 +23,7 @@
 #include <utility>
 
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/auth/authenticator.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
@@ -27,11 +34,13 @@ namespace ckpt::server {
 class GrpcCheckpointService final
     : public v1::CheckpointService::CallbackService {
  public:
-  // `service` and the executors must outlive this object and the server it
-  // is registered with, and the executors must keep running until that
-  // server has shut down (calls finish from their tasks). `requests` runs
-  // every call's work but GC's and verify's, which run on `maintenance`.
-  GrpcCheckpointService(CheckpointService* service, StreamLimits limits,
+  // `service`, `authenticator` and the executors must outlive this object
+  // and the server it is registered with, and the executors must keep
+  // running until that server has shut down (calls finish from their
+  // tasks). `requests` runs every call's work but GC's and verify's, which
+  // run on `maintenance`.
+  GrpcCheckpointService(CheckpointService* service,
+                        const Authenticator* authenticator, StreamLimits limits,
                         Executor* requests, Executor* maintenance);
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
@@ -140,6 +149,7 @@ class GrpcCheckpointService final
   }
 
   CheckpointService* const service_;
+  const Authenticator* const authenticator_;
   const StreamLimits limits_;
   Executor* const requests_;
   Executor* const maintenance_;

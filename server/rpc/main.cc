@@ -4,9 +4,13 @@
 //   ckpt-server listening on HOST:PORT
 // (with the chosen port when --listen asked for port 0), so scripts and tests
 // can start it with `--listen 127.0.0.1:0` and read the port. SIGTERM and
-// SIGINT shut it down gracefully. With --tls-cert and --tls-key the port
-// speaks TLS only (mutual TLS with --tls-client-ca); the startup log says
-// which.
+// SIGINT shut it down gracefully; SIGHUP reloads the token file. With
+// --tls-cert and --tls-key the port speaks TLS only (mutual TLS with
+// --tls-client-ca); the startup log says which.
+//
+// Without --auth-tokens it serves only clients on its own host, and refuses
+// to listen on another address unless --insecure-allow-unauthenticated says
+// so (docs/security.md).
 
 #include <malloc.h>
 #include <pthread.h>
@@ -29,6 +33,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
+#include "server/auth/authenticator.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/rocksdb_store.h"
@@ -51,6 +56,8 @@ struct Flags {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string auth_tokens;
+  bool insecure_allow_unauthenticated = false;
 };
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
@@ -101,6 +108,46 @@ std::string TransportSecurity(const std::optional<ServerTlsOptions>& tls) {
   return "mutual TLS (client certificates required)";
 }
 
+// Who may call: from the token file, or, without one, the loopback-only
+// default (refusing an address others can reach unless explicitly allowed).
+absl::StatusOr<std::unique_ptr<Authenticator>> MakeAuthenticator(
+    const Flags& flags) {
+  if (!flags.auth_tokens.empty()) {
+    if (flags.insecure_allow_unauthenticated) {
+      return absl::InvalidArgumentError(
+          "--insecure-allow-unauthenticated contradicts --auth-tokens: give "
+          "one or the other");
+    }
+    CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
+                          Authenticator::FromTokenFile(flags.auth_tokens));
+    CKPT_LOG(Info, "authenticating every call with the ",
+             authenticator->token_count(), " token(s) of ", flags.auth_tokens,
+             " (SIGHUP reloads it)");
+    return authenticator;
+  }
+  if (flags.insecure_allow_unauthenticated) {
+    CKPT_LOG(Warning,
+             "no --auth-tokens and --insecure-allow-unauthenticated: anyone "
+             "who can reach ",
+             flags.listen,
+             " may read, change and delete every checkpoint of every tenant");
+    return Authenticator::WithoutTokens(/*allow_remote=*/true);
+  }
+  if (!IsLoopbackListenAddress(flags.listen)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--listen ", flags.listen,
+        " may be reachable from other hosts, and without --auth-tokens "
+        "anyone reaching it could read and delete every checkpoint. Give "
+        "--auth-tokens FILE (see docs/security.md), listen on a loopback "
+        "address, or pass --insecure-allow-unauthenticated to serve without "
+        "authentication anyway"));
+  }
+  CKPT_LOG(Info,
+           "no --auth-tokens: serving only clients on this host, each with "
+           "full rights");
+  return Authenticator::WithoutTokens(/*allow_remote=*/false);
+}
+
 // Host part of HOST:PORT (brackets of an IPv6 literal kept).
 std::string HostOf(const std::string& address) {
   size_t colon = address.rfind(':');
@@ -136,6 +183,24 @@ void ExpireLeases(CheckpointService* service) {
   }
 }
 
+// On SIGHUP. A bad file keeps the tokens loaded before: a typo must not
+// lock everybody out, nor let anybody in.
+void ReloadTokens(Authenticator& authenticator) {
+  if (!authenticator.requires_tokens()) {
+    CKPT_LOG(Info, "SIGHUP: no --auth-tokens file to reload");
+    return;
+  }
+  if (absl::Status status = authenticator.Reload(); !status.ok()) {
+    CKPT_LOG(Error, "SIGHUP: keeping the ", authenticator.token_count(),
+             " token(s) loaded before, as the token file did not load: ",
+             status.message());
+    return;
+  }
+  CKPT_LOG(Info,
+           "SIGHUP: reloaded the token file: ", authenticator.token_count(),
+           " token(s)");
+}
+
 // The collection logs its own summary.
 void CollectGarbage(CheckpointService* service) {
   absl::StatusOr<GcReport> report = service->CollectGarbage({});
@@ -144,9 +209,11 @@ void CollectGarbage(CheckpointService* service) {
   }
 }
 
-absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
+absl::Status Run(const Flags& flags, const sigset_t& signals) {
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
+                        MakeAuthenticator(flags));
   ServiceOptions service_options;
   service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
   service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
@@ -165,6 +232,7 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   server_options.maintenance_threads = flags.maintenance_threads;
   server_options.listen_address = flags.listen;
   server_options.tls = std::move(tls);
+  server_options.authenticator = authenticator.get();
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
                         CheckpointServer::Start(server_options, &service));
 
@@ -188,7 +256,9 @@ absl::Status Run(const Flags& flags, const sigset_t& shutdown_signals) {
   // The signals are blocked in every thread (see main), so they stay pending
   // until this sigwait takes one: no work ever runs in a signal handler.
   int signal_number = 0;
-  sigwait(&shutdown_signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ReloadTokens(*authenticator);
+  }
   CKPT_LOG(Info, "received signal ", signal_number, ", shutting down");
 
   server->Shutdown(absl::Now() + absl::Seconds(10));
@@ -215,7 +285,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "ckpt-server: stores distributed training checkpoints (gRPC service "
       "ckpt.v1.CheckpointService).\nPrints 'ckpt-server listening on "
-      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully."};
+      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully, "
+      "SIGHUP reloads the --auth-tokens file.\nWithout --auth-tokens it "
+      "serves only clients on its own host (see docs/security.md)."};
   app.add_option("--data-dir", flags.data_dir,
                  "Directory of the RocksDB database (created if missing)")
       ->required();
@@ -223,6 +295,20 @@ int main(int argc, char** argv) {
                  "HOST:PORT to listen on; port 0 picks a free port, printed "
                  "on stdout")
       ->capture_default_str();
+  app.add_option(
+      "--auth-tokens", flags.auth_tokens,
+      "Token file: every call must then carry 'authorization: Bearer "
+      "<token>' with a token it lists. One line per token: "
+      "SHA256_HEX_OF_TOKEN PRINCIPAL ROLE SCOPE (role reader, writer, admin "
+      "or operator; scope tenant/, tenant/prefix, or * for an operator); "
+      "# starts a comment. Only the tokens' hashes are in it. Reloaded on "
+      "SIGHUP (a bad file keeps the tokens loaded before). Without it, only "
+      "clients on this host are served, each with full rights");
+  app.add_flag(
+      "--insecure-allow-unauthenticated", flags.insecure_allow_unauthenticated,
+      "Without --auth-tokens, serve clients on other hosts too, and listen on "
+      "any address: anyone who can reach the port may then read and delete "
+      "every checkpoint. For isolated networks and tests only");
   app.add_option("--lease-check-interval", flags.lease_check_interval_seconds,
                  "Seconds between checks that abort pending checkpoints "
                  "whose lease expired")
@@ -296,15 +382,16 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  // Block the shutdown signals before any thread exists so every thread
-  // (gRPC's included) inherits the mask and only sigwait receives them.
-  sigset_t shutdown_signals;
-  sigemptyset(&shutdown_signals);
-  sigaddset(&shutdown_signals, SIGTERM);
-  sigaddset(&shutdown_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  // Block the signals before any thread exists so every thread (gRPC's
+  // included) inherits the mask and only sigwait receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::Status status = ckpt::server::Run(flags, shutdown_signals);
+  absl::Status status = ckpt::server::Run(flags, signals);
   if (!status.ok()) {
     std::cerr << "ckpt-server: " << status.ToString() << std::endl;
     return 1;

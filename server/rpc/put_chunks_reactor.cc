@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "server/auth/authorize.h"
 #include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
@@ -20,7 +21,7 @@ PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
                                    CheckpointService* service,
                                    const StreamLimits& limits,
                                    Executor* executor, CallCounter* calls,
-                                   bool admitted,
+                                   absl::StatusOr<Principal> caller,
                                    v1::PutChunksResponse* response)
     : context_(context),
       service_(service),
@@ -28,14 +29,15 @@ PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
       executor_(executor),
       calls_(calls),
       response_(response) {
-  if (!admitted) {
+  if (!caller.ok()) {
     {
       absl::MutexLock lock(&mu_);
       finished_ = true;
     }
-    Finish(ToGrpcStatus(ShuttingDown(kRpc)));
+    Finish(ToGrpcStatus(caller.status()));
     return;
   }
+  caller_ = *std::move(caller);
   {
     absl::MutexLock lock(&mu_);
     read_index_ = 0;
@@ -140,6 +142,8 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
     if (request.job().empty()) {
       return InvalidRequest(kRpc, "the first message must name the job");
     }
+    CKPT_RETURN_IF_ERROR(
+        AuthorizeJob(caller_, kRpc, Role::kWriter, request.job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
     if (request.has_step()) {
       CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "server/auth/principal.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
@@ -41,12 +42,14 @@ namespace ckpt::server {
 class PutChunksReactor final
     : public grpc::ServerReadReactor<v1::PutChunksRequest> {
  public:
-  // `calls` has counted this call in; `admitted` is what Enter returned
-  // (refused: finishes at once with UNAVAILABLE). All pointers outlive the
-  // call.
+  // `calls` has counted this call in. `caller` is the authenticated
+  // principal, whose scope must cover the stream's job, or why the call is
+  // refused (shutting down, bad credentials, role): it then finishes at once
+  // with that status. All pointers outlive the call.
   PutChunksReactor(grpc::CallbackServerContext* context,
                    CheckpointService* service, const StreamLimits& limits,
-                   Executor* executor, CallCounter* calls, bool admitted,
+                   Executor* executor, CallCounter* calls,
+                   absl::StatusOr<Principal> caller,
                    v1::PutChunksResponse* response);
 
   void OnReadDone(bool ok) override;
@@ -82,6 +85,7 @@ class PutChunksReactor final
   // Touched only by the driver; the driver role is handed over under mu_
   // (or by Submit, which orders the accesses too).
   v1::PutChunksRequest buffers_[2];
+  Principal caller_;
   std::string job_;
   std::optional<int64_t> step_;  // the pending checkpoint uploaded for
   uint64_t chunks_received_ = 0;

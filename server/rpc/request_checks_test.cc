@@ -10,6 +10,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/rpc/server.h"
 
 namespace ckpt::server {
 namespace {
@@ -116,6 +117,19 @@ TEST(RequestChecksTest, RemoteAndUnknownPeersAreNot) {
   EXPECT_FALSE(IsLocalPeer("unix-abstract:ckpt"));
   EXPECT_FALSE(IsLocalPeer(""));
   EXPECT_FALSE(IsLocalPeer("127.0.0.1:50051"));
+}
+
+TEST(ListenAddressTest, LoopbackOnesAreThoseOfThisHostOnly) {
+  for (const char* address : {"127.0.0.1:0", "127.1.2.3:7070", "[::1]:7070",
+                              "localhost:7070", "unix:/tmp/ckpt.sock"}) {
+    EXPECT_TRUE(IsLoopbackListenAddress(address)) << address;
+  }
+  for (const char* address :
+       {"0.0.0.0:7070", "[::]:7070", "10.0.0.7:7070", "example.com:7070",
+        "127.example.com:7070", "127.0.0:7070", "unix-abstract:ckpt",
+        "127.0.0.1", ":7070", ""}) {
+    EXPECT_FALSE(IsLoopbackListenAddress(address)) << address;
+  }
 }
 
 }  // namespace

@@ -8,12 +8,31 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "server/rpc/grpc_service.h"
 
 namespace ckpt::server {
+
+bool IsLoopbackListenAddress(absl::string_view address) {
+  if (absl::StartsWith(address, "unix:")) return true;
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = address.substr(0, colon);
+  if (host == "[::1]" || host == "localhost") return true;
+  if (!absl::StartsWith(host, "127.")) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
+}
 
 int RequestThreads(const ServerOptions& options) {
   if (options.request_threads > 0) return options.request_threads;
@@ -39,10 +58,18 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
 
 struct CheckpointServer::Impl {
   explicit Impl(CheckpointService* service, const ServerOptions& options)
-      : requests("ckpt-request", RequestThreads(options)),
+      : loopback_only(options.authenticator == nullptr
+                          ? Authenticator::WithoutTokens(false)
+                          : nullptr),
+        requests("ckpt-request", RequestThreads(options)),
         maintenance("ckpt-maint", std::max(1, options.maintenance_threads)),
-        grpc_service(service, options.limits, &requests, &maintenance) {}
+        grpc_service(service,
+                     options.authenticator != nullptr ? options.authenticator
+                                                      : loopback_only.get(),
+                     options.limits, &requests, &maintenance) {}
 
+  // The authenticator when the options give none.
+  std::unique_ptr<Authenticator> loopback_only;
   // Declared before grpc_service, which uses them; Shutdown stops them
   // after the gRPC server, as calls finish from their tasks.
   Executor requests;

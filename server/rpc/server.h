@@ -8,7 +8,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/auth/authenticator.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
@@ -39,6 +41,10 @@ struct ServerOptions {
   // (16 MiB), so this leaves room for framing and batching. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
   StreamLimits limits;
+  // Who may call, and what each caller may do. Must outlive the server.
+  // Default: nullptr, a server without tokens serving only clients on its
+  // own host, with full rights (Authenticator::WithoutTokens(false)).
+  const Authenticator* authenticator = nullptr;
   // Threads that do the calls' work, so that gRPC's callback threads never
   // block: every unary call (CommitShard's sync included), PutChunks'
   // hashing and stores, ReadChunks' reads. Hashing wants the cores while
@@ -53,6 +59,13 @@ struct ServerOptions {
   // and a verify at once; two collections never run together anyway).
   int maintenance_threads = 2;
 };
+
+// Whether a listening address (HOST:PORT, [IPV6]:PORT, unix:PATH) can be
+// reached from this host only: an IPv4 loopback literal (127.x.x.x), ::1,
+// localhost, or a Unix socket (not an abstract one, which IsLocalPeer does
+// not trust either). Anything else (0.0.0.0, ::, host names, other
+// addresses) may be reachable from elsewhere.
+bool IsLoopbackListenAddress(absl::string_view address);
 
 // The request threads `options` asks for, with 0 resolved.
 int RequestThreads(const ServerOptions& options);

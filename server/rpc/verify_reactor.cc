@@ -9,13 +9,14 @@
 
 namespace ckpt::server {
 
-void VerifyReactor::Start(const absl::Status& refusal, VerifyOptions options) {
+void VerifyReactor::Start(const absl::Status& refusal, VerifyOptions options,
+                          JobScope scope) {
   if (!refusal.ok()) {
     Finish(ToGrpcStatus(refusal));  // last use of `this`
     return;
   }
-  if (executor_->Submit(
-          [this, options = std::move(options)] { Run(options); })) {
+  if (executor_->Submit([this, options = std::move(options),
+                         scope = std::move(scope)] { Run(options, scope); })) {
     return;
   }
   // Refused only once the server has shut down its executors.
@@ -35,7 +36,7 @@ void VerifyReactor::OnDone() {
   delete this;
 }
 
-void VerifyReactor::Run(const VerifyOptions& options) {
+void VerifyReactor::Run(const VerifyOptions& options, const JobScope& scope) {
   // A call that gave up while it waited in line costs nothing more.
   if (context_->IsCancelled()) {
     Finish(ToGrpcStatus(
@@ -44,7 +45,7 @@ void VerifyReactor::Run(const VerifyOptions& options) {
   }
   absl::StatusOr<VerifyReport> report = service_->Verify(
       options,
-      [this](const VerifyProgress& progress) { return Send(progress); });
+      [this](const VerifyProgress& progress) { return Send(progress); }, scope);
   {
     absl::MutexLock lock(&mu_);
     auto no_write_in_flight = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

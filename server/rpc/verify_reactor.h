@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "common/job_scope.h"
 #include "common/verify.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
@@ -46,8 +47,10 @@ class VerifyReactor final
         calls_(calls) {}
 
   // Called once by the handler: finishes at once with a non-OK `refusal`,
-  // else queues the verify on the executor.
-  void Start(const absl::Status& refusal, VerifyOptions options);
+  // else queues the verify on the executor; without a job it covers the
+  // jobs in `scope` (the caller's).
+  void Start(const absl::Status& refusal, VerifyOptions options,
+             JobScope scope);
 
   void OnWriteDone(bool ok) override;
   // The verify task polls for it in each progress callback.
@@ -55,7 +58,7 @@ class VerifyReactor final
   void OnDone() override;
 
  private:
-  void Run(const VerifyOptions& options);
+  void Run(const VerifyOptions& options, const JobScope& scope);
   absl::Status Send(const VerifyProgress& progress);
 
   grpc::CallbackServerContext* const context_;

@@ -32,10 +32,12 @@
 #include "common/clock.h"
 #include "common/event.h"
 #include "common/gc_report.h"
+#include "common/job_scope.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 #include "common/stats.h"
 #include "common/verify.h"
+#include "server/service/actor.h"
 #include "server/service/chunk_guard.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
@@ -88,6 +90,13 @@ struct GcOptions {
 using VerifyProgressFn = std::function<absl::Status(const VerifyProgress&)>;
 
 // Thread-safe. The stores and clock must outlive the service.
+//
+// Every method that changes something takes the Actor asking for it, whose
+// principal the events of the change record (`actor` defaults to the server
+// itself, for its own work and for tests). Which calls an actor may make and
+// which jobs it may name is decided before the service is called (the rpc
+// layer, server/auth/authorize.h); the service checks only the rights that
+// depend on stored state (Actor::may_change_retention).
 class CheckpointService {
  public:
   CheckpointService(ChunkStore* chunks, MetadataStore* metadata, Clock* clock,
@@ -100,11 +109,14 @@ class CheckpointService {
   // lease: zero means the default; longer than ServiceOptions::max_lease is
   // INVALID_ARGUMENT. A `policy` replaces the job's retention
   // policy and is applied at once, in the same batch (as SetRetentionPolicy;
-  // INVALID_ARGUMENT, with nothing changed, when it is invalid).
+  // INVALID_ARGUMENT, with nothing changed, when it is invalid). When the
+  // actor may not change retention, a `policy` other than the stored one
+  // (none stored counts as other) is PERMISSION_DENIED, with nothing changed.
   absl::StatusOr<BeginResult> BeginCheckpoint(
       absl::string_view job, int64_t step, int32_t world_size,
       const CheckpointMetadata& meta, absl::Duration lease,
-      const std::optional<RetentionPolicy>& policy = std::nullopt);
+      const std::optional<RetentionPolicy>& policy = std::nullopt,
+      const Actor& actor = {});
 
   // The ids among `ids` that the job's tenant does not hold, in input order.
   absl::StatusOr<std::vector<ChunkId>> FindMissingChunks(
@@ -141,14 +153,18 @@ class CheckpointService {
   // and DeleteCheckpoint keep those bases while the record exists.
   absl::StatusOr<CommitResult> CommitShard(absl::string_view job, int64_t step,
                                            int32_t world_size,
-                                           const ShardManifest& shard);
+                                           const ShardManifest& shard,
+                                           const Actor& actor = {});
 
   // Marks a pending checkpoint ABORTED and drops its shards. NOT_FOUND when
   // absent, FAILED_PRECONDITION when already committed, OK when aborted.
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
-                               absl::string_view reason);
+                               absl::string_view reason,
+                               const Actor& actor = {});
 
-  absl::StatusOr<std::vector<JobSummary>> ListJobs();
+  // The jobs in `scope`, ascending name.
+  absl::StatusOr<std::vector<JobSummary>> ListJobs(
+      const JobScope& scope = JobScope::All());
 
   // Committed checkpoints (all states with include_uncommitted), ascending
   // step. NOT_FOUND for an unknown job.
@@ -163,7 +179,8 @@ class CheckpointService {
   // failure to record it is logged and does not fail the restore.
   absl::StatusOr<Checkpoint> GetManifest(
       absl::string_view job, std::optional<int64_t> step,
-      std::optional<int32_t> restoring_rank = std::nullopt);
+      std::optional<int32_t> restoring_rank = std::nullopt,
+      const Actor& actor = {});
 
   // A chunk of the job's tenant, verified (ChunkStore::ReadVerified):
   // NOT_FOUND when absent, DATA_LOSS when the stored bytes are damaged.
@@ -179,12 +196,17 @@ class CheckpointService {
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
   // for a pending one (abort it instead) and for the delta base of another
   // pending or committed checkpoint (naming those).
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                const Actor& actor = {});
 
-  // Whole server when job is empty; else the job's checkpoints and its
-  // tenant's chunks. `jobs` lists every job in scope, `tenants` their
-  // tenants (each over all of its jobs).
-  absl::StatusOr<Stats> GetStats(absl::string_view job);
+  // With a job: the job's checkpoints and its tenant's chunks, `tenants`
+  // its tenant over all of the tenant's jobs (`scope` is not consulted).
+  // Without one: the jobs in `scope` (the whole server for All()), `tenants`
+  // the tenants of those jobs over their jobs in scope, and the stored bytes
+  // and chunks of the scope's tenant (of every tenant for All()). Chunks are
+  // shared by a tenant's jobs, so a prefix scope sees its whole tenant's.
+  absl::StatusOr<Stats> GetStats(absl::string_view job,
+                                 const JobScope& scope = JobScope::All());
 
   // Aborts every pending checkpoint whose lease has ended. Returns how many.
   // Also cuts a stored lease reaching past now + max_lease to that (see
@@ -204,7 +226,8 @@ class CheckpointService {
   // steps, ascending. INVALID_ARGUMENT (nothing changed) for an invalid
   // policy; NOT_FOUND for an unknown job. An empty policy keeps everything.
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy);
+      absl::string_view job, const RetentionPolicy& policy,
+      const Actor& actor = {});
   // nullopt when none was set. NOT_FOUND for an unknown job.
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job);
@@ -213,7 +236,8 @@ class CheckpointService {
   // NOT_FOUND when absent or aborted; FAILED_PRECONDITION when pending.
   // Unpinning deletes nothing by itself: the next commit or prune may.
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
-                                                 int64_t step, bool pinned);
+                                                 int64_t step, bool pinned,
+                                                 const Actor& actor = {});
 
   // One decision per committed checkpoint, ascending step, under `policy`
   // (the job's stored one when nullopt; none stored keeps everything).
@@ -223,7 +247,7 @@ class CheckpointService {
   // unknown job.
   absl::StatusOr<std::vector<RetentionDecision>> Prune(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run);
+      bool dry_run, const Actor& actor = {});
 
   // --- Garbage collection (server/service/garbage_collection.cc) ---
   //
@@ -231,8 +255,10 @@ class CheckpointService {
   // references and no save in flight holds, then reclaims the disk space.
   // If a referenced chunk is missing, deletes nothing and reports the
   // damaged checkpoints. Safe while saves run (see docs/architecture.md),
-  // and to rerun after a crash. One collection at a time.
-  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options);
+  // and to rerun after a crash. One collection at a time. Its log lines name
+  // the actor.
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options,
+                                          const Actor& actor = {});
 
   // --- Verify and usage ---
 
@@ -246,9 +272,11 @@ class CheckpointService {
   // Damage is in the report, not the status. NOT_FOUND for an unknown job
   // or a step that is not committed; INVALID_ARGUMENT for a bad subset or a
   // step without a job. `progress`, when set, is called after every batch
-  // of existence checks and every chunk read.
+  // of existence checks and every chunk read. Without a job, only the jobs
+  // in `scope` are checked.
   absl::StatusOr<VerifyReport> Verify(const VerifyOptions& options,
-                                      const VerifyProgressFn& progress = {});
+                                      const VerifyProgressFn& progress = {},
+                                      const JobScope& scope = JobScope::All());
 
   // For each checkpoint of `job` (any state), by step: the bytes of the
   // chunks it references and no other pending or committed checkpoint of
@@ -304,7 +332,8 @@ class CheckpointService {
   // The committed checkpoints (with shards) that Verify covers, the pending
   // ones it skips, and damage found in the metadata itself.
   struct VerifySnapshot;
-  absl::StatusOr<VerifySnapshot> SnapshotForVerify(const VerifyOptions& options)
+  absl::StatusOr<VerifySnapshot> SnapshotForVerify(const VerifyOptions& options,
+                                                   const JobScope& scope)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
 
   ChunkStore* const chunks_;

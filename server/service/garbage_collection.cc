@@ -49,7 +49,7 @@ using IdSet = absl::flat_hash_set<ChunkId>;
 }  // namespace
 
 absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
-    const GcOptions& options) {
+    const GcOptions& options, const Actor& actor) {
   absl::MutexLock gc_lock(&gc_mu_);
   const absl::Time started = clock_->Now();
   GcReport report;
@@ -149,7 +149,7 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
           }
           return absl::OkStatus();
         }));
-    CKPT_LOG(Warning, "gc: ", report.damaged.size(),
+    CKPT_LOG(Warning, "gc by ", actor.principal, ": ", report.damaged.size(),
              " checkpoint(s) reference missing chunks; deleted nothing");
     report.duration = clock_->Now() - started;
     return report;
@@ -200,12 +200,12 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     report.disk_bytes_after = disk.bytes_after;
   }
   report.duration = clock_->Now() - started;
-  CKPT_LOG(Info, "gc", options.dry_run ? " (dry run)" : "", ": ",
-           report.chunks_scanned, " chunks scanned, ", report.chunks_referenced,
-           " referenced, ", report.chunks_held, " held by saves in flight, ",
-           report.chunks_deleted, " deleted (", report.bytes_deleted,
-           " bytes); disk ", report.disk_bytes_before, " -> ",
-           report.disk_bytes_after, " bytes");
+  CKPT_LOG(Info, "gc", options.dry_run ? " (dry run)" : "", " by ",
+           actor.principal, ": ", report.chunks_scanned, " chunks scanned, ",
+           report.chunks_referenced, " referenced, ", report.chunks_held,
+           " held by saves in flight, ", report.chunks_deleted, " deleted (",
+           report.bytes_deleted, " bytes); disk ", report.disk_bytes_before,
+           " -> ", report.disk_bytes_after, " bytes");
   return report;
 }
 

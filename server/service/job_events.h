@@ -25,37 +25,41 @@ namespace ckpt::server {
 // that a job's whole history (kMaxEventsPerJob events) stays a few MiB.
 inline constexpr size_t kMaxEventDetailBytes = 1024;
 
-// An event of `kind`; `detail` has its control bytes escaped and is cut to
-// kMaxEventDetailBytes (BoundedText, common/quote.h).
-// `step` is nullopt for a job-level event.
+// An event of `kind` made by `principal` (the Actor's); `detail` has its
+// control bytes escaped and is cut to kMaxEventDetailBytes (BoundedText,
+// common/quote.h). `step` is nullopt for a job-level event.
 JobEvent MakeEvent(absl::string_view job, std::optional<int64_t> step,
-                   absl::Time time, EventKind kind, std::string detail);
+                   absl::Time time, absl::string_view principal, EventKind kind,
+                   std::string detail);
 
 // The last rank committed: "1 rank, 10 bytes", "4 ranks, 40 bytes".
 JobEvent CommittedEvent(absl::string_view job, int64_t step, absl::Time now,
-                        int32_t world_size, uint64_t logical_bytes);
+                        absl::string_view principal, int32_t world_size,
+                        uint64_t logical_bytes);
 
 // A pending checkpoint was aborted; the detail is the reason.
 JobEvent AbortedEvent(absl::string_view job, int64_t step, absl::Time now,
-                      absl::string_view reason);
+                      absl::string_view principal, absl::string_view reason);
 
 // Deleted on request: "was committed", "was committed and pinned",
 // "was aborted".
 JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
-                      CheckpointState state, bool pinned);
+                      absl::string_view principal, CheckpointState state,
+                      bool pinned);
 
 // `pinned` or `unpinned`, without detail.
 JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
-                  bool pinned);
+                  absl::string_view principal, bool pinned);
 
 // A manifest read to restore `rank`'s shard: "rank 3".
 JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
-                       int32_t rank);
+                       absl::string_view principal, int32_t rank);
 
 // The job's stored policy changed: its text followed by `source` (e.g.
 // " (from BeginCheckpoint of step 5)", or empty).
 JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
-                        absl::Time now, absl::string_view source);
+                        absl::Time now, absl::string_view principal,
+                        absl::string_view source);
 
 // Appends to `batch` one `pruned` event per checkpoint that `decisions`
 // delete, in their order, naming what triggered the deletion, the policy,
@@ -63,11 +67,14 @@ JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
 void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
                         const RetentionPolicy& policy,
                         const std::vector<RetentionDecision>& decisions,
-                        absl::Time now, MetadataBatch* batch);
+                        absl::Time now, absl::string_view principal,
+                        MetadataBatch* batch);
 
-// Logs one line per checkpoint that `decisions` delete, prefixed by `why`.
-// Call once the batch deleting them has been applied.
+// Logs one line per checkpoint that `decisions` delete, prefixed by `why`
+// and naming `principal`. Call once the batch deleting them has been
+// applied.
 void LogDeletions(absl::string_view job, absl::string_view why,
+                  absl::string_view principal,
                   const std::vector<RetentionDecision>& decisions);
 
 }  // namespace ckpt::server

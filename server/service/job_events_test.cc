@@ -26,6 +26,7 @@ using ::testing::ElementsAre;
 
 constexpr char kJob[] = "team/model";
 const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
+constexpr char kWho[] = "alice";
 
 // Whether `text` is a sequence of whole UTF-8 characters (lead byte, then as
 // many continuation bytes as it announces). Structural only: enough to tell
@@ -129,10 +130,11 @@ TEST(TruncateUtf8Test, BacksOffToTheStartOfACharacterAtTheCut) {
 TEST(MakeEventTest, CapsTheDetailAndKeepsTheRest) {
   const std::string long_reason(5000, 'x');
   const JobEvent event =
-      MakeEvent(kJob, 7, kNow, EventKind::kAborted, long_reason);
+      MakeEvent(kJob, 7, kNow, kWho, EventKind::kAborted, long_reason);
   EXPECT_EQ(event.job, kJob);
   EXPECT_EQ(event.step, 7);
   EXPECT_EQ(event.time, kNow);
+  EXPECT_EQ(event.principal, kWho);
   EXPECT_EQ(event.kind, EventKind::kAborted);
   EXPECT_EQ(event.detail.size(), kMaxEventDetailBytes);
   EXPECT_TRUE(absl::EndsWith(event.detail, "..."));
@@ -142,7 +144,7 @@ TEST(MakeEventTest, CapsTheDetailAndKeepsTheRest) {
   std::string accents;
   for (int i = 0; i < 1000; ++i) accents += "\xc3\xa9";
   const JobEvent cut =
-      MakeEvent(kJob, std::nullopt, kNow, EventKind::kPolicySet, accents);
+      MakeEvent(kJob, std::nullopt, kNow, kWho, EventKind::kPolicySet, accents);
   EXPECT_EQ(cut.step, std::nullopt);
   EXPECT_LE(cut.detail.size(), kMaxEventDetailBytes);
   EXPECT_TRUE(IsWholeUtf8(cut.detail));
@@ -150,45 +152,47 @@ TEST(MakeEventTest, CapsTheDetailAndKeepsTheRest) {
 }
 
 TEST(JobEventsTest, EachKindSaysWhatHappened) {
-  const JobEvent one_rank = CommittedEvent(kJob, 5, kNow, 1, 10);
+  const JobEvent one_rank = CommittedEvent(kJob, 5, kNow, kWho, 1, 10);
   EXPECT_EQ(one_rank.kind, EventKind::kCommitted);
   EXPECT_EQ(one_rank.step, 5);
   EXPECT_EQ(one_rank.detail, "1 rank, 10 bytes");
-  EXPECT_EQ(CommittedEvent(kJob, 5, kNow, 4, 40).detail, "4 ranks, 40 bytes");
+  EXPECT_EQ(CommittedEvent(kJob, 5, kNow, kWho, 4, 40).detail,
+            "4 ranks, 40 bytes");
 
-  const JobEvent aborted = AbortedEvent(kJob, 6, kNow, "rank 3 crashed");
+  const JobEvent aborted = AbortedEvent(kJob, 6, kNow, kWho, "rank 3 crashed");
   EXPECT_EQ(aborted.kind, EventKind::kAborted);
   EXPECT_EQ(aborted.detail, "rank 3 crashed");
-  EXPECT_EQ(AbortedEvent(kJob, 6, kNow, std::string(2000, 'r')).detail.size(),
-            kMaxEventDetailBytes);
+  EXPECT_EQ(
+      AbortedEvent(kJob, 6, kNow, kWho, std::string(2000, 'r')).detail.size(),
+      kMaxEventDetailBytes);
 
   const JobEvent deleted =
-      DeletedEvent(kJob, 7, kNow, CheckpointState::kCommitted, true);
+      DeletedEvent(kJob, 7, kNow, kWho, CheckpointState::kCommitted, true);
   EXPECT_EQ(deleted.kind, EventKind::kDeleted);
   EXPECT_EQ(deleted.detail, "was committed and pinned");
-  EXPECT_EQ(
-      DeletedEvent(kJob, 7, kNow, CheckpointState::kAborted, false).detail,
-      "was aborted");
+  EXPECT_EQ(DeletedEvent(kJob, 7, kNow, kWho, CheckpointState::kAborted, false)
+                .detail,
+            "was aborted");
 
-  EXPECT_EQ(PinEvent(kJob, 8, kNow, true).kind, EventKind::kPinned);
-  EXPECT_EQ(PinEvent(kJob, 8, kNow, false).kind, EventKind::kUnpinned);
-  EXPECT_EQ(PinEvent(kJob, 8, kNow, true).detail, "");
+  EXPECT_EQ(PinEvent(kJob, 8, kNow, kWho, true).kind, EventKind::kPinned);
+  EXPECT_EQ(PinEvent(kJob, 8, kNow, kWho, false).kind, EventKind::kUnpinned);
+  EXPECT_EQ(PinEvent(kJob, 8, kNow, kWho, true).detail, "");
 
-  const JobEvent restored = RestoredEvent(kJob, 9, kNow, 3);
+  const JobEvent restored = RestoredEvent(kJob, 9, kNow, kWho, 3);
   EXPECT_EQ(restored.kind, EventKind::kRestored);
   EXPECT_EQ(restored.step, 9);
   EXPECT_EQ(restored.detail, "rank 3");
 }
 
 TEST(JobEventsTest, PolicySetIsAJobLevelEventNamingPolicyAndSource) {
-  const JobEvent event = PolicySetEvent(kJob, MaxToKeep(3), kNow,
+  const JobEvent event = PolicySetEvent(kJob, MaxToKeep(3), kNow, kWho,
                                         " (from BeginCheckpoint of step 5)");
   EXPECT_EQ(event.job, kJob);
   EXPECT_EQ(event.kind, EventKind::kPolicySet);
   EXPECT_EQ(event.step, std::nullopt);
   EXPECT_EQ(event.time, kNow);
   EXPECT_EQ(event.detail, "max_to_keep=3 (from BeginCheckpoint of step 5)");
-  EXPECT_EQ(PolicySetEvent(kJob, RetentionPolicy{}, kNow, "").detail,
+  EXPECT_EQ(PolicySetEvent(kJob, RetentionPolicy{}, kNow, kWho, "").detail,
             "keep everything");
 }
 
@@ -201,7 +205,7 @@ TEST(AppendPrunedEventsTest, OneEventPerDeletedCheckpointNamingWhy) {
   };
   MetadataBatch batch;
   AppendPrunedEvents(kJob, "retention at commit of step 4", MaxToKeep(2),
-                     decisions, kNow, &batch);
+                     decisions, kNow, kWho, &batch);
 
   // Events only: the deletions themselves are the caller's to add.
   ASSERT_EQ(batch.ops().size(), 2u);
@@ -213,6 +217,7 @@ TEST(AppendPrunedEventsTest, OneEventPerDeletedCheckpointNamingWhy) {
     EXPECT_EQ(event.job, kJob);
     EXPECT_EQ(event.kind, EventKind::kPruned);
     EXPECT_EQ(event.time, kNow);
+    EXPECT_EQ(event.principal, kWho);
   }
   EXPECT_EQ(events[0].detail,
             "retention at commit of step 4 (max_to_keep=2): "
@@ -227,16 +232,16 @@ TEST(AppendPrunedEventsTest, NothingDeletedAppendsNothing) {
   MetadataBatch batch;
   AppendPrunedEvents(kJob, "prune with the stored policy", MaxToKeep(5),
                      {Decision(1, true, {"among the 5 most recent"})}, kNow,
-                     &batch);
+                     kWho, &batch);
   AppendPrunedEvents(kJob, "prune with the stored policy", MaxToKeep(5), {},
-                     kNow, &batch);
+                     kNow, kWho, &batch);
   EXPECT_TRUE(batch.empty());
 }
 
 TEST(AppendPrunedEventsTest, LongReasonsAreCutLikeAnyDetail) {
   MetadataBatch batch;
   AppendPrunedEvents(kJob, "prune with a one-off policy", MaxToKeep(1),
-                     {Decision(1, false, {std::string(3000, 'w')})}, kNow,
+                     {Decision(1, false, {std::string(3000, 'w')})}, kNow, kWho,
                      &batch);
   const std::vector<JobEvent> events = EventsIn(batch);
   ASSERT_EQ(events.size(), 1u);
@@ -250,7 +255,7 @@ TEST(AppendPrunedEventsTest, AppendsAfterWhatTheBatchHolds) {
   MetadataBatch batch;
   batch.DeleteCheckpoint(kJob, 1);
   AppendPrunedEvents(kJob, "retention as the policy was set", MaxToKeep(1),
-                     {Decision(1, false, {"old"})}, kNow, &batch);
+                     {Decision(1, false, {"old"})}, kNow, kWho, &batch);
   ASSERT_EQ(batch.ops().size(), 2u);
   EXPECT_TRUE(std::holds_alternative<MetadataBatch::DeleteCheckpointOp>(
       batch.ops()[0]));

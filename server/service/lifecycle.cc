@@ -149,7 +149,7 @@ absl::Time CheckpointService::CappedExpiry(const CheckpointRecord& record,
 absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     absl::string_view job, int64_t step, int32_t world_size,
     const CheckpointMetadata& meta, absl::Duration lease,
-    const std::optional<RetentionPolicy>& policy) {
+    const std::optional<RetentionPolicy>& policy, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   if (world_size < 1 || world_size > options_.max_world_size) {
@@ -178,6 +178,16 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
                         metadata_->GetJob(job));
+  // Checked here, under the lock, against the policy this very call would
+  // replace: a writer's save must never be able to delete history.
+  if (policy.has_value() && !actor.may_change_retention &&
+      (!job_record.has_value() || job_record->retention_policy != policy)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "BeginCheckpoint: principal '", actor.principal,
+        "' may not change the retention policy of job ", job,
+        " (writers are append-only); pass the job's stored policy or none, "
+        "and have an admin set it"));
+  }
   std::vector<RetentionDecision> decisions;
   // Every rank of every save may pass the same policy: only a change is an
   // event.
@@ -188,11 +198,13 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     job_record->retention_policy = policy;
     batch.PutJob(*job_record);
     if (policy.has_value()) {
-      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+      batch.AppendEvent(
+          PolicySetEvent(job, *policy, now, actor.principal, policy_source));
     }
   } else if (policy.has_value()) {
     if (job_record->retention_policy != policy) {
-      batch.AppendEvent(PolicySetEvent(job, *policy, now, policy_source));
+      batch.AppendEvent(
+          PolicySetEvent(job, *policy, now, actor.principal, policy_source));
     }
     job_record->retention_policy = policy;
     batch.PutJob(*job_record);
@@ -201,7 +213,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     AppendPrunedEvents(job,
                        absl::StrCat("retention as BeginCheckpoint of step ",
                                     step, " set the policy"),
-                       *policy, decisions, now, &batch);
+                       *policy, decisions, now, actor.principal, &batch);
   }
 
   BeginResult result;
@@ -242,7 +254,8 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   }
   batch.PutCheckpoint(result.record);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-  LogDeletions(job, "retention policy from BeginCheckpoint", decisions);
+  LogDeletions(job, "retention policy from BeginCheckpoint", actor.principal,
+               decisions);
   return result;
 }
 
@@ -340,7 +353,7 @@ absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
 
 absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     absl::string_view job, int64_t step, int32_t world_size,
-    const ShardManifest& shard) {
+    const ShardManifest& shard, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   CKPT_RETURN_IF_ERROR(ValidateShardManifest(shard, world_size));
@@ -404,7 +417,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     MetadataBatch abort;
     abort.DeleteCheckpoint(record.job, step);
     abort.PutCheckpoint(record);
-    abort.AppendEvent(AbortedEvent(job, step, now, record.abort_reason));
+    abort.AppendEvent(
+        AbortedEvent(job, step, now, actor.principal, record.abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(abort));
     return absl::AbortedError(absl::StrCat(
         Describe(job, step), " was aborted: ", record.abort_reason));
@@ -437,8 +451,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   batch.PutShard(std::string(job), step, shard);
   batch.PutCheckpoint(record);
   if (result.checkpoint_committed) {
-    batch.AppendEvent(
-        CommittedEvent(job, step, now, world_size, record.logical_bytes));
+    batch.AppendEvent(CommittedEvent(job, step, now, actor.principal,
+                                     world_size, record.logical_bytes));
   }
   std::vector<RetentionDecision> decisions;
   // The policy sees the store as this batch leaves it, so the commit and
@@ -484,7 +498,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
       }
       AppendPrunedEvents(job,
                          absl::StrCat("retention at commit of step ", step),
-                         *job_record->retention_policy, decisions, now, &batch);
+                         *job_record->retention_policy, decisions, now,
+                         actor.principal, &batch);
     }
   }
   // A running collection's mark may predate this shard.
@@ -492,8 +507,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   if (result.checkpoint_committed) {
     CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
-             " ranks, ", record.logical_bytes, " bytes)");
-    LogDeletions(job, "retention policy at commit", decisions);
+             " ranks, ", record.logical_bytes, " bytes) by ", actor.principal);
+    LogDeletions(job, "retention policy at commit", actor.principal, decisions);
   }
   result.record = std::move(record);
   return result;
@@ -501,7 +516,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
 
 absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
                                                 int64_t step,
-                                                absl::string_view reason) {
+                                                absl::string_view reason,
+                                                const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -524,10 +540,11 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
   MetadataBatch batch;
   batch.DeleteCheckpoint(record.job, step);
   batch.PutCheckpoint(record);
-  batch.AppendEvent(
-      AbortedEvent(job, step, clock_->Now(), record.abort_reason));
+  batch.AppendEvent(AbortedEvent(job, step, clock_->Now(), actor.principal,
+                                 record.abort_reason));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-  CKPT_LOG(Info, "aborted ", Describe(job, step), ": ", record.abort_reason);
+  CKPT_LOG(Info, "aborted ", Describe(job, step), " by ", actor.principal, ": ",
+           record.abort_reason);
   return absl::OkStatus();
 }
 
@@ -569,8 +586,8 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     MetadataBatch batch;
     batch.DeleteCheckpoint(record->job, record->step);
     batch.PutCheckpoint(*record);
-    batch.AppendEvent(
-        AbortedEvent(record->job, record->step, now, record->abort_reason));
+    batch.AppendEvent(AbortedEvent(record->job, record->step, now,
+                                   kServerPrincipal, record->abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
              record->abort_reason);

@@ -24,11 +24,13 @@ namespace ckpt::server {
 using internal::Describe;
 using internal::ValidateStep;
 
-absl::StatusOr<std::vector<JobSummary>> CheckpointService::ListJobs() {
+absl::StatusOr<std::vector<JobSummary>> CheckpointService::ListJobs(
+    const JobScope& scope) {
   CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, metadata_->ListJobs());
   std::vector<JobSummary> summaries;
   summaries.reserve(jobs.size());
   for (auto& job : jobs) {
+    if (!scope.Covers(job.name)) continue;
     JobSummary summary;
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           metadata_->ListCheckpoints(job.name));
@@ -65,7 +67,7 @@ CheckpointService::ListCheckpoints(absl::string_view job,
 
 absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
     absl::string_view job, std::optional<int64_t> step,
-    std::optional<int32_t> restoring_rank) {
+    std::optional<int32_t> restoring_rank, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   if (restoring_rank.has_value() && *restoring_rank < 0) {
     return absl::InvalidArgumentError(
@@ -110,7 +112,7 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
     // full, say) must not also stop the job from resuming.
     MetadataBatch batch;
     batch.AppendEvent(RestoredEvent(job, checkpoint.record.step, clock_->Now(),
-                                    *restoring_rank));
+                                    actor.principal, *restoring_rank));
     if (absl::Status status = metadata_->Apply(batch); !status.ok()) {
       CKPT_LOG(Warning, "restore of ", Describe(job, checkpoint.record.step),
                " by rank ", *restoring_rank,
@@ -146,9 +148,11 @@ absl::Status CheckpointService::ReadChunkTo(
   return status;
 }
 
-absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job) {
+absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job,
+                                                  const JobScope& scope) {
   if (!job.empty()) CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
-  CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> summaries, ListJobs());
+  CKPT_ASSIGN_OR_RETURN(std::vector<JobSummary> summaries,
+                        ListJobs(job.empty() ? scope : JobScope::All()));
   Stats stats;
   std::map<std::string, TenantStats> tenants;
   for (const JobSummary& summary : summaries) {
@@ -174,9 +178,10 @@ absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job) {
     tenant_stats.chunk_count = usage.chunk_count;
     stats.tenants.push_back(std::move(tenant_stats));
   }
+  // An empty tenant asks for every tenant's.
   CKPT_ASSIGN_OR_RETURN(
       ChunkStore::Usage usage,
-      chunks_->GetUsage(job.empty() ? absl::string_view() : TenantOf(job)));
+      chunks_->GetUsage(job.empty() ? scope.tenant() : TenantOf(job)));
   stats.stored_bytes = usage.bytes;
   stats.chunk_count = usage.chunk_count;
   return stats;

@@ -68,7 +68,7 @@ CheckpointService::DecideAndDelete(const JobRecord& job,
 }
 
 absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
-    absl::string_view job, const RetentionPolicy& policy) {
+    absl::string_view job, const RetentionPolicy& policy, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -76,16 +76,16 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
   const absl::Time now = clock_->Now();
   MetadataBatch batch;
   if (record.retention_policy != policy) {
-    batch.AppendEvent(PolicySetEvent(job, policy, now, ""));
+    batch.AppendEvent(PolicySetEvent(job, policy, now, actor.principal, ""));
   }
   record.retention_policy = policy;
   batch.PutJob(record);
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
                         DecideAndDelete(record, policy, &batch));
   AppendPrunedEvents(job, "retention as the policy was set", policy, decisions,
-                     now, &batch);
+                     now, actor.principal, &batch);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-  LogDeletions(job, "new retention policy", decisions);
+  LogDeletions(job, "new retention policy", actor.principal, decisions);
   return DeletedSteps(decisions);
 }
 
@@ -96,7 +96,7 @@ CheckpointService::GetRetentionPolicy(absl::string_view job) {
 }
 
 absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
-    absl::string_view job, int64_t step, bool pinned) {
+    absl::string_view job, int64_t step, bool pinned, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -116,16 +116,18 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
     record->pinned = pinned;
     MetadataBatch batch;
     batch.PutCheckpoint(*record);
-    batch.AppendEvent(PinEvent(job, step, clock_->Now(), pinned));
+    batch.AppendEvent(
+        PinEvent(job, step, clock_->Now(), actor.principal, pinned));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-    CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step));
+    CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step),
+             " by ", actor.principal);
   }
   return *std::move(record);
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
     absl::string_view job, const std::optional<RetentionPolicy>& policy,
-    bool dry_run) {
+    bool dry_run, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   if (policy.has_value())
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
@@ -140,15 +142,17 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
     AppendPrunedEvents(job,
                        policy.has_value() ? "prune with a one-off policy"
                                           : "prune with the stored policy",
-                       effective, decisions, clock_->Now(), &batch);
+                       effective, decisions, clock_->Now(), actor.principal,
+                       &batch);
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-    LogDeletions(job, "prune", decisions);
+    LogDeletions(job, "prune", actor.principal, decisions);
   }
   return decisions;
 }
 
 absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
-                                                 int64_t step) {
+                                                 int64_t step,
+                                                 const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -185,10 +189,10 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
-  batch.AppendEvent(
-      DeletedEvent(job, step, clock_->Now(), record->state, record->pinned));
+  batch.AppendEvent(DeletedEvent(job, step, clock_->Now(), actor.principal,
+                                 record->state, record->pinned));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
-  CKPT_LOG(Info, "deleted ", Describe(job, step));
+  CKPT_LOG(Info, "deleted ", Describe(job, step), " by ", actor.principal);
   return absl::OkStatus();
 }
 

@@ -147,12 +147,15 @@ struct CheckpointService::VerifySnapshot {
 };
 
 absl::StatusOr<CheckpointService::VerifySnapshot>
-CheckpointService::SnapshotForVerify(const VerifyOptions& options) {
+CheckpointService::SnapshotForVerify(const VerifyOptions& options,
+                                     const JobScope& scope) {
   std::vector<std::string> jobs;
   if (options.job.empty()) {
     CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> records,
                           metadata_->ListJobs());
-    for (auto& record : records) jobs.push_back(std::move(record.name));
+    for (auto& record : records) {
+      if (scope.Covers(record.name)) jobs.push_back(std::move(record.name));
+    }
   } else {
     CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(options.job));
     jobs.push_back(std::move(record.name));
@@ -201,7 +204,8 @@ CheckpointService::SnapshotForVerify(const VerifyOptions& options) {
 }
 
 absl::StatusOr<VerifyReport> CheckpointService::Verify(
-    const VerifyOptions& options, const VerifyProgressFn& progress) {
+    const VerifyOptions& options, const VerifyProgressFn& progress,
+    const JobScope& scope) {
   if (!options.job.empty()) CKPT_RETURN_IF_ERROR(ValidateJobName(options.job));
   if (options.step.has_value()) {
     if (options.job.empty()) {
@@ -220,7 +224,7 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
   VerifySnapshot snapshot;
   {
     absl::MutexLock lock(&lifecycle_mu_);
-    CKPT_ASSIGN_OR_RETURN(snapshot, SnapshotForVerify(options));
+    CKPT_ASSIGN_OR_RETURN(snapshot, SnapshotForVerify(options, scope));
   }
   VerifyReport report;
   report.read_data = options.reads_data();

@@ -43,7 +43,10 @@ got = ["%s@%s" % (e["kind"], e["step"]) if e["step"] is not None else e["kind"]
 assert got == [w[0] for w in want], got
 for e, (_, fragment) in zip(events, want):
     assert fragment in e["detail"], (e, fragment)
-    assert sorted(e) == ["detail", "kind", "sequence", "step", "time"], e
+    assert sorted(e) == ["detail", "kind", "principal", "sequence", "step",
+                         "time"], e
+    # A server without tokens serves local callers as "anonymous".
+    assert e["principal"] == "anonymous", e
     assert e["time"].endswith("Z"), e
 assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), events
 PY
@@ -71,9 +74,9 @@ assert [(e["sequence"], e["kind"]) for e in events] == [
 assert events[0]["step"] is None, events'
 
 "${ckpt}" events "${job}" >"${work}/table.txt"
-head -1 "${work}/table.txt" | grep -q "TIME *STEP *KIND *DETAIL" \
+head -1 "${work}/table.txt" | grep -q "TIME *STEP *KIND *BY *DETAIL" \
   || fail "events table header: $(head -1 "${work}/table.txt")"
-grep -q "pruned .*not among the 1 most recent" "${work}/table.txt" \
+grep -q "pruned *anonymous *.*not among the 1 most recent" "${work}/table.txt" \
   || fail "events table lacks the prune reason"
 [ "$(wc -l <"${work}/table.txt")" -eq 12 ] || fail "events table rows"
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -25,10 +26,14 @@ std::string BuiltBinary(const std::string& relative) {
 }
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
-    const std::string& data_dir, std::vector<std::string> extra_args) {
+    const std::string& data_dir, std::vector<std::string> extra_args,
+    const std::string& stderr_path) {
   std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server"),
-                                   "--data-dir", data_dir, "--listen",
-                                   "127.0.0.1:0"};
+                                   "--data-dir", data_dir};
+  if (std::find(extra_args.begin(), extra_args.end(), "--listen") ==
+      extra_args.end()) {
+    args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
@@ -42,6 +47,11 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  if (!stderr_path.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                     stderr_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+  }
   pid_t pid = 0;
   int rc =
       ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);

@@ -61,6 +61,7 @@ inline JobEvent MakeEvent(std::string job, std::optional<int64_t> step,
   event.kind = kind;
   event.step = step;
   event.detail = std::move(detail);
+  event.principal = "tester";  // persisted like every other field
   return event;
 }
 

@@ -1,0 +1,37 @@
+// The authorization decisions of the server: whether a principal's role
+// allows a call, and whether its scope covers the job the call names. Each
+// refusal is PERMISSION_DENIED naming the RPC, the principal and what it
+// lacks. Decided from the principal and the request alone, before anything
+// is looked up, so a refusal never depends on what the server holds.
+// Pure: no gRPC, no I/O.
+#pragma once
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "server/auth/principal.h"
+
+namespace ckpt::server {
+
+// OK when the principal's role is `needed` or above.
+absl::Status AuthorizeRole(const Principal& principal, absl::string_view rpc,
+                           Role needed);
+
+// AuthorizeRole, then OK when the principal's scope covers `job`. The scope
+// refusal never quotes the job name: the answer for another tenant's job is
+// the same, byte for byte, whether that job exists or not.
+absl::Status AuthorizeJob(const Principal& principal, absl::string_view rpc,
+                          Role needed, absl::string_view job);
+
+// Roles of the calls whose needs depend on the request. Pinning keeps
+// history, so writers may; unpinning lets retention delete, so it is admin's.
+Role RoleToPin(bool pinned);
+// A dry run reads; a real prune deletes.
+Role RoleToPrune(bool dry_run);
+
+// Whether the principal may replace a job's retention policy. A writer may
+// not: a new policy applied at once could delete history. (Checked by the
+// service against the stored policy, under its lock, for BeginCheckpoint's
+// optional policy; SetRetentionPolicy needs admin outright.)
+bool MayChangeRetention(const Principal& principal);
+
+}  // namespace ckpt::server

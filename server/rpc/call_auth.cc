@@ -1,0 +1,41 @@
+#include "server/rpc/call_auth.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/rpc/request_checks.h"
+
+namespace ckpt::server {
+
+CallCredentials CredentialsOf(const grpc::CallbackServerContext& context) {
+  CallCredentials credentials;
+  // gRPC lowercases metadata keys.
+  auto [begin, end] = context.client_metadata().equal_range("authorization");
+  for (auto it = begin; it != end; ++it) {
+    credentials.authorization.emplace_back(it->second.data(),
+                                           it->second.size());
+  }
+  credentials.local_peer = IsLocalPeer(context.peer());
+  return credentials;
+}
+
+absl::StatusOr<Principal> Admit(const Authenticator& authenticator,
+                                const grpc::CallbackServerContext& context,
+                                absl::string_view rpc, Role needed,
+                                std::optional<absl::string_view> job) {
+  absl::StatusOr<Principal> principal =
+      authenticator.Authenticate(CredentialsOf(context));
+  if (!principal.ok()) {
+    return absl::Status(principal.status().code(),
+                        absl::StrCat(rpc, ": ", principal.status().message()));
+  }
+  CKPT_RETURN_IF_ERROR(job.has_value()
+                           ? AuthorizeJob(*principal, rpc, needed, *job)
+                           : AuthorizeRole(*principal, rpc, needed));
+  return principal;
+}
+
+Actor ActorOf(const Principal& principal) {
+  return Actor{principal.name, MayChangeRetention(principal)};
+}
+
+}  // namespace ckpt::server

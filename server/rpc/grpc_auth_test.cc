@@ -1,0 +1,415 @@
+// Authentication and roles at the gRPC edge: a CheckpointServer on
+// 127.0.0.1:0 with a token file, driven through the raw stub with bearer
+// tokens. Every refusal must have the right code and change nothing: the
+// listings, policies and event histories are compared before and after.
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/auth/authenticator.h"
+#include "tests/testing/raw_calls.h"
+#include "tests/testing/rpc_test_fixture.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ckpt::server {
+namespace {
+
+using ::ckpt::testing::RawCaller;
+using ::ckpt::testing::TestToken;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using Stub = v1::CheckpointService::Stub;
+
+constexpr char kAlice[] = "alice/model";
+constexpr char kBob[] = "bob/model";
+
+const std::vector<TestToken>& Tokens() {
+  static const auto* tokens = new std::vector<TestToken>{
+      {"tok-alice-admin", "alice-admin", "admin", "alice/"},
+      {"tok-alice-writer", "alice-trainer", "writer", "alice/"},
+      {"tok-alice-reader", "alice-viewer", "reader", "alice/"},
+      {"tok-alice-exp", "alice-exp", "writer", "alice/exp"},
+      {"tok-bob-admin", "bob-admin", "admin", "bob/"},
+      {"tok-operator", "ops", "operator", "*"},
+  };
+  return *tokens;
+}
+
+class GrpcAuthTest : public testing::GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    auto dir = ::ckpt::testing::TempDir::Create("ckpt-auth");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *std::move(dir);
+    const std::string path = dir_->path() + "/tokens";
+    ::ckpt::testing::WriteTokenFile(path, Tokens());
+    auto authenticator = Authenticator::FromTokenFile(path);
+    ASSERT_TRUE(authenticator.ok()) << authenticator.status();
+    authenticator_ = *std::move(authenticator);
+    ServerOptions options;
+    options.authenticator = authenticator_.get();
+    StartServer(options);
+    // Each tenant has a committed checkpoint at step 1 and 2.
+    for (int64_t step : {1, 2}) {
+      ASSERT_TRUE(As("tok-alice-writer").Save(kAlice, step, Bytes(step)).ok());
+      ASSERT_TRUE(As("tok-bob-admin").Save(kBob, step, Bytes(10 + step)).ok());
+    }
+  }
+
+  static std::string Bytes(int64_t seed) {
+    return testing::RandomBytes(1000, static_cast<uint32_t>(seed));
+  }
+
+  RawCaller As(const std::string& token) {
+    return RawCaller(stub_.get(), token);
+  }
+
+  // Everything a refused call must not change, as the operator sees it.
+  std::string State() {
+    const RawCaller op = As("tok-operator");
+    std::string state;
+    v1::ListJobsResponse jobs;
+    EXPECT_TRUE(op.Call(&Stub::ListJobs, v1::ListJobsRequest(), &jobs).ok());
+    absl::StrAppend(&state, jobs.ShortDebugString(), "\n");
+    for (const v1::JobInfo& job : jobs.jobs()) {
+      v1::ListCheckpointsRequest list;
+      list.set_job(job.name());
+      list.set_include_uncommitted(true);
+      v1::ListCheckpointsResponse checkpoints;
+      EXPECT_TRUE(op.Call(&Stub::ListCheckpoints, list, &checkpoints).ok());
+      v1::ListEventsRequest events_request;
+      events_request.set_job(job.name());
+      v1::ListEventsResponse events;
+      EXPECT_TRUE(op.Call(&Stub::ListEvents, events_request, &events).ok());
+      absl::StrAppend(&state, checkpoints.ShortDebugString(), "\n",
+                      events.ShortDebugString(), "\n");
+    }
+    v1::GetStatsResponse stats;
+    EXPECT_TRUE(op.Call(&Stub::GetStats, v1::GetStatsRequest(), &stats).ok());
+    absl::StrAppend(&state, stats.ShortDebugString());
+    return state;
+  }
+
+  std::unique_ptr<::ckpt::testing::TempDir> dir_;
+  std::unique_ptr<Authenticator> authenticator_;
+};
+
+void ExpectCode(const grpc::Status& status, grpc::StatusCode code,
+                const std::string& message_part = "") {
+  EXPECT_EQ(status.error_code(), code) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr(message_part));
+}
+
+// ------------------------------------------------------- authentication
+
+TEST_F(GrpcAuthTest, BadCredentialsAreUnauthenticatedAlikeAndChangeNothing) {
+  const std::string before = State();
+  const std::vector<RawCaller> callers = {
+      RawCaller(stub_.get(), ""),                              // no token
+      RawCaller(stub_.get(), "tok-nobody"),                    // unknown
+      RawCaller(stub_.get(), Sha256("tok-operator").ToHex()),  // the hash
+      RawCaller::WithHeader(stub_.get(), "tok-operator"),      // no scheme
+      RawCaller::WithHeader(stub_.get(), "Basic tok-operator"),
+      RawCaller::WithHeader(stub_.get(), "Bearer"),
+      RawCaller::WithHeader(stub_.get(), "Bearer  tok-operator"),
+  };
+  for (const RawCaller& caller : callers) {
+    auto expect = [](const grpc::Status& status, absl::string_view rpc) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(status.error_message(),
+                absl::StrCat(rpc, ": ", kInvalidCredentials));
+    };
+    expect(caller.Call(&Stub::ListJobs, v1::ListJobsRequest()), "ListJobs");
+    v1::DeleteCheckpointRequest del;
+    del.set_job(kAlice);
+    del.set_step(1);
+    expect(caller.Call(&Stub::DeleteCheckpoint, del), "DeleteCheckpoint");
+    expect(caller.Call(&Stub::CollectGarbage, v1::CollectGarbageRequest()),
+           "CollectGarbage");
+    v1::SetRetentionPolicyRequest policy;
+    policy.set_job(kAlice);
+    policy.mutable_policy()->set_max_to_keep(1);
+    expect(caller.Call(&Stub::SetRetentionPolicy, policy),
+           "SetRetentionPolicy");
+    expect(caller.Save(kAlice, 3, "new bytes"), "BeginCheckpoint");
+    expect(caller.Put(kAlice, {"new bytes"}), "PutChunks");
+    std::vector<v1::ReadChunksResponse> chunks;
+    expect(caller.Read(kAlice, {Sha256(Bytes(1))}, &chunks), "ReadChunks");
+    EXPECT_TRUE(chunks.empty());
+    v1::VerifyResponse report;
+    expect(caller.Verify(v1::VerifyRequest(), &report), "VerifyCheckpoints");
+  }
+  // Two authorization headers, even both valid, are refused too.
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer tok-operator");
+  context.AddMetadata("authorization", "Bearer tok-operator");
+  v1::ListJobsResponse jobs;
+  ExpectCode(stub_->ListJobs(&context, v1::ListJobsRequest(), &jobs),
+             grpc::StatusCode::UNAUTHENTICATED, "missing or invalid");
+  EXPECT_EQ(State(), before);
+}
+
+// ------------------------------------------------------------------ roles
+
+TEST_F(GrpcAuthTest, WriterIsAppendOnly) {
+  // An admin set the policy; a writer's save may pass it again.
+  v1::SetRetentionPolicyRequest set;
+  set.set_job(kAlice);
+  set.mutable_policy()->set_max_to_keep(5);
+  ASSERT_TRUE(As("tok-alice-admin").Call(&Stub::SetRetentionPolicy, set).ok());
+  const RawCaller writer = As("tok-alice-writer");
+  const std::string before = State();
+
+  v1::DeleteCheckpointRequest del;
+  del.set_job(kAlice);
+  del.set_step(1);
+  ExpectCode(writer.Call(&Stub::DeleteCheckpoint, del),
+             grpc::StatusCode::PERMISSION_DENIED,
+             "DeleteCheckpoint: principal 'alice-trainer' has role writer; "
+             "this call needs role admin or above");
+  v1::PruneCheckpointsRequest prune;
+  prune.set_job(kAlice);
+  prune.mutable_policy()->set_max_to_keep(1);
+  ExpectCode(writer.Call(&Stub::PruneCheckpoints, prune),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role admin");
+  ExpectCode(writer.Call(&Stub::CollectGarbage, v1::CollectGarbageRequest()),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role operator");
+  v1::SetRetentionPolicyRequest policy;
+  policy.set_job(kAlice);
+  policy.mutable_policy()->set_max_to_keep(1);
+  ExpectCode(writer.Call(&Stub::SetRetentionPolicy, policy),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role admin");
+  v1::VerifyResponse report;
+  ExpectCode(writer.Verify(v1::VerifyRequest(), &report),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role admin");
+  EXPECT_EQ(State(), before);
+  // Pinning keeps history: allowed. Unpinning is not.
+  v1::PinCheckpointRequest pin;
+  pin.set_job(kAlice);
+  pin.set_step(1);
+  pin.set_pinned(true);
+  ASSERT_TRUE(As("tok-alice-admin").Call(&Stub::PinCheckpoint, pin).ok());
+  const std::string pinned = State();
+  pin.set_pinned(false);
+  ExpectCode(writer.Call(&Stub::PinCheckpoint, pin),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role admin");
+  // A policy at Begin other than the stored one: refused, with nothing
+  // begun, for an existing job and for a new one.
+  v1::BeginCheckpointRequest begin;
+  begin.set_job(kAlice);
+  begin.set_step(3);
+  begin.set_world_size(1);
+  begin.mutable_retention_policy()->set_max_to_keep(1);
+  ExpectCode(writer.Call(&Stub::BeginCheckpoint, begin),
+             grpc::StatusCode::PERMISSION_DENIED,
+             "may not change the retention policy");
+  begin.mutable_retention_policy()->Clear();  // keep everything: also other
+  ExpectCode(writer.Call(&Stub::BeginCheckpoint, begin),
+             grpc::StatusCode::PERMISSION_DENIED,
+             "may not change the retention policy");
+  begin.set_job("alice/new-job");
+  begin.mutable_retention_policy()->set_max_to_keep(5);
+  ExpectCode(writer.Call(&Stub::BeginCheckpoint, begin),
+             grpc::StatusCode::PERMISSION_DENIED,
+             "may not change the retention policy");
+  EXPECT_EQ(State(), pinned);
+
+  // What a writer may do: a dry-run prune, saves with the stored policy or
+  // none, an abort.
+  prune.set_dry_run(true);
+  EXPECT_TRUE(writer.Call(&Stub::PruneCheckpoints, prune).ok());
+  begin.set_job(kAlice);
+  EXPECT_TRUE(writer.Call(&Stub::BeginCheckpoint, begin).ok());
+  begin.set_step(4);
+  begin.clear_retention_policy();
+  EXPECT_TRUE(writer.Call(&Stub::BeginCheckpoint, begin).ok());
+  v1::AbortCheckpointRequest abort;
+  abort.set_job(kAlice);
+  abort.set_step(4);
+  EXPECT_TRUE(writer.Call(&Stub::AbortCheckpoint, abort).ok());
+}
+
+TEST_F(GrpcAuthTest, ReaderReadsOnly) {
+  const RawCaller reader = As("tok-alice-reader");
+  const std::string before = State();
+  ExpectCode(reader.Save(kAlice, 3, "x"), grpc::StatusCode::PERMISSION_DENIED,
+             "BeginCheckpoint: principal 'alice-viewer' has role reader");
+  ExpectCode(reader.Put(kAlice, {"x"}), grpc::StatusCode::PERMISSION_DENIED,
+             "PutChunks");
+  v1::FindMissingChunksRequest find;
+  find.set_job(kAlice);
+  find.add_sha256(std::string(Sha256(Bytes(1)).bytes()));
+  ExpectCode(reader.Call(&Stub::FindMissingChunks, find),
+             grpc::StatusCode::PERMISSION_DENIED, "FindMissingChunks");
+  ExpectCode(reader.Commit(kAlice, 1, {}), grpc::StatusCode::PERMISSION_DENIED,
+             "CommitShard");
+  v1::PinCheckpointRequest pin;
+  pin.set_job(kAlice);
+  pin.set_step(1);
+  pin.set_pinned(true);
+  ExpectCode(reader.Call(&Stub::PinCheckpoint, pin),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role writer");
+  EXPECT_EQ(State(), before);
+
+  v1::GetManifestRequest get;
+  get.set_job(kAlice);
+  get.set_latest(true);
+  v1::GetManifestResponse manifest;
+  ASSERT_TRUE(reader.Call(&Stub::GetManifest, get, &manifest).ok());
+  EXPECT_EQ(manifest.checkpoint().step(), 2);
+  std::vector<v1::ReadChunksResponse> chunks;
+  ASSERT_TRUE(reader.Read(kAlice, {Sha256(Bytes(2))}, &chunks).ok());
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].chunk().data(), Bytes(2));
+}
+
+TEST_F(GrpcAuthTest, GarbageCollectionIsTheOperatorsAlone) {
+  ExpectCode(As("tok-alice-admin")
+                 .Call(&Stub::CollectGarbage, v1::CollectGarbageRequest()),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role operator");
+  v1::CollectGarbageResponse report;
+  EXPECT_TRUE(
+      As("tok-operator")
+          .Call(&Stub::CollectGarbage, v1::CollectGarbageRequest(), &report)
+          .ok());
+  EXPECT_EQ(report.chunks_referenced(), 4u);
+}
+
+// ------------------------------------------------------------------ scope
+
+TEST_F(GrpcAuthTest, AnotherTenantsJobIsRefusedAsIfAbsent) {
+  const RawCaller bob = As("tok-bob-admin");
+  const std::string before = State();
+  // alice/model exists, alice/mod3l does not: the same answer, byte for byte.
+  for (const char* job : {kAlice, "alice/mod3l"}) {
+    v1::DeleteCheckpointRequest del;
+    del.set_job(job);
+    del.set_step(1);
+    ExpectCode(bob.Call(&Stub::DeleteCheckpoint, del),
+               grpc::StatusCode::PERMISSION_DENIED,
+               "DeleteCheckpoint: the job is outside the scope of principal "
+               "'bob-admin' (bob/)");
+    v1::ListCheckpointsRequest list;
+    list.set_job(job);
+    grpc::Status status = bob.Call(&Stub::ListCheckpoints, list);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(status.error_message(),
+              "ListCheckpoints: the job is outside the scope of principal "
+              "'bob-admin' (bob/)");
+    v1::ListEventsRequest events;
+    events.set_job(job);
+    ExpectCode(bob.Call(&Stub::ListEvents, events),
+               grpc::StatusCode::PERMISSION_DENIED, "outside the scope");
+    ExpectCode(bob.Save(job, 7, "planted"), grpc::StatusCode::PERMISSION_DENIED,
+               "outside the scope");
+    ExpectCode(bob.Put(job, {"planted"}), grpc::StatusCode::PERMISSION_DENIED,
+               "PutChunks: the job is outside the scope");
+  }
+  EXPECT_EQ(State(), before);
+}
+
+TEST_F(GrpcAuthTest, APrefixScopeCoversItsJobsOnly) {
+  const RawCaller exp = As("tok-alice-exp");
+  EXPECT_TRUE(exp.Save("alice/exp1", 1, "e").ok());
+  EXPECT_TRUE(exp.Save("alice/exp2/run", 1, "f").ok());
+  ExpectCode(exp.Save(kAlice, 9, "g"), grpc::StatusCode::PERMISSION_DENIED,
+             "(alice/exp)");
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(exp.Call(&Stub::ListJobs, v1::ListJobsRequest(), &jobs).ok());
+  std::vector<std::string> names;
+  for (const auto& job : jobs.jobs()) names.push_back(job.name());
+  EXPECT_THAT(names, ElementsAre("alice/exp1", "alice/exp2/run"));
+}
+
+TEST_F(GrpcAuthTest, ListingsStatsAndVerifyCoverTheCallersScope) {
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(As("tok-bob-admin")
+                  .Call(&Stub::ListJobs, v1::ListJobsRequest(), &jobs)
+                  .ok());
+  ASSERT_EQ(jobs.jobs_size(), 1);
+  EXPECT_EQ(jobs.jobs(0).name(), kBob);
+
+  v1::GetStatsResponse bob_stats;
+  ASSERT_TRUE(As("tok-bob-admin")
+                  .Call(&Stub::GetStats, v1::GetStatsRequest(), &bob_stats)
+                  .ok());
+  EXPECT_EQ(bob_stats.job_count(), 1);
+  EXPECT_EQ(bob_stats.checkpoint_count(), 2);
+  EXPECT_EQ(bob_stats.chunk_count(), 2u);
+  ASSERT_EQ(bob_stats.tenants_size(), 1);
+  EXPECT_EQ(bob_stats.tenants(0).tenant(), "bob");
+  v1::GetStatsResponse all;
+  ASSERT_TRUE(As("tok-operator")
+                  .Call(&Stub::GetStats, v1::GetStatsRequest(), &all)
+                  .ok());
+  EXPECT_EQ(all.job_count(), 2);
+  EXPECT_EQ(all.chunk_count(), 4u);
+  EXPECT_EQ(all.tenants_size(), 2);
+
+  v1::VerifyResponse report;
+  ASSERT_TRUE(As("tok-alice-admin").Verify(v1::VerifyRequest(), &report).ok());
+  EXPECT_EQ(report.report().checkpoints_checked(), 2);
+  ASSERT_TRUE(As("tok-operator").Verify(v1::VerifyRequest(), &report).ok());
+  EXPECT_EQ(report.report().checkpoints_checked(), 4);
+}
+
+// -------------------------------------------------------------- principal
+
+TEST_F(GrpcAuthTest, EventsNameThePrincipalBehindEachChange) {
+  const RawCaller admin = As("tok-alice-admin");
+  v1::PinCheckpointRequest pin;
+  pin.set_job(kAlice);
+  pin.set_step(2);
+  pin.set_pinned(true);
+  ASSERT_TRUE(As("tok-alice-writer").Call(&Stub::PinCheckpoint, pin).ok());
+  pin.set_pinned(false);
+  ASSERT_TRUE(admin.Call(&Stub::PinCheckpoint, pin).ok());
+  v1::DeleteCheckpointRequest del;
+  del.set_job(kAlice);
+  del.set_step(1);
+  ASSERT_TRUE(admin.Call(&Stub::DeleteCheckpoint, del).ok());
+  v1::SetRetentionPolicyRequest policy;
+  policy.set_job(kAlice);
+  policy.mutable_policy()->set_max_to_keep(1);
+  ASSERT_TRUE(admin.Call(&Stub::SetRetentionPolicy, policy).ok());
+  ASSERT_TRUE(As("tok-alice-writer").Save(kAlice, 3, "three").ok());
+  v1::GetManifestRequest get;
+  get.set_job(kAlice);
+  get.set_latest(true);
+  get.set_restoring_rank(0);
+  ASSERT_TRUE(As("tok-alice-reader").Call(&Stub::GetManifest, get).ok());
+
+  v1::ListEventsRequest request;
+  request.set_job(kAlice);
+  v1::ListEventsResponse events;
+  ASSERT_TRUE(
+      As("tok-alice-reader").Call(&Stub::ListEvents, request, &events).ok());
+  std::vector<std::string> got;
+  for (const v1::JobEvent& event : events.events()) {
+    got.push_back(absl::StrCat(v1::EventKind_Name(event.kind()), " ",
+                               event.has_step() ? event.step() : -1, " ",
+                               event.principal()));
+  }
+  EXPECT_THAT(got, ElementsAre("EVENT_KIND_COMMITTED 1 alice-trainer",
+                               "EVENT_KIND_COMMITTED 2 alice-trainer",
+                               "EVENT_KIND_PINNED 2 alice-trainer",
+                               "EVENT_KIND_UNPINNED 2 alice-admin",
+                               "EVENT_KIND_DELETED 1 alice-admin",
+                               "EVENT_KIND_POLICY_SET -1 alice-admin",
+                               "EVENT_KIND_COMMITTED 3 alice-trainer",
+                               // The commit's retention, under the admin's
+                               // policy.
+                               "EVENT_KIND_PRUNED 2 alice-trainer",
+                               "EVENT_KIND_RESTORED 3 alice-viewer"));
+}
+
+}  // namespace
+}  // namespace ckpt::server

@@ -23,7 +23,7 @@ head -c 200000 /dev/urandom >"${work}/b.bin"
 
 "${ckpt}" gc --dry-run --json >"${work}/dry.json"
 [ "$(chunks)" = "2" ] || fail "gc --dry-run deleted chunks"
-"${ckpt}" gc --dry-run | grep -q "would delete 1 chunk" || fail "dry-run table"
+"${ckpt}" gc --dry-run | grep "would delete 1 chunk" >/dev/null || fail "dry-run table"
 "${ckpt}" gc --json >"${work}/real.json"
 "${py}" - "${work}/dry.json" "${work}/real.json" <<'PY'
 import json, sys
@@ -39,9 +39,9 @@ for r in (dry, real):
 assert real["disk_bytes_before"] >= real["disk_bytes_after"], real
 PY
 [ "$(chunks)" = "1" ] || fail "expected 1 stored chunk after gc, got $(chunks)"
-"${ckpt}" gc | grep -q "deleted 0 chunk" || fail "second gc should find nothing"
+"${ckpt}" gc | grep "deleted 0 chunk" >/dev/null || fail "second gc should find nothing"
 
 "${ckpt}" get cli/gc 2 "${work}/out" >/dev/null
 cmp "${work}/b.bin" "${work}/out/$(ls "${work}/out")" || fail "step 2 differs after gc"
-"${ckpt}" gc --help | grep -q -- "--dry-run" || fail "gc --help lacks --dry-run"
+"${ckpt}" gc --help | grep -e "--dry-run" >/dev/null || fail "gc --help lacks --dry-run"
 echo "cli_gc_test: OK"

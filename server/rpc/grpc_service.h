@@ -19,6 +19,7 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
+#include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
@@ -31,8 +32,11 @@ class GrpcCheckpointService final
   // is registered with, and the executors must keep running until that
   // server has shut down (calls finish from their tasks). `requests` runs
   // every call's work but GC's and verify's, which run on `maintenance`.
+  // `shared_files` (which must outlive this object too) serves same-host
+  // restores; null, or limits.shared_file_reads false, turns them off.
   GrpcCheckpointService(CheckpointService* service, StreamLimits limits,
-                        Executor* requests, Executor* maintenance);
+                        Executor* requests, Executor* maintenance,
+                        SharedFileSocket* shared_files = nullptr);
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
       grpc::CallbackServerContext* context,
@@ -74,8 +78,14 @@ class GrpcCheckpointService final
   grpc::ServerWriteReactor<v1::ReadChunksResponse>* ReadChunks(
       grpc::CallbackServerContext* context,
       const v1::ReadChunksRequest* request) override;
-  // See the proto. Chunks are verified (SHA-256) before they are written;
-  // every placement is checked before the first write.
+  // See the proto. Answered to local peers only.
+  grpc::ServerUnaryReactor* GetSharedFileEndpoint(
+      grpc::CallbackServerContext* context,
+      const v1::GetSharedFileEndpointRequest* request,
+      v1::GetSharedFileEndpointResponse* response) override;
+  // See the proto. Writes only into a file registered at the shared-memory
+  // socket under request.file_handle. Chunks are verified (SHA-256) before
+  // they are written; every placement is checked before the first write.
   grpc::ServerUnaryReactor* ReadChunksIntoFile(
       grpc::CallbackServerContext* context,
       const v1::ReadChunksIntoFileRequest* request,
@@ -139,10 +149,16 @@ class GrpcCheckpointService final
     return Unary(context, *requests_, std::move(body));
   }
 
+  // FAILED_PRECONDITION naming `rpc` unless same-host restores are on and
+  // `peer` is on this host.
+  absl::Status CheckSharedFileReads(absl::string_view rpc,
+                                    const std::string& peer) const;
+
   CheckpointService* const service_;
   const StreamLimits limits_;
   Executor* const requests_;
   Executor* const maintenance_;
+  SharedFileSocket* const shared_files_;  // null: same-host restores off
   CallCounter calls_;
 };
 

@@ -11,7 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "server/rpc/grpc_service.h"
+#include "server/rpc/shared_file_socket.h"
+#include "server/service/shared_file_registry.h"
 
 namespace ckpt::server {
 
@@ -20,12 +23,39 @@ int RequestThreads(const ServerOptions& options) {
   return std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-struct CheckpointServer::Impl {
-  explicit Impl(CheckpointService* service, const ServerOptions& options)
-      : requests("ckpt-request", RequestThreads(options)),
-        maintenance("ckpt-maint", std::max(1, options.maintenance_threads)),
-        grpc_service(service, options.limits, &requests, &maintenance) {}
+namespace {
 
+// The shared-memory socket when same-host restores are on; null when they
+// are off or the socket cannot be made (then they are off, and said so).
+std::unique_ptr<SharedFileSocket> StartSharedFileSocket(
+    const ServerOptions& options, SharedFileRegistry* registry) {
+  if (!options.limits.shared_file_reads) return nullptr;
+  absl::StatusOr<std::unique_ptr<SharedFileSocket>> socket =
+      SharedFileSocket::Start(registry);
+  if (!socket.ok()) {
+    CKPT_LOG(Warning, "same-host restores through shared memory are off: ",
+             socket.status().message());
+    return nullptr;
+  }
+  return *std::move(socket);
+}
+
+}  // namespace
+
+struct CheckpointServer::Impl {
+  Impl(CheckpointService* service, const ServerOptions& options)
+      : shared_file_socket(
+            StartSharedFileSocket(options, &shared_file_registry)),
+        requests("ckpt-request", RequestThreads(options)),
+        maintenance("ckpt-maint", std::max(1, options.maintenance_threads)),
+        grpc_service(service, options.limits, &requests, &maintenance,
+                     shared_file_socket.get()) {}
+
+  // Same-host restores: the files clients passed, and the socket they pass
+  // them at (null when turned off). Declared before grpc_service, which
+  // uses them; Shutdown stops the socket after the gRPC server.
+  SharedFileRegistry shared_file_registry;
+  std::unique_ptr<SharedFileSocket> shared_file_socket;
   // Declared before grpc_service, which uses them; Shutdown stops them
   // after the gRPC server, as calls finish from their tasks.
   Executor requests;
@@ -105,6 +135,12 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
   impl_->grpc_service.calls().WaitUntilIdle(absl::InfiniteFuture());
   impl_->requests.Shutdown();
   impl_->maintenance.Shutdown();
+  // No call uses a registered file any more: close the connections.
+  if (impl_->shared_file_socket != nullptr) impl_->shared_file_socket->Stop();
+}
+
+size_t CheckpointServer::shared_files_registered() const {
+  return impl_->shared_file_registry.size();
 }
 
 void CheckpointServer::Wait() { impl_->server->Wait(); }

@@ -23,6 +23,9 @@ class SocketRegistration final : public SharedFileRegistration {
  public:
   SocketRegistration(UniqueFd socket, std::string handle)
       : socket_(std::move(socket)), handle_(std::move(handle)) {}
+  // shutdown, not just close: a child forked meanwhile holds a copy of the
+  // descriptor, and the connection must end for the server all the same.
+  ~SocketRegistration() override { shutdown(socket_.get(), SHUT_RDWR); }
   absl::string_view handle() const override { return handle_; }
 
  private:

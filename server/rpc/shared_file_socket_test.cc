@@ -142,6 +142,25 @@ TEST_F(SharedFileSocketTest, AKilledClientLeavesNoRegisteredFile) {
   EXPECT_TRUE(EventuallyTrue([&] { return socket_->connections() == 0; }));
 }
 
+// A child forked while the restore was registered (a data-loader worker,
+// say) holds a copy of the socket; ending the registration ends it anyway.
+TEST_F(SharedFileSocketTest, ARegistrationEndsEvenWhileAForkedChildLives) {
+  TestMemfd file(8192);
+  auto registration = Register(file.fd);
+  ASSERT_TRUE(registration.ok()) << registration.status();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  registration->reset();
+  EXPECT_TRUE(EventuallyTrue([&] { return registry_.size() == 0; }));
+  kill(child, SIGKILL);
+  int status = 0;
+  EXPECT_EQ(waitpid(child, &status, 0), child);
+}
+
 TEST_F(SharedFileSocketTest, RefusesNonMemfdsWithAClearMessage) {
   auto dir = ckpt::testing::TempDir::Create("ckpt-shm-socket");
   ASSERT_TRUE(dir.ok());

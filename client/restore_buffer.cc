@@ -1,47 +1,35 @@
 #include "client/restore_buffer.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 
 namespace ckpt::client {
-namespace {
-
-constexpr size_t kTokenBytes = 32;
-
-std::string RandomToken() {
-  std::random_device device;  // /dev/urandom or the CPU's generator
-  std::string token(kTokenBytes, '\0');
-  for (size_t i = 0; i < token.size(); i += sizeof(unsigned)) {
-    const unsigned word = device();
-    std::memcpy(token.data() + i, &word,
-                std::min(sizeof(word), token.size() - i));
-  }
-  return token;
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<RestoreBuffer>> RestoreBuffer::Create(
     uint64_t payload_bytes, bool shareable) {
   auto buffer = std::make_shared<RestoreBuffer>(PrivateTag{});
-  buffer->mapping_bytes_ = kHeaderBytes + RoundUpToPage(payload_bytes);
+  // At least one page: a server refuses an empty file, and mmap of 0 fails.
+  buffer->mapping_bytes_ = std::max(kPageBytes, RoundUpToPage(payload_bytes));
   buffer->payload_bytes_ = payload_bytes;
-  const int fd = shareable ? memfd_create("ckpt-restore", MFD_CLOEXEC) : -1;
+  const int fd =
+      shareable ? memfd_create("ckpt-restore", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+                : -1;
   if (fd >= 0) {
     buffer->fd_ = fd;
-    buffer->token_ = RandomToken();
+    // Sealed so that the size a server checks placements against stays the
+    // size (F_SEAL_SEAL: nobody adds other seals later).
     if (ftruncate(fd, static_cast<off_t>(buffer->mapping_bytes_)) != 0 ||
-        pwrite(fd, buffer->token_.data(), buffer->token_.size(), 0) !=
-            static_cast<ssize_t>(buffer->token_.size())) {
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) !=
+            0) {
       close(fd);
       buffer->fd_ = -1;
-      buffer->token_.clear();
     }
   }
   void* mapping =
@@ -56,7 +44,7 @@ absl::StatusOr<std::shared_ptr<RestoreBuffer>> RestoreBuffer::Create(
                      " bytes to restore into: ", std::strerror(errno)));
   }
   buffer->mapping_ = static_cast<char*>(mapping);
-  buffer->payload_ = buffer->mapping_ + kHeaderBytes;
+  buffer->payload_ = buffer->mapping_;
   return buffer;
 }
 

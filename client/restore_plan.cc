@@ -1,7 +1,5 @@
 #include "client/restore_plan.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <deque>
 #include <functional>
@@ -242,17 +240,14 @@ absl::Status RebuildTensor(absl::Span<const TensorEntry> chain,
 }
 
 // Has the server on this host write `sinks` (destinations inside
-// `buffer`) into the buffer's memfd, a few chunks per request so
-// `fetched` reports progress. FAILED_PRECONDITION or UNIMPLEMENTED when
-// the server cannot; the caller then streams.
+// `buffer`) into the buffer's memfd, registered under `file_handle`, a few
+// chunks per request so `fetched` reports progress. FAILED_PRECONDITION or
+// UNIMPLEMENTED when the server cannot; the caller then streams.
 absl::Status FetchIntoFile(Transport& transport, absl::string_view job,
                            absl::Span<const ChunkSink> sinks,
                            const RestoreBuffer& buffer,
+                           absl::string_view file_handle,
                            const std::function<void(uint64_t)>& fetched) {
-  SharedFile file;
-  file.pid = static_cast<int32_t>(getpid());
-  file.fd = buffer.fd();
-  file.token = std::string(buffer.token());
   size_t begin = 0;
   while (begin < sinks.size()) {
     std::vector<ChunkPlacement> placements;
@@ -269,7 +264,8 @@ absl::Status FetchIntoFile(Transport& transport, absl::string_view job,
       request_bytes += sink.WriteBytes();
       ++end;
     }
-    CKPT_RETURN_IF_ERROR(transport.ReadChunksIntoFile(job, file, placements));
+    CKPT_RETURN_IF_ERROR(
+        transport.ReadChunksIntoFile(job, file_handle, placements));
     if (fetched) {
       for (size_t i = begin; i < end; ++i) fetched(sinks[i].size);
     }
@@ -300,11 +296,24 @@ absl::Status FetchInParallel(Transport& transport, absl::string_view job,
       progress(fetched_bytes, total);
     };
   }
-  const bool shared = buffer->shareable();
+  // One registration of the buffer for every range; it ends (the server
+  // closes its descriptor) as soon as the fetch is done.
+  std::unique_ptr<SharedFileRegistration> registration;
+  if (buffer->shareable() && !sinks.empty()) {
+    absl::StatusOr<std::unique_ptr<SharedFileRegistration>> registered =
+        transport.RegisterSharedFile(buffer->fd());
+    if (registered.ok()) {
+      registration = *std::move(registered);
+    } else if (!absl::IsFailedPrecondition(registered.status()) &&
+               !absl::IsUnimplemented(registered.status())) {
+      return registered.status();
+    }  // else a server elsewhere, an older one, or one that refuses: stream
+  }
+  const bool shared = registration != nullptr;
   auto fetch_range = [&](absl::Span<const ChunkSink> range) {
     if (shared) {
-      absl::Status status =
-          FetchIntoFile(transport, job, range, *buffer, fetched);
+      absl::Status status = FetchIntoFile(transport, job, range, *buffer,
+                                          registration->handle(), fetched);
       // A server elsewhere, an older server, or one that refuses: stream.
       // Requests before the refusal wrote nothing (it comes first), so the
       // whole range is fetched again.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "client/restore_buffer.h"
 #include "client/save_pipeline.h"
@@ -391,6 +392,57 @@ TEST(RestorePlanTest, WritesThroughSharedMemoryWhenTheServerCan) {
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ(View((*restored)[0]), bytes);
   EXPECT_GT(fake.into_file_calls(), 0);
+  EXPECT_TRUE(fake.read_calls().empty());
+  // One registration serves every concurrent request, and it has ended by
+  // the time the restore returns (the tensors outlive it).
+  EXPECT_EQ(fake.registrations(), 1);
+  EXPECT_EQ(fake.registered_files(), 0u);
+}
+
+TEST(RestorePlanTest, OneRegistrationServesEveryConcurrentRequest) {
+  if (!SharedMemoryWorks()) GTEST_SKIP() << "no memfd here";
+  FakeTransport fake;
+  std::vector<TensorData> tables;
+  std::vector<std::string> bytes;
+  bytes.reserve(6);
+  for (int i = 0; i < 6; ++i)
+    bytes.push_back(PatternBytes(kRows * kRowBytes, 40 + i));
+  for (int i = 0; i < 6; ++i) {
+    tables.push_back(Table(absl::StrCat("t", i), bytes[i]));
+  }
+  Save(fake, 1, tables);
+
+  absl::StatusOr<std::vector<RestoredTensor>> restored = Restore(fake, 1, true);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(View((*restored)[i]), bytes[i]);
+  EXPECT_GT(fake.into_file_calls(), 1);
+  EXPECT_EQ(fake.registrations(), 1);
+  EXPECT_EQ(fake.registered_files(), 0u);
+}
+
+TEST(RestorePlanTest, StreamsWhenTheServerRefusesTheRegistration) {
+  if (!SharedMemoryWorks()) GTEST_SKIP() << "no memfd here";
+  for (const absl::Status& refusal :
+       {absl::UnimplementedError("old server"),
+        absl::FailedPreconditionError("shared memory turned off")}) {
+    SCOPED_TRACE(refusal.ToString());
+    FakeTransport fake;
+    const std::string bytes = PatternBytes(kRows * kRowBytes, 46);
+    Save(fake, 1, {Table("emb", bytes)});
+    fake.FailSharedFileRegistrations(refusal);
+
+    absl::StatusOr<std::vector<RestoredTensor>> restored =
+        Restore(fake, 1, true);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ(View((*restored)[0]), bytes);
+    EXPECT_EQ(fake.into_file_calls(), 0);
+    EXPECT_FALSE(fake.read_calls().empty());
+  }
+  // A server that is down is an error, not a reason to stream.
+  FakeTransport fake;
+  Save(fake, 1, {Table("emb", PatternBytes(kRows * kRowBytes, 47))});
+  fake.FailSharedFileRegistrations(absl::UnavailableError("server gone"));
+  EXPECT_TRUE(absl::IsUnavailable(Restore(fake, 1, true).status()));
   EXPECT_TRUE(fake.read_calls().empty());
 }
 

@@ -55,11 +55,18 @@ absl::Status DeliverChunk(const ChunkSink& sink, size_t answer,
                           absl::string_view answered_id,
                           absl::string_view data);
 
-// A file of this process (a memfd) that a server on the same host may open
-// as /proc/<pid>/fd/<fd> and write chunks into (client/restore_buffer.h),
-// and where each chunk goes in it: common/shared_file.h.
-using SharedFile = ::ckpt::SharedFileTarget;
+// Where each chunk goes in a registered file: common/shared_file.h.
 using ::ckpt::ChunkPlacement;
+
+// A restore memfd of this process registered with a server on this host
+// (Transport::RegisterSharedFile): while this object lives, the server may
+// write into the file what ReadChunksIntoFile asks under handle(); its
+// destruction ends the registration (the server closes its descriptor).
+class SharedFileRegistration {
+ public:
+  virtual ~SharedFileRegistration() = default;
+  virtual absl::string_view handle() const = 0;
+};
 
 // How a rank begins (or joins) a pending checkpoint.
 struct BeginOptions {
@@ -175,12 +182,23 @@ class Transport {
       absl::string_view job, absl::Span<const ChunkSink> sinks,
       const std::function<void(uint64_t)>& on_chunk) = 0;
 
-  // Has a server on this host write `chunks` (verified) into `file` at
-  // their offsets, in one request. FAILED_PRECONDITION or UNIMPLEMENTED
-  // when the server cannot (it is elsewhere, older, or refuses): it wrote
-  // nothing then, and the caller reads the chunks with ReadChunks instead.
+  // Passes `memfd` (a memfd sealed with F_SEAL_SHRINK | F_SEAL_GROW,
+  // client/restore_buffer.h) to a server on this host, which keeps it open
+  // until the registration is destroyed. The server never opens a file of
+  // ours by name or number: it gets the descriptor from us.
+  // FAILED_PRECONDITION or UNIMPLEMENTED when the server cannot take it (it
+  // is elsewhere, older, has shared memory turned off, or refuses the
+  // file): the caller then reads the chunks with ReadChunks.
+  virtual absl::StatusOr<std::unique_ptr<SharedFileRegistration>>
+  RegisterSharedFile(int memfd) = 0;
+
+  // Has a server on this host write `chunks` (verified) at their offsets
+  // into the file registered under `file_handle`, in one request.
+  // FAILED_PRECONDITION or UNIMPLEMENTED when the server cannot (it is
+  // elsewhere, older, or refuses): it wrote nothing then, and the caller
+  // reads the chunks with ReadChunks instead.
   virtual absl::Status ReadChunksIntoFile(
-      absl::string_view job, const SharedFile& file,
+      absl::string_view job, absl::string_view file_handle,
       absl::Span<const ChunkPlacement> chunks) = 0;
 
   // --- Administration ---

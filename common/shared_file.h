@@ -1,7 +1,9 @@
 // The domain form of a same-host restore into a client's memory file
-// (ReadChunksIntoFile): which file, and where each chunk goes in it. Shared
-// by the client's transport and the server's service; converted to and from
-// ckpt.v1 in common/wire_format only.
+// (ReadChunksIntoFile): how a client reaches the server's shared-memory
+// socket to register its memfd, and where each chunk goes in that file.
+// Shared by the client's transport and the server; converted to and from
+// ckpt.v1 in common/wire_format only. The socket's own protocol is in
+// common/shared_file_protocol.h.
 #pragma once
 
 #include <cstdint>
@@ -12,19 +14,21 @@
 
 namespace ckpt {
 
-// A client's restore memfd, named so the server can open it
-// (/proc/<pid>/fd/<fd>) and recognise it: the token is written in the file's
-// first page and proves the server opened the right file.
-struct SharedFileTarget {
-  int32_t pid = 0;
-  int32_t fd = -1;
-  std::string token;
-  friend bool operator==(const SharedFileTarget&,
-                         const SharedFileTarget&) = default;
+// What GetSharedFileEndpoint answers: the server's Unix socket (an
+// abstract name, without its leading NUL) and a ticket for it. The ticket
+// proves to the socket that the client was given it over the gRPC channel,
+// and lets the client check that the socket is that server's (see
+// shared_file_protocol.h).
+struct SharedFileEndpoint {
+  std::string socket_name;
+  std::string ticket_id;
+  std::string ticket;
+  friend bool operator==(const SharedFileEndpoint&,
+                         const SharedFileEndpoint&) = default;
 };
 
-// One distinct chunk to write into the file: its id, its size as the client
-// expects it, and the file offsets to write it at (each after the token).
+// One distinct chunk to write into the registered file: its id, its size as
+// the client expects it, and the file offsets to write it at.
 struct ChunkPlacement {
   ChunkId id;
   uint64_t size = 0;

@@ -440,15 +440,17 @@ RetentionDecision FromProto(const v1::RetentionDecision& decision) {
   return out;
 }
 
-void ToProto(const SharedFileTarget& file, v1::SharedFile* out) {
+void ToProto(const SharedFileEndpoint& endpoint,
+             v1::GetSharedFileEndpointResponse* out) {
   out->Clear();
-  out->set_pid(file.pid);
-  out->set_fd(file.fd);
-  out->set_token(file.token);
+  out->set_socket_name(endpoint.socket_name);
+  out->set_ticket_id(endpoint.ticket_id);
+  out->set_ticket(endpoint.ticket);
 }
 
-SharedFileTarget FromProto(const v1::SharedFile& file) {
-  return SharedFileTarget{file.pid(), file.fd(), file.token()};
+SharedFileEndpoint FromProto(const v1::GetSharedFileEndpointResponse& proto) {
+  return SharedFileEndpoint{proto.socket_name(), proto.ticket_id(),
+                            proto.ticket()};
 }
 
 void ToProto(const ChunkPlacement& placement, v1::ChunkPlacement* out) {

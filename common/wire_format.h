@@ -48,11 +48,13 @@ JobSummary FromProto(const v1::JobInfo& info);
 void ToProto(const RetentionDecision& decision, v1::RetentionDecision* out);
 RetentionDecision FromProto(const v1::RetentionDecision& decision);
 
-// ReadChunksIntoFile's file and placements (common/shared_file.h).
-// FromProto of a placement is INVALID_ARGUMENT for a malformed hash; it
-// does not check sizes or offsets (the service does, against the file).
-void ToProto(const SharedFileTarget& file, v1::SharedFile* out);
-SharedFileTarget FromProto(const v1::SharedFile& file);
+// GetSharedFileEndpoint's answer and ReadChunksIntoFile's placements
+// (common/shared_file.h). FromProto of a placement is INVALID_ARGUMENT for
+// a malformed hash; it does not check sizes or offsets (the service does,
+// against the file).
+void ToProto(const SharedFileEndpoint& endpoint,
+             v1::GetSharedFileEndpointResponse* out);
+SharedFileEndpoint FromProto(const v1::GetSharedFileEndpointResponse& proto);
 void ToProto(const ChunkPlacement& placement, v1::ChunkPlacement* out);
 absl::StatusOr<ChunkPlacement> FromProto(const v1::ChunkPlacement& placement);
 

@@ -485,13 +485,13 @@ TEST(WireFormatTest, RetentionDecisionRoundTrips) {
   EXPECT_EQ(back.reasons, decision.reasons);
 }
 
-TEST(WireFormatTest, SharedFileAndPlacementsRoundTrip) {
-  const SharedFileTarget file{42, 7, "0123456789abcdef"};
-  v1::SharedFile file_proto;
-  ToProto(file, &file_proto);
-  EXPECT_EQ(file_proto.pid(), 42);
-  EXPECT_EQ(file_proto.fd(), 7);
-  EXPECT_EQ(FromProto(file_proto), file);
+TEST(WireFormatTest, SharedFileEndpointAndPlacementsRoundTrip) {
+  const SharedFileEndpoint endpoint{"ckpt-shm-0123", std::string(16, 'i'),
+                                    std::string(32, 't')};
+  v1::GetSharedFileEndpointResponse endpoint_proto;
+  ToProto(endpoint, &endpoint_proto);
+  EXPECT_EQ(endpoint_proto.socket_name(), "ckpt-shm-0123");
+  EXPECT_EQ(FromProto(endpoint_proto), endpoint);
 
   const ChunkPlacement placement{Sha256("chunk"), 5, {4096, 8192}};
   v1::ChunkPlacement proto;

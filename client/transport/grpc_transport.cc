@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/transport/channel_security.h"
+#include "client/transport/shared_file_registration.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
@@ -264,12 +265,21 @@ class GrpcTransport final : public Transport {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::unique_ptr<SharedFileRegistration>> RegisterSharedFile(
+      int memfd) override {
+    v1::GetSharedFileEndpointRequest request;
+    v1::GetSharedFileEndpointResponse response;
+    CKPT_RETURN_IF_ERROR(
+        Call(&Stub::GetSharedFileEndpoint, request, &response));
+    return RegisterAtSocket(FromProto(response), memfd, rpc_timeout_);
+  }
+
   absl::Status ReadChunksIntoFile(
-      absl::string_view job, const SharedFile& file,
+      absl::string_view job, absl::string_view file_handle,
       absl::Span<const ChunkPlacement> chunks) override {
     v1::ReadChunksIntoFileRequest request;
     request.set_job(std::string(job));
-    ToProto(file, request.mutable_file());
+    request.set_file_handle(std::string(file_handle));
     for (const ChunkPlacement& chunk : chunks) {
       ToProto(chunk, request.add_chunks());
     }

@@ -16,8 +16,10 @@
 #include "server/rpc/put_chunks_reactor.h"
 #include "server/rpc/read_chunks_reactor.h"
 #include "server/rpc/request_checks.h"
+#include "server/rpc/shared_file_socket.h"
 #include "server/rpc/verify_reactor.h"
 #include "server/service/shared_file_reads.h"
+#include "server/service/shared_file_registry.h"
 
 namespace ckpt::server {
 
@@ -57,12 +59,14 @@ GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
                                              const Authenticator* authenticator,
                                              StreamLimits limits,
                                              Executor* requests,
-                                             Executor* maintenance)
+                                             Executor* maintenance,
+                                             SharedFileSocket* shared_files)
     : service_(service),
       authenticator_(authenticator),
       limits_(limits),
       requests_(requests),
-      maintenance_(maintenance) {}
+      maintenance_(maintenance),
+      shared_files_(limits.shared_file_reads ? shared_files : nullptr) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -287,6 +291,28 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+grpc::ServerUnaryReactor* GrpcCheckpointService::GetSharedFileEndpoint(
+    grpc::CallbackServerContext* context,
+    const v1::GetSharedFileEndpointRequest* /*request*/,
+    v1::GetSharedFileEndpointResponse* response) {
+  return Unary(context, [this, context, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "GetSharedFileEndpoint";
+    // Any authenticated reader: the ticket only lets its holder pass a file
+    // of its own; each ReadChunksIntoFile is authorized for its job.
+    CKPT_RETURN_IF_ERROR(
+        Admit(*authenticator_, *context, kRpc, Role::kReader).status());
+    CKPT_RETURN_IF_ERROR(CheckSharedFileReads(kRpc, context->peer()));
+    absl::StatusOr<SharedFileEndpoint> endpoint = shared_files_->NewEndpoint();
+    if (!endpoint.ok()) {
+      return absl::Status(
+          endpoint.status().code(),
+          absl::StrCat(kRpc, ": ", endpoint.status().message()));
+    }
+    ToProto(*endpoint, response);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     grpc::CallbackServerContext* context,
     const v1::ReadChunksIntoFileRequest* request,
@@ -300,21 +326,18 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckChunkCount(kRpc, request->chunks_size(),
                                          limits_.max_request_hashes));
-    if (!limits_.shared_file_reads) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          kRpc, ": this server has shared-memory reads turned off"));
-    }
-    if (!IsLocalPeer(context->peer())) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kRpc, ": the client (", context->peer(),
-                       ") is not on the server's host"));
-    }
+    CKPT_RETURN_IF_ERROR(CheckSharedFileReads(kRpc, context->peer()));
     CKPT_ASSIGN_OR_RETURN(
         std::vector<ChunkPlacement> placements,
         ParsePlacements(kRpc, request->chunks(), limits_.max_request_hashes));
-    absl::StatusOr<uint64_t> written = ReadChunksIntoSharedFile(
-        *service_, request->job(), FromProto(request->file()), placements,
-        [context] { return context->IsCancelled(); });
+    // Only a file its owner registered; never one named by pid and fd.
+    absl::StatusOr<std::shared_ptr<const SharedFileWriter>> file =
+        shared_files_->registry().Find(request->file_handle());
+    absl::StatusOr<uint64_t> written =
+        !file.ok() ? absl::StatusOr<uint64_t>(file.status())
+                   : ReadChunksIntoSharedFile(
+                         *service_, request->job(), **file, placements,
+                         [context] { return context->IsCancelled(); });
     if (!written.ok()) {
       return absl::Status(written.status().code(),
                           absl::StrCat(kRpc, ": ", written.status().message()));
@@ -322,6 +345,19 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
     response->set_bytes_written(*written);
     return absl::OkStatus();
   });
+}
+
+absl::Status GrpcCheckpointService::CheckSharedFileReads(
+    absl::string_view rpc, const std::string& peer) const {
+  if (shared_files_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(rpc, ": this server has shared-memory reads turned off"));
+  }
+  if (!IsLocalPeer(peer)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        rpc, ": the client (", peer, ") is not on the server's host"));
+  }
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(

@@ -26,6 +26,7 @@
 #include "server/auth/authenticator.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
+#include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
@@ -38,10 +39,13 @@ class GrpcCheckpointService final
   // and the server it is registered with, and the executors must keep
   // running until that server has shut down (calls finish from their
   // tasks). `requests` runs every call's work but GC's and verify's, which
-  // run on `maintenance`.
+  // run on `maintenance`. `shared_files` (which must outlive this object
+  // too) serves same-host restores; null, or limits.shared_file_reads
+  // false, turns them off.
   GrpcCheckpointService(CheckpointService* service,
                         const Authenticator* authenticator, StreamLimits limits,
-                        Executor* requests, Executor* maintenance);
+                        Executor* requests, Executor* maintenance,
+                        SharedFileSocket* shared_files = nullptr);
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
       grpc::CallbackServerContext* context,
@@ -83,8 +87,14 @@ class GrpcCheckpointService final
   grpc::ServerWriteReactor<v1::ReadChunksResponse>* ReadChunks(
       grpc::CallbackServerContext* context,
       const v1::ReadChunksRequest* request) override;
-  // See the proto. Chunks are verified (SHA-256) before they are written;
-  // every placement is checked before the first write.
+  // See the proto. Answered to local peers only.
+  grpc::ServerUnaryReactor* GetSharedFileEndpoint(
+      grpc::CallbackServerContext* context,
+      const v1::GetSharedFileEndpointRequest* request,
+      v1::GetSharedFileEndpointResponse* response) override;
+  // See the proto. Writes only into a file registered at the shared-memory
+  // socket under request.file_handle. Chunks are verified (SHA-256) before
+  // they are written; every placement is checked before the first write.
   grpc::ServerUnaryReactor* ReadChunksIntoFile(
       grpc::CallbackServerContext* context,
       const v1::ReadChunksIntoFileRequest* request,
@@ -148,11 +158,17 @@ class GrpcCheckpointService final
     return Unary(context, *requests_, std::move(body));
   }
 
+  // FAILED_PRECONDITION naming `rpc` unless same-host restores are on and
+  // `peer` is on this host.
+  absl::Status CheckSharedFileReads(absl::string_view rpc,
+                                    const std::string& peer) const;
+
   CheckpointService* const service_;
   const Authenticator* const authenticator_;
   const StreamLimits limits_;
   Executor* const requests_;
   Executor* const maintenance_;
+  SharedFileSocket* const shared_files_;  // null: same-host restores off
   CallCounter calls_;
 };
 

@@ -350,7 +350,9 @@ int main(int argc, char** argv) {
                  "Let clients on this host restore through shared memory: "
                  "the server writes verified chunks straight into the "
                  "client's memory instead of sending them over the socket "
-                 "(true or false)")
+                 "(true or false). The client passes its memory file (a "
+                 "sealed memfd) to the server over a Unix socket with an "
+                 "abstract random name; see docs/security.md")
       ->capture_default_str();
   app.add_option("--request-threads", flags.request_threads,
                  "Threads that do the work of client calls (saves, restores, "

@@ -12,7 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "server/rpc/grpc_service.h"
+#include "server/rpc/shared_file_socket.h"
+#include "server/service/shared_file_registry.h"
 
 namespace ckpt::server {
 
@@ -54,22 +57,45 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+// The shared-memory socket when same-host restores are on; null when they
+// are off or the socket cannot be made (then they are off, and said so).
+std::unique_ptr<SharedFileSocket> StartSharedFileSocket(
+    const ServerOptions& options, SharedFileRegistry* registry) {
+  if (!options.limits.shared_file_reads) return nullptr;
+  absl::StatusOr<std::unique_ptr<SharedFileSocket>> socket =
+      SharedFileSocket::Start(registry);
+  if (!socket.ok()) {
+    CKPT_LOG(Warning, "same-host restores through shared memory are off: ",
+             socket.status().message());
+    return nullptr;
+  }
+  return *std::move(socket);
+}
+
 }  // namespace
 
 struct CheckpointServer::Impl {
-  explicit Impl(CheckpointService* service, const ServerOptions& options)
+  Impl(CheckpointService* service, const ServerOptions& options)
       : loopback_only(options.authenticator == nullptr
                           ? Authenticator::WithoutTokens(false)
                           : nullptr),
+        shared_file_socket(
+            StartSharedFileSocket(options, &shared_file_registry)),
         requests("ckpt-request", RequestThreads(options)),
         maintenance("ckpt-maint", std::max(1, options.maintenance_threads)),
         grpc_service(service,
                      options.authenticator != nullptr ? options.authenticator
                                                       : loopback_only.get(),
-                     options.limits, &requests, &maintenance) {}
+                     options.limits, &requests, &maintenance,
+                     shared_file_socket.get()) {}
 
   // The authenticator when the options give none.
   std::unique_ptr<Authenticator> loopback_only;
+  // Same-host restores: the files clients passed, and the socket they pass
+  // them at (null when turned off). Declared before grpc_service, which
+  // uses them; Shutdown stops the socket after the gRPC server.
+  SharedFileRegistry shared_file_registry;
+  std::unique_ptr<SharedFileSocket> shared_file_socket;
   // Declared before grpc_service, which uses them; Shutdown stops them
   // after the gRPC server, as calls finish from their tasks.
   Executor requests;
@@ -150,6 +176,12 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
   impl_->grpc_service.calls().WaitUntilIdle(absl::InfiniteFuture());
   impl_->requests.Shutdown();
   impl_->maintenance.Shutdown();
+  // No call uses a registered file any more: close the connections.
+  if (impl_->shared_file_socket != nullptr) impl_->shared_file_socket->Stop();
+}
+
+size_t CheckpointServer::shared_files_registered() const {
+  return impl_->shared_file_registry.size();
 }
 
 void CheckpointServer::Wait() { impl_->server->Wait(); }

@@ -3,6 +3,7 @@
 // API mentions no gRPC type.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,11 @@ class CheckpointServer {
 
   // Blocks until the server has shut down.
   void Wait();
+
+  // Restore memfds clients on this host have registered now (each is
+  // dropped when the connection that passed it closes). For monitoring and
+  // tests.
+  size_t shared_files_registered() const;
 
  private:
   struct Impl;

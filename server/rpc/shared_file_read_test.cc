@@ -1,10 +1,15 @@
-// ReadChunksIntoFile through a real server on 127.0.0.1:0: what the gRPC
-// edge decides (request checks, the feature switch, the RPC named in every
-// error) and the client's restores through shared memory. The placement
-// checks and the copy are the service's (server/service/
-// shared_file_reads_test.cc).
+// GetSharedFileEndpoint and ReadChunksIntoFile through a real server on
+// 127.0.0.1:0: what the gRPC edge decides (request checks, the feature
+// switch, the handle, the RPC named in every error) and the client's
+// restores through shared memory. The placement checks and the copy are the
+// service's (server/service/shared_file_reads_test.cc), the socket's
+// protocol is shared_file_socket_test.cc's.
 
+#include <fcntl.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -18,43 +23,58 @@
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
+#include "client/transport/shared_file_registration.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/rpc_test_fixture.h"
 #include "tests/testing/shared_file_test_util.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ckpt::server {
 namespace {
 
 using testing::CorruptChunk;
+using testing::EventuallyTrue;
 using testing::GrpcServiceTest;
 using ::testing::HasSubstr;
 using testing::kJob;
+using ::testing::Not;
 using testing::RandomBytes;
 using testing::Tensor;
 using testing::TestMemfd;
 
-void Describe(const TestMemfd& memfd, v1::SharedFile* file) {
-  const SharedFileTarget target = memfd.Target();
-  file->set_pid(target.pid);
-  file->set_fd(target.fd);
-  file->set_token(target.token);
-}
-
 class SharedFileReadTest : public GrpcServiceTest {
  protected:
+  // Registers `file` as the client library does: the endpoint over gRPC,
+  // then the memfd over the server's socket. Keep the registration alive
+  // while the handle is used.
+  std::unique_ptr<client::SharedFileRegistration> Register(
+      const TestMemfd& file) {
+    v1::GetSharedFileEndpointResponse endpoint;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->GetSharedFileEndpoint(
+        &context, v1::GetSharedFileEndpointRequest(), &endpoint);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    auto registration = client::RegisterAtSocket(
+        SharedFileEndpoint{endpoint.socket_name(), endpoint.ticket_id(),
+                           endpoint.ticket()},
+        file.fd, absl::Seconds(10));
+    EXPECT_TRUE(registration.ok()) << registration.status();
+    return registration.ok() ? *std::move(registration) : nullptr;
+  }
+
   grpc::Status IntoFile(const v1::ReadChunksIntoFileRequest& request,
                         v1::ReadChunksIntoFileResponse* response) {
     grpc::ClientContext context;
     return stub_->ReadChunksIntoFile(&context, request, response);
   }
-  // Asks for `bytes`' chunk at offset 4096 of `file`.
-  grpc::Status IntoFileAtFirstPage(const TestMemfd& file,
+  // Asks for `bytes`' chunk at offset 4096 of the file under `handle`.
+  grpc::Status IntoFileAtFirstPage(absl::string_view handle,
                                    const std::string& bytes) {
     v1::ReadChunksIntoFileRequest request;
     request.set_job(kJob);
-    Describe(file, request.mutable_file());
+    request.set_file_handle(std::string(handle));
     Place(&request, bytes, {4096});
     v1::ReadChunksIntoFileResponse response;
     return IntoFile(request, &response);
@@ -78,9 +98,11 @@ TEST_F(SharedFileReadTest, WritesVerifiedChunksAtEveryPlacement) {
       client_->SaveShard(kJob, 1, {Tensor("a", a), Tensor("b", b)}, options)
           .ok());
   TestMemfd file(4096 + 20000);
+  auto registration = Register(file);
+  ASSERT_NE(registration, nullptr);
   v1::ReadChunksIntoFileRequest request;
   request.set_job(kJob);
-  Describe(file, request.mutable_file());
+  request.set_file_handle(std::string(registration->handle()));
   Place(&request, a, {4096, 13000});
   Place(&request, b, {9096});
   v1::ReadChunksIntoFileResponse response;
@@ -90,7 +112,7 @@ TEST_F(SharedFileReadTest, WritesVerifiedChunksAtEveryPlacement) {
   EXPECT_TRUE(file.Read(4096, a.size()) == a);
   EXPECT_TRUE(file.Read(13000, a.size()) == a);
   EXPECT_TRUE(file.Read(9096, b.size()) == b);
-  EXPECT_EQ(file.Read(0, file.token.size()), file.token);
+  EXPECT_EQ(file.Read(0, 4096), std::string(4096, '\0'));
 }
 
 // The edge's own checks, and the service's refusals reaching the client
@@ -99,6 +121,8 @@ TEST_F(SharedFileReadTest, RefusalsNameTheRpcAndLeaveTheFileAlone) {
   const std::string a = RandomBytes(5000, 3);
   ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("a", a)}, {}).ok());
   TestMemfd file(4096 + 8192);
+  auto registration = Register(file);
+  ASSERT_NE(registration, nullptr);
   const std::string before = file.Read(0, 4096 + 8192);
   struct Case {
     std::string what;
@@ -113,9 +137,13 @@ TEST_F(SharedFileReadTest, RefusalsNameTheRpcAndLeaveTheFileAlone) {
        [](auto* r) { r->mutable_chunks(0)->set_sha256("short"); },
        grpc::StatusCode::INVALID_ARGUMENT,
        "ReadChunksIntoFile: chunks[0].sha256 must be 32 bytes, got 5"},
-      {"wrong token",
-       [](auto* r) { r->mutable_file()->set_token(std::string(32, 'x')); },
-       grpc::StatusCode::FAILED_PRECONDITION, "ReadChunksIntoFile: "},
+      {"guessed handle",
+       [](auto* r) { r->set_file_handle(std::string(16, 'x')); },
+       grpc::StatusCode::FAILED_PRECONDITION,
+       "ReadChunksIntoFile: file_handle names no registered shared file"},
+      {"no handle", [](auto* r) { r->clear_file_handle(); },
+       grpc::StatusCode::FAILED_PRECONDITION,
+       "ReadChunksIntoFile: file_handle names no registered shared file"},
       {"past the end",
        [&](auto* r) { r->mutable_chunks(0)->set_offsets(0, 4096 + 8000); },
        grpc::StatusCode::INVALID_ARGUMENT,
@@ -134,7 +162,7 @@ TEST_F(SharedFileReadTest, RefusalsNameTheRpcAndLeaveTheFileAlone) {
   for (const Case& c : cases) {
     v1::ReadChunksIntoFileRequest request;
     request.set_job(kJob);
-    Describe(file, request.mutable_file());
+    request.set_file_handle(std::string(registration->handle()));
     Place(&request, a, {4096});
     c.edit(&request);
     v1::ReadChunksIntoFileResponse response;
@@ -153,9 +181,11 @@ TEST_F(SharedFileReadTest, RequestsOverTheHashLimitAreRefused) {
   server_.reset();
   StartServer(limits);
   TestMemfd file(4096 + 8192);
+  auto registration = Register(file);
+  ASSERT_NE(registration, nullptr);
   v1::ReadChunksIntoFileRequest request;
   request.set_job(kJob);
-  Describe(file, request.mutable_file());
+  request.set_file_handle(std::string(registration->handle()));
   for (int i = 0; i < 3; ++i) Place(&request, "abc", {4096});
   v1::ReadChunksIntoFileResponse response;
   grpc::Status status = IntoFile(request, &response);
@@ -169,7 +199,9 @@ TEST_F(SharedFileReadTest, CorruptChunkIsDataLossThroughSharedMemory) {
   ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights)}, {}).ok());
   CorruptChunk(store_, "team", weights);
   TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, weights);
+  auto registration = Register(file);
+  ASSERT_NE(registration, nullptr);
+  grpc::Status status = IntoFileAtFirstPage(registration->handle(), weights);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
   // Nothing written, not even the damaged bytes.
   EXPECT_TRUE(file.Read(4096, weights.size()) ==
@@ -209,10 +241,18 @@ TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
   client::SaveOptions options;
   options.chunk_bytes = 64 << 10;
   ASSERT_TRUE(client_->SaveShard(kJob, 1, data, options).ok());
+  // `registered`: whether the server held the client's memfd while the
+  // chunks arrived (the shared-memory path), seen from the progress calls.
   auto check = [&](client::Client& client, const std::string& how,
-                   bool in_memfd) {
-    auto restored = client.RestoreShard(kJob, 1, 0);
+                   bool in_memfd, bool registered = false) {
+    auto manifest = client.GetManifest(kJob, 1);
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    size_t files_seen = 0;
+    auto restored = client.RestoreShard(*manifest, 0, [&](uint64_t, uint64_t) {
+      files_seen = std::max(files_seen, server_->shared_files_registered());
+    });
     ASSERT_TRUE(restored.ok()) << how << ": " << restored.status();
+    EXPECT_EQ(files_seen, registered ? 1u : 0u) << how;
     ASSERT_EQ(restored->size(), tensors.size()) << how;
     for (size_t i = 0; i < tensors.size(); ++i) {
       const auto& tensor = (*restored)[i];
@@ -230,7 +270,10 @@ TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
           << how << ": " << MappingOf(tensor.bytes.data());
     }
   };
-  check(*client_, "shared memory", true);
+  check(*client_, "shared memory", true, /*registered=*/true);
+  // The restore's registration ended with it.
+  EXPECT_TRUE(
+      EventuallyTrue([&] { return server_->shared_files_registered() == 0; }));
   client::ConnectOptions no_shared_memory;
   no_shared_memory.shared_memory_restore = false;
   auto streaming = client::Client::Connect(address_, no_shared_memory);
@@ -243,10 +286,82 @@ TEST_F(SharedFileReadTest, ClientRestoresIdenticallyWithAndWithoutIt) {
   server_.reset();
   StartServer(no_sharing);
   check(*client_, "fallback after refusal", true);
-  TestMemfd file(4096 + 8192);
-  grpc::Status status = IntoFileAtFirstPage(file, tensors[0]);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(status.error_message(), HasSubstr("turned off"));
+  for (bool endpoint : {true, false}) {
+    grpc::ClientContext context;
+    v1::GetSharedFileEndpointResponse response;
+    grpc::Status status =
+        endpoint ? stub_->GetSharedFileEndpoint(
+                       &context, v1::GetSharedFileEndpointRequest(), &response)
+                 : IntoFileAtFirstPage(std::string(16, 'h'), tensors[0]);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(status.error_message(), HasSubstr("turned off"));
+  }
+}
+
+// The old attack: a request naming another process's pid and descriptor
+// (field 2, SharedFile{pid, fd, token}) made the server open
+// /proc/<pid>/fd/<fd> and echo the link target. The field is gone from the
+// proto; sent anyway (as raw bytes), it is ignored: without a registered
+// handle nothing is opened or written, and no error names a file.
+TEST_F(SharedFileReadTest, NamingAProcessDescriptorCannotReachAFile) {
+  EXPECT_EQ(v1::ReadChunksIntoFileRequest::descriptor()->FindFieldByNumber(2),
+            nullptr);
+  EXPECT_EQ(
+      v1::ReadChunksIntoFileRequest::descriptor()->FindFieldByName("file"),
+      nullptr);
+  const std::string weights = RandomBytes(5000, 7);
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights)}, {}).ok());
+  auto dir = ckpt::testing::TempDir::Create("ckpt-shm-victim");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = (*dir)->path() + "/victim-file-name.bin";
+  const int victim = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(victim, 0);
+  ASSERT_EQ(ftruncate(victim, 4096 + 8192), 0);
+  TestMemfd named(4096 + 8192, /*sealed=*/true, "victim-memfd-name");
+  // Another registered file, which a guessed handle must not reach either.
+  TestMemfd registered_file(4096 + 8192);
+  auto registration = Register(registered_file);
+  ASSERT_NE(registration, nullptr);
+  for (int fd : {victim, named.fd}) {
+    for (const std::string& handle :
+         {std::string(), std::string(16, '\x01'),
+          std::string(registration->handle()).substr(1)}) {
+      v1::ReadChunksIntoFileRequest request;
+      request.set_job(kJob);
+      request.set_file_handle(handle);
+      Place(&request, weights, {4096});
+      // Field 2 as the old clients sent it: pid 1, fd 2, token 3.
+      std::string old_file;
+      google::protobuf::io::StringOutputStream raw(&old_file);
+      {
+        google::protobuf::io::CodedOutputStream out(&raw);
+        out.WriteTag(1 << 3);
+        out.WriteVarint32(static_cast<uint32_t>(getpid()));
+        out.WriteTag(2 << 3);
+        out.WriteVarint32(static_cast<uint32_t>(fd));
+        out.WriteTag((3 << 3) | 2);
+        out.WriteVarint32(32);
+        out.WriteString(std::string(32, 't'));
+      }
+      request.GetReflection()
+          ->MutableUnknownFields(&request)
+          ->AddLengthDelimited(2, old_file);
+      v1::ReadChunksIntoFileResponse response;
+      grpc::Status status = IntoFile(request, &response);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+          << status.error_message();
+      for (const char* leak : {"victim", "/proc", "memfd:", "/"}) {
+        EXPECT_THAT(status.error_message(), Not(HasSubstr(leak)))
+            << status.error_message();
+      }
+    }
+  }
+  char first = 1;
+  EXPECT_EQ(pread(victim, &first, 1, 4096), 1);
+  EXPECT_EQ(first, 0);
+  close(victim);
+  EXPECT_EQ(named.Read(4096, 16), std::string(16, '\0'));
+  EXPECT_EQ(registered_file.Read(4096, 16), std::string(16, '\0'));
 }
 
 }  // namespace

@@ -15,9 +15,11 @@ struct StreamLimits {
   // Hashes one ReadChunks or FindMissingChunks request may name; larger
   // requests are INVALID_ARGUMENT. Default: 100000 (3.2 MB of hashes).
   size_t max_request_hashes = 100000;
-  // Whether ReadChunksIntoFile may write into clients' memory files on this
-  // host. Off: it answers FAILED_PRECONDITION and clients stream instead.
-  // Default: true.
+  // Whether clients on this host may restore through shared memory: the
+  // server opens its shared-memory socket (server/rpc/shared_file_socket.h)
+  // and ReadChunksIntoFile writes into the memfds clients pass there. Off:
+  // no socket, GetSharedFileEndpoint and ReadChunksIntoFile answer
+  // FAILED_PRECONDITION, and clients stream instead. Default: true.
   bool shared_file_reads = true;
 };
 

@@ -1,6 +1,7 @@
 // SharedFileWriter: writes into a client's restore memfd on this host, for
-// same-host restores (ReadChunksIntoSharedFile in shared_file_reads.h).
-// Free of gRPC types; the RPC edge checks that the peer is on this host.
+// same-host restores (ReadChunksIntoSharedFile in shared_file_reads.h). The
+// descriptor is one the client passed itself (SharedFileRegistry); the
+// server never opens another process's files. Free of gRPC types.
 #pragma once
 
 #include <cstdint>
@@ -8,45 +9,39 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/unique_fd.h"
 
 namespace ckpt::server {
 
-// The memfd name clients give restore buffers (as readlink shows it:
-// "/memfd:ckpt-restore (deleted)").
-inline constexpr absl::string_view kRestoreMemfdName = "ckpt-restore";
-inline constexpr size_t kMinSharedFileToken = 16;
-inline constexpr size_t kMaxSharedFileToken = 64;
-
+// Thread-safe once made: Write may run from many threads at once.
 class SharedFileWriter {
  public:
-  // Opens /proc/<pid>/fd/<fd> for writing. FAILED_PRECONDITION (with the
-  // reason) when it cannot be opened, is not a memfd named
-  // kRestoreMemfdName, or does not start with `token`; INVALID_ARGUMENT for
-  // a token of the wrong length.
-  static absl::StatusOr<SharedFileWriter> Open(int32_t pid, int32_t fd,
-                                               absl::string_view token);
+  // Takes `fd` if it is a restore buffer the server may write: a regular
+  // file, open for writing, that is a memfd sealed against shrinking and
+  // growing (F_SEAL_SHRINK | F_SEAL_GROW: only memfds created with
+  // MFD_ALLOW_SEALING can carry them, so the kernel vouches for what the
+  // file is, and its size cannot change under us), not sealed against
+  // writes, of at least one byte. FAILED_PRECONDITION saying which of these
+  // it is not (never naming the file); `fd` is closed then.
+  static absl::StatusOr<SharedFileWriter> Adopt(UniqueFd fd);
 
-  SharedFileWriter(SharedFileWriter&& other) noexcept;
-  SharedFileWriter& operator=(SharedFileWriter&& other) noexcept;
-  SharedFileWriter(const SharedFileWriter&) = delete;
-  SharedFileWriter& operator=(const SharedFileWriter&) = delete;
-  ~SharedFileWriter();
+  SharedFileWriter(SharedFileWriter&&) noexcept = default;
+  SharedFileWriter& operator=(SharedFileWriter&&) noexcept = default;
 
-  // INVALID_ARGUMENT when [offset, offset + size) overlaps the token or ends
-  // past the file.
+  // INVALID_ARGUMENT when [offset, offset + size) ends past the file.
   absl::Status CheckRange(uint64_t offset, uint64_t size) const;
   // Writes `bytes` at `offset` (checked as CheckRange does).
-  absl::Status Write(uint64_t offset, absl::string_view bytes);
+  // RESOURCE_EXHAUSTED when the client's memory (or its cgroup's) runs out.
+  absl::Status Write(uint64_t offset, absl::string_view bytes) const;
 
   uint64_t size() const { return size_; }
 
  private:
-  SharedFileWriter(int fd, uint64_t size, uint64_t token_size)
-      : fd_(fd), size_(size), token_size_(token_size) {}
+  SharedFileWriter(UniqueFd fd, uint64_t size)
+      : fd_(std::move(fd)), size_(size) {}
 
-  int fd_ = -1;
+  UniqueFd fd_;
   uint64_t size_ = 0;
-  uint64_t token_size_ = 0;
 };
 
 }  // namespace ckpt::server

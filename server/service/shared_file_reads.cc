@@ -3,7 +3,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "server/service/shared_file.h"
 
 namespace ckpt::server {
 namespace {
@@ -32,10 +31,8 @@ absl::Status CheckPlacements(const SharedFileWriter& writer,
 
 absl::StatusOr<uint64_t> ReadChunksIntoSharedFile(
     CheckpointService& service, absl::string_view job,
-    const SharedFileTarget& file, absl::Span<const ChunkPlacement> placements,
+    const SharedFileWriter& writer, absl::Span<const ChunkPlacement> placements,
     absl::FunctionRef<bool()> cancelled) {
-  CKPT_ASSIGN_OR_RETURN(SharedFileWriter writer,
-                        SharedFileWriter::Open(file.pid, file.fd, file.token));
   CKPT_RETURN_IF_ERROR(CheckPlacements(writer, placements));
   uint64_t written = 0;
   for (const ChunkPlacement& chunk : placements) {

@@ -1,10 +1,11 @@
 // Same-host restores through shared memory: the service half of
 // ReadChunksIntoFile. The server writes verified chunks straight into a
-// client's restore memfd (SharedFileWriter, shared_file.h) instead of
-// sending them, saving the copies through the transport and the socket.
-// Whether a client may ask at all (on this host, the feature turned on) is
-// the transport's decision; this checks the file and every placement and
-// copies the bytes.
+// client's restore memfd (SharedFileWriter, shared_file.h), which the client
+// registered itself (shared_file_registry.h), instead of sending them,
+// saving the copies through the transport and the socket. Whether a client
+// may ask at all (on this host, the feature turned on, a registered handle)
+// is the transport's decision; this checks every placement and copies the
+// bytes.
 #pragma once
 
 #include <cstdint>
@@ -18,17 +19,15 @@
 #include "common/chunk_id.h"
 #include "common/shared_file.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/shared_file.h"
 
 namespace ckpt::server {
 
-// SharedFileTarget and ChunkPlacement: common/shared_file.h.
+// ChunkPlacement: common/shared_file.h.
 
-// Opens `file` (SharedFileWriter::Open's errors: FAILED_PRECONDITION for a
-// file that cannot be opened, is not a restore memfd or lacks the token;
-// INVALID_ARGUMENT for a token of the wrong length), then checks every
-// placement before writing any: INVALID_ARGUMENT naming chunks[i] for one
-// without offsets or with a range over the token or past the end. A request
-// refused so far leaves the file untouched.
+// Checks every placement before writing any: INVALID_ARGUMENT naming
+// chunks[i] for one without offsets or with a range past the end of
+// `file`. A request refused so far leaves the file untouched.
 //
 // Then, in order, reads each chunk of `job` verified
 // (CheckpointService::ReadChunkTo, from the store's buffer: no copy of its
@@ -42,7 +41,7 @@ namespace ckpt::server {
 // chunk). Messages do not name the RPC; the transport adds that.
 absl::StatusOr<uint64_t> ReadChunksIntoSharedFile(
     CheckpointService& service, absl::string_view job,
-    const SharedFileTarget& file, absl::Span<const ChunkPlacement> placements,
+    const SharedFileWriter& file, absl::Span<const ChunkPlacement> placements,
     absl::FunctionRef<bool()> cancelled);
 
 }  // namespace ckpt::server

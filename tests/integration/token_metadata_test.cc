@@ -118,7 +118,8 @@ class TokenMetadataTest : public ::testing::Test {
     client::ChunkSink sink{
         .id = id, .size = bytes.size(), .destinations = {out}};
     transport.ReadChunks(job, {sink}, nullptr).IgnoreError();
-    transport.ReadChunksIntoFile(job, client::SharedFile{}, {}).IgnoreError();
+    transport.RegisterSharedFile(-1).status().IgnoreError();
+    transport.ReadChunksIntoFile(job, "handle", {}).IgnoreError();
     transport.AbortCheckpoint(job, 1, "test").IgnoreError();
     transport.DeleteCheckpoint(job, 1).IgnoreError();
     transport.GetStats(job).status().IgnoreError();

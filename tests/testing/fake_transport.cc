@@ -124,6 +124,21 @@ std::vector<size_t> FakeTransport::read_calls() const {
   return read_calls_;
 }
 
+void FakeTransport::FailSharedFileRegistrations(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  registration_failure_ = std::move(status);
+}
+
+int FakeTransport::registrations() const {
+  absl::MutexLock lock(&mu_);
+  return registrations_;
+}
+
+size_t FakeTransport::registered_files() const {
+  absl::MutexLock lock(&mu_);
+  return registered_.size();
+}
+
 int FakeTransport::into_file_calls() const {
   absl::MutexLock lock(&mu_);
   return into_file_calls_;
@@ -332,22 +347,43 @@ absl::Status FakeTransport::ReadChunks(
   return absl::OkStatus();
 }
 
+// Ends its registration when destroyed, as closing the socket does.
+class FakeTransport::Registration : public client::SharedFileRegistration {
+ public:
+  Registration(FakeTransport* fake, std::string handle)
+      : fake_(fake), handle_(std::move(handle)) {}
+  ~Registration() override {
+    absl::MutexLock lock(&fake_->mu_);
+    fake_->registered_.erase(handle_);
+  }
+  absl::string_view handle() const override { return handle_; }
+
+ private:
+  FakeTransport* const fake_;
+  const std::string handle_;
+};
+
+absl::StatusOr<std::unique_ptr<client::SharedFileRegistration>>
+FakeTransport::RegisterSharedFile(int memfd) {
+  absl::MutexLock lock(&mu_);
+  if (!registration_failure_.ok()) return registration_failure_;
+  UniqueFd copy(dup(memfd));
+  if (!copy.valid()) return absl::FailedPreconditionError("not a descriptor");
+  std::string handle = absl::StrCat("handle-", ++registrations_);
+  registered_.emplace(handle, std::move(copy));
+  return std::make_unique<Registration>(this, std::move(handle));
+}
+
 absl::Status FakeTransport::ReadChunksIntoFile(
-    absl::string_view /*job*/, const client::SharedFile& file,
+    absl::string_view /*job*/, absl::string_view file_handle,
     absl::Span<const client::ChunkPlacement> chunks) {
   absl::MutexLock lock(&mu_);
   if (!into_file_failure_.ok()) return into_file_failure_;
-  // The server opens /proc/<pid>/fd/<fd> and checks the token first; in
-  // this process the descriptor itself will do.
-  if (file.pid != getpid()) {
-    return absl::FailedPreconditionError("the file is another process's");
+  auto file = registered_.find(file_handle);
+  if (file == registered_.end()) {
+    return absl::FailedPreconditionError("no file registered under the handle");
   }
-  std::string token(file.token.size(), '\0');
-  if (pread(file.fd, token.data(), token.size(), 0) !=
-          static_cast<ssize_t>(token.size()) ||
-      token != file.token) {
-    return absl::FailedPreconditionError("the file's token does not match");
-  }
+  const int fd = file->second.get();
   ++into_file_calls_;
   for (const client::ChunkPlacement& chunk : chunks) {
     CKPT_ASSIGN_OR_RETURN(Answer answer, AnswerFor(chunk.id));
@@ -356,7 +392,7 @@ absl::Status FakeTransport::ReadChunksIntoFile(
           absl::StrCat("chunk ", chunk.id.ShortHex(), " is corrupt"));
     }
     for (uint64_t offset : chunk.offsets) {
-      if (pwrite(file.fd, answer.data.data(), answer.data.size(),
+      if (pwrite(fd, answer.data.data(), answer.data.size(),
                  static_cast<off_t>(offset)) !=
           static_cast<ssize_t>(answer.data.size())) {
         return absl::InternalError("cannot write the shared file");

@@ -29,6 +29,7 @@
 #include "client/transport.h"
 #include "common/chunk_id.h"
 #include "common/manifest.h"
+#include "common/unique_fd.h"
 
 namespace ckpt::testing {
 
@@ -55,6 +56,9 @@ class FakeTransport : public client::Transport {
   // ReadChunksIntoFile returns `status` (e.g. UNIMPLEMENTED) without
   // writing anything.
   void FailReadsIntoFile(absl::Status status);
+  // RegisterSharedFile returns `status` (e.g. FAILED_PRECONDITION) without
+  // registering anything.
+  void FailSharedFileRegistrations(absl::Status status);
 
   // --- Inspection ---
 
@@ -77,6 +81,9 @@ class FakeTransport : public client::Transport {
   std::vector<size_t> read_calls() const;
   // ReadChunksIntoFile calls that wrote (refused ones not counted).
   int into_file_calls() const;
+  // RegisterSharedFile calls that registered, and files registered now.
+  int registrations() const;
+  size_t registered_files() const;
 
   // --- client::Transport ---
 
@@ -99,8 +106,13 @@ class FakeTransport : public client::Transport {
   absl::Status ReadChunks(
       absl::string_view job, absl::Span<const client::ChunkSink> sinks,
       const std::function<void(uint64_t)>& on_chunk) override;
+  // Keeps a duplicate of `memfd` until the registration is destroyed.
+  absl::StatusOr<std::unique_ptr<client::SharedFileRegistration>>
+  RegisterSharedFile(int memfd) override;
+  // Writes into the file registered under `file_handle` (FAILED_PRECONDITION
+  // for any other handle).
   absl::Status ReadChunksIntoFile(
-      absl::string_view job, const client::SharedFile& file,
+      absl::string_view job, absl::string_view file_handle,
       absl::Span<const client::ChunkPlacement> chunks) override;
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason) override;
@@ -127,6 +139,7 @@ class FakeTransport : public client::Transport {
 
  private:
   class UploadStream;
+  class Registration;
   struct Answer {
     ChunkId id;
     std::string data;
@@ -149,6 +162,10 @@ class FakeTransport : public client::Transport {
   int commit_refusals_left_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<ChunkId, Answer> answers_ ABSL_GUARDED_BY(mu_);
   absl::Status into_file_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Status registration_failure_ ABSL_GUARDED_BY(mu_);
+  // handle -> the registered file's duplicate descriptor.
+  absl::flat_hash_map<std::string, UniqueFd> registered_ ABSL_GUARDED_BY(mu_);
+  int registrations_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::flat_hash_map<ChunkId, int> uploads_ ABSL_GUARDED_BY(mu_);
   uint64_t chunks_uploaded_ ABSL_GUARDED_BY(mu_) = 0;

@@ -457,3 +457,53 @@ def test_mutated_trees_decode_or_fail_with_state_format_error():
         except ckpt.StateFormatError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 1000, outcomes
+
+
+def big_int(value):
+    size = (value.bit_length() + 8) // 8
+    return b"J" + u32(size) + value.to_bytes(size, "little", signed=True)
+
+
+def test_colliding_dict_keys_are_refused_in_linear_time():
+    """Python does not randomise the hashes of ints: k * (2**61 - 1) all
+    hash to 0, so a dict of n such keys costs n*n/2 comparisons. 8,000 of
+    them (127 KB) took 3 s to decode, a few MB would take hours; the
+    decoder refuses a dict whose keys collide instead."""
+    prime = (1 << 61) - 1
+    count = 40_000
+    blob = encoded(b"M", u32(count), *(big_int((k + 8) * prime) + b"N"
+                                       for k in range(count)))
+    start = time.monotonic()
+    with pytest.raises(ckpt.StateFormatError,
+                       match="dict keys have the same hash value"):
+        tree.decode(blob)
+    assert time.monotonic() - start < 1
+    # The same for tuple keys, whose hash is a function of their items'.
+    colliding = encoded(b"K", u32(20), *(
+        b"U" + u32(1) + big_int((k + 8) * prime) + b"I" + struct.pack("<q", 1)
+        for k in range(20)))
+    assert len({hash(((k + 8) * prime,)) for k in range(20)}) == 1
+    with pytest.raises(ckpt.StateFormatError, match="same hash value"):
+        tree.decode(colliding)
+    # Keys a real state has (-1 and -2 share a hash) still decode.
+    fine = encoded(b"M", u32(2), b"I", struct.pack("<q", -1), b"N",
+                   b"I", struct.pack("<q", -2), b"N")
+    assert tree.decode(fine)[0] == {-1: None, -2: None}
+
+
+@pytest.mark.parametrize("where", ["duplicate key", "error under the key",
+                                   "tuple key"])
+def test_errors_naming_a_huge_int_key_are_state_format_errors(where):
+    """Python refuses to print an int of more than 4,300 digits
+    (ValueError): an error message quoting such a key escaped as a plain
+    ValueError instead of StateFormatError."""
+    huge = big_int(1 << 20_000)
+    blob = {
+        "duplicate key": encoded(b"M", u32(2), huge, b"N", huge, b"N"),
+        "error under the key": encoded(b"M", u32(1), huge, b"Z"),
+        "tuple key": encoded(b"M", u32(1), b"U", u32(2), b"N", huge, b"Z"),
+    }[where]
+    with pytest.raises(ckpt.StateFormatError) as error:
+        tree.decode(blob)
+    assert "an int of 20001 bits" in str(error.value), str(error.value)
+    assert len(str(error.value)) < 400

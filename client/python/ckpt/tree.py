@@ -44,6 +44,8 @@ MAGIC = b"CKPTTREE"
 VERSION = 2  # version 1: the whole tree pickled (ckpt before issue 13)
 MAX_DEPTH = 128
 MAX_INT_BYTES = 1 << 16  # a Python int of up to 524,288 bits
+# Most keys of one dict that may share a hash value (see _Decoder.mapping).
+MAX_KEYS_PER_HASH = 8
 
 # numpy dtypes a tree may name (scalars and arrays), each with the ckpt
 # dtype its arrays are stored as: unsigned ones wider than a byte, which
@@ -120,11 +122,31 @@ def quote(text, limit=64):
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def key_text(key, limit=64):
+    """A dict key for an error message, at most about `limit` characters.
+    Never converts a huge int to decimal: that is slow, and Python refuses
+    it beyond 4300 digits (ValueError), so a hostile key would escape as
+    something other than StateFormatError."""
+    if isinstance(key, str):
+        return quote(key, limit)
+    if isinstance(key, int) and not isinstance(key, bool) and \
+            key.bit_length() > 128:
+        return f"<an int of {key.bit_length()} bits>"
+    if isinstance(key, tuple):
+        shown = []
+        for item in key:
+            shown.append(key_text(item, limit))
+            if sum(len(part) + 2 for part in shown) > limit:
+                shown.append("...")
+                break
+        text = ", ".join(shown)
+        return f"({text},)" if len(key) == 1 else f"({text})"
+    return repr(key)[:limit]
+
+
 def path_text(path):
     """state['optimizer']['param_groups'][0] for the keys of `path`."""
-    return "state" + "".join(
-        f"[{quote(key) if isinstance(key, str) else repr(key)[:64]}]"
-        for key in path)
+    return "state" + "".join(f"[{key_text(key)}]" for key in path)
 
 
 def _describe(value):
@@ -464,14 +486,26 @@ class _Decoder:
     def mapping(self, out, path, depth):
         self.enter(path, depth)
         count = self.length("a dict", path, min_item_bytes=2)
+        # Keys per hash value. Python's hashes of ints, floats and tuples
+        # are not randomised: keys such as k * (2**61 - 1) all hash alike,
+        # and n of them make a dict do n*n/2 comparisons (8,000 such keys,
+        # 127 KB, took 3 s; a few MB, hours). A real state never has more
+        # than a couple of keys with one hash (-1 and -2 share one).
+        per_hash = {}
         for _ in range(count):
             key = self.node(path, depth + 1, key=True)
             try:
-                duplicate = key in out
+                key_hash = hash(key)
             except TypeError:  # unhashable: a tuple holding nan is fine
-                self.fail(f"dict key {repr(key)[:64]} is not hashable", path)
-            if duplicate:
-                self.fail(f"dict key {repr(key)[:64]} appears twice", path)
+                self.fail(f"dict key {key_text(key)} is not hashable", path)
+            same = per_hash.get(key_hash, 0) + 1
+            if same > MAX_KEYS_PER_HASH:
+                self.fail(f"{same} dict keys have the same hash value "
+                          f"(as {key_text(key)} does); a state's keys never "
+                          "collide like that", path)
+            per_hash[key_hash] = same
+            if key in out:
+                self.fail(f"dict key {key_text(key)} appears twice", path)
             out[key] = self.node(path + (key,), depth + 1)
         if type(out) is collections.OrderedDict:
             metadata = self.node(path + ("._metadata",), depth + 1)

@@ -30,7 +30,7 @@ Role RoleToPrune(bool dry_run) {
   return dry_run ? Role::kReader : Role::kAdmin;
 }
 
-bool MayChangeRetention(const Principal& principal) {
+bool MayDeleteHistory(const Principal& principal) {
   return principal.role >= Role::kAdmin;
 }
 

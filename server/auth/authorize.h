@@ -28,10 +28,11 @@ Role RoleToPin(bool pinned);
 // A dry run reads; a real prune deletes.
 Role RoleToPrune(bool dry_run);
 
-// Whether the principal may replace a job's retention policy. A writer may
-// not: a new policy applied at once could delete history. (Checked by the
-// service against the stored policy, under its lock, for BeginCheckpoint's
-// optional policy; SetRetentionPolicy needs admin outright.)
-bool MayChangeRetention(const Principal& principal);
+// Whether the principal may make retention delete history (Actor): replace
+// a job's retention policy through BeginCheckpoint (checked by the service
+// against the stored policy, under its lock; SetRetentionPolicy needs admin
+// outright), and have its commits apply the stored policy. A writer may
+// not: it is append-only.
+bool MayDeleteHistory(const Principal& principal);
 
 }  // namespace ckpt::server

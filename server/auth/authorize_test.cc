@@ -53,9 +53,9 @@ TEST(AuthorizeTest, WriterIsAppendOnly) {
   EXPECT_EQ(RoleToPin(false), Role::kAdmin);
   EXPECT_EQ(RoleToPrune(true), Role::kReader);
   EXPECT_EQ(RoleToPrune(false), Role::kAdmin);
-  EXPECT_FALSE(MayChangeRetention(Make("w", Role::kWriter, "t/")));
-  EXPECT_TRUE(MayChangeRetention(Make("a", Role::kAdmin, "t/")));
-  EXPECT_TRUE(MayChangeRetention(AnonymousPrincipal()));
+  EXPECT_FALSE(MayDeleteHistory(Make("w", Role::kWriter, "t/")));
+  EXPECT_TRUE(MayDeleteHistory(Make("a", Role::kAdmin, "t/")));
+  EXPECT_TRUE(MayDeleteHistory(AnonymousPrincipal()));
 }
 
 TEST(AuthorizeTest, ScopeIsDecidedFromTheNameAlone) {

@@ -35,7 +35,7 @@ absl::StatusOr<Principal> Admit(const Authenticator& authenticator,
 }
 
 Actor ActorOf(const Principal& principal) {
-  return Actor{principal.name, MayChangeRetention(principal)};
+  return Actor{principal.name, MayDeleteHistory(principal)};
 }
 
 }  // namespace ckpt::server

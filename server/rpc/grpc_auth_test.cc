@@ -237,6 +237,43 @@ TEST_F(GrpcAuthTest, WriterIsAppendOnly) {
   EXPECT_TRUE(writer.Call(&Stub::AbortCheckpoint, abort).ok());
 }
 
+// Retention reads what the writer sends (steps, times, metrics), so a
+// writer's commits must not apply it: a stolen job token could otherwise
+// rotate every real checkpoint out with a few commits at huge steps.
+TEST_F(GrpcAuthTest, AWritersCommitsDeleteNothingUntilAnAdminPrunes) {
+  v1::SetRetentionPolicyRequest set;
+  set.set_job(kAlice);
+  set.mutable_policy()->set_max_to_keep(2);
+  ASSERT_TRUE(As("tok-alice-admin").Call(&Stub::SetRetentionPolicy, set).ok());
+  const RawCaller writer = As("tok-alice-writer");
+  for (int64_t step : {int64_t{1} << 62, (int64_t{1} << 62) + 1, int64_t{3}}) {
+    ASSERT_TRUE(writer.Save(kAlice, step, Bytes(step)).ok()) << step;
+  }
+  auto steps = [&] {
+    v1::ListCheckpointsRequest list;
+    list.set_job(kAlice);
+    v1::ListCheckpointsResponse response;
+    EXPECT_TRUE(As("tok-alice-reader")
+                    .Call(&Stub::ListCheckpoints, list, &response)
+                    .ok());
+    std::vector<int64_t> result;
+    for (const v1::CheckpointInfo& info : response.checkpoints()) {
+      result.push_back(info.step());
+    }
+    return result;
+  };
+  EXPECT_THAT(steps(),
+              ElementsAre(1, 2, 3, int64_t{1} << 62, (int64_t{1} << 62) + 1));
+  // The admin's prune applies the stored policy (after a dry run shows it).
+  v1::PruneCheckpointsRequest prune;
+  prune.set_job(kAlice);
+  ASSERT_TRUE(As("tok-alice-admin").Call(&Stub::PruneCheckpoints, prune).ok());
+  EXPECT_THAT(steps(), ElementsAre(int64_t{1} << 62, (int64_t{1} << 62) + 1));
+  // An admin's own commit applies it at once, as without authentication.
+  ASSERT_TRUE(As("tok-alice-admin").Save(kAlice, int64_t{1} << 61, "x").ok());
+  EXPECT_THAT(steps(), ElementsAre(int64_t{1} << 62, (int64_t{1} << 62) + 1));
+}
+
 TEST_F(GrpcAuthTest, ReaderReadsOnly) {
   const RawCaller reader = As("tok-alice-reader");
   const std::string before = State();
@@ -381,6 +418,9 @@ TEST_F(GrpcAuthTest, EventsNameThePrincipalBehindEachChange) {
   policy.mutable_policy()->set_max_to_keep(1);
   ASSERT_TRUE(admin.Call(&Stub::SetRetentionPolicy, policy).ok());
   ASSERT_TRUE(As("tok-alice-writer").Save(kAlice, 3, "three").ok());
+  v1::PruneCheckpointsRequest prune;
+  prune.set_job(kAlice);
+  ASSERT_TRUE(admin.Call(&Stub::PruneCheckpoints, prune).ok());
   v1::GetManifestRequest get;
   get.set_job(kAlice);
   get.set_latest(true);
@@ -405,9 +445,9 @@ TEST_F(GrpcAuthTest, EventsNameThePrincipalBehindEachChange) {
                                "EVENT_KIND_DELETED 1 alice-admin",
                                "EVENT_KIND_POLICY_SET -1 alice-admin",
                                "EVENT_KIND_COMMITTED 3 alice-trainer",
-                               // The commit's retention, under the admin's
-                               // policy.
-                               "EVENT_KIND_PRUNED 2 alice-trainer",
+                               // A writer's commit applies no retention:
+                               // the admin's prune does.
+                               "EVENT_KIND_PRUNED 2 alice-admin",
                                "EVENT_KIND_RESTORED 3 alice-viewer"));
 }
 

@@ -14,10 +14,14 @@ inline constexpr char kServerPrincipal[] = "ckpt-server";
 
 struct Actor {
   std::string principal = kServerPrincipal;
-  // Whether a retention policy passed to BeginCheckpoint may replace the
-  // job's stored one. False for append-only callers (writers): they may pass
-  // the stored policy, or none, so that a save can never delete history.
-  bool may_change_retention = true;
+  // Whether the caller may make the server delete committed checkpoints
+  // through retention: replace the job's stored policy with the one it
+  // passes to BeginCheckpoint, and have its commits apply the stored policy.
+  // False for append-only callers (writers): they may pass the stored
+  // policy, or none, and their commits delete nothing (the policy waits for
+  // an admin's prune), so that a save, or a stolen job token, can never
+  // delete history.
+  bool may_delete_history = true;
 };
 
 }  // namespace ckpt::server

@@ -96,7 +96,7 @@ using VerifyProgressFn = std::function<absl::Status(const VerifyProgress&)>;
 // itself, for its own work and for tests). Which calls an actor may make and
 // which jobs it may name is decided before the service is called (the rpc
 // layer, server/auth/authorize.h); the service checks only the rights that
-// depend on stored state (Actor::may_change_retention).
+// depend on stored state (Actor::may_delete_history).
 class CheckpointService {
  public:
   CheckpointService(ChunkStore* chunks, MetadataStore* metadata, Clock* clock,
@@ -142,8 +142,10 @@ class CheckpointService {
   // commits, the checkpoint becomes COMMITTED in one durable batch, which also
   // deletes whatever the job's retention policy (if any) no longer keeps (which
   // can be this very checkpoint when it is older than the ones the policy
-  // keeps: a late step under max_to_keep). Recommitting an identical shard is
-  // OK; a different one is FAILED_PRECONDITION.
+  // keeps: a late step under max_to_keep), unless the last rank's `actor`
+  // may not delete history (a writer: the policy then waits for an admin's
+  // Prune). Recommitting an identical shard is OK; a different one is
+  // FAILED_PRECONDITION.
   //
   // A delta entry (TensorEntry::delta_base_step) needs its base to be an
   // older committed checkpoint of the job with a tensor entry of the same

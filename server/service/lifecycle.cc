@@ -180,7 +180,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
                         metadata_->GetJob(job));
   // Checked here, under the lock, against the policy this very call would
   // replace: a writer's save must never be able to delete history.
-  if (policy.has_value() && !actor.may_change_retention &&
+  if (policy.has_value() && !actor.may_delete_history &&
       (!job_record.has_value() || job_record->retention_policy != policy)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "BeginCheckpoint: principal '", actor.principal,
@@ -489,7 +489,7 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
       job_record->first_checkpoint_time = first;
       batch.PutJob(*job_record);
     }
-    if (job_record->retention_policy.has_value()) {
+    if (job_record->retention_policy.has_value() && actor.may_delete_history) {
       CKPT_ASSIGN_OR_RETURN(
           decisions,
           Decide(*job_record, *job_record->retention_policy, records));
@@ -509,6 +509,12 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
              " ranks, ", record.logical_bytes, " bytes) by ", actor.principal);
     LogDeletions(job, "retention policy at commit", actor.principal, decisions);
+    if (job_record.has_value() && job_record->retention_policy.has_value() &&
+        !actor.may_delete_history) {
+      CKPT_LOG(Info, "retention of ", job,
+               " not applied at the commit of step ", step, ": ",
+               actor.principal, " is append-only; an admin's prune applies it");
+    }
   }
   result.record = std::move(record);
   return result;

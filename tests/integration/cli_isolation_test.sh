@@ -288,7 +288,8 @@ cmp -s "${work}/a_before.json" "${work}/a_after.json" \
 
 # A careless user's token is not echoed either: unknown, with a space or
 # a line break inside (also from a token file of two lines), or sent in
-# clear to another host.
+# clear to another host; and a directory given as the token file is an
+# error, not a crash.
 careless() {  # EXPECTED_FRAGMENT CKPT_TOKEN ARGS...
   local expected=$1 token=$2
   shift 2
@@ -308,6 +309,9 @@ careless "not printable" "${tok_b}"$'\n'"${tok_wrong}" ls
 careless "in clear" "${tok_b}" --server 192.0.2.1:7070 ls
 printf '%s\n%s\n' "${tok_b}" "${tok_wrong}" >"${work}/two.token"
 careless "not printable" "" --token-file "${work}/two.token" ls
+# A directory where the token file belongs is an error, not an abort.
+careless "--token-file: cannot read '${work}/in': is a directory" "" \
+  --token-file "${work}/in" ls
 
 IFS= read -rd '' log <"${work}/server.err" || true
 IFS= read -rd '' log_out <"${work}/server.out" || true

@@ -6,11 +6,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fstream>
-#include <iterator>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/small_file.h"
 
 namespace ckpt {
 namespace {
@@ -45,18 +44,13 @@ Cert FirstCertificate(absl::string_view pem) {
 
 absl::StatusOr<std::string> ReadCredentialFile(const std::string& path,
                                                absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": cannot read '", path, "'"));
+  absl::StatusOr<std::string> text =
+      ReadSmallRegularFile(path, kMaxCredentialFileBytes);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": cannot read '", path, "': ", text.status().message()));
   }
-  std::string text{std::istreambuf_iterator<char>(in),
-                   std::istreambuf_iterator<char>()};
-  if (in.bad()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": cannot read '", path, "'"));
-  }
-  if (text.empty()) {
+  if (text->empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": '", path, "' is empty"));
   }

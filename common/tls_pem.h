@@ -6,6 +6,7 @@
 // names the flag (or argument) it came from. Pure apart from reading files.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/status.h"
@@ -14,9 +15,13 @@
 
 namespace ckpt {
 
+// A CA bundle of every public CA is about 200 KiB.
+inline constexpr size_t kMaxCredentialFileBytes = 16 << 20;
+
 // The contents of the credential file (PEM, or a token) at `path`.
-// INVALID_ARGUMENT naming `what` (the flag, e.g. "--tls-cert") when it
-// cannot be read or is empty.
+// INVALID_ARGUMENT naming `what` (the flag, e.g. "--tls-cert") and why when
+// it cannot be read (also a directory, a FIFO or a file over
+// kMaxCredentialFileBytes) or is empty.
 absl::StatusOr<std::string> ReadCredentialFile(const std::string& path,
                                                absl::string_view what);
 

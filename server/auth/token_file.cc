@@ -1,7 +1,5 @@
 #include "server/auth/token_file.h"
 
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -11,12 +9,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/sha256.h"
+#include "common/small_file.h"
 
 namespace ckpt::server {
 namespace {
 
 constexpr size_t kHexDigits = 64;
 constexpr size_t kMaxPrincipalChars = 64;
+// Some 300,000 lines: far more tokens than a server has.
+constexpr size_t kMaxTokenFileBytes = 64 << 20;
 
 bool IsHex(absl::string_view text) {
   for (char c : text) {
@@ -102,18 +103,14 @@ const Principal* TokenTable::Find(absl::string_view token) const {
 }
 
 absl::StatusOr<TokenTable> LoadTokenFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot read the token file ", path));
+  absl::StatusOr<std::string> text =
+      ReadSmallRegularFile(path, kMaxTokenFileBytes);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("cannot read the token file ", path, ": ",
+                                     text.status().message()));
   }
-  const std::string text{std::istreambuf_iterator<char>(in),
-                         std::istreambuf_iterator<char>()};
-  if (in.bad()) {
-    return absl::DataLossError(
-        absl::StrCat("cannot read the token file ", path));
-  }
-  absl::StatusOr<TokenTable> table = TokenTable::Parse(text);
+  absl::StatusOr<TokenTable> table = TokenTable::Parse(*text);
   if (!table.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("token file ", path, ", ", table.status().message()));

@@ -45,7 +45,8 @@ class TokenTable {
 };
 
 // Reads and parses the token file at `path`. Errors name the path (they go
-// to the server's log and stderr, never to a caller).
+// to the server's log and stderr, never to a caller); a path that is not a
+// regular file (a directory, a FIFO) is an error, not a crash or a hang.
 absl::StatusOr<TokenTable> LoadTokenFile(const std::string& path);
 
 }  // namespace ckpt::server

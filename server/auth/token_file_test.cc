@@ -140,5 +140,14 @@ TEST(LoadTokenFileTest, AMissingFileIsAnError) {
   EXPECT_EQ(table.status().code(), absl::StatusCode::kNotFound);
 }
 
+// A directory made std::ifstream throw, which aborted the server (at
+// startup, or on a SIGHUP reload).
+TEST(LoadTokenFileTest, ADirectoryIsAnErrorNotACrash) {
+  auto table = LoadTokenFile("/");
+  EXPECT_EQ(table.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(table.status().message(),
+            "cannot read the token file /: is a directory");
+}
+
 }  // namespace
 }  // namespace ckpt::server

@@ -1,13 +1,14 @@
 // Authentication against the real ckpt-server binary: the token file
-// reloaded on SIGHUP (a revoked token is refused, a bad file keeps the
-// tokens loaded before and the log says why), tokens never in the log, and
-// the startup rules without a token file (loopback only unless explicitly
-// allowed).
+// reloaded on SIGHUP (a revoked token is refused, a bad file or a directory
+// keeps the tokens loaded before and the log says why), tokens never in the
+// log, and the startup rules without a token file (loopback only unless
+// explicitly allowed).
 
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -148,6 +149,39 @@ std::pair<int, std::string> RunToExit(const std::string& args) {
   while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A token file path that became a directory (a careless `mkdir`, a config
+// tool's mistake) used to abort the server on SIGHUP: libstdc++'s ifstream
+// throws reading a directory. Now the reload fails like any bad file.
+TEST_F(AuthProcessTest, SighupWithADirectoryForTheTokenFileKeepsServing) {
+  const std::string tokens = Path("tokens");
+  const TestToken reader{"tok-reader-5b0d", "viewer", "reader", "alice/"};
+  WriteTokenFile(tokens, {reader});
+  auto server = ServerProcess::Start(Path("db"), {"--auth-tokens", tokens},
+                                     Path("server.log"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = Connect((*server)->address());
+  ASSERT_EQ(ListJobsCode(stub.get(), reader.token), grpc::StatusCode::OK);
+
+  ASSERT_TRUE(std::filesystem::remove(tokens));
+  ASSERT_TRUE(std::filesystem::create_directory(tokens));
+  ASSERT_EQ(::kill((*server)->pid(), SIGHUP), 0);
+  ASSERT_TRUE(Eventually([&] {
+    return ReadWholeFile(Path("server.log")).find("keeping the") !=
+           std::string::npos;
+  })) << ReadWholeFile(Path("server.log"));
+  EXPECT_EQ(ListJobsCode(stub.get(), reader.token), grpc::StatusCode::OK);
+  absl::StatusOr<int> code = (*server)->Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_THAT(ReadWholeFile(Path("server.log")), HasSubstr("is a directory"));
+
+  // At startup it is an error that says so, not an abort.
+  auto [exit_code, out] = RunToExit(
+      absl::StrCat("--data-dir ", Path("db"), " --auth-tokens ", tokens));
+  EXPECT_EQ(exit_code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("is a directory"));
 }
 
 TEST_F(AuthProcessTest, WithoutTokensItServesLoopbackOnlyUnlessToldOtherwise) {

@@ -2,6 +2,8 @@
 # optionally the array `server_extra` of further ckpt-server flags).
 # Starts a real ckpt-server on a free loopback port, exports CKPT_SERVER and
 # removes everything on exit; restart_server restarts it on the same data.
+# A script that must first write files into ${work} for the server (a token
+# file) sets defer_start_server=1 and calls start_server itself.
 ckpt="${build}/client/ckpt"
 server_bin="${build}/server/rpc/ckpt-server"
 py=/usr/bin/python3
@@ -43,4 +45,4 @@ restart_server() {
   start_server
 }
 
-start_server
+[ "${defer_start_server:-0}" = 1 ] || start_server

@@ -453,14 +453,15 @@ def format_one_flatten(manager_module):
     format 1."""
     import pickle
     import numpy as np
+    import ckpt.state_layout as layout_module
 
     def flatten(state, copy, reuse=None, allow_pickle=False):
-        flattener = manager_module._Flattener(copy, reuse, allow_pickle)
+        flattener = layout_module._Flattener(copy, reuse, allow_pickle)
 
         def walk(value, path):
             if isinstance(value, (torch.Tensor, np.ndarray)):
                 ref = flattener._tensor_ref(value, path)
-                return manager_module._TensorRef(ref.name, ref.kind,
+                return layout_module._TensorRef(ref.name, ref.kind,
                                                  ref.dtype, ref.shape)
             if isinstance(value, dict):
                 out = type(value)() if type(value) is not dict else {}

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import ckpt
+import ckpt.state_layout
 from ckpt import tree
-from ckpt.manager import STATE_TENSOR, _TensorRef
+from ckpt.state_layout import STATE_TENSOR, _TensorRef
 import raw_api
 
 
@@ -127,7 +128,7 @@ def no_pickle(monkeypatch):
     """Makes any unpickling in ckpt fail the test."""
     def refuse(*args, **kwargs):
         raise AssertionError("pickle was called on a default restore")
-    for module in (pickle, ckpt.manager.pickle, tree.pickle):
+    for module in (pickle, ckpt.state_layout.pickle, tree.pickle):
         monkeypatch.setattr(module, "loads", refuse)
         monkeypatch.setattr(module, "load", refuse)
         monkeypatch.setattr(module, "Unpickler", refuse)
@@ -441,7 +442,7 @@ def test_mutated_trees_decode_or_fail_with_state_format_error():
     raises StateFormatError; nothing else escapes, nothing is unpickled."""
     state = training_state()
     state["edge"] = edge_values()
-    blob = ckpt.manager._Flattener(copy=False).encode(state)
+    blob = ckpt.state_layout._Flattener(copy=False).encode(state)
     generator = random.Random(13)
     outcomes = collections.Counter()
     for _ in range(3000):

@@ -24,10 +24,10 @@ TEST(QuoteTruncatedTest, EscapesControlBytesAndQuotes) {
 }
 
 TEST(BoundedTextTest, EscapesControlBytesOnlyAndBounds) {
-  EXPECT_EQ(BoundedText("rank 3 died\n\x1b[2J", 100),
-            "rank 3 died\\n\\x1b[2J");
-  const std::string utf8 = "pr\xc3\xa9"
-                           "empt\xc3\xa9 'x' \\";
+  EXPECT_EQ(BoundedText("rank 3 died\n\x1b[2J", 100), "rank 3 died\\n\\x1b[2J");
+  const std::string utf8 =
+      "pr\xc3\xa9"
+      "empt\xc3\xa9 'x' \\";
   EXPECT_EQ(BoundedText(utf8, 100), utf8);
   EXPECT_EQ(BoundedText(std::string(50, 'r'), 10), std::string(7, 'r') + "...");
 }

@@ -89,6 +89,22 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
                               impl_->shared_memory_restore);
 }
 
+absl::StatusOr<RegionReadStats> Client::ReadRegions(
+    const Checkpoint&, absl::Span<const RegionRequest>,
+    absl::Span<const absl::Span<char>>, const RestoreProgressFn&) {
+  return absl::UnimplementedError("ReadRegions: not yet");  // issue 14 WIP
+}
+
+absl::StatusOr<RestoredRegions> Client::RestoreRegions(
+    const Checkpoint&, absl::Span<const RegionRequest>,
+    const RestoreProgressFn&) {
+  return absl::UnimplementedError("RestoreRegions: not yet");  // issue 14 WIP
+}
+
+absl::Status Client::ReportRestore(absl::string_view, int64_t, int32_t) {
+  return absl::UnimplementedError("ReportRestore: not yet");  // issue 14 WIP
+}
+
 absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,
                                      absl::string_view reason) {
   return impl_->transport->AbortCheckpoint(job, step, reason);

@@ -119,6 +119,33 @@ class Client {
       const Checkpoint& checkpoint, int32_t rank,
       const RestoreProgressFn& progress = {});
 
+  // Resharded restore: each request's region of `checkpoint` (fetched
+  // with GetManifest), assembled from the saved boxes that overlap it.
+  // Only the chunks covering the overlaps are fetched (each distinct chunk
+  // once over all requests); delta chains are rebuilt and quantized entries
+  // dequantized for the rows the region needs. Everything is checked
+  // before anything is fetched: INVALID_ARGUMENT naming the tensor when no
+  // rank saved it (or not source_rank), its dtype or global shape differs
+  // from the request's, the region lies outside the global shape, the
+  // saved boxes leave part of the region uncovered, identical boxes of two
+  // ranks reference different chunks, or an out's size is not the region's
+  // bytes; DATA_LOSS as ReadTensors. Records no restore event (see
+  // ReportRestore). On error `outs` hold unspecified bytes.
+  // REQUIRES: outs.size() == requests.size().
+  absl::StatusOr<RegionReadStats> ReadRegions(
+      const Checkpoint& checkpoint, absl::Span<const RegionRequest> requests,
+      absl::Span<const absl::Span<char>> outs,
+      const RestoreProgressFn& progress = {});
+  // The same into memory it allocates (through shared memory when the
+  // server is on this host, as RestoreShard).
+  absl::StatusOr<RestoredRegions> RestoreRegions(
+      const Checkpoint& checkpoint, absl::Span<const RegionRequest> requests,
+      const RestoreProgressFn& progress = {});
+  // Records in the job's history that `rank` restored checkpoint `step`:
+  // called after a restore succeeded, so that a refused or failed one
+  // leaves no `restored` event. NOT_FOUND when the checkpoint is gone.
+  absl::Status ReportRestore(absl::string_view job, int64_t step, int32_t rank);
+
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason);
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);

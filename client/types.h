@@ -168,4 +168,39 @@ struct RestoredTensor {
   std::shared_ptr<void> storage;
 };
 
+// One region of a global tensor to restore (a resharded restore: the rank
+// asks for the part it owns now, whatever boxes the checkpoint's ranks
+// saved). Client::ReadRegions and Client::RestoreRegions take these.
+struct RegionRequest {
+  std::string name;
+  // Must equal the saved entries' dtype and global shape: nothing is
+  // converted (INVALID_ARGUMENT naming the tensor otherwise).
+  DType dtype = DType::kUint8;
+  std::vector<int64_t> global_shape;
+  // The region wanted, inside global_shape; its bytes are returned
+  // row-major over region.lengths.
+  Box region;
+  // nullopt: assembled from the boxes every rank saved under `name` (a
+  // sharded tensor, or a replicated one: identical boxes of several ranks
+  // must reference identical chunks, and are read once). Set: only that
+  // rank's entry (a per-rank tensor); its box must cover the region.
+  std::optional<int32_t> source_rank;
+};
+
+// What a region restore read, for reports (ckpt.CheckpointManager's
+// last_restore) and the tests that bound it.
+struct RegionReadStats {
+  uint64_t chunks_fetched = 0;  // distinct chunks read from the server
+  uint64_t bytes_fetched = 0;   // their bytes (delta chains' too)
+  uint64_t bytes_used = 0;      // bytes of the regions requested
+};
+
+// Regions restored into memory the restore allocated.
+struct RestoredRegions {
+  // One per request, in order: entry describes the region (name, dtype,
+  // global shape, box = the region; no pieces).
+  std::vector<RestoredTensor> tensors;
+  RegionReadStats stats;
+};
+
 }  // namespace ckpt::client

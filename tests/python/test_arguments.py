@@ -124,6 +124,12 @@ def test_manager_server_and_job_are_checked(server):
         ckpt.CheckpointManager(server, None)
     with pytest.raises(TypeError, match="^job is required"):
         ckpt.CheckpointManager(server)  # "t/x" forgotten
+    with pytest.raises(TypeError, match="^job is required; 't/x' was passed "
+                       "as the server"):
+        ckpt.CheckpointManager("t/x")
+    with pytest.raises(ValueError, match="^job 't/\\\\ud800' is not valid "
+                       "Unicode"):
+        ckpt.CheckpointManager(server, "t/\ud800")
     with pytest.raises(TypeError, match="^job must be a str"):
         ckpt.CheckpointManager(server, b"t/x")
     with pytest.raises(TypeError, match="^server must be a str"):
@@ -146,6 +152,10 @@ def test_save_arguments_are_checked_and_nothing_is_stored(server):
              "metrics['a'] must be a number, not str 'x'"),
             (dict(metrics={"a": True}), TypeError,
              "metrics['a'] must be a number, not the bool True"),
+            (dict(metrics={"a": 10**400}), ValueError,
+             "metrics['a'] 1000"),
+            (dict(metrics={"a": np.array([1.0, 2.0])}), TypeError,
+             "metrics['a'] must be a number"),
             (dict(metrics={"a": 1j}), TypeError,
              "metrics['a'] must be a number"),
             (dict(metrics={"a": torch.ones(2)}), TypeError,
@@ -184,11 +194,13 @@ def test_save_arguments_are_checked_and_nothing_is_stored(server):
         assert manager.save({"w": torch.ones(2)}, np.int64(3),
                             metrics={"a": np.float32(0.5),
                                      "b": torch.tensor(2),
-                                     "c": torch.tensor([0.25])})
+                                     "c": torch.tensor([0.25]),
+                                     "d": np.array(0.75),
+                                     "e": np.array([[1]], np.int8)})
         assert manager.save({"w": torch.ones(2)}, torch.tensor(4))
         assert manager.all_steps() == [3, 4]
-        assert manager.checkpoints()[0]["metrics"] == {"a": 0.5, "b": 2.0,
-                                                       "c": 0.25}
+        assert manager.checkpoints()[0]["metrics"] == {
+            "a": 0.5, "b": 2.0, "c": 0.25, "d": 0.75, "e": 1.0}
 
 
 def test_save_tags_as_the_cli_stores_them(server):

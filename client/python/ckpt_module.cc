@@ -35,7 +35,9 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/incremental.h"
+#include "client/python/best_checkpoint_binding.h"
 #include "client/python/exit_status.h"
+#include "client/python/status_exception.h"
 #include "client/security_settings.h"
 #include "common/manifest.h"
 #include "common/quantize.h"
@@ -50,7 +52,8 @@ namespace {
 // ckpt.Error, created at module import.
 PyObject* g_error_type = nullptr;
 
-// Raises the Python exception for a non-OK status (see the file comment).
+}  // namespace
+
 [[noreturn]] void ThrowStatus(const absl::Status& status) {
   PyObject* type = g_error_type;
   if (status.code() == absl::StatusCode::kInvalidArgument) {
@@ -67,6 +70,8 @@ PyObject* g_error_type = nullptr;
   PyErr_SetObject(type, exc.ptr());
   throw py::error_already_set();
 }
+
+namespace {
 
 void CheckOk(const absl::Status& status) {
   if (!status.ok()) ThrowStatus(status);
@@ -700,6 +705,8 @@ PYBIND11_MODULE(_ckpt, m) {
       "The quantization width (2, 3, 4 or 8) for a tensor expected to be "
       "restored this many times, or None to stay lossless (common/"
       "quantize.h).");
+
+  ckpt::client::RegisterBestCheckpoint(m);
 
   ckpt::client::RegisterExitStatusHook();
   m.def("set_exit_status_at_finalize", &ckpt::client::SetExitStatusAtFinalize,

@@ -34,7 +34,9 @@
 namespace ckpt::client {
 namespace {
 
+using ::ckpt::testing::ElementNumber;
 using ::ckpt::testing::FakeTransport;
+using ::ckpt::testing::ForEachElement;
 using ::ckpt::testing::PatternBytes;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -43,25 +45,6 @@ using Shape = std::vector<int64_t>;
 using ChunkSet = absl::flat_hash_set<ChunkId>;
 
 constexpr char kJob[] = "team/model";
-
-// Calls fn(index) for every element of `box`, in row-major order.
-template <typename Fn>
-void ForEachIndex(const Box& box, Fn fn) {
-  for (int64_t length : box.lengths) {
-    if (length == 0) return;
-  }
-  std::vector<int64_t> index = box.offsets;
-  for (;;) {
-    fn(index);
-    size_t d = index.size();
-    for (;;) {
-      if (d == 0) return;
-      --d;
-      if (++index[d] < box.offsets[d] + box.lengths[d]) break;
-      index[d] = box.offsets[d];
-    }
-  }
-}
 
 bool Inside(const Box& box, const std::vector<int64_t>& index) {
   for (size_t d = 0; d < index.size(); ++d) {
@@ -73,16 +56,6 @@ bool Inside(const Box& box, const std::vector<int64_t>& index) {
   return true;
 }
 
-// The row-major element number of `index` inside `box`.
-uint64_t ElementNumber(const Box& box, const std::vector<int64_t>& index) {
-  uint64_t number = 0;
-  for (size_t d = 0; d < index.size(); ++d) {
-    number = number * static_cast<uint64_t>(box.lengths[d]) +
-             static_cast<uint64_t>(index[d] - box.offsets[d]);
-  }
-  return number;
-}
-
 std::string RegionText(const Box& region) {
   return absl::StrCat("region [", absl::StrJoin(region.offsets, ", "), "]+[",
                       absl::StrJoin(region.lengths, ", "), "]");
@@ -92,16 +65,9 @@ Box Whole(const Shape& shape) {
   return Box{std::vector<int64_t>(shape.size(), 0), shape};
 }
 
-// The bytes of `box` of a tensor of `shape` whose bytes are `global`.
 std::string Slice(const std::string& global, const Shape& shape,
                   size_t element_bytes, const Box& box) {
-  std::string out;
-  ForEachIndex(box, [&](const std::vector<int64_t>& index) {
-    out.append(
-        global.data() + ElementNumber(Whole(shape), index) * element_bytes,
-        element_bytes);
-  });
-  return out;
+  return testing::SliceBox(global, shape, element_bytes, box);
 }
 
 uint64_t Elements(const Shape& shape) {
@@ -249,7 +215,7 @@ void AddPiecesHolding(const TensorEntry& entry, uint64_t begin, uint64_t end,
 void AddPiecesHoldingRegion(const TensorEntry& entry, const Box& box,
                             size_t element_bytes, const Box& region,
                             ChunkSet& chunks) {
-  ForEachIndex(region, [&](const std::vector<int64_t>& index) {
+  ForEachElement(region, [&](const std::vector<int64_t>& index) {
     if (!Inside(box, index)) return;
     const uint64_t byte = ElementNumber(box, index) * element_bytes;
     AddPiecesHolding(entry, byte, byte + element_bytes, chunks);
@@ -325,7 +291,7 @@ std::vector<Box> Grid(const Shape& shape, const std::vector<size_t>& split,
     cells.lengths.push_back(static_cast<int64_t>(bounds[d].size()) - 1);
   }
   std::vector<Box> boxes;
-  ForEachIndex(cells, [&](const std::vector<int64_t>& cell) {
+  ForEachElement(cells, [&](const std::vector<int64_t>& cell) {
     Box& box = boxes.emplace_back();
     for (size_t d = 0; d < shape.size(); ++d) {
       box.offsets.push_back(bounds[d][cell[d]]);

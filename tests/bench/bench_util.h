@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -54,6 +55,23 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
     tensor.bytes = absl::string_view(base, rows * kCols * sizeof(float));
   }
   return tensors;
+}
+
+// Runs fn(rank) for ranks 0..ranks-1 on a thread each, as the ranks of a
+// job would run at once; the first error, after all have ended.
+template <typename Fn>
+absl::Status ParallelRanks(int32_t ranks, Fn fn) {
+  std::vector<absl::Status> status(ranks);
+  std::vector<std::thread> threads;
+  threads.reserve(status.size());
+  for (int32_t r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] { status[r] = fn(r); });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& s : status) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 inline double Median(std::vector<double> v) {

@@ -19,7 +19,6 @@
 #include <cstring>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -89,19 +88,6 @@ absl::StatusOr<double> BaselineRestore(const std::string& path, size_t size) {
   }
   ::close(fd);
   return Seconds(start);
-}
-
-template <typename Fn>
-absl::Status ParallelRanks(int32_t ranks, Fn fn) {
-  std::vector<absl::Status> status(ranks);
-  std::vector<std::thread> threads;
-  threads.reserve(status.size());
-  for (int32_t r = 0; r < ranks; ++r) {
-    threads.emplace_back([&, r] { status[r] = fn(r); });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& s : status) CKPT_RETURN_IF_ERROR(s);
-  return absl::OkStatus();
 }
 
 absl::Status Run(const Flags& flags) {

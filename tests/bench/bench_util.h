@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -77,6 +78,12 @@ absl::Status ParallelRanks(int32_t ranks, Fn fn) {
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// "0.812-0.975s": the fastest and slowest of `seconds`.
+inline std::string Spread(std::vector<double> seconds) {
+  std::sort(seconds.begin(), seconds.end());
+  return absl::StrFormat("%.3f-%.3fs", seconds.front(), seconds.back());
 }
 
 // The flags every benchmark takes: --rounds, --dir (described by

@@ -220,11 +220,6 @@ class Bench {
   std::vector<std::unique_ptr<client::Client>> clients_;
 };
 
-std::string Range(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return absl::StrFormat("%.3f-%.3fs", v.front(), v.back());
-}
-
 absl::StatusOr<nlohmann::json> RunSize(Bench& bench, const Flags& flags,
                                        int64_t size_mib,
                                        const std::string& job) {
@@ -292,10 +287,10 @@ absl::StatusOr<nlohmann::json> RunSize(Bench& bench, const Flags& flags,
         size_mib, flags.tensors, state.GlobalRows(flags.saved_ranks), kCols,
         flags.chunk_kib, flags.saved_ranks, save_seconds, flags.rounds,
         flags.saved_ranks, flags.saved_ranks, same, gib / same,
-        Range(seconds["same-shard"]), flags.saved_ranks, flags.saved_ranks,
-        same_regions, gib / same_regions, Range(seconds["same-regions"]),
+        Spread(seconds["same-shard"]), flags.saved_ranks, flags.saved_ranks,
+        same_regions, gib / same_regions, Spread(seconds["same-regions"]),
         same_regions / same, flags.saved_ranks, flags.restore_ranks, resharded,
-        gib / resharded, Range(seconds["reshard"]), resharded / same,
+        gib / resharded, Spread(seconds["reshard"]), resharded / same,
         reshard.bytes_fetched, reshard.bytes_used, fetched_ratio);
   }
   return nlohmann::json{

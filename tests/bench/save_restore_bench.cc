@@ -221,10 +221,6 @@ absl::Status Run(const Flags& flags) {
   const double r = Median(ckpt_restore), br = Median(base_restore);
   const double sr = Median(ckpt_stream_restore);
   const double rs = Median(ckpt_resave);
-  auto spread = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return absl::StrFormat("%.3f-%.3fs", v.front(), v.back());
-  };
   if (flags.json) {
     nlohmann::json out = {
         {"tls", flags.tls},
@@ -256,8 +252,8 @@ absl::Status Run(const Flags& flags) {
         "takes %.2fx its time)\n"
         "  unchanged re-save %.3fs (%.2fx the baseline save)\n",
         gib, flags.ranks, flags.tls ? "TLS" : "plaintext", flags.rounds, s,
-        gib / s, bs, s / bs, r, gib / r, br, r / br, spread(ckpt_restore), sr,
-        gib / sr, spread(ckpt_stream_restore), r / sr, rs, rs / bs);
+        gib / s, bs, s / bs, r, gib / r, br, r / br, Spread(ckpt_restore), sr,
+        gib / sr, Spread(ckpt_stream_restore), r / sr, rs, rs / bs);
   }
   return absl::OkStatus();
 }

@@ -363,8 +363,8 @@ MALFORMED = {
     "unknown tag": (encoded(b"Z"), "unknown tag b'Z'"),
     "bad magic": (b"NOTATREE" + VALID[8:], "neither a typed tree nor a "
                   "pickle"),
-    "newer version": (tree.MAGIC + struct.pack("<H", 3) + b"N",
-                      "format version 3 (newer than this ckpt package)"),
+    "newer version": (tree.MAGIC + struct.pack("<H", 4) + b"N",
+                      "format version 4 (newer than this ckpt package)"),
     "deep nesting": (encoded(*[b"L" + u32(1)] * 100_000, b"N"),
                      "nesting deeper than 128"),
     "huge list": (encoded(b"L", u32(2**32 - 1), b"N"),

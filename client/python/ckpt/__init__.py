@@ -25,7 +25,10 @@ every other status; each carries `.code` (the status code's name, e.g.
 
 from ckpt._ckpt import Client, Error
 from ckpt.manager import CheckpointManager, Quantized
+from ckpt.restore import PartialRestoreError, StateMismatchError
+from ckpt.state_layout import Replicated, Shard
 from ckpt.tree import PickleNotAllowedError, StateFormatError
 
-__all__ = ["CheckpointManager", "Client", "Error", "PickleNotAllowedError",
-           "Quantized", "StateFormatError"]
+__all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
+           "PickleNotAllowedError", "Quantized", "Replicated", "Shard",
+           "StateFormatError", "StateMismatchError"]

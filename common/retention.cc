@@ -184,7 +184,7 @@ absl::StatusOr<Mode> ResolveMetricMode(absl::string_view metric, Mode mode) {
   if (acc_like && !loss_like) return Mode::kMax;
   if (loss_like && !acc_like) return Mode::kMin;
   return absl::InvalidArgumentError(absl::StrCat(
-      "keep_best: cannot tell whether metric ", QuoteTruncated(metric),
+      "cannot tell whether metric ", QuoteTruncated(metric),
       " should be minimised or maximised (auto mode knows names containing "
       "\"loss\" or \"acc\", or starting with \"fmeasure\"); pass mode min or "
       "max"));
@@ -224,7 +224,12 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
           "keep_best: metric name ", QuoteTruncated(best.metric),
           " is longer than the ", kMaxMetricNameBytes, "-byte limit"));
     }
-    CKPT_RETURN_IF_ERROR(ResolveMetricMode(best.metric, best.mode).status());
+    if (absl::StatusOr<RetentionPolicy::KeepBest::Mode> resolved =
+            ResolveMetricMode(best.metric, best.mode);
+        !resolved.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keep_best: ", resolved.status().message()));
+    }
   }
   return absl::OkStatus();
 }

@@ -28,11 +28,13 @@ namespace ckpt {
 namespace {
 
 using Mode = RetentionPolicy::KeepBest::Mode;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -388,7 +390,7 @@ TEST(RetentionPolicyValidationTest, TableOfInvalidPolicies) {
       {"k zero", Best(0, "loss", Mode::kMin), "k must be at least 1"},
       {"empty metric", Best(1, "", Mode::kMax), "metric name is empty"},
       {"auto unknown metric", Best(1, "perplexity", Mode::kAuto),
-       "pass mode min or max"},
+       "keep_best: cannot tell whether metric 'perplexity'"},
       {"auto ambiguous metric", Best(1, "accumulated_loss", Mode::kAuto),
        "pass mode min or max"},
   };
@@ -440,6 +442,11 @@ TEST(RetentionPolicyValidationTest, AutoModeFollowsKerasNames) {
       EXPECT_EQ(*mode, *n.resolved);
     } else {
       EXPECT_EQ(mode.status().code(), absl::StatusCode::kInvalidArgument);
+      // Not only keep_best resolves modes (best_step, save_best_only,
+      // `ckpt ls --sort`): the caller names the setting.
+      EXPECT_THAT(mode.status().message(),
+                  AllOf(HasSubstr("pass mode min or max"),
+                        Not(HasSubstr("keep_best"))));
     }
     // An explicit mode is always taken as given.
     EXPECT_EQ(*ResolveMetricMode(n.metric, Mode::kMin), Mode::kMin);

@@ -35,6 +35,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/incremental.h"
+#include "client/python/best_checkpoint_binding.h"
 #include "client/python/exit_status.h"
 #include "client/python/py_common.h"
 #include "client/python/region_binding.h"
@@ -620,6 +621,8 @@ PYBIND11_MODULE(_ckpt, m) {
       "The quantization width (2, 3, 4 or 8) for a tensor expected to be "
       "restored this many times, or None to stay lossless (common/"
       "quantize.h).");
+
+  ckpt::client::RegisterBestCheckpoint(m);
 
   ckpt::client::RegisterExitStatusHook();
   m.def("set_exit_status_at_finalize", &ckpt::client::SetExitStatusAtFinalize,

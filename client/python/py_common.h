@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/python/status_exception.h"
 #include "client/types.h"
 #include "common/manifest.h"
 
@@ -24,10 +25,7 @@ namespace py = pybind11;
 // and NOT_FOUND; called once at module import.
 void SetErrorType(PyObject* type);
 
-// Raises ValueError (INVALID_ARGUMENT), KeyError (NOT_FOUND) or ckpt.Error
-// (everything else) for a non-OK status; each carries `.code`, the status
-// code's name, and `.message`.
-[[noreturn]] void ThrowStatus(const absl::Status& status);
+// ThrowStatus (status_exception.h) of INVALID_ARGUMENT: a ValueError.
 [[noreturn]] void ThrowValueError(const std::string& message);
 
 inline void CheckOk(const absl::Status& status) {

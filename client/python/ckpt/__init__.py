@@ -16,14 +16,17 @@ rank's shard of named tensor regions, list checkpoints, retention);
 cannot run code on restore; pickle is used only with
 `CheckpointManager(..., allow_pickle=True)` (docs/security.md).
 
-Errors: ValueError for INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
+Arguments of a wrong type or value raise TypeError or ValueError naming the
+argument (ckpt/arguments.py). Errors from the server: ValueError for
+INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
 every other status; each carries `.code` (the status code's name, e.g.
 "ALREADY_EXISTS") and `.message`. A malformed stored state raises
 `StateFormatError` (a ValueError); pickled data met without allow_pickle,
 `PickleNotAllowedError` (a StateFormatError).
 """
 
-from ckpt._ckpt import Client, Error
+from ckpt._ckpt import Error
+from ckpt.client import Client
 from ckpt.manager import CheckpointManager, Quantized
 from ckpt.restore import PartialRestoreError, StateMismatchError
 from ckpt.state_layout import Replicated, Shard

@@ -22,8 +22,10 @@ import threading
 
 import numpy as np
 
-from ckpt import tree
-from ckpt._ckpt import Client, IncrementalSaver, set_exit_status_at_finalize
+from ckpt import _ckpt, arguments, tree
+from ckpt._ckpt import (IncrementalSaver, best_checkpoint, improves_on,
+                        set_exit_status_at_finalize)
+from ckpt.client import Client
 from ckpt.tree import PickleNotAllowedError
 from ckpt.restore import Restore
 from ckpt.state_layout import STATE_TENSOR, Quantized, _flatten, _torch
@@ -74,35 +76,27 @@ def _dirty_rows_by_name(dirty_rows, tensors):
     return out
 
 
-def _policy(max_to_keep, keep_checkpoint_every_n_hours, keep_best):
-    """The retention policy dict for Client, or None when no rule is set."""
-    if max_to_keep is None and keep_checkpoint_every_n_hours is None and \
-            keep_best is None:
+def _monitor(save_best_only, monitor, mode):
+    """The metric save_best_only monitors, or None without save_best_only
+    (then monitor and mode must not be set)."""
+    if not arguments.boolean("save_best_only", save_best_only):
+        if monitor is not None or mode != "auto":
+            raise ValueError("monitor and mode go with save_best_only=True "
+                             "(for retention by a metric, see keep_best)")
         return None
-    best = None
-    if keep_best is not None:
-        if isinstance(keep_best, dict):
-            best = (int(keep_best["k"]), str(keep_best["metric"]),
-                    str(keep_best.get("mode", "auto")))
-        else:
-            fields = tuple(keep_best)
-            if len(fields) not in (2, 3):
-                raise ValueError(
-                    "keep_best must be (k, metric[, mode]) or a dict with "
-                    "k, metric and optionally mode")
-            best = (int(fields[0]), str(fields[1]),
-                    str(fields[2]) if len(fields) == 3 else "auto")
-    return {
-        "max_to_keep": max_to_keep,
-        "keep_checkpoint_every_n_hours": keep_checkpoint_every_n_hours,
-        "keep_best": best,
-    }
+    if monitor is None:
+        raise ValueError("save_best_only=True needs monitor, the name of the "
+                         "metric to improve (e.g. monitor=\"val_loss\")")
+    monitor = arguments.metric_name("monitor", monitor)
+    arguments.metric_mode("mode", mode, monitor)
+    return monitor
 
 
 def _connect(server, **security):
     """`server` when it is a Client, else a Client connected to that
-    "HOST:PORT" with the TLS and token arguments (None: the environment's)."""
-    if isinstance(server, Client):
+    "HOST:PORT" (None: $CKPT_SERVER) with the TLS and token arguments (None:
+    the environment's)."""
+    if isinstance(server, _ckpt.Client):
         given = sorted(name for name, value in security.items()
                        if value is not None)
         if given:
@@ -117,20 +111,48 @@ class CheckpointManager:
     """Saves and restores one rank's training state of a job, in the manner
     of tf.train.CheckpointManager and Orbax's CheckpointManager.
 
-    server: "HOST:PORT" of a ckpt-server, or a ckpt.Client.
-    job: "tenant/name".
-    max_to_keep, keep_checkpoint_every_n_hours: TF's semantics.
-    keep_best: (k, metric, mode) or {"k", "metric", "mode"}; mode "min",
-        "max" or "auto" (by the metric's name, as Keras does).
+    server: "HOST:PORT" of a ckpt-server, or a ckpt.Client. Default (None):
+        the CKPT_SERVER environment variable, as the ckpt CLI reads it;
+        ValueError when neither is given.
+    job: "tenant/name". Required.
+    max_to_keep, keep_checkpoint_every_n_hours: TF's semantics (the hours
+        need max_to_keep).
+    keep_best: (k, metric[, mode]) or {"k", "metric"[, "mode"]}: keep the k
+        best checkpoints by the metric; mode "min", "max" or "auto" (the
+        default: by the metric's name as Keras does, "loss" minimised, "acc"
+        maximised, anything else a ValueError asking for min or max). A NaN
+        value is never among the best; a checkpoint without the metric is
+        kept.
         The retention arguments, when any is set, become the job's policy on
         the server with every save (the server enforces it at each commit);
         when none is set, the job's stored policy stays.
+    save_best_only, monitor, mode: as Keras's ModelCheckpoint: with
+        save_best_only=True, save() takes a checkpoint only when the metric
+        `monitor` (required then) in its metrics strictly improves on the
+        best so far, and otherwise returns False without uploading
+        anything. mode ("min", "max" or "auto") as keep_best's. The best so
+        far starts as the best of the job's committed checkpoints on the
+        server (best_step), so a restarted job keeps its best. A NaN value
+        never improves; an infinity is compared as the extreme it is. A
+        save() without the monitored metric raises ValueError (Keras warns
+        and skips). Every rank must pass the same value of it: each rank
+        decides alone, and a checkpoint commits only when all ranks save.
+        Unlike keep_best, which prunes after each commit by the whole
+        ranking and always keeps the newest checkpoint, save_best_only
+        decides before uploading and never deletes: earlier bests stay
+        until retention (max_to_keep, keep_best, ...) removes them, and the
+        newest checkpoint is not the newest step when later steps did not
+        improve. The two combine: save_best_only with
+        keep_best=(1, monitor) keeps only the best. With checkpoint_interval,
+        a step it skips counts as taken (the interval paces the evaluation
+        points; save_best_only filters them).
     checkpoint_interval: save() skips a step fewer than this many steps
         after the last checkpoint (the latest on the server at start), as
         TF's CheckpointManager does.
     rank, world_size: default to torch.distributed's when it is
-        initialised, else 0 and 1. A checkpoint becomes visible once all
-        world_size ranks have saved their shard of it.
+        initialised, else 0 and 1; 0 <= rank < world_size. A checkpoint
+        becomes visible once all world_size ranks have saved their shard of
+        it.
     async_save: save() returns once the state is copied to host memory; the
         upload and commit run on a background thread, one save at a time
         (the next save waits for the previous); errors are raised by the
@@ -176,41 +198,65 @@ class CheckpointManager:
     Not thread-safe: use one manager from one thread.
     """
 
-    def __init__(self, server, job, *, max_to_keep=None,
+    def __init__(self, server=None, job=None, *, max_to_keep=None,
                  keep_checkpoint_every_n_hours=None, keep_best=None,
+                 save_best_only=False, monitor=None, mode="auto",
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
                  delta_mode="intermittent", max_delta_fraction=0.5,
                  max_chain_length=8, allow_pickle=False, tls_ca=None,
                  tls_cert=None, tls_key=None, tls_server_name=None,
                  token=None):
-        self._client = _connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
-                                tls_key=tls_key,
-                                tls_server_name=tls_server_name, token=token)
-        self._job = job
-        self._policy = _policy(max_to_keep, keep_checkpoint_every_n_hours,
-                               keep_best)
-        if checkpoint_interval is not None and checkpoint_interval < 0:
-            raise ValueError("checkpoint_interval must be >= 0")
-        self._checkpoint_interval = checkpoint_interval
+        # Every argument is checked before anything reaches the server.
+        self._job = arguments.job(job)
+        self._policy = arguments.retention_policy(
+            max_to_keep, keep_checkpoint_every_n_hours, keep_best)
+        # save_best_only: the monitored metric (None: every save is taken).
+        self._monitor = _monitor(save_best_only, monitor, mode)
+        self._mode = mode
+        self._checkpoint_interval = arguments.optional_integer(
+            "checkpoint_interval", checkpoint_interval, minimum=0)
         if rank is None or world_size is None:
             default_rank, default_world_size = _distributed_rank()
             rank = default_rank if rank is None else rank
             world_size = default_world_size if world_size is None \
                 else world_size
-        self._rank = int(rank)
-        self._world_size = int(world_size)
-        self._async = bool(async_save)
-        self._allow_pickle = bool(allow_pickle)
-        self._last_step = self._client.latest_step(job)
+        self._rank, self._world_size = arguments.rank_and_world_size(
+            rank, world_size)
+        self._async = arguments.boolean("async_save", async_save)
+        self._allow_pickle = arguments.boolean("allow_pickle", allow_pickle)
+        delta_mode = arguments.choice("delta_mode", delta_mode,
+                                      ("intermittent", "consecutive"))
+        max_delta_fraction = arguments.number(
+            "max_delta_fraction", max_delta_fraction, positive=True)
+        if max_delta_fraction > 1:
+            raise ValueError("max_delta_fraction must be in (0, 1], not "
+                             f"{max_delta_fraction}")
+        max_chain_length = arguments.integer(
+            "max_chain_length", max_chain_length, minimum=1,
+            maximum=arguments.MAX_INT32)
+        # Remembers, per tensor, what the next delta is taken against.
+        self._saver = IncrementalSaver(
+            delta_mode=delta_mode, max_delta_fraction=max_delta_fraction,
+            max_chain_length=max_chain_length) \
+            if arguments.boolean("incremental", incremental) else None
+        self._client = _connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
+                                tls_key=tls_key,
+                                tls_server_name=tls_server_name, token=token)
+        committed = self.checkpoints()
+        self._last_step = committed[-1]["step"] if committed else None
+        # save_best_only: the monitored value to beat (None: none yet).
+        self._best = None
+        if self._monitor is not None:
+            try:
+                self._best = best_checkpoint(committed, self._monitor,
+                                             mode)["metrics"][self._monitor]
+            except KeyError:  # no committed checkpoint ranks by it
+                pass
         self._thread = None
         self._error = None  # (error, its _unreported key) of the async save
         self._closed = False
         self._host_buffers = {}  # name -> the last save's host copy
-        # Remembers, per tensor, what the next delta is taken against.
-        self._saver = IncrementalSaver(
-            delta_mode=delta_mode, max_delta_fraction=max_delta_fraction,
-            max_chain_length=max_chain_length) if incremental else None
         self._last_plan = None
         self._last_quantization = None
 
@@ -247,6 +293,20 @@ class CheckpointManager:
         except KeyError:  # the job does not exist before its first save
             return []
 
+    def best_step(self, metric, mode="auto"):
+        """The step of the best committed checkpoint by `metric` (mode "min",
+        "max" or "auto", as keep_best), by the rules keep-best retention,
+        save_best_only and `ckpt get JOB best` share: a NaN value is never
+        best, a checkpoint without the metric is not ranked, and of equal
+        values the lower step wins. KeyError (code NOT_FOUND) when no
+        committed checkpoint has a non-NaN value of it, saying how many
+        have it at all (a misspelt name shows as none); ValueError when
+        auto cannot tell the direction. Like latest_step, it sees committed
+        checkpoints only: wait() for a pending async save first."""
+        metric = arguments.metric_name("metric", metric)
+        mode = arguments.metric_mode("mode", mode, metric)
+        return best_checkpoint(self.checkpoints(), metric, mode)["step"]
+
     @property
     def last_quantization(self):
         """The last completed save's tensors saved quantized (ckpt.Quantized)
@@ -262,10 +322,22 @@ class CheckpointManager:
         None before the first."""
         return self._last_plan
 
-    def save(self, state, step, metrics=None, dirty_rows=None):
-        """Saves this rank's `state` as checkpoint `step`. Returns False
-        when checkpoint_interval skips the step, True otherwise (with
-        async_save, once the state is copied to host memory).
+    def save(self, state, step, metrics=None, dirty_rows=None, tags=None):
+        """Saves this rank's `state` as checkpoint `step` (an int >= 0).
+        Returns False when checkpoint_interval or save_best_only skips the
+        step, True otherwise (with async_save, once the state is copied to
+        host memory).
+
+        metrics: {name: number} stored with the checkpoint, for keep_best,
+        best_step() and save_best_only (NaN is stored and never best). With
+        several ranks, the server keeps the first value it receives of each
+        metric: pass them on every rank (save_best_only needs it) or on
+        rank 0 only.
+
+        tags: labels stored with the checkpoint as `ckpt put --tag` stores
+        them (`ckpt ls`, `ckpt show`, checkpoints()[i]["tags"]): a list of
+        "NAME=VALUE" str, or a dict {name: value} of str; a name given twice
+        is refused. As metrics, the first value of a tag wins across ranks.
 
         dirty_rows (incremental=True only, ValueError otherwise): maps a
         tensor's name, as the manager names it ("model/embedding.weight";
@@ -278,13 +350,19 @@ class CheckpointManager:
         saved in full (it has no fingerprints to compare with)."""
         self._check_open()
         self._join()
+        step = arguments.integer("step", step, minimum=0)
+        metrics = arguments.metrics(metrics)
+        tags = arguments.tags(tags)
         if dirty_rows and self._saver is None:
             raise ValueError(
                 "dirty_rows needs CheckpointManager(..., incremental=True)")
-        step = int(step)
         if self._checkpoint_interval is not None and \
                 self._last_step is not None and \
                 step < self._last_step + self._checkpoint_interval:
+            return False
+        if self._monitor is not None and \
+                not self._improves(metrics.get(self._monitor)):
+            self._last_step = step  # an evaluation point of the interval
             return False
         # The previous save has finished (joined above): its host copies
         # are free to be overwritten.
@@ -293,17 +371,20 @@ class CheckpointManager:
             allow_pickle=self._allow_pickle)
         dirty = _dirty_rows_by_name(dirty_rows or {}, tensors)
         kwargs = dict(rank=self._rank, world_size=self._world_size,
-                      metrics={k: float(v) for k, v in
-                               (metrics or {}).items()},
+                      metrics=metrics, tags=tags,
                       retention_policy=self._policy, quantize=quantize)
         # A failed save takes no checkpoint: checkpoint_interval then counts
-        # from the one before again.
-        previous_step, self._last_step = self._last_step, step
+        # from the one before again, and save_best_only's best is the one
+        # before.
+        previous = (self._last_step, self._best)
+        self._last_step = step
+        if self._monitor is not None:
+            self._best = metrics[self._monitor]
         if not self._async:
             try:
                 self._save_shard(step, tensors, kwargs, dirty)
             except BaseException:
-                self._last_step = previous_step
+                self._last_step, self._best = previous
                 raise
             return True
 
@@ -317,7 +398,8 @@ class CheckpointManager:
                     f"'{self._job}' (rank {self._rank}) failed, and no "
                     "wait(), close() or later save() raised it: "
                     f"{_error_type_name(error)}: {error}"))
-                self._last_step = previous_step  # no save runs meanwhile
+                # No save runs meanwhile: the next one joins this thread.
+                self._last_step, self._best = previous
 
         # The thread's closure holds `tensors` (host copies of every tensor)
         # until it ends; `keep_alive` is not needed past this point.
@@ -328,6 +410,15 @@ class CheckpointManager:
                                         name=f"ckpt-save-{step}")
         self._thread.start()
         return True
+
+    def _improves(self, value):
+        """save_best_only: whether the monitored `value` (None: the save's
+        metrics lack it) beats the best so far."""
+        if value is None:
+            raise ValueError(
+                f"save_best_only: save() needs the monitored metric "
+                f"'{self._monitor}' in metrics, to decide whether to save")
+        return improves_on(value, self._best, self._monitor, self._mode)
 
     def _save_shard(self, step, tensors, kwargs, dirty):
         if self._saver is None:

@@ -1,0 +1,122 @@
+"""ckpt.Client: the binding of the C++ client library (ckpt._ckpt.Client)
+with its arguments checked first (ckpt/arguments.py), so that a wrong type
+or value raises TypeError or ValueError naming the argument instead of a
+pybind11 conversion error, and a bool is never taken for a step or a rank.
+Methods not redefined here are the binding's own."""
+
+from ckpt import _ckpt, arguments
+
+
+class Client(_ckpt.Client):
+    """Connects to the ckpt-server at `address` ("HOST:PORT"; None: the
+    CKPT_SERVER environment variable, as the ckpt CLI reads it, and
+    ValueError when that is not set either).
+
+    connect_timeout: seconds to wait for the connection (0: connect on the
+        first call).
+    shared_memory_restore: restore through shared memory when the server
+        is on this host (docs/security.md). Default: True.
+    tls_ca, tls_cert, tls_key: PEM files: the CA certificates to trust (TLS;
+        plaintext without), the client certificate and its key (mutual
+        TLS). tls_server_name: the name the server certificate must carry,
+        when not the address's host. token: a bearer token sent on every
+        call, only over TLS or to a loopback address. Each defaults to its
+        environment variable (CKPT_TLS_CA, CKPT_TLS_CERT, CKPT_TLS_KEY,
+        CKPT_TLS_SERVER_NAME, CKPT_TOKEN); '' ignores the variable.
+
+    Errors from the server: ValueError (INVALID_ARGUMENT), KeyError
+    (NOT_FOUND), ckpt.Error otherwise, each with `.code` and `.message`.
+    """
+
+    def __init__(self, address=None, connect_timeout=0.0, *,
+                 shared_memory_restore=True, tls_ca=None, tls_cert=None,
+                 tls_key=None, tls_server_name=None, token=None):
+        super().__init__(
+            arguments.server_address(address),
+            arguments.number("connect_timeout", connect_timeout, minimum=0),
+            shared_memory_restore=arguments.boolean("shared_memory_restore",
+                                                    shared_memory_restore),
+            tls_ca=arguments.optional_path("tls_ca", tls_ca),
+            tls_cert=arguments.optional_path("tls_cert", tls_cert),
+            tls_key=arguments.optional_path("tls_key", tls_key),
+            tls_server_name=arguments.optional_text("tls_server_name",
+                                                    tls_server_name),
+            token=arguments.optional_text("token", token))
+
+    def save_shard(self, job, step, tensors, *, rank=0, world_size=1,
+                   metrics=None, tags=None, writer_time=None,
+                   retention_policy=None, chunk_bytes=None, saver=None,
+                   dirty_rows=None, quantize=None):
+        """Saves rank `rank`'s tensors, (name, dtype, global_shape, offsets,
+        lengths, buffer) tuples, as its shard of checkpoint `step`; the
+        checkpoint commits once all world_size ranks have saved. metrics:
+        {name: number}; tags: ["NAME=VALUE", ...] (as `ckpt put --tag`) or
+        {name: value}; writer_time: Unix seconds; retention_policy: as
+        set_retention_policy, applied at the commit."""
+        rank, world_size = arguments.rank_and_world_size(rank, world_size)
+        policy = None if retention_policy is None else \
+            arguments.policy_dict(retention_policy)
+        return super().save_shard(
+            arguments.job(job), arguments.integer("step", step, minimum=0),
+            tensors, rank=rank, world_size=world_size,
+            metrics=arguments.metrics(metrics), tags=arguments.tags(tags),
+            writer_time=arguments.optional_number("writer_time", writer_time,
+                                                  finite=True),
+            retention_policy=policy,
+            chunk_bytes=arguments.optional_integer("chunk_bytes", chunk_bytes,
+                                                   minimum=1),
+            saver=saver, dirty_rows=dirty_rows or {}, quantize=quantize or {})
+
+    def restore_shard(self, job, step=None, *, rank=0):
+        """Rank `rank`'s tensors of checkpoint `step` (None: the latest
+        committed) as (name, dtype, global_shape, offsets, lengths, array)."""
+        return super().restore_shard(
+            arguments.job(job), _optional_step(step),
+            rank=arguments.integer("rank", rank, minimum=0,
+                                   maximum=arguments.MAX_INT32))
+
+    def restore_shard_into(self, job, step, *, rank, into):
+        """restore_shard, reading each tensor into into[name] (a writable
+        C-contiguous buffer of its exact byte size)."""
+        return super().restore_shard_into(
+            arguments.job(job), _optional_step(step),
+            rank=arguments.integer("rank", rank, minimum=0,
+                                   maximum=arguments.MAX_INT32),
+            into=into)
+
+    def list_checkpoints(self, job, *, include_uncommitted=False):
+        """The job's checkpoints as dicts, ascending step; KeyError for a job
+        the server does not know."""
+        return super().list_checkpoints(
+            arguments.job(job),
+            include_uncommitted=arguments.boolean("include_uncommitted",
+                                                  include_uncommitted))
+
+    def latest_step(self, job):
+        """The latest committed step, or None."""
+        return super().latest_step(arguments.job(job))
+
+    def set_retention_policy(self, job, policy):
+        """Sets the job's policy, {"max_to_keep", "keep_checkpoint_every_n_
+        hours", "keep_best": (k, metric, mode)} (absent or None: unset),
+        and applies it now; returns the steps it deleted."""
+        return super().set_retention_policy(arguments.job(job),
+                                            arguments.policy_dict(policy))
+
+    def get_retention_policy(self, job):
+        """The job's policy dict, or None when it has none."""
+        return super().get_retention_policy(arguments.job(job))
+
+    def delete_checkpoint(self, job, step):
+        return super().delete_checkpoint(
+            arguments.job(job), arguments.integer("step", step, minimum=0))
+
+    def abort_checkpoint(self, job, step, reason=""):
+        return super().abort_checkpoint(
+            arguments.job(job), arguments.integer("step", step, minimum=0),
+            arguments.text("reason", reason, nonempty=False))
+
+
+def _optional_step(step):
+    return None if step is None else arguments.integer("step", step,
+                                                       minimum=0)

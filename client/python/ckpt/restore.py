@@ -81,13 +81,16 @@ class _Rank:
                 f"{STATE_TENSOR} tensor: it was not written by "
                 "ckpt.CheckpointManager")
         dtype, global_shape, offsets, lengths, _ = entry
-        if dtype != "uint8" or len(global_shape) != 1 or \
-                list(offsets) != [0] or list(lengths) != list(global_shape):
+        if dtype != "uint8" or len(global_shape) != 1:
+            raise StateFormatError(
+                f"the checkpoint's {STATE_TENSOR} tensor is {dtype} of shape "
+                f"{list(global_shape)}, not a 1-D uint8 tensor (rank "
+                f"{self.rank})")
+        if list(offsets) != [0] or list(lengths) != list(global_shape):
             raise StateFormatError(
                 f"the checkpoint's {STATE_TENSOR} tensor of rank {self.rank} "
-                f"is {dtype} of shape {list(global_shape)}, box "
-                f"{list(offsets)} + {list(lengths)}, not a whole 1-D uint8 "
-                "tensor")
+                f"holds the box {list(offsets)} + {list(lengths)}, not the "
+                "whole tensor")
         return (STATE_TENSOR, "uint8", list(global_shape), [0],
                 list(global_shape), self.rank)
 
@@ -99,9 +102,8 @@ def _read_trees(client, manifest, ranks, allow_pickle, stats):
         manifest, [rank.state_request() for rank in ranks])
     _add_stats(stats, read)
     for rank, array in zip(ranks, arrays):
-        dtype, global_shape = rank.entries[STATE_TENSOR][:2]
-        rank.skeleton, rank.refs = decode_state(
-            dtype, global_shape, array.tobytes(), allow_pickle)
+        rank.skeleton, rank.refs = decode_state(array.tobytes(),
+                                                allow_pickle)
         check_refs(rank.refs, rank.entries, rank.rank)
 
 
@@ -162,8 +164,8 @@ class _Merge:
             if node is _ABSENT or not isinstance(node, tree.TensorRef) or \
                     node.fields() != ref.fields():
                 raise StateFormatError(
-                    f"{tree.path_text(path)}: rank {index} saved a {ref.layout}"
-                    f" tensor {tree.quote(ref.name)}, rank {other} "
+                    f"{tree.path_text(path)}: rank {index} saved "
+                    f"{_describe_node(ref)}, rank {other} "
                     f"{_describe_node(node)}")
             if not self._same(ref, node, index, other):
                 raise StateFormatError(
@@ -209,7 +211,8 @@ def _describe_node(node):
     if node is _ABSENT:
         return "nothing there"
     if isinstance(node, tree.TensorRef):
-        return f"a {node.layout} tensor {tree.quote(node.name)}"
+        return f"a {node.layout} {node.kind} {node.dtype} tensor " \
+            f"{tree.quote(node.name)} of shape {list(node.shape)}"
     return f"a {type(node).__name__}"
 
 

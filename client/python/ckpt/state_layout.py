@@ -440,14 +440,9 @@ def _pickled_tree(blob):
     return convert(saved["tree"], ()), refs
 
 
-def decode_state(dtype, global_shape, blob, allow_pickle):
-    """(skeleton, [(TensorRef, path)]) of a rank's `__ckpt_state__` entry
-    (its dtype, global shape and bytes); pickle runs only when
-    `allow_pickle`."""
-    if dtype != "uint8" or len(global_shape) != 1:
-        raise StateFormatError(
-            f"the checkpoint's {STATE_TENSOR} tensor is {dtype} of shape "
-            f"{list(global_shape)}, not a 1-D uint8 tensor")
+def decode_state(blob, allow_pickle):
+    """(skeleton, [(TensorRef, path)]) of the bytes of a rank's
+    `__ckpt_state__` entry; pickle runs only when `allow_pickle`."""
     if blob.startswith(tree.MAGIC):
         return tree.decode(blob, allow_pickle)
     if tree.looks_like_pickle(blob):
@@ -477,8 +472,8 @@ def check_refs(refs, entries, rank):
         entry = entries.get(ref.name) if ref.name != STATE_TENSOR else None
         if entry is None:
             raise StateFormatError(
-                f"{where}, which the checkpoint's shard of rank {rank} does "
-                "not hold")
+                f"{where}, which the checkpoint's shard does not hold (rank "
+                f"{rank})")
         dtype, global_shape, offsets, lengths = entry[:4]
         if dtype != ref.stored_dtype:
             raise StateFormatError(
@@ -491,11 +486,18 @@ def check_refs(refs, entries, rank):
                     zip(offsets, lengths, global_shape)):
             raise StateFormatError(
                 f"{where} of shape {list(ref.shape)}"
-                f"{'' if whole else ' (sharded)'}, but it is stored with "
+                f"{'' if ref.layout == tree.PLAIN else f' ({ref.layout})'}, "
+                "but it is stored with "
                 f"shape {list(global_shape)}, box {list(offsets)} + "
                 f"{list(lengths)}")
         fields = (ref.kind, ref.dtype, ref.layout)
         if seen.setdefault(ref.name, fields) != fields:
             raise StateFormatError(
-                f"{where} as {ref.layout} {ref.kind} {ref.dtype}, elsewhere "
-                f"as {' '.join(seen[ref.name])}")
+                f"{where} as {_described(fields)}, elsewhere as "
+                f"{_described(seen[ref.name])}")
+
+
+def _described(fields):
+    kind, dtype, layout = fields
+    return f"{kind} {dtype}" + ("" if layout == tree.PLAIN else
+                                f" ({layout})")

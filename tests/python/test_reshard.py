@@ -242,7 +242,8 @@ def test_keys_read_only_the_entries_asked_for(client):
     job = "shard/keys"
     big = torch.randn(1024, 1024)  # 4 MiB
     state = {"model": {"w": torch.ones(4), "b": torch.zeros(2)},
-             "optimizer": {"state": {"m": big}, "lr": 0.5}, "step": 3}
+             "optimizer": {"state": {"m": big}, "lr": 0.5,
+                           "groups": [{"lr": 0.1}]}, "step": 3}
     [manager] = managers(client, job, 1)
     manager.save(state, 1)
     restored = manager.restore(keys=["model"])
@@ -251,6 +252,9 @@ def test_keys_read_only_the_entries_asked_for(client):
     assert manager.last_restore["bytes_fetched"] < 64 << 10
     restored = manager.restore(keys=["optimizer/lr", "step"])
     assert restored == {"optimizer": {"lr": 0.5}, "step": 3}
+    # A key reaching into a list selects the whole list.
+    assert manager.restore(keys=["optimizer/groups/0/lr"]) == {
+        "optimizer": {"groups": [{"lr": 0.1}]}}
     restored = manager.restore(keys="optimizer/state/m")
     assert torch.equal(restored["optimizer"]["state"]["m"], big)
     assert manager.last_restore["bytes_fetched"] >= big.numel() * 4

@@ -267,10 +267,10 @@ class _Keys:
         return False
 
     def leads(self, path):
-        """Whether a prefix lies strictly under `path`."""
+        """The prefixes that lie strictly under `path`."""
         name = path_name(path)
-        return any(prefix.startswith(name + "/") or (not path and prefix)
-                   for prefix in self.prefixes)
+        return [prefix for prefix in self.prefixes
+                if prefix.startswith(name + "/") or (not path and prefix)]
 
     def filter(self, node, path=()):
         if self.covers(path):
@@ -282,8 +282,11 @@ class _Keys:
                 if kept is not _ABSENT:
                     out[key] = kept
             return out
-        if isinstance(node, (list, tuple)) and self.leads(path):
-            return node
+        if isinstance(node, (list, tuple)):
+            inside = self.leads(path)
+            if inside:
+                self.matched.update(inside)
+                return node
         return _ABSENT
 
     def unmatched(self):
@@ -475,6 +478,21 @@ def _place(map_location, torch):
     return lambda tensor: tensor.to(device)
 
 
+def _check_replicated(manifest, own, refs):
+    """StateFormatError when a replicated tensor of `refs` ([(path, ref)]
+    of rank `own`'s state) differs from another rank's copy."""
+    for path, ref in refs:
+        if ref.layout != tree.REPLICATED:
+            continue
+        mine = own.entries[ref.name]
+        for rank, entry in manifest.entries_named(ref.name):
+            if tuple(entry[1:]) != mine:
+                raise StateFormatError(
+                    f"{tree.path_text(path)}: the replicated tensor "
+                    f"{tree.quote(ref.name)} differs between ranks "
+                    f"{own.rank} and {rank}")
+
+
 class Restore:
     """One restore() call of a CheckpointManager (see its docstring)."""
 
@@ -499,7 +517,7 @@ class Restore:
                 f"checkpoint {manifest.step} has shards of ranks "
                 f"{list(manifest.ranks)[:_LISTED]} for a world size of "
                 f"{saved_world}")
-        state, unmapped, source = self._layout(manifest, saved_world)
+        state, unmapped, source, own = self._layout(manifest, saved_world)
         selection = _Keys(keys) if keys is not None else None
         if selection is not None:
             state = selection.filter(state)
@@ -522,6 +540,8 @@ class Restore:
                 "allow_partial_ranks=True to restore the rest (the list is "
                 "then in last_restore['unmapped'])", unmapped)
         refs = _ref_leaves(state, (), [])
+        if own is not None:
+            _check_replicated(manifest, own, refs)
         plan = self._plan(refs, into, strict, selection, source)
         values = self._read(manifest, plan, place)
         result = self._build(state, plan, values)
@@ -534,13 +554,13 @@ class Restore:
 
     def _layout(self, manifest, saved_world):
         """(state skeleton of this rank, [(rank, path)] unmapped, the
-        source rank of plain tensors or None for any copy)."""
+        source rank of plain tensors or None for any copy, the _Rank whose
+        replicated copies are still to be compared with the others')."""
         if saved_world == self.world_size:
             own = _Rank(self.rank, manifest.entries(self.rank))
             _read_trees(self.client, manifest, [own], self.allow_pickle,
                         self.stats)
-            self._check_replicated(manifest, own)
-            return own.skeleton, [], self.rank
+            return own.skeleton, [], self.rank, own
         ranks = [_Rank(rank, manifest.entries(rank))
                  for rank in range(saved_world)]
         _read_trees(self.client, manifest, ranks, self.allow_pickle,
@@ -560,23 +580,10 @@ class Restore:
             # their per-rank values.
             dropped = [(rank.rank, path) for rank in ranks[self.world_size:]
                        for path in per_rank if holds(rank, path)]
-            return ranks[self.rank].skeleton, dropped, self.rank
+            return ranks[self.rank].skeleton, dropped, self.rank, None
         # A new rank: what every rank saved alike, nothing per-rank.
         common = _without(ranks[0].skeleton, set(per_rank))
-        return common, [(self.rank, path) for path in per_rank], None
-
-    def _check_replicated(self, manifest, own):
-        """StateFormatError when a replicated tensor's copies differ."""
-        for ref, path in own.refs:
-            if ref.layout != tree.REPLICATED:
-                continue
-            mine = own.entries[ref.name]
-            for rank, entry in manifest.entries_named(ref.name):
-                if tuple(entry[1:]) != mine:
-                    raise StateFormatError(
-                        f"{tree.path_text(path)}: the replicated tensor "
-                        f"{tree.quote(ref.name)} differs between ranks "
-                        f"{own.rank} and {rank}")
+        return common, [(self.rank, path) for path in per_rank], None, None
 
     def _plan(self, refs, into, strict, selection, source):
         """What to read for each reference and where; every check made

@@ -147,6 +147,15 @@ class CheckpointService {
   // Prune). Recommitting an identical shard is OK; a different one is
   // FAILED_PRECONDITION.
   //
+  // Sharded tensors (a name some rank holds only part of) must keep the
+  // layout rule of common/shard_layout.h: ranks agree on dtype and global
+  // shape, boxes never overlap (identical replicas may), and the last
+  // commit finds the global shape covered. INVALID_ARGUMENT naming the
+  // tensor and the overlap or gap otherwise; the refused shard is not
+  // stored, no event is recorded and the checkpoint stays pending, so the
+  // rank may commit a corrected shard. A shard of whole tensors only is
+  // checked only when it is the last (its conflicts show then).
+  //
   // A delta entry (TensorEntry::delta_base_step) needs its base to be an
   // older committed checkpoint of the job with a tensor entry of the same
   // name, dtype, global shape and box in some shard; FAILED_PRECONDITION
@@ -314,6 +323,14 @@ class CheckpointService {
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
                                  const ShardManifest& shard,
                                  absl::Span<const ChunkId> ids);
+  // OK when `shard` keeps the checkpoint's sharded tensors tiling their
+  // global shapes (common/shard_layout.h; `completes`: it is the last rank
+  // to commit); INVALID_ARGUMENT naming the tensor and the problem
+  // otherwise. Reads the committed shards only when `shard` holds a partial
+  // box or completes the checkpoint.
+  absl::Status CheckLayout(absl::string_view job, int64_t step,
+                           const ShardManifest& shard, bool completes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   // OK when every delta entry of `shard` (for `step`) has its base (see
   // CommitShard); FAILED_PRECONDITION saying what is wrong otherwise.
   absl::Status CheckDeltaBases(absl::string_view job, int64_t step,

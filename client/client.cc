@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "client/region_plan.h"
 #include "client/restore_plan.h"
 #include "client/save_pipeline.h"
 #include "client/transport.h"
@@ -101,15 +102,18 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
 }
 
 absl::StatusOr<RegionReadStats> Client::ReadRegions(
-    const Checkpoint&, absl::Span<const RegionRequest>,
-    absl::Span<const absl::Span<char>>, const RestoreProgressFn&) {
-  return absl::UnimplementedError("ReadRegions: not yet");  // issue 14 WIP
+    const Checkpoint& checkpoint, absl::Span<const RegionRequest> requests,
+    absl::Span<const absl::Span<char>> outs,
+    const RestoreProgressFn& progress) {
+  return client::ReadRegions(*impl_->transport, checkpoint, requests, outs,
+                             progress);
 }
 
 absl::StatusOr<RestoredRegions> Client::RestoreRegions(
-    const Checkpoint&, absl::Span<const RegionRequest>,
-    const RestoreProgressFn&) {
-  return absl::UnimplementedError("RestoreRegions: not yet");  // issue 14 WIP
+    const Checkpoint& checkpoint, absl::Span<const RegionRequest> requests,
+    const RestoreProgressFn& progress) {
+  return client::RestoreRegions(*impl_->transport, checkpoint, requests,
+                                progress, impl_->shared_memory_restore);
 }
 
 absl::Status Client::ReportRestore(absl::string_view job, int64_t step,

@@ -130,9 +130,27 @@ int FakeTransport::ReadsOf(const ChunkId& id) const {
   return it == reads_.end() ? 0 : it->second;
 }
 
+absl::flat_hash_map<ChunkId, int> FakeTransport::read_counts() const {
+  absl::MutexLock lock(&mu_);
+  return reads_;
+}
+
 std::vector<size_t> FakeTransport::read_calls() const {
   absl::MutexLock lock(&mu_);
   return read_calls_;
+}
+
+std::vector<client::ChunkSink> FakeTransport::sinks_read() const {
+  absl::MutexLock lock(&mu_);
+  return sinks_read_;
+}
+
+void FakeTransport::ClearReads() {
+  absl::MutexLock lock(&mu_);
+  reads_.clear();
+  read_calls_.clear();
+  sinks_read_.clear();
+  into_file_calls_ = 0;
 }
 
 void FakeTransport::FailSharedFileRegistrations(absl::Status status) {
@@ -358,6 +376,7 @@ absl::Status FakeTransport::ReadChunks(
   {
     absl::MutexLock lock(&mu_);
     read_calls_.push_back(sinks.size());
+    sinks_read_.insert(sinks_read_.end(), sinks.begin(), sinks.end());
   }
   for (size_t i = 0; i < sinks.size(); ++i) {
     Answer answer;

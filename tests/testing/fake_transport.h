@@ -89,8 +89,15 @@ class FakeTransport : public client::Transport {
   std::vector<ReportedRestore> reported_restores() const;
   // Times chunk `id` was read, by ReadChunks or ReadChunksIntoFile.
   int ReadsOf(const ChunkId& id) const;
+  // Times each chunk was read, by ReadChunks or ReadChunksIntoFile.
+  absl::flat_hash_map<ChunkId, int> read_counts() const;
   // ReadChunks calls, and the number of sinks in each.
   std::vector<size_t> read_calls() const;
+  // Every sink ReadChunks was asked for (its destinations too), in order.
+  std::vector<client::ChunkSink> sinks_read() const;
+  // Forgets the reads counted so far (read_counts, read_calls, sinks_read,
+  // into_file_calls), so that a test measures one restore at a time.
+  void ClearReads();
   // ReadChunksIntoFile calls that wrote (refused ones not counted).
   int into_file_calls() const;
   // RegisterSharedFile calls that registered, and files registered now.
@@ -193,6 +200,7 @@ class FakeTransport : public client::Transport {
   std::vector<int32_t> restoring_ranks_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ChunkId, int> reads_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> read_calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<client::ChunkSink> sinks_read_ ABSL_GUARDED_BY(mu_);
   int into_file_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -2,10 +2,11 @@
 // which chunks to fetch (each distinct chunk once, however many places it
 // fills), the chain of bases that rebuilds a row delta (common/
 // delta_base.h's rule), where each fetched byte lands (the tensors, or
-// scratch for deltas and quantized entries), the split into ranges fetched
-// in parallel (through shared memory when the server can, else streamed),
-// and the rebuild (dequantize, apply deltas). Talks to the server only
-// through a Transport, so it builds and is tested without gRPC.
+// scratch for deltas and quantized entries), and the rebuild (dequantize,
+// apply deltas). The parts it shares with the region plan (client/
+// region_plan.h), such as the parallel fetch through shared memory, are in
+// client/fetch_plan.h. Talks to the server only through a Transport, so it
+// builds and is tested without gRPC.
 #pragma once
 
 #include <cstddef>
@@ -47,13 +48,5 @@ absl::Status ReadTensors(Transport& transport, absl::string_view job,
 absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
     Transport& transport, const Checkpoint& checkpoint, int32_t rank,
     const RestoreProgressFn& progress, bool shared_memory);
-
-// Splits `sinks` into at most about `streams` contiguous ranges of similar
-// bytes to write (ChunkSink::WriteBytes), in order, covering every sink once;
-// none when there are no sinks. RestoreShard fetches one range per thread,
-// so that the server reads and hashes on several threads.
-// REQUIRES: streams >= 1.
-std::vector<absl::Span<const ChunkSink>> SplitForParallelFetch(
-    absl::Span<const ChunkSink> sinks, size_t streams);
 
 }  // namespace ckpt::client

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "client/fetch_plan.h"
 #include "client/restore_buffer.h"
 #include "client/save_pipeline.h"
 #include "common/sha256.h"

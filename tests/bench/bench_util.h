@@ -7,11 +7,13 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -56,9 +58,32 @@ inline std::vector<client::TensorData> Tensors(const std::vector<float>& shard,
   return tensors;
 }
 
+// Runs fn(rank) for ranks 0..ranks-1 on a thread each, as the ranks of a
+// job would run at once; the first error, after all have ended.
+template <typename Fn>
+absl::Status ParallelRanks(int32_t ranks, Fn fn) {
+  std::vector<absl::Status> status(ranks);
+  std::vector<std::thread> threads;
+  threads.reserve(status.size());
+  for (int32_t r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] { status[r] = fn(r); });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& s : status) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// "0.812-0.975s": the fastest and slowest of `seconds`.
+inline std::string Spread(std::vector<double> seconds) {
+  std::sort(seconds.begin(), seconds.end());
+  return absl::StrFormat("%.3f-%.3fs", seconds.front(), seconds.back());
 }
 
 // The flags every benchmark takes: --rounds, --dir (described by

@@ -19,7 +19,6 @@
 #include <cstring>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -89,19 +88,6 @@ absl::StatusOr<double> BaselineRestore(const std::string& path, size_t size) {
   }
   ::close(fd);
   return Seconds(start);
-}
-
-template <typename Fn>
-absl::Status ParallelRanks(int32_t ranks, Fn fn) {
-  std::vector<absl::Status> status(ranks);
-  std::vector<std::thread> threads;
-  threads.reserve(status.size());
-  for (int32_t r = 0; r < ranks; ++r) {
-    threads.emplace_back([&, r] { status[r] = fn(r); });
-  }
-  for (auto& t : threads) t.join();
-  for (auto& s : status) CKPT_RETURN_IF_ERROR(s);
-  return absl::OkStatus();
 }
 
 absl::Status Run(const Flags& flags) {
@@ -235,10 +221,6 @@ absl::Status Run(const Flags& flags) {
   const double r = Median(ckpt_restore), br = Median(base_restore);
   const double sr = Median(ckpt_stream_restore);
   const double rs = Median(ckpt_resave);
-  auto spread = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return absl::StrFormat("%.3f-%.3fs", v.front(), v.back());
-  };
   if (flags.json) {
     nlohmann::json out = {
         {"tls", flags.tls},
@@ -270,8 +252,8 @@ absl::Status Run(const Flags& flags) {
         "takes %.2fx its time)\n"
         "  unchanged re-save %.3fs (%.2fx the baseline save)\n",
         gib, flags.ranks, flags.tls ? "TLS" : "plaintext", flags.rounds, s,
-        gib / s, bs, s / bs, r, gib / r, br, r / br, spread(ckpt_restore), sr,
-        gib / sr, spread(ckpt_stream_restore), r / sr, rs, rs / bs);
+        gib / s, bs, s / bs, r, gib / r, br, r / br, Spread(ckpt_restore), sr,
+        gib / sr, Spread(ckpt_stream_restore), r / sr, rs, rs / bs);
   }
   return absl::OkStatus();
 }

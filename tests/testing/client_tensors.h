@@ -46,4 +46,64 @@ inline std::string PatternBytes(size_t size, uint32_t seed) {
   return bytes;
 }
 
+// Calls fn(index) for every element of `box` (its global index, a vector
+// of box.offsets.size() numbers), in row-major order; once, with an empty
+// index, for a box of no dimensions; never for an empty box.
+template <typename Fn>
+void ForEachElement(const Box& box, Fn fn) {
+  for (int64_t length : box.lengths) {
+    if (length == 0) return;
+  }
+  std::vector<int64_t> index = box.offsets;
+  for (;;) {
+    fn(static_cast<const std::vector<int64_t>&>(index));
+    size_t d = index.size();
+    for (;;) {
+      if (d == 0) return;
+      --d;
+      if (++index[d] < box.offsets[d] + box.lengths[d]) break;
+      index[d] = box.offsets[d];
+    }
+  }
+}
+
+// The row-major number of element `index` (global) inside `box`.
+inline uint64_t ElementNumber(const Box& box,
+                              const std::vector<int64_t>& index) {
+  uint64_t number = 0;
+  for (size_t d = 0; d < index.size(); ++d) {
+    number = number * static_cast<uint64_t>(box.lengths[d]) +
+             static_cast<uint64_t>(index[d] - box.offsets[d]);
+  }
+  return number;
+}
+
+// The row-major bytes of `box` of a tensor of `shape` whose row-major
+// bytes are `global`, copied element by element: the reference the region
+// restore's tests compare with.
+inline std::string SliceBox(absl::string_view global,
+                            const std::vector<int64_t>& shape,
+                            size_t element_bytes, const Box& box) {
+  const Box whole{std::vector<int64_t>(shape.size(), 0), shape};
+  std::string out;
+  ForEachElement(box, [&](const std::vector<int64_t>& index) {
+    out.append(global.data() + ElementNumber(whole, index) * element_bytes,
+               element_bytes);
+  });
+  return out;
+}
+
+// Writes `bytes` (row-major over `box`) into their place in `global`, the
+// bytes of a tensor of `shape`.
+inline void PasteBox(std::string& global, const std::vector<int64_t>& shape,
+                     size_t element_bytes, const Box& box,
+                     absl::string_view bytes) {
+  const Box whole{std::vector<int64_t>(shape.size(), 0), shape};
+  ForEachElement(box, [&](const std::vector<int64_t>& index) {
+    global.replace(ElementNumber(whole, index) * element_bytes, element_bytes,
+                   bytes.data() + ElementNumber(box, index) * element_bytes,
+                   element_bytes);
+  });
+}
+
 }  // namespace ckpt::testing

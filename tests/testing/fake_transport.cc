@@ -113,15 +113,44 @@ std::vector<int32_t> FakeTransport::restoring_ranks() const {
   return restoring_ranks_;
 }
 
+std::vector<FakeTransport::ReportedRestore> FakeTransport::reported_restores()
+    const {
+  absl::MutexLock lock(&mu_);
+  return reported_restores_;
+}
+
+void FakeTransport::FailRestoreReports(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  report_failure_ = std::move(status);
+}
+
 int FakeTransport::ReadsOf(const ChunkId& id) const {
   absl::MutexLock lock(&mu_);
   auto it = reads_.find(id);
   return it == reads_.end() ? 0 : it->second;
 }
 
+absl::flat_hash_map<ChunkId, int> FakeTransport::read_counts() const {
+  absl::MutexLock lock(&mu_);
+  return reads_;
+}
+
 std::vector<size_t> FakeTransport::read_calls() const {
   absl::MutexLock lock(&mu_);
   return read_calls_;
+}
+
+std::vector<client::ChunkSink> FakeTransport::sinks_read() const {
+  absl::MutexLock lock(&mu_);
+  return sinks_read_;
+}
+
+void FakeTransport::ClearReads() {
+  absl::MutexLock lock(&mu_);
+  reads_.clear();
+  read_calls_.clear();
+  sinks_read_.clear();
+  into_file_calls_ = 0;
 }
 
 void FakeTransport::FailSharedFileRegistrations(absl::Status status) {
@@ -293,6 +322,20 @@ absl::StatusOr<Checkpoint> FakeTransport::GetManifest(
           : absl::StrCat("job '", job, "' has no committed checkpoint"));
 }
 
+absl::Status FakeTransport::ReportRestore(absl::string_view job, int64_t step,
+                                          int32_t rank) {
+  absl::MutexLock lock(&mu_);
+  if (!report_failure_.ok()) return report_failure_;
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step) ||
+      job_it->second.at(step).record.state != CheckpointState::kCommitted) {
+    return absl::NotFoundError(
+        absl::StrCat("no committed ", CheckpointName(job, step)));
+  }
+  reported_restores_.push_back({std::string(job), step, rank});
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<JobSummary>> FakeTransport::ListJobs() {
   absl::MutexLock lock(&mu_);
   std::vector<JobSummary> jobs;
@@ -333,6 +376,7 @@ absl::Status FakeTransport::ReadChunks(
   {
     absl::MutexLock lock(&mu_);
     read_calls_.push_back(sinks.size());
+    sinks_read_.insert(sinks_read_.end(), sinks.begin(), sinks.end());
   }
   for (size_t i = 0; i < sinks.size(); ++i) {
     Answer answer;

@@ -1,0 +1,58 @@
+// Which saved entries a requested region (client/types.h, RegionRequest) is
+// read from, and every check Client::ReadRegions makes before it fetches
+// anything: the request against the checkpoint (INVALID_ARGUMENT, the
+// caller's mistake) and the checkpoint's entries themselves, read as
+// hostile bytes (DATA_LOSS: a box outside its global shape, sizes that
+// overflow, pieces that do not add up, boxes that overlap partly). Pure:
+// no I/O.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/types.h"
+#include "common/manifest.h"
+
+namespace ckpt::client {
+
+// One saved entry a region is read from.
+struct RegionSource {
+  int32_t rank = 0;
+  // Points into the checkpoint given to FindRegionSources.
+  const TensorEntry* entry = nullptr;
+  // The part of the region it holds: non-empty, inside entry->box.
+  Box overlap;
+};
+
+// The bytes of `request`'s region, once it is checked: a known dtype, a
+// global shape of at most 2^48 per dimension, a region of its rank inside
+// it, of at most 2^62 bytes. INVALID_ARGUMENT naming the tensor otherwise.
+absl::StatusOr<uint64_t> RegionBytes(const RegionRequest& request);
+
+// The entries of `checkpoint` that `request`'s region is read from, by
+// ascending rank, with disjoint overlaps that together cover the region
+// (none for an empty region), as Client::ReadRegions documents:
+// request.source_rank's entry alone when set, else every rank's entry of
+// that name, a box several ranks saved identically read from the lowest
+// rank. INVALID_ARGUMENT naming the tensor when no rank saved it (or not
+// source_rank, or source_rank is not in the checkpoint), a saved dtype or
+// global shape differs from the request's (both named), identical boxes of
+// two ranks differ in chunks, delta base or quantization (both ranks
+// named), or the boxes leave part of the region uncovered (an uncovered
+// element named). DATA_LOSS naming the tensor and rank when a saved entry
+// is malformed: a box outside its global shape or too large, a piece of no
+// bytes or more than kMaxChunkBytes, pieces that do not add up to its box
+// (or quantized matrix), both a delta and quantized, a rank holding the
+// name twice, or two boxes overlapping partly (both ranks named). Only the
+// boxes that meet the region are compared with each other.
+// REQUIRES: RegionBytes(request) is OK.
+absl::StatusOr<std::vector<RegionSource>> FindRegionSources(
+    const Checkpoint& checkpoint, const RegionRequest& request);
+
+// The same checks for an entry of a delta chain found in an older
+// checkpoint (fetched as a delta's base, client/fetch_plan.h): its pieces
+// and their sizes. DATA_LOSS naming the tensor and step otherwise.
+absl::Status CheckChainEntry(const TensorEntry& entry, int64_t step);
+
+}  // namespace ckpt::client

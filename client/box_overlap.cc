@@ -68,40 +68,92 @@ std::string IndexText(absl::Span<const int64_t> index) {
   return absl::StrCat("[", absl::StrJoin(index, ", "), "]");
 }
 
+std::optional<std::pair<size_t, size_t>> FindOverlappingBoxes(
+    absl::Span<const Box> boxes) {
+  if (boxes.size() < 2) return std::nullopt;
+  const size_t rank = boxes.front().offsets.size();
+  if (rank == 0) return std::make_pair(size_t{0}, size_t{1});
+  size_t sweep = 0;
+  size_t most_offsets = 0;
+  for (size_t d = 0; d < rank; ++d) {
+    std::vector<int64_t> offsets;
+    for (const Box& box : boxes) offsets.push_back(box.offsets[d]);
+    std::sort(offsets.begin(), offsets.end());
+    const size_t distinct = static_cast<size_t>(
+        std::unique(offsets.begin(), offsets.end()) - offsets.begin());
+    if (distinct > most_offsets) {
+      most_offsets = distinct;
+      sweep = d;
+    }
+  }
+  std::vector<size_t> order(boxes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return boxes[a].offsets[sweep] < boxes[b].offsets[sweep];
+  });
+  std::vector<size_t> active;  // boxes still open at the sweep's position
+  for (size_t i : order) {
+    const int64_t start = boxes[i].offsets[sweep];
+    std::erase_if(active, [&](size_t j) {
+      return boxes[j].offsets[sweep] + boxes[j].lengths[sweep] <= start;
+    });
+    for (size_t j : active) {
+      if (!BoxIsEmpty(IntersectBoxes(boxes[i], boxes[j]))) {
+        return std::make_pair(std::min(i, j), std::max(i, j));
+      }
+    }
+    if (!BoxIsEmpty(boxes[i])) active.push_back(i);
+  }
+  return std::nullopt;
+}
+
 // Takes the first box that meets `area` away from it, which leaves at most
-// two slabs per dimension, and looks in those slabs that the remaining
-// boxes do not cover. Only uncovered slabs are entered, so each level of
-// the recursion enters one and it ends within boxes.size() levels.
+// two slabs per dimension, and goes on in a slab the remaining boxes do not
+// cover (one exists while `area` is not covered): each step drops a box, so
+// it ends within boxes.size() steps, without recursion (a hostile manifest
+// may list many boxes).
 std::optional<std::vector<int64_t>> FindUncoveredElement(
     const Box& area, absl::Span<const Box> boxes) {
+  Box search = area;
   std::vector<Box> inside;
   for (const Box& box : boxes) {
-    Box common = IntersectBoxes(area, box);
+    Box common = IntersectBoxes(search, box);
     if (!BoxIsEmpty(common)) inside.push_back(std::move(common));
   }
-  if (BoxIsEmpty(area) || Covers(area, inside)) return std::nullopt;
-  if (inside.empty()) return area.offsets;
-  const Box& taken = inside.front();
-  const absl::Span<const Box> rest = absl::MakeConstSpan(inside).subspan(1);
-  Box left = area;  // what is left of `area` around `taken`, narrowed
-  for (size_t d = 0; d < area.offsets.size(); ++d) {
-    const int64_t end = left.offsets[d] + left.lengths[d];
-    const int64_t taken_end = taken.offsets[d] + taken.lengths[d];
-    Box below = left;
-    below.lengths[d] = taken.offsets[d] - left.offsets[d];
-    Box above = left;
-    above.offsets[d] = taken_end;
-    above.lengths[d] = end - taken_end;
-    for (const Box* slab : {&below, &above}) {
-      if (BoxIsEmpty(*slab)) continue;
-      std::optional<std::vector<int64_t>> found =
-          FindUncoveredElement(*slab, rest);
-      if (found.has_value()) return found;
+  if (BoxIsEmpty(search) || Covers(search, inside)) return std::nullopt;
+  for (;;) {
+    if (inside.empty()) return search.offsets;
+    const Box taken = inside.front();
+    const absl::Span<const Box> rest = absl::MakeConstSpan(inside).subspan(1);
+    std::optional<std::pair<Box, std::vector<Box>>> next;
+    Box left = search;  // what is left of `search` around `taken`, narrowed
+    for (size_t d = 0; d < search.offsets.size() && !next.has_value(); ++d) {
+      const int64_t end = left.offsets[d] + left.lengths[d];
+      const int64_t taken_end = taken.offsets[d] + taken.lengths[d];
+      Box below = left;
+      below.lengths[d] = taken.offsets[d] - left.offsets[d];
+      Box above = left;
+      above.offsets[d] = taken_end;
+      above.lengths[d] = end - taken_end;
+      for (Box* slab : {&below, &above}) {
+        if (BoxIsEmpty(*slab)) continue;
+        std::vector<Box> in_slab;
+        for (const Box& box : rest) {
+          Box common = IntersectBoxes(*slab, box);
+          if (!BoxIsEmpty(common)) in_slab.push_back(std::move(common));
+        }
+        if (!Covers(*slab, in_slab)) {
+          next.emplace(std::move(*slab), std::move(in_slab));
+          break;
+        }
+      }
+      left.offsets[d] = taken.offsets[d];
+      left.lengths[d] = taken.lengths[d];
     }
-    left.offsets[d] = taken.offsets[d];
-    left.lengths[d] = taken.lengths[d];
+    if (!next.has_value()) return std::nullopt;  // unreachable if disjoint
+    search = std::move(next->first);
+    inside = std::move(next->second);
   }
-  return std::nullopt;  // unreachable for disjoint boxes
 }
 
 OverlapRuns::OverlapRuns(const Box& source, const Box& dest, const Box& overlap,

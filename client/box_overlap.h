@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -32,6 +33,14 @@ bool BoxContains(const Box& outer, const Box& inner);
 std::string BoxText(const Box& box);
 // "[3, 0]".
 std::string IndexText(absl::Span<const int64_t> index);
+
+// Two of `boxes` (indices, first < second) that share an element, or
+// nullopt when they are pairwise disjoint. A sweep along the dimension in
+// which their offsets are most spread: a box is compared only with the
+// boxes it meets in that dimension, so a layout split along some
+// dimension costs O(n log n), not O(n^2).
+std::optional<std::pair<size_t, size_t>> FindOverlappingBoxes(
+    absl::Span<const Box> boxes);
 
 // An element of `area` that none of `boxes` holds, or nullopt when they
 // cover it. REQUIRES: `boxes` are pairwise disjoint (or empty). Costs

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -54,6 +55,32 @@ TEST(BoxOverlapTest, FindsAnElementNoBoxHolds) {
   EXPECT_THAT(FindUncoveredElement(Box{}, {}), Optional(ElementsAre()));
 }
 
+TEST(BoxOverlapTest, FindsTwoBoxesThatOverlap) {
+  // A 3 x 3 grid of 2 x 2 boxes, then one that meets the middle one.
+  std::vector<Box> grid;
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 3; ++j) grid.push_back(Box{{2 * i, 2 * j}, {2, 2}});
+  }
+  EXPECT_EQ(FindOverlappingBoxes(grid), std::nullopt);
+  std::vector<Box> more = grid;
+  more.push_back(Box{{3, 3}, {1, 5}});
+  EXPECT_THAT(FindOverlappingBoxes(more),
+              Optional(std::make_pair(size_t{4}, size_t{9})));
+  // Touching is not overlapping; empty boxes overlap nothing.
+  EXPECT_EQ(FindOverlappingBoxes({Box{{0}, {4}}, Box{{4}, {4}}, Box{{2}, {0}}}),
+            std::nullopt);
+  EXPECT_THAT(FindOverlappingBoxes({Box{}, Box{}}),
+              Optional(std::make_pair(size_t{0}, size_t{1})));
+  // Many boxes split along dimension 1 (swept there), the last overlapping
+  // the first.
+  std::vector<Box> columns;
+  for (int64_t c = 0; c < 20000; ++c) columns.push_back(Box{{0, c}, {8, 1}});
+  EXPECT_EQ(FindOverlappingBoxes(columns), std::nullopt);
+  columns.push_back(Box{{7, 0}, {1, 1}});
+  EXPECT_THAT(FindOverlappingBoxes(columns),
+              Optional(std::make_pair(size_t{0}, size_t{20000})));
+}
+
 TEST(BoxOverlapTest, ColumnsOfASavedBoxAreRunsOfTheRegion) {
   // Saved rows [0, 4) x cols [0, 6); region rows [1, 4) x cols [2, 5), 2
   // bytes per element: three runs of 6 bytes, one dest run of 18 bytes.
@@ -64,9 +91,9 @@ TEST(BoxOverlapTest, ColumnsOfASavedBoxAreRunsOfTheRegion) {
   EXPECT_EQ(runs.run_bytes(), 6u);
   EXPECT_EQ(runs.SourceRunStart(0), 16u);
   EXPECT_EQ(runs.SourceRunStart(2), 40u);
-  EXPECT_THAT(Stretches(runs, 0, 48),
-              ElementsAre(Stretch{16, 0, 6}, Stretch{28, 6, 6},
-                          Stretch{40, 12, 6}));
+  EXPECT_THAT(
+      Stretches(runs, 0, 48),
+      ElementsAre(Stretch{16, 0, 6}, Stretch{28, 6, 6}, Stretch{40, 12, 6}));
   EXPECT_THAT(Stretches(runs, 19, 30),
               ElementsAre(Stretch{19, 3, 3}, Stretch{28, 6, 2}));
   EXPECT_FALSE(runs.Intersects(0, 16));

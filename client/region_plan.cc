@@ -309,13 +309,17 @@ absl::Status Assemble(const RegionPlan& plan,
         break;
       }
       case SourceKind::kQuantized: {
+        // Dequantized whole (RESOURCE_EXHAUSTED, not an exception, when
+        // the memory cannot be had).
         const TensorEntry& entry = source.chain.front();
-        auto values = std::make_unique_for_overwrite<char[]>(entry.ByteSize());
+        CKPT_ASSIGN_OR_RETURN(
+            std::shared_ptr<RestoreBuffer> values,
+            RestoreBuffer::Create(entry.ByteSize(), /*shareable=*/false));
         CKPT_RETURN_IF_ERROR(DequantizeEntry(
             entry,
             absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
-            absl::MakeSpan(values.get(), entry.ByteSize())));
-        CopyOverlap(runs, 0, entry.ByteSize(), values.get(), region);
+            absl::MakeSpan(values->payload(), entry.ByteSize())));
+        CopyOverlap(runs, 0, entry.ByteSize(), values->payload(), region);
         break;
       }
     }
@@ -354,11 +358,14 @@ absl::StatusOr<RegionReadStats> ReadRegions(
   }
   CKPT_ASSIGN_OR_RETURN(RegionPlan plan,
                         PlanRegions(transport, checkpoint, requests));
-  auto scratch = std::make_unique_for_overwrite<char[]>(plan.scratch_bytes);
-  CKPT_ASSIGN_OR_RETURN(SinkSet sinks, MakeSinks(plan, outs, scratch.get()));
+  CKPT_ASSIGN_OR_RETURN(
+      std::shared_ptr<RestoreBuffer> scratch,
+      RestoreBuffer::Create(plan.scratch_bytes, /*shareable=*/false));
+  CKPT_ASSIGN_OR_RETURN(SinkSet sinks,
+                        MakeSinks(plan, outs, scratch->payload()));
   CKPT_RETURN_IF_ERROR(FetchInParallel(transport, checkpoint.record.job,
                                        sinks.sinks(), nullptr, progress));
-  CKPT_RETURN_IF_ERROR(Assemble(plan, outs, scratch.get()));
+  CKPT_RETURN_IF_ERROR(Assemble(plan, outs, scratch->payload()));
   return ReadStats(plan, sinks);
 }
 

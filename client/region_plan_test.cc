@@ -952,6 +952,35 @@ TEST_F(RegionRefusalTest, ADeltaWhoseBaseIsGone) {
   EXPECT_TRUE(fake.read_counts().empty());
 }
 
+TEST_F(RegionRefusalTest, AHostileBaseOfADelta) {
+  // Step 6, committed by hand: rank 1's entry of the table without its last
+  // piece (its box needs 120 bytes, its pieces hold 80); step 7 a delta on
+  // it of every rank.
+  FakeTransport fake;
+  SaveRanks(fake, 1, {table_}, 4, 40);
+  const Checkpoint saved = Manifest(fake, 1);
+  client::BeginOptions begin;
+  begin.world_size = 4;
+  ASSERT_TRUE(fake.BeginCheckpoint(kJob, 6, begin).ok());
+  for (ShardManifest shard : saved.shards) {
+    if (shard.rank == 1) shard.tensors[0].pieces.pop_back();
+    ASSERT_TRUE(fake.CommitShard(kJob, 6, 4, shard).ok());
+  }
+  std::map<std::pair<size_t, int32_t>, DeltaOf> deltas;
+  for (int32_t r = 0; r < 4; ++r) deltas[{0, r}] = DeltaOf{6, {0}};
+  SaveRanks(fake, 7, {table_}, 4, 40, deltas);
+  const Checkpoint checkpoint = Manifest(fake, 7);
+  fake.ClearReads();
+  std::string out(kTableRows * kTableRowBytes, '\0');
+  const std::vector<RegionRequest> requests = {WholeTable()};
+  absl::Status status =
+      ReadRegions(fake, checkpoint, requests, {absl::MakeSpan(out)}, {})
+          .status();
+  EXPECT_TRUE(absl::IsDataLoss(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("manifest pieces hold 80 bytes"));
+  EXPECT_TRUE(fake.read_counts().empty());
+}
+
 TEST(RegionPlanTest, OutsAndRequestsMustPair) {
   FakeTransport fake;
   const std::vector<RegionRequest> requests(2);

@@ -225,17 +225,18 @@ absl::StatusOr<std::vector<RegionSource>> FindRegionSources(
           "a box saved by several ranks must be replicated"));
     }
   }
-  for (size_t i = 0; i < sources.size(); ++i) {
-    for (size_t j = i + 1; j < sources.size(); ++j) {
-      const Box& a = sources[i].entry->box;
-      const Box& b = sources[j].entry->box;
-      if (!BoxIsEmpty(IntersectBoxes(a, b))) {
-        return absl::DataLossError(absl::StrCat(
-            "tensor ", name, ": the boxes of rank ", sources[i].rank, " (",
-            BoxText(a), ") and rank ", sources[j].rank, " (", BoxText(b),
-            ") overlap partly; the checkpoint is inconsistent"));
-      }
-    }
+  std::vector<Box> boxes;
+  for (const RegionSource& source : sources) {
+    boxes.push_back(source.entry->box);
+  }
+  if (auto pair = FindOverlappingBoxes(boxes); pair.has_value()) {
+    const RegionSource& a = sources[pair->first];
+    const RegionSource& b = sources[pair->second];
+    return absl::DataLossError(
+        absl::StrCat("tensor ", name, ": the boxes of rank ", a.rank, " (",
+                     BoxText(a.entry->box), ") and rank ", b.rank, " (",
+                     BoxText(b.entry->box),
+                     ") overlap partly; the checkpoint is inconsistent"));
   }
   std::vector<Box> overlaps;
   for (const RegionSource& source : sources) {

@@ -353,6 +353,7 @@ int main(int argc, char** argv) {
   app.add_option("--sizes-mib", flags.sizes_mib,
                  "state sizes to measure, in MiB (each saved once)")
       ->capture_default_str()
+      ->delimiter(',')
       ->check(CLI::Range(1, 1 << 16));
   app.add_option("--saved-ranks", flags.saved_ranks, "ranks that save")
       ->capture_default_str()

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/python/status_exception.h"
@@ -40,14 +41,20 @@ MetricMode ResolvedMode(const std::string& metric, const std::string& mode) {
 // it: "step", "metrics" and "state" (absent: committed).
 CheckpointRecord RankedRecord(const py::dict& checkpoint) {
   CheckpointRecord record;
-  record.step = py::cast<int64_t>(checkpoint["step"]);
-  record.metadata.metrics =
-      py::cast<std::map<std::string, double>>(checkpoint["metrics"]);
-  record.state = !checkpoint.contains("state") ||
-                         py::cast<std::string>(checkpoint["state"]) ==
-                             CheckpointStateName(CheckpointState::kCommitted)
-                     ? CheckpointState::kCommitted
-                     : CheckpointState::kPending;
+  try {
+    record.step = py::cast<int64_t>(checkpoint["step"]);
+    record.metadata.metrics =
+        py::cast<std::map<std::string, double>>(checkpoint["metrics"]);
+    record.state = !checkpoint.contains("state") ||
+                           py::cast<std::string>(checkpoint["state"]) ==
+                               CheckpointStateName(CheckpointState::kCommitted)
+                       ? CheckpointState::kCommitted
+                       : CheckpointState::kPending;
+  } catch (const py::cast_error&) {
+    ThrowStatus(absl::InvalidArgumentError(
+        "best_checkpoint: each checkpoint needs an int \"step\", a "
+        "\"metrics\" dict of str to float and optionally a str \"state\""));
+  }
   return record;
 }
 
@@ -56,17 +63,20 @@ py::dict BestOf(const std::vector<py::dict>& checkpoints,
                 const std::string& metric, const std::string& mode) {
   std::vector<CheckpointRecord> records;
   records.reserve(checkpoints.size());
+  absl::flat_hash_set<int64_t> steps;
   for (const py::dict& checkpoint : checkpoints) {
     records.push_back(RankedRecord(checkpoint));
+    // The best is found again by its step.
+    if (!steps.insert(records.back().step).second) {
+      ThrowStatus(absl::InvalidArgumentError(absl::StrCat(
+          "best_checkpoint: step ", records.back().step, " is given twice")));
+    }
   }
   absl::StatusOr<CheckpointRecord> best =
       BestCheckpoint(records, metric, ParseMetricMode(mode));
   if (!best.ok()) ThrowStatus(best.status());
   for (size_t i = 0; i < records.size(); ++i) {
-    if (records[i].step == best->step &&
-        records[i].state == CheckpointState::kCommitted) {
-      return checkpoints[i];
-    }
+    if (records[i].step == best->step) return checkpoints[i];
   }
   ThrowStatus(absl::InternalError("best_checkpoint: lost the best record"));
 }

@@ -60,20 +60,28 @@ def optional_integer(name, value, **limits):
 
 
 def number(name, value, *, minimum=None, positive=False, finite=False):
-    """`value` as a float: an int, float, numpy real scalar or one-element
-    real torch tensor, not a bool, str or complex."""
+    """`value` as a float: an int, float, numpy real scalar, or one-element
+    real numpy array or torch tensor (a loss as computed); not a bool, str
+    or complex."""
     torch = _torch()
     if _is_bool(value):
         raise TypeError(f"{name} must be a number, not the bool {value}")
     if torch is not None and isinstance(value, torch.Tensor):
         real = (value.numel() == 1 and not value.is_complex() and
                 value.dtype != torch.bool)
+    elif isinstance(value, np.ndarray):
+        real = value.size == 1 and value.dtype.kind in "fiu"
+        value = value.reshape(()).item() if real else value
     else:
         real = isinstance(value, numbers.Real)
     if not real:
         raise TypeError(f"{name} must be a number, not "
                         f"{type(value).__name__} {_shown(value)}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} {_shown(value)} is beyond the range of "
+                         "a float") from None
     if (finite or positive or minimum is not None) and math.isnan(result):
         raise ValueError(f"{name} must be a number, not NaN")
     if finite and math.isinf(result):
@@ -104,8 +112,12 @@ def text(name, value, *, nonempty=True, max_bytes=None):
                         f"{type(value).__name__} {_shown(value)}")
     if nonempty and not value:
         raise ValueError(f"{name} must not be empty")
-    if max_bytes is not None and len(value.encode("utf-8",
-                                                  "surrogatepass")) > max_bytes:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        raise ValueError(f"{name} {_shown(value)} is not valid "
+                         "Unicode") from None
+    if max_bytes is not None and size > max_bytes:
         raise ValueError(f"{name} {_shown(value)} is longer than "
                          f"{max_bytes} bytes (UTF-8)")
     return value

@@ -208,6 +208,12 @@ class CheckpointManager:
                  tls_cert=None, tls_key=None, tls_server_name=None,
                  token=None):
         # Every argument is checked before anything reaches the server.
+        if job is None and isinstance(server, str) and "/" in server and \
+                ":" not in server:
+            raise TypeError(
+                f"job is required; {server!r} was passed as the server "
+                f'("HOST:PORT"): pass job="{server}" (the server defaults '
+                "to $CKPT_SERVER)")
         self._job = arguments.job(job)
         self._policy = arguments.retention_policy(
             max_to_keep, keep_checkpoint_every_n_hours, keep_best)

@@ -257,3 +257,55 @@ def test_keys_read_only_the_entries_asked_for(client):
         manager.restore(keys=["modle"])
     with pytest.raises(TypeError, match="keys must be strings"):
         manager.restore(keys=[1])
+
+
+def test_row_sharded_table_with_deltas_and_quantized_shards(client):
+    """An embedding table row-sharded over 2 ranks, saved incrementally
+    (row deltas of each rank's box) and a quantized sharded tensor, both
+    restored by 3 ranks."""
+    job = "shard/deltas"
+    generator = torch.Generator().manual_seed(5)
+    table = torch.randn(300, 16, generator=generator)
+    quantized = torch.randn(64, 32, generator=generator)
+    savers = managers(client, job, 2, incremental=True)
+    snapshots = {}
+    for step in range(1, 4):
+        touched = torch.randint(0, 300, (5,), generator=generator)
+        table[touched] += 1.0
+        snapshots[step] = table.clone()
+        for manager, (start, length) in zip(savers, splits(300, 2)):
+            q_start, q_length = splits(64, 2)[manager.rank]
+            manager.save({
+                "emb": ckpt.Shard(table[start:start + length].clone(),
+                                  table.shape, (start, 0)),
+                "q": ckpt.Shard(ckpt.Quantized(
+                    quantized[q_start:q_start + q_length].clone(), bits=8),
+                    quantized.shape, (q_start, 0))}, step)
+        if step > 1:
+            assert dict((name, kind) for name, kind, *_ in
+                        savers[0].last_plan)["emb"] == "delta"
+    for step, expected in snapshots.items():
+        for manager, (start, length) in zip(managers(client, job, 3),
+                                            splits(300, 3)):
+            local = torch.empty(length, 16)
+            q_local = torch.empty(20, 32)
+            state = manager.restore(step, into={
+                "emb": ckpt.Shard(local, (300, 16), (start, 0)),
+                "q": ckpt.Shard(q_local, (64, 32), (10 * manager.rank, 0))})
+            assert torch.equal(local, expected[start:start + length])
+            original = quantized[10 * manager.rank:10 * manager.rank + 20]
+            assert (q_local - original).abs().max() < 0.05
+            assert state["q"] is q_local
+
+
+def test_parameters_that_require_grad_are_restored_in_place(client):
+    [manager] = managers(client, "shard/params", 1)
+    source = torch.nn.Linear(4, 3)
+    manager.save({"w": source.weight, "b": source.bias}, 1)
+    target = torch.nn.Linear(4, 3)
+    # The bias through a host buffer: a non-contiguous view of a parameter.
+    wide = torch.nn.Parameter(torch.zeros(3, 2))
+    state = manager.restore(into={"w": target.weight, "b": wide[:, 0]})
+    assert state["w"] is target.weight and target.weight.requires_grad
+    assert torch.equal(target.weight, source.weight)
+    assert torch.equal(wide[:, 0], source.bias)

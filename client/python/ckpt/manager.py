@@ -7,7 +7,10 @@ bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128; numpy uint16/
 tuples of `state` becomes one tensor entry (dtype and shape preserved;
 CUDA tensors are copied to host), named after its path in the nesting
 ("model/fc.weight", "optimizer/state/0/exp_avg"); a tensor wrapped in
-ckpt.Quantized is stored quantized and restored as a plain float32 tensor.
+ckpt.Quantized is stored quantized and restored as a plain float32 tensor;
+ckpt.Shard stores a rank's box of a global tensor, ckpt.Replicated a tensor
+every rank holds alike. Restores are planned in ckpt/restore.py (any world
+size, into=, keys=; docs/restore.md).
 Everything else, with the tree structure (tensors replaced by references
 to their entries), is encoded as a typed tree (ckpt/tree.py), stored as
 the uint8 tensor `__ckpt_state__`. It holds plain values only and cannot

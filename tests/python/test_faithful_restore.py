@@ -186,3 +186,33 @@ def test_only_a_successful_restore_is_recorded(server):
         manager.restore()
         [(step, detail)] = raw_api.restored_events(server, job)
         assert step == 1 and "0" in detail
+
+
+def test_careless_arguments_are_refused_clearly(server):
+    with ckpt.CheckpointManager(server, "faithful/careless") as manager:
+        manager.save({"model": model(4).state_dict()}, 1)
+        with pytest.raises(TypeError, match="into must be a state .* not a "
+                           "Sequential"):
+            manager.restore(into=model(4))
+        with pytest.raises(ValueError, match="keys=\\[\\] selects nothing"):
+            manager.restore(keys=[])
+        with pytest.raises(TypeError, match="keys must be a list"):
+            manager.restore(keys=3)
+        with pytest.raises(TypeError, match="strict must be True or False"):
+            manager.restore(strict="no")
+        with pytest.raises(TypeError, match="step must be an integer"):
+            manager.restore(True)
+        # restore_or_initialize takes restore's arguments.
+        target = model(4).state_dict()
+        state = manager.restore_or_initialize(lambda: None,
+                                              into={"model": target})
+        assert state["model"]["0.weight"] is target["0.weight"]
+        client = manager.client
+        with pytest.raises(TypeError, match="requests\\[0\\] must be"):
+            client.restore_regions(client.get_manifest("faithful/careless"),
+                                   [("w", "float32")])
+        with pytest.raises(ValueError, match="manifest: needs a ckpt "
+                           "Manifest"):
+            client.restore_regions("not a manifest", [])
+        with pytest.raises(TypeError, match="step must be an integer"):
+            client.get_manifest("faithful/careless", "latest")

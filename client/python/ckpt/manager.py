@@ -493,8 +493,11 @@ class CheckpointManager:
         state, self._last_restore = Restore(
             self._client, self._job, self._rank, self._world_size,
             self._allow_pickle).run(
-                None if step is None else int(step), into, bool(strict),
-                keys, map_location, bool(allow_partial_ranks))
+                None if step is None else arguments.integer(
+                    "step", step, minimum=0), into,
+                arguments.boolean("strict", strict), keys, map_location,
+                arguments.boolean("allow_partial_ranks",
+                                  allow_partial_ranks))
         return state
 
     _last_restore = None
@@ -509,14 +512,15 @@ class CheckpointManager:
         allow_partial_ranks=True); None before the first."""
         return self._last_restore
 
-    def restore_or_initialize(self, init_fn):
+    def restore_or_initialize(self, init_fn, **restore_args):
         """The latest checkpoint's state, or init_fn()'s result when the
-        job has none."""
+        job has none. restore_args (into, strict, keys, map_location,
+        allow_partial_ranks) go to restore()."""
         if self.latest_step is None:
             return init_fn()
         # The latest at restore time, which a save from another process
         # may have made newer than the one just seen.
-        return self.restore()
+        return self.restore(**restore_args)
 
     def wait(self):
         """Waits for the pending async save; raises its error, if any."""

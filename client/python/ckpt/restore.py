@@ -248,12 +248,18 @@ class _Keys:
     def __init__(self, keys):
         if isinstance(keys, str):
             keys = [keys]
+        elif not hasattr(keys, "__iter__"):
+            raise TypeError(f"keys must be a list of paths such as 'model', "
+                            f"not {type(keys).__name__}")
         self.prefixes = []
         for key in keys:
             if not isinstance(key, str):
                 raise TypeError(f"keys must be strings (paths such as "
                                 f"'model'), not {key!r}")
             self.prefixes.append(key.strip("/"))
+        if not self.prefixes:
+            raise ValueError("keys=[] selects nothing; pass keys=None to "
+                             "restore everything")
         self.matched = set()
 
     def covers(self, path):
@@ -592,6 +598,11 @@ class Restore:
         targets = {}
         if into is not None:
             targets = _tensor_leaves(into, (), {}, self.torch)
+            if not targets and not isinstance(into, (dict, list, tuple)):
+                raise TypeError(
+                    f"into must be a state of the saved structure (dicts, "
+                    f"lists and tuples of tensors, e.g. {{'model': "
+                    f"model.state_dict()}}), not a {type(into).__name__}")
             if selection is not None:
                 targets = {path: value for path, value in targets.items()
                            if selection.covers(path)}

@@ -2,7 +2,9 @@
 // N -> M layouts checked against slicing the global tensor, the exact set
 // of chunks fetched, delta chains, quantized sources, and every refusal.
 // The expectations are computed element by element here, independently of
-// client/box_overlap.h.
+// client/box_overlap.h. One suite (past 600 lines) because every part of it
+// needs the same fixtures: sharded saves of several ranks into the fake,
+// delta histories, and those element-by-element references.
 #include "client/region_plan.h"
 
 #include <algorithm>

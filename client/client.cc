@@ -79,8 +79,19 @@ absl::Status Client::ReadTensors(absl::string_view job,
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     absl::string_view job, std::optional<int64_t> step, int32_t rank) {
-  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step, rank));
-  return RestoreShard(checkpoint, rank);
+  CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step));
+  CKPT_ASSIGN_OR_RETURN(std::vector<RestoredTensor> restored,
+                        RestoreShard(checkpoint, rank));
+  // Reported only now, so that a failed restore leaves no `restored` event.
+  // The tensors are in hand: a checkpoint deleted since (NOT_FOUND) or a
+  // server older than the call (UNIMPLEMENTED) only loses the history
+  // entry. Any other failure is the server's trouble, and is returned.
+  absl::Status reported = ReportRestore(job, checkpoint.record.step, rank);
+  if (!reported.ok() && !absl::IsNotFound(reported) &&
+      !absl::IsUnimplemented(reported)) {
+    return reported;
+  }
+  return restored;
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
@@ -105,8 +116,9 @@ absl::StatusOr<RestoredRegions> Client::RestoreRegions(
                                 progress, impl_->shared_memory_restore);
 }
 
-absl::Status Client::ReportRestore(absl::string_view, int64_t, int32_t) {
-  return absl::UnimplementedError("ReportRestore: not yet");  // issue 14 WIP
+absl::Status Client::ReportRestore(absl::string_view job, int64_t step,
+                                   int32_t rank) {
+  return impl_->transport->ReportRestore(job, step, rank);
 }
 
 absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,

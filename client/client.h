@@ -77,8 +77,10 @@ class Client {
   absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
       absl::string_view job, bool include_uncommitted = false);
   // A committed checkpoint with all shards; the latest when step is nullopt.
-  // Pass `restoring_rank` when fetching it to restore that rank's shard: the
-  // server then records a `restored` event in the job's history.
+  // `restoring_rank` is deprecated (kept for callers built on it): the
+  // server then records a `restored` event for that rank before anything
+  // is restored, even if the restore then fails. Restore, then call
+  // ReportRestore instead.
   absl::StatusOr<Checkpoint> GetManifest(
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank = std::nullopt);
@@ -102,8 +104,13 @@ class Client {
                            absl::Span<const absl::Span<char>> outs);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
-  // chunk fetched once and written straight into its destination; recorded
-  // as a `restored` event in the job's history. Row delta entries are
+  // chunk fetched once and written straight into its destination; once
+  // they are, recorded as a `restored` event in the job's history
+  // (ReportRestore). A report refused with NOT_FOUND (the checkpoint was
+  // deleted meanwhile) or UNIMPLEMENTED (an older server) is ignored, as
+  // the tensors were restored; any other report error is returned (call
+  // the overload below and ReportRestore to decide otherwise). Row delta
+  // entries are
   // rebuilt as ReadTensor does (each base manifest fetched once per call);
   // their deltas are fetched into scratch pages after the tensors, which
   // are given back once applied; so are quantized entries, dequantized
@@ -113,7 +120,7 @@ class Client {
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       absl::string_view job, std::optional<int64_t> step, int32_t rank);
   // The same for a manifest already fetched with GetManifest (records no
-  // restore event: fetch it with a restoring_rank for that). `progress`,
+  // restore event: call ReportRestore once it succeeded). `progress`,
   // when set, is called (one call at a time) after every chunk fetched.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       const Checkpoint& checkpoint, int32_t rank,
@@ -143,7 +150,10 @@ class Client {
       const RestoreProgressFn& progress = {});
   // Records in the job's history that `rank` restored checkpoint `step`:
   // called after a restore succeeded, so that a refused or failed one
-  // leaves no `restored` event. NOT_FOUND when the checkpoint is gone.
+  // leaves no `restored` event. `rank` is the restoring rank, which may be
+  // outside the checkpoint's world size (a resharded restore). NOT_FOUND
+  // when the checkpoint is gone or not committed; UNIMPLEMENTED from a
+  // server older than the call (which records nothing).
   absl::Status ReportRestore(absl::string_view job, int64_t step, int32_t rank);
 
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,

@@ -39,7 +39,11 @@ TEST(ClientTest, SavesAndRestoresThroughAnInjectedTransport) {
   EXPECT_EQ(absl::string_view((*restored)[0].bytes.data(),
                               (*restored)[0].bytes.size()),
             bytes);
-  EXPECT_EQ(fake.restoring_ranks(), std::vector<int32_t>{0});
+  // Reported after the restore, not named to GetManifest.
+  EXPECT_TRUE(fake.restoring_ranks().empty());
+  EXPECT_EQ(
+      fake.reported_restores(),
+      (std::vector<FakeTransport::ReportedRestore>{{"team/model", 7, 0}}));
   EXPECT_EQ(fake.into_file_calls(), 0);
 
   absl::StatusOr<std::vector<CheckpointRecord>> listed =

@@ -152,11 +152,18 @@ class Transport {
   // --- Reading ---
 
   // A committed checkpoint with all shards; the latest when step is nullopt.
-  // With `restoring_rank`, the server records a `restored` event. NOT_FOUND
-  // when absent.
+  // With `restoring_rank` (deprecated: for callers that cannot report after
+  // the restore), the server records a `restored` event before anything is
+  // read. NOT_FOUND when absent.
   virtual absl::StatusOr<Checkpoint> GetManifest(
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank) = 0;
+
+  // Has the server record that `rank` restored committed checkpoint (job,
+  // step) (a `restored` event). NOT_FOUND when it is absent or not
+  // committed; UNIMPLEMENTED from a server older than the call.
+  virtual absl::Status ReportRestore(absl::string_view job, int64_t step,
+                                     int32_t rank) = 0;
 
   // Every job with its committed checkpoints' totals.
   virtual absl::StatusOr<std::vector<JobSummary>> ListJobs() = 0;

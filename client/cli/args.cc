@@ -100,6 +100,15 @@ absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text) {
   return value;
 }
 
+absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
+                                           absl::string_view text) {
+  if (text.empty() || text == "auto") return MetricMode::kAuto;
+  if (text == "min") return MetricMode::kMin;
+  if (text == "max") return MetricMode::kMax;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " must be min, max or auto, got '", text, "'"));
+}
+
 absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
                                                  absl::string_view keep_flag) {
   RetentionPolicy policy;
@@ -140,16 +149,7 @@ absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
     return absl::InvalidArgumentError("--keep-best needs --metric NAME");
   }
   best.metric = flags.metric;
-  if (flags.mode.empty() || flags.mode == "auto") {
-    best.mode = RetentionPolicy::KeepBest::Mode::kAuto;
-  } else if (flags.mode == "min") {
-    best.mode = RetentionPolicy::KeepBest::Mode::kMin;
-  } else if (flags.mode == "max") {
-    best.mode = RetentionPolicy::KeepBest::Mode::kMax;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--mode must be min, max or auto, got '", flags.mode, "'"));
-  }
+  CKPT_ASSIGN_OR_RETURN(best.mode, ParseMetricMode("--mode", flags.mode));
   policy.keep_best = std::move(best);
   return policy;
 }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/client.h"
+#include "common/best_checkpoint.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 
@@ -55,6 +56,11 @@ bool AnyPolicyFlag(const PolicyFlags& flags);
 
 // A count flag's value: a positive integer that fits an int.
 absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text);
+
+// A --mode value: min, max, or auto (also when empty, i.e. not given).
+// `flag` names the flag in the error.
+absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
+                                           absl::string_view text);
 
 // The policy the flags describe; `keep_flag` is how the verb spells
 // max_to_keep (--max-to-keep or --keep-last). This only parses: the server

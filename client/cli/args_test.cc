@@ -230,6 +230,17 @@ TEST(ParsePolicyFlagsTest, KeepBestNeedsAMetricAndAKnownMode) {
                 "--keep-best needs --metric NAME");
 }
 
+TEST(ParseMetricModeTest, AcceptsMinMaxAutoAndNothing) {
+  EXPECT_THAT(ParseMetricMode("--mode", ""), IsOkAndHolds(MetricMode::kAuto));
+  EXPECT_THAT(ParseMetricMode("--mode", "auto"),
+              IsOkAndHolds(MetricMode::kAuto));
+  EXPECT_THAT(ParseMetricMode("--mode", "min"), IsOkAndHolds(MetricMode::kMin));
+  EXPECT_THAT(ParseMetricMode("--mode", "max"), IsOkAndHolds(MetricMode::kMax));
+  ExpectInvalid(ParseMetricMode("--mode", "MAX"),
+                "--mode must be min, max or auto, got 'MAX'");
+  ExpectInvalid(ParseMetricMode("--sort-mode", "lowest"), "--sort-mode must");
+}
+
 TEST(ParsePolicyFlagsTest, MetricOrModeWithoutKeepBestIsRefused) {
   PolicyFlags metric_only;
   metric_only.metric = "loss";

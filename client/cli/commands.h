@@ -52,9 +52,14 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
 
 struct GetArgs {
   std::string job;
-  std::string step;  // a step or "latest"
+  std::string step;  // a step, "latest" or "best" (with metric)
   std::string out_dir;
   int32_t rank = 0;
+  // Every tensor whole: sharded ones assembled from all ranks' boxes,
+  // per-rank ones once, or under rank-N/ when the ranks' bytes differ.
+  bool full = false;
+  std::string metric;  // for step "best"
+  std::string mode;    // min, max or auto (empty: auto)
 };
 absl::Status RunGet(client::Client& client, const GetArgs& args,
                     const OutputOptions& out);
@@ -62,6 +67,10 @@ absl::Status RunGet(client::Client& client, const GetArgs& args,
 struct LsArgs {
   std::string job;  // empty: list jobs
   bool all = false;
+  // Non-empty: the checkpoints best first by this metric (common/
+  // best_checkpoint.h), under `mode` (min, max or auto; empty: auto).
+  std::string sort;
+  std::string mode;
 };
 absl::Status RunLs(client::Client& client, const LsArgs& args,
                    const OutputOptions& out);

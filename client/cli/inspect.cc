@@ -2,6 +2,7 @@
 // `show` (a manifest), `stats` (sizes and dedup) and `events` (a job's
 // history). None of them changes anything on the server.
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/format.h"
 #include "client/cli/json_output.h"
+#include "common/best_checkpoint.h"
 #include "common/event.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -154,15 +156,53 @@ json StatsJson(const StatsArgs& args, const client::Stats& stats) {
   return value;
 }
 
+// `listed` best first by --sort (ranked ones, then NaN values, then those
+// without the metric; see common/best_checkpoint.h).
+absl::StatusOr<std::vector<client::CheckpointUsage>> SortedByMetric(
+    std::vector<client::CheckpointUsage> listed, const LsArgs& args) {
+  CKPT_ASSIGN_OR_RETURN(const MetricMode mode,
+                        ParseMetricMode("--mode", args.mode));
+  std::vector<CheckpointRecord> records;
+  records.reserve(listed.size());
+  for (const client::CheckpointUsage& usage : listed) {
+    records.push_back(usage.record);
+  }
+  CKPT_ASSIGN_OR_RETURN(records,
+                        SortByMetric(std::move(records), args.sort, mode));
+  std::map<int64_t, client::CheckpointUsage> by_step;
+  for (client::CheckpointUsage& usage : listed) {
+    const int64_t step = usage.record.step;
+    by_step.emplace(step, std::move(usage));
+  }
+  std::vector<client::CheckpointUsage> sorted;
+  sorted.reserve(records.size());
+  for (const CheckpointRecord& record : records) {
+    sorted.push_back(std::move(by_step.at(record.step)));
+  }
+  return sorted;
+}
+
 }  // namespace
 
 absl::Status RunLs(client::Client& client, const LsArgs& args,
                    const OutputOptions& out) {
-  if (args.job.empty()) return ListJobs(client, out);
+  if (args.sort.empty() && !args.mode.empty()) {
+    return absl::InvalidArgumentError("--mode goes with --sort METRIC");
+  }
+  if (args.job.empty()) {
+    if (!args.sort.empty()) {
+      return absl::InvalidArgumentError(
+          "--sort orders a job's checkpoints: give JOB");
+    }
+    return ListJobs(client, out);
+  }
 
   CKPT_ASSIGN_OR_RETURN(
       std::vector<client::CheckpointUsage> listed,
       client.ListCheckpointsWithUniqueBytes(args.job, args.all));
+  if (!args.sort.empty()) {
+    CKPT_ASSIGN_OR_RETURN(listed, SortedByMetric(std::move(listed), args));
+  }
   if (out.json) {
     json list = json::array();
     for (const client::CheckpointUsage& usage : listed) {

@@ -53,30 +53,13 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }
 
-absl::Status WriteFile(const std::string& path, absl::string_view bytes) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", path);
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status status = ErrnoError("cannot write", path);
-      ::close(fd);
-      return status;
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  if (::close(fd) != 0) return ErrnoError("cannot close", path);
-  return absl::OkStatus();
-}
-
 absl::Status CheckSafeFileName(absl::string_view name) {
   if (name.empty() || name == "." || name == ".." ||
       name.find('/') != absl::string_view::npos ||
       name.find('\0') != absl::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("refusing to write tensor '", name,
-                     "' as a file: its name is not a plain file name"));
+        absl::StrCat("refusing to store a file named '", name,
+                     "' as a tensor: its name is not a plain file name"));
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,6 @@
-// The ckpt CLI's local file I/O: `put` reads its files through read-only
-// memory mappings, `get` writes tensors back as files, and tensor names
-// become file names only when they are plain file names. POSIX only.
+// The ckpt CLI's local file reads: `put` reads its files through read-only
+// memory mappings, and takes their base names as tensor names only when
+// they are plain file names. POSIX only.
 #pragma once
 
 #include <cstddef>
@@ -38,14 +38,9 @@ class MappedFile {
   size_t size_;
 };
 
-// Creates or truncates `path` (mode 0644) and writes `bytes`; errno's
-// status naming the path on failure, which may leave it partly written. Not
-// synced: a crash may lose it.
-absl::Status WriteFile(const std::string& path, absl::string_view bytes);
-
-// Tensor names become file names under OUTDIR (and file base names become
-// tensor names): INVALID_ARGUMENT for anything that could escape it or name
-// a directory (empty, ".", "..", a '/' or a NUL).
+// `put`'s file base names become tensor names: INVALID_ARGUMENT for one
+// that is no plain file name (empty, ".", "..", a '/' or a NUL). (`get`
+// writes tensors as files through client/cli/output_tree.h.)
 absl::Status CheckSafeFileName(absl::string_view name);
 
 }  // namespace ckpt::cli

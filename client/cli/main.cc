@@ -143,14 +143,42 @@ int main(int argc, char** argv) {
   ckpt::cli::GetArgs get;
   CLI::App* get_cmd = app.add_subcommand(
       "get",
-      "Restore one rank's shard of a checkpoint as files in OUTDIR (one file "
-      "per tensor, named after the tensor).");
+      "Restore a checkpoint as files in OUTDIR, one per tensor at the path "
+      "its name spells: a name with '/' (PyTorch's model/0.weight) becomes "
+      "nested directories. Names that would leave OUTDIR (an absolute path, "
+      "a '..', '.' or empty segment) or two tensors on one path are refused "
+      "before anything is fetched, and no link inside OUTDIR is followed. "
+      "Files are written under temporary names and renamed into place only "
+      "once all are written and the restore is recorded in the job's "
+      "events, so a get that fails writes no file and records no restore. "
+      "Without --full: the tensors --rank saved (its own box of a sharded "
+      "tensor).");
   get_cmd->add_option("JOB", get.job, "Job name, tenant/name")->required();
-  get_cmd->add_option("STEP", get.step, kStepHelp)->required();
+  get_cmd
+      ->add_option("STEP", get.step,
+                   "Checkpoint step (a non-negative integer), 'latest' (the "
+                   "newest committed one), or 'best' (the best committed one "
+                   "by --metric)")
+      ->required();
   get_cmd->add_option("OUTDIR", get.out_dir, "Directory to write (created)")
       ->required();
-  get_cmd->add_option("--rank", get.rank, "Rank whose shard to restore")
-      ->capture_default_str();
+  CLI::Option* rank_flag =
+      get_cmd->add_option("--rank", get.rank, "Rank whose shard to restore")
+          ->capture_default_str();
+  get_cmd
+      ->add_flag(
+          "--full", get.full,
+          "Write every tensor whole instead of one rank's shard: a sharded "
+          "tensor (some rank saved part of it) assembled from all ranks' "
+          "boxes; a tensor every rank saved whole once when all copies are "
+          "equal (replicated), else each rank's copy as rank-N/NAME (per-rank "
+          "state such as a data loader's position). Recorded as rank 0's "
+          "restore")
+      ->excludes(rank_flag);
+  get_cmd->add_option("--metric", get.metric,
+                      "With STEP 'best': the metric to rank checkpoints by "
+                      "(a NaN value is never best; ties go to the older)");
+  get_cmd->add_option("--mode", get.mode, kModeHelp);
 
   ckpt::cli::LsArgs ls;
   CLI::App* ls_cmd = app.add_subcommand(
@@ -161,6 +189,14 @@ int main(int argc, char** argv) {
   ls_cmd->add_option("JOB", ls.job, "Job whose checkpoints to list");
   ls_cmd->add_flag("--all", ls.all,
                    "Also list pending and aborted checkpoints, with state");
+  ls_cmd->add_option("--sort", ls.sort,
+                     "List JOB's checkpoints best first by this metric (as "
+                     "`get JOB best` picks): ranked ones (ties older first), "
+                     "then those whose value is NaN, then those without it");
+  ls_cmd->add_option("--mode", ls.mode,
+                     "Direction of --sort: min, max or auto (default; "
+                     "loss-like names minimise, acc-like maximise, anything "
+                     "else is an error)");
 
   ckpt::cli::ShowArgs show;
   CLI::App* show_cmd = app.add_subcommand(

@@ -37,7 +37,8 @@
 #include "client/incremental.h"
 #include "client/python/best_checkpoint_binding.h"
 #include "client/python/exit_status.h"
-#include "client/python/status_exception.h"
+#include "client/python/py_common.h"
+#include "client/python/region_binding.h"
 #include "client/security_settings.h"
 #include "common/manifest.h"
 #include "common/quantize.h"
@@ -48,76 +49,6 @@ namespace py = pybind11;
 
 namespace ckpt::client {
 namespace {
-
-// ckpt.Error, created at module import.
-PyObject* g_error_type = nullptr;
-
-}  // namespace
-
-[[noreturn]] void ThrowStatus(const absl::Status& status) {
-  PyObject* type = g_error_type;
-  if (status.code() == absl::StatusCode::kInvalidArgument) {
-    type = PyExc_ValueError;
-  } else if (status.code() == absl::StatusCode::kNotFound) {
-    type = PyExc_KeyError;
-  }
-  const std::string code = absl::StatusCodeToString(status.code());
-  const std::string message(status.message());
-  py::object exc = py::reinterpret_borrow<py::object>(type)(
-      absl::StrCat(code, ": ", message));
-  exc.attr("code") = code;
-  exc.attr("message") = message;
-  PyErr_SetObject(type, exc.ptr());
-  throw py::error_already_set();
-}
-
-namespace {
-
-void CheckOk(const absl::Status& status) {
-  if (!status.ok()) ThrowStatus(status);
-}
-
-template <typename T>
-T ValueOrThrow(absl::StatusOr<T> result) {
-  if (!result.ok()) ThrowStatus(result.status());
-  return *std::move(result);
-}
-
-[[noreturn]] void ThrowValueError(const std::string& message) {
-  ThrowStatus(absl::InvalidArgumentError(message));
-}
-
-// A buffer-protocol view held for as long as the C++ side reads the bytes;
-// the view keeps its exporter (numpy array, bytes, ...) alive.
-class BufferView {
- public:
-  BufferView(const py::handle& object, bool writable, const std::string& what) {
-    const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(object.ptr(), &view_, flags) != 0) {
-      PyErr_Clear();
-      ThrowValueError(absl::StrCat(
-          what, ": needs an object exposing a C-contiguous",
-          writable ? " writable" : "", " buffer (numpy array, bytes, ...)"));
-    }
-  }
-  ~BufferView() { PyBuffer_Release(&view_); }
-  BufferView(const BufferView&) = delete;
-  BufferView& operator=(const BufferView&) = delete;
-
-  char* data() const { return static_cast<char*>(view_.buf); }
-  size_t size() const { return static_cast<size_t>(view_.len); }
-
- private:
-  Py_buffer view_{};
-};
-
-double UnixSecondsOf(absl::Time time) {
-  return absl::ToDoubleSeconds(time - absl::UnixEpoch());
-}
-
-absl::Time TimeOfUnixSeconds(double seconds) {
-  return absl::UnixEpoch() + absl::Seconds(seconds);
-}
 
 RetentionPolicy::KeepBest::Mode ParseMode(const std::string& mode) {
   if (mode == "min") return RetentionPolicy::KeepBest::Mode::kMin;
@@ -168,62 +99,6 @@ py::dict PolicyToDict(const RetentionPolicy& policy) {
     dict["keep_best"] = py::none();
   }
   return dict;
-}
-
-py::dict RecordToDict(const CheckpointRecord& record) {
-  py::dict dict;
-  dict["job"] = record.job;
-  dict["step"] = record.step;
-  dict["state"] = std::string(CheckpointStateName(record.state));
-  dict["world_size"] = record.world_size;
-  dict["metrics"] = record.metadata.metrics;
-  dict["tags"] = record.metadata.tags;
-  dict["writer_time"] =
-      record.metadata.writer_time.has_value()
-          ? py::object(py::float_(UnixSecondsOf(*record.metadata.writer_time)))
-          : py::object(py::none());
-  dict["create_time"] = UnixSecondsOf(record.create_time);
-  dict["commit_time"] = UnixSecondsOf(record.commit_time);
-  dict["logical_bytes"] = record.logical_bytes;
-  dict["committed_ranks"] = record.committed_ranks;
-  dict["pinned"] = record.pinned;
-  dict["kind"] = std::string(CheckpointKindName(record));
-  dict["base_steps"] = record.base_steps;
-  dict["bytes_added"] = record.bytes_added;
-  return dict;
-}
-
-// The numpy dtype holding a ckpt dtype's elements. bfloat16 has none: its
-// elements come back as uint16 and the caller reinterprets them (the
-// returned dtype name says so).
-py::dtype NumpyDType(DType dtype) {
-  switch (dtype) {
-    case DType::kUint8:
-      return py::dtype("uint8");
-    case DType::kInt8:
-      return py::dtype("int8");
-    case DType::kInt16:
-      return py::dtype("int16");
-    case DType::kInt32:
-      return py::dtype("int32");
-    case DType::kInt64:
-      return py::dtype("int64");
-    case DType::kFloat16:
-      return py::dtype("float16");
-    case DType::kBFloat16:
-      return py::dtype("uint16");
-    case DType::kFloat32:
-      return py::dtype("float32");
-    case DType::kFloat64:
-      return py::dtype("float64");
-    case DType::kBool:
-      return py::dtype("bool");
-    case DType::kComplex64:
-      return py::dtype("complex64");
-    case DType::kComplex128:
-      return py::dtype("complex128");
-  }
-  return py::dtype("uint8");
 }
 
 // (name, dtype, global_shape, offsets, lengths, array): the Python shape of
@@ -492,14 +367,7 @@ class PyClient {
     std::vector<RestoredTensor> restored = ValueOrThrow(std::move(result));
     py::list out;
     for (RestoredTensor& tensor : restored) {
-      // The capsule holds a reference to the tensor's pages; the last
-      // array viewing them frees them.
-      auto* owner = new std::shared_ptr<void>(std::move(tensor.storage));
-      py::capsule base(owner, [](void* p) {
-        delete static_cast<std::shared_ptr<void>*>(p);
-      });
-      py::array array(NumpyDType(tensor.entry.dtype), tensor.entry.box.lengths,
-                      tensor.bytes.data(), base);
+      py::array array = ArrayOwning(tensor);
       out.append(RestoredTuple(tensor.entry, array));
     }
     return out;
@@ -629,6 +497,8 @@ class PyClient {
     CheckOk(status);
   }
 
+  Client& client() { return *client_; }
+
  private:
   std::unique_ptr<Client> client_;
 };
@@ -637,18 +507,19 @@ class PyClient {
 }  // namespace ckpt::client
 
 PYBIND11_MODULE(_ckpt, m) {
-  using ckpt::client::g_error_type;
   using ckpt::client::PyClient;
   using ckpt::client::PySaver;
   m.doc() = "Low-level binding of the ckpt C++ client; use ckpt instead.";
 
-  g_error_type = PyErr_NewExceptionWithDoc(
+  PyObject* error_type = PyErr_NewExceptionWithDoc(
       "ckpt.Error",
       "A ckpt server or transport error other than INVALID_ARGUMENT "
       "(ValueError) and NOT_FOUND (KeyError). `.code` is the status code's "
       "name (e.g. 'ALREADY_EXISTS'), `.message` the server's message.",
       PyExc_Exception, nullptr);
-  m.attr("Error") = py::reinterpret_borrow<py::object>(g_error_type);
+  ckpt::client::SetErrorType(error_type);
+  m.attr("Error") = py::reinterpret_borrow<py::object>(error_type);
+  ckpt::client::RegisterManifestType(m);
 
   py::class_<PyClient>(m, "Client")
       .def(py::init<const std::string&, double, bool, const py::object&,
@@ -684,6 +555,51 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
       .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),
            py::arg("step"), py::kw_only(), py::arg("rank"), py::arg("into"))
+      .def(
+          "get_manifest",
+          [](PyClient& self, const std::string& job,
+             std::optional<int64_t> step) {
+            return ckpt::client::GetManifest(self.client(), job, step);
+          },
+          py::arg("job"), py::arg("step") = py::none(),
+          "The Manifest of committed checkpoint `step` (the latest when "
+          "None): header and every rank's entries. Records no restore event "
+          "(report_restore does, after the restore).")
+      .def(
+          "read_regions",
+          [](PyClient& self, const py::handle& manifest,
+             const std::vector<ckpt::client::PyRegion>& requests,
+             const py::list& outs) {
+            return ckpt::client::ReadRegions(self.client(), manifest, requests,
+                                             outs);
+          },
+          py::arg("manifest"), py::arg("requests"), py::arg("outs"),
+          "Reads each request (name, dtype, global_shape, offsets, lengths, "
+          "source_rank or None) of `manifest` into outs[i], a writable "
+          "C-contiguous buffer of the region's bytes; only the chunks "
+          "covering the regions are fetched. Returns {chunks_fetched, "
+          "bytes_fetched, bytes_used}. Everything is checked before anything "
+          "is fetched (ValueError naming the tensor); on a later error the "
+          "outs hold unspecified bytes.")
+      .def(
+          "restore_regions",
+          [](PyClient& self, const py::handle& manifest,
+             const std::vector<ckpt::client::PyRegion>& requests) {
+            return ckpt::client::RestoreRegions(self.client(), manifest,
+                                                requests);
+          },
+          py::arg("manifest"), py::arg("requests"),
+          "As read_regions, into new numpy arrays shaped as the regions "
+          "(bfloat16 as uint16): returns (arrays, stats).")
+      .def(
+          "report_restore",
+          [](PyClient& self, const std::string& job, int64_t step,
+             int32_t rank) {
+            ckpt::client::ReportRestore(self.client(), job, step, rank);
+          },
+          py::arg("job"), py::arg("step"), py::arg("rank"),
+          "Records in the job's history that `rank` restored checkpoint "
+          "`step` (call it once the restore succeeded).")
       .def("list_checkpoints", &PyClient::ListCheckpoints, py::arg("job"),
            py::kw_only(), py::arg("include_uncommitted") = false)
       .def("latest_step", &PyClient::LatestStep, py::arg("job"))

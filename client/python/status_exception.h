@@ -1,7 +1,8 @@
 // How ckpt._ckpt's bindings raise a non-OK absl::Status in Python:
 // ValueError (INVALID_ARGUMENT), KeyError (NOT_FOUND) or ckpt.Error
 // (everything else), each carrying `.code` (the status code's name) and
-// `.message`. Defined in ckpt_module.cc, which creates ckpt.Error.
+// `.message`. Defined in py_common.cc; ckpt_module.cc creates ckpt.Error
+// and hands it to SetErrorType (py_common.h).
 #ifndef CKPT_CLIENT_PYTHON_STATUS_EXCEPTION_H_
 #define CKPT_CLIENT_PYTHON_STATUS_EXCEPTION_H_
 

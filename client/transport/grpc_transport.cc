@@ -221,6 +221,16 @@ class GrpcTransport final : public Transport {
     return checkpoint;
   }
 
+  absl::Status ReportRestore(absl::string_view job, int64_t step,
+                             int32_t rank) override {
+    v1::ReportRestoreRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.set_rank(rank);
+    v1::ReportRestoreResponse response;
+    return Call(&Stub::ReportRestore, request, &response);
+  }
+
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override {
     v1::ListJobsResponse response;
     CKPT_RETURN_IF_ERROR(

@@ -277,6 +277,48 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
   EXPECT_EQ((*last)[0].kind, EventKind::kDeleted);
 }
 
+// A restore that fails or is refused leaves no `restored` event: the
+// client reports a restore only once it succeeded.
+TEST_F(GrpcServiceTest, ARefusedRestoreRecordsNoRestoredEvent) {
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
+  // Rank 3 of a 1-rank checkpoint has nothing to restore.
+  EXPECT_EQ(client_->RestoreShard(kJob, 1, 3).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A chunk gone bad.
+  CorruptChunk(store_, "team", bytes);
+  EXPECT_EQ(client_->RestoreShard(kJob, 1, 0).status().code(),
+            absl::StatusCode::kDataLoss);
+  auto events = client_->ListEvents(kJob);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].kind, EventKind::kCommitted);
+}
+
+TEST_F(GrpcServiceTest, ReportRestoreErrorsNameTheCallAndField) {
+  const std::string bytes = "abc";
+  client::TensorData tensors[] = {Tensor("t", bytes)};
+  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, {}).ok());
+  absl::Status negative = client_->ReportRestore(kJob, 1, -1);
+  EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(negative.message(),
+              HasSubstr("ReportRestore: rank must be >= 0"));
+  EXPECT_EQ(client_->ReportRestore(kJob, -1, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->ReportRestore(kJob, 2, 0).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->ReportRestore("team/none", 1, 0).code(),
+            absl::StatusCode::kNotFound);
+  // More ranks than saved it: a resharded restore.
+  ASSERT_TRUE(client_->ReportRestore(kJob, 1, 7).ok());
+  auto events = client_->ListEvents(kJob);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].kind, EventKind::kRestored);
+  EXPECT_EQ((*events)[1].detail, "rank 7");
+}
+
 TEST_F(GrpcServiceTest, ListEventsAndRestoringRankErrorsAreClear) {
   EXPECT_EQ(client_->ListEvents("team/none").status().code(),
             absl::StatusCode::kNotFound);

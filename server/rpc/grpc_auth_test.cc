@@ -146,6 +146,10 @@ TEST_F(GrpcAuthTest, BadCredentialsAreUnauthenticatedAlikeAndChangeNothing) {
     EXPECT_TRUE(chunks.empty());
     v1::VerifyResponse report;
     expect(caller.Verify(v1::VerifyRequest(), &report), "VerifyCheckpoints");
+    v1::ReportRestoreRequest restored;
+    restored.set_job(kAlice);
+    restored.set_step(1);
+    expect(caller.Call(&Stub::ReportRestore, restored), "ReportRestore");
   }
   // Two authorization headers, even both valid, are refused too.
   grpc::ClientContext context;
@@ -349,6 +353,13 @@ TEST_F(GrpcAuthTest, AnotherTenantsJobIsRefusedAsIfAbsent) {
                "outside the scope");
     ExpectCode(bob.Put(job, {"planted"}), grpc::StatusCode::PERMISSION_DENIED,
                "PutChunks: the job is outside the scope");
+    v1::ReportRestoreRequest restored;
+    restored.set_job(job);
+    restored.set_step(1);
+    ExpectCode(bob.Call(&Stub::ReportRestore, restored),
+               grpc::StatusCode::PERMISSION_DENIED,
+               "ReportRestore: the job is outside the scope of principal "
+               "'bob-admin' (bob/)");
   }
   EXPECT_EQ(State(), before);
 }
@@ -424,8 +435,13 @@ TEST_F(GrpcAuthTest, EventsNameThePrincipalBehindEachChange) {
   v1::GetManifestRequest get;
   get.set_job(kAlice);
   get.set_latest(true);
-  get.set_restoring_rank(0);
+  get.set_restoring_rank(0);  // an older client's way
   ASSERT_TRUE(As("tok-alice-reader").Call(&Stub::GetManifest, get).ok());
+  v1::ReportRestoreRequest restored;
+  restored.set_job(kAlice);
+  restored.set_step(3);
+  restored.set_rank(1);
+  ASSERT_TRUE(As("tok-alice-reader").Call(&Stub::ReportRestore, restored).ok());
 
   v1::ListEventsRequest request;
   request.set_job(kAlice);
@@ -448,6 +464,7 @@ TEST_F(GrpcAuthTest, EventsNameThePrincipalBehindEachChange) {
                                // A writer's commit applies no retention:
                                // the admin's prune does.
                                "EVENT_KIND_PRUNED 2 alice-admin",
+                               "EVENT_KIND_RESTORED 3 alice-viewer",
                                "EVENT_KIND_RESTORED 3 alice-viewer"));
 }
 

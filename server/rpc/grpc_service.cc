@@ -263,6 +263,26 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetManifest(
   });
 }
 
+grpc::ServerUnaryReactor* GrpcCheckpointService::ReportRestore(
+    grpc::CallbackServerContext* context,
+    const v1::ReportRestoreRequest* request,
+    v1::ReportRestoreResponse* /*response*/) {
+  return Unary(context, [this, context, request]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "ReportRestore";
+    // A reader's: whoever may restore a checkpoint may say it did.
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kReader, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    if (request->rank() < 0) {
+      return InvalidRequest(
+          kRpc, absl::StrCat("rank must be >= 0, got ", request->rank()));
+    }
+    return service_->ReportRestore(request->job(), request->step(),
+                                   request->rank(), ActorOf(who));
+  });
+}
+
 grpc::ServerWriteReactor<v1::ReadChunksResponse>*
 GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
                                   const v1::ReadChunksRequest* request) {

@@ -81,6 +81,10 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::GetManifestRequest* request,
       v1::GetManifestResponse* response) override;
+  grpc::ServerUnaryReactor* ReportRestore(
+      grpc::CallbackServerContext* context,
+      const v1::ReportRestoreRequest* request,
+      v1::ReportRestoreResponse* response) override;
   // Server streaming: one response per requested hash, in request order,
   // each verified by the service. The first absent (NOT_FOUND) or corrupt
   // (DATA_LOSS) chunk ends the stream with that status.

@@ -147,6 +147,15 @@ class CheckpointService {
   // Prune). Recommitting an identical shard is OK; a different one is
   // FAILED_PRECONDITION.
   //
+  // Sharded tensors (a name some rank holds only part of) must keep the
+  // layout rule of common/shard_layout.h: ranks agree on dtype and global
+  // shape, boxes never overlap (identical replicas may), and the last
+  // commit finds the global shape covered. INVALID_ARGUMENT naming the
+  // tensor and the overlap or gap otherwise; the refused shard is not
+  // stored, no event is recorded and the checkpoint stays pending, so the
+  // rank may commit a corrected shard. A shard of whole tensors only is
+  // checked only when it is the last (its conflicts show then).
+  //
   // A delta entry (TensorEntry::delta_base_step) needs its base to be an
   // older committed checkpoint of the job with a tensor entry of the same
   // name, dtype, global shape and box in some shard; FAILED_PRECONDITION
@@ -179,10 +188,21 @@ class CheckpointService {
   // the world size, as a resharded restore may use other ranks) the caller
   // is restoring that rank's shard, and a `restored` event is recorded. A
   // failure to record it is logged and does not fail the restore.
+  // (Deprecated for clients, which call ReportRestore after the restore;
+  // kept for older ones.)
   absl::StatusOr<Checkpoint> GetManifest(
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank = std::nullopt,
       const Actor& actor = {});
+
+  // Records a `restored` event: `rank` restored committed checkpoint (job,
+  // step). Called by the client once the restore succeeded. INVALID_ARGUMENT
+  // for a rank outside [0, max_world_size) (not the checkpoint's world
+  // size: a resharded restore may use more ranks); NOT_FOUND when the
+  // checkpoint is absent, pending or aborted; the store's error when the
+  // event cannot be written.
+  absl::Status ReportRestore(absl::string_view job, int64_t step, int32_t rank,
+                             const Actor& actor = {});
 
   // A chunk of the job's tenant, verified (ChunkStore::ReadVerified):
   // NOT_FOUND when absent, DATA_LOSS when the stored bytes are damaged.
@@ -294,8 +314,9 @@ class CheckpointService {
   // reason), deleted (DeleteCheckpoint), pruned (every deletion by
   // retention, at commit, when a policy is set and by a non-dry-run Prune;
   // detail: what triggered it, the policy and the decision's reasons),
-  // pinned / unpinned (when the pin changes), restored (GetManifest with a
-  // restoring rank) and policy_set (when the stored policy changes).
+  // pinned / unpinned (when the pin changes), restored (ReportRestore, or
+  // GetManifest with a restoring rank) and policy_set (when the stored
+  // policy changes).
 
   // The newest `limit` events of `job`, oldest first; 0 means every kept
   // one (at most kMaxEventsPerJob). INVALID_ARGUMENT for a negative limit;
@@ -314,11 +335,23 @@ class CheckpointService {
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
                                  const ShardManifest& shard,
                                  absl::Span<const ChunkId> ids);
+  // OK when `shard` keeps the checkpoint's sharded tensors tiling their
+  // global shapes (common/shard_layout.h; `completes`: it is the last rank
+  // to commit); INVALID_ARGUMENT naming the tensor and the problem
+  // otherwise. Reads the committed shards only when `shard` holds a partial
+  // box or completes the checkpoint.
+  absl::Status CheckLayout(absl::string_view job, int64_t step,
+                           const ShardManifest& shard, bool completes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   // OK when every delta entry of `shard` (for `step`) has its base (see
   // CommitShard); FAILED_PRECONDITION saying what is wrong otherwise.
   absl::Status CheckDeltaBases(absl::string_view job, int64_t step,
                                const ShardManifest& shard)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+  // The header of committed checkpoint (job, step); NOT_FOUND saying why
+  // for an absent, pending or aborted one.
+  absl::StatusOr<CheckpointRecord> GetCommitted(absl::string_view job,
+                                                int64_t step);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
   // Decisions for the committed ones among `records` (any states).

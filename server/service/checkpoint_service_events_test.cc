@@ -258,6 +258,7 @@ TEST_F(CheckpointServiceEventsTest, PinsAreRecordedOnlyWhenTheyChange) {
   EXPECT_THAT(History(), ElementsAre("committed@1", "pinned@1", "unpinned@1"));
 }
 
+// The deprecated way, kept for older clients.
 TEST_F(CheckpointServiceEventsTest, OnlyARestoringManifestReadIsRecorded) {
   ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 7, 2).ok());
   ASSERT_TRUE(Save(ShardBuilder{1, {{"w", "b"}}}, 7, 2).ok());
@@ -276,6 +277,42 @@ TEST_F(CheckpointServiceEventsTest, OnlyARestoringManifestReadIsRecorded) {
       absl::IsInvalidArgument(service_.GetManifest(kJob, 7, -1).status()));
   EXPECT_TRUE(absl::IsNotFound(service_.GetManifest(kJob, 8, 0).status()));
   EXPECT_EQ(Events().size(), 3u);
+}
+
+TEST_F(CheckpointServiceEventsTest, ReportRestoreRecordsARestoredEvent) {
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", "a"}}}, 7, 2).ok());
+  // Pending: nothing to have restored.
+  EXPECT_TRUE(absl::IsNotFound(service_.ReportRestore(kJob, 7, 0)));
+  ASSERT_TRUE(Save(ShardBuilder{1, {{"w", "b"}}}, 7, 2).ok());
+  ASSERT_TRUE(service_.ReportRestore(kJob, 7, 1).ok());
+  // A resharded restore may use a rank beyond the saved world size.
+  ASSERT_TRUE(service_.ReportRestore(kJob, 7, 3).ok());
+  EXPECT_THAT(History(),
+              ElementsAre("committed@7", "restored@7", "restored@7"));
+  EXPECT_EQ(Events()[1].detail, "rank 1");
+  EXPECT_EQ(Events()[2].detail, "rank 3");
+
+  // Refusals record nothing.
+  const absl::Status negative = service_.ReportRestore(kJob, 7, -1);
+  EXPECT_TRUE(absl::IsInvalidArgument(negative));
+  EXPECT_THAT(negative.message(), HasSubstr("rank must be in [0, 65536)"));
+  EXPECT_TRUE(absl::IsInvalidArgument(service_.ReportRestore(kJob, 7, 65536)));
+  EXPECT_TRUE(absl::IsInvalidArgument(service_.ReportRestore(kJob, -7, 0)));
+  EXPECT_TRUE(absl::IsInvalidArgument(service_.ReportRestore("bad", 7, 0)));
+  EXPECT_THAT(service_.ReportRestore(kJob, 8, 0).message(),
+              HasSubstr("has no checkpoint 8"));
+  EXPECT_TRUE(absl::IsNotFound(service_.ReportRestore("team/other", 7, 0)));
+  ASSERT_TRUE(service_.DeleteCheckpoint(kJob, 7).ok());
+  EXPECT_TRUE(absl::IsNotFound(service_.ReportRestore(kJob, 7, 0)));
+  EXPECT_THAT(History(), ElementsAre("committed@7", "restored@7", "restored@7",
+                                     "deleted@7"));
+}
+
+TEST_F(CheckpointServiceEventsTest, AReportThatCannotBeWrittenSaysSo) {
+  ASSERT_TRUE(SaveStep(1).ok());
+  faults_.FailNext(Op::kApply, absl::ResourceExhaustedError("disk full"));
+  EXPECT_TRUE(absl::IsResourceExhausted(service_.ReportRestore(kJob, 1, 0)));
+  EXPECT_THAT(History(), ElementsAre("committed@1"));
 }
 
 TEST_F(CheckpointServiceEventsTest, AFailedRestoreRecordDoesNotFailTheRestore) {

@@ -51,7 +51,8 @@ JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
 JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
                   absl::string_view principal, bool pinned);
 
-// A manifest read to restore `rank`'s shard: "rank 3".
+// `rank` restored the checkpoint (ReportRestore; or, from an older client,
+// fetched its manifest to restore): "rank 3".
 JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
                        absl::string_view principal, int32_t rank);
 

@@ -27,6 +27,7 @@
 #include "common/logging.h"
 #include "common/quote.h"
 #include "common/sha256.h"
+#include "common/shard_layout.h"
 #include "common/status_macros.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/job_events.h"
@@ -335,6 +336,23 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
   return absl::OkStatus();
 }
 
+absl::Status CheckpointService::CheckLayout(absl::string_view job, int64_t step,
+                                            const ShardManifest& shard,
+                                            bool completes) {
+  // A shard of whole tensors only cannot break the rule before the last
+  // commit, so nothing is read for it; the last commit checks everything.
+  if (!completes && !HasPartialBox(shard)) return absl::OkStatus();
+  CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> committed,
+                        metadata_->GetShards(job, step));
+  absl::Status layout = CheckShardLayout(committed, shard, completes);
+  if (layout.ok()) return layout;
+  return absl::InvalidArgumentError(
+      absl::StrCat("rank ", shard.rank, "'s manifest for ", Describe(job, step),
+                   ": ", layout.message(),
+                   "; nothing was committed, and the rank may commit a "
+                   "corrected shard"));
+}
+
 absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
                                               int64_t step, uint64_t bytes) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
@@ -424,6 +442,9 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
         Describe(job, step), " was aborted: ", record.abort_reason));
   }
 
+  const bool completes =
+      static_cast<int32_t>(record.committed_ranks.size()) + 1 == world_size;
+  CKPT_RETURN_IF_ERROR(CheckLayout(job, step, shard, completes));
   // Checked under the lock that DeleteCheckpoint and retention take, so the
   // bases cannot go between this check and the commit; from then on this
   // record's base_steps keeps them.

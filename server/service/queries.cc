@@ -1,10 +1,11 @@
 // CheckpointService, the reads: ListJobs, ListCheckpoints, GetManifest
-// (which records a `restored` event when a rank restores), ReadChunk,
-// ReadChunkTo, GetStats and ListEvents.
+// (which records a `restored` event for an older client that names its
+// restoring rank), ReportRestore (the `restored` event a client records once
+// its restore succeeded), ReadChunk, ReadChunkTo, GetStats and ListEvents.
 //
 // Locking: none takes lifecycle_mu_. Each reads the stores as they are; a
-// listing may interleave with a concurrent commit or delete. GetManifest's
-// `restored` event is an append on its own, which reads nothing to decide.
+// listing may interleave with a concurrent commit or delete. A `restored`
+// event is an append on its own, after a read of the checkpoint's header.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -75,20 +76,7 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
   }
   Checkpoint checkpoint;
   if (step.has_value()) {
-    CKPT_RETURN_IF_ERROR(ValidateStep(*step));
-    absl::StatusOr<CheckpointRecord> record =
-        metadata_->GetCheckpoint(job, *step);
-    if (absl::IsNotFound(record.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("job '", job, "' has no checkpoint ", *step));
-    }
-    CKPT_RETURN_IF_ERROR(record.status());
-    if (record->state != CheckpointState::kCommitted) {
-      return absl::NotFoundError(
-          absl::StrCat(Describe(job, *step), " is ",
-                       CheckpointStateName(record->state), ", not committed"));
-    }
-    checkpoint.record = *std::move(record);
+    CKPT_ASSIGN_OR_RETURN(checkpoint.record, GetCommitted(job, *step));
   } else {
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           ListCheckpoints(job, /*include_uncommitted=*/false));
@@ -120,6 +108,40 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
     }
   }
   return checkpoint;
+}
+
+absl::StatusOr<CheckpointRecord> CheckpointService::GetCommitted(
+    absl::string_view job, int64_t step) {
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state != CheckpointState::kCommitted) {
+    return absl::NotFoundError(absl::StrCat(Describe(job, step), " is ",
+                                            CheckpointStateName(record->state),
+                                            ", not committed"));
+  }
+  return record;
+}
+
+absl::Status CheckpointService::ReportRestore(absl::string_view job,
+                                              int64_t step, int32_t rank,
+                                              const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (rank < 0 || rank >= options_.max_world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank must be in [0, ", options_.max_world_size, "), got ", rank));
+  }
+  CKPT_RETURN_IF_ERROR(GetCommitted(job, step).status());
+  // No lock: the restore happened whatever a concurrent delete does next,
+  // and hundreds of ranks reporting at once need not queue behind commits.
+  MetadataBatch batch;
+  batch.AppendEvent(
+      RestoredEvent(job, step, clock_->Now(), actor.principal, rank));
+  return metadata_->Apply(batch);
 }
 
 absl::StatusOr<std::string> CheckpointService::ReadChunk(absl::string_view job,

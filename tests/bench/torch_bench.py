@@ -447,6 +447,31 @@ def transformer_state(model_mib):
             "step": 0}
 
 
+def rebuilt(tensors, allow_pickle):
+    """The state of save_shard-style tensors as a restore rebuilds it past
+    the network: decode the tree, check its references, put the tensors
+    back (as torch tensors over the arrays)."""
+    from ckpt import state_layout, tree
+
+    entries = {t[0]: tuple(t[1:5]) + (None,) for t in tensors}
+    arrays = {t[0]: t[5] for t in tensors}
+    skeleton, refs = state_layout.decode_state(
+        arrays[state_layout.STATE_TENSOR].tobytes(), allow_pickle)
+    state_layout.check_refs(refs, entries, 0)
+
+    def build(node):
+        if isinstance(node, tree.TensorRef):
+            array = arrays[node.name].reshape(node.shape)
+            return array if node.kind == "numpy" else torch.from_numpy(array)
+        if isinstance(node, dict):
+            return type(node)((key, build(item)) for key, item in node.items())
+        if type(node) in (list, tuple):
+            return type(node)(build(item) for item in node)
+        return node
+
+    return build(skeleton)
+
+
 def format_one_flatten(manager_module):
     """The manager's _flatten as it was before the typed tree: the same
     tensor handling, the skeleton (tensors as _TensorRef) pickled whole as
@@ -479,9 +504,10 @@ def format_one_flatten(manager_module):
         blob_array = np.frombuffer(blob, dtype=np.uint8)
         tensors = [(manager_module.STATE_TENSOR, "uint8", [len(blob)], [0],
                     [len(blob)], blob_array)]
-        for name, dtype, shape, array in flattener.tensors:
-            tensors.append((name, dtype, list(shape), [0] * len(shape),
-                            list(shape), array))
+        for name, dtype, shape, offsets, lengths, array in \
+                flattener.tensors:
+            tensors.append((name, dtype, list(shape), list(offsets),
+                            list(lengths), array))
         return tensors, (flattener._keep_alive, blob), flattener.buffers, \
             flattener.quantize
     return flatten
@@ -543,8 +569,8 @@ def run_state_format(args):
                         blobs[kind] = tensors[0][5].tobytes()
                         # The restore's work past the network: read the
                         # tree, check its references, put tensors back.
-                        t_decode, _ = timed(lambda: manager_module._unflatten(
-                            tensors, None, kind == "pickle"))
+                        t_decode, _ = timed(lambda: rebuilt(
+                            tensors, kind == "pickle"))
                         del tensors
                         for key, value in (("save", t_save),
                                            ("restore", t_restore),

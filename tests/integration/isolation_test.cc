@@ -85,6 +85,7 @@ enum class Rpc {
   kListCheckpoints,
   kGetManifestStep,
   kGetManifestLatest,
+  kReportRestore,
   kReadChunks,
   kReadChunksIntoFile,
   kDelete,
@@ -216,6 +217,14 @@ class IsolationTest : public ::testing::Test {
         r.set_restoring_rank(0);
         v1::GetManifestResponse out;
         return AnswerOf(bob.Call(&Stub::GetManifest, r, &out), out);
+      }
+      case Rpc::kReportRestore: {
+        v1::ReportRestoreRequest r;
+        r.set_job(job);
+        r.set_step(step);
+        r.set_rank(0);
+        v1::ReportRestoreResponse out;
+        return AnswerOf(bob.Call(&Stub::ReportRestore, r, &out), out);
       }
       case Rpc::kReadChunks: {
         std::vector<v1::ReadChunksResponse> chunks;

@@ -1,8 +1,9 @@
 """The server's raw gRPC API for attack tests: Python stubs generated from
 proto/ckpt/v1/ckpt.proto with protoc into a temporary directory
-at test time (nothing generated is kept in the tree), and `plant_shard`,
-which commits a one-rank checkpoint of arbitrary tensor bytes the way any
-client that can reach the port could, without the ckpt client library."""
+at test time (nothing generated is kept in the tree); `plant_shard` and
+`plant_checkpoint`, which commit a checkpoint of arbitrary tensor entries
+and bytes the way any client that can reach the port could, without the
+ckpt client library; `restored_events`, a job's restore history."""
 
 import functools
 import hashlib
@@ -46,24 +47,51 @@ def plant_shard(address, job, step, tensors):
     """Commits checkpoint `step` of `job` (world size 1, rank 0) whose
     shard holds `tensors`: (name, dtype name such as "uint8", shape, bytes)
     each, one chunk per tensor. Returns the CommitShard response."""
+    return plant_checkpoint(address, job, step, {0: [
+        (name, dtype, shape, [0] * len(shape), shape, data)
+        for name, dtype, shape, data in tensors]})[-1]
+
+
+def plant_checkpoint(address, job, step, shards):
+    """Commits checkpoint `step` of `job` whose world size is len(shards):
+    shards maps each rank to its tensors, (name, dtype name, global_shape,
+    offsets, lengths, bytes) each, one chunk per tensor. Returns the
+    CommitShard responses, by rank; a refused commit raises grpc.RpcError
+    (the earlier ranks' shards stay pending)."""
     pb, pb_grpc = stubs()
+    world_size = len(shards)
+    responses = []
     with grpc.insecure_channel(address) as channel:
         service = pb_grpc.CheckpointServiceStub(channel)
         service.BeginCheckpoint(pb.BeginCheckpointRequest(
-            job=job, step=step, world_size=1), timeout=30)
-        entries, chunks = [], []
-        for name, dtype, shape, data in tensors:
-            digest = hashlib.sha256(data).digest()
-            chunks.append(pb.ChunkData(sha256=digest, data=data))
-            entries.append(pb.TensorEntry(
-                name=name, dtype=pb.DType.Value(f"DTYPE_{dtype.upper()}"),
-                global_shape=shape,
-                box=pb.Box(offsets=[0] * len(shape), lengths=shape),
-                pieces=[pb.Piece(chunk=pb.ChunkRef(sha256=digest,
-                                                   size=len(data)))]))
-        service.PutChunks(iter([pb.PutChunksRequest(
-            job=job, step=step, chunks=chunks)]), timeout=30)
-        return service.CommitShard(pb.CommitShardRequest(
-            job=job, step=step, world_size=1,
-            shard=pb.ShardManifest(format_version=1, rank=0,
-                                   tensors=entries)), timeout=30)
+            job=job, step=step, world_size=world_size), timeout=30)
+        for rank in sorted(shards):
+            entries, chunks = [], []
+            for name, dtype, shape, offsets, lengths, data in shards[rank]:
+                digest = hashlib.sha256(data).digest()
+                chunks.append(pb.ChunkData(sha256=digest, data=data))
+                entries.append(pb.TensorEntry(
+                    name=name,
+                    dtype=pb.DType.Value(f"DTYPE_{dtype.upper()}"),
+                    global_shape=shape,
+                    box=pb.Box(offsets=offsets, lengths=lengths),
+                    pieces=[pb.Piece(chunk=pb.ChunkRef(sha256=digest,
+                                                       size=len(data)))]))
+            service.PutChunks(iter([pb.PutChunksRequest(
+                job=job, step=step, chunks=chunks)]), timeout=30)
+            responses.append(service.CommitShard(pb.CommitShardRequest(
+                job=job, step=step, world_size=world_size,
+                shard=pb.ShardManifest(format_version=1, rank=rank,
+                                       tensors=entries)), timeout=30))
+    return responses
+
+
+def restored_events(address, job):
+    """[(step, detail)] of the job's `restored` events, oldest first."""
+    pb, pb_grpc = stubs()
+    with grpc.insecure_channel(address) as channel:
+        service = pb_grpc.CheckpointServiceStub(channel)
+        events = service.ListEvents(pb.ListEventsRequest(job=job),
+                                    timeout=30).events
+    return [(event.step, event.detail) for event in events
+            if event.kind == pb.EventKind.Value("EVENT_KIND_RESTORED")]

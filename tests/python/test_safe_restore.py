@@ -22,6 +22,7 @@ import ckpt.state_layout
 from ckpt import tree
 from ckpt.state_layout import STATE_TENSOR, _TensorRef
 import raw_api
+from tree_bytes import encoded, ref, text, u32
 
 
 def assert_identical(a, b, path="state"):
@@ -336,24 +337,6 @@ def test_a_planted_pickle_never_runs_on_a_default_restore(server, tmp_path):
     assert marker.exists()
 
 
-def encoded(*parts):
-    return tree.MAGIC + struct.pack("<H", tree.VERSION) + b"".join(parts)
-
-
-def u32(n):
-    return struct.pack("<I", n)
-
-
-def text(value):
-    raw = value.encode()
-    return u32(len(raw)) + raw
-
-
-def ref(name, dtype, shape, kind=b"\x00"):
-    return b"R" + text(name) + kind + text(dtype) + bytes([len(shape)]) + \
-        b"".join(struct.pack("<q", d) for d in shape)
-
-
 WEIGHTS = ("w", "float32", [4], np.arange(4, dtype=np.float32).tobytes())
 VALID = encoded(b"M", u32(1), b"S", text("w"), ref("w", "float32", [4]))
 
@@ -363,8 +346,8 @@ MALFORMED = {
     "unknown tag": (encoded(b"Z"), "unknown tag b'Z'"),
     "bad magic": (b"NOTATREE" + VALID[8:], "neither a typed tree nor a "
                   "pickle"),
-    "newer version": (tree.MAGIC + struct.pack("<H", 3) + b"N",
-                      "format version 3 (newer than this ckpt package)"),
+    "newer version": (tree.MAGIC + struct.pack("<H", 4) + b"N",
+                      "format version 4 (newer than this ckpt package)"),
     "deep nesting": (encoded(*[b"L" + u32(1)] * 100_000, b"N"),
                      "nesting deeper than 128"),
     "huge list": (encoded(b"L", u32(2**32 - 1), b"N"),
@@ -398,6 +381,21 @@ MALFORMED = {
                                     b"\x00" * 8), "dtype 'object' is not"),
     "huge name": (encoded(ref("n" * 10_000, "float32", [4])),
                   "'nnnnnnnn"),
+    "layout bits in version 2": (
+        tree.MAGIC + struct.pack("<H", 2) + ref("w", "float32", [4],
+                                                b"\x02"),
+        "has unknown kind 2"),
+    "sharded and replicated": (encoded(ref("w", "float32", [4], b"\x06")),
+                               "has unknown kind 6"),
+    "unknown kind bit": (encoded(ref("w", "float32", [4], b"\x08")),
+                         "has unknown kind 8"),
+    "sharded ref of another shape": (
+        encoded(ref("w", "float32", [8], b"\x02")),
+        "of shape [8] (sharded), but it is stored with shape [4]"),
+    "replicated and plain at once": (
+        encoded(b"L", u32(2), ref("w", "float32", [4]),
+                ref("w", "float32", [4], b"\x04")),
+        "as torch float32 (replicated), elsewhere as torch float32"),
 }
 
 
@@ -508,3 +506,22 @@ def test_errors_naming_a_huge_int_key_are_state_format_errors(where):
         tree.decode(blob)
     assert "an int of 20001 bits" in str(error.value), str(error.value)
     assert len(str(error.value)) < 400
+
+
+def test_tree_version_follows_the_layouts_it_holds():
+    """A tree without sharded or replicated references stays version 2,
+    which ckpt before issue 14 reads; one with them is version 3, which it
+    refuses as newer instead of misreading a global shape."""
+    def version(state):
+        blob = ckpt.state_layout._flatten(state, copy=False)[0][0][5]
+        return struct.unpack_from("<H", blob.tobytes(), len(tree.MAGIC))[0]
+
+    assert version({"w": torch.ones(2), "k": 1}) == 2
+    assert version({"w": ckpt.Replicated(torch.ones(2))}) == 3
+    assert version({"w": ckpt.Shard(torch.ones(2), (4,), (2,))}) == 3
+    blob = ckpt.state_layout._flatten(
+        {"w": ckpt.Shard(np.ones(2), (4,), (2,)),
+         "r": ckpt.Replicated(torch.ones(1))}, copy=False)[0][0][5]
+    skeleton, refs = tree.decode(blob.tobytes())
+    assert [(r.name, r.kind, r.shape, r.layout) for r, _ in refs] == [
+        ("w", "numpy", (4,), "sharded"), ("r", "torch", (1,), "replicated")]

@@ -113,6 +113,17 @@ std::vector<int32_t> FakeTransport::restoring_ranks() const {
   return restoring_ranks_;
 }
 
+std::vector<FakeTransport::ReportedRestore> FakeTransport::reported_restores()
+    const {
+  absl::MutexLock lock(&mu_);
+  return reported_restores_;
+}
+
+void FakeTransport::FailRestoreReports(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  report_failure_ = std::move(status);
+}
+
 int FakeTransport::ReadsOf(const ChunkId& id) const {
   absl::MutexLock lock(&mu_);
   auto it = reads_.find(id);
@@ -309,6 +320,20 @@ absl::StatusOr<Checkpoint> FakeTransport::GetManifest(
       step.has_value()
           ? absl::StrCat("no committed ", CheckpointName(job, *step))
           : absl::StrCat("job '", job, "' has no committed checkpoint"));
+}
+
+absl::Status FakeTransport::ReportRestore(absl::string_view job, int64_t step,
+                                          int32_t rank) {
+  absl::MutexLock lock(&mu_);
+  if (!report_failure_.ok()) return report_failure_;
+  auto job_it = checkpoints_.find(job);
+  if (job_it == checkpoints_.end() || !job_it->second.contains(step) ||
+      job_it->second.at(step).record.state != CheckpointState::kCommitted) {
+    return absl::NotFoundError(
+        absl::StrCat("no committed ", CheckpointName(job, step)));
+  }
+  reported_restores_.push_back({std::string(job), step, rank});
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<JobSummary>> FakeTransport::ListJobs() {

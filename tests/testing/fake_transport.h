@@ -59,6 +59,9 @@ class FakeTransport : public client::Transport {
   // RegisterSharedFile returns `status` (e.g. FAILED_PRECONDITION) without
   // registering anything.
   void FailSharedFileRegistrations(absl::Status status);
+  // ReportRestore returns `status` (e.g. UNIMPLEMENTED, as an older server
+  // does) without recording anything.
+  void FailRestoreReports(absl::Status status);
 
   // --- Inspection ---
 
@@ -75,6 +78,15 @@ class FakeTransport : public client::Transport {
   int ManifestFetches(int64_t step) const;
   // The restoring_rank of every GetManifest call that named one.
   std::vector<int32_t> restoring_ranks() const;
+  // Every restore ReportRestore recorded, in order.
+  struct ReportedRestore {
+    std::string job;
+    int64_t step = 0;
+    int32_t rank = 0;
+    friend bool operator==(const ReportedRestore&,
+                           const ReportedRestore&) = default;
+  };
+  std::vector<ReportedRestore> reported_restores() const;
   // Times chunk `id` was read, by ReadChunks or ReadChunksIntoFile.
   int ReadsOf(const ChunkId& id) const;
   // Times each chunk was read, by ReadChunks or ReadChunksIntoFile.
@@ -106,6 +118,9 @@ class FakeTransport : public client::Transport {
   absl::StatusOr<Checkpoint> GetManifest(
       absl::string_view job, std::optional<int64_t> step,
       std::optional<int32_t> restoring_rank) override;
+  // NOT_FOUND unless (job, step) is committed.
+  absl::Status ReportRestore(absl::string_view job, int64_t step,
+                             int32_t rank) override;
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override;
   absl::StatusOr<std::vector<client::CheckpointUsage>> ListCheckpoints(
       absl::string_view job, bool include_uncommitted,
@@ -170,6 +185,8 @@ class FakeTransport : public client::Transport {
   absl::flat_hash_map<ChunkId, Answer> answers_ ABSL_GUARDED_BY(mu_);
   absl::Status into_file_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status registration_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Status report_failure_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReportedRestore> reported_restores_ ABSL_GUARDED_BY(mu_);
   // handle -> the registered file's duplicate descriptor.
   absl::flat_hash_map<std::string, UniqueFd> registered_ ABSL_GUARDED_BY(mu_);
   int registrations_ ABSL_GUARDED_BY(mu_) = 0;

@@ -12,8 +12,13 @@
 rank's shard of named tensor regions, list checkpoints, retention);
 `CheckpointManager` saves and restores PyTorch-style nested state dicts on it;
 `Quantized(tensor, bits=4)` in a state saves that float32 tensor quantized
-(lossy, opt-in). A state's non-tensor values are stored as a typed tree that
-cannot run code on restore; pickle is used only with
+(lossy, opt-in); `Shard(local, global_shape, offsets)` saves a rank's box
+of a global tensor, and `Replicated(tensor)` one every rank holds alike.
+`CheckpointManager.restore` restores with any world size (sharded tensors
+whole, or a Shard target's region in place), into the caller's tensors
+(`into=`, strict by default), only some keys (`keys=`), with
+`map_location=` (docs/restore.md). A state's non-tensor values are stored
+as a typed tree that cannot run code on restore; pickle is used only with
 `CheckpointManager(..., allow_pickle=True)` (docs/security.md).
 
 Arguments of a wrong type or value raise TypeError or ValueError naming the
@@ -22,13 +27,19 @@ INVALID_ARGUMENT, KeyError for NOT_FOUND, `Error` for
 every other status; each carries `.code` (the status code's name, e.g.
 "ALREADY_EXISTS") and `.message`. A malformed stored state raises
 `StateFormatError` (a ValueError); pickled data met without allow_pickle,
-`PickleNotAllowedError` (a StateFormatError).
+`PickleNotAllowedError` (a StateFormatError). A restore whose `into` does not
+match the checkpoint raises `StateMismatchError`, one with another world
+size that would drop per-rank state `PartialRestoreError` (both ValueErrors;
+nothing is written into any target then).
 """
 
 from ckpt._ckpt import Error
 from ckpt.client import Client
 from ckpt.manager import CheckpointManager, Quantized
+from ckpt.restore import PartialRestoreError, StateMismatchError
+from ckpt.state_layout import Replicated, Shard
 from ckpt.tree import PickleNotAllowedError, StateFormatError
 
-__all__ = ["CheckpointManager", "Client", "Error", "PickleNotAllowedError",
-           "Quantized", "StateFormatError"]
+__all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
+           "PickleNotAllowedError", "Quantized", "Replicated", "Shard",
+           "StateFormatError", "StateMismatchError"]

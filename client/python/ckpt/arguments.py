@@ -306,3 +306,35 @@ def policy_dict(value):
         raise ValueError(f"policy: unknown key(s) {unknown}; the keys are "
                          f"{list(known)}")
     return retention_policy(**value) or {}
+
+
+def region_requests(value):
+    """Client.read_regions / restore_regions requests: a list of (name,
+    dtype, global_shape, offsets, lengths, source_rank or None)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"requests must be a list of (name, dtype, "
+                        f"global_shape, offsets, lengths, source_rank), not "
+                        f"{type(value).__name__}")
+    out = []
+    for index, request in enumerate(value):
+        where = f"requests[{index}]"
+        if not isinstance(request, (tuple, list)) or len(request) != 6:
+            raise TypeError(f"{where} must be (name, dtype, global_shape, "
+                            f"offsets, lengths, source_rank), not "
+                            f"{_shown(request)}")
+        name, dtype, shape, offsets, lengths, source = request
+        dims = []
+        for field, values in (("global_shape", shape), ("offsets", offsets),
+                              ("lengths", lengths)):
+            if isinstance(values, (str, bytes)) or \
+                    not hasattr(values, "__iter__"):
+                raise TypeError(f"{where} {field} must be a sequence of "
+                                f"ints, not {_shown(values)}")
+            dims.append([integer(f"{where} {field}", item, minimum=0)
+                         for item in values])
+        out.append((text(f"{where} name", name),
+                    text(f"{where} dtype", dtype), *dims,
+                    None if source is None else integer(
+                        f"{where} source_rank", source, minimum=0,
+                        maximum=MAX_INT32)))
+    return out

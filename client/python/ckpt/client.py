@@ -116,6 +116,33 @@ class Client(_ckpt.Client):
             arguments.job(job), arguments.integer("step", step, minimum=0),
             arguments.text("reason", reason, nonempty=False))
 
+    def get_manifest(self, job, step=None):
+        """The Manifest of committed checkpoint `step` (None: the latest):
+        its header and every rank's entries, to plan region reads from.
+        Records no restore event."""
+        return super().get_manifest(arguments.job(job), _optional_step(step))
+
+    def read_regions(self, manifest, requests, outs):
+        """Reads each request, (name, dtype, global_shape, offsets,
+        lengths, source_rank or None), of `manifest` into outs[i] (a
+        writable C-contiguous buffer of the region's bytes); returns
+        {chunks_fetched, bytes_fetched, bytes_used}."""
+        return super().read_regions(
+            manifest, arguments.region_requests(requests), list(outs))
+
+    def restore_regions(self, manifest, requests):
+        """As read_regions, into new numpy arrays shaped as the regions:
+        (arrays, stats)."""
+        return super().restore_regions(manifest,
+                                       arguments.region_requests(requests))
+
+    def report_restore(self, job, step, rank):
+        """Records in the job's history that `rank` restored `step`."""
+        return super().report_restore(
+            arguments.job(job), arguments.integer("step", step, minimum=0),
+            arguments.integer("rank", rank, minimum=0,
+                              maximum=arguments.MAX_INT32))
+
 
 def _optional_step(step):
     return None if step is None else arguments.integer("step", step,

@@ -7,7 +7,10 @@ bfloat16/32/64, int8/16/32/64, uint8, bool, complex64/128; numpy uint16/
 tuples of `state` becomes one tensor entry (dtype and shape preserved;
 CUDA tensors are copied to host), named after its path in the nesting
 ("model/fc.weight", "optimizer/state/0/exp_avg"); a tensor wrapped in
-ckpt.Quantized is stored quantized and restored as a plain float32 tensor.
+ckpt.Quantized is stored quantized and restored as a plain float32 tensor;
+ckpt.Shard stores a rank's box of a global tensor, ckpt.Replicated a tensor
+every rank holds alike. Restores are planned in ckpt/restore.py (any world
+size, into=, keys=; docs/restore.md).
 Everything else, with the tree structure (tensors replaced by references
 to their entries), is encoded as a typed tree (ckpt/tree.py), stored as
 the uint8 tensor `__ckpt_state__`. It holds plain values only and cannot
@@ -27,8 +30,8 @@ from ckpt._ckpt import (IncrementalSaver, best_checkpoint, improves_on,
                         set_exit_status_at_finalize)
 from ckpt.client import Client
 from ckpt.tree import PickleNotAllowedError
-from ckpt.state_layout import (STATE_TENSOR, Quantized, _flatten, _torch,
-                               _unflatten)
+from ckpt.restore import Restore
+from ckpt.state_layout import STATE_TENSOR, Quantized, _flatten, _torch
 # Format-1 checkpoints pickled their tensor references as
 # ckpt.manager._TensorRef: keep that name resolvable for allow_pickle=True.
 from ckpt.state_layout import _TensorRef  # noqa: F401
@@ -439,28 +442,85 @@ class CheckpointManager:
             self._last_plan = result["plan"]
         self._last_quantization = result["quantized"]
 
-    def restore(self, step=None, into=None):
-        """This rank's state of checkpoint `step` (the latest committed when
-        None). With `into` (a state of the same structure), tensors restored
-        where `into` holds a tensor of the same shape are copied into it and
-        returned in place. KeyError when there is no such checkpoint."""
+    def restore(self, step=None, into=None, *, strict=True, keys=None,
+                map_location=None, allow_partial_ranks=False, best=None,
+                mode="auto"):
+        """This rank's state of checkpoint `step` (the latest committed
+        when None; with `best`, the best by that metric, see best_step).
+        KeyError when there is no such checkpoint. docs/restore.md is the
+        guide.
+
+        Sharded tensors (saved as ckpt.Shard) come back whole, assembled
+        from every rank's box; a ckpt.Shard(empty_local, global_shape,
+        offsets) in `into` receives only its region, read in place. Any
+        world size restores any checkpoint: with another world size than
+        the checkpoint's, values every rank saved identically (and
+        ckpt.Replicated tensors) come back on every rank, per-rank values
+        (rank r's own tensors and objects) on the ranks that exist in both
+        layouts; a per-rank value that cannot be mapped (its rank is gone,
+        or this rank is new) raises ckpt.PartialRestoreError listing them
+        all, unless allow_partial_ranks=True, which restores the rest and
+        lists them in last_restore["unmapped"].
+
+        into: a state of the same structure whose tensors (torch, numpy,
+            ckpt.Shard, ckpt.Quantized) are written in place and returned
+            at their positions; dtypes are never converted. A target whose
+            shape or dtype differs raises ckpt.StateMismatchError naming
+            the key. strict=True (the default) also refuses a missing key
+            (a tensor of `into` the checkpoint lacks) or an unexpected key
+            (a tensor of the checkpoint `into` lacks); strict=False fills
+            what matches, returns the checkpoint's other tensors as new
+            ones and lists both kinds in last_restore. Everything is
+            checked before anything is written.
+        keys: path prefixes ("model", "optimizer/state"): only the tensors
+            under them are read (besides the small state tree), and the
+            result holds only them. KeyError for a key naming nothing.
+        map_location: places restored tensors (not `into`'s), as torch.load
+            takes it: a device ("cuda:0", torch.device), {"cpu": device},
+            or a function fn(tensor, "cpu") returning the tensor to use.
+
+        The restore is recorded in the job's history once it succeeded;
+        last_restore then describes it."""
         self._check_open()
         self._join()
-        # With step None the server picks the latest when it reads the
+        if best is not None:
+            if step is not None:
+                raise ValueError("restore: pass step or best, not both")
+            step = self.best_step(best, mode)
+        # With step None the server picks the latest as it reads the
         # manifest, in one call: a checkpoint pruned meanwhile cannot be
         # chosen. Its NOT_FOUND arrives as KeyError.
-        restored = self._client.restore_shard(
-            self._job, None if step is None else int(step), rank=self._rank)
-        return _unflatten(restored, into, self._allow_pickle)
+        state, self._last_restore = Restore(
+            self._client, self._job, self._rank, self._world_size,
+            self._allow_pickle).run(
+                None if step is None else arguments.integer(
+                    "step", step, minimum=0), into,
+                arguments.boolean("strict", strict), keys, map_location,
+                arguments.boolean("allow_partial_ranks",
+                                  allow_partial_ranks))
+        return state
 
-    def restore_or_initialize(self, init_fn):
+    _last_restore = None
+
+    @property
+    def last_restore(self):
+        """The last successful restore() as a dict: step, world_size (the
+        checkpoint's), chunks_fetched, bytes_fetched (distinct chunks read,
+        state trees included), bytes_used (bytes of the regions read),
+        missing_keys and unexpected_keys (restore(into=...), strict=False),
+        unmapped ([(rank, key)] per-rank entries not restored, with
+        allow_partial_ranks=True); None before the first."""
+        return self._last_restore
+
+    def restore_or_initialize(self, init_fn, **restore_args):
         """The latest checkpoint's state, or init_fn()'s result when the
-        job has none."""
+        job has none. restore_args (into, strict, keys, map_location,
+        allow_partial_ranks) go to restore()."""
         if self.latest_step is None:
             return init_fn()
         # The latest at restore time, which a save from another process
         # may have made newer than the one just seen.
-        return self.restore()
+        return self.restore(**restore_args)
 
     def wait(self):
         """Waits for the pending async save; raises its error, if any."""

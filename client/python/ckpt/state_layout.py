@@ -108,6 +108,94 @@ class Quantized:
         return f"Quantized(bits={self.bits!r}, tensor={self.tensor!r})"
 
 
+class Shard:
+    """A rank's part of a larger (global) tensor, as a value of a state:
+    `local` (a torch tensor or numpy array, or a ckpt.Quantized of one)
+    holds the box of the global tensor of shape `global_shape` that starts
+    at `offsets` (one per dimension) and spans local's shape.
+
+        manager.save({"emb": ckpt.Shard(local_rows, (vocab, dim),
+                                        (rank * rows_per_rank, 0))}, step)
+
+    Saved as one entry with that box; every rank of the job saves its own
+    box of the same tensor under the same key (the commit checks that the
+    boxes tile the global shape). A restore returns the whole global
+    tensor, assembled from every rank's box, whatever the world size; as a
+    restore target (restore(into=...)), `local` is an empty tensor of the
+    region this rank wants, read in place:
+
+        manager.restore(into={"emb": ckpt.Shard(torch.empty(rows, dim),
+                                                (vocab, dim), (start, 0))})
+
+    save() and restore() raise ValueError naming the key when the box does
+    not fit in the global shape."""
+
+    __slots__ = ("tensor", "global_shape", "offsets")
+
+    def __init__(self, local, global_shape, offsets):
+        self.tensor = local
+        self.global_shape = _int_tuple(global_shape, "global_shape")
+        self.offsets = _int_tuple(offsets, "offsets")
+
+    def __repr__(self):
+        return (f"Shard(global_shape={self.global_shape}, "
+                f"offsets={self.offsets}, local={self.tensor!r})")
+
+
+class Replicated:
+    """A tensor every rank of the job holds identically (e.g. a small
+    replicated layer), as a value of a state: every rank saves it (the
+    server stores its bytes once), and a restore by any rank, with any
+    world size, returns it; the restore refuses it when the ranks' copies
+    differ. A plain tensor that every rank happens to save with identical
+    bytes is treated the same way when the world size changed; Replicated
+    says so explicitly and makes differing copies an error."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __repr__(self):
+        return f"Replicated({self.tensor!r})"
+
+
+def _int_tuple(values, what):
+    """`values` (a sequence of ints, torch.Size, ...) as a tuple of ints;
+    TypeError naming `what` otherwise."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise TypeError(f"ckpt.Shard {what} must be a sequence of ints, not "
+                        f"{type(values).__name__}") from None
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not hasattr(item, "__index__"):
+            raise TypeError(f"ckpt.Shard {what} must be a sequence of ints, "
+                            f"not {values!r}")
+        out.append(int(item.__index__()))
+    return tuple(out)
+
+
+def check_shard_box(shard, local_shape, path):
+    """ValueError naming `path` unless `shard`'s box (its offsets and
+    `local_shape`) lies within its global shape."""
+    where = f"ckpt.Shard at {tree.path_text(path)}"
+    shape, offsets = shard.global_shape, shard.offsets
+    if len(shape) != len(local_shape) or len(offsets) != len(local_shape):
+        raise ValueError(
+            f"{where}: the local tensor has {len(local_shape)} dimensions, "
+            f"global_shape {list(shape)} and offsets {list(offsets)} must "
+            "have as many")
+    for dim, (size, start, length) in enumerate(
+            zip(shape, offsets, local_shape)):
+        if size < 0 or start < 0 or start + length > size:
+            raise ValueError(
+                f"{where}: the box at offsets {list(offsets)} of shape "
+                f"{list(local_shape)} does not fit in the global shape "
+                f"{list(shape)} (dimension {dim})")
+
+
 def _torch_dtype_names(torch):
     return {
         torch.uint8: "uint8", torch.int8: "int8", torch.int16: "int16",
@@ -142,7 +230,8 @@ class _Flattener:
         self.allow_pickle = allow_pickle
         self.buffers = {}
         self.torch = _torch()
-        self.tensors = []  # (name, stored dtype, shape, host numpy array)
+        # (name, stored dtype, global shape, offsets, lengths, host array)
+        self.tensors = []
         self.quantize = {}  # tensor name -> bits
         self._names = set()
         self._by_id = {}  # id(tensor) -> TensorRef: tied tensors stored once
@@ -150,7 +239,7 @@ class _Flattener:
 
     def encode(self, state):
         """The typed tree of `state` (bytes); fills `tensors`."""
-        kinds = (np.ndarray, Quantized)
+        kinds = (np.ndarray, Quantized, Shard, Replicated)
         if self.torch is not None:
             kinds += (self.torch.Tensor,)
         return tree.Encoder(kinds, self._tensor_ref,
@@ -170,6 +259,8 @@ class _Flattener:
         why it cannot be stored as a tensor."""
         if isinstance(value, Quantized):
             return self._quantized(value, path)
+        if isinstance(value, (Shard, Replicated)):
+            return self._placed(value, path)
         ref = self._by_id.get(id(value))
         if ref is not None:
             return ref
@@ -235,8 +326,43 @@ class _Flattener:
                              tuple(int(d) for d in value.shape))
         self._by_id[id(value)] = ref
         self._keep_alive.append(value)
-        self.tensors.append((name, ref.stored_dtype, ref.shape, array))
+        self.tensors.append((name, ref.stored_dtype, ref.shape,
+                             (0,) * len(ref.shape), ref.shape, array))
         return ref
+
+    def _placed(self, value, path):
+        """The TensorRef of a Shard or Replicated: its tensor's entry, with
+        the Shard's box in the global shape."""
+        inner = value.tensor
+        torch = self.torch
+        what = type(value).__name__
+        if not isinstance(inner, (np.ndarray, Quantized)) and not (
+                torch is not None and isinstance(inner, torch.Tensor)):
+            raise ValueError(
+                f"ckpt.{what} at {tree.path_text(path)} holds a "
+                f"{type(inner).__name__}, not a torch tensor, numpy array "
+                "or ckpt.Quantized")
+        bare = inner.tensor if isinstance(inner, Quantized) else inner
+        if id(bare) in self._by_id:
+            raise ValueError(
+                f"ckpt.{what} at {tree.path_text(path)} holds a tensor the "
+                f"state also holds as {tree.quote(self._by_id[id(bare)].name)}"
+                f"; save a copy, or the same object in one way")
+        if isinstance(value, Shard):
+            check_shard_box(value, tuple(bare.shape), path)
+        count = len(self.tensors)
+        ref = self._tensor_ref(inner, path)
+        if not isinstance(ref, tree.TensorRef):
+            return ref
+        assert len(self.tensors) == count + 1
+        del self._by_id[id(bare)]  # not tied with a plain use of it
+        name, dtype, shape, offsets, lengths, array = self.tensors[-1]
+        if isinstance(value, Shard):
+            shape, offsets = value.global_shape, value.offsets
+            self.tensors[-1] = (name, dtype, shape, offsets, lengths, array)
+        return tree.TensorRef(
+            ref.name, ref.kind, ref.dtype, shape,
+            tree.SHARDED if isinstance(value, Shard) else tree.REPLICATED)
 
     def _quantized(self, value, path):
         inner = value.tensor
@@ -270,16 +396,23 @@ def _flatten(state, copy, reuse=None, allow_pickle=False):
     blob_array = np.frombuffer(blob, dtype=np.uint8)
     tensors = [(STATE_TENSOR, "uint8", [len(blob)], [0], [len(blob)],
                 blob_array)]
-    for name, dtype, shape, array in flattener.tensors:
-        tensors.append((name, dtype, list(shape), [0] * len(shape),
-                        list(shape), array))
+    for name, dtype, shape, offsets, lengths, array in flattener.tensors:
+        tensors.append((name, dtype, list(shape), list(offsets),
+                        list(lengths), array))
     return tensors, (flattener._keep_alive, blob), flattener.buffers, \
         flattener.quantize
 
 
+def path_name(path):
+    """The "/"-joined name of a key path ("model/fc.weight"): how tensor
+    entries are named, and how restore()'s keys and reports name paths."""
+    return "/".join(_key_text(key) for key in path)
+
+
 def _pickled_tree(blob):
     """The skeleton and its [(TensorRef, path)] of a format-1 state blob (a
-    pickle: the caller has allowed pickle)."""
+    pickle: the caller has allowed pickle). Its _TensorRef nodes are
+    replaced by TensorRefs, in place."""
     saved = pickle.loads(blob)
     if not isinstance(saved, dict) or \
             saved.get("format") != _PICKLE_FORMAT_VERSION:
@@ -288,29 +421,28 @@ def _pickled_tree(blob):
             f"{_PICKLE_FORMAT_VERSION}")
     refs = []
 
-    def collect(node, path):
+    def convert(node, path):
         if isinstance(node, _TensorRef):
-            refs.append((node.as_ref(), path))
-        elif isinstance(node, dict):
+            ref = node.as_ref()
+            refs.append((ref, path))
+            return ref
+        if isinstance(node, dict):
             for key, item in node.items():
-                collect(item, path + (key,))
-        elif isinstance(node, (list, tuple)):
-            for index, item in enumerate(node):
-                collect(item, path + (index,))
+                node[key] = convert(item, path + (key,))
+        elif type(node) is list:
+            node[:] = [convert(item, path + (index,))
+                       for index, item in enumerate(node)]
+        elif type(node) is tuple:
+            return tuple(convert(item, path + (index,))
+                         for index, item in enumerate(node))
+        return node
 
-    collect(saved["tree"], ())
-    return saved["tree"], refs
+    return convert(saved["tree"], ()), refs
 
 
-def _state_tree(entries, allow_pickle):
-    """(skeleton, [(TensorRef, path)]) of a shard's `__ckpt_state__`
-    entry; pickle runs only when `allow_pickle`."""
-    dtype, global_shape, _, _, array = entries[STATE_TENSOR]
-    if dtype != "uint8" or len(global_shape) != 1:
-        raise StateFormatError(
-            f"the checkpoint's {STATE_TENSOR} tensor is {dtype} of shape "
-            f"{list(global_shape)}, not a 1-D uint8 tensor")
-    blob = array.tobytes()
+def decode_state(blob, allow_pickle):
+    """(skeleton, [(TensorRef, path)]) of the bytes of a rank's
+    `__ckpt_state__` entry; pickle runs only when `allow_pickle`."""
     if blob.startswith(tree.MAGIC):
         return tree.decode(blob, allow_pickle)
     if tree.looks_like_pickle(blob):
@@ -326,103 +458,46 @@ def _state_tree(entries, allow_pickle):
         "pickle: it was not written by ckpt.CheckpointManager")
 
 
-def _check_refs(refs, entries):
-    """StateFormatError unless every reference names a stored tensor entry
-    (not the state itself) whose dtype and whole shape it records, the same
-    way at each reference."""
+def check_refs(refs, entries, rank):
+    """StateFormatError unless every reference of rank `rank`'s tree names
+    an entry of its shard (not the state itself; `entries`: name ->
+    (dtype, global_shape, offsets, lengths, content_key)) of the dtype it
+    records, whose global shape is the shape it records and whose box is
+    the whole tensor (inside it, for a sharded one), the same way at each
+    reference."""
     seen = {}
     for ref, path in refs:
-        where = f"{tree.path_text(path)} refers to tensor {tree.quote(ref.name)}"
+        where = f"{tree.path_text(path)} refers to tensor " \
+            f"{tree.quote(ref.name)}"
         entry = entries.get(ref.name) if ref.name != STATE_TENSOR else None
         if entry is None:
             raise StateFormatError(
-                f"{where}, which the checkpoint's shard does not hold")
-        dtype, global_shape, offsets, lengths, _ = entry
+                f"{where}, which the checkpoint's shard does not hold (rank "
+                f"{rank})")
+        dtype, global_shape, offsets, lengths = entry[:4]
         if dtype != ref.stored_dtype:
             raise StateFormatError(
                 f"{where} as {ref.stored_dtype}, but it is stored as {dtype}")
-        if tuple(global_shape) != ref.shape or \
-                tuple(lengths) != ref.shape or any(offsets):
+        whole = ref.layout != tree.SHARDED
+        if tuple(global_shape) != ref.shape or len(offsets) != len(
+                ref.shape) or len(lengths) != len(ref.shape) or (
+                whole and (tuple(lengths) != ref.shape or any(offsets))) or \
+                any(o < 0 or n < 0 or o + n > d for o, n, d in
+                    zip(offsets, lengths, global_shape)):
             raise StateFormatError(
-                f"{where} of shape {list(ref.shape)}, but it is stored with "
+                f"{where} of shape {list(ref.shape)}"
+                f"{'' if ref.layout == tree.PLAIN else f' ({ref.layout})'}, "
+                "but it is stored with "
                 f"shape {list(global_shape)}, box {list(offsets)} + "
                 f"{list(lengths)}")
-        fields = (ref.kind, ref.dtype)
+        fields = (ref.kind, ref.dtype, ref.layout)
         if seen.setdefault(ref.name, fields) != fields:
             raise StateFormatError(
-                f"{where} as {ref.kind} {ref.dtype}, elsewhere as "
-                f"{seen[ref.name][0]} {seen[ref.name][1]}")
+                f"{where} as {_described(fields)}, elsewhere as "
+                f"{_described(seen[ref.name])}")
 
 
-def _unflatten(restored, into=None, allow_pickle=False):
-    """The state saved as `restored` (Client.restore_shard's tuples). Where
-    `into` has a tensor at the same position, the restored values are copied
-    into it and that object is returned in its place. StateFormatError (a
-    ValueError) when the stored tree is malformed or names tensors the
-    shard lacks; nothing is copied into `into` then."""
-    entries = {name: (dtype, global_shape, offsets, lengths, array)
-               for name, dtype, global_shape, offsets, lengths, array
-               in restored}
-    if STATE_TENSOR not in entries:
-        raise ValueError(
-            f"the shard has no {STATE_TENSOR} tensor: it was not written by "
-            "ckpt.CheckpointManager")
-    skeleton, refs = _state_tree(entries, allow_pickle)
-    _check_refs(refs, entries)  # before anything is copied into `into`
-    torch = _torch()
-    made = {}
-
-    def tensor(ref):
-        if ref.name in made:
-            return made[ref.name]
-        array = entries[ref.name][4].reshape(ref.shape)
-        if ref.kind == "numpy":
-            value = array if ref.dtype == ref.stored_dtype else \
-                array.view(np.dtype(ref.dtype))
-        elif torch is None:
-            raise StateFormatError(
-                f"tensor {tree.quote(ref.name)} was saved as a torch tensor, "
-                "and torch is not installed")
-        elif ref.dtype == "bfloat16":  # uint16 elements from the binding
-            value = torch.from_numpy(array.view(np.int16)).view(
-                torch.bfloat16)
-        else:
-            value = torch.from_numpy(array)
-        made[ref.name] = value
-        return value
-
-    def build(node, target):
-        if isinstance(target, Quantized):  # restore into its tensor
-            target = target.tensor
-        if isinstance(node, _TensorRef):  # format 1 (allow_pickle)
-            node = node.as_ref()
-        if isinstance(node, tree.TensorRef):
-            value = tensor(node)
-            if torch is not None and isinstance(target, torch.Tensor) and \
-                    isinstance(value, torch.Tensor) and \
-                    target.shape == value.shape:
-                with torch.no_grad():
-                    target.copy_(value)
-                return target
-            if isinstance(target, np.ndarray) and \
-                    isinstance(value, np.ndarray) and \
-                    target.shape == value.shape and target.flags.writeable:
-                np.copyto(target, value)
-                return target
-            return value
-        if isinstance(node, dict):
-            out = type(node)() if type(node) is not dict else {}
-            for key, item in node.items():
-                sub = target.get(key) if isinstance(target, dict) else None
-                out[key] = build(item, sub)
-            if getattr(node, "__dict__", None):  # a state_dict's _metadata
-                out.__dict__.update(node.__dict__)
-            return out
-        if type(node) in (list, tuple):
-            subs = target if isinstance(target, (list, tuple)) and \
-                len(target) == len(node) else [None] * len(node)
-            items = [build(item, sub) for item, sub in zip(node, subs)]
-            return items if type(node) is list else tuple(items)
-        return node
-
-    return build(skeleton, into)
+def _described(fields):
+    kind, dtype, layout = fields
+    return f"{kind} {dtype}" + ("" if layout == tree.PLAIN else
+                                f" ({layout})")

@@ -12,7 +12,7 @@ type. Anything else is refused by encode() with a TypeError naming its key
 path, unless the caller allows pickle: then that one value is stored as a
 pickle node, which decode() refuses to read unless it too allows pickle.
 
-Encoding, little-endian (format version 2; version 1 was a whole pickle):
+Encoding, little-endian (format version 3; version 1 was a whole pickle):
     MAGIC, u16 version, one node, and nothing after it.
     node: one tag byte and its payload; n and len are u32:
       N none | F false | T true | I i64 | J len, signed int bytes (beyond
@@ -21,11 +21,19 @@ Encoding, little-endian (format version 2; version 1 was a whole pickle):
       M n, (key, value) nodes (dict) | O n, pairs, then a `_metadata`
       node or N (OrderedDict) | K n, pairs (Counter) |
       G dtype string, len, raw element (numpy scalar) |
-      R name string, kind byte (0 torch, 1 numpy), dtype string, u8 ndim,
-        ndim i64 dims (a tensor reference) |
+      R name string, kind byte, dtype string, u8 ndim, ndim i64 dims (a
+        tensor reference). Kind bit 0: numpy (else torch); bit 1: sharded
+        (ckpt.Shard: the dims are the global shape, and each rank's entry
+        of that name holds a box of it); bit 2: replicated
+        (ckpt.Replicated: every rank stored the same whole tensor); bits 1
+        and 2 never both, no other bit set |
       P len, pickle bytes (only with allow_pickle).
     A string inside a node is len + UTF-8. Keys are None, bool, int,
     float, str, bytes, or tuples of them.
+Version 3 (issue 14) added the sharded and replicated kind bits. A tree
+without such a reference is still written as version 2, which readers
+before version 3 read; one with them is version 3, which they refuse as
+newer instead of misreading a global shape as the rank's own.
 
 decode() is strict, for bytes from anyone: depth and lengths are bounded
 by MAX_DEPTH and by the bytes that remain, an unknown tag, a truncated
@@ -41,7 +49,8 @@ import struct
 import numpy as np
 
 MAGIC = b"CKPTTREE"
-VERSION = 2  # version 1: the whole tree pickled (ckpt before issue 13)
+VERSION = 3  # version 1: the whole tree pickled (ckpt before issue 13)
+MIN_VERSION = 2  # the oldest typed tree read; 3 added layout bits to R
 MAX_DEPTH = 128
 MAX_INT_BYTES = 1 << 16  # a Python int of up to 524,288 bits
 # Most keys of one dict that may share a hash value (see _Decoder.mapping).
@@ -92,15 +101,30 @@ class PickleNotAllowedError(StateFormatError):
     pickle (CheckpointManager(..., allow_pickle=False), the default)."""
 
 
+# TensorRef.layout values.
+PLAIN, SHARDED, REPLICATED = "plain", "sharded", "replicated"
+_KIND_NUMPY, _KIND_SHARDED, _KIND_REPLICATED = 1, 2, 4
+_LAYOUT_BITS = {PLAIN: 0, SHARDED: _KIND_SHARDED,
+                REPLICATED: _KIND_REPLICATED}
+
+
 class TensorRef:
     """A tensor in the tree: the name of its stored entry, "torch" or
     "numpy", its dtype (a ckpt dtype name for torch, a key of
-    NUMPY_STORED_DTYPE for numpy) and its shape (a tuple of ints)."""
+    NUMPY_STORED_DTYPE for numpy), its shape (a tuple of ints; the global
+    shape when sharded) and its layout: PLAIN (the rank's own whole
+    tensor), SHARDED (each rank stored a box of the global tensor under
+    `name`) or REPLICATED (each rank stored the same whole tensor)."""
 
-    __slots__ = ("name", "kind", "dtype", "shape")
+    __slots__ = ("name", "kind", "dtype", "shape", "layout")
 
-    def __init__(self, name, kind, dtype, shape):
+    def __init__(self, name, kind, dtype, shape, layout=PLAIN):
         self.name, self.kind, self.dtype, self.shape = name, kind, dtype, shape
+        self.layout = layout
+
+    def fields(self):
+        """Everything the tree records of it, for comparisons."""
+        return (self.name, self.kind, self.dtype, self.shape, self.layout)
 
     @property
     def stored_dtype(self):
@@ -111,7 +135,7 @@ class TensorRef:
 
     def __repr__(self):
         return (f"TensorRef({self.name!r}, {self.kind}, {self.dtype}, "
-                f"{self.shape})")
+                f"{self.shape}, {self.layout})")
 
 
 def quote(text, limit=64):
@@ -173,7 +197,8 @@ class Encoder:
         self._tensor_ref = tensor_ref
         self._allow_pickle = allow_pickle
         self._out = bytearray(MAGIC)
-        self._out += _U16.pack(VERSION)
+        self._out += _U16.pack(MIN_VERSION)
+        self._version = MIN_VERSION  # raised by a sharded/replicated ref
         self._writers = {
             type(None): self._none, bool: self._bool, int: self._int,
             float: self._float, complex: self._complex, str: self._str,
@@ -186,6 +211,7 @@ class Encoder:
     def encode(self, state):
         """The encoded tree of `state` (bytes)."""
         self._value(state, (), 0)
+        _U16.pack_into(self._out, len(MAGIC), self._version)
         return bytes(self._out)
 
     def _value(self, value, path, depth):
@@ -343,7 +369,11 @@ class Encoder:
         out = self._out
         out += _REF
         self._string(ref.name)
-        out += b"\x00" if ref.kind == "torch" else b"\x01"
+        kind = (_KIND_NUMPY if ref.kind == "numpy" else 0) | \
+            _LAYOUT_BITS[ref.layout]
+        if ref.layout != PLAIN:
+            self._version = VERSION
+        out += _U8.pack(kind)
         self._string(ref.dtype)
         out += _U8.pack(len(ref.shape))
         for dim in ref.shape:
@@ -373,6 +403,7 @@ class _Decoder:
         self._end = len(blob)
         self._pos = 0
         self._allow_pickle = allow_pickle
+        self.version = VERSION
         self.refs = []
         self._readers = {
             _NONE[0]: lambda path, depth, key: None,
@@ -531,10 +562,16 @@ class _Decoder:
 
     def ref(self, path):
         name = self.string("a tensor name", path)
-        kind = self.unpack(_U8, "a tensor kind", path)
-        if kind > 1:
-            self.fail(f"tensor {quote(name)} has unknown kind {kind}", path)
-        kind = "numpy" if kind else "torch"
+        bits = self.unpack(_U8, "a tensor kind", path)
+        known = _KIND_NUMPY | (
+            _KIND_SHARDED | _KIND_REPLICATED if self.version >= 3 else 0)
+        if bits & ~known or \
+                bits & (_KIND_SHARDED | _KIND_REPLICATED) == \
+                _KIND_SHARDED | _KIND_REPLICATED:
+            self.fail(f"tensor {quote(name)} has unknown kind {bits}", path)
+        kind = "numpy" if bits & _KIND_NUMPY else "torch"
+        layout = SHARDED if bits & _KIND_SHARDED else \
+            REPLICATED if bits & _KIND_REPLICATED else PLAIN
         dtype = self.string("a tensor dtype", path)
         known = NUMPY_STORED_DTYPE if kind == "numpy" else TORCH_DTYPES
         if dtype not in known:
@@ -548,7 +585,7 @@ class _Decoder:
         if any(dim < 0 for dim in shape):
             self.fail(f"tensor {quote(name)} has a negative dimension "
                       f"{shape}", path)
-        ref = TensorRef(name, kind, dtype, shape)
+        ref = TensorRef(name, kind, dtype, shape, layout)
         self.refs.append((ref, path))
         return ref
 
@@ -573,12 +610,14 @@ def decode(blob, allow_pickle=False):
     decoder = _Decoder(bytes(blob), allow_pickle)
     decoder._pos = len(MAGIC)
     version = decoder.unpack(_U16, "the format version", None)
-    if version != VERSION:
+    if not MIN_VERSION <= version <= VERSION:
         newer = " (newer than this ckpt package)" if version > VERSION \
             else ""
         raise StateFormatError(
             f"the checkpoint's state tree has format version {version}"
-            f"{newer}; this package reads version {VERSION}")
+            f"{newer}; this package reads versions {MIN_VERSION} to "
+            f"{VERSION}")
+    decoder.version = version
     try:
         tree = decoder.node((), 0)
     except RecursionError:  # MAX_DEPTH levels, called from deep already

@@ -149,9 +149,15 @@ def test_allow_partial_ranks_restores_what_maps_and_lists_the_rest(client):
     assert torch.equal(new["bias"], torch.linspace(0, 1, 5))
     assert torch.equal(new["same"], torch.arange(3))
     assert torch.equal(new["table"], full)
-    old = grown[1].restore()  # nothing of rank 1 is lost
+    # Rank 1 loses nothing, yet refuses too: every rank of the job gets the
+    # same verdict, so none goes on into a collective without the others.
+    with pytest.raises(ckpt.PartialRestoreError) as error:
+        grown[1].restore()
+    assert error.value.unmapped == [(2, "loader/position"), (2, "rng")]
+    old = grown[1].restore(allow_partial_ranks=True)
     assert old["loader"]["position"] == 1001
-    assert grown[1].last_restore["unmapped"] == []
+    assert grown[1].last_restore["unmapped"] == [(2, "loader/position"),
+                                                 (2, "rng")]
 
 
 def test_replicated_copies_that_differ_are_refused(client):

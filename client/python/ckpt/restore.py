@@ -581,15 +581,23 @@ class Restore:
                 node = node[key]
             return True
 
+        # Every rank lists the same entries (the new ranks' missing per-rank
+        # values and the dropped ones), so all ranks of a job refuse the
+        # same restore, or with allow_partial_ranks report the same list,
+        # instead of the ranks in both layouts going on without the others.
+        missing = [(rank, path) for rank in range(saved_world,
+                                                  self.world_size)
+                   for path in per_rank]
         if self.rank < saved_world:
             # This rank's own state; the ranks that no longer exist drop
             # their per-rank values.
             dropped = [(rank.rank, path) for rank in ranks[self.world_size:]
                        for path in per_rank if holds(rank, path)]
-            return ranks[self.rank].skeleton, dropped, self.rank, None
+            return ranks[self.rank].skeleton, dropped + missing, self.rank, \
+                None
         # A new rank: what every rank saved alike, nothing per-rank.
         common = _without(ranks[0].skeleton, set(per_rank))
-        return common, [(self.rank, path) for path in per_rank], None, None
+        return common, missing, None, None
 
     def _plan(self, refs, into, strict, selection, source):
         """What to read for each reference and where; every check made

@@ -80,8 +80,35 @@ std::string FormatCount(uint128 count) {
   return text.str();
 }
 
+// Messages show at most this many dimensions of a shape, index or box (a
+// hostile entry may have thousands, and a status travels in gRPC's
+// trailers, which are bounded).
+constexpr size_t kShownDims = 8;
+
+// "[a, b, c]", or "[a, ..., h, ... (N dimensions)]" past kShownDims items.
+template <typename Item, typename Format>
+std::string FormatList(const std::vector<Item>& items, Format format) {
+  const size_t shown = std::min(items.size(), kShownDims);
+  std::string text = "[";
+  for (size_t i = 0; i < shown; ++i) {
+    absl::StrAppend(&text, i == 0 ? "" : ", ", format(items[i]));
+  }
+  if (shown < items.size()) {
+    absl::StrAppend(&text, ", ... (", items.size(), " dimensions)");
+  }
+  return text + "]";
+}
+
 std::string FormatIndex(const std::vector<int64_t>& index) {
-  return absl::StrCat("[", absl::StrJoin(index, ", "), "]");
+  return FormatList(index, [](int64_t i) { return absl::StrCat(i); });
+}
+
+std::string ShownBox(const Box& box) {
+  std::vector<size_t> dims(box.offsets.size());
+  for (size_t d = 0; d < dims.size(); ++d) dims[d] = d;
+  return FormatList(dims, [&](size_t d) {
+    return absl::StrCat(box.offsets[d], ":", box.offsets[d] + box.lengths[d]);
+  });
 }
 
 // One rank's entry of a tensor name, as an error message names it.
@@ -111,7 +138,7 @@ struct Holder {
     const bool whole = std::all_of(box.offsets.begin(), box.offsets.end(),
                                    [](int64_t o) { return o == 0; }) &&
                        box.lengths == shape;
-    return absl::StrCat(FormatBox(box), whole ? " (the whole tensor)" : "");
+    return absl::StrCat(ShownBox(box), whole ? " (the whole tensor)" : "");
   }
 };
 

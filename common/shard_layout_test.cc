@@ -221,6 +221,30 @@ TEST(ShardLayoutTest, ALayoutRemembersItsRanks) {
   EXPECT_EQ(layout.ranks(), (std::vector<int32_t>{1, 3}));
 }
 
+TEST(ShardLayoutTest, MessagesShowAFewDimensionsOfMany) {
+  // 20000 dimensions (the manifest's checks allow any number): the message
+  // must stay small enough for gRPC's trailers.
+  std::vector<int64_t> shape(20000, 1);
+  shape.back() = 4;
+  std::vector<int64_t> lengths = shape;
+  lengths.back() = 2;
+  absl::Status gap = CommitAll(
+      {Shard(0, {Entry("t", shape, std::vector<int64_t>(20000, 0), lengths)})});
+  EXPECT_THAT(gap.message(),
+              AllOf(HasSubstr("[1, 1, 1, 1, 1, 1, 1, 1, ... (20000 "
+                              "dimensions)]"),
+                    HasSubstr("leave 2 of its 4 elements")));
+  EXPECT_LT(gap.message().size(), 1000u);
+  std::vector<int64_t> offsets(20000, 0);
+  offsets.back() = 1;
+  absl::Status overlap = CommitAll(
+      {Shard(0, {Entry("t", shape, std::vector<int64_t>(20000, 0), lengths)}),
+       Shard(1, {Entry("t", shape, offsets, lengths)}),
+       Shard(2, {Whole("u", {1})})});
+  EXPECT_THAT(overlap.message(), HasSubstr("overlaps"));
+  EXPECT_LT(overlap.message().size(), 1000u);
+}
+
 TEST(ShardLayoutTest, HugeShapesCountWithoutOverflow) {
   constexpr int64_t kBig = int64_t{1} << 48;
   absl::Status status = CommitAll(

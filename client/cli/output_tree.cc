@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <utility>
@@ -53,8 +54,12 @@ absl::Status CheckTensorPath(absl::string_view name) {
     if (segment == "." || segment == "..") {
       return refuse(absl::StrCat("has a '", segment, "' segment"));
     }
-    if (segment.find('\0') != absl::string_view::npos) {
-      return refuse("holds a NUL byte");
+    if (std::any_of(segment.begin(), segment.end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        })) {
+      // A NUL ends the name a system call sees; a newline or an escape
+      // sequence in a file name misleads whoever lists the directory.
+      return refuse("holds a control character");
     }
     if (segment.size() > NAME_MAX) {
       return refuse(absl::StrCat("has a segment longer than ", NAME_MAX,

@@ -4,7 +4,8 @@
 // none. POSIX only.
 //
 // - A path is relative and made of segments that are not empty, ".", or
-//   "..", hold no NUL and are at most NAME_MAX bytes; no two files share a
+//   "..", hold no control character (a NUL, a newline, an escape) and are
+//   at most NAME_MAX bytes; no two files share a
 //   path and no file is another's directory. Plan checks this before
 //   anything is fetched.
 // - Nothing outside OUTDIR is touched: below OUTDIR, directories are opened

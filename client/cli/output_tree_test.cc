@@ -68,7 +68,9 @@ TEST(CheckTensorPathTest, AcceptsNestedNamesAndRefusesEscapes) {
       {"a/./b", "'.' segment"},
       {"a//b", "empty segment"},
       {"a/", "empty segment"},
-      {std::string("a\0b", 3), "NUL"},
+      {std::string("a\0b", 3), "control character"},
+      {"a\nb", "control character"},
+      {"x/\x1b[31mred", "control character"},
       {std::string(256, 'n'), "longer than 255"},
   };
   for (const auto& [name, why] : refused) {

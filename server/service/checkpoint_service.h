@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +36,7 @@
 #include "common/job_scope.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/shard_layout.h"
 #include "common/stats.h"
 #include "common/verify.h"
 #include "server/service/actor.h"
@@ -150,11 +152,11 @@ class CheckpointService {
   // Sharded tensors (a name some rank holds only part of) must keep the
   // layout rule of common/shard_layout.h: ranks agree on dtype and global
   // shape, boxes never overlap (identical replicas may), and the last
-  // commit finds the global shape covered. INVALID_ARGUMENT naming the
-  // tensor and the overlap or gap otherwise; the refused shard is not
-  // stored, no event is recorded and the checkpoint stays pending, so the
-  // rank may commit a corrected shard. A shard of whole tensors only is
-  // checked only when it is the last (its conflicts show then).
+  // commit finds the global shape covered. Each shard is checked against
+  // every shard committed before it, kept in memory (layouts_). INVALID_
+  // ARGUMENT naming the tensor and the overlap or gap otherwise; the
+  // refused shard is not stored, no event is recorded and the checkpoint
+  // stays pending, so the rank may commit a corrected shard.
   //
   // A delta entry (TensorEntry::delta_base_step) needs its base to be an
   // older committed checkpoint of the job with a tensor entry of the same
@@ -335,13 +337,15 @@ class CheckpointService {
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
                                  const ShardManifest& shard,
                                  absl::Span<const ChunkId> ids);
-  // OK when `shard` keeps the checkpoint's sharded tensors tiling their
-  // global shapes (common/shard_layout.h; `completes`: it is the last rank
-  // to commit); INVALID_ARGUMENT naming the tensor and the problem
-  // otherwise. Reads the committed shards only when `shard` holds a partial
-  // box or completes the checkpoint.
-  absl::Status CheckLayout(absl::string_view job, int64_t step,
-                           const ShardManifest& shard, bool completes)
+  // The layout of pending checkpoint `record`'s committed shards
+  // (layouts_), read back from the store and kept when absent (its first
+  // commit, or the first since this service started) or out of step with
+  // the record (other ranks or another attempt). The store's error, or
+  // INVALID_ARGUMENT when the stored shards break the rule.
+  absl::StatusOr<ShardLayout*> PendingLayout(const CheckpointRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+  // Drops the kept layout of (job, step): it committed or aborted.
+  void ForgetLayout(absl::string_view job, int64_t step)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   // OK when every delta entry of `shard` (for `step`) has its base (see
   // CommitShard); FAILED_PRECONDITION saying what is wrong otherwise.
@@ -378,6 +382,17 @@ class CheckpointService {
   // Serializes read-modify-write of checkpoint headers. Chunk uploads and
   // reads do not take it.
   absl::Mutex lifecycle_mu_;
+  // Per pending checkpoint (job, step), the layout of its committed shards
+  // with the create time of the attempt it belongs to, so that each commit
+  // is checked against all of them without reading them back (a few MiB for
+  // a save of hundreds of ranks x thousands of sharded tensors; see
+  // common/shard_layout.h). Dropped when the checkpoint commits or aborts.
+  struct KeptLayout {
+    absl::Time create_time;
+    ShardLayout layout;
+  };
+  absl::flat_hash_map<std::pair<std::string, int64_t>, KeptLayout> layouts_
+      ABSL_GUARDED_BY(lifecycle_mu_);
 
   // When this service started: pending checkpoints begun before it may have
   // uploaded chunks that `guard_` never heard of.

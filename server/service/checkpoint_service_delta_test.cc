@@ -195,8 +195,16 @@ TEST_F(DeltaCheckpointTest, BaseWithoutTheTensorIsRefused) {
 }
 
 TEST_F(DeltaCheckpointTest, BaseWithAnotherDtypeShapeOrBoxIsRefused) {
+  // A row-sharded base of 2 ranks; each delta is rank 0's commit of a
+  // 2-rank checkpoint (so that the layout check, which runs first, finds no
+  // gap yet).
   const Layout base_layout{DType::kFloat32, {8, 2}, Box{{0, 0}, {4, 2}}};
-  ASSERT_TRUE(Commit(1, {make_.Full("emb", 'a', base_layout)}).ok());
+  const Layout bottom{DType::kFloat32, {8, 2}, Box{{4, 0}, {4, 2}}};
+  ASSERT_TRUE(Commit(1, {make_.Full("emb", 'a', base_layout)}, 0, 2).ok());
+  ASSERT_TRUE(Commit(1, {make_.Full("emb", 'z', bottom)}, 1, 2).ok());
+  auto commit_delta = [&](int64_t step, const TensorEntry& delta) {
+    return Commit(step, {delta}, 0, 2).status();
+  };
   struct Case {
     std::string name;
     Layout layout;
@@ -210,14 +218,14 @@ TEST_F(DeltaCheckpointTest, BaseWithAnotherDtypeShapeOrBoxIsRefused) {
        {DType::kFloat32, {4, 2}, Box{{0, 0}, {4, 2}}},
        "not as this delta's float32 shape [4, 2]"},
       {"box",
-       {DType::kFloat32, {8, 2}, Box{{4, 0}, {4, 2}}},
-       "box [4, 0]+[4, 2]"},
+       {DType::kFloat32, {8, 2}, Box{{2, 0}, {4, 2}}},
+       "box [2, 0]+[4, 2]"},
   };
   int64_t step = 2;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     absl::Status status =
-        CommitDelta(step++, make_.Delta("emb", 1, 'b', c.layout));
+        commit_delta(step++, make_.Delta("emb", 1, 'b', c.layout));
     EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
     EXPECT_THAT(status.message(),
                 HasSubstr("which holds it as float32 shape [8, 2] box "
@@ -225,7 +233,7 @@ TEST_F(DeltaCheckpointTest, BaseWithAnotherDtypeShapeOrBoxIsRefused) {
     EXPECT_THAT(status.message(), HasSubstr(c.says));
   }
   // The matching layout commits.
-  EXPECT_TRUE(CommitDelta(step, make_.Delta("emb", 1, 'b', base_layout)).ok());
+  EXPECT_TRUE(commit_delta(step, make_.Delta("emb", 1, 'b', base_layout)).ok());
 }
 
 TEST_F(DeltaCheckpointTest, BaseMatchesInAnyShardOfTheBase) {
@@ -234,7 +242,8 @@ TEST_F(DeltaCheckpointTest, BaseMatchesInAnyShardOfTheBase) {
   const Layout bottom{DType::kFloat32, {8, 2}, Box{{4, 0}, {4, 2}}};
   ASSERT_TRUE(Commit(1, {make_.Full("emb", 'a', top)}, 0, 2).ok());
   ASSERT_TRUE(Commit(1, {make_.Full("emb", 'b', bottom)}, 1, 2).ok());
-  EXPECT_TRUE(CommitDelta(2, make_.Delta("emb", 1, 'c', bottom)).ok());
+  // Rank 1 of a 2-rank checkpoint, matching the base's rank 1.
+  EXPECT_TRUE(Commit(2, {make_.Delta("emb", 1, 'c', bottom)}, 1, 2).ok());
 }
 
 TEST_F(DeltaCheckpointTest, BaseStepsAreTheUnionOverRanks) {

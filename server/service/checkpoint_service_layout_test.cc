@@ -150,30 +150,56 @@ TEST_F(LayoutTest, PerRankAndReplicatedTensorsAreNotChecked) {
   ASSERT_TRUE(last.ok()) << last.status();
 }
 
-TEST_F(LayoutTest, ReadsCommittedShardsOnlyForAPartialBoxOrTheLastCommit) {
-  Begin(3);
+TEST_F(LayoutTest, ReadsCommittedShardsBackOnlyOncePerCheckpoint) {
+  Begin(4);
   using Op = FaultInjectingStore::Op;
-  int reads = faults_.calls(Op::kGetShards);
-  ASSERT_TRUE(Commit(0, 3, {{"rng", {2}, {0}, {2}}}).ok());
-  EXPECT_EQ(faults_.calls(Op::kGetShards), reads);  // whole tensors only
-  ASSERT_TRUE(Commit(1, 3, {{"w", {4}, {0}, {2}}}).ok());
-  EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 1);  // a partial box
-  ASSERT_TRUE(Commit(2, 3, {{"w", {4}, {2}, {2}}}).ok());
-  EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 2);  // the last
+  const int reads = faults_.calls(Op::kGetShards);
+  ASSERT_TRUE(Commit(0, 4, {{"rng", {2}, {0}, {2}}}).ok());
+  ASSERT_TRUE(Commit(1, 4, {{"w", {4}, {0}, {2}}}).ok());
+  ASSERT_TRUE(Commit(2, 4, {{"w", {4}, {2}, {2}}}).ok());
+  // The first commit read the (no) shards back; the others used the
+  // layout kept in memory.
+  EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 1);
+  // A service started afresh over the same store reads them back once.
+  CheckpointService restarted(&faults_, &faults_, &clock_, Options());
+  ShardManifest overlapping;
+  overlapping.rank = 3;
+  TensorEntry entry;
+  entry.name = "w";
+  entry.global_shape = {4};
+  entry.box = Box{{1}, {2}};
+  const std::string bytes = "ab";
+  entry.pieces.push_back(ChunkRef{Sha256(bytes), bytes.size()});
+  ASSERT_TRUE(restarted.PutChunk(kJob, Sha256(bytes), bytes).ok());
+  overlapping.tensors.push_back(entry);
+  auto refused = restarted.CommitShard(kJob, 1, 4, overlapping);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("rank 3's box [1:3]"));
+  EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 2);
 }
 
-TEST_F(LayoutTest, WholeBoxNextToPartsIsRefusedAtTheLastCommit) {
-  // Rank 1's shard holds only whole tensors, so it is not checked when it
-  // comes; the last commit finds it overlapping rank 0's part.
+TEST_F(LayoutTest, WholeBoxNextToPartsIsRefusedWhenItComes) {
   Begin(3);
   ASSERT_TRUE(Commit(0, 3, {{"w", {4}, {0}, {2}}}).ok());
-  ASSERT_TRUE(Commit(1, 3, {{"w", {4}, {0}, {4}}}).ok());
-  auto refused = Commit(2, 3, {{"other", {1}, {0}, {1}}});
+  auto refused = Commit(1, 3, {{"w", {4}, {0}, {4}}});
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(),
               AllOf(HasSubstr("rank 1's box [0:4] (the whole tensor)"),
                     HasSubstr("rank 0's box [0:2]")));
   EXPECT_EQ(Record().state, CheckpointState::kPending);
+}
+
+TEST_F(LayoutTest, AnAbortedAttemptsShardsDoNotCountForTheNext) {
+  Begin(2);
+  ASSERT_TRUE(Commit(0, 2, {{"w", {4}, {0}, {2}}}).ok());
+  ASSERT_TRUE(service_.AbortCheckpoint(kJob, 1, "preempted").ok());
+  // Begun afresh: rank 1's part overlaps what the aborted attempt's rank 0
+  // held, which no longer counts.
+  Begin(2);
+  ASSERT_TRUE(Commit(1, 2, {{"w", {4}, {1}, {3}}}).ok());
+  auto last = Commit(0, 2, {{"w", {4}, {0}, {1}}});
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_TRUE(last->checkpoint_committed);
 }
 
 TEST_F(LayoutTest, RetriedIdenticalCommitStaysOk) {

@@ -6,7 +6,8 @@
 // Locking: BeginCheckpoint, AddBytesAdded, AbortCheckpoint and CommitShard
 // hold lifecycle_mu_ across their read-modify-write of the checkpoint header
 // (for Begin and Commit also the job record and the retention deletions in
-// the same batch); CheckDeltaBases requires it. ExpireLeases takes it once
+// the same batch); CheckDeltaBases and the pending checkpoints' layouts
+// (layouts_, common/shard_layout.h) require it. ExpireLeases takes it once
 // per candidate. FindMissingChunks and PutChunk take no service lock (the
 // ChunkGuard and the ChunkStore are thread-safe). CommitShard checks and
 // syncs its chunks before taking the lock, and again under it when a GC
@@ -336,21 +337,26 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
   return absl::OkStatus();
 }
 
-absl::Status CheckpointService::CheckLayout(absl::string_view job, int64_t step,
-                                            const ShardManifest& shard,
-                                            bool completes) {
-  // A shard of whole tensors only cannot break the rule before the last
-  // commit, so nothing is read for it; the last commit checks everything.
-  if (!completes && !HasPartialBox(shard)) return absl::OkStatus();
+absl::StatusOr<ShardLayout*> CheckpointService::PendingLayout(
+    const CheckpointRecord& record) {
+  auto key = std::make_pair(record.job, record.step);
+  auto it = layouts_.find(key);
+  if (it != layouts_.end() && it->second.create_time == record.create_time &&
+      it->second.layout.ranks() == record.committed_ranks) {
+    return &it->second.layout;
+  }
+  // Absent (the checkpoint's first commit, or the first since this server
+  // started) or out of step with the record: read back what is committed.
   CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> committed,
-                        metadata_->GetShards(job, step));
-  absl::Status layout = CheckShardLayout(committed, shard, completes);
-  if (layout.ok()) return layout;
-  return absl::InvalidArgumentError(
-      absl::StrCat("rank ", shard.rank, "'s manifest for ", Describe(job, step),
-                   ": ", layout.message(),
-                   "; nothing was committed, and the rank may commit a "
-                   "corrected shard"));
+                        metadata_->GetShards(record.job, record.step));
+  CKPT_ASSIGN_OR_RETURN(ShardLayout layout, ShardLayout::Of(committed));
+  KeptLayout& kept = layouts_[std::move(key)];
+  kept = KeptLayout{record.create_time, std::move(layout)};
+  return &kept.layout;
+}
+
+void CheckpointService::ForgetLayout(absl::string_view job, int64_t step) {
+  layouts_.erase(std::make_pair(std::string(job), step));
 }
 
 absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
@@ -438,13 +444,26 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     abort.AppendEvent(
         AbortedEvent(job, step, now, actor.principal, record.abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(abort));
+    ForgetLayout(job, step);
     return absl::AbortedError(absl::StrCat(
         Describe(job, step), " was aborted: ", record.abort_reason));
   }
 
+  // Sharded tensors must keep tiling their global shapes (common/
+  // shard_layout.h), checked against every shard committed so far.
   const bool completes =
       static_cast<int32_t>(record.committed_ranks.size()) + 1 == world_size;
-  CKPT_RETURN_IF_ERROR(CheckLayout(job, step, shard, completes));
+  absl::StatusOr<ShardLayout*> layout = PendingLayout(record);
+  absl::Status layout_status =
+      layout.ok() ? (*layout)->Check(shard, completes) : layout.status();
+  if (absl::IsInvalidArgument(layout_status)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", shard.rank, "'s manifest for ", Describe(job, step), ": ",
+        layout_status.message(),
+        "; nothing was committed, and the rank may commit a corrected "
+        "shard"));
+  }
+  CKPT_RETURN_IF_ERROR(layout_status);
   // Checked under the lock that DeleteCheckpoint and retention take, so the
   // bases cannot go between this check and the commit; from then on this
   // record's base_steps keeps them.
@@ -527,6 +546,11 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   guard_.Committed(TenantOf(job), ids);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   if (result.checkpoint_committed) {
+    ForgetLayout(job, step);
+  } else {
+    (*layout)->Add(shard);
+  }
+  if (result.checkpoint_committed) {
     CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
              " ranks, ", record.logical_bytes, " bytes) by ", actor.principal);
     LogDeletions(job, "retention policy at commit", actor.principal, decisions);
@@ -570,6 +594,7 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
   batch.AppendEvent(AbortedEvent(job, step, clock_->Now(), actor.principal,
                                  record.abort_reason));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  ForgetLayout(job, step);
   CKPT_LOG(Info, "aborted ", Describe(job, step), " by ", actor.principal, ": ",
            record.abort_reason);
   return absl::OkStatus();
@@ -616,6 +641,7 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     batch.AppendEvent(AbortedEvent(record->job, record->step, now,
                                    kServerPrincipal, record->abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    ForgetLayout(record->job, record->step);
     CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
              record->abort_reason);
     ++aborted;

@@ -320,9 +320,17 @@ TEST_F(IncrementalTest, DeltaWithoutAMatchingBaseEntryIsRefusedAtCommit) {
   std::vector<client::TensorData> tensors = model.Tensors();
   tensors[0].name = "other";
   ASSERT_TRUE(client_->SaveShard(job, 1, tensors, {}).ok());
+  // The table as the top half of one twice as tall (same box and bytes),
+  // rank 1 holding the bottom half.
   tensors = model.Tensors();
-  tensors[0].global_shape = {kRows * 2, kCols};  // same box and bytes
-  ASSERT_TRUE(client_->SaveShard(job, 2, tensors, {}).ok());
+  tensors[0].global_shape = {kRows * 2, kCols};
+  client::SaveOptions two_ranks;
+  two_ranks.world_size = 2;
+  ASSERT_TRUE(client_->SaveShard(job, 2, tensors, two_ranks).ok());
+  client::TensorData bottom = tensors[0];
+  bottom.box.offsets = {kRows, 0};
+  two_ranks.rank = 1;
+  ASSERT_TRUE(client_->SaveShard(job, 2, {bottom}, two_ranks).ok());
   const std::vector<uint64_t> rows = {0, 7};
   for (int64_t base : {1, 2}) {
     tensors = model.Tensors();

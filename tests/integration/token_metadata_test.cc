@@ -112,6 +112,7 @@ class TokenMetadataTest : public ::testing::Test {
     transport.GetManifest(job, std::nullopt, std::nullopt)
         .status()
         .IgnoreError();
+    transport.ReportRestore(job, 1, 0).IgnoreError();
     transport.ListJobs().status().IgnoreError();
     transport.ListCheckpoints(job, false, false).status().IgnoreError();
     char out[16];

@@ -23,6 +23,7 @@ from ckpt._ckpt import Error
 from ckpt.state_layout import (STATE_TENSOR, Quantized, Replicated, Shard,
                                _torch, _torch_dtype_names, check_refs,
                                check_shard_box, decode_state, path_name)
+from ckpt.target_memory import same_memory, sharing_pairs, storage_problem
 from ckpt.tree import StateFormatError
 
 
@@ -364,6 +365,9 @@ class _Target:
             self.problem = f"dtype: the checkpoint has {ref.dtype}, the " \
                 f"target {value.dtype}"
             return
+        self.problem = storage_problem(value, self.is_torch)
+        if self.problem is not None:
+            return
         if shard is not None:
             if shard.global_shape != ref.shape:
                 self.problem = f"global shape: the checkpoint has " \
@@ -484,6 +488,19 @@ def _place(map_location, torch):
     return lambda tensor: tensor.to(device)
 
 
+def _same_saved(manifest, key_a, key_b):
+    """Whether two reads (name, offsets, lengths, source) give the same
+    values: the same region of tensors every rank saved alike (same boxes,
+    chunks, delta base and quantization)."""
+    if key_a[1:] != key_b[1:]:
+        return False
+
+    def saved(name):
+        return [(rank, entry[1:]) for rank, entry in
+                manifest.entries_named(name)]
+    return saved(key_a[0]) == saved(key_b[0])
+
+
 def _check_replicated(manifest, own, refs):
     """StateFormatError when a replicated tensor of `refs` ([(path, ref)]
     of rank `own`'s state) differs from another rank's copy."""
@@ -548,7 +565,7 @@ class Restore:
         refs = _ref_leaves(state, (), [])
         if own is not None:
             _check_replicated(manifest, own, refs)
-        plan = self._plan(refs, into, strict, selection, source)
+        plan = self._plan(manifest, refs, into, strict, selection, source)
         values = self._read(manifest, plan, place)
         result = self._build(state, plan, values)
         self._report(manifest.step)
@@ -599,7 +616,7 @@ class Restore:
         common = _without(ranks[0].skeleton, set(per_rank))
         return common, missing, None, None
 
-    def _plan(self, refs, into, strict, selection, source):
+    def _plan(self, manifest, refs, into, strict, selection, source):
         """What to read for each reference and where; every check made
         (StateMismatchError) before anything is read."""
         plan = _Plan()
@@ -630,6 +647,7 @@ class Restore:
                                        f"{target.problem}")
                 continue
             plan.add(path, ref, target, source)
+        plan.mismatched += self._shared_memory_problems(plan, manifest)
         if plan.mismatched or (strict and (plan.missing_keys or
                                            plan.unexpected_keys)):
             parts = []
@@ -649,6 +667,33 @@ class Restore:
                 f"written{advice}", plan.missing_keys, plan.unexpected_keys,
                 plan.mismatched)
         return plan
+
+    def _shared_memory_problems(self, plan, manifest):
+        """Messages for targets that share memory (tied weights, views of
+        one buffer) but would receive different values: the last write
+        would win without a word. Tied targets of one saved tensor, or of
+        tensors saved with the same bytes, are fine."""
+        placed = [(path, key, target)
+                  for path, (key, target) in plan.at_path.items()
+                  if target is not None]
+        problems = []
+        for first, second in sharing_pairs(
+                [(target.value, target.is_torch) for _, _, target in placed],
+                self.torch):
+            path_a, key_a, target_a = placed[first]
+            path_b, key_b, target_b = placed[second]
+            alike = same_memory((target_a.value, target_a.is_torch),
+                                (target_b.value, target_b.is_torch))
+            if alike and (key_a == key_b or _same_saved(manifest, key_a,
+                                                         key_b)):
+                continue
+            what = "holds different tensors for them" if alike else \
+                "writes both, so one would overwrite part of the other"
+            problems.append(
+                f"{path_name(path_a)!r} and {path_name(path_b)!r}: the "
+                f"targets share memory (tied or overlapping views) and the "
+                f"checkpoint {what}")
+        return problems
 
     def _read(self, manifest, plan, place):
         """{read key: value}: new arrays read first, then the targets'

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/box_overlap.h"
@@ -68,6 +69,8 @@ struct SourcePlan {
   // Scratch offsets of chain[1..] (kRowWindow) or of chain[0]'s encoded
   // matrix (kQuantized), fetched whole.
   std::vector<uint64_t> encoded;
+  // kQuantized: the scratch offset of chain[0] dequantized whole.
+  uint64_t dequantized = 0;
 };
 
 struct RegionPlan {
@@ -142,6 +145,7 @@ class Planner {
 
   void PlanQuantized(SourcePlan& source) {
     source.encoded.push_back(AddWhole(source.chain.front()));
+    source.dequantized = AddScratch(source.chain.front().ByteSize());
   }
 
  private:
@@ -221,12 +225,20 @@ absl::StatusOr<RegionPlan> PlanRegions(
   return plan;
 }
 
-// The sinks of every landing, in memory that now exists.
+// Which landings MakeSinks takes.
+enum class Landings { kAll, kInScratch, kInRegions };
+
+// The sinks of the `which` landings, in memory that now exists.
 absl::StatusOr<SinkSet> MakeSinks(const RegionPlan& plan,
                                   absl::Span<const absl::Span<char>> regions,
-                                  char* scratch) {
+                                  char* scratch,
+                                  Landings which = Landings::kAll) {
   SinkSet sinks;
   for (const Landing& landing : plan.landings) {
+    if (which != Landings::kAll &&
+        (landing.area == kScratch) != (which == Landings::kInScratch)) {
+      continue;
+    }
     char* base =
         landing.area == kScratch ? scratch : regions[landing.area].data();
     CKPT_RETURN_IF_ERROR(sinks.Add(landing.ref, base + landing.offset));
@@ -287,10 +299,37 @@ void CopyOverlap(const OverlapRuns& runs, uint64_t begin, uint64_t end,
       });
 }
 
-// Assembles every region from what was fetched.
-absl::Status Assemble(const RegionPlan& plan,
-                      absl::Span<const absl::Span<char>> regions,
-                      char* scratch) {
+// Whether some source decodes what was fetched (Prepare), which hostile
+// bytes can make fail after the fetch.
+bool Decodes(const RegionPlan& plan) {
+  return std::any_of(plan.sources.begin(), plan.sources.end(),
+                     [](const SourcePlan& source) {
+                       return source.kind != SourceKind::kFull;
+                     });
+}
+
+// Decodes what was fetched into scratch, touching no region: the deltas
+// applied to their windows, quantized entries dequantized. The only step
+// after the fetch that can fail (DATA_LOSS).
+absl::Status Prepare(const RegionPlan& plan, char* scratch) {
+  for (const SourcePlan& source : plan.sources) {
+    if (source.kind == SourceKind::kRowWindow) {
+      CKPT_RETURN_IF_ERROR(
+          ApplyDeltasToWindow(source, scratch, scratch + source.window));
+    } else if (source.kind == SourceKind::kQuantized) {
+      const TensorEntry& entry = source.chain.front();
+      CKPT_RETURN_IF_ERROR(DequantizeEntry(
+          entry,
+          absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
+          absl::MakeSpan(scratch + source.dequantized, entry.ByteSize())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Copies every region's bytes that wait in scratch into it (after Prepare).
+void CopyOut(const RegionPlan& plan, absl::Span<const absl::Span<char>> regions,
+             const char* scratch) {
   for (const SourcePlan& source : plan.sources) {
     char* region = regions[source.request].data();
     const OverlapRuns& runs = *source.runs;
@@ -301,29 +340,73 @@ absl::Status Assemble(const RegionPlan& plan,
                       region);
         }
         break;
-      case SourceKind::kRowWindow: {
-        char* window = scratch + source.window;
-        CKPT_RETURN_IF_ERROR(ApplyDeltasToWindow(source, scratch, window));
-        CopyOverlap(runs, source.window_begin, source.window_end, window,
-                    region);
+      case SourceKind::kRowWindow:
+        CopyOverlap(runs, source.window_begin, source.window_end,
+                    scratch + source.window, region);
         break;
-      }
-      case SourceKind::kQuantized: {
-        // Dequantized whole (RESOURCE_EXHAUSTED, not an exception, when
-        // the memory cannot be had).
-        const TensorEntry& entry = source.chain.front();
-        CKPT_ASSIGN_OR_RETURN(
-            std::shared_ptr<RestoreBuffer> values,
-            RestoreBuffer::Create(entry.ByteSize(), /*shareable=*/false));
-        CKPT_RETURN_IF_ERROR(DequantizeEntry(
-            entry,
-            absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
-            absl::MakeSpan(values->payload(), entry.ByteSize())));
-        CopyOverlap(runs, 0, entry.ByteSize(), values->payload(), region);
+      case SourceKind::kQuantized:
+        CopyOverlap(runs, 0, source.chain.front().ByteSize(),
+                    scratch + source.dequantized, region);
         break;
-      }
     }
   }
+}
+
+// Fetches the chunks of `plan`, decodes and assembles the regions. When
+// something is decoded (`regions` are the caller's memory that a refusal
+// must leave untouched), the chunks landing in scratch are fetched and
+// decoded first, and the regions' own chunks only once that succeeded (a
+// chunk already fetched into scratch is copied, not fetched again).
+absl::Status FetchAndAssemble(Transport& transport,
+                              const Checkpoint& checkpoint,
+                              const RegionPlan& plan, const SinkSet& all,
+                              absl::Span<const absl::Span<char>> regions,
+                              char* scratch, const RestoreBuffer* buffer,
+                              const RestoreProgressFn& progress) {
+  const std::string& job = checkpoint.record.job;
+  if (!Decodes(plan)) {
+    CKPT_RETURN_IF_ERROR(
+        FetchInParallel(transport, job, all.sinks(), buffer, progress));
+    CopyOut(plan, regions, scratch);
+    return absl::OkStatus();
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      SinkSet early, MakeSinks(plan, regions, scratch, Landings::kInScratch));
+  // Progress counts both fetches together.
+  const uint64_t early_bytes = early.chunk_bytes();
+  const uint64_t total_bytes = all.chunk_bytes();
+  RestoreProgressFn early_progress, late_progress;
+  if (progress) {
+    early_progress = [&](uint64_t fetched, uint64_t) {
+      progress(fetched, total_bytes);
+    };
+    late_progress = [&](uint64_t fetched, uint64_t) {
+      progress(early_bytes + fetched, total_bytes);
+    };
+  }
+  CKPT_RETURN_IF_ERROR(
+      FetchInParallel(transport, job, early.sinks(), buffer, early_progress));
+  CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
+  absl::flat_hash_map<ChunkId, const char*> fetched;
+  for (const ChunkSink& sink : early.sinks()) {
+    fetched.emplace(sink.id, sink.destinations.front());
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      SinkSet late, MakeSinks(plan, regions, scratch, Landings::kInRegions));
+  std::vector<ChunkSink> to_fetch;
+  for (const ChunkSink& sink : late.sinks()) {
+    auto found = fetched.find(sink.id);
+    if (found == fetched.end()) {
+      to_fetch.push_back(sink);
+      continue;
+    }
+    for (char* destination : sink.destinations) {
+      std::memcpy(destination, found->second, sink.size);
+    }
+  }
+  CKPT_RETURN_IF_ERROR(
+      FetchInParallel(transport, job, to_fetch, buffer, late_progress));
+  CopyOut(plan, regions, scratch);
   return absl::OkStatus();
 }
 
@@ -363,9 +446,9 @@ absl::StatusOr<RegionReadStats> ReadRegions(
       RestoreBuffer::Create(plan.scratch_bytes, /*shareable=*/false));
   CKPT_ASSIGN_OR_RETURN(SinkSet sinks,
                         MakeSinks(plan, outs, scratch->payload()));
-  CKPT_RETURN_IF_ERROR(FetchInParallel(transport, checkpoint.record.job,
-                                       sinks.sinks(), nullptr, progress));
-  CKPT_RETURN_IF_ERROR(Assemble(plan, outs, scratch->payload()));
+  CKPT_RETURN_IF_ERROR(FetchAndAssemble(transport, checkpoint, plan, sinks,
+                                        outs, scratch->payload(), nullptr,
+                                        progress));
   return ReadStats(plan, sinks);
 }
 
@@ -410,7 +493,8 @@ absl::StatusOr<RestoredRegions> RestoreRegions(
   CKPT_ASSIGN_OR_RETURN(SinkSet sinks, MakeSinks(plan, regions, scratch));
   CKPT_RETURN_IF_ERROR(FetchInParallel(transport, checkpoint.record.job,
                                        sinks.sinks(), buffer.get(), progress));
-  CKPT_RETURN_IF_ERROR(Assemble(plan, regions, scratch));
+  CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
+  CopyOut(plan, regions, scratch);
   if (plan.scratch_bytes > 0) {
     buffer->Release(scratch, RestoreBuffer::RoundUpToPage(plan.scratch_bytes));
   }

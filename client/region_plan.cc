@@ -69,8 +69,12 @@ struct SourcePlan {
   // Scratch offsets of chain[1..] (kRowWindow) or of chain[0]'s encoded
   // matrix (kQuantized), fetched whole.
   std::vector<uint64_t> encoded;
-  // kQuantized: the scratch offset of chain[0] dequantized whole.
-  uint64_t dequantized = 0;
+  // kQuantized: the scratch offset of chain[0] dequantized whole, when it
+  // is dequantized before any region is written (ReadRegions); else it is
+  // dequantized in a buffer of its own after the fetch (RestoreRegions:
+  // its regions are new memory, and only one dequantized copy at a time
+  // is held).
+  std::optional<uint64_t> dequantized;
 };
 
 struct RegionPlan {
@@ -82,7 +86,8 @@ struct RegionPlan {
 
 class Planner {
  public:
-  explicit Planner(RegionPlan& plan) : plan_(plan) {}
+  Planner(RegionPlan& plan, bool dequantize_in_scratch)
+      : plan_(plan), dequantize_in_scratch_(dequantize_in_scratch) {}
 
   void PlanFull(SourcePlan& source) {
     const TensorEntry& entry = source.chain.front();
@@ -145,7 +150,9 @@ class Planner {
 
   void PlanQuantized(SourcePlan& source) {
     source.encoded.push_back(AddWhole(source.chain.front()));
-    source.dequantized = AddScratch(source.chain.front().ByteSize());
+    if (dequantize_in_scratch_) {
+      source.dequantized = AddScratch(source.chain.front().ByteSize());
+    }
   }
 
  private:
@@ -167,14 +174,18 @@ class Planner {
   }
 
   RegionPlan& plan_;
+  const bool dequantize_in_scratch_;
   std::map<std::pair<ChunkId, uint64_t>, uint64_t> scratch_of_;
 };
 
 // Checks every request, finds its sources and their delta chains, and
-// plans where each chunk lands. Fetches no chunk (only base manifests).
-absl::StatusOr<RegionPlan> PlanRegions(
-    Transport& transport, const Checkpoint& checkpoint,
-    absl::Span<const RegionRequest> requests) {
+// plans where each chunk lands (and, with `dequantize_in_scratch`, where
+// each quantized entry is dequantized). Fetches no chunk (only base
+// manifests).
+absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
+                                       const Checkpoint& checkpoint,
+                                       absl::Span<const RegionRequest> requests,
+                                       bool dequantize_in_scratch) {
   RegionPlan plan;
   uint64_t total = 0;
   std::vector<std::vector<RegionSource>> sources_of;
@@ -190,7 +201,7 @@ absl::StatusOr<RegionPlan> PlanRegions(
                           FindRegionSources(checkpoint, request));
   }
   DeltaChains chains(transport, checkpoint.record.job);
-  Planner planner(plan);
+  Planner planner(plan, dequantize_in_scratch);
   for (size_t r = 0; r < requests.size(); ++r) {
     const RegionRequest& request = requests[r];
     const uint64_t element_bytes = DTypeSize(request.dtype);
@@ -309,20 +320,46 @@ bool Decodes(const RegionPlan& plan) {
 }
 
 // Decodes what was fetched into scratch, touching no region: the deltas
-// applied to their windows, quantized entries dequantized. The only step
-// after the fetch that can fail (DATA_LOSS).
+// applied to their windows, quantized entries dequantized (those with
+// scratch for it). Can fail (DATA_LOSS); CopyOut then cannot.
 absl::Status Prepare(const RegionPlan& plan, char* scratch) {
   for (const SourcePlan& source : plan.sources) {
     if (source.kind == SourceKind::kRowWindow) {
       CKPT_RETURN_IF_ERROR(
           ApplyDeltasToWindow(source, scratch, scratch + source.window));
-    } else if (source.kind == SourceKind::kQuantized) {
+    } else if (source.kind == SourceKind::kQuantized &&
+               source.dequantized.has_value()) {
       const TensorEntry& entry = source.chain.front();
       CKPT_RETURN_IF_ERROR(DequantizeEntry(
           entry,
           absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
-          absl::MakeSpan(scratch + source.dequantized, entry.ByteSize())));
+          absl::MakeSpan(scratch + *source.dequantized, entry.ByteSize())));
     }
+  }
+  return absl::OkStatus();
+}
+
+// Dequantizes the quantized entries without scratch for it, one at a time
+// in a buffer of its own (RESOURCE_EXHAUSTED, not an exception, when the
+// memory cannot be had), and copies each one's overlap into its region.
+absl::Status DequantizeOneByOne(const RegionPlan& plan,
+                                absl::Span<const absl::Span<char>> regions,
+                                const char* scratch) {
+  for (const SourcePlan& source : plan.sources) {
+    if (source.kind != SourceKind::kQuantized ||
+        source.dequantized.has_value()) {
+      continue;
+    }
+    const TensorEntry& entry = source.chain.front();
+    CKPT_ASSIGN_OR_RETURN(
+        std::shared_ptr<RestoreBuffer> values,
+        RestoreBuffer::Create(entry.ByteSize(), /*shareable=*/false));
+    CKPT_RETURN_IF_ERROR(DequantizeEntry(
+        entry,
+        absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
+        absl::MakeSpan(values->payload(), entry.ByteSize())));
+    CopyOverlap(*source.runs, 0, entry.ByteSize(), values->payload(),
+                regions[source.request].data());
   }
   return absl::OkStatus();
 }
@@ -345,8 +382,10 @@ void CopyOut(const RegionPlan& plan, absl::Span<const absl::Span<char>> regions,
                     scratch + source.window, region);
         break;
       case SourceKind::kQuantized:
-        CopyOverlap(runs, 0, source.chain.front().ByteSize(),
-                    scratch + source.dequantized, region);
+        if (source.dequantized.has_value()) {
+          CopyOverlap(runs, 0, source.chain.front().ByteSize(),
+                      scratch + *source.dequantized, region);
+        }
         break;
     }
   }
@@ -440,7 +479,8 @@ absl::StatusOr<RegionReadStats> ReadRegions(
     }
   }
   CKPT_ASSIGN_OR_RETURN(RegionPlan plan,
-                        PlanRegions(transport, checkpoint, requests));
+                        PlanRegions(transport, checkpoint, requests,
+                                    /*dequantize_in_scratch=*/true));
   CKPT_ASSIGN_OR_RETURN(
       std::shared_ptr<RestoreBuffer> scratch,
       RestoreBuffer::Create(plan.scratch_bytes, /*shareable=*/false));
@@ -457,7 +497,8 @@ absl::StatusOr<RestoredRegions> RestoreRegions(
     absl::Span<const RegionRequest> requests, const RestoreProgressFn& progress,
     bool shared_memory) {
   CKPT_ASSIGN_OR_RETURN(RegionPlan plan,
-                        PlanRegions(transport, checkpoint, requests));
+                        PlanRegions(transport, checkpoint, requests,
+                                    /*dequantize_in_scratch=*/false));
   // Each region on its own pages, so freeing one gives its memory back;
   // the scratch after them, in the same buffer (a server writing through
   // shared memory can reach nothing else), given back once assembled.
@@ -495,6 +536,7 @@ absl::StatusOr<RestoredRegions> RestoreRegions(
                                        sinks.sinks(), buffer.get(), progress));
   CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
   CopyOut(plan, regions, scratch);
+  CKPT_RETURN_IF_ERROR(DequantizeOneByOne(plan, regions, scratch));
   if (plan.scratch_bytes > 0) {
     buffer->Release(scratch, RestoreBuffer::RoundUpToPage(plan.scratch_bytes));
   }

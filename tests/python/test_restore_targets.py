@@ -90,3 +90,22 @@ def test_tied_and_interleaved_targets_that_agree_restore(server):
         assert torch.equal(tied, torch.arange(4.0))
         assert torch.equal(copies, torch.arange(4.0))
         assert torch.equal(buffer, torch.tensor([0., -0., 1., -1., 2., -2.]))
+
+
+def test_a_map_location_function_returning_none_keeps_the_tensor(server):
+    """Before: a function returning None (torch.load's 'default place')
+    gave None in place of the tensor, and a non-tensor went in silently;
+    now None keeps the tensor, anything else is a TypeError before any
+    target is written or a restore recorded."""
+    job = "targets/map-none"
+    with ckpt.CheckpointManager(server, job) as manager:
+        manager.save({"w": torch.arange(3.0), "t": torch.ones(2)}, 1)
+        state = manager.restore(map_location=lambda tensor, where: None)
+        assert torch.equal(state["w"], torch.arange(3.0))
+        target = torch.zeros(2)
+        with pytest.raises(TypeError) as error:
+            manager.restore(into={"t": target}, strict=False,
+                            map_location=lambda tensor, where: "gpu")
+        assert "map_location" in str(error.value)
+        assert not target.any()
+    assert len(raw_api.restored_events(server, job)) == 1

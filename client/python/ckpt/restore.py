@@ -476,7 +476,17 @@ def _place(map_location, torch):
         return None
     if callable(map_location) and not isinstance(map_location, str) and (
             torch is None or not isinstance(map_location, torch.device)):
-        return lambda tensor: map_location(tensor, "cpu")
+        def call(tensor):
+            placed = map_location(tensor, "cpu")
+            if placed is None:  # torch.load: None keeps the default place
+                return tensor
+            if torch is None or not isinstance(placed, torch.Tensor):
+                raise TypeError(
+                    f"map_location: the function returned a "
+                    f"{type(placed).__name__}, not a tensor (or None to "
+                    "leave the tensor on the CPU)")
+            return placed
+        return call
     if isinstance(map_location, dict):
         device = map_location.get("cpu")
         if device is None:

@@ -563,6 +563,9 @@ class Restore:
                     f"in checkpoint {manifest.step} of {self.job}")
         if state is _ABSENT:
             state = None
+        # This rank's own unmapped entries (a new rank's per-rank values):
+        # targets under them are reported there, not as missing keys.
+        allowed = [path for rank, path in unmapped if rank == self.rank]
         unmapped = [(rank, path_name(path)) for rank, path in unmapped]
         if unmapped and not allow_partial_ranks:
             raise PartialRestoreError(
@@ -575,7 +578,8 @@ class Restore:
         refs = _ref_leaves(state, (), [])
         if own is not None:
             _check_replicated(manifest, own, refs)
-        plan = self._plan(manifest, refs, into, strict, selection, source)
+        plan = self._plan(manifest, refs, into, strict, selection, source,
+                          allowed)
         values = self._read(manifest, plan, place)
         result = self._build(state, plan, values)
         self._report(manifest.step)
@@ -626,9 +630,12 @@ class Restore:
         common = _without(ranks[0].skeleton, set(per_rank))
         return common, missing, None, None
 
-    def _plan(self, manifest, refs, into, strict, selection, source):
+    def _plan(self, manifest, refs, into, strict, selection, source,
+              allowed):
         """What to read for each reference and where; every check made
-        (StateMismatchError) before anything is read."""
+        (StateMismatchError) before anything is read. Targets under
+        `allowed` (paths this rank cannot have, allow_partial_ranks) are
+        left as they are, not missing keys."""
         plan = _Plan()
         targets = {}
         if into is not None:
@@ -642,8 +649,9 @@ class Restore:
                 targets = {path: value for path, value in targets.items()
                            if selection.covers(path)}
         ref_paths = {path for path, _ in refs}
-        plan.missing_keys = [path_name(path) for path in targets
-                             if path not in ref_paths]
+        plan.missing_keys = [
+            path_name(path) for path in targets if path not in ref_paths and
+            not any(path[:len(under)] == under for under in allowed)]
         for path, ref in refs:
             given = targets.get(path)
             if given is None:

@@ -109,3 +109,22 @@ def test_a_map_location_function_returning_none_keeps_the_tensor(server):
         assert "map_location" in str(error.value)
         assert not target.any()
     assert len(raw_api.restored_events(server, job)) == 1
+
+
+def test_a_module_with_tied_weights_restores_into_its_state_dict(server):
+    """state_dict() gives a tied weight under two keys as two tensors of
+    one storage: not refused as targets sharing memory."""
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4)
+            self.head = torch.nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+    torch.manual_seed(0)
+    saved, restored = Tied(), Tied()
+    with ckpt.CheckpointManager(server, "targets/tied-module") as manager:
+        manager.save({"model": saved.state_dict()}, 1)
+        manager.restore(into={"model": restored.state_dict()})
+        assert torch.equal(restored.emb.weight, saved.emb.weight)
+        assert restored.head.weight is restored.emb.weight

@@ -9,7 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/box_overlap.h"
@@ -391,29 +390,35 @@ void CopyOut(const RegionPlan& plan, absl::Span<const absl::Span<char>> regions,
   }
 }
 
-// Fetches the chunks of `plan`, decodes and assembles the regions. When
-// something is decoded (`regions` are the caller's memory that a refusal
-// must leave untouched), the chunks landing in scratch are fetched and
-// decoded first, and the regions' own chunks only once that succeeded (a
-// chunk already fetched into scratch is copied, not fetched again).
+// Fetches the chunks of `plan`, decodes and assembles the regions; the
+// chunks fetched are added to `stats`. When something is decoded
+// (`regions` are the caller's memory, which a refusal must leave
+// untouched), the chunks landing in scratch are fetched and decoded first,
+// and the regions' own chunks only once that succeeded. A chunk landing in
+// both is fetched twice: its scratch copy may be patched by then (a delta
+// base whose bytes another tensor holds too, zeros, say).
 absl::Status FetchAndAssemble(Transport& transport,
                               const Checkpoint& checkpoint,
                               const RegionPlan& plan, const SinkSet& all,
                               absl::Span<const absl::Span<char>> regions,
-                              char* scratch, const RestoreBuffer* buffer,
-                              const RestoreProgressFn& progress) {
+                              char* scratch, const RestoreProgressFn& progress,
+                              RegionReadStats& stats) {
   const std::string& job = checkpoint.record.job;
   if (!Decodes(plan)) {
     CKPT_RETURN_IF_ERROR(
-        FetchInParallel(transport, job, all.sinks(), buffer, progress));
+        FetchInParallel(transport, job, all.sinks(), nullptr, progress));
     CopyOut(plan, regions, scratch);
+    stats.chunks_fetched += all.sinks().size();
+    stats.bytes_fetched += all.chunk_bytes();
     return absl::OkStatus();
   }
   CKPT_ASSIGN_OR_RETURN(
       SinkSet early, MakeSinks(plan, regions, scratch, Landings::kInScratch));
+  CKPT_ASSIGN_OR_RETURN(
+      SinkSet late, MakeSinks(plan, regions, scratch, Landings::kInRegions));
   // Progress counts both fetches together.
   const uint64_t early_bytes = early.chunk_bytes();
-  const uint64_t total_bytes = all.chunk_bytes();
+  const uint64_t total_bytes = early_bytes + late.chunk_bytes();
   RestoreProgressFn early_progress, late_progress;
   if (progress) {
     early_progress = [&](uint64_t fetched, uint64_t) {
@@ -424,28 +429,13 @@ absl::Status FetchAndAssemble(Transport& transport,
     };
   }
   CKPT_RETURN_IF_ERROR(
-      FetchInParallel(transport, job, early.sinks(), buffer, early_progress));
+      FetchInParallel(transport, job, early.sinks(), nullptr, early_progress));
   CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
-  absl::flat_hash_map<ChunkId, const char*> fetched;
-  for (const ChunkSink& sink : early.sinks()) {
-    fetched.emplace(sink.id, sink.destinations.front());
-  }
-  CKPT_ASSIGN_OR_RETURN(
-      SinkSet late, MakeSinks(plan, regions, scratch, Landings::kInRegions));
-  std::vector<ChunkSink> to_fetch;
-  for (const ChunkSink& sink : late.sinks()) {
-    auto found = fetched.find(sink.id);
-    if (found == fetched.end()) {
-      to_fetch.push_back(sink);
-      continue;
-    }
-    for (char* destination : sink.destinations) {
-      std::memcpy(destination, found->second, sink.size);
-    }
-  }
   CKPT_RETURN_IF_ERROR(
-      FetchInParallel(transport, job, to_fetch, buffer, late_progress));
+      FetchInParallel(transport, job, late.sinks(), nullptr, late_progress));
   CopyOut(plan, regions, scratch);
+  stats.chunks_fetched += early.sinks().size() + late.sinks().size();
+  stats.bytes_fetched += total_bytes;
   return absl::OkStatus();
 }
 
@@ -486,10 +476,12 @@ absl::StatusOr<RegionReadStats> ReadRegions(
       RestoreBuffer::Create(plan.scratch_bytes, /*shareable=*/false));
   CKPT_ASSIGN_OR_RETURN(SinkSet sinks,
                         MakeSinks(plan, outs, scratch->payload()));
+  RegionReadStats stats;
+  for (uint64_t bytes : plan.region_bytes) stats.bytes_used += bytes;
   CKPT_RETURN_IF_ERROR(FetchAndAssemble(transport, checkpoint, plan, sinks,
-                                        outs, scratch->payload(), nullptr,
-                                        progress));
-  return ReadStats(plan, sinks);
+                                        outs, scratch->payload(), progress,
+                                        stats));
+  return stats;
 }
 
 absl::StatusOr<RestoredRegions> RestoreRegions(

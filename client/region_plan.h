@@ -38,8 +38,9 @@ namespace ckpt::client {
 // assembled. DATA_LOSS as ReadTensors for what a fetch or decode finds.
 // When deltas or quantized entries are read, they are fetched and decoded
 // into scratch first, and `outs` written only once that succeeded: bytes
-// that do not decode (hostile or damaged) leave every out untouched. A
-// failed fetch can still leave outs partly written.
+// that do not decode (hostile or damaged) leave every out untouched (a
+// chunk needed in both steps is fetched twice). A failed fetch can still
+// leave outs partly written.
 // Thread-safe as far as `transport` is.
 absl::StatusOr<RegionReadStats> ReadRegions(
     Transport& transport, const Checkpoint& checkpoint,

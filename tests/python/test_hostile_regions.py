@@ -188,3 +188,21 @@ def test_an_encoding_that_does_not_decode_leaves_every_target_unwritten(
     assert "DATA_LOSS" in str(error.value) and "'emb'" in str(error.value)
     assert not a.any() and not emb.any()
     assert raw_api.restored_events(server, job) == []
+
+
+def test_a_chunk_shared_by_a_delta_base_and_a_target_restores_both(server):
+    """A chunk that is both a delta chain's base (fetched into scratch and
+    patched with the delta's rows) and the whole of another tensor (read
+    into its target, a 1-D tensor saved whole): the target gets the chunk
+    as stored, not patched."""
+    job = "hostile/shared-base"
+    with ckpt.CheckpointManager(server, job, incremental=True) as manager:
+        manager.save({"emb": torch.zeros(64, 8), "z": torch.zeros(512)}, 1)
+        table = torch.zeros(64, 8)
+        table[5] = 1.0
+        manager.save({"emb": table, "z": torch.zeros(512)}, 2)
+        assert dict((name, kind) for name, kind, *_ in
+                    manager.last_plan)["emb"] == "delta"
+        emb, z = torch.full((64, 8), 7.0), torch.full((512,), 7.0)
+        manager.restore(2, into={"emb": emb, "z": z})
+        assert torch.equal(emb, table) and not z.any()

@@ -68,6 +68,12 @@ struct SourcePlan {
   // Scratch offsets of chain[1..] (kRowWindow) or of chain[0]'s encoded
   // matrix (kQuantized), fetched whole.
   std::vector<uint64_t> encoded;
+  // kQuantized: the scratch offset of chain[0] dequantized whole, when it
+  // is dequantized before any region is written (ReadRegions); else it is
+  // dequantized in a buffer of its own after the fetch (RestoreRegions:
+  // its regions are new memory, and only one dequantized copy at a time
+  // is held).
+  std::optional<uint64_t> dequantized;
 };
 
 struct RegionPlan {
@@ -79,7 +85,8 @@ struct RegionPlan {
 
 class Planner {
  public:
-  explicit Planner(RegionPlan& plan) : plan_(plan) {}
+  Planner(RegionPlan& plan, bool dequantize_in_scratch)
+      : plan_(plan), dequantize_in_scratch_(dequantize_in_scratch) {}
 
   void PlanFull(SourcePlan& source) {
     const TensorEntry& entry = source.chain.front();
@@ -142,6 +149,9 @@ class Planner {
 
   void PlanQuantized(SourcePlan& source) {
     source.encoded.push_back(AddWhole(source.chain.front()));
+    if (dequantize_in_scratch_) {
+      source.dequantized = AddScratch(source.chain.front().ByteSize());
+    }
   }
 
  private:
@@ -163,14 +173,18 @@ class Planner {
   }
 
   RegionPlan& plan_;
+  const bool dequantize_in_scratch_;
   std::map<std::pair<ChunkId, uint64_t>, uint64_t> scratch_of_;
 };
 
 // Checks every request, finds its sources and their delta chains, and
-// plans where each chunk lands. Fetches no chunk (only base manifests).
-absl::StatusOr<RegionPlan> PlanRegions(
-    Transport& transport, const Checkpoint& checkpoint,
-    absl::Span<const RegionRequest> requests) {
+// plans where each chunk lands (and, with `dequantize_in_scratch`, where
+// each quantized entry is dequantized). Fetches no chunk (only base
+// manifests).
+absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
+                                       const Checkpoint& checkpoint,
+                                       absl::Span<const RegionRequest> requests,
+                                       bool dequantize_in_scratch) {
   RegionPlan plan;
   uint64_t total = 0;
   std::vector<std::vector<RegionSource>> sources_of;
@@ -186,7 +200,7 @@ absl::StatusOr<RegionPlan> PlanRegions(
                           FindRegionSources(checkpoint, request));
   }
   DeltaChains chains(transport, checkpoint.record.job);
-  Planner planner(plan);
+  Planner planner(plan, dequantize_in_scratch);
   for (size_t r = 0; r < requests.size(); ++r) {
     const RegionRequest& request = requests[r];
     const uint64_t element_bytes = DTypeSize(request.dtype);
@@ -221,12 +235,20 @@ absl::StatusOr<RegionPlan> PlanRegions(
   return plan;
 }
 
-// The sinks of every landing, in memory that now exists.
+// Which landings MakeSinks takes.
+enum class Landings { kAll, kInScratch, kInRegions };
+
+// The sinks of the `which` landings, in memory that now exists.
 absl::StatusOr<SinkSet> MakeSinks(const RegionPlan& plan,
                                   absl::Span<const absl::Span<char>> regions,
-                                  char* scratch) {
+                                  char* scratch,
+                                  Landings which = Landings::kAll) {
   SinkSet sinks;
   for (const Landing& landing : plan.landings) {
+    if (which != Landings::kAll &&
+        (landing.area == kScratch) != (which == Landings::kInScratch)) {
+      continue;
+    }
     char* base =
         landing.area == kScratch ? scratch : regions[landing.area].data();
     CKPT_RETURN_IF_ERROR(sinks.Add(landing.ref, base + landing.offset));
@@ -287,10 +309,63 @@ void CopyOverlap(const OverlapRuns& runs, uint64_t begin, uint64_t end,
       });
 }
 
-// Assembles every region from what was fetched.
-absl::Status Assemble(const RegionPlan& plan,
-                      absl::Span<const absl::Span<char>> regions,
-                      char* scratch) {
+// Whether some source decodes what was fetched (Prepare), which hostile
+// bytes can make fail after the fetch.
+bool Decodes(const RegionPlan& plan) {
+  return std::any_of(plan.sources.begin(), plan.sources.end(),
+                     [](const SourcePlan& source) {
+                       return source.kind != SourceKind::kFull;
+                     });
+}
+
+// Decodes what was fetched into scratch, touching no region: the deltas
+// applied to their windows, quantized entries dequantized (those with
+// scratch for it). Can fail (DATA_LOSS); CopyOut then cannot.
+absl::Status Prepare(const RegionPlan& plan, char* scratch) {
+  for (const SourcePlan& source : plan.sources) {
+    if (source.kind == SourceKind::kRowWindow) {
+      CKPT_RETURN_IF_ERROR(
+          ApplyDeltasToWindow(source, scratch, scratch + source.window));
+    } else if (source.kind == SourceKind::kQuantized &&
+               source.dequantized.has_value()) {
+      const TensorEntry& entry = source.chain.front();
+      CKPT_RETURN_IF_ERROR(DequantizeEntry(
+          entry,
+          absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
+          absl::MakeSpan(scratch + *source.dequantized, entry.ByteSize())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Dequantizes the quantized entries without scratch for it, one at a time
+// in a buffer of its own (RESOURCE_EXHAUSTED, not an exception, when the
+// memory cannot be had), and copies each one's overlap into its region.
+absl::Status DequantizeOneByOne(const RegionPlan& plan,
+                                absl::Span<const absl::Span<char>> regions,
+                                const char* scratch) {
+  for (const SourcePlan& source : plan.sources) {
+    if (source.kind != SourceKind::kQuantized ||
+        source.dequantized.has_value()) {
+      continue;
+    }
+    const TensorEntry& entry = source.chain.front();
+    CKPT_ASSIGN_OR_RETURN(
+        std::shared_ptr<RestoreBuffer> values,
+        RestoreBuffer::Create(entry.ByteSize(), /*shareable=*/false));
+    CKPT_RETURN_IF_ERROR(DequantizeEntry(
+        entry,
+        absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
+        absl::MakeSpan(values->payload(), entry.ByteSize())));
+    CopyOverlap(*source.runs, 0, entry.ByteSize(), values->payload(),
+                regions[source.request].data());
+  }
+  return absl::OkStatus();
+}
+
+// Copies every region's bytes that wait in scratch into it (after Prepare).
+void CopyOut(const RegionPlan& plan, absl::Span<const absl::Span<char>> regions,
+             const char* scratch) {
   for (const SourcePlan& source : plan.sources) {
     char* region = regions[source.request].data();
     const OverlapRuns& runs = *source.runs;
@@ -301,29 +376,66 @@ absl::Status Assemble(const RegionPlan& plan,
                       region);
         }
         break;
-      case SourceKind::kRowWindow: {
-        char* window = scratch + source.window;
-        CKPT_RETURN_IF_ERROR(ApplyDeltasToWindow(source, scratch, window));
-        CopyOverlap(runs, source.window_begin, source.window_end, window,
-                    region);
+      case SourceKind::kRowWindow:
+        CopyOverlap(runs, source.window_begin, source.window_end,
+                    scratch + source.window, region);
         break;
-      }
-      case SourceKind::kQuantized: {
-        // Dequantized whole (RESOURCE_EXHAUSTED, not an exception, when
-        // the memory cannot be had).
-        const TensorEntry& entry = source.chain.front();
-        CKPT_ASSIGN_OR_RETURN(
-            std::shared_ptr<RestoreBuffer> values,
-            RestoreBuffer::Create(entry.ByteSize(), /*shareable=*/false));
-        CKPT_RETURN_IF_ERROR(DequantizeEntry(
-            entry,
-            absl::string_view(scratch + source.encoded[0], entry.StoredBytes()),
-            absl::MakeSpan(values->payload(), entry.ByteSize())));
-        CopyOverlap(runs, 0, entry.ByteSize(), values->payload(), region);
+      case SourceKind::kQuantized:
+        if (source.dequantized.has_value()) {
+          CopyOverlap(runs, 0, source.chain.front().ByteSize(),
+                      scratch + *source.dequantized, region);
+        }
         break;
-      }
     }
   }
+}
+
+// Fetches the chunks of `plan`, decodes and assembles the regions; the
+// chunks fetched are added to `stats`. When something is decoded
+// (`regions` are the caller's memory, which a refusal must leave
+// untouched), the chunks landing in scratch are fetched and decoded first,
+// and the regions' own chunks only once that succeeded. A chunk landing in
+// both is fetched twice: its scratch copy may be patched by then (a delta
+// base whose bytes another tensor holds too, zeros, say).
+absl::Status FetchAndAssemble(Transport& transport,
+                              const Checkpoint& checkpoint,
+                              const RegionPlan& plan, const SinkSet& all,
+                              absl::Span<const absl::Span<char>> regions,
+                              char* scratch, const RestoreProgressFn& progress,
+                              RegionReadStats& stats) {
+  const std::string& job = checkpoint.record.job;
+  if (!Decodes(plan)) {
+    CKPT_RETURN_IF_ERROR(
+        FetchInParallel(transport, job, all.sinks(), nullptr, progress));
+    CopyOut(plan, regions, scratch);
+    stats.chunks_fetched += all.sinks().size();
+    stats.bytes_fetched += all.chunk_bytes();
+    return absl::OkStatus();
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      SinkSet early, MakeSinks(plan, regions, scratch, Landings::kInScratch));
+  CKPT_ASSIGN_OR_RETURN(
+      SinkSet late, MakeSinks(plan, regions, scratch, Landings::kInRegions));
+  // Progress counts both fetches together.
+  const uint64_t early_bytes = early.chunk_bytes();
+  const uint64_t total_bytes = early_bytes + late.chunk_bytes();
+  RestoreProgressFn early_progress, late_progress;
+  if (progress) {
+    early_progress = [&](uint64_t fetched, uint64_t) {
+      progress(fetched, total_bytes);
+    };
+    late_progress = [&](uint64_t fetched, uint64_t) {
+      progress(early_bytes + fetched, total_bytes);
+    };
+  }
+  CKPT_RETURN_IF_ERROR(
+      FetchInParallel(transport, job, early.sinks(), nullptr, early_progress));
+  CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
+  CKPT_RETURN_IF_ERROR(
+      FetchInParallel(transport, job, late.sinks(), nullptr, late_progress));
+  CopyOut(plan, regions, scratch);
+  stats.chunks_fetched += early.sinks().size() + late.sinks().size();
+  stats.bytes_fetched += total_bytes;
   return absl::OkStatus();
 }
 
@@ -357,16 +469,19 @@ absl::StatusOr<RegionReadStats> ReadRegions(
     }
   }
   CKPT_ASSIGN_OR_RETURN(RegionPlan plan,
-                        PlanRegions(transport, checkpoint, requests));
+                        PlanRegions(transport, checkpoint, requests,
+                                    /*dequantize_in_scratch=*/true));
   CKPT_ASSIGN_OR_RETURN(
       std::shared_ptr<RestoreBuffer> scratch,
       RestoreBuffer::Create(plan.scratch_bytes, /*shareable=*/false));
   CKPT_ASSIGN_OR_RETURN(SinkSet sinks,
                         MakeSinks(plan, outs, scratch->payload()));
-  CKPT_RETURN_IF_ERROR(FetchInParallel(transport, checkpoint.record.job,
-                                       sinks.sinks(), nullptr, progress));
-  CKPT_RETURN_IF_ERROR(Assemble(plan, outs, scratch->payload()));
-  return ReadStats(plan, sinks);
+  RegionReadStats stats;
+  for (uint64_t bytes : plan.region_bytes) stats.bytes_used += bytes;
+  CKPT_RETURN_IF_ERROR(FetchAndAssemble(transport, checkpoint, plan, sinks,
+                                        outs, scratch->payload(), progress,
+                                        stats));
+  return stats;
 }
 
 absl::StatusOr<RestoredRegions> RestoreRegions(
@@ -374,7 +489,8 @@ absl::StatusOr<RestoredRegions> RestoreRegions(
     absl::Span<const RegionRequest> requests, const RestoreProgressFn& progress,
     bool shared_memory) {
   CKPT_ASSIGN_OR_RETURN(RegionPlan plan,
-                        PlanRegions(transport, checkpoint, requests));
+                        PlanRegions(transport, checkpoint, requests,
+                                    /*dequantize_in_scratch=*/false));
   // Each region on its own pages, so freeing one gives its memory back;
   // the scratch after them, in the same buffer (a server writing through
   // shared memory can reach nothing else), given back once assembled.
@@ -410,7 +526,9 @@ absl::StatusOr<RestoredRegions> RestoreRegions(
   CKPT_ASSIGN_OR_RETURN(SinkSet sinks, MakeSinks(plan, regions, scratch));
   CKPT_RETURN_IF_ERROR(FetchInParallel(transport, checkpoint.record.job,
                                        sinks.sinks(), buffer.get(), progress));
-  CKPT_RETURN_IF_ERROR(Assemble(plan, regions, scratch));
+  CKPT_RETURN_IF_ERROR(Prepare(plan, scratch));
+  CopyOut(plan, regions, scratch);
+  CKPT_RETURN_IF_ERROR(DequantizeOneByOne(plan, regions, scratch));
   if (plan.scratch_bytes > 0) {
     buffer->Release(scratch, RestoreBuffer::RoundUpToPage(plan.scratch_bytes));
   }

@@ -36,6 +36,11 @@ namespace ckpt::client {
 // the chunks fetched over a few parallel ReadChunks streams (`progress`,
 // when set, called one call at a time after every chunk) and the regions
 // assembled. DATA_LOSS as ReadTensors for what a fetch or decode finds.
+// When deltas or quantized entries are read, they are fetched and decoded
+// into scratch first, and `outs` written only once that succeeded: bytes
+// that do not decode (hostile or damaged) leave every out untouched (a
+// chunk needed in both steps is fetched twice). A failed fetch can still
+// leave outs partly written.
 // Thread-safe as far as `transport` is.
 absl::StatusOr<RegionReadStats> ReadRegions(
     Transport& transport, const Checkpoint& checkpoint,

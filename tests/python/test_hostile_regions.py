@@ -4,6 +4,8 @@ shard references whose entries do not match, ranks that disagree, boxes
 out of range. Each is refused with a clear error; nothing is written into
 any target and no restore is recorded."""
 
+import hashlib
+
 import grpc
 import numpy as np
 import pytest
@@ -136,3 +138,71 @@ def test_shard_targets_out_of_range_name_the_key(server):
             assert "'w'" in str(error.value) and words in str(error.value)
             assert not shard.tensor.any()
     assert raw_api.restored_events(server, job) == []
+
+
+def _plant_damaged_encoding(server, job, kind):
+    """Commits step 2 of `job` as a copy of step 1 whose 'emb' entry is a
+    row delta (on step 1) or a quantized matrix of the right size whose
+    bytes do not decode: only the restore finds that out."""
+    pb, pb_grpc = raw_api.stubs()
+    with grpc.insecure_channel(server) as channel:
+        service = pb_grpc.CheckpointServiceStub(channel)
+        shard = service.GetManifest(pb.GetManifestRequest(job=job, step=1),
+                                    timeout=30).shards[0]
+        [emb] = [entry for entry in shard.tensors if entry.name == "emb"]
+        # One row of 64 x 8 float32 as a delta; 64 x 8 at 4 bits quantized.
+        data = b"\x07" * (68 if kind == "delta" else 808)
+        digest = hashlib.sha256(data).digest()
+        del emb.pieces[:]
+        emb.pieces.append(pb.Piece(chunk=pb.ChunkRef(sha256=digest,
+                                                     size=len(data))))
+        if kind == "delta":
+            emb.delta_base_step = 1
+        else:
+            emb.quantization.bits = 4
+            emb.quantization.max_abs_error = 0.1
+        service.BeginCheckpoint(pb.BeginCheckpointRequest(
+            job=job, step=2, world_size=1), timeout=30)
+        service.PutChunks(iter([pb.PutChunksRequest(
+            job=job, step=2,
+            chunks=[pb.ChunkData(sha256=digest, data=data)])]), timeout=30)
+        service.CommitShard(pb.CommitShardRequest(
+            job=job, step=2, world_size=1, shard=shard), timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["delta", "quantized"])
+def test_an_encoding_that_does_not_decode_leaves_every_target_unwritten(
+        server, kind):
+    """Before: 'a' was fetched straight into its target while 'emb' was
+    fetched, and the decode failed afterwards: DATA_LOSS with 'a' already
+    overwritten. Now what is decoded is fetched and decoded first."""
+    job = f"hostile/encoding-{kind}"
+    with ckpt.CheckpointManager(server, job) as manager:
+        manager.save({"a": torch.arange(1000.0), "emb": torch.ones(64, 8)},
+                     1)
+    _plant_damaged_encoding(server, job, kind)
+    a, emb = torch.zeros(1000), torch.zeros(64, 8)
+    with ckpt.CheckpointManager(server, job) as manager:
+        with pytest.raises(ckpt.Error) as error:
+            manager.restore(2, into={"a": a, "emb": emb})
+    assert "DATA_LOSS" in str(error.value) and "'emb'" in str(error.value)
+    assert not a.any() and not emb.any()
+    assert raw_api.restored_events(server, job) == []
+
+
+def test_a_chunk_shared_by_a_delta_base_and_a_target_restores_both(server):
+    """A chunk that is both a delta chain's base (fetched into scratch and
+    patched with the delta's rows) and the whole of another tensor (read
+    into its target, a 1-D tensor saved whole): the target gets the chunk
+    as stored, not patched."""
+    job = "hostile/shared-base"
+    with ckpt.CheckpointManager(server, job, incremental=True) as manager:
+        manager.save({"emb": torch.zeros(64, 8), "z": torch.zeros(512)}, 1)
+        table = torch.zeros(64, 8)
+        table[5] = 1.0
+        manager.save({"emb": table, "z": torch.zeros(512)}, 2)
+        assert dict((name, kind) for name, kind, *_ in
+                    manager.last_plan)["emb"] == "delta"
+        emb, z = torch.full((64, 8), 7.0), torch.full((512,), 7.0)
+        manager.restore(2, into={"emb": emb, "z": z})
+        assert torch.equal(emb, table) and not z.any()

@@ -315,3 +315,29 @@ def test_parameters_that_require_grad_are_restored_in_place(client):
     assert state["w"] is target.weight and target.weight.requires_grad
     assert torch.equal(target.weight, source.weight)
     assert torch.equal(wide[:, 0], source.bias)
+
+
+def test_allow_partial_ranks_with_into_leaves_unmapped_targets_alone(client):
+    """Before: a new rank restoring into a state that holds its own
+    per-rank tensor was refused for that 'missing key', although
+    allow_partial_ranks had accepted it as unmapped."""
+    job = "shard/partial-into"
+    full = global_tensor(6, 3)
+    save_sharded(client, job, 1, full, 2, 0, per_rank_state)
+    new_rank = managers(client, job, 3)[2]
+    rng, table = torch.full((4,), 9.0), torch.zeros(2, 3)
+    state = new_rank.restore(allow_partial_ranks=True, into={
+        "rng": rng, "table": ckpt.Shard(table, (6, 3), (4, 0)),
+        "bias": torch.zeros(5), "same": torch.zeros(3, dtype=torch.int64)})
+    assert torch.equal(table, full[4:6]) and state["table"] is table
+    assert torch.equal(rng, torch.full((4,), 9.0)) and "rng" not in state
+    assert new_rank.last_restore["missing_keys"] == []
+    assert (2, "rng") in new_rank.last_restore["unmapped"]
+    # A target the checkpoint lacks altogether is still a missing key.
+    with pytest.raises(ckpt.StateMismatchError) as error:
+        new_rank.restore(allow_partial_ranks=True, into={
+            "rng": rng, "table": ckpt.Shard(table, (6, 3), (4, 0)),
+            "bias": torch.zeros(5), "same": torch.zeros(3, dtype=torch.int64),
+            "extra": torch.zeros(1)})
+    assert "missing keys" in str(error.value) and "'extra'" in str(
+        error.value) and "'rng'" not in str(error.value)

@@ -477,7 +477,8 @@ class CheckpointManager:
             result holds only them. KeyError for a key naming nothing.
         map_location: places restored tensors (not `into`'s), as torch.load
             takes it: a device ("cuda:0", torch.device), {"cpu": device},
-            or a function fn(tensor, "cpu") returning the tensor to use.
+            or a function fn(tensor, "cpu") returning the tensor to use
+            (None: keep it on the CPU).
 
         The restore is recorded in the job's history once it succeeded;
         last_restore then describes it."""

@@ -23,6 +23,7 @@ from ckpt._ckpt import Error
 from ckpt.state_layout import (STATE_TENSOR, Quantized, Replicated, Shard,
                                _torch, _torch_dtype_names, check_refs,
                                check_shard_box, decode_state, path_name)
+from ckpt.target_memory import same_memory, sharing_pairs, storage_problem
 from ckpt.tree import StateFormatError
 
 
@@ -364,6 +365,9 @@ class _Target:
             self.problem = f"dtype: the checkpoint has {ref.dtype}, the " \
                 f"target {value.dtype}"
             return
+        self.problem = storage_problem(value, self.is_torch)
+        if self.problem is not None:
+            return
         if shard is not None:
             if shard.global_shape != ref.shape:
                 self.problem = f"global shape: the checkpoint has " \
@@ -472,7 +476,17 @@ def _place(map_location, torch):
         return None
     if callable(map_location) and not isinstance(map_location, str) and (
             torch is None or not isinstance(map_location, torch.device)):
-        return lambda tensor: map_location(tensor, "cpu")
+        def call(tensor):
+            placed = map_location(tensor, "cpu")
+            if placed is None:  # torch.load: None keeps the default place
+                return tensor
+            if torch is None or not isinstance(placed, torch.Tensor):
+                raise TypeError(
+                    f"map_location: the function returned a "
+                    f"{type(placed).__name__}, not a tensor (or None to "
+                    "leave the tensor on the CPU)")
+            return placed
+        return call
     if isinstance(map_location, dict):
         device = map_location.get("cpu")
         if device is None:
@@ -482,6 +496,19 @@ def _place(map_location, torch):
         raise ValueError("map_location needs torch")
     device = torch.device(map_location)  # ValueError/RuntimeError if bad
     return lambda tensor: tensor.to(device)
+
+
+def _same_saved(manifest, key_a, key_b):
+    """Whether two reads (name, offsets, lengths, source) give the same
+    values: the same region of tensors every rank saved alike (same boxes,
+    chunks, delta base and quantization)."""
+    if key_a[1:] != key_b[1:]:
+        return False
+
+    def saved(name):
+        return [(rank, entry[1:]) for rank, entry in
+                manifest.entries_named(name)]
+    return saved(key_a[0]) == saved(key_b[0])
 
 
 def _check_replicated(manifest, own, refs):
@@ -536,6 +563,9 @@ class Restore:
                     f"in checkpoint {manifest.step} of {self.job}")
         if state is _ABSENT:
             state = None
+        # This rank's own unmapped entries (a new rank's per-rank values):
+        # targets under them are reported there, not as missing keys.
+        allowed = [path for rank, path in unmapped if rank == self.rank]
         unmapped = [(rank, path_name(path)) for rank, path in unmapped]
         if unmapped and not allow_partial_ranks:
             raise PartialRestoreError(
@@ -548,7 +578,8 @@ class Restore:
         refs = _ref_leaves(state, (), [])
         if own is not None:
             _check_replicated(manifest, own, refs)
-        plan = self._plan(refs, into, strict, selection, source)
+        plan = self._plan(manifest, refs, into, strict, selection, source,
+                          allowed)
         values = self._read(manifest, plan, place)
         result = self._build(state, plan, values)
         self._report(manifest.step)
@@ -599,9 +630,12 @@ class Restore:
         common = _without(ranks[0].skeleton, set(per_rank))
         return common, missing, None, None
 
-    def _plan(self, refs, into, strict, selection, source):
+    def _plan(self, manifest, refs, into, strict, selection, source,
+              allowed):
         """What to read for each reference and where; every check made
-        (StateMismatchError) before anything is read."""
+        (StateMismatchError) before anything is read. Targets under
+        `allowed` (paths this rank cannot have, allow_partial_ranks) are
+        left as they are, not missing keys."""
         plan = _Plan()
         targets = {}
         if into is not None:
@@ -615,8 +649,9 @@ class Restore:
                 targets = {path: value for path, value in targets.items()
                            if selection.covers(path)}
         ref_paths = {path for path, _ in refs}
-        plan.missing_keys = [path_name(path) for path in targets
-                             if path not in ref_paths]
+        plan.missing_keys = [
+            path_name(path) for path in targets if path not in ref_paths and
+            not any(path[:len(under)] == under for under in allowed)]
         for path, ref in refs:
             given = targets.get(path)
             if given is None:
@@ -630,6 +665,7 @@ class Restore:
                                        f"{target.problem}")
                 continue
             plan.add(path, ref, target, source)
+        plan.mismatched += self._shared_memory_problems(plan, manifest)
         if plan.mismatched or (strict and (plan.missing_keys or
                                            plan.unexpected_keys)):
             parts = []
@@ -649,6 +685,33 @@ class Restore:
                 f"written{advice}", plan.missing_keys, plan.unexpected_keys,
                 plan.mismatched)
         return plan
+
+    def _shared_memory_problems(self, plan, manifest):
+        """Messages for targets that share memory (tied weights, views of
+        one buffer) but would receive different values: the last write
+        would win without a word. Tied targets of one saved tensor, or of
+        tensors saved with the same bytes, are fine."""
+        placed = [(path, key, target)
+                  for path, (key, target) in plan.at_path.items()
+                  if target is not None]
+        problems = []
+        for first, second in sharing_pairs(
+                [(target.value, target.is_torch) for _, _, target in placed],
+                self.torch):
+            path_a, key_a, target_a = placed[first]
+            path_b, key_b, target_b = placed[second]
+            alike = same_memory((target_a.value, target_a.is_torch),
+                                (target_b.value, target_b.is_torch))
+            if alike and (key_a == key_b or _same_saved(manifest, key_a,
+                                                         key_b)):
+                continue
+            what = "holds different tensors for them" if alike else \
+                "writes both, so one would overwrite part of the other"
+            problems.append(
+                f"{path_name(path_a)!r} and {path_name(path_b)!r}: the "
+                f"targets share memory (tied or overlapping views) and the "
+                f"checkpoint {what}")
+        return problems
 
     def _read(self, manifest, plan, place):
         """{read key: value}: new arrays read first, then the targets'

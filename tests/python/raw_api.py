@@ -5,6 +5,7 @@ at test time (nothing generated is kept in the tree); `plant_shard` and
 and bytes the way any client that can reach the port could, without the
 ckpt client library; `restored_events`, a job's restore history."""
 
+import atexit
 import functools
 import hashlib
 import importlib
@@ -23,8 +24,10 @@ _PROTO_ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "proto")
 def stubs():
     """(ckpt_pb2, ckpt_pb2_grpc), generated once per test process with
     Debian's protoc and grpc_python_plugin (python3-grpc-tools bundles
-    protoc 3.5, too old for the proto's `optional` fields)."""
+    protoc 3.5, too old for the proto's `optional` fields), into a
+    temporary directory removed at exit."""
     out = tempfile.mkdtemp(prefix="ckpt-stubs-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     # Under a package name of its own: the modules protoc names after the
     # proto's path (ckpt/v1/) would collide with the ckpt package itself.
     package = os.path.join(out, "ckpt_raw_v1")

@@ -12,6 +12,8 @@
 // ChunkGuard and the ChunkStore are thread-safe). CommitShard checks and
 // syncs its chunks before taking the lock, and again under it when a GC
 // sweep ran meanwhile (sweep_generation_; see garbage_collection.cc).
+// Past 600 lines because it is one job, the save path's state machine: its
+// calls share the lock, the header read-modify-write and the lease rules.
 #include <algorithm>
 #include <iterator>
 #include <map>

@@ -27,6 +27,9 @@ The summary gives medians and same-run ratios against the goals of issue 4.
 
 Needs CKPT_BUILD_DIR (for server/rpc/ckpt-server) and PYTHONPATH (the build
 tree's python/ directory), as ctest sets them for python_test.
+
+Past 600 lines because it is one job, one benchmark: its rounds, the
+baselines it compares with and the report share their setup.
 """
 
 import argparse

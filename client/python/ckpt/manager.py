@@ -16,6 +16,10 @@ to their entries), is encoded as a typed tree (ckpt/tree.py), stored as
 the uint8 tensor `__ckpt_state__`. It holds plain values only and cannot
 run code when read; pickle is used only with allow_pickle=True
 (docs/security.md, "Safe restore (no pickle)").
+
+Past 600 lines because it is one job, the manager's API: each method's
+docstring (the user's reference) is most of it; the work is in
+state_layout.py, restore.py and arguments.py.
 """
 
 import atexit

@@ -11,6 +11,9 @@
    tensors in place (Client.read_regions), host copies last;
 5. report the restore (Client.report_restore), so that a refused or failed
    restore leaves no `restored` event.
+
+Past 600 lines because it is one job, the restore of a state: the steps
+above share the manifest, the trees and the plan, and each is short.
 """
 
 import struct

@@ -40,6 +40,9 @@ by MAX_DEPTH and by the bytes that remain, an unknown tag, a truncated
 node, a duplicate key, a non-canonical int or a trailing byte is a
 StateFormatError naming the problem and where, and nothing it parses can
 import or call anything (pickle nodes aside, with allow_pickle only).
+
+Past 600 lines because it is one job, one format: its encoder and its
+strict decoder sit side by side so that they change together.
 """
 
 import collections

@@ -284,10 +284,13 @@ absl::Status ShardLayout::CheckEntry(const Name* name, int32_t rank,
   const size_t dims = entry.global_shape.size();
   const BoxRef box = BoxRef::Of(entry.box);
   const bool sharded = !name->parts.empty();
+  // A stored part has the stored name's dimensions, which a disagreeing
+  // (hostile) entry's need not match.
   auto part_holder = [&](const Part& part) {
+    const size_t part_dims = name->shape.size();
     return Holder::Part(
         part.rank, name->dtype, name->shape,
-        {&name->coords[part.at], &name->coords[part.at + dims]});
+        {&name->coords[part.at], &name->coords[part.at + part_dims]});
   };
   if (sharded &&
       (entry.dtype != name->dtype || entry.global_shape != name->shape)) {

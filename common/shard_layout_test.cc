@@ -189,6 +189,15 @@ TEST(ShardLayoutTest, RefusesDisagreeingDtypeOrShape) {
   absl::Status shape = CommitAll({Shard(0, {Entry("w", {8}, {0}, {4})}),
                                   Shard(1, {Entry("w", {9}, {4}, {4})})});
   EXPECT_THAT(shape.message(), HasSubstr("global shape [9]"));
+  // More dimensions than the stored parts have: the stored part is quoted
+  // with its own (the old code read past its coordinates; ASan saw it).
+  absl::Status rank =
+      CommitAll({Shard(0, {Entry("w", {8}, {0}, {4})}),
+                 Shard(1, {Entry("w", {8, 2, 3}, {4, 0, 0}, {4, 2, 3})})});
+  EXPECT_EQ(rank.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(rank.message(),
+              AllOf(HasSubstr("global shape [8, 2, 3]"),
+                    HasSubstr("rank 0 as float32 of global shape [8]")));
 }
 
 TEST(ShardLayoutTest, RefusesWholeBoxNextToPartOfIt) {

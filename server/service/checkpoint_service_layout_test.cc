@@ -178,6 +178,44 @@ TEST_F(LayoutTest, ReadsCommittedShardsBackOnlyOncePerCheckpoint) {
   EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 2);
 }
 
+TEST_F(LayoutTest, ShardsAnOlderServerStoredAgainstTheRuleBlameNoNewRank) {
+  Begin(3);
+  ASSERT_TRUE(Commit(0, 3, {{"w", {4}, {0}, {2}}}).ok());
+  // Rank 1's overlapping shard, as a server without the check stored it.
+  ShardManifest planted;
+  planted.rank = 1;
+  TensorEntry entry;
+  entry.name = "w";
+  entry.global_shape = {4};
+  entry.box = Box{{1}, {2}};
+  const std::string bytes = "ab";
+  entry.pieces.push_back(ChunkRef{Sha256(bytes), bytes.size()});
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256(bytes), bytes).ok());
+  planted.tensors.push_back(entry);
+  CheckpointRecord record = Record();
+  record.committed_ranks = {0, 1};
+  MetadataBatch batch;
+  batch.PutShard(kJob, 1, planted);
+  batch.PutCheckpoint(record);
+  ASSERT_TRUE(faults_.Apply(batch).ok());
+  // A service started afresh reads the stored shards back: their fault is
+  // not the committing rank's, and no shard of it could mend them.
+  CheckpointService restarted(&faults_, &faults_, &clock_, Options());
+  ShardManifest last;
+  last.rank = 2;
+  TensorEntry rest = entry;
+  rest.box = Box{{3}, {1}};
+  rest.pieces = {ChunkRef{Sha256("c"), 1}};
+  ASSERT_TRUE(restarted.PutChunk(kJob, Sha256("c"), "c").ok());
+  last.tensors.push_back(rest);
+  auto refused = restarted.CommitShard(kJob, 1, 3, last);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
+  EXPECT_THAT(refused.status().message(),
+              AllOf(HasSubstr("shards already committed"),
+                    HasSubstr("abort the checkpoint")));
+}
+
 TEST_F(LayoutTest, WholeBoxNextToPartsIsRefusedWhenItComes) {
   Begin(3);
   ASSERT_TRUE(Commit(0, 3, {{"w", {4}, {0}, {2}}}).ok());

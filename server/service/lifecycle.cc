@@ -351,9 +351,17 @@ absl::StatusOr<ShardLayout*> CheckpointService::PendingLayout(
   // started) or out of step with the record: read back what is committed.
   CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> committed,
                         metadata_->GetShards(record.job, record.step));
-  CKPT_ASSIGN_OR_RETURN(ShardLayout layout, ShardLayout::Of(committed));
+  absl::StatusOr<ShardLayout> layout = ShardLayout::Of(committed);
+  if (!layout.ok()) {
+    // Shards committed before this check existed may break it: that is no
+    // fault of the rank committing now, and no shard of it can mend it.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the shards already committed to ", Describe(record.job, record.step),
+        " break the layout rule (stored by an older server?): ",
+        layout.status().message(), "; abort the checkpoint and save again"));
+  }
   KeptLayout& kept = layouts_[std::move(key)];
-  kept = KeptLayout{record.create_time, std::move(layout)};
+  kept = KeptLayout{record.create_time, *std::move(layout)};
   return &kept.layout;
 }
 

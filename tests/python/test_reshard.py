@@ -261,6 +261,10 @@ def test_keys_read_only_the_entries_asked_for(client):
     assert manager.last_restore["bytes_fetched"] >= big.numel() * 4
     with pytest.raises(KeyError, match="'modle'"):
         manager.restore(keys=["modle"])
+    # An index the list does not have names nothing, as a mistyped key.
+    for missing in ("optimizer/groups/1/lr", "optimizer/groups/x"):
+        with pytest.raises(KeyError, match=missing):
+            manager.restore(keys=[missing])
     with pytest.raises(TypeError, match="keys must be strings"):
         manager.restore(keys=[1])
 

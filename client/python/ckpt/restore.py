@@ -26,7 +26,8 @@ from ckpt._ckpt import Error
 from ckpt.state_layout import (STATE_TENSOR, Quantized, Replicated, Shard,
                                _torch, _torch_dtype_names, check_refs,
                                check_shard_box, decode_state, path_name)
-from ckpt.target_memory import same_memory, sharing_pairs, storage_problem
+from ckpt.target_memory import (host_array, same_memory, sharing_pairs,
+                                storage_problem)
 from ckpt.tree import StateFormatError
 
 
@@ -243,6 +244,11 @@ def _empty_like(node):
     return out
 
 
+def _list_index(text, length):
+    """Whether `text` is the index of an item of a list of `length`."""
+    return text.isdigit() and int(text) < length
+
+
 class _Keys:
     """restore(keys=...): path prefixes ("model", "optimizer/state"); a
     value is kept when its path is one of them or lies under one. Dicts
@@ -293,7 +299,12 @@ class _Keys:
                     out[key] = kept
             return out
         if isinstance(node, (list, tuple)):
-            inside = self.leads(path)
+            # Only prefixes naming an existing item count as matched: a
+            # mistyped one ("lst/99") stays unmatched and is refused.
+            depth = len(path_name(path)) + 1 if path else 0
+            inside = [prefix for prefix in self.leads(path)
+                      if _list_index(prefix[depth:].split("/", 1)[0],
+                                     len(node))]
             if inside:
                 self.matched.update(inside)
                 return node
@@ -393,16 +404,8 @@ class _Target:
         self.direct = self._direct_view(torch)
 
     def _direct_view(self, torch):
-        value = self.value
-        if not self.is_torch:
-            return value if value.flags.c_contiguous else None
-        if value.device.type != "cpu" or not value.is_contiguous() or \
-                value.is_conj() or value.is_neg():
-            return None
-        value = value.detach()
-        if value.dtype == torch.bfloat16:
-            value = value.view(torch.int16)
-        return value.numpy()
+        view = host_array(self.value, self.is_torch, torch)
+        return view if view is not None and view.flags.c_contiguous else None
 
 
 def _numpy_dtype(ref):

@@ -73,7 +73,7 @@ def _device_and_bounds(value, is_torch):
     return space, low, high
 
 
-def _host_array(value, is_torch, torch):
+def host_array(value, is_torch, torch):
     """A numpy view of a CPU target's memory, or None."""
     if not is_torch:
         return value
@@ -88,8 +88,8 @@ def _host_array(value, is_torch, torch):
 def _share_memory(a, b, torch):
     """Whether targets a and b (with is_torch) have an element in common;
     True when it cannot be told cheaply."""
-    first = _host_array(a[0], a[1], torch)
-    second = _host_array(b[0], b[1], torch)
+    first = host_array(a[0], a[1], torch)
+    second = host_array(b[0], b[1], torch)
     if first is None or second is None:
         return True
     try:

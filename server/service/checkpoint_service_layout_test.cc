@@ -35,10 +35,10 @@ struct Part {
 
 class LayoutTest : public CheckpointServiceTest {
  protected:
-  // Uploads the parts' bytes and commits them as `rank`'s shard.
-  absl::StatusOr<CommitResult> Commit(int32_t rank, int32_t world_size,
-                                      const std::vector<Part>& parts,
-                                      int64_t step = 1) {
+  // `rank`'s shard of `parts`, their bytes uploaded through `service`.
+  static absl::StatusOr<ShardManifest> UploadedShard(
+      CheckpointService& service, int32_t rank,
+      const std::vector<Part>& parts) {
     ShardManifest shard;
     shard.rank = rank;
     for (const Part& part : parts) {
@@ -49,13 +49,22 @@ class LayoutTest : public CheckpointServiceTest {
       entry.box = Box{part.offsets, part.lengths};
       const std::string bytes(entry.ByteSize(), part.fill);
       if (!bytes.empty()) {
-        auto put = service_.PutChunk(kJob, Sha256(bytes), bytes);
+        auto put = service.PutChunk(kJob, Sha256(bytes), bytes);
         if (!put.ok()) return put.status();
         entry.pieces.push_back(ChunkRef{Sha256(bytes), bytes.size()});
       }
       shard.tensors.push_back(std::move(entry));
     }
-    return service_.CommitShard(kJob, step, world_size, shard);
+    return shard;
+  }
+
+  // Uploads the parts' bytes and commits them as `rank`'s shard.
+  absl::StatusOr<CommitResult> Commit(int32_t rank, int32_t world_size,
+                                      const std::vector<Part>& parts,
+                                      int64_t step = 1) {
+    absl::StatusOr<ShardManifest> shard = UploadedShard(service_, rank, parts);
+    if (!shard.ok()) return shard.status();
+    return service_.CommitShard(kJob, step, world_size, *shard);
   }
 
   void Begin(int32_t world_size, int64_t step = 1) {
@@ -162,17 +171,10 @@ TEST_F(LayoutTest, ReadsCommittedShardsBackOnlyOncePerCheckpoint) {
   EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 1);
   // A service started afresh over the same store reads them back once.
   CheckpointService restarted(&faults_, &faults_, &clock_, Options());
-  ShardManifest overlapping;
-  overlapping.rank = 3;
-  TensorEntry entry;
-  entry.name = "w";
-  entry.global_shape = {4};
-  entry.box = Box{{1}, {2}};
-  const std::string bytes = "ab";
-  entry.pieces.push_back(ChunkRef{Sha256(bytes), bytes.size()});
-  ASSERT_TRUE(restarted.PutChunk(kJob, Sha256(bytes), bytes).ok());
-  overlapping.tensors.push_back(entry);
-  auto refused = restarted.CommitShard(kJob, 1, 4, overlapping);
+  absl::StatusOr<ShardManifest> overlapping =
+      UploadedShard(restarted, 3, {{"w", {4}, {1}, {2}}});
+  ASSERT_TRUE(overlapping.ok()) << overlapping.status();
+  auto refused = restarted.CommitShard(kJob, 1, 4, *overlapping);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("rank 3's box [1:3]"));
   EXPECT_EQ(faults_.calls(Op::kGetShards), reads + 2);
@@ -182,33 +184,22 @@ TEST_F(LayoutTest, ShardsAnOlderServerStoredAgainstTheRuleBlameNoNewRank) {
   Begin(3);
   ASSERT_TRUE(Commit(0, 3, {{"w", {4}, {0}, {2}}}).ok());
   // Rank 1's overlapping shard, as a server without the check stored it.
-  ShardManifest planted;
-  planted.rank = 1;
-  TensorEntry entry;
-  entry.name = "w";
-  entry.global_shape = {4};
-  entry.box = Box{{1}, {2}};
-  const std::string bytes = "ab";
-  entry.pieces.push_back(ChunkRef{Sha256(bytes), bytes.size()});
-  ASSERT_TRUE(service_.PutChunk(kJob, Sha256(bytes), bytes).ok());
-  planted.tensors.push_back(entry);
+  absl::StatusOr<ShardManifest> planted =
+      UploadedShard(service_, 1, {{"w", {4}, {1}, {2}}});
+  ASSERT_TRUE(planted.ok()) << planted.status();
   CheckpointRecord record = Record();
   record.committed_ranks = {0, 1};
   MetadataBatch batch;
-  batch.PutShard(kJob, 1, planted);
+  batch.PutShard(kJob, 1, *planted);
   batch.PutCheckpoint(record);
   ASSERT_TRUE(faults_.Apply(batch).ok());
   // A service started afresh reads the stored shards back: their fault is
   // not the committing rank's, and no shard of it could mend them.
   CheckpointService restarted(&faults_, &faults_, &clock_, Options());
-  ShardManifest last;
-  last.rank = 2;
-  TensorEntry rest = entry;
-  rest.box = Box{{3}, {1}};
-  rest.pieces = {ChunkRef{Sha256("c"), 1}};
-  ASSERT_TRUE(restarted.PutChunk(kJob, Sha256("c"), "c").ok());
-  last.tensors.push_back(rest);
-  auto refused = restarted.CommitShard(kJob, 1, 3, last);
+  absl::StatusOr<ShardManifest> last =
+      UploadedShard(restarted, 2, {{"w", {4}, {3}, {1}}});
+  ASSERT_TRUE(last.ok()) << last.status();
+  auto refused = restarted.CommitShard(kJob, 1, 3, *last);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
       << refused.status();
   EXPECT_THAT(refused.status().message(),

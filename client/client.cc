@@ -176,4 +176,11 @@ absl::StatusOr<std::vector<JobEvent>> Client::ListEvents(absl::string_view job,
   return impl_->transport->ListEvents(job, limit);
 }
 
+absl::StatusOr<CopyReport> Client::Copy(Client& source, Client& target,
+                                        const CopyRequest& request,
+                                        const CopyProgressFn& progress) {
+  return CopyCheckpoints(*source.impl_->transport, *target.impl_->transport,
+                         request, progress);
+}
+
 }  // namespace ckpt::client

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "client/copy.h"
 #include "client/types.h"
 #include "common/event.h"
 #include "common/gc_report.h"
@@ -205,6 +206,12 @@ class Client {
   // unknown job.
   absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
                                                    int limit = 0);
+
+  // Copies committed checkpoints of request.job from `source`'s server to
+  // `target`'s (client/copy.h: CopyCheckpoints), through this process.
+  static absl::StatusOr<CopyReport> Copy(Client& source, Client& target,
+                                         const CopyRequest& request,
+                                         const CopyProgressFn& progress = {});
 
  private:
   struct Impl;

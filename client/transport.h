@@ -80,6 +80,17 @@ struct BeginOptions {
   // When set, replaces the job's retention policy as the checkpoint begins.
   // Default: nullopt (keep the stored one).
   std::optional<RetentionPolicy> retention_policy;
+  // The checkpoint commits pinned (as if PinCheckpoint came in the same
+  // batch as the last commit, so that retention at that commit keeps it):
+  // a copy of a pinned checkpoint. Recorded by the first rank to begin it.
+  // Default: false.
+  bool pin = false;
+  // Set for a copy (`ckpt copy`): where the checkpoint comes from, kept in
+  // its record (CheckpointRecord::copied_from) and recorded as a `copied`
+  // event with its commit. Recorded by the first rank to begin it.
+  // INVALID_ARGUMENT for a server label that is empty, too long or not
+  // printable, or an invalid job name. Default: nullopt (not a copy).
+  std::optional<CopyPeer> copied_from;
 };
 
 // What a CommitShard answered.
@@ -164,6 +175,14 @@ class Transport {
   // committed; UNIMPLEMENTED from a server older than the call.
   virtual absl::Status ReportRestore(absl::string_view job, int64_t step,
                                      int32_t rank) = 0;
+
+  // Has the server record that committed checkpoint (job, step) was copied
+  // to `destination` (a `copied` event on this, the source, server), once
+  // the copy committed there. Reader role, as ReportRestore. NOT_FOUND
+  // when it is absent or not committed, INVALID_ARGUMENT for a bad label
+  // (see BeginOptions::copied_from); UNIMPLEMENTED from an older server.
+  virtual absl::Status ReportCopy(absl::string_view job, int64_t step,
+                                  const CopyPeer& destination) = 0;
 
   // Every job with its committed checkpoints' totals.
   virtual absl::StatusOr<std::vector<JobSummary>> ListJobs() = 0;

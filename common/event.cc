@@ -20,6 +20,8 @@ absl::string_view EventKindName(EventKind kind) {
       return "restored";
     case EventKind::kPolicySet:
       return "policy_set";
+    case EventKind::kCopied:
+      return "copied";
   }
   return "unknown";
 }

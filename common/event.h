@@ -21,10 +21,14 @@ enum class EventKind : uint8_t {
   kUnpinned,
   kRestored,   // a manifest fetched to restore; detail: the rank
   kPolicySet,  // job-level; detail: the new policy
+  // `ckpt copy`: on the target, recorded with the commit of a copied
+  // checkpoint (detail: "from SERVER JOB@STEP"); on the source, reported
+  // once the copy committed (ReportCopy; detail: "to SERVER JOB@STEP").
+  kCopied,
 };
 
 // "committed", "aborted", "deleted", "pruned", "pinned", "unpinned",
-// "restored", "policy_set" (the CLI's and JSON's spelling).
+// "restored", "policy_set", "copied" (the CLI's and JSON's spelling).
 absl::string_view EventKindName(EventKind kind);
 
 struct JobEvent {

@@ -113,6 +113,20 @@ struct CheckpointMetadata {
                          const CheckpointMetadata&) = default;
 };
 
+// The other end of a copy between servers (`ckpt copy`), as the copying
+// client names it: on the target, where a checkpoint came from (kept with
+// the checkpoint and in its `copied` event); on the source, where it went
+// (its `copied` event). `server` is a label the client chose (the address
+// it dialled), never dialled by the server: untrusted text, bounded and
+// checked like a tag (kMaxCopyServerBytes, printable).
+struct CopyPeer {
+  std::string server;
+  std::string job;
+  int64_t step = 0;
+  friend bool operator==(const CopyPeer&, const CopyPeer&) = default;
+};
+inline constexpr size_t kMaxCopyServerBytes = 256;
+
 enum class CheckpointState : uint8_t { kPending = 1, kCommitted, kAborted };
 absl::string_view CheckpointStateName(CheckpointState state);
 
@@ -137,6 +151,9 @@ struct CheckpointRecord {
   std::vector<int64_t> base_steps;
   // Chunk bytes first stored by uploads for this checkpoint.
   uint64_t bytes_added = 0;
+  // Set when the checkpoint was copied from another server (`ckpt copy`):
+  // where from, as the first Begin said (BeginOptions::copied_from).
+  std::optional<CopyPeer> copied_from;
 
   // Some of its entries are row deltas (base_steps is non-empty).
   bool IsIncremental() const { return !base_steps.empty(); }

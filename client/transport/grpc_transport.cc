@@ -231,6 +231,11 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::ReportRestore, request, &response);
   }
 
+  absl::Status ReportCopy(absl::string_view, int64_t,
+                          const CopyPeer&) override {
+    return absl::UnimplementedError("ReportCopy: not implemented yet");
+  }
+
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override {
     v1::ListJobsResponse response;
     CKPT_RETURN_IF_ERROR(

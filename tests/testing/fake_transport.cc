@@ -322,6 +322,11 @@ absl::StatusOr<Checkpoint> FakeTransport::GetManifest(
           : absl::StrCat("job '", job, "' has no committed checkpoint"));
 }
 
+absl::Status FakeTransport::ReportCopy(absl::string_view, int64_t,
+                                       const CopyPeer&) {
+  return absl::UnimplementedError("FakeTransport::ReportCopy");
+}
+
 absl::Status FakeTransport::ReportRestore(absl::string_view job, int64_t step,
                                           int32_t rank) {
   absl::MutexLock lock(&mu_);

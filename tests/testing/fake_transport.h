@@ -121,6 +121,9 @@ class FakeTransport : public client::Transport {
   // NOT_FOUND unless (job, step) is committed.
   absl::Status ReportRestore(absl::string_view job, int64_t step,
                              int32_t rank) override;
+  // UNIMPLEMENTED for now (copy tests run against real servers).
+  absl::Status ReportCopy(absl::string_view job, int64_t step,
+                          const CopyPeer& destination) override;
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override;
   absl::StatusOr<std::vector<client::CheckpointUsage>> ListCheckpoints(
       absl::string_view job, bool include_uncommitted,

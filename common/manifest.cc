@@ -78,6 +78,13 @@ absl::string_view CheckpointKindName(const CheckpointRecord& record) {
   return record.IsIncremental() ? "delta" : "full";
 }
 
+std::string TensorEntryKind(const TensorEntry& entry) {
+  if (entry.IsQuantized()) {
+    return absl::StrCat("quantized ", entry.quantization->bits, "b");
+  }
+  return entry.IsDelta() ? "delta" : "full";
+}
+
 uint64_t TensorEntry::ByteSize() const {
   uint64_t elements = 1;
   for (int64_t length : box.lengths) elements *= static_cast<uint64_t>(length);
@@ -254,11 +261,7 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
       }
       const uint64_t rows = static_cast<uint64_t>(tensor.box.lengths[0]);
       const uint64_t row_bytes = tensor.RowBytes();
-      const uint64_t per_row =
-          RowDeltaBytes(rows, row_bytes, 1) - RowDeltaBytes(rows, row_bytes, 0);
-      const uint64_t header = RowDeltaBytes(rows, row_bytes, 0);
-      if (pieces_total < header || (pieces_total - header) % per_row != 0 ||
-          (pieces_total - header) / per_row > rows) {
+      if (!RowDeltaRowCount(rows, row_bytes, pieces_total).has_value()) {
         return bad(absl::StrCat("pieces hold ", pieces_total,
                                 " bytes, which is no row delta of ", rows,
                                 " rows of ", row_bytes, " bytes"));

@@ -177,6 +177,10 @@ struct CheckpointRecord {
 // "delta" for an incremental checkpoint, else "full" (listings, CLI, Python).
 absl::string_view CheckpointKindName(const CheckpointRecord& record);
 
+// What an entry's pieces hold: "full", "delta" or "quantized Nb" (`ckpt
+// show`, `ckpt diff`).
+std::string TensorEntryKind(const TensorEntry& entry);
+
 // A committed checkpoint with all of its shards (ascending rank).
 struct Checkpoint {
   CheckpointRecord record;

@@ -43,6 +43,21 @@ uint64_t RowDeltaBytes(uint64_t total_rows, uint64_t row_bytes,
   return size;
 }
 
+std::optional<uint64_t> RowDeltaRowCount(uint64_t total_rows,
+                                         uint64_t row_bytes,
+                                         uint64_t encoded_bytes) {
+  if (row_bytes == 0 || encoded_bytes < kRowDeltaHeaderBytes) {
+    return std::nullopt;
+  }
+  uint64_t per_row;
+  if (__builtin_add_overflow(row_bytes, IndexWidth(total_rows), &per_row)) {
+    return std::nullopt;
+  }
+  const uint64_t body = encoded_bytes - kRowDeltaHeaderBytes;
+  if (body % per_row != 0 || body / per_row > total_rows) return std::nullopt;
+  return body / per_row;
+}
+
 absl::StatusOr<std::string> EncodeRowDelta(absl::Span<const char> current,
                                            size_t row_bytes,
                                            absl::Span<const uint64_t> rows) {

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,15 @@ inline constexpr size_t kRowDeltaHeaderBytes = 32;
 // rows of `row_bytes` each; saturates at UINT64_MAX instead of wrapping.
 uint64_t RowDeltaBytes(uint64_t total_rows, uint64_t row_bytes,
                        uint64_t row_count);
+
+// The inverse of RowDeltaBytes: how many rows a delta of `encoded_bytes`
+// bytes of such a tensor holds, read off its size alone (the format's
+// fixed-width indices make the size a function of the row count), so no
+// chunk needs reading. nullopt when no delta of that tensor has that size
+// (or row_bytes is 0).
+std::optional<uint64_t> RowDeltaRowCount(uint64_t total_rows,
+                                         uint64_t row_bytes,
+                                         uint64_t encoded_bytes);
 
 // The rows `rows` (strictly ascending indices) of `current`, the bytes of a
 // row-major tensor of `row_bytes`-sized rows. INVALID_ARGUMENT if row_bytes

@@ -119,6 +119,28 @@ TEST(RowDeltaTest, SizePredictionMatchesTheFormat) {
   EXPECT_EQ(RowDeltaBytes(~uint64_t{0}, ~uint64_t{0}, 2), ~uint64_t{0});
 }
 
+TEST(RowDeltaTest, RowCountIsReadOffTheSizeAlone) {
+  for (uint64_t total_rows : {uint64_t{1}, uint64_t{10}, uint64_t{1} << 33}) {
+    for (uint64_t rows : {uint64_t{0}, uint64_t{1}}) {
+      EXPECT_EQ(
+          RowDeltaRowCount(total_rows, 12, RowDeltaBytes(total_rows, 12, rows)),
+          rows);
+    }
+  }
+  // Encoded for real: the header's count is the one the size gives.
+  std::string current(10 * 6, 'x');
+  const uint64_t rows[] = {1, 4, 9};
+  auto encoded = EncodeRowDelta(current, 6, rows);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_EQ(RowDeltaRowCount(10, 6, encoded->size()), 3u);
+  // Sizes no delta of the tensor has: nothing.
+  EXPECT_EQ(RowDeltaRowCount(10, 6, kRowDeltaHeaderBytes - 1), std::nullopt);
+  EXPECT_EQ(RowDeltaRowCount(10, 6, kRowDeltaHeaderBytes + 11), std::nullopt);
+  EXPECT_EQ(RowDeltaRowCount(10, 6, RowDeltaBytes(10, 6, 11)), std::nullopt);
+  EXPECT_EQ(RowDeltaRowCount(10, 0, kRowDeltaHeaderBytes), std::nullopt);
+  EXPECT_EQ(RowDeltaRowCount(10, ~uint64_t{0}, ~uint64_t{0}), std::nullopt);
+}
+
 TEST(RowDeltaTest, EncodeRejectsBadRowSets) {
   const std::string bytes(40, 'a');  // 10 rows of 4
   for (const std::vector<uint64_t>& rows :

@@ -2,8 +2,8 @@
 // stdout (a table for people, or JSON with stable snake_case keys) and
 // returns the first error, which main prints as "ckpt: CODE: message".
 // Each Run* is defined in its group's file: put.cc, get.cc, inspect.cc (ls,
-// show, stats, events), retention_verbs.cc (policy, pin, unpin, prune, rm)
-// and maintenance.cc (gc, verify).
+// show, stats, events), retention_verbs.cc (policy, pin, unpin, prune, rm),
+// maintenance.cc (gc, verify) and diff.cc (diff).
 #pragma once
 
 #include <cstdint>
@@ -149,5 +149,16 @@ struct EventsArgs {
 };
 absl::Status RunEvents(client::Client& client, const EventsArgs& args,
                        const OutputOptions& out);
+
+struct DiffArgs {
+  std::string job;
+  std::string step_a;  // a step or "latest"
+  std::string step_b;
+  bool all = false;  // also list the tensors that are the same
+};
+// Compares two committed checkpoints of a job from their manifests
+// (common/checkpoint_diff.h); NOT_FOUND when either is not committed.
+absl::Status RunDiff(client::Client& client, const DiffArgs& args,
+                     const OutputOptions& out);
 
 }  // namespace ckpt::cli

@@ -62,14 +62,6 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
   return absl::OkStatus();
 }
 
-// "full", "delta" or "quantized Nb".
-std::string EntryKind(const TensorEntry& entry) {
-  if (entry.IsQuantized()) {
-    return absl::StrCat("quantized ", entry.quantization->bits, "b");
-  }
-  return entry.IsDelta() ? "delta" : "full";
-}
-
 // A quantized entry's error, else "-".
 std::string EntryError(const TensorEntry& entry) {
   return entry.IsQuantized() ? FormatQuantizationError(*entry.quantization)
@@ -281,7 +273,7 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
       rows.push_back(
           {absl::StrCat(shard.rank), entry.name,
            std::string(DTypeName(entry.dtype)), FormatShape(entry.global_shape),
-           FormatBox(entry.box), EntryKind(entry),
+           FormatBox(entry.box), TensorEntryKind(entry),
            entry.IsDelta() ? absl::StrCat(*entry.delta_base_step)
                            : std::string("-"),
            absl::StrCat(entry.pieces.size()), HumanBytes(entry.ByteSize()),

@@ -336,6 +336,32 @@ int main(int argc, char** argv) {
                    "Show only the newest N events (0: every kept event)")
       ->capture_default_str();
 
+  ckpt::cli::DiffArgs diff;
+  CLI::App* diff_cmd = app.add_subcommand(
+      "diff",
+      "Show what checkpoint STEP_B of a job changed relative to STEP_A, as "
+      "restic diff does, from the two manifests (no tensor bytes are read). "
+      "Per tensor and rank: same, changed, added or removed; for a changed "
+      "one, the dtype, global shape, box and kind (full, delta on a step, "
+      "quantized) on each side (A -> B), CHUNKS the chunks that differ of "
+      "B's (at the same position when both are laid out alike, else B's "
+      "chunks A's entry lacks), ROWS the rows a row delta of B replaces of "
+      "the tensor's rows when it is taken against STEP_A (against another "
+      "step: its rows 'vs' that step), NEW the bytes of its chunks STEP_A "
+      "references nowhere. Then the metrics and tags that differ, the "
+      "writers' times, and the bytes B added over A: B's distinct chunks A "
+      "does not reference. Both checkpoints must be committed. With the "
+      "global --json: one object with both checkpoints' headers (a, b), "
+      "the tensors (each side's dtype, shape, box, kind, sizes and delta "
+      "rows; chunks_differing, rows_changed, new_bytes), metrics, tags, "
+      "writer_time, chunks_added, bytes_added and a summary of counts.");
+  diff_cmd->add_option("JOB", diff.job, "Job name, tenant/name")->required();
+  diff_cmd->add_option("STEP_A", diff.step_a, kStepHelp)->required();
+  diff_cmd->add_option("STEP_B", diff.step_b, kStepHelp)->required();
+  diff_cmd->add_flag("--all", diff.all,
+                     "Also list the tensors that are the same (by default "
+                     "only those that changed, were added or were removed)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -391,6 +417,8 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunVerify(c, verify, output);
     } else if (*events_cmd) {
       status = ckpt::cli::RunEvents(c, events, output);
+    } else if (*diff_cmd) {
+      status = ckpt::cli::RunDiff(c, diff, output);
     }
   }
   if (!status.ok()) {

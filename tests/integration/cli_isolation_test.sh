@@ -161,14 +161,15 @@ job_verbs=(
   "prune @JOB@ --keep-last 1 --dry-run" "prune @JOB@ --keep-last 1"
   "prune @JOB@" "policy get @JOB@" "policy set @JOB@ --max-to-keep 1"
   "policy set @JOB@" "verify @JOB@" "verify @JOB@ latest --read-data"
-  "stats @JOB@" "events @JOB@" "events @JOB@ --limit 1")
+  "stats @JOB@" "events @JOB@" "events @JOB@ --limit 1"
+  "diff @JOB@ latest latest")
 step_verbs=(
   "show @JOB@ @STEP@" "get @JOB@ @STEP@ @OUT@ --rank 0"
   "put @JOB@ @STEP@ @FILE@"
   "put @JOB@ @STEP@ @FILE@ --world-size 2 --rank 1"  # completes A's pending 400
   "put @JOB@ @STEP@ @FILE@ --row-bytes 10 --delta-against 50"
   "rm @JOB@ @STEP@" "pin @JOB@ @STEP@" "unpin @JOB@ @STEP@"
-  "verify @JOB@ @STEP@")
+  "verify @JOB@ @STEP@" "diff @JOB@ @STEP@ @STEP@" "diff @JOB@ 100 @STEP@")
 steps=(100 400 700)  # committed in both jobs, pending in alice/train, none
 
 # The test fails when `ckpt --help` lists a verb no probe here runs.

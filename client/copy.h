@@ -42,8 +42,12 @@ struct CopyRequest {
   std::string source_label;
   std::string target_label;
   // Chunk bytes read from the source per batch before they are sent (the
-  // copy's memory is about twice this). Default: 64 MiB.
+  // copy's memory is about twice this: the batch being sent and the next,
+  // read meanwhile). Default: 64 MiB.
   uint64_t batch_bytes = uint64_t{64} << 20;
+  // When positive, chunk bytes are sent at most this fast (a migration over
+  // a shared link). Default: 0 (as fast as both servers go).
+  uint64_t max_bytes_per_second = 0;
 };
 
 // What happened to one checkpoint of the copy.
@@ -81,6 +85,12 @@ struct CopyReport {
   // A `copied` event could not be recorded on the source (e.g. an older
   // server: UNIMPLEMENTED); the copy itself succeeded. Empty when it was.
   std::string source_report_error;
+  // Not OK when the source's policy was to be set on the target (see
+  // policy_set) and could not be, e.g. PERMISSION_DENIED for a token that
+  // is not the target job's admin. Everything else was copied: the report
+  // is complete, and a rerun sends nothing more (with --no-policy, or a
+  // token that may set it). The CLI prints the report, then this error.
+  absl::Status policy_error;
 };
 
 // Progress, called from the copying thread: after the plan (bytes_total

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -213,6 +214,10 @@ absl::Status FakeTransport::BeginCheckpoint(
     checkpoint.record.world_size = options.world_size;
     checkpoint.record.metadata = options.metadata;
     checkpoint.record.create_time = absl::Now();
+    // Kept on the pending record, where the server keeps it apart until
+    // the commit: this fake is not strict about it.
+    checkpoint.record.pinned = options.pin;
+    checkpoint.record.copied_from = options.copied_from;
     return absl::OkStatus();
   }
   const CheckpointRecord& record = it->second.record;
@@ -294,6 +299,13 @@ absl::StatusOr<client::CommitResult> FakeTransport::CommitShard(
               });
     record.state = CheckpointState::kCommitted;
     record.commit_time = absl::Now();
+    std::set<int64_t> bases;
+    for (const ShardManifest& committed : checkpoint.shards) {
+      for (const TensorEntry& tensor : committed.tensors) {
+        if (tensor.IsDelta()) bases.insert(*tensor.delta_base_step);
+      }
+    }
+    record.base_steps.assign(bases.begin(), bases.end());
     result.checkpoint_committed = true;
   }
   result.checkpoint = record;

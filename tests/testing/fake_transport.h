@@ -9,7 +9,9 @@
 // hash; a commit needs every referenced chunk stored) but not its manifest
 // rules: it commits a delta whatever its base, and deletes a checkpoint
 // whatever depends on it, so tests can build the damaged states a restore
-// must report. One namespace of chunks for all jobs. The administrative
+// must report. It records BeginOptions::pin and copied_from on the pending
+// record and fills base_steps at commit. One namespace of chunks for all
+// jobs. The administrative
 // calls (stats, retention, pins, prune, GC, verify, events) answer
 // UNIMPLEMENTED. Thread-safe.
 #pragma once

@@ -1,0 +1,139 @@
+#include "client/copy_transfer.h"
+
+#include <future>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace ckpt::client {
+namespace {
+
+// Chunks [begin, end) of a transfer, `bytes` in all.
+struct Batch {
+  size_t begin = 0;
+  size_t end = 0;
+  uint64_t bytes = 0;
+};
+
+std::vector<Batch> SplitIntoBatches(absl::Span<const ChunkToCopy> chunks,
+                                    uint64_t batch_bytes) {
+  std::vector<Batch> batches;
+  Batch batch;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    batch.bytes += chunks[i].size;
+    batch.end = i + 1;
+    if (batch.bytes >= batch_bytes) {
+      batches.push_back(batch);
+      batch = Batch{i + 1, i + 1, 0};
+    }
+  }
+  if (batch.end > batch.begin) batches.push_back(batch);
+  return batches;
+}
+
+absl::Status WithPrefix(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+// One batch read from the source into one buffer, each chunk's bytes
+// checked against its id.
+absl::StatusOr<std::unique_ptr<char[]>> ReadBatch(
+    Transport& source, absl::string_view job,
+    absl::Span<const ChunkToCopy> chunks, uint64_t bytes) {
+  // Bounded: each size is at most kMaxChunkBytes (REQUIRES), and a batch
+  // closes at the first chunk that reaches batch_bytes.
+  auto buffer = std::make_unique_for_overwrite<char[]>(bytes);
+  std::vector<ChunkSink> sinks;
+  sinks.reserve(chunks.size());
+  uint64_t offset = 0;
+  for (const ChunkToCopy& chunk : chunks) {
+    sinks.push_back(ChunkSink{chunk.id, chunk.size, {buffer.get() + offset}});
+    offset += chunk.size;
+  }
+  absl::Status read = source.ReadChunks(job, sinks, {});
+  if (!read.ok()) {
+    return WithPrefix("reading chunks from the source: ", read);
+  }
+  offset = 0;
+  for (const ChunkToCopy& chunk : chunks) {
+    const ChunkId actual =
+        Sha256(absl::string_view(buffer.get() + offset, chunk.size));
+    if (actual != chunk.id) {
+      return absl::DataLossError(absl::StrCat(
+          "the source server answered chunk ", chunk.id.ToHex(), " with ",
+          chunk.size, " bytes that hash to ", actual.ToHex(),
+          ": its data is damaged or it is not to be trusted; nothing of "
+          "them was sent"));
+    }
+    offset += chunk.size;
+  }
+  return buffer;
+}
+
+}  // namespace
+
+RatePacer::RatePacer(uint64_t bytes_per_second, Clock* clock)
+    : bytes_per_second_(bytes_per_second), clock_(clock) {}
+
+absl::Duration RatePacer::Reserve(uint64_t bytes) {
+  if (bytes_per_second_ == 0) return absl::ZeroDuration();
+  const absl::Time now = clock_->Now();
+  if (next_free_ < now) next_free_ = now;
+  const absl::Duration wait = next_free_ - now;
+  next_free_ += absl::Seconds(static_cast<double>(bytes) /
+                              static_cast<double>(bytes_per_second_));
+  return wait;
+}
+
+absl::Status TransferChunks(Transport& source, absl::string_view source_job,
+                            absl::Span<const ChunkToCopy> chunks,
+                            ChunkUploadStream& upload,
+                            const TransferOptions& options) {
+  const std::vector<Batch> batches =
+      SplitIntoBatches(chunks, options.batch_bytes);
+  if (batches.empty()) return absl::OkStatus();
+  auto read = [&source, source_job, chunks, &batches](size_t b) {
+    const Batch& batch = batches[b];
+    return ReadBatch(source, source_job,
+                     chunks.subspan(batch.begin, batch.end - batch.begin),
+                     batch.bytes);
+  };
+  absl::Time last_keep_alive = absl::Now();
+  // Declared last: on an early return its destructor waits for the read in
+  // flight while everything that read uses is still alive.
+  std::future<absl::StatusOr<std::unique_ptr<char[]>>> next =
+      std::async(std::launch::async, read, 0);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    absl::StatusOr<std::unique_ptr<char[]>> current = next.get();
+    CKPT_RETURN_IF_ERROR(current.status());
+    if (b + 1 < batches.size())
+      next = std::async(std::launch::async, read, b + 1);
+    const char* data = current->get();
+    for (size_t i = batches[b].begin; i < batches[b].end; ++i) {
+      const ChunkToCopy& chunk = chunks[i];
+      if (options.pacer != nullptr) {
+        absl::SleepFor(options.pacer->Reserve(chunk.size));
+      }
+      if (options.keep_alive &&
+          absl::Now() - last_keep_alive >= options.keep_alive_interval) {
+        CKPT_RETURN_IF_ERROR(options.keep_alive());
+        last_keep_alive = absl::Now();
+      }
+      absl::Status added =
+          upload.Add(chunk.id, absl::string_view(data, chunk.size));
+      if (!added.ok()) {
+        return WithPrefix("sending chunks to the target: ", added);
+      }
+      data += chunk.size;
+      if (options.on_sent) options.on_sent(chunk.size);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt::client

@@ -296,6 +296,7 @@ absl::StatusOr<std::vector<PlannedCheckpoint>> SelectCheckpoints(
     entry.source = *committed.at(step);
     entry.report.step = step;
     entry.report.as_delta_base = !asked.contains(step);
+    entry.report.base_steps = entry.source.base_steps;
     entry.report.pinned = entry.source.pinned;
     entry.report.logical_bytes = entry.source.logical_bytes;
   }

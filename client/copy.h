@@ -61,6 +61,10 @@ struct CopiedCheckpoint {
   Outcome outcome = Outcome::kCopied;
   // Not asked for: copied as the delta base of one that was.
   bool as_delta_base = false;
+  // The steps its row deltas are taken against (empty: a full checkpoint).
+  std::vector<int64_t> base_steps;
+  // Pinned on the target after the copy (a dry run: it would be). A pin on
+  // the source is copied, also onto a checkpoint already there.
   bool pinned = false;
   uint64_t logical_bytes = 0;      // its tensors' bytes
   uint64_t chunks_referenced = 0;  // distinct chunks its shards reference

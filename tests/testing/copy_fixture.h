@@ -200,17 +200,7 @@ class TwoServersTest : public ::testing::Test {
 
   // `ckpt ARGS` run to completion, with `env` (NAME=VALUE ...) added.
   CommandResult Ckpt(const std::string& args, const std::string& env = "") {
-    const std::string out = Path("cli.out");
-    const std::string err = Path("cli.err");
-    const std::string command =
-        absl::StrCat("env ", env, " ", BuiltBinary("client/ckpt"), " ", args,
-                     " >", out, " 2>", err);
-    const int status = std::system(command.c_str());
-    CommandResult result;
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadWholeFile(out);
-    result.err = ReadWholeFile(err);
-    return result;
+    return RunCkpt(dir_->path(), args, env);
   }
 
   // `ckpt ARGS` started in the background (its output to Path(name).out

@@ -25,7 +25,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -56,25 +55,16 @@ std::string OnTarget(const CopyRequest& request) {
   return absl::StrCat("copy: the target (", request.target_label, "): ");
 }
 
-// A server label: non-empty, bounded and printable (CopyPeer::server).
-absl::Status CheckLabel(absl::string_view what, absl::string_view label) {
-  if (label.empty() || label.size() > kMaxCopyServerBytes ||
-      !std::all_of(label.begin(), label.end(), [](char c) {
-        return absl::ascii_isprint(static_cast<unsigned char>(c));
-      })) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("copy: ", what, " must be 1 to ", kMaxCopyServerBytes,
-                     " printable characters (the address dialled)"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckRequest(const CopyRequest& request) {
-  CKPT_RETURN_IF_ERROR(WithPrefix("copy: job: ", ValidateJobName(request.job)));
-  if (!request.target_job.empty()) {
-    CKPT_RETURN_IF_ERROR(
-        WithPrefix("copy: target job: ", ValidateJobName(request.target_job)));
-  }
+  const std::string& target_job =
+      request.target_job.empty() ? request.job : request.target_job;
+  // The labels and jobs as the servers will check them in CopyPeers.
+  CKPT_RETURN_IF_ERROR(
+      WithPrefix("copy: the source: ",
+                 ValidateCopyPeer({request.source_label, request.job, 0})));
+  CKPT_RETURN_IF_ERROR(
+      WithPrefix("copy: the target: ",
+                 ValidateCopyPeer({request.target_label, target_job, 0})));
   if (request.latest && !request.steps.empty()) {
     return absl::InvalidArgumentError(
         "copy: ask for given steps or the latest, not both");
@@ -88,10 +78,6 @@ absl::Status CheckRequest(const CopyRequest& request) {
   if (request.batch_bytes == 0) {
     return absl::InvalidArgumentError("copy: batch_bytes must be positive");
   }
-  CKPT_RETURN_IF_ERROR(CheckLabel("the source label", request.source_label));
-  CKPT_RETURN_IF_ERROR(CheckLabel("the target label", request.target_label));
-  const std::string& target_job =
-      request.target_job.empty() ? request.job : request.target_job;
   if (request.source_label == request.target_label &&
       request.job == target_job) {
     return absl::InvalidArgumentError(

@@ -148,13 +148,28 @@ TEST_F(CopyTest, CopiesEveryCheckpointInStepOrderWithItsRecord) {
     ExpectSameOnTarget(entry.step);
   }
   EXPECT_EQ(report->chunks_sent, target_.chunks_uploaded());
-  // The fake has no ReportCopy: recorded, and the copy still succeeded.
-  EXPECT_THAT(report->source_report_error, HasSubstr("UNIMPLEMENTED"));
+  EXPECT_EQ(report->source_report_error, "");
+  std::vector<FakeTransport::ReportedCopy> reported;
+  for (int64_t step : {10, 20, 30}) {
+    reported.push_back({kJob, step, CopyPeer{"target:2", kJob, step}});
+  }
+  EXPECT_EQ(source_.reported_copies(), reported);
   absl::StatusOr<Checkpoint> delta = target_.GetManifest(kJob, 20, {});
   ASSERT_TRUE(delta.ok());
   EXPECT_THAT(delta->record.base_steps, ElementsAre(10));
   EXPECT_TRUE(report->checkpoints[2].pinned);
   EXPECT_FALSE(report->checkpoints[1].pinned);
+}
+
+TEST_F(CopyTest, ASourceThatCannotRecordTheCopyDoesNotFailIt) {
+  source_.FailCopyReports(absl::UnimplementedError("ReportCopy: too old"));
+  absl::StatusOr<CopyReport> report =
+      CopyCheckpoints(source_, target_, Request(), {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(report->source_report_error,
+              HasSubstr("recording the copy of step 10 on the source: "
+                        "UNIMPLEMENTED: ReportCopy: too old"));
+  ExpectSameOnTarget(30);
 }
 
 TEST_F(CopyTest, AStepAskedForBringsItsDeltaBaseFirst) {

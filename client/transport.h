@@ -90,6 +90,9 @@ struct BeginOptions {
   // event with its commit. Recorded by the first rank to begin it.
   // INVALID_ARGUMENT for a server label that is empty, too long or not
   // printable, or an invalid job name. Default: nullopt (not a copy).
+  // With either of these set, a server that ignores them (one older than
+  // copies) makes BeginCheckpoint UNIMPLEMENTED, after it created the
+  // pending checkpoint (abort it).
   std::optional<CopyPeer> copied_from;
 };
 

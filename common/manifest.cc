@@ -152,6 +152,28 @@ absl::string_view TenantOf(absl::string_view job) {
   return job.substr(0, job.find('/'));
 }
 
+absl::Status ValidateCopyPeer(const CopyPeer& peer) {
+  if (peer.server.empty() || peer.server.size() > kMaxCopyServerBytes ||
+      !IsPrintableUtf8(peer.server)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server must be 1-", kMaxCopyServerBytes,
+        " bytes of printable UTF-8 without control characters, got ",
+        QuoteTruncated(peer.server)));
+  }
+  if (absl::Status job = ValidateJobName(peer.job); !job.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("job: ", job.message()));
+  }
+  if (peer.step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step must be >= 0, got ", peer.step));
+  }
+  return absl::OkStatus();
+}
+
+std::string CopyPeerText(const CopyPeer& peer) {
+  return absl::StrCat(peer.server, " ", peer.job, "@", peer.step);
+}
+
 absl::Status ValidateShardManifest(const ShardManifest& shard,
                                    int32_t world_size) {
   if (world_size < 1) {

@@ -127,6 +127,14 @@ struct CopyPeer {
 };
 inline constexpr size_t kMaxCopyServerBytes = 256;
 
+// INVALID_ARGUMENT naming the field ("server", "job", "step") unless
+// `server` is 1-kMaxCopyServerBytes bytes of printable UTF-8
+// (IsPrintableUtf8: no control characters), `job` a valid job name and
+// `step` >= 0. The server checks every CopyPeer a client sends with it.
+absl::Status ValidateCopyPeer(const CopyPeer& peer);
+// "SERVER JOB@STEP", as events and `ckpt show` print a peer.
+std::string CopyPeerText(const CopyPeer& peer);
+
 enum class CheckpointState : uint8_t { kPending = 1, kCommitted, kAborted };
 absl::string_view CheckpointStateName(CheckpointState state);
 

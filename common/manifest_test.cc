@@ -106,6 +106,41 @@ TEST(CheckpointRecordTest, EffectiveTimePrefersWriterTime) {
   EXPECT_EQ(record.EffectiveTime(), absl::FromUnixSeconds(1000));
 }
 
+// ---------------------------------------------------------------- copy peers
+
+TEST(ValidateCopyPeerTest, AcceptsAPrintableLabelAValidJobAndAStep) {
+  EXPECT_TRUE(ValidateCopyPeer({"a.example:7000", "team/model", 0}).ok());
+  EXPECT_TRUE(ValidateCopyPeer({std::string(kMaxCopyServerBytes, 's'),
+                                "team/model", 1 << 30})
+                  .ok());
+  EXPECT_TRUE(ValidateCopyPeer({"serveur-\xc3\xa9t\xc3\xa9", "t/m", 5}).ok());
+  EXPECT_EQ(CopyPeerText({"a:1", "team/model", 42}), "a:1 team/model@42");
+}
+
+TEST(ValidateCopyPeerTest, NamesTheFieldThatIsWrong) {
+  struct Case {
+    CopyPeer peer;
+    std::string message_part;
+  };
+  const std::vector<Case> cases = {
+      {{"", "t/m", 1}, "server must be 1-256 bytes"},
+      {{std::string(kMaxCopyServerBytes + 1, 's'), "t/m", 1},
+       "server must be 1-256 bytes"},
+      {{"a\nforged log line", "t/m", 1}, "server must be"},
+      {{"\x1b[2Jterminal", "t/m", 1}, "server must be"},
+      {{"bad\xff", "t/m", 1}, "server must be"},
+      {{"a", "no-tenant", 1}, "job: invalid job name 'no-tenant'"},
+      {{"a", "", 1}, "job: invalid job name"},
+      {{"a", "t/m", -1}, "step must be >= 0, got -1"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status status = ValidateCopyPeer(c.peer);
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+    EXPECT_THAT(std::string(status.message()),
+                ::testing::HasSubstr(c.message_part));
+  }
+}
+
 // ---------------------------------------------------------------- job names
 
 TEST(ValidateJobNameTest, AcceptsValidNames) {

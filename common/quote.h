@@ -29,6 +29,11 @@ std::string TruncateUtf8(std::string text, size_t max_bytes);
 // else, UTF-8 included, unchanged.
 std::string EscapeControlBytes(absl::string_view text);
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF) without control characters (C0, DEL, C1): text that prints as
+// itself on a terminal and in a log line. Empty text is printable.
+bool IsPrintableUtf8(absl::string_view text);
+
 // For free text a server stores, logs and lists (an abort reason, an event
 // detail): TruncateUtf8(EscapeControlBytes(text), max_bytes), so it is
 // bounded, stays readable in any language, and cannot forge a log line.

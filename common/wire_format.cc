@@ -174,6 +174,18 @@ CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata) {
   return out;
 }
 
+void ToProto(const CopyPeer& peer, v1::CopyPeer* out) {
+  out->Clear();
+  out->set_server(peer.server);
+  out->set_job(peer.job);
+  out->set_step(peer.step);
+}
+
+CopyPeer FromProto(const v1::CopyPeer& peer) {
+  return CopyPeer{
+      .server = peer.server(), .job = peer.job(), .step = peer.step()};
+}
+
 void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
   out->Clear();
   out->set_format_version(kFormatVersion);
@@ -193,6 +205,9 @@ void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out) {
   out->set_pinned(record.pinned);
   for (int64_t base : record.base_steps) out->add_base_steps(base);
   out->set_bytes_added(record.bytes_added);
+  if (record.copied_from.has_value()) {
+    ToProto(*record.copied_from, out->mutable_copied_from());
+  }
 }
 
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
@@ -219,6 +234,7 @@ absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info) {
   out.pinned = info.pinned();
   out.base_steps.assign(info.base_steps().begin(), info.base_steps().end());
   out.bytes_added = info.bytes_added();
+  if (info.has_copied_from()) out.copied_from = FromProto(info.copied_from());
   return out;
 }
 
@@ -351,7 +367,7 @@ void ToProto(const JobEvent& event, v1::JobEvent* out) {
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
   CKPT_RETURN_IF_ERROR(CheckVersion(event.format_version(), "job event"));
   if (event.kind() < v1::EVENT_KIND_COMMITTED ||
-      event.kind() > v1::EVENT_KIND_POLICY_SET) {
+      event.kind() > v1::EVENT_KIND_COPIED) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown event kind ", event.kind()));
   }

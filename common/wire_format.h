@@ -31,6 +31,10 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard);
 void ToProto(const CheckpointMetadata& metadata, v1::CheckpointMetadata* out);
 CheckpointMetadata FromProto(const v1::CheckpointMetadata& metadata);
 
+// Not validated (ValidateCopyPeer is the server's check).
+void ToProto(const CopyPeer& peer, v1::CopyPeer* out);
+CopyPeer FromProto(const v1::CopyPeer& peer);
+
 void ToProto(const CheckpointRecord& record, v1::CheckpointInfo* out);
 absl::StatusOr<CheckpointRecord> FromProto(const v1::CheckpointInfo& info);
 

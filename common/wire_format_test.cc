@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -238,6 +239,28 @@ TEST(WireFormatTest, CheckpointRecordRoundTripsBasesAndBytesAdded) {
   EXPECT_EQ(back->base_steps, (std::vector<int64_t>{4, 8}));
   EXPECT_EQ(back->bytes_added, 123456u);
   EXPECT_EQ(*back, record);
+}
+
+TEST(WireFormatTest, CheckpointRecordRoundTripsWhereItWasCopiedFrom) {
+  CheckpointRecord record;
+  record.job = "team/model";
+  record.step = 12;
+  record.copied_from =
+      CopyPeer{.server = "a.example:7000", .job = "old/model", .step = 0};
+  v1::CheckpointInfo proto;
+  ToProto(record, &proto);
+  EXPECT_EQ(proto.copied_from().server(), "a.example:7000");
+  EXPECT_EQ(proto.copied_from().job(), "old/model");
+  auto back = DecodeCheckpointRecord(EncodeCheckpointRecord(record));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, record);
+  // Not a copy: absent, not an empty peer.
+  record.copied_from.reset();
+  ToProto(record, &proto);
+  EXPECT_FALSE(proto.has_copied_from());
+  back = DecodeCheckpointRecord(EncodeCheckpointRecord(record));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->copied_from.has_value());
 }
 
 TEST(WireFormatTest, ShardFromProtoRejectsEmptyPiece) {
@@ -630,7 +653,7 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 constexpr EventKind kAllEventKinds[] = {
     EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
     EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,  EventKind::kPolicySet,
+    EventKind::kRestored,  EventKind::kPolicySet, EventKind::kCopied,
 };
 
 JobEvent SampleEvent(EventKind kind) {
@@ -696,8 +719,18 @@ TEST(WireFormatTest, JobLevelEventHasNoStepAndStepZeroIsPresent) {
   EXPECT_EQ(back->step, std::optional<int64_t>(0));
 }
 
+TEST(WireFormatTest, EventKindsMapToTheSameNamedProtoValue) {
+  for (EventKind kind : kAllEventKinds) {
+    v1::JobEvent proto;
+    ToProto(SampleEvent(kind), &proto);
+    EXPECT_EQ(v1::EventKind_Name(proto.kind()),
+              absl::AsciiStrToUpper(
+                  absl::StrCat("EVENT_KIND_", EventKindName(kind))));
+  }
+}
+
 TEST(WireFormatTest, JobEventFromProtoRejectsUnknownKindAndNewerVersion) {
-  for (int raw : {0, 9, 77}) {
+  for (int raw : {0, 10, 77}) {
     SCOPED_TRACE(raw);
     v1::JobEvent proto;
     ToProto(SampleEvent(EventKind::kPinned), &proto);

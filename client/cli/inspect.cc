@@ -16,6 +16,7 @@
 #include "client/cli/json_output.h"
 #include "common/best_checkpoint.h"
 #include "common/event.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -264,8 +265,15 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
     std::cout << " (deltas against step(s) " << FormatSteps(record.base_steps)
               << ")";
   }
-  std::cout << ", " << HumanBytes(record.bytes_added) << " added\n"
-            << "metrics: " << FormatMetrics(record.metadata.metrics) << "\n"
+  std::cout << ", " << HumanBytes(record.bytes_added) << " added"
+            << (record.pinned ? ", pinned" : "") << "\n";
+  if (record.copied_from.has_value()) {
+    // The label is the copying client's text: checked by the server, and
+    // escaped here in case an older or hostile one did not.
+    std::cout << "copied from "
+              << EscapeControlBytes(CopyPeerText(*record.copied_from)) << "\n";
+  }
+  std::cout << "metrics: " << FormatMetrics(record.metadata.metrics) << "\n"
             << "tags: " << FormatTags(record.metadata.tags) << "\n\n";
   std::vector<std::vector<std::string>> rows;
   for (const ShardManifest& shard : checkpoint.shards) {

@@ -40,6 +40,12 @@ json RecordJson(const CheckpointRecord& record) {
                                               : json(record.base_steps.back())},
       {"base_steps", record.base_steps},
       {"bytes_added", record.bytes_added},
+      // Where a copy between servers (`ckpt copy`) took it from.
+      {"copied_from", record.copied_from.has_value()
+                          ? json{{"server", record.copied_from->server},
+                                 {"job", record.copied_from->job},
+                                 {"step", record.copied_from->step}}
+                          : json(nullptr)},
   };
   if (record.state == CheckpointState::kCommitted) {
     out["commit_time"] = FormatTimestamp(record.commit_time);

@@ -145,8 +145,24 @@ class GrpcTransport final : public Transport {
     if (options.retention_policy.has_value()) {
       ToProto(*options.retention_policy, request.mutable_retention_policy());
     }
+    if (options.copied_from.has_value()) {
+      ToProto(*options.copied_from, request.mutable_copied_from());
+    }
+    request.set_pin(options.pin);
     v1::BeginCheckpointResponse response;
-    return Call(&Stub::BeginCheckpoint, request, &response);
+    CKPT_RETURN_IF_ERROR(Call(&Stub::BeginCheckpoint, request, &response));
+    // A server older than copies ignores both fields: a copy must not
+    // commit there without its provenance or its pin.
+    if (response.created() &&
+        ((options.copied_from.has_value() &&
+          !response.checkpoint().has_copied_from()) ||
+         (options.pin && !response.checkpoint().pinned()))) {
+      return absl::UnimplementedError(
+          "BeginCheckpoint: the server ignored copied_from or pin (it is "
+          "older than copies between servers); the pending checkpoint it "
+          "created should be aborted");
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
@@ -231,9 +247,14 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::ReportRestore, request, &response);
   }
 
-  absl::Status ReportCopy(absl::string_view, int64_t,
-                          const CopyPeer&) override {
-    return absl::UnimplementedError("ReportCopy: not implemented yet");
+  absl::Status ReportCopy(absl::string_view job, int64_t step,
+                          const CopyPeer& destination) override {
+    v1::ReportCopyRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    ToProto(destination, request.mutable_destination());
+    v1::ReportCopyResponse response;
+    return Call(&Stub::ReportCopy, request, &response);
   }
 
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "common/sha256.h"
+#include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/auth/authenticator.h"
@@ -150,6 +151,11 @@ TEST_F(GrpcAuthTest, BadCredentialsAreUnauthenticatedAlikeAndChangeNothing) {
     restored.set_job(kAlice);
     restored.set_step(1);
     expect(caller.Call(&Stub::ReportRestore, restored), "ReportRestore");
+    v1::ReportCopyRequest copied;
+    copied.set_job(kAlice);
+    copied.set_step(1);
+    ToProto(CopyPeer{"b:1", kAlice, 1}, copied.mutable_destination());
+    expect(caller.Call(&Stub::ReportCopy, copied), "ReportCopy");
   }
   // Two authorization headers, even both valid, are refused too.
   grpc::ClientContext context;
@@ -360,6 +366,14 @@ TEST_F(GrpcAuthTest, AnotherTenantsJobIsRefusedAsIfAbsent) {
                grpc::StatusCode::PERMISSION_DENIED,
                "ReportRestore: the job is outside the scope of principal "
                "'bob-admin' (bob/)");
+    v1::ReportCopyRequest copied;
+    copied.set_job(job);
+    copied.set_step(1);
+    ToProto(CopyPeer{"b:1", kBob, 1}, copied.mutable_destination());
+    ExpectCode(bob.Call(&Stub::ReportCopy, copied),
+               grpc::StatusCode::PERMISSION_DENIED,
+               "ReportCopy: the job is outside the scope of principal "
+               "'bob-admin' (bob/)");
   }
   EXPECT_EQ(State(), before);
 }
@@ -407,6 +421,55 @@ TEST_F(GrpcAuthTest, ListingsStatsAndVerifyCoverTheCallersScope) {
   EXPECT_EQ(report.report().checkpoints_checked(), 2);
   ASSERT_TRUE(As("tok-operator").Verify(v1::VerifyRequest(), &report).ok());
   EXPECT_EQ(report.report().checkpoints_checked(), 4);
+}
+
+// A copy (`ckpt copy`) reads its source as a reader and reports it there
+// (ReportCopy, a reader's call), and writes its target as a writer, who may
+// have it commit pinned.
+TEST_F(GrpcAuthTest, CopiesNeedAReaderAtTheSourceAndAWriterAtTheTarget) {
+  v1::ReportCopyRequest copied;
+  copied.set_job(kAlice);
+  copied.set_step(2);
+  ToProto(CopyPeer{"b.example:7001", "alice/copy", 2},
+          copied.mutable_destination());
+  ASSERT_TRUE(As("tok-alice-reader").Call(&Stub::ReportCopy, copied).ok());
+
+  v1::BeginCheckpointRequest begin;
+  begin.set_job("alice/copy");
+  begin.set_step(2);
+  begin.set_world_size(1);
+  ToProto(CopyPeer{"a.example:7000", kAlice, 2}, begin.mutable_copied_from());
+  begin.set_pin(true);
+  const std::string before = State();
+  ExpectCode(As("tok-alice-reader").Call(&Stub::BeginCheckpoint, begin),
+             grpc::StatusCode::PERMISSION_DENIED, "needs role writer");
+  EXPECT_EQ(State(), before);
+  const RawCaller writer = As("tok-alice-writer");
+  ASSERT_TRUE(writer.Call(&Stub::BeginCheckpoint, begin).ok());
+  ASSERT_TRUE(writer.Put("alice/copy", {"copied"}).ok());
+  ASSERT_TRUE(
+      writer.Commit("alice/copy", 2, {ChunkRef{Sha256("copied"), 6}}).ok());
+
+  std::vector<std::string> got;
+  for (const char* job : {kAlice, "alice/copy"}) {
+    v1::ListEventsRequest request;
+    request.set_job(job);
+    v1::ListEventsResponse events;
+    ASSERT_TRUE(
+        As("tok-alice-reader").Call(&Stub::ListEvents, request, &events).ok());
+    for (const v1::JobEvent& event : events.events()) {
+      if (event.kind() == v1::EVENT_KIND_COMMITTED) continue;
+      got.push_back(absl::StrCat(job, " ", v1::EventKind_Name(event.kind()),
+                                 " ", event.principal(), " ", event.detail()));
+    }
+  }
+  EXPECT_THAT(
+      got, ElementsAre(
+               "alice/model EVENT_KIND_COPIED alice-viewer to b.example:7001 "
+               "alice/copy@2",
+               "alice/copy EVENT_KIND_COPIED alice-trainer from a.example:7000 "
+               "alice/model@2",
+               "alice/copy EVENT_KIND_PINNED alice-trainer at commit"));
 }
 
 // -------------------------------------------------------------- principal

@@ -89,12 +89,20 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
       CKPT_ASSIGN_OR_RETURN(policy,
                             ParsePolicy(kRpc, request->retention_policy()));
     }
+    CopyOrigin copy;
+    copy.pin = request->pin();
+    if (request->has_copied_from()) {
+      CKPT_ASSIGN_OR_RETURN(
+          copy.copied_from,
+          ParseCopyPeer(kRpc, "copied_from", request->copied_from()));
+    }
     CKPT_ASSIGN_OR_RETURN(
         BeginResult result,
-        service_->BeginCheckpoint(
-            request->job(), request->step(), request->world_size(),
-            FromProto(request->metadata()),
-            absl::Seconds(request->lease_seconds()), policy, ActorOf(who)));
+        service_->BeginCheckpoint(request->job(), request->step(),
+                                  request->world_size(),
+                                  FromProto(request->metadata()),
+                                  absl::Seconds(request->lease_seconds()),
+                                  policy, ActorOf(who), copy));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
     return absl::OkStatus();
@@ -280,6 +288,28 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReportRestore(
     }
     return service_->ReportRestore(request->job(), request->step(),
                                    request->rank(), ActorOf(who));
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::ReportCopy(
+    grpc::CallbackServerContext* context, const v1::ReportCopyRequest* request,
+    v1::ReportCopyResponse* /*response*/) {
+  return Unary(context, [this, context, request]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "ReportCopy";
+    // A reader's, as ReportRestore: whoever may read a checkpoint may copy
+    // it out, and say it did.
+    CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
+                                               Role::kReader, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    if (!request->has_destination()) {
+      return InvalidRequest(kRpc, "destination is required");
+    }
+    CKPT_ASSIGN_OR_RETURN(
+        CopyPeer destination,
+        ParseCopyPeer(kRpc, "destination", request->destination()));
+    return service_->ReportCopy(request->job(), request->step(), destination,
+                                ActorOf(who));
   });
 }
 

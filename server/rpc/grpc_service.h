@@ -85,6 +85,10 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::ReportRestoreRequest* request,
       v1::ReportRestoreResponse* response) override;
+  grpc::ServerUnaryReactor* ReportCopy(
+      grpc::CallbackServerContext* context,
+      const v1::ReportCopyRequest* request,
+      v1::ReportCopyResponse* response) override;
   // Server streaming: one response per requested hash, in request order,
   // each verified by the service. The first absent (NOT_FOUND) or corrupt
   // (DATA_LOSS) chunk ends the stream with that status.

@@ -38,6 +38,16 @@ absl::Status CheckWorldSize(absl::string_view rpc, int32_t world_size) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<CopyPeer> ParseCopyPeer(absl::string_view rpc,
+                                       absl::string_view field,
+                                       const v1::CopyPeer& proto) {
+  CopyPeer peer = FromProto(proto);
+  if (absl::Status status = ValidateCopyPeer(peer); !status.ok()) {
+    return InvalidRequest(rpc, absl::StrCat(field, ".", status.message()));
+  }
+  return peer;
+}
+
 absl::StatusOr<std::vector<ChunkId>> ParseHashes(
     absl::string_view rpc,
     const google::protobuf::RepeatedPtrField<std::string>& hashes,

@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "ckpt/v1/ckpt.pb.h"
 #include "common/chunk_id.h"
+#include "common/manifest.h"
 #include "common/retention_policy.h"
 #include "server/service/shared_file_reads.h"
 
@@ -30,6 +31,13 @@ absl::Status CheckJob(absl::string_view rpc, absl::string_view job);
 absl::Status CheckStep(absl::string_view rpc, int64_t step);
 // world_size >= 1 (the service checks the upper bound, its option).
 absl::Status CheckWorldSize(absl::string_view rpc, int32_t world_size);
+
+// The proto's peer of a copy (BeginCheckpoint's copied_from, ReportCopy's
+// destination; `field` names it), as ValidateCopyPeer accepts it:
+// "<rpc>: <field>.server must be ...".
+absl::StatusOr<CopyPeer> ParseCopyPeer(absl::string_view rpc,
+                                       absl::string_view field,
+                                       const v1::CopyPeer& proto);
 
 // Raw SHA-256 digests, at most `max_hashes` of them; names the first bad
 // one as sha256[i].

@@ -72,6 +72,20 @@ struct ServiceOptions {
 // with it at startup.
 absl::Status ValidateServiceOptions(const ServiceOptions& options);
 
+// What a copy between servers (`ckpt copy`) adds to BeginCheckpoint. Only
+// the Begin that creates the pending checkpoint (or starts an aborted one
+// afresh) is heeded; joining ranks' values are ignored.
+struct CopyOrigin {
+  // Where the checkpoint comes from: kept in its record (copied_from) and
+  // recorded as a `copied` event "from SERVER JOB@STEP" with its commit.
+  // Default: nullopt (not a copy).
+  std::optional<CopyPeer> copied_from;
+  // The checkpoint commits pinned, with a `pinned` event in the commit's
+  // batch, so that retention applied at that very commit keeps it. While
+  // pending, its record's `pinned` says so. Default: false.
+  bool pin = false;
+};
+
 struct BeginResult {
   CheckpointRecord record;
   bool created = false;  // false when another rank created it first
@@ -114,11 +128,13 @@ class CheckpointService {
   // INVALID_ARGUMENT, with nothing changed, when it is invalid). When the
   // actor may not change retention, a `policy` other than the stored one
   // (none stored counts as other) is PERMISSION_DENIED, with nothing changed.
+  // `copy` (see CopyOrigin): INVALID_ARGUMENT naming the field for a
+  // copied_from that ValidateCopyPeer refuses.
   absl::StatusOr<BeginResult> BeginCheckpoint(
       absl::string_view job, int64_t step, int32_t world_size,
       const CheckpointMetadata& meta, absl::Duration lease,
       const std::optional<RetentionPolicy>& policy = std::nullopt,
-      const Actor& actor = {});
+      const Actor& actor = {}, const CopyOrigin& copy = {});
 
   // The ids among `ids` that the job's tenant does not hold, in input order.
   absl::StatusOr<std::vector<ChunkId>> FindMissingChunks(
@@ -144,7 +160,8 @@ class CheckpointService {
   // commits, the checkpoint becomes COMMITTED in one durable batch, which also
   // deletes whatever the job's retention policy (if any) no longer keeps (which
   // can be this very checkpoint when it is older than the ones the policy
-  // keeps: a late step under max_to_keep), unless the last rank's `actor`
+  // keeps: a late step under max_to_keep, unless it was begun with
+  // CopyOrigin::pin and commits pinned), unless the last rank's `actor`
   // may not delete history (a writer: the policy then waits for an admin's
   // Prune). Recommitting an identical shard is OK; a different one is
   // FAILED_PRECONDITION.
@@ -205,6 +222,15 @@ class CheckpointService {
   // event cannot be written.
   absl::Status ReportRestore(absl::string_view job, int64_t step, int32_t rank,
                              const Actor& actor = {});
+
+  // Records a `copied` event "to SERVER JOB@STEP" on committed checkpoint
+  // (job, step): a client copied it to `destination` (`ckpt copy`, once the
+  // copy committed there). INVALID_ARGUMENT naming the field for a
+  // destination ValidateCopyPeer refuses; NOT_FOUND when the checkpoint is
+  // absent, pending or aborted; the store's error when the event cannot be
+  // written.
+  absl::Status ReportCopy(absl::string_view job, int64_t step,
+                          const CopyPeer& destination, const Actor& actor = {});
 
   // A chunk of the job's tenant, verified (ChunkStore::ReadVerified):
   // NOT_FOUND when absent, DATA_LOSS when the stored bytes are damaged.
@@ -316,9 +342,11 @@ class CheckpointService {
   // reason), deleted (DeleteCheckpoint), pruned (every deletion by
   // retention, at commit, when a policy is set and by a non-dry-run Prune;
   // detail: what triggered it, the policy and the decision's reasons),
-  // pinned / unpinned (when the pin changes), restored (ReportRestore, or
-  // GetManifest with a restoring rank) and policy_set (when the stored
-  // policy changes).
+  // pinned / unpinned (when the pin changes, or with the commit of a
+  // checkpoint begun with CopyOrigin::pin), restored (ReportRestore, or
+  // GetManifest with a restoring rank), copied (with the commit of a copy,
+  // and ReportCopy on its source) and policy_set (when the stored policy
+  // changes).
 
   // The newest `limit` events of `job`, oldest first; 0 means every kept
   // one (at most kMaxEventsPerJob). INVALID_ARGUMENT for a negative limit;

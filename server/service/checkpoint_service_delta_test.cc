@@ -109,19 +109,6 @@ class DeltaCheckpointTest : public CheckpointServiceTest {
     return Commit(step, {delta}).status();
   }
 
-  CheckpointRecord Record(int64_t step) {
-    absl::StatusOr<std::vector<CheckpointRecord>> records =
-        service_.ListCheckpoints(kJob, /*include_uncommitted=*/true);
-    EXPECT_TRUE(records.ok()) << records.status();
-    if (records.ok()) {
-      for (const CheckpointRecord& record : *records) {
-        if (record.step == step) return record;
-      }
-    }
-    ADD_FAILURE() << "no checkpoint " << step;
-    return {};
-  }
-
   EntryMaker make_{&service_, kJob};
 };
 

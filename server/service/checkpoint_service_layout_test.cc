@@ -74,16 +74,6 @@ class LayoutTest : public CheckpointServiceTest {
             .ok());
   }
 
-  CheckpointRecord Record(int64_t step = 1) {
-    auto records = service_.ListCheckpoints(kJob, true);
-    EXPECT_TRUE(records.ok()) << records.status();
-    for (const CheckpointRecord& record : *records) {
-      if (record.step == step) return record;
-    }
-    ADD_FAILURE() << "no step " << step;
-    return {};
-  }
-
   size_t EventCount() {
     auto events = service_.ListEvents(kJob, 0);
     EXPECT_TRUE(events.ok()) << events.status();
@@ -112,7 +102,7 @@ TEST_F(LayoutTest, OverlapIsRefusedLeavingNoTraceAndACorrectedShardCommits) {
                     HasSubstr("rank 0's box [0:6, 0:4]"),
                     HasSubstr("may commit a corrected shard")));
   // Nothing stored, nothing recorded, still pending with rank 0 only.
-  const CheckpointRecord record = Record();
+  const CheckpointRecord record = Record(1);
   EXPECT_EQ(record.state, CheckpointState::kPending);
   EXPECT_THAT(record.committed_ranks, ElementsAre(0));
   EXPECT_EQ(EventCount(), events);
@@ -133,10 +123,10 @@ TEST_F(LayoutTest, GapIsRefusedAtTheLastCommitOnly) {
               AllOf(HasSubstr("tensor 'w' (uint8 [9])"),
                     HasSubstr("leave 1 of its 9 elements uncovered"),
                     HasSubstr("e.g. index [5]")));
-  EXPECT_EQ(Record().state, CheckpointState::kPending);
-  EXPECT_THAT(Record().committed_ranks, ElementsAre(0, 1));
+  EXPECT_EQ(Record(1).state, CheckpointState::kPending);
+  EXPECT_THAT(Record(1).committed_ranks, ElementsAre(0, 1));
   ASSERT_TRUE(Commit(2, 3, {{"w", {9}, {3}, {3}}}).ok());
-  EXPECT_EQ(Record().state, CheckpointState::kCommitted);
+  EXPECT_EQ(Record(1).state, CheckpointState::kCommitted);
 }
 
 TEST_F(LayoutTest, DisagreeingShapesAreRefused) {
@@ -187,7 +177,7 @@ TEST_F(LayoutTest, ShardsAnOlderServerStoredAgainstTheRuleBlameNoNewRank) {
   absl::StatusOr<ShardManifest> planted =
       UploadedShard(service_, 1, {{"w", {4}, {1}, {2}}});
   ASSERT_TRUE(planted.ok()) << planted.status();
-  CheckpointRecord record = Record();
+  CheckpointRecord record = Record(1);
   record.committed_ranks = {0, 1};
   MetadataBatch batch;
   batch.PutShard(kJob, 1, *planted);
@@ -215,7 +205,7 @@ TEST_F(LayoutTest, WholeBoxNextToPartsIsRefusedWhenItComes) {
   EXPECT_THAT(refused.status().message(),
               AllOf(HasSubstr("rank 1's box [0:4] (the whole tensor)"),
                     HasSubstr("rank 0's box [0:2]")));
-  EXPECT_EQ(Record().state, CheckpointState::kPending);
+  EXPECT_EQ(Record(1).state, CheckpointState::kPending);
 }
 
 TEST_F(LayoutTest, AnAbortedAttemptsShardsDoNotCountForTheNext) {

@@ -52,6 +52,24 @@ JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
                    pinned ? EventKind::kPinned : EventKind::kUnpinned, "");
 }
 
+JobEvent PinnedAtCommitEvent(absl::string_view job, int64_t step,
+                             absl::Time now, absl::string_view principal) {
+  return MakeEvent(job, step, now, principal, EventKind::kPinned, "at commit");
+}
+
+JobEvent CopiedFromEvent(absl::string_view job, int64_t step, absl::Time now,
+                         absl::string_view principal, const CopyPeer& source) {
+  return MakeEvent(job, step, now, principal, EventKind::kCopied,
+                   absl::StrCat("from ", CopyPeerText(source)));
+}
+
+JobEvent CopiedToEvent(absl::string_view job, int64_t step, absl::Time now,
+                       absl::string_view principal,
+                       const CopyPeer& destination) {
+  return MakeEvent(job, step, now, principal, EventKind::kCopied,
+                   absl::StrCat("to ", CopyPeerText(destination)));
+}
+
 JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
                        absl::string_view principal, int32_t rank) {
   return MakeEvent(job, step, now, principal, EventKind::kRestored,

@@ -51,6 +51,20 @@ JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
 JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
                   absl::string_view principal, bool pinned);
 
+// The checkpoint committed pinned, as its Begin asked (CopyOrigin::pin):
+// `pinned` with detail "at commit".
+JobEvent PinnedAtCommitEvent(absl::string_view job, int64_t step,
+                             absl::Time now, absl::string_view principal);
+
+// A copy between servers (`ckpt copy`), kind `copied`: on the target with
+// the commit, "from SERVER JOB@STEP"; on the source (ReportCopy), "to
+// SERVER JOB@STEP". The peer was checked (ValidateCopyPeer).
+JobEvent CopiedFromEvent(absl::string_view job, int64_t step, absl::Time now,
+                         absl::string_view principal, const CopyPeer& source);
+JobEvent CopiedToEvent(absl::string_view job, int64_t step, absl::Time now,
+                       absl::string_view principal,
+                       const CopyPeer& destination);
+
 // `rank` restored the checkpoint (ReportRestore; or, from an older client,
 // fetched its manifest to restore): "rank 3".
 JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,

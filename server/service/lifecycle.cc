@@ -153,7 +153,8 @@ absl::Time CheckpointService::CappedExpiry(const CheckpointRecord& record,
 absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     absl::string_view job, int64_t step, int32_t world_size,
     const CheckpointMetadata& meta, absl::Duration lease,
-    const std::optional<RetentionPolicy>& policy, const Actor& actor) {
+    const std::optional<RetentionPolicy>& policy, const Actor& actor,
+    const CopyOrigin& copy) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   if (world_size < 1 || world_size > options_.max_world_size) {
@@ -173,6 +174,12 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
         "BeginCheckpoint and CommitShard renews it"));
   }
   CKPT_RETURN_IF_ERROR(ValidateMetadata(meta));
+  if (copy.copied_from.has_value()) {
+    if (absl::Status peer = ValidateCopyPeer(*copy.copied_from); !peer.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("copied_from.", peer.message()));
+    }
+  }
   if (policy.has_value())
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
   if (lease == absl::ZeroDuration()) lease = options_.default_lease;
@@ -255,6 +262,9 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     result.record.create_time = now;
     result.record.lease_expiry = now + lease;
     result.record.lease_duration = lease;
+    // Pending, `pinned` says the checkpoint will commit pinned.
+    result.record.pinned = copy.pin;
+    result.record.copied_from = copy.copied_from;
   }
   batch.PutCheckpoint(result.record);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
@@ -503,6 +513,16 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   if (result.checkpoint_committed) {
     batch.AppendEvent(CommittedEvent(job, step, now, actor.principal,
                                      world_size, record.logical_bytes));
+    // What its Begin asked for (CopyOrigin), in the commit's batch: the
+    // retention below sees the pin, and no copy is ever listed without
+    // its provenance.
+    if (record.copied_from.has_value()) {
+      batch.AppendEvent(CopiedFromEvent(job, step, now, actor.principal,
+                                        *record.copied_from));
+    }
+    if (record.pinned) {
+      batch.AppendEvent(PinnedAtCommitEvent(job, step, now, actor.principal));
+    }
   }
   std::vector<RetentionDecision> decisions;
   // The policy sees the store as this batch leaves it, so the commit and

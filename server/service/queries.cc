@@ -1,11 +1,14 @@
 // CheckpointService, the reads: ListJobs, ListCheckpoints, GetManifest
 // (which records a `restored` event for an older client that names its
 // restoring rank), ReportRestore (the `restored` event a client records once
-// its restore succeeded), ReadChunk, ReadChunkTo, GetStats and ListEvents.
+// its restore succeeded), ReportCopy (the `copied` event a copying client
+// records on the source once the copy committed on the target), ReadChunk,
+// ReadChunkTo, GetStats and ListEvents.
 //
 // Locking: none takes lifecycle_mu_. Each reads the stores as they are; a
 // listing may interleave with a concurrent commit or delete. A `restored`
-// event is an append on its own, after a read of the checkpoint's header.
+// or `copied` event is an append on its own, after a read of the
+// checkpoint's header.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -141,6 +144,23 @@ absl::Status CheckpointService::ReportRestore(absl::string_view job,
   MetadataBatch batch;
   batch.AppendEvent(
       RestoredEvent(job, step, clock_->Now(), actor.principal, rank));
+  return metadata_->Apply(batch);
+}
+
+absl::Status CheckpointService::ReportCopy(absl::string_view job, int64_t step,
+                                           const CopyPeer& destination,
+                                           const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  if (absl::Status peer = ValidateCopyPeer(destination); !peer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("destination.", peer.message()));
+  }
+  CKPT_RETURN_IF_ERROR(GetCommitted(job, step).status());
+  // No lock, as ReportRestore: the copy happened whatever a concurrent
+  // delete does next.
+  MetadataBatch batch;
+  batch.AppendEvent(
+      CopiedToEvent(job, step, clock_->Now(), actor.principal, destination));
   return metadata_->Apply(batch);
 }
 

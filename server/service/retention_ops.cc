@@ -189,8 +189,10 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
-  batch.AppendEvent(DeletedEvent(job, step, clock_->Now(), actor.principal,
-                                 record->state, record->pinned));
+  // An aborted record's `pinned` only said it would have committed pinned.
+  batch.AppendEvent(DeletedEvent(
+      job, step, clock_->Now(), actor.principal, record->state,
+      record->pinned && record->state == CheckpointState::kCommitted));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "deleted ", Describe(job, step), " by ", actor.principal);
   return absl::OkStatus();

@@ -4,7 +4,8 @@
 # `ckpt get` (restored, with the rank) but not `ckpt show`, `ckpt rm` and a
 # policy change must show in order in `ckpt events --json`; the history
 # survives a server restart and its numbering continues; --limit, the table
-# and error exits.
+# and error exits; a planted copy shows its source (`show`) and its
+# `copied` and `pinned` events.
 # Usage: cli_events_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -88,5 +89,31 @@ if "${ckpt}" events "${job}" --limit -1 2>"${work}/err"; then
 fi
 grep -q -- "--limit" "${work}/err" || fail "negative limit: $(cat "${work}/err")"
 "${ckpt}" events --help | grep -e "--limit" >/dev/null || fail "events --help"
+"${ckpt}" events --help | grep -e "copied" >/dev/null \
+  || fail "events --help does not list copied"
+
+# A copy between servers (planted as `ckpt copy` begins one): `show` says
+# where it came from, `events` has the copy and the pin with its commit.
+"${py}" "$(dirname "$0")/cli_plant.py" "${CKPT_SERVER}" cli/copied 7 copy \
+  "a.example:7000" cli/source 70
+"${ckpt}" show cli/copied 7 >"${work}/show.txt"
+grep -q "^copied from a.example:7000 cli/source@70$" "${work}/show.txt" \
+  || fail "show lacks the source: $(cat "${work}/show.txt")"
+grep -q "pinned" "${work}/show.txt" || fail "show lacks the pin"
+"${ckpt}" show cli/copied 7 --json | "${py}" -c '
+import json, sys
+record = json.load(sys.stdin)
+assert record["copied_from"] == {"server": "a.example:7000",
+                                 "job": "cli/source", "step": 70}, record
+assert record["pinned"] is True, record'
+"${ckpt}" show "${job}" 5 --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin)["copied_from"] is None'
+"${ckpt}" events cli/copied --json | "${py}" -c '
+import json, sys
+events = json.load(sys.stdin)
+assert [(e["kind"], e["detail"]) for e in events][1:] == [
+    ("copied", "from a.example:7000 cli/source@70"),
+    ("pinned", "at commit")], events'
 
 echo "cli_events_test: OK"

@@ -11,6 +11,10 @@ gRPC API (tests/python/raw_api.py), for the CLI end-to-end scripts.
       EXPECTED_DIR/full/ (--full) and EXPECTED_DIR/rank0/, rank1/ (--rank).
   cli_plant.py ADDRESS JOB STEP names NAME...
       A 1-rank checkpoint of one small uint8 tensor per NAME.
+  cli_plant.py ADDRESS JOB STEP copy SERVER SOURCE_JOB SOURCE_STEP
+      A 1-rank checkpoint of one small uint8 tensor `w`, begun as a pinned
+      copy of SOURCE_JOB@SOURCE_STEP from SERVER (as `ckpt copy` begins
+      one: BeginCheckpoint's copied_from and pin).
 """
 
 import hashlib
@@ -24,14 +28,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import raw_api  # noqa: E402
 
 
-def commit(address, job, step, world_size, shards):
+def commit(address, job, step, world_size, shards, **begin_fields):
     """shards: per rank, a list of (name, numpy dtype name, global shape,
-    offsets, numpy array of the box)."""
+    offsets, numpy array of the box). begin_fields: further fields of the
+    BeginCheckpointRequest."""
     pb, pb_grpc = raw_api.stubs()
     with grpc.insecure_channel(address) as channel:
         service = pb_grpc.CheckpointServiceStub(channel)
         service.BeginCheckpoint(pb.BeginCheckpointRequest(
-            job=job, step=step, world_size=world_size), timeout=30)
+            job=job, step=step, world_size=world_size, **begin_fields),
+            timeout=30)
         for rank, tensors in enumerate(shards):
             entries, chunks = [], []
             for name, dtype, shape, offsets, box in tensors:
@@ -106,12 +112,24 @@ def names(address, job, step, tensor_names):
     commit(address, job, step, 1, [tensors])
 
 
+def copy(address, job, step, server, source_job, source_step):
+    pb, _ = raw_api.stubs()
+    tensors = [("w", "uint8", [4], [0],
+                np.frombuffer(b"copy", dtype=np.uint8))]
+    commit(address, job, step, 1, [tensors],
+           copied_from=pb.CopyPeer(server=server, job=source_job,
+                                   step=source_step),
+           pin=True)
+
+
 def main(argv):
     address, job, step, scenario = argv[1], argv[2], int(argv[3]), argv[4]
     if scenario == "model":
         model(address, job, step, argv[5])
     elif scenario == "names":
         names(address, job, step, argv[5:])
+    elif scenario == "copy":
+        copy(address, job, step, argv[5], argv[6], int(argv[7]))
     else:
         sys.exit(f"unknown scenario {scenario}")
 

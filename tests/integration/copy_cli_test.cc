@@ -191,7 +191,7 @@ TEST_F(CopyCliTest, CarelessUseIsRefusedWithAClearMessage) {
       {absl::StrCat(CopyArgs(), " --limit-rate 0"),
        "--limit-rate takes bytes per second"},
       {absl::StrCat(CopyArgs(), " --steps x"), "--steps takes steps"},
-      {absl::StrCat(CopyArgs(), " --to-job no-tenant"), "copy: target job:"},
+      {absl::StrCat(CopyArgs(), " --to-job no-tenant"), "copy: the target: job:"},
       {absl::StrCat(CopyArgs(), " --steps 100 --latest"), "excludes"},
       {absl::StrCat("copy ", kJob, " --to ", to()), "--from is required"},
   };

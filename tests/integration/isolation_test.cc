@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "common/sha256.h"
+#include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/raw_calls.h"
@@ -86,6 +87,7 @@ enum class Rpc {
   kGetManifestStep,
   kGetManifestLatest,
   kReportRestore,
+  kReportCopy,
   kReadChunks,
   kReadChunksIntoFile,
   kDelete,
@@ -225,6 +227,14 @@ class IsolationTest : public ::testing::Test {
         r.set_rank(0);
         v1::ReportRestoreResponse out;
         return AnswerOf(bob.Call(&Stub::ReportRestore, r, &out), out);
+      }
+      case Rpc::kReportCopy: {
+        v1::ReportCopyRequest r;
+        r.set_job(job);
+        r.set_step(step);
+        ToProto(CopyPeer{"b:1", kBobJob, 1}, r.mutable_destination());
+        v1::ReportCopyResponse out;
+        return AnswerOf(bob.Call(&Stub::ReportCopy, r, &out), out);
       }
       case Rpc::kReadChunks: {
         std::vector<v1::ReadChunksResponse> chunks;

@@ -120,9 +120,20 @@ std::vector<FakeTransport::ReportedRestore> FakeTransport::reported_restores()
   return reported_restores_;
 }
 
+std::vector<FakeTransport::ReportedCopy> FakeTransport::reported_copies()
+    const {
+  absl::MutexLock lock(&mu_);
+  return reported_copies_;
+}
+
 void FakeTransport::FailRestoreReports(absl::Status status) {
   absl::MutexLock lock(&mu_);
   report_failure_ = std::move(status);
+}
+
+void FakeTransport::FailCopyReports(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  copy_report_failure_ = std::move(status);
 }
 
 int FakeTransport::ReadsOf(const ChunkId& id) const {
@@ -214,8 +225,6 @@ absl::Status FakeTransport::BeginCheckpoint(
     checkpoint.record.world_size = options.world_size;
     checkpoint.record.metadata = options.metadata;
     checkpoint.record.create_time = absl::Now();
-    // Kept on the pending record, where the server keeps it apart until
-    // the commit: this fake is not strict about it.
     checkpoint.record.pinned = options.pin;
     checkpoint.record.copied_from = options.copied_from;
     return absl::OkStatus();
@@ -334,21 +343,31 @@ absl::StatusOr<Checkpoint> FakeTransport::GetManifest(
           : absl::StrCat("job '", job, "' has no committed checkpoint"));
 }
 
-absl::Status FakeTransport::ReportCopy(absl::string_view, int64_t,
-                                       const CopyPeer&) {
-  return absl::UnimplementedError("FakeTransport::ReportCopy");
-}
-
-absl::Status FakeTransport::ReportRestore(absl::string_view job, int64_t step,
-                                          int32_t rank) {
-  absl::MutexLock lock(&mu_);
-  if (!report_failure_.ok()) return report_failure_;
+absl::Status FakeTransport::CheckCommitted(absl::string_view job,
+                                           int64_t step) const {
   auto job_it = checkpoints_.find(job);
   if (job_it == checkpoints_.end() || !job_it->second.contains(step) ||
       job_it->second.at(step).record.state != CheckpointState::kCommitted) {
     return absl::NotFoundError(
         absl::StrCat("no committed ", CheckpointName(job, step)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status FakeTransport::ReportCopy(absl::string_view job, int64_t step,
+                                       const CopyPeer& destination) {
+  absl::MutexLock lock(&mu_);
+  CKPT_RETURN_IF_ERROR(copy_report_failure_);
+  CKPT_RETURN_IF_ERROR(CheckCommitted(job, step));
+  reported_copies_.push_back({std::string(job), step, destination});
+  return absl::OkStatus();
+}
+
+absl::Status FakeTransport::ReportRestore(absl::string_view job, int64_t step,
+                                          int32_t rank) {
+  absl::MutexLock lock(&mu_);
+  if (!report_failure_.ok()) return report_failure_;
+  CKPT_RETURN_IF_ERROR(CheckCommitted(job, step));
   reported_restores_.push_back({std::string(job), step, rank});
   return absl::OkStatus();
 }

@@ -64,6 +64,9 @@ class FakeTransport : public client::Transport {
   // ReportRestore returns `status` (e.g. UNIMPLEMENTED, as an older server
   // does) without recording anything.
   void FailRestoreReports(absl::Status status);
+  // ReportCopy returns `status` (e.g. UNIMPLEMENTED, as an older source
+  // server does) without recording anything.
+  void FailCopyReports(absl::Status status);
 
   // --- Inspection ---
 
@@ -89,6 +92,14 @@ class FakeTransport : public client::Transport {
                            const ReportedRestore&) = default;
   };
   std::vector<ReportedRestore> reported_restores() const;
+  // Every copy ReportCopy recorded, in order.
+  struct ReportedCopy {
+    std::string job;
+    int64_t step = 0;
+    CopyPeer destination;
+    friend bool operator==(const ReportedCopy&, const ReportedCopy&) = default;
+  };
+  std::vector<ReportedCopy> reported_copies() const;
   // Times chunk `id` was read, by ReadChunks or ReadChunksIntoFile.
   int ReadsOf(const ChunkId& id) const;
   // Times each chunk was read, by ReadChunks or ReadChunksIntoFile.
@@ -123,7 +134,7 @@ class FakeTransport : public client::Transport {
   // NOT_FOUND unless (job, step) is committed.
   absl::Status ReportRestore(absl::string_view job, int64_t step,
                              int32_t rank) override;
-  // UNIMPLEMENTED for now (copy tests run against real servers).
+  // NOT_FOUND unless (job, step) is committed.
   absl::Status ReportCopy(absl::string_view job, int64_t step,
                           const CopyPeer& destination) override;
   absl::StatusOr<std::vector<JobSummary>> ListJobs() override;
@@ -174,6 +185,9 @@ class FakeTransport : public client::Transport {
 
   // Stores an uploaded chunk. INVALID_ARGUMENT when `data` is not `id`'s.
   absl::Status Store(const ChunkId& id, absl::string_view data);
+  // NOT_FOUND unless (job, step) is committed.
+  absl::Status CheckCommitted(absl::string_view job, int64_t step) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a read of `id` answers; NOT_FOUND when it is not stored.
   absl::StatusOr<Answer> AnswerFor(const ChunkId& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -191,7 +205,9 @@ class FakeTransport : public client::Transport {
   absl::Status into_file_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status registration_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status report_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Status copy_report_failure_ ABSL_GUARDED_BY(mu_);
   std::vector<ReportedRestore> reported_restores_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReportedCopy> reported_copies_ ABSL_GUARDED_BY(mu_);
   // handle -> the registered file's duplicate descriptor.
   absl::flat_hash_map<std::string, UniqueFd> registered_ ABSL_GUARDED_BY(mu_);
   int registrations_ ABSL_GUARDED_BY(mu_) = 0;

@@ -4,6 +4,7 @@
 // with a fake clock.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,13 +50,16 @@ struct ShardBuilder {
   }
 };
 
-// Begins (job, step), puts every chunk of `builder` and commits its shard.
+// Begins (job, step), puts every chunk of `builder` and commits its shard,
+// as `actor` (begun with `copy`).
 inline absl::StatusOr<CommitResult> SaveShard(
     CheckpointService& service, const ShardBuilder& builder, int64_t step,
     int32_t world_size, absl::string_view job,
-    const CheckpointMetadata& meta = {}) {
-  auto begun = service.BeginCheckpoint(job, step, world_size, meta,
-                                       absl::ZeroDuration());
+    const CheckpointMetadata& meta = {}, const Actor& actor = {},
+    const CopyOrigin& copy = {}) {
+  auto begun =
+      service.BeginCheckpoint(job, step, world_size, meta, absl::ZeroDuration(),
+                              std::nullopt, actor, copy);
   if (!begun.ok()) return begun.status();
   for (const auto& [name, bytes] : builder.blobs) {
     for (absl::string_view chunk :
@@ -64,7 +68,7 @@ inline absl::StatusOr<CommitResult> SaveShard(
       if (!put.ok()) return put.status();
     }
   }
-  return service.CommitShard(job, step, world_size, builder.Manifest());
+  return service.CommitShard(job, step, world_size, builder.Manifest(), actor);
 }
 
 inline constexpr char kJob[] = "team/model";
@@ -94,6 +98,19 @@ class CheckpointServiceTest : public ::testing::Test {
     return Save(ShardBuilder{0, {{"w", absl::StrCat("s", step)}}}, step, 1,
                 kJob, meta)
         .status();
+  }
+
+  // The header of `step` of kJob, in any state (a test failure when none).
+  CheckpointRecord Record(int64_t step) {
+    auto records = service_.ListCheckpoints(kJob, /*include_uncommitted=*/true);
+    EXPECT_TRUE(records.ok()) << records.status();
+    if (records.ok()) {
+      for (const CheckpointRecord& record : *records) {
+        if (record.step == step) return record;
+      }
+    }
+    ADD_FAILURE() << "no checkpoint " << step;
+    return {};
   }
 
   std::vector<int64_t> VisibleSteps(absl::string_view job = kJob) {

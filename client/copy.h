@@ -98,9 +98,11 @@ struct CopyReport {
 };
 
 // Progress, called from the copying thread: after the plan (bytes_total
-// known) and then after every batch sent.
+// known) and then after every chunk sent. bytes_total grows if the copy
+// must send more than planned (chunks lost on the target meanwhile).
 struct CopyProgress {
   int64_t step = 0;  // the checkpoint being copied
+  // Among the checkpoints this copy commits (not those already there).
   size_t checkpoint_index = 0;
   size_t checkpoint_count = 0;
   uint64_t bytes_done = 0;   // chunk bytes sent so far, whole copy
@@ -110,13 +112,23 @@ using CopyProgressFn = std::function<void(const CopyProgress&)>;
 
 // Copies per `request` from `source` to `target` (which may be the same
 // server, under another job name). Everything asked is checked before
-// anything is sent: NOT_FOUND for an unknown job or a step the source
-// lacks; FAILED_PRECONDITION naming the step when the target already holds
-// a committed checkpoint of that step that differs from the source's (its
-// manifests or metadata), or a pending one of another world size.
-// Otherwise the first error of either server, with the checkpoints copied
-// before it committed and the one in flight left pending on the target (a
-// rerun resumes it).
+// anything is sent, and a refusal changes nothing on either server:
+// INVALID_ARGUMENT for a bad request (labels, job names, the same job on
+// both sides); NOT_FOUND for an unknown job or a step the source lacks;
+// FAILED_PRECONDITION naming the step when the target already holds a
+// committed checkpoint of that step that differs from the source's
+// (world size, manifests, metrics, tags or effective time), or a pending
+// one that is not an earlier run of this copy (another world size,
+// metadata or origin); DATA_LOSS when the source's manifests are
+// inconsistent (a chunk larger than any chunk or named with two sizes, a
+// delta on a step it does not hold): the copy allocates from them. Then
+// the first error of either server, with the checkpoints copied before it
+// committed and the one in flight left pending on the target (a rerun
+// resumes it): DATA_LOSS when the source answers a chunk with other bytes
+// (checked here, before they are sent) or another size. The source's
+// reads record no `restored` event; each copy committed is reported to it
+// (ReportCopy; see source_report_error). Memory: one manifest and about
+// two batches of chunk bytes at a time.
 absl::StatusOr<CopyReport> CopyCheckpoints(Transport& source, Transport& target,
                                            const CopyRequest& request,
                                            const CopyProgressFn& progress);

@@ -436,6 +436,45 @@ TEST(CopyHostileSourceTest, AManifestLyingAboutSizesIsRefusedUnread) {
   EXPECT_EQ(target.begin_calls(), 0);
 }
 
+// A transfer slowed by its rate limit renews the target's lease while it
+// waits, and ends at the first renewal that fails.
+TEST(TransferChunksTest, KeepsTheTargetAliveWhileItWaits) {
+  FakeTransport source;
+  FakeTransport target;
+  std::vector<ChunkToCopy> chunks;
+  std::unique_ptr<ChunkUploadStream> seed = source.OpenUpload(kJob, 1);
+  for (uint32_t i = 0; i < 4; ++i) {
+    const std::string bytes = PatternBytes(kChunk, 40 + i);
+    chunks.push_back(ChunkToCopy{Sha256(bytes), kChunk});
+    ASSERT_TRUE(seed->Add(chunks.back().id, bytes).ok());
+  }
+  // 64-byte chunks at 1280 B/s: 50 ms each after the first.
+  RatePacer pacer(20 * kChunk, RealClock::Get());
+  int renewals = 0;
+  TransferOptions options;
+  options.batch_bytes = 2 * kChunk;
+  options.pacer = &pacer;
+  options.keep_alive_interval = absl::Milliseconds(10);
+  options.keep_alive = [&renewals] {
+    ++renewals;
+    return absl::OkStatus();
+  };
+  std::unique_ptr<ChunkUploadStream> upload = target.OpenUpload(kJob, 1);
+  ASSERT_TRUE(TransferChunks(source, kJob, chunks, *upload, options).ok());
+  // 150 ms of waits with a renewal due every 10 ms: renewed during the
+  // waits, not only between chunks (which would be 3).
+  EXPECT_GE(renewals, 8);
+  EXPECT_EQ(upload->chunks_sent(), 4u);
+
+  RatePacer slow(20 * kChunk, RealClock::Get());
+  options.pacer = &slow;
+  options.keep_alive = [] { return absl::AbortedError("lease lost"); };
+  std::unique_ptr<ChunkUploadStream> failed = target.OpenUpload(kJob, 2);
+  absl::Status status = TransferChunks(source, kJob, chunks, *failed, options);
+  EXPECT_EQ(status, absl::AbortedError("lease lost"));
+  EXPECT_LT(failed->chunks_sent(), 4u);
+}
+
 TEST(RatePacerTest, SpacesSendsToTheRateWithoutEarningBursts) {
   FakeClock clock;
   RatePacer pacer(1000, &clock);  // 1000 bytes per second

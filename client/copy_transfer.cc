@@ -1,5 +1,6 @@
 #include "client/copy_transfer.h"
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <utility>
@@ -103,26 +104,53 @@ absl::Status TransferChunks(Transport& source, absl::string_view source_job,
                      chunks.subspan(batch.begin, batch.end - batch.begin),
                      batch.bytes);
   };
+  // Waits until `until` or until `ready` (given how long it may block, at
+  // most a minute) says so, calling keep_alive whenever it is due
+  // meanwhile: a slow source or a low rate limit must not let the target
+  // checkpoint's lease run out.
   absl::Time last_keep_alive = absl::Now();
+  auto wait_alive = [&](absl::Time until,
+                        const std::function<bool(absl::Duration)>& ready) {
+    for (;;) {
+      const absl::Time due = last_keep_alive + options.keep_alive_interval;
+      if (options.keep_alive && absl::Now() >= due) {
+        CKPT_RETURN_IF_ERROR(options.keep_alive());
+        last_keep_alive = absl::Now();
+        continue;
+      }
+      const absl::Time wake = std::min({until, options.keep_alive ? due : until,
+                                        absl::Now() + absl::Minutes(1)});
+      if (ready(std::max(wake - absl::Now(), absl::ZeroDuration())) ||
+          absl::Now() >= until) {
+        return absl::OkStatus();
+      }
+    }
+  };
   // Declared last: on an early return its destructor waits for the read in
   // flight while everything that read uses is still alive.
   std::future<absl::StatusOr<std::unique_ptr<char[]>>> next =
       std::async(std::launch::async, read, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
+    CKPT_RETURN_IF_ERROR(
+        wait_alive(absl::InfiniteFuture(), [&next](absl::Duration limit) {
+          return next.wait_for(absl::ToChronoNanoseconds(limit)) ==
+                 std::future_status::ready;
+        }));
     absl::StatusOr<std::unique_ptr<char[]>> current = next.get();
     CKPT_RETURN_IF_ERROR(current.status());
-    if (b + 1 < batches.size())
+    if (b + 1 < batches.size()) {
       next = std::async(std::launch::async, read, b + 1);
+    }
     const char* data = current->get();
     for (size_t i = batches[b].begin; i < batches[b].end; ++i) {
       const ChunkToCopy& chunk = chunks[i];
       if (options.pacer != nullptr) {
-        absl::SleepFor(options.pacer->Reserve(chunk.size));
-      }
-      if (options.keep_alive &&
-          absl::Now() - last_keep_alive >= options.keep_alive_interval) {
-        CKPT_RETURN_IF_ERROR(options.keep_alive());
-        last_keep_alive = absl::Now();
+        CKPT_RETURN_IF_ERROR(
+            wait_alive(absl::Now() + options.pacer->Reserve(chunk.size),
+                       [](absl::Duration limit) {
+                         absl::SleepFor(limit);
+                         return false;
+                       }));
       }
       absl::Status added =
           upload.Add(chunk.id, absl::string_view(data, chunk.size));

@@ -6,12 +6,14 @@
 // resume, careless use, tokens) is copy_cli_test.cc.
 #include "client/copy.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/transport/grpc_transport.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -209,6 +211,63 @@ TEST_F(CopyTest, ADryRunPredictsTheCopyAndChangesNothing) {
     EXPECT_EQ(copied->checkpoints[i].bytes_sent,
               plan->checkpoints[i].bytes_sent);
   }
+}
+
+// A copy interrupted between two ranks' commits left step 100 pending on
+// the target with rank 0 committed (made here by hand, as that copy would
+// have): the rerun joins it, recommits rank 0 unchanged, sends only rank
+// 1's chunks and commits the checkpoint.
+TEST_F(CopyTest, APendingCopyWithOneRankCommittedIsJoined) {
+  StartServers();
+  MakeSourceJob();
+  auto source = client::ConnectGrpcTransport(from(), {});
+  auto target = client::ConnectGrpcTransport(to(), {});
+  ASSERT_TRUE(source.ok() && target.ok());
+  auto checkpoint = (*source)->GetManifest(kJob, 100, std::nullopt);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  client::BeginOptions begin;
+  begin.world_size = 2;
+  begin.metadata = checkpoint->record.metadata;
+  begin.metadata.writer_time = checkpoint->record.EffectiveTime();
+  begin.copied_from = CopyPeer{from(), kJob, 100};
+  ASSERT_TRUE((*target)->BeginCheckpoint(kJob, 100, begin).ok());
+  const std::vector<ChunkRef> rank0 = ReferencedChunks(checkpoint->shards[0]);
+  std::vector<std::string> buffers;
+  std::vector<client::ChunkSink> sinks;
+  buffers.reserve(rank0.size());
+  for (const ChunkRef& ref : rank0) {
+    buffers.emplace_back(ref.size, '\0');
+    sinks.push_back({ref.id, ref.size, {buffers.back().data()}});
+  }
+  ASSERT_TRUE((*source)->ReadChunks(kJob, sinks, {}).ok());
+  auto upload = (*target)->OpenUpload(kJob, 100);
+  for (size_t i = 0; i < rank0.size(); ++i) {
+    ASSERT_TRUE(upload->Add(rank0[i].id, buffers[i]).ok());
+  }
+  ASSERT_TRUE(upload->Close().ok());
+  auto committed = (*target)->CommitShard(kJob, 100, 2, checkpoint->shards[0]);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  ASSERT_FALSE(committed->checkpoint_committed);
+  const uint64_t stored = StoredBytes(*target_);
+
+  client::CopyRequest request = Request();
+  request.steps = {100};
+  absl::StatusOr<client::CopyReport> report =
+      client::Client::Copy(*source_, *target_, request);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_THAT(Steps(*report), ElementsAre(100));
+  EXPECT_EQ(report->checkpoints[0].outcome, Outcome::kCopied);
+  EXPECT_EQ(stored + report->bytes_sent, StoredBytes(*target_));
+  uint64_t rank1_only = 0;
+  for (const ChunkRef& ref : ReferencedChunks(checkpoint->shards[1])) {
+    if (std::find_if(rank0.begin(), rank0.end(), [&](const ChunkRef& r) {
+          return r.id == ref.id;
+        }) == rank0.end()) {
+      rank1_only += ref.size;
+    }
+  }
+  EXPECT_EQ(report->bytes_sent, rank1_only);
+  ExpectSameCheckpoint(100);
 }
 
 // A source server that is not to be trusted, played by an in-memory

@@ -176,8 +176,18 @@ absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out) {
 
   CKPT_ASSIGN_OR_RETURN(client::ConnectOptions source_options,
                         ConnectOptionsFor(args.security, args.security_names));
+  // A setting the target takes from the global flags is spelt as both.
+  const client::SecurityNames& global = args.security_names;
+  const client::SecurityNames inherited = {
+      .tls_ca = absl::StrCat("--to-tls-ca (or ", global.tls_ca, ")"),
+      .tls_cert = absl::StrCat("--to-tls-cert (or ", global.tls_cert, ")"),
+      .tls_key = absl::StrCat("--to-tls-key (or ", global.tls_key, ")"),
+      .tls_server_name = absl::StrCat("--to-tls-server-name (or ",
+                                      global.tls_server_name, ")"),
+      .token_file =
+          absl::StrCat("--to-token-file (or ", global.token_file, ")")};
   const client::OverriddenSettings target = client::ApplyOverrides(
-      args.security, args.security_names, args.target_overrides,
+      args.security, inherited, args.target_overrides,
       {.tls_ca = "--to-tls-ca",
        .tls_cert = "--to-tls-cert",
        .tls_key = "--to-tls-key",

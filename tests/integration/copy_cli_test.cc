@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/copy_fixture.h"
+#include "tests/testing/test_pki.h"
 
 namespace ckpt::testing {
 namespace {
@@ -191,7 +192,8 @@ TEST_F(CopyCliTest, CarelessUseIsRefusedWithAClearMessage) {
       {absl::StrCat(CopyArgs(), " --limit-rate 0"),
        "--limit-rate takes bytes per second"},
       {absl::StrCat(CopyArgs(), " --steps x"), "--steps takes steps"},
-      {absl::StrCat(CopyArgs(), " --to-job no-tenant"), "copy: the target: job:"},
+      {absl::StrCat(CopyArgs(), " --to-job no-tenant"),
+       "copy: the target: job:"},
       {absl::StrCat(CopyArgs(), " --steps 100 --latest"), "excludes"},
       {absl::StrCat("copy ", kJob, " --to ", to()), "--from is required"},
   };
@@ -228,7 +230,7 @@ TEST_F(CopyCliTest, APolicyTheTargetTokenMayNotSetIsReportedAfterTheCopy) {
       << Sha256(writer_token).ToHex() << " copier writer team/\n"
       << Sha256(admin_token).ToHex() << " team-admin admin team/\n";
   std::ofstream(Path("admin-token")) << admin_token << "\n";
-  StartServers({"--auth-tokens", Path("tokens")}, admin_token);
+  StartServers({"--auth-tokens", Path("tokens")}, {.token = admin_token});
   MakeSourceJob();
 
   const std::string env = "CKPT_TO_TOKEN=" + writer_token;
@@ -263,6 +265,41 @@ TEST_F(CopyCliTest, APolicyTheTargetTokenMayNotSetIsReportedAfterTheCopy) {
   CommandResult anonymous = Ckpt(CopyArgs());
   EXPECT_EQ(anonymous.exit_code, 1);
   EXPECT_THAT(anonymous.err, HasSubstr("UNAUTHENTICATED"));
+}
+
+// The global TLS flags apply to both servers and --to-tls-* replace them
+// for the target: a TLS source and a plaintext target take --tls-ca with
+// --to-tls-ca ''.
+TEST_F(CopyCliTest, TheGlobalTlsFlagsApplyToBothAndToFlagsToTheTarget) {
+  const TestPki& pki = TestPki::Shared();
+  StartServers({}, {}, pki.ServerFlags(/*mutual=*/false),
+               {.tls_ca_pem = pki.Pem("ca.pem")});
+  MakeSourceJob();
+  const std::string ca = pki.Path("ca.pem");
+
+  CommandResult both_tls = Ckpt(absl::StrCat("--tls-ca ", ca, " ", CopyArgs()));
+  EXPECT_EQ(both_tls.exit_code, 1);
+  EXPECT_THAT(both_tls.err,
+              HasSubstr("UNAVAILABLE: copy: the target (" + to() + ")"));
+
+  CommandResult none_tls = Ckpt(CopyArgs());
+  EXPECT_EQ(none_tls.exit_code, 1);
+  EXPECT_THAT(none_tls.err,
+              HasSubstr("UNAVAILABLE: copy: the source (" + from() + ")"));
+  auto jobs = target_->ListJobs();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_THAT(*jobs, IsEmpty());
+
+  const json copied = Report(Ckpt(absl::StrCat("--tls-ca ", ca, " ", CopyArgs(),
+                                               " --to-tls-ca '' --json")));
+  EXPECT_EQ(copied["checkpoints"].size(), 4u);
+  ExpectSameCheckpoint(400);
+
+  CommandResult half_mtls =
+      Ckpt(absl::StrCat(CopyArgs(), " --to-tls-ca ", ca, " --to-tls-cert ",
+                        pki.Path("client.pem")));
+  EXPECT_EQ(half_mtls.exit_code, 1);
+  EXPECT_THAT(half_mtls.err, HasSubstr("--to-tls-cert needs --to-tls-key"));
 }
 
 }  // namespace

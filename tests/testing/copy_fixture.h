@@ -61,23 +61,26 @@ class TwoServersTest : public ::testing::Test {
     return absl::StrCat(dir_->path(), "/", name);
   }
 
-  // Starts both servers (the target with `target_flags`) and connects a
-  // client to each (the target's with `target_token`).
+  // Starts both servers (each with its extra flags) and connects a client
+  // to each (with its options: TLS, a token).
   void StartServers(std::vector<std::string> target_flags = {},
-                    const std::string& target_token = "") {
-    auto source = ServerProcess::Start(Path("source-db"));
+                    client::ConnectOptions target_options = {},
+                    std::vector<std::string> source_flags = {},
+                    client::ConnectOptions source_options = {}) {
+    auto source = ServerProcess::Start(Path("source-db"), source_flags);
     ASSERT_TRUE(source.ok()) << source.status();
     source_server_ = *std::move(source);
     auto target = ServerProcess::Start(Path("target-db"), target_flags);
     ASSERT_TRUE(target.ok()) << target.status();
     target_server_ = *std::move(target);
-    auto source_client = client::Client::Connect(
-        source_server_->address(), {.connect_timeout = absl::Seconds(10)});
+    source_options.connect_timeout = absl::Seconds(10);
+    auto source_client =
+        client::Client::Connect(source_server_->address(), source_options);
     ASSERT_TRUE(source_client.ok()) << source_client.status();
     source_ = *std::move(source_client);
-    auto target_client = client::Client::Connect(
-        target_server_->address(),
-        {.connect_timeout = absl::Seconds(10), .token = target_token});
+    target_options.connect_timeout = absl::Seconds(10);
+    auto target_client =
+        client::Client::Connect(target_server_->address(), target_options);
     ASSERT_TRUE(target_client.ok()) << target_client.status();
     target_ = *std::move(target_client);
   }

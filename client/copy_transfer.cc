@@ -1,12 +1,15 @@
 #include "client/copy_transfer.h"
 
 #include <algorithm>
-#include <future>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -76,6 +79,41 @@ absl::StatusOr<std::unique_ptr<char[]>> ReadBatch(
   return buffer;
 }
 
+using BatchBytes = absl::StatusOr<std::unique_ptr<char[]>>;
+
+// One batch read on a thread of its own, while the caller sends the one
+// before. Destruction waits for the read to end.
+class BatchRead {
+ public:
+  explicit BatchRead(std::function<BatchBytes()> read)
+      : thread_([this, read = std::move(read)] {
+          BatchBytes bytes = read();
+          absl::MutexLock lock(&mu_);
+          bytes_ = std::move(bytes);
+          done_ = true;
+        }) {}
+  ~BatchRead() { thread_.join(); }
+  BatchRead(const BatchRead&) = delete;
+  BatchRead& operator=(const BatchRead&) = delete;
+
+  // Whether the read ended within `limit`.
+  bool WaitFor(absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), limit);
+  }
+  // The bytes read, or the read's error. REQUIRES: WaitFor returned true.
+  BatchBytes Take() {
+    absl::MutexLock lock(&mu_);
+    return std::move(bytes_);
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  BatchBytes bytes_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not read");
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 }  // namespace
 
 RatePacer::RatePacer(uint64_t bytes_per_second, Clock* clock)
@@ -126,20 +164,19 @@ absl::Status TransferChunks(Transport& source, absl::string_view source_job,
       }
     }
   };
-  // Declared last: on an early return its destructor waits for the read in
-  // flight while everything that read uses is still alive.
-  std::future<absl::StatusOr<std::unique_ptr<char[]>>> next =
-      std::async(std::launch::async, read, 0);
+  // Declared after what its thread uses: on an early return, its
+  // destructor waits for the read in flight while those still exist.
+  std::unique_ptr<BatchRead> next =
+      std::make_unique<BatchRead>([&read] { return read(0); });
   for (size_t b = 0; b < batches.size(); ++b) {
-    CKPT_RETURN_IF_ERROR(
-        wait_alive(absl::InfiniteFuture(), [&next](absl::Duration limit) {
-          return next.wait_for(absl::ToChronoNanoseconds(limit)) ==
-                 std::future_status::ready;
-        }));
-    absl::StatusOr<std::unique_ptr<char[]>> current = next.get();
+    CKPT_RETURN_IF_ERROR(wait_alive(
+        absl::InfiniteFuture(),
+        [&next](absl::Duration limit) { return next->WaitFor(limit); }));
+    BatchBytes current = next->Take();
     CKPT_RETURN_IF_ERROR(current.status());
+    next.reset();
     if (b + 1 < batches.size()) {
-      next = std::async(std::launch::async, read, b + 1);
+      next = std::make_unique<BatchRead>([&read, b] { return read(b + 1); });
     }
     const char* data = current->get();
     for (size_t i = batches[b].begin; i < batches[b].end; ++i) {

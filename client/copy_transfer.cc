@@ -59,22 +59,32 @@ absl::StatusOr<std::unique_ptr<char[]>> ReadBatch(
     sinks.push_back(ChunkSink{chunk.id, chunk.size, {buffer.get() + offset}});
     offset += chunk.size;
   }
-  absl::Status read = source.ReadChunks(job, sinks, {});
-  if (!read.ok()) {
-    return WithPrefix("reading chunks from the source: ", read);
-  }
+  // Each chunk is hashed as it arrives, while the source streams the next.
+  size_t arrived = 0;
   offset = 0;
-  for (const ChunkToCopy& chunk : chunks) {
+  absl::Status mismatch;
+  absl::Status read = source.ReadChunks(job, sinks, [&](uint64_t /*size*/) {
+    if (arrived == chunks.size()) return;  // a transport calling too often
+    const ChunkToCopy& chunk = chunks[arrived++];
     const ChunkId actual =
         Sha256(absl::string_view(buffer.get() + offset, chunk.size));
-    if (actual != chunk.id) {
-      return absl::DataLossError(absl::StrCat(
+    offset += chunk.size;
+    if (actual != chunk.id && mismatch.ok()) {
+      mismatch = absl::DataLossError(absl::StrCat(
           "the source server answered chunk ", chunk.id.ToHex(), " with ",
           chunk.size, " bytes that hash to ", actual.ToHex(),
           ": its data is damaged or it is not to be trusted; nothing of "
           "them was sent"));
     }
-    offset += chunk.size;
+  });
+  if (!read.ok()) {
+    return WithPrefix("reading chunks from the source: ", read);
+  }
+  CKPT_RETURN_IF_ERROR(mismatch);
+  if (arrived != chunks.size()) {
+    return absl::InternalError(
+        absl::StrCat("reading chunks from the source: ", arrived, " of ",
+                     chunks.size(), " chunks were delivered"));
   }
   return buffer;
 }

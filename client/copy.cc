@@ -599,13 +599,6 @@ class Copier {
                        ") took every rank's ", "shard of step ", step, " of ",
                        plan_.target_job, " but did not commit it"));
     }
-    if (checkpoint.record.pinned && !last.checkpoint.pinned) {
-      // A target older than BeginOptions::pin ignored it.
-      CKPT_ASSIGN_OR_RETURN(
-          last.checkpoint,
-          WithPrefix(OnTarget(request_),
-                     target_.PinCheckpoint(plan_.target_job, step, true)));
-    }
     entry.report.pinned = last.checkpoint.pinned;
     absl::Status reported = source_.ReportCopy(
         request_.job, step,

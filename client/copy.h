@@ -42,8 +42,12 @@ struct CopyRequest {
   std::string source_label;
   std::string target_label;
   // Chunk bytes read from the source per batch before they are sent (the
-  // copy's memory is about twice this). Default: 64 MiB.
+  // copy's memory is about twice this: the batch being sent and the next,
+  // read meanwhile). Default: 64 MiB.
   uint64_t batch_bytes = uint64_t{64} << 20;
+  // When positive, chunk bytes are sent at most this fast (a migration over
+  // a shared link). Default: 0 (as fast as both servers go).
+  uint64_t max_bytes_per_second = 0;
 };
 
 // What happened to one checkpoint of the copy.
@@ -57,6 +61,10 @@ struct CopiedCheckpoint {
   Outcome outcome = Outcome::kCopied;
   // Not asked for: copied as the delta base of one that was.
   bool as_delta_base = false;
+  // The steps its row deltas are taken against (empty: a full checkpoint).
+  std::vector<int64_t> base_steps;
+  // Pinned on the target after the copy (a dry run: it would be). A pin on
+  // the source is copied, also onto a checkpoint already there.
   bool pinned = false;
   uint64_t logical_bytes = 0;      // its tensors' bytes
   uint64_t chunks_referenced = 0;  // distinct chunks its shards reference
@@ -81,12 +89,20 @@ struct CopyReport {
   // A `copied` event could not be recorded on the source (e.g. an older
   // server: UNIMPLEMENTED); the copy itself succeeded. Empty when it was.
   std::string source_report_error;
+  // Not OK when the source's policy was to be set on the target (see
+  // policy_set) and could not be, e.g. PERMISSION_DENIED for a token that
+  // is not the target job's admin. Everything else was copied: the report
+  // is complete, and a rerun sends nothing more (with --no-policy, or a
+  // token that may set it). The CLI prints the report, then this error.
+  absl::Status policy_error;
 };
 
 // Progress, called from the copying thread: after the plan (bytes_total
-// known) and then after every batch sent.
+// known) and then after every chunk sent. bytes_total grows if the copy
+// must send more than planned (chunks lost on the target meanwhile).
 struct CopyProgress {
   int64_t step = 0;  // the checkpoint being copied
+  // Among the checkpoints this copy commits (not those already there).
   size_t checkpoint_index = 0;
   size_t checkpoint_count = 0;
   uint64_t bytes_done = 0;   // chunk bytes sent so far, whole copy
@@ -96,13 +112,23 @@ using CopyProgressFn = std::function<void(const CopyProgress&)>;
 
 // Copies per `request` from `source` to `target` (which may be the same
 // server, under another job name). Everything asked is checked before
-// anything is sent: NOT_FOUND for an unknown job or a step the source
-// lacks; FAILED_PRECONDITION naming the step when the target already holds
-// a committed checkpoint of that step that differs from the source's (its
-// manifests or metadata), or a pending one of another world size.
-// Otherwise the first error of either server, with the checkpoints copied
-// before it committed and the one in flight left pending on the target (a
-// rerun resumes it).
+// anything is sent, and a refusal changes nothing on either server:
+// INVALID_ARGUMENT for a bad request (labels, job names, the same job on
+// both sides); NOT_FOUND for an unknown job or a step the source lacks;
+// FAILED_PRECONDITION naming the step when the target already holds a
+// committed checkpoint of that step that differs from the source's
+// (world size, manifests, metrics, tags or effective time), or a pending
+// one that is not an earlier run of this copy (another world size,
+// metadata or origin); DATA_LOSS when the source's manifests are
+// inconsistent (a chunk larger than any chunk or named with two sizes, a
+// delta on a step it does not hold): the copy allocates from them. Then
+// the first error of either server, with the checkpoints copied before it
+// committed and the one in flight left pending on the target (a rerun
+// resumes it): DATA_LOSS when the source answers a chunk with other bytes
+// (checked here, before they are sent) or another size. The source's
+// reads record no `restored` event; each copy committed is reported to it
+// (ReportCopy; see source_report_error). Memory: one manifest and about
+// two batches of chunk bytes at a time.
 absl::StatusOr<CopyReport> CopyCheckpoints(Transport& source, Transport& target,
                                            const CopyRequest& request,
                                            const CopyProgressFn& progress);

@@ -18,6 +18,35 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path,
   return token;
 }
 
+OverriddenSettings ApplyOverrides(const SecuritySettings& base,
+                                  const SecurityNames& base_names,
+                                  const SecurityOverrides& overrides,
+                                  const SecurityNames& names) {
+  OverriddenSettings result{base, base_names};
+  auto apply = [](const std::optional<std::string>& given,
+                  const std::string& name, std::string* value,
+                  std::string* value_name) {
+    if (!given.has_value()) return;
+    *value = *given;
+    *value_name = name;
+  };
+  apply(overrides.tls_ca_file, names.tls_ca, &result.settings.tls_ca_file,
+        &result.names.tls_ca);
+  apply(overrides.tls_cert_file, names.tls_cert, &result.settings.tls_cert_file,
+        &result.names.tls_cert);
+  apply(overrides.tls_key_file, names.tls_key, &result.settings.tls_key_file,
+        &result.names.tls_key);
+  apply(overrides.tls_server_name, names.tls_server_name,
+        &result.settings.tls_server_name, &result.names.tls_server_name);
+  if (overrides.token_file.has_value() || overrides.token.has_value()) {
+    result.settings.token_file = overrides.token_file.value_or("");
+    result.settings.token =
+        overrides.token_file.has_value() ? "" : overrides.token.value_or("");
+    result.names.token_file = names.token_file;
+  }
+  return result;
+}
+
 absl::Status ApplySecuritySettings(const SecuritySettings& settings,
                                    const SecurityNames& names,
                                    ConnectOptions* options) {

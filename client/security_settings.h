@@ -4,6 +4,7 @@
 // the same way and name the user's own flag or argument in every error.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -21,6 +22,8 @@ inline constexpr char kTlsKeyEnv[] = "CKPT_TLS_KEY";
 inline constexpr char kTlsServerNameEnv[] = "CKPT_TLS_SERVER_NAME";
 // The token itself (not a file).
 inline constexpr char kTokenEnv[] = "CKPT_TOKEN";
+// `ckpt copy`: the token for the target server, when it needs another.
+inline constexpr char kTargetTokenEnv[] = "CKPT_TO_TOKEN";
 
 // Empty fields are not given.
 struct SecuritySettings {
@@ -42,6 +45,31 @@ struct SecurityNames {
   std::string tls_server_name;
   std::string token_file;
 };
+
+// A second connection's settings as changes to the first's (`ckpt copy`:
+// the global flags apply to both servers, the --to-* flags to the target
+// only). A field set replaces the base's, an empty one clears it (e.g. a
+// plaintext target next to a TLS source); unset fields keep the base's.
+// A token given either way (file or text) replaces both of the base's.
+struct SecurityOverrides {
+  std::optional<std::string> tls_ca_file;
+  std::optional<std::string> tls_cert_file;
+  std::optional<std::string> tls_key_file;
+  std::optional<std::string> tls_server_name;
+  std::optional<std::string> token_file;  // wins over `token`
+  std::optional<std::string> token;
+};
+
+// `base` with `overrides` applied, and how each resulting setting is spelt:
+// `names` for the overridden ones, `base_names` for the rest.
+struct OverriddenSettings {
+  SecuritySettings settings;
+  SecurityNames names;
+};
+OverriddenSettings ApplyOverrides(const SecuritySettings& base,
+                                  const SecurityNames& base_names,
+                                  const SecurityOverrides& overrides,
+                                  const SecurityNames& names);
 
 // Reads the files of `settings` into `options` and checks them: the PEM
 // texts parse, the key belongs to the certificate, a certificate comes with

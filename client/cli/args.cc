@@ -1,6 +1,7 @@
 #include "client/cli/args.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -42,6 +43,55 @@ absl::StatusOr<std::optional<int64_t>> ParseStepOrLatest(
   if (text == "latest") return std::nullopt;
   CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(text));
   return step;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text) {
+  std::vector<int64_t> steps;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    int64_t step;
+    if (!absl::SimpleAtoi(item, &step) || step < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--steps takes steps (non-negative integers) separated by commas, "
+          "e.g. 100,200; got '",
+          text, "'"));
+    }
+    if (std::find(steps.begin(), steps.end(), step) == steps.end()) {
+      steps.push_back(step);
+    }
+  }
+  return steps;
+}
+
+absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
+                                       absl::string_view text) {
+  uint64_t unit = 1;
+  absl::string_view digits = text;
+  if (!digits.empty()) {
+    switch (absl::ascii_toupper(static_cast<unsigned char>(digits.back()))) {
+      case 'K':
+        unit = uint64_t{1} << 10;
+        break;
+      case 'M':
+        unit = uint64_t{1} << 20;
+        break;
+      case 'G':
+        unit = uint64_t{1} << 30;
+        break;
+      default:
+        break;
+    }
+    if (unit != 1) digits.remove_suffix(1);
+  }
+  uint64_t value;
+  if (!absl::SimpleAtoi(digits, &value) || value == 0 ||
+      value > std::numeric_limits<uint64_t>::max() / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag,
+                     " takes bytes per second, a positive integer with an "
+                     "optional suffix K, M or G (e.g. 500K, 20M); got '",
+                     text, "'"));
+  }
+  return value * unit;
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(

@@ -29,6 +29,15 @@ absl::StatusOr<int64_t> ParseStep(absl::string_view text);
 absl::StatusOr<std::optional<int64_t>> ParseStepOrLatest(
     absl::string_view text);
 
+// `copy --steps`: steps separated by commas, at least one; a repeat is
+// dropped.
+absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
+// `copy --limit-rate`: bytes per second, a positive integer with an
+// optional binary suffix K, M or G (KiB/s, MiB/s, GiB/s; either case).
+// `flag` names the flag in the error.
+absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
+                                       absl::string_view text);
+
 // NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
 // (and may hold further '='). `flag` names the flag in the error.
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(

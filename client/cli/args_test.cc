@@ -68,6 +68,31 @@ TEST(ParseStepOrLatestTest, RefusesOtherWordsAndNegativeSteps) {
   ExpectInvalid(ParseStepOrLatest(""), "got ''");
 }
 
+TEST(ParseStepListTest, TakesCommaSeparatedStepsOnceEach) {
+  EXPECT_THAT(ParseStepList("100"), IsOkAndHolds(ElementsAre(100)));
+  EXPECT_THAT(ParseStepList("300,100, 200,100"),
+              IsOkAndHolds(ElementsAre(300, 100, 200)));
+  for (const char* text : {"", "100,", ",100", "1,-2", "1;2", "latest"}) {
+    ExpectInvalid(ParseStepList(text), std::string("got '") + text + "'");
+  }
+}
+
+TEST(ParseByteRateTest, TakesBytesWithBinarySuffixes) {
+  EXPECT_THAT(ParseByteRate("--limit-rate", "1000"), IsOkAndHolds(1000u));
+  EXPECT_THAT(ParseByteRate("--limit-rate", "500k"), IsOkAndHolds(512000u));
+  EXPECT_THAT(ParseByteRate("--limit-rate", "2M"),
+              IsOkAndHolds(uint64_t{2} << 20));
+  EXPECT_THAT(ParseByteRate("--limit-rate", "1g"),
+              IsOkAndHolds(uint64_t{1} << 30));
+  for (const char* text :
+       {"", "0", "-5", "M", "1.5M", "10MB", "17179869184G", "fast"}) {
+    ExpectInvalid(ParseByteRate("--limit-rate", text),
+                  std::string("--limit-rate takes bytes per second"));
+    ExpectInvalid(ParseByteRate("--limit-rate", text),
+                  std::string("got '") + text + "'");
+  }
+}
+
 TEST(SplitAssignmentTest, SplitsAtTheFirstEquals) {
   using Pair = std::pair<std::string, std::string>;
   EXPECT_THAT(SplitAssignment("--tag", "k=v"), IsOkAndHolds(Pair("k", "v")));

@@ -1,9 +1,10 @@
-// The verbs of the ckpt CLI. Each runs against a connected Client, prints to
-// stdout (a table for people, or JSON with stable snake_case keys) and
-// returns the first error, which main prints as "ckpt: CODE: message".
-// Each Run* is defined in its group's file: put.cc, get.cc, inspect.cc (ls,
-// show, stats, events), retention_verbs.cc (policy, pin, unpin, prune, rm),
-// maintenance.cc (gc, verify) and diff.cc (diff).
+// The verbs of the ckpt CLI. Each runs against a connected Client (copy
+// against two, which it connects itself), prints to stdout (a table for
+// people, or JSON with stable snake_case keys) and returns the first error,
+// which main prints as "ckpt: CODE: message". Each Run* is defined in its
+// group's file: put.cc, get.cc, inspect.cc (ls, show, stats, events),
+// retention_verbs.cc (policy, pin, unpin, prune, rm), maintenance.cc (gc,
+// verify), diff.cc (diff) and copy.cc (copy).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "client/cli/args.h"
 #include "client/client.h"
+#include "client/security_settings.h"
 
 namespace ckpt::cli {
 
@@ -160,5 +162,30 @@ struct DiffArgs {
 // (common/checkpoint_diff.h); NOT_FOUND when either is not committed.
 absl::Status RunDiff(client::Client& client, const DiffArgs& args,
                      const OutputOptions& out);
+
+struct CopyArgs {
+  std::string job;
+  // Which checkpoints: --steps as typed (empty: not given), --latest, or
+  // every committed one (--all, the default).
+  std::string steps;
+  bool latest = false;
+  std::string from;    // source address
+  std::string to;      // target address
+  std::string to_job;  // empty: job
+  bool no_policy = false;
+  bool dry_run = false;
+  std::string limit_rate;  // as typed; empty: no limit
+  // The global TLS and token settings (both servers) and how they are
+  // spelt, and the --to-* ones ($CKPT_TO_TOKEN) that replace them for the
+  // target.
+  client::SecuritySettings security;
+  client::SecurityNames security_names;
+  client::SecurityOverrides target_overrides;
+};
+// Copies checkpoints from --from to --to (client/copy.h), with a progress
+// bar on stderr when it is a terminal, then prints the report. When the
+// source's policy could not be set on the target, the report is printed
+// and that error returned (the checkpoints were copied).
+absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out);
 
 }  // namespace ckpt::cli

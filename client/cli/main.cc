@@ -362,6 +362,76 @@ int main(int argc, char** argv) {
                      "Also list the tensors that are the same (by default "
                      "only those that changed, were added or were removed)");
 
+  ckpt::cli::CopyArgs copy;
+  CLI::App* copy_cmd = app.add_subcommand(
+      "copy",
+      "Copy JOB's committed checkpoints from the server --from to the "
+      "server --to, through this process: manifests, metrics, tags, writer "
+      "times (the original commit time when the writer gave none), pins, "
+      "delta bases (copied first, also when not asked for) and quantized "
+      "tensors, and the job's retention policy when the target job has "
+      "none. Only the chunks the target lacks are sent (it checks every "
+      "chunk's hash). A checkpoint appears on the target only once all of "
+      "it has arrived; an interrupted copy leaves it pending there, and a "
+      "rerun sends only what is still missing. A step the target already "
+      "holds is skipped when it is the same checkpoint and refused, before "
+      "anything is sent, when it is another. The global --server is not "
+      "used; the global --tls-* and --token-file flags ($CKPT_TOKEN) apply "
+      "to both servers, the --to-* flags ($CKPT_TO_TOKEN) replace them for "
+      "the target. Shows a progress bar on stderr when it is a terminal.");
+  copy_cmd->add_option("JOB", copy.job, "Job to copy, tenant/name")->required();
+  CLI::Option* copy_steps = copy_cmd->add_option(
+      "--steps", copy.steps,
+      "Copy these steps, separated by commas (e.g. 100,200), with the delta "
+      "bases they need");
+  CLI::Option* copy_latest = copy_cmd->add_flag(
+      "--latest", copy.latest,
+      "Copy only the newest committed checkpoint (with its delta bases)");
+  bool copy_all = false;
+  CLI::Option* copy_all_flag = copy_cmd->add_flag(
+      "--all", copy_all, "Copy every committed checkpoint (the default)");
+  copy_steps->excludes(copy_latest)->excludes(copy_all_flag);
+  copy_latest->excludes(copy_all_flag);
+  copy_cmd->add_option("--from", copy.from, "Source server address HOST:PORT")
+      ->required();
+  copy_cmd->add_option("--to", copy.to, "Target server address HOST:PORT")
+      ->required();
+  copy_cmd->add_option("--to-job", copy.to_job,
+                       "Name of the job on the target (default: JOB); steps "
+                       "keep their numbers");
+  copy_cmd->add_flag("--no-policy", copy.no_policy,
+                     "Do not set the source job's retention policy on the "
+                     "target job (setting it needs an admin token there)");
+  copy_cmd->add_flag("--dry-run", copy.dry_run,
+                     "Show what would be copied and sent (checkpoints, "
+                     "chunks, bytes) without changing anything");
+  copy_cmd->add_option(
+      "--limit-rate", copy.limit_rate,
+      "Send at most this many bytes per second, e.g. 500K or 20M (K, M, G: "
+      "KiB, MiB, GiB), to share a link");
+  std::string to_tls_ca, to_tls_cert, to_tls_key, to_tls_server_name,
+      to_token_file;
+  CLI::Option* to_tls_ca_flag = copy_cmd->add_option(
+      "--to-tls-ca", to_tls_ca,
+      "For the target: trust the server certificates issued by these CA "
+      "certificates (PEM) instead of --tls-ca's; '' for a plaintext target");
+  CLI::Option* to_tls_cert_flag = copy_cmd->add_option(
+      "--to-tls-cert", to_tls_cert,
+      "For the target: the mutual TLS client certificate (PEM), instead of "
+      "--tls-cert's; '' for none");
+  CLI::Option* to_tls_key_flag =
+      copy_cmd->add_option("--to-tls-key", to_tls_key,
+                           "For the target: the private key of --to-tls-cert");
+  CLI::Option* to_tls_server_name_flag = copy_cmd->add_option(
+      "--to-tls-server-name", to_tls_server_name,
+      "For the target: the name to check its certificate against, instead "
+      "of --tls-server-name's");
+  CLI::Option* to_token_file_flag = copy_cmd->add_option(
+      "--to-token-file", to_token_file,
+      "For the target: the bearer token in this file, instead of "
+      "--token-file's or $CKPT_TOKEN ('' for none). Default: the token "
+      "itself in $CKPT_TO_TOKEN, else the global one");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -373,15 +443,36 @@ int main(int argc, char** argv) {
   if (const char* token = std::getenv(ckpt::client::kTokenEnv)) {
     security.token = token;
   }
+  const ckpt::client::SecurityNames security_names = {
+      .tls_ca = "--tls-ca (or $CKPT_TLS_CA)",
+      .tls_cert = "--tls-cert (or $CKPT_TLS_CERT)",
+      .tls_key = "--tls-key (or $CKPT_TLS_KEY)",
+      .tls_server_name = "--tls-server-name (or $CKPT_TLS_SERVER_NAME)",
+      .token_file = "--token-file"};
+  if (*copy_cmd) {
+    // Two servers, neither of them --server: copy connects to both itself.
+    copy.security = security;
+    copy.security_names = security_names;
+    ckpt::client::SecurityOverrides& to = copy.target_overrides;
+    if (to_tls_ca_flag->count() > 0) to.tls_ca_file = to_tls_ca;
+    if (to_tls_cert_flag->count() > 0) to.tls_cert_file = to_tls_cert;
+    if (to_tls_key_flag->count() > 0) to.tls_key_file = to_tls_key;
+    if (to_tls_server_name_flag->count() > 0) {
+      to.tls_server_name = to_tls_server_name;
+    }
+    if (to_token_file_flag->count() > 0) to.token_file = to_token_file;
+    if (const char* token = std::getenv(ckpt::client::kTargetTokenEnv)) {
+      to.token = token;
+    }
+    const absl::Status copied = ckpt::cli::RunCopy(copy, output);
+    if (copied.ok()) return EXIT_SUCCESS;
+    std::cerr << "ckpt: " << absl::StatusCodeToString(copied.code()) << ": "
+              << copied.message() << std::endl;
+    return EXIT_FAILURE;
+  }
   ckpt::client::ConnectOptions connect;
-  absl::Status status = ckpt::client::ApplySecuritySettings(
-      security,
-      {.tls_ca = "--tls-ca (or $CKPT_TLS_CA)",
-       .tls_cert = "--tls-cert (or $CKPT_TLS_CERT)",
-       .tls_key = "--tls-key (or $CKPT_TLS_KEY)",
-       .tls_server_name = "--tls-server-name (or $CKPT_TLS_SERVER_NAME)",
-       .token_file = "--token-file"},
-      &connect);
+  absl::Status status =
+      ckpt::client::ApplySecuritySettings(security, security_names, &connect);
   absl::StatusOr<std::unique_ptr<ckpt::client::Client>> client =
       status.ok()
           ? ckpt::client::Client::Connect(server, connect)

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -128,6 +129,11 @@ std::vector<FakeTransport::ReportedCopy> FakeTransport::reported_copies()
 void FakeTransport::FailRestoreReports(absl::Status status) {
   absl::MutexLock lock(&mu_);
   report_failure_ = std::move(status);
+}
+
+void FakeTransport::FailCopyReports(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  copy_report_failure_ = std::move(status);
 }
 
 int FakeTransport::ReadsOf(const ChunkId& id) const {
@@ -302,6 +308,13 @@ absl::StatusOr<client::CommitResult> FakeTransport::CommitShard(
               });
     record.state = CheckpointState::kCommitted;
     record.commit_time = absl::Now();
+    std::set<int64_t> bases;
+    for (const ShardManifest& committed : checkpoint.shards) {
+      for (const TensorEntry& tensor : committed.tensors) {
+        if (tensor.IsDelta()) bases.insert(*tensor.delta_base_step);
+      }
+    }
+    record.base_steps.assign(bases.begin(), bases.end());
     result.checkpoint_committed = true;
   }
   result.checkpoint = record;
@@ -344,6 +357,7 @@ absl::Status FakeTransport::CheckCommitted(absl::string_view job,
 absl::Status FakeTransport::ReportCopy(absl::string_view job, int64_t step,
                                        const CopyPeer& destination) {
   absl::MutexLock lock(&mu_);
+  CKPT_RETURN_IF_ERROR(copy_report_failure_);
   CKPT_RETURN_IF_ERROR(CheckCommitted(job, step));
   reported_copies_.push_back({std::string(job), step, destination});
   return absl::OkStatus();

@@ -9,7 +9,9 @@
 // hash; a commit needs every referenced chunk stored) but not its manifest
 // rules: it commits a delta whatever its base, and deletes a checkpoint
 // whatever depends on it, so tests can build the damaged states a restore
-// must report. One namespace of chunks for all jobs. The administrative
+// must report. It records BeginOptions::pin and copied_from on the pending
+// record and fills base_steps at commit. One namespace of chunks for all
+// jobs. The administrative
 // calls (stats, retention, pins, prune, GC, verify, events) answer
 // UNIMPLEMENTED. Thread-safe.
 #pragma once
@@ -62,6 +64,9 @@ class FakeTransport : public client::Transport {
   // ReportRestore returns `status` (e.g. UNIMPLEMENTED, as an older server
   // does) without recording anything.
   void FailRestoreReports(absl::Status status);
+  // ReportCopy returns `status` (e.g. UNIMPLEMENTED, as an older source
+  // server does) without recording anything.
+  void FailCopyReports(absl::Status status);
 
   // --- Inspection ---
 
@@ -200,6 +205,7 @@ class FakeTransport : public client::Transport {
   absl::Status into_file_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status registration_failure_ ABSL_GUARDED_BY(mu_);
   absl::Status report_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Status copy_report_failure_ ABSL_GUARDED_BY(mu_);
   std::vector<ReportedRestore> reported_restores_ ABSL_GUARDED_BY(mu_);
   std::vector<ReportedCopy> reported_copies_ ABSL_GUARDED_BY(mu_);
   // handle -> the registered file's duplicate descriptor.

@@ -38,6 +38,24 @@ struct CommandResult {
   std::string err;
 };
 
+// Runs the real `ckpt` CLI with `args`, and `env` (NAME=VALUE ...,
+// shell-quoted) added to its environment; its output goes through files
+// in `dir`.
+inline CommandResult RunCkpt(const std::string& dir, const std::string& args,
+                             const std::string& env = "") {
+  const std::string out = dir + "/cli.out";
+  const std::string err = dir + "/cli.err";
+  const std::string command =
+      absl::StrCat("env ", env, " ", BuiltBinary("client/ckpt"), " ", args,
+                   " >", out, " 2>", err);
+  const int status = std::system(command.c_str());
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.out = ReadWholeFile(out);
+  result.err = ReadWholeFile(err);
+  return result;
+}
+
 class RealServerTest : public ::testing::Test {
  protected:
   // Creates the data directory; starting the server is up to the test.
@@ -92,18 +110,11 @@ class RealServerTest : public ::testing::Test {
   // (NAME=VALUE ..., shell-quoted) added to its environment.
   CommandResult Ckpt(const std::string& args, const std::string& env = "",
                      const std::string& server = "") {
-    const std::string out = dir_->path() + "/cli.out";
-    const std::string err = dir_->path() + "/cli.err";
-    const std::string command =
-        absl::StrCat("env ", env, " ", BuiltBinary("client/ckpt"), " --server ",
-                     server.empty() ? server_->address() : server, " ", args,
-                     " >", out, " 2>", err);
-    const int status = std::system(command.c_str());
-    CommandResult result;
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadWholeFile(out);
-    result.err = ReadWholeFile(err);
-    return result;
+    return RunCkpt(
+        dir_->path(),
+        absl::StrCat("--server ", server.empty() ? server_->address() : server,
+                     " ", args),
+        env);
   }
 
   std::unique_ptr<TempDir> dir_;

@@ -31,6 +31,10 @@ struct ExportOptions {
   // tensor gets a file of its own); more go to model-0000i-of-0000n files
   // listed by model.safetensors.index.json.
   uint64_t max_file_bytes = uint64_t{5} << 30;
+  // A JSON value (its text) written under "objects" in kCheckpointJsonName:
+  // each rank's non-tensor state, as the Python package renders it
+  // (ckpt/tree_json.py). Default: empty, no "objects".
+  std::string objects_json;
 };
 
 struct ExportReport {

@@ -37,6 +37,7 @@
 #include "client/incremental.h"
 #include "client/python/best_checkpoint_binding.h"
 #include "client/python/exit_status.h"
+#include "client/python/portable_binding.h"
 #include "client/python/py_common.h"
 #include "client/python/region_binding.h"
 #include "client/security_settings.h"
@@ -173,26 +174,6 @@ struct PreparedSave {
   std::vector<std::unique_ptr<BufferView>> views;
   std::vector<TensorData> data;
 };
-
-py::dict SaveResultToDict(const SaveResult& saved) {
-  py::dict dict;
-  dict["logical_bytes"] = saved.logical_bytes;
-  dict["chunks_total"] = saved.chunks_total;
-  dict["chunks_sent"] = saved.chunks_sent;
-  dict["bytes_sent"] = saved.bytes_sent;
-  dict["checkpoint_committed"] = saved.checkpoint_committed;
-  dict["checkpoint"] = RecordToDict(saved.checkpoint);
-  py::dict quantized;
-  for (const auto& [name, quantization] : saved.quantized) {
-    py::dict entry;
-    entry["bits"] = quantization.bits;
-    entry["max_abs_error"] = quantization.max_abs_error;
-    entry["relative_l2_error"] = quantization.relative_l2_error;
-    quantized[py::str(name)] = entry;
-  }
-  dict["quantized"] = quantized;
-  return dict;
-}
 
 // An IncrementalSaver (client/incremental.h) for one rank of one job, as
 // CheckpointManager(incremental=True) owns it.
@@ -600,6 +581,42 @@ PYBIND11_MODULE(_ckpt, m) {
           py::arg("job"), py::arg("step"), py::arg("rank"),
           "Records in the job's history that `rank` restored checkpoint "
           "`step` (call it once the restore succeeded).")
+      .def(
+          "export_checkpoint",
+          [](PyClient& self, const py::handle& manifest, const std::string& dir,
+             bool full, int32_t rank, int32_t world_size,
+             std::optional<uint64_t> max_file_bytes,
+             const std::string& objects_json) {
+            return ckpt::client::ExportCheckpointBinding(
+                self.client(), manifest, dir, full, rank, world_size,
+                max_file_bytes, objects_json);
+          },
+          py::arg("manifest"), py::arg("dir"), py::kw_only(),
+          py::arg("full") = true, py::arg("rank") = 0,
+          py::arg("world_size") = 1, py::arg("max_file_bytes") = py::none(),
+          py::arg("objects_json") = "",
+          "Writes the checkpoint of `manifest` into directory `dir` as "
+          "safetensors files and ckpt_checkpoint.json (client/portable/"
+          "export.h; `objects_json`, a JSON text, goes under \"objects\"). "
+          "Returns {job, step, files, tensors, tensor_bytes}.")
+      .def(
+          "import_directory",
+          [](PyClient& self, const std::string& dir, const std::string& job,
+             int64_t step, std::optional<int32_t> rank,
+             std::optional<int32_t> world_size,
+             const std::map<std::string, double>& metrics,
+             const std::map<std::string, std::string>& tags) {
+            return ckpt::client::ImportDirectoryBinding(
+                self.client(), dir, job, step, rank, world_size, metrics, tags);
+          },
+          py::arg("dir"), py::arg("job"), py::arg("step"), py::kw_only(),
+          py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
+          py::arg("metrics") = std::map<std::string, double>{},
+          py::arg("tags") = std::map<std::string, std::string>{},
+          "Checks every safetensors file of directory `dir`, then saves "
+          "them as one rank's shard of checkpoint (job, step) "
+          "(client/portable/import.h). Returns {job, step, files, tensors, "
+          "metadata_from_json, saved}.")
       .def("list_checkpoints", &PyClient::ListCheckpoints, py::arg("job"),
            py::kw_only(), py::arg("include_uncommitted") = false)
       .def("latest_step", &PyClient::LatestStep, py::arg("job"))

@@ -118,4 +118,24 @@ py::dict RecordToDict(const CheckpointRecord& record) {
   return dict;
 }
 
+py::dict SaveResultToDict(const SaveResult& saved) {
+  py::dict dict;
+  dict["logical_bytes"] = saved.logical_bytes;
+  dict["chunks_total"] = saved.chunks_total;
+  dict["chunks_sent"] = saved.chunks_sent;
+  dict["bytes_sent"] = saved.bytes_sent;
+  dict["checkpoint_committed"] = saved.checkpoint_committed;
+  dict["checkpoint"] = RecordToDict(saved.checkpoint);
+  py::dict quantized;
+  for (const auto& [name, quantization] : saved.quantized) {
+    py::dict entry;
+    entry["bits"] = quantization.bits;
+    entry["max_abs_error"] = quantization.max_abs_error;
+    entry["relative_l2_error"] = quantization.relative_l2_error;
+    quantized[py::str(name)] = entry;
+  }
+  dict["quantized"] = quantized;
+  return dict;
+}
+
 }  // namespace ckpt::client

@@ -70,4 +70,7 @@ py::array ArrayOwning(RestoredTensor& tensor);
 // A checkpoint header as the dict Client.list_checkpoints returns.
 py::dict RecordToDict(const CheckpointRecord& record);
 
+// A save's result as the dict Client.save_shard returns.
+py::dict SaveResultToDict(const SaveResult& saved);
+
 }  // namespace ckpt::client

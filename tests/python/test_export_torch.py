@@ -262,6 +262,29 @@ def test_a_file_appearing_during_the_export_is_kept_and_nothing_added(
     assert (target / "ckpt_checkpoint.json").read_text() == "theirs"
 
 
+def test_a_failed_write_leaves_neither_file_nor_directory(
+        client, tmp_path, monkeypatch):
+    manager = ckpt.CheckpointManager(client, "exp/fail")
+    manager.save({"w": torch.ones(2)}, 1)
+
+    def save_half(state, out):
+        out.write(b"half a file")
+        raise RuntimeError("No space left on device")
+    monkeypatch.setattr(torch, "save", save_half)
+    with pytest.raises(RuntimeError, match="No space"):
+        manager.export(1, tmp_path / "new" / "dir", format="torch")
+    assert files_in(tmp_path) == []
+    monkeypatch.undo()
+    old_umask = os.umask(0o022)
+    try:
+        manager.export(1, tmp_path / "new" / "dir", format="torch")
+    finally:
+        os.umask(old_umask)
+    for name in ("checkpoint.pt", "ckpt_checkpoint.json"):
+        mode = os.stat(tmp_path / "new" / "dir" / name).st_mode & 0o777
+        assert mode == 0o644, (name, oct(mode))
+
+
 def flat_checkpoint(client, job, step):
     """A checkpoint without a state tree, as `ckpt put`, the C++ client or
     an import of another tool's safetensors files writes one."""

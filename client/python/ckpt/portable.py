@@ -18,7 +18,7 @@ directory, synced, then linked to its name, which must not exist
 import errno
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -309,6 +309,22 @@ def _check_weights_only(state, torch):
 
 
 def _check_free(directory, names):
+    """Refuses, before anything is read, a directory that cannot be made
+    or written, or that holds a file of one of `names` already."""
+    existing = directory
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(os.path.abspath(existing))
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        raise status_error(
+            "FAILED_PRECONDITION", f"export: {existing} is not a directory, "
+            f"so {directory} cannot be one; nothing was written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise status_error(
+            "PERMISSION_DENIED",
+            f"export: cannot write in {existing}; nothing was written")
     for name in names:
         target = os.path.join(directory, name)
         if os.path.lexists(target):
@@ -317,19 +333,46 @@ def _check_free(directory, names):
                 f"export: {target} exists already; nothing was written")
 
 
+def _make_directories(directory):
+    """Makes `directory` and its missing parents; returns those it made,
+    deepest first."""
+    made = []
+    path = os.path.abspath(directory)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(made):
+        try:
+            os.mkdir(path)
+        except FileExistsError:  # made meanwhile by someone else: theirs
+            made.remove(path)
+    return made
+
+
+def _temporary_file(directory, name):
+    """(fd, path) of a new file for `name` in `directory`, created
+    exclusively with the permissions a plain open() gives (umask applied,
+    unlike mkstemp's 0600)."""
+    while True:
+        path = os.path.join(directory,
+                            f".{name}.{secrets.token_hex(6)}.partial")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                           getattr(os, "O_CLOEXEC", 0), 0o666), path
+        except FileExistsError:
+            continue
+
+
 def _write_files(directory, files):
     """Writes [(name, write(binary file))] into `directory` (made if
     absent): each under a temporary name, synced, then linked to its name,
-    which must not exist. On an error no file of them remains."""
+    which must not exist. On an error no file of them remains, nor a
+    directory it made."""
+    temps, placed, made = [], [], []
     try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as error:
-        raise _os_error("export", directory, error) from None
-    temps, placed = [], []
-    try:
+        made = _make_directories(directory)
         for name, write in files:
-            fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.",
-                                        suffix=".partial")
+            fd, temp = _temporary_file(directory, name)
             temps.append(temp)
             with os.fdopen(fd, "wb") as out:
                 write(out)
@@ -341,8 +384,14 @@ def _write_files(directory, files):
             placed.append(target)
         _sync_directory(directory)
     except BaseException as error:
-        for target in placed:
-            _unlink(target)
+        for path in placed + temps:
+            _unlink(path)
+        temps = []
+        for path in made:
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
         if isinstance(error, OSError):
             raise _os_error("export", directory, error) from error
         raise

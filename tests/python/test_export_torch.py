@@ -407,3 +407,46 @@ def test_python_m_ckpt_takes_the_token_from_the_environment(tmp_path):
         assert done.returncode == 0, done.stderr
     finally:
         process.stop()
+
+
+def test_torch_export_imports_back_identical(client, tmp_path):
+    model, optimizer = trained()
+    state = nested_state(model, optimizer)
+    source = ckpt.CheckpointManager(client, "exp/source")
+    source.save(state, 4, metrics={"loss": float("nan"), "acc": 0.5},
+                tags={"run": "b"})
+    restored = source.restore(4)
+    source.export(4, tmp_path / "pt", format="torch", weights_only=False)
+    # Refused without allow_pickle where weights_only cannot read it.
+    target = ckpt.CheckpointManager(client, "exp/target")
+    if not reads_floats_weights_only():
+        with pytest.raises(ValueError, match="allow_pickle=True"):
+            target.import_dir(tmp_path / "pt", 9)
+        assert target.checkpoints() == []
+    report = ckpt.import_dir(client, tmp_path / "pt", "exp/target", 9,
+                             allow_pickle=True)
+    assert report["files"] == ["checkpoint.pt"]
+    assert report["metadata_from_json"] is True
+    assert report["saved"]["checkpoint_committed"]
+    assert_same_state(restored, target.restore(9))
+    [record] = target.checkpoints()
+    assert record["tags"] == {"run": "b"} and record["metrics"]["acc"] == 0.5
+    assert record["metrics"]["loss"] != record["metrics"]["loss"]  # NaN
+
+
+def test_rank_views_import_back_as_their_ranks(client, tmp_path):
+    table, head = two_rank_checkpoint(client, "exp/views", per_rank=True)
+    manager = ckpt.CheckpointManager(client, "exp/views")
+    for rank in range(2):
+        manager.export(5, tmp_path / f"r{rank}", format="torch", rank=rank,
+                       world_size=2)
+    back = ckpt.CheckpointManager(client, "exp/views-back")
+    back.import_dir(tmp_path / "r0", 5)
+    assert back.latest_step is None  # rank 0 of 2: not committed yet
+    back.import_dir(tmp_path / "r1", 5)
+    for rank in range(2):
+        state = ckpt.CheckpointManager(client, "exp/views-back", rank=rank,
+                                       world_size=2).restore(5)
+        assert state["loader"] == {"position": 100 + rank}
+        assert torch.equal(state["table"], table)
+        assert torch.equal(state["head"], head)

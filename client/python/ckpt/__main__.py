@@ -7,8 +7,8 @@ arguments below are a contract kept in that document.
         [--full | --rank R --world-size M] [--no-weights-only]
         [--allow-pickle] [--max-file-bytes N] [--server ADDR] [--json]
     python3 -m ckpt import DIR JOB STEP [--rank R --world-size M]
-        [--metric NAME=VALUE]... [--tag NAME=VALUE]... [--server ADDR]
-        [--json]
+        [--metric NAME=VALUE]... [--tag NAME=VALUE]... [--allow-pickle]
+        [--server ADDR] [--json]
 
 STEP is a step number or `latest` (export only). ADDR defaults to
 $CKPT_SERVER. TLS and the token come from CKPT_TLS_CA, CKPT_TLS_CERT,
@@ -112,9 +112,10 @@ def _parser():
     imported = verbs.add_parser(
         "import", parents=[common],
         help="import a directory of safetensors files as a checkpoint",
-        description="Checks every safetensors file of DIR, then saves them "
-                    "as one rank's shard of checkpoint STEP of JOB; metrics "
-                    "and tags from ckpt_checkpoint.json when present.")
+        description="Checks every safetensors file of DIR (or a torch "
+                    "export's checkpoint.pt), then saves them as one rank's "
+                    "shard of checkpoint STEP of JOB; metrics and tags from "
+                    "ckpt_checkpoint.json when present.")
     imported.add_argument("dir", metavar="DIR")
     imported.add_argument("job", metavar="JOB", help="tenant/name")
     imported.add_argument("step", metavar="STEP",
@@ -127,6 +128,9 @@ def _parser():
                           default=[], metavar="NAME=VALUE")
     imported.add_argument("--tag", action="append", default=[],
                           metavar="NAME=VALUE")
+    imported.add_argument("--allow-pickle", action="store_true",
+                          help="read a checkpoint.pt that needs torch.load("
+                               "weights_only=False) (runs what it names)")
     return parser
 
 
@@ -149,7 +153,7 @@ def _run(args):
         report = portable.import_dir(
             client, args.dir, args.job, args.step, rank=args.rank,
             world_size=args.world_size, metrics=dict(args.metric),
-            tags=args.tag)
+            tags=args.tag, allow_pickle=args.allow_pickle)
         summary = (f"imported {len(report['files'])} file(s), "
                    f"{report['tensors']} tensor(s) as rank "
                    f"{report['saved']['checkpoint']['committed_ranks']} "

@@ -541,8 +541,9 @@ class CheckpointManager:
 
     def import_dir(self, path, step, *, rank=None, world_size=None,
                    metrics=None, tags=None):
-        """ckpt.import_dir(self.client, path, self.job, step, ...): imports
-        the safetensors files of directory `path` as checkpoint `step` of
+        """ckpt.import_dir(self.client, path, self.job, step, ...,
+        allow_pickle=this manager's): imports directory `path` (safetensors
+        files, or a torch export's checkpoint.pt) as checkpoint `step` of
         this job (rank and world_size: None, ckpt_checkpoint.json's, else
         0 of 1). restore() of a checkpoint imported from files without
         ckpt's objects (e.g. a Hugging Face directory) returns a flat dict
@@ -551,7 +552,8 @@ class CheckpointManager:
         self._join()
         return portable.import_dir(self._client, path, self._job, step,
                                    rank=rank, world_size=world_size,
-                                   metrics=metrics, tags=tags)
+                                   metrics=metrics, tags=tags,
+                                   allow_pickle=self._allow_pickle)
 
     _last_restore = None
 

@@ -25,7 +25,7 @@ import numpy as np
 from ckpt import _ckpt, arguments, tree, tree_json
 from ckpt.client import connect
 from ckpt.restore import Restore
-from ckpt.state_layout import _torch
+from ckpt.state_layout import _flatten, _torch
 
 FORMATS = ("safetensors", "torch")
 TORCH_FILE = "checkpoint.pt"
@@ -444,11 +444,13 @@ def _os_error(verb, path, error):
 
 
 def import_dir(server, path, job, step, *, rank=None, world_size=None,
-               metrics=None, tags=None, tls_ca=None, tls_cert=None,
-               tls_key=None, tls_server_name=None, token=None):
-    """Imports the safetensors files of directory `path` (an export, or
-    another tool's, such as a Hugging Face model directory) as rank
-    `rank`'s shard of checkpoint `step` of `job` (docs/portability.md).
+               metrics=None, tags=None, allow_pickle=False, tls_ca=None,
+               tls_cert=None, tls_key=None, tls_server_name=None,
+               token=None):
+    """Imports directory `path` as rank `rank`'s shard of checkpoint
+    `step` of `job` (docs/portability.md, "Import"): its safetensors files
+    (an export, or another tool's, such as a Hugging Face model
+    directory), or a torch export's checkpoint.pt.
 
     server: "HOST:PORT" (None: $CKPT_SERVER) or a ckpt.Client; the TLS and
         token arguments as ckpt.Client's (None: their environment
@@ -456,21 +458,138 @@ def import_dir(server, path, job, step, *, rank=None, world_size=None,
     rank, world_size: None: what ckpt_checkpoint.json says, else rank 0 of
         1. metrics, tags: over those of ckpt_checkpoint.json (as
         CheckpointManager.save takes them).
+    allow_pickle: a checkpoint.pt is read with torch.load(weights_only=
+        True); one that needs weights_only=False (exported with it) is
+        refused unless allow_pickle=True, which runs what the file names.
 
-    Every file is checked before anything is sent; a file whose header
-    lies is ValueError naming the file and the field, and nothing is
-    stored. Returns {job, step, files, tensors, metadata_from_json, saved}
-    (saved: as Client.save_shard's result)."""
+    Everything is read and checked before anything is sent; a safetensors
+    file whose header lies is ValueError naming the file and the field,
+    and nothing is stored. Returns {job, step, files, tensors,
+    metadata_from_json, saved} (saved: as Client.save_shard's result)."""
     client = connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
                      tls_key=tls_key, tls_server_name=tls_server_name,
                      token=token)
+    directory = _directory(path)
+    job = arguments.job(job)
+    step = arguments.integer("step", step, minimum=0)
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:
             raise ValueError("rank and world_size go together")
         rank, world_size = arguments.rank_and_world_size(rank, world_size)
-    return client.import_directory(
-        _directory(path), arguments.job(job),
-        arguments.integer("step", step, minimum=0), rank=rank,
-        world_size=world_size, metrics=arguments.metrics(metrics),
-        tags=arguments.tags(tags))
+    metrics = arguments.metrics(metrics)
+    tags = arguments.tags(tags)
+    allow_pickle = arguments.boolean("allow_pickle", allow_pickle)
+    if _is_torch_export(directory):
+        return _import_torch(client, directory, job, step, rank, world_size,
+                             metrics, tags, allow_pickle)
+    return client.import_directory(directory, job, step, rank=rank,
+                                   world_size=world_size, metrics=metrics,
+                                   tags=tags)
 
+
+def _is_torch_export(directory):
+    """A directory with checkpoint.pt and no safetensors file."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False  # the C++ importer says what is wrong with it
+    return TORCH_FILE in names and not any(
+        name.endswith(".safetensors") for name in names)
+
+
+def _read_checkpoint_json(directory):
+    """ckpt_checkpoint.json of `directory` as a dict, or None without
+    one; ValueError naming the file and field when it is malformed."""
+    path = os.path.join(directory, CHECKPOINT_JSON)
+    try:
+        with open(path, "rb") as source:
+            document = json.loads(source.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"import: {path} is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"import: {path} must hold a JSON object")
+    return document
+
+
+def _json_field(document, field, kind, path):
+    value = document.get(field)
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"import: {path}: field '{field}' must be a "
+                         f"{getattr(kind, '__name__', 'number')}")
+    return value
+
+
+def _metadata_from_json(document, directory):
+    """(rank, world_size, metrics, tags, writer_time) ckpt_checkpoint.json
+    gives; ValueError naming the field when one is malformed."""
+    path = os.path.join(directory, CHECKPOINT_JSON)
+    view = _json_field(document, "view", dict, path) or {"full": True}
+    rank = world_size = None
+    if view.get("full") is False:
+        rank, world_size = view.get("rank"), view.get("world_size")
+        try:
+            rank, world_size = arguments.rank_and_world_size(rank,
+                                                             world_size)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"import: {path}: field 'view': {error}") \
+                from None
+    metrics = {}
+    for name, value in (_json_field(document, "metrics", dict, path) or
+                        {}).items():
+        try:
+            value = tree_json.from_json(value)
+            metrics[name] = arguments.number(f"metrics[{name!r}]", value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"import: {path}: field 'metrics': {error}") \
+                from None
+    try:
+        tags = arguments.tags(_json_field(document, "tags", dict, path))
+        writer_time = arguments.optional_number(
+            "writer_time", _json_field(document, "writer_time",
+                                       (int, float), path), finite=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"import: {path}: {error}") from None
+    return rank, world_size, metrics, tags, writer_time
+
+
+def _import_torch(client, directory, job, step, rank, world_size, metrics,
+                  tags, allow_pickle):
+    torch = _torch()
+    if torch is None:
+        raise ValueError(f"import: {directory} holds {TORCH_FILE}, which "
+                         "needs torch to read, and torch is not installed")
+    document = _read_checkpoint_json(directory)
+    writer_time = None
+    if document is not None:
+        saved_rank, saved_world, saved_metrics, saved_tags, writer_time = \
+            _metadata_from_json(document, directory)
+        if rank is None and saved_rank is not None:
+            rank, world_size = saved_rank, saved_world
+        metrics = {**saved_metrics, **metrics}
+        tags = {**saved_tags, **tags}
+    if rank is None:
+        rank, world_size = 0, 1
+    path = os.path.join(directory, TORCH_FILE)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the unpickler's errors vary by version
+        if not allow_pickle:
+            reason = str(error).rsplit("error: ", 1)[-1]
+            raise ValueError(
+                f"import: torch.load(weights_only=True) cannot read {path} "
+                f"({reason}); it was exported with weights_only=False or "
+                "written by another tool. Pass allow_pickle=True "
+                "(--allow-pickle) only if you trust it: loading it runs "
+                "what it names") from None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    tensors, keep_alive, _, _ = _flatten(
+        state, copy=False, allow_pickle=allow_pickle)
+    saved = client.save_shard(job, step, tensors, rank=rank,
+                              world_size=world_size, metrics=metrics,
+                              tags=tags, writer_time=writer_time)
+    del keep_alive
+    return {"job": job, "step": step, "files": [TORCH_FILE],
+            "tensors": len(tensors) - 1,
+            "metadata_from_json": document is not None, "saved": saved}

@@ -366,6 +366,9 @@ def test_python_m_ckpt_export_torch(server, client, tmp_path):
     usage = run_cli("export", "exp/cli", "10", str(tmp_path / "o3"),
                     "--full", "--rank", "0", env=env)
     assert usage.returncode == 2
+    usage = run_cli("export", "exp/cli", "10", str(tmp_path / "o3"),
+                    "--rank", "0", env=env)
+    assert usage.returncode == 2 and "go together" in usage.stderr
     assert files_in(tmp_path / "o2") == files_in(tmp_path / "o3") == []
 
 

@@ -175,9 +175,11 @@ def _run(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if (args.rank is None) != (args.world_size is None):
+        _parser().error(f"{args.verb}: --rank and --world-size go together")
     if args.verb == "export" and args.full and args.world_size is not None:
-        _parser().error("--full exports the whole checkpoint; --world-size "
-                        "goes with --rank")
+        _parser().error("export: --full exports the whole checkpoint; "
+                        "--world-size goes with --rank")
     try:
         _run(args)
     except KeyboardInterrupt:

@@ -500,7 +500,8 @@ class CheckpointManager:
         restore in the job's history.
 
         What it holds: by default (full), the whole checkpoint, whatever
-        this manager's rank; with rank=R and world_size=M, what rank R of
+        this manager's rank (call it on one process of a job, e.g. rank
+        0); with rank=R and world_size=M, what rank R of
         a job of M ranks restores (restore()'s view). A full export of a
         checkpoint saved by several ranks holds values every rank saved
         alike, ckpt.Replicated tensors and ckpt.Shard tensors assembled

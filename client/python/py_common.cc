@@ -49,6 +49,22 @@ BufferView::BufferView(const py::handle& object, bool writable,
   }
 }
 
+TensorData TensorFromPython(const PyTensor& given,
+                            std::vector<std::unique_ptr<BufferView>>* views) {
+  const auto& [name, dtype_name, global_shape, offsets, lengths, buffer] =
+      given;
+  TensorData tensor;
+  tensor.name = name;
+  tensor.dtype = ValueOrThrow(ParseDType(dtype_name));
+  tensor.global_shape = global_shape;
+  tensor.box = Box{.offsets = offsets, .lengths = lengths};
+  views->push_back(std::make_unique<BufferView>(
+      buffer, /*writable=*/false, absl::StrCat("tensor '", name, "'")));
+  tensor.bytes =
+      absl::string_view(views->back()->data(), views->back()->size());
+  return tensor;
+}
+
 double UnixSecondsOf(absl::Time time) {
   return absl::ToDoubleSeconds(time - absl::UnixEpoch());
 }

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import ckpt
-from ckpt import portable
+from ckpt import staged_files, weights_only
 from ckpt.state_layout import STATE_TENSOR
 from same_state import assert_same_state
 
@@ -24,7 +24,7 @@ from same_state import assert_same_state
 def reads_floats_weights_only():
     """Whether this torch's torch.load(weights_only=True) reads a float
     (torch 1.13 does not; 2.x does)."""
-    return portable._weights_only_loads([0.5], torch) is None
+    return weights_only.loads([0.5], torch) is None
 
 
 def models():
@@ -45,8 +45,17 @@ def files_in(directory):
     return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
-def test_exported_model_loads_weights_only_into_a_fresh_model(client,
-                                                              tmp_path):
+def events(server, job):
+    """The job's event history, from `ckpt events --json`."""
+    done = subprocess.run(
+        [os.path.join(os.environ["CKPT_BUILD_DIR"], "client", "ckpt"),
+         "--server", server, "--json", "events", job],
+        capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_exported_model_loads_weights_only_into_a_fresh_model(
+        server, client, tmp_path):
     saved = models()
     manager = ckpt.CheckpointManager(client, "exp/model")
     manager.save({name: m.state_dict() for name, m in saved.items()}, 3,
@@ -74,11 +83,15 @@ def test_exported_model_loads_weights_only_into_a_fresh_model(client,
     document = json.loads((tmp_path / "out" /
                            "ckpt_checkpoint.json").read_text())
     assert document["job"] == "exp/model" and document["step"] == 3
-    assert document["metrics"] == {"loss": 0.25}
-    assert document["tags"] == {"run": "a"}
-    assert document["view"] == {"full": True}
-    # An export is no restore: nothing in the job's history says so.
-    assert manager.last_restore is None
+    assert document["format"] == "ckpt-checkpoint"
+    assert document["metadata"]["metrics"] == {"loss": 0.25}
+    assert document["metadata"]["tags"] == {"run": "a"}
+    assert document["export"] == {"full": True, "rank": None,
+                                  "world_size": None, "format": "torch"}
+    assert document["files"] == ["checkpoint.pt"]
+    # As a safetensors export, it is recorded as rank 0's restore.
+    assert [event["detail"] for event in events(server, "exp/model")
+            if event["kind"] == "restored"] == ["rank 0"]
 
 
 def nested_state(model, optimizer):
@@ -203,8 +216,8 @@ def test_per_rank_values_need_a_rank_view(client, tmp_path):
         assert loaded["loader"] == {"position": 100 + rank}
         assert torch.equal(loaded["table"], table)  # sharded: whole
         document = json.loads((target / "ckpt_checkpoint.json").read_text())
-        assert document["view"] == {"full": False, "rank": rank,
-                                    "world_size": 2}
+        assert document["export"] == {"full": False, "rank": rank,
+                                      "world_size": 2, "format": "torch"}
     # Another world size cannot map the per-rank values either.
     with pytest.raises(ckpt.PartialRestoreError, match="world_size=2"):
         manager.export(5, tmp_path / "r0of3", format="torch", rank=0,
@@ -254,7 +267,7 @@ def test_a_file_appearing_during_the_export_is_kept_and_nothing_added(
     manager.save({"w": torch.ones(2)}, 1)
     target = tmp_path / "out"
     target.mkdir()
-    monkeypatch.setattr(portable, "_check_free", lambda *args: None)
+    monkeypatch.setattr(staged_files, "check_free", lambda *args: None)
     (target / "ckpt_checkpoint.json").write_text("theirs")
     with pytest.raises(ckpt.Error, match="ALREADY_EXISTS"):
         manager.export(1, target, format="torch")

@@ -7,8 +7,8 @@ arguments below are a contract kept in that document.
         [--full | --rank R --world-size M] [--no-weights-only]
         [--allow-pickle] [--max-file-bytes N] [--server ADDR] [--json]
     python3 -m ckpt import DIR JOB STEP [--rank R --world-size M]
-        [--metric NAME=VALUE]... [--tag NAME=VALUE]... [--allow-pickle]
-        [--server ADDR] [--json]
+        [--metric NAME=VALUE]... [--tag NAME=VALUE]... [--no-objects]
+        [--allow-pickle] [--server ADDR] [--json]
 
 STEP is a step number or `latest` (export only). ADDR defaults to
 $CKPT_SERVER. TLS and the token come from CKPT_TLS_CA, CKPT_TLS_CERT,
@@ -128,6 +128,10 @@ def _parser():
                           default=[], metavar="NAME=VALUE")
     imported.add_argument("--tag", action="append", default=[],
                           metavar="NAME=VALUE")
+    imported.add_argument("--no-objects", dest="objects",
+                          action="store_false",
+                          help="import the tensors alone, not the "
+                               "non-tensor state of ckpt_checkpoint.json")
     imported.add_argument("--allow-pickle", action="store_true",
                           help="read a checkpoint.pt that needs torch.load("
                                "weights_only=False) (runs what it names)")
@@ -153,11 +157,14 @@ def _run(args):
         report = portable.import_dir(
             client, args.dir, args.job, args.step, rank=args.rank,
             world_size=args.world_size, metrics=dict(args.metric),
-            tags=args.tag, allow_pickle=args.allow_pickle)
+            tags=args.tag, objects=args.objects,
+            allow_pickle=args.allow_pickle)
+        state = "committed" if report["saved"]["checkpoint_committed"] \
+            else "pending until every rank is imported"
         summary = (f"imported {len(report['files'])} file(s), "
-                   f"{report['tensors']} tensor(s) as rank "
-                   f"{report['saved']['checkpoint']['committed_ranks']} "
-                   f"of checkpoint {report['step']} of {report['job']}")
+                   f"{report['tensors']} tensor(s) as rank {report['rank']} "
+                   f"of {report['world_size']} of checkpoint "
+                   f"{report['step']} of {report['job']} ({state})")
     else:
         full = True if args.rank is None and args.world_size is None \
             else None

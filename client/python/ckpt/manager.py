@@ -541,7 +541,7 @@ class CheckpointManager:
             allow_pickle=self._allow_pickle, max_file_bytes=max_file_bytes)
 
     def import_dir(self, path, step, *, rank=None, world_size=None,
-                   metrics=None, tags=None):
+                   metrics=None, tags=None, objects=True):
         """ckpt.import_dir(self.client, path, self.job, step, ...,
         allow_pickle=this manager's): imports directory `path` (safetensors
         files, or a torch export's checkpoint.pt) as checkpoint `step` of
@@ -554,6 +554,7 @@ class CheckpointManager:
         return portable.import_dir(self._client, path, self._job, step,
                                    rank=rank, world_size=world_size,
                                    metrics=metrics, tags=tags,
+                                   objects=objects,
                                    allow_pickle=self._allow_pickle)
 
     _last_restore = None

@@ -496,13 +496,16 @@ class CheckpointManager:
         """Writes committed checkpoint `step` (None: the latest) of the job
         into directory `path` (made if absent) as portable files
         (docs/portability.md, "From Python"); returns a report dict (job,
-        step, format, files, tensors, tensor_bytes, ...). Records no
-        restore in the job's history.
+        step, format, files, tensors, tensor_bytes, ...). As `ckpt export`,
+        records a `restored` event of rank 0 (rank R for a rank view) once
+        the files are complete.
 
         What it holds: by default (full), the whole checkpoint, whatever
         this manager's rank (call it on one process of a job, e.g. rank
-        0); with rank=R and world_size=M, what rank R of
-        a job of M ranks restores (restore()'s view). A full export of a
+        0); with rank=R and world_size=M, rank R's part of a job of M
+        ranks: for format torch what restore() gives that rank (sharded
+        tensors whole), for safetensors its rows of each sharded tensor
+        (`ckpt export --rank`'s rule). A full export of a
         checkpoint saved by several ranks holds values every rank saved
         alike, ckpt.Replicated tensors and ckpt.Shard tensors assembled
         whole; per-rank values (which differ between ranks) cannot be one
@@ -511,9 +514,11 @@ class CheckpointManager:
 
         format="safetensors": the tensors in safetensors files (split with
             model.safetensors.index.json past max_file_bytes, default 5
-            GiB), and ckpt_checkpoint.json with the metadata, metrics, tags
-            and, under "objects", each rank's non-tensor state as tagged
-            JSON (ckpt/tree_json.py).
+            GiB; a per-rank tensor whose ranks' copies differ as
+            rank-N/NAME), and ckpt_checkpoint.json with the metadata,
+            metrics, tags and, under "objects", each rank's non-tensor
+            state as tagged JSON (ckpt/tree_json.py), in place of the
+            __ckpt_state__ tensor.
         format="torch": checkpoint.pt, the state restore() gives for the
             view, written with torch.save: torch.load(path) returns it
             (sharded tensors whole, quantized ones dequantized as float32),

@@ -631,6 +631,17 @@ PYBIND11_MODULE(_ckpt, m) {
       "restored this many times, or None to stay lossless (common/"
       "quantize.h).");
 
+  m.def(
+      "read_token_file",
+      [](const std::string& path, const std::string& what) {
+        return ckpt::client::ValueOrThrow(
+            ckpt::client::ReadTokenFile(path, what));
+      },
+      py::arg("path"), py::arg("what"),
+      "The bearer token in the file at `path` (trailing whitespace "
+      "dropped), as the ckpt CLI reads --token-file; ValueError naming "
+      "`what` when it cannot be read or holds no token.");
+
   ckpt::client::RegisterBestCheckpoint(m);
   ckpt::client::RegisterPortable(m);
 

@@ -370,9 +370,18 @@ def test_python_m_ckpt_export_torch(server, client, tmp_path):
     assert again.returncode == 1
     assert again.stderr.startswith("ckpt export: ALREADY_EXISTS: ")
     assert len(again.stderr.splitlines()) == 1
-    missing = run_cli("export", "exp/cli", "11", str(tmp_path / "o2"),
+    missing = run_cli("export", "exp/cli", "12", str(tmp_path / "o2"),
                       "--format", "torch", env=env)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    # Import back; --json prints JSON even with a NaN metric.
+    manager.save({"w": torch.ones(1)}, 11, metrics={"loss": float("nan")})
+    assert run_cli("export", "exp/cli", "11", str(tmp_path / "o11"),
+                   "--format", "torch", env=env).returncode == 0
+    done = run_cli("import", str(tmp_path / "o11"), "exp/cli-back", "3",
+                   "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["saved"]["checkpoint"]["metrics"] == {"loss": "NaN"}
     usage = run_cli("export", "exp/cli", "ten", str(tmp_path / "o3"),
                     env=env)
     assert usage.returncode == 2 and "STEP must be" in usage.stderr
@@ -421,6 +430,13 @@ def test_python_m_ckpt_takes_the_token_from_the_environment(tmp_path):
                        "--format", "torch", "--token-file", str(token_file),
                        env=env)
         assert done.returncode == 0, done.stderr
+        # A FIFO as the token file is refused, not waited on.
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        refused = run_cli("export", "exp/secured", "1", str(tmp_path / "f"),
+                          "--format", "torch", "--token-file", str(fifo),
+                          env=env)
+        assert refused.returncode == 1 and "--token-file" in refused.stderr
     finally:
         process.stop()
 

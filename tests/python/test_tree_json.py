@@ -101,6 +101,16 @@ def test_reader_refuses_what_it_did_not_write(bad, problem):
         tree_json.from_json({"key": [bad]})
 
 
+def test_reader_bounds_colliding_keys_and_huge_ints():
+    # Python hashes k * (2**61 - 1) alike: n such keys cost n*n/2.
+    colliding = [[k * (2**61 - 1), k] for k in range(1, 20)]
+    with pytest.raises(StateFormatError, match="same hash value"):
+        tree_json.from_json({"$dict": colliding})
+    with pytest.raises(StateFormatError, match="larger than a state"):
+        tree_json.from_json({"$int": "0x" + "f" * (2 * tree.MAX_INT_BYTES
+                                                    + 2)})
+
+
 def test_reader_bounds_depth():
     deep = 1
     for _ in range(tree.MAX_DEPTH + 5):

@@ -20,7 +20,10 @@ usage error.
 
 import argparse
 import json
+import math
 import sys
+
+from ckpt import _ckpt
 
 
 def _step(text, allow_latest):
@@ -144,9 +147,23 @@ def _security(args):
                 "tls_key": args.tls_key,
                 "tls_server_name": args.tls_server_name}
     if args.token_file is not None:
-        with open(args.token_file, encoding="utf-8") as token:
-            security["token"] = token.read().rstrip("\r\n")
+        # The C++ CLI's reader: a directory or FIFO is an error, no hang.
+        security["token"] = _ckpt.read_token_file(args.token_file,
+                                                  "--token-file")
     return security
+
+
+def _json_safe(value):
+    """`value` with non-finite floats as "NaN", "Infinity", "-Infinity"
+    (as the C++ CLI writes metrics), so that --json prints JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else \
+            ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _run(args):
@@ -177,7 +194,8 @@ def _run(args):
                    f"{report['job']} to {args.dir}: "
                    f"{', '.join(report['files'])} ({report['tensors']} "
                    f"tensors, {report['tensor_bytes']} bytes)")
-    print(json.dumps(report, indent=2) if args.json else summary)
+    print(json.dumps(_json_safe(report), indent=2, allow_nan=False)
+          if args.json else summary)
 
 
 def main(argv=None):

@@ -219,6 +219,9 @@ class _Reader:
     def tag_int(self, whole, value, where, depth):
         self.fields(whole, where, ("$int",))
         text = self.text(value, where)
+        if len(text) > 2 * tree.MAX_INT_BYTES + 3:  # "-0x" and the digits
+            self.fail(where, f"an int of {len(text)} characters is larger "
+                      "than a state stores")
         try:
             return int(text, 0)  # decimal, or 0x hex past _DECIMAL_BITS
         except ValueError:
@@ -278,11 +281,21 @@ class _Reader:
     def mapping(self, out, value, where, depth):
         if type(value) is not list:
             self.fail(where, "needs an array of [key, value] pairs")
+        per_hash = {}  # as tree.py's decoder: keys sharing a hash value
         for index, pair in enumerate(value):
             at = f"{where}[{index}]"
             if type(pair) is not list or len(pair) != 2:
                 self.fail(at, "needs a [key, value] pair")
             key = self.key(self.node(pair[0], at + "[0]", depth + 1), at)
+            try:
+                key_hash = hash(key)
+            except TypeError:  # a tuple holding an unhashable value
+                self.fail(at, f"key {tree.key_text(key)} is not hashable")
+            per_hash[key_hash] = per_hash.get(key_hash, 0) + 1
+            if per_hash[key_hash] > tree.MAX_KEYS_PER_HASH:
+                self.fail(at, f"{per_hash[key_hash]} keys have the same "
+                          f"hash value (as {tree.key_text(key)} does); a "
+                          "state's keys never collide like that")
             if key in out:
                 self.fail(at, f"key {tree.key_text(key)} appears twice")
             out[key] = self.node(pair[1], at + "[1]", depth + 1)

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -94,7 +95,16 @@ class BatchReader {
   // next Read. `progress(done, total)` over the batch's fetched bytes.
   absl::Status Read(const RestoreProgressFn& progress) {
     if (buffer_size_ < batch_bytes_) {
-      buffer_ = std::make_unique<char[]>(batch_bytes_);
+      buffer_.reset();
+      try {
+        // Not zeroed: only the pages written are touched.
+        buffer_ = std::make_unique_for_overwrite<char[]>(batch_bytes_);
+      } catch (const std::bad_alloc&) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "export: cannot allocate ", batch_bytes_, " bytes to read ",
+            requests_.size() == 1 ? QuoteTruncated(requests_[0].name)
+                                  : std::string("a batch of tensors")));
+      }
       buffer_size_ = batch_bytes_;
     }
     std::vector<absl::Span<char>> outs;

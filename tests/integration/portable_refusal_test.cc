@@ -6,6 +6,7 @@
 // checkpoint, pending or not, no event. An export never overwrites a file
 // and leaves nothing when refused. `--format torch` runs the Python
 // package with the token in its environment, never on its command line.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -172,6 +173,26 @@ TEST_F(PortableTest, RefusesACheckpointJsonThatDisagreesWithTheFiles) {
   run = Ckpt("import " + out + " it/lied 1");
   EXPECT_THAT(run.err, HasSubstr("field \"metadata\" metric 'loss'"));
   ExpectNothingStored("it/lied");
+
+  // A rank export of rank 0 of 1 whose box is half of its global shape:
+  // the commit would refuse it once begun, so it is refused before.
+  described["metadata"]["metrics"] = nlohmann::json::object();
+  described["export"] = {{"full", false}, {"rank", 0}, {"world_size", 1}};
+  described["tensors"]["w"]["global_shape"] = {8, 4};
+  WriteFile(path, described.dump());
+  run = Ckpt("import " + out + " it/lied 1");
+  EXPECT_THAT(run.err, HasSubstr("field \"box\" is part of its global"));
+  ExpectNothingStored("it/lied");
+}
+
+TEST_F(PortableTest, RefusesAFifoWithoutWaitingForAWriter) {
+  const std::string dir = Dir("fifo");
+  std::filesystem::create_directory(dir);
+  ASSERT_EQ(::mkfifo((dir + "/model.safetensors").c_str(), 0600), 0);
+  CommandResult run = Ckpt("import " + dir + " it/fifo 1");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("model.safetensors' is not a regular file"));
+  ExpectNothingStored("it/fifo");
 }
 
 TEST_F(PortableTest, ExportNeverOverwritesAndLeavesNothingWhenRefused) {
@@ -247,6 +268,23 @@ TEST_F(PortableTest, TorchFormatRunsThePythonPackageWithTheTokenInItsEnv) {
   run =
       Ckpt("export it/x 1 " + Dir("pt") + " --format torch --max-file-size 1G");
   EXPECT_THAT(run.err, HasSubstr("does not apply to --format torch"));
+}
+
+TEST_F(PortableTest, HelpDescribesEveryFlag) {
+  CommandResult help = Ckpt("export --help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag :
+       {"--format", "safetensors", "torch", "--rank", "--world-size", "--full",
+        "--max-file-size", "torch.chunk", "CKPT_PYTHON", "CKPT_TOKEN"}) {
+    EXPECT_THAT(help.out, HasSubstr(flag));
+  }
+  help = Ckpt("import --help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag :
+       {"--rank", "--world-size", "--metric", "--tag",
+        "model.safetensors.index.json", "ckpt_checkpoint.json"}) {
+    EXPECT_THAT(help.out, HasSubstr(flag));
+  }
 }
 
 }  // namespace

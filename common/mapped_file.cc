@@ -41,15 +41,17 @@ absl::StatusOr<std::unique_ptr<MappedFile>> Map(UniqueFd fd,
 
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(
     const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+  // refused as not a regular file); it changes nothing for regular files.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) return ErrnoError("cannot open", path);
   return Map(std::move(fd), path);
 }
 
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::OpenAt(
     int dir_fd, const std::string& name, const std::string& shown) {
-  UniqueFd fd(
-      ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(::openat(dir_fd, name.c_str(),
+                       O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.valid()) {
     if (errno == ELOOP) {
       return absl::InvalidArgumentError(absl::StrCat(

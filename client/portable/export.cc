@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -94,7 +95,16 @@ class BatchReader {
   // next Read. `progress(done, total)` over the batch's fetched bytes.
   absl::Status Read(const RestoreProgressFn& progress) {
     if (buffer_size_ < batch_bytes_) {
-      buffer_ = std::make_unique<char[]>(batch_bytes_);
+      buffer_.reset();
+      try {
+        // Not zeroed: only the pages written are touched.
+        buffer_ = std::make_unique_for_overwrite<char[]>(batch_bytes_);
+      } catch (const std::bad_alloc&) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "export: cannot allocate ", batch_bytes_, " bytes to read ",
+            requests_.size() == 1 ? QuoteTruncated(requests_[0].name)
+                                  : std::string("a batch of tensors")));
+      }
       buffer_size_ = batch_bytes_;
     }
     std::vector<absl::Span<char>> outs;
@@ -151,14 +161,88 @@ absl::StatusOr<bool> CopiesEqual(Client& client, const Checkpoint& checkpoint,
   return true;
 }
 
+// One region of a tensor read in one piece, and the staged file its bytes
+// are appended to.
+struct Slab {
+  size_t file;
+  RegionRequest request;
+  uint64_t bytes;
+};
+
+// Every tensor's slabs, in file order: row-major pieces of at most
+// buffer_bytes (a quantized tensor whole).
+std::vector<Slab> PlanSlabs(absl::Span<const ExportTensor> tensors,
+                            absl::Span<const ExportFile> files,
+                            absl::Span<const size_t> staged,
+                            const ExportOptions& options) {
+  std::vector<Slab> slabs;
+  for (size_t f = 0; f < files.size(); ++f) {
+    for (size_t index : files[f].tensors) {
+      const ExportTensor& tensor = tensors[index];
+      const uint64_t element = DTypeSize(tensor.source.dtype);
+      const uint64_t limit = std::max(
+          element, tensor.quantized ? tensor.ByteSize() : options.buffer_bytes);
+      for (const Box& box : SplitRegion(tensor.source.region, element, limit)) {
+        RegionRequest request = tensor.source;
+        request.region = box;
+        uint64_t bytes = element;
+        for (int64_t length : box.lengths) bytes *= length;
+        slabs.push_back({staged[f], std::move(request), bytes});
+      }
+    }
+  }
+  return slabs;
+}
+
+// Reads `slabs` in batches of at most `budget` bytes and appends each to
+// its file, calling `progress` over `total` bytes.
+absl::Status StreamSlabs(Client& client, const Checkpoint& checkpoint,
+                         const std::vector<Slab>& slabs, StagedDirectory& out,
+                         uint64_t budget, uint64_t total,
+                         const RestoreProgressFn& progress) {
+  BatchReader reader(client, checkpoint, budget);
+  uint64_t done = 0;
+  size_t next = 0;  // the first slab not yet in a batch
+  while (next < slabs.size()) {
+    const size_t first = next;
+    uint64_t batch = 0;
+    while (next < slabs.size() && reader.Fits(slabs[next].bytes)) {
+      reader.Add(slabs[next].request, slabs[next].bytes);
+      batch += slabs[next].bytes;
+      ++next;
+    }
+    RestoreProgressFn inner;
+    if (progress) {
+      // The batch's share of its fetched bytes, as bytes of the export.
+      inner = [&](uint64_t fetched, uint64_t fetch_total) {
+        const uint64_t part =
+            fetch_total == 0
+                ? 0
+                : static_cast<uint64_t>(static_cast<double>(batch) * fetched /
+                                        fetch_total);
+        progress(done + std::min(part, batch), total);
+      };
+    }
+    CKPT_RETURN_IF_ERROR(reader.Read(inner));
+    for (size_t i = first; i < next; ++i) {
+      CKPT_RETURN_IF_ERROR(out.Append(slabs[i].file, reader.region(i - first)));
+    }
+    done += batch;
+    if (progress) progress(done, total);
+  }
+  if (progress && slabs.empty()) progress(0, 0);
+  return absl::OkStatus();
+}
+
 // The index of a split export: {"metadata": {"total_size"}, "weight_map"}.
 std::string IndexJson(absl::Span<const ExportTensor> tensors,
                       absl::Span<const ExportFile> files) {
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   uint64_t total = 0;
   for (const ExportFile& file : files) {
-    for (size_t index : file.tensors)
+    for (size_t index : file.tensors) {
       weight_map[tensors[index].name] = file.name;
+    }
     total += file.bytes;
   }
   return nlohmann::ordered_json{{"metadata", {{"total_size", total}}},
@@ -206,66 +290,19 @@ absl::StatusOr<ExportReport> ExportCheckpoint(
   uint64_t total = 0;
   for (const ExportTensor& tensor : tensors) total += tensor.ByteSize();
 
-  // Each tensor's file, and the slabs it is read in, in file order.
-  struct Slab {
-    size_t file;
-    RegionRequest request;
-    uint64_t bytes;
-  };
-  std::vector<Slab> slabs;
+  std::vector<size_t> staged;  // per file, its index in `out`
   for (size_t f = 0; f < files.size(); ++f) {
-    CKPT_ASSIGN_OR_RETURN(const size_t staged, out->Create(files[f].name));
-    CKPT_RETURN_IF_ERROR(out->Append(staged, layouts[f].prefix));
+    CKPT_ASSIGN_OR_RETURN(const size_t file, out->Create(files[f].name));
+    CKPT_RETURN_IF_ERROR(out->Append(file, layouts[f].prefix));
+    staged.push_back(file);
     report.files.push_back(files[f].name);
     for (size_t index : files[f].tensors) {
-      const ExportTensor& tensor = tensors[index];
-      const uint64_t element = DTypeSize(tensor.source.dtype);
-      const uint64_t limit = tensor.quantized
-                                 ? std::max(element, tensor.ByteSize())
-                                 : options.buffer_bytes;
-      for (const Box& box : SplitRegion(tensor.source.region, element,
-                                        std::max(element, limit))) {
-        RegionRequest request = tensor.source;
-        request.region = box;
-        uint64_t bytes = element;
-        for (int64_t length : box.lengths) bytes *= length;
-        slabs.push_back({staged, std::move(request), bytes});
-      }
-      report.tensor_names.push_back(tensor.name);
+      report.tensor_names.push_back(tensors[index].name);
     }
   }
-
-  BatchReader reader(client, checkpoint, options.buffer_bytes);
-  uint64_t done = 0;
-  size_t next = 0;  // the first slab not yet in a batch
-  while (next < slabs.size()) {
-    const size_t first = next;
-    uint64_t batch = 0;
-    while (next < slabs.size() && reader.Fits(slabs[next].bytes)) {
-      reader.Add(slabs[next].request, slabs[next].bytes);
-      batch += slabs[next].bytes;
-      ++next;
-    }
-    RestoreProgressFn inner;
-    if (progress) {
-      inner = [&](uint64_t fetched, uint64_t fetch_total) {
-        const uint64_t part =
-            fetch_total == 0
-                ? 0
-                : static_cast<uint64_t>(static_cast<double>(batch) * fetched /
-                                        fetch_total);
-        progress(done + std::min(part, batch), total);
-      };
-    }
-    CKPT_RETURN_IF_ERROR(reader.Read(inner));
-    for (size_t i = first; i < next; ++i) {
-      CKPT_RETURN_IF_ERROR(
-          out->Append(slabs[i].file, reader.region(i - first)));
-    }
-    done += batch;
-    if (progress) progress(done, total);
-  }
-  if (progress && slabs.empty()) progress(0, 0);
+  CKPT_RETURN_IF_ERROR(StreamSlabs(
+      client, checkpoint, PlanSlabs(tensors, files, staged, options), *out,
+      options.buffer_bytes, total, progress));
 
   if (files.size() > 1) {
     CKPT_ASSIGN_OR_RETURN(const size_t index, out->Create(kIndexName));

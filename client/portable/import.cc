@@ -340,6 +340,15 @@ absl::StatusOr<ImportReport> ImportDirectory(Client& client,
         const CheckpointJsonTensor& said = described->tensors.at(tensor.name);
         data.global_shape = said.global_shape;
         data.box = said.box;
+        // A checkpoint of one rank must hold every tensor whole, or its
+        // commit would refuse it after it began.
+        if (report.world_size == 1 && data.box.lengths != data.global_shape) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              importer.PathOf(kCheckpointJsonName), ": tensor ",
+              QuoteTruncated(tensor.name), ": field \"box\" is part of its ",
+              "global shape ", ShapeText(data.global_shape),
+              ", but the export is of rank 0 of 1, which saves it whole"));
+        }
       }
       data.bytes = bytes.substr(file.header.data_offset + tensor.begin,
                                 tensor.end - tensor.begin);
@@ -349,11 +358,19 @@ absl::StatusOr<ImportReport> ImportDirectory(Client& client,
   }
   report.tensors = tensors.size();
   for (const TensorData& extra : options.extra_tensors) {
-    if (file_of.contains(extra.name)) {
+    if (extra.name.empty() || extra.name.size() > kMaxTensorNameBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("import: a tensor given beside the directory has an "
+                       "empty name or one past ",
+                       kMaxTensorNameBytes, " bytes"));
+    }
+    auto [it, added] = file_of.emplace(extra.name, "");
+    if (!added) {
       return absl::InvalidArgumentError(
           absl::StrCat("import: tensor ", QuoteTruncated(extra.name),
-                       " is both in ", importer.PathOf(file_of[extra.name]),
-                       " and given beside the directory"));
+                       " is given beside ", "the directory but is also in ",
+                       it->second.empty() ? std::string("the tensors given")
+                                          : importer.PathOf(it->second)));
     }
     tensors.push_back(extra);
   }

@@ -14,6 +14,7 @@
 #include "client/portable/strict_json.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/safetensors_bytes.h"
 
 namespace ckpt::client::portable {
 namespace {
@@ -23,15 +24,8 @@ using ::testing::HasSubstr;
 
 constexpr char kFile[] = "model.safetensors";
 
-// A file: the 8-byte little-endian length of `header`, `header`, `data`.
 std::string File(const std::string& header, const std::string& data = "") {
-  std::string file;
-  uint64_t length = header.size();
-  for (int i = 0; i < 8; ++i) {
-    file.push_back(static_cast<char>(length & 0xff));
-    length >>= 8;
-  }
-  return file + header + data;
+  return ::ckpt::testing::SafetensorsBytes(header, data);
 }
 
 absl::Status Parse(const std::string& header, const std::string& data = "") {

@@ -368,7 +368,7 @@ def test_python_m_ckpt_export_torch(server, client, tmp_path):
     again = run_cli("export", "exp/cli", "10", str(tmp_path / "out"),
                     "--format", "torch", env=env)
     assert again.returncode == 1
-    assert again.stderr.startswith("ckpt export: ALREADY_EXISTS: ")
+    assert again.stderr.startswith("ckpt: ALREADY_EXISTS: export: ")
     assert len(again.stderr.splitlines()) == 1
     missing = run_cli("export", "exp/cli", "12", str(tmp_path / "o2"),
                       "--format", "torch", env=env)
@@ -392,6 +392,29 @@ def test_python_m_ckpt_export_torch(server, client, tmp_path):
                     "--rank", "0", env=env)
     assert usage.returncode == 2 and "go together" in usage.stderr
     assert files_in(tmp_path / "o2") == files_in(tmp_path / "o3") == []
+
+
+def test_the_cpp_cli_runs_the_package_for_format_torch(server, client,
+                                                       tmp_path):
+    """`ckpt export --format torch` execs this package (the contract in
+    docs/portability.md) and gets the same file."""
+    manager = ckpt.CheckpointManager(client, "exp/cpp")
+    saved = models()["f32"].state_dict()
+    manager.save({"model": saved, "epoch": 2}, 8)
+    env = dict(os.environ, CKPT_PYTHON=sys.executable)
+    done = subprocess.run(
+        [os.path.join(os.environ["CKPT_BUILD_DIR"], "client", "ckpt"),
+         "--server", server, "--json", "export", "exp/cpp", "8",
+         str(tmp_path / "out"), "--format", "torch", "--rank", "0",
+         "--world-size", "1"], capture_output=True, text=True, env=env,
+        timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"] == ["checkpoint.pt",
+                                                "ckpt_checkpoint.json"]
+    loaded = torch.load(tmp_path / "out" / "checkpoint.pt",
+                        weights_only=True)
+    assert loaded["epoch"] == 2
+    assert_same_state(dict(saved), dict(loaded["model"]))
 
 
 def token_line(token, principal, role, scope):

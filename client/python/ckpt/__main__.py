@@ -14,8 +14,8 @@ STEP is a step number or `latest` (export only). ADDR defaults to
 $CKPT_SERVER. TLS and the token come from CKPT_TLS_CA, CKPT_TLS_CERT,
 CKPT_TLS_KEY, CKPT_TLS_SERVER_NAME and CKPT_TOKEN (or --tls-* and
 --token-file), never a token on the command line. Exit status 0 on
-success, 1 on an error (one line on stderr, "ckpt export: ..."), 2 on a
-usage error.
+success, 1 on an error (one line on stderr, "ckpt: CODE: message", as the
+C++ CLI reports one), 2 on a usage error.
 """
 
 import argparse
@@ -208,8 +208,7 @@ def main(argv=None):
     try:
         _run(args)
     except KeyboardInterrupt:
-        print(f"ckpt {args.verb}: interrupted; nothing was written",
-              file=sys.stderr)
+        print("ckpt: CANCELLED: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # one line, as the C++ CLI reports
         message = getattr(error, "message", None)
@@ -218,7 +217,7 @@ def main(argv=None):
                 error.args else str(error)
         code = getattr(error, "code", None)
         prefix = f"{code}: " if isinstance(code, str) else ""
-        print(f"ckpt {args.verb}: {prefix}{message}", file=sys.stderr)
+        print(f"ckpt: {prefix}{message}", file=sys.stderr)
         return 1
     return 0
 

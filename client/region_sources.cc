@@ -18,9 +18,9 @@
 namespace ckpt::client {
 namespace {
 
-// As ValidateShardManifest bounds them: every extent in 2^48 elements, and
-// a box's bytes in 2^62, so that no product or sum here overflows.
-constexpr int64_t kMaxExtent = int64_t{1} << 48;
+// As ValidateShardManifest bounds them: every extent in kMaxDimension
+// elements, and a box's bytes in 2^62, so that no product or sum here
+// overflows.
 constexpr uint64_t kMaxBoxBytes = uint64_t{1} << 62;
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
@@ -170,7 +170,8 @@ absl::StatusOr<uint64_t> RegionBytes(const RegionRequest& request) {
         "tensor ", name, ": unknown dtype ", static_cast<int>(request.dtype)));
   }
   for (size_t d = 0; d < request.global_shape.size(); ++d) {
-    if (request.global_shape[d] < 0 || request.global_shape[d] > kMaxExtent) {
+    if (request.global_shape[d] < 0 ||
+        request.global_shape[d] > kMaxDimension) {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", name,
                                                      ": dimension ", d,
                                                      " of its global "

@@ -241,24 +241,31 @@ absl::Status HashAndUpload(Transport& transport, absl::string_view job,
   BatchHasher hasher(chunks, SplitIntoBatches(*chunks), options.hash_threads);
   std::unique_ptr<ChunkUploadStream> upload = transport.OpenUpload(job, step);
   absl::flat_hash_set<ChunkId> seen;  // asked about already in this save
+  uint64_t total = 0;
+  for (const ChunkTask& task : *chunks) total += task.data.size();
+  uint64_t done = 0;
   for (size_t b = 0; b < hasher.batches().size(); ++b) {
     hasher.WaitFor(b);
     std::vector<const ChunkTask*> fresh;
     std::vector<ChunkId> ids;
     for (size_t i = hasher.batches()[b].begin; i < hasher.batches()[b].end;
          ++i) {
+      done += (*chunks)[i].data.size();
       if (seen.insert((*chunks)[i].id).second) {
         fresh.push_back(&(*chunks)[i]);
         ids.push_back((*chunks)[i].id);
       }
     }
-    if (ids.empty()) continue;
-    CKPT_ASSIGN_OR_RETURN(auto missing, transport.FindMissingChunks(job, ids));
-    for (const ChunkTask* task : fresh) {
-      if (missing.contains(task->id)) {
-        CKPT_RETURN_IF_ERROR(upload->Add(task->id, task->data));
+    if (!ids.empty()) {
+      CKPT_ASSIGN_OR_RETURN(auto missing,
+                            transport.FindMissingChunks(job, ids));
+      for (const ChunkTask* task : fresh) {
+        if (missing.contains(task->id)) {
+          CKPT_RETURN_IF_ERROR(upload->Add(task->id, task->data));
+        }
       }
     }
+    if (options.progress) options.progress(done, total);
   }
   CKPT_RETURN_IF_ERROR(upload->Close());
   result->chunks_sent = upload->chunks_sent();

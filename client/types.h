@@ -123,6 +123,12 @@ struct SaveOptions {
   // When set, replaces the job's retention policy as the checkpoint begins
   // (applied at once by the server). Default: nullopt (keep the stored one).
   std::optional<RetentionPolicy> retention_policy;
+  // When set, called (from the saving thread) after each batch of chunks is
+  // hashed and, where the server lacked them, uploaded: the chunk bytes
+  // done so far of the shard's total (stored bytes: a delta's or quantized
+  // tensor's encoding). Default: none.
+  std::function<void(uint64_t bytes_done, uint64_t bytes_total)> progress =
+      nullptr;
 };
 
 struct SaveResult {

@@ -213,13 +213,12 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
                               " lengths for a tensor of ", rank,
                               " dimensions"));
     }
-    // Overflow-safe: every extent fits in 2^48 elements.
-    constexpr int64_t kMaxExtent = int64_t{1} << 48;
+    // Overflow-safe: every extent fits in kMaxDimension elements.
     for (size_t d = 0; d < rank; ++d) {
       int64_t dim = tensor.global_shape[d];
       int64_t off = tensor.box.offsets[d];
       int64_t len = tensor.box.lengths[d];
-      if (dim < 0 || dim > kMaxExtent) {
+      if (dim < 0 || dim > kMaxDimension) {
         return bad(absl::StrCat("dimension ", d, " has size ", dim));
       }
       if (off < 0 || len < 0 || off > dim || len > dim - off) {

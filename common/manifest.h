@@ -220,6 +220,9 @@ struct JobSummary {
 // quotes it truncated (common/quote.h).
 inline constexpr size_t kMaxJobNameBytes = 256;
 inline constexpr size_t kMaxTensorNameBytes = 1024;
+// Largest size of one dimension of a tensor's global shape (which keeps
+// extents and byte counts from overflowing).
+inline constexpr int64_t kMaxDimension = int64_t{1} << 48;
 // Metric names (checkpoint metadata, a retention policy's keep_best).
 inline constexpr size_t kMaxMetricNameBytes = 256;
 

@@ -49,6 +49,12 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
     const std::vector<std::string>& metrics,
     const std::vector<std::string>& tags, const std::string& time);
 
+// A size in bytes: a positive decimal integer, optionally followed by K,
+// M, G or T (or KiB, MiB, GiB, TiB: powers of 1024), e.g. 5G or 500MiB.
+// `flag` names the flag in the error.
+absl::StatusOr<uint64_t> ParseByteSize(absl::string_view flag,
+                                       absl::string_view text);
+
 // Retention flags, as typed (empty: not given), parsed and checked by the
 // verbs so that every error names its flag.
 struct PolicyFlags {

@@ -93,6 +93,25 @@ TEST(ParseByteRateTest, TakesBytesWithBinarySuffixes) {
   }
 }
 
+TEST(ParseByteSizeTest, ReadsBinarySuffixes) {
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "1"), 1u);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "600K"), 600u << 10);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "500MiB"), 500u << 20);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "5G"), uint64_t{5} << 30);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "2TiB"), uint64_t{2} << 40);
+}
+
+TEST(ParseByteSizeTest, RefusesZeroSignsOtherUnitsAndOverflow) {
+  for (const char* text : {"", "0", "0G", "-1", "+1", "1.5G", "5GB", "5g", "G",
+                           "16777216T", "99999999999999999999"}) {
+    absl::StatusOr<uint64_t> parsed = ParseByteSize("--max-file-size", text);
+    EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << text;
+    EXPECT_THAT(
+        parsed.status().message(),
+        HasSubstr(absl::StrCat("--max-file-size '", text, "' is not a size")));
+  }
+}
+
 TEST(SplitAssignmentTest, SplitsAtTheFirstEquals) {
   using Pair = std::pair<std::string, std::string>;
   EXPECT_THAT(SplitAssignment("--tag", "k=v"), IsOkAndHolds(Pair("k", "v")));

@@ -4,7 +4,8 @@
 // which main prints as "ckpt: CODE: message". Each Run* is defined in its
 // group's file: put.cc, get.cc, inspect.cc (ls, show, stats, events),
 // retention_verbs.cc (policy, pin, unpin, prune, rm), maintenance.cc (gc,
-// verify), diff.cc (diff) and copy.cc (copy).
+// verify), diff.cc (diff), copy.cc (copy), export.cc and
+// import.cc.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +66,45 @@ struct GetArgs {
 };
 absl::Status RunGet(client::Client& client, const GetArgs& args,
                     const OutputOptions& out);
+
+struct ExportArgs {
+  std::string job;
+  std::string step;  // a step or "latest"
+  std::string dir;
+  std::string format = "safetensors";  // or "torch"
+  // Both or neither; neither: --full (the default).
+  std::optional<int32_t> rank;
+  std::optional<int32_t> world_size;
+  bool full = false;
+  std::string max_file_size;  // ParseByteSize; empty: the default (5 GiB)
+};
+// `export --format safetensors`: ExportCheckpoint (client/portable/
+// export.h) into DIR, with a progress bar on stderr when it is a terminal.
+absl::Status RunExport(client::Client& client, const ExportArgs& args,
+                       const OutputOptions& out);
+// `export --format torch`, which the Python package writes: replaces this
+// process with `$CKPT_PYTHON -m ckpt export JOB STEP DIR --format torch
+// --server ADDR [--full | --rank R --world-size M] [--json]` (python3 when
+// CKPT_PYTHON is unset), its TLS files and token passed in the CKPT_TLS_*
+// and CKPT_TOKEN environment variables (never on the command line). Needs
+// no connection. Returns only when that cannot run: FAILED_PRECONDITION
+// saying how to get the package.
+absl::Status ExecTorchExport(const ExportArgs& args, const std::string& server,
+                             const client::SecuritySettings& security,
+                             const OutputOptions& out);
+
+struct ImportArgs {
+  std::string dir;
+  std::string job;
+  std::string step;
+  std::optional<int32_t> rank;        // default: the JSON file's, else 0
+  std::optional<int32_t> world_size;  // default: the JSON file's, else 1
+  std::vector<std::string> metrics;   // NAME=VALUE, over the JSON file's
+  std::vector<std::string> tags;      // KEY=VALUE, over the JSON file's
+};
+// ImportDirectory (client/portable/import.h) of DIR as (JOB, STEP).
+absl::Status RunImport(client::Client& client, const ImportArgs& args,
+                       const OutputOptions& out);
 
 struct LsArgs {
   std::string job;  // empty: list jobs

@@ -13,7 +13,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli/args.h"
 #include "client/cli/commands.h"
@@ -21,9 +20,9 @@
 #include "client/cli/json_output.h"
 #include "client/cli/output_tree.h"
 #include "client/cli/progress.h"
+#include "client/whole_tensors.h"
 #include "common/best_checkpoint.h"
 #include "common/retention.h"
-#include "common/shard_layout.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -76,70 +75,21 @@ struct Output {
   absl::Span<const char> bytes;
 };
 
-// --full: how a tensor name of the checkpoint is fetched. A sharded one
-// (some rank holds part of it) is one region, the whole tensor, assembled
-// from every rank's box. A per-rank one (every rank holds it whole) is one
-// region per distinct entry, with the ranks whose entry it is; its copies
-// are compared once fetched.
+// --full: each name's copies (client/whole_tensors.h), with the index of
+// its first copy's request in the one RestoreRegions call.
 struct FullTensor {
-  std::string name;
-  std::vector<size_t> requests;
-  std::vector<std::vector<int32_t>> ranks;  // per request (per-rank ones)
-  bool sharded = false;
+  client::WholeTensor plan;
+  size_t first_request = 0;
 };
 
-absl::StatusOr<std::vector<FullTensor>> PlanFull(
-    const Checkpoint& checkpoint,
-    std::vector<client::RegionRequest>* requests) {
-  // Each name's entries, by rank, in first-seen order.
-  std::vector<std::vector<std::pair<int32_t, const TensorEntry*>>> entries;
-  absl::flat_hash_map<absl::string_view, size_t> index;
-  for (const ShardManifest& shard : checkpoint.shards) {
-    for (const TensorEntry& entry : shard.tensors) {
-      auto [it, added] = index.emplace(entry.name, entries.size());
-      if (added) entries.emplace_back();
-      entries[it->second].emplace_back(shard.rank, &entry);
-    }
-  }
+std::vector<FullTensor> PlanFull(const Checkpoint& checkpoint,
+                                 std::vector<client::RegionRequest>* requests) {
   std::vector<FullTensor> tensors;
-  for (const auto& held : entries) {
-    FullTensor tensor;
-    tensor.name = held.front().second->name;
-    const TensorEntry* partial = nullptr;
-    for (const auto& [rank, entry] : held) {
-      if (!IsWholeBox(*entry)) partial = entry;
+  for (client::WholeTensor& plan : client::PlanWholeTensors(checkpoint)) {
+    tensors.push_back({std::move(plan), requests->size()});
+    for (const client::RegionRequest& copy : tensors.back().plan.copies) {
+      requests->push_back(copy);
     }
-    if (partial != nullptr) {
-      tensor.sharded = true;
-      tensor.requests.push_back(requests->size());
-      requests->push_back(client::RegionRequest{
-          .name = tensor.name,
-          .dtype = partial->dtype,
-          .global_shape = partial->global_shape,
-          .region = Box{std::vector<int64_t>(partial->global_shape.size(), 0),
-                        partial->global_shape},
-          .source_rank = std::nullopt});
-    } else {
-      // Identical entries hold identical bytes: fetched once.
-      std::vector<const TensorEntry*> distinct;
-      for (const auto& [rank, entry] : held) {
-        size_t d = 0;
-        while (d < distinct.size() && !(*distinct[d] == *entry)) ++d;
-        if (d == distinct.size()) {
-          distinct.push_back(entry);
-          tensor.requests.push_back(requests->size());
-          tensor.ranks.emplace_back();
-          requests->push_back(
-              client::RegionRequest{.name = tensor.name,
-                                    .dtype = entry->dtype,
-                                    .global_shape = entry->global_shape,
-                                    .region = entry->box,
-                                    .source_rank = rank});
-        }
-        tensor.ranks[d].push_back(rank);
-      }
-    }
-    tensors.push_back(std::move(tensor));
   }
   return tensors;
 }
@@ -154,12 +104,12 @@ std::string RankPath(int32_t rank, absl::string_view name) {
 absl::Status PlanFullPaths(const std::vector<FullTensor>& tensors,
                            OutputTree* tree) {
   for (const FullTensor& tensor : tensors) {
-    CKPT_RETURN_IF_ERROR(tree->Plan(tensor.name, tensor.name));
-    if (tensor.requests.size() < 2) continue;
-    for (const std::vector<int32_t>& ranks : tensor.ranks) {
+    const client::WholeTensor& plan = tensor.plan;
+    CKPT_RETURN_IF_ERROR(tree->Plan(plan.name, plan.name));
+    if (plan.copies.size() < 2) continue;
+    for (const std::vector<int32_t>& ranks : plan.ranks) {
       for (int32_t rank : ranks) {
-        CKPT_RETURN_IF_ERROR(
-            tree->Plan(RankPath(rank, tensor.name), tensor.name));
+        CKPT_RETURN_IF_ERROR(tree->Plan(RankPath(rank, plan.name), plan.name));
       }
     }
   }
@@ -175,17 +125,21 @@ std::vector<Output> FullOutputs(const std::vector<FullTensor>& tensors,
   };
   std::vector<Output> outputs;
   for (const FullTensor& tensor : tensors) {
-    const absl::Span<const char> first = bytes_of(tensor.requests.front());
+    const client::WholeTensor& plan = tensor.plan;
+    const size_t copies = plan.copies.size();
+    const absl::Span<const char> first = bytes_of(tensor.first_request);
     bool same = true;
-    for (size_t request : tensor.requests) same &= bytes_of(request) == first;
+    for (size_t i = 1; i < copies; ++i) {
+      same &= bytes_of(tensor.first_request + i) == first;
+    }
     if (same) {
-      outputs.push_back({tensor.name, tensor.name, std::nullopt, first});
+      outputs.push_back({plan.name, plan.name, std::nullopt, first});
       continue;
     }
-    for (size_t i = 0; i < tensor.requests.size(); ++i) {
-      for (int32_t rank : tensor.ranks[i]) {
-        outputs.push_back({RankPath(rank, tensor.name), tensor.name, rank,
-                           bytes_of(tensor.requests[i])});
+    for (size_t i = 0; i < copies; ++i) {
+      for (int32_t rank : plan.ranks[i]) {
+        outputs.push_back({RankPath(rank, plan.name), plan.name, rank,
+                           bytes_of(tensor.first_request + i)});
       }
     }
   }
@@ -212,7 +166,7 @@ absl::Status RunGet(client::Client& client, const GetArgs& args,
   std::vector<FullTensor> full;
   const ShardManifest* shard = nullptr;
   if (args.full) {
-    CKPT_ASSIGN_OR_RETURN(full, PlanFull(checkpoint, &requests));
+    full = PlanFull(checkpoint, &requests);
     CKPT_RETURN_IF_ERROR(PlanFullPaths(full, &tree));
   } else {
     for (const ShardManifest& candidate : checkpoint.shards) {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -27,6 +28,16 @@ void AddKeepBestFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
                   "without the metric is kept)");
   cmd->add_option("--metric", flags->metric, "Metric name for --keep-best");
   cmd->add_option("--mode", flags->mode, kModeHelp);
+}
+
+// A repeatable NAME=VALUE option: one value per use, so that a later
+// positional argument is never taken as one.
+void AddAssignments(CLI::App* cmd, const std::string& name,
+                    std::vector<std::string>* values, const std::string& help) {
+  cmd->add_option(name, *values, help)
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 }  // namespace
@@ -92,17 +103,10 @@ int main(int argc, char** argv) {
       ->add_option("--world-size", put.world_size,
                    "Number of ranks N that write this checkpoint")
       ->capture_default_str();
-  put_cmd
-      ->add_option("--metric", put.metrics,
-                   "A metric NAME=VALUE (a number), e.g. val_loss=0.31; "
-                   "repeatable")
-      ->expected(1)
-      ->allow_extra_args(false)  // a later positional is not a value
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  put_cmd->add_option("--tag", put.tags, "A tag KEY=VALUE; repeatable")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  AddAssignments(put_cmd, "--metric", &put.metrics,
+                 "A metric NAME=VALUE (a number), e.g. val_loss=0.31; "
+                 "repeatable");
+  AddAssignments(put_cmd, "--tag", &put.tags, "A tag KEY=VALUE; repeatable");
   put_cmd
       ->add_option("--row-bytes", put.row_bytes,
                    "Store each file as a uint8 matrix of rows of N bytes (its "
@@ -116,19 +120,15 @@ int main(int argc, char** argv) {
       "the rows that differ from it are stored (found by reading it back and "
       "comparing row fingerprints). Files it lacks are saved in full. Needs "
       "--row-bytes as the base was saved with");
-  put_cmd
-      ->add_option(
-          "--dirty-rows", put.dirty_rows,
-          "NAME=ROWS with --delta-against: the delta of the file put as "
-          "tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices and "
-          "inclusive ranges, any order, repeats allowed; empty for none), "
-          "without reading the base back. The list is trusted: every row not "
-          "in it is restored from the base, so a wrong list silently brings "
-          "back stale rows. Files without one are compared by fingerprints; "
-          "repeatable, once per NAME")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  AddAssignments(
+      put_cmd, "--dirty-rows", &put.dirty_rows,
+      "NAME=ROWS with --delta-against: the delta of the file put as "
+      "tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices and "
+      "inclusive ranges, any order, repeats allowed; empty for none), "
+      "without reading the base back. The list is trusted: every row not "
+      "in it is restored from the base, so a wrong list silently brings "
+      "back stale rows. Files without one are compared by fingerprints; "
+      "repeatable, once per NAME");
   put_cmd->add_option(
       "--quantize-bits", put.quantize_bits,
       "Store each file as float32 (little-endian, its size a multiple of 4; "
@@ -432,6 +432,94 @@ int main(int argc, char** argv) {
       "--token-file's or $CKPT_TOKEN ('' for none). Default: the token "
       "itself in $CKPT_TO_TOKEN, else the global one");
 
+  ckpt::cli::ExportArgs export_args;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export",
+      "Write a checkpoint as portable files into DIR (created; an existing "
+      "file is never overwritten, and a DIR already holding *.safetensors, "
+      "model.safetensors.index.json or ckpt_checkpoint.json is refused): "
+      "safetensors files of whole tensors (delta chains applied, quantized "
+      "tensors dequantized; names, dtypes, shapes and bytes as saved; "
+      "complex tensors as float ones with a trailing dimension of 2, listed "
+      "in the files' metadata), split with model.safetensors.index.json "
+      "past --max-file-size, and ckpt_checkpoint.json (job, step, metadata, "
+      "metrics, tags, layout, quantization records). Tensors are streamed "
+      "slab by slab; the files appear only once all are complete, and the "
+      "export is recorded as a restore in the job's events. See "
+      "docs/portability.md.");
+  export_cmd->add_option("JOB", export_args.job, "Job name, tenant/name")
+      ->required();
+  export_cmd->add_option("STEP", export_args.step, kStepHelp)->required();
+  export_cmd->add_option("DIR", export_args.dir, "Directory to write")
+      ->required();
+  export_cmd
+      ->add_option("--format", export_args.format,
+                   "safetensors (written by ckpt), or torch: a .pt file "
+                   "torch.load opens as the state dict the Python client "
+                   "saved, written by the ckpt Python package (runs "
+                   "$CKPT_PYTHON, default python3, -m ckpt export with the "
+                   "same arguments; TLS files and token passed in the "
+                   "CKPT_TLS_* and CKPT_TOKEN environment variables)")
+      ->check(CLI::IsMember({"safetensors", "torch"}))
+      ->capture_default_str();
+  CLI::Option* export_rank = export_cmd->add_option(
+      "--rank", export_args.rank,
+      "Export only the part rank R of --world-size M owns: sharded tensors "
+      "split evenly along dimension 0 (as torch.chunk), tensors every rank "
+      "saved alike whole, per-rank tensors from rank R of the checkpoint "
+      "(an error listing them when it has no rank R)");
+  CLI::Option* export_world =
+      export_cmd->add_option("--world-size", export_args.world_size,
+                             "The number of ranks M for --rank");
+  export_cmd
+      ->add_flag("--full", export_args.full,
+                 "Every tensor whole (the default): a sharded tensor "
+                 "assembled from all ranks' boxes; a tensor every rank saved "
+                 "whole once when all copies are equal, else each rank's "
+                 "copy as rank-N/NAME. Recorded as rank 0's restore")
+      ->excludes(export_rank)
+      ->excludes(export_world);
+  export_cmd->add_option(
+      "--max-file-size", export_args.max_file_size,
+      "Largest tensor data per safetensors file, e.g. 5G or 500M (K, M, G, "
+      "T: powers of 1024; default 5G): more tensors go to "
+      "model-0000i-of-0000n.safetensors files listed by "
+      "model.safetensors.index.json, as Hugging Face does; a larger tensor "
+      "gets a file of its own");
+
+  ckpt::cli::ImportArgs import_args;
+  CLI::App* import_cmd = app.add_subcommand(
+      "import",
+      "Store a directory of safetensors files as one rank's shard of "
+      "checkpoint STEP of JOB: an export (its ckpt_checkpoint.json gives "
+      "metadata, metrics, tags and, for a rank export, the rank and its "
+      "boxes) or another tool's files (e.g. a Hugging Face model directory "
+      "with model.safetensors.index.json, else every *.safetensors in DIR) "
+      "as whole tensors of rank 0 of 1. Every file is checked whole first: "
+      "a header that lies (offsets out of range or overlapping, a dtype and "
+      "byte count that disagree, a header longer than the file, names not "
+      "UTF-8, a name twice), an index naming a file outside DIR or a tensor "
+      "its file lacks, a symbolic link, or a dtype ckpt lacks (U16, U32, "
+      "U64, F8) is refused naming the file and the field, and then nothing "
+      "is stored.");
+  import_cmd->add_option("DIR", import_args.dir, "Directory to read")
+      ->required();
+  import_cmd->add_option("JOB", import_args.job, "Job name, tenant/name")
+      ->required();
+  import_cmd->add_option("STEP", import_args.step, "Checkpoint step (>= 0)")
+      ->required();
+  import_cmd->add_option("--rank", import_args.rank,
+                         "This directory's rank (default: the rank of a rank "
+                         "export's ckpt_checkpoint.json, else 0)");
+  import_cmd->add_option("--world-size", import_args.world_size,
+                         "Ranks N of the checkpoint; it commits when all N "
+                         "are stored (default: the export's, else 1)");
+  AddAssignments(import_cmd, "--metric", &import_args.metrics,
+                 "A metric NAME=VALUE (a number), over the JSON file's; "
+                 "repeatable");
+  AddAssignments(import_cmd, "--tag", &import_args.tags,
+                 "A tag KEY=VALUE, over the JSON file's; repeatable");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -468,6 +556,14 @@ int main(int argc, char** argv) {
     if (copied.ok()) return EXIT_SUCCESS;
     std::cerr << "ckpt: " << absl::StatusCodeToString(copied.code()) << ": "
               << copied.message() << std::endl;
+    return EXIT_FAILURE;
+  }
+  if (*export_cmd && export_args.format == "torch") {
+    // The Python package writes it, in this process's place.
+    const absl::Status torch =
+        ckpt::cli::ExecTorchExport(export_args, server, security, output);
+    std::cerr << "ckpt: " << absl::StatusCodeToString(torch.code()) << ": "
+              << torch.message() << std::endl;
     return EXIT_FAILURE;
   }
   ckpt::client::ConnectOptions connect;
@@ -510,6 +606,10 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunEvents(c, events, output);
     } else if (*diff_cmd) {
       status = ckpt::cli::RunDiff(c, diff, output);
+    } else if (*export_cmd) {
+      status = ckpt::cli::RunExport(c, export_args, output);
+    } else if (*import_cmd) {
+      status = ckpt::cli::RunImport(c, import_args, output);
     }
   }
   if (!status.ok()) {

@@ -37,6 +37,7 @@
 #include "client/incremental.h"
 #include "client/python/best_checkpoint_binding.h"
 #include "client/python/exit_status.h"
+#include "client/python/portable_binding.h"
 #include "client/python/py_common.h"
 #include "client/python/region_binding.h"
 #include "client/security_settings.h"
@@ -109,12 +110,6 @@ py::tuple RestoredTuple(const TensorEntry& entry, const py::object& array) {
                         entry.box.lengths, array);
 }
 
-// One tensor of a save, as Python passes it:
-// (name, dtype, global_shape, offsets, lengths, buffer).
-using PyTensor =
-    std::tuple<std::string, std::string, std::vector<int64_t>,
-               std::vector<int64_t>, std::vector<int64_t>, py::object>;
-
 // A save's arguments converted from Python: its options and tensors, and
 // the buffer views that keep the tensors' bytes readable meanwhile.
 struct PreparedSave {
@@ -138,18 +133,9 @@ struct PreparedSave {
     if (chunk_bytes.has_value()) options.chunk_bytes = *chunk_bytes;
     views.reserve(tensors.size());
     data.reserve(tensors.size());
-    for (const auto& [name, dtype_name, global_shape, offsets, lengths,
-                      buffer] : tensors) {
-      TensorData tensor;
-      tensor.name = name;
-      tensor.dtype = ValueOrThrow(ParseDType(dtype_name));
-      tensor.global_shape = global_shape;
-      tensor.box = Box{.offsets = offsets, .lengths = lengths};
-      views.push_back(std::make_unique<BufferView>(
-          buffer, /*writable=*/false, absl::StrCat("tensor '", name, "'")));
-      tensor.bytes =
-          absl::string_view(views.back()->data(), views.back()->size());
-      if (auto bits = quantize.find(name); bits != quantize.end()) {
+    for (const PyTensor& given : tensors) {
+      TensorData tensor = TensorFromPython(given, &views);
+      if (auto bits = quantize.find(tensor.name); bits != quantize.end()) {
         tensor.quantize_bits = bits->second;
       }
       data.push_back(std::move(tensor));
@@ -173,26 +159,6 @@ struct PreparedSave {
   std::vector<std::unique_ptr<BufferView>> views;
   std::vector<TensorData> data;
 };
-
-py::dict SaveResultToDict(const SaveResult& saved) {
-  py::dict dict;
-  dict["logical_bytes"] = saved.logical_bytes;
-  dict["chunks_total"] = saved.chunks_total;
-  dict["chunks_sent"] = saved.chunks_sent;
-  dict["bytes_sent"] = saved.bytes_sent;
-  dict["checkpoint_committed"] = saved.checkpoint_committed;
-  dict["checkpoint"] = RecordToDict(saved.checkpoint);
-  py::dict quantized;
-  for (const auto& [name, quantization] : saved.quantized) {
-    py::dict entry;
-    entry["bits"] = quantization.bits;
-    entry["max_abs_error"] = quantization.max_abs_error;
-    entry["relative_l2_error"] = quantization.relative_l2_error;
-    quantized[py::str(name)] = entry;
-  }
-  dict["quantized"] = quantized;
-  return dict;
-}
 
 // An IncrementalSaver (client/incremental.h) for one rank of one job, as
 // CheckpointManager(incremental=True) owns it.
@@ -600,6 +566,49 @@ PYBIND11_MODULE(_ckpt, m) {
           py::arg("job"), py::arg("step"), py::arg("rank"),
           "Records in the job's history that `rank` restored checkpoint "
           "`step` (call it once the restore succeeded).")
+      .def(
+          "export_checkpoint",
+          [](PyClient& self, const py::handle& manifest, const std::string& dir,
+             bool full, int32_t rank, int32_t world_size,
+             std::optional<uint64_t> max_file_bytes,
+             const std::string& objects_json,
+             const std::vector<std::string>& exclude_tensors) {
+            return ckpt::client::ExportCheckpointBinding(
+                self.client(), manifest, dir, full, rank, world_size,
+                max_file_bytes, objects_json, exclude_tensors);
+          },
+          py::arg("manifest"), py::arg("dir"), py::kw_only(),
+          py::arg("full") = true, py::arg("rank") = 0,
+          py::arg("world_size") = 1, py::arg("max_file_bytes") = py::none(),
+          py::arg("objects_json") = "",
+          py::arg("exclude_tensors") = std::vector<std::string>{},
+          "Writes the checkpoint of `manifest` into directory `dir` as "
+          "safetensors files and ckpt_checkpoint.json (client/portable/"
+          "export.h; `objects_json`, a JSON text, goes under \"objects\"; "
+          "`exclude_tensors` are not exported). Returns {job, step, files, "
+          "tensors, tensor_bytes, tensor_names}.")
+      .def(
+          "import_directory",
+          [](PyClient& self, const std::string& dir, const std::string& job,
+             int64_t step, std::optional<int32_t> rank,
+             std::optional<int32_t> world_size,
+             const std::map<std::string, double>& metrics,
+             const std::map<std::string, std::string>& tags,
+             const std::vector<ckpt::client::PyTensor>& extra_tensors) {
+            return ckpt::client::ImportDirectoryBinding(
+                self.client(), dir, job, step, rank, world_size, metrics, tags,
+                extra_tensors);
+          },
+          py::arg("dir"), py::arg("job"), py::arg("step"), py::kw_only(),
+          py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
+          py::arg("metrics") = std::map<std::string, double>{},
+          py::arg("tags") = std::map<std::string, std::string>{},
+          py::arg("extra_tensors") = std::vector<ckpt::client::PyTensor>{},
+          "Checks every safetensors file of directory `dir`, then saves "
+          "them, with `extra_tensors` (as save_shard's tensors), as one "
+          "rank's shard of checkpoint (job, step) (client/portable/"
+          "import.h). Returns {job, step, files, tensors, tensor_bytes, "
+          "rank, world_size, metadata_from_json, objects_json, saved}.")
       .def("list_checkpoints", &PyClient::ListCheckpoints, py::arg("job"),
            py::kw_only(), py::arg("include_uncommitted") = false)
       .def("latest_step", &PyClient::LatestStep, py::arg("job"))
@@ -622,7 +631,19 @@ PYBIND11_MODULE(_ckpt, m) {
       "restored this many times, or None to stay lossless (common/"
       "quantize.h).");
 
+  m.def(
+      "read_token_file",
+      [](const std::string& path, const std::string& what) {
+        return ckpt::client::ValueOrThrow(
+            ckpt::client::ReadTokenFile(path, what));
+      },
+      py::arg("path"), py::arg("what"),
+      "The bearer token in the file at `path` (trailing whitespace "
+      "dropped), as the ckpt CLI reads --token-file; ValueError naming "
+      "`what` when it cannot be read or holds no token.");
+
   ckpt::client::RegisterBestCheckpoint(m);
+  ckpt::client::RegisterPortable(m);
 
   ckpt::client::RegisterExitStatusHook();
   m.def("set_exit_status_at_finalize", &ckpt::client::SetExitStatusAtFinalize,

@@ -49,6 +49,22 @@ BufferView::BufferView(const py::handle& object, bool writable,
   }
 }
 
+TensorData TensorFromPython(const PyTensor& given,
+                            std::vector<std::unique_ptr<BufferView>>* views) {
+  const auto& [name, dtype_name, global_shape, offsets, lengths, buffer] =
+      given;
+  TensorData tensor;
+  tensor.name = name;
+  tensor.dtype = ValueOrThrow(ParseDType(dtype_name));
+  tensor.global_shape = global_shape;
+  tensor.box = Box{.offsets = offsets, .lengths = lengths};
+  views->push_back(std::make_unique<BufferView>(
+      buffer, /*writable=*/false, absl::StrCat("tensor '", name, "'")));
+  tensor.bytes =
+      absl::string_view(views->back()->data(), views->back()->size());
+  return tensor;
+}
+
 double UnixSecondsOf(absl::Time time) {
   return absl::ToDoubleSeconds(time - absl::UnixEpoch());
 }
@@ -115,6 +131,26 @@ py::dict RecordToDict(const CheckpointRecord& record) {
   dict["kind"] = std::string(CheckpointKindName(record));
   dict["base_steps"] = record.base_steps;
   dict["bytes_added"] = record.bytes_added;
+  return dict;
+}
+
+py::dict SaveResultToDict(const SaveResult& saved) {
+  py::dict dict;
+  dict["logical_bytes"] = saved.logical_bytes;
+  dict["chunks_total"] = saved.chunks_total;
+  dict["chunks_sent"] = saved.chunks_sent;
+  dict["bytes_sent"] = saved.bytes_sent;
+  dict["checkpoint_committed"] = saved.checkpoint_committed;
+  dict["checkpoint"] = RecordToDict(saved.checkpoint);
+  py::dict quantized;
+  for (const auto& [name, quantization] : saved.quantized) {
+    py::dict entry;
+    entry["bits"] = quantization.bits;
+    entry["max_abs_error"] = quantization.max_abs_error;
+    entry["relative_l2_error"] = quantization.relative_l2_error;
+    quantized[py::str(name)] = entry;
+  }
+  dict["quantized"] = quantized;
   return dict;
 }
 

@@ -7,8 +7,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,7 +71,22 @@ py::dtype NumpyDType(DType dtype);
 // takes over the tensor's storage (the last array viewing it frees it).
 py::array ArrayOwning(RestoredTensor& tensor);
 
+// One tensor of a save, as Python passes it:
+// (name, dtype, global_shape, offsets, lengths, buffer).
+using PyTensor =
+    std::tuple<std::string, std::string, std::vector<int64_t>,
+               std::vector<int64_t>, std::vector<int64_t>, py::object>;
+
+// `tensor` as TensorData over its buffer's bytes, whose view is appended
+// to `views` (keep them until the bytes are read). ValueError for an
+// unknown dtype or an object without a C-contiguous buffer.
+TensorData TensorFromPython(const PyTensor& tensor,
+                            std::vector<std::unique_ptr<BufferView>>* views);
+
 // A checkpoint header as the dict Client.list_checkpoints returns.
 py::dict RecordToDict(const CheckpointRecord& record);
+
+// A save's result as the dict Client.save_shard returns.
+py::dict SaveResultToDict(const SaveResult& saved);
 
 }  // namespace ckpt::client

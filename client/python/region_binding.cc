@@ -188,11 +188,14 @@ py::object GetManifest(Client& client, const std::string& job,
   return py::cast(PyManifest(ValueOrThrow(std::move(manifest))));
 }
 
+std::shared_ptr<const Checkpoint> CheckpointOf(const py::handle& manifest) {
+  return ManifestOf(manifest).checkpoint();
+}
+
 py::dict ReadRegions(Client& client, const py::handle& manifest,
                      const std::vector<PyRegion>& requests,
                      const py::list& outs) {
-  std::shared_ptr<const Checkpoint> checkpoint =
-      ManifestOf(manifest).checkpoint();
+  std::shared_ptr<const Checkpoint> checkpoint = CheckpointOf(manifest);
   const std::vector<RegionRequest> regions = ToRequests(requests);
   if (outs.size() != regions.size()) {
     ThrowValueError(absl::StrCat("read_regions: ", regions.size(),
@@ -218,8 +221,7 @@ py::dict ReadRegions(Client& client, const py::handle& manifest,
 
 py::tuple RestoreRegions(Client& client, const py::handle& manifest,
                          const std::vector<PyRegion>& requests) {
-  std::shared_ptr<const Checkpoint> checkpoint =
-      ManifestOf(manifest).checkpoint();
+  std::shared_ptr<const Checkpoint> checkpoint = CheckpointOf(manifest);
   const std::vector<RegionRequest> regions = ToRequests(requests);
   absl::StatusOr<RestoredRegions> result;
   {

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -32,6 +33,10 @@ void RegisterManifestType(py::module_& module);
 // checkpoint (the latest when step is None). Records no restore event.
 py::object GetManifest(Client& client, const std::string& job,
                        std::optional<int64_t> step);
+
+// The checkpoint a Manifest holds (shared with the reads that run without
+// the GIL); ValueError when `manifest` is not a Manifest.
+std::shared_ptr<const Checkpoint> CheckpointOf(const py::handle& manifest);
 
 // Client.read_regions(manifest, requests, outs): each request's region
 // read into outs[i] (a writable C-contiguous buffer of exactly the region's

@@ -17,7 +17,11 @@ of a global tensor, and `Replicated(tensor)` one every rank holds alike.
 `CheckpointManager.restore` restores with any world size (sharded tensors
 whole, or a Shard target's region in place), into the caller's tensors
 (`into=`, strict by default), only some keys (`keys=`), with
-`map_location=` (docs/restore.md). A state's non-tensor values are stored
+`map_location=` (docs/restore.md). `CheckpointManager.export` writes a
+checkpoint as safetensors files or a torch.load-able checkpoint.pt, and
+`import_dir(server, path, job, step)` imports such a directory (or another
+tool's safetensors files) as a checkpoint (docs/portability.md; `python3 -m
+ckpt export|import` from a shell). A state's non-tensor values are stored
 as a typed tree that cannot run code on restore; pickle is used only with
 `CheckpointManager(..., allow_pickle=True)` (docs/security.md).
 
@@ -36,10 +40,12 @@ nothing is written into any target then).
 from ckpt._ckpt import Error
 from ckpt.client import Client
 from ckpt.manager import CheckpointManager, Quantized
+from ckpt.portable import import_dir
 from ckpt.restore import PartialRestoreError, StateMismatchError
 from ckpt.state_layout import Replicated, Shard
 from ckpt.tree import PickleNotAllowedError, StateFormatError
 
 __all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
+           "import_dir",
            "PickleNotAllowedError", "Quantized", "Replicated", "Shard",
            "StateFormatError", "StateMismatchError"]

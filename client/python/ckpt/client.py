@@ -147,3 +147,20 @@ class Client(_ckpt.Client):
 def _optional_step(step):
     return None if step is None else arguments.integer("step", step,
                                                        minimum=0)
+
+
+def connect(server, **security):
+    """`server` when it is a ckpt.Client, else a Client connected to that
+    "HOST:PORT" (None: $CKPT_SERVER) with the TLS and token arguments
+    (tls_ca, tls_cert, tls_key, tls_server_name, token; None: the
+    environment's). ValueError when such an argument comes with a Client,
+    which is connected already."""
+    if isinstance(server, _ckpt.Client):
+        given = sorted(name for name, value in security.items()
+                       if value is not None)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: set on the ckpt.Client passed as "
+                "server, not here")
+        return server
+    return Client(server, **security)

@@ -29,10 +29,10 @@ import threading
 
 import numpy as np
 
-from ckpt import _ckpt, arguments, tree
+from ckpt import arguments, portable, tree
 from ckpt._ckpt import (IncrementalSaver, best_checkpoint, improves_on,
                         set_exit_status_at_finalize)
-from ckpt.client import Client
+from ckpt.client import connect
 from ckpt.tree import PickleNotAllowedError
 from ckpt.restore import Restore
 from ckpt.state_layout import STATE_TENSOR, Quantized, _flatten, _torch
@@ -97,21 +97,6 @@ def _monitor(save_best_only, monitor, mode):
     monitor = arguments.metric_name("monitor", monitor)
     arguments.metric_mode("mode", mode, monitor)
     return monitor
-
-
-def _connect(server, **security):
-    """`server` when it is a Client, else a Client connected to that
-    "HOST:PORT" (None: $CKPT_SERVER) with the TLS and token arguments (None:
-    the environment's)."""
-    if isinstance(server, _ckpt.Client):
-        given = sorted(name for name, value in security.items()
-                       if value is not None)
-        if given:
-            raise ValueError(
-                f"{', '.join(given)}: set on the ckpt.Client passed as "
-                "server, not on the manager")
-        return server
-    return Client(server, **security)
 
 
 class CheckpointManager:
@@ -253,7 +238,7 @@ class CheckpointManager:
             delta_mode=delta_mode, max_delta_fraction=max_delta_fraction,
             max_chain_length=max_chain_length) \
             if arguments.boolean("incremental", incremental) else None
-        self._client = _connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
+        self._client = connect(server, tls_ca=tls_ca, tls_cert=tls_cert,
                                 tls_key=tls_key,
                                 tls_server_name=tls_server_name, token=token)
         committed = self.checkpoints()
@@ -504,6 +489,78 @@ class CheckpointManager:
                 arguments.boolean("allow_partial_ranks",
                                   allow_partial_ranks))
         return state
+
+    def export(self, step, path, *, format="safetensors", full=None,
+               rank=None, world_size=None, weights_only=True,
+               max_file_bytes=None):
+        """Writes committed checkpoint `step` (None: the latest) of the job
+        into directory `path` (made if absent) as portable files
+        (docs/portability.md, "From Python"); returns a report dict (job,
+        step, format, files, tensors, tensor_bytes, ...). As `ckpt export`,
+        records a `restored` event of rank 0 (rank R for a rank view) once
+        the files are complete.
+
+        What it holds: by default (full), the whole checkpoint, whatever
+        this manager's rank (call it on one process of a job, e.g. rank
+        0); with rank=R and world_size=M, rank R's part of a job of M
+        ranks: for format torch what restore() gives that rank (sharded
+        tensors whole), for safetensors its rows of each sharded tensor
+        (`ckpt export --rank`'s rule). A full export of a
+        checkpoint saved by several ranks holds values every rank saved
+        alike, ckpt.Replicated tensors and ckpt.Shard tensors assembled
+        whole; per-rank values (which differ between ranks) cannot be one
+        state: format="torch" raises ckpt.PartialRestoreError listing them
+        (export each rank's view instead), never rank 0's alone.
+
+        format="safetensors": the tensors in safetensors files (split with
+            model.safetensors.index.json past max_file_bytes, default 5
+            GiB; a per-rank tensor whose ranks' copies differ as
+            rank-N/NAME), and ckpt_checkpoint.json with the metadata,
+            metrics, tags and, under "objects", each rank's non-tensor
+            state as tagged JSON (ckpt/tree_json.py), in place of the
+            __ckpt_state__ tensor.
+        format="torch": checkpoint.pt, the state restore() gives for the
+            view, written with torch.save: torch.load(path) returns it
+            (sharded tensors whole, quantized ones dequantized as float32),
+            plus ckpt_checkpoint.json with the metadata, metrics and tags.
+            weights_only=True (the default) makes it a file
+            torch.load(path, weights_only=True) reads: numpy arrays and
+            scalars become torch tensors of the same dtype and shape (0-d
+            for scalars; uint16/32/64, which torch lacks, raise
+            TypeError), and the state is checked against the installed
+            torch's weights_only loader: a value it cannot read (torch 1.13
+            reads no float, bytes, complex or Counter; newer torch reads
+            them) raises TypeError naming its key. weights_only=False keeps
+            every value as restore() returns it; the file then needs
+            torch.load(path, weights_only=False), which trusts the file.
+
+        An existing file of the same name is never overwritten (ckpt.Error
+        ALREADY_EXISTS); files are written under temporary names and
+        renamed once complete, so a failed export leaves none. KeyError
+        for a step the job lacks."""
+        self._check_open()
+        self._join()
+        return portable.export(
+            self._client, self._job, step, path, format=format, full=full,
+            rank=rank, world_size=world_size, weights_only=weights_only,
+            allow_pickle=self._allow_pickle, max_file_bytes=max_file_bytes)
+
+    def import_dir(self, path, step, *, rank=None, world_size=None,
+                   metrics=None, tags=None, objects=True):
+        """ckpt.import_dir(self.client, path, self.job, step, ...,
+        allow_pickle=this manager's): imports directory `path` (safetensors
+        files, or a torch export's checkpoint.pt) as checkpoint `step` of
+        this job (rank and world_size: None, ckpt_checkpoint.json's, else
+        0 of 1). restore() of a checkpoint imported from files without
+        ckpt's objects (e.g. a Hugging Face directory) returns a flat dict
+        {tensor name: tensor}."""
+        self._check_open()
+        self._join()
+        return portable.import_dir(self._client, path, self._job, step,
+                                   rank=rank, world_size=world_size,
+                                   metrics=metrics, tags=tags,
+                                   objects=objects,
+                                   allow_pickle=self._allow_pickle)
 
     _last_restore = None
 

@@ -78,14 +78,26 @@ class _Rank:
         self.skeleton = None
         self.refs = None
 
+    @property
+    def has_state(self):
+        return STATE_TENSOR in self.entries
+
+    def flat_tree(self):
+        """The tree of a shard without a state tree (imported safetensors
+        files, `ckpt put`, the C++ client): {name: torch tensor} of its
+        entries in their order; a box of a larger tensor is sharded."""
+        self.skeleton, self.refs = {}, []
+        for name, (dtype, shape, offsets, lengths, _) in \
+                self.entries.items():
+            whole = not any(offsets) and list(lengths) == list(shape)
+            ref = tree.TensorRef(name, "torch", dtype, tuple(shape),
+                                 tree.PLAIN if whole else tree.SHARDED)
+            self.skeleton[name] = ref
+            self.refs.append((ref, (name,)))
+
     def state_request(self):
-        entry = self.entries.get(STATE_TENSOR)
-        if entry is None:
-            raise ValueError(
-                f"the checkpoint's shard of rank {self.rank} has no "
-                f"{STATE_TENSOR} tensor: it was not written by "
-                "ckpt.CheckpointManager")
-        dtype, global_shape, offsets, lengths, _ = entry
+        dtype, global_shape, offsets, lengths, _ = \
+            self.entries[STATE_TENSOR]
         if dtype != "uint8" or len(global_shape) != 1:
             raise StateFormatError(
                 f"the checkpoint's {STATE_TENSOR} tensor is {dtype} of shape "
@@ -102,7 +114,18 @@ class _Rank:
 
 def _read_trees(client, manifest, ranks, allow_pickle, stats):
     """Reads and decodes the state trees of `ranks` (a list of _Rank), and
-    checks their references against their entries."""
+    checks their references against their entries. A checkpoint none of
+    whose shards has a state tree is read as flat dicts of its tensors
+    (_Rank.flat_tree); one where only some have is malformed."""
+    stateless = [rank.rank for rank in ranks if not rank.has_state]
+    if stateless:
+        if not _stateless(manifest):
+            raise StateFormatError(
+                f"the checkpoint's shards of ranks {stateless[:_LISTED]} "
+                f"have no {STATE_TENSOR} tensor, and others have one")
+        for rank in ranks:
+            rank.flat_tree()
+        return
     arrays, read = client.restore_regions(
         manifest, [rank.state_request() for rank in ranks])
     _add_stats(stats, read)
@@ -110,6 +133,12 @@ def _read_trees(client, manifest, ranks, allow_pickle, stats):
         rank.skeleton, rank.refs = decode_state(array.tobytes(),
                                                 allow_pickle)
         check_refs(rank.refs, rank.entries, rank.rank)
+
+
+def _stateless(manifest):
+    """Whether no shard of the checkpoint has a state tree: it was not
+    written by CheckpointManager, and restores as a flat dict."""
+    return not manifest.entries_named(STATE_TENSOR)
 
 
 def _add_stats(total, read):
@@ -517,6 +546,15 @@ def _same_saved(manifest, key_a, key_b):
     return saved(key_a[0]) == saved(key_b[0])
 
 
+def _check_ranks(manifest):
+    """StateFormatError unless the checkpoint has a shard of each rank."""
+    if list(manifest.ranks) != list(range(manifest.world_size)):
+        raise StateFormatError(
+            f"checkpoint {manifest.step} has shards of ranks "
+            f"{list(manifest.ranks)[:_LISTED]} for a world size of "
+            f"{manifest.world_size}")
+
+
 def _check_replicated(manifest, own, refs):
     """StateFormatError when a replicated tensor of `refs` ([(path, ref)]
     of rank `own`'s state) differs from another rank's copy."""
@@ -533,29 +571,75 @@ def _check_replicated(manifest, own, refs):
 
 
 class Restore:
-    """One restore() call of a CheckpointManager (see its docstring)."""
+    """One restore() call of a CheckpointManager (see its docstring), or
+    the read of an export (ckpt/portable.py): `report` False records no
+    `restored` event, and `partial_advice` ends a PartialRestoreError."""
 
-    def __init__(self, client, job, rank, world_size, allow_pickle):
+    PARTIAL_ADVICE = ("Pass allow_partial_ranks=True to restore the rest "
+                      "(the list is then in last_restore['unmapped'])")
+
+    def __init__(self, client, job, rank, world_size, allow_pickle,
+                 report=True, partial_advice=PARTIAL_ADVICE):
         self.client = client
         self.job = job
         self.rank = rank
         self.world_size = world_size
         self.allow_pickle = allow_pickle
+        self.report = report
+        self.partial_advice = partial_advice
         self.torch = _torch()
         self.stats = {"chunks_fetched": 0, "bytes_fetched": 0,
                       "bytes_used": 0}
 
     def run(self, step, into, strict, keys, map_location,
-            allow_partial_ranks):
-        """(state, report): the restored state and the last_restore dict."""
+            allow_partial_ranks, manifest=None):
+        """(state, report): the restored state and the last_restore dict.
+        `manifest`: the checkpoint already fetched (then `step` is
+        ignored)."""
         place = _place(map_location, self.torch)
-        manifest = self.client.get_manifest(self.job, step)
+        if manifest is None:
+            manifest = self.client.get_manifest(self.job, step)
+        state, unmapped, allowed, source, own, selection = self._view(
+            manifest, keys, allow_partial_ranks)
+        refs = _ref_leaves(state, (), [])
+        if own is not None:
+            _check_replicated(manifest, own, refs)
+        plan = self._plan(manifest, refs, into, strict, selection, source,
+                          allowed)
+        values = self._read(manifest, plan, place)
+        result = self._build(state, plan, values)
+        if self.report:
+            self._report(manifest.step)
+        report = dict(self.stats, step=manifest.step,
+                      world_size=manifest.world_size,
+                      missing_keys=plan.missing_keys,
+                      unexpected_keys=plan.unexpected_keys,
+                      unmapped=unmapped)
+        return result, report
+
+    def trees(self, manifest, full):
+        """The state trees (TensorRefs for tensors) of `manifest`, without
+        reading any tensor: every saved rank's own when `full`, else this
+        rank's view (as run() would restore it, PartialRestoreError
+        alike), as [(rank, tree)]; None for a checkpoint without state
+        trees (not written by CheckpointManager)."""
+        if _stateless(manifest):
+            return None
+        if not full:
+            return [(self.rank, self._view(manifest, None, False)[0])]
+        _check_ranks(manifest)
+        ranks = [_Rank(rank, manifest.entries(rank))
+                 for rank in range(manifest.world_size)]
+        _read_trees(self.client, manifest, ranks, self.allow_pickle,
+                    self.stats)
+        return [(rank.rank, rank.skeleton) for rank in ranks]
+
+    def _view(self, manifest, keys, allow_partial_ranks):
+        """This rank's skeleton of `manifest`, filtered by `keys`, with
+        (unmapped [(rank, name)], paths under this rank's own unmapped
+        entries, source rank, _Rank to compare replicas of, _Keys)."""
+        _check_ranks(manifest)
         saved_world = manifest.world_size
-        if list(manifest.ranks) != list(range(saved_world)):
-            raise StateFormatError(
-                f"checkpoint {manifest.step} has shards of ranks "
-                f"{list(manifest.ranks)[:_LISTED]} for a world size of "
-                f"{saved_world}")
         state, unmapped, source, own = self._layout(manifest, saved_world)
         selection = _Keys(keys) if keys is not None else None
         if selection is not None:
@@ -578,22 +662,9 @@ class Restore:
                 f"checkpoint {manifest.step} of {self.job} was saved by "
                 f"{saved_world} rank(s); restored by rank {self.rank} of "
                 f"{self.world_size}, these per-rank entries cannot be mapped "
-                f"(saved rank or new rank, key): {_listing(unmapped)}. Pass "
-                "allow_partial_ranks=True to restore the rest (the list is "
-                "then in last_restore['unmapped'])", unmapped)
-        refs = _ref_leaves(state, (), [])
-        if own is not None:
-            _check_replicated(manifest, own, refs)
-        plan = self._plan(manifest, refs, into, strict, selection, source,
-                          allowed)
-        values = self._read(manifest, plan, place)
-        result = self._build(state, plan, values)
-        self._report(manifest.step)
-        report = dict(self.stats, step=manifest.step, world_size=saved_world,
-                      missing_keys=plan.missing_keys,
-                      unexpected_keys=plan.unexpected_keys,
-                      unmapped=unmapped)
-        return result, report
+                f"(saved rank or new rank, key): {_listing(unmapped)}. "
+                f"{self.partial_advice}", unmapped)
+        return state, unmapped, allowed, source, own, selection
 
     def _layout(self, manifest, saved_world):
         """(state skeleton of this rank, [(rank, path)] unmapped, the

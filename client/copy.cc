@@ -14,6 +14,10 @@
 // A rerun plans again, joins that pending checkpoint (BeginCheckpoint is
 // idempotent, recommitting an identical shard is OK) and sends only the
 // chunks FindMissingChunks still names.
+//
+// Past 600 lines because it is one job, the copy's plan and its execution:
+// they share the rules on what the target already holds (compared,
+// joined or refused) and must change together.
 #include "client/copy.h"
 
 #include <algorithm>

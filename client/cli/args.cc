@@ -1,11 +1,11 @@
 #include "client/cli/args.h"
 
 #include <algorithm>
-#include <limits>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -65,34 +65,13 @@ absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text) {
 
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text) {
-  uint64_t unit = 1;
-  absl::string_view digits = text;
-  if (!digits.empty()) {
-    switch (absl::ascii_toupper(static_cast<unsigned char>(digits.back()))) {
-      case 'K':
-        unit = uint64_t{1} << 10;
-        break;
-      case 'M':
-        unit = uint64_t{1} << 20;
-        break;
-      case 'G':
-        unit = uint64_t{1} << 30;
-        break;
-      default:
-        break;
-    }
-    if (unit != 1) digits.remove_suffix(1);
-  }
-  uint64_t value;
-  if (!absl::SimpleAtoi(digits, &value) || value == 0 ||
-      value > std::numeric_limits<uint64_t>::max() / unit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag,
-                     " takes bytes per second, a positive integer with an "
-                     "optional suffix K, M or G (e.g. 500K, 20M); got '",
-                     text, "'"));
-  }
-  return value * unit;
+  absl::StatusOr<uint64_t> rate = ParseByteSize(flag, text);
+  if (rate.ok()) return rate;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag,
+                   " takes bytes per second, a positive integer with an "
+                   "optional suffix K, M or G (e.g. 500K, 20M); got '",
+                   text, "'"));
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
@@ -151,7 +130,7 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view flag,
                                    {"GiB", 30},
                                    {"T", 40},
                                    {"TiB", 40}}) {
-    if (suffix == unit) shift = bits;
+    if (absl::EqualsIgnoreCase(suffix, unit)) shift = bits;
   }
   uint64_t value = 0;
   if (digits == 0 || shift < 0 ||

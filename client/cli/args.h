@@ -32,9 +32,8 @@ absl::StatusOr<std::optional<int64_t>> ParseStepOrLatest(
 // `copy --steps`: steps separated by commas, at least one; a repeat is
 // dropped.
 absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
-// `copy --limit-rate`: bytes per second, a positive integer with an
-// optional binary suffix K, M or G (KiB/s, MiB/s, GiB/s; either case).
-// `flag` names the flag in the error.
+// `copy --limit-rate`: bytes per second, as ParseByteSize reads a size,
+// with an error that says it is a rate. `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text);
 
@@ -50,7 +49,8 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
     const std::vector<std::string>& tags, const std::string& time);
 
 // A size in bytes: a positive decimal integer, optionally followed by K,
-// M, G or T (or KiB, MiB, GiB, TiB: powers of 1024), e.g. 5G or 500MiB.
+// M, G or T (or KiB, MiB, GiB, TiB: powers of 1024; either case), e.g. 5G
+// or 500MiB.
 // `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteSize(absl::string_view flag,
                                        absl::string_view text);

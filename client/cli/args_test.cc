@@ -99,10 +99,12 @@ TEST(ParseByteSizeTest, ReadsBinarySuffixes) {
   EXPECT_EQ(*ParseByteSize("--max-file-size", "500MiB"), 500u << 20);
   EXPECT_EQ(*ParseByteSize("--max-file-size", "5G"), uint64_t{5} << 30);
   EXPECT_EQ(*ParseByteSize("--max-file-size", "2TiB"), uint64_t{2} << 40);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "5g"), uint64_t{5} << 30);
+  EXPECT_EQ(*ParseByteSize("--max-file-size", "3kib"), 3u << 10);
 }
 
 TEST(ParseByteSizeTest, RefusesZeroSignsOtherUnitsAndOverflow) {
-  for (const char* text : {"", "0", "0G", "-1", "+1", "1.5G", "5GB", "5g", "G",
+  for (const char* text : {"", "0", "0G", "-1", "+1", "1.5G", "5GB", "5gb", "G",
                            "16777216T", "99999999999999999999"}) {
     absl::StatusOr<uint64_t> parsed = ParseByteSize("--max-file-size", text);
     EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << text;

@@ -94,6 +94,7 @@ head -c 1000 /dev/urandom >"${work}/in/probe.bin"
 # B has data of its own, so its views are not trivially empty.
 run_as b put bob/own 1 "${work}/in/probe.bin" >/dev/null
 run_as bw put bob/own 2 "${work}/in/probe.bin" >/dev/null
+run_as b export bob/own 1 "${work}/bob_export" >/dev/null
 
 # B's views that name no job: recorded before A saves anything, compared
 # after.
@@ -155,21 +156,27 @@ for who in b bw br; do
 done
 
 # Every verb and its arguments: @JOB@, @STEP@, @OUT@ (a directory `get`
-# would create) and @FILE@ (B's own file).
+# or `export` would create), @FILE@ (B's own file), @EXPORT@ (an export of
+# B's own checkpoint) and @SRV@ (the server, both sides of a copy).
 job_verbs=(
   "ls @JOB@" "ls --all @JOB@" "show @JOB@ latest" "get @JOB@ latest @OUT@"
   "prune @JOB@ --keep-last 1 --dry-run" "prune @JOB@ --keep-last 1"
   "prune @JOB@" "policy get @JOB@" "policy set @JOB@ --max-to-keep 1"
   "policy set @JOB@" "verify @JOB@" "verify @JOB@ latest --read-data"
   "stats @JOB@" "events @JOB@" "events @JOB@ --limit 1"
-  "diff @JOB@ latest latest")
+  "diff @JOB@ latest latest" "export @JOB@ latest @OUT@"
+  "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen"
+  "copy bob/own --from @SRV@ --to @SRV@ --to-job @JOB@"
+  "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen --dry-run")
 step_verbs=(
   "show @JOB@ @STEP@" "get @JOB@ @STEP@ @OUT@ --rank 0"
   "put @JOB@ @STEP@ @FILE@"
   "put @JOB@ @STEP@ @FILE@ --world-size 2 --rank 1"  # completes A's pending 400
   "put @JOB@ @STEP@ @FILE@ --row-bytes 10 --delta-against 50"
   "rm @JOB@ @STEP@" "pin @JOB@ @STEP@" "unpin @JOB@ @STEP@"
-  "verify @JOB@ @STEP@" "diff @JOB@ @STEP@ @STEP@" "diff @JOB@ 100 @STEP@")
+  "verify @JOB@ @STEP@" "diff @JOB@ @STEP@ @STEP@" "diff @JOB@ 100 @STEP@"
+  "export @JOB@ @STEP@ @OUT@ --rank 0 --world-size 1"
+  "import @EXPORT@ @JOB@ @STEP@" "copy @JOB@ --from @SRV@ --to @SRV@ --steps @STEP@ --to-job bob/stolen")
 steps=(100 400 700)  # committed in both jobs, pending in alice/train, none
 
 # The test fails when `ckpt --help` lists a verb no probe here runs.
@@ -225,6 +232,8 @@ probe() {  # WHO JSON JOB STEP VERB
   words=("${words[@]//@STEP@/${step}}")
   words=("${words[@]//@OUT@/${work}/outdir}")
   words=("${words[@]//@FILE@/${work}/in/probe.bin}")
+  words=("${words[@]//@EXPORT@/${work}/bob_export}")
+  words=("${words[@]//@SRV@/${CKPT_SERVER}}")
   run "${who}" ${json} "${words[@]//@JOB@/${job}}"
   real_rc=${rc} real_out=${out} real_err=${err}
   [ "${rc}" -ne 0 ] && [[ "${err}" == *PERMISSION_DENIED* ]] \
@@ -282,6 +291,11 @@ for i in 1 2 3 4 5 6 7; do
   [ "${real_rc}|${real_out//seen/none}|${real_err//seen/none}" = "${rc}|${out}|${err}" ] \
     || fail "B's upload of A's bytes differs from random bytes: '${real_out}' vs '${out}'"
 done
+
+# Nothing of A's reached B through a refused copy.
+rc=0
+run_as b ls bob/stolen >/dev/null 2>&1 || rc=$?
+[ "${rc}" -ne 0 ] || fail "a refused copy created bob/stolen"
 
 a_state >"${work}/a_after.json"
 cmp -s "${work}/a_before.json" "${work}/a_after.json" \

@@ -113,6 +113,9 @@ class TokenMetadataTest : public ::testing::Test {
         .status()
         .IgnoreError();
     transport.ReportRestore(job, 1, 0).IgnoreError();
+    transport
+        .ReportCopy(job, 1, CopyPeer{.server = "peer", .job = job, .step = 1})
+        .IgnoreError();
     transport.ListJobs().status().IgnoreError();
     transport.ListCheckpoints(job, false, false).status().IgnoreError();
     char out[16];

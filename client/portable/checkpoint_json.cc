@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/portable/json_members.h"
 #include "client/portable/strict_json.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
@@ -238,17 +239,18 @@ std::string WriteCheckpointJson(const Checkpoint& checkpoint,
       saved.push_back(SavedJson(rank, *entry));
       dequantized |= entry->IsQuantized();
     }
-    described[tensor.name] = {
-        {"file", *file_of[i]},
-        {"dtype", DTypeName(tensor.source.dtype)},
-        {"shape", tensor.shape()},
-        {"tensor", tensor.source.name},
-        {"layout", tensor.plan->sharded ? "sharded" : "whole"},
-        {"ranks", tensor.ranks},
-        {"global_shape", tensor.source.global_shape},
-        {"box", BoxJson(tensor.source.region)},
-        {"dequantized", dequantized},
-        {"saved", saved}};
+    // Distinct: PlanExport checked.
+    AppendMember(described, tensor.name,
+                 {{"file", *file_of[i]},
+                  {"dtype", DTypeName(tensor.source.dtype)},
+                  {"shape", tensor.shape()},
+                  {"tensor", tensor.source.name},
+                  {"layout", tensor.plan->sharded ? "sharded" : "whole"},
+                  {"ranks", tensor.ranks},
+                  {"global_shape", tensor.source.global_shape},
+                  {"box", BoxJson(tensor.source.region)},
+                  {"dequantized", dequantized},
+                  {"saved", saved}});
   }
   ordered_json root = {{"format", kFormat},
                        {"version", kCheckpointJsonVersion},

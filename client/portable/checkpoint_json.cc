@@ -21,8 +21,11 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 
 constexpr char kFormat[] = "ckpt-checkpoint";
-// Deep enough for the objects of a nested state.
-constexpr int kMaxDepth = 256;
+// Deep enough for the objects of the deepest state the Python package
+// saves: tree.py's MAX_DEPTH (128) levels, each up to three JSON levels in
+// tree_json.py ({"$dict": [[key, value]]}), under root.objects.ranks.RANK.
+// Still bounded: the parse is iterative, but dump() recurses.
+constexpr int kMaxDepth = 3 * 129 + 8;
 
 std::string Rfc3339(absl::Time time) {
   return absl::FormatTime(absl::RFC3339_full, time, absl::UTCTimeZone());

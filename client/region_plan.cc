@@ -188,6 +188,7 @@ absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
   RegionPlan plan;
   uint64_t total = 0;
   std::vector<std::vector<RegionSource>> sources_of;
+  const EntriesByName index = IndexEntries(checkpoint);
   for (const RegionRequest& request : requests) {
     CKPT_ASSIGN_OR_RETURN(uint64_t bytes, RegionBytes(request));
     if (bytes > kMaxTotalBytes - total) {
@@ -197,7 +198,7 @@ absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
     total += bytes;
     plan.region_bytes.push_back(bytes);
     CKPT_ASSIGN_OR_RETURN(sources_of.emplace_back(),
-                          FindRegionSources(checkpoint, request));
+                          FindRegionSources(checkpoint, request, index));
   }
   DeltaChains chains(transport, checkpoint.record.job);
   Planner planner(plan, dequantize_in_scratch);

@@ -118,18 +118,20 @@ bool SameSavedBytes(const TensorEntry& a, const TensorEntry& b) {
 // only when set). INVALID_ARGUMENT when there are none, DATA_LOSS when a
 // rank holds the name twice.
 absl::StatusOr<std::vector<RegionSource>> Candidates(
-    const Checkpoint& checkpoint, const RegionRequest& request) {
+    const Checkpoint& checkpoint, const RegionRequest& request,
+    const EntriesByName& index) {
   const std::string name = QuoteTruncated(request.name);
   std::vector<RegionSource> found;
-  bool rank_present = false;
+  bool rank_present = !request.source_rank.has_value();
   for (const ShardManifest& shard : checkpoint.shards) {
-    if (request.source_rank.has_value() && shard.rank != *request.source_rank) {
-      continue;
-    }
-    rank_present = true;
-    for (const TensorEntry& entry : shard.tensors) {
-      if (entry.name != request.name) continue;
-      found.push_back(RegionSource{shard.rank, &entry, {}});
+    rank_present |= !rank_present && shard.rank == *request.source_rank;
+  }
+  if (auto named = index.find(request.name); named != index.end()) {
+    for (const auto& [rank, entry] : named->second) {
+      if (request.source_rank.has_value() && rank != *request.source_rank) {
+        continue;
+      }
+      found.push_back(RegionSource{rank, entry, {}});
     }
   }
   std::stable_sort(found.begin(), found.end(),
@@ -194,11 +196,22 @@ absl::StatusOr<uint64_t> RegionBytes(const RegionRequest& request) {
   return *bytes;
 }
 
+EntriesByName IndexEntries(const Checkpoint& checkpoint) {
+  EntriesByName index;
+  for (const ShardManifest& shard : checkpoint.shards) {
+    for (const TensorEntry& entry : shard.tensors) {
+      index[entry.name].emplace_back(shard.rank, &entry);
+    }
+  }
+  return index;
+}
+
 absl::StatusOr<std::vector<RegionSource>> FindRegionSources(
-    const Checkpoint& checkpoint, const RegionRequest& request) {
+    const Checkpoint& checkpoint, const RegionRequest& request,
+    const EntriesByName& index) {
   const std::string name = QuoteTruncated(request.name);
   CKPT_ASSIGN_OR_RETURN(std::vector<RegionSource> candidates,
-                        Candidates(checkpoint, request));
+                        Candidates(checkpoint, request, index));
   for (const RegionSource& candidate : candidates) {
     CKPT_RETURN_IF_ERROR(
         CheckSavedEntry(request, candidate.rank, *candidate.entry));

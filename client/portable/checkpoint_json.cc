@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/portable/json_members.h"
 #include "client/portable/strict_json.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
@@ -20,8 +21,11 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 
 constexpr char kFormat[] = "ckpt-checkpoint";
-// Deep enough for the objects of a nested state.
-constexpr int kMaxDepth = 256;
+// Deep enough for the objects of the deepest state the Python package
+// saves: tree.py's MAX_DEPTH (128) levels, each up to three JSON levels in
+// tree_json.py ({"$dict": [[key, value]]}), under root.objects.ranks.RANK.
+// Still bounded: the parse is iterative, but dump() recurses.
+constexpr int kMaxDepth = 3 * 129 + 8;
 
 std::string Rfc3339(absl::Time time) {
   return absl::FormatTime(absl::RFC3339_full, time, absl::UTCTimeZone());
@@ -238,17 +242,18 @@ std::string WriteCheckpointJson(const Checkpoint& checkpoint,
       saved.push_back(SavedJson(rank, *entry));
       dequantized |= entry->IsQuantized();
     }
-    described[tensor.name] = {
-        {"file", *file_of[i]},
-        {"dtype", DTypeName(tensor.source.dtype)},
-        {"shape", tensor.shape()},
-        {"tensor", tensor.source.name},
-        {"layout", tensor.plan->sharded ? "sharded" : "whole"},
-        {"ranks", tensor.ranks},
-        {"global_shape", tensor.source.global_shape},
-        {"box", BoxJson(tensor.source.region)},
-        {"dequantized", dequantized},
-        {"saved", saved}};
+    // Distinct: PlanExport checked.
+    AppendMember(described, tensor.name,
+                 {{"file", *file_of[i]},
+                  {"dtype", DTypeName(tensor.source.dtype)},
+                  {"shape", tensor.shape()},
+                  {"tensor", tensor.source.name},
+                  {"layout", tensor.plan->sharded ? "sharded" : "whole"},
+                  {"ranks", tensor.ranks},
+                  {"global_shape", tensor.source.global_shape},
+                  {"box", BoxJson(tensor.source.region)},
+                  {"dequantized", dequantized},
+                  {"saved", saved}});
   }
   ordered_json root = {{"format", kFormat},
                        {"version", kCheckpointJsonVersion},

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/portable/checkpoint_json.h"
 #include "client/portable/export_plan.h"
+#include "client/portable/json_members.h"
 #include "client/portable/safetensors.h"
 #include "client/portable/staged_dir.h"
 #include "client/whole_tensors.h"
@@ -241,7 +242,8 @@ std::string IndexJson(absl::Span<const ExportTensor> tensors,
   uint64_t total = 0;
   for (const ExportFile& file : files) {
     for (size_t index : file.tensors) {
-      weight_map[tensors[index].name] = file.name;
+      // Distinct: PlanExport checked.
+      AppendMember(weight_map, tensors[index].name, file.name);
     }
     total += file.bytes;
   }

@@ -287,6 +287,31 @@ TEST(CheckpointJsonTest, RoundTripsWhatImportReads) {
   EXPECT_EQ(emb.box, (Box{{5, 0}, {5, 4}}));
 }
 
+// The objects of the deepest state the Python package saves (tree.py's
+// MAX_DEPTH, 128 levels, each written by tree_json.py as up to three JSON
+// levels: {"$ordered_dict": [[key, value]]}) import back: the reader's
+// depth bound must not be below what the writer writes.
+TEST(CheckpointJsonTest, ReadsTheObjectsOfTheDeepestStatePythonSaves) {
+  constexpr int kPythonMaxDepth = 128;
+  std::string state = "null";
+  for (int level = 0; level < kPythonMaxDepth; ++level) {
+    state = absl::StrCat(R"({"$ordered_dict":[["k",)", state, "]]}");
+  }
+  ExportOptions options;
+  options.objects_json =
+      absl::StrCat(R"({"encoding":"e","ranks":{"0":)", state, "}}");
+  const Checkpoint checkpoint = ThreeRanks();
+  Planned planned = Plan(checkpoint, options);
+  ASSERT_TRUE(planned.tensors.ok());
+  const std::string text =
+      WriteCheckpointJson(checkpoint, options, *planned.tensors,
+                          AssignFiles(*planned.tensors, 1 << 20));
+  absl::StatusOr<CheckpointJson> parsed =
+      ParseCheckpointJson(text, "ckpt_checkpoint.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->objects_json, options.objects_json);
+}
+
 TEST(CheckpointJsonTest, RefusesWhatItCannotTrustNamingTheField) {
   auto refusal = [](const std::string& text) {
     absl::StatusOr<CheckpointJson> parsed = ParseCheckpointJson(text, "F");

@@ -36,6 +36,8 @@ namespace {
 using nlohmann::json;
 
 constexpr char kIndexName[] = "model.safetensors.index.json";
+// What `export --format torch` writes (client/python/ckpt/portable.py).
+constexpr char kTorchExportName[] = "checkpoint.pt";
 // The index is a small JSON object of names; capped as a header is.
 constexpr uint64_t kMaxIndexBytes = kMaxSafetensorsHeaderBytes;
 
@@ -102,9 +104,15 @@ class Importer {
       }
     }
     if (files.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("import: '", dir_, "' holds no .safetensors file",
-                       Holds(kIndexName) ? " in its index's weight_map" : ""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "import: '", dir_, "' holds no .safetensors file",
+          Holds(kIndexName) ? " in its index's weight_map" : "",
+          Holds(kTorchExportName)
+              ? absl::StrCat("; its ", kTorchExportName,
+                             " (an export --format torch) is imported by the "
+                             "Python package: python3 -m ckpt import DIR JOB "
+                             "STEP, or ckpt.import_dir")
+              : ""));
     }
     return std::vector<std::string>(files.begin(), files.end());
   }

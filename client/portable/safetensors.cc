@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/portable/json_members.h"
 #include "client/portable/strict_json.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
@@ -430,9 +431,11 @@ absl::StatusOr<SafetensorsLayout> LayOutSafetensors(
           ShapeText(spec.shape),
           " cannot be written to safetensors (past 2^62 bytes in a file)"));
     }
-    header[spec.name] = {{"dtype", SafetensorsName(spec.dtype)},
-                         {"shape", shape},
-                         {"data_offsets", {offset, offset + *bytes}}};
+    // Distinct (checked above).
+    AppendMember(header, spec.name,
+                 {{"dtype", SafetensorsName(spec.dtype)},
+                  {"shape", shape},
+                  {"data_offsets", {offset, offset + *bytes}}});
     layout.offsets.push_back(offset);
     offset += *bytes;
   }

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/portable/strict_json.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -355,6 +358,50 @@ TEST(SafetensorsWriteTest, RefusesWhatTheReaderWouldRefuse) {
               HasSubstr("cannot be written"));
   EXPECT_THAT(refusal({}, {{kComplexMetadataKey, "[]"}}),
               HasSubstr("ckpt's own"));
+}
+
+// A header of many tensors parses in linear time: nlohmann's parse with a
+// callback rescans an object's members at the end of each member object
+// (quadratic: a 200,000-tensor header took minutes), which an export of a
+// large state writes and a hostile file can use to hang an import.
+TEST(SafetensorsReadTest, ParsesAHeaderOfManyTensorsInLinearTime) {
+  constexpr int kTensors = 200'000;
+  std::string header = "{";
+  for (int i = 0; i < kTensors; ++i) {
+    if (i > 0) header += ",";
+    header += absl::StrCat("\"t", i,
+                           "\":{\"dtype\":\"U8\",\"shape\":[0],"
+                           "\"data_offsets\":[0,0]}");
+  }
+  header += "}";
+  const absl::Time start = absl::Now();
+  absl::StatusOr<SafetensorsHeader> parsed =
+      ParseSafetensors(File(header), kFile);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->tensors.size(), static_cast<size_t>(kTensors));
+  // Linear: well under a second (seconds under a sanitizer); quadratic:
+  // minutes.
+  EXPECT_LT(took, absl::Seconds(30));
+}
+
+// The writer too: ordered_json's operator[] searches the members it holds,
+// so a header built with it is quadratic in the number of tensors.
+TEST(SafetensorsWriteTest, LaysOutManyTensorsInLinearTime) {
+  constexpr int kTensors = 200'000;
+  std::vector<SafetensorsSpec> specs;
+  for (int i = 0; i < kTensors; ++i) {
+    specs.push_back({absl::StrCat("t", i), DType::kUint8, {0}});
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<SafetensorsLayout> layout = LayOutSafetensors(specs, {});
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  absl::StatusOr<SafetensorsHeader> parsed =
+      ParseSafetensors(layout->prefix, kFile);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->tensors.size(), static_cast<size_t>(kTensors));
+  EXPECT_LT(took, absl::Seconds(30));
 }
 
 TEST(StrictJsonTest, FindsTheFirstByteThatIsNotUtf8) {

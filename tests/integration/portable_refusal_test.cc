@@ -114,6 +114,11 @@ std::vector<BadDirectory> BadDirectories() {
       {"no safetensors file",
        {{"notes.txt", "hello"}},
        {"holds no .safetensors file"}},
+      // A careless user: a torch export is read by the Python package.
+      {"a torch export",
+       {{"checkpoint.pt", "PK"}, {"ckpt_checkpoint.json", "{}"}},
+       {"holds no .safetensors file", "checkpoint.pt",
+        "python3 -m ckpt import"}},
   };
 }
 

@@ -288,7 +288,14 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       const std::string job = absl::StrCat("team/writer", w);
+      // Writers must overlap collections, however the threads are
+      // scheduled: they start after the first and, halfway, wait for more.
+      auto wait_for_collections = [&](int count) {
+        while (collections.load() < count) std::this_thread::yield();
+      };
+      wait_for_collections(1);
       for (int step = 1; step <= kSteps; ++step) {
+        if (step == kSteps / 2) wait_for_collections(3);
         // Mostly the same bytes as the step before (dedup), one new chunk.
         const std::string bytes =
             absl::StrCat("base", w, "...", "stable..", "step", 1000 + step);
@@ -298,7 +305,10 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
                 .BeginCheckpoint(job, step, 1, {}, absl::ZeroDuration(), policy)
                 .ok());
         // As the client: ask what is missing, upload that, commit; on
-        // FAILED_PRECONDITION (a sweep took a chunk), upload again.
+        // FAILED_PRECONDITION (a sweep took a chunk), upload again. With no
+        // hold, a collector spinning in a loop can take a new checkpoint's
+        // chunks before every commit for a while (a refusal, never a loss):
+        // this asserts safety, so it retries as long as that lasts.
         std::vector<ChunkId> ids;
         std::map<ChunkId, std::string> chunks;
         for (absl::string_view chunk : SplitIntoChunks(bytes, 8)) {
@@ -306,7 +316,7 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
           chunks[Sha256(chunk)] = std::string(chunk);
         }
         absl::StatusOr<CommitResult> commit;
-        for (int attempt = 0; attempt < 20; ++attempt) {
+        for (int attempt = 0; attempt < 10000; ++attempt) {
           auto missing = service.FindMissingChunks(job, ids);
           ASSERT_TRUE(missing.ok()) << missing.status();
           for (const ChunkId& id : *missing) {
@@ -315,6 +325,7 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
           commit = service.CommitShard(job, step, 1, builder.Manifest());
           if (!absl::IsFailedPrecondition(commit.status())) break;
           refusals.fetch_add(1);
+          std::this_thread::yield();
         }
         ASSERT_TRUE(commit.ok()) << commit.status();
         // Acknowledged (and newest, so retention keeps it): it must read
@@ -331,7 +342,6 @@ TEST_F(GarbageCollectionTest, ConcurrentSavesPrunesAndCollectionsLoseNothing) {
   for (auto& writer : writers) writer.join();
   done.store(true);
   collector.join();
-  EXPECT_GT(collections.load(), 1);
 
   // What retention kept is whole, and GC leaves exactly its chunks.
   auto final_report = service.CollectGarbage({});

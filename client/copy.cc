@@ -82,6 +82,10 @@ absl::Status CheckRequest(const CopyRequest& request) {
   if (request.batch_bytes == 0) {
     return absl::InvalidArgumentError("copy: batch_bytes must be positive");
   }
+  if (request.source_stall_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "copy: source_stall_timeout must be positive");
+  }
   if (request.source_label == request.target_label &&
       request.job == target_job) {
     return absl::InvalidArgumentError(
@@ -517,6 +521,9 @@ class Copier {
     TransferOptions options;
     options.batch_bytes = request_.batch_bytes;
     options.pacer = &pacer_;
+    options.source_stall_timeout = request_.source_stall_timeout;
+    options.source_label =
+        absl::StrCat("the source server (", request_.source_label, ")");
     options.on_sent = [this](uint64_t bytes) {
       progress_.bytes_done += bytes;
       ReportProgress();

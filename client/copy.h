@@ -48,6 +48,13 @@ struct CopyRequest {
   // When positive, chunk bytes are sent at most this fast (a migration over
   // a shared link). Default: 0 (as fast as both servers go).
   uint64_t max_bytes_per_second = 0;
+  // A source that sends no chunk for this long stops the copy with
+  // DEADLINE_EXCEEDED, and the target's pending checkpoint is no longer
+  // renewed (its lease ends it unless a rerun resumes it first). The gRPC
+  // transport bounds its own reads likewise (ConnectOptions::
+  // stream_stall_timeout); `ckpt copy --stall-timeout` sets both.
+  // Default: 2 minutes.
+  absl::Duration source_stall_timeout = absl::Minutes(2);
 };
 
 // What happened to one checkpoint of the copy.
@@ -125,7 +132,9 @@ using CopyProgressFn = std::function<void(const CopyProgress&)>;
 // the first error of either server, with the checkpoints copied before it
 // committed and the one in flight left pending on the target (a rerun
 // resumes it): DATA_LOSS when the source answers a chunk with other bytes
-// (checked here, before they are sent) or another size. The source's
+// (checked here, before they are sent) or another size; DEADLINE_EXCEEDED
+// when the source sends no chunk for source_stall_timeout (the target's
+// pending checkpoint is then no longer renewed). The source's
 // reads record no `restored` event; each copy committed is reported to it
 // (ReportCopy; see source_report_error). Memory: one manifest and about
 // two batches of chunk bytes at a time.

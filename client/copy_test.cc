@@ -4,6 +4,7 @@
 // restored byte for byte, is tests/integration/copy_test.cc.
 #include "client/copy.h"
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -473,6 +474,54 @@ TEST(TransferChunksTest, KeepsTheTargetAliveWhileItWaits) {
   absl::Status status = TransferChunks(source, kJob, chunks, *failed, options);
   EXPECT_EQ(status, absl::AbortedError("lease lost"));
   EXPECT_LT(failed->chunks_sent(), 4u);
+}
+
+// A source whose reads deliver nothing for `stall` (a transport without a
+// stall bound of its own: its read ends only then, with this error).
+class StalledSource : public FakeTransport {
+ public:
+  explicit StalledSource(absl::Duration stall) : stall_(stall) {}
+  absl::Status ReadChunks(
+      absl::string_view /*job*/, absl::Span<const ChunkSink> /*sinks*/,
+      const std::function<void(uint64_t)>& /*on_chunk*/) override {
+    absl::SleepFor(stall_);
+    return absl::UnavailableError("the stalled read ended");
+  }
+
+ private:
+  const absl::Duration stall_;
+};
+
+// A source that sends nothing: the transfer stops renewing the target's
+// lease once the stall bound passes and fails with DEADLINE_EXCEEDED
+// naming the source, instead of renewing the lease for as long as the
+// read hangs.
+TEST(TransferChunksTest, AStalledSourceStopsRenewingTheTargetsLease) {
+  StalledSource source(absl::Seconds(2));
+  FakeTransport target;
+  const std::string bytes = PatternBytes(kChunk, 7);
+  const std::vector<ChunkToCopy> chunks = {{Sha256(bytes), kChunk}};
+  std::atomic<int> renewals{0};
+  std::atomic<int64_t> last_renewal_ms{0};
+  const absl::Time start = absl::Now();
+  TransferOptions options;
+  options.keep_alive_interval = absl::Milliseconds(10);
+  options.source_stall_timeout = absl::Milliseconds(300);
+  options.keep_alive = [&] {
+    ++renewals;
+    last_renewal_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+    return absl::OkStatus();
+  };
+  std::unique_ptr<ChunkUploadStream> upload = target.OpenUpload(kJob, 1);
+  absl::Status status = TransferChunks(source, kJob, chunks, *upload, options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_THAT(status.message(),
+              HasSubstr("the source server sent nothing for 300ms"));
+  // Renewed while within the bound, never after it (the read went on for
+  // 2 s more).
+  EXPECT_GE(renewals.load(), 1);
+  EXPECT_LT(last_renewal_ms.load(), 1000);
+  EXPECT_EQ(upload->chunks_sent(), 0u);
 }
 
 TEST(RatePacerTest, SpacesSendsToTheRateWithoutEarningBursts) {

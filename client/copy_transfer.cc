@@ -46,9 +46,11 @@ absl::Status WithPrefix(absl::string_view prefix, const absl::Status& status) {
 
 // One batch read from the source into one buffer, each chunk's bytes
 // checked against its id.
+// `on_chunk` runs as each chunk arrives.
 absl::StatusOr<std::unique_ptr<char[]>> ReadBatch(
     Transport& source, absl::string_view job,
-    absl::Span<const ChunkToCopy> chunks, uint64_t bytes) {
+    absl::Span<const ChunkToCopy> chunks, uint64_t bytes,
+    const std::function<void()>& on_chunk) {
   // Bounded: each size is at most kMaxChunkBytes (REQUIRES), and a batch
   // closes at the first chunk that reaches batch_bytes.
   auto buffer = std::make_unique_for_overwrite<char[]>(bytes);
@@ -65,6 +67,7 @@ absl::StatusOr<std::unique_ptr<char[]>> ReadBatch(
   absl::Status mismatch;
   absl::Status read = source.ReadChunks(job, sinks, [&](uint64_t /*size*/) {
     if (arrived == chunks.size()) return;  // a transport calling too often
+    on_chunk();
     const ChunkToCopy& chunk = chunks[arrived++];
     const ChunkId actual =
         Sha256(absl::string_view(buffer.get() + offset, chunk.size));
@@ -95,9 +98,14 @@ using BatchBytes = absl::StatusOr<std::unique_ptr<char[]>>;
 // before. Destruction waits for the read to end.
 class BatchRead {
  public:
-  explicit BatchRead(std::function<BatchBytes()> read)
+  // `read` calls its argument as each chunk arrives.
+  explicit BatchRead(
+      std::function<BatchBytes(const std::function<void()>&)> read)
       : thread_([this, read = std::move(read)] {
-          BatchBytes bytes = read();
+          BatchBytes bytes = read([this] {
+            absl::MutexLock lock(&mu_);
+            last_progress_ = absl::Now();
+          });
           absl::MutexLock lock(&mu_);
           bytes_ = std::move(bytes);
           done_ = true;
@@ -111,6 +119,11 @@ class BatchRead {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(absl::Condition(&done_), limit);
   }
+  // When the read began or last received a chunk.
+  absl::Time last_progress() {
+    absl::MutexLock lock(&mu_);
+    return last_progress_;
+  }
   // The bytes read, or the read's error. REQUIRES: WaitFor returned true.
   BatchBytes Take() {
     absl::MutexLock lock(&mu_);
@@ -120,6 +133,7 @@ class BatchRead {
  private:
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_) = absl::Now();
   BatchBytes bytes_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not read");
   std::thread thread_;  // last: starts once the members above exist
 };
@@ -146,11 +160,12 @@ absl::Status TransferChunks(Transport& source, absl::string_view source_job,
   const std::vector<Batch> batches =
       SplitIntoBatches(chunks, options.batch_bytes);
   if (batches.empty()) return absl::OkStatus();
-  auto read = [&source, source_job, chunks, &batches](size_t b) {
+  auto read = [&source, source_job, chunks, &batches](
+                  size_t b, const std::function<void()>& on_chunk) {
     const Batch& batch = batches[b];
     return ReadBatch(source, source_job,
                      chunks.subspan(batch.begin, batch.end - batch.begin),
-                     batch.bytes);
+                     batch.bytes, on_chunk);
   };
   // Waits until `until` or until `ready` (given how long it may block, at
   // most a minute) says so, calling keep_alive whenever it is due
@@ -176,17 +191,45 @@ absl::Status TransferChunks(Transport& source, absl::string_view source_job,
   };
   // Declared after what its thread uses: on an early return, its
   // destructor waits for the read in flight while those still exist.
-  std::unique_ptr<BatchRead> next =
-      std::make_unique<BatchRead>([&read] { return read(0); });
+  std::unique_ptr<BatchRead> next = std::make_unique<BatchRead>(
+      [&read](const std::function<void()>& on_chunk) {
+        return read(0, on_chunk);
+      });
   for (size_t b = 0; b < batches.size(); ++b) {
-    CKPT_RETURN_IF_ERROR(wait_alive(
-        absl::InfiniteFuture(),
-        [&next](absl::Duration limit) { return next->WaitFor(limit); }));
+    // Until the batch is read, renewing the lease only while the source
+    // makes progress: a stalled source must not keep the target's pending
+    // checkpoint alive forever (its lease then ends it).
+    bool stalled = false;
+    CKPT_RETURN_IF_ERROR(
+        wait_alive(absl::InfiniteFuture(), [&](absl::Duration limit) {
+          if (next->WaitFor(absl::ZeroDuration())) return true;
+          const absl::Time stall_at =
+              next->last_progress() + options.source_stall_timeout;
+          if (absl::Now() >= stall_at) {
+            stalled = true;
+            return true;
+          }
+          return next->WaitFor(std::min(limit, stall_at - absl::Now()));
+        }));
+    if (stalled) {
+      // The destructor still waits for the read, which the transport
+      // bounds (ConnectOptions::stream_stall_timeout); the lease is no
+      // longer renewed meanwhile.
+      return absl::DeadlineExceededError(absl::StrCat(
+          "reading chunks from the source: ", options.source_label,
+          " sent nothing for ",
+          absl::FormatDuration(options.source_stall_timeout),
+          ": it is stalled; the copy stopped renewing the target's pending "
+          "checkpoint (rerun the copy to resume once the source answers)"));
+    }
     BatchBytes current = next->Take();
     CKPT_RETURN_IF_ERROR(current.status());
     next.reset();
     if (b + 1 < batches.size()) {
-      next = std::make_unique<BatchRead>([&read, b] { return read(b + 1); });
+      next = std::make_unique<BatchRead>(
+          [&read, b](const std::function<void()>& on_chunk) {
+            return read(b + 1, on_chunk);
+          });
     }
     const char* data = current->get();
     for (size_t i = batches[b].begin; i < batches[b].end; ++i) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -57,6 +58,12 @@ struct TransferOptions {
   // renew the target checkpoint's lease); its error ends the transfer.
   std::function<absl::Status()> keep_alive;
   absl::Duration keep_alive_interval = absl::Minutes(1);
+  // A source that delivers no chunk for this long ends the transfer with
+  // DEADLINE_EXCEEDED, and keep_alive is not called meanwhile; the error
+  // is returned once the read in flight ends (the transport bounds it).
+  absl::Duration source_stall_timeout = absl::Minutes(2);
+  // The source as the stall error names it (e.g. its address).
+  std::string source_label = "the source server";
 };
 
 // Reads `chunks` of `source_job` from `source` (ReadChunks, one call per

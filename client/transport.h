@@ -204,8 +204,10 @@ class Transport {
   // transport splits them over as many streams as the wire allows, one
   // after the other. DATA_LOSS when an answer is not the chunk asked for or
   // the server sends fewer chunks than asked; the server's status (e.g.
-  // DATA_LOSS for a corrupt chunk, NOT_FOUND for an absent one) otherwise.
-  // On error, destinations may hold some chunks' bytes.
+  // DATA_LOSS for a corrupt chunk, NOT_FOUND for an absent one) otherwise;
+  // DEADLINE_EXCEEDED when the server sends no chunk for a while (the gRPC
+  // transport: ConnectOptions::stream_stall_timeout), however long the
+  // whole read takes. On error, destinations may hold some chunks' bytes.
   // REQUIRES: every destination has room for its sink's size.
   virtual absl::Status ReadChunks(
       absl::string_view job, absl::Span<const ChunkSink> sinks,

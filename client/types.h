@@ -32,6 +32,13 @@ struct ConnectOptions {
   // Deadline of each unary call (streams have none, as a large save may take
   // long). Default: 5 minutes; a commit makes every chunk durable first.
   absl::Duration rpc_timeout = absl::Minutes(5);
+  // A chunk read (ReadChunks stream: restores, copies) that receives no
+  // chunk for this long fails with DEADLINE_EXCEEDED: a server that keeps
+  // the connection (answering pings) but sends nothing must not hang the
+  // reader. Progress-based, so a large read over a slow link is never cut
+  // short for its size. Positive; absl::InfiniteDuration() disables it.
+  // Default: 2 minutes.
+  absl::Duration stream_stall_timeout = absl::Minutes(2);
   // When positive, Connect waits this long for the server to be reachable
   // and fails with UNAVAILABLE otherwise; zero connects lazily on the first
   // call. Default: zero.

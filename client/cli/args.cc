@@ -74,6 +74,21 @@ absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                    text, "'"));
 }
 
+absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
+                                                     absl::string_view text) {
+  absl::Duration duration;
+  if (!absl::ParseDuration(text, &duration) ||
+      duration <= absl::ZeroDuration() ||
+      duration == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag,
+                     " takes a positive duration such as 30s, 2m or 1h30m; "
+                     "got '",
+                     text, "'"));
+  }
+  return duration;
+}
+
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
     absl::string_view flag, absl::string_view text) {
   std::pair<std::string, std::string> kv =

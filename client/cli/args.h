@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "common/best_checkpoint.h"
 #include "common/manifest.h"
@@ -36,6 +37,10 @@ absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
 // with an error that says it is a rate. `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text);
+// `copy --stall-timeout`: a finite positive duration (absl::ParseDuration:
+// 30s, 2m, 1h30m). `flag` names the flag in the error.
+absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
+                                                     absl::string_view text);
 
 // NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
 // (and may hold further '='). `flag` names the flag in the error.

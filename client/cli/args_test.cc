@@ -93,6 +93,19 @@ TEST(ParseByteRateTest, TakesBytesWithBinarySuffixes) {
   }
 }
 
+TEST(ParsePositiveDurationTest, TakesFinitePositiveDurations) {
+  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "30s"),
+              IsOkAndHolds(absl::Seconds(30)));
+  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "1h30m"),
+              IsOkAndHolds(absl::Minutes(90)));
+  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "500ms"),
+              IsOkAndHolds(absl::Milliseconds(500)));
+  for (const char* text : {"", "0", "0s", "-5s", "5", "inf", "soon"}) {
+    ExpectInvalid(ParsePositiveDuration("--stall-timeout", text),
+                  std::string("--stall-timeout takes a positive duration"));
+  }
+}
+
 TEST(ParseByteSizeTest, ReadsBinarySuffixes) {
   EXPECT_EQ(*ParseByteSize("--max-file-size", "1"), 1u);
   EXPECT_EQ(*ParseByteSize("--max-file-size", "600K"), 600u << 10);

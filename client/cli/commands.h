@@ -214,7 +214,8 @@ struct CopyArgs {
   std::string to_job;  // empty: job
   bool no_policy = false;
   bool dry_run = false;
-  std::string limit_rate;  // as typed; empty: no limit
+  std::string limit_rate;     // as typed; empty: no limit
+  std::string stall_timeout;  // as typed; empty: the default (2m)
   // The global TLS and token settings (both servers) and how they are
   // spelt, and the --to-* ones ($CKPT_TO_TOKEN) that replace them for the
   // target.

@@ -173,6 +173,11 @@ absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out) {
     CKPT_ASSIGN_OR_RETURN(request.max_bytes_per_second,
                           ParseByteRate("--limit-rate", args.limit_rate));
   }
+  if (!args.stall_timeout.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        request.source_stall_timeout,
+        ParsePositiveDuration("--stall-timeout", args.stall_timeout));
+  }
 
   CKPT_ASSIGN_OR_RETURN(client::ConnectOptions source_options,
                         ConnectOptionsFor(args.security, args.security_names));
@@ -195,6 +200,8 @@ absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out) {
        .token_file = "--to-token-file (or $CKPT_TO_TOKEN)"});
   CKPT_ASSIGN_OR_RETURN(client::ConnectOptions target_options,
                         ConnectOptionsFor(target.settings, target.names));
+  // The source's reads end on their own too (the transport's bound).
+  source_options.stream_stall_timeout = request.source_stall_timeout;
   absl::StatusOr<std::unique_ptr<client::Client>> source =
       client::Client::Connect(args.from, source_options);
   CKPT_RETURN_IF_ERROR(WithPrefix("--from: ", source.status()));

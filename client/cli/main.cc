@@ -413,6 +413,11 @@ int main(int argc, char** argv) {
       "--limit-rate", copy.limit_rate,
       "Send at most this many bytes per second, e.g. 500K or 20M (K, M, G: "
       "KiB, MiB, GiB), to share a link");
+  copy_cmd->add_option(
+      "--stall-timeout", copy.stall_timeout,
+      "Stop with DEADLINE_EXCEEDED when the source sends no chunk for this "
+      "long, e.g. 30s or 5m (default 2m); the target's pending checkpoint "
+      "is then no longer renewed, and a rerun resumes");
   std::string to_tls_ca, to_tls_cert, to_tls_key, to_tls_server_name,
       to_token_file;
   CLI::Option* to_tls_ca_flag = copy_cmd->add_option(

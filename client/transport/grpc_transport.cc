@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
+#include "client/stall_watchdog.h"
 #include "client/transport/channel_security.h"
 #include "client/transport/shared_file_registration.h"
 #include "common/grpc_status.h"
@@ -125,12 +126,14 @@ class GrpcUploadStream final : public ChunkUploadStream {
 
 class GrpcTransport final : public Transport {
  public:
-  GrpcTransport(std::shared_ptr<grpc::Channel> channel,
+  GrpcTransport(std::string address, std::shared_ptr<grpc::Channel> channel,
                 const ConnectOptions& options)
-      : channel_(std::move(channel)),
+      : address_(std::move(address)),
+        channel_(std::move(channel)),
         stub_(v1::CheckpointService::NewStub(channel_)),
         credentials_(options.token),
-        rpc_timeout_(options.rpc_timeout) {}
+        rpc_timeout_(options.rpc_timeout),
+        stream_stall_timeout_(options.stream_stall_timeout) {}
 
   absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
                                const BeginOptions& options) override {
@@ -466,7 +469,10 @@ class GrpcTransport final : public Transport {
     return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
   }
 
-  // One ReadChunks stream for all of `sinks`.
+  // One ReadChunks stream for all of `sinks`. It has no deadline (a large
+  // read over a slow link takes as long as it takes) but must make
+  // progress: DEADLINE_EXCEEDED when no chunk arrives for
+  // stream_stall_timeout.
   absl::Status ReadOneStream(absl::string_view job,
                              absl::Span<const ChunkSink> sinks,
                              const std::function<void(uint64_t)>& on_chunk) {
@@ -477,12 +483,17 @@ class GrpcTransport final : public Transport {
     }
     grpc::ClientContext context;
     credentials_.Apply(&context);
+    // Destroyed before the context it cancels. Until Finish returns: a
+    // server that sends every chunk but never ends the stream stalls too.
+    StallWatchdog watchdog(stream_stall_timeout_,
+                           [&context] { context.TryCancel(); });
     std::unique_ptr<grpc::ClientReader<v1::ReadChunksResponse>> reader =
         stub_->ReadChunks(&context, request);
     v1::ReadChunksResponse response;
     size_t received = 0;
     absl::Status problem;
     while (received < sinks.size() && reader->Read(&response)) {
+      watchdog.Progress();
       const ChunkSink& sink = sinks[received];
       const v1::ChunkData& chunk = response.chunk();
       problem = DeliverChunk(sink, received, chunk.sha256(), chunk.data());
@@ -499,6 +510,14 @@ class GrpcTransport final : public Transport {
     }
     absl::Status status = FromGrpcStatus(reader->Finish());
     if (!problem.ok()) return problem;
+    if (!status.ok() && watchdog.fired()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("ReadChunks: no chunk from the server at ", address_,
+                       " for ", absl::FormatDuration(stream_stall_timeout_),
+                       " (", received, " of ", sinks.size(),
+                       " chunks received): the server is stalled; the read was "
+                       "abandoned"));
+    }
     CKPT_RETURN_IF_ERROR(status);
     if (received < sinks.size()) {
       return absl::DataLossError(absl::StrCat("ReadChunks: the server sent ",
@@ -508,10 +527,12 @@ class GrpcTransport final : public Transport {
     return absl::OkStatus();
   }
 
+  const std::string address_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<Stub> stub_;
   const CallCredentials credentials_;
   const absl::Duration rpc_timeout_;
+  const absl::Duration stream_stall_timeout_;
 };
 
 }  // namespace
@@ -520,6 +541,11 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
     const std::string& address, const ConnectOptions& options) {
   if (address.empty()) {
     return absl::InvalidArgumentError("server address is empty");
+  }
+  if (options.stream_stall_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "ConnectOptions::stream_stall_timeout must be positive (infinite: no "
+        "bound)");
   }
   CKPT_RETURN_IF_ERROR(CheckConnectSecurity(address, options));
   grpc::ChannelArguments args;
@@ -564,7 +590,7 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
               "come from the given CA and name the host dialled, and, for "
               "mutual TLS, is a client certificate given?)"));
   }
-  return std::make_unique<GrpcTransport>(std::move(channel), options);
+  return std::make_unique<GrpcTransport>(address, std::move(channel), options);
 }
 
 }  // namespace ckpt::client

@@ -191,6 +191,8 @@ TEST_F(CopyCliTest, CarelessUseIsRefusedWithAClearMessage) {
        "UNAVAILABLE: copy: the target (127.0.0.1:1)"},
       {absl::StrCat(CopyArgs(), " --limit-rate 0"),
        "--limit-rate takes bytes per second"},
+      {absl::StrCat(CopyArgs(), " --stall-timeout 0"),
+       "--stall-timeout takes a positive duration"},
       {absl::StrCat(CopyArgs(), " --steps x"), "--steps takes steps"},
       {absl::StrCat(CopyArgs(), " --to-job no-tenant"),
        "copy: the target: job:"},
@@ -216,6 +218,72 @@ TEST_F(CopyCliTest, CarelessUseIsRefusedWithAClearMessage) {
   auto listed = source_->ListCheckpoints("team/copy");
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_EQ(listed->size(), 4u);
+}
+
+// A source that accepts the chunk read and never sends a chunk, though it
+// answers keepalive pings (tests/integration/stalling_proxy.py in front of
+// the real source): the copy stops with DEADLINE_EXCEEDED after
+// --stall-timeout, exits 1 and leaves nothing visible on the target,
+// instead of hanging and renewing the target's pending checkpoint
+// forever. A rerun, once the source sends again, resumes.
+TEST_F(CopyCliTest, AStalledSourceEndsTheCopyAndARerunResumes) {
+  StartServers();
+  MakeSourceJob();
+  const std::string port_file = Path("proxy.port");
+  const pid_t proxy = fork();
+  if (proxy == 0) {
+    execl(CKPT_PYTHON, CKPT_PYTHON, CKPT_STALLING_PROXY, from().c_str(),
+          port_file.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(proxy, 0);
+  std::string port;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       port.empty() && absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(50))) {
+    std::ifstream(port_file) >> port;
+  }
+  const std::string via = absl::StrCat("127.0.0.1:", port);
+  const std::string args =
+      absl::StrCat("copy ", kJob, " --from ", via, " --to ", to(),
+                   " --steps 100 --no-policy --stall-timeout 1s");
+  // In the background, killed if it runs 30 s: a hang fails the test
+  // instead of hanging it.
+  bool ended = false;
+  int status = 0;
+  absl::Duration took;
+  if (!port.empty()) {
+    const absl::Time start = absl::Now();
+    const pid_t cli = StartCkpt(args, "stalled");
+    while (!(ended = waitpid(cli, &status, WNOHANG) == cli) &&
+           absl::Now() - start < absl::Seconds(30)) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    took = absl::Now() - start;
+    if (!ended) {
+      kill(cli, SIGKILL);
+      waitpid(cli, &status, 0);
+    }
+  }
+  // Nothing of it is visible on the target.
+  auto listed = target_->ListCheckpoints(kJob);
+  CommandResult resumed;
+  if (ended) resumed = Ckpt(absl::StrCat(args, " --json"));
+  kill(proxy, SIGKILL);
+  waitpid(proxy, nullptr, 0);
+  ASSERT_FALSE(port.empty()) << "the stalling proxy did not start";
+
+  ASSERT_TRUE(ended) << "the copy hung on the stalled source for " << took;
+  const std::string err = ReadWholeFile(Path("stalled.err"));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << err;
+  EXPECT_THAT(err, HasSubstr("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(err,
+              HasSubstr("copy of step 100: reading chunks from the source: "));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(*listed, IsEmpty());
+  // The rerun joined the pending copy, which was not committed before.
+  EXPECT_THAT(Outcomes(Report(resumed)), ::testing::ElementsAre("copied"));
+  ExpectSameCheckpoint(100);
 }
 
 // The target needs tokens; the copy gets a writer's ($CKPT_TO_TOKEN, the

@@ -6,6 +6,8 @@
 // resume, careless use, tokens) is copy_cli_test.cc.
 #include "client/copy.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -268,6 +270,104 @@ TEST_F(CopyTest, APendingCopyWithOneRankCommittedIsJoined) {
   }
   EXPECT_EQ(report->bytes_sent, rank1_only);
   ExpectSameCheckpoint(100);
+}
+
+// A source server that stops sending in the middle of a copy: SIGSTOP
+// after the first chunk is sent, so its connection stays open and later
+// ReadChunks calls are accepted by its kernel but never answered. The
+// copy fails with DEADLINE_EXCEEDED within the stall bound (1 s here)
+// instead of hanging and renewing the target's lease forever; nothing is
+// visible on the target, the pending copy's lease (3 s here) ends it, and
+// a rerun once the source answers again copies the checkpoint whole.
+TEST_F(CopyTest, AStalledSourceFailsTheCopyAndLetsTheTargetLeaseExpire) {
+  client::ConnectOptions source_options;
+  source_options.stream_stall_timeout = absl::Seconds(1);
+  StartServers(
+      {"--default-lease-seconds", "3", "--lease-check-interval", "0.2"}, {}, {},
+      source_options);
+  MakeSourceJob();
+  client::CopyRequest request = Request();
+  request.steps = {100};
+  request.copy_policy = false;
+  request.batch_bytes = kChunkBytes;  // a ReadChunks per chunk
+  request.source_stall_timeout = absl::Seconds(1);
+  const pid_t source_pid = source_server_->pid();
+  bool stopped = false;
+  auto stop_source = [&](const client::CopyProgress& progress) {
+    if (!stopped && progress.bytes_done > 0) {
+      ASSERT_EQ(kill(source_pid, SIGSTOP), 0);
+      stopped = true;
+    }
+  };
+  const absl::Time start = absl::Now();
+  absl::StatusOr<client::CopyReport> report =
+      client::Client::Copy(*source_, *target_, request, stop_source);
+  const absl::Duration took = absl::Now() - start;
+  if (stopped) {
+    ASSERT_EQ(kill(source_pid, SIGCONT), 0);
+  }
+  ASSERT_TRUE(stopped) << "the copy sent nothing";
+  ASSERT_EQ(report.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << report.status();
+  EXPECT_THAT(report.status().message(),
+              HasSubstr("copy of step 100: reading chunks from the source: "));
+  EXPECT_LT(took, absl::Seconds(30));
+  auto listed = target_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(*listed, IsEmpty());
+
+  // Nobody renews the pending copy: its lease ends it.
+  CheckpointState state = CheckpointState::kPending;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       state == CheckpointState::kPending && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(100));
+    auto all = target_->ListCheckpoints(kJob, /*include_uncommitted=*/true);
+    ASSERT_TRUE(all.ok()) << all.status();
+    ASSERT_EQ(all->size(), 1u);
+    state = all->front().state;
+  }
+  EXPECT_EQ(state, CheckpointState::kAborted);
+
+  report = client::Client::Copy(*source_, *target_, request);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ExpectSameCheckpoint(100);
+}
+
+// Restores read with the same bound: a server stalled mid-restore fails
+// it with DEADLINE_EXCEEDED naming the server, instead of hanging it.
+TEST_F(CopyTest, ARestoreFromAStalledServerEndsWithinTheStallTimeout) {
+  client::ConnectOptions source_options;
+  source_options.stream_stall_timeout = absl::Seconds(1);
+  source_options.shared_memory_restore = false;  // the ReadChunks stream
+  StartServers({}, {}, {}, source_options);
+  MakeSourceJob();
+  auto manifest = source_->GetManifest(kJob, 100);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  ASSERT_EQ(kill(source_server_->pid(), SIGSTOP), 0);
+  const absl::Time start = absl::Now();
+  auto restored = source_->RestoreShard(*manifest, 0);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(kill(source_server_->pid(), SIGCONT), 0);
+  ASSERT_EQ(restored.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << restored.status();
+  EXPECT_THAT(restored.status().message(),
+              HasSubstr(absl::StrCat("ReadChunks: no chunk from the server at ",
+                                     from(), " for 1s")));
+  EXPECT_LT(took, absl::Seconds(30));
+  // The server answers again: the same client restores.
+  restored = source_->RestoreShard(*manifest, 0);
+  EXPECT_TRUE(restored.ok()) << restored.status();
+}
+
+TEST(StallTimeoutTest, ANonPositiveBoundIsRefusedAtConnect) {
+  for (absl::Duration bound : {absl::ZeroDuration(), absl::Seconds(-1)}) {
+    client::ConnectOptions options;
+    options.stream_stall_timeout = bound;
+    auto connected = client::Client::Connect("127.0.0.1:1", options);
+    EXPECT_EQ(connected.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(connected.status().message(),
+                HasSubstr("stream_stall_timeout must be positive"));
+  }
 }
 
 // A source server that is not to be trusted, played by an in-memory

@@ -48,7 +48,9 @@ struct ConnectOptions {
   // server then ends streams (which have no deadline) instead of hanging
   // them. Pings are sent only while calls are active, every keepalive_time.
   // Defaults: 60 s and 20 s. The server accepts pings every 10 s or less
-  // often; more frequent ones make it close the connection.
+  // often; more frequent ones make it close the connection. gRPC 1.51 can
+  // miss a frozen server that froze while a flow-control ping of the client
+  // was in flight; rpc_timeout and stream_stall_timeout still end the call.
   absl::Duration keepalive_time = absl::Seconds(60);
   absl::Duration keepalive_timeout = absl::Seconds(20);
   // Restores from a server on this host go through shared memory

@@ -320,14 +320,23 @@ TEST_F(SaveRestoreTest, KillDuringUploadsLeavesNoPartialCheckpoint) {
 }
 
 // A frozen server (SIGSTOP: its sockets stay open, nothing answers) fails
-// calls with UNAVAILABLE once a keepalive ping goes unanswered, long before
-// the 5-minute call deadline; after SIGCONT the same data restores.
+// calls long before the 5-minute default call deadline; after SIGCONT the
+// same data restores. Usually a keepalive ping goes unanswered and the call
+// fails with UNAVAILABLE within seconds. But gRPC 1.51 arms its keepalive
+// watchdog only for a ping it sends itself: when the server froze with a
+// flow-control (BDP) ping of the client in flight, later keepalive pings
+// join that one and no watchdog ever fires (seen under load, about 1 run in
+// 3 with 4 busy cores). The call deadline and the stream stall bound are
+// then what end the call, so the test sets both short and accepts either
+// code: what matters is that the call ends, in bounded time.
 TEST_F(SaveRestoreTest, FrozenServerFailsCallsInsteadOfHangingThem) {
   std::vector<RankShard> ranks = {RankShard::Make(0, 1, 30)};
   SaveAll(ranks, 1);
   client::ConnectOptions options;
   options.keepalive_time = absl::Seconds(1);
   options.keepalive_timeout = absl::Seconds(1);
+  options.rpc_timeout = absl::Seconds(15);
+  options.stream_stall_timeout = absl::Seconds(15);
   auto client = client::Client::Connect(server_->address(), options);
   ASSERT_TRUE(client.ok()) << client.status();
   ASSERT_TRUE((*client)->ListJobs().ok());  // connected before the freeze
@@ -337,8 +346,10 @@ TEST_F(SaveRestoreTest, FrozenServerFailsCallsInsteadOfHangingThem) {
   auto restored = (*client)->RestoreShard(kJob, 1, 0);
   const absl::Duration waited = absl::Now() - start;
   ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
-  EXPECT_TRUE(absl::IsUnavailable(restored.status())) << restored.status();
-  EXPECT_LT(waited, absl::Seconds(30));
+  EXPECT_TRUE(absl::IsUnavailable(restored.status()) ||
+              absl::IsDeadlineExceeded(restored.status()))
+      << restored.status();
+  EXPECT_LT(waited, absl::Seconds(35));
   ExpectRestores(ranks, 1);
 }
 

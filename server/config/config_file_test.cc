@@ -204,6 +204,16 @@ TEST(ServerConfigTest, ReadsOnlySmallRegularFiles) {
               HasSubstr("larger than"));
 }
 
+TEST(ServerConfigTest, TheExampleConfigLoads) {
+  ServerSettings settings;
+  absl::Status status =
+      ApplyConfigFile(CKPT_SOURCE_DIR "/deploy/ckpt-server.yaml", &settings);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(settings.data_dir, "/var/lib/ckpt-server");
+  EXPECT_EQ(settings.listen, "0.0.0.0:7070");
+  EXPECT_EQ(settings.auth_tokens, "/etc/ckpt-server/tokens");
+}
+
 TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
   int64_t bytes = 0;
   ASSERT_TRUE(ParseByteSize("0", &bytes).ok());

@@ -1,6 +1,7 @@
 #include "server/config/server_flags.h"
 
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -118,6 +119,19 @@ TEST(ServerFlagsTest, HelpNamesEveryFlagWithItsConfigKey) {
     EXPECT_THAT(help, HasSubstr(setting.flag));
     EXPECT_THAT(help, HasSubstr(absl::StrCat("Config key: ", setting.key)));
     EXPECT_NE(std::string(setting.help), "") << setting.key;
+  }
+}
+
+TEST(ServerFlagsTest, TheOperatorGuideNamesEveryKeyAndFlag) {
+  std::ifstream in(CKPT_SOURCE_DIR "/docs/operations.md");
+  const std::string guide((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  ASSERT_THAT(guide, HasSubstr("## Configuration"));
+  for (const ServerSetting& setting : ServerSettingTable()) {
+    EXPECT_THAT(guide, HasSubstr(absl::StrCat("`", setting.key, "`")))
+        << "docs/operations.md, Configuration: document " << setting.key;
+    EXPECT_THAT(guide, HasSubstr(setting.flag))
+        << "docs/operations.md, Configuration: document " << setting.flag;
   }
 }
 

@@ -11,6 +11,11 @@
 // Without --auth-tokens it serves only clients on its own host, and refuses
 // to listen on another address unless --insecure-allow-unauthenticated says
 // so (docs/security.md).
+//
+// Its settings come from server/config (defaults, then --config FILE, then
+// flags). Two other modes exit at once: --print-config prints the effective
+// settings as YAML, --health-probe asks a running server's gRPC health
+// (exit 0 when SERVING). docs/operations.md covers both, and shutdown.
 
 #include <malloc.h>
 #include <pthread.h>
@@ -270,8 +275,6 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 // --health-probe with `settings`: TLS when the server serves TLS, trusting
 // --probe-tls-ca (or, without it, the server's own certificate, which
 // works for a self-signed one).
@@ -302,6 +305,7 @@ absl::Status RunHealthProbe(const ServerSettings& settings,
   return ProbeHealth(options);
 }
 
+}  // namespace
 }  // namespace ckpt::server
 
 int main(int argc, char** argv) {

@@ -2,6 +2,9 @@
 # Installs every Debian package ckpt needs to build, test and run.
 # This is the one list of apt package names; idempotent and quick when
 # everything is already present.
+#   install-deps.sh            everything, to build and test
+#   install-deps.sh --runtime  only what the built ckpt-server needs to run
+#                              (deploy/Dockerfile's final image)
 set -euo pipefail
 
 PACKAGES=(
@@ -9,11 +12,25 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler librocksdb-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libxxhash-dev libzstd-dev
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest python3-grpcio python3-grpc-tools openssl
 )
+
+# The shared libraries ckpt-server links (Debian 12 names); their own
+# dependencies come with them.
+RUNTIME_PACKAGES=(
+  libgrpc++1.51 libgrpc29 libprotobuf32 librocksdb7.8 libabsl20220623
+  libssl3 libxxhash0 libzstd1 libyaml-cpp0.7
+)
+
+if [ "${1:-}" = "--runtime" ]; then
+  PACKAGES=("${RUNTIME_PACKAGES[@]}")
+elif [ $# -gt 0 ]; then
+  echo "usage: install-deps.sh [--runtime]" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -7,7 +7,6 @@
 
 #include "server/rpc/grpc_service.h"
 
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -26,6 +25,7 @@
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/rpc/health_probe.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/memory_store.h"
@@ -410,30 +410,16 @@ TEST_F(GrpcServiceTest, ShutdownDoesNotWaitForIdleClients) {
 }
 
 TEST_F(GrpcServiceTest, HealthServiceAnswersServing) {
-  // grpc.health.v1.HealthCheckRequest{service: ""} encodes as no bytes;
-  // the answer HealthCheckResponse{status: SERVING (1)} as 08 01.
-  grpc::GenericStub generic(channel_);
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  grpc::ClientContext context;
-  grpc::Status status;
-  absl::Notification done;
-  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check",
-                    grpc::StubOptions(), &request, &response,
-                    [&](grpc::Status s) {
-                      status = std::move(s);
-                      done.Notify();
-                    });
-  done.WaitForNotification();
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  // ProbeHealth (ckpt-server --health-probe) over the standard service:
+  // the server as a whole and the checkpoint service by name.
+  HealthProbeOptions probe;
+  probe.address = address_;
+  probe.service = "";
+  EXPECT_TRUE(ProbeHealth(probe).ok()) << ProbeHealth(probe);
+  probe.service = "ckpt.v1.CheckpointService";
+  EXPECT_TRUE(ProbeHealth(probe).ok()) << ProbeHealth(probe);
+  probe.service = "no.such.Service";
+  EXPECT_EQ(ProbeHealth(probe).code(), absl::StatusCode::kUnavailable);
 }
 
 // ---------------------------------------- damaged restores, bytes added

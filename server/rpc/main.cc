@@ -11,6 +11,11 @@
 // Without --auth-tokens it serves only clients on its own host, and refuses
 // to listen on another address unless --insecure-allow-unauthenticated says
 // so (docs/security.md).
+//
+// Its settings come from server/config (defaults, then --config FILE, then
+// flags). Two other modes exit at once: --print-config prints the effective
+// settings as YAML, --health-probe asks a running server's gRPC health
+// (exit 0 when SERVING). docs/operations.md covers both, and shutdown.
 
 #include <malloc.h>
 #include <pthread.h>
@@ -34,36 +39,27 @@
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
 #include "server/auth/authenticator.h"
+#include "server/config/config_file.h"
+#include "server/config/server_flags.h"
+#include "server/config/server_settings.h"
+#include "server/rpc/health_probe.h"
 #include "server/rpc/server.h"
+#include "server/rpc/shutdown_watchdog.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace ckpt::server {
 namespace {
 
-struct Flags {
-  std::string data_dir;
-  std::string listen = "127.0.0.1:7070";
-  double lease_check_interval_seconds = 5;
-  int64_t default_lease_seconds = 1800;
-  int64_t max_lease_seconds = 3600;
-  double gc_interval_seconds = 3600;
-  int64_t chunk_hold_seconds = 1800;
-  bool direct_io = true;
-  bool shared_memory_reads = true;
-  int request_threads = 0;
-  int maintenance_threads = 2;
-  std::string tls_cert;
-  std::string tls_key;
-  std::string tls_client_ca;
-  std::string auth_tokens;
-  bool insecure_allow_unauthenticated = false;
-};
+// How long past the grace the shutdown may still take (stopping the
+// background tasks, closing the store) before the watchdog ends it.
+constexpr absl::Duration kShutdownStuckAfter = absl::Seconds(10);
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
 // and checked here so that a wrong one stops the start with a message
 // naming its flag rather than failing every client's handshake later.
-absl::StatusOr<std::optional<ServerTlsOptions>> LoadTls(const Flags& flags) {
+absl::StatusOr<std::optional<ServerTlsOptions>> LoadTls(
+    const ServerSettings& flags) {
   if (flags.tls_cert.empty() && flags.tls_key.empty()) {
     if (!flags.tls_client_ca.empty()) {
       return absl::InvalidArgumentError(
@@ -111,7 +107,7 @@ std::string TransportSecurity(const std::optional<ServerTlsOptions>& tls) {
 // Who may call: from the token file, or, without one, the loopback-only
 // default (refusing an address others can reach unless explicitly allowed).
 absl::StatusOr<std::unique_ptr<Authenticator>> MakeAuthenticator(
-    const Flags& flags) {
+    const ServerSettings& flags) {
   if (!flags.auth_tokens.empty()) {
     if (flags.insecure_allow_unauthenticated) {
       return absl::InvalidArgumentError(
@@ -209,7 +205,7 @@ void CollectGarbage(CheckpointService* service) {
   }
 }
 
-absl::Status Run(const Flags& flags, const sigset_t& signals) {
+absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
@@ -228,8 +224,9 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
 
   ServerOptions server_options;
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
-  server_options.request_threads = flags.request_threads;
-  server_options.maintenance_threads = flags.maintenance_threads;
+  server_options.request_threads = static_cast<int>(flags.request_threads);
+  server_options.maintenance_threads =
+      static_cast<int>(flags.maintenance_threads);
   server_options.listen_address = flags.listen;
   server_options.tls = std::move(tls);
   server_options.authenticator = authenticator.get();
@@ -259,16 +256,53 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     ReloadTokens(*authenticator);
   }
-  CKPT_LOG(Info, "received signal ", signal_number, ", shutting down");
-
-  server->Shutdown(absl::Now() + absl::Seconds(10));
+  // From here the process ends within the grace plus kShutdownStuckAfter,
+  // cleanly or through the watchdog.
+  const absl::Duration grace = absl::Seconds(flags.shutdown_grace_seconds);
+  CKPT_LOG(Info, "received signal ", signal_number,
+           ", shutting down: calls in flight have ",
+           absl::FormatDuration(grace), " to finish");
+  ShutdownWatchdog watchdog(grace + kShutdownStuckAfter, "draining_calls");
+  server->Shutdown(absl::Now() + grace);
   server->Wait();
+  watchdog.SetStep("stopping_background_tasks");
   collector.reset();  // waits for a collection in progress
   lease_reaper.reset();
   server.reset();
+  watchdog.SetStep("closing_store");
   store.reset();  // flushes and closes the database
   CKPT_LOG(Info, "shut down cleanly");
   return absl::OkStatus();
+}
+
+// --health-probe with `settings`: TLS when the server serves TLS, trusting
+// --probe-tls-ca (or, without it, the server's own certificate, which
+// works for a self-signed one).
+absl::Status RunHealthProbe(const ServerSettings& settings,
+                            const std::string& service) {
+  HealthProbeOptions options;
+  options.address = ProbeAddressFor(settings.listen);
+  options.service = service;
+  options.tls_server_name = settings.probe_tls_server_name;
+  if (!settings.tls_cert.empty() || !settings.probe_tls_ca.empty()) {
+    const std::string& ca = settings.probe_tls_ca.empty()
+                                ? settings.tls_cert
+                                : settings.probe_tls_ca;
+    CKPT_ASSIGN_OR_RETURN(
+        options.tls_ca_pem,
+        ReadCredentialFile(ca, settings.probe_tls_ca.empty()
+                                   ? "--tls-cert (no --probe-tls-ca)"
+                                   : "--probe-tls-ca"));
+  }
+  if (!settings.probe_tls_cert.empty() || !settings.probe_tls_key.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        options.tls_cert_pem,
+        ReadCredentialFile(settings.probe_tls_cert, "--probe-tls-cert"));
+    CKPT_ASSIGN_OR_RETURN(
+        options.tls_key_pem,
+        ReadCredentialFile(settings.probe_tls_key, "--probe-tls-key"));
+  }
+  return ProbeHealth(options);
 }
 
 }  // namespace
@@ -281,107 +315,61 @@ int main(int argc, char** argv) {
   // a page on virtual machines). Keep such buffers in the heap and reuse it.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  ckpt::server::Flags flags;
   CLI::App app{
       "ckpt-server: stores distributed training checkpoints (gRPC service "
       "ckpt.v1.CheckpointService).\nPrints 'ckpt-server listening on "
-      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully, "
-      "SIGHUP reloads the --auth-tokens file.\nWithout --auth-tokens it "
-      "serves only clients on its own host (see docs/security.md)."};
-  app.add_option("--data-dir", flags.data_dir,
-                 "Directory of the RocksDB database (created if missing)")
-      ->required();
-  app.add_option("--listen", flags.listen,
-                 "HOST:PORT to listen on; port 0 picks a free port, printed "
-                 "on stdout")
+      "HOST:PORT' once ready; SIGTERM or SIGINT shut it down gracefully "
+      "(--shutdown-grace-seconds), SIGHUP reloads the --auth-tokens "
+      "file.\nWithout --auth-tokens it serves only clients on its own host "
+      "(see docs/security.md). Every setting can also be given in a --config "
+      "file (docs/operations.md)."};
+  ckpt::server::ServerFlags server_flags(&app);
+  bool print_config = false;
+  bool health_probe = false;
+  std::string probe_service = "ckpt.v1.CheckpointService";
+  app.add_flag("--health-probe", health_probe,
+               "Ask the gRPC health service of the server at --listen (a "
+               "wildcard host: this host's loopback address) whether it is "
+               "SERVING, over the same transport: TLS when --tls-cert is set "
+               "(with --probe-tls-*). Exit 0 when it is; otherwise print one "
+               "line saying why and exit 1. For container health checks");
+  app.add_option("--probe-service", probe_service,
+                 "The service --health-probe asks about: "
+                 "ckpt.v1.CheckpointService (NOT_SERVING while draining or "
+                 "when writes cannot succeed), or \"\" for the server as a "
+                 "whole")
       ->capture_default_str();
-  app.add_option(
-      "--auth-tokens", flags.auth_tokens,
-      "Token file: every call must then carry 'authorization: Bearer "
-      "<token>' with a token it lists. One line per token: "
-      "SHA256_HEX_OF_TOKEN PRINCIPAL ROLE SCOPE (role reader, writer, admin "
-      "or operator; scope tenant/, tenant/prefix, or * for an operator); "
-      "# starts a comment. Only the tokens' hashes are in it. Reloaded on "
-      "SIGHUP (a bad file keeps the tokens loaded before). Without it, only "
-      "clients on this host are served, each with full rights");
-  app.add_flag(
-      "--insecure-allow-unauthenticated", flags.insecure_allow_unauthenticated,
-      "Without --auth-tokens, serve clients on other hosts too, and listen on "
-      "any address: anyone who can reach the port may then read and delete "
-      "every checkpoint. For isolated networks and tests only");
-  app.add_option("--lease-check-interval", flags.lease_check_interval_seconds,
-                 "Seconds between checks that abort pending checkpoints "
-                 "whose lease expired")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--default-lease-seconds", flags.default_lease_seconds,
-                 "Lease of a pending checkpoint when the client asks for "
-                 "none; renewed by every BeginCheckpoint and CommitShard. At "
-                 "most --max-lease-seconds")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-lease-seconds", flags.max_lease_seconds,
-                 "Longest lease a client may ask for; a longer request is "
-                 "refused (INVALID_ARGUMENT naming this cap). Renewals never "
-                 "extend a lease past it, and a stored lease that reaches "
-                 "further (from an older server) is cut to it, so every "
-                 "pending checkpoint ends and none holds back garbage "
-                 "collection forever")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--gc-interval", flags.gc_interval_seconds,
-                 "Seconds between background garbage collections (deleting "
-                 "chunks no checkpoint references); 0 turns them off "
-                 "(`ckpt gc` still runs one on demand)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--chunk-hold-seconds", flags.chunk_hold_seconds,
-                 "How long garbage collection spares an unreferenced chunk "
-                 "after a save last uploaded or asked about it: the longest "
-                 "a rank may take from upload to commit")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--direct-io", flags.direct_io,
-                 "Read and write chunk files with O_DIRECT, bypassing the "
-                 "page cache (true or false); ignored where the file system "
-                 "has no O_DIRECT, e.g. tmpfs")
-      ->capture_default_str();
-  app.add_option("--shared-memory-reads", flags.shared_memory_reads,
-                 "Let clients on this host restore through shared memory: "
-                 "the server writes verified chunks straight into the "
-                 "client's memory instead of sending them over the socket "
-                 "(true or false). The client passes its memory file (a "
-                 "sealed memfd) to the server over a Unix socket with an "
-                 "abstract random name; see docs/security.md")
-      ->capture_default_str();
-  app.add_option("--request-threads", flags.request_threads,
-                 "Threads that do the work of client calls (saves, restores, "
-                 "listings), so that the network threads never wait on "
-                 "hashing or the disk; calls beyond them wait in line. 0: "
-                 "twice the machine's cores, at least 4")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--maintenance-threads", flags.maintenance_threads,
-                 "Threads for garbage collection and verify calls, which may "
-                 "read the whole store for minutes; kept apart so they never "
-                 "slow the other calls. Further such calls wait in line")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--tls-cert", flags.tls_cert,
-                 "Serve TLS only (plaintext clients fail at the handshake) "
-                 "with this PEM certificate chain, the server's own "
-                 "certificate first; its subjectAltName must name the host "
-                 "or IP address clients dial. Needs --tls-key");
-  app.add_option("--tls-key", flags.tls_key,
-                 "The PEM private key (unencrypted) of --tls-cert; keep it "
-                 "readable by the server's user only");
-  app.add_option("--tls-client-ca", flags.tls_client_ca,
-                 "Mutual TLS: require every client to present a certificate "
-                 "issued by a CA in this PEM file (needs --tls-cert)");
+  app.add_flag("--print-config", print_config,
+               "Print the effective settings (defaults, then --config, then "
+               "flags) as a YAML config file, and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  absl::StatusOr<ckpt::server::ServerSettings> flags = server_flags.Resolve();
+  if (!flags.ok()) {
+    std::cerr << "ckpt-server: " << flags.status().message() << std::endl;
+    return 2;
+  }
+  if (print_config) {
+    std::cout << ckpt::server::ConfigYaml(*flags);
+    return 0;
+  }
+  if (health_probe) {
+    absl::Status probe = ckpt::server::RunHealthProbe(*flags, probe_service);
+    if (!probe.ok()) {
+      std::cout << "ckpt-server --health-probe: " << probe.message()
+                << std::endl;
+      return 1;
+    }
+    return 0;
+  }
+  if (flags->data_dir.empty()) {
+    std::cerr << "ckpt-server: no data directory: give --data-dir DIR (or "
+                 "data_dir in the --config file)"
+              << std::endl;
+    return 2;
   }
 
   // Block the signals before any thread exists so every thread (gRPC's
@@ -393,7 +381,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::Status status = ckpt::server::Run(flags, signals);
+  absl::Status status = ckpt::server::Run(*flags, signals);
   if (!status.ok()) {
     std::cerr << "ckpt-server: " << status.ToString() << std::endl;
     return 1;

@@ -137,6 +137,12 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
         options.tls.has_value() ? "invalid, or TLS settings refused?)"
                                 : "invalid?)"));
   }
+  // gRPC's health service knows only the server as a whole ("") until told
+  // of a service; probes ask about this one (NOT_SERVING from Shutdown on).
+  if (grpc::HealthCheckServiceInterface* health =
+          impl->server->GetHealthCheckService()) {
+    health->SetServingStatus(v1::CheckpointService::service_full_name(), true);
+  }
   return std::make_unique<CheckpointServer>(PrivateTag{}, std::move(impl));
 }
 

@@ -1,0 +1,299 @@
+#include "server/config/server_settings.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace ckpt::server {
+namespace {
+
+using S = ServerSettings;
+using T = SettingType;
+
+// Longest duration any setting takes: ten years, far beyond any sensible
+// value, and far below where absl::Duration or int64 seconds overflow.
+constexpr double kTenYears = 10.0 * 365 * 24 * 3600;
+
+// clang-format off
+const ServerSetting kRows[] = {
+  {"data_dir", "--data-dir", T::kString, &S::data_dir, "",
+   0, 0, "Directory of the RocksDB database (created if missing). Required"},
+  {"listen", "--listen", T::kString, &S::listen, "127.0.0.1:7070",
+   0, 0, "HOST:PORT to listen on; port 0 picks a free port, printed on "
+   "stdout"},
+  {"auth_tokens", "--auth-tokens", T::kString, &S::auth_tokens, "",
+   0, 0, "Token file: every call must then carry 'authorization: Bearer "
+   "<token>' with a token it lists. One line per token: SHA256_HEX_OF_TOKEN "
+   "PRINCIPAL ROLE SCOPE (role reader, writer, admin or operator; scope "
+   "tenant/, tenant/prefix, or * for an operator); # starts a comment. Only "
+   "the tokens' hashes are in it. Reloaded on SIGHUP (a bad file keeps the "
+   "tokens loaded before). Without it, only clients on this host are served, "
+   "each with full rights"},
+  {"insecure_allow_unauthenticated", "--insecure-allow-unauthenticated",
+   T::kBool, &S::insecure_allow_unauthenticated, "false",
+   0, 0, "Without --auth-tokens, serve clients on other hosts too, and listen "
+   "on any address: anyone who can reach the port may then read and delete "
+   "every checkpoint. For isolated networks and tests only"},
+  {"lease_check_interval_seconds", "--lease-check-interval", T::kSeconds,
+   &S::lease_check_interval_seconds, "5",
+   0.001, kTenYears, "Seconds between checks that abort pending checkpoints "
+   "whose lease expired"},
+  {"default_lease_seconds", "--default-lease-seconds", T::kInt,
+   &S::default_lease_seconds, "1800",
+   1, kTenYears, "Lease of a pending checkpoint when the client asks for "
+   "none; renewed by every BeginCheckpoint and CommitShard. At most "
+   "--max-lease-seconds"},
+  {"max_lease_seconds", "--max-lease-seconds", T::kInt, &S::max_lease_seconds,
+   "3600",
+   1, kTenYears, "Longest lease a client may ask for; a longer request is "
+   "refused (INVALID_ARGUMENT naming this cap). Renewals never extend a lease "
+   "past it, and a stored lease that reaches further (from an older server) "
+   "is cut to it, so every pending checkpoint ends and none holds back "
+   "garbage collection forever"},
+  {"gc_interval_seconds", "--gc-interval", T::kSeconds, &S::gc_interval_seconds,
+   "3600",
+   0, kTenYears, "Seconds between background garbage collections (deleting "
+   "chunks no checkpoint references); 0 turns them off (`ckpt gc` still runs "
+   "one on demand)"},
+  {"chunk_hold_seconds", "--chunk-hold-seconds", T::kInt,
+   &S::chunk_hold_seconds, "1800",
+   0, kTenYears, "How long garbage collection spares an unreferenced chunk "
+   "after a save last uploaded or asked about it: the longest a rank may take "
+   "from upload to commit"},
+  {"direct_io", "--direct-io", T::kBool, &S::direct_io, "true",
+   0, 0, "Read and write chunk files with O_DIRECT, bypassing the page cache "
+   "(true or false); ignored where the file system has no O_DIRECT, e.g. "
+   "tmpfs"},
+  {"shared_memory_reads", "--shared-memory-reads", T::kBool,
+   &S::shared_memory_reads, "true",
+   0, 0, "Let clients on this host restore through shared memory: the server "
+   "writes verified chunks straight into the client's memory instead of "
+   "sending them over the socket (true or false). The client passes its "
+   "memory file (a sealed memfd) to the server over a Unix socket with an "
+   "abstract random name; see docs/security.md"},
+  {"request_threads", "--request-threads", T::kInt, &S::request_threads, "0",
+   0, 4096, "Threads that do the work of client calls (saves, restores, "
+   "listings), so that the network threads never wait on hashing or the "
+   "disk; calls beyond them wait in line. 0: twice the machine's cores, at "
+   "least 4"},
+  {"maintenance_threads", "--maintenance-threads", T::kInt,
+   &S::maintenance_threads, "2",
+   1, 256, "Threads for garbage collection and verify calls, which may read "
+   "the whole store for minutes; kept apart so they never slow the other "
+   "calls. Further such calls wait in line"},
+  {"tls_cert", "--tls-cert", T::kString, &S::tls_cert, "",
+   0, 0, "Serve TLS only (plaintext clients fail at the handshake) with this "
+   "PEM certificate chain, the server's own certificate first; its "
+   "subjectAltName must name the host or IP address clients dial. Needs "
+   "--tls-key"},
+  {"tls_key", "--tls-key", T::kString, &S::tls_key, "",
+   0, 0, "The PEM private key (unencrypted) of --tls-cert; keep it readable "
+   "by the server's user only"},
+  {"tls_client_ca", "--tls-client-ca", T::kString, &S::tls_client_ca, "",
+   0, 0, "Mutual TLS: require every client to present a certificate issued "
+   "by a CA in this PEM file (needs --tls-cert)"},
+  {"shutdown_grace_seconds", "--shutdown-grace-seconds", T::kSeconds,
+   &S::shutdown_grace_seconds, "10",
+   0, 3600, "On SIGTERM or SIGINT: health turns NOT_SERVING and new calls are "
+   "refused (UNAVAILABLE) at once; calls in flight (uploads included) get "
+   "this long to finish, then are cancelled and the process exits. Should "
+   "the close still hang 10 s later (RocksDB behind a failed flush on a full "
+   "disk), the process exits with code 75 and an event=shutdown_stuck line; "
+   "every commit that returned is on disk"},
+  {"probe_tls_ca", "--probe-tls-ca", T::kString, &S::probe_tls_ca, "",
+   0, 0, "--health-probe of a TLS server: PEM CA certificates to verify the "
+   "server's certificate with"},
+  {"probe_tls_cert", "--probe-tls-cert", T::kString, &S::probe_tls_cert, "",
+   0, 0, "--health-probe of a mutual-TLS server: the probe's PEM client "
+   "certificate (needs --probe-tls-key)"},
+  {"probe_tls_key", "--probe-tls-key", T::kString, &S::probe_tls_key, "",
+   0, 0, "--health-probe: the PEM private key of --probe-tls-cert"},
+  {"probe_tls_server_name", "--probe-tls-server-name", T::kString,
+   &S::probe_tls_server_name, "",
+   0, 0, "--health-probe of a TLS server: the name its certificate must "
+   "carry, when not the host the probe dials (the --listen host, or "
+   "127.0.0.1 / ::1 for a wildcard address)"},
+};
+// clang-format on
+
+template <typename... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+std::string FormatDouble(double value) {
+  char buffer[64];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (error != std::errc()) return absl::StrCat(value);
+  return std::string(buffer, end);
+}
+
+absl::Status CheckRange(const ServerSetting& setting, double value,
+                        absl::string_view text) {
+  if (value >= setting.min && value <= setting.max) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", text, "' is out of range: must be from ",
+                   setting.type == T::kBytes
+                       ? FormatByteSize(static_cast<int64_t>(setting.min))
+                       : FormatDouble(setting.min),
+                   " to ",
+                   setting.type == T::kBytes
+                       ? FormatByteSize(static_cast<int64_t>(setting.max))
+                       : FormatDouble(setting.max)));
+}
+
+absl::Status ParseWholeNumber(absl::string_view text, int64_t* value) {
+  absl::string_view digits = text;
+  if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) {
+    digits.remove_prefix(1);
+  }
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
+        return absl::ascii_isdigit(c);
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a whole number"));
+  }
+  if (!absl::SimpleAtoi(text, value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is out of range"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ServerSettings::ServerSettings() {
+  for (const ServerSetting& setting : ServerSettingTable()) {
+    absl::Status status =
+        ParseServerSetting(setting, setting.default_value, this);
+    // A wrong default is a programming error, caught by every test.
+    if (!status.ok()) std::abort();
+  }
+}
+
+std::span<const ServerSetting> ServerSettingTable() { return kRows; }
+
+const ServerSetting* FindServerSetting(absl::string_view key) {
+  for (const ServerSetting& setting : kRows) {
+    if (key == setting.key) return &setting;
+  }
+  return nullptr;
+}
+
+absl::Status ParseServerSetting(const ServerSetting& setting,
+                                absl::string_view text,
+                                ServerSettings* settings) {
+  switch (setting.type) {
+    case T::kString:
+      settings->*std::get<std::string S::*>(setting.field) = std::string(text);
+      return absl::OkStatus();
+    case T::kBool:
+      if (absl::EqualsIgnoreCase(text, "true")) {
+        settings->*std::get<bool S::*>(setting.field) = true;
+      } else if (absl::EqualsIgnoreCase(text, "false")) {
+        settings->*std::get<bool S::*>(setting.field) = false;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", text, "' is not true or false"));
+      }
+      return absl::OkStatus();
+    case T::kInt:
+    case T::kBytes: {
+      int64_t value = 0;
+      CKPT_RETURN_IF_ERROR(setting.type == T::kInt
+                               ? ParseWholeNumber(text, &value)
+                               : ParseByteSize(text, &value));
+      CKPT_RETURN_IF_ERROR(
+          CheckRange(setting, static_cast<double>(value), text));
+      settings->*std::get<int64_t S::*>(setting.field) = value;
+      return absl::OkStatus();
+    }
+    case T::kSeconds: {
+      double value = 0;
+      if (text.empty() || !absl::SimpleAtod(text, &value) ||
+          !std::isfinite(value) ||
+          !(absl::ascii_isdigit(text.front()) || text.front() == '-' ||
+            text.front() == '+' || text.front() == '.')) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", text, "' is not a number of seconds"));
+      }
+      CKPT_RETURN_IF_ERROR(CheckRange(setting, value, text));
+      settings->*std::get<double S::*>(setting.field) = value;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unknown setting type");
+}
+
+std::string FormatServerSetting(const ServerSetting& setting,
+                                const ServerSettings& settings) {
+  if (setting.type == T::kBytes) {
+    return FormatByteSize(settings.*std::get<int64_t S::*>(setting.field));
+  }
+  return std::visit(
+      Overloaded{
+          [&](std::string S::*field) { return settings.*field; },
+          [&](bool S::*field) {
+            return std::string(settings.*field ? "true" : "false");
+          },
+          [&](int64_t S::*field) { return absl::StrCat(settings.*field); },
+          [&](double S::*field) { return FormatDouble(settings.*field); }},
+      setting.field);
+}
+
+absl::Status ParseByteSize(absl::string_view text, int64_t* bytes) {
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
+  if (digits == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text,
+        "' is not a byte size (a whole number, optionally with a unit K, M, "
+        "G, T or P: powers of 1024)"));
+  }
+  absl::string_view unit = text.substr(digits);
+  int shift = 0;
+  if (!unit.empty()) {
+    static constexpr char kUnits[] = "KMGTP";
+    const char* found =
+        std::char_traits<char>::find(kUnits, 5, absl::ascii_toupper(unit[0]));
+    absl::string_view rest = unit.substr(1);
+    if (found == nullptr || !(rest.empty() || rest == "i" || rest == "iB")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", text, "': unknown unit '", unit,
+          "' (use K, M, G, T or P, optionally with i or iB: powers of 1024; "
+          "KB, MB... are refused as ambiguous)"));
+    }
+    shift = 10 * static_cast<int>(found - kUnits + 1);
+  }
+  uint64_t number = 0;
+  if (!absl::SimpleAtoi(text.substr(0, digits), &number) ||
+      number > (uint64_t{std::numeric_limits<int64_t>::max()} >> shift)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is too large"));
+  }
+  *bytes = static_cast<int64_t>(number << shift);
+  return absl::OkStatus();
+}
+
+std::string FormatByteSize(int64_t bytes) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes <= 0) return absl::StrCat(bytes);
+  int unit = -1;
+  while (unit + 1 < 5 && bytes % (int64_t{1} << (10 * (unit + 2))) == 0) {
+    ++unit;
+  }
+  if (unit < 0) return absl::StrCat(bytes);
+  return absl::StrCat(bytes >> (10 * (unit + 1)), kUnits[unit]);
+}
+
+}  // namespace ckpt::server

@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler librocksdb-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libxxhash-dev libzstd-dev
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev prometheus-cpp-dev
   clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest python3-grpcio python3-grpc-tools openssl

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -34,6 +35,8 @@
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
 #include "server/auth/authenticator.h"
+#include "server/observability/metrics.h"
+#include "server/observability/prometheus_metrics.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
 #include "server/storage/rocksdb_store.h"
@@ -58,6 +61,8 @@ struct Flags {
   std::string tls_client_ca;
   std::string auth_tokens;
   bool insecure_allow_unauthenticated = false;
+  std::string log_level = "info";
+  std::string metrics_listen;
 };
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
@@ -173,13 +178,14 @@ class Periodic {
   std::thread thread_;  // last: starts once stop_ exists
 };
 
-void ExpireLeases(CheckpointService* service) {
+void ExpireLeases(CheckpointService* service, Metrics* metrics) {
   absl::StatusOr<int> expired = service->ExpireLeases();
+  if (expired.ok() && *expired > 0) metrics->LeasesExpired(*expired);
   if (!expired.ok()) {
-    CKPT_LOG(Warning, "lease expiry failed: ", expired.status().ToString());
+    CKPT_EVENT(Warning, "lease_expiry_failed",
+               {"msg", expired.status().ToString()});
   } else if (*expired > 0) {
-    CKPT_LOG(Info, "aborted ", *expired,
-             " pending checkpoint(s) whose lease expired");
+    CKPT_EVENT(Info, "leases_expired", {"aborted", *expired});
   }
 }
 
@@ -202,14 +208,31 @@ void ReloadTokens(Authenticator& authenticator) {
 }
 
 // The collection logs its own summary.
-void CollectGarbage(CheckpointService* service) {
+void CollectGarbage(CheckpointService* service, Metrics* metrics) {
   absl::StatusOr<GcReport> report = service->CollectGarbage({});
+  metrics->GcFinished(report.ok(), report.ok() ? report->chunks_deleted : 0,
+                      report.ok() ? report->bytes_deleted : 0);
   if (!report.ok()) {
     CKPT_LOG(Warning, "background gc failed: ", report.status().ToString());
   }
 }
 
+const char* SignalName(int signal_number) {
+  switch (signal_number) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "other";
+  }
+}
+
 absl::Status Run(const Flags& flags, const sigset_t& signals) {
+  CKPT_EVENT(Info, "starting", {"data_dir", flags.data_dir},
+             {"listen", flags.listen}, {"pid", ::getpid()});
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
@@ -225,6 +248,29 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
                         RocksDbStore::Open(flags.data_dir, store_options));
   CheckpointService service(store.get(), store.get(), RealClock::Get(),
                             service_options);
+  std::unique_ptr<PrometheusMetrics> prometheus;
+  Metrics* metrics = NoMetrics();
+  if (!flags.metrics_listen.empty()) {
+    PrometheusOptions metrics_options;
+    metrics_options.listen_address = flags.metrics_listen;
+    metrics_options.data_dir = flags.data_dir;
+    metrics_options.store_property = [&store](const std::string& name) {
+      return store->IntProperty(name);
+    };
+    absl::StatusOr<std::unique_ptr<PrometheusMetrics>> started =
+        PrometheusMetrics::Start(std::move(metrics_options));
+    if (!started.ok()) {
+      return absl::Status(
+          started.status().code(),
+          absl::StrCat("--metrics-listen ", flags.metrics_listen, ": ",
+                       started.status().message()));
+    }
+    prometheus = *std::move(started);
+    metrics = prometheus.get();
+    CKPT_EVENT(Info, "metrics_listening",
+               {"address", absl::StrCat(HostOf(flags.metrics_listen), ":",
+                                        prometheus->port())});
+  }
 
   ServerOptions server_options;
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
@@ -233,41 +279,55 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   server_options.listen_address = flags.listen;
   server_options.tls = std::move(tls);
   server_options.authenticator = authenticator.get();
-  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
-                        CheckpointServer::Start(server_options, &service));
+  server_options.metrics = metrics;
+  absl::StatusOr<std::unique_ptr<CheckpointServer>> started =
+      CheckpointServer::Start(server_options, &service);
+  if (!started.ok()) {
+    return absl::Status(started.status().code(),
+                        absl::StrCat("--listen ", flags.listen, ": ",
+                                     started.status().message()));
+  }
+  std::unique_ptr<CheckpointServer> server = *std::move(started);
 
   std::optional<Periodic> lease_reaper;
-  lease_reaper.emplace(absl::Seconds(flags.lease_check_interval_seconds),
-                       [&service] { ExpireLeases(&service); });
+  lease_reaper.emplace(
+      absl::Seconds(flags.lease_check_interval_seconds),
+      [&service, metrics] { ExpireLeases(&service, metrics); });
   std::optional<Periodic> collector;
   if (flags.gc_interval_seconds > 0) {
-    collector.emplace(absl::Seconds(flags.gc_interval_seconds),
-                      [&service] { CollectGarbage(&service); });
+    collector.emplace(
+        absl::Seconds(flags.gc_interval_seconds),
+        [&service, metrics] { CollectGarbage(&service, metrics); });
   }
 
   const std::string address =
       absl::StrCat(HostOf(flags.listen), ":", server->port());
-  CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address, " with ",
-           RequestThreads(server_options), " request and ",
-           server_options.maintenance_threads, " maintenance threads; ",
-           TransportSecurity(server_options.tls));
+  CKPT_EVENT(Info, "listening", {"address", address},
+             {"data_dir", flags.data_dir},
+             {"request_threads", RequestThreads(server_options)},
+             {"maintenance_threads", server_options.maintenance_threads},
+             {"transport", TransportSecurity(server_options.tls)});
   std::cout << "ckpt-server listening on " << address << std::endl;
 
   // The signals are blocked in every thread (see main), so they stay pending
   // until this sigwait takes one: no work ever runs in a signal handler.
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    CKPT_EVENT(Info, "signal", {"signal", "SIGHUP"}, {"action", "reload"});
     ReloadTokens(*authenticator);
   }
-  CKPT_LOG(Info, "received signal ", signal_number, ", shutting down");
+  CKPT_EVENT(Info, "signal", {"signal", SignalName(signal_number)},
+             {"action", "shutdown"});
 
   server->Shutdown(absl::Now() + absl::Seconds(10));
   server->Wait();
   collector.reset();  // waits for a collection in progress
   lease_reaper.reset();
   server.reset();
+  // Scrapes read the store's properties: stop them before it closes.
+  if (prometheus != nullptr) prometheus->StopServing();
   store.reset();  // flushes and closes the database
-  CKPT_LOG(Info, "shut down cleanly");
+  CKPT_EVENT(Info, "shutdown", {"result", "clean"});
   return absl::OkStatus();
 }
 
@@ -378,11 +438,28 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", flags.tls_client_ca,
                  "Mutual TLS: require every client to present a certificate "
                  "issued by a CA in this PEM file (needs --tls-cert)");
+  app.add_option(
+      "--metrics-listen", flags.metrics_listen,
+      "HOST:PORT to serve Prometheus metrics on, at /metrics over plain "
+      "HTTP (port 0 picks a free port, logged as event=metrics_listening); "
+      "empty: no metrics endpoint. The metrics name tenants but hold no "
+      "checkpoint data; keep the port on a trusted network "
+      "(docs/operations.md lists every metric)");
+  app.add_option("--log-level", flags.log_level,
+                 "Least severe log lines written to stderr: debug, info, "
+                 "warning or error. Every line is logfmt (ts=... level=... "
+                 "event=... key=value; see docs/operations.md); debug adds "
+                 "a line per successful call and gRPC core's own lines")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  ckpt::LogLevel level = ckpt::LogLevel::kInfo;
+  ckpt::ParseLogLevel(flags.log_level, &level);
+  ckpt::SetMinLogLevel(level);
 
   // Block the signals before any thread exists so every thread (gRPC's
   // included) inherits the mask and only sigwait receives them.
@@ -395,7 +472,10 @@ int main(int argc, char** argv) {
 
   absl::Status status = ckpt::server::Run(flags, signals);
   if (!status.ok()) {
-    std::cerr << "ckpt-server: " << status.ToString() << std::endl;
+    // Always written, whatever --log-level says.
+    ckpt::LogEvent(ckpt::LogLevel::kError, "start_failed",
+                   {{"code", absl::StatusCodeToString(status.code())},
+                    {"msg", status.message()}});
     return 1;
   }
   return 0;

@@ -26,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/logfmt.h"
+#include "tests/testing/metrics_scrape.h"
 #include "tests/testing/raw_calls.h"
 #include "tests/testing/real_server_test.h"
 #include "tests/testing/server_process.h"
@@ -61,54 +62,6 @@ void ExpectAllLogfmt(const std::vector<LogLine>& lines) {
     EXPECT_EQ(line.count("level"), 1u);
     EXPECT_EQ(line.count("event"), 1u);
   }
-}
-
-// GET /metrics from 127.0.0.1:port over a plain socket: the body.
-std::string Scrape(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
-      0) {
-    const std::string request =
-        "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[65536];
-      ssize_t n;
-      while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) {
-        response.append(buffer, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
-}
-
-// The value of the sample of `name` whose labels include every one of
-// `labels` (each `key="value"`); -1 when there is none.
-double Sample(const std::string& metrics, absl::string_view name,
-              const std::vector<std::string>& labels = {}) {
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos) continue;
-    absl::string_view series = line.substr(0, space);
-    absl::string_view series_name = series.substr(0, series.find('{'));
-    if (series_name != name) continue;
-    bool all = true;
-    for (const std::string& label : labels) {
-      all = all && series.find(label) != absl::string_view::npos;
-    }
-    double value = 0;
-    if (all && absl::SimpleAtod(line.substr(space + 1), &value)) return value;
-  }
-  return -1;
 }
 
 // Polls `done` every 50 ms for up to 15 s.
@@ -321,6 +274,20 @@ TEST_F(ObservabilityTest, APortInUseGivesOneClearLine) {
   EXPECT_THAT(lines[0].at("msg"),
               HasSubstr(absl::StrCat("--listen ", first->address())));
   EXPECT_THAT(lines[0].at("msg"), HasSubstr("in use"));
+
+  // The same for the metrics port: one line naming --metrics-listen.
+  const int metrics_status = std::system(
+      absl::StrCat(BuiltBinary("server/rpc/ckpt-server"), " --data-dir ",
+                   Path("db3"), " --metrics-listen ", first->address(),
+                   " --log-level warning >/dev/null 2>", log)
+          .c_str());
+  ASSERT_TRUE(WIFEXITED(metrics_status));
+  EXPECT_EQ(WEXITSTATUS(metrics_status), 1);
+  const std::vector<LogLine> metrics_lines = ParseLog(ReadWholeFile(log));
+  ASSERT_EQ(metrics_lines.size(), 1u) << ReadWholeFile(log);
+  EXPECT_EQ(metrics_lines[0].at("event"), "start_failed");
+  EXPECT_THAT(metrics_lines[0].at("msg"),
+              HasSubstr(absl::StrCat("--metrics-listen ", first->address())));
   ASSERT_TRUE(first->Stop().ok());
 }
 

@@ -21,8 +21,8 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 void SetMinLogLevel(LogLevel level);
 // Whether a line at `level` would be written.
 bool LogEnabled(LogLevel level);
-// "debug", "info", "warning" or "error"; INVALID_ARGUMENT-style false for
-// anything else.
+// Parses "debug", "info", "warning" or "error" into `level`; false (and
+// `level` unchanged) for anything else.
 bool ParseLogLevel(absl::string_view text, LogLevel* level);
 absl::string_view LogLevelName(LogLevel level);
 

@@ -2,8 +2,8 @@
 // it ends, whatever its kind (unary or streaming) and wherever it failed
 // (refused by auth, by a check, while draining, or by the service). It is a
 // gRPC server interceptor: it times each call, reports it to the metrics
-// (RpcObserver), and logs every call that ends with a status other than OK
-// as one line:
+// (Metrics::RpcFinished, and the stream gauges), and logs every call that
+// ends with a status other than OK as one line:
 //   event=rpc_failed code=NOT_FOUND method=GetManifest tenant=... job=...
 //   principal=... peer=... millis=... msg="..."
 // The handlers tell it what only they know (the principal once

@@ -12,7 +12,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev
   protobuf-compiler librocksdb-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libxxhash-dev libzstd-dev
-  libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
+  libcli11-dev nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev
   clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest python3-grpcio python3-grpc-tools openssl
@@ -22,7 +22,8 @@ PACKAGES=(
 # dependencies come with them.
 RUNTIME_PACKAGES=(
   libgrpc++1.51 libgrpc29 libprotobuf32 librocksdb7.8 libabsl20220623
-  libssl3 libxxhash0 libzstd1 libyaml-cpp0.7
+  libssl3 libxxhash0 libzstd1 libyaml-cpp0.7 libprometheus-cpp-core1.0
+  libprometheus-cpp-pull1.0
 )
 
 if [ "${1:-}" = "--runtime" ]; then

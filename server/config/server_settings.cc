@@ -108,6 +108,17 @@ const ServerSetting kRows[] = {
    "the close still hang 10 s later (RocksDB behind a failed flush on a full "
    "disk), the process exits with code 75 and an event=shutdown_stuck line; "
    "every commit that returned is on disk"},
+  {"metrics_listen", "--metrics-listen", T::kString, &S::metrics_listen, "",
+   0, 0, "HOST:PORT to serve Prometheus metrics on, at /metrics over plain "
+   "HTTP (port 0 picks a free port, logged as event=metrics_listening); "
+   "empty: no metrics endpoint. The metrics name tenants but hold no "
+   "checkpoint data; keep the port on a trusted network "
+   "(docs/operations.md lists every metric)"},
+  {"log_level", "--log-level", T::kString, &S::log_level, "info",
+   0, 0, "Least severe log lines written to stderr: debug, info, warning or "
+   "error. Every line is logfmt (ts=... level=... event=... key=value; see "
+   "docs/operations.md); debug adds a line per successful call and gRPC "
+   "core's own lines"},
   {"probe_tls_ca", "--probe-tls-ca", T::kString, &S::probe_tls_ca, "",
    0, 0, "--health-probe of a TLS server: PEM CA certificates to verify the "
    "server's certificate with"},

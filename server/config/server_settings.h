@@ -41,6 +41,8 @@ struct ServerSettings {
   std::string tls_key;
   std::string tls_client_ca;
   double shutdown_grace_seconds;
+  std::string metrics_listen;
+  std::string log_level;
   // How `ckpt-server --health-probe` reaches a TLS server.
   std::string probe_tls_ca;
   std::string probe_tls_cert;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/rpc/call_log.h"
 #include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
@@ -22,12 +23,14 @@ absl::StatusOr<Principal> Admit(const Authenticator& authenticator,
                                 const grpc::CallbackServerContext& context,
                                 absl::string_view rpc, Role needed,
                                 std::optional<absl::string_view> job) {
+  if (job.has_value()) NoteJob(context, *job);
   absl::StatusOr<Principal> principal =
       authenticator.Authenticate(CredentialsOf(context));
   if (!principal.ok()) {
     return absl::Status(principal.status().code(),
                         absl::StrCat(rpc, ": ", principal.status().message()));
   }
+  NoteCaller(context, principal->name);
   CKPT_RETURN_IF_ERROR(job.has_value()
                            ? AuthorizeJob(*principal, rpc, needed, *job)
                            : AuthorizeRole(*principal, rpc, needed));

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/chunk_id.h"
 #include "common/grpc_status.h"
+#include "common/manifest.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 #include "server/rpc/call_auth.h"
@@ -55,18 +56,17 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
   return reactor;
 }
 
-GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
-                                             const Authenticator* authenticator,
-                                             StreamLimits limits,
-                                             Executor* requests,
-                                             Executor* maintenance,
-                                             SharedFileSocket* shared_files)
+GrpcCheckpointService::GrpcCheckpointService(
+    CheckpointService* service, const Authenticator* authenticator,
+    StreamLimits limits, Executor* requests, Executor* maintenance,
+    SharedFileSocket* shared_files, Metrics* metrics)
     : service_(service),
       authenticator_(authenticator),
       limits_(limits),
       requests_(requests),
       maintenance_(maintenance),
-      shared_files_(limits.shared_file_reads ? shared_files : nullptr) {}
+      shared_files_(limits.shared_file_reads ? shared_files : nullptr),
+      metrics_(metrics != nullptr ? metrics : NoMetrics()) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -141,7 +141,7 @@ grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
           : ShuttingDown("PutChunks");
   // Owned by gRPC until OnDone deletes it (callback API contract).
   return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
-                              std::move(caller), response);
+                              std::move(caller), response, metrics_);
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
@@ -161,6 +161,12 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(
         CommitResult result,
         service_->CommitShard(request->job(), request->step(),
                               request->world_size(), *shard, ActorOf(who)));
+    if (result.checkpoint_committed) {
+      // This rank completed the checkpoint: it was the slowest.
+      metrics_->CheckpointCommitted(
+          TenantOf(request->job()), shard->rank,
+          result.record.commit_time - result.record.create_time);
+    }
     ToProto(result.record, response->mutable_checkpoint());
     response->set_checkpoint_committed(result.checkpoint_committed);
     return absl::OkStatus();
@@ -177,8 +183,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::AbortCheckpoint(
                                                Role::kWriter, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
-    return service_->AbortCheckpoint(request->job(), request->step(),
-                                     request->reason(), ActorOf(who));
+    CKPT_RETURN_IF_ERROR(service_->AbortCheckpoint(
+        request->job(), request->step(), request->reason(), ActorOf(who)));
+    metrics_->CheckpointAborted(TenantOf(request->job()), AbortCause::kClient);
+    return absl::OkStatus();
   });
 }
 
@@ -536,9 +544,15 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
                                           "CollectGarbage", Role::kOperator));
                  GcOptions options;
                  options.dry_run = request->dry_run();
-                 CKPT_ASSIGN_OR_RETURN(
-                     GcReport report,
-                     service_->CollectGarbage(options, ActorOf(who)));
+                 absl::StatusOr<GcReport> collected =
+                     service_->CollectGarbage(options, ActorOf(who));
+                 if (!options.dry_run) {
+                   metrics_->GcFinished(
+                       collected.ok(),
+                       collected.ok() ? collected->chunks_deleted : 0,
+                       collected.ok() ? collected->bytes_deleted : 0);
+                 }
+                 CKPT_ASSIGN_OR_RETURN(GcReport report, std::move(collected));
                  ToProto(report, response);
                  return absl::OkStatus();
                });
@@ -567,7 +581,8 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
     return absl::OkStatus();
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor = new VerifyReactor(context, service_, maintenance_, &calls_);
+  auto* reactor =
+      new VerifyReactor(context, service_, maintenance_, &calls_, metrics_);
   reactor->Start(refusal, FromProto(*request), std::move(scope));
   return reactor;
 }

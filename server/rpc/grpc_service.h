@@ -24,6 +24,7 @@
 
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/auth/authenticator.h"
+#include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/shared_file_socket.h"
@@ -45,7 +46,8 @@ class GrpcCheckpointService final
   GrpcCheckpointService(CheckpointService* service,
                         const Authenticator* authenticator, StreamLimits limits,
                         Executor* requests, Executor* maintenance,
-                        SharedFileSocket* shared_files = nullptr);
+                        SharedFileSocket* shared_files = nullptr,
+                        Metrics* metrics = nullptr);
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
       grpc::CallbackServerContext* context,
@@ -177,6 +179,7 @@ class GrpcCheckpointService final
   Executor* const requests_;
   Executor* const maintenance_;
   SharedFileSocket* const shared_files_;  // null: same-host restores off
+  Metrics* const metrics_;                // never null (NoMetrics())
   CallCounter calls_;
 };
 

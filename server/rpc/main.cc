@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -42,6 +43,8 @@
 #include "server/config/config_file.h"
 #include "server/config/server_flags.h"
 #include "server/config/server_settings.h"
+#include "server/observability/metrics.h"
+#include "server/observability/prometheus_metrics.h"
 #include "server/rpc/health_probe.h"
 #include "server/rpc/server.h"
 #include "server/rpc/shutdown_watchdog.h"
@@ -169,13 +172,14 @@ class Periodic {
   std::thread thread_;  // last: starts once stop_ exists
 };
 
-void ExpireLeases(CheckpointService* service) {
+void ExpireLeases(CheckpointService* service, Metrics* metrics) {
   absl::StatusOr<int> expired = service->ExpireLeases();
+  if (expired.ok() && *expired > 0) metrics->LeasesExpired(*expired);
   if (!expired.ok()) {
-    CKPT_LOG(Warning, "lease expiry failed: ", expired.status().ToString());
+    CKPT_EVENT(Warning, "lease_expiry_failed",
+               {"msg", expired.status().ToString()});
   } else if (*expired > 0) {
-    CKPT_LOG(Info, "aborted ", *expired,
-             " pending checkpoint(s) whose lease expired");
+    CKPT_EVENT(Info, "leases_expired", {"aborted", *expired});
   }
 }
 
@@ -198,14 +202,31 @@ void ReloadTokens(Authenticator& authenticator) {
 }
 
 // The collection logs its own summary.
-void CollectGarbage(CheckpointService* service) {
+void CollectGarbage(CheckpointService* service, Metrics* metrics) {
   absl::StatusOr<GcReport> report = service->CollectGarbage({});
+  metrics->GcFinished(report.ok(), report.ok() ? report->chunks_deleted : 0,
+                      report.ok() ? report->bytes_deleted : 0);
   if (!report.ok()) {
     CKPT_LOG(Warning, "background gc failed: ", report.status().ToString());
   }
 }
 
+const char* SignalName(int signal_number) {
+  switch (signal_number) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "other";
+  }
+}
+
 absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
+  CKPT_EVENT(Info, "starting", {"data_dir", flags.data_dir},
+             {"listen", flags.listen}, {"pid", ::getpid()});
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
@@ -221,6 +242,29 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
                         RocksDbStore::Open(flags.data_dir, store_options));
   CheckpointService service(store.get(), store.get(), RealClock::Get(),
                             service_options);
+  std::unique_ptr<PrometheusMetrics> prometheus;
+  Metrics* metrics = NoMetrics();
+  if (!flags.metrics_listen.empty()) {
+    PrometheusOptions metrics_options;
+    metrics_options.listen_address = flags.metrics_listen;
+    metrics_options.data_dir = flags.data_dir;
+    metrics_options.store_property = [&store](const std::string& name) {
+      return store->IntProperty(name);
+    };
+    absl::StatusOr<std::unique_ptr<PrometheusMetrics>> started =
+        PrometheusMetrics::Start(std::move(metrics_options));
+    if (!started.ok()) {
+      return absl::Status(
+          started.status().code(),
+          absl::StrCat("--metrics-listen ", flags.metrics_listen, ": ",
+                       started.status().message()));
+    }
+    prometheus = *std::move(started);
+    metrics = prometheus.get();
+    CKPT_EVENT(Info, "metrics_listening",
+               {"address", absl::StrCat(HostOf(flags.metrics_listen), ":",
+                                        prometheus->port())});
+  }
 
   ServerOptions server_options;
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
@@ -230,38 +274,50 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   server_options.listen_address = flags.listen;
   server_options.tls = std::move(tls);
   server_options.authenticator = authenticator.get();
-  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointServer> server,
-                        CheckpointServer::Start(server_options, &service));
+  server_options.metrics = metrics;
+  absl::StatusOr<std::unique_ptr<CheckpointServer>> started =
+      CheckpointServer::Start(server_options, &service);
+  if (!started.ok()) {
+    return absl::Status(started.status().code(),
+                        absl::StrCat("--listen ", flags.listen, ": ",
+                                     started.status().message()));
+  }
+  std::unique_ptr<CheckpointServer> server = *std::move(started);
 
   std::optional<Periodic> lease_reaper;
-  lease_reaper.emplace(absl::Seconds(flags.lease_check_interval_seconds),
-                       [&service] { ExpireLeases(&service); });
+  lease_reaper.emplace(
+      absl::Seconds(flags.lease_check_interval_seconds),
+      [&service, metrics] { ExpireLeases(&service, metrics); });
   std::optional<Periodic> collector;
   if (flags.gc_interval_seconds > 0) {
-    collector.emplace(absl::Seconds(flags.gc_interval_seconds),
-                      [&service] { CollectGarbage(&service); });
+    collector.emplace(
+        absl::Seconds(flags.gc_interval_seconds),
+        [&service, metrics] { CollectGarbage(&service, metrics); });
   }
 
   const std::string address =
       absl::StrCat(HostOf(flags.listen), ":", server->port());
-  CKPT_LOG(Info, "serving data dir ", flags.data_dir, " on ", address, " with ",
-           RequestThreads(server_options), " request and ",
-           server_options.maintenance_threads, " maintenance threads; ",
-           TransportSecurity(server_options.tls));
+  CKPT_EVENT(Info, "listening", {"address", address},
+             {"data_dir", flags.data_dir},
+             {"request_threads", RequestThreads(server_options)},
+             {"maintenance_threads", server_options.maintenance_threads},
+             {"transport", TransportSecurity(server_options.tls)});
   std::cout << "ckpt-server listening on " << address << std::endl;
 
   // The signals are blocked in every thread (see main), so they stay pending
   // until this sigwait takes one: no work ever runs in a signal handler.
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    CKPT_EVENT(Info, "signal", {"signal", "SIGHUP"}, {"action", "reload"});
     ReloadTokens(*authenticator);
   }
+  CKPT_EVENT(Info, "signal", {"signal", SignalName(signal_number)},
+             {"action", "shutdown"});
   // From here the process ends within the grace plus kShutdownStuckAfter,
   // cleanly or through the watchdog.
   const absl::Duration grace = absl::Seconds(flags.shutdown_grace_seconds);
-  CKPT_LOG(Info, "received signal ", signal_number,
-           ", shutting down: calls in flight have ",
-           absl::FormatDuration(grace), " to finish");
+  CKPT_EVENT(Info, "draining", {"step", "draining_calls"},
+             {"grace", absl::FormatDuration(grace)});
   ShutdownWatchdog watchdog(grace + kShutdownStuckAfter, "draining_calls");
   server->Shutdown(absl::Now() + grace);
   server->Wait();
@@ -270,8 +326,10 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   lease_reaper.reset();
   server.reset();
   watchdog.SetStep("closing_store");
+  // Scrapes read the store's properties: stop them before it closes.
+  if (prometheus != nullptr) prometheus->StopServing();
   store.reset();  // flushes and closes the database
-  CKPT_LOG(Info, "shut down cleanly");
+  CKPT_EVENT(Info, "shutdown", {"result", "clean"});
   return absl::OkStatus();
 }
 
@@ -352,6 +410,13 @@ int main(int argc, char** argv) {
     std::cerr << "ckpt-server: " << flags.status().message() << std::endl;
     return 2;
   }
+  ckpt::LogLevel level = ckpt::LogLevel::kInfo;
+  if (!ckpt::ParseLogLevel(flags->log_level, &level)) {
+    std::cerr << "ckpt-server: --log-level " << flags->log_level
+              << ": not debug, info, warning or error" << std::endl;
+    return 2;
+  }
+  ckpt::SetMinLogLevel(level);
   if (print_config) {
     std::cout << ckpt::server::ConfigYaml(*flags);
     return 0;
@@ -383,7 +448,10 @@ int main(int argc, char** argv) {
 
   absl::Status status = ckpt::server::Run(*flags, signals);
   if (!status.ok()) {
-    std::cerr << "ckpt-server: " << status.ToString() << std::endl;
+    // Always written, whatever --log-level says.
+    ckpt::LogEvent(ckpt::LogLevel::kError, "start_failed",
+                   {{"code", absl::StatusCodeToString(status.code())},
+                    {"msg", status.message()}});
     return 1;
   }
   return 0;

@@ -7,9 +7,11 @@
 #include "common/chunking.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/manifest.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
 #include "server/auth/authorize.h"
+#include "server/rpc/call_log.h"
 #include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
@@ -22,10 +24,12 @@ PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
                                    const StreamLimits& limits,
                                    Executor* executor, CallCounter* calls,
                                    absl::StatusOr<Principal> caller,
-                                   v1::PutChunksResponse* response)
+                                   v1::PutChunksResponse* response,
+                                   Metrics* metrics)
     : context_(context),
       service_(service),
       limits_(limits),
+      metrics_(metrics),
       executor_(executor),
       calls_(calls),
       response_(response) {
@@ -142,6 +146,7 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
     if (request.job().empty()) {
       return InvalidRequest(kRpc, "the first message must name the job");
     }
+    NoteJob(*context_, request.job());
     CKPT_RETURN_IF_ERROR(
         AuthorizeJob(caller_, kRpc, Role::kWriter, request.job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
@@ -183,6 +188,7 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
     ++chunks_received_;
     bytes_received_ += data.size();
     CKPT_ASSIGN_OR_RETURN(bool is_new, service_->PutChunk(job_, *id, data));
+    metrics_->ChunkReceived(TenantOf(job_), data.size(), is_new);
     if (is_new) {
       ++chunks_stored_;
       bytes_stored_ += data.size();

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/auth/principal.h"
+#include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
@@ -50,7 +51,7 @@ class PutChunksReactor final
                    CheckpointService* service, const StreamLimits& limits,
                    Executor* executor, CallCounter* calls,
                    absl::StatusOr<Principal> caller,
-                   v1::PutChunksResponse* response);
+                   v1::PutChunksResponse* response, Metrics* metrics);
 
   void OnReadDone(bool ok) override;
   // Cancellation makes the outstanding read fail, which finishes the call
@@ -78,6 +79,7 @@ class PutChunksReactor final
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
   const StreamLimits limits_;
+  Metrics* const metrics_;
   Executor* const executor_;
   CallCounter* const calls_;
   v1::PutChunksResponse* const response_;

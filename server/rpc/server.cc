@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "server/rpc/call_log.h"
+#include "server/rpc/grpc_core_log.h"
 #include "server/rpc/grpc_service.h"
 #include "server/rpc/shared_file_socket.h"
 #include "server/service/shared_file_registry.h"
@@ -87,7 +90,7 @@ struct CheckpointServer::Impl {
                      options.authenticator != nullptr ? options.authenticator
                                                       : loopback_only.get(),
                      options.limits, &requests, &maintenance,
-                     shared_file_socket.get()) {}
+                     shared_file_socket.get(), options.metrics) {}
 
   // The authenticator when the options give none.
   std::unique_ptr<Authenticator> loopback_only;
@@ -130,7 +133,18 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   builder.RegisterService(&impl->grpc_service);
-  impl->server = builder.BuildAndStart();
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(MakeCallLogFactory(options.metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  RouteGrpcCoreLogs();
+  {
+    // A port in use makes gRPC core log its own error first; the status
+    // below says it once, naming the address.
+    QuietGrpcCoreErrors quiet;
+    impl->server = builder.BuildAndStart();
+  }
   if (impl->server == nullptr || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on '", options.listen_address, "' (address in use or ",

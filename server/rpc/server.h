@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/auth/authenticator.h"
+#include "server/observability/metrics.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
 
@@ -59,6 +60,10 @@ struct ServerOptions {
   // calls than threads wait in line; at least 1. Default: 2 (a collection
   // and a verify at once; two collections never run together anyway).
   int maintenance_threads = 2;
+  // Where calls are counted (server/observability/metrics.h); must outlive
+  // the server. Every call that fails is logged either way (call_log.h).
+  // Default: nullptr (counted nowhere).
+  Metrics* metrics = nullptr;
 };
 
 // Whether a listening address (HOST:PORT, [IPV6]:PORT, unix:PATH) can be

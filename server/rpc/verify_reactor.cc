@@ -63,6 +63,8 @@ void VerifyReactor::Run(const VerifyOptions& options, const JobScope& scope) {
 }
 
 absl::Status VerifyReactor::Send(const VerifyProgress& progress) {
+  metrics_->VerifyProgressed(progress.chunks_done, progress.chunks_total,
+                             progress.bytes_done, progress.bytes_total);
   const absl::Time now = absl::Now();
   {
     absl::MutexLock lock(&mu_);

@@ -16,6 +16,7 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "common/job_scope.h"
 #include "common/verify.h"
+#include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/service/checkpoint_service.h"
@@ -40,9 +41,10 @@ class VerifyReactor final
   // `calls` has counted this call in. All pointers outlive the call.
   VerifyReactor(grpc::CallbackServerContext* context,
                 CheckpointService* service, Executor* executor,
-                CallCounter* calls)
+                CallCounter* calls, Metrics* metrics)
       : context_(context),
         service_(service),
+        metrics_(metrics),
         executor_(executor),
         calls_(calls) {}
 
@@ -63,6 +65,7 @@ class VerifyReactor final
 
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
+  Metrics* const metrics_;
   Executor* const executor_;
   CallCounter* const calls_;
   // Touched by the verify task only, and by gRPC while a write of it is in

@@ -200,12 +200,16 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     report.disk_bytes_after = disk.bytes_after;
   }
   report.duration = clock_->Now() - started;
-  CKPT_LOG(Info, "gc", options.dry_run ? " (dry run)" : "", " by ",
-           actor.principal, ": ", report.chunks_scanned, " chunks scanned, ",
-           report.chunks_referenced, " referenced, ", report.chunks_held,
-           " held by saves in flight, ", report.chunks_deleted, " deleted (",
-           report.bytes_deleted, " bytes); disk ", report.disk_bytes_before,
-           " -> ", report.disk_bytes_after, " bytes");
+  CKPT_EVENT(
+      Info, "gc_finished", {"dry_run", options.dry_run ? "true" : "false"},
+      {"principal", actor.principal}, {"chunks_scanned", report.chunks_scanned},
+      {"chunks_referenced", report.chunks_referenced},
+      {"chunks_held", report.chunks_held},
+      {"chunks_deleted", report.chunks_deleted},
+      {"bytes_deleted", report.bytes_deleted},
+      {"disk_bytes_before", report.disk_bytes_before},
+      {"disk_bytes_after", report.disk_bytes_after},
+      {"millis", absl::ToInt64Milliseconds(report.duration)});
   return report;
 }
 

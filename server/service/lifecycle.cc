@@ -581,8 +581,9 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     (*layout)->Add(shard);
   }
   if (result.checkpoint_committed) {
-    CKPT_LOG(Info, "committed ", Describe(job, step), " (", world_size,
-             " ranks, ", record.logical_bytes, " bytes) by ", actor.principal);
+    CKPT_EVENT(Info, "committed", {"job", job}, {"step", step},
+               {"ranks", world_size}, {"bytes", record.logical_bytes},
+               {"principal", actor.principal});
     LogDeletions(job, "retention policy at commit", actor.principal, decisions);
     if (job_record.has_value() && job_record->retention_policy.has_value() &&
         !actor.may_delete_history) {
@@ -625,8 +626,8 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
                                  record.abort_reason));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   ForgetLayout(job, step);
-  CKPT_LOG(Info, "aborted ", Describe(job, step), " by ", actor.principal, ": ",
-           record.abort_reason);
+  CKPT_EVENT(Info, "aborted", {"job", job}, {"step", step},
+             {"principal", actor.principal}, {"reason", record.abort_reason});
   return absl::OkStatus();
 }
 
@@ -672,8 +673,8 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
                                    kServerPrincipal, record->abort_reason));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     ForgetLayout(record->job, record->step);
-    CKPT_LOG(Warning, "aborted ", Describe(record->job, record->step), ": ",
-             record->abort_reason);
+    CKPT_EVENT(Warning, "lease_expired", {"job", record->job},
+               {"step", record->step}, {"reason", record->abort_reason});
     ++aborted;
   }
   return aborted;

@@ -763,4 +763,11 @@ absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
                      "writing metadata batch");
 }
 
+std::optional<uint64_t> RocksDbStore::IntProperty(
+    const std::string& name) const {
+  uint64_t value = 0;
+  if (!impl_->db->GetIntProperty(name, &value)) return std::nullopt;
+  return value;
+}
+
 }  // namespace ckpt::server

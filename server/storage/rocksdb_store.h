@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -176,6 +177,11 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
                                                    size_t limit) override;
   absl::Status Apply(const MetadataBatch& batch) override;
+
+  // For monitoring: an integer RocksDB property of the database (e.g.
+  // "rocksdb.is-write-stopped", "rocksdb.background-errors"); nullopt when
+  // RocksDB does not know it. Read-only.
+  std::optional<uint64_t> IntProperty(const std::string& name) const;
 
  private:
   std::unique_ptr<Impl> impl_;

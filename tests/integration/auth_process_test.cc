@@ -131,7 +131,7 @@ TEST_F(AuthProcessTest, SighupRevokesATokenAndABadFileKeepsTheOldOnes) {
   EXPECT_THAT(log, HasSubstr("keeping the 2 token(s) loaded before"));
   EXPECT_THAT(log, HasSubstr("line 3: the first field must be the SHA-256"));
   // The events and logs name principals; no token ever reaches the log.
-  EXPECT_THAT(log, HasSubstr("by trainer"));
+  EXPECT_THAT(log, HasSubstr("principal=trainer"));
   for (const TestToken& t : {writer, reader, admin}) {
     EXPECT_THAT(log, Not(HasSubstr(t.token))) << t.principal;
   }

@@ -424,7 +424,10 @@ def test_dockerfile_is_debian_12_non_root_with_volume_and_health_check():
     volumes = exec_form(words["VOLUME"]) if words["VOLUME"].startswith(
         "[") else words["VOLUME"].split()
     assert config["data_dir"] in volumes
-    assert int(words["EXPOSE"]) == port_of(config["listen"])
+    exposed = [int(port) for port in words["EXPOSE"].split()]
+    assert port_of(config["listen"]) in exposed
+    if "metrics_listen" in config:
+        assert port_of(config["metrics_listen"]) in exposed
     health = words["HEALTHCHECK"]
     assert "--health-probe" in health
     timeout = re.search(r"--timeout=(\d+)s", health)

@@ -55,18 +55,18 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
   return reactor;
 }
 
-GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
-                                             const Authenticator* authenticator,
-                                             StreamLimits limits,
-                                             Executor* requests,
-                                             Executor* maintenance,
-                                             SharedFileSocket* shared_files)
+GrpcCheckpointService::GrpcCheckpointService(
+    CheckpointService* service, const Authenticator* authenticator,
+    StreamLimits limits, Executor* requests, Executor* maintenance,
+    SharedFileSocket* shared_files, const TenantQuotas& quotas)
     : service_(service),
       authenticator_(authenticator),
       limits_(limits),
       requests_(requests),
       maintenance_(maintenance),
-      shared_files_(limits.shared_file_reads ? shared_files : nullptr) {}
+      shared_files_(limits.shared_file_reads ? shared_files : nullptr),
+      upload_streams_(quotas),
+      upload_watchdog_(limits.upload_idle_timeout) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -141,6 +141,7 @@ grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
           : ShuttingDown("PutChunks");
   // Owned by gRPC until OnDone deletes it (callback API contract).
   return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
+                              &upload_watchdog_, &upload_streams_,
                               std::move(caller), response);
 }
 

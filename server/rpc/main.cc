@@ -29,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/byte_size.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -36,6 +37,7 @@
 #include "server/auth/authenticator.h"
 #include "server/rpc/server.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/stored_bytes_quota.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace ckpt::server {
@@ -58,7 +60,36 @@ struct Flags {
   std::string tls_client_ca;
   std::string auth_tokens;
   bool insecure_allow_unauthenticated = false;
+  // Limits and quotas (docs/operations.md, "Limits and quotas"). Sizes are
+  // text for ParseByteSize; defaults as ServerOptions and StreamLimits.
+  double upload_idle_timeout_seconds = 120;
+  std::string max_upload_stream_bytes = "64GiB";
+  int max_concurrent_streams = 100;
+  std::string grpc_memory_quota = "2GiB";
+  double max_connection_idle_seconds = 900;
+  std::string quota_bytes = "0";
+  uint32_t quota_upload_streams = 0;
 };
+
+// The limits and quotas the flags give, their sizes parsed.
+absl::Status ApplyLimitFlags(const Flags& flags, ServerOptions& options) {
+  options.limits.upload_idle_timeout =
+      absl::Seconds(flags.upload_idle_timeout_seconds);
+  CKPT_ASSIGN_OR_RETURN(options.limits.max_upload_stream_bytes,
+                        ParseByteSize("--max-upload-stream-bytes",
+                                      flags.max_upload_stream_bytes));
+  options.max_concurrent_streams = flags.max_concurrent_streams;
+  CKPT_ASSIGN_OR_RETURN(
+      options.grpc_memory_quota_bytes,
+      ParseByteSize("--grpc-memory-quota", flags.grpc_memory_quota));
+  options.max_connection_idle =
+      absl::Seconds(flags.max_connection_idle_seconds);
+  CKPT_ASSIGN_OR_RETURN(
+      options.quotas.defaults.max_stored_bytes,
+      ParseByteSize("--quota-bytes", flags.quota_bytes, /*allow_zero=*/true));
+  options.quotas.defaults.max_upload_streams = flags.quota_upload_streams;
+  return absl::OkStatus();
+}
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
 // and checked here so that a wrong one stops the start with a message
@@ -223,10 +254,20 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
-  CheckpointService service(store.get(), store.get(), RealClock::Get(),
-                            service_options);
-
   ServerOptions server_options;
+  CKPT_RETURN_IF_ERROR(ApplyLimitFlags(flags, server_options));
+  // Stored bytes are counted only when some tenant has a quota on them:
+  // otherwise the count (a scan of the chunk index at startup) is not needed.
+  std::unique_ptr<StoredBytesQuota> quota_store;
+  if (server_options.quotas.LimitsStoredBytes()) {
+    CKPT_ASSIGN_OR_RETURN(quota_store, StoredBytesQuota::Open(
+                                           store.get(), server_options.quotas));
+  }
+  CheckpointService service(quota_store != nullptr
+                                ? static_cast<ChunkStore*>(quota_store.get())
+                                : store.get(),
+                            store.get(), RealClock::Get(), service_options);
+
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
   server_options.request_threads = flags.request_threads;
   server_options.maintenance_threads = flags.maintenance_threads;
@@ -266,6 +307,7 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   collector.reset();  // waits for a collection in progress
   lease_reaper.reset();
   server.reset();
+  quota_store.reset();
   store.reset();  // flushes and closes the database
   CKPT_LOG(Info, "shut down cleanly");
   return absl::OkStatus();
@@ -378,6 +420,48 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", flags.tls_client_ca,
                  "Mutual TLS: require every client to present a certificate "
                  "issued by a CA in this PEM file (needs --tls-cert)");
+  app.add_option("--upload-idle-timeout-seconds",
+                 flags.upload_idle_timeout_seconds,
+                 "End an upload (PutChunks) stream on which the client sent "
+                 "nothing for this long, with DEADLINE_EXCEEDED, and free its "
+                 "buffers; chunks it stored stay stored")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-upload-stream-bytes", flags.max_upload_stream_bytes,
+                 "Chunk bytes one upload stream may carry; the chunk that "
+                 "would pass it is refused with RESOURCE_EXHAUSTED. A size: "
+                 "an integer with an optional unit K, M, G or T (KiB, MiB, "
+                 "GiB, TiB: powers of 1024)")
+      ->capture_default_str();
+  app.add_option("--max-concurrent-streams", flags.max_concurrent_streams,
+                 "Calls one client connection may have open at once (HTTP/2 "
+                 "streams); the client queues further ones")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--grpc-memory-quota", flags.grpc_memory_quota,
+                 "Memory gRPC may use for its buffers over all connections "
+                 "(its ResourceQuota); under pressure it shrinks flow-control "
+                 "windows and refuses new calls. A size, as "
+                 "--max-upload-stream-bytes")
+      ->capture_default_str();
+  app.add_option("--max-connection-idle-seconds",
+                 flags.max_connection_idle_seconds,
+                 "Close a client connection that has had no call for this "
+                 "long (the client reconnects on its next call)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--quota-bytes", flags.quota_bytes,
+                 "Every tenant's quota of stored chunk bytes (after "
+                 "deduplication; deleted checkpoints give their bytes back "
+                 "once garbage collection frees their chunks). An upload "
+                 "that would pass it is refused with RESOURCE_EXHAUSTED "
+                 "before anything is committed. A size as "
+                 "--max-upload-stream-bytes; 0: unlimited")
+      ->capture_default_str();
+  app.add_option("--quota-upload-streams", flags.quota_upload_streams,
+                 "Upload streams every tenant may have open at once; one "
+                 "more is refused with RESOURCE_EXHAUSTED. 0: unlimited")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

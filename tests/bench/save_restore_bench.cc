@@ -10,7 +10,9 @@
 // report gives medians and ratios. --tls runs the server and clients over
 // TLS (throwaway certificates from tests/testing/make_test_pki.sh), and
 // --shared-memory-restore=false makes restores stream every byte over the
-// connection, so that TLS's cost shows on restores too.
+// connection, so that TLS's cost shows on restores too. --server-arg passes
+// a flag to ckpt-server (e.g. --server-arg=--quota-bytes=1T), to measure
+// what a server setting costs.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -44,6 +46,7 @@ struct Flags {
   bool json = false;
   bool tls = false;
   bool shared_memory_restore = true;
+  std::vector<std::string> server_args;  // passed to ckpt-server as they are
 };
 
 absl::StatusOr<double> BaselineSave(
@@ -103,6 +106,8 @@ absl::Status Run(const Flags& flags) {
     server_flags = pki.ServerFlags(/*mutual=*/false);
     connect.tls_ca_pem = pki.Pem("ca.pem");
   }
+  server_flags.insert(server_flags.end(), flags.server_args.begin(),
+                      flags.server_args.end());
   CKPT_ASSIGN_OR_RETURN(auto server,
                         testing::ServerProcess::Start(dir->path() + "/db",
                                                       std::move(server_flags)));
@@ -225,6 +230,7 @@ absl::Status Run(const Flags& flags) {
     nlohmann::json out = {
         {"tls", flags.tls},
         {"shared_memory_restore", flags.shared_memory_restore},
+        {"server_args", flags.server_args},
         {"save_seconds_all", ckpt_save},
         {"bytes", total_bytes},
         {"ranks", flags.ranks},
@@ -284,6 +290,10 @@ int main(int argc, char** argv) {
                  "restore through shared memory when the server offers it "
                  "(true) or stream every byte over the connection (false)")
       ->capture_default_str();
+  app.add_option("--server-arg", flags.server_args,
+                 "a flag for ckpt-server, as it is (repeatable; write "
+                 "--server-arg=--flag=value so the value is not read as "
+                 "this bench's flag)");
   CLI11_PARSE(app, argc, argv);
   return ckpt::bench::ExitCode("ckpt-bench-save-restore",
                                ckpt::bench::Run(flags));

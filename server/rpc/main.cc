@@ -250,18 +250,23 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
   service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
   CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
+  ServerOptions server_options;
+  CKPT_RETURN_IF_ERROR(ApplyLimitFlags(flags, server_options));
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
-  ServerOptions server_options;
-  CKPT_RETURN_IF_ERROR(ApplyLimitFlags(flags, server_options));
   // Stored bytes are counted only when some tenant has a quota on them:
   // otherwise the count (a scan of the chunk index at startup) is not needed.
   std::unique_ptr<StoredBytesQuota> quota_store;
   if (server_options.quotas.LimitsStoredBytes()) {
+    const absl::Time counting = absl::Now();
     CKPT_ASSIGN_OR_RETURN(quota_store, StoredBytesQuota::Open(
                                            store.get(), server_options.quotas));
+    CKPT_LOG(Info, "stored bytes quota on: every tenant may store ",
+             server_options.quotas.defaults.max_stored_bytes,
+             " bytes (0: unlimited); usage counted from the store in ",
+             absl::FormatDuration(absl::Now() - counting));
   }
   CheckpointService service(quota_store != nullptr
                                 ? static_cast<ChunkStore*>(quota_store.get())
@@ -426,7 +431,7 @@ int main(int argc, char** argv) {
                  "nothing for this long, with DEADLINE_EXCEEDED, and free its "
                  "buffers; chunks it stored stay stored")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.01, 1e9));
   app.add_option("--max-upload-stream-bytes", flags.max_upload_stream_bytes,
                  "Chunk bytes one upload stream may carry; the chunk that "
                  "would pass it is refused with RESOURCE_EXHAUSTED. A size: "
@@ -437,7 +442,7 @@ int main(int argc, char** argv) {
                  "Calls one client connection may have open at once (HTTP/2 "
                  "streams); the client queues further ones")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   app.add_option("--grpc-memory-quota", flags.grpc_memory_quota,
                  "Memory gRPC may use for its buffers over all connections "
                  "(its ResourceQuota); under pressure it shrinks flow-control "
@@ -449,7 +454,7 @@ int main(int argc, char** argv) {
                  "Close a client connection that has had no call for this "
                  "long (the client reconnects on its next call)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.01, 1e9));
   app.add_option("--quota-bytes", flags.quota_bytes,
                  "Every tenant's quota of stored chunk bytes (after "
                  "deduplication; deleted checkpoints give their bytes back "

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "common/best_checkpoint.h"
+#include "common/byte_size.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 
@@ -53,12 +54,8 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
     const std::vector<std::string>& metrics,
     const std::vector<std::string>& tags, const std::string& time);
 
-// A size in bytes: a positive decimal integer, optionally followed by K,
-// M, G or T (or KiB, MiB, GiB, TiB: powers of 1024; either case), e.g. 5G
-// or 500MiB.
-// `flag` names the flag in the error.
-absl::StatusOr<uint64_t> ParseByteSize(absl::string_view flag,
-                                       absl::string_view text);
+// ParseByteSize (sizes of flags such as --max-file-size) is in
+// common/byte_size.h.
 
 // Retention flags, as typed (empty: not given), parsed and checked by the
 // verbs so that every error names its flag.

@@ -75,14 +75,20 @@ TEST(ServerConfigTest, PrintedConfigLoadsBackToTheSameSettings) {
   odd.chunk_hold_seconds = 0;
   odd.request_threads = 4096;
   odd.shutdown_grace_seconds = 2.5;
+  odd.quota_max_stored_bytes = int64_t{3} << 40;
+  odd.quota_max_upload_streams = 7;
   const std::string yaml = ConfigYaml(odd);
   ServerSettings back;
   ASSERT_TRUE(Apply(yaml, &back).ok()) << yaml;
   EXPECT_EQ(back, odd) << yaml;
-  // Every key of the table is in it.
+  // Every key of the table is in it (a dotted key as its last part, nested).
   for (const ServerSetting& setting : ServerSettingTable()) {
-    EXPECT_THAT(yaml, HasSubstr(absl::StrCat(setting.key, ": ")));
+    absl::string_view key = setting.key;
+    key = key.substr(key.rfind('.') + 1);
+    EXPECT_THAT(yaml, HasSubstr(absl::StrCat(key, ": ")));
   }
+  EXPECT_THAT(yaml, HasSubstr("quotas:\n  defaults:\n    max_stored_bytes: "
+                              "3TiB\n    max_upload_streams: 7\n"));
 }
 
 TEST(ServerConfigTest, RefusesUnknownKeysWithFileLineAndKey) {

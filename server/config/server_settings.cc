@@ -108,6 +108,38 @@ const ServerSetting kRows[] = {
    "the close still hang 10 s later (RocksDB behind a failed flush on a full "
    "disk), the process exits with code 75 and an event=shutdown_stuck line; "
    "every commit that returned is on disk"},
+  {"upload_idle_timeout_seconds", "--upload-idle-timeout-seconds",
+   T::kSeconds, &S::upload_idle_timeout_seconds, "120",
+   0.01, 1e9, "End an upload (PutChunks) stream on which the client sent "
+   "nothing for this long, with DEADLINE_EXCEEDED, and free its buffers; "
+   "chunks it stored stay stored"},
+  {"max_upload_stream_bytes", "--max-upload-stream-bytes", T::kBytes,
+   &S::max_upload_stream_bytes, "64GiB",
+   1, 9.0e18, "Chunk bytes one upload stream may carry; the chunk that would "
+   "pass it is refused with RESOURCE_EXHAUSTED"},
+  {"max_concurrent_streams", "--max-concurrent-streams", T::kInt,
+   &S::max_concurrent_streams, "100",
+   1, 1 << 30, "Calls one client connection may have open at once (HTTP/2 "
+   "streams); the client queues further ones"},
+  {"grpc_memory_quota", "--grpc-memory-quota", T::kBytes,
+   &S::grpc_memory_quota_bytes, "2GiB",
+   1 << 20, 9.0e18, "Memory gRPC may use for its buffers over all "
+   "connections (its ResourceQuota); under pressure it shrinks flow-control "
+   "windows and refuses new calls"},
+  {"max_connection_idle_seconds", "--max-connection-idle-seconds",
+   T::kSeconds, &S::max_connection_idle_seconds, "900",
+   0.01, 1e9, "Close a client connection that has had no call for this long "
+   "(the client reconnects on its next call)"},
+  {"quotas.defaults.max_stored_bytes", "--quota-bytes", T::kBytes,
+   &S::quota_max_stored_bytes, "0",
+   0, 9.0e18, "Every tenant's quota of stored chunk bytes (after "
+   "deduplication; deleted checkpoints give their bytes back once garbage "
+   "collection frees their chunks). An upload that would pass it is refused "
+   "with RESOURCE_EXHAUSTED before anything is committed. 0: unlimited"},
+  {"quotas.defaults.max_upload_streams", "--quota-upload-streams", T::kInt,
+   &S::quota_max_upload_streams, "0",
+   0, 1 << 30, "Upload streams every tenant may have open at once; one more "
+   "is refused with RESOURCE_EXHAUSTED. 0: unlimited"},
   {"metrics_listen", "--metrics-listen", T::kString, &S::metrics_listen, "",
    0, 0, "HOST:PORT to serve Prometheus metrics on, at /metrics over plain "
    "HTTP (port 0 picks a free port, logged as event=metrics_listening); "

@@ -42,6 +42,14 @@ struct ServerSettings {
   std::string tls_client_ca;
   double shutdown_grace_seconds;
   std::string metrics_listen;
+  // Limits and quotas (docs/operations.md, "Limits and quotas").
+  double upload_idle_timeout_seconds;
+  int64_t max_upload_stream_bytes;
+  int64_t max_concurrent_streams;
+  int64_t grpc_memory_quota_bytes;
+  double max_connection_idle_seconds;
+  int64_t quota_max_stored_bytes;
+  int64_t quota_max_upload_streams;
   std::string log_level;
   // How `ckpt-server --health-probe` reaches a TLS server.
   std::string probe_tls_ca;

@@ -59,14 +59,17 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
 GrpcCheckpointService::GrpcCheckpointService(
     CheckpointService* service, const Authenticator* authenticator,
     StreamLimits limits, Executor* requests, Executor* maintenance,
-    SharedFileSocket* shared_files, Metrics* metrics)
+    SharedFileSocket* shared_files, Metrics* metrics,
+    const TenantQuotas& quotas)
     : service_(service),
       authenticator_(authenticator),
       limits_(limits),
       requests_(requests),
       maintenance_(maintenance),
       shared_files_(limits.shared_file_reads ? shared_files : nullptr),
-      metrics_(metrics != nullptr ? metrics : NoMetrics()) {}
+      metrics_(metrics != nullptr ? metrics : NoMetrics()),
+      upload_streams_(quotas),
+      upload_watchdog_(limits.upload_idle_timeout) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -141,6 +144,7 @@ grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
           : ShuttingDown("PutChunks");
   // Owned by gRPC until OnDone deletes it (callback API contract).
   return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
+                              &upload_watchdog_, &upload_streams_,
                               std::move(caller), response, metrics_);
 }
 

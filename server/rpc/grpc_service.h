@@ -29,7 +29,10 @@
 #include "server/rpc/executor.h"
 #include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
+#include "server/rpc/upload_watchdog.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/tenant_quotas.h"
+#include "server/service/upload_stream_quota.h"
 
 namespace ckpt::server {
 
@@ -42,12 +45,14 @@ class GrpcCheckpointService final
   // tasks). `requests` runs every call's work but GC's and verify's, which
   // run on `maintenance`. `shared_files` (which must outlive this object
   // too) serves same-host restores; null, or limits.shared_file_reads
-  // false, turns them off.
+  // false, turns them off. `quotas` gives each tenant's max_upload_streams
+  // (its max_stored_bytes is the ChunkStore's business: StoredBytesQuota).
   GrpcCheckpointService(CheckpointService* service,
                         const Authenticator* authenticator, StreamLimits limits,
                         Executor* requests, Executor* maintenance,
                         SharedFileSocket* shared_files = nullptr,
-                        Metrics* metrics = nullptr);
+                        Metrics* metrics = nullptr,
+                        const TenantQuotas& quotas = {});
 
   grpc::ServerUnaryReactor* BeginCheckpoint(
       grpc::CallbackServerContext* context,
@@ -58,7 +63,10 @@ class GrpcCheckpointService final
       const v1::FindMissingChunksRequest* request,
       v1::FindMissingChunksResponse* response) override;
   // Client streaming. The first message must name a valid job; later ones
-  // may repeat it or leave it empty. Each chunk is verified against its
+  // may repeat it or leave it empty. RESOURCE_EXHAUSTED past the tenant's
+  // max_upload_streams or the stream's max_upload_stream_bytes;
+  // DEADLINE_EXCEEDED when the client sends nothing for
+  // upload_idle_timeout. Each chunk is verified against its
   // claimed SHA-256 by the service before it is stored; the first bad chunk
   // ends the call (INVALID_ARGUMENT) and is not stored.
   grpc::ServerReadReactor<v1::PutChunksRequest>* PutChunks(
@@ -181,6 +189,9 @@ class GrpcCheckpointService final
   SharedFileSocket* const shared_files_;  // null: same-host restores off
   Metrics* const metrics_;                // never null (NoMetrics())
   CallCounter calls_;
+  UploadStreamQuota upload_streams_;
+  // Last: destroyed first, once every stream has ended and removed itself.
+  UploadWatchdog upload_watchdog_;
 };
 
 }  // namespace ckpt::server

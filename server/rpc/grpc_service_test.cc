@@ -230,7 +230,7 @@ TEST_F(GrpcServiceTest, PutChunksCountsReceivedAndStored) {
 TEST_F(GrpcServiceTest, PutChunksStreamOverItsByteLimitIsResourceExhausted) {
   server_.reset();
   StreamLimits limits;
-  limits.max_put_stream_bytes = 100;
+  limits.max_upload_stream_bytes = 100;
   StartServer(limits);
   const std::string bytes = RandomBytes(1000, 3);
   client::TensorData tensors[] = {Tensor("t", bytes)};

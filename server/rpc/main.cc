@@ -49,6 +49,7 @@
 #include "server/rpc/server.h"
 #include "server/rpc/shutdown_watchdog.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/stored_bytes_quota.h"
 #include "server/storage/rocksdb_store.h"
 
 namespace ckpt::server {
@@ -57,6 +58,24 @@ namespace {
 // How long past the grace the shutdown may still take (stopping the
 // background tasks, closing the store) before the watchdog ends it.
 constexpr absl::Duration kShutdownStuckAfter = absl::Seconds(10);
+
+// The limits and quotas the flags give, their sizes parsed.
+void ApplyLimits(const ServerSettings& flags, ServerOptions& options) {
+  options.limits.upload_idle_timeout =
+      absl::Seconds(flags.upload_idle_timeout_seconds);
+  options.limits.max_upload_stream_bytes =
+      static_cast<uint64_t>(flags.max_upload_stream_bytes);
+  options.max_concurrent_streams =
+      static_cast<int>(flags.max_concurrent_streams);
+  options.grpc_memory_quota_bytes =
+      static_cast<uint64_t>(flags.grpc_memory_quota_bytes);
+  options.max_connection_idle =
+      absl::Seconds(flags.max_connection_idle_seconds);
+  options.quotas.defaults.max_stored_bytes =
+      static_cast<uint64_t>(flags.quota_max_stored_bytes);
+  options.quotas.defaults.max_upload_streams =
+      static_cast<uint32_t>(flags.quota_max_upload_streams);
+}
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
 // and checked here so that a wrong one stops the start with a message
@@ -236,12 +255,28 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
   service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
   CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
+  ServerOptions server_options;
+  ApplyLimits(flags, server_options);
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
-  CheckpointService service(store.get(), store.get(), RealClock::Get(),
-                            service_options);
+  // Stored bytes are counted only when some tenant has a quota on them:
+  // otherwise the count (a scan of the chunk index at startup) is not needed.
+  std::unique_ptr<StoredBytesQuota> quota_store;
+  if (server_options.quotas.LimitsStoredBytes()) {
+    const absl::Time counting = absl::Now();
+    CKPT_ASSIGN_OR_RETURN(quota_store, StoredBytesQuota::Open(
+                                           store.get(), server_options.quotas));
+    CKPT_LOG(Info, "stored bytes quota on: every tenant may store ",
+             server_options.quotas.defaults.max_stored_bytes,
+             " bytes (0: unlimited); usage counted from the store in ",
+             absl::FormatDuration(absl::Now() - counting));
+  }
+  CheckpointService service(quota_store != nullptr
+                                ? static_cast<ChunkStore*>(quota_store.get())
+                                : store.get(),
+                            store.get(), RealClock::Get(), service_options);
   std::unique_ptr<PrometheusMetrics> prometheus;
   Metrics* metrics = NoMetrics();
   if (!flags.metrics_listen.empty()) {
@@ -266,7 +301,6 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
                                         prometheus->port())});
   }
 
-  ServerOptions server_options;
   server_options.limits.shared_file_reads = flags.shared_memory_reads;
   server_options.request_threads = static_cast<int>(flags.request_threads);
   server_options.maintenance_threads =
@@ -328,6 +362,7 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   watchdog.SetStep("closing_store");
   // Scrapes read the store's properties: stop them before it closes.
   if (prometheus != nullptr) prometheus->StopServing();
+  quota_store.reset();
   store.reset();  // flushes and closes the database
   CKPT_EVENT(Info, "shutdown", {"result", "clean"});
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/chunk_id.h"
 #include "common/chunking.h"
 #include "common/grpc_status.h"
@@ -19,19 +20,20 @@ namespace {
 constexpr absl::string_view kRpc = "PutChunks";
 }  // namespace
 
-PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
-                                   CheckpointService* service,
-                                   const StreamLimits& limits,
-                                   Executor* executor, CallCounter* calls,
-                                   absl::StatusOr<Principal> caller,
-                                   v1::PutChunksResponse* response,
-                                   Metrics* metrics)
+PutChunksReactor::PutChunksReactor(
+    grpc::CallbackServerContext* context, CheckpointService* service,
+    const StreamLimits& limits, Executor* executor, CallCounter* calls,
+    UploadWatchdog* watchdog, UploadStreamQuota* stream_quota,
+    absl::StatusOr<Principal> caller, v1::PutChunksResponse* response,
+    Metrics* metrics)
     : context_(context),
       service_(service),
       limits_(limits),
       metrics_(metrics),
       executor_(executor),
       calls_(calls),
+      watchdog_(watchdog),
+      stream_quota_(stream_quota),
       response_(response) {
   if (!caller.ok()) {
     {
@@ -45,7 +47,11 @@ PutChunksReactor::PutChunksReactor(grpc::CallbackServerContext* context,
   {
     absl::MutexLock lock(&mu_);
     read_index_ = 0;
+    waiting_since_ = absl::Now();
   }
+  // Reactions (the watchdog's Finish included) wait until gRPC has bound
+  // the reactor, after this constructor returns.
+  watchdog_->Add(this);
   StartRead(&buffers_[0]);
 }
 
@@ -67,6 +73,9 @@ void PutChunksReactor::OnReadDone(bool ok) {
 // The callback API hands ownership of the reactor to gRPC until OnDone;
 // this is the idiomatic place to free it.
 void PutChunksReactor::OnDone() {
+  // Registered unless the constructor refused the call; removing an
+  // unregistered stream does nothing.
+  watchdog_->Remove(this);
   calls_->Exit();
   delete this;
 }
@@ -87,7 +96,38 @@ void PutChunksReactor::SubmitDrive(int index, bool ok) {
     absl::MutexLock lock(&mu_);
     finished_ = true;
   }
-  Finish(ToGrpcStatus(ShuttingDown(kRpc)));  // last use of `this`
+  End(ShuttingDown(kRpc));
+}
+
+bool PutChunksReactor::ClaimIfIdleSince(absl::Time cutoff) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || driving_ || waiting_since_ >= cutoff) return false;
+  finished_ = true;
+  return true;
+}
+
+void PutChunksReactor::EndIdle() {
+  // The driver role is free (the claim saw driving_ false and no driver can
+  // start after it), so the task may touch the driver's state.
+  auto end = [this] {
+    CountBytesAdded();
+    End(absl::DeadlineExceededError(absl::StrCat(
+        "PutChunks: the client sent nothing for ",
+        absl::FormatDuration(watchdog_->timeout()),
+        " (the server's upload_idle_timeout_seconds, flag "
+        "--upload-idle-timeout-seconds), so the stream was ended and its "
+        "buffers freed; chunks stored before stay stored: upload the rest on "
+        "a new stream")));
+  };
+  if (executor_->Submit(end)) return;
+  End(ShuttingDown(kRpc));
+}
+
+void PutChunksReactor::End(const absl::Status& status) {
+  // Given back before Finish, so a client that retries as soon as it has
+  // the status finds the slot free.
+  stream_slot_ = UploadStreamQuota::Slot();
+  Finish(ToGrpcStatus(status));  // last use of `this`
 }
 
 void PutChunksReactor::Drive(int index, bool ok) {
@@ -96,6 +136,10 @@ void PutChunksReactor::Drive(int index, bool ok) {
   if (ok) {
     status = Process(buffers_[index]);
     end = !status.ok();
+    // Free the message (its chunks may be tens of MiB) rather than keep it
+    // for the next read into this buffer: Clear() would keep every string's
+    // capacity, and a stalled client would pin it.
+    v1::PutChunksRequest().Swap(&buffers_[index]);
   } else if (context_->IsCancelled()) {
     status = absl::CancelledError("PutChunks: cancelled by the client");
   }
@@ -106,6 +150,7 @@ void PutChunksReactor::Drive(int index, bool ok) {
     if (!end) {
       if (!parked_.has_value()) {
         driving_ = false;
+        waiting_since_ = absl::Now();
         return;
       }
       next = parked_;
@@ -126,7 +171,7 @@ void PutChunksReactor::Drive(int index, bool ok) {
   }
   // Last use of `this`: OnDone may run (and delete it) once Finish and any
   // still outstanding read have completed.
-  Finish(ToGrpcStatus(status));
+  End(status);
 }
 
 // Once, at the end of the stream (failed ones too: what they stored new
@@ -152,8 +197,10 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request.job()));
     if (request.has_step()) {
       CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request.step()));
-      step_ = request.step();
     }
+    CKPT_ASSIGN_OR_RETURN(stream_slot_,
+                          stream_quota_->Acquire(TenantOf(request.job())));
+    if (request.has_step()) step_ = request.step();
     job_ = request.job();
   } else if (!request.job().empty() && request.job() != job_) {
     return InvalidRequest(
@@ -180,10 +227,14 @@ absl::Status PutChunksReactor::Process(const v1::PutChunksRequest& request) {
                                          "): size must be 1..", kMaxChunkBytes,
                                          " bytes, got ", data.size()));
     }
-    if (bytes_received_ + data.size() > limits_.max_put_stream_bytes) {
+    if (data.size() > limits_.max_upload_stream_bytes - bytes_received_) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "PutChunks: the stream exceeds its limit of ",
-          limits_.max_put_stream_bytes, " bytes; split the upload"));
+          "PutChunks: chunk ", index,
+          " would take the stream past the "
+          "server's max_upload_stream_bytes (flag --max-upload-stream-bytes) "
+          "of ",
+          limits_.max_upload_stream_bytes, " bytes, after ", bytes_received_,
+          " bytes; split the upload over several streams"));
     }
     ++chunks_received_;
     bytes_received_ += data.size();

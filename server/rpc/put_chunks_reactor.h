@@ -14,13 +14,16 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "server/auth/principal.h"
 #include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
+#include "server/rpc/upload_watchdog.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/upload_stream_quota.h"
 
 namespace ckpt::server {
 
@@ -37,11 +40,20 @@ namespace ckpt::server {
 // a thread while other calls wait. mu_ is never held across a service call,
 // a gRPC operation or Submit.
 //
+// Each message's buffer is freed as soon as it has been processed, so a
+// stream waiting for its client holds no message memory. A stream that
+// waits longer than StreamLimits::upload_idle_timeout is ended by the
+// UploadWatchdog (EndIdle) with DEADLINE_EXCEEDED. The first message's job
+// takes a slot of its tenant's UploadStreamQuota, held until the stream
+// ends.
+//
 // Lifetime (callback API): owned by gRPC from creation until OnDone, which
 // deletes it. Finish is called exactly once, by the driver (or the
-// constructor when refusing); nothing touches `this` after it.
+// constructor when refusing, or EndIdle once the watchdog claimed it);
+// nothing touches `this` after it.
 class PutChunksReactor final
-    : public grpc::ServerReadReactor<v1::PutChunksRequest> {
+    : public grpc::ServerReadReactor<v1::PutChunksRequest>,
+      public IdleStream {
  public:
   // `calls` has counted this call in. `caller` is the authenticated
   // principal, whose scope must cover the stream's job, or why the call is
@@ -50,8 +62,14 @@ class PutChunksReactor final
   PutChunksReactor(grpc::CallbackServerContext* context,
                    CheckpointService* service, const StreamLimits& limits,
                    Executor* executor, CallCounter* calls,
+                   UploadWatchdog* watchdog, UploadStreamQuota* stream_quota,
                    absl::StatusOr<Principal> caller,
                    v1::PutChunksResponse* response, Metrics* metrics);
+
+  // IdleStream: idle while no message is being processed and none has
+  // arrived since `cutoff`.
+  bool ClaimIfIdleSince(absl::Time cutoff) override;
+  void EndIdle() override;
 
   void OnReadDone(bool ok) override;
   // Cancellation makes the outstanding read fail, which finishes the call
@@ -74,6 +92,9 @@ class PutChunksReactor final
   void Drive(int index, bool ok);
   // Once, at the end of the stream: records the upload's bytes_added.
   void CountBytesAdded();
+  // The end of the stream: gives back the tenant's stream slot, then
+  // finishes the call (the last use of `this`).
+  void End(const absl::Status& status);
   absl::Status Process(const v1::PutChunksRequest& request);
 
   grpc::CallbackServerContext* const context_;
@@ -82,6 +103,8 @@ class PutChunksReactor final
   Metrics* const metrics_;
   Executor* const executor_;
   CallCounter* const calls_;
+  UploadWatchdog* const watchdog_;
+  UploadStreamQuota* const stream_quota_;
   v1::PutChunksResponse* const response_;
 
   // Touched only by the driver; the driver role is handed over under mu_
@@ -94,12 +117,16 @@ class PutChunksReactor final
   uint64_t chunks_stored_ = 0;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_stored_ = 0;
+  UploadStreamQuota::Slot stream_slot_;  // once the first message named a job
 
   absl::Mutex mu_;
   int read_index_ ABSL_GUARDED_BY(mu_) = 0;  // buffer of the outstanding read
   bool driving_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Parked> parked_ ABSL_GUARDED_BY(mu_);
+  // When the stream last started waiting for its client: its start, or the
+  // end of the last message's processing.
+  absl::Time waiting_since_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ckpt::server

@@ -3,8 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -90,7 +93,8 @@ struct CheckpointServer::Impl {
                      options.authenticator != nullptr ? options.authenticator
                                                       : loopback_only.get(),
                      options.limits, &requests, &maintenance,
-                     shared_file_socket.get(), options.metrics) {}
+                     shared_file_socket.get(), options.metrics,
+                     options.quotas) {}
 
   // The authenticator when the options give none.
   std::unique_ptr<Authenticator> loopback_only;
@@ -132,6 +136,16 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Limits a misbehaving client meets (ServerOptions says why each).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(std::min<int64_t>(
+          absl::ToInt64Milliseconds(options.max_connection_idle), INT_MAX)));
+  grpc::ResourceQuota memory_quota("ckpt-server");
+  memory_quota.Resize(static_cast<size_t>(options.grpc_memory_quota_bytes));
+  builder.SetResourceQuota(memory_quota);
   builder.RegisterService(&impl->grpc_service);
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>

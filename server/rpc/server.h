@@ -15,6 +15,7 @@
 #include "server/observability/metrics.h"
 #include "server/rpc/stream_limits.h"
 #include "server/service/checkpoint_service.h"
+#include "server/service/tenant_quotas.h"
 
 namespace ckpt::server {
 
@@ -43,6 +44,26 @@ struct ServerOptions {
   // (16 MiB), so this leaves room for framing and batching. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
   StreamLimits limits;
+  // Calls (streams) one client connection may have open at once
+  // (GRPC_ARG_MAX_CONCURRENT_STREAMS); further ones wait in the client until
+  // one ends. Flag --max-concurrent-streams. Default: 100.
+  int max_concurrent_streams = 100;
+  // Memory gRPC may use for its buffers, all connections and calls
+  // together (grpc::ResourceQuota); under pressure it shrinks flow-control
+  // windows and refuses new calls instead of growing. Our own buffers (one
+  // message per upload at most) are not in it. Flag --grpc-memory-quota.
+  // Default: 2 GiB.
+  uint64_t grpc_memory_quota_bytes = uint64_t{2} << 30;
+  // A connection without calls for this long is closed (GOAWAY;
+  // GRPC_ARG_MAX_CONNECTION_IDLE_MS), so clients that went away without
+  // closing do not hold sockets forever; a client reconnects on its next
+  // call. Flag --max-connection-idle-seconds. Default: 900 s.
+  absl::Duration max_connection_idle = absl::Seconds(900);
+  // Each tenant's quotas. The server enforces max_upload_streams; the
+  // tenant's max_stored_bytes is enforced by the ChunkStore the service
+  // writes to, wrapped in a StoredBytesQuota (ckpt-server's main does so).
+  // Default: unlimited.
+  TenantQuotas quotas;
   // Who may call, and what each caller may do. Must outlive the server.
   // Default: nullptr, a server without tokens serving only clients on its
   // own host, with full rights (Authenticator::WithoutTokens(false)).

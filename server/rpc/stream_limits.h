@@ -5,13 +5,22 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/time/time.h"
+
 namespace ckpt::server {
 
 struct StreamLimits {
   // Chunk bytes one PutChunks stream may carry before it is refused with
-  // RESOURCE_EXHAUSTED. Bounds what one misbehaving client can push through
-  // a single call. Default: 64 GiB.
-  uint64_t max_put_stream_bytes = uint64_t{64} << 30;
+  // RESOURCE_EXHAUSTED naming this limit. Bounds what one misbehaving client
+  // can push through a single call. Flag --max-upload-stream-bytes.
+  // Default: 64 GiB.
+  uint64_t max_upload_stream_bytes = uint64_t{64} << 30;
+  // A PutChunks stream on which the client sends nothing for this long
+  // (while the server waits for its next message, not while it works on
+  // one) is ended with DEADLINE_EXCEEDED and its buffers are freed, so that
+  // stalled clients cannot pin memory and threads forever. Flag
+  // --upload-idle-timeout-seconds. Default: 120 s.
+  absl::Duration upload_idle_timeout = absl::Seconds(120);
   // Hashes one ReadChunks or FindMissingChunks request may name; larger
   // requests are INVALID_ARGUMENT. Default: 100000 (3.2 MB of hashes).
   size_t max_request_hashes = 100000;

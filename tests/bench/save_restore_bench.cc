@@ -10,7 +10,9 @@
 // report gives medians and ratios. --tls runs the server and clients over
 // TLS (throwaway certificates from tests/testing/make_test_pki.sh), and
 // --shared-memory-restore=false makes restores stream every byte over the
-// connection, so that TLS's cost shows on restores too.
+// connection, so that TLS's cost shows on restores too. --server-arg passes
+// a flag to ckpt-server (e.g. --server-arg=--quota-bytes=1T), to measure
+// what a server setting costs.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -228,6 +230,7 @@ absl::Status Run(const Flags& flags) {
     nlohmann::json out = {
         {"tls", flags.tls},
         {"shared_memory_restore", flags.shared_memory_restore},
+        {"server_args", flags.server_args},
         {"save_seconds_all", ckpt_save},
         {"bytes", total_bytes},
         {"ranks", flags.ranks},

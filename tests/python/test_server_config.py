@@ -73,7 +73,7 @@ def test_a_flag_overrides_the_config_file(workdir):
                               "--shutdown-grace-seconds", "3"])
     assert probe(["--listen", address]) == (0, "")
     log = stop(process)
-    assert "calls in flight have 3s to finish" in log  # the flag, not 7 s
+    assert "event=draining step=draining_calls grace=3s" in log  # the flag, not 7 s
     assert (workdir / "db" / "CURRENT").exists()  # the file's data_dir
 
 

@@ -157,7 +157,7 @@ def test_an_upload_in_flight_finishes_within_the_grace(data_dir):
         # Then the process exits at once, not at the end of the grace.
         assert server.process.wait(timeout=15) == 0
         assert time.monotonic() - sent_at < 15
-        assert "shut down cleanly" in server.log()
+        assert "event=shutdown result=clean" in server.log()
     finally:
         server.close()
 
@@ -186,7 +186,7 @@ def test_a_stalled_upload_is_cancelled_when_the_grace_ends(data_dir):
         assert grace - 0.2 <= ended_after < grace + 5
         assert server.process.wait(timeout=15) == 0
         assert time.monotonic() - sent_at < grace + 5
-        assert "shut down cleanly" in server.log()
+        assert "event=shutdown result=clean" in server.log()
         upload.end()
     finally:
         server.close()
@@ -199,8 +199,8 @@ def test_an_idle_server_exits_promptly(data_dir):
         assert server.process.wait(timeout=15) == 0
         assert time.monotonic() - sent_at < 2
         log = server.log()
-        assert "calls in flight have 10s to finish" in log
-        assert "shut down cleanly" in log
+        assert "event=draining step=draining_calls grace=10s" in log
+        assert "event=shutdown result=clean" in log
         assert "shutdown_stuck" not in log
     finally:
         server.close()

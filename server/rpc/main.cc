@@ -48,6 +48,7 @@ struct Flags {
   int64_t default_lease_seconds = 1800;
   int64_t max_lease_seconds = 3600;
   double gc_interval_seconds = 3600;
+  double health_check_interval_seconds = 1;
   int64_t chunk_hold_seconds = 1800;
   bool direct_io = true;
   bool shared_memory_reads = true;
@@ -239,6 +240,19 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   std::optional<Periodic> lease_reaper;
   lease_reaper.emplace(absl::Seconds(flags.lease_check_interval_seconds),
                        [&service] { ExpireLeases(&service); });
+  // Health: NOT_SERVING for the checkpoint service while the store cannot
+  // take writes; polling also resumes a store stopped on a full disk once
+  // space is freed, even when no write comes to do it.
+  RocksDbStore* store_for_health = store.get();
+  CheckpointServer* server_for_health = server.get();
+  auto check_health = [store_for_health, server_for_health] {
+    StoreHealth health = store_for_health->Health();
+    server_for_health->SetWritable(health.writable(), health.detail);
+  };
+  check_health();
+  std::optional<Periodic> health_poller;
+  health_poller.emplace(absl::Seconds(flags.health_check_interval_seconds),
+                        check_health);
   std::optional<Periodic> collector;
   if (flags.gc_interval_seconds > 0) {
     collector.emplace(absl::Seconds(flags.gc_interval_seconds),
@@ -265,6 +279,7 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   server->Wait();
   collector.reset();  // waits for a collection in progress
   lease_reaper.reset();
+  health_poller.reset();
   server.reset();
   store.reset();  // flushes and closes the database
   CKPT_LOG(Info, "shut down cleanly");
@@ -335,6 +350,17 @@ int main(int argc, char** argv) {
                  "(`ckpt gc` still runs one on demand)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--health-check-interval-seconds",
+                 flags.health_check_interval_seconds,
+                 "Seconds between checks of whether the store can take "
+                 "writes (free space on the data dir's volume, RocksDB's "
+                 "background errors). The gRPC health service (grpc.health.v1) "
+                 "answers NOT_SERVING for ckpt.v1.CheckpointService while it "
+                 "cannot and SERVING again once it can; each check also "
+                 "resumes a store stopped on a full disk once space is freed. "
+                 "The overall service \"\" stays SERVING until shutdown")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--chunk-hold-seconds", flags.chunk_hold_seconds,
                  "How long garbage collection spares an unreferenced chunk "
                  "after a save last uploaded or asked about it: the longest "

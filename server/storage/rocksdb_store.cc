@@ -149,7 +149,7 @@ uint64_t MinFreeBytes(const VolumeSizes& sizes) {
 struct RocksDbStore::Impl {
   std::string dir;
   absl::Duration resume_timeout;
-  uint64_t min_free_bytes = 0;  // MinFreeBytes
+  uint64_t min_free_bytes = 0;  // MinFreeBytes; 0: reserve_free_space off
   // Registered with RocksDB as a listener before it opens.
   std::shared_ptr<BackgroundErrorTracker> errors =
       std::make_shared<BackgroundErrorTracker>();
@@ -228,17 +228,15 @@ struct RocksDbStore::Impl {
     const uint64_t generation = errors->generation();
     std::optional<rocksdb::Status> error = errors->error();
     if (!error.has_value()) return absl::OkStatus();
-    uint64_t memtable_bytes = 0;
-    db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables",
-                                 &memtable_bytes);
-    absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir);
     // Resume flushes every memtable; with less room it would only fail
     // again.
-    if (space.ok() && space->free_bytes < memtable_bytes + min_free_bytes) {
+    const uint64_t needed =
+        MemtableBytes() + std::max(min_free_bytes, uint64_t{1} << 20);
+    absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir);
+    if (space.ok() && space->free_bytes < needed) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the server's disk is full: ", space->free_bytes,
-                       " bytes free, and resuming writes needs ",
-                       memtable_bytes + min_free_bytes));
+                       " bytes free, and resuming writes needs ", needed));
     }
     if (resume == nullptr) {
       return absl::UnavailableError("the server's storage is closing");
@@ -260,16 +258,25 @@ struct RocksDbStore::Impl {
     return absl::OkStatus();
   }
 
-  // RESOURCE_EXHAUSTED when the volume has less than min_free_bytes free
-  // (see MinFreeBytes); OK when it has more or cannot be measured.
-  absl::Status CheckRoom(absl::string_view what) {
+  // RESOURCE_EXHAUSTED when the volume has less than min_free_bytes plus
+  // `more` free (see MinFreeBytes); OK when it has enough or cannot be
+  // measured.
+  absl::Status CheckRoom(absl::string_view what, uint64_t more = 0) {
+    if (min_free_bytes == 0) return absl::OkStatus();
     absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir);
-    if (!space.ok() || space->free_bytes >= min_free_bytes) {
+    if (!space.ok() || space->free_bytes >= min_free_bytes + more) {
       return absl::OkStatus();
     }
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, ": the server's disk is full (", space->free_bytes,
-                     " bytes free; writes need ", min_free_bytes, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, ": the server's disk is full (", space->free_bytes,
+        " bytes free; this write needs ", min_free_bytes + more, ")"));
+  }
+
+  // Bytes in memtables, i.e. what flushing everything writes.
+  uint64_t MemtableBytes() {
+    uint64_t bytes = 0;
+    db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &bytes);
+    return bytes;
   }
 
   // Runs `write`; when it fails because RocksDB stopped on a background
@@ -425,7 +432,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   impl->resume_timeout = options.resume_timeout;
-  impl->min_free_bytes = MinFreeBytes(sizes);
+  impl->min_free_bytes = options.reserve_free_space ? MinFreeBytes(sizes) : 0;
   db_options.listeners.push_back(impl->errors);
   // Caps the WAL's preallocation too (1.1 write buffers otherwise, 141 MB).
   db_options.max_total_wal_size = sizes.max_total_wal_size;
@@ -480,6 +487,9 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         impl_->GetValue(kChunkIndex, key, nullptr));
   if (existing.has_value()) return false;
+  CKPT_RETURN_IF_ERROR(
+      impl_->CheckRoom(absl::StrCat("writing chunk ", id.ShortHex()),
+                       impl_->MemtableBytes() + bytes.size()));
   rocksdb::WriteBatch batch;
   CKPT_RETURN_IF_ERROR(
       FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),

@@ -89,6 +89,18 @@ struct RocksDbStoreOptions {
   // Default: 30 s
   absl::Duration resume_timeout = absl::Seconds(30);
 
+  // Refuse writes (RESOURCE_EXHAUSTED, "the server's disk is full") while
+  // the volume lacks room for them: a chunk Put needs room for every
+  // unflushed memtable plus itself, any write a WAL block plus 1 MiB.
+  // RocksDB 7.8 then never runs out of space on its own writes: a failed
+  // atomic flush can abort the process (RollbackMemtableFlush's
+  // `!mems.empty()` assertion, when one family of the flush had nothing to
+  // flush) and a failed WAL append can stop the database until a restart.
+  // Recovery (DB::Resume) remains for space taken by others meanwhile. Off
+  // only in tests that drive RocksDB into ENOSPC on purpose.
+  // Default: true
+  bool reserve_free_space = true;
+
   // Size RocksDB to the data directory's volume (volume_sizing.h): caps
   // memtables, blob files, the WAL, the MANIFEST and the LOG by fractions
   // of the volume. Off only for tests that need the sizes above as given.

@@ -36,10 +36,12 @@ class FullVolumeTest : public ::testing::Test {
     auto volume = TmpfsVolume::Mount(32 << 20);
     if (!volume.ok()) GTEST_SKIP() << volume.status().message();
     volume_ = *std::move(volume);
-    auto store = RocksDbStore::Open(volume_->path() + "/db");
+    auto store = RocksDbStore::Open(volume_->path() + "/db", Options());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
+
+  virtual RocksDbStoreOptions Options() { return {}; }
   void TearDown() override { store_.reset(); }
 
   // Stores `bytes` as one chunk and commits step `step` of "acme/j" over it,
@@ -70,6 +72,17 @@ class FullVolumeTest : public ::testing::Test {
 
 using RocksDbStoreDiskFullTest = FullVolumeTest;
 
+// Without the free-space reserve RocksDB itself runs into ENOSPC and stops
+// on a background error, which only DB::Resume clears.
+class RocksDbStoreResumeTest : public FullVolumeTest {
+ protected:
+  RocksDbStoreOptions Options() override {
+    RocksDbStoreOptions options;
+    options.reserve_free_space = false;
+    return options;
+  }
+};
+
 TEST_F(RocksDbStoreDiskFullTest, CommitFailsWhileFullAndWorksOnceFreed) {
   const std::string first = RandomBytes(512 << 10, 1);
   ASSERT_TRUE(Commit(1, first).ok());
@@ -94,14 +107,14 @@ TEST_F(RocksDbStoreDiskFullTest, CommitFailsWhileFullAndWorksOnceFreed) {
   ExpectReadable(1, first);
 }
 
-TEST_F(RocksDbStoreDiskFullTest, ReopenAfterAFullDiskKeepsEveryCommit) {
+TEST_F(RocksDbStoreResumeTest, ReopenAfterAFullDiskKeepsEveryCommit) {
   const std::string first = RandomBytes(256 << 10, 1);
   ASSERT_TRUE(Commit(1, first).ok());
   ASSERT_TRUE(volume_->Fill().ok());
   EXPECT_FALSE(Commit(2, RandomBytes(256 << 10, 2)).ok());
   ASSERT_TRUE(volume_->Free().ok());
   store_.reset();
-  auto reopened = RocksDbStore::Open(volume_->path() + "/db");
+  auto reopened = RocksDbStore::Open(volume_->path() + "/db", Options());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   store_ = *std::move(reopened);
   ExpectReadable(1, first);
@@ -121,6 +134,26 @@ TEST_F(RocksDbStoreDiskFullTest, InfoLogDropsLinesOnAFullDiskInsteadOfFailing) {
   EXPECT_EQ(log.dropped_lines(), dropped);
 }
 
+TEST_F(RocksDbStoreDiskFullTest, RefusesWritesRocksDbHasNoRoomForAndResumes) {
+  const std::string first = RandomBytes(256 << 10, 1);
+  ASSERT_TRUE(Commit(1, first).ok());
+  // Room for the WAL block but not for this chunk on top of it.
+  ASSERT_TRUE(volume_->Fill(3 << 20).ok());
+  absl::Status refused = Commit(2, RandomBytes(2 << 20, 2));
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("disk is full"));
+  // RocksDB never ran out of space itself, so nothing needs resuming.
+  EXPECT_EQ(store_->Health().problem, StoreHealth::Problem::kNone);
+  ASSERT_TRUE(volume_->Fill().ok());
+  refused = Commit(3, RandomBytes(16 << 10, 3));
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_EQ(store_->Health().problem, StoreHealth::Problem::kNoSpace);
+  ExpectReadable(1, first);
+  ASSERT_TRUE(volume_->Free().ok());
+  EXPECT_TRUE(store_->Health().writable());
+  ASSERT_TRUE(Commit(4, RandomBytes(2 << 20, 4)).ok());
+}
+
 using RocksDbStoreHealthTest = FullVolumeTest;
 
 TEST_F(RocksDbStoreHealthTest, WritableStoreReportsItsVolume) {
@@ -133,7 +166,7 @@ TEST_F(RocksDbStoreHealthTest, WritableStoreReportsItsVolume) {
   EXPECT_GT(health.volume_free_bytes, 0u);
 }
 
-TEST_F(RocksDbStoreHealthTest, AFullVolumeIsNotWritableBeforeAnyWriteFails) {
+TEST_F(RocksDbStoreDiskFullTest, AFullVolumeIsNotWritableBeforeAnyWriteFails) {
   ASSERT_TRUE(volume_->Fill().ok());
   StoreHealth health = store_->Health();
   EXPECT_EQ(health.problem, StoreHealth::Problem::kNoSpace);
@@ -142,7 +175,7 @@ TEST_F(RocksDbStoreHealthTest, AFullVolumeIsNotWritableBeforeAnyWriteFails) {
   EXPECT_TRUE(store_->Health().writable());
 }
 
-TEST_F(RocksDbStoreHealthTest, HealthResumesAStoreStoppedOnENOSPCOnceFreed) {
+TEST_F(RocksDbStoreResumeTest, HealthResumesAStoreStoppedOnENOSPCOnceFreed) {
   ASSERT_TRUE(Commit(1, RandomBytes(256 << 10, 1)).ok());
   ASSERT_TRUE(volume_->Fill().ok());
   ASSERT_FALSE(Commit(2, RandomBytes(256 << 10, 2)).ok());

@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -34,7 +35,7 @@ absl::StatusOr<std::unique_ptr<TmpfsVolume>> TmpfsVolume::Mount(
 
 TmpfsVolume::~TmpfsVolume() { ::umount2(path().c_str(), MNT_DETACH); }
 
-absl::StatusOr<uint64_t> TmpfsVolume::Fill() {
+absl::StatusOr<uint64_t> TmpfsVolume::Fill(uint64_t leave_free_bytes) {
   const int fd =
       ::open(filler().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -60,6 +61,15 @@ absl::StatusOr<uint64_t> TmpfsVolume::Fill() {
             absl::StrCat("filling ", filler(), ": ", std::strerror(error)));
       }
       break;
+    }
+  }
+  if (leave_free_bytes > 0) {
+    written -= std::min(written, leave_free_bytes);
+    if (::ftruncate(fd, static_cast<off_t>(written)) != 0) {
+      const int error = errno;
+      ::close(fd);
+      return absl::InternalError(
+          absl::StrCat("truncating ", filler(), ": ", std::strerror(error)));
     }
   }
   ::close(fd);

@@ -23,9 +23,10 @@ class TmpfsVolume {
 
   const std::string& path() const { return dir_->path(); }
 
-  // Writes `path()`/filler until the volume is full (ENOSPC); the bytes
-  // written, or the error other than ENOSPC.
-  absl::StatusOr<uint64_t> Fill();
+  // Writes `path()`/filler until the volume is full (ENOSPC), then gives
+  // back `leave_free_bytes` of it (truncating the filler); the filler's
+  // size, or the error other than ENOSPC.
+  absl::StatusOr<uint64_t> Fill(uint64_t leave_free_bytes = 0);
   // Deletes the filler.
   absl::Status Free();
 

@@ -49,6 +49,7 @@ struct Flags {
   int64_t max_lease_seconds = 3600;
   double gc_interval_seconds = 3600;
   double health_check_interval_seconds = 1;
+  int max_background_flushes = RocksDbStoreOptions{}.max_background_flushes;
   int64_t chunk_hold_seconds = 1800;
   bool direct_io = true;
   bool shared_memory_reads = true;
@@ -222,6 +223,7 @@ absl::Status Run(const Flags& flags, const sigset_t& signals) {
   CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
+  store_options.max_background_flushes = flags.max_background_flushes;
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
   CheckpointService service(store.get(), store.get(), RealClock::Get(),
@@ -361,6 +363,13 @@ int main(int argc, char** argv) {
                  "The overall service \"\" stays SERVING until shutdown")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-background-flushes", flags.max_background_flushes,
+                 "RocksDB memtable flushes that may run at once. Keep 1: "
+                 "with more, RocksDB 7.8 can wedge or abort when flushes "
+                 "fail together on a full disk (docs/operations.md); for "
+                 "measurements only")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
   app.add_option("--chunk-hold-seconds", flags.chunk_hold_seconds,
                  "How long garbage collection spares an unreferenced chunk "
                  "after a save last uploaded or asked about it: the longest "

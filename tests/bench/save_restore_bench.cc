@@ -44,6 +44,7 @@ struct Flags {
   bool json = false;
   bool tls = false;
   bool shared_memory_restore = true;
+  std::vector<std::string> server_args;
 };
 
 absl::StatusOr<double> BaselineSave(
@@ -103,6 +104,8 @@ absl::Status Run(const Flags& flags) {
     server_flags = pki.ServerFlags(/*mutual=*/false);
     connect.tls_ca_pem = pki.Pem("ca.pem");
   }
+  server_flags.insert(server_flags.end(), flags.server_args.begin(),
+                      flags.server_args.end());
   CKPT_ASSIGN_OR_RETURN(auto server,
                         testing::ServerProcess::Start(dir->path() + "/db",
                                                       std::move(server_flags)));
@@ -284,6 +287,9 @@ int main(int argc, char** argv) {
                  "restore through shared memory when the server offers it "
                  "(true) or stream every byte over the connection (false)")
       ->capture_default_str();
+  app.add_option("--server-arg", flags.server_args,
+                 "an extra ckpt-server argument, e.g. "
+                 "--server-arg=--max-background-flushes=2 (repeatable)");
   CLI11_PARSE(app, argc, argv);
   return ckpt::bench::ExitCode("ckpt-bench-save-restore",
                                ckpt::bench::Run(flags));

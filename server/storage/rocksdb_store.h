@@ -36,6 +36,12 @@
 //   manifest references, which GC removes.
 // - Corrupt stored values read back as DATA_LOSS; RocksDB errors convert to
 //   absl codes in rocksdb_status.cc only.
+//
+// A full disk: writes RocksDB would have no room for are refused first
+// (reserve_free_space), RESOURCE_EXHAUSTED saying the disk is full; reads
+// go on. Should RocksDB still stop on a background error (space taken by
+// others mid-flush), the next write or Health() resumes it (DB::Resume,
+// bounded by resume_timeout) once the memtables fit: no reopen, no hang.
 #pragma once
 
 #include <cstdint>

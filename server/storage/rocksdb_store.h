@@ -84,8 +84,8 @@ struct RocksDbStoreOptions {
   // waits forever for them (RocksDB PR 11872, fixed in 8.7), and the
   // rollback of a flush that picked no memtable aborts the process
   // (memtable_list.cc:440, `!mems.empty()`). Both were seen under ASan's
-  // timing with two. Saves cost the same within the noise (docs/operations.md
-  // has the measurement).
+  // timing with two. Saves may be slower (docs/operations.md has a noisy
+  // measurement).
   // Default: 1
   int max_background_flushes = 1;
 

@@ -364,10 +364,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-background-flushes", flags.max_background_flushes,
-                 "RocksDB memtable flushes that may run at once. Keep 1: "
-                 "with more, RocksDB 7.8 can wedge or abort when flushes "
-                 "fail together on a full disk (docs/operations.md); for "
-                 "measurements only")
+                 "RocksDB memtable flushes that may run at once. 1 keeps "
+                 "RocksDB 7.8 from wedging or aborting when flushes fail "
+                 "together on a full disk; 2 may save faster "
+                 "(docs/operations.md, Disk full)")
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
   app.add_option("--chunk-hold-seconds", flags.chunk_hold_seconds,

@@ -83,12 +83,15 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   CKPT_ASSIGN_OR_RETURN(std::vector<RestoredTensor> restored,
                         RestoreShard(checkpoint, rank));
   // Reported only now, so that a failed restore leaves no `restored` event.
-  // The tensors are in hand: a checkpoint deleted since (NOT_FOUND) or a
-  // server older than the call (UNIMPLEMENTED) only loses the history
-  // entry. Any other failure is the server's trouble, and is returned.
+  // The tensors are in hand: a checkpoint deleted since (NOT_FOUND), a
+  // server older than the call (UNIMPLEMENTED) or one whose disk is full
+  // (RESOURCE_EXHAUSTED: restores must keep working then) only loses the
+  // history entry. Any other failure is the server's trouble, and is
+  // returned.
   absl::Status reported = ReportRestore(job, checkpoint.record.step, rank);
   if (!reported.ok() && !absl::IsNotFound(reported) &&
-      !absl::IsUnimplemented(reported)) {
+      !absl::IsUnimplemented(reported) &&
+      !absl::IsResourceExhausted(reported)) {
     return reported;
   }
   return restored;

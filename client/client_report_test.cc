@@ -62,10 +62,12 @@ TEST_F(RestoreReportTest, AFailedRestoreIsNotReported) {
   EXPECT_TRUE(fake_->restoring_ranks().empty());
 }
 
-TEST_F(RestoreReportTest, AReportNotFoundOrUnimplementedKeepsTheRestore) {
+TEST_F(RestoreReportTest,
+       AReportNotFoundUnimplementedOrDiskFullKeepsTheRestore) {
   for (const absl::Status& refusal :
        {absl::NotFoundError("deleted meanwhile"),
-        absl::UnimplementedError("an older server")}) {
+        absl::UnimplementedError("an older server"),
+        absl::ResourceExhaustedError("the server's disk is full")}) {
     fake_->FailRestoreReports(refusal);
     auto restored = client_->RestoreShard(kJob, 7, 0);
     ASSERT_TRUE(restored.ok()) << refusal << ": " << restored.status();

@@ -63,6 +63,19 @@ const ServerSetting kRows[] = {
    0, kTenYears, "Seconds between background garbage collections (deleting "
    "chunks no checkpoint references); 0 turns them off (`ckpt gc` still runs "
    "one on demand)"},
+  {"health_check_interval_seconds", "--health-check-interval-seconds",
+   T::kSeconds, &S::health_check_interval_seconds, "1",
+   0.01, 3600, "Seconds between checks of whether the store can take writes "
+   "(free space on the data dir's volume, RocksDB's background errors). The "
+   "gRPC health service (grpc.health.v1) answers NOT_SERVING for "
+   "ckpt.v1.CheckpointService while it cannot and SERVING again once it "
+   "can; each check also resumes a store stopped on a full disk once space "
+   "is freed. The overall service \"\" stays SERVING until shutdown"},
+  {"max_background_flushes", "--max-background-flushes", T::kInt,
+   &S::max_background_flushes, "1",
+   1, 16, "RocksDB memtable flushes that may run at once. 1 keeps RocksDB 7.8 "
+   "from wedging or aborting when flushes fail together on a full disk; 2 "
+   "may save faster (docs/operations.md, Disk full)"},
   {"chunk_hold_seconds", "--chunk-hold-seconds", T::kInt,
    &S::chunk_hold_seconds, "1800",
    0, kTenYears, "How long garbage collection spares an unreferenced chunk "

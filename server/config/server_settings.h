@@ -32,6 +32,8 @@ struct ServerSettings {
   int64_t default_lease_seconds;
   int64_t max_lease_seconds;
   double gc_interval_seconds;
+  double health_check_interval_seconds;
+  int64_t max_background_flushes;
   int64_t chunk_hold_seconds;
   bool direct_io;
   bool shared_memory_reads;

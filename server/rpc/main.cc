@@ -259,6 +259,8 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   ApplyLimits(flags, server_options);
   RocksDbStoreOptions store_options;
   store_options.direct_io = flags.direct_io;
+  store_options.max_background_flushes =
+      static_cast<int>(flags.max_background_flushes);
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
                         RocksDbStore::Open(flags.data_dir, store_options));
   // Stored bytes are counted only when some tenant has a quota on them:
@@ -322,6 +324,19 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   lease_reaper.emplace(
       absl::Seconds(flags.lease_check_interval_seconds),
       [&service, metrics] { ExpireLeases(&service, metrics); });
+  // Health: NOT_SERVING for the checkpoint service while the store cannot
+  // take writes; polling also resumes a store stopped on a full disk once
+  // space is freed, even when no write comes to do it.
+  RocksDbStore* store_for_health = store.get();
+  CheckpointServer* server_for_health = server.get();
+  auto check_health = [store_for_health, server_for_health] {
+    StoreHealth health = store_for_health->Health();
+    server_for_health->SetWritable(health.writable(), health.detail);
+  };
+  check_health();
+  std::optional<Periodic> health_poller;
+  health_poller.emplace(absl::Seconds(flags.health_check_interval_seconds),
+                        check_health);
   std::optional<Periodic> collector;
   if (flags.gc_interval_seconds > 0) {
     collector.emplace(
@@ -358,6 +373,7 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   watchdog.SetStep("stopping_background_tasks");
   collector.reset();  // waits for a collection in progress
   lease_reaper.reset();
+  health_poller.reset();
   server.reset();
   watchdog.SetStep("closing_store");
   // Scrapes read the store's properties: stop them before it closes.

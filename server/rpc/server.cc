@@ -113,7 +113,11 @@ struct CheckpointServer::Impl {
 
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
+  bool writable ABSL_GUARDED_BY(mu) = true;
 };
+
+// The service name health checkers ask about (grpc.health.v1).
+constexpr char kCheckpointServiceName[] = "ckpt.v1.CheckpointService";
 
 absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
     const ServerOptions& options, CheckpointService* service) {
@@ -190,12 +194,17 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
     if (impl_->shut_down) return;
     impl_->shut_down = true;
   }
+  CKPT_LOG(Info, "draining: health reports NOT_SERVING");
   // Refuse new calls (UNAVAILABLE), tell health checkers, and let the calls
   // in flight finish until the deadline.
   impl_->grpc_service.calls().StartDraining();
-  if (grpc::HealthCheckServiceInterface* health =
-          impl_->server->GetHealthCheckService()) {
-    health->SetServingStatus(false);
+  {
+    // Under mu, so that a SetWritable racing this cannot turn it back.
+    absl::MutexLock lock(&impl_->mu);
+    if (grpc::HealthCheckServiceInterface* health =
+            impl_->server->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
   }
   impl_->grpc_service.calls().WaitUntilIdle(deadline);
   // Then shut down at once: gRPC's graceful shutdown would also wait, up to
@@ -212,6 +221,23 @@ void CheckpointServer::Shutdown(absl::Time deadline) {
   impl_->maintenance.Shutdown();
   // No call uses a registered file any more: close the connections.
   if (impl_->shared_file_socket != nullptr) impl_->shared_file_socket->Stop();
+}
+
+void CheckpointServer::SetWritable(bool writable, absl::string_view reason) {
+  absl::MutexLock lock(&impl_->mu);
+  if (impl_->shut_down || impl_->writable == writable) return;
+  impl_->writable = writable;
+  if (grpc::HealthCheckServiceInterface* health =
+          impl_->server->GetHealthCheckService()) {
+    health->SetServingStatus(kCheckpointServiceName, writable);
+  }
+  if (writable) {
+    CKPT_LOG(Info, "storage writable again: health reports SERVING for ",
+             kCheckpointServiceName);
+  } else {
+    CKPT_LOG(Warning, "storage cannot take writes (", reason,
+             "): health reports NOT_SERVING for ", kCheckpointServiceName);
+  }
 }
 
 size_t CheckpointServer::shared_files_registered() const {

@@ -127,6 +127,15 @@ class CheckpointServer {
   // Blocks until the server has shut down.
   void Wait();
 
+  // The gRPC health service's answer for "ckpt.v1.CheckpointService":
+  // SERVING while the store can take writes, NOT_SERVING (with `reason`
+  // logged once) while it cannot, e.g. on a full disk; ckpt-server sets it
+  // from RocksDbStore::Health every --health-check-interval-seconds. The
+  // overall service "" stays SERVING while the process serves (a liveness
+  // check: restarting does not free a disk); both turn NOT_SERVING for
+  // good once Shutdown starts, whatever this is told later.
+  void SetWritable(bool writable, absl::string_view reason);
+
   // Restore memfds clients on this host have registered now (each is
   // dropped when the connection that passed it closes). For monitoring and
   // tests.

@@ -31,15 +31,9 @@ absl::StatusCode CodeOf(const rocksdb::Status& status) {
 
 // What went wrong, in words that name no file.
 absl::string_view KindOf(const rocksdb::Status& status) {
-  using Sub = rocksdb::Status::SubCode;
   if (status.IsNotFound()) return "an entry not found";
   if (status.IsCorruption()) return "corruption";
-  if (status.IsIOError()) {
-    if (status.IsNoSpace() || status.subcode() == Sub::kSpaceLimit) {
-      return "no space left";
-    }
-    return "an I/O error";
-  }
+  if (status.IsIOError()) return "an I/O error";
   if (status.IsBusy()) return "a busy resource";
   if (status.IsTimedOut()) return "a timeout";
   if (status.IsTryAgain()) return "a transient failure";
@@ -58,11 +52,14 @@ absl::Status FromRocksDb(const rocksdb::Status& status,
   const std::string incident = NewIncidentId();
   CKPT_LOG(Error, "storage incident ", incident, ": ", context, ": ",
            status.ToString());
-  return absl::Status(
-      CodeOf(status),
-      absl::StrCat(context, ": ", KindOf(status),
-                   " in the server's storage (incident ", incident,
-                   "; the server's log has the details)"));
+  const absl::StatusCode code = CodeOf(status);
+  const std::string what =
+      code == absl::StatusCode::kResourceExhausted
+          ? "the server's disk is full (no space left for its storage)"
+          : absl::StrCat(KindOf(status), " in the server's storage");
+  return absl::Status(code,
+                      absl::StrCat(context, ": ", what, " (incident ", incident,
+                                   "; the server's log has the details)"));
 }
 
 }  // namespace ckpt::server

@@ -33,6 +33,9 @@
 #include "rocksdb/write_batch.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_status.h"
+#include "server/storage/store_health.h"
+#include "server/storage/tolerant_info_log.h"
+#include "server/storage/volume_sizing.h"
 
 namespace ckpt::server {
 namespace {
@@ -85,25 +88,26 @@ rocksdb::BlockBasedTableOptions TableOptions(
 }
 
 std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(
-    const RocksDbStoreOptions& options,
+    const RocksDbStoreOptions& options, const VolumeSizes& sizes,
     const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions small;
   small.table_factory.reset(
       rocksdb::NewBlockBasedTableFactory(TableOptions(cache, false)));
+  small.write_buffer_size = sizes.metadata_write_buffer_size;
 
   rocksdb::ColumnFamilyOptions index = small;
   index.table_factory.reset(
       rocksdb::NewBlockBasedTableFactory(TableOptions(cache, true)));
   // Flushed together with `chunks`, so sized like it.
-  index.write_buffer_size = options.chunk_write_buffer_size;
+  index.write_buffer_size = sizes.chunk_write_buffer_size;
   index.max_write_buffer_number = options.max_write_buffer_number;
 
   rocksdb::ColumnFamilyOptions chunks = small;
-  chunks.write_buffer_size = options.chunk_write_buffer_size;
+  chunks.write_buffer_size = sizes.chunk_write_buffer_size;
   chunks.max_write_buffer_number = options.max_write_buffer_number;
   chunks.enable_blob_files = true;
   chunks.min_blob_size = options.min_blob_size;
-  chunks.blob_file_size = options.blob_file_size;
+  chunks.blob_file_size = sizes.blob_file_size;
   // Tensor bytes barely compress; compressing would cost CPU for nothing.
   chunks.blob_compression_type = rocksdb::kNoCompression;
   chunks.compression = rocksdb::kNoCompression;
@@ -125,10 +129,35 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(
 
 }  // namespace
 
+// Free space below which the store refuses metadata writes itself
+// (RESOURCE_EXHAUSTED) instead of letting RocksDB try: a WAL append that
+// fails on ENOSPC leaves RocksDB 7.8's WAL writer failed, and unless the
+// recovery flush happens to switch to a new WAL (only when some memtable
+// holds data), the next memtable switch hits the old writer's error and
+// stops the database for good (a "fatal" error only a restart clears).
+// Enough room for a new WAL's preallocated block, which RocksDB reserves
+// at its first record, keeps WAL appends from failing; the rest is for the
+// MANIFEST and LOG.
+uint64_t MinFreeBytes(const VolumeSizes& sizes) {
+  const uint64_t write_buffer =
+      std::max(sizes.chunk_write_buffer_size, sizes.metadata_write_buffer_size);
+  const uint64_t wal_block =
+      std::min(write_buffer + write_buffer / 10, sizes.max_total_wal_size);
+  return wal_block + (uint64_t{1} << 20);
+}
+
 struct RocksDbStore::Impl {
+  std::string dir;
+  absl::Duration resume_timeout;
+  uint64_t min_free_bytes = 0;  // MinFreeBytes; 0: reserve_free_space off
+  // Registered with RocksDB as a listener before it opens.
+  std::shared_ptr<BackgroundErrorTracker> errors =
+      std::make_shared<BackgroundErrorTracker>();
   // Declared before `handles`, so destroyed after them, as RocksDB requires.
   std::unique_ptr<rocksdb::DB> db;
   std::vector<CfHandle> handles;
+  // Set once `db` is open; reset (joined) before it closes.
+  std::unique_ptr<BoundedResume> resume;
 
   std::array<absl::Mutex, kChunkLockStripes> chunk_locks;
 
@@ -150,6 +179,7 @@ struct RocksDbStore::Impl {
     if (absl::Status status = SyncChunks(); !status.ok()) {
       CKPT_LOG(Error, "flushing chunks at close: ", status.ToString());
     }
+    resume.reset();  // waits for a Resume still running
     handles.clear();
     if (rocksdb::Status status = db->Close(); !status.ok()) {
       CKPT_LOG(Error, "closing RocksDB: ", status.ToString());
@@ -177,10 +207,88 @@ struct RocksDbStore::Impl {
     rocksdb::FlushOptions flush;
     flush.wait = true;
     flush.allow_write_stall = true;
-    CKPT_RETURN_IF_ERROR(FromRocksDb(
-        db->Flush(flush, {cf(kChunks), cf(kChunkIndex)}), "flushing chunks"));
+    // Every family, not just `chunks` and `chunk_index`: under atomic_flush
+    // RocksDB 7.8 asserts that all families of one flush job share a flush
+    // reason, and a manual flush of some of them racing an automatic flush
+    // of all of them broke that (an abort after a full disk was freed).
+    std::vector<rocksdb::ColumnFamilyHandle*> families;
+    for (const CfHandle& handle : handles) families.push_back(handle.get());
+    CKPT_RETURN_IF_ERROR(WriteRecovering([&] {
+      return FromRocksDb(db->Flush(flush, families), "flushing chunks");
+    }));
     synced_writes.store(target, std::memory_order_release);
     return absl::OkStatus();
+  }
+
+  // Gets RocksDB writing again after it stopped on a background error:
+  // OK when it writes (or already did). RESOURCE_EXHAUSTED while the volume
+  // has no room for the memtables (Resume is not even tried), UNAVAILABLE
+  // when Resume did not finish within resume_timeout, else Resume's error.
+  absl::Status Recover() {
+    const uint64_t generation = errors->generation();
+    std::optional<rocksdb::Status> error = errors->error();
+    if (!error.has_value()) return absl::OkStatus();
+    // Resume flushes every memtable; with less room it would only fail
+    // again.
+    const uint64_t needed =
+        MemtableBytes() + std::max(min_free_bytes, uint64_t{1} << 20);
+    absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir);
+    if (space.ok() && space->free_bytes < needed) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the server's disk is full: ", space->free_bytes,
+                       " bytes free, and resuming writes needs ", needed));
+    }
+    if (resume == nullptr) {
+      return absl::UnavailableError("the server's storage is closing");
+    }
+    std::optional<rocksdb::Status> resumed = resume->Resume(resume_timeout);
+    if (!resumed.has_value()) {
+      CKPT_LOG(Error, "RocksDB did not resume within ",
+               absl::FormatDuration(resume_timeout), " of a background error (",
+               error->ToString(), "); writes fail until it does");
+      return absl::UnavailableError(absl::StrCat(
+          "the server's storage is recovering from an error and did not "
+          "finish within ",
+          absl::FormatDuration(resume_timeout), "; retry later"));
+    }
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(*resumed, "resuming writes after a background error"));
+    errors->ClearUnlessNewer(generation);
+    CKPT_LOG(Info, "RocksDB resumed writing after: ", error->ToString());
+    return absl::OkStatus();
+  }
+
+  // RESOURCE_EXHAUSTED when the volume has less than min_free_bytes plus
+  // `more` free (see MinFreeBytes); OK when it has enough or cannot be
+  // measured.
+  absl::Status CheckRoom(absl::string_view what, uint64_t more = 0) {
+    if (min_free_bytes == 0) return absl::OkStatus();
+    absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir);
+    if (!space.ok() || space->free_bytes >= min_free_bytes + more) {
+      return absl::OkStatus();
+    }
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, ": the server's disk is full (", space->free_bytes,
+        " bytes free; this write needs ", min_free_bytes + more, ")"));
+  }
+
+  // Bytes in memtables, i.e. what flushing everything writes.
+  uint64_t MemtableBytes() {
+    uint64_t bytes = 0;
+    db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &bytes);
+    return bytes;
+  }
+
+  // Runs `write`; when it fails because RocksDB stopped on a background
+  // error, recovers (bounded) and runs it once more. A write that finds the
+  // disk still full keeps its own error (RESOURCE_EXHAUSTED).
+  absl::Status WriteRecovering(absl::FunctionRef<absl::Status()> write) {
+    absl::Status status = write();
+    if (status.ok() || !errors->error().has_value()) return status;
+    absl::Status recovered = Recover();
+    if (absl::IsUnavailable(recovered)) return recovered;
+    if (!recovered.ok()) return status;
+    return write();
   }
 
   // Writes a chunk's entries (or their deletion) without the WAL; Sync()
@@ -189,7 +297,8 @@ struct RocksDbStore::Impl {
                                absl::string_view context) {
     rocksdb::WriteOptions write;
     write.disableWAL = true;
-    CKPT_RETURN_IF_ERROR(FromRocksDb(db->Write(write, batch), context));
+    CKPT_RETURN_IF_ERROR(WriteRecovering(
+        [&] { return FromRocksDb(db->Write(write, batch), context); }));
     chunk_writes.fetch_add(1, std::memory_order_release);
     return absl::OkStatus();
   }
@@ -294,7 +403,40 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   if (options.create_if_missing) {
     std::filesystem::create_directories(dir, error);
   }
+  VolumeSizes sizes{.chunk_write_buffer_size = options.chunk_write_buffer_size,
+                    .metadata_write_buffer_size = uint64_t{64} << 20,
+                    .blob_file_size = options.blob_file_size,
+                    .max_total_wal_size = kMaxWalBytes,
+                    .max_manifest_file_size = uint64_t{64} << 20,
+                    .info_log_max_bytes = uint64_t{8} << 20};
+  if (absl::StatusOr<VolumeSpace> space = GetVolumeSpace(dir); !space.ok()) {
+    CKPT_LOG(Warning, space.status().message(),
+             "; RocksDB keeps its default sizes");
+  } else if (options.size_to_volume) {
+    sizes = SizeForVolume(space->total_bytes, options.chunk_write_buffer_size,
+                          options.blob_file_size);
+    if (space->total_bytes < kSmallestSensibleVolumeBytes) {
+      CKPT_LOG(Warning, "the volume of ", dir, " holds only ",
+               space->total_bytes >> 20, " MiB; ckpt-server is sized for ",
+               kSmallestSensibleVolumeBytes >> 20,
+               " MiB or more (docs/operations.md, Disk full): memtables of ",
+               sizes.chunk_write_buffer_size >> 20,
+               " MiB, and a single save may fill it");
+    }
+  }
   rocksdb::DBOptions db_options;
+  // RocksDB's own LOG writer aborts after a write to it failed (a full
+  // disk); this one drops the line instead.
+  db_options.info_log =
+      std::make_shared<TolerantInfoLog>(dir + "/LOG", sizes.info_log_max_bytes);
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->resume_timeout = options.resume_timeout;
+  impl->min_free_bytes = options.reserve_free_space ? MinFreeBytes(sizes) : 0;
+  db_options.listeners.push_back(impl->errors);
+  // Caps the WAL's preallocation too (1.1 write buffers otherwise, 141 MB).
+  db_options.max_total_wal_size = sizes.max_total_wal_size;
+  db_options.max_manifest_file_size = sizes.max_manifest_file_size;
   db_options.create_if_missing = options.create_if_missing;
   // Always: a database written before a column family existed (e.g.
   // `events`) gains it, empty, when opened by this build.
@@ -318,9 +460,9 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
 
   rocksdb::DB* raw_db = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
-  rocksdb::Status status = rocksdb::DB::Open(
-      db_options, dir, Descriptors(options, cache), &raw_handles, &raw_db);
-  auto impl = std::make_unique<Impl>();
+  rocksdb::Status status =
+      rocksdb::DB::Open(db_options, dir, Descriptors(options, sizes, cache),
+                        &raw_handles, &raw_db);
   impl->db.reset(raw_db);
   for (rocksdb::ColumnFamilyHandle* handle : raw_handles) {
     impl->handles.emplace_back(handle, CfHandleDeleter{raw_db});
@@ -330,6 +472,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   if (impl->handles.size() != kNumCfs) {
     return absl::InternalError("RocksDB returned the wrong number of handles");
   }
+  impl->resume = std::make_unique<BoundedResume>(raw_db);
   return std::make_unique<RocksDbStore>(Passkey(), std::move(impl));
 }
 
@@ -344,6 +487,9 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
                         impl_->GetValue(kChunkIndex, key, nullptr));
   if (existing.has_value()) return false;
+  CKPT_RETURN_IF_ERROR(
+      impl_->CheckRoom(absl::StrCat("writing chunk ", id.ShortHex()),
+                       impl_->MemtableBytes() + bytes.size()));
   rocksdb::WriteBatch batch;
   CKPT_RETURN_IF_ERROR(
       FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
@@ -757,10 +903,36 @@ absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
                                 ToSlice(EventKey(trim.job, trim.keep_from))),
         "batching metadata"));
   }
+  CKPT_RETURN_IF_ERROR(impl_->CheckRoom("writing metadata batch"));
   rocksdb::WriteOptions write;
   write.sync = true;
-  return FromRocksDb(impl_->db->Write(write, &write_batch),
-                     "writing metadata batch");
+  return impl_->WriteRecovering([&] {
+    return FromRocksDb(impl_->db->Write(write, &write_batch),
+                       "writing metadata batch");
+  });
+}
+
+StoreHealth RocksDbStore::Health() {
+  StoreHealth health;
+  absl::StatusOr<VolumeSpace> space = GetVolumeSpace(impl_->dir);
+  if (space.ok()) {
+    health.volume_total_bytes = space->total_bytes;
+    health.volume_free_bytes = space->free_bytes;
+  }
+  if (absl::Status recovered = impl_->Recover(); !recovered.ok()) {
+    health.problem = absl::IsResourceExhausted(recovered)
+                         ? StoreHealth::Problem::kNoSpace
+                         : StoreHealth::Problem::kBackgroundError;
+    health.detail = std::string(recovered.message());
+  } else if (absl::Status room = impl_->CheckRoom("writing"); !room.ok()) {
+    health.problem = StoreHealth::Problem::kNoSpace;
+    health.detail = std::string(room.message());
+  }
+  uint64_t stopped = 0;
+  health.write_stopped =
+      impl_->db->GetIntProperty("rocksdb.is-write-stopped", &stopped) &&
+      stopped != 0;
+  return health;
 }
 
 std::optional<uint64_t> RocksDbStore::IntProperty(

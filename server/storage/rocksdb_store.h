@@ -36,6 +36,12 @@
 //   manifest references, which GC removes.
 // - Corrupt stored values read back as DATA_LOSS; RocksDB errors convert to
 //   absl codes in rocksdb_status.cc only.
+//
+// A full disk: writes RocksDB would have no room for are refused first
+// (reserve_free_space), RESOURCE_EXHAUSTED saying the disk is full; reads
+// go on. Should RocksDB still stop on a background error (space taken by
+// others mid-flush), the next write or Health() resumes it (DB::Resume,
+// bounded by resume_timeout) once the memtables fit: no reopen, no hang.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +50,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
@@ -65,14 +72,47 @@ struct RocksDbStoreOptions {
   // Default: 4
   int max_write_buffer_number = 4;
 
-  // Background flush and compaction threads.
+  // Background flush and compaction threads. RocksDB 7.8 ignores it once
+  // max_background_flushes is set (as here): it then runs that many
+  // flushes and one compaction.
   // Default: 4
   int max_background_jobs = 4;
 
-  // Flushes that may run at once; two keep blob writing going while one
-  // waits on the disk.
-  // Default: 2
-  int max_background_flushes = 2;
+  // Flushes that may run at once. One: with atomic_flush, RocksDB 7.8
+  // mishandles two flushes that fail together (a full disk fails every
+  // flush): a younger flush waiting to install behind a failed older one
+  // leaves memtables marked "being flushed" that no job owns, so DB::Resume
+  // waits forever for them (RocksDB PR 11872, fixed in 8.7), and the
+  // rollback of a flush that picked no memtable aborts the process
+  // (memtable_list.cc:440, `!mems.empty()`). Both were seen under ASan's
+  // timing with two. Saves may be slower (docs/operations.md has a noisy
+  // measurement).
+  // Default: 1
+  int max_background_flushes = 1;
+
+  // How long a write (or Health) that finds RocksDB stopped on a background
+  // error waits for DB::Resume. Past it the call fails with UNAVAILABLE
+  // while Resume carries on; nothing waits on RocksDB unbounded.
+  // Default: 30 s
+  absl::Duration resume_timeout = absl::Seconds(30);
+
+  // Refuse writes (RESOURCE_EXHAUSTED, "the server's disk is full") while
+  // the volume lacks room for them: a chunk Put needs room for every
+  // unflushed memtable plus itself, any write a WAL block plus 1 MiB.
+  // RocksDB 7.8 then never runs out of space on its own writes: a failed
+  // atomic flush can abort the process (RollbackMemtableFlush's
+  // `!mems.empty()` assertion, when one family of the flush had nothing to
+  // flush) and a failed WAL append can stop the database until a restart.
+  // Recovery (DB::Resume) remains for space taken by others meanwhile. Off
+  // only in tests that drive RocksDB into ENOSPC on purpose.
+  // Default: true
+  bool reserve_free_space = true;
+
+  // Size RocksDB to the data directory's volume (volume_sizing.h): caps
+  // memtables, blob files, the WAL, the MANIFEST and the LOG by fractions
+  // of the volume. Off only for tests that need the sizes above as given.
+  // Default: true
+  bool size_to_volume = true;
 
   // Write and read blob and table files with O_DIRECT. Checkpoint bytes
   // then go between memory and the disk without passing through (and
@@ -97,6 +137,31 @@ struct RocksDbStoreOptions {
   // value blocks; chunk bodies in blob files bypass it).
   // Default: 32 MiB
   uint64_t block_cache_bytes = uint64_t{32} << 20;
+};
+
+// Whether the store can take writes now, and if not why (RocksDbStore::
+// Health). A write stall (RocksDB holding writers while it flushes) is
+// reported but leaves the store writable: stalled writes finish.
+struct StoreHealth {
+  enum class Problem {
+    kNone,
+    // The data directory's volume is full, or RocksDB stopped on ENOSPC and
+    // the volume has no room yet to flush its memtables and resume.
+    kNoSpace,
+    // RocksDB stopped writing on another background error (or could not
+    // resume from one).
+    kBackgroundError,
+  };
+  Problem problem = Problem::kNone;
+  // Why, in words for an operator's log; empty when writable.
+  std::string detail;
+  // RocksDB is holding writers (rocksdb.is-write-stopped).
+  bool write_stopped = false;
+  // The volume of the data directory (0 when statvfs failed).
+  uint64_t volume_total_bytes = 0;
+  uint64_t volume_free_bytes = 0;
+
+  bool writable() const { return problem == Problem::kNone; }
 };
 
 // Thread-safe. ForEach iterates a consistent snapshot taken when it starts;
@@ -182,6 +247,12 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
   // "rocksdb.is-write-stopped", "rocksdb.background-errors"); nullopt when
   // RocksDB does not know it. Read-only.
   std::optional<uint64_t> IntProperty(const std::string& name) const;
+
+  // Whether writes can succeed now. When RocksDB stopped on a background
+  // error and the volume has room for its memtables again, first resumes
+  // it (DB::Resume, waiting at most resume_timeout), so polling Health
+  // brings a store back after space was freed even with no write coming.
+  StoreHealth Health();
 
  private:
   std::unique_ptr<Impl> impl_;

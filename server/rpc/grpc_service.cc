@@ -66,7 +66,8 @@ GrpcCheckpointService::GrpcCheckpointService(CheckpointService* service,
       limits_(limits),
       requests_(requests),
       maintenance_(maintenance),
-      shared_files_(limits.shared_file_reads ? shared_files : nullptr) {}
+      shared_files_(limits.shared_file_reads ? shared_files : nullptr),
+      verify_heartbeats_(limits.verify_heartbeat_interval) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -567,7 +568,8 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
     return absl::OkStatus();
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor = new VerifyReactor(context, service_, maintenance_, &calls_);
+  auto* reactor = new VerifyReactor(context, service_, maintenance_,
+                                    &verify_heartbeats_, &calls_);
   reactor->Start(refusal, FromProto(*request), std::move(scope));
   return reactor;
 }

@@ -28,6 +28,7 @@
 #include "server/rpc/executor.h"
 #include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
+#include "server/rpc/verify_heartbeats.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
@@ -178,6 +179,9 @@ class GrpcCheckpointService final
   Executor* const maintenance_;
   SharedFileSocket* const shared_files_;  // null: same-host restores off
   CallCounter calls_;
+  // Outlives every verify: the server has shut down (every call done)
+  // before this object goes.
+  VerifyHeartbeats verify_heartbeats_;
 };
 
 }  // namespace ckpt::server

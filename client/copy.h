@@ -52,7 +52,8 @@ struct CopyRequest {
   // DEADLINE_EXCEEDED, and the target's pending checkpoint is no longer
   // renewed (its lease ends it unless a rerun resumes it first). The gRPC
   // transport bounds its own reads likewise (ConnectOptions::
-  // stream_stall_timeout); `ckpt copy --stall-timeout` sets both.
+  // stream_stall_timeout, which also bounds the target's uploads);
+  // `ckpt copy --stall-timeout` sets this and both clients' bound.
   // Default: 2 minutes.
   absl::Duration source_stall_timeout = absl::Minutes(2);
 };

@@ -29,6 +29,17 @@ void StallWatchdog::Progress() {
   last_progress_ = absl::Now();
 }
 
+void StallWatchdog::Pause() {
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+}
+
+void StallWatchdog::Resume() {
+  absl::MutexLock lock(&mu_);
+  paused_ = false;
+  last_progress_ = absl::Now();
+}
+
 bool StallWatchdog::fired() {
   absl::MutexLock lock(&mu_);
   return fired_;
@@ -37,13 +48,23 @@ bool StallWatchdog::fired() {
 void StallWatchdog::Watch() {
   {
     absl::MutexLock lock(&mu_);
+    auto stopping_or_paused = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || paused_;
+    };
+    auto stopping_or_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || !paused_;
+    };
     for (;;) {
-      // Wakes at the deadline, re-reading it: Progress() moves it later.
-      if (mu_.AwaitWithDeadline(absl::Condition(&stopping_),
-                                last_progress_ + limit_)) {
-        return;
+      if (paused_) {
+        mu_.Await(absl::Condition(&stopping_or_running));
+      } else if (!mu_.AwaitWithDeadline(absl::Condition(&stopping_or_paused),
+                                        last_progress_ + limit_) &&
+                 absl::Now() >= last_progress_ + limit_) {
+        break;
       }
-      if (absl::Now() >= last_progress_ + limit_) break;
+      // Else woken early, or the deadline passed while Progress() or
+      // Resume() moved it later: re-read the state.
+      if (stopping_) return;
     }
     fired_ = true;
   }

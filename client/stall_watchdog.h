@@ -6,6 +6,11 @@
 // forever. The watchdog calls `on_stall` (e.g. cancelling the call) once
 // `limit` has passed without Progress(), on a thread of its own. gRPC-free:
 // the transport hands it the cancel.
+//
+// An upload pauses it while the client works (hashing, reading the next
+// tensor) and resumes it while it waits on the server (a write blocked by
+// flow control, the final status): only the server's silence counts, never
+// a slow client's own work between messages.
 #pragma once
 
 #include <functional>
@@ -30,6 +35,11 @@ class StallWatchdog {
 
   // The stream advanced: the limit counts from now.
   void Progress();
+  // The client works on its own: no time counts until Resume().
+  void Pause();
+  // The client waits on the server again: Progress(), and the limit counts
+  // from now.
+  void Resume();
   // Whether on_stall ran (then the stream's error is the stall's).
   bool fired();
 
@@ -41,6 +51,7 @@ class StallWatchdog {
   absl::Mutex mu_;
   absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
   bool fired_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts once the members above exist
 };

@@ -115,12 +115,16 @@ class ChunkUploadStream {
   // Queues the chunk `id` with bytes `data` (copied; the caller may reuse
   // its memory at once) and sends what is queued when enough is. The
   // server checks the hash. An error ends the stream: the server's status
-  // when it stopped the upload, UNAVAILABLE when it closed it early.
+  // when it stopped the upload, UNAVAILABLE when it closed it early,
+  // DEADLINE_EXCEEDED when the server took no data for a while (the gRPC
+  // transport: ConnectOptions::stream_stall_timeout, counting only time
+  // spent waiting on the server).
   // REQUIRES: Close has not been called.
   virtual absl::Status Add(const ChunkId& id, absl::string_view data) = 0;
 
   // Sends what is queued and ends the upload; OK means the server took
   // every chunk added. OK at once, without a call, when nothing was added.
+  // DEADLINE_EXCEEDED as Add's, when the server does not answer.
   virtual absl::Status Close() = 0;
 
   // Chunks and bytes added so far (all of them sent once Close is OK).
@@ -272,7 +276,9 @@ class Transport {
 
   // Verifies checkpoints; damage is in the report (OK status). `progress`,
   // when set, is called from this thread as the server reports (progress
-  // of a stage this build does not know is skipped). No deadline.
+  // of a stage this build does not know is skipped). No deadline, but
+  // DEADLINE_EXCEEDED when the server sends nothing (progress, heartbeat)
+  // for a while (the gRPC transport: ConnectOptions::stream_stall_timeout).
   // NOT_FOUND for an unknown job or step, INVALID_ARGUMENT for a bad
   // subset, INTERNAL when the server ends without a report.
   virtual absl::StatusOr<VerifyReport> VerifyCheckpoints(

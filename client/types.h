@@ -29,15 +29,24 @@ struct ConnectOptions {
   // Largest message sent or received; must be at least kMaxChunkBytes plus
   // framing. Default: 64 MiB (the server's limit too).
   int max_message_bytes = 64 << 20;
-  // Deadline of each unary call (streams have none, as a large save may take
-  // long). Default: 5 minutes; a commit makes every chunk durable first.
+  // Deadline of each unary call, but CollectGarbage's, which gets 6 hours
+  // (a collection reads every manifest and compacts the store). Streams
+  // have no deadline, as a large save may take long; stream_stall_timeout
+  // bounds them instead. Default: 5 minutes; a commit makes every chunk
+  // durable first.
   absl::Duration rpc_timeout = absl::Minutes(5);
-  // A chunk read (ReadChunks stream: restores, copies) that receives no
-  // chunk for this long fails with DEADLINE_EXCEEDED: a server that keeps
-  // the connection (answering pings) but sends nothing must not hang the
-  // reader. Progress-based, so a large read over a slow link is never cut
-  // short for its size. Positive; absl::InfiniteDuration() disables it.
-  // Default: 2 minutes.
+  // A stream that makes no progress for this long fails with
+  // DEADLINE_EXCEEDED naming the server: a server that keeps the connection
+  // (answering pings) but stops serving must not hang a training job.
+  // Progress is, per stream: a chunk received (ReadChunks: restores,
+  // copies); for an upload (PutChunks: saves, copies' targets), the server
+  // taking data or answering, counting only time spent waiting on it (a
+  // write blocked by flow control, the final status), never the client's
+  // own hashing and reading between messages; any message of a verify,
+  // whose server sends a heartbeat at least every 10 s while it is queued
+  // or working. Progress-based, so a large transfer over a slow link is
+  // never cut short for its size. Positive; absl::InfiniteDuration()
+  // disables it. Default: 2 minutes.
   absl::Duration stream_stall_timeout = absl::Minutes(2);
   // When positive, Connect waits this long for the server to be reachable
   // and fails with UNAVAILABLE otherwise; zero connects lazily on the first

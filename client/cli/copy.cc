@@ -200,8 +200,10 @@ absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out) {
        .token_file = "--to-token-file (or $CKPT_TO_TOKEN)"});
   CKPT_ASSIGN_OR_RETURN(client::ConnectOptions target_options,
                         ConnectOptionsFor(target.settings, target.names));
-  // The source's reads end on their own too (the transport's bound).
+  // The source's reads end on their own too (the transport's bound), and
+  // so does an upload the target stops taking.
   source_options.stream_stall_timeout = request.source_stall_timeout;
+  target_options.stream_stall_timeout = request.source_stall_timeout;
   absl::StatusOr<std::unique_ptr<client::Client>> source =
       client::Client::Connect(args.from, source_options);
   CKPT_RETURN_IF_ERROR(WithPrefix("--from: ", source.status()));

@@ -415,9 +415,10 @@ int main(int argc, char** argv) {
       "KiB, MiB, GiB), to share a link");
   copy_cmd->add_option(
       "--stall-timeout", copy.stall_timeout,
-      "Stop with DEADLINE_EXCEEDED when the source sends no chunk for this "
-      "long, e.g. 30s or 5m (default 2m); the target's pending checkpoint "
-      "is then no longer renewed, and a rerun resumes");
+      "Stop with DEADLINE_EXCEEDED when the source sends no chunk, or the "
+      "target takes no upload data, for this long, e.g. 30s or 5m (default "
+      "2m); the target's pending checkpoint is then no longer renewed, and "
+      "a rerun resumes");
   std::string to_tls_ca, to_tls_cert, to_tls_key, to_tls_server_name,
       to_token_file;
   CLI::Option* to_tls_ca_flag = copy_cmd->add_option(

@@ -233,9 +233,13 @@ class PyClient {
   PyClient(const std::string& address, double connect_timeout_seconds,
            bool shared_memory_restore, const py::object& tls_ca,
            const py::object& tls_cert, const py::object& tls_key,
-           const py::object& tls_server_name, const py::object& token) {
+           const py::object& tls_server_name, const py::object& token,
+           double stream_stall_timeout_seconds) {
     ConnectOptions options;
     options.connect_timeout = absl::Seconds(connect_timeout_seconds);
+    // absl::Seconds(inf) is absl::InfiniteDuration(): no bound. Connect
+    // refuses a bound that is not positive.
+    options.stream_stall_timeout = absl::Seconds(stream_stall_timeout_seconds);
     options.shared_memory_restore = shared_memory_restore;
     SecuritySettings security;
     security.tls_ca_file = ArgumentOrEnv(tls_ca, kTlsCaEnv);
@@ -490,13 +494,14 @@ PYBIND11_MODULE(_ckpt, m) {
   py::class_<PyClient>(m, "Client")
       .def(py::init<const std::string&, double, bool, const py::object&,
                     const py::object&, const py::object&, const py::object&,
-                    const py::object&>(),
+                    const py::object&, double>(),
            py::arg("address"), py::arg("connect_timeout") = 0.0, py::kw_only(),
            py::arg("shared_memory_restore") = true,
            py::arg("tls_ca") = py::none(), py::arg("tls_cert") = py::none(),
            py::arg("tls_key") = py::none(),
            py::arg("tls_server_name") = py::none(),
            py::arg("token") = py::none(),
+           py::arg("stream_stall_timeout") = 120.0,
            "Connects to the ckpt-server at address (HOST:PORT). TLS: tls_ca "
            "(PEM CA file; plaintext without it), tls_cert and tls_key (PEM "
            "client certificate and key, for mutual TLS), tls_server_name "
@@ -505,7 +510,10 @@ PYBIND11_MODULE(_ckpt, m) {
            "over TLS or to a loopback address. Each defaults to its "
            "environment variable (CKPT_TLS_CA, CKPT_TLS_CERT, CKPT_TLS_KEY, "
            "CKPT_TLS_SERVER_NAME, CKPT_TOKEN); pass '' to ignore the "
-           "variable.")
+           "variable. stream_stall_timeout: seconds a stream (save upload, "
+           "restore read, verify) may wait on the server without progress "
+           "before it fails with DEADLINE_EXCEEDED (default 120; inf: no "
+           "bound).")
       .def(
           "save_shard", &PyClient::SaveShard, py::arg("job"), py::arg("step"),
           py::arg("tensors"), py::kw_only(), py::arg("rank") = 0,

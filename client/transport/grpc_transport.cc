@@ -49,12 +49,25 @@ class CallCredentials {
 
 // One PutChunks stream, opened on the first chunk. Chunk bytes are copied
 // once, into the message (protobuf owns its bytes fields).
+//
+// No deadline (a large save takes as long as it takes) but a progress
+// bound: a stall watchdog counts the time spent waiting on the server (the
+// stream's opening, a write blocked by flow control, the final status) and
+// cancels the call after `stall_timeout` of it; the time the client spends
+// between messages (hashing, reading its tensors) is paused. A server that
+// stops reading the upload then fails the save with DEADLINE_EXCEEDED.
 class GrpcUploadStream final : public ChunkUploadStream {
  public:
   // `step`: the pending checkpoint uploaded for (its bytes_added).
+  // `address`: the server's, for the stall's message.
   GrpcUploadStream(Stub* stub, const CallCredentials& credentials,
+                   absl::string_view address, absl::Duration stall_timeout,
                    absl::string_view job, int64_t step)
-      : stub_(stub), job_(job), step_(step) {
+      : stub_(stub),
+        address_(address),
+        stall_timeout_(stall_timeout),
+        job_(job),
+        step_(step) {
     credentials.Apply(&context_);
   }
 
@@ -82,8 +95,9 @@ class GrpcUploadStream final : public ChunkUploadStream {
     CKPT_RETURN_IF_ERROR(Flush());
     if (writer_ == nullptr) return absl::OkStatus();
     closed_ = true;
+    watchdog_->Resume();
     writer_->WritesDone();
-    return FromGrpcStatus(writer_->Finish());
+    return Stalled(FromGrpcStatus(writer_->Finish()));
   }
 
   uint64_t chunks_sent() const override { return chunks_sent_; }
@@ -93,30 +107,57 @@ class GrpcUploadStream final : public ChunkUploadStream {
   absl::Status Flush() {
     if (pending_.chunks_size() == 0) return absl::OkStatus();
     if (writer_ == nullptr) {
+      // Before the call starts: opening it may wait on the server too.
+      watchdog_ = std::make_unique<StallWatchdog>(
+          stall_timeout_, [this] { context_.TryCancel(); });
       writer_ = stub_->PutChunks(&context_, &response_);
       pending_.set_job(job_);  // the first message names the job
       pending_.set_step(step_);
+    } else {
+      watchdog_->Resume();
     }
-    if (!writer_->Write(pending_)) {
+    const bool written = writer_->Write(pending_);
+    watchdog_->Pause();  // the next message is the client's work
+    if (!written) {
       // The server ended the call; its status says why.
       closed_ = true;
+      watchdog_->Resume();
       absl::Status status = FromGrpcStatus(writer_->Finish());
       if (status.ok()) {
         status = absl::UnavailableError("PutChunks stream closed early");
       }
-      return status;
+      return Stalled(std::move(status));
     }
     pending_.Clear();  // keeps the allocations for the next message
     pending_bytes_ = 0;
     return absl::OkStatus();
   }
 
+  // The ended call's status, or the stall that cancelled it.
+  absl::Status Stalled(absl::Status status) {
+    watchdog_->Pause();  // nothing more to wait for
+    if (status.ok() || !watchdog_->fired()) return status;
+    return absl::DeadlineExceededError(
+        absl::StrCat("PutChunks: the server at ", address_,
+                     " made no progress on the upload for ",
+                     absl::FormatDuration(stall_timeout_),
+                     " (it took no data, or did not "
+                     "answer; ",
+                     chunks_sent_,
+                     " chunks handed to the stream): the server "
+                     "is stalled; the upload was abandoned"));
+  }
+
   Stub* const stub_;
+  const std::string address_;
+  const absl::Duration stall_timeout_;
   const std::string job_;
   const int64_t step_;
   grpc::ClientContext context_;
   v1::PutChunksResponse response_;
   std::unique_ptr<grpc::ClientWriter<v1::PutChunksRequest>> writer_;
+  // Destroyed before the context it cancels.
+  std::unique_ptr<StallWatchdog> watchdog_;
   v1::PutChunksRequest pending_;
   size_t pending_bytes_ = 0;
   bool closed_ = false;
@@ -195,8 +236,8 @@ class GrpcTransport final : public Transport {
 
   std::unique_ptr<ChunkUploadStream> OpenUpload(absl::string_view job,
                                                 int64_t step) override {
-    return std::make_unique<GrpcUploadStream>(stub_.get(), credentials_, job,
-                                              step);
+    return std::make_unique<GrpcUploadStream>(
+        stub_.get(), credentials_, address_, stream_stall_timeout_, job, step);
   }
 
   absl::StatusOr<CommitResult> CommitShard(
@@ -412,17 +453,28 @@ class GrpcTransport final : public Transport {
     return FromProto(response);
   }
 
+  // No deadline (a verify may read every stored byte, or wait behind a long
+  // collection on the server's maintenance lane) but a progress bound: the
+  // server sends progress or a heartbeat at least every 10 s while the
+  // verify is queued or working, and a stream silent for
+  // stream_stall_timeout fails with DEADLINE_EXCEEDED.
   absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options, const VerifyProgressFn& progress) override {
     v1::VerifyRequest request;
     ToProto(options, &request);
-    grpc::ClientContext context;  // no deadline: it may read every byte
+    grpc::ClientContext context;
     credentials_.Apply(&context);
+    // Destroyed before the context it cancels; runs until Finish returns.
+    StallWatchdog watchdog(stream_stall_timeout_,
+                           [&context] { context.TryCancel(); });
     std::unique_ptr<grpc::ClientReader<v1::VerifyResponse>> reader =
         stub_->VerifyCheckpoints(&context, request);
     v1::VerifyResponse response;
     std::optional<absl::StatusOr<VerifyReport>> report;
     while (reader->Read(&response)) {
+      // Any message counts, a heartbeat (or a kind this build does not
+      // know) included: the server is alive and the verify is in hand.
+      watchdog.Progress();
       if (response.has_report()) {
         report = FromProto(response.report());
       } else if (response.has_progress() && progress) {
@@ -432,7 +484,15 @@ class GrpcTransport final : public Transport {
         if (now.ok()) progress(*now);
       }
     }
-    CKPT_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (!status.ok() && watchdog.fired()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "VerifyCheckpoints: no message from the server at ", address_,
+          " for ", absl::FormatDuration(stream_stall_timeout_),
+          " (a server at work sends one at least every 10 s): the server is "
+          "stalled; the verify was abandoned"));
+    }
+    CKPT_RETURN_IF_ERROR(status);
     if (!report.has_value()) {
       return absl::InternalError("VerifyCheckpoints ended without a report");
     }

@@ -69,7 +69,8 @@ GrpcCheckpointService::GrpcCheckpointService(
       shared_files_(limits.shared_file_reads ? shared_files : nullptr),
       metrics_(metrics != nullptr ? metrics : NoMetrics()),
       upload_streams_(quotas),
-      upload_watchdog_(limits.upload_idle_timeout) {}
+      upload_watchdog_(limits.upload_idle_timeout),
+      verify_heartbeats_(limits.verify_heartbeat_interval) {}
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
     grpc::CallbackServerContext* context,
@@ -585,8 +586,8 @@ GrpcCheckpointService::VerifyCheckpoints(grpc::CallbackServerContext* context,
     return absl::OkStatus();
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor =
-      new VerifyReactor(context, service_, maintenance_, &calls_, metrics_);
+  auto* reactor = new VerifyReactor(context, service_, maintenance_,
+                                    &verify_heartbeats_, &calls_, metrics_);
   reactor->Start(refusal, FromProto(*request), std::move(scope));
   return reactor;
 }

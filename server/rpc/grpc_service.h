@@ -30,6 +30,7 @@
 #include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
 #include "server/rpc/upload_watchdog.h"
+#include "server/rpc/verify_heartbeats.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/tenant_quotas.h"
 #include "server/service/upload_stream_quota.h"
@@ -190,8 +191,11 @@ class GrpcCheckpointService final
   Metrics* const metrics_;                // never null (NoMetrics())
   CallCounter calls_;
   UploadStreamQuota upload_streams_;
-  // Last: destroyed first, once every stream has ended and removed itself.
+  // After the quota and the service: destroyed before them, once every
+  // stream has ended and removed itself.
   UploadWatchdog upload_watchdog_;
+  // Every verify has ended (the server has shut down) before this goes.
+  VerifyHeartbeats verify_heartbeats_;
 };
 
 }  // namespace ckpt::server

@@ -2,7 +2,9 @@
 // collection and a verify held inside the chunk store (BlockingChunkStore)
 // occupy the maintenance lane, and ListJobs, timed meanwhile, stays fast
 // because it runs on the request lane. And shutdown waits for a call still
-// running on an executor before it stops the executors.
+// running on an executor before it stops the executors. A verify queued
+// behind a collection longer than the client's stall bound is kept alive
+// by the server's heartbeats (VerifyHeartbeatTest).
 
 #include <grpcpp/grpcpp.h>
 
@@ -18,6 +20,7 @@
 #include "absl/time/time.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/client.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/rpc/server.h"
 #include "tests/testing/blocking_chunk_store.h"
@@ -222,6 +225,118 @@ TEST_F(MaintenanceLaneTest, ShutdownWaitsForACallRunningOnAnExecutor) {
   EXPECT_TRUE(shut_down.HasBeenNotified());
   EXPECT_EQ(client_->ListJobs().status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+// A verify legitimately waits behind a long collection on the maintenance
+// lane (one thread here), or inside the store, for longer than the client's
+// stall bound (1 s here): the server's heartbeats (every 200 ms here) tell
+// the client it is alive, and the verify is not cut. Without heartbeats the
+// same wait is cut at the bound, which shows that the heartbeats are what
+// keeps it.
+class VerifyHeartbeatTest : public MaintenanceLaneTest {
+ protected:
+  static constexpr absl::Duration kStallBound = absl::Seconds(1);
+  // Well past the stall bound.
+  static constexpr absl::Duration kHeld = absl::Seconds(3);
+
+  void SetUp() override { Start(absl::Milliseconds(200)); }
+
+  void Start(absl::Duration heartbeat_interval) {
+    ServerOptions options;
+    options.request_threads = 2;
+    options.maintenance_threads = 1;
+    options.limits.verify_heartbeat_interval = heartbeat_interval;
+    StartServer(options);
+    ASSERT_TRUE(client_->SaveShard(kJob, 1, {Tensor("w", weights_)}, {}).ok());
+  }
+
+  // Verifies with the short stall bound while `op` is held for kHeld (by a
+  // collection occupying the lane's only thread, or by the verify itself);
+  // the verify's result, and whether it ended while held.
+  struct Outcome {
+    absl::StatusOr<VerifyReport> report;
+    bool ended_while_held = false;
+    absl::Duration took;
+  };
+  Outcome VerifyWhileHeld(Op op, bool behind_a_collection) {
+    client::ConnectOptions bounded;
+    bounded.stream_stall_timeout = kStallBound;
+    auto verify_client = client::Client::Connect(address_, bounded);
+    EXPECT_TRUE(verify_client.ok()) << verify_client.status();
+    std::unique_ptr<client::Client> gc_client = NewClient();
+    absl::StatusOr<GcReport> gc = absl::UnknownError("not run");
+    blocking_.Block(op);
+    std::thread gc_thread;
+    if (behind_a_collection) {
+      gc_thread = std::thread([&] { gc = gc_client->CollectGarbage(false); });
+      blocking_.AwaitWaiting(op, 1);
+    }
+    Outcome outcome;
+    outcome.report = absl::UnknownError("not run");
+    absl::Notification ended;
+    const absl::Time start = absl::Now();
+    std::thread verify_thread([&] {
+      VerifyOptions options;
+      options.read_data = true;
+      outcome.report = (*verify_client)->VerifyCheckpoints(options);
+      outcome.took = absl::Now() - start;
+      ended.Notify();
+    });
+    // Not synchronization: the length of the wait the verify must survive.
+    outcome.ended_while_held = ended.WaitForNotificationWithTimeout(kHeld);
+    blocking_.Release(op);
+    verify_thread.join();
+    if (gc_thread.joinable()) {
+      gc_thread.join();
+      EXPECT_TRUE(gc.ok()) << gc.status();
+    }
+    return outcome;
+  }
+
+  const std::string weights_ = RandomBytes(256 << 10, 7);
+};
+
+TEST_F(VerifyHeartbeatTest, AVerifyQueuedBehindALongCollectionIsNotCut) {
+  // A collection's first store call is ForEach: it holds the only thread.
+  Outcome outcome = VerifyWhileHeld(Op::kForEach, /*behind_a_collection=*/true);
+  EXPECT_FALSE(outcome.ended_while_held)
+      << "the verify ran while the collection held the lane: "
+      << outcome.report.status();
+  ASSERT_TRUE(outcome.report.ok()) << outcome.report.status();
+  EXPECT_EQ(outcome.report->checkpoints_checked, 1);
+  EXPECT_TRUE(outcome.report->damaged_checkpoints.empty());
+  EXPECT_GE(outcome.took, kHeld);
+}
+
+TEST_F(VerifyHeartbeatTest, AVerifyWorkingWithoutProgressIsNotCut) {
+  // A verify's first store call after its snapshot is Contains.
+  Outcome outcome =
+      VerifyWhileHeld(Op::kContains, /*behind_a_collection=*/false);
+  EXPECT_FALSE(outcome.ended_while_held) << outcome.report.status();
+  ASSERT_TRUE(outcome.report.ok()) << outcome.report.status();
+  EXPECT_EQ(outcome.report->checkpoints_checked, 1);
+  EXPECT_GE(outcome.took, kHeld);
+}
+
+class NoVerifyHeartbeatTest : public VerifyHeartbeatTest {
+ protected:
+  void SetUp() override { Start(absl::InfiniteDuration()); }
+};
+
+TEST_F(NoVerifyHeartbeatTest, TheSameWaitIsCutAtTheStallBound) {
+  Outcome outcome = VerifyWhileHeld(Op::kForEach, /*behind_a_collection=*/true);
+  EXPECT_TRUE(outcome.ended_while_held);
+  ASSERT_EQ(outcome.report.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << outcome.report.status();
+  EXPECT_THAT(std::string(outcome.report.status().message()),
+              ::testing::HasSubstr(absl::StrCat(
+                  "VerifyCheckpoints: no message from the server at ", address_,
+                  " for 1s")));
+  EXPECT_GE(outcome.took, kStallBound);
+  EXPECT_LT(outcome.took, kHeld);
+  // The server is fine: a verify now passes.
+  auto verify = client_->VerifyCheckpoints(VerifyOptions());
+  EXPECT_TRUE(verify.ok()) << verify.status();
 }
 
 }  // namespace

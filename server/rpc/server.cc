@@ -121,6 +121,11 @@ constexpr char kCheckpointServiceName[] = "ckpt.v1.CheckpointService";
 
 absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
     const ServerOptions& options, CheckpointService* service) {
+  if (options.limits.verify_heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "StreamLimits::verify_heartbeat_interval must be positive (infinite: "
+        "no heartbeats)");
+  }
   // Both are process-wide switches read when a server is built.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -30,6 +30,12 @@ struct StreamLimits {
   // no socket, GetSharedFileEndpoint and ReadChunksIntoFile answer
   // FAILED_PRECONDITION, and clients stream instead. Default: true.
   bool shared_file_reads = true;
+  // How often a VerifyCheckpoints stream gets a heartbeat message while the
+  // verify waits for a maintenance thread (behind a collection) or works
+  // without progress to report: clients end a stream silent for their
+  // stall bound (2 minutes by default), so this must stay well under it.
+  // Positive; absl::InfiniteDuration() sends none. Default: 10 s.
+  absl::Duration verify_heartbeat_interval = absl::Seconds(10);
 };
 
 }  // namespace ckpt::server

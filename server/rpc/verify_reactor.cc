@@ -15,11 +15,13 @@ void VerifyReactor::Start(const absl::Status& refusal, VerifyOptions options,
     Finish(ToGrpcStatus(refusal));  // last use of `this`
     return;
   }
+  heartbeat_id_ = heartbeats_->Add([this] { Beat(); });
   if (executor_->Submit([this, options = std::move(options),
                          scope = std::move(scope)] { Run(options, scope); })) {
     return;
   }
   // Refused only once the server has shut down its executors.
+  StopWrites();
   Finish(ToGrpcStatus(ShuttingDown("VerifyCheckpoints")));
 }
 
@@ -39,6 +41,7 @@ void VerifyReactor::OnDone() {
 void VerifyReactor::Run(const VerifyOptions& options, const JobScope& scope) {
   // A call that gave up while it waited in line costs nothing more.
   if (context_->IsCancelled()) {
+    StopWrites();
     Finish(ToGrpcStatus(
         absl::CancelledError("VerifyCheckpoints: the call was cancelled")));
     return;  // last use of `this`
@@ -46,13 +49,7 @@ void VerifyReactor::Run(const VerifyOptions& options, const JobScope& scope) {
   absl::StatusOr<VerifyReport> report = service_->Verify(
       options,
       [this](const VerifyProgress& progress) { return Send(progress); }, scope);
-  {
-    absl::MutexLock lock(&mu_);
-    auto no_write_in_flight = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !write_in_flight_;
-    };
-    mu_.Await(absl::Condition(&no_write_in_flight));
-  }
+  StopWrites();
   if (!report.ok()) {
     Finish(ToGrpcStatus(report.status()));  // last use of `this`
     return;
@@ -60,6 +57,25 @@ void VerifyReactor::Run(const VerifyOptions& options, const JobScope& scope) {
   ToProto(*report, last_.mutable_report());
   // Last use of `this`: OnDone may delete it once this completes.
   StartWriteAndFinish(&last_, grpc::WriteOptions(), grpc::Status::OK);
+}
+
+void VerifyReactor::StopWrites() {
+  heartbeats_->Remove(heartbeat_id_);
+  absl::MutexLock lock(&mu_);
+  auto no_write_in_flight = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !write_in_flight_;
+  };
+  mu_.Await(absl::Condition(&no_write_in_flight));
+}
+
+void VerifyReactor::Beat() {
+  {
+    absl::MutexLock lock(&mu_);
+    // A write in flight tells the client enough; a gone client needs none.
+    if (write_in_flight_ || client_gone_) return;
+    write_in_flight_ = true;
+  }
+  StartWrite(&heartbeat_);
 }
 
 absl::Status VerifyReactor::Send(const VerifyProgress& progress) {

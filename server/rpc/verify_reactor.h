@@ -19,6 +19,7 @@
 #include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
+#include "server/rpc/verify_heartbeats.h"
 #include "server/service/checkpoint_service.h"
 
 namespace ckpt::server {
@@ -26,9 +27,12 @@ namespace ckpt::server {
 // The verify task sends progress when no write is in flight and at most
 // every kVerifyProgressInterval (newer progress simply replaces what was not
 // sent), then waits for the last progress write and writes the report
-// together with Finish. A failed write or a cancelled call (the client left,
-// or shutdown cancelled it) makes the next progress callback stop the
-// verify; a call cancelled while it waited for a thread does not start.
+// together with Finish. From Start until then, `heartbeats` makes it send a
+// heartbeat every interval when no write is in flight, while the verify
+// waits for a maintenance thread or works without progress to report. A failed
+// write or a cancelled call (the client left, or shutdown cancelled it) makes
+// the next progress callback stop the verify; a call cancelled while it waited
+// for a thread does not start.
 //
 // Lifetime (callback API): owned by gRPC from creation until OnDone, which
 // deletes it. Finish is called exactly once: by Start when refusing, else by
@@ -41,12 +45,16 @@ class VerifyReactor final
   // `calls` has counted this call in. All pointers outlive the call.
   VerifyReactor(grpc::CallbackServerContext* context,
                 CheckpointService* service, Executor* executor,
-                CallCounter* calls, Metrics* metrics)
+                VerifyHeartbeats* heartbeats, CallCounter* calls,
+                Metrics* metrics)
       : context_(context),
         service_(service),
         metrics_(metrics),
         executor_(executor),
-        calls_(calls) {}
+        heartbeats_(heartbeats),
+        calls_(calls) {
+    heartbeat_.mutable_heartbeat();
+  }
 
   // Called once by the handler: finishes at once with a non-OK `refusal`,
   // else queues the verify on the executor; without a job it covers the
@@ -62,12 +70,19 @@ class VerifyReactor final
  private:
   void Run(const VerifyOptions& options, const JobScope& scope);
   absl::Status Send(const VerifyProgress& progress);
+  // On the heartbeats' thread; never blocks.
+  void Beat();
+  // Before Finish: no heartbeat starts any more, and no write is in flight.
+  void StopWrites();
 
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
   Metrics* const metrics_;
   Executor* const executor_;
+  VerifyHeartbeats* const heartbeats_;
   CallCounter* const calls_;
+  uint64_t heartbeat_id_ = 0;     // set in Start, before the task is queued
+  v1::VerifyResponse heartbeat_;  // never changed once built
   // Touched by the verify task only, and by gRPC while a write of it is in
   // flight.
   v1::VerifyResponse progress_;

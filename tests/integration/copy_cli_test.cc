@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/copy_fixture.h"
+#include "tests/testing/stalling_proxy.h"
 #include "tests/testing/test_pki.h"
 
 namespace ckpt::testing {
@@ -229,21 +230,9 @@ TEST_F(CopyCliTest, CarelessUseIsRefusedWithAClearMessage) {
 TEST_F(CopyCliTest, AStalledSourceEndsTheCopyAndARerunResumes) {
   StartServers();
   MakeSourceJob();
-  const std::string port_file = Path("proxy.port");
-  const pid_t proxy = fork();
-  if (proxy == 0) {
-    execl(CKPT_PYTHON, CKPT_PYTHON, CKPT_STALLING_PROXY, from().c_str(),
-          port_file.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  ASSERT_GT(proxy, 0);
-  std::string port;
-  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
-       port.empty() && absl::Now() < deadline;
-       absl::SleepFor(absl::Milliseconds(50))) {
-    std::ifstream(port_file) >> port;
-  }
-  const std::string via = absl::StrCat("127.0.0.1:", port);
+  auto proxy = StallingProxy::Start(from(), dir_->path(), "read");
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  const std::string via = (*proxy)->address();
   const std::string args =
       absl::StrCat("copy ", kJob, " --from ", via, " --to ", to(),
                    " --steps 100 --no-policy --stall-timeout 1s");
@@ -252,7 +241,7 @@ TEST_F(CopyCliTest, AStalledSourceEndsTheCopyAndARerunResumes) {
   bool ended = false;
   int status = 0;
   absl::Duration took;
-  if (!port.empty()) {
+  {
     const absl::Time start = absl::Now();
     const pid_t cli = StartCkpt(args, "stalled");
     while (!(ended = waitpid(cli, &status, WNOHANG) == cli) &&
@@ -269,9 +258,7 @@ TEST_F(CopyCliTest, AStalledSourceEndsTheCopyAndARerunResumes) {
   auto listed = target_->ListCheckpoints(kJob);
   CommandResult resumed;
   if (ended) resumed = Ckpt(absl::StrCat(args, " --json"));
-  kill(proxy, SIGKILL);
-  waitpid(proxy, nullptr, 0);
-  ASSERT_FALSE(port.empty()) << "the stalling proxy did not start";
+  proxy->reset();
 
   ASSERT_TRUE(ended) << "the copy hung on the stalled source for " << took;
   const std::string err = ReadWholeFile(Path("stalled.err"));

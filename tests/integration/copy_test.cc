@@ -359,6 +359,47 @@ TEST_F(CopyTest, ARestoreFromAStalledServerEndsWithinTheStallTimeout) {
   EXPECT_TRUE(restored.ok()) << restored.status();
 }
 
+// A target that stops taking the upload (SIGSTOP once the copy has sent
+// its first bytes): the upload's writes and its final status wait on the
+// target, which its stall bound (1 s here) covers. The copy ends with
+// DEADLINE_EXCEEDED naming the target instead of hanging on HTTP/2 flow
+// control; nothing is visible there once it answers again.
+TEST_F(CopyTest, AStalledTargetFailsTheCopyWithinTheStallTimeout) {
+  client::ConnectOptions target_options;
+  target_options.stream_stall_timeout = absl::Seconds(1);
+  StartServers({}, target_options);
+  MakeSourceJob();
+  client::CopyRequest request = Request();
+  request.steps = {100};
+  request.copy_policy = false;
+  const pid_t target_pid = target_server_->pid();
+  bool stopped = false;
+  auto stop_target = [&](const client::CopyProgress& progress) {
+    if (!stopped && progress.bytes_done > 0) {
+      ASSERT_EQ(kill(target_pid, SIGSTOP), 0);
+      stopped = true;
+    }
+  };
+  const absl::Time start = absl::Now();
+  absl::StatusOr<client::CopyReport> report =
+      client::Client::Copy(*source_, *target_, request, stop_target);
+  const absl::Duration took = absl::Now() - start;
+  if (stopped) {
+    ASSERT_EQ(kill(target_pid, SIGCONT), 0);
+  }
+  ASSERT_TRUE(stopped) << "the copy sent nothing";
+  ASSERT_EQ(report.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << report.status();
+  EXPECT_THAT(
+      report.status().message(),
+      HasSubstr(absl::StrCat("PutChunks: the server at ", to(),
+                             " made no progress on the upload for 1s")));
+  EXPECT_LT(took, absl::Seconds(30));
+  auto listed = target_->ListCheckpoints(kJob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(*listed, IsEmpty());
+}
+
 TEST(StallTimeoutTest, ANonPositiveBoundIsRefusedAtConnect) {
   for (absl::Duration bound : {absl::ZeroDuration(), absl::Seconds(-1)}) {
     client::ConnectOptions options;

@@ -23,6 +23,16 @@ class Client(_ckpt.Client):
         call, only over TLS or to a loopback address. Each defaults to its
         environment variable (CKPT_TLS_CA, CKPT_TLS_CERT, CKPT_TLS_KEY,
         CKPT_TLS_SERVER_NAME, CKPT_TOKEN); '' ignores the variable.
+    stream_stall_timeout: seconds a stream may wait on the server without
+        progress: a save's upload (time the server takes no data; the
+        client's own hashing between messages does not count), a restore's
+        chunk read, a verify (the server sends a heartbeat at least every
+        10 s). Past it the call fails with ckpt.Error code
+        DEADLINE_EXCEEDED naming the server, so a hung server never blocks
+        a training job forever. Progress-based: a large save over a slow
+        link is never cut short for its size. > 0; math.inf: no bound.
+        Every other call has a 5-minute deadline (garbage collection 6
+        hours). Default: 120.
 
     Errors from the server: ValueError (INVALID_ARGUMENT), KeyError
     (NOT_FOUND), ckpt.Error otherwise, each with `.code` and `.message`.
@@ -30,7 +40,8 @@ class Client(_ckpt.Client):
 
     def __init__(self, address=None, connect_timeout=0.0, *,
                  shared_memory_restore=True, tls_ca=None, tls_cert=None,
-                 tls_key=None, tls_server_name=None, token=None):
+                 tls_key=None, tls_server_name=None, token=None,
+                 stream_stall_timeout=120.0):
         super().__init__(
             arguments.server_address(address),
             arguments.number("connect_timeout", connect_timeout, minimum=0),
@@ -41,7 +52,9 @@ class Client(_ckpt.Client):
             tls_key=arguments.optional_path("tls_key", tls_key),
             tls_server_name=arguments.optional_text("tls_server_name",
                                                     tls_server_name),
-            token=arguments.optional_text("token", token))
+            token=arguments.optional_text("token", token),
+            stream_stall_timeout=arguments.number(
+                "stream_stall_timeout", stream_stall_timeout, positive=True))
 
     def save_shard(self, job, step, tensors, *, rank=0, world_size=1,
                    metrics=None, tags=None, writer_time=None,

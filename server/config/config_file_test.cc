@@ -220,6 +220,92 @@ TEST(ServerConfigTest, TheExampleConfigLoads) {
   EXPECT_EQ(settings.auth_tokens, "/etc/ckpt-server/tokens");
 }
 
+TEST(ServerConfigTest, ReadsPerTenantQuotas) {
+  ServerSettings settings;
+  absl::Status status = Apply(
+      "quotas:\n"
+      "  defaults:\n"
+      "    max_stored_bytes: 1T\n"
+      "  tenants:\n"
+      "    research: {max_stored_bytes: 10GiB, max_upload_streams: 4}\n"
+      "    batch.jobs-2:\n"
+      "      max_upload_streams: 0\n"
+      "    \"null\": {}\n",
+      &settings);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(settings.quota_max_stored_bytes, int64_t{1} << 40);
+  ASSERT_EQ(settings.quota_tenants.size(), 3u);
+  EXPECT_EQ(settings.quota_tenants["research"].max_stored_bytes,
+            int64_t{10} << 30);
+  EXPECT_EQ(settings.quota_tenants["research"].max_upload_streams, 4);
+  EXPECT_EQ(settings.quota_tenants["batch.jobs-2"].max_stored_bytes,
+            std::nullopt);
+  EXPECT_EQ(settings.quota_tenants["batch.jobs-2"].max_upload_streams, 0);
+  EXPECT_EQ(settings.quota_tenants["null"], TenantQuotaSetting());
+
+  // Printed and read back: the same settings, tenants included.
+  const std::string yaml = ConfigYaml(settings);
+  EXPECT_THAT(yaml, HasSubstr("  tenants:\n    \"batch.jobs-2\": "
+                              "{max_upload_streams: 0}\n"));
+  EXPECT_THAT(yaml, HasSubstr("\"research\": {max_stored_bytes: 10GiB, "
+                              "max_upload_streams: 4}"));
+  ServerSettings loaded;
+  status = Apply(yaml, &loaded);
+  ASSERT_TRUE(status.ok()) << status << "\n" << yaml;
+  EXPECT_EQ(loaded, settings);
+  // No tenants prints as an empty map, which reads back as none.
+  EXPECT_THAT(ConfigYaml(ServerSettings()), HasSubstr("  tenants: {}\n"));
+  ServerSettings none;
+  ASSERT_TRUE(Apply(ConfigYaml(ServerSettings()), &none).ok());
+  EXPECT_EQ(none, ServerSettings());
+}
+
+TEST(ServerConfigTest, RefusesBadPerTenantQuotasWithLineAndKey) {
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_bytes: 1G}\n"),
+      HasSubstr("test.yaml:3: quotas.tenants.a.max_bytes: unknown key"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a:\n"
+              "      max_stored_bytes: 1GB\n"),
+      HasSubstr("test.yaml:4: quotas.tenants.a.max_stored_bytes: '1GB'"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: {max_stored_bytes: -1}\n"),
+              HasSubstr("test.yaml:3: quotas.tenants.a.max_stored_bytes: "));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: 2000000000}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: '2000000000' is out of "
+                "range"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: \"4\"}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: wrong type: a quoted "
+                "string"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: [4]}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: wrong type: a list"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: 5\n"),
+              HasSubstr("test.yaml:3: quotas.tenants.a: expected a map"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants: [a]\n"),
+              HasSubstr("test.yaml:2: quotas.tenants: expected a map"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: 1}\n"
+                      "    a: {max_upload_streams: 2}\n"),
+              HasSubstr("test.yaml:4: quotas.tenants.a: duplicate key (first "
+                        "given on line 3)"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a:\n"
+                      "      max_upload_streams: 1\n"
+                      "      max_upload_streams: 2\n"),
+              HasSubstr("test.yaml:5: quotas.tenants.a.max_upload_streams: "
+                        "duplicate key (first given on line 4)"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants: {}\n  tenants: {}\n"),
+              HasSubstr("test.yaml:3: quotas.tenants: duplicate key"));
+  for (const char* name :
+       {"\"a/b\"", "\"\"", "\"a b\"", "\"t\\u00e9\"",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}) {
+    EXPECT_THAT(Refusal(absl::StrCat("quotas:\n  tenants:\n    ", name,
+                                     ": {max_upload_streams: 1}\n")),
+                HasSubstr("invalid tenant name"))
+        << name;
+  }
+}
+
 TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
   int64_t bytes = 0;
   ASSERT_TRUE(ParseByteSize("0", &bytes).ok());

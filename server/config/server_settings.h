@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -18,6 +20,20 @@
 #include "absl/strings/string_view.h"
 
 namespace ckpt::server {
+
+// One tenant's exceptions to the default quotas (config file only:
+// quotas.tenants.NAME); a field left unset keeps the default. Same ranges
+// as quotas.defaults.*.
+struct TenantQuotaSetting {
+  std::optional<int64_t> max_stored_bytes;
+  std::optional<int64_t> max_upload_streams;
+
+  bool operator==(const TenantQuotaSetting&) const = default;
+};
+
+// The config key of the per-tenant quotas: a map of tenant name to
+// TenantQuotaSetting, not a row of the table (it has no flag).
+inline constexpr char kTenantQuotasKey[] = "quotas.tenants";
 
 // Defaults are those of the table (the constructor applies them); see
 // `ckpt-server --print-config` or server_settings.cc.
@@ -50,6 +66,9 @@ struct ServerSettings {
   double max_connection_idle_seconds;
   int64_t quota_max_stored_bytes;
   int64_t quota_max_upload_streams;
+  // quotas.tenants in the config file; tenant names are valid
+  // (ValidateTenantName). Default: none.
+  std::map<std::string, TenantQuotaSetting> quota_tenants;
   std::string log_level;
   // How `ckpt-server --health-probe` reaches a TLS server.
   std::string probe_tls_ca;

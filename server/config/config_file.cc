@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/byte_size.h"
 #include "common/manifest.h"
 #include "common/small_file.h"
 #include "common/status_macros.h"
@@ -386,8 +387,9 @@ std::string TenantQuotasYaml(const ServerSettings& settings, size_t indent) {
   for (const auto& [tenant, quota] : settings.quota_tenants) {
     std::vector<std::string> fields;
     if (quota.max_stored_bytes.has_value()) {
-      fields.push_back(absl::StrCat("max_stored_bytes: ",
-                                    FormatByteSize(*quota.max_stored_bytes)));
+      fields.push_back(absl::StrCat(
+          "max_stored_bytes: ",
+          FormatByteSize(static_cast<uint64_t>(*quota.max_stored_bytes))));
     }
     if (quota.max_upload_streams.has_value()) {
       fields.push_back(

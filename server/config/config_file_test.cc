@@ -3,6 +3,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -306,36 +307,52 @@ TEST(ServerConfigTest, RefusesBadPerTenantQuotasWithLineAndKey) {
   }
 }
 
-TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
-  int64_t bytes = 0;
-  ASSERT_TRUE(ParseByteSize("0", &bytes).ok());
-  EXPECT_EQ(bytes, 0);
-  ASSERT_TRUE(ParseByteSize("1000", &bytes).ok());
-  EXPECT_EQ(bytes, 1000);
-  for (const char* text : {"64G", "64Gi", "64GiB", "64g"}) {
-    ASSERT_TRUE(ParseByteSize(text, &bytes).ok()) << text;
-    EXPECT_EQ(bytes, int64_t{64} << 30) << text;
+// The value a byte-size setting gets from `text` (the grammar itself is
+// tested in common/byte_size_test.cc).
+absl::StatusOr<int64_t> StoredBytesQuotaOf(absl::string_view text) {
+  const ServerSetting* row =
+      FindServerSetting("quotas.defaults.max_stored_bytes");
+  if (row == nullptr) return absl::NotFoundError("no quota row");
+  ServerSettings settings;
+  if (absl::Status status = ParseServerSetting(*row, text, &settings);
+      !status.ok()) {
+    return status;
   }
-  ASSERT_TRUE(ParseByteSize("1T", &bytes).ok());
-  EXPECT_EQ(bytes, int64_t{1} << 40);
-  ASSERT_TRUE(ParseByteSize("3KiB", &bytes).ok());
-  EXPECT_EQ(bytes, 3072);
-  ASSERT_TRUE(ParseByteSize("8191P", &bytes).ok());
-  for (const char* text : {"", "-1", "1.5G", "1GB", "1 GiB", "GiB", "1X",
-                           "1Gib", "8192P", "99999999999999999999", "0x10"}) {
-    EXPECT_EQ(ParseByteSize(text, &bytes).code(),
+  return settings.quota_max_stored_bytes;
+}
+
+TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
+  EXPECT_EQ(*StoredBytesQuotaOf("0"), 0);
+  EXPECT_EQ(*StoredBytesQuotaOf("1000"), 1000);
+  for (const char* text : {"64G", "64Gi", "64GiB", "64g", "64gib"}) {
+    EXPECT_EQ(*StoredBytesQuotaOf(text), int64_t{64} << 30) << text;
+  }
+  EXPECT_EQ(*StoredBytesQuotaOf("1T"), int64_t{1} << 40);
+  EXPECT_EQ(*StoredBytesQuotaOf("3KiB"), 3072);
+  EXPECT_EQ(*StoredBytesQuotaOf("7000P"), int64_t{7000} << 50);
+  for (const char* text :
+       {"", "-1", "1.5G", "1GB", "1 GiB", "GiB", "1X", "8000P", "8192P",
+        "16384P", "99999999999999999999", "0x10"}) {
+    EXPECT_EQ(StoredBytesQuotaOf(text).status().code(),
               absl::StatusCode::kInvalidArgument)
         << text;
   }
-  EXPECT_EQ(FormatByteSize(int64_t{64} << 30), "64GiB");
-  EXPECT_EQ(FormatByteSize(1536 * 1024), "1536KiB");
-  EXPECT_EQ(FormatByteSize(1000), "1000");
-  EXPECT_EQ(FormatByteSize(0), "0");
+  EXPECT_THAT(StoredBytesQuotaOf("8000P").status().message(),
+              HasSubstr("'8000P' is out of range: must be from 0 to "));
+  EXPECT_THAT(StoredBytesQuotaOf("16384P").status().message(),
+              HasSubstr("'16384P' is too large"));
+  // What --print-config writes reads back to the same value.
+  const ServerSetting& row =
+      *FindServerSetting("quotas.defaults.max_stored_bytes");
   for (int64_t value : {int64_t{0}, int64_t{1}, int64_t{1024}, int64_t{3} << 40,
                         (int64_t{1} << 62) + 1}) {
-    ASSERT_TRUE(ParseByteSize(FormatByteSize(value), &bytes).ok());
-    EXPECT_EQ(bytes, value);
+    ServerSettings settings;
+    settings.quota_max_stored_bytes = value;
+    EXPECT_EQ(*StoredBytesQuotaOf(FormatServerSetting(row, settings)), value);
   }
+  ServerSettings settings;
+  settings.quota_max_stored_bytes = int64_t{64} << 30;
+  EXPECT_EQ(FormatServerSetting(row, settings), "64GiB");
 }
 
 }  // namespace

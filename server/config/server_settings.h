@@ -85,8 +85,8 @@ enum class SettingType {
   kBool,     // true or false
   kInt,      // a whole number within [min, max]
   kSeconds,  // a number of seconds, fractions allowed, within [min, max]
-  kBytes,    // a whole number of bytes with an optional unit in powers of
-             // 1024 (K, Ki, KiB, M, Mi, MiB, G, T, P), within [min, max]
+  kBytes,    // a byte size (ParseByteCount, common/byte_size.h: a unit in
+             // powers of 1024), within [min, max]
 };
 
 // One row of the table. `field` has the C++ type of `type` (a string, a
@@ -123,13 +123,5 @@ absl::Status ParseServerSetting(const ServerSetting& setting,
 // back to the same value.
 std::string FormatServerSetting(const ServerSetting& setting,
                                 const ServerSettings& settings);
-
-// A byte count: digits, then optionally a unit K, M, G, T or P, each
-// optionally followed by "i" or "iB" (all powers of 1024: 1K = 1KiB = 1024;
-// "KB" is refused as ambiguous). INVALID_ARGUMENT on anything else, on a
-// negative number or on overflow.
-absl::Status ParseByteSize(absl::string_view text, int64_t* bytes);
-// The shortest exact form: "64GiB", "1536KiB", "1000".
-std::string FormatByteSize(int64_t bytes);
 
 }  // namespace ckpt::server

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -219,6 +220,26 @@ TEST(ServerConfigTest, TheExampleConfigLoads) {
   EXPECT_EQ(settings.data_dir, "/var/lib/ckpt-server");
   EXPECT_EQ(settings.listen, "0.0.0.0:7070");
   EXPECT_EQ(settings.auth_tokens, "/etc/ckpt-server/tokens");
+}
+
+TEST(ServerConfigTest, TheExampleConfigsCommentedQuotasLoadOnceUncommented) {
+  std::ifstream in(CKPT_SOURCE_DIR "/deploy/ckpt-server.yaml");
+  std::string yaml;
+  bool in_quotas = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "# quotas:") in_quotas = true;
+    if (in_quotas && absl::StartsWith(line, "# "))
+      yaml += line.substr(2) + "\n";
+  }
+  ServerSettings settings;
+  absl::Status status = Apply(yaml, &settings);
+  ASSERT_TRUE(status.ok()) << status << "\n" << yaml;
+  EXPECT_EQ(settings.quota_max_stored_bytes, int64_t{1} << 40);
+  EXPECT_EQ(settings.quota_tenants["research"].max_stored_bytes,
+            int64_t{10} << 40);
+  EXPECT_EQ(settings.quota_tenants["research"].max_upload_streams,
+            std::nullopt);
+  EXPECT_EQ(settings.quota_tenants["interns"].max_upload_streams, 8);
 }
 
 TEST(ServerConfigTest, ReadsPerTenantQuotas) {

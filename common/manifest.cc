@@ -1,5 +1,6 @@
 #include "common/manifest.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -121,6 +122,17 @@ uint64_t ShardManifest::ByteSize() const {
   uint64_t total = 0;
   for (const auto& tensor : tensors) total += tensor.ByteSize();
   return total;
+}
+
+absl::Status ValidateTenantName(absl::string_view tenant) {
+  if (tenant.empty() || tenant.size() > 64 ||
+      !std::all_of(tenant.begin(), tenant.end(), IsNameChar)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid tenant name ", QuoteTruncated(tenant),
+        ": must be 1-64 characters of A-Z a-z 0-9 . _ - (the part of a job "
+        "name before its first '/')"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateJobName(absl::string_view job) {

@@ -232,6 +232,9 @@ inline constexpr size_t kMaxMetricNameBytes = 256;
 absl::Status ValidateJobName(absl::string_view job);
 // The tenant part of a valid job name.
 absl::string_view TenantOf(absl::string_view job);
+// A tenant on its own (as the config file names one): what ValidateJobName
+// accepts before the first '/'. INVALID_ARGUMENT saying what is wrong.
+absl::Status ValidateTenantName(absl::string_view tenant);
 
 // Checks a shard's internal consistency for a checkpoint of `world_size`
 // ranks: rank range, unique non-empty tensor names, known dtypes, shapes and

@@ -9,8 +9,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/byte_size.h"
+#include "common/manifest.h"
 #include "common/small_file.h"
+#include "common/status_macros.h"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/exceptions.h"
 #include "yaml-cpp/mark.h"
@@ -172,11 +176,13 @@ class SettingsApplier {
         return Error(key_node.line, key,
                      "YAML merge keys are not allowed in a config file");
       }
-      if (auto [it, inserted] = first_line_.emplace(key, key_node.line);
-          !inserted) {
-        return Error(key_node.line, key,
-                     absl::StrCat("duplicate key (first given on line ",
-                                  it->second, ")"));
+      CKPT_RETURN_IF_ERROR(FirstTime(key_node.line, key, first_line_));
+      if (key == kTenantQuotasKey) {
+        if (absl::Status status = ApplyTenantQuotas(key_node, value);
+            !status.ok()) {
+          return status;
+        }
+        continue;
       }
       const ServerSetting* setting = FindServerSetting(key);
       if (setting == nullptr && value.kind == YamlNode::Kind::kMap &&
@@ -205,7 +211,80 @@ class SettingsApplier {
   }
 
  private:
+  // quotas.tenants: { NAME: { max_stored_bytes: SIZE, max_upload_streams: N
+  // } }. Not rows of the table (a map of names), so read here; each field
+  // is parsed and checked by the row of its quotas.defaults twin.
+  absl::Status ApplyTenantQuotas(const YamlNode& key_node,
+                                 const YamlNode& tenants) {
+    const std::string prefix = absl::StrCat(kTenantQuotasKey, ".");
+    if (tenants.kind != YamlNode::Kind::kMap) {
+      return Error(key_node.line, kTenantQuotasKey,
+                   "expected a map of tenant names to their quotas ({} for "
+                   "none)");
+    }
+    // Per tenant rather than in first_line_: a tenant may be called
+    // "a.max_stored_bytes".
+    absl::flat_hash_map<std::string, int> tenant_lines;
+    for (size_t i = 0; i + 1 < tenants.children.size(); i += 2) {
+      const YamlNode& name_node = tenants.children[i];
+      const YamlNode& fields = tenants.children[i + 1];
+      const std::string tenant_key = prefix + name_node.value;
+      CKPT_RETURN_IF_ERROR(FirstTime(name_node.line, tenant_key, tenant_lines));
+      if (absl::Status valid = ValidateTenantName(name_node.value);
+          !valid.ok()) {
+        return Error(name_node.line, tenant_key, valid.message());
+      }
+      if (fields.kind != YamlNode::Kind::kMap) {
+        return Error(name_node.line, tenant_key,
+                     "expected a map of max_stored_bytes and/or "
+                     "max_upload_streams");
+      }
+      TenantQuotaSetting& quota = settings_->quota_tenants[name_node.value];
+      absl::flat_hash_map<std::string, int> field_lines;
+      for (size_t j = 0; j + 1 < fields.children.size(); j += 2) {
+        const YamlNode& field_node = fields.children[j];
+        const std::string key = absl::StrCat(tenant_key, ".", field_node.value);
+        CKPT_RETURN_IF_ERROR(FirstTime(field_node.line, key, field_lines));
+        std::optional<int64_t>* field =
+            field_node.value == "max_stored_bytes" ? &quota.max_stored_bytes
+            : field_node.value == "max_upload_streams"
+                ? &quota.max_upload_streams
+                : nullptr;
+        const ServerSetting* twin = FindServerSetting(
+            absl::StrCat("quotas.defaults.", field_node.value));
+        if (field == nullptr || twin == nullptr) {
+          return Error(field_node.line, key,
+                       "unknown key (a tenant's quotas are max_stored_bytes "
+                       "and max_upload_streams)");
+        }
+        ServerSettings parsed;
+        if (absl::Status status =
+                ApplyValue(*twin, fields.children[j + 1], &parsed);
+            !status.ok()) {
+          return Error(field_node.line, key, status.message());
+        }
+        *field = parsed.*std::get<int64_t ServerSettings::*>(twin->field);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // OK the first time `key` is seen in `lines`, else the duplicate-key
+  // error.
+  absl::Status FirstTime(int line, const std::string& key,
+                         absl::flat_hash_map<std::string, int>& lines) const {
+    auto [it, inserted] = lines.emplace(key, line);
+    if (inserted) return absl::OkStatus();
+    return Error(
+        line, key,
+        absl::StrCat("duplicate key (first given on line ", it->second, ")"));
+  }
+
   absl::Status ApplyValue(const ServerSetting& setting, const YamlNode& value) {
+    return ApplyValue(setting, value, settings_);
+  }
+  absl::Status ApplyValue(const ServerSetting& setting, const YamlNode& value,
+                          ServerSettings* settings) {
     switch (value.kind) {
       case YamlNode::Kind::kNull:
         return absl::InvalidArgumentError(absl::StrCat(
@@ -226,7 +305,7 @@ class SettingsApplier {
           absl::StrCat("wrong type: a quoted string where ",
                        TypeName(setting.type), " is expected"));
     }
-    return ParseServerSetting(setting, value.value, settings_);
+    return ParseServerSetting(setting, value.value, settings);
   }
 
   const std::string file_name_;
@@ -297,6 +376,33 @@ absl::Status ApplyConfigFile(const std::string& path,
   return ApplyConfigText(*text, path, settings);
 }
 
+namespace {
+
+// The quotas.tenants section, at `indent` spaces, names quoted (a tenant
+// may be called "null" or "1").
+std::string TenantQuotasYaml(const ServerSettings& settings, size_t indent) {
+  const std::string pad(indent, ' ');
+  if (settings.quota_tenants.empty()) return pad + "tenants: {}\n";
+  std::string out = pad + "tenants:\n";
+  for (const auto& [tenant, quota] : settings.quota_tenants) {
+    std::vector<std::string> fields;
+    if (quota.max_stored_bytes.has_value()) {
+      fields.push_back(absl::StrCat(
+          "max_stored_bytes: ",
+          FormatByteSize(static_cast<uint64_t>(*quota.max_stored_bytes))));
+    }
+    if (quota.max_upload_streams.has_value()) {
+      fields.push_back(
+          absl::StrCat("max_upload_streams: ", *quota.max_upload_streams));
+    }
+    absl::StrAppend(&out, pad, "  ", Quoted(tenant), ": {",
+                    absl::StrJoin(fields, ", "), "}\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string ConfigYaml(const ServerSettings& settings) {
   std::string out =
       "# ckpt-server's effective settings (ckpt-server --print-config);\n"
@@ -306,6 +412,10 @@ std::string ConfigYaml(const ServerSettings& settings) {
     std::vector<std::string> path = absl::StrSplit(setting.key, '.');
     const std::string name = path.back();
     path.pop_back();
+    if (!open.empty() && open[0] == "quotas" &&
+        (path.empty() || path[0] != "quotas")) {
+      out += TenantQuotasYaml(settings, 2);
+    }
     size_t common = 0;
     while (common < open.size() && common < path.size() &&
            open[common] == path[common]) {
@@ -320,6 +430,9 @@ std::string ConfigYaml(const ServerSettings& settings) {
     absl::StrAppend(
         &out, std::string(2 * path.size(), ' '), name, ": ",
         setting.type == SettingType::kString ? Quoted(value) : value, "\n");
+  }
+  if (!open.empty() && open[0] == "quotas") {
+    out += TenantQuotasYaml(settings, 2);
   }
   return out;
 }

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -220,36 +222,158 @@ TEST(ServerConfigTest, TheExampleConfigLoads) {
   EXPECT_EQ(settings.auth_tokens, "/etc/ckpt-server/tokens");
 }
 
-TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
-  int64_t bytes = 0;
-  ASSERT_TRUE(ParseByteSize("0", &bytes).ok());
-  EXPECT_EQ(bytes, 0);
-  ASSERT_TRUE(ParseByteSize("1000", &bytes).ok());
-  EXPECT_EQ(bytes, 1000);
-  for (const char* text : {"64G", "64Gi", "64GiB", "64g"}) {
-    ASSERT_TRUE(ParseByteSize(text, &bytes).ok()) << text;
-    EXPECT_EQ(bytes, int64_t{64} << 30) << text;
+TEST(ServerConfigTest, TheExampleConfigsCommentedQuotasLoadOnceUncommented) {
+  std::ifstream in(CKPT_SOURCE_DIR "/deploy/ckpt-server.yaml");
+  std::string yaml;
+  bool in_quotas = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "# quotas:") in_quotas = true;
+    if (in_quotas && absl::StartsWith(line, "# "))
+      yaml += line.substr(2) + "\n";
   }
-  ASSERT_TRUE(ParseByteSize("1T", &bytes).ok());
-  EXPECT_EQ(bytes, int64_t{1} << 40);
-  ASSERT_TRUE(ParseByteSize("3KiB", &bytes).ok());
-  EXPECT_EQ(bytes, 3072);
-  ASSERT_TRUE(ParseByteSize("8191P", &bytes).ok());
-  for (const char* text : {"", "-1", "1.5G", "1GB", "1 GiB", "GiB", "1X",
-                           "1Gib", "8192P", "99999999999999999999", "0x10"}) {
-    EXPECT_EQ(ParseByteSize(text, &bytes).code(),
+  ServerSettings settings;
+  absl::Status status = Apply(yaml, &settings);
+  ASSERT_TRUE(status.ok()) << status << "\n" << yaml;
+  EXPECT_EQ(settings.quota_max_stored_bytes, int64_t{1} << 40);
+  EXPECT_EQ(settings.quota_tenants["research"].max_stored_bytes,
+            int64_t{10} << 40);
+  EXPECT_EQ(settings.quota_tenants["research"].max_upload_streams,
+            std::nullopt);
+  EXPECT_EQ(settings.quota_tenants["interns"].max_upload_streams, 8);
+}
+
+TEST(ServerConfigTest, ReadsPerTenantQuotas) {
+  ServerSettings settings;
+  absl::Status status = Apply(
+      "quotas:\n"
+      "  defaults:\n"
+      "    max_stored_bytes: 1T\n"
+      "  tenants:\n"
+      "    research: {max_stored_bytes: 10GiB, max_upload_streams: 4}\n"
+      "    batch.jobs-2:\n"
+      "      max_upload_streams: 0\n"
+      "    \"null\": {}\n",
+      &settings);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(settings.quota_max_stored_bytes, int64_t{1} << 40);
+  ASSERT_EQ(settings.quota_tenants.size(), 3u);
+  EXPECT_EQ(settings.quota_tenants["research"].max_stored_bytes,
+            int64_t{10} << 30);
+  EXPECT_EQ(settings.quota_tenants["research"].max_upload_streams, 4);
+  EXPECT_EQ(settings.quota_tenants["batch.jobs-2"].max_stored_bytes,
+            std::nullopt);
+  EXPECT_EQ(settings.quota_tenants["batch.jobs-2"].max_upload_streams, 0);
+  EXPECT_EQ(settings.quota_tenants["null"], TenantQuotaSetting());
+
+  // Printed and read back: the same settings, tenants included.
+  const std::string yaml = ConfigYaml(settings);
+  EXPECT_THAT(yaml, HasSubstr("  tenants:\n    \"batch.jobs-2\": "
+                              "{max_upload_streams: 0}\n"));
+  EXPECT_THAT(yaml, HasSubstr("\"research\": {max_stored_bytes: 10GiB, "
+                              "max_upload_streams: 4}"));
+  ServerSettings loaded;
+  status = Apply(yaml, &loaded);
+  ASSERT_TRUE(status.ok()) << status << "\n" << yaml;
+  EXPECT_EQ(loaded, settings);
+  // No tenants prints as an empty map, which reads back as none.
+  EXPECT_THAT(ConfigYaml(ServerSettings()), HasSubstr("  tenants: {}\n"));
+  ServerSettings none;
+  ASSERT_TRUE(Apply(ConfigYaml(ServerSettings()), &none).ok());
+  EXPECT_EQ(none, ServerSettings());
+}
+
+TEST(ServerConfigTest, RefusesBadPerTenantQuotasWithLineAndKey) {
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_bytes: 1G}\n"),
+      HasSubstr("test.yaml:3: quotas.tenants.a.max_bytes: unknown key"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a:\n"
+              "      max_stored_bytes: 1GB\n"),
+      HasSubstr("test.yaml:4: quotas.tenants.a.max_stored_bytes: '1GB'"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: {max_stored_bytes: -1}\n"),
+              HasSubstr("test.yaml:3: quotas.tenants.a.max_stored_bytes: "));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: 2000000000}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: '2000000000' is out of "
+                "range"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: \"4\"}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: wrong type: a quoted "
+                "string"));
+  EXPECT_THAT(
+      Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: [4]}\n"),
+      HasSubstr("quotas.tenants.a.max_upload_streams: wrong type: a list"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: 5\n"),
+              HasSubstr("test.yaml:3: quotas.tenants.a: expected a map"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants: [a]\n"),
+              HasSubstr("test.yaml:2: quotas.tenants: expected a map"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a: {max_upload_streams: 1}\n"
+                      "    a: {max_upload_streams: 2}\n"),
+              HasSubstr("test.yaml:4: quotas.tenants.a: duplicate key (first "
+                        "given on line 3)"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants:\n    a:\n"
+                      "      max_upload_streams: 1\n"
+                      "      max_upload_streams: 2\n"),
+              HasSubstr("test.yaml:5: quotas.tenants.a.max_upload_streams: "
+                        "duplicate key (first given on line 4)"));
+  EXPECT_THAT(Refusal("quotas:\n  tenants: {}\n  tenants: {}\n"),
+              HasSubstr("test.yaml:3: quotas.tenants: duplicate key"));
+  for (const char* name :
+       {"\"a/b\"", "\"\"", "\"a b\"", "\"t\\u00e9\"",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}) {
+    EXPECT_THAT(Refusal(absl::StrCat("quotas:\n  tenants:\n    ", name,
+                                     ": {max_upload_streams: 1}\n")),
+                HasSubstr("invalid tenant name"))
+        << name;
+  }
+}
+
+// The value a byte-size setting gets from `text` (the grammar itself is
+// tested in common/byte_size_test.cc).
+absl::StatusOr<int64_t> StoredBytesQuotaOf(absl::string_view text) {
+  const ServerSetting* row =
+      FindServerSetting("quotas.defaults.max_stored_bytes");
+  if (row == nullptr) return absl::NotFoundError("no quota row");
+  ServerSettings settings;
+  if (absl::Status status = ParseServerSetting(*row, text, &settings);
+      !status.ok()) {
+    return status;
+  }
+  return settings.quota_max_stored_bytes;
+}
+
+TEST(ServerConfigTest, ByteSizesArePowersOf1024) {
+  EXPECT_EQ(*StoredBytesQuotaOf("0"), 0);
+  EXPECT_EQ(*StoredBytesQuotaOf("1000"), 1000);
+  for (const char* text : {"64G", "64Gi", "64GiB", "64g", "64gib"}) {
+    EXPECT_EQ(*StoredBytesQuotaOf(text), int64_t{64} << 30) << text;
+  }
+  EXPECT_EQ(*StoredBytesQuotaOf("1T"), int64_t{1} << 40);
+  EXPECT_EQ(*StoredBytesQuotaOf("3KiB"), 3072);
+  EXPECT_EQ(*StoredBytesQuotaOf("7000P"), int64_t{7000} << 50);
+  for (const char* text :
+       {"", "-1", "1.5G", "1GB", "1 GiB", "GiB", "1X", "8000P", "8192P",
+        "16384P", "99999999999999999999", "0x10"}) {
+    EXPECT_EQ(StoredBytesQuotaOf(text).status().code(),
               absl::StatusCode::kInvalidArgument)
         << text;
   }
-  EXPECT_EQ(FormatByteSize(int64_t{64} << 30), "64GiB");
-  EXPECT_EQ(FormatByteSize(1536 * 1024), "1536KiB");
-  EXPECT_EQ(FormatByteSize(1000), "1000");
-  EXPECT_EQ(FormatByteSize(0), "0");
+  EXPECT_THAT(StoredBytesQuotaOf("8000P").status().message(),
+              HasSubstr("'8000P' is out of range: must be from 0 to "));
+  EXPECT_THAT(StoredBytesQuotaOf("16384P").status().message(),
+              HasSubstr("'16384P' is too large"));
+  // What --print-config writes reads back to the same value.
+  const ServerSetting& row =
+      *FindServerSetting("quotas.defaults.max_stored_bytes");
   for (int64_t value : {int64_t{0}, int64_t{1}, int64_t{1024}, int64_t{3} << 40,
                         (int64_t{1} << 62) + 1}) {
-    ASSERT_TRUE(ParseByteSize(FormatByteSize(value), &bytes).ok());
-    EXPECT_EQ(bytes, value);
+    ServerSettings settings;
+    settings.quota_max_stored_bytes = value;
+    EXPECT_EQ(*StoredBytesQuotaOf(FormatServerSetting(row, settings)), value);
   }
+  ServerSettings settings;
+  settings.quota_max_stored_bytes = int64_t{64} << 30;
+  EXPECT_EQ(FormatServerSetting(row, settings), "64GiB");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/byte_size.h"
 #include "common/status_macros.h"
 
 namespace ckpt::server {
@@ -200,11 +201,11 @@ absl::Status CheckRange(const ServerSetting& setting, double value,
   return absl::InvalidArgumentError(
       absl::StrCat("'", text, "' is out of range: must be from ",
                    setting.type == T::kBytes
-                       ? FormatByteSize(static_cast<int64_t>(setting.min))
+                       ? FormatByteSize(static_cast<uint64_t>(setting.min))
                        : FormatDouble(setting.min),
                    " to ",
                    setting.type == T::kBytes
-                       ? FormatByteSize(static_cast<int64_t>(setting.max))
+                       ? FormatByteSize(static_cast<uint64_t>(setting.max))
                        : FormatDouble(setting.max)));
 }
 
@@ -223,6 +224,17 @@ absl::Status ParseWholeNumber(absl::string_view text, int64_t* value) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", text, "' is out of range"));
   }
+  return absl::OkStatus();
+}
+
+// A byte size that fits the int64_t fields.
+absl::Status ParseBytes(absl::string_view text, int64_t* value) {
+  CKPT_ASSIGN_OR_RETURN(uint64_t bytes, ParseByteCount(text));
+  if (bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is too large"));
+  }
+  *value = static_cast<int64_t>(bytes);
   return absl::OkStatus();
 }
 
@@ -268,7 +280,7 @@ absl::Status ParseServerSetting(const ServerSetting& setting,
       int64_t value = 0;
       CKPT_RETURN_IF_ERROR(setting.type == T::kInt
                                ? ParseWholeNumber(text, &value)
-                               : ParseByteSize(text, &value));
+                               : ParseBytes(text, &value));
       CKPT_RETURN_IF_ERROR(
           CheckRange(setting, static_cast<double>(value), text));
       settings->*std::get<int64_t S::*>(setting.field) = value;
@@ -294,7 +306,9 @@ absl::Status ParseServerSetting(const ServerSetting& setting,
 std::string FormatServerSetting(const ServerSetting& setting,
                                 const ServerSettings& settings) {
   if (setting.type == T::kBytes) {
-    return FormatByteSize(settings.*std::get<int64_t S::*>(setting.field));
+    // Never negative: every kBytes row's range starts at 0 or more.
+    return FormatByteSize(
+        static_cast<uint64_t>(settings.*std::get<int64_t S::*>(setting.field)));
   }
   return std::visit(
       Overloaded{
@@ -305,51 +319,6 @@ std::string FormatServerSetting(const ServerSetting& setting,
           [&](int64_t S::*field) { return absl::StrCat(settings.*field); },
           [&](double S::*field) { return FormatDouble(settings.*field); }},
       setting.field);
-}
-
-absl::Status ParseByteSize(absl::string_view text, int64_t* bytes) {
-  size_t digits = 0;
-  while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
-  if (digits == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", text,
-        "' is not a byte size (a whole number, optionally with a unit K, M, "
-        "G, T or P: powers of 1024)"));
-  }
-  absl::string_view unit = text.substr(digits);
-  int shift = 0;
-  if (!unit.empty()) {
-    static constexpr char kUnits[] = "KMGTP";
-    const char* found =
-        std::char_traits<char>::find(kUnits, 5, absl::ascii_toupper(unit[0]));
-    absl::string_view rest = unit.substr(1);
-    if (found == nullptr || !(rest.empty() || rest == "i" || rest == "iB")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", text, "': unknown unit '", unit,
-          "' (use K, M, G, T or P, optionally with i or iB: powers of 1024; "
-          "KB, MB... are refused as ambiguous)"));
-    }
-    shift = 10 * static_cast<int>(found - kUnits + 1);
-  }
-  uint64_t number = 0;
-  if (!absl::SimpleAtoi(text.substr(0, digits), &number) ||
-      number > (uint64_t{std::numeric_limits<int64_t>::max()} >> shift)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is too large"));
-  }
-  *bytes = static_cast<int64_t>(number << shift);
-  return absl::OkStatus();
-}
-
-std::string FormatByteSize(int64_t bytes) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-  if (bytes <= 0) return absl::StrCat(bytes);
-  int unit = -1;
-  while (unit + 1 < 5 && bytes % (int64_t{1} << (10 * (unit + 2))) == 0) {
-    ++unit;
-  }
-  if (unit < 0) return absl::StrCat(bytes);
-  return absl::StrCat(bytes >> (10 * (unit + 1)), kUnits[unit]);
 }
 
 }  // namespace ckpt::server

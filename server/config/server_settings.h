@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -18,6 +20,20 @@
 #include "absl/strings/string_view.h"
 
 namespace ckpt::server {
+
+// One tenant's exceptions to the default quotas (config file only:
+// quotas.tenants.NAME); a field left unset keeps the default. Same ranges
+// as quotas.defaults.*.
+struct TenantQuotaSetting {
+  std::optional<int64_t> max_stored_bytes;
+  std::optional<int64_t> max_upload_streams;
+
+  bool operator==(const TenantQuotaSetting&) const = default;
+};
+
+// The config key of the per-tenant quotas: a map of tenant name to
+// TenantQuotaSetting, not a row of the table (it has no flag).
+inline constexpr char kTenantQuotasKey[] = "quotas.tenants";
 
 // Defaults are those of the table (the constructor applies them); see
 // `ckpt-server --print-config` or server_settings.cc.
@@ -52,6 +68,9 @@ struct ServerSettings {
   double max_connection_idle_seconds;
   int64_t quota_max_stored_bytes;
   int64_t quota_max_upload_streams;
+  // quotas.tenants in the config file; tenant names are valid
+  // (ValidateTenantName). Default: none.
+  std::map<std::string, TenantQuotaSetting> quota_tenants;
   std::string log_level;
   // How `ckpt-server --health-probe` reaches a TLS server.
   std::string probe_tls_ca;
@@ -68,8 +87,8 @@ enum class SettingType {
   kBool,     // true or false
   kInt,      // a whole number within [min, max]
   kSeconds,  // a number of seconds, fractions allowed, within [min, max]
-  kBytes,    // a whole number of bytes with an optional unit in powers of
-             // 1024 (K, Ki, KiB, M, Mi, MiB, G, T, P), within [min, max]
+  kBytes,    // a byte size (ParseByteCount, common/byte_size.h: a unit in
+             // powers of 1024), within [min, max]
 };
 
 // One row of the table. `field` has the C++ type of `type` (a string, a
@@ -106,13 +125,5 @@ absl::Status ParseServerSetting(const ServerSetting& setting,
 // back to the same value.
 std::string FormatServerSetting(const ServerSetting& setting,
                                 const ServerSettings& settings);
-
-// A byte count: digits, then optionally a unit K, M, G, T or P, each
-// optionally followed by "i" or "iB" (all powers of 1024: 1K = 1KiB = 1024;
-// "KB" is refused as ambiguous). INVALID_ARGUMENT on anything else, on a
-// negative number or on overflow.
-absl::Status ParseByteSize(absl::string_view text, int64_t* bytes);
-// The shortest exact form: "64GiB", "1536KiB", "1000".
-std::string FormatByteSize(int64_t bytes);
 
 }  // namespace ckpt::server

@@ -75,6 +75,17 @@ void ApplyLimits(const ServerSettings& flags, ServerOptions& options) {
       static_cast<uint64_t>(flags.quota_max_stored_bytes);
   options.quotas.defaults.max_upload_streams =
       static_cast<uint32_t>(flags.quota_max_upload_streams);
+  for (const auto& [tenant, quota] : flags.quota_tenants) {
+    QuotaOverride& override = options.quotas.tenants[tenant];
+    if (quota.max_stored_bytes.has_value()) {
+      override.max_stored_bytes =
+          static_cast<uint64_t>(*quota.max_stored_bytes);
+    }
+    if (quota.max_upload_streams.has_value()) {
+      override.max_upload_streams =
+          static_cast<uint32_t>(*quota.max_upload_streams);
+    }
+  }
 }
 
 // The TLS settings the --tls-* flags give (nullopt: none), each file read
@@ -270,10 +281,12 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
     const absl::Time counting = absl::Now();
     CKPT_ASSIGN_OR_RETURN(quota_store, StoredBytesQuota::Open(
                                            store.get(), server_options.quotas));
-    CKPT_LOG(Info, "stored bytes quota on: every tenant may store ",
-             server_options.quotas.defaults.max_stored_bytes,
-             " bytes (0: unlimited); usage counted from the store in ",
-             absl::FormatDuration(absl::Now() - counting));
+    CKPT_LOG(
+        Info, "stored bytes quota on: every tenant may store ",
+        server_options.quotas.defaults.max_stored_bytes,
+        " bytes (0: unlimited), ", server_options.quotas.tenants.size(),
+        " tenant(s) have their own quotas; usage counted from the store in ",
+        absl::FormatDuration(absl::Now() - counting));
   }
   CheckpointService service(quota_store != nullptr
                                 ? static_cast<ChunkStore*>(quota_store.get())

@@ -365,3 +365,35 @@ def test_the_upload_stream_quota_refuses_a_stream_past_it(start_server):
         upload(stub, "team/other-job", [random_bytes(1024, 32)])
         streams[1].release()
         streams[1].future.result(timeout=10)
+
+
+def test_a_tenant_quota_from_the_config_file_overrides_the_default(
+        start_server, tmp_path):
+    config = tmp_path / "ckpt-server.yaml"
+    config.write_text(
+        "quotas:\n"
+        "  defaults:\n"
+        "    max_stored_bytes: 1M\n"
+        "  tenants:\n"
+        "    small: {max_stored_bytes: 512K}\n"
+        "    roomy:\n"
+        "      max_upload_streams: 3\n")
+    _, pb_grpc = stubs()
+    server = start_server("--config", str(config))
+    data = random_bytes(600 * 1024, 40)
+    with channel_to(server.address) as channel:
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            upload(stub, "small/run", [data])
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        details = refused.value.details()
+        for part in ("max_stored_bytes", "'small'", "may store 524288 bytes"):
+            assert part in details, details
+        assert not stored(stub, "small/run", [data])
+        # Under the default (1 MiB), and with only its stream quota changed.
+        for job in ("team/run", "roomy/run"):
+            upload(stub, job, [data])
+            assert stored(stub, job, [data])
+        with pytest.raises(grpc.RpcError) as refused:
+            upload(stub, "roomy/run", [random_bytes(600 * 1024, 41)])
+        assert "may store 1048576 bytes" in refused.value.details()

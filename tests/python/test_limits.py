@@ -263,7 +263,11 @@ def test_rss_stays_under_the_memory_limit_with_stalled_and_active_uploads(
             thread.join()
         assert not errors
         peak = vm_hwm_mib(server.pid)
-        assert peak < 384, \
+        # Under ASan freed memory waits in its 256 MiB quarantine and every
+        # allocation carries redzones, so the bound doubles there (without
+        # the buffer freeing the dev build alone peaked at 1124 MiB).
+        limit = 768 if os.environ.get("CKPT_SANITIZED") else 384
+        assert peak < limit, \
             f"peak RSS {peak:.0f} MiB ({stalled_peak:.0f} MiB while stalling)"
         for stream in stalled:
             assert not stream.future.done()

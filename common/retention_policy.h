@@ -3,12 +3,19 @@
 // data model can hold a policy without depending on the evaluator.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
 namespace ckpt {
+
+inline constexpr absl::Duration kMaxKeepWithin = absl::Hours(24 * 366 * 100);
+inline constexpr int kMaxKeepCount = 1'000'000;
+inline constexpr size_t kMaxKeepTags = 64;
+inline constexpr size_t kMaxKeepTagBytes = 256;
 
 struct RetentionPolicy {
   // The size of the active set of most recent checkpoints (TF's
@@ -32,6 +39,22 @@ struct RetentionPolicy {
   };
   // Default: nullopt (no metric rule).
   std::optional<KeepBest> keep_best;
+
+  // restic's --keep-within: every checkpoint less than this before the
+  // newest checkpoint's time (not the clock's) is kept. Positive, at most
+  // kMaxKeepWithin. Default: nullopt (no such rule).
+  std::optional<absl::Duration> keep_within;
+  // restic's --keep-hourly/-daily/-weekly/-monthly N: the newest checkpoint
+  // of each of the N newest hours, days, ISO weeks or months (UTC) that
+  // have a checkpoint. Each 1..kMaxKeepCount. Default: nullopt (no rule).
+  std::optional<int> keep_hourly;
+  std::optional<int> keep_daily;
+  std::optional<int> keep_weekly;
+  std::optional<int> keep_monthly;
+  // restic's --keep-tag: a checkpoint carrying any of these tags (a key of
+  // CheckpointMetadata::tags) is kept. Each 1..kMaxKeepTagBytes bytes of
+  // printable UTF-8, no repeats, at most kMaxKeepTags. Default: none.
+  std::vector<std::string> keep_tags;
 
   friend bool operator==(const RetentionPolicy&,
                          const RetentionPolicy&) = default;

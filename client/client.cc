@@ -138,8 +138,9 @@ absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
 }
 
 absl::StatusOr<std::vector<int64_t>> Client::SetRetentionPolicy(
-    absl::string_view job, const RetentionPolicy& policy) {
-  return impl_->transport->SetRetentionPolicy(job, policy);
+    absl::string_view job, const RetentionPolicy& policy,
+    std::vector<std::string>* warnings) {
+  return impl_->transport->SetRetentionPolicy(job, policy, warnings);
 }
 
 absl::StatusOr<std::optional<RetentionPolicy>> Client::GetRetentionPolicy(
@@ -155,8 +156,8 @@ absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
 
 absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
     absl::string_view job, const std::optional<RetentionPolicy>& policy,
-    bool dry_run) {
-  return impl_->transport->PruneCheckpoints(job, policy, dry_run);
+    bool dry_run, std::vector<std::string>* warnings) {
+  return impl_->transport->PruneCheckpoints(job, policy, dry_run, warnings);
 }
 
 absl::StatusOr<GcReport> Client::CollectGarbage(bool dry_run) {

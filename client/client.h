@@ -166,8 +166,13 @@ class Client {
   // Retention (rules in common/retention.h). Stores the job's policy and
   // applies it at once; returns the steps that deleted. INVALID_ARGUMENT
   // for an invalid policy (nothing changed), NOT_FOUND for an unknown job.
+  // `warnings`, when not null, receives the server's (Transport::
+  // SetRetentionPolicy), e.g. "keep_best decides nothing: no checkpoint
+  // has metric M". FAILED_PRECONDITION, nothing sent, when the policy uses
+  // restic's rules and the server predates them.
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy);
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings = nullptr);
   // nullopt when the job has none.
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job);
@@ -181,7 +186,7 @@ class Client {
   // delete are deleted, atomically.
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run);
+      bool dry_run, std::vector<std::string>* warnings = nullptr);
 
   // Runs a garbage collection on the server (see GcReport); OK with
   // report.damaged filled when referenced chunks are missing.

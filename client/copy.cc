@@ -634,7 +634,8 @@ class Copier {
     }
     absl::StatusOr<std::vector<int64_t>> applied =
         existing.ok()
-            ? target_.SetRetentionPolicy(plan_.target_job, *plan_.policy_to_set)
+            ? target_.SetRetentionPolicy(plan_.target_job, *plan_.policy_to_set,
+                                         /*warnings=*/nullptr)
             : existing.status();
     if (!applied.ok()) {
       report->policy_error = WithPrefix(

@@ -252,9 +252,14 @@ class Transport {
 
   // Stores the job's policy and applies it at once; the steps deleted.
   // INVALID_ARGUMENT for an invalid policy (nothing changed), NOT_FOUND
-  // for an unknown job.
+  // for an unknown job. `warnings`, when not null, receives the server's
+  // (e.g. "keep_best decides nothing: no checkpoint has metric M").
+  // FAILED_PRECONDITION, with nothing sent, for a policy that uses
+  // restic's rules (UsesResticRules) on a server that predates them; the
+  // same for BeginOptions::retention_policy and PruneCheckpoints.
   virtual absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) = 0;
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) = 0;
   // nullopt when the job has none.
   virtual absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job) = 0;
@@ -267,7 +272,7 @@ class Transport {
   // when nullopt); unless dry_run those deciding delete are deleted.
   virtual absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) = 0;
+      bool dry_run, std::vector<std::string>* warnings) = 0;
 
   // A garbage collection on the server (OK with report.damaged filled when
   // referenced chunks are missing), with a deadline of hours rather than

@@ -60,4 +60,12 @@ struct RetentionPolicy {
                          const RetentionPolicy&) = default;
 };
 
+// Whether `policy` uses a rule that servers before restic's rules drop
+// silently (wire fields 4-9): keep_within, a calendar count or keep_tags.
+inline bool UsesResticRules(const RetentionPolicy& policy) {
+  return policy.keep_within.has_value() || policy.keep_hourly.has_value() ||
+         policy.keep_daily.has_value() || policy.keep_weekly.has_value() ||
+         policy.keep_monthly.has_value() || !policy.keep_tags.empty();
+}
+
 }  // namespace ckpt

@@ -262,6 +262,16 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out) {
         break;
     }
   }
+  if (policy.keep_within.has_value()) {
+    out->set_keep_within_micros(absl::ToInt64Microseconds(*policy.keep_within));
+  }
+  if (policy.keep_hourly.has_value()) out->set_keep_hourly(*policy.keep_hourly);
+  if (policy.keep_daily.has_value()) out->set_keep_daily(*policy.keep_daily);
+  if (policy.keep_weekly.has_value()) out->set_keep_weekly(*policy.keep_weekly);
+  if (policy.keep_monthly.has_value()) {
+    out->set_keep_monthly(*policy.keep_monthly);
+  }
+  for (const std::string& tag : policy.keep_tags) out->add_keep_tags(tag);
 }
 
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
@@ -292,6 +302,14 @@ absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
     }
     out.keep_best = std::move(best);
   }
+  if (policy.has_keep_within_micros()) {
+    out.keep_within = absl::Microseconds(policy.keep_within_micros());
+  }
+  if (policy.has_keep_hourly()) out.keep_hourly = policy.keep_hourly();
+  if (policy.has_keep_daily()) out.keep_daily = policy.keep_daily();
+  if (policy.has_keep_weekly()) out.keep_weekly = policy.keep_weekly();
+  if (policy.has_keep_monthly()) out.keep_monthly = policy.keep_monthly();
+  out.keep_tags.assign(policy.keep_tags().begin(), policy.keep_tags().end());
   return out;
 }
 
@@ -403,7 +421,12 @@ namespace {
 
 void ToProto(const JobRecord& job, v1::JobInfo* out) {
   out->Clear();
-  out->set_format_version(kFormatVersion);
+  // Servers that predate restic's rules would drop them and apply the rest
+  // of the policy: a version they refuse to read is safer.
+  out->set_format_version(job.retention_policy.has_value() &&
+                                  UsesResticRules(*job.retention_policy)
+                              ? kJobRecordWithResticRulesVersion
+                              : kFormatVersion);
   out->set_name(job.name);
   out->set_create_time_micros(ToMicros(job.create_time));
   if (job.retention_policy.has_value()) {
@@ -496,7 +519,7 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
   if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
     return absl::DataLossError("corrupt stored job record: unparsable");
   }
-  if (proto.format_version() > kFormatVersion) {
+  if (proto.format_version() > kJobRecordWithResticRulesVersion) {
     return absl::DataLossError("stored job record has a newer format_version");
   }
   JobRecord job =

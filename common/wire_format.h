@@ -77,6 +77,12 @@ absl::StatusOr<ShardManifest> DecodeShard(absl::string_view value);
 std::string EncodeCheckpointRecord(const CheckpointRecord& record);
 absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
+// A stored job record whose retention policy uses restic's rules
+// (UsesResticRules) has this format_version, so that a server that
+// predates them refuses the record (DATA_LOSS) instead of dropping the
+// rules and deleting what they keep. Other job records keep
+// kFormatVersion, and DecodeJobRecord reads both.
+inline constexpr uint32_t kJobRecordWithResticRulesVersion = 2;
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
 std::string EncodeJobEvent(const JobEvent& event);

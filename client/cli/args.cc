@@ -1,6 +1,7 @@
 #include "client/cli/args.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -74,21 +75,6 @@ absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                    text, "'"));
 }
 
-absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
-                                                     absl::string_view text) {
-  absl::Duration duration;
-  if (!absl::ParseDuration(text, &duration) ||
-      duration <= absl::ZeroDuration() ||
-      duration == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag,
-                     " takes a positive duration such as 30s, 2m or 1h30m; "
-                     "got '",
-                     text, "'"));
-  }
-  return duration;
-}
-
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
     absl::string_view flag, absl::string_view text) {
   std::pair<std::string, std::string> kv =
@@ -131,9 +117,12 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
 }
 
 bool AnyPolicyFlag(const PolicyFlags& flags) {
-  return !flags.max_to_keep.empty() || !flags.keep_every_n_hours.empty() ||
-         !flags.keep_every.empty() || !flags.keep_best.empty() ||
-         !flags.metric.empty() || !flags.mode.empty();
+  return !flags.max_to_keep.empty() || !flags.keep_every.empty() ||
+         !flags.keep_within.empty() || !flags.keep_hourly.empty() ||
+         !flags.keep_daily.empty() || !flags.keep_weekly.empty() ||
+         !flags.keep_monthly.empty() || !flags.keep_tags.empty() ||
+         !flags.keep_best.empty() || !flags.metric.empty() ||
+         !flags.mode.empty();
 }
 
 absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text) {
@@ -154,33 +143,33 @@ absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
       absl::StrCat(flag, " must be min, max or auto, got '", text, "'"));
 }
 
-absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
-                                                 absl::string_view keep_flag) {
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags) {
   RetentionPolicy policy;
   if (!flags.max_to_keep.empty()) {
     CKPT_ASSIGN_OR_RETURN(policy.max_to_keep,
-                          ParseCount(keep_flag, flags.max_to_keep));
-  }
-  if (!flags.keep_every_n_hours.empty()) {
-    double hours;
-    if (!absl::SimpleAtod(flags.keep_every_n_hours, &hours) || !(hours > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--keep-every-n-hours must be a positive number, got '",
-                       flags.keep_every_n_hours, "'"));
-    }
-    policy.keep_every = absl::Hours(hours);
+                          ParseCount("--keep-last", flags.max_to_keep));
   }
   if (!flags.keep_every.empty()) {
-    absl::Duration every;
-    if (!absl::ParseDuration(flags.keep_every, &every) ||
-        every <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--keep-every must be a positive duration such as 6h, "
-                       "30m or 1h30m, got '",
-                       flags.keep_every, "'"));
-    }
-    policy.keep_every = every;
+    CKPT_ASSIGN_OR_RETURN(
+        policy.keep_every,
+        ParseDurationFlag("--keep-every", flags.keep_every, absl::Hours(1)));
   }
+  if (!flags.keep_within.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        policy.keep_within,
+        ParseDurationFlag("--keep-within", flags.keep_within));
+  }
+  for (auto [flag, text, count] :
+       {std::tuple("--keep-hourly", &flags.keep_hourly, &policy.keep_hourly),
+        std::tuple("--keep-daily", &flags.keep_daily, &policy.keep_daily),
+        std::tuple("--keep-weekly", &flags.keep_weekly, &policy.keep_weekly),
+        std::tuple("--keep-monthly", &flags.keep_monthly,
+                   &policy.keep_monthly)}) {
+    if (!text->empty()) {
+      CKPT_ASSIGN_OR_RETURN(*count, ParseCount(flag, *text));
+    }
+  }
+  policy.keep_tags = flags.keep_tags;
   if (flags.keep_best.empty()) {
     if (!flags.metric.empty() || !flags.mode.empty()) {
       return absl::InvalidArgumentError(

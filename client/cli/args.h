@@ -18,6 +18,7 @@
 #include "client/client.h"
 #include "common/best_checkpoint.h"
 #include "common/byte_size.h"
+#include "common/duration_text.h"
 #include "common/manifest.h"
 #include "common/retention.h"
 
@@ -38,10 +39,6 @@ absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
 // with an error that says it is a rate. `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text);
-// `copy --stall-timeout`: a finite positive duration (absl::ParseDuration:
-// 30s, 2m, 1h30m). `flag` names the flag in the error.
-absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
-                                                     absl::string_view text);
 
 // NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
 // (and may hold further '='). `flag` names the flag in the error.
@@ -55,15 +52,24 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
     const std::vector<std::string>& tags, const std::string& time);
 
 // ParseByteSize (sizes of flags such as --max-file-size) is in
-// common/byte_size.h.
+// common/byte_size.h, ParseDurationFlag (durations such as --keep-within
+// and --stall-timeout) in common/duration_text.h.
 
 // Retention flags, as typed (empty: not given), parsed and checked by the
-// verbs so that every error names its flag.
+// verbs so that every error names its flag. `policy set` and `prune` take
+// the same set.
 struct PolicyFlags {
-  std::string max_to_keep;  // `policy set --max-to-keep`, `prune --keep-last`
-  std::string keep_every_n_hours;  // `policy set`: hours, may be fractional
-  std::string keep_every;          // `prune`: a duration, e.g. 6h or 30m
-  std::string keep_best;           // K
+  std::string max_to_keep;  // --keep-last N, alias --max-to-keep
+  // --keep-every DURATION, alias --keep-every-n-hours; a plain number is
+  // hours (and may be fractional).
+  std::string keep_every;
+  std::string keep_within;  // --keep-within DURATION
+  std::string keep_hourly;  // --keep-hourly N, and so on
+  std::string keep_daily;
+  std::string keep_weekly;
+  std::string keep_monthly;
+  std::vector<std::string> keep_tags;  // --keep-tag TAG, repeatable
+  std::string keep_best;               // K
   std::string metric;
   std::string mode;  // min, max or auto (default)
 };
@@ -79,13 +85,11 @@ absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text);
 absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
                                            absl::string_view text);
 
-// The policy the flags describe; `keep_flag` is how the verb spells
-// max_to_keep (--max-to-keep or --keep-last). This only parses: the server
-// validates the policy as a whole (ValidateRetentionPolicy), e.g. that
-// keep_every goes with max_to_keep. --keep-every-n-hours and --keep-every
-// both set keep_every; a verb takes only one of them.
-absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
-                                                 absl::string_view keep_flag);
+// The policy the flags describe. Durations are common/duration_text.h's
+// (30m, 6h, 1d, 2w). This only parses: the server validates the policy as
+// a whole (ValidateRetentionPolicy), e.g. that keep_every goes with
+// max_to_keep or that tags are printable.
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags);
 
 // `name`'s --dirty-rows list: indices and inclusive ranges A-B (decimal
 // digits only), comma-separated, in any order, repeats allowed, empty for

@@ -24,7 +24,9 @@ nlohmann::json MetadataJson(const CheckpointMetadata& metadata);
 nlohmann::json RecordJson(const CheckpointRecord& record);
 
 // {"max_to_keep", "keep_every", "keep_every_seconds", "keep_best": {"k",
-// "metric", "mode"}}, each null when the policy has no such rule.
+// "metric", "mode"}, "keep_within" (e.g. "2d"), "keep_within_seconds",
+// "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"}, each null
+// when the policy has no such rule, and "keep_tags" (a list, maybe empty).
 nlohmann::json PolicyJson(const RetentionPolicy& policy);
 
 // {"bits", "max_abs_error", "relative_l2_error"}.

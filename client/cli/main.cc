@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -26,10 +27,39 @@ constexpr const char* kModeHelp =
     "Direction of --metric: min, max or auto (default; loss-like names "
     "minimise, acc-like maximise, anything else is an error)";
 
-void AddKeepBestFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
+// The retention flags, the same for `policy set` and `prune`; the names
+// after the first are the old ones, kept as aliases.
+void AddPolicyFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
+  cmd->add_option("--keep-last,--max-to-keep", flags->max_to_keep,
+                  "Keep the N most recent checkpoints (tf.train."
+                  "CheckpointManager max_to_keep)");
+  cmd->add_option("--keep-every,--keep-every-n-hours", flags->keep_every,
+                  "Also preserve one checkpoint per DURATION (30m, 6h, 1d, "
+                  "2w, 1h30m; a plain number is hours) as they leave the "
+                  "--keep-last window (needs --keep-last)");
+  cmd->add_option("--keep-within", flags->keep_within,
+                  "Keep every checkpoint less than DURATION (30m, 6h, 1d, 2w) "
+                  "older than the newest checkpoint (restic's --keep-within)");
+  for (auto [name, count, unit] :
+       {std::tuple("--keep-hourly", &flags->keep_hourly, "hours"),
+        std::tuple("--keep-daily", &flags->keep_daily, "days"),
+        std::tuple("--keep-weekly", &flags->keep_weekly, "ISO weeks"),
+        std::tuple("--keep-monthly", &flags->keep_monthly, "months")}) {
+    cmd->add_option(name, *count,
+                    std::string("Keep the newest checkpoint of each of the N "
+                                "newest ") +
+                        unit + " (UTC) that have one (restic's " + name + ")");
+  }
+  cmd->add_option("--keep-tag", flags->keep_tags,
+                  "Never delete a checkpoint carrying tag TAG (a tag name, as "
+                  "`put --tag TAG=VALUE` sets); repeatable")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--keep-best", flags->keep_best,
                   "Keep the K best checkpoints by --metric (a checkpoint "
-                  "without the metric is kept)");
+                  "without the metric is kept; when none has it, this rule "
+                  "decides nothing and a warning says so)");
   cmd->add_option("--metric", flags->metric, "Metric name for --keep-best");
   cmd->add_option("--mode", flags->mode, kModeHelp);
 }
@@ -239,15 +269,7 @@ int main(int argc, char** argv) {
       "everything). Prints what it deleted.");
   policy_set_cmd->add_option("JOB", policy_set.job, "Job name, tenant/name")
       ->required();
-  policy_set_cmd->add_option(
-      "--max-to-keep", policy_set.flags.max_to_keep,
-      "Keep the N most recent checkpoints (tf.train.CheckpointManager "
-      "max_to_keep)");
-  policy_set_cmd->add_option(
-      "--keep-every-n-hours", policy_set.flags.keep_every_n_hours,
-      "Also preserve one checkpoint every H hours as they leave the "
-      "--max-to-keep window (needs --max-to-keep)");
-  AddKeepBestFlags(policy_set_cmd, &policy_set.flags);
+  AddPolicyFlags(policy_set_cmd, &policy_set.flags);
   ckpt::cli::PolicyGetArgs policy_get;
   CLI::App* policy_get_cmd =
       policy_cmd->add_subcommand("get", "Show JOB's retention policy.");
@@ -276,13 +298,7 @@ int main(int argc, char** argv) {
       "with keep/delete and the reasons. --dry-run deletes nothing; its "
       "decisions are what the real run deletes.");
   prune_cmd->add_option("JOB", prune.job, "Job name, tenant/name")->required();
-  prune_cmd->add_option("--keep-last", prune.flags.max_to_keep,
-                        "Keep the N most recent checkpoints");
-  prune_cmd->add_option(
-      "--keep-every", prune.flags.keep_every,
-      "Also preserve one checkpoint per DURATION (e.g. 6h, 30m, 1h30m) as "
-      "they leave the --keep-last window (needs --keep-last)");
-  AddKeepBestFlags(prune_cmd, &prune.flags);
+  AddPolicyFlags(prune_cmd, &prune.flags);
   prune_cmd->add_flag("--dry-run", prune.dry_run,
                       "Print the decisions without deleting anything");
 

@@ -20,22 +20,33 @@ namespace ckpt::cli {
 
 using nlohmann::json;
 
+namespace {
+
+// The server's warnings (e.g. "keep_best decides nothing: no checkpoint
+// has metric M"), one line each on stderr, so that stdout stays the
+// result.
+void PrintWarnings(const std::vector<std::string>& warnings) {
+  for (const std::string& warning : warnings) {
+    std::cerr << "warning: " << warning << "\n";
+  }
+}
+
+}  // namespace
+
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                           const OutputOptions& out) {
-  if (!args.flags.keep_every.empty()) {
-    return absl::InvalidArgumentError(
-        "policy set takes --keep-every-n-hours H, not --keep-every");
-  }
-  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
-                        ParsePolicyFlags(args.flags, "--max-to-keep"));
+  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, ParsePolicyFlags(args.flags));
+  std::vector<std::string> warnings;
   CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
-                        client.SetRetentionPolicy(args.job, policy));
+                        client.SetRetentionPolicy(args.job, policy, &warnings));
   if (out.json) {
     PrintJson({{"job", args.job},
                {"policy", PolicyJson(policy)},
-               {"deleted_steps", deleted}});
+               {"deleted_steps", deleted},
+               {"warnings", warnings}});
     return absl::OkStatus();
   }
+  PrintWarnings(warnings);
   std::cout << "policy of " << args.job << ": " << RetentionPolicyText(policy)
             << "\n";
   if (deleted.empty()) {
@@ -81,18 +92,14 @@ absl::Status RunPin(client::Client& client, const PinArgs& args,
 
 absl::Status RunPrune(client::Client& client, const PruneArgs& args,
                       const OutputOptions& out) {
-  if (!args.flags.keep_every_n_hours.empty()) {
-    return absl::InvalidArgumentError(
-        "prune takes --keep-every DURATION (e.g. 6h), not "
-        "--keep-every-n-hours");
-  }
   std::optional<RetentionPolicy> policy;  // nullopt: the stored one
   if (AnyPolicyFlag(args.flags)) {
-    CKPT_ASSIGN_OR_RETURN(policy, ParsePolicyFlags(args.flags, "--keep-last"));
+    CKPT_ASSIGN_OR_RETURN(policy, ParsePolicyFlags(args.flags));
   }
+  std::vector<std::string> warnings;
   CKPT_ASSIGN_OR_RETURN(
       std::vector<RetentionDecision> decisions,
-      client.PruneCheckpoints(args.job, policy, args.dry_run));
+      client.PruneCheckpoints(args.job, policy, args.dry_run, &warnings));
   std::vector<int64_t> deleted;
   for (const auto& decision : decisions) {
     if (!decision.keep) deleted.push_back(decision.step);
@@ -110,9 +117,11 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
          {"dry_run", args.dry_run},
          {"policy", policy.has_value() ? PolicyJson(*policy) : json("stored")},
          {"decisions", list},
-         {"deleted_steps", deleted}});
+         {"deleted_steps", deleted},
+         {"warnings", warnings}});
     return absl::OkStatus();
   }
+  PrintWarnings(warnings);
   std::vector<std::vector<std::string>> rows;
   rows.reserve(decisions.size());
   for (const auto& decision : decisions) {

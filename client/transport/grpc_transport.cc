@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
@@ -187,6 +189,8 @@ class GrpcTransport final : public Transport {
     request.set_lease_seconds(
         absl::ToInt64Seconds(absl::Ceil(options.lease, absl::Seconds(1))));
     if (options.retention_policy.has_value()) {
+      CKPT_RETURN_IF_ERROR(
+          CheckServerKnowsResticRules(job, *options.retention_policy));
       ToProto(*options.retention_policy, request.mutable_retention_policy());
     }
     if (options.copied_from.has_value()) {
@@ -394,12 +398,17 @@ class GrpcTransport final : public Transport {
   }
 
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) override {
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) override {
+    CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(job, policy));
     v1::SetRetentionPolicyRequest request;
     request.set_job(std::string(job));
     ToProto(policy, request.mutable_policy());
     v1::SetRetentionPolicyResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::SetRetentionPolicy, request, &response));
+    if (warnings != nullptr) {
+      warnings->assign(response.warnings().begin(), response.warnings().end());
+    }
     return std::vector<int64_t>(response.deleted_steps().begin(),
                                 response.deleted_steps().end());
   }
@@ -429,13 +438,19 @@ class GrpcTransport final : public Transport {
 
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) override {
+      bool dry_run, std::vector<std::string>* warnings) override {
+    if (policy.has_value()) {
+      CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(job, *policy));
+    }
     v1::PruneCheckpointsRequest request;
     request.set_job(std::string(job));
     if (policy.has_value()) ToProto(*policy, request.mutable_policy());
     request.set_dry_run(dry_run);
     v1::PruneCheckpointsResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::PruneCheckpoints, request, &response));
+    if (warnings != nullptr) {
+      warnings->assign(response.warnings().begin(), response.warnings().end());
+    }
     std::vector<RetentionDecision> decisions;
     decisions.reserve(response.decisions_size());
     for (const v1::RetentionDecision& in : response.decisions()) {
@@ -516,6 +531,40 @@ class GrpcTransport final : public Transport {
   }
 
  private:
+  // OK when `policy` uses none of restic's rules (UsesResticRules) or the
+  // server knows them; FAILED_PRECONDITION when it predates them, as it
+  // would drop them silently and apply the rest of the policy (deleting
+  // what they keep). Asked once per transport, before the first call that
+  // would carry them: a dry-run PruneCheckpoints with a negative
+  // keep_within, which a server that knows it refuses naming keep_within
+  // before looking the job up; an older one reads an empty policy and
+  // answers OK or NOT_FOUND. Other errors (no such server, a refused token,
+  // a bad job name) are returned as they are.
+  absl::Status CheckServerKnowsResticRules(absl::string_view job,
+                                           const RetentionPolicy& policy) {
+    if (!UsesResticRules(policy) || knows_restic_rules_.load()) {
+      return absl::OkStatus();
+    }
+    v1::PruneCheckpointsRequest request;
+    request.set_job(std::string(job));
+    request.set_dry_run(true);
+    request.mutable_policy()->set_keep_within_micros(-1);
+    v1::PruneCheckpointsResponse response;
+    absl::Status probe = Call(&Stub::PruneCheckpoints, request, &response);
+    if (absl::IsInvalidArgument(probe) &&
+        absl::StrContains(probe.message(), "keep_within")) {
+      knows_restic_rules_.store(true);
+      return absl::OkStatus();
+    }
+    if (!probe.ok() && !absl::IsNotFound(probe)) return probe;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the server at ", address_,
+        " predates the retention rules keep_within, keep_hourly, keep_daily, "
+        "keep_weekly, keep_monthly and keep_tags: it would drop them and "
+        "apply the rest of the policy, deleting what they keep. Nothing was "
+        "sent; upgrade ckpt-server or leave these rules out"));
+  }
+
   // A unary call with a deadline of `timeout`, rpc_timeout by default.
   template <typename Request, typename Response>
   absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
@@ -593,6 +642,8 @@ class GrpcTransport final : public Transport {
   const CallCredentials credentials_;
   const absl::Duration rpc_timeout_;
   const absl::Duration stream_stall_timeout_;
+  // Set once the server proved it knows restic's retention rules.
+  std::atomic<bool> knows_restic_rules_{false};
 };
 
 }  // namespace

@@ -467,10 +467,14 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                           ParsePolicy(kRpc, request->policy()));
-    CKPT_ASSIGN_OR_RETURN(
-        std::vector<int64_t> deleted,
-        service_->SetRetentionPolicy(request->job(), policy, ActorOf(who)));
+    std::vector<std::string> warnings;
+    CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
+                          service_->SetRetentionPolicy(
+                              request->job(), policy, ActorOf(who), &warnings));
     for (int64_t step : deleted) response->add_deleted_steps(step);
+    for (std::string& warning : warnings) {
+      response->add_warnings(std::move(warning));
+    }
     return absl::OkStatus();
   });
 }
@@ -526,9 +530,14 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
     if (request->has_policy()) {
       CKPT_ASSIGN_OR_RETURN(policy, ParsePolicy(kRpc, request->policy()));
     }
-    CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                          service_->Prune(request->job(), policy,
-                                          request->dry_run(), ActorOf(who)));
+    std::vector<std::string> warnings;
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<RetentionDecision> decisions,
+        service_->Prune(request->job(), policy, request->dry_run(),
+                        ActorOf(who), &warnings));
+    for (std::string& warning : warnings) {
+      response->add_warnings(std::move(warning));
+    }
     response->mutable_decisions()->Reserve(static_cast<int>(decisions.size()));
     for (const RetentionDecision& decision : decisions) {
       ToProto(decision, response->add_decisions());

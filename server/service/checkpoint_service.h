@@ -275,9 +275,11 @@ class CheckpointService {
   // Stores `policy` with the job and applies it at once. Returns the deleted
   // steps, ascending. INVALID_ARGUMENT (nothing changed) for an invalid
   // policy; NOT_FOUND for an unknown job. An empty policy keeps everything.
+  // `warnings`, when given, receives RetentionWarnings of the evaluation
+  // (e.g. "keep_best decides nothing: no checkpoint has metric M").
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy,
-      const Actor& actor = {});
+      const Actor& actor = {}, std::vector<std::string>* warnings = nullptr);
   // nullopt when none was set. NOT_FOUND for an unknown job.
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job);
@@ -293,11 +295,14 @@ class CheckpointService {
   // (the job's stored one when nullopt; none stored keeps everything).
   // Unless dry_run, the checkpoints decided delete are deleted in one
   // batch. A dry run returns exactly what a real run at that moment would
-  // delete. INVALID_ARGUMENT for an invalid policy; NOT_FOUND for an
-  // unknown job.
+  // delete. INVALID_ARGUMENT for an invalid policy, checked before the job
+  // is looked up (clients rely on it to probe what a server knows);
+  // NOT_FOUND for an unknown job. `warnings` as for SetRetentionPolicy,
+  // the same for a dry run and a real one.
   absl::StatusOr<std::vector<RetentionDecision>> Prune(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run, const Actor& actor = {});
+      bool dry_run, const Actor& actor = {},
+      std::vector<std::string>* warnings = nullptr);
 
   // --- Garbage collection (server/service/garbage_collection.cc) ---
   //
@@ -386,14 +391,17 @@ class CheckpointService {
                                                 int64_t step);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
-  // Decisions for the committed ones among `records` (any states).
+  // Decisions for the committed ones among `records` (any states), and
+  // into `warnings` when given, RetentionWarnings of the same inputs.
   static absl::StatusOr<std::vector<RetentionDecision>> Decide(
       const JobRecord& job, const RetentionPolicy& policy,
-      const std::vector<CheckpointRecord>& records);
+      const std::vector<CheckpointRecord>& records,
+      std::vector<std::string>* warnings = nullptr);
   // Evaluates `policy` on the job's stored checkpoints and adds the
   // deletions to `batch`. REQUIRES: lifecycle_mu_ held.
   absl::StatusOr<std::vector<RetentionDecision>> DecideAndDelete(
-      const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch)
+      const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch,
+      std::vector<std::string>* warnings = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
 
   // The committed checkpoints (with shards) that Verify covers, the pending

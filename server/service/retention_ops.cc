@@ -37,7 +37,8 @@ using internal::ValidateStep;
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     const JobRecord& job, const RetentionPolicy& policy,
-    const std::vector<CheckpointRecord>& records) {
+    const std::vector<CheckpointRecord>& records,
+    std::vector<std::string>* warnings) {
   std::vector<RetentionInput> inputs;
   // A pending checkpoint whose committed ranks use a base needs it kept.
   std::map<int64_t, std::vector<int64_t>> pending_bases;
@@ -49,6 +50,7 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     if (record.state != CheckpointState::kCommitted) continue;
     inputs.push_back(ToRetentionInput(record, record.pinned));
   }
+  if (warnings != nullptr) *warnings = RetentionWarnings(policy, inputs);
   return EvaluateRetention(policy, std::move(inputs), job.first_checkpoint_time,
                            pending_bases);
 }
@@ -56,11 +58,12 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
 absl::StatusOr<std::vector<RetentionDecision>>
 CheckpointService::DecideAndDelete(const JobRecord& job,
                                    const RetentionPolicy& policy,
-                                   MetadataBatch* batch) {
+                                   MetadataBatch* batch,
+                                   std::vector<std::string>* warnings) {
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                         metadata_->ListCheckpoints(job.name));
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                        Decide(job, policy, records));
+                        Decide(job, policy, records, warnings));
   for (int64_t step : DeletedSteps(decisions)) {
     batch->DeleteCheckpoint(job.name, step);
   }
@@ -68,7 +71,8 @@ CheckpointService::DecideAndDelete(const JobRecord& job,
 }
 
 absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
-    absl::string_view job, const RetentionPolicy& policy, const Actor& actor) {
+    absl::string_view job, const RetentionPolicy& policy, const Actor& actor,
+    std::vector<std::string>* warnings) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -81,7 +85,7 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
   record.retention_policy = policy;
   batch.PutJob(record);
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                        DecideAndDelete(record, policy, &batch));
+                        DecideAndDelete(record, policy, &batch, warnings));
   AppendPrunedEvents(job, "retention as the policy was set", policy, decisions,
                      now, actor.principal, &batch);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
@@ -127,7 +131,7 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
     absl::string_view job, const std::optional<RetentionPolicy>& policy,
-    bool dry_run, const Actor& actor) {
+    bool dry_run, const Actor& actor, std::vector<std::string>* warnings) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   if (policy.has_value())
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
@@ -137,7 +141,7 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
       policy.value_or(record.retention_policy.value_or(RetentionPolicy{}));
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                        DecideAndDelete(record, effective, &batch));
+                        DecideAndDelete(record, effective, &batch, warnings));
   if (!dry_run && !batch.empty()) {
     AppendPrunedEvents(job,
                        policy.has_value() ? "prune with a one-off policy"

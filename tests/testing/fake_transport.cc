@@ -520,7 +520,8 @@ absl::StatusOr<Stats> FakeTransport::GetStats(absl::string_view /*job*/) {
 }
 
 absl::StatusOr<std::vector<int64_t>> FakeTransport::SetRetentionPolicy(
-    absl::string_view /*job*/, const RetentionPolicy& /*policy*/) {
+    absl::string_view /*job*/, const RetentionPolicy& /*policy*/,
+    std::vector<std::string>* /*warnings*/) {
   return Unimplemented("SetRetentionPolicy");
 }
 
@@ -536,7 +537,7 @@ absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
 
 absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(
     absl::string_view /*job*/, const std::optional<RetentionPolicy>& /*policy*/,
-    bool /*dry_run*/) {
+    bool /*dry_run*/, std::vector<std::string>* /*warnings*/) {
   return Unimplemented("PruneCheckpoints");
 }
 

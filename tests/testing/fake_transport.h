@@ -159,7 +159,8 @@ class FakeTransport : public client::Transport {
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) override;
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) override;
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job) override;
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
@@ -167,7 +168,7 @@ class FakeTransport : public client::Transport {
                                                  bool pinned) override;
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) override;
+      bool dry_run, std::vector<std::string>* warnings) override;
   absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override;
   absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options,

@@ -355,8 +355,7 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
       (*policy.keep_within <= absl::ZeroDuration() ||
        *policy.keep_within > kMaxKeepWithin)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("keep_within must be positive and at most ",
-                     FormatDurationText(kMaxKeepWithin), ", got ",
+        absl::StrCat("keep_within must be positive and at most 100 years, got ",
                      FormatDurationText(*policy.keep_within)));
   }
   for (const auto& [name, count] : CalendarCounts(policy)) {

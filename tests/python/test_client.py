@@ -86,7 +86,9 @@ def test_retention_policy_set_and_get(client):
     assert deleted == [1, 2]
     assert client.get_retention_policy("t/ret") == {
         "max_to_keep": 1, "keep_checkpoint_every_n_hours": None,
-        "keep_best": None}
+        "keep_best": None, "keep_within": None, "keep_hourly": None,
+        "keep_daily": None, "keep_weekly": None, "keep_monthly": None,
+        "keep_tags": []}
     client.set_retention_policy(
         "t/ret", {"keep_best": (2, "val_loss", "min")})
     assert client.get_retention_policy("t/ret")["keep_best"] == (

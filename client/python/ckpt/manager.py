@@ -114,7 +114,15 @@ class CheckpointManager:
         default: by the metric's name as Keras does, "loss" minimised, "acc"
         maximised, anything else a ValueError asking for min or max). A NaN
         value is never among the best; a checkpoint without the metric is
-        kept.
+        kept. When no checkpoint has the metric, keep_best decides nothing.
+    keep_within, keep_hourly, keep_daily, keep_weekly, keep_monthly,
+        keep_tags: restic's `forget` rules. keep_within: "30m", "6h", "1d",
+        "2w" or a datetime.timedelta, measured from the newest checkpoint;
+        keep_hourly/daily/weekly/monthly N: the newest checkpoint of each of
+        the N newest hours, days, ISO weeks, months (UTC); keep_tags: tag
+        names (keys of a save's tags) whose checkpoints are never deleted. A
+        server that predates them makes the first save fail (nothing sent)
+        rather than drop them.
         The retention arguments, when any is set, become the job's policy on
         the server with every save (the server enforces it at each commit);
         when none is set, the job's stored policy stays.
@@ -192,6 +200,8 @@ class CheckpointManager:
 
     def __init__(self, server=None, job=None, *, max_to_keep=None,
                  keep_checkpoint_every_n_hours=None, keep_best=None,
+                 keep_within=None, keep_hourly=None, keep_daily=None,
+                 keep_weekly=None, keep_monthly=None, keep_tags=None,
                  save_best_only=False, monitor=None, mode="auto",
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
@@ -208,7 +218,10 @@ class CheckpointManager:
                 "to $CKPT_SERVER)")
         self._job = arguments.job(job)
         self._policy = arguments.retention_policy(
-            max_to_keep, keep_checkpoint_every_n_hours, keep_best)
+            max_to_keep, keep_checkpoint_every_n_hours, keep_best,
+            keep_within=keep_within, keep_hourly=keep_hourly,
+            keep_daily=keep_daily, keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly, keep_tags=keep_tags)
         # save_best_only: the monitored metric (None: every save is taken).
         self._monitor = _monitor(save_best_only, monitor, mode)
         self._mode = mode

@@ -117,11 +117,13 @@ std::string NoMetricText(const std::string& metric) {
 // whatever its step), strictly after `newest - within`.
 void ApplyKeepWithinRule(absl::Duration within,
                          const std::vector<RetentionInput>& sorted,
+                         std::optional<absl::Time> now,
                          std::vector<std::vector<std::string>>& keep,
                          std::vector<std::vector<std::string>>& drop) {
   if (sorted.empty()) return;
   absl::Time newest = sorted.front().time;
   for (const RetentionInput& in : sorted) newest = std::max(newest, in.time);
+  if (now.has_value()) newest = std::min(newest, *now);
   const std::string text = FormatDurationText(within);
   for (size_t i = 0; i < sorted.size(); ++i) {
     if (sorted[i].time > newest - within) {
@@ -420,7 +422,8 @@ std::vector<std::string> RetentionWarnings(
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
     std::optional<absl::Time> every_n_hours_clock_start,
-    const std::map<int64_t, std::vector<int64_t>>& pending_bases) {
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases,
+    std::optional<absl::Time> now) {
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   std::sort(checkpoints.begin(), checkpoints.end(),
             [](const RetentionInput& a, const RetentionInput& b) {
@@ -454,7 +457,7 @@ absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     }
   }
   if (policy.keep_within.has_value()) {
-    ApplyKeepWithinRule(*policy.keep_within, checkpoints, keep, drop);
+    ApplyKeepWithinRule(*policy.keep_within, checkpoints, now, keep, drop);
   }
   static constexpr CalendarBucket kBuckets[] = {
       {"hourly", "hours", "%Y-%m-%dT%H"},

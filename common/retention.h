@@ -27,7 +27,10 @@
 //  - restic's `forget` rules (restic's ApplyPolicy, with UTC for the
 //    snapshots' local time):
 //    - keep_within D: every checkpoint whose time is after (newest - D),
-//      where newest is the latest checkpoint time, not the clock.
+//      where newest is the latest checkpoint time, not the clock; but
+//      never later than `now` when the caller gives it, so that one
+//      checkpoint dated in the future (a writer's clock, `put --time`)
+//      cannot push every other one out of the window (restic would).
 //    - keep_hourly/daily/weekly/monthly N: walking the checkpoints newest
 //      first by time, one is kept when its hour (day, ISO 8601 week, month)
 //      differs from the last one kept by that rule, N times at most: the
@@ -150,12 +153,14 @@ struct RetentionDecision {
 // caller should pass the job's first checkpoint time once it has one.
 // `pending_bases` maps each pending checkpoint's step to the bases its
 // committed ranks already use (CheckpointRecord::base_steps); those are kept
-// too. Base steps that are no input are ignored.
+// too. Base steps that are no input are ignored. `now` (the server's clock)
+// caps keep_within's newest time; nullopt: no cap.
 // An empty policy keeps everything. INVALID_ARGUMENT for an invalid policy
 // or two inputs with the same step.
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
     std::optional<absl::Time> every_n_hours_clock_start,
-    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {});
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {},
+    std::optional<absl::Time> now = std::nullopt);
 
 }  // namespace ckpt

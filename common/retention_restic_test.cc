@@ -91,6 +91,29 @@ TEST(RetentionResticTest, KeepWithinUsesTheLatestTimeNotTheHighestStep) {
   EXPECT_THAT(Kept(policy, in), ElementsAre(3, 4));
 }
 
+// A checkpoint dated in the future (a writer's clock far ahead) must not
+// push every other one out of the window: the newest time is capped at now.
+TEST(RetentionResticTest, KeepWithinIsCappedAtNow) {
+  RetentionPolicy policy;
+  policy.keep_within = absl::Hours(3);
+  std::vector<RetentionInput> in = {Ckpt(1, AtHours(8)), Ckpt(2, AtHours(9)),
+                                    Ckpt(3, AtHours(10)),
+                                    Ckpt(4, AtHours(10 + 24 * 365 * 70))};
+  absl::StatusOr<std::vector<RetentionDecision>> uncapped =
+      EvaluateRetention(policy, in, std::nullopt);
+  ASSERT_TRUE(uncapped.ok()) << uncapped.status();
+  EXPECT_THAT(KeptSet(*uncapped), ElementsAre(4));  // restic's outcome
+  absl::StatusOr<std::vector<RetentionDecision>> capped =
+      EvaluateRetention(policy, in, std::nullopt, {}, AtHours(10.5));
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_THAT(KeptSet(*capped), ElementsAre(1, 2, 3, 4));
+  // A now later than the newest checkpoint changes nothing.
+  capped =
+      EvaluateRetention(policy, in, std::nullopt, {}, AtHours(24 * 365 * 80));
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_THAT(KeptSet(*capped), ElementsAre(4));
+}
+
 // ------------------------------------------------------ calendar buckets
 
 TEST(RetentionResticTest, DailyKeepsTheNewestOfEachOfTheNewestDays) {

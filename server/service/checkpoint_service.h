@@ -391,11 +391,12 @@ class CheckpointService {
                                                 int64_t step);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
-  // Decisions for the committed ones among `records` (any states), and
-  // into `warnings` when given, RetentionWarnings of the same inputs.
+  // Decisions for the committed ones among `records` (any states) at `now`
+  // (the cap of keep_within's newest time), and into `warnings` when
+  // given, RetentionWarnings of the same inputs.
   static absl::StatusOr<std::vector<RetentionDecision>> Decide(
       const JobRecord& job, const RetentionPolicy& policy,
-      const std::vector<CheckpointRecord>& records,
+      const std::vector<CheckpointRecord>& records, absl::Time now,
       std::vector<std::string>* warnings = nullptr);
   // Evaluates `policy` on the job's stored checkpoints and adds the
   // deletions to `batch`. REQUIRES: lifecycle_mu_ held.

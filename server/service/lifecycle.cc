@@ -562,7 +562,7 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
     if (job_record->retention_policy.has_value() && actor.may_delete_history) {
       CKPT_ASSIGN_OR_RETURN(
           decisions,
-          Decide(*job_record, *job_record->retention_policy, records));
+          Decide(*job_record, *job_record->retention_policy, records, now));
       for (int64_t deleted : DeletedSteps(decisions)) {
         batch.DeleteCheckpoint(std::string(job), deleted);
       }

@@ -37,7 +37,7 @@ using internal::ValidateStep;
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     const JobRecord& job, const RetentionPolicy& policy,
-    const std::vector<CheckpointRecord>& records,
+    const std::vector<CheckpointRecord>& records, absl::Time now,
     std::vector<std::string>* warnings) {
   std::vector<RetentionInput> inputs;
   // A pending checkpoint whose committed ranks use a base needs it kept.
@@ -52,7 +52,7 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
   }
   if (warnings != nullptr) *warnings = RetentionWarnings(policy, inputs);
   return EvaluateRetention(policy, std::move(inputs), job.first_checkpoint_time,
-                           pending_bases);
+                           pending_bases, now);
 }
 
 absl::StatusOr<std::vector<RetentionDecision>>
@@ -63,7 +63,7 @@ CheckpointService::DecideAndDelete(const JobRecord& job,
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                         metadata_->ListCheckpoints(job.name));
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                        Decide(job, policy, records, warnings));
+                        Decide(job, policy, records, clock_->Now(), warnings));
   for (int64_t step : DeletedSteps(decisions)) {
     batch->DeleteCheckpoint(job.name, step);
   }

@@ -152,6 +152,14 @@ refused --keep-weekly --keep-weekly 1.5
 [ "$(events)" = "${before_events}" ] || fail "a refusal left an event"
 [ "$(steps)" = "8" ] || fail "a refusal deleted: $(steps)"
 
+# A checkpoint dated in the future does not push the others out of
+# --keep-within: the window ends at the server's clock.
+for step in 1 2; do "${ckpt}" put cli/future "${step}" "${work}/w.bin" >/dev/null; done
+"${ckpt}" put cli/future 3 "${work}/w.bin" --time 2099-01-01T00:00:00Z >/dev/null
+"${ckpt}" prune cli/future --keep-within 1h --json | "${py}" -c '
+import json,sys; r = json.load(sys.stdin)
+assert r["deleted_steps"] == [], r'
+
 for flag in --keep-last --max-to-keep --keep-every --keep-every-n-hours \
     --keep-within --keep-hourly --keep-daily --keep-weekly --keep-monthly \
     --keep-tag --keep-best; do

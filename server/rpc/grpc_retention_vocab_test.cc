@@ -179,6 +179,10 @@ TEST_F(GrpcRetentionVocabTest, InvalidPolicyIsRefusedBeforeTheJobIsLookedUp) {
 
 TEST_F(GrpcRetentionVocabTest, ResticRulesRoundTripAndDecide) {
   SaveSteps(4);
+  // The server's clock after the writers' times: keep_within's window
+  // ends at the newest checkpoint (it is capped at the clock only for
+  // checkpoints dated in the future).
+  clock_.Set(absl::FromUnixSeconds(1'767'225'600) + absl::Hours(30));
   RetentionPolicy policy;
   policy.max_to_keep = 1;
   policy.keep_tags = {"release"};
@@ -191,6 +195,21 @@ TEST_F(GrpcRetentionVocabTest, ResticRulesRoundTripAndDecide) {
   auto got = client_->GetRetentionPolicy(kJob);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, policy);
+  // A checkpoint dated far in the future does not push the others out:
+  // the window ends at the clock (4.5 h), not at step 5's time.
+  ASSERT_TRUE(client_->SetRetentionPolicy(kJob, RetentionPolicy{}).ok());
+  client::TensorData tensors[] = {Tensor("t", bytes_)};
+  client::SaveOptions options;
+  options.metadata.writer_time =
+      absl::FromUnixSeconds(1'767'225'600) + absl::Hours(1000);
+  ASSERT_TRUE(client_->SaveShard(kJob, 5, tensors, options).ok());
+  clock_.Set(absl::FromUnixSeconds(1'767'225'600) + absl::Hours(4.5));
+  RetentionPolicy within;
+  within.max_to_keep = 1;
+  within.keep_within = absl::Hours(2);
+  auto capped = client_->SetRetentionPolicy(kJob, within);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(*capped, (std::vector<int64_t>{1}));  // 3 and 4 stay
 }
 
 // Like a server built before RetentionPolicy fields 4-9: it cannot see

@@ -1,8 +1,10 @@
 #include "common/event.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace ckpt {
 
-absl::string_view EventKindName(EventKind kind) {
+std::string EventKindName(EventKind kind) {
   switch (kind) {
     case EventKind::kCommitted:
       return "committed";
@@ -23,7 +25,7 @@ absl::string_view EventKindName(EventKind kind) {
     case EventKind::kCopied:
       return "copied";
   }
-  return "unknown";
+  return absl::StrCat("unknown(", static_cast<int32_t>(kind), ")");
 }
 
 }  // namespace ckpt

@@ -12,7 +12,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/cli/errors.h"
 #include "client/client.h"
 #include "client/security_settings.h"
 
@@ -42,6 +44,31 @@ void AddAssignments(CLI::App* cmd, const std::string& name,
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+// Whether --json is among the arguments: parse errors are reported before
+// CLI11 has set any flag.
+bool JsonRequested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--json") return true;
+  }
+  return false;
+}
+
+// The first word that is neither a global option nor its value: the verb
+// as typed; empty when there is none.
+std::string TypedVerb(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return i + 1 < argc ? argv[i + 1] : "";
+    if (arg.empty() || arg[0] != '-') return arg;
+    if (arg.find('=') != std::string::npos) continue;
+    const CLI::Option* option = app.get_option_no_throw(arg);
+    if (option != nullptr && option->get_items_expected_min() > 0) ++i;
+  }
+  return "";
 }
 
 }  // namespace
@@ -88,7 +115,10 @@ int main(int argc, char** argv) {
                  "a loopback address, and never printed");
   app.add_flag("--json", output.json,
                "Print machine-readable JSON (stable snake_case keys, exact "
-               "numbers) instead of tables");
+               "numbers) instead of tables, and errors as one line of JSON "
+               "on stderr: {\"code\": \"NOT_FOUND\", \"message\": \"...\"}");
+  app.set_version_flag("--version", "ckpt " CKPT_VERSION,
+                       "Print the version (ckpt X.Y.Z) and exit");
 
   ckpt::cli::PutArgs put;
   CLI::App* put_cmd = app.add_subcommand(
@@ -530,9 +560,24 @@ int main(int argc, char** argv) {
   AddAssignments(import_cmd, "--tag", &import_args.tags,
                  "A tag KEY=VALUE, over the JSON file's; repeatable");
 
+  std::vector<std::string> verbs;
+  for (const CLI::App* verb : app.get_subcommands({})) {
+    verbs.push_back(verb->get_name());
+  }
+  output.json = JsonRequested(argc, argv);
+  const std::string typed_verb = TypedVerb(app, argc, argv);
+  if (!typed_verb.empty()) {
+    absl::Status known = ckpt::cli::CheckVerb(typed_verb, verbs);
+    if (!known.ok()) return ckpt::cli::ReportError(known, output);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // --help and --version (exit code 0) print as CLI11 prints them.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    if (output.json) {
+      return ckpt::cli::ReportUsageError(e.what(), e.get_exit_code(), output);
+    }
     return app.exit(e);
   }
 
@@ -564,17 +609,13 @@ int main(int argc, char** argv) {
     }
     const absl::Status copied = ckpt::cli::RunCopy(copy, output);
     if (copied.ok()) return EXIT_SUCCESS;
-    std::cerr << "ckpt: " << absl::StatusCodeToString(copied.code()) << ": "
-              << copied.message() << std::endl;
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(copied, output);
   }
   if (*export_cmd && export_args.format == "torch") {
     // The Python package writes it, in this process's place.
-    const absl::Status torch =
-        ckpt::cli::ExecTorchExport(export_args, server, security, output);
-    std::cerr << "ckpt: " << absl::StatusCodeToString(torch.code()) << ": "
-              << torch.message() << std::endl;
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(
+        ckpt::cli::ExecTorchExport(export_args, server, security, output),
+        output);
   }
   ckpt::client::ConnectOptions connect;
   absl::Status status =
@@ -623,19 +664,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!status.ok()) {
-    std::cerr << "ckpt: " << absl::StatusCodeToString(status.code()) << ": "
-              << status.message() << std::endl;
+    std::string hint;
     if (status.code() == absl::StatusCode::kUnavailable) {
       // gRPC reports a refused TLS handshake only as a closed socket.
-      std::cerr << "ckpt: is ckpt-server running at " << server
-                << (connect.tls_ca_pem.empty()
-                        ? ", and without TLS (else pass --tls-ca)?"
-                        : ", with TLS, a certificate from --tls-ca naming "
-                          "that host and, for mutual TLS, --tls-cert and "
-                          "--tls-key?")
-                << std::endl;
+      hint = absl::StrCat(
+          "is ckpt-server running at ", server,
+          connect.tls_ca_pem.empty()
+              ? ", and without TLS (else pass --tls-ca)?"
+              : ", with TLS, a certificate from --tls-ca naming that host "
+                "and, for mutual TLS, --tls-cert and --tls-key?");
     }
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(status, output, hint);
   }
   return EXIT_SUCCESS;
 }

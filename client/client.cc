@@ -153,6 +153,13 @@ absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
   return impl_->transport->PinCheckpoint(job, step, pinned);
 }
 
+absl::StatusOr<CheckpointRecord> Client::SetCheckpointTags(
+    absl::string_view job, int64_t step,
+    const std::map<std::string, std::string>& set,
+    const std::vector<std::string>& remove) {
+  return impl_->transport->SetCheckpointTags(job, step, set, remove);
+}
+
 absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
     absl::string_view job, const std::optional<RetentionPolicy>& policy,
     bool dry_run) {

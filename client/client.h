@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -176,6 +177,14 @@ class Client {
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned = true);
+  // Sets (adds or replaces) the tags in `set` and removes those named in
+  // `remove` on a committed checkpoint (rules in common/tags.h); returns its
+  // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending,
+  // PERMISSION_DENIED for a writer's removal or change of a value.
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove);
   // One decision per committed checkpoint (ascending step) under `policy`,
   // or the job's stored one when nullopt. Unless dry_run, those decided
   // delete are deleted, atomically.

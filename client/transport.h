@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -263,6 +264,12 @@ class Transport {
   virtual absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                          int64_t step,
                                                          bool pinned) = 0;
+  // Sets (adds or replaces) and removes tags of a committed checkpoint; its
+  // header after. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
+  virtual absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) = 0;
   // One decision per committed checkpoint under `policy` (the stored one
   // when nullopt); unless dry_run those deciding delete are deleted.
   virtual absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(

@@ -24,6 +24,8 @@ std::string EventKindName(EventKind kind) {
       return "policy_set";
     case EventKind::kCopied:
       return "copied";
+    case EventKind::kTagsChanged:
+      return "tags_changed";
   }
   return absl::StrCat("unknown(", static_cast<int32_t>(kind), ")");
 }

@@ -651,9 +651,10 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 // ---------------------------------------------------------------- events
 
 constexpr EventKind kAllEventKinds[] = {
-    EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
-    EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,  EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kCommitted,   EventKind::kAborted,   EventKind::kDeleted,
+    EventKind::kPruned,      EventKind::kPinned,    EventKind::kUnpinned,
+    EventKind::kRestored,    EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kTagsChanged,
 };
 
 JobEvent SampleEvent(EventKind kind) {

@@ -18,6 +18,7 @@
 #include "common/event.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "nlohmann/json.hpp"
 
 namespace ckpt::cli {
@@ -190,9 +191,19 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     return ListJobs(client, out);
   }
 
+  for (const std::string& query : args.tags) {
+    // A query is a tag as `tag` takes it: KEY or KEY=VALUE.
+    CKPT_RETURN_IF_ERROR(ParseTag(query).status());
+  }
   CKPT_ASSIGN_OR_RETURN(
       std::vector<client::CheckpointUsage> listed,
       client.ListCheckpointsWithUniqueBytes(args.job, args.all));
+  std::erase_if(listed, [&](const client::CheckpointUsage& usage) {
+    for (const std::string& query : args.tags) {
+      if (!MatchesTag(usage.record.metadata.tags, query)) return true;
+    }
+    return false;
+  });
   if (!args.sort.empty()) {
     CKPT_ASSIGN_OR_RETURN(listed, SortedByMetric(std::move(listed), args));
   }
@@ -210,9 +221,9 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
   }
   // UNIQUE: what deleting the checkpoint alone would free at the next GC;
   // ADDED: what saving it stored new; BASE: the steps its deltas apply to.
-  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD", "KIND",
-                                     "BASE",   "SIZE",   "ADDED", "UNIQUE",
-                                     "PINNED", "METRICS"};
+  std::vector<std::string> header = {"STEP",   "TIME", "WORLD",  "KIND",
+                                     "BASE",   "SIZE", "ADDED",  "UNIQUE",
+                                     "PINNED", "TAGS", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
   for (const client::CheckpointUsage& usage : listed) {
@@ -228,6 +239,7 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
                                         ? HumanBytes(*usage.unique_bytes)
                                         : std::string("-"),
                                     record.pinned ? "pinned" : "-",
+                                    FormatTags(record.metadata.tags),
                                     FormatMetrics(record.metadata.metrics)};
     if (args.all) row.emplace_back(CheckpointStateName(record.state));
     rows.push_back(std::move(row));

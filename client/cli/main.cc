@@ -219,10 +219,17 @@ int main(int argc, char** argv) {
       "ls",
       "List jobs (name, checkpoints, size, latest step), or a job's "
       "committed checkpoints: kind (full, or delta with its base steps), "
-      "size, bytes added by the save, unique bytes, pin, metrics.");
+      "size, bytes added by the save, unique bytes, pin, tags, metrics.");
   ls_cmd->add_option("JOB", ls.job, "Job whose checkpoints to list");
   ls_cmd->add_flag("--all", ls.all,
                    "Also list pending and aborted checkpoints, with state");
+  ls_cmd
+      ->add_option("--tag", ls.tags,
+                   "Only checkpoints with this tag: KEY (any value) or "
+                   "KEY=VALUE; repeatable, all must match")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   ls_cmd->add_option("--sort", ls.sort,
                      "List JOB's checkpoints best first by this metric (as "
                      "`get JOB best` picks): ranked ones (ties older first), "
@@ -297,6 +304,29 @@ int main(int argc, char** argv) {
       "Unpin a checkpoint; the next commit or prune may then delete it.");
   unpin_cmd->add_option("JOB", unpin.job, "Job name, tenant/name")->required();
   unpin_cmd->add_option("STEP", unpin.step, "Checkpoint step")->required();
+
+  ckpt::cli::TagArgs tag;
+  CLI::App* tag_cmd = app.add_subcommand(
+      "tag",
+      "Add tags to a committed checkpoint, or replace their values: each TAG "
+      "is KEY or KEY=VALUE (KEY: 1-256 bytes, no control characters, no "
+      "'='; VALUE: at most 4096 bytes). Prints the checkpoint's tags. "
+      "Changing a tag's value, like removing one, needs the admin role.");
+  tag_cmd->add_option("JOB", tag.job, "Job name, tenant/name")->required();
+  tag_cmd->add_option("STEP", tag.step, kStepHelp)->required();
+  tag_cmd->add_option("TAG", tag.tags, "KEY or KEY=VALUE; one or more")
+      ->required();
+  ckpt::cli::TagArgs untag;
+  untag.remove = true;
+  CLI::App* untag_cmd = app.add_subcommand(
+      "untag",
+      "Remove tags (by KEY) from a committed checkpoint; absent ones are "
+      "ignored. Prints the checkpoint's tags. Needs the admin role: a "
+      "keep-tag retention rule may then delete it.");
+  untag_cmd->add_option("JOB", untag.job, "Job name, tenant/name")->required();
+  untag_cmd->add_option("STEP", untag.step, kStepHelp)->required();
+  untag_cmd->add_option("KEY", untag.tags, "Tag names; one or more")
+      ->required();
 
   ckpt::cli::PruneArgs prune;
   CLI::App* prune_cmd = app.add_subcommand(
@@ -647,6 +677,10 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunPin(c, pin, output);
     } else if (*unpin_cmd) {
       status = ckpt::cli::RunPin(c, unpin, output);
+    } else if (*tag_cmd) {
+      status = ckpt::cli::RunTag(c, tag, output);
+    } else if (*untag_cmd) {
+      status = ckpt::cli::RunTag(c, untag, output);
     } else if (*prune_cmd) {
       status = ckpt::cli::RunPrune(c, prune, output);
     } else if (*gc_cmd) {

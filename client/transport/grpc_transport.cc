@@ -427,6 +427,20 @@ class GrpcTransport final : public Transport {
     return FromProto(response.checkpoint());
   }
 
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override {
+    v1::SetCheckpointTagsRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.mutable_set()->insert(set.begin(), set.end());
+    for (const std::string& name : remove) request.add_remove(name);
+    v1::SetCheckpointTagsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::SetCheckpointTags, request, &response));
+    return FromProto(response.checkpoint());
+  }
+
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run) override {

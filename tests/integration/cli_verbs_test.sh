@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The operator's verbs and output of the real `ckpt` CLI against a real
 # ckpt-server: --json errors (one line of JSON on stderr, a non-zero exit),
-# an unknown verb, --version of both binaries.
+# an unknown verb, --version of both binaries; tag and untag (the TAGS
+# column, ls --tag, tags in --json, tags_changed events, refusals).
 # Usage: cli_verbs_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -65,3 +66,47 @@ version=$(sed -n 's/^project(ckpt VERSION \([0-9.]*\).*/\1/p' \
   || fail "ckpt-server --version: $("${server_bin}" --version)"
 
 echo "cli_verbs_test: ok"
+
+# --- Tags: tag, untag, the TAGS column, ls --tag, --json, the event.
+"${ckpt}" put "${job}" 2 "${work}/w.bin" --tag run=a >/dev/null
+"${ckpt}" put "${job}" 3 "${work}/w.bin" >/dev/null
+out=$("${ckpt}" tag "${job}" 1 release best=yes)
+[ "${out}" = "${job} step 1 tags best=yes release=" ] || fail "tag output: ${out}"
+"${ckpt}" tag "${job}" latest release --json | "${py}" -c '
+import json, sys
+value = json.load(sys.stdin)
+assert value == {"job": "cli/verbs", "step": 3, "tags": {"release": ""}}, value'
+"${ckpt}" ls "${job}" >"${work}/ls.txt"
+head -1 "${work}/ls.txt" | grep -q "PINNED *TAGS *METRICS" || fail "no TAGS column: $(head -1 "${work}/ls.txt")"
+grep -q "^2 .*run=a" "${work}/ls.txt" || fail "tags of step 2 not shown: $(cat "${work}/ls.txt")"
+ls_steps() { "${ckpt}" ls "${job}" --json "$@" | "${py}" -c '
+import json, sys
+print(" ".join(str(c["step"]) for c in json.load(sys.stdin)))'; }
+[ "$(ls_steps --tag release)" = "1 3" ] || fail "ls --tag release: $(ls_steps --tag release)"
+[ "$(ls_steps --tag release --tag best)" = "1" ] || fail "ls --tag release --tag best"
+[ "$(ls_steps --tag best=yes)" = "1" ] || fail "ls --tag best=yes"
+[ "$(ls_steps --tag best=no)" = "" ] || fail "ls --tag best=no"
+[ "$(ls_steps --tag run)" = "2" ] || fail "ls --tag run"
+"${ckpt}" ls "${job}" --json | "${py}" -c '
+import json, sys
+tags = {c["step"]: c["tags"] for c in json.load(sys.stdin)}
+assert tags == {1: {"best": "yes", "release": ""}, 2: {"run": "a"},
+                3: {"release": ""}}, tags'
+"${ckpt}" untag "${job}" 1 best absent >/dev/null
+[ "$(ls_steps --tag best)" = "" ] || fail "untag left best"
+"${ckpt}" events "${job}" --json | "${py}" -c '
+import json, sys
+changes = [(e["step"], e["detail"]) for e in json.load(sys.stdin)
+           if e["kind"] == "tags_changed"]
+assert changes == [(1, "+best=yes +release"), (3, "+release"),
+                   (1, "-best")], changes'
+# Refusals, before anything is sent or by the server; nothing changes.
+expect_json_error INVALID_ARGUMENT "'='" tag "${job}" 1 "=x" --json
+expect_json_error INVALID_ARGUMENT "control" tag "${job}" 1 "$(printf 'a\tb')" --json
+expect_json_error INVALID_ARGUMENT "tag name" untag "${job}" 1 "k=v" --json
+expect_json_error INVALID_ARGUMENT "tag name" ls "${job}" --tag "" --json
+expect_json_error NOT_FOUND "no committed checkpoint" tag "${job}" 99 x --json
+expect_json_error NOT_FOUND "" tag cli/absent latest x --json
+"${ckpt}" events "${job}" --json | "${py}" -c '
+import json, sys
+assert sum(e["kind"] == "tags_changed" for e in json.load(sys.stdin)) == 3'

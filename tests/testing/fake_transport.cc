@@ -534,6 +534,13 @@ absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
   return Unimplemented("PinCheckpoint");
 }
 
+absl::StatusOr<CheckpointRecord> FakeTransport::SetCheckpointTags(
+    absl::string_view /*job*/, int64_t /*step*/,
+    const std::map<std::string, std::string>& /*set*/,
+    const std::vector<std::string>& /*remove*/) {
+  return Unimplemented("SetCheckpointTags");
+}
+
 absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(
     absl::string_view /*job*/, const std::optional<RetentionPolicy>& /*policy*/,
     bool /*dry_run*/) {

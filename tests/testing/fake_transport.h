@@ -165,6 +165,10 @@ class FakeTransport : public client::Transport {
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned) override;
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override;
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run) override;

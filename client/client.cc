@@ -129,8 +129,9 @@ absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,
   return impl_->transport->AbortCheckpoint(job, step, reason);
 }
 
-absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step) {
-  return impl_->transport->DeleteCheckpoint(job, step);
+absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step,
+                                      bool force) {
+  return impl_->transport->DeleteCheckpoint(job, step, force);
 }
 
 absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {

@@ -160,7 +160,11 @@ class Client {
 
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason);
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+  // FAILED_PRECONDITION for a pending checkpoint (abort it), for a pinned
+  // one unless `force` overrides the pin (its event then says so), and for
+  // the base of another's deltas.
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force = false);
   // Whole server when job is empty.
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 

@@ -246,8 +246,9 @@ class Transport {
   // Removes a committed or aborted checkpoint (its chunks go at the next
   // GC). NOT_FOUND when absent; FAILED_PRECONDITION for a pending one and
   // for the delta base of another checkpoint.
-  virtual absl::Status DeleteCheckpoint(absl::string_view job,
-                                        int64_t step) = 0;
+  // `force` overrides a pin (else FAILED_PRECONDITION).
+  virtual absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                        bool force) = 0;
   // Whole server when job is empty.
   virtual absl::StatusOr<Stats> GetStats(absl::string_view job) = 0;
 

@@ -130,7 +130,8 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
 
 struct RmArgs {
   std::string job;
-  std::string step;
+  std::string step;    // a step or "latest"
+  bool force = false;  // override a pin
 };
 absl::Status RunRm(client::Client& client, const RmArgs& args,
                    const OutputOptions& out);

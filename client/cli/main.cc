@@ -252,9 +252,14 @@ int main(int argc, char** argv) {
   CLI::App* rm_cmd = app.add_subcommand(
       "rm",
       "Delete a committed or aborted checkpoint (its chunks are reclaimed by "
-      "garbage collection).");
+      "garbage collection). A pinned one is refused unless --force; a "
+      "pending one must be aborted (ckpt abort), and the base of another "
+      "checkpoint's deltas deleted after it.");
   rm_cmd->add_option("JOB", rm.job, "Job name, tenant/name")->required();
-  rm_cmd->add_option("STEP", rm.step, "Checkpoint step")->required();
+  rm_cmd->add_option("STEP", rm.step, kStepHelp)->required();
+  rm_cmd->add_flag("--force", rm.force,
+                   "Delete a pinned checkpoint too: the pin is overridden, "
+                   "and its `deleted` event says so");
 
   ckpt::cli::StatsArgs stats;
   CLI::App* stats_cmd = app.add_subcommand(

@@ -377,10 +377,12 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::AbortCheckpoint, request, &response);
   }
 
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override {
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override {
     v1::DeleteCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
+    request.set_force(force);
     v1::DeleteCheckpointResponse response;
     return Call(&Stub::DeleteCheckpoint, request, &response);
   }

@@ -435,7 +435,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->DeleteCheckpoint(request->job(), request->step(),
-                                      ActorOf(who));
+                                      ActorOf(who), request->force());
   });
 }
 

@@ -245,10 +245,11 @@ class CheckpointService {
 
   // Removes a committed or aborted checkpoint's manifest at once; chunk
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
-  // for a pending one (abort it instead) and for the delta base of another
-  // pending or committed checkpoint (naming those).
+  // for a pending one (abort it instead), for a pinned committed one
+  // unless `force` (the event then records the override), and for the
+  // delta base of another pending or committed checkpoint (naming those).
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
-                                const Actor& actor = {});
+                                const Actor& actor = {}, bool force = false);
 
   // With a job: the job's checkpoints and its tenant's chunks, `tenants`
   // its tenant over all of the tenant's jobs (`scope` is not consulted).

@@ -218,7 +218,8 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
 
 absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
                                                  int64_t step,
-                                                 const Actor& actor) {
+                                                 const Actor& actor,
+                                                 bool force) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -229,8 +230,18 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   CKPT_RETURN_IF_ERROR(record.status());
   if (record->state == CheckpointState::kPending) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(Describe(job, step), " is pending; abort it instead"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; abort it instead (ckpt abort ", job,
+        " ", step, ")"));
+  }
+  // An aborted record's `pinned` only said it would have committed pinned.
+  const bool pinned =
+      record->pinned && record->state == CheckpointState::kCommitted;
+  if (pinned && !force) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step),
+        " is pinned; unpin it first, or override the pin with force (ckpt rm "
+        "--force)"));
   }
   // Deltas cannot be restored without their base.
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
@@ -255,10 +266,8 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
-  // An aborted record's `pinned` only said it would have committed pinned.
-  batch.AppendEvent(DeletedEvent(
-      job, step, clock_->Now(), actor.principal, record->state,
-      record->pinned && record->state == CheckpointState::kCommitted));
+  batch.AppendEvent(DeletedEvent(job, step, clock_->Now(), actor.principal,
+                                 record->state, pinned));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "deleted ", Describe(job, step), " by ", actor.principal);
   return absl::OkStatus();

@@ -2,7 +2,8 @@
 # The operator's verbs and output of the real `ckpt` CLI against a real
 # ckpt-server: --json errors (one line of JSON on stderr, a non-zero exit),
 # an unknown verb, --version of both binaries; tag and untag (the TAGS
-# column, ls --tag, tags in --json, tags_changed events, refusals).
+# column, ls --tag, tags in --json, tags_changed events, refusals); rm of
+# a pinned checkpoint only with --force (its event records it), rm latest.
 # Usage: cli_verbs_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -110,3 +111,19 @@ expect_json_error NOT_FOUND "" tag cli/absent latest x --json
 "${ckpt}" events "${job}" --json | "${py}" -c '
 import json, sys
 assert sum(e["kind"] == "tags_changed" for e in json.load(sys.stdin)) == 3'
+
+# --- rm of a pinned checkpoint needs --force, recorded; rm latest.
+"${ckpt}" pin "${job}" 2 >/dev/null
+expect_json_error FAILED_PRECONDITION "is pinned" rm "${job}" 2 --json
+[ "$(ls_steps)" = "1 2 3" ] || fail "a refused rm deleted: $(ls_steps)"
+"${ckpt}" rm "${job}" 2 --force >/dev/null
+"${ckpt}" events "${job}" --json | "${py}" -c '
+import json, sys
+deleted = [e for e in json.load(sys.stdin) if e["kind"] == "deleted"]
+assert [(e["step"], e["detail"]) for e in deleted] == [
+    (2, "was committed and pinned; the pin was overridden (force)")], deleted'
+"${ckpt}" rm "${job}" latest --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == {"job": "cli/verbs", "step": 3, "deleted": True}'
+[ "$(ls_steps)" = "1" ] || fail "after rm latest: $(ls_steps)"
+expect_json_error NOT_FOUND "no committed checkpoint" rm cli/absent latest --json

@@ -501,7 +501,7 @@ absl::Status FakeTransport::AbortCheckpoint(absl::string_view job, int64_t step,
 }
 
 absl::Status FakeTransport::DeleteCheckpoint(absl::string_view job,
-                                             int64_t step) {
+                                             int64_t step, bool /*force*/) {
   absl::MutexLock lock(&mu_);
   auto job_it = checkpoints_.find(job);
   if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {

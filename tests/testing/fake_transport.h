@@ -156,7 +156,8 @@ class FakeTransport : public client::Transport {
                                absl::string_view reason) override;
   // Deletes a committed or aborted checkpoint even when other checkpoints'
   // deltas are based on it.
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override;
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy) override;

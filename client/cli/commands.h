@@ -4,7 +4,7 @@
 // which main prints as "ckpt: CODE: message". Each Run* is defined in its
 // group's file: put.cc, get.cc, inspect.cc (ls, show, stats, events),
 // retention_verbs.cc (policy, pin, unpin, prune, rm), tag_verbs.cc (tag,
-// untag), maintenance.cc (gc,
+// untag), delete_verbs.cc (abort, rm-job), maintenance.cc (gc,
 // verify), diff.cc (diff), copy.cc (copy), export.cc and
 // import.cc.
 #pragma once
@@ -135,6 +135,28 @@ struct RmArgs {
 };
 absl::Status RunRm(client::Client& client, const RmArgs& args,
                    const OutputOptions& out);
+
+struct AbortArgs {
+  std::string job;
+  std::string step;
+  std::string reason;  // empty: the server's ("aborted by client")
+};
+// `abort` (delete_verbs.cc): a pending checkpoint becomes aborted.
+absl::Status RunAbort(client::Client& client, const AbortArgs& args,
+                      const OutputOptions& out);
+
+struct RmJobArgs {
+  std::string job;
+  bool yes = false;    // the confirmation; without it nothing is done
+  bool force = false;  // also delete pinned checkpoints
+};
+// `rm-job` (delete_verbs.cc): aborts the job's pending checkpoints, then
+// deletes all of them, deltas before their bases. Refuses without --yes,
+// and, before deleting anything, when some are pinned and not --force.
+// The job's record (policy, events) stays: there is no RPC that deletes a
+// job.
+absl::Status RunRmJob(client::Client& client, const RmJobArgs& args,
+                      const OutputOptions& out);
 
 struct StatsArgs {
   std::string job;  // empty: whole server

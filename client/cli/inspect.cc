@@ -176,6 +176,25 @@ absl::StatusOr<std::vector<client::CheckpointUsage>> SortedByMetric(
   return sorted;
 }
 
+// For `ls JOB` that found no committed checkpoint: when the job has pending
+// or aborted ones, says so on stderr and how to list them.
+absl::Status PrintUncommittedHint(client::Client& client,
+                                  const std::string& job) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> all,
+                        client.ListCheckpoints(job, true));
+  int pending = 0;
+  int aborted = 0;
+  for (const CheckpointRecord& record : all) {
+    if (record.state == CheckpointState::kPending) ++pending;
+    if (record.state == CheckpointState::kAborted) ++aborted;
+  }
+  if (pending + aborted == 0) return absl::OkStatus();
+  std::cerr << "ckpt: " << job << " has no committed checkpoint yet, but "
+            << pending << " pending and " << aborted << " aborted; `ckpt ls "
+            << job << " --all` lists them\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunLs(client::Client& client, const LsArgs& args,
@@ -218,6 +237,9 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     }
     PrintJson(list);
     return absl::OkStatus();
+  }
+  if (listed.empty() && !args.all && args.tags.empty()) {
+    CKPT_RETURN_IF_ERROR(PrintUncommittedHint(client, args.job));
   }
   // UNIQUE: what deleting the checkpoint alone would free at the next GC;
   // ADDED: what saving it stored new; BASE: the steps its deltas apply to.

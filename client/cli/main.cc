@@ -261,6 +261,35 @@ int main(int argc, char** argv) {
                    "Delete a pinned checkpoint too: the pin is overridden, "
                    "and its `deleted` event says so");
 
+  ckpt::cli::AbortArgs abort_args;
+  CLI::App* abort_cmd = app.add_subcommand(
+      "abort",
+      "Abort a pending checkpoint (a save that will not complete): it "
+      "becomes aborted, its uploaded shards are dropped, and `rm` may then "
+      "delete its record.");
+  abort_cmd->add_option("JOB", abort_args.job, "Job name, tenant/name")
+      ->required();
+  abort_cmd->add_option("STEP", abort_args.step, "Checkpoint step")->required();
+  abort_cmd->add_option("--reason", abort_args.reason,
+                        "Why, kept in the checkpoint and its `aborted` event "
+                        "(default: \"aborted by client\")");
+
+  ckpt::cli::RmJobArgs rm_job;
+  CLI::App* rm_job_cmd = app.add_subcommand(
+      "rm-job",
+      "Delete every checkpoint of JOB: pending ones are aborted first, then "
+      "all are deleted, deltas before their bases (chunks are reclaimed by "
+      "garbage collection). The job's policy and events stay. Needs --yes; "
+      "refused, with nothing deleted, while checkpoints are pinned unless "
+      "--force.");
+  rm_job_cmd->add_option("JOB", rm_job.job, "Job name, tenant/name")
+      ->required();
+  rm_job_cmd->add_flag("--yes", rm_job.yes,
+                       "Confirm: without it nothing is deleted");
+  rm_job_cmd->add_flag("--force", rm_job.force,
+                       "Delete pinned checkpoints too (their pins are "
+                       "overridden, as with rm --force)");
+
   ckpt::cli::StatsArgs stats;
   CLI::App* stats_cmd = app.add_subcommand(
       "stats",
@@ -672,6 +701,10 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunShow(c, show, output);
     } else if (*rm_cmd) {
       status = ckpt::cli::RunRm(c, rm, output);
+    } else if (*abort_cmd) {
+      status = ckpt::cli::RunAbort(c, abort_args, output);
+    } else if (*rm_job_cmd) {
+      status = ckpt::cli::RunRmJob(c, rm_job, output);
     } else if (*stats_cmd) {
       status = ckpt::cli::RunStats(c, stats, output);
     } else if (*policy_set_cmd) {

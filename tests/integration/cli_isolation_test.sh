@@ -165,6 +165,7 @@ job_verbs=(
   "policy set @JOB@" "verify @JOB@" "verify @JOB@ latest --read-data"
   "stats @JOB@" "events @JOB@" "events @JOB@ --limit 1"
   "diff @JOB@ latest latest" "export @JOB@ latest @OUT@" "tag @JOB@ latest x" "rm @JOB@ latest"
+  "rm-job @JOB@ --yes" "rm-job @JOB@ --yes --force"
   "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen"
   "copy bob/own --from @SRV@ --to @SRV@ --to-job @JOB@"
   "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen --dry-run")
@@ -174,7 +175,7 @@ step_verbs=(
   "put @JOB@ @STEP@ @FILE@ --world-size 2 --rank 1"  # completes A's pending 400
   "put @JOB@ @STEP@ @FILE@ --row-bytes 10 --delta-against 50"
   "rm @JOB@ @STEP@" "pin @JOB@ @STEP@" "unpin @JOB@ @STEP@"
-  "rm @JOB@ @STEP@ --force" "tag @JOB@ @STEP@ release" "tag @JOB@ @STEP@ run=a" "untag @JOB@ @STEP@ release"
+  "rm @JOB@ @STEP@ --force" "abort @JOB@ @STEP@" "tag @JOB@ @STEP@ release" "tag @JOB@ @STEP@ run=a" "untag @JOB@ @STEP@ release"
   "verify @JOB@ @STEP@" "diff @JOB@ @STEP@ @STEP@" "diff @JOB@ 100 @STEP@"
   "export @JOB@ @STEP@ @OUT@ --rank 0 --world-size 1"
   "import @EXPORT@ @JOB@ @STEP@" "copy @JOB@ --from @SRV@ --to @SRV@ --steps @STEP@ --to-job bob/stolen")

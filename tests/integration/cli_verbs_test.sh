@@ -3,7 +3,9 @@
 # ckpt-server: --json errors (one line of JSON on stderr, a non-zero exit),
 # an unknown verb, --version of both binaries; tag and untag (the TAGS
 # column, ls --tag, tags in --json, tags_changed events, refusals); rm of
-# a pinned checkpoint only with --force (its event records it), rm latest.
+# a pinned checkpoint only with --force (its event records it), rm latest;
+# abort (and rm of a pending checkpoint pointing to it), rm-job (--yes,
+# --force, deltas before bases), the ls hint about --all.
 # Usage: cli_verbs_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -127,3 +129,47 @@ import json, sys
 assert json.load(sys.stdin) == {"job": "cli/verbs", "step": 3, "deleted": True}'
 [ "$(ls_steps)" = "1" ] || fail "after rm latest: $(ls_steps)"
 expect_json_error NOT_FOUND "no committed checkpoint" rm cli/absent latest --json
+
+# --- abort; rm of a pending checkpoint points to it; rm-job; the ls hint.
+pjob=cli/pending
+"${ckpt}" put "${pjob}" 5 "${work}/w.bin" --world-size 2 >/dev/null  # pending
+"${ckpt}" ls "${pjob}" >"${work}/ls.out" 2>"${work}/ls.err"
+grep -q "has no committed checkpoint yet, but 1 pending and 0 aborted; \`ckpt ls ${pjob} --all\` lists them" \
+  "${work}/ls.err" || fail "no --all hint: $(cat "${work}/ls.err")"
+"${ckpt}" ls "${pjob}" --json 2>"${work}/ls.err" | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == []'
+expect_json_error FAILED_PRECONDITION "ckpt abort ${pjob} 5" rm "${pjob}" 5 --json
+"${ckpt}" abort "${pjob}" 5 --reason "operator gave up" --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == {"job": "cli/pending", "step": 5, "aborted": True}'
+"${ckpt}" ls "${pjob}" --all --json | "${py}" -c '
+import json, sys
+[c] = json.load(sys.stdin)
+assert c["state"] == "aborted" and c["abort_reason"] == "operator gave up", c'
+"${ckpt}" ls "${pjob}" 2>"${work}/ls.err" >/dev/null
+grep -q "0 pending and 1 aborted" "${work}/ls.err" || fail "hint after abort: $(cat "${work}/ls.err")"
+expect_json_error FAILED_PRECONDITION "" abort "${job}" 1 --json  # committed
+# A job with nothing uncommitted gets no hint.
+"${ckpt}" ls "${job}" --tag nothing-has-this 2>"${work}/ls.err" >/dev/null
+[ ! -s "${work}/ls.err" ] || fail "a hint for a filtered listing: $(cat "${work}/ls.err")"
+
+rjob=cli/rmjob
+"${ckpt}" put "${rjob}" 1 "${work}/w.bin" --row-bytes 10 >/dev/null
+"${ckpt}" put "${rjob}" 2 "${work}/w.bin" --row-bytes 10 --delta-against 1 >/dev/null
+"${ckpt}" put "${rjob}" 3 "${work}/w.bin" >/dev/null
+"${ckpt}" put "${rjob}" 4 "${work}/w.bin" --world-size 2 >/dev/null  # pending
+"${ckpt}" pin "${rjob}" 3 >/dev/null
+expect_json_error INVALID_ARGUMENT "pass --yes" rm-job "${rjob}" --json
+expect_json_error FAILED_PRECONDITION "pinned checkpoints (steps 3)" rm-job "${rjob}" --yes --json
+"${ckpt}" ls "${rjob}" --all --json | "${py}" -c '
+import json, sys
+assert [(c["step"], c["state"]) for c in json.load(sys.stdin)] == [
+    (1, "committed"), (2, "committed"), (3, "committed"), (4, "pending")]'
+"${ckpt}" rm-job "${rjob}" --yes --force --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == {"job": "cli/rmjob", "aborted_steps": [4],
+                                "deleted_steps": [1, 2, 3, 4]}'
+"${ckpt}" ls "${rjob}" --all --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == []'

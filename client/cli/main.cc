@@ -411,9 +411,13 @@ int main(int argc, char** argv) {
                        "its hash (reads all stored data; slow)");
   verify_cmd->add_option(
       "--read-data-subset", verify.read_data_subset,
-      "Read only part n of t of the chunks, n/t with 1 <= n <= t (e.g. 1/5); "
-      "implies --read-data. A chunk's part is fixed by its hash, so runs "
-      "with n = 1..t together read every chunk once, as restic's");
+      "Read only part of the chunks; implies --read-data. As restic's: n/t "
+      "(1 <= n <= t, e.g. 1/5) reads part n of t; a chunk's part is fixed "
+      "by its hash, so runs with n = 1..t together read every chunk once. "
+      "x% (0 < x <= 100, e.g. 10%) reads a random part of t = floor(100/x), "
+      "at least x% of the chunks; a size (e.g. 500M, 2G) a random part of t "
+      "= stored bytes / size, about that much of the tenant's stored chunks "
+      "(the server's without JOB). The report names the part read");
   ckpt::cli::EventsArgs events;
   CLI::App* events_cmd = app.add_subcommand(
       "events",

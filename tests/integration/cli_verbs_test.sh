@@ -5,7 +5,8 @@
 # column, ls --tag, tags in --json, tags_changed events, refusals); rm of
 # a pinned checkpoint only with --force (its event records it), rm latest;
 # abort (and rm of a pending checkpoint pointing to it), rm-job (--yes,
-# --force, deltas before bases), the ls hint about --all.
+# --force, deltas before bases), the ls hint about --all;
+# verify --read-data-subset as n/t, x% and a size, and its refusals.
 # Usage: cli_verbs_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -173,3 +174,20 @@ assert json.load(sys.stdin) == {"job": "cli/rmjob", "aborted_steps": [4],
 "${ckpt}" ls "${rjob}" --all --json | "${py}" -c '
 import json, sys
 assert json.load(sys.stdin) == []'
+
+# --- verify --read-data-subset: n/t, x% and a size; nonsense refused.
+subset_of() { "${ckpt}" verify "${job}" --read-data-subset "$1" --json | "${py}" -c '
+import json, sys
+print(json.load(sys.stdin)["read_data_subset"])'; }
+[ "$(subset_of 2/3)" = "2/3" ] || fail "subset 2/3: $(subset_of 2/3)"
+[ "$(subset_of 100%)" = "1/1" ] || fail "subset 100%"
+part=$(subset_of 25%)
+[[ "${part}" =~ ^[1-4]/4$ ]] || fail "subset 25%: ${part}"
+part=$(subset_of 30%)
+[[ "${part}" =~ ^[1-3]/3$ ]] || fail "subset 30%: ${part}"
+[ "$(subset_of 1G)" = "1/1" ] || fail "a size above what is stored reads everything"
+part=$(subset_of 1)  # one byte: a part per stored byte
+[[ "${part}" =~ ^[0-9]+/[0-9]+$ ]] && [ "${part#*/}" -gt 1 ] || fail "subset 1 byte: ${part}"
+for bad in 0% 150% -5% abc% nan% 0 5X 0/3 4/3 1.5G; do
+  expect_json_error INVALID_ARGUMENT "--read-data-subset" verify "${job}" --read-data-subset "${bad}" --json
+done

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
 #include "client/cli/errors.h"
+#include "client/cli/shell_docs.h"
 #include "client/client.h"
 #include "client/security_settings.h"
 
@@ -628,6 +629,22 @@ int main(int argc, char** argv) {
   AddAssignments(import_cmd, "--tag", &import_args.tags,
                  "A tag KEY=VALUE, over the JSON file's; repeatable");
 
+  std::string completion_shell;
+  CLI::App* completion_cmd = app.add_subcommand(
+      "completion",
+      "Print a shell completion script, generated from this CLI's "
+      "definition: `source <(ckpt completion bash)`, or install it as "
+      "/usr/share/bash-completion/completions/ckpt (cmake --install does). "
+      "Needs no server.");
+  completion_cmd->add_option("SHELL", completion_shell, "The shell: bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+  CLI::App* man_cmd = app.add_subcommand(
+      "man",
+      "Print this CLI's man page (roff, generated from its definition: the "
+      "same text as --help), e.g. `ckpt man | man -l -`; cmake --install "
+      "installs it as ckpt(1). Needs no server.");
+
   std::vector<std::string> verbs;
   for (const CLI::App* verb : app.get_subcommands({})) {
     verbs.push_back(verb->get_name());
@@ -649,6 +666,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  if (*completion_cmd) {
+    std::cout << ckpt::cli::BashCompletion(app);
+    return EXIT_SUCCESS;
+  }
+  if (*man_cmd) {
+    std::cout << ckpt::cli::ManPage(app, "ckpt " CKPT_VERSION);
+    return EXIT_SUCCESS;
+  }
   // The token itself, never a command-line argument (which other users can
   // read in the process list); --token-file wins over it.
   if (const char* token = std::getenv(ckpt::client::kTokenEnv)) {

@@ -6,7 +6,9 @@
 # a pinned checkpoint only with --force (its event records it), rm latest;
 # abort (and rm of a pending checkpoint pointing to it), rm-job (--yes,
 # --force, deltas before bases), the ls hint about --all;
-# verify --read-data-subset as n/t, x% and a size, and its refusals.
+# verify --read-data-subset as n/t, x% and a size, and its refusals; the
+# bash completion (run in bash: verbs as --help lists them, options, values)
+# and the man page (every verb, rendered by groff without warnings).
 # Usage: cli_verbs_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -69,7 +71,6 @@ version=$(sed -n 's/^project(ckpt VERSION \([0-9.]*\).*/\1/p' \
 [ "$("${server_bin}" --version)" = "ckpt-server ${version}" ] \
   || fail "ckpt-server --version: $("${server_bin}" --version)"
 
-echo "cli_verbs_test: ok"
 
 # --- Tags: tag, untag, the TAGS column, ls --tag, --json, the event.
 "${ckpt}" put "${job}" 2 "${work}/w.bin" --tag run=a >/dev/null
@@ -191,3 +192,44 @@ part=$(subset_of 1)  # one byte: a part per stored byte
 for bad in 0% 150% -5% abc% nan% 0 5X 0/3 4/3 1.5G; do
   expect_json_error INVALID_ARGUMENT "--read-data-subset" verify "${job}" --read-data-subset "${bad}" --json
 done
+
+# --- bash completion and the man page, from the CLI definition.
+verbs_of_help() { "${ckpt}" "$@" --help | awk '/^Subcommands:/ {on = 1; next} on && NF {print $1}'; }
+"${ckpt}" completion bash >"${work}/ckpt.bash"
+complete_words() {  # WORDS...: what completing the last word offers
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _ckpt; printf "%s\n" "${COMPREPLY[@]}"' \
+    _ "${work}/ckpt.bash" "$@"
+}
+offered=$(complete_words ckpt "" | sort | tr '\n' ' ')
+expected=$(verbs_of_help | sort | tr '\n' ' ')
+[ "${offered}" = "${expected}" ] || fail "verbs completed: ${offered} vs --help: ${expected}"
+complete_words ckpt --server h:1 r | grep -qx rm-job || fail "rm-job not completed after --server VALUE"
+complete_words ckpt rm JOB 1 --f | grep -qx -- --force || fail "rm --force not completed"
+complete_words ckpt ls --t | grep -qx -- --tag || fail "ls --tag not completed"
+complete_words ckpt policy "" | sort | tr '\n' ' ' | grep -qx "get set " || fail "policy sub-verbs"
+complete_words ckpt policy set J --max | grep -qx -- --max-to-keep || fail "policy set flags"
+complete_words ckpt export J 1 D --format t | grep -qx torch || fail "--format values"
+complete_words ckpt completion "" | grep -qx bash || fail "completion shells"
+rc=0; "${ckpt}" completion zsh >/dev/null 2>&1 || rc=$?
+[ "${rc}" -ne 0 ] || fail "completion zsh accepted"
+
+"${ckpt}" man >"${work}/ckpt.1"
+head -2 "${work}/ckpt.1" | grep -q "^.TH CKPT 1 \"\" \"ckpt ${version}\"" || fail "man header: $(head -2 "${work}/ckpt.1")"
+for verb in $(verbs_of_help); do
+  if [ "${verb}" = policy ]; then
+    for sub in $(verbs_of_help policy); do
+      grep -q "^\.SS \"ckpt policy ${sub}" "${work}/ckpt.1" || fail "man lacks policy ${sub}"
+    done
+  else
+    grep -q "^\.SS \"ckpt ${verb}\( \|\"\)" "${work}/ckpt.1" || fail "man lacks ${verb}"
+  fi
+done
+grep -q '^\.B \\-\\-force$' "${work}/ckpt.1" || fail "man lacks --force"
+grep -q "^\.SH EXIT STATUS" "${work}/ckpt.1" || fail "man lacks EXIT STATUS"
+if command -v groff >/dev/null; then
+  groff -man -Tutf8 -ww "${work}/ckpt.1" >"${work}/ckpt.txt" 2>"${work}/groff.err"
+  [ ! -s "${work}/groff.err" ] || fail "groff warns: $(cat "${work}/groff.err")"
+  grep -q "rm-job" "${work}/ckpt.txt" || fail "rendered man page lacks rm-job"
+fi
+
+echo "cli_verbs_test: ok"

@@ -14,7 +14,7 @@ TEST(TagsTest, NamesAreOneTo256BytesWithoutControlsOrEquals) {
   EXPECT_TRUE(ValidateTagName("best").ok());
   EXPECT_TRUE(ValidateTagName("release candidate/ü").ok());
   EXPECT_TRUE(ValidateTagName(std::string(kMaxTagNameBytes, 'a')).ok());
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string(), std::string(kMaxTagNameBytes + 1, 'a'),
         std::string("a\nb"), std::string("tab\t"), std::string("\x1b[2J"),
         std::string("del\x7f"), std::string("k=v"), std::string("=")}) {

@@ -106,7 +106,7 @@ changes = [(e["step"], e["detail"]) for e in json.load(sys.stdin)
 assert changes == [(1, "+best=yes +release"), (3, "+release"),
                    (1, "-best")], changes'
 # Refusals, before anything is sent or by the server; nothing changes.
-expect_json_error INVALID_ARGUMENT "'='" tag "${job}" 1 "=x" --json
+expect_json_error INVALID_ARGUMENT "tag name must be 1-256 bytes" tag "${job}" 1 "=x" --json
 expect_json_error INVALID_ARGUMENT "control" tag "${job}" 1 "$(printf 'a\tb')" --json
 expect_json_error INVALID_ARGUMENT "tag name" untag "${job}" 1 "k=v" --json
 expect_json_error INVALID_ARGUMENT "tag name" ls "${job}" --tag "" --json
@@ -130,7 +130,7 @@ assert [(e["step"], e["detail"]) for e in deleted] == [
 import json, sys
 assert json.load(sys.stdin) == {"job": "cli/verbs", "step": 3, "deleted": True}'
 [ "$(ls_steps)" = "1" ] || fail "after rm latest: $(ls_steps)"
-expect_json_error NOT_FOUND "no committed checkpoint" rm cli/absent latest --json
+expect_json_error NOT_FOUND "unknown job" rm cli/absent latest --json
 
 # --- abort; rm of a pending checkpoint points to it; rm-job; the ls hint.
 pjob=cli/pending
@@ -203,13 +203,13 @@ complete_words() {  # WORDS...: what completing the last word offers
 offered=$(complete_words ckpt "" | sort | tr '\n' ' ')
 expected=$(verbs_of_help | sort | tr '\n' ' ')
 [ "${offered}" = "${expected}" ] || fail "verbs completed: ${offered} vs --help: ${expected}"
-complete_words ckpt --server h:1 r | grep -qx rm-job || fail "rm-job not completed after --server VALUE"
-complete_words ckpt rm JOB 1 --f | grep -qx -- --force || fail "rm --force not completed"
-complete_words ckpt ls --t | grep -qx -- --tag || fail "ls --tag not completed"
-complete_words ckpt policy "" | sort | tr '\n' ' ' | grep -qx "get set " || fail "policy sub-verbs"
-complete_words ckpt policy set J --max | grep -qx -- --max-to-keep || fail "policy set flags"
-complete_words ckpt export J 1 D --format t | grep -qx torch || fail "--format values"
-complete_words ckpt completion "" | grep -qx bash || fail "completion shells"
+complete_words ckpt --server h:1 r | grep -x rm-job >/dev/null || fail "rm-job not completed after --server VALUE"
+complete_words ckpt rm JOB 1 --f | grep -x -- --force >/dev/null || fail "rm --force not completed"
+complete_words ckpt ls --t | grep -x -- --tag >/dev/null || fail "ls --tag not completed"
+[ "$(complete_words ckpt policy "" | sort | tr '\n' ' ')" = "get set " ] || fail "policy sub-verbs"
+complete_words ckpt policy set J --max | grep -x -- --max-to-keep >/dev/null || fail "policy set flags"
+complete_words ckpt export J 1 D --format t | grep -x torch >/dev/null || fail "--format values"
+complete_words ckpt completion "" | grep -x bash >/dev/null || fail "completion shells"
 rc=0; "${ckpt}" completion zsh >/dev/null 2>&1 || rc=$?
 [ "${rc}" -ne 0 ] || fail "completion zsh accepted"
 
@@ -221,15 +221,16 @@ for verb in $(verbs_of_help); do
       grep -q "^\.SS \"ckpt policy ${sub}" "${work}/ckpt.1" || fail "man lacks policy ${sub}"
     done
   else
-    grep -q "^\.SS \"ckpt ${verb}\( \|\"\)" "${work}/ckpt.1" || fail "man lacks ${verb}"
+    escaped=$(printf '%s' "${verb}" | sed 's/-/\\\\-/g')  # roff's \-
+    grep -q "^\.SS \"ckpt ${escaped}\( \|\"\)" "${work}/ckpt.1" || fail "man lacks ${verb}"
   fi
 done
 grep -q '^\.B \\-\\-force$' "${work}/ckpt.1" || fail "man lacks --force"
 grep -q "^\.SH EXIT STATUS" "${work}/ckpt.1" || fail "man lacks EXIT STATUS"
 if command -v groff >/dev/null; then
-  groff -man -Tutf8 -ww "${work}/ckpt.1" >"${work}/ckpt.txt" 2>"${work}/groff.err"
+  groff -man -Tascii -P-cbou -ww "${work}/ckpt.1" >"${work}/ckpt.txt" 2>"${work}/groff.err"
   [ ! -s "${work}/groff.err" ] || fail "groff warns: $(cat "${work}/groff.err")"
-  grep -q "rm-job" "${work}/ckpt.txt" || fail "rendered man page lacks rm-job"
+  grep -q "^ *ckpt rm-job JOB$" "${work}/ckpt.txt" || fail "rendered man page lacks rm-job"
 fi
 
 echo "cli_verbs_test: ok"

@@ -44,60 +44,6 @@ constexpr int kChunksPerCheckpoint = 160;
 constexpr size_t kChunkBytes = 200;
 const int64_t kAliceSteps[] = {100, 200};
 
-// The service's method each probe calls, so that a test can check that
-// every method of the service descriptor is probed.
-const char* MethodOf(Rpc rpc) {
-  switch (rpc) {
-    case Rpc::kBegin:
-      return "BeginCheckpoint";
-    case Rpc::kFindMissing:
-      return "FindMissingChunks";
-    case Rpc::kPut:
-      return "PutChunks";
-    case Rpc::kCommit:
-      return "CommitShard";
-    case Rpc::kAbort:
-      return "AbortCheckpoint";
-    case Rpc::kListCheckpoints:
-      return "ListCheckpoints";
-    case Rpc::kGetManifestStep:
-    case Rpc::kGetManifestLatest:
-      return "GetManifest";
-    case Rpc::kReportRestore:
-      return "ReportRestore";
-    case Rpc::kReportCopy:
-      return "ReportCopy";
-    case Rpc::kReadChunks:
-      return "ReadChunks";
-    case Rpc::kReadChunksIntoFile:
-      return "ReadChunksIntoFile";
-    case Rpc::kDelete:
-      return "DeleteCheckpoint";
-    case Rpc::kGetStats:
-      return "GetStats";
-    case Rpc::kSetPolicy:
-      return "SetRetentionPolicy";
-    case Rpc::kGetPolicy:
-      return "GetRetentionPolicy";
-    case Rpc::kPin:
-    case Rpc::kUnpin:
-      return "PinCheckpoint";
-    case Rpc::kTag:
-    case Rpc::kUntag:
-      return "SetCheckpointTags";
-    case Rpc::kPruneDryRun:
-    case Rpc::kPrune:
-      return "PruneCheckpoints";
-    case Rpc::kVerify:
-      return "VerifyCheckpoints";
-    case Rpc::kListEvents:
-      return "ListEvents";
-    case Rpc::kLast:
-      break;
-  }
-  return "";
-}
-
 // What a probe got back.
 struct Answer {
   grpc::StatusCode code = grpc::StatusCode::OK;
@@ -160,6 +106,60 @@ enum class Rpc {
   kListEvents,
   kLast,
 };
+
+// The service's method each probe calls, so that a test can check that
+// every method of the service descriptor is probed.
+const char* MethodOf(Rpc rpc) {
+  switch (rpc) {
+    case Rpc::kBegin:
+      return "BeginCheckpoint";
+    case Rpc::kFindMissing:
+      return "FindMissingChunks";
+    case Rpc::kPut:
+      return "PutChunks";
+    case Rpc::kCommit:
+      return "CommitShard";
+    case Rpc::kAbort:
+      return "AbortCheckpoint";
+    case Rpc::kListCheckpoints:
+      return "ListCheckpoints";
+    case Rpc::kGetManifestStep:
+    case Rpc::kGetManifestLatest:
+      return "GetManifest";
+    case Rpc::kReportRestore:
+      return "ReportRestore";
+    case Rpc::kReportCopy:
+      return "ReportCopy";
+    case Rpc::kReadChunks:
+      return "ReadChunks";
+    case Rpc::kReadChunksIntoFile:
+      return "ReadChunksIntoFile";
+    case Rpc::kDelete:
+      return "DeleteCheckpoint";
+    case Rpc::kGetStats:
+      return "GetStats";
+    case Rpc::kSetPolicy:
+      return "SetRetentionPolicy";
+    case Rpc::kGetPolicy:
+      return "GetRetentionPolicy";
+    case Rpc::kPin:
+    case Rpc::kUnpin:
+      return "PinCheckpoint";
+    case Rpc::kTag:
+    case Rpc::kUntag:
+      return "SetCheckpointTags";
+    case Rpc::kPruneDryRun:
+    case Rpc::kPrune:
+      return "PruneCheckpoints";
+    case Rpc::kVerify:
+      return "VerifyCheckpoints";
+    case Rpc::kListEvents:
+      return "ListEvents";
+    case Rpc::kLast:
+      break;
+  }
+  return "";
+}
 
 class IsolationTest : public ::testing::Test {
  protected:

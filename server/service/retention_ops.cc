@@ -39,6 +39,31 @@ using internal::DeletedSteps;
 using internal::Describe;
 using internal::ValidateStep;
 
+namespace {
+
+// The committed checkpoint (job, step) that PinCheckpoint and
+// SetCheckpointTags change: NOT_FOUND when absent or aborted,
+// FAILED_PRECONDITION "... is pending; only committed ones can be <done>".
+absl::StatusOr<CheckpointRecord> CommittedRecord(MetadataStore& metadata,
+                                                 absl::string_view job,
+                                                 int64_t step,
+                                                 absl::string_view done) {
+  absl::StatusOr<CheckpointRecord> record = metadata.GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status()) ||
+      (record.ok() && record->state == CheckpointState::kAborted)) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; only committed ones can be ", done));
+  }
+  return record;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     const JobRecord& job, const RetentionPolicy& policy,
     const std::vector<CheckpointRecord>& records) {
@@ -104,29 +129,20 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
-  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
-  if (absl::IsNotFound(record.status()) ||
-      (record.ok() && record->state == CheckpointState::kAborted)) {
-    return absl::NotFoundError(
-        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
-  }
-  CKPT_RETURN_IF_ERROR(record.status());
-  if (record->state == CheckpointState::kPending) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        Describe(job, step), " is pending; only committed ones can be ",
-        pinned ? "pinned" : "unpinned"));
-  }
-  if (record->pinned != pinned) {
-    record->pinned = pinned;
+  CKPT_ASSIGN_OR_RETURN(
+      CheckpointRecord record,
+      CommittedRecord(*metadata_, job, step, pinned ? "pinned" : "unpinned"));
+  if (record.pinned != pinned) {
+    record.pinned = pinned;
     MetadataBatch batch;
-    batch.PutCheckpoint(*record);
+    batch.PutCheckpoint(record);
     batch.AppendEvent(
         PinEvent(job, step, clock_->Now(), actor.principal, pinned));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step),
              " by ", actor.principal);
   }
-  return *std::move(record);
+  return record;
 }
 
 absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
@@ -146,18 +162,9 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
     }
   }
   absl::MutexLock lock(&lifecycle_mu_);
-  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
-  if (absl::IsNotFound(record.status()) ||
-      (record.ok() && record->state == CheckpointState::kAborted)) {
-    return absl::NotFoundError(
-        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
-  }
-  CKPT_RETURN_IF_ERROR(record.status());
-  if (record->state == CheckpointState::kPending) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        Describe(job, step), " is pending; only committed ones can be tagged"));
-  }
-  Tags& tags = record->metadata.tags;
+  CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                        CommittedRecord(*metadata_, job, step, "tagged"));
+  Tags& tags = record.metadata.tags;
   std::vector<std::string> changes;
   for (const auto& [name, value] : set) {
     const auto found = tags.find(name);
@@ -175,12 +182,12 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
   for (const std::string& name : remove) {
     if (tags.contains(name)) changes.push_back(absl::StrCat("-", name));
   }
-  if (changes.empty()) return *std::move(record);
+  if (changes.empty()) return record;
   for (const auto& [name, value] : set) tags[name] = value;
   for (const std::string& name : remove) tags.erase(name);
   CKPT_RETURN_IF_ERROR(ValidateTags(tags));
   MetadataBatch batch;
-  batch.PutCheckpoint(*record);
+  batch.PutCheckpoint(record);
   batch.AppendEvent(MakeEvent(job, step, clock_->Now(), actor.principal,
                               EventKind::kTagsChanged,
                               absl::StrJoin(changes, " ")));
@@ -188,7 +195,7 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
   CKPT_LOG(Info, "tags of ", Describe(job, step), " changed by ",
            actor.principal, ": ",
            EscapeControlBytes(absl::StrJoin(changes, " ")));
-  return *std::move(record);
+  return record;
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(

@@ -129,8 +129,9 @@ absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,
   return impl_->transport->AbortCheckpoint(job, step, reason);
 }
 
-absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step) {
-  return impl_->transport->DeleteCheckpoint(job, step);
+absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step,
+                                      bool force) {
+  return impl_->transport->DeleteCheckpoint(job, step, force);
 }
 
 absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
@@ -151,6 +152,13 @@ absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
                                                        int64_t step,
                                                        bool pinned) {
   return impl_->transport->PinCheckpoint(job, step, pinned);
+}
+
+absl::StatusOr<CheckpointRecord> Client::SetCheckpointTags(
+    absl::string_view job, int64_t step,
+    const std::map<std::string, std::string>& set,
+    const std::vector<std::string>& remove) {
+  return impl_->transport->SetCheckpointTags(job, step, set, remove);
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(

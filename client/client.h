@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -159,7 +160,11 @@ class Client {
 
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason);
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+  // FAILED_PRECONDITION for a pending checkpoint (abort it), for a pinned
+  // one unless `force` overrides the pin (its event then says so), and for
+  // the base of another's deltas.
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force = false);
   // Whole server when job is empty.
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 
@@ -176,6 +181,14 @@ class Client {
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned = true);
+  // Sets (adds or replaces) the tags in `set` and removes those named in
+  // `remove` on a committed checkpoint (rules in common/tags.h); returns its
+  // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending,
+  // PERMISSION_DENIED for a writer's removal or change of a value.
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove);
   // One decision per committed checkpoint (ascending step) under `policy`,
   // or the job's stored one when nullopt. Unless dry_run, those decided
   // delete are deleted, atomically.

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -245,8 +246,9 @@ class Transport {
   // Removes a committed or aborted checkpoint (its chunks go at the next
   // GC). NOT_FOUND when absent; FAILED_PRECONDITION for a pending one and
   // for the delta base of another checkpoint.
-  virtual absl::Status DeleteCheckpoint(absl::string_view job,
-                                        int64_t step) = 0;
+  // `force` overrides a pin (else FAILED_PRECONDITION).
+  virtual absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                        bool force) = 0;
   // Whole server when job is empty.
   virtual absl::StatusOr<Stats> GetStats(absl::string_view job) = 0;
 
@@ -263,6 +265,12 @@ class Transport {
   virtual absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                          int64_t step,
                                                          bool pinned) = 0;
+  // Sets (adds or replaces) and removes tags of a committed checkpoint; its
+  // header after. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
+  virtual absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) = 0;
   // One decision per committed checkpoint under `policy` (the stored one
   // when nullopt); unless dry_run those deciding delete are deleted.
   virtual absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(

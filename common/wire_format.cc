@@ -366,15 +366,11 @@ void ToProto(const JobEvent& event, v1::JobEvent* out) {
 
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
   CKPT_RETURN_IF_ERROR(CheckVersion(event.format_version(), "job event"));
-  if (event.kind() < v1::EVENT_KIND_COMMITTED ||
-      event.kind() > v1::EVENT_KIND_COPIED) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown event kind ", event.kind()));
-  }
   JobEvent out;
   out.job = event.job();
   out.sequence = event.sequence();
   out.time = FromMicros(event.time_micros());
+  // Kept as is when unknown (a newer server's kind): see EventKind.
   out.kind = static_cast<EventKind>(event.kind());
   if (event.has_step()) out.step = event.step();
   out.detail = event.detail();

@@ -66,8 +66,8 @@ void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
 // INVALID_ARGUMENT for a malformed chunk hash.
 absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report);
 void ToProto(const JobEvent& event, v1::JobEvent* out);
-// INVALID_ARGUMENT for an unknown kind or a format_version newer than this
-// build reads.
+// INVALID_ARGUMENT for a format_version newer than this build reads. A kind
+// this build does not know keeps its number (EventKindName: "unknown(N)").
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event);
 
 // Persisted encodings (RocksDB values). Decoding a corrupt or newer-format

@@ -18,6 +18,7 @@
 #include "common/event.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "nlohmann/json.hpp"
 
 namespace ckpt::cli {
@@ -175,6 +176,25 @@ absl::StatusOr<std::vector<client::CheckpointUsage>> SortedByMetric(
   return sorted;
 }
 
+// For `ls JOB` that found no committed checkpoint: when the job has pending
+// or aborted ones, says so on stderr and how to list them.
+absl::Status PrintUncommittedHint(client::Client& client,
+                                  const std::string& job) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> all,
+                        client.ListCheckpoints(job, true));
+  int pending = 0;
+  int aborted = 0;
+  for (const CheckpointRecord& record : all) {
+    if (record.state == CheckpointState::kPending) ++pending;
+    if (record.state == CheckpointState::kAborted) ++aborted;
+  }
+  if (pending + aborted == 0) return absl::OkStatus();
+  std::cerr << "ckpt: " << job << " has no committed checkpoint yet, but "
+            << pending << " pending and " << aborted << " aborted; `ckpt ls "
+            << job << " --all` lists them\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunLs(client::Client& client, const LsArgs& args,
@@ -190,9 +210,19 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     return ListJobs(client, out);
   }
 
+  for (const std::string& query : args.tags) {
+    // A query is a tag as `tag` takes it: KEY or KEY=VALUE.
+    CKPT_RETURN_IF_ERROR(ParseTag(query).status());
+  }
   CKPT_ASSIGN_OR_RETURN(
       std::vector<client::CheckpointUsage> listed,
       client.ListCheckpointsWithUniqueBytes(args.job, args.all));
+  std::erase_if(listed, [&](const client::CheckpointUsage& usage) {
+    for (const std::string& query : args.tags) {
+      if (!MatchesTag(usage.record.metadata.tags, query)) return true;
+    }
+    return false;
+  });
   if (!args.sort.empty()) {
     CKPT_ASSIGN_OR_RETURN(listed, SortedByMetric(std::move(listed), args));
   }
@@ -208,11 +238,14 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     PrintJson(list);
     return absl::OkStatus();
   }
+  if (listed.empty() && !args.all && args.tags.empty()) {
+    CKPT_RETURN_IF_ERROR(PrintUncommittedHint(client, args.job));
+  }
   // UNIQUE: what deleting the checkpoint alone would free at the next GC;
   // ADDED: what saving it stored new; BASE: the steps its deltas apply to.
-  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD", "KIND",
-                                     "BASE",   "SIZE",   "ADDED", "UNIQUE",
-                                     "PINNED", "METRICS"};
+  std::vector<std::string> header = {"STEP",   "TIME", "WORLD",  "KIND",
+                                     "BASE",   "SIZE", "ADDED",  "UNIQUE",
+                                     "PINNED", "TAGS", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
   for (const client::CheckpointUsage& usage : listed) {
@@ -228,6 +261,7 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
                                         ? HumanBytes(*usage.unique_bytes)
                                         : std::string("-"),
                                     record.pinned ? "pinned" : "-",
+                                    FormatTags(record.metadata.tags),
                                     FormatMetrics(record.metadata.metrics)};
     if (args.all) row.emplace_back(CheckpointStateName(record.state));
     rows.push_back(std::move(row));

@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -242,13 +243,22 @@ absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
   options.job = args.job;
   options.read_data = args.read_data;
   if (!args.read_data_subset.empty()) {
-    absl::StatusOr<ReadDataSubset> subset =
-        ParseReadDataSubset(args.read_data_subset);
-    if (!subset.ok()) {
+    absl::StatusOr<SubsetSpec> spec = ParseSubsetSpec(args.read_data_subset);
+    if (!spec.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--read-data-subset: ", subset.status().message()));
+          absl::StrCat("--read-data-subset: ", spec.status().message()));
     }
-    options.read_data_subset = *subset;
+    uint64_t stored_bytes = 0;
+    if (spec->bytes > 0) {
+      // The job's tenant's chunk bytes (the server's without a job).
+      CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
+      stored_bytes = stats.stored_bytes;
+    }
+    std::random_device random;
+    options.read_data_subset =
+        ResolveSubset(*spec, stored_bytes, [&random](uint32_t parts) {
+          return std::uniform_int_distribution<uint32_t>(1, parts)(random);
+        });
   }
   if (!args.step.empty()) {
     CKPT_ASSIGN_OR_RETURN(std::optional<int64_t> step,

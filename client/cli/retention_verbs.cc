@@ -13,6 +13,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/format.h"
 #include "client/cli/json_output.h"
+#include "client/cli/resolve_step.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -129,8 +130,8 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
 
 absl::Status RunRm(client::Client& client, const RmArgs& args,
                    const OutputOptions& out) {
-  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
-  CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, step));
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ResolveStep(client, args.job, args.step));
+  CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, step, args.force));
   if (out.json) {
     PrintJson({{"job", args.job}, {"step", step}, {"deleted", true}});
   } else {

@@ -377,10 +377,12 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::AbortCheckpoint, request, &response);
   }
 
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override {
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override {
     v1::DeleteCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
+    request.set_force(force);
     v1::DeleteCheckpointResponse response;
     return Call(&Stub::DeleteCheckpoint, request, &response);
   }
@@ -424,6 +426,20 @@ class GrpcTransport final : public Transport {
     request.set_pinned(pinned);
     v1::PinCheckpointResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::PinCheckpoint, request, &response));
+    return FromProto(response.checkpoint());
+  }
+
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override {
+    v1::SetCheckpointTagsRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.mutable_set()->insert(set.begin(), set.end());
+    for (const std::string& name : remove) request.add_remove(name);
+    v1::SetCheckpointTagsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::SetCheckpointTags, request, &response));
     return FromProto(response.checkpoint());
   }
 

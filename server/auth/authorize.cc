@@ -26,6 +26,8 @@ absl::Status AuthorizeJob(const Principal& principal, absl::string_view rpc,
 
 Role RoleToPin(bool pinned) { return pinned ? Role::kWriter : Role::kAdmin; }
 
+Role RoleToTag(bool removes) { return removes ? Role::kAdmin : Role::kWriter; }
+
 Role RoleToPrune(bool dry_run) {
   return dry_run ? Role::kReader : Role::kAdmin;
 }

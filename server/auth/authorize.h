@@ -25,6 +25,9 @@ absl::Status AuthorizeJob(const Principal& principal, absl::string_view rpc,
 // Roles of the calls whose needs depend on the request. Pinning keeps
 // history, so writers may; unpinning lets retention delete, so it is admin's.
 Role RoleToPin(bool pinned);
+// As pinning: adding tags keeps history (writer); removing one may let a
+// keep-tag rule delete (admin).
+Role RoleToTag(bool removes);
 // A dry run reads; a real prune deletes.
 Role RoleToPrune(bool dry_run);
 

@@ -251,7 +251,10 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
   ASSERT_TRUE(client_->GetManifest(kJob, std::nullopt).ok());  // no event
   auto restored = client_->RestoreShard(kJob, std::nullopt, 0);
   ASSERT_TRUE(restored.ok()) << restored.status();
-  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3).ok());
+  // Pinned: refused, with no event, until the pin is overridden over the
+  // wire (DeleteCheckpointRequest.force).
+  EXPECT_TRUE(absl::IsFailedPrecondition(client_->DeleteCheckpoint(kJob, 3)));
+  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3, /*force=*/true).ok());
 
   auto events = client_->ListEvents(kJob);
   ASSERT_TRUE(events.ok()) << events.status();
@@ -270,6 +273,8 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
               HasSubstr("prune with a one-off policy (max_to_keep=1): not "
                         "among the 1 most recent"));
   EXPECT_EQ((*events)[6].detail, "rank 0");
+  EXPECT_EQ((*events)[7].detail,
+            "was committed and pinned; the pin was overridden (force)");
 
   auto last = client_->ListEvents(kJob, 1);
   ASSERT_TRUE(last.ok()) << last.status();

@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/manifest.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "common/wire_format.h"
 #include "server/rpc/call_auth.h"
 #include "server/rpc/put_chunks_reactor.h"
@@ -434,7 +435,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->DeleteCheckpoint(request->job(), request->step(),
-                                      ActorOf(who));
+                                      ActorOf(who), request->force());
   });
 }
 
@@ -507,6 +508,36 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PinCheckpoint(
         CheckpointRecord record,
         service_->PinCheckpoint(request->job(), request->step(),
                                 request->pinned(), ActorOf(who)));
+    ToProto(record, response->mutable_checkpoint());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GrpcCheckpointService::SetCheckpointTags(
+    grpc::CallbackServerContext* context,
+    const v1::SetCheckpointTagsRequest* request,
+    v1::SetCheckpointTagsResponse* response) {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "SetCheckpointTags";
+    CKPT_ASSIGN_OR_RETURN(
+        Principal who,
+        Admit(*authenticator_, *context, kRpc,
+              RoleToTag(request->remove_size() > 0), request->job()));
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    if (request->set_size() > static_cast<int>(kMaxTagsPerCheckpoint) ||
+        request->remove_size() > static_cast<int>(kMaxTagsPerCheckpoint)) {
+      return InvalidRequest(
+          kRpc, absl::StrCat("at most ", kMaxTagsPerCheckpoint,
+                             " tags may be set or removed at once"));
+    }
+    const Tags set(request->set().begin(), request->set().end());
+    const std::vector<std::string> remove(request->remove().begin(),
+                                          request->remove().end());
+    CKPT_ASSIGN_OR_RETURN(
+        CheckpointRecord record,
+        service_->SetCheckpointTags(request->job(), request->step(), set,
+                                    remove, ActorOf(who)));
     ToProto(record, response->mutable_checkpoint());
     return absl::OkStatus();
   });

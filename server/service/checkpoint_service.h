@@ -38,6 +38,7 @@
 #include "common/retention.h"
 #include "common/shard_layout.h"
 #include "common/stats.h"
+#include "common/tags.h"
 #include "common/verify.h"
 #include "server/service/actor.h"
 #include "server/service/chunk_guard.h"
@@ -244,10 +245,11 @@ class CheckpointService {
 
   // Removes a committed or aborted checkpoint's manifest at once; chunk
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
-  // for a pending one (abort it instead) and for the delta base of another
-  // pending or committed checkpoint (naming those).
+  // for a pending one (abort it instead), for a pinned committed one
+  // unless `force` (the event then records the override), and for the
+  // delta base of another pending or committed checkpoint (naming those).
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
-                                const Actor& actor = {});
+                                const Actor& actor = {}, bool force = false);
 
   // With a job: the job's checkpoints and its tenant's chunks, `tenants`
   // its tenant over all of the tenant's jobs (`scope` is not consulted).
@@ -288,6 +290,18 @@ class CheckpointService {
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step, bool pinned,
                                                  const Actor& actor = {});
+
+  // Sets (adds or replaces) the tags in `set` and removes those named in
+  // `remove` (absent ones ignored) on a committed checkpoint, with one
+  // `tags_changed` event when anything changed; returns its header.
+  // INVALID_ARGUMENT for a tag against common/tags.h (also too many as a
+  // result) or a name in both; NOT_FOUND when absent or aborted;
+  // FAILED_PRECONDITION when pending; PERMISSION_DENIED when an actor that
+  // may not delete history (a writer) would remove a tag or change a
+  // value. On error nothing changed.
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step, const Tags& set,
+      const std::vector<std::string>& remove, const Actor& actor = {});
 
   // One decision per committed checkpoint, ascending step, under `policy`
   // (the job's stored one when nullopt; none stored keeps everything).

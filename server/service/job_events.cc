@@ -43,7 +43,9 @@ JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
                       bool pinned) {
   return MakeEvent(job, step, now, principal, EventKind::kDeleted,
                    absl::StrCat("was ", CheckpointStateName(state),
-                                pinned ? " and pinned" : ""));
+                                pinned ? " and pinned; the pin was overridden "
+                                         "(force)"
+                                       : ""));
 }
 
 JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,

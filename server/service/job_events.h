@@ -41,8 +41,9 @@ JobEvent CommittedEvent(absl::string_view job, int64_t step, absl::Time now,
 JobEvent AbortedEvent(absl::string_view job, int64_t step, absl::Time now,
                       absl::string_view principal, absl::string_view reason);
 
-// Deleted on request: "was committed", "was committed and pinned",
-// "was aborted".
+// Deleted on request: "was committed", "was aborted", or for a pinned one
+// (deleted only with force) "was committed and pinned; the pin was
+// overridden (force)".
 JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
                       absl::string_view principal, CheckpointState state,
                       bool pinned);

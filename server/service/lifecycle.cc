@@ -32,6 +32,7 @@
 #include "common/sha256.h"
 #include "common/shard_layout.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/job_events.h"
 #include "server/service/service_internal.h"
@@ -55,14 +56,7 @@ absl::Status ValidateMetadata(const CheckpointMetadata& meta) {
                        " bytes, got ", QuoteTruncated(name)));
     }
   }
-  for (const auto& [name, value] : meta.tags) {
-    if (name.empty() || name.size() > 256 || value.size() > 4096) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tag names must be 1-256 bytes and values at most 4096, got tag ",
-          QuoteTruncated(name), " with a value of ", value.size(), " bytes"));
-    }
-  }
-  return absl::OkStatus();
+  return ValidateTags(meta.tags);
 }
 
 // Adds what `extra` has and `into` lacks: ranks may each pass part of the

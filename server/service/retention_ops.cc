@@ -1,5 +1,6 @@
 // CheckpointService, deciding what a job keeps: SetRetentionPolicy,
-// GetRetentionPolicy, PinCheckpoint, Prune, DeleteCheckpoint, and Decide /
+// GetRetentionPolicy, PinCheckpoint, SetCheckpointTags (tags are what
+// keep-tag rules keep by), Prune, DeleteCheckpoint, and Decide /
 // DecideAndDelete, which BeginCheckpoint and CommitShard (lifecycle.cc)
 // also use to apply the policy in their own batch.
 //
@@ -9,7 +10,8 @@
 // retention upholds, that a checkpoint stays while another one's deltas
 // need it (CheckpointRecord::base_steps).
 //
-// Locking: SetRetentionPolicy, PinCheckpoint, Prune (a dry run too) and
+// Locking: SetRetentionPolicy, PinCheckpoint, SetCheckpointTags, Prune (a
+// dry run too) and
 // DeleteCheckpoint hold lifecycle_mu_ for the whole of their
 // read-decide-write, so a decision is applied to the store it was made on;
 // DecideAndDelete requires it (Decide is pure). GetRetentionPolicy only
@@ -24,7 +26,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/job_events.h"
 #include "server/service/service_internal.h"
@@ -34,6 +38,31 @@ namespace ckpt::server {
 using internal::DeletedSteps;
 using internal::Describe;
 using internal::ValidateStep;
+
+namespace {
+
+// The committed checkpoint (job, step) that PinCheckpoint and
+// SetCheckpointTags change: NOT_FOUND when absent or aborted,
+// FAILED_PRECONDITION "... is pending; only committed ones can be <done>".
+absl::StatusOr<CheckpointRecord> CommittedRecord(MetadataStore& metadata,
+                                                 absl::string_view job,
+                                                 int64_t step,
+                                                 absl::string_view done) {
+  absl::StatusOr<CheckpointRecord> record = metadata.GetCheckpoint(job, step);
+  if (absl::IsNotFound(record.status()) ||
+      (record.ok() && record->state == CheckpointState::kAborted)) {
+    return absl::NotFoundError(
+        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
+  }
+  CKPT_RETURN_IF_ERROR(record.status());
+  if (record->state == CheckpointState::kPending) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; only committed ones can be ", done));
+  }
+  return record;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Decide(
     const JobRecord& job, const RetentionPolicy& policy,
@@ -100,29 +129,73 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
-  absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
-  if (absl::IsNotFound(record.status()) ||
-      (record.ok() && record->state == CheckpointState::kAborted)) {
-    return absl::NotFoundError(
-        absl::StrCat("job '", job, "' has no committed checkpoint ", step));
-  }
-  CKPT_RETURN_IF_ERROR(record.status());
-  if (record->state == CheckpointState::kPending) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        Describe(job, step), " is pending; only committed ones can be ",
-        pinned ? "pinned" : "unpinned"));
-  }
-  if (record->pinned != pinned) {
-    record->pinned = pinned;
+  CKPT_ASSIGN_OR_RETURN(
+      CheckpointRecord record,
+      CommittedRecord(*metadata_, job, step, pinned ? "pinned" : "unpinned"));
+  if (record.pinned != pinned) {
+    record.pinned = pinned;
     MetadataBatch batch;
-    batch.PutCheckpoint(*record);
+    batch.PutCheckpoint(record);
     batch.AppendEvent(
         PinEvent(job, step, clock_->Now(), actor.principal, pinned));
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
     CKPT_LOG(Info, pinned ? "pinned " : "unpinned ", Describe(job, step),
              " by ", actor.principal);
   }
-  return *std::move(record);
+  return record;
+}
+
+absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
+    absl::string_view job, int64_t step, const Tags& set,
+    const std::vector<std::string>& remove, const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  CKPT_RETURN_IF_ERROR(ValidateStep(step));
+  for (const auto& [name, value] : set) {
+    CKPT_RETURN_IF_ERROR(ValidateTagName(name));
+    CKPT_RETURN_IF_ERROR(ValidateTagValue(name, value));
+  }
+  for (const std::string& name : remove) {
+    CKPT_RETURN_IF_ERROR(ValidateTagName(name));
+    if (set.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tag ", QuoteTruncated(name), " is both set and removed"));
+    }
+  }
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
+                        CommittedRecord(*metadata_, job, step, "tagged"));
+  Tags& tags = record.metadata.tags;
+  std::vector<std::string> changes;
+  for (const auto& [name, value] : set) {
+    const auto found = tags.find(name);
+    if (found != tags.end() && found->second == value) continue;
+    if (found != tags.end() && !actor.may_delete_history) {
+      // Another value may be what a keep-tag rule protects it by.
+      return absl::PermissionDeniedError(
+          absl::StrCat("SetCheckpointTags: ", actor.principal,
+                       " may add tags but not change tag ",
+                       QuoteTruncated(name), " (that needs the admin role)"));
+    }
+    changes.push_back(value.empty() ? absl::StrCat("+", name)
+                                    : absl::StrCat("+", name, "=", value));
+  }
+  for (const std::string& name : remove) {
+    if (tags.contains(name)) changes.push_back(absl::StrCat("-", name));
+  }
+  if (changes.empty()) return record;
+  for (const auto& [name, value] : set) tags[name] = value;
+  for (const std::string& name : remove) tags.erase(name);
+  CKPT_RETURN_IF_ERROR(ValidateTags(tags));
+  MetadataBatch batch;
+  batch.PutCheckpoint(record);
+  batch.AppendEvent(MakeEvent(job, step, clock_->Now(), actor.principal,
+                              EventKind::kTagsChanged,
+                              absl::StrJoin(changes, " ")));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_LOG(Info, "tags of ", Describe(job, step), " changed by ",
+           actor.principal, ": ",
+           EscapeControlBytes(absl::StrJoin(changes, " ")));
+  return record;
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
@@ -152,7 +225,8 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
 
 absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
                                                  int64_t step,
-                                                 const Actor& actor) {
+                                                 const Actor& actor,
+                                                 bool force) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
@@ -163,8 +237,18 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   CKPT_RETURN_IF_ERROR(record.status());
   if (record->state == CheckpointState::kPending) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(Describe(job, step), " is pending; abort it instead"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step), " is pending; abort it instead (ckpt abort ", job,
+        " ", step, ")"));
+  }
+  // An aborted record's `pinned` only said it would have committed pinned.
+  const bool pinned =
+      record->pinned && record->state == CheckpointState::kCommitted;
+  if (pinned && !force) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job, step),
+        " is pinned; unpin it first, or override the pin with force (ckpt rm "
+        "--force)"));
   }
   // Deltas cannot be restored without their base.
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
@@ -189,10 +273,8 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   }
   MetadataBatch batch;
   batch.DeleteCheckpoint(std::string(job), step);
-  // An aborted record's `pinned` only said it would have committed pinned.
-  batch.AppendEvent(DeletedEvent(
-      job, step, clock_->Now(), actor.principal, record->state,
-      record->pinned && record->state == CheckpointState::kCommitted));
+  batch.AppendEvent(DeletedEvent(job, step, clock_->Now(), actor.principal,
+                                 record->state, pinned));
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
   CKPT_LOG(Info, "deleted ", Describe(job, step), " by ", actor.principal);
   return absl::OkStatus();

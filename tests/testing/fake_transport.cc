@@ -501,7 +501,7 @@ absl::Status FakeTransport::AbortCheckpoint(absl::string_view job, int64_t step,
 }
 
 absl::Status FakeTransport::DeleteCheckpoint(absl::string_view job,
-                                             int64_t step) {
+                                             int64_t step, bool /*force*/) {
   absl::MutexLock lock(&mu_);
   auto job_it = checkpoints_.find(job);
   if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
@@ -532,6 +532,13 @@ FakeTransport::GetRetentionPolicy(absl::string_view /*job*/) {
 absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
     absl::string_view /*job*/, int64_t /*step*/, bool /*pinned*/) {
   return Unimplemented("PinCheckpoint");
+}
+
+absl::StatusOr<CheckpointRecord> FakeTransport::SetCheckpointTags(
+    absl::string_view /*job*/, int64_t /*step*/,
+    const std::map<std::string, std::string>& /*set*/,
+    const std::vector<std::string>& /*remove*/) {
+  return Unimplemented("SetCheckpointTags");
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(

@@ -156,7 +156,8 @@ class FakeTransport : public client::Transport {
                                absl::string_view reason) override;
   // Deletes a committed or aborted checkpoint even when other checkpoints'
   // deltas are based on it.
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override;
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy) override;
@@ -165,6 +166,10 @@ class FakeTransport : public client::Transport {
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned) override;
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override;
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run) override;

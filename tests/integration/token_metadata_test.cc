@@ -131,7 +131,9 @@ class TokenMetadataTest : public ::testing::Test {
     transport.GetRetentionPolicy(job).status().IgnoreError();
     transport.PinCheckpoint(job, 1, true).status().IgnoreError();
     transport.PruneCheckpoints(job, std::nullopt, true).status().IgnoreError();
-    transport.CollectGarbage(true).status().IgnoreError();
+    transport.CollectGarbage(GcOptions{true, std::nullopt})
+        .status()
+        .IgnoreError();
     transport.VerifyCheckpoints(VerifyOptions{}, nullptr)
         .status()
         .IgnoreError();

@@ -73,8 +73,16 @@ class HeldTally {
  public:
   void Add(HeldReason reason, absl::string_view tenant, absl::string_view job,
            int64_t step, uint64_t bytes, std::optional<absl::Time> until) {
-    HeldChunks& group = groups_[std::make_tuple(
-        static_cast<int>(reason), std::string(tenant), std::string(job), step)];
+    // Runs of chunks share a group (a tenant's, in store order): find it
+    // without building a key (called per held chunk, some under
+    // lifecycle_mu_).
+    if (last_ == nullptr || last_->reason != reason ||
+        last_->tenant != tenant || last_->job != job || last_->step != step) {
+      last_ = &groups_[std::make_tuple(static_cast<int>(reason),
+                                       std::string(tenant), std::string(job),
+                                       step)];
+    }
+    HeldChunks& group = *last_;
     if (group.chunk_count == 0) {
       group.reason = reason;
       group.tenant = std::string(tenant);
@@ -101,11 +109,13 @@ class HeldTally {
       report.held.resize(kMaxHeldGroups);
     }
     groups_.clear();
+    last_ = nullptr;
   }
 
  private:
   std::map<std::tuple<int, std::string, std::string, int64_t>, HeldChunks>
       groups_;
+  HeldChunks* last_ = nullptr;  // std::map never moves its values
 };
 
 }  // namespace

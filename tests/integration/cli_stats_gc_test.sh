@@ -12,7 +12,9 @@
 #   the hold window ends;
 # - `gc --hold-seconds 0` collects what the default holds, and the kept
 #   checkpoints restore byte-identical;
-# - hostile --hold-seconds values are refused with nothing deleted.
+# - hostile --hold-seconds values are refused with nothing deleted;
+# - after a restart, a tenant with a checkpoint begun before it is skipped,
+#   and its garbage is explained as held until that checkpoint's lease ends.
 # Usage: cli_stats_gc_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -143,6 +145,30 @@ cmp "${work}/y.bin" "${work}/out_a/y.bin" || fail "t/a@2 y differs after gc"
 # The pending checkpoint can still complete.
 "${ckpt}" put t/p 5 "${work}/z.bin" --world-size 2 --rank 1 >/dev/null
 "${ckpt}" ls t/p --json | "${py}" -c 'import json,sys; c=json.load(sys.stdin); assert [x["step"] for x in c] == [5], c'
+
+# After a restart, a tenant with a checkpoint begun before it is skipped:
+# its garbage is kept, even with --hold-seconds 0, until that lease ends.
+"${ckpt}" put t/q 1 "${work}/p.bin" --world-size 2 --rank 0 >/dev/null
+head -c 40000 /dev/urandom >"${work}/w.bin"
+"${ckpt}" put t/gone 1 "${work}/w.bin" >/dev/null
+"${ckpt}" rm t/gone 1 >/dev/null
+restart_server
+now=$(date +%s)
+"${ckpt}" gc --hold-seconds 0 --json >"${work}/skipped.json"
+"${py}" - "${work}/skipped.json" "${now}" <<'PY'
+import calendar, json, sys, time
+r = json.load(open(sys.argv[1]))
+now = int(sys.argv[2])
+assert [s["tenant"] for s in r["skipped_tenants"]] == ["t"], r
+assert "t/q@1" in r["skipped_tenants"][0]["reason"], r
+assert r["chunks_deleted"] == 0 and r["chunks_held"] == 1, r
+[group] = r["held"]
+assert (group["reason"], group["tenant"], group["job"], group["step"],
+        group["chunk_count"], group["bytes"]) == \
+    ("tenant_skipped", "t", "t/q", 1, 1, 40000), group
+until = calendar.timegm(time.strptime(group["until"], "%Y-%m-%dT%H:%M:%SZ"))
+assert abs(until - (now + 1800)) < 120, (group, now)
+PY
 
 "${ckpt}" gc --help >"${work}/help.txt"
 grep -q -- "--hold-seconds" "${work}/help.txt" || fail "gc --help lacks --hold-seconds"

@@ -168,7 +168,13 @@ absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
 }
 
 absl::StatusOr<GcReport> Client::CollectGarbage(bool dry_run) {
-  return impl_->transport->CollectGarbage(dry_run);
+  GcOptions options;
+  options.dry_run = dry_run;
+  return CollectGarbage(options);
+}
+
+absl::StatusOr<GcReport> Client::CollectGarbage(const GcOptions& options) {
+  return impl_->transport->CollectGarbage(options);
 }
 
 absl::StatusOr<std::vector<CheckpointUsage>>

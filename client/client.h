@@ -199,6 +199,10 @@ class Client {
   // Runs a garbage collection on the server (see GcReport); OK with
   // report.damaged filled when referenced chunks are missing.
   absl::StatusOr<GcReport> CollectGarbage(bool dry_run);
+  // The same with a hold window for this collection (GcOptions::hold, whole
+  // seconds); a server too old to know it ignores it, and its report has
+  // no `hold`.
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options);
 
   // As ListCheckpoints, with each checkpoint's unique bytes. Costlier: the
   // server reads every manifest of the job's tenant.

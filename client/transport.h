@@ -280,7 +280,7 @@ class Transport {
   // A garbage collection on the server (OK with report.damaged filled when
   // referenced chunks are missing), with a deadline of hours rather than
   // the usual one.
-  virtual absl::StatusOr<GcReport> CollectGarbage(bool dry_run) = 0;
+  virtual absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) = 0;
 
   // Verifies checkpoints; damage is in the report (OK status). `progress`,
   // when set, is called from this thread as the server reports (progress

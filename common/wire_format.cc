@@ -321,6 +321,23 @@ void ToProto(const GcReport& report, v1::CollectGarbageResponse* out) {
     }
   }
   out->set_duration_micros(absl::ToInt64Microseconds(report.duration));
+  if (report.hold.has_value()) {
+    out->set_hold_seconds(absl::ToInt64Seconds(*report.hold));
+  }
+  for (const HeldChunks& group : report.held) {
+    v1::HeldChunks* proto = out->add_held();
+    proto->set_reason(static_cast<v1::HeldReason>(group.reason));
+    proto->set_tenant(group.tenant);
+    proto->set_job(group.job);
+    proto->set_step(group.step);
+    proto->set_chunk_count(group.chunk_count);
+    proto->set_bytes(group.bytes);
+    if (group.until.has_value()) {
+      proto->set_until_micros(ToMicros(*group.until));
+    }
+  }
+  out->set_held_group_count(report.held_group_count);
+  out->set_bytes_held(report.bytes_held);
 }
 
 absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
@@ -349,6 +366,23 @@ absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
     out.damaged.push_back(std::move(damaged));
   }
   out.duration = absl::Microseconds(report.duration_micros());
+  if (report.has_hold_seconds()) {
+    out.hold = absl::Seconds(report.hold_seconds());
+  }
+  for (const v1::HeldChunks& proto : report.held()) {
+    HeldChunks group;
+    group.reason = static_cast<HeldReason>(proto.reason());
+    group.tenant = proto.tenant();
+    group.job = proto.job();
+    group.step = proto.step();
+    group.chunk_count = proto.chunk_count();
+    group.bytes = proto.bytes();
+    if (proto.until_micros() != 0)
+      group.until = FromMicros(proto.until_micros());
+    out.held.push_back(std::move(group));
+  }
+  out.held_group_count = report.held_group_count();
+  out.bytes_held = report.bytes_held();
   return out;
 }
 
@@ -675,6 +709,13 @@ void ToProto(const Stats& stats, v1::GetStatsResponse* out) {
     proto->set_stored_bytes(tenant.stored_bytes);
     proto->set_chunk_count(tenant.chunk_count);
   }
+  if (stats.job_stored.has_value()) {
+    v1::JobStoredBytes* proto = out->mutable_job_stored();
+    proto->set_stored_bytes(stats.job_stored->stored_bytes);
+    proto->set_chunk_count(stats.job_stored->chunk_count);
+    proto->set_shared_bytes(stats.job_stored->shared_bytes);
+    proto->set_shared_chunk_count(stats.job_stored->shared_chunk_count);
+  }
 }
 
 Stats FromProto(const v1::GetStatsResponse& stats) {
@@ -692,6 +733,12 @@ Stats FromProto(const v1::GetStatsResponse& stats) {
     out.tenants.push_back(TenantStats{
         tenant.tenant(), tenant.job_count(), tenant.checkpoint_count(),
         tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
+  }
+  if (stats.has_job_stored()) {
+    const v1::JobStoredBytes& job = stats.job_stored();
+    out.job_stored =
+        JobStoredBytes{job.stored_bytes(), job.chunk_count(),
+                       job.shared_bytes(), job.shared_chunk_count()};
   }
   return out;
 }

@@ -206,6 +206,10 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
 
 struct GcArgs {
   bool dry_run = false;
+  // Whole seconds, as given (checked by RunGc, ranged by the server),
+  // when hold_seconds_given; else the server's hold window.
+  std::string hold_seconds;
+  bool hold_seconds_given = false;
 };
 // DATA_LOSS (after printing the report) when checkpoints reference missing
 // chunks: the collection then deleted nothing.

@@ -119,6 +119,24 @@ std::string FormatRatio(double ratio) {
   return absl::StrFormat("%.2fx", ratio);
 }
 
+// The stored bytes and chunks `stats` stands for: a job's own figures when
+// the server reports them (a job's stored bytes are what its checkpoints
+// reference), else the scope's tenant's (the whole server's without a job).
+struct StoredFigures {
+  uint64_t bytes = 0;
+  uint64_t chunks = 0;
+};
+StoredFigures StoredFiguresOf(const client::Stats& stats) {
+  if (stats.job_stored.has_value()) {
+    return {stats.job_stored->stored_bytes, stats.job_stored->chunk_count};
+  }
+  return {stats.stored_bytes, stats.chunk_count};
+}
+
+std::string BytesWithCount(uint64_t bytes) {
+  return absl::StrCat(HumanBytes(bytes), " (", bytes, ")");
+}
+
 json StatsJson(const StatsArgs& args, const client::Stats& stats) {
   json jobs = json::array();
   for (const client::JobStats& job : stats.jobs) {
@@ -137,16 +155,29 @@ json StatsJson(const StatsArgs& args, const client::Stats& stats) {
                        {"dedup_ratio", DedupRatio(tenant.logical_bytes,
                                                   tenant.stored_bytes)}});
   }
-  json value = {
-      {"logical_bytes", stats.logical_bytes},
-      {"stored_bytes", stats.stored_bytes},
-      {"chunk_count", stats.chunk_count},
-      {"dedup_ratio", DedupRatio(stats.logical_bytes, stats.stored_bytes)},
-      {"job_count", stats.job_count},
-      {"checkpoint_count", stats.checkpoint_count},
-      {"jobs", jobs},
-      {"tenants", tenants}};
-  if (!args.job.empty()) value["job"] = args.job;
+  const StoredFigures stored = StoredFiguresOf(stats);
+  json value = {{"logical_bytes", stats.logical_bytes},
+                {"stored_bytes", stored.bytes},
+                {"chunk_count", stored.chunks},
+                {"dedup_ratio", DedupRatio(stats.logical_bytes, stored.bytes)},
+                {"job_count", stats.job_count},
+                {"checkpoint_count", stats.checkpoint_count},
+                {"jobs", jobs},
+                {"tenants", tenants}};
+  if (!args.job.empty()) {
+    value["job"] = args.job;
+    // "tenant" (own and shared null) from a server that reports only the
+    // tenant's figures.
+    value["stored_bytes_of"] = stats.job_stored.has_value() ? "job" : "tenant";
+    const JobStoredBytes* job = stats.job_stored ? &*stats.job_stored : nullptr;
+    value["own_bytes"] =
+        job ? json(job->stored_bytes - job->shared_bytes) : json(nullptr);
+    value["shared_bytes"] = job ? json(job->shared_bytes) : json(nullptr);
+    value["own_chunk_count"] =
+        job ? json(job->chunk_count - job->shared_chunk_count) : json(nullptr);
+    value["shared_chunk_count"] =
+        job ? json(job->shared_chunk_count) : json(nullptr);
+  }
   return value;
 }
 
@@ -333,16 +364,33 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
   std::cout << (args.job.empty() ? std::string("server")
                                  : absl::StrCat("job ", args.job))
             << "\n";
+  const StoredFigures stored = StoredFiguresOf(stats);
   std::vector<std::vector<std::string>> rows = {
-      {"logical bytes", absl::StrCat(HumanBytes(stats.logical_bytes), " (",
-                                     stats.logical_bytes, ")")},
-      {"stored bytes", absl::StrCat(HumanBytes(stats.stored_bytes), " (",
-                                    stats.stored_bytes, ")")},
-      {"chunks", absl::StrCat(stats.chunk_count)},
-      {"dedup ratio",
-       FormatRatio(DedupRatio(stats.logical_bytes, stats.stored_bytes))},
-      {"checkpoints", absl::StrCat(stats.checkpoint_count)},
-  };
+      {"logical bytes", BytesWithCount(stats.logical_bytes)},
+      {"stored bytes", BytesWithCount(stored.bytes)}};
+  if (const std::optional<JobStoredBytes>& job = stats.job_stored) {
+    // The stored bytes split by who else needs them.
+    rows.push_back({"  own", absl::StrCat(BytesWithCount(job->stored_bytes -
+                                                         job->shared_bytes),
+                                          ", only this job's checkpoints")});
+    rows.push_back(
+        {"  shared",
+         absl::StrCat(BytesWithCount(job->shared_bytes),
+                      ", also referenced by other jobs of the tenant")});
+    rows.push_back(
+        {"chunks", absl::StrCat(job->chunk_count, " (", job->shared_chunk_count,
+                                " shared)")});
+  } else {
+    if (!args.job.empty()) {
+      rows.back()[1] +=
+          " of the whole tenant (this server does not report "
+          "a job's own)";
+    }
+    rows.push_back({"chunks", absl::StrCat(stored.chunks)});
+  }
+  rows.push_back({"dedup ratio",
+                  FormatRatio(DedupRatio(stats.logical_bytes, stored.bytes))});
+  rows.push_back({"checkpoints", absl::StrCat(stats.checkpoint_count)});
   if (args.job.empty()) {
     rows.push_back({"jobs", absl::StrCat(stats.job_count)});
   }

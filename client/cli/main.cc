@@ -295,7 +295,12 @@ int main(int argc, char** argv) {
   CLI::App* stats_cmd = app.add_subcommand(
       "stats",
       "Show logical bytes (over committed checkpoints), stored bytes, chunk "
-      "count and dedup ratio (logical / stored), for the server or a job.");
+      "count and dedup ratio (logical / stored), for the server or a job. "
+      "A job's stored bytes are the distinct chunks its committed "
+      "checkpoints reference, split into its own and those shared with "
+      "other jobs of its tenant (which deleting the job would not free); "
+      "computing them reads every manifest of the tenant. The tenant row "
+      "shows what the tenant stores in all.");
   stats_cmd->add_option("JOB", stats.job, "Job (default: the whole server)");
 
   CLI::App* policy_cmd = app.add_subcommand(
@@ -391,6 +396,15 @@ int main(int argc, char** argv) {
       "and exits non-zero.");
   gc_cmd->add_flag("--dry-run", gc.dry_run,
                    "Report what would be deleted without deleting anything");
+  CLI::Option* gc_hold_option = gc_cmd->add_option(
+      "--hold-seconds", gc.hold_seconds,
+      "For this collection, hold the chunks saves uploaded but have not "
+      "committed yet for N seconds instead of the server's "
+      "--chunk-hold-seconds (default 1800); 0 collects them however recent. "
+      "From 0 to the server's hold. For an operator who knows no save is "
+      "running: a save in flight whose chunks it deletes fails its commit "
+      "and must upload them again (no committed or pending checkpoint loses "
+      "data).");
 
   ckpt::cli::VerifyArgs verify;
   CLI::App* verify_cmd = app.add_subcommand(
@@ -751,6 +765,7 @@ int main(int argc, char** argv) {
     } else if (*prune_cmd) {
       status = ckpt::cli::RunPrune(c, prune, output);
     } else if (*gc_cmd) {
+      gc.hold_seconds_given = gc_hold_option->count() > 0;
       status = ckpt::cli::RunGc(c, gc, output);
     } else if (*verify_cmd) {
       status = ckpt::cli::RunVerify(c, verify, output);

@@ -460,9 +460,12 @@ class GrpcTransport final : public Transport {
     return decisions;
   }
 
-  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override {
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override {
     v1::CollectGarbageRequest request;
-    request.set_dry_run(dry_run);
+    request.set_dry_run(options.dry_run);
+    if (options.hold.has_value()) {
+      request.set_hold_seconds(absl::ToInt64Seconds(*options.hold));
+    }
     v1::CollectGarbageResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::CollectGarbage, request, &response,
                               kCollectGarbageTimeout));

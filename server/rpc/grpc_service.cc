@@ -580,6 +580,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
                                           "CollectGarbage", Role::kOperator));
                  GcOptions options;
                  options.dry_run = request->dry_run();
+                 if (request->has_hold_seconds()) {
+                   // Range checked by the service, against its hold.
+                   options.hold = absl::Seconds(request->hold_seconds());
+                 }
                  absl::StatusOr<GcReport> collected =
                      service_->CollectGarbage(options, ActorOf(who));
                  if (!options.dry_run) {

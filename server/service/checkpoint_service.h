@@ -7,8 +7,9 @@
 // so a change and its event are durable together or not at all.
 //
 // The implementation is split by use case (lifecycle.cc, queries.cc,
-// retention_ops.cc, verify.cc, garbage_collection.cc); checkpoint_service.cc
-// says which file holds what and what each lock below covers.
+// retention_ops.cc, verify.cc, chunk_accounting.cc, garbage_collection.cc);
+// checkpoint_service.cc says which file holds what and what each lock below
+// covers.
 #pragma once
 
 #include <atomic>
@@ -95,11 +96,6 @@ struct BeginResult {
 struct CommitResult {
   CheckpointRecord record;
   bool checkpoint_committed = false;  // this shard completed the checkpoint
-};
-
-struct GcOptions {
-  // Report what would be deleted; delete nothing.
-  bool dry_run = false;
 };
 
 // Called by Verify as it goes; a non-OK status stops it with that status
@@ -257,6 +253,9 @@ class CheckpointService {
   // the tenants of those jobs over their jobs in scope, and the stored bytes
   // and chunks of the scope's tenant (of every tenant for All()). Chunks are
   // shared by a tenant's jobs, so a prefix scope sees its whole tenant's.
+  // With a job, also `job_stored`: the chunks its committed checkpoints
+  // reference and the part its tenant's other jobs share (JobStoredBytesOf,
+  // which reads every manifest of the tenant; see chunk_accounting.cc).
   absl::StatusOr<Stats> GetStats(absl::string_view job,
                                  const JobScope& scope = JobScope::All());
 
@@ -398,6 +397,10 @@ class CheckpointService {
   // for an absent, pending or aborted one.
   absl::StatusOr<CheckpointRecord> GetCommitted(absl::string_view job,
                                                 int64_t step);
+  // The chunks the committed checkpoints of `job` reference, and the part
+  // its tenant's other jobs (their pending and committed checkpoints)
+  // reference too. Reads every manifest of the tenant, without a lock.
+  absl::StatusOr<JobStoredBytes> JobStoredBytesOf(absl::string_view job);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
   // Decisions for the committed ones among `records` (any states).

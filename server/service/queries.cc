@@ -226,6 +226,9 @@ absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job,
       chunks_->GetUsage(job.empty() ? scope.tenant() : TenantOf(job)));
   stats.stored_bytes = usage.bytes;
   stats.chunk_count = usage.chunk_count;
+  if (!job.empty()) {
+    CKPT_ASSIGN_OR_RETURN(stats.job_stored, JobStoredBytesOf(job));
+  }
   return stats;
 }
 

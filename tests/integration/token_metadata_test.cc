@@ -134,7 +134,9 @@ class TokenMetadataTest : public ::testing::Test {
         .status()
         .IgnoreError();
     transport.PruneCheckpoints(job, std::nullopt, true).status().IgnoreError();
-    transport.CollectGarbage(true).status().IgnoreError();
+    transport.CollectGarbage(GcOptions{true, std::nullopt})
+        .status()
+        .IgnoreError();
     transport.VerifyCheckpoints(VerifyOptions{}, nullptr)
         .status()
         .IgnoreError();

@@ -547,7 +547,8 @@ absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(
   return Unimplemented("PruneCheckpoints");
 }
 
-absl::StatusOr<GcReport> FakeTransport::CollectGarbage(bool /*dry_run*/) {
+absl::StatusOr<GcReport> FakeTransport::CollectGarbage(
+    const GcOptions& /*options*/) {
   return Unimplemented("CollectGarbage");
 }
 

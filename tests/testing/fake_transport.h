@@ -173,7 +173,7 @@ class FakeTransport : public client::Transport {
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
       bool dry_run) override;
-  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override;
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override;
   absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options,
       const client::VerifyProgressFn& progress) override;

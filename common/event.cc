@@ -22,6 +22,8 @@ absl::string_view EventKindName(EventKind kind) {
       return "policy_set";
     case EventKind::kCopied:
       return "copied";
+    case EventKind::kPolicyIgnored:
+      return "policy_ignored";
   }
   return "unknown";
 }

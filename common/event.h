@@ -25,10 +25,14 @@ enum class EventKind : uint8_t {
   // checkpoint (detail: "from SERVER JOB@STEP"); on the source, reported
   // once the copy committed (ReportCopy; detail: "to SERVER JOB@STEP").
   kCopied,
+  // A writer's policy in BeginCheckpoint was ignored because an operator's
+  // applies; job-level, one per distinct policy; detail: it and why.
+  kPolicyIgnored = 10,
 };
 
 // "committed", "aborted", "deleted", "pruned", "pinned", "unpinned",
-// "restored", "policy_set", "copied" (the CLI's and JSON's spelling).
+// "restored", "policy_set", "copied", "policy_ignored" (the CLI's and
+// JSON's spelling).
 absl::string_view EventKindName(EventKind kind);
 
 struct JobEvent {

@@ -651,9 +651,10 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 // ---------------------------------------------------------------- events
 
 constexpr EventKind kAllEventKinds[] = {
-    EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
-    EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,  EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kCommitted,     EventKind::kAborted,   EventKind::kDeleted,
+    EventKind::kPruned,        EventKind::kPinned,    EventKind::kUnpinned,
+    EventKind::kRestored,      EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kPolicyIgnored,
 };
 
 JobEvent SampleEvent(EventKind kind) {
@@ -730,7 +731,7 @@ TEST(WireFormatTest, EventKindsMapToTheSameNamedProtoValue) {
 }
 
 TEST(WireFormatTest, JobEventFromProtoRejectsUnknownKindAndNewerVersion) {
-  for (int raw : {0, 10, 77}) {
+  for (int raw : {0, 13, 77}) {
     SCOPED_TRACE(raw);
     v1::JobEvent proto;
     ToProto(SampleEvent(EventKind::kPinned), &proto);

@@ -452,6 +452,10 @@ TEST_F(GrpcAuthTest, ATenantDefaultNeedsAnAdminOverTheWholeTenant) {
   ExpectCode(op.Call(&Stub::SetRetentionPolicy, set),
              grpc::StatusCode::INVALID_ARGUMENT, "not both");
   set.clear_job();
+  set.set_clear(true);
+  ExpectCode(op.Call(&Stub::SetRetentionPolicy, set),
+             grpc::StatusCode::INVALID_ARGUMENT, "send it without one");
+  set.set_clear(false);
   set.mutable_policy()->set_max_to_keep(0);
   ExpectCode(op.Call(&Stub::SetRetentionPolicy, set),
              grpc::StatusCode::INVALID_ARGUMENT, "max_to_keep");

@@ -471,6 +471,12 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
                       request->tenant(), TenantReach::kWhole));
       CKPT_RETURN_IF_ERROR(
           CheckTenantTarget(kRpc, request->job(), request->tenant()));
+      CKPT_RETURN_IF_ERROR(
+          CheckClear(kRpc, request->clear(), request->has_policy()));
+      if (request->clear()) {
+        return service_->ClearTenantDefaultPolicy(request->tenant(),
+                                                  ActorOf(who));
+      }
       CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                             ParsePolicy(kRpc, request->policy()));
       return service_->SetTenantDefaultPolicy(request->tenant(), policy,
@@ -479,6 +485,11 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
                                                Role::kAdmin, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(
+        CheckClear(kRpc, request->clear(), request->has_policy()));
+    if (request->clear()) {
+      return service_->ClearRetentionPolicy(request->job(), ActorOf(who));
+    }
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                           ParsePolicy(kRpc, request->policy()));
     CKPT_ASSIGN_OR_RETURN(

@@ -31,6 +31,8 @@ absl::Status CheckJob(absl::string_view rpc, absl::string_view job);
 // must then be empty and `tenant` a valid tenant name.
 absl::Status CheckTenantTarget(absl::string_view rpc, absl::string_view job,
                                absl::string_view tenant);
+// SetRetentionPolicy's `clear` takes no policy.
+absl::Status CheckClear(absl::string_view rpc, bool clear, bool has_policy);
 // step >= 0.
 absl::Status CheckStep(absl::string_view rpc, int64_t step);
 // world_size >= 1 (the service checks the upper bound, its option).

@@ -302,6 +302,16 @@ class CheckpointService {
   absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
                                       const RetentionPolicy& policy,
                                       const Actor& actor = {});
+  // Removes the job's own policy: what applies then is its tenant's
+  // default, if any, and a writer's may be set again. Deletes nothing now
+  // (the next commit or prune applies what applies). A `policy_set` event
+  // "none (cleared)" when there was one. NOT_FOUND for an unknown job.
+  absl::Status ClearRetentionPolicy(absl::string_view job,
+                                    const Actor& actor = {});
+  // Removes the tenant's default policy; OK when it had none.
+  // INVALID_ARGUMENT for an invalid tenant name.
+  absl::Status ClearTenantDefaultPolicy(absl::string_view tenant,
+                                        const Actor& actor = {});
   // The tenant's default policy (origin source kTenantDefault); policy
   // nullopt when it has none. INVALID_ARGUMENT for an invalid tenant name.
   absl::StatusOr<AppliedPolicy> GetTenantDefaultPolicy(

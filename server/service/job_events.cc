@@ -83,6 +83,12 @@ JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
                    absl::StrCat(RetentionPolicyText(policy), source));
 }
 
+JobEvent PolicyClearedEvent(absl::string_view job, absl::Time now,
+                            absl::string_view principal) {
+  return MakeEvent(job, std::nullopt, now, principal, EventKind::kPolicySet,
+                   "none (cleared)");
+}
+
 JobEvent PolicyIgnoredEvent(absl::string_view job, int64_t step,
                             const RetentionPolicy& policy, absl::Time now,
                             absl::string_view principal,

@@ -243,6 +243,34 @@ TEST_F(PolicyOwnerTest,
   EXPECT_EQ(service_.GetTenantDefaultPolicy("other")->policy, std::nullopt);
 }
 
+TEST_F(PolicyOwnerTest, ClearingGivesTheJobBackToTheDefaultOrItsWriter) {
+  for (int64_t step = 1; step <= 3; ++step) {
+    SaveWith(step, std::nullopt, kAdminTrainer);
+  }
+  ASSERT_TRUE(service_.SetRetentionPolicy(kJob, MaxToKeep(3), kOperator).ok());
+  ASSERT_TRUE(
+      service_.SetTenantDefaultPolicy("team", MaxToKeep(1), kOperator).ok());
+  ASSERT_TRUE(service_.ClearRetentionPolicy(kJob, kOperator).ok());
+  // Nothing at once; the tenant's default from the next commit.
+  EXPECT_THAT(VisibleSteps(), ElementsAre(1, 2, 3));
+  EXPECT_EQ(Applied().origin->source, Source::kTenantDefault);
+  const std::vector<JobEvent> set = EventsOf(EventKind::kPolicySet);
+  ASSERT_EQ(set.size(), 2u);
+  EXPECT_EQ(set[1].detail, "none (cleared)");
+  EXPECT_EQ(set[1].principal, "ops");
+  // Clearing again, or a tenant without a default, changes nothing.
+  ASSERT_TRUE(service_.ClearRetentionPolicy(kJob, kOperator).ok());
+  ASSERT_TRUE(service_.ClearTenantDefaultPolicy("other", kOperator).ok());
+  EXPECT_EQ(EventsOf(EventKind::kPolicySet).size(), 2u);
+  // Without the default, a writer's policy applies again.
+  ASSERT_TRUE(service_.ClearTenantDefaultPolicy("team", kOperator).ok());
+  EXPECT_EQ(Applied().policy, std::nullopt);
+  EXPECT_EQ(SaveWith(4, MaxToKeep(2), kAdminTrainer), "");
+  EXPECT_THAT(VisibleSteps(), ElementsAre(3, 4));
+  EXPECT_TRUE(absl::IsNotFound(service_.ClearRetentionPolicy("team/none")));
+  EXPECT_TRUE(absl::IsInvalidArgument(service_.ClearTenantDefaultPolicy("a/")));
+}
+
 TEST_F(PolicyOwnerTest, AnOldRecordsOriginIsInferredFromItsEvents) {
   const absl::Time then = absl::FromUnixSeconds(1700000000);
   MetadataBatch batch;

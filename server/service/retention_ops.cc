@@ -152,6 +152,42 @@ absl::Status CheckpointService::SetTenantDefaultPolicy(
   return absl::OkStatus();
 }
 
+absl::Status CheckpointService::ClearRetentionPolicy(absl::string_view job,
+                                                     const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  if (!record.retention_policy.has_value()) return absl::OkStatus();
+  record.retention_policy.reset();
+  record.policy_origin.reset();
+  record.ignored_policy_digests.clear();
+  MetadataBatch batch;
+  batch.PutJob(record);
+  batch.AppendEvent(PolicyClearedEvent(job, clock_->Now(), actor.principal));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_LOG(Info, "retention policy of ", job, " cleared by ", actor.principal);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointService::ClearTenantDefaultPolicy(
+    absl::string_view tenant, const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
+                        metadata_->GetTenant(tenant));
+  if (!record.has_value() || !record->default_policy.has_value()) {
+    return absl::OkStatus();
+  }
+  record->default_policy.reset();
+  record->default_policy_origin.reset();
+  MetadataBatch batch;
+  batch.PutTenant(*record);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_EVENT(Info, "tenant default policy cleared", {"tenant", tenant},
+             {"principal", actor.principal});
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AppliedPolicy> CheckpointService::GetTenantDefaultPolicy(
     absl::string_view tenant) {
   CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));

@@ -159,6 +159,11 @@ absl::Status Client::SetTenantDefaultPolicy(absl::string_view tenant,
   return impl_->transport->SetTenantDefaultPolicy(tenant, policy);
 }
 
+absl::Status Client::ClearRetentionPolicy(absl::string_view name,
+                                          bool tenant_default) {
+  return impl_->transport->ClearRetentionPolicy(name, tenant_default);
+}
+
 absl::StatusOr<PolicyInfo> Client::GetTenantDefaultPolicy(
     absl::string_view tenant) {
   return impl_->transport->GetTenantDefaultPolicy(tenant);

@@ -179,6 +179,10 @@ class Client {
   absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
                                       const RetentionPolicy& policy);
   absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(absl::string_view tenant);
+  // Removes a job's own policy, or a tenant's default
+  // (Transport::ClearRetentionPolicy).
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default);
   // Pins (or with pinned=false unpins) a committed checkpoint; returns its
   // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,

@@ -276,6 +276,12 @@ class Transport {
       absl::string_view tenant, const RetentionPolicy& policy) = 0;
   virtual absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
       absl::string_view tenant) = 0;
+  // Removes the job's own policy (with tenant_default, `name` is a tenant
+  // and its default goes); deletes nothing at once. NOT_FOUND for an
+  // unknown job. An older server stores an empty policy (keep everything)
+  // instead.
+  virtual absl::Status ClearRetentionPolicy(absl::string_view name,
+                                            bool tenant_default) = 0;
   // Pins or unpins a committed checkpoint; its header after. NOT_FOUND
   // when absent, FAILED_PRECONDITION when pending.
   virtual absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,

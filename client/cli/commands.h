@@ -141,6 +141,7 @@ struct PolicySetArgs {
   std::string job;              // or TENANT/ with tenant_default
   PolicyFlags flags;            // none given: a policy that keeps everything
   bool tenant_default = false;  // --default
+  bool clear = false;           // --clear
 };
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                           const OutputOptions& out);

@@ -251,6 +251,11 @@ int main(int argc, char** argv) {
       "--default", policy_set.tenant_default,
       "Set the default policy of tenant TENANT/ (written with its trailing "
       "slash) instead of a job's");
+  policy_set_cmd->add_flag(
+      "--clear", policy_set.clear,
+      "Remove JOB's own policy (with --default, the tenant's default) "
+      "instead of setting one: its tenant's default then applies, if any, "
+      "and a training job's may be set again. Deletes nothing now.");
   policy_set_cmd->add_option(
       "--max-to-keep", policy_set.flags.max_to_keep,
       "Keep the N most recent checkpoints (tf.train.CheckpointManager "

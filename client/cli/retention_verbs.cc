@@ -54,6 +54,39 @@ absl::Status RunTenantDefaultSet(client::Client& client,
   return absl::OkStatus();
 }
 
+// `policy set JOB --clear` (or TENANT/ --default --clear), then what
+// applies now.
+absl::Status RunPolicyClear(client::Client& client, const std::string& target,
+                            const std::optional<std::string>& tenant,
+                            const OutputOptions& out) {
+  CKPT_RETURN_IF_ERROR(client.ClearRetentionPolicy(
+      tenant.has_value() ? *tenant : target, tenant.has_value()));
+  if (tenant.has_value()) {
+    if (out.json) {
+      PrintJson({{"tenant", *tenant}, {"cleared", true}});
+    } else {
+      std::cout << "default policy of tenant " << *tenant << ": cleared\n";
+    }
+    return absl::OkStatus();
+  }
+  CKPT_ASSIGN_OR_RETURN(client::PolicyInfo now,
+                        client.GetRetentionPolicyInfo(target));
+  if (out.json) {
+    PrintJson({{"job", target},
+               {"cleared", true},
+               {"policy", now.policy.has_value() ? PolicyJson(*now.policy)
+                                                 : json(nullptr)},
+               {"origin", PolicyOriginJson(now.origin)}});
+    return absl::OkStatus();
+  }
+  std::cout << "policy of " << target << ": cleared; now applies: "
+            << (now.policy.has_value() ? RetentionPolicyText(*now.policy)
+                                       : std::string("none (keep everything)"))
+            << "\n"
+            << OriginLine(now.origin);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
@@ -72,6 +105,13 @@ absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
             : absl::StrCat("'", args.job,
                            "' names a tenant: add --default to set its "
                            "default policy, or name a job as tenant/name"));
+  }
+  if (args.clear) {
+    if (AnyPolicyFlag(args.flags)) {
+      return absl::InvalidArgumentError(
+          "--clear removes the policy: give it no policy flags");
+    }
+    return RunPolicyClear(client, args.job, tenant, out);
   }
   CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                         ParsePolicyFlags(args.flags, "--max-to-keep"));

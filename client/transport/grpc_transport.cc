@@ -421,6 +421,19 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::SetRetentionPolicy, request, &response);
   }
 
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override {
+    v1::SetRetentionPolicyRequest request;
+    if (tenant_default) {
+      request.set_tenant(std::string(name));
+    } else {
+      request.set_job(std::string(name));
+    }
+    request.set_clear(true);
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
   absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
       absl::string_view tenant) override {
     v1::GetRetentionPolicyRequest request;

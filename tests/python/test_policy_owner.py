@@ -99,8 +99,29 @@ def test_a_tenant_default_applies_to_jobs_without_their_own(server):
     greedy = ckpt.CheckpointManager(server, "team/greedy", max_to_keep=1)
     assert len(_save_steps(greedy, range(1, 4))) == 1
     assert greedy.all_steps() == [2, 3]
+    # --clear: the tenant's default goes, and the writer's policy applies.
+    out = _cli_json(server, "policy", "set", "team/", "--default", "--clear")
+    assert out == {"tenant": "team", "cleared": True}, out
+    assert _cli_json(server, "policy", "get", "team/")["policy"] is None
+    assert _save_steps(greedy, [4]) == []
+    assert greedy.all_steps() == [4]
     plain.close()
     greedy.close()
+
+
+def test_clearing_a_jobs_policy_hands_it_back_to_its_writer(server):
+    _cli(server, "policy", "set", "team/owned", "--max-to-keep", "5")
+    out = _cli_json(server, "policy", "set", "team/owned", "--clear")
+    assert out["cleared"] is True and out["policy"] is None, out
+    assert "now applies: none" in _cli(server, "policy", "set", "team/owned",
+                                       "--clear").stdout
+    manager = ckpt.CheckpointManager(server, "team/owned", max_to_keep=1)
+    assert _save_steps(manager, range(1, 4)) == []
+    assert manager.all_steps() == [3]
+    manager.close()
+    result = _cli(server, "policy", "set", "team/owned", "--clear",
+                  "--max-to-keep", "2", check=False)
+    assert result.returncode != 0 and "no policy flags" in result.stderr
 
 
 def test_policy_targets_are_checked(server):

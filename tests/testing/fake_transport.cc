@@ -534,6 +534,11 @@ absl::Status FakeTransport::SetTenantDefaultPolicy(
   return Unimplemented("SetTenantDefaultPolicy");
 }
 
+absl::Status FakeTransport::ClearRetentionPolicy(absl::string_view /*name*/,
+                                                 bool /*tenant_default*/) {
+  return Unimplemented("ClearRetentionPolicy");
+}
+
 absl::StatusOr<client::PolicyInfo> FakeTransport::GetTenantDefaultPolicy(
     absl::string_view /*tenant*/) {
   return Unimplemented("GetTenantDefaultPolicy");

@@ -167,6 +167,8 @@ class FakeTransport : public client::Transport {
                                       const RetentionPolicy& policy) override;
   absl::StatusOr<client::PolicyInfo> GetTenantDefaultPolicy(
       absl::string_view tenant) override;
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override;
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned) override;

@@ -449,7 +449,7 @@ class CheckpointManager:
         if ignored and not self._warned_policy_ignored:
             self._warned_policy_ignored = True
             warnings.warn(f"ckpt: job '{self._job}': {ignored}",
-                          RetentionPolicyIgnoredWarning, stacklevel=4)
+                          RetentionPolicyIgnoredWarning, stacklevel=3)
 
     def restore(self, step=None, into=None, *, strict=True, keys=None,
                 map_location=None, allow_partial_ranks=False, best=None,

@@ -145,7 +145,29 @@ absl::StatusOr<std::vector<int64_t>> Client::SetRetentionPolicy(
 
 absl::StatusOr<std::optional<RetentionPolicy>> Client::GetRetentionPolicy(
     absl::string_view job) {
+  CKPT_ASSIGN_OR_RETURN(PolicyInfo info,
+                        impl_->transport->GetRetentionPolicy(job));
+  return info.policy;
+}
+
+absl::StatusOr<PolicyInfo> Client::GetRetentionPolicyInfo(
+    absl::string_view job) {
   return impl_->transport->GetRetentionPolicy(job);
+}
+
+absl::Status Client::SetTenantDefaultPolicy(absl::string_view tenant,
+                                            const RetentionPolicy& policy) {
+  return impl_->transport->SetTenantDefaultPolicy(tenant, policy);
+}
+
+absl::Status Client::ClearRetentionPolicy(absl::string_view name,
+                                          bool tenant_default) {
+  return impl_->transport->ClearRetentionPolicy(name, tenant_default);
+}
+
+absl::StatusOr<PolicyInfo> Client::GetTenantDefaultPolicy(
+    absl::string_view tenant) {
+  return impl_->transport->GetTenantDefaultPolicy(tenant);
 }
 
 absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,

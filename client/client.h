@@ -168,14 +168,26 @@ class Client {
   // Whole server when job is empty.
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 
-  // Retention (rules in common/retention.h). Stores the job's policy and
-  // applies it at once; returns the steps that deleted. INVALID_ARGUMENT
-  // for an invalid policy (nothing changed), NOT_FOUND for an unknown job.
+  // Retention (rules in common/retention.h). Stores the job's policy, an
+  // operator's, and applies it at once; returns the steps that deleted. A
+  // job that has not saved yet is created with it. INVALID_ARGUMENT for an
+  // invalid policy (nothing changed).
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy);
-  // nullopt when the job has none.
+  // The policy that applies to the job (its own, or its tenant's default);
+  // nullopt when none does.
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job);
+  // The same with who set it (Transport::GetRetentionPolicy).
+  absl::StatusOr<PolicyInfo> GetRetentionPolicyInfo(absl::string_view job);
+  // A tenant's default policy (Transport::SetTenantDefaultPolicy).
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy);
+  absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(absl::string_view tenant);
+  // Removes a job's own policy, or a tenant's default
+  // (Transport::ClearRetentionPolicy).
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default);
   // Pins (or with pinned=false unpins) a committed checkpoint; returns its
   // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,

@@ -24,6 +24,8 @@ std::string EventKindName(EventKind kind) {
       return "policy_set";
     case EventKind::kCopied:
       return "copied";
+    case EventKind::kPolicyIgnored:
+      return "policy_ignored";
     case EventKind::kTagsChanged:
       return "tags_changed";
   }

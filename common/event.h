@@ -27,14 +27,16 @@ enum class EventKind : int32_t {
   // checkpoint (detail: "from SERVER JOB@STEP"); on the source, reported
   // once the copy committed (ReportCopy; detail: "to SERVER JOB@STEP").
   kCopied,
-  // Ten is reserved (POLICY_IGNORED, issue 17's ownership part).
+  // A writer's policy in BeginCheckpoint was ignored because an operator's
+  // applies; job-level, one per distinct policy; detail: it and why.
+  kPolicyIgnored = 10,
   // SetCheckpointTags; detail: "+KEY=VALUE -KEY ...".
   kTagsChanged = 11,
 };
 
 // "committed", "aborted", "deleted", "pruned", "pinned", "unpinned",
-// "restored", "policy_set", "copied", "tags_changed" (the CLI's and JSON's
-// spelling);
+// "restored", "policy_set", "copied", "policy_ignored", "tags_changed" (the
+// CLI's and JSON's spelling);
 // "unknown(N)" for a kind this build does not know.
 std::string EventKindName(EventKind kind);
 

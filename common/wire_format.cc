@@ -429,6 +429,43 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
   return Decode<v1::CheckpointInfo>(value, "checkpoint record");
 }
 
+void ToProto(const PolicyOrigin& origin, v1::PolicyOrigin* out) {
+  out->Clear();
+  switch (origin.source) {
+    case PolicyOrigin::Source::kOperator:
+      out->set_source(v1::POLICY_SOURCE_OPERATOR);
+      break;
+    case PolicyOrigin::Source::kWriter:
+      out->set_source(v1::POLICY_SOURCE_WRITER);
+      break;
+    case PolicyOrigin::Source::kTenantDefault:
+      out->set_source(v1::POLICY_SOURCE_TENANT_DEFAULT);
+      break;
+  }
+  out->set_principal(origin.principal);
+  if (origin.time.has_value()) out->set_time_micros(ToMicros(*origin.time));
+  out->set_inferred(origin.inferred);
+}
+
+PolicyOrigin FromProto(const v1::PolicyOrigin& origin) {
+  PolicyOrigin out;
+  switch (origin.source()) {
+    case v1::POLICY_SOURCE_WRITER:
+      out.source = PolicyOrigin::Source::kWriter;
+      break;
+    case v1::POLICY_SOURCE_TENANT_DEFAULT:
+      out.source = PolicyOrigin::Source::kTenantDefault;
+      break;
+    default:  // an unknown source is read as the safe one
+      out.source = PolicyOrigin::Source::kOperator;
+      break;
+  }
+  out.principal = origin.principal();
+  if (origin.time_micros() != 0) out.time = FromMicros(origin.time_micros());
+  out.inferred = origin.inferred();
+  return out;
+}
+
 namespace {
 
 void ToProto(const JobRecord& job, v1::JobInfo* out) {
@@ -442,12 +479,26 @@ void ToProto(const JobRecord& job, v1::JobInfo* out) {
   if (job.first_checkpoint_time.has_value()) {
     out->set_first_checkpoint_time_micros(ToMicros(*job.first_checkpoint_time));
   }
+  if (job.policy_origin.has_value()) {
+    ToProto(*job.policy_origin, out->mutable_policy_origin());
+  }
+  // Kept in the origin message (JobInfo has one field for ownership); with
+  // no policy, the message carries only these (source unspecified).
+  for (const std::string& digest : job.ignored_policy_digests) {
+    out->mutable_policy_origin()->add_ignored_policy_digests(digest);
+  }
 }
 
 }  // namespace
 
 void ToProto(const JobSummary& summary, v1::JobInfo* out) {
   ToProto(summary.job, out);
+  // Bookkeeping of the server's, not the job's description.
+  if (!summary.job.policy_origin.has_value()) {
+    out->clear_policy_origin();
+  } else {
+    out->mutable_policy_origin()->clear_ignored_policy_digests();
+  }
   out->set_checkpoint_count(summary.checkpoint_count);
   out->set_logical_bytes(summary.logical_bytes);
   out->set_latest_step(summary.latest_step.value_or(-1));
@@ -464,6 +515,9 @@ JobSummary FromProto(const v1::JobInfo& info) {
   if (info.has_first_checkpoint_time_micros()) {
     summary.job.first_checkpoint_time =
         FromMicros(info.first_checkpoint_time_micros());
+  }
+  if (summary.job.retention_policy.has_value() && info.has_policy_origin()) {
+    summary.job.policy_origin = FromProto(info.policy_origin());
   }
   summary.checkpoint_count = info.checkpoint_count();
   summary.logical_bytes = info.logical_bytes();
@@ -540,7 +594,50 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
     job.first_checkpoint_time =
         FromMicros(proto.first_checkpoint_time_micros());
   }
+  if (proto.has_policy_origin()) {
+    if (proto.policy_origin().source() != v1::POLICY_SOURCE_UNSPECIFIED) {
+      job.policy_origin = FromProto(proto.policy_origin());
+    }
+    job.ignored_policy_digests.assign(
+        proto.policy_origin().ignored_policy_digests().begin(),
+        proto.policy_origin().ignored_policy_digests().end());
+  }
   return job;
+}
+
+void ToProto(const TenantRecord& tenant, v1::TenantInfo* out) {
+  out->Clear();
+  out->set_format_version(kFormatVersion);
+  out->set_name(tenant.name);
+  if (tenant.default_policy.has_value()) {
+    ToProto(*tenant.default_policy, out->mutable_default_policy());
+  }
+  if (tenant.default_policy_origin.has_value()) {
+    ToProto(*tenant.default_policy_origin,
+            out->mutable_default_policy_origin());
+  }
+}
+
+absl::StatusOr<TenantRecord> FromProto(const v1::TenantInfo& tenant) {
+  CKPT_RETURN_IF_ERROR(CheckVersion(tenant.format_version(), "tenant record"));
+  TenantRecord out;
+  out.name = tenant.name();
+  if (tenant.has_default_policy()) {
+    CKPT_ASSIGN_OR_RETURN(out.default_policy,
+                          FromProto(tenant.default_policy()));
+  }
+  if (tenant.has_default_policy_origin()) {
+    out.default_policy_origin = FromProto(tenant.default_policy_origin());
+  }
+  return out;
+}
+
+std::string EncodeTenantRecord(const TenantRecord& tenant) {
+  return Encode<v1::TenantInfo>(tenant);
+}
+
+absl::StatusOr<TenantRecord> DecodeTenantRecord(absl::string_view value) {
+  return Decode<v1::TenantInfo>(value, "tenant record");
 }
 
 namespace {

@@ -43,6 +43,11 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out);
 // (ValidateRetentionPolicy does).
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
 
+// Who set a policy (JobInfo.policy_origin, GetRetentionPolicyResponse).
+// FromProto reads an unknown source as an operator's.
+void ToProto(const PolicyOrigin& origin, v1::PolicyOrigin* out);
+PolicyOrigin FromProto(const v1::PolicyOrigin& origin);
+
 // ListJobs's entries. FromProto is lenient about the policy: one the server
 // stored is valid, and an unknown future mode is not worth failing a
 // listing over, so such a policy is left out.
@@ -79,6 +84,12 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+// A tenant's record (persisted only). FromProto: INVALID_ARGUMENT for a
+// newer format_version or an unknown metric mode.
+void ToProto(const TenantRecord& tenant, v1::TenantInfo* out);
+absl::StatusOr<TenantRecord> FromProto(const v1::TenantInfo& tenant);
+std::string EncodeTenantRecord(const TenantRecord& tenant);
+absl::StatusOr<TenantRecord> DecodeTenantRecord(absl::string_view value);
 std::string EncodeJobEvent(const JobEvent& event);
 absl::StatusOr<JobEvent> DecodeJobEvent(absl::string_view value);
 

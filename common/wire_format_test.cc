@@ -651,10 +651,10 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 // ---------------------------------------------------------------- events
 
 constexpr EventKind kAllEventKinds[] = {
-    EventKind::kCommitted,   EventKind::kAborted,   EventKind::kDeleted,
-    EventKind::kPruned,      EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,    EventKind::kPolicySet, EventKind::kCopied,
-    EventKind::kTagsChanged,
+    EventKind::kCommitted,     EventKind::kAborted,     EventKind::kDeleted,
+    EventKind::kPruned,        EventKind::kPinned,      EventKind::kUnpinned,
+    EventKind::kRestored,      EventKind::kPolicySet,   EventKind::kCopied,
+    EventKind::kPolicyIgnored, EventKind::kTagsChanged,
 };
 
 JobEvent SampleEvent(EventKind kind) {

@@ -165,14 +165,16 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
                       const OutputOptions& out);
 
 struct PolicySetArgs {
-  std::string job;
-  PolicyFlags flags;  // none given: a policy that keeps everything
+  std::string job;              // or TENANT/ with tenant_default
+  PolicyFlags flags;            // none given: a policy that keeps everything
+  bool tenant_default = false;  // --default
+  bool clear = false;           // --clear
 };
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                           const OutputOptions& out);
 
 struct PolicyGetArgs {
-  std::string job;
+  std::string job;  // or TENANT/: the tenant's default
 };
 absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
                           const OutputOptions& out);

@@ -42,7 +42,8 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
            {"create_time", FormatTimestamp(job.job.create_time)},
            {"policy", job.job.retention_policy.has_value()
                           ? PolicyJson(*job.job.retention_policy)
-                          : json(nullptr)}});
+                          : json(nullptr)},
+           {"policy_origin", PolicyOriginJson(job.job.policy_origin)}});
     }
     PrintJson(list);
     return absl::OkStatus();
@@ -50,13 +51,19 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
   std::vector<std::vector<std::string>> rows;
   rows.reserve(jobs.size());
   for (const client::JobSummary& job : jobs) {
-    rows.push_back({job.job.name, absl::StrCat(job.checkpoint_count),
-                    HumanBytes(job.logical_bytes),
-                    job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
-                                                : std::string("-"),
-                    job.job.retention_policy.has_value()
-                        ? RetentionPolicyText(*job.job.retention_policy)
-                        : std::string("-")});
+    rows.push_back(
+        {job.job.name, absl::StrCat(job.checkpoint_count),
+         HumanBytes(job.logical_bytes),
+         job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
+                                     : std::string("-"),
+         job.job.retention_policy.has_value()
+             ? absl::StrCat(RetentionPolicyText(*job.job.retention_policy),
+                            job.job.policy_origin.has_value() &&
+                                    job.job.policy_origin->source ==
+                                        PolicyOrigin::Source::kTenantDefault
+                                ? " (tenant default)"
+                                : "")
+             : std::string("-")});
   }
   PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},
              rows);

@@ -312,10 +312,27 @@ int main(int argc, char** argv) {
   ckpt::cli::PolicySetArgs policy_set;
   CLI::App* policy_set_cmd = policy_cmd->add_subcommand(
       "set",
-      "Store JOB's retention policy and apply it at once (no flags: keep "
-      "everything). Prints what it deleted.");
-  policy_set_cmd->add_option("JOB", policy_set.job, "Job name, tenant/name")
+      "Store JOB's retention policy, an operator's, and apply it at once (no "
+      "flags: keep everything); a job that has not saved yet is created with "
+      "it. Prints what it deleted. An operator's policy wins over the one a "
+      "training job passes (CheckpointManager(max_to_keep=...)), which the "
+      "server then ignores with a warning. With --default, TENANT/ instead: "
+      "the tenant's default policy, for its jobs without an operator's "
+      "policy of their own, applied at their next commit or prune (needs an "
+      "admin over the whole tenant).");
+  policy_set_cmd
+      ->add_option("JOB", policy_set.job,
+                   "Job name, tenant/name; or TENANT/ with --default")
       ->required();
+  policy_set_cmd->add_flag(
+      "--default", policy_set.tenant_default,
+      "Set the default policy of tenant TENANT/ (written with its trailing "
+      "slash) instead of a job's");
+  policy_set_cmd->add_flag(
+      "--clear", policy_set.clear,
+      "Remove JOB's own policy (with --default, the tenant's default) "
+      "instead of setting one: its tenant's default then applies, if any, "
+      "and a training job's may be set again. Deletes nothing now.");
   policy_set_cmd->add_option(
       "--max-to-keep", policy_set.flags.max_to_keep,
       "Keep the N most recent checkpoints (tf.train.CheckpointManager "
@@ -326,9 +343,13 @@ int main(int argc, char** argv) {
       "--max-to-keep window (needs --max-to-keep)");
   AddKeepBestFlags(policy_set_cmd, &policy_set.flags);
   ckpt::cli::PolicyGetArgs policy_get;
-  CLI::App* policy_get_cmd =
-      policy_cmd->add_subcommand("get", "Show JOB's retention policy.");
-  policy_get_cmd->add_option("JOB", policy_get.job, "Job name, tenant/name")
+  CLI::App* policy_get_cmd = policy_cmd->add_subcommand(
+      "get",
+      "Show the retention policy that applies to JOB (its own, or its "
+      "tenant's default) and who set it (operator or writer, principal, "
+      "time); TENANT/ shows the tenant's default.");
+  policy_get_cmd
+      ->add_option("JOB", policy_get.job, "Job name, tenant/name; or TENANT/")
       ->required();
 
   ckpt::cli::PinArgs pin;

@@ -176,8 +176,9 @@ class GrpcTransport final : public Transport {
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
 
-  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                               const BeginOptions& options) override {
+  absl::StatusOr<BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step,
+      const BeginOptions& options) override {
     v1::BeginCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
@@ -206,7 +207,7 @@ class GrpcTransport final : public Transport {
           "older than copies between servers); the pending checkpoint it "
           "created should be aborted");
     }
-    return absl::OkStatus();
+    return BeginReply{response.retention_policy_ignored()};
   }
 
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
@@ -406,15 +407,51 @@ class GrpcTransport final : public Transport {
                                 response.deleted_steps().end());
   }
 
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+  absl::StatusOr<PolicyInfo> GetRetentionPolicy(
       absl::string_view job) override {
     v1::GetRetentionPolicyRequest request;
     request.set_job(std::string(job));
+    return GetPolicy(request);
+  }
+
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy) override {
+    v1::SetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    ToProto(policy, request.mutable_policy());
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override {
+    v1::SetRetentionPolicyRequest request;
+    if (tenant_default) {
+      request.set_tenant(std::string(name));
+    } else {
+      request.set_job(std::string(name));
+    }
+    request.set_clear(true);
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) override {
+    v1::GetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    return GetPolicy(request);
+  }
+
+  absl::StatusOr<PolicyInfo> GetPolicy(
+      const v1::GetRetentionPolicyRequest& request) {
     v1::GetRetentionPolicyResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::GetRetentionPolicy, request, &response));
-    if (!response.has_policy()) return std::optional<RetentionPolicy>();
-    CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, FromProto(response.policy()));
-    return std::optional<RetentionPolicy>(std::move(policy));
+    PolicyInfo info;
+    if (!response.has_policy()) return info;
+    CKPT_ASSIGN_OR_RETURN(info.policy, FromProto(response.policy()));
+    if (response.has_origin()) info.origin = FromProto(response.origin());
+    return info;
   }
 
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,

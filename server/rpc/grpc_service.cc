@@ -110,6 +110,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
                                   policy, ActorOf(who), copy));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
+    response->set_retention_policy_ignored(result.retention_policy_ignored);
     return absl::OkStatus();
   });
 }
@@ -463,9 +464,33 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     v1::SetRetentionPolicyResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "SetRetentionPolicy";
+    if (!request->tenant().empty()) {
+      // The tenant's default: an admin over the whole tenant.
+      CKPT_ASSIGN_OR_RETURN(
+          Principal who,
+          AdmitTenant(*authenticator_, *context, kRpc, Role::kAdmin,
+                      request->tenant(), TenantReach::kWhole));
+      CKPT_RETURN_IF_ERROR(
+          CheckTenantTarget(kRpc, request->job(), request->tenant()));
+      CKPT_RETURN_IF_ERROR(
+          CheckClear(kRpc, request->clear(), request->has_policy()));
+      if (request->clear()) {
+        return service_->ClearTenantDefaultPolicy(request->tenant(),
+                                                  ActorOf(who));
+      }
+      CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
+                            ParsePolicy(kRpc, request->policy()));
+      return service_->SetTenantDefaultPolicy(request->tenant(), policy,
+                                              ActorOf(who));
+    }
     CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
                                                Role::kAdmin, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(
+        CheckClear(kRpc, request->clear(), request->has_policy()));
+    if (request->clear()) {
+      return service_->ClearRetentionPolicy(request->job(), ActorOf(who));
+    }
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                           ParsePolicy(kRpc, request->policy()));
     CKPT_ASSIGN_OR_RETURN(
@@ -482,13 +507,30 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetRetentionPolicy(
     v1::GetRetentionPolicyResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "GetRetentionPolicy";
-    CKPT_RETURN_IF_ERROR(
-        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
-            .status());
-    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
-    CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
-                          service_->GetRetentionPolicy(request->job()));
-    if (policy.has_value()) ToProto(*policy, response->mutable_policy());
+    AppliedPolicy applied;
+    if (!request->tenant().empty()) {
+      CKPT_RETURN_IF_ERROR(AdmitTenant(*authenticator_, *context, kRpc,
+                                       Role::kReader, request->tenant(),
+                                       TenantReach::kRead)
+                               .status());
+      CKPT_RETURN_IF_ERROR(
+          CheckTenantTarget(kRpc, request->job(), request->tenant()));
+      CKPT_ASSIGN_OR_RETURN(
+          applied, service_->GetTenantDefaultPolicy(request->tenant()));
+    } else {
+      CKPT_RETURN_IF_ERROR(
+          Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+              .status());
+      CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+      CKPT_ASSIGN_OR_RETURN(applied,
+                            service_->GetRetentionPolicy(request->job()));
+    }
+    if (applied.policy.has_value()) {
+      ToProto(*applied.policy, response->mutable_policy());
+      if (applied.origin.has_value()) {
+        ToProto(*applied.origin, response->mutable_origin());
+      }
+    }
     return absl::OkStatus();
   });
 }

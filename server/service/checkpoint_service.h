@@ -43,6 +43,7 @@
 #include "common/verify.h"
 #include "server/service/actor.h"
 #include "server/service/chunk_guard.h"
+#include "server/service/policy_owner.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
@@ -91,6 +92,8 @@ struct CopyOrigin {
 struct BeginResult {
   CheckpointRecord record;
   bool created = false;  // false when another rank created it first
+  // Non-empty when the policy passed was ignored: why (policy_owner.h).
+  std::string retention_policy_ignored;
 };
 
 struct CommitResult {
@@ -120,11 +123,15 @@ class CheckpointService {
   // ALREADY_EXISTS when it is committed; FAILED_PRECONDITION when the
   // pending one has another world_size. An aborted one is started afresh.
   // lease: zero means the default; longer than ServiceOptions::max_lease is
-  // INVALID_ARGUMENT. A `policy` replaces the job's retention
-  // policy and is applied at once, in the same batch (as SetRetentionPolicy;
-  // INVALID_ARGUMENT, with nothing changed, when it is invalid). When the
-  // actor may not change retention, a `policy` other than the stored one
-  // (none stored counts as other) is PERMISSION_DENIED, with nothing changed.
+  // INVALID_ARGUMENT. A `policy` is a writer's (server/service/
+  // policy_owner.h): it replaces the job's retention policy and is applied
+  // at once, in the same batch, only while no operator's policy applies
+  // (the job's own or its tenant's default) and the actor may delete
+  // history. Otherwise it is ignored: the checkpoint begins, the result
+  // says why, and the first Begin with each distinct ignored policy
+  // records a `policy_ignored` event. An append-only actor's Begin never
+  // deletes anything. INVALID_ARGUMENT, with nothing changed, when the
+  // policy is invalid.
   // `copy` (see CopyOrigin): INVALID_ARGUMENT naming the field for a
   // copied_from that ValidateCopyPeer refuses.
   absl::StatusOr<BeginResult> BeginCheckpoint(
@@ -189,7 +196,9 @@ class CheckpointService {
                                absl::string_view reason,
                                const Actor& actor = {});
 
-  // The jobs in `scope`, ascending name.
+  // The jobs in `scope`, ascending name, each with the policy that applies
+  // to it and its origin (a tenant's default for a job without an
+  // operator's policy of its own).
   absl::StatusOr<std::vector<JobSummary>> ListJobs(
       const JobScope& scope = JobScope::All());
 
@@ -273,15 +282,41 @@ class CheckpointService {
   // every-N-hours clock start, under lifecycle_mu_; deletions go in one
   // atomic batch. A crash mid-operation leaves either all or none of them.
 
-  // Stores `policy` with the job and applies it at once. Returns the deleted
-  // steps, ascending. INVALID_ARGUMENT (nothing changed) for an invalid
-  // policy; NOT_FOUND for an unknown job. An empty policy keeps everything.
+  // Stores `policy` as the job's, an operator's (the actor's, now), and
+  // applies it at once. A job that has not saved yet is created with it.
+  // Returns the deleted steps, ascending. INVALID_ARGUMENT (nothing
+  // changed) for an invalid policy or job name. An empty policy keeps
+  // everything.
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy,
       const Actor& actor = {});
-  // nullopt when none was set. NOT_FOUND for an unknown job.
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
-      absl::string_view job);
+  // The policy that applies to the job and who set it (policy_owner.h):
+  // policy nullopt when none applies. NOT_FOUND for an unknown job.
+  absl::StatusOr<AppliedPolicy> GetRetentionPolicy(absl::string_view job);
+
+  // Stores `policy` as the tenant's default (an operator's: the actor's,
+  // now). It applies to the tenant's jobs that have no operator's policy of
+  // their own at their next commit or prune; nothing is deleted now.
+  // INVALID_ARGUMENT (nothing changed) for an invalid tenant name or
+  // policy. Who may call it (an admin over the whole tenant) is the
+  // caller's decision.
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy,
+                                      const Actor& actor = {});
+  // Removes the job's own policy: what applies then is its tenant's
+  // default, if any, and a writer's may be set again. Deletes nothing now
+  // (the next commit or prune applies what applies). A `policy_set` event
+  // "none (cleared)" when there was one. NOT_FOUND for an unknown job.
+  absl::Status ClearRetentionPolicy(absl::string_view job,
+                                    const Actor& actor = {});
+  // Removes the tenant's default policy; OK when it had none.
+  // INVALID_ARGUMENT for an invalid tenant name.
+  absl::Status ClearTenantDefaultPolicy(absl::string_view tenant,
+                                        const Actor& actor = {});
+  // The tenant's default policy (origin source kTenantDefault); policy
+  // nullopt when it has none. INVALID_ARGUMENT for an invalid tenant name.
+  absl::StatusOr<AppliedPolicy> GetTenantDefaultPolicy(
+      absl::string_view tenant);
 
   // Sets or clears the pin of a committed checkpoint; returns its header.
   // NOT_FOUND when absent or aborted; FAILED_PRECONDITION when pending.
@@ -407,6 +442,12 @@ class CheckpointService {
   static absl::StatusOr<std::vector<RetentionDecision>> Decide(
       const JobRecord& job, const RetentionPolicy& policy,
       const std::vector<CheckpointRecord>& records);
+  // The policy that applies to `job` (policy_owner.h). Fills in the origin
+  // of a policy stored before origins were, inferred from the job's events;
+  // *origin_filled says whether it did (then persist the record when
+  // writing it anyway).
+  absl::StatusOr<AppliedPolicy> ApplicablePolicy(JobRecord* job,
+                                                 bool* origin_filled = nullptr);
   // Evaluates `policy` on the job's stored checkpoints and adds the
   // deletions to `batch`. REQUIRES: lifecycle_mu_ held.
   absl::StatusOr<std::vector<RetentionDecision>> DecideAndDelete(

@@ -85,6 +85,22 @@ JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
                    absl::StrCat(RetentionPolicyText(policy), source));
 }
 
+JobEvent PolicyClearedEvent(absl::string_view job, absl::Time now,
+                            absl::string_view principal) {
+  return MakeEvent(job, std::nullopt, now, principal, EventKind::kPolicySet,
+                   "none (cleared)");
+}
+
+JobEvent PolicyIgnoredEvent(absl::string_view job, int64_t step,
+                            const RetentionPolicy& policy, absl::Time now,
+                            absl::string_view principal,
+                            absl::string_view why) {
+  return MakeEvent(
+      job, std::nullopt, now, principal, EventKind::kPolicyIgnored,
+      absl::StrCat(RetentionPolicyText(policy),
+                   " from BeginCheckpoint of step ", step, ": ", why));
+}
+
 void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,
                         const RetentionPolicy& policy,
                         const std::vector<RetentionDecision>& decisions,

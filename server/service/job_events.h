@@ -77,6 +77,17 @@ JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
                         absl::Time now, absl::string_view principal,
                         absl::string_view source);
 
+// The job's own policy was removed (`ckpt policy set JOB --clear`): a
+// `policy_set` event whose detail is "none (cleared)".
+JobEvent PolicyClearedEvent(absl::string_view job, absl::Time now,
+                            absl::string_view principal);
+
+// A writer's policy passed to BeginCheckpoint of `step` was ignored
+// (policy_owner.h): detail "<policy> from BeginCheckpoint of step N: <why>".
+JobEvent PolicyIgnoredEvent(absl::string_view job, int64_t step,
+                            const RetentionPolicy& policy, absl::Time now,
+                            absl::string_view principal, absl::string_view why);
+
 // Appends to `batch` one `pruned` event per checkpoint that `decisions`
 // delete, in their order, naming what triggered the deletion, the policy,
 // and why no rule kept it: "<trigger> (<policy>): <reason>; <reason>".

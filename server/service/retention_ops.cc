@@ -96,19 +96,50 @@ CheckpointService::DecideAndDelete(const JobRecord& job,
   return decisions;
 }
 
+absl::StatusOr<AppliedPolicy> CheckpointService::ApplicablePolicy(
+    JobRecord* job, bool* origin_filled) {
+  if (origin_filled != nullptr) *origin_filled = false;
+  if (job->retention_policy.has_value() && !job->policy_origin.has_value()) {
+    CKPT_ASSIGN_OR_RETURN(std::vector<JobEvent> events,
+                          metadata_->ListEvents(job->name, kMaxEventsPerJob));
+    job->policy_origin = InferPolicyOrigin(*job->retention_policy, events);
+    if (origin_filled != nullptr) *origin_filled = true;
+  }
+  CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant,
+                        metadata_->GetTenant(TenantOf(job->name)));
+  return PolicyThatApplies(*job, tenant);
+}
+
 absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
     absl::string_view job, const RetentionPolicy& policy, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
-  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
   const absl::Time now = clock_->Now();
+  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored,
+                        metadata_->GetJob(job));
+  // An operator may set the policy before the job's first save.
+  JobRecord record = stored.has_value() ? *std::move(stored)
+                                        : MakeJobRecord(std::string(job), now);
+  bool origin_filled = false;
+  CKPT_RETURN_IF_ERROR(ApplicablePolicy(&record, &origin_filled).status());
   MetadataBatch batch;
-  if (record.retention_policy != policy) {
+  const bool operators_already =
+      record.retention_policy == policy && record.policy_origin.has_value() &&
+      record.policy_origin->source == PolicyOrigin::Source::kOperator;
+  if (!operators_already) {
     batch.AppendEvent(PolicySetEvent(job, policy, now, actor.principal, ""));
+    record.retention_policy = policy;
+    record.policy_origin =
+        PolicyOrigin{PolicyOrigin::Source::kOperator, actor.principal, now,
+                     /*inferred=*/false};
+    // A writer's policy ignored before may be ignored for another reason
+    // now: report it again.
+    record.ignored_policy_digests.clear();
   }
-  record.retention_policy = policy;
-  batch.PutJob(record);
+  if (!stored.has_value() || !operators_already || origin_filled) {
+    batch.PutJob(record);
+  }
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
                         DecideAndDelete(record, policy, &batch));
   AppendPrunedEvents(job, "retention as the policy was set", policy, decisions,
@@ -118,10 +149,81 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
   return DeletedSteps(decisions);
 }
 
-absl::StatusOr<std::optional<RetentionPolicy>>
-CheckpointService::GetRetentionPolicy(absl::string_view job) {
+absl::StatusOr<AppliedPolicy> CheckpointService::GetRetentionPolicy(
+    absl::string_view job) {
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
-  return record.retention_policy;
+  return ApplicablePolicy(&record);
+}
+
+absl::Status CheckpointService::SetTenantDefaultPolicy(
+    absl::string_view tenant, const RetentionPolicy& policy,
+    const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
+  CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
+                        metadata_->GetTenant(tenant));
+  if (!record.has_value()) {
+    record.emplace();
+    record->name = std::string(tenant);
+  }
+  if (record->default_policy == policy) return absl::OkStatus();
+  record->default_policy = policy;
+  record->default_policy_origin =
+      PolicyOrigin{PolicyOrigin::Source::kOperator, actor.principal,
+                   clock_->Now(), /*inferred=*/false};
+  MetadataBatch batch;
+  batch.PutTenant(*record);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_EVENT(Info, "tenant default policy set", {"tenant", tenant},
+             {"policy", RetentionPolicyText(policy)},
+             {"principal", actor.principal});
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointService::ClearRetentionPolicy(absl::string_view job,
+                                                     const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
+  if (!record.retention_policy.has_value()) return absl::OkStatus();
+  record.retention_policy.reset();
+  record.policy_origin.reset();
+  record.ignored_policy_digests.clear();
+  MetadataBatch batch;
+  batch.PutJob(record);
+  batch.AppendEvent(PolicyClearedEvent(job, clock_->Now(), actor.principal));
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_LOG(Info, "retention policy of ", job, " cleared by ", actor.principal);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointService::ClearTenantDefaultPolicy(
+    absl::string_view tenant, const Actor& actor) {
+  CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
+  absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
+                        metadata_->GetTenant(tenant));
+  if (!record.has_value() || !record->default_policy.has_value()) {
+    return absl::OkStatus();
+  }
+  record->default_policy.reset();
+  record->default_policy_origin.reset();
+  MetadataBatch batch;
+  batch.PutTenant(*record);
+  CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CKPT_EVENT(Info, "tenant default policy cleared", {"tenant", tenant},
+             {"principal", actor.principal});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppliedPolicy> CheckpointService::GetTenantDefaultPolicy(
+    absl::string_view tenant) {
+  CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
+  CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
+                        metadata_->GetTenant(tenant));
+  JobRecord no_policy;  // a job of its own without one
+  return PolicyThatApplies(no_policy, record);
 }
 
 absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
@@ -206,8 +308,13 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
   absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
-  const RetentionPolicy effective =
-      policy.value_or(record.retention_policy.value_or(RetentionPolicy{}));
+  RetentionPolicy effective = RetentionPolicy{};
+  if (policy.has_value()) {
+    effective = *policy;
+  } else {
+    CKPT_ASSIGN_OR_RETURN(AppliedPolicy applied, ApplicablePolicy(&record));
+    effective = applied.policy.value_or(RetentionPolicy{});
+  }
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
                         DecideAndDelete(record, effective, &batch));

@@ -96,6 +96,8 @@ enum class Rpc {
   kGetStats,
   kSetPolicy,
   kGetPolicy,
+  kSetTenantDefault,  // the job's tenant's default policy
+  kGetTenantDefault,
   kPin,
   kUnpin,
   kTag,
@@ -216,7 +218,13 @@ class IsolationTest : public ::testing::Test {
     v1::GetStatsResponse stats;
     EXPECT_TRUE(
         Alice().Call(&Stub::GetStats, v1::GetStatsRequest(), &stats).ok());
-    return absl::StrCat(state, stats.ShortDebugString());
+    v1::GetRetentionPolicyRequest tenant;
+    tenant.set_tenant("alice");
+    v1::GetRetentionPolicyResponse tenant_default;
+    EXPECT_TRUE(
+        Alice().Call(&Stub::GetRetentionPolicy, tenant, &tenant_default).ok());
+    return absl::StrCat(state, stats.ShortDebugString(),
+                        tenant_default.ShortDebugString());
   }
 
   // One call of `rpc` by B naming `job` (and `step`, `id` where it takes
@@ -336,6 +344,19 @@ class IsolationTest : public ::testing::Test {
       case Rpc::kGetPolicy: {
         v1::GetRetentionPolicyRequest r;
         r.set_job(job);
+        v1::GetRetentionPolicyResponse out;
+        return AnswerOf(bob.Call(&Stub::GetRetentionPolicy, r, &out), out);
+      }
+      case Rpc::kSetTenantDefault: {
+        v1::SetRetentionPolicyRequest r;
+        r.set_tenant(job.substr(0, job.find('/')));
+        r.mutable_policy()->set_max_to_keep(1);
+        v1::SetRetentionPolicyResponse out;
+        return AnswerOf(bob.Call(&Stub::SetRetentionPolicy, r, &out), out);
+      }
+      case Rpc::kGetTenantDefault: {
+        v1::GetRetentionPolicyRequest r;
+        r.set_tenant(job.substr(0, job.find('/')));
         v1::GetRetentionPolicyResponse out;
         return AnswerOf(bob.Call(&Stub::GetRetentionPolicy, r, &out), out);
       }
@@ -469,6 +490,11 @@ TEST_F(IsolationTest, TenantBLearnsNothingOfTenantA) {
   for (size_t i = 0; i < alice_ids.size(); ++i) {
     random_ids.push_back(Sha256(Random(rng, kChunkBytes)));
   }
+  // Tenant A has a default policy too.
+  v1::SetRetentionPolicyRequest tenant_default;
+  tenant_default.set_tenant("alice");
+  tenant_default.mutable_policy()->set_max_to_keep(50);
+  ASSERT_TRUE(Alice().Call(&Stub::SetRetentionPolicy, tenant_default).ok());
   // Tenant B: a pending checkpoint to commit against.
   v1::BeginCheckpointRequest begin;
   begin.set_job(kBobJob);

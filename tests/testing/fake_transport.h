@@ -119,8 +119,9 @@ class FakeTransport : public client::Transport {
 
   // --- client::Transport ---
 
-  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                               const client::BeginOptions& options) override;
+  absl::StatusOr<client::BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step,
+      const client::BeginOptions& options) override;
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
       absl::string_view job, absl::Span<const ChunkId> ids) override;
   std::unique_ptr<client::ChunkUploadStream> OpenUpload(absl::string_view job,
@@ -161,8 +162,14 @@ class FakeTransport : public client::Transport {
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy) override;
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+  absl::StatusOr<client::PolicyInfo> GetRetentionPolicy(
       absl::string_view job) override;
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy) override;
+  absl::StatusOr<client::PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) override;
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override;
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned) override;

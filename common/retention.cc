@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +17,7 @@
 #include "common/manifest.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 
 namespace ckpt {
 namespace {
@@ -205,8 +207,18 @@ absl::Status ValidateCount(absl::string_view field,
       field, " must be 1 to ", kMaxKeepCount, " (or unset), got ", *count));
 }
 
-// The keep_tags rules until the one set of tag rules lands in
-// common/tags.h: a tag name is 1-kMaxKeepTagBytes bytes of printable UTF-8.
+// A keep_tags name as RetentionPolicyText shows it: as it is, or quoted
+// and escaped when it holds a comma, a space, a quote, a backslash or a
+// byte that does not print, so that the text (which policy_owner.h digests
+// to tell policies apart) names one list of tags only.
+std::string KeepTagText(const std::string& tag) {
+  const bool plain =
+      IsPrintableUtf8(tag) && tag.find_first_of(", \"\\") == std::string::npos;
+  return plain ? tag : absl::StrCat("\"", absl::CHexEscape(tag), "\"");
+}
+
+// keep_tags: at most kMaxKeepTags names, each a valid tag name
+// (common/tags.h, the one set of tag rules), none repeated.
 absl::Status ValidateKeepTags(const std::vector<std::string>& tags) {
   if (tags.size() > kMaxKeepTags) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -214,10 +226,9 @@ absl::Status ValidateKeepTags(const std::vector<std::string>& tags) {
   }
   for (size_t i = 0; i < tags.size(); ++i) {
     const std::string& tag = tags[i];
-    if (tag.empty() || tag.size() > kMaxKeepTagBytes || !IsPrintableUtf8(tag)) {
+    if (absl::Status valid = ValidateTagName(tag); !valid.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("keep_tags: a tag name must be 1-", kMaxKeepTagBytes,
-                       " bytes of printable UTF-8, got ", QuoteTruncated(tag)));
+          absl::StrCat("keep_tags: ", valid.message()));
     }
     if (std::find(tags.begin(), tags.begin() + i, tag) != tags.begin() + i) {
       return absl::InvalidArgumentError(
@@ -312,8 +323,12 @@ std::string RetentionPolicyText(const RetentionPolicy& policy) {
     if (count.has_value()) parts.push_back(absl::StrCat(name, "=", *count));
   }
   if (!policy.keep_tags.empty()) {
-    parts.push_back(
-        absl::StrCat("keep_tags=", absl::StrJoin(policy.keep_tags, ",")));
+    parts.push_back(absl::StrCat(
+        "keep_tags=",
+        absl::StrJoin(policy.keep_tags, ",",
+                      [](std::string* out, const std::string& tag) {
+                        out->append(KeepTagText(tag));
+                      })));
   }
   if (parts.empty()) return "keep everything";
   return absl::StrJoin(parts, " ");

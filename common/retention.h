@@ -98,8 +98,8 @@ absl::StatusOr<RetentionPolicy::KeepBest::Mode> ResolveMetricMode(
 // keep_every <= 0, infinite or without max_to_keep, k < 1, an empty metric
 // name, an auto mode that ResolveMetricMode cannot resolve, keep_within
 // <= 0 or past kMaxKeepWithin, a calendar count outside 1..kMaxKeepCount,
-// more than kMaxKeepTags keep_tags, or one that is empty, longer than
-// kMaxKeepTagBytes, not printable UTF-8 or repeated.
+// more than kMaxKeepTags keep_tags, or one that is no valid tag name
+// (common/tags.h: ValidateTagName) or is repeated.
 absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy);
 
 // One committed checkpoint as the policy sees it. Pending and aborted

@@ -15,7 +15,6 @@ namespace ckpt {
 inline constexpr absl::Duration kMaxKeepWithin = absl::Hours(24 * 366 * 100);
 inline constexpr int kMaxKeepCount = 1'000'000;
 inline constexpr size_t kMaxKeepTags = 64;
-inline constexpr size_t kMaxKeepTagBytes = 256;
 
 struct RetentionPolicy {
   // The size of the active set of most recent checkpoints (TF's
@@ -52,8 +51,9 @@ struct RetentionPolicy {
   std::optional<int> keep_weekly;
   std::optional<int> keep_monthly;
   // restic's --keep-tag: a checkpoint carrying any of these tags (a key of
-  // CheckpointMetadata::tags) is kept. Each 1..kMaxKeepTagBytes bytes of
-  // printable UTF-8, no repeats, at most kMaxKeepTags. Default: none.
+  // CheckpointMetadata::tags) is kept. Each a valid tag name
+  // (common/tags.h: ValidateTagName), no repeats, at most kMaxKeepTags.
+  // Default: none.
   std::vector<std::string> keep_tags;
 
   friend bool operator==(const RetentionPolicy&,

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "common/retention.h"
 #include "common/retention_test_util.h"
+#include "common/tags.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -314,10 +315,10 @@ TEST(RetentionResticValidationTest, RefusesHostileValuesNamingTheField) {
       "keep_tags: a tag name must be 1-256 bytes");
   add(
       "control tag", [](auto& p) { p.keep_tags = {"a\nb"}; },
-      "printable UTF-8");
+      "keep_tags: a tag name must not hold control characters");
   add(
-      "bad utf-8 tag", [](auto& p) { p.keep_tags = {"\xff"}; },
-      "printable UTF-8");
+      "tag with =", [](auto& p) { p.keep_tags = {"best=yes"}; },
+      "keep_tags: a tag name must not hold '='");
   add(
       "repeated tag",
       [](auto& p) {
@@ -348,7 +349,7 @@ TEST(RetentionResticValidationTest, AcceptsTheLimits) {
   for (size_t i = 0; i < kMaxKeepTags; ++i) {
     policy.keep_tags.push_back(absl::StrCat("t", i));
   }
-  policy.keep_tags.back() = std::string(kMaxKeepTagBytes, 'x');
+  policy.keep_tags.back() = std::string(kMaxTagNameBytes, 'x');
   policy.keep_tags.front() = "étiquette";
   EXPECT_TRUE(ValidateRetentionPolicy(policy).ok());
 }
@@ -364,6 +365,17 @@ TEST(RetentionResticValidationTest, TextNamesTheNewRules) {
   EXPECT_EQ(RetentionPolicyText(policy),
             "keep_within=2d keep_hourly=24 keep_daily=7 keep_weekly=4 "
             "keep_monthly=12 keep_tags=release,best");
+  // Tags that hold the separator are quoted: two lists, two texts (the
+  // text is what tells policies apart, server/service/policy_owner.h).
+  RetentionPolicy one;
+  one.keep_tags = {"a,b"};
+  RetentionPolicy two;
+  two.keep_tags = {"a", "b"};
+  EXPECT_EQ(RetentionPolicyText(one), "keep_tags=\"a,b\"");
+  EXPECT_EQ(RetentionPolicyText(two), "keep_tags=a,b");
+  one.keep_tags = {"say \"hi\"", "\xc2\x85"};
+  EXPECT_EQ(RetentionPolicyText(one),
+            "keep_tags=\"say \\\"hi\\\"\",\"\\xc2\\x85\"");
 }
 
 // ---------------------------------------------------------- property tests

@@ -600,51 +600,9 @@ TEST(WireFormatTest, PinnedRoundTrips) {
   EXPECT_EQ(*back, record);
 }
 
-// Servers that predate restic's rules read format_version <= 1: they
-// refuse such a record rather than drop the rules and delete what they keep.
-TEST(WireFormatTest, JobRecordWithResticRulesRoundTripsAsVersion2) {
-  JobRecord job = MakeJobRecord("research/resnet50", Micros(1700000000654321));
-  RetentionPolicy policy;
-  policy.max_to_keep = 3;
-  job.retention_policy = policy;
-  v1::JobInfo proto;
-  ASSERT_TRUE(proto.ParseFromString(EncodeJobRecord(job)));
-  EXPECT_EQ(proto.format_version(), kFormatVersion);
-  policy.keep_within = absl::Hours(48);
-  policy.keep_hourly = 24;
-  policy.keep_daily = 7;
-  policy.keep_weekly = 4;
-  policy.keep_monthly = 12;
-  policy.keep_tags = {"release", "best"};
-  job.retention_policy = policy;
-  const std::string encoded = EncodeJobRecord(job);
-  ASSERT_TRUE(proto.ParseFromString(encoded));
-  EXPECT_EQ(proto.format_version(), kJobRecordWithResticRulesVersion);
-  EXPECT_GT(proto.format_version(), kFormatVersion);
-  EXPECT_EQ(proto.retention_policy().keep_within_micros(), 48 * 3600e6);
-  EXPECT_THAT(proto.retention_policy().keep_tags(),
-              testing::ElementsAre("release", "best"));
-  absl::StatusOr<JobRecord> back = DecodeJobRecord(encoded);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(*back, job);
-  for (int field = 0; field < 6; ++field) {
-    RetentionPolicy one;
-    if (field == 0) one.keep_within = absl::Minutes(30);
-    if (field == 1) one.keep_hourly = 1;
-    if (field == 2) one.keep_daily = 1;
-    if (field == 3) one.keep_weekly = 1;
-    if (field == 4) one.keep_monthly = 1;
-    if (field == 5) one.keep_tags = {"x"};
-    job.retention_policy = one;
-    ASSERT_TRUE(proto.ParseFromString(EncodeJobRecord(job)));
-    EXPECT_EQ(proto.format_version(), kJobRecordWithResticRulesVersion)
-        << field;
-  }
-}
-
 TEST(WireFormatTest, DecodeJobRecordOfNewerFormatIsDataLoss) {
   v1::JobInfo proto;
-  proto.set_format_version(kJobRecordWithResticRulesVersion + 1);
+  proto.set_format_version(kRecordWithResticRulesVersion + 1);
   proto.set_name("a/b");
   EXPECT_EQ(DecodeJobRecord(proto.SerializeAsString()).status().code(),
             absl::StatusCode::kDataLoss);
@@ -693,9 +651,10 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 // ---------------------------------------------------------------- events
 
 constexpr EventKind kAllEventKinds[] = {
-    EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
-    EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,  EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kCommitted,     EventKind::kAborted,     EventKind::kDeleted,
+    EventKind::kPruned,        EventKind::kPinned,      EventKind::kUnpinned,
+    EventKind::kRestored,      EventKind::kPolicySet,   EventKind::kCopied,
+    EventKind::kPolicyIgnored, EventKind::kTagsChanged,
 };
 
 JobEvent SampleEvent(EventKind kind) {
@@ -771,17 +730,24 @@ TEST(WireFormatTest, EventKindsMapToTheSameNamedProtoValue) {
   }
 }
 
-TEST(WireFormatTest, JobEventFromProtoRejectsUnknownKindAndNewerVersion) {
-  for (int raw : {0, 10, 77}) {
+TEST(WireFormatTest, JobEventOfUnknownKindKeepsItsNumber) {
+  // A newer server's kind: decoded, shown as unknown(N), sent on unchanged.
+  for (int raw : {0, 77, 100000}) {
     SCOPED_TRACE(raw);
     v1::JobEvent proto;
     ToProto(SampleEvent(EventKind::kPinned), &proto);
     proto.set_kind(static_cast<v1::EventKind>(raw));
-    EXPECT_EQ(FromProto(proto).status().code(),
-              absl::StatusCode::kInvalidArgument);
-    EXPECT_EQ(DecodeJobEvent(proto.SerializeAsString()).status().code(),
-              absl::StatusCode::kDataLoss);
+    auto event = DecodeJobEvent(proto.SerializeAsString());
+    ASSERT_TRUE(event.ok()) << event.status();
+    EXPECT_EQ(EventKindName(event->kind), absl::StrCat("unknown(", raw, ")"));
+    EXPECT_EQ(event->detail, SampleEvent(EventKind::kPinned).detail);
+    v1::JobEvent again;
+    ToProto(*event, &again);
+    EXPECT_EQ(again.kind(), raw);
   }
+}
+
+TEST(WireFormatTest, JobEventFromProtoRejectsNewerVersion) {
   v1::JobEvent proto;
   ToProto(SampleEvent(EventKind::kPinned), &proto);
   proto.set_format_version(kFormatVersion + 1);

@@ -1,6 +1,7 @@
 #include "client/cli/args.h"
 
 #include <algorithm>
+#include <limits>
 #include <tuple>
 #include <utility>
 
@@ -73,6 +74,57 @@ absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                    " takes bytes per second, a positive integer with an "
                    "optional suffix K, M or G (e.g. 500K, 20M); got '",
                    text, "'"));
+}
+
+absl::StatusOr<SubsetSpec> ParseSubsetSpec(absl::string_view text) {
+  SubsetSpec spec;
+  if (text.find('/') != absl::string_view::npos) {
+    CKPT_ASSIGN_OR_RETURN(spec.part, ParseReadDataSubset(text));
+    return spec;
+  }
+  if (absl::EndsWith(text, "%")) {
+    const absl::string_view number = text.substr(0, text.size() - 1);
+    double percent = 0;
+    // Digits and one '.', nothing else: no sign, exponent, inf or nan.
+    const bool plain =
+        !number.empty() &&
+        number.find_first_not_of("0123456789.") == absl::string_view::npos &&
+        number.find('.') == number.rfind('.');
+    if (!plain || !absl::SimpleAtod(number, &percent) || !(percent > 0) ||
+        percent > 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", text,
+          "' is not a percentage above 0 and at most 100 (e.g. 10%)"));
+    }
+    spec.percent = percent;
+    return spec;
+  }
+  absl::StatusOr<uint64_t> bytes = ParseByteSize("--read-data-subset", text);
+  if (!bytes.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text,
+        "' is neither n/t (part n of t, e.g. 1/5), x% (e.g. 10%) nor a size "
+        "(e.g. 500M, 2G)"));
+  }
+  spec.bytes = *bytes;
+  return spec;
+}
+
+ReadDataSubset ResolveSubset(const SubsetSpec& spec, uint64_t stored_bytes,
+                             const std::function<uint32_t(uint32_t)>& pick) {
+  if (spec.part.has_value()) return *spec.part;
+  uint64_t parts = 1;
+  if (spec.percent > 0) {
+    parts = static_cast<uint64_t>(100.0 / spec.percent);
+  } else if (spec.bytes > 0) {
+    parts = stored_bytes / spec.bytes;
+  }
+  // A part count the proto carries; a finer split reads nearly nothing.
+  parts = std::clamp<uint64_t>(parts, 1, std::numeric_limits<uint32_t>::max());
+  ReadDataSubset subset;
+  subset.t = static_cast<uint32_t>(parts);
+  subset.n = std::clamp<uint32_t>(pick(subset.t), 1, subset.t);
+  return subset;
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(

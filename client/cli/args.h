@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -21,6 +22,7 @@
 #include "common/duration_text.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/verify.h"
 
 namespace ckpt::cli {
 
@@ -39,6 +41,23 @@ absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
 // with an error that says it is a rate. `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text);
+
+// `verify --read-data-subset`, in restic's three forms: "n/t" (part n of
+// t), "x%" (0 < x <= 100, decimal) or a size ("500M", "2G"; ParseByteSize).
+struct SubsetSpec {
+  std::optional<ReadDataSubset> part;  // n/t
+  double percent = 0;                  // x%, when > 0
+  uint64_t bytes = 0;                  // a size, when > 0
+};
+absl::StatusOr<SubsetSpec> ParseSubsetSpec(absl::string_view text);
+
+// The part a spec reads. The server reads one part n of t, so "x%" reads
+// part `pick` of t = floor(100 / x) (at least x% of the chunks), and a size
+// part `pick` of t = floor(stored_bytes / size) (about that many of the
+// `stored_bytes` bytes of stored chunks; every chunk when they are fewer).
+// `pick(t)` chooses n in 1..t (at random, as restic picks its packs).
+ReadDataSubset ResolveSubset(const SubsetSpec& spec, uint64_t stored_bytes,
+                             const std::function<uint32_t(uint32_t)>& pick);
 
 // NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
 // (and may hold further '='). `flag` names the flag in the error.

@@ -460,4 +460,56 @@ TEST_F(ParseDirtyRowsTest, RefusesUnknownNamesRepeatsAndMalformedEntries) {
 }
 
 }  // namespace
+TEST(ArgsTest, SubsetSpecTakesResticsThreeForms) {
+  auto part = ParseSubsetSpec("2/5");
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->part, (ReadDataSubset{2, 5}));
+  auto percent = ParseSubsetSpec("12.5%");
+  ASSERT_TRUE(percent.ok()) << percent.status();
+  EXPECT_EQ(percent->percent, 12.5);
+  EXPECT_FALSE(percent->part.has_value());
+  auto all = ParseSubsetSpec("100%");
+  ASSERT_TRUE(all.ok()) << all.status();
+  auto size = ParseSubsetSpec("500M");
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(size->bytes, uint64_t{500} << 20);
+}
+
+TEST(ArgsTest, SubsetSpecRefusesNonsense) {
+  for (const char* bad :
+       {"",     "0%",   "0.0%", "100.1%", "150%",   "-5%", "%",
+        "abc%", "nan%", "inf%", "1e2%",   "1.2.3%", " 5%", "0",
+        "0M",   "-1G",  "5X",   "1.5G",   "0/5",    "6/5", "1/0",
+        "a/b",  "1/",   "/3",   "10%%"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ParseSubsetSpec(bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ArgsTest, ResolveSubsetReadsAtLeastThePercentageOrAboutTheSize) {
+  auto pick_last = [](uint32_t parts) { return parts; };
+  auto pick_zero = [](uint32_t) { return uint32_t{0}; };  // clamped to 1
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("3/7"), 0, pick_last),
+            (ReadDataSubset{3, 7}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("10%"), 0, pick_last),
+            (ReadDataSubset{10, 10}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("30%"), 0, pick_zero),
+            (ReadDataSubset{1, 3}));  // 1/3 >= 30%
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("60%"), 0, pick_last),
+            (ReadDataSubset{1, 1}));  // 1/2 would read less than 60%
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("100%"), 0, pick_last),
+            (ReadDataSubset{1, 1}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("0.001%"), 0, pick_last).t, 100000u);
+  // 10 GiB stored, 1G asked: a tenth.
+  EXPECT_EQ(
+      ResolveSubset(*ParseSubsetSpec("1G"), uint64_t{10} << 30, pick_last),
+      (ReadDataSubset{10, 10}));
+  // More asked than stored: everything.
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("2G"), uint64_t{1} << 30, pick_last),
+            (ReadDataSubset{1, 1}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("1K"), 0, pick_last),
+            (ReadDataSubset{1, 1}));
+}
+
 }  // namespace ckpt::cli

@@ -60,6 +60,17 @@ json RecordJson(const CheckpointRecord& record) {
   return out;
 }
 
+json PolicyOriginJson(const std::optional<PolicyOrigin>& origin) {
+  if (!origin.has_value()) return json(nullptr);
+  return {
+      {"source", std::string(PolicySourceName(origin->source))},
+      {"principal",
+       origin->principal.empty() ? json(nullptr) : json(origin->principal)},
+      {"time", origin->time.has_value() ? json(FormatTimestamp(*origin->time))
+                                        : json(nullptr)},
+      {"inferred", origin->inferred}};
+}
+
 json PolicyJson(const RetentionPolicy& policy) {
   json out = {{"max_to_keep", nullptr},
               {"keep_every", nullptr},

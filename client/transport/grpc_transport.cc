@@ -14,6 +14,7 @@
 #include "client/transport/channel_security.h"
 #include "client/transport/shared_file_registration.h"
 #include "common/grpc_status.h"
+#include "common/manifest.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 
@@ -30,6 +31,10 @@ constexpr size_t kTargetMessageBytes = size_t{4} << 20;
 constexpr size_t kMaxHashesPerRequest = 50000;
 // A collection reads every manifest and compacts the chunk store.
 constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
+// The job a tenant default's probe for restic's rules names (under the
+// tenant, so a whole-tenant admin may ask): the server refuses the probe's
+// policy before it looks the job up, so no such job needs to exist.
+constexpr absl::string_view kResticRulesProbeJob = "retention-rules-probe";
 
 // The credentials every call carries: the `authorization` metadata with the
 // bearer token, or nothing. Every ClientContext the transport creates goes
@@ -178,8 +183,9 @@ class GrpcTransport final : public Transport {
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
 
-  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                               const BeginOptions& options) override {
+  absl::StatusOr<BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step,
+      const BeginOptions& options) override {
     v1::BeginCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
@@ -210,7 +216,7 @@ class GrpcTransport final : public Transport {
           "older than copies between servers); the pending checkpoint it "
           "created should be aborted");
     }
-    return absl::OkStatus();
+    return BeginReply{response.retention_policy_ignored()};
   }
 
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
@@ -381,10 +387,12 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::AbortCheckpoint, request, &response);
   }
 
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override {
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override {
     v1::DeleteCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
+    request.set_force(force);
     v1::DeleteCheckpointResponse response;
     return Call(&Stub::DeleteCheckpoint, request, &response);
   }
@@ -413,15 +421,56 @@ class GrpcTransport final : public Transport {
                                 response.deleted_steps().end());
   }
 
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+  absl::StatusOr<PolicyInfo> GetRetentionPolicy(
       absl::string_view job) override {
     v1::GetRetentionPolicyRequest request;
     request.set_job(std::string(job));
+    return GetPolicy(request);
+  }
+
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy) override {
+    // An invalid tenant needs no probe: every server refuses it.
+    if (ValidateTenantName(tenant).ok()) {
+      CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(
+          absl::StrCat(tenant, "/", kResticRulesProbeJob), policy));
+    }
+    v1::SetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    ToProto(policy, request.mutable_policy());
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override {
+    v1::SetRetentionPolicyRequest request;
+    if (tenant_default) {
+      request.set_tenant(std::string(name));
+    } else {
+      request.set_job(std::string(name));
+    }
+    request.set_clear(true);
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) override {
+    v1::GetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    return GetPolicy(request);
+  }
+
+  absl::StatusOr<PolicyInfo> GetPolicy(
+      const v1::GetRetentionPolicyRequest& request) {
     v1::GetRetentionPolicyResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::GetRetentionPolicy, request, &response));
-    if (!response.has_policy()) return std::optional<RetentionPolicy>();
-    CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, FromProto(response.policy()));
-    return std::optional<RetentionPolicy>(std::move(policy));
+    PolicyInfo info;
+    if (!response.has_policy()) return info;
+    CKPT_ASSIGN_OR_RETURN(info.policy, FromProto(response.policy()));
+    if (response.has_origin()) info.origin = FromProto(response.origin());
+    return info;
   }
 
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
@@ -433,6 +482,20 @@ class GrpcTransport final : public Transport {
     request.set_pinned(pinned);
     v1::PinCheckpointResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::PinCheckpoint, request, &response));
+    return FromProto(response.checkpoint());
+  }
+
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override {
+    v1::SetCheckpointTagsRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.mutable_set()->insert(set.begin(), set.end());
+    for (const std::string& name : remove) request.add_remove(name);
+    v1::SetCheckpointTagsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::SetCheckpointTags, request, &response));
     return FromProto(response.checkpoint());
   }
 
@@ -459,9 +522,12 @@ class GrpcTransport final : public Transport {
     return decisions;
   }
 
-  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override {
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override {
     v1::CollectGarbageRequest request;
-    request.set_dry_run(dry_run);
+    request.set_dry_run(options.dry_run);
+    if (options.hold.has_value()) {
+      request.set_hold_seconds(absl::ToInt64Seconds(*options.hold));
+    }
     v1::CollectGarbageResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::CollectGarbage, request, &response,
                               kCollectGarbageTimeout));

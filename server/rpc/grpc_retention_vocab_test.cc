@@ -33,9 +33,10 @@ constexpr char kNoMetric[] =
 
 class GrpcRetentionVocabTest : public GrpcServiceTest {
  protected:
-  void SaveSteps(int n) {
+  // Saves steps first..n, step s dated s hours after 2026-01-01 00:00 UTC.
+  void SaveSteps(int n, int first = 1) {
     client::TensorData tensors[] = {Tensor("t", bytes_)};
-    for (int64_t step = 1; step <= n; ++step) {
+    for (int64_t step = first; step <= n; ++step) {
       client::SaveOptions options;
       options.metadata.writer_time =
           absl::FromUnixSeconds(1'767'225'600) + absl::Hours(step);
@@ -212,6 +213,27 @@ TEST_F(GrpcRetentionVocabTest, ResticRulesRoundTripAndDecide) {
   EXPECT_EQ(*capped, (std::vector<int64_t>{1}));  // 3 and 4 stay
 }
 
+// A tenant's default may use them: stored whole, shown whole, applied at
+// the next commit of a job without its own.
+TEST_F(GrpcRetentionVocabTest, ATenantDefaultTakesResticRules) {
+  SaveSteps(3);
+  RetentionPolicy policy;
+  policy.max_to_keep = 1;
+  policy.keep_tags = {"release"};
+  policy.keep_weekly = 4;
+  ASSERT_TRUE(client_->SetTenantDefaultPolicy("team", policy).ok());
+  auto got = client_->GetTenantDefaultPolicy("team");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->policy, policy);
+  auto applied = client_->GetRetentionPolicyInfo(kJob);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->policy, policy);
+  EXPECT_EQ(Steps(), (std::vector<int64_t>{1, 2, 3}));  // nothing at once
+  // Steps 1-4 share one ISO week: keep_weekly keeps only 4, the tag 1.
+  SaveSteps(4, /*first=*/4);
+  EXPECT_EQ(Steps(), (std::vector<int64_t>{1, 4}));
+}
+
 // Like a server built before RetentionPolicy fields 4-9: it cannot see
 // them, so a probe with a negative keep_within is an empty policy to it,
 // and it would store and apply what remains of a policy.
@@ -274,6 +296,9 @@ TEST(PreVocabularyServerTest, ClientRefusesToSendResticRulesToIt) {
     client::TensorData tensors[] = {Tensor("t", bytes)};
     EXPECT_EQ((*client)->SaveShard(kJob, 1, tensors, save).status().code(),
               absl::StatusCode::kFailedPrecondition);
+    // A tenant's default too (its probe names a job of that tenant).
+    absl::Status tenant = (*client)->SetTenantDefaultPolicy("team", tagged);
+    EXPECT_EQ(tenant.code(), absl::StatusCode::kFailedPrecondition) << tenant;
     EXPECT_EQ(old.sets_.load(), 0);
     EXPECT_EQ(old.real_prunes_.load(), 0);
     // A policy without them goes through as before.

@@ -77,6 +77,9 @@ void PutChunksReactor::OnDone() {
   // unregistered stream does nothing.
   watchdog_->Remove(this);
   calls_->Exit();
+  // Pairs with End's section: gRPC's hand-off from Finish to OnDone runs in
+  // its own core, where ThreadSanitizer cannot see it.
+  { absl::MutexLock lock(&mu_); }
   delete this;
 }
 
@@ -124,9 +127,13 @@ void PutChunksReactor::EndIdle() {
 }
 
 void PutChunksReactor::End(const absl::Status& status) {
-  // Given back before Finish, so a client that retries as soon as it has
-  // the status finds the slot free.
-  stream_slot_ = UploadStreamQuota::Slot();
+  {
+    // Given back before Finish, so a client that retries as soon as it has
+    // the status finds the slot free; under mu_, which OnDone takes before
+    // deleting the reactor on another thread.
+    absl::MutexLock lock(&mu_);
+    stream_slot_ = UploadStreamQuota::Slot();
+  }
   Finish(ToGrpcStatus(status));  // last use of `this`
 }
 

@@ -6,7 +6,8 @@
 # policy with every rule surviving a restart, the keep-best "no checkpoint
 # has metric M" warning (prune dry and real, policy set), and hostile
 # values refused by the server with INVALID_ARGUMENT naming the field and
-# nothing stored.
+# nothing stored, and a tenant's default (policy set TENANT/ --default)
+# with the same rules.
 # Usage: cli_retention_vocab_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -159,6 +160,26 @@ for step in 1 2; do "${ckpt}" put cli/future "${step}" "${work}/w.bin" >/dev/nul
 "${ckpt}" prune cli/future --keep-within 1h --json | "${py}" -c '
 import json,sys; r = json.load(sys.stdin)
 assert r["deleted_steps"] == [], r'
+
+# A tenant's default takes the same rules, stored and shown whole; a tag
+# name follows common/tags.h (no '='), refused naming keep_tags.
+"${ckpt}" policy set cli/ --default --keep-last 2 --keep-daily 7 --keep-tag release --json \
+  | "${py}" -c '
+import json,sys; r = json.load(sys.stdin)
+assert r["tenant"] == "cli" and r["default_policy"]["keep_daily"] == 7, r
+assert r["default_policy"]["keep_tags"] == ["release"], r'
+"${ckpt}" policy get cli/ | grep "max_to_keep=2 keep_daily=7 keep_tags=release" >/dev/null \
+  || fail "tenant default text: $("${ckpt}" policy get cli/)"
+"${ckpt}" policy get cli/future --json | "${py}" -c '
+import json,sys; r = json.load(sys.stdin)
+assert r["policy"]["keep_daily"] == 7, r
+assert r["origin"]["source"] == "tenant_default", r'
+if "${ckpt}" policy set cli/ --default --keep-tag best=yes 2>"${work}/err" >/dev/null; then
+  fail "a keep-tag with '=' was accepted"
+fi
+grep -q "keep_tags: a tag name must not hold '='" "${work}/err" || fail "keep-tag '=': $(cat "${work}/err")"
+"${ckpt}" policy get cli/ | grep "keep_daily=7" >/dev/null || fail "a refused default was stored"
+"${ckpt}" policy set cli/ --default --clear >/dev/null
 
 for flag in --keep-last --max-to-keep --keep-every --keep-every-n-hours \
     --keep-within --keep-hourly --keep-daily --keep-weekly --keep-monthly \

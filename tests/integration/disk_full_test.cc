@@ -2,8 +2,9 @@
 // tmpfs (as root; skipped with the reason otherwise), fills it with a file,
 // and checks that saves fail with RESOURCE_EXHAUSTED, that every committed
 // checkpoint still restores byte for byte, and that once the file is
-// deleted saves work again without a restart; and that the gRPC health
-// service follows (NOT_SERVING while full, SERVING once freed).
+// deleted saves work again without a restart; that the gRPC health
+// service follows (NOT_SERVING while full, SERVING once freed); and that a
+// shutdown on a full disk ends in time and keeps every commit.
 #include <memory>
 #include <random>
 #include <string>
@@ -40,12 +41,19 @@ class DiskFullTest : public ::testing::Test {
     auto volume = TmpfsVolume::Mount(64 << 20);
     if (!volume.ok()) GTEST_SKIP() << volume.status().message();
     volume_ = *std::move(volume);
+    ASSERT_NO_FATAL_FAILURE(StartServer());
+  }
+
+  // Starts the server on the volume's data directory (again, after a stop)
+  // and connects the client.
+  void StartServer() {
     // Refused saves leave chunks behind; with no hold, a collection after
     // each round takes them back, so 50 rounds fit in 64 MiB.
-    auto server =
-        ServerProcess::Start(volume_->path() + "/db",
-                             {"--gc-interval", "0", "--chunk-hold-seconds", "0",
-                              "--health-check-interval-seconds", "0.2"});
+    auto server = ServerProcess::Start(
+        volume_->path() + "/db",
+        {"--gc-interval", "0", "--chunk-hold-seconds", "0",
+         "--health-check-interval-seconds", "0.2", "--shutdown-grace-seconds",
+         absl::StrCat(absl::ToInt64Seconds(kGrace))});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     auto client = client::Client::Connect(
@@ -53,6 +61,8 @@ class DiskFullTest : public ::testing::Test {
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
   }
+
+  static constexpr absl::Duration kGrace = absl::Seconds(2);
 
   void TearDown() override {
     client_.reset();
@@ -133,6 +143,40 @@ TEST_F(DiskFullTest, HealthIsNotServingWhileFullAndServingOnceFreed) {
   EXPECT_TRUE(HealthBecomes(kService, ServingStatus::kServing));
 
   ASSERT_TRUE(Save(3, RandomBytes(256 << 10, 3)).ok());
+}
+
+// A SIGTERM while the disk is full (and RocksDB may hold memtables it cannot
+// flush) ends the process within the grace plus the watchdog's 10 s, either
+// cleanly or with the watchdog's exit code 75, and every checkpoint
+// committed before it restores after a restart on the freed disk.
+TEST_F(DiskFullTest, ShutdownOnAFullDiskEndsInTimeAndKeepsEveryCommit) {
+  std::vector<std::string> saved;
+  for (int step = 1; step <= 3; ++step) {
+    saved.push_back(RandomBytes(256 << 10, step));
+    ASSERT_TRUE(Save(step, saved.back()).ok());
+  }
+  // As in the even rounds above: the save begins, some chunks reach the
+  // memtables, the rest are refused.
+  ASSERT_TRUE(volume_->Fill((5 << 20) / 2).ok());
+  absl::Status refused = Save(100, RandomBytes(3 << 20, 100));
+  ASSERT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+
+  client_.reset();
+  const absl::Time stop_start = absl::Now();
+  absl::StatusOr<int> code = server_->Stop();
+  const absl::Duration took = absl::Now() - stop_start;
+  server_.reset();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_THAT(*code, ::testing::AnyOf(0, 75)) << "exit code";
+  // The watchdog's bound, with slack for a loaded machine.
+  EXPECT_LT(took, kGrace + absl::Seconds(10) + absl::Seconds(5));
+
+  ASSERT_TRUE(volume_->Free().ok());
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  for (size_t step = 1; step <= saved.size(); ++step) {
+    ExpectRestores(step, saved[step - 1]);
+  }
+  ASSERT_TRUE(Save(4, RandomBytes(256 << 10, 4)).ok());
 }
 
 }  // namespace

@@ -195,7 +195,10 @@ def test_an_idle_connection_is_closed(start_server):
         channel.subscribe(states.append, try_to_connect=False)
         pb_grpc.CheckpointServiceStub(channel).ListJobs(
             pb.ListJobsRequest(), timeout=10)
-        assert grpc.ChannelConnectivity.READY in states
+        # Connectivity callbacks arrive on gRPC's own thread, maybe after
+        # the call has returned.
+        wait_until(lambda: grpc.ChannelConnectivity.READY in states, 10,
+                   "the channel never reported READY")
         ready_at = len(states) - states[::-1].index(
             grpc.ChannelConnectivity.READY)
         # The server closes it (GOAWAY): the channel goes idle by itself.

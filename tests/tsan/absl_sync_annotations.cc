@@ -9,6 +9,7 @@
 // about the happens-before each establishes: an unlock releases the
 // mutex's address, a lock acquires it, and a wait does both. Reader locks
 // are treated as locks, which can only hide a race between two readers.
+// absl::Notification gets the same treatment (its waits may skip the lock).
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 extern "C" void __tsan_acquire(void* addr);
@@ -46,6 +48,10 @@ using WhenDeadlineFn = bool (*)(absl::Mutex*, const absl::Condition&,
 using WaitFn = void (*)(absl::CondVar*, absl::Mutex*);
 using WaitTimeoutFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Duration);
 using WaitDeadlineFn = bool (*)(absl::CondVar*, absl::Mutex*, absl::Time);
+using NotifyFn = void (*)(absl::Notification*);
+using AwaitNoteFn = void (*)(const absl::Notification*);
+using AwaitNoteTimeoutFn = bool (*)(const absl::Notification*, absl::Duration);
+using AwaitNoteDeadlineFn = bool (*)(const absl::Notification*, absl::Time);
 
 // Ignores this thread's memory accesses while it is inside Abseil, where a
 // lock or unlock may evaluate conditions of waiting threads (absl::Condition
@@ -213,6 +219,43 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   const bool timed_out = Call(real, this, mu, deadline);
   __tsan_acquire(mu);
   return timed_out;
+}
+
+// A Notification's waiter may return on the library's atomic flag alone,
+// without taking the mutex, so the Mutex annotations above miss that
+// hand-off: Notify releases the notification's address and a wait that saw
+// it acquires it. (HasBeenNotified is inline; ckpt waits through these.)
+void Notification::Notify() {
+  CKPT_REAL(NotifyFn, "_ZN4absl7debian312Notification6NotifyEv");
+  __tsan_release(this);
+  Call(real, this);
+}
+
+void Notification::WaitForNotification() const {
+  CKPT_REAL(AwaitNoteFn,
+            "_ZNK4absl7debian312Notification19WaitForNotificationEv");
+  Call(real, this);
+  __tsan_acquire(const_cast<Notification*>(this));
+}
+
+bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
+  CKPT_REAL(
+      AwaitNoteTimeoutFn,
+      "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_"
+      "8DurationE");
+  const bool notified = Call(real, this, timeout);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
+}
+
+bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
+  CKPT_REAL(
+      AwaitNoteDeadlineFn,
+      "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_"
+      "4TimeE");
+  const bool notified = Call(real, this, deadline);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
 }
 
 ABSL_NAMESPACE_END

@@ -206,11 +206,18 @@ def metrics(value):
     return out
 
 
-def _tag(key, value, name):
+def _tag_name(key, name):
+    """A tag name as common/tags.h allows it (the server has the last word:
+    control characters too are refused there)."""
     text(f"{name}: a tag name", key, max_bytes=MAX_TAG_NAME_BYTES)
     if "=" in key:
         raise ValueError(f"{name}: tag name {key!r} contains '=' (tags are "
                          "shown as NAME=VALUE)")
+    return key
+
+
+def _tag(key, value, name):
+    _tag_name(key, name)
     text(f"{name}[{key!r}]", value, nonempty=False,
          max_bytes=MAX_TAG_VALUE_BYTES)
 
@@ -300,8 +307,7 @@ def _keep_tags(value):
                         f"{type(value).__name__} {_shown(value)}")
     out = []
     for item in value:
-        out.append(text("keep_tags: a tag name", item,
-                        max_bytes=MAX_TAG_NAME_BYTES))
+        out.append(_tag_name(item, "keep_tags"))
         if out.count(out[-1]) > 1:
             raise ValueError(f"keep_tags: {_shown(item)} is given twice")
     return out

@@ -26,6 +26,7 @@ import atexit
 import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -99,6 +100,15 @@ def _monitor(save_best_only, monitor, mode):
     return monitor
 
 
+class RetentionPolicyIgnoredWarning(UserWarning):
+    """The server ignored the retention arguments of a CheckpointManager
+    (max_to_keep, keep_checkpoint_every_n_hours, keep_best): an operator's
+    policy applies to the job (set with `ckpt policy set JOB`, or the
+    tenant's default), or the manager's token is append-only (role writer).
+    The message says which and who set the policy; `ckpt policy get JOB`
+    shows it. Issued once per manager; the saves go on."""
+
+
 class CheckpointManager:
     """Saves and restores one rank's training state of a job, in the manner
     of tf.train.CheckpointManager and Orbax's CheckpointManager.
@@ -125,7 +135,11 @@ class CheckpointManager:
         rather than drop them.
         The retention arguments, when any is set, become the job's policy on
         the server with every save (the server enforces it at each commit);
-        when none is set, the job's stored policy stays.
+        when none is set, the job's stored policy stays. They are a
+        writer's policy: an operator's (`ckpt policy set JOB`, or the
+        tenant's default) wins, and then the server ignores them, the
+        first save issues a RetentionPolicyIgnoredWarning saying who set
+        the policy that applies, and the job keeps the operator's.
     save_best_only, monitor, mode: as Keras's ModelCheckpoint: with
         save_best_only=True, save() takes a checkpoint only when the metric
         `monitor` (required then) in its metrics strictly improves on the
@@ -270,6 +284,7 @@ class CheckpointManager:
         self._host_buffers = {}  # name -> the last save's host copy
         self._last_plan = None
         self._last_quantization = None
+        self._warned_policy_ignored = False
 
     @property
     def job(self):
@@ -443,6 +458,11 @@ class CheckpointManager:
                                              dirty_rows=dirty, **kwargs)
             self._last_plan = result["plan"]
         self._last_quantization = result["quantized"]
+        ignored = result.get("retention_policy_ignored")
+        if ignored and not self._warned_policy_ignored:
+            self._warned_policy_ignored = True
+            warnings.warn(f"ckpt: job '{self._job}': {ignored}",
+                          RetentionPolicyIgnoredWarning, stacklevel=3)
 
     def restore(self, step=None, into=None, *, strict=True, keys=None,
                 map_location=None, allow_partial_ranks=False, best=None,

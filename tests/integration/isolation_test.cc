@@ -141,8 +141,10 @@ const char* MethodOf(Rpc rpc) {
     case Rpc::kGetStats:
       return "GetStats";
     case Rpc::kSetPolicy:
+    case Rpc::kSetTenantDefault:
       return "SetRetentionPolicy";
     case Rpc::kGetPolicy:
+    case Rpc::kGetTenantDefault:
       return "GetRetentionPolicy";
     case Rpc::kPin:
     case Rpc::kUnpin:

@@ -133,7 +133,7 @@ def test_policy_targets_are_checked(server):
             (("bad tenant/", "--default", "--max-to-keep", "2"),
              "invalid tenant name"),
             (("team/", "--default", "--max-to-keep", "0"),
-             "--max-to-keep must be a positive"),
+             "--keep-last must be a positive"),  # its alias
             (("team/x//", "--max-to-keep", "1"), "invalid job name")]:
         result = _cli(server, "policy", "set", *args, check=False)
         assert result.returncode != 0, args

@@ -129,8 +129,9 @@ absl::Status Client::AbortCheckpoint(absl::string_view job, int64_t step,
   return impl_->transport->AbortCheckpoint(job, step, reason);
 }
 
-absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step) {
-  return impl_->transport->DeleteCheckpoint(job, step);
+absl::Status Client::DeleteCheckpoint(absl::string_view job, int64_t step,
+                                      bool force) {
+  return impl_->transport->DeleteCheckpoint(job, step, force);
 }
 
 absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
@@ -138,13 +139,36 @@ absl::StatusOr<Stats> Client::GetStats(absl::string_view job) {
 }
 
 absl::StatusOr<std::vector<int64_t>> Client::SetRetentionPolicy(
-    absl::string_view job, const RetentionPolicy& policy) {
-  return impl_->transport->SetRetentionPolicy(job, policy);
+    absl::string_view job, const RetentionPolicy& policy,
+    std::vector<std::string>* warnings) {
+  return impl_->transport->SetRetentionPolicy(job, policy, warnings);
 }
 
 absl::StatusOr<std::optional<RetentionPolicy>> Client::GetRetentionPolicy(
     absl::string_view job) {
+  CKPT_ASSIGN_OR_RETURN(PolicyInfo info,
+                        impl_->transport->GetRetentionPolicy(job));
+  return info.policy;
+}
+
+absl::StatusOr<PolicyInfo> Client::GetRetentionPolicyInfo(
+    absl::string_view job) {
   return impl_->transport->GetRetentionPolicy(job);
+}
+
+absl::Status Client::SetTenantDefaultPolicy(absl::string_view tenant,
+                                            const RetentionPolicy& policy) {
+  return impl_->transport->SetTenantDefaultPolicy(tenant, policy);
+}
+
+absl::Status Client::ClearRetentionPolicy(absl::string_view name,
+                                          bool tenant_default) {
+  return impl_->transport->ClearRetentionPolicy(name, tenant_default);
+}
+
+absl::StatusOr<PolicyInfo> Client::GetTenantDefaultPolicy(
+    absl::string_view tenant) {
+  return impl_->transport->GetTenantDefaultPolicy(tenant);
 }
 
 absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
@@ -153,14 +177,27 @@ absl::StatusOr<CheckpointRecord> Client::PinCheckpoint(absl::string_view job,
   return impl_->transport->PinCheckpoint(job, step, pinned);
 }
 
+absl::StatusOr<CheckpointRecord> Client::SetCheckpointTags(
+    absl::string_view job, int64_t step,
+    const std::map<std::string, std::string>& set,
+    const std::vector<std::string>& remove) {
+  return impl_->transport->SetCheckpointTags(job, step, set, remove);
+}
+
 absl::StatusOr<std::vector<RetentionDecision>> Client::PruneCheckpoints(
     absl::string_view job, const std::optional<RetentionPolicy>& policy,
-    bool dry_run) {
-  return impl_->transport->PruneCheckpoints(job, policy, dry_run);
+    bool dry_run, std::vector<std::string>* warnings) {
+  return impl_->transport->PruneCheckpoints(job, policy, dry_run, warnings);
 }
 
 absl::StatusOr<GcReport> Client::CollectGarbage(bool dry_run) {
-  return impl_->transport->CollectGarbage(dry_run);
+  GcOptions options;
+  options.dry_run = dry_run;
+  return CollectGarbage(options);
+}
+
+absl::StatusOr<GcReport> Client::CollectGarbage(const GcOptions& options) {
+  return impl_->transport->CollectGarbage(options);
 }
 
 absl::StatusOr<std::vector<CheckpointUsage>>

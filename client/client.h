@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -159,33 +160,65 @@ class Client {
 
   absl::Status AbortCheckpoint(absl::string_view job, int64_t step,
                                absl::string_view reason);
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step);
+  // FAILED_PRECONDITION for a pending checkpoint (abort it), for a pinned
+  // one unless `force` overrides the pin (its event then says so), and for
+  // the base of another's deltas.
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force = false);
   // Whole server when job is empty.
   absl::StatusOr<Stats> GetStats(absl::string_view job);
 
-  // Retention (rules in common/retention.h). Stores the job's policy and
-  // applies it at once; returns the steps that deleted. INVALID_ARGUMENT
-  // for an invalid policy (nothing changed), NOT_FOUND for an unknown job.
+  // Retention (rules in common/retention.h). Stores the job's policy, an
+  // operator's, and applies it at once; returns the steps that deleted. A
+  // job that has not saved yet is created with it. INVALID_ARGUMENT for an
+  // invalid policy (nothing changed). `warnings`, when not null, receives
+  // the server's (Transport::SetRetentionPolicy), e.g. "keep_best decides
+  // nothing: no checkpoint has metric M". FAILED_PRECONDITION, nothing
+  // sent, when the policy uses restic's rules and the server predates them.
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy);
-  // nullopt when the job has none.
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings = nullptr);
+  // The policy that applies to the job (its own, or its tenant's default);
+  // nullopt when none does.
   absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
       absl::string_view job);
+  // The same with who set it (Transport::GetRetentionPolicy).
+  absl::StatusOr<PolicyInfo> GetRetentionPolicyInfo(absl::string_view job);
+  // A tenant's default policy (Transport::SetTenantDefaultPolicy).
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy);
+  absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(absl::string_view tenant);
+  // Removes a job's own policy, or a tenant's default
+  // (Transport::ClearRetentionPolicy).
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default);
   // Pins (or with pinned=false unpins) a committed checkpoint; returns its
   // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned = true);
+  // Sets (adds or replaces) the tags in `set` and removes those named in
+  // `remove` on a committed checkpoint (rules in common/tags.h); returns its
+  // header. NOT_FOUND when absent, FAILED_PRECONDITION when pending,
+  // PERMISSION_DENIED for a writer's removal or change of a value.
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove);
   // One decision per committed checkpoint (ascending step) under `policy`,
   // or the job's stored one when nullopt. Unless dry_run, those decided
   // delete are deleted, atomically.
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run);
+      bool dry_run, std::vector<std::string>* warnings = nullptr);
 
   // Runs a garbage collection on the server (see GcReport); OK with
   // report.damaged filled when referenced chunks are missing.
   absl::StatusOr<GcReport> CollectGarbage(bool dry_run);
+  // The same with a hold window for this collection (GcOptions::hold, whole
+  // seconds); a server too old to know it ignores it, and its report has
+  // no `hold`.
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options);
 
   // As ListCheckpoints, with each checkpoint's unique bytes. Costlier: the
   // server reads every manifest of the job's tenant.

@@ -297,21 +297,27 @@ absl::StatusOr<std::vector<PlannedCheckpoint>> SelectCheckpoints(
   return planned;
 }
 
-// The source's policy, when the target job has none (and copy_policy).
+// The source job's own policy (not its tenant's default), when no policy
+// applies to the target job (and copy_policy).
 absl::StatusOr<std::optional<RetentionPolicy>> PolicyToSet(
     Transport& source, Transport& target, const CopyRequest& request,
     const std::string& target_job) {
   if (!request.copy_policy) return std::nullopt;
   CKPT_ASSIGN_OR_RETURN(
-      std::optional<RetentionPolicy> policy,
+      PolicyInfo source_policy,
       WithPrefix(OnSource(request), source.GetRetentionPolicy(request.job)));
-  if (!policy.has_value()) return std::nullopt;
-  absl::StatusOr<std::optional<RetentionPolicy>> existing =
-      target.GetRetentionPolicy(target_job);
-  if (absl::IsNotFound(existing.status())) return policy;  // a new job
+  if (!source_policy.policy.has_value() ||
+      (source_policy.origin.has_value() &&
+       source_policy.origin->source == PolicyOrigin::Source::kTenantDefault)) {
+    return std::nullopt;
+  }
+  absl::StatusOr<PolicyInfo> existing = target.GetRetentionPolicy(target_job);
+  if (absl::IsNotFound(existing.status())) {
+    return source_policy.policy;  // a new job
+  }
   CKPT_RETURN_IF_ERROR(WithPrefix(OnTarget(request), existing.status()));
-  if (existing->has_value()) return std::nullopt;
-  return policy;
+  if (existing->policy.has_value()) return std::nullopt;
+  return source_policy.policy;
 }
 
 // A pending checkpoint of the step on the target may be joined only when it
@@ -531,8 +537,9 @@ class Copier {
     // The pending checkpoint's lease is renewed by each Begin and commit;
     // a long transfer (a slow link, --limit-rate) renews it on its way.
     options.keep_alive = [this, step, &begin] {
-      return WithPrefix(OnTarget(request_),
-                        target_.BeginCheckpoint(plan_.target_job, step, begin));
+      return WithPrefix(
+          OnTarget(request_),
+          target_.BeginCheckpoint(plan_.target_job, step, begin).status());
     };
     absl::Status sent =
         TransferChunks(source_, request_.job, to_send, *upload, options);
@@ -558,7 +565,8 @@ class Copier {
     begin.metadata = CopiedMetadata(checkpoint.record);
     begin.pin = checkpoint.record.pinned;
     begin.copied_from = CopyPeer{request_.source_label, request_.job, step};
-    absl::Status begun = target_.BeginCheckpoint(plan_.target_job, step, begin);
+    absl::Status begun =
+        target_.BeginCheckpoint(plan_.target_job, step, begin).status();
     if (absl::IsAlreadyExists(begun)) {
       // Committed on the target since the plan (another copy of it?).
       CKPT_ASSIGN_OR_RETURN(
@@ -626,15 +634,16 @@ class Copier {
     if (!plan_.policy_to_set.has_value()) return;
     // Set only while the target job (there once something was copied)
     // still has none: an admin may have set one meanwhile.
-    absl::StatusOr<std::optional<RetentionPolicy>> existing =
+    absl::StatusOr<PolicyInfo> existing =
         target_.GetRetentionPolicy(plan_.target_job);
     if (absl::IsNotFound(existing.status()) ||
-        (existing.ok() && existing->has_value())) {
+        (existing.ok() && existing->policy.has_value())) {
       return;
     }
     absl::StatusOr<std::vector<int64_t>> applied =
         existing.ok()
-            ? target_.SetRetentionPolicy(plan_.target_job, *plan_.policy_to_set)
+            ? target_.SetRetentionPolicy(plan_.target_job, *plan_.policy_to_set,
+                                         /*warnings=*/nullptr)
             : existing.status();
     if (!applied.ok()) {
       report->policy_error = WithPrefix(

@@ -976,7 +976,7 @@ TEST_F(RegionRefusalTest, SizesThatWouldOverflow) {
 TEST_F(RegionRefusalTest, ADeltaWhoseBaseIsGone) {
   FakeTransport fake;
   const TableHistory h = SaveTableHistory(fake);
-  ASSERT_TRUE(fake.DeleteCheckpoint(kJob, 2).ok());
+  ASSERT_TRUE(fake.DeleteCheckpoint(kJob, 2, false).ok());
   const Checkpoint checkpoint = Manifest(fake, 3);
   fake.ClearReads();
   std::string out(kTableRows * kTableRowBytes, '\0');

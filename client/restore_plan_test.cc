@@ -195,7 +195,7 @@ TEST(RestorePlanTest, RestoresAQuantizedEntryWithinItsRecordedError) {
 TEST(RestorePlanTest, DataLossWhenTheBaseCheckpointIsGone) {
   FakeTransport fake;
   SaveDeltaChain(fake);
-  ASSERT_TRUE(fake.DeleteCheckpoint(kJob, 1).ok());
+  ASSERT_TRUE(fake.DeleteCheckpoint(kJob, 1, false).ok());
 
   absl::StatusOr<std::vector<RestoredTensor>> restored =
       Restore(fake, 3, false);

@@ -319,7 +319,9 @@ absl::StatusOr<SaveResult> SaveShard(Transport& transport,
   begin.metadata = options.metadata;
   begin.lease = options.lease;
   begin.retention_policy = options.retention_policy;
-  CKPT_RETURN_IF_ERROR(transport.BeginCheckpoint(job, step, begin));
+  CKPT_ASSIGN_OR_RETURN(BeginReply begun,
+                        transport.BeginCheckpoint(job, step, begin));
+  result.retention_policy_ignored = std::move(begun.retention_policy_ignored);
 
   // Hash in parallel; check and upload batch by batch as hashes arrive.
   CKPT_RETURN_IF_ERROR(

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,13 @@ struct BeginOptions {
   std::optional<CopyPeer> copied_from;
 };
 
+// What a BeginCheckpoint answered.
+struct BeginReply {
+  // Non-empty when the server ignored options.retention_policy: why (an
+  // operator's policy applies, or the caller is append-only).
+  std::string retention_policy_ignored;
+};
+
 // What a CommitShard answered.
 struct CommitResult {
   // This commit completed the checkpoint (it was the last rank's).
@@ -143,8 +151,8 @@ class Transport {
   // ALREADY_EXISTS when it is committed, FAILED_PRECONDITION when the
   // pending one has another world size, INVALID_ARGUMENT for an invalid
   // retention policy (nothing changed).
-  virtual absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                                       const BeginOptions& options) = 0;
+  virtual absl::StatusOr<BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step, const BeginOptions& options) = 0;
 
   // Those of `ids` whose chunks the job's tenant does not hold. Any number
   // of ids: the transport splits them over as many requests as the wire
@@ -245,34 +253,64 @@ class Transport {
   // Removes a committed or aborted checkpoint (its chunks go at the next
   // GC). NOT_FOUND when absent; FAILED_PRECONDITION for a pending one and
   // for the delta base of another checkpoint.
-  virtual absl::Status DeleteCheckpoint(absl::string_view job,
-                                        int64_t step) = 0;
+  // `force` overrides a pin (else FAILED_PRECONDITION).
+  virtual absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                        bool force) = 0;
   // Whole server when job is empty.
   virtual absl::StatusOr<Stats> GetStats(absl::string_view job) = 0;
 
-  // Stores the job's policy and applies it at once; the steps deleted.
-  // INVALID_ARGUMENT for an invalid policy (nothing changed), NOT_FOUND
-  // for an unknown job.
+  // Stores the job's policy (an operator's) and applies it at once; the
+  // steps deleted. A job that has not saved yet is created with it (an
+  // older server: NOT_FOUND). INVALID_ARGUMENT for an invalid policy
+  // (nothing changed). `warnings`, when not null, receives the server's
+  // (e.g. "keep_best decides nothing: no checkpoint has metric M").
+  // FAILED_PRECONDITION, with nothing sent, for a policy that uses
+  // restic's rules (UsesResticRules) on a server that predates them; the
+  // same for BeginOptions::retention_policy, SetTenantDefaultPolicy and
+  // PruneCheckpoints.
   virtual absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) = 0;
-  // nullopt when the job has none.
-  virtual absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) = 0;
+  // The policy that applies to the job and who set it. NOT_FOUND for an
+  // unknown job.
+  virtual absl::StatusOr<PolicyInfo> GetRetentionPolicy(
       absl::string_view job) = 0;
+  // The tenant's default policy (for its jobs without an operator's policy
+  // of their own), set by an admin over the whole tenant; it applies at
+  // each job's next commit or prune. INVALID_ARGUMENT for an invalid
+  // tenant or policy. An older server ignores the tenant and answers
+  // INVALID_ARGUMENT for the empty job name.
+  virtual absl::Status SetTenantDefaultPolicy(
+      absl::string_view tenant, const RetentionPolicy& policy) = 0;
+  virtual absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) = 0;
+  // Removes the job's own policy (with tenant_default, `name` is a tenant
+  // and its default goes); deletes nothing at once. NOT_FOUND for an
+  // unknown job. An older server stores an empty policy (keep everything)
+  // instead.
+  virtual absl::Status ClearRetentionPolicy(absl::string_view name,
+                                            bool tenant_default) = 0;
   // Pins or unpins a committed checkpoint; its header after. NOT_FOUND
   // when absent, FAILED_PRECONDITION when pending.
   virtual absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                          int64_t step,
                                                          bool pinned) = 0;
+  // Sets (adds or replaces) and removes tags of a committed checkpoint; its
+  // header after. NOT_FOUND when absent, FAILED_PRECONDITION when pending.
+  virtual absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) = 0;
   // One decision per committed checkpoint under `policy` (the stored one
   // when nullopt); unless dry_run those deciding delete are deleted.
   virtual absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) = 0;
+      bool dry_run, std::vector<std::string>* warnings) = 0;
 
   // A garbage collection on the server (OK with report.damaged filled when
   // referenced chunks are missing), with a deadline of hours rather than
   // the usual one.
-  virtual absl::StatusOr<GcReport> CollectGarbage(bool dry_run) = 0;
+  virtual absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) = 0;
 
   // Verifies checkpoints; damage is in the report (OK status). `progress`,
   // when set, is called from this thread as the server reports (progress

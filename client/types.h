@@ -19,6 +19,7 @@
 #include "absl/types/span.h"
 #include "common/chunking.h"
 #include "common/manifest.h"
+#include "common/policy_origin.h"
 #include "common/retention.h"
 #include "common/stats.h"
 #include "common/verify.h"
@@ -138,8 +139,11 @@ struct SaveOptions {
   int hash_threads = 2;
   // Lease of the pending checkpoint; zero means the server's default.
   absl::Duration lease = absl::ZeroDuration();
-  // When set, replaces the job's retention policy as the checkpoint begins
-  // (applied at once by the server). Default: nullopt (keep the stored one).
+  // A writer's policy: when set, replaces the job's retention policy as the
+  // checkpoint begins (applied at once by the server), unless an
+  // operator's policy applies or the caller is append-only; then the server
+  // ignores it and SaveResult::retention_policy_ignored says why.
+  // Default: nullopt (keep the stored one).
   std::optional<RetentionPolicy> retention_policy;
   // When set, called (from the saving thread) after each batch of chunks is
   // hashed and, where the server lacked them, uploaded: the chunk bytes
@@ -161,6 +165,16 @@ struct SaveResult {
   bool checkpoint_committed = false;
   // The checkpoint header after this rank's commit.
   CheckpointRecord checkpoint;
+  // Non-empty when the server ignored options.retention_policy: why.
+  std::string retention_policy_ignored;
+};
+
+// A retention policy as GetRetentionPolicy answers it: the one that applies
+// (a job's own, or its tenant's default) and who set it.
+struct PolicyInfo {
+  std::optional<RetentionPolicy> policy;  // nullopt: none (keep everything)
+  // Set with policy by servers that record origins; nullopt from older ones.
+  std::optional<PolicyOrigin> origin;
 };
 
 // Defined in common/; also ckpt::client's, as the rest of this API.

@@ -1,8 +1,10 @@
 #include "common/event.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace ckpt {
 
-absl::string_view EventKindName(EventKind kind) {
+std::string EventKindName(EventKind kind) {
   switch (kind) {
     case EventKind::kCommitted:
       return "committed";
@@ -22,8 +24,12 @@ absl::string_view EventKindName(EventKind kind) {
       return "policy_set";
     case EventKind::kCopied:
       return "copied";
+    case EventKind::kPolicyIgnored:
+      return "policy_ignored";
+    case EventKind::kTagsChanged:
+      return "tags_changed";
   }
-  return "unknown";
+  return absl::StrCat("unknown(", static_cast<int32_t>(kind), ")");
 }
 
 }  // namespace ckpt

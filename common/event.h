@@ -7,12 +7,14 @@
 #include <optional>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace ckpt {
 
-enum class EventKind : uint8_t {
+// The proto's numbers. A kind this build does not know (a newer server's)
+// keeps its number: clients show it as "unknown(N)" instead of failing, so
+// that new kinds can land before every client knows them.
+enum class EventKind : int32_t {
   kCommitted = 1,  // the last rank committed; detail: ranks and bytes
   kAborted,        // detail: the abort reason (a client's, or lease expiry)
   kDeleted,        // deleted on request (`ckpt rm`)
@@ -25,11 +27,18 @@ enum class EventKind : uint8_t {
   // checkpoint (detail: "from SERVER JOB@STEP"); on the source, reported
   // once the copy committed (ReportCopy; detail: "to SERVER JOB@STEP").
   kCopied,
+  // A writer's policy in BeginCheckpoint was ignored because an operator's
+  // applies; job-level, one per distinct policy; detail: it and why.
+  kPolicyIgnored = 10,
+  // SetCheckpointTags; detail: "+KEY=VALUE -KEY ...".
+  kTagsChanged = 11,
 };
 
 // "committed", "aborted", "deleted", "pruned", "pinned", "unpinned",
-// "restored", "policy_set", "copied" (the CLI's and JSON's spelling).
-absl::string_view EventKindName(EventKind kind);
+// "restored", "policy_set", "copied", "policy_ignored", "tags_changed" (the
+// CLI's and JSON's spelling);
+// "unknown(N)" for a kind this build does not know.
+std::string EventKindName(EventKind kind);
 
 struct JobEvent {
   std::string job;

@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/chunk_id.h"
+#include "common/policy_origin.h"
 #include "common/retention_policy.h"
 
 namespace ckpt {
@@ -190,8 +191,19 @@ struct Checkpoint {
 struct JobRecord {
   std::string name;
   absl::Time create_time = absl::UnixEpoch();
-  // Enforced at every commit; nullopt: keep everything.
+  // The job's own policy, enforced at every commit (of a caller that may
+  // delete history) and prune; nullopt: none (its tenant's default
+  // applies, if any; else keep everything).
   std::optional<RetentionPolicy> retention_policy;
+  // Who set retention_policy. nullopt with it, and in records older than
+  // origins (the service infers it then, service/policy_owner.h).
+  std::optional<PolicyOrigin> policy_origin;
+  // Digests (IgnoredPolicyDigest, server/service/policy_owner.h) of the
+  // writers'
+  // policies already reported ignored since the job's policy last changed,
+  // oldest first, at most kMaxIgnoredPolicies: each distinct one is
+  // reported by one `policy_ignored` event.
+  std::vector<std::string> ignored_policy_digests;
   // The effective time of the job's first committed checkpoint: where the
   // every-N-hours clock starts. Set at the first commit, never changed.
   std::optional<absl::Time> first_checkpoint_time;
@@ -205,6 +217,16 @@ inline JobRecord MakeJobRecord(std::string name, absl::Time create_time) {
   job.create_time = create_time;
   return job;
 }
+
+// A tenant's settings: its default retention policy (`ckpt policy set
+// TENANT/ --default`), for its jobs without an operator's policy of their
+// own.
+struct TenantRecord {
+  std::string name;
+  std::optional<RetentionPolicy> default_policy;
+  std::optional<PolicyOrigin> default_policy_origin;  // set with it
+  friend bool operator==(const TenantRecord&, const TenantRecord&) = default;
+};
 
 // A job as listings show it: its record and its committed checkpoints
 // totals.

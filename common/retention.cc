@@ -9,12 +9,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/duration_text.h"
 #include "common/manifest.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 
 namespace ckpt {
 namespace {
@@ -90,6 +93,146 @@ absl::Status ApplyKeepBestRule(const RetentionPolicy::KeepBest& best,
       keep[ranked[r]].push_back(best_reason);
     } else {
       drop[ranked[r]].push_back(absl::StrCat("not ", best_reason));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Whether keep_best can rank anything: some checkpoint has a (non-NaN)
+// value for its metric. Without one the rule decides nothing, instead of
+// keeping every checkpoint as "no metric" and so cancelling the other rules.
+bool AnyHasMetricValue(const std::vector<RetentionInput>& checkpoints,
+                       const std::string& metric) {
+  return std::any_of(checkpoints.begin(), checkpoints.end(),
+                     [&](const RetentionInput& in) {
+                       auto it = in.metrics.find(metric);
+                       return it != in.metrics.end() && !std::isnan(it->second);
+                     });
+}
+
+std::string NoMetricText(const std::string& metric) {
+  return absl::StrCat("keep_best decides nothing: no checkpoint has metric ",
+                      metric);
+}
+
+// restic: measured from the newest checkpoint's time (the latest of all,
+// whatever its step), strictly after `newest - within`.
+void ApplyKeepWithinRule(absl::Duration within,
+                         const std::vector<RetentionInput>& sorted,
+                         std::optional<absl::Time> now,
+                         std::vector<std::vector<std::string>>& keep,
+                         std::vector<std::vector<std::string>>& drop) {
+  if (sorted.empty()) return;
+  absl::Time newest = sorted.front().time;
+  for (const RetentionInput& in : sorted) newest = std::max(newest, in.time);
+  if (now.has_value()) newest = std::min(newest, *now);
+  const std::string text = FormatDurationText(within);
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (sorted[i].time > newest - within) {
+      keep[i].push_back(absl::StrCat("within ", text, " of the newest"));
+    } else {
+      drop[i].push_back(absl::StrCat("not within ", text, " of the newest"));
+    }
+  }
+}
+
+struct CalendarBucket {
+  const char* name;    // "hourly"
+  const char* unit;    // "hours"
+  const char* format;  // absl::FormatTime, UTC: equal text, same bucket
+};
+
+// restic's ApplyPolicy for one bucket kind: walking the checkpoints newest
+// first (by time; the higher step first on equal times), one is kept when
+// its bucket differs from the last kept one's, while the count lasts. As
+// buckets are contiguous in time, that keeps the newest checkpoint of each
+// of the `count` newest buckets.
+void ApplyCalendarRule(const CalendarBucket& bucket, int count,
+                       const std::vector<RetentionInput>& sorted,
+                       std::vector<std::vector<std::string>>& keep,
+                       std::vector<std::vector<std::string>>& drop) {
+  std::vector<size_t> newest_first(sorted.size());
+  for (size_t i = 0; i < sorted.size(); ++i) newest_first[i] = i;
+  std::sort(newest_first.begin(), newest_first.end(), [&](size_t a, size_t b) {
+    if (sorted[a].time != sorted[b].time)
+      return sorted[a].time > sorted[b].time;
+    return sorted[a].step > sorted[b].step;
+  });
+  std::optional<std::string> last_kept;
+  int left = count;
+  for (size_t i : newest_first) {
+    std::string key =
+        absl::FormatTime(bucket.format, sorted[i].time, absl::UTCTimeZone());
+    if (last_kept == key) {
+      drop[i].push_back(
+          absl::StrCat(bucket.name, ": a newer checkpoint is kept for ", key));
+    } else if (left > 0) {
+      keep[i].push_back(absl::StrCat(bucket.name, ": newest of ", key));
+      last_kept = std::move(key);
+      --left;
+    } else {
+      drop[i].push_back(absl::StrCat(bucket.name, ": older than the ", count,
+                                     " newest ", bucket.unit));
+    }
+  }
+}
+
+void ApplyKeepTagsRule(const std::vector<std::string>& keep_tags,
+                       const std::vector<RetentionInput>& sorted,
+                       std::vector<std::vector<std::string>>& keep,
+                       std::vector<std::vector<std::string>>& drop) {
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    std::vector<std::string> carried;
+    for (const std::string& tag : keep_tags) {
+      if (std::binary_search(sorted[i].tags.begin(), sorted[i].tags.end(),
+                             tag)) {
+        carried.push_back(tag);
+      }
+    }
+    if (carried.empty()) {
+      drop[i].push_back(
+          absl::StrCat("not tagged ", absl::StrJoin(keep_tags, " or ")));
+    } else {
+      keep[i].push_back(absl::StrCat("tagged ", absl::StrJoin(carried, ", ")));
+    }
+  }
+}
+
+absl::Status ValidateCount(absl::string_view field,
+                           const std::optional<int>& count) {
+  if (!count.has_value() || (*count >= 1 && *count <= kMaxKeepCount)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, " must be 1 to ", kMaxKeepCount, " (or unset), got ", *count));
+}
+
+// A keep_tags name as RetentionPolicyText shows it: as it is, or quoted
+// and escaped when it holds a comma, a space, a quote, a backslash or a
+// byte that does not print, so that the text (which policy_owner.h digests
+// to tell policies apart) names one list of tags only.
+std::string KeepTagText(const std::string& tag) {
+  const bool plain =
+      IsPrintableUtf8(tag) && tag.find_first_of(", \"\\") == std::string::npos;
+  return plain ? tag : absl::StrCat("\"", absl::CHexEscape(tag), "\"");
+}
+
+// keep_tags: at most kMaxKeepTags names, each a valid tag name
+// (common/tags.h, the one set of tag rules), none repeated.
+absl::Status ValidateKeepTags(const std::vector<std::string>& tags) {
+  if (tags.size() > kMaxKeepTags) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keep_tags: at most ", kMaxKeepTags, " tags, got ", tags.size()));
+  }
+  for (size_t i = 0; i < tags.size(); ++i) {
+    const std::string& tag = tags[i];
+    if (absl::Status valid = ValidateTagName(tag); !valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keep_tags: ", valid.message()));
+    }
+    if (std::find(tags.begin(), tags.begin() + i, tag) != tags.begin() + i) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keep_tags: ", QuoteTruncated(tag), " is given twice"));
     }
   }
   return absl::OkStatus();
@@ -172,6 +315,21 @@ std::string RetentionPolicyText(const RetentionPolicy& policy) {
                                  policy.keep_best->metric, " (",
                                  MetricModeName(policy.keep_best->mode), ")"));
   }
+  if (policy.keep_within.has_value()) {
+    parts.push_back(
+        absl::StrCat("keep_within=", FormatDurationText(*policy.keep_within)));
+  }
+  for (const auto& [name, count] : CalendarCounts(policy)) {
+    if (count.has_value()) parts.push_back(absl::StrCat(name, "=", *count));
+  }
+  if (!policy.keep_tags.empty()) {
+    parts.push_back(absl::StrCat(
+        "keep_tags=",
+        absl::StrJoin(policy.keep_tags, ",",
+                      [](std::string* out, const std::string& tag) {
+                        out->append(KeepTagText(tag));
+                      })));
+  }
   if (parts.empty()) return "keep everything";
   return absl::StrJoin(parts, " ");
 }
@@ -210,6 +368,17 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
           "time when they leave the max_to_keep most recent");
     }
   }
+  if (policy.keep_within.has_value() &&
+      (*policy.keep_within <= absl::ZeroDuration() ||
+       *policy.keep_within > kMaxKeepWithin)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keep_within must be positive and at most 100 years, got ",
+                     FormatDurationText(*policy.keep_within)));
+  }
+  for (const auto& [name, count] : CalendarCounts(policy)) {
+    CKPT_RETURN_IF_ERROR(ValidateCount(name, count));
+  }
+  CKPT_RETURN_IF_ERROR(ValidateKeepTags(policy.keep_tags));
   if (policy.keep_best.has_value()) {
     const RetentionPolicy::KeepBest& best = *policy.keep_best;
     if (best.k < 1) {
@@ -235,17 +404,41 @@ absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy) {
 }
 
 RetentionInput ToRetentionInput(const CheckpointRecord& record, bool pinned) {
-  return RetentionInput{.step = record.step,
-                        .time = record.EffectiveTime(),
-                        .metrics = record.metadata.metrics,
-                        .pinned = pinned,
-                        .base_steps = record.base_steps};
+  RetentionInput in{.step = record.step,
+                    .time = record.EffectiveTime(),
+                    .metrics = record.metadata.metrics,
+                    .pinned = pinned,
+                    .base_steps = record.base_steps,
+                    .tags = {}};
+  for (const auto& [name, value] : record.metadata.tags)
+    in.tags.push_back(name);
+  return in;
+}
+
+std::vector<std::pair<absl::string_view, std::optional<int>>> CalendarCounts(
+    const RetentionPolicy& policy) {
+  return {{"keep_hourly", policy.keep_hourly},
+          {"keep_daily", policy.keep_daily},
+          {"keep_weekly", policy.keep_weekly},
+          {"keep_monthly", policy.keep_monthly}};
+}
+
+std::vector<std::string> RetentionWarnings(
+    const RetentionPolicy& policy,
+    const std::vector<RetentionInput>& checkpoints) {
+  std::vector<std::string> warnings;
+  if (policy.keep_best.has_value() && !checkpoints.empty() &&
+      !AnyHasMetricValue(checkpoints, policy.keep_best->metric)) {
+    warnings.push_back(NoMetricText(policy.keep_best->metric));
+  }
+  return warnings;
 }
 
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
     std::optional<absl::Time> every_n_hours_clock_start,
-    const std::map<int64_t, std::vector<int64_t>>& pending_bases) {
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases,
+    std::optional<absl::Time> now) {
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   std::sort(checkpoints.begin(), checkpoints.end(),
             [](const RetentionInput& a, const RetentionInput& b) {
@@ -267,16 +460,48 @@ absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
                                                  : absl::UnixEpoch()),
         keep, drop);
   }
-  if (policy.keep_best.has_value()) {
+  const bool best_decides =
+      policy.keep_best.has_value() &&
+      AnyHasMetricValue(checkpoints, policy.keep_best->metric);
+  if (best_decides) {
     CKPT_RETURN_IF_ERROR(
         ApplyKeepBestRule(*policy.keep_best, checkpoints, keep, drop));
+  } else if (policy.keep_best.has_value()) {
+    for (size_t i = 0; i < n; ++i) {
+      drop[i].push_back(NoMetricText(policy.keep_best->metric));
+    }
   }
-  const bool no_rule =
-      !policy.max_to_keep.has_value() && !policy.keep_best.has_value();
+  if (policy.keep_within.has_value()) {
+    ApplyKeepWithinRule(*policy.keep_within, checkpoints, now, keep, drop);
+  }
+  static constexpr CalendarBucket kBuckets[] = {
+      {"hourly", "hours", "%Y-%m-%dT%H"},
+      {"daily", "days", "%Y-%m-%d"},
+      {"weekly", "weeks", "%G-W%V"},
+      {"monthly", "months", "%Y-%m"}};
+  const std::optional<int> counts[] = {policy.keep_hourly, policy.keep_daily,
+                                       policy.keep_weekly, policy.keep_monthly};
+  bool any_bucket = false;
+  for (size_t b = 0; b < 4; ++b) {
+    if (!counts[b].has_value()) continue;
+    any_bucket = true;
+    ApplyCalendarRule(kBuckets[b], *counts[b], checkpoints, keep, drop);
+  }
+  if (!policy.keep_tags.empty()) {
+    ApplyKeepTagsRule(policy.keep_tags, checkpoints, keep, drop);
+  }
+  // A policy whose only rule is a keep_best that decides nothing keeps
+  // everything, as an empty one does.
+  const bool no_rule = !policy.max_to_keep.has_value() && !best_decides &&
+                       !policy.keep_within.has_value() && !any_bucket &&
+                       policy.keep_tags.empty();
+  const std::string everything_reason =
+      policy.keep_best.has_value() ? NoMetricText(policy.keep_best->metric)
+                                   : "no retention policy";
   for (size_t i = 0; i < n; ++i) {
     if (checkpoints[i].pinned) keep[i].push_back("pinned");
     if (i + 1 == n) keep[i].push_back("newest");
-    if (no_rule) keep[i].push_back("no retention policy");
+    if (no_rule) keep[i].push_back(everything_reason);
   }
   KeepBases(checkpoints, pending_bases, keep);
   std::vector<RetentionDecision> decisions;

@@ -18,7 +18,26 @@
 //    max_to_keep and is never deleted by this rule.
 //  - keep_best: the K best checkpoints by a metric (min, max or auto, see
 //    ResolveMetricMode). A checkpoint without the metric is kept and says
-//    so; a NaN value is never among the best.
+//    so; a NaN value is never among the best. When no checkpoint has a
+//    (non-NaN) value for the metric the rule decides nothing: it keeps
+//    nothing by itself, and RetentionWarnings says "no checkpoint has
+//    metric M" (before, every checkpoint was kept as "no metric",
+//    silently cancelling the other rules). A policy left without a rule
+//    that decides keeps everything, as an empty one does.
+//  - restic's `forget` rules (restic's ApplyPolicy, with UTC for the
+//    snapshots' local time):
+//    - keep_within D: every checkpoint whose time is after (newest - D),
+//      where newest is the latest checkpoint time, not the clock; but
+//      never later than `now` when the caller gives it, so that one
+//      checkpoint dated in the future (a writer's clock, `put --time`)
+//      cannot push every other one out of the window (restic would).
+//    - keep_hourly/daily/weekly/monthly N: walking the checkpoints newest
+//      first by time, one is kept when its hour (day, ISO 8601 week, month)
+//      differs from the last one kept by that rule, N times at most: the
+//      newest checkpoint of each of the N newest buckets that have one.
+//      Equal times: the higher step counts as newer.
+//    - keep_tags: a checkpoint carrying any of the tags (keys of its
+//      metadata tags). Unlike restic, a comma is no list separator.
 //  - pinned: always kept.
 //  - newest: the checkpoint with the highest step is always kept, so a job
 //    can resume (unlike Orbax issue 526, where best_fn may delete it).
@@ -44,6 +63,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -76,7 +96,10 @@ absl::StatusOr<RetentionPolicy::KeepBest::Mode> ResolveMetricMode(
 
 // OK, or INVALID_ARGUMENT naming the offending field: max_to_keep < 1,
 // keep_every <= 0, infinite or without max_to_keep, k < 1, an empty metric
-// name, or an auto mode that ResolveMetricMode cannot resolve.
+// name, an auto mode that ResolveMetricMode cannot resolve, keep_within
+// <= 0 or past kMaxKeepWithin, a calendar count outside 1..kMaxKeepCount,
+// more than kMaxKeepTags keep_tags, or one that is no valid tag name
+// (common/tags.h: ValidateTagName) or is repeated.
 absl::Status ValidateRetentionPolicy(const RetentionPolicy& policy);
 
 // One committed checkpoint as the policy sees it. Pending and aborted
@@ -89,10 +112,25 @@ struct RetentionInput {
   // Steps its row deltas are taken against (CheckpointRecord::base_steps),
   // each lower than `step`.
   std::vector<int64_t> base_steps;
+  // The names of its tags (CheckpointMetadata::tags' keys), sorted.
+  std::vector<std::string> tags;
 };
 
 // The policy's view of a committed record.
 RetentionInput ToRetentionInput(const CheckpointRecord& record, bool pinned);
+
+// The calendar counts by field name, hourly to monthly:
+// {"keep_hourly", policy.keep_hourly}, ...
+std::vector<std::pair<absl::string_view, std::optional<int>>> CalendarCounts(
+    const RetentionPolicy& policy);
+
+// What an operator must hear about evaluating `policy` on `checkpoints`
+// (the same inputs as EvaluateRetention), beyond the decisions: "keep_best
+// decides nothing: no checkpoint has metric M" when there are checkpoints
+// and none has a value for keep_best's metric. Empty when all is well.
+std::vector<std::string> RetentionWarnings(
+    const RetentionPolicy& policy,
+    const std::vector<RetentionInput>& checkpoints);
 
 struct RetentionDecision {
   int64_t step = 0;
@@ -115,12 +153,14 @@ struct RetentionDecision {
 // caller should pass the job's first checkpoint time once it has one.
 // `pending_bases` maps each pending checkpoint's step to the bases its
 // committed ranks already use (CheckpointRecord::base_steps); those are kept
-// too. Base steps that are no input are ignored.
+// too. Base steps that are no input are ignored. `now` (the server's clock)
+// caps keep_within's newest time; nullopt: no cap.
 // An empty policy keeps everything. INVALID_ARGUMENT for an invalid policy
 // or two inputs with the same step.
 absl::StatusOr<std::vector<RetentionDecision>> EvaluateRetention(
     const RetentionPolicy& policy, std::vector<RetentionInput> checkpoints,
     std::optional<absl::Time> every_n_hours_clock_start,
-    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {});
+    const std::map<int64_t, std::vector<int64_t>>& pending_bases = {},
+    std::optional<absl::Time> now = std::nullopt);
 
 }  // namespace ckpt

@@ -3,12 +3,18 @@
 // data model can hold a policy without depending on the evaluator.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
 namespace ckpt {
+
+inline constexpr absl::Duration kMaxKeepWithin = absl::Hours(24 * 366 * 100);
+inline constexpr int kMaxKeepCount = 1'000'000;
+inline constexpr size_t kMaxKeepTags = 64;
 
 struct RetentionPolicy {
   // The size of the active set of most recent checkpoints (TF's
@@ -33,8 +39,33 @@ struct RetentionPolicy {
   // Default: nullopt (no metric rule).
   std::optional<KeepBest> keep_best;
 
+  // restic's --keep-within: every checkpoint less than this before the
+  // newest checkpoint's time (not the clock's) is kept. Positive, at most
+  // kMaxKeepWithin. Default: nullopt (no such rule).
+  std::optional<absl::Duration> keep_within;
+  // restic's --keep-hourly/-daily/-weekly/-monthly N: the newest checkpoint
+  // of each of the N newest hours, days, ISO weeks or months (UTC) that
+  // have a checkpoint. Each 1..kMaxKeepCount. Default: nullopt (no rule).
+  std::optional<int> keep_hourly;
+  std::optional<int> keep_daily;
+  std::optional<int> keep_weekly;
+  std::optional<int> keep_monthly;
+  // restic's --keep-tag: a checkpoint carrying any of these tags (a key of
+  // CheckpointMetadata::tags) is kept. Each a valid tag name
+  // (common/tags.h: ValidateTagName), no repeats, at most kMaxKeepTags.
+  // Default: none.
+  std::vector<std::string> keep_tags;
+
   friend bool operator==(const RetentionPolicy&,
                          const RetentionPolicy&) = default;
 };
+
+// Whether `policy` uses a rule that servers before restic's rules drop
+// silently (wire fields 4-9): keep_within, a calendar count or keep_tags.
+inline bool UsesResticRules(const RetentionPolicy& policy) {
+  return policy.keep_within.has_value() || policy.keep_hourly.has_value() ||
+         policy.keep_daily.has_value() || policy.keep_weekly.has_value() ||
+         policy.keep_monthly.has_value() || !policy.keep_tags.empty();
+}
 
 }  // namespace ckpt

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/retention_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -28,6 +29,15 @@ namespace ckpt {
 namespace {
 
 using Mode = RetentionPolicy::KeepBest::Mode;
+using retention_testing::At;
+using retention_testing::AtHours;
+using retention_testing::Ckpt;
+using retention_testing::DecisionFor;
+using retention_testing::Kept;
+using retention_testing::KeptSet;
+using retention_testing::KeptSteps;
+using retention_testing::ReferenceManager;
+using retention_testing::SortedByStep;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -37,22 +47,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-// Seconds since an arbitrary base, as TF's mocked time.time() returns.
-absl::Time At(double seconds) {
-  return absl::FromUnixSeconds(1'700'000'000) + absl::Seconds(seconds);
-}
-absl::Time AtHours(double hours) { return At(hours * 3600); }
-
-RetentionInput Ckpt(int64_t step, absl::Time time,
-                    std::map<std::string, double> metrics = {},
-                    bool pinned = false) {
-  return RetentionInput{.step = step,
-                        .time = time,
-                        .metrics = std::move(metrics),
-                        .pinned = pinned,
-                        .base_steps = {}};
-}
 
 // Steps 1..n, one hour apart starting at hour 0.
 std::vector<RetentionInput> Hourly(int n) {
@@ -79,32 +73,6 @@ RetentionPolicy EveryAlone(absl::Duration every) {
   RetentionPolicy policy;
   policy.keep_every = every;
   return policy;
-}
-
-std::vector<int64_t> KeptSteps(const std::vector<RetentionDecision>& ds) {
-  std::vector<int64_t> out;
-  for (const RetentionDecision& d : ds) {
-    if (d.keep) out.push_back(d.step);
-  }
-  return out;
-}
-
-std::vector<int64_t> Kept(const RetentionPolicy& policy,
-                          std::vector<RetentionInput> in,
-                          std::optional<absl::Time> clock_start = {}) {
-  absl::StatusOr<std::vector<RetentionDecision>> ds =
-      EvaluateRetention(policy, std::move(in), clock_start);
-  EXPECT_TRUE(ds.ok()) << ds.status();
-  return ds.ok() ? KeptSteps(*ds) : std::vector<int64_t>{};
-}
-
-const RetentionDecision& DecisionFor(const std::vector<RetentionDecision>& ds,
-                                     int64_t step) {
-  auto it = std::find_if(ds.begin(), ds.end(), [&](const RetentionDecision& d) {
-    return d.step == step;
-  });
-  EXPECT_NE(it, ds.end()) << "no decision for step " << step;
-  return *it;
 }
 
 // ------------------------------------------------------------ table tests
@@ -205,12 +173,13 @@ TEST(RetentionPolicyTest, TableOfRulesAndCombinations) {
         Ckpt(4, AtHours(4), {{"loss", 0.9}})},
        {},
        {2, 4}},
-      {"NaN everywhere keeps only the newest",
+      // No value anywhere: keep_best decides nothing, as without a metric.
+      {"NaN everywhere keeps everything",
        Best(2, "loss", Mode::kMax),
        {Ckpt(1, AtHours(1), {{"loss", kNaN}}),
         Ckpt(2, AtHours(2), {{"loss", kNaN}})},
        {},
-       {2}},
+       {1, 2}},
       {"infinities compare normally",
        Best(1, "loss", Mode::kMin),
        {Ckpt(1, AtHours(1),
@@ -329,13 +298,14 @@ TEST(RetentionPolicyTest, EmptyPolicySaysSo) {
 TEST(RetentionPolicyTest, NaNDeletionSaysWhy) {
   absl::StatusOr<std::vector<RetentionDecision>> ds = EvaluateRetention(
       Best(1, "loss", Mode::kMin),
-      {Ckpt(1, AtHours(1), {{"loss", kNaN}}), Ckpt(2, AtHours(2), {})},
+      {Ckpt(1, AtHours(1), {{"loss", kNaN}}), Ckpt(2, AtHours(2), {}),
+       Ckpt(3, AtHours(3), {{"loss", 0.5}})},
       std::nullopt);
   ASSERT_TRUE(ds.ok()) << ds.status();
   EXPECT_FALSE((*ds)[0].keep);
   EXPECT_THAT((*ds)[0].reasons,
               ElementsAre("loss is NaN, never among the best"));
-  EXPECT_THAT((*ds)[1].reasons, ElementsAre("no metric loss", "newest"));
+  EXPECT_THAT((*ds)[1].reasons, ElementsAre("no metric loss"));
 }
 
 TEST(RetentionPolicyTest, OutputIsSortedByStepWithOneDecisionPerInput) {
@@ -550,40 +520,6 @@ TEST(RetentionTfPortTest, SaverKeepCheckpointEveryNHours) {
 
 // -------------------------------------------------------- property tests
 
-// TF's CheckpointManager, save by save: the _maybe_delete queue and
-// _last_preserved_timestamp, as straightforwardly as possible.
-std::set<int64_t> ReferenceManager(const RetentionPolicy& policy,
-                                   std::vector<RetentionInput> saves,
-                                   absl::Time last_preserved) {
-  std::sort(saves.begin(), saves.end(),
-            [](const RetentionInput& a, const RetentionInput& b) {
-              return a.step < b.step;
-            });
-  std::set<int64_t> on_disk;
-  std::deque<RetentionInput> maybe_delete;
-  for (const RetentionInput& save : saves) {
-    on_disk.insert(save.step);
-    maybe_delete.push_back(save);
-    if (!policy.max_to_keep.has_value()) continue;  // TF: `if not max_to_keep`
-    while (maybe_delete.size() > static_cast<size_t>(*policy.max_to_keep)) {
-      const RetentionInput oldest = maybe_delete.front();
-      maybe_delete.pop_front();
-      if (policy.keep_every.has_value() &&
-          oldest.time - *policy.keep_every >= last_preserved) {
-        last_preserved = oldest.time;
-        continue;
-      }
-      on_disk.erase(oldest.step);
-    }
-  }
-  return on_disk;
-}
-
-std::set<int64_t> KeptSet(const std::vector<RetentionDecision>& ds) {
-  std::vector<int64_t> kept = KeptSteps(ds);
-  return {kept.begin(), kept.end()};
-}
-
 struct RandomJob {
   RetentionPolicy policy;
   std::vector<RetentionInput> saves;  // shuffled
@@ -632,6 +568,15 @@ RandomJob MakeRandomJob(std::mt19937_64& rng, bool with_best_and_pins) {
     const Mode modes[] = {Mode::kMin, Mode::kMax, Mode::kAuto};
     job.policy.keep_best = RetentionPolicy::KeepBest{
         .k = uniform(1, 4), .metric = "val_loss", .mode = modes[uniform(0, 2)]};
+    // keep_best decides from the first save that has a value on; a job
+    // whose first save has none would see the rule decide nothing at its
+    // first commits and delete what it keeps later. Either every save
+    // lacks one (the rule never decides) or the first has one.
+    if (uniform(0, 9) == 0) {
+      for (RetentionInput& save : job.saves) save.metrics.clear();
+    } else if (!job.saves.empty()) {
+      job.saves.front().metrics["val_loss"] = uniform(0, 20) / 4.0;
+    }
   }
   job.clock_start = uniform(0, 1) == 0 || job.saves.empty()
                         ? (job.saves.empty() ? start : job.saves.front().time)
@@ -722,6 +667,10 @@ TEST(RetentionPropertyTest, InvariantsHoldForRandomPolicies) {
     tf_only.keep_best.reset();
     RetentionPolicy best_only;
     best_only.keep_best = job.policy.keep_best;
+    // A keep_best without any value decides nothing.
+    const bool best_decides = job.policy.keep_best.has_value() &&
+                              RetentionWarnings(job.policy, job.saves).empty();
+    if (!best_decides) best_only.keep_best.reset();
     for (const RetentionPolicy& single : {tf_only, best_only}) {
       if (!single.max_to_keep.has_value() && !single.keep_best.has_value()) {
         continue;  // an empty policy keeps everything: not a rule
@@ -734,8 +683,7 @@ TEST(RetentionPropertyTest, InvariantsHoldForRandomPolicies) {
                                 one_kept.end()));
       each_rule.insert(one_kept.begin(), one_kept.end());
     }
-    if (job.policy.max_to_keep.has_value() ||
-        job.policy.keep_best.has_value()) {
+    if (job.policy.max_to_keep.has_value() || best_decides) {
       EXPECT_EQ(kept, each_rule);
     } else {
       EXPECT_EQ(kept.size(), job.saves.size());
@@ -743,14 +691,6 @@ TEST(RetentionPropertyTest, InvariantsHoldForRandomPolicies) {
 
     ExpectSurvivorsAllKept(job, kept);
   }
-}
-
-std::vector<RetentionInput> SortedByStep(std::vector<RetentionInput> saves) {
-  std::sort(saves.begin(), saves.end(),
-            [](const RetentionInput& a, const RetentionInput& b) {
-              return a.step < b.step;
-            });
-  return saves;
 }
 
 // One commit as the server handles it: `save` joins the surviving

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,17 @@ struct TenantStats {
   uint64_t chunk_count = 0;
 };
 
+// The chunks one job's committed checkpoints reference, each distinct chunk
+// once; `shared_*` is the part another job of the tenant (a committed or
+// pending checkpoint of it) references too, which deleting the job would
+// not free.
+struct JobStoredBytes {
+  uint64_t stored_bytes = 0;
+  uint64_t chunk_count = 0;
+  uint64_t shared_bytes = 0;  // <= stored_bytes
+  uint64_t shared_chunk_count = 0;
+};
+
 struct Stats {
   uint64_t logical_bytes = 0;  // over committed checkpoints in scope
   uint64_t stored_bytes = 0;   // chunk bytes held (the job's tenant's)
@@ -33,6 +45,8 @@ struct Stats {
   int64_t checkpoint_count = 0;
   std::vector<JobStats> jobs;        // ascending name
   std::vector<TenantStats> tenants;  // ascending name
+  // With a job only; nullopt from a server that does not compute it.
+  std::optional<JobStoredBytes> job_stored;
 };
 
 }  // namespace ckpt

@@ -262,6 +262,16 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out) {
         break;
     }
   }
+  if (policy.keep_within.has_value()) {
+    out->set_keep_within_micros(absl::ToInt64Microseconds(*policy.keep_within));
+  }
+  if (policy.keep_hourly.has_value()) out->set_keep_hourly(*policy.keep_hourly);
+  if (policy.keep_daily.has_value()) out->set_keep_daily(*policy.keep_daily);
+  if (policy.keep_weekly.has_value()) out->set_keep_weekly(*policy.keep_weekly);
+  if (policy.keep_monthly.has_value()) {
+    out->set_keep_monthly(*policy.keep_monthly);
+  }
+  for (const std::string& tag : policy.keep_tags) out->add_keep_tags(tag);
 }
 
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
@@ -292,6 +302,14 @@ absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy) {
     }
     out.keep_best = std::move(best);
   }
+  if (policy.has_keep_within_micros()) {
+    out.keep_within = absl::Microseconds(policy.keep_within_micros());
+  }
+  if (policy.has_keep_hourly()) out.keep_hourly = policy.keep_hourly();
+  if (policy.has_keep_daily()) out.keep_daily = policy.keep_daily();
+  if (policy.has_keep_weekly()) out.keep_weekly = policy.keep_weekly();
+  if (policy.has_keep_monthly()) out.keep_monthly = policy.keep_monthly();
+  out.keep_tags.assign(policy.keep_tags().begin(), policy.keep_tags().end());
   return out;
 }
 
@@ -321,6 +339,23 @@ void ToProto(const GcReport& report, v1::CollectGarbageResponse* out) {
     }
   }
   out->set_duration_micros(absl::ToInt64Microseconds(report.duration));
+  if (report.hold.has_value()) {
+    out->set_hold_seconds(absl::ToInt64Seconds(*report.hold));
+  }
+  for (const HeldChunks& group : report.held) {
+    v1::HeldChunks* proto = out->add_held();
+    proto->set_reason(static_cast<v1::HeldReason>(group.reason));
+    proto->set_tenant(group.tenant);
+    proto->set_job(group.job);
+    proto->set_step(group.step);
+    proto->set_chunk_count(group.chunk_count);
+    proto->set_bytes(group.bytes);
+    if (group.until.has_value()) {
+      proto->set_until_micros(ToMicros(*group.until));
+    }
+  }
+  out->set_held_group_count(report.held_group_count);
+  out->set_bytes_held(report.bytes_held);
 }
 
 absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
@@ -349,6 +384,23 @@ absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report) {
     out.damaged.push_back(std::move(damaged));
   }
   out.duration = absl::Microseconds(report.duration_micros());
+  if (report.has_hold_seconds()) {
+    out.hold = absl::Seconds(report.hold_seconds());
+  }
+  for (const v1::HeldChunks& proto : report.held()) {
+    HeldChunks group;
+    group.reason = static_cast<HeldReason>(proto.reason());
+    group.tenant = proto.tenant();
+    group.job = proto.job();
+    group.step = proto.step();
+    group.chunk_count = proto.chunk_count();
+    group.bytes = proto.bytes();
+    if (proto.until_micros() != 0)
+      group.until = FromMicros(proto.until_micros());
+    out.held.push_back(std::move(group));
+  }
+  out.held_group_count = report.held_group_count();
+  out.bytes_held = report.bytes_held();
   return out;
 }
 
@@ -366,15 +418,11 @@ void ToProto(const JobEvent& event, v1::JobEvent* out) {
 
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event) {
   CKPT_RETURN_IF_ERROR(CheckVersion(event.format_version(), "job event"));
-  if (event.kind() < v1::EVENT_KIND_COMMITTED ||
-      event.kind() > v1::EVENT_KIND_COPIED) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown event kind ", event.kind()));
-  }
   JobEvent out;
   out.job = event.job();
   out.sequence = event.sequence();
   out.time = FromMicros(event.time_micros());
+  // Kept as is when unknown (a newer server's kind): see EventKind.
   out.kind = static_cast<EventKind>(event.kind());
   if (event.has_step()) out.step = event.step();
   out.detail = event.detail();
@@ -399,11 +447,57 @@ absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
   return Decode<v1::CheckpointInfo>(value, "checkpoint record");
 }
 
+void ToProto(const PolicyOrigin& origin, v1::PolicyOrigin* out) {
+  out->Clear();
+  switch (origin.source) {
+    case PolicyOrigin::Source::kOperator:
+      out->set_source(v1::POLICY_SOURCE_OPERATOR);
+      break;
+    case PolicyOrigin::Source::kWriter:
+      out->set_source(v1::POLICY_SOURCE_WRITER);
+      break;
+    case PolicyOrigin::Source::kTenantDefault:
+      out->set_source(v1::POLICY_SOURCE_TENANT_DEFAULT);
+      break;
+  }
+  out->set_principal(origin.principal);
+  if (origin.time.has_value()) out->set_time_micros(ToMicros(*origin.time));
+  out->set_inferred(origin.inferred);
+}
+
+PolicyOrigin FromProto(const v1::PolicyOrigin& origin) {
+  PolicyOrigin out;
+  switch (origin.source()) {
+    case v1::POLICY_SOURCE_WRITER:
+      out.source = PolicyOrigin::Source::kWriter;
+      break;
+    case v1::POLICY_SOURCE_TENANT_DEFAULT:
+      out.source = PolicyOrigin::Source::kTenantDefault;
+      break;
+    default:  // an unknown source is read as the safe one
+      out.source = PolicyOrigin::Source::kOperator;
+      break;
+  }
+  out.principal = origin.principal();
+  if (origin.time_micros() != 0) out.time = FromMicros(origin.time_micros());
+  out.inferred = origin.inferred();
+  return out;
+}
+
 namespace {
+
+// The format_version of a stored record holding `policy`: servers that
+// predate restic's rules would drop them and apply the rest of the policy,
+// so a version they refuse to read is safer.
+uint32_t RecordVersionFor(const std::optional<RetentionPolicy>& policy) {
+  return policy.has_value() && UsesResticRules(*policy)
+             ? kRecordWithResticRulesVersion
+             : kFormatVersion;
+}
 
 void ToProto(const JobRecord& job, v1::JobInfo* out) {
   out->Clear();
-  out->set_format_version(kFormatVersion);
+  out->set_format_version(RecordVersionFor(job.retention_policy));
   out->set_name(job.name);
   out->set_create_time_micros(ToMicros(job.create_time));
   if (job.retention_policy.has_value()) {
@@ -412,12 +506,26 @@ void ToProto(const JobRecord& job, v1::JobInfo* out) {
   if (job.first_checkpoint_time.has_value()) {
     out->set_first_checkpoint_time_micros(ToMicros(*job.first_checkpoint_time));
   }
+  if (job.policy_origin.has_value()) {
+    ToProto(*job.policy_origin, out->mutable_policy_origin());
+  }
+  // Kept in the origin message (JobInfo has one field for ownership); with
+  // no policy, the message carries only these (source unspecified).
+  for (const std::string& digest : job.ignored_policy_digests) {
+    out->mutable_policy_origin()->add_ignored_policy_digests(digest);
+  }
 }
 
 }  // namespace
 
 void ToProto(const JobSummary& summary, v1::JobInfo* out) {
   ToProto(summary.job, out);
+  // Bookkeeping of the server's, not the job's description.
+  if (!summary.job.policy_origin.has_value()) {
+    out->clear_policy_origin();
+  } else {
+    out->mutable_policy_origin()->clear_ignored_policy_digests();
+  }
   out->set_checkpoint_count(summary.checkpoint_count);
   out->set_logical_bytes(summary.logical_bytes);
   out->set_latest_step(summary.latest_step.value_or(-1));
@@ -434,6 +542,9 @@ JobSummary FromProto(const v1::JobInfo& info) {
   if (info.has_first_checkpoint_time_micros()) {
     summary.job.first_checkpoint_time =
         FromMicros(info.first_checkpoint_time_micros());
+  }
+  if (summary.job.retention_policy.has_value() && info.has_policy_origin()) {
+    summary.job.policy_origin = FromProto(info.policy_origin());
   }
   summary.checkpoint_count = info.checkpoint_count();
   summary.logical_bytes = info.logical_bytes();
@@ -496,7 +607,7 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
   if (!proto.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
     return absl::DataLossError("corrupt stored job record: unparsable");
   }
-  if (proto.format_version() > kFormatVersion) {
+  if (proto.format_version() > kRecordWithResticRulesVersion) {
     return absl::DataLossError("stored job record has a newer format_version");
   }
   JobRecord job =
@@ -510,7 +621,54 @@ absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value) {
     job.first_checkpoint_time =
         FromMicros(proto.first_checkpoint_time_micros());
   }
+  if (proto.has_policy_origin()) {
+    if (proto.policy_origin().source() != v1::POLICY_SOURCE_UNSPECIFIED) {
+      job.policy_origin = FromProto(proto.policy_origin());
+    }
+    job.ignored_policy_digests.assign(
+        proto.policy_origin().ignored_policy_digests().begin(),
+        proto.policy_origin().ignored_policy_digests().end());
+  }
   return job;
+}
+
+void ToProto(const TenantRecord& tenant, v1::TenantInfo* out) {
+  out->Clear();
+  out->set_format_version(RecordVersionFor(tenant.default_policy));
+  out->set_name(tenant.name);
+  if (tenant.default_policy.has_value()) {
+    ToProto(*tenant.default_policy, out->mutable_default_policy());
+  }
+  if (tenant.default_policy_origin.has_value()) {
+    ToProto(*tenant.default_policy_origin,
+            out->mutable_default_policy_origin());
+  }
+}
+
+absl::StatusOr<TenantRecord> FromProto(const v1::TenantInfo& tenant) {
+  if (tenant.format_version() > kRecordWithResticRulesVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tenant record has format_version ", tenant.format_version(),
+        "; this build reads up to ", kRecordWithResticRulesVersion));
+  }
+  TenantRecord out;
+  out.name = tenant.name();
+  if (tenant.has_default_policy()) {
+    CKPT_ASSIGN_OR_RETURN(out.default_policy,
+                          FromProto(tenant.default_policy()));
+  }
+  if (tenant.has_default_policy_origin()) {
+    out.default_policy_origin = FromProto(tenant.default_policy_origin());
+  }
+  return out;
+}
+
+std::string EncodeTenantRecord(const TenantRecord& tenant) {
+  return Encode<v1::TenantInfo>(tenant);
+}
+
+absl::StatusOr<TenantRecord> DecodeTenantRecord(absl::string_view value) {
+  return Decode<v1::TenantInfo>(value, "tenant record");
 }
 
 namespace {
@@ -679,6 +837,13 @@ void ToProto(const Stats& stats, v1::GetStatsResponse* out) {
     proto->set_stored_bytes(tenant.stored_bytes);
     proto->set_chunk_count(tenant.chunk_count);
   }
+  if (stats.job_stored.has_value()) {
+    v1::JobStoredBytes* proto = out->mutable_job_stored();
+    proto->set_stored_bytes(stats.job_stored->stored_bytes);
+    proto->set_chunk_count(stats.job_stored->chunk_count);
+    proto->set_shared_bytes(stats.job_stored->shared_bytes);
+    proto->set_shared_chunk_count(stats.job_stored->shared_chunk_count);
+  }
 }
 
 Stats FromProto(const v1::GetStatsResponse& stats) {
@@ -696,6 +861,12 @@ Stats FromProto(const v1::GetStatsResponse& stats) {
     out.tenants.push_back(TenantStats{
         tenant.tenant(), tenant.job_count(), tenant.checkpoint_count(),
         tenant.logical_bytes(), tenant.stored_bytes(), tenant.chunk_count()});
+  }
+  if (stats.has_job_stored()) {
+    const v1::JobStoredBytes& job = stats.job_stored();
+    out.job_stored =
+        JobStoredBytes{job.stored_bytes(), job.chunk_count(),
+                       job.shared_bytes(), job.shared_chunk_count()};
   }
   return out;
 }

@@ -43,6 +43,11 @@ void ToProto(const RetentionPolicy& policy, v1::RetentionPolicy* out);
 // (ValidateRetentionPolicy does).
 absl::StatusOr<RetentionPolicy> FromProto(const v1::RetentionPolicy& policy);
 
+// Who set a policy (JobInfo.policy_origin, GetRetentionPolicyResponse).
+// FromProto reads an unknown source as an operator's.
+void ToProto(const PolicyOrigin& origin, v1::PolicyOrigin* out);
+PolicyOrigin FromProto(const v1::PolicyOrigin& origin);
+
 // ListJobs's entries. FromProto is lenient about the policy: one the server
 // stored is valid, and an unknown future mode is not worth failing a
 // listing over, so such a policy is left out.
@@ -66,8 +71,8 @@ void ToProto(const GcReport& report, v1::CollectGarbageResponse* out);
 // INVALID_ARGUMENT for a malformed chunk hash.
 absl::StatusOr<GcReport> FromProto(const v1::CollectGarbageResponse& report);
 void ToProto(const JobEvent& event, v1::JobEvent* out);
-// INVALID_ARGUMENT for an unknown kind or a format_version newer than this
-// build reads.
+// INVALID_ARGUMENT for a format_version newer than this build reads. A kind
+// this build does not know keeps its number (EventKindName: "unknown(N)").
 absl::StatusOr<JobEvent> FromProto(const v1::JobEvent& event);
 
 // Persisted encodings (RocksDB values). Decoding a corrupt or newer-format
@@ -77,8 +82,21 @@ absl::StatusOr<ShardManifest> DecodeShard(absl::string_view value);
 std::string EncodeCheckpointRecord(const CheckpointRecord& record);
 absl::StatusOr<CheckpointRecord> DecodeCheckpointRecord(
     absl::string_view value);
+// A stored job record whose retention policy, or tenant record whose
+// default policy, uses restic's rules (UsesResticRules) has this
+// format_version, so that a server that predates them refuses the record
+// (DATA_LOSS) instead of dropping the rules and deleting what they keep.
+// Other records keep kFormatVersion; DecodeJobRecord and
+// DecodeTenantRecord read both.
+inline constexpr uint32_t kRecordWithResticRulesVersion = 2;
 std::string EncodeJobRecord(const JobRecord& job);
 absl::StatusOr<JobRecord> DecodeJobRecord(absl::string_view value);
+// A tenant's record (persisted only). FromProto: INVALID_ARGUMENT for a
+// newer format_version or an unknown metric mode.
+void ToProto(const TenantRecord& tenant, v1::TenantInfo* out);
+absl::StatusOr<TenantRecord> FromProto(const v1::TenantInfo& tenant);
+std::string EncodeTenantRecord(const TenantRecord& tenant);
+absl::StatusOr<TenantRecord> DecodeTenantRecord(absl::string_view value);
 std::string EncodeJobEvent(const JobEvent& event);
 absl::StatusOr<JobEvent> DecodeJobEvent(absl::string_view value);
 

@@ -602,7 +602,7 @@ TEST(WireFormatTest, PinnedRoundTrips) {
 
 TEST(WireFormatTest, DecodeJobRecordOfNewerFormatIsDataLoss) {
   v1::JobInfo proto;
-  proto.set_format_version(kFormatVersion + 1);
+  proto.set_format_version(kRecordWithResticRulesVersion + 1);
   proto.set_name("a/b");
   EXPECT_EQ(DecodeJobRecord(proto.SerializeAsString()).status().code(),
             absl::StatusCode::kDataLoss);
@@ -651,9 +651,10 @@ TEST(WireFormatTest, DecodeOfEmptyBytesIsTheDefault) {
 // ---------------------------------------------------------------- events
 
 constexpr EventKind kAllEventKinds[] = {
-    EventKind::kCommitted, EventKind::kAborted,   EventKind::kDeleted,
-    EventKind::kPruned,    EventKind::kPinned,    EventKind::kUnpinned,
-    EventKind::kRestored,  EventKind::kPolicySet, EventKind::kCopied,
+    EventKind::kCommitted,     EventKind::kAborted,     EventKind::kDeleted,
+    EventKind::kPruned,        EventKind::kPinned,      EventKind::kUnpinned,
+    EventKind::kRestored,      EventKind::kPolicySet,   EventKind::kCopied,
+    EventKind::kPolicyIgnored, EventKind::kTagsChanged,
 };
 
 JobEvent SampleEvent(EventKind kind) {
@@ -729,17 +730,24 @@ TEST(WireFormatTest, EventKindsMapToTheSameNamedProtoValue) {
   }
 }
 
-TEST(WireFormatTest, JobEventFromProtoRejectsUnknownKindAndNewerVersion) {
-  for (int raw : {0, 10, 77}) {
+TEST(WireFormatTest, JobEventOfUnknownKindKeepsItsNumber) {
+  // A newer server's kind: decoded, shown as unknown(N), sent on unchanged.
+  for (int raw : {0, 77, 100000}) {
     SCOPED_TRACE(raw);
     v1::JobEvent proto;
     ToProto(SampleEvent(EventKind::kPinned), &proto);
     proto.set_kind(static_cast<v1::EventKind>(raw));
-    EXPECT_EQ(FromProto(proto).status().code(),
-              absl::StatusCode::kInvalidArgument);
-    EXPECT_EQ(DecodeJobEvent(proto.SerializeAsString()).status().code(),
-              absl::StatusCode::kDataLoss);
+    auto event = DecodeJobEvent(proto.SerializeAsString());
+    ASSERT_TRUE(event.ok()) << event.status();
+    EXPECT_EQ(EventKindName(event->kind), absl::StrCat("unknown(", raw, ")"));
+    EXPECT_EQ(event->detail, SampleEvent(EventKind::kPinned).detail);
+    v1::JobEvent again;
+    ToProto(*event, &again);
+    EXPECT_EQ(again.kind(), raw);
   }
+}
+
+TEST(WireFormatTest, JobEventFromProtoRejectsNewerVersion) {
   v1::JobEvent proto;
   ToProto(SampleEvent(EventKind::kPinned), &proto);
   proto.set_format_version(kFormatVersion + 1);

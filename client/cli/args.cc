@@ -1,6 +1,8 @@
 #include "client/cli/args.h"
 
 #include <algorithm>
+#include <limits>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -74,19 +76,55 @@ absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                    text, "'"));
 }
 
-absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
-                                                     absl::string_view text) {
-  absl::Duration duration;
-  if (!absl::ParseDuration(text, &duration) ||
-      duration <= absl::ZeroDuration() ||
-      duration == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag,
-                     " takes a positive duration such as 30s, 2m or 1h30m; "
-                     "got '",
-                     text, "'"));
+absl::StatusOr<SubsetSpec> ParseSubsetSpec(absl::string_view text) {
+  SubsetSpec spec;
+  if (text.find('/') != absl::string_view::npos) {
+    CKPT_ASSIGN_OR_RETURN(spec.part, ParseReadDataSubset(text));
+    return spec;
   }
-  return duration;
+  if (absl::EndsWith(text, "%")) {
+    const absl::string_view number = text.substr(0, text.size() - 1);
+    double percent = 0;
+    // Digits and one '.', nothing else: no sign, exponent, inf or nan.
+    const bool plain =
+        !number.empty() &&
+        number.find_first_not_of("0123456789.") == absl::string_view::npos &&
+        number.find('.') == number.rfind('.');
+    if (!plain || !absl::SimpleAtod(number, &percent) || !(percent > 0) ||
+        percent > 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", text,
+          "' is not a percentage above 0 and at most 100 (e.g. 10%)"));
+    }
+    spec.percent = percent;
+    return spec;
+  }
+  absl::StatusOr<uint64_t> bytes = ParseByteSize("--read-data-subset", text);
+  if (!bytes.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text,
+        "' is neither n/t (part n of t, e.g. 1/5), x% (e.g. 10%) nor a size "
+        "(e.g. 500M, 2G)"));
+  }
+  spec.bytes = *bytes;
+  return spec;
+}
+
+ReadDataSubset ResolveSubset(const SubsetSpec& spec, uint64_t stored_bytes,
+                             const std::function<uint32_t(uint32_t)>& pick) {
+  if (spec.part.has_value()) return *spec.part;
+  uint64_t parts = 1;
+  if (spec.percent > 0) {
+    parts = static_cast<uint64_t>(100.0 / spec.percent);
+  } else if (spec.bytes > 0) {
+    parts = stored_bytes / spec.bytes;
+  }
+  // A part count the proto carries; a finer split reads nearly nothing.
+  parts = std::clamp<uint64_t>(parts, 1, std::numeric_limits<uint32_t>::max());
+  ReadDataSubset subset;
+  subset.t = static_cast<uint32_t>(parts);
+  subset.n = std::clamp<uint32_t>(pick(subset.t), 1, subset.t);
+  return subset;
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitAssignment(
@@ -131,9 +169,12 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
 }
 
 bool AnyPolicyFlag(const PolicyFlags& flags) {
-  return !flags.max_to_keep.empty() || !flags.keep_every_n_hours.empty() ||
-         !flags.keep_every.empty() || !flags.keep_best.empty() ||
-         !flags.metric.empty() || !flags.mode.empty();
+  return !flags.max_to_keep.empty() || !flags.keep_every.empty() ||
+         !flags.keep_within.empty() || !flags.keep_hourly.empty() ||
+         !flags.keep_daily.empty() || !flags.keep_weekly.empty() ||
+         !flags.keep_monthly.empty() || !flags.keep_tags.empty() ||
+         !flags.keep_best.empty() || !flags.metric.empty() ||
+         !flags.mode.empty();
 }
 
 absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text) {
@@ -154,33 +195,33 @@ absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
       absl::StrCat(flag, " must be min, max or auto, got '", text, "'"));
 }
 
-absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
-                                                 absl::string_view keep_flag) {
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags) {
   RetentionPolicy policy;
   if (!flags.max_to_keep.empty()) {
     CKPT_ASSIGN_OR_RETURN(policy.max_to_keep,
-                          ParseCount(keep_flag, flags.max_to_keep));
-  }
-  if (!flags.keep_every_n_hours.empty()) {
-    double hours;
-    if (!absl::SimpleAtod(flags.keep_every_n_hours, &hours) || !(hours > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--keep-every-n-hours must be a positive number, got '",
-                       flags.keep_every_n_hours, "'"));
-    }
-    policy.keep_every = absl::Hours(hours);
+                          ParseCount("--keep-last", flags.max_to_keep));
   }
   if (!flags.keep_every.empty()) {
-    absl::Duration every;
-    if (!absl::ParseDuration(flags.keep_every, &every) ||
-        every <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--keep-every must be a positive duration such as 6h, "
-                       "30m or 1h30m, got '",
-                       flags.keep_every, "'"));
-    }
-    policy.keep_every = every;
+    CKPT_ASSIGN_OR_RETURN(
+        policy.keep_every,
+        ParseDurationFlag("--keep-every", flags.keep_every, absl::Hours(1)));
   }
+  if (!flags.keep_within.empty()) {
+    CKPT_ASSIGN_OR_RETURN(
+        policy.keep_within,
+        ParseDurationFlag("--keep-within", flags.keep_within));
+  }
+  for (auto [flag, text, count] :
+       {std::tuple("--keep-hourly", &flags.keep_hourly, &policy.keep_hourly),
+        std::tuple("--keep-daily", &flags.keep_daily, &policy.keep_daily),
+        std::tuple("--keep-weekly", &flags.keep_weekly, &policy.keep_weekly),
+        std::tuple("--keep-monthly", &flags.keep_monthly,
+                   &policy.keep_monthly)}) {
+    if (!text->empty()) {
+      CKPT_ASSIGN_OR_RETURN(*count, ParseCount(flag, *text));
+    }
+  }
+  policy.keep_tags = flags.keep_tags;
   if (flags.keep_best.empty()) {
     if (!flags.metric.empty() || !flags.mode.empty()) {
       return absl::InvalidArgumentError(

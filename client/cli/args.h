@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,8 +19,10 @@
 #include "client/client.h"
 #include "common/best_checkpoint.h"
 #include "common/byte_size.h"
+#include "common/duration_text.h"
 #include "common/manifest.h"
 #include "common/retention.h"
+#include "common/verify.h"
 
 namespace ckpt::cli {
 
@@ -38,10 +41,23 @@ absl::StatusOr<std::vector<int64_t>> ParseStepList(absl::string_view text);
 // with an error that says it is a rate. `flag` names the flag in the error.
 absl::StatusOr<uint64_t> ParseByteRate(absl::string_view flag,
                                        absl::string_view text);
-// `copy --stall-timeout`: a finite positive duration (absl::ParseDuration:
-// 30s, 2m, 1h30m). `flag` names the flag in the error.
-absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view flag,
-                                                     absl::string_view text);
+
+// `verify --read-data-subset`, in restic's three forms: "n/t" (part n of
+// t), "x%" (0 < x <= 100, decimal) or a size ("500M", "2G"; ParseByteSize).
+struct SubsetSpec {
+  std::optional<ReadDataSubset> part;  // n/t
+  double percent = 0;                  // x%, when > 0
+  uint64_t bytes = 0;                  // a size, when > 0
+};
+absl::StatusOr<SubsetSpec> ParseSubsetSpec(absl::string_view text);
+
+// The part a spec reads. The server reads one part n of t, so "x%" reads
+// part `pick` of t = floor(100 / x) (at least x% of the chunks), and a size
+// part `pick` of t = floor(stored_bytes / size) (about that many of the
+// `stored_bytes` bytes of stored chunks; every chunk when they are fewer).
+// `pick(t)` chooses n in 1..t (at random, as restic picks its packs).
+ReadDataSubset ResolveSubset(const SubsetSpec& spec, uint64_t stored_bytes,
+                             const std::function<uint32_t(uint32_t)>& pick);
 
 // NAME=VALUE, split at the first '=': NAME must not be empty, VALUE may be
 // (and may hold further '='). `flag` names the flag in the error.
@@ -55,15 +71,24 @@ absl::StatusOr<CheckpointMetadata> ParseMetadata(
     const std::vector<std::string>& tags, const std::string& time);
 
 // ParseByteSize (sizes of flags such as --max-file-size) is in
-// common/byte_size.h.
+// common/byte_size.h, ParseDurationFlag (durations such as --keep-within
+// and --stall-timeout) in common/duration_text.h.
 
 // Retention flags, as typed (empty: not given), parsed and checked by the
-// verbs so that every error names its flag.
+// verbs so that every error names its flag. `policy set` and `prune` take
+// the same set.
 struct PolicyFlags {
-  std::string max_to_keep;  // `policy set --max-to-keep`, `prune --keep-last`
-  std::string keep_every_n_hours;  // `policy set`: hours, may be fractional
-  std::string keep_every;          // `prune`: a duration, e.g. 6h or 30m
-  std::string keep_best;           // K
+  std::string max_to_keep;  // --keep-last N, alias --max-to-keep
+  // --keep-every DURATION, alias --keep-every-n-hours; a plain number is
+  // hours (and may be fractional).
+  std::string keep_every;
+  std::string keep_within;  // --keep-within DURATION
+  std::string keep_hourly;  // --keep-hourly N, and so on
+  std::string keep_daily;
+  std::string keep_weekly;
+  std::string keep_monthly;
+  std::vector<std::string> keep_tags;  // --keep-tag TAG, repeatable
+  std::string keep_best;               // K
   std::string metric;
   std::string mode;  // min, max or auto (default)
 };
@@ -79,13 +104,11 @@ absl::StatusOr<int> ParseCount(absl::string_view flag, absl::string_view text);
 absl::StatusOr<MetricMode> ParseMetricMode(absl::string_view flag,
                                            absl::string_view text);
 
-// The policy the flags describe; `keep_flag` is how the verb spells
-// max_to_keep (--max-to-keep or --keep-last). This only parses: the server
-// validates the policy as a whole (ValidateRetentionPolicy), e.g. that
-// keep_every goes with max_to_keep. --keep-every-n-hours and --keep-every
-// both set keep_every; a verb takes only one of them.
-absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags,
-                                                 absl::string_view keep_flag);
+// The policy the flags describe. Durations are common/duration_text.h's
+// (30m, 6h, 1d, 2w). This only parses: the server validates the policy as
+// a whole (ValidateRetentionPolicy), e.g. that keep_every goes with
+// max_to_keep or that tags are printable.
+absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags);
 
 // `name`'s --dirty-rows list: indices and inclusive ranges A-B (decimal
 // digits only), comma-separated, in any order, repeats allowed, empty for

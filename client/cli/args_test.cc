@@ -93,15 +93,15 @@ TEST(ParseByteRateTest, TakesBytesWithBinarySuffixes) {
   }
 }
 
-TEST(ParsePositiveDurationTest, TakesFinitePositiveDurations) {
-  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "30s"),
+TEST(ParseDurationFlagTest, TakesFinitePositiveDurations) {
+  EXPECT_THAT(ParseDurationFlag("--stall-timeout", "30s"),
               IsOkAndHolds(absl::Seconds(30)));
-  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "1h30m"),
+  EXPECT_THAT(ParseDurationFlag("--stall-timeout", "1h30m"),
               IsOkAndHolds(absl::Minutes(90)));
-  EXPECT_THAT(ParsePositiveDuration("--stall-timeout", "500ms"),
+  EXPECT_THAT(ParseDurationFlag("--stall-timeout", "500ms"),
               IsOkAndHolds(absl::Milliseconds(500)));
   for (const char* text : {"", "0", "0s", "-5s", "5", "inf", "soon"}) {
-    ExpectInvalid(ParsePositiveDuration("--stall-timeout", text),
+    ExpectInvalid(ParseDurationFlag("--stall-timeout", text),
                   std::string("--stall-timeout takes a positive duration"));
   }
 }
@@ -181,13 +181,18 @@ TEST(ParseMetadataTest, RefusesNonNumbersMalformedPairsAndBadTimes) {
 TEST(AnyPolicyFlagTest, TrueWhenAnyOneFlagIsGiven) {
   EXPECT_FALSE(AnyPolicyFlag({}));
   for (std::string PolicyFlags::*field :
-       {&PolicyFlags::max_to_keep, &PolicyFlags::keep_every_n_hours,
-        &PolicyFlags::keep_every, &PolicyFlags::keep_best, &PolicyFlags::metric,
-        &PolicyFlags::mode}) {
+       {&PolicyFlags::max_to_keep, &PolicyFlags::keep_every,
+        &PolicyFlags::keep_within, &PolicyFlags::keep_hourly,
+        &PolicyFlags::keep_daily, &PolicyFlags::keep_weekly,
+        &PolicyFlags::keep_monthly, &PolicyFlags::keep_best,
+        &PolicyFlags::metric, &PolicyFlags::mode}) {
     PolicyFlags flags;
     flags.*field = "x";
     EXPECT_TRUE(AnyPolicyFlag(flags));
   }
+  PolicyFlags tags;
+  tags.keep_tags = {"release"};
+  EXPECT_TRUE(AnyPolicyFlag(tags));
 }
 
 TEST(ParseCountTest, AcceptsPositiveIntsOnly) {
@@ -202,59 +207,84 @@ TEST(ParseCountTest, AcceptsPositiveIntsOnly) {
 }
 
 TEST(ParsePolicyFlagsTest, NoFlagsIsAPolicyWithoutRules) {
-  absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags({}, "--keep-last");
+  absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags({});
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_EQ(policy->max_to_keep, std::nullopt);
   EXPECT_EQ(policy->keep_every, std::nullopt);
   EXPECT_EQ(policy->keep_best, std::nullopt);
 }
 
-TEST(ParsePolicyFlagsTest, MaxToKeepErrorsNameTheVerbsFlag) {
+TEST(ParsePolicyFlagsTest, KeepLastErrorsNameTheFlag) {
   PolicyFlags flags;
   flags.max_to_keep = "3";
-  EXPECT_THAT(ParsePolicyFlags(flags, "--keep-last")->max_to_keep, Optional(3));
+  EXPECT_THAT(ParsePolicyFlags(flags)->max_to_keep, Optional(3));
   flags.max_to_keep = "0";
-  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+  ExpectInvalid(ParsePolicyFlags(flags),
                 "--keep-last must be a positive integer, got '0'");
-  ExpectInvalid(ParsePolicyFlags(flags, "--max-to-keep"),
-                "--max-to-keep must be a positive integer, got '0'");
 }
 
-TEST(ParsePolicyFlagsTest, KeepEveryNHoursTakesFractionalHours) {
-  PolicyFlags flags;
-  flags.keep_every_n_hours = "1.5";
-  EXPECT_THAT(ParsePolicyFlags(flags, "--max-to-keep")->keep_every,
-              Optional(absl::Minutes(90)));
-  for (const char* text : {"0", "-1", "nan", "1h", ""}) {
-    flags.keep_every_n_hours = text;
-    if (flags.keep_every_n_hours.empty()) continue;  // not given
-    ExpectInvalid(
-        ParsePolicyFlags(flags, "--max-to-keep"),
-        std::string("--keep-every-n-hours must be a positive number, got '") +
-            text + "'");
-  }
-}
-
-TEST(ParsePolicyFlagsTest, KeepEveryTakesPositiveDurations) {
+// --keep-every and its alias --keep-every-n-hours are one flag: a duration,
+// or a plain number of hours as --keep-every-n-hours always took.
+TEST(ParsePolicyFlagsTest, KeepEveryTakesDurationsOrHours) {
   PolicyFlags flags;
   for (const auto& [text, expected] :
        std::vector<std::pair<std::string, absl::Duration>>{
            {"6h", absl::Hours(6)},
            {"30m", absl::Minutes(30)},
            {"1h30m", absl::Minutes(90)},
-           {"90s", absl::Seconds(90)}}) {
+           {"90s", absl::Seconds(90)},
+           {"1d", absl::Hours(24)},
+           {"2w", absl::Hours(24 * 14)},
+           {"6", absl::Hours(6)},
+           {"1.5", absl::Minutes(90)}}) {
     flags.keep_every = text;
-    EXPECT_THAT(ParsePolicyFlags(flags, "--keep-last")->keep_every,
-                Optional(expected))
+    EXPECT_THAT(ParsePolicyFlags(flags)->keep_every, Optional(expected))
         << text;
   }
-  for (const char* text : {"0s", "-5m", "6", "bogus", "6 h"}) {
+  for (const char* text : {"0s", "0", "-5m", "-1", "nan", "bogus", "6 h"}) {
     flags.keep_every = text;
-    ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
-                  std::string("--keep-every must be a positive duration such "
-                              "as 6h, 30m or 1h30m, got '") +
+    ExpectInvalid(ParsePolicyFlags(flags),
+                  std::string("--keep-every takes a positive duration such as "
+                              "30m, 6h, 1d or 2w (or a number of hours); got "
+                              "'") +
                       text + "'");
   }
+}
+
+TEST(ParsePolicyFlagsTest, ResticRulesParseAndNameTheirFlags) {
+  PolicyFlags flags;
+  flags.keep_within = "2w";
+  flags.keep_hourly = "24";
+  flags.keep_daily = "7";
+  flags.keep_weekly = "4";
+  flags.keep_monthly = "12";
+  flags.keep_tags = {"release", "best"};
+  absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags(flags);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(policy->keep_within, Optional(absl::Hours(24 * 14)));
+  EXPECT_THAT(policy->keep_hourly, Optional(24));
+  EXPECT_THAT(policy->keep_daily, Optional(7));
+  EXPECT_THAT(policy->keep_weekly, Optional(4));
+  EXPECT_THAT(policy->keep_monthly, Optional(12));
+  EXPECT_THAT(policy->keep_tags, ElementsAre("release", "best"));
+  flags.keep_within = "6";  // no unit: only --keep-every reads hours
+  ExpectInvalid(ParsePolicyFlags(flags),
+                "--keep-within takes a positive duration such as 30m, 6h, 1d "
+                "or 2w; got '6'");
+  flags.keep_within = "1d";
+  for (std::string PolicyFlags::*field :
+       {&PolicyFlags::keep_hourly, &PolicyFlags::keep_daily,
+        &PolicyFlags::keep_weekly, &PolicyFlags::keep_monthly}) {
+    PolicyFlags bad = flags;
+    bad.*field = "-1";
+    absl::StatusOr<RetentionPolicy> refused = ParsePolicyFlags(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status()));
+    EXPECT_THAT(refused.status().message(),
+                HasSubstr("must be a positive integer, got '-1'"));
+  }
+  flags.keep_monthly = "0";
+  ExpectInvalid(ParsePolicyFlags(flags),
+                "--keep-monthly must be a positive integer, got '0'");
 }
 
 TEST(ParsePolicyFlagsTest, KeepBestNeedsAMetricAndAKnownMode) {
@@ -268,8 +298,7 @@ TEST(ParsePolicyFlagsTest, KeepBestNeedsAMetricAndAKnownMode) {
                                                  {"min", Mode::kMin},
                                                  {"max", Mode::kMax}}) {
     flags.mode = text;
-    absl::StatusOr<RetentionPolicy> policy =
-        ParsePolicyFlags(flags, "--keep-last");
+    absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags(flags);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE(policy->keep_best.has_value());
     EXPECT_EQ(policy->keep_best->k, 2);
@@ -277,16 +306,15 @@ TEST(ParsePolicyFlagsTest, KeepBestNeedsAMetricAndAKnownMode) {
     EXPECT_EQ(policy->keep_best->mode, mode) << text;
   }
   flags.mode = "Min";
-  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+  ExpectInvalid(ParsePolicyFlags(flags),
                 "--mode must be min, max or auto, got 'Min'");
   flags.mode = "";
   flags.keep_best = "0";
-  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
+  ExpectInvalid(ParsePolicyFlags(flags),
                 "--keep-best must be a positive integer, got '0'");
   flags.keep_best = "2";
   flags.metric = "";
-  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"),
-                "--keep-best needs --metric NAME");
+  ExpectInvalid(ParsePolicyFlags(flags), "--keep-best needs --metric NAME");
 }
 
 TEST(ParseMetricModeTest, AcceptsMinMaxAutoAndNothing) {
@@ -303,11 +331,11 @@ TEST(ParseMetricModeTest, AcceptsMinMaxAutoAndNothing) {
 TEST(ParsePolicyFlagsTest, MetricOrModeWithoutKeepBestIsRefused) {
   PolicyFlags metric_only;
   metric_only.metric = "loss";
-  ExpectInvalid(ParsePolicyFlags(metric_only, "--keep-last"),
+  ExpectInvalid(ParsePolicyFlags(metric_only),
                 "--metric and --mode go with --keep-best K");
   PolicyFlags mode_only;
   mode_only.mode = "min";
-  ExpectInvalid(ParsePolicyFlags(mode_only, "--keep-last"),
+  ExpectInvalid(ParsePolicyFlags(mode_only),
                 "--metric and --mode go with --keep-best K");
 }
 
@@ -318,8 +346,7 @@ TEST(ParsePolicyFlagsTest, CombinesRulesAndChecksInFlagOrder) {
   flags.keep_best = "1";
   flags.metric = "acc";
   flags.mode = "max";
-  absl::StatusOr<RetentionPolicy> policy =
-      ParsePolicyFlags(flags, "--keep-last");
+  absl::StatusOr<RetentionPolicy> policy = ParsePolicyFlags(flags);
   ASSERT_TRUE(policy.ok()) << policy.status();
   EXPECT_THAT(policy->max_to_keep, Optional(5));
   EXPECT_THAT(policy->keep_every, Optional(absl::Hours(1)));
@@ -328,7 +355,7 @@ TEST(ParsePolicyFlagsTest, CombinesRulesAndChecksInFlagOrder) {
   // With several bad flags the count is reported first.
   flags.max_to_keep = "none";
   flags.keep_every = "bogus";
-  ExpectInvalid(ParsePolicyFlags(flags, "--keep-last"), "--keep-last");
+  ExpectInvalid(ParsePolicyFlags(flags), "--keep-last");
 }
 
 TEST(ParseRowListTest, EmptyListIsNoRows) {
@@ -433,4 +460,56 @@ TEST_F(ParseDirtyRowsTest, RefusesUnknownNamesRepeatsAndMalformedEntries) {
 }
 
 }  // namespace
+TEST(ArgsTest, SubsetSpecTakesResticsThreeForms) {
+  auto part = ParseSubsetSpec("2/5");
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->part, (ReadDataSubset{2, 5}));
+  auto percent = ParseSubsetSpec("12.5%");
+  ASSERT_TRUE(percent.ok()) << percent.status();
+  EXPECT_EQ(percent->percent, 12.5);
+  EXPECT_FALSE(percent->part.has_value());
+  auto all = ParseSubsetSpec("100%");
+  ASSERT_TRUE(all.ok()) << all.status();
+  auto size = ParseSubsetSpec("500M");
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(size->bytes, uint64_t{500} << 20);
+}
+
+TEST(ArgsTest, SubsetSpecRefusesNonsense) {
+  for (const char* bad :
+       {"",     "0%",   "0.0%", "100.1%", "150%",   "-5%", "%",
+        "abc%", "nan%", "inf%", "1e2%",   "1.2.3%", " 5%", "0",
+        "0M",   "-1G",  "5X",   "1.5G",   "0/5",    "6/5", "1/0",
+        "a/b",  "1/",   "/3",   "10%%"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ParseSubsetSpec(bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ArgsTest, ResolveSubsetReadsAtLeastThePercentageOrAboutTheSize) {
+  auto pick_last = [](uint32_t parts) { return parts; };
+  auto pick_zero = [](uint32_t) { return uint32_t{0}; };  // clamped to 1
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("3/7"), 0, pick_last),
+            (ReadDataSubset{3, 7}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("10%"), 0, pick_last),
+            (ReadDataSubset{10, 10}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("30%"), 0, pick_zero),
+            (ReadDataSubset{1, 3}));  // 1/3 >= 30%
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("60%"), 0, pick_last),
+            (ReadDataSubset{1, 1}));  // 1/2 would read less than 60%
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("100%"), 0, pick_last),
+            (ReadDataSubset{1, 1}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("0.001%"), 0, pick_last).t, 100000u);
+  // 10 GiB stored, 1G asked: a tenth.
+  EXPECT_EQ(
+      ResolveSubset(*ParseSubsetSpec("1G"), uint64_t{10} << 30, pick_last),
+      (ReadDataSubset{10, 10}));
+  // More asked than stored: everything.
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("2G"), uint64_t{1} << 30, pick_last),
+            (ReadDataSubset{1, 1}));
+  EXPECT_EQ(ResolveSubset(*ParseSubsetSpec("1K"), 0, pick_last),
+            (ReadDataSubset{1, 1}));
+}
+
 }  // namespace ckpt::cli

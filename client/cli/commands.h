@@ -3,7 +3,8 @@
 // people, or JSON with stable snake_case keys) and returns the first error,
 // which main prints as "ckpt: CODE: message". Each Run* is defined in its
 // group's file: put.cc, get.cc, inspect.cc (ls, show, stats, events),
-// retention_verbs.cc (policy, pin, unpin, prune, rm), maintenance.cc (gc,
+// retention_verbs.cc (policy, pin, unpin, prune, rm), tag_verbs.cc (tag,
+// untag), delete_verbs.cc (abort, rm-job), maintenance.cc (gc,
 // verify), diff.cc (diff), copy.cc (copy), export.cc and
 // import.cc.
 #pragma once
@@ -109,6 +110,9 @@ absl::Status RunImport(client::Client& client, const ImportArgs& args,
 struct LsArgs {
   std::string job;  // empty: list jobs
   bool all = false;
+  // Only the checkpoints matching every one (common/tags.h MatchesTag:
+  // KEY, or KEY=VALUE).
+  std::vector<std::string> tags;
   // Non-empty: the checkpoints best first by this metric (common/
   // best_checkpoint.h), under `mode` (min, max or auto; empty: auto).
   std::string sort;
@@ -126,10 +130,33 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
 
 struct RmArgs {
   std::string job;
-  std::string step;
+  std::string step;    // a step or "latest"
+  bool force = false;  // override a pin
 };
 absl::Status RunRm(client::Client& client, const RmArgs& args,
                    const OutputOptions& out);
+
+struct AbortArgs {
+  std::string job;
+  std::string step;
+  std::string reason;  // empty: the server's ("aborted by client")
+};
+// `abort` (delete_verbs.cc): a pending checkpoint becomes aborted.
+absl::Status RunAbort(client::Client& client, const AbortArgs& args,
+                      const OutputOptions& out);
+
+struct RmJobArgs {
+  std::string job;
+  bool yes = false;    // the confirmation; without it nothing is done
+  bool force = false;  // also delete pinned checkpoints
+};
+// `rm-job` (delete_verbs.cc): aborts the job's pending checkpoints, then
+// deletes all of them, deltas before their bases. Refuses without --yes,
+// and, before deleting anything, when some are pinned and not --force.
+// The job's record (policy, events) stays: there is no RPC that deletes a
+// job.
+absl::Status RunRmJob(client::Client& client, const RmJobArgs& args,
+                      const OutputOptions& out);
 
 struct StatsArgs {
   std::string job;  // empty: whole server
@@ -138,14 +165,16 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
                       const OutputOptions& out);
 
 struct PolicySetArgs {
-  std::string job;
-  PolicyFlags flags;  // none given: a policy that keeps everything
+  std::string job;              // or TENANT/ with tenant_default
+  PolicyFlags flags;            // none given: a policy that keeps everything
+  bool tenant_default = false;  // --default
+  bool clear = false;           // --clear
 };
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                           const OutputOptions& out);
 
 struct PolicyGetArgs {
-  std::string job;
+  std::string job;  // or TENANT/: the tenant's default
 };
 absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
                           const OutputOptions& out);
@@ -158,6 +187,17 @@ struct PinArgs {
 absl::Status RunPin(client::Client& client, const PinArgs& args,
                     const OutputOptions& out);
 
+struct TagArgs {
+  std::string job;
+  std::string step;               // a step or "latest"
+  std::vector<std::string> tags;  // tag: KEY or KEY=VALUE; untag: KEY
+  bool remove = false;            // untag
+};
+// `tag` and `untag` (tag_verbs.cc): SetCheckpointTags, then prints the
+// checkpoint's tags.
+absl::Status RunTag(client::Client& client, const TagArgs& args,
+                    const OutputOptions& out);
+
 struct PruneArgs {
   std::string job;
   PolicyFlags flags;  // none given: the job's stored policy
@@ -168,6 +208,10 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
 
 struct GcArgs {
   bool dry_run = false;
+  // Whole seconds, as given (checked by RunGc, ranged by the server),
+  // when hold_seconds_given; else the server's hold window.
+  std::string hold_seconds;
+  bool hold_seconds_given = false;
 };
 // DATA_LOSS (after printing the report) when checkpoints reference missing
 // chunks: the collection then deleted nothing.

@@ -176,7 +176,7 @@ absl::Status RunCopy(const CopyArgs& args, const OutputOptions& out) {
   if (!args.stall_timeout.empty()) {
     CKPT_ASSIGN_OR_RETURN(
         request.source_stall_timeout,
-        ParsePositiveDuration("--stall-timeout", args.stall_timeout));
+        ParseDurationFlag("--stall-timeout", args.stall_timeout));
   }
 
   CKPT_ASSIGN_OR_RETURN(client::ConnectOptions source_options,

@@ -18,6 +18,7 @@
 #include "common/event.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "nlohmann/json.hpp"
 
 namespace ckpt::cli {
@@ -41,7 +42,8 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
            {"create_time", FormatTimestamp(job.job.create_time)},
            {"policy", job.job.retention_policy.has_value()
                           ? PolicyJson(*job.job.retention_policy)
-                          : json(nullptr)}});
+                          : json(nullptr)},
+           {"policy_origin", PolicyOriginJson(job.job.policy_origin)}});
     }
     PrintJson(list);
     return absl::OkStatus();
@@ -49,13 +51,19 @@ absl::Status ListJobs(client::Client& client, const OutputOptions& out) {
   std::vector<std::vector<std::string>> rows;
   rows.reserve(jobs.size());
   for (const client::JobSummary& job : jobs) {
-    rows.push_back({job.job.name, absl::StrCat(job.checkpoint_count),
-                    HumanBytes(job.logical_bytes),
-                    job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
-                                                : std::string("-"),
-                    job.job.retention_policy.has_value()
-                        ? RetentionPolicyText(*job.job.retention_policy)
-                        : std::string("-")});
+    rows.push_back(
+        {job.job.name, absl::StrCat(job.checkpoint_count),
+         HumanBytes(job.logical_bytes),
+         job.latest_step.has_value() ? absl::StrCat(*job.latest_step)
+                                     : std::string("-"),
+         job.job.retention_policy.has_value()
+             ? absl::StrCat(RetentionPolicyText(*job.job.retention_policy),
+                            job.job.policy_origin.has_value() &&
+                                    job.job.policy_origin->source ==
+                                        PolicyOrigin::Source::kTenantDefault
+                                ? " (tenant default)"
+                                : "")
+             : std::string("-")});
   }
   PrintTable(std::cout, {"JOB", "CHECKPOINTS", "SIZE", "LATEST", "POLICY"},
              rows);
@@ -118,6 +126,24 @@ std::string FormatRatio(double ratio) {
   return absl::StrFormat("%.2fx", ratio);
 }
 
+// The stored bytes and chunks `stats` stands for: a job's own figures when
+// the server reports them (a job's stored bytes are what its checkpoints
+// reference), else the scope's tenant's (the whole server's without a job).
+struct StoredFigures {
+  uint64_t bytes = 0;
+  uint64_t chunks = 0;
+};
+StoredFigures StoredFiguresOf(const client::Stats& stats) {
+  if (stats.job_stored.has_value()) {
+    return {stats.job_stored->stored_bytes, stats.job_stored->chunk_count};
+  }
+  return {stats.stored_bytes, stats.chunk_count};
+}
+
+std::string BytesWithCount(uint64_t bytes) {
+  return absl::StrCat(HumanBytes(bytes), " (", bytes, ")");
+}
+
 json StatsJson(const StatsArgs& args, const client::Stats& stats) {
   json jobs = json::array();
   for (const client::JobStats& job : stats.jobs) {
@@ -136,16 +162,29 @@ json StatsJson(const StatsArgs& args, const client::Stats& stats) {
                        {"dedup_ratio", DedupRatio(tenant.logical_bytes,
                                                   tenant.stored_bytes)}});
   }
-  json value = {
-      {"logical_bytes", stats.logical_bytes},
-      {"stored_bytes", stats.stored_bytes},
-      {"chunk_count", stats.chunk_count},
-      {"dedup_ratio", DedupRatio(stats.logical_bytes, stats.stored_bytes)},
-      {"job_count", stats.job_count},
-      {"checkpoint_count", stats.checkpoint_count},
-      {"jobs", jobs},
-      {"tenants", tenants}};
-  if (!args.job.empty()) value["job"] = args.job;
+  const StoredFigures stored = StoredFiguresOf(stats);
+  json value = {{"logical_bytes", stats.logical_bytes},
+                {"stored_bytes", stored.bytes},
+                {"chunk_count", stored.chunks},
+                {"dedup_ratio", DedupRatio(stats.logical_bytes, stored.bytes)},
+                {"job_count", stats.job_count},
+                {"checkpoint_count", stats.checkpoint_count},
+                {"jobs", jobs},
+                {"tenants", tenants}};
+  if (!args.job.empty()) {
+    value["job"] = args.job;
+    // "tenant" (own and shared null) from a server that reports only the
+    // tenant's figures.
+    value["stored_bytes_of"] = stats.job_stored.has_value() ? "job" : "tenant";
+    const JobStoredBytes* job = stats.job_stored ? &*stats.job_stored : nullptr;
+    value["own_bytes"] =
+        job ? json(job->stored_bytes - job->shared_bytes) : json(nullptr);
+    value["shared_bytes"] = job ? json(job->shared_bytes) : json(nullptr);
+    value["own_chunk_count"] =
+        job ? json(job->chunk_count - job->shared_chunk_count) : json(nullptr);
+    value["shared_chunk_count"] =
+        job ? json(job->shared_chunk_count) : json(nullptr);
+  }
   return value;
 }
 
@@ -175,6 +214,25 @@ absl::StatusOr<std::vector<client::CheckpointUsage>> SortedByMetric(
   return sorted;
 }
 
+// For `ls JOB` that found no committed checkpoint: when the job has pending
+// or aborted ones, says so on stderr and how to list them.
+absl::Status PrintUncommittedHint(client::Client& client,
+                                  const std::string& job) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> all,
+                        client.ListCheckpoints(job, true));
+  int pending = 0;
+  int aborted = 0;
+  for (const CheckpointRecord& record : all) {
+    if (record.state == CheckpointState::kPending) ++pending;
+    if (record.state == CheckpointState::kAborted) ++aborted;
+  }
+  if (pending + aborted == 0) return absl::OkStatus();
+  std::cerr << "ckpt: " << job << " has no committed checkpoint yet, but "
+            << pending << " pending and " << aborted << " aborted; `ckpt ls "
+            << job << " --all` lists them\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunLs(client::Client& client, const LsArgs& args,
@@ -190,9 +248,19 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     return ListJobs(client, out);
   }
 
+  for (const std::string& query : args.tags) {
+    // A query is a tag as `tag` takes it: KEY or KEY=VALUE.
+    CKPT_RETURN_IF_ERROR(ParseTag(query).status());
+  }
   CKPT_ASSIGN_OR_RETURN(
       std::vector<client::CheckpointUsage> listed,
       client.ListCheckpointsWithUniqueBytes(args.job, args.all));
+  std::erase_if(listed, [&](const client::CheckpointUsage& usage) {
+    for (const std::string& query : args.tags) {
+      if (!MatchesTag(usage.record.metadata.tags, query)) return true;
+    }
+    return false;
+  });
   if (!args.sort.empty()) {
     CKPT_ASSIGN_OR_RETURN(listed, SortedByMetric(std::move(listed), args));
   }
@@ -208,11 +276,14 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
     PrintJson(list);
     return absl::OkStatus();
   }
+  if (listed.empty() && !args.all && args.tags.empty()) {
+    CKPT_RETURN_IF_ERROR(PrintUncommittedHint(client, args.job));
+  }
   // UNIQUE: what deleting the checkpoint alone would free at the next GC;
   // ADDED: what saving it stored new; BASE: the steps its deltas apply to.
-  std::vector<std::string> header = {"STEP",   "TIME",   "WORLD", "KIND",
-                                     "BASE",   "SIZE",   "ADDED", "UNIQUE",
-                                     "PINNED", "METRICS"};
+  std::vector<std::string> header = {"STEP",   "TIME", "WORLD",  "KIND",
+                                     "BASE",   "SIZE", "ADDED",  "UNIQUE",
+                                     "PINNED", "TAGS", "METRICS"};
   if (args.all) header.push_back("STATE");
   std::vector<std::vector<std::string>> rows;
   for (const client::CheckpointUsage& usage : listed) {
@@ -228,6 +299,7 @@ absl::Status RunLs(client::Client& client, const LsArgs& args,
                                         ? HumanBytes(*usage.unique_bytes)
                                         : std::string("-"),
                                     record.pinned ? "pinned" : "-",
+                                    FormatTags(record.metadata.tags),
                                     FormatMetrics(record.metadata.metrics)};
     if (args.all) row.emplace_back(CheckpointStateName(record.state));
     rows.push_back(std::move(row));
@@ -299,16 +371,33 @@ absl::Status RunStats(client::Client& client, const StatsArgs& args,
   std::cout << (args.job.empty() ? std::string("server")
                                  : absl::StrCat("job ", args.job))
             << "\n";
+  const StoredFigures stored = StoredFiguresOf(stats);
   std::vector<std::vector<std::string>> rows = {
-      {"logical bytes", absl::StrCat(HumanBytes(stats.logical_bytes), " (",
-                                     stats.logical_bytes, ")")},
-      {"stored bytes", absl::StrCat(HumanBytes(stats.stored_bytes), " (",
-                                    stats.stored_bytes, ")")},
-      {"chunks", absl::StrCat(stats.chunk_count)},
-      {"dedup ratio",
-       FormatRatio(DedupRatio(stats.logical_bytes, stats.stored_bytes))},
-      {"checkpoints", absl::StrCat(stats.checkpoint_count)},
-  };
+      {"logical bytes", BytesWithCount(stats.logical_bytes)},
+      {"stored bytes", BytesWithCount(stored.bytes)}};
+  if (const std::optional<JobStoredBytes>& job = stats.job_stored) {
+    // The stored bytes split by who else needs them.
+    rows.push_back({"  own", absl::StrCat(BytesWithCount(job->stored_bytes -
+                                                         job->shared_bytes),
+                                          ", only this job's checkpoints")});
+    rows.push_back(
+        {"  shared",
+         absl::StrCat(BytesWithCount(job->shared_bytes),
+                      ", also referenced by other jobs of the tenant")});
+    rows.push_back(
+        {"chunks", absl::StrCat(job->chunk_count, " (", job->shared_chunk_count,
+                                " shared)")});
+  } else {
+    if (!args.job.empty()) {
+      rows.back()[1] +=
+          " of the whole tenant (this server does not report "
+          "a job's own)";
+    }
+    rows.push_back({"chunks", absl::StrCat(stored.chunks)});
+  }
+  rows.push_back({"dedup ratio",
+                  FormatRatio(DedupRatio(stats.logical_bytes, stored.bytes))});
+  rows.push_back({"checkpoints", absl::StrCat(stats.checkpoint_count)});
   if (args.job.empty()) {
     rows.push_back({"jobs", absl::StrCat(stats.job_count)});
   }

@@ -5,6 +5,7 @@
 
 #include "absl/time/time.h"
 #include "client/cli/format.h"
+#include "common/duration_text.h"
 
 namespace ckpt::cli {
 
@@ -59,6 +60,17 @@ json RecordJson(const CheckpointRecord& record) {
   return out;
 }
 
+json PolicyOriginJson(const std::optional<PolicyOrigin>& origin) {
+  if (!origin.has_value()) return json(nullptr);
+  return {
+      {"source", std::string(PolicySourceName(origin->source))},
+      {"principal",
+       origin->principal.empty() ? json(nullptr) : json(origin->principal)},
+      {"time", origin->time.has_value() ? json(FormatTimestamp(*origin->time))
+                                        : json(nullptr)},
+      {"inferred", origin->inferred}};
+}
+
 json PolicyJson(const RetentionPolicy& policy) {
   json out = {{"max_to_keep", nullptr},
               {"keep_every", nullptr},
@@ -75,6 +87,16 @@ json PolicyJson(const RetentionPolicy& policy) {
         {"metric", policy.keep_best->metric},
         {"mode", std::string(MetricModeName(policy.keep_best->mode))}};
   }
+  out["keep_within"] = nullptr;
+  out["keep_within_seconds"] = nullptr;
+  if (policy.keep_within.has_value()) {
+    out["keep_within"] = FormatDurationText(*policy.keep_within);
+    out["keep_within_seconds"] = absl::ToDoubleSeconds(*policy.keep_within);
+  }
+  for (const auto& [name, count] : CalendarCounts(policy)) {
+    out[std::string(name)] = count.has_value() ? json(*count) : json(nullptr);
+  }
+  out["keep_tags"] = policy.keep_tags;
   return out;
 }
 

@@ -5,7 +5,10 @@
 // its file.
 #pragma once
 
+#include <optional>
+
 #include "common/manifest.h"
+#include "common/policy_origin.h"
 #include "common/retention.h"
 #include "nlohmann/json.hpp"
 
@@ -24,8 +27,15 @@ nlohmann::json MetadataJson(const CheckpointMetadata& metadata);
 nlohmann::json RecordJson(const CheckpointRecord& record);
 
 // {"max_to_keep", "keep_every", "keep_every_seconds", "keep_best": {"k",
-// "metric", "mode"}}, each null when the policy has no such rule.
+// "metric", "mode"}, "keep_within" (e.g. "2d"), "keep_within_seconds",
+// "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"}, each null
+// when the policy has no such rule, and "keep_tags" (a list, maybe empty).
 nlohmann::json PolicyJson(const RetentionPolicy& policy);
+
+// Who set a policy: {"source": "operator" | "writer" | "tenant_default",
+// "principal" (null when unknown), "time" (FormatTimestamp, null when
+// unknown), "inferred"}; null for nullopt (an older server).
+nlohmann::json PolicyOriginJson(const std::optional<PolicyOrigin>& origin);
 
 // {"bits", "max_abs_error", "relative_l2_error"}.
 nlohmann::json QuantizationJson(const Quantization& quantization);

@@ -8,11 +8,15 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "client/cli/commands.h"
+#include "client/cli/errors.h"
+#include "client/cli/shell_docs.h"
 #include "client/client.h"
 #include "client/security_settings.h"
 
@@ -26,10 +30,39 @@ constexpr const char* kModeHelp =
     "Direction of --metric: min, max or auto (default; loss-like names "
     "minimise, acc-like maximise, anything else is an error)";
 
-void AddKeepBestFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
+// The retention flags, the same for `policy set` and `prune`; the names
+// after the first are the old ones, kept as aliases.
+void AddPolicyFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
+  cmd->add_option("--keep-last,--max-to-keep", flags->max_to_keep,
+                  "Keep the N most recent checkpoints (tf.train."
+                  "CheckpointManager max_to_keep)");
+  cmd->add_option("--keep-every,--keep-every-n-hours", flags->keep_every,
+                  "Also preserve one checkpoint per DURATION (30m, 6h, 1d, "
+                  "2w, 1h30m; a plain number is hours) as they leave the "
+                  "--keep-last window (needs --keep-last)");
+  cmd->add_option("--keep-within", flags->keep_within,
+                  "Keep every checkpoint less than DURATION (30m, 6h, 1d, 2w) "
+                  "older than the newest checkpoint (restic's --keep-within)");
+  for (auto [name, count, unit] :
+       {std::tuple("--keep-hourly", &flags->keep_hourly, "hours"),
+        std::tuple("--keep-daily", &flags->keep_daily, "days"),
+        std::tuple("--keep-weekly", &flags->keep_weekly, "ISO weeks"),
+        std::tuple("--keep-monthly", &flags->keep_monthly, "months")}) {
+    cmd->add_option(name, *count,
+                    std::string("Keep the newest checkpoint of each of the N "
+                                "newest ") +
+                        unit + " (UTC) that have one (restic's " + name + ")");
+  }
+  cmd->add_option("--keep-tag", flags->keep_tags,
+                  "Never delete a checkpoint carrying tag TAG (a tag name, as "
+                  "`put --tag TAG=VALUE` sets); repeatable")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--keep-best", flags->keep_best,
                   "Keep the K best checkpoints by --metric (a checkpoint "
-                  "without the metric is kept)");
+                  "without the metric is kept; when none has it, this rule "
+                  "decides nothing and a warning says so)");
   cmd->add_option("--metric", flags->metric, "Metric name for --keep-best");
   cmd->add_option("--mode", flags->mode, kModeHelp);
 }
@@ -42,6 +75,31 @@ void AddAssignments(CLI::App* cmd, const std::string& name,
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+// Whether --json is among the arguments: parse errors are reported before
+// CLI11 has set any flag.
+bool JsonRequested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--json") return true;
+  }
+  return false;
+}
+
+// The first word that is neither a global option nor its value: the verb
+// as typed; empty when there is none.
+std::string TypedVerb(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return i + 1 < argc ? argv[i + 1] : "";
+    if (arg.empty() || arg[0] != '-') return arg;
+    if (arg.find('=') != std::string::npos) continue;
+    const CLI::Option* option = app.get_option_no_throw(arg);
+    if (option != nullptr && option->get_items_expected_min() > 0) ++i;
+  }
+  return "";
 }
 
 }  // namespace
@@ -88,7 +146,10 @@ int main(int argc, char** argv) {
                  "a loopback address, and never printed");
   app.add_flag("--json", output.json,
                "Print machine-readable JSON (stable snake_case keys, exact "
-               "numbers) instead of tables");
+               "numbers) instead of tables, and errors as one line of JSON "
+               "on stderr: {\"code\": \"NOT_FOUND\", \"message\": \"...\"}");
+  app.set_version_flag("--version", "ckpt " CKPT_VERSION,
+                       "Print the version (ckpt X.Y.Z) and exit");
 
   ckpt::cli::PutArgs put;
   CLI::App* put_cmd = app.add_subcommand(
@@ -189,10 +250,17 @@ int main(int argc, char** argv) {
       "ls",
       "List jobs (name, checkpoints, size, latest step), or a job's "
       "committed checkpoints: kind (full, or delta with its base steps), "
-      "size, bytes added by the save, unique bytes, pin, metrics.");
+      "size, bytes added by the save, unique bytes, pin, tags, metrics.");
   ls_cmd->add_option("JOB", ls.job, "Job whose checkpoints to list");
   ls_cmd->add_flag("--all", ls.all,
                    "Also list pending and aborted checkpoints, with state");
+  ls_cmd
+      ->add_option("--tag", ls.tags,
+                   "Only checkpoints with this tag: KEY (any value) or "
+                   "KEY=VALUE; repeatable, all must match")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   ls_cmd->add_option("--sort", ls.sort,
                      "List JOB's checkpoints best first by this metric (as "
                      "`get JOB best` picks): ranked ones (ties older first), "
@@ -215,15 +283,54 @@ int main(int argc, char** argv) {
   CLI::App* rm_cmd = app.add_subcommand(
       "rm",
       "Delete a committed or aborted checkpoint (its chunks are reclaimed by "
-      "garbage collection).");
+      "garbage collection). A pinned one is refused unless --force; a "
+      "pending one must be aborted (ckpt abort), and the base of another "
+      "checkpoint's deltas deleted after it.");
   rm_cmd->add_option("JOB", rm.job, "Job name, tenant/name")->required();
-  rm_cmd->add_option("STEP", rm.step, "Checkpoint step")->required();
+  rm_cmd->add_option("STEP", rm.step, kStepHelp)->required();
+  rm_cmd->add_flag("--force", rm.force,
+                   "Delete a pinned checkpoint too: the pin is overridden, "
+                   "and its `deleted` event says so");
+
+  ckpt::cli::AbortArgs abort_args;
+  CLI::App* abort_cmd = app.add_subcommand(
+      "abort",
+      "Abort a pending checkpoint (a save that will not complete): it "
+      "becomes aborted, its uploaded shards are dropped, and `rm` may then "
+      "delete its record.");
+  abort_cmd->add_option("JOB", abort_args.job, "Job name, tenant/name")
+      ->required();
+  abort_cmd->add_option("STEP", abort_args.step, "Checkpoint step")->required();
+  abort_cmd->add_option("--reason", abort_args.reason,
+                        "Why, kept in the checkpoint and its `aborted` event "
+                        "(default: \"aborted by client\")");
+
+  ckpt::cli::RmJobArgs rm_job;
+  CLI::App* rm_job_cmd = app.add_subcommand(
+      "rm-job",
+      "Delete every checkpoint of JOB: pending ones are aborted first, then "
+      "all are deleted, deltas before their bases (chunks are reclaimed by "
+      "garbage collection). The job's policy and events stay. Needs --yes; "
+      "refused, with nothing deleted, while checkpoints are pinned unless "
+      "--force.");
+  rm_job_cmd->add_option("JOB", rm_job.job, "Job name, tenant/name")
+      ->required();
+  rm_job_cmd->add_flag("--yes", rm_job.yes,
+                       "Confirm: without it nothing is deleted");
+  rm_job_cmd->add_flag("--force", rm_job.force,
+                       "Delete pinned checkpoints too (their pins are "
+                       "overridden, as with rm --force)");
 
   ckpt::cli::StatsArgs stats;
   CLI::App* stats_cmd = app.add_subcommand(
       "stats",
       "Show logical bytes (over committed checkpoints), stored bytes, chunk "
-      "count and dedup ratio (logical / stored), for the server or a job.");
+      "count and dedup ratio (logical / stored), for the server or a job. "
+      "A job's stored bytes are the distinct chunks its committed "
+      "checkpoints reference, split into its own and those shared with "
+      "other jobs of its tenant (which deleting the job would not free); "
+      "computing them reads every manifest of the tenant. The tenant row "
+      "shows what the tenant stores in all.");
   stats_cmd->add_option("JOB", stats.job, "Job (default: the whole server)");
 
   CLI::App* policy_cmd = app.add_subcommand(
@@ -235,23 +342,36 @@ int main(int argc, char** argv) {
   ckpt::cli::PolicySetArgs policy_set;
   CLI::App* policy_set_cmd = policy_cmd->add_subcommand(
       "set",
-      "Store JOB's retention policy and apply it at once (no flags: keep "
-      "everything). Prints what it deleted.");
-  policy_set_cmd->add_option("JOB", policy_set.job, "Job name, tenant/name")
+      "Store JOB's retention policy, an operator's, and apply it at once (no "
+      "flags: keep everything); a job that has not saved yet is created with "
+      "it. Prints what it deleted. An operator's policy wins over the one a "
+      "training job passes (CheckpointManager(max_to_keep=...)), which the "
+      "server then ignores with a warning. With --default, TENANT/ instead: "
+      "the tenant's default policy, for its jobs without an operator's "
+      "policy of their own, applied at their next commit or prune (needs an "
+      "admin over the whole tenant).");
+  policy_set_cmd
+      ->add_option("JOB", policy_set.job,
+                   "Job name, tenant/name; or TENANT/ with --default")
       ->required();
-  policy_set_cmd->add_option(
-      "--max-to-keep", policy_set.flags.max_to_keep,
-      "Keep the N most recent checkpoints (tf.train.CheckpointManager "
-      "max_to_keep)");
-  policy_set_cmd->add_option(
-      "--keep-every-n-hours", policy_set.flags.keep_every_n_hours,
-      "Also preserve one checkpoint every H hours as they leave the "
-      "--max-to-keep window (needs --max-to-keep)");
-  AddKeepBestFlags(policy_set_cmd, &policy_set.flags);
+  policy_set_cmd->add_flag(
+      "--default", policy_set.tenant_default,
+      "Set the default policy of tenant TENANT/ (written with its trailing "
+      "slash) instead of a job's");
+  policy_set_cmd->add_flag(
+      "--clear", policy_set.clear,
+      "Remove JOB's own policy (with --default, the tenant's default) "
+      "instead of setting one: its tenant's default then applies, if any, "
+      "and a training job's may be set again. Deletes nothing now.");
+  AddPolicyFlags(policy_set_cmd, &policy_set.flags);
   ckpt::cli::PolicyGetArgs policy_get;
-  CLI::App* policy_get_cmd =
-      policy_cmd->add_subcommand("get", "Show JOB's retention policy.");
-  policy_get_cmd->add_option("JOB", policy_get.job, "Job name, tenant/name")
+  CLI::App* policy_get_cmd = policy_cmd->add_subcommand(
+      "get",
+      "Show the retention policy that applies to JOB (its own, or its "
+      "tenant's default) and who set it (operator or writer, principal, "
+      "time); TENANT/ shows the tenant's default.");
+  policy_get_cmd
+      ->add_option("JOB", policy_get.job, "Job name, tenant/name; or TENANT/")
       ->required();
 
   ckpt::cli::PinArgs pin;
@@ -268,6 +388,29 @@ int main(int argc, char** argv) {
   unpin_cmd->add_option("JOB", unpin.job, "Job name, tenant/name")->required();
   unpin_cmd->add_option("STEP", unpin.step, "Checkpoint step")->required();
 
+  ckpt::cli::TagArgs tag;
+  CLI::App* tag_cmd = app.add_subcommand(
+      "tag",
+      "Add tags to a committed checkpoint, or replace their values: each TAG "
+      "is KEY or KEY=VALUE (KEY: 1-256 bytes, no control characters, no "
+      "'='; VALUE: at most 4096 bytes). Prints the checkpoint's tags. "
+      "Changing a tag's value, like removing one, needs the admin role.");
+  tag_cmd->add_option("JOB", tag.job, "Job name, tenant/name")->required();
+  tag_cmd->add_option("STEP", tag.step, kStepHelp)->required();
+  tag_cmd->add_option("TAG", tag.tags, "KEY or KEY=VALUE; one or more")
+      ->required();
+  ckpt::cli::TagArgs untag;
+  untag.remove = true;
+  CLI::App* untag_cmd = app.add_subcommand(
+      "untag",
+      "Remove tags (by KEY) from a committed checkpoint; absent ones are "
+      "ignored. Prints the checkpoint's tags. Needs the admin role: a "
+      "keep-tag retention rule may then delete it.");
+  untag_cmd->add_option("JOB", untag.job, "Job name, tenant/name")->required();
+  untag_cmd->add_option("STEP", untag.step, kStepHelp)->required();
+  untag_cmd->add_option("KEY", untag.tags, "Tag names; one or more")
+      ->required();
+
   ckpt::cli::PruneArgs prune;
   CLI::App* prune_cmd = app.add_subcommand(
       "prune",
@@ -276,13 +419,7 @@ int main(int argc, char** argv) {
       "with keep/delete and the reasons. --dry-run deletes nothing; its "
       "decisions are what the real run deletes.");
   prune_cmd->add_option("JOB", prune.job, "Job name, tenant/name")->required();
-  prune_cmd->add_option("--keep-last", prune.flags.max_to_keep,
-                        "Keep the N most recent checkpoints");
-  prune_cmd->add_option(
-      "--keep-every", prune.flags.keep_every,
-      "Also preserve one checkpoint per DURATION (e.g. 6h, 30m, 1h30m) as "
-      "they leave the --keep-last window (needs --keep-last)");
-  AddKeepBestFlags(prune_cmd, &prune.flags);
+  AddPolicyFlags(prune_cmd, &prune.flags);
   prune_cmd->add_flag("--dry-run", prune.dry_run,
                       "Print the decisions without deleting anything");
 
@@ -296,6 +433,15 @@ int main(int argc, char** argv) {
       "and exits non-zero.");
   gc_cmd->add_flag("--dry-run", gc.dry_run,
                    "Report what would be deleted without deleting anything");
+  CLI::Option* gc_hold_option = gc_cmd->add_option(
+      "--hold-seconds", gc.hold_seconds,
+      "For this collection, hold the chunks saves uploaded but have not "
+      "committed yet for N seconds instead of the server's "
+      "--chunk-hold-seconds (default 1800); 0 collects them however recent. "
+      "From 0 to the server's hold. For an operator who knows no save is "
+      "running: a save in flight whose chunks it deletes fails its commit "
+      "and must upload them again (no committed or pending checkpoint loses "
+      "data).");
 
   ckpt::cli::VerifyArgs verify;
   CLI::App* verify_cmd = app.add_subcommand(
@@ -317,9 +463,13 @@ int main(int argc, char** argv) {
                        "its hash (reads all stored data; slow)");
   verify_cmd->add_option(
       "--read-data-subset", verify.read_data_subset,
-      "Read only part n of t of the chunks, n/t with 1 <= n <= t (e.g. 1/5); "
-      "implies --read-data. A chunk's part is fixed by its hash, so runs "
-      "with n = 1..t together read every chunk once, as restic's");
+      "Read only part of the chunks; implies --read-data. As restic's: n/t "
+      "(1 <= n <= t, e.g. 1/5) reads part n of t; a chunk's part is fixed "
+      "by its hash, so runs with n = 1..t together read every chunk once. "
+      "x% (0 < x <= 100, e.g. 10%) reads a random part of t = floor(100/x), "
+      "at least x% of the chunks; a size (e.g. 500M, 2G) a random part of t "
+      "= stored bytes / size, about that much of the tenant's stored chunks "
+      "(the server's without JOB). The report names the part read");
   ckpt::cli::EventsArgs events;
   CLI::App* events_cmd = app.add_subcommand(
       "events",
@@ -530,12 +680,51 @@ int main(int argc, char** argv) {
   AddAssignments(import_cmd, "--tag", &import_args.tags,
                  "A tag KEY=VALUE, over the JSON file's; repeatable");
 
+  std::string completion_shell;
+  CLI::App* completion_cmd = app.add_subcommand(
+      "completion",
+      "Print a shell completion script, generated from this CLI's "
+      "definition: `source <(ckpt completion bash)`, or install it as "
+      "/usr/share/bash-completion/completions/ckpt (cmake --install does). "
+      "Needs no server.");
+  completion_cmd->add_option("SHELL", completion_shell, "The shell: bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+  CLI::App* man_cmd = app.add_subcommand(
+      "man",
+      "Print this CLI's man page (roff, generated from its definition: the "
+      "same text as --help), e.g. `ckpt man | man -l -`; cmake --install "
+      "installs it as ckpt(1). Needs no server.");
+
+  std::vector<std::string> verbs;
+  for (const CLI::App* verb : app.get_subcommands({})) {
+    verbs.push_back(verb->get_name());
+  }
+  output.json = JsonRequested(argc, argv);
+  const std::string typed_verb = TypedVerb(app, argc, argv);
+  if (!typed_verb.empty()) {
+    absl::Status known = ckpt::cli::CheckVerb(typed_verb, verbs);
+    if (!known.ok()) return ckpt::cli::ReportError(known, output);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // --help and --version (exit code 0) print as CLI11 prints them.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    if (output.json) {
+      return ckpt::cli::ReportUsageError(e.what(), e.get_exit_code(), output);
+    }
     return app.exit(e);
   }
 
+  if (*completion_cmd) {
+    std::cout << ckpt::cli::BashCompletion(app);
+    return EXIT_SUCCESS;
+  }
+  if (*man_cmd) {
+    std::cout << ckpt::cli::ManPage(app, "ckpt " CKPT_VERSION);
+    return EXIT_SUCCESS;
+  }
   // The token itself, never a command-line argument (which other users can
   // read in the process list); --token-file wins over it.
   if (const char* token = std::getenv(ckpt::client::kTokenEnv)) {
@@ -564,17 +753,13 @@ int main(int argc, char** argv) {
     }
     const absl::Status copied = ckpt::cli::RunCopy(copy, output);
     if (copied.ok()) return EXIT_SUCCESS;
-    std::cerr << "ckpt: " << absl::StatusCodeToString(copied.code()) << ": "
-              << copied.message() << std::endl;
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(copied, output);
   }
   if (*export_cmd && export_args.format == "torch") {
     // The Python package writes it, in this process's place.
-    const absl::Status torch =
-        ckpt::cli::ExecTorchExport(export_args, server, security, output);
-    std::cerr << "ckpt: " << absl::StatusCodeToString(torch.code()) << ": "
-              << torch.message() << std::endl;
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(
+        ckpt::cli::ExecTorchExport(export_args, server, security, output),
+        output);
   }
   ckpt::client::ConnectOptions connect;
   absl::Status status =
@@ -596,6 +781,10 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunShow(c, show, output);
     } else if (*rm_cmd) {
       status = ckpt::cli::RunRm(c, rm, output);
+    } else if (*abort_cmd) {
+      status = ckpt::cli::RunAbort(c, abort_args, output);
+    } else if (*rm_job_cmd) {
+      status = ckpt::cli::RunRmJob(c, rm_job, output);
     } else if (*stats_cmd) {
       status = ckpt::cli::RunStats(c, stats, output);
     } else if (*policy_set_cmd) {
@@ -606,9 +795,14 @@ int main(int argc, char** argv) {
       status = ckpt::cli::RunPin(c, pin, output);
     } else if (*unpin_cmd) {
       status = ckpt::cli::RunPin(c, unpin, output);
+    } else if (*tag_cmd) {
+      status = ckpt::cli::RunTag(c, tag, output);
+    } else if (*untag_cmd) {
+      status = ckpt::cli::RunTag(c, untag, output);
     } else if (*prune_cmd) {
       status = ckpt::cli::RunPrune(c, prune, output);
     } else if (*gc_cmd) {
+      gc.hold_seconds_given = gc_hold_option->count() > 0;
       status = ckpt::cli::RunGc(c, gc, output);
     } else if (*verify_cmd) {
       status = ckpt::cli::RunVerify(c, verify, output);
@@ -623,19 +817,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!status.ok()) {
-    std::cerr << "ckpt: " << absl::StatusCodeToString(status.code()) << ": "
-              << status.message() << std::endl;
+    std::string hint;
     if (status.code() == absl::StatusCode::kUnavailable) {
       // gRPC reports a refused TLS handshake only as a closed socket.
-      std::cerr << "ckpt: is ckpt-server running at " << server
-                << (connect.tls_ca_pem.empty()
-                        ? ", and without TLS (else pass --tls-ca)?"
-                        : ", with TLS, a certificate from --tls-ca naming "
-                          "that host and, for mutual TLS, --tls-cert and "
-                          "--tls-key?")
-                << std::endl;
+      hint = absl::StrCat(
+          "is ckpt-server running at ", server,
+          connect.tls_ca_pem.empty()
+              ? ", and without TLS (else pass --tls-ca)?"
+              : ", with TLS, a certificate from --tls-ca naming that host "
+                "and, for mutual TLS, --tls-cert and --tls-key?");
     }
-    return EXIT_FAILURE;
+    return ckpt::cli::ReportError(status, output, hint);
   }
   return EXIT_SUCCESS;
 }

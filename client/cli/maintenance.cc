@@ -4,11 +4,15 @@
 // they find damage.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -40,7 +44,25 @@ json GcReportJson(const GcReport& report) {
   for (const auto& [tenant, reason] : report.skipped_tenants) {
     skipped.push_back({{"tenant", tenant}, {"reason", reason}});
   }
+  json held = json::array();
+  for (const HeldChunks& group : report.held) {
+    held.push_back(
+        {{"reason", HeldReasonName(group.reason)},
+         {"tenant", group.tenant},
+         {"job", group.job.empty() ? json(nullptr) : json(group.job)},
+         {"step", group.job.empty() ? json(nullptr) : json(group.step)},
+         {"chunk_count", group.chunk_count},
+         {"bytes", group.bytes},
+         {"until", group.until.has_value() ? json(FormatTimestamp(*group.until))
+                                           : json(nullptr)}});
+  }
   return {{"dry_run", report.dry_run},
+          {"hold_seconds", report.hold.has_value()
+                               ? json(absl::ToInt64Seconds(*report.hold))
+                               : json(nullptr)},
+          {"held", held},
+          {"held_group_count", report.held_group_count},
+          {"bytes_held", report.bytes_held},
           {"chunks_scanned", report.chunks_scanned},
           {"bytes_scanned", report.bytes_scanned},
           {"chunks_referenced", report.chunks_referenced},
@@ -54,11 +76,62 @@ json GcReportJson(const GcReport& report) {
           {"duration_seconds", absl::ToDoubleSeconds(report.duration)}};
 }
 
-void PrintGcReport(const GcReport& report) {
+// What frees a held group, for the text report.
+std::string HeldUntil(const HeldChunks& group) {
+  if (!group.until.has_value()) return "this collection's end";
+  return FormatTimestamp(*group.until);
+}
+
+// The held chunks, one row per reason (and checkpoint), with what ends it.
+void PrintHeld(const GcReport& report, bool hold_asked) {
+  if (report.hold.has_value()) {
+    std::cout << "hold window for saves in flight: "
+              << absl::ToInt64Seconds(*report.hold) << " s"
+              << (hold_asked ? " (--hold-seconds)" : " (the server's)") << "\n";
+  }
+  if (report.held.empty()) return;
+  std::vector<std::vector<std::string>> rows;
+  bool pending = false;
+  bool in_flight = false;
+  for (const HeldChunks& group : report.held) {
+    std::string reason = HeldReasonName(group.reason);
+    std::replace(reason.begin(), reason.end(), '_', ' ');
+    pending |= group.reason == HeldReason::kPendingCheckpoint ||
+               group.reason == HeldReason::kTenantSkipped;
+    in_flight |= group.reason == HeldReason::kSaveInFlight;
+    rows.push_back({reason, group.tenant,
+                    group.job.empty()
+                        ? std::string("-")
+                        : absl::StrCat(group.job, "@", group.step),
+                    absl::StrCat(group.chunk_count), HumanBytes(group.bytes),
+                    HeldUntil(group)});
+  }
+  std::cout << "\nkept, and why (until: when the reason ends):\n";
+  PrintTable(std::cout,
+             {"REASON", "TENANT", "CHECKPOINT", "CHUNKS", "BYTES", "UNTIL"},
+             rows);
+  if (report.held.size() < report.held_group_count) {
+    std::cout << "(" << report.held.size() << " of " << report.held_group_count
+              << " groups listed, most bytes first)\n";
+  }
+  if (pending) {
+    std::cout << "a pending checkpoint keeps its chunks until it commits, "
+                 "is aborted or its lease ends; the next gc then frees "
+                 "what nothing else references\n";
+  }
+  if (in_flight) {
+    std::cout << "chunks a save uploaded are held for the hold window; "
+                 "--hold-seconds N shortens it when no save is running\n";
+  }
+  std::cout << "\n";
+}
+
+void PrintGcReport(const GcReport& report, bool hold_asked) {
   std::cout << "scanned " << report.chunks_scanned << " chunk(s) ("
             << HumanBytes(report.bytes_scanned) << "); "
             << report.chunks_referenced << " referenced; " << report.chunks_held
-            << " held for saves in flight\n";
+            << " held (" << HumanBytes(report.bytes_held) << ")\n";
+  PrintHeld(report, hold_asked);
   for (const auto& [tenant, reason] : report.skipped_tenants) {
     std::cout << "skipped tenant " << tenant << ": " << reason << "\n";
   }
@@ -221,11 +294,28 @@ absl::Status RunGc(client::Client& client, const GcArgs& args,
               << " on the server (reads every manifest; may take a while)..."
               << std::endl;
   }
-  CKPT_ASSIGN_OR_RETURN(GcReport report, client.CollectGarbage(args.dry_run));
+  GcOptions options;
+  options.dry_run = args.dry_run;
+  if (args.hold_seconds_given) {
+    int64_t seconds = 0;
+    // SimpleAtoi also takes surrounding blanks; a value with them is a typo.
+    if (absl::StripAsciiWhitespace(args.hold_seconds) != args.hold_seconds ||
+        !absl::SimpleAtoi(args.hold_seconds, &seconds)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hold-seconds: '", args.hold_seconds,
+                       "' is not a whole number of seconds"));
+    }
+    options.hold = absl::Seconds(seconds);  // ranged by the server
+  }
+  CKPT_ASSIGN_OR_RETURN(GcReport report, client.CollectGarbage(options));
+  if (options.hold.has_value() && !report.hold.has_value()) {
+    std::cerr << "warning: the server ignored --hold-seconds (it predates "
+                 "it) and held chunks for its own --chunk-hold-seconds\n";
+  }
   if (out.json) {
     PrintJson(GcReportJson(report));
   } else {
-    PrintGcReport(report);
+    PrintGcReport(report, options.hold.has_value());
   }
   if (!report.damaged.empty()) {
     return absl::DataLossError(absl::StrCat(
@@ -242,13 +332,22 @@ absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
   options.job = args.job;
   options.read_data = args.read_data;
   if (!args.read_data_subset.empty()) {
-    absl::StatusOr<ReadDataSubset> subset =
-        ParseReadDataSubset(args.read_data_subset);
-    if (!subset.ok()) {
+    absl::StatusOr<SubsetSpec> spec = ParseSubsetSpec(args.read_data_subset);
+    if (!spec.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--read-data-subset: ", subset.status().message()));
+          absl::StrCat("--read-data-subset: ", spec.status().message()));
     }
-    options.read_data_subset = *subset;
+    uint64_t stored_bytes = 0;
+    if (spec->bytes > 0) {
+      // The job's tenant's chunk bytes (the server's without a job).
+      CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
+      stored_bytes = stats.stored_bytes;
+    }
+    std::random_device random;
+    options.read_data_subset =
+        ResolveSubset(*spec, stored_bytes, [&random](uint32_t parts) {
+          return std::uniform_int_distribution<uint32_t>(1, parts)(random);
+        });
   }
   if (!args.step.empty()) {
     CKPT_ASSIGN_OR_RETURN(std::optional<int64_t> step,

@@ -13,6 +13,7 @@
 #include "client/cli/commands.h"
 #include "client/cli/format.h"
 #include "client/cli/json_output.h"
+#include "client/cli/resolve_step.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -20,22 +21,119 @@ namespace ckpt::cli {
 
 using nlohmann::json;
 
+namespace {
+
+// The server's warnings (e.g. "keep_best decides nothing: no checkpoint
+// has metric M"), one line each on stderr, so that stdout stays the
+// result.
+void PrintWarnings(const std::vector<std::string>& warnings) {
+  for (const std::string& warning : warnings) {
+    std::cerr << "warning: " << warning << "\n";
+  }
+}
+
+// "TENANT/" names a tenant (its default policy); the tenant, else nullopt.
+std::optional<std::string> TenantOfTarget(const std::string& target) {
+  if (target.size() < 2 || target.back() != '/' ||
+      target.find('/') != target.size() - 1) {
+    return std::nullopt;
+  }
+  return target.substr(0, target.size() - 1);
+}
+
+// "set by operator alice at 2026-12-03 10:00:00 UTC", or nothing from a
+// server older than origins.
+std::string OriginLine(const std::optional<PolicyOrigin>& origin) {
+  if (!origin.has_value()) return "";
+  return absl::StrCat("set by: ", PolicyOriginText(*origin), "\n");
+}
+
+absl::Status RunTenantDefaultSet(client::Client& client,
+                                 const std::string& tenant,
+                                 const RetentionPolicy& policy,
+                                 const OutputOptions& out) {
+  CKPT_RETURN_IF_ERROR(client.SetTenantDefaultPolicy(tenant, policy));
+  if (out.json) {
+    PrintJson({{"tenant", tenant}, {"default_policy", PolicyJson(policy)}});
+    return absl::OkStatus();
+  }
+  std::cout << "default policy of tenant " << tenant << ": "
+            << RetentionPolicyText(policy)
+            << "\napplies to its jobs without an operator's policy of their "
+               "own, at their next commit or prune\n";
+  return absl::OkStatus();
+}
+
+// `policy set JOB --clear` (or TENANT/ --default --clear), then what
+// applies now.
+absl::Status RunPolicyClear(client::Client& client, const std::string& target,
+                            const std::optional<std::string>& tenant,
+                            const OutputOptions& out) {
+  CKPT_RETURN_IF_ERROR(client.ClearRetentionPolicy(
+      tenant.has_value() ? *tenant : target, tenant.has_value()));
+  if (tenant.has_value()) {
+    if (out.json) {
+      PrintJson({{"tenant", *tenant}, {"cleared", true}});
+    } else {
+      std::cout << "default policy of tenant " << *tenant << ": cleared\n";
+    }
+    return absl::OkStatus();
+  }
+  CKPT_ASSIGN_OR_RETURN(client::PolicyInfo now,
+                        client.GetRetentionPolicyInfo(target));
+  if (out.json) {
+    PrintJson({{"job", target},
+               {"cleared", true},
+               {"policy", now.policy.has_value() ? PolicyJson(*now.policy)
+                                                 : json(nullptr)},
+               {"origin", PolicyOriginJson(now.origin)}});
+    return absl::OkStatus();
+  }
+  std::cout << "policy of " << target << ": cleared; now applies: "
+            << (now.policy.has_value() ? RetentionPolicyText(*now.policy)
+                                       : std::string("none (keep everything)"))
+            << "\n"
+            << OriginLine(now.origin);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
                           const OutputOptions& out) {
-  if (!args.flags.keep_every.empty()) {
+  const std::optional<std::string> tenant = TenantOfTarget(args.job);
+  if (args.tenant_default != tenant.has_value()) {
     return absl::InvalidArgumentError(
-        "policy set takes --keep-every-n-hours H, not --keep-every");
+        args.tenant_default
+            ? absl::StrCat("--default sets a tenant's default policy: name "
+                           "the tenant as TENANT/ (e.g. 'research/'), not '",
+                           args.job, "'")
+            : absl::StrCat("'", args.job,
+                           "' names a tenant: add --default to set its "
+                           "default policy, or name a job as tenant/name"));
   }
-  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
-                        ParsePolicyFlags(args.flags, "--max-to-keep"));
+  if (args.clear) {
+    if (AnyPolicyFlag(args.flags)) {
+      return absl::InvalidArgumentError(
+          "--clear removes the policy: give it no policy flags");
+    }
+    return RunPolicyClear(client, args.job, tenant, out);
+  }
+  CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, ParsePolicyFlags(args.flags));
+  if (tenant.has_value()) {
+    return RunTenantDefaultSet(client, *tenant, policy, out);
+  }
+  std::vector<std::string> warnings;
   CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
-                        client.SetRetentionPolicy(args.job, policy));
+                        client.SetRetentionPolicy(args.job, policy, &warnings));
   if (out.json) {
     PrintJson({{"job", args.job},
                {"policy", PolicyJson(policy)},
-               {"deleted_steps", deleted}});
+               {"deleted_steps", deleted},
+               {"warnings", warnings}});
     return absl::OkStatus();
   }
+  PrintWarnings(warnings);
   std::cout << "policy of " << args.job << ": " << RetentionPolicyText(policy)
             << "\n";
   if (deleted.empty()) {
@@ -50,18 +148,26 @@ absl::Status RunPolicySet(client::Client& client, const PolicySetArgs& args,
 
 absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
                           const OutputOptions& out) {
-  CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
-                        client.GetRetentionPolicy(args.job));
+  const std::optional<std::string> tenant = TenantOfTarget(args.job);
+  CKPT_ASSIGN_OR_RETURN(client::PolicyInfo info,
+                        tenant.has_value()
+                            ? client.GetTenantDefaultPolicy(*tenant)
+                            : client.GetRetentionPolicyInfo(args.job));
+  const std::optional<RetentionPolicy>& policy = info.policy;
   if (out.json) {
     PrintJson(
-        {{"job", args.job},
-         {"policy", policy.has_value() ? PolicyJson(*policy) : json(nullptr)}});
+        {{tenant.has_value() ? "tenant" : "job",
+          tenant.has_value() ? *tenant : args.job},
+         {"policy", policy.has_value() ? PolicyJson(*policy) : json(nullptr)},
+         {"origin", PolicyOriginJson(info.origin)}});
     return absl::OkStatus();
   }
-  std::cout << "policy of " << args.job << ": "
+  std::cout << (tenant.has_value() ? "default policy of tenant " : "policy of ")
+            << (tenant.has_value() ? *tenant : args.job) << ": "
             << (policy.has_value() ? RetentionPolicyText(*policy)
                                    : std::string("none (keep everything)"))
-            << "\n";
+            << "\n"
+            << OriginLine(info.origin);
   return absl::OkStatus();
 }
 
@@ -81,18 +187,14 @@ absl::Status RunPin(client::Client& client, const PinArgs& args,
 
 absl::Status RunPrune(client::Client& client, const PruneArgs& args,
                       const OutputOptions& out) {
-  if (!args.flags.keep_every_n_hours.empty()) {
-    return absl::InvalidArgumentError(
-        "prune takes --keep-every DURATION (e.g. 6h), not "
-        "--keep-every-n-hours");
-  }
   std::optional<RetentionPolicy> policy;  // nullopt: the stored one
   if (AnyPolicyFlag(args.flags)) {
-    CKPT_ASSIGN_OR_RETURN(policy, ParsePolicyFlags(args.flags, "--keep-last"));
+    CKPT_ASSIGN_OR_RETURN(policy, ParsePolicyFlags(args.flags));
   }
+  std::vector<std::string> warnings;
   CKPT_ASSIGN_OR_RETURN(
       std::vector<RetentionDecision> decisions,
-      client.PruneCheckpoints(args.job, policy, args.dry_run));
+      client.PruneCheckpoints(args.job, policy, args.dry_run, &warnings));
   std::vector<int64_t> deleted;
   for (const auto& decision : decisions) {
     if (!decision.keep) deleted.push_back(decision.step);
@@ -110,9 +212,11 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
          {"dry_run", args.dry_run},
          {"policy", policy.has_value() ? PolicyJson(*policy) : json("stored")},
          {"decisions", list},
-         {"deleted_steps", deleted}});
+         {"deleted_steps", deleted},
+         {"warnings", warnings}});
     return absl::OkStatus();
   }
+  PrintWarnings(warnings);
   std::vector<std::vector<std::string>> rows;
   rows.reserve(decisions.size());
   for (const auto& decision : decisions) {
@@ -129,8 +233,8 @@ absl::Status RunPrune(client::Client& client, const PruneArgs& args,
 
 absl::Status RunRm(client::Client& client, const RmArgs& args,
                    const OutputOptions& out) {
-  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
-  CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, step));
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ResolveStep(client, args.job, args.step));
+  CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, step, args.force));
   if (out.json) {
     PrintJson({{"job", args.job}, {"step", step}, {"deleted", true}});
   } else {

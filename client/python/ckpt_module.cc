@@ -41,6 +41,7 @@
 #include "client/python/py_common.h"
 #include "client/python/region_binding.h"
 #include "client/security_settings.h"
+#include "common/duration_text.h"
 #include "common/manifest.h"
 #include "common/quantize.h"
 #include "common/retention.h"
@@ -76,6 +77,18 @@ RetentionPolicy PolicyFromDict(const py::dict& dict) {
           py::cast<std::tuple<int, std::string, std::string>>(value);
       policy.keep_best = RetentionPolicy::KeepBest{
           .k = k, .metric = std::move(metric), .mode = ParseMode(mode)};
+    } else if (key == "keep_within") {
+      policy.keep_within = absl::Seconds(py::cast<double>(value));
+    } else if (key == "keep_hourly") {
+      policy.keep_hourly = py::cast<int>(value);
+    } else if (key == "keep_daily") {
+      policy.keep_daily = py::cast<int>(value);
+    } else if (key == "keep_weekly") {
+      policy.keep_weekly = py::cast<int>(value);
+    } else if (key == "keep_monthly") {
+      policy.keep_monthly = py::cast<int>(value);
+    } else if (key == "keep_tags") {
+      policy.keep_tags = py::cast<std::vector<std::string>>(value);
     } else {
       ThrowValueError(absl::StrCat("unknown retention policy key '", key, "'"));
     }
@@ -99,6 +112,18 @@ py::dict PolicyToDict(const RetentionPolicy& policy) {
   } else {
     dict["keep_best"] = py::none();
   }
+  auto optional = [](const auto& value) {
+    return value.has_value() ? py::cast(*value) : py::object(py::none());
+  };
+  dict["keep_within"] =
+      policy.keep_within.has_value()
+          ? py::object(py::float_(absl::ToDoubleSeconds(*policy.keep_within)))
+          : py::object(py::none());
+  dict["keep_hourly"] = optional(policy.keep_hourly);
+  dict["keep_daily"] = optional(policy.keep_daily);
+  dict["keep_weekly"] = optional(policy.keep_weekly);
+  dict["keep_monthly"] = optional(policy.keep_monthly);
+  dict["keep_tags"] = policy.keep_tags;
   return dict;
 }
 
@@ -628,6 +653,16 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("step"))
       .def("abort_checkpoint", &PyClient::AbortCheckpoint, py::arg("job"),
            py::arg("step"), py::arg("reason") = "");
+
+  m.def(
+      "parse_duration_seconds",
+      [](const std::string& text) {
+        return absl::ToDoubleSeconds(
+            ckpt::client::ValueOrThrow(ckpt::ParseDurationText(text)));
+      },
+      py::arg("text"),
+      "A duration as the ckpt CLI reads it (30m, 6h, 1d, 2w, 1h30m; "
+      "common/duration_text.h), in seconds; ValueError otherwise.");
 
   m.def(
       "bits_for_expected_restores",

@@ -151,6 +151,11 @@ py::dict SaveResultToDict(const SaveResult& saved) {
     quantized[py::str(name)] = entry;
   }
   dict["quantized"] = quantized;
+  // Why the server ignored the retention policy passed; None when it did not.
+  dict["retention_policy_ignored"] =
+      saved.retention_policy_ignored.empty()
+          ? py::object(py::none())
+          : py::object(py::str(saved.retention_policy_ignored));
   return dict;
 }
 

@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
@@ -12,6 +14,7 @@
 #include "client/transport/channel_security.h"
 #include "client/transport/shared_file_registration.h"
 #include "common/grpc_status.h"
+#include "common/manifest.h"
 #include "common/status_macros.h"
 #include "common/wire_format.h"
 
@@ -28,6 +31,10 @@ constexpr size_t kTargetMessageBytes = size_t{4} << 20;
 constexpr size_t kMaxHashesPerRequest = 50000;
 // A collection reads every manifest and compacts the chunk store.
 constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
+// The job a tenant default's probe for restic's rules names (under the
+// tenant, so a whole-tenant admin may ask): the server refuses the probe's
+// policy before it looks the job up, so no such job needs to exist.
+constexpr absl::string_view kResticRulesProbeJob = "retention-rules-probe";
 
 // The credentials every call carries: the `authorization` metadata with the
 // bearer token, or nothing. Every ClientContext the transport creates goes
@@ -176,8 +183,9 @@ class GrpcTransport final : public Transport {
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
 
-  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                               const BeginOptions& options) override {
+  absl::StatusOr<BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step,
+      const BeginOptions& options) override {
     v1::BeginCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
@@ -187,6 +195,8 @@ class GrpcTransport final : public Transport {
     request.set_lease_seconds(
         absl::ToInt64Seconds(absl::Ceil(options.lease, absl::Seconds(1))));
     if (options.retention_policy.has_value()) {
+      CKPT_RETURN_IF_ERROR(
+          CheckServerKnowsResticRules(job, *options.retention_policy));
       ToProto(*options.retention_policy, request.mutable_retention_policy());
     }
     if (options.copied_from.has_value()) {
@@ -206,7 +216,7 @@ class GrpcTransport final : public Transport {
           "older than copies between servers); the pending checkpoint it "
           "created should be aborted");
     }
-    return absl::OkStatus();
+    return BeginReply{response.retention_policy_ignored()};
   }
 
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
@@ -377,10 +387,12 @@ class GrpcTransport final : public Transport {
     return Call(&Stub::AbortCheckpoint, request, &response);
   }
 
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override {
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override {
     v1::DeleteCheckpointRequest request;
     request.set_job(std::string(job));
     request.set_step(step);
+    request.set_force(force);
     v1::DeleteCheckpointResponse response;
     return Call(&Stub::DeleteCheckpoint, request, &response);
   }
@@ -394,25 +406,71 @@ class GrpcTransport final : public Transport {
   }
 
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) override {
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) override {
+    CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(job, policy));
     v1::SetRetentionPolicyRequest request;
     request.set_job(std::string(job));
     ToProto(policy, request.mutable_policy());
     v1::SetRetentionPolicyResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::SetRetentionPolicy, request, &response));
+    if (warnings != nullptr) {
+      warnings->assign(response.warnings().begin(), response.warnings().end());
+    }
     return std::vector<int64_t>(response.deleted_steps().begin(),
                                 response.deleted_steps().end());
   }
 
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+  absl::StatusOr<PolicyInfo> GetRetentionPolicy(
       absl::string_view job) override {
     v1::GetRetentionPolicyRequest request;
     request.set_job(std::string(job));
+    return GetPolicy(request);
+  }
+
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy) override {
+    // An invalid tenant needs no probe: every server refuses it.
+    if (ValidateTenantName(tenant).ok()) {
+      CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(
+          absl::StrCat(tenant, "/", kResticRulesProbeJob), policy));
+    }
+    v1::SetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    ToProto(policy, request.mutable_policy());
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override {
+    v1::SetRetentionPolicyRequest request;
+    if (tenant_default) {
+      request.set_tenant(std::string(name));
+    } else {
+      request.set_job(std::string(name));
+    }
+    request.set_clear(true);
+    v1::SetRetentionPolicyResponse response;
+    return Call(&Stub::SetRetentionPolicy, request, &response);
+  }
+
+  absl::StatusOr<PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) override {
+    v1::GetRetentionPolicyRequest request;
+    request.set_tenant(std::string(tenant));
+    return GetPolicy(request);
+  }
+
+  absl::StatusOr<PolicyInfo> GetPolicy(
+      const v1::GetRetentionPolicyRequest& request) {
     v1::GetRetentionPolicyResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::GetRetentionPolicy, request, &response));
-    if (!response.has_policy()) return std::optional<RetentionPolicy>();
-    CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy, FromProto(response.policy()));
-    return std::optional<RetentionPolicy>(std::move(policy));
+    PolicyInfo info;
+    if (!response.has_policy()) return info;
+    CKPT_ASSIGN_OR_RETURN(info.policy, FromProto(response.policy()));
+    if (response.has_origin()) info.origin = FromProto(response.origin());
+    return info;
   }
 
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
@@ -427,15 +485,35 @@ class GrpcTransport final : public Transport {
     return FromProto(response.checkpoint());
   }
 
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override {
+    v1::SetCheckpointTagsRequest request;
+    request.set_job(std::string(job));
+    request.set_step(step);
+    request.mutable_set()->insert(set.begin(), set.end());
+    for (const std::string& name : remove) request.add_remove(name);
+    v1::SetCheckpointTagsResponse response;
+    CKPT_RETURN_IF_ERROR(Call(&Stub::SetCheckpointTags, request, &response));
+    return FromProto(response.checkpoint());
+  }
+
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) override {
+      bool dry_run, std::vector<std::string>* warnings) override {
+    if (policy.has_value()) {
+      CKPT_RETURN_IF_ERROR(CheckServerKnowsResticRules(job, *policy));
+    }
     v1::PruneCheckpointsRequest request;
     request.set_job(std::string(job));
     if (policy.has_value()) ToProto(*policy, request.mutable_policy());
     request.set_dry_run(dry_run);
     v1::PruneCheckpointsResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::PruneCheckpoints, request, &response));
+    if (warnings != nullptr) {
+      warnings->assign(response.warnings().begin(), response.warnings().end());
+    }
     std::vector<RetentionDecision> decisions;
     decisions.reserve(response.decisions_size());
     for (const v1::RetentionDecision& in : response.decisions()) {
@@ -444,9 +522,12 @@ class GrpcTransport final : public Transport {
     return decisions;
   }
 
-  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override {
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override {
     v1::CollectGarbageRequest request;
-    request.set_dry_run(dry_run);
+    request.set_dry_run(options.dry_run);
+    if (options.hold.has_value()) {
+      request.set_hold_seconds(absl::ToInt64Seconds(*options.hold));
+    }
     v1::CollectGarbageResponse response;
     CKPT_RETURN_IF_ERROR(Call(&Stub::CollectGarbage, request, &response,
                               kCollectGarbageTimeout));
@@ -516,6 +597,40 @@ class GrpcTransport final : public Transport {
   }
 
  private:
+  // OK when `policy` uses none of restic's rules (UsesResticRules) or the
+  // server knows them; FAILED_PRECONDITION when it predates them, as it
+  // would drop them silently and apply the rest of the policy (deleting
+  // what they keep). Asked once per transport, before the first call that
+  // would carry them: a dry-run PruneCheckpoints with a negative
+  // keep_within, which a server that knows it refuses naming keep_within
+  // before looking the job up; an older one reads an empty policy and
+  // answers OK or NOT_FOUND. Other errors (no such server, a refused token,
+  // a bad job name) are returned as they are.
+  absl::Status CheckServerKnowsResticRules(absl::string_view job,
+                                           const RetentionPolicy& policy) {
+    if (!UsesResticRules(policy) || knows_restic_rules_.load()) {
+      return absl::OkStatus();
+    }
+    v1::PruneCheckpointsRequest request;
+    request.set_job(std::string(job));
+    request.set_dry_run(true);
+    request.mutable_policy()->set_keep_within_micros(-1);
+    v1::PruneCheckpointsResponse response;
+    absl::Status probe = Call(&Stub::PruneCheckpoints, request, &response);
+    if (absl::IsInvalidArgument(probe) &&
+        absl::StrContains(probe.message(), "keep_within")) {
+      knows_restic_rules_.store(true);
+      return absl::OkStatus();
+    }
+    if (!probe.ok() && !absl::IsNotFound(probe)) return probe;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the server at ", address_,
+        " predates the retention rules keep_within, keep_hourly, keep_daily, "
+        "keep_weekly, keep_monthly and keep_tags: it would drop them and "
+        "apply the rest of the policy, deleting what they keep. Nothing was "
+        "sent; upgrade ckpt-server or leave these rules out"));
+  }
+
   // A unary call with a deadline of `timeout`, rpc_timeout by default.
   template <typename Request, typename Response>
   absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
@@ -593,6 +708,8 @@ class GrpcTransport final : public Transport {
   const CallCredentials credentials_;
   const absl::Duration rpc_timeout_;
   const absl::Duration stream_stall_timeout_;
+  // Set once the server proved it knows restic's retention rules.
+  std::atomic<bool> knows_restic_rules_{false};
 };
 
 }  // namespace

@@ -22,9 +22,25 @@ absl::Status AuthorizeRole(const Principal& principal, absl::string_view rpc,
 absl::Status AuthorizeJob(const Principal& principal, absl::string_view rpc,
                           Role needed, absl::string_view job);
 
+// What a call naming a tenant rather than a job (its default retention
+// policy) needs of the principal's scope.
+enum class TenantReach {
+  kRead,   // a scope inside the tenant (any prefix of it) or "*"
+  kWhole,  // a scope covering the whole tenant ("tenant/") or "*"
+};
+
+// AuthorizeRole, then OK when the principal's scope reaches `tenant` as
+// `reach` says. As AuthorizeJob's, the refusal never quotes the tenant.
+absl::Status AuthorizeTenant(const Principal& principal, absl::string_view rpc,
+                             Role needed, absl::string_view tenant,
+                             TenantReach reach);
+
 // Roles of the calls whose needs depend on the request. Pinning keeps
 // history, so writers may; unpinning lets retention delete, so it is admin's.
 Role RoleToPin(bool pinned);
+// As pinning: adding tags keeps history (writer); removing one may let a
+// keep-tag rule delete (admin).
+Role RoleToTag(bool removes);
 // A dry run reads; a real prune deletes.
 Role RoleToPrune(bool dry_run);
 

@@ -51,6 +51,8 @@ TEST(AuthorizeTest, ARoleRefusalNamesRpcPrincipalAndNeed) {
 TEST(AuthorizeTest, WriterIsAppendOnly) {
   EXPECT_EQ(RoleToPin(true), Role::kWriter);
   EXPECT_EQ(RoleToPin(false), Role::kAdmin);
+  EXPECT_EQ(RoleToTag(false), Role::kWriter);
+  EXPECT_EQ(RoleToTag(true), Role::kAdmin);
   EXPECT_EQ(RoleToPrune(true), Role::kReader);
   EXPECT_EQ(RoleToPrune(false), Role::kAdmin);
   EXPECT_FALSE(MayDeleteHistory(Make("w", Role::kWriter, "t/")));

@@ -37,6 +37,16 @@ absl::StatusOr<Principal> Admit(const Authenticator& authenticator,
   return principal;
 }
 
+absl::StatusOr<Principal> AdmitTenant(
+    const Authenticator& authenticator,
+    const grpc::CallbackServerContext& context, absl::string_view rpc,
+    Role needed, absl::string_view tenant, TenantReach reach) {
+  CKPT_ASSIGN_OR_RETURN(Principal principal,
+                        Admit(authenticator, context, rpc, Role::kReader));
+  CKPT_RETURN_IF_ERROR(AuthorizeTenant(principal, rpc, needed, tenant, reach));
+  return principal;
+}
+
 Actor ActorOf(const Principal& principal) {
   return Actor{principal.name, MayDeleteHistory(principal)};
 }

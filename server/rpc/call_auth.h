@@ -29,6 +29,12 @@ absl::StatusOr<Principal> Admit(
     const grpc::CallbackServerContext& context, absl::string_view rpc,
     Role needed, std::optional<absl::string_view> job = std::nullopt);
 
+// As Admit, for a call naming a tenant instead of a job (AuthorizeTenant).
+absl::StatusOr<Principal> AdmitTenant(
+    const Authenticator& authenticator,
+    const grpc::CallbackServerContext& context, absl::string_view rpc,
+    Role needed, absl::string_view tenant, TenantReach reach);
+
 // The service's view of the principal: its name for the events, and the
 // rights the service checks against stored state.
 Actor ActorOf(const Principal& principal);

@@ -44,12 +44,14 @@ TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
   policy.max_to_keep = 2;
   policy.keep_best = RetentionPolicy::KeepBest{
       1, "val_loss", RetentionPolicy::KeepBest::Mode::kMin};
-  EXPECT_EQ(client_->SetRetentionPolicy(kJob, policy).status().code(),
-            absl::StatusCode::kNotFound);  // no such job yet
+  EXPECT_EQ(client_->SetRetentionPolicy("no-tenant", policy).status().code(),
+            absl::StatusCode::kInvalidArgument);
   client::SaveOptions first;
   first.retention_policy = policy;  // set by the writer at Begin
   first.metadata.metrics["val_loss"] = 0.5;
-  ASSERT_TRUE(client_->SaveShard(kJob, 1, tensors, first).ok());
+  auto saved = client_->SaveShard(kJob, 1, tensors, first);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->retention_policy_ignored, "");
   auto got = client_->GetRetentionPolicy(kJob);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(got->has_value());
@@ -72,6 +74,19 @@ TEST_F(GrpcServiceTest, PolicySetGetAndEnforcedAtCommit) {
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   ASSERT_EQ(jobs->size(), 1u);
   EXPECT_EQ((*jobs)[0].job.retention_policy, last_one);
+  EXPECT_EQ((*jobs)[0].job.policy_origin->source,
+            PolicyOrigin::Source::kOperator);
+  // The operator's policy is the job's now: the writer's is ignored, and
+  // the save says why.
+  saved = client_->SaveShard(kJob, 5, tensors, first);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_NE(saved->retention_policy_ignored.find("an operator's"),
+            std::string::npos)
+      << saved->retention_policy_ignored;
+  auto info = client_->GetRetentionPolicyInfo(kJob);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->policy, last_one);
+  EXPECT_EQ(info->origin->principal, "anonymous");
 }
 
 TEST_F(GrpcServiceTest, InvalidPolicyIsInvalidArgumentAndChangesNothing) {
@@ -251,7 +266,10 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
   ASSERT_TRUE(client_->GetManifest(kJob, std::nullopt).ok());  // no event
   auto restored = client_->RestoreShard(kJob, std::nullopt, 0);
   ASSERT_TRUE(restored.ok()) << restored.status();
-  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3).ok());
+  // Pinned: refused, with no event, until the pin is overridden over the
+  // wire (DeleteCheckpointRequest.force).
+  EXPECT_TRUE(absl::IsFailedPrecondition(client_->DeleteCheckpoint(kJob, 3)));
+  ASSERT_TRUE(client_->DeleteCheckpoint(kJob, 3, /*force=*/true).ok());
 
   auto events = client_->ListEvents(kJob);
   ASSERT_TRUE(events.ok()) << events.status();
@@ -270,6 +288,8 @@ TEST_F(GrpcServiceTest, EventsRecordSavesPinsRestoresAndDeletesInOrder) {
               HasSubstr("prune with a one-off policy (max_to_keep=1): not "
                         "among the 1 most recent"));
   EXPECT_EQ((*events)[6].detail, "rank 0");
+  EXPECT_EQ((*events)[7].detail,
+            "was committed and pinned; the pin was overridden (force)");
 
   auto last = client_->ListEvents(kJob, 1);
   ASSERT_TRUE(last.ok()) << last.status();

@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/manifest.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "common/wire_format.h"
 #include "server/rpc/call_auth.h"
 #include "server/rpc/put_chunks_reactor.h"
@@ -109,6 +110,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::BeginCheckpoint(
                                   policy, ActorOf(who), copy));
     ToProto(result.record, response->mutable_checkpoint());
     response->set_created(result.created);
+    response->set_retention_policy_ignored(result.retention_policy_ignored);
     return absl::OkStatus();
   });
 }
@@ -434,7 +436,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::DeleteCheckpoint(
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
     CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
     return service_->DeleteCheckpoint(request->job(), request->step(),
-                                      ActorOf(who));
+                                      ActorOf(who), request->force());
   });
 }
 
@@ -462,15 +464,43 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::SetRetentionPolicy(
     v1::SetRetentionPolicyResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "SetRetentionPolicy";
+    if (!request->tenant().empty()) {
+      // The tenant's default: an admin over the whole tenant.
+      CKPT_ASSIGN_OR_RETURN(
+          Principal who,
+          AdmitTenant(*authenticator_, *context, kRpc, Role::kAdmin,
+                      request->tenant(), TenantReach::kWhole));
+      CKPT_RETURN_IF_ERROR(
+          CheckTenantTarget(kRpc, request->job(), request->tenant()));
+      CKPT_RETURN_IF_ERROR(
+          CheckClear(kRpc, request->clear(), request->has_policy()));
+      if (request->clear()) {
+        return service_->ClearTenantDefaultPolicy(request->tenant(),
+                                                  ActorOf(who));
+      }
+      CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
+                            ParsePolicy(kRpc, request->policy()));
+      return service_->SetTenantDefaultPolicy(request->tenant(), policy,
+                                              ActorOf(who));
+    }
     CKPT_ASSIGN_OR_RETURN(Principal who, Admit(*authenticator_, *context, kRpc,
                                                Role::kAdmin, request->job()));
     CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(
+        CheckClear(kRpc, request->clear(), request->has_policy()));
+    if (request->clear()) {
+      return service_->ClearRetentionPolicy(request->job(), ActorOf(who));
+    }
     CKPT_ASSIGN_OR_RETURN(RetentionPolicy policy,
                           ParsePolicy(kRpc, request->policy()));
-    CKPT_ASSIGN_OR_RETURN(
-        std::vector<int64_t> deleted,
-        service_->SetRetentionPolicy(request->job(), policy, ActorOf(who)));
+    std::vector<std::string> warnings;
+    CKPT_ASSIGN_OR_RETURN(std::vector<int64_t> deleted,
+                          service_->SetRetentionPolicy(
+                              request->job(), policy, ActorOf(who), &warnings));
     for (int64_t step : deleted) response->add_deleted_steps(step);
+    for (std::string& warning : warnings) {
+      response->add_warnings(std::move(warning));
+    }
     return absl::OkStatus();
   });
 }
@@ -481,13 +511,30 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::GetRetentionPolicy(
     v1::GetRetentionPolicyResponse* response) {
   return Unary(context, [this, context, request, response]() -> absl::Status {
     static constexpr absl::string_view kRpc = "GetRetentionPolicy";
-    CKPT_RETURN_IF_ERROR(
-        Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
-            .status());
-    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
-    CKPT_ASSIGN_OR_RETURN(std::optional<RetentionPolicy> policy,
-                          service_->GetRetentionPolicy(request->job()));
-    if (policy.has_value()) ToProto(*policy, response->mutable_policy());
+    AppliedPolicy applied;
+    if (!request->tenant().empty()) {
+      CKPT_RETURN_IF_ERROR(AdmitTenant(*authenticator_, *context, kRpc,
+                                       Role::kReader, request->tenant(),
+                                       TenantReach::kRead)
+                               .status());
+      CKPT_RETURN_IF_ERROR(
+          CheckTenantTarget(kRpc, request->job(), request->tenant()));
+      CKPT_ASSIGN_OR_RETURN(
+          applied, service_->GetTenantDefaultPolicy(request->tenant()));
+    } else {
+      CKPT_RETURN_IF_ERROR(
+          Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())
+              .status());
+      CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+      CKPT_ASSIGN_OR_RETURN(applied,
+                            service_->GetRetentionPolicy(request->job()));
+    }
+    if (applied.policy.has_value()) {
+      ToProto(*applied.policy, response->mutable_policy());
+      if (applied.origin.has_value()) {
+        ToProto(*applied.origin, response->mutable_origin());
+      }
+    }
     return absl::OkStatus();
   });
 }
@@ -512,6 +559,36 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PinCheckpoint(
   });
 }
 
+grpc::ServerUnaryReactor* GrpcCheckpointService::SetCheckpointTags(
+    grpc::CallbackServerContext* context,
+    const v1::SetCheckpointTagsRequest* request,
+    v1::SetCheckpointTagsResponse* response) {
+  return Unary(context, [this, context, request, response]() -> absl::Status {
+    static constexpr absl::string_view kRpc = "SetCheckpointTags";
+    CKPT_ASSIGN_OR_RETURN(
+        Principal who,
+        Admit(*authenticator_, *context, kRpc,
+              RoleToTag(request->remove_size() > 0), request->job()));
+    CKPT_RETURN_IF_ERROR(CheckJob(kRpc, request->job()));
+    CKPT_RETURN_IF_ERROR(CheckStep(kRpc, request->step()));
+    if (request->set_size() > static_cast<int>(kMaxTagsPerCheckpoint) ||
+        request->remove_size() > static_cast<int>(kMaxTagsPerCheckpoint)) {
+      return InvalidRequest(
+          kRpc, absl::StrCat("at most ", kMaxTagsPerCheckpoint,
+                             " tags may be set or removed at once"));
+    }
+    const Tags set(request->set().begin(), request->set().end());
+    const std::vector<std::string> remove(request->remove().begin(),
+                                          request->remove().end());
+    CKPT_ASSIGN_OR_RETURN(
+        CheckpointRecord record,
+        service_->SetCheckpointTags(request->job(), request->step(), set,
+                                    remove, ActorOf(who)));
+    ToProto(record, response->mutable_checkpoint());
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
     grpc::CallbackServerContext* context,
     const v1::PruneCheckpointsRequest* request,
@@ -526,9 +603,14 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::PruneCheckpoints(
     if (request->has_policy()) {
       CKPT_ASSIGN_OR_RETURN(policy, ParsePolicy(kRpc, request->policy()));
     }
-    CKPT_ASSIGN_OR_RETURN(std::vector<RetentionDecision> decisions,
-                          service_->Prune(request->job(), policy,
-                                          request->dry_run(), ActorOf(who)));
+    std::vector<std::string> warnings;
+    CKPT_ASSIGN_OR_RETURN(
+        std::vector<RetentionDecision> decisions,
+        service_->Prune(request->job(), policy, request->dry_run(),
+                        ActorOf(who), &warnings));
+    for (std::string& warning : warnings) {
+      response->add_warnings(std::move(warning));
+    }
     response->mutable_decisions()->Reserve(static_cast<int>(decisions.size()));
     for (const RetentionDecision& decision : decisions) {
       ToProto(decision, response->add_decisions());
@@ -549,6 +631,10 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::CollectGarbage(
                                           "CollectGarbage", Role::kOperator));
                  GcOptions options;
                  options.dry_run = request->dry_run();
+                 if (request->has_hold_seconds()) {
+                   // Range checked by the service, against its hold.
+                   options.hold = absl::Seconds(request->hold_seconds());
+                 }
                  absl::StatusOr<GcReport> collected =
                      service_->CollectGarbage(options, ActorOf(who));
                  if (!options.dry_run) {

@@ -138,6 +138,10 @@ class GrpcCheckpointService final
       grpc::CallbackServerContext* context,
       const v1::PinCheckpointRequest* request,
       v1::PinCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* SetCheckpointTags(
+      grpc::CallbackServerContext* context,
+      const v1::SetCheckpointTagsRequest* request,
+      v1::SetCheckpointTagsResponse* response) override;
   grpc::ServerUnaryReactor* PruneCheckpoints(
       grpc::CallbackServerContext* context,
       const v1::PruneCheckpointsRequest* request,

@@ -464,6 +464,8 @@ int main(int argc, char** argv) {
   app.add_flag("--print-config", print_config,
                "Print the effective settings (defaults, then --config, then "
                "flags) as a YAML config file, and exit");
+  app.set_version_flag("--version", "ckpt-server " CKPT_VERSION,
+                       "Print the version (ckpt-server X.Y.Z) and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

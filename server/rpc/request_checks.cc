@@ -23,6 +23,25 @@ absl::Status CheckJob(absl::string_view rpc, absl::string_view job) {
   return absl::OkStatus();
 }
 
+absl::Status CheckTenantTarget(absl::string_view rpc, absl::string_view job,
+                               absl::string_view tenant) {
+  if (!job.empty()) {
+    return InvalidRequest(rpc,
+                          "name a job or a tenant (its default policy), not "
+                          "both");
+  }
+  absl::Status status = ValidateTenantName(tenant);
+  if (!status.ok()) return InvalidRequest(rpc, status.message());
+  return absl::OkStatus();
+}
+
+absl::Status CheckClear(absl::string_view rpc, bool clear, bool has_policy) {
+  if (clear && has_policy) {
+    return InvalidRequest(rpc, "clear removes the policy; send it without one");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckStep(absl::string_view rpc, int64_t step) {
   if (step < 0) {
     return InvalidRequest(rpc, absl::StrCat("step must be >= 0, got ", step));

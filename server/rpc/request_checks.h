@@ -27,6 +27,12 @@ absl::Status ShuttingDown(absl::string_view rpc);
 
 // A job name the service accepts (ValidateJobName).
 absl::Status CheckJob(absl::string_view rpc, absl::string_view job);
+// A request naming a tenant (its default policy) instead of a job: `job`
+// must then be empty and `tenant` a valid tenant name.
+absl::Status CheckTenantTarget(absl::string_view rpc, absl::string_view job,
+                               absl::string_view tenant);
+// SetRetentionPolicy's `clear` takes no policy.
+absl::Status CheckClear(absl::string_view rpc, bool clear, bool has_policy);
 // step >= 0.
 absl::Status CheckStep(absl::string_view rpc, int64_t step);
 // world_size >= 1 (the service checks the upper bound, its option).

@@ -4,7 +4,8 @@
 //   lifecycle.cc           begin, upload, commit, abort, lease expiry
 //   queries.cc             listings, manifests, chunk reads, stats, events
 //   retention_ops.cc       retention policy, pins, prune, delete
-//   verify.cc              Verify and UniqueBytes
+//   verify.cc              Verify
+//   chunk_accounting.cc    UniqueBytes and a job's stored bytes (GetStats)
 //   garbage_collection.cc  CollectGarbage
 // with the events they record built by job_events.h and their shared helpers
 // in service_internal.h.

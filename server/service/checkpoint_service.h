@@ -7,8 +7,9 @@
 // so a change and its event are durable together or not at all.
 //
 // The implementation is split by use case (lifecycle.cc, queries.cc,
-// retention_ops.cc, verify.cc, garbage_collection.cc); checkpoint_service.cc
-// says which file holds what and what each lock below covers.
+// retention_ops.cc, verify.cc, chunk_accounting.cc, garbage_collection.cc);
+// checkpoint_service.cc says which file holds what and what each lock below
+// covers.
 #pragma once
 
 #include <atomic>
@@ -38,9 +39,11 @@
 #include "common/retention.h"
 #include "common/shard_layout.h"
 #include "common/stats.h"
+#include "common/tags.h"
 #include "common/verify.h"
 #include "server/service/actor.h"
 #include "server/service/chunk_guard.h"
+#include "server/service/policy_owner.h"
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
@@ -89,16 +92,13 @@ struct CopyOrigin {
 struct BeginResult {
   CheckpointRecord record;
   bool created = false;  // false when another rank created it first
+  // Non-empty when the policy passed was ignored: why (policy_owner.h).
+  std::string retention_policy_ignored;
 };
 
 struct CommitResult {
   CheckpointRecord record;
   bool checkpoint_committed = false;  // this shard completed the checkpoint
-};
-
-struct GcOptions {
-  // Report what would be deleted; delete nothing.
-  bool dry_run = false;
 };
 
 // Called by Verify as it goes; a non-OK status stops it with that status
@@ -123,11 +123,15 @@ class CheckpointService {
   // ALREADY_EXISTS when it is committed; FAILED_PRECONDITION when the
   // pending one has another world_size. An aborted one is started afresh.
   // lease: zero means the default; longer than ServiceOptions::max_lease is
-  // INVALID_ARGUMENT. A `policy` replaces the job's retention
-  // policy and is applied at once, in the same batch (as SetRetentionPolicy;
-  // INVALID_ARGUMENT, with nothing changed, when it is invalid). When the
-  // actor may not change retention, a `policy` other than the stored one
-  // (none stored counts as other) is PERMISSION_DENIED, with nothing changed.
+  // INVALID_ARGUMENT. A `policy` is a writer's (server/service/
+  // policy_owner.h): it replaces the job's retention policy and is applied
+  // at once, in the same batch, only while no operator's policy applies
+  // (the job's own or its tenant's default) and the actor may delete
+  // history. Otherwise it is ignored: the checkpoint begins, the result
+  // says why, and the first Begin with each distinct ignored policy
+  // records a `policy_ignored` event. An append-only actor's Begin never
+  // deletes anything. INVALID_ARGUMENT, with nothing changed, when the
+  // policy is invalid.
   // `copy` (see CopyOrigin): INVALID_ARGUMENT naming the field for a
   // copied_from that ValidateCopyPeer refuses.
   absl::StatusOr<BeginResult> BeginCheckpoint(
@@ -192,7 +196,9 @@ class CheckpointService {
                                absl::string_view reason,
                                const Actor& actor = {});
 
-  // The jobs in `scope`, ascending name.
+  // The jobs in `scope`, ascending name, each with the policy that applies
+  // to it and its origin (a tenant's default for a job without an
+  // operator's policy of its own).
   absl::StatusOr<std::vector<JobSummary>> ListJobs(
       const JobScope& scope = JobScope::All());
 
@@ -244,10 +250,11 @@ class CheckpointService {
 
   // Removes a committed or aborted checkpoint's manifest at once; chunk
   // bytes are reclaimed by GC. NOT_FOUND when absent; FAILED_PRECONDITION
-  // for a pending one (abort it instead) and for the delta base of another
-  // pending or committed checkpoint (naming those).
+  // for a pending one (abort it instead), for a pinned committed one
+  // unless `force` (the event then records the override), and for the
+  // delta base of another pending or committed checkpoint (naming those).
   absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
-                                const Actor& actor = {});
+                                const Actor& actor = {}, bool force = false);
 
   // With a job: the job's checkpoints and its tenant's chunks, `tenants`
   // its tenant over all of the tenant's jobs (`scope` is not consulted).
@@ -255,6 +262,9 @@ class CheckpointService {
   // the tenants of those jobs over their jobs in scope, and the stored bytes
   // and chunks of the scope's tenant (of every tenant for All()). Chunks are
   // shared by a tenant's jobs, so a prefix scope sees its whole tenant's.
+  // With a job, also `job_stored`: the chunks its committed checkpoints
+  // reference and the part its tenant's other jobs share (JobStoredBytesOf,
+  // which reads every manifest of the tenant; see chunk_accounting.cc).
   absl::StatusOr<Stats> GetStats(absl::string_view job,
                                  const JobScope& scope = JobScope::All());
 
@@ -272,15 +282,43 @@ class CheckpointService {
   // every-N-hours clock start, under lifecycle_mu_; deletions go in one
   // atomic batch. A crash mid-operation leaves either all or none of them.
 
-  // Stores `policy` with the job and applies it at once. Returns the deleted
-  // steps, ascending. INVALID_ARGUMENT (nothing changed) for an invalid
-  // policy; NOT_FOUND for an unknown job. An empty policy keeps everything.
+  // Stores `policy` as the job's, an operator's (the actor's, now), and
+  // applies it at once. A job that has not saved yet is created with it.
+  // Returns the deleted steps, ascending. INVALID_ARGUMENT (nothing
+  // changed) for an invalid policy or job name. An empty policy keeps
+  // everything. `warnings`, when given, receives RetentionWarnings of the
+  // evaluation (e.g. "keep_best decides nothing: no checkpoint has metric
+  // M").
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
       absl::string_view job, const RetentionPolicy& policy,
-      const Actor& actor = {});
-  // nullopt when none was set. NOT_FOUND for an unknown job.
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
-      absl::string_view job);
+      const Actor& actor = {}, std::vector<std::string>* warnings = nullptr);
+  // The policy that applies to the job and who set it (policy_owner.h):
+  // policy nullopt when none applies. NOT_FOUND for an unknown job.
+  absl::StatusOr<AppliedPolicy> GetRetentionPolicy(absl::string_view job);
+
+  // Stores `policy` as the tenant's default (an operator's: the actor's,
+  // now). It applies to the tenant's jobs that have no operator's policy of
+  // their own at their next commit or prune; nothing is deleted now.
+  // INVALID_ARGUMENT (nothing changed) for an invalid tenant name or
+  // policy. Who may call it (an admin over the whole tenant) is the
+  // caller's decision.
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy,
+                                      const Actor& actor = {});
+  // Removes the job's own policy: what applies then is its tenant's
+  // default, if any, and a writer's may be set again. Deletes nothing now
+  // (the next commit or prune applies what applies). A `policy_set` event
+  // "none (cleared)" when there was one. NOT_FOUND for an unknown job.
+  absl::Status ClearRetentionPolicy(absl::string_view job,
+                                    const Actor& actor = {});
+  // Removes the tenant's default policy; OK when it had none.
+  // INVALID_ARGUMENT for an invalid tenant name.
+  absl::Status ClearTenantDefaultPolicy(absl::string_view tenant,
+                                        const Actor& actor = {});
+  // The tenant's default policy (origin source kTenantDefault); policy
+  // nullopt when it has none. INVALID_ARGUMENT for an invalid tenant name.
+  absl::StatusOr<AppliedPolicy> GetTenantDefaultPolicy(
+      absl::string_view tenant);
 
   // Sets or clears the pin of a committed checkpoint; returns its header.
   // NOT_FOUND when absent or aborted; FAILED_PRECONDITION when pending.
@@ -289,15 +327,30 @@ class CheckpointService {
                                                  int64_t step, bool pinned,
                                                  const Actor& actor = {});
 
+  // Sets (adds or replaces) the tags in `set` and removes those named in
+  // `remove` (absent ones ignored) on a committed checkpoint, with one
+  // `tags_changed` event when anything changed; returns its header.
+  // INVALID_ARGUMENT for a tag against common/tags.h (also too many as a
+  // result) or a name in both; NOT_FOUND when absent or aborted;
+  // FAILED_PRECONDITION when pending; PERMISSION_DENIED when an actor that
+  // may not delete history (a writer) would remove a tag or change a
+  // value. On error nothing changed.
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step, const Tags& set,
+      const std::vector<std::string>& remove, const Actor& actor = {});
+
   // One decision per committed checkpoint, ascending step, under `policy`
   // (the job's stored one when nullopt; none stored keeps everything).
   // Unless dry_run, the checkpoints decided delete are deleted in one
   // batch. A dry run returns exactly what a real run at that moment would
-  // delete. INVALID_ARGUMENT for an invalid policy; NOT_FOUND for an
-  // unknown job.
+  // delete. INVALID_ARGUMENT for an invalid policy, checked before the job
+  // is looked up (clients rely on it to probe what a server knows);
+  // NOT_FOUND for an unknown job. `warnings` as for SetRetentionPolicy,
+  // the same for a dry run and a real one.
   absl::StatusOr<std::vector<RetentionDecision>> Prune(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run, const Actor& actor = {});
+      bool dry_run, const Actor& actor = {},
+      std::vector<std::string>* warnings = nullptr);
 
   // --- Garbage collection (server/service/garbage_collection.cc) ---
   //
@@ -384,16 +437,30 @@ class CheckpointService {
   // for an absent, pending or aborted one.
   absl::StatusOr<CheckpointRecord> GetCommitted(absl::string_view job,
                                                 int64_t step);
+  // The chunks the committed checkpoints of `job` reference, and the part
+  // its tenant's other jobs (their pending and committed checkpoints)
+  // reference too. Reads every manifest of the tenant, without a lock.
+  absl::StatusOr<JobStoredBytes> JobStoredBytesOf(absl::string_view job);
   // The job's record; NOT_FOUND when unknown.
   absl::StatusOr<JobRecord> GetJobRecord(absl::string_view job);
-  // Decisions for the committed ones among `records` (any states).
+  // Decisions for the committed ones among `records` (any states) at `now`
+  // (the cap of keep_within's newest time), and into `warnings` when
+  // given, RetentionWarnings of the same inputs.
   static absl::StatusOr<std::vector<RetentionDecision>> Decide(
       const JobRecord& job, const RetentionPolicy& policy,
-      const std::vector<CheckpointRecord>& records);
+      const std::vector<CheckpointRecord>& records, absl::Time now,
+      std::vector<std::string>* warnings = nullptr);
+  // The policy that applies to `job` (policy_owner.h). Fills in the origin
+  // of a policy stored before origins were, inferred from the job's events;
+  // *origin_filled says whether it did (then persist the record when
+  // writing it anyway).
+  absl::StatusOr<AppliedPolicy> ApplicablePolicy(JobRecord* job,
+                                                 bool* origin_filled = nullptr);
   // Evaluates `policy` on the job's stored checkpoints and adds the
   // deletions to `batch`. REQUIRES: lifecycle_mu_ held.
   absl::StatusOr<std::vector<RetentionDecision>> DecideAndDelete(
-      const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch)
+      const JobRecord& job, const RetentionPolicy& policy, MetadataBatch* batch,
+      std::vector<std::string>* warnings = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
 
   // The committed checkpoints (with shards) that Verify covers, the pending

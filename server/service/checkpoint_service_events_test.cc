@@ -137,9 +137,15 @@ TEST_F(CheckpointServiceEventsTest, LongDetailsAreCutOnACharacterBoundary) {
 TEST_F(CheckpointServiceEventsTest, DeleteIsRecordedAndEarlierEventsStay) {
   ASSERT_TRUE(SaveStep(1).ok());
   ASSERT_TRUE(service_.PinCheckpoint(kJob, 1, true).ok());
-  ASSERT_TRUE(service_.DeleteCheckpoint(kJob, 1).ok());
+  // A pin is overridden only with force, and the refusal leaves no event.
+  const absl::Status refused = service_.DeleteCheckpoint(kJob, 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("is pinned"));
+  EXPECT_THAT(History(), ElementsAre("committed@1", "pinned@1"));
+  ASSERT_TRUE(service_.DeleteCheckpoint(kJob, 1, {}, /*force=*/true).ok());
   EXPECT_THAT(History(), ElementsAre("committed@1", "pinned@1", "deleted@1"));
-  EXPECT_EQ(DetailOf(EventKind::kDeleted, 1), "was committed and pinned");
+  EXPECT_EQ(DetailOf(EventKind::kDeleted, 1),
+            "was committed and pinned; the pin was overridden (force)");
 
   ASSERT_TRUE(
       service_.BeginCheckpoint(kJob, 2, 1, {}, absl::ZeroDuration()).ok());
@@ -377,7 +383,11 @@ TEST_F(CheckpointServiceEventsTest, EachChangeWritesOneBatchWithItsEvents) {
               return service_.SetRetentionPolicy(kJob, MaxToKeep(1));
             }),
             1);
-  EXPECT_EQ(writes_of([&] { return service_.DeleteCheckpoint(kJob, 1); }), 1);
+  // Step 1 is pinned: deleting it takes force.
+  EXPECT_EQ(writes_of([&] {
+              return service_.DeleteCheckpoint(kJob, 1, {}, /*force=*/true);
+            }),
+            1);
   EXPECT_THAT(History(), ElementsAre("committed@2", "committed@1", "pinned@1",
                                      "policy_set", "deleted@1"));
 }

@@ -363,6 +363,50 @@ TEST_F(VerifyTest, StatsHaveARowPerJobAndPerTenant) {
   ASSERT_EQ(job->tenants.size(), 1u);
   EXPECT_EQ(job->tenants[0].logical_bytes, 40u);
   EXPECT_EQ(job->tenants[0].job_count, 2);
+  EXPECT_FALSE(stats->job_stored.has_value()) << "computed without a job";
+}
+
+TEST_F(VerifyTest, AJobsStoredBytesAreWhatItReferencesWithSharedApart) {
+  // t1/a references kA and kB (twice: dedup), t1/b kA; t2/x holds kA too,
+  // but chunks are deduplicated per tenant, so it shares nothing with t1.
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kA + kB}}}, 1, 1, "t1/a").ok());
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kA + kB}}}, 2, 1, "t1/a").ok());
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kA}}}, 1, 1, "t1/b").ok());
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kA + kC}}}, 1, 1, "t2/x").ok());
+  // A pending checkpoint of t2/x's own is not sharing.
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kC}}}, 2, 2, "t2/x").ok());
+
+  const auto stored_of = [&](absl::string_view job) {
+    auto stats = service_.GetStats(job);
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    EXPECT_TRUE(stats.ok() && stats->job_stored.has_value()) << job;
+    return stats.ok() ? stats->job_stored.value_or(JobStoredBytes{})
+                      : JobStoredBytes{};
+  };
+  JobStoredBytes a = stored_of("t1/a");
+  EXPECT_EQ(a.stored_bytes, 16u);
+  EXPECT_EQ(a.chunk_count, 2u);
+  EXPECT_EQ(a.shared_bytes, 8u);
+  EXPECT_EQ(a.shared_chunk_count, 1u);
+  JobStoredBytes b = stored_of("t1/b");
+  EXPECT_EQ(b.stored_bytes, 8u);
+  EXPECT_EQ(b.shared_bytes, 8u);
+  JobStoredBytes x = stored_of("t2/x");
+  EXPECT_EQ(x.stored_bytes, 16u);
+  EXPECT_EQ(x.chunk_count, 2u);
+  EXPECT_EQ(x.shared_bytes, 0u);
+  EXPECT_EQ(x.shared_chunk_count, 0u);
+
+  // Another job's pending checkpoint keeps kB as well: shared now.
+  ASSERT_TRUE(Save(ShardBuilder{0, {{"w", kB}}}, 1, 2, "t1/e").ok());
+  a = stored_of("t1/a");
+  EXPECT_EQ(a.stored_bytes, 16u);
+  EXPECT_EQ(a.shared_bytes, 16u);
+  EXPECT_EQ(a.shared_chunk_count, 2u);
+  // A job without a committed checkpoint stores nothing of its own.
+  JobStoredBytes e = stored_of("t1/e");
+  EXPECT_EQ(e.stored_bytes, 0u);
+  EXPECT_EQ(e.shared_bytes, 0u);
 }
 
 }  // namespace

@@ -7,17 +7,16 @@ namespace ckpt::server {
 void ChunkGuard::Announce(absl::string_view tenant,
                           absl::Span<const ChunkId> ids, absl::Time now) {
   if (ids.empty()) return;
-  const absl::Time until = now + hold_;
   absl::MutexLock lock(&mu_);
   // Collections expire holds; this bounds memory when none runs.
   if (held_count_ > kExpireInlineAbove) ExpireHoldsLocked(now);
-  auto& held = held_until_[tenant];
+  auto& held = announced_[tenant];
   for (const ChunkId& id : ids) {
-    auto [it, inserted] = held.try_emplace(id, until);
+    auto [it, inserted] = held.try_emplace(id, now);
     if (inserted) {
       ++held_count_;
     } else {
-      it->second = std::max(it->second, until);
+      it->second = std::max(it->second, now);
     }
   }
 }
@@ -42,16 +41,24 @@ void ChunkGuard::Committed(absl::string_view tenant,
   committed.insert(ids.begin(), ids.end());
 }
 
-bool ChunkGuard::IsProtected(absl::string_view tenant, const ChunkId& id,
-                             absl::Time now) const {
+std::optional<ChunkGuard::Protection> ChunkGuard::Protects(
+    absl::string_view tenant, const ChunkId& id, absl::Time now,
+    absl::Duration hold) const {
+  hold = std::min(hold, hold_);
   absl::MutexLock lock(&mu_);
-  if (auto held = held_until_.find(tenant); held != held_until_.end()) {
+  if (auto held = announced_.find(tenant); held != announced_.end()) {
     auto it = held->second.find(id);
-    if (it != held->second.end() && it->second > now) return true;
+    if (it != held->second.end() && it->second + hold > now) {
+      return Protection{Protection::Kind::kAnnounced, it->second + hold};
+    }
   }
   auto committed = committed_during_collection_.find(tenant);
-  return committed != committed_during_collection_.end() &&
-         committed->second.contains(id);
+  if (committed != committed_during_collection_.end() &&
+      committed->second.contains(id)) {
+    return Protection{Protection::Kind::kCommittedDuringCollection,
+                      absl::InfinitePast()};
+  }
+  return std::nullopt;
 }
 
 void ChunkGuard::ExpireHolds(absl::Time now) {
@@ -60,11 +67,12 @@ void ChunkGuard::ExpireHolds(absl::Time now) {
 }
 
 void ChunkGuard::ExpireHoldsLocked(absl::Time now) {
-  for (auto tenant = held_until_.begin(); tenant != held_until_.end();) {
-    held_count_ -= absl::erase_if(
-        tenant->second, [&](const auto& entry) { return entry.second <= now; });
+  for (auto tenant = announced_.begin(); tenant != announced_.end();) {
+    held_count_ -= absl::erase_if(tenant->second, [&](const auto& entry) {
+      return entry.second + hold_ <= now;
+    });
     if (tenant->second.empty()) {
-      held_until_.erase(tenant++);
+      announced_.erase(tenant++);
     } else {
       ++tenant;
     }

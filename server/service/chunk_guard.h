@@ -5,6 +5,7 @@
 // snapshot, so chunks committed after it began are protected until it ends.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -36,10 +37,24 @@ class ChunkGuard {
   // collection (the next one's mark sees the stored shard).
   void Committed(absl::string_view tenant, absl::Span<const ChunkId> ids);
 
-  // Whether (tenant, id) is held at `now` or was committed during the
-  // running collection.
+  // Why (tenant, id) must be kept at `now`.
+  struct Protection {
+    // A save named it within the hold (until: when that hold ends), or a
+    // shard committed during the running collection references it.
+    enum class Kind { kAnnounced, kCommittedDuringCollection } kind;
+    absl::Time until;  // kAnnounced only
+  };
+  // Whether (tenant, id) is protected at `now`: announced within `hold`
+  // before `now`, or committed during the running collection. A hold longer
+  // than the guard's own counts as the guard's (longer holds are forgotten).
+  std::optional<Protection> Protects(absl::string_view tenant,
+                                     const ChunkId& id, absl::Time now,
+                                     absl::Duration hold) const;
+  // Protects() with the guard's own hold.
   bool IsProtected(absl::string_view tenant, const ChunkId& id,
-                   absl::Time now) const;
+                   absl::Time now) const {
+    return Protects(tenant, id, now, hold_).has_value();
+  }
 
   // Forgets holds that ended before `now`.
   void ExpireHolds(absl::Time now);
@@ -57,9 +72,10 @@ class ChunkGuard {
 
   const absl::Duration hold_;
   mutable absl::Mutex mu_;
-  // tenant -> id -> when the hold ends.
+  // tenant -> id -> when it was last announced (its hold ends hold_ later;
+  // a collection may ask for a shorter hold).
   absl::flat_hash_map<std::string, absl::flat_hash_map<ChunkId, absl::Time>>
-      held_until_ ABSL_GUARDED_BY(mu_);
+      announced_ ABSL_GUARDED_BY(mu_);
   size_t held_count_ ABSL_GUARDED_BY(mu_) = 0;
   bool collecting_ ABSL_GUARDED_BY(mu_) = false;
   TenantIds committed_during_collection_ ABSL_GUARDED_BY(mu_);

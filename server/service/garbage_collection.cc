@@ -18,8 +18,22 @@
 //   FAILED_PRECONDITION, and the client uploads the chunk again.
 // - A crash mid-sweep leaves some garbage deleted and the rest for the next
 //   run; each chunk's delete is atomic (bytes and index entry together).
+// - GcOptions::hold shortens ChunkGuard's hold for one collection (an
+//   operator who knows no save runs). What it exposes is a save's uploaded,
+//   not yet committed chunks: that commit is refused (the guard above) and
+//   the client uploads them again. Committed and pending shards' chunks are
+//   referenced, so no hold matters to them.
+//
+// The report explains what it keeps (HeldChunks): chunks held for saves in
+// flight (until each hold ends), committed during the collection, in
+// skipped tenants (until the old pending checkpoint's lease ends), and
+// referenced only by pending checkpoints (until the lease ends: an abort or
+// expiry frees them). Which checkpoints are pending is read at the start.
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -46,14 +60,84 @@ struct StoredChunk {
 
 using IdSet = absl::flat_hash_set<ChunkId>;
 
+// A chunk only pending checkpoints reference: the one whose lease ends last
+// (an index into the collection's pending list) and its size.
+struct PendingRef {
+  size_t checkpoint;
+  uint64_t size;
+};
+using PendingRefs = absl::flat_hash_map<ChunkId, PendingRef>;
+
+// Groups held chunks by (reason, tenant, checkpoint) for GcReport::held.
+class HeldTally {
+ public:
+  void Add(HeldReason reason, absl::string_view tenant, absl::string_view job,
+           int64_t step, uint64_t bytes, std::optional<absl::Time> until) {
+    // Runs of chunks share a group (a tenant's, in store order): find it
+    // without building a key (called per held chunk, some under
+    // lifecycle_mu_).
+    if (last_ == nullptr || last_->reason != reason ||
+        last_->tenant != tenant || last_->job != job || last_->step != step) {
+      last_ = &groups_[std::make_tuple(static_cast<int>(reason),
+                                       std::string(tenant), std::string(job),
+                                       step)];
+    }
+    HeldChunks& group = *last_;
+    if (group.chunk_count == 0) {
+      group.reason = reason;
+      group.tenant = std::string(tenant);
+      group.job = std::string(job);
+      group.step = step;
+      group.until = until;
+    } else if (until.has_value() && group.until.has_value()) {
+      group.until = std::max(*group.until, *until);
+    }
+    ++group.chunk_count;
+    group.bytes += bytes;
+  }
+
+  // The most bytes first (then by key), at most kMaxHeldGroups.
+  void MoveInto(GcReport& report) {
+    report.held_group_count = groups_.size();
+    report.held.clear();
+    for (auto& [key, group] : groups_) report.held.push_back(std::move(group));
+    std::stable_sort(report.held.begin(), report.held.end(),
+                     [](const HeldChunks& a, const HeldChunks& b) {
+                       return a.bytes > b.bytes;
+                     });
+    if (report.held.size() > kMaxHeldGroups) {
+      report.held.resize(kMaxHeldGroups);
+    }
+    groups_.clear();
+    last_ = nullptr;
+  }
+
+ private:
+  std::map<std::tuple<int, std::string, std::string, int64_t>, HeldChunks>
+      groups_;
+  HeldChunks* last_ = nullptr;  // std::map never moves its values
+};
+
 }  // namespace
 
 absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     const GcOptions& options, const Actor& actor) {
+  const absl::Duration hold = options.hold.value_or(options_.chunk_hold);
+  if (hold < absl::ZeroDuration() || hold > options_.chunk_hold) {
+    // Holds past the server's are forgotten (ChunkGuard::ExpireHolds), so a
+    // longer one cannot be honoured.
+    return absl::InvalidArgumentError(
+        absl::StrCat("hold_seconds must be from 0 to ",
+                     absl::ToInt64Seconds(options_.chunk_hold),
+                     " (the server's --chunk-hold-seconds), got ",
+                     absl::ToInt64Seconds(hold)));
+  }
   absl::MutexLock gc_lock(&gc_mu_);
   const absl::Time started = clock_->Now();
   GcReport report;
   report.dry_run = options.dry_run;
+  report.hold = hold;
+  HeldTally held;
   {
     absl::MutexLock lock(&lifecycle_mu_);
     guard_.BeginCollection();
@@ -74,41 +158,104 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
   // Tenants whose uploads in flight this process cannot know: a checkpoint
   // begun before it started may be committed later over chunks uploaded
   // before a restart.
-  absl::flat_hash_set<std::string> skipped;
+  // Per tenant skipped, the old pending checkpoint whose lease ends last.
+  absl::flat_hash_map<std::string, const CheckpointRecord*> skipped;
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> pending,
                         metadata_->ListPending());
   for (const CheckpointRecord& record : pending) {
     if (record.create_time >= start_time_) continue;
     const std::string tenant(TenantOf(record.job));
-    if (skipped.insert(tenant).second) {
+    auto [it, first] = skipped.try_emplace(tenant, &record);
+    if (first) {
       report.skipped_tenants.emplace_back(
           tenant, absl::StrCat("checkpoint ", record.job, "@", record.step,
                                " was begun before the server started and is "
                                "still pending"));
+    } else if (CappedExpiry(record, started) >
+               CappedExpiry(*it->second, started)) {
+      it->second = &record;
     }
   }
+  // job -> step -> index into `pending`.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, size_t>>
+      pending_index;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    pending_index[pending[i].job][pending[i].step] = i;
+  }
 
-  // Mark.
+  // Mark: the chunks committed shards reference, and apart those pending
+  // shards reference (only to explain why they are kept).
   absl::flat_hash_map<std::string, IdSet> referenced;
+  absl::flat_hash_map<std::string, PendingRefs> pending_refs;
   CKPT_RETURN_IF_ERROR(metadata_->ForEachShard(
-      [&](absl::string_view job, int64_t, const ShardManifest& shard) {
-        IdSet& ids = referenced[TenantOf(job)];
-        for (const ChunkRef& ref : ReferencedChunks(shard)) ids.insert(ref.id);
+      [&](absl::string_view job, int64_t step, const ShardManifest& shard) {
+        std::optional<size_t> pending_at;
+        if (auto by_job = pending_index.find(job);
+            by_job != pending_index.end()) {
+          if (auto it = by_job->second.find(step); it != by_job->second.end()) {
+            pending_at = it->second;
+          }
+        }
+        if (!pending_at.has_value()) {
+          IdSet& ids = referenced[TenantOf(job)];
+          for (const ChunkRef& ref : ReferencedChunks(shard)) {
+            ids.insert(ref.id);
+          }
+          return absl::OkStatus();
+        }
+        PendingRefs& refs = pending_refs[TenantOf(job)];
+        const absl::Time expiry = CappedExpiry(pending[*pending_at], started);
+        for (const ChunkRef& ref : ReferencedChunks(shard)) {
+          auto [it, inserted] =
+              refs.try_emplace(ref.id, PendingRef{*pending_at, ref.size});
+          if (!inserted &&
+              CappedExpiry(pending[it->second.checkpoint], started) < expiry) {
+            it->second.checkpoint = *pending_at;
+          }
+        }
         return absl::OkStatus();
       }));
+  // A chunk some committed shard references is not held by a pending one.
+  for (auto& [tenant, refs] : pending_refs) {
+    if (auto it = referenced.find(tenant); it != referenced.end()) {
+      const IdSet& committed = it->second;
+      absl::erase_if(refs, [&](const auto& entry) {
+        return committed.contains(entry.first);
+      });
+    }
+  }
+  const auto is_referenced = [&](absl::string_view tenant, const ChunkId& id) {
+    auto committed = referenced.find(tenant);
+    if (committed != referenced.end() && committed->second.contains(id)) {
+      return true;
+    }
+    auto by_pending = pending_refs.find(tenant);
+    return by_pending != pending_refs.end() && by_pending->second.contains(id);
+  };
 
   // Every referenced chunk must exist. Those not among the candidates were
   // either uploaded since (present) or lost (damage): ask the store.
   absl::flat_hash_map<std::string, IdSet> missing;
-  for (const auto& [tenant, ids] : referenced) {
-    report.chunks_referenced += ids.size();
+  absl::flat_hash_set<std::string> tenants;
+  for (const auto& [tenant, ids] : referenced) tenants.insert(tenant);
+  for (const auto& [tenant, refs] : pending_refs) tenants.insert(tenant);
+  for (const std::string& tenant : tenants) {
     IdSet candidates;
     if (auto it = stored.find(tenant); it != stored.end()) {
       for (const StoredChunk& chunk : it->second) candidates.insert(chunk.id);
     }
     std::vector<ChunkId> unseen;
-    for (const ChunkId& id : ids) {
-      if (!candidates.contains(id)) unseen.push_back(id);
+    if (auto it = referenced.find(tenant); it != referenced.end()) {
+      report.chunks_referenced += it->second.size();
+      for (const ChunkId& id : it->second) {
+        if (!candidates.contains(id)) unseen.push_back(id);
+      }
+    }
+    if (auto it = pending_refs.find(tenant); it != pending_refs.end()) {
+      report.chunks_referenced += it->second.size();
+      for (const auto& [id, ref] : it->second) {
+        if (!candidates.contains(id)) unseen.push_back(id);
+      }
     }
     for (size_t begin = 0; begin < unseen.size(); begin += kContainsBatch) {
       const absl::Span<const ChunkId> batch =
@@ -155,21 +302,35 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     return report;
   }
 
+  // Explain the chunks only pending checkpoints keep.
+  for (const auto& [tenant, refs] : pending_refs) {
+    for (const auto& [id, ref] : refs) {
+      const CheckpointRecord& record = pending[ref.checkpoint];
+      held.Add(HeldReason::kPendingCheckpoint, tenant, record.job, record.step,
+               ref.size, CappedExpiry(record, started));
+    }
+  }
+
   // Sweep.
   std::vector<std::pair<std::string, StoredChunk>> garbage;
   for (auto& [tenant, chunks] : stored) {
-    if (skipped.contains(tenant)) continue;
-    const IdSet* live = nullptr;
-    if (auto it = referenced.find(tenant); it != referenced.end()) {
-      live = &it->second;
-    }
+    const auto skip = skipped.find(tenant);
     for (const StoredChunk& chunk : chunks) {
-      if (live == nullptr || !live->contains(chunk.id)) {
+      if (is_referenced(tenant, chunk.id)) continue;
+      if (skip == skipped.end()) {
         garbage.emplace_back(tenant, chunk);
+        continue;
       }
+      const CheckpointRecord& record = *skip->second;
+      ++report.chunks_held;
+      report.bytes_held += chunk.size;
+      held.Add(HeldReason::kTenantSkipped, tenant, record.job, record.step,
+               chunk.size, CappedExpiry(record, started));
     }
   }
   stored.clear();
+  referenced.clear();
+  pending_refs.clear();
   bool deleted_any = false;
   for (size_t begin = 0; begin < garbage.size(); begin += kSweepBatch) {
     const size_t end = std::min(garbage.size(), begin + kSweepBatch);
@@ -179,8 +340,17 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     const absl::Time now = clock_->Now();
     for (size_t i = begin; i < end; ++i) {
       const auto& [tenant, chunk] = garbage[i];
-      if (guard_.IsProtected(tenant, chunk.id, now)) {
+      if (std::optional<ChunkGuard::Protection> protection =
+              guard_.Protects(tenant, chunk.id, now, hold)) {
         ++report.chunks_held;
+        report.bytes_held += chunk.size;
+        if (protection->kind == ChunkGuard::Protection::Kind::kAnnounced) {
+          held.Add(HeldReason::kSaveInFlight, tenant, "", 0, chunk.size,
+                   protection->until);
+        } else {
+          held.Add(HeldReason::kCommittedDuringCollection, tenant, "", 0,
+                   chunk.size, std::nullopt);
+        }
         continue;
       }
       if (!options.dry_run) {
@@ -199,11 +369,13 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     report.disk_bytes_before = disk.bytes_before;
     report.disk_bytes_after = disk.bytes_after;
   }
+  held.MoveInto(report);
   report.duration = clock_->Now() - started;
   CKPT_EVENT(
       Info, "gc_finished", {"dry_run", options.dry_run ? "true" : "false"},
       {"principal", actor.principal}, {"chunks_scanned", report.chunks_scanned},
       {"chunks_referenced", report.chunks_referenced},
+      {"hold_seconds", absl::ToInt64Seconds(hold)},
       {"chunks_held", report.chunks_held},
       {"chunks_deleted", report.chunks_deleted},
       {"bytes_deleted", report.bytes_deleted},

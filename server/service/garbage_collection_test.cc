@@ -2,6 +2,7 @@
 // store's space reclamation is tested in rocksdb_store_test.cc, and GC on
 // the real server in tests/integration/gc_test.cc).
 #include <atomic>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,8 @@ using Op = FaultInjectingStore::Op;
 
 constexpr char kJob[] = "team/model";
 constexpr absl::Duration kHold = absl::Minutes(5);
+// FakeClock's start.
+const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
 
 ShardBuilder Blobs(std::vector<std::pair<std::string, std::string>> blobs) {
   ShardBuilder builder;
@@ -189,6 +192,100 @@ TEST_F(GarbageCollectionTest, UploadedChunksAreHeldUntilTheHoldEnds) {
   ExpectRestorable(1);
 }
 
+TEST_F(GarbageCollectionTest, ExplainsWhatItKeepsAndUntilWhen) {
+  // Rank 0 of a 2-rank checkpoint (the default lease, 30 minutes) has
+  // committed; a save of lab/y has uploaded a chunk it has not committed.
+  ASSERT_TRUE(
+      SaveShard(*service_, Blobs({{"w0", "rank-0..rank-0b."}}), 7, 2, kJob)
+          .ok());
+  ASSERT_TRUE(service_->BeginCheckpoint("lab/y", 1, 1, {}, {}).ok());
+  clock_.Advance(absl::Minutes(1));
+  const absl::Time uploaded = clock_.Now();
+  ASSERT_TRUE(service_->PutChunk("lab/y", Sha256("upload.."), "upload..").ok());
+
+  GcReport report = Collect();
+  EXPECT_EQ(report.hold, kHold);
+  EXPECT_EQ(report.chunks_deleted, 0u);
+  EXPECT_EQ(report.chunks_referenced, 2u);
+  EXPECT_EQ(report.chunks_held, 1u);
+  EXPECT_EQ(report.bytes_held, 8u);
+  ASSERT_EQ(report.held.size(), 2u);
+  EXPECT_EQ(report.held_group_count, 2u);
+  // The most bytes first.
+  const HeldChunks& pending = report.held[0];
+  EXPECT_EQ(pending.reason, HeldReason::kPendingCheckpoint);
+  EXPECT_EQ(pending.tenant, "team");
+  EXPECT_EQ(pending.job, kJob);
+  EXPECT_EQ(pending.step, 7);
+  EXPECT_EQ(pending.chunk_count, 2u);
+  EXPECT_EQ(pending.bytes, 16u);
+  EXPECT_EQ(pending.until, kStart + absl::Minutes(30));
+  const HeldChunks& in_flight = report.held[1];
+  EXPECT_EQ(in_flight.reason, HeldReason::kSaveInFlight);
+  EXPECT_EQ(in_flight.tenant, "lab");
+  EXPECT_EQ(in_flight.job, "");
+  EXPECT_EQ(in_flight.chunk_count, 1u);
+  EXPECT_EQ(in_flight.until, uploaded + kHold);
+
+  // A pending checkpoint's chunk that a committed one also references is
+  // not held by it.
+  ASSERT_TRUE(Save(Blobs({{"w", "rank-0.."}}), 1).ok());
+  report = Collect(/*dry_run=*/true);
+  ASSERT_EQ(report.held.size(), 2u);
+  EXPECT_EQ(report.held[1].reason, HeldReason::kPendingCheckpoint)
+      << "equal bytes: in reason order";
+  EXPECT_EQ(report.held[1].chunk_count, 1u);
+  EXPECT_EQ(report.held[1].bytes, 8u);
+}
+
+TEST_F(GarbageCollectionTest, AShorterHoldCollectsWhatTheDefaultHolds) {
+  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 1, 1, {}, absl::Hours(1)).ok());
+  ASSERT_TRUE(service_->PutChunk(kJob, Sha256("uploaded"), "uploaded").ok());
+  clock_.Advance(absl::Minutes(2));
+  GcOptions three_minutes;
+  three_minutes.hold = absl::Minutes(3);
+  auto held = service_->CollectGarbage(three_minutes);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->hold, absl::Minutes(3));
+  EXPECT_EQ(held->chunks_held, 1u);
+  ASSERT_EQ(held->held.size(), 1u);
+  EXPECT_EQ(held->held[0].until, kStart + absl::Minutes(3));
+
+  GcOptions none;
+  none.hold = absl::ZeroDuration();
+  auto swept = service_->CollectGarbage(none);
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(swept->chunks_deleted, 1u);
+  EXPECT_THAT(swept->held, IsEmpty());
+  EXPECT_EQ(StoredChunks(), 0u);
+  // The save then fails its commit, and uploads again.
+  auto commit =
+      service_->CommitShard(kJob, 1, 1, Blobs({{"w", "uploaded"}}).Manifest());
+  EXPECT_EQ(commit.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(GarbageCollectionTest, RefusesAHoldOutsideZeroToTheServersHold) {
+  ASSERT_TRUE(service_->BeginCheckpoint(kJob, 1, 1, {}, absl::Hours(1)).ok());
+  ASSERT_TRUE(service_->PutChunk(kJob, Sha256("uploaded"), "uploaded").ok());
+  clock_.Advance(kHold + absl::Seconds(1));  // garbage by now
+  for (absl::Duration hold :
+       {absl::Seconds(-1), kHold + absl::Seconds(1),
+        absl::Seconds(std::numeric_limits<int64_t>::max()),
+        absl::Seconds(std::numeric_limits<int64_t>::min())}) {
+    GcOptions options;
+    options.hold = hold;
+    auto refused = service_->CollectGarbage(options);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+        << hold;
+    EXPECT_THAT(refused.status().message(),
+                ::testing::HasSubstr("hold_seconds must be from 0 to 300"));
+    EXPECT_EQ(StoredChunks(), 1u) << "a refused collection deleted chunks";
+  }
+  GcOptions longest;
+  longest.hold = kHold;
+  EXPECT_TRUE(service_->CollectGarbage(longest).ok());
+}
+
 TEST_F(GarbageCollectionTest, MissingReferencedChunkStopsTheSweepAndIsNamed) {
   ASSERT_TRUE(Save(Blobs({{"w", "keep-me.lost-me."}}), 1).ok());
   ASSERT_TRUE(Save(Blobs({{"w", "lost-me."}}), 2).ok());
@@ -250,6 +347,16 @@ TEST_F(GarbageCollectionTest,
   EXPECT_EQ(report.chunks_deleted, 1u);  // lab's garbage only
   EXPECT_EQ(StoredChunks("team"), 1u);
   EXPECT_EQ(StoredChunks("lab"), 0u);
+  // The chunk kept is explained: until step 9's lease ends.
+  EXPECT_EQ(report.chunks_held, 1u);
+  EXPECT_EQ(report.bytes_held, 8u);
+  ASSERT_EQ(report.held.size(), 1u);
+  EXPECT_EQ(report.held[0].reason, HeldReason::kTenantSkipped);
+  EXPECT_EQ(report.held[0].tenant, "team");
+  EXPECT_EQ(report.held[0].job, kJob);
+  EXPECT_EQ(report.held[0].step, 9);
+  EXPECT_EQ(report.held[0].chunk_count, 1u);
+  EXPECT_EQ(report.held[0].until, kStart + absl::Hours(1));
 
   auto commit =
       service_->CommitShard(kJob, 9, 1, Blobs({{"w", "inflight"}}).Manifest());

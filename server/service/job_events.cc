@@ -43,7 +43,9 @@ JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
                       bool pinned) {
   return MakeEvent(job, step, now, principal, EventKind::kDeleted,
                    absl::StrCat("was ", CheckpointStateName(state),
-                                pinned ? " and pinned" : ""));
+                                pinned ? " and pinned; the pin was overridden "
+                                         "(force)"
+                                       : ""));
 }
 
 JobEvent PinEvent(absl::string_view job, int64_t step, absl::Time now,
@@ -81,6 +83,22 @@ JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
                         absl::string_view source) {
   return MakeEvent(job, std::nullopt, now, principal, EventKind::kPolicySet,
                    absl::StrCat(RetentionPolicyText(policy), source));
+}
+
+JobEvent PolicyClearedEvent(absl::string_view job, absl::Time now,
+                            absl::string_view principal) {
+  return MakeEvent(job, std::nullopt, now, principal, EventKind::kPolicySet,
+                   "none (cleared)");
+}
+
+JobEvent PolicyIgnoredEvent(absl::string_view job, int64_t step,
+                            const RetentionPolicy& policy, absl::Time now,
+                            absl::string_view principal,
+                            absl::string_view why) {
+  return MakeEvent(
+      job, std::nullopt, now, principal, EventKind::kPolicyIgnored,
+      absl::StrCat(RetentionPolicyText(policy),
+                   " from BeginCheckpoint of step ", step, ": ", why));
 }
 
 void AppendPrunedEvents(absl::string_view job, absl::string_view trigger,

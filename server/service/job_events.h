@@ -41,8 +41,9 @@ JobEvent CommittedEvent(absl::string_view job, int64_t step, absl::Time now,
 JobEvent AbortedEvent(absl::string_view job, int64_t step, absl::Time now,
                       absl::string_view principal, absl::string_view reason);
 
-// Deleted on request: "was committed", "was committed and pinned",
-// "was aborted".
+// Deleted on request: "was committed", "was aborted", or for a pinned one
+// (deleted only with force) "was committed and pinned; the pin was
+// overridden (force)".
 JobEvent DeletedEvent(absl::string_view job, int64_t step, absl::Time now,
                       absl::string_view principal, CheckpointState state,
                       bool pinned);
@@ -75,6 +76,17 @@ JobEvent RestoredEvent(absl::string_view job, int64_t step, absl::Time now,
 JobEvent PolicySetEvent(absl::string_view job, const RetentionPolicy& policy,
                         absl::Time now, absl::string_view principal,
                         absl::string_view source);
+
+// The job's own policy was removed (`ckpt policy set JOB --clear`): a
+// `policy_set` event whose detail is "none (cleared)".
+JobEvent PolicyClearedEvent(absl::string_view job, absl::Time now,
+                            absl::string_view principal);
+
+// A writer's policy passed to BeginCheckpoint of `step` was ignored
+// (policy_owner.h): detail "<policy> from BeginCheckpoint of step N: <why>".
+JobEvent PolicyIgnoredEvent(absl::string_view job, int64_t step,
+                            const RetentionPolicy& policy, absl::Time now,
+                            absl::string_view principal, absl::string_view why);
 
 // Appends to `batch` one `pruned` event per checkpoint that `decisions`
 // delete, in their order, naming what triggered the deletion, the policy,

@@ -169,7 +169,8 @@ TEST(JobEventsTest, EachKindSaysWhatHappened) {
   const JobEvent deleted =
       DeletedEvent(kJob, 7, kNow, kWho, CheckpointState::kCommitted, true);
   EXPECT_EQ(deleted.kind, EventKind::kDeleted);
-  EXPECT_EQ(deleted.detail, "was committed and pinned");
+  EXPECT_EQ(deleted.detail,
+            "was committed and pinned; the pin was overridden (force)");
   EXPECT_EQ(DeletedEvent(kJob, 7, kNow, kWho, CheckpointState::kAborted, false)
                 .detail,
             "was aborted");

@@ -32,6 +32,7 @@
 #include "common/sha256.h"
 #include "common/shard_layout.h"
 #include "common/status_macros.h"
+#include "common/tags.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/job_events.h"
 #include "server/service/service_internal.h"
@@ -55,14 +56,7 @@ absl::Status ValidateMetadata(const CheckpointMetadata& meta) {
                        " bytes, got ", QuoteTruncated(name)));
     }
   }
-  for (const auto& [name, value] : meta.tags) {
-    if (name.empty() || name.size() > 256 || value.size() > 4096) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tag names must be 1-256 bytes and values at most 4096, got tag ",
-          QuoteTruncated(name), " with a value of ", value.size(), " bytes"));
-    }
-  }
-  return absl::OkStatus();
+  return ValidateTags(meta.tags);
 }
 
 // Adds what `extra` has and `into` lacks: ranks may each pass part of the
@@ -187,47 +181,56 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   absl::MutexLock lock(&lifecycle_mu_);
   const absl::Time now = clock_->Now();
   MetadataBatch batch;
-  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> job_record,
+  CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored_job,
                         metadata_->GetJob(job));
-  // Checked here, under the lock, against the policy this very call would
-  // replace: a writer's save must never be able to delete history.
-  if (policy.has_value() && !actor.may_delete_history &&
-      (!job_record.has_value() || job_record->retention_policy != policy)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "BeginCheckpoint: principal '", actor.principal,
-        "' may not change the retention policy of job ", job,
-        " (writers are append-only); pass the job's stored policy or none, "
-        "and have an admin set it"));
-  }
+  const bool new_job = !stored_job.has_value();
+  JobRecord job_record =
+      new_job ? MakeJobRecord(std::string(job), now) : *std::move(stored_job);
+  bool job_changed = new_job;
   std::vector<RetentionDecision> decisions;
-  // Every rank of every save may pass the same policy: only a change is an
-  // event.
-  const std::string policy_source =
-      absl::StrCat(" (from BeginCheckpoint of step ", step, ")");
-  if (!job_record.has_value()) {
-    job_record = MakeJobRecord(std::string(job), now);
-    job_record->retention_policy = policy;
-    batch.PutJob(*job_record);
-    if (policy.has_value()) {
-      batch.AppendEvent(
-          PolicySetEvent(job, *policy, now, actor.principal, policy_source));
+  std::string policy_ignored;
+  if (policy.has_value()) {
+    // Decided here, under the lock, against the policy that applies now
+    // (policy_owner.h): an operator's is the job's, and an append-only
+    // writer's save never deletes history.
+    bool origin_filled = false;
+    CKPT_ASSIGN_OR_RETURN(AppliedPolicy applied,
+                          ApplicablePolicy(&job_record, &origin_filled));
+    job_changed = job_changed || origin_filled;
+    const WriterPolicyOutcome outcome =
+        DecideWriterPolicy(applied, *policy, actor);
+    policy_ignored = outcome.ignored;
+    if (!outcome.ignored.empty() &&
+        RememberIgnoredPolicy(IgnoredPolicyDigest(*policy), &job_record)) {
+      // Every rank of every save passes it: one event per distinct policy.
+      job_changed = true;
+      batch.AppendEvent(PolicyIgnoredEvent(job, step, *policy, now,
+                                           actor.principal, outcome.ignored));
     }
-  } else if (policy.has_value()) {
-    if (job_record->retention_policy != policy) {
-      batch.AppendEvent(
-          PolicySetEvent(job, *policy, now, actor.principal, policy_source));
+    if (outcome.store) {
+      batch.AppendEvent(PolicySetEvent(
+          job, *policy, now, actor.principal,
+          absl::StrCat(" (from BeginCheckpoint of step ", step, ")")));
+      job_record.retention_policy = policy;
+      job_record.policy_origin =
+          PolicyOrigin{PolicyOrigin::Source::kWriter, actor.principal, now,
+                       /*inferred=*/false};
+      job_record.ignored_policy_digests.clear();
+      job_changed = true;
     }
-    job_record->retention_policy = policy;
-    batch.PutJob(*job_record);
-    CKPT_ASSIGN_OR_RETURN(decisions,
-                          DecideAndDelete(*job_record, *policy, &batch));
-    AppendPrunedEvents(job,
-                       absl::StrCat("retention as BeginCheckpoint of step ",
-                                    step, " set the policy"),
-                       *policy, decisions, now, actor.principal, &batch);
+    if (outcome.apply && !new_job) {
+      CKPT_ASSIGN_OR_RETURN(decisions,
+                            DecideAndDelete(job_record, *policy, &batch));
+      AppendPrunedEvents(job,
+                         absl::StrCat("retention as BeginCheckpoint of step ",
+                                      step, " set the policy"),
+                         *policy, decisions, now, actor.principal, &batch);
+    }
   }
+  if (job_changed) batch.PutJob(job_record);
 
   BeginResult result;
+  result.retention_policy_ignored = std::move(policy_ignored);
   absl::StatusOr<CheckpointRecord> existing =
       metadata_->GetCheckpoint(job, step);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) {
@@ -529,6 +532,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   // what it makes the policy delete land in one atomic batch. The listing is
   // read only when there is a policy or a clock start to set.
   std::optional<JobRecord> job_record;
+  // The job's own policy, or its tenant's default (policy_owner.h).
+  AppliedPolicy applied;
   bool needs_clock_start = false;
   if (result.checkpoint_committed) {
     CKPT_ASSIGN_OR_RETURN(job_record, metadata_->GetJob(job));
@@ -537,9 +542,13 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
           absl::StrCat(Describe(job, step), " has no job record"));
     }
     needs_clock_start = !job_record->first_checkpoint_time.has_value();
+    bool origin_filled = false;
+    CKPT_ASSIGN_OR_RETURN(applied,
+                          ApplicablePolicy(&*job_record, &origin_filled));
+    if (origin_filled) batch.PutJob(*job_record);
   }
   if (result.checkpoint_committed &&
-      (needs_clock_start || job_record->retention_policy.has_value())) {
+      (needs_clock_start || applied.policy.has_value())) {
     CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
                           metadata_->ListCheckpoints(job));
     std::erase_if(records,
@@ -559,17 +568,20 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
       job_record->first_checkpoint_time = first;
       batch.PutJob(*job_record);
     }
-    if (job_record->retention_policy.has_value() && actor.may_delete_history) {
-      CKPT_ASSIGN_OR_RETURN(
-          decisions,
-          Decide(*job_record, *job_record->retention_policy, records));
+    if (applied.policy.has_value() && actor.may_delete_history) {
+      CKPT_ASSIGN_OR_RETURN(decisions,
+                            Decide(*job_record, *applied.policy, records, now));
       for (int64_t deleted : DeletedSteps(decisions)) {
         batch.DeleteCheckpoint(std::string(job), deleted);
       }
-      AppendPrunedEvents(job,
-                         absl::StrCat("retention at commit of step ", step),
-                         *job_record->retention_policy, decisions, now,
-                         actor.principal, &batch);
+      AppendPrunedEvents(
+          job,
+          absl::StrCat(
+              "retention at commit of step ", step,
+              applied.origin->source == PolicyOrigin::Source::kTenantDefault
+                  ? " (the tenant's default policy)"
+                  : ""),
+          *applied.policy, decisions, now, actor.principal, &batch);
     }
   }
   // A running collection's mark may predate this shard.
@@ -585,8 +597,7 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
                {"ranks", world_size}, {"bytes", record.logical_bytes},
                {"principal", actor.principal});
     LogDeletions(job, "retention policy at commit", actor.principal, decisions);
-    if (job_record.has_value() && job_record->retention_policy.has_value() &&
-        !actor.may_delete_history) {
+    if (applied.policy.has_value() && !actor.may_delete_history) {
       CKPT_LOG(Info, "retention of ", job,
                " not applied at the commit of step ", step, ": ",
                actor.principal, " is append-only; an admin's prune applies it");

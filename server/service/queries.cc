@@ -44,6 +44,11 @@ absl::StatusOr<std::vector<JobSummary>> CheckpointService::ListJobs(
       summary.logical_bytes += record.logical_bytes;
       summary.latest_step = record.step;
     }
+    // Listed as it applies: a job without an operator's policy of its own
+    // shows its tenant's default.
+    CKPT_ASSIGN_OR_RETURN(AppliedPolicy applied, ApplicablePolicy(&job));
+    job.retention_policy = applied.policy;
+    job.policy_origin = applied.origin;
     summary.job = std::move(job);
     summaries.push_back(std::move(summary));
   }
@@ -226,6 +231,9 @@ absl::StatusOr<Stats> CheckpointService::GetStats(absl::string_view job,
       chunks_->GetUsage(job.empty() ? scope.tenant() : TenantOf(job)));
   stats.stored_bytes = usage.bytes;
   stats.chunk_count = usage.chunk_count;
+  if (!job.empty()) {
+    CKPT_ASSIGN_OR_RETURN(stats.job_stored, JobStoredBytesOf(job));
+  }
   return stats;
 }
 

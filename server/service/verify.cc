@@ -1,10 +1,9 @@
-// CheckpointService, checking and accounting: Verify (with the metadata
-// snapshot it works from) and UniqueBytes.
+// CheckpointService, checking: Verify (with the metadata snapshot it works
+// from).
 //
 // Locking: Verify reads the metadata under lifecycle_mu_ (SnapshotForVerify
 // requires it), reads chunks without it, and takes it again at the end to
-// drop damage of checkpoints deleted meanwhile. UniqueBytes reads every
-// manifest of the tenant under lifecycle_mu_.
+// drop damage of checkpoints deleted meanwhile.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -399,57 +398,6 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
              " damaged checkpoint(s)");
   }
   return report;
-}
-
-absl::StatusOr<std::map<int64_t, uint64_t>> CheckpointService::UniqueBytes(
-    absl::string_view job) {
-  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
-  const absl::string_view tenant = TenantOf(job);
-  // Each chunk's one referencing checkpoint (an index into `steps`), or
-  // kShared once a second one references it.
-  constexpr int64_t kShared = -1;
-  struct Owner {
-    int64_t checkpoint;
-    uint64_t size;
-  };
-  absl::flat_hash_map<ChunkId, Owner> owners;
-  std::vector<std::optional<int64_t>> steps;  // the step when of `job`
-  std::map<int64_t, uint64_t> unique;
-  absl::MutexLock lock(&lifecycle_mu_);
-  CKPT_RETURN_IF_ERROR(GetJobRecord(job).status());
-  CKPT_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, metadata_->ListJobs());
-  for (const JobRecord& other : jobs) {
-    if (TenantOf(other.name) != tenant) continue;
-    CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> records,
-                          metadata_->ListCheckpoints(other.name));
-    for (const CheckpointRecord& record : records) {
-      const bool ours = other.name == job;
-      if (ours) unique[record.step] = 0;
-      // An aborted checkpoint's shards are dropped; it protects nothing.
-      if (record.state == CheckpointState::kAborted) continue;
-      CKPT_ASSIGN_OR_RETURN(std::vector<ShardManifest> shards,
-                            metadata_->GetShards(other.name, record.step));
-      const auto index = static_cast<int64_t>(steps.size());
-      steps.push_back(ours ? std::optional<int64_t>(record.step)
-                           : std::nullopt);
-      for (const ShardManifest& shard : shards) {
-        for (const ChunkRef& ref : ReferencedChunks(shard)) {
-          auto [it, inserted] =
-              owners.try_emplace(ref.id, Owner{index, ref.size});
-          if (!inserted && it->second.checkpoint != index) {
-            it->second.checkpoint = kShared;
-          }
-        }
-      }
-    }
-  }
-  for (const auto& [id, owner] : owners) {
-    if (owner.checkpoint == kShared) continue;
-    if (const std::optional<int64_t>& step = steps[owner.checkpoint]) {
-      unique[*step] += owner.size;
-    }
-  }
-  return unique;
 }
 
 }  // namespace ckpt::server

@@ -115,6 +115,12 @@ absl::StatusOr<std::vector<JobRecord>> FaultInjectingStore::ListJobs() {
   return MetadataStoreWrapper::ListJobs();
 }
 
+absl::StatusOr<std::optional<TenantRecord>> FaultInjectingStore::GetTenant(
+    absl::string_view tenant) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kGetTenant));
+  return MetadataStoreWrapper::GetTenant(tenant);
+}
+
 absl::StatusOr<CheckpointRecord> FaultInjectingStore::GetCheckpoint(
     absl::string_view job, int64_t step) {
   CKPT_RETURN_IF_ERROR(Check(Op::kGetCheckpoint));

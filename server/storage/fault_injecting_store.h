@@ -32,6 +32,7 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
     // MetadataStore.
     kGetJob,
     kListJobs,
+    kGetTenant,
     kGetCheckpoint,
     kListCheckpoints,
     kListPending,
@@ -84,6 +85,8 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
   absl::StatusOr<std::optional<JobRecord>> GetJob(
       absl::string_view job) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override;
+  absl::StatusOr<std::optional<TenantRecord>> GetTenant(
+      absl::string_view tenant) override;
   absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
                                                  int64_t step) override;
   absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(

@@ -258,6 +258,8 @@ absl::Status ValidateBatch(const MetadataBatch& batch) {
           } else if constexpr (std::is_same_v<T,
                                               MetadataBatch::AppendEventOp>) {
             return ValidateKeyPart("job name", o.event.job);
+          } else if constexpr (std::is_same_v<T, MetadataBatch::PutTenantOp>) {
+            return ValidateKeyPart("tenant name", o.tenant.name);
           } else {
             if (o.shard.rank < 0) {
               return absl::InvalidArgumentError(

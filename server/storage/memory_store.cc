@@ -114,6 +114,14 @@ absl::StatusOr<std::vector<JobRecord>> MemoryStore::ListJobs() {
   return jobs;
 }
 
+absl::StatusOr<std::optional<TenantRecord>> MemoryStore::GetTenant(
+    absl::string_view tenant) {
+  absl::MutexLock lock(&mu_);
+  auto it = tenants_.find(std::string(tenant));
+  if (it == tenants_.end()) return std::nullopt;
+  return it->second;
+}
+
 absl::StatusOr<CheckpointRecord> MemoryStore::GetCheckpoint(
     absl::string_view job, int64_t step) {
   if (step < 0) return CheckpointNotFound(job, step);
@@ -223,6 +231,9 @@ absl::Status MemoryStore::Apply(const MetadataBatch& batch) {
                             sequencer.Next(event.job, last_stored));
       events_.insert_or_assign(EventKey(event.job, event.sequence),
                                std::move(event));
+    } else if (const auto* put_tenant =
+                   std::get_if<MetadataBatch::PutTenantOp>(&op)) {
+      tenants_.insert_or_assign(put_tenant->tenant.name, put_tenant->tenant);
     } else {
       const auto& put_shard = std::get<MetadataBatch::PutShardOp>(op);
       shards_.insert_or_assign(

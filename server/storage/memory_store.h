@@ -45,6 +45,8 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::optional<JobRecord>> GetJob(
       absl::string_view job) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override;
+  absl::StatusOr<std::optional<TenantRecord>> GetTenant(
+      absl::string_view tenant) override;
   absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
                                                  int64_t step) override;
   absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(
@@ -65,6 +67,7 @@ class MemoryStore final : public ChunkStore, public MetadataStore {
   // Keyed by ChunkKey (tenant, id).
   std::map<std::string, std::string> chunks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, TenantRecord> tenants_ ABSL_GUARDED_BY(mu_);
   // Keyed by CheckpointKey; all states in one map.
   std::map<std::string, CheckpointRecord> checkpoints_ ABSL_GUARDED_BY(mu_);
   // Keyed by ShardKey.

@@ -47,8 +47,12 @@ class MetadataBatch {
   struct AppendEventOp {
     JobEvent event;
   };
+  // Inserts or replaces the record of tenant.name.
+  struct PutTenantOp {
+    TenantRecord tenant;
+  };
   using Op = std::variant<PutJobOp, PutCheckpointOp, DeleteCheckpointOp,
-                          PutShardOp, AppendEventOp>;
+                          PutShardOp, AppendEventOp, PutTenantOp>;
 
   void PutJob(JobRecord job) { ops_.push_back(PutJobOp{std::move(job)}); }
   void PutCheckpoint(CheckpointRecord record) {
@@ -63,6 +67,9 @@ class MetadataBatch {
 
   void AppendEvent(JobEvent event) {
     ops_.push_back(AppendEventOp{std::move(event)});
+  }
+  void PutTenant(TenantRecord tenant) {
+    ops_.push_back(PutTenantOp{std::move(tenant)});
   }
 
   const std::vector<Op>& ops() const { return ops_; }
@@ -87,6 +94,10 @@ class MetadataStore {
       absl::string_view job) = 0;
   // Ascending name order.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs() = 0;
+
+  // nullopt when the tenant has no record (nothing set for it).
+  virtual absl::StatusOr<std::optional<TenantRecord>> GetTenant(
+      absl::string_view tenant) = 0;
 
   // The header in any state. NOT_FOUND when absent.
   virtual absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,

@@ -269,6 +269,15 @@ absl::StatusOr<std::vector<JobRecord>> RocksDbStore::ListJobs() {
   return jobs;
 }
 
+absl::StatusOr<std::optional<TenantRecord>> RocksDbStore::GetTenant(
+    absl::string_view tenant) {
+  CKPT_ASSIGN_OR_RETURN(
+      std::optional<std::string> value,
+      impl_->GetValue(rocksdb_internal::kTenants, tenant, nullptr));
+  if (!value.has_value()) return std::nullopt;
+  return DecodeTenantRecord(*value);
+}
+
 absl::StatusOr<CheckpointRecord> RocksDbStore::GetCheckpoint(
     absl::string_view job, int64_t step) {
   if (step < 0) return CheckpointNotFound(job, step);
@@ -388,6 +397,11 @@ absl::Status RocksDbStore::Apply(const MetadataBatch& batch) {
     if (const auto* put_job = std::get_if<MetadataBatch::PutJobOp>(&op)) {
       CKPT_RETURN_IF_ERROR(
           put(kJobs, put_job->job.name, EncodeJobRecord(put_job->job)));
+    } else if (const auto* put_tenant =
+                   std::get_if<MetadataBatch::PutTenantOp>(&op)) {
+      CKPT_RETURN_IF_ERROR(put(rocksdb_internal::kTenants,
+                               put_tenant->tenant.name,
+                               EncodeTenantRecord(put_tenant->tenant)));
     } else if (const auto* put_checkpoint =
                    std::get_if<MetadataBatch::PutCheckpointOp>(&op)) {
       const CheckpointRecord& record = put_checkpoint->record;

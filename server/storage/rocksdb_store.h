@@ -228,6 +228,8 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
   absl::StatusOr<std::optional<JobRecord>> GetJob(
       absl::string_view job) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override;
+  absl::StatusOr<std::optional<TenantRecord>> GetTenant(
+      absl::string_view tenant) override;
   absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
                                                  int64_t step) override;
   absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(

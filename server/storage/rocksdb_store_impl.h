@@ -45,12 +45,14 @@ enum Cf : size_t {
   kShards,
   kJobs,
   kEvents,
+  kTenants,  // TenantRecord by tenant name (added after the others: a
+             // database made before it gets it at open)
   kNumCfs,
 };
 inline constexpr std::array<const char*, kNumCfs> kCfNames = {
     "default",  // == rocksdb::kDefaultColumnFamilyName
     "chunks",  "chunk_index", "manifests", "pending",
-    "shards",  "jobs",        "events"};
+    "shards",  "jobs",        "events",    "tenants"};
 
 // Put/Delete of one chunk check-then-write under one of these (chosen by
 // the digest, which is uniform), so two concurrent Puts of the same chunk

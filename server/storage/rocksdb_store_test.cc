@@ -163,7 +163,8 @@ TEST_F(RocksDbStoreTest, CorruptEventIsDataLoss) {
 
 TEST_F(RocksDbStoreTest, DatabaseFromBeforeEventsGainsTheFamilyOnOpen) {
   {
-    // The column families of the first release, without `events`.
+    // The column families of the first release, without `events` (and
+    // `tenants`).
     rocksdb::DBOptions options;
     options.create_if_missing = true;
     options.create_missing_column_families = true;
@@ -193,6 +194,31 @@ TEST_F(RocksDbStoreTest, DatabaseFromBeforeEventsGainsTheFamilyOnOpen) {
   auto events = (*store)->ListEvents("acme/j", 10);
   ASSERT_TRUE(events.ok()) << events.status();
   EXPECT_EQ(events->size(), 1u);
+  EXPECT_EQ(*(*store)->GetTenant("acme"), std::nullopt);
+}
+
+TEST_F(RocksDbStoreTest, TenantsSurviveReopenAndCorruptionIsDataLoss) {
+  TenantRecord tenant;
+  tenant.name = "acme";
+  tenant.default_policy = RetentionPolicy{};
+  tenant.default_policy->max_to_keep = 4;
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    MetadataBatch batch;
+    batch.PutTenant(tenant);
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(*store->GetTenant("acme"), tenant);
+  }
+  WriteRaw("tenants", "acme", "\xff\xff\xff garbage");
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->GetTenant("acme").status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 // tmpfs has no O_DIRECT: the store must fall back to buffered I/O there.

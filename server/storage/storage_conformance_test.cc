@@ -436,6 +436,29 @@ TEST_P(StorageConformanceTest, JobsAreListedInNameOrderAndReplaced) {
   EXPECT_EQ(*got, replaced);
 }
 
+TEST_P(StorageConformanceTest, TenantsAreStoredApartFromJobsAndReplaced) {
+  EXPECT_EQ(*metadata_->GetTenant("t"), std::nullopt);
+  TenantRecord tenant{"t", RetentionPolicy{}, PolicyOrigin{}};
+  tenant.default_policy->max_to_keep = 3;
+  tenant.default_policy_origin->principal = "ops";
+  tenant.default_policy_origin->time = absl::FromUnixSeconds(7);
+  MetadataBatch batch;
+  batch.PutTenant(tenant);
+  batch.PutJob(MakeJob("t/j"));
+  ApplyOk(batch);
+  EXPECT_EQ(*metadata_->GetTenant("t"), tenant);
+  EXPECT_EQ(*metadata_->GetTenant("s"), std::nullopt);
+  EXPECT_EQ(metadata_->ListJobs()->size(), 1u);  // not listed as a job
+  tenant.default_policy->max_to_keep = 5;
+  MetadataBatch replace;
+  replace.PutTenant(tenant);
+  ApplyOk(replace);
+  EXPECT_EQ(*metadata_->GetTenant("t"), tenant);
+  MetadataBatch bad;
+  bad.PutTenant(TenantRecord{std::string("t\0x", 3), std::nullopt, {}});
+  EXPECT_FALSE(metadata_->Apply(bad).ok());
+}
+
 TEST_P(StorageConformanceTest, GetCheckpointOfMissingIsNotFound) {
   EXPECT_EQ(metadata_->GetCheckpoint("t/j", 7).status().code(),
             absl::StatusCode::kNotFound);

@@ -82,6 +82,10 @@ class MetadataStoreWrapper : public MetadataStore {
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override {
     return target_->ListJobs();
   }
+  absl::StatusOr<std::optional<TenantRecord>> GetTenant(
+      absl::string_view tenant) override {
+    return target_->GetTenant(tenant);
+  }
   absl::StatusOr<CheckpointRecord> GetCheckpoint(absl::string_view job,
                                                  int64_t step) override {
     return target_->GetCheckpoint(job, step);

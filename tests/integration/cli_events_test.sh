@@ -23,7 +23,7 @@ done
 "${ckpt}" show "${job}" latest >/dev/null           # a read, not a restore
 "${ckpt}" get "${job}" latest "${work}/restored" --rank 0 >/dev/null
 cmp "${work}/w.bin" "${work}/restored/w.bin" || fail "restored bytes differ"
-"${ckpt}" rm "${job}" 2 >/dev/null
+"${ckpt}" rm "${job}" 2 --force >/dev/null  # pinned
 "${ckpt}" policy set "${job}" --max-to-keep 5 >/dev/null
 
 # The expected history, oldest first: kind@step, and a detail fragment.
@@ -32,7 +32,7 @@ expected='[
   ["committed@4", ""], ["pinned@2", ""],
   ["pruned@1", "prune with a one-off policy (max_to_keep=1): not among the 1 most recent"],
   ["pruned@3", "not among the 1 most recent"],
-  ["restored@4", "rank 0"], ["deleted@2", "was committed and pinned"],
+  ["restored@4", "rank 0"], ["deleted@2", "was committed and pinned; the pin was overridden"],
   ["policy_set", "max_to_keep=5"]]'
 check_history() {  # FILE [EXTRA_JSON]: the history is `expected` (+ extra)
   "${py}" - "$1" "${expected}" "${2:-[]}" <<'PY'

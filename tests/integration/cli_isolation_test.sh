@@ -159,12 +159,13 @@ done
 # or `export` would create), @FILE@ (B's own file), @EXPORT@ (an export of
 # B's own checkpoint) and @SRV@ (the server, both sides of a copy).
 job_verbs=(
-  "ls @JOB@" "ls --all @JOB@" "show @JOB@ latest" "get @JOB@ latest @OUT@"
+  "ls @JOB@" "ls --all @JOB@" "ls @JOB@ --tag release" "show @JOB@ latest" "get @JOB@ latest @OUT@"
   "prune @JOB@ --keep-last 1 --dry-run" "prune @JOB@ --keep-last 1"
   "prune @JOB@" "policy get @JOB@" "policy set @JOB@ --max-to-keep 1"
   "policy set @JOB@" "verify @JOB@" "verify @JOB@ latest --read-data"
   "stats @JOB@" "events @JOB@" "events @JOB@ --limit 1"
-  "diff @JOB@ latest latest" "export @JOB@ latest @OUT@"
+  "diff @JOB@ latest latest" "export @JOB@ latest @OUT@" "tag @JOB@ latest x" "rm @JOB@ latest"
+  "rm-job @JOB@ --yes" "rm-job @JOB@ --yes --force"
   "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen"
   "copy bob/own --from @SRV@ --to @SRV@ --to-job @JOB@"
   "copy @JOB@ --from @SRV@ --to @SRV@ --to-job bob/stolen --dry-run")
@@ -174,6 +175,7 @@ step_verbs=(
   "put @JOB@ @STEP@ @FILE@ --world-size 2 --rank 1"  # completes A's pending 400
   "put @JOB@ @STEP@ @FILE@ --row-bytes 10 --delta-against 50"
   "rm @JOB@ @STEP@" "pin @JOB@ @STEP@" "unpin @JOB@ @STEP@"
+  "rm @JOB@ @STEP@ --force" "abort @JOB@ @STEP@" "tag @JOB@ @STEP@ release" "tag @JOB@ @STEP@ run=a" "untag @JOB@ @STEP@ release"
   "verify @JOB@ @STEP@" "diff @JOB@ @STEP@ @STEP@" "diff @JOB@ 100 @STEP@"
   "export @JOB@ @STEP@ @OUT@ --rank 0 --world-size 1"
   "import @EXPORT@ @JOB@ @STEP@" "copy @JOB@ --from @SRV@ --to @SRV@ --steps @STEP@ --to-job bob/stolen")
@@ -181,7 +183,8 @@ steps=(100 400 700)  # committed in both jobs, pending in alice/train, none
 
 # The test fails when `ckpt --help` lists a verb no probe here runs.
 subcommands() { "${ckpt}" "$@" --help | awk '/^Subcommands:/ {on = 1; next} on && NF {print $1}'; }
-covered=" put "  # the dedup probes below
+# completion and man contact no server: nothing to probe.
+covered=" put completion man "  # put: also the dedup probes below
 for verb in "${job_verbs[@]}" "${step_verbs[@]}" "${nojob_views[@]}"; do
   read -r first second _ <<<"${verb}"
   [ "${first}" = policy ] && first="policy ${second}"

@@ -125,13 +125,22 @@ class TokenMetadataTest : public ::testing::Test {
     transport.RegisterSharedFile(-1).status().IgnoreError();
     transport.ReadChunksIntoFile(job, "handle", {}).IgnoreError();
     transport.AbortCheckpoint(job, 1, "test").IgnoreError();
-    transport.DeleteCheckpoint(job, 1).IgnoreError();
+    transport.DeleteCheckpoint(job, 1, false).IgnoreError();
     transport.GetStats(job).status().IgnoreError();
-    transport.SetRetentionPolicy(job, RetentionPolicy{}).status().IgnoreError();
+    transport.SetRetentionPolicy(job, RetentionPolicy{}, nullptr)
+        .status()
+        .IgnoreError();
     transport.GetRetentionPolicy(job).status().IgnoreError();
     transport.PinCheckpoint(job, 1, true).status().IgnoreError();
-    transport.PruneCheckpoints(job, std::nullopt, true).status().IgnoreError();
-    transport.CollectGarbage(true).status().IgnoreError();
+    transport.SetCheckpointTags(job, 1, {{"k", "v"}}, {})
+        .status()
+        .IgnoreError();
+    transport.PruneCheckpoints(job, std::nullopt, true, nullptr)
+        .status()
+        .IgnoreError();
+    transport.CollectGarbage(GcOptions{true, std::nullopt})
+        .status()
+        .IgnoreError();
     transport.VerifyCheckpoints(VerifyOptions{}, nullptr)
         .status()
         .IgnoreError();

@@ -86,7 +86,9 @@ def test_retention_policy_set_and_get(client):
     assert deleted == [1, 2]
     assert client.get_retention_policy("t/ret") == {
         "max_to_keep": 1, "keep_checkpoint_every_n_hours": None,
-        "keep_best": None}
+        "keep_best": None, "keep_within": None, "keep_hourly": None,
+        "keep_daily": None, "keep_weekly": None, "keep_monthly": None,
+        "keep_tags": []}
     client.set_retention_policy(
         "t/ret", {"keep_best": (2, "val_loss", "min")})
     assert client.get_retention_policy("t/ret")["keep_best"] == (
@@ -107,9 +109,9 @@ def test_errors_map_to_python_exceptions(client):
     with pytest.raises(ValueError, match="buffer"):
         client.save_shard("t/e", 1, [("a", "uint8", [1], [0], [1], 42)])
 
-    # NOT_FOUND -> KeyError.
-    with pytest.raises(KeyError):
-        client.set_retention_policy("t/e", {"max_to_keep": 1})
+    # A policy set before the job's first save creates the job (issue 17).
+    assert client.set_retention_policy("t/e", {"max_to_keep": 1}) == []
+    assert client.get_retention_policy("t/e")["max_to_keep"] == 1
     client.save_shard("t/e", 1, [whole("a", np.zeros(2))])
     with pytest.raises(ValueError, match="max_to_keep"):
         client.set_retention_policy("t/e", {"max_to_keep": 0})

@@ -209,7 +209,7 @@ absl::StatusOr<FakeTransport::Answer> FakeTransport::AnswerFor(
   return Answer{id, it->second};
 }
 
-absl::Status FakeTransport::BeginCheckpoint(
+absl::StatusOr<client::BeginReply> FakeTransport::BeginCheckpoint(
     absl::string_view job, int64_t step, const client::BeginOptions& options) {
   absl::MutexLock lock(&mu_);
   ++begin_calls_;
@@ -227,7 +227,7 @@ absl::Status FakeTransport::BeginCheckpoint(
     checkpoint.record.create_time = absl::Now();
     checkpoint.record.pinned = options.pin;
     checkpoint.record.copied_from = options.copied_from;
-    return absl::OkStatus();
+    return client::BeginReply{};
   }
   const CheckpointRecord& record = it->second.record;
   if (record.state == CheckpointState::kCommitted) {
@@ -239,7 +239,7 @@ absl::Status FakeTransport::BeginCheckpoint(
         absl::StrCat(CheckpointName(job, step), " has world size ",
                      record.world_size, ", not ", options.world_size));
   }
-  return absl::OkStatus();
+  return client::BeginReply{};
 }
 
 absl::StatusOr<absl::flat_hash_set<ChunkId>> FakeTransport::FindMissingChunks(
@@ -501,7 +501,7 @@ absl::Status FakeTransport::AbortCheckpoint(absl::string_view job, int64_t step,
 }
 
 absl::Status FakeTransport::DeleteCheckpoint(absl::string_view job,
-                                             int64_t step) {
+                                             int64_t step, bool /*force*/) {
   absl::MutexLock lock(&mu_);
   auto job_it = checkpoints_.find(job);
   if (job_it == checkpoints_.end() || !job_it->second.contains(step)) {
@@ -520,13 +520,29 @@ absl::StatusOr<Stats> FakeTransport::GetStats(absl::string_view /*job*/) {
 }
 
 absl::StatusOr<std::vector<int64_t>> FakeTransport::SetRetentionPolicy(
-    absl::string_view /*job*/, const RetentionPolicy& /*policy*/) {
+    absl::string_view /*job*/, const RetentionPolicy& /*policy*/,
+    std::vector<std::string>* /*warnings*/) {
   return Unimplemented("SetRetentionPolicy");
 }
 
-absl::StatusOr<std::optional<RetentionPolicy>>
-FakeTransport::GetRetentionPolicy(absl::string_view /*job*/) {
+absl::StatusOr<client::PolicyInfo> FakeTransport::GetRetentionPolicy(
+    absl::string_view /*job*/) {
   return Unimplemented("GetRetentionPolicy");
+}
+
+absl::Status FakeTransport::SetTenantDefaultPolicy(
+    absl::string_view /*tenant*/, const RetentionPolicy& /*policy*/) {
+  return Unimplemented("SetTenantDefaultPolicy");
+}
+
+absl::Status FakeTransport::ClearRetentionPolicy(absl::string_view /*name*/,
+                                                 bool /*tenant_default*/) {
+  return Unimplemented("ClearRetentionPolicy");
+}
+
+absl::StatusOr<client::PolicyInfo> FakeTransport::GetTenantDefaultPolicy(
+    absl::string_view /*tenant*/) {
+  return Unimplemented("GetTenantDefaultPolicy");
 }
 
 absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
@@ -534,13 +550,21 @@ absl::StatusOr<CheckpointRecord> FakeTransport::PinCheckpoint(
   return Unimplemented("PinCheckpoint");
 }
 
+absl::StatusOr<CheckpointRecord> FakeTransport::SetCheckpointTags(
+    absl::string_view /*job*/, int64_t /*step*/,
+    const std::map<std::string, std::string>& /*set*/,
+    const std::vector<std::string>& /*remove*/) {
+  return Unimplemented("SetCheckpointTags");
+}
+
 absl::StatusOr<std::vector<RetentionDecision>> FakeTransport::PruneCheckpoints(
     absl::string_view /*job*/, const std::optional<RetentionPolicy>& /*policy*/,
-    bool /*dry_run*/) {
+    bool /*dry_run*/, std::vector<std::string>* /*warnings*/) {
   return Unimplemented("PruneCheckpoints");
 }
 
-absl::StatusOr<GcReport> FakeTransport::CollectGarbage(bool /*dry_run*/) {
+absl::StatusOr<GcReport> FakeTransport::CollectGarbage(
+    const GcOptions& /*options*/) {
   return Unimplemented("CollectGarbage");
 }
 

@@ -119,8 +119,9 @@ class FakeTransport : public client::Transport {
 
   // --- client::Transport ---
 
-  absl::Status BeginCheckpoint(absl::string_view job, int64_t step,
-                               const client::BeginOptions& options) override;
+  absl::StatusOr<client::BeginReply> BeginCheckpoint(
+      absl::string_view job, int64_t step,
+      const client::BeginOptions& options) override;
   absl::StatusOr<absl::flat_hash_set<ChunkId>> FindMissingChunks(
       absl::string_view job, absl::Span<const ChunkId> ids) override;
   std::unique_ptr<client::ChunkUploadStream> OpenUpload(absl::string_view job,
@@ -156,19 +157,31 @@ class FakeTransport : public client::Transport {
                                absl::string_view reason) override;
   // Deletes a committed or aborted checkpoint even when other checkpoints'
   // deltas are based on it.
-  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step) override;
+  absl::Status DeleteCheckpoint(absl::string_view job, int64_t step,
+                                bool force) override;
   absl::StatusOr<Stats> GetStats(absl::string_view job) override;
   absl::StatusOr<std::vector<int64_t>> SetRetentionPolicy(
-      absl::string_view job, const RetentionPolicy& policy) override;
-  absl::StatusOr<std::optional<RetentionPolicy>> GetRetentionPolicy(
+      absl::string_view job, const RetentionPolicy& policy,
+      std::vector<std::string>* warnings) override;
+  absl::StatusOr<client::PolicyInfo> GetRetentionPolicy(
       absl::string_view job) override;
+  absl::Status SetTenantDefaultPolicy(absl::string_view tenant,
+                                      const RetentionPolicy& policy) override;
+  absl::StatusOr<client::PolicyInfo> GetTenantDefaultPolicy(
+      absl::string_view tenant) override;
+  absl::Status ClearRetentionPolicy(absl::string_view name,
+                                    bool tenant_default) override;
   absl::StatusOr<CheckpointRecord> PinCheckpoint(absl::string_view job,
                                                  int64_t step,
                                                  bool pinned) override;
+  absl::StatusOr<CheckpointRecord> SetCheckpointTags(
+      absl::string_view job, int64_t step,
+      const std::map<std::string, std::string>& set,
+      const std::vector<std::string>& remove) override;
   absl::StatusOr<std::vector<RetentionDecision>> PruneCheckpoints(
       absl::string_view job, const std::optional<RetentionPolicy>& policy,
-      bool dry_run) override;
-  absl::StatusOr<GcReport> CollectGarbage(bool dry_run) override;
+      bool dry_run, std::vector<std::string>* warnings) override;
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override;
   absl::StatusOr<VerifyReport> VerifyCheckpoints(
       const VerifyOptions& options,
       const client::VerifyProgressFn& progress) override;

@@ -39,7 +39,8 @@ nothing is written into any target then).
 
 from ckpt._ckpt import Error
 from ckpt.client import Client
-from ckpt.manager import CheckpointManager, Quantized
+from ckpt.manager import (CheckpointManager, Quantized,
+                          RetentionPolicyIgnoredWarning)
 from ckpt.portable import import_dir
 from ckpt.restore import PartialRestoreError, StateMismatchError
 from ckpt.state_layout import Replicated, Shard
@@ -47,5 +48,6 @@ from ckpt.tree import PickleNotAllowedError, StateFormatError
 
 __all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
            "import_dir",
-           "PickleNotAllowedError", "Quantized", "Replicated", "Shard",
+           "PickleNotAllowedError", "Quantized", "Replicated",
+           "RetentionPolicyIgnoredWarning", "Shard",
            "StateFormatError", "StateMismatchError"]

@@ -8,6 +8,7 @@ is expected: True as a step, a rank or a count is a mistake, not 1. Each
 check returns the value as the binding takes it (int, float, str, dict).
 """
 
+import datetime
 import math
 import numbers
 import operator
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ckpt._ckpt import resolve_metric_mode
+from ckpt._ckpt import parse_duration_seconds, resolve_metric_mode
 from ckpt.state_layout import _torch
 
 # The server's limits: common/manifest.h (kMaxMetricNameBytes) and the
@@ -205,11 +206,18 @@ def metrics(value):
     return out
 
 
-def _tag(key, value, name):
+def _tag_name(key, name):
+    """A tag name as common/tags.h allows it (the server has the last word:
+    control characters too are refused there)."""
     text(f"{name}: a tag name", key, max_bytes=MAX_TAG_NAME_BYTES)
     if "=" in key:
         raise ValueError(f"{name}: tag name {key!r} contains '=' (tags are "
                          "shown as NAME=VALUE)")
+    return key
+
+
+def _tag(key, value, name):
+    _tag_name(key, name)
     text(f"{name}[{key!r}]", value, nonempty=False,
          max_bytes=MAX_TAG_VALUE_BYTES)
 
@@ -270,12 +278,69 @@ def _keep_best(value):
     return (k, metric, mode)
 
 
+def _duration_seconds(name, value):
+    """A duration given as "30m", "6h", "1d", "2w" (the ckpt CLI's grammar,
+    common/duration_text.h), a datetime.timedelta or a number of seconds
+    (as get_retention_policy returns it), in seconds."""
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+        if not seconds > 0:
+            raise ValueError(f"{name} must be positive, not {_shown(value)}")
+        return seconds
+    if isinstance(value, numbers.Real) and not _is_bool(value):
+        return number(name, value, positive=True, finite=True)
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be a duration such as "6h", "1d" or '
+                        f'"2w", a datetime.timedelta or a number of '
+                        f"seconds, not {type(value).__name__} "
+                        f"{_shown(value)}")
+    try:
+        return parse_duration_seconds(value)
+    except ValueError as error:
+        reason = str(error).removeprefix("INVALID_ARGUMENT: ")
+        raise ValueError(f"{name}: {reason}") from None
+
+
+def _keep_tags(value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError("keep_tags must be a list of tag names (str), not "
+                        f"{type(value).__name__} {_shown(value)}")
+    out = []
+    for item in value:
+        out.append(_tag_name(item, "keep_tags"))
+        if out.count(out[-1]) > 1:
+            raise ValueError(f"keep_tags: {_shown(item)} is given twice")
+    return out
+
+
+# restic's rules (common/retention.h), as keyword arguments and dict keys.
+RESTIC_RULES = ("keep_within", "keep_hourly", "keep_daily", "keep_weekly",
+                "keep_monthly", "keep_tags")
+MAX_KEEP_COUNT = 1_000_000  # common/retention_policy.h kMaxKeepCount
+
+
 def retention_policy(max_to_keep=None, keep_checkpoint_every_n_hours=None,
-                     keep_best=None):
-    """The policy dict Client takes, checked; None when no rule is set."""
+                     keep_best=None, keep_within=None, keep_hourly=None,
+                     keep_daily=None, keep_weekly=None, keep_monthly=None,
+                     keep_tags=None):
+    """The policy dict Client takes, checked; None when no rule is set.
+    keep_within: "30m", "6h", "1d", "2w" or a timedelta (measured from the
+    newest checkpoint); keep_hourly/daily/weekly/monthly: the newest
+    checkpoint of each of the N newest hours/days/ISO weeks/months (UTC);
+    keep_tags: tag names whose checkpoints are never deleted."""
+    restic = {"keep_within": keep_within, "keep_hourly": keep_hourly,
+              "keep_daily": keep_daily, "keep_weekly": keep_weekly,
+              "keep_monthly": keep_monthly, "keep_tags": keep_tags}
     if max_to_keep is None and keep_checkpoint_every_n_hours is None and \
-            keep_best is None:
+            keep_best is None and \
+            all(value is None for value in restic.values()):
         return None
+    for key in ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
+        restic[key] = optional_integer(key, restic[key], minimum=1,
+                                       maximum=MAX_KEEP_COUNT)
+    if keep_within is not None:
+        restic["keep_within"] = _duration_seconds("keep_within", keep_within)
+    restic["keep_tags"] = [] if keep_tags is None else _keep_tags(keep_tags)
     max_to_keep = optional_integer("max_to_keep", max_to_keep, minimum=1,
                                    maximum=MAX_INT32)
     hours = optional_number("keep_checkpoint_every_n_hours",
@@ -290,6 +355,7 @@ def retention_policy(max_to_keep=None, keep_checkpoint_every_n_hours=None,
         "max_to_keep": max_to_keep,
         "keep_checkpoint_every_n_hours": hours,
         "keep_best": None if keep_best is None else _keep_best(keep_best),
+        **restic,
     }
 
 
@@ -298,9 +364,11 @@ def policy_dict(value):
     checked (an empty dict is the empty policy: keep everything)."""
     if not isinstance(value, Mapping):
         raise TypeError("policy must be a dict with max_to_keep, "
-                        "keep_checkpoint_every_n_hours and keep_best, not "
+                        "keep_checkpoint_every_n_hours, keep_best and "
+                        f"{', '.join(RESTIC_RULES)}, not "
                         f"{type(value).__name__}")
-    known = ("max_to_keep", "keep_checkpoint_every_n_hours", "keep_best")
+    known = ("max_to_keep", "keep_checkpoint_every_n_hours", "keep_best",
+             *RESTIC_RULES)
     unknown = sorted(set(value) - set(known), key=str)
     if unknown:
         raise ValueError(f"policy: unknown key(s) {unknown}; the keys are "

@@ -26,6 +26,7 @@ import atexit
 import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -99,6 +100,15 @@ def _monitor(save_best_only, monitor, mode):
     return monitor
 
 
+class RetentionPolicyIgnoredWarning(UserWarning):
+    """The server ignored the retention arguments of a CheckpointManager
+    (max_to_keep, keep_checkpoint_every_n_hours, keep_best): an operator's
+    policy applies to the job (set with `ckpt policy set JOB`, or the
+    tenant's default), or the manager's token is append-only (role writer).
+    The message says which and who set the policy; `ckpt policy get JOB`
+    shows it. Issued once per manager; the saves go on."""
+
+
 class CheckpointManager:
     """Saves and restores one rank's training state of a job, in the manner
     of tf.train.CheckpointManager and Orbax's CheckpointManager.
@@ -114,10 +124,22 @@ class CheckpointManager:
         default: by the metric's name as Keras does, "loss" minimised, "acc"
         maximised, anything else a ValueError asking for min or max). A NaN
         value is never among the best; a checkpoint without the metric is
-        kept.
+        kept. When no checkpoint has the metric, keep_best decides nothing.
+    keep_within, keep_hourly, keep_daily, keep_weekly, keep_monthly,
+        keep_tags: restic's `forget` rules. keep_within: "30m", "6h", "1d",
+        "2w" or a datetime.timedelta, measured from the newest checkpoint;
+        keep_hourly/daily/weekly/monthly N: the newest checkpoint of each of
+        the N newest hours, days, ISO weeks, months (UTC); keep_tags: tag
+        names (keys of a save's tags) whose checkpoints are never deleted. A
+        server that predates them makes the first save fail (nothing sent)
+        rather than drop them.
         The retention arguments, when any is set, become the job's policy on
         the server with every save (the server enforces it at each commit);
-        when none is set, the job's stored policy stays.
+        when none is set, the job's stored policy stays. They are a
+        writer's policy: an operator's (`ckpt policy set JOB`, or the
+        tenant's default) wins, and then the server ignores them, the
+        first save issues a RetentionPolicyIgnoredWarning saying who set
+        the policy that applies, and the job keeps the operator's.
     save_best_only, monitor, mode: as Keras's ModelCheckpoint: with
         save_best_only=True, save() takes a checkpoint only when the metric
         `monitor` (required then) in its metrics strictly improves on the
@@ -192,6 +214,8 @@ class CheckpointManager:
 
     def __init__(self, server=None, job=None, *, max_to_keep=None,
                  keep_checkpoint_every_n_hours=None, keep_best=None,
+                 keep_within=None, keep_hourly=None, keep_daily=None,
+                 keep_weekly=None, keep_monthly=None, keep_tags=None,
                  save_best_only=False, monitor=None, mode="auto",
                  checkpoint_interval=None, rank=None, world_size=None,
                  async_save=False, incremental=False,
@@ -208,7 +232,10 @@ class CheckpointManager:
                 "to $CKPT_SERVER)")
         self._job = arguments.job(job)
         self._policy = arguments.retention_policy(
-            max_to_keep, keep_checkpoint_every_n_hours, keep_best)
+            max_to_keep, keep_checkpoint_every_n_hours, keep_best,
+            keep_within=keep_within, keep_hourly=keep_hourly,
+            keep_daily=keep_daily, keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly, keep_tags=keep_tags)
         # save_best_only: the monitored metric (None: every save is taken).
         self._monitor = _monitor(save_best_only, monitor, mode)
         self._mode = mode
@@ -257,6 +284,7 @@ class CheckpointManager:
         self._host_buffers = {}  # name -> the last save's host copy
         self._last_plan = None
         self._last_quantization = None
+        self._warned_policy_ignored = False
 
     @property
     def job(self):
@@ -430,6 +458,11 @@ class CheckpointManager:
                                              dirty_rows=dirty, **kwargs)
             self._last_plan = result["plan"]
         self._last_quantization = result["quantized"]
+        ignored = result.get("retention_policy_ignored")
+        if ignored and not self._warned_policy_ignored:
+            self._warned_policy_ignored = True
+            warnings.warn(f"ckpt: job '{self._job}': {ignored}",
+                          RetentionPolicyIgnoredWarning, stacklevel=3)
 
     def restore(self, step=None, into=None, *, strict=True, keys=None,
                 map_location=None, allow_partial_ranks=False, best=None,

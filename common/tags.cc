@@ -1,0 +1,80 @@
+#include "common/tags.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/quote.h"
+
+namespace ckpt {
+
+absl::Status ValidateTagName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxTagNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a tag name must be 1-", kMaxTagNameBytes, " bytes, got ",
+                     QuoteTruncated(name)));
+  }
+  for (const char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a tag name must not hold control characters, got ",
+                       QuoteTruncated(name)));
+    }
+    if (c == '=') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a tag name must not hold '=' (it separates "
+                       "KEY=VALUE), got ",
+                       QuoteTruncated(name)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTagValue(absl::string_view name, absl::string_view value) {
+  if (value.size() > kMaxTagValueBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the value of tag ", QuoteTruncated(name), " is ", value.size(),
+        " bytes; at most ", kMaxTagValueBytes, " are allowed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTags(const Tags& tags) {
+  if (tags.size() > kMaxTagsPerCheckpoint) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a checkpoint may carry at most ", kMaxTagsPerCheckpoint,
+                     " tags, got ", tags.size()));
+  }
+  for (const auto& [name, value] : tags) {
+    if (absl::Status status = ValidateTagName(name); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status = ValidateTagValue(name, value); !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> ParseTag(
+    absl::string_view text) {
+  const size_t eq = text.find('=');
+  std::pair<std::string, std::string> tag(
+      text.substr(0, eq),
+      eq == absl::string_view::npos ? "" : text.substr(eq + 1));
+  if (absl::Status status = ValidateTagName(tag.first); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = ValidateTagValue(tag.first, tag.second);
+      !status.ok()) {
+    return status;
+  }
+  return tag;
+}
+
+bool MatchesTag(const Tags& tags, absl::string_view query) {
+  const size_t eq = query.find('=');
+  const auto found = tags.find(std::string(query.substr(0, eq)));
+  if (found == tags.end()) return false;
+  return eq == absl::string_view::npos || found->second == query.substr(eq + 1);
+}
+
+}  // namespace ckpt

@@ -30,8 +30,8 @@ int ReportError(const absl::Status& status, const OutputOptions& out,
 }
 
 int ReportUsageError(absl::string_view message, int exit_code,
-                     const OutputOptions& out) {
-  ReportError(absl::InvalidArgumentError(message), out);
+                     const OutputOptions& out, absl::string_view hint) {
+  ReportError(absl::InvalidArgumentError(message), out, hint);
   return exit_code == 0 ? EXIT_FAILURE : exit_code;
 }
 

@@ -20,9 +20,9 @@ int ReportError(const absl::Status& status, const OutputOptions& out,
                 absl::string_view hint = "");
 
 // A command-line error CLI11 found (`message`, exit code `exit_code`),
-// reported as an INVALID_ARGUMENT error; returns `exit_code`.
+// reported as an INVALID_ARGUMENT error with `hint`; returns `exit_code`.
 int ReportUsageError(absl::string_view message, int exit_code,
-                     const OutputOptions& out);
+                     const OutputOptions& out, absl::string_view hint = "");
 
 // INVALID_ARGUMENT "unknown command 'X'; the commands are: a, b, ..." when
 // `word` is not one of `verbs`; OK otherwise.

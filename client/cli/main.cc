@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cli/commands.h"
 #include "client/cli/errors.h"
 #include "client/cli/shell_docs.h"
@@ -35,14 +36,17 @@ constexpr const char* kModeHelp =
 void AddPolicyFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
   cmd->add_option("--keep-last,--max-to-keep", flags->max_to_keep,
                   "Keep the N most recent checkpoints (tf.train."
-                  "CheckpointManager max_to_keep)");
+                  "CheckpointManager max_to_keep)")
+      ->type_name("N");
   cmd->add_option("--keep-every,--keep-every-n-hours", flags->keep_every,
                   "Also preserve one checkpoint per DURATION (30m, 6h, 1d, "
                   "2w, 1h30m; a plain number is hours) as they leave the "
-                  "--keep-last window (needs --keep-last)");
+                  "--keep-last window (needs --keep-last)")
+      ->type_name("DURATION");
   cmd->add_option("--keep-within", flags->keep_within,
                   "Keep every checkpoint less than DURATION (30m, 6h, 1d, 2w) "
-                  "older than the newest checkpoint (restic's --keep-within)");
+                  "older than the newest checkpoint (restic's --keep-within)")
+      ->type_name("DURATION");
   for (auto [name, count, unit] :
        {std::tuple("--keep-hourly", &flags->keep_hourly, "hours"),
         std::tuple("--keep-daily", &flags->keep_daily, "days"),
@@ -51,20 +55,24 @@ void AddPolicyFlags(CLI::App* cmd, ckpt::cli::PolicyFlags* flags) {
     cmd->add_option(name, *count,
                     std::string("Keep the newest checkpoint of each of the N "
                                 "newest ") +
-                        unit + " (UTC) that have one (restic's " + name + ")");
+                        unit + " (UTC) that have one (restic's " + name + ")")
+        ->type_name("N");
   }
   cmd->add_option("--keep-tag", flags->keep_tags,
                   "Never delete a checkpoint carrying tag TAG (a tag name, as "
                   "`put --tag TAG=VALUE` sets); repeatable")
+      ->type_name("TAG")
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--keep-best", flags->keep_best,
                   "Keep the K best checkpoints by --metric (a checkpoint "
                   "without the metric is kept; when none has it, this rule "
-                  "decides nothing and a warning says so)");
-  cmd->add_option("--metric", flags->metric, "Metric name for --keep-best");
-  cmd->add_option("--mode", flags->mode, kModeHelp);
+                  "decides nothing and a warning says so)")
+      ->type_name("K");
+  cmd->add_option("--metric", flags->metric, "Metric name for --keep-best")
+      ->type_name("NAME");
+  cmd->add_option("--mode", flags->mode, kModeHelp)->type_name("MODE");
 }
 
 // A repeatable NAME=VALUE option: one value per use, so that a later
@@ -88,18 +96,35 @@ bool JsonRequested(int argc, char** argv) {
   return false;
 }
 
-// The first word that is neither a global option nor its value: the verb
-// as typed; empty when there is none.
-std::string TypedVerb(CLI::App& app, int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
+// The words that are neither options nor option values, in order: the
+// verb as typed first (and policy's sub-verb after it); empty when there
+// is none. Options are looked up on `app` (the global ones).
+std::vector<std::string> TypedWords(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> words;
+  for (int i = 1; i < argc && words.size() < 2; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--") return i + 1 < argc ? argv[i + 1] : "";
-    if (arg.empty() || arg[0] != '-') return arg;
+    if (arg == "--") {
+      if (i + 1 < argc) words.push_back(argv[i + 1]);
+      break;
+    }
+    if (arg.empty() || arg[0] != '-') {
+      words.push_back(arg);
+      continue;
+    }
     if (arg.find('=') != std::string::npos) continue;
     const CLI::Option* option = app.get_option_no_throw(arg);
     if (option != nullptr && option->get_items_expected_min() > 0) ++i;
   }
-  return "";
+  return words;
+}
+
+// The names of `app`'s subcommands, in the order --help lists them.
+std::vector<std::string> SubcommandNames(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names.push_back(sub->get_name());
+  }
+  return names;
 }
 
 }  // namespace
@@ -379,14 +404,14 @@ int main(int argc, char** argv) {
       "pin",
       "Pin a committed checkpoint: retention and prune never delete it.");
   pin_cmd->add_option("JOB", pin.job, "Job name, tenant/name")->required();
-  pin_cmd->add_option("STEP", pin.step, "Checkpoint step")->required();
+  pin_cmd->add_option("STEP", pin.step, kStepHelp)->required();
   ckpt::cli::PinArgs unpin;
   unpin.pinned = false;
   CLI::App* unpin_cmd = app.add_subcommand(
       "unpin",
       "Unpin a checkpoint; the next commit or prune may then delete it.");
   unpin_cmd->add_option("JOB", unpin.job, "Job name, tenant/name")->required();
-  unpin_cmd->add_option("STEP", unpin.step, "Checkpoint step")->required();
+  unpin_cmd->add_option("STEP", unpin.step, kStepHelp)->required();
 
   ckpt::cli::TagArgs tag;
   CLI::App* tag_cmd = app.add_subcommand(
@@ -476,7 +501,9 @@ int main(int argc, char** argv) {
       "Show a job's event history, kept by the server, oldest first: "
       "committed, aborted (with the reason, e.g. lease expiry), deleted "
       "(ckpt rm), pruned (with what triggered it, the policy and why no rule "
-      "kept it), pinned, unpinned, restored (with the rank), policy_set and "
+      "kept it), pinned, unpinned, restored (with the rank), policy_set, "
+      "policy_ignored (a writer's policy the server ignored because an "
+      "operator's applies), tags_changed (+KEY=VALUE added, -KEY removed) and "
       "copied (ckpt copy: 'from SERVER JOB@STEP' with the commit of a copy "
       "on its target, 'to SERVER JOB@STEP' on its source), "
       "each with the principal who made it (BY; 'anonymous' on a server "
@@ -696,25 +723,44 @@ int main(int argc, char** argv) {
       "same text as --help), e.g. `ckpt man | man -l -`; cmake --install "
       "installs it as ckpt(1). Needs no server.");
 
-  std::vector<std::string> verbs;
-  for (const CLI::App* verb : app.get_subcommands({})) {
-    verbs.push_back(verb->get_name());
-  }
+  const std::vector<std::string> verbs = SubcommandNames(app);
   output.json = JsonRequested(argc, argv);
-  const std::string typed_verb = TypedVerb(app, argc, argv);
-  if (!typed_verb.empty()) {
-    absl::Status known = ckpt::cli::CheckVerb(typed_verb, verbs);
+  // Words CLI11 would report as a bare "A subcommand is required" or an
+  // unexpected argument are named here, with the verbs a user may mean.
+  const std::vector<std::string> typed = TypedWords(app, argc, argv);
+  if (!typed.empty()) {
+    absl::Status known = ckpt::cli::CheckVerb(typed[0], verbs);
     if (!known.ok()) return ckpt::cli::ReportError(known, output);
+    if (typed[0] == "policy" && typed.size() > 1) {
+      known = ckpt::cli::CheckVerb(absl::StrCat("policy ", typed[1]),
+                                   {"policy get", "policy set"});
+      if (!known.ok()) return ckpt::cli::ReportError(known, output);
+    }
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version (exit code 0) print as CLI11 prints them.
     if (e.get_exit_code() == 0) return app.exit(e);
-    if (output.json) {
-      return ckpt::cli::ReportUsageError(e.what(), e.get_exit_code(), output);
+    std::string message = e.what();
+    if (typed.empty() || (typed[0] == "policy" && typed.size() == 1)) {
+      const std::vector<std::string> choices =
+          typed.empty() ? verbs : std::vector<std::string>{"get", "set"};
+      message =
+          absl::StrCat("a command is required; the commands are: ",
+                       absl::StrJoin(choices, ", "),
+                       typed.empty() ? " (ckpt --help describes them)"
+                                     : " (ckpt policy --help describes them)");
     }
-    return app.exit(e);
+    const std::string help_hint =
+        typed.empty() ? "run 'ckpt --help'"
+                      : absl::StrCat("run 'ckpt ",
+                                     typed[0] == "policy" && typed.size() > 1
+                                         ? absl::StrCat("policy ", typed[1])
+                                         : typed[0],
+                                     " --help'");
+    return ckpt::cli::ReportUsageError(message, e.get_exit_code(), output,
+                                       help_hint);
   }
 
   if (*completion_cmd) {

@@ -173,7 +173,7 @@ absl::Status RunPolicyGet(client::Client& client, const PolicyGetArgs& args,
 
 absl::Status RunPin(client::Client& client, const PinArgs& args,
                     const OutputOptions& out) {
-  CKPT_ASSIGN_OR_RETURN(int64_t step, ParseStep(args.step));
+  CKPT_ASSIGN_OR_RETURN(int64_t step, ResolveStep(client, args.job, args.step));
   CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
                         client.PinCheckpoint(args.job, step, args.pinned));
   if (out.json) {

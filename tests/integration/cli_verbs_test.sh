@@ -63,6 +63,28 @@ rc=0; "${ckpt}" --server "${CKPT_SERVER}" --json lss 2>"${work}/err" >/dev/null 
 grep -q '"unknown command '"'"'lss'"'"'; the commands are: ' "${work}/err" \
   || fail "unknown verb in JSON: $(cat "${work}/err")"
 
+# A missing verb lists the verbs (CLI11 alone says "A subcommand is
+# required"); an unknown or missing policy sub-verb lists get and set.
+rc=0; "${ckpt}" 2>"${work}/err" >/dev/null || rc=$?
+[ "${rc}" -eq 106 ] || fail "no verb: exit ${rc}"
+grep -q "^ckpt: INVALID_ARGUMENT: a command is required; the commands are: put, get, ls" \
+  "${work}/err" || fail "no verb: $(cat "${work}/err")"
+rc=0; "${ckpt}" policy bogus "${job}" 2>"${work}/err" >/dev/null || rc=$?
+[ "${rc}" -eq 1 ] || fail "policy bogus: exit ${rc}"
+grep -q "unknown command 'policy bogus'; the commands are: policy get, policy set" \
+  "${work}/err" || fail "policy bogus: $(cat "${work}/err")"
+rc=0; "${ckpt}" --json policy 2>"${work}/err" >/dev/null || rc=$?
+[ "${rc}" -eq 106 ] || fail "policy without a sub-verb: exit ${rc}"
+grep -q '"message":"a command is required; the commands are: get, set' \
+  "${work}/err" || fail "policy without a sub-verb: $(cat "${work}/err")"
+# A command line that does not parse, without --json, is reported as every
+# other error is, with CLI11's exit code and a hint naming the verb's help.
+rc=0; "${ckpt}" rm --bogus "${job}" 1 2>"${work}/err" >/dev/null || rc=$?
+[ "${rc}" -eq 109 ] || fail "rm --bogus: exit ${rc}"
+[ "$(sed -n 1p "${work}/err")" = "ckpt: INVALID_ARGUMENT: The following argument was not expected: --bogus" ] \
+  || fail "rm --bogus: $(cat "${work}/err")"
+[ "$(sed -n 2p "${work}/err")" = "ckpt: run 'ckpt rm --help'" ] || fail "rm --bogus hint: $(cat "${work}/err")"
+
 # --- --version of both binaries.
 version=$(sed -n 's/^project(ckpt VERSION \([0-9.]*\).*/\1/p' \
   "$(dirname "$0")/../../CMakeLists.txt")
@@ -115,6 +137,15 @@ expect_json_error NOT_FOUND "" tag cli/absent latest x --json
 "${ckpt}" events "${job}" --json | "${py}" -c '
 import json, sys
 assert sum(e["kind"] == "tags_changed" for e in json.load(sys.stdin)) == 3'
+
+# --- pin and unpin take latest, as rm and tag do.
+"${ckpt}" pin "${job}" latest --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == {"job": "cli/verbs", "step": 3, "pinned": True}'
+"${ckpt}" unpin "${job}" latest --json | "${py}" -c '
+import json, sys
+assert json.load(sys.stdin) == {"job": "cli/verbs", "step": 3, "pinned": False}'
+expect_json_error INVALID_ARGUMENT "" pin "${job}" newest --json
 
 # --- rm of a pinned checkpoint needs --force, recorded; rm latest.
 "${ckpt}" pin "${job}" 2 >/dev/null

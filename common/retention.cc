@@ -207,14 +207,15 @@ absl::Status ValidateCount(absl::string_view field,
       field, " must be 1 to ", kMaxKeepCount, " (or unset), got ", *count));
 }
 
-// A keep_tags name as RetentionPolicyText shows it: as it is, or quoted
-// and escaped when it holds a comma, a space, a quote, a backslash or a
-// byte that does not print, so that the text (which policy_owner.h digests
-// to tell policies apart) names one list of tags only.
-std::string KeepTagText(const std::string& tag) {
-  const bool plain =
-      IsPrintableUtf8(tag) && tag.find_first_of(", \"\\") == std::string::npos;
-  return plain ? tag : absl::StrCat("\"", absl::CHexEscape(tag), "\"");
+// A keep_tags name or a keep_best metric as RetentionPolicyText shows it:
+// as it is, or quoted and escaped when it holds a comma, a space, a quote,
+// a backslash, a parenthesis or a byte that does not print, so that the
+// text (which policy_owner.h digests to tell policies apart) reads one way
+// only: a metric cannot pose as "(min) keep_within=...".
+std::string PolicyNameText(const std::string& name) {
+  const bool plain = IsPrintableUtf8(name) &&
+                     name.find_first_of(", \"\\()") == std::string::npos;
+  return plain ? name : absl::StrCat("\"", absl::CHexEscape(name), "\"");
 }
 
 // keep_tags: at most kMaxKeepTags names, each a valid tag name
@@ -312,7 +313,7 @@ std::string RetentionPolicyText(const RetentionPolicy& policy) {
   }
   if (policy.keep_best.has_value()) {
     parts.push_back(absl::StrCat("keep_best=", policy.keep_best->k, " by ",
-                                 policy.keep_best->metric, " (",
+                                 PolicyNameText(policy.keep_best->metric), " (",
                                  MetricModeName(policy.keep_best->mode), ")"));
   }
   if (policy.keep_within.has_value()) {
@@ -327,7 +328,7 @@ std::string RetentionPolicyText(const RetentionPolicy& policy) {
         "keep_tags=",
         absl::StrJoin(policy.keep_tags, ",",
                       [](std::string* out, const std::string& tag) {
-                        out->append(KeepTagText(tag));
+                        out->append(PolicyNameText(tag));
                       })));
   }
   if (parts.empty()) return "keep everything";

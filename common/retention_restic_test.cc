@@ -315,7 +315,7 @@ TEST(RetentionResticValidationTest, RefusesHostileValuesNamingTheField) {
       "keep_tags: a tag name must be 1-256 bytes");
   add(
       "control tag", [](auto& p) { p.keep_tags = {"a\nb"}; },
-      "keep_tags: a tag name must not hold control characters");
+      "keep_tags: a tag name must be UTF-8 without control characters");
   add(
       "tag with =", [](auto& p) { p.keep_tags = {"best=yes"}; },
       "keep_tags: a tag name must not hold '='");
@@ -376,6 +376,12 @@ TEST(RetentionResticValidationTest, TextNamesTheNewRules) {
   one.keep_tags = {"say \"hi\"", "\xc2\x85"};
   EXPECT_EQ(RetentionPolicyText(one),
             "keep_tags=\"say \\\"hi\\\"\",\"\\xc2\\x85\"");
+  // So is a metric that could pose as the rest of the text.
+  RetentionPolicy best;
+  best.keep_best =
+      RetentionPolicy::KeepBest{.k = 1, .metric = "loss (max) keep_within=1d"};
+  EXPECT_EQ(RetentionPolicyText(best),
+            "keep_best=1 by \"loss (max) keep_within=1d\" (auto)");
 }
 
 // ---------------------------------------------------------- property tests

@@ -11,13 +11,13 @@ absl::Status ValidateTagName(absl::string_view name) {
         absl::StrCat("a tag name must be 1-", kMaxTagNameBytes, " bytes, got ",
                      QuoteTruncated(name)));
   }
+  if (!IsPrintableUtf8(name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a tag name must be UTF-8 without control characters, "
+                     "got ",
+                     QuoteTruncated(name)));
+  }
   for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a tag name must not hold control characters, got ",
-                       QuoteTruncated(name)));
-    }
     if (c == '=') {
       return absl::InvalidArgumentError(
           absl::StrCat("a tag name must not hold '=' (it separates "

@@ -10,14 +10,17 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(TagsTest, NamesAreOneTo256BytesWithoutControlsOrEquals) {
+TEST(TagsTest, NamesAreOneTo256BytesOfPrintableUtf8WithoutEquals) {
   EXPECT_TRUE(ValidateTagName("best").ok());
   EXPECT_TRUE(ValidateTagName("release candidate/ü").ok());
   EXPECT_TRUE(ValidateTagName(std::string(kMaxTagNameBytes, 'a')).ok());
   for (const std::string& bad :
        {std::string(), std::string(kMaxTagNameBytes + 1, 'a'),
         std::string("a\nb"), std::string("tab\t"), std::string("\x1b[2J"),
-        std::string("del\x7f"), std::string("k=v"), std::string("=")}) {
+        std::string("del\x7f"), std::string("k=v"), std::string("="),
+        // Not UTF-8 (a proto3 string must be), and a C1 control character.
+        std::string("caf\xe9"), std::string("\xc0\xaf"),
+        std::string("\xc2\x9b")}) {
     SCOPED_TRACE(bad);
     const absl::Status status = ValidateTagName(bad);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);

@@ -493,7 +493,7 @@ int main(int argc, char** argv) {
       "by its hash, so runs with n = 1..t together read every chunk once. "
       "x% (0 < x <= 100, e.g. 10%) reads a random part of t = floor(100/x), "
       "at least x% of the chunks; a size (e.g. 500M, 2G) a random part of t "
-      "= stored bytes / size, about that much of the tenant's stored chunks "
+      "= stored bytes / size, about that much of the job's stored chunks "
       "(the server's without JOB). The report names the part read");
   ckpt::cli::EventsArgs events;
   CLI::App* events_cmd = app.add_subcommand(

@@ -339,9 +339,13 @@ absl::Status RunVerify(client::Client& client, const VerifyArgs& args,
     }
     uint64_t stored_bytes = 0;
     if (spec->bytes > 0) {
-      // The job's tenant's chunk bytes (the server's without a job).
+      // The job's own chunk bytes (what its checkpoints reference); the
+      // tenant's from a server that predates them, the server's without a
+      // job.
       CKPT_ASSIGN_OR_RETURN(client::Stats stats, client.GetStats(args.job));
-      stored_bytes = stats.stored_bytes;
+      stored_bytes = stats.job_stored.has_value()
+                         ? stats.job_stored->stored_bytes
+                         : stats.stored_bytes;
     }
     std::random_device random;
     options.read_data_subset =

@@ -451,15 +451,17 @@ class PyClient {
     return records.back().step;
   }
 
-  std::vector<int64_t> SetRetentionPolicy(const std::string& job,
-                                          const py::dict& policy_dict) {
+  // (steps deleted, the server's warnings): the Python wrapper warns them.
+  std::pair<std::vector<int64_t>, std::vector<std::string>> SetRetentionPolicy(
+      const std::string& job, const py::dict& policy_dict) {
     const RetentionPolicy policy = PolicyFromDict(policy_dict);
+    std::vector<std::string> warnings;
     absl::StatusOr<std::vector<int64_t>> result;
     {
       py::gil_scoped_release release;
-      result = client_->SetRetentionPolicy(job, policy);
+      result = client_->SetRetentionPolicy(job, policy, &warnings);
     }
-    return ValueOrThrow(std::move(result));
+    return {ValueOrThrow(std::move(result)), std::move(warnings)};
   }
 
   py::object GetRetentionPolicy(const std::string& job) {
@@ -473,11 +475,41 @@ class PyClient {
     return PolicyToDict(*policy);
   }
 
-  void DeleteCheckpoint(const std::string& job, int64_t step) {
+  // {"policy": dict or None, "origin": {"source", "principal", "time"
+  // (Unix seconds or None), "inferred"} or None (a server that predates
+  // origins)}.
+  py::dict GetRetentionPolicyInfo(const std::string& job) {
+    absl::StatusOr<PolicyInfo> result;
+    {
+      py::gil_scoped_release release;
+      result = client_->GetRetentionPolicyInfo(job);
+    }
+    const PolicyInfo info = ValueOrThrow(std::move(result));
+    py::dict out;
+    out["policy"] = info.policy.has_value()
+                        ? py::object(PolicyToDict(*info.policy))
+                        : py::none();
+    if (!info.origin.has_value()) {
+      out["origin"] = py::none();
+      return out;
+    }
+    py::dict origin;
+    origin["source"] = std::string(PolicySourceName(info.origin->source));
+    origin["principal"] = info.origin->principal;
+    origin["time"] =
+        info.origin->time.has_value()
+            ? py::object(py::float_(UnixSecondsOf(*info.origin->time)))
+            : py::none();
+    origin["inferred"] = info.origin->inferred;
+    out["origin"] = origin;
+    return out;
+  }
+
+  void DeleteCheckpoint(const std::string& job, int64_t step, bool force) {
     absl::Status status;
     {
       py::gil_scoped_release release;
-      status = client_->DeleteCheckpoint(job, step);
+      status = client_->DeleteCheckpoint(job, step, force);
     }
     CheckOk(status);
   }
@@ -649,8 +681,10 @@ PYBIND11_MODULE(_ckpt, m) {
            py::arg("job"), py::arg("policy"))
       .def("get_retention_policy", &PyClient::GetRetentionPolicy,
            py::arg("job"))
+      .def("get_retention_policy_info", &PyClient::GetRetentionPolicyInfo,
+           py::arg("job"))
       .def("delete_checkpoint", &PyClient::DeleteCheckpoint, py::arg("job"),
-           py::arg("step"))
+           py::arg("step"), py::arg("force") = false)
       .def("abort_checkpoint", &PyClient::AbortCheckpoint, py::arg("job"),
            py::arg("step"), py::arg("reason") = "");
 

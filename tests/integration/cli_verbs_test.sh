@@ -218,6 +218,16 @@ part=$(subset_of 25%)
 part=$(subset_of 30%)
 [[ "${part}" =~ ^[1-3]/3$ ]] || fail "subset 30%: ${part}"
 [ "$(subset_of 1G)" = "1/1" ] || fail "a size above what is stored reads everything"
+# A size is measured against the job's own stored bytes, not its tenant's:
+# with a bigger job beside it, the job's size still reads it whole.
+head -c 2000000 /dev/urandom >"${work}/big.bin"
+"${ckpt}" put cli/big 1 "${work}/big.bin" >/dev/null 2>&1
+job_bytes=$("${ckpt}" stats "${job}" --json | "${py}" -c '
+import json, sys
+stats = json.load(sys.stdin)
+assert stats["stored_bytes_of"] == "job", stats
+print(stats["stored_bytes"])')
+[ "$(subset_of "${job_bytes}")" = "1/1" ] || fail "subset of the job's own size: $(subset_of "${job_bytes}")"
 part=$(subset_of 1)  # one byte: a part per stored byte
 [[ "${part}" =~ ^[0-9]+/[0-9]+$ ]] && [ "${part#*/}" -gt 1 ] || fail "subset 1 byte: ${part}"
 for bad in 0% 150% -5% abc% nan% 0 5X 0/3 4/3 1.5G; do

@@ -141,3 +141,55 @@ def test_policy_targets_are_checked(server):
     assert _cli(server, "ls", "--json").stdout == before
     got = _cli_json(server, "policy", "get", "team/")
     assert got["policy"] is None and got["origin"] is None, got
+
+
+def test_the_python_client_shows_who_set_a_policy_and_its_warnings(server):
+    client = ckpt.Client(server)
+    manager = ckpt.CheckpointManager(server, "team/py", max_to_keep=5)
+    _save_steps(manager, [1, 2])
+    info = client.get_retention_policy_info("team/py")
+    assert info["policy"]["max_to_keep"] == 5
+    assert info["origin"]["source"] == "writer"
+    assert info["origin"]["inferred"] is False
+    assert info["origin"]["time"] > 0
+    # An operator's policy whose keep_best metric no checkpoint has: stored,
+    # and the server's warning reaches Python as a RetentionPolicyWarning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        deleted = client.set_retention_policy(
+            "team/py", {"max_to_keep": 1, "keep_best": (1, "val_loss", "min")})
+    # keep_best decides nothing, so max_to_keep=1 alone decides.
+    assert deleted == [1]
+    texts = [str(w.message) for w in caught
+             if issubclass(w.category, ckpt.RetentionPolicyWarning)]
+    assert any("no checkpoint has metric" in t and "val_loss" in t
+               for t in texts), texts
+    info = client.get_retention_policy_info("team/py")
+    assert info["origin"]["source"] == "operator"
+    assert info["policy"]["keep_best"][1] == "val_loss"
+    # A job without a policy (in a tenant without a default), and none.
+    _save_steps(ckpt.CheckpointManager(server, "solo/none"), [1])
+    assert client.get_retention_policy_info("solo/none") == {
+        "policy": None, "origin": None}
+    with pytest.raises(KeyError, match="unknown job"):
+        client.get_retention_policy_info("solo/absent")
+
+
+def test_the_python_client_deletes_a_pinned_checkpoint_only_with_force(server):
+    client = ckpt.Client(server)
+    manager = ckpt.CheckpointManager(server, "team/pins")
+    _save_steps(manager, [1, 2])
+    _cli(server, "pin", "team/pins", "1")
+    with pytest.raises(ckpt.Error) as refused:
+        client.delete_checkpoint("team/pins", 1)
+    assert refused.value.code == "FAILED_PRECONDITION"
+    assert "pinned" in refused.value.message
+    assert manager.all_steps() == [1, 2]
+    with pytest.raises(TypeError):
+        client.delete_checkpoint("team/pins", 1, force="yes")
+    client.delete_checkpoint("team/pins", 1, force=True)
+    assert manager.all_steps() == [2]
+    deleted = [e for e in _cli_json(server, "events", "team/pins")
+               if e["kind"] == "deleted"]
+    assert [e["detail"] for e in deleted] == [
+        "was committed and pinned; the pin was overridden (force)"]

@@ -38,7 +38,7 @@ nothing is written into any target then).
 """
 
 from ckpt._ckpt import Error
-from ckpt.client import Client
+from ckpt.client import Client, RetentionPolicyWarning
 from ckpt.manager import (CheckpointManager, Quantized,
                           RetentionPolicyIgnoredWarning)
 from ckpt.portable import import_dir
@@ -49,5 +49,5 @@ from ckpt.tree import PickleNotAllowedError, StateFormatError
 __all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
            "import_dir",
            "PickleNotAllowedError", "Quantized", "Replicated",
-           "RetentionPolicyIgnoredWarning", "Shard",
+           "RetentionPolicyIgnoredWarning", "RetentionPolicyWarning", "Shard",
            "StateFormatError", "StateMismatchError"]

@@ -4,7 +4,15 @@ or value raises TypeError or ValueError naming the argument instead of a
 pybind11 conversion error, and a bool is never taken for a step or a rank.
 Methods not redefined here are the binding's own."""
 
+import warnings
+
 from ckpt import _ckpt, arguments
+
+
+class RetentionPolicyWarning(UserWarning):
+    """A warning of the server about a policy Client.set_retention_policy
+    set: the policy is stored, but part of it decides nothing (e.g. a
+    keep_best metric no checkpoint has). ckpt policy set prints the same."""
 
 
 class Client(_ckpt.Client):
@@ -110,19 +118,40 @@ class Client(_ckpt.Client):
         return super().latest_step(arguments.job(job))
 
     def set_retention_policy(self, job, policy):
-        """Sets the job's policy, {"max_to_keep", "keep_checkpoint_every_n_
-        hours", "keep_best": (k, metric, mode)} (absent or None: unset),
-        and applies it now; returns the steps it deleted."""
-        return super().set_retention_policy(arguments.job(job),
-                                            arguments.policy_dict(policy))
+        """Sets the job's policy, an operator's, {"max_to_keep", "keep_
+        checkpoint_every_n_hours", "keep_best": (k, metric, mode), and
+        restic's rules: "keep_within", "keep_hourly", ..., "keep_tags"}
+        (absent or None: unset), and applies it now; returns the steps it
+        deleted. Each warning of the server (e.g. "keep_best decides
+        nothing: no checkpoint has metric M") is issued as a
+        RetentionPolicyWarning."""
+        deleted, server_warnings = super().set_retention_policy(
+            arguments.job(job), arguments.policy_dict(policy))
+        for text in server_warnings:
+            warnings.warn(text, RetentionPolicyWarning, stacklevel=2)
+        return deleted
 
     def get_retention_policy(self, job):
-        """The job's policy dict, or None when it has none."""
+        """The policy that applies to the job (its own or its tenant's
+        default) as a dict, or None when none does."""
         return super().get_retention_policy(arguments.job(job))
 
-    def delete_checkpoint(self, job, step):
+    def get_retention_policy_info(self, job):
+        """The same with who set it, as `ckpt policy get` shows it:
+        {"policy": dict or None, "origin": {"source": "operator", "writer"
+        or "tenant_default", "principal", "time" (Unix seconds or None),
+        "inferred"} or None from a server that predates origins}."""
+        return super().get_retention_policy_info(arguments.job(job))
+
+    def delete_checkpoint(self, job, step, force=False):
+        """Deletes a committed or aborted checkpoint. A pinned one is
+        refused (ckpt.Error FAILED_PRECONDITION) unless force=True, and the
+        deletion's event then records that the pin was overridden."""
+        if not isinstance(force, bool):
+            raise TypeError(f"force must be a bool, got {type(force).__name__}")
         return super().delete_checkpoint(
-            arguments.job(job), arguments.integer("step", step, minimum=0))
+            arguments.job(job), arguments.integer("step", step, minimum=0),
+            force)
 
     def abort_checkpoint(self, job, step, reason=""):
         return super().abort_checkpoint(

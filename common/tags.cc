@@ -34,7 +34,19 @@ absl::Status ValidateTagValue(absl::string_view name, absl::string_view value) {
         "the value of tag ", QuoteTruncated(name), " is ", value.size(),
         " bytes; at most ", kMaxTagValueBytes, " are allowed"));
   }
+  if (!IsPrintableUtf8(value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the value of tag ", QuoteTruncated(name),
+                     " must be UTF-8 without control characters, got ",
+                     QuoteTruncated(value)));
+  }
   return absl::OkStatus();
+}
+
+size_t TagBytes(const Tags& tags) {
+  size_t bytes = 0;
+  for (const auto& [name, value] : tags) bytes += name.size() + value.size();
+  return bytes;
 }
 
 absl::Status ValidateTags(const Tags& tags) {
@@ -42,6 +54,11 @@ absl::Status ValidateTags(const Tags& tags) {
     return absl::InvalidArgumentError(
         absl::StrCat("a checkpoint may carry at most ", kMaxTagsPerCheckpoint,
                      " tags, got ", tags.size()));
+  }
+  if (const size_t bytes = TagBytes(tags); bytes > kMaxTagBytesPerCheckpoint) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a checkpoint's tags may hold at most ", kMaxTagBytesPerCheckpoint,
+        " bytes of names and values together, got ", bytes));
   }
   for (const auto& [name, value] : tags) {
     if (absl::Status status = ValidateTagName(name); !status.ok()) {

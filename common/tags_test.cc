@@ -43,6 +43,35 @@ TEST(TagsTest, TagsAreBoundedInValueAndCount) {
   EXPECT_FALSE(ValidateTags({{"a=b", "c"}}).ok());
 }
 
+TEST(TagsTest, TagsAreBoundedInBytesAltogether) {
+  // Four values of the largest size fit; a fifth passes every other limit
+  // but not the total, which bounds what a listing of the job carries.
+  Tags tags;
+  for (const char* name : {"a", "b", "c"}) {
+    tags[name] = std::string(kMaxTagValueBytes, 'x');
+  }
+  EXPECT_TRUE(ValidateTags(tags).ok());
+  EXPECT_EQ(TagBytes(tags), 3 + 3 * kMaxTagValueBytes);
+  tags["d"] = std::string(kMaxTagValueBytes - 4, 'x');
+  EXPECT_TRUE(ValidateTags(tags).ok());
+  tags["e"] = std::string(kMaxTagValueBytes, 'x');
+  EXPECT_THAT(ValidateTags(tags).message(),
+              HasSubstr("at most 16384 bytes of names and values together"));
+}
+
+TEST(TagsTest, ValuesArePrintableUtf8) {
+  EXPECT_TRUE(ValidateTagValue("k", "").ok());
+  EXPECT_TRUE(ValidateTagValue("k", "run 7 / ü").ok());
+  for (const std::string& bad :
+       {std::string("\x1b]0;pwned\x07"), std::string("a\nb"),
+        std::string("caf\xe9"), std::string("\xc2\x9b")}) {
+    SCOPED_TRACE(bad);
+    const absl::Status status = ValidateTagValue("k", bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("without control characters"));
+  }
+}
+
 TEST(TagsTest, ParseTagSplitsAtTheFirstEquals) {
   auto bare = ParseTag("release");
   ASSERT_TRUE(bare.ok()) << bare.status();

@@ -50,16 +50,31 @@ absl::Status RunRmJob(client::Client& client, const RmJobArgs& args,
         "too"));
   }
   std::vector<int64_t> aborted;
+  std::vector<int64_t> deleted;
+  // An error partway names what was already done: a rerun finishes it.
+  const auto partway = [&](const absl::Status& status) {
+    if (aborted.empty() && deleted.empty()) return status;
+    std::vector<int64_t> done = deleted;
+    std::sort(done.begin(), done.end());
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(), " (rm-job had aborted steps [",
+                     absl::StrJoin(aborted, ", "), "] and deleted steps [",
+                     absl::StrJoin(done, ", "), "] of ", args.job,
+                     " before this)"));
+  };
   for (CheckpointRecord& record : records) {
     if (record.state != CheckpointState::kPending) continue;
-    CKPT_RETURN_IF_ERROR(
-        client.AbortCheckpoint(args.job, record.step, "ckpt rm-job"));
+    if (absl::Status status =
+            client.AbortCheckpoint(args.job, record.step, "ckpt rm-job");
+        !status.ok()) {
+      return partway(status);
+    }
     record.state = CheckpointState::kAborted;
     aborted.push_back(record.step);
   }
   // Deltas before their bases: the server refuses to delete a base while a
   // checkpoint that uses it exists. Aborted ones hold no bases.
-  std::vector<int64_t> deleted;
   std::set<int64_t> remaining;
   for (const CheckpointRecord& record : records) remaining.insert(record.step);
   while (!remaining.empty()) {
@@ -76,21 +91,31 @@ absl::Status RunRmJob(client::Client& client, const RmJobArgs& args,
       if (!needed.contains(step)) now.push_back(step);
     }
     if (now.empty()) {
-      return absl::InternalError(absl::StrCat("the delta bases of ", args.job,
-                                              " form a cycle; deleted steps ",
-                                              absl::StrJoin(deleted, ", ")));
+      return partway(absl::InternalError(
+          absl::StrCat("the delta bases of ", args.job, " form a cycle")));
     }
     for (auto it = now.rbegin(); it != now.rend(); ++it) {
-      CKPT_RETURN_IF_ERROR(client.DeleteCheckpoint(args.job, *it, args.force));
+      if (absl::Status status =
+              client.DeleteCheckpoint(args.job, *it, args.force);
+          !status.ok()) {
+        return partway(status);
+      }
       deleted.push_back(*it);
       remaining.erase(*it);
     }
   }
   std::sort(deleted.begin(), deleted.end());
+  // A save that ran meanwhile may have begun or committed a checkpoint the
+  // listing above did not hold: said, never reported as a clean sweep.
+  CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> after,
+                        client.ListCheckpoints(args.job, true));
+  std::vector<int64_t> left;
+  for (const CheckpointRecord& record : after) left.push_back(record.step);
   if (out.json) {
     PrintJson({{"job", args.job},
                {"aborted_steps", aborted},
-               {"deleted_steps", deleted}});
+               {"deleted_steps", deleted},
+               {"remaining_steps", left}});
   } else {
     std::cout << "deleted " << deleted.size() << " checkpoint"
               << (deleted.size() == 1 ? "" : "s") << " of " << args.job;
@@ -99,6 +124,11 @@ absl::Status RunRmJob(client::Client& client, const RmJobArgs& args,
     }
     std::cout << "; its chunk space is reclaimed by garbage collection, its "
                  "policy and events stay\n";
+  }
+  if (!left.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        args.job, " still has checkpoints (steps ", absl::StrJoin(left, ", "),
+        "): a save ran while rm-job did; stop it and run rm-job again"));
   }
   return absl::OkStatus();
 }

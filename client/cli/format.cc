@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/quote.h"
 
 namespace ckpt::cli {
 
@@ -51,15 +52,24 @@ std::string FormatBox(const Box& box) {
 
 std::string FormatMetrics(const std::map<std::string, double>& metrics) {
   if (metrics.empty()) return "-";
+  // Names come from writers: control bytes are escaped, never sent to the
+  // terminal as they are.
   return absl::StrJoin(metrics, " ", [](std::string* out, const auto& metric) {
-    absl::StrAppend(out, metric.first, "=",
+    absl::StrAppend(out, EscapeControlBytes(metric.first), "=",
                     absl::StrFormat("%g", metric.second));
   });
 }
 
 std::string FormatTags(const std::map<std::string, std::string>& tags) {
   if (tags.empty()) return "-";
-  return absl::StrJoin(tags, " ", absl::PairFormatter("="));
+  // As metric names; also tags stored before the server refused them. A
+  // bare tag (an empty value) reads as the CLI takes it: KEY.
+  return absl::StrJoin(tags, " ", [](std::string* out, const auto& tag) {
+    out->append(EscapeControlBytes(tag.first));
+    if (!tag.second.empty()) {
+      absl::StrAppend(out, "=", EscapeControlBytes(tag.second));
+    }
+  });
 }
 
 std::string FormatQuantizationError(const Quantization& quantization) {

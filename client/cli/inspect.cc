@@ -343,7 +343,7 @@ absl::Status RunShow(client::Client& client, const ShowArgs& args,
   for (const ShardManifest& shard : checkpoint.shards) {
     for (const TensorEntry& entry : shard.tensors) {
       rows.push_back(
-          {absl::StrCat(shard.rank), entry.name,
+          {absl::StrCat(shard.rank), EscapeControlBytes(entry.name),
            std::string(DTypeName(entry.dtype)), FormatShape(entry.global_shape),
            FormatBox(entry.box), TensorEntryKind(entry),
            entry.IsDelta() ? absl::StrCat(*entry.delta_base_step)

@@ -417,8 +417,10 @@ int main(int argc, char** argv) {
   CLI::App* tag_cmd = app.add_subcommand(
       "tag",
       "Add tags to a committed checkpoint, or replace their values: each TAG "
-      "is KEY or KEY=VALUE (KEY: 1-256 bytes, no control characters, no "
-      "'='; VALUE: at most 4096 bytes). Prints the checkpoint's tags. "
+      "is KEY or KEY=VALUE (KEY: 1-256 bytes of UTF-8, no control "
+      "characters, no '='; VALUE: at most 4096 bytes of UTF-8, no control "
+      "characters; a checkpoint's tags: at most 256, 16 KiB in all). Prints "
+      "the checkpoint's tags. "
       "Changing a tag's value, like removing one, needs the admin role.");
   tag_cmd->add_option("JOB", tag.job, "Job name, tenant/name")->required();
   tag_cmd->add_option("STEP", tag.step, kStepHelp)->required();

@@ -251,6 +251,14 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     result.record.lease_expiry =
         std::max(CappedExpiry(result.record, now), now + lease);
     MergeMetadata(meta, &result.record.metadata);
+    // Each rank's tags were checked alone; together they must fit too, or
+    // W ranks could store W times the limit.
+    if (absl::Status merged = ValidateTags(result.record.metadata.tags);
+        !merged.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the tags of ", Describe(job, step),
+                       " with this rank's added: ", merged.message()));
+    }
   } else {
     if (existing.ok()) {
       // An aborted attempt: start afresh, dropping whatever it left.

@@ -261,7 +261,13 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
     CKPT_RETURN_IF_ERROR(ValidateTagValue(name, value));
   }
   for (const std::string& name : remove) {
-    CKPT_RETURN_IF_ERROR(ValidateTagName(name));
+    // Only bounded: any tag a checkpoint carries can be removed, also one
+    // stored before today's rules on names.
+    if (name.empty() || name.size() > kMaxTagNameBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a tag name to remove must be 1-", kMaxTagNameBytes,
+                       " bytes, got ", QuoteTruncated(name)));
+    }
     if (set.contains(name)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tag ", QuoteTruncated(name), " is both set and removed"));
@@ -289,9 +295,16 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
     if (tags.contains(name)) changes.push_back(absl::StrCat("-", name));
   }
   if (changes.empty()) return record;
+  const size_t count_before = tags.size();
+  const size_t bytes_before = TagBytes(tags);
   for (const auto& [name, value] : set) tags[name] = value;
   for (const std::string& name : remove) tags.erase(name);
-  CKPT_RETURN_IF_ERROR(ValidateTags(tags));
+  // A change that shrinks the tags is always taken, so that tags over the
+  // limits (stored before them) can be trimmed; one that grows them must
+  // end within them.
+  if (tags.size() > count_before || TagBytes(tags) > bytes_before) {
+    CKPT_RETURN_IF_ERROR(ValidateTags(tags));
+  }
   MetadataBatch batch;
   batch.PutCheckpoint(record);
   batch.AppendEvent(MakeEvent(job, step, clock_->Now(), actor.principal,

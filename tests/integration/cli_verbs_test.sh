@@ -98,7 +98,7 @@ version=$(sed -n 's/^project(ckpt VERSION \([0-9.]*\).*/\1/p' \
 "${ckpt}" put "${job}" 2 "${work}/w.bin" --tag run=a >/dev/null
 "${ckpt}" put "${job}" 3 "${work}/w.bin" >/dev/null
 out=$("${ckpt}" tag "${job}" 1 release best=yes)
-[ "${out}" = "${job} step 1 tags best=yes release=" ] || fail "tag output: ${out}"
+[ "${out}" = "${job} step 1 tags best=yes release" ] || fail "tag output: ${out}"
 "${ckpt}" tag "${job}" latest release --json | "${py}" -c '
 import json, sys
 value = json.load(sys.stdin)
@@ -137,6 +137,23 @@ expect_json_error NOT_FOUND "" tag cli/absent latest x --json
 "${ckpt}" events "${job}" --json | "${py}" -c '
 import json, sys
 assert sum(e["kind"] == "tags_changed" for e in json.load(sys.stdin)) == 3'
+
+# --- What writers named reaches a terminal escaped: a metric name and a
+# tensor name (a file's base name) holding escape sequences print as \x1b
+# in ls and show, never as the raw byte; a tag value holding one is
+# refused by the server.
+esc=$(printf '\033')
+ejob=cli/escapes
+cp "${work}/w.bin" "${work}/t${esc}[2J.bin"
+"${ckpt}" put "${ejob}" 1 "${work}/t${esc}[2J.bin" --metric "m${esc}]0;x=0.5" >/dev/null 2>&1 \
+  || fail "put with escapes in names failed"
+for view in "ls ${ejob}" "show ${ejob} 1"; do
+  shown=$("${ckpt}" ${view})
+  [[ "${shown}" != *"${esc}"* ]] || fail "ckpt ${view} printed a raw ESC"
+  [[ "${shown}" == *'\x1b'* ]] || fail "ckpt ${view} lost the escaped name: ${shown}"
+done
+expect_json_error INVALID_ARGUMENT "without control characters" \
+  tag "${ejob}" 1 "note=a${esc}[2Jb" --json
 
 # --- pin and unpin take latest, as rm and tag do.
 "${ckpt}" pin "${job}" latest --json | "${py}" -c '
@@ -202,7 +219,8 @@ assert [(c["step"], c["state"]) for c in json.load(sys.stdin)] == [
 "${ckpt}" rm-job "${rjob}" --yes --force --json | "${py}" -c '
 import json, sys
 assert json.load(sys.stdin) == {"job": "cli/rmjob", "aborted_steps": [4],
-                                "deleted_steps": [1, 2, 3, 4]}'
+                                "deleted_steps": [1, 2, 3, 4],
+                                "remaining_steps": []}'
 "${ckpt}" ls "${rjob}" --all --json | "${py}" -c '
 import json, sys
 assert json.load(sys.stdin) == []'

@@ -1,5 +1,6 @@
 """SetCheckpointTags attacked over the raw gRPC API of a real ckpt-server:
-hostile names and values, too many tags, names both set and removed,
+hostile names and values, too many tags or bytes (also from ranks that
+join a checkpoint), names both set and removed,
 pending, aborted and absent checkpoints are refused with INVALID_ARGUMENT,
 FAILED_PRECONDITION or NOT_FOUND and leave nothing behind (no tag, no
 event); a writer may add tags but neither remove one nor change a value
@@ -63,8 +64,12 @@ def test_hostile_tag_requests_are_refused_and_leave_nothing(server):
             ({"\x1b[2J": ""}, (), "control"),
             ({"x" * 257: ""}, (), "1-256 bytes"),
             ({"k": "v" * 4097}, (), "at most 4096"),
-            ({}, ["bad\x00name"], "control"),
+            ({"k": "\x1b]0;pwned\x07"}, (), "without control characters"),
+            ({"k": "a\nb"}, (), "without control characters"),
+            ({f"k{i}": "v" * 4096 for i in range(5)}, (),
+             "at most 16384 bytes of names and values together"),
             ({}, [""], "tag name"),
+            ({}, ["x" * 257], "1-256 bytes"),
             ({"k": "v"}, ["k"], "both set and removed"),
             ({str(i): "" for i in range(257)}, (), "at most 256"),
         ]
@@ -79,6 +84,9 @@ def test_hostile_tag_requests_are_refused_and_leave_nothing(server):
         assert code == grpc.StatusCode.INVALID_ARGUMENT, details
         assert len(_tags(service, pb, 1)) == 200
         tags(remove=[f"a{i}" for i in range(200)])
+        # A name to remove is only bounded (a tag stored before today's
+        # rules stays removable): an absent odd one changes nothing.
+        tags(remove=["bad\x00name"])
         before = _history(service, pb)
 
         for step, expected in [(2, grpc.StatusCode.FAILED_PRECONDITION),
@@ -112,6 +120,21 @@ def test_hostile_tag_requests_are_refused_and_leave_nothing(server):
                 timeout=30))
             assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert _tags(service, pb, 10) is None
+
+        # Each rank's tags pass alone; joined, they must fit too, or W
+        # ranks could store W times the limit.
+        service.BeginCheckpoint(pb.BeginCheckpointRequest(
+            job=JOB, step=11, world_size=2, metadata=pb.CheckpointMetadata(
+                tags={f"a{i}": "" for i in range(200)})), timeout=30)
+        code, details = _code(lambda: service.BeginCheckpoint(
+            pb.BeginCheckpointRequest(
+                job=JOB, step=11, world_size=2,
+                metadata=pb.CheckpointMetadata(
+                    tags={f"b{i}": "" for i in range(100)})), timeout=30))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert "with this rank's added: a checkpoint may carry at most 256" \
+            in details, details
+        assert len(_tags(service, pb, 11)) == 200
 
 
 def _token_line(token, principal, role, scope):

@@ -158,6 +158,11 @@ TEST_F(GcTest, NoAcknowledgedCheckpointIsLostToConcurrentCollections) {
       EXPECT_THAT(report->damaged, IsEmpty());
       deleted.fetch_add(report->chunks_deleted);
       collections.fetch_add(1);
+      // With no chunk hold, a collection between a save's upload and its
+      // commit takes the save's chunks (refused, retried); a collector that
+      // never pauses can starve a sanitized writer for minutes. Short
+      // pauses still put collections inside most saves.
+      absl::SleepFor(absl::Milliseconds(20));
     }
   });
   std::atomic<int> refused{0};
@@ -176,7 +181,7 @@ TEST_F(GcTest, NoAcknowledgedCheckpointIsLostToConcurrentCollections) {
         // Retried for as long as sweeps keep winning the race (on a slow,
         // sanitized machine that can take many attempts).
         absl::Status saved;
-        const absl::Time give_up = absl::Now() + absl::Seconds(90);
+        const absl::Time give_up = absl::Now() + absl::Seconds(180);
         while (true) {
           saved = Save(**client, job, step, state, policy);
           if (!absl::IsFailedPrecondition(saved) || absl::Now() > give_up) {

@@ -104,7 +104,7 @@ class CephCluster:
 
     def _write_conf(self, fsid):
         d = self.dir
-        # Why each option: see /work/NOTES-18-ceph.md. In short: loopback
+        # Why each option (docs/developing.md, "A Ceph test cluster"): loopback
         # only, msgr2 only, our port (public addrv under [mon.a] too, or the
         # mon binds 3300), pool size 1 without health noise, memstore OSD,
         # every path in the temp dir, client ops that time out, not hang.

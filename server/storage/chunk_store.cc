@@ -28,4 +28,16 @@ absl::StatusOr<std::vector<bool>> ChunkStore::Contains(
   return found;
 }
 
+absl::StatusOr<std::vector<bool>> ChunkStore::MarkUsed(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  return Contains(tenant, ids);
+}
+
+absl::StatusOr<bool> ChunkStore::DeleteIfUnusedSince(absl::string_view tenant,
+                                                     const ChunkId& id,
+                                                     absl::Time /*cutoff*/) {
+  CKPT_RETURN_IF_ERROR(Delete(tenant, id));
+  return true;
+}
+
 }  // namespace ckpt::server

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/chunk_id.h"
 
@@ -57,6 +58,28 @@ class ChunkStore {
 
   // Removes (tenant, id); OK when absent.
   virtual absl::Status Delete(absl::string_view tenant, const ChunkId& id) = 0;
+
+  // Whether several servers use this store at once (RadosChunkStore). Then
+  // no server's in-process ChunkGuard sees the others' saves, so every use
+  // of a chunk is recorded on the chunk itself (MarkUsed, Put) and garbage
+  // collection deletes through DeleteIfUnusedSince.
+  virtual bool IsShared() const { return false; }
+
+  // Records, on each chunk of `ids` that is present, that a save uses it
+  // now (the store's clock), and returns which are present. A shared store
+  // also records a Put, and a Put of a chunk already present, as a use. The
+  // default records nothing and returns Contains.
+  virtual absl::StatusOr<std::vector<bool>> MarkUsed(
+      absl::string_view tenant, absl::Span<const ChunkId> ids);
+
+  // Deletes (tenant, id) unless its last recorded use is at or after
+  // `cutoff`, atomically against MarkUsed: either the mark finds the chunk
+  // gone or the delete finds it used. Returns whether this call deleted it
+  // (false when spared or already absent). The default deletes
+  // unconditionally: with one server its ChunkGuard has already decided.
+  virtual absl::StatusOr<bool> DeleteIfUnusedSince(absl::string_view tenant,
+                                                   const ChunkId& id,
+                                                   absl::Time cutoff);
 
   // Makes every Put that returned before this call durable.
   virtual absl::Status Sync() = 0;

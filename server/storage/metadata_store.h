@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -88,6 +89,36 @@ inline constexpr size_t kMaxEventsPerJob = 10000;
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
+
+  // Whether several servers use this store at once (RadosMetadataStore).
+  // Then a server's own mutex does not serialize a read-modify-write of a
+  // job's records: it holds LockJob (or LockTenant) across it as well.
+  virtual bool IsShared() const { return false; }
+
+  // A cluster-wide exclusive lock, held until destroyed. It is leased: a
+  // holder that stalls past the lease loses it, and from then on a shared
+  // store refuses the holder's Apply (fencing), so a stale holder cannot
+  // overwrite what the next holder wrote.
+  class Lease {
+   public:
+    virtual ~Lease() = default;
+    // OK while the lock is (as far as this process knows) still held;
+    // otherwise why not.
+    virtual absl::Status Check() const { return absl::OkStatus(); }
+  };
+  // Locks `job`'s records (header, checkpoints, shards, events) against
+  // other servers, waiting a bounded time for another holder; UNAVAILABLE
+  // naming the holder when it does not let go. The default (a store only
+  // this process uses) returns a lease that locks nothing.
+  virtual absl::StatusOr<std::unique_ptr<Lease>> LockJob(absl::string_view job);
+  // The same for `tenant`'s record.
+  virtual absl::StatusOr<std::unique_ptr<Lease>> LockTenant(
+      absl::string_view tenant);
+  // The lock garbage collection holds across servers, so that two never
+  // sweep at once: FAILED_PRECONDITION naming the holder when another
+  // server holds it (no wait). A shared store renews it while held, and
+  // Check() reports when renewal failed.
+  virtual absl::StatusOr<std::unique_ptr<Lease>> LockCollection();
 
   // nullopt when the job does not exist.
   virtual absl::StatusOr<std::optional<JobRecord>> GetJob(

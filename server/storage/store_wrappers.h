@@ -48,6 +48,16 @@ class ChunkStoreWrapper : public ChunkStore {
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override {
     return target_->Delete(tenant, id);
   }
+  bool IsShared() const override { return target_->IsShared(); }
+  absl::StatusOr<std::vector<bool>> MarkUsed(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override {
+    return target_->MarkUsed(tenant, ids);
+  }
+  absl::StatusOr<bool> DeleteIfUnusedSince(absl::string_view tenant,
+                                           const ChunkId& id,
+                                           absl::Time cutoff) override {
+    return target_->DeleteIfUnusedSince(tenant, id, cutoff);
+  }
   absl::Status Sync() override { return target_->Sync(); }
   absl::StatusOr<Usage> GetUsage(absl::string_view tenant) override {
     return target_->GetUsage(tenant);
@@ -110,6 +120,18 @@ class MetadataStoreWrapper : public MetadataStore {
   absl::StatusOr<std::vector<JobEvent>> ListEvents(absl::string_view job,
                                                    size_t limit) override {
     return target_->ListEvents(job, limit);
+  }
+  bool IsShared() const override { return target_->IsShared(); }
+  absl::StatusOr<std::unique_ptr<Lease>> LockJob(
+      absl::string_view job) override {
+    return target_->LockJob(job);
+  }
+  absl::StatusOr<std::unique_ptr<Lease>> LockTenant(
+      absl::string_view tenant) override {
+    return target_->LockTenant(tenant);
+  }
+  absl::StatusOr<std::unique_ptr<Lease>> LockCollection() override {
+    return target_->LockCollection();
   }
   absl::Status Apply(const MetadataBatch& batch) override {
     return target_->Apply(batch);

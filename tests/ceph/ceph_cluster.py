@@ -10,6 +10,9 @@ is our own Popen child and is stopped by PID. Standard library only.
 
     /usr/bin/python3 tests/ceph/ceph_cluster.py --smoke   # start, put/get, stop
     /usr/bin/python3 tests/ceph/ceph_cluster.py --hold    # print conf, wait for ^C
+    /usr/bin/python3 tests/ceph/ceph_cluster.py --run -- CMD ARGS...
+        # start, run CMD with CKPT_CEPH_CONF, CKPT_CEPH_KEYRING, CKPT_CEPH_POOL
+        # and CKPT_CEPH_USER set, stop; exit with CMD's status (ctest uses it)
 """
 import argparse
 import ctypes
@@ -325,8 +328,29 @@ def main():
                     help="start, rados put/get/compare, stop, print timings")
     ap.add_argument("--hold", action="store_true",
                     help="start, print conf/keyring/pool, wait for ^C")
-    a = ap.parse_args()
+    ap.add_argument("--run", action="store_true",
+                    help="--run -- CMD ARGS...: start, run CMD with "
+                         "CKPT_CEPH_CONF/KEYRING/POOL/USER in its "
+                         "environment, stop; exit with its status")
+    argv = sys.argv[1:]
+    cmd = []
+    if "--" in argv:
+        cmd = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    a = ap.parse_args(argv)
+    if a.run and not cmd:
+        ap.error("--run needs a command after --")
     try:
+        if a.run:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            with CephCluster() as c:
+                env = dict(os.environ, CKPT_CEPH_CONF=c.conf,
+                           CKPT_CEPH_KEYRING=c.keyring, CKPT_CEPH_POOL=c.pool,
+                           CKPT_CEPH_USER=c.user)
+                try:
+                    return subprocess.run(cmd, env=env).returncode
+                except KeyboardInterrupt:
+                    return 130
         if a.hold:
             # SIGTERM would end Python without running __exit__: route it
             # through KeyboardInterrupt so the daemons are stopped.

@@ -16,6 +16,7 @@ PACKAGES=(
   clang-format clang-tidy ccache procps
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest python3-grpcio python3-grpc-tools openssl
+  librados-dev libradospp-dev ceph-mon ceph-osd ceph-common
 )
 
 # The shared libraries ckpt-server links (Debian 12 names); their own
@@ -23,7 +24,7 @@ PACKAGES=(
 RUNTIME_PACKAGES=(
   libgrpc++1.51 libgrpc29 libprotobuf32 librocksdb7.8 libabsl20220623
   libssl3 libxxhash0 libzstd1 libyaml-cpp0.7 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0
+  libprometheus-cpp-pull1.0 librados2
 )
 
 if [ "${1:-}" = "--runtime" ]; then

@@ -13,7 +13,6 @@
 // connection, so that TLS's cost shows on restores too. --server-arg passes
 // a flag to ckpt-server (e.g. --server-arg=--quota-bytes=1T), to measure
 // what a server setting costs.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,10 +27,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/disk_floor.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_pki.h"
 
@@ -48,50 +47,6 @@ struct Flags {
   bool shared_memory_restore = true;
   std::vector<std::string> server_args;
 };
-
-absl::StatusOr<double> BaselineSave(
-    const std::string& path, const std::vector<std::vector<float>>& data) {
-  const absl::Time start = absl::Now();
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path));
-  constexpr size_t kPiece = 1 << 20;
-  for (const auto& shard : data) {
-    const char* bytes = reinterpret_cast<const char*>(shard.data());
-    const size_t size = shard.size() * sizeof(float);
-    for (size_t off = 0; off < size; off += kPiece) {
-      size_t len = std::min(kPiece, size - off);
-      if (::write(fd, bytes + off, len) != static_cast<ssize_t>(len)) {
-        ::close(fd);
-        return absl::InternalError("short write");
-      }
-    }
-  }
-  if (::fsync(fd) != 0) return absl::InternalError("fsync");
-  ::close(fd);
-  return Seconds(start);
-}
-
-// Reads into freshly allocated memory, as a restore into new tensors does.
-absl::StatusOr<double> BaselineRestore(const std::string& path, size_t size) {
-  const absl::Time start = absl::Now();
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path));
-  auto buffer = std::make_unique_for_overwrite<char[]>(size);
-  char* out = buffer.get();
-  constexpr size_t kPiece = 4 << 20;
-  for (size_t off = 0; off < size; off += kPiece) {
-    size_t len = std::min(kPiece, size - off);
-    if (::read(fd, out + off, len) != static_cast<ssize_t>(len)) {
-      ::close(fd);
-      return absl::InternalError("short read");
-    }
-    // Verified as ckpt verifies: one SHA-256 per 4 MiB piece.
-    ChunkId digest = Sha256(absl::string_view(out + off, len));
-    (void)digest;
-  }
-  ::close(fd);
-  return Seconds(start);
-}
 
 absl::Status Run(const Flags& flags) {
   const std::string base = BenchBaseDir(flags.dir);

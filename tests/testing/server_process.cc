@@ -28,8 +28,8 @@ std::string BuiltBinary(const std::string& relative) {
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, std::vector<std::string> extra_args,
     const std::string& stderr_path) {
-  std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server"),
-                                   "--data-dir", data_dir};
+  std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server")};
+  if (!data_dir.empty()) args.insert(args.end(), {"--data-dir", data_dir});
   if (std::find(extra_args.begin(), extra_args.end(), "--listen") ==
       extra_args.end()) {
     args.insert(args.end(), {"--listen", "127.0.0.1:0"});

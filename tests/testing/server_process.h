@@ -19,8 +19,9 @@ std::string BuiltBinary(const std::string& relative);
 class ServerProcess {
  public:
   // Starts `ckpt-server --data-dir data_dir --listen 127.0.0.1:0 extra...`
-  // (without that --listen when `extra_args` has one) and waits (up to
-  // 30 s) for its "listening on" line. Its log (stderr)
+  // (without --data-dir when data_dir is empty, e.g. for a server whose
+  // store is in RADOS; without that --listen when `extra_args` has one)
+  // and waits (up to 30 s) for its "listening on" line. Its log (stderr)
   // goes to the test's stderr, or is appended to `stderr_path` when set.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir, std::vector<std::string> extra_args = {},

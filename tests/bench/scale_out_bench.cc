@@ -1,0 +1,554 @@
+// ckpt-bench-scale-out: save and restore of a dense float32 state from R
+// ranks (default 6, so that 1, 2 and 3 servers divide them) through 1, 2
+// and 3 ckpt-servers sharing one Ceph pool (rank r talks to server r % N),
+// through one server on the RocksDB default, and the disk's floor
+// (disk_floor.h), at each size of --sizes-mib, in one run. Run it inside a
+// throwaway cluster:
+//   /usr/bin/python3 tests/ceph/ceph_cluster.py --run --
+//       build/release/tests/ckpt-bench-scale-out    (one line)
+// Each round runs every configuration once, in an order rotated per round,
+// so that machine noise hits all alike. Each Ceph configuration gets a fresh
+// pool and fresh servers, and drops the pool afterwards: memstore keeps a
+// pool in the OSD's RAM. Restores stream every byte over gRPC (a remote
+// server has no shared memory); the RocksDB server is also timed restoring
+// through shared memory, its single-host default.
+// After each save, commit probes time CommitShard alone (no chunk upload):
+// the R ranks' manifests committed again one after another (the call
+// uncontended) and all at once, and a wide checkpoint of --probe-ranks
+// ranks of one chunk each committed at once. "last" is the time until the
+// last rank's commit returned: the commit tail when a job's lock
+// serializes its ranks.
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "client/transport.h"
+#include "client/transport/grpc_transport.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "tests/bench/bench_util.h"
+#include "tests/bench/ceph_pools.h"
+#include "tests/bench/disk_floor.h"
+#include "tests/testing/server_process.h"
+
+namespace ckpt::bench {
+namespace {
+
+constexpr char kJob[] = "bench/scale-out";
+// Rows of kCols floats in four layers (Tensors in bench_util.h): a rank's
+// float count is a multiple of this, so every byte is in a tensor.
+constexpr size_t kFloatsPerRow = 4 * 1024;
+
+struct Flags {
+  std::vector<int64_t> sizes_mib = {256, 1024};
+  int32_t ranks = 6;
+  std::vector<int> rados_servers = {1, 2, 3};
+  int rounds = 3;
+  int probe_ranks = 60;
+  int pg_num = 8;
+  std::string dir;
+  bool json = false;
+};
+
+enum class Kind { kFloor, kRocksDb, kRados };
+
+struct Config {
+  std::string name;
+  Kind kind;
+  int servers = 0;
+};
+
+// Seconds per round (save, restore, ...) or per call (commit_alone,
+// wide_each), over all rounds.
+struct Samples {
+  std::vector<double> save, restore, shared_memory_restore;
+  std::vector<double> commit_alone, commit_last, wide_each, wide_last;
+};
+
+// The servers of one configuration and each rank's connections to its
+// server (rank r: server r % N).
+struct Deployment {
+  std::vector<std::unique_ptr<testing::ServerProcess>> servers;
+  std::vector<std::unique_ptr<client::Client>> streamed;
+  std::vector<std::unique_ptr<client::Client>> shared_memory;  // RocksDB only
+  std::vector<std::unique_ptr<client::Transport>> transports;  // probes
+
+  absl::Status Stop() {
+    streamed.clear();
+    shared_memory.clear();
+    transports.clear();
+    for (auto& server : servers) {
+      CKPT_ASSIGN_OR_RETURN(int code, server->Stop());
+      if (code != 0) {
+        return absl::InternalError(
+            absl::StrCat("ckpt-server exited with status ", code));
+      }
+    }
+    servers.clear();
+    return absl::OkStatus();
+  }
+};
+
+absl::Status Connect(int32_t ranks, bool with_shared_memory,
+                     Deployment* deployment) {
+  client::ConnectOptions streamed;
+  streamed.shared_memory_restore = false;
+  for (int32_t r = 0; r < ranks; ++r) {
+    const std::string address =
+        deployment->servers[r % deployment->servers.size()]->address();
+    CKPT_ASSIGN_OR_RETURN(auto c, client::Client::Connect(address, streamed));
+    deployment->streamed.push_back(std::move(c));
+    CKPT_ASSIGN_OR_RETURN(auto t,
+                          client::ConnectGrpcTransport(address, streamed));
+    deployment->transports.push_back(std::move(t));
+    if (with_shared_memory) {
+      CKPT_ASSIGN_OR_RETURN(auto s, client::Client::Connect(address));
+      deployment->shared_memory.push_back(std::move(s));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A small save through every server, so that connections are up and a
+// fresh pool's placement groups have peered before anything is timed.
+absl::Status WarmUp(Deployment& deployment, int64_t step) {
+  std::vector<float> state(kFloatsPerRow * 16);
+  Fill(state, static_cast<uint64_t>(step));
+  for (size_t s = 0; s < deployment.servers.size(); ++s) {
+    CKPT_RETURN_IF_ERROR(
+        deployment.streamed[s]
+            ->SaveShard("bench/warm-up", step + s, Tensors(state, 0, 1), {})
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> SaveAll(Deployment& deployment,
+                               const std::vector<std::vector<float>>& data,
+                               int64_t step) {
+  const int32_t ranks = static_cast<int32_t>(data.size());
+  const absl::Time start = absl::Now();
+  CKPT_RETURN_IF_ERROR(ParallelRanks(ranks, [&](int32_t r) {
+    client::SaveOptions options;
+    options.rank = r;
+    options.world_size = ranks;
+    return deployment.streamed[r]
+        ->SaveShard(kJob, step, Tensors(data[r], r, ranks), options)
+        .status();
+  }));
+  return Seconds(start);
+}
+
+// Every rank restores its shard through `by`; the bytes are compared.
+absl::StatusOr<double> RestoreAll(
+    std::vector<std::unique_ptr<client::Client>>& by,
+    const std::vector<std::vector<float>>& data, int64_t step) {
+  const int32_t ranks = static_cast<int32_t>(data.size());
+  std::vector<std::vector<client::RestoredTensor>> restored(ranks);
+  const absl::Time start = absl::Now();
+  CKPT_RETURN_IF_ERROR(ParallelRanks(ranks, [&](int32_t r) {
+    CKPT_ASSIGN_OR_RETURN(restored[r], by[r]->RestoreShard(kJob, step, r));
+    return absl::OkStatus();
+  }));
+  const double seconds = Seconds(start);
+  for (int32_t r = 0; r < ranks; ++r) {
+    auto expected = Tensors(data[r], r, ranks);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      if (restored[r][i].bytes != expected[i].bytes) {
+        return absl::DataLossError(
+            absl::StrCat("restored bytes differ, rank ", r, " tensor ", i));
+      }
+    }
+  }
+  return seconds;
+}
+
+// Commits shards[k] for every k at once (rank k through transport
+// k % transports), each call timed into `each`; the seconds until the last
+// returned. Exactly one commit must report the checkpoint complete.
+absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
+                                    const std::vector<ShardManifest>& shards,
+                                    std::vector<double>* each) {
+  const int32_t world = static_cast<int32_t>(shards.size());
+  client::BeginOptions begin;
+  begin.world_size = world;
+  CKPT_RETURN_IF_ERROR(
+      deployment.transports[0]->BeginCheckpoint(kJob, step, begin).status());
+  std::vector<double> seconds(world);
+  std::vector<int> completed(world);
+  const absl::Time start = absl::Now();
+  CKPT_RETURN_IF_ERROR(ParallelRanks(world, [&](int32_t k) {
+    client::Transport& transport =
+        *deployment.transports[k % deployment.transports.size()];
+    const absl::Time call = absl::Now();
+    CKPT_ASSIGN_OR_RETURN(auto result,
+                          transport.CommitShard(kJob, step, world, shards[k]));
+    seconds[k] = Seconds(call);
+    completed[k] = result.checkpoint_committed ? 1 : 0;
+    return absl::OkStatus();
+  }));
+  const double last = Seconds(start);
+  const int committers = std::count(completed.begin(), completed.end(), 1);
+  if (committers != 1) {
+    return absl::InternalError(absl::StrCat(
+        committers, " of ", world,
+        " concurrent commits reported completing checkpoint ", step));
+  }
+  each->insert(each->end(), seconds.begin(), seconds.end());
+  return last;
+}
+
+// The commit probes of the file comment, on checkpoint `step` (saved):
+// steps step+1..step+3 are committed from its manifests.
+absl::Status ProbeCommits(Deployment& deployment, int64_t step, int32_t ranks,
+                          int probe_ranks, Samples* samples) {
+  client::Transport& first = *deployment.transports[0];
+  CKPT_ASSIGN_OR_RETURN(Checkpoint saved,
+                        first.GetManifest(kJob, step, std::nullopt));
+  std::vector<ShardManifest> shards(ranks);
+  for (ShardManifest& shard : saved.shards) {
+    if (shard.rank < 0 || shard.rank >= ranks) {
+      return absl::InternalError(absl::StrCat("shard of rank ", shard.rank));
+    }
+    shards[shard.rank] = std::move(shard);
+  }
+
+  client::BeginOptions begin;
+  begin.world_size = ranks;
+  CKPT_RETURN_IF_ERROR(first.BeginCheckpoint(kJob, step + 1, begin).status());
+  for (int32_t r = 0; r < ranks; ++r) {
+    const absl::Time call = absl::Now();
+    CKPT_RETURN_IF_ERROR(deployment.transports[r]
+                             ->CommitShard(kJob, step + 1, ranks, shards[r])
+                             .status());
+    samples->commit_alone.push_back(Seconds(call));
+  }
+
+  std::vector<double> ignored;
+  CKPT_ASSIGN_OR_RETURN(double last,
+                        CommitAtOnce(deployment, step + 2, shards, &ignored));
+  samples->commit_last.push_back(last);
+
+  // probe_ranks ranks, each a one-chunk slice of one tensor: the commit path
+  // (lock, read, write) with as little manifest as possible.
+  const ChunkRef chunk = shards[0].tensors.at(0).pieces.at(0);
+  const int64_t size = static_cast<int64_t>(chunk.size);
+  std::vector<ShardManifest> wide(probe_ranks);
+  for (int k = 0; k < probe_ranks; ++k) {
+    TensorEntry tensor;
+    tensor.name = "probe";
+    tensor.dtype = DType::kUint8;
+    tensor.global_shape = {size * probe_ranks};
+    tensor.box = Box{{size * k}, {size}};
+    tensor.pieces = {chunk};
+    wide[k].rank = k;
+    wide[k].tensors.push_back(std::move(tensor));
+  }
+  CKPT_ASSIGN_OR_RETURN(
+      last, CommitAtOnce(deployment, step + 3, wide, &samples->wide_each));
+  samples->wide_last.push_back(last);
+  return absl::OkStatus();
+}
+
+// One round of one server configuration: save, restore(s), probes.
+absl::Status Measure(Deployment& deployment,
+                     const std::vector<std::vector<float>>& data, int64_t step,
+                     int round, const Flags& flags, Samples* samples) {
+  CKPT_ASSIGN_OR_RETURN(double save, SaveAll(deployment, data, step));
+  samples->save.push_back(save);
+  auto streamed = [&]() -> absl::Status {
+    CKPT_ASSIGN_OR_RETURN(double s,
+                          RestoreAll(deployment.streamed, data, step));
+    samples->restore.push_back(s);
+    return absl::OkStatus();
+  };
+  auto shared = [&]() -> absl::Status {
+    if (deployment.shared_memory.empty()) return absl::OkStatus();
+    CKPT_ASSIGN_OR_RETURN(double s,
+                          RestoreAll(deployment.shared_memory, data, step));
+    samples->shared_memory_restore.push_back(s);
+    return absl::OkStatus();
+  };
+  CKPT_RETURN_IF_ERROR(round % 2 == 0 ? streamed() : shared());
+  CKPT_RETURN_IF_ERROR(round % 2 == 0 ? shared() : streamed());
+  return ProbeCommits(deployment, step, flags.ranks, flags.probe_ranks,
+                      samples);
+}
+
+// A fresh pool with `servers` fresh ckpt-servers on it, measured once, then
+// stopped and the pool dropped.
+absl::Status MeasureRados(const CephAccess& ceph, const std::string& dir,
+                          const std::string& pool, int servers,
+                          const std::vector<std::vector<float>>& data,
+                          int64_t step, int round, const Flags& flags,
+                          Samples* samples) {
+  const std::string ceph_log = dir + "/ceph-cli.log";
+  CKPT_RETURN_IF_ERROR(ceph.CreatePool(pool, flags.pg_num, ceph_log));
+  Deployment deployment;
+  for (int s = 0; s < servers; ++s) {
+    const std::string log = absl::StrCat(dir, "/", pool, "-server", s, ".log");
+    auto server =
+        testing::ServerProcess::Start("", ceph.ServerFlags(pool), log);
+    if (!server.ok()) {
+      // The log goes with the temporary directory: keep its end.
+      std::stringstream text;
+      text << std::ifstream(log).rdbuf();
+      const std::string all = text.str();
+      return absl::Status(
+          server.status().code(),
+          absl::StrCat(server.status().message(), "; the end of its log:\n",
+                       all.substr(all.size() > 1500 ? all.size() - 1500 : 0)));
+    }
+    deployment.servers.push_back(*std::move(server));
+  }
+  CKPT_RETURN_IF_ERROR(Connect(flags.ranks, false, &deployment));
+  CKPT_RETURN_IF_ERROR(WarmUp(deployment, step));
+  CKPT_RETURN_IF_ERROR(Measure(deployment, data, step, round, flags, samples));
+  CKPT_RETURN_IF_ERROR(deployment.Stop());
+  return ceph.DeletePool(pool, ceph_log);
+}
+
+double MiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+// Median of `v`, or 0 when a configuration has no such figure.
+double MedianOr0(const std::vector<double>& v) {
+  return v.empty() ? 0 : Median(v);
+}
+
+nlohmann::json ConfigJson(const Config& config, const Samples& s,
+                          const Samples& rocksdb, const Samples& floor,
+                          size_t bytes) {
+  const double save = Median(s.save), restore = Median(s.restore);
+  nlohmann::json out = {
+      {"config", config.name},
+      {"servers", config.servers},
+      {"save_seconds", save},
+      {"save_seconds_all", s.save},
+      {"save_mib_per_second", MiB(bytes) / save},
+      {"save_vs_rocksdb", save / Median(rocksdb.save)},
+      {"save_vs_floor", save / Median(floor.save)},
+      {"restore_seconds", restore},
+      {"restore_seconds_all", s.restore},
+      {"restore_mib_per_second", MiB(bytes) / restore},
+      {"restore_vs_rocksdb", restore / Median(rocksdb.restore)},
+      {"restore_vs_floor", restore / Median(floor.restore)},
+  };
+  if (config.servers > 0) {
+    out["save_mib_per_second_per_server"] = MiB(bytes) / save / config.servers;
+    out["restore_mib_per_second_per_server"] =
+        MiB(bytes) / restore / config.servers;
+    out["commit_alone_seconds"] = MedianOr0(s.commit_alone);
+    out["commit_last_seconds"] = MedianOr0(s.commit_last);
+    out["commit_last_seconds_all"] = s.commit_last;
+    out["wide_commit_each_seconds"] = MedianOr0(s.wide_each);
+    out["wide_commit_last_seconds"] = MedianOr0(s.wide_last);
+    out["wide_commit_last_seconds_all"] = s.wide_last;
+  }
+  if (!s.shared_memory_restore.empty()) {
+    out["shared_memory_restore_seconds"] = Median(s.shared_memory_restore);
+    out["shared_memory_restore_seconds_all"] = s.shared_memory_restore;
+  }
+  return out;
+}
+
+void PrintTable(const std::vector<Config>& configs,
+                const std::map<std::string, Samples>& samples, size_t bytes,
+                const Flags& flags) {
+  const Samples& rocksdb = samples.at("rocksdb");
+  const Samples& floor = samples.at("floor");
+  std::cout << absl::StrFormat(
+      "\n%.1f MiB, %d ranks, median of %d rounds; restores streamed over "
+      "gRPC; Ceph: one memstore OSD (RAM)\n"
+      "%-9s %8s %15s %6s %6s %6s %6s | %8s %15s %6s %6s %6s %6s | %s\n",
+      MiB(bytes), flags.ranks, flags.rounds, "config", "save", "range", "MiB/s",
+      "/srv", "xrocks", "xfloor", "restore", "range", "MiB/s", "/srv", "xrocks",
+      "xfloor",
+      absl::StrFormat("commit ms: alone, last of %d, each/last of %d",
+                      flags.ranks, flags.probe_ranks));
+  for (const Config& config : configs) {
+    const Samples& s = samples.at(config.name);
+    const double save = Median(s.save), restore = Median(s.restore);
+    auto per_server = [&](double mib_per_second) -> std::string {
+      if (config.servers == 0) return "-";
+      return absl::StrFormat("%.0f", mib_per_second / config.servers);
+    };
+    std::string commits = "-";
+    if (config.servers > 0) {
+      commits = absl::StrFormat(
+          "%.1f, %.1f, %.1f/%.1f", 1e3 * MedianOr0(s.commit_alone),
+          1e3 * MedianOr0(s.commit_last), 1e3 * MedianOr0(s.wide_each),
+          1e3 * MedianOr0(s.wide_last));
+    }
+    std::cout << absl::StrFormat(
+        "%-9s %7.3fs %15s %6.0f %6s %6.2f %6.2f | %7.3fs %15s %6.0f %6s "
+        "%6.2f %6.2f | %s\n",
+        config.name, save, Spread(s.save), MiB(bytes) / save,
+        per_server(MiB(bytes) / save), save / Median(rocksdb.save),
+        save / Median(floor.save), restore, Spread(s.restore),
+        MiB(bytes) / restore, per_server(MiB(bytes) / restore),
+        restore / Median(rocksdb.restore), restore / Median(floor.restore),
+        commits);
+  }
+  std::cout << absl::StrFormat(
+      "rocksdb restore through shared memory (its single-host default): "
+      "%.3fs, %.0f MiB/s (range %s)\n",
+      Median(rocksdb.shared_memory_restore),
+      MiB(bytes) / Median(rocksdb.shared_memory_restore),
+      Spread(rocksdb.shared_memory_restore));
+}
+
+absl::Status Run(const Flags& flags) {
+  CKPT_ASSIGN_OR_RETURN(CephAccess ceph, CephAccess::FromEnv());
+  CKPT_ASSIGN_OR_RETURN(auto dir,
+                        testing::TempDir::Create(BenchBaseDir(flags.dir) +
+                                                 "/ckpt-bench-scale-out"));
+  std::vector<Config> configs = {{"floor", Kind::kFloor, 0},
+                                 {"rocksdb", Kind::kRocksDb, 1}};
+  for (int n : flags.rados_servers) {
+    configs.push_back({absl::StrCat("rados-", n), Kind::kRados, n});
+  }
+  Deployment rocksdb;
+  {
+    CKPT_ASSIGN_OR_RETURN(auto server, testing::ServerProcess::Start(
+                                           dir->path() + "/rocksdb", {},
+                                           dir->path() + "/rocksdb.log"));
+    rocksdb.servers.push_back(std::move(server));
+  }
+  CKPT_RETURN_IF_ERROR(Connect(flags.ranks, true, &rocksdb));
+  CKPT_RETURN_IF_ERROR(WarmUp(rocksdb, 0));
+
+  nlohmann::json sizes_json = nlohmann::json::array();
+  for (size_t si = 0; si < flags.sizes_mib.size(); ++si) {
+    const size_t floats_per_rank = static_cast<size_t>(flags.sizes_mib[si]) *
+                                   (1 << 20) / 4 / flags.ranks / kFloatsPerRow *
+                                   kFloatsPerRow;
+    if (floats_per_rank == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flags.sizes_mib[si], " MiB is too small for ",
+                       flags.ranks, " ranks (each needs at least 16 KiB)"));
+    }
+    const size_t bytes = floats_per_rank * sizeof(float) * flags.ranks;
+    std::vector<std::vector<float>> data(flags.ranks,
+                                         std::vector<float>(floats_per_rank));
+    std::map<std::string, Samples> samples;
+    std::vector<std::string> floor_files;
+    for (int round = 0; round < flags.rounds; ++round) {
+      std::string line =
+          absl::StrFormat("%.0f MiB round %d:", MiB(bytes), round);
+      for (size_t k = 0; k < configs.size(); ++k) {
+        const size_t c = (k + round) % configs.size();
+        const Config& config = configs[c];
+        // Fresh bytes for every save, so that nothing deduplicates.
+        const uint64_t seed = ((si * 64 + round) * 16 + c) * 1024;
+        for (int32_t r = 0; r < flags.ranks; ++r) Fill(data[r], seed + r);
+        const int64_t step = static_cast<int64_t>(si) * 100000 + round * 100;
+        Samples& s = samples[config.name];
+        switch (config.kind) {
+          case Kind::kFloor: {
+            const std::string file =
+                absl::StrCat(dir->path(), "/floor-", si, "-", round, ".bin");
+            floor_files.push_back(file);
+            CKPT_ASSIGN_OR_RETURN(double save, BaselineSave(file, data));
+            CKPT_ASSIGN_OR_RETURN(double restore, BaselineRestore(file, bytes));
+            s.save.push_back(save);
+            s.restore.push_back(restore);
+            break;
+          }
+          case Kind::kRocksDb:
+            CKPT_RETURN_IF_ERROR(
+                Measure(rocksdb, data, step, round, flags, &s));
+            break;
+          case Kind::kRados:
+            CKPT_RETURN_IF_ERROR(MeasureRados(
+                ceph, dir->path(),
+                absl::StrCat("bench", si, "r", round, "s", config.servers),
+                config.servers, data, step, round, flags, &s));
+            break;
+        }
+        absl::StrAppendFormat(&line, "  %s %.2f/%.2fs", config.name,
+                              s.save.back(), s.restore.back());
+      }
+      if (!flags.json) std::cout << line << " (save/restore)" << std::endl;
+    }
+    for (const auto& file : floor_files) ::unlink(file.c_str());
+    if (flags.json) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (const Config& config : configs) {
+        rows.push_back(ConfigJson(config, samples.at(config.name),
+                                  samples.at("rocksdb"), samples.at("floor"),
+                                  bytes));
+      }
+      sizes_json.push_back({{"bytes", bytes},
+                            {"mib", MiB(bytes)},
+                            {"ranks", flags.ranks},
+                            {"rounds", flags.rounds},
+                            {"probe_ranks", flags.probe_ranks},
+                            {"configs", rows}});
+    } else {
+      PrintTable(configs, samples, bytes, flags);
+    }
+  }
+  CKPT_RETURN_IF_ERROR(rocksdb.Stop());
+  if (flags.json) {
+    nlohmann::json out = {
+        {"restore_path",
+         "streamed over gRPC (shared_memory_restore = false); the rocksdb "
+         "row also gives shared_memory_restore_seconds"},
+        {"ceph", "one mon and one memstore OSD on loopback, pool size 1"},
+        {"sizes", sizes_json}};
+    std::cout << out.dump(2) << std::endl;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace ckpt::bench
+
+int main(int argc, char** argv) {
+  ckpt::bench::Flags flags;
+  CLI::App app{
+      "Save and restore through 1, 2 and 3 ckpt-servers sharing one Ceph "
+      "pool, one RocksDB server and the disk's floor, side by side. Needs "
+      "CKPT_CEPH_CONF etc.: run it as /usr/bin/python3 "
+      "tests/ceph/ceph_cluster.py --run -- ckpt-bench-scale-out ARGS"};
+  app.add_option("--sizes-mib", flags.sizes_mib,
+                 "state sizes over all ranks, in MiB (float32), each run")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 16));
+  app.add_option("--ranks", flags.ranks,
+                 "ranks saving concurrently, spread round-robin over the "
+                 "servers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--rados-servers", flags.rados_servers,
+                 "server counts to run on the one Ceph pool")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(CLI::Range(1, 16));
+  app.add_option("--probe-ranks", flags.probe_ranks,
+                 "ranks of the wide commit probe (one chunk each)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--pg-num", flags.pg_num, "placement groups per fresh pool")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  ckpt::bench::AddRoundsDirJsonFlags(
+      app, &flags.rounds, &flags.dir, &flags.json,
+      "directory for the RocksDB server's data, the floor's files and the "
+      "logs (default: $TMPDIR or /var/tmp)");
+  CLI11_PARSE(app, argc, argv);
+  return ckpt::bench::ExitCode("ckpt-bench-scale-out", ckpt::bench::Run(flags));
+}

@@ -37,6 +37,7 @@
 #include "client/transport.h"
 #include "client/transport/grpc_transport.h"
 #include "common/status_macros.h"
+#include "common/wire_format.h"
 #include "nlohmann/json.hpp"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/ceph_pools.h"
@@ -57,6 +58,7 @@ struct Flags {
   std::vector<int> rados_servers = {1, 2, 3};
   int rounds = 3;
   int probe_ranks = 60;
+  int probe_chunks = 32;
   int pg_num = 8;
   std::string dir;
   bool json = false;
@@ -70,11 +72,15 @@ struct Config {
   int servers = 0;
 };
 
-// Seconds per round (save, restore, ...) or per call (commit_alone,
-// wide_each), over all rounds.
+// Seconds per round (save, restore, commit_last, wide_serial, wide_last)
+// or per call (commit_alone, wide_each), over all rounds.
 struct Samples {
   std::vector<double> save, restore, shared_memory_restore;
-  std::vector<double> commit_alone, commit_last, wide_each, wide_last;
+  std::vector<double> commit_alone, commit_last;
+  std::vector<double> wide_serial, wide_each, wide_last;
+  size_t real_chunks = 0;        // chunk references of rank 0's shard
+  size_t wide_chunks = 0;        // chunk references per wide rank
+  size_t wide_record_bytes = 0;  // a wide rank's stored shard record
 };
 
 // The servers of one configuration and each rank's connections to its
@@ -175,9 +181,30 @@ absl::StatusOr<double> RestoreAll(
   return seconds;
 }
 
-// Commits shards[k] for every k at once (rank k through transport
-// k % transports), each call timed into `each`; the seconds until the last
-// returned. Exactly one commit must report the checkpoint complete.
+// Commits shards[k] for k = 0, 1, ... one after another (rank k through
+// transport k % transports), each call timed into `each`; the total.
+absl::StatusOr<double> CommitInTurn(Deployment& deployment, int64_t step,
+                                    const std::vector<ShardManifest>& shards,
+                                    std::vector<double>* each) {
+  const int32_t world = static_cast<int32_t>(shards.size());
+  client::BeginOptions begin;
+  begin.world_size = world;
+  CKPT_RETURN_IF_ERROR(
+      deployment.transports[0]->BeginCheckpoint(kJob, step, begin).status());
+  const absl::Time start = absl::Now();
+  for (int32_t k = 0; k < world; ++k) {
+    client::Transport& transport =
+        *deployment.transports[k % deployment.transports.size()];
+    const absl::Time call = absl::Now();
+    CKPT_RETURN_IF_ERROR(
+        transport.CommitShard(kJob, step, world, shards[k]).status());
+    each->push_back(Seconds(call));
+  }
+  return Seconds(start);
+}
+
+// The same, all at once; the seconds until the last commit returned.
+// Exactly one commit must report the checkpoint complete.
 absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
                                     const std::vector<ShardManifest>& shards,
                                     std::vector<double>* each) {
@@ -210,54 +237,74 @@ absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
   return last;
 }
 
+// `ranks` shards of one uint8 tensor, each a slice of `per_rank` distinct
+// chunks taken in turn from `saved` (stored already): the commit path
+// (lock, marks, reads, write) without uploads, at a width no thread per
+// rank of real data could reach here.
+std::vector<ShardManifest> WideShards(const std::vector<ShardManifest>& saved,
+                                      int ranks, int per_rank) {
+  std::vector<ChunkRef> stored;
+  for (const ShardManifest& shard : saved) {
+    for (const TensorEntry& tensor : shard.tensors) {
+      stored.insert(stored.end(), tensor.pieces.begin(), tensor.pieces.end());
+    }
+  }
+  per_rank = std::min<int>(per_rank, stored.size());
+  std::vector<ShardManifest> wide(ranks);
+  int64_t offset = 0;
+  for (int k = 0; k < ranks; ++k) {
+    TensorEntry tensor;
+    tensor.name = "probe";
+    tensor.dtype = DType::kUint8;
+    int64_t size = 0;
+    for (int i = 0; i < per_rank; ++i) {
+      const ChunkRef& ref = stored[(k * per_rank + i) % stored.size()];
+      tensor.pieces.push_back(ref);
+      size += static_cast<int64_t>(ref.size);
+    }
+    tensor.box = Box{{offset}, {size}};
+    offset += size;
+    wide[k].rank = k;
+    wide[k].tensors.push_back(std::move(tensor));
+  }
+  for (ShardManifest& shard : wide) shard.tensors[0].global_shape = {offset};
+  return wide;
+}
+
 // The commit probes of the file comment, on checkpoint `step` (saved):
-// steps step+1..step+3 are committed from its manifests.
-absl::Status ProbeCommits(Deployment& deployment, int64_t step, int32_t ranks,
-                          int probe_ranks, Samples* samples) {
-  client::Transport& first = *deployment.transports[0];
-  CKPT_ASSIGN_OR_RETURN(Checkpoint saved,
-                        first.GetManifest(kJob, step, std::nullopt));
-  std::vector<ShardManifest> shards(ranks);
+// steps step+1..step+4 are committed from its chunks.
+absl::Status ProbeCommits(Deployment& deployment, int64_t step,
+                          const Flags& flags, Samples* samples) {
+  CKPT_ASSIGN_OR_RETURN(Checkpoint saved, deployment.transports[0]->GetManifest(
+                                              kJob, step, std::nullopt));
+  std::vector<ShardManifest> shards(flags.ranks);
   for (ShardManifest& shard : saved.shards) {
-    if (shard.rank < 0 || shard.rank >= ranks) {
+    if (shard.rank < 0 || shard.rank >= flags.ranks) {
       return absl::InternalError(absl::StrCat("shard of rank ", shard.rank));
     }
     shards[shard.rank] = std::move(shard);
   }
-
-  client::BeginOptions begin;
-  begin.world_size = ranks;
-  CKPT_RETURN_IF_ERROR(first.BeginCheckpoint(kJob, step + 1, begin).status());
-  for (int32_t r = 0; r < ranks; ++r) {
-    const absl::Time call = absl::Now();
-    CKPT_RETURN_IF_ERROR(deployment.transports[r]
-                             ->CommitShard(kJob, step + 1, ranks, shards[r])
-                             .status());
-    samples->commit_alone.push_back(Seconds(call));
-  }
-
+  CKPT_RETURN_IF_ERROR(
+      CommitInTurn(deployment, step + 1, shards, &samples->commit_alone)
+          .status());
   std::vector<double> ignored;
   CKPT_ASSIGN_OR_RETURN(double last,
                         CommitAtOnce(deployment, step + 2, shards, &ignored));
   samples->commit_last.push_back(last);
 
-  // probe_ranks ranks, each a one-chunk slice of one tensor: the commit path
-  // (lock, read, write) with as little manifest as possible.
-  const ChunkRef chunk = shards[0].tensors.at(0).pieces.at(0);
-  const int64_t size = static_cast<int64_t>(chunk.size);
-  std::vector<ShardManifest> wide(probe_ranks);
-  for (int k = 0; k < probe_ranks; ++k) {
-    TensorEntry tensor;
-    tensor.name = "probe";
-    tensor.dtype = DType::kUint8;
-    tensor.global_shape = {size * probe_ranks};
-    tensor.box = Box{{size * k}, {size}};
-    tensor.pieces = {chunk};
-    wide[k].rank = k;
-    wide[k].tensors.push_back(std::move(tensor));
+  const std::vector<ShardManifest> wide =
+      WideShards(shards, flags.probe_ranks, flags.probe_chunks);
+  samples->real_chunks = 0;
+  for (const TensorEntry& tensor : shards[0].tensors) {
+    samples->real_chunks += tensor.pieces.size();
   }
+  samples->wide_chunks = wide[0].tensors[0].pieces.size();
+  samples->wide_record_bytes = EncodeShard(wide[0]).size();
+  CKPT_ASSIGN_OR_RETURN(double total,
+                        CommitInTurn(deployment, step + 3, wide, &ignored));
+  samples->wide_serial.push_back(total);
   CKPT_ASSIGN_OR_RETURN(
-      last, CommitAtOnce(deployment, step + 3, wide, &samples->wide_each));
+      last, CommitAtOnce(deployment, step + 4, wide, &samples->wide_each));
   samples->wide_last.push_back(last);
   return absl::OkStatus();
 }
@@ -283,8 +330,7 @@ absl::Status Measure(Deployment& deployment,
   };
   CKPT_RETURN_IF_ERROR(round % 2 == 0 ? streamed() : shared());
   CKPT_RETURN_IF_ERROR(round % 2 == 0 ? shared() : streamed());
-  return ProbeCommits(deployment, step, flags.ranks, flags.probe_ranks,
-                      samples);
+  return ProbeCommits(deployment, step, flags, samples);
 }
 
 // A fresh pool with `servers` fresh ckpt-servers on it, measured once, then
@@ -352,6 +398,11 @@ nlohmann::json ConfigJson(const Config& config, const Samples& s,
     out["commit_alone_seconds"] = MedianOr0(s.commit_alone);
     out["commit_last_seconds"] = MedianOr0(s.commit_last);
     out["commit_last_seconds_all"] = s.commit_last;
+    out["chunks_per_rank"] = s.real_chunks;
+    out["wide_chunks_per_rank"] = s.wide_chunks;
+    out["wide_shard_record_bytes"] = s.wide_record_bytes;
+    out["wide_in_turn_seconds"] = MedianOr0(s.wide_serial);
+    out["wide_in_turn_seconds_all"] = s.wide_serial;
     out["wide_commit_each_seconds"] = MedianOr0(s.wide_each);
     out["wide_commit_last_seconds"] = MedianOr0(s.wide_last);
     out["wide_commit_last_seconds_all"] = s.wide_last;
@@ -371,12 +422,10 @@ void PrintTable(const std::vector<Config>& configs,
   std::cout << absl::StrFormat(
       "\n%.1f MiB, %d ranks, median of %d rounds; restores streamed over "
       "gRPC; Ceph: one memstore OSD (RAM)\n"
-      "%-9s %8s %15s %6s %6s %6s %6s | %8s %15s %6s %6s %6s %6s | %s\n",
+      "%-9s %8s %15s %6s %6s %6s %6s | %8s %15s %6s %6s %6s %6s\n",
       MiB(bytes), flags.ranks, flags.rounds, "config", "save", "range", "MiB/s",
       "/srv", "xrocks", "xfloor", "restore", "range", "MiB/s", "/srv", "xrocks",
-      "xfloor",
-      absl::StrFormat("commit ms: alone, last of %d, each/last of %d",
-                      flags.ranks, flags.probe_ranks));
+      "xfloor");
   for (const Config& config : configs) {
     const Samples& s = samples.at(config.name);
     const double save = Median(s.save), restore = Median(s.restore);
@@ -384,22 +433,32 @@ void PrintTable(const std::vector<Config>& configs,
       if (config.servers == 0) return "-";
       return absl::StrFormat("%.0f", mib_per_second / config.servers);
     };
-    std::string commits = "-";
-    if (config.servers > 0) {
-      commits = absl::StrFormat(
-          "%.1f, %.1f, %.1f/%.1f", 1e3 * MedianOr0(s.commit_alone),
-          1e3 * MedianOr0(s.commit_last), 1e3 * MedianOr0(s.wide_each),
-          1e3 * MedianOr0(s.wide_last));
-    }
     std::cout << absl::StrFormat(
         "%-9s %7.3fs %15s %6.0f %6s %6.2f %6.2f | %7.3fs %15s %6.0f %6s "
-        "%6.2f %6.2f | %s\n",
+        "%6.2f %6.2f\n",
         config.name, save, Spread(s.save), MiB(bytes) / save,
         per_server(MiB(bytes) / save), save / Median(rocksdb.save),
         save / Median(floor.save), restore, Spread(s.restore),
         MiB(bytes) / restore, per_server(MiB(bytes) / restore),
-        restore / Median(rocksdb.restore), restore / Median(floor.restore),
-        commits);
+        restore / Median(rocksdb.restore), restore / Median(floor.restore));
+  }
+  const Samples& any = samples.at("rocksdb");
+  std::cout << absl::StrFormat(
+      "commits (ms), without uploads: the %d ranks' shards (%d chunks "
+      "each) in turn (median call) and at once (until the last returned); "
+      "%d ranks of %d chunks (%d-byte shard records) in turn (total) and "
+      "at once (median call, until the last returned)\n",
+      flags.ranks, static_cast<int>(any.real_chunks), flags.probe_ranks,
+      static_cast<int>(any.wide_chunks),
+      static_cast<int>(any.wide_record_bytes));
+  for (const Config& config : configs) {
+    if (config.servers == 0) continue;
+    const Samples& s = samples.at(config.name);
+    std::cout << absl::StrFormat(
+        "%-9s %7.1f %7.1f | %8.1f %7.1f %8.1f\n", config.name,
+        1e3 * MedianOr0(s.commit_alone), 1e3 * MedianOr0(s.commit_last),
+        1e3 * MedianOr0(s.wide_serial), 1e3 * MedianOr0(s.wide_each),
+        1e3 * MedianOr0(s.wide_last));
   }
   std::cout << absl::StrFormat(
       "rocksdb restore through shared memory (its single-host default): "
@@ -541,7 +600,12 @@ int main(int argc, char** argv) {
   app.add_option("--probe-ranks", flags.probe_ranks,
                  "ranks of the wide commit probe (one chunk each)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
+      ->check(CLI::Range(2, 1000));
+  app.add_option("--probe-chunks", flags.probe_chunks,
+                 "distinct chunks each rank of the wide probe references "
+                 "(at most the saved state's)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--pg-num", flags.pg_num, "placement groups per fresh pool")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

@@ -181,33 +181,13 @@ absl::StatusOr<double> RestoreAll(
   return seconds;
 }
 
-// Commits shards[k] for k = 0, 1, ... one after another (rank k through
-// transport k % transports), each call timed into `each`; the total.
-absl::StatusOr<double> CommitInTurn(Deployment& deployment, int64_t step,
-                                    const std::vector<ShardManifest>& shards,
-                                    std::vector<double>* each) {
-  const int32_t world = static_cast<int32_t>(shards.size());
-  client::BeginOptions begin;
-  begin.world_size = world;
-  CKPT_RETURN_IF_ERROR(
-      deployment.transports[0]->BeginCheckpoint(kJob, step, begin).status());
-  const absl::Time start = absl::Now();
-  for (int32_t k = 0; k < world; ++k) {
-    client::Transport& transport =
-        *deployment.transports[k % deployment.transports.size()];
-    const absl::Time call = absl::Now();
-    CKPT_RETURN_IF_ERROR(
-        transport.CommitShard(kJob, step, world, shards[k]).status());
-    each->push_back(Seconds(call));
-  }
-  return Seconds(start);
-}
-
-// The same, all at once; the seconds until the last commit returned.
-// Exactly one commit must report the checkpoint complete.
-absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
-                                    const std::vector<ShardManifest>& shards,
-                                    std::vector<double>* each) {
+// Begins checkpoint `step` with one rank per shard and commits shards[k]
+// as rank k through transport k % transports, in turn or all at once
+// (a thread each), each call timed into `each`; the seconds until the last
+// commit returned. Exactly one commit must report the checkpoint complete.
+absl::StatusOr<double> CommitProbe(Deployment& deployment, int64_t step,
+                                   const std::vector<ShardManifest>& shards,
+                                   bool at_once, std::vector<double>* each) {
   const int32_t world = static_cast<int32_t>(shards.size());
   client::BeginOptions begin;
   begin.world_size = world;
@@ -215,8 +195,7 @@ absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
       deployment.transports[0]->BeginCheckpoint(kJob, step, begin).status());
   std::vector<double> seconds(world);
   std::vector<int> completed(world);
-  const absl::Time start = absl::Now();
-  CKPT_RETURN_IF_ERROR(ParallelRanks(world, [&](int32_t k) {
+  auto commit = [&](int32_t k) -> absl::Status {
     client::Transport& transport =
         *deployment.transports[k % deployment.transports.size()];
     const absl::Time call = absl::Now();
@@ -225,13 +204,19 @@ absl::StatusOr<double> CommitAtOnce(Deployment& deployment, int64_t step,
     seconds[k] = Seconds(call);
     completed[k] = result.checkpoint_committed ? 1 : 0;
     return absl::OkStatus();
-  }));
+  };
+  const absl::Time start = absl::Now();
+  if (at_once) {
+    CKPT_RETURN_IF_ERROR(ParallelRanks(world, commit));
+  } else {
+    for (int32_t k = 0; k < world; ++k) CKPT_RETURN_IF_ERROR(commit(k));
+  }
   const double last = Seconds(start);
   const int committers = std::count(completed.begin(), completed.end(), 1);
   if (committers != 1) {
-    return absl::InternalError(absl::StrCat(
-        committers, " of ", world,
-        " concurrent commits reported completing checkpoint ", step));
+    return absl::InternalError(
+        absl::StrCat(committers, " of ", world,
+                     " commits reported completing checkpoint ", step));
   }
   each->insert(each->end(), seconds.begin(), seconds.end());
   return last;
@@ -285,11 +270,11 @@ absl::Status ProbeCommits(Deployment& deployment, int64_t step,
     shards[shard.rank] = std::move(shard);
   }
   CKPT_RETURN_IF_ERROR(
-      CommitInTurn(deployment, step + 1, shards, &samples->commit_alone)
+      CommitProbe(deployment, step + 1, shards, false, &samples->commit_alone)
           .status());
   std::vector<double> ignored;
-  CKPT_ASSIGN_OR_RETURN(double last,
-                        CommitAtOnce(deployment, step + 2, shards, &ignored));
+  CKPT_ASSIGN_OR_RETURN(
+      double last, CommitProbe(deployment, step + 2, shards, true, &ignored));
   samples->commit_last.push_back(last);
 
   const std::vector<ShardManifest> wide =
@@ -300,11 +285,11 @@ absl::Status ProbeCommits(Deployment& deployment, int64_t step,
   }
   samples->wide_chunks = wide[0].tensors[0].pieces.size();
   samples->wide_record_bytes = EncodeShard(wide[0]).size();
-  CKPT_ASSIGN_OR_RETURN(double total,
-                        CommitInTurn(deployment, step + 3, wide, &ignored));
+  CKPT_ASSIGN_OR_RETURN(
+      double total, CommitProbe(deployment, step + 3, wide, false, &ignored));
   samples->wide_serial.push_back(total);
   CKPT_ASSIGN_OR_RETURN(
-      last, CommitAtOnce(deployment, step + 4, wide, &samples->wide_each));
+      last, CommitProbe(deployment, step + 4, wide, true, &samples->wide_each));
   samples->wide_last.push_back(last);
   return absl::OkStatus();
 }

@@ -90,7 +90,7 @@ class RadosChunkStore final : public ChunkStore {
   // Lists, sorts into (tenant, id) order, then stats and calls back in
   // batches. A chunk deleted after the listing is skipped. DATA_LOSS naming
   // it for an object in a chunk namespace that is not named like a chunk.
-  // Holds the whole listing in memory (~50 bytes per chunk).
+  // Holds the whole listing in memory (32 bytes per chunk, its id).
   absl::Status ForEach(
       absl::string_view tenant,
       absl::FunctionRef<absl::Status(absl::string_view tenant,

@@ -1,8 +1,8 @@
 // The conformance suite every ChunkStore + MetadataStore implementation must
-// pass. Each case runs against MemoryStore, RocksDbStore, a FaultInjectingStore
-// with no faults armed, and RocksDbStore behind the plain forwarding wrappers
-// (both of which must be transparent). Past 600 lines on purpose: one suite
-// that every store must pass, so it lives in one file.
+// pass, against each backend of storage_conformance_backends.h. The local
+// ones run in storage_conformance_test; the RADOS ones (named *Rados*) need
+// a Ceph cluster and run in storage_conformance_rados_meta_test. Past 600
+// lines on purpose: one suite that every store must pass, in one file.
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -16,87 +16,28 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/storage/fault_injecting_store.h"
-#include "server/storage/memory_store.h"
-#include "server/storage/rocksdb_store.h"
-#include "server/storage/store_wrappers.h"
+#include "server/storage/storage_conformance_backends.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
 namespace {
 
+using ::ckpt::server::conformance::Backend;
+using ::ckpt::server::conformance::StoreUnderTest;
 using ::ckpt::server::testing::IdOf;
 using ::ckpt::server::testing::MakeEvent;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
-using ::ckpt::server::testing::MakeTempDir;
-using ::ckpt::server::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Owns one store under test (and whatever it needs) for one case.
-struct StoreUnderTest {
-  virtual ~StoreUnderTest() = default;
-  ChunkStore* chunks = nullptr;
-  MetadataStore* metadata = nullptr;
-};
-
-struct MemoryUnderTest : StoreUnderTest {
-  MemoryUnderTest() {
-    chunks = &store;
-    metadata = &store;
-  }
-  MemoryStore store;
-};
-
-struct RocksDbUnderTest : StoreUnderTest {
-  RocksDbUnderTest() {
-    auto opened = RocksDbStore::Open(dir->path() + "/db");
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (opened.ok()) store = std::move(opened).value();
-    chunks = store.get();
-    metadata = store.get();
-  }
-  // Declared first: removed after the store closes.
-  std::unique_ptr<TempDir> dir = MakeTempDir();
-  std::unique_ptr<RocksDbStore> store;
-};
-
-struct FaultInjectingUnderTest : StoreUnderTest {
-  FaultInjectingUnderTest() {
-    chunks = &store;
-    metadata = &store;
-  }
-  MemoryStore wrapped;
-  FaultInjectingStore store{&wrapped, &wrapped};
-};
-
-// Every call through ChunkStoreWrapper / MetadataStoreWrapper reaches the
-// wrapped store: a wrapper that overrides nothing behaves as its target.
-struct WrappedRocksDbUnderTest : StoreUnderTest {
-  WrappedRocksDbUnderTest() {
-    chunks = &chunk_wrapper;
-    metadata = &metadata_wrapper;
-  }
-  RocksDbUnderTest wrapped;
-  ChunkStoreWrapper chunk_wrapper{wrapped.chunks};
-  MetadataStoreWrapper metadata_wrapper{wrapped.metadata};
-};
-
-struct Backend {
-  std::string name;
-  std::function<std::unique_ptr<StoreUnderTest>()> make;
-};
-
-// Names the backend in failure messages instead of dumping its bytes.
-void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 
 class StorageConformanceTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     under_test_ = GetParam().make();
     ASSERT_NE(under_test_->chunks, nullptr);
+    ASSERT_NE(under_test_->metadata, nullptr);
     chunks_ = under_test_->chunks;
     metadata_ = under_test_->metadata;
   }
@@ -880,18 +821,11 @@ TEST_P(StorageConformanceTest, ConcurrentAppendsTakeDistinctSequences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllStores, StorageConformanceTest,
-    ::testing::Values(
-        Backend{"Memory", [] { return std::make_unique<MemoryUnderTest>(); }},
-        Backend{"RocksDb", [] { return std::make_unique<RocksDbUnderTest>(); }},
-        Backend{"FaultInjecting",
-                [] { return std::make_unique<FaultInjectingUnderTest>(); }},
-        Backend{"WrappedRocksDb",
-                [] { return std::make_unique<WrappedRocksDbUnderTest>(); }}),
-    [](const ::testing::TestParamInfo<Backend>& backend) {
-      return backend.param.name;
-    });
+INSTANTIATE_TEST_SUITE_P(AllStores, StorageConformanceTest,
+                         ::testing::ValuesIn(conformance::AllBackends()),
+                         [](const ::testing::TestParamInfo<Backend>& backend) {
+                           return backend.param.name;
+                         });
 
 }  // namespace
 }  // namespace ckpt::server

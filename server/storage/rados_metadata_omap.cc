@@ -139,9 +139,18 @@ absl::Status ReadOmapKeys(librados::IoCtx& io, const std::string& oid,
 
 absl::StatusOr<std::vector<std::string>> ReadIndex(librados::IoCtx& io) {
   std::vector<std::string> jobs;
+  std::optional<std::string> bad;
   CKPT_RETURN_IF_ERROR(
-      ReadOmapKeys(io, kIndexOid, "", "",
-                   [&](const std::string& job) { jobs.push_back(job); }));
+      ReadOmapKeys(io, kIndexOid, "", "", [&](const std::string& job) {
+        // No job is named so (ValidateBatch): the index was written by
+        // something else.
+        if (job.empty() || job.find('\0') != std::string::npos) bad = job;
+        jobs.push_back(job);
+      }));
+  if (bad.has_value()) {
+    return Corrupt(io.get_namespace(), kIndexOid, *bad,
+                   absl::DataLossError("not a job name"));
+  }
   return jobs;
 }
 

@@ -38,6 +38,30 @@ absl::StatusOr<CheckpointRecord> DecodeHeader(absl::string_view ns,
   return std::move(record).value();
 }
 
+struct ShardEntry {
+  int64_t step = 0;
+  ShardManifest shard;
+};
+
+// A shard entry of `job`: its key must be a shard key whose rank is the
+// value's.
+absl::StatusOr<ShardEntry> DecodeShardEntry(absl::string_view ns,
+                                            absl::string_view job,
+                                            const std::string& key,
+                                            const std::string& value) {
+  const std::string oid = JobOid(job);
+  auto decoded = DecodeShardKey(key);
+  if (!decoded.ok()) return Corrupt(ns, oid, key, decoded.status());
+  auto shard = DecodeShard(value);
+  if (!shard.ok()) return Corrupt(ns, oid, key, shard.status());
+  if (decoded->job != kShardTag || decoded->rank != shard->rank) {
+    return Corrupt(ns, oid, key,
+                   absl::DataLossError(
+                       absl::StrCat("holds the shard of rank ", shard->rank)));
+  }
+  return ShardEntry{decoded->step, std::move(shard).value()};
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<JobRecord>> RadosMetadataStore::GetJob(
@@ -152,15 +176,13 @@ absl::StatusOr<std::vector<ShardManifest>> RadosMetadataStore::GetShards(
   std::vector<ShardManifest> shards;
   if (step < 0) return shards;
   librados::IoCtx io = IoCtxIn(*cluster_, options_.name_space);
-  const std::string oid = JobOid(job);
   CKPT_RETURN_IF_ERROR(ReadOmapRange(
-      io, oid, StepShardPrefix(step), "", 0,
+      io, JobOid(job), StepShardPrefix(step), "", 0,
       [&](const std::string& key, const std::string& value) -> absl::Status {
-        auto shard = DecodeShard(value);
-        if (!shard.ok()) {
-          return Corrupt(options_.name_space, oid, key, shard.status());
-        }
-        shards.push_back(std::move(shard).value());
+        CKPT_ASSIGN_OR_RETURN(
+            ShardEntry entry,
+            DecodeShardEntry(options_.name_space, job, key, value));
+        shards.push_back(std::move(entry.shard));
         return absl::OkStatus();
       }));
   return shards;
@@ -172,22 +194,14 @@ absl::Status RadosMetadataStore::ForEachShard(
         fn) {
   librados::IoCtx io = IoCtxIn(*cluster_, options_.name_space);
   CKPT_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadIndex(io));
-  return ScanJobs(
-      io, names, TagPrefix(kShardTag),
-      [&](const std::string& job, const std::string& key,
-          const std::string& value) -> absl::Status {
-        auto decoded = DecodeShardKey(key);
-        if (!decoded.ok() || decoded->job != kShardTag) {
-          return Corrupt(options_.name_space, JobOid(job), key,
-                         decoded.ok() ? absl::DataLossError("not a shard key")
-                                      : decoded.status());
-        }
-        auto shard = DecodeShard(value);
-        if (!shard.ok()) {
-          return Corrupt(options_.name_space, JobOid(job), key, shard.status());
-        }
-        return fn(job, decoded->step, *shard);
-      });
+  return ScanJobs(io, names, TagPrefix(kShardTag),
+                  [&](const std::string& job, const std::string& key,
+                      const std::string& value) -> absl::Status {
+                    CKPT_ASSIGN_OR_RETURN(
+                        ShardEntry entry,
+                        DecodeShardEntry(options_.name_space, job, key, value));
+                    return fn(job, entry.step, entry.shard);
+                  });
 }
 
 absl::StatusOr<std::vector<JobEvent>> RadosMetadataStore::ListEvents(

@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/storage/rados_io.h"
@@ -297,6 +299,20 @@ TEST_F(RadosMetadataStoreTest, CorruptOmapEntriesAreDataLossNamingThem) {
                          return absl::OkStatus();
                        }),
                    "s");
+  // A shard value filed under another rank's key.
+  librados::bufferlist other_rank;
+  const std::string rank_one = EncodeShard(MakeShard(1, "bytes"));
+  other_rank.append(rank_one.data(), rank_one.size());
+  ASSERT_EQ(io.omap_set(oid, {{rados_meta::ShardOmapKey(7, 0), other_rank}}),
+            0);
+  expect_data_loss(a.store->GetShards("t/j", 7).status(), "s");
+  // An index entry no job could have.
+  ASSERT_EQ(io.omap_set(rados_meta::kIndexOid,
+                        {{std::string("t/\0x", 4), librados::bufferlist()}}),
+            0);
+  const absl::Status index = a.store->ListJobs().status();
+  EXPECT_EQ(index.code(), absl::StatusCode::kDataLoss) << index;
+  EXPECT_THAT(index.message(), HasSubstr("/jobs"));
   plant(rados_meta::EventOmapKey(1));
   expect_data_loss(a.store->ListEvents("t/j", 10).status(), "e");
   plant("n");

@@ -260,6 +260,71 @@ TEST_F(RadosMetadataStoreTest, ConcurrentAppendsFromTwoServersAreSerialized) {
   EXPECT_EQ(details.size(), 4u * kPerThread);  // none lost, none doubled
 }
 
+// Reads come a page (1024 omap entries) at a time: a job with more shards
+// than a page, and more jobs than a page of the index, are read whole.
+TEST_F(RadosMetadataStoreTest, ReadsAndDeletesSpanManyPages) {
+  RadosMetadataServer a = Connect();
+  ASSERT_NE(a.store, nullptr);
+  constexpr int kRanks = 2100;  // three pages
+  MetadataBatch big;
+  big.PutCheckpoint(MakeRecord("t/big", 1, CheckpointState::kPending));
+  for (int32_t rank = 0; rank < kRanks; ++rank) {
+    big.PutShard("t/big", 1, MakeShard(rank, "b"));
+  }
+  big.PutShard("t/big", 2, MakeShard(0, "next step"));
+  ASSERT_TRUE(a.store->Apply(big).ok());
+  constexpr int kJobs = 1030;  // past one index page
+  for (int j = 0; j < kJobs; ++j) {
+    MetadataBatch batch;
+    batch.PutJob(MakeJob(absl::StrFormat("u/%04d", j)));
+    ASSERT_TRUE(a.store->Apply(batch).ok());
+  }
+  auto jobs = a.store->ListJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_EQ(jobs->size(), static_cast<size_t>(kJobs));  // t/big has none
+  EXPECT_EQ(a.store->GetShards("t/big", 1)->size(),
+            static_cast<size_t>(kRanks));
+  int visited = 0;
+  int32_t last_rank = -1;
+  ASSERT_TRUE(a.store
+                  ->ForEachShard([&](absl::string_view job, int64_t step,
+                                     const ShardManifest& shard) {
+                    EXPECT_EQ(job, "t/big");
+                    if (step == 1) {
+                      EXPECT_EQ(shard.rank, last_rank + 1);
+                      last_rank = shard.rank;
+                    }
+                    ++visited;
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(visited, kRanks + 1);
+
+  MetadataBatch del;
+  del.DeleteCheckpoint("t/big", 1);
+  ASSERT_TRUE(a.store->Apply(del).ok());
+  EXPECT_TRUE(a.store->GetShards("t/big", 1)->empty());
+  EXPECT_EQ(a.store->GetShards("t/big", 2)->size(), 1u);
+  EXPECT_TRUE(a.store->ListPending()->empty());
+}
+
+// A tenant record is fenced like a job's.
+TEST_F(RadosMetadataStoreTest, StaleTenantLockHoldersWriteIsFencedOff) {
+  RadosMetadataServer a = Connect(Leased(absl::Seconds(1), absl::Seconds(2)));
+  ASSERT_NE(a.store, nullptr);
+  auto lease = a.store->LockTenant("t");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  MetadataBatch batch;
+  batch.PutTenant(TenantRecord{"t", std::nullopt, std::nullopt});
+  ASSERT_TRUE(a.store->Apply(batch).ok());
+  absl::SleepFor(absl::Milliseconds(1300));  // stalls past the lease
+  const absl::Status late = a.store->Apply(batch);
+  EXPECT_EQ(late.code(), absl::StatusCode::kAborted) << late;
+  EXPECT_THAT(late.message(), HasSubstr("tenant t"));
+  lease->reset();
+  EXPECT_TRUE(a.store->Apply(batch).ok());  // takes the lock itself
+}
+
 // Bytes read back from RADOS are hostile: what does not decode is DATA_LOSS
 // naming the object and the key.
 TEST_F(RadosMetadataStoreTest, CorruptOmapEntriesAreDataLossNamingThem) {
@@ -363,6 +428,46 @@ TEST_F(RadosMetadataStoreTest, MeasureLockedCommitLatency) {
   RecordProperty("p99_us", absl::ToInt64Microseconds(p99));
   EXPECT_EQ(a.store->ListCheckpoints("t/j")->size(),
             static_cast<size_t>(kRuns));
+}
+
+// Event appends made without a job lock (restore reports from every rank)
+// each take the lock for their write: how fast do three servers' appends
+// to one job go?
+TEST_F(RadosMetadataStoreTest, MeasureUnlockedAppendsFromThreeServers) {
+  std::vector<RadosMetadataServer> servers;
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(Connect());
+    ASSERT_NE(servers.back().store, nullptr);
+  }
+  constexpr int kThreadsPerServer = 8, kPerThread = 20;
+  std::vector<std::thread> threads;
+  std::vector<absl::Duration> slowest(3 * kThreadsPerServer);
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < 3 * kThreadsPerServer; ++t) {
+    RadosMetadataStore* store = servers[t % 3].store.get();
+    threads.emplace_back([store, t, &slowest] {
+      for (int i = 0; i < kPerThread; ++i) {
+        MetadataBatch batch;
+        batch.AppendEvent(MakeEvent("t/j", t, "restored"));
+        const absl::Time begin = absl::Now();
+        EXPECT_TRUE(store->Apply(batch).ok());
+        slowest[t] = std::max(slowest[t], absl::Now() - begin);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const absl::Duration took = absl::Now() - start;
+  constexpr int kTotal = 3 * kThreadsPerServer * kPerThread;
+  std::printf(
+      "%d unlocked appends from 3 servers x %d threads: %s "
+      "(%.0f/s), slowest single Apply %s\n",
+      kTotal, kThreadsPerServer, absl::FormatDuration(took).c_str(),
+      kTotal / absl::ToDoubleSeconds(took),
+      absl::FormatDuration(*std::max_element(slowest.begin(), slowest.end()))
+          .c_str());
+  auto events = servers[0].store->ListEvents("t/j", kTotal + 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_EQ(events->size(), static_cast<size_t>(kTotal));
 }
 
 TEST_F(RadosMetadataStoreTest, MeasureForEachShardOverAHundredJobs) {

@@ -27,7 +27,7 @@ struct LockRequest {
   // How long to retry while another client holds it; zero: do not wait
   // (FAILED_PRECONDITION naming the holder).
   absl::Duration wait;
-  Clock* clock;
+  Clock* clock;  // for `sent_at` (the lease); waiting uses real time
 };
 
 // Takes the lock (creating the object when absent, as cls_lock does).

@@ -59,8 +59,9 @@ class RadosMetadataStore final : public MetadataStore {
     // holder is taken over instead of refused; a smaller value is raised
     // to lock_lease + 1 s. Default: 20 s.
     absl::Duration lock_wait = absl::Seconds(20);
-    // Lease expiry as seen by Lease::Check, and the lock wait. Default:
-    // the real clock.
+    // The time Lease::Check judges lease expiry by. Lock waits and
+    // renewal periods are real time whatever it is (they sleep), so a
+    // FakeClock never makes a wait endless. Default: the real clock.
     Clock* clock = nullptr;
     // The RADOS namespace of every object above. Tests give each case its
     // own. Default: "meta".

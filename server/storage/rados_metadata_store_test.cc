@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -119,6 +120,34 @@ TEST_F(RadosMetadataStoreTest, LockJobExcludesAnotherServerUntilReleased) {
   auto taken = b.store->LockJob("t/j");
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_LT(absl::Now() - released, absl::Milliseconds(500));
+}
+
+// Check() judges the lease by the injected clock; a contended wait still
+// ends in real time.
+TEST_F(RadosMetadataStoreTest, LeaseCheckFollowsTheInjectedClock) {
+  FakeClock clock;
+  RadosMetadataStore::Options options =
+      Leased(absl::Seconds(30), absl::Seconds(31));
+  options.clock = &clock;
+  RadosMetadataServer a = Connect(options);
+  options.lock_lease = absl::Milliseconds(100);
+  options.lock_wait = absl::Milliseconds(300);
+  RadosMetadataServer b = Connect(options);
+  ASSERT_NE(a.store, nullptr);
+  ASSERT_NE(b.store, nullptr);
+  auto lease = a.store->LockJob("t/j");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  clock.Advance(absl::Seconds(29));
+  EXPECT_TRUE((*lease)->Check().ok());
+  clock.Advance(absl::Seconds(1));
+  const absl::Status lost = (*lease)->Check();
+  EXPECT_EQ(lost.code(), absl::StatusCode::kAborted) << lost;
+  EXPECT_THAT(lost.message(), HasSubstr("job t/j"));
+  // b's wait is raised to its lease + 1 s, in real time.
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(b.store->LockJob("t/j").status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 // A server that dies holding a lock (its connection gone, never unlocked)

@@ -1,7 +1,9 @@
 // The RADOS backends of the storage conformance suite, against the Ceph
 // cluster of CKPT_CEPH_CONF (ckpt_ceph_test starts one): RadosChunkStore
-// with a MemoryStore for the metadata half. Without a cluster every case
-// fails (CephOptionsFromEnv), never skips.
+// with a MemoryStore for the metadata half, RadosMetadataStore with a
+// MemoryStore for the chunk half, and both RADOS stores together as a
+// server runs them. Without a cluster every case fails (CephOptionsFromEnv),
+// never skips.
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +18,7 @@
 #include "server/storage/rados_cluster.h"
 #include "server/storage/storage_conformance.h"
 #include "tests/testing/ceph_env.h"
+#include "tests/testing/rados_metadata_env.h"
 
 namespace ckpt::server::conformance {
 namespace {
@@ -58,12 +61,41 @@ struct RadosChunksUnderTest : StoreUnderTest {
   MemoryStore memory;
 };
 
+// RadosMetadataStore in a RADOS namespace of its own per case (no pool per
+// case: creating one costs a monitor round and PG peering, and the store
+// never reads outside its namespace), with a MemoryStore as the chunk half.
+struct RadosMetadataUnderTest : StoreUnderTest {
+  RadosMetadataUnderTest() {
+    chunks = &memory;
+    metadata = server.store.get();
+  }
+  MemoryStore memory;
+  testing::RadosMetadataServer server =
+      testing::ConnectRadosMetadata(testing::UniqueMetaNamespace());
+};
+
+// Both RADOS stores on one connection, as ckpt-server --chunk-store
+// rados:POOL runs them.
+struct RadosUnderTest : StoreUnderTest {
+  RadosUnderTest() {
+    if (chunk_half.store == nullptr || server.store == nullptr) return;
+    chunks = chunk_half.store.get();
+    metadata = server.store.get();
+  }
+  RadosChunksUnderTest chunk_half;
+  testing::RadosMetadataServer server =
+      testing::ConnectRadosMetadata(testing::UniqueMetaNamespace());
+};
+
 }  // namespace
 
 std::vector<Backend> ConformanceBackends() {
   return {
       Backend{"RadosChunks",
               [] { return std::make_unique<RadosChunksUnderTest>(); }},
+      Backend{"RadosMetadata",
+              [] { return std::make_unique<RadosMetadataUnderTest>(); }},
+      Backend{"Rados", [] { return std::make_unique<RadosUnderTest>(); }},
   };
 }
 

@@ -221,6 +221,56 @@ TEST_F(RadosChunkStoreTest, MarkUsedRacingGuardedDeleteNeverLosesAMarkedChunk) {
               kept_total, deleted_total, kRounds);
 }
 
+TEST_F(RadosChunkStoreTest, PutRacingGuardedDeleteLeavesEveryPutChunkStored) {
+  // A Put that returns (new or not) has recorded a use at its time, so a
+  // collection with a cutoff at or before it cannot remove the chunk after
+  // it: the delete either came first (and the Put stored the chunk again)
+  // or is refused. Half the chunks are present (marked long ago) when the
+  // race starts, so the "already present, mark it" path races too.
+  FakeClock now(kT0 + absl::Hours(1));
+  auto other_cluster = Connect(testing::CephOptionsFromEnv());
+  ASSERT_NE(other_cluster, nullptr);
+  RadosChunkStore saver(other_cluster.get(), &now, options_);
+  const absl::Time cutoff = now.Now();
+  constexpr int kChunks = 200;
+  std::vector<std::string> payloads;
+  std::vector<ChunkId> ids;
+  for (int i = 0; i < kChunks; ++i) {
+    payloads.push_back(absl::StrCat("put race ", i));
+    ids.push_back(IdOf(payloads.back()));
+  }
+  int deleted_total = 0;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < kChunks; ++i) {
+      if (i % 2 == 0) {
+        ASSERT_TRUE(store_->Put("acme", ids[i], payloads[i]).ok());
+      } else {
+        ASSERT_TRUE(store_->Delete("acme", ids[i]).ok());
+      }
+    }
+    std::vector<int> put_ok(kChunks, 0);
+    std::thread saving([&] {
+      for (int i = kChunks - 1; i >= 0; --i) {
+        auto put = saver.Put("acme", ids[i], payloads[i]);
+        EXPECT_TRUE(put.ok()) << put.status();
+        put_ok[i] = put.ok();
+      }
+    });
+    for (int i = 0; i < kChunks; ++i) {
+      auto deleted = store_->DeleteIfUnusedSince("acme", ids[i], cutoff);
+      EXPECT_TRUE(deleted.ok()) << deleted.status();
+      deleted_total += deleted.ok() && *deleted;
+    }
+    saving.join();
+    for (int i = 0; i < kChunks; ++i) {
+      if (put_ok[i] == 1) {
+        EXPECT_TRUE(Exists("acme", ids[i])) << i << " round " << round;
+      }
+    }
+  }
+  EXPECT_GT(deleted_total, 0);  // the delete did run into the puts
+}
+
 TEST_F(RadosChunkStoreTest, ReadVerifiedReportsCorruptBytesNamingTheChunk) {
   const std::string bytes(64 << 10, 'b');
   const ChunkId id = IdOf(bytes);

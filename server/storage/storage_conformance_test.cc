@@ -1,8 +1,12 @@
 // The conformance suite every ChunkStore + MetadataStore implementation must
-// pass, against each backend of storage_conformance_backends.h. The local
-// ones run in storage_conformance_test; the RADOS ones (named *Rados*) need
-// a Ceph cluster and run in storage_conformance_rados_meta_test. Past 600
-// lines on purpose: one suite that every store must pass, in one file.
+// pass. Each case runs against every backend of ConformanceBackends(): the
+// binary storage_conformance_test links the local stores
+// (storage_conformance_local_backends.cc), storage_conformance_rados_test the
+// RADOS ones against a Ceph cluster (storage_conformance_rados_backends.cc).
+// Past 600 lines on purpose: one suite that every store must pass, so it
+// lives in one file.
+#include "server/storage/storage_conformance.h"
+
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -16,7 +20,6 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/storage/storage_conformance_backends.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
@@ -37,7 +40,6 @@ class StorageConformanceTest : public ::testing::TestWithParam<Backend> {
   void SetUp() override {
     under_test_ = GetParam().make();
     ASSERT_NE(under_test_->chunks, nullptr);
-    ASSERT_NE(under_test_->metadata, nullptr);
     chunks_ = under_test_->chunks;
     metadata_ = under_test_->metadata;
   }
@@ -346,6 +348,30 @@ TEST_P(StorageConformanceTest, ForEachCallbackMayDeleteChunks) {
   auto usage = chunks_->GetUsage("acme");
   ASSERT_TRUE(usage.ok());
   EXPECT_EQ(usage->chunk_count, 0u);
+}
+
+TEST_P(StorageConformanceTest, MarkUsedReportsWhichChunksArePresent) {
+  EXPECT_TRUE(PutChunk("acme", "used"));
+  EXPECT_TRUE(PutChunk("bob", "bobs"));
+  auto marked =
+      chunks_->MarkUsed("acme", {IdOf("used"), IdOf("absent"), IdOf("bobs")});
+  ASSERT_TRUE(marked.ok()) << marked.status();
+  EXPECT_THAT(*marked, ElementsAre(true, false, false));
+  // A mark never creates a chunk.
+  auto contains = chunks_->Contains("acme", {IdOf("absent"), IdOf("bobs")});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_THAT(*contains, ElementsAre(false, false));
+  auto none = chunks_->MarkUsed("acme", {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // A cutoff in the future: no use is at or after it, so the chunk goes.
+  auto deleted = chunks_->DeleteIfUnusedSince("acme", IdOf("used"),
+                                              absl::InfiniteFuture());
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_TRUE(*deleted);
+  EXPECT_EQ(chunks_->Get("acme", IdOf("used")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(chunks_->Get("bob", IdOf("bobs")).ok());
 }
 
 // ---- MetadataStore ----
@@ -821,11 +847,12 @@ TEST_P(StorageConformanceTest, ConcurrentAppendsTakeDistinctSequences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllStores, StorageConformanceTest,
-                         ::testing::ValuesIn(conformance::AllBackends()),
-                         [](const ::testing::TestParamInfo<Backend>& backend) {
-                           return backend.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AllStores, StorageConformanceTest,
+    ::testing::ValuesIn(conformance::ConformanceBackends()),
+    [](const ::testing::TestParamInfo<Backend>& backend) {
+      return backend.param.name;
+    });
 
 }  // namespace
 }  // namespace ckpt::server

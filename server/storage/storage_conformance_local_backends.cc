@@ -1,33 +1,22 @@
-// The stores storage_conformance_test.cc runs its suite against: each
-// backend owns one store (and whatever it needs) for one case. Test code
-// only, included by that one file.
-#pragma once
-
-#include <functional>
+// The local backends of the storage conformance suite: MemoryStore,
+// RocksDbStore, a FaultInjectingStore with no faults armed, and RocksDbStore
+// behind the plain forwarding wrappers (both of which must be transparent).
 #include <memory>
-#include <ostream>
-#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
 #include "server/storage/rocksdb_store.h"
+#include "server/storage/storage_conformance.h"
 #include "server/storage/store_wrappers.h"
-#include "tests/testing/rados_metadata_env.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server::conformance {
+namespace {
 
 using ::ckpt::server::testing::MakeTempDir;
 using ::ckpt::server::testing::TempDir;
-
-// Owns one store under test (and whatever it needs) for one case.
-struct StoreUnderTest {
-  virtual ~StoreUnderTest() = default;
-  ChunkStore* chunks = nullptr;
-  MetadataStore* metadata = nullptr;
-};
 
 struct MemoryUnderTest : StoreUnderTest {
   MemoryUnderTest() {
@@ -71,33 +60,9 @@ struct WrappedRocksDbUnderTest : StoreUnderTest {
   MetadataStoreWrapper metadata_wrapper{wrapped.metadata};
 };
 
-// RadosMetadataStore in a RADOS namespace of its own per case (no pool per
-// case: creating one costs a monitor round and PG peering, and the store
-// never reads outside its namespace), with a MemoryStore as the chunk half.
-// Without a Ceph cluster (CKPT_CEPH_CONF unset) every case fails.
-struct RadosMetadataUnderTest : StoreUnderTest {
-  RadosMetadataUnderTest() {
-    chunks = &memory;
-    metadata = server.store.get();
-  }
-  MemoryStore memory;
-  testing::RadosMetadataServer server =
-      testing::ConnectRadosMetadata(testing::UniqueMetaNamespace());
-};
+}  // namespace
 
-struct Backend {
-  std::string name;
-  std::function<std::unique_ptr<StoreUnderTest>()> make;
-};
-
-// Names the backend in failure messages instead of dumping its bytes.
-inline void PrintTo(const Backend& backend, std::ostream* os) {
-  *os << backend.name;
-}
-
-// Every backend; those needing a Ceph cluster have "Rados" in their name
-// (the local suite filters them out, the Ceph one runs only them).
-inline std::vector<Backend> AllBackends() {
+std::vector<Backend> ConformanceBackends() {
   return {
       Backend{"Memory", [] { return std::make_unique<MemoryUnderTest>(); }},
       Backend{"RocksDb", [] { return std::make_unique<RocksDbUnderTest>(); }},
@@ -105,8 +70,6 @@ inline std::vector<Backend> AllBackends() {
               [] { return std::make_unique<FaultInjectingUnderTest>(); }},
       Backend{"WrappedRocksDb",
               [] { return std::make_unique<WrappedRocksDbUnderTest>(); }},
-      Backend{"RadosMetadata",
-              [] { return std::make_unique<RadosMetadataUnderTest>(); }},
   };
 }
 

@@ -143,7 +143,7 @@ TEST_F(RadosMetadataStoreTest, LeaseCheckFollowsTheInjectedClock) {
   const absl::Status lost = (*lease)->Check();
   EXPECT_EQ(lost.code(), absl::StatusCode::kAborted) << lost;
   EXPECT_THAT(lost.message(), HasSubstr("job t/j"));
-  // b's wait is raised to its lease + 1 s, in real time.
+  // b waits its 300 ms in real time, though its clock stands still.
   const absl::Time start = absl::Now();
   EXPECT_EQ(b.store->LockJob("t/j").status().code(),
             absl::StatusCode::kUnavailable);

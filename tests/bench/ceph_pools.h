@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tests/bench/process_cpu.h"
 
 extern char** environ;
 
@@ -47,6 +48,14 @@ struct CephAccess {
     const char* keyring = std::getenv("CKPT_CEPH_KEYRING");
     if (keyring != nullptr) access.keyring = keyring;
     return access;
+  }
+
+  // The OSD of tests/ceph/ceph_cluster.py's cluster: its pid file is
+  // run/osd.0.pid beside the conf. 0 for any other cluster.
+  pid_t TestOsdPid() const {
+    const size_t slash = conf.rfind('/');
+    if (slash == std::string::npos) return 0;
+    return PidFromFile(conf.substr(0, slash) + "/run/osd.0.pid");
   }
 
   // The ckpt-server flags that keep its chunks and metadata in `pool`.

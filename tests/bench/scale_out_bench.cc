@@ -42,9 +42,11 @@
 #include "tests/bench/bench_util.h"
 #include "tests/bench/ceph_pools.h"
 #include "tests/bench/disk_floor.h"
+#include "tests/bench/process_cpu.h"
+#include "tests/bench/scale_out_report.h"
 #include "tests/testing/server_process.h"
 
-namespace ckpt::bench {
+namespace ckpt::bench::scale_out {
 namespace {
 
 constexpr char kJob[] = "bench/scale-out";
@@ -52,44 +54,35 @@ constexpr char kJob[] = "bench/scale-out";
 // float count is a multiple of this, so every byte is in a tensor.
 constexpr size_t kFloatsPerRow = 4 * 1024;
 
-struct Flags {
-  std::vector<int64_t> sizes_mib = {256, 1024};
-  int32_t ranks = 6;
-  std::vector<int> rados_servers = {1, 2, 3};
-  int rounds = 3;
-  int probe_ranks = 60;
-  int probe_chunks = 32;
-  int pg_num = 8;
-  std::string dir;
-  bool json = false;
-};
-
-enum class Kind { kFloor, kRocksDb, kRados };
-
-struct Config {
-  std::string name;
-  Kind kind;
-  int servers = 0;
-};
-
-// Seconds per round (save, restore, commit_last, wide_serial, wide_last)
-// or per call (commit_alone, wide_each), over all rounds.
-struct Samples {
-  std::vector<double> save, restore, shared_memory_restore;
-  std::vector<double> commit_alone, commit_last;
-  std::vector<double> wide_serial, wide_each, wide_last;
-  size_t real_chunks = 0;        // chunk references of rank 0's shard
-  size_t wide_chunks = 0;        // chunk references per wide rank
-  size_t wide_record_bytes = 0;  // a wide rank's stored shard record
-};
-
 // The servers of one configuration and each rank's connections to its
 // server (rank r: server r % N).
 struct Deployment {
+  pid_t osd_pid = 0;  // 0: unknown
   std::vector<std::unique_ptr<testing::ServerProcess>> servers;
   std::vector<std::unique_ptr<client::Client>> streamed;
   std::vector<std::unique_ptr<client::Client>> shared_memory;  // RocksDB only
   std::vector<std::unique_ptr<client::Transport>> transports;  // probes
+
+  CpuUse Cpu() const {
+    CpuUse use{SelfCpuSeconds(), 0, ProcessCpuSeconds(osd_pid)};
+    for (const auto& server : servers) {
+      use.servers += ProcessCpuSeconds(server->pid());
+    }
+    return use;
+  }
+
+  // What `fn` cost: its seconds, and the CPU each side spent meanwhile.
+  template <typename Fn>
+  absl::StatusOr<double> Timed(Fn fn, std::vector<double>* seconds,
+                               std::vector<CpuUse>* cpu) const {
+    const CpuUse before = Cpu();
+    CKPT_ASSIGN_OR_RETURN(double s, fn());
+    const CpuUse after = Cpu();
+    seconds->push_back(s);
+    cpu->push_back({after.clients - before.clients,
+                    after.servers - before.servers, after.osd - before.osd});
+    return s;
+  }
 
   absl::Status Stop() {
     streamed.clear();
@@ -298,13 +291,16 @@ absl::Status ProbeCommits(Deployment& deployment, int64_t step,
 absl::Status Measure(Deployment& deployment,
                      const std::vector<std::vector<float>>& data, int64_t step,
                      int round, const Flags& flags, Samples* samples) {
-  CKPT_ASSIGN_OR_RETURN(double save, SaveAll(deployment, data, step));
-  samples->save.push_back(save);
+  CKPT_RETURN_IF_ERROR(
+      deployment
+          .Timed([&] { return SaveAll(deployment, data, step); },
+                 &samples->save, &samples->save_cpu)
+          .status());
   auto streamed = [&]() -> absl::Status {
-    CKPT_ASSIGN_OR_RETURN(double s,
-                          RestoreAll(deployment.streamed, data, step));
-    samples->restore.push_back(s);
-    return absl::OkStatus();
+    return deployment
+        .Timed([&] { return RestoreAll(deployment.streamed, data, step); },
+               &samples->restore, &samples->restore_cpu)
+        .status();
   };
   auto shared = [&]() -> absl::Status {
     if (deployment.shared_memory.empty()) return absl::OkStatus();
@@ -328,6 +324,7 @@ absl::Status MeasureRados(const CephAccess& ceph, const std::string& dir,
   const std::string ceph_log = dir + "/ceph-cli.log";
   CKPT_RETURN_IF_ERROR(ceph.CreatePool(pool, flags.pg_num, ceph_log));
   Deployment deployment;
+  deployment.osd_pid = ceph.TestOsdPid();
   for (int s = 0; s < servers; ++s) {
     const std::string log = absl::StrCat(dir, "/", pool, "-server", s, ".log");
     auto server =
@@ -351,108 +348,6 @@ absl::Status MeasureRados(const CephAccess& ceph, const std::string& dir,
   return ceph.DeletePool(pool, ceph_log);
 }
 
-double MiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
-
-// Median of `v`, or 0 when a configuration has no such figure.
-double MedianOr0(const std::vector<double>& v) {
-  return v.empty() ? 0 : Median(v);
-}
-
-nlohmann::json ConfigJson(const Config& config, const Samples& s,
-                          const Samples& rocksdb, const Samples& floor,
-                          size_t bytes) {
-  const double save = Median(s.save), restore = Median(s.restore);
-  nlohmann::json out = {
-      {"config", config.name},
-      {"servers", config.servers},
-      {"save_seconds", save},
-      {"save_seconds_all", s.save},
-      {"save_mib_per_second", MiB(bytes) / save},
-      {"save_vs_rocksdb", save / Median(rocksdb.save)},
-      {"save_vs_floor", save / Median(floor.save)},
-      {"restore_seconds", restore},
-      {"restore_seconds_all", s.restore},
-      {"restore_mib_per_second", MiB(bytes) / restore},
-      {"restore_vs_rocksdb", restore / Median(rocksdb.restore)},
-      {"restore_vs_floor", restore / Median(floor.restore)},
-  };
-  if (config.servers > 0) {
-    out["save_mib_per_second_per_server"] = MiB(bytes) / save / config.servers;
-    out["restore_mib_per_second_per_server"] =
-        MiB(bytes) / restore / config.servers;
-    out["commit_alone_seconds"] = MedianOr0(s.commit_alone);
-    out["commit_last_seconds"] = MedianOr0(s.commit_last);
-    out["commit_last_seconds_all"] = s.commit_last;
-    out["chunks_per_rank"] = s.real_chunks;
-    out["wide_chunks_per_rank"] = s.wide_chunks;
-    out["wide_shard_record_bytes"] = s.wide_record_bytes;
-    out["wide_in_turn_seconds"] = MedianOr0(s.wide_serial);
-    out["wide_in_turn_seconds_all"] = s.wide_serial;
-    out["wide_commit_each_seconds"] = MedianOr0(s.wide_each);
-    out["wide_commit_last_seconds"] = MedianOr0(s.wide_last);
-    out["wide_commit_last_seconds_all"] = s.wide_last;
-  }
-  if (!s.shared_memory_restore.empty()) {
-    out["shared_memory_restore_seconds"] = Median(s.shared_memory_restore);
-    out["shared_memory_restore_seconds_all"] = s.shared_memory_restore;
-  }
-  return out;
-}
-
-void PrintTable(const std::vector<Config>& configs,
-                const std::map<std::string, Samples>& samples, size_t bytes,
-                const Flags& flags) {
-  const Samples& rocksdb = samples.at("rocksdb");
-  const Samples& floor = samples.at("floor");
-  std::cout << absl::StrFormat(
-      "\n%.1f MiB, %d ranks, median of %d rounds; restores streamed over "
-      "gRPC; Ceph: one memstore OSD (RAM)\n"
-      "%-9s %8s %15s %6s %6s %6s %6s | %8s %15s %6s %6s %6s %6s\n",
-      MiB(bytes), flags.ranks, flags.rounds, "config", "save", "range", "MiB/s",
-      "/srv", "xrocks", "xfloor", "restore", "range", "MiB/s", "/srv", "xrocks",
-      "xfloor");
-  for (const Config& config : configs) {
-    const Samples& s = samples.at(config.name);
-    const double save = Median(s.save), restore = Median(s.restore);
-    auto per_server = [&](double mib_per_second) -> std::string {
-      if (config.servers == 0) return "-";
-      return absl::StrFormat("%.0f", mib_per_second / config.servers);
-    };
-    std::cout << absl::StrFormat(
-        "%-9s %7.3fs %15s %6.0f %6s %6.2f %6.2f | %7.3fs %15s %6.0f %6s "
-        "%6.2f %6.2f\n",
-        config.name, save, Spread(s.save), MiB(bytes) / save,
-        per_server(MiB(bytes) / save), save / Median(rocksdb.save),
-        save / Median(floor.save), restore, Spread(s.restore),
-        MiB(bytes) / restore, per_server(MiB(bytes) / restore),
-        restore / Median(rocksdb.restore), restore / Median(floor.restore));
-  }
-  const Samples& any = samples.at("rocksdb");
-  std::cout << absl::StrFormat(
-      "commits (ms), without uploads: the %d ranks' shards (%d chunks "
-      "each) in turn (median call) and at once (until the last returned); "
-      "%d ranks of %d chunks (%d-byte shard records) in turn (total) and "
-      "at once (median call, until the last returned)\n",
-      flags.ranks, static_cast<int>(any.real_chunks), flags.probe_ranks,
-      static_cast<int>(any.wide_chunks),
-      static_cast<int>(any.wide_record_bytes));
-  for (const Config& config : configs) {
-    if (config.servers == 0) continue;
-    const Samples& s = samples.at(config.name);
-    std::cout << absl::StrFormat(
-        "%-9s %7.1f %7.1f | %8.1f %7.1f %8.1f\n", config.name,
-        1e3 * MedianOr0(s.commit_alone), 1e3 * MedianOr0(s.commit_last),
-        1e3 * MedianOr0(s.wide_serial), 1e3 * MedianOr0(s.wide_each),
-        1e3 * MedianOr0(s.wide_last));
-  }
-  std::cout << absl::StrFormat(
-      "rocksdb restore through shared memory (its single-host default): "
-      "%.3fs, %.0f MiB/s (range %s)\n",
-      Median(rocksdb.shared_memory_restore),
-      MiB(bytes) / Median(rocksdb.shared_memory_restore),
-      Spread(rocksdb.shared_memory_restore));
-}
-
 absl::Status Run(const Flags& flags) {
   CKPT_ASSIGN_OR_RETURN(CephAccess ceph, CephAccess::FromEnv());
   CKPT_ASSIGN_OR_RETURN(auto dir,
@@ -464,6 +359,7 @@ absl::Status Run(const Flags& flags) {
     configs.push_back({absl::StrCat("rados-", n), Kind::kRados, n});
   }
   Deployment rocksdb;
+  rocksdb.osd_pid = ceph.TestOsdPid();
   {
     CKPT_ASSIGN_OR_RETURN(auto server, testing::ServerProcess::Start(
                                            dir->path() + "/rocksdb", {},
@@ -558,10 +454,10 @@ absl::Status Run(const Flags& flags) {
 }
 
 }  // namespace
-}  // namespace ckpt::bench
+}  // namespace ckpt::bench::scale_out
 
 int main(int argc, char** argv) {
-  ckpt::bench::Flags flags;
+  ckpt::bench::scale_out::Flags flags;
   CLI::App app{
       "Save and restore through 1, 2 and 3 ckpt-servers sharing one Ceph "
       "pool, one RocksDB server and the disk's floor, side by side. Needs "
@@ -599,5 +495,6 @@ int main(int argc, char** argv) {
       "directory for the RocksDB server's data, the floor's files and the "
       "logs (default: $TMPDIR or /var/tmp)");
   CLI11_PARSE(app, argc, argv);
-  return ckpt::bench::ExitCode("ckpt-bench-scale-out", ckpt::bench::Run(flags));
+  return ckpt::bench::ExitCode("ckpt-bench-scale-out",
+                               ckpt::bench::scale_out::Run(flags));
 }

@@ -22,7 +22,7 @@ struct Flags {
   std::vector<int> rados_servers = {1, 2, 3};
   int rounds = 3;
   int probe_ranks = 60;
-  int probe_chunks = 32;
+  int probe_chunks = 256;
   int pg_num = 8;
   std::string dir;
   bool json = false;

@@ -26,7 +26,35 @@ constexpr double kTenYears = 10.0 * 365 * 24 * 3600;
 // clang-format off
 const ServerSetting kRows[] = {
   {"data_dir", "--data-dir", T::kString, &S::data_dir, "",
-   0, 0, "Directory of the RocksDB database (created if missing). Required"},
+   0, 0, "Directory of the RocksDB database (created if missing). Required "
+   "with --chunk-store rocksdb"},
+  {"chunk_store", "--chunk-store", T::kString, &S::chunk_store, "rocksdb",
+   0, 0, "Where chunks and metadata live: rocksdb (the embedded database in "
+   "--data-dir) or rados:POOL (an existing Ceph pool, shared by every "
+   "ckpt-server given the same pool: any of them serves any job; "
+   "docs/scaling.md)"},
+  {"ceph_conf", "--ceph-conf", T::kString, &S::ceph_conf,
+   "/etc/ceph/ceph.conf",
+   0, 0, "With --chunk-store rados:POOL: the Ceph configuration file (monitor "
+   "addresses, authentication)"},
+  {"ceph_user", "--ceph-user", T::kString, &S::ceph_user, "admin",
+   0, 0, "With --chunk-store rados:POOL: the cephx user, without 'client.'; "
+   "it needs 'mon allow r' and 'osd allow rwx pool=POOL'"},
+  {"ceph_keyring", "--ceph-keyring", T::kString, &S::ceph_keyring, "",
+   0, 0, "With --chunk-store rados:POOL: the user's keyring file; empty: the "
+   "one --ceph-conf names"},
+  {"rados_lock_lease_seconds", "--rados-lock-lease-seconds", T::kSeconds,
+   &S::rados_lock_lease_seconds, "15",
+   1, 3600, "With --chunk-store rados:POOL: the lease of the cluster-wide "
+   "lock a server holds while it changes a job; a server that stalls longer "
+   "loses it and its late writes are refused. Another server waits for a "
+   "crashed holder's lock at most this long"},
+  {"rados_min_hold_seconds", "--rados-min-hold-seconds", T::kSeconds,
+   &S::rados_min_hold_seconds, "120",
+   1, kTenYears, "With --chunk-store rados:POOL: the least time garbage "
+   "collection spares a chunk after any server last used it, whatever hold "
+   "it is asked for; at least twice --rados-lock-lease-seconds, plus the "
+   "servers' clock differences"},
   {"listen", "--listen", T::kString, &S::listen, "127.0.0.1:7070",
    0, 0, "HOST:PORT to listen on; port 0 picks a free port, printed on "
    "stdout"},

@@ -41,6 +41,12 @@ struct ServerSettings {
   ServerSettings();
 
   std::string data_dir;
+  std::string chunk_store;
+  std::string ceph_conf;
+  std::string ceph_user;
+  std::string ceph_keyring;
+  double rados_lock_lease_seconds;
+  double rados_min_hold_seconds;
   std::string listen;
   std::string auth_tokens;
   bool insecure_allow_unauthenticated;

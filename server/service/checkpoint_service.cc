@@ -57,6 +57,11 @@ absl::Status ValidateServiceOptions(const ServiceOptions& options) {
         absl::StrCat("chunk_hold must not be negative, got ",
                      absl::FormatDuration(options.chunk_hold)));
   }
+  if (options.shared_min_hold < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shared_min_hold must not be negative, got ",
+                     absl::FormatDuration(options.shared_min_hold)));
+  }
   return absl::OkStatus();
 }
 

@@ -68,6 +68,13 @@ struct ServiceOptions {
   // last named it (FindMissingChunks or PutChunks): the time a rank may take
   // between uploading and committing. Default: 30 minutes (as the lease).
   absl::Duration chunk_hold = absl::Minutes(30);
+  // On a chunk store shared by several servers, the least time garbage
+  // collection spares an unreferenced chunk after its last recorded use,
+  // whatever hold it is given: a commit marks its chunks under the job's
+  // lock, whose lease bounds the time to its write, and the servers' clocks
+  // may differ a little. The server requires it to be at least twice that
+  // lease. Default: 2 minutes.
+  absl::Duration shared_min_hold = absl::Minutes(2);
 };
 
 // INVALID_ARGUMENT naming the option unless 0 < default_lease <= max_lease,
@@ -408,16 +415,26 @@ class CheckpointService {
                                                    int limit);
 
  private:
+  // The record's lease expiry, cut to now + max_lease (a record stored
+  // before leases were capped may reach further).
+  absl::Time CappedExpiry(const CheckpointRecord& record, absl::Time now) const;
   // Holds `shard`'s pieces against the chunks the job's tenant stores
   // (`ids`: the shard's distinct chunks). INVALID_ARGUMENT naming the
   // tensor, piece and both sizes when a piece records another size than its
   // stored chunk's; else FAILED_PRECONDITION naming the ids not stored.
-  // The record's lease expiry, cut to now + max_lease (a record stored
-  // before leases were capped may reach further).
-  absl::Time CappedExpiry(const CheckpointRecord& record, absl::Time now) const;
   absl::Status CheckChunksStored(absl::string_view job, int64_t step,
                                  const ShardManifest& shard,
                                  absl::Span<const ChunkId> ids);
+  // Records the use of `ids` on a shared chunk store (ChunkStore::MarkUsed);
+  // FAILED_PRECONDITION naming those no longer stored.
+  absl::Status MarkChunksUsed(absl::string_view job, int64_t step,
+                              const ShardManifest& shard,
+                              absl::Span<const ChunkId> ids);
+  // FAILED_PRECONDITION naming the ids of `ids` not `present`, else OK.
+  static absl::Status RefuseMissingChunks(absl::string_view job, int64_t step,
+                                          int32_t rank,
+                                          absl::Span<const ChunkId> ids,
+                                          const std::vector<bool>& present);
   // The layout of pending checkpoint `record`'s committed shards
   // (layouts_), read back from the store and kept when absent (its first
   // commit, or the first since this service started) or out of step with

@@ -24,6 +24,22 @@
 //   the client uploads them again. Committed and pending shards' chunks are
 //   referenced, so no hold matters to them.
 //
+// On a store shared by several servers (ChunkStore::IsShared), no server's
+// ChunkGuard sees the others' saves, and each server marks from its own
+// reads of the shared metadata. There:
+// - Collections take the cluster-wide MetadataStore::LockCollection, so two
+//   servers never sweep at once; a sweep stops when its lease is lost.
+// - Every use of a chunk is recorded on the chunk (ChunkStore::MarkUsed: a
+//   save's FindMissingChunks and PutChunks, and each commit under its job
+//   lock just before writing), and the sweep deletes through
+//   DeleteIfUnusedSince(started - max(hold, ServiceOptions::shared_min_hold)),
+//   atomic against a mark. A shard the mark missed was written after the mark
+//   read its job, so within a job lock's lease of its commit's mark, which is
+//   then after the cutoff: its chunks are spared, or its commit found them
+//   gone and was refused. Even a stale sweeper is safe.
+// - No tenant is skipped for checkpoints begun before this server started:
+//   their uploads are recorded on the chunks.
+//
 // The report explains what it keeps (HeldChunks): chunks held for saves in
 // flight (until each hold ends), committed during the collection, in
 // skipped tenants (until the old pending checkpoint's lease ends), and
@@ -31,6 +47,7 @@
 // expiry frees them). Which checkpoints are pending is read at the start.
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -133,7 +150,12 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
                      absl::ToInt64Seconds(hold)));
   }
   absl::MutexLock gc_lock(&gc_mu_);
+  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MetadataStore::Lease> collection_lock,
+                        metadata_->LockCollection());
+  const bool shared = chunks_->IsShared();
   const absl::Time started = clock_->Now();
+  const absl::Time unused_before =
+      started - std::max(hold, options_.shared_min_hold);
   GcReport report;
   report.dry_run = options.dry_run;
   report.hold = hold;
@@ -163,7 +185,7 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
   CKPT_ASSIGN_OR_RETURN(std::vector<CheckpointRecord> pending,
                         metadata_->ListPending());
   for (const CheckpointRecord& record : pending) {
-    if (record.create_time >= start_time_) continue;
+    if (shared || record.create_time >= start_time_) continue;
     const std::string tenant(TenantOf(record.job));
     auto [it, first] = skipped.try_emplace(tenant, &record);
     if (first) {
@@ -334,6 +356,11 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
   bool deleted_any = false;
   for (size_t begin = 0; begin < garbage.size(); begin += kSweepBatch) {
     const size_t end = std::min(garbage.size(), begin + kSweepBatch);
+    if (absl::Status held_lock = collection_lock->Check(); !held_lock.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "garbage collection stopped after deleting ", report.chunks_deleted,
+          " chunk(s): ", held_lock.message()));
+    }
     absl::MutexLock lock(&lifecycle_mu_);
     ++sweep_generation_;
     absl::Cleanup bump = [this] { ++sweep_generation_; };
@@ -353,7 +380,20 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
         }
         continue;
       }
-      if (!options.dry_run) {
+      if (!options.dry_run && shared) {
+        CKPT_ASSIGN_OR_RETURN(
+            const bool deleted,
+            chunks_->DeleteIfUnusedSince(tenant, chunk.id, unused_before));
+        if (!deleted) {
+          // Used since the cutoff by a save on some server (or gone).
+          ++report.chunks_held;
+          report.bytes_held += chunk.size;
+          held.Add(HeldReason::kSaveInFlight, tenant, "", 0, chunk.size,
+                   std::nullopt);
+          continue;
+        }
+        deleted_any = true;
+      } else if (!options.dry_run) {
         CKPT_RETURN_IF_ERROR(chunks_->Delete(tenant, chunk.id));
         deleted_any = true;
       }

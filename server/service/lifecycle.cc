@@ -124,16 +124,32 @@ absl::Status CheckpointService::CheckChunksStored(
       }
     }
   }
+  std::vector<bool> present(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) present[i] = sizes[i].has_value();
+  return RefuseMissingChunks(job, step, shard.rank, ids, present);
+}
+
+absl::Status CheckpointService::MarkChunksUsed(absl::string_view job,
+                                               int64_t step,
+                                               const ShardManifest& shard,
+                                               absl::Span<const ChunkId> ids) {
+  CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
+                        chunks_->MarkUsed(TenantOf(job), ids));
+  return RefuseMissingChunks(job, step, shard.rank, ids, present);
+}
+
+absl::Status CheckpointService::RefuseMissingChunks(
+    absl::string_view job, int64_t step, int32_t rank,
+    absl::Span<const ChunkId> ids, const std::vector<bool>& present) {
   std::vector<std::string> missing;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!sizes[i].has_value()) missing.push_back(ids[i].ShortHex());
+    if (!present[i]) missing.push_back(ids[i].ShortHex());
   }
   if (missing.empty()) return absl::OkStatus();
   const size_t shown = std::min<size_t>(missing.size(), 5);
   return absl::FailedPreconditionError(absl::StrCat(
-      "rank ", shard.rank, "'s manifest for ", Describe(job, step),
-      " references ", missing.size(),
-      " chunk(s) the server does not hold (never uploaded, ",
+      "rank ", rank, "'s manifest for ", Describe(job, step), " references ",
+      missing.size(), " chunk(s) the server does not hold (never uploaded, ",
       "or deleted by garbage collection since; upload them again): ",
       absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
       missing.size() > shown ? ", ..." : ""));
@@ -179,6 +195,7 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
   if (lease == absl::ZeroDuration()) lease = options_.default_lease;
 
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   const absl::Time now = clock_->Now();
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored_job,
@@ -290,8 +307,10 @@ absl::StatusOr<std::vector<ChunkId>> CheckpointService::FindMissingChunks(
   // The save will reference these (uploading the missing ones first): GC
   // must not delete the present ones before its commit.
   guard_.Announce(TenantOf(job), ids, clock_->Now());
+  // A store shared with other servers records the use on each chunk, where
+  // their collectors see it (ChunkStore::MarkUsed).
   CKPT_ASSIGN_OR_RETURN(std::vector<bool> present,
-                        chunks_->Contains(TenantOf(job), ids));
+                        chunks_->MarkUsed(TenantOf(job), ids));
   std::vector<ChunkId> missing;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!present[i]) missing.push_back(ids[i]);
@@ -396,6 +415,7 @@ absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   if (bytes == 0) return absl::OkStatus();
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   CKPT_RETURN_IF_ERROR(record.status());
@@ -423,7 +443,14 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
 
   absl::MutexLock lock(&lifecycle_mu_);
-  if (sweep_generation_.load() != sweeps_seen) {
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  if (chunks_->IsShared()) {
+    // Another server's collection may run now. Marked under the job lock,
+    // whose lease bounds the time to this commit's write, a chunk is either
+    // gone (refused below) or spared by every sweep that could miss this
+    // shard (ChunkStore::DeleteIfUnusedSince, ServiceOptions::shared_min_hold).
+    CKPT_RETURN_IF_ERROR(MarkChunksUsed(job, step, shard, ids));
+  } else if (sweep_generation_.load() != sweeps_seen) {
     CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
     CKPT_RETURN_IF_ERROR(chunks_->Sync());
   }
@@ -622,6 +649,7 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
                         metadata_->GetCheckpoint(job, step));
   switch (record.state) {
@@ -656,6 +684,7 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
   int aborted = 0;
   for (const auto& candidate : pending) {
     absl::MutexLock lock(&lifecycle_mu_);
+    CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(candidate.job));
     const absl::Time now = clock_->Now();
     // Re-read under the lock: a commit may have completed it meanwhile.
     absl::StatusOr<CheckpointRecord> record =

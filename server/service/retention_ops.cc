@@ -119,6 +119,7 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   const absl::Time now = clock_->Now();
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored,
                         metadata_->GetJob(job));
@@ -165,6 +166,7 @@ absl::Status CheckpointService::SetTenantDefaultPolicy(
   CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto tenant_lock, metadata_->LockTenant(tenant));
   CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
                         metadata_->GetTenant(tenant));
   if (!record.has_value()) {
@@ -189,6 +191,7 @@ absl::Status CheckpointService::ClearRetentionPolicy(absl::string_view job,
                                                      const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
   if (!record.retention_policy.has_value()) return absl::OkStatus();
   record.retention_policy.reset();
@@ -206,6 +209,7 @@ absl::Status CheckpointService::ClearTenantDefaultPolicy(
     absl::string_view tenant, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto tenant_lock, metadata_->LockTenant(tenant));
   CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
                         metadata_->GetTenant(tenant));
   if (!record.has_value() || !record->default_policy.has_value()) {
@@ -235,6 +239,7 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   CKPT_ASSIGN_OR_RETURN(
       CheckpointRecord record,
       CommittedRecord(*metadata_, job, step, pinned ? "pinned" : "unpinned"));
@@ -274,6 +279,7 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
     }
   }
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
                         CommittedRecord(*metadata_, job, step, "tagged"));
   Tags& tags = record.metadata.tags;
@@ -324,6 +330,7 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
   if (policy.has_value())
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
   RetentionPolicy effective = RetentionPolicy{};
   if (policy.has_value()) {
@@ -354,6 +361,7 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   absl::MutexLock lock(&lifecycle_mu_);
+  CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
   if (absl::IsNotFound(record.status())) {
     return absl::NotFoundError(

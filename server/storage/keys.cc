@@ -205,12 +205,24 @@ uint64_t ReadFixed64(absl::string_view bytes) {
 
 }  // namespace
 
-std::string EncodeChunkIndexValue(uint64_t size,
-                                  const ChunkChecksum& checksum) {
-  std::string out = EncodeVarint64(size);
+std::string EncodeChunkChecksum(const ChunkChecksum& checksum) {
+  std::string out;
   AppendFixed64(checksum.low, &out);
   AppendFixed64(checksum.high, &out);
   return out;
+}
+
+absl::StatusOr<ChunkChecksum> DecodeChunkChecksum(absl::string_view value) {
+  if (value.size() != 16) {
+    return absl::DataLossError(absl::StrCat(
+        "corrupt chunk checksum: ", value.size(), " bytes, expected 16"));
+  }
+  return ChunkChecksum{ReadFixed64(value), ReadFixed64(value.substr(8))};
+}
+
+std::string EncodeChunkIndexValue(uint64_t size,
+                                  const ChunkChecksum& checksum) {
+  return EncodeVarint64(size) + EncodeChunkChecksum(checksum);
 }
 
 absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
@@ -228,8 +240,7 @@ absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
                         DecodeVarint64(value.substr(0, varint_end)));
   const absl::string_view rest = value.substr(varint_end);
   if (rest.size() == 16) {
-    decoded.checksum =
-        ChunkChecksum{ReadFixed64(rest), ReadFixed64(rest.substr(8))};
+    CKPT_ASSIGN_OR_RETURN(decoded.checksum, DecodeChunkChecksum(rest));
   } else if (!rest.empty()) {
     return absl::DataLossError(absl::StrCat(
         "corrupt chunk index value: ", rest.size(),

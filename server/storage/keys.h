@@ -99,6 +99,10 @@ struct ChunkChecksum {
   friend bool operator==(const ChunkChecksum&, const ChunkChecksum&) = default;
 };
 ChunkChecksum ComputeChunkChecksum(absl::string_view bytes);
+// The checksum as stored: 16 bytes, low then high, little-endian.
+std::string EncodeChunkChecksum(const ChunkChecksum& checksum);
+// DATA_LOSS unless `value` is exactly 16 bytes.
+absl::StatusOr<ChunkChecksum> DecodeChunkChecksum(absl::string_view value);
 
 // Chunk index values: the chunk's size as a varint, then its checksum (16
 // bytes, low then high, little-endian). Values written before checksums

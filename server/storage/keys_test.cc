@@ -117,6 +117,23 @@ TEST(KeysTest, PrefixSuccessorBoundsThePrefixRange) {
   EXPECT_LT(PrefixSuccessor(key), CheckpointKey("t/j", 256));
 }
 
+TEST(KeysTest, ChunkChecksumsAreSixteenLittleEndianBytes) {
+  EXPECT_EQ(EncodeChunkChecksum(ChunkChecksum{1, 2}),
+            std::string("\x01\0\0\0\0\0\0\0"
+                        "\x02\0\0\0\0\0\0\0",
+                        16));
+  const ChunkChecksum checksum = ComputeChunkChecksum("bytes");
+  auto decoded = DecodeChunkChecksum(EncodeChunkChecksum(checksum));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, checksum);
+  for (size_t size : {0, 15, 17}) {
+    auto bad = DecodeChunkChecksum(std::string(size, 'x'));
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(bad.status().message().find("expected 16"),
+              absl::string_view::npos);
+  }
+}
+
 TEST(KeysTest, ChunkIndexValuesCarryTheChecksumAndOldOnesStillDecode) {
   const ChunkChecksum checksum = ComputeChunkChecksum("some chunk bytes");
   EXPECT_NE(checksum, ComputeChunkChecksum("some chunk bytez"));

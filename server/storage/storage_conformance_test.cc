@@ -1,8 +1,12 @@
 // The conformance suite every ChunkStore + MetadataStore implementation must
-// pass. Each case runs against MemoryStore, RocksDbStore, a FaultInjectingStore
-// with no faults armed, and RocksDbStore behind the plain forwarding wrappers
-// (both of which must be transparent). Past 600 lines on purpose: one suite
-// that every store must pass, so it lives in one file.
+// pass. Each case runs against every backend of ConformanceBackends(): the
+// binary storage_conformance_test links the local stores
+// (storage_conformance_local_backends.cc), storage_conformance_rados_test the
+// RADOS ones against a Ceph cluster (storage_conformance_rados_backends.cc).
+// Past 600 lines on purpose: one suite that every store must pass, so it
+// lives in one file.
+#include "server/storage/storage_conformance.h"
+
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -16,81 +20,20 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/storage/fault_injecting_store.h"
-#include "server/storage/memory_store.h"
-#include "server/storage/rocksdb_store.h"
-#include "server/storage/store_wrappers.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
 namespace {
 
+using ::ckpt::server::conformance::Backend;
+using ::ckpt::server::conformance::StoreUnderTest;
 using ::ckpt::server::testing::IdOf;
 using ::ckpt::server::testing::MakeEvent;
 using ::ckpt::server::testing::MakeJob;
 using ::ckpt::server::testing::MakeRecord;
 using ::ckpt::server::testing::MakeShard;
-using ::ckpt::server::testing::MakeTempDir;
-using ::ckpt::server::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Owns one store under test (and whatever it needs) for one case.
-struct StoreUnderTest {
-  virtual ~StoreUnderTest() = default;
-  ChunkStore* chunks = nullptr;
-  MetadataStore* metadata = nullptr;
-};
-
-struct MemoryUnderTest : StoreUnderTest {
-  MemoryUnderTest() {
-    chunks = &store;
-    metadata = &store;
-  }
-  MemoryStore store;
-};
-
-struct RocksDbUnderTest : StoreUnderTest {
-  RocksDbUnderTest() {
-    auto opened = RocksDbStore::Open(dir->path() + "/db");
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (opened.ok()) store = std::move(opened).value();
-    chunks = store.get();
-    metadata = store.get();
-  }
-  // Declared first: removed after the store closes.
-  std::unique_ptr<TempDir> dir = MakeTempDir();
-  std::unique_ptr<RocksDbStore> store;
-};
-
-struct FaultInjectingUnderTest : StoreUnderTest {
-  FaultInjectingUnderTest() {
-    chunks = &store;
-    metadata = &store;
-  }
-  MemoryStore wrapped;
-  FaultInjectingStore store{&wrapped, &wrapped};
-};
-
-// Every call through ChunkStoreWrapper / MetadataStoreWrapper reaches the
-// wrapped store: a wrapper that overrides nothing behaves as its target.
-struct WrappedRocksDbUnderTest : StoreUnderTest {
-  WrappedRocksDbUnderTest() {
-    chunks = &chunk_wrapper;
-    metadata = &metadata_wrapper;
-  }
-  RocksDbUnderTest wrapped;
-  ChunkStoreWrapper chunk_wrapper{wrapped.chunks};
-  MetadataStoreWrapper metadata_wrapper{wrapped.metadata};
-};
-
-struct Backend {
-  std::string name;
-  std::function<std::unique_ptr<StoreUnderTest>()> make;
-};
-
-// Names the backend in failure messages instead of dumping its bytes.
-void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 
 class StorageConformanceTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -405,6 +348,30 @@ TEST_P(StorageConformanceTest, ForEachCallbackMayDeleteChunks) {
   auto usage = chunks_->GetUsage("acme");
   ASSERT_TRUE(usage.ok());
   EXPECT_EQ(usage->chunk_count, 0u);
+}
+
+TEST_P(StorageConformanceTest, MarkUsedReportsWhichChunksArePresent) {
+  EXPECT_TRUE(PutChunk("acme", "used"));
+  EXPECT_TRUE(PutChunk("bob", "bobs"));
+  auto marked =
+      chunks_->MarkUsed("acme", {IdOf("used"), IdOf("absent"), IdOf("bobs")});
+  ASSERT_TRUE(marked.ok()) << marked.status();
+  EXPECT_THAT(*marked, ElementsAre(true, false, false));
+  // A mark never creates a chunk.
+  auto contains = chunks_->Contains("acme", {IdOf("absent"), IdOf("bobs")});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_THAT(*contains, ElementsAre(false, false));
+  auto none = chunks_->MarkUsed("acme", {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // A cutoff in the future: no use is at or after it, so the chunk goes.
+  auto deleted = chunks_->DeleteIfUnusedSince("acme", IdOf("used"),
+                                              absl::InfiniteFuture());
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_TRUE(*deleted);
+  EXPECT_EQ(chunks_->Get("acme", IdOf("used")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(chunks_->Get("bob", IdOf("bobs")).ok());
 }
 
 // ---- MetadataStore ----
@@ -882,13 +849,7 @@ TEST_P(StorageConformanceTest, ConcurrentAppendsTakeDistinctSequences) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllStores, StorageConformanceTest,
-    ::testing::Values(
-        Backend{"Memory", [] { return std::make_unique<MemoryUnderTest>(); }},
-        Backend{"RocksDb", [] { return std::make_unique<RocksDbUnderTest>(); }},
-        Backend{"FaultInjecting",
-                [] { return std::make_unique<FaultInjectingUnderTest>(); }},
-        Backend{"WrappedRocksDb",
-                [] { return std::make_unique<WrappedRocksDbUnderTest>(); }}),
+    ::testing::ValuesIn(conformance::ConformanceBackends()),
     [](const ::testing::TestParamInfo<Backend>& backend) {
       return backend.param.name;
     });

@@ -1,4 +1,5 @@
-// ckpt-server: serves ckpt.v1.CheckpointService over a RocksDB store.
+// ckpt-server: serves ckpt.v1.CheckpointService over its stores: RocksDB,
+// or a Ceph pool shared with other servers (store_setup.h).
 //
 // Once listening it prints exactly one line to stdout,
 //   ckpt-server listening on HOST:PORT
@@ -48,6 +49,7 @@
 #include "server/rpc/health_probe.h"
 #include "server/rpc/server.h"
 #include "server/rpc/shutdown_watchdog.h"
+#include "server/rpc/store_setup.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/stored_bytes_quota.h"
 #include "server/storage/rocksdb_store.h"
@@ -236,7 +238,10 @@ void CollectGarbage(CheckpointService* service, Metrics* metrics) {
   absl::StatusOr<GcReport> report = service->CollectGarbage({});
   metrics->GcFinished(report.ok(), report.ok() ? report->chunks_deleted : 0,
                       report.ok() ? report->bytes_deleted : 0);
-  if (!report.ok()) {
+  if (absl::IsFailedPrecondition(report.status())) {
+    // Another server sharing the store is collecting (LockCollection).
+    CKPT_LOG(Info, "background gc skipped: ", report.status().message());
+  } else if (!report.ok()) {
     CKPT_LOG(Warning, "background gc failed: ", report.status().ToString());
   }
 }
@@ -256,7 +261,8 @@ const char* SignalName(int signal_number) {
 
 absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   CKPT_EVENT(Info, "starting", {"data_dir", flags.data_dir},
-             {"listen", flags.listen}, {"pid", ::getpid()});
+             {"chunk_store", flags.chunk_store}, {"listen", flags.listen},
+             {"pid", ::getpid()});
   // Before the store opens: a bad file fails fast and touches nothing.
   CKPT_ASSIGN_OR_RETURN(std::optional<ServerTlsOptions> tls, LoadTls(flags));
   CKPT_ASSIGN_OR_RETURN(std::unique_ptr<Authenticator> authenticator,
@@ -265,41 +271,24 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   service_options.default_lease = absl::Seconds(flags.default_lease_seconds);
   service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
   service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
+  service_options.shared_min_hold = absl::Seconds(flags.rados_min_hold_seconds);
   CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
   ServerOptions server_options;
   ApplyLimits(flags, server_options);
-  RocksDbStoreOptions store_options;
-  store_options.direct_io = flags.direct_io;
-  store_options.max_background_flushes =
-      static_cast<int>(flags.max_background_flushes);
-  CKPT_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
-                        RocksDbStore::Open(flags.data_dir, store_options));
-  // Stored bytes are counted only when some tenant has a quota on them:
-  // otherwise the count (a scan of the chunk index at startup) is not needed.
-  std::unique_ptr<StoredBytesQuota> quota_store;
-  if (server_options.quotas.LimitsStoredBytes()) {
-    const absl::Time counting = absl::Now();
-    CKPT_ASSIGN_OR_RETURN(quota_store, StoredBytesQuota::Open(
-                                           store.get(), server_options.quotas));
-    CKPT_LOG(
-        Info, "stored bytes quota on: every tenant may store ",
-        server_options.quotas.defaults.max_stored_bytes,
-        " bytes (0: unlimited), ", server_options.quotas.tenants.size(),
-        " tenant(s) have their own quotas; usage counted from the store in ",
-        absl::FormatDuration(absl::Now() - counting));
-  }
-  CheckpointService service(quota_store != nullptr
-                                ? static_cast<ChunkStore*>(quota_store.get())
-                                : store.get(),
-                            store.get(), RealClock::Get(), service_options);
+  CKPT_ASSIGN_OR_RETURN(
+      std::unique_ptr<OpenedStores> stores,
+      OpenStores(flags, server_options.quotas, RealClock::Get()));
+  CKPT_EVENT(Info, "store_open", {"store", stores->description()});
+  CheckpointService service(stores->chunks(), stores->metadata(),
+                            RealClock::Get(), service_options);
   std::unique_ptr<PrometheusMetrics> prometheus;
   Metrics* metrics = NoMetrics();
   if (!flags.metrics_listen.empty()) {
     PrometheusOptions metrics_options;
     metrics_options.listen_address = flags.metrics_listen;
-    metrics_options.data_dir = flags.data_dir;
-    metrics_options.store_property = [&store](const std::string& name) {
-      return store->IntProperty(name);
+    metrics_options.data_dir = stores->data_dir();
+    metrics_options.store_property = [&stores](const std::string& name) {
+      return stores->IntProperty(name);
     };
     absl::StatusOr<std::unique_ptr<PrometheusMetrics>> started =
         PrometheusMetrics::Start(std::move(metrics_options));
@@ -340,10 +329,10 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   // Health: NOT_SERVING for the checkpoint service while the store cannot
   // take writes; polling also resumes a store stopped on a full disk once
   // space is freed, even when no write comes to do it.
-  RocksDbStore* store_for_health = store.get();
+  const OpenedStores* stores_for_health = stores.get();
   CheckpointServer* server_for_health = server.get();
-  auto check_health = [store_for_health, server_for_health] {
-    StoreHealth health = store_for_health->Health();
+  auto check_health = [stores_for_health, server_for_health] {
+    StoreHealth health = stores_for_health->Health();
     server_for_health->SetWritable(health.writable(), health.detail);
   };
   check_health();
@@ -391,8 +380,7 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   watchdog.SetStep("closing_store");
   // Scrapes read the store's properties: stop them before it closes.
   if (prometheus != nullptr) prometheus->StopServing();
-  quota_store.reset();
-  store.reset();  // flushes and closes the database
+  stores.reset();  // flushes and closes the database
   CKPT_EVENT(Info, "shutdown", {"result", "clean"});
   return absl::OkStatus();
 }
@@ -496,7 +484,14 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (flags->data_dir.empty()) {
+  absl::StatusOr<ckpt::server::ChunkStoreChoice> chunk_store =
+      ckpt::server::ParseChunkStore(flags->chunk_store);
+  if (!chunk_store.ok()) {
+    std::cerr << "ckpt-server: " << chunk_store.status().message() << std::endl;
+    return 2;
+  }
+  if (chunk_store->kind == ckpt::server::ChunkStoreChoice::Kind::kRocksDb &&
+      flags->data_dir.empty()) {
     std::cerr << "ckpt-server: no data directory: give --data-dir DIR (or "
                  "data_dir in the --config file)"
               << std::endl;

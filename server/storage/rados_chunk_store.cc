@@ -111,8 +111,9 @@ absl::Status RunAio(size_t n, size_t window,
   const auto complete_oldest = [&] {
     std::unique_ptr<AioSlot> slot = std::move(in_flight.front());
     in_flight.pop_front();
-    slot->completion->wait_for_complete();
-    record(slot->index, slot->completion->get_return_value());
+    const int waited = slot->completion->wait_for_complete();
+    record(slot->index,
+           waited < 0 ? waited : slot->completion->get_return_value());
   };
   for (size_t i = 0; i < n && first_error.ok(); ++i) {
     if (in_flight.size() >= std::max<size_t>(window, 1)) complete_oldest();

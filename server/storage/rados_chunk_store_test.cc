@@ -85,10 +85,35 @@ class RadosChunkStoreTest : public ::testing::Test {
         tenant, id, [](absl::string_view) { return absl::OkStatus(); });
   }
 
+  // Another server's store: its own connection and clock, same namespaces.
+  RadosChunkStore* SecondServer(Clock* clock) {
+    second_cluster_ = Connect(testing::CephOptionsFromEnv());
+    if (second_cluster_ == nullptr) return nullptr;
+    second_ = std::make_unique<RadosChunkStore>(second_cluster_.get(), clock,
+                                                options_);
+    return second_.get();
+  }
+
+  // `n` small distinct chunks and their ids.
+  struct Chunks {
+    std::vector<std::string> payloads;
+    std::vector<ChunkId> ids;
+  };
+  static Chunks MakeChunks(absl::string_view label, int n) {
+    Chunks chunks;
+    for (int i = 0; i < n; ++i) {
+      chunks.payloads.push_back(absl::StrCat(label, " ", i));
+      chunks.ids.push_back(IdOf(chunks.payloads.back()));
+    }
+    return chunks;
+  }
+
   FakeClock clock_{kT0};
   RadosChunkStoreOptions options_;
   std::unique_ptr<RadosCluster> cluster_;
   std::unique_ptr<RadosChunkStore> store_;
+  std::unique_ptr<RadosCluster> second_cluster_;
+  std::unique_ptr<RadosChunkStore> second_;
 };
 
 TEST_F(RadosChunkStoreTest, LaysOutOneObjectPerChunkWithSumAndUsedMark) {
@@ -159,19 +184,13 @@ TEST_F(RadosChunkStoreTest, MarkUsedRacingGuardedDeleteNeverLosesAMarkedChunk) {
   // `cutoff`. Per chunk exactly one must win: marked (and kept) or deleted
   // (and reported absent to the marker).
   FakeClock now(kT0 + absl::Hours(1));
-  auto other_cluster = Connect(testing::CephOptionsFromEnv());
-  ASSERT_NE(other_cluster, nullptr);
-  RadosChunkStore marker(other_cluster.get(), &now, options_);
+  RadosChunkStore* marker = SecondServer(&now);
+  ASSERT_NE(marker, nullptr);
   const absl::Time cutoff = now.Now();
   constexpr int kChunks = 200;
   constexpr int kRounds = 10;
   constexpr int kMarkSlice = 8;
-  std::vector<ChunkId> ids;
-  std::vector<std::string> payloads;
-  for (int i = 0; i < kChunks; ++i) {
-    payloads.push_back(absl::StrCat("raced chunk ", i));
-    ids.push_back(IdOf(payloads.back()));
-  }
+  const auto [payloads, ids] = MakeChunks("raced chunk", kChunks);
   int kept_total = 0;
   int deleted_total = 0;
   for (int round = 0; round < kRounds; ++round) {
@@ -189,7 +208,7 @@ TEST_F(RadosChunkStoreTest, MarkUsedRacingGuardedDeleteNeverLosesAMarkedChunk) {
       }
       for (int end = kChunks; end > 0; end -= kMarkSlice) {
         const int begin = std::max(0, end - kMarkSlice);
-        auto present = marker.MarkUsed(
+        auto present = marker->MarkUsed(
             "acme", absl::MakeConstSpan(ids).subspan(begin, end - begin));
         if (!present.ok()) {
           ADD_FAILURE() << present.status();
@@ -219,6 +238,50 @@ TEST_F(RadosChunkStoreTest, MarkUsedRacingGuardedDeleteNeverLosesAMarkedChunk) {
   EXPECT_GT(deleted_total, 0);
   std::printf("race: %d chunks kept by a mark, %d deleted first, %d rounds\n",
               kept_total, deleted_total, kRounds);
+}
+
+TEST_F(RadosChunkStoreTest, PutRacingGuardedDeleteLeavesEveryPutChunkStored) {
+  // A Put that returns (new or not) has recorded a use at its time, so a
+  // collection with a cutoff at or before it cannot remove the chunk after
+  // it: the delete either came first (and the Put stored the chunk again)
+  // or is refused. Half the chunks are present (marked long ago) when the
+  // race starts, so the "already present, mark it" path races too.
+  FakeClock now(kT0 + absl::Hours(1));
+  RadosChunkStore* saver = SecondServer(&now);
+  ASSERT_NE(saver, nullptr);
+  const absl::Time cutoff = now.Now();
+  constexpr int kChunks = 200;
+  const auto [payloads, ids] = MakeChunks("put race", kChunks);
+  int deleted_total = 0;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < kChunks; ++i) {
+      if (i % 2 == 0) {
+        ASSERT_TRUE(store_->Put("acme", ids[i], payloads[i]).ok());
+      } else {
+        ASSERT_TRUE(store_->Delete("acme", ids[i]).ok());
+      }
+    }
+    std::vector<int> put_ok(kChunks, 0);
+    std::thread saving([&] {
+      for (int i = kChunks - 1; i >= 0; --i) {
+        auto put = saver->Put("acme", ids[i], payloads[i]);
+        EXPECT_TRUE(put.ok()) << put.status();
+        put_ok[i] = put.ok();
+      }
+    });
+    for (int i = 0; i < kChunks; ++i) {
+      auto deleted = store_->DeleteIfUnusedSince("acme", ids[i], cutoff);
+      EXPECT_TRUE(deleted.ok()) << deleted.status();
+      deleted_total += deleted.ok() && *deleted;
+    }
+    saving.join();
+    for (int i = 0; i < kChunks; ++i) {
+      if (put_ok[i] == 1) {
+        EXPECT_TRUE(Exists("acme", ids[i])) << i << " round " << round;
+      }
+    }
+  }
+  EXPECT_GT(deleted_total, 0);  // the delete did run into the puts
 }
 
 TEST_F(RadosChunkStoreTest, ReadVerifiedReportsCorruptBytesNamingTheChunk) {
@@ -365,20 +428,15 @@ TEST_F(RadosChunkStoreTest, PoolLimitedCephxUserCanUseTheStore) {
 }
 
 TEST_F(RadosChunkStoreTest, TwoServersShareChunksAndAgreeWhichPutWasNew) {
-  auto second_cluster = Connect(testing::CephOptionsFromEnv());
-  ASSERT_NE(second_cluster, nullptr);
-  EXPECT_NE(second_cluster->ClientName(), cluster_->ClientName());
-  RadosChunkStore second(second_cluster.get(), &clock_, options_);
+  RadosChunkStore* second = SecondServer(&clock_);
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(second_cluster_->ClientName(), cluster_->ClientName());
   constexpr int kChunks = 50;
-  std::vector<std::string> payloads;
-  for (int i = 0; i < kChunks; ++i) {
-    payloads.push_back(std::string(32 << 10, static_cast<char>('a' + i % 26)) +
-                       absl::StrCat(i));
-  }
+  const auto [payloads, ids] = MakeChunks("shared", kChunks);
   std::vector<std::atomic<int>> news(kChunks);
   const auto put_all = [&](RadosChunkStore* store) {
     for (int i = 0; i < kChunks; ++i) {
-      auto put = store->Put("acme", IdOf(payloads[i]), payloads[i]);
+      auto put = store->Put("acme", ids[i], payloads[i]);
       if (!put.ok()) {
         ADD_FAILURE() << put.status();
       } else if (*put) {
@@ -387,21 +445,21 @@ TEST_F(RadosChunkStoreTest, TwoServersShareChunksAndAgreeWhichPutWasNew) {
     }
   };
   std::thread first_server(put_all, store_.get());
-  std::thread second_server(put_all, &second);
+  std::thread second_server(put_all, second);
   first_server.join();
   second_server.join();
   for (int i = 0; i < kChunks; ++i) EXPECT_EQ(news[i].load(), 1) << i;
   // Each sees all of them, whoever stored them.
-  for (RadosChunkStore* store : {store_.get(), &second}) {
+  for (RadosChunkStore* store : {store_.get(), second}) {
     auto usage = store->GetUsage("acme");
     ASSERT_TRUE(usage.ok()) << usage.status();
     EXPECT_EQ(usage->chunk_count, static_cast<uint64_t>(kChunks));
-    auto got = store->Get("acme", IdOf(payloads[7]));
+    auto got = store->Get("acme", ids[7]);
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(*got, payloads[7]);
   }
-  ASSERT_TRUE(second.Delete("acme", IdOf(payloads[7])).ok());
-  EXPECT_EQ(store_->Get("acme", IdOf(payloads[7])).status().code(),
+  ASSERT_TRUE(second->Delete("acme", ids[7]).ok());
+  EXPECT_EQ(store_->Get("acme", ids[7]).status().code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -10,7 +10,6 @@ import json
 import os
 import pathlib
 import selectors
-import signal
 import subprocess
 import threading
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 import ckpt
-from conftest import _server_binary
+from conftest import ServerProcess, _server_binary
 
 # Short, so that lock expiries and chunk deletions happen within a test.
 LEASE_SECONDS = 2
@@ -78,24 +77,21 @@ def read_line(stream, timeout):
         selector.close()
 
 
-class CephServer:
-    """A ckpt-server on the test pool; its log is kept in `log_path`."""
+class CephServer(ServerProcess):
+    """A ckpt-server on the test pool (conftest's ServerProcess: kill() and
+    stop() by PID), started with `args` and no data directory; its log is
+    kept in `log_path`."""
 
     def __init__(self, name, args, log_dir):
+        super().__init__(None, args)
         self.name = name
-        self.args = list(args)
         self.log_path = pathlib.Path(log_dir) / f"server-{name}.log"
-        self.process = None
-        self.address = None
-
-    @property
-    def pid(self):
-        return self.process.pid
 
     def start(self, timeout=60):
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [_server_binary(), "--listen", "127.0.0.1:0", *self.args],
+                [_server_binary(), "--listen", "127.0.0.1:0",
+                 *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, text=True)
         line = read_line(self.process.stdout, timeout)
         prefix = "ckpt-server listening on "
@@ -108,30 +104,6 @@ class CephServer:
 
     def log(self):
         return self.log_path.read_text(errors="replace")
-
-    def kill(self):
-        """SIGKILL by PID, as a crash (also ends a stopped process)."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.process.stdout.close()
-
-    def stop(self):
-        """SIGTERM (resuming it if a test left it stopped), SIGKILL after
-        30 s."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            os.kill(self.process.pid, signal.SIGCONT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
 
 
 @pytest.fixture

@@ -244,9 +244,7 @@ def test_a_server_killed_mid_collection_blocks_other_collections_a_lease(
 
     def collect_on_a():
         while not stop.is_set():
-            result = run_ckpt_raw(a, "gc", "--hold-seconds", "0")
-            if result.returncode != 0 and a.process.poll() is not None:
-                return
+            run_ckpt_raw(a, "gc", "--hold-seconds", "0")
 
     collector = threading.Thread(target=collect_on_a)
     collector.start()
@@ -301,24 +299,25 @@ def gc_intervals(server):
 
 
 def gc_content(step):
-    """The global tensors saved at `step`: a tensor that never
-    changes (its chunks always referenced), one that cycles through 3
-    versions (a pruned checkpoint's chunks come back 3 steps later, as the
-    collectors may be deleting them) and a fresh one (garbage 2 commits
-    later)."""
-    generator = torch.Generator().manual_seed(7)
-    constant = torch.randn(2 * 32, 32768, generator=generator)
-    cycling = torch.randn(2 * 32, 32768, generator=torch.Generator()
-                          .manual_seed(100 + step % 3))
-    fresh = torch.randn(2 * 32, 32768, generator=torch.Generator()
-                        .manual_seed(1000 + step))
-    return {"constant": constant, "cycling": cycling, "fresh": fresh}
+    """The global tensors saved at `step` (4 MiB, one chunk, per rank
+    each): one that never changes (always referenced), one that cycles
+    through 3 versions (back while still held), one that comes back 10
+    steps later (about when a collection may delete it: the race between
+    a save finding a chunk present and a sweep deleting it), and a fresh
+    one (garbage 2 commits later)."""
+    def tensor(seed):
+        return torch.randn(2 * 32, 32768,
+                           generator=torch.Generator().manual_seed(seed))
+
+    return {"constant": tensor(7), "cycling": tensor(100 + step % 3),
+            "returning": tensor(200 + step % 10),
+            "fresh": tensor(1000 + step)}
 
 
 def test_two_collectors_and_two_writers_at_once_lose_nothing(servers):
     a, b = servers("A"), servers("B")
     job = "scale/gc-race"
-    steps = 18
+    steps = 24
     barrier = threading.Barrier(2, timeout=300)
     save_errors = []
     saving = threading.Event()
@@ -370,12 +369,15 @@ def test_two_collectors_and_two_writers_at_once_lose_nothing(servers):
             error = json.loads(result.stderr.strip().splitlines()[-1])
             # The one refusal allowed: another server is collecting.
             assert error["code"] == "FAILED_PRECONDITION", (name, error)
-            assert re.search(r"client\.\d+", error["message"]), error
+            # It names the holder, or says it let go as it was asked.
+            assert re.search(r"locked by (client\.\d+|nobody now)",
+                             error["message"]), error
             refusals.append(error["message"])
     deleted = sum(report["chunks_deleted"] for report in reports)
     assert deleted > 0, reports
     assert all(not report.get("damaged") for report in reports), reports
-    assert refusals, "the two collectors never met"
+    assert any(re.search(r"client\.\d+", r) for r in refusals), \
+        ("the two collectors never met", refusals)
     # Never two at once: the collections each server logged do not
     # overlap (the logs' clock is the same host's; 50 ms for rounding).
     for start_a, end_a in gc_intervals(a):

@@ -122,6 +122,14 @@ def test_a_cephx_user_without_rights_on_the_pool_is_refused(
     assert seconds < 30, seconds
 
 
+def test_a_missing_keyring_is_refused_by_name(ceph, tmp_path):
+    path = str(tmp_path / "no.keyring")
+    _, seconds, err = start_failure(ceph, tmp_path, 60, ceph_keyring=path)
+    assert f"no keyring with client.{ceph['user']}'s key at {path}" in err, \
+        err
+    assert seconds < 10, seconds
+
+
 def test_a_user_the_cluster_does_not_know_is_refused(ceph, tmp_path):
     # A keyring of its own for a name the cluster never created.
     keyring = tmp_path / "stranger.keyring"
@@ -131,7 +139,7 @@ def test_a_user_the_cluster_does_not_know_is_refused(ceph, tmp_path):
     _, seconds, err = start_failure(ceph, tmp_path, 60,
                                     ceph_user="stranger",
                                     ceph_keyring=str(keyring))
-    assert "client.stranger" in err, err
+    assert "client.stranger" in err and "Permission denied" in err, err
     assert seconds < 30, seconds
 
 

@@ -74,9 +74,11 @@ class ChunkStore {
 
   // Deletes (tenant, id) unless its last recorded use is at or after
   // `cutoff`, atomically against MarkUsed: either the mark finds the chunk
-  // gone or the delete finds it used. Returns whether this call deleted it
-  // (false when spared or already absent). The default deletes
-  // unconditionally: with one server its ChunkGuard has already decided.
+  // gone or the delete finds it used. Returns whether this call deleted it:
+  // false when spared or already absent. The default deletes
+  // unconditionally and returns true even for an absent chunk: with one
+  // server its ChunkGuard has already decided, and GC only counts the
+  // answer.
   virtual absl::StatusOr<bool> DeleteIfUnusedSince(absl::string_view tenant,
                                                    const ChunkId& id,
                                                    absl::Time cutoff);

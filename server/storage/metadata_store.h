@@ -145,9 +145,12 @@ class MetadataStore {
 
   // Calls `fn(job, step, shard)` for every stored shard of every checkpoint,
   // pending and committed (aborted and deleted checkpoints keep none), in
-  // (job, step, rank) order, over one consistent view taken at the start:
-  // garbage collection marks from it. Stops at, and returns, the first
-  // non-OK status.
+  // (job, step, rank) order: garbage collection marks from it. A store only
+  // this process uses gives one consistent view taken at the start; a
+  // shared store (IsShared) reads job by job and page by page, so a shard
+  // stored throughout the scan is seen and one added or removed during it
+  // may not be (garbage_collection.cc allows for that). Stops at, and
+  // returns, the first non-OK status.
   virtual absl::Status ForEachShard(
       absl::FunctionRef<absl::Status(absl::string_view job, int64_t step,
                                      const ShardManifest& shard)>
@@ -159,7 +162,9 @@ class MetadataStore {
       absl::string_view job, size_t limit) = 0;
 
   // Applies every op in order, atomically; durable when it returns OK.
-  // On error nothing was applied.
+  // On error nothing was applied. A shared store gives this for the ops of
+  // one job or one tenant, which is all the service ever batches; a batch
+  // spanning several is applied one job or tenant at a time.
   virtual absl::Status Apply(const MetadataBatch& batch) = 0;
 };
 

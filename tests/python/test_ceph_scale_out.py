@@ -155,10 +155,10 @@ def test_kill_9_of_a_server_mid_save_loses_no_acknowledged_checkpoint(
     assert report["ok"] and report["checkpoints_checked"] == 3, report
 
 
-def kill_while_holding(server, pool, oid, lock, deadline_seconds=90):
+def stop_while_holding(server, pool, oid, lock, deadline_seconds=90):
     """Stops `server` (SIGSTOP) at random moments until it is caught
-    holding cls_lock `lock` on `oid`, then kills it (SIGKILL). Returns the
-    holder seen and the monotonic time of the kill."""
+    holding cls_lock `lock` on `oid`, and leaves it stopped. Returns the
+    holders seen and the monotonic time they were."""
     deadline = time.monotonic() + deadline_seconds
     attempts = 0
     while time.monotonic() < deadline:
@@ -167,11 +167,77 @@ def kill_while_holding(server, pool, oid, lock, deadline_seconds=90):
         os.kill(server.pid, signal.SIGSTOP)
         holders = pool.lockers(oid, lock)
         if holders:
-            server.kill()
             return holders, time.monotonic()
         os.kill(server.pid, signal.SIGCONT)
     pytest.fail(f"server {server.name} was never caught holding {lock} on "
                 f"{oid} ({attempts} tries in {deadline_seconds} s)")
+
+
+def kill_while_holding(server, pool, oid, lock):
+    """stop_while_holding, then SIGKILL: (holders, time of the kill)."""
+    holders, _ = stop_while_holding(server, pool, oid, lock)
+    server.kill()
+    return holders, time.monotonic()
+
+
+def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_the_next(
+        servers, pool):
+    """Fencing: A stops while it changes a job (holding its lock) for
+    longer than the lease; B takes the lock and commits; A resumes. A's
+    late write must be refused, so B's checkpoint and every checkpoint a
+    client was told is saved stay committed and whole."""
+    a, b = servers("A"), servers("B")
+    job = "scale/stalled-holder"
+    acknowledged, refused = [], []
+    stop = threading.Event()
+
+    def hammer():
+        with ckpt.CheckpointManager(a.address, job) as writer:
+            step = 0
+            while not stop.is_set():
+                step += 1
+                try:
+                    writer.save({"x": torch.full((64,), float(step))}, step)
+                    acknowledged.append(step)
+                except Exception as error:  # noqa: BLE001 (counted)
+                    refused.append((step, str(error)))
+
+    writer = threading.Thread(target=hammer)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 3:
+            assert time.monotonic() < deadline, "no save through A"
+            time.sleep(0.05)
+        holders, stopped_at = stop_while_holding(a, pool, f"job/{job}",
+                                                 JOB_LOCK)
+        with ckpt.CheckpointManager(b.address, job) as other:
+            assert other.save({"x": torch.full((64,), -1.0)}, 100000)
+        taken_over = time.monotonic() - stopped_at
+        time.sleep(0.5)  # B's lock released; A's lease long over
+        os.kill(a.pid, signal.SIGCONT)
+        resumed = len(acknowledged)
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < resumed + 3:  # A goes on saving
+            assert time.monotonic() < deadline, ("A never recovered",
+                                                 refused[-3:])
+            time.sleep(0.05)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        stop.set()
+        writer.join(timeout=120)
+    assert taken_over < LEASE_SECONDS + 3, (taken_over, holders)
+    committed = committed_steps(b, job)
+    assert 100000 in committed, committed
+    assert set(acknowledged) <= set(committed), (acknowledged, committed)
+    with ckpt.CheckpointManager(b.address, job) as reader:
+        for step in committed:
+            want = -1.0 if step == 100000 else float(step)
+            assert_same(reader.restore(step)["x"],
+                        torch.full((64,), want), f"{job}@{step}")
+    print(f"A stalled holding the job lock: B committed "
+          f"{taken_over:.2f} s later; A's saves refused after it resumed: "
+          f"{refused[:2]}; {len(acknowledged)} acknowledged, all committed")
 
 
 def test_a_server_killed_holding_a_job_lock_blocks_others_about_a_lease(

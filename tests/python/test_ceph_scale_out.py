@@ -155,6 +155,44 @@ def test_kill_9_of_a_server_mid_save_loses_no_acknowledged_checkpoint(
     assert report["ok"] and report["checkpoints_checked"] == 3, report
 
 
+class Hammer:
+    """Small saves of `job` through `server` on a thread, step 1, 2, ...
+    (each a job change under the job's lock: begin, commit, retention),
+    until stop(); `acknowledged` the steps saved, `refused` (step, error)
+    the others. wait_for(n): until n more steps are acknowledged."""
+
+    def __init__(self, server, job, **manager_args):
+        self.acknowledged, self.refused = [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(server.address, job, manager_args))
+        self._thread.start()
+
+    def _run(self, address, job, manager_args):
+        with ckpt.CheckpointManager(address, job, **manager_args) as writer:
+            step = 0
+            while not self._stop.is_set():
+                step += 1
+                try:
+                    writer.save({"x": torch.full((64,), float(step))}, step)
+                    self.acknowledged.append(step)
+                except Exception as error:  # noqa: BLE001 (counted)
+                    self.refused.append((step, str(error)))
+                    time.sleep(0.05)  # a dead server refuses at once
+
+    def wait_for(self, more, timeout=60):
+        target = len(self.acknowledged) + more
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < target:
+            assert time.monotonic() < deadline, ("saves stopped",
+                                                 self.refused[-3:])
+            time.sleep(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
 def stop_while_holding(server, pool, oid, lock, deadline_seconds=90):
     """Stops `server` (SIGSTOP) at random moments until it is caught
     holding cls_lock `lock` on `oid`, and leaves it stopped. Returns the
@@ -188,27 +226,9 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_the_next(
     client was told is saved stay committed and whole."""
     a, b = servers("A"), servers("B")
     job = "scale/stalled-holder"
-    acknowledged, refused = [], []
-    stop = threading.Event()
-
-    def hammer():
-        with ckpt.CheckpointManager(a.address, job) as writer:
-            step = 0
-            while not stop.is_set():
-                step += 1
-                try:
-                    writer.save({"x": torch.full((64,), float(step))}, step)
-                    acknowledged.append(step)
-                except Exception as error:  # noqa: BLE001 (counted)
-                    refused.append((step, str(error)))
-
-    writer = threading.Thread(target=hammer)
-    writer.start()
+    hammer = Hammer(a, job)
     try:
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 3:
-            assert time.monotonic() < deadline, "no save through A"
-            time.sleep(0.05)
+        hammer.wait_for(3)
         holders, stopped_at = stop_while_holding(a, pool, f"job/{job}",
                                                  JOB_LOCK)
         with ckpt.CheckpointManager(b.address, job) as other:
@@ -216,16 +236,11 @@ def test_a_lock_holder_stalled_past_its_lease_cannot_overwrite_the_next(
         taken_over = time.monotonic() - stopped_at
         time.sleep(0.5)  # B's lock released; A's lease long over
         os.kill(a.pid, signal.SIGCONT)
-        resumed = len(acknowledged)
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < resumed + 3:  # A goes on saving
-            assert time.monotonic() < deadline, ("A never recovered",
-                                                 refused[-3:])
-            time.sleep(0.05)
+        hammer.wait_for(3)  # A goes on saving
     finally:
         os.kill(a.pid, signal.SIGCONT)
-        stop.set()
-        writer.join(timeout=120)
+        hammer.stop()
+    acknowledged, refused = hammer.acknowledged, hammer.refused
     assert taken_over < LEASE_SECONDS + 3, (taken_over, holders)
     committed = committed_steps(b, job)
     assert 100000 in committed, committed
@@ -244,29 +259,9 @@ def test_a_server_killed_holding_a_job_lock_blocks_others_about_a_lease(
         servers, pool):
     a, b = servers("A"), servers("B")
     job = "scale/killed-lock-holder"
-    stop = threading.Event()
-    failures = []
-
-    def hammer():
-        # Small saves through A, each a job change under the job's lock
-        # (begin, commit, retention) until A dies.
-        with ckpt.CheckpointManager(a.address, job, max_to_keep=3) as writer:
-            step = 0
-            while not stop.is_set():
-                step += 1
-                try:
-                    writer.save({"x": torch.full((64,), float(step))}, step)
-                except Exception as error:  # noqa: BLE001 (A was killed)
-                    failures.append(error)
-                    return
-
-    writer = threading.Thread(target=hammer)
-    writer.start()
+    hammer = Hammer(a, job, max_to_keep=3)
     try:
-        deadline = time.monotonic() + 60
-        while not committed_steps(b, job):
-            assert time.monotonic() < deadline, "no save through A"
-            time.sleep(0.05)
+        hammer.wait_for(3)
         holders, killed_at = kill_while_holding(a, pool, f"job/{job}",
                                                 JOB_LOCK)
         # B changes the job: it waits for the dead holder's lease at most.
@@ -286,9 +281,8 @@ def test_a_server_killed_holding_a_job_lock_blocks_others_about_a_lease(
         waited = time.monotonic() - killed_at
         bystander.join(timeout=120)
     finally:
-        stop.set()
-        writer.join(timeout=120)
-    assert failures, "A's writer did not notice A's death"
+        hammer.stop()
+    assert hammer.refused, "A's writer did not notice A's death"
     assert latest + 1000 in committed_steps(b, job)
     assert committed_steps(b, "scale/bystander") == [1]
     # The lease runs from A's lock request, before the kill; B's retries

@@ -265,7 +265,7 @@ def test_a_server_killed_holding_a_job_lock_blocks_others_about_a_lease(
         holders, killed_at = kill_while_holding(a, pool, f"job/{job}",
                                                 JOB_LOCK)
         # B changes the job: it waits for the dead holder's lease at most.
-        # Meanwhile B saves another job too, which must not wait longer.
+        # Meanwhile B saves another job too, which must not wait at all.
         other_job = {}
 
         def save_other_job():
@@ -288,7 +288,9 @@ def test_a_server_killed_holding_a_job_lock_blocks_others_about_a_lease(
     # The lease runs from A's lock request, before the kill; B's retries
     # are jittered. Far below the 15 s default lease.
     assert waited < LEASE_SECONDS + 3, (waited, holders)
-    assert other_job["seconds"] < LEASE_SECONDS + 3, other_job
+    # Another job's changes never wait for this job's lock: the job lease
+    # is taken before the server-wide mutex.
+    assert other_job["seconds"] < waited - 0.5, (other_job, waited)
     print(f"job lock held by killed {holders[0]['name']}: B's save of the "
           f"job took {waited:.2f} s after the kill, of another job "
           f"{other_job['seconds']:.2f} s (lease {LEASE_SECONDS} s)")

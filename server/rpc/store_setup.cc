@@ -45,6 +45,30 @@ std::optional<uint64_t> OpenedStores::IntProperty(
   return rocksdb_->IntProperty(name);
 }
 
+namespace {
+
+// librados opens a pool the user has no rights on, and a server would then
+// fail every call. Taking the collection lock is a cls_lock call on the
+// pool, which needs osd 'rwx' there: refused, the server does not start.
+// Another server collecting at the moment (FAILED_PRECONDITION) shows the
+// rights as well; the lock is released at once.
+absl::Status ProbePoolRights(MetadataStore& metadata,
+                             const ServerSettings& settings,
+                             absl::string_view pool) {
+  absl::StatusOr<std::unique_ptr<MetadataStore::Lease>> probe =
+      metadata.LockCollection();
+  if (probe.ok() || absl::IsFailedPrecondition(probe.status())) {
+    return absl::OkStatus();
+  }
+  return absl::Status(
+      probe.status().code(),
+      absl::StrCat("client.", settings.ceph_user, " cannot use pool ", pool,
+                   " (it needs mon 'allow r' and osd 'allow rwx pool=", pool,
+                   "'): ", probe.status().message()));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<OpenedStores>> OpenStores(
     const ServerSettings& settings, const TenantQuotas& quotas, Clock* clock) {
   CKPT_ASSIGN_OR_RETURN(ChunkStoreChoice choice,
@@ -87,6 +111,8 @@ absl::StatusOr<std::unique_ptr<OpenedStores>> OpenStores(
     metadata_options.lock_wait = lease + absl::Seconds(5);
     stores->rados_metadata_ = std::make_unique<RadosMetadataStore>(
         stores->cluster_.get(), metadata_options);
+    CKPT_RETURN_IF_ERROR(
+        ProbePoolRights(*stores->rados_metadata_, settings, choice.pool));
     stores->chunks_ = stores->rados_chunks_.get();
     stores->metadata_ = stores->rados_metadata_.get();
     stores->description_ = absl::StrCat(

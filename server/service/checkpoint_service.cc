@@ -17,6 +17,11 @@
 //   members CheckDeltaBases, DecideAndDelete and SnapshotForVerify require
 //   it. Chunk uploads and reads and the queries (queries.cc) do not take it;
 //   GetManifest's `restored` event is an append that reads nothing.
+// - A job's (or tenant's) lease, MetadataStore::LockJob / LockTenant, is
+//   taken before lifecycle_mu_ by every read-modify-write of that job, never
+//   while holding lifecycle_mu_: waiting for another server's lock on one
+//   job then holds up no other. On a store only this process uses it locks
+//   nothing.
 // - gc_mu_ admits one collection at a time and is ABSL_ACQUIRED_BEFORE
 //   lifecycle_mu_: CollectGarbage holds it throughout and takes
 //   lifecycle_mu_ inside it, never the reverse.

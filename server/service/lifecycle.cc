@@ -4,7 +4,10 @@
 // (ExpireLeases).
 //
 // Locking: BeginCheckpoint, AddBytesAdded, AbortCheckpoint and CommitShard
-// hold lifecycle_mu_ across their read-modify-write of the checkpoint header
+// take the job's lease (MetadataStore::LockJob: cluster-wide on a shared
+// store, nothing otherwise) and then lifecycle_mu_, never the reverse, so a
+// wait for another server's lock on one job holds up no other job. They
+// hold both across their read-modify-write of the checkpoint header
 // (for Begin and Commit also the job record and the retention deletions in
 // the same batch); CheckDeltaBases and the pending checkpoints' layouts
 // (layouts_, common/shard_layout.h) require it. ExpireLeases takes it once
@@ -194,8 +197,8 @@ absl::StatusOr<BeginResult> CheckpointService::BeginCheckpoint(
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
   if (lease == absl::ZeroDuration()) lease = options_.default_lease;
 
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   const absl::Time now = clock_->Now();
   MetadataBatch batch;
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored_job,
@@ -414,8 +417,8 @@ absl::Status CheckpointService::AddBytesAdded(absl::string_view job,
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
   if (bytes == 0) return absl::OkStatus();
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   CKPT_RETURN_IF_ERROR(record.status());
@@ -442,15 +445,18 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
 
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   if (chunks_->IsShared()) {
     // Another server's collection may run now. Marked under the job lock,
     // whose lease bounds the time to this commit's write, a chunk is either
     // gone (refused below) or spared by every sweep that could miss this
     // shard (ChunkStore::DeleteIfUnusedSince, ServiceOptions::shared_min_hold).
+    // Outside lifecycle_mu_: marking thousands of chunks takes a while, and
+    // other jobs' changes need not wait for it.
     CKPT_RETURN_IF_ERROR(MarkChunksUsed(job, step, shard, ids));
-  } else if (sweep_generation_.load() != sweeps_seen) {
+  }
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (!chunks_->IsShared() && sweep_generation_.load() != sweeps_seen) {
     CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
     CKPT_RETURN_IF_ERROR(chunks_->Sync());
   }
@@ -648,8 +654,8 @@ absl::Status CheckpointService::AbortCheckpoint(absl::string_view job,
                                                 const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
                         metadata_->GetCheckpoint(job, step));
   switch (record.state) {
@@ -683,8 +689,8 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
                         metadata_->ListPending());
   int aborted = 0;
   for (const auto& candidate : pending) {
-    absl::MutexLock lock(&lifecycle_mu_);
     CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(candidate.job));
+    absl::MutexLock lock(&lifecycle_mu_);
     const absl::Time now = clock_->Now();
     // Re-read under the lock: a commit may have completed it meanwhile.
     absl::StatusOr<CheckpointRecord> record =

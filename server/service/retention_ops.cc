@@ -118,8 +118,8 @@ absl::StatusOr<std::vector<int64_t>> CheckpointService::SetRetentionPolicy(
     std::vector<std::string>* warnings) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   const absl::Time now = clock_->Now();
   CKPT_ASSIGN_OR_RETURN(std::optional<JobRecord> stored,
                         metadata_->GetJob(job));
@@ -165,8 +165,8 @@ absl::Status CheckpointService::SetTenantDefaultPolicy(
     const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
   CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(policy));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto tenant_lock, metadata_->LockTenant(tenant));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
                         metadata_->GetTenant(tenant));
   if (!record.has_value()) {
@@ -190,8 +190,8 @@ absl::Status CheckpointService::SetTenantDefaultPolicy(
 absl::Status CheckpointService::ClearRetentionPolicy(absl::string_view job,
                                                      const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
   if (!record.retention_policy.has_value()) return absl::OkStatus();
   record.retention_policy.reset();
@@ -208,8 +208,8 @@ absl::Status CheckpointService::ClearRetentionPolicy(absl::string_view job,
 absl::Status CheckpointService::ClearTenantDefaultPolicy(
     absl::string_view tenant, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateTenantName(tenant));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto tenant_lock, metadata_->LockTenant(tenant));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(std::optional<TenantRecord> record,
                         metadata_->GetTenant(tenant));
   if (!record.has_value() || !record->default_policy.has_value()) {
@@ -238,8 +238,8 @@ absl::StatusOr<CheckpointRecord> CheckpointService::PinCheckpoint(
     absl::string_view job, int64_t step, bool pinned, const Actor& actor) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(
       CheckpointRecord record,
       CommittedRecord(*metadata_, job, step, pinned ? "pinned" : "unpinned"));
@@ -278,8 +278,8 @@ absl::StatusOr<CheckpointRecord> CheckpointService::SetCheckpointTags(
           "tag ", QuoteTruncated(name), " is both set and removed"));
     }
   }
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(CheckpointRecord record,
                         CommittedRecord(*metadata_, job, step, "tagged"));
   Tags& tags = record.metadata.tags;
@@ -329,8 +329,8 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   if (policy.has_value())
     CKPT_RETURN_IF_ERROR(ValidateRetentionPolicy(*policy));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(JobRecord record, GetJobRecord(job));
   RetentionPolicy effective = RetentionPolicy{};
   if (policy.has_value()) {
@@ -360,8 +360,8 @@ absl::Status CheckpointService::DeleteCheckpoint(absl::string_view job,
                                                  bool force) {
   CKPT_RETURN_IF_ERROR(ValidateJobName(job));
   CKPT_RETURN_IF_ERROR(ValidateStep(step));
-  absl::MutexLock lock(&lifecycle_mu_);
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
+  absl::MutexLock lock(&lifecycle_mu_);
   absl::StatusOr<CheckpointRecord> record = metadata_->GetCheckpoint(job, step);
   if (absl::IsNotFound(record.status())) {
     return absl::NotFoundError(

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -312,12 +313,15 @@ absl::StatusOr<RadosChunkStore::Listing> RadosChunkStore::List(
   const std::string where =
       all ? absl::StrCat("chunk namespaces ", prefix, "* of pool ", pool)
           : absl::StrCat("namespace ", NamespaceOf(tenant), " of pool ", pool);
-  librados::ObjectCursor cursor = io.object_list_begin();
+  // Reassigned by emplace, never by operator=: librados 16's
+  // ObjectCursor::operator= leaks the cursor it replaces (LeakSanitizer).
+  std::optional<librados::ObjectCursor> cursor;
+  cursor.emplace(io.object_list_begin());
   const librados::ObjectCursor end = io.object_list_end();
-  while (!io.object_list_is_end(cursor)) {
+  while (!io.object_list_is_end(*cursor)) {
     std::vector<librados::ObjectItem> items;
     librados::ObjectCursor next;
-    const int rc = io.object_list(cursor, end, kListPage,
+    const int rc = io.object_list(*cursor, end, kListPage,
                                   librados::bufferlist(), &items, &next);
     if (rc < 0) return RadosStatus(rc, absl::StrCat("listing ", where));
     for (const librados::ObjectItem& item : items) {
@@ -334,7 +338,7 @@ absl::StatusOr<RadosChunkStore::Listing> RadosChunkStore::List(
       }
       listing[std::string(owner)].push_back(id);
     }
-    cursor = next;
+    cursor.emplace(next);
   }
   for (auto& [owner, ids] : listing) std::sort(ids.begin(), ids.end());
   return listing;

@@ -112,6 +112,15 @@ absl::StatusOr<std::unique_ptr<RadosCluster>> RadosCluster::Connect(
           absl::StrCat(status.message(), ": no monitor answered within ",
                        absl::FormatDuration(options.connect_timeout)));
     }
+    if (rc == -ENOENT) {
+      // librados' word for "no keyring found": say which one it looked for.
+      return absl::NotFoundError(absl::StrCat(
+          status.message(), ": no keyring with client.", options.user,
+          "'s key at ",
+          options.keyring.empty()
+              ? absl::StrCat("the keyring setting of ", options.conf_path)
+              : options.keyring));
+    }
     return status;
   }
   if (int rc = rados.ioctx_create(options.pool.c_str(), handles->pool);

@@ -46,6 +46,7 @@ class RadosMetadataStore::ObjectLease final : public MetadataStore::Lease {
     }
     if (registered_) store_->Forget(request_.oid, request_.cookie);
     Unlock(io_, request_.oid, request_.name, request_.cookie);
+    if (registered_) store_->EndTurn(request_.oid);
   }
 
   absl::Status Check() const override {
@@ -259,29 +260,65 @@ RadosMetadataStore::Acquire(const LockSpec& spec, bool wait, bool renew) {
                                        sent, renew);
 }
 
+absl::Status RadosMetadataStore::TakeTurn(const std::string& oid,
+                                          absl::string_view what) {
+  Writer* turn;
+  {
+    absl::MutexLock lock(&mu_);
+    std::unique_ptr<Writer>& slot = turns_[oid];
+    if (slot == nullptr) slot = std::make_unique<Writer>();
+    ++slot->users;
+    turn = slot.get();
+  }
+  if (turn->mu.LockWhenWithTimeout(absl::Condition::kTrue,
+                                   options_.lock_wait)) {
+    return absl::OkStatus();
+  }
+  turn->mu.Unlock();  // LockWhenWithTimeout holds it either way
+  {
+    absl::MutexLock lock(&mu_);
+    if (--turn->users == 0) turns_.erase(oid);
+  }
+  return absl::UnavailableError(
+      absl::StrCat("gave up after ", absl::FormatDuration(options_.lock_wait),
+                   " waiting for this server's other change of ", what));
+}
+
+void RadosMetadataStore::EndTurn(const std::string& oid) {
+  absl::MutexLock lock(&mu_);
+  auto it = turns_.find(oid);
+  if (it == turns_.end()) return;
+  it->second->mu.Unlock();
+  if (--it->second->users == 0) turns_.erase(it);
+}
+
+absl::StatusOr<std::unique_ptr<MetadataStore::Lease>>
+RadosMetadataStore::LockRegistered(std::string oid, const char* lock_name,
+                                   std::string what) {
+  CKPT_RETURN_IF_ERROR(TakeTurn(oid, what));
+  absl::StatusOr<std::unique_ptr<ObjectLease>> lease =
+      Acquire({oid, lock_name, what}, true, false);
+  if (!lease.ok()) {
+    EndTurn(oid);
+    return lease.status();
+  }
+  absl::MutexLock lock(&mu_);
+  held_.insert_or_assign(oid, (*lease)->cookie());
+  (*lease)->set_registered();
+  return std::move(lease).value();
+}
+
 absl::StatusOr<std::unique_ptr<MetadataStore::Lease>>
 RadosMetadataStore::LockJob(absl::string_view job) {
   if (job.empty()) return absl::InvalidArgumentError("empty job name");
-  CKPT_ASSIGN_OR_RETURN(
-      std::unique_ptr<ObjectLease> lease,
-      Acquire({JobOid(job), kJobLock, absl::StrCat("job ", job)}, true, false));
-  absl::MutexLock lock(&mu_);
-  held_.insert_or_assign(JobOid(job), lease->cookie());
-  lease->set_registered();
-  return lease;
+  return LockRegistered(JobOid(job), kJobLock, absl::StrCat("job ", job));
 }
 
 absl::StatusOr<std::unique_ptr<MetadataStore::Lease>>
 RadosMetadataStore::LockTenant(absl::string_view tenant) {
   if (tenant.empty()) return absl::InvalidArgumentError("empty tenant name");
-  CKPT_ASSIGN_OR_RETURN(
-      std::unique_ptr<ObjectLease> lease,
-      Acquire({TenantOid(tenant), kTenantLock, absl::StrCat("tenant ", tenant)},
-              true, false));
-  absl::MutexLock lock(&mu_);
-  held_.insert_or_assign(TenantOid(tenant), lease->cookie());
-  lease->set_registered();
-  return lease;
+  return LockRegistered(TenantOid(tenant), kTenantLock,
+                        absl::StrCat("tenant ", tenant));
 }
 
 absl::StatusOr<std::unique_ptr<MetadataStore::Lease>>

@@ -122,6 +122,15 @@ class RadosMetadataStore final : public MetadataStore {
   absl::StatusOr<std::unique_ptr<ObjectLease>> Acquire(const LockSpec& spec,
                                                        bool wait, bool renew);
   // The cookie of this process's lock on `oid`, if it holds one.
+  // Threads of this process locking one object queue here first, so only
+  // the head of the queue polls the cluster lock (and waits on a local
+  // mutex, not on backoff). UNAVAILABLE after lock_wait.
+  absl::Status TakeTurn(const std::string& oid, absl::string_view what);
+  void EndTurn(const std::string& oid);
+  // LockJob/LockTenant: the turn, then the cluster lock, registered.
+  absl::StatusOr<std::unique_ptr<Lease>> LockRegistered(std::string oid,
+                                                        const char* lock_name,
+                                                        std::string what);
   std::optional<std::string> HeldCookie(const std::string& oid);
   void Forget(const std::string& oid, const std::string& cookie);
   absl::Status EnsureIndexed(absl::string_view job);
@@ -144,6 +153,8 @@ class RadosMetadataStore final : public MetadataStore {
     int users = 0;
   };
   std::map<std::string, std::unique_ptr<Writer>> writers_ ABSL_GUARDED_BY(mu_);
+  // TakeTurn's queues, per object, while anyone is in one.
+  std::map<std::string, std::unique_ptr<Writer>> turns_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ckpt::server

@@ -251,6 +251,55 @@ def test_dockerfile_ships_the_cli_with_its_man_page_and_completion():
             "/usr/local/share/bash-completion/completions/ckpt"} <= sources
 
 
+# --- Ceph: several servers on one pool (deploy/ceph) ----------------------
+
+CEPH = DEPLOY / "ceph"
+CEPH_CONFIG = CEPH / "ckpt-server-ceph.yaml"
+CEPH_DROP_IN = CEPH / "ckpt-server.service.d" / "ceph.conf"
+
+
+def test_the_ceph_config_puts_everything_in_one_pool():
+    config = load_config(CEPH_CONFIG.read_text())
+    assert config["chunk_store"] == "rados:ckpt"
+    assert (config["ceph_conf"], config["ceph_user"]) == (
+        "/etc/ceph/ceph.conf", "ckpt")
+    assert config["ceph_keyring"] == "/etc/ceph/ceph.client.ckpt.keyring"
+    assert config["rados_min_hold_seconds"] >= \
+        2 * config["rados_lock_lease_seconds"]
+    # No state of its own, and reachable from other hosts with tokens.
+    assert not config.get("data_dir")
+    assert config["auth_tokens"]
+    # The README's cephx user is the config's, limited to its pool.
+    readme = (CEPH / "README.md").read_text()
+    assert ("ceph auth get-or-create client.ckpt mon 'allow r' "
+            "osd 'allow rwx pool=ckpt'") in readme
+    assert "ceph osd pool create ckpt " in readme
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_the_ceph_drop_in_verifies_with_the_unit(tmp):
+    # verify reads drop-ins from NAME.service.d beside the unit.
+    unit = tmp / "ckpt-server.service"
+    unit.write_text(UNIT.read_text().replace(IMAGE_BINARY, server_binary()))
+    (tmp / "ckpt-server.service.d").mkdir()
+    drop_in = tmp / "ckpt-server.service.d" / "ceph.conf"
+    drop_in.write_text(CEPH_DROP_IN.read_text().replace(IMAGE_BINARY,
+                                                        server_binary()))
+    assert verify_unit(unit) == []
+    drop_in.write_text(drop_in.read_text() + "RestartSecs=1\n")
+    assert len(verify_unit(unit)) == 1
+    settings = unit_settings(CEPH_DROP_IN.read_text())
+    # ExecStart= first clears the base unit's command.
+    assert settings["ExecStart"][0] == ""
+    assert shlex.split(settings["ExecStart"][1]) == [
+        IMAGE_BINARY, "--config", "/etc/ckpt-server/ckpt-server-ceph.yaml"]
+    # The README installs both where the drop-in expects them.
+    readme = (CEPH / "README.md").read_text()
+    assert "install -m 0644 ckpt-server-ceph.yaml /etc/ckpt-server/" in readme
+    assert "/etc/systemd/system/ckpt-server.service.d/ceph.conf" in readme
+
+
 # --- Kubernetes --------------------------------------------------------
 
 MANIFESTS = DEPLOY / "kubernetes" / "ckpt-server.yaml"

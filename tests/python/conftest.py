@@ -10,6 +10,9 @@ import tempfile
 
 import pytest
 
+# Helper modules whose asserts pytest should explain.
+pytest.register_assert_rewrite("ceph_servers")
+
 
 def _server_binary():
     build_dir = os.environ.get("CKPT_BUILD_DIR")

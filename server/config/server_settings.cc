@@ -48,13 +48,19 @@ const ServerSetting kRows[] = {
    1, 3600, "With --chunk-store rados:POOL: the lease of the cluster-wide "
    "lock a server holds while it changes a job; a server that stalls longer "
    "loses it and its late writes are refused. Another server waits for a "
-   "crashed holder's lock at most this long"},
+   "crashed holder's lock at most this long. Give every server on one pool "
+   "the same value"},
+  {"rados_op_timeout_seconds", "--rados-op-timeout-seconds", T::kSeconds,
+   &S::rados_op_timeout_seconds, "60",
+   1, 3600, "With --chunk-store rados:POOL: how long one RADOS operation may "
+   "take before the call that needs it fails UNAVAILABLE (an OSD or monitor "
+   "that stopped answering); also the wait for the monitors at startup"},
   {"rados_min_hold_seconds", "--rados-min-hold-seconds", T::kSeconds,
    &S::rados_min_hold_seconds, "120",
    1, kTenYears, "With --chunk-store rados:POOL: the least time garbage "
    "collection spares a chunk after any server last used it, whatever hold "
-   "it is asked for; at least twice --rados-lock-lease-seconds, plus the "
-   "servers' clock differences"},
+   "it is asked for; at least twice the largest --rados-lock-lease-seconds "
+   "of the servers on the pool, plus their clock differences"},
   {"listen", "--listen", T::kString, &S::listen, "127.0.0.1:7070",
    0, 0, "HOST:PORT to listen on; port 0 picks a free port, printed on "
    "stdout"},

@@ -47,6 +47,7 @@ struct ServerSettings {
   std::string ceph_keyring;
   double rados_lock_lease_seconds;
   double rados_min_hold_seconds;
+  double rados_op_timeout_seconds;
   std::string listen;
   std::string auth_tokens;
   bool insecure_allow_unauthenticated;

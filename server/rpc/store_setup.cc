@@ -101,6 +101,8 @@ absl::StatusOr<std::unique_ptr<OpenedStores>> OpenStores(
     options.user = settings.ceph_user;
     options.keyring = settings.ceph_keyring;
     options.pool = choice.pool;
+    options.op_timeout = absl::Seconds(settings.rados_op_timeout_seconds);
+    options.connect_timeout = options.op_timeout;
     CKPT_ASSIGN_OR_RETURN(stores->cluster_, RadosCluster::Connect(options));
     stores->rados_chunks_ =
         std::make_unique<RadosChunkStore>(stores->cluster_.get(), clock);

@@ -237,5 +237,35 @@ TEST(SharedStoreGcRaceTest, NoAcknowledgedCheckpointIsLostToAnotherServersGc) {
   EXPECT_GE(acknowledged.size(), 5u);
 }
 
+// The lease reaper must not wait on the lock of a job whose pending
+// checkpoint's lease is still running: another server may be writing that
+// job, or have died holding its lock, and every pass of every server's
+// reaper would wait up to a lock lease for it.
+TEST_F(SharedStoreServiceTest, LeaseReaperSkipsUnexpiredLeasesWithoutLocking) {
+  ASSERT_NE(a_.service, nullptr);
+  ASSERT_NE(b_.service, nullptr);
+  const std::string job = Job();
+  auto rank0 =
+      SaveShard(*a_.service, ShardBuilder{0, {{"w0", "rank zero"}}}, 1, 2, job);
+  ASSERT_TRUE(rank0.ok()) << rank0.status();
+  {
+    auto held = b_.metadata->LockJob(job);  // b_ mid-write, or dead
+    ASSERT_TRUE(held.ok()) << held.status();
+    const absl::Time start = absl::Now();
+    auto reaped = a_.service->ExpireLeases();
+    EXPECT_TRUE(reaped.ok()) << reaped.status();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5))
+        << "the reaper waited for the lock of a job with a running lease";
+  }
+  // Once the lease has run out, the reaper still aborts it.
+  clock_.Advance(Options().default_lease + absl::Minutes(1));
+  auto reaped = a_.service->ExpireLeases();
+  ASSERT_TRUE(reaped.ok()) << reaped.status();
+  auto listed = b_.service->ListCheckpoints(job, true);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].state, CheckpointState::kAborted);
+}
+
 }  // namespace
 }  // namespace ckpt::server

@@ -689,6 +689,17 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
                         metadata_->ListPending());
   int aborted = 0;
   for (const auto& candidate : pending) {
+    // Skip, without the job's lock, a lease that has neither run out nor
+    // needs its cap as listed: renewals only move a lease on (a shorter
+    // one is seen next pass). On a shared store, locking every pending
+    // checkpoint's job would make each pass (every few seconds, on every
+    // server) wait for any job another server is writing or died holding,
+    // up to a lock lease, and stop at the first such wait that times out.
+    if (const absl::Time listed_now = clock_->Now();
+        listed_now <= candidate.lease_expiry &&
+        CappedExpiry(candidate, listed_now) == candidate.lease_expiry) {
+      continue;
+    }
     CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(candidate.job));
     absl::MutexLock lock(&lifecycle_mu_);
     const absl::Time now = clock_->Now();

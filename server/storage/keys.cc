@@ -179,7 +179,7 @@ absl::StatusOr<uint64_t> DecodeVarint64(absl::string_view value) {
       return result;
     }
   }
-  return absl::DataLossError("corrupt stored chunk size: malformed varint");
+  return absl::DataLossError("malformed varint");
 }
 
 ChunkChecksum ComputeChunkChecksum(absl::string_view bytes) {
@@ -236,8 +236,12 @@ absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
     return absl::DataLossError("corrupt chunk index value: malformed varint");
   }
   ChunkIndexValue decoded;
-  CKPT_ASSIGN_OR_RETURN(decoded.size,
-                        DecodeVarint64(value.substr(0, varint_end)));
+  absl::StatusOr<uint64_t> size = DecodeVarint64(value.substr(0, varint_end));
+  if (!size.ok()) {
+    return absl::DataLossError(absl::StrCat("corrupt chunk index value: size: ",
+                                            size.status().message()));
+  }
+  decoded.size = *size;
   const absl::string_view rest = value.substr(varint_end);
   if (rest.size() == 16) {
     CKPT_ASSIGN_OR_RETURN(decoded.checksum, DecodeChunkChecksum(rest));

@@ -93,6 +93,9 @@ absl::StatusOr<std::unique_ptr<RadosCluster>> RadosCluster::Connect(
       {"client_mount_timeout", seconds(options.connect_timeout)},
       {"rados_mon_op_timeout", seconds(options.op_timeout)},
       {"rados_osd_op_timeout", seconds(options.op_timeout)},
+      // Every server on a host would bind the same client.USER.asok and all
+      // but the first print "File exists"; ckpt-server has its own metrics.
+      {"admin_socket", ""},
   };
   for (const auto& [name, value] : settings) {
     if (int rc = rados.conf_set(name, value.c_str()); rc < 0) {

@@ -67,6 +67,16 @@ absl::Status Corrupt(absl::string_view ns, absl::string_view oid,
       absl::CHexEscape(key), "\": ", why.message()));
 }
 
+absl::StatusOr<uint64_t> DecodeLastEvent(absl::string_view ns,
+                                         absl::string_view oid,
+                                         absl::string_view value) {
+  absl::StatusOr<uint64_t> last = DecodeVarint64(value);
+  if (last.ok()) return last;
+  return Corrupt(ns, oid, kLastEventKey,
+                 absl::DataLossError(absl::StrCat("last event sequence: ",
+                                                  last.status().message())));
+}
+
 absl::StatusOr<std::optional<std::string>> ReadOmapValue(
     librados::IoCtx& io, const std::string& oid, const std::string& key) {
   librados::ObjectReadOperation op;

@@ -46,6 +46,12 @@ std::string StepShardPrefix(int64_t step);
 absl::Status Corrupt(absl::string_view ns, absl::string_view oid,
                      absl::string_view key, const absl::Status& why);
 
+// The value of kLastEventKey; DATA_LOSS naming the object and key when it
+// is not one varint.
+absl::StatusOr<uint64_t> DecodeLastEvent(absl::string_view ns,
+                                         absl::string_view oid,
+                                         absl::string_view value);
+
 // The value of one omap key; nullopt when the key or the object is absent.
 absl::StatusOr<std::optional<std::string>> ReadOmapValue(
     librados::IoCtx& io, const std::string& oid, const std::string& key);

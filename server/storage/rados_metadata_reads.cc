@@ -26,7 +26,11 @@ absl::StatusOr<CheckpointRecord> DecodeHeader(absl::string_view ns,
                                               const std::string& value) {
   const std::string oid = JobOid(job);
   auto step = DecodeEventSequence(tag, key);  // same layout: tag\0 + 8 bytes
-  if (!step.ok()) return Corrupt(ns, oid, key, step.status());
+  if (!step.ok()) {
+    return Corrupt(ns, oid, key,
+                   absl::DataLossError(absl::StrCat(
+                       "malformed checkpoint key of ", key.size(), " bytes")));
+  }
   auto record = DecodeCheckpointRecord(value);
   if (!record.ok()) return Corrupt(ns, oid, key, record.status());
   if (record->job != job || static_cast<uint64_t>(record->step) != *step) {
@@ -212,13 +216,11 @@ absl::StatusOr<std::vector<JobEvent>> RadosMetadataStore::ListEvents(
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> last_value,
                         ReadOmapValue(io, oid, kLastEventKey));
   if (!last_value.has_value() || limit == 0) return events;
-  auto last = DecodeVarint64(*last_value);
-  if (!last.ok()) {
-    return Corrupt(options_.name_space, oid, kLastEventKey, last.status());
-  }
+  CKPT_ASSIGN_OR_RETURN(const uint64_t last,
+                        DecodeLastEvent(options_.name_space, oid, *last_value));
   // Sequences are consecutive (trimming drops the oldest), so the newest
   // `limit` are those after last - limit.
-  const uint64_t after = *last > limit ? *last - limit : 0;
+  const uint64_t after = last > limit ? last - limit : 0;
   CKPT_RETURN_IF_ERROR(ReadOmapRange(
       io, oid, TagPrefix(kEventTag), EventOmapKey(after), limit,
       [&](const std::string& key, const std::string& value) -> absl::Status {

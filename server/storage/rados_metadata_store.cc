@@ -178,9 +178,7 @@ absl::StatusOr<Mutation> JobMutation(
     CKPT_ASSIGN_OR_RETURN(std::optional<std::string> value,
                           ReadOmapValue(io, oid, kLastEventKey));
     if (!value.has_value()) return 0;
-    auto last = DecodeVarint64(*value);
-    if (!last.ok()) return Corrupt(ns, oid, kLastEventKey, last.status());
-    return *last;
+    return DecodeLastEvent(ns, oid, *value);
   };
   std::optional<uint64_t> last_event;
   for (const MetadataBatch::Op* op : ops) {

@@ -446,7 +446,19 @@ TEST_F(RadosMetadataStoreTest, CorruptOmapEntriesAreDataLossNamingThem) {
   plant("n");
   MetadataBatch append;
   append.AppendEvent(MakeEvent("t/j", 8, "next"));
-  expect_data_loss(a.store->Apply(append), "n");
+  const absl::Status counter = a.store->Apply(append);
+  expect_data_loss(counter, "n");
+  EXPECT_THAT(counter.message(), HasSubstr("last event sequence"));
+  EXPECT_THAT(a.store->ListEvents("t/j", 10).status().message(),
+              HasSubstr("last event sequence"));
+  // A header key of the wrong length is named as one.
+  ASSERT_EQ(io.omap_rm_keys(oid, {rados_meta::HeaderKey(7)}), 0);
+  ASSERT_EQ(
+      io.omap_set(oid, {{std::string("c\0\x01", 3), librados::bufferlist()}}),
+      0);
+  const absl::Status short_key = a.store->ListCheckpoints("t/j").status();
+  EXPECT_EQ(short_key.code(), absl::StatusCode::kDataLoss) << short_key;
+  EXPECT_THAT(short_key.message(), HasSubstr("malformed checkpoint key"));
 }
 
 // ---- Figures (printed; the assertions only check the work was done) ----

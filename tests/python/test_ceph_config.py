@@ -96,8 +96,12 @@ def test_a_missing_ceph_conf_is_refused_by_name(ceph, tmp_path):
 def test_a_ceph_conf_naming_no_live_monitor_fails_instead_of_hanging(
         ceph, tmp_path):
     conf = dead_mon_conf(ceph, tmp_path)
-    _, seconds, err = start_failure(ceph, tmp_path, 90, ceph_conf=conf)
+    _, seconds, err = start_failure(
+        ceph, tmp_path, 90, extra=("--rados-op-timeout-seconds", "3"),
+        ceph_conf=conf)
     assert conf in err and "monitor" in err, err
+    # The wait for the monitors is --rados-op-timeout-seconds.
+    assert 2.5 < seconds < 15, seconds
     print(f"no monitor: exit after {seconds:.1f} s")
 
 

@@ -11,11 +11,11 @@
 //   orders it against BeginCollection), and the sweep spares its chunks.
 // - Chunks a save named recently (FindMissingChunks, PutChunks) but has not
 //   committed yet are held by ChunkGuard for ServiceOptions::chunk_hold.
-// - The sweep deletes under lifecycle_mu_ in batches, bumping
-//   sweep_generation_ around each; a commit whose unlocked presence check
-//   may have raced a batch checks again under the lock. So a shard is never
-//   committed over a chunk a sweep deleted: it is refused with
-//   FAILED_PRECONDITION, and the client uploads the chunk again.
+// - The sweep deletes under lifecycle_mu_ (not on a shared store, below) in
+//   batches, bumping sweep_generation_ around each; a commit whose unlocked
+//   presence check may have raced a batch checks again under the lock. So a
+//   shard is never committed over a chunk a sweep deleted: it is refused
+//   with FAILED_PRECONDITION, and the client uploads the chunk again.
 // - A crash mid-sweep leaves some garbage deleted and the rest for the next
 //   run; each chunk's delete is atomic (bytes and index entry together).
 // - GcOptions::hold shortens ChunkGuard's hold for one collection (an
@@ -361,7 +361,11 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
           "garbage collection stopped after deleting ", report.chunks_deleted,
           " chunk(s): ", held_lock.message()));
     }
-    absl::MutexLock lock(&lifecycle_mu_);
+    // On a shared store commits recheck their chunks by marking them, not
+    // by sweep_generation_, and each guarded delete is a round trip to the
+    // cluster: no reason to hold up this server's other jobs meanwhile.
+    std::optional<absl::MutexLock> lock;
+    if (!shared) lock.emplace(&lifecycle_mu_);
     ++sweep_generation_;
     absl::Cleanup bump = [this] { ++sweep_generation_; };
     const absl::Time now = clock_->Now();

@@ -80,13 +80,28 @@ absl::Status StoredBytesQuota::Delete(absl::string_view tenant,
   CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
                         target()->Sizes(tenant, {id}));
   CKPT_RETURN_IF_ERROR(target()->Delete(tenant, id));
-  if (!sizes[0].has_value()) return absl::OkStatus();
+  if (sizes[0].has_value()) GiveBack(tenant, *sizes[0]);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> StoredBytesQuota::DeleteIfUnusedSince(
+    absl::string_view tenant, const ChunkId& id, absl::Time cutoff) {
+  absl::MutexLock delete_lock(&delete_mu_);
+  CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
+                        target()->Sizes(tenant, {id}));
+  if (!sizes[0].has_value()) return false;
+  CKPT_ASSIGN_OR_RETURN(const bool deleted,
+                        target()->DeleteIfUnusedSince(tenant, id, cutoff));
+  if (deleted) GiveBack(tenant, *sizes[0]);
+  return deleted;
+}
+
+void StoredBytesQuota::GiveBack(absl::string_view tenant, uint64_t bytes) {
   absl::MutexLock lock(&mu_);
   auto it = usage_.find(tenant);
   if (it != usage_.end()) {
-    it->second.stored -= std::min(it->second.stored, *sizes[0]);
+    it->second.stored -= std::min(it->second.stored, bytes);
   }
-  return absl::OkStatus();
 }
 
 uint64_t StoredBytesQuota::stored_bytes(absl::string_view tenant) const {

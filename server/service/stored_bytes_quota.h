@@ -45,6 +45,11 @@ class StoredBytesQuota final : public ChunkStoreWrapper {
                            absl::string_view bytes) override;
   // As the target; the deleted chunk's bytes leave the tenant's usage.
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
+  // As the target, giving the bytes back when this call deleted the chunk
+  // (how garbage collection deletes on a shared store).
+  absl::StatusOr<bool> DeleteIfUnusedSince(absl::string_view tenant,
+                                           const ChunkId& id,
+                                           absl::Time cutoff) override;
 
   // The tenant's stored chunk bytes as counted.
   uint64_t stored_bytes(absl::string_view tenant) const;
@@ -53,6 +58,9 @@ class StoredBytesQuota final : public ChunkStoreWrapper {
   StoredBytesQuota(ChunkStore* target, TenantQuotas quotas);
 
  private:
+  // Takes `bytes` off the tenant's stored count.
+  void GiveBack(absl::string_view tenant, uint64_t bytes);
+
   struct Usage {
     uint64_t stored = 0;    // bytes of the tenant's chunks
     uint64_t reserved = 0;  // bytes of new chunks being written

@@ -93,6 +93,23 @@ TEST_F(StoredBytesQuotaTest, DeleteGivesTheBytesBack) {
   EXPECT_TRUE(Put("team", std::string(70, 'b')).value());
 }
 
+// Garbage collection on a shared store deletes through
+// DeleteIfUnusedSince: that must give the bytes back as Delete does.
+TEST_F(StoredBytesQuotaTest, AGuardedDeleteGivesTheBytesBackOnce) {
+  const std::string first(70, 'a');
+  ASSERT_TRUE(Put("team", first).ok());
+  auto deleted =
+      quota_->DeleteIfUnusedSince("team", IdOf(first), absl::InfiniteFuture());
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_TRUE(*deleted);
+  EXPECT_EQ(quota_->stored_bytes("team"), 0u);
+  ASSERT_TRUE(
+      quota_->DeleteIfUnusedSince("team", IdOf(first), absl::InfiniteFuture())
+          .ok());
+  EXPECT_EQ(quota_->stored_bytes("team"), 0u);
+  EXPECT_TRUE(Put("team", std::string(70, 'b')).value());
+}
+
 TEST_F(StoredBytesQuotaTest, UsageIsCountedFromTheStoreWhenReopened) {
   ASSERT_TRUE(Put("team", std::string(30, 'a')).ok());
   ASSERT_TRUE(Put("team", std::string(50, 'b')).ok());

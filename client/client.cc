@@ -78,8 +78,10 @@ absl::Status Client::ReadTensors(absl::string_view job,
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
-    absl::string_view job, std::optional<int64_t> step, int32_t rank) {
+    absl::string_view job, std::optional<int64_t> step, int32_t rank,
+    int64_t* restored_step) {
   CKPT_ASSIGN_OR_RETURN(Checkpoint checkpoint, GetManifest(job, step));
+  if (restored_step != nullptr) *restored_step = checkpoint.record.step;
   CKPT_ASSIGN_OR_RETURN(std::vector<RestoredTensor> restored,
                         RestoreShard(checkpoint, rank));
   // Reported only now, so that a failed restore leaves no `restored` event.
@@ -95,6 +97,12 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     return reported;
   }
   return restored;
+}
+
+absl::StatusOr<StoredChain> Client::LoadStoredChain(absl::string_view job,
+                                                    int64_t step,
+                                                    const TensorEntry& entry) {
+  return client::LoadStoredChain(*impl_->transport, job, step, entry);
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(

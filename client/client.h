@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/copy.h"
+#include "client/stored_fingerprints.h"
 #include "client/types.h"
 #include "common/event.h"
 #include "common/gc_report.h"
@@ -119,14 +120,24 @@ class Client {
   // into their tensors. The returned entries are the checkpoint's
   // own (a rebuilt one keeps its delta_base_step).
   // INVALID_ARGUMENT when rank is outside the checkpoint's world size.
+  // `restored_step`, when set, receives the step restored (the latest's,
+  // for step nullopt).
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
-      absl::string_view job, std::optional<int64_t> step, int32_t rank);
+      absl::string_view job, std::optional<int64_t> step, int32_t rank,
+      int64_t* restored_step = nullptr);
   // The same for a manifest already fetched with GetManifest (records no
   // restore event: call ReportRestore once it succeeded). `progress`,
   // when set, is called (one call at a time) after every chunk fetched.
   absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
       const Checkpoint& checkpoint, int32_t rank,
       const RestoreProgressFn& progress = {});
+
+  // The row fingerprints stored with `entry` of committed checkpoint
+  // (job, step) and down its delta chain, rebuilt: client/
+  // stored_fingerprints.h's LoadStoredChain.
+  absl::StatusOr<StoredChain> LoadStoredChain(absl::string_view job,
+                                              int64_t step,
+                                              const TensorEntry& entry);
 
   // Resharded restore: each request's region of `checkpoint` (fetched
   // with GetManifest), assembled from the saved boxes that overlap it.

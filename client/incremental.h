@@ -2,18 +2,24 @@
 // row delta (Check-N-Run), and finds the changed rows, for one rank of one
 // job. It remembers what it needs between saves (per-row fingerprints of
 // the base, rows dirtied since it, the chain length), so one instance lives
-// as long as the training job's checkpointing.
+// as long as the training job's checkpointing, and it stores the
+// fingerprints with each save (common/fingerprint_record.h), so that a
+// restarted job picks up where the old one stopped:
 //
 //   IncrementalSaver saver(options);
-//   CKPT_ASSIGN_OR_RETURN(IncrementalPlan plan, saver.Plan(step, tensors));
-//   absl::StatusOr<SaveResult> saved =
-//       client->SaveShard(job, step, plan.tensors(), save_options);
-//   if (saved.ok()) saver.Committed(plan); else saver.Forget();
+//   // After a restart: restore, and make the next save a delta on it.
+//   CKPT_ASSIGN_OR_RETURN(auto restored,
+//                         RestoreShardAndSeed(client, saver, job, {}, rank));
+//   ...
+//   CKPT_ASSIGN_OR_RETURN(SaveResult saved,
+//                         SaveIncremental(client, saver, job, step, tensors,
+//                                         save_options));
 //
-// SaveIncremental (below) does exactly that, and falls back to a full save
-// when the server no longer has a base. RowsChangedSince finds the changed
-// rows of one tensor against a committed base without a saver's memory, by
-// reading the base back (what `ckpt put --delta-against` does).
+// SaveIncremental plans, saves and records a save, and falls back to a full
+// save when the server no longer has a base. RowsChangedSince finds the
+// changed rows of one tensor against a committed base without a saver's
+// memory, from the base's stored fingerprints (what `ckpt put
+// --delta-against` does).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +36,7 @@
 #include "client/client.h"
 #include "common/delta_policy.h"
 #include "common/manifest.h"
+#include "common/row_fingerprint.h"
 
 namespace ckpt::client {
 
@@ -42,6 +49,12 @@ struct IncrementalOptions {
   int min_dims = 2;
   // Threads computing row fingerprints of large tensors. Default: 2.
   int fingerprint_threads = 2;
+  // Store each tracked tensor's row fingerprints with the save (16 bytes a
+  // row for a baseline, 16 more per changed row of a delta): what lets a
+  // restarted job (SeedFromCheckpoint) or a client without history
+  // (RowsChangedSince) make the next save a delta without reading the
+  // base. Default: true.
+  bool store_fingerprints = true;
 };
 
 // One tensor's decision in a plan.
@@ -75,15 +88,34 @@ class IncrementalPlan {
   std::vector<TensorData> tensors_;
   std::vector<TensorPlan> decisions_;
   std::vector<std::vector<uint64_t>> rows_;  // backs tensors_[i].delta_rows
-  // Per tensor: fingerprints of this save (empty when not computed).
-  std::vector<std::vector<uint64_t>> fingerprints_;
+  // Per tensor: fingerprints of every row of this save (empty when not
+  // computed: a delta planned from dirty rows).
+  std::vector<std::vector<RowFingerprint>> fingerprints_;
+  // Per tensor saved as a delta: the fingerprints of its rows_ now.
+  std::vector<std::vector<RowFingerprint>> delta_fingerprints_;
   // Per tensor: whether the saver keeps its history (false for tensors
   // always saved in full: fewer than min_dims dimensions, no rows, or
   // quantized).
   std::vector<bool> tracked_;
 };
 
-// Not thread-safe: one Plan / Committed / Forget at a time.
+// What SeedFromCheckpoint made of each tensor of the restored checkpoint.
+struct SeedReport {
+  int64_t step = 0;  // the checkpoint seeded from
+  struct Tensor {
+    std::string name;
+    bool seeded = false;  // its next save may be a delta
+    // How: "stored fingerprints", "fingerprints of the restored bytes";
+    // or why not, e.g. "quantized", "its chain has no stored fingerprints".
+    std::string how;
+  };
+  std::vector<Tensor> tensors;
+  uint64_t fingerprint_bytes_read = 0;  // stored records fetched
+  uint64_t bytes_fingerprinted = 0;     // restored bytes hashed instead
+};
+
+// Not thread-safe: one Plan / Committed / Forget / SeedFromCheckpoint at a
+// time.
 class IncrementalSaver {
  public:
   explicit IncrementalSaver(IncrementalOptions options = {});
@@ -114,8 +146,32 @@ class IncrementalSaver {
   // when the server lost a base).
   void Forget();
 
+  // Forgets, then takes up the history of committed checkpoint `step` of
+  // `job` as if this saver had saved it: `entries` are this rank's tensors
+  // in it (RestoredTensor::entry of a restore, or its manifest's shard).
+  // Each tracked tensor's next save may then be a delta, as the policy
+  // says: for kIntermittent against the chain's full baseline (the
+  // checkpoint itself when it is full; its baseline when it is a delta),
+  // for kConsecutive against the checkpoint, with the chain's length
+  // counted. The fingerprints come from those the checkpoint's writers
+  // stored (LoadStoredChain: 16 bytes a row, never the rows); for a chain
+  // without them, from `restored` (the restored tensors, matched by name
+  // and layout), hashed while in memory, where that suffices (a full
+  // entry, or kConsecutive). A tensor that cannot be seeded (or whose
+  // stored fingerprints are unreadable: the report says why) gets a full
+  // save next, as after Forget: seeding never fails a restore.
+  // The next Plan's step must be after `step`.
+  SeedReport SeedFromCheckpoint(Client& client, absl::string_view job,
+                                int64_t step,
+                                absl::Span<const TensorEntry> entries,
+                                absl::Span<const RestoredTensor> restored = {});
+
  private:
   struct TensorState;
+  // Completes tensor i of `plan` as a full save: its fingerprints, to store
+  // (computed now if the plan came from dirty rows).
+  absl::Status PlanFull(const TensorData& tensor, uint64_t row_bytes,
+                        IncrementalPlan& plan, size_t i);
   IncrementalOptions options_;
   absl::flat_hash_map<std::string, std::unique_ptr<TensorState>> tensors_;
   std::optional<int64_t> last_step_;  // of the last committed plan
@@ -134,26 +190,40 @@ absl::StatusOr<SaveResult> SaveIncremental(
     const std::map<std::string, std::vector<uint64_t>>& dirty_rows = {},
     IncrementalPlan* plan_out = nullptr);
 
+// Client::RestoreShard(job, step, rank) (step nullopt: the latest), then
+// saver.SeedFromCheckpoint with what it restored, so that the next
+// SaveIncremental may be a delta on it. `report`, when set, receives the
+// seeding's report.
+absl::StatusOr<std::vector<RestoredTensor>> RestoreShardAndSeed(
+    Client& client, IncrementalSaver& saver, absl::string_view job,
+    std::optional<int64_t> step, int32_t rank, SeedReport* report = nullptr);
+
 // `tensor`'s layout as a TensorEntry (name, dtype, global shape and box; no
 // pieces): what common/delta_base's SameTensorLayout and FindDeltaBase
 // compare a delta with its base by.
 TensorEntry TensorLayout(const TensorData& tensor);
 
-// The rows (ascending) of `tensor` that differ from `base_entry`, an entry of
-// a committed checkpoint of `job`: the base is read back with
-// Client::ReadTensor (a delta base is rebuilt from its chain) and both are
-// compared by XXH3 row fingerprints on `threads` threads, as
-// IncrementalSaver compares a tensor with its base. The result is what a
-// row delta of `tensor` on `base_entry` must hold; `tensor`'s own delta
-// fields are not looked at. `base_entry` is meant to be what FindDeltaBase
+// The rows of `tensor` that differ from `base_entry`, an entry of committed
+// checkpoint `base_step` of `job`, and their fingerprints now: what a row
+// delta of `tensor` on `base_entry` must hold, found without a saver's
+// memory. When the base's chain stored fingerprints, only those are read
+// (16 bytes a row of the baseline, and per changed row of each delta on
+// the way); otherwise the base is read back (Client::ReadTensor; it needs
+// base_entry.ByteSize() bytes on top of the caller's) and fingerprinted.
+// Both sides are compared by XXH3-128 row fingerprints on `threads`
+// threads. `base_entry` is meant to be what FindDeltaBase
 // (common/delta_base.h) returned, which also refuses a quantized base.
 // INVALID_ARGUMENT when `tensor` does not have `base_entry`'s layout
 // (SameTensorLayout) or its bytes are not its box's size, checked before
-// anything is read; otherwise ReadTensor's errors (e.g. NOT_FOUND, or
-// DATA_LOSS for a broken chain). Reads the base into memory: it needs
-// base_entry.ByteSize() bytes on top of the caller's.
-absl::StatusOr<std::vector<uint64_t>> RowsChangedSince(
-    Client& client, absl::string_view job, const TensorEntry& base_entry,
-    const TensorData& tensor, int threads = 2);
+// anything is read; otherwise LoadStoredChain's or ReadTensor's errors.
+struct RowsChanged {
+  std::vector<uint64_t> rows;                // ascending
+  std::vector<RowFingerprint> fingerprints;  // of `rows` in the tensor now
+  bool from_stored_fingerprints = false;     // false: the base was read back
+  uint64_t base_bytes_read = 0;  // fingerprint records, or the base's bytes
+};
+absl::StatusOr<RowsChanged> RowsChangedSince(
+    Client& client, absl::string_view job, int64_t base_step,
+    const TensorEntry& base_entry, const TensorData& tensor, int threads = 2);
 
 }  // namespace ckpt::client

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/chunk_id.h"
 #include "common/chunking.h"
+#include "common/fingerprint_record.h"
 #include "common/quantize.h"
 #include "common/row_delta.h"
 #include "common/sha256.h"
@@ -149,12 +151,46 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorData& tensor,
   return quantized;
 }
 
+// The fingerprint record a TensorData with row_fingerprints asks for
+// (common/fingerprint_record.h); nullopt when it has none. Called after
+// its delta rows were checked (EncodeDelta).
+absl::StatusOr<std::optional<std::string>> EncodeFingerprints(
+    const TensorData& tensor, const TensorEntry& entry) {
+  if (tensor.row_fingerprints.empty()) return std::nullopt;
+  auto refuse = [&](absl::string_view problem) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", tensor.name,
+                     "': cannot store its row fingerprints: ", problem));
+  };
+  if (tensor.quantize_bits.has_value()) {
+    return refuse("a quantized tensor is never a row delta's base");
+  }
+  const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
+  if (rows == 0 || entry.RowBytes() == 0) return refuse("it has no rows");
+  const size_t given = tensor.row_fingerprints.size();
+  if (tensor.delta_base_step.has_value()) {
+    if (given != tensor.delta_rows.size()) {
+      return refuse(absl::StrCat(given, " given for a delta of ",
+                                 tensor.delta_rows.size(), " rows"));
+    }
+    return EncodeSparseFingerprints(entry.RowBytes(), rows, tensor.delta_rows,
+                                    tensor.row_fingerprints);
+  }
+  if (given != rows) {
+    return refuse(absl::StrCat(given, " given for ", rows, " rows"));
+  }
+  return EncodeDenseFingerprints(entry.RowBytes(), tensor.row_fingerprints);
+}
+
 // A shard laid out for upload: the manifest without pieces, and its chunks
 // (views into the caller's bytes or into `encoded`).
 struct ShardLayout {
   ShardManifest shard;
   std::vector<ChunkTask> chunks;
   std::vector<size_t> first_chunk;  // per tensor, and one past the last
+  // Per tensor: its fingerprint record's chunks [begin, end) (empty when
+  // it stores none).
+  std::vector<std::pair<size_t, size_t>> fingerprint_chunks;
   // The encoded row deltas and quantized tensors, which their chunks view:
   // the only copy a save makes (of a delta's rows alone). A deque, so they
   // never move.
@@ -200,12 +236,25 @@ absl::Status LayOut(absl::Span<const TensorData> tensors,
           absl::StrCat("tensor '", tensor.name,
                        "': delta_rows given without delta_base_step"));
     }
+    CKPT_ASSIGN_OR_RETURN(std::optional<std::string> fingerprints,
+                          EncodeFingerprints(tensor, entry));
     result->logical_bytes += tensor.bytes.size();
     layout->first_chunk.push_back(layout->chunks.size());
     for (absl::string_view piece :
          SplitIntoChunks(stored, options.chunk_bytes)) {
       layout->chunks.push_back(ChunkTask{piece, ChunkId()});
     }
+    const size_t fingerprints_begin = layout->chunks.size();
+    if (fingerprints.has_value()) {
+      absl::string_view record =
+          layout->encoded.emplace_back(*std::move(fingerprints));
+      for (absl::string_view piece :
+           SplitIntoChunks(record, options.chunk_bytes)) {
+        layout->chunks.push_back(ChunkTask{piece, ChunkId()});
+      }
+    }
+    layout->fingerprint_chunks.emplace_back(fingerprints_begin,
+                                            layout->chunks.size());
     layout->shard.tensors.push_back(std::move(entry));
   }
   layout->first_chunk.push_back(layout->chunks.size());
@@ -329,8 +378,14 @@ absl::StatusOr<SaveResult> SaveShard(Transport& transport,
 
   ShardManifest& shard = layout.shard;
   for (size_t t = 0; t < shard.tensors.size(); ++t) {
-    for (size_t i = layout.first_chunk[t]; i < layout.first_chunk[t + 1]; ++i) {
+    const auto [fingerprints_begin, fingerprints_end] =
+        layout.fingerprint_chunks[t];
+    for (size_t i = layout.first_chunk[t]; i < fingerprints_begin; ++i) {
       shard.tensors[t].pieces.push_back(
+          ChunkRef{layout.chunks[i].id, layout.chunks[i].data.size()});
+    }
+    for (size_t i = fingerprints_begin; i < fingerprints_end; ++i) {
+      shard.tensors[t].fingerprint_pieces.push_back(
           ChunkRef{layout.chunks[i].id, layout.chunks[i].data.size()});
     }
   }

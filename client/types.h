@@ -21,6 +21,7 @@
 #include "common/manifest.h"
 #include "common/policy_origin.h"
 #include "common/retention.h"
+#include "common/row_fingerprint_value.h"
 #include "common/stats.h"
 #include "common/verify.h"
 
@@ -114,6 +115,18 @@ struct TensorData {
   // IncrementalSaver (client/incremental.h) fills these in.
   std::optional<int64_t> delta_base_step;
   absl::Span<const uint64_t> delta_rows;
+  // When set, stored with the tensor as its row fingerprints
+  // (common/fingerprint_record.h), so that a restarted job or a client
+  // without history can later find the rows changed since this checkpoint
+  // without reading its rows: for a full tensor one per row of the box, in
+  // order; for a row delta one per delta_rows entry (the row's fingerprint
+  // after this save). They must be the XXH3-128 fingerprints
+  // (common/row_fingerprint.h) of those rows of `bytes`: a wrong one makes
+  // a later delta against this checkpoint miss a changed row. (`ckpt
+  // verify --read-data` recomputes them.) INVALID_ARGUMENT for another
+  // count, or with quantize_bits or a tensor without rows.
+  // IncrementalSaver fills this in.
+  absl::Span<const RowFingerprint> row_fingerprints;
   // Set to save a float32 tensor quantized (opt-in, lossy; Check-N-Run):
   // row-wise to 2, 3, 4 or 8 bits with the range search of common/
   // quantize.h, on options.hash_threads threads (about 15 MB/s per core).

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
+#include "common/fingerprint_record.h"
 #include "common/quantize.h"
 #include "common/quote.h"
 #include "common/row_delta.h"
@@ -41,6 +42,44 @@ const DTypeInfo* FindDType(DType dtype) {
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+// What is wrong with `tensor`'s fingerprint pieces, if anything, given
+// that its data pieces (totalling `pieces_total` bytes) are valid: each
+// piece 1..kMaxChunkBytes, and together exactly the record the entry
+// implies (common/fingerprint_record.h).
+std::optional<std::string> FingerprintPiecesProblem(const TensorEntry& tensor,
+                                                    uint64_t pieces_total) {
+  if (tensor.fingerprint_pieces.empty()) return std::nullopt;
+  if (tensor.IsQuantized()) {
+    return "quantized, but with row fingerprints (a quantized tensor is "
+           "never a delta's base)";
+  }
+  if (tensor.box.lengths.empty() || tensor.ByteSize() == 0) {
+    return "row fingerprints for a tensor without rows";
+  }
+  uint64_t total = 0;
+  for (const ChunkRef& piece : tensor.fingerprint_pieces) {
+    if (piece.size == 0 || piece.size > kMaxChunkBytes) {
+      return absl::StrCat("fingerprint piece of ", piece.size,
+                          " bytes; pieces hold 1 to ", kMaxChunkBytes);
+    }
+    total += piece.size;
+  }
+  const uint64_t rows = static_cast<uint64_t>(tensor.box.lengths[0]);
+  uint64_t expected = DenseFingerprintRecordBytes(rows);
+  if (tensor.IsDelta()) {
+    // Valid already: the data pieces are a delta of this many rows.
+    const uint64_t delta_rows =
+        RowDeltaRowCount(rows, tensor.RowBytes(), pieces_total).value_or(0);
+    expected = SparseFingerprintRecordBytes(rows, delta_rows);
+  }
+  if (total != expected) {
+    return absl::StrCat("fingerprint pieces hold ", total, " bytes but ",
+                        tensor.IsDelta() ? "the delta's rows" : "its rows",
+                        " need a record of ", expected);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -95,6 +134,12 @@ uint64_t TensorEntry::ByteSize() const {
 uint64_t TensorEntry::StoredBytes() const {
   uint64_t total = 0;
   for (const ChunkRef& piece : pieces) total += piece.size;
+  return total;
+}
+
+uint64_t TensorEntry::FingerprintBytes() const {
+  uint64_t total = 0;
+  for (const ChunkRef& piece : fingerprint_pieces) total += piece.size;
   return total;
 }
 
@@ -307,6 +352,10 @@ absl::Status ValidateShardManifest(const ShardManifest& shard,
       return bad(absl::StrCat("pieces hold ", pieces_total,
                               " bytes but the box needs ", tensor.ByteSize()));
     }
+    if (std::optional<std::string> problem =
+            FingerprintPiecesProblem(tensor, pieces_total)) {
+      return bad(*problem);
+    }
   }
   return absl::OkStatus();
 }
@@ -316,6 +365,9 @@ std::vector<ChunkRef> ReferencedChunks(const ShardManifest& shard) {
   std::vector<ChunkRef> refs;
   for (const auto& tensor : shard.tensors) {
     for (const auto& piece : tensor.pieces) {
+      if (seen.insert({piece.id, piece.size}).second) refs.push_back(piece);
+    }
+    for (const auto& piece : tensor.fingerprint_pieces) {
       if (seen.insert({piece.id, piece.size}).second) refs.push_back(piece);
     }
   }

@@ -80,6 +80,13 @@ struct TensorEntry {
   // (common/quantize.h) of QuantizedRows() x QuantizedCols(), and a restore
   // gives the dequantized values. Never a delta, never a delta's base.
   std::optional<Quantization> quantization;
+  // Concatenated in order: the stored row fingerprints of the tensor as
+  // this checkpoint holds it (common/fingerprint_record.h): a dense record
+  // for a full entry, a sparse one of exactly the delta's rows for a row
+  // delta. Empty when the writer stored none (saves without row deltas,
+  // quantized entries, checkpoints written before they existed). Never
+  // restored as data; kept, copied, collected and verified like pieces.
+  std::vector<ChunkRef> fingerprint_pieces;
 
   bool IsDelta() const { return delta_base_step.has_value(); }
   bool IsQuantized() const { return quantization.has_value(); }
@@ -90,8 +97,11 @@ struct TensorEntry {
   uint64_t QuantizedCols() const;
   // Product of box lengths times the element size: the restored size.
   uint64_t ByteSize() const;
-  // Sum of the pieces' sizes: what the entry references.
+  // Sum of the pieces' sizes: the stored data (not the fingerprints).
   uint64_t StoredBytes() const;
+  // Sum of the fingerprint pieces' sizes.
+  uint64_t FingerprintBytes() const;
+  bool HasStoredFingerprints() const { return !fingerprint_pieces.empty(); }
   // Bytes per row (slice along dimension 0) of the box; the whole box when
   // it has no dimensions.
   uint64_t RowBytes() const;
@@ -260,7 +270,10 @@ absl::Status ValidateTenantName(absl::string_view tenant);
 
 // Checks a shard's internal consistency for a checkpoint of `world_size`
 // ranks: rank range, unique non-empty tensor names, known dtypes, shapes and
-// boxes that agree, and piece sizes that add up to the box's bytes.
+// boxes that agree, piece sizes that add up to the box's bytes, and
+// fingerprint pieces (if any) that add up to the record the entry implies:
+// dense over its rows for a full entry, sparse over the delta's rows for a
+// row delta, none for a quantized or rowless one.
 // INVALID_ARGUMENT with a message naming the offending tensor otherwise.
 absl::Status ValidateShardManifest(const ShardManifest& shard,
                                    int32_t world_size);

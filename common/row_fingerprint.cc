@@ -11,7 +11,7 @@
 namespace ckpt {
 namespace {
 
-using RowKernel = void (*)(const char*, size_t, size_t, uint64_t*);
+using RowKernel = void (*)(const char*, size_t, size_t, RowFingerprint*);
 
 // Below this many bytes per thread, starting a thread costs more than the
 // hashing it takes over (~10 GiB/s: 16 MiB is ~1.5 ms).
@@ -28,7 +28,7 @@ bool Avx2KernelAvailable() {
 }
 
 absl::Status RowFingerprintsInto(absl::Span<const char> bytes, size_t row_bytes,
-                                 absl::Span<uint64_t> out, int threads,
+                                 absl::Span<RowFingerprint> out, int threads,
                                  Xxh3Kernel kernel) {
   if (row_bytes == 0) {
     return absl::InvalidArgumentError("row fingerprints: row_bytes is 0");
@@ -76,7 +76,7 @@ absl::Status RowFingerprintsInto(absl::Span<const char> bytes, size_t row_bytes,
   for (size_t t = 0; t < thread_count; ++t) {
     const size_t count = rows / thread_count + (t < rows % thread_count);
     const char* data = bytes.data() + first_row * row_bytes;
-    uint64_t* range_out = out.data() + first_row;
+    RowFingerprint* range_out = out.data() + first_row;
     if (t + 1 == thread_count) {
       row_kernel(data, row_bytes, count, range_out);
     } else {
@@ -88,19 +88,44 @@ absl::Status RowFingerprintsInto(absl::Span<const char> bytes, size_t row_bytes,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<uint64_t>> RowFingerprints(
+absl::StatusOr<std::vector<RowFingerprint>> RowFingerprints(
     absl::Span<const char> bytes, size_t row_bytes, int threads,
     Xxh3Kernel kernel) {
-  std::vector<uint64_t> fingerprints(row_bytes == 0 ? 0
-                                                    : bytes.size() / row_bytes);
+  std::vector<RowFingerprint> fingerprints(
+      row_bytes == 0 ? 0 : bytes.size() / row_bytes);
   CKPT_RETURN_IF_ERROR(RowFingerprintsInto(
       bytes, row_bytes, absl::MakeSpan(fingerprints), threads, kernel));
   return fingerprints;
 }
 
+absl::StatusOr<std::vector<RowFingerprint>> SelectedRowFingerprints(
+    absl::Span<const char> bytes, size_t row_bytes,
+    absl::Span<const uint64_t> rows) {
+  if (row_bytes == 0 || bytes.size() % row_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "row fingerprints: ", bytes.size(), " bytes is not a whole number of ",
+        row_bytes, "-byte rows"));
+  }
+  const uint64_t total_rows = bytes.size() / row_bytes;
+  RowKernel row_kernel = internal::FingerprintRowsGeneric;
+#if defined(CKPT_HAVE_AVX2_KERNEL)
+  if (Avx2KernelAvailable()) row_kernel = internal::FingerprintRowsAvx2;
+#endif
+  std::vector<RowFingerprint> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] >= total_rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("row fingerprints: row ", rows[i], " is past the last ",
+                       "of ", total_rows, " rows"));
+    }
+    row_kernel(bytes.data() + rows[i] * row_bytes, row_bytes, 1, &out[i]);
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<uint64_t>> ChangedRows(
-    absl::Span<const uint64_t> old_fingerprints,
-    absl::Span<const uint64_t> new_fingerprints) {
+    absl::Span<const RowFingerprint> old_fingerprints,
+    absl::Span<const RowFingerprint> new_fingerprints) {
   if (old_fingerprints.size() != new_fingerprints.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "changed rows: the old fingerprints cover ", old_fingerprints.size(),

@@ -12,7 +12,7 @@
 namespace ckpt::internal {
 
 void FingerprintRowsAvx2(const char* data, size_t row_bytes, size_t rows,
-                         uint64_t* out) {
+                         RowFingerprint* out) {
   FingerprintRowsLoop(data, row_bytes, rows, out);
 }
 

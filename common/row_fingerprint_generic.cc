@@ -10,7 +10,7 @@
 namespace ckpt::internal {
 
 void FingerprintRowsGeneric(const char* data, size_t row_bytes, size_t rows,
-                            uint64_t* out) {
+                            RowFingerprint* out) {
   FingerprintRowsLoop(data, row_bytes, rows, out);
 }
 

@@ -5,16 +5,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/row_fingerprint_value.h"
+
 namespace ckpt::internal {
 
-// out[i] = XXH3_64bits(data + i * row_bytes, row_bytes) for i < rows.
+// out[i] = XXH3_128bits(data + i * row_bytes, row_bytes) for i < rows.
 void FingerprintRowsGeneric(const char* data, size_t row_bytes, size_t rows,
-                            uint64_t* out);
+                            RowFingerprint* out);
 
 #if defined(CKPT_HAVE_AVX2_KERNEL)
 // Same, built with -mavx2. Call only when the CPU supports AVX2.
 void FingerprintRowsAvx2(const char* data, size_t row_bytes, size_t rows,
-                         uint64_t* out);
+                         RowFingerprint* out);
 #endif
 
 }  // namespace ckpt::internal

@@ -15,7 +15,7 @@ inline constexpr size_t kPrefetchAheadBytes = 4096;
 inline constexpr size_t kCacheLineBytes = 64;
 
 static inline void FingerprintRowsLoop(const char* data, size_t row_bytes,
-                                       size_t rows, uint64_t* out) {
+                                       size_t rows, RowFingerprint* out) {
   const size_t total_bytes = rows * row_bytes;
   for (size_t i = 0; i < rows; ++i) {
     const size_t row_offset = i * row_bytes;
@@ -24,7 +24,8 @@ static inline void FingerprintRowsLoop(const char* data, size_t row_bytes,
       const size_t ahead = row_offset + kPrefetchAheadBytes + line;
       if (ahead < total_bytes) __builtin_prefetch(data + ahead);
     }
-    out[i] = XXH3_64bits(data + row_offset, row_bytes);
+    const XXH128_hash_t hash = XXH3_128bits(data + row_offset, row_bytes);
+    out[i] = RowFingerprint{hash.low64, hash.high64};
   }
 }
 

@@ -30,12 +30,25 @@ absl::Span<const char> AsSpan(const std::string& s) {
   return absl::Span<const char>(s.data(), s.size());
 }
 
-std::vector<uint64_t> Reference(const std::string& bytes, size_t row_bytes) {
-  std::vector<uint64_t> hashes;
+RowFingerprint LibraryFingerprint(const char* data, size_t size) {
+  const XXH128_hash_t hash = XXH3_128bits(data, size);
+  return RowFingerprint{hash.low64, hash.high64};
+}
+
+std::vector<RowFingerprint> Reference(const std::string& bytes,
+                                      size_t row_bytes) {
+  std::vector<RowFingerprint> hashes;
   for (size_t off = 0; off < bytes.size(); off += row_bytes) {
-    hashes.push_back(XXH3_64bits(bytes.data() + off, row_bytes));
+    hashes.push_back(LibraryFingerprint(bytes.data() + off, row_bytes));
   }
   return hashes;
+}
+
+// Fingerprints whose low halves are `lows` and high halves all 7.
+std::vector<RowFingerprint> Lows(std::initializer_list<uint64_t> lows) {
+  std::vector<RowFingerprint> out;
+  for (uint64_t low : lows) out.push_back(RowFingerprint{low, 7});
+  return out;
 }
 
 std::vector<Xxh3Kernel> Kernels() {
@@ -69,15 +82,15 @@ TEST(RowFingerprintsTest, ThreadsGiveTheSameResultAsOne) {
   EXPECT_EQ(*one, *three);
   EXPECT_EQ(one->size(), bytes.size() / row_bytes);
   EXPECT_EQ((*one)[12345],
-            XXH3_64bits(bytes.data() + 12345 * row_bytes, row_bytes));
+            LibraryFingerprint(bytes.data() + 12345 * row_bytes, row_bytes));
 }
 
 TEST(RowFingerprintsTest, IntoFillsTheCallersBufferAndChecksItsSize) {
   const std::string bytes = RandomBytes(size_t{64} * 300, 3);
-  std::vector<uint64_t> out(300, 0);
+  std::vector<RowFingerprint> out(300);
   ASSERT_TRUE(RowFingerprintsInto(AsSpan(bytes), 64, absl::MakeSpan(out)).ok());
   EXPECT_EQ(out, Reference(bytes, 64));
-  std::vector<uint64_t> short_out(299);
+  std::vector<RowFingerprint> short_out(299);
   auto status =
       RowFingerprintsInto(AsSpan(bytes), 64, absl::MakeSpan(short_out));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -133,12 +146,15 @@ TEST(ChangedRowsTest, FindsExactlyTheRandomlyEditedRows) {
 }
 
 TEST(ChangedRowsTest, RejectsDifferentRowCounts) {
-  const std::vector<uint64_t> two = {1, 2};
-  const std::vector<uint64_t> three = {1, 2, 3};
+  const std::vector<RowFingerprint> two = Lows({1, 2});
+  const std::vector<RowFingerprint> three = Lows({1, 2, 3});
   EXPECT_EQ(ChangedRows(two, three).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(*ChangedRows(three, std::vector<uint64_t>{1, 5, 3}),
-              ElementsAre(1));
+  EXPECT_THAT(*ChangedRows(three, Lows({1, 5, 3})), ElementsAre(1));
+  // A difference in the high half alone is a change too.
+  std::vector<RowFingerprint> high_differs = three;
+  high_differs[2].high = 8;
+  EXPECT_THAT(*ChangedRows(three, high_differs), ElementsAre(2));
 }
 
 }  // namespace

@@ -86,6 +86,11 @@ void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
       ref->set_sha256(std::string(piece.id.bytes()));
       ref->set_size(piece.size);
     }
+    for (const auto& piece : tensor.fingerprint_pieces) {
+      v1::ChunkRef* ref = entry->add_fingerprint_pieces()->mutable_chunk();
+      ref->set_sha256(std::string(piece.id.bytes()));
+      ref->set_size(piece.size);
+    }
     if (tensor.delta_base_step.has_value()) {
       entry->set_delta_base_step(*tensor.delta_base_step);
     }
@@ -97,6 +102,31 @@ void ToProto(const ShardManifest& shard, v1::ShardManifest* out) {
     }
   }
 }
+
+namespace {
+
+// A tensor entry's pieces (or fingerprint pieces) as chunk references.
+absl::StatusOr<std::vector<ChunkRef>> ChunkRefsFromProto(
+    const std::string& tensor_name,
+    const google::protobuf::RepeatedPtrField<v1::Piece>& pieces) {
+  std::vector<ChunkRef> refs;
+  refs.reserve(pieces.size());
+  for (const auto& piece : pieces) {
+    if (piece.kind_case() != v1::Piece::kChunk) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", QuoteTruncated(tensor_name), ": a piece without a chunk"));
+    }
+    auto id = ChunkId::FromBytes(piece.chunk().sha256());
+    if (!id.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", QuoteTruncated(tensor_name), ": ", id.status().message()));
+    }
+    refs.push_back(ChunkRef{*id, piece.chunk().size()});
+  }
+  return refs;
+}
+
+}  // namespace
 
 absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
   CKPT_RETURN_IF_ERROR(CheckVersion(shard.format_version(), "shard manifest"));
@@ -119,21 +149,11 @@ absl::StatusOr<ShardManifest> FromProto(const v1::ShardManifest& shard) {
                               entry.box().offsets().end());
     tensor.box.lengths.assign(entry.box().lengths().begin(),
                               entry.box().lengths().end());
-    tensor.pieces.reserve(entry.pieces_size());
-    for (const auto& piece : entry.pieces()) {
-      if (piece.kind_case() != v1::Piece::kChunk) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor ", QuoteTruncated(entry.name()),
-                         ": a piece without a chunk"));
-      }
-      auto id = ChunkId::FromBytes(piece.chunk().sha256());
-      if (!id.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor ", QuoteTruncated(entry.name()), ": ",
-                         id.status().message()));
-      }
-      tensor.pieces.push_back(ChunkRef{*id, piece.chunk().size()});
-    }
+    CKPT_ASSIGN_OR_RETURN(tensor.pieces,
+                          ChunkRefsFromProto(entry.name(), entry.pieces()));
+    CKPT_ASSIGN_OR_RETURN(
+        tensor.fingerprint_pieces,
+        ChunkRefsFromProto(entry.name(), entry.fingerprint_pieces()));
     if (entry.has_delta_base_step()) {
       tensor.delta_base_step = entry.delta_base_step();
     }

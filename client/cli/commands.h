@@ -50,6 +50,10 @@ struct PutArgs {
   // Set: each file is float32 (little-endian; rows of row_bytes, or one
   // row) saved quantized to this many bits (2, 3, 4 or 8), in full.
   std::optional<int> quantize_bits;
+  // With row_bytes (and not quantize_bits), each file's row fingerprints
+  // are stored with it, so that a later --delta-against this checkpoint
+  // reads 16 bytes a row instead of the rows; true skips that.
+  bool no_fingerprints = false;
 };
 absl::Status RunPut(client::Client& client, const PutArgs& args,
                     const OutputOptions& out);

@@ -207,9 +207,16 @@ int main(int argc, char** argv) {
       "--delta-against", put.delta_against,
       "Save each file as a row delta (Check-N-Run) against the tensor of the "
       "same name and shape in this older committed checkpoint of JOB: only "
-      "the rows that differ from it are stored (found by reading it back and "
-      "comparing row fingerprints). Files it lacks are saved in full. Needs "
-      "--row-bytes as the base was saved with");
+      "the rows that differ from it are stored, found by comparing row "
+      "fingerprints with those stored with the base (16 bytes a row; a base "
+      "saved without them is read back instead, and --json says so). Files "
+      "it lacks are saved in full. Needs --row-bytes as the base was saved "
+      "with");
+  put_cmd->add_flag(
+      "--no-fingerprints", put.no_fingerprints,
+      "Do not store the files' row fingerprints (16 bytes a row, stored by "
+      "default with --row-bytes unless --quantize-bits): a later "
+      "--delta-against this checkpoint then reads it back whole");
   AddAssignments(
       put_cmd, "--dirty-rows", &put.dirty_rows,
       "NAME=ROWS with --delta-against: the delta of the file put as "

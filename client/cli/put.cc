@@ -19,6 +19,7 @@
 #include "client/cli/local_files.h"
 #include "client/incremental.h"
 #include "common/delta_base.h"
+#include "common/row_fingerprint.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -119,21 +120,35 @@ absl::Status MapFiles(const PutArgs& args,
   return absl::OkStatus();
 }
 
+// What put found for one file: the rows of its delta (--dirty-rows' or
+// those that differ from the base) and the row fingerprints stored with it.
+struct PutRows {
+  std::vector<uint64_t> delta_rows;
+  // For a delta, of delta_rows; for a full save, of every row (empty with
+  // --no-fingerprints or when the file has no rows).
+  std::vector<RowFingerprint> fingerprints;
+  // How the base's rows were compared: "stored fingerprints", "read back"
+  // (a base without stored fingerprints), or "dirty-rows".
+  std::string rows_from;
+  uint64_t base_bytes_read = 0;
+};
+
 // With --delta-against: makes each tensor the base checkpoint holds a
 // matching tensor of (FindDeltaBase) a row delta on it, of the rows
 // --dirty-rows gives or else of the rows RowsChangedSince finds, kept in
-// `changed_rows`; the others stay full. FAILED_PRECONDITION when rows are
-// given for a tensor without a base.
+// `found`; the others stay full. FAILED_PRECONDITION when rows are given
+// for a tensor without a base.
 absl::Status SetDeltas(client::Client& client, const PutArgs& args,
                        const GivenRows& given,
                        std::vector<client::TensorData>& tensors,
-                       std::vector<std::vector<uint64_t>>& changed_rows) {
+                       std::vector<PutRows>& found) {
   CKPT_ASSIGN_OR_RETURN(Checkpoint base,
                         client.GetManifest(args.job, *args.delta_against));
   for (size_t i = 0; i < tensors.size(); ++i) {
     client::TensorData& tensor = tensors[i];
     absl::StatusOr<const TensorEntry*> base_entry =
         FindDeltaBase(base.shards, client::TensorLayout(tensor));
+    PutRows& rows = found[i];
     if (given[i].has_value()) {
       if (!base_entry.ok()) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -141,16 +156,51 @@ absl::Status SetDeltas(client::Client& client, const PutArgs& args,
             *args.delta_against, ", cannot hold the delta's other rows, ",
             base_entry.status().message()));
       }
-      tensor.delta_rows = *given[i];
+      rows.delta_rows = *given[i];
+      rows.rows_from = "dirty-rows";
+      CKPT_ASSIGN_OR_RETURN(
+          rows.fingerprints,
+          SelectedRowFingerprints(
+              absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+              static_cast<size_t>(args.row_bytes), rows.delta_rows));
     } else if (base_entry.ok()) {
-      CKPT_ASSIGN_OR_RETURN(changed_rows[i], client::RowsChangedSince(
-                                                 client, args.job, **base_entry,
-                                                 tensor, kFingerprintThreads));
-      tensor.delta_rows = changed_rows[i];
+      CKPT_ASSIGN_OR_RETURN(
+          client::RowsChanged changed,
+          client::RowsChangedSince(client, args.job, *args.delta_against,
+                                   **base_entry, tensor, kFingerprintThreads));
+      rows.delta_rows = std::move(changed.rows);
+      rows.fingerprints = std::move(changed.fingerprints);
+      rows.rows_from = changed.from_stored_fingerprints ? "stored fingerprints"
+                                                        : "read back";
+      rows.base_bytes_read = changed.base_bytes_read;
     } else {
       continue;  // no such tensor there: full
     }
+    tensor.delta_rows = rows.delta_rows;
     tensor.delta_base_step = *args.delta_against;
+    if (!args.no_fingerprints) tensor.row_fingerprints = rows.fingerprints;
+  }
+  return absl::OkStatus();
+}
+
+// The row fingerprints of each file saved in full as a row matrix, to store
+// with it (not with --no-fingerprints or --quantize-bits).
+absl::Status SetFullFingerprints(const PutArgs& args,
+                                 std::vector<client::TensorData>& tensors,
+                                 std::vector<PutRows>& found) {
+  if (args.no_fingerprints || args.row_bytes == 0 ||
+      args.quantize_bits.has_value()) {
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    client::TensorData& tensor = tensors[i];
+    if (tensor.delta_base_step.has_value() || tensor.bytes.empty()) continue;
+    CKPT_ASSIGN_OR_RETURN(
+        found[i].fingerprints,
+        RowFingerprints(
+            absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
+            static_cast<size_t>(args.row_bytes), kFingerprintThreads));
+    tensor.row_fingerprints = found[i].fingerprints;
   }
   return absl::OkStatus();
 }
@@ -167,27 +217,29 @@ json QuantizedSummaries(const std::map<std::string, Quantization>& quantized) {
   return summaries;
 }
 
-// `put --json`'s "deltas": the tensors saved as row deltas, and whether
-// their rows came from --dirty-rows or from comparing fingerprints.
+// `put --json`'s "deltas": the tensors saved as row deltas, where their
+// rows came from (--dirty-rows, or fingerprints compared with the base's
+// stored ones or with the base read back) and the base bytes read.
 json DeltaSummaries(const std::vector<client::TensorData>& tensors,
-                    const GivenRows& given) {
+                    const std::vector<PutRows>& found) {
   json deltas = json::array();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const client::TensorData& tensor = tensors[i];
     if (!tensor.delta_base_step.has_value()) continue;
-    deltas.push_back(
-        {{"name", tensor.name},
-         {"base_step", *tensor.delta_base_step},
-         {"rows", tensor.delta_rows.size()},
-         {"total_rows", tensor.global_shape[0]},
-         {"rows_from", given[i].has_value() ? "dirty-rows" : "fingerprints"}});
+    deltas.push_back({{"name", tensor.name},
+                      {"base_step", *tensor.delta_base_step},
+                      {"rows", tensor.delta_rows.size()},
+                      {"total_rows", tensor.global_shape[0]},
+                      {"rows_from", found[i].rows_from},
+                      {"base_bytes_read", found[i].base_bytes_read}});
   }
   return deltas;
 }
 
 void PrintPutText(const PutArgs& args, int64_t step,
                   const std::vector<client::TensorData>& tensors,
-                  const GivenRows& given, const client::SaveResult& result) {
+                  const std::vector<PutRows>& found,
+                  const client::SaveResult& result) {
   std::cout << "saved " << args.job << " step " << step << " rank " << args.rank
             << " of " << args.world_size << ": " << tensors.size()
             << " file(s), " << HumanBytes(result.logical_bytes) << "\n"
@@ -206,8 +258,16 @@ void PrintPutText(const PutArgs& args, int64_t step,
     }
     std::cout << tensor.name << ": delta against step "
               << *tensor.delta_base_step << ", " << tensor.delta_rows.size()
-              << " of " << tensor.global_shape[0] << " rows"
-              << (given[i].has_value() ? " (from --dirty-rows)" : "") << "\n";
+              << " of " << tensor.global_shape[0] << " rows (from "
+              << (found[i].rows_from == "dirty-rows"
+                      ? std::string("--dirty-rows")
+                      : absl::StrCat("the base's ",
+                                     found[i].rows_from == "read back"
+                                         ? "rows read back, "
+                                         : "stored fingerprints, ",
+                                     HumanBytes(found[i].base_bytes_read),
+                                     " read"))
+              << ")\n";
   }
   for (const auto& [name, quantization] : result.quantized) {
     std::cout << name << ": quantized to " << quantization.bits
@@ -241,12 +301,15 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
   // Checked before any base is read or anything saved.
   CKPT_ASSIGN_OR_RETURN(const GivenRows given,
                         ParseDirtyRows(args.dirty_rows, tensors));
-  // Rows changed since the base, per tensor saved as a delta by
-  // fingerprints; tensors' delta_rows view them.
-  std::vector<std::vector<uint64_t>> changed_rows(tensors.size());
+  // Per tensor, its delta's rows and the fingerprints stored with it; the
+  // tensors' delta_rows and row_fingerprints view them.
+  std::vector<PutRows> found(tensors.size());
   if (args.delta_against.has_value()) {
-    CKPT_RETURN_IF_ERROR(SetDeltas(client, args, given, tensors, changed_rows));
+    CKPT_RETURN_IF_ERROR(SetDeltas(client, args, given, tensors, found));
   }
+  CKPT_RETURN_IF_ERROR(SetFullFingerprints(args, tensors, found));
+  uint64_t base_bytes_read = 0;
+  for (const PutRows& rows : found) base_bytes_read += rows.base_bytes_read;
 
   CKPT_ASSIGN_OR_RETURN(client::SaveResult result,
                         client.SaveShard(args.job, step, tensors, options));
@@ -262,13 +325,14 @@ absl::Status RunPut(client::Client& client, const PutArgs& args,
          {"chunks_sent", result.chunks_sent},
          {"bytes_sent", result.bytes_sent},
          {"checkpoint_committed", result.checkpoint_committed},
-         {"deltas", DeltaSummaries(tensors, given)},
+         {"deltas", DeltaSummaries(tensors, found)},
+         {"base_bytes_read", base_bytes_read},
          {"quantized", QuantizedSummaries(result.quantized)},
          {"committed_ranks", result.checkpoint.committed_ranks},
          {"state", std::string(CheckpointStateName(result.checkpoint.state))}});
     return absl::OkStatus();
   }
-  PrintPutText(args, step, tensors, given, result);
+  PrintPutText(args, step, tensors, found, result);
   return absl::OkStatus();
 }
 

@@ -237,6 +237,13 @@ class PySaver {
     saver_->Forget();
   }
 
+  // IncrementalSaver::SeedFromCheckpoint, one at a time with saves.
+  SeedReport Seed(Client& client, const std::string& job, int64_t step,
+                  absl::Span<const TensorEntry> entries) {
+    absl::MutexLock lock(&mu_);
+    return saver_->SeedFromCheckpoint(client, job, step, entries);
+  }
+
  private:
   absl::Mutex mu_;  // one save at a time
   std::unique_ptr<IncrementalSaver> saver_ ABSL_GUARDED_BY(mu_);
@@ -349,6 +356,39 @@ class PyClient {
       dict["plan"] = decisions;
     }
     return dict;
+  }
+
+  // Makes `saver`'s next save a delta on committed checkpoint `step` (as
+  // restored by rank `rank`), from the fingerprints stored with it:
+  // IncrementalSaver::SeedFromCheckpoint. Returns its report as a dict
+  // (step, fingerprint_bytes_read, tensors: [(name, seeded, how)]). A
+  // checkpoint gone since the restore seeds nothing (the next save is full).
+  py::dict SeedSaver(PySaver& saver, const std::string& job, int64_t step,
+                     int32_t rank) {
+    SeedReport report;
+    {
+      py::gil_scoped_release release;
+      absl::StatusOr<Checkpoint> checkpoint = client_->GetManifest(job, step);
+      if (checkpoint.ok()) {
+        std::vector<TensorEntry> entries;
+        for (const ShardManifest& shard : checkpoint->shards) {
+          if (shard.rank == rank) entries = shard.tensors;
+        }
+        report = saver.Seed(*client_, job, step, entries);
+      } else {
+        saver.Forget();
+        report.step = step;
+      }
+    }
+    py::list tensors;
+    for (const SeedReport::Tensor& tensor : report.tensors) {
+      tensors.append(py::make_tuple(tensor.name, tensor.seeded, tensor.how));
+    }
+    py::dict out;
+    out["step"] = report.step;
+    out["fingerprint_bytes_read"] = report.fingerprint_bytes_read;
+    out["tensors"] = tensors;
+    return out;
   }
 
   // New numpy arrays over the memory the client restored into (no copy).
@@ -582,6 +622,8 @@ PYBIND11_MODULE(_ckpt, m) {
           py::arg("chunk_bytes") = py::none(), py::arg("saver") = py::none(),
           py::arg("dirty_rows") = std::map<std::string, py::array_t<int64_t>>{},
           py::arg("quantize") = std::map<std::string, int>{})
+      .def("seed_saver", &PyClient::SeedSaver, py::arg("saver"), py::arg("job"),
+           py::arg("step"), py::kw_only(), py::arg("rank"))
       .def("restore_shard", &PyClient::RestoreShard, py::arg("job"),
            py::arg("step") = py::none(), py::kw_only(), py::arg("rank") = 0)
       .def("restore_shard_into", &PyClient::RestoreShardInto, py::arg("job"),

@@ -65,6 +65,7 @@ TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
                              .bytes = weights[r],
                              .delta_base_step = std::nullopt,
                              .delta_rows = {},
+                             .row_fingerprints = {},
                              .quantize_bits = std::nullopt},
           Tensor(absl::StrCat("extra", r), extras[r])};
       client::SaveOptions options;

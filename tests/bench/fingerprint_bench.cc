@@ -69,13 +69,15 @@ int Run(const Flags& flags) {
   const absl::Span<const char> bytes(table.data(), table.size());
   const double gib = static_cast<double>(table.size()) / (1 << 30);
 
-  std::vector<uint64_t> reference(rows);
+  std::vector<RowFingerprint> reference(rows);
   const double memcpy_s = MedianSeconds(flags.rounds, [&] {
     std::memcpy(copy.data(), table.data(), table.size());
   });
   const double library_s = MedianSeconds(flags.rounds, [&] {
     for (size_t i = 0; i < rows; ++i) {
-      reference[i] = XXH3_64bits(table.data() + i * row_bytes, row_bytes);
+      const XXH128_hash_t hash =
+          XXH3_128bits(table.data() + i * row_bytes, row_bytes);
+      reference[i] = RowFingerprint{hash.low64, hash.high64};
     }
   });
 
@@ -99,7 +101,7 @@ int Run(const Flags& flags) {
     variants.push_back({absl::StrFormat("auto, %d threads", flags.threads),
                         Xxh3Kernel::kAuto, flags.threads});
   }
-  std::vector<uint64_t> fingerprints(rows);
+  std::vector<RowFingerprint> fingerprints(rows);
   for (const Variant& v : variants) {
     absl::Status status = absl::OkStatus();
     const double s = MedianSeconds(flags.rounds, [&] {
@@ -114,7 +116,7 @@ int Run(const Flags& flags) {
     }
     absl::PrintF("  %-26s %6.2f GiB/s  %.2fx memcpy  %.2fx libxxhash\n", v.name,
                  gib / s, memcpy_s / s, library_s / s);
-    std::fill(fingerprints.begin(), fingerprints.end(), 0);
+    std::fill(fingerprints.begin(), fingerprints.end(), RowFingerprint{});
   }
   return 0;
 }

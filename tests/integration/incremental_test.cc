@@ -15,7 +15,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "common/fingerprint_record.h"
 #include "common/row_delta.h"
+#include "common/row_fingerprint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/real_server_test.h"
@@ -495,9 +497,10 @@ TEST_F(IncrementalTest, AnyLayoutChangeStartsANewBaseline) {
   EXPECT_EQ(kind_of(3, tensors(DType::kFloat32, taller, 0)), Kind::kFull);
 }
 
-// RowsChangedSince (what `ckpt put --delta-against` uses) reads the base
-// back and finds exactly the rows that differ, the rows IncrementalSaver
-// finds for the same two saves.
+// RowsChangedSince (what `ckpt put --delta-against` uses) finds exactly the
+// rows that differ, the rows IncrementalSaver finds for the same two saves,
+// from the fingerprints the saver stored: it reads 16 bytes a row, never
+// the rows.
 TEST_F(IncrementalTest, RowsChangedSinceFindsTheRowsTheSaverFinds) {
   Model model(13);
   const std::string job = "it/changed-since";
@@ -510,10 +513,13 @@ TEST_F(IncrementalTest, RowsChangedSinceFindsTheRowsTheSaverFinds) {
   const TensorEntry base = manifest->shards.at(0).tensors.at(0);
   ASSERT_EQ(base.name, "emb.weight");
 
+  ASSERT_TRUE(base.HasStoredFingerprints());
   auto unchanged =
-      client::RowsChangedSince(*client_, job, base, model.Tensors()[0]);
+      client::RowsChangedSince(*client_, job, 1, base, model.Tensors()[0]);
   ASSERT_TRUE(unchanged.ok()) << unchanged.status();
-  EXPECT_THAT(*unchanged, ::testing::IsEmpty());
+  EXPECT_THAT(unchanged->rows, ::testing::IsEmpty());
+  EXPECT_TRUE(unchanged->from_stored_fingerprints);
+  EXPECT_EQ(unchanged->base_bytes_read, DenseFingerprintRecordBytes(kRows));
 
   // Random bytes make every changed row differ.
   const std::vector<uint64_t> rows = model.RandomRows(37);
@@ -521,9 +527,17 @@ TEST_F(IncrementalTest, RowsChangedSinceFindsTheRowsTheSaverFinds) {
   const std::vector<client::TensorData> tensors = model.Tensors();
   for (int threads : {1, 2}) {
     auto changed =
-        client::RowsChangedSince(*client_, job, base, tensors[0], threads);
+        client::RowsChangedSince(*client_, job, 1, base, tensors[0], threads);
     ASSERT_TRUE(changed.ok()) << changed.status();
-    EXPECT_EQ(*changed, rows) << threads << " thread(s)";
+    EXPECT_EQ(changed->rows, rows) << threads << " thread(s)";
+    EXPECT_TRUE(changed->from_stored_fingerprints);
+    // The fingerprints of the changed rows now, for the new delta's record.
+    ASSERT_EQ(changed->fingerprints.size(), rows.size());
+    auto now = SelectedRowFingerprints(
+        absl::MakeConstSpan(tensors[0].bytes.data(), tensors[0].bytes.size()),
+        kRowBytes, rows);
+    ASSERT_TRUE(now.ok());
+    EXPECT_EQ(changed->fingerprints, *now);
   }
   auto plan = saver.Plan(2, tensors);
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -532,9 +546,10 @@ TEST_F(IncrementalTest, RowsChangedSinceFindsTheRowsTheSaverFinds) {
   EXPECT_EQ(std::vector<uint64_t>(planned.begin(), planned.end()), rows);
 }
 
-// Against a base that is itself a delta, RowsChangedSince compares with
-// the base's rebuilt bytes (not its stored rows), so the result saved as a
-// delta on it restores exactly.
+// Against a base that is itself a delta and was saved without stored
+// fingerprints (as before they existed), RowsChangedSince reads the base
+// back and compares with its rebuilt bytes (not its stored rows), so the
+// result saved as a delta on it restores exactly.
 TEST_F(IncrementalTest, RowsChangedSinceComparesWithARebuiltDeltaBase) {
   Model model(14);
   const std::string job = "it/changed-since-delta";
@@ -561,12 +576,14 @@ TEST_F(IncrementalTest, RowsChangedSinceComparesWithARebuiltDeltaBase) {
   ASSERT_EQ(second.size(), 20u);
   model.ChangeRows(second);
   tensors = model.Tensors();
-  auto changed = client::RowsChangedSince(*client_, job, base, tensors[0]);
+  auto changed = client::RowsChangedSince(*client_, job, 2, base, tensors[0]);
   ASSERT_TRUE(changed.ok()) << changed.status();
-  EXPECT_EQ(*changed, second);
+  EXPECT_EQ(changed->rows, second);
+  EXPECT_FALSE(changed->from_stored_fingerprints);
+  EXPECT_EQ(changed->base_bytes_read, base.ByteSize());
 
   tensors[0].delta_base_step = 2;
-  tensors[0].delta_rows = *changed;
+  tensors[0].delta_rows = changed->rows;
   ASSERT_TRUE(client_->SaveShard(job, 3, tensors, {}).ok());
   EXPECT_TRUE(Restore(job, 3, true)["emb.weight"] == model.table);
   EXPECT_TRUE(Restore(job, 3, false)["emb.weight"] == model.table);
@@ -592,14 +609,15 @@ TEST_F(IncrementalTest, RowsChangedSinceRefusesAnotherLayoutBeforeReading) {
   others[3].box.offsets = {kRows, 0};
   others[3].global_shape = others[2].global_shape;
   for (const client::TensorData& other : others) {
-    auto refused = client::RowsChangedSince(*client_, "it/none", base, other);
+    auto refused =
+        client::RowsChangedSince(*client_, "it/none", 1, base, other);
     EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
     EXPECT_THAT(refused.status().message(), HasSubstr("cannot be compared"));
   }
   client::TensorData short_bytes = tensor;
   short_bytes.bytes.remove_suffix(kRowBytes);
   auto refused =
-      client::RowsChangedSince(*client_, "it/none", base, short_bytes);
+      client::RowsChangedSince(*client_, "it/none", 1, base, short_bytes);
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(), HasSubstr("bytes given"));
 }

@@ -175,13 +175,13 @@ def test_async_incremental_saves_restore_bit_identical(server):
             # The host copy was taken: training on does not change it.
             snapshots[step] = snapshot(model.state())
             if step > 1:
-                # The previous save finished (save() joined it): with dirty
-                # rows (odd steps) the table is a delta; the even steps'
-                # fingerprints have no fingerprinted base and are full.
+                # The previous save finished (save() joined it). Saves from
+                # dirty rows (odd steps) keep the fingerprints up to date
+                # too, so every save after the first is a delta, with or
+                # without dirty rows, until the chain is max_chain_length
+                # (3) long: steps 1 and 5 are baselines.
                 previous = kinds(manager.last_plan)
-                expected = "full" if (step - 1) % 2 == 0 else "delta"
-                if step - 1 == 1:
-                    expected = "full"
+                expected = "full" if step - 1 in (1, 5) else "delta"
                 assert previous["model/embedding.weight"] == expected, step
         manager.wait()
         for step, expected in snapshots.items():

@@ -177,8 +177,14 @@ class CheckpointManager:
         are found by per-row XXH3 fingerprints against the base (or given
         with save(dirty_rows=...)); a policy writes a new full baseline when
         the delta grows too large (docs/architecture.md, "Incremental
-        checkpoints: client"). A new manager starts with full saves.
-        Restores apply the deltas; they need no option. Default: False.
+        checkpoints: client"). Each save stores its rows' fingerprints (16
+        bytes a row), so a restarted job picks up where it stopped: after
+        restore() (or restore_or_initialize()) the next save is a delta on
+        the restored checkpoint (on its baseline when it is a delta itself,
+        as the intermittent policy says), found without reading its rows;
+        last_restore["incremental_seed"] says per tensor. Without a restore
+        a new manager's first save is full. Restores apply the deltas; they
+        need no option. Default: False.
     delta_mode: "intermittent" (each delta against the last full baseline;
         a restore reads at most two versions) or "consecutive" (each delta
         against the previous save, at most max_chain_length deep).
@@ -521,6 +527,13 @@ class CheckpointManager:
                 arguments.boolean("strict", strict), keys, map_location,
                 arguments.boolean("allow_partial_ranks",
                                   allow_partial_ranks))
+        if self._saver is not None:
+            # The next save is a delta on what was restored, from the
+            # fingerprints stored with it (never the rows): a restarted job
+            # does not write a full baseline.
+            self._last_restore["incremental_seed"] = self._client.seed_saver(
+                self._saver, self._job, self._last_restore["step"],
+                rank=self._rank)
         return state
 
     def export(self, step, path, *, format="safetensors", full=None,

@@ -384,6 +384,19 @@ TEST(ParseRowListTest, TheLastRowIsAllowedAndOnePastItIsNot) {
   ExpectInvalid(ParseRowList("emb", "0", 0), "(it has 0 rows)");
 }
 
+// 12,000 ranges of 100,000 rows each fit in one argument; expanded one by
+// one they were 1.2e9 rows (9.6 GB) before being sorted. Merged, they are
+// the 100,000 rows once.
+TEST(ParseRowListTest, RepeatedWideRangesAreMergedNotExpandedEach) {
+  std::string list = "0-99999";
+  for (int i = 1; i < 12000; ++i) list += i % 2 ? ",1-99998" : ",0-99999";
+  absl::StatusOr<std::vector<uint64_t>> rows =
+      ParseRowList("emb", list, 100000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 100000u);
+  for (size_t i = 0; i < rows->size(); ++i) ASSERT_EQ((*rows)[i], i);
+}
+
 TEST(ParseRowListTest, RefusesMalformedItemsNamingTheItemAndTheList) {
   for (const char* item : {"x", "-1", "5-", "-", "9-7", "+1", " 1", "1 ",
                            "1-2-3", "0x1", "18446744073709551616", "1.0"}) {

@@ -238,9 +238,8 @@ absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
           "' is not a row index or an ascending range A-B in '", list, "'"));
     }
     if (range->last >= rows) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--dirty-rows ", name, ": row ", range->last,
-                       " is past its last row (it has ", rows, " rows)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", name, ": ", PastLastRow(range->last, rows)));
     }
     parsed.Add(*range);
   }

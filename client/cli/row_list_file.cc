@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -49,12 +51,6 @@ class RowFile {
     return absl::ErrnoToStatus(
         errno, absl::StrCat("--dirty-rows ", name_, ": ", what, " '",
                             absl::CHexEscape(path_), "'"));
-  }
-  // The error for `row` past the last row, as ParseRowList words it.
-  absl::Status PastLastRow(absl::string_view where, uint64_t row) const {
-    return Invalid(where,
-                   absl::StrCat("row ", row, " is past its last row (it has ",
-                                rows_, " rows)"));
   }
 
  private:
@@ -130,7 +126,7 @@ class TextRowParser {
                                   "A-B"));
       }
       if (range->last >= file_.rows()) {
-        return file_.PastLastRow(Where(), range->last);
+        return file_.Invalid(Where(), PastLastRow(range->last, file_.rows()));
       }
       rows_.Add(*range);
     }
@@ -152,9 +148,6 @@ class TextRowParser {
 // The elements of a .npy array, fed in blocks that may split an element.
 class NpyRowParser {
  public:
-  NpyRowParser(const RowFile& file, const NpyIntArray& array)
-      : file_(file), array_(array) {}
-
   absl::Status Feed(absl::string_view bytes) {
     if (bytes.size() > data_bytes_left_) {
       return file_.Invalid("",
@@ -202,7 +195,15 @@ class NpyRowParser {
   }
 
  private:
+  NpyRowParser(const RowFile& file, const NpyIntArray& array)
+      : file_(file), array_(array) {}
+
   uint64_t Needed() const { return array_.count * array_.item_bytes; }
+
+  // Where element `index` is, for its error.
+  static std::string Where(uint64_t index) {
+    return absl::StrCat(" element ", index, " (from 0)");
+  }
 
   absl::Status Element(absl::string_view bytes) {
     uint64_t value = 0;
@@ -211,18 +212,19 @@ class NpyRowParser {
           bytes[array_.big_endian ? i : bytes.size() - 1 - i]);
       value = (value << 8) | byte;
     }
-    const std::string where =
-        absl::StrCat(" element ", element_++, " (from 0)");
+    const uint64_t index = element_++;
     const unsigned bits = 8 * static_cast<unsigned>(bytes.size());
     if (array_.is_signed && (value >> (bits - 1)) != 0) {
       // Two's complement: the value is -(2^bits - value).
       const uint64_t magnitude =
           bits == 64 ? ~value + 1 : (uint64_t{1} << bits) - value;
-      return file_.Invalid(where, absl::StrCat("-", magnitude,
-                                               " is negative, not a row "
-                                               "index"));
+      return file_.Invalid(Where(index), absl::StrCat("-", magnitude,
+                                                      " is negative, not a row "
+                                                      "index"));
     }
-    if (value >= file_.rows()) return file_.PastLastRow(where, value);
+    if (value >= file_.rows()) {
+      return file_.Invalid(Where(index), PastLastRow(value, file_.rows()));
+    }
     rows_.Add(RowRange{value, value});
     return absl::OkStatus();
   }

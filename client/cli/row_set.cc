@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 
 namespace ckpt::cli {
 namespace {
@@ -40,6 +41,11 @@ std::optional<RowRange> ParseRowRange(absl::string_view text) {
     return std::nullopt;
   }
   return RowRange{*first, *last};
+}
+
+std::string PastLastRow(uint64_t row, uint64_t rows) {
+  return absl::StrCat("row ", row, " is past its last row (it has ", rows,
+                      " rows)");
 }
 
 void RowSetBuilder::Add(RowRange range) {

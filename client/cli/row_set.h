@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -23,6 +24,10 @@ struct RowRange {
 // or prefix), so that a typo is refused instead of read as some other row.
 // nullopt for anything else.
 std::optional<RowRange> ParseRowRange(absl::string_view text);
+
+// Why `row` is refused for a tensor of `rows` rows (row >= rows): "row N is
+// past its last row (it has R rows)".
+std::string PastLastRow(uint64_t row, uint64_t rows);
 
 // Collects ranges in any order, repeats and overlaps allowed. Holds at most
 // about twice as many ranges as the disjoint ranges they merge into (and so

@@ -29,9 +29,10 @@ std::optional<RowRange> ParseRowRange(absl::string_view text);
 // past its last row (it has R rows)".
 std::string PastLastRow(uint64_t row, uint64_t rows);
 
-// Collects ranges in any order, repeats and overlaps allowed. Holds at most
-// about twice as many ranges as the disjoint ranges they merge into (and so
-// O(rows) for rows below a bound), however many are added.
+// Collects ranges in any order, repeats and overlaps allowed, merging them
+// whenever it holds twice as many as after the last merge (and at least
+// 4096): however many are added, it holds O(disjoint ranges), so O(rows)
+// for rows below a bound, and adding n ranges costs O(n log n).
 class RowSetBuilder {
  public:
   // REQUIRES: range.first <= range.last.

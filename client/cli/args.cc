@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "client/cli/row_list_file.h"
 #include "client/cli/row_set.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 
 namespace ckpt::cli {
@@ -233,9 +234,11 @@ absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
   for (absl::string_view item : absl::StrSplit(list, ',')) {
     std::optional<RowRange> range = ParseRowRange(item);
     if (!range.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--dirty-rows ", name, ": '", item,
-          "' is not a row index or an ascending range A-B in '", list, "'"));
+      // Quoted cut short: a list may be most of a 128 KiB argument.
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dirty-rows ", name, ": ", QuoteTruncated(item),
+                       " is not a row index or an ascending range A-B in ",
+                       QuoteTruncated(list)));
     }
     if (range->last >= rows) {
       return absl::InvalidArgumentError(absl::StrCat(

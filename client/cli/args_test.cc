@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -406,6 +407,17 @@ TEST(ParseRowListTest, RefusesMalformedItemsNamingTheItemAndTheList) {
                       "' is not a row index or an ascending range A-B in '" +
                       list + "'");
   }
+  // A long list (up to 128 KiB fit in one argument) is quoted cut short.
+  std::string long_list = "x";
+  for (int row = 0; row < 20000; ++row) absl::StrAppend(&long_list, ",", row);
+  absl::StatusOr<std::vector<uint64_t>> refused =
+      ParseRowList("emb", long_list, 100000);
+  ExpectInvalid(refused,
+                "--dirty-rows emb: 'x' is not a row index or an ascending "
+                "range A-B in 'x,0,1,2,");
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("...' (", long_list.size(), " bytes)")));
+  EXPECT_LT(refused.status().message().size(), 200u);
   // An empty item between commas, or at either end.
   for (const char* list : {"1,,2", ",1", "1,"}) {
     ExpectInvalid(ParseRowList("emb", list, 100),

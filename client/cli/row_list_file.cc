@@ -12,7 +12,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli/npy_header.h"
@@ -43,14 +42,14 @@ class RowFile {
   // INVALID_ARGUMENT "--dirty-rows NAME: 'PATH'<where>: <what>".
   absl::Status Invalid(absl::string_view where, absl::string_view what) const {
     return absl::InvalidArgumentError(
-        absl::StrCat("--dirty-rows ", name_, ": '", absl::CHexEscape(path_),
+        absl::StrCat("--dirty-rows ", name_, ": '", EscapeControlBytes(path_),
                      "'", where, ": ", what));
   }
   // errno's status, "--dirty-rows NAME: <what> 'PATH'".
   absl::Status Errno(absl::string_view what) const {
     return absl::ErrnoToStatus(
         errno, absl::StrCat("--dirty-rows ", name_, ": ", what, " '",
-                            absl::CHexEscape(path_), "'"));
+                            EscapeControlBytes(path_), "'"));
   }
 
  private:
@@ -120,10 +119,14 @@ class TextRowParser {
     if (!in_long_comment_ && !item.empty() && item[0] != '#') {
       const std::optional<RowRange> range = ParseRowRange(item);
       if (!range.has_value()) {
+        // A comma-separated list is the inline form; a file takes one item
+        // per line.
         return file_.Invalid(
-            Where(), absl::StrCat(QuoteTruncated(item),
-                                  " is not a row index or an ascending range "
-                                  "A-B"));
+            Where(),
+            absl::StrCat(
+                QuoteTruncated(item),
+                " is not a row index or an ascending range A-B",
+                absl::StrContains(item, ',') ? " (one per line)" : ""));
       }
       if (range->last >= file_.rows()) {
         return file_.Invalid(Where(), PastLastRow(range->last, file_.rows()));

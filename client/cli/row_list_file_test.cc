@@ -147,13 +147,15 @@ TEST_F(RowListFileTest, EmptyFilesAndOnlyCommentsAreNoRows) {
 }
 
 TEST_F(RowListFileTest, TextRefusesABadLineNamingItsNumberAndQuotingIt) {
-  for (const std::string item :
-       {"x", "1,2", "-1", "9-7", "1 2", "0x1", "+1", "5-", "1-2-3", "1.0",
-        "18446744073709551616"}) {
+  for (const std::string item : {"x", "-1", "9-7", "1 2", "0x1", "+1", "5-",
+                                 "1-2-3", "1.0", "18446744073709551616"}) {
     ExpectRefused(
         "bad.txt", "# header\n0\n" + item + "\r\n4\n",
         " line 3: '" + item + "' is not a row index or an ascending range A-B");
   }
+  ExpectRefused("list.txt", "3,17,100-199\n",
+                " line 1: '3,17,100-199' is not a row index or an ascending "
+                "range A-B (one per line)");
   // Control bytes are escaped; a long line is cut in the quote.
   ExpectRefused("binary.txt", "1\n\x01\x02\x1b[2J\n",
                 " line 2: '\\x01\\x02\\x1b[2J' is not a row index or an "
@@ -448,6 +450,14 @@ TEST_F(RowListFileTest, RefusesAMissingFileADirectoryAndAnEmptyName) {
   EXPECT_EQ(read.status().message(),
             "--dirty-rows emb: '" + dir_ +
                 "': it is a directory, not a file of rows");
+
+  // A path is shown as typed, UTF-8 included; control bytes escaped.
+  const std::string odd = Write("r\xc3\xa9\x1b.txt", "x\n");
+  read = ReadRowListFile("emb", odd, 10);
+  EXPECT_EQ(read.status().message(),
+            "--dirty-rows emb: '" + dir_ +
+                "/r\xc3\xa9\\x1b.txt' line 1: 'x' is not a row index or an "
+                "ascending range A-B");
 
   read = ReadRowListFile("emb", "", 10);
   EXPECT_TRUE(absl::IsInvalidArgument(read.status())) << read.status();

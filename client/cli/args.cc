@@ -229,8 +229,8 @@ absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags) {
 absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
                                                    absl::string_view list,
                                                    uint64_t rows) {
+  if (list.empty()) return std::vector<uint64_t>();
   RowSetBuilder parsed;
-  if (list.empty()) return std::move(parsed).TakeRows();
   for (absl::string_view item : absl::StrSplit(list, ',')) {
     std::optional<RowRange> range = ParseRowRange(item);
     if (!range.has_value()) {

@@ -105,6 +105,12 @@ absl::StatusOr<StoredChain> Client::LoadStoredChain(absl::string_view job,
   return client::LoadStoredChain(*impl_->transport, job, step, entry);
 }
 
+std::vector<absl::StatusOr<StoredChain>> Client::LoadStoredChains(
+    absl::string_view job, int64_t step,
+    absl::Span<const TensorEntry> entries) {
+  return client::LoadStoredChains(*impl_->transport, job, step, entries);
+}
+
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     const Checkpoint& checkpoint, int32_t rank,
     const RestoreProgressFn& progress) {

@@ -138,6 +138,10 @@ class Client {
   absl::StatusOr<StoredChain> LoadStoredChain(absl::string_view job,
                                               int64_t step,
                                               const TensorEntry& entry);
+  // The same for several entries of one checkpoint (LoadStoredChains).
+  std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
+      absl::string_view job, int64_t step,
+      absl::Span<const TensorEntry> entries);
 
   // Resharded restore: each request's region of `checkpoint` (fetched
   // with GetManifest), assembled from the saved boxes that overlap it.

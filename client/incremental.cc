@@ -219,10 +219,18 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
     plan.tensors_[i].delta_base_step = decided.decision.base_step;
     plan.tensors_[i].delta_rows = plan.rows_[i];
     if (options_.store_fingerprints) {
-      plan.tensors_[i].row_fingerprints = plan.delta_fingerprints_[i];
+      plan.tensors_[i].row_fingerprints =
+          absl::MakeConstSpan(plan.delta_fingerprints_[i]);
     }
   }
   return plan;
+}
+
+bool IncrementalSaver::Tracks(const TensorEntry& entry) const {
+  return !entry.IsQuantized() &&
+         static_cast<int>(entry.box.lengths.size()) >= options_.min_dims &&
+         !entry.box.lengths.empty() && entry.box.lengths[0] > 0 &&
+         entry.RowBytes() > 0;
 }
 
 absl::Status IncrementalSaver::PlanFull(const TensorData& tensor,
@@ -236,7 +244,7 @@ absl::Status IncrementalSaver::PlanFull(const TensorData& tensor,
     CKPT_RETURN_IF_ERROR(FingerprintRows(
         tensor.bytes, row_bytes, options_.fingerprint_threads, fingerprints));
   }
-  plan.tensors_[i].row_fingerprints = fingerprints;
+  plan.tensors_[i].row_fingerprints = absl::MakeConstSpan(fingerprints);
   return absl::OkStatus();
 }
 
@@ -348,22 +356,27 @@ SeedReport IncrementalSaver::SeedFromCheckpoint(
   SeedReport report;
   report.step = step;
   const bool intermittent = options_.policy.mode == DeltaMode::kIntermittent;
+  // The chains of the tensors this saver tracks, loaded together.
+  std::vector<TensorEntry> tracked;
+  for (const TensorEntry& entry : entries) {
+    if (Tracks(entry)) tracked.push_back(entry);
+  }
+  std::vector<absl::StatusOr<StoredChain>> chains =
+      client.LoadStoredChains(job, step, tracked);
+  size_t next_chain = 0;
   for (const TensorEntry& entry : entries) {
     SeedReport::Tensor& seeded = report.tensors.emplace_back();
     seeded.name = entry.name;
-    const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
     if (entry.IsQuantized()) {
       seeded.how = "quantized: always saved in full";
       continue;
     }
-    if (static_cast<int>(entry.box.lengths.size()) < options_.min_dims ||
-        rows == 0 || entry.RowBytes() == 0) {
+    if (!Tracks(entry)) {
       seeded.how = absl::StrCat("fewer than ", options_.min_dims,
                                 " dimensions or no rows: always saved in full");
       continue;
     }
-    absl::StatusOr<StoredChain> chain =
-        client.LoadStoredChain(job, step, entry);
+    absl::StatusOr<StoredChain>& chain = chains[next_chain++];
     if (!chain.ok()) {
       // The restore itself succeeded; the next save is full, and says why.
       seeded.how = absl::StrCat("its stored fingerprints cannot be used (",

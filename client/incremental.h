@@ -172,6 +172,9 @@ class IncrementalSaver {
   // (computed now if the plan came from dirty rows).
   absl::Status PlanFull(const TensorData& tensor, uint64_t row_bytes,
                         IncrementalPlan& plan, size_t i);
+  // Whether a checkpoint's entry is one the saver keeps a history of (not
+  // quantized, at least min_dims dimensions, rows).
+  bool Tracks(const TensorEntry& entry) const;
   IncrementalOptions options_;
   absl::flat_hash_map<std::string, std::unique_ptr<TensorState>> tensors_;
   std::optional<int64_t> last_step_;  // of the last committed plan

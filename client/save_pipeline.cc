@@ -156,7 +156,7 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorData& tensor,
 // its delta rows were checked (EncodeDelta).
 absl::StatusOr<std::optional<std::string>> EncodeFingerprints(
     const TensorData& tensor, const TensorEntry& entry) {
-  if (tensor.row_fingerprints.empty()) return std::nullopt;
+  if (!tensor.row_fingerprints.has_value()) return std::nullopt;
   auto refuse = [&](absl::string_view problem) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", tensor.name,
@@ -167,19 +167,21 @@ absl::StatusOr<std::optional<std::string>> EncodeFingerprints(
   }
   const uint64_t rows = entry.box.lengths.empty() ? 0 : entry.box.lengths[0];
   if (rows == 0 || entry.RowBytes() == 0) return refuse("it has no rows");
-  const size_t given = tensor.row_fingerprints.size();
+  const absl::Span<const RowFingerprint> fingerprints =
+      *tensor.row_fingerprints;
+  const size_t given = fingerprints.size();
   if (tensor.delta_base_step.has_value()) {
     if (given != tensor.delta_rows.size()) {
       return refuse(absl::StrCat(given, " given for a delta of ",
                                  tensor.delta_rows.size(), " rows"));
     }
     return EncodeSparseFingerprints(entry.RowBytes(), rows, tensor.delta_rows,
-                                    tensor.row_fingerprints);
+                                    fingerprints);
   }
   if (given != rows) {
     return refuse(absl::StrCat(given, " given for ", rows, " rows"));
   }
-  return EncodeDenseFingerprints(entry.RowBytes(), tensor.row_fingerprints);
+  return EncodeDenseFingerprints(entry.RowBytes(), fingerprints);
 }
 
 // A shard laid out for upload: the manifest without pieces, and its chunks

@@ -6,8 +6,11 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/status/status.h"
+#include "client/stored_fingerprints.h"
 #include "common/chunking.h"
+#include "common/fingerprint_record.h"
 #include "common/row_delta.h"
+#include "common/row_fingerprint.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -264,6 +267,99 @@ TEST(SavePipelineTest, LaysOutFullDeltaAndQuantizedEntries) {
   EXPECT_EQ(saved->quantized.at("w"), *entries[2].quantization);
   EXPECT_GT(entries[2].quantization->max_abs_error, 0.0);
   EXPECT_LT(entries[2].StoredBytes(), weight_bytes.size());
+}
+
+// Row fingerprints given with a tensor are stored as its entry's
+// fingerprint pieces: a dense record for a full tensor, a sparse one of the
+// delta's rows for a delta; LoadStoredChain reads them back and rebuilds
+// the fingerprints of the delta's tensor without its rows.
+TEST(SavePipelineTest, StoresRowFingerprintsThatLoadStoredChainRebuilds) {
+  FakeTransport fake;
+  constexpr size_t kRowBytes = 16;
+  const std::string base = PatternBytes(kRowBytes * 40, 11);
+  std::string now = base;
+  const std::vector<uint64_t> rows = {3, 17, 39};
+  for (uint64_t row : rows) now[row * kRowBytes] ^= 0x5a;
+  auto base_fingerprints =
+      RowFingerprints(absl::MakeConstSpan(base.data(), base.size()), kRowBytes);
+  auto now_fingerprints =
+      RowFingerprints(absl::MakeConstSpan(now.data(), now.size()), kRowBytes);
+  ASSERT_TRUE(base_fingerprints.ok() && now_fingerprints.ok());
+
+  TensorData full = WholeTensor("table", DType::kUint8, {40, 16}, base);
+  full.row_fingerprints = absl::MakeConstSpan(*base_fingerprints);
+  ASSERT_TRUE(SaveShard(fake, kJob, 1, {full}, SmallChunks()).ok());
+  std::vector<RowFingerprint> changed;
+  for (uint64_t row : rows) changed.push_back((*now_fingerprints)[row]);
+  TensorData delta = WholeTensor("table", DType::kUint8, {40, 16}, now);
+  delta.delta_base_step = 1;
+  delta.delta_rows = rows;
+  delta.row_fingerprints = absl::MakeConstSpan(changed);
+  ASSERT_TRUE(SaveShard(fake, kJob, 2, {delta}, SmallChunks()).ok());
+
+  absl::StatusOr<Checkpoint> manifest = fake.GetManifest(kJob, 2, std::nullopt);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry& entry = manifest->shards.at(0).tensors.at(0);
+  EXPECT_EQ(entry.FingerprintBytes(), SparseFingerprintRecordBytes(40, 3));
+  auto record = EncodeSparseFingerprints(kRowBytes, 40, rows, changed);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(entry.fingerprint_pieces.at(0).id,
+            Sha256(absl::string_view(*record).substr(0, kChunk)));
+
+  absl::StatusOr<StoredChain> chain = LoadStoredChain(fake, kJob, 2, entry);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(chain->baseline_step, 1);
+  EXPECT_EQ(chain->chain_length, 1);
+  EXPECT_EQ(chain->bytes_read, DenseFingerprintRecordBytes(40) +
+                                   SparseFingerprintRecordBytes(40, 3));
+  ASSERT_TRUE(chain->fingerprints.has_value());
+  EXPECT_EQ(chain->fingerprints->at_baseline, *base_fingerprints);
+  EXPECT_EQ(chain->fingerprints->at_checkpoint, *now_fingerprints);
+  EXPECT_EQ(chain->fingerprints->changed_since_baseline, rows);
+
+  // A chain with an entry saved without fingerprints has none to rebuild.
+  TensorData plain = WholeTensor("table", DType::kUint8, {40, 16}, base);
+  ASSERT_TRUE(SaveShard(fake, kJob, 3, {plain}, SmallChunks()).ok());
+  manifest = fake.GetManifest(kJob, 3, std::nullopt);
+  ASSERT_TRUE(manifest.ok());
+  chain = LoadStoredChain(fake, kJob, 3, manifest->shards.at(0).tensors.at(0));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_FALSE(chain->fingerprints.has_value());
+  EXPECT_EQ(chain->bytes_read, 0u);
+}
+
+TEST(SavePipelineTest, RefusesRowFingerprintsThatDoNotFitTheTensor) {
+  FakeTransport fake;
+  const std::string table = PatternBytes(size_t{8} * 16, 3);
+  const std::vector<RowFingerprint> eight(8), two(2);
+  const std::vector<uint64_t> rows = {1, 4};
+  struct Case {
+    const char* what;
+    TensorData tensor;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"too few for a full tensor",
+                   WholeTensor("t", DType::kUint8, {8, 16}, table),
+                   "2 given for 8 rows"});
+  cases.back().tensor.row_fingerprints = absl::MakeConstSpan(two);
+  cases.push_back({"one per row for a delta",
+                   WholeTensor("t", DType::kUint8, {8, 16}, table),
+                   "8 given for a delta of 2 rows"});
+  cases.back().tensor.delta_base_step = 1;
+  cases.back().tensor.delta_rows = rows;
+  cases.back().tensor.row_fingerprints = absl::MakeConstSpan(eight);
+  cases.push_back(
+      {"rowless", WholeTensor("t", DType::kUint8, {}, "x"), "it has no rows"});
+  cases.back().tensor.row_fingerprints = absl::MakeConstSpan(two);
+  for (Case& c : cases) {
+    absl::StatusOr<SaveResult> saved =
+        SaveShard(fake, kJob, 1, {c.tensor}, SmallChunks());
+    EXPECT_TRUE(absl::IsInvalidArgument(saved.status()))
+        << c.what << ": " << saved.status();
+    EXPECT_THAT(saved.status().message(), HasSubstr(c.message)) << c.what;
+  }
+  EXPECT_EQ(fake.begin_calls(), 0);
 }
 
 }  // namespace

@@ -89,18 +89,17 @@ std::vector<uint64_t> SortedUnion(const std::vector<uint64_t>& a,
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
-                                            absl::string_view job, int64_t step,
-                                            const TensorEntry& entry) {
+// LoadStoredChain with `chains` caching the base manifests.
+absl::StatusOr<StoredChain> LoadWithChains(Transport& transport,
+                                           DeltaChains& chains,
+                                           absl::string_view job, int64_t step,
+                                           const TensorEntry& entry) {
   if (entry.IsQuantized() || entry.box.lengths.empty() ||
       entry.ByteSize() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tensor '", entry.name,
         "': only unquantized tensors with rows have row fingerprints"));
   }
-  DeltaChains chains(transport, job);
   // Oldest first: the full baseline, then the deltas up to `entry`.
   CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain, chains.Resolve(entry));
   StoredChain stored;
@@ -152,6 +151,27 @@ absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
         SortedUnion(fingerprints.changed_since_baseline, *record);
   }
   return stored;
+}
+
+}  // namespace
+
+absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
+                                            absl::string_view job, int64_t step,
+                                            const TensorEntry& entry) {
+  DeltaChains chains(transport, job);
+  return LoadWithChains(transport, chains, job, step, entry);
+}
+
+std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
+    Transport& transport, absl::string_view job, int64_t step,
+    absl::Span<const TensorEntry> entries) {
+  DeltaChains chains(transport, job);
+  std::vector<absl::StatusOr<StoredChain>> out;
+  out.reserve(entries.size());
+  for (const TensorEntry& entry : entries) {
+    out.push_back(LoadWithChains(transport, chains, job, step, entry));
+  }
+  return out;
 }
 
 }  // namespace ckpt::client

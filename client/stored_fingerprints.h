@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "client/transport.h"
 #include "common/manifest.h"
 #include "common/row_fingerprint.h"
@@ -49,5 +50,12 @@ struct StoredChain {
 absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
                                             absl::string_view job, int64_t step,
                                             const TensorEntry& entry);
+
+// LoadStoredChain for each of `entries` (a shard's tensors, say) of one
+// checkpoint, each base manifest fetched once over all of them; one result
+// per entry, in order, so one tensor's broken record fails only its own.
+std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
+    Transport& transport, absl::string_view job, int64_t step,
+    absl::Span<const TensorEntry> entries);
 
 }  // namespace ckpt::client

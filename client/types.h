@@ -126,7 +126,9 @@ struct TensorData {
   // verify --read-data` recomputes them.) INVALID_ARGUMENT for another
   // count, or with quantize_bits or a tensor without rows.
   // IncrementalSaver fills this in.
-  absl::Span<const RowFingerprint> row_fingerprints;
+  // nullopt: none stored (an empty span stores the record of a delta of no
+  // rows).
+  std::optional<absl::Span<const RowFingerprint>> row_fingerprints;
   // Set to save a float32 tensor quantized (opt-in, lossy; Check-N-Run):
   // row-wise to 2, 3, 4 or 8 bits with the range search of common/
   // quantize.h, on options.hash_threads threads (about 15 MB/s per core).

@@ -55,14 +55,17 @@ TensorSide SideOf(const TensorEntry& entry) {
   return side;
 }
 
-// B's distinct chunks in `entry` that A does not reference, and their bytes.
+// B's distinct chunks in `entry` (its fingerprint pieces too) that A does
+// not reference, and their bytes.
 uint64_t NewBytes(const TensorEntry& entry,
                   const absl::flat_hash_set<ChunkId>& a_chunks) {
   absl::flat_hash_set<ChunkId> seen;
   uint64_t bytes = 0;
-  for (const ChunkRef& piece : entry.pieces) {
-    if (!a_chunks.contains(piece.id) && seen.insert(piece.id).second) {
-      bytes += piece.size;
+  for (const auto* refs : {&entry.pieces, &entry.fingerprint_pieces}) {
+    for (const ChunkRef& piece : *refs) {
+      if (!a_chunks.contains(piece.id) && seen.insert(piece.id).second) {
+        bytes += piece.size;
+      }
     }
   }
   return bytes;

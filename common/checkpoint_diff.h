@@ -61,9 +61,9 @@ struct TensorDiff {
   // (nullopt) otherwise: a delta against another step says how its rows
   // differ from that step, and plain entries have no row record.
   std::optional<uint64_t> rows_changed;
-  // Bytes of the distinct chunks of B's entry that checkpoint A references
-  // nowhere (its share of CheckpointDiff::bytes_added; a chunk two entries
-  // share counts in both).
+  // Bytes of the distinct chunks of B's entry (data and stored row
+  // fingerprints) that checkpoint A references nowhere (its share of
+  // CheckpointDiff::bytes_added; a chunk two entries share counts in both).
   uint64_t new_bytes = 0;
 };
 

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/chunking.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -548,6 +549,52 @@ TEST(ValidateShardManifestTest, DeltaPiecesMustHoldWholeRowsOfTheBox) {
               HasSubstr("needs a tensor with rows"));
 }
 
+// Fingerprint pieces must add up to the record the entry implies (dense:
+// 32 + 16 per row; sparse: 32 + 20 per delta row), and GC, verify and
+// copy see them through ReferencedChunks.
+TEST(ValidateShardManifestTest, FingerprintPiecesMustHoldTheEntrysRecord) {
+  ShardManifest shard = ValidShard();
+  TensorEntry& full = shard.tensors[0];              // 2 rows of 24 bytes
+  full.fingerprint_pieces = {Piece(40), Piece(24)};  // 32 + 2 * 16
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  EXPECT_EQ(full.FingerprintBytes(), 64u);
+  EXPECT_THAT(ReferencedChunks(shard),
+              ElementsAre(Piece(32), Piece(16), Piece(40), Piece(24)));
+  for (uint64_t bad : {48, 63, 65, 96}) {
+    SCOPED_TRACE(bad);
+    full.fingerprint_pieces = {Piece(bad)};
+    absl::Status status = ValidateShardManifest(shard, 2);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("fingerprint pieces hold"));
+    EXPECT_THAT(status.message(), HasSubstr("tensor 'a'"));
+  }
+  full.fingerprint_pieces = {Piece(64), ChunkRef{Sha256("zero"), 0}};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("fingerprint piece of 0 bytes"));
+  full.fingerprint_pieces = {ChunkRef{Sha256("huge"), kMaxChunkBytes + 1}};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("fingerprint piece of"));
+
+  // A delta of one row: a sparse record of one row.
+  full.delta_base_step = 3;
+  full.pieces = {Piece(32 + 28)};
+  full.fingerprint_pieces = {Piece(32 + 20)};
+  EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  full.fingerprint_pieces = {Piece(32 + 2 * 20)};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("the delta's rows need a record of 52"));
+
+  // None on a quantized or a rowless entry.
+  TensorEntry scalar;
+  scalar.name = "scalar";
+  scalar.dtype = DType::kInt64;
+  scalar.pieces = {Piece(8)};
+  scalar.fingerprint_pieces = {Piece(48)};
+  shard.tensors = {scalar};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("without rows"));
+}
+
 // A quantized [2, 6] float32 box: 2 rows of 6 columns; at 4 bits a 40-byte
 // header, then per row 8 bytes of range and 3 bytes of codes.
 TEST(ValidateShardManifestTest, QuantizedPiecesMustHoldTheEncodedMatrix) {
@@ -561,6 +608,11 @@ TEST(ValidateShardManifestTest, QuantizedPiecesMustHoldTheEncodedMatrix) {
   EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
   entry.pieces = {Piece(30), Piece(32)};  // the same 62 bytes in two pieces
   EXPECT_TRUE(ValidateShardManifest(shard, 2).ok());
+  // A quantized entry is never a delta's base: no row fingerprints.
+  entry.fingerprint_pieces = {Piece(32 + 2 * 16)};
+  EXPECT_THAT(ValidateShardManifest(shard, 2).message(),
+              HasSubstr("quantized, but with row fingerprints"));
+  entry.fingerprint_pieces.clear();
   for (uint64_t bad : {48, 61, 63}) {
     SCOPED_TRACE(bad);
     entry.pieces = {Piece(bad)};

@@ -148,6 +148,29 @@ TEST(WireFormatTest, ShardRoundTrips) {
   EXPECT_EQ(*back, shard);
 }
 
+TEST(WireFormatTest, ShardRoundTripsFingerprintPieces) {
+  ShardManifest shard = SampleShard();
+  shard.tensors[0].fingerprint_pieces = {
+      ChunkRef{Sha256("fingerprints-0"), 64},
+      ChunkRef{Sha256("fingerprints-1"), 32}};
+  v1::ShardManifest proto;
+  ToProto(shard, &proto);
+  ASSERT_EQ(proto.tensors(0).fingerprint_pieces_size(), 2);
+  EXPECT_EQ(proto.tensors(0).fingerprint_pieces(1).chunk().sha256(),
+            Sha256("fingerprints-1").bytes());
+  EXPECT_EQ(proto.tensors(1).fingerprint_pieces_size(), 0);
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, shard);
+  // A malformed hash in a fingerprint piece is refused like a piece's.
+  proto.mutable_tensors(0)
+      ->mutable_fingerprint_pieces(0)
+      ->mutable_chunk()
+      ->set_sha256("short");
+  EXPECT_EQ(FromProto(proto).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(WireFormatTest, EmptyShardRoundTrips) {
   ShardManifest shard;
   v1::ShardManifest proto;

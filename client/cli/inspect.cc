@@ -90,6 +90,11 @@ json ShowJson(const Checkpoint& checkpoint) {
       for (const ChunkRef& piece : entry.pieces) {
         chunks.push_back({{"sha256", piece.id.ToHex()}, {"size", piece.size}});
       }
+      json fingerprint_chunks = json::array();
+      for (const ChunkRef& piece : entry.fingerprint_pieces) {
+        fingerprint_chunks.push_back(
+            {{"sha256", piece.id.ToHex()}, {"size", piece.size}});
+      }
       tensors.push_back(
           {{"name", entry.name},
            {"dtype", std::string(DTypeName(entry.dtype))},
@@ -103,7 +108,9 @@ json ShowJson(const Checkpoint& checkpoint) {
             entry.IsDelta() ? json(*entry.delta_base_step) : json(nullptr)},
            {"quantization", EntryQuantizationJson(entry)},
            {"chunk_count", entry.pieces.size()},
-           {"chunks", chunks}});
+           {"chunks", chunks},
+           {"fingerprint_bytes", entry.FingerprintBytes()},
+           {"fingerprint_chunks", fingerprint_chunks}});
     }
     shards.push_back({{"rank", shard.rank},
                       {"bytes", shard.ByteSize()},

@@ -178,7 +178,9 @@ absl::Status SetDeltas(client::Client& client, const PutArgs& args,
     }
     tensor.delta_rows = rows.delta_rows;
     tensor.delta_base_step = *args.delta_against;
-    if (!args.no_fingerprints) tensor.row_fingerprints = rows.fingerprints;
+    if (!args.no_fingerprints) {
+      tensor.row_fingerprints = absl::MakeConstSpan(rows.fingerprints);
+    }
   }
   return absl::OkStatus();
 }
@@ -200,7 +202,7 @@ absl::Status SetFullFingerprints(const PutArgs& args,
         RowFingerprints(
             absl::MakeConstSpan(tensor.bytes.data(), tensor.bytes.size()),
             static_cast<size_t>(args.row_bytes), kFingerprintThreads));
-    tensor.row_fingerprints = found[i].fingerprints;
+    tensor.row_fingerprints = absl::MakeConstSpan(found[i].fingerprints);
   }
   return absl::OkStatus();
 }

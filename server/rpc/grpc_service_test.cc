@@ -65,7 +65,7 @@ TEST_F(GrpcServiceTest, TwoRankSaveRestoresByteIdentical) {
                              .bytes = weights[r],
                              .delta_base_step = std::nullopt,
                              .delta_rows = {},
-                             .row_fingerprints = {},
+                             .row_fingerprints = std::nullopt,
                              .quantize_bits = std::nullopt},
           Tensor(absl::StrCat("extra", r), extras[r])};
       client::SaveOptions options;

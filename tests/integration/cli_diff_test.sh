@@ -49,17 +49,24 @@ assert emb["b"]["kind"] == "delta" and emb["b"]["base_step"] == 1, emb
 assert emb["b"]["delta_rows"] == 3 and emb["b"]["rows"] == rows, emb
 assert emb["a"]["kind"] == "full" and emb["kind_changed"], emb
 delta_bytes = 32 + 3 * (64 + 4)  # common/row_delta.h, version 1
+# put --row-bytes stores row fingerprints (common/fingerprint_record.h):
+# a sparse record of a delta's rows, 32 + 20 a row; dense, 32 + 16 a row.
+def sparse(rows): return 32 + 20 * rows
+def dense(rows): return 32 + 16 * rows
 assert emb["b"]["stored_bytes"] == delta_bytes, emb
-assert emb["new_bytes"] == delta_bytes, emb
+assert emb["new_bytes"] == delta_bytes + sparse(3), emb
 assert t[("gone.bin", 0)]["change"] == "removed"
 assert t[("gone.bin", 0)]["b"] is None
 new = t[("new.bin", 0)]
 assert new["change"] == "added" and new["a"] is None, new
-assert new["new_bytes"] == 128 and new["b"]["global_shape"] == [2, 64], new
+assert new["new_bytes"] == 128 + dense(2), new
+assert new["b"]["global_shape"] == [2, 64], new
 assert d["summary"] == {"same": 1, "changed": 1, "added": 1, "removed": 1}, d
-# w's delta of no rows is 32 bytes new, but the same tensor.
-assert d["bytes_added"] == delta_bytes + 32 + 128, d["bytes_added"]
-assert d["chunks_added"] == 3, d
+# w's delta of no rows is 32 bytes new (and its record of no rows 32), but
+# the same tensor.
+assert d["bytes_added"] == (delta_bytes + sparse(3) + 32 + sparse(0) + 128 +
+                            dense(2)), d["bytes_added"]
+assert d["chunks_added"] == 6, d
 assert d["metrics"] == {"acc": {"a": None, "b": 0.9},
                         "loss": {"a": 0.5, "b": 0.25}}, d["metrics"]
 assert d["tags"] == {"git": {"a": "abc", "b": "def"}}, d["tags"]
@@ -97,9 +104,13 @@ assert sorted(t) == ["emb.bin", "w.bin"], sorted(t)
 w = t["w.bin"]
 assert w["change"] == "changed" and w["chunks_differing"] == 1, w
 assert w["b"]["chunk_count"] == 3 and w["rows_changed"] is None, w
-assert w["new_bytes"] == 4 << 20, w
+# And the row fingerprints stored with each (dense: 32 + 16 a row), new
+# since one row of each changed.
+w_record = 32 + 16 * ((12 << 20) // 64)
+assert w["new_bytes"] == (4 << 20) + w_record, w
 assert t["emb.bin"]["chunks_differing"] == 1, t["emb.bin"]
-assert d["bytes_added"] == (4 << 20) + 1000 * 64, d["bytes_added"]
+assert d["bytes_added"] == ((4 << 20) + w_record + 1000 * 64 +
+                            32 + 16 * 1000), d["bytes_added"]
 assert d["metrics"] == {} and d["tags"] == {} and d["writer_time"] is None, d
 assert d["b"]["step"] == 3, d["b"]'
 
@@ -121,7 +132,7 @@ grep -q "^acc *- *0.9$" "${work}/table.txt" || fail "diff added metric row"
 grep -q "^git *abc *def$" "${work}/table.txt" || fail "diff tag row"
 grep -q "^writer time: 2026-01-01T01:00:00Z -> 2026-01-01T02:00:00Z$" \
   "${work}/table.txt" || fail "diff writer time"
-grep -q "^added by step 2: 396 B in 3 chunks that step 1 does not reference$" \
+grep -q "^added by step 2: 584 B in 6 chunks that step 1 does not reference$" \
   "${work}/table.txt" || fail "diff bytes added"
 grep -q "^1 changed, 1 added, 1 removed, 1 same$" "${work}/table.txt" \
   || fail "diff counts"

@@ -201,8 +201,9 @@ TEST_F(DeltaCliTest, LsShowRmAndPruneExplainADeltaAndItsBase) {
   EXPECT_THAT(prune.out, HasSubstr("base of step 2"));
 }
 
-// `ckpt put --row-bytes N --delta-against S` finds the changed rows by
-// reading step S back, stores only them, and `ckpt get` restores the file.
+// `ckpt put --row-bytes N --delta-against S` finds the changed rows from
+// step S's stored row fingerprints, stores only them, and `ckpt get`
+// restores the file.
 TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   std::string table = Table();
   const std::string path = dir_->path() + "/table.bin";
@@ -228,10 +229,17 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
 
   const json shown = CkptJson(absl::StrCat("show ", kJob, " 2"));
   EXPECT_EQ(shown["kind"], "delta");
-  // 3 rows of 64 bytes, 4-byte indices, a 32-byte header; and notes.bin.
+  // The rows came from step 1's stored fingerprints (16 bytes a row), not
+  // from reading it back.
+  EXPECT_EQ(second["deltas"][0]["rows_from"], "stored fingerprints");
+  EXPECT_EQ(second["deltas"][0]["base_bytes_read"], 32 + 16 * kRows);
+  EXPECT_EQ(second["base_bytes_read"], 32 + 16 * kRows);
+  // 3 rows of 64 bytes, 4-byte indices, a 32-byte header, and their
+  // fingerprint record (32 + 20 a row); notes.bin and its record (32 + 16).
   const json listed = CkptJson(absl::StrCat("ls ", kJob));
   ASSERT_EQ(listed.size(), 2u);
-  EXPECT_EQ(listed[1]["bytes_added"], 32 + 3 * (4 + kRowBytes) + 64);
+  EXPECT_EQ(listed[1]["bytes_added"],
+            32 + 3 * (4 + kRowBytes) + (32 + 3 * 20) + 64 + (32 + 16));
 
   CommandResult got =
       Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/restored"));
@@ -291,7 +299,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   EXPECT_EQ(second["deltas"][0]["rows_from"], "dirty-rows");
   EXPECT_EQ(second["deltas"][1]["name"], "side.bin");
   EXPECT_EQ(second["deltas"][1]["rows"], 0);
-  EXPECT_EQ(second["deltas"][1]["rows_from"], "fingerprints");
+  EXPECT_EQ(second["deltas"][1]["rows_from"], "stored fingerprints");
   EXPECT_EQ(StoredBytes(2, "table.bin"), DeltaBytes(3));
   CommandResult got =
       Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/two"));

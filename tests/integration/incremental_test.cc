@@ -392,36 +392,49 @@ TEST_F(IncrementalTest, DirtyRowsAndFingerprintsRestoreTheSameBytes) {
   }
 }
 
-TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaveInFull) {
-  Model model(7);
-  const std::string job = "it/mixed";
-  client::IncrementalSaver saver;
-  std::map<int64_t, std::string> tables;
-  auto save = [&](int64_t step,
-                  const std::map<std::string, std::vector<uint64_t>>& dirty) {
-    client::IncrementalPlan plan;
-    auto saved = client::SaveIncremental(*client_, saver, job, step,
-                                         model.Tensors(), {}, dirty, &plan);
-    EXPECT_TRUE(saved.ok()) << saved.status();
-    tables[step] = model.table;
-    return plan.decisions().at(0).decision.kind;
-  };
-  using Kind = DeltaDecision::Kind;
-  EXPECT_EQ(save(1, {{"emb.weight", {}}}), Kind::kFull);  // no history
-  std::vector<uint64_t> rows = model.RandomRows(10);
-  model.ChangeRows(rows);
-  EXPECT_EQ(save(2, {{"emb.weight", rows}}), Kind::kDelta);
-  model.ChangeRows(model.RandomRows(10));
-  // The baseline (step 1) has no fingerprints: full, fingerprinted.
-  EXPECT_EQ(save(3, {}), Kind::kFull);
-  rows = model.RandomRows(10);
-  model.ChangeRows(rows);
-  EXPECT_EQ(save(4, {}), Kind::kDelta);
-  // Dirty rows after a fingerprinted delta still cover that delta's rows.
-  std::vector<uint64_t> more = model.RandomRows(10);
-  model.ChangeRows(more);
-  EXPECT_EQ(save(5, {{"emb.weight", more}}), Kind::kDelta);
-  ExpectEveryStepRestores(job, tables);
+// Saves from dirty rows and from fingerprints mixed: with stored
+// fingerprints (the default) a save from dirty rows keeps the fingerprints
+// up to date, so the next save without dirty rows is still a delta; without
+// them (store_fingerprints off, the old behaviour) the baseline saved from
+// dirty rows has no fingerprints and the next such save is full.
+TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaves) {
+  for (bool store : {true, false}) {
+    SCOPED_TRACE(store ? "store_fingerprints" : "no stored fingerprints");
+    Model model(7);
+    const std::string job = store ? "it/mixed" : "it/mixed-unstored";
+    client::IncrementalOptions options;
+    options.store_fingerprints = store;
+    client::IncrementalSaver saver(options);
+    std::map<int64_t, std::string> tables;
+    auto save = [&](int64_t step,
+                    const std::map<std::string, std::vector<uint64_t>>& dirty) {
+      client::IncrementalPlan plan;
+      auto saved = client::SaveIncremental(*client_, saver, job, step,
+                                           model.Tensors(), {}, dirty, &plan);
+      EXPECT_TRUE(saved.ok()) << saved.status();
+      tables[step] = model.table;
+      return plan.decisions().at(0).decision.kind;
+    };
+    using Kind = DeltaDecision::Kind;
+    EXPECT_EQ(save(1, {{"emb.weight", {}}}), Kind::kFull);  // no history
+    std::vector<uint64_t> rows = model.RandomRows(10);
+    model.ChangeRows(rows);
+    EXPECT_EQ(save(2, {{"emb.weight", rows}}), Kind::kDelta);
+    model.ChangeRows(model.RandomRows(10));
+    EXPECT_EQ(save(3, {}), store ? Kind::kDelta : Kind::kFull);
+    rows = model.RandomRows(10);
+    model.ChangeRows(rows);
+    EXPECT_EQ(save(4, {}), Kind::kDelta);
+    // Dirty rows after a fingerprinted delta still cover that delta's rows.
+    std::vector<uint64_t> more = model.RandomRows(10);
+    model.ChangeRows(more);
+    EXPECT_EQ(save(5, {{"emb.weight", more}}), Kind::kDelta);
+    ExpectEveryStepRestores(job, tables);
+    auto manifest = client_->GetManifest(job, 5);
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    EXPECT_EQ(manifest->shards.at(0).tensors.at(0).HasStoredFingerprints(),
+              store);
+  }
 }
 
 TEST_F(IncrementalTest, PlanRefusesBadInput) {

@@ -99,10 +99,10 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   return restored;
 }
 
-absl::StatusOr<StoredChain> Client::LoadStoredChain(absl::string_view job,
-                                                    int64_t step,
-                                                    const TensorEntry& entry) {
-  return client::LoadStoredChain(*impl_->transport, job, step, entry);
+absl::StatusOr<StoredChain> Client::LoadStoredChain(
+    absl::string_view job, int64_t step, const TensorEntry& entry,
+    std::optional<int32_t> rank) {
+  return client::LoadStoredChain(*impl_->transport, job, step, entry, rank);
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(

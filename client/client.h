@@ -134,10 +134,11 @@ class Client {
 
   // The row fingerprints stored with `entry` of committed checkpoint
   // (job, step) and down its delta chain, rebuilt: client/
-  // stored_fingerprints.h's LoadStoredChain.
-  absl::StatusOr<StoredChain> LoadStoredChain(absl::string_view job,
-                                              int64_t step,
-                                              const TensorEntry& entry);
+  // stored_fingerprints.h's LoadStoredChain (`rank`: the shard `entry` is
+  // of).
+  absl::StatusOr<StoredChain> LoadStoredChain(
+      absl::string_view job, int64_t step, const TensorEntry& entry,
+      std::optional<int32_t> rank = std::nullopt);
 
   // Resharded restore: each request's region of `checkpoint` (fetched
   // with GetManifest), assembled from the saved boxes that overlap it.

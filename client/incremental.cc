@@ -342,7 +342,7 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
 SeedReport IncrementalSaver::SeedFromCheckpoint(
     Client& client, absl::string_view job, int64_t step,
     absl::Span<const TensorEntry> entries,
-    absl::Span<const RestoredTensor> restored) {
+    absl::Span<const RestoredTensor> restored, std::optional<int32_t> rank) {
   Forget();
   last_step_ = step;
   SeedReport report;
@@ -363,7 +363,7 @@ SeedReport IncrementalSaver::SeedFromCheckpoint(
       continue;
     }
     absl::StatusOr<StoredChain> chain =
-        client.LoadStoredChain(job, step, entry);
+        client.LoadStoredChain(job, step, entry, rank);
     if (!chain.ok()) {
       // The restore itself succeeded; the next save is full, and says why.
       seeded.how = absl::StrCat("its stored fingerprints cannot be used (",
@@ -436,8 +436,8 @@ absl::StatusOr<std::vector<RestoredTensor>> RestoreShardAndSeed(
   std::vector<TensorEntry> entries;
   entries.reserve(restored.size());
   for (const RestoredTensor& tensor : restored) entries.push_back(tensor.entry);
-  SeedReport seeded =
-      saver.SeedFromCheckpoint(client, job, restored_step, entries, restored);
+  SeedReport seeded = saver.SeedFromCheckpoint(client, job, restored_step,
+                                               entries, restored, rank);
   if (report != nullptr) *report = std::move(seeded);
   return restored;
 }

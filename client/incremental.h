@@ -148,7 +148,9 @@ class IncrementalSaver {
 
   // Forgets, then takes up the history of committed checkpoint `step` of
   // `job` as if this saver had saved it: `entries` are this rank's tensors
-  // in it (RestoredTensor::entry of a restore, or its manifest's shard).
+  // in it (RestoredTensor::entry of a restore, or its manifest's shard
+  // `rank`, whose own delta bases are followed: per-rank state may hold
+  // other values on other ranks under the same name and box).
   // Each tracked tensor's next save may then be a delta, as the policy
   // says: for kIntermittent against the chain's full baseline (the
   // checkpoint itself when it is full; its baseline when it is a delta),
@@ -164,7 +166,8 @@ class IncrementalSaver {
   SeedReport SeedFromCheckpoint(Client& client, absl::string_view job,
                                 int64_t step,
                                 absl::Span<const TensorEntry> entries,
-                                absl::Span<const RestoredTensor> restored = {});
+                                absl::Span<const RestoredTensor> restored = {},
+                                std::optional<int32_t> rank = std::nullopt);
 
  private:
   struct TensorState;

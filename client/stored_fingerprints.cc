@@ -93,7 +93,8 @@ std::vector<uint64_t> SortedUnion(const std::vector<uint64_t>& a,
 
 absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
                                             absl::string_view job, int64_t step,
-                                            const TensorEntry& entry) {
+                                            const TensorEntry& entry,
+                                            std::optional<int32_t> rank) {
   if (entry.IsQuantized() || entry.box.lengths.empty() ||
       entry.ByteSize() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -102,7 +103,8 @@ absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
   }
   DeltaChains chains(transport, job);
   // Oldest first: the full baseline, then the deltas up to `entry`.
-  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain, chains.Resolve(entry));
+  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain,
+                        chains.Resolve(entry, rank));
   StoredChain stored;
   stored.chain_length = static_cast<int>(chain.size()) - 1;
   stored.baseline_step = chain.size() > 1 ? *chain[1].delta_base_step : step;

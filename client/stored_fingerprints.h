@@ -44,10 +44,11 @@ struct StoredChain {
 // rows, row size or kind (dense for a full entry, sparse for a delta of as
 // many rows as the delta holds) disagree with its entry, and as a restore
 // for a chain that is broken (a base gone) or does not go back in time.
-// INVALID_ARGUMENT for a quantized entry or one without rows. Client::
-// LoadStoredChain is this through the client's transport.
-absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
-                                            absl::string_view job, int64_t step,
-                                            const TensorEntry& entry);
+// INVALID_ARGUMENT for a quantized entry or one without rows. `rank`: the
+// shard `entry` is of, whose own bases are followed (DeltaChains::Resolve).
+// Client::LoadStoredChain is this through the client's transport.
+absl::StatusOr<StoredChain> LoadStoredChain(
+    Transport& transport, absl::string_view job, int64_t step,
+    const TensorEntry& entry, std::optional<int32_t> rank = std::nullopt);
 
 }  // namespace ckpt::client

@@ -471,6 +471,58 @@ TEST_F(IncrementalRestartTest, AQuantizedTensorIsNeverSeeded) {
   ExpectEveryStepRestores(job);
 }
 
+// Per-rank state (docs/architecture.md): two ranks each save a table under
+// the same name with the same whole box but their own values. Each rank's
+// deltas are taken against its own rows, so they must be rebuilt from its
+// own base entry, and a restarted rank seeded from its own chain.
+TEST_F(IncrementalRestartTest, PerRankTablesRebuildFromTheirOwnRanksBase) {
+  const std::string job = "rs/per-rank";
+  std::vector<Trainee> ranks = {Trainee(20), Trainee(21)};
+  std::vector<client::IncrementalSaver> savers(2);
+  std::vector<std::map<int64_t, std::string>> saved(2);
+  auto save_all = [&](std::vector<client::IncrementalSaver>& by_rank,
+                      int64_t step) {
+    for (int32_t rank = 0; rank < 2; ++rank) {
+      client::SaveOptions options;
+      options.world_size = 2;
+      options.rank = rank;
+      client::IncrementalPlan plan;
+      auto result =
+          client::SaveIncremental(*client_, by_rank[rank], job, step,
+                                  ranks[rank].Tensors(), options, {}, &plan);
+      ASSERT_TRUE(result.ok()) << result.status();
+      saved[rank][step] = ranks[rank].table;
+      if (step > 1) {
+        EXPECT_EQ(plan.decisions().at(0).decision.kind, Kind::kDelta)
+            << "rank " << rank << " step " << step;
+      }
+    }
+  };
+  save_all(savers, 1);
+  for (Trainee& trainee : ranks) trainee.Train(20);
+  save_all(savers, 2);
+  // A restart of both ranks, seeded from step 2, then step 3.
+  std::vector<client::IncrementalSaver> restarted(2);
+  for (int32_t rank = 0; rank < 2; ++rank) {
+    client::SeedReport report;
+    auto restored = client::RestoreShardAndSeed(*client_, restarted[rank], job,
+                                                2, rank, &report);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_TRUE(TableSeed(report).seeded) << rank;
+    ranks[rank].Train(20);
+  }
+  save_all(restarted, 3);
+  for (int32_t rank = 0; rank < 2; ++rank) {
+    for (const auto& [step, table] : saved[rank]) {
+      auto restored = client_->RestoreShard(job, step, rank);
+      ASSERT_TRUE(restored.ok()) << restored.status();
+      EXPECT_TRUE(std::string(restored->at(0).bytes.data(),
+                              restored->at(0).bytes.size()) == table)
+          << "rank " << rank << " step " << step;
+    }
+  }
+}
+
 // Hostile stored fingerprints: a checkpoint whose table's fingerprint
 // pieces are a stored chunk of exactly the size the entry implies but not
 // a record that fits it. The restore works, the table is not seeded

@@ -392,10 +392,19 @@ TEST_F(IncrementalTest, DirtyRowsAndFingerprintsRestoreTheSameBytes) {
   }
 }
 
-TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaveInFull) {
+// Without stored fingerprints a baseline saved from dirty rows has none, so
+// a save without dirty rows after it is full; with them (the default) the
+// dirty-rows baseline was fingerprinted for its record, and it is a delta.
+class DirtyThenFingerprintsTest : public IncrementalTest,
+                                  public ::testing::WithParamInterface<bool> {};
+
+TEST_P(DirtyThenFingerprintsTest, FingerprintsAfterDirtyRowsSaveInFull) {
   Model model(7);
-  const std::string job = "it/mixed";
-  client::IncrementalSaver saver;
+  const bool store = GetParam();
+  const std::string job = absl::StrCat("it/mixed-", store);
+  client::IncrementalOptions options;
+  options.store_fingerprints = store;
+  client::IncrementalSaver saver(options);
   std::map<int64_t, std::string> tables;
   auto save = [&](int64_t step,
                   const std::map<std::string, std::vector<uint64_t>>& dirty) {
@@ -412,8 +421,9 @@ TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaveInFull) {
   model.ChangeRows(rows);
   EXPECT_EQ(save(2, {{"emb.weight", rows}}), Kind::kDelta);
   model.ChangeRows(model.RandomRows(10));
-  // The baseline (step 1) has no fingerprints: full, fingerprinted.
-  EXPECT_EQ(save(3, {}), Kind::kFull);
+  // Unstored, the baseline (step 1) has no fingerprints: full,
+  // fingerprinted. Stored, it has: a delta on it.
+  EXPECT_EQ(save(3, {}), store ? Kind::kDelta : Kind::kFull);
   rows = model.RandomRows(10);
   model.ChangeRows(rows);
   EXPECT_EQ(save(4, {}), Kind::kDelta);
@@ -423,6 +433,11 @@ TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaveInFull) {
   EXPECT_EQ(save(5, {{"emb.weight", more}}), Kind::kDelta);
   ExpectEveryStepRestores(job, tables);
 }
+
+INSTANTIATE_TEST_SUITE_P(StoredOrNot, DirtyThenFingerprintsTest,
+                         ::testing::Bool(), [](const auto& param_info) {
+                           return param_info.param ? "Stored" : "Unstored";
+                         });
 
 TEST_F(IncrementalTest, PlanRefusesBadInput) {
   Model model(8);

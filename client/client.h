@@ -97,14 +97,18 @@ class Client {
   // the tensor and the step when a base or its matching entry is missing.
   // A quantized entry is fetched into scratch and dequantized into `out`
   // (float32 values within its recorded max_abs_error of those saved).
+  // `rank`: the shard `entry` is of, whose own delta bases are followed
+  // (per-rank state); nullopt: the first shard's that match.
   absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
-                          absl::Span<char> out);
+                          absl::Span<char> out,
+                          std::optional<int32_t> rank = std::nullopt);
   // The same for several entries of one job at once: each chunk is fetched
   // once over all of them and each base manifest read once.
   // REQUIRES: outs.size() == entries.size().
   absl::Status ReadTensors(absl::string_view job,
                            absl::Span<const TensorEntry> entries,
-                           absl::Span<const absl::Span<char>> outs);
+                           absl::Span<const absl::Span<char>> outs,
+                           std::optional<int32_t> rank = std::nullopt);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
   // chunk fetched once and written straight into its destination; once

@@ -300,7 +300,8 @@ TensorEntry TensorLayout(const TensorData& tensor) {
 
 absl::StatusOr<RowsChanged> RowsChangedSince(
     Client& client, absl::string_view job, int64_t base_step,
-    const TensorEntry& base_entry, const TensorData& tensor, int threads) {
+    const TensorEntry& base_entry, const TensorData& tensor, int threads,
+    std::optional<int32_t> rank) {
   const TensorEntry layout = TensorLayout(tensor);
   if (!SameTensorLayout(base_entry, layout)) {
     return absl::InvalidArgumentError(
@@ -316,8 +317,9 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
   const uint64_t row_bytes = base_entry.RowBytes();
   RowsChanged result;
   std::vector<RowFingerprint> base_fingerprints;
-  CKPT_ASSIGN_OR_RETURN(StoredChain chain,
-                        client.LoadStoredChain(job, base_step, base_entry));
+  CKPT_ASSIGN_OR_RETURN(
+      StoredChain chain,
+      client.LoadStoredChain(job, base_step, base_entry, rank));
   result.base_bytes_read = chain.bytes_read;
   if (chain.fingerprints.has_value()) {
     result.from_stored_fingerprints = true;
@@ -325,7 +327,7 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
   } else {
     std::string base_bytes(base_entry.ByteSize(), '\0');
     CKPT_RETURN_IF_ERROR(
-        client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes)));
+        client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes), rank));
     result.base_bytes_read += base_bytes.size();
     CKPT_RETURN_IF_ERROR(
         FingerprintRows(base_bytes, row_bytes, threads, base_fingerprints));

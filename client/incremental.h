@@ -216,6 +216,8 @@ TensorEntry TensorLayout(const TensorData& tensor);
 // Both sides are compared by XXH3-128 row fingerprints on `threads`
 // threads. `base_entry` is meant to be what FindDeltaBase
 // (common/delta_base.h) returned, which also refuses a quantized base.
+// `rank`: the shard the delta will be of, whose own delta bases are
+// followed down the chain, as its restore will (FindDeltaBase).
 // INVALID_ARGUMENT when `tensor` does not have `base_entry`'s layout
 // (SameTensorLayout) or its bytes are not its box's size, checked before
 // anything is read; otherwise LoadStoredChain's or ReadTensor's errors.
@@ -227,6 +229,7 @@ struct RowsChanged {
 };
 absl::StatusOr<RowsChanged> RowsChangedSince(
     Client& client, absl::string_view job, int64_t base_step,
-    const TensorEntry& base_entry, const TensorData& tensor, int threads = 2);
+    const TensorEntry& base_entry, const TensorData& tensor, int threads = 2,
+    std::optional<int32_t> rank = std::nullopt);
 
 }  // namespace ckpt::client

@@ -100,7 +100,8 @@ absl::Status RebuildTensor(absl::Span<const TensorEntry> chain,
 
 absl::Status ReadTensors(Transport& transport, absl::string_view job,
                          absl::Span<const TensorEntry> entries,
-                         absl::Span<const absl::Span<char>> outs) {
+                         absl::Span<const absl::Span<char>> outs,
+                         std::optional<int32_t> rank) {
   if (outs.size() != entries.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat(entries.size(), " tensors to read but ", outs.size(),
@@ -114,7 +115,7 @@ absl::Status ReadTensors(Transport& transport, absl::string_view job,
     }
   }
   CKPT_ASSIGN_OR_RETURN(std::vector<std::vector<TensorEntry>> chains,
-                        ResolveChains(transport, job, entries, std::nullopt));
+                        ResolveChains(transport, job, entries, rank));
   // The bytes of the chains' entries FetchedIntoScratch: per tensor, the
   // buffers and views of them in chain order.
   std::vector<std::deque<std::string>> scratch(entries.size());

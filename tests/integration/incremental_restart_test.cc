@@ -501,6 +501,23 @@ TEST_F(IncrementalRestartTest, PerRankTablesRebuildFromTheirOwnRanksBase) {
   save_all(savers, 1);
   for (Trainee& trainee : ranks) trainee.Train(20);
   save_all(savers, 2);
+  // Without a saver (`ckpt put --rank 1 --delta-against 2`): rank 1's
+  // entry of step 2 read, and compared with, as rank 1's own chain.
+  auto manifest = client_->GetManifest(job, 2);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const TensorEntry& rank1_entry = manifest->shards.at(1).tensors.at(0);
+  ASSERT_EQ(manifest->shards.at(1).rank, 1);
+  ASSERT_TRUE(rank1_entry.IsDelta());
+  std::string read(rank1_entry.ByteSize(), '\0');
+  ASSERT_TRUE(
+      client_->ReadTensor(job, rank1_entry, absl::MakeSpan(read), 1).ok());
+  EXPECT_TRUE(read == saved[1][2]);
+  const std::vector<uint64_t> rank1_rows = ranks[1].Train(15);
+  auto changed = client::RowsChangedSince(*client_, job, 2, rank1_entry,
+                                          ranks[1].Tensors()[0], 2, 1);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(changed->from_stored_fingerprints);
+  EXPECT_EQ(changed->rows, rank1_rows);
   // A restart of both ranks, seeded from step 2, then step 3.
   std::vector<client::IncrementalSaver> restarted(2);
   for (int32_t rank = 0; rank < 2; ++rank) {

@@ -329,3 +329,50 @@ def test_killed_in_the_middle_of_an_async_save(server, trainees, tmp_path):
     allowance = delta_allowance(client.get_manifest(job, 3), changed)
     assert record["bytes_added"] <= allowance + cut
     assert_every_step_restores(server, job, snapshots)
+
+
+def test_per_rank_tables_of_two_ranks_resume_with_their_own_deltas(server):
+    """Two ranks each hold their own table under one name (per-rank state,
+    the same whole box): each rank's deltas are on its own rows, before and
+    after a restart (new managers, seeded by restore)."""
+    job = "py/restart-per-rank"
+    generator = torch.Generator().manual_seed(7)
+    tables = [torch.randn(4096, DIM, generator=generator) for _ in range(2)]
+    saved = {}  # (rank, step) -> the table saved
+
+    def train(rank):
+        rows = torch.randperm(4096, generator=generator)[:40]
+        tables[rank][rows] += 1.0
+
+    def save_both(managers, step):
+        for rank, manager in enumerate(managers):
+            if step > 1:
+                train(rank)
+            manager.save({"table": tables[rank]}, step)
+            saved[rank, step] = tables[rank].clone()
+            if step > 1:
+                assert kinds(manager.last_plan)["table"] == "delta", (rank,
+                                                                      step)
+
+    def managers():
+        return [ckpt.CheckpointManager(server, job, incremental=True,
+                                       rank=rank, world_size=2)
+                for rank in range(2)]
+
+    first = managers()
+    save_both(first, 1)
+    save_both(first, 2)
+    for manager in first:
+        manager.close()
+    second = managers()
+    for rank, manager in enumerate(second):
+        assert torch.equal(manager.restore()["table"], saved[rank, 2])
+        how = {name: seeded for name, seeded, _ in
+               manager.last_restore["incremental_seed"]["tensors"]}
+        assert how["table"] is True
+    save_both(second, 3)
+    for rank, manager in enumerate(second):
+        for step in (1, 2, 3):
+            assert torch.equal(manager.restore(step)["table"],
+                               saved[rank, step]), (rank, step)
+        manager.close()

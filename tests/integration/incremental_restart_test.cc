@@ -580,20 +580,22 @@ TEST_F(IncrementalRestartTest, CorruptStoredFingerprintsAreNotUsed) {
 
   auto transport = client::ConnectGrpcTransport(server_->address(), {});
   ASSERT_TRUE(transport.ok()) << transport.status();
-  int64_t step = 10;
-  for (const std::string& record : records) {
+  // Commits `planted` as `step` with its table's fingerprint pieces one
+  // chunk of `record`, restarts from it and saves the next step.
+  auto plant_and_restart = [&](int64_t step, ShardManifest planted,
+                               const std::string& record,
+                               const std::string& table) {
     SCOPED_TRACE(absl::StrCat("step ", step));
     ASSERT_TRUE((*transport)->BeginCheckpoint(job, step, {}).ok());
     const ChunkId id = Sha256(record);
     auto upload = (*transport)->OpenUpload(job, step);
     ASSERT_TRUE(upload->Add(id, record).ok());
     ASSERT_TRUE(upload->Close().ok());
-    ShardManifest planted = shard;
     planted.tensors[0].fingerprint_pieces = {ChunkRef{id, record.size()}};
     auto committed = (*transport)->CommitShard(job, step, 1, planted);
     ASSERT_TRUE(committed.ok()) << committed.status();
     ASSERT_TRUE(committed->checkpoint_committed);
-    tables_[step] = tables_.at(1);  // step 1's pieces
+    tables_[step] = table;
 
     client::SeedReport report;
     auto saver = Restart(job, step, Options(DeltaMode::kIntermittent), report);
@@ -601,8 +603,34 @@ TEST_F(IncrementalRestartTest, CorruptStoredFingerprintsAreNotUsed) {
     EXPECT_THAT(TableSeed(report).how, HasSubstr("DATA_LOSS"));
     trainee.Train(10);
     EXPECT_EQ(Save(*saver, job, step + 1, trainee).decision.kind, Kind::kFull);
+  };
+  int64_t step = 10;
+  for (const std::string& record : records) {
+    plant_and_restart(step, shard, record, tables_.at(1));
     step += 10;
   }
+
+  // A delta of 1600 rows on step 31 (the last full save, of the table
+  // before these rows changed), whose sparse record has the size of a dense
+  // one: a valid dense record in its place does not fit a delta.
+  const std::vector<uint64_t> rows = trainee.Train(1600);
+  std::vector<client::TensorData> tensors = trainee.Tensors();
+  auto fingerprints = SelectedRowFingerprints(
+      absl::MakeConstSpan(tensors[0].bytes.data(), tensors[0].bytes.size()),
+      kTableRowBytes, rows);
+  ASSERT_TRUE(fingerprints.ok()) << fingerprints.status();
+  tensors[0].delta_base_step = 31;
+  tensors[0].delta_rows = rows;
+  tensors[0].row_fingerprints = *fingerprints;
+  ASSERT_TRUE(client_->SaveShard(job, 100, tensors, {}).ok());
+  tables_[100] = trainee.table;
+  auto delta = client_->GetManifest(job, 100);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  ASSERT_EQ(delta->shards.at(0).tensors.at(0).FingerprintBytes(), record_bytes);
+  auto dense_in_place = EncodeDenseFingerprints(
+      kTableRowBytes, std::vector<RowFingerprint>(kTableRows));
+  ASSERT_TRUE(dense_in_place.ok()) << dense_in_place.status();
+  plant_and_restart(110, delta->shards.at(0), *dense_in_place, trainee.table);
   ExpectEveryStepRestores(job);
 }
 

@@ -455,7 +455,7 @@ class PyClient {
       for (const std::unique_ptr<BufferView>& view : views) {
         outs.emplace_back(view->data(), view->size());
       }
-      status = client_->ReadTensors(job, shard->tensors, outs);
+      status = client_->ReadTensors(job, shard->tensors, outs, shard->rank);
     }
     CheckOk(status);
     py::list out;

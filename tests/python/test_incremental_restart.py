@@ -371,6 +371,12 @@ def test_per_rank_tables_of_two_ranks_resume_with_their_own_deltas(server):
                manager.last_restore["incremental_seed"]["tensors"]}
         assert how["table"] is True
     save_both(second, 3)
+    # The low-level read into given arrays follows rank 1's bases too.
+    client = ckpt.Client(server)
+    into = {name: np.empty(lengths, dtype) for name, dtype, _, _, lengths, _
+            in client.get_manifest(job, 3).entries(1)}
+    client.restore_shard_into(job, 3, rank=1, into=into)
+    assert np.array_equal(into["table"], saved[1, 3].numpy())
     for rank, manager in enumerate(second):
         for step in (1, 2, 3):
             assert torch.equal(manager.restore(step)["table"],

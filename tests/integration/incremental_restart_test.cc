@@ -5,7 +5,8 @@
 // the changed rows only, and restore byte-identical; or, where seeding
 // cannot be trusted (no stored fingerprints for an intermittent delta, a
 // new layout, a quantized tensor, a corrupt stored record), a full save,
-// never a wrong delta.
+// never a wrong delta. One suite (past 600 lines) because every case needs
+// the same real server, trainee and restart fixture.
 #include <algorithm>
 #include <cstring>
 #include <iterator>

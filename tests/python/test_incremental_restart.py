@@ -23,7 +23,7 @@ import torch
 
 import ckpt
 from restart_trainee import DIM, ROWS
-from test_incremental import assert_identical, kinds
+from test_incremental import assert_identical, kinds, snapshot
 
 TABLE = "model/embedding.weight"
 ROW_BYTES = DIM * 4
@@ -225,7 +225,12 @@ def assert_every_step_restores(server, job, snapshots):
     with ckpt.CheckpointManager(server, job) as reader:
         assert reader.all_steps() == sorted(snapshots)
         for step, expected in snapshots.items():
-            assert_identical(reader.restore(step), expected)
+            restored = reader.restore(step)
+            assert_identical(restored, expected)
+            # Byte for byte (torch.equal takes -0.0 for 0.0).
+            for path, tensor in snapshot(restored).items():
+                assert tensor.numpy().tobytes() == \
+                    expected[path].numpy().tobytes(), (step, path)
 
 
 # Killed after step 1 (the restored checkpoint is full: the next delta is

@@ -66,15 +66,17 @@ absl::StatusOr<Checkpoint> Client::GetManifest(
 }
 
 absl::Status Client::ReadTensor(absl::string_view job, const TensorEntry& entry,
-                                absl::Span<char> out) {
+                                absl::Span<char> out,
+                                std::optional<int32_t> rank) {
   return ReadTensors(job, absl::MakeConstSpan(&entry, 1),
-                     absl::MakeConstSpan(&out, 1));
+                     absl::MakeConstSpan(&out, 1), rank);
 }
 
 absl::Status Client::ReadTensors(absl::string_view job,
                                  absl::Span<const TensorEntry> entries,
-                                 absl::Span<const absl::Span<char>> outs) {
-  return client::ReadTensors(*impl_->transport, job, entries, outs);
+                                 absl::Span<const absl::Span<char>> outs,
+                                 std::optional<int32_t> rank) {
+  return client::ReadTensors(*impl_->transport, job, entries, outs, rank);
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
@@ -99,16 +101,16 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
   return restored;
 }
 
-absl::StatusOr<StoredChain> Client::LoadStoredChain(absl::string_view job,
-                                                    int64_t step,
-                                                    const TensorEntry& entry) {
-  return client::LoadStoredChain(*impl_->transport, job, step, entry);
+absl::StatusOr<StoredChain> Client::LoadStoredChain(
+    absl::string_view job, int64_t step, const TensorEntry& entry,
+    std::optional<int32_t> rank) {
+  return client::LoadStoredChain(*impl_->transport, job, step, entry, rank);
 }
 
 std::vector<absl::StatusOr<StoredChain>> Client::LoadStoredChains(
     absl::string_view job, int64_t step,
-    absl::Span<const TensorEntry> entries) {
-  return client::LoadStoredChains(*impl_->transport, job, step, entries);
+    absl::Span<const TensorEntry> entries, std::optional<int32_t> rank) {
+  return client::LoadStoredChains(*impl_->transport, job, step, entries, rank);
 }
 
 absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(

@@ -97,14 +97,18 @@ class Client {
   // the tensor and the step when a base or its matching entry is missing.
   // A quantized entry is fetched into scratch and dequantized into `out`
   // (float32 values within its recorded max_abs_error of those saved).
+  // `rank`: the shard `entry` is of, whose own delta bases are followed
+  // (per-rank state); nullopt: the first shard's that match.
   absl::Status ReadTensor(absl::string_view job, const TensorEntry& entry,
-                          absl::Span<char> out);
+                          absl::Span<char> out,
+                          std::optional<int32_t> rank = std::nullopt);
   // The same for several entries of one job at once: each chunk is fetched
   // once over all of them and each base manifest read once.
   // REQUIRES: outs.size() == entries.size().
   absl::Status ReadTensors(absl::string_view job,
                            absl::Span<const TensorEntry> entries,
-                           absl::Span<const absl::Span<char>> outs);
+                           absl::Span<const absl::Span<char>> outs,
+                           std::optional<int32_t> rank = std::nullopt);
 
   // All tensors rank `rank` wrote in checkpoint (job, step | latest), each
   // chunk fetched once and written straight into its destination; once
@@ -134,14 +138,16 @@ class Client {
 
   // The row fingerprints stored with `entry` of committed checkpoint
   // (job, step) and down its delta chain, rebuilt: client/
-  // stored_fingerprints.h's LoadStoredChain.
-  absl::StatusOr<StoredChain> LoadStoredChain(absl::string_view job,
-                                              int64_t step,
-                                              const TensorEntry& entry);
+  // stored_fingerprints.h's LoadStoredChain (`rank`: the shard `entry` is
+  // of).
+  absl::StatusOr<StoredChain> LoadStoredChain(
+      absl::string_view job, int64_t step, const TensorEntry& entry,
+      std::optional<int32_t> rank = std::nullopt);
   // The same for several entries of one checkpoint (LoadStoredChains).
   std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
       absl::string_view job, int64_t step,
-      absl::Span<const TensorEntry> entries);
+      absl::Span<const TensorEntry> entries,
+      std::optional<int32_t> rank = std::nullopt);
 
   // Resharded restore: each request's region of `checkpoint` (fetched
   // with GetManifest), assembled from the saved boxes that overlap it.

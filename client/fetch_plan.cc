@@ -22,8 +22,10 @@ constexpr size_t kRestoreStreams = 3;
 constexpr uint64_t kIntoFileRequestBytes = uint64_t{64} << 20;
 
 absl::StatusOr<TensorEntry> FindBase(const TensorEntry& entry,
-                                     const Checkpoint& base) {
-  absl::StatusOr<const TensorEntry*> found = FindDeltaBase(base.shards, entry);
+                                     const Checkpoint& base,
+                                     std::optional<int32_t> rank) {
+  absl::StatusOr<const TensorEntry*> found =
+      FindDeltaBase(base.shards, entry, rank);
   if (!found.ok()) {
     return absl::DataLossError(absl::StrCat(
         "tensor '", entry.name, "': its row delta base, checkpoint ",
@@ -90,7 +92,7 @@ uint64_t SinkSet::chunk_bytes() const {
 }
 
 absl::StatusOr<std::vector<TensorEntry>> DeltaChains::Resolve(
-    const TensorEntry& entry) {
+    const TensorEntry& entry, std::optional<int32_t> rank) {
   std::vector<TensorEntry> chain = {entry};
   while (chain.back().IsDelta()) {
     const int64_t base_step = *chain.back().delta_base_step;
@@ -102,7 +104,7 @@ absl::StatusOr<std::vector<TensorEntry>> DeltaChains::Resolve(
                        " names a base step that is not older: ", base_step));
     }
     CKPT_ASSIGN_OR_RETURN(const Checkpoint* base, Manifest(entry, base_step));
-    CKPT_ASSIGN_OR_RETURN(TensorEntry found, FindBase(entry, *base));
+    CKPT_ASSIGN_OR_RETURN(TensorEntry found, FindBase(entry, *base, rank));
     chain.push_back(std::move(found));
   }
   std::reverse(chain.begin(), chain.end());

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,10 @@ class DeltaChains {
   // oldest first, ending with `entry` itself (just `entry` when it is
   // full). DATA_LOSS naming the tensor and the step when a base checkpoint
   // or its matching entry is missing, or the chain does not go back in
-  // time.
-  absl::StatusOr<std::vector<TensorEntry>> Resolve(const TensorEntry& entry);
+  // time. `rank`: the shard `entry` is of, whose own base entries are
+  // preferred (FindDeltaBase); nullopt: the first that matches.
+  absl::StatusOr<std::vector<TensorEntry>> Resolve(
+      const TensorEntry& entry, std::optional<int32_t> rank = std::nullopt);
 
  private:
   absl::StatusOr<const Checkpoint*> Manifest(const TensorEntry& entry,

@@ -308,7 +308,8 @@ TensorEntry TensorLayout(const TensorData& tensor) {
 
 absl::StatusOr<RowsChanged> RowsChangedSince(
     Client& client, absl::string_view job, int64_t base_step,
-    const TensorEntry& base_entry, const TensorData& tensor, int threads) {
+    const TensorEntry& base_entry, const TensorData& tensor, int threads,
+    std::optional<int32_t> rank) {
   const TensorEntry layout = TensorLayout(tensor);
   if (!SameTensorLayout(base_entry, layout)) {
     return absl::InvalidArgumentError(
@@ -324,8 +325,9 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
   const uint64_t row_bytes = base_entry.RowBytes();
   RowsChanged result;
   std::vector<RowFingerprint> base_fingerprints;
-  CKPT_ASSIGN_OR_RETURN(StoredChain chain,
-                        client.LoadStoredChain(job, base_step, base_entry));
+  CKPT_ASSIGN_OR_RETURN(
+      StoredChain chain,
+      client.LoadStoredChain(job, base_step, base_entry, rank));
   result.base_bytes_read = chain.bytes_read;
   if (chain.fingerprints.has_value()) {
     result.from_stored_fingerprints = true;
@@ -333,7 +335,7 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
   } else {
     std::string base_bytes(base_entry.ByteSize(), '\0');
     CKPT_RETURN_IF_ERROR(
-        client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes)));
+        client.ReadTensor(job, base_entry, absl::MakeSpan(base_bytes), rank));
     result.base_bytes_read += base_bytes.size();
     CKPT_RETURN_IF_ERROR(
         FingerprintRows(base_bytes, row_bytes, threads, base_fingerprints));
@@ -350,7 +352,7 @@ absl::StatusOr<RowsChanged> RowsChangedSince(
 SeedReport IncrementalSaver::SeedFromCheckpoint(
     Client& client, absl::string_view job, int64_t step,
     absl::Span<const TensorEntry> entries,
-    absl::Span<const RestoredTensor> restored) {
+    absl::Span<const RestoredTensor> restored, std::optional<int32_t> rank) {
   Forget();
   last_step_ = step;
   SeedReport report;
@@ -362,7 +364,7 @@ SeedReport IncrementalSaver::SeedFromCheckpoint(
     if (Tracks(entry)) tracked.push_back(entry);
   }
   std::vector<absl::StatusOr<StoredChain>> chains =
-      client.LoadStoredChains(job, step, tracked);
+      client.LoadStoredChains(job, step, tracked, rank);
   size_t next_chain = 0;
   for (const TensorEntry& entry : entries) {
     SeedReport::Tensor& seeded = report.tensors.emplace_back();
@@ -449,8 +451,8 @@ absl::StatusOr<std::vector<RestoredTensor>> RestoreShardAndSeed(
   std::vector<TensorEntry> entries;
   entries.reserve(restored.size());
   for (const RestoredTensor& tensor : restored) entries.push_back(tensor.entry);
-  SeedReport seeded =
-      saver.SeedFromCheckpoint(client, job, restored_step, entries, restored);
+  SeedReport seeded = saver.SeedFromCheckpoint(client, job, restored_step,
+                                               entries, restored, rank);
   if (report != nullptr) *report = std::move(seeded);
   return restored;
 }

@@ -148,7 +148,9 @@ class IncrementalSaver {
 
   // Forgets, then takes up the history of committed checkpoint `step` of
   // `job` as if this saver had saved it: `entries` are this rank's tensors
-  // in it (RestoredTensor::entry of a restore, or its manifest's shard).
+  // in it (RestoredTensor::entry of a restore, or its manifest's shard
+  // `rank`, whose own delta bases are followed: per-rank state may hold
+  // other values on other ranks under the same name and box).
   // Each tracked tensor's next save may then be a delta, as the policy
   // says: for kIntermittent against the chain's full baseline (the
   // checkpoint itself when it is full; its baseline when it is a delta),
@@ -164,7 +166,8 @@ class IncrementalSaver {
   SeedReport SeedFromCheckpoint(Client& client, absl::string_view job,
                                 int64_t step,
                                 absl::Span<const TensorEntry> entries,
-                                absl::Span<const RestoredTensor> restored = {});
+                                absl::Span<const RestoredTensor> restored = {},
+                                std::optional<int32_t> rank = std::nullopt);
 
  private:
   struct TensorState;
@@ -216,6 +219,8 @@ TensorEntry TensorLayout(const TensorData& tensor);
 // Both sides are compared by XXH3-128 row fingerprints on `threads`
 // threads. `base_entry` is meant to be what FindDeltaBase
 // (common/delta_base.h) returned, which also refuses a quantized base.
+// `rank`: the shard the delta will be of, whose own delta bases are
+// followed down the chain, as its restore will (FindDeltaBase).
 // INVALID_ARGUMENT when `tensor` does not have `base_entry`'s layout
 // (SameTensorLayout) or its bytes are not its box's size, checked before
 // anything is read; otherwise LoadStoredChain's or ReadTensor's errors.
@@ -227,6 +232,7 @@ struct RowsChanged {
 };
 absl::StatusOr<RowsChanged> RowsChangedSince(
     Client& client, absl::string_view job, int64_t base_step,
-    const TensorEntry& base_entry, const TensorData& tensor, int threads = 2);
+    const TensorEntry& base_entry, const TensorData& tensor, int threads = 2,
+    std::optional<int32_t> rank = std::nullopt);
 
 }  // namespace ckpt::client

@@ -208,7 +208,8 @@ absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
     for (const RegionSource& found : sources_of[r]) {
       SourcePlan& source = plan.sources.emplace_back();
       source.request = r;
-      CKPT_ASSIGN_OR_RETURN(source.chain, chains.Resolve(*found.entry));
+      CKPT_ASSIGN_OR_RETURN(source.chain,
+                            chains.Resolve(*found.entry, found.rank));
       for (size_t i = 0; i + 1 < source.chain.size(); ++i) {
         CKPT_RETURN_IF_ERROR(CheckChainEntry(
             source.chain[i], *source.chain[i + 1].delta_base_step));

@@ -46,16 +46,17 @@ absl::StatusOr<std::vector<absl::string_view>> AddChainSinks(
 }
 
 // Every chain of `entries` (just the entry unless it is a row delta),
-// with its full entry's pieces checked.
+// with its full entry's pieces checked; `rank`: the shard they are of
+// (DeltaChains::Resolve).
 absl::StatusOr<std::vector<std::vector<TensorEntry>>> ResolveChains(
     Transport& transport, absl::string_view job,
-    absl::Span<const TensorEntry> entries) {
+    absl::Span<const TensorEntry> entries, std::optional<int32_t> rank) {
   DeltaChains chains(transport, job);
   std::vector<std::vector<TensorEntry>> resolved;
   resolved.reserve(entries.size());
   for (const TensorEntry& entry : entries) {
     CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain,
-                          chains.Resolve(entry));
+                          chains.Resolve(entry, rank));
     CKPT_RETURN_IF_ERROR(CheckPieces(chain.front()));
     resolved.push_back(std::move(chain));
   }
@@ -99,7 +100,8 @@ absl::Status RebuildTensor(absl::Span<const TensorEntry> chain,
 
 absl::Status ReadTensors(Transport& transport, absl::string_view job,
                          absl::Span<const TensorEntry> entries,
-                         absl::Span<const absl::Span<char>> outs) {
+                         absl::Span<const absl::Span<char>> outs,
+                         std::optional<int32_t> rank) {
   if (outs.size() != entries.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat(entries.size(), " tensors to read but ", outs.size(),
@@ -113,7 +115,7 @@ absl::Status ReadTensors(Transport& transport, absl::string_view job,
     }
   }
   CKPT_ASSIGN_OR_RETURN(std::vector<std::vector<TensorEntry>> chains,
-                        ResolveChains(transport, job, entries));
+                        ResolveChains(transport, job, entries, rank));
   // The bytes of the chains' entries FetchedIntoScratch: per tensor, the
   // buffers and views of them in chain order.
   std::vector<std::deque<std::string>> scratch(entries.size());
@@ -153,8 +155,9 @@ absl::StatusOr<std::vector<RestoredTensor>> RestoreShard(
                                             " of job '", record.job,
                                             "' has no shard of rank ", rank));
   }
-  CKPT_ASSIGN_OR_RETURN(std::vector<std::vector<TensorEntry>> chains,
-                        ResolveChains(transport, record.job, shard->tensors));
+  CKPT_ASSIGN_OR_RETURN(
+      std::vector<std::vector<TensorEntry>> chains,
+      ResolveChains(transport, record.job, shard->tensors, shard->rank));
 
   // Lay every tensor out in one buffer, each on its own pages so freeing
   // one gives its memory back; the sinks point into the buffer. The deltas

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,10 +33,13 @@ namespace ckpt::client {
 // matching entry is missing, a chain does not go back in time, a full
 // entry's pieces do not add up to its box, or fetched bytes do not decode;
 // otherwise the transport's status. On error `outs` hold unspecified bytes.
-// Thread-safe as far as `transport` is.
+// Thread-safe as far as `transport` is. `rank`: the shard the entries are
+// of, whose own delta bases are followed (FindDeltaBase); nullopt: the
+// first shard's that match.
 absl::Status ReadTensors(Transport& transport, absl::string_view job,
                          absl::Span<const TensorEntry> entries,
-                         absl::Span<const absl::Span<char>> outs);
+                         absl::Span<const absl::Span<char>> outs,
+                         std::optional<int32_t> rank = std::nullopt);
 
 // All tensors of rank `rank` in `checkpoint`, as Client::RestoreShard
 // documents: laid out in one RestoreBuffer (a memfd the server may write

@@ -90,10 +90,11 @@ std::vector<uint64_t> SortedUnion(const std::vector<uint64_t>& a,
 }
 
 // LoadStoredChain with `chains` caching the base manifests.
-absl::StatusOr<StoredChain> LoadWithChains(Transport& transport,
-                                           DeltaChains& chains,
+absl::StatusOr<StoredChain> LoadWithChains(DeltaChains& chains,
+                                           Transport& transport,
                                            absl::string_view job, int64_t step,
-                                           const TensorEntry& entry) {
+                                           const TensorEntry& entry,
+                                           std::optional<int32_t> rank) {
   if (entry.IsQuantized() || entry.box.lengths.empty() ||
       entry.ByteSize() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -101,7 +102,8 @@ absl::StatusOr<StoredChain> LoadWithChains(Transport& transport,
         "': only unquantized tensors with rows have row fingerprints"));
   }
   // Oldest first: the full baseline, then the deltas up to `entry`.
-  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain, chains.Resolve(entry));
+  CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain,
+                        chains.Resolve(entry, rank));
   StoredChain stored;
   stored.chain_length = static_cast<int>(chain.size()) - 1;
   stored.baseline_step = chain.size() > 1 ? *chain[1].delta_base_step : step;
@@ -157,19 +159,20 @@ absl::StatusOr<StoredChain> LoadWithChains(Transport& transport,
 
 absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
                                             absl::string_view job, int64_t step,
-                                            const TensorEntry& entry) {
+                                            const TensorEntry& entry,
+                                            std::optional<int32_t> rank) {
   DeltaChains chains(transport, job);
-  return LoadWithChains(transport, chains, job, step, entry);
+  return LoadWithChains(chains, transport, job, step, entry, rank);
 }
 
 std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
     Transport& transport, absl::string_view job, int64_t step,
-    absl::Span<const TensorEntry> entries) {
+    absl::Span<const TensorEntry> entries, std::optional<int32_t> rank) {
   DeltaChains chains(transport, job);
   std::vector<absl::StatusOr<StoredChain>> out;
   out.reserve(entries.size());
   for (const TensorEntry& entry : entries) {
-    out.push_back(LoadWithChains(transport, chains, job, step, entry));
+    out.push_back(LoadWithChains(chains, transport, job, step, entry, rank));
   }
   return out;
 }

@@ -45,17 +45,20 @@ struct StoredChain {
 // rows, row size or kind (dense for a full entry, sparse for a delta of as
 // many rows as the delta holds) disagree with its entry, and as a restore
 // for a chain that is broken (a base gone) or does not go back in time.
-// INVALID_ARGUMENT for a quantized entry or one without rows. Client::
-// LoadStoredChain is this through the client's transport.
-absl::StatusOr<StoredChain> LoadStoredChain(Transport& transport,
-                                            absl::string_view job, int64_t step,
-                                            const TensorEntry& entry);
+// INVALID_ARGUMENT for a quantized entry or one without rows. `rank`: the
+// shard `entry` is of, whose own bases are followed (DeltaChains::Resolve).
+// Client::LoadStoredChain is this through the client's transport.
+absl::StatusOr<StoredChain> LoadStoredChain(
+    Transport& transport, absl::string_view job, int64_t step,
+    const TensorEntry& entry, std::optional<int32_t> rank = std::nullopt);
 
 // LoadStoredChain for each of `entries` (a shard's tensors, say) of one
 // checkpoint, each base manifest fetched once over all of them; one result
 // per entry, in order, so one tensor's broken record fails only its own.
+// `rank`: the shard the entries are of.
 std::vector<absl::StatusOr<StoredChain>> LoadStoredChains(
     Transport& transport, absl::string_view job, int64_t step,
-    absl::Span<const TensorEntry> entries);
+    absl::Span<const TensorEntry> entries,
+    std::optional<int32_t> rank = std::nullopt);
 
 }  // namespace ckpt::client

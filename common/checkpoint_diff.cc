@@ -105,7 +105,7 @@ void Compare(const Checkpoint& a_checkpoint, const TensorEntry& a,
     // Rows over A only when the entry the delta applies onto (the rule
     // restores follow) is A's entry of this name and rank.
     absl::StatusOr<const TensorEntry*> base =
-        FindDeltaBase(a_checkpoint.shards, b);
+        FindDeltaBase(a_checkpoint.shards, b, diff->rank);
     if (base.ok() && **base == a) diff->rows_changed = b_side.delta_rows;
   }
   const bool identical = a == b;

@@ -20,14 +20,16 @@ std::string TensorLayoutText(const TensorEntry& tensor) {
 }
 
 absl::StatusOr<const TensorEntry*> FindDeltaBase(
-    absl::Span<const ShardManifest> base_shards, const TensorEntry& tensor) {
+    absl::Span<const ShardManifest> base_shards, const TensorEntry& tensor,
+    std::optional<int32_t> rank) {
   const TensorEntry* same_name = nullptr;
   const TensorEntry* matched = nullptr;
   for (const ShardManifest& shard : base_shards) {
     for (const TensorEntry& candidate : shard.tensors) {
       if (candidate.name != tensor.name) continue;
       if (same_name == nullptr) same_name = &candidate;
-      if (matched == nullptr && SameTensorLayout(candidate, tensor)) {
+      if ((matched == nullptr || shard.rank == rank) &&
+          SameTensorLayout(candidate, tensor)) {
         matched = &candidate;
       }
     }

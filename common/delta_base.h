@@ -4,6 +4,8 @@
 // choose what they may save as a delta. Pure: no I/O.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,9 +20,12 @@ bool SameTensorLayout(const TensorEntry& a, const TensorEntry& b);
 // "float32 shape [8, 4] box [0, 0]+[4, 4]", for messages.
 std::string TensorLayoutText(const TensorEntry& tensor);
 
-// The entry of the base checkpoint (`base_shards`, any rank) that a row
-// delta of `tensor` is taken against: the one with its name and layout
-// (SameTensorLayout), provided it is not quantized, since a quantized base
+// The entry of the base checkpoint (`base_shards`) that a row delta of
+// `tensor` is taken against: the one with its name and layout
+// (SameTensorLayout), of shard `rank` when that shard holds one (per-rank
+// state: ranks may hold different values under one name and whole box,
+// and a rank's saver takes its delta against its own), else of the first
+// shard that does; provided it is not quantized, since a quantized base
 // restores to other values than were saved and the rows a delta leaves out
 // would not be the caller's. `tensor`'s pieces and delta_base_step are not
 // looked at. FAILED_PRECONDITION otherwise, with a message that reads on
@@ -28,6 +33,7 @@ std::string TensorLayoutText(const TensorEntry& tensor);
 // as <layout>, not as this delta's <layout>" or "which holds it quantized to N
 // bits".
 absl::StatusOr<const TensorEntry*> FindDeltaBase(
-    absl::Span<const ShardManifest> base_shards, const TensorEntry& tensor);
+    absl::Span<const ShardManifest> base_shards, const TensorEntry& tensor,
+    std::optional<int32_t> rank = std::nullopt);
 
 }  // namespace ckpt

@@ -37,6 +37,30 @@ TEST(DeltaBaseTest, FindsTheEntryOfTheSameNameAndLayoutInAnyShard) {
   EXPECT_EQ(*found, &base[1].tensors[1]);
 }
 
+// Per-rank state: every rank holds "rng" whole, with its own values; a
+// rank's delta is on its own entry, and without a rank on the first.
+TEST(DeltaBaseTest, PrefersTheGivenRanksEntryOfPerRankState) {
+  const Box whole{{0, 0}, {8, 8}};
+  std::vector<ShardManifest> base(3);
+  for (int32_t rank = 0; rank < 3; ++rank) {
+    base[rank].rank = rank;
+    base[rank].tensors = {Entry("rng", DType::kFloat32, {8, 8}, whole)};
+  }
+  const TensorEntry delta = Entry("rng", DType::kFloat32, {8, 8}, whole);
+  for (int32_t rank = 0; rank < 3; ++rank) {
+    auto found = FindDeltaBase(base, delta, rank);
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(*found, &base[rank].tensors[0]) << rank;
+  }
+  auto first = FindDeltaBase(base, delta);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, &base[0].tensors[0]);
+  // A rank without a matching entry (a new rank) falls back to the first.
+  auto absent = FindDeltaBase(base, delta, 7);
+  ASSERT_TRUE(absent.ok()) << absent.status();
+  EXPECT_EQ(*absent, &base[0].tensors[0]);
+}
+
 TEST(DeltaBaseTest, RefusesAMissingTensorAnotherLayoutOrAQuantizedBase) {
   std::vector<ShardManifest> base(1);
   base[0].tensors = {Entry("emb", DType::kFloat32, {8, 8}, kTopHalf)};

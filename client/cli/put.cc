@@ -147,7 +147,7 @@ absl::Status SetDeltas(client::Client& client, const PutArgs& args,
   for (size_t i = 0; i < tensors.size(); ++i) {
     client::TensorData& tensor = tensors[i];
     absl::StatusOr<const TensorEntry*> base_entry =
-        FindDeltaBase(base.shards, client::TensorLayout(tensor));
+        FindDeltaBase(base.shards, client::TensorLayout(tensor), args.rank);
     PutRows& rows = found[i];
     if (given[i].has_value()) {
       if (!base_entry.ok()) {
@@ -167,7 +167,8 @@ absl::Status SetDeltas(client::Client& client, const PutArgs& args,
       CKPT_ASSIGN_OR_RETURN(
           client::RowsChanged changed,
           client::RowsChangedSince(client, args.job, *args.delta_against,
-                                   **base_entry, tensor, kFingerprintThreads));
+                                   **base_entry, tensor, kFingerprintThreads,
+                                   args.rank));
       rows.delta_rows = std::move(changed.rows);
       rows.fingerprints = std::move(changed.fingerprints);
       rows.rows_from = changed.from_stored_fingerprints ? "stored fingerprints"

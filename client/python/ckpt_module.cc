@@ -239,9 +239,9 @@ class PySaver {
 
   // IncrementalSaver::SeedFromCheckpoint, one at a time with saves.
   SeedReport Seed(Client& client, const std::string& job, int64_t step,
-                  absl::Span<const TensorEntry> entries) {
+                  absl::Span<const TensorEntry> entries, int32_t rank) {
     absl::MutexLock lock(&mu_);
-    return saver_->SeedFromCheckpoint(client, job, step, entries);
+    return saver_->SeedFromCheckpoint(client, job, step, entries, {}, rank);
   }
 
  private:
@@ -374,7 +374,7 @@ class PyClient {
         for (const ShardManifest& shard : checkpoint->shards) {
           if (shard.rank == rank) entries = shard.tensors;
         }
-        report = saver.Seed(*client_, job, step, entries);
+        report = saver.Seed(*client_, job, step, entries, rank);
       } else {
         saver.Forget();
         report.step = step;
@@ -455,7 +455,7 @@ class PyClient {
       for (const std::unique_ptr<BufferView>& view : views) {
         outs.emplace_back(view->data(), view->size());
       }
-      status = client_->ReadTensors(job, shard->tensors, outs);
+      status = client_->ReadTensors(job, shard->tensors, outs, shard->rank);
     }
     CheckOk(status);
     py::list out;

@@ -375,8 +375,10 @@ absl::Status CheckpointService::CheckDeltaBases(absl::string_view job,
                             metadata_->GetShards(job, base));
       it = base_shards.emplace(base, std::move(shards)).first;
     }
+    // The entry restores rebuild it from: its own rank's, when that holds
+    // one (per-rank state).
     absl::StatusOr<const TensorEntry*> matched =
-        FindDeltaBase(it->second, tensor);
+        FindDeltaBase(it->second, tensor, shard.rank);
     if (!matched.ok()) return refuse(matched.status().message());
   }
   return absl::OkStatus();

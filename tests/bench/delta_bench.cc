@@ -487,7 +487,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Check-N-Run incremental saves of an embedding table through "
       "ckpt-server, against a full save and chunk dedup alone: bytes sent, "
-      "bytes stored and wall time; and quantization's size and error."};
+      "bytes stored and wall time; and quantization's size and error. "
+      "--modes adds a restarted job's first save and the CLI's stateless "
+      "delta."};
   app.add_option("--rows", flags.rows, "embedding table rows")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 30));
@@ -508,11 +510,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--modes", flags.modes,
-                 "what to measure, comma-separated: saves (the approaches "
-                 "above and quantization), restart (a restarted job's first "
-                 "save, a delta on what it restored), cli-stateless (`ckpt "
-                 "put --delta-against` from stored fingerprints against "
-                 "torch.save)")
+                 "what to measure, comma-separated: saves (full, dedup "
+                 "and delta saves at --fractions, and quantization), "
+                 "restart (a restarted job's first save, a delta on the "
+                 "checkpoint RestoreShardAndSeed restored, against a full "
+                 "save), cli-stateless (`ckpt put --delta-against` from "
+                 "stored fingerprints against torch.save + fsync)")
       ->capture_default_str()
       ->delimiter(',')
       ->check(CLI::IsMember({"saves", "restart", "cli-stateless"}));
@@ -531,7 +534,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ckpt::bench::AddRoundsDirJsonFlags(
       app, &flags.rounds, &flags.dir, &flags.json,
-      "directory for the server's data (default: $TMPDIR or /var/tmp)");
+      "directory for the servers' data and the table files (default: "
+      "$TMPDIR or /var/tmp)");
   CLI11_PARSE(app, argc, argv);
   return ckpt::bench::ExitCode("ckpt-bench-delta", ckpt::bench::Run(flags));
 }

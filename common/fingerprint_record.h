@@ -84,6 +84,8 @@ class FingerprintRecordView {
  private:
   friend absl::StatusOr<FingerprintRecordView> DecodeFingerprintRecord(
       absl::string_view);
+  friend absl::Status OverlayFingerprints(const FingerprintRecordView&,
+                                          absl::Span<RowFingerprint>);
   FingerprintRecordView() = default;
 
   uint64_t row_bytes_ = 0;

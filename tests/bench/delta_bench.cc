@@ -24,12 +24,28 @@
 // the table saved through the server at 8, 4, 3 and 2 bits and lossless:
 // bytes stored, save and restore time, and the error recorded in the
 // manifest next to the one measured on the restored values.
+//
+// Those two are mode "saves", the default. --modes adds, on a table alone
+// (--mode-rows sizes, --mode-fraction of rows modified, Zipf-like), each
+// on a fresh server per round (delta_modes.h):
+//   restart        a job's full baseline; a fresh IncrementalSaver's
+//                  RestoreShardAndSeed (timed, with the stored fingerprint
+//                  bytes it read); its first save after rows change,
+//                  against a full save and an unseeded saver's
+//   cli-stateless  `ckpt put --delta-against` of the changed table file
+//                  (stored fingerprints), against torch.save + fsync of
+//                  the table and the CLI reading a base saved with
+//                  --no-fingerprints back
+// with medians and spread over --rounds, and ratios to the goals.
+// They fail (exit 1) when a restarted save is not a delta of the modified
+// rows, the CLI did not use stored fingerprints, or a restore differs.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +58,8 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tests/bench/bench_util.h"
+#include "tests/bench/delta_modes.h"
+#include "tests/bench/delta_workload.h"
 #include "tests/testing/server_process.h"
 
 namespace ckpt::bench {
@@ -56,6 +74,11 @@ struct Flags {
   int rounds = 3;
   std::string dir;
   bool json = false;
+  std::set<std::string> modes = {"saves"};
+  // The restart and cli-stateless modes' table sizes and modified rows.
+  std::vector<int64_t> mode_rows = {4'194'304, 1'048'576};
+  double mode_fraction = 0.01;
+  std::string python = "/usr/bin/python3";
 };
 
 // The approaches, in the order of the first round.
@@ -103,62 +126,14 @@ std::vector<client::TensorData> TensorsOf(const State& state,
                   dense_cols})};
 }
 
-// `count` distinct rows of `rows`, ascending: ranks drawn with density
-// falling as rank^(-2/3) (rank = rows * u^3), mapped through a fixed random
-// permutation so hot rows are scattered over the table.
-std::vector<uint64_t> ZipfRows(uint64_t rows, uint64_t count,
-                               std::mt19937_64& random) {
-  std::vector<uint64_t> permutation(rows);
-  for (uint64_t i = 0; i < rows; ++i) permutation[i] = i;
-  std::shuffle(permutation.begin(), permutation.end(), random);
-  std::vector<bool> taken(rows, false);
-  std::vector<uint64_t> chosen;
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  while (chosen.size() < count) {
-    const double u = uniform(random);
-    const auto rank = std::min<uint64_t>(
-        rows - 1, static_cast<uint64_t>(static_cast<double>(rows) * u * u * u));
-    const uint64_t row = permutation[rank];
-    if (!taken[row]) {
-      taken[row] = true;
-      chosen.push_back(row);
-    }
-  }
-  std::sort(chosen.begin(), chosen.end());
-  return chosen;
-}
-
 // A training step's update of `rows` of the table, and of all the dense
 // part.
 void Modify(State& state, const Flags& flags, absl::Span<const uint64_t> rows,
             uint64_t seed) {
   std::mt19937_64 random(seed);
+  NudgeRows(state.table, flags.cols, rows, random);
   std::normal_distribution<float> noise(0.0f, 1e-3f);
-  for (uint64_t row : rows) {
-    float* values = state.table.data() + row * flags.cols;
-    for (int64_t c = 0; c < flags.cols; ++c) values[c] += noise(random);
-  }
   for (float& value : state.dense) value += noise(random);
-}
-
-// The chunk bytes `job`'s tenant holds; 0 before its first save.
-absl::StatusOr<uint64_t> StoredBytes(client::Client& client,
-                                     const std::string& job) {
-  absl::StatusOr<Stats> stats = client.GetStats(job);
-  if (absl::IsNotFound(stats.status())) return 0;
-  CKPT_RETURN_IF_ERROR(stats.status());
-  return stats->stored_bytes;
-}
-
-// Random values in [-0.5, 0.5), as an initialised embedding table holds
-// (random bits alone would include NaNs, which quantization rejects).
-void FillUniform(std::vector<float>& values, uint64_t seed) {
-  Fill(values, seed);
-  for (float& value : values) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, sizeof(bits));
-    value = static_cast<float>(bits >> 8) * 0x1p-24f - 0.5f;
-  }
 }
 
 // Restores `step` of `job` and compares every byte with `state`.
@@ -182,8 +157,6 @@ absl::Status CheckRestore(client::Client& client, const std::string& job,
   }
   return absl::OkStatus();
 }
-
-double Ratio(double a, double b) { return b == 0 ? 0 : a / b; }
 
 // Quantization through the server: the first `sample_rows` rows of the
 // table saved lossless and at each width into fresh tenants, restored, and
@@ -385,8 +358,10 @@ uint64_t TableStored(const Measure& m, uint64_t dense_bytes) {
   return m.bytes_stored > dense_bytes ? m.bytes_stored - dense_bytes : 0;
 }
 
-absl::Status Run(const Flags& flags) {
-  const std::string base = BenchBaseDir(flags.dir);
+// The default mode ("saves"): the approaches at each fraction, and
+// quantization; its --json object.
+absl::StatusOr<nlohmann::json> RunSaves(const Flags& flags,
+                                        const std::string& base) {
   State state;
   state.table.resize(static_cast<size_t>(flags.rows * flags.cols));
   FillUniform(state.table, 1);
@@ -471,13 +446,36 @@ absl::Status Run(const Flags& flags) {
     CKPT_ASSIGN_OR_RETURN(json_quantized,
                           RunQuantization(flags, base, state, sample_rows));
   }
-  if (flags.json) {
-    nlohmann::json out = {
-        {"rows", flags.rows},           {"cols", flags.cols},
-        {"dense_mib", flags.dense_mib}, {"rounds", flags.rounds},
-        {"fractions", json_fractions},  {"quantization", json_quantized}};
-    std::cout << out.dump(2) << std::endl;
+  return nlohmann::json{
+      {"rows", flags.rows},           {"cols", flags.cols},
+      {"dense_mib", flags.dense_mib}, {"rounds", flags.rounds},
+      {"fractions", json_fractions},  {"quantization", json_quantized}};
+}
+
+absl::Status Run(const Flags& flags) {
+  const std::string base = BenchBaseDir(flags.dir);
+  nlohmann::json out = {{"rounds", flags.rounds}};
+  if (flags.modes.contains("saves")) {
+    CKPT_ASSIGN_OR_RETURN(out, RunSaves(flags, base));
   }
+  ModeFlags mode_flags;
+  mode_flags.sizes_rows = flags.mode_rows;
+  mode_flags.cols = flags.cols;
+  mode_flags.fraction = flags.mode_fraction;
+  mode_flags.rounds = flags.rounds;
+  mode_flags.base_dir = base;
+  mode_flags.python = flags.python;
+  mode_flags.quiet = flags.json;
+  if (flags.modes.contains("restart")) {
+    if (!flags.json) std::cout << std::endl;
+    CKPT_ASSIGN_OR_RETURN(out["restart"], RunRestartMode(mode_flags));
+  }
+  if (flags.modes.contains("cli-stateless")) {
+    if (!flags.json) std::cout << std::endl;
+    CKPT_ASSIGN_OR_RETURN(out["cli_stateless"],
+                          RunCliStatelessMode(mode_flags));
+  }
+  if (flags.json) std::cout << out.dump(2) << std::endl;
   return absl::OkStatus();
 }
 
@@ -489,7 +487,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Check-N-Run incremental saves of an embedding table through "
       "ckpt-server, against a full save and chunk dedup alone: bytes sent, "
-      "bytes stored and wall time; and quantization's size and error."};
+      "bytes stored and wall time; and quantization's size and error. "
+      "--modes adds a restarted job's first save and the CLI's stateless "
+      "delta."};
   app.add_option("--rows", flags.rows, "embedding table rows")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 30));
@@ -509,9 +509,33 @@ int main(int argc, char** argv) {
                  "rows of the table quantized at each bit width (0: skip)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--modes", flags.modes,
+                 "what to measure, comma-separated: saves (full, dedup "
+                 "and delta saves at --fractions, and quantization), "
+                 "restart (a restarted job's first save, a delta on the "
+                 "checkpoint RestoreShardAndSeed restored, against a full "
+                 "save), cli-stateless (`ckpt put --delta-against` from "
+                 "stored fingerprints against torch.save + fsync)")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(CLI::IsMember({"saves", "restart", "cli-stateless"}));
+  app.add_option("--mode-rows", flags.mode_rows,
+                 "restart and cli-stateless: table rows (of --cols float32) "
+                 "at each size measured")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{16}, int64_t{1} << 30));
+  app.add_option("--mode-fraction", flags.mode_fraction,
+                 "restart and cli-stateless: fraction of rows modified")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--python", flags.python,
+                 "cli-stateless: python3 with torch, for torch.save")
+      ->capture_default_str();
   ckpt::bench::AddRoundsDirJsonFlags(
       app, &flags.rounds, &flags.dir, &flags.json,
-      "directory for the server's data (default: $TMPDIR or /var/tmp)");
+      "directory for the servers' data and the table files (default: "
+      "$TMPDIR or /var/tmp)");
   CLI11_PARSE(app, argc, argv);
   return ckpt::bench::ExitCode("ckpt-bench-delta", ckpt::bench::Run(flags));
 }

@@ -20,27 +20,50 @@
 
 namespace ckpt::bench {
 
+// Writes `bytes` to `fd` in 1 MiB pieces (one huge write() then fsync is
+// much slower on this kind of disk).
+inline absl::Status WritePieces(int fd, absl::string_view bytes) {
+  constexpr size_t kPiece = 1 << 20;
+  for (size_t off = 0; off < bytes.size(); off += kPiece) {
+    const size_t len = std::min(kPiece, bytes.size() - off);
+    if (::write(fd, bytes.data() + off, len) != static_cast<ssize_t>(len)) {
+      return absl::InternalError("short write");
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Seconds to write every shard of `data` to `path` and fsync it.
 inline absl::StatusOr<double> BaselineSave(
     const std::string& path, const std::vector<std::vector<float>>& data) {
   const absl::Time start = absl::Now();
   int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
   if (fd < 0) return absl::InternalError(absl::StrCat("open ", path));
-  constexpr size_t kPiece = 1 << 20;
   for (const auto& shard : data) {
-    const char* bytes = reinterpret_cast<const char*>(shard.data());
-    const size_t size = shard.size() * sizeof(float);
-    for (size_t off = 0; off < size; off += kPiece) {
-      size_t len = std::min(kPiece, size - off);
-      if (::write(fd, bytes + off, len) != static_cast<ssize_t>(len)) {
-        ::close(fd);
-        return absl::InternalError("short write");
-      }
+    absl::Status written = WritePieces(
+        fd, absl::string_view(reinterpret_cast<const char*>(shard.data()),
+                              shard.size() * sizeof(float)));
+    if (!written.ok()) {
+      ::close(fd);
+      return written;
     }
   }
   if (::fsync(fd) != 0) return absl::InternalError("fsync");
   ::close(fd);
   return Seconds(start);
+}
+
+// Writes `bytes` to a new file at `path` and fsyncs it.
+inline absl::Status WriteFileSynced(const std::string& path,
+                                    absl::string_view bytes) {
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path));
+  absl::Status written = WritePieces(fd, bytes);
+  if (written.ok() && ::fsync(fd) != 0) {
+    written = absl::InternalError(absl::StrCat("fsync ", path));
+  }
+  ::close(fd);
+  return written;
 }
 
 // Seconds to read `size` bytes of `path` into freshly allocated memory, as

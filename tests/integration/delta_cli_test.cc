@@ -193,9 +193,12 @@ TEST_F(DeltaCliTest, PutDeltaAgainstAnOlderCheckpointAndGetItBack) {
   const json shown = CkptJson(absl::StrCat("show ", kJob, " 2"));
   EXPECT_EQ(shown["kind"], "delta");
   // 3 rows of 64 bytes, 4-byte indices, a 32-byte header; and notes.bin.
+  // With them the row fingerprints stored: the delta's 3 rows (a 32-byte
+  // header, 4-byte indices, 16 bytes a row) and notes.bin's one row.
   const json listed = CkptJson(absl::StrCat("ls ", kJob));
   ASSERT_EQ(listed.size(), 2u);
-  EXPECT_EQ(listed[1]["bytes_added"], 32 + 3 * (4 + kRowBytes) + 64);
+  EXPECT_EQ(listed[1]["bytes_added"],
+            32 + 3 * (4 + kRowBytes) + 64 + (32 + 3 * 20) + (32 + 16));
 
   CommandResult got =
       Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/restored"));
@@ -264,7 +267,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   EXPECT_EQ(second["deltas"][0]["rows_from"], "dirty-rows");
   EXPECT_EQ(second["deltas"][1]["name"], "side.bin");
   EXPECT_EQ(second["deltas"][1]["rows"], 0);
-  EXPECT_EQ(second["deltas"][1]["rows_from"], "fingerprints");
+  EXPECT_EQ(second["deltas"][1]["rows_from"], "stored fingerprints");
   EXPECT_EQ(stored_bytes(2), delta_bytes(3));
   CommandResult got =
       Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/two"));

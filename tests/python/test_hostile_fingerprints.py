@@ -188,3 +188,89 @@ def row_delta(row, row_bytes):
     header, the row's 4-byte index, its bytes. The header's fields are the
     server's business only by size; restores would decode them."""
     return b"\0" * 32 + struct.pack("<I", row) + row_bytes
+
+
+def cli_table(pb, data, record):
+    """The entry `ckpt put FILE --row-bytes 8` makes of table.bin, with
+    `record` as its stored fingerprints."""
+    return table_entry(pb, "table.bin", data, [ref(pb, record)])
+
+
+def put_delta(server, tmp_path, job, step, base, data):
+    path = tmp_path / "table.bin"
+    path.write_bytes(data)
+    return ckpt_cli(server, "put", job, str(step), str(path), "--row-bytes",
+                    str(ROW_BYTES), "--delta-against", str(base), "--json")
+
+
+@pytest.mark.parametrize("case", ["bad magic", "wrong row size",
+                                  "unknown algorithm"])
+def test_a_record_that_does_not_fit_fails_put_with_data_loss(
+        server, tmp_path, case):
+    """Records of the right size, which the server cannot tell from good
+    ones: put --delta-against refuses them, naming the tensor and the
+    checkpoint, and makes no delta; the checkpoint still restores."""
+    pb, _ = raw_api.stubs()
+    data = bytes(range(ROWS * ROW_BYTES))
+    record = dense_record(ROW_BYTES, [bytes(16)] * ROWS)
+    if case == "bad magic":
+        record = b"XXXX" + record[4:]
+        words = "magic"
+    elif case == "wrong row size":
+        record = dense_record(ROW_BYTES // 2, [bytes(16)] * ROWS)
+        words = "do not fit it"
+    else:
+        record = record[:7] + b"\x09" + record[8:]
+        words = "algorithm"
+    job = "hostile/record-" + case.replace(" ", "-")
+    commit(server, job, 1, [cli_table(pb, data, record)], [data, record])
+
+    put = put_delta(server, tmp_path, job, 2, 1, data[::-1])
+    assert put.returncode != 0, put.stdout
+    assert "DATA_LOSS" in put.stderr, put.stderr
+    assert "tensor 'table.bin' of checkpoint 1" in put.stderr, put.stderr
+    assert words in put.stderr, put.stderr
+    nothing_committed(server, job, 2)
+    got = ckpt_cli(server, "get", job, "1", str(tmp_path / "got"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "got" / "table.bin").read_bytes() == data
+
+
+def test_a_well_formed_record_that_lies_is_trusted(server, tmp_path):
+    """Stored fingerprints are the writer's word (fingerprint_record.h,
+    Trust): a record of other rows than the entry's, well formed, makes a
+    delta against it miss changed rows, and verify --read-data, which
+    checks each chunk against its SHA-256, does not see it. What this
+    pins down: a client takes fingerprints only from its own job's
+    checkpoints."""
+    pb, pb_grpc = raw_api.stubs()
+    job = "hostile/lie"
+    honest = bytes(range(ROWS * ROW_BYTES))
+    path = tmp_path / "table.bin"
+    path.write_bytes(honest)
+    put = ckpt_cli(server, "put", job, "1", str(path), "--row-bytes",
+                   str(ROW_BYTES))
+    assert put.returncode == 0, put.stderr
+    with grpc.insecure_channel(server) as channel:
+        service = pb_grpc.CheckpointServiceStub(channel)
+        manifest = service.GetManifest(pb.GetManifestRequest(job=job,
+                                                             step=1),
+                                       timeout=30)
+        piece = manifest.shards[0].tensors[0].fingerprint_pieces[0].chunk
+        record = b"".join(r.chunk.data for r in service.ReadChunks(
+            pb.ReadChunksRequest(job=job, sha256=[piece.sha256]),
+            timeout=30))
+    assert len(record) == 32 + 16 * ROWS
+    # Step 2 holds other rows but says they are step 1's.
+    other = bytes(255 - b for b in honest)
+    commit(server, job, 2, [cli_table(pb, other, record)], [other, record])
+
+    delta = put_delta(server, tmp_path, job, 3, 2, honest)
+    assert delta.returncode == 0, delta.stderr
+    assert '"rows_from": "stored fingerprints"' in delta.stdout, delta.stdout
+    assert '"rows": 0' in delta.stdout, delta.stdout
+    got = ckpt_cli(server, "get", job, "3", str(tmp_path / "got"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "got" / "table.bin").read_bytes() == other
+    verify = ckpt_cli(server, "verify", job, "--read-data")
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -6,31 +6,17 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/cli/row_list_file.h"
+#include "client/cli/row_set.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 
 namespace ckpt::cli {
-namespace {
-
-// One index of a --dirty-rows list: decimal digits only (no sign or
-// spaces), so that a typo is refused instead of read as some other row.
-std::optional<uint64_t> ParseRowIndex(absl::string_view text) {
-  uint64_t row;
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(),
-                   [](char c) { return absl::ascii_isdigit(c); }) ||
-      !absl::SimpleAtoi(text, &row)) {
-    return std::nullopt;
-  }
-  return row;
-}
-
-}  // namespace
 
 absl::StatusOr<int64_t> ParseStep(absl::string_view text) {
   int64_t step;
@@ -243,29 +229,24 @@ absl::StatusOr<RetentionPolicy> ParsePolicyFlags(const PolicyFlags& flags) {
 absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
                                                    absl::string_view list,
                                                    uint64_t rows) {
-  std::vector<uint64_t> parsed;
-  if (list.empty()) return parsed;
+  if (list.empty()) return std::vector<uint64_t>();
+  RowSetBuilder parsed;
   for (absl::string_view item : absl::StrSplit(list, ',')) {
-    const size_t dash = item.find('-');
-    std::optional<uint64_t> first = ParseRowIndex(item.substr(0, dash));
-    std::optional<uint64_t> last = dash == absl::string_view::npos
-                                       ? first
-                                       : ParseRowIndex(item.substr(dash + 1));
-    if (!first.has_value() || !last.has_value() || *last < *first) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--dirty-rows ", name, ": '", item,
-          "' is not a row index or an ascending range A-B in '", list, "'"));
-    }
-    if (*last >= rows) {
+    std::optional<RowRange> range = ParseRowRange(item);
+    if (!range.has_value()) {
+      // Quoted cut short: a list may be most of a 128 KiB argument.
       return absl::InvalidArgumentError(
-          absl::StrCat("--dirty-rows ", name, ": row ", *last,
-                       " is past its last row (it has ", rows, " rows)"));
+          absl::StrCat("--dirty-rows ", name, ": ", QuoteTruncated(item),
+                       " is not a row index or an ascending range A-B in ",
+                       QuoteTruncated(list)));
     }
-    for (uint64_t row = *first; row <= *last; ++row) parsed.push_back(row);
+    if (range->last >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dirty-rows ", name, ": ", PastLastRow(range->last, rows)));
+    }
+    parsed.Add(*range);
   }
-  std::sort(parsed.begin(), parsed.end());
-  parsed.erase(std::unique(parsed.begin(), parsed.end()), parsed.end());
-  return parsed;
+  return std::move(parsed).TakeRows();
 }
 
 absl::StatusOr<GivenRows> ParseDirtyRows(
@@ -288,9 +269,16 @@ absl::StatusOr<GivenRows> ParseDirtyRows(
       return absl::InvalidArgumentError(absl::StrCat(
           "--dirty-rows names '", kv.first, "' twice; list its rows once"));
     }
-    CKPT_ASSIGN_OR_RETURN(
-        rows, ParseRowList(kv.first, kv.second,
-                           static_cast<uint64_t>(tensor->global_shape[0])));
+    const auto tensor_rows = static_cast<uint64_t>(tensor->global_shape[0]);
+    if (absl::StartsWith(kv.second, "@")) {
+      CKPT_ASSIGN_OR_RETURN(
+          rows,
+          ReadRowListFile(kv.first, absl::string_view(kv.second).substr(1),
+                          tensor_rows));
+    } else {
+      CKPT_ASSIGN_OR_RETURN(rows,
+                            ParseRowList(kv.first, kv.second, tensor_rows));
+    }
   }
   return given;
 }

@@ -2,8 +2,10 @@
 // share: steps and "latest", NAME=VALUE assignments, checkpoint metadata,
 // retention policy flags (counts, hours, durations) and --dirty-rows lists.
 // CLI11 hands the verbs these as typed text; they are parsed here so that
-// each rule, and each error message naming its flag, exists once. Pure: no
-// I/O, no server. Every error is INVALID_ARGUMENT, as `ckpt` prints it.
+// each rule, and each error message naming its flag, exists once. Pure (no
+// I/O, no server) but for the files --dirty-rows NAME=@FILE names. Every
+// error is INVALID_ARGUMENT, as `ckpt` prints it, but for a file that cannot
+// be read (errno's status).
 #pragma once
 
 #include <cstdint>
@@ -124,7 +126,8 @@ absl::StatusOr<std::vector<uint64_t>> ParseRowList(absl::string_view name,
 using GivenRows = std::vector<std::optional<std::vector<uint64_t>>>;
 
 // Per tensor (same order as `tensors`), the rows its --dirty-rows NAME=ROWS
-// entry gives, parsed by ParseRowList against its global_shape[0] rows.
+// entry gives, parsed by ParseRowList against its global_shape[0] rows, or
+// with NAME=@FILE read from FILE by ReadRowListFile (row_list_file.h).
 // Refuses a NAME that is no tensor's and a NAME given twice.
 // REQUIRES: the tensors are row matrices (global_shape[0] their rows).
 absl::StatusOr<GivenRows> ParseDirtyRows(

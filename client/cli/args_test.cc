@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -384,6 +385,19 @@ TEST(ParseRowListTest, TheLastRowIsAllowedAndOnePastItIsNot) {
   ExpectInvalid(ParseRowList("emb", "0", 0), "(it has 0 rows)");
 }
 
+// 12,000 ranges of 100,000 rows each fit in one argument; expanded one by
+// one they were 1.2e9 rows (9.6 GB) before being sorted. Merged, they are
+// the 100,000 rows once.
+TEST(ParseRowListTest, RepeatedWideRangesAreMergedNotExpandedEach) {
+  std::string list = "0-99999";
+  for (int i = 1; i < 12000; ++i) list += i % 2 ? ",1-99998" : ",0-99999";
+  absl::StatusOr<std::vector<uint64_t>> rows =
+      ParseRowList("emb", list, 100000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 100000u);
+  for (size_t i = 0; i < rows->size(); ++i) ASSERT_EQ((*rows)[i], i);
+}
+
 TEST(ParseRowListTest, RefusesMalformedItemsNamingTheItemAndTheList) {
   for (const char* item : {"x", "-1", "5-", "-", "9-7", "+1", " 1", "1 ",
                            "1-2-3", "0x1", "18446744073709551616", "1.0"}) {
@@ -393,6 +407,17 @@ TEST(ParseRowListTest, RefusesMalformedItemsNamingTheItemAndTheList) {
                       "' is not a row index or an ascending range A-B in '" +
                       list + "'");
   }
+  // A long list (up to 128 KiB fit in one argument) is quoted cut short.
+  std::string long_list = "x";
+  for (int row = 0; row < 20000; ++row) absl::StrAppend(&long_list, ",", row);
+  absl::StatusOr<std::vector<uint64_t>> refused =
+      ParseRowList("emb", long_list, 100000);
+  ExpectInvalid(refused,
+                "--dirty-rows emb: 'x' is not a row index or an ascending "
+                "range A-B in 'x,0,1,2,");
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("...' (", long_list.size(), " bytes)")));
+  EXPECT_LT(refused.status().message().size(), 200u);
   // An empty item between commas, or at either end.
   for (const char* list : {"1,,2", ",1", "1,"}) {
     ExpectInvalid(ParseRowList("emb", list, 100),

@@ -45,7 +45,8 @@ struct PutArgs {
   // NAME=ROWS, repeatable (with delta_against): the delta of the file whose
   // tensor is NAME holds exactly ROWS (indices and inclusive ranges A-B,
   // comma-separated, any order, repeats allowed, empty for none), trusted
-  // without reading the base back.
+  // without reading the base back. NAME=@FILE reads them from FILE (a .npy
+  // or text; client/cli/row_list_file.h).
   std::vector<std::string> dirty_rows;
   // Set: each file is float32 (little-endian; rows of row_bytes, or one
   // row) saved quantized to this many bits (2, 3, 4 or 8), in full.

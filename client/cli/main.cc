@@ -219,11 +219,14 @@ int main(int argc, char** argv) {
       "--delta-against this checkpoint then reads it back whole");
   AddAssignments(
       put_cmd, "--dirty-rows", &put.dirty_rows,
-      "NAME=ROWS with --delta-against: the delta of the file put as "
-      "tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices and "
-      "inclusive ranges, any order, repeats allowed; empty for none), "
-      "without reading the base back. The list is trusted: every row not "
-      "in it is restored from the base, so a wrong list silently brings "
+      "NAME=ROWS or NAME=@FILE with --delta-against: the delta of the file "
+      "put as tensor NAME holds exactly ROWS (e.g. 3,17,100-199: indices "
+      "and inclusive ranges, any order, repeats allowed; empty for none), "
+      "without reading the base back. @FILE reads them from FILE, for lists "
+      "too long for an argument: a 1-D .npy of integers (any int or uint "
+      "dtype), else text with one index or range A-B per line (blank lines "
+      "and lines starting with # ignored). The list is trusted: every row "
+      "not in it is restored from the base, so a wrong list silently brings "
       "back stale rows. Files without one are compared by fingerprints; "
       "repeatable, once per NAME");
   put_cmd->add_option(

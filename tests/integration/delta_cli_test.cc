@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,26 @@ constexpr char kJob[] = "it/delta";
 // The tables `ckpt put --row-bytes` stores: kRows rows of kRowBytes.
 constexpr int kRowBytes = 64;
 constexpr int kRows = 1024;
+
+// A .npy file (format 1.0) of little-endian int64 `values`, as
+// numpy.save writes one: the header padded to 64 bytes.
+std::string NpyInt64(const std::vector<uint64_t>& values) {
+  std::string header =
+      absl::StrCat("{'descr': '<i8', 'fortran_order': False, 'shape': (",
+                   values.size(), ",), }");
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::string npy = absl::StrCat("\x93NUMPY\x01", std::string(1, '\0'));
+  npy += static_cast<char>(header.size() & 0xff);
+  npy += static_cast<char>(header.size() >> 8);
+  npy += header;
+  for (const uint64_t value : values) {
+    for (int byte = 0; byte < 8; ++byte) {
+      npy += static_cast<char>((value >> (8 * byte)) & 0xff);
+    }
+  }
+  return npy;
+}
 
 class DeltaCliTest : public RealServerTest {
  protected:
@@ -104,6 +125,21 @@ class DeltaCliTest : public RealServerTest {
     CommandResult result = Ckpt(absl::StrCat(args, " --json"));
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  // The stored bytes of tensor `name` in `step`, from `show --json`.
+  json StoredBytes(int step, const std::string& name) {
+    const json shown = CkptJson(absl::StrCat("show ", kJob, " ", step));
+    for (const json& tensor : shown["shards"][0]["tensors"]) {
+      if (tensor["name"] == name) return tensor["stored_bytes"];
+    }
+    return nullptr;
+  }
+
+  // A row delta of n rows of row_bytes: a 32-byte header, 4-byte indices
+  // and the rows.
+  static int DeltaBytes(int n, int row_bytes = kRowBytes) {
+    return 32 + n * (4 + row_bytes);
   }
 
   std::unique_ptr<v1::CheckpointService::Stub> stub_;
@@ -244,15 +280,6 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
     return absl::StrCat("put ", kJob, " ", step, " ", path, " ", side,
                         " --row-bytes ", kRowBytes);
   };
-  auto stored_bytes = [&](int step) -> json {
-    const json shown = CkptJson(absl::StrCat("show ", kJob, " ", step));
-    for (const json& tensor : shown["shards"][0]["tensors"]) {
-      if (tensor["name"] == "table.bin") return tensor["stored_bytes"];
-    }
-    return nullptr;
-  };
-  // A delta of n rows: a 32-byte header, 4-byte indices and the rows.
-  auto delta_bytes = [](int n) { return 32 + n * (4 + kRowBytes); };
   WriteFile(path, table);
   WriteFile(side, std::string(size_t{4} * kRowBytes, 's'));
   ASSERT_EQ(CkptJson(put(1))["deltas"], json::array());
@@ -268,7 +295,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   EXPECT_EQ(second["deltas"][1]["name"], "side.bin");
   EXPECT_EQ(second["deltas"][1]["rows"], 0);
   EXPECT_EQ(second["deltas"][1]["rows_from"], "stored fingerprints");
-  EXPECT_EQ(stored_bytes(2), delta_bytes(3));
+  EXPECT_EQ(StoredBytes(2, "table.bin"), DeltaBytes(3));
   CommandResult got =
       Ckpt(absl::StrCat("get ", kJob, " 2 ", dir_->path(), "/two"));
   ASSERT_EQ(got.exit_code, 0) << got.err;
@@ -286,7 +313,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
       absl::StrCat(put(3), " --delta-against 2 --dirty-rows table.bin=10"));
   ASSERT_EQ(third["deltas"].size(), 2u) << third.dump();
   EXPECT_EQ(third["deltas"][0]["rows"], 1);
-  EXPECT_EQ(stored_bytes(3), delta_bytes(1));
+  EXPECT_EQ(StoredBytes(3, "table.bin"), DeltaBytes(1));
   got = Ckpt(absl::StrCat("get ", kJob, " 3 ", dir_->path(), "/three"));
   ASSERT_EQ(got.exit_code, 0) << got.err;
   const std::string restored = ReadWholeFile(dir_->path() + "/three/table.bin");
@@ -298,7 +325,7 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
       absl::StrCat(put(4), " --delta-against 3 --dirty-rows table.bin="));
   ASSERT_EQ(fourth["deltas"].size(), 2u) << fourth.dump();
   EXPECT_EQ(fourth["deltas"][0]["rows"], 0);
-  EXPECT_EQ(stored_bytes(4), delta_bytes(0));
+  EXPECT_EQ(StoredBytes(4, "table.bin"), DeltaBytes(0));
 
   // Wrong use is refused before anything is saved.
   const std::string base = absl::StrCat(put(5), " --delta-against 4");
@@ -332,6 +359,129 @@ TEST_F(DeltaCliTest, PutDirtyRowsStoresExactlyTheGivenRows) {
   EXPECT_THAT(no_base.err, HasSubstr("has no tensor 'fresh.bin'"));
   const json all = CkptJson(absl::StrCat("ls ", kJob, " --all"));
   EXPECT_EQ(all.size(), 4u) << all.dump();
+}
+
+// `ckpt put --dirty-rows NAME=@FILE` takes row lists too long for one
+// argument (Linux allows 128 KiB): tens of thousands of rows of a 65,536-row
+// table from a text file and from a .npy, each stored exactly and restored
+// byte-identical. A bad file is refused, naming the file and the place,
+// before anything is saved.
+TEST_F(DeltaCliTest, PutDirtyRowsFromATextFileAndANpyFile) {
+  constexpr int kWideRows = 65536;
+  constexpr int kWideRowBytes = 16;
+  std::string table(size_t{kWideRows} * kWideRowBytes, '\0');
+  for (size_t i = 0; i < table.size(); ++i) {
+    table[i] = static_cast<char>((i * 2654435761u) >> 11);
+  }
+  auto change_row = [&](uint64_t row) {
+    table[row * kWideRowBytes + 3] ^= 0x5a;
+  };
+  const std::string path = dir_->path() + "/wide.bin";
+  auto put = [&](int step) {
+    return absl::StrCat("put ", kJob, " ", step, " ", path, " --row-bytes ",
+                        kWideRowBytes, " --delta-against ", step - 1,
+                        " --dirty-rows wide.bin=@");
+  };
+  auto expect_restores = [&](int step) {
+    const std::string out = absl::StrCat(dir_->path(), "/restored", step);
+    CommandResult got = Ckpt(absl::StrCat("get ", kJob, " ", step, " ", out));
+    ASSERT_EQ(got.exit_code, 0) << got.err;
+    EXPECT_TRUE(ReadWholeFile(out + "/wide.bin") == table) << step;
+  };
+  WriteFile(path, table);
+  ASSERT_EQ(CkptJson(absl::StrCat("put ", kJob, " 1 ", path, " --row-bytes ",
+                                  kWideRowBytes))["deltas"],
+            json::array());
+
+  // Text: 30,000 single rows (every other row below 60,000; about 180 KB
+  // as an inline list), ranges that overlap them and each other, comments,
+  // blank lines and CRLF line ends: 35,000 rows.
+  std::string text = "# rows changed since step 1\r\n\r\n";
+  for (int row = 59998; row >= 0; row -= 2) {
+    absl::StrAppend(&text, row, row % 7 == 0 ? "\r\n" : "\n");
+    change_row(row);
+  }
+  absl::StrAppend(&text, "  60000-63999  \n63000-64999\n# done\n64999");
+  for (int row = 60000; row < 65000; ++row) change_row(row);
+  const std::string rows_txt = dir_->path() + "/rows.txt";
+  WriteFile(rows_txt, text);
+  WriteFile(path, table);
+  const json second = CkptJson(put(2) + rows_txt);
+  ASSERT_EQ(second["deltas"].size(), 1u) << second.dump();
+  EXPECT_EQ(second["deltas"][0]["rows"], 35000);
+  EXPECT_EQ(second["deltas"][0]["total_rows"], kWideRows);
+  EXPECT_EQ(second["deltas"][0]["rows_from"], "dirty-rows");
+  EXPECT_EQ(StoredBytes(2, "wide.bin"), DeltaBytes(35000, kWideRowBytes));
+  ASSERT_NO_FATAL_FAILURE(expect_restores(2));
+
+  // .npy: 40,000 distinct rows (i * 7919 mod 65536 is one-to-one), in that
+  // scattered order as little-endian int64, the first 100 twice.
+  std::vector<uint64_t> npy_rows;
+  for (uint64_t i = 0; i < 40000; ++i) npy_rows.push_back(i * 7919 % 65536);
+  npy_rows.insert(npy_rows.end(), npy_rows.begin(), npy_rows.begin() + 100);
+  for (size_t i = 0; i < 40000; ++i) change_row(npy_rows[i]);
+  const std::string rows_npy = dir_->path() + "/rows.npy";
+  WriteFile(rows_npy, NpyInt64(npy_rows));
+  WriteFile(path, table);
+  const json third = CkptJson(put(3) + rows_npy);
+  ASSERT_EQ(third["deltas"].size(), 1u) << third.dump();
+  EXPECT_EQ(third["deltas"][0]["rows"], 40000);
+  EXPECT_EQ(third["deltas"][0]["rows_from"], "dirty-rows");
+  EXPECT_EQ(StoredBytes(3, "wide.bin"), DeltaBytes(40000, kWideRowBytes));
+  ASSERT_NO_FATAL_FAILURE(expect_restores(3));
+
+  // Refused before anything is saved, naming the file and where in it.
+  const std::string missing = dir_->path() + "/missing.txt";
+  const std::string bad_txt = dir_->path() + "/bad.txt";
+  const std::string far_txt = dir_->path() + "/far.txt";
+  const std::string far_npy = dir_->path() + "/far.npy";
+  const std::string neg_npy = dir_->path() + "/neg.npy";
+  const std::string cut_npy = dir_->path() + "/cut.npy";
+  WriteFile(bad_txt, "12\n# fine\nx7\n13\n");
+  WriteFile(far_txt, "0\n65530-65536\n");
+  WriteFile(far_npy, NpyInt64({3, 70000}));
+  WriteFile(neg_npy, NpyInt64({3, static_cast<uint64_t>(-2)}));
+  const std::string whole = NpyInt64({1, 2, 3});
+  WriteFile(cut_npy, whole.substr(0, whole.size() - 1));
+  const std::string prefix = "--dirty-rows wide.bin: ";
+  for (const auto& [file, code, message] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {missing, "NOT_FOUND",
+            absl::StrCat(prefix, "cannot open '", missing,
+                         "': No such file or directory")},
+           {bad_txt, "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", bad_txt,
+                         "' line 3: 'x7' is not a row index or an ascending "
+                         "range A-B")},
+           {far_txt, "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", far_txt,
+                         "' line 2: row 65536 is past its last row (it has "
+                         "65536 rows)")},
+           {far_npy, "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", far_npy,
+                         "' element 1 (from 0): row 70000 is past its last "
+                         "row (it has 65536 rows)")},
+           {neg_npy, "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", neg_npy,
+                         "' element 1 (from 0): -2 is negative, not a row "
+                         "index")},
+           {cut_npy, "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", cut_npy,
+                         "': it ends after 23 of the 24 data bytes its .npy "
+                         "header gives (truncated)")},
+           {dir_->path(), "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'", dir_->path(),
+                         "': it is a directory, not a file of rows")},
+           {"", "INVALID_ARGUMENT",
+            absl::StrCat(prefix, "'@' names no file (NAME=@FILE)")},
+       }) {
+    CommandResult refused = Ckpt(put(4) + file);
+    EXPECT_NE(refused.exit_code, 0) << file;
+    EXPECT_EQ(refused.err, absl::StrCat("ckpt: ", code, ": ", message, "\n"))
+        << file;
+  }
+  const json all = CkptJson(absl::StrCat("ls ", kJob, " --all"));
+  EXPECT_EQ(all.size(), 3u) << all.dump();
 }
 
 // `ckpt put --quantize-bits 4` stores float32 files quantized, records the

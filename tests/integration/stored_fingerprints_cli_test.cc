@@ -355,15 +355,21 @@ TEST_F(StoredFingerprintsCliTest, GcKeepsTheRecordsOfKeptCheckpointsOnly) {
   const TensorEntry two = Entry(kJob, 2);
   ASSERT_EQ(Entry(kJob, 1).fingerprint_pieces, two.fingerprint_pieces);
 
+  // The server's stats of stored chunks: their count and bytes.
   auto chunk_count = [&]() -> uint64_t {
     return CkptJson("stats")["chunk_count"].get<uint64_t>();
+  };
+  auto stored_bytes = [&]() -> uint64_t {
+    return CkptJson("stats")["stored_bytes"].get<uint64_t>();
   };
   // Step 1 shares everything with step 2: nothing to collect.
   ASSERT_EQ(Ckpt(absl::StrCat("rm ", kJob, " 1")).exit_code, 0);
   const uint64_t chunks_before = chunk_count();
+  const uint64_t bytes_before = stored_bytes();
   json gc = CkptJson("gc");
   EXPECT_EQ(gc["chunks_deleted"], 0) << gc.dump();
   EXPECT_EQ(chunk_count(), chunks_before);
+  EXPECT_EQ(stored_bytes(), bytes_before);
   absl::StatusOr<std::string> record_two = Record(kJob, two);
   ASSERT_TRUE(record_two.ok()) << record_two.status();
   EXPECT_EQ(record_two->size(), DenseRecord(kRows));
@@ -386,13 +392,15 @@ TEST_F(StoredFingerprintsCliTest, GcKeepsTheRecordsOfKeptCheckpointsOnly) {
   ASSERT_EQ(data_bytes, table_a.size());
   const uint64_t delta_five = 32 + 1 * (4 + kRowBytes);
   const uint64_t expected_chunks = two.pieces.size() + 1 + 1 + 1;
+  const uint64_t expected_bytes =
+      table_a.size() + DenseRecord(kRows) + delta_five + SparseRecord(1);
   const uint64_t chunks_mid = chunk_count();
+  const uint64_t bytes_mid = stored_bytes();
   gc = CkptJson("gc");
   EXPECT_EQ(gc["chunks_deleted"], expected_chunks) << gc.dump();
-  EXPECT_EQ(gc["bytes_deleted"],
-            table_a.size() + DenseRecord(kRows) + delta_five + SparseRecord(1))
-      << gc.dump();
+  EXPECT_EQ(gc["bytes_deleted"], expected_bytes) << gc.dump();
   EXPECT_EQ(chunk_count(), chunks_mid - expected_chunks);
+  EXPECT_EQ(stored_bytes(), bytes_mid - expected_bytes);
   absl::StatusOr<std::string> gone = Record(kJob, two);
   EXPECT_FALSE(gone.ok()) << "step 2's record survived GC";
 

@@ -336,6 +336,45 @@ TEST_F(StoredFingerprintsCliTest, ABaseWithoutFingerprintsIsReadBack) {
   ExpectGetRestores(kOld, 2, table);
 }
 
+// A delta saved with --no-fingerprints breaks its chain's records: a delta
+// against it, or against any later delta on that chain, reads the base
+// back. put reports the base's size read back; the server sends the
+// chain's stored bytes (the full baseline and each delta).
+TEST_F(StoredFingerprintsCliTest,
+       ADeltaWithoutFingerprintsInTheChainIsReadBack) {
+  ASSERT_NO_FATAL_FAILURE(StartWithMetrics());
+  constexpr uint64_t kRows = 1024;
+  constexpr size_t kRowBytes = 64;
+  std::string table = RandomTable(kRows * kRowBytes, 13);
+  WriteTable(table);
+  Put(kJob, 1, kRowBytes);
+  ChangeRows(table, kRowBytes, {1, 2});
+  WriteTable(table);
+  ASSERT_NO_FATAL_FAILURE(ExpectStatelessDelta(
+      Put(kJob, 2, kRowBytes, "--delta-against 1 --no-fingerprints"), 2,
+      "stored fingerprints", DenseRecord(kRows)));
+  EXPECT_FALSE(Entry(kJob, 2).HasStoredFingerprints());
+  ChangeRows(table, kRowBytes, {2, 3});
+  WriteTable(table);
+  const double sent_before = SentBytes();
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectStatelessDelta(Put(kJob, 3, kRowBytes, "--delta-against 2"), 2,
+                           "read back", table.size()));
+  const uint64_t step_two_delta = 32 + 2 * (4 + kRowBytes);
+  EXPECT_EQ(SentBytes() - sent_before,
+            static_cast<double>(table.size() + step_two_delta));
+  EXPECT_EQ(Entry(kJob, 3).FingerprintBytes(), SparseRecord(2));
+  ExpectGetRestores(kJob, 3, table);
+  // Step 3 stored its fingerprints, but its chain still lacks step 2's.
+  CommandResult text =
+      Ckpt(absl::StrCat("put ", kJob, " 4 ", TablePath(), " --row-bytes ",
+                        kRowBytes, " --delta-against 3"));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("table.bin: delta against step 3, 0 of "
+                                  "1024 rows (from the base's rows read "
+                                  "back, 64.0 KiB read)"));
+}
+
 // GC keeps the records kept checkpoints reference (also when a deleted
 // checkpoint shared them) and removes the others, with their bytes.
 TEST_F(StoredFingerprintsCliTest, GcKeepsTheRecordsOfKeptCheckpointsOnly) {

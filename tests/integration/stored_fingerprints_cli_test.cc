@@ -97,14 +97,6 @@ class StoredFingerprintsCliTest : public RealServerTest {
     ASSERT_GT(metrics_port_, 0) << ReadWholeFile(log);
   }
 
-  void StopServer() {
-    client_.reset();
-    auto stopped = server_->Stop();
-    ASSERT_TRUE(stopped.ok()) << stopped.status();
-    ASSERT_EQ(*stopped, 0);
-    server_.reset();
-  }
-
   // Chunk bytes the server has read for clients of tenant "it".
   double SentBytes() {
     const double sent = Sample(Scrape(metrics_port_), "ckpt_sent_bytes_total",

@@ -44,14 +44,6 @@ class VerifyEndToEndTest : public RealServerTest {
     StartServer();
   }
 
-  void StopServer() {
-    client_.reset();
-    auto stopped = server_->Stop();
-    ASSERT_TRUE(stopped.ok()) << stopped.status();
-    ASSERT_EQ(*stopped, 0);
-    server_.reset();
-  }
-
   void Save(int64_t step, const std::vector<client::TensorData>& tensors) {
     client::SaveOptions options;
     options.chunk_bytes = kChunkBytes;

@@ -127,7 +127,16 @@ absl::StatusOr<StoredChain> LoadWithChains(DeltaChains& chains,
   }
   std::vector<absl::Span<char>> outs;
   for (std::string& out : bytes) outs.push_back(absl::MakeSpan(out));
-  CKPT_RETURN_IF_ERROR(ReadTensors(transport, job, records, outs));
+  // A record chunk missing or damaged in a committed checkpoint is data
+  // lost, whichever the store reports; say which tensor and chain it is.
+  absl::Status read = ReadTensors(transport, job, records, outs);
+  if (absl::IsNotFound(read) || absl::IsDataLoss(read)) {
+    return absl::DataLossError(absl::StrCat(
+        "tensor '", entry.name, "' of checkpoint ", step,
+        ": its stored row fingerprints (down to step ", stored.baseline_step,
+        ") cannot be read: ", read.message()));
+  }
+  CKPT_RETURN_IF_ERROR(read);
 
   StoredChain::Fingerprints& fingerprints = stored.fingerprints.emplace();
   const uint64_t rows = static_cast<uint64_t>(entry.box.lengths[0]);

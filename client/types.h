@@ -122,9 +122,10 @@ struct TensorData {
   // order; for a row delta one per delta_rows entry (the row's fingerprint
   // after this save). They must be the XXH3-128 fingerprints
   // (common/row_fingerprint.h) of those rows of `bytes`: a wrong one makes
-  // a later delta against this checkpoint miss a changed row. (`ckpt
-  // verify --read-data` recomputes them.) INVALID_ARGUMENT for another
-  // count, or with quantize_bits or a tensor without rows.
+  // a later delta against this checkpoint miss a changed row, and nothing
+  // (not `ckpt verify --read-data`) checks them against the rows.
+  // INVALID_ARGUMENT for another count, or with quantize_bits or a tensor
+  // without rows.
   // IncrementalSaver fills this in.
   // nullopt: none stored (an empty span stores the record of a delta of no
   // rows).

@@ -32,8 +32,10 @@
 // Trust: the fingerprints are what the writer of the checkpoint said its
 // rows were. A delta computed against them is exactly right only if they
 // match the base's rows, so a client uses them only from a checkpoint of
-// its own job (written by the job's writers), and `ckpt verify
-// --read-data` recomputes them from the restored rows.
+// its own job (written by the job's writers). Nothing recomputes them from
+// the rows: `ckpt verify --read-data` checks each chunk, records included,
+// against its SHA-256 only, so a well-formed record that lies goes unseen
+// (tests/python/test_hostile_fingerprints.py).
 #pragma once
 
 #include <cstddef>

@@ -99,6 +99,11 @@ struct PrometheusMetrics::Impl {
                          .Name("ckpt_stored_bytes_total")
                          .Help("Uploaded chunk bytes stored new, by tenant")
                          .Register(*registry)),
+        sent_bytes(BuildCounter()
+                       .Name("ckpt_sent_bytes_total")
+                       .Help("Chunk bytes read for clients (ReadChunks and "
+                             "shared-memory reads), by tenant")
+                       .Register(*registry)),
         commits(BuildCounter()
                     .Name("ckpt_commits_total")
                     .Help("Checkpoints committed (last rank's commit), by "
@@ -235,6 +240,7 @@ struct PrometheusMetrics::Impl {
   Family<Counter>& received_bytes;
   Family<Counter>& deduplicated_bytes;
   Family<Counter>& stored_bytes;
+  Family<Counter>& sent_bytes;
   Family<Counter>& commits;
   Family<Counter>& aborts;
   Family<Histogram>& slowest_wait;
@@ -344,6 +350,11 @@ void PrometheusMetrics::ChunkReceived(absl::string_view tenant, uint64_t bytes,
   (stored_new ? impl_->stored_bytes : impl_->deduplicated_bytes)
       .Add(labels)
       .Increment(value);
+}
+
+void PrometheusMetrics::ChunkSent(absl::string_view tenant, uint64_t bytes) {
+  impl_->sent_bytes.Add({{"tenant", impl_->TenantLabel(tenant)}})
+      .Increment(static_cast<double>(bytes));
 }
 
 void PrometheusMetrics::CheckpointCommitted(absl::string_view tenant,

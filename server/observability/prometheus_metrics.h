@@ -49,6 +49,7 @@ class PrometheusMetrics final : public Metrics {
   void StreamClosed(StreamKind kind) override;
   void ChunkReceived(absl::string_view tenant, uint64_t bytes,
                      bool stored_new) override;
+  void ChunkSent(absl::string_view tenant, uint64_t bytes) override;
   void CheckpointCommitted(absl::string_view tenant, int32_t slowest_rank,
                            absl::Duration slowest_wait) override;
   void CheckpointAborted(absl::string_view tenant, AbortCause cause) override;

@@ -53,6 +53,18 @@ TEST(PrometheusMetricsTest, FoldsTenantsPastTheLimitIntoOther) {
             5);
 }
 
+TEST(PrometheusMetricsTest, CountsChunkBytesSentByTenant) {
+  auto metrics = StartOnAnyPort();
+  ASSERT_NE(metrics, nullptr);
+  EXPECT_EQ(Sample(Scrape(metrics->port()), "ckpt_sent_bytes_total"), -1);
+  metrics->ChunkSent("alice", 100);
+  metrics->ChunkSent("alice", 28);
+  metrics->ChunkSent("bob", 7);
+  const std::string text = Scrape(metrics->port());
+  EXPECT_EQ(Sample(text, "ckpt_sent_bytes_total", {"tenant=\"alice\""}), 128);
+  EXPECT_EQ(Sample(text, "ckpt_sent_bytes_total", {"tenant=\"bob\""}), 7);
+}
+
 TEST(PrometheusMetricsTest, CountsQuotaRefusalsByTenantAndLimit) {
   auto metrics = StartOnAnyPort();
   ASSERT_NE(metrics, nullptr);

@@ -350,8 +350,9 @@ GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
     return ParseHashes(kRpc, request->sha256(), limits_.max_request_hashes);
   }();
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  auto* reactor = new ReadChunksReactor(context, service_, requests_, &calls_,
-                                        request->job(), std::move(ids));
+  auto* reactor =
+      new ReadChunksReactor(context, service_, requests_, &calls_, metrics_,
+                            request->job(), std::move(ids));
   reactor->Start();
   return reactor;
 }
@@ -407,6 +408,7 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReadChunksIntoFile(
       return absl::Status(written.status().code(),
                           absl::StrCat(kRpc, ": ", written.status().message()));
     }
+    metrics_->ChunkSent(TenantOf(request->job()), *written);
     response->set_bytes_written(*written);
     return absl::OkStatus();
   });

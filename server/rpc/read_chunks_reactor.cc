@@ -11,12 +11,13 @@ namespace ckpt::server {
 ReadChunksReactor::ReadChunksReactor(grpc::CallbackServerContext* context,
                                      CheckpointService* service,
                                      Executor* executor, CallCounter* calls,
-                                     std::string job,
+                                     Metrics* metrics, std::string job,
                                      absl::StatusOr<std::vector<ChunkId>> ids)
     : context_(context),
       service_(service),
       executor_(executor),
       calls_(calls),
+      metrics_(metrics),
       job_(std::move(job)) {
   if (!ids.ok()) {
     absl::MutexLock lock(&mu_);
@@ -145,6 +146,7 @@ std::optional<grpc::Status> ReadChunksReactor::MaybeFinishLocked() {
 absl::Status ReadChunksReactor::Prepare(const ChunkId& id,
                                         v1::ReadChunksResponse* response) {
   CKPT_ASSIGN_OR_RETURN(std::string data, service_->ReadChunk(job_, id));
+  metrics_->ChunkSent(TenantOf(job_), data.size());
   v1::ChunkData* chunk = response->mutable_chunk();
   chunk->set_sha256(std::string(id.bytes()));
   chunk->set_data(std::move(data));  // moved, not copied

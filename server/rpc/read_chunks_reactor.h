@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "common/chunk_id.h"
+#include "server/observability/metrics.h"
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/service/checkpoint_service.h"
@@ -44,7 +45,7 @@ class ReadChunksReactor final
   // pointers outlive the call.
   ReadChunksReactor(grpc::CallbackServerContext* context,
                     CheckpointService* service, Executor* executor,
-                    CallCounter* calls, std::string job,
+                    CallCounter* calls, Metrics* metrics, std::string job,
                     absl::StatusOr<std::vector<ChunkId>> ids);
 
   // Called once by the handler right after construction.
@@ -72,6 +73,7 @@ class ReadChunksReactor final
   CheckpointService* const service_;
   Executor* const executor_;
   CallCounter* const calls_;
+  Metrics* const metrics_;  // counts each chunk sent
   const std::string job_;
   std::vector<ChunkId> ids_;  // fixed after construction
 

@@ -13,6 +13,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/flip_on_disk.h"
 #include "tests/testing/real_server_test.h"
 #include "tests/testing/server_process.h"
 
@@ -36,41 +37,11 @@ client::TensorData Tensor(const std::string& name, const std::string& bytes) {
   return Uint8Tensor(name, bytes);
 }
 
-// Flips one byte of the single stored copy of `needle` under `dir`; fails
-// the test unless exactly one file holds it exactly once (so the flip is
-// the only copy of these bytes, not a stale one).
-void FlipTheOnlyCopy(const std::string& dir, const std::string& needle) {
-  std::vector<std::pair<std::filesystem::path, size_t>> hits;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string content = ReadWholeFile(entry.path());
-    for (size_t at = content.find(needle); at != std::string::npos;
-         at = content.find(needle, at + 1)) {
-      hits.emplace_back(entry.path(), at);
-    }
-  }
-  ASSERT_EQ(hits.size(), 1u) << "the chunk's bytes should be stored once";
-  EXPECT_EQ(hits[0].first.extension(), ".blob") << hits[0].first;
-  std::fstream file(hits[0].first,
-                    std::ios::in | std::ios::out | std::ios::binary);
-  file.seekp(static_cast<std::streamoff>(hits[0].second + needle.size() / 2));
-  file.put(static_cast<char>(needle[needle.size() / 2] ^ 0x5a));
-  ASSERT_TRUE(file.good());
-}
-
 class VerifyEndToEndTest : public RealServerTest {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(RealServerTest::SetUp());
     StartServer();
-  }
-
-  void StopServer() {
-    client_.reset();
-    auto stopped = server_->Stop();
-    ASSERT_TRUE(stopped.ok()) << stopped.status();
-    ASSERT_EQ(*stopped, 0);
-    server_.reset();
   }
 
   void Save(int64_t step, const std::vector<client::TensorData>& tensors) {

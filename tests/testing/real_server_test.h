@@ -89,6 +89,15 @@ class RealServerTest : public ::testing::Test {
     }
   }
 
+  // Stops the server (it must exit cleanly), e.g. to change its data dir.
+  void StopServer() {
+    client_.reset();
+    auto stopped = server_->Stop();
+    ASSERT_TRUE(stopped.ok()) << stopped.status();
+    ASSERT_EQ(*stopped, 0);
+    server_.reset();
+  }
+
   std::string db_path() const { return dir_->path() + "/db"; }
 
   // Rank 0's tensors of (job, step), restored by a new client through

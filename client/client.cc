@@ -108,8 +108,8 @@ absl::StatusOr<StoredChain> Client::LoadStoredChain(
 }
 
 std::vector<absl::StatusOr<StoredChain>> Client::LoadStoredChains(
-    absl::string_view job, int64_t step,
-    absl::Span<const TensorEntry> entries, std::optional<int32_t> rank) {
+    absl::string_view job, int64_t step, absl::Span<const TensorEntry> entries,
+    std::optional<int32_t> rank) {
   return client::LoadStoredChains(*impl_->transport, job, step, entries, rank);
 }
 

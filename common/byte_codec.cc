@@ -44,4 +44,24 @@ absl::Status CheckMagicAndVersion(absl::string_view encoded,
   return absl::OkStatus();
 }
 
+absl::Status CheckRowIndices(const char* indices, int width, uint64_t count,
+                             uint64_t total_rows, absl::string_view format) {
+  uint64_t previous = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t row = ReadLittleEndian(indices + i * width, width);
+    if (row >= total_rows) {
+      return absl::DataLossError(absl::StrCat(format, ": index ", i, " is row ",
+                                              row, ", out of range (",
+                                              total_rows, " rows)"));
+    }
+    if (i > 0 && row <= previous) {
+      return absl::DataLossError(
+          absl::StrCat(format, ": indices not strictly ascending at ", i, ": ",
+                       row, " after ", previous));
+    }
+    previous = row;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ckpt

@@ -32,4 +32,12 @@ absl::Status CheckMagicAndVersion(absl::string_view encoded,
                                   size_t header_bytes, absl::string_view magic,
                                   uint16_t version, absl::string_view format);
 
+// OK if the `count` indices of `width` bytes each at `indices` are strictly
+// ascending and below `total_rows` (a row delta's or a sparse fingerprint
+// record's). Otherwise DATA_LOSS: "<format>: index I is row R, out of
+// range (N rows)" or "<format>: indices not strictly ascending at I: ...".
+// REQUIRES: indices[0, count * width) readable.
+absl::Status CheckRowIndices(const char* indices, int width, uint64_t count,
+                             uint64_t total_rows, absl::string_view format);
+
 }  // namespace ckpt

@@ -144,18 +144,9 @@ absl::StatusOr<RowDeltaView> DecodeRowDelta(absl::string_view encoded) {
   }
   view.indices_ = p + kRowDeltaHeaderBytes;
   view.rows_ = view.indices_ + view.row_count_ * index_width;
-  for (uint64_t i = 0; i < view.row_count_; ++i) {
-    const uint64_t row = view.RowIndex(i);
-    if (row >= view.total_rows_) {
-      return DataLoss(absl::StrCat("index ", i, " is row ", row,
-                                   ", out of range (", view.total_rows_,
-                                   " rows)"));
-    }
-    if (i > 0 && row <= view.RowIndex(i - 1)) {
-      return DataLoss(absl::StrCat("indices not strictly ascending at ", i,
-                                   ": ", row, " after ", view.RowIndex(i - 1)));
-    }
-  }
+  CKPT_RETURN_IF_ERROR(CheckRowIndices(view.indices_, view.index_width_,
+                                       view.row_count_, view.total_rows_,
+                                       "row delta"));
   return view;
 }
 

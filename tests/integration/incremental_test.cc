@@ -437,11 +437,6 @@ TEST_F(IncrementalTest, FingerprintsAfterDirtyRowsSaves) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(StoredOrNot, DirtyThenFingerprintsTest,
-                         ::testing::Bool(), [](const auto& param_info) {
-                           return param_info.param ? "Stored" : "Unstored";
-                         });
-
 TEST_F(IncrementalTest, PlanRefusesBadInput) {
   Model model(8);
   client::IncrementalSaver saver;

@@ -213,9 +213,13 @@ absl::StatusOr<IncrementalPlan> IncrementalSaver::Plan(
     decided.changed_rows = changed->size();
     decided.delta_bytes = history.delta_bytes;
     plan.rows_[i] = *std::move(changed);
-    CKPT_ASSIGN_OR_RETURN(
-        plan.delta_fingerprints_[i],
-        DeltaFingerprints(tensor, row_bytes, fingerprints, plan.rows_[i]));
+    // Wanted to store them, or to keep a consecutive base's up to date.
+    if (options_.store_fingerprints ||
+        options_.policy.mode == DeltaMode::kConsecutive) {
+      CKPT_ASSIGN_OR_RETURN(
+          plan.delta_fingerprints_[i],
+          DeltaFingerprints(tensor, row_bytes, fingerprints, plan.rows_[i]));
+    }
     plan.tensors_[i].delta_base_step = decided.decision.base_step;
     plan.tensors_[i].delta_rows = plan.rows_[i];
     if (options_.store_fingerprints) {
@@ -252,6 +256,9 @@ void IncrementalSaver::Committed(IncrementalPlan& plan) {
   last_step_ = plan.step_;
   for (size_t i = 0; i < plan.tensors_.size(); ++i) {
     const TensorData& tensor = plan.tensors_[i];
+    // Its fingerprints move into the saver's state (and are reused later):
+    // the plan's view of them ends here.
+    plan.tensors_[i].row_fingerprints.reset();
     if (!plan.tracked_[i]) {
       tensors_.erase(tensor.name);
       continue;

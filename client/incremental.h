@@ -126,12 +126,13 @@ class IncrementalSaver {
   // Plans checkpoint `step` of `tensors` (each one's delta fields must be
   // unset). `dirty_rows`, when it has an entry for a tensor, lists the rows
   // (any order, repeats allowed) the caller changed since its previous
-  // save; no fingerprints are computed for that tensor. Tensors without an
-  // entry are compared row by row with the base by XXH3 fingerprints
-  // (on options.fingerprint_threads threads). A tensor whose base was saved
-  // with dirty rows has no fingerprints to compare with, so when it comes
-  // without dirty rows it is saved in full (and fingerprinted for the next
-  // save); passing dirty rows for a tensor at every save avoids that.
+  // save; that tensor is not compared by fingerprints (only the delta's
+  // rows are hashed, for the stored record; a full save hashes them all).
+  // Tensors without an entry are compared row by row with the base by
+  // XXH3-128 fingerprints (on options.fingerprint_threads threads). With
+  // store_fingerprints off, a save planned from dirty rows leaves no
+  // fingerprints of its rows, so a later save of that tensor without dirty
+  // rows is full (and fingerprinted for the next save).
   // INVALID_ARGUMENT for a row index out of range, dirty rows for a tensor
   // not in `tensors`, delta fields already set, or a step not after the last
   // committed one. A plan that is never committed changes nothing.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -44,11 +45,26 @@ absl::Status CheckRecordSize(const TensorEntry& entry, int64_t step) {
                    ? SparseFingerprintRecordBytes(rows, *delta_rows)
                    : 0;
   }
-  if (expected == 0 || entry.FingerprintBytes() != expected) {
+  // Summed without wrapping: the sizes are the server's word.
+  uint64_t held = 0;
+  for (const ChunkRef& piece : entry.fingerprint_pieces) {
+    if (__builtin_add_overflow(held, piece.size, &held)) {
+      held = std::numeric_limits<uint64_t>::max();
+      break;
+    }
+  }
+  if (expected == 0) {
     return absl::DataLossError(
         absl::StrCat("tensor '", entry.name, "' of checkpoint ", step,
-                     ": its fingerprint pieces hold ", entry.FingerprintBytes(),
-                     " bytes, not the ", expected, " its rows need"));
+                     ": its pieces are not a valid row delta of its rows"));
+  }
+  // A record past what a tensor of 2^62 bytes could need cannot be real
+  // (and must not be allocated).
+  if (held != expected || expected > (uint64_t{1} << 62)) {
+    return absl::DataLossError(
+        absl::StrCat("tensor '", entry.name, "' of checkpoint ", step,
+                     ": its fingerprint pieces hold ", held, " bytes, not the ",
+                     expected, " its rows need"));
   }
   return absl::OkStatus();
 }

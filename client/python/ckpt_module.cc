@@ -361,11 +361,14 @@ class PyClient {
   // Makes `saver`'s next save a delta on committed checkpoint `step` (as
   // restored by rank `rank`), from the fingerprints stored with it:
   // IncrementalSaver::SeedFromCheckpoint. Returns its report as a dict
-  // (step, fingerprint_bytes_read, tensors: [(name, seeded, how)]). A
-  // checkpoint gone since the restore seeds nothing (the next save is full).
+  // (step, fingerprint_bytes_read, tensors: [(name, seeded, how)]). When
+  // its manifest cannot be read (e.g. the checkpoint is gone since the
+  // restore) nothing is seeded, the next save is full, and "error" says
+  // why.
   py::dict SeedSaver(PySaver& saver, const std::string& job, int64_t step,
                      int32_t rank) {
     SeedReport report;
+    absl::Status manifest_status;
     {
       py::gil_scoped_release release;
       absl::StatusOr<Checkpoint> checkpoint = client_->GetManifest(job, step);
@@ -378,6 +381,7 @@ class PyClient {
       } else {
         saver.Forget();
         report.step = step;
+        manifest_status = checkpoint.status();
       }
     }
     py::list tensors;
@@ -388,6 +392,10 @@ class PyClient {
     out["step"] = report.step;
     out["fingerprint_bytes_read"] = report.fingerprint_bytes_read;
     out["tensors"] = tensors;
+    if (!manifest_status.ok()) {
+      // Nothing seeded: the next save is full. Why, for the caller.
+      out["error"] = manifest_status.ToString();
+    }
     return out;
   }
 

@@ -98,6 +98,30 @@ TEST_F(HygieneTest, CommitChecksEveryPieceNotOnlyEachChunksFirstUse) {
   EXPECT_THAT(VisibleSteps(), IsEmpty());
 }
 
+// Stored row fingerprints' pieces too: sizes that add up to the record the
+// entry needs (32 + 16 a row) but misstate each chunk are refused.
+TEST_F(HygieneTest, CommitRefusesAFingerprintPieceWhoseSizeIsNotItsChunks) {
+  BeginAndUpload(1);
+  const std::string record_tail(92, 'c');
+  ASSERT_TRUE(service_.PutChunk(kJob, Sha256(record_tail), record_tail).ok());
+  ShardManifest shard = TwoPieces(100, 60);
+  TensorEntry& table = shard.tensors[0];
+  table.global_shape = {10, 16};
+  table.box = Box{{0, 0}, {10, 16}};
+  table.fingerprint_pieces = {ChunkRef{Sha256(kA), 92},
+                              ChunkRef{Sha256(record_tail), 100}};
+  auto commit = service_.CommitShard(kJob, 1, 1, shard);
+  EXPECT_TRUE(absl::IsInvalidArgument(commit.status())) << commit.status();
+  EXPECT_THAT(commit.status().message(),
+              HasSubstr("tensor 'w' fingerprint piece 0 records 92 bytes"));
+  EXPECT_THAT(VisibleSteps(), IsEmpty());
+  EXPECT_THAT(EventKinds(), Not(::testing::Contains("committed")));
+  table.fingerprint_pieces = {ChunkRef{Sha256(kA), 100},
+                              ChunkRef{Sha256(record_tail), 92}};
+  auto good = service_.CommitShard(kJob, 1, 1, shard);
+  ASSERT_TRUE(good.ok()) << good.status();
+}
+
 TEST_F(HygieneTest, AMissingChunkIsStillFailedPrecondition) {
   ASSERT_TRUE(
       service_.BeginCheckpoint(kJob, 1, 1, {}, absl::ZeroDuration()).ok());

@@ -114,16 +114,22 @@ absl::Status CheckpointService::CheckChunksStored(
   // a whole chunk; ValidateShardManifest has already held the pieces' sum
   // against what the entry's kind needs, so together the stored bytes are
   // what a restore will decode.
+  // The same for the stored row fingerprints' pieces.
   for (const TensorEntry& tensor : shard.tensors) {
-    for (size_t p = 0; p < tensor.pieces.size(); ++p) {
-      const ChunkRef& piece = tensor.pieces[p];
-      const std::optional<uint64_t>& size = stored.at(piece.id);
-      if (size.has_value() && *size != piece.size) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rank ", shard.rank, "'s manifest for ", Describe(job, step),
-            ": tensor ", QuoteTruncated(tensor.name), " piece ", p, " records ",
-            piece.size, " bytes but its chunk ", piece.id.ShortHex(), " holds ",
-            *size, "; a piece must be a whole chunk"));
+    for (const auto& [pieces, kind] :
+         {std::pair{&tensor.pieces, "piece "},
+          std::pair{&tensor.fingerprint_pieces, "fingerprint piece "}}) {
+      for (size_t p = 0; p < pieces->size(); ++p) {
+        const ChunkRef& piece = (*pieces)[p];
+        const std::optional<uint64_t>& size = stored.at(piece.id);
+        if (size.has_value() && *size != piece.size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "rank ", shard.rank, "'s manifest for ", Describe(job, step),
+              ": tensor ", QuoteTruncated(tensor.name), " ", kind, p,
+              " records ", piece.size, " bytes but its chunk ",
+              piece.id.ShortHex(), " holds ", *size,
+              "; a piece must be a whole chunk"));
+        }
       }
     }
   }

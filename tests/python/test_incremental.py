@@ -190,3 +190,35 @@ def test_async_incremental_saves_restore_bit_identical(server):
         assert plan["model/head.bias"] == "full"
     checkpoints = ckpt.Client(server).list_checkpoints("py/async")
     assert [record["step"] for record in checkpoints] == list(range(1, 9))
+
+
+def test_a_restore_seeds_the_next_save_unless_only_some_keys_came_back(server):
+    model = Recommender(sparse=False)
+    with ckpt.CheckpointManager(server, "py/seed-keys",
+                                incremental=True) as manager:
+        model.train_step()
+        manager.save(model.state(), 1)
+    # A new manager (a restarted job): a whole restore seeds the saver, so
+    # the next save is a delta on step 1.
+    with ckpt.CheckpointManager(server, "py/seed-keys",
+                                incremental=True) as manager:
+        manager.restore()
+        seeded = {name: (ok, how) for name, ok, how
+                  in manager.last_restore["incremental_seed"]["tensors"]}
+        assert seeded["model/embedding.weight"] == (True,
+                                                    "stored fingerprints")
+        model.train_step()
+        manager.save(model.state(), 2)
+        assert kinds(manager.last_plan)["model/embedding.weight"] == "delta"
+    # restore(keys=...) brings back part of the state: nothing is assumed,
+    # the report says why, and the next save is full.
+    with ckpt.CheckpointManager(server, "py/seed-keys",
+                                incremental=True) as manager:
+        manager.restore(keys=["model"])
+        seed = manager.last_restore["incremental_seed"]
+        assert seed["tensors"] == [] and "keys" in seed["error"]
+        model.train_step()
+        manager.save(model.state(), 3)
+        assert kinds(manager.last_plan)["model/embedding.weight"] == "full"
+    with ckpt.CheckpointManager(server, "py/seed-keys") as reader:
+        assert_identical(reader.restore(3), snapshot(model.state()))

@@ -376,10 +376,12 @@ class CheckpointManager:
         the dotted path "model.embedding.weight" also works), to the rows
         (indices along its first dimension: a 1-D integer tensor, array or
         list, any order, repeats allowed) changed since the previous save.
-        Those tensors are not fingerprinted; the rows listed must include
-        every changed row, or the checkpoint restores stale rows. A tensor
-        whose base was saved with dirty_rows and that comes without them is
-        saved in full (it has no fingerprints to compare with)."""
+        Those tensors are not compared by fingerprints (only the listed
+        rows are hashed, for the record stored with the save); the rows
+        listed must include every changed row, or the checkpoint restores
+        stale rows. A later save without dirty_rows is compared with the
+        fingerprints kept up to date this way, so it can still be a
+        delta."""
         self._check_open()
         self._join()
         step = arguments.integer("step", step, minimum=0)
@@ -527,7 +529,16 @@ class CheckpointManager:
                 arguments.boolean("strict", strict), keys, map_location,
                 arguments.boolean("allow_partial_ranks",
                                   allow_partial_ranks))
-        if self._saver is not None:
+        if self._saver is not None and keys is not None:
+            # Only part of the state came back; the caller's other tensors
+            # are not the checkpoint's, so no history is assumed for any.
+            self._saver.forget()
+            self._last_restore["incremental_seed"] = {
+                "step": self._last_restore["step"], "tensors": [],
+                "fingerprint_bytes_read": 0,
+                "error": "restore(keys=...) restored part of the state: the "
+                         "next save is full"}
+        elif self._saver is not None:
             # The next save is a delta on what was restored, from the
             # fingerprints stored with it (never the rows): a restarted job
             # does not write a full baseline.

@@ -104,7 +104,12 @@ struct Deployment {
 
 absl::Status Connect(int32_t ranks, bool with_shared_memory,
                      Deployment* deployment) {
-  client::ConnectOptions streamed;
+  // Connected before the first call: a lazy channel whose first attempt
+  // fails (a busy CI machine) fails that call at once with UNAVAILABLE,
+  // while waiting here retries the connection.
+  client::ConnectOptions shared_memory;
+  shared_memory.connect_timeout = absl::Seconds(30);
+  client::ConnectOptions streamed = shared_memory;
   streamed.shared_memory_restore = false;
   for (int32_t r = 0; r < ranks; ++r) {
     const std::string address =
@@ -115,7 +120,8 @@ absl::Status Connect(int32_t ranks, bool with_shared_memory,
                           client::ConnectGrpcTransport(address, streamed));
     deployment->transports.push_back(std::move(t));
     if (with_shared_memory) {
-      CKPT_ASSIGN_OR_RETURN(auto s, client::Client::Connect(address));
+      CKPT_ASSIGN_OR_RETURN(auto s,
+                            client::Client::Connect(address, shared_memory));
       deployment->shared_memory.push_back(std::move(s));
     }
   }

@@ -158,7 +158,9 @@ class Client {
   // rank saved it (or not source_rank), its dtype or global shape differs
   // from the request's, the region lies outside the global shape, the
   // saved boxes leave part of the region uncovered, identical boxes of two
-  // ranks reference different chunks, or an out's size is not the region's
+  // ranks reference different chunks (for row deltas: anywhere along their
+  // chains, which run through each rank's own bases), or an out's size is
+  // not the region's
   // bytes; DATA_LOSS as ReadTensors. Records no restore event (see
   // ReportRestore). On error `outs` hold unspecified bytes.
   // REQUIRES: outs.size() == requests.size().

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "client/box_overlap.h"
 #include "client/fetch_plan.h"
 #include "client/region_sources.h"
@@ -177,6 +178,17 @@ class Planner {
   std::map<std::pair<ChunkId, uint64_t>, uint64_t> scratch_of_;
 };
 
+// Whether two ranks' resolved delta chains hold the same bytes: the same
+// links, base to top. Equal tops on different bases are different tensors.
+bool SameChain(absl::Span<const TensorEntry> a,
+               absl::Span<const TensorEntry> b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!SameSavedBytes(a[i], b[i])) return false;
+  }
+  return true;
+}
+
 // Checks every request, finds its sources and their delta chains, and
 // plans where each chunk lands (and, with `dequantize_in_scratch`, where
 // each quantized entry is dequantized). Fetches no chunk (only base
@@ -213,6 +225,14 @@ absl::StatusOr<RegionPlan> PlanRegions(Transport& transport,
       for (size_t i = 0; i + 1 < source.chain.size(); ++i) {
         CKPT_RETURN_IF_ERROR(CheckChainEntry(
             source.chain[i], *source.chain[i + 1].delta_base_step));
+      }
+      for (const auto& [rank, entry] : found.same_box_deltas) {
+        CKPT_ASSIGN_OR_RETURN(std::vector<TensorEntry> chain,
+                              chains.Resolve(*entry, rank));
+        if (!SameChain(source.chain, chain)) {
+          return DifferentCopies(QuoteTruncated(request.name), found.rank, rank,
+                                 found.entry->box);
+        }
       }
       const TensorEntry& bottom = source.chain.front();
       source.runs.emplace(found.entry->box, request.region, found.overlap,

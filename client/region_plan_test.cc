@@ -1020,6 +1020,65 @@ TEST_F(RegionRefusalTest, AHostileBaseOfADelta) {
   EXPECT_TRUE(fake.read_counts().empty());
 }
 
+TEST_F(RegionRefusalTest, EqualDeltasOnDifferentBasesAreDifferentTensors) {
+  // Ranks 0 and 1 both save the whole table under one name, with row 5
+  // different (step 1: refused as unreplicated). At step 2 both save a
+  // delta on step 1 of row 0, equal in both: the deltas' chunks are the
+  // same, but the tensors they rebuild are not, so step 2 is refused too
+  // rather than read from rank 0 for both.
+  FakeTransport fake;
+  const Shape shape = {16, 6};
+  std::string rank0 = PatternBytes(16 * kTableRowBytes, 7);
+  std::string rank1 = rank0;
+  rank1[5 * kTableRowBytes] ^= 0x5a;
+  for (int64_t step : {1, 2}) {
+    for (int32_t r = 0; r < 2; ++r) {
+      TensorData d;
+      d.name = "emb";
+      d.dtype = DType::kInt32;
+      d.global_shape = shape;
+      d.box = Whole(shape);
+      d.bytes = r == 0 ? rank0 : rank1;
+      if (step == 2) {
+        d.delta_base_step = 1;
+        d.delta_rows = {0};
+      }
+      SaveOptions options;
+      options.rank = r;
+      options.world_size = 2;
+      options.chunk_bytes = 40;
+      ASSERT_TRUE(SaveShard(fake, kJob, step, {d}, options).ok());
+    }
+    if (step == 1) {
+      rank0[3] ^= 0x11;  // row 0 changes alike on both ranks
+      rank1[3] ^= 0x11;
+    }
+  }
+  const Checkpoint checkpoint = Manifest(fake, 2);
+  ASSERT_EQ(checkpoint.shards[0].tensors[0].pieces,
+            checkpoint.shards[1].tensors[0].pieces);
+  fake.ClearReads();
+  const RegionRequest whole{"emb", DType::kInt32, shape, Whole(shape),
+                            std::nullopt};
+  std::string out(16 * kTableRowBytes, '\0');
+  absl::Status status =
+      ReadRegions(fake, checkpoint, {whole}, {absl::MakeSpan(out)}, {})
+          .status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_THAT(status.message(),
+              HasSubstr("ranks 0 and 1 saved the same box [0, 0]+[16, 6] "
+                        "with different contents"));
+  EXPECT_TRUE(fake.read_counts().empty()) << "fetched before refusing";
+  // Each rank's own copy still reads back exactly.
+  for (int32_t r = 0; r < 2; ++r) {
+    RegionRequest own = whole;
+    own.source_rank = r;
+    ASSERT_TRUE(
+        ReadRegions(fake, checkpoint, {own}, {absl::MakeSpan(out)}, {}).ok());
+    EXPECT_EQ(out, r == 0 ? rank0 : rank1) << "rank " << r;
+  }
+}
+
 TEST(RegionPlanTest, OutsAndRequestsMustPair) {
   FakeTransport fake;
   const std::vector<RegionRequest> requests(2);

@@ -107,13 +107,6 @@ absl::Status CheckSavedEntry(const RegionRequest& request, int32_t rank,
   return CheckPieceSizes(entry, absl::StrCat("rank ", rank));
 }
 
-// Whether two ranks' entries of one box hold the same tensor: the same
-// chunks, delta base and quantization.
-bool SameSavedBytes(const TensorEntry& a, const TensorEntry& b) {
-  return a.pieces == b.pieces && a.delta_base_step == b.delta_base_step &&
-         a.quantization == b.quantization;
-}
-
 // The entries named `request.name`, by ascending rank (of source_rank
 // only when set). INVALID_ARGUMENT when there are none, DATA_LOSS when a
 // rank holds the name twice.
@@ -131,7 +124,7 @@ absl::StatusOr<std::vector<RegionSource>> Candidates(
       if (request.source_rank.has_value() && rank != *request.source_rank) {
         continue;
       }
-      found.push_back(RegionSource{rank, entry, {}});
+      found.push_back(RegionSource{rank, entry, {}, {}});
     }
   }
   std::stable_sort(found.begin(), found.end(),
@@ -164,6 +157,20 @@ absl::StatusOr<std::vector<RegionSource>> Candidates(
 }
 
 }  // namespace
+
+bool SameSavedBytes(const TensorEntry& a, const TensorEntry& b) {
+  return a.pieces == b.pieces && a.delta_base_step == b.delta_base_step &&
+         a.quantization == b.quantization;
+}
+
+absl::Status DifferentCopies(absl::string_view quoted_name, int32_t rank_a,
+                             int32_t rank_b, const Box& box) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "tensor ", quoted_name, ": ranks ", rank_a, " and ", rank_b,
+      " saved the same box ", BoxText(box),
+      " with different contents (chunks, delta base or quantization); "
+      "a box saved by several ranks must be replicated"));
+}
 
 absl::StatusOr<uint64_t> RegionBytes(const RegionRequest& request) {
   const std::string name = QuoteTruncated(request.name);
@@ -230,13 +237,12 @@ absl::StatusOr<std::vector<RegionSource>> FindRegionSources(
       sources.push_back(std::move(candidate));
       continue;
     }
-    const RegionSource& first = sources[it->second];
+    RegionSource& first = sources[it->second];
     if (!SameSavedBytes(*first.entry, *candidate.entry)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", name, ": ranks ", first.rank, " and ", candidate.rank,
-          " saved the same box ", BoxText(box),
-          " with different contents (chunks, delta base or quantization); "
-          "a box saved by several ranks must be replicated"));
+      return DifferentCopies(name, first.rank, candidate.rank, box);
+    }
+    if (candidate.entry->IsDelta()) {
+      first.same_box_deltas.emplace_back(candidate.rank, candidate.entry);
     }
   }
   std::vector<Box> boxes;

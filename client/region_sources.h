@@ -26,6 +26,11 @@ struct RegionSource {
   const TensorEntry* entry = nullptr;
   // The part of the region it holds: non-empty, inside entry->box.
   Box overlap;
+  // Other ranks' entries of the same box that are row deltas. They match
+  // `entry` here, but a delta's bytes are those of its whole chain, and
+  // each rank's chain runs through its own bases: PlanRegions resolves
+  // theirs too and refuses unless every link matches.
+  std::vector<std::pair<int32_t, const TensorEntry*>> same_box_deltas;
 };
 
 // A checkpoint's entries by tensor name, each (rank, entry) in shard order,
@@ -36,6 +41,16 @@ using EntriesByName =
     absl::flat_hash_map<absl::string_view,
                         std::vector<std::pair<int32_t, const TensorEntry*>>>;
 EntriesByName IndexEntries(const Checkpoint& checkpoint);
+
+// Whether two ranks' entries of one box hold the same saved link: the same
+// chunks, delta base step and quantization. For row deltas this compares
+// one link only; the chains below them must match as well.
+bool SameSavedBytes(const TensorEntry& a, const TensorEntry& b);
+
+// INVALID_ARGUMENT: ranks `rank_a` and `rank_b` saved `box` of the tensor
+// (its name quoted) with different contents.
+absl::Status DifferentCopies(absl::string_view quoted_name, int32_t rank_a,
+                             int32_t rank_b, const Box& box);
 
 // The bytes of `request`'s region, once it is checked: a known dtype, a
 // global shape of at most 2^48 per dimension, a region of its rank inside

@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <ostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,6 +92,8 @@ struct Case {
   Drive drive;
   After after;
 };
+
+void PrintTo(const Case& c, std::ostream* out) { *out << c.point; }
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   std::string name = info.param.point;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -193,6 +194,34 @@ TEST_F(FailpointFiringTest, TheArmedPointAbortsAtItsHitSayingSo) {
       },
       ::testing::KilledBySignal(SIGABRT),
       "ckpt failpoint fired: gc_mark.after \\(hit 3\\)");
+}
+
+// Hits from many threads are each counted once: the 1000th fires (and
+// none before), and 999 hits fire nothing.
+TEST_F(FailpointFiringTest, ConcurrentHitsAreCountedOnce) {
+  ::setenv("CKPT_FAILPOINT", "gc_sweep.after@1000", 1);
+  auto hit_from_threads = [](int threads, int each) {
+    std::vector<std::thread> running;
+    for (int t = 0; t < threads; ++t) {
+      running.emplace_back([each] {
+        for (int i = 0; i < each; ++i) CKPT_FAILPOINT("gc_sweep.after");
+      });
+    }
+    for (std::thread& thread : running) thread.join();
+  };
+  EXPECT_EXIT(
+      {
+        hit_from_threads(4, 500);
+        ::_exit(0);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "ckpt failpoint fired: gc_sweep.after \\(hit 1000\\)");
+  EXPECT_EXIT(
+      {
+        hit_from_threads(9, 111);
+        ::_exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(FailpointFiringTest, ABadValueAbortsAtTheFirstPointSayingWhy) {

@@ -13,9 +13,9 @@
 
 #include <cstdlib>
 #include <map>
-#include <ostream>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -489,6 +489,60 @@ TEST(FailpointCrashListTest, ServerListsItsPoints) {
     absl::StrAppend(&expected, name, "\n");
   }
   EXPECT_EQ(ReadWholeFile(out), expected);
+}
+
+// NAME@K and NAME%N in a real server: a save of ten new chunks hits
+// chunk_put.after ten times; @3 fires at the third, and %4 at the hit
+// failpoint::Fires names for the seed (so a seed replays).
+TEST(FailpointCrashListTest, CountedAndSeededArmingFireWhereTheySay) {
+  if (!failpoint::kEnabled) GTEST_SKIP() << "this build has no failpoints";
+  const rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+  // A seed whose first firing hit of 1-in-4 is past the first and within
+  // the ten.
+  failpoint::Arming seeded;
+  seeded.index = failpoint::IndexOf("chunk_put.after");
+  seeded.mode = failpoint::Arming::Mode::kOneIn;
+  seeded.k = 4;
+  uint64_t expected_hit = 0;
+  for (seeded.seed = 1; expected_hit == 0; ++seeded.seed) {
+    uint64_t first = 1;
+    while (!failpoint::Fires(seeded, first)) ++first;
+    if (first >= 2 && first <= 10) expected_hit = first;
+  }
+  --seeded.seed;  // the loop stepped past it
+  struct Run {
+    std::vector<std::string> env;
+    uint64_t hit;
+  };
+  const std::vector<Run> runs = {
+      {{"CKPT_FAILPOINT=chunk_put.after@3"}, 3},
+      {{"CKPT_FAILPOINT=chunk_put.after%4",
+        absl::StrCat("CKPT_FAILPOINT_SEED=", seeded.seed)},
+       expected_hit},
+  };
+  for (const Run& run : runs) {
+    SCOPED_TRACE(run.env.back());
+    auto dir = TempDir::Create("ckpt-failpoint-seeded");
+    ASSERT_TRUE(dir.ok());
+    const std::string log = (*dir)->path() + "/armed.log";
+    auto server = ServerProcess::Start((*dir)->path() + "/db", ServerFlags(),
+                                       log, run.env);
+    ASSERT_TRUE(server.ok()) << server.status();
+    {
+      auto client = client::Client::Connect(
+          (*server)->address(), {.connect_timeout = absl::Seconds(10)});
+      ASSERT_TRUE(client.ok()) << client.status();
+      EXPECT_FALSE(Save(**client, kNewStep).ok());
+    }
+    absl::StatusOr<int> exit = (*server)->WaitForExit(absl::Seconds(20));
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_EQ(*exit, 128 + SIGABRT);
+    EXPECT_THAT(ReadWholeFile(log),
+                HasSubstr(absl::StrCat("ckpt failpoint fired: chunk_put.after "
+                                       "(hit ",
+                                       run.hit, ")")));
+  }
 }
 
 // A typo or a bad count: the server refuses to start, saying why.

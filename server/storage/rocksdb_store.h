@@ -54,6 +54,10 @@
 #include "server/storage/chunk_store.h"
 #include "server/storage/metadata_store.h"
 
+namespace rocksdb {
+class Env;  // only a pointer is held here; no RocksDB header is included
+}  // namespace rocksdb
+
 namespace ckpt::server {
 
 struct RocksDbStoreOptions {
@@ -137,6 +141,13 @@ struct RocksDbStoreOptions {
   // value blocks; chunk bodies in blob files bypass it).
   // Default: 32 MiB
   uint64_t block_cache_bytes = uint64_t{32} << 20;
+
+  // The RocksDB environment (its file system above all) the database runs
+  // on; the store keeps it alive until closed. Only tests set it, to run
+  // the store on a file system that simulates power loss (tests/testing/
+  // power_loss_fs.h). The store's own LOG and the O_DIRECT probe bypass it.
+  // Default: nullptr (RocksDB's default environment)
+  std::shared_ptr<rocksdb::Env> env;
 };
 
 // Whether the store can take writes now, and if not why (RocksDbStore::

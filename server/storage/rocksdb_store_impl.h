@@ -92,6 +92,8 @@ struct RocksDbStore::Impl {
   // Registered with RocksDB as a listener before it opens.
   std::shared_ptr<BackgroundErrorTracker> errors =
       std::make_shared<BackgroundErrorTracker>();
+  // RocksDbStoreOptions::env; declared before `db`, so it outlives it.
+  std::shared_ptr<rocksdb::Env> env;
   // Declared before `handles`, so destroyed after them, as RocksDB requires.
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb_internal::CfHandle> handles;

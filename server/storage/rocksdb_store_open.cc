@@ -163,6 +163,10 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   impl->resume_timeout = options.resume_timeout;
   impl->min_free_bytes = options.reserve_free_space ? MinFreeBytes(sizes) : 0;
   db_options.listeners.push_back(impl->errors);
+  if (options.env != nullptr) {
+    impl->env = options.env;
+    db_options.env = options.env.get();
+  }
   // Caps the WAL's preallocation too (1.1 write buffers otherwise, 141 MB).
   db_options.max_total_wal_size = sizes.max_total_wal_size;
   db_options.max_manifest_file_size = sizes.max_manifest_file_size;

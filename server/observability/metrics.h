@@ -29,6 +29,9 @@ class Metrics {
   // A streaming call started / ended.
   virtual void StreamOpened(StreamKind /*kind*/) {}
   virtual void StreamClosed(StreamKind /*kind*/) {}
+  // The bytes of upload (PutChunks) messages the server holds, received and
+  // not yet processed and freed, changed by `delta` (negative: freed).
+  virtual void UploadBufferedBytesChanged(int64_t /*delta*/) {}
 
   // --- service layer (tenant: TenantOf of a valid job name) ---
   // A chunk of `bytes` arrived for `tenant`; `stored_new` false when the

@@ -86,6 +86,12 @@ struct PrometheusMetrics::Impl {
                     .Help("Streaming calls open now, by kind (upload: "
                           "PutChunks, download: ReadChunks, verify)")
                     .Register(*registry)),
+        upload_buffered(BuildGauge()
+                            .Name("ckpt_upload_buffered_bytes")
+                            .Help("Bytes of upload (PutChunks) messages "
+                                  "received and not yet processed and freed")
+                            .Register(*registry)
+                            .Add({})),
         received_bytes(BuildCounter()
                            .Name("ckpt_received_bytes_total")
                            .Help("Chunk bytes uploaded, by tenant")
@@ -237,6 +243,7 @@ struct PrometheusMetrics::Impl {
   Family<Counter>& rpcs;
   Family<Histogram>& rpc_seconds;
   Family<Gauge>& streams;
+  Gauge& upload_buffered;
   Family<Counter>& received_bytes;
   Family<Counter>& deduplicated_bytes;
   Family<Counter>& stored_bytes;
@@ -340,6 +347,14 @@ void PrometheusMetrics::StreamOpened(StreamKind kind) {
 
 void PrometheusMetrics::StreamClosed(StreamKind kind) {
   impl_->streams.Add({{"kind", std::string(StreamName(kind))}}).Decrement();
+}
+
+void PrometheusMetrics::UploadBufferedBytesChanged(int64_t delta) {
+  if (delta >= 0) {
+    impl_->upload_buffered.Increment(static_cast<double>(delta));
+  } else {
+    impl_->upload_buffered.Decrement(-static_cast<double>(delta));
+  }
 }
 
 void PrometheusMetrics::ChunkReceived(absl::string_view tenant, uint64_t bytes,

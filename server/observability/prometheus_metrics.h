@@ -47,6 +47,7 @@ class PrometheusMetrics final : public Metrics {
                    absl::Duration latency) override;
   void StreamOpened(StreamKind kind) override;
   void StreamClosed(StreamKind kind) override;
+  void UploadBufferedBytesChanged(int64_t delta) override;
   void ChunkReceived(absl::string_view tenant, uint64_t bytes,
                      bool stored_new) override;
   void ChunkSent(absl::string_view tenant, uint64_t bytes) override;

@@ -59,8 +59,14 @@ void PutChunksReactor::OnReadDone(bool ok) {
   int index;
   {
     absl::MutexLock lock(&mu_);
-    if (finished_) return;  // A read left outstanding by an early Finish.
     index = read_index_;
+    if (ok) {
+      // Counted even for a read left outstanding by an early Finish: its
+      // message is held until OnDone.
+      held_bytes_[index] = static_cast<int64_t>(buffers_[index].ByteSizeLong());
+      metrics_->UploadBufferedBytesChanged(held_bytes_[index]);
+    }
+    if (finished_) return;  // A read left outstanding by an early Finish.
     if (driving_) {
       parked_ = Parked{index, ok};
       return;
@@ -76,11 +82,25 @@ void PutChunksReactor::OnDone() {
   // Registered unless the constructor refused the call; removing an
   // unregistered stream does nothing.
   watchdog_->Remove(this);
+  Release(0);
+  Release(1);
   calls_->Exit();
   // Pairs with End's section: gRPC's hand-off from Finish to OnDone runs in
   // its own core, where ThreadSanitizer cannot see it.
   { absl::MutexLock lock(&mu_); }
   delete this;
+}
+
+void PutChunksReactor::Release(int index) {
+  // Clear() would keep every string's capacity: swap with an empty message.
+  v1::PutChunksRequest().Swap(&buffers_[index]);
+  int64_t freed;
+  {
+    absl::MutexLock lock(&mu_);
+    freed = held_bytes_[index];
+    held_bytes_[index] = 0;
+  }
+  if (freed != 0) metrics_->UploadBufferedBytesChanged(-freed);
 }
 
 void PutChunksReactor::SubmitDrive(int index, bool ok) {
@@ -144,9 +164,8 @@ void PutChunksReactor::Drive(int index, bool ok) {
     status = Process(buffers_[index]);
     end = !status.ok();
     // Free the message (its chunks may be tens of MiB) rather than keep it
-    // for the next read into this buffer: Clear() would keep every string's
-    // capacity, and a stalled client would pin it.
-    v1::PutChunksRequest().Swap(&buffers_[index]);
+    // for the next read into this buffer: a stalled client would pin it.
+    Release(index);
   } else if (context_->IsCancelled()) {
     status = absl::CancelledError("PutChunks: cancelled by the client");
   }

@@ -41,9 +41,11 @@ namespace ckpt::server {
 // a gRPC operation or Submit.
 //
 // Each message's buffer is freed as soon as it has been processed, so a
-// stream waiting for its client holds no message memory. A stream that
-// waits longer than StreamLimits::upload_idle_timeout is ended by the
-// UploadWatchdog (EndIdle) with DEADLINE_EXCEEDED. The first message's job
+// stream waiting for its client holds no message memory. The bytes of the
+// messages held (arrived, not yet freed) are counted in
+// Metrics::UploadBufferedBytesChanged, so a cancelled stream's release shows. A
+// stream that waits longer than StreamLimits::upload_idle_timeout is ended by
+// the UploadWatchdog (EndIdle) with DEADLINE_EXCEEDED. The first message's job
 // takes a slot of its tenant's UploadStreamQuota, held until the stream
 // ends.
 //
@@ -90,6 +92,9 @@ class PutChunksReactor final
   // On the executor: processes one message (or the end), then passes the
   // driver role to a parked read or releases it, or finishes the call.
   void Drive(int index, bool ok);
+  // Frees buffers_[index] and gives its bytes back to the buffered gauge.
+  // The caller holds the driver role (or the call is done).
+  void Release(int index);
   // Once, at the end of the stream: records the upload's bytes_added.
   void CountBytesAdded();
   // The end of the stream: gives back the tenant's stream slot, then
@@ -124,6 +129,9 @@ class PutChunksReactor final
   bool driving_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Parked> parked_ ABSL_GUARDED_BY(mu_);
+  // Per buffer: the bytes of the message it holds, as counted in the
+  // buffered gauge (0: none).
+  int64_t held_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   // When the stream last started waiting for its client: its start, or the
   // end of the last message's processing.
   absl::Time waiting_since_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,242 @@
+// T18 (tests/reliability/README.md), the parts tests/python/test_limits.py
+// does not cover, against the real ckpt-server:
+// (a) one message of the server's maximum (64 MiB) plus one byte is refused
+//     RESOURCE_EXHAUSTED, on a stream and on a unary call, while one of
+//     exactly the maximum passes the transport; the server serves on;
+// (b) many streams pushing at once, each past --max-upload-stream-bytes:
+//     every one is refused RESOURCE_EXHAUSTED at its own cap (the chunk past
+//     it is not stored), and the server's peak RSS stays bounded.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "ckpt/v1/ckpt.grpc.pb.h"
+#include "common/sha256.h"
+#include "gtest/gtest.h"
+#include "tests/reliability/reliability_run.h"
+#include "tests/testing/real_server_test.h"
+
+namespace ckpt::testing {
+namespace {
+
+constexpr int kMaxMessage = 64 << 20;  // server/rpc/server.h's default
+
+// The process's peak resident set (VmHWM), in MiB; -1 when unreadable.
+double PeakRssMib(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) != 0) continue;
+    int64_t kib = 0;
+    absl::string_view value =
+        absl::StripAsciiWhitespace(absl::string_view(line).substr(6));
+    value = value.substr(0, value.find(' '));
+    if (absl::SimpleAtoi(value, &kib)) return static_cast<double>(kib) / 1024;
+  }
+  return -1;
+}
+
+std::string RandomBytes(size_t size, std::mt19937_64& rng) {
+  std::string bytes(size, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng());
+  return bytes;
+}
+
+class LimitsTest : public RealServerTest {
+ protected:
+  std::unique_ptr<v1::CheckpointService::Stub> Stub() {
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(2 * kMaxMessage);
+    args.SetMaxReceiveMessageSize(2 * kMaxMessage);
+    // A connection of its own per stub.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return v1::CheckpointService::NewStub(grpc::CreateCustomChannel(
+        server_->address(), grpc::InsecureChannelCredentials(), args));
+  }
+
+  static std::chrono::system_clock::time_point In(int seconds) {
+    return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+  }
+};
+
+// A PutChunks message of exactly `size` serialized bytes: one chunk whose
+// data fills it (its hash is not checked before the size).
+v1::PutChunksRequest MessageOfSize(size_t size) {
+  v1::PutChunksRequest request;
+  request.set_job("rel/limits");
+  v1::ChunkData* chunk = request.add_chunks();
+  chunk->set_sha256(std::string(32, 'h'));
+  size_t data = size;
+  chunk->set_data(std::string(data, 'x'));
+  for (int i = 0; i < 10 && request.ByteSizeLong() != size; ++i) {
+    data = data + size - request.ByteSizeLong();
+    chunk->set_data(std::string(data, 'x'));
+  }
+  return request;
+}
+
+TEST_F(LimitsTest, AMessageOneByteOverTheMaximumIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--gc-interval", "0"}));
+  auto stub = Stub();
+  for (const size_t size : {size_t{kMaxMessage} + 1, size_t{kMaxMessage}}) {
+    SCOPED_TRACE(absl::StrCat("message of ", size, " bytes"));
+    const v1::PutChunksRequest request = MessageOfSize(size);
+    ASSERT_EQ(request.ByteSizeLong(), size);
+    grpc::ClientContext context;
+    context.set_deadline(In(60));
+    v1::PutChunksResponse response;
+    auto writer = stub->PutChunks(&context, &response);
+    writer->Write(request);
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (size > size_t{kMaxMessage}) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << status.error_message();
+    } else {
+      // Through the transport: refused by the service (the chunk is over
+      // kMaxChunkBytes), not for its size on the wire.
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << status.error_message();
+    }
+  }
+  // A unary call too: a begin whose metadata makes it max + 1 bytes.
+  v1::BeginCheckpointRequest begin;
+  begin.set_job("rel/limits");
+  begin.set_step(1);
+  begin.set_world_size(1);
+  (*begin.mutable_metadata()->mutable_tags())["t"] =
+      std::string(kMaxMessage, 'x');
+  ASSERT_GT(begin.ByteSizeLong(), size_t{kMaxMessage});
+  {
+    grpc::ClientContext context;
+    context.set_deadline(In(60));
+    v1::BeginCheckpointResponse response;
+    const grpc::Status status =
+        stub->BeginCheckpoint(&context, begin, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << status.error_message();
+  }
+  // The server serves on: a save and its restore.
+  const std::string bytes(1 << 20, 'k');
+  client::SaveOptions options;
+  ASSERT_TRUE(
+      client_->SaveShard("rel/limits", 2, {Uint8Tensor("w", bytes)}, options)
+          .ok());
+  auto restored = client_->RestoreShard("rel/limits", 2, 0);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_TRUE((*restored)[0].bytes == bytes);
+}
+
+TEST_F(LimitsTest, ManyStreamsPushingAtOnceAreEachCappedAndRssStaysBounded) {
+  const uint64_t seed = RunSeed();
+  const int streams = RunCount("CKPT_STREAMS", 32);
+  SCOPED_TRACE(absl::StrCat("CKPT_SEED=", seed, " CKPT_STREAMS=", streams));
+  constexpr size_t kCap = 2 << 20;
+  constexpr size_t kChunk = 512 << 10;
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--gc-interval", "0", "--max-upload-stream-bytes",
+                   absl::StrCat(kCap), "--max-concurrent-streams", "1000",
+                   "--upload-idle-timeout-seconds", "60"}));
+  std::mt19937_64 rng(seed);
+  // The chunks under the cap are shared (stored once, so the disk stays
+  // out of it); the one past it is each stream's own.
+  std::vector<std::string> shared;
+  for (size_t i = 0; i < kCap / kChunk; ++i) {
+    shared.push_back(RandomBytes(kChunk, rng));
+  }
+  std::vector<std::string> over(streams);
+  for (auto& bytes : over) bytes = RandomBytes(kChunk, rng);
+  const double rss_before = PeakRssMib(server_->pid());
+
+  std::vector<grpc::Status> results(streams);
+  std::vector<absl::Duration> took(streams);
+  std::vector<std::unique_ptr<v1::CheckpointService::Stub>> stubs;
+  for (int s = 0; s < streams; ++s) stubs.push_back(Stub());
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int s = 0; s < streams; ++s) {
+    threads.emplace_back([&, s] {
+      ready.fetch_add(1);
+      while (ready.load() < streams) std::this_thread::yield();
+      const absl::Time start = absl::Now();
+      grpc::ClientContext context;
+      context.set_deadline(In(120));
+      v1::PutChunksResponse response;
+      auto writer = stubs[s]->PutChunks(&context, &response);
+      // The cap's worth, then the stream's own chunk, then more: the
+      // server must refuse at the cap whatever follows.
+      for (size_t i = 0; i < shared.size() + 3; ++i) {
+        const std::string& bytes =
+            i < shared.size() ? shared[i]
+                              : (i == shared.size() ? over[s] : shared[0]);
+        v1::PutChunksRequest request;
+        if (i == 0) request.set_job(absl::StrCat("rel", s, "/stream"));
+        v1::ChunkData* chunk = request.add_chunks();
+        chunk->set_sha256(std::string(Sha256(bytes).bytes()));
+        chunk->set_data(bytes);
+        if (!writer->Write(request)) break;
+      }
+      writer->WritesDone();
+      results[s] = writer->Finish();
+      took[s] = absl::Now() - start;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  double slowest_ms = 0;
+  for (int s = 0; s < streams; ++s) {
+    SCOPED_TRACE(absl::StrCat("stream ", s));
+    EXPECT_EQ(results[s].error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << results[s].error_message();
+    EXPECT_NE(results[s].error_message().find("max_upload_stream_bytes"),
+              std::string::npos)
+        << results[s].error_message();
+    slowest_ms = std::max(slowest_ms, absl::ToDoubleMilliseconds(took[s]));
+  }
+  // Under the cap stored, the chunk past it not: each stream's own count.
+  auto stub = Stub();
+  int over_stored = 0;
+  for (int s = 0; s < streams; ++s) {
+    v1::FindMissingChunksRequest request;
+    request.set_job(absl::StrCat("rel", s, "/stream"));
+    request.add_sha256(std::string(Sha256(shared.back()).bytes()));
+    request.add_sha256(std::string(Sha256(over[s]).bytes()));
+    v1::FindMissingChunksResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(In(30));
+    ASSERT_TRUE(stub->FindMissingChunks(&context, request, &response).ok());
+    ASSERT_EQ(response.missing_sha256_size(), 1) << "stream " << s;
+    if (response.missing_sha256(0) != Sha256(over[s]).bytes()) ++over_stored;
+  }
+  EXPECT_EQ(over_stored, 0) << "chunks past a stream's cap were stored";
+  const double peak = PeakRssMib(server_->pid());
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr double kBoundMib = 1024;
+#else
+  constexpr double kBoundMib = 384;
+#endif
+  EXPECT_LT(peak, kBoundMib) << "peak RSS " << peak << " MiB";
+  PrintSummary(absl::StrCat(R"({"test":"T18 concurrent stream caps","seed":)",
+                            seed, R"(,"streams":)", streams, R"(,"cap_bytes":)",
+                            kCap, R"(,"refused_at_cap":)",
+                            streams - over_stored, R"(,"rss_peak_mib_before":)",
+                            rss_before, R"(,"rss_peak_mib":)", peak,
+                            R"(,"slowest_stream_ms":)", slowest_ms, "}"));
+}
+
+}  // namespace
+}  // namespace ckpt::testing

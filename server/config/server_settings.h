@@ -62,6 +62,7 @@ struct ServerSettings {
   bool shared_memory_reads;
   int64_t request_threads;
   int64_t maintenance_threads;
+  int64_t verify_threads;
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;

@@ -40,6 +40,7 @@
 #include "common/clock.h"
 #include "common/failpoint.h"
 #include "common/logging.h"
+#include "common/ordered_parallel.h"
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
 #include "server/auth/authenticator.h"
@@ -274,6 +275,7 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
   service_options.max_lease = absl::Seconds(flags.max_lease_seconds);
   service_options.chunk_hold = absl::Seconds(flags.chunk_hold_seconds);
   service_options.shared_min_hold = absl::Seconds(flags.rados_min_hold_seconds);
+  service_options.verify_threads = static_cast<int>(flags.verify_threads);
   CKPT_RETURN_IF_ERROR(ValidateServiceOptions(service_options));
   ServerOptions server_options;
   ApplyLimits(flags, server_options);
@@ -354,6 +356,9 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
              {"data_dir", flags.data_dir},
              {"request_threads", RequestThreads(server_options)},
              {"maintenance_threads", server_options.maintenance_threads},
+             {"verify_threads", service_options.verify_threads > 0
+                                    ? service_options.verify_threads
+                                    : HardwareThreads()},
              {"transport", TransportSecurity(server_options.tls)});
   std::cout << "ckpt-server listening on " << address << std::endl;
 

@@ -62,6 +62,12 @@ absl::Status ValidateServiceOptions(const ServiceOptions& options) {
         absl::StrCat("chunk_hold must not be negative, got ",
                      absl::FormatDuration(options.chunk_hold)));
   }
+  if (options.verify_threads < 0 ||
+      options.verify_threads > kMaxVerifyThreads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("verify_threads must be in [0, ", kMaxVerifyThreads,
+                     "], got ", options.verify_threads));
+  }
   if (options.shared_min_hold < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("shared_min_hold must not be negative, got ",

@@ -75,10 +75,18 @@ struct ServiceOptions {
   // may differ a little. The server requires it to be at least twice that
   // lease. Default: 2 minutes.
   absl::Duration shared_min_hold = absl::Minutes(2);
+  // Threads a Verify that reads data reads and hashes chunks on (each holds
+  // one chunk at a time); its report and progress are the same whatever
+  // the number. At most kMaxVerifyThreads.
+  // Default: 0, the machine's hardware threads.
+  int verify_threads = 0;
 };
 
+inline constexpr int kMaxVerifyThreads = 256;
+
 // INVALID_ARGUMENT naming the option unless 0 < default_lease <= max_lease,
-// max_world_size >= 1 and chunk_hold >= 0. The server checks its options
+// max_world_size >= 1, chunk_hold >= 0 and
+// 0 <= verify_threads <= kMaxVerifyThreads. The server checks its options
 // with it at startup.
 absl::Status ValidateServiceOptions(const ServiceOptions& options);
 

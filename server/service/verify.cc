@@ -1,5 +1,6 @@
 // CheckpointService, checking: Verify (with the metadata snapshot it works
-// from).
+// from). Chunk data is read and hashed on ServiceOptions::verify_threads
+// threads.
 //
 // Locking: Verify reads the metadata under lifecycle_mu_ (SnapshotForVerify
 // requires it), reads chunks without it, and takes it again at the end to
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/ordered_parallel.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "server/service/checkpoint_service.h"
@@ -133,6 +135,31 @@ absl::StatusOr<std::vector<bool>> StillCommitted(
     alive.push_back(record->state == CheckpointState::kCommitted);
   }
   return alive;
+}
+
+// One chunk read back: the store's status, and when it is OK the bytes'
+// size and SHA-256 (the bytes themselves are dropped at once).
+struct ReadOutcome {
+  absl::Status status;
+  uint64_t size = 0;
+  ChunkId actual;
+};
+
+ReadOutcome ReadAndHash(ChunkStore& chunks, const std::string& tenant,
+                        const ChunkId& id) {
+  absl::StatusOr<std::string> bytes = chunks.Get(tenant, id);
+  ReadOutcome outcome;
+  outcome.status = bytes.status();
+  if (bytes.ok()) {
+    outcome.size = bytes->size();
+    outcome.actual = Sha256(*bytes);
+  }
+  return outcome;
+}
+
+int VerifyThreads(const ServiceOptions& options) {
+  return options.verify_threads > 0 ? options.verify_threads
+                                    : HardwareThreads();
 }
 
 }  // namespace
@@ -297,37 +324,46 @@ absl::StatusOr<VerifyReport> CheckpointService::Verify(
     }
   }
 
-  // Data, chunk by chunk, without the lifecycle lock.
+  // Data, without the lifecycle lock: read and hashed on up to
+  // verify_threads threads, taken in to_read's order, so that progress, the
+  // findings and the first error are those of a one-thread loop.
   if (options.reads_data()) {
     CKPT_RETURN_IF_ERROR(report_progress(reading));
-    for (const auto& [tenant, id, stored_size] : to_read) {
-      const ChunkUse& use = uses[tenant][id];
-      absl::StatusOr<std::string> bytes = chunks_->Get(tenant, id);
-      if (absl::IsNotFound(bytes.status())) {
-        found.push_back({tenant, id, ChunkProblem::kMissing,
-                         "gone from the store since the existence check",
-                         use.checkpoints(), use.size()});
-      } else if (absl::IsDataLoss(bytes.status())) {
-        found.push_back({tenant, id, ChunkProblem::kCorrupt,
-                         std::string(bytes.status().message()),
-                         use.checkpoints(), use.size()});
-      } else {
-        CKPT_RETURN_IF_ERROR(bytes.status());
-        ++report.chunks_read;
-        report.bytes_read += bytes->size();
-        const ChunkId actual = Sha256(*bytes);
-        if (actual != id) {
-          found.push_back(
-              {tenant, id, ChunkProblem::kCorrupt,
-               absl::StrCat("its ", bytes->size(), " stored bytes hash to ",
-                            actual.ShortHex()),
-               use.checkpoints(), use.size()});
-        }
-      }
-      ++reading.chunks_done;
-      reading.bytes_done += stored_size;
-      CKPT_RETURN_IF_ERROR(report_progress(reading));
-    }
+    std::vector<ReadOutcome> outcomes(to_read.size());
+    const absl::Status read = OrderedParallelFor(
+        to_read.size(), VerifyThreads(options_),
+        [&](size_t i) {
+          outcomes[i] = ReadAndHash(*chunks_, to_read[i].tenant, to_read[i].id);
+        },
+        [&](size_t i) -> absl::Status {
+          const auto& [tenant, id, stored_size] = to_read[i];
+          ReadOutcome outcome = std::move(outcomes[i]);
+          const ChunkUse& use = uses[tenant][id];
+          if (absl::IsNotFound(outcome.status)) {
+            found.push_back({tenant, id, ChunkProblem::kMissing,
+                             "gone from the store since the existence check",
+                             use.checkpoints(), use.size()});
+          } else if (absl::IsDataLoss(outcome.status)) {
+            found.push_back({tenant, id, ChunkProblem::kCorrupt,
+                             std::string(outcome.status.message()),
+                             use.checkpoints(), use.size()});
+          } else {
+            CKPT_RETURN_IF_ERROR(outcome.status);
+            ++report.chunks_read;
+            report.bytes_read += outcome.size;
+            if (outcome.actual != id) {
+              found.push_back(
+                  {tenant, id, ChunkProblem::kCorrupt,
+                   absl::StrCat("its ", outcome.size, " stored bytes hash to ",
+                                outcome.actual.ShortHex()),
+                   use.checkpoints(), use.size()});
+            }
+          }
+          ++reading.chunks_done;
+          reading.bytes_done += stored_size;
+          return report_progress(reading);
+        });
+    CKPT_RETURN_IF_ERROR(read);
   }
 
   // Damage per checkpoint; then only what is still committed counts: GC may

@@ -144,19 +144,35 @@ def parse_args(argv):
               "restore end to end, and alone the state's encoding (with "
               "the tensors' preparation) and decoding (with the tensors "
               "put back)"))
+    parser.add_argument(
+        "--floor", metavar="MIB[,MIB...]", default=None,
+        help=("instead: issue 19's floor for a dense state of each given "
+              "size in MiB (model + Adam): the disk's write+fsync, "
+              "torch.save+fsync and the sync save; torch.load and the "
+              "restore through shared memory and over the network "
+              "(torch_floor.py)"))
     args = parser.parse_args(argv)
     if args.model_mib < 1:
         parser.error("--model-mib must be >= 1")
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
-    if args.state_format is not None:
-        try:
-            args.state_format = [int(v) for v in args.state_format.split(",")]
-        except ValueError:
-            parser.error("--state-format takes MiB sizes, e.g. 16,128")
-        if not args.state_format or min(args.state_format) < 1:
-            parser.error("--state-format sizes must be >= 1")
+    for flag, minimum in (("floor", 3), ("state_format", 1)):
+        if getattr(args, flag) is not None:
+            setattr(args, flag, mib_sizes(parser, flag, getattr(args, flag),
+                                          minimum))
     return args
+
+
+def mib_sizes(parser, flag, text, minimum):
+    """The MiB sizes "16,128" of --FLAG, each >= minimum (else exits)."""
+    name = "--" + flag.replace("_", "-")
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        parser.error(f"{name} takes MiB sizes, e.g. 16,128")
+    if not sizes or min(sizes) < minimum:
+        parser.error(f"{name} sizes must be >= {minimum}")
+    return sizes
 
 
 class Server:
@@ -609,7 +625,10 @@ def run_state_format(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.state_format is not None:
+    if args.floor is not None:
+        import torch_floor
+        torch_floor.run_floor(args)
+    elif args.state_format is not None:
         run_state_format(args)
     else:
         run(args)

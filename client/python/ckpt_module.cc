@@ -40,6 +40,7 @@
 #include "client/python/portable_binding.h"
 #include "client/python/py_common.h"
 #include "client/python/region_binding.h"
+#include "client/python/staging_binding.h"
 #include "client/security_settings.h"
 #include "common/duration_text.h"
 #include "common/manifest.h"
@@ -771,6 +772,7 @@ PYBIND11_MODULE(_ckpt, m) {
 
   ckpt::client::RegisterBestCheckpoint(m);
   ckpt::client::RegisterPortable(m);
+  ckpt::client::RegisterStaging(m);
 
   ckpt::client::RegisterExitStatusHook();
   m.def("set_exit_status_at_finalize", &ckpt::client::SetExitStatusAtFinalize,

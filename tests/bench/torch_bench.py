@@ -151,7 +151,47 @@ def parse_args(argv):
               "torch.save+fsync and the sync save; torch.load and the "
               "restore through shared memory and over the network "
               "(torch_floor.py)"))
+    parser.add_argument(
+        "--mode", choices=("default", "async-stall", "async-rss"),
+        default="default",
+        help=("default: the rounds above; async-stall: the time an async "
+              "save() blocks vs torch.save+fsync at each --sizes-mib; "
+              "async-rss: client RSS over --saves async saves and server "
+              "RSS under --ranks concurrent uploads (issue 19; "
+              "tests/bench/torch_bench_async.py)"))
+    parser.add_argument(
+        "--sizes-mib", default="256,1024", metavar="MIB[,MIB...]",
+        help="async-stall: state sizes (model + Adam) (default: %(default)s)")
+    parser.add_argument(
+        "--saves", type=int, default=20,
+        help="async-rss: consecutive async saves (default: %(default)s)")
+    parser.add_argument(
+        "--rss-state-mib", type=int, default=1024, metavar="MIB",
+        help="async-rss: the state saved (default: %(default)s)")
+    parser.add_argument(
+        "--ranks", type=int, default=8,
+        help="async-rss: concurrent uploads to the server (default: "
+             "%(default)s)")
+    parser.add_argument(
+        "--rank-state-mib", type=int, default=128, metavar="MIB",
+        help="async-rss: bytes each rank uploads (default: %(default)s)")
+    parser.add_argument(
+        "--server-quota-mib", type=int, default=256, metavar="MIB",
+        help="async-rss: the server's --grpc-memory-quota (default: "
+             "%(default)s)")
     args = parser.parse_args(argv)
+    try:
+        args.sizes_mib = [int(v) for v in args.sizes_mib.split(",")]
+    except ValueError:
+        parser.error("--sizes-mib takes MiB sizes, e.g. 256,1024")
+    if not args.sizes_mib or min(args.sizes_mib) < 1:
+        parser.error("--sizes-mib sizes must be >= 1")
+    if args.saves < 2:
+        parser.error("--saves must be >= 2")
+    for name in ("rss_state_mib", "ranks", "rank_state_mib",
+                 "server_quota_mib"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.model_mib < 1:
         parser.error("--model-mib must be >= 1")
     if args.rounds < 1:
@@ -499,8 +539,9 @@ def format_one_flatten(manager_module):
     import numpy as np
     import ckpt.state_layout as layout_module
 
-    def flatten(state, copy, reuse=None, allow_pickle=False):
-        flattener = layout_module._Flattener(copy, reuse, allow_pickle)
+    def flatten(state, copy, staging=None, allow_pickle=False,
+                what="save"):
+        flattener = layout_module._Flattener(copy, staging, allow_pickle)
 
         def walk(value, path):
             if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -527,8 +568,9 @@ def format_one_flatten(manager_module):
                 flattener.tensors:
             tensors.append((name, dtype, list(shape), list(offsets),
                             list(lengths), array))
-        return tensors, (flattener._keep_alive, blob), flattener.buffers, \
-            flattener.quantize
+        # Sync saves of CPU tensors only: nothing is staged.
+        return tensors, (flattener._keep_alive, blob), flattener.quantize, \
+            False
     return flatten
 
 
@@ -628,6 +670,12 @@ def main(argv=None):
     if args.floor is not None:
         import torch_floor
         torch_floor.run_floor(args)
+    elif args.mode != "default":
+        import torch_bench_async  # beside this file
+        if args.mode == "async-stall":
+            torch_bench_async.run_stall(args)
+        else:
+            torch_bench_async.run_rss(args)
     elif args.state_format is not None:
         run_state_format(args)
     else:

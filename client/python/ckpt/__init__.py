@@ -34,7 +34,9 @@ every other status; each carries `.code` (the status code's name, e.g.
 `PickleNotAllowedError` (a StateFormatError). A restore whose `into` does not
 match the checkpoint raises `StateMismatchError`, one with another world
 size that would drop per-rank state `PartialRestoreError` (both ValueErrors;
-nothing is written into any target then).
+nothing is written into any target then). An async save whose state needs
+more host memory than `staging_bytes` raises `StagingBudgetError` (a
+ValueError) before anything is copied or sent.
 """
 
 from ckpt._ckpt import Error
@@ -43,6 +45,7 @@ from ckpt.manager import (CheckpointManager, Quantized,
                           RetentionPolicyIgnoredWarning)
 from ckpt.portable import import_dir
 from ckpt.restore import PartialRestoreError, StateMismatchError
+from ckpt.staging import StagingBudgetError
 from ckpt.state_layout import Replicated, Shard
 from ckpt.tree import PickleNotAllowedError, StateFormatError
 
@@ -50,4 +53,4 @@ __all__ = ["CheckpointManager", "Client", "Error", "PartialRestoreError",
            "import_dir",
            "PickleNotAllowedError", "Quantized", "Replicated",
            "RetentionPolicyIgnoredWarning", "RetentionPolicyWarning", "Shard",
-           "StateFormatError", "StateMismatchError"]
+           "StagingBudgetError", "StateFormatError", "StateMismatchError"]

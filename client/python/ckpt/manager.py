@@ -36,6 +36,7 @@ from ckpt._ckpt import (IncrementalSaver, best_checkpoint, improves_on,
 from ckpt.client import connect
 from ckpt.tree import PickleNotAllowedError
 from ckpt.restore import Restore
+from ckpt.staging import StagingPool
 from ckpt.state_layout import STATE_TENSOR, Quantized, _flatten, _torch
 # Format-1 checkpoints pickled their tensor references as
 # ckpt.manager._TensorRef: keep that name resolvable for allow_pickle=True.
@@ -170,7 +171,20 @@ class CheckpointManager:
     async_save: save() returns once the state is copied to host memory; the
         upload and commit run on a background thread, one save at a time
         (the next save waits for the previous); errors are raised by the
-        next save(), wait() or close().
+        next save(), wait() or close(). The copy goes into a staging pool
+        allocated once (at the first save, the state's size) and reused by
+        every later save, filled on several threads; pinned when CUDA is
+        available (ckpt/staging.py). close() frees it.
+    staging_bytes: the most host memory the staging pool may take (an int
+        >= 1, in bytes; the pool needs the state's tensor bytes, each
+        rounded up to 64). A save whose state needs more raises
+        ckpt.StagingBudgetError, saying both sizes, before anything is
+        copied or sent: raise the budget or save with async_save=False
+        (which reads CPU tensors in place; it is not streamed in parts,
+        because save() could only return once the part past the budget
+        was uploaded). The budget holds for the host copies of CUDA tensors
+        in a synchronous save too. Default: None, the pool grows to the
+        largest state saved (one copy of the state).
     incremental: saves every tensor of 2 or more dimensions as a row delta
         (Check-N-Run) when few of its rows changed: only the changed rows
         are uploaded and stored, on top of an earlier checkpoint. The rows
@@ -228,7 +242,7 @@ class CheckpointManager:
                  delta_mode="intermittent", max_delta_fraction=0.5,
                  max_chain_length=8, allow_pickle=False, tls_ca=None,
                  tls_cert=None, tls_key=None, tls_server_name=None,
-                 token=None):
+                 token=None, staging_bytes=None):
         # Every argument is checked before anything reaches the server.
         if job is None and isinstance(server, str) and "/" in server and \
                 ":" not in server:
@@ -255,6 +269,10 @@ class CheckpointManager:
         self._rank, self._world_size = arguments.rank_and_world_size(
             rank, world_size)
         self._async = arguments.boolean("async_save", async_save)
+        self._staging = StagingPool(
+            budget=arguments.optional_integer(
+                "staging_bytes", staging_bytes, minimum=1),
+            torch=_torch())
         self._allow_pickle = arguments.boolean("allow_pickle", allow_pickle)
         delta_mode = arguments.choice("delta_mode", delta_mode,
                                       ("intermittent", "consecutive"))
@@ -287,7 +305,6 @@ class CheckpointManager:
         self._thread = None
         self._error = None  # (error, its _unreported key) of the async save
         self._closed = False
-        self._host_buffers = {}  # name -> the last save's host copy
         self._last_plan = None
         self._last_quantization = None
         self._warned_policy_ignored = False
@@ -398,12 +415,17 @@ class CheckpointManager:
                 not self._improves(metrics.get(self._monitor)):
             self._last_step = step  # an evaluation point of the interval
             return False
-        # The previous save has finished (joined above): its host copies
-        # are free to be overwritten.
-        tensors, keep_alive, self._host_buffers, quantize = _flatten(
-            state, copy=self._async, reuse=self._host_buffers,
-            allow_pickle=self._allow_pickle)
-        dirty = _dirty_rows_by_name(dirty_rows or {}, tensors)
+        # The previous save has finished (joined above): the staging pool
+        # is free to be overwritten.
+        tensors, keep_alive, quantize, staged = _flatten(
+            state, copy=self._async, staging=self._staging,
+            allow_pickle=self._allow_pickle,
+            what=f"save of step {step}")
+        try:
+            dirty = _dirty_rows_by_name(dirty_rows or {}, tensors)
+        except BaseException:
+            self._staging.release()
+            raise
         kwargs = dict(rank=self._rank, world_size=self._world_size,
                       metrics=metrics, tags=tags,
                       retention_policy=self._policy, quantize=quantize)
@@ -420,6 +442,9 @@ class CheckpointManager:
             except BaseException:
                 self._last_step, self._best = previous
                 raise
+            finally:
+                if staged:  # host copies of CUDA tensors
+                    self._staging.release()
             return True
 
         def upload():
@@ -434,16 +459,36 @@ class CheckpointManager:
                     f"{_error_type_name(error)}: {error}"))
                 # No save runs meanwhile: the next one joins this thread.
                 self._last_step, self._best = previous
+            finally:
+                # Read to the end (or given up): the next save may fill the
+                # pool again, whether this one succeeded or failed.
+                self._staging.release()
 
-        # The thread's closure holds `tensors` (host copies of every tensor)
+        # The thread's closure holds `tensors` (views of the staging pool)
         # until it ends; `keep_alive` is not needed past this point.
         del keep_alive
         # Not a daemon: an interpreter exiting without close() still
         # finishes the last save instead of leaving it pending.
         self._thread = threading.Thread(target=upload,
                                         name=f"ckpt-save-{step}")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            self._last_step, self._best = previous
+            self._staging.release()
+            raise
         return True
+
+    @property
+    def staging(self):
+        """The staging pool as a dict: budget (staging_bytes), capacity
+        (bytes allocated; 0 before the first copying save and after
+        close()), allocations (how many times it was allocated: 1 while
+        the states fit), address (of its memory, the same across saves
+        while reused; None when not allocated), pinned, busy (a save's
+        upload still reads it)."""
+        return self._staging.stats()
 
     def _improves(self, value):
         """save_best_only: whether the monitored `value` (None: the save's
@@ -653,7 +698,7 @@ class CheckpointManager:
             self._join()
         finally:
             self._closed = True
-            self._host_buffers = {}
+            self._staging.close()
 
     def __enter__(self):
         return self

@@ -13,6 +13,7 @@ import numpy as np
 
 from ckpt import tree
 from ckpt._ckpt import Client, bits_for_expected_restores
+from ckpt.staging import StagingPool, _Reserved
 from ckpt.tree import PickleNotAllowedError, StateFormatError
 
 STATE_TENSOR = "__ckpt_state__"
@@ -218,18 +219,17 @@ class _Flattener:
     Values the typed tree refuses raise TypeError, or are pickled into it
     when `allow_pickle`.
 
-    Copies (async, or of CUDA tensors) go into `reuse[name]`, the previous
-    save's host buffer of the same name, when its dtype and shape match:
-    copying into memory already touched is several times faster than a
-    fresh clone, whose page faults dominate. `buffers` collects this save's
-    copies for the next one."""
+    Copies (async, or of CUDA tensors) go into `staging`, the manager's
+    StagingPool reused by every save (ckpt/staging.py; a pool of its own
+    when None): the walk reserves their space, and _flatten fills the pool
+    on several threads once the walk is done."""
 
-    def __init__(self, copy, reuse=None, allow_pickle=False):
+    def __init__(self, copy, staging=None, allow_pickle=False):
         self.copy = copy
-        self.reuse = reuse or {}
         self.allow_pickle = allow_pickle
-        self.buffers = {}
         self.torch = _torch()
+        self.staging = staging if staging is not None else \
+            StagingPool(torch=self.torch)
         # (name, stored dtype, global shape, offsets, lengths, host array)
         self.tensors = []
         self.quantize = {}  # tensor name -> bits
@@ -282,16 +282,11 @@ class _Flattener:
         name = self._unique_name(path)
         host = value.detach()
         if self.copy or host.device.type != "cpu":
-            buffer = self.reuse.get(name)
-            if isinstance(buffer, torch.Tensor) and \
-                    buffer.dtype == host.dtype and \
-                    buffer.shape == host.shape:
-                buffer.copy_(host)
-            else:
-                buffer = host.to("cpu", copy=True, memory_format=(
-                    torch.contiguous_format))
-            self.buffers[name] = buffer
-            host = buffer
+            # numpy has no bfloat16: its bytes are stored as int16.
+            reserved = self.staging.reserve(
+                host, "int16" if dtype == "bfloat16" else dtype,
+                tuple(host.shape))
+            return self._add(value, name, "torch", dtype, reserved)
         host = host.contiguous().resolve_conj().resolve_neg()
         if dtype == "bfloat16":
             host = host.view(torch.int16)
@@ -307,16 +302,11 @@ class _Flattener:
         if dtype not in tree.NUMPY_STORED_DTYPE or not value.dtype.isnative:
             return f"cannot store a numpy array of dtype {value.dtype.str}"
         name = self._unique_name(path)
-        buffer = self.reuse.get(name) if self.copy else None
-        if isinstance(buffer, np.ndarray) and \
-                buffer.dtype == value.dtype and buffer.shape == value.shape:
-            np.copyto(buffer, value)
-            array = buffer
-        else:
-            array = np.array(value, order="C", copy=self.copy)
-        if self.copy:
-            self.buffers[name] = array
         stored = tree.NUMPY_STORED_DTYPE[dtype]
+        if self.copy:
+            return self._add(value, name, "numpy", dtype,
+                             self.staging.reserve(value, stored, value.shape))
+        array = np.array(value, order="C", copy=False)
         if stored != dtype:  # uint16/32/64 as the signed type of its width
             array = array.view(np.dtype(stored))
         return self._add(value, name, "numpy", dtype, array)
@@ -387,20 +377,29 @@ class _Flattener:
         return ref
 
 
-def _flatten(state, copy, reuse=None, allow_pickle=False):
-    """(tensors for Client.save_shard, keep-alive list, host copies made,
-    {name: bits} to quantize) for `state`; see _Flattener for `copy`,
-    `reuse` and `allow_pickle`."""
-    flattener = _Flattener(copy, reuse, allow_pickle)
-    blob = flattener.encode(state)
+def _flatten(state, copy, staging=None, allow_pickle=False, what="save"):
+    """(tensors for Client.save_shard, keep-alive list, {name: bits} to
+    quantize, whether `staging` was filled) for `state`; see _Flattener for
+    `copy`, `staging` and `allow_pickle`. When it was filled, the caller
+    releases `staging` once the tensors are read (StagingPool.release);
+    StagingBudgetError (nothing copied) past its budget, naming `what`."""
+    flattener = _Flattener(copy, staging, allow_pickle)
+    try:
+        blob = flattener.encode(state)
+    except BaseException:
+        flattener.staging.discard()
+        raise
+    staged = any(isinstance(t[5], _Reserved) for t in flattener.tensors)
+    arrays = flattener.staging.fill(what) if staged else []
     blob_array = np.frombuffer(blob, dtype=np.uint8)
     tensors = [(STATE_TENSOR, "uint8", [len(blob)], [0], [len(blob)],
                 blob_array)]
     for name, dtype, shape, offsets, lengths, array in flattener.tensors:
+        if isinstance(array, _Reserved):
+            array = arrays[array.index]
         tensors.append((name, dtype, list(shape), list(offsets),
                         list(lengths), array))
-    return tensors, (flattener._keep_alive, blob), flattener.buffers, \
-        flattener.quantize
+    return tensors, (flattener._keep_alive, blob), flattener.quantize, staged
 
 
 def path_name(path):

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace ckpt::fuzz {
 namespace {
@@ -28,7 +29,11 @@ uint64_t DirectoryBytes(const std::string& dir) {
 
 }  // namespace
 
-FuzzStore::FuzzStore(uint64_t max_bytes) : max_bytes_(max_bytes) { Open(); }
+FuzzStore::FuzzStore(uint64_t max_bytes) : max_bytes_(max_bytes) {
+  // Every GC and refused call logs a line: millions of them in a run.
+  SetMinLogLevel(LogLevel::kError);
+  Open();
+}
 
 FuzzStore::~FuzzStore() { Close(); }
 

@@ -18,7 +18,8 @@
 #     --no-build   use the fuzz build as it is
 #     --merge      afterwards, minimize (libFuzzer -merge=1) the checked-in
 #                  corpus together with what the run found, and replace the
-#                  checked-in corpus with the result
+#                  checked-in corpus with the result (regress-* entries are
+#                  kept as they are)
 #     --work DIR   where the run's corpora, logs and crashes go (default
 #                  build/fuzz/fuzz-work; emptied per target first)
 set -euo pipefail
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --merge) MERGE=1; shift ;;
     --work) WORK="$2"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -107,9 +108,13 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "$merged"
     "$binary" -merge=1 -max_len=65536 "$merged" "$seeds" "$dir/corpus" \
       >"$dir/merge.log" 2>&1
+    # Regression entries (regress-*) stay whether or not they add coverage.
+    mkdir -p "$dir/regress"
+    cp "$seeds"/regress-* "$dir/regress/" 2>/dev/null || true
     rm -rf "$seeds"
     mkdir -p "$seeds"
     for f in "$merged"/*; do cp "$f" "$seeds/$(basename "$f")"; done
+    cp "$dir/regress"/* "$seeds/" 2>/dev/null || true
     echo "fuzz.sh: $t corpus merged: $(ls "$seeds" | wc -l) inputs," \
       "$(du -sb "$seeds" | cut -f1) bytes" >&2
   fi

@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libxxhash-dev libzstd-dev
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev
   clang-format clang-tidy ccache procps
+  clang-14 libclang-rt-14-dev
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-torch
   python3-pytest python3-grpcio python3-grpc-tools openssl
   librados-dev libradospp-dev ceph-mon ceph-osd ceph-common

@@ -108,6 +108,25 @@ absl::StatusOr<int> ServerProcess::Stop() {
   return 128 + WTERMSIG(status);
 }
 
+absl::StatusOr<int> ServerProcess::WaitExit(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
+    if (reaped < 0) return absl::InternalError("waitpid failed");
+    if (reaped == pid_) {
+      pid_ = -1;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      return 128 + WTERMSIG(status);
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError("ckpt-server is still running");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 void ServerProcess::Kill() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ckpt::testing {
@@ -40,6 +41,11 @@ class ServerProcess {
   absl::StatusOr<int> Stop();
   // SIGKILL and reap: a crash.
   void Kill();
+  // Waits up to `timeout` for the server to exit on its own (e.g. a
+  // failpoint's abort) and reaps it; the exit status as Stop's.
+  // DEADLINE_EXCEEDED while it still runs, FAILED_PRECONDITION when it was
+  // already stopped.
+  absl::StatusOr<int> WaitExit(absl::Duration timeout);
 
  private:
   pid_t pid_;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -37,6 +38,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/failpoint.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
@@ -452,12 +454,30 @@ int main(int argc, char** argv) {
   app.add_flag("--print-config", print_config,
                "Print the effective settings (defaults, then --config, then "
                "flags) as a YAML config file, and exit");
+  bool list_failpoints = false;
+  app.add_flag("--list-failpoints", list_failpoints,
+               "Print the names of the failpoints (one a line) a crash test "
+               "may arm with CKPT_FAILPOINT=NAME, NAME@K or NAME%N, and exit; "
+               "exit 1 in a build without them (tests/reliability/README.md)");
   app.set_version_flag("--version", "ckpt-server " CKPT_VERSION,
                        "Print the version (ckpt-server X.Y.Z) and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (list_failpoints) {
+    if (!ckpt::failpoint::kEnabled) {
+      std::cerr << "ckpt-server: this build has no failpoints (configure "
+                   "with -DCKPT_FAILPOINTS=ON, as the dev, asan and tsan "
+                   "presets do)"
+                << std::endl;
+      return 1;
+    }
+    for (const char* name : ckpt::failpoint::kNames) {
+      std::cout << name << '\n';
+    }
+    return 0;
   }
   absl::StatusOr<ckpt::server::ServerSettings> flags = server_flags.Resolve();
   if (!flags.ok()) {
@@ -496,6 +516,21 @@ int main(int argc, char** argv) {
                  "data_dir in the --config file)"
               << std::endl;
     return 2;
+  }
+
+  // A failpoint armed by the environment (common/failpoint.h): a bad value
+  // refuses to start, so a typo never silently arms nothing.
+  absl::StatusOr<std::optional<ckpt::failpoint::Arming>> arming =
+      ckpt::failpoint::ArmingFromEnvironment();
+  if (!arming.ok()) {
+    std::cerr << "ckpt-server: " << arming.status().message() << std::endl;
+    return 2;
+  }
+  if (arming->has_value()) {
+    CKPT_EVENT(Warning, "failpoint_armed",
+               {"name", ckpt::failpoint::kNames[(*arming)->index]},
+               {"spec", std::getenv("CKPT_FAILPOINT")},
+               {"seed", (*arming)->seed});
   }
 
   // Block the signals before any thread exists so every thread (gRPC's

@@ -58,6 +58,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/service/checkpoint_service.h"
@@ -209,6 +210,8 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
   // shards reference (only to explain why they are kept).
   absl::flat_hash_map<std::string, IdSet> referenced;
   absl::flat_hash_map<std::string, PendingRefs> pending_refs;
+  // The failpoints (common/failpoint.h) only where the collection deletes.
+  if (!options.dry_run) CKPT_FAILPOINT("gc_mark.before");
   CKPT_RETURN_IF_ERROR(metadata_->ForEachShard(
       [&](absl::string_view job, int64_t step, const ShardManifest& shard) {
         std::optional<size_t> pending_at;
@@ -333,6 +336,9 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     }
   }
 
+  // Marked, nothing deleted yet.
+  if (!options.dry_run) CKPT_FAILPOINT("gc_mark.after");
+
   // Sweep.
   std::vector<std::pair<std::string, StoredChunk>> garbage;
   for (auto& [tenant, chunks] : stored) {
@@ -368,6 +374,7 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
     if (!shared) lock.emplace(&lifecycle_mu_);
     ++sweep_generation_;
     absl::Cleanup bump = [this] { ++sweep_generation_; };
+    if (!options.dry_run) CKPT_FAILPOINT("gc_sweep.before");
     const absl::Time now = clock_->Now();
     for (size_t i = begin; i < end; ++i) {
       const auto& [tenant, chunk] = garbage[i];
@@ -404,6 +411,8 @@ absl::StatusOr<GcReport> CheckpointService::CollectGarbage(
       ++report.chunks_deleted;
       report.bytes_deleted += chunk.size;
     }
+    // This batch's deletes are written, not yet flushed (chunk_flush).
+    if (!options.dry_run) CKPT_FAILPOINT("gc_sweep.after");
   }
   if (deleted_any) {
     // Deletes only write tombstones, so the size before compacting them

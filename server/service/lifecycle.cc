@@ -30,6 +30,7 @@
 #include "absl/strings/str_join.h"
 #include "common/chunking.h"
 #include "common/delta_base.h"
+#include "common/failpoint.h"
 #include "common/logging.h"
 #include "common/quote.h"
 #include "common/sha256.h"
@@ -88,6 +89,39 @@ std::vector<int64_t> MergeSorted(const std::vector<int64_t>& a,
   std::set_union(a.begin(), a.end(), b.begin(), b.end(),
                  std::back_inserter(out));
   return out;
+}
+
+// What a CommitShard's batch writes, for its failpoints (common/
+// failpoint.h): a rank's shard of a checkpoint still pending, the last
+// shard (the commit), or the last shard of a copy (Client::Copy's commit).
+enum class CommitWrite { kShard, kCommit, kCopyCommit };
+
+// Its point before the batch (`after` false) or after the synced write
+// returned, before the reply (`after` true).
+void CommitFailpoint(CommitWrite write, bool after) {
+  switch (write) {
+    case CommitWrite::kShard:
+      if (after) {
+        CKPT_FAILPOINT("shard_manifest.after");
+      } else {
+        CKPT_FAILPOINT("shard_manifest.before");
+      }
+      return;
+    case CommitWrite::kCommit:
+      if (after) {
+        CKPT_FAILPOINT("commit_batch.after");
+      } else {
+        CKPT_FAILPOINT("commit_batch.before");
+      }
+      return;
+    case CommitWrite::kCopyCommit:
+      if (after) {
+        CKPT_FAILPOINT("copy_commit.after");
+      } else {
+        CKPT_FAILPOINT("copy_commit.before");
+      }
+      return;
+  }
 }
 
 std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
@@ -635,7 +669,13 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   }
   // A running collection's mark may predate this shard.
   guard_.Committed(TenantOf(job), ids);
+  const CommitWrite write = !result.checkpoint_committed ? CommitWrite::kShard
+                            : record.copied_from.has_value()
+                                ? CommitWrite::kCopyCommit
+                                : CommitWrite::kCommit;
+  CommitFailpoint(write, /*after=*/false);
   CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+  CommitFailpoint(write, /*after=*/true);
   if (result.checkpoint_committed) {
     ForgetLayout(job, step);
   } else {
@@ -744,7 +784,9 @@ absl::StatusOr<int> CheckpointService::ExpireLeases() {
     batch.PutCheckpoint(*record);
     batch.AppendEvent(AbortedEvent(record->job, record->step, now,
                                    kServerPrincipal, record->abort_reason));
+    CKPT_FAILPOINT("lease_expiry.before");
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    CKPT_FAILPOINT("lease_expiry.after");
     ForgetLayout(record->job, record->step);
     CKPT_EVENT(Warning, "lease_expired", {"job", record->job},
                {"step", record->step}, {"reason", record->abort_reason});

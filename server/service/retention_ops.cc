@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/failpoint.h"
 #include "common/logging.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
@@ -348,7 +349,9 @@ absl::StatusOr<std::vector<RetentionDecision>> CheckpointService::Prune(
                                           : "prune with the stored policy",
                        effective, decisions, clock_->Now(), actor.principal,
                        &batch);
+    CKPT_FAILPOINT("retention_delete.before");
     CKPT_RETURN_IF_ERROR(metadata_->Apply(batch));
+    CKPT_FAILPOINT("retention_delete.after");
     LogDeletions(job, "prune", actor.principal, decisions);
   }
   return decisions;

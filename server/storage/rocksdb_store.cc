@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/failpoint.h"
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -58,9 +59,12 @@ absl::Status RocksDbStore::Impl::SyncChunks() {
   // of all of them broke that (an abort after a full disk was freed).
   std::vector<rocksdb::ColumnFamilyHandle*> families;
   for (const CfHandle& handle : handles) families.push_back(handle.get());
+  CKPT_FAILPOINT("chunk_flush.before");
   CKPT_RETURN_IF_ERROR(WriteRecovering([&] {
     return FromRocksDb(db->Flush(flush, families), "flushing chunks");
   }));
+  // The chunks written so far are on disk; no manifest names them yet.
+  CKPT_FAILPOINT("chunk_flush.after");
   synced_writes.store(target, std::memory_order_release);
   return absl::OkStatus();
 }
@@ -120,8 +124,12 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
   CKPT_RETURN_IF_ERROR(FromRocksDb(
       batch.Put(impl_->cf(kChunkIndex), ToSlice(key), ToSlice(index_value)),
       "batching chunk"));
+  CKPT_FAILPOINT("chunk_put.before");
   CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(
       &batch, absl::StrCat("writing chunk ", id.ShortHex())));
+  // In the memtable only (no WAL for chunks): a crash loses it unless a
+  // flush (chunk_flush) ran since.
+  CKPT_FAILPOINT("chunk_put.after");
   return true;
 }
 

@@ -1,7 +1,5 @@
 #include "tests/reliability/crash_run.h"
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -36,22 +34,6 @@ std::vector<std::string> ServerArgs() {
 
 constexpr char kFiredLine[] = "ckpt failpoint fired: ";
 
-// Sets the failpoint environment of the servers started while it lives
-// (they inherit this process's environment).
-class ArmedEnvironment {
- public:
-  ArmedEnvironment(const std::string& spec, uint64_t seed) {
-    ::setenv("CKPT_FAILPOINT", spec.c_str(), 1);
-    ::setenv("CKPT_FAILPOINT_SEED", std::to_string(seed).c_str(), 1);
-  }
-  ~ArmedEnvironment() {
-    ::unsetenv("CKPT_FAILPOINT");
-    ::unsetenv("CKPT_FAILPOINT_SEED");
-  }
-  ArmedEnvironment(const ArmedEnvironment&) = delete;
-  ArmedEnvironment& operator=(const ArmedEnvironment&) = delete;
-};
-
 client::ConnectOptions ClientOptions() {
   client::ConnectOptions options;
   options.connect_timeout = absl::Seconds(10);
@@ -77,18 +59,9 @@ class CrashRun {
       if (!CheckHistory(history_.records()).violations.empty()) break;
     }
     // The last crash's aftermath, then a clean stop.
-    auto server = StartServer();
-    if (!server.ok()) return server.status();
-    auto client =
-        client::Client::Connect((*server)->address(), ClientOptions());
-    if (!client.ok()) return client.status();
-    Observe(**client, options_.cycles + 1);
-    client->reset();
-    absl::StatusOr<int> stopped = (*server)->Stop();
-    if (!stopped.ok()) return stopped.status();
-    if (*stopped != 0) {
-      return absl::InternalError(
-          absl::StrCat("ckpt-server exited with ", *stopped, " on SIGTERM"));
+    if (absl::Status status = ObserveOnCleanServer(options_.cycles + 1);
+        !status.ok()) {
+      return status;
     }
     return Summary();
   }
@@ -99,21 +72,54 @@ class CrashRun {
                                              : FailpointCycle(cycle);
   }
 
-  absl::Status KillCycle(int cycle) {
-    auto server = StartServer();
+  // A started server and a client connected to it.
+  struct Running {
+    std::unique_ptr<ServerProcess> server;
+    std::unique_ptr<client::Client> client;
+  };
+
+  // `env`: NAME=VALUE entries added to the server's environment.
+  absl::StatusOr<Running> StartConnected(
+      const std::vector<std::string>& env = {}) {
+    Running running;
+    auto server = StartServer(env);
     if (!server.ok()) return server.status();
+    running.server = *std::move(server);
     auto client =
-        client::Client::Connect((*server)->address(), ClientOptions());
+        client::Client::Connect(running.server->address(), ClientOptions());
     if (!client.ok()) return client.status();
-    Observe(**client, cycle);
+    running.client = *std::move(client);
+    return running;
+  }
+
+  // Starts an unarmed server, records what it serves, and stops it (it
+  // must exit 0 on SIGTERM).
+  absl::Status ObserveOnCleanServer(int64_t cycle) {
+    auto running = StartConnected();
+    if (!running.ok()) return running.status();
+    Observe(*running->client, cycle);
+    running->client.reset();
+    absl::StatusOr<int> stopped = running->server->Stop();
+    if (!stopped.ok()) return stopped.status();
+    if (*stopped != 0) {
+      return absl::InternalError(
+          absl::StrCat("ckpt-server exited with ", *stopped, " on SIGTERM"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status KillCycle(int cycle) {
+    auto running = StartConnected();
+    if (!running.ok()) return running.status();
+    Observe(*running->client, cycle);
     ++cycles_;
 
     std::atomic<bool> stop{false};
-    std::thread traffic([&] { workload_.RunCycle(**client, stop); });
+    std::thread traffic([&] { workload_.RunCycle(*running->client, stop); });
     std::uniform_int_distribution<int64_t> delay_us(
         0, absl::ToInt64Microseconds(options_.cycle_length) - 1);
     absl::SleepFor(absl::Microseconds(delay_us(rng_)));
-    (*server)->Kill();
+    running->server->Kill();
     stop = true;
     traffic.join();
     return absl::OkStatus();
@@ -123,38 +129,22 @@ class CrashRun {
   // not hit the point), then the workload on a server with one point armed
   // until it fires.
   absl::Status FailpointCycle(int cycle) {
-    {
-      auto server = StartServer();
-      if (!server.ok()) return server.status();
-      auto client =
-          client::Client::Connect((*server)->address(), ClientOptions());
-      if (!client.ok()) return client.status();
-      Observe(**client, cycle);
-      client->reset();
-      absl::StatusOr<int> stopped = (*server)->Stop();
-      if (!stopped.ok()) return stopped.status();
-      if (*stopped != 0) {
-        return absl::InternalError(absl::StrCat(
-            "the unarmed ckpt-server exited with ", *stopped, " on SIGTERM"));
-      }
+    if (absl::Status status = ObserveOnCleanServer(cycle); !status.ok()) {
+      return status;
     }
     ++cycles_;
     const std::string point = PickFailpoint(cycle);
     const std::string spec = ArmingSpec(point);
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server;
-    {
-      ArmedEnvironment armed(spec, rng_());
-      server = StartServer();
-    }
-    if (!server.ok()) return server.status();
-    auto client =
-        client::Client::Connect((*server)->address(), ClientOptions());
-    if (!client.ok()) return client.status();
+    auto running =
+        StartConnected({absl::StrCat("CKPT_FAILPOINT=", spec),
+                        absl::StrCat("CKPT_FAILPOINT_SEED=", rng_())});
+    if (!running.ok()) return running.status();
     std::atomic<bool> stop{false};
-    std::thread traffic([&] { workload_.RunCycle(**client, stop); });
-    absl::StatusOr<int> exited = (*server)->WaitExit(options_.failpoint_wait);
+    std::thread traffic([&] { workload_.RunCycle(*running->client, stop); });
+    absl::StatusOr<int> exited =
+        running->server->WaitForExit(options_.failpoint_wait);
     if (!exited.ok()) {
-      (*server)->Kill();  // the point was not reached in time
+      running->server->Kill();  // the point was not reached in time
       ++fallback_kills_;
     }
     stop = true;
@@ -170,14 +160,15 @@ class CrashRun {
     return absl::OkStatus();
   }
 
-  // The points in turn for the first pass over them, then alternately in
-  // turn and at random.
+  // Every fifth cycle a point at random, the others the points in turn (so
+  // that N x 5 / 4 cycles arm each of N points at least N times).
   std::string PickFailpoint(int cycle) {
     const std::vector<std::string>& names = options_.failpoints;
-    const size_t turn = static_cast<size_t>(cycle - 1);
-    if (turn < names.size() || turn % 2 == 0) return names[turn % names.size()];
-    std::uniform_int_distribution<size_t> any(0, names.size() - 1);
-    return names[any(rng_)];
+    if (cycle % 5 == 0) {
+      std::uniform_int_distribution<size_t> any(0, names.size() - 1);
+      return names[any(rng_)];
+    }
+    return names[in_turn_++ % names.size()];
   }
 
   // NAME@K (the K-th hit, K in 1..3) or NAME%N (each hit with probability
@@ -210,10 +201,11 @@ class CrashRun {
     return names;
   }
 
-  absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer() {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
+      const std::vector<std::string>& env = {}) {
     const absl::Time start = absl::Now();
-    auto server =
-        ServerProcess::Start(db_path_, ServerArgs(), options_.server_log_path);
+    auto server = ServerProcess::Start(db_path_, ServerArgs(),
+                                       options_.server_log_path, env);
     if (!server.ok()) {
       return absl::Status(server.status().code(),
                           absl::StrCat("ckpt-server did not reopen ", db_path_,
@@ -259,6 +251,7 @@ class CrashRun {
   ObserveStats observe_stats_;
   std::map<std::string, int> fires_;
   int fallback_kills_ = 0;
+  size_t in_turn_ = 0;
   uint64_t log_offset_ = 0;
 };
 

@@ -29,9 +29,9 @@ struct CrashRunOptions {
   // Kill mode: the SIGKILL comes uniformly within [0, cycle_length) of the
   // workload's start.
   absl::Duration cycle_length = absl::Seconds(2);
-  // Failpoint mode: the names to arm, one per cycle (in turn, then at
-  // random), and how long a cycle waits for the point to fire before it
-  // falls back to SIGKILL.
+  // Failpoint mode: the names to arm, one per cycle (in turn, every fifth
+  // one at random), and how long a cycle waits for the point to fire before
+  // it falls back to SIGKILL.
   std::vector<std::string> failpoints;
   absl::Duration failpoint_wait = absl::Seconds(10);
   // Where the history goes (JSON lines).

@@ -157,6 +157,7 @@ void Accumulate(json& total, const json& run) {
                run["max_reopen_seconds"].get<double>());
   total["seeds"].push_back(run["seed"]);
   if (run.contains("fires")) {
+    if (!total.contains("fires")) total["fires"] = json::object();
     for (const auto& [name, count] : run["fires"].items()) {
       total["fires"][name] =
           total["fires"].value(name, int64_t{0}) + count.get<int64_t>();
@@ -231,6 +232,12 @@ int Main(int argc, char** argv) {
                  "Steps of job 0 between garbage collections; 0: none")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
+  int abandon_every = -1;
+  app.add_option("--abandon-every", abandon_every,
+                 "Steps between checkpoints a job leaves incomplete (one "
+                 "rank never saves) with a 1 s lease, for lease expiry; 0: "
+                 "none (default: 0 in kill mode, 3 in failpoint mode)")
+      ->check(CLI::Range(0, 1000));
   int copy_every = -1;
   app.add_option("--copy-every", copy_every,
                  "Steps between copies of a job's newest checkpoint to "
@@ -241,6 +248,12 @@ int Main(int argc, char** argv) {
   app.add_option("--failpoints", failpoints,
                  "Failpoint mode: the points to arm, comma-separated "
                  "(default: all that ckpt-server --list-failpoints names)");
+  int min_fires = 0;
+  app.add_option("--min-fires", min_fires,
+                 "Failpoint mode: fail unless every point fired at least "
+                 "this often over all seeds")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   int failpoint_wait_seconds = 10;
   app.add_option("--failpoint-wait-seconds", failpoint_wait_seconds,
                  "Failpoint mode: how long a cycle waits for its point to "
@@ -277,6 +290,9 @@ int Main(int argc, char** argv) {
   options.mode = mode_name == "kill" ? CrashMode::kKill : CrashMode::kFailpoint;
   options.cycle_length = absl::Milliseconds(cycle_ms);
   options.failpoint_wait = absl::Seconds(failpoint_wait_seconds);
+  workload.abandon_every =
+      abandon_every >= 0 ? abandon_every
+                         : (options.mode == CrashMode::kFailpoint ? 3 : 0);
   workload.copy_every = copy_every >= 0
                             ? copy_every
                             : (options.mode == CrashMode::kFailpoint ? 4 : 0);
@@ -349,7 +365,17 @@ int Main(int argc, char** argv) {
     }
   }
   std::printf("%s\n", total.dump().c_str());
-  return 0;
+  int short_points = 0;
+  for (const std::string& point : options.failpoints) {
+    const int64_t fired =
+        total.contains("fires") ? total["fires"].value(point, int64_t{0}) : 0;
+    if (fired < min_fires) {
+      std::fprintf(stderr, "failpoint %s fired %lld times, fewer than %d\n",
+                   point.c_str(), static_cast<long long>(fired), min_fires);
+      ++short_points;
+    }
+  }
+  return short_points == 0 ? 0 : 1;
 }
 
 }  // namespace

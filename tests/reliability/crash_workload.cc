@@ -108,7 +108,8 @@ void CrashWorkload::RunJob(Job& job, client::Client& client,
     const int64_t step = job.next_step++;
     if (!SaveStep(job, step, client)) return;
     if (options_.max_to_keep > 0 && options_.prune_every > 0 &&
-        step % options_.prune_every == 0 && !Prune(job, client)) {
+        step % options_.prune_every == 0 &&
+        !Prune(job.name, job.acked, client)) {
       return;
     }
     if (options_.delete_every > 0 && step % options_.delete_every == 0 &&
@@ -127,15 +128,19 @@ void CrashWorkload::RunJob(Job& job, client::Client& client,
 }
 
 bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
-  const int32_t world_size = static_cast<int32_t>(job.ranks.size());
+  const int32_t ranks = static_cast<int32_t>(job.ranks.size());
+  const bool abandon =
+      options_.abandon_every > 0 && step % options_.abandon_every == 0;
+  const int32_t world_size = abandon ? ranks + 1 : ranks;
+  const absl::Duration lease = abandon ? absl::Seconds(1) : options_.lease;
   for (RankShard& shard : job.ranks) {
     NextStepBytes(shard, options_.chunk_bytes, options_.change_fraction,
                   step == 1);
   }
-  std::vector<Record> ends(world_size);
-  std::vector<std::thread> ranks;
-  for (int32_t rank = 0; rank < world_size; ++rank) {
-    ranks.emplace_back([&, rank] {
+  std::vector<Record> ends(ranks);
+  std::vector<std::thread> threads;
+  for (int32_t rank = 0; rank < ranks; ++rank) {
+    threads.emplace_back([&, rank] {
       const std::string& bytes = job.ranks[rank].bytes;
       const std::string info = absl::StrCat(job.name, "@", step, "/", rank);
       const std::vector<client::TensorData> tensors = {
@@ -155,7 +160,7 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
       options.world_size = world_size;
       options.chunk_bytes = options_.chunk_bytes;
       options.hash_threads = 1;
-      options.lease = options_.lease;
+      options.lease = lease;
       absl::StatusOr<client::SaveResult> saved =
           client.SaveShard(job.name, step, tensors, options);
       Record end = EndOf(saved.status());
@@ -168,7 +173,7 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
       history_.End(id, std::move(end));
     });
   }
-  for (std::thread& thread : ranks) thread.join();
+  for (std::thread& thread : threads) thread.join();
   bool acked = false;
   bool all_known = true;
   for (const Record& end : ends) {
@@ -189,21 +194,22 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
   return all_known;
 }
 
-bool CrashWorkload::Prune(Job& job, client::Client& client) {
+bool CrashWorkload::Prune(const std::string& name, std::deque<int64_t>& acked,
+                          client::Client& client) {
   Record invoke;
   invoke.op = OpKind::kPrune;
-  invoke.job = job.name;
+  invoke.job = name;
   invoke.max_to_keep = options_.max_to_keep;
   const uint64_t id = history_.Invoke(std::move(invoke));
   RetentionPolicy policy;
   policy.max_to_keep = options_.max_to_keep;
-  auto decisions = client.PruneCheckpoints(job.name, policy, false);
+  auto decisions = client.PruneCheckpoints(name, policy, false);
   Record end = EndOf(decisions.status());
   if (decisions.ok()) {
     for (const RetentionDecision& decision : *decisions) {
       if (decision.keep) continue;
       end.removed_steps.push_back(decision.step);
-      std::erase(job.acked, decision.step);
+      std::erase(acked, decision.step);
     }
   }
   const bool known = end.type != RecordType::kUnknown;
@@ -268,7 +274,10 @@ bool CrashWorkload::CopyNewest(Job& job, client::Client& client) {
   const bool known = end.type != RecordType::kUnknown;
   history_.End(id, std::move(end));
   ++stats_.copies;
-  return known;
+  // The copies are pruned like their job, so the observations stay small.
+  if (!known || options_.max_to_keep <= 0) return known;
+  std::deque<int64_t> untracked;
+  return Prune(job.name + "-copy", untracked, client);
 }
 
 }  // namespace ckpt::reliability

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <random>
 #include <string>
@@ -46,6 +47,10 @@ struct WorkloadOptions {
   // checkpoint to the job NAME-copy on the same server (Client::Copy);
   // 0: never.
   int copy_every = 0;
+  // Every abandon_every-th step of a job is declared with one rank more
+  // than save it, with a 1 s lease: it stays pending until the server's
+  // lease expiry aborts it (and must never be listed). 0: never.
+  int abandon_every = 0;
   // Lease of each pending checkpoint, so that those a crash left behind are
   // aborted soon after the restart.
   absl::Duration lease = absl::Seconds(10);
@@ -90,7 +95,9 @@ class CrashWorkload {
   // Saves every rank of `step` at once; false when some call's outcome is
   // unknown.
   bool SaveStep(Job& job, int64_t step, client::Client& client);
-  bool Prune(Job& job, client::Client& client);
+  // Prunes job `name` to max_to_keep; removes what went from `acked`.
+  bool Prune(const std::string& name, std::deque<int64_t>& acked,
+             client::Client& client);
   bool DeleteOldest(Job& job, client::Client& client);
   bool CollectGarbage(client::Client& client);
   bool CopyNewest(Job& job, client::Client& client);

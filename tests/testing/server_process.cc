@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,7 +28,7 @@ std::string BuiltBinary(const std::string& relative) {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, std::vector<std::string> extra_args,
-    const std::string& stderr_path) {
+    const std::string& stderr_path, const std::vector<std::string>& extra_env) {
   std::vector<std::string> args = {BuiltBinary("server/rpc/ckpt-server")};
   if (!data_dir.empty()) args.insert(args.end(), {"--data-dir", data_dir});
   if (std::find(extra_args.begin(), extra_args.end(), "--listen") ==
@@ -39,6 +40,23 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   argv.reserve(args.size() + 1);
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
+
+  // The environment: ours, less the variables `extra_env` sets, then those.
+  std::vector<std::string> env_strings;
+  for (char** var = environ; *var != nullptr; ++var) {
+    const std::string_view entry(*var);
+    const std::string_view name = entry.substr(0, entry.find('=') + 1);
+    const bool replaced = std::any_of(
+        extra_env.begin(), extra_env.end(), [&](const std::string& extra) {
+          return extra.compare(0, extra.find('=') + 1, name) == 0;
+        });
+    if (!replaced) env_strings.emplace_back(entry);
+  }
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
+  for (auto& var : env_strings) envp.push_back(var.data());
+  envp.push_back(nullptr);
 
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -54,7 +72,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   }
   pid_t pid = 0;
   int rc =
-      ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+      ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
   if (rc != 0) {
@@ -108,10 +126,10 @@ absl::StatusOr<int> ServerProcess::Stop() {
   return 128 + WTERMSIG(status);
 }
 
-absl::StatusOr<int> ServerProcess::WaitExit(absl::Duration timeout) {
+absl::StatusOr<int> ServerProcess::WaitForExit(absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("not running");
   const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
+  for (;;) {
     int status = 0;
     const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
     if (reaped < 0) return absl::InternalError("waitpid failed");
@@ -121,7 +139,9 @@ absl::StatusOr<int> ServerProcess::WaitExit(absl::Duration timeout) {
       return 128 + WTERMSIG(status);
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError("ckpt-server is still running");
+      return absl::DeadlineExceededError(
+          absl::StrCat("ckpt-server (pid ", pid_, ") still running after ",
+                       absl::FormatDuration(timeout)));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }

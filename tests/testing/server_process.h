@@ -24,9 +24,12 @@ class ServerProcess {
   // store is in RADOS; without that --listen when `extra_args` has one)
   // and waits (up to 30 s) for its "listening on" line. Its log (stderr)
   // goes to the test's stderr, or is appended to `stderr_path` when set.
+  // `extra_env` ("NAME=VALUE" each) is added to the test's environment,
+  // replacing a variable of the same name (e.g. CKPT_FAILPOINT).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir, std::vector<std::string> extra_args = {},
-      const std::string& stderr_path = "");
+      const std::string& stderr_path = "",
+      const std::vector<std::string>& extra_env = {});
   ServerProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
@@ -41,11 +44,10 @@ class ServerProcess {
   absl::StatusOr<int> Stop();
   // SIGKILL and reap: a crash.
   void Kill();
-  // Waits up to `timeout` for the server to exit on its own (e.g. a
-  // failpoint's abort) and reaps it; the exit status as Stop's.
-  // DEADLINE_EXCEEDED while it still runs, FAILED_PRECONDITION when it was
-  // already stopped.
-  absl::StatusOr<int> WaitExit(absl::Duration timeout);
+  // Waits up to `timeout` for the server to exit by itself (e.g. a crash)
+  // and reaps it: its exit code, or 128 + the signal that ended it.
+  // DEADLINE_EXCEEDED, leaving it running, when it is still up.
+  absl::StatusOr<int> WaitForExit(absl::Duration timeout);
 
  private:
   pid_t pid_;

@@ -1,0 +1,266 @@
+#include "tests/reliability/crash_run.h"
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "tests/reliability/history.h"
+#include "tests/reliability/server_observer.h"
+#include "tests/testing/server_process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ckpt::reliability {
+namespace {
+
+using testing::ServerProcess;
+
+// The server's flags: pending checkpoints a crash left behind (a copy's get
+// the default lease) are aborted within a second of their lease running
+// out, garbage collection runs only when the workload or the observation
+// asks for it, and spares chunks a save named for 5 s only, so that it
+// sweeps what prunes and deletes left while saves run.
+std::vector<std::string> ServerArgs() {
+  return {"--lease-check-interval", "1", "--default-lease-seconds", "5",
+          "--gc-interval",          "0", "--chunk-hold-seconds",    "5"};
+}
+
+constexpr char kFiredLine[] = "ckpt failpoint fired: ";
+
+client::ConnectOptions ClientOptions() {
+  client::ConnectOptions options;
+  options.connect_timeout = absl::Seconds(10);
+  options.rpc_timeout = absl::Seconds(60);
+  options.stream_stall_timeout = absl::Seconds(30);
+  return options;
+}
+
+class CrashRun {
+ public:
+  CrashRun(const CrashRunOptions& options, HistoryRecorder& history)
+      : options_(options),
+        history_(history),
+        rng_(options.seed),
+        workload_(options.workload, options.seed, history) {}
+
+  absl::StatusOr<CrashRunSummary> Run() {
+    auto dir = testing::TempDir::Create("ckpt-crash");
+    if (!dir.ok()) return dir.status();
+    db_path_ = (*dir)->path() + "/db";
+    for (int cycle = 1; cycle <= options_.cycles; ++cycle) {
+      if (absl::Status status = Cycle(cycle); !status.ok()) return status;
+      if (!CheckHistory(history_.records()).violations.empty()) break;
+    }
+    // The last crash's aftermath, then a clean stop.
+    if (absl::Status status = ObserveOnCleanServer(options_.cycles + 1);
+        !status.ok()) {
+      return status;
+    }
+    return Summary();
+  }
+
+ private:
+  absl::Status Cycle(int cycle) {
+    return options_.mode == CrashMode::kKill ? KillCycle(cycle)
+                                             : FailpointCycle(cycle);
+  }
+
+  // A started server and a client connected to it.
+  struct Running {
+    std::unique_ptr<ServerProcess> server;
+    std::unique_ptr<client::Client> client;
+  };
+
+  // `env`: NAME=VALUE entries added to the server's environment.
+  absl::StatusOr<Running> StartConnected(
+      const std::vector<std::string>& env = {}) {
+    Running running;
+    auto server = StartServer(env);
+    if (!server.ok()) return server.status();
+    running.server = *std::move(server);
+    auto client =
+        client::Client::Connect(running.server->address(), ClientOptions());
+    if (!client.ok()) return client.status();
+    running.client = *std::move(client);
+    return running;
+  }
+
+  // Starts an unarmed server, records what it serves, and stops it (it
+  // must exit 0 on SIGTERM).
+  absl::Status ObserveOnCleanServer(int64_t cycle) {
+    auto running = StartConnected();
+    if (!running.ok()) return running.status();
+    Observe(*running->client, cycle);
+    running->client.reset();
+    absl::StatusOr<int> stopped = running->server->Stop();
+    if (!stopped.ok()) return stopped.status();
+    if (*stopped != 0) {
+      return absl::InternalError(
+          absl::StrCat("ckpt-server exited with ", *stopped, " on SIGTERM"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status KillCycle(int cycle) {
+    auto running = StartConnected();
+    if (!running.ok()) return running.status();
+    Observe(*running->client, cycle);
+    ++cycles_;
+
+    std::atomic<bool> stop{false};
+    std::thread traffic([&] { workload_.RunCycle(*running->client, stop); });
+    std::uniform_int_distribution<int64_t> delay_us(
+        0, absl::ToInt64Microseconds(options_.cycle_length) - 1);
+    absl::SleepFor(absl::Microseconds(delay_us(rng_)));
+    running->server->Kill();
+    stop = true;
+    traffic.join();
+    return absl::OkStatus();
+  }
+
+  // T2: the observation on an unarmed server (its own GC and verify must
+  // not hit the point), then the workload on a server with one point armed
+  // until it fires.
+  absl::Status FailpointCycle(int cycle) {
+    if (absl::Status status = ObserveOnCleanServer(cycle); !status.ok()) {
+      return status;
+    }
+    ++cycles_;
+    const std::string point = PickFailpoint(cycle);
+    const std::string spec = ArmingSpec(point);
+    auto running =
+        StartConnected({absl::StrCat("CKPT_FAILPOINT=", spec),
+                        absl::StrCat("CKPT_FAILPOINT_SEED=", rng_())});
+    if (!running.ok()) return running.status();
+    std::atomic<bool> stop{false};
+    std::thread traffic([&] { workload_.RunCycle(*running->client, stop); });
+    absl::StatusOr<int> exited =
+        running->server->WaitForExit(options_.failpoint_wait);
+    if (!exited.ok()) {
+      running->server->Kill();  // the point was not reached in time
+      ++fallback_kills_;
+    }
+    stop = true;
+    traffic.join();
+    const std::vector<std::string> fired = NewFires();
+    for (const std::string& name : fired) ++fires_[name];
+    if (exited.ok() && fired.empty()) {
+      return absl::InternalError(absl::StrCat(
+          "ckpt-server armed with CKPT_FAILPOINT=", spec, " exited with ",
+          *exited, " but no failpoint fired: a crash of its own (see ",
+          options_.server_log_path, ")"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Every fifth cycle a point at random, the others the points in turn (so
+  // that N x 5 / 4 cycles arm each of N points at least N times).
+  std::string PickFailpoint(int cycle) {
+    const std::vector<std::string>& names = options_.failpoints;
+    if (cycle % 5 == 0) {
+      std::uniform_int_distribution<size_t> any(0, names.size() - 1);
+      return names[any(rng_)];
+    }
+    return names[in_turn_++ % names.size()];
+  }
+
+  // NAME@K (the K-th hit, K in 1..3) or NAME%N (each hit with probability
+  // 1/N, N in 2..4), alternately.
+  std::string ArmingSpec(const std::string& point) {
+    if (rng_() % 2 == 0) {
+      return absl::StrCat(point, "@", 1 + rng_() % 3);
+    }
+    return absl::StrCat(point, "%", 2 + rng_() % 3);
+  }
+
+  // The "ckpt failpoint fired: NAME" lines the server log gained since the
+  // last call.
+  std::vector<std::string> NewFires() {
+    std::vector<std::string> names;
+    std::ifstream log(options_.server_log_path);
+    if (!log) return names;
+    log.seekg(static_cast<std::streamoff>(log_offset_));
+    std::string line;
+    while (std::getline(log, line)) {
+      if (log.eof()) break;  // a partial last line: read it next time
+      log_offset_ += line.size() + 1;
+      const size_t at = line.find(kFiredLine);
+      if (at == std::string::npos) continue;
+      // "ckpt failpoint fired: NAME (hit K)".
+      std::string name = line.substr(at + sizeof(kFiredLine) - 1);
+      name = name.substr(0, name.find_first_of(" \r"));
+      names.push_back(std::move(name));
+    }
+    return names;
+  }
+
+  absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
+      const std::vector<std::string>& env = {}) {
+    const absl::Time start = absl::Now();
+    auto server = ServerProcess::Start(db_path_, ServerArgs(),
+                                       options_.server_log_path, env);
+    if (!server.ok()) {
+      return absl::Status(server.status().code(),
+                          absl::StrCat("ckpt-server did not reopen ", db_path_,
+                                       ": ", server.status().message()));
+    }
+    max_reopen_seconds_ = std::max(max_reopen_seconds_,
+                                   absl::ToDoubleSeconds(absl::Now() - start));
+    return server;
+  }
+
+  void Observe(client::Client& client, int64_t cycle) {
+    history_.Observe(
+        ObserveServer(client, workload_.JobNames(), cycle, observe_stats_));
+  }
+
+  CrashRunSummary Summary() const {
+    CrashRunSummary summary;
+    summary.seed = options_.seed;
+    summary.cycles = cycles_;
+    summary.check = CheckHistory(history_.records());
+    const WorkloadStats& stats = workload_.stats();
+    summary.saves_ok = stats.saves_ok;
+    summary.saves_unknown = stats.saves_unknown;
+    summary.prunes = stats.prunes;
+    summary.deletes = stats.deletes;
+    summary.gcs = stats.gcs;
+    summary.copies = stats.copies;
+    summary.fires = fires_;
+    summary.failpoint_fallback_kills = fallback_kills_;
+    summary.bytes_sent = stats.bytes_sent;
+    summary.bytes_restored = observe_stats_.bytes_restored;
+    summary.max_reopen_seconds = max_reopen_seconds_;
+    return summary;
+  }
+
+  const CrashRunOptions& options_;
+  HistoryRecorder& history_;
+  std::mt19937_64 rng_;
+  CrashWorkload workload_;
+  std::string db_path_;
+  int cycles_ = 0;
+  double max_reopen_seconds_ = 0;
+  ObserveStats observe_stats_;
+  std::map<std::string, int> fires_;
+  int fallback_kills_ = 0;
+  size_t in_turn_ = 0;
+  uint64_t log_offset_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<CrashRunSummary> RunCrashTest(const CrashRunOptions& options) {
+  auto history = HistoryRecorder::Create(options.history_path);
+  if (!history.ok()) return history.status();
+  return CrashRun(options, **history).Run();
+}
+
+}  // namespace ckpt::reliability

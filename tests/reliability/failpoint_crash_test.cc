@@ -83,7 +83,8 @@ enum class Drive {
   kRankOfTwo,    // SaveShard of rank 0 of kNewStep, of two ranks
   kPrune,        // PruneCheckpoints to max_to_keep 1 (deletes step 20)
   kGc,           // CollectGarbage (step 10's own chunks are garbage)
-  kLeaseExpiry,  // rank 0 of two saved with a 1 s lease, left to expire
+  kLeaseExpiry,  // rank 0 of two saved with a 3 s lease (slack for a slow save
+                 // under ASan), left to expire
   kCopy,         // Client::Copy of the job to an armed, empty server
 };
 
@@ -318,10 +319,10 @@ void FailpointCrashTest::RunOnOneServer() {
         break;
       }
       case Drive::kLeaseExpiry: {
-        auto saved = Save(*client, kNewStep, 2, absl::Seconds(1));
+        auto saved = Save(*client, kNewStep, 2, absl::Seconds(3));
         ASSERT_TRUE(saved.ok()) << saved.status();
         EXPECT_FALSE(saved->checkpoint_committed);
-        break;  // the reaper (every 0.2 s) finds it expired after 1 s
+        break;  // the reaper (every 0.2 s) finds it expired after 3 s
       }
       case Drive::kCopy:
         FAIL() << "not a one-server case";

@@ -199,7 +199,7 @@ class StagingPool:
 
     def _copy_by_torch(self, copies):
         torch = self._torch
-        device_copies = False
+        devices = set()
         for offset, raw, source in copies:
             if isinstance(source, np.ndarray):  # a strided numpy view
                 np.copyto(raw.view(source.dtype).reshape(source.shape),
@@ -210,13 +210,18 @@ class StagingPool:
             target = self._buffer[offset:offset + raw.size].view(
                 source.dtype).view(source.shape)
             device = source.device.type != "cpu"
-            device_copies |= device
+            if device:
+                devices.add(source.device)
             # Into pinned memory a device copy need not block; it is
             # waited for below, before save() returns.
             target.copy_(source.resolve_conj().resolve_neg(),
                          non_blocking=device and self.pinned)
-        if device_copies and torch.cuda.is_available():
-            torch.cuda.synchronize()
+        # Each source device's copies, not only the current device's: a
+        # tensor on cuda:1 while cuda:0 is current would otherwise still be
+        # landing when the upload reads it.
+        for device in devices:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
 
 class _Reserved:

@@ -1031,6 +1031,7 @@ TEST_F(RegionRefusalTest, EqualDeltasOnDifferentBasesAreDifferentTensors) {
   std::string rank0 = PatternBytes(16 * kTableRowBytes, 7);
   std::string rank1 = rank0;
   rank1[5 * kTableRowBytes] ^= 0x5a;
+  const std::vector<uint64_t> row_zero = {0};
   for (int64_t step : {1, 2}) {
     for (int32_t r = 0; r < 2; ++r) {
       TensorData d;
@@ -1041,7 +1042,7 @@ TEST_F(RegionRefusalTest, EqualDeltasOnDifferentBasesAreDifferentTensors) {
       d.bytes = r == 0 ? rank0 : rank1;
       if (step == 2) {
         d.delta_base_step = 1;
-        d.delta_rows = {0};
+        d.delta_rows = row_zero;
       }
       SaveOptions options;
       options.rank = r;

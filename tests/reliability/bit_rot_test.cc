@@ -341,6 +341,21 @@ class SwappedValueTest : public BitRotTest {
     *donor = only_three[rng_() % only_three.size()];
   }
 
+  // verify --read-data reports `victim_` corrupt, in step 1 only.
+  void ExpectVerifyNamesOnlyTheVictim() {
+    VerifyOptions read_data;
+    read_data.read_data = true;
+    auto report = client_->VerifyCheckpoints(read_data);
+    ASSERT_TRUE(report.ok()) << report.status();
+    ASSERT_EQ(report->damaged_chunks.size(), 1u);
+    EXPECT_EQ(report->damaged_chunks[0].id, victim_);
+    EXPECT_EQ(report->damaged_chunks[0].problem, ChunkProblem::kCorrupt);
+    EXPECT_EQ(report->damaged_chunks[0].checkpoints,
+              (std::vector<CheckpointKey>{{kJob, 1}}));
+    ASSERT_EQ(report->damaged_checkpoints.size(), 1u);
+    EXPECT_EQ(report->damaged_checkpoints[0].checkpoint.step, 1);
+  }
+
   ChunkId victim_;
 };
 
@@ -348,17 +363,7 @@ TEST_F(SwappedValueTest, VerifyNamesTheChunkAndItsCheckpoint) {
   SCOPED_TRACE(
       absl::StrCat("seed ", seed_, " (rerun with --seed=", seed_, ")"));
   ASSERT_NO_FATAL_FAILURE(SwapAChunk());
-  VerifyOptions read_data;
-  read_data.read_data = true;
-  auto report = client_->VerifyCheckpoints(read_data);
-  ASSERT_TRUE(report.ok()) << report.status();
-  ASSERT_EQ(report->damaged_chunks.size(), 1u);
-  EXPECT_EQ(report->damaged_chunks[0].id, victim_);
-  EXPECT_EQ(report->damaged_chunks[0].problem, ChunkProblem::kCorrupt);
-  EXPECT_EQ(report->damaged_chunks[0].checkpoints,
-            (std::vector<CheckpointKey>{{kJob, 1}}));
-  ASSERT_EQ(report->damaged_checkpoints.size(), 1u);
-  EXPECT_EQ(report->damaged_checkpoints[0].checkpoint.step, 1);
+  ExpectVerifyNamesOnlyTheVictim();
   EXPECT_TRUE(RestoresExactly(2));
   EXPECT_TRUE(RestoresExactly(3));
   EXPECT_EQ(wrong_bytes_, 0);
@@ -418,14 +423,7 @@ TEST_F(MisplacedValueTest, RestoreRefusesItAndVerifyNamesIt) {
   EXPECT_FALSE(RestoresExactly(1));
   EXPECT_TRUE(RestoresExactly(2));
   EXPECT_TRUE(RestoresExactly(3));
-  VerifyOptions read_data;
-  read_data.read_data = true;
-  auto report = client_->VerifyCheckpoints(read_data);
-  ASSERT_TRUE(report.ok()) << report.status();
-  ASSERT_EQ(report->damaged_chunks.size(), 1u);
-  EXPECT_EQ(report->damaged_chunks[0].id, victim_);
-  EXPECT_EQ(report->damaged_chunks[0].checkpoints,
-            (std::vector<CheckpointKey>{{kJob, 1}}));
+  ExpectVerifyNamesOnlyTheVictim();
   EXPECT_EQ(wrong_bytes_, 0);
 }
 

@@ -112,7 +112,15 @@ class CancellationTest : public ::testing::Test {
     if (server_ != nullptr) {
       absl::StatusOr<int> code = server_->Stop();
       ASSERT_TRUE(code.ok()) << code.status();
-      EXPECT_EQ(*code, 0) << "ckpt-server did not shut down cleanly";
+      if (*code != 0) {
+        // A sanitizer report of the server is in its log, which the
+        // temporary directory takes with it.
+        const std::string log = ReadWholeFile(log_);
+        ADD_FAILURE() << "ckpt-server did not shut down cleanly (exit " << *code
+                      << "); the end of its log:\n"
+                      << log.substr(log.size() > 30000 ? log.size() - 30000
+                                                       : 0);
+      }
     }
   }
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "client/fetch_plan.h"
 #include "client/region_plan.h"
 #include "client/restore_plan.h"
 #include "client/save_pipeline.h"
@@ -118,6 +119,19 @@ absl::StatusOr<std::vector<RestoredTensor>> Client::RestoreShard(
     const RestoreProgressFn& progress) {
   return client::RestoreShard(*impl_->transport, checkpoint, rank, progress,
                               impl_->shared_memory_restore);
+}
+
+std::vector<absl::StatusOr<std::vector<TensorEntry>>>
+Client::ResolveDeltaChains(
+    const Checkpoint& checkpoint,
+    absl::Span<const std::pair<int32_t, const TensorEntry*>> entries) {
+  DeltaChains chains(*impl_->transport, checkpoint.record.job);
+  std::vector<absl::StatusOr<std::vector<TensorEntry>>> out;
+  out.reserve(entries.size());
+  for (const auto& [rank, entry] : entries) {
+    out.push_back(chains.Resolve(*entry, rank));
+  }
+  return out;
 }
 
 absl::StatusOr<RegionReadStats> Client::ReadRegions(

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -148,6 +149,15 @@ class Client {
       absl::string_view job, int64_t step,
       absl::Span<const TensorEntry> entries,
       std::optional<int32_t> rank = std::nullopt);
+
+  // The delta chain of each (rank, entry) of `checkpoint` (fetched with
+  // GetManifest): the entries that rebuild it, its full base first, as a
+  // restore finds them (client/fetch_plan.h's DeltaChains, each rank's own
+  // bases preferred), each base manifest fetched once for all of them.
+  // DATA_LOSS for an entry whose chain is broken (as a restore of it).
+  std::vector<absl::StatusOr<std::vector<TensorEntry>>> ResolveDeltaChains(
+      const Checkpoint& checkpoint,
+      absl::Span<const std::pair<int32_t, const TensorEntry*>> entries);
 
   // Resharded restore: each request's region of `checkpoint` (fetched
   // with GetManifest), assembled from the saved boxes that overlap it.

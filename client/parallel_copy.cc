@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_group.h"
+
 namespace ckpt::client {
 namespace {
 
@@ -37,11 +39,13 @@ void ParallelCopy(absl::Span<const CopySpan> spans, int threads) {
   const size_t helpers =
       std::min(pieces.size(), static_cast<size_t>(CopyThreads(threads))) -
       (pieces.empty() ? 0 : 1);
-  std::vector<std::thread> pool;
-  pool.reserve(helpers);
-  for (size_t i = 0; i < helpers; ++i) pool.emplace_back(work);
+  // Joined on every way out. A helper the system cannot start is no error:
+  // the threads that did start, the caller's among them, take its pieces.
+  ThreadGroup pool;
+  for (size_t i = 0; i < helpers; ++i) {
+    if (!pool.Spawn(work).ok()) break;
+  }
   work();
-  for (std::thread& thread : pool) thread.join();
 }
 
 }  // namespace ckpt::client

@@ -26,7 +26,9 @@ inline constexpr size_t kCopyPieceBytes = size_t{4} << 20;
 // large copies beat a byte loop or torch's copy_ by ~1.8x here) on up to
 // `threads` threads, the caller's among them; `threads` <= 0 means the
 // machine's hardware threads, at most 8. Fewer threads run when there are
-// fewer pieces. Returns once every byte is copied.
+// fewer pieces, or when the system cannot create as many (then the threads
+// it did create, the caller's among them, copy everything). Returns once
+// every byte is copied, every thread it started joined.
 // REQUIRES: no two spans overlap, and no destination overlaps a source.
 // Thread-safe: concurrent calls share nothing.
 void ParallelCopy(absl::Span<const CopySpan> spans, int threads);

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "common/thread_group.h"
 #include "gtest/gtest.h"
 
 namespace ckpt::client {
@@ -58,6 +59,16 @@ TEST(ParallelCopyTest, CopiesEverySpanOnOneThread) { CheckCopies(1, 1); }
 TEST(ParallelCopyTest, CopiesEverySpanOnSeveralThreads) {
   CheckCopies(3, 2);
   CheckCopies(8, 3);
+}
+
+// Threads the system will not create (none, or fewer than asked): the
+// ones that did start, the caller's among them, copy every byte, and the
+// process goes on (an uncaught std::system_error would end it).
+TEST(ParallelCopyTest, CopiesEverythingWhenThreadsCannotStart) {
+  for (int allowed : {0, 1, 2}) {
+    ckpt::ScopedSpawnLimitForTesting limit(allowed);
+    CheckCopies(8, 10 + allowed);
+  }
 }
 
 TEST(ParallelCopyTest, DefaultThreadsAreTheMachinesAtMostEight) {

@@ -23,10 +23,16 @@ namespace ckpt {
 // and the status are therefore the same whatever `threads` is.
 //
 // threads <= 1 (or count <= 1) runs work(i), deliver(i) alternately on the
-// calling thread, starting no thread.
+// calling thread, starting no thread. When the system cannot create as many
+// threads as asked, the run goes on with those it could (on the calling
+// thread alone when none), with the same result.
+//
+// A callback that throws (std::bad_alloc, say) ends the run as it would a
+// one-thread loop: the items before it are delivered, no further item
+// starts, every thread is joined, and the exception reaches the caller.
 //
 // REQUIRES: work(i) touches only item i's own state (and thread-safe
-// objects); it must not fail by throwing.
+// objects).
 absl::Status OrderedParallelFor(
     size_t count, int threads, absl::FunctionRef<void(size_t)> work,
     absl::FunctionRef<absl::Status(size_t)> deliver);

@@ -1,9 +1,13 @@
 #include "common/ordered_parallel.h"
 
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/thread_group.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -12,14 +16,16 @@ namespace {
 
 class OrderedParallelForTest : public ::testing::TestWithParam<int> {};
 
-TEST_P(OrderedParallelForTest, DeliversEveryItemOnceInOrderOnTheCaller) {
+// Runs 500 items on `threads` threads and checks each was worked once and
+// delivered in order on the calling thread, after its work.
+void CheckDeliversEveryItemOnceInOrder(int threads) {
   constexpr size_t kCount = 500;
   const std::thread::id caller = std::this_thread::get_id();
   std::vector<std::atomic<int>> worked(kCount);
   std::vector<uint64_t> squares(kCount);
   std::vector<size_t> order;
   absl::Status status = OrderedParallelFor(
-      kCount, GetParam(),
+      kCount, threads,
       [&](size_t i) {
         worked[i].fetch_add(1);
         squares[i] = uint64_t{i} * i;
@@ -36,6 +42,10 @@ TEST_P(OrderedParallelForTest, DeliversEveryItemOnceInOrderOnTheCaller) {
     EXPECT_EQ(order[i], i);
     EXPECT_EQ(worked[i].load(), 1) << i;
   }
+}
+
+TEST_P(OrderedParallelForTest, DeliversEveryItemOnceInOrderOnTheCaller) {
+  CheckDeliversEveryItemOnceInOrder(GetParam());
 }
 
 TEST_P(OrderedParallelForTest, AFailedDeliveryStopsTheRunWithItsStatus) {
@@ -79,6 +89,57 @@ TEST_P(OrderedParallelForTest, StartsAtMostTwiceTheThreadsAheadOfDelivery) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(started.load(), kCount);
   EXPECT_LE(worst.load(), window);
+}
+
+// A work call that throws ends the run as in a one-thread loop: the items
+// before it delivered, then the exception on the caller, every thread
+// joined (an exception escaping a worker, or a joinable thread destroyed,
+// would end the process).
+TEST_P(OrderedParallelForTest, AThrowingWorkCallReachesTheCallerInOrder) {
+  constexpr size_t kCount = 400;
+  constexpr size_t kThrowAt = 123;
+  std::vector<size_t> order;
+  EXPECT_THROW((void)OrderedParallelFor(
+                   kCount, GetParam(),
+                   [&](size_t i) {
+                     if (i == kThrowAt || i == kThrowAt + 5) {
+                       throw std::runtime_error("no memory for item");
+                     }
+                   },
+                   [&](size_t i) {
+                     order.push_back(i);
+                     return absl::OkStatus();
+                   }),
+               std::runtime_error);
+  ASSERT_EQ(order.size(), kThrowAt);
+  for (size_t i = 0; i < kThrowAt; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST_P(OrderedParallelForTest, AThrowingDeliveryJoinsTheWorkers) {
+  constexpr size_t kCount = 400;
+  std::atomic<size_t> worked{0};
+  EXPECT_THROW((void)OrderedParallelFor(
+                   kCount, GetParam(), [&](size_t) { worked.fetch_add(1); },
+                   [&](size_t i) -> absl::Status {
+                     if (i == 50) throw std::runtime_error("deliver failed");
+                     return absl::OkStatus();
+                   }),
+               std::runtime_error);
+  // Nothing runs once it returned: the count stays put.
+  const size_t after = worked.load();
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(worked.load(), after);
+  EXPECT_LE(after, 51 + 2 * static_cast<size_t>(std::max(1, GetParam())));
+}
+
+// Threads the system will not create: the run goes on with those it could
+// start (none: on the caller alone), with the same result.
+TEST_P(OrderedParallelForTest, GoesOnWithTheThreadsThatCouldStart) {
+  for (int allowed : {0, 1, 2}) {
+    SCOPED_TRACE(::testing::Message() << allowed << " threads may start");
+    ScopedSpawnLimitForTesting limit(allowed);
+    CheckDeliversEveryItemOnceInOrder(GetParam());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, OrderedParallelForTest,

@@ -674,6 +674,17 @@ PYBIND11_MODULE(_ckpt, m) {
           "As read_regions, into new numpy arrays shaped as the regions "
           "(bfloat16 as uint16): returns (arrays, stats).")
       .def(
+          "resolve_chains",
+          [](PyClient& self, const py::handle& manifest) {
+            ckpt::client::ResolveChains(self.client(), manifest);
+          },
+          py::arg("manifest"),
+          "Makes the content keys of the manifest's row deltas compare their "
+          "whole delta chains (each rank's own bases), not only their own "
+          "chunks: two ranks' equal deltas on bases that differ then have "
+          "different keys. Fetches the base manifests of the deltas that "
+          "need it. ckpt.Error (DATA_LOSS) for a broken chain.")
+      .def(
           "report_restore",
           [](PyClient& self, const std::string& job, int64_t step,
              int32_t rank) {

@@ -46,13 +46,7 @@ class PyManifest {
 
   // [(rank, entry tuple)] of every rank's entry named `name`, by rank.
   py::list EntriesNamed(const std::string& name) {
-    if (by_name_.empty()) {
-      for (const ShardManifest& shard : checkpoint_->shards) {
-        for (const TensorEntry& entry : shard.tensors) {
-          by_name_[entry.name].emplace_back(shard.rank, &entry);
-        }
-      }
-    }
+    Index();
     py::list out;
     if (auto found = by_name_.find(name); found != by_name_.end()) {
       for (const auto& [rank, entry] : found->second) {
@@ -62,7 +56,56 @@ class PyManifest {
     return out;
   }
 
+  // Makes the content key of a row delta cover its whole chain: the bytes
+  // it rebuilds are those of its bases too, and each rank's chain runs
+  // through its own. Only deltas whose own link equals another entry's
+  // (the only ones a comparison could take for the same tensor) are
+  // resolved, fetching their base manifests with `client`; their keys
+  // become their chains'. Other keys are unchanged. The errors of a
+  // broken chain are raised (as a restore of it would).
+  void ResolveChains(Client& client) {
+    if (chains_resolved_) return;
+    absl::flat_hash_map<std::string, int> links;
+    for (const ShardManifest& shard : checkpoint_->shards) {
+      for (const TensorEntry& entry : shard.tensors) {
+        if (entry.IsDelta()) ++links[LinkKey(entry)];
+      }
+    }
+    std::vector<std::pair<int32_t, const TensorEntry*>> wanted;
+    for (const ShardManifest& shard : checkpoint_->shards) {
+      for (const TensorEntry& entry : shard.tensors) {
+        if (entry.IsDelta() && links[LinkKey(entry)] > 1) {
+          wanted.emplace_back(shard.rank, &entry);
+        }
+      }
+    }
+    std::vector<absl::StatusOr<std::vector<TensorEntry>>> chains;
+    if (!wanted.empty()) {
+      py::gil_scoped_release release;
+      chains = client.ResolveDeltaChains(*checkpoint_, wanted);
+    }
+    absl::flat_hash_map<const TensorEntry*, std::string> keys;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      std::string text = "chain";
+      for (const TensorEntry& link : ValueOrThrow(std::move(chains[i]))) {
+        text += LinkKey(link);
+      }
+      keys[wanted[i].second] = std::string(Sha256(text).bytes());
+    }
+    chain_keys_ = std::move(keys);
+    chains_resolved_ = true;
+  }
+
  private:
+  void Index() {
+    if (!by_name_.empty()) return;
+    for (const ShardManifest& shard : checkpoint_->shards) {
+      for (const TensorEntry& entry : shard.tensors) {
+        by_name_[entry.name].emplace_back(shard.rank, &entry);
+      }
+    }
+  }
+
   const ShardManifest& ShardOf(int32_t rank) const {
     for (const ShardManifest& shard : checkpoint_->shards) {
       if (shard.rank == rank) return shard;
@@ -73,9 +116,9 @@ class PyManifest {
   }
 
   // Equal for two entries iff they reference the same pieces (ids and
-  // sizes, in order), the same delta base and the same quantization: two
-  // ranks' copies of a tensor saved identically have equal keys.
-  static py::bytes ContentKey(const TensorEntry& entry) {
+  // sizes, in order), the same delta base step and the same quantization:
+  // one link of a delta chain (see ResolveChains).
+  static std::string LinkKey(const TensorEntry& entry) {
     std::string text;
     text.reserve(entry.pieces.size() * (ChunkId::kSize + 8) + 40);
     auto append_u64 = [&text](uint64_t value) {
@@ -101,11 +144,20 @@ class PyManifest {
       std::memcpy(&bits, &q.relative_l2_error, sizeof(bits));
       append_u64(bits);
     }
-    return py::bytes(std::string(Sha256(text).bytes()));
+    return std::string(Sha256(text).bytes());
+  }
+
+  // Equal for two entries iff they hold the same saved bytes: LinkKey, or
+  // for a delta whose chain ResolveChains resolved, its whole chain's.
+  py::bytes ContentKey(const TensorEntry& entry) const {
+    if (auto chain = chain_keys_.find(&entry); chain != chain_keys_.end()) {
+      return py::bytes(chain->second);
+    }
+    return py::bytes(LinkKey(entry));
   }
 
   // (name, dtype, global_shape, offsets, lengths, content_key).
-  static py::tuple EntryTuple(const TensorEntry& entry) {
+  py::tuple EntryTuple(const TensorEntry& entry) const {
     return py::make_tuple(entry.name, std::string(DTypeName(entry.dtype)),
                           entry.global_shape, entry.box.offsets,
                           entry.box.lengths, ContentKey(entry));
@@ -116,6 +168,9 @@ class PyManifest {
   absl::flat_hash_map<std::string,
                       std::vector<std::pair<int32_t, const TensorEntry*>>>
       by_name_;
+  // ResolveChains' keys of the deltas it resolved.
+  absl::flat_hash_map<const TensorEntry*, std::string> chain_keys_;
+  bool chains_resolved_ = false;
 };
 
 const PyManifest& ManifestOf(const py::handle& manifest) {
@@ -173,7 +228,9 @@ void RegisterManifestType(py::module_& module) {
            "Rank `rank`'s tensor entries: (name, dtype, global_shape, "
            "offsets, lengths, content_key) each; content_key (bytes) is "
            "equal for two entries iff they reference the same pieces, delta "
-           "base and quantization. ValueError for a rank without a shard.")
+           "base and quantization, and once Client.resolve_chains(manifest) "
+           "ran, for row deltas, the same along their whole chains. "
+           "ValueError for a rank without a shard.")
       .def("entries_named", &PyManifest::EntriesNamed, py::arg("name"),
            "[(rank, entry)] of every rank's entry named `name`, by rank.");
 }
@@ -234,6 +291,13 @@ py::tuple RestoreRegions(Client& client, const py::handle& manifest,
     arrays.append(ArrayOwning(tensor));
   }
   return py::make_tuple(arrays, StatsToDict(restored.stats));
+}
+
+void ResolveChains(Client& client, const py::handle& manifest) {
+  if (!py::isinstance<PyManifest>(manifest)) {
+    ThrowValueError("manifest: needs a ckpt Manifest (Client.get_manifest)");
+  }
+  manifest.cast<PyManifest&>().ResolveChains(client);
 }
 
 void ReportRestore(Client& client, const std::string& job, int64_t step,

@@ -52,6 +52,11 @@ py::dict ReadRegions(Client& client, const py::handle& manifest,
 py::tuple RestoreRegions(Client& client, const py::handle& manifest,
                          const std::vector<PyRegion>& requests);
 
+// Client.resolve_chains(manifest): the content keys of the manifest's row
+// deltas cover their whole chains from then on (base manifests fetched,
+// with the GIL released, for the deltas whose own links match another's).
+void ResolveChains(Client& client, const py::handle& manifest);
+
 // Client.report_restore(job, step, rank).
 void ReportRestore(Client& client, const std::string& job, int64_t step,
                    int32_t rank);

@@ -52,6 +52,23 @@ TEST(ServerFlagsTest, ParsesEachTypeAndBothBooleanForms) {
   EXPECT_EQ(settings->shutdown_grace_seconds, 3);
 }
 
+// One verify call's threads: a small default, and a cap well below the
+// cores-times-16-MiB a shared server could not spare.
+TEST(ServerFlagsTest, VerifyThreadsDefaultToFewAndAreCapped) {
+  EXPECT_EQ(ServerSettings().verify_threads, 0);
+  absl::StatusOr<ServerSettings> settings = Resolve({"--verify-threads", "64"});
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->verify_threads, 64);
+  EXPECT_EQ(Resolve({"--verify-threads", "65"}).status().message(),
+            "--verify-threads: '65' is out of range: must be from 0 to 64");
+  EXPECT_EQ(Resolve({"--verify-threads", "-1"}).status().message(),
+            "--verify-threads: '-1' is out of range: must be from 0 to 64");
+  CLI::App app{"test"};
+  ServerFlags flags(&app);
+  EXPECT_THAT(app.help(), HasSubstr("0: half the machine's cores, at least 1 "
+                                    "and at most 4"));
+}
+
 TEST(ServerFlagsTest, RefusesBadValuesNamingTheFlag) {
   EXPECT_EQ(Resolve({"--chunk-hold-seconds", "-1"}).status().message(),
             "--chunk-hold-seconds: '-1' is out of range: must be from 0 to "

@@ -138,10 +138,11 @@ const ServerSetting kRows[] = {
    "the whole store for minutes; kept apart so they never slow the other "
    "calls. Further such calls wait in line"},
   {"verify_threads", "--verify-threads", T::kInt, &S::verify_threads, "0",
-   0, 256, "Threads one verify call that reads data (`ckpt verify "
-   "--read-data`) reads and hashes chunks on, each holding one chunk at a "
-   "time; the report is the same whatever the number. 0: the machine's "
-   "cores"},
+   0, 64, "Threads one verify call that reads data (`ckpt verify "
+   "--read-data`) reads and hashes chunks on, each holding one chunk (up to "
+   "16 MiB) at a time; the report is the same whatever the number. Every "
+   "such call starts its own, taking cores and memory from saves and "
+   "restores. 0: half the machine's cores, at least 1 and at most 4"},
   {"tls_cert", "--tls-cert", T::kString, &S::tls_cert, "",
    0, 0, "Serve TLS only (plaintext clients fail at the handshake) with this "
    "PEM certificate chain, the server's own certificate first; its "

@@ -40,7 +40,6 @@
 #include "common/clock.h"
 #include "common/failpoint.h"
 #include "common/logging.h"
-#include "common/ordered_parallel.h"
 #include "common/status_macros.h"
 #include "common/tls_pem.h"
 #include "server/auth/authenticator.h"
@@ -356,9 +355,7 @@ absl::Status Run(const ServerSettings& flags, const sigset_t& signals) {
              {"data_dir", flags.data_dir},
              {"request_threads", RequestThreads(server_options)},
              {"maintenance_threads", server_options.maintenance_threads},
-             {"verify_threads", service_options.verify_threads > 0
-                                    ? service_options.verify_threads
-                                    : HardwareThreads()},
+             {"verify_threads", VerifyThreads(service_options)},
              {"transport", TransportSecurity(server_options.tls)});
   std::cout << "ckpt-server listening on " << address << std::endl;
 

@@ -31,10 +31,12 @@
 // - guard_ (ChunkGuard) and the stores lock themselves.
 #include "server/service/checkpoint_service.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/ordered_parallel.h"
 #include "common/status_macros.h"
 
 namespace ckpt::server {
@@ -74,6 +76,15 @@ absl::Status ValidateServiceOptions(const ServiceOptions& options) {
                      absl::FormatDuration(options.shared_min_hold)));
   }
   return absl::OkStatus();
+}
+
+int DefaultVerifyThreads(int hardware_threads) {
+  return std::clamp(hardware_threads / 2, 1, 4);
+}
+
+int VerifyThreads(const ServiceOptions& options) {
+  return options.verify_threads > 0 ? options.verify_threads
+                                    : DefaultVerifyThreads(HardwareThreads());
 }
 
 CheckpointService::CheckpointService(ChunkStore* chunks,

@@ -76,13 +76,24 @@ struct ServiceOptions {
   // lease. Default: 2 minutes.
   absl::Duration shared_min_hold = absl::Minutes(2);
   // Threads a Verify that reads data reads and hashes chunks on (each holds
-  // one chunk at a time); its report and progress are the same whatever
-  // the number. At most kMaxVerifyThreads.
-  // Default: 0, the machine's hardware threads.
+  // one chunk, up to 16 MiB, at a time); its report and progress are the
+  // same whatever the number. Each verify call starts its own, so on a
+  // shared server more threads take cores and memory from the saves and
+  // restores. At most kMaxVerifyThreads.
+  // Default: 0, DefaultVerifyThreads(HardwareThreads()).
   int verify_threads = 0;
 };
 
-inline constexpr int kMaxVerifyThreads = 256;
+// verify_threads' bound: 64 threads hold up to 1 GiB of chunks per verify.
+inline constexpr int kMaxVerifyThreads = 64;
+
+// The threads of verify_threads = 0 on a machine of `hardware_threads`:
+// half of them, at least 1 and at most 4, so one verify leaves the server
+// most of its cores.
+int DefaultVerifyThreads(int hardware_threads);
+
+// The threads a Verify of `options` reads data on.
+int VerifyThreads(const ServiceOptions& options);
 
 // INVALID_ARGUMENT naming the option unless 0 < default_lease <= max_lease,
 // max_world_size >= 1, chunk_hold >= 0 and

@@ -157,11 +157,6 @@ ReadOutcome ReadAndHash(ChunkStore& chunks, const std::string& tenant,
   return outcome;
 }
 
-int VerifyThreads(const ServiceOptions& options) {
-  return options.verify_threads > 0 ? options.verify_threads
-                                    : HardwareThreads();
-}
-
 }  // namespace
 
 struct CheckpointService::VerifySnapshot {

@@ -8,10 +8,12 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/ordered_parallel.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -170,7 +172,20 @@ TEST_F(VerifyThreadsTest, ACancelStopsAtTheSameReportOnEveryThreadCount) {
   }
 }
 
+TEST(VerifyThreadsOptionTest, TheDefaultIsHalfTheCoresFromOneToFour) {
+  // (cores, threads)
+  for (const auto& [cores, threads] : std::vector<std::pair<int, int>>{
+           {1, 1}, {2, 1}, {3, 1}, {6, 3}, {8, 4}, {192, 4}}) {
+    EXPECT_EQ(DefaultVerifyThreads(cores), threads) << cores << " cores";
+  }
+  ServiceOptions options;
+  EXPECT_EQ(VerifyThreads(options), DefaultVerifyThreads(HardwareThreads()));
+  options.verify_threads = 7;
+  EXPECT_EQ(VerifyThreads(options), 7);
+}
+
 TEST(VerifyThreadsOptionTest, IsBounded) {
+  EXPECT_EQ(kMaxVerifyThreads, 64);
   ServiceOptions options;
   options.verify_threads = kMaxVerifyThreads;
   EXPECT_TRUE(ValidateServiceOptions(options).ok());

@@ -19,8 +19,9 @@
 // waits more than 1.5x the median rank"), and the aggregate against the
 // disk's floor. --verify adds, after the rounds, `verify --read-data` of the
 // last checkpoint on one thread and on every core (the server restarted
-// with --verify-threads 1 and 0 in turn, alternating which goes first),
-// next to the floor's one-thread read+SHA-256 of the same bytes.
+// with --verify-threads 1 and the core count in turn, alternating which
+// goes first), next to the floor's one-thread read+SHA-256 of the same
+// bytes.
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,7 +67,7 @@ double SlowestOverMedian(const std::vector<double>& rank_seconds) {
 }
 
 // Seconds `verify --read-data` of (job, step) takes on a server over `db`
-// restarted with --verify-threads `threads` (0: every core); fails unless
+// restarted with --verify-threads `threads`; fails unless
 // it finds the checkpoint intact with `bytes` read.
 absl::StatusOr<double> VerifySeconds(const std::string& db,
                                      std::vector<std::string> server_flags,
@@ -242,8 +243,8 @@ absl::Status Run(const Flags& flags) {
       CKPT_ASSIGN_OR_RETURN(
           double seconds,
           VerifySeconds(dir->path() + "/db", server_flags, connect,
-                        one_thread ? 1 : 0, "bench/model", flags.rounds - 1,
-                        total_bytes));
+                        one_thread ? 1 : HardwareThreads(), "bench/model",
+                        flags.rounds - 1, total_bytes));
       (one_thread ? one : all) = seconds;
     }
     verify_one.push_back(one);

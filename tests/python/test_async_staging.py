@@ -212,3 +212,110 @@ def test_failed_async_save_leaves_the_pool_reusable(server):
         assert m.staging["allocations"] == 1
         assert m.staging["address"] == address
         assert_same_state(m.restore(2), want)
+
+
+def test_a_cpu_state_pins_nothing_even_where_cuda_is_available(
+        server, monkeypatch):
+    """As on a GPU machine (CUDA reported available), a state of CPU
+    tensors is staged in plain memory: nothing is pinned, no CUDA call is
+    made, no CUDA context created (pinning it used torch's pinned
+    allocator, which creates one, rounds to powers of two and caches)."""
+    cuda_calls = []
+
+    def available():
+        cuda_calls.append("is_available")
+        return True
+
+    def cudart():
+        cuda_calls.append("cudart")
+        raise AssertionError("the pool asked CUDA to pin a CPU state")
+
+    monkeypatch.setattr(torch.cuda, "is_available", available)
+    monkeypatch.setattr(torch.cuda, "cudart", cudart)
+    assert not torch.cuda.is_initialized()
+    state = mixed_state(5)
+    want = materialized(state)
+    with ckpt.CheckpointManager(server, "t/cpu-unpinned",
+                                async_save=True) as m:
+        for step in (1, 2):
+            m.save(state, step)
+            m.wait()
+        stats = m.staging
+        assert stats["pinned"] is False and stats["pin_error"] is None
+        assert stats["allocations"] == 1
+        assert_same_state(m.restore(2), want)
+    assert "cudart" not in cuda_calls
+    assert not torch.cuda.is_initialized()
+
+
+class FakeCudart:
+    """torch.cuda.cudart()'s registration calls, recorded (this machine
+    has no GPU); `error` is what cudaHostRegister returns."""
+
+    def __init__(self, error=0):
+        self.error = error
+        self.calls = []
+
+    def cudaHostRegister(self, address, size, flags):
+        self.calls.append(("register", address, size, flags))
+        return self.error
+
+    def cudaHostUnregister(self, address):
+        self.calls.append(("unregister", address))
+        return 0
+
+    def cudaGetErrorString(self, error):
+        return f"error {error}"
+
+
+def test_a_pinned_pool_pins_exactly_its_size_and_close_unpins_it(
+        monkeypatch):
+    """What the pool asks of CUDA when a state has CUDA tensors: exactly
+    its own bytes registered (portable), not a power of two, and undone
+    by close() and before a larger pool replaces it."""
+    from ckpt.staging import StagingPool
+    fake = FakeCudart()
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: fake)
+    pool = StagingPool(torch=torch)
+    size = 5 * MIB + 64
+    pool._allocate(size, pin=True)
+    address = pool.address
+    assert address % 64 == 0
+    assert pool.capacity == size and pool.pinned
+    assert fake.calls == [("register", address, size, 1)]
+    pool._allocate(2 * size, pin=True)
+    assert fake.calls[1] == ("unregister", address)
+    assert fake.calls[2] == ("register", pool.address, 2 * size, 1)
+    second = pool.address
+    pool.close()
+    assert fake.calls[3:] == [("unregister", second)]
+    assert not pool.pinned and pool.capacity == 0
+
+
+def test_a_pool_that_cannot_be_pinned_says_why_and_still_copies(
+        monkeypatch):
+    from ckpt.staging import StagingPool
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: FakeCudart(error=2))
+    pool = StagingPool(torch=torch)
+    pool._allocate(4096, pin=True)
+    assert not pool.pinned
+    assert pool.stats()["pin_error"] == ("cudaHostRegister of 4096 bytes: "
+                                         "error 2")
+    source = torch.arange(100, dtype=torch.int64)
+    pool.reserve(source, np.int64, (100,))
+    [array] = pool.fill()
+    assert np.array_equal(array, source.numpy())
+    pool.close()
+
+
+def test_only_cuda_tensors_make_the_pool_pin():
+    from ckpt.staging import has_cuda_sources
+
+    class OnDevice:  # a tensor's device is all the decision reads
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+    assert not has_cuda_sources([np.zeros(3), torch.zeros(3),
+                                 OnDevice("meta")])
+    assert has_cuda_sources([torch.zeros(3), OnDevice("cuda:1")])
+    assert not has_cuda_sources([])

@@ -173,6 +173,43 @@ def test_replicated_copies_that_differ_are_refused(client):
             restorer.restore()
 
 
+def test_equal_deltas_on_different_bases_are_not_one_replicated_tensor(
+        client):
+    """Two ranks hold a ckpt.Replicated table that differs in one row, so
+    step 1 is refused. At step 2 both change another row alike: their row
+    deltas are the same chunks on the same base step, but the bases differ,
+    so the tensors do too. Every restore of step 2 is refused as well, with
+    StateFormatError, whether the world size is the same (each rank would
+    read its own copy), smaller (rank 0's copy for all) or larger (the new
+    rank's read would be refused by the region planner, as a ValueError)."""
+    job = "shard/replicated-delta-bases"
+    tables = [torch.zeros(512, 16) for _ in range(2)]
+    tables[1][5] += 1.0
+    savers = managers(client, job, 2, incremental=True)
+    for step in (1, 2):
+        if step == 2:
+            for table in tables:
+                table[0] += 2.0
+        for manager, table in zip(savers, tables):
+            manager.save({"w": ckpt.Replicated(table)}, step)
+            kind = {name: kind for name, kind, *_ in manager.last_plan}["w"]
+            assert kind == ("delta" if step == 2 else "full"), (step, kind)
+    # The deltas themselves are equal: only their bases tell them apart.
+    entries = client.get_manifest(job, 2).entries_named("w")
+    assert [rank for rank, _ in entries] == [0, 1]
+    assert entries[0][1] == entries[1][1]
+    for world_size in (2, 1, 3):
+        for restorer in managers(client, job, world_size):
+            with pytest.raises(
+                    ckpt.StateFormatError,
+                    match=r"the replicated tensor 'w' differs between ranks "
+                    r"(0 and 1|1 and 0) \(its chunks, delta chain or "
+                    r"quantization\)"):
+                restorer.restore(2)
+    for manager in savers:
+        manager.close()
+
+
 def test_shard_save_checks_the_box_and_names_the_key(client):
     [manager] = managers(client, "shard/bad-box", 1)
     for shard, words in [

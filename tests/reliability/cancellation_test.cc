@@ -32,6 +32,7 @@
 #include "tests/testing/logfmt.h"
 #include "tests/testing/metrics_scrape.h"
 #include "tests/testing/real_server_test.h"
+#include "tests/testing/sanitizers.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -42,7 +43,7 @@ constexpr char kJob[] = "rel/cancel";
 constexpr int kLeaseSeconds = 1;
 // How long a cancelled call may keep its buffers and stream (T19): 1 s,
 // with slack in sanitizer builds, which run several times slower.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if CKPT_TESTING_SANITIZED
 constexpr absl::Duration kReleaseBound = absl::Seconds(3);
 #else
 constexpr absl::Duration kReleaseBound = absl::Seconds(1);

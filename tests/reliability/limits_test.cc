@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "tests/reliability/reliability_run.h"
 #include "tests/testing/real_server_test.h"
+#include "tests/testing/sanitizers.h"
 
 namespace ckpt::testing {
 namespace {
@@ -224,7 +225,7 @@ TEST_F(LimitsTest, ManyStreamsPushingAtOnceAreEachCappedAndRssStaysBounded) {
   }
   EXPECT_EQ(over_stored, 0) << "chunks past a stream's cap were stored";
   const double peak = PeakRssMib(server_->pid());
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if CKPT_TESTING_SANITIZED
   constexpr double kBoundMib = 1024;
 #else
   constexpr double kBoundMib = 384;

@@ -173,8 +173,10 @@ class CheckpointManager:
         (the next save waits for the previous); errors are raised by the
         next save(), wait() or close(). The copy goes into a staging pool
         allocated once (at the first save, the state's size) and reused by
-        every later save, filled on several threads; pinned when CUDA is
-        available (ckpt/staging.py). close() frees it.
+        every later save, filled on several threads; pinned (exactly its
+        size, with cudaHostRegister) once a state holds CUDA tensors, never
+        for a CPU state, which creates no CUDA context (ckpt/staging.py).
+        close() frees it.
     staging_bytes: the most host memory the staging pool may take (an int
         >= 1, in bytes; the pool needs the state's tensor bytes, each
         rounded up to 64). A save whose state needs more raises
@@ -486,8 +488,9 @@ class CheckpointManager:
         (bytes allocated; 0 before the first copying save and after
         close()), allocations (how many times it was allocated: 1 while
         the states fit), address (of its memory, the same across saves
-        while reused; None when not allocated), pinned, busy (a save's
-        upload still reads it)."""
+        while reused; None when not allocated), pinned (only after a save
+        of CUDA tensors), pin_error (why pinning failed, else None), busy
+        (a save's upload still reads it)."""
         return self._staging.stats()
 
     def _improves(self, value):

@@ -205,7 +205,8 @@ class _Merge:
                 raise StateFormatError(
                     f"{tree.path_text(path)}: the replicated tensor "
                     f"{tree.quote(ref.name)} differs between ranks {index} "
-                    f"and {other}")
+                    f"and {other} (its chunks, delta chain or "
+                    "quantization)")
 
     def _same(self, a, b, rank_a, rank_b):
         if a is b and rank_a == rank_b:
@@ -567,7 +568,8 @@ def _check_replicated(manifest, own, refs):
                 raise StateFormatError(
                     f"{tree.path_text(path)}: the replicated tensor "
                     f"{tree.quote(ref.name)} differs between ranks "
-                    f"{own.rank} and {rank}")
+                    f"{own.rank} and {rank} (its chunks, delta chain or "
+                    "quantization)")
 
 
 class Restore:
@@ -639,6 +641,11 @@ class Restore:
         (unmapped [(rank, name)], paths under this rank's own unmapped
         entries, source rank, _Rank to compare replicas of, _Keys)."""
         _check_ranks(manifest)
+        # Content keys compare row deltas along their whole chains from
+        # here: two ranks' equal deltas on bases that differ are different
+        # tensors (replicated checks, merging of what ranks saved alike,
+        # tied targets).
+        self.client.resolve_chains(manifest)
         saved_world = manifest.world_size
         state, unmapped, source, own = self._layout(manifest, saved_world)
         selection = _Keys(keys) if keys is not None else None

@@ -14,8 +14,19 @@ The copies run in C++ (ckpt._ckpt.copy_buffers: glibc memcpy on several
 threads, the GIL released), ~1.8x faster than torch's copy_ on one core
 here. Tensors it cannot read as plain bytes (CUDA, strided views,
 conjugate or negative views) are copied by torch into their place in the
-pool; the pool is pinned (page-locked, torch.empty(pin_memory=True)) when
-CUDA is available, so device-to-host copies run at full speed.
+pool.
+
+Pinning: only a save whose state holds CUDA tensors pins the pool
+(page-locks it, so that device-to-host copies run at full speed and need
+not block); a CPU state never touches CUDA, so no CUDA context is created
+for it. The pool is ordinary host memory registered with cudaHostRegister
+(torch.cuda.cudart()), not torch's pinned allocator: that one rounds each
+allocation up to a power of two (a 5 GiB state would pin 8 GiB) and keeps
+freed blocks cached for reuse, so close() would give nothing back. A
+registered pool pins exactly the pages it spans, which the budget counts,
+and close() unregisters and frees them. When registration fails (a
+locked-memory limit), the pool stays unpinned: device copies then block,
+but the bytes are the same (stats()["pin_error"] says why).
 
 The budget (CheckpointManager(staging_bytes=...)): the pool never grows
 past it. A state whose tensors need more is refused before anything is
@@ -34,6 +45,10 @@ from ckpt._ckpt import copy_buffers
 # share one (the copy threads never write the same line), and every dtype's
 # alignment holds for its view.
 ALIGNMENT = 64
+
+# cudaHostRegisterPortable: pinned for every CUDA context, so copies from
+# any device run asynchronously into it.
+_HOST_REGISTER_PORTABLE = 1
 
 
 class StagingBudgetError(ValueError):
@@ -75,6 +90,8 @@ class StagingPool:
         self._torch = torch
         self._buffer = None  # torch uint8 tensor or numpy uint8 array
         self._bytes = None   # numpy uint8 view of all of _buffer
+        self._pin = None     # _Registration while the pool is pinned
+        self.pin_error = None
         self.allocations = 0
         self.busy = False
         self._pending = []
@@ -94,14 +111,15 @@ class StagingPool:
 
     @property
     def pinned(self):
-        return self._buffer is not None and self._torch is not None and \
-            isinstance(self._buffer, self._torch.Tensor) and \
-            self._buffer.is_pinned()
+        """Whether the buffer is page-locked for CUDA copies (only after a
+        save of CUDA tensors). Asks nothing of CUDA."""
+        return self._pin is not None
 
     def stats(self):
         return {"budget": self.budget, "capacity": self.capacity,
                 "allocations": self.allocations, "address": self.address,
-                "pinned": self.pinned, "busy": self.busy}
+                "pinned": self.pinned, "pin_error": self.pin_error,
+                "busy": self.busy}
 
     def reserve(self, source, dtype, shape):
         """Space for a copy of `source` (a torch tensor, detached, or a
@@ -137,8 +155,11 @@ class StagingPool:
                 "was sent. Raise staging_bytes to at least the state's size, "
                 "or save it synchronously (async_save=False), which reads "
                 "CPU tensors in place", needed, self.budget)
+        cuda = has_cuda_sources(source for source, *_ in pending)
         if needed > self.capacity:
-            self._allocate(needed)
+            self._allocate(needed, pin=cuda)
+        elif cuda and not self.pinned and self.pin_error is None:
+            self._register()
         arrays, memcpy_to, memcpy_from, by_torch = [], [], [], []
         offset = 0
         for source, dtype, shape, nbytes in pending:
@@ -167,24 +188,48 @@ class StagingPool:
         self.busy = False
 
     def close(self):
-        """Frees the buffer (a later save allocates again)."""
+        """Frees the buffer, unpinned first (a later save allocates
+        again)."""
         self._pending = []
-        self._buffer = None
-        self._bytes = None
+        self._free()
         self.busy = False
 
-    def _allocate(self, size):
-        # Free the old buffer first: never two at once.
+    def _free(self):
+        if self._pin is not None:
+            self._pin.release()
+            self._pin = None
         self._buffer = self._bytes = None
+
+    def _allocate(self, size, pin):
+        # Free the old buffer first: never two at once.
+        self._free()
+        self.pin_error = None
+        # Exactly `size` bytes (plus at most one cache line to align the
+        # start), from the C allocator: a large one is its own mapping,
+        # returned to the system when freed.
+        raw = np.empty(size + ALIGNMENT, dtype=np.uint8)
+        start = -raw.__array_interface__["data"][0] % ALIGNMENT
+        self._bytes = raw[start:start + size]
         torch = self._torch
-        if torch is not None:
-            pin = bool(torch.cuda.is_available())
-            self._buffer = torch.empty(size, dtype=torch.uint8,
-                                       pin_memory=pin)
-            self._bytes = self._buffer.numpy()
-        else:
-            self._buffer = self._bytes = np.empty(size, dtype=np.uint8)
+        self._buffer = self._bytes if torch is None else \
+            torch.from_numpy(self._bytes)
         self.allocations += 1
+        if pin:
+            self._register()
+
+    def _register(self):
+        """Pins the buffer for CUDA copies (only called for a state with
+        CUDA tensors, so torch has CUDA)."""
+        if not self.capacity:
+            return
+        cudart = self._torch.cuda.cudart()
+        error = cudart.cudaHostRegister(self.address, self.capacity,
+                                        _HOST_REGISTER_PORTABLE)
+        if int(error) != 0:
+            self.pin_error = (f"cudaHostRegister of {self.capacity} bytes: "
+                              f"{cudart.cudaGetErrorString(error)}")
+            return
+        self._pin = _Registration(cudart, self.address, self._bytes)
 
     def _plain_bytes(self, source):
         """`source`'s bytes as a C-contiguous numpy array when it is host
@@ -205,8 +250,8 @@ class StagingPool:
                 np.copyto(raw.view(source.dtype).reshape(source.shape),
                           source)
                 continue
-            # A slice of the torch buffer (not of its numpy view), so that
-            # torch sees the pinned allocation it belongs to.
+            # A slice of the torch view of the pool (torch finds it pinned
+            # by its address when it is registered).
             target = self._buffer[offset:offset + raw.size].view(
                 source.dtype).view(source.shape)
             device = source.device.type != "cpu"
@@ -222,6 +267,33 @@ class StagingPool:
         for device in devices:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+
+
+def has_cuda_sources(sources):
+    """Whether any of `sources` (torch tensors or numpy arrays) is on a CUDA
+    device: only then does the pool pin. Reads each tensor's device only,
+    so a CPU state never initializes CUDA."""
+    return any(not isinstance(source, np.ndarray) and
+               source.device.type == "cuda" for source in sources)
+
+
+class _Registration:
+    """The pool's memory registered with CUDA (cudaHostRegister), undone
+    once by release() or, failing that, before the memory it holds is
+    freed."""
+
+    def __init__(self, cudart, address, memory):
+        self._cudart = cudart
+        self._address = address
+        self._memory = memory  # kept alive until unregistered
+
+    def release(self):
+        if self._memory is not None:
+            self._cudart.cudaHostUnregister(self._address)
+            self._memory = None
+
+    def __del__(self):
+        self.release()
 
 
 class _Reserved:

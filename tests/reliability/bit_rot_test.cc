@@ -432,10 +432,6 @@ TEST_F(MisplacedValueTest, RestoreRefusesItAndVerifyNamesIt) {
 
 // gtest's own flags, then --seed=N and --trials=N.
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (!ckpt::testing::ParseReliabilityFlags(argc, argv, "trials",
-                                            &ckpt::testing::TheFlags())) {
-    return 2;
-  }
-  return RUN_ALL_TESTS();
+  return ckpt::testing::RunReliabilityProgram(argc, argv, "trials",
+                                              &ckpt::testing::TheFlags());
 }

@@ -459,12 +459,8 @@ TEST(PowerLossTest, AcknowledgedCommitsSurviveEveryCut) {
 
 // gtest's own flags, then --seed=N and --cycles=N.
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
   // Every cut makes the store log errors; the figures are in the JSON line.
   ckpt::SetMinLogLevel(ckpt::LogLevel::kError);
-  if (!ckpt::testing::ParseReliabilityFlags(argc, argv, "cycles",
-                                            &ckpt::testing::TheFlags())) {
-    return 2;
-  }
-  return RUN_ALL_TESTS();
+  return ckpt::testing::RunReliabilityProgram(argc, argv, "cycles",
+                                              &ckpt::testing::TheFlags());
 }

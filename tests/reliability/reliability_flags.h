@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "gtest/gtest.h"
 
 namespace ckpt::testing {
 
@@ -43,6 +44,16 @@ inline bool ParseReliabilityFlags(int argc, char** argv,
     }
   }
   return true;
+}
+
+// A reliability program's main: gtest's flags, then ours into `flags`,
+// then every test; 2 on a flag it does not know.
+inline int RunReliabilityProgram(int argc, char** argv,
+                                 absl::string_view size_flag,
+                                 ReliabilityFlags* flags) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (!ParseReliabilityFlags(argc, argv, size_flag, flags)) return 2;
+  return RUN_ALL_TESTS();
 }
 
 }  // namespace ckpt::testing

@@ -98,6 +98,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   run failpoint_each "$REL/failpoint_crash_test"
   run power_loss "$REL/reliability_power_loss" --seed="$seed" --cycles=500
   run bit_rot "$REL/reliability_bit_rot" --seed="$seed" --trials=200
+  run torn_wal "$REL/reliability_torn_wal" --seed="$seed" --trials=2000
   CKPT_TRIALS=500 run multi_rank_failure "$REL/multi_rank_failure_test"
   CKPT_ROUNDS=10000 run shared_chunk_gc "$REL/shared_chunk_gc_test"
   CKPT_ROUNDS=100 run disk_full "$REL/disk_full_saves_test"

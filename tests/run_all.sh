@@ -2,7 +2,8 @@
 # Installs dependencies, builds ckpt three times and runs the tests: the whole
 # suite optimized (dev) and under AddressSanitizer + UBSan (asan), and the
 # concurrency-heavy suites under ThreadSanitizer (tsan: CKPT_TSAN_SUITES in
-# CMakeLists.txt). A sanitizer report fails its test.
+# CMakeLists.txt). A sanitizer report fails its test. Then it fuzzes the
+# decoders of outside bytes for a few seconds each (the fuzz preset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +30,14 @@ for preset in dev asan tsan; do
     ctest --preset "${preset}" -j"${jobs}"
   fi
 done
-echo "=== all tests passed in the dev, asan and tsan builds ($(date -u +%T))"
+# T23 (tests/reliability/README.md): fuzzing for a fixed time per target
+# with a fixed seed, from copies of the checked-in corpora (the checkout is
+# not written). The fuzz preset (clang-14, libFuzzer, ASan + UBSan) is built
+# for the cheap decoder harnesses only; the stateful ones (rpc, sequence),
+# which link the whole server, are fuzzed by the soak. A crash, sanitizer
+# report, leak or timeout fails the run and keeps the input under
+# build/fuzz/ci-work/<target>/artifacts/.
+echo "=== fuzz: build and fuzz the decoders ($(date -u +%T))"
+bash tests/reliability/fuzz.sh --target decoders --seconds 10 --seed 19 \
+  --jobs "${jobs}" --work build/fuzz/ci-work
+echo "=== all tests passed in the dev, asan and tsan builds, and fuzzing ($(date -u +%T))"

@@ -110,6 +110,16 @@ absl::StatusOr<absl::Time> Time(const json& value, absl::string_view where) {
     return Bad(where,
                absl::StrCat("is not an RFC 3339 time: ", QuoteTruncated(text)));
   }
+  // A checkpoint stores its times as microseconds since 1970 in 64 bits
+  // (about 292,000 years either way), which would silently clamp a time
+  // past them; absl::ParseTime also takes "infinite-future" and
+  // "infinite-past" in any format, which would keep a checkpoint from
+  // every time-based retention rule.
+  if (time < absl::FromUnixMicros(std::numeric_limits<int64_t>::min()) ||
+      time > absl::FromUnixMicros(std::numeric_limits<int64_t>::max())) {
+    return Bad(where, absl::StrCat("is a time past what a checkpoint stores: ",
+                                   QuoteTruncated(text)));
+  }
   return time;
 }
 

@@ -1,7 +1,8 @@
 // The pure parts of export (client/portable/export_plan.h,
 // checkpoint_json.h) and the staged directory's all-or-nothing writes
 // (staged_dir.h), without a server: the rank rule on hand-built manifests,
-// file assignment, slabs, ckpt_checkpoint.json both ways, and rollback.
+// file assignment, slabs, ckpt_checkpoint.json both ways, the
+// model.safetensors.index.json reader, and rollback.
 #include "client/portable/export_plan.h"
 
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/portable/checkpoint_json.h"
+#include "client/portable/safetensors_index.h"
 #include "client/portable/staged_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -339,6 +341,57 @@ TEST(CheckpointJsonTest, RefusesWhatItCannotTrustNamingTheField) {
               HasSubstr("'float9', which is no ckpt dtype"));
   EXPECT_THAT(refusal(R"({"format":"ckpt-checkpoint","format":"x"})"),
               HasSubstr("key 'format' twice"));
+  // absl::ParseTime's own words for the infinities, and years past what a
+  // checkpoint stores (microseconds since 1970 in 64 bits), are refused.
+  const std::string infinite =
+      R"({"format":"ckpt-checkpoint","version":1,"job":"t/j","step":1,)"
+      R"("commit_time":"infinite-future"})";
+  EXPECT_THAT(refusal(infinite),
+              HasSubstr("F field \"commit_time\" is a time past what"));
+  EXPECT_THAT(
+      refusal(R"({"format":"ckpt-checkpoint","version":1,"job":"t/j",)"
+              R"("step":1,"commit_time":"2024-01-01T00:00:00Z","metadata":)"
+              R"({"metrics":{},"tags":{},"writer_time":"infinite-past"}})"),
+      HasSubstr("\"writer_time\" is a time past what a checkpoint stores"));
+  const std::string late = absl::StrCat(
+      R"({"format":"ckpt-checkpoint","version":1,"job":"t/j","step":1,)",
+      R"("commit_time":")");
+  EXPECT_THAT(refusal(late + R"(300000-01-01T00:00:00Z"})"),
+              HasSubstr("\"commit_time\" is a time past what"));
+  EXPECT_THAT(refusal(late + R"(-300000-01-01T00:00:00Z"})"),
+              HasSubstr("\"commit_time\" is"));
+}
+
+// A sharded Hugging Face directory's index: tensor -> plain file name.
+TEST(SafetensorsIndexTest, ReadsTheWeightMapAndRefusesWhatIsNoFileName) {
+  absl::StatusOr<std::map<std::string, std::string>> index =
+      ParseSafetensorsIndex(
+          R"({"metadata":{"total_size":8},"weight_map":)"
+          R"({"a":"model-1.safetensors","b":"model-2.safetensors"}})",
+          "I");
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ(*index,
+            (std::map<std::string, std::string>{{"a", "model-1.safetensors"},
+                                                {"b", "model-2.safetensors"}}));
+  auto refusal = [](const std::string& text) {
+    absl::StatusOr<std::map<std::string, std::string>> parsed =
+        ParseSafetensorsIndex(text, "I");
+    EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << parsed.status();
+    return std::string(parsed.status().message());
+  };
+  EXPECT_THAT(refusal("[]"), HasSubstr("I: field \"weight_map\" is missing"));
+  EXPECT_THAT(refusal(R"({"weight_map":[]})"), HasSubstr("not an object"));
+  EXPECT_THAT(refusal(R"({"weight_map":{"a":1}})"),
+              HasSubstr("tensor 'a': the file is not a string"));
+  for (const char* name : {"", ".", "..", "../x", "d/x"}) {
+    EXPECT_THAT(refusal(absl::StrCat(R"({"weight_map":{"a":")", name, "\"}}")),
+                HasSubstr("is not a plain file name inside the directory"))
+        << name;
+  }
+  EXPECT_THAT(refusal(R"({"weight_map":{"a":"x\u0000y"}})"),
+              HasSubstr("is not a plain file name"));
+  EXPECT_THAT(refusal(R"({"weight_map":{"a":{"b":{"c":1}}}})"),
+              HasSubstr("deeper"));
 }
 
 class StagedDirectoryTest : public ::testing::Test {

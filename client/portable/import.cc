@@ -22,20 +22,17 @@
 #include "client/portable/checkpoint_json.h"
 #include "client/portable/export.h"
 #include "client/portable/safetensors.h"
+#include "client/portable/safetensors_index.h"
 #include "client/portable/staged_dir.h"
-#include "client/portable/strict_json.h"
 #include "common/mapped_file.h"
 #include "common/quote.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
-#include "nlohmann/json.hpp"
 
 namespace ckpt::client::portable {
 namespace {
 
-using nlohmann::json;
-
-constexpr char kIndexName[] = "model.safetensors.index.json";
+constexpr const char* kIndexName = kSafetensorsIndexName;
 // What `export --format torch` writes (client/python/ckpt/portable.py).
 constexpr char kTorchExportName[] = "checkpoint.pt";
 // The index is a small JSON object of names; capped as a header is.
@@ -162,33 +159,14 @@ class Importer {
     const std::string index = PathOf(kIndexName);
     CKPT_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
                           Map(kIndexName, kMaxIndexBytes));
-    CKPT_ASSIGN_OR_RETURN(json root, ParseStrictJson(file->bytes(), index, 3));
-    if (!root.is_object() || !root.contains("weight_map") ||
-        !root["weight_map"].is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          index, ": field \"weight_map\" is missing or not an object"));
-    }
-    for (const auto& [tensor, value] : root["weight_map"].items()) {
-      const std::string where = absl::StrCat(
-          index, ": field \"weight_map\": tensor ", QuoteTruncated(tensor));
-      if (!value.is_string()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": the file is not a string"));
-      }
-      const std::string name = value.get<std::string>();
-      if (name.empty() || name == "." || name == ".." ||
-          name.find('/') != std::string::npos ||
-          name.find('\0') != std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": file ", QuoteTruncated(name),
-                         " is not a plain file name inside the directory"));
-      }
+    CKPT_ASSIGN_OR_RETURN(weight_map_,
+                          ParseSafetensorsIndex(file->bytes(), index));
+    for (const auto& [tensor, name] : weight_map_) {
       if (!Holds(name)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": file ", QuoteTruncated(name),
-                         " is not in the directory"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            index, ": field \"weight_map\": tensor ", QuoteTruncated(tensor),
+            ": file ", QuoteTruncated(name), " is not in the directory"));
       }
-      weight_map_[tensor] = name;
     }
     return absl::OkStatus();
   }

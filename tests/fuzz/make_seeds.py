@@ -4,7 +4,8 @@
 Seeds are valid inputs: each RPC's request as the client sends it (first
 byte: the RPC's index in fuzz_rpc.cc), sequence programs that save, commit,
 prune, collect and restore (fuzz_sequence.cc), and well-formed manifests,
-row deltas, fingerprint records and safetensors files. libFuzzer grows the
+row deltas, fingerprint records, safetensors files and the JSON files import
+reads (ckpt_checkpoint.json, model.safetensors.index.json). libFuzzer grows the
 corpora from them; `fuzz.sh --merge` minimizes what is checked in. The protobuf classes are compiled from proto/ at run
 time (protoc, python3-protobuf).
 
@@ -217,6 +218,56 @@ def decoder_seeds(pb, out):
     write(out, "manifest", "wire-shard", b"\x05" + shard)
 
 
+def checkpoint_json(full, rank=0, world=1, objects=None, writer_time=None):
+    """ckpt_checkpoint.json as WriteCheckpointJson writes it."""
+    def saved(r, offsets, lengths, base=None, bits=None):
+        quant = None if bits is None else {
+            "bits": bits, "max_abs_error": 0.5, "relative_l2_error": 0.01}
+        return {"rank": r, "offsets": offsets, "lengths": lengths,
+                "delta_base_step": base, "quantization": quant}
+    if full:
+        emb = {"file": "model.safetensors", "dtype": "float32", "shape": [10, 4],
+               "tensor": "emb", "layout": "sharded", "ranks": [0, 1],
+               "global_shape": [10, 4], "box": {"offsets": [0, 0], "lengths": [10, 4]},
+               "dequantized": True,
+               "saved": [saved(0, [0, 0], [5, 4], 3, 8), saved(1, [5, 0], [5, 4])]}
+    else:
+        emb = {"file": "model.safetensors", "dtype": "float32", "shape": [5, 4],
+               "tensor": "emb", "layout": "sharded", "ranks": [rank],
+               "global_shape": [10, 4], "box": {"offsets": [5 * rank, 0], "lengths": [5, 4]},
+               "dequantized": False, "saved": [saved(rank, [5 * rank, 0], [5, 4])]}
+    bias = {"file": "model.safetensors", "dtype": "bfloat16", "shape": [3],
+            "tensor": "bias", "layout": "whole", "ranks": [0], "global_shape": [3],
+            "box": {"offsets": [0], "lengths": [3]}, "dequantized": False,
+            "saved": [saved(0, [0], [3])]}
+    root = {"format": "ckpt-checkpoint", "version": 1, "job": "team/model",
+            "step": 7, "world_size": 2, "create_time": "2026-01-02T03:04:05.5Z",
+            "commit_time": "2026-01-02T03:04:06.123456Z",
+            "metadata": {"metrics": {"loss": 0.30000000000000004, "nan": "NaN",
+                                     "inf": "-Infinity"},
+                         "tags": {"best": "1", "k": "v \"quoted\""},
+                         "writer_time": writer_time},
+            "delta_base_steps": [3],
+            "export": {"full": full, "rank": None if full else rank,
+                       "world_size": None if full else world,
+                       "format": "safetensors"},
+            "files": ["model.safetensors"],
+            "tensors": {"emb": emb, "bias": bias},
+            "objects": objects}
+    return (json.dumps(root, indent=2) + "\n").encode()
+
+
+def import_json_seeds(out):
+    write(out, "import_json", "full", checkpoint_json(True))
+    write(out, "import_json", "rank", checkpoint_json(
+        False, 1, 2, objects={"encoding": "e", "ranks": {"1": {"$dict": [["lr", 0.1]]}}},
+        writer_time="1970-01-01T00:00:01.234567+02:00"))
+    write(out, "import_json", "index", json.dumps({
+        "metadata": {"total_size": 64},
+        "weight_map": {"a": "model-00001-of-00002.safetensors",
+                       "b.weight": "model-00002-of-00002.safetensors"}}).encode())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "tests/fuzz/corpus"))
@@ -225,6 +276,7 @@ def main():
     rpc_seeds(pb, args.out)
     sequence_seeds(args.out)
     decoder_seeds(pb, args.out)
+    import_json_seeds(args.out)
 
 
 if __name__ == "__main__":

@@ -107,10 +107,10 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   CKPT_TRIALS=1000 run cancellation "$REL/cancellation_test"
   if [ "$turn" = 1 ] && [ "$BUILD" = 1 ]; then
     run fuzz bash tests/reliability/fuzz.sh --seconds "$FUZZ_SECONDS" \
-      --work "$OUT/fuzz-work"
+      --seed "$seed" --work "$OUT/fuzz-work"
   else
     run fuzz bash tests/reliability/fuzz.sh --no-build \
-      --seconds "$FUZZ_SECONDS" --work "$OUT/fuzz-work"
+      --seconds "$FUZZ_SECONDS" --seed "$seed" --work "$OUT/fuzz-work"
   fi
 done
 

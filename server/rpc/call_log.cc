@@ -1,5 +1,6 @@
 #include "server/rpc/call_log.h"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,6 +23,44 @@ constexpr absl::string_view kServicePrefix = "/ckpt.v1.CheckpointService/";
 // Longest principal, job or tenant, and status message, in a log line.
 constexpr size_t kMaxNameBytes = 256;
 constexpr size_t kMaxMessageBytes = 512;
+
+// rpc_failed warnings let through a second; the rest are counted, and the
+// count goes out (event rpc_failed_held_back) before the next line let
+// through. A client can make every
+// call it opens fail (a flood of streams reset at once runs to ~100,000 a
+// second), and a line for each would fill the log's disk. Errors (the
+// server's own faults) are never held back; the metrics count every call.
+constexpr int kWarningsPerSecond = 100;
+
+class WarningBudget {
+ public:
+  static WarningBudget& Get() {
+    static WarningBudget budget;
+    return budget;
+  }
+  // The lines held back since the last one let through, or nullopt when
+  // this one is held back too.
+  std::optional<uint64_t> Take(absl::Time now) {
+    absl::MutexLock lock(&mu_);
+    const int64_t second = absl::ToUnixSeconds(now);
+    if (second != second_) {
+      second_ = second;
+      used_ = 0;
+    }
+    if (used_ >= kWarningsPerSecond) {
+      ++held_back_;
+      return std::nullopt;
+    }
+    ++used_;
+    return std::exchange(held_back_, 0);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int64_t second_ ABSL_GUARDED_BY(mu_) = 0;
+  int used_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t held_back_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // What the handlers noted about a call in flight.
 struct CallNote {
@@ -148,6 +187,15 @@ class CallLogInterceptor final : public grpc::experimental::Interceptor {
                               code == absl::StatusCode::kUnknown;
     const LogLevel level = server_fault ? LogLevel::kError : LogLevel::kWarning;
     if (!LogEnabled(level)) return;
+    if (!server_fault) {
+      const std::optional<uint64_t> held_back =
+          WarningBudget::Get().Take(absl::Now());
+      if (!held_back.has_value()) return;
+      if (*held_back != 0) {
+        LogEvent(LogLevel::kWarning, "rpc_failed_held_back",
+                 {{"count", *held_back}, {"per_second", kWarningsPerSecond}});
+      }
+    }
     LogEvent(level, "rpc_failed",
              {{"code", absl::StatusCodeToString(code)},
               {"method", method_},

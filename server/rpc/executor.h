@@ -6,10 +6,12 @@
 //
 // Bounded in threads, not in queue: a task is queued by a call in flight
 // (each reactor has at most one task queued or running at a time), so the
-// queue never holds more tasks than the server has calls, which gRPC bounds
-// (connections times concurrent streams). Refusing work when the queue is
-// long would turn a burst of ranks saving at once into errors; queueing it
-// only makes them wait.
+// queue never holds more tasks than the server has calls. gRPC bounds those
+// (connections times concurrent streams) except for streams reset as soon
+// as they open, which the unary edge bounds itself (kMaxQueuedCalls in
+// grpc_service.h). Refusing work when the queue is merely long would turn a
+// burst of ranks saving at once into errors; queueing it only makes them
+// wait.
 //
 // Thread-safe.
 #pragma once

@@ -37,6 +37,24 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
         ToGrpcStatus(absl::UnavailableError("the server is shutting down")));
     return reactor;
   }
+  // A stream reset as soon as it was opened (the rapid-reset pattern,
+  // CVE-2023-44487) does not count against the connection's concurrent
+  // streams, so gRPC's limit does not bound these calls: without these two
+  // checks every one of them waited in the lane's queue, holding its call,
+  // and a flood of them grew the server by ~800 MB/s (T18 (c)).
+  if (context->IsCancelled()) {
+    reactor->Finish(ToGrpcStatus(
+        absl::CancelledError("the call was cancelled before it ran")));
+    calls_.Exit();
+    return reactor;
+  }
+  if (const size_t waiting = lane.queued(); waiting >= kMaxQueuedCalls) {
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        "the server is overloaded: ", waiting,
+        " requests are waiting for a thread; retry with backoff"))));
+    calls_.Exit();
+    return reactor;
+  }
   const bool queued =
       lane.Submit([this, context, reactor, body = std::move(body)]() mutable {
         absl::Status status =

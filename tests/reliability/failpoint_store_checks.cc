@@ -98,6 +98,23 @@ Steps CheckAfterRestart(client::Client& client,
   return before_gc;
 }
 
+void CollectAndRecheck(client::Client& client, const Steps& committed) {
+  GcOptions gc;
+  gc.hold = absl::ZeroDuration();
+  auto collected = client.CollectGarbage(gc);
+  ASSERT_TRUE(collected.ok()) << collected.status();
+  EXPECT_TRUE(collected->skipped_tenants.empty())
+      << "the collection skipped a tenant: "
+      << collected->skipped_tenants.front().second;
+  EXPECT_TRUE(collected->damaged.empty());
+  EXPECT_EQ(CommittedRestoringExactly(client), committed);
+  VerifyOptions verify;
+  verify.read_data = true;
+  auto report = client.VerifyCheckpoints(verify);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << "verify found damage after a sweeping GC";
+}
+
 int64_t CheckpointsRestored() { return restored_count.load(); }
 
 std::optional<CheckpointRecord> RecordOf(client::Client& client, int64_t step) {

@@ -54,6 +54,12 @@ Steps CommittedRestoringExactly(client::Client& client);
 Steps CheckAfterRestart(client::Client& client,
                         const std::vector<Steps>& allowed);
 
+// With nothing pending on the server: a GC with no hold must sweep (skip
+// no tenant), find no damage, and leave `committed` restoring exactly and
+// verify clean. (CheckAfterRestart's GC sweeps nothing while the crash's
+// pending checkpoint holds its tenant back.)
+void CollectAndRecheck(client::Client& client, const Steps& committed);
+
 // Checkpoints CommittedRestoringExactly restored in this process.
 int64_t CheckpointsRestored();
 

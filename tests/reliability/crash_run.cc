@@ -23,13 +23,18 @@ namespace {
 using testing::ServerProcess;
 
 // The server's flags: pending checkpoints a crash left behind (a copy's get
-// the default lease) are aborted within a second of their lease running
-// out, garbage collection runs only when the workload or the observation
-// asks for it, and spares chunks a save named for 5 s only, so that it
-// sweeps what prunes and deletes left while saves run.
-std::vector<std::string> ServerArgs() {
-  return {"--lease-check-interval", "1", "--default-lease-seconds", "5",
-          "--gc-interval",          "0", "--chunk-hold-seconds",    "5"};
+// the default lease, at most 5 s and no longer than the workload's) are
+// aborted within a second of their lease running out, garbage collection
+// runs only when the workload or the observation asks for it, and spares
+// chunks a save named for 5 s only, so that it sweeps what prunes and
+// deletes left while saves run.
+std::vector<std::string> ServerArgs(absl::Duration lease) {
+  const int64_t default_lease =
+      std::clamp<int64_t>(absl::ToInt64Seconds(lease), 1, 5);
+  return {"--lease-check-interval",  "1",
+          "--default-lease-seconds", absl::StrCat(default_lease),
+          "--gc-interval",           "0",
+          "--chunk-hold-seconds",    "5"};
 }
 
 constexpr char kFiredLine[] = "ckpt failpoint fired: ";
@@ -54,13 +59,13 @@ class CrashRun {
     auto dir = testing::TempDir::Create("ckpt-crash");
     if (!dir.ok()) return dir.status();
     db_path_ = (*dir)->path() + "/db";
-    for (int cycle = 1; cycle <= options_.cycles; ++cycle) {
+    for (int cycle = 1; cycle <= options_.cycles && !EveryPointFired();
+         ++cycle) {
       if (absl::Status status = Cycle(cycle); !status.ok()) return status;
       if (!CheckHistory(history_.records()).violations.empty()) break;
     }
     // The last crash's aftermath, then a clean stop.
-    if (absl::Status status = ObserveOnCleanServer(options_.cycles + 1);
-        !status.ok()) {
+    if (absl::Status status = ObserveOnCleanServer(cycles_ + 1); !status.ok()) {
       return status;
     }
     return Summary();
@@ -160,10 +165,41 @@ class CrashRun {
     return absl::OkStatus();
   }
 
-  // Every fifth cycle a point at random, the others the points in turn (so
-  // that N x 5 / 4 cycles arm each of N points at least N times).
+  // Whether the run has its fires_per_point (never without one).
+  bool EveryPointFired() const {
+    if (options_.mode != CrashMode::kFailpoint ||
+        options_.fires_per_point <= 0) {
+      return false;
+    }
+    for (const std::string& name : options_.failpoints) {
+      const auto it = fires_.find(name);
+      if (it == fires_.end() || it->second < options_.fires_per_point) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // With fires_per_point, one of the points fired least so far, at random.
+  // Otherwise every fifth cycle a point at random, the others the points in
+  // turn (so that N x 5 / 4 cycles arm each of N points at least N times).
   std::string PickFailpoint(int cycle) {
     const std::vector<std::string>& names = options_.failpoints;
+    if (options_.fires_per_point > 0) {
+      std::vector<std::string> least;
+      int fewest = 0;
+      for (const std::string& name : names) {
+        const auto it = fires_.find(name);
+        const int fired = it == fires_.end() ? 0 : it->second;
+        if (least.empty() || fired < fewest) {
+          least.clear();
+          fewest = fired;
+        }
+        if (fired == fewest) least.push_back(name);
+      }
+      std::uniform_int_distribution<size_t> any(0, least.size() - 1);
+      return least[any(rng_)];
+    }
     if (cycle % 5 == 0) {
       std::uniform_int_distribution<size_t> any(0, names.size() - 1);
       return names[any(rng_)];
@@ -204,8 +240,9 @@ class CrashRun {
   absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
       const std::vector<std::string>& env = {}) {
     const absl::Time start = absl::Now();
-    auto server = ServerProcess::Start(db_path_, ServerArgs(),
-                                       options_.server_log_path, env);
+    auto server =
+        ServerProcess::Start(db_path_, ServerArgs(options_.workload.lease),
+                             options_.server_log_path, env);
     if (!server.ok()) {
       return absl::Status(server.status().code(),
                           absl::StrCat("ckpt-server did not reopen ", db_path_,
@@ -232,6 +269,7 @@ class CrashRun {
     summary.prunes = stats.prunes;
     summary.deletes = stats.deletes;
     summary.gcs = stats.gcs;
+    summary.gcs_skipped = stats.gcs_skipped;
     summary.copies = stats.copies;
     summary.fires = fires_;
     summary.failpoint_fallback_kills = fallback_kills_;

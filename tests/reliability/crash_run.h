@@ -30,10 +30,14 @@ struct CrashRunOptions {
   // workload's start.
   absl::Duration cycle_length = absl::Seconds(2);
   // Failpoint mode: the names to arm, one per cycle (in turn, every fifth
-  // one at random), and how long a cycle waits for the point to fire before
-  // it falls back to SIGKILL.
+  // one at random; see fires_per_point), and how long a cycle waits for the
+  // point to fire before it falls back to SIGKILL.
   std::vector<std::string> failpoints;
   absl::Duration failpoint_wait = absl::Seconds(10);
+  // Failpoint mode: when positive, the run goes on until every point has
+  // fired this often, each cycle arming one of the points fired least so
+  // far; `cycles` is then the most it runs.
+  int fires_per_point = 0;
   // Where the history goes (JSON lines).
   std::string history_path;
   // The server's log (appended); empty: this process's stderr.
@@ -50,6 +54,7 @@ struct CrashRunSummary {
   int64_t prunes = 0;
   int64_t deletes = 0;
   int64_t gcs = 0;
+  int64_t gcs_skipped = 0;  // WorkloadStats::gcs_skipped
   int64_t copies = 0;
   uint64_t bytes_restored = 0;
   uint64_t bytes_sent = 0;

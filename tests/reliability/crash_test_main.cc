@@ -134,6 +134,7 @@ json RunJson(const CrashRunSummary& summary, CrashMode mode) {
               {"prunes", summary.prunes},
               {"deletes", summary.deletes},
               {"gcs", summary.gcs},
+              {"gcs_skipped", summary.gcs_skipped},
               {"copies", summary.copies},
               {"violations", summary.check.violations.size()},
               {"max_reopen_seconds", summary.max_reopen_seconds}};
@@ -149,7 +150,8 @@ void Accumulate(json& total, const json& run) {
   for (const char* key :
        {"cycles", "commits_acked", "commits_unknown", "unknown_seen_committed",
         "checkpoints_checked", "bytes_restored", "bytes_sent", "saves_ok",
-        "saves_unknown", "prunes", "deletes", "gcs", "copies", "violations"}) {
+        "saves_unknown", "prunes", "deletes", "gcs", "gcs_skipped", "copies",
+        "violations"}) {
     total[key] = total.value(key, int64_t{0}) + run[key].get<int64_t>();
   }
   total["max_reopen_seconds"] =
@@ -183,7 +185,7 @@ int Main(int argc, char** argv) {
   WorkloadOptions& workload = options.workload;
   size_t min_kib = 256, max_kib = 2048, chunk_kib = 64;
   int64_t cycle_ms = 2000;
-  int lease_seconds = 10;
+  int lease_seconds = 0;
   std::string history_dir = std::filesystem::temp_directory_path().string();
   bool keep_history = false;
   std::string check_history;
@@ -191,9 +193,11 @@ int Main(int argc, char** argv) {
   app.add_option("--seeds-file", seeds_file,
                  "Run every seed of this file instead, one 'SEED [CYCLES]' "
                  "a line ('#' comments; tests/reliability/seeds.txt)");
-  app.add_option("--cycles", cycles, "Crash cycles per seed")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  CLI::Option* cycles_option =
+      app.add_option("--cycles", cycles,
+                     "Crash cycles per seed (with --fires: the most, by "
+                     "default 3 x fires x points)");
+  cycles_option->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--mode", mode_name, "kill (T1) or failpoint (T2)")
       ->capture_default_str()
       ->check(CLI::IsMember({"kill", "failpoint"}));
@@ -254,6 +258,13 @@ int Main(int argc, char** argv) {
                  "this often over all seeds")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
+  int fires_per_point = 0;
+  app.add_option("--fires", fires_per_point,
+                 "Failpoint mode: instead of --cycles cycles, run until every "
+                 "point fired this often, each cycle arming one of the least "
+                 "fired (--cycles is then the most cycles a seed runs)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   int failpoint_wait_seconds = 10;
   app.add_option("--failpoint-wait-seconds", failpoint_wait_seconds,
                  "Failpoint mode: how long a cycle waits for its point to "
@@ -261,8 +272,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   app.add_option("--lease-seconds", lease_seconds,
-                 "Lease of each pending checkpoint")
-      ->capture_default_str()
+                 "Lease of each pending checkpoint (default: 10 in kill "
+                 "mode; 2 in failpoint mode, where a checkpoint a crash left "
+                 "pending keeps the next server's garbage collections from "
+                 "sweeping until its lease ends)")
       ->check(CLI::Range(1, 3600));
   app.add_option("--cycle-ms", cycle_ms,
                  "Kill mode: the SIGKILL comes uniformly within this many ms "
@@ -286,8 +299,12 @@ int Main(int argc, char** argv) {
   workload.min_shard_bytes = min_kib << 10;
   workload.max_shard_bytes = max_kib << 10;
   workload.chunk_bytes = chunk_kib << 10;
-  workload.lease = absl::Seconds(lease_seconds);
   options.mode = mode_name == "kill" ? CrashMode::kKill : CrashMode::kFailpoint;
+  if (lease_seconds == 0) {
+    lease_seconds = options.mode == CrashMode::kFailpoint ? 2 : 10;
+  }
+  workload.lease = absl::Seconds(lease_seconds);
+  options.fires_per_point = fires_per_point;
   options.cycle_length = absl::Milliseconds(cycle_ms);
   options.failpoint_wait = absl::Seconds(failpoint_wait_seconds);
   workload.abandon_every =
@@ -306,6 +323,10 @@ int Main(int argc, char** argv) {
       options.failpoints = *std::move(listed);
     } else {
       options.failpoints = absl::StrSplit(failpoints, ',', absl::SkipEmpty());
+    }
+    if (fires_per_point > 0 && cycles_option->count() == 0) {
+      cycles =
+          3 * fires_per_point * static_cast<int>(options.failpoints.size());
     }
   }
 

@@ -243,6 +243,7 @@ bool CrashWorkload::CollectGarbage(client::Client& client) {
   auto report = client.CollectGarbage(GcOptions{});
   Record end = EndOf(report.status());
   if (report.ok()) {
+    if (!report->skipped_tenants.empty()) ++stats_.gcs_skipped;
     for (const DamagedCheckpoint& damaged : report->damaged) {
       end.gc_missing_chunks += damaged.missing_chunks.size();
     }

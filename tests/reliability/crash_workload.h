@@ -64,6 +64,10 @@ struct WorkloadStats {
   std::atomic<int64_t> prunes{0};
   std::atomic<int64_t> deletes{0};
   std::atomic<int64_t> gcs{0};
+  // Collections that deleted nothing because a checkpoint begun before the
+  // server started was still pending (GcReport::skipped_tenants): they
+  // never reach the sweep.
+  std::atomic<int64_t> gcs_skipped{0};
   std::atomic<int64_t> copies{0};
   std::atomic<int64_t> bytes_sent{0};
   std::atomic<int64_t> bytes_saved{0};  // logical bytes of the ok saves

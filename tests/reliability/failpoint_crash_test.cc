@@ -1,17 +1,25 @@
 // T2, named failpoints (tests/reliability/README.md): for every point of
-// common/failpoint.h, a real ckpt-server armed with CKPT_FAILPOINT=NAME is
-// driven through the client library to the step the point guards; it must
-// die with SIGABRT after logging "ckpt failpoint fired: NAME". A server
+// common/failpoint.h, a real ckpt-server armed with CKPT_FAILPOINT is driven
+// through the client library to the step the point guards; it must die
+// with SIGABRT after logging "ckpt failpoint fired: NAME". A server
 // restarted on the same RocksDB directory must then show what a crash
 // there may leave and nothing else: every acknowledged checkpoint restores
 // byte-identical, the interrupted operation is absent or complete (and for
 // points after a synced write, complete), verify finds nothing missing,
 // and a garbage collection removes nothing a checkpoint references.
+//
+// Each point fires CKPT_FIRES times (5 in CI) on one data directory: every
+// cycle prepares the operation on the restarted server of the cycle
+// before (aborting what the crash left pending, then a GC that must sweep
+// and leave every commit restoring), arms a fresh server, crashes it and
+// checks the restart, so each restart checks again every commit of the
+// earlier cycles. The fires are
+// counted from the server's side (its SIGABRT and its fired line), and the
+// run ends with a RELIABILITY_SUMMARY line of fires per point.
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +28,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "client/copy.h"
@@ -27,7 +36,8 @@
 #include "common/retention_policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/client_tensors.h"
+#include "tests/reliability/failpoint_store_checks.h"
+#include "tests/reliability/reliability_run.h"
 #include "tests/testing/real_server_test.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/temp_dir.h"
@@ -37,37 +47,23 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kJob[] = "fp/model";
-constexpr size_t kChunkBytes = 16 << 10;
-// The step the interrupted operation saves (the baseline has 10, 20, 30).
-constexpr int64_t kNewStep = 40;
+// The step cycle `i` works on is kFirstStep + 10 * i (the baseline has 10,
+// 20 and 30).
+constexpr int64_t kFirstStep = 40;
 
-// The tensors of one checkpoint: a tensor of its own and one every step
-// shares (deduplicated), by name.
-using Tensors = std::map<std::string, std::string>;
+// Fires per point: CKPT_FIRES (soak.sh), else the issue's CI figure.
+int FiresPerPoint() { return RunCount("CKPT_FIRES", 5); }
 
-Tensors TensorsOf(int64_t step) {
-  return {{"own", PatternBytes(6 * kChunkBytes, static_cast<uint32_t>(step))},
-          {"shared", PatternBytes(4 * kChunkBytes, 7)}};
-}
-
-std::vector<client::TensorData> Views(const Tensors& tensors) {
-  std::vector<client::TensorData> views;
-  for (const auto& [name, bytes] : tensors) {
-    views.push_back(Uint8Tensor(name, bytes));
-  }
-  return views;
-}
-
-absl::StatusOr<client::SaveResult> Save(client::Client& client, int64_t step,
-                                        int32_t world_size = 1,
-                                        absl::Duration lease = {}) {
-  const Tensors tensors = TensorsOf(step);
-  client::SaveOptions options;
-  options.world_size = world_size;
-  options.chunk_bytes = kChunkBytes;
-  options.lease = lease;
-  return client.SaveShard(kJob, step, Views(tensors), options);
+// The lease left to expire in the lease_expiry cases: long enough for rank
+// 0's save of 160 KiB to finish inside it on a loaded CI machine (a lease
+// that ends before its CommitShard aborts the checkpoint there, and the
+// reaper then has nothing to expire), with more slack under sanitizers.
+absl::Duration ExpiringLease() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return absl::Seconds(3);
+#else
+  return absl::Seconds(2);
+#endif
 }
 
 // What the operation the point interrupts leaves after a restart.
@@ -79,13 +75,12 @@ enum class After {
 
 // The operation that reaches a point.
 enum class Drive {
-  kSave,         // SaveShard of kNewStep, one rank
-  kRankOfTwo,    // SaveShard of rank 0 of kNewStep, of two ranks
-  kPrune,        // PruneCheckpoints to max_to_keep 1 (deletes step 20)
-  kGc,           // CollectGarbage (step 10's own chunks are garbage)
-  kLeaseExpiry,  // rank 0 of two saved with a 3 s lease (slack for a slow save
-                 // under ASan), left to expire
-  kCopy,         // Client::Copy of the job to an armed, empty server
+  kSave,         // SaveShard of the cycle's step, one rank
+  kRankOfTwo,    // SaveShard of rank 0 of the cycle's step, of two ranks
+  kPrune,        // PruneCheckpoints to max_to_keep 1 (after a new save)
+  kGc,           // CollectGarbage (after the oldest step was deleted)
+  kLeaseExpiry,  // rank 0 of two saved with ExpiringLease(), left to expire
+  kCopy,         // Client::Copy of the cycle's step to the armed server
 };
 
 struct Case {
@@ -104,7 +99,8 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   return name;
 }
 
-// Every point once; FailpointCrashTest.EveryPointHasACase checks the list.
+// Every point once; FailpointCrashListTest.EveryPointHasACase checks the
+// list.
 const std::vector<Case>& Cases() {
   static const std::vector<Case> cases = {
       {"chunk_put.before", Drive::kSave, After::kUndone},
@@ -130,13 +126,36 @@ const std::vector<Case>& Cases() {
   return cases;
 }
 
-// The armed server's reaper runs often (lease_expiry); the restarted one's
-// not at all within a test, so what the crash left pending stays so.
-std::vector<std::string> ServerFlags() {
+// The hit of the point cycle `cycle` arms: a save's chunk_put is hit once
+// per new chunk, so its cycles crash after different numbers of chunks
+// written; every other point is hit once by its operation.
+uint64_t ArmedHit(const std::string& point, int cycle) {
+  if (point.starts_with("chunk_put.")) return 1 + cycle % kOwnChunks;
+  return 1;
+}
+
+// The armed server's reaper runs often (lease_expiry); an unarmed one's
+// not at all within a test, so what the crash left pending stays so until
+// the next cycle aborts it.
+std::vector<std::string> ArmedFlags() {
   return {"--gc-interval", "0", "--lease-check-interval", "0.2"};
 }
-std::vector<std::string> RestartFlags() {
+std::vector<std::string> UnarmedFlags() {
   return {"--gc-interval", "0", "--lease-check-interval", "3600"};
+}
+
+// Over the process's cases: fires per point, cycles, checks, points whose
+// case failed.
+struct Tally {
+  std::map<std::string, int> fires;
+  int cycles = 0;
+  int restarts_checked = 0;
+  int failed_points = 0;
+};
+
+Tally& RunTally() {
+  static Tally tally;
+  return tally;
 }
 
 class FailpointCrashTest : public ::testing::TestWithParam<Case> {
@@ -145,6 +164,31 @@ class FailpointCrashTest : public ::testing::TestWithParam<Case> {
     // A crash is expected: no core files.
     const rlimit none{0, 0};
     ::setrlimit(RLIMIT_CORE, &none);
+  }
+
+  // The summary soak.sh collects: the fires per point of the cases this
+  // process ran.
+  static void TearDownTestSuite() {
+    const Tally& tally = RunTally();
+    std::vector<std::string> fires;
+    for (const auto& [point, count] : tally.fires) {
+      fires.push_back(absl::StrCat("\"", point, "\":", count));
+    }
+    const int least =
+        tally.fires.empty()
+            ? 0
+            : std::min_element(tally.fires.begin(), tally.fires.end(),
+                               [](const auto& a, const auto& b) {
+                                 return a.second < b.second;
+                               })
+                  ->second;
+    PrintSummary(absl::StrCat(
+        "{\"test\":\"T2\",\"program\":\"failpoint_crash_test\",\"points\":",
+        tally.fires.size(), ",\"fires_per_point\":", FiresPerPoint(),
+        ",\"least_fires\":", least, ",\"cycles\":", tally.cycles,
+        ",\"restarts_checked\":", tally.restarts_checked,
+        ",\"checkpoints_restored\":", CheckpointsRestored(), ",\"violations\":",
+        tally.failed_points, ",\"fires\":{", absl::StrJoin(fires, ","), "}}"));
   }
 
   void SetUp() override {
@@ -167,295 +211,289 @@ class FailpointCrashTest : public ::testing::TestWithParam<Case> {
     return client.ok() ? *std::move(client) : nullptr;
   }
 
-  // Steps 10, 20 and 30 committed on a server over `db`, then step 10
-  // deleted (its own chunks become garbage); a clean shutdown.
-  void MakeBaseline(const std::string& db) {
-    auto server = ServerProcess::Start(db, ServerFlags());
-    ASSERT_TRUE(server.ok()) << server.status();
-    std::unique_ptr<client::Client> client = Connect(**server);
-    ASSERT_NE(client, nullptr);
-    for (int64_t step : {10, 20, 30}) {
-      auto saved = Save(*client, step);
-      ASSERT_TRUE(saved.ok()) << saved.status();
-      ASSERT_TRUE(saved->checkpoint_committed);
-    }
-    ASSERT_TRUE(client->DeleteCheckpoint(kJob, 10).ok());
-    client.reset();
-    absl::StatusOr<int> stopped = (*server)->Stop();
-    ASSERT_TRUE(stopped.ok()) << stopped.status();
-    ASSERT_EQ(*stopped, 0);
-  }
-
-  // Starts a server over `db` armed with the case's point, its log in
-  // `log`.
-  std::unique_ptr<ServerProcess> StartArmed(const std::string& db,
-                                            const std::string& log) {
-    auto server = ServerProcess::Start(
-        db, ServerFlags(), log,
-        {absl::StrCat("CKPT_FAILPOINT=", GetParam().point)});
+  static std::unique_ptr<ServerProcess> StartUnarmed(const std::string& db) {
+    auto server = ServerProcess::Start(db, UnarmedFlags());
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? *std::move(server) : nullptr;
   }
 
-  // The server must die of the point: SIGABRT, the line in its log.
-  void ExpectFired(ServerProcess& server, const std::string& log) {
-    absl::StatusOr<int> exit = server.WaitForExit(absl::Seconds(20));
-    ASSERT_TRUE(exit.ok()) << exit.status() << "; the point did not fire";
-    EXPECT_EQ(*exit, 128 + SIGABRT) << ReadWholeFile(log);
-    EXPECT_THAT(ReadWholeFile(log),
-                HasSubstr(absl::StrCat(
-                    "ckpt failpoint fired: ", GetParam().point, " (hit 1)")));
-  }
-
-  // Once the armed server died of the point, a server restarted over
-  // `db`; nullptr (and a test failure) when either went wrong.
-  std::unique_ptr<ServerProcess> FiredThenRestarted(
-      std::unique_ptr<ServerProcess> armed, const std::string& log,
-      const std::string& db) {
-    ExpectFired(*armed, log);
-    armed.reset();
-    auto restarted = ServerProcess::Start(db, RestartFlags());
-    EXPECT_TRUE(restarted.ok()) << restarted.status();
-    return restarted.ok() ? *std::move(restarted) : nullptr;
-  }
-
-  // Every committed checkpoint of the job on `client`'s server: its steps,
-  // each restored (rank 0) and compared with what was saved.
-  static std::vector<int64_t> CommittedRestoringExactly(
-      client::Client& client) {
-    std::vector<int64_t> steps;
-    auto listed = client.ListCheckpoints(kJob);
-    EXPECT_TRUE(listed.ok()) << listed.status();
-    if (!listed.ok()) return steps;
-    for (const CheckpointRecord& record : *listed) {
-      steps.push_back(record.step);
-      auto restored = client.RestoreShard(kJob, record.step, 0);
-      EXPECT_TRUE(restored.ok())
-          << "step " << record.step << ": " << restored.status();
-      if (!restored.ok()) continue;
-      Tensors got;
-      for (const client::RestoredTensor& tensor : *restored) {
-        got[tensor.entry.name] =
-            std::string(tensor.bytes.data(), tensor.bytes.size());
-      }
-      EXPECT_TRUE(got == TensorsOf(record.step))
-          << "step " << record.step << " restores other bytes";
-    }
-    return steps;
-  }
-
-  // The invariants on a server restarted after the crash. `allowed`: the
-  // committed steps the case allows (one of them).
-  void CheckAfterRestart(client::Client& client,
-                         const std::vector<std::vector<int64_t>>& allowed) {
-    const std::vector<int64_t> before_gc = CommittedRestoringExactly(client);
-    EXPECT_THAT(allowed, ::testing::Contains(before_gc))
-        << "committed steps after the crash: "
-        << ::testing::PrintToString(before_gc);
-    VerifyOptions verify;
-    verify.read_data = true;
-    auto report = client.VerifyCheckpoints(verify);
-    ASSERT_TRUE(report.ok()) << report.status();
-    EXPECT_TRUE(report->ok()) << "verify found damage after the crash";
-    EXPECT_EQ(report->checkpoints_checked,
-              static_cast<int64_t>(before_gc.size()));
-    GcOptions gc;
-    gc.hold = absl::ZeroDuration();
-    auto collected = client.CollectGarbage(gc);
-    ASSERT_TRUE(collected.ok()) << collected.status();
-    EXPECT_TRUE(collected->damaged.empty());
-    // Nothing referenced went: all still restore, verify still clean.
-    EXPECT_EQ(CommittedRestoringExactly(client), before_gc);
-    auto again = client.VerifyCheckpoints(verify);
-    ASSERT_TRUE(again.ok()) << again.status();
-    EXPECT_TRUE(again->ok()) << "verify found damage after GC";
-  }
-
-  // The state of kNewStep on `client`'s server: nullopt when absent.
-  static std::optional<CheckpointState> NewStepState(client::Client& client) {
-    auto listed = client.ListCheckpoints(kJob, /*include_uncommitted=*/true);
-    EXPECT_TRUE(listed.ok()) << listed.status();
-    if (!listed.ok()) return std::nullopt;
-    for (const CheckpointRecord& record : *listed) {
-      if (record.step == kNewStep) return record.state;
-    }
-    return std::nullopt;
-  }
-
-  void RunOnOneServer();
-  void RunCopy();
-
-  std::unique_ptr<TempDir> dir_;
-};
-
-void FailpointCrashTest::RunOnOneServer() {
-  const Case& c = GetParam();
-  const std::string db = Path("db");
-  MakeBaseline(db);
-  if (HasFatalFailure()) return;
-  const std::string log = Path("armed.log");
-  std::unique_ptr<ServerProcess> armed = StartArmed(db, log);
-  ASSERT_NE(armed, nullptr);
-  {
-    std::unique_ptr<client::Client> client = Connect(*armed);
-    ASSERT_NE(client, nullptr);
-    switch (c.drive) {
-      case Drive::kSave:
-        EXPECT_FALSE(Save(*client, kNewStep).ok());
-        break;
-      case Drive::kRankOfTwo:
-        EXPECT_FALSE(Save(*client, kNewStep, 2).ok());
-        break;
-      case Drive::kPrune: {
-        RetentionPolicy keep_one;
-        keep_one.max_to_keep = 1;
-        EXPECT_FALSE(client->PruneCheckpoints(kJob, keep_one, false).ok());
-        break;
-      }
-      case Drive::kGc: {
-        GcOptions gc;
-        gc.hold = absl::ZeroDuration();
-        EXPECT_FALSE(client->CollectGarbage(gc).ok());
-        break;
-      }
-      case Drive::kLeaseExpiry: {
-        auto saved = Save(*client, kNewStep, 2, absl::Seconds(3));
-        ASSERT_TRUE(saved.ok()) << saved.status();
-        EXPECT_FALSE(saved->checkpoint_committed);
-        break;  // the reaper (every 0.2 s) finds it expired after 3 s
-      }
-      case Drive::kCopy:
-        FAIL() << "not a one-server case";
-    }
-  }
-  std::unique_ptr<ServerProcess> restarted =
-      FiredThenRestarted(std::move(armed), log, db);
-  ASSERT_NE(restarted, nullptr);
-  std::unique_ptr<client::Client> client = Connect(*restarted);
-  ASSERT_NE(client, nullptr);
-  // Read before the restarted server's own reaper may end a pending one.
-  const std::optional<CheckpointState> new_step = NewStepState(*client);
-  std::vector<std::vector<int64_t>> allowed;
-  auto allow = [&](After after, std::vector<int64_t> undone,
-                   std::vector<int64_t> done) {
-    if (after != After::kDone) allowed.push_back(undone);
-    if (after != After::kUndone) allowed.push_back(done);
-  };
-  switch (c.drive) {
-    case Drive::kSave:
-      allow(c.after, {20, 30}, {20, 30, kNewStep});
-      break;
-    case Drive::kRankOfTwo:
-      allowed = {{20, 30}};
-      // Begin's batch is synced: the checkpoint is pending either way,
-      // with rank 0's shard only once its batch was written.
-      EXPECT_EQ(new_step, CheckpointState::kPending);
-      break;
-    case Drive::kPrune:
-      allow(c.after, {20, 30}, {30});
-      break;
-    case Drive::kGc:
-      allowed = {{20, 30}};
-      break;
-    case Drive::kLeaseExpiry:
-      allowed = {{20, 30}};
-      EXPECT_EQ(new_step, c.after == After::kDone
-                              ? std::optional(CheckpointState::kAborted)
-                              : std::optional(CheckpointState::kPending));
-      break;
-    case Drive::kCopy:
-      break;
-  }
-  if (c.drive == Drive::kRankOfTwo && c.after == After::kDone) {
-    auto record = client->ListCheckpoints(kJob, true);
-    ASSERT_TRUE(record.ok());
-    for (const CheckpointRecord& r : *record) {
-      if (r.step == kNewStep) {
-        EXPECT_EQ(r.committed_ranks, std::vector{0});
-      }
-    }
-  }
-  CheckAfterRestart(*client, allowed);
-  if (HasFatalFailure()) return;
-  if (c.drive == Drive::kSave || c.drive == Drive::kRankOfTwo) {
-    // The interrupted save can be done again (rank 1 too, for two ranks)
-    // and then restores exactly.
-    const int32_t world_size = c.drive == Drive::kSave ? 1 : 2;
-    for (int32_t rank = 0; rank < world_size; ++rank) {
-      const Tensors tensors = TensorsOf(kNewStep);
-      client::SaveOptions options;
-      options.rank = rank;
-      options.world_size = world_size;
-      options.chunk_bytes = kChunkBytes;
-      auto saved = client->SaveShard(kJob, kNewStep, Views(tensors), options);
-      // A checkpoint the crash left committed is refused as such.
-      if (!saved.ok()) {
-        EXPECT_EQ(saved.status().code(), absl::StatusCode::kAlreadyExists)
-            << saved.status();
-      }
-    }
-    EXPECT_THAT(CommittedRestoringExactly(*client),
-                ::testing::Contains(kNewStep));
-  }
-  client.reset();
-  absl::StatusOr<int> stopped = restarted->Stop();
-  ASSERT_TRUE(stopped.ok()) << stopped.status();
-  EXPECT_EQ(*stopped, 0);
-}
-
-void FailpointCrashTest::RunCopy() {
-  const Case& c = GetParam();
-  const std::string source_db = Path("source-db");
-  MakeBaseline(source_db);
-  if (HasFatalFailure()) return;
-  auto source = ServerProcess::Start(source_db, ServerFlags());
-  ASSERT_TRUE(source.ok()) << source.status();
-  std::unique_ptr<client::Client> from = Connect(**source);
-  ASSERT_NE(from, nullptr);
-  const std::string target_db = Path("target-db");
-  const std::string log = Path("armed.log");
-  std::unique_ptr<ServerProcess> armed = StartArmed(target_db, log);
-  ASSERT_NE(armed, nullptr);
-  client::CopyRequest request;
-  request.job = kJob;
-  request.source_label = "source";
-  request.target_label = "target";
-  {
-    std::unique_ptr<client::Client> to = Connect(*armed);
-    ASSERT_NE(to, nullptr);
-    EXPECT_FALSE(client::Client::Copy(*from, *to, request).ok());
-  }
-  std::unique_ptr<ServerProcess> restarted =
-      FiredThenRestarted(std::move(armed), log, target_db);
-  ASSERT_NE(restarted, nullptr);
-  std::unique_ptr<client::Client> to = Connect(*restarted);
-  ASSERT_NE(to, nullptr);
-  // The first copied checkpoint (step 20) was being committed.
-  std::vector<std::vector<int64_t>> allowed;
-  if (c.after != After::kDone) allowed.push_back({});
-  if (c.after != After::kUndone) allowed.push_back({20});
-  CheckAfterRestart(*to, allowed);
-  if (HasFatalFailure()) return;
-  // Copying again completes the job, exactly.
-  auto copied = client::Client::Copy(*from, *to, request);
-  ASSERT_TRUE(copied.ok()) << copied.status();
-  EXPECT_EQ(CommittedRestoringExactly(*to), (std::vector<int64_t>{20, 30}));
-  to.reset();
-  from.reset();
-  for (ServerProcess* server : {restarted.get(), source->get()}) {
+  // SIGTERM; it must exit 0.
+  static void StopCleanly(std::unique_ptr<ServerProcess> server) {
     absl::StatusOr<int> stopped = server->Stop();
     ASSERT_TRUE(stopped.ok()) << stopped.status();
     EXPECT_EQ(*stopped, 0);
   }
+
+  // Steps 10, 20 and 30 committed on `server`, then step 10 deleted (its
+  // own chunks become garbage).
+  void MakeBaseline(ServerProcess& server) {
+    std::unique_ptr<client::Client> client = Connect(server);
+    ASSERT_NE(client, nullptr);
+    for (int64_t step : {10, 20, 30}) {
+      auto saved = SaveStep(*client, step);
+      ASSERT_TRUE(saved.ok()) << saved.status();
+      ASSERT_TRUE(saved->checkpoint_committed);
+    }
+    ASSERT_TRUE(client->DeleteCheckpoint(kFailpointJob, 10).ok());
+  }
+
+  // Starts a server over `db` armed with the case's point at `hit`, its
+  // log in `log`.
+  std::unique_ptr<ServerProcess> StartArmed(const std::string& db,
+                                            const std::string& log,
+                                            uint64_t hit) {
+    auto server = ServerProcess::Start(
+        db, ArmedFlags(), log,
+        {absl::StrCat("CKPT_FAILPOINT=", GetParam().point, "@", hit)});
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  // Whether the server died of the point: SIGABRT and the fired line of
+  // that hit in its log (a test failure otherwise).
+  bool Fired(ServerProcess& server, const std::string& log, uint64_t hit) {
+    absl::StatusOr<int> exit = server.WaitForExit(absl::Seconds(20));
+    EXPECT_TRUE(exit.ok()) << exit.status() << "; the point did not fire";
+    if (!exit.ok()) return false;
+    const std::string text = ReadWholeFile(log);
+    const std::string line = absl::StrCat(
+        "ckpt failpoint fired: ", GetParam().point, " (hit ", hit, ")");
+    EXPECT_EQ(*exit, 128 + SIGABRT) << text;
+    EXPECT_THAT(text, HasSubstr(line));
+    return *exit == 128 + SIGABRT && text.find(line) != std::string::npos;
+  }
+
+  // The cycle's operation on `server`, armed: it must fail (the server
+  // dies) or, for lease expiry, leave the step pending to expire.
+  void DriveArmed(ServerProcess& server, int64_t step);
+
+  // Runs the cycles of a one-server case / of the copy case; returns the
+  // number of fires seen.
+  int RunOnOneServer();
+  int RunCopy();
+
+  std::unique_ptr<TempDir> dir_;
+};
+
+void FailpointCrashTest::DriveArmed(ServerProcess& server, int64_t step) {
+  std::unique_ptr<client::Client> client = Connect(server);
+  ASSERT_NE(client, nullptr);
+  switch (GetParam().drive) {
+    case Drive::kSave:
+      EXPECT_FALSE(SaveStep(*client, step).ok());
+      break;
+    case Drive::kRankOfTwo:
+      EXPECT_FALSE(SaveStep(*client, step, 2).ok());
+      break;
+    case Drive::kPrune: {
+      RetentionPolicy keep_one;
+      keep_one.max_to_keep = 1;
+      EXPECT_FALSE(
+          client->PruneCheckpoints(kFailpointJob, keep_one, false).ok());
+      break;
+    }
+    case Drive::kGc: {
+      GcOptions gc;
+      gc.hold = absl::ZeroDuration();
+      EXPECT_FALSE(client->CollectGarbage(gc).ok());
+      break;
+    }
+    case Drive::kLeaseExpiry: {
+      auto saved = SaveStep(*client, step, 2, 0, ExpiringLease());
+      ASSERT_TRUE(saved.ok()) << saved.status();
+      EXPECT_FALSE(saved->checkpoint_committed);
+      break;  // the reaper (every 0.2 s) finds it expired
+    }
+    case Drive::kCopy:
+      FAIL() << "not a one-server case";
+  }
+}
+
+int FailpointCrashTest::RunOnOneServer() {
+  const Case& c = GetParam();
+  const std::string db = Path("db");
+  std::unique_ptr<ServerProcess> server = StartUnarmed(db);
+  if (server == nullptr) return 0;
+  MakeBaseline(*server);
+  if (HasFatalFailure()) return 0;
+  Steps committed = {20, 30};
+  int fires = 0;
+  for (int cycle = 0; cycle < FiresPerPoint() && !HasFailure(); ++cycle) {
+    SCOPED_TRACE(absl::StrCat("cycle ", cycle + 1));
+    ++RunTally().cycles;
+    const int64_t step = kFirstStep + 10 * cycle;
+    {
+      // Prepare on the unarmed server (the restart of the cycle before).
+      std::unique_ptr<client::Client> client = Connect(*server);
+      if (client == nullptr) break;
+      AbortPending(*client);
+      CollectAndRecheck(*client, committed);
+      if (c.drive == Drive::kPrune || c.drive == Drive::kGc) {
+        // Something to prune; for GC, garbage: the oldest step's chunks.
+        auto saved = SaveStep(*client, step);
+        if (!saved.ok()) ADD_FAILURE() << saved.status();
+        committed = With(committed, step);
+        if (c.drive == Drive::kGc) {
+          const absl::Status deleted =
+              client->DeleteCheckpoint(kFailpointJob, committed.front());
+          if (!deleted.ok()) ADD_FAILURE() << deleted;
+          committed.erase(committed.begin());
+        }
+      }
+      if (HasFailure()) break;
+    }
+    StopCleanly(std::move(server));
+    const std::string log = Path(absl::StrCat("armed-", cycle + 1, ".log"));
+    const uint64_t hit = ArmedHit(c.point, cycle);
+    std::unique_ptr<ServerProcess> armed = StartArmed(db, log, hit);
+    if (armed == nullptr) break;
+    DriveArmed(*armed, step);
+    if (HasFatalFailure()) break;
+    if (Fired(*armed, log, hit)) ++fires;
+    armed.reset();
+    server = StartUnarmed(db);
+    if (server == nullptr) break;
+    std::unique_ptr<client::Client> client = Connect(*server);
+    if (client == nullptr) break;
+    // Read before anything else may change a pending one.
+    const std::optional<CheckpointRecord> record = RecordOf(*client, step);
+    std::vector<Steps> allowed;
+    auto allow = [&](Steps undone, Steps done) {
+      if (c.after != After::kDone) allowed.push_back(undone);
+      if (c.after != After::kUndone) allowed.push_back(done);
+    };
+    switch (c.drive) {
+      case Drive::kSave:
+        allow(committed, With(committed, step));
+        break;
+      case Drive::kRankOfTwo:
+        allowed = {committed};
+        // Begin's batch is synced: the checkpoint is pending either way,
+        // with rank 0's shard only once its batch was written.
+        EXPECT_TRUE(record.has_value());
+        if (record.has_value()) {
+          EXPECT_EQ(record->state, CheckpointState::kPending);
+          EXPECT_EQ(record->committed_ranks, c.after == After::kDone
+                                                 ? std::vector<int32_t>{0}
+                                                 : std::vector<int32_t>{});
+        }
+        break;
+      case Drive::kPrune:
+        allow(committed, {committed.back()});
+        break;
+      case Drive::kGc:
+        allowed = {committed};
+        break;
+      case Drive::kLeaseExpiry:
+        allowed = {committed};
+        EXPECT_TRUE(record.has_value());
+        if (record.has_value()) {
+          EXPECT_EQ(record->state, c.after == After::kDone
+                                       ? CheckpointState::kAborted
+                                       : CheckpointState::kPending);
+        }
+        break;
+      case Drive::kCopy:
+        break;
+    }
+    ++RunTally().restarts_checked;
+    committed = CheckAfterRestart(*client, allowed);
+    if (HasFailure()) break;
+    if (c.drive == Drive::kSave || c.drive == Drive::kRankOfTwo) {
+      // The interrupted save can be done again (rank 1 too, for two ranks)
+      // and then restores exactly; one the crash left committed is refused
+      // as such.
+      const int32_t world_size = c.drive == Drive::kSave ? 1 : 2;
+      for (int32_t rank = 0; rank < world_size; ++rank) {
+        auto saved = SaveStep(*client, step, world_size, rank);
+        if (!saved.ok()) {
+          EXPECT_EQ(saved.status().code(), absl::StatusCode::kAlreadyExists)
+              << saved.status();
+        }
+      }
+      committed = With(committed, step);
+      EXPECT_EQ(CommittedRestoringExactly(*client), committed);
+    }
+  }
+  if (server != nullptr && !HasFailure()) {
+    // The last crash's aftermath swept too.
+    std::unique_ptr<client::Client> client = Connect(*server);
+    if (client != nullptr) {
+      AbortPending(*client);
+      CollectAndRecheck(*client, committed);
+    }
+  }
+  if (HasFailure()) ++RunTally().failed_points;
+  if (server != nullptr) StopCleanly(std::move(server));
+  return fires;
+}
+
+int FailpointCrashTest::RunCopy() {
+  const Case& c = GetParam();
+  auto source = StartUnarmed(Path("source-db"));
+  if (source == nullptr) return 0;
+  MakeBaseline(*source);
+  if (HasFatalFailure()) return 0;
+  std::unique_ptr<client::Client> from = Connect(*source);
+  if (from == nullptr) return 0;
+  const std::string target_db = Path("target-db");
+  std::unique_ptr<ServerProcess> target;  // unarmed, after the first cycle
+  Steps copied;                           // committed on the target
+  int fires = 0;
+  for (int cycle = 0; cycle < FiresPerPoint() && !HasFailure(); ++cycle) {
+    SCOPED_TRACE(absl::StrCat("cycle ", cycle + 1));
+    ++RunTally().cycles;
+    const int64_t step = kFirstStep + 10 * cycle;
+    // A new step on the source; the copy of it is interrupted.
+    auto saved = SaveStep(*from, step);
+    if (!saved.ok()) ADD_FAILURE() << saved.status();
+    if (target != nullptr) StopCleanly(std::move(target));
+    if (HasFailure()) break;
+    client::CopyRequest request;
+    request.job = kFailpointJob;
+    request.steps = {step};
+    request.source_label = "source";
+    request.target_label = "target";
+    const std::string log = Path(absl::StrCat("armed-", cycle + 1, ".log"));
+    std::unique_ptr<ServerProcess> armed = StartArmed(target_db, log, 1);
+    if (armed == nullptr) break;
+    {
+      std::unique_ptr<client::Client> to = Connect(*armed);
+      if (to == nullptr) break;
+      EXPECT_FALSE(client::Client::Copy(*from, *to, request).ok());
+    }
+    if (Fired(*armed, log, 1)) ++fires;
+    armed.reset();
+    target = StartUnarmed(target_db);
+    if (target == nullptr) break;
+    std::unique_ptr<client::Client> to = Connect(*target);
+    if (to == nullptr) break;
+    std::vector<Steps> allowed;
+    if (c.after != After::kDone) allowed.push_back(copied);
+    if (c.after != After::kUndone) allowed.push_back(With(copied, step));
+    ++RunTally().restarts_checked;
+    copied = CheckAfterRestart(*to, allowed);
+    if (HasFailure()) break;
+    // Copying again completes it, exactly.
+    auto again = client::Client::Copy(*from, *to, request);
+    EXPECT_TRUE(again.ok()) << again.status();
+    copied = With(copied, step);
+    CollectAndRecheck(*to, copied);
+  }
+  if (HasFailure()) ++RunTally().failed_points;
+  from.reset();
+  if (target != nullptr) StopCleanly(std::move(target));
+  StopCleanly(std::move(source));
+  return fires;
 }
 
 TEST_P(FailpointCrashTest, CrashLeavesAConsistentStore) {
   SCOPED_TRACE(absl::StrCat("CKPT_FAILPOINT=", GetParam().point));
-  if (GetParam().drive == Drive::kCopy) {
-    RunCopy();
-  } else {
-    RunOnOneServer();
-  }
+  const int fires =
+      GetParam().drive == Drive::kCopy ? RunCopy() : RunOnOneServer();
+  RunTally().fires[GetParam().point] += fires;
+  EXPECT_GE(fires, FiresPerPoint())
+      << GetParam().point << " fired " << fires << " times";
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryPoint, FailpointCrashTest,
@@ -467,100 +505,6 @@ TEST(FailpointCrashListTest, EveryPointHasACase) {
   std::vector<std::string> names(failpoint::kNames.begin(),
                                  failpoint::kNames.end());
   EXPECT_EQ(covered, names);
-}
-
-// `ckpt-server --list-failpoints` prints kNames one a line.
-TEST(FailpointCrashListTest, ServerListsItsPoints) {
-  auto dir = TempDir::Create("ckpt-failpoint-list");
-  ASSERT_TRUE(dir.ok());
-  const std::string out = (*dir)->path() + "/list.out";
-  const int status =
-      std::system(absl::StrCat(BuiltBinary("server/rpc/ckpt-server"),
-                               " --list-failpoints >", out, " 2>&1")
-                      .c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  if (!failpoint::kEnabled) {
-    EXPECT_NE(WEXITSTATUS(status), 0);
-    EXPECT_THAT(ReadWholeFile(out), HasSubstr("no failpoints"));
-    return;
-  }
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  std::string expected;
-  for (const char* name : failpoint::kNames) {
-    absl::StrAppend(&expected, name, "\n");
-  }
-  EXPECT_EQ(ReadWholeFile(out), expected);
-}
-
-// NAME@K and NAME%N in a real server: a save of ten new chunks hits
-// chunk_put.after ten times; @3 fires at the third, and %4 at the hit
-// failpoint::Fires names for the seed (so a seed replays).
-TEST(FailpointCrashListTest, CountedAndSeededArmingFireWhereTheySay) {
-  if (!failpoint::kEnabled) GTEST_SKIP() << "this build has no failpoints";
-  const rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);
-  // A seed whose first firing hit of 1-in-4 is past the first and within
-  // the ten.
-  failpoint::Arming seeded;
-  seeded.index = failpoint::IndexOf("chunk_put.after");
-  seeded.mode = failpoint::Arming::Mode::kOneIn;
-  seeded.k = 4;
-  uint64_t expected_hit = 0;
-  for (seeded.seed = 1; expected_hit == 0; ++seeded.seed) {
-    uint64_t first = 1;
-    while (!failpoint::Fires(seeded, first)) ++first;
-    if (first >= 2 && first <= 10) expected_hit = first;
-  }
-  --seeded.seed;  // the loop stepped past it
-  struct Run {
-    std::vector<std::string> env;
-    uint64_t hit;
-  };
-  const std::vector<Run> runs = {
-      {{"CKPT_FAILPOINT=chunk_put.after@3"}, 3},
-      {{"CKPT_FAILPOINT=chunk_put.after%4",
-        absl::StrCat("CKPT_FAILPOINT_SEED=", seeded.seed)},
-       expected_hit},
-  };
-  for (const Run& run : runs) {
-    SCOPED_TRACE(run.env.back());
-    auto dir = TempDir::Create("ckpt-failpoint-seeded");
-    ASSERT_TRUE(dir.ok());
-    const std::string log = (*dir)->path() + "/armed.log";
-    auto server = ServerProcess::Start((*dir)->path() + "/db", ServerFlags(),
-                                       log, run.env);
-    ASSERT_TRUE(server.ok()) << server.status();
-    {
-      auto client = client::Client::Connect(
-          (*server)->address(), {.connect_timeout = absl::Seconds(10)});
-      ASSERT_TRUE(client.ok()) << client.status();
-      EXPECT_FALSE(Save(**client, kNewStep).ok());
-    }
-    absl::StatusOr<int> exit = (*server)->WaitForExit(absl::Seconds(20));
-    ASSERT_TRUE(exit.ok()) << exit.status();
-    EXPECT_EQ(*exit, 128 + SIGABRT);
-    EXPECT_THAT(ReadWholeFile(log),
-                HasSubstr(absl::StrCat("ckpt failpoint fired: chunk_put.after "
-                                       "(hit ",
-                                       run.hit, ")")));
-  }
-}
-
-// A typo or a bad count: the server refuses to start, saying why.
-TEST(FailpointCrashListTest, ServerRefusesABadArming) {
-  auto dir = TempDir::Create("ckpt-failpoint-bad");
-  ASSERT_TRUE(dir.ok());
-  for (const std::string spec :
-       {"commit_batch.aftr", "commit_batch.after@0", "gc_mark.before%x"}) {
-    const std::string log = (*dir)->path() + "/server.log";
-    auto server = ServerProcess::Start((*dir)->path() + "/db", {}, log,
-                                       {absl::StrCat("CKPT_FAILPOINT=", spec)});
-    ASSERT_FALSE(server.ok()) << spec << " was accepted";
-    EXPECT_THAT(ReadWholeFile(log),
-                HasSubstr(failpoint::kEnabled ? "CKPT_FAILPOINT=" + spec
-                                              : "this build has no failpoints"))
-        << spec;
-  }
 }
 
 }  // namespace

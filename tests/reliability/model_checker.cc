@@ -163,14 +163,21 @@ class Checker {
   }
 
   // Whether the model allows (job, step) to be absent from `observation`.
-  bool MayBeAbsent(const Key& key, const ModelCheckpoint& model,
-                   const Observation& observation) const {
+  // A removal the event history showed once stays one: the server keeps
+  // only the newest events of a job, so a later observation may no longer
+  // see it.
+  bool MayBeAbsent(const Key& key, ModelCheckpoint& model,
+                   const Observation& observation) {
     if (model.removed) return true;
     if (!model.maybe_removed) return false;
     auto job = observation.jobs.find(key.first);
     if (job == observation.jobs.end()) return false;
     const std::vector<int64_t>& events = job->second.removed_by_events;
-    return std::find(events.begin(), events.end(), key.second) != events.end();
+    if (std::find(events.begin(), events.end(), key.second) == events.end()) {
+      return false;
+    }
+    model.removed = true;
+    return true;
   }
 
   void OnObserve(const Observation& observation) {
@@ -208,7 +215,7 @@ class Checker {
         CheckListed({job, step}, observed);
       }
     }
-    for (const auto& [key, model] : checkpoints_) {
+    for (auto& [key, model] : checkpoints_) {
       if (listed.contains(key) || MayBeAbsent(key, model, observation)) {
         continue;
       }

@@ -252,6 +252,23 @@ TEST(ModelCheckerTest, UnknownPruneExcusesOnlyStepsTheServerLogged) {
   EXPECT_EQ(result.violations[0].step, 2);
 }
 
+// The server keeps only a job's newest events: a removal an observation
+// once saw in them stays excused after its event is dropped.
+TEST(ModelCheckerTest, LoggedRemovalStaysExcusedAfterItsEventIsDropped) {
+  HistoryBuilder history;
+  history.SaveAcked("a", 1, 1, "x");
+  history.SaveAcked("a", 2, 1, "y");
+  history.End(history.InvokeRemoval(OpKind::kPrune, "a"), RecordType::kUnknown);
+  Observation seen;
+  List(seen, "a", 2, 1, "y");
+  seen.jobs["a"].removed_by_events = {1};
+  history.Observe(seen);
+  Observation dropped;
+  List(dropped, "a", 2, 1, "y");
+  history.Observe(dropped);
+  EXPECT_THAT(Kinds(CheckHistory(history.records())), ElementsAre());
+}
+
 TEST(ModelCheckerTest, ReportsUnknownCommitThatVanishesLater) {
   HistoryBuilder history;
   history.End(history.InvokeSave("a", 1, 0, 1, "x0"), RecordType::kUnknown);

@@ -92,10 +92,13 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   if [ -x "$REL/ckpt-crash-test" ]; then
     run kill9 "$REL/ckpt-crash-test" --seed "$seed" --cycles 200 \
       --history-dir "$OUT"
+    # Until every failpoint fired 50 times (~900 cycles, ~25 min), in the CI
+    # test's shape (reliability_failpoints).
     run failpoints "$REL/ckpt-crash-test" --mode failpoint --seed "$seed" \
-      --cycles 200 --history-dir "$OUT"
+      --fires 50 --min-fires 50 --jobs 2 --ranks 2 --min-shard-kib 64 \
+      --max-shard-kib 256 --history-dir "$OUT"
   fi
-  run failpoint_each "$REL/failpoint_crash_test"
+  CKPT_FIRES=20 run failpoint_each "$REL/failpoint_crash_test"
   run power_loss "$REL/reliability_power_loss" --seed="$seed" --cycles=500
   run bit_rot "$REL/reliability_bit_rot" --seed="$seed" --trials=200
   run torn_wal "$REL/reliability_torn_wal" --seed="$seed" --trials=2000
@@ -126,9 +129,15 @@ for line in open(sys.argv[1]):
     entry["failed"] += row["exit"] != 0
     summary = row["summary"]
     if isinstance(summary, dict):
+        # Nested counts (failpoint fires per point) are summed per key too.
         for key, value in summary.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and key != "seed":
+            if isinstance(value, dict):
+                inner = entry.setdefault(key, {})
+                for name, count in value.items():
+                    if isinstance(count, (int, float)):
+                        inner[name] = inner.get(name, 0) + count
+            elif isinstance(value, (int, float)) \
+                    and not isinstance(value, bool) and key != "seed":
                 entry[key] = entry.get(key, 0) + value
 print(json.dumps(totals, indent=1, sort_keys=True))
 EOF

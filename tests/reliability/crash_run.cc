@@ -73,8 +73,25 @@ class CrashRun {
 
  private:
   absl::Status Cycle(int cycle) {
-    return options_.mode == CrashMode::kKill ? KillCycle(cycle)
-                                             : FailpointCycle(cycle);
+    switch (options_.mode) {
+      case CrashMode::kKill:
+        return KillCycle(cycle);
+      case CrashMode::kFailpoint:
+        return FailpointCycle(cycle);
+      case CrashMode::kChaos:
+        break;
+    }
+    switch (std::uniform_int_distribution<int>(0, 2)(rng_)) {
+      case 0:
+        ++chaos_kills_;
+        return KillCycle(cycle);
+      case 1:
+        ++chaos_failpoints_;
+        return FailpointCycle(cycle);
+      default:
+        ++chaos_clean_stops_;
+        return CleanStopCycle(cycle);
+    }
   }
 
   // A started server and a client connected to it.
@@ -113,7 +130,15 @@ class CrashRun {
     return absl::OkStatus();
   }
 
-  absl::Status KillCycle(int cycle) {
+  absl::Status KillCycle(int cycle) { return InterruptedCycle(cycle, false); }
+  absl::Status CleanStopCycle(int cycle) {
+    return InterruptedCycle(cycle, true);
+  }
+
+  // The server ended at a uniformly random moment of the workload: SIGKILL
+  // (T1) or, with `clean_stop`, SIGTERM (T24), after which it must drain
+  // its calls and exit 0; what the workload had in flight is unknown.
+  absl::Status InterruptedCycle(int cycle, bool clean_stop) {
     auto running = StartConnected();
     if (!running.ok()) return running.status();
     Observe(*running->client, cycle);
@@ -124,9 +149,21 @@ class CrashRun {
     std::uniform_int_distribution<int64_t> delay_us(
         0, absl::ToInt64Microseconds(options_.cycle_length) - 1);
     absl::SleepFor(absl::Microseconds(delay_us(rng_)));
-    running->server->Kill();
+    absl::StatusOr<int> stopped = 0;
+    if (clean_stop) {
+      stopped = running->server->Stop();
+    } else {
+      running->server->Kill();
+    }
     stop = true;
     traffic.join();
+    if (!stopped.ok()) return stopped.status();
+    if (*stopped != 0) {
+      return absl::InternalError(
+          absl::StrCat("ckpt-server exited with ", *stopped,
+                       " on SIGTERM during the workload (cycle ", cycle,
+                       "; see ", options_.server_log_path, ")"));
+    }
     return absl::OkStatus();
   }
 
@@ -273,6 +310,9 @@ class CrashRun {
     summary.copies = stats.copies;
     summary.fires = fires_;
     summary.failpoint_fallback_kills = fallback_kills_;
+    summary.chaos_kills = chaos_kills_;
+    summary.chaos_failpoints = chaos_failpoints_;
+    summary.chaos_clean_stops = chaos_clean_stops_;
     summary.bytes_sent = stats.bytes_sent;
     summary.bytes_restored = observe_stats_.bytes_restored;
     summary.max_reopen_seconds = max_reopen_seconds_;
@@ -289,6 +329,9 @@ class CrashRun {
   ObserveStats observe_stats_;
   std::map<std::string, int> fires_;
   int fallback_kills_ = 0;
+  int chaos_kills_ = 0;
+  int chaos_failpoints_ = 0;
+  int chaos_clean_stops_ = 0;
   size_t in_turn_ = 0;
   uint64_t log_offset_ = 0;
 };

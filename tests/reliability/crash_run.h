@@ -3,7 +3,9 @@
 // and checks what it serves (server_observer.h, model_checker.h), runs the
 // workload (crash_workload.h) and crashes the server: T1 SIGKILLs it at a
 // uniformly random time; T2 (--mode failpoint) arms one named failpoint
-// (ckpt-server's CKPT_FAILPOINT) and waits for it to abort the server.
+// (ckpt-server's CKPT_FAILPOINT) and waits for it to abort the server; T24
+// (--mode chaos) picks one of those or a clean stop (SIGTERM, which must
+// exit 0) at random for each cycle.
 // After the last cycle the server is restarted once more, checked and
 // stopped cleanly.
 #pragma once
@@ -20,7 +22,7 @@
 
 namespace ckpt::reliability {
 
-enum class CrashMode { kKill, kFailpoint };
+enum class CrashMode { kKill, kFailpoint, kChaos };
 
 struct CrashRunOptions {
   uint64_t seed = 1;
@@ -62,6 +64,10 @@ struct CrashRunSummary {
   // Failpoint mode: fires per point (and cycles that fell back to SIGKILL).
   std::map<std::string, int> fires;
   int failpoint_fallback_kills = 0;
+  // Chaos mode: how each cycle ended.
+  int chaos_kills = 0;
+  int chaos_failpoints = 0;
+  int chaos_clean_stops = 0;
 };
 
 // Errors are the harness's own (a server that would not start within 30 s,

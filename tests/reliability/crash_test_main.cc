@@ -118,9 +118,33 @@ int CheckFile(const std::string& path) {
   return result.violations.empty() ? 0 : 1;
 }
 
+// The plan's name of a mode, and the mode's flag value.
+const char* TestName(CrashMode mode) {
+  switch (mode) {
+    case CrashMode::kKill:
+      return "T1";
+    case CrashMode::kFailpoint:
+      return "T2";
+    case CrashMode::kChaos:
+      return "T24";
+  }
+  return "?";
+}
+const char* ModeName(CrashMode mode) {
+  switch (mode) {
+    case CrashMode::kKill:
+      return "kill";
+    case CrashMode::kFailpoint:
+      return "failpoint";
+    case CrashMode::kChaos:
+      return "chaos";
+  }
+  return "?";
+}
+
 json RunJson(const CrashRunSummary& summary, CrashMode mode) {
-  json out = {{"test", mode == CrashMode::kKill ? "T1" : "T2"},
-              {"mode", mode == CrashMode::kKill ? "kill" : "failpoint"},
+  json out = {{"test", TestName(mode)},
+              {"mode", ModeName(mode)},
               {"seed", summary.seed},
               {"cycles", summary.cycles},
               {"commits_acked", summary.check.commits_acked},
@@ -138,9 +162,14 @@ json RunJson(const CrashRunSummary& summary, CrashMode mode) {
               {"copies", summary.copies},
               {"violations", summary.check.violations.size()},
               {"max_reopen_seconds", summary.max_reopen_seconds}};
-  if (mode == CrashMode::kFailpoint) {
+  if (mode != CrashMode::kKill) {
     out["fires"] = summary.fires;
     out["fallback_kills"] = summary.failpoint_fallback_kills;
+  }
+  if (mode == CrashMode::kChaos) {
+    out["chaos_kills"] = summary.chaos_kills;
+    out["chaos_failpoints"] = summary.chaos_failpoints;
+    out["chaos_clean_stops"] = summary.chaos_clean_stops;
   }
   return out;
 }
@@ -166,6 +195,12 @@ void Accumulate(json& total, const json& run) {
     }
     total["fallback_kills"] = total.value("fallback_kills", int64_t{0}) +
                               run["fallback_kills"].get<int64_t>();
+  }
+  for (const char* key :
+       {"chaos_kills", "chaos_failpoints", "chaos_clean_stops"}) {
+    if (run.contains(key)) {
+      total[key] = total.value(key, int64_t{0}) + run[key].get<int64_t>();
+    }
   }
 }
 
@@ -198,9 +233,11 @@ int Main(int argc, char** argv) {
                      "Crash cycles per seed (with --fires: the most, by "
                      "default 3 x fires x points)");
   cycles_option->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--mode", mode_name, "kill (T1) or failpoint (T2)")
+  app.add_option("--mode", mode_name,
+                 "kill (T1), failpoint (T2), or chaos (T24: each cycle a "
+                 "SIGKILL, a failpoint or a clean SIGTERM stop, at random)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kill", "failpoint"}));
+      ->check(CLI::IsMember({"kill", "failpoint", "chaos"}));
   app.add_option("--jobs", workload.jobs, "Jobs saving at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -299,21 +336,23 @@ int Main(int argc, char** argv) {
   workload.min_shard_bytes = min_kib << 10;
   workload.max_shard_bytes = max_kib << 10;
   workload.chunk_bytes = chunk_kib << 10;
-  options.mode = mode_name == "kill" ? CrashMode::kKill : CrashMode::kFailpoint;
+  options.mode = mode_name == "kill"        ? CrashMode::kKill
+                 : mode_name == "failpoint" ? CrashMode::kFailpoint
+                                            : CrashMode::kChaos;
+  // Chaos mode takes failpoint mode's defaults.
+  const bool arms_failpoints = options.mode != CrashMode::kKill;
   if (lease_seconds == 0) {
-    lease_seconds = options.mode == CrashMode::kFailpoint ? 2 : 10;
+    lease_seconds = arms_failpoints ? 2 : 10;
   }
   workload.lease = absl::Seconds(lease_seconds);
   options.fires_per_point = fires_per_point;
   options.cycle_length = absl::Milliseconds(cycle_ms);
   options.failpoint_wait = absl::Seconds(failpoint_wait_seconds);
   workload.abandon_every =
-      abandon_every >= 0 ? abandon_every
-                         : (options.mode == CrashMode::kFailpoint ? 3 : 0);
-  workload.copy_every = copy_every >= 0
-                            ? copy_every
-                            : (options.mode == CrashMode::kFailpoint ? 4 : 0);
-  if (options.mode == CrashMode::kFailpoint) {
+      abandon_every >= 0 ? abandon_every : (arms_failpoints ? 3 : 0);
+  workload.copy_every =
+      copy_every >= 0 ? copy_every : (arms_failpoints ? 4 : 0);
+  if (arms_failpoints) {
     if (failpoints.empty()) {
       auto listed = ListFailpoints();
       if (!listed.ok()) {
@@ -340,7 +379,7 @@ int Main(int argc, char** argv) {
     runs = *std::move(read);
   }
 
-  json total = {{"test", options.mode == CrashMode::kKill ? "T1" : "T2"},
+  json total = {{"test", TestName(options.mode)},
                 {"mode", mode_name},
                 {"summary", true},
                 {"seeds", json::array()}};

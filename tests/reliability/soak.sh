@@ -97,6 +97,10 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     run failpoints "$REL/ckpt-crash-test" --mode failpoint --seed "$seed" \
       --fires 50 --min-fires 50 --jobs 2 --ranks 2 --min-shard-kib 64 \
       --max-shard-kib 256 --history-dir "$OUT"
+    # T24: kills, failpoints and clean stops mixed, histories kept in $OUT.
+    run chaos "$REL/ckpt-crash-test" --mode chaos --seed "$seed" \
+      --cycles 200 --jobs 2 --ranks 2 --min-shard-kib 64 \
+      --max-shard-kib 256 --keep-history --history-dir "$OUT"
   fi
   CKPT_FIRES=20 run failpoint_each "$REL/failpoint_crash_test"
   run power_loss "$REL/reliability_power_loss" --seed="$seed" --cycles=500

@@ -92,7 +92,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   if [ -x "$REL/ckpt-crash-test" ]; then
     run kill9 "$REL/ckpt-crash-test" --seed "$seed" --cycles 200 \
       --history-dir "$OUT"
-    # Until every failpoint fired 50 times (~900 cycles, ~25 min), in the CI
+    # Until every failpoint fired 50 times (~900 cycles, ~27 min), in the CI
     # test's shape (reliability_failpoints).
     run failpoints "$REL/ckpt-crash-test" --mode failpoint --seed "$seed" \
       --fires 50 --min-fires 50 --jobs 2 --ranks 2 --min-shard-kib 64 \

@@ -26,10 +26,10 @@ constexpr size_t kMaxMessageBytes = 512;
 
 // rpc_failed warnings let through a second; the rest are counted, and the
 // count goes out (event rpc_failed_held_back) before the next line let
-// through. A client can make every
-// call it opens fail (a flood of streams reset at once runs to ~100,000 a
-// second), and a line for each would fill the log's disk. Errors (the
-// server's own faults) are never held back; the metrics count every call.
+// through. A client can make every call it opens fail (a flood of streams
+// reset at once runs to ~100,000 a second), and a line for each would fill
+// the log's disk. Errors (the server's own faults) are never held back;
+// the metrics count every call.
 constexpr int kWarningsPerSecond = 100;
 
 class WarningBudget {

@@ -34,14 +34,14 @@ TEST(ServerConfigTest, AnEmptyFileKeepsTheDefaults) {
   EXPECT_EQ(settings, ServerSettings());
   EXPECT_EQ(settings.listen, "127.0.0.1:7070");
   EXPECT_EQ(settings.shutdown_grace_seconds, 10);
-  EXPECT_TRUE(settings.direct_io);
+  EXPECT_FALSE(settings.direct_io);
 }
 
 TEST(ServerConfigTest, AppliesEachTypeAndKeepsWhatItDoesNotName) {
   ServerSettings settings;
   ASSERT_TRUE(Apply("data_dir: /var/lib/ckpt\n"
                     "listen: \"0.0.0.0:7070\"\n"
-                    "direct_io: false\n"
+                    "direct_io: true\n"
                     "max_lease_seconds: 7200\n"
                     "gc_interval_seconds: 0.5\n"
                     "shutdown_grace_seconds: 30\n",
@@ -49,7 +49,7 @@ TEST(ServerConfigTest, AppliesEachTypeAndKeepsWhatItDoesNotName) {
                   .ok());
   EXPECT_EQ(settings.data_dir, "/var/lib/ckpt");
   EXPECT_EQ(settings.listen, "0.0.0.0:7070");
-  EXPECT_FALSE(settings.direct_io);
+  EXPECT_TRUE(settings.direct_io);
   EXPECT_EQ(settings.max_lease_seconds, 7200);
   EXPECT_EQ(settings.gc_interval_seconds, 0.5);
   EXPECT_EQ(settings.shutdown_grace_seconds, 30);

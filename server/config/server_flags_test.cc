@@ -40,13 +40,13 @@ TEST(ServerFlagsTest, NoFlagsGiveTheDefaults) {
 TEST(ServerFlagsTest, ParsesEachTypeAndBothBooleanForms) {
   absl::StatusOr<ServerSettings> settings = Resolve(
       {"--data-dir", "/d", "--max-lease-seconds", "7200", "--gc-interval",
-       "0.25", "--direct-io=false", "--shared-memory-reads", "false",
+       "0.25", "--direct-io=true", "--shared-memory-reads", "false",
        "--insecure-allow-unauthenticated", "--shutdown-grace-seconds", "3"});
   ASSERT_TRUE(settings.ok()) << settings.status();
   EXPECT_EQ(settings->data_dir, "/d");
   EXPECT_EQ(settings->max_lease_seconds, 7200);
   EXPECT_EQ(settings->gc_interval_seconds, 0.25);
-  EXPECT_FALSE(settings->direct_io);
+  EXPECT_TRUE(settings->direct_io);
   EXPECT_FALSE(settings->shared_memory_reads);
   EXPECT_TRUE(settings->insecure_allow_unauthenticated);
   EXPECT_EQ(settings->shutdown_grace_seconds, 3);

@@ -116,10 +116,17 @@ const ServerSetting kRows[] = {
    0, kTenYears, "How long garbage collection spares an unreferenced chunk "
    "after a save last uploaded or asked about it: the longest a rank may take "
    "from upload to commit"},
-  {"direct_io", "--direct-io", T::kBool, &S::direct_io, "true",
-   0, 0, "Read and write chunk files with O_DIRECT, bypassing the page cache "
-   "(true or false); ignored where the file system has no O_DIRECT, e.g. "
-   "tmpfs"},
+  {"direct_io", "--direct-io", T::kBool, &S::direct_io, "false",
+   0, 0, "Read and write RocksDB's blob and table files with O_DIRECT, "
+   "bypassing the page cache (true or false; chunk files of 1 MiB and more "
+   "always use the page cache); ignored where the file system has no "
+   "O_DIRECT, e.g. tmpfs"},
+  {"file_chunk_min_bytes", "--file-chunk-min-bytes", T::kBytes,
+   &S::file_chunk_min_bytes, "1MiB",
+   1, 9.0e18, "Chunks at least this large are stored in files of their own "
+   "under <data-dir>/chunk_files (written and synced by the upload thread, "
+   "in parallel); smaller ones in RocksDB. A huge value keeps every chunk in "
+   "RocksDB (slower saves: one flush thread copies and checksums them)"},
   {"shared_memory_reads", "--shared-memory-reads", T::kBool,
    &S::shared_memory_reads, "true",
    0, 0, "Let clients on this host restore through shared memory: the server "

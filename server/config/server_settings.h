@@ -59,6 +59,7 @@ struct ServerSettings {
   int64_t max_background_flushes;
   int64_t chunk_hold_seconds;
   bool direct_io;
+  int64_t file_chunk_min_bytes;
   bool shared_memory_reads;
   int64_t request_threads;
   int64_t maintenance_threads;

@@ -77,6 +77,8 @@ absl::StatusOr<std::unique_ptr<OpenedStores>> OpenStores(
   if (choice.kind == ChunkStoreChoice::Kind::kRocksDb) {
     RocksDbStoreOptions options;
     options.direct_io = settings.direct_io;
+    options.file_chunk_min_bytes =
+        static_cast<uint64_t>(settings.file_chunk_min_bytes);
     options.max_background_flushes =
         static_cast<int>(settings.max_background_flushes);
     CKPT_ASSIGN_OR_RETURN(stores->rocksdb_,

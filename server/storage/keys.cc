@@ -220,36 +220,59 @@ absl::StatusOr<ChunkChecksum> DecodeChunkChecksum(absl::string_view value) {
   return ChunkChecksum{ReadFixed64(value), ReadFixed64(value.substr(8))};
 }
 
-std::string EncodeChunkIndexValue(uint64_t size,
-                                  const ChunkChecksum& checksum) {
-  return EncodeVarint64(size) + EncodeChunkChecksum(checksum);
+std::string EncodeChunkIndexValue(uint64_t size, const ChunkChecksum& checksum,
+                                  std::optional<uint64_t> file_number) {
+  std::string value = EncodeVarint64(size) + EncodeChunkChecksum(checksum);
+  if (file_number.has_value()) value += EncodeVarint64(*file_number);
+  return value;
 }
 
-absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
-  size_t varint_end = 0;
-  while (varint_end < value.size() && varint_end < 10 &&
-         (static_cast<uint8_t>(value[varint_end]) & 0x80) != 0) {
-    ++varint_end;
+namespace {
+
+// The length of the varint at the start of `value` (up to 10 bytes), or
+// nullopt when it does not end within them.
+std::optional<size_t> VarintLength(absl::string_view value) {
+  size_t end = 0;
+  while (end < value.size() && end < 10 &&
+         (static_cast<uint8_t>(value[end]) & 0x80) != 0) {
+    ++end;
   }
-  ++varint_end;  // the last byte of the varint
-  if (varint_end > value.size()) {
+  ++end;  // the last byte of the varint
+  if (end > value.size()) return std::nullopt;
+  return end;
+}
+
+}  // namespace
+
+absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value) {
+  const std::optional<size_t> varint_end = VarintLength(value);
+  if (!varint_end.has_value()) {
     return absl::DataLossError("corrupt chunk index value: malformed varint");
   }
   ChunkIndexValue decoded;
-  absl::StatusOr<uint64_t> size = DecodeVarint64(value.substr(0, varint_end));
+  absl::StatusOr<uint64_t> size = DecodeVarint64(value.substr(0, *varint_end));
   if (!size.ok()) {
     return absl::DataLossError(absl::StrCat("corrupt chunk index value: size: ",
                                             size.status().message()));
   }
   decoded.size = *size;
-  const absl::string_view rest = value.substr(varint_end);
-  if (rest.size() == 16) {
-    CKPT_ASSIGN_OR_RETURN(decoded.checksum, DecodeChunkChecksum(rest));
-  } else if (!rest.empty()) {
+  absl::string_view rest = value.substr(*varint_end);
+  if (rest.empty()) return decoded;
+  if (rest.size() < 16) {
     return absl::DataLossError(absl::StrCat(
         "corrupt chunk index value: ", rest.size(),
         " bytes after the size, expected none or a 16-byte checksum"));
   }
+  CKPT_ASSIGN_OR_RETURN(decoded.checksum,
+                        DecodeChunkChecksum(rest.substr(0, 16)));
+  rest.remove_prefix(16);
+  if (rest.empty()) return decoded;
+  absl::StatusOr<uint64_t> number = DecodeVarint64(rest);
+  if (!number.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "corrupt chunk index value: file number: ", number.status().message()));
+  }
+  decoded.file_number = *number;
   return decoded;
 }
 

@@ -105,14 +105,20 @@ std::string EncodeChunkChecksum(const ChunkChecksum& checksum);
 absl::StatusOr<ChunkChecksum> DecodeChunkChecksum(absl::string_view value);
 
 // Chunk index values: the chunk's size as a varint, then its checksum (16
-// bytes, low then high, little-endian). Values written before checksums
-// were recorded hold only the size; they decode with no checksum.
+// bytes, low then high, little-endian), then, for a chunk whose bytes are in
+// a file of their own (chunk_files.h) rather than in the `chunks` family, the
+// file's number as a varint. Values written before checksums were recorded
+// hold only the size; they decode with no checksum.
 struct ChunkIndexValue {
   uint64_t size = 0;
   std::optional<ChunkChecksum> checksum;
+  std::optional<uint64_t> file_number;
 };
-std::string EncodeChunkIndexValue(uint64_t size, const ChunkChecksum& checksum);
-// DATA_LOSS unless `value` is a varint followed by nothing or 16 bytes.
+std::string EncodeChunkIndexValue(
+    uint64_t size, const ChunkChecksum& checksum,
+    std::optional<uint64_t> file_number = std::nullopt);
+// DATA_LOSS unless `value` is a varint followed by nothing, or by 16 bytes
+// and at most one more varint.
 absl::StatusOr<ChunkIndexValue> DecodeChunkIndexValue(absl::string_view value);
 
 // INVALID_ARGUMENT when `tenant` cannot name stored chunks: empty (which

@@ -159,11 +159,28 @@ TEST(KeysTest, ChunkIndexValuesCarryTheChecksumAndOldOnesStillDecode) {
                                17));
   for (const std::string& bad :
        {std::string(""), std::string("\x80"), std::string("\x01\x02"),
-        EncodeChunkIndexValue(5, checksum) + "x",
+        EncodeChunkIndexValue(5, checksum) + "\x80",
+        EncodeChunkIndexValue(5, checksum, 7) + "x",
         EncodeChunkIndexValue(5, checksum).substr(0, 10)}) {
     EXPECT_EQ(DecodeChunkIndexValue(bad).status().code(),
               absl::StatusCode::kDataLoss);
   }
+}
+
+TEST(KeysTest, ChunkIndexValuesNameTheChunkFileWhenThereIsOne) {
+  const ChunkChecksum checksum = ComputeChunkChecksum("file chunk");
+  for (uint64_t number :
+       {uint64_t{0}, uint64_t{1}, uint64_t{300}, UINT64_MAX}) {
+    auto decoded =
+        DecodeChunkIndexValue(EncodeChunkIndexValue(4096, checksum, number));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->size, 4096u);
+    EXPECT_EQ(decoded->checksum, checksum);
+    EXPECT_EQ(decoded->file_number, number);
+  }
+  auto in_family = DecodeChunkIndexValue(EncodeChunkIndexValue(1, checksum));
+  ASSERT_TRUE(in_family.ok());
+  EXPECT_FALSE(in_family->file_number.has_value());
 }
 
 TEST(KeysTest, VarintRoundTripsAndRejectsGarbage) {

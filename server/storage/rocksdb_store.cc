@@ -103,72 +103,141 @@ absl::StatusOr<std::optional<std::string>> RocksDbStore::Impl::GetValue(
   return value.ToString();
 }
 
-absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
-                                       const ChunkId& id,
-                                       absl::string_view bytes) {
-  CKPT_RETURN_IF_ERROR(ValidateTenant(tenant));
-  const std::string key = ChunkKey(tenant, id);
-  const std::string index_value =
-      EncodeChunkIndexValue(bytes.size(), ComputeChunkChecksum(bytes));
-  absl::MutexLock lock(&impl_->ChunkLock(id));
-  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
-                        impl_->GetValue(kChunkIndex, key, nullptr));
-  if (existing.has_value()) return false;
-  CKPT_RETURN_IF_ERROR(
-      impl_->CheckRoom(absl::StrCat("writing chunk ", id.ShortHex()),
-                       impl_->MemtableBytes() + bytes.size()));
-  rocksdb::WriteBatch batch;
-  CKPT_RETURN_IF_ERROR(
-      FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
-                  "batching chunk"));
-  CKPT_RETURN_IF_ERROR(FromRocksDb(
-      batch.Put(impl_->cf(kChunkIndex), ToSlice(key), ToSlice(index_value)),
-      "batching chunk"));
-  CKPT_FAILPOINT("chunk_put.before");
-  CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(
-      &batch, absl::StrCat("writing chunk ", id.ShortHex())));
-  // In the memtable only (no WAL for chunks): a crash loses it unless a
-  // flush (chunk_flush) ran since.
-  CKPT_FAILPOINT("chunk_put.after");
-  return true;
+absl::Status RocksDbStore::Impl::RemoveDeletedFiles() {
+  std::vector<uint64_t> numbers;
+  {
+    absl::MutexLock lock(&deleted_files_mu);
+    numbers.swap(deleted_files);
+  }
+  if (numbers.empty()) return absl::OkStatus();
+  // Every deletion taken above was written before this flush begins.
+  absl::Status status = SyncChunks();
+  for (size_t i = 0; status.ok() && i < numbers.size(); ++i) {
+    status = files->Remove(numbers[i]);
+    if (status.ok()) numbers[i] = 0;  // done
+  }
+  if (!status.ok()) {
+    // Kept for the next call (or, after a crash, the scan at open).
+    absl::MutexLock lock(&deleted_files_mu);
+    for (uint64_t number : numbers) {
+      if (number != 0) deleted_files.push_back(number);
+    }
+  }
+  return status;
 }
 
-absl::StatusOr<std::string> RocksDbStore::Get(absl::string_view tenant,
-                                              const ChunkId& id) {
-  if (!ValidateTenant(tenant).ok()) return ChunkNotFound(tenant, id);
+absl::StatusOr<std::string> RocksDbStore::Impl::ReadChunkBytes(
+    absl::string_view key, const ChunkIndexValue& index, const ChunkId& id) {
+  if (index.file_number.has_value()) {
+    absl::StatusOr<std::string> bytes =
+        files->Read(*index.file_number, index.size);
+    if (!absl::IsNotFound(bytes.status())) return bytes;
+    // Deleted (and its file removed) since the index was read, or lost.
+    CKPT_ASSIGN_OR_RETURN(std::optional<std::string> now,
+                          GetValue(kChunkIndex, key, nullptr));
+    if (!now.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("chunk ", id.ShortHex(), " not found"));
+    }
+    CKPT_ASSIGN_OR_RETURN(ChunkIndexValue current, DecodeChunkIndexValue(*now));
+    if (current.file_number != index.file_number) {
+      return ReadChunkBytes(key, current, id);
+    }
+    return absl::DataLossError(absl::StrCat(
+        "chunk ", id.ToHex(), " is lost: its file (", *index.file_number,
+        ") is missing from the server's data directory"));
+  }
   rocksdb::PinnableSlice value;
   rocksdb::ReadOptions read;
   // Debian's RocksDB computes CRC32C in software (no SSE4.2 build), slower
-  // than the SHA-256 every reader of a chunk verifies anyway; skip it.
+  // than the checks every reader of a chunk makes anyway; skip it.
   read.verify_checksums = false;
-  rocksdb::Status status = impl_->db->Get(
-      read, impl_->cf(kChunks), ToSlice(ChunkKey(tenant, id)), &value);
-  if (status.IsNotFound()) return ChunkNotFound(tenant, id);
+  rocksdb::Status status = db->Get(read, cf(kChunks), ToSlice(key), &value);
+  if (status.IsNotFound()) {
+    return absl::NotFoundError(
+        absl::StrCat("chunk ", id.ShortHex(), " not found"));
+  }
   CKPT_RETURN_IF_ERROR(
       FromRocksDb(status, absl::StrCat("reading chunk ", id.ShortHex())));
   // The one copy: from the pinned block or blob into the result.
   return std::string(value.data(), value.size());
 }
 
-absl::Status RocksDbStore::ReadVerified(
-    absl::string_view tenant, const ChunkId& id,
-    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
+                                       const ChunkId& id,
+                                       absl::string_view bytes) {
+  CKPT_RETURN_IF_ERROR(ValidateTenant(tenant));
+  const std::string key = ChunkKey(tenant, id);
+  const ChunkChecksum checksum = ComputeChunkChecksum(bytes);
+  const bool in_file = bytes.size() >= impl_->file_chunk_min_bytes;
+  absl::MutexLock lock(&impl_->ChunkLock(id));
+  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                        impl_->GetValue(kChunkIndex, key, nullptr));
+  if (existing.has_value()) return false;
+  const std::string what = absl::StrCat("writing chunk ", id.ShortHex());
+  // Its own size either way: in a file now, or in a memtable to flush.
+  CKPT_RETURN_IF_ERROR(
+      impl_->CheckRoom(what, impl_->MemtableBytes() + bytes.size()));
+  rocksdb::WriteBatch batch;
+  std::optional<uint64_t> file_number;
+  if (in_file) {
+    // Durable before the index entry exists (chunk_files.h).
+    CKPT_ASSIGN_OR_RETURN(file_number, impl_->files->Write(bytes));
+  } else {
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
+                    "batching chunk"));
+  }
+  const std::string index_value =
+      EncodeChunkIndexValue(bytes.size(), checksum, file_number);
+  CKPT_RETURN_IF_ERROR(FromRocksDb(
+      batch.Put(impl_->cf(kChunkIndex), ToSlice(key), ToSlice(index_value)),
+      "batching chunk"));
+  CKPT_FAILPOINT("chunk_put.before");
+  if (absl::Status written = impl_->WriteChunkBatch(&batch, what);
+      !written.ok()) {
+    if (file_number.has_value()) {
+      impl_->files->Remove(*file_number).IgnoreError();
+    }
+    return written;
+  }
+  // In the memtable only (no WAL for chunks): a crash loses it unless a
+  // flush (chunk_flush) ran since. A chunk file it names is then removed
+  // when the store reopens.
+  CKPT_FAILPOINT("chunk_put.after");
+  return true;
+}
+
+absl::StatusOr<std::string> RocksDbStore::Impl::ReadChunk(
+    absl::string_view tenant, const ChunkId& id, ChunkIndexValue* index) {
   if (!ValidateTenant(tenant).ok()) return ChunkNotFound(tenant, id);
   const std::string key = ChunkKey(tenant, id);
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> index_value,
-                        impl_->GetValue(kChunkIndex, key, nullptr));
+                        GetValue(kChunkIndex, key, nullptr));
   if (!index_value.has_value()) return ChunkNotFound(tenant, id);
-  CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
-                        DecodeChunkIndexValue(*index_value));
-  rocksdb::PinnableSlice value;
-  rocksdb::ReadOptions read;
-  read.verify_checksums = false;  // as in Get; the check below replaces it
-  rocksdb::Status status =
-      impl_->db->Get(read, impl_->cf(kChunks), ToSlice(key), &value);
-  if (status.IsNotFound()) return ChunkNotFound(tenant, id);
-  CKPT_RETURN_IF_ERROR(
-      FromRocksDb(status, absl::StrCat("reading chunk ", id.ShortHex())));
-  const absl::string_view bytes(value.data(), value.size());
+  CKPT_ASSIGN_OR_RETURN(*index, DecodeChunkIndexValue(*index_value));
+  absl::StatusOr<std::string> bytes = ReadChunkBytes(key, *index, id);
+  if (absl::IsNotFound(bytes.status())) return ChunkNotFound(tenant, id);
+  return bytes;
+}
+
+absl::StatusOr<std::string> RocksDbStore::Get(absl::string_view tenant,
+                                              const ChunkId& id) {
+  ChunkIndexValue index;
+  return impl_->ReadChunk(tenant, id, &index);
+}
+
+absl::Status RocksDbStore::ReadVerified(
+    absl::string_view tenant, const ChunkId& id,
+    absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  ChunkIndexValue index;
+  absl::StatusOr<std::string> read = impl_->ReadChunk(tenant, id, &index);
+  if (absl::IsDataLoss(read.status())) {
+    return absl::DataLossError(absl::StrCat(
+        "chunk ", id.ToHex(), " is corrupt: ", read.status().message()));
+  }
+  CKPT_RETURN_IF_ERROR(read.status());
+  const absl::string_view bytes = *read;
   if (index.checksum.has_value()) {
     if (bytes.size() != index.size ||
         ComputeChunkChecksum(bytes) != *index.checksum) {
@@ -216,13 +285,24 @@ absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {
   if (!ValidateTenant(tenant).ok()) return absl::OkStatus();
   const std::string key = ChunkKey(tenant, id);
   absl::MutexLock lock(&impl_->ChunkLock(id));
+  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> index_value,
+                        impl_->GetValue(kChunkIndex, key, nullptr));
+  if (!index_value.has_value()) return absl::OkStatus();
+  // A corrupt index entry is deleted all the same (its file, if any, is
+  // then removed by the scan at the next open).
+  absl::StatusOr<ChunkIndexValue> index = DecodeChunkIndexValue(*index_value);
   rocksdb::WriteBatch batch;
   CKPT_RETURN_IF_ERROR(FromRocksDb(
       batch.Delete(impl_->cf(kChunks), ToSlice(key)), "batching delete"));
   CKPT_RETURN_IF_ERROR(FromRocksDb(
       batch.Delete(impl_->cf(kChunkIndex), ToSlice(key)), "batching delete"));
-  return impl_->WriteChunkBatch(&batch,
-                                absl::StrCat("deleting chunk ", id.ShortHex()));
+  CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(
+      &batch, absl::StrCat("deleting chunk ", id.ShortHex())));
+  if (index.ok() && index->file_number.has_value()) {
+    absl::MutexLock files_lock(&impl_->deleted_files_mu);
+    impl_->deleted_files.push_back(*index->file_number);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RocksDbStore::Sync() { return impl_->SyncChunks(); }

@@ -2,10 +2,12 @@
 // Includes no RocksDB header (pimpl), so users of the store do not either.
 //
 // Layout: column families
-//   chunks       ChunkKey -> chunk bytes (integrated BlobDB: values of at
+//   chunks       ChunkKey -> chunk bytes, for chunks under
+//                file_chunk_min_bytes (integrated BlobDB: values of at
 //                least min_blob_size live in blob files, uncompressed)
-//   chunk_index  ChunkKey -> size, checksum; Put/Sizes/GetUsage/ForEach read
-//                only this, never a chunk body
+//   chunk_index  ChunkKey -> size, checksum, and for a larger chunk the
+//                number of the file (chunk_files/, chunk_files.h) holding
+//                its bytes; Put/Sizes/GetUsage/ForEach read only this
 //   manifests    CheckpointKey -> committed header (EncodeCheckpointRecord)
 //   pending      CheckpointKey -> pending or aborted header
 //   shards       ShardKey -> EncodeShard
@@ -26,6 +28,12 @@
 //   entry never points at missing bytes. A crash loses the Puts and Deletes
 //   made since the last Sync(); a lost Delete only delays garbage
 //   collection. A clean close (destruction) flushes them first.
+// - A chunk in a file: Put writes and syncs the file (and its directory)
+//   before the index entry exists, so whenever RocksDB flushes the entry
+//   its file is durable. Delete removes the index entry only; the file goes
+//   once the deletion is flushed (ReclaimSpace, a clean close). Files no
+//   durable index entry names (a crash after the file, before the flush)
+//   are removed at open.
 // - Apply() writes one WriteBatch through the WAL with sync=true: after a
 //   crash a batch is either wholly applied or not at all, events included.
 //   Event sequences continue from each job's last stored key, so they stay
@@ -118,15 +126,22 @@ struct RocksDbStoreOptions {
   // Default: true
   bool size_to_volume = true;
 
-  // Write and read blob and table files with O_DIRECT. Checkpoint bytes
-  // then go between memory and the disk without passing through (and
-  // evicting) the page cache: on the 2-core virtual machines we measure on,
-  // filling fresh page-cache pages cost more than the disk, and O_DIRECT
-  // halved both save and restore times. Reads then always come from the
-  // disk, as after a real failure. Ignored (with a log line) where the file
-  // system has no O_DIRECT, e.g. tmpfs.
-  // Default: true
-  bool direct_io = true;
+  // Write and read RocksDB's blob and table files with O_DIRECT (chunk
+  // files, below, always go through the page cache). Off by default: with
+  // one flush thread (max_background_flushes) each synchronous 1 MiB
+  // O_DIRECT write of a flush waited for the disk, and saves ran at a third
+  // of their buffered speed (docs/operations.md has the figures). Ignored
+  // (with a log line) where the file system has no O_DIRECT, e.g. tmpfs.
+  // Default: false
+  bool direct_io = false;
+
+  // Chunks at least this large are stored in files of their own
+  // (chunk_files.h), written and synced by the thread that stores them; the
+  // index keeps their size, checksum and file number. Smaller ones stay in
+  // the `chunks` column family, where a file and two fsyncs each would cost
+  // more than the bytes. UINT64_MAX keeps every chunk in RocksDB.
+  // Default: 1 MiB
+  uint64_t file_chunk_min_bytes = uint64_t{1} << 20;
 
   // Chunk values at least this large go to blob files; smaller ones stay
   // inline in the SST files.

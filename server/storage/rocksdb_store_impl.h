@@ -27,6 +27,7 @@
 #include "rocksdb/slice.h"
 #include "rocksdb/snapshot.h"
 #include "rocksdb/write_batch.h"
+#include "server/storage/chunk_files.h"
 #include "server/storage/keys.h"
 #include "server/storage/rocksdb_status.h"
 #include "server/storage/rocksdb_store.h"
@@ -102,6 +103,15 @@ struct RocksDbStore::Impl {
 
   std::array<absl::Mutex, rocksdb_internal::kChunkLockStripes> chunk_locks;
 
+  // Large chunks' bytes (RocksDbStoreOptions::file_chunk_min_bytes).
+  std::unique_ptr<ChunkFiles> files;
+  uint64_t file_chunk_min_bytes = UINT64_MAX;
+  // Files of deleted chunks, removed only once their index entries' deletion
+  // is durable (RemoveDeletedFiles): a crash before that would bring back an
+  // index entry naming a missing file.
+  absl::Mutex deleted_files_mu;
+  std::vector<uint64_t> deleted_files ABSL_GUARDED_BY(deleted_files_mu);
+
   // Chunk writes (Put/Delete) done, and how many of them the last
   // successful Sync covered. A Sync with nothing new returns at once.
   std::atomic<uint64_t> chunk_writes{0};
@@ -128,6 +138,23 @@ struct RocksDbStore::Impl {
   // Flushes every family when chunk writes happened since the last flush
   // (rocksdb_store.cc).
   absl::Status SyncChunks();
+
+  // Makes every chunk deletion so far durable, then removes the files of the
+  // deleted chunks (rocksdb_store.cc).
+  absl::Status RemoveDeletedFiles();
+
+  // The bytes of (tenant, id), unverified, and its index entry in `index`:
+  // ChunkNotFound when absent, DATA_LOSS when its file is missing or of
+  // another length than the index says (rocksdb_store.cc).
+  absl::StatusOr<std::string> ReadChunk(absl::string_view tenant,
+                                        const ChunkId& id,
+                                        ChunkIndexValue* index);
+
+  // The bytes of a chunk as its index entry describes them: from its file
+  // or from the `chunks` family. NOT_FOUND when absent (rocksdb_store.cc).
+  absl::StatusOr<std::string> ReadChunkBytes(absl::string_view key,
+                                             const ChunkIndexValue& index,
+                                             const ChunkId& id);
 
   // Writes a chunk's entries (or their deletion) without the WAL; Sync()
   // makes them durable (rocksdb_store.cc).

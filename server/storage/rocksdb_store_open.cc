@@ -7,14 +7,18 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "server/storage/chunk_files.h"
+#include "server/storage/keys.h"
 #include "server/storage/rocksdb_status.h"
 #include "server/storage/rocksdb_store.h"
 #include "server/storage/rocksdb_store_impl.h"
@@ -97,6 +101,37 @@ bool SupportsDirectIo(const std::string& dir) {
   return true;
 }
 
+// Opens the chunk file tree and removes the files no index entry names:
+// written by a Put whose index entry a crash lost, or of a chunk deleted
+// durably just before a crash.
+absl::Status OpenChunkFiles(RocksDbStore::Impl& impl,
+                            const RocksDbStoreOptions& options) {
+  impl.file_chunk_min_bytes = options.file_chunk_min_bytes;
+  std::shared_ptr<rocksdb::FileSystem> fs =
+      impl.env != nullptr ? impl.env->GetFileSystem()
+                          : rocksdb::FileSystem::Default();
+  CKPT_ASSIGN_OR_RETURN(
+      impl.files, ChunkFiles::Open(std::move(fs), impl.dir + "/chunk_files"));
+  absl::flat_hash_set<uint64_t> live;
+  CKPT_RETURN_IF_ERROR(impl.Scan(
+      kChunkIndex, "", nullptr,
+      [&](absl::string_view, absl::string_view value) -> absl::Status {
+        absl::StatusOr<ChunkIndexValue> index = DecodeChunkIndexValue(value);
+        // A corrupt entry's file (if it has one) is unknown: verify
+        // reports the entry; its file stays until the entry is deleted.
+        if (index.ok() && index->file_number.has_value()) {
+          live.insert(*index->file_number);
+        }
+        return absl::OkStatus();
+      }));
+  CKPT_ASSIGN_OR_RETURN(uint64_t removed, impl.files->RemoveUnreferenced(live));
+  if (removed > 0) {
+    CKPT_LOG(Info, "removed ", removed,
+             " chunk files no index entry names (left by a crash)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 RocksDbStore::Impl::~Impl() {
@@ -105,6 +140,11 @@ RocksDbStore::Impl::~Impl() {
   // avoid_flush_during_shutdown is false; do it explicitly to log errors.
   if (absl::Status status = SyncChunks(); !status.ok()) {
     CKPT_LOG(Error, "flushing chunks at close: ", status.ToString());
+  } else if (files != nullptr) {
+    if (absl::Status removed = RemoveDeletedFiles(); !removed.ok()) {
+      CKPT_LOG(Error,
+               "removing deleted chunk files at close: ", removed.ToString());
+    }
   }
   resume.reset();  // waits for a Resume still running
   handles.clear();
@@ -206,6 +246,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     return absl::InternalError("RocksDB returned the wrong number of handles");
   }
   impl->resume = std::make_unique<BoundedResume>(raw_db);
+  CKPT_RETURN_IF_ERROR(OpenChunkFiles(*impl, options));
   return std::make_unique<RocksDbStore>(Passkey(), std::move(impl));
 }
 

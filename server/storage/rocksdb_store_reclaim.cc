@@ -92,10 +92,14 @@ absl::StatusOr<ChunkStore::DiskUsage> RocksDbStore::ReclaimSpace() {
   rocksdb::DB* db = impl_->db.get();
   rocksdb::ColumnFamilyHandle* chunks = impl_->cf(kChunks);
   rocksdb::ColumnFamilyHandle* index = impl_->cf(kChunkIndex);
-  // Deletes not yet flushed would survive the compactions below.
-  CKPT_RETURN_IF_ERROR(impl_->SyncChunks());
   DiskUsage usage;
-  usage.bytes_before = DiskBytes(db, chunks) + DiskBytes(db, index);
+  const uint64_t file_bytes_before = impl_->files->bytes();
+  // Deletes not yet flushed would survive the compactions below; once
+  // flushed, the deleted chunks' files can go.
+  CKPT_RETURN_IF_ERROR(impl_->RemoveDeletedFiles());
+  CKPT_RETURN_IF_ERROR(impl_->SyncChunks());
+  usage.bytes_before =
+      DiskBytes(db, chunks) + DiskBytes(db, index) + file_bytes_before;
 
   // Pass 1: drop deleted keys. RocksDB counts the blobs they pointed at as
   // garbage and deletes blob files that hold nothing else.
@@ -121,7 +125,8 @@ absl::StatusOr<ChunkStore::DiskUsage> RocksDbStore::ReclaimSpace() {
     CKPT_RETURN_IF_ERROR(rewritten);
     CKPT_RETURN_IF_ERROR(restored);
   }
-  usage.bytes_after = DiskBytes(db, chunks) + DiskBytes(db, index);
+  usage.bytes_after =
+      DiskBytes(db, chunks) + DiskBytes(db, index) + impl_->files->bytes();
   return usage;
 }
 

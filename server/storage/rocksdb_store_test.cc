@@ -311,8 +311,22 @@ TEST_F(RocksDbStoreTest, UnsyncedChunkSurvivesCleanClose) {
 // A process that dies without closing the store (here: _exit in a forked
 // child) keeps synced chunks and applied metadata, loses unsynced chunks,
 // and never leaves an index entry without its bytes.
+// Small chunks live in RocksDB, large ones (>= 1 MiB) in chunk files: one
+// of each, synced and not.
 std::string CrashChildSynced() { return std::string(200 << 10, 's'); }
 std::string CrashChildUnsynced() { return std::string(200 << 10, 'u'); }
+std::string CrashChildSyncedFile() { return std::string(2 << 20, 'S'); }
+std::string CrashChildUnsyncedFile() { return std::string(2 << 20, 'U'); }
+
+// Chunk files under the store at `db`.
+size_t ChunkFileCount(const std::string& db) {
+  size_t count = 0;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(db + "/chunk_files")) {
+    if (entry.is_regular_file()) ++count;
+  }
+  return count;
+}
 
 // Run only as the child of the test below: writes, then dies without
 // closing the store, as a crash would.
@@ -320,14 +334,12 @@ TEST(RocksDbStoreCrashChild, DISABLED_WriteThenDie) {
   const char* path = getenv("CKPT_CRASH_CHILD_DB");
   if (path == nullptr) GTEST_SKIP() << "only run by the crash test";
   auto store = RocksDbStore::Open(path);
-  bool ok = store.ok() &&
-            (*store)
-                ->Put("acme", IdOf(CrashChildSynced()), CrashChildSynced())
-                .ok() &&
-            (*store)->Sync().ok() &&
-            (*store)
-                ->Put("acme", IdOf(CrashChildUnsynced()), CrashChildUnsynced())
-                .ok();
+  auto put = [&](const std::string& bytes) {
+    return (*store)->Put("acme", IdOf(bytes), bytes).ok();
+  };
+  bool ok = store.ok() && put(CrashChildSynced()) &&
+            put(CrashChildSyncedFile()) && (*store)->Sync().ok() &&
+            put(CrashChildUnsynced()) && put(CrashChildUnsyncedFile());
   MetadataBatch batch;
   batch.PutJob(MakeJob("acme/j"));
   ok = ok && (*store)->Apply(batch).ok();
@@ -357,18 +369,26 @@ TEST_F(RocksDbStoreTest, CrashKeepsSyncedChunksAndLosesUnsyncedOnesWhole) {
 
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  auto got = store->Get("acme", IdOf(synced));
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(*got, synced);
-  auto contains = store->Contains("acme", {IdOf(synced), IdOf(unsynced)});
+  for (const std::string& kept : {synced, CrashChildSyncedFile()}) {
+    auto got = store->Get("acme", IdOf(kept));
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, kept);
+  }
+  auto contains = store->Contains(
+      "acme", {IdOf(synced), IdOf(unsynced), IdOf(CrashChildSyncedFile()),
+               IdOf(CrashChildUnsyncedFile())});
   ASSERT_TRUE(contains.ok());
-  EXPECT_TRUE((*contains)[0]);
-  EXPECT_FALSE((*contains)[1]);
+  EXPECT_EQ(*contains, (std::vector<bool>{true, false, true, false}));
   EXPECT_EQ(store->Get("acme", IdOf(unsynced)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Get("acme", IdOf(CrashChildUnsyncedFile())).status().code(),
             absl::StatusCode::kNotFound);
   auto usage = store->GetUsage("acme");
   ASSERT_TRUE(usage.ok());
-  EXPECT_EQ(usage->chunk_count, 1u);
+  EXPECT_EQ(usage->chunk_count, 2u);
+  // The unsynced large chunk's file was written, but no durable index
+  // entry names it: the store removed it when it opened.
+  EXPECT_EQ(ChunkFileCount(db_path()), 1u);
   auto job = store->GetJob("acme/j");
   ASSERT_TRUE(job.ok());
   EXPECT_TRUE(job->has_value()) << "a synced Apply was lost";

@@ -1,14 +1,15 @@
 // T15 bit rot: a real ckpt-server's data directory, made once, copied per
-// trial; one random byte of its SST and blob files (uniform over their
-// bytes) flipped while no server runs; then a server on the copy. Whenever the
-// byte hit a stored chunk's value, `verify --read-data` (VerifyCheckpoints with
-// read_data) must name that chunk and every checkpoint that references it; a
-// restore must never return wrong bytes (an affected checkpoint fails
-// DATA_LOSS, an unaffected one restores byte-identical); the list of
-// checkpoints must be whole or an error; and a server that cannot open the
-// database must exit non-zero naming the file. Also the logical case: a chunk's
-// value replaced by another valid chunk value through RocksDB (the store opened
-// in-process, server stopped). Flags: --seed=N (else random, printed) and
+// trial; one random byte of its SST, blob and chunk files (uniform over
+// their bytes) flipped while no server runs; then a server on the copy.
+// Whenever the byte hit a stored chunk's value, `verify --read-data`
+// (VerifyCheckpoints with read_data) must name that chunk and every checkpoint
+// that references it; a restore must never return wrong bytes (an affected
+// checkpoint fails DATA_LOSS, an unaffected one restores byte-identical); the
+// list of checkpoints must be whole or an error; and a server that cannot open
+// the database must exit non-zero naming the file. Also the logical case: a
+// chunk's value replaced by another valid chunk value through RocksDB (the
+// store opened in-process, server stopped). Flags: --seed=N (else random,
+// printed) and
 // --trials=N (CI 20, soak 200). Prints one JSON line with the figures.
 #include <sys/wait.h>
 
@@ -84,9 +85,9 @@ class BitRotTest : public RealServerTest {
   }
 
   // Saves the three steps through a real server on db_path(), then stops
-  // it cleanly (so every chunk is in a blob or SST file).
+  // it cleanly (so every chunk is in a blob, SST or chunk file).
   void SaveSteps() {
-    StartServer();
+    ASSERT_NO_FATAL_FAILURE(StartServer());
     const std::string shared = RandomBytes(rng_, 4 * kChunkBytes);
     std::string changed = shared;
     for (size_t i = 2 * kChunkBytes; i < changed.size(); ++i) changed[i] ^= 1;
@@ -95,6 +96,13 @@ class BitRotTest : public RealServerTest {
     saved_.tensors[3] = {{"w", RandomBytes(rng_, 3 * kChunkBytes)},
                          {"s", RandomBytes(rng_, 700)}};
     for (const auto& [step, tensors] : saved_.tensors) {
+      if (step == 3) {
+        // Step 3's whole chunks go to chunk files (chunk_files.h), the
+        // others' to RocksDB's blob files: rot strikes both.
+        StopServer();
+        ASSERT_NO_FATAL_FAILURE(StartServer(
+            {"--file-chunk-min-bytes", absl::StrCat(kChunkBytes / 2)}));
+      }
       std::vector<client::TensorData> data;
       for (const auto& [name, bytes] : tensors) {
         data.push_back(Uint8Tensor(name, bytes));
@@ -175,17 +183,23 @@ TEST_F(BitRotTest, VerifyNamesEveryDamagedChunkAndRestoreNeverLies) {
       absl::StrCat("seed ", seed_, " (rerun with --seed=", seed_, ")"));
   ASSERT_NO_FATAL_FAILURE(SaveSteps());
   const std::string pristine = db_path();
+  // Relative to the data directory.
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(pristine)) {
+  for (const auto& entry : fs::recursive_directory_iterator(pristine)) {
+    const fs::path relative = fs::relative(entry.path(), pristine);
     const std::string ext = entry.path().extension().string();
-    if (ext == ".sst" || ext == ".blob") files.push_back(entry.path());
+    const bool chunk_file =
+        entry.is_regular_file() && *relative.begin() == "chunk_files";
+    if (ext == ".sst" || ext == ".blob" || chunk_file) {
+      files.push_back(relative);
+    }
   }
   std::sort(files.begin(), files.end());
   ASSERT_FALSE(files.empty());
   std::vector<uint64_t> sizes;
   uint64_t total_bytes = 0;
   for (const fs::path& file : files) {
-    sizes.push_back(fs::file_size(file));
+    sizes.push_back(fs::file_size(fs::path(pristine) / file));
     total_bytes += sizes.back();
   }
   ASSERT_GT(total_bytes, 0u);
@@ -201,7 +215,7 @@ TEST_F(BitRotTest, VerifyNamesEveryDamagedChunkAndRestoreNeverLies) {
     uint64_t at = rng_() % total_bytes;
     size_t index = 0;
     while (at >= sizes[index]) at -= sizes[index++];
-    const fs::path victim = fs::path(trial_dir) / files[index].filename();
+    const fs::path victim = fs::path(trial_dir) / files[index];
     std::string content = ReadWholeFile(victim);
     ASSERT_EQ(content.size(), sizes[index]);
     const uint64_t offset = at;

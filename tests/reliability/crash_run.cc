@@ -277,9 +277,16 @@ class CrashRun {
   absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
       const std::vector<std::string>& env = {}) {
     const absl::Time start = absl::Now();
+    std::vector<std::string> args = ServerArgs(options_.workload.lease);
+    // Every other server stores whole workload chunks in chunk files (the
+    // rest, and smaller pieces, in RocksDB): crashes strike both write paths
+    // and a store that mixes them.
+    if (++server_starts_ % 2 == 0) {
+      args.push_back("--file-chunk-min-bytes");
+      args.push_back(absl::StrCat(options_.workload.chunk_bytes));
+    }
     auto server =
-        ServerProcess::Start(db_path_, ServerArgs(options_.workload.lease),
-                             options_.server_log_path, env);
+        ServerProcess::Start(db_path_, args, options_.server_log_path, env);
     if (!server.ok()) {
       return absl::Status(server.status().code(),
                           absl::StrCat("ckpt-server did not reopen ", db_path_,
@@ -326,6 +333,7 @@ class CrashRun {
   std::string db_path_;
   int cycles_ = 0;
   double max_reopen_seconds_ = 0;
+  int server_starts_ = 0;
   ObserveStats observe_stats_;
   std::map<std::string, int> fires_;
   int fallback_kills_ = 0;

@@ -6,7 +6,8 @@
 // shard), then runs multi-rank saves (deduplicated against the previous
 // step), deletes, prunes and garbage collections until the power is cut:
 // between calls, before the k-th file operation, or by another thread at a
-// random moment (inside a put, a flush or a commit). Flags: --seed=N (else
+// random moment (inside a put, a flush or a commit). Every other cycle
+// stores whole chunks in chunk files (chunk_files.h). Flags: --seed=N (else
 // random, printed) and --cycles=N (CI 50, soak 500; split over two
 // stores run side by side, seeds N and N+1). Prints one JSON line
 // with the figures.
@@ -209,6 +210,10 @@ class PowerLossRun {
     // Small memtables, so flushes also start on their own mid-save.
     options.chunk_write_buffer_size = uint64_t{256} << 10;
     options.blob_file_size = uint64_t{1} << 20;
+    // Every other open stores whole chunks in chunk files (tails stay in
+    // RocksDB), so cuts strike both write paths and stores that mix them.
+    options.file_chunk_min_bytes =
+        figures_.cycles % 2 == 0 ? kChunkBytes : UINT64_MAX;
     options.resume_timeout = absl::Milliseconds(200);
     auto store = RocksDbStore::Open(dir_, options);
     ASSERT_TRUE(store.ok()) << "reopening after the cut: " << store.status();

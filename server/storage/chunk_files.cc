@@ -1,0 +1,174 @@
+#include "server/storage/chunk_files.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/storage/rocksdb_status.h"
+
+namespace ckpt::server {
+namespace {
+
+constexpr size_t kNameDigits = 16;
+
+// The number a file name spells, or nullopt for any other name.
+std::optional<uint64_t> ParseName(absl::string_view name) {
+  if (name.size() != kNameDigits) return std::nullopt;
+  uint64_t number = 0;
+  for (char c : name) {
+    const bool digit = c >= '0' && c <= '9';
+    const bool hex = c >= 'a' && c <= 'f';
+    if (!digit && !hex) return std::nullopt;
+    number =
+        number * 16 + static_cast<uint64_t>(digit ? c - '0' : c - 'a' + 10);
+  }
+  return number;
+}
+
+}  // namespace
+
+ChunkFiles::ChunkFiles(std::shared_ptr<rocksdb::FileSystem> fs,
+                       std::string root)
+    : fs_(std::move(fs)), root_(std::move(root)) {}
+
+std::string ChunkFiles::DirOf(uint64_t number) const {
+  return absl::StrFormat("%s/%02x", root_, number % kFanOut);
+}
+
+std::string ChunkFiles::PathOf(uint64_t number) const {
+  return absl::StrFormat("%s/%016x", DirOf(number), number);
+}
+
+absl::StatusOr<std::unique_ptr<ChunkFiles>> ChunkFiles::Open(
+    std::shared_ptr<rocksdb::FileSystem> fs, std::string root) {
+  auto files = std::make_unique<ChunkFiles>(std::move(fs), root);
+  const rocksdb::IOOptions io;
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(files->fs_->CreateDirIfMissing(root, io, nullptr),
+                  "creating the chunk file directory"));
+  for (uint64_t i = 0; i < kFanOut; ++i) {
+    const std::string dir = files->DirOf(i);
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(files->fs_->CreateDirIfMissing(dir, io, nullptr),
+                    "creating a chunk file directory"));
+    CKPT_RETURN_IF_ERROR(FromRocksDb(
+        files->fs_->NewDirectory(dir, io, &files->dirs_[i], nullptr),
+        "opening a chunk file directory"));
+  }
+  return files;
+}
+
+absl::StatusOr<uint64_t> ChunkFiles::Write(absl::string_view bytes) {
+  const uint64_t number = next_number_.fetch_add(1, std::memory_order_relaxed);
+  const std::string path = PathOf(number);
+  const rocksdb::IOOptions io;
+  const std::string context = absl::StrCat("writing chunk file ", number);
+  std::unique_ptr<rocksdb::FSWritableFile> file;
+  rocksdb::IOStatus status =
+      fs_->NewWritableFile(path, rocksdb::FileOptions(), &file, nullptr);
+  if (status.ok()) {
+    status =
+        file->Append(rocksdb::Slice(bytes.data(), bytes.size()), io, nullptr);
+  }
+  // The bytes, then the directory entry: only then may an index name it.
+  if (status.ok()) status = file->Sync(io, nullptr);
+  if (status.ok()) status = file->Close(io, nullptr);
+  if (status.ok()) {
+    status = dirs_[number % kFanOut]->FsyncWithDirOptions(
+        io, nullptr, rocksdb::DirFsyncOptions());
+  }
+  if (!status.ok()) {
+    if (file != nullptr) file->Close(io, nullptr).PermitUncheckedError();
+    fs_->DeleteFile(path, io, nullptr).PermitUncheckedError();
+    return FromRocksDb(status, context);
+  }
+  bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
+  return number;
+}
+
+absl::StatusOr<std::string> ChunkFiles::Read(uint64_t number,
+                                             uint64_t expected_size) {
+  const std::string context = absl::StrCat("reading chunk file ", number);
+  std::unique_ptr<rocksdb::FSRandomAccessFile> file;
+  rocksdb::IOStatus status = fs_->NewRandomAccessFile(
+      PathOf(number), rocksdb::FileOptions(), &file, nullptr);
+  if (status.IsPathNotFound() || status.IsNotFound()) {
+    return absl::NotFoundError(
+        absl::StrCat("chunk file ", number, " does not exist"));
+  }
+  CKPT_RETURN_IF_ERROR(FromRocksDb(status, context));
+  // One byte more than expected, to see a file that grew.
+  std::string buffer(expected_size + 1, '\0');
+  rocksdb::Slice result;
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(file->Read(0, buffer.size(), rocksdb::IOOptions(), &result,
+                             buffer.data(), nullptr),
+                  context));
+  if (result.size() != expected_size) {
+    return absl::DataLossError(absl::StrCat(
+        "chunk file ", number, " holds ",
+        result.size() > expected_size ? "more than " : "",
+        result.size() > expected_size ? expected_size : result.size(),
+        " bytes; the index recorded ", expected_size));
+  }
+  if (result.data() != buffer.data()) {
+    std::copy(result.data(), result.data() + result.size(), buffer.data());
+  }
+  buffer.resize(expected_size);
+  return buffer;
+}
+
+absl::Status ChunkFiles::Remove(uint64_t number) {
+  const std::string path = PathOf(number);
+  const rocksdb::IOOptions io;
+  uint64_t size = 0;
+  const bool sized = fs_->GetFileSize(path, io, &size, nullptr).ok();
+  rocksdb::IOStatus status = fs_->DeleteFile(path, io, nullptr);
+  if (status.IsPathNotFound() || status.IsNotFound()) return absl::OkStatus();
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(status, absl::StrCat("removing chunk file ", number)));
+  if (sized) bytes_.fetch_sub(std::min(size, bytes()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ChunkFiles::RemoveUnreferenced(
+    const absl::flat_hash_set<uint64_t>& live) {
+  uint64_t highest = 0;
+  for (uint64_t number : live) highest = std::max(highest, number);
+  uint64_t removed = 0;
+  uint64_t kept_bytes = 0;
+  const rocksdb::IOOptions io;
+  for (uint64_t i = 0; i < kFanOut; ++i) {
+    std::vector<rocksdb::FileAttributes> children;
+    CKPT_RETURN_IF_ERROR(FromRocksDb(
+        fs_->GetChildrenFileAttributes(DirOf(i), io, &children, nullptr),
+        "listing chunk files"));
+    for (const rocksdb::FileAttributes& child : children) {
+      const std::optional<uint64_t> number = ParseName(child.name);
+      if (!number.has_value() || *number % kFanOut != i) {
+        CKPT_LOG(Warning, "chunk file directory ", DirOf(i),
+                 " holds a file ckpt did not write: ", child.name,
+                 " (left alone)");
+        continue;
+      }
+      highest = std::max(highest, *number);
+      if (live.contains(*number)) {
+        kept_bytes += child.size_bytes;
+        continue;
+      }
+      CKPT_RETURN_IF_ERROR(Remove(*number));
+      ++removed;
+    }
+  }
+  bytes_.store(kept_bytes, std::memory_order_relaxed);
+  next_number_.store(highest + 1, std::memory_order_relaxed);
+  return removed;
+}
+
+}  // namespace ckpt::server

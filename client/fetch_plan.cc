@@ -1,8 +1,8 @@
 #include "client/fetch_plan.h"
 
 #include <algorithm>
+#include <exception>
 #include <functional>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +10,7 @@
 #include "common/delta_base.h"
 #include "common/quantize.h"
 #include "common/status_macros.h"
+#include "common/thread_group.h"
 
 namespace ckpt::client {
 namespace {
@@ -219,22 +220,43 @@ absl::Status FetchInParallel(Transport& transport, absl::string_view job,
     }
     return transport.ReadChunks(job, range, fetched);
   };
+  // Each range's result, or what its fetch threw (a progress callback, say).
+  // Declared before the pool, so they outlive every fetch.
   std::vector<absl::Status> statuses(ranges.size());
+  std::vector<std::exception_ptr> thrown(ranges.size());
+  auto run = [&](size_t r) {
+    try {
+      statuses[r] = fetch_range(ranges[r]);
+    } catch (...) {
+      thrown[r] = std::current_exception();
+    }
+  };
   {
+    // Joined on every way out, so no thread outlives the buffer, the
+    // registration or the results.
+    ThreadGroup pool;
     // Mapping the buffer's pages costs about a third of a shared-memory
     // restore; done now, on a core the server's reads leave idle at times,
-    // it overlaps the fetch instead of following it.
-    std::thread prefault;
-    if (shared) prefault = std::thread([buffer] { buffer->Populate(); });
-    std::vector<std::thread> threads;
+    // it overlaps the fetch instead of following it. Best effort: without a
+    // thread for it the server's writes fault the pages in.
+    if (shared) pool.Spawn([buffer] { buffer->Populate(); }).IgnoreError();
+    // Range 0 on this thread, the others on their own. A range whose thread
+    // the system cannot start is no error: this thread fetches it after
+    // range 0.
+    std::vector<size_t> here;
+    if (!ranges.empty()) here.push_back(0);
     for (size_t r = 1; r < ranges.size(); ++r) {
-      threads.emplace_back([&, r] { statuses[r] = fetch_range(ranges[r]); });
+      if (!pool.Spawn([&run, r] { run(r); }).ok()) here.push_back(r);
     }
-    if (!ranges.empty()) statuses[0] = fetch_range(ranges[0]);
-    for (std::thread& thread : threads) thread.join();
-    if (prefault.joinable()) prefault.join();
+    for (size_t r : here) run(r);
+    pool.JoinAll();
   }
-  for (const absl::Status& status : statuses) CKPT_RETURN_IF_ERROR(status);
+  // The first range that failed decides, as in a one-thread loop over them:
+  // its exception is rethrown here, once every fetch has ended.
+  for (size_t r = 0; r < ranges.size(); ++r) {
+    if (thrown[r] != nullptr) std::rethrow_exception(thrown[r]);
+    CKPT_RETURN_IF_ERROR(statuses[r]);
+  }
   return absl::OkStatus();
 }
 

@@ -85,7 +85,9 @@ absl::Status DequantizeEntry(const TensorEntry& entry,
 // (when set) after every chunk, one call at a time. With a `buffer` (every
 // destination inside it) that is shareable, the server on this host writes
 // the chunks into it (ReadChunksIntoFile) when it can; otherwise, and
-// without a buffer, they are streamed (ReadChunks).
+// without a buffer, they are streamed (ReadChunks). Every fetch has ended
+// when it returns, and the first range, in order, that failed decides: its
+// status is returned, or what it threw (`progress` may throw) is rethrown.
 absl::Status FetchInParallel(Transport& transport, absl::string_view job,
                              absl::Span<const ChunkSink> sinks,
                              const RestoreBuffer* buffer,

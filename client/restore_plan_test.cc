@@ -1,9 +1,11 @@
 #include "client/restore_plan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "client/restore_buffer.h"
 #include "client/save_pipeline.h"
 #include "common/sha256.h"
+#include "common/thread_group.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/client_tensors.h"
@@ -381,6 +384,54 @@ TEST(RestorePlanTest, FetchesSeveralRangesInParallel) {
   ASSERT_EQ(calls.size(), 3u);
   EXPECT_EQ(calls[0] + calls[1] + calls[2], 30u);
   for (size_t call : calls) EXPECT_GE(call, 8u);
+}
+
+// Fetch threads the system will not create (none, or fewer than the
+// ranges): this thread fetches their ranges after its own, and the restore
+// is the same, streamed or through shared memory (whose page prefaulting is
+// then skipped). An uncaught std::system_error would end the process.
+TEST(RestorePlanTest, FetchesEveryRangeWhenThreadsCannotStart) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(size_t{30} * 32, 19);
+  Save(fake, 1, {WholeTensor("a", DType::kUint8, {int64_t{30} * 32}, bytes)});
+  for (const bool shared : {false, true}) {
+    if (shared && !SharedMemoryWorks()) continue;
+    for (int allowed : {0, 1}) {
+      SCOPED_TRACE(
+          absl::StrCat(allowed, " thread(s) may start, shared ", shared));
+      absl::StatusOr<std::vector<RestoredTensor>> restored =
+          absl::UnknownError("not run");
+      {
+        ScopedSpawnLimitForTesting limit(allowed);
+        restored = Restore(fake, 1, shared);
+      }
+      ASSERT_TRUE(restored.ok()) << restored.status();
+      EXPECT_EQ(View((*restored)[0]), bytes);
+    }
+  }
+}
+
+// A progress callback that throws, called on the fetching threads: every
+// fetch ends, and then the exception reaches the caller (on a thread of its
+// own it would end the process).
+TEST(RestorePlanTest, AProgressCallbackThatThrowsReachesTheCaller) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(size_t{30} * 32, 20);
+  Save(fake, 1, {WholeTensor("a", DType::kUint8, {int64_t{30} * 32}, bytes)});
+  std::atomic<int> calls{0};
+  auto throwing = [&calls](uint64_t, uint64_t) {
+    ++calls;
+    throw std::runtime_error("the progress bar broke");
+  };
+  EXPECT_THROW((void)RestoreShard(fake, Manifest(fake, 1), 0, throwing, false),
+               std::runtime_error);
+  // Each of the three ranges stopped at its first report.
+  EXPECT_EQ(calls.load(), 3);
+  // The restore left nothing behind: the next one succeeds.
+  absl::StatusOr<std::vector<RestoredTensor>> restored =
+      Restore(fake, 1, false);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(View((*restored)[0]), bytes);
 }
 
 TEST(RestorePlanTest, WritesThroughSharedMemoryWhenTheServerCan) {

@@ -5,7 +5,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,6 +20,7 @@
 #include "common/row_delta.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/thread_group.h"
 
 namespace ckpt::client {
 namespace {
@@ -38,7 +38,10 @@ struct ChunkTask {
 
 // Hashes `chunks` batch by batch on `threads` threads. Batches are claimed in
 // order, so the consumer, which waits for them in order, rarely waits for a
-// late one. Destruction stops the workers after their current batch.
+// late one. Destruction stops the workers after their current batch and
+// joins them. Threads the system cannot start are no error: those that did
+// start hash every batch, and when none did, the consumer hashes each batch
+// as it waits for it.
 class BatchHasher {
  public:
   struct Batch {
@@ -51,8 +54,9 @@ class BatchHasher {
         batches_(std::move(batches)),
         done_(batches_.size(), false) {
     const int n = std::max(1, threads);
-    threads_.reserve(n);
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+    for (int i = 0; i < n; ++i) {
+      if (!pool_.Spawn([this] { Work(); }).ok()) break;
+    }
   }
 
   ~BatchHasher() {
@@ -60,13 +64,23 @@ class BatchHasher {
       absl::MutexLock lock(&mu_);
       cancelled_ = true;
     }
-    for (std::thread& thread : threads_) thread.join();
+    pool_.JoinAll();
   }
 
   const std::vector<Batch>& batches() const { return batches_; }
 
-  // Blocks until batch `b` is hashed.
+  // Blocks until batch `b` is hashed (hashing it here when no worker runs).
   void WaitFor(size_t b) {
+    if (pool_.size() == 0) {
+      // Batches are claimed in order: this hashes up to `b`.
+      while (true) {
+        {
+          absl::MutexLock lock(&mu_);
+          if (done_[b]) return;
+        }
+        if (!HashNext()) break;
+      }
+    }
     auto hashed = [this, b]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> bool {
       return done_[b];
     };
@@ -75,20 +89,26 @@ class BatchHasher {
 
  private:
   void Work() {
-    while (true) {
-      size_t b;
-      {
-        absl::MutexLock lock(&mu_);
-        if (cancelled_ || next_ == batches_.size()) return;
-        b = next_++;
-      }
-      for (size_t i = batches_[b].begin; i < batches_[b].end; ++i) {
-        ChunkTask& task = (*chunks_)[i];
-        task.id = Sha256(task.data);
-      }
-      absl::MutexLock lock(&mu_);
-      done_[b] = true;
+    while (HashNext()) {
     }
+  }
+
+  // Claims the next batch and hashes it; false when none is left or the
+  // hasher is being destroyed.
+  bool HashNext() {
+    size_t b;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_ || next_ == batches_.size()) return false;
+      b = next_++;
+    }
+    for (size_t i = batches_[b].begin; i < batches_[b].end; ++i) {
+      ChunkTask& task = (*chunks_)[i];
+      task.id = Sha256(task.data);
+    }
+    absl::MutexLock lock(&mu_);
+    done_[b] = true;
+    return true;
   }
 
   std::vector<ChunkTask>* const chunks_;
@@ -97,7 +117,7 @@ class BatchHasher {
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> done_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  ThreadGroup pool_;  // the workers; empty when none could start
 };
 
 // The row delta a TensorData with delta_base_step asks for: its delta_rows

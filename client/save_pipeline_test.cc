@@ -1,17 +1,21 @@
 #include "client/save_pipeline.h"
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "absl/algorithm/container.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "client/stored_fingerprints.h"
 #include "common/chunking.h"
 #include "common/fingerprint_record.h"
 #include "common/row_delta.h"
 #include "common/row_fingerprint.h"
 #include "common/sha256.h"
+#include "common/thread_group.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/client_tensors.h"
@@ -360,6 +364,56 @@ TEST(SavePipelineTest, RefusesRowFingerprintsThatDoNotFitTheTensor) {
     EXPECT_THAT(saved.status().message(), HasSubstr(c.message)) << c.what;
   }
   EXPECT_EQ(fake.begin_calls(), 0);
+}
+
+// Hashing threads the system will not create (none, or fewer than asked):
+// the threads that did start, or the saving thread itself when none did,
+// hash every batch, and the save stores every chunk under its SHA-256 (an
+// uncaught std::system_error would end the process).
+TEST(SavePipelineTest, HashesEveryChunkWhenHashThreadsCannotStart) {
+  // 300 chunks: five hashing batches of at most 64.
+  constexpr size_t kChunks = 300;
+  const std::string bytes = PatternBytes(kChunks * kChunk, 5);
+  const std::vector<TensorData> tensors = {Uint8Tensor("a", bytes)};
+  SaveOptions options = SmallChunks();
+  options.hash_threads = 4;
+  for (int allowed : {0, 1, 2}) {
+    SCOPED_TRACE(absl::StrCat(allowed, " hashing thread(s) may start"));
+    FakeTransport fake;
+    absl::StatusOr<SaveResult> saved = absl::UnknownError("not run");
+    {
+      ScopedSpawnLimitForTesting limit(allowed);
+      saved = SaveShard(fake, kJob, 1, tensors, options);
+    }
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    EXPECT_EQ(saved->chunks_sent, kChunks);
+    const std::vector<ChunkRef> pieces = PiecesOf(fake, 1, "a");
+    ASSERT_EQ(pieces.size(), kChunks);
+    for (size_t i = 0; i < kChunks; ++i) {
+      ASSERT_EQ(pieces[i].id,
+                Sha256(absl::string_view(bytes).substr(i * kChunk, kChunk)))
+          << "chunk " << i;
+    }
+  }
+}
+
+// A progress callback that throws ends the save with its exception, the
+// hashing threads stopped and joined (one left running would end the
+// process), and nothing committed.
+TEST(SavePipelineTest, AProgressCallbackThatThrowsReachesTheCaller) {
+  FakeTransport fake;
+  const std::string bytes = PatternBytes(300 * kChunk, 6);
+  SaveOptions options = SmallChunks();
+  options.hash_threads = 4;
+  int calls = 0;
+  options.progress = [&calls](uint64_t, uint64_t) {
+    ++calls;
+    throw std::runtime_error("the progress bar broke");
+  };
+  EXPECT_THROW(SaveShard(fake, kJob, 1, {Uint8Tensor("a", bytes)}, options),
+               std::runtime_error);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(fake.GetManifest(kJob, 1, std::nullopt).ok());
 }
 
 }  // namespace

@@ -8,10 +8,10 @@
 // (each reactor has at most one task queued or running at a time), so the
 // queue never holds more tasks than the server has calls. gRPC bounds those
 // (connections times concurrent streams) except for streams reset as soon
-// as they open, which the unary edge bounds itself (kMaxQueuedCalls in
-// grpc_service.h). Refusing work when the queue is merely long would turn a
-// burst of ranks saving at once into errors; queueing it only makes them
-// wait.
+// as they open, which the unary edge bounds itself
+// (StreamLimits::max_queued_calls). Refusing work when the queue is merely
+// long would turn a burst of ranks saving at once into errors; queueing it
+// only makes them wait.
 //
 // Thread-safe.
 #pragma once

@@ -48,7 +48,8 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::Unary(
     calls_.Exit();
     return reactor;
   }
-  if (const size_t waiting = lane.queued(); waiting >= kMaxQueuedCalls) {
+  if (const size_t waiting = lane.queued();
+      waiting >= limits_.max_queued_calls) {
     reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
         "the server is overloaded: ", waiting,
         " requests are waiting for a thread; retry with backoff"))));

@@ -38,12 +38,6 @@
 
 namespace ckpt::server {
 
-// Unary calls waiting for a request thread past which new ones are refused
-// at once with RESOURCE_EXHAUSTED (each waiting call holds its gRPC call,
-// a few KB). Far above what ranks saving at once queue; reached only by a
-// flood, such as streams reset as soon as they are opened.
-inline constexpr size_t kMaxQueuedCalls = 4096;
-
 class GrpcCheckpointService final
     : public v1::CheckpointService::CallbackService {
  public:

@@ -121,6 +121,11 @@ constexpr char kCheckpointServiceName[] = "ckpt.v1.CheckpointService";
 
 absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
     const ServerOptions& options, CheckpointService* service) {
+  if (options.limits.max_queued_calls == 0) {
+    return absl::InvalidArgumentError(
+        "StreamLimits::max_queued_calls must be at least 1 (0 refuses every "
+        "unary call)");
+  }
   if (options.limits.verify_heartbeat_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "StreamLimits::verify_heartbeat_interval must be positive (infinite: "
@@ -243,6 +248,10 @@ void CheckpointServer::SetWritable(bool writable, absl::string_view reason) {
     CKPT_LOG(Warning, "storage cannot take writes (", reason,
              "): health reports NOT_SERVING for ", kCheckpointServiceName);
   }
+}
+
+size_t CheckpointServer::requests_queued() const {
+  return impl_->requests.queued();
 }
 
 size_t CheckpointServer::shared_files_registered() const {

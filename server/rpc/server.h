@@ -136,6 +136,11 @@ class CheckpointServer {
   // good once Shutdown starts, whatever this is told later.
   void SetWritable(bool writable, absl::string_view reason);
 
+  // Tasks waiting for a request thread now: unary calls and stream steps
+  // (StreamLimits::max_queued_calls bounds the unary calls that join them).
+  // For monitoring and tests.
+  size_t requests_queued() const;
+
   // Restore memfds clients on this host have registered now (each is
   // dropped when the connection that passed it closes). For monitoring and
   // tests.

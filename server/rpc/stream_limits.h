@@ -9,6 +9,12 @@
 
 namespace ckpt::server {
 
+// Unary calls waiting for a request thread past which new ones are refused
+// at once with RESOURCE_EXHAUSTED (each waiting call holds its gRPC call,
+// a few KB). Far above what ranks saving at once queue; reached only by a
+// flood, such as streams reset as soon as they are opened.
+inline constexpr size_t kMaxQueuedCalls = 4096;
+
 struct StreamLimits {
   // Chunk bytes one PutChunks stream may carry before it is refused with
   // RESOURCE_EXHAUSTED naming this limit. Bounds what one misbehaving client
@@ -36,6 +42,13 @@ struct StreamLimits {
   // stall bound (2 minutes by default), so this must stay well under it.
   // Positive; absl::InfiniteDuration() sends none. Default: 10 s.
   absl::Duration verify_heartbeat_interval = absl::Seconds(10);
+  // The bound on tasks waiting for a thread of an executor (request or
+  // maintenance): a new unary call that finds this many waiting in its
+  // executor's queue is refused at once with RESOURCE_EXHAUSTED ("the
+  // server is overloaded"), without being queued. Streams are never refused
+  // by it, but their queued steps count. At least 1. No flag: tests lower it
+  // to fill the queue with a few calls. Default: kMaxQueuedCalls.
+  size_t max_queued_calls = kMaxQueuedCalls;
 };
 
 }  // namespace ckpt::server

@@ -63,8 +63,8 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
     Door(Op::kReadVerified);
     return ChunkStoreWrapper::ReadVerified(tenant, id, consume);
   }
-  // Sizes and Contains share the kContains door: both ask which chunks are
-  // stored.
+  // Sizes, Contains and MarkUsed (FindMissingChunks') share the kContains
+  // door: all ask which chunks are stored.
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     Door(Op::kContains);
@@ -74,6 +74,11 @@ class BlockingChunkStore final : public ChunkStoreWrapper {
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     Door(Op::kContains);
     return ChunkStoreWrapper::Contains(tenant, ids);
+  }
+  absl::StatusOr<std::vector<bool>> MarkUsed(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override {
+    Door(Op::kContains);
+    return ChunkStoreWrapper::MarkUsed(tenant, ids);
   }
   absl::Status ForEach(
       absl::string_view tenant,

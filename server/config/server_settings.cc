@@ -124,9 +124,10 @@ const ServerSetting kRows[] = {
   {"file_chunk_min_bytes", "--file-chunk-min-bytes", T::kBytes,
    &S::file_chunk_min_bytes, "1MiB",
    1, 9.0e18, "Chunks at least this large are stored in files of their own "
-   "under <data-dir>/chunk_files (written and synced by the upload thread, "
-   "in parallel); smaller ones in RocksDB. A huge value keeps every chunk in "
-   "RocksDB (slower saves: one flush thread copies and checksums them)"},
+   "under <data-dir>/chunk_files (written by the upload threads in "
+   "parallel, synced in batches); smaller ones in RocksDB. A huge value "
+   "keeps every chunk in RocksDB (slower saves: one flush thread copies and "
+   "checksums them)"},
   {"shared_memory_reads", "--shared-memory-reads", T::kBool,
    &S::shared_memory_reads, "true",
    0, 0, "Let clients on this host restore through shared memory: the server "

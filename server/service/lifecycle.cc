@@ -484,8 +484,10 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   // under it, where no sweep runs.
   const std::vector<ChunkId> ids = UniqueChunks(shard);
   const uint64_t sweeps_seen = sweep_generation_.load();
-  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
+  // Synced first: a chunk the store could not make durable (RocksDbStore
+  // drops a chunk file whose sync failed) is then missing from the check.
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
+  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
 
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   if (chunks_->IsShared()) {
@@ -499,8 +501,8 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   }
   absl::MutexLock lock(&lifecycle_mu_);
   if (!chunks_->IsShared() && sweep_generation_.load() != sweeps_seen) {
-    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
     CKPT_RETURN_IF_ERROR(chunks_->Sync());
+    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
   }
   const absl::Time now = clock_->Now();
   absl::StatusOr<CheckpointRecord> found = metadata_->GetCheckpoint(job, step);

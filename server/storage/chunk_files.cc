@@ -68,7 +68,6 @@ absl::StatusOr<uint64_t> ChunkFiles::Write(absl::string_view bytes) {
   const uint64_t number = next_number_.fetch_add(1, std::memory_order_relaxed);
   const std::string path = PathOf(number);
   const rocksdb::IOOptions io;
-  const std::string context = absl::StrCat("writing chunk file ", number);
   std::unique_ptr<rocksdb::FSWritableFile> file;
   rocksdb::IOStatus status =
       fs_->NewWritableFile(path, rocksdb::FileOptions(), &file, nullptr);
@@ -76,20 +75,62 @@ absl::StatusOr<uint64_t> ChunkFiles::Write(absl::string_view bytes) {
     status =
         file->Append(rocksdb::Slice(bytes.data(), bytes.size()), io, nullptr);
   }
-  // The bytes, then the directory entry: only then may an index name it.
-  if (status.ok()) status = file->Sync(io, nullptr);
-  if (status.ok()) status = file->Close(io, nullptr);
-  if (status.ok()) {
-    status = dirs_[number % kFanOut]->FsyncWithDirOptions(
-        io, nullptr, rocksdb::DirFsyncOptions());
-  }
+  // Starts writeback now (sync_file_range), so the disk works while the
+  // upload goes on and Sync finds little left to wait for.
+  if (status.ok()) status = file->RangeSync(0, bytes.size(), io, nullptr);
   if (!status.ok()) {
     if (file != nullptr) file->Close(io, nullptr).PermitUncheckedError();
     fs_->DeleteFile(path, io, nullptr).PermitUncheckedError();
-    return FromRocksDb(status, context);
+    return FromRocksDb(status, absl::StrCat("writing chunk file ", number));
   }
   bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
+  absl::MutexLock lock(&unsynced_mu_);
+  unsynced_[number] = std::move(file);
   return number;
+}
+
+std::vector<absl::Status> ChunkFiles::Sync(absl::Span<const uint64_t> numbers) {
+  std::vector<std::unique_ptr<rocksdb::FSWritableFile>> files(numbers.size());
+  {
+    absl::MutexLock lock(&unsynced_mu_);
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      auto it = unsynced_.find(numbers[i]);
+      if (it == unsynced_.end()) continue;
+      files[i] = std::move(it->second);
+      unsynced_.erase(it);
+    }
+  }
+  const rocksdb::IOOptions io;
+  std::vector<absl::Status> statuses(numbers.size());
+  std::vector<bool> dir_needed(kFanOut, false);
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    if (files[i] == nullptr) continue;
+    rocksdb::IOStatus status = files[i]->Sync(io, nullptr);
+    if (status.ok()) status = files[i]->Close(io, nullptr);
+    if (!status.ok()) {
+      files[i]->Close(io, nullptr).PermitUncheckedError();
+      statuses[i] =
+          FromRocksDb(status, absl::StrCat("syncing chunk file ", numbers[i]));
+      continue;
+    }
+    dir_needed[numbers[i] % kFanOut] = true;
+  }
+  // The directory entries: only then may an index name the files.
+  for (size_t dir = 0; dir < kFanOut; ++dir) {
+    if (!dir_needed[dir]) continue;
+    const rocksdb::IOStatus status = dirs_[dir]->FsyncWithDirOptions(
+        io, nullptr, rocksdb::DirFsyncOptions());
+    if (status.ok()) continue;
+    const absl::Status failed =
+        FromRocksDb(status, "syncing a chunk file directory");
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      if (files[i] != nullptr && numbers[i] % kFanOut == dir &&
+          statuses[i].ok()) {
+        statuses[i] = failed;
+      }
+    }
+  }
+  return statuses;
 }
 
 absl::StatusOr<std::string> ChunkFiles::Read(uint64_t number,
@@ -127,6 +168,15 @@ absl::StatusOr<std::string> ChunkFiles::Read(uint64_t number,
 absl::Status ChunkFiles::Remove(uint64_t number) {
   const std::string path = PathOf(number);
   const rocksdb::IOOptions io;
+  std::unique_ptr<rocksdb::FSWritableFile> unsynced;
+  {
+    absl::MutexLock lock(&unsynced_mu_);
+    if (auto it = unsynced_.find(number); it != unsynced_.end()) {
+      unsynced = std::move(it->second);
+      unsynced_.erase(it);
+    }
+  }
+  if (unsynced != nullptr) unsynced->Close(io, nullptr).PermitUncheckedError();
   uint64_t size = 0;
   const bool sized = fs_->GetFileSize(path, io, &size, nullptr).ok();
   rocksdb::IOStatus status = fs_->DeleteFile(path, io, nullptr);

@@ -6,12 +6,14 @@
 // MiB/s on the development machine against the disk's ~1 GiB/s).
 //
 // Files are named by a number the store never reuses:
-// <root>/<last two hex digits>/<16 hex digits>. Write makes a file durable
-// (its bytes and its directory entry) before returning its number, so an
-// index entry that names a number (flushed whenever RocksDB likes) never
-// outlives its file at a crash. Files no index entry names (a crash between
-// Write and the index's flush, or between a delete's flush and Remove) are
-// found by RemoveUnreferenced when the store opens.
+// <root>/<last two hex digits>/<16 hex digits>. Write leaves a file written
+// but not durable (its writeback started, its handle open); Sync makes a
+// batch durable (the bytes, then their directories' entries) before the
+// store lets an index entry name any of them, so an index entry (flushed
+// whenever RocksDB likes) never outlives its file at a crash. Files no index
+// entry names (a crash before their sync or the index's flush, or between a
+// delete's flush and Remove) are found by RemoveUnreferenced when the store
+// opens.
 //
 // All I/O goes through a rocksdb::FileSystem (the store's Env's), so the
 // power-loss tests' file system sees these writes too. Thread-safe.
@@ -22,11 +24,16 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "rocksdb/file_system.h"
 
 namespace ckpt::server {
@@ -37,17 +44,24 @@ class ChunkFiles {
   static absl::StatusOr<std::unique_ptr<ChunkFiles>> Open(
       std::shared_ptr<rocksdb::FileSystem> fs, std::string root);
 
-  // Writes `bytes` to a new file and makes it durable; returns its number.
-  // On failure no file is left behind (best effort) and the error says why
-  // (RESOURCE_EXHAUSTED for a full disk).
+  // Writes `bytes` to a new file, starts its writeback and keeps it open
+  // for Sync; returns its number. Not durable until Sync. On failure no file
+  // is left behind (best effort) and the error says why (RESOURCE_EXHAUSTED
+  // for a full disk).
   absl::StatusOr<uint64_t> Write(absl::string_view bytes);
+
+  // Makes each written file of `numbers` durable (fdatasync, close, then one
+  // fsync of each directory involved): one status per number. A number not
+  // written (or already synced or removed) is OK at once.
+  std::vector<absl::Status> Sync(absl::Span<const uint64_t> numbers);
 
   // The whole content of file `number`, which must hold exactly
   // `expected_size` bytes: DATA_LOSS when it holds another number of bytes,
   // NOT_FOUND when it does not exist.
   absl::StatusOr<std::string> Read(uint64_t number, uint64_t expected_size);
 
-  // Removes file `number`; OK when it does not exist.
+  // Removes file `number` (closing it if still unsynced); OK when it does
+  // not exist.
   absl::Status Remove(uint64_t number);
 
   // Removes every file whose number is not in `live` and numbers new files
@@ -75,6 +89,9 @@ class ChunkFiles {
   // Open for fsync after each create; FSDirectory::Fsync is thread-safe.
   std::array<std::unique_ptr<rocksdb::FSDirectory>, kFanOut> dirs_;
   std::atomic<uint64_t> next_number_{1};
+  absl::Mutex unsynced_mu_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<rocksdb::FSWritableFile>>
+      unsynced_ ABSL_GUARDED_BY(unsynced_mu_);
   std::atomic<uint64_t> bytes_{0};
 };
 

@@ -169,42 +169,44 @@ absl::StatusOr<bool> RocksDbStore::Put(absl::string_view tenant,
   CKPT_RETURN_IF_ERROR(ValidateTenant(tenant));
   const std::string key = ChunkKey(tenant, id);
   const ChunkChecksum checksum = ComputeChunkChecksum(bytes);
-  const bool in_file = bytes.size() >= impl_->file_chunk_min_bytes;
-  absl::MutexLock lock(&impl_->ChunkLock(id));
-  CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
-                        impl_->GetValue(kChunkIndex, key, nullptr));
-  if (existing.has_value()) return false;
-  const std::string what = absl::StrCat("writing chunk ", id.ShortHex());
-  // Its own size either way: in a file now, or in a memtable to flush.
-  CKPT_RETURN_IF_ERROR(
-      impl_->CheckRoom(what, impl_->MemtableBytes() + bytes.size()));
-  rocksdb::WriteBatch batch;
-  std::optional<uint64_t> file_number;
-  if (in_file) {
-    // Durable before the index entry exists (chunk_files.h).
-    CKPT_ASSIGN_OR_RETURN(file_number, impl_->files->Write(bytes));
-  } else {
+  bool complete_staged = false;
+  {
+    absl::MutexLock lock(&impl_->ChunkLock(id));
+    if (impl_->FindStaged(key).has_value()) return false;
+    CKPT_ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                          impl_->GetValue(kChunkIndex, key, nullptr));
+    if (existing.has_value()) return false;
+    const std::string what = absl::StrCat("writing chunk ", id.ShortHex());
+    // Its own size either way: in a file now, or in a memtable to flush.
     CKPT_RETURN_IF_ERROR(
-        FromRocksDb(batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
-                    "batching chunk"));
-  }
-  const std::string index_value =
-      EncodeChunkIndexValue(bytes.size(), checksum, file_number);
-  CKPT_RETURN_IF_ERROR(FromRocksDb(
-      batch.Put(impl_->cf(kChunkIndex), ToSlice(key), ToSlice(index_value)),
-      "batching chunk"));
-  CKPT_FAILPOINT("chunk_put.before");
-  if (absl::Status written = impl_->WriteChunkBatch(&batch, what);
-      !written.ok()) {
-    if (file_number.has_value()) {
-      impl_->files->Remove(*file_number).IgnoreError();
+        impl_->CheckRoom(what, impl_->MemtableBytes() + bytes.size()));
+    if (bytes.size() >= impl_->file_chunk_min_bytes) {
+      // Indexed once its file is durable (rocksdb_store_staged.cc).
+      CKPT_ASSIGN_OR_RETURN(complete_staged,
+                            impl_->StageFileChunk(key, id, bytes, checksum));
+    } else {
+      rocksdb::WriteBatch batch;
+      CKPT_RETURN_IF_ERROR(FromRocksDb(
+          batch.Put(impl_->cf(kChunks), ToSlice(key), ToSlice(bytes)),
+          "batching chunk"));
+      CKPT_RETURN_IF_ERROR(FromRocksDb(
+          batch.Put(impl_->cf(kChunkIndex), ToSlice(key),
+                    ToSlice(EncodeChunkIndexValue(bytes.size(), checksum))),
+          "batching chunk"));
+      CKPT_FAILPOINT("chunk_put.before");
+      CKPT_RETURN_IF_ERROR(impl_->WriteChunkBatch(&batch, what));
+      // In the memtable only (no WAL for chunks): a crash loses it unless a
+      // flush (chunk_flush) ran since.
+      CKPT_FAILPOINT("chunk_put.after");
     }
-    return written;
   }
-  // In the memtable only (no WAL for chunks): a crash loses it unless a
-  // flush (chunk_flush) ran since. A chunk file it names is then removed
-  // when the store reopens.
-  CKPT_FAILPOINT("chunk_put.after");
+  if (complete_staged) {
+    // This chunk is stored either way; a chunk the batch drops (its file
+    // not durable) fails the commit that names it.
+    if (absl::Status completed = impl_->CompleteStaged(); !completed.ok()) {
+      CKPT_LOG(Warning, "completing staged chunks: ", completed.ToString());
+    }
+  }
   return true;
 }
 
@@ -212,6 +214,14 @@ absl::StatusOr<std::string> RocksDbStore::Impl::ReadChunk(
     absl::string_view tenant, const ChunkId& id, ChunkIndexValue* index) {
   if (!ValidateTenant(tenant).ok()) return ChunkNotFound(tenant, id);
   const std::string key = ChunkKey(tenant, id);
+  // Staged first: a chunk leaves the staged set only after it is indexed.
+  if (std::optional<StagedChunk> chunk = FindStaged(key); chunk.has_value()) {
+    *index = chunk->index;
+    absl::StatusOr<std::string> bytes =
+        files->Read(*index->file_number, index->size);
+    // NOT_FOUND: deleted since; look in the index like any other.
+    if (!absl::IsNotFound(bytes.status())) return bytes;
+  }
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> index_value,
                         GetValue(kChunkIndex, key, nullptr));
   if (!index_value.has_value()) return ChunkNotFound(tenant, id);
@@ -258,6 +268,16 @@ absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   std::vector<std::optional<uint64_t>> sizes(ids.size());
   if (ids.empty() || !ValidateTenant(tenant).ok()) return sizes;
+  // Staged first: a chunk leaves the staged set only after it is indexed.
+  {
+    absl::MutexLock lock(&impl_->staged_mu);
+    if (!impl_->staged.empty()) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        auto it = impl_->staged.find(ChunkKey(tenant, ids[i]));
+        if (it != impl_->staged.end()) sizes[i] = it->second.index.size;
+      }
+    }
+  }
   std::vector<std::string> keys;
   std::vector<rocksdb::Slice> slices;
   keys.reserve(ids.size());
@@ -272,7 +292,7 @@ absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
                       ids.size(), slices.data(), values.data(),
                       statuses.data());
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (statuses[i].IsNotFound()) continue;
+    if (statuses[i].IsNotFound() || sizes[i].has_value()) continue;
     CKPT_RETURN_IF_ERROR(FromRocksDb(statuses[i], "looking up chunks"));
     CKPT_ASSIGN_OR_RETURN(ChunkIndexValue index,
                           DecodeChunkIndexValue(ToView(values[i])));
@@ -285,6 +305,8 @@ absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {
   if (!ValidateTenant(tenant).ok()) return absl::OkStatus();
   const std::string key = ChunkKey(tenant, id);
   absl::MutexLock lock(&impl_->ChunkLock(id));
+  // Never indexed: its file can go at once.
+  if (impl_->DropStaged(key)) return absl::OkStatus();
   CKPT_ASSIGN_OR_RETURN(std::optional<std::string> index_value,
                         impl_->GetValue(kChunkIndex, key, nullptr));
   if (!index_value.has_value()) return absl::OkStatus();
@@ -305,10 +327,16 @@ absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {
   return absl::OkStatus();
 }
 
-absl::Status RocksDbStore::Sync() { return impl_->SyncChunks(); }
+absl::Status RocksDbStore::Sync() {
+  absl::Status completed = impl_->CompleteStaged();
+  absl::Status synced = impl_->SyncChunks();
+  return completed.ok() ? synced : completed;
+}
 
 absl::StatusOr<ChunkStore::Usage> RocksDbStore::GetUsage(
     absl::string_view tenant) {
+  // Staged chunks count once indexed.
+  CKPT_RETURN_IF_ERROR(impl_->CompleteStaged());
   Usage usage;
   CKPT_RETURN_IF_ERROR(impl_->Scan(
       kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
@@ -327,6 +355,7 @@ absl::Status RocksDbStore::ForEach(
     absl::FunctionRef<absl::Status(absl::string_view tenant, const ChunkId& id,
                                    uint64_t size)>
         fn) {
+  CKPT_RETURN_IF_ERROR(impl_->CompleteStaged());
   return impl_->Scan(
       kChunkIndex, ChunkKeyPrefix(tenant), nullptr,
       [&](absl::string_view key, absl::string_view value) -> absl::Status {

@@ -28,12 +28,14 @@
 //   entry never points at missing bytes. A crash loses the Puts and Deletes
 //   made since the last Sync(); a lost Delete only delays garbage
 //   collection. A clean close (destruction) flushes them first.
-// - A chunk in a file: Put writes and syncs the file (and its directory)
-//   before the index entry exists, so whenever RocksDB flushes the entry
-//   its file is durable. Delete removes the index entry only; the file goes
-//   once the deletion is flushed (ReclaimSpace, a clean close). Files no
-//   durable index entry names (a crash after the file, before the flush)
-//   are removed at open.
+// - A chunk in a file: Put writes the file and stages the chunk; Sync()
+//   syncs the staged files (and their directories) before it writes their
+//   index entries, so whenever RocksDB flushes an entry its file is
+//   durable (rocksdb_store_staged.cc). A chunk whose file cannot be synced
+//   is dropped and Sync() fails. Delete removes the index entry only; the
+//   file goes once the deletion is flushed (ReclaimSpace, a clean close).
+//   Files no durable index entry names (a crash before the sync or the
+//   flush) are removed at open.
 // - Apply() writes one WriteBatch through the WAL with sync=true: after a
 //   crash a batch is either wholly applied or not at all, events included.
 //   Event sequences continue from each job's last stored key, so they stay
@@ -136,8 +138,8 @@ struct RocksDbStoreOptions {
   bool direct_io = false;
 
   // Chunks at least this large are stored in files of their own
-  // (chunk_files.h), written and synced by the thread that stores them; the
-  // index keeps their size, checksum and file number. Smaller ones stay in
+  // (chunk_files.h), written by the thread that stores them and synced in
+  // batches; the index keeps their size, checksum and file number. Smaller ones stay in
   // the `chunks` column family, where a file and two fsyncs each would cost
   // more than the bytes. UINT64_MAX keeps every chunk in RocksDB.
   // Default: 1 MiB

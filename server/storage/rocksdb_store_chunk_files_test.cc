@@ -12,7 +12,10 @@
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "server/storage/rocksdb_store.h"
+#include "tests/testing/power_loss_fs.h"
 #include "tests/testing/store_test_util.h"
 
 namespace ckpt::server {
@@ -198,6 +201,84 @@ TEST_F(ChunkFilesTest, ADamagedOrMissingFileIsDataLossNamingTheChunk) {
   EXPECT_TRUE((*contains)[0]);
   ASSERT_TRUE(store_->Delete("acme", IdOf(gone)).ok());
   EXPECT_TRUE(store_->ReclaimSpace().ok());  // its file is already gone
+}
+
+TEST_F(ChunkFilesTest, AStagedChunkIsStoredBeforeSyncAndADeleteDropsItsFile) {
+  Open();
+  const std::string bytes = Bytes(2 << 20, 'p');
+  ASSERT_TRUE(store_->Put("acme", IdOf(bytes), bytes).ok());
+  // Not synced, not indexed yet: still a stored chunk to every reader.
+  auto sizes = store_->Sizes("acme", {IdOf(bytes)});
+  ASSERT_TRUE(sizes.ok());
+  EXPECT_EQ((*sizes)[0], bytes.size());
+  auto again = store_->Put("acme", IdOf(bytes), bytes);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  auto got = store_->Get("acme", IdOf(bytes));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, bytes);
+  EXPECT_TRUE(
+      store_
+          ->ReadVerified("acme", IdOf(bytes),
+                         [](absl::string_view) { return absl::OkStatus(); })
+          .ok());
+  // Never indexed, so its file goes at once.
+  ASSERT_TRUE(store_->Delete("acme", IdOf(bytes)).ok());
+  EXPECT_TRUE(Files().empty());
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("acme", IdOf(bytes)).status()));
+  ASSERT_TRUE(store_->Sync().ok());
+  auto usage = store_->GetUsage("acme");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->chunk_count, 0u);
+}
+
+TEST_F(ChunkFilesTest, ManyStagedChunksAreIndexedWithoutASync) {
+  Open();
+  // Past the staging bound, a Put indexes the staged chunks itself; a
+  // clean close indexes the rest.
+  std::vector<std::string> chunks;
+  for (int i = 0; i < 70; ++i) {
+    chunks.push_back(Bytes((1 << 20) + i, static_cast<char>('a' + i % 26)));
+    ASSERT_TRUE(store_->Put("acme", IdOf(chunks.back()), chunks.back()).ok());
+  }
+  Open();
+  for (const std::string& bytes : chunks) {
+    auto got = store_->Get("acme", IdOf(bytes));
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, bytes);
+  }
+  EXPECT_EQ(Files().size(), chunks.size());
+}
+
+// A file that cannot be made durable is never indexed: Sync fails, and the
+// chunk is gone, so a commit (which checks its chunks after Sync) refuses.
+TEST_F(ChunkFilesTest, AChunkWhoseFileCannotBeSyncedIsDroppedAndSyncFails) {
+  auto fs = std::make_shared<ckpt::testing::PowerLossFs>(
+      rocksdb::FileSystem::Default());
+  RocksDbStoreOptions options;
+  options.env = rocksdb::NewCompositeEnv(fs);
+  options.resume_timeout = absl::Milliseconds(100);
+  auto store = RocksDbStore::Open(db_path(), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string kept = Bytes(1 << 20, 'k');
+  const std::string lost = Bytes(1 << 20, 'l');
+  ASSERT_TRUE((*store)->Put("acme", IdOf(kept), kept).ok());
+  ASSERT_TRUE((*store)->Sync().ok());
+  ASSERT_TRUE((*store)->Put("acme", IdOf(lost), lost).ok());
+  fs->Crash();
+  EXPECT_FALSE((*store)->Sync().ok());
+  auto contains = (*store)->Contains("acme", {IdOf(kept), IdOf(lost)});
+  ASSERT_TRUE(contains.ok());
+  EXPECT_EQ(*contains, (std::vector<bool>{true, false}));
+  store->reset();
+  ASSERT_TRUE(fs->RestoreAfterCrash().ok());
+  auto reopened = RocksDbStore::Open(db_path(), options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto got = (*reopened)->Get("acme", IdOf(kept));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, kept);
+  EXPECT_TRUE(absl::IsNotFound((*reopened)->Get("acme", IdOf(lost)).status()));
+  EXPECT_EQ(Files().size(), 1u);
 }
 
 TEST_F(ChunkFilesTest, ConcurrentPutsOfLargeChunksAllLand) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -106,6 +107,21 @@ struct RocksDbStore::Impl {
   // Large chunks' bytes (RocksDbStoreOptions::file_chunk_min_bytes).
   std::unique_ptr<ChunkFiles> files;
   uint64_t file_chunk_min_bytes = UINT64_MAX;
+
+  // Large chunks stored (Put returned) whose files are not yet synced and
+  // whose index entries are not yet written, by chunk key: a Put does not
+  // wait for the disk; CompleteStaged (at Sync, or when kMaxStagedChunks
+  // are staged) syncs their files, then indexes them. Reads and existence
+  // checks look here first (rocksdb_store_staged.cc).
+  struct StagedChunk {
+    ChunkId id;
+    ChunkIndexValue index;  // with its file number
+  };
+  static constexpr size_t kMaxStagedChunks = 64;
+  absl::Mutex staged_mu;
+  absl::flat_hash_map<std::string, StagedChunk> staged
+      ABSL_GUARDED_BY(staged_mu);
+  absl::Mutex complete_mu;  // one CompleteStaged at a time
   // Files of deleted chunks, removed only once their index entries' deletion
   // is durable (RemoveDeletedFiles): a crash before that would bring back an
   // index entry naming a missing file.
@@ -138,6 +154,26 @@ struct RocksDbStore::Impl {
   // Flushes every family when chunk writes happened since the last flush
   // (rocksdb_store.cc).
   absl::Status SyncChunks();
+
+  // Writes `bytes` to a chunk file and stages it under `key`; the caller
+  // holds ChunkLock(id) and has checked it is not stored. Returns whether
+  // CompleteStaged is due (rocksdb_store_staged.cc).
+  absl::StatusOr<bool> StageFileChunk(const std::string& key, const ChunkId& id,
+                                      absl::string_view bytes,
+                                      const ChunkChecksum& checksum);
+
+  // Syncs the files of every chunk staged now (and their directories), then
+  // writes their index entries. A chunk whose file could not be synced is
+  // dropped (file removed, never indexed) and the first such error
+  // returned: a commit that counted on it finds it missing after Sync.
+  absl::Status CompleteStaged();
+
+  // The staged chunk under `key`, if any.
+  std::optional<StagedChunk> FindStaged(const std::string& key);
+
+  // Drops the staged chunk under `key` and removes its file (it was never
+  // indexed); false when none is staged. The caller holds its ChunkLock.
+  bool DropStaged(const std::string& key);
 
   // Makes every chunk deletion so far durable, then removes the files of the
   // deleted chunks (rocksdb_store.cc).

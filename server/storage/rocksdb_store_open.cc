@@ -138,6 +138,11 @@ RocksDbStore::Impl::~Impl() {
   if (db == nullptr) return;
   // Closing would flush unsynced (WAL-less) writes anyway, as
   // avoid_flush_during_shutdown is false; do it explicitly to log errors.
+  if (files != nullptr) {
+    if (absl::Status status = CompleteStaged(); !status.ok()) {
+      CKPT_LOG(Error, "syncing chunk files at close: ", status.ToString());
+    }
+  }
   if (absl::Status status = SyncChunks(); !status.ok()) {
     CKPT_LOG(Error, "flushing chunks at close: ", status.ToString());
   } else if (files != nullptr) {

@@ -137,8 +137,10 @@ std::vector<ChunkId> UniqueChunks(const ShardManifest& shard) {
 absl::Status CheckpointService::CheckChunksStored(
     absl::string_view job, int64_t step, const ShardManifest& shard,
     absl::Span<const ChunkId> ids) {
+  // Durable ones only: Sync came first, and a chunk stored after it (an
+  // upload of the same bytes by another save) may not be durable yet.
   CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,
-                        chunks_->Sizes(TenantOf(job), ids));
+                        chunks_->DurableSizes(TenantOf(job), ids));
   absl::flat_hash_map<ChunkId, std::optional<uint64_t>> stored;
   stored.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) stored.emplace(ids[i], sizes[i]);
@@ -484,10 +486,15 @@ absl::StatusOr<CommitResult> CheckpointService::CommitShard(
   // under it, where no sweep runs.
   const std::vector<ChunkId> ids = UniqueChunks(shard);
   const uint64_t sweeps_seen = sweep_generation_.load();
-  // Synced first: a chunk the store could not make durable (RocksDbStore
-  // drops a chunk file whose sync failed) is then missing from the check.
+  // Synced first, then checked against what is durable: a chunk the store
+  // could not make durable (RocksDbStore drops a chunk file whose sync
+  // failed) is then missing from the check, and one stored again since by
+  // another save (not durable yet) gets one more Sync.
   CKPT_RETURN_IF_ERROR(chunks_->Sync());
-  CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
+  if (!CheckChunksStored(job, step, shard, ids).ok()) {
+    CKPT_RETURN_IF_ERROR(chunks_->Sync());
+    CKPT_RETURN_IF_ERROR(CheckChunksStored(job, step, shard, ids));
+  }
 
   CKPT_ASSIGN_OR_RETURN(auto job_lock, metadata_->LockJob(job));
   if (chunks_->IsShared()) {

@@ -1,6 +1,7 @@
 #include "server/storage/chunk_files.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -60,6 +61,20 @@ absl::StatusOr<std::unique_ptr<ChunkFiles>> ChunkFiles::Open(
     CKPT_RETURN_IF_ERROR(FromRocksDb(
         files->fs_->NewDirectory(dir, io, &files->dirs_[i], nullptr),
         "opening a chunk file directory"));
+  }
+  // The directories themselves durable (the root's entries, and the root's
+  // in its parent) before any file in them is.
+  const std::string parent = std::filesystem::path(root).parent_path().string();
+  for (const std::string& dir : {root, parent}) {
+    std::unique_ptr<rocksdb::FSDirectory> handle;
+    rocksdb::IOStatus status =
+        files->fs_->NewDirectory(dir, io, &handle, nullptr);
+    if (status.ok()) {
+      status =
+          handle->FsyncWithDirOptions(io, nullptr, rocksdb::DirFsyncOptions());
+    }
+    CKPT_RETURN_IF_ERROR(
+        FromRocksDb(status, "syncing the chunk file directories"));
   }
   return files;
 }
@@ -144,7 +159,19 @@ absl::StatusOr<std::string> ChunkFiles::Read(uint64_t number,
         absl::StrCat("chunk file ", number, " does not exist"));
   }
   CKPT_RETURN_IF_ERROR(FromRocksDb(status, context));
-  // One byte more than expected, to see a file that grew.
+  // The index's size is not trusted with an allocation before the file
+  // agrees (a damaged index entry could ask for any size).
+  uint64_t file_size = 0;
+  CKPT_RETURN_IF_ERROR(
+      FromRocksDb(fs_->GetFileSize(PathOf(number), rocksdb::IOOptions(),
+                                   &file_size, nullptr),
+                  context));
+  if (file_size != expected_size) {
+    return absl::DataLossError(
+        absl::StrCat("chunk file ", number, " holds ", file_size,
+                     " bytes; the index recorded ", expected_size));
+  }
+  // One byte more than expected, to see a file that grew meanwhile.
   std::string buffer(expected_size + 1, '\0');
   rocksdb::Slice result;
   CKPT_RETURN_IF_ERROR(
@@ -188,7 +215,7 @@ absl::Status ChunkFiles::Remove(uint64_t number) {
 }
 
 absl::StatusOr<uint64_t> ChunkFiles::RemoveUnreferenced(
-    const absl::flat_hash_set<uint64_t>& live) {
+    const absl::flat_hash_set<uint64_t>& live, bool remove) {
   uint64_t highest = 0;
   for (uint64_t number : live) highest = std::max(highest, number);
   uint64_t removed = 0;
@@ -208,11 +235,16 @@ absl::StatusOr<uint64_t> ChunkFiles::RemoveUnreferenced(
         continue;
       }
       highest = std::max(highest, *number);
-      if (live.contains(*number)) {
+      if (!remove || live.contains(*number)) {
         kept_bytes += child.size_bytes;
         continue;
       }
-      CKPT_RETURN_IF_ERROR(Remove(*number));
+      // One file that cannot go must not keep the store from opening.
+      if (absl::Status status = Remove(*number); !status.ok()) {
+        CKPT_LOG(Warning, "could not remove chunk file ", *number,
+                 " that no index entry names: ", status.ToString());
+        continue;
+      }
       ++removed;
     }
   }

@@ -64,11 +64,12 @@ class ChunkFiles {
   // not exist.
   absl::Status Remove(uint64_t number);
 
-  // Removes every file whose number is not in `live` and numbers new files
-  // above every number seen (in `live` or on disk). Call once, at open,
-  // before any Write. Returns how many files it removed.
+  // Removes (when `remove`) every file whose number is not in `live` and
+  // numbers new files above every number seen (in `live` or on disk). Call
+  // once, at open, before any Write. Returns how many files it removed; a
+  // file that cannot be removed is logged and left.
   absl::StatusOr<uint64_t> RemoveUnreferenced(
-      const absl::flat_hash_set<uint64_t>& live);
+      const absl::flat_hash_set<uint64_t>& live, bool remove);
 
   // Use Open.
   ChunkFiles(std::shared_ptr<rocksdb::FileSystem> fs, std::string root);

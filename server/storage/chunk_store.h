@@ -51,6 +51,18 @@ class ChunkStore {
   virtual absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) = 0;
 
+  // Sizes, leaving out chunks the store holds but could still lose to a
+  // sync that fails: what a commit, after its Sync(), may name. A store
+  // that never drops a stored chunk answers as Sizes, the default. RocksDbStore
+  // leaves out large chunks still staged (stored, their files not yet synced):
+  // Sizes shows them so that a save dedups against them, but a commit that
+  // saw one there after its Sync might name a chunk whose file a later
+  // sync fails to make durable.
+  virtual absl::StatusOr<std::vector<std::optional<uint64_t>>> DurableSizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) {
+    return Sizes(tenant, ids);
+  }
+
   // For each id, whether (tenant, id) is stored. Cheap: reads no chunk body.
   // The default asks Sizes.
   virtual absl::StatusOr<std::vector<bool>> Contains(

@@ -72,6 +72,13 @@ absl::StatusOr<std::vector<std::optional<uint64_t>>> FaultInjectingStore::Sizes(
   return ChunkStoreWrapper::Sizes(tenant, ids);
 }
 
+absl::StatusOr<std::vector<std::optional<uint64_t>>>
+FaultInjectingStore::DurableSizes(absl::string_view tenant,
+                                  absl::Span<const ChunkId> ids) {
+  CKPT_RETURN_IF_ERROR(Check(Op::kContains));
+  return ChunkStoreWrapper::DurableSizes(tenant, ids);
+}
+
 absl::StatusOr<std::vector<bool>> FaultInjectingStore::Contains(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   CKPT_RETURN_IF_ERROR(Check(Op::kContains));

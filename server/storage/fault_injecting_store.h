@@ -70,6 +70,8 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
       override;
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> DurableSizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;

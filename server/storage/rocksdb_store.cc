@@ -73,10 +73,11 @@ absl::Status RocksDbStore::Impl::WriteChunkBatch(rocksdb::WriteBatch* batch,
                                                  absl::string_view context) {
   rocksdb::WriteOptions write;
   write.disableWAL = true;
-  CKPT_RETURN_IF_ERROR(WriteRecovering(
-      [&] { return FromRocksDb(db->Write(write, batch), context); }));
+  // Counted before the write: a Sync that starts once the write is visible
+  // must not take it for flushed (counting a failed write costs one flush).
   chunk_writes.fetch_add(1, std::memory_order_release);
-  return absl::OkStatus();
+  return WriteRecovering(
+      [&] { return FromRocksDb(db->Write(write, batch), context); });
 }
 
 absl::StatusOr<uint64_t> RocksDbStore::Impl::LastEventSequence(
@@ -264,17 +265,18 @@ absl::Status RocksDbStore::ReadVerified(
   return consume(bytes);
 }
 
-absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
-    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Impl::Sizes(
+    absl::string_view tenant, absl::Span<const ChunkId> ids,
+    bool include_staged) {
   std::vector<std::optional<uint64_t>> sizes(ids.size());
   if (ids.empty() || !ValidateTenant(tenant).ok()) return sizes;
   // Staged first: a chunk leaves the staged set only after it is indexed.
-  {
-    absl::MutexLock lock(&impl_->staged_mu);
-    if (!impl_->staged.empty()) {
+  if (include_staged) {
+    absl::MutexLock lock(&staged_mu);
+    if (!staged.empty()) {
       for (size_t i = 0; i < ids.size(); ++i) {
-        auto it = impl_->staged.find(ChunkKey(tenant, ids[i]));
-        if (it != impl_->staged.end()) sizes[i] = it->second.index.size;
+        auto it = staged.find(ChunkKey(tenant, ids[i]));
+        if (it != staged.end()) sizes[i] = it->second.index.size;
       }
     }
   }
@@ -288,9 +290,8 @@ absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
   }
   std::vector<rocksdb::PinnableSlice> values(ids.size());
   std::vector<rocksdb::Status> statuses(ids.size());
-  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kChunkIndex),
-                      ids.size(), slices.data(), values.data(),
-                      statuses.data());
+  db->MultiGet(rocksdb::ReadOptions(), cf(kChunkIndex), ids.size(),
+               slices.data(), values.data(), statuses.data());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (statuses[i].IsNotFound() || sizes[i].has_value()) continue;
     CKPT_RETURN_IF_ERROR(FromRocksDb(statuses[i], "looking up chunks"));
@@ -299,6 +300,16 @@ absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
     sizes[i] = index.size;
   }
   return sizes;
+}
+
+absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Sizes(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  return impl_->Sizes(tenant, ids, /*include_staged=*/true);
+}
+
+absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::DurableSizes(
+    absl::string_view tenant, absl::Span<const ChunkId> ids) {
+  return impl_->Sizes(tenant, ids, /*include_staged=*/false);
 }
 
 absl::Status RocksDbStore::Delete(absl::string_view tenant, const ChunkId& id) {

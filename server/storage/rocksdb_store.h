@@ -139,10 +139,10 @@ struct RocksDbStoreOptions {
 
   // Chunks at least this large are stored in files of their own
   // (chunk_files.h), written by the thread that stores them and synced in
-  // batches; the index keeps their size, checksum and file number. Smaller ones stay in
-  // the `chunks` column family, where a file and two fsyncs each would cost
-  // more than the bytes. UINT64_MAX keeps every chunk in RocksDB.
-  // Default: 1 MiB
+  // batches; the index keeps their size, checksum and file number. Smaller ones
+  // stay in the `chunks` column family, where a file and two fsyncs each would
+  // cost more than the bytes. UINT64_MAX keeps every chunk in RocksDB. Default:
+  // 1 MiB
   uint64_t file_chunk_min_bytes = uint64_t{1} << 20;
 
   // Chunk values at least this large go to blob files; smaller ones stay
@@ -230,6 +230,8 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
       override;
   // One MultiGet of `chunk_index`.
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override;
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> DurableSizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::Status Delete(absl::string_view tenant, const ChunkId& id) override;
   // Flushes `chunks` + `chunk_index` when anything was put or deleted since

@@ -168,6 +168,12 @@ struct RocksDbStore::Impl {
   // returned: a commit that counted on it finds it missing after Sync.
   absl::Status CompleteStaged();
 
+  // ChunkStore::Sizes, with or without staged chunks (DurableSizes)
+  // (rocksdb_store.cc).
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids,
+      bool include_staged);
+
   // The staged chunk under `key`, if any.
   std::optional<StagedChunk> FindStaged(const std::string& key);
 

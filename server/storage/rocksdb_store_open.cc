@@ -113,18 +113,29 @@ absl::Status OpenChunkFiles(RocksDbStore::Impl& impl,
   CKPT_ASSIGN_OR_RETURN(
       impl.files, ChunkFiles::Open(std::move(fs), impl.dir + "/chunk_files"));
   absl::flat_hash_set<uint64_t> live;
+  uint64_t corrupt = 0;
   CKPT_RETURN_IF_ERROR(impl.Scan(
       kChunkIndex, "", nullptr,
       [&](absl::string_view, absl::string_view value) -> absl::Status {
         absl::StatusOr<ChunkIndexValue> index = DecodeChunkIndexValue(value);
-        // A corrupt entry's file (if it has one) is unknown: verify
-        // reports the entry; its file stays until the entry is deleted.
-        if (index.ok() && index->file_number.has_value()) {
+        if (!index.ok()) {
+          ++corrupt;
+        } else if (index->file_number.has_value()) {
           live.insert(*index->file_number);
         }
         return absl::OkStatus();
       }));
-  CKPT_ASSIGN_OR_RETURN(uint64_t removed, impl.files->RemoveUnreferenced(live));
+  if (corrupt > 0) {
+    // Which file a corrupt entry named is unknown, so no file is taken for
+    // an orphan (verify reports the entries); new files are still numbered
+    // above every file on disk.
+    CKPT_LOG(Warning, corrupt,
+             " chunk index entries are corrupt; chunk files no entry names "
+             "are kept until they are repaired or deleted");
+    return impl.files->RemoveUnreferenced(live, /*remove=*/false).status();
+  }
+  CKPT_ASSIGN_OR_RETURN(uint64_t removed,
+                        impl.files->RemoveUnreferenced(live, /*remove=*/true));
   if (removed > 0) {
     CKPT_LOG(Info, "removed ", removed,
              " chunk files no index entry names (left by a crash)");

@@ -41,6 +41,10 @@ class ChunkStoreWrapper : public ChunkStore {
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     return target_->Sizes(tenant, ids);
   }
+  absl::StatusOr<std::vector<std::optional<uint64_t>>> DurableSizes(
+      absl::string_view tenant, absl::Span<const ChunkId> ids) override {
+    return target_->DurableSizes(tenant, ids);
+  }
   absl::StatusOr<std::vector<bool>> Contains(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     return target_->Contains(tenant, ids);

@@ -121,9 +121,12 @@ std::vector<absl::Status> ChunkFiles::Sync(absl::Span<const uint64_t> numbers) {
   for (size_t i = 0; i < numbers.size(); ++i) {
     if (files[i] == nullptr) continue;
     rocksdb::IOStatus status = files[i]->Sync(io, nullptr);
-    if (status.ok()) status = files[i]->Close(io, nullptr);
     if (!status.ok()) {
       files[i]->Close(io, nullptr).PermitUncheckedError();
+    } else {
+      status = files[i]->Close(io, nullptr);
+    }
+    if (!status.ok()) {
       statuses[i] =
           FromRocksDb(status, absl::StrCat("syncing chunk file ", numbers[i]));
       continue;

@@ -4,9 +4,10 @@
 // the index. CompleteStaged syncs the staged files in one batch (by then
 // mostly written back), fsyncs their directories, and only then writes their
 // index entries, so no index entry ever names a file that is not durable.
-// Sync() completes every staged chunk before it flushes, and commit checks
-// its chunks after Sync(): a chunk whose file could not be synced is gone by
-// then, and the commit fails instead of naming it.
+// Sync() completes every staged chunk before it flushes. A chunk whose file
+// could not be synced is dropped; commit checks its chunks after Sync()
+// against DurableSizes, which leaves staged chunks out, so it fails instead
+// of naming a chunk a sync may still lose.
 #include <utility>
 #include <vector>
 

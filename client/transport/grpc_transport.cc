@@ -12,6 +12,7 @@
 #include "ckpt/v1/ckpt.grpc.pb.h"
 #include "client/stall_watchdog.h"
 #include "client/transport/channel_security.h"
+#include "client/transport/chunk_answer.h"
 #include "client/transport/shared_file_registration.h"
 #include "common/grpc_status.h"
 #include "common/manifest.h"
@@ -179,6 +180,10 @@ class GrpcTransport final : public Transport {
       : address_(std::move(address)),
         channel_(std::move(channel)),
         stub_(v1::CheckpointService::NewStub(channel_)),
+        read_chunks_path_(absl::StrCat(
+            "/", v1::CheckpointService::service_full_name(), "/ReadChunks")),
+        read_chunks_(read_chunks_path_.c_str(),
+                     grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
         credentials_(options.token),
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
@@ -662,19 +667,22 @@ class GrpcTransport final : public Transport {
     // server that sends every chunk but never ends the stream stalls too.
     StallWatchdog watchdog(stream_stall_timeout_,
                            [&context] { context.TryCancel(); });
-    std::unique_ptr<grpc::ClientReader<v1::ReadChunksResponse>> reader =
-        stub_->ReadChunks(&context, request);
-    v1::ReadChunksResponse response;
+    std::unique_ptr<grpc::ClientReader<ChunkAnswer>> reader(
+        grpc::internal::ClientReaderFactory<ChunkAnswer>::Create(
+            channel_.get(), read_chunks_, &context, request));
+    ChunkAnswer answer;
     size_t received = 0;
     absl::Status problem;
-    while (received < sinks.size() && reader->Read(&response)) {
+    while (received < sinks.size()) {
+      // Decoded by Read straight into the sink's destinations.
+      answer.sink = &sinks[received];
+      answer.index = received;
+      if (!reader->Read(&answer)) break;
       watchdog.Progress();
-      const ChunkSink& sink = sinks[received];
-      const v1::ChunkData& chunk = response.chunk();
-      problem = DeliverChunk(sink, received, chunk.sha256(), chunk.data());
+      problem = std::move(answer.status);
       if (!problem.ok()) break;
       ++received;
-      if (on_chunk) on_chunk(sink.size);
+      if (on_chunk) on_chunk(answer.sink->size);
     }
     if (!problem.ok()) {
       // Stops a stream we no longer read. Only then: a stream that ended
@@ -705,6 +713,10 @@ class GrpcTransport final : public Transport {
   const std::string address_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<Stub> stub_;
+  // ReadChunks read with ChunkAnswer instead of the generated message
+  // (client/transport/chunk_answer.h); the path outlives the method.
+  const std::string read_chunks_path_;
+  const grpc::internal::RpcMethod read_chunks_;
   const CallCredentials credentials_;
   const absl::Duration rpc_timeout_;
   const absl::Duration stream_stall_timeout_;

@@ -264,7 +264,7 @@ class CheckpointService {
   absl::Status ReportCopy(absl::string_view job, int64_t step,
                           const CopyPeer& destination, const Actor& actor = {});
 
-  // A chunk of the job's tenant, verified (ChunkStore::ReadVerified):
+  // A chunk of the job's tenant, verified (ChunkStore::ReadVerifiedBytes):
   // NOT_FOUND when absent, DATA_LOSS when the stored bytes are damaged.
   absl::StatusOr<std::string> ReadChunk(absl::string_view job,
                                         const ChunkId& id);

@@ -171,12 +171,13 @@ absl::Status CheckpointService::ReportCopy(absl::string_view job, int64_t step,
 
 absl::StatusOr<std::string> CheckpointService::ReadChunk(absl::string_view job,
                                                          const ChunkId& id) {
-  std::string copy;
-  CKPT_RETURN_IF_ERROR(ReadChunkTo(job, id, [&](absl::string_view bytes) {
-    copy.assign(bytes.data(), bytes.size());
-    return absl::OkStatus();
-  }));
-  return copy;
+  CKPT_RETURN_IF_ERROR(ValidateJobName(job));
+  absl::StatusOr<std::string> bytes =
+      chunks_->ReadVerifiedBytes(TenantOf(job), id);
+  if (absl::IsDataLoss(bytes.status())) {
+    CKPT_LOG(Error, "tenant ", TenantOf(job), ": ", bytes.status().message());
+  }
+  return bytes;
 }
 
 absl::Status CheckpointService::ReadChunkTo(

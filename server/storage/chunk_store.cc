@@ -19,6 +19,16 @@ absl::Status ChunkStore::ReadVerified(
   return consume(bytes);
 }
 
+absl::StatusOr<std::string> ChunkStore::ReadVerifiedBytes(
+    absl::string_view tenant, const ChunkId& id) {
+  std::string copy;
+  CKPT_RETURN_IF_ERROR(ReadVerified(tenant, id, [&](absl::string_view bytes) {
+    copy.assign(bytes.data(), bytes.size());
+    return absl::OkStatus();
+  }));
+  return copy;
+}
+
 absl::StatusOr<std::vector<bool>> ChunkStore::Contains(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   CKPT_ASSIGN_OR_RETURN(std::vector<std::optional<uint64_t>> sizes,

@@ -45,6 +45,12 @@ class ChunkStore {
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume);
 
+  // ReadVerified, returning the checked bytes for a caller that keeps them
+  // (a ReadChunks answer). The default copies what ReadVerified hands over;
+  // RocksDbStore returns the bytes it read, with no copy of a large chunk.
+  virtual absl::StatusOr<std::string> ReadVerifiedBytes(
+      absl::string_view tenant, const ChunkId& id);
+
   // For each id, the size in bytes of (tenant, id) when it is stored, else
   // nullopt. Cheap: reads no chunk body (RocksDbStore: one MultiGet of its
   // index), so commit can hold every piece's recorded size against it.

@@ -66,6 +66,12 @@ absl::Status FaultInjectingStore::ReadVerified(
       tenant, id, consume);
 }
 
+absl::StatusOr<std::string> FaultInjectingStore::ReadVerifiedBytes(
+    absl::string_view tenant, const ChunkId& id) {
+  return ChunkStore::ReadVerifiedBytes(  // NOLINT(bugprone-parent-virtual-call)
+      tenant, id);
+}
+
 absl::StatusOr<std::vector<std::optional<uint64_t>>> FaultInjectingStore::Sizes(
     absl::string_view tenant, absl::Span<const ChunkId> ids) {
   CKPT_RETURN_IF_ERROR(Check(Op::kContains));

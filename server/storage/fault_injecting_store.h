@@ -68,6 +68,9 @@ class FaultInjectingStore final : public ChunkStoreWrapper,
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
       override;
+  // The base's default, over the ReadVerified above.
+  absl::StatusOr<std::string> ReadVerifiedBytes(absl::string_view tenant,
+                                                const ChunkId& id) override;
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;
   absl::StatusOr<std::vector<std::optional<uint64_t>>> DurableSizes(

@@ -241,6 +241,12 @@ absl::StatusOr<std::string> RocksDbStore::Get(absl::string_view tenant,
 absl::Status RocksDbStore::ReadVerified(
     absl::string_view tenant, const ChunkId& id,
     absl::FunctionRef<absl::Status(absl::string_view bytes)> consume) {
+  CKPT_ASSIGN_OR_RETURN(const std::string bytes, ReadVerifiedBytes(tenant, id));
+  return consume(bytes);
+}
+
+absl::StatusOr<std::string> RocksDbStore::ReadVerifiedBytes(
+    absl::string_view tenant, const ChunkId& id) {
   ChunkIndexValue index;
   absl::StatusOr<std::string> read = impl_->ReadChunk(tenant, id, &index);
   if (absl::IsDataLoss(read.status())) {
@@ -262,7 +268,7 @@ absl::Status RocksDbStore::ReadVerified(
         absl::StrCat("chunk ", id.ToHex(),
                      " is corrupt: its stored bytes hash to ", actual.ToHex()));
   }
-  return consume(bytes);
+  return read;
 }
 
 absl::StatusOr<std::vector<std::optional<uint64_t>>> RocksDbStore::Impl::Sizes(

@@ -228,6 +228,9 @@ class RocksDbStore final : public ChunkStore, public MetadataStore {
       absl::string_view tenant, const ChunkId& id,
       absl::FunctionRef<absl::Status(absl::string_view bytes)> consume)
       override;
+  // The same check; returns the bytes read, not a copy.
+  absl::StatusOr<std::string> ReadVerifiedBytes(absl::string_view tenant,
+                                                const ChunkId& id) override;
   // One MultiGet of `chunk_index`.
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override;

@@ -191,11 +191,19 @@ TEST_F(ChunkFilesTest, ADamagedOrMissingFileIsDataLossNamingTheChunk) {
     absl::Status status = read(*bytes);
     EXPECT_TRUE(absl::IsDataLoss(status)) << status;
     EXPECT_THAT(status.message(), HasSubstr(IdOf(*bytes).ToHex()));
+    // The same check where the bytes are handed over (ReadChunks answers).
+    absl::Status handed =
+        store_->ReadVerifiedBytes("acme", IdOf(*bytes)).status();
+    EXPECT_EQ(handed, status);
   }
   EXPECT_THAT(read(gone).message(), HasSubstr("is missing"));
   EXPECT_THAT(read(cut).message(), HasSubstr("holds 1000 bytes"));
   EXPECT_TRUE(absl::IsDataLoss(store_->Get("acme", IdOf(cut)).status()));
   EXPECT_TRUE(read(fine).ok());
+  absl::StatusOr<std::string> fine_bytes =
+      store_->ReadVerifiedBytes("acme", IdOf(fine));
+  ASSERT_TRUE(fine_bytes.ok()) << fine_bytes.status();
+  EXPECT_TRUE(*fine_bytes == fine);
   // The index still lists them (verify reports them) until deleted.
   auto contains = store_->Contains("acme", {IdOf(gone)});
   ASSERT_TRUE(contains.ok());

@@ -146,6 +146,23 @@ TEST_P(StorageConformanceTest, ReadVerifiedHandsOverTheCheckedBytes) {
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
 }
 
+TEST_P(StorageConformanceTest, ReadVerifiedBytesReturnsTheCheckedBytes) {
+  const std::string small = "small chunk";
+  const std::string large(1 << 20, 'L');
+  EXPECT_TRUE(PutChunk("acme", small));
+  EXPECT_TRUE(PutChunk("acme", large));
+  for (const std::string* bytes : {&small, &large}) {
+    absl::StatusOr<std::string> read =
+        chunks_->ReadVerifiedBytes("acme", IdOf(*bytes));
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_TRUE(*read == *bytes);
+  }
+  EXPECT_EQ(chunks_->ReadVerifiedBytes("acme", IdOf("absent")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(chunks_->ReadVerifiedBytes("other", IdOf(small)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_P(StorageConformanceTest, GetOfMissingChunkIsNotFoundNamingIt) {
   const ChunkId id = IdOf("missing");
   auto got = chunks_->Get("acme", id);

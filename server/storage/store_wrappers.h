@@ -37,6 +37,10 @@ class ChunkStoreWrapper : public ChunkStore {
       override {
     return target_->ReadVerified(tenant, id, consume);
   }
+  absl::StatusOr<std::string> ReadVerifiedBytes(absl::string_view tenant,
+                                                const ChunkId& id) override {
+    return target_->ReadVerifiedBytes(tenant, id);
+  }
   absl::StatusOr<std::vector<std::optional<uint64_t>>> Sizes(
       absl::string_view tenant, absl::Span<const ChunkId> ids) override {
     return target_->Sizes(tenant, ids);

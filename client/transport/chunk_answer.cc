@@ -82,7 +82,7 @@ absl::Status DecodeChunkData(CodedInputStream* in, const ChunkSink& sink,
       }
       *data_size = length;
       if (length != sink.size) return NotTheSink(sink, index, length);
-      const bool read = sink.destinations.empty()
+      const bool read = length == 0 || sink.destinations.empty()
                             ? in->Skip(static_cast<int>(length))
                             : in->ReadRaw(sink.destinations.front(),
                                           static_cast<int>(length));
@@ -134,7 +134,7 @@ absl::Status DecodeChunkAnswer(
   if (id != sink.id.bytes() || data_size != sink.size) {
     return NotTheSink(sink, index, data_size);
   }
-  for (size_t i = 1; i < sink.destinations.size(); ++i) {
+  for (size_t i = 1; sink.size > 0 && i < sink.destinations.size(); ++i) {
     std::memcpy(sink.destinations[i], sink.destinations.front(), sink.size);
   }
   return absl::OkStatus();

@@ -216,6 +216,20 @@ def decoder_seeds(pb, out):
                         time_micros=9, kind=1, step=3, detail="x", principal="p")
     write(out, "manifest", "event", b"\x04" + event.SerializeToString())
     write(out, "manifest", "wire-shard", b"\x05" + shard)
+    # fuzz_chunk_answer.cc: a 2-byte size, then the answer.
+    answer_id = sha(b"chunk-answer-fuzz")
+    chunk = bytes(range(256)) + b"tail"
+    answer = pb.ReadChunksResponse(chunk=pb.ChunkData(sha256=answer_id, data=chunk))
+    write(out, "chunk_answer", "chunk",
+          struct.pack("<H", len(chunk)) + answer.SerializeToString())
+    empty = pb.ReadChunksResponse(chunk=pb.ChunkData(sha256=answer_id))
+    write(out, "chunk_answer", "empty", b"\x00\x00" + empty.SerializeToString())
+    # Data first, and a field this build does not know (number 9).
+    reordered = (b"\x12" + bytes([len(chunk) & 0x7f | 0x80, len(chunk) >> 7])
+                 + chunk + b"\x0a\x20" + answer_id + b"\x48\x07")
+    write(out, "chunk_answer", "reordered", struct.pack("<H", len(chunk))
+          + b"\x0a" + bytes([len(reordered) & 0x7f | 0x80, len(reordered) >> 7])
+          + reordered)
 
 
 def checkpoint_json(full, rank=0, world=1, objects=None, writer_time=None):

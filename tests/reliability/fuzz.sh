@@ -30,7 +30,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DECODERS=(manifest row_delta fingerprint_record safetensors import_json)
+DECODERS=(manifest row_delta fingerprint_record safetensors import_json
+          chunk_answer)
 ALL_TARGETS=(rpc sequence "${DECODERS[@]}")
 SECONDS_PER_TARGET=60
 TARGETS=()

@@ -100,11 +100,13 @@ class CrashRun {
     std::unique_ptr<client::Client> client;
   };
 
-  // `env`: NAME=VALUE entries added to the server's environment.
+  // `env`: NAME=VALUE entries added to the server's environment; `limits`:
+  // flags added to its command line.
   absl::StatusOr<Running> StartConnected(
-      const std::vector<std::string>& env = {}) {
+      const std::vector<std::string>& env = {},
+      const std::vector<std::string>& limits = {}) {
     Running running;
-    auto server = StartServer(env);
+    auto server = StartServer(env, limits);
     if (!server.ok()) return server.status();
     running.server = *std::move(server);
     auto client =
@@ -139,7 +141,8 @@ class CrashRun {
   // (T1) or, with `clean_stop`, SIGTERM (T24), after which it must drain
   // its calls and exit 0; what the workload had in flight is unknown.
   absl::Status InterruptedCycle(int cycle, bool clean_stop) {
-    auto running = StartConnected();
+    auto running = StartConnected(
+        {}, options_.mode == CrashMode::kChaos ? PickLimits() : Limits{});
     if (!running.ok()) return running.status();
     Observe(*running->client, cycle);
     ++cycles_;
@@ -200,6 +203,40 @@ class CrashRun {
           options_.server_log_path, ")"));
     }
     return absl::OkStatus();
+  }
+
+  using Limits = std::vector<std::string>;
+
+  // T24 with T16/T18 mixed in: half of the chaos cycles that end in a kill
+  // or a stop run their traffic against a server with one of the security
+  // issue's limits set low, so that part of it is refused with
+  // RESOURCE_EXHAUSTED (a kFail the model holds to "no effect") while the
+  // rest commits, and the kill or stop lands among the refusals: the
+  // tenant's stored bytes (T16's quota: a random level that some saves
+  // pass and some do not, as prunes and GC free bytes), one upload stream
+  // per tenant (two ranks upload at once), or few bytes per upload stream,
+  // in turn.
+  // Failpoint cycles keep their servers unlimited so the points are
+  // reached. The observation before the traffic (lists, restores, GC,
+  // verify) uploads nothing, so the limits do not touch it.
+  Limits PickLimits() {
+    if (rng_() % 2 == 0) return {};
+    // In turn, so that a short run meets each of them.
+    switch (limits_picked_++ % 3) {
+      case 0:
+        ++limited_cycles_["quota_bytes"];
+        return {"--quota-bytes",
+                absl::StrCat(std::uniform_int_distribution<int64_t>(
+                    256 << 10, 4 << 20)(rng_))};
+      case 1:
+        ++limited_cycles_["quota_upload_streams"];
+        return {"--quota-upload-streams", "1"};
+      default:
+        ++limited_cycles_["max_upload_stream_bytes"];
+        return {"--max-upload-stream-bytes",
+                absl::StrCat(std::uniform_int_distribution<int64_t>(
+                    64 << 10, 512 << 10)(rng_))};
+    }
   }
 
   // Whether the run has its fires_per_point (never without one).
@@ -275,9 +312,10 @@ class CrashRun {
   }
 
   absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
-      const std::vector<std::string>& env = {}) {
+      const std::vector<std::string>& env, const Limits& limits) {
     const absl::Time start = absl::Now();
     std::vector<std::string> args = ServerArgs(options_.workload.lease);
+    args.insert(args.end(), limits.begin(), limits.end());
     // Every other server stores whole workload chunks in chunk files (the
     // rest, and smaller pieces, in RocksDB): crashes strike both write paths
     // and a store that mixes them.
@@ -320,6 +358,8 @@ class CrashRun {
     summary.chaos_kills = chaos_kills_;
     summary.chaos_failpoints = chaos_failpoints_;
     summary.chaos_clean_stops = chaos_clean_stops_;
+    summary.chaos_limited_cycles = limited_cycles_;
+    summary.saves_refused = stats.saves_refused;
     summary.bytes_sent = stats.bytes_sent;
     summary.bytes_restored = observe_stats_.bytes_restored;
     summary.max_reopen_seconds = max_reopen_seconds_;
@@ -340,6 +380,8 @@ class CrashRun {
   int chaos_kills_ = 0;
   int chaos_failpoints_ = 0;
   int chaos_clean_stops_ = 0;
+  std::map<std::string, int> limited_cycles_;
+  int limits_picked_ = 0;
   size_t in_turn_ = 0;
   uint64_t log_offset_ = 0;
 };

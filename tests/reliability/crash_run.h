@@ -68,6 +68,10 @@ struct CrashRunSummary {
   int chaos_kills = 0;
   int chaos_failpoints = 0;
   int chaos_clean_stops = 0;
+  // Chaos mode: cycles whose server had a limit set low, per limit, and
+  // saves refused with RESOURCE_EXHAUSTED (in every mode).
+  std::map<std::string, int> chaos_limited_cycles;
+  int64_t saves_refused = 0;
 };
 
 // Errors are the harness's own (a server that would not start within 30 s,

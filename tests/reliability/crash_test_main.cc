@@ -155,6 +155,7 @@ json RunJson(const CrashRunSummary& summary, CrashMode mode) {
               {"bytes_sent", summary.bytes_sent},
               {"saves_ok", summary.saves_ok},
               {"saves_unknown", summary.saves_unknown},
+              {"saves_refused", summary.saves_refused},
               {"prunes", summary.prunes},
               {"deletes", summary.deletes},
               {"gcs", summary.gcs},
@@ -170,6 +171,7 @@ json RunJson(const CrashRunSummary& summary, CrashMode mode) {
     out["chaos_kills"] = summary.chaos_kills;
     out["chaos_failpoints"] = summary.chaos_failpoints;
     out["chaos_clean_stops"] = summary.chaos_clean_stops;
+    out["chaos_limited_cycles"] = summary.chaos_limited_cycles;
   }
   return out;
 }
@@ -179,8 +181,8 @@ void Accumulate(json& total, const json& run) {
   for (const char* key :
        {"cycles", "commits_acked", "commits_unknown", "unknown_seen_committed",
         "checkpoints_checked", "bytes_restored", "bytes_sent", "saves_ok",
-        "saves_unknown", "prunes", "deletes", "gcs", "gcs_skipped", "copies",
-        "violations"}) {
+        "saves_unknown", "saves_refused", "prunes", "deletes", "gcs",
+        "gcs_skipped", "copies", "violations"}) {
     total[key] = total.value(key, int64_t{0}) + run[key].get<int64_t>();
   }
   total["max_reopen_seconds"] =
@@ -200,6 +202,13 @@ void Accumulate(json& total, const json& run) {
        {"chaos_kills", "chaos_failpoints", "chaos_clean_stops"}) {
     if (run.contains(key)) {
       total[key] = total.value(key, int64_t{0}) + run[key].get<int64_t>();
+    }
+  }
+  if (run.contains("chaos_limited_cycles")) {
+    json& limited = total["chaos_limited_cycles"];
+    if (!limited.is_object()) limited = json::object();
+    for (const auto& [name, count] : run["chaos_limited_cycles"].items()) {
+      limited[name] = limited.value(name, int64_t{0}) + count.get<int64_t>();
     }
   }
 }

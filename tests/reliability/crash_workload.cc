@@ -138,6 +138,7 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
                   step == 1);
   }
   std::vector<Record> ends(ranks);
+  std::atomic<int64_t> refused{0};
   std::vector<std::thread> threads;
   for (int32_t rank = 0; rank < ranks; ++rank) {
     threads.emplace_back([&, rank] {
@@ -164,6 +165,7 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
       absl::StatusOr<client::SaveResult> saved =
           client.SaveShard(job.name, step, tensors, options);
       Record end = EndOf(saved.status());
+      if (absl::IsResourceExhausted(saved.status())) ++refused;
       if (saved.ok()) {
         end.checkpoint_committed = saved->checkpoint_committed;
         stats_.bytes_sent += static_cast<int64_t>(saved->bytes_sent);
@@ -190,6 +192,7 @@ bool CrashWorkload::SaveStep(Job& job, int64_t step, client::Client& client) {
         all_known = false;
     }
   }
+  stats_.saves_refused += refused.load();
   if (acked) job.acked.push_back(step);
   return all_known;
 }

@@ -60,6 +60,8 @@ struct WorkloadOptions {
 struct WorkloadStats {
   std::atomic<int64_t> saves_ok{0};
   std::atomic<int64_t> saves_failed{0};
+  // Of those, refused with RESOURCE_EXHAUSTED (a quota or limit).
+  std::atomic<int64_t> saves_refused{0};
   std::atomic<int64_t> saves_unknown{0};
   std::atomic<int64_t> prunes{0};
   std::atomic<int64_t> deletes{0};

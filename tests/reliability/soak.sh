@@ -97,7 +97,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     run failpoints "$REL/ckpt-crash-test" --mode failpoint --seed "$seed" \
       --fires 50 --min-fires 50 --jobs 2 --ranks 2 --min-shard-kib 64 \
       --max-shard-kib 256 --history-dir "$OUT"
-    # T24: kills, failpoints and clean stops mixed, histories kept in $OUT.
+    # T24: kills, failpoints and clean stops mixed, half the kill/stop cycles
+    # against a server with a quota or limit set low; histories kept in $OUT.
     run chaos "$REL/ckpt-crash-test" --mode chaos --seed "$seed" \
       --cycles 200 --jobs 2 --ranks 2 --min-shard-kib 64 \
       --max-shard-kib 256 --keep-history --history-dir "$OUT"

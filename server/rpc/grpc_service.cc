@@ -347,14 +347,23 @@ grpc::ServerUnaryReactor* GrpcCheckpointService::ReportCopy(
   });
 }
 
-grpc::ServerWriteReactor<v1::ReadChunksResponse>*
-GrpcCheckpointService::ReadChunks(grpc::CallbackServerContext* context,
-                                  const v1::ReadChunksRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GrpcCheckpointService::ReadChunks(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   static constexpr absl::string_view kRpc = "ReadChunks";
   const bool admitted = calls_.Enter();
+  v1::ReadChunksRequest parsed;
+  const v1::ReadChunksRequest* request = &parsed;
   absl::StatusOr<std::vector<ChunkId>> ids = [&] {
     if (!admitted) {
       return absl::StatusOr<std::vector<ChunkId>>(ShuttingDown(kRpc));
+    }
+    // gRPC's copy of the request is only borrowed: Deserialize would clear it.
+    grpc::ByteBuffer copy = *raw_request;
+    if (!grpc::SerializationTraits<v1::ReadChunksRequest>::Deserialize(&copy,
+                                                                       &parsed)
+             .ok()) {
+      return absl::StatusOr<std::vector<ChunkId>>(absl::InvalidArgumentError(
+          "ReadChunks: the request is not a ReadChunksRequest"));
     }
     absl::Status admit_status =
         Admit(*authenticator_, *context, kRpc, Role::kReader, request->job())

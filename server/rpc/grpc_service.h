@@ -38,8 +38,12 @@
 
 namespace ckpt::server {
 
+// ReadChunks is served raw (its answers are encoded by hand, without a
+// copy of the chunk bytes: chunk_answer_encoding.h); every other method
+// through the generated messages.
 class GrpcCheckpointService final
-    : public v1::CheckpointService::CallbackService {
+    : public v1::CheckpointService::WithRawCallbackMethod_ReadChunks<
+          v1::CheckpointService::CallbackService> {
  public:
   // `service`, `authenticator` and the executors must outlive this object
   // and the server it is registered with, and the executors must keep
@@ -103,10 +107,11 @@ class GrpcCheckpointService final
       v1::ReportCopyResponse* response) override;
   // Server streaming: one response per requested hash, in request order,
   // each verified by the service. The first absent (NOT_FOUND) or corrupt
-  // (DATA_LOSS) chunk ends the stream with that status.
-  grpc::ServerWriteReactor<v1::ReadChunksResponse>* ReadChunks(
+  // (DATA_LOSS) chunk ends the stream with that status. The request is a
+  // serialized ReadChunksRequest (INVALID_ARGUMENT when it does not parse).
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ReadChunks(
       grpc::CallbackServerContext* context,
-      const v1::ReadChunksRequest* request) override;
+      const grpc::ByteBuffer* raw_request) override;
   // See the proto. Answered to local peers only.
   grpc::ServerUnaryReactor* GetSharedFileEndpoint(
       grpc::CallbackServerContext* context,

@@ -4,6 +4,7 @@
 
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "server/rpc/chunk_answer_encoding.h"
 #include "server/rpc/request_checks.h"
 
 namespace ckpt::server {
@@ -144,12 +145,10 @@ std::optional<grpc::Status> ReadChunksReactor::MaybeFinishLocked() {
 }
 
 absl::Status ReadChunksReactor::Prepare(const ChunkId& id,
-                                        v1::ReadChunksResponse* response) {
+                                        grpc::ByteBuffer* answer) {
   CKPT_ASSIGN_OR_RETURN(std::string data, service_->ReadChunk(job_, id));
   metrics_->ChunkSent(TenantOf(job_), data.size());
-  v1::ChunkData* chunk = response->mutable_chunk();
-  chunk->set_sha256(std::string(id.bytes()));
-  chunk->set_data(std::move(data));  // moved, not copied
+  *answer = EncodeChunkAnswer(id, std::move(data));  // moved, not copied
   return absl::OkStatus();
 }
 

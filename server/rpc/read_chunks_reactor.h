@@ -38,7 +38,7 @@ namespace ckpt::server {
 // deletes it. Finish is called exactly once, when nothing is being prepared
 // or written (MaybeFinishLocked); nothing touches `this` after it.
 class ReadChunksReactor final
-    : public grpc::ServerWriteReactor<v1::ReadChunksResponse> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // `calls` has counted this call in; it is counted out in OnDone. A non-OK
   // `ids` (a refused request) finishes the call with that status. All
@@ -67,7 +67,8 @@ class ReadChunksReactor final
   // chunk has been written. Sets finished_; the caller calls Finish.
   std::optional<grpc::Status> MaybeFinishLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Prepare(const ChunkId& id, v1::ReadChunksResponse* response);
+  // Reads and verifies chunk `id` into `answer` (EncodeChunkAnswer).
+  absl::Status Prepare(const ChunkId& id, grpc::ByteBuffer* answer);
 
   grpc::CallbackServerContext* const context_;
   CheckpointService* const service_;
@@ -79,7 +80,7 @@ class ReadChunksReactor final
 
   // buffers_[i % 2] holds chunk i; the protocol above keeps the preparer
   // and gRPC off the same buffer.
-  v1::ReadChunksResponse buffers_[2];
+  grpc::ByteBuffer buffers_[2];
 
   absl::Mutex mu_;
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // next chunk to prepare

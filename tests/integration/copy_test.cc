@@ -291,11 +291,10 @@ TEST_F(CopyTest, AStalledSourceFailsTheCopyAndLetsTheTargetLeaseExpire) {
   request.copy_policy = false;
   request.batch_bytes = kChunkBytes;  // a ReadChunks per chunk
   request.source_stall_timeout = absl::Seconds(1);
-  const pid_t source_pid = source_server_->pid();
   bool stopped = false;
   auto stop_source = [&](const client::CopyProgress& progress) {
     if (!stopped && progress.bytes_done > 0) {
-      ASSERT_EQ(kill(source_pid, SIGSTOP), 0);
+      ASSERT_TRUE(source_server_->Freeze().ok());
       stopped = true;
     }
   };
@@ -303,9 +302,7 @@ TEST_F(CopyTest, AStalledSourceFailsTheCopyAndLetsTheTargetLeaseExpire) {
   absl::StatusOr<client::CopyReport> report =
       client::Client::Copy(*source_, *target_, request, stop_source);
   const absl::Duration took = absl::Now() - start;
-  if (stopped) {
-    ASSERT_EQ(kill(source_pid, SIGCONT), 0);
-  }
+  if (stopped) source_server_->Thaw();
   ASSERT_TRUE(stopped) << "the copy sent nothing";
   ASSERT_EQ(report.status().code(), absl::StatusCode::kDeadlineExceeded)
       << report.status();
@@ -343,11 +340,11 @@ TEST_F(CopyTest, ARestoreFromAStalledServerEndsWithinTheStallTimeout) {
   MakeSourceJob();
   auto manifest = source_->GetManifest(kJob, 100);
   ASSERT_TRUE(manifest.ok()) << manifest.status();
-  ASSERT_EQ(kill(source_server_->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(source_server_->Freeze().ok());
   const absl::Time start = absl::Now();
   auto restored = source_->RestoreShard(*manifest, 0);
   const absl::Duration took = absl::Now() - start;
-  ASSERT_EQ(kill(source_server_->pid(), SIGCONT), 0);
+  source_server_->Thaw();
   ASSERT_EQ(restored.status().code(), absl::StatusCode::kDeadlineExceeded)
       << restored.status();
   EXPECT_THAT(restored.status().message(),
@@ -372,11 +369,10 @@ TEST_F(CopyTest, AStalledTargetFailsTheCopyWithinTheStallTimeout) {
   client::CopyRequest request = Request();
   request.steps = {100};
   request.copy_policy = false;
-  const pid_t target_pid = target_server_->pid();
   bool stopped = false;
   auto stop_target = [&](const client::CopyProgress& progress) {
     if (!stopped && progress.bytes_done > 0) {
-      ASSERT_EQ(kill(target_pid, SIGSTOP), 0);
+      ASSERT_TRUE(target_server_->Freeze().ok());
       stopped = true;
     }
   };
@@ -384,9 +380,7 @@ TEST_F(CopyTest, AStalledTargetFailsTheCopyWithinTheStallTimeout) {
   absl::StatusOr<client::CopyReport> report =
       client::Client::Copy(*source_, *target_, request, stop_target);
   const absl::Duration took = absl::Now() - start;
-  if (stopped) {
-    ASSERT_EQ(kill(target_pid, SIGCONT), 0);
-  }
+  if (stopped) target_server_->Thaw();
   ASSERT_TRUE(stopped) << "the copy sent nothing";
   ASSERT_EQ(report.status().code(), absl::StatusCode::kDeadlineExceeded)
       << report.status();

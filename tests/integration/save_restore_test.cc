@@ -341,11 +341,11 @@ TEST_F(SaveRestoreTest, FrozenServerFailsCallsInsteadOfHangingThem) {
   ASSERT_TRUE(client.ok()) << client.status();
   ASSERT_TRUE((*client)->ListJobs().ok());  // connected before the freeze
 
-  ASSERT_EQ(kill(server_->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(server_->Freeze().ok());
   const absl::Time start = absl::Now();
   auto restored = (*client)->RestoreShard(kJob, 1, 0);
   const absl::Duration waited = absl::Now() - start;
-  ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
+  server_->Thaw();
   EXPECT_TRUE(absl::IsUnavailable(restored.status()) ||
               absl::IsDeadlineExceeded(restored.status()))
       << restored.status();

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string_view>
 
 #include "absl/strings/numbers.h"
@@ -153,6 +154,38 @@ void ServerProcess::Kill() {
   int status = 0;
   ::waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+absl::Status ServerProcess::Freeze() {
+  if (pid_ <= 0 || ::kill(pid_, SIGSTOP) != 0) {
+    return absl::FailedPreconditionError("no server process to freeze");
+  }
+  const std::string tasks = absl::StrCat("/proc/", pid_, "/task");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+       absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(1))) {
+    bool all_stopped = true;
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+      // /proc/PID/task/TID/stat: "TID (comm) STATE ..."; comm may hold
+      // spaces and parentheses, the state follows the last ')'.
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t end = line.rfind(')');
+      if (end == std::string::npos || end + 2 >= line.size() ||
+          (line[end + 2] != 'T' && line[end + 2] != 't')) {
+        all_stopped = false;
+        break;
+      }
+    }
+    if (!error && all_stopped) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("ckpt-server ", pid_, " did not stop within 10 s"));
+}
+
+void ServerProcess::Thaw() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
 }
 
 ServerProcess::~ServerProcess() {

@@ -44,6 +44,12 @@ class ServerProcess {
   absl::StatusOr<int> Stop();
   // SIGKILL and reap: a crash.
   void Kill();
+  // SIGSTOP, then waits (up to 10 s) until every thread of the server is
+  // stopped: kill() returns before they are, and a thread not yet stopped
+  // could still answer a call the test expects to stall.
+  absl::Status Freeze();
+  // SIGCONT.
+  void Thaw();
   // Waits up to `timeout` for the server to exit by itself (e.g. a crash)
   // and reaps it: its exit code, or 128 + the signal that ended it.
   // DEADLINE_EXCEEDED, leaving it running, when it is still up.

@@ -684,6 +684,19 @@ class GrpcTransport final : public Transport {
       ++received;
       if (on_chunk) on_chunk(answer.sink->size);
     }
+    if (problem.ok() && received == sinks.size()) {
+      // Reads the stream's end: Finish waits for every message to be read,
+      // so an answer past those asked would hold it until the stall bound
+      // (for ever without one). Such an answer is the server's error.
+      const ChunkSink none;
+      answer.sink = &none;
+      answer.index = received;
+      if (reader->Read(&answer)) {
+        problem = absl::DataLossError(
+            absl::StrCat("ReadChunks: the server sent more than the ",
+                         sinks.size(), " chunks asked"));
+      }
+    }
     if (!problem.ok()) {
       // Stops a stream we no longer read. Only then: a stream that ended
       // early (Read returned false) carries the server's status, e.g.

@@ -18,8 +18,10 @@ bypass ReadChunks) through it
   out of order, and seeded random bit flips in the answers' framing;
   restore_shard_into, which reads straight into the caller's buffers,
   writes no byte outside them meanwhile;
-- ends promptly when the server sends more answers than asked: expected
-  failure, a known bug (see the xfail's reason).
+- refuses at once, DATA_LOSS, a stream with more answers than asked (the
+  client read exactly the answers it asked for, then waited in gRPC's
+  Finish for the surplus to be read: until the stall bound, for ever
+  without one; found by this test).
 
 What the client cannot see: a flip inside the chunk's bytes themselves. The
 client trusts the bytes the server sends under the requested id when their
@@ -601,19 +603,9 @@ def test_the_refusal_check_fails_on_honest_answers(setup):
             _assert_refused(setup, _on_every_answer(BENIGN[name]), "")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (client, not the decoder): ReadOneStream reads exactly as many "
-    "answers as it asked for, then calls ClientReader::Finish, which waits "
-    "for every message to be read: a server that sends one answer more "
-    "than asked (and ends the stream OK) holds the restore until the stall "
-    "watchdog cancels it, which then fails DEADLINE_EXCEEDED 'the server "
-    "is stalled' (N of N chunks received); with stream_stall_timeout=inf "
-    "it hangs for ever. Remove this mark once the client reads the "
-    "stream's end."))
 def test_answers_beyond_the_requested_end_the_restore_promptly(setup):
     # Not a stall: every answer came and the stream ended. The restore
-    # either gives the exact bytes (every requested chunk arrived) or
-    # refuses the surplus with DATA_LOSS, at once, not at the stall bound.
+    # refuses the surplus with DATA_LOSS at once, not at the stall bound.
     bound = 3.0
     client = ckpt.Client(setup.address, connect_timeout=10.0,
                          shared_memory_restore=False,
@@ -627,7 +619,6 @@ def test_answers_beyond_the_requested_end_the_restore_promptly(setup):
         restored, outcome = None, error
     took = time.monotonic() - start
     assert took < bound / 2, f"{took:.1f} s: {outcome}"
-    if outcome is not None:
-        assert outcome.code == "DATA_LOSS", outcome
-    else:
-        _assert_exact(setup, restored)
+    assert restored is None
+    assert outcome is not None and outcome.code == "DATA_LOSS", outcome
+    assert "the server sent more than the" in str(outcome), outcome

@@ -1,6 +1,9 @@
 #include "server/service/checkpoint_service.h"
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "server/storage/fault_injecting_store.h"
 #include "server/storage/memory_store.h"
+#include "server/storage/store_wrappers.h"
 #include "tests/testing/service_test_util.h"
 
 namespace ckpt::server {
@@ -24,6 +28,56 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
+
+// Runs `before_shards` (once) just before the next GetShards: what another
+// call can do between GetManifest's read of the record and of its shards.
+class BetweenReadsStore final : public MetadataStoreWrapper {
+ public:
+  using MetadataStoreWrapper::MetadataStoreWrapper;
+  absl::StatusOr<std::vector<ShardManifest>> GetShards(absl::string_view job,
+                                                       int64_t step) override {
+    if (before_shards) std::exchange(before_shards, nullptr)();
+    if (lose_shards) return std::vector<ShardManifest>();
+    return MetadataStoreWrapper::GetShards(job, step);
+  }
+  std::function<void()> before_shards;
+  bool lose_shards = false;  // as a damaged store would
+};
+
+// Found by the soak (T7/T10, seed 5109): a restore of a checkpoint that
+// retention deleted at another job's commit, between GetManifest's two
+// reads, was DATA_LOSS "has 0 stored shards", which reads as damage.
+TEST(GetManifestRaceTest, ACheckpointDeletedBetweenItsReadsIsNotFound) {
+  FakeClock clock;
+  MemoryStore store;
+  BetweenReadsStore metadata(&store);
+  CheckpointService service(&store, &metadata, &clock);
+  for (int64_t step : {1, 2}) {
+    ASSERT_TRUE(SaveShard(service,
+                          ShardBuilder{0, {{"w", absl::StrCat("s", step)}}},
+                          step, 1, kJob, {})
+                    .ok());
+  }
+  // By step, and the latest.
+  for (const std::optional<int64_t> step :
+       {std::optional<int64_t>(1), std::optional<int64_t>()}) {
+    const int64_t deleted = step.value_or(2);
+    metadata.before_shards = [&] {
+      ASSERT_TRUE(service.DeleteCheckpoint(kJob, deleted).ok());
+    };
+    absl::StatusOr<Checkpoint> read = service.GetManifest(kJob, step);
+    EXPECT_TRUE(absl::IsNotFound(read.status())) << read.status();
+    EXPECT_THAT(read.status().message(),
+                HasSubstr("was deleted while it was being read"));
+  }
+  // Shards missing under a record that is still there: damage, as before.
+  ASSERT_TRUE(
+      SaveShard(service, ShardBuilder{0, {{"w", "s3"}}}, 3, 1, kJob, {}).ok());
+  metadata.lose_shards = true;
+  absl::StatusOr<Checkpoint> damaged = service.GetManifest(kJob, 3);
+  EXPECT_TRUE(absl::IsDataLoss(damaged.status())) << damaged.status();
+  EXPECT_THAT(damaged.status().message(), HasSubstr("0 stored shards"));
+}
 
 TEST_F(CheckpointServiceTest, BeginIsIdempotentAcrossRanks) {
   CheckpointMetadata rank0_meta;

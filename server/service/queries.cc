@@ -98,6 +98,14 @@ absl::StatusOr<Checkpoint> CheckpointService::GetManifest(
                         metadata_->GetShards(job, checkpoint.record.step));
   if (static_cast<int32_t>(checkpoint.shards.size()) !=
       checkpoint.record.world_size) {
+    // A delete (retention at another commit, a prune) between the two reads
+    // removes the record and its shards in one batch: the record is then
+    // gone too, and the checkpoint is absent, not damaged.
+    if (absl::IsNotFound(GetCommitted(job, checkpoint.record.step).status())) {
+      return absl::NotFoundError(
+          absl::StrCat(Describe(job, checkpoint.record.step),
+                       " was deleted while it was being read"));
+    }
     return absl::DataLossError(
         absl::StrCat(Describe(job, checkpoint.record.step), " has ",
                      checkpoint.shards.size(), " stored shards for world_size ",

@@ -72,8 +72,10 @@ struct ServerSettings {
   // Limits and quotas (docs/operations.md, "Limits and quotas").
   double upload_idle_timeout_seconds;
   int64_t max_upload_stream_bytes;
+  int64_t upload_buffer_bytes;
   int64_t max_concurrent_streams;
   int64_t grpc_memory_quota_bytes;
+  bool grpc_bdp_probe;
   double max_connection_idle_seconds;
   int64_t quota_max_stored_bytes;
   int64_t quota_max_upload_streams;

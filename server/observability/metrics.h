@@ -32,6 +32,10 @@ class Metrics {
   // The bytes of upload (PutChunks) messages the server holds, received and
   // not yet processed and freed, changed by `delta` (negative: freed).
   virtual void UploadBufferedBytesChanged(int64_t /*delta*/) {}
+  // Upload streams waiting for room in the server's upload buffer budget
+  // (StreamLimits::upload_buffer_bytes) before reading their next message
+  // changed by `delta`.
+  virtual void UploadWaitingForBufferChanged(int /*delta*/) {}
 
   // --- service layer (tenant: TenantOf of a valid job name) ---
   // A chunk of `bytes` arrived for `tenant`; `stored_new` false when the

@@ -92,6 +92,14 @@ struct PrometheusMetrics::Impl {
                                   "received and not yet processed and freed")
                             .Register(*registry)
                             .Add({})),
+        upload_waiting(BuildGauge()
+                           .Name("ckpt_upload_streams_waiting_for_buffer")
+                           .Help("Upload (PutChunks) streams waiting for room "
+                                 "in the server's upload buffer budget "
+                                 "(--upload-buffer-bytes) before reading "
+                                 "their next message")
+                           .Register(*registry)
+                           .Add({})),
         received_bytes(BuildCounter()
                            .Name("ckpt_received_bytes_total")
                            .Help("Chunk bytes uploaded, by tenant")
@@ -244,6 +252,7 @@ struct PrometheusMetrics::Impl {
   Family<Histogram>& rpc_seconds;
   Family<Gauge>& streams;
   Gauge& upload_buffered;
+  Gauge& upload_waiting;
   Family<Counter>& received_bytes;
   Family<Counter>& deduplicated_bytes;
   Family<Counter>& stored_bytes;
@@ -355,6 +364,10 @@ void PrometheusMetrics::UploadBufferedBytesChanged(int64_t delta) {
   } else {
     impl_->upload_buffered.Decrement(-static_cast<double>(delta));
   }
+}
+
+void PrometheusMetrics::UploadWaitingForBufferChanged(int delta) {
+  impl_->upload_waiting.Increment(static_cast<double>(delta));
 }
 
 void PrometheusMetrics::ChunkReceived(absl::string_view tenant, uint64_t bytes,

@@ -89,6 +89,7 @@ GrpcCheckpointService::GrpcCheckpointService(
       shared_files_(limits.shared_file_reads ? shared_files : nullptr),
       metrics_(metrics != nullptr ? metrics : NoMetrics()),
       upload_streams_(quotas),
+      upload_budget_(limits.upload_buffer_bytes, metrics_),
       upload_watchdog_(limits.upload_idle_timeout),
       verify_heartbeats_(limits.verify_heartbeat_interval) {}
 
@@ -165,9 +166,9 @@ grpc::ServerReadReactor<v1::PutChunksRequest>* GrpcCheckpointService::PutChunks(
           ? Admit(*authenticator_, *context, "PutChunks", Role::kWriter)
           : ShuttingDown("PutChunks");
   // Owned by gRPC until OnDone deletes it (callback API contract).
-  return new PutChunksReactor(context, service_, limits_, requests_, &calls_,
-                              &upload_watchdog_, &upload_streams_,
-                              std::move(caller), response, metrics_);
+  return new PutChunksReactor(
+      context, service_, limits_, requests_, &calls_, &upload_watchdog_,
+      &upload_streams_, &upload_budget_, std::move(caller), response, metrics_);
 }
 
 grpc::ServerUnaryReactor* GrpcCheckpointService::CommitShard(

@@ -30,6 +30,7 @@
 #include "server/rpc/executor.h"
 #include "server/rpc/shared_file_socket.h"
 #include "server/rpc/stream_limits.h"
+#include "server/rpc/upload_memory_budget.h"
 #include "server/rpc/upload_watchdog.h"
 #include "server/rpc/verify_heartbeats.h"
 #include "server/service/checkpoint_service.h"
@@ -201,6 +202,7 @@ class GrpcCheckpointService final
   Metrics* const metrics_;                // never null (NoMetrics())
   CallCounter calls_;
   UploadStreamQuota upload_streams_;
+  UploadMemoryBudget upload_budget_;
   // After the quota and the service: destroyed before them, once every
   // stream has ended and removed itself.
   UploadWatchdog upload_watchdog_;

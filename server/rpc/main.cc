@@ -69,10 +69,13 @@ void ApplyLimits(const ServerSettings& flags, ServerOptions& options) {
       absl::Seconds(flags.upload_idle_timeout_seconds);
   options.limits.max_upload_stream_bytes =
       static_cast<uint64_t>(flags.max_upload_stream_bytes);
+  options.limits.upload_buffer_bytes =
+      static_cast<uint64_t>(flags.upload_buffer_bytes);
   options.max_concurrent_streams =
       static_cast<int>(flags.max_concurrent_streams);
   options.grpc_memory_quota_bytes =
       static_cast<uint64_t>(flags.grpc_memory_quota_bytes);
+  options.grpc_bdp_probe = flags.grpc_bdp_probe;
   options.max_connection_idle =
       absl::Seconds(flags.max_connection_idle_seconds);
   options.quotas.defaults.max_stored_bytes =

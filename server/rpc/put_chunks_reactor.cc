@@ -1,5 +1,6 @@
 #include "server/rpc/put_chunks_reactor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,14 +19,17 @@
 namespace ckpt::server {
 namespace {
 constexpr absl::string_view kRpc = "PutChunks";
+// Reserved for a stream's first message, before its size is known: the
+// client library's message size (client/transport/grpc_transport.cc).
+constexpr uint64_t kFirstMessageReservation = uint64_t{4} << 20;
 }  // namespace
 
 PutChunksReactor::PutChunksReactor(
     grpc::CallbackServerContext* context, CheckpointService* service,
     const StreamLimits& limits, Executor* executor, CallCounter* calls,
     UploadWatchdog* watchdog, UploadStreamQuota* stream_quota,
-    absl::StatusOr<Principal> caller, v1::PutChunksResponse* response,
-    Metrics* metrics)
+    UploadMemoryBudget* budget, absl::StatusOr<Principal> caller,
+    v1::PutChunksResponse* response, Metrics* metrics)
     : context_(context),
       service_(service),
       limits_(limits),
@@ -34,6 +38,7 @@ PutChunksReactor::PutChunksReactor(
       calls_(calls),
       watchdog_(watchdog),
       stream_quota_(stream_quota),
+      budget_(budget),
       response_(response) {
   if (!caller.ok()) {
     {
@@ -46,17 +51,50 @@ PutChunksReactor::PutChunksReactor(
   caller_ = *std::move(caller);
   {
     absl::MutexLock lock(&mu_);
-    read_index_ = 0;
     waiting_since_ = absl::Now();
   }
-  // Reactions (the watchdog's Finish included) wait until gRPC has bound
-  // the reactor, after this constructor returns.
+  // Reactions (the watchdog's Finish included, and a StartRead from
+  // BudgetGranted on another thread) wait until gRPC has bound the reactor,
+  // after this constructor returns.
   watchdog_->Add(this);
-  StartRead(&buffers_[0]);
+  ReadNext(0);
+}
+
+void PutChunksReactor::ReadNext(int index) {
+  uint64_t bytes;
+  {
+    absl::MutexLock lock(&mu_);
+    read_index_ = index;
+    bytes = largest_message_ != 0 ? largest_message_ : kFirstMessageReservation;
+    waiting_for_budget_ = true;
+  }
+  // Outside mu_: the budget may call other streams' BudgetGranted.
+  if (budget_->Reserve(this, bytes)) StartReservedRead();
+}
+
+void PutChunksReactor::BudgetGranted() { StartReservedRead(); }
+
+void PutChunksReactor::StartReservedRead() {
+  int index = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    waiting_for_budget_ = false;
+    if (!finished_) {
+      index = read_index_;
+      waiting_since_ = std::max(waiting_since_, absl::Now());
+    }
+  }
+  if (index < 0) {
+    budget_->ReadDone(this, 0);  // the call ended while this waited
+    return;
+  }
+  StartRead(&buffers_[index]);
 }
 
 void PutChunksReactor::OnReadDone(bool ok) {
   int index;
+  uint64_t charged = 0;
+  bool drive = false;
   {
     absl::MutexLock lock(&mu_);
     index = read_index_;
@@ -65,15 +103,36 @@ void PutChunksReactor::OnReadDone(bool ok) {
       // message is held until OnDone.
       held_bytes_[index] = static_cast<int64_t>(buffers_[index].ByteSizeLong());
       metrics_->UploadBufferedBytesChanged(held_bytes_[index]);
+      charged = static_cast<uint64_t>(held_bytes_[index]);
+      largest_message_ = std::max(largest_message_, charged);
     }
-    if (finished_) return;  // A read left outstanding by an early Finish.
-    if (driving_) {
+    budget_bytes_[index] = charged;
+    if (finished_) {
+      // A read left outstanding by an early Finish.
+    } else if (driving_) {
       parked_ = Parked{index, ok};
-      return;
+    } else {
+      driving_ = true;
+      drive = true;
     }
-    driving_ = true;
   }
-  SubmitDrive(index, ok);
+  // The message's real size replaces the reservation (a larger one was read
+  // all the same: it was in the transport already).
+  budget_->ReadDone(this, charged);
+  if (drive) SubmitDrive(index, ok);
+}
+
+void PutChunksReactor::OnCancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    // A read outstanding fails, and a driver checks for cancellation before
+    // it lets go: only a stream waiting for the budget is ended here.
+    if (finished_ || driving_ || !waiting_for_budget_) return;
+    finished_ = true;
+  }
+  // Nothing drives: the driver's state is this thread's.
+  CountBytesAdded();
+  End(absl::CancelledError("PutChunks: cancelled by the client"));
 }
 
 // The callback API hands ownership of the reactor to gRPC until OnDone;
@@ -82,6 +141,8 @@ void PutChunksReactor::OnDone() {
   // Registered unless the constructor refused the call; removing an
   // unregistered stream does nothing.
   watchdog_->Remove(this);
+  // Waits out a BudgetGranted running on another thread for this stream.
+  budget_->Cancel(this);
   Release(0);
   Release(1);
   calls_->Exit();
@@ -95,23 +156,23 @@ void PutChunksReactor::Release(int index) {
   // Clear() would keep every string's capacity: swap with an empty message.
   v1::PutChunksRequest().Swap(&buffers_[index]);
   int64_t freed;
+  uint64_t reserved;
   {
     absl::MutexLock lock(&mu_);
     freed = held_bytes_[index];
     held_bytes_[index] = 0;
+    reserved = budget_bytes_[index];
+    budget_bytes_[index] = 0;
   }
   if (freed != 0) metrics_->UploadBufferedBytesChanged(-freed);
+  budget_->Release(reserved);
 }
 
 void PutChunksReactor::SubmitDrive(int index, bool ok) {
   if (ok) {
-    {
-      absl::MutexLock lock(&mu_);
-      read_index_ = 1 - index;
-    }
     // The other buffer is free: its message was processed before the driver
     // role came here. Reading it now overlaps the wait for a thread too.
-    StartRead(&buffers_[1 - index]);
+    ReadNext(1 - index);
   }
   if (executor_->Submit([this, index, ok] { Drive(index, ok); })) return;
   // Refused only once the server has shut down its executors.
@@ -124,7 +185,11 @@ void PutChunksReactor::SubmitDrive(int index, bool ok) {
 
 bool PutChunksReactor::ClaimIfIdleSince(absl::Time cutoff) {
   absl::MutexLock lock(&mu_);
-  if (finished_ || driving_ || waiting_since_ >= cutoff) return false;
+  // Waiting for the budget is the server's doing, not the client's.
+  if (finished_ || driving_ || waiting_for_budget_ ||
+      waiting_since_ >= cutoff) {
+    return false;
+  }
   finished_ = true;
   return true;
 }
@@ -171,16 +236,25 @@ void PutChunksReactor::Drive(int index, bool ok) {
   }
   if (end) CountBytesAdded();
   std::optional<Parked> next;
+  bool cancelled_while_waiting = false;
   {
     absl::MutexLock lock(&mu_);
     if (!end) {
       if (!parked_.has_value()) {
-        driving_ = false;
-        waiting_since_ = absl::Now();
-        return;
+        // No read is outstanding to fail, and OnCancel may have found this
+        // driver busy: end the stream here.
+        if (waiting_for_budget_ && context_->IsCancelled()) {
+          finished_ = true;
+          cancelled_while_waiting = true;
+        } else {
+          driving_ = false;
+          waiting_since_ = absl::Now();
+          return;
+        }
+      } else {
+        next = parked_;
+        parked_.reset();
       }
-      next = parked_;
-      parked_.reset();
     } else {
       finished_ = true;
       if (status.ok()) {
@@ -194,6 +268,10 @@ void PutChunksReactor::Drive(int index, bool ok) {
   if (next.has_value()) {
     SubmitDrive(next->index, next->ok);
     return;
+  }
+  if (cancelled_while_waiting) {
+    CountBytesAdded();
+    status = absl::CancelledError("PutChunks: cancelled by the client");
   }
   // Last use of `this`: OnDone may run (and delete it) once Finish and any
   // still outstanding read have completed.

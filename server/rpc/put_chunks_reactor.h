@@ -21,6 +21,7 @@
 #include "server/rpc/call_counter.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/stream_limits.h"
+#include "server/rpc/upload_memory_budget.h"
 #include "server/rpc/upload_watchdog.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/upload_stream_quota.h"
@@ -30,7 +31,10 @@ namespace ckpt::server {
 // Two request buffers alternate: as soon as a message has arrived, the read
 // of the next one is started into the other buffer and only then is the
 // current one processed (on the executor), so network receive overlaps
-// hashing. Only one read is ever outstanding.
+// hashing. Only one read is ever outstanding. Before a read starts, room for
+// its message is reserved in the server-wide UploadMemoryBudget (the
+// stream's largest message so far; 4 MiB before the first); while there is
+// none the stream waits without reading, and is not idle meanwhile.
 //
 // Reactions may run concurrently on different threads (gRPC does not
 // serialize them), so one task at a time "drives" (processes a message); a
@@ -41,7 +45,8 @@ namespace ckpt::server {
 // a gRPC operation or Submit.
 //
 // Each message's buffer is freed as soon as it has been processed, so a
-// stream waiting for its client holds no message memory. The bytes of the
+// stream waiting for its client holds no message memory (only the budget
+// reserved for the read). The bytes of the
 // messages held (arrived, not yet freed) are counted in
 // Metrics::UploadBufferedBytesChanged, so a cancelled stream's release shows. A
 // stream that waits longer than StreamLimits::upload_idle_timeout is ended by
@@ -55,7 +60,8 @@ namespace ckpt::server {
 // nothing touches `this` after it.
 class PutChunksReactor final
     : public grpc::ServerReadReactor<v1::PutChunksRequest>,
-      public IdleStream {
+      public IdleStream,
+      public UploadMemoryBudget::Waiter {
  public:
   // `calls` has counted this call in. `caller` is the authenticated
   // principal, whose scope must cover the stream's job, or why the call is
@@ -65,7 +71,7 @@ class PutChunksReactor final
                    CheckpointService* service, const StreamLimits& limits,
                    Executor* executor, CallCounter* calls,
                    UploadWatchdog* watchdog, UploadStreamQuota* stream_quota,
-                   absl::StatusOr<Principal> caller,
+                   UploadMemoryBudget* budget, absl::StatusOr<Principal> caller,
                    v1::PutChunksResponse* response, Metrics* metrics);
 
   // IdleStream: idle while no message is being processed and none has
@@ -73,11 +79,15 @@ class PutChunksReactor final
   bool ClaimIfIdleSince(absl::Time cutoff) override;
   void EndIdle() override;
 
+  // UploadMemoryBudget::Waiter: starts the read that waited for room.
+  void BudgetGranted() override;
+
   void OnReadDone(bool ok) override;
   // Cancellation makes the outstanding read fail, which finishes the call
   // through the normal path; Process checks IsCancelled() to stop work on
-  // the current message early.
-  void OnCancel() override {}
+  // the current message early. With no read outstanding (waiting for the
+  // budget) and no message being processed, it finishes the call here.
+  void OnCancel() override;
   void OnDone() override;
 
  private:
@@ -86,13 +96,20 @@ class PutChunksReactor final
     bool ok;
   };
 
+  // Reserves room for the next message and reads it into buffers_[index],
+  // now or once the budget grants the room.
+  void ReadNext(int index);
+  // Starts the read of a granted reservation, or gives it back when the
+  // call has finished meanwhile.
+  void StartReservedRead();
   // Hands the driver role to a task for buffers_[index] (or the end of the
   // stream when !ok). The caller holds the driver role.
   void SubmitDrive(int index, bool ok);
   // On the executor: processes one message (or the end), then passes the
   // driver role to a parked read or releases it, or finishes the call.
   void Drive(int index, bool ok);
-  // Frees buffers_[index] and gives its bytes back to the buffered gauge.
+  // Frees buffers_[index] and gives its bytes back to the buffered gauge
+  // and the budget.
   // The caller holds the driver role (or the call is done).
   void Release(int index);
   // Once, at the end of the stream: records the upload's bytes_added.
@@ -110,6 +127,7 @@ class PutChunksReactor final
   CallCounter* const calls_;
   UploadWatchdog* const watchdog_;
   UploadStreamQuota* const stream_quota_;
+  UploadMemoryBudget* const budget_;
   v1::PutChunksResponse* const response_;
 
   // Touched only by the driver; the driver role is handed over under mu_
@@ -132,6 +150,13 @@ class PutChunksReactor final
   // Per buffer: the bytes of the message it holds, as counted in the
   // buffered gauge (0: none).
   int64_t held_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
+  // Per buffer: the bytes of its message counted in the budget (0: none;
+  // the budget itself keeps a read's reservation).
+  uint64_t budget_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
+  // The largest message of the stream so far (0: none yet).
+  uint64_t largest_message_ ABSL_GUARDED_BY(mu_) = 0;
+  // A read of buffers_[read_index_] waits for the budget to grant this.
+  bool waiting_for_budget_ ABSL_GUARDED_BY(mu_) = false;
   // When the stream last started waiting for its client: its start, or the
   // end of the last message's processing.
   absl::Time waiting_since_ ABSL_GUARDED_BY(mu_);

@@ -126,6 +126,11 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
         "StreamLimits::max_queued_calls must be at least 1 (0 refuses every "
         "unary call)");
   }
+  if (options.limits.upload_buffer_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "StreamLimits::upload_buffer_bytes must be positive (0 would let no "
+        "upload read a message)");
+  }
   if (options.limits.verify_heartbeat_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "StreamLimits::verify_heartbeat_interval must be positive (infinite: "
@@ -157,6 +162,12 @@ absl::StatusOr<std::unique_ptr<CheckpointServer>> CheckpointServer::Start(
       GRPC_ARG_MAX_CONNECTION_IDLE_MS,
       static_cast<int>(std::min<int64_t>(
           absl::ToInt64Milliseconds(options.max_connection_idle), INT_MAX)));
+  // Off by default: probing grows each connection's receive window to the
+  // measured bandwidth-delay product, which on fast links buffers many MiB
+  // per uploading connection outside the upload budget. An upload keeps a
+  // read pending, whose message size opens its stream's window regardless.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE,
+                             options.grpc_bdp_probe ? 1 : 0);
   grpc::ResourceQuota memory_quota("ckpt-server");
   memory_quota.Resize(static_cast<size_t>(options.grpc_memory_quota_bytes));
   builder.SetResourceQuota(memory_quota);

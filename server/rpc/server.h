@@ -50,10 +50,15 @@ struct ServerOptions {
   int max_concurrent_streams = 100;
   // Memory gRPC may use for its buffers, all connections and calls
   // together (grpc::ResourceQuota); under pressure it shrinks flow-control
-  // windows and refuses new calls instead of growing. Our own buffers (one
-  // message per upload at most) are not in it. Flag --grpc-memory-quota.
+  // windows, refuses new calls and, past it, closes connections (GOAWAY)
+  // instead of growing. Upload messages once read are not in it but in
+  // StreamLimits::upload_buffer_bytes. Flag --grpc-memory-quota.
   // Default: 2 GiB.
   uint64_t grpc_memory_quota_bytes = uint64_t{2} << 30;
+  // Whether gRPC probes each connection's bandwidth-delay product to grow
+  // its receive windows (GRPC_ARG_HTTP2_BDP_PROBE). Off by default: see
+  // server.cc. Flag --grpc-bdp-probe.
+  bool grpc_bdp_probe = false;
   // A connection without calls for this long is closed (GOAWAY;
   // GRPC_ARG_MAX_CONNECTION_IDLE_MS), so clients that went away without
   // closing do not hold sockets forever; a client reconnects on its next

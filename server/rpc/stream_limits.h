@@ -21,6 +21,15 @@ struct StreamLimits {
   // can push through a single call. Flag --max-upload-stream-bytes.
   // Default: 64 GiB.
   uint64_t max_upload_stream_bytes = uint64_t{64} << 30;
+  // The bytes of upload messages the server holds at once over all PutChunks
+  // streams (server/rpc/upload_memory_budget.h): a stream reserves its
+  // largest message so far (4 MiB before the first) before reading the next
+  // one, and waits without reading while the budget is spent, so its client
+  // is held back by flow control. A message larger than its reservation is
+  // still read (it is in the transport already), so hostile clients can pass
+  // the budget by at most one message per stream reading at that moment.
+  // Positive. Flag --upload-buffer-bytes. Default: 256 MiB.
+  uint64_t upload_buffer_bytes = uint64_t{256} << 20;
   // A PutChunks stream on which the client sends nothing for this long
   // (while the server waits for its next message, not while it works on
   // one) is ended with DEADLINE_EXCEEDED and its buffers are freed, so that

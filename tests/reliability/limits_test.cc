@@ -4,8 +4,10 @@
 //     RESOURCE_EXHAUSTED, on a stream and on a unary call, while one of
 //     exactly the maximum passes the transport; the server serves on;
 // (b) many streams pushing at once, each past --max-upload-stream-bytes:
-//     every one is refused RESOURCE_EXHAUSTED at its own cap (the chunk past
-//     it is not stored), and the server's peak RSS stays bounded.
+//     each is refused RESOURCE_EXHAUSTED at its own cap or, past gRPC's
+//     memory quota, shed by gRPC; the chunk past a cap is never stored, and
+//     the server's peak RSS stays within idle + --grpc-memory-quota +
+//     --upload-buffer-bytes (+ slack).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -143,16 +145,91 @@ TEST_F(LimitsTest, AMessageOneByteOverTheMaximumIsRefused) {
   EXPECT_TRUE((*restored)[0].bytes == bytes);
 }
 
+// Large messages on many streams at once: every upload completes, and the
+// messages the server holds stay within --upload-buffer-bytes, so its peak
+// RSS stays within idle + both bounds. Without the budget each stream keeps
+// a read of 8 MiB pending beside the message processed, and gRPC, past its
+// quota of 64 MiB, resets streams (RST_STREAM ENHANCE_YOUR_CALM): 7 of 16
+// failed so when this test was written.
+TEST_F(LimitsTest, LargeMessagesOnManyStreamsStayWithinTheUploadBudget) {
+  const uint64_t seed = RunSeed();
+  SCOPED_TRACE(absl::StrCat("CKPT_SEED=", seed));
+  constexpr int kStreams = 16;
+  constexpr int kMessages = 6;
+  constexpr size_t kChunk = 8 << 20;
+  constexpr int kGrpcQuotaMib = 64;
+  constexpr int upload_buffer_mib = 16;
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--gc-interval", "0", "--grpc-memory-quota",
+                   absl::StrCat(kGrpcQuotaMib, "MiB"), "--upload-buffer-bytes",
+                   absl::StrCat(upload_buffer_mib, "MiB")}));
+  std::mt19937_64 rng(seed);
+  // One tenant: the chunks are stored once, so the disk stays out of it.
+  std::vector<v1::PutChunksRequest> messages(kMessages);
+  for (auto& message : messages) {
+    const std::string bytes = RandomBytes(kChunk, rng);
+    v1::ChunkData* chunk = message.add_chunks();
+    chunk->set_sha256(std::string(Sha256(bytes).bytes()));
+    chunk->set_data(bytes);
+  }
+  const double rss_before = PeakRssMib(server_->pid());
+  std::vector<grpc::Status> results(kStreams);
+  std::vector<uint64_t> received(kStreams, 0);
+  std::vector<std::unique_ptr<v1::CheckpointService::Stub>> stubs;
+  for (int s = 0; s < kStreams; ++s) stubs.push_back(Stub());
+  std::vector<std::thread> threads;
+  for (int s = 0; s < kStreams; ++s) {
+    threads.emplace_back([&, s] {
+      grpc::ClientContext context;
+      context.set_deadline(In(300));
+      v1::PutChunksResponse response;
+      auto writer = stubs[s]->PutChunks(&context, &response);
+      for (int m = 0; m < kMessages; ++m) {
+        v1::PutChunksRequest request = messages[(s + m) % kMessages];
+        if (m == 0) request.set_job(absl::StrCat("big/stream", s));
+        if (!writer->Write(request)) break;
+      }
+      writer->WritesDone();
+      results[s] = writer->Finish();
+      received[s] = response.chunks_received();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int s = 0; s < kStreams; ++s) {
+    EXPECT_TRUE(results[s].ok())
+        << "stream " << s << ": " << results[s].error_message();
+    EXPECT_EQ(received[s], uint64_t{kMessages}) << "stream " << s;
+  }
+  const double peak = PeakRssMib(server_->pid());
+#if CKPT_TESTING_SANITIZED
+  const double bound =
+      2 * (rss_before + kGrpcQuotaMib + upload_buffer_mib) + 128;
+#else
+  const double bound = rss_before + kGrpcQuotaMib + upload_buffer_mib + 96;
+#endif
+  EXPECT_LT(peak, bound) << "peak RSS " << peak << " MiB";
+  PrintSummary(
+      absl::StrCat(R"({"test":"T18 upload buffer budget","seed":)", seed,
+                   R"(,"streams":)", kStreams, R"(,"message_bytes":)", kChunk,
+                   R"(,"upload_buffer_mib":)", upload_buffer_mib,
+                   R"(,"rss_bound_mib":)", bound, R"(,"rss_peak_mib_before":)",
+                   rss_before, R"(,"rss_peak_mib":)", peak, "}"));
+}
+
 TEST_F(LimitsTest, ManyStreamsPushingAtOnceAreEachCappedAndRssStaysBounded) {
   const uint64_t seed = RunSeed();
   const int streams = RunCount("CKPT_STREAMS", 32);
   SCOPED_TRACE(absl::StrCat("CKPT_SEED=", seed, " CKPT_STREAMS=", streams));
   constexpr size_t kCap = 2 << 20;
   constexpr size_t kChunk = 512 << 10;
-  ASSERT_NO_FATAL_FAILURE(
-      StartServer({"--gc-interval", "0", "--max-upload-stream-bytes",
-                   absl::StrCat(kCap), "--max-concurrent-streams", "1000",
-                   "--upload-idle-timeout-seconds", "60"}));
+  // What bounds the server's memory: gRPC's buffers, then the messages read.
+  constexpr int kGrpcQuotaMib = 256;
+  constexpr int kUploadBufferMib = 64;
+  ASSERT_NO_FATAL_FAILURE(StartServer(
+      {"--gc-interval", "0", "--max-upload-stream-bytes", absl::StrCat(kCap),
+       "--max-concurrent-streams", "1000", "--upload-idle-timeout-seconds",
+       "60", "--grpc-memory-quota", absl::StrCat(kGrpcQuotaMib, "MiB"),
+       "--upload-buffer-bytes", absl::StrCat(kUploadBufferMib, "MiB")}));
   std::mt19937_64 rng(seed);
   // The chunks under the cap are shared (stored once, so the disk stays
   // out of it); the one past it is each stream's own.
@@ -198,17 +275,36 @@ TEST_F(LimitsTest, ManyStreamsPushingAtOnceAreEachCappedAndRssStaysBounded) {
     });
   }
   for (auto& thread : threads) thread.join();
+  // Each stream is refused at its cap, naming it, or, once gRPC's buffers
+  // reach its quota, shed by gRPC (GOAWAY, or RST_STREAM ENHANCE_YOUR_CALM):
+  // the quota bounding memory by closing connections rather than growing.
   double slowest_ms = 0;
+  std::vector<bool> shed(streams, false);
+  int shed_count = 0;
   for (int s = 0; s < streams; ++s) {
     SCOPED_TRACE(absl::StrCat("stream ", s));
-    EXPECT_EQ(results[s].error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-        << results[s].error_message();
-    EXPECT_NE(results[s].error_message().find("max_upload_stream_bytes"),
-              std::string::npos)
-        << results[s].error_message();
+    const std::string& message = results[s].error_message();
+    shed[s] =
+        results[s].error_code() == grpc::StatusCode::UNAVAILABLE ||
+        (results[s].error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+         message.find("RST_STREAM") != std::string::npos);
     slowest_ms = std::max(slowest_ms, absl::ToDoubleMilliseconds(took[s]));
+    if (shed[s]) {
+      ++shed_count;
+      continue;
+    }
+    EXPECT_EQ(results[s].error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << message;
+    EXPECT_NE(message.find("max_upload_stream_bytes"), std::string::npos)
+        << message;
   }
-  // Under the cap stored, the chunk past it not: each stream's own count.
+  // Well under the quota, nothing is shed.
+  if (streams * 2 < kGrpcQuotaMib) {
+    EXPECT_EQ(shed_count, 0);
+  }
+  EXPECT_GT(streams - shed_count, 0) << "every stream was shed";
+  // Under the cap stored, the chunk past it never (shed streams may have
+  // stored any part under the cap).
   auto stub = Stub();
   int over_stored = 0;
   for (int s = 0; s < streams; ++s) {
@@ -220,23 +316,38 @@ TEST_F(LimitsTest, ManyStreamsPushingAtOnceAreEachCappedAndRssStaysBounded) {
     grpc::ClientContext context;
     context.set_deadline(In(30));
     ASSERT_TRUE(stub->FindMissingChunks(&context, request, &response).ok());
-    ASSERT_EQ(response.missing_sha256_size(), 1) << "stream " << s;
-    if (response.missing_sha256(0) != Sha256(over[s]).bytes()) ++over_stored;
+    bool over_missing = false;
+    for (const std::string& missing : response.missing_sha256()) {
+      if (missing == Sha256(over[s]).bytes()) over_missing = true;
+    }
+    if (!over_missing) ++over_stored;
+    if (!shed[s]) {
+      EXPECT_EQ(response.missing_sha256_size(), 1) << "stream " << s;
+    }
   }
   EXPECT_EQ(over_stored, 0) << "chunks past a stream's cap were stored";
   const double peak = PeakRssMib(server_->pid());
+  // Idle, plus the two bounds, plus what neither counts: RocksDB, threads,
+  // the transient copies of a message being decoded, and about 0.5 MiB per
+  // uploading connection that gRPC holds outside its quota (measured at
+  // 1,000 connections: 874 MiB peak with a 256 MiB quota, 957 with 384,
+  // 1,192 with 768; not explained yet). Sanitizers double allocations and
+  // keep freed memory quarantined.
+  const double outside = 128 + 0.5 * streams;
 #if CKPT_TESTING_SANITIZED
-  constexpr double kBoundMib = 1024;
+  const double bound =
+      2 * (rss_before + kGrpcQuotaMib + kUploadBufferMib + outside);
 #else
-  constexpr double kBoundMib = 384;
+  const double bound = rss_before + kGrpcQuotaMib + kUploadBufferMib + outside;
 #endif
-  EXPECT_LT(peak, kBoundMib) << "peak RSS " << peak << " MiB";
-  PrintSummary(absl::StrCat(R"({"test":"T18 concurrent stream caps","seed":)",
-                            seed, R"(,"streams":)", streams, R"(,"cap_bytes":)",
-                            kCap, R"(,"refused_at_cap":)",
-                            streams - over_stored, R"(,"rss_peak_mib_before":)",
-                            rss_before, R"(,"rss_peak_mib":)", peak,
-                            R"(,"slowest_stream_ms":)", slowest_ms, "}"));
+  EXPECT_LT(peak, bound) << "peak RSS " << peak << " MiB";
+  PrintSummary(absl::StrCat(
+      R"({"test":"T18 concurrent stream caps","seed":)", seed, R"(,"streams":)",
+      streams, R"(,"cap_bytes":)", kCap, R"(,"refused_at_cap":)",
+      streams - shed_count, R"(,"shed_by_grpc_quota":)", shed_count,
+      R"(,"over_cap_stored":)", over_stored, R"(,"rss_bound_mib":)", bound,
+      R"(,"rss_peak_mib_before":)", rss_before, R"(,"rss_peak_mib":)", peak,
+      R"(,"slowest_stream_ms":)", slowest_ms, "}"));
 }
 
 }  // namespace

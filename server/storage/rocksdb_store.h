@@ -104,6 +104,14 @@ struct RocksDbStoreOptions {
   // Default: 1
   int max_background_flushes = 1;
 
+  // Threads that open the table files at Open (RocksDB's
+  // max_file_opening_threads): Open starts this many less one, and joins
+  // them before it returns. 1 opens them on the calling thread and starts
+  // none, for processes that reopen stores often and must not churn
+  // threads (the fuzz harnesses, tests/fuzz/fuzz_store.h).
+  // Default: 16 (RocksDB's)
+  int max_file_opening_threads = 16;
+
   // How long a write (or Health) that finds RocksDB stopped on a background
   // error waits for DB::Resume. Past it the call fails with UNAVAILABLE
   // while Resume carries on; nothing waits on RocksDB unbounded.

@@ -240,6 +240,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   // already bounds memory.
   db_options.delayed_write_rate = uint64_t{8} << 30;
   db_options.max_background_flushes = options.max_background_flushes;
+  db_options.max_file_opening_threads = options.max_file_opening_threads;
   db_options.use_direct_io_for_flush_and_compaction =
       options.direct_io && SupportsDirectIo(dir);
   db_options.use_direct_reads =

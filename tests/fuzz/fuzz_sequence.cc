@@ -436,9 +436,15 @@ class Run {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static ckpt::fuzz::FuzzStore fuzz;
+  const std::vector<int64_t> threads = ckpt::fuzz::FuzzStore::ThreadIds();
   if (fuzz.Grown()) fuzz.Recreate();
   ckpt::fuzz::Program program(data, size);
   ckpt::fuzz::Run run(fuzz);
   run.Execute(program);
+  // A thread started here would be a new id in LeakSanitizer's registry
+  // each time, and a false leak report once ids wrap (fuzz_store.h).
+  FUZZ_CHECK(ckpt::fuzz::FuzzStore::ThreadIds() == threads,
+             "an input (a restart, a re-created store) leaves the process's "
+             "threads as they were");
   return 0;
 }

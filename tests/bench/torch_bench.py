@@ -177,8 +177,9 @@ def parse_args(argv):
         help="async-rss: bytes each rank uploads (default: %(default)s)")
     parser.add_argument(
         "--server-quota-mib", type=int, default=256, metavar="MIB",
-        help="async-rss: the server's --grpc-memory-quota (default: "
-             "%(default)s)")
+        help="async-rss: the server's memory quota for uploads, split "
+             "between --upload-buffer-bytes (a quarter) and "
+             "--grpc-memory-quota (the rest) (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         args.sizes_mib = [int(v) for v in args.sizes_mib.split(",")]

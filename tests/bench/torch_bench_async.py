@@ -14,8 +14,9 @@ performance floor"), each side by side with its floor in one run:
       (goal: within 2%), and its peak over the process's RSS before the
       state was built against state + staging budget + 10%; then --ranks
       ranks upload --rank-state-mib each at once (threads, sync saves) to a
-      server started with --grpc-memory-quota --server-quota-mib: the
-      server's peak RSS growth over its idle RSS against that quota.
+      server whose --upload-buffer-bytes and --grpc-memory-quota add up to
+      --server-quota-mib (a quarter and the rest): the server's peak RSS
+      growth over its idle RSS against that quota.
 
 Each mode prints per-round lines, medians with [min-max], the ratios and
 goals, and with --json one JSON object (soak.sh reads it).
@@ -236,12 +237,14 @@ def client_rss(args, server):
 
 def server_rss(args, work):
     """The server half of async-rss: --ranks concurrent uploads to a server
-    started with --grpc-memory-quota."""
+    whose upload buffer budget and gRPC quota add up to the quota."""
     import ckpt
     quota = args.server_quota_mib << 20
+    upload_buffer = quota // 4
     server = bench.Server(os.path.join(work, "db-quota"),
                           [*args.server_arg,
-                           f"--grpc-memory-quota={quota}"])
+                           f"--upload-buffer-bytes={upload_buffer}",
+                           f"--grpc-memory-quota={quota - upload_buffer}"])
     try:
         pid = server.process.pid
         managers = [ckpt.CheckpointManager(
@@ -329,8 +332,9 @@ def run_rss(args):
           f"{'meets' if client['peak_ok'] else 'misses'}\n"
           f"server: {served['ranks']} ranks x "
           f"{served['rank_bytes'] / mib:.0f} MiB at once in "
-          f"{served['seconds']:.2f}s, --grpc-memory-quota "
-          f"{served['quota_bytes'] / mib:.0f} MiB\n"
+          f"{served['seconds']:.2f}s, quota "
+          f"{served['quota_bytes'] / mib:.0f} MiB (--upload-buffer-bytes "
+          f"a quarter, --grpc-memory-quota the rest)\n"
           f"  idle RSS {served['idle_rss'] / mib:.1f} MiB, peak "
           f"{served['peak_rss'] / mib:.1f} MiB: "
           f"{served['peak_over_idle'] / mib:.1f} MiB over idle "

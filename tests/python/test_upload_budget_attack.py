@@ -1,0 +1,228 @@
+"""The server-wide upload buffer budget (--upload-buffer-bytes), attacked
+through the raw gRPC API against a real ckpt-server: streams that open and
+send nothing (the 1 s reclaim), a budget smaller than one message, a cancel
+storm of streams waiting for the budget (the gauges return to 0), and a
+shutdown with streams waiting."""
+
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+
+from conftest import ServerProcess
+from raw_api import stubs
+from test_limits import channel_to, chunk, random_bytes, wait_until
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def start_server():
+    """start_server(*flags) -> (ServerProcess, metrics address)."""
+    started = []
+    with tempfile.TemporaryDirectory(prefix="ckpt-budget-") as root:
+        def start(*flags):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                metrics = f"127.0.0.1:{probe.getsockname()[1]}"
+            process = ServerProcess(
+                os.path.join(root, str(len(started))),
+                ["--gc-interval", "0", "--metrics-listen", metrics, *flags])
+            started.append(process)
+            process.start()
+            return process, metrics
+        try:
+            yield start
+        finally:
+            for process in started:
+                process.stop()
+
+
+def gauge(metrics, name):
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    match = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    assert match, f"no {name} in the metrics"
+    return float(match.group(1))
+
+
+def message(job, datas):
+    pb, _ = stubs()
+    return pb.PutChunksRequest(job=job, chunks=[chunk(d) for d in datas])
+
+
+def run_streams(stub, requests_of, count, timeout=120):
+    """Runs `count` PutChunks streams at once (requests_of(i) -> iterator);
+    returns their results (a response or the RpcError)."""
+    results = [None] * count
+
+    def one(index):
+        try:
+            results[index] = stub.PutChunks(requests_of(index),
+                                            timeout=timeout)
+        except grpc.RpcError as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+class SilentStream:
+    """A PutChunks stream that sends `messages`, then nothing until
+    release() (which ends it) or cancel()."""
+
+    def __init__(self, stub, messages=(), timeout=120):
+        self._release = threading.Event()
+
+        def requests():
+            yield from messages
+            self._release.wait()
+
+        self.future = stub.PutChunks.future(requests(), timeout=timeout)
+
+    def release(self):
+        self._release.set()
+
+    def cancel(self):
+        self.future.cancel()
+        self._release.set()
+
+
+def test_silent_streams_hold_an_active_upload_back_one_second_per_round(
+        start_server):
+    """Streams that open and send nothing each hold a 4 MiB reservation
+    for 1 s (the reclaim): an upload behind 16 of them on a 16 MiB budget
+    waits 16 / 4 rounds of a second, then completes."""
+    _, pb_grpc = stubs()
+    server, metrics = start_server("--upload-buffer-bytes", "16MiB",
+                                   "--upload-idle-timeout-seconds", "600")
+    with channel_to(server.address) as channel, \
+            channel_to(server.address) as other:
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        silent = [SilentStream(stub) for _ in range(16)]
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_streams_waiting_for_buffer") == 12, 20,
+            "the silent streams did not wait for the budget")
+        started = time.monotonic()
+        response = pb_grpc.CheckpointServiceStub(other).PutChunks(iter([
+            message("active/job" if k == 0 else "",
+                    [random_bytes(4 * MiB, 200 + k)]) for k in range(4)]),
+            timeout=60)
+        took = time.monotonic() - started
+        assert response.chunks_received == 4
+        # 4 rounds of reclaim (1 s each, seen every 250 ms); without the
+        # reclaim it would wait for the idle timeout (600 s).
+        assert 2.5 < took < 10, f"the upload took {took:.1f} s"
+        # Once the silent streams' reads were reclaimed, they no longer
+        # hold anything: a second upload does not wait.
+        started = time.monotonic()
+        pb_grpc.CheckpointServiceStub(other).PutChunks(iter([
+            message("active/job", [random_bytes(4 * MiB, 300)])]), timeout=60)
+        assert time.monotonic() - started < 2
+        for stream in silent:
+            stream.cancel()
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_streams_waiting_for_buffer") == 0, 20,
+            "streams still counted waiting")
+
+
+def test_a_budget_smaller_than_one_message_still_serves_every_stream(
+        start_server):
+    """--upload-buffer-bytes 1: a reservation larger than the budget is
+    granted once nothing is reserved, so uploads go one read at a time."""
+    _, pb_grpc = stubs()
+    server, metrics = start_server("--upload-buffer-bytes", "1")
+    with channel_to(server.address) as channel:
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        results = run_streams(stub, lambda i: iter([
+            message(f"one/job{i}" if k == 0 else "",
+                    [random_bytes(512 * 1024 + i, 1000 * i + k)])
+            for k in range(3)]), 12, timeout=60)
+        for result in results:
+            assert not isinstance(result, grpc.RpcError), result
+            assert result.chunks_received == 3
+    assert gauge(metrics, "ckpt_upload_streams_waiting_for_buffer") == 0
+    assert gauge(metrics, "ckpt_upload_buffered_bytes") == 0
+
+
+def test_a_cancel_storm_of_waiting_streams_leaves_the_gauges_at_zero(
+        start_server):
+    """Streams waiting for the budget, streams with a message in, and
+    streams whose read was granted, all cancelled at once (seeded order)."""
+    import random
+    seed = int(os.environ.get("CKPT_SEED", "19"))
+    rng = random.Random(seed)
+    _, pb_grpc = stubs()
+    server, metrics = start_server("--upload-buffer-bytes", "8MiB",
+                                   "--upload-idle-timeout-seconds", "600")
+    with channel_to(server.address) as channel, \
+            channel_to(server.address) as other:
+        stubs_ = [pb_grpc.CheckpointServiceStub(c) for c in (channel, other)]
+        streams = []
+        for index in range(80):
+            messages = [message(f"storm/job{index}",
+                                [random_bytes(rng.choice([1024, 2 * MiB]),
+                                         5000 + index)])
+                        ] if rng.random() < 0.5 else []
+            streams.append(SilentStream(stubs_[index % 2], messages))
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_streams_waiting_for_buffer") > 40, 20,
+            f"streams did not wait for the budget (seed {seed})")
+        rng.shuffle(streams)
+        for stream in streams:
+            stream.cancel()
+        for stream in streams:
+            with pytest.raises(grpc.FutureCancelledError):
+                stream.future.result(timeout=30)
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_streams_waiting_for_buffer") == 0, 20,
+            f"streams still counted waiting after the cancels (seed {seed})")
+        wait_until(lambda: gauge(metrics, "ckpt_upload_buffered_bytes") == 0,
+                   20, f"upload bytes still counted (seed {seed})")
+        # And the budget is whole again: an upload is not held back.
+        started = time.monotonic()
+        stubs_[1].PutChunks(iter([message("after/job", [
+            random_bytes(4 * MiB, 1)])]), timeout=30)
+        assert time.monotonic() - started < 2, f"seed {seed}"
+
+
+def test_shutdown_with_streams_waiting_for_the_budget(start_server):
+    _, pb_grpc = stubs()
+    server, metrics = start_server("--upload-buffer-bytes", "4MiB",
+                                   "--upload-idle-timeout-seconds", "600",
+                                   "--shutdown-grace-seconds", "1")
+    with channel_to(server.address) as channel:
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        # Each sends a small message, then waits: their next reads (4 MiB
+        # each) wait for the budget one by one.
+        streams = [SilentStream(stub, [message(f"down/job{i}", [
+            random_bytes(1024, i)])]) for i in range(50)]
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_streams_waiting_for_buffer") > 20, 20,
+            "streams did not wait for the budget")
+        started = time.monotonic()
+        server.process.terminate()
+        server.process.wait(timeout=30)
+        # The grace (1 s), then the waiting streams are cancelled: none
+        # holds the shutdown up.
+        assert time.monotonic() - started < 6
+        assert server.process.returncode == 0
+        for stream in streams:
+            try:
+                stream.future.result(timeout=10)
+                pytest.fail("a stream succeeded through the shutdown")
+            except grpc.RpcError as error:
+                assert error.code() in (grpc.StatusCode.UNAVAILABLE,
+                                        grpc.StatusCode.CANCELLED), error
+            finally:
+                stream.release()

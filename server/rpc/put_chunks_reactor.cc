@@ -19,8 +19,9 @@
 namespace ckpt::server {
 namespace {
 constexpr absl::string_view kRpc = "PutChunks";
-// Reserved for a stream's first message, before its size is known: the
-// client library's message size (client/transport/grpc_transport.cc).
+// Reserved for a stream's first message, before its size is known, and the
+// least reserved for any: the client library's message size
+// (client/transport/grpc_transport.cc).
 constexpr uint64_t kFirstMessageReservation = uint64_t{4} << 20;
 }  // namespace
 
@@ -65,7 +66,12 @@ void PutChunksReactor::ReadNext(int index) {
   {
     absl::MutexLock lock(&mu_);
     read_index_ = index;
-    bytes = largest_message_ != 0 ? largest_message_ : kFirstMessageReservation;
+    // Never less than the first message's: a stream whose messages grow
+    // (a small one, then 64 MiB ones) would otherwise reserve next to
+    // nothing, have its read granted at once, and hold its large message
+    // outside the budget; at 4 MiB at least, the reads granted at once
+    // stay within upload_buffer_bytes / 4 MiB.
+    bytes = std::max(largest_message_, kFirstMessageReservation);
     waiting_for_budget_ = true;
   }
   // Outside mu_: the budget may call other streams' BudgetGranted.

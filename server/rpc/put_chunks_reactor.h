@@ -33,7 +33,7 @@ namespace ckpt::server {
 // current one processed (on the executor), so network receive overlaps
 // hashing. Only one read is ever outstanding. Before a read starts, room for
 // its message is reserved in the server-wide UploadMemoryBudget (the
-// stream's largest message so far; 4 MiB before the first); while there is
+// stream's largest message so far, 4 MiB at least); while there is
 // none the stream waits without reading, and is not idle meanwhile.
 //
 // Reactions may run concurrently on different threads (gRPC does not

@@ -23,7 +23,7 @@ struct StreamLimits {
   uint64_t max_upload_stream_bytes = uint64_t{64} << 30;
   // The bytes of upload messages the server holds at once over all PutChunks
   // streams (server/rpc/upload_memory_budget.h): a stream reserves its
-  // largest message so far (4 MiB before the first) before reading the next
+  // largest message so far (4 MiB at least) before reading the next
   // one, and waits without reading while the budget is spent, so its client
   // is held back by flow control. A message larger than its reservation is
   // still read (it is in the transport already), so hostile clients can pass

@@ -218,6 +218,12 @@ void PutChunksReactor::EndIdle() {
 }
 
 void PutChunksReactor::End(const absl::Status& status) {
+  // finished_ is set, so no later grant starts a read; one delivered before
+  // may be starting it on another thread now (BudgetGranted saw finished_
+  // false). Waiting it out keeps its StartRead before Finish: after, it
+  // could come once OnDone has begun and the read complete on a deleted
+  // reactor. Also withdraws a reservation still queued.
+  budget_->Cancel(this);
   {
     // Given back before Finish, so a client that retries as soon as it has
     // the status finds the slot free; under mu_, which OnDone takes before

@@ -114,8 +114,10 @@ class PutChunksReactor final
   void Release(int index);
   // Once, at the end of the stream: records the upload's bytes_added.
   void CountBytesAdded();
-  // The end of the stream: gives back the tenant's stream slot, then
-  // finishes the call (the last use of `this`).
+  // The end of the stream: withdraws its budget reservation (waiting out a
+  // BudgetGranted that is starting a read, so that no read starts after
+  // Finish), gives back the tenant's stream slot, then finishes the call
+  // (the last use of `this`).
   void End(const absl::Status& status);
   absl::Status Process(const v1::PutChunksRequest& request);
 

@@ -2,7 +2,8 @@
 through the raw gRPC API against a real ckpt-server: streams whose
 messages grow, streams that open and send nothing (the 1 s reclaim), a
 budget smaller than one message, a cancel storm of streams waiting for the
-budget (the gauges return to 0), and a shutdown with streams waiting."""
+budget (the gauges return to 0), a cancel while waiting (ended at once), and
+a shutdown with streams waiting."""
 
 import os
 import re
@@ -45,12 +46,15 @@ def start_server():
                 process.stop()
 
 
-def gauge(metrics, name):
+def gauge(metrics, name, labels=""):
+    """The value of `name` (whose labels include `labels`) on the server's
+    metrics endpoint."""
     with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as r:
         text = r.read().decode()
-    match = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-    assert match, f"no {name} in the metrics"
-    return float(match.group(1))
+    for match in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.M):
+        if labels in (match.group(1) or ""):
+            return float(match.group(2))
+    raise AssertionError(f"no {name}{{{labels}}} in the metrics")
 
 
 def message(job, datas):
@@ -265,3 +269,36 @@ def test_shutdown_with_streams_waiting_for_the_budget(start_server):
                                         grpc.StatusCode.CANCELLED), error
             finally:
                 stream.release()
+
+
+def test_a_stream_cancelled_while_waiting_for_the_budget_ends_at_once(
+        start_server):
+    """No read is outstanding to fail: the server ends the stream on the
+    cancel itself, not once the budget frees up (here, when the reclaim
+    takes back the silent stream's reservation, 1 s after its grant)."""
+    _, pb_grpc = stubs()
+    server, metrics = start_server("--upload-buffer-bytes", "4MiB",
+                                   "--upload-idle-timeout-seconds", "600")
+    waiting = lambda: gauge(metrics, "ckpt_upload_streams_waiting_for_buffer")
+    open_streams = lambda: gauge(metrics, "ckpt_streams", 'kind="upload"')
+    with channel_to(server.address) as channel:
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        for attempt in range(3):
+            holder = SilentStream(stub)  # its read holds the whole budget
+            wait_until(lambda: open_streams() == 1, 10, "holder not open")
+            granted = time.monotonic()
+            waiter = SilentStream(stub)
+            wait_until(lambda: waiting() == 1, 10, "no stream waiting")
+            waiter.cancel()
+            cancelled = time.monotonic()
+            wait_until(lambda: waiting() == 0 and open_streams() == 1, 10,
+                       "the cancelled stream did not end")
+            ended = time.monotonic()
+            holder.cancel()
+            wait_until(lambda: open_streams() == 0, 10, "holder not ended")
+            # Only meaningful when the cancel came well before the reclaim.
+            if cancelled - granted < 0.5:
+                assert ended - cancelled < 0.4, \
+                    f"ended {ended - cancelled:.2f} s after the cancel"
+                return
+        pytest.fail("the cancel never came within 0.5 s of the grant")

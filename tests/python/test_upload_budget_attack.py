@@ -46,14 +46,17 @@ def start_server():
                 process.stop()
 
 
-def gauge(metrics, name, labels=""):
+def gauge(metrics, name, labels="", default=None):
     """The value of `name` (whose labels include `labels`) on the server's
-    metrics endpoint."""
+    metrics endpoint; `default` when there is no such sample (a labelled
+    one appears once first set), if not None."""
     with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as r:
         text = r.read().decode()
     for match in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.M):
         if labels in (match.group(1) or ""):
             return float(match.group(2))
+    if default is not None:
+        return default
     raise AssertionError(f"no {name}{{{labels}}} in the metrics")
 
 
@@ -154,7 +157,7 @@ def test_silent_streams_hold_an_active_upload_back_one_second_per_round(
         stub = pb_grpc.CheckpointServiceStub(channel)
         silent = [SilentStream(stub) for _ in range(16)]
         wait_until(lambda: gauge(
-            metrics, "ckpt_upload_streams_waiting_for_buffer") == 12, 20,
+            metrics, "ckpt_upload_streams_waiting_for_buffer") >= 8, 20,
             "the silent streams did not wait for the budget")
         started = time.monotonic()
         response = pb_grpc.CheckpointServiceStub(other).PutChunks(iter([
@@ -163,9 +166,11 @@ def test_silent_streams_hold_an_active_upload_back_one_second_per_round(
             timeout=60)
         took = time.monotonic() - started
         assert response.chunks_received == 4
-        # 4 rounds of reclaim (1 s each, seen every 250 ms); without the
-        # reclaim it would wait for the idle timeout (600 s).
-        assert 2.5 < took < 10, f"the upload took {took:.1f} s"
+        # 12 waiting ahead of it (8 at least, should the first round have
+        # come meanwhile): 2-4 rounds of reclaim (1 s each, seen every
+        # 250 ms). Without the reclaim it would wait for the idle timeout
+        # (600 s).
+        assert 1.5 < took < 10, f"the upload took {took:.1f} s"
         # Once the silent streams' reads were reclaimed, they no longer
         # hold anything: a second upload does not wait.
         started = time.monotonic()
@@ -280,7 +285,7 @@ def test_a_stream_cancelled_while_waiting_for_the_budget_ends_at_once(
     server, metrics = start_server("--upload-buffer-bytes", "4MiB",
                                    "--upload-idle-timeout-seconds", "600")
     waiting = lambda: gauge(metrics, "ckpt_upload_streams_waiting_for_buffer")
-    open_streams = lambda: gauge(metrics, "ckpt_streams", 'kind="upload"')
+    open_streams = lambda: gauge(metrics, "ckpt_streams", 'kind="upload"', 0)
     with channel_to(server.address) as channel:
         stub = pb_grpc.CheckpointServiceStub(channel)
         for attempt in range(3):

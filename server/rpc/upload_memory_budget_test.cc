@@ -222,7 +222,7 @@ TEST(UploadMemoryBudgetTest, AStalledReadGivesItsReservationBackToWaiters) {
   EXPECT_EQ(budget.reserved(), 0u);
 }
 
-// Streams on several threads: reserve, sometimes withdraw, take their grant,
+// Streams on several threads: reserve, sometimes end, take their grant,
 // resize it to a message size at most the reservation, free it. The budget
 // never holds more than its limit, and ends empty with every waiter served.
 TEST(UploadMemoryBudgetTest, ConcurrentStreamsStayWithinTheLimit) {
@@ -253,7 +253,12 @@ TEST(UploadMemoryBudgetTest, ConcurrentStreamsStayWithinTheLimit) {
           stream.granted = false;
         }
         if (!budget.Reserve(&stream, bytes)) {
-          if (rng() % 4 == 0 && budget.Cancel(&stream)) continue;
+          // A stream ending: its queued reservation, or the read granted
+          // meanwhile, is given back either way.
+          if (rng() % 4 == 0) {
+            budget.Cancel(&stream);
+            continue;
+          }
           absl::MutexLock lock(&stream.mu);
           stream.mu.Await(absl::Condition(&stream.granted));
         }
@@ -269,7 +274,7 @@ TEST(UploadMemoryBudgetTest, ConcurrentStreamsStayWithinTheLimit) {
   EXPECT_EQ(budget.waiting(), 0u);
   EXPECT_EQ(metrics.waiting.load(), 0);
   EXPECT_LE(budget.peak(), kLimit);
-  EXPECT_GT(budget.peak(), 6 * kMiB);  // it was used
+  EXPECT_GE(budget.peak(), 6 * kMiB);  // it was used
 }
 
 }  // namespace

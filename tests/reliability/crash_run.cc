@@ -214,15 +214,17 @@ class CrashRun {
   // rest commits, and the kill or stop lands among the refusals: the
   // tenant's stored bytes (T16's quota: a random level that some saves
   // pass and some do not, as prunes and GC free bytes), one upload stream
-  // per tenant (two ranks upload at once), or few bytes per upload stream,
-  // in turn.
+  // per tenant (two ranks upload at once), few bytes per upload stream, or
+  // an upload buffer budget of a few messages or less (nothing refused:
+  // streams wait for one another, and are killed or stopped waiting), in
+  // turn.
   // Failpoint cycles keep their servers unlimited so the points are
   // reached. The observation before the traffic (lists, restores, GC,
   // verify) uploads nothing, so the limits do not touch it.
   Limits PickLimits() {
     if (rng_() % 2 == 0) return {};
     // In turn, so that a short run meets each of them.
-    switch (limits_picked_++ % 3) {
+    switch (limits_picked_++ % 4) {
       case 0:
         ++limited_cycles_["quota_bytes"];
         return {"--quota-bytes",
@@ -231,11 +233,16 @@ class CrashRun {
       case 1:
         ++limited_cycles_["quota_upload_streams"];
         return {"--quota-upload-streams", "1"};
-      default:
+      case 2:
         ++limited_cycles_["max_upload_stream_bytes"];
         return {"--max-upload-stream-bytes",
                 absl::StrCat(std::uniform_int_distribution<int64_t>(
                     64 << 10, 512 << 10)(rng_))};
+      default:
+        ++limited_cycles_["upload_buffer_bytes"];
+        return {"--upload-buffer-bytes",
+                absl::StrCat(
+                    std::uniform_int_distribution<int64_t>(1, 12 << 20)(rng_))};
     }
   }
 

@@ -99,17 +99,25 @@ void PutChunksReactor::StartReservedRead() {
 
 void PutChunksReactor::OnReadDone(bool ok) {
   int index;
-  uint64_t charged = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    index = read_index_;  // no other read starts before this one is handed on
+  }
+  // The buffer is this call's until it is handed to a driver below.
+  const uint64_t charged = ok ? buffers_[index].ByteSizeLong() : 0;
+  // The message's real size replaces the read's reservation (a larger one
+  // was read all the same: it was in the transport already). Before the
+  // hand-off: once a driver has it, it may reserve this stream's next read,
+  // which this must not take for the one that just ended.
+  budget_->ReadDone(this, charged);
   bool drive = false;
   {
     absl::MutexLock lock(&mu_);
-    index = read_index_;
     if (ok) {
       // Counted even for a read left outstanding by an early Finish: its
       // message is held until OnDone.
-      held_bytes_[index] = static_cast<int64_t>(buffers_[index].ByteSizeLong());
+      held_bytes_[index] = static_cast<int64_t>(charged);
       metrics_->UploadBufferedBytesChanged(held_bytes_[index]);
-      charged = static_cast<uint64_t>(held_bytes_[index]);
       largest_message_ = std::max(largest_message_, charged);
     }
     budget_bytes_[index] = charged;
@@ -122,9 +130,6 @@ void PutChunksReactor::OnReadDone(bool ok) {
       drive = true;
     }
   }
-  // The message's real size replaces the reservation (a larger one was read
-  // all the same: it was in the transport already).
-  budget_->ReadDone(this, charged);
   if (drive) SubmitDrive(index, ok);
 }
 

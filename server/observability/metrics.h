@@ -36,6 +36,9 @@ class Metrics {
   // (StreamLimits::upload_buffer_bytes) before reading their next message
   // changed by `delta`.
   virtual void UploadWaitingForBufferChanged(int /*delta*/) {}
+  // The bytes reserved in that budget (reads' reservations and messages
+  // held) changed by `delta`; 0 whenever no upload is open.
+  virtual void UploadBufferReservedChanged(int64_t /*delta*/) {}
 
   // --- service layer (tenant: TenantOf of a valid job name) ---
   // A chunk of `bytes` arrived for `tenant`; `stored_new` false when the

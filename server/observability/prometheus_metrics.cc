@@ -100,6 +100,14 @@ struct PrometheusMetrics::Impl {
                                  "their next message")
                            .Register(*registry)
                            .Add({})),
+        upload_reserved(BuildGauge()
+                            .Name("ckpt_upload_buffer_reserved_bytes")
+                            .Help("Bytes reserved in the server's upload "
+                                  "buffer budget (--upload-buffer-bytes): "
+                                  "reads' reservations and messages held; "
+                                  "0 whenever no upload is open")
+                            .Register(*registry)
+                            .Add({})),
         received_bytes(BuildCounter()
                            .Name("ckpt_received_bytes_total")
                            .Help("Chunk bytes uploaded, by tenant")
@@ -253,6 +261,7 @@ struct PrometheusMetrics::Impl {
   Family<Gauge>& streams;
   Gauge& upload_buffered;
   Gauge& upload_waiting;
+  Gauge& upload_reserved;
   Family<Counter>& received_bytes;
   Family<Counter>& deduplicated_bytes;
   Family<Counter>& stored_bytes;
@@ -368,6 +377,10 @@ void PrometheusMetrics::UploadBufferedBytesChanged(int64_t delta) {
 
 void PrometheusMetrics::UploadWaitingForBufferChanged(int delta) {
   impl_->upload_waiting.Increment(static_cast<double>(delta));
+}
+
+void PrometheusMetrics::UploadBufferReservedChanged(int64_t delta) {
+  impl_->upload_reserved.Increment(static_cast<double>(delta));
 }
 
 void PrometheusMetrics::ChunkReceived(absl::string_view tenant, uint64_t bytes,

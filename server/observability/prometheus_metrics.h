@@ -49,6 +49,7 @@ class PrometheusMetrics final : public Metrics {
   void StreamClosed(StreamKind kind) override;
   void UploadBufferedBytesChanged(int64_t delta) override;
   void UploadWaitingForBufferChanged(int delta) override;
+  void UploadBufferReservedChanged(int64_t delta) override;
   void ChunkReceived(absl::string_view tenant, uint64_t bytes,
                      bool stored_new) override;
   void ChunkSent(absl::string_view tenant, uint64_t bytes) override;

@@ -29,10 +29,17 @@ bool UploadMemoryBudget::FitsLocked(uint64_t bytes) const {
 void UploadMemoryBudget::AddLocked(uint64_t bytes) {
   reserved_ += bytes;
   peak_ = std::max(peak_, reserved_);
+  if (metrics_ != nullptr && bytes != 0) {
+    metrics_->UploadBufferReservedChanged(static_cast<int64_t>(bytes));
+  }
 }
 
 void UploadMemoryBudget::SubtractLocked(uint64_t bytes) {
-  reserved_ -= std::min(reserved_, bytes);
+  const uint64_t taken = std::min(reserved_, bytes);
+  reserved_ -= taken;
+  if (metrics_ != nullptr && taken != 0) {
+    metrics_->UploadBufferReservedChanged(-static_cast<int64_t>(taken));
+  }
 }
 
 void UploadMemoryBudget::GrantLocked() {

@@ -44,7 +44,8 @@ class UploadMemoryBudget {
     ~Waiter() = default;
   };
 
-  // `metrics` (outliving the budget; may be null) sees the streams waiting.
+  // `metrics` (outliving the budget; may be null) sees the streams waiting
+  // and the bytes reserved.
   UploadMemoryBudget(uint64_t bytes, Metrics* metrics,
                      absl::Duration stall_after = absl::Seconds(1));
   ~UploadMemoryBudget();

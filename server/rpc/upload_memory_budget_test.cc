@@ -28,7 +28,11 @@ constexpr uint64_t kMiB = uint64_t{1} << 20;
 class CountingMetrics final : public Metrics {
  public:
   void UploadWaitingForBufferChanged(int delta) override { waiting += delta; }
+  void UploadBufferReservedChanged(int64_t delta) override {
+    reserved += delta;
+  }
   std::atomic<int> waiting{0};
+  std::atomic<int64_t> reserved{0};
 };
 
 // Records its grants; optionally gives the bytes back at once, as a stream
@@ -78,6 +82,7 @@ TEST(UploadMemoryBudgetTest, GrantsWithinTheLimitAtOnceAndTheRestInOrder) {
   EXPECT_EQ(c.grants.load(), 1);
   EXPECT_EQ(d.grants.load(), 1);
   EXPECT_EQ(budget.reserved(), 10 * kMiB);
+  EXPECT_EQ(metrics.reserved.load(), int64_t{10} << 20);
   EXPECT_EQ(budget.waiting(), 0u);
   EXPECT_EQ(metrics.waiting.load(), 0);
   EXPECT_EQ(a.grants.load() + b.grants.load(), 0);  // granted at once instead
@@ -271,6 +276,7 @@ TEST(UploadMemoryBudgetTest, ConcurrentStreamsStayWithinTheLimit) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(budget.reserved(), 0u);
+  EXPECT_EQ(metrics.reserved.load(), 0);
   EXPECT_EQ(budget.waiting(), 0u);
   EXPECT_EQ(metrics.waiting.load(), 0);
   EXPECT_LE(budget.peak(), kLimit);

@@ -201,6 +201,7 @@ def test_a_budget_smaller_than_one_message_still_serves_every_stream(
             assert result.chunks_received == 3
     assert gauge(metrics, "ckpt_upload_streams_waiting_for_buffer") == 0
     assert gauge(metrics, "ckpt_upload_buffered_bytes") == 0
+    assert gauge(metrics, "ckpt_upload_buffer_reserved_bytes") == 0
 
 
 def test_a_cancel_storm_of_waiting_streams_leaves_the_gauges_at_zero(
@@ -237,11 +238,16 @@ def test_a_cancel_storm_of_waiting_streams_leaves_the_gauges_at_zero(
             f"streams still counted waiting after the cancels (seed {seed})")
         wait_until(lambda: gauge(metrics, "ckpt_upload_buffered_bytes") == 0,
                    20, f"upload bytes still counted (seed {seed})")
+        # Every reservation came back (streams end on their own threads).
+        wait_until(lambda: gauge(
+            metrics, "ckpt_upload_buffer_reserved_bytes") == 0, 20,
+            f"budget bytes still reserved after the cancels (seed {seed})")
         # And the budget is whole again: an upload is not held back.
         started = time.monotonic()
         stubs_[1].PutChunks(iter([message("after/job", [
             random_bytes(4 * MiB, 1)])]), timeout=30)
         assert time.monotonic() - started < 2, f"seed {seed}"
+        assert gauge(metrics, "ckpt_upload_buffer_reserved_bytes") == 0
 
 
 def test_shutdown_with_streams_waiting_for_the_budget(start_server):

@@ -293,6 +293,8 @@ TEST_F(CancellationTest, CancelledUploadsFreeTheirBuffersAndNeverCommit) {
   const std::string metrics = Scrape(port_);
   EXPECT_LE(Sample(metrics, "ckpt_commits_total"), 0) << metrics;
   EXPECT_EQ(Sample(metrics, "ckpt_upload_buffered_bytes"), 0);
+  // Every read's reservation and message came back to the budget.
+  EXPECT_EQ(Sample(metrics, "ckpt_upload_buffer_reserved_bytes"), 0);
 
   // The stream slots came back: two uploads at once are still accepted.
   for (int i = 0; i < 2; ++i) {

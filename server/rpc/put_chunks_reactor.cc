@@ -116,11 +116,10 @@ void PutChunksReactor::OnReadDone(bool ok) {
     if (ok) {
       // Counted even for a read left outstanding by an early Finish: its
       // message is held until OnDone.
-      held_bytes_[index] = static_cast<int64_t>(charged);
-      metrics_->UploadBufferedBytesChanged(held_bytes_[index]);
+      held_bytes_[index] = charged;
+      metrics_->UploadBufferedBytesChanged(static_cast<int64_t>(charged));
       largest_message_ = std::max(largest_message_, charged);
     }
-    budget_bytes_[index] = charged;
     if (finished_) {
       // A read left outstanding by an early Finish.
     } else if (driving_) {
@@ -166,17 +165,15 @@ void PutChunksReactor::OnDone() {
 void PutChunksReactor::Release(int index) {
   // Clear() would keep every string's capacity: swap with an empty message.
   v1::PutChunksRequest().Swap(&buffers_[index]);
-  int64_t freed;
-  uint64_t reserved;
+  uint64_t freed;
   {
     absl::MutexLock lock(&mu_);
     freed = held_bytes_[index];
     held_bytes_[index] = 0;
-    reserved = budget_bytes_[index];
-    budget_bytes_[index] = 0;
   }
-  if (freed != 0) metrics_->UploadBufferedBytesChanged(-freed);
-  budget_->Release(reserved);
+  if (freed == 0) return;
+  metrics_->UploadBufferedBytesChanged(-static_cast<int64_t>(freed));
+  budget_->Release(freed);
 }
 
 void PutChunksReactor::SubmitDrive(int index, bool ok) {

@@ -150,11 +150,9 @@ class PutChunksReactor final
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Parked> parked_ ABSL_GUARDED_BY(mu_);
   // Per buffer: the bytes of the message it holds, as counted in the
-  // buffered gauge (0: none).
-  int64_t held_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
-  // Per buffer: the bytes of its message counted in the budget (0: none;
-  // the budget itself keeps a read's reservation).
-  uint64_t budget_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
+  // buffered gauge and the budget (0: none; the budget itself keeps a
+  // read's reservation).
+  uint64_t held_bytes_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   // The largest message of the stream so far (0: none yet).
   uint64_t largest_message_ ABSL_GUARDED_BY(mu_) = 0;
   // A read of buffers_[read_index_] waits for the budget to grant this.

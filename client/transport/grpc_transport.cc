@@ -36,23 +36,51 @@ constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
 // tenant, so a whole-tenant admin may ask): the server refuses the probe's
 // policy before it looks the job up, so no such job needs to exist.
 constexpr absl::string_view kResticRulesProbeJob = "retention-rules-probe";
+// A channel's first reconnect after a failed connection (gRPC's default is
+// 1 s; each next one waits 1.6 times longer, up to 2 minutes).
+constexpr absl::Duration kInitialReconnect = absl::Milliseconds(500);
 
-// The credentials every call carries: the `authorization` metadata with the
-// bearer token, or nothing. Every ClientContext the transport creates goes
-// through Apply, so no call (unary or stream) leaves without it.
-class CallCredentials {
+// What every call gets before it leaves: the `authorization` metadata with
+// the bearer token (or nothing), and, until the channel has connected once,
+// a wait for that connection. Every ClientContext the transport creates goes
+// through Prepare, so no call (unary or stream) leaves without them.
+//
+// The wait: gRPC 1.51 can fail a connect() that succeeded (it reads errno
+// after calls that may change it; fixed upstream in 2024), and fails the
+// calls waiting on that connection with UNAVAILABLE "failed to connect to
+// all addresses ... No such file or directory". With many ranks connecting
+// at once, about one connect in 500 did; the first save of a large job
+// would fail on it. The channel reconnects after its backoff, which the
+// wait rides out. Until the first connection, a call to a server that is
+// down fails after kFirstConnectionWait rather than at once; after it, calls
+// fail at once, as before.
+class CallSetup {
  public:
-  explicit CallCredentials(absl::string_view token)
-      : authorization_(token.empty() ? "" : absl::StrCat("Bearer ", token)) {}
+  CallSetup(absl::string_view token, std::shared_ptr<grpc::Channel> channel,
+            bool connected)
+      : authorization_(token.empty() ? "" : absl::StrCat("Bearer ", token)),
+        channel_(std::move(channel)),
+        connected_(connected) {}
 
-  void Apply(grpc::ClientContext* context) const {
+  void Prepare(grpc::ClientContext* context) const {
+    if (!connected_.load(std::memory_order_acquire) &&
+        channel_->WaitForConnected(
+            absl::ToChronoTime(absl::Now() + kFirstConnectionWait))) {
+      connected_.store(true, std::memory_order_release);
+    }
     if (!authorization_.empty()) {
       context->AddMetadata("authorization", authorization_);
     }
   }
 
+  // Longer than the channel's first reconnect backoff (kInitialReconnect
+  // below, with gRPC's 20% jitter) plus a connect.
+  static constexpr absl::Duration kFirstConnectionWait = absl::Seconds(2);
+
  private:
   const std::string authorization_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  mutable std::atomic<bool> connected_;
 };
 
 // One PutChunks stream, opened on the first chunk. Chunk bytes are copied
@@ -68,7 +96,7 @@ class GrpcUploadStream final : public ChunkUploadStream {
  public:
   // `step`: the pending checkpoint uploaded for (its bytes_added).
   // `address`: the server's, for the stall's message.
-  GrpcUploadStream(Stub* stub, const CallCredentials& credentials,
+  GrpcUploadStream(Stub* stub, const CallSetup& call_setup,
                    absl::string_view address, absl::Duration stall_timeout,
                    absl::string_view job, int64_t step)
       : stub_(stub),
@@ -76,7 +104,7 @@ class GrpcUploadStream final : public ChunkUploadStream {
         stall_timeout_(stall_timeout),
         job_(job),
         step_(step) {
-    credentials.Apply(&context_);
+    call_setup.Prepare(&context_);
   }
 
   ~GrpcUploadStream() override {
@@ -175,8 +203,9 @@ class GrpcUploadStream final : public ChunkUploadStream {
 
 class GrpcTransport final : public Transport {
  public:
+  // `connected`: the channel has connected (Connect waited for it).
   GrpcTransport(std::string address, std::shared_ptr<grpc::Channel> channel,
-                const ConnectOptions& options)
+                const ConnectOptions& options, bool connected)
       : address_(std::move(address)),
         channel_(std::move(channel)),
         stub_(v1::CheckpointService::NewStub(channel_)),
@@ -184,7 +213,7 @@ class GrpcTransport final : public Transport {
             "/", v1::CheckpointService::service_full_name(), "/ReadChunks")),
         read_chunks_(read_chunks_path_.c_str(),
                      grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
-        credentials_(options.token),
+        call_setup_(options.token, channel_, connected),
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
 
@@ -252,7 +281,7 @@ class GrpcTransport final : public Transport {
   std::unique_ptr<ChunkUploadStream> OpenUpload(absl::string_view job,
                                                 int64_t step) override {
     return std::make_unique<GrpcUploadStream>(
-        stub_.get(), credentials_, address_, stream_stall_timeout_, job, step);
+        stub_.get(), call_setup_, address_, stream_stall_timeout_, job, step);
   }
 
   absl::StatusOr<CommitResult> CommitShard(
@@ -549,7 +578,7 @@ class GrpcTransport final : public Transport {
     v1::VerifyRequest request;
     ToProto(options, &request);
     grpc::ClientContext context;
-    credentials_.Apply(&context);
+    call_setup_.Prepare(&context);
     // Destroyed before the context it cancels; runs until Finish returns.
     StallWatchdog watchdog(stream_stall_timeout_,
                            [&context] { context.TryCancel(); });
@@ -643,7 +672,7 @@ class GrpcTransport final : public Transport {
                     const Request& request, Response* response,
                     std::optional<absl::Duration> timeout = std::nullopt) {
     grpc::ClientContext context;
-    credentials_.Apply(&context);
+    call_setup_.Prepare(&context);
     context.set_deadline(
         absl::ToChronoTime(absl::Now() + timeout.value_or(rpc_timeout_)));
     return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
@@ -662,7 +691,7 @@ class GrpcTransport final : public Transport {
       request.add_sha256(sink.id.bytes().data(), sink.id.bytes().size());
     }
     grpc::ClientContext context;
-    credentials_.Apply(&context);
+    call_setup_.Prepare(&context);
     // Destroyed before the context it cancels. Until Finish returns: a
     // server that sends every chunk but never ends the stream stalls too.
     StallWatchdog watchdog(stream_stall_timeout_,
@@ -730,7 +759,7 @@ class GrpcTransport final : public Transport {
   // (client/transport/chunk_answer.h); the path outlives the method.
   const std::string read_chunks_path_;
   const grpc::internal::RpcMethod read_chunks_;
-  const CallCredentials credentials_;
+  const CallSetup call_setup_;
   const absl::Duration rpc_timeout_;
   const absl::Duration stream_stall_timeout_;
   // Set once the server proved it knows restic's retention rules.
@@ -766,6 +795,9 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
   // A long upload sends data all along; a long read only receives: pings
   // must not stop for want of data frames of our own.
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // The first reconnect comes soon: see CallSetup.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kInitialReconnect)));
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::InsecureChannelCredentials();
   if (!options.tls_ca_pem.empty()) {
@@ -792,7 +824,9 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
               "come from the given CA and name the host dialled, and, for "
               "mutual TLS, is a client certificate given?)"));
   }
-  return std::make_unique<GrpcTransport>(address, std::move(channel), options);
+  return std::make_unique<GrpcTransport>(
+      address, std::move(channel), options,
+      /*connected=*/options.connect_timeout > absl::ZeroDuration());
 }
 
 }  // namespace ckpt::client

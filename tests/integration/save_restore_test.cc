@@ -353,6 +353,49 @@ TEST_F(SaveRestoreTest, FrozenServerFailsCallsInsteadOfHangingThem) {
   ExpectRestores(ranks, 1);
 }
 
+// A client's calls wait up to 2 s for its first connection: gRPC 1.51 can
+// fail a connect() that succeeded (client/transport/grpc_transport.cc,
+// CallSetup), and the job's first save must not fail on it. Shown here with
+// a server that starts 400 ms after the first call; without the wait that
+// call fails at once with "connection refused". A server that is not there
+// still fails the call, with UNAVAILABLE, after the wait.
+TEST_F(SaveRestoreTest, TheFirstCallWaitsBrieflyForTheConnection) {
+  const std::string address = server_->address();
+  const int port = server_->port();
+  StopServer();
+
+  auto down = client::Client::Connect(address, {});
+  ASSERT_TRUE(down.ok()) << down.status();
+  absl::Time start = absl::Now();
+  auto jobs = (*down)->ListJobs();
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_TRUE(absl::IsUnavailable(jobs.status())) << jobs.status();
+  EXPECT_GE(waited, absl::Milliseconds(1900));
+  EXPECT_LT(waited, absl::Seconds(10));
+
+  auto late = client::Client::Connect(address, {});
+  ASSERT_TRUE(late.ok()) << late.status();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> started;
+  std::thread starter([&] {
+    absl::SleepFor(absl::Milliseconds(400));
+    started = ServerProcess::Start(
+        db_path(), {"--listen", absl::StrCat("127.0.0.1:", port)});
+  });
+  start = absl::Now();
+  jobs = (*late)->ListJobs();
+  starter.join();
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = *std::move(started);
+  EXPECT_TRUE(jobs.ok()) << jobs.status() << " after "
+                         << absl::FormatDuration(absl::Now() - start);
+  // Once connected, a call to a server gone fails at once.
+  server_->Kill();
+  start = absl::Now();
+  EXPECT_TRUE(absl::IsUnavailable((*late)->ListJobs().status()));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  server_.reset();
+}
+
 TEST_F(SaveRestoreTest, ClearErrorsForBadRequests) {
   EXPECT_TRUE(absl::IsNotFound(client_->ListCheckpoints("no/such").status()));
   std::vector<RankShard> ranks = {RankShard::Make(0, 1, 30)};

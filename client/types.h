@@ -51,10 +51,10 @@ struct ConnectOptions {
   // disables it. Default: 2 minutes.
   absl::Duration stream_stall_timeout = absl::Minutes(2);
   // When positive, Connect waits this long for the server to be reachable
-  // and fails with UNAVAILABLE otherwise; zero connects on the first call,
-  // which waits up to 2 s for the connection (calls made before the first
-  // connection do; see CallSetup in client/transport/grpc_transport.cc).
-  // Default: zero.
+  // and fails with UNAVAILABLE otherwise; zero connects on the first call.
+  // Either way, a call made while the client is not connected waits up to
+  // 2 s for the connection (see CallSetup in
+  // client/transport/grpc_transport.cc). Default: zero.
   absl::Duration connect_timeout = absl::ZeroDuration();
   // A connection whose server answers no HTTP/2 ping for keepalive_timeout
   // is closed, failing its calls with UNAVAILABLE: a frozen or unreachable

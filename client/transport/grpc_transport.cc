@@ -37,50 +37,49 @@ constexpr absl::Duration kCollectGarbageTimeout = absl::Hours(6);
 // policy before it looks the job up, so no such job needs to exist.
 constexpr absl::string_view kResticRulesProbeJob = "retention-rules-probe";
 // A channel's first reconnect after a failed connection (gRPC's default is
-// 1 s; each next one waits 1.6 times longer, up to 2 minutes).
+// 1 s; each next one waits 1.6 times longer, up to 2 minutes). Soon, for
+// CallSetup's wait.
 constexpr absl::Duration kInitialReconnect = absl::Milliseconds(500);
 
 // What every call gets before it leaves: the `authorization` metadata with
-// the bearer token (or nothing), and, until the channel has connected once,
-// a wait for that connection. Every ClientContext the transport creates goes
-// through Prepare, so no call (unary or stream) leaves without them.
+// the bearer token (or nothing), and, when the channel is not connected, a
+// short wait for the connection. Every ClientContext the transport creates
+// goes through Prepare, so no call (unary or stream) leaves without them.
 //
 // The wait: gRPC 1.51 can fail a connect() that succeeded (it reads errno
 // after calls that may change it; fixed upstream in 2024), and fails the
 // calls waiting on that connection with UNAVAILABLE "failed to connect to
-// all addresses ... No such file or directory". With many ranks connecting
-// at once, about one connect in 500 did; the first save of a large job
-// would fail on it. The channel reconnects after its backoff, which the
-// wait rides out. Until the first connection, a call to a server that is
-// down fails after kFirstConnectionWait rather than at once; after it, calls
-// fail at once, as before.
+// all addresses ... No such file or directory". With 32 connects at once,
+// about one in 500 did so. Every rank of a job connects at its first save,
+// and again at each save after the server closed the idle connections
+// (--max-connection-idle-seconds) or restarted; a save must not fail on it.
+// The channel reconnects after kInitialReconnect, which the wait rides out.
+// A call to a server that is down fails after the wait rather than at once.
 class CallSetup {
  public:
-  CallSetup(absl::string_view token, std::shared_ptr<grpc::Channel> channel,
-            bool connected)
+  CallSetup(absl::string_view token, std::shared_ptr<grpc::Channel> channel)
       : authorization_(token.empty() ? "" : absl::StrCat("Bearer ", token)),
-        channel_(std::move(channel)),
-        connected_(connected) {}
+        channel_(std::move(channel)) {}
 
-  void Prepare(grpc::ClientContext* context) const {
-    if (!connected_.load(std::memory_order_acquire) &&
-        channel_->WaitForConnected(
-            absl::ToChronoTime(absl::Now() + kFirstConnectionWait))) {
-      connected_.store(true, std::memory_order_release);
+  // `deadline`: the call's; the wait for the connection ends by it.
+  void Prepare(grpc::ClientContext* context,
+               absl::Time deadline = absl::InfiniteFuture()) const {
+    if (channel_->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+      channel_->WaitForConnected(absl::ToChronoTime(
+          std::min(absl::Now() + kConnectionWait, deadline)));
     }
     if (!authorization_.empty()) {
       context->AddMetadata("authorization", authorization_);
     }
   }
 
-  // Longer than the channel's first reconnect backoff (kInitialReconnect
-  // below, with gRPC's 20% jitter) plus a connect.
-  static constexpr absl::Duration kFirstConnectionWait = absl::Seconds(2);
+  // Two reconnects: the first kInitialReconnect after a failed connect, the
+  // next 1.6 times later (jittered by 20%), and their connects.
+  static constexpr absl::Duration kConnectionWait = absl::Seconds(2);
 
  private:
   const std::string authorization_;
   const std::shared_ptr<grpc::Channel> channel_;
-  mutable std::atomic<bool> connected_;
 };
 
 // One PutChunks stream, opened on the first chunk. Chunk bytes are copied
@@ -203,9 +202,8 @@ class GrpcUploadStream final : public ChunkUploadStream {
 
 class GrpcTransport final : public Transport {
  public:
-  // `connected`: the channel has connected (Connect waited for it).
   GrpcTransport(std::string address, std::shared_ptr<grpc::Channel> channel,
-                const ConnectOptions& options, bool connected)
+                const ConnectOptions& options)
       : address_(std::move(address)),
         channel_(std::move(channel)),
         stub_(v1::CheckpointService::NewStub(channel_)),
@@ -213,7 +211,7 @@ class GrpcTransport final : public Transport {
             "/", v1::CheckpointService::service_full_name(), "/ReadChunks")),
         read_chunks_(read_chunks_path_.c_str(),
                      grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
-        call_setup_(options.token, channel_, connected),
+        call_setup_(options.token, channel_),
         rpc_timeout_(options.rpc_timeout),
         stream_stall_timeout_(options.stream_stall_timeout) {}
 
@@ -672,9 +670,9 @@ class GrpcTransport final : public Transport {
                     const Request& request, Response* response,
                     std::optional<absl::Duration> timeout = std::nullopt) {
     grpc::ClientContext context;
-    call_setup_.Prepare(&context);
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + timeout.value_or(rpc_timeout_)));
+    const absl::Time deadline = absl::Now() + timeout.value_or(rpc_timeout_);
+    call_setup_.Prepare(&context, deadline);
+    context.set_deadline(absl::ToChronoTime(deadline));
     return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
   }
 
@@ -824,9 +822,7 @@ absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpcTransport(
               "come from the given CA and name the host dialled, and, for "
               "mutual TLS, is a client certificate given?)"));
   }
-  return std::make_unique<GrpcTransport>(
-      address, std::move(channel), options,
-      /*connected=*/options.connect_timeout > absl::ZeroDuration());
+  return std::make_unique<GrpcTransport>(address, std::move(channel), options);
 }
 
 }  // namespace ckpt::client

@@ -1,6 +1,7 @@
 // The gRPC Transport: the only client code that includes grpcpp or names
 // ckpt.v1 types. It sets up the connection (message limits, keepalive,
-// connect_timeout, TLS), puts the rpc_timeout deadline on unary calls (6
+// connect_timeout, TLS, a short wait for it before a call made while not
+// connected), puts the rpc_timeout deadline on unary calls (6
 // hours on CollectGarbage), a stall watchdog (stream_stall_timeout) on each
 // of the three streams and the bearer token on every call, converts messages
 // through common/wire_format.h and statuses through common/grpc_status.h. This

@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -89,8 +90,16 @@ absl::Status ProbeOnce(const HealthProbeOptions& options) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.address, Credentials(options), args);
   grpc::GenericStub stub(channel);
+  const absl::Time deadline = absl::Now() + options.timeout;
+  // Connected first, in at most half the probe's time: gRPC 1.51 can fail a
+  // connect() that succeeded (see CallSetup in
+  // client/transport/grpc_transport.cc), and the call would fail on it; the
+  // wait rides out the reconnect. A server that is not there still fails
+  // the probe at the call, with the connection's error.
+  channel->WaitForConnected(absl::ToChronoTime(
+      absl::Now() + std::min(absl::Seconds(2), options.timeout / 2)));
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  context.set_deadline(absl::ToChronoTime(deadline));
   context.set_wait_for_ready(false);
 
   const std::string request_bytes = EncodeRequest(options.service);

@@ -21,8 +21,8 @@ class Client(_ckpt.Client):
     ValueError when that is not set either).
 
     connect_timeout: seconds to wait for the connection (0: connect on the
-        first call, which waits up to 2 s for it: a server down fails the
-        calls made before the first connection after that wait).
+        first call). A call made while not connected waits up to 2 s for
+        the connection, so a call to a server that is down fails after 2 s.
     shared_memory_restore: restore through shared memory when the server
         is on this host (docs/security.md). Default: True.
     tls_ca, tls_cert, tls_key: PEM files: the CA certificates to trust (TLS;

@@ -40,11 +40,17 @@ def start_server():
 
 def channel_to(address):
     """A channel with a connection of its own (gRPC would otherwise share
-    one connection between channels to the same address)."""
-    return grpc.insecure_channel(address, options=[
+    one connection between channels to the same address), connected: gRPC
+    1.51 can fail a connect() that succeeded (it reads errno after calls
+    that may change it), and a call on it fails UNAVAILABLE, which the
+    tests would take for the server shedding the stream; waiting for the
+    channel rides out the reconnect."""
+    channel = grpc.insecure_channel(address, options=[
         ("grpc.use_local_subchannel_pool", 1),
         ("grpc.max_send_message_length", 64 * MiB),
         ("grpc.max_receive_message_length", 64 * MiB)])
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return channel
 
 
 def chunk(data):
